@@ -1,0 +1,29 @@
+"""`preflight`: run the installed checks from any directory; `preflight info`: the node.
+
+`preflight [pytest args]` is `pytest <installed preflight/checks> [pytest args]` and
+exits with pytest's code, so the exit code is the verdict (0 GO, 1 NO-GO, 4 bad input).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+CHECKS_DIR = Path(__file__).parent / "checks"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["info"]:
+        from preflight.info import main as info_main
+
+        return info_main(args[1:])
+    import pytest
+
+    # rootdir at the checks keeps a user's unrelated pytest.ini/conftest out of the run.
+    return int(pytest.main([str(CHECKS_DIR), "--rootdir", str(CHECKS_DIR),
+                            "-p", "no:cacheprovider", *args]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Findings and the verdict: plain data, no I/O, no pytest."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class Severity(enum.IntEnum):
+    """How bad a finding is. Ordered so that the worst one wins.
+
+    UNKNOWN (a check that could not decide) ranks above BLOCKER: a node we could
+    not judge is never GO.
+    """
+
+    OK = 0
+    INFO = 1  # skipped: the subject is absent and the profile does not require it
+    WARNING = 2
+    BLOCKER = 3
+    UNKNOWN = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            choices = ", ".join(s.label for s in cls)
+            raise ValueError(f"unknown severity {text!r} (choose from {choices})") from None
+
+    @property
+    def blocks(self) -> bool:
+        return self >= Severity.BLOCKER
+
+
+OUTCOMES = ("passed", "failed", "skipped", "error")
+
+
+@dataclass
+class Finding:
+    """One check run against one profile: what was measured and what to do."""
+
+    check: str
+    nodeid: str
+    outcome: str = "passed"
+    severity: Severity = Severity.OK
+    summary: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    fix: str = ""
+    runbook: str = ""
+    profile: str = ""
+    stage: str = ""
+    duration_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["id"] = data.pop("check")
+        data["severity"] = self.severity.label
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Finding:
+        data = dict(data)
+        data["check"] = data.pop("id")
+        data["severity"] = Severity.parse(data["severity"])
+        return cls(**data)
+
+
+def verdict(findings: list[Finding], complete: bool = True) -> str:
+    """GO only when the run finished, something was checked and nothing blocks."""
+    if not complete or not findings:
+        return "NO-GO"
+    if any(f.severity.blocks or f.outcome in ("failed", "error") for f in findings):
+        return "NO-GO"
+    return "GO"
+
+
+def worst(findings: list[Finding]) -> Severity:
+    return max((f.severity for f in findings), default=Severity.OK)

@@ -1,0 +1,510 @@
+"""The pytest plugin: options, profile markers, findings, the verdict and the reports.
+
+Checks are ordinary pytest tests under `preflight/checks/` marked `pitfall(id)`.
+This module only wires pytest: probes read the node, checks judge, report renders.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from preflight import __version__, report, runbooks
+from preflight.model import Finding, Severity, verdict
+from preflight.probes import Node
+from preflight.profiles import Profile, ProfileError, load_profiles
+from preflight.redact import Scrubber
+
+# One description per setting serves the option, the ini key and the env variable.
+SETTINGS: dict[str, tuple[str, str, str | None]] = {
+    # dest: (ini key / env suffix, help, default)
+    "profile": ("profile", "run the checks with this profile only (default: the one "
+                "matching the detected hardware, `cpu` without an NVIDIA GPU)", None),
+    "report_dir": ("report_dir", "where preflight-report.json/.md go", "preflight-report"),
+    "env_file": ("env_file", ".env file whose keys must be exported (default ./.env "
+                 "when it exists)", None),
+    "expect_env": ("expect_env", "the conda env the job must run in (CONDA_DEFAULT_ENV)", None),
+    "nvml_replay": ("nvml_replay", "read GPUs from this NVML snapshot (from `preflight info "
+                    "--json`) instead of the NVML library", None),
+    "launch_script": ("launch_script", "the bash launch script to analyse", None),
+    "launch_cmd": ("launch_cmd", "one launch command line to analyse", None),
+}
+STAGES = ("static", "workload", "stack")
+
+
+@dataclass(eq=False)  # registered as a plugin: must stay hashable
+class SessionState:
+    """Everything the plugin holds for one run, under `state_key`."""
+
+    profiles: dict[str, Profile]
+    node: Node
+    scrubber: Scrubber
+    settings: dict[str, Any]
+    active: bool = False  # preflight checks were collected
+    input_error: bool = False
+    selected_profiles: list[str] = field(default_factory=list)
+    profile_note: str = ""
+    env_file: Any = None
+    findings: dict[str, Finding] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+    report: dict[str, Any] | None = None
+    written: list[Path] = field(default_factory=list)
+    write_error: str = ""
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "preflight", None)
+        if data is None:
+            return
+        found = Finding.from_json(data)
+        previous = self.findings.get(found.nodeid)
+        if previous is None or found.severity >= previous.severity:
+            self.findings[found.nodeid] = found
+
+
+state_key = pytest.StashKey[SessionState]()
+recorder_key = pytest.StashKey["Recorder"]()
+
+
+# -- options -----------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("preflight", "preflight: GO / NO-GO checks for training nodes")
+    for dest, (key, help_text, default) in SETTINGS.items():
+        flag = "--" + dest.replace("_", "-")
+        env = "PREFLIGHT_" + key.upper()
+        group.addoption(flag, dest=dest, default=None,
+                        help=f"{help_text} [env {env}, ini preflight_{key}]")
+        parser.addini(f"preflight_{key}", help_text, default=default)
+    group.addoption("--profile-dir", dest="profile_dir", action="append", default=[],
+                    help="extra directory of profile TOML files (repeatable)")
+    group.addoption("--check", dest="check_ids", action="append", default=[],
+                    help="run only this check id (repeatable)")
+
+
+def _setting(config: pytest.Config, dest: str) -> Any:
+    """CLI, then PREFLIGHT_* environment, then ini."""
+    key = SETTINGS[dest][0]
+    value = config.getoption(dest)
+    if value is None:
+        value = os.environ.get("PREFLIGHT_" + key.upper()) or None
+    if value is None:
+        value = config.getini(f"preflight_{key}") or None
+    return value
+
+
+# -- configure: markers and profiles -------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in (
+        "pitfall(id): the check id of a preflight check; its runbook is runbooks/<id>.md",
+        "each(argname, values): parametrize a check per profile entry; values(profile, node) "
+        "returns [(id, value), ...]",
+        "static: preflight stage: reads the node, no workload (seconds)",
+        "workload: preflight stage: runs a real torchrun workload",
+        "stack: preflight stage: runs the user's training stack (ms-swift, SGLang)",
+    ):
+        config.addinivalue_line("markers", line)
+    dirs = [Path(d) for d in config.getoption("profile_dir") or []]
+    try:
+        profiles = load_profiles(dirs)
+    except ProfileError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    for name, prof in profiles.items():
+        config.addinivalue_line("markers", f"{name}: preflight profile: {prof.description}")
+    settings = {dest: _setting(config, dest) for dest in SETTINGS}
+    node = Node(nvml_replay=settings["nvml_replay"])
+    scrubber = Scrubber()
+    scrubber.add_environ(node.environ)
+    state = SessionState(profiles, node, scrubber, settings)
+    config.stash[state_key] = state
+    config.pluginmanager.register(state, "preflight-session")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(state_key, None)
+    if state is not None:
+        config.pluginmanager.unregister(state)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    state = config.stash.get(state_key, None)
+    if state is None:
+        return []
+    return [f"preflight {__version__}: profiles {', '.join(sorted(state.profiles))}"]
+
+
+# -- collection: one parameter per profile, then pick the profile ------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "profile" not in metafunc.fixturenames:
+        return
+    state = metafunc.config.stash[state_key]
+    each = metafunc.definition.get_closest_marker("each")
+    params = []
+    for name, prof in sorted(state.profiles.items()):
+        mark = getattr(pytest.mark, name)
+        if each is None:
+            params.append(pytest.param(prof, marks=mark, id=name))
+            continue
+        for value_id, value in each.args[1](prof, state.node):
+            params.append(pytest.param(prof, value, marks=mark, id=f"{name}-{value_id}"))
+    argnames = "profile" if each is None else f"profile,{each.args[0]}"
+    metafunc.parametrize(argnames, params)
+
+
+def _item_profile(item: pytest.Item) -> Profile | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("profile") if callspec else None
+
+
+def _item_stage(item: pytest.Item) -> str:
+    for stage in STAGES:
+        if item.get_closest_marker(stage):
+            return stage
+    return "static"
+
+
+def _detect_profile(state: SessionState) -> tuple[str, str]:
+    """(name, note): the profile that matches the GPUs NVML reports."""
+    from preflight.matching import gpu_match
+
+    snapshot = state.node.gpus
+    gpus = snapshot.get("gpus", [])
+    if not gpus:
+        why = snapshot.get("error") or "no NVIDIA GPU"
+        return "cpu", f"no GPU detected ({why}): using profile cpu"
+    candidates = [p for p in state.profiles.values() if p.is_gpu and gpu_match(p, gpus).ok]
+    if candidates:
+        best = max(candidates, key=lambda p: (p.gpu.count, len(p.gpu.model)))
+        return best.name, f"detected {len(gpus)}x {gpus[0]['name']}: using profile {best.name}"
+    return "cpu", (f"detected {len(gpus)}x {gpus[0]['name']} but no profile matches: "
+                   "using profile cpu; pass --profile NAME or -m NAME")
+
+
+def _markexpr_names_profile(config: pytest.Config, names: set[str]) -> bool:
+    expr = config.getoption("markexpr", "") or ""
+    return bool(set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)) & names)
+
+
+def _load_inputs(state: SessionState) -> None:
+    """Read the files the user pointed at; any problem is one line and exit 4."""
+    from preflight.probes import dotenv
+
+    path = state.settings["env_file"]
+    if path is None and Path(".env").is_file():
+        path = ".env"
+    if path is not None:
+        state.env_file = dotenv.read(path)
+        state.scrubber.add(state.env_file.values.values())
+    if state.settings["launch_script"] or state.settings["launch_cmd"]:
+        from preflight.probes import launch
+
+        state.node.launch = launch.load(
+            script=state.settings["launch_script"],
+            command=state.settings["launch_cmd"],
+            environ=state.node.environ,
+        )
+    report_dir = Path(state.settings["report_dir"])
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        probe = report_dir / f".preflight-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{report_dir}: report dir is not writable: {exc.strerror}") from None
+
+
+class InputError(Exception):
+    pass
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash[state_key]
+    checks = [it for it in items if it.get_closest_marker("pitfall")]
+    if not checks:
+        return
+    state.active = True
+    try:
+        _load_inputs(state)
+    except Exception as exc:
+        from preflight.probes.dotenv import EnvFileError
+        from preflight.probes.nvml import SnapshotError
+
+        known = (InputError, EnvFileError, SnapshotError)
+        launch_error = getattr(sys.modules.get("preflight.probes.launch"), "LaunchError", None)
+        if isinstance(exc, known) or (launch_error and isinstance(exc, launch_error)):
+            state.input_error = True
+            raise pytest.UsageError(str(exc)) from None
+        raise
+
+    keep, drop = [], []
+    wanted_ids = set(config.getoption("check_ids") or [])
+    unknown_ids = wanted_ids - {it.get_closest_marker("pitfall").args[0] for it in checks}
+    if unknown_ids:
+        state.input_error = True
+        raise pytest.UsageError(f"--check: unknown check id(s): {', '.join(sorted(unknown_ids))}")
+    chosen = state.settings["profile"]
+    if chosen is not None and chosen not in state.profiles:
+        state.input_error = True
+        raise pytest.UsageError(
+            f"--profile {chosen}: unknown profile (known: {', '.join(sorted(state.profiles))})")
+    if chosen is None and not _markexpr_names_profile(config, set(state.profiles)):
+        try:
+            chosen, state.profile_note = _detect_profile(state)
+        except Exception as exc:  # never let detection crash the gate
+            chosen, state.profile_note = "cpu", f"GPU detection failed ({exc}): using cpu"
+    for item in items:
+        pitfall = item.get_closest_marker("pitfall")
+        prof = _item_profile(item)
+        if pitfall is None:
+            keep.append(item)
+        elif wanted_ids and pitfall.args[0] not in wanted_ids:
+            drop.append(item)
+        elif chosen is not None and prof is not None and prof.name != chosen:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+    keep.sort(key=lambda it: STAGES.index(_item_stage(it)) if it.get_closest_marker("pitfall")
+              else -1)
+    items[:] = keep
+    state.selected_profiles = sorted({p.name for it in keep if (p := _item_profile(it))})
+
+
+# -- fixtures ----------------------------------------------------------------------
+
+
+class Recorder:
+    """What a check says beyond its assert: evidence, the fix, a warning."""
+
+    def __init__(self, check: str, profile: Profile | None):
+        self.check = check
+        self.profile = profile
+        self.facts: dict[str, Any] = {}
+        self.fix_text = ""
+        self.note = ""
+        self.warned = False
+        self.unknown_reason = ""
+
+    def evidence(self, **facts: Any) -> None:
+        self.facts.update(facts)
+
+    def fix(self, text: str) -> None:
+        self.fix_text = text
+
+    def summary(self, text: str) -> None:
+        self.note = text
+
+    def warn(self, summary: str) -> None:
+        """A problem that does not block: the test passes, the report says WARN."""
+        self.warned = True
+        self.note = summary
+
+    def skip(self, reason: str) -> None:
+        pytest.skip(reason)
+
+    def unknown(self, reason: str) -> None:
+        """The check could not decide; that blocks GO."""
+        self.unknown_reason = reason
+        pytest.fail(reason, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def node(request: pytest.FixtureRequest) -> Node:
+    return request.config.stash[state_key].node
+
+
+@pytest.fixture(scope="session")
+def preflight_state(request: pytest.FixtureRequest) -> SessionState:
+    return request.config.stash[state_key]
+
+
+@pytest.fixture(scope="session")
+def env_file(preflight_state: SessionState):
+    """The parsed --env-file (None when there is none); values never leave the probe."""
+    return preflight_state.env_file
+
+
+@pytest.fixture
+def finding(request: pytest.FixtureRequest) -> Recorder:
+    item = request.node
+    pitfall = item.get_closest_marker("pitfall")
+    if pitfall is None:
+        raise pytest.UsageError(f"{item.nodeid}: the finding fixture needs @pytest.mark.pitfall")
+    recorder = Recorder(pitfall.args[0], _item_profile(item))
+    item.stash[recorder_key] = recorder
+    return recorder
+
+
+# -- reports -----------------------------------------------------------------------
+
+
+def _first_line(text: str) -> str:
+    for line in str(text).splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _build_finding(item: pytest.Item, call: pytest.CallInfo, rep: pytest.TestReport,
+                   state: SessionState) -> Finding:
+    check = item.get_closest_marker("pitfall").args[0]
+    prof = _item_profile(item)
+    recorder = item.stash.get(recorder_key, None) or Recorder(check, prof)
+    found = Finding(
+        check=check,
+        nodeid=item.nodeid,
+        evidence=recorder.facts,
+        fix=recorder.fix_text,
+        runbook=str(runbooks.path_for(check)),
+        profile=prof.name if prof else "",
+        stage=_item_stage(item),
+        duration_s=round(call.duration, 3),
+    )
+    excinfo = call.excinfo
+    if rep.passed:
+        found.outcome = "passed"
+        found.severity = Severity.WARNING if recorder.warned else Severity.OK
+        found.summary = recorder.note or "ok"
+    elif rep.skipped:
+        found.outcome = "skipped"
+        found.severity = Severity.INFO
+        longrepr = rep.longrepr
+        found.summary = longrepr[2] if isinstance(longrepr, tuple) else _first_line(longrepr)
+        found.summary = found.summary.removeprefix("Skipped: ")
+    elif rep.when != "call":
+        found.outcome = "error"
+        found.severity = Severity.UNKNOWN
+        found.summary = f"{rep.when} error: {_first_line(excinfo.exconly() if excinfo else '')}"
+    else:
+        found.outcome = "failed"
+        judged = excinfo is not None and excinfo.errisinstance(
+            (AssertionError, pytest.fail.Exception))
+        if recorder.unknown_reason:
+            found.severity = Severity.UNKNOWN
+            found.summary = recorder.unknown_reason
+        elif judged:
+            found.severity = prof.severity_for(check) if prof else Severity.BLOCKER
+            message = str(excinfo.value) if excinfo else ""
+            found.summary = _first_line(message) or "check failed"
+        else:
+            found.severity = Severity.UNKNOWN
+            found.summary = f"check crashed: {_first_line(excinfo.exconly()) if excinfo else ''}"
+    scrub = state.scrubber
+    found.summary = scrub(found.summary)
+    found.evidence = scrub(found.evidence)
+    found.fix = scrub(found.fix)
+    return found
+
+
+def _longrepr(found: Finding) -> str:
+    import json
+
+    lines = [f"[{found.check}] {found.severity.label.upper()}: {found.summary}"]
+    if found.evidence:
+        lines.append("evidence: " + json.dumps(found.evidence, sort_keys=True))
+    if found.fix:
+        lines.append("fix: " + found.fix)
+    lines.append(f"runbook: {found.runbook}")
+    return "\n".join(lines)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    rep = yield
+    pitfall = item.get_closest_marker("pitfall")
+    state = item.config.stash.get(state_key, None)
+    if pitfall is None or state is None:
+        return rep
+    if rep.when == "call" or not rep.passed:
+        found = _build_finding(item, call, rep, state)
+        if rep.failed and found.severity == Severity.WARNING:
+            # The profile downgraded this check: the test passes, the report says WARN.
+            rep.outcome = "passed"
+            rep.longrepr = None
+            found.outcome = "passed"
+        elif rep.failed and found.outcome == "failed" and found.severity == Severity.BLOCKER:
+            rep.longrepr = _longrepr(found)  # judged: the finding says it all
+        elif rep.failed:
+            rep.longrepr = state.scrubber.text(str(rep.longrepr))  # a crash keeps its trace
+        rep.preflight = found.to_json()
+        rep.preflight_warned = found.severity == Severity.WARNING
+        if rep.when != "teardown":  # junitxml reads the properties off the teardown report
+            item.user_properties.extend([
+                ("preflight.check", found.check),
+                ("preflight.severity", found.severity.label),
+                ("preflight.fix", found.fix),
+                ("preflight.runbook", found.runbook),
+            ])
+    return rep
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    if report.when == "call" and report.passed and getattr(report, "preflight_warned", False):
+        return "warned", "W", ("WARN", {"yellow": True})
+    return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(state_key, None)
+    if state is None or not state.active or state.input_error:
+        return
+    if hasattr(session.config, "workerinput"):  # xdist workers leave writing to the controller
+        return
+    findings = list(state.findings.values())
+    complete = exitstatus not in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+    state.report = report.build(
+        findings,
+        verdict=verdict(findings, complete),
+        profile=",".join(state.selected_profiles),
+        host=socket.gethostname(),
+        started=datetime.fromtimestamp(state.started, UTC).isoformat(timespec="seconds"),
+        duration_s=time.time() - state.started,
+        complete=complete,
+        version=__version__,
+    )
+    if state.profile_note:
+        state.report["profile_note"] = state.profile_note
+    try:
+        state.written = report.write(state.report, Path(state.settings["report_dir"]))
+    except OSError as exc:
+        state.write_error = f"{state.settings['report_dir']}: cannot write report: {exc.strerror}"
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(state_key, None)
+    if state is None or state.report is None:
+        return
+    terminalreporter.section("preflight")
+    if state.profile_note:
+        terminalreporter.write_line(state.profile_note)
+    go = state.report["verdict"] == "GO"
+    for index, line in enumerate(report.terminal_lines(state.report)):
+        terminalreporter.write_line(line, bold=index == 0, green=go and index == 0,
+                                    red=not go and index == 0)
+    if state.written:
+        terminalreporter.write_line("report: " + ", ".join(str(p) for p in state.written))
+    if state.write_error:
+        terminalreporter.write_line("ERROR: " + state.write_error, red=True)
+
+
+@pytest.fixture(scope="session")
+def settings(preflight_state: SessionState) -> dict[str, Any]:
+    """The effective preflight settings (CLI > PREFLIGHT_* env > ini)."""
+    return dict(preflight_state.settings)

@@ -1,0 +1,81 @@
+"""A `.env` file read with python-dotenv, and how it compares with the environment.
+
+Values never leave this module: callers get key names and booleans only.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+from dotenv.parser import parse_stream
+
+MAX_BYTES = 4 * 2**20
+
+
+class EnvFileError(Exception):
+    """The file cannot be used; the message is one line and holds no value."""
+
+
+@dataclass(frozen=True)
+class EnvFile:
+    path: str
+    values: Mapping[str, str] = field(repr=False)  # never printed
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.values)
+
+
+def read(path: str | Path) -> EnvFile:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise EnvFileError(f"{path}: is a directory, not a .env file") from None
+    except OSError as exc:
+        raise EnvFileError(f"{path}: cannot read .env file: {exc.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise EnvFileError(f"{path}: .env file is {len(raw)} bytes, over {MAX_BYTES}")
+    if b"\0" in raw:
+        raise EnvFileError(f"{path}: .env file contains a NUL byte")
+    try:
+        text = raw.decode("utf-8-sig")  # a BOM is tolerated, as bash would not be
+    except UnicodeDecodeError as exc:
+        raise EnvFileError(f"{path}: .env file is not UTF-8 (byte {exc.start})") from None
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            line = binding.original.line
+            raise EnvFileError(f"{path}:{line}: cannot parse this line as KEY=VALUE")
+    values = dotenv_values(stream=io.StringIO(text), interpolate=True)
+    return EnvFile(str(path), {k: v if v is not None else "" for k, v in values.items()})
+
+
+@dataclass(frozen=True)
+class Comparison:
+    missing: list[str]  # in the file, not exported
+    different: list[str]  # exported with another value
+    required_missing: list[str]
+
+
+def compare(env_file: EnvFile | None, environ: Mapping[str, str],
+            required: list[str]) -> Comparison:
+    values = env_file.values if env_file else {}
+    missing = [k for k in values if k not in environ]
+    different = [k for k in values if k in environ and environ[k] != values[k]]
+    required_missing = [k for k in required if not environ.get(k)]
+    return Comparison(missing, different, required_missing)
+
+
+WANDB_OFF = ("offline", "disabled", "dryrun")
+
+
+def wandb_key_trap(env_file: EnvFile | None, environ: Mapping[str, str]) -> bool:
+    """WANDB_KEY is set (file or env) but WANDB_API_KEY, which wandb reads, is not."""
+    has_key = "WANDB_KEY" in environ or (env_file is not None and "WANDB_KEY" in env_file.values)
+    if not has_key or environ.get("WANDB_API_KEY"):
+        return False
+    return environ.get("WANDB_MODE", "").lower() not in WANDB_OFF

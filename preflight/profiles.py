@@ -1,0 +1,207 @@
+"""Hardware profiles: what a node should be and the thresholds checks judge it by.
+
+A profile is a small TOML file. Every key is declared in SCHEMA with its type and
+default, so a typo is an error and not a silently ignored threshold. A profile may
+`extends = "other"` to override a few keys of another profile.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType, SimpleNamespace
+from typing import Any
+
+from preflight.model import Severity
+
+BUILTIN_DIR = Path(__file__).parent / "profiles"
+
+# section -> key -> (type, default). Lists are typed by their element.
+SCHEMA: dict[str, dict[str, tuple[type | tuple[type, type], Any]]] = {
+    "gpu": {
+        "model": (str, ""),  # substring of the NVML device name, e.g. "A800"
+        "count": (int, 0),
+        "memory_gb": (float, 0.0),  # per device, as NVML reports total memory
+        "compute_capability": (str, ""),  # "8.0"
+        "nvlink": (bool, False),
+        "infiniband": (bool, False),
+        "persistence_mode": (bool, False),
+        "min_free_memory_gb": (float, 0.0),
+    },
+    "env": {
+        "required": ((list, str), []),  # keys that must be exported
+        "conda_env": (str, ""),  # expected CONDA_DEFAULT_ENV
+        "hf_mirror": (bool, False),  # HF_ENDPOINT must be set and answer
+        "hf_timeout_s": (float, 3.0),
+    },
+    "stack": {
+        "ray": (bool, False),  # the job uses Ray: ray must resolve in the launch env
+        "required": ((list, str), []),  # stages that must run: "torch", "swift", "sglang"
+    },
+    "ports": {
+        "probe": ((list, int), []),  # besides MASTER_PORT
+    },
+    "processes": {
+        "patterns": ((list, str), []),  # extra leftover patterns, e.g. "train.py"
+    },
+    "disk": {
+        "min_free_gb": (float, 0.0),
+        "paths": ((list, str), []),
+        "data_disk": (str, ""),
+    },
+    "host": {
+        "min_shm_gb": (float, 0.0),
+        "min_nofile": (int, 0),
+        "rdma": (bool, False),
+    },
+    "workload": {
+        "world_size": (int, 0),  # 0: the GPU count, or 2 on a CPU node
+        "timeout_s": (float, 60.0),
+        "min_size_bytes": (int, 8),
+        "max_size_bytes": (int, 16 * 2**20),
+        "min_busbw_gbps": (float, 0.0),
+        "train_steps": (int, 10),
+        "resume_headroom": (float, 0.9),  # max fraction of device memory a resume may peak at
+    },
+}
+TOP_LEVEL = {"description": str, "extends": str}
+SEVERITY_SECTION = "severity"
+
+
+class ProfileError(Exception):
+    """A profile file cannot be used. The message is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    path: str
+    data: MappingProxyType  # section -> SimpleNamespace of keys, defaults filled in
+    severity: MappingProxyType  # check id -> Severity override
+
+    def __getattr__(self, section: str) -> SimpleNamespace:
+        try:
+            return self.data[section]
+        except KeyError:
+            raise AttributeError(section) from None
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.data["gpu"].count > 0
+
+    def severity_for(self, check: str, default: Severity = Severity.BLOCKER) -> Severity:
+        return self.severity.get(check, default)
+
+    def __repr__(self) -> str:  # pytest ids and assertion output stay short
+        return f"Profile({self.name})"
+
+
+def _check_type(where: str, value: Any, expected: type | tuple[type, type]) -> Any:
+    if isinstance(expected, tuple):
+        container, element = expected
+        if not isinstance(value, list) or not all(_is(v, element) for v in value):
+            raise ProfileError(f"{where}: expected a list of {element.__name__}, got {value!r}")
+        return list(value)
+    if not _is(value, expected):
+        raise ProfileError(f"{where}: expected {expected.__name__}, got {value!r}")
+    return float(value) if expected is float else value
+
+
+def _is(value: Any, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path}: invalid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: cannot read profile: {exc}") from None
+
+
+def _validate(path: Path, raw: dict[str, Any]) -> None:
+    for key, value in raw.items():
+        if key in TOP_LEVEL:
+            _check_type(f"{path}: {key}", value, TOP_LEVEL[key])
+        elif key == SEVERITY_SECTION:
+            if not isinstance(value, dict):
+                raise ProfileError(f"{path}: [severity] must be a table")
+            for check, level in value.items():
+                if level not in ("warning", "blocker"):
+                    raise ProfileError(
+                        f"{path}: [severity] {check} = {level!r}: use \"warning\" or \"blocker\""
+                    )
+        elif key in SCHEMA:
+            if not isinstance(value, dict):
+                raise ProfileError(f"{path}: [{key}] must be a table")
+            for sub, subvalue in value.items():
+                if sub not in SCHEMA[key]:
+                    known = ", ".join(sorted(SCHEMA[key]))
+                    raise ProfileError(f"{path}: unknown key {key}.{sub} (known: {known})")
+                _check_type(f"{path}: {key}.{sub}", subvalue, SCHEMA[key][sub][0])
+        else:
+            known = ", ".join(sorted([*TOP_LEVEL, *SCHEMA, SEVERITY_SECTION]))
+            raise ProfileError(f"{path}: unknown key {key!r} (known: {known})")
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for key, value in over.items():
+        if isinstance(value, dict):
+            merged.setdefault(key, {}).update(value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _resolve(name: str, raws: dict[str, tuple[Path, dict]], seen: tuple[str, ...]) -> dict:
+    path, raw = raws[name]
+    parent = raw.get("extends")
+    if not parent:
+        return raw
+    if parent in seen:
+        raise ProfileError(f"{path}: extends cycle {' -> '.join([*seen, parent])}")
+    if parent not in raws:
+        raise ProfileError(f"{path}: extends unknown profile {parent!r}")
+    return _merge(_resolve(parent, raws, (*seen, parent)), raw)
+
+
+def _build(name: str, path: Path, raw: dict[str, Any]) -> Profile:
+    sections = {}
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        values = {key: given.get(key, default) for key, (_, default) in keys.items()}
+        values = {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
+        sections[section] = SimpleNamespace(**values)
+    severity = {k: Severity.parse(v) for k, v in raw.get(SEVERITY_SECTION, {}).items()}
+    return Profile(
+        name=name,
+        description=raw.get("description", ""),
+        path=str(path),
+        data=MappingProxyType(sections),
+        severity=MappingProxyType(severity),
+    )
+
+
+def load_profiles(dirs: list[Path]) -> dict[str, Profile]:
+    """Load every `*.toml` in the built-in dir and then `dirs`; later files win by name."""
+    raws: dict[str, tuple[Path, dict]] = {}
+    for directory in [BUILTIN_DIR, *dirs]:
+        if not directory.is_dir():
+            raise ProfileError(f"{directory}: profile directory does not exist")
+        for path in sorted(directory.glob("*.toml")):
+            name = path.stem
+            if not name.isidentifier():
+                raise ProfileError(f"{path}: profile name {name!r} must be a valid marker name")
+            raw = _read(path)
+            _validate(path, raw)
+            raws[name] = (path, raw)
+    return {name: _build(name, raws[name][0], _resolve(name, raws, (name,))) for name in raws}

@@ -1,0 +1,142 @@
+"""The report: JSON (versioned), Markdown, and the terminal lines, built from findings.
+
+Writes are atomic: every file goes to a temp name first and is renamed only when all
+of them were written, so a failed write never leaves a half report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from preflight.model import Finding, Severity
+
+SCHEMA_VERSION = 1
+JSON_NAME = "preflight-report.json"
+MD_NAME = "preflight-report.md"
+STAGE_ORDER = ("static", "workload", "stack")
+
+
+def build(findings: list[Finding], *, verdict: str, profile: str, host: str, started: str,
+          duration_s: float, complete: bool, version: str) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.severity.label] = counts.get(f.severity.label, 0) + 1
+    stages = []
+    for stage in _stages(findings):
+        members = [f for f in findings if f.stage == stage]
+        outcomes = {o: sum(f.outcome == o for f in members)
+                    for o in ("passed", "failed", "skipped", "error")}
+        stages.append({"stage": stage, **outcomes,
+                       "duration_s": round(sum(f.duration_s for f in members), 3)})
+    return {
+        "schema": SCHEMA_VERSION,
+        "preflight_version": version,
+        "verdict": verdict,
+        "complete": complete,
+        "profile": profile,
+        "host": host,
+        "started": started,
+        "duration_s": round(duration_s, 3),
+        "counts": counts,
+        "stages": stages,
+        "checks": [f.to_json() for f in findings],
+    }
+
+
+def _stages(findings: list[Finding]) -> list[str]:
+    seen = {f.stage for f in findings}
+    return [s for s in STAGE_ORDER if s in seen] + sorted(seen - set(STAGE_ORDER))
+
+
+def _by(findings: list[Finding], *severities: Severity) -> list[Finding]:
+    return [f for f in findings if f.severity in severities]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    findings = [Finding.from_json(c) for c in report["checks"]]
+    lines = [
+        f"# preflight: {report['verdict']}",
+        "",
+        f"- profile: `{report['profile']}`",
+        f"- host: `{report['host']}`",
+        f"- started: {report['started']}, took {report['duration_s']} s",
+    ]
+    if not report["complete"]:
+        lines.append("- **incomplete run**: the session was interrupted; this is not a GO")
+    blockers = _by(findings, Severity.BLOCKER, Severity.UNKNOWN)
+    sections = [
+        ("Blockers", blockers),
+        ("Warnings", _by(findings, Severity.WARNING)),
+    ]
+    for title, group in sections:
+        if not group:
+            continue
+        lines += ["", f"## {title}", ""]
+        for f in group:
+            lines += [f"### `{f.check}` ({f.severity.label}) — {f.nodeid}", "", f.summary, ""]
+            if f.evidence:
+                lines += ["Evidence:", "", "```json",
+                          json.dumps(f.evidence, indent=2, sort_keys=True), "```", ""]
+            if f.fix:
+                lines += ["Fix:", "", "```bash", f.fix, "```", ""]
+            if f.runbook:
+                lines += [f"Runbook: `{f.runbook}`", ""]
+    if report["stages"]:
+        lines += ["", "## Stages", "", "| stage | passed | failed | skipped | error | wall s |",
+                  "|---|---|---|---|---|---|"]
+        for s in report["stages"]:
+            lines.append(f"| {s['stage']} | {s['passed']} | {s['failed']} | {s['skipped']} "
+                         f"| {s['error']} | {s['duration_s']} |")
+    rest = [f for f in findings if f not in blockers and f.severity != Severity.WARNING]
+    passed = [f for f in rest if f.outcome == "passed"]
+    skipped = [f for f in rest if f.outcome == "skipped"]
+    if passed:
+        lines += ["", "## Passed", ""] + [f"- `{f.check}` {f.nodeid}: {f.summary}" for f in passed]
+    if skipped:
+        lines += ["", "## Skipped", ""]
+        lines += [f"- `{f.check}` {f.nodeid}: {f.summary}" for f in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def terminal_lines(report: dict[str, Any]) -> list[str]:
+    findings = [Finding.from_json(c) for c in report["checks"]]
+    counts = report["counts"]
+    head = (f"preflight verdict: {report['verdict']}  (profile {report['profile']}; "
+            f"{counts.get('blocker', 0) + counts.get('unknown', 0)} blocker(s), "
+            f"{counts.get('warning', 0)} warning(s), {len(findings)} check(s))")
+    lines = [head]
+    if not report["complete"]:
+        lines.append("  run incomplete: interrupted before every check ran")
+    for f in findings:
+        if f.severity.blocks or f.severity == Severity.WARNING:
+            tag = "BLOCKER" if f.severity.blocks else "WARN"
+            lines.append(f"  {tag} {f.check} [{f.profile}]: {f.summary}")
+            if f.fix:
+                lines.append(f"      fix: {f.fix.splitlines()[0]}")
+    return lines
+
+
+def write(report: dict[str, Any], report_dir: Path) -> list[Path]:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    outputs = {
+        report_dir / JSON_NAME: json.dumps(report, indent=2, sort_keys=False) + "\n",
+        report_dir / MD_NAME: markdown(report),
+    }
+    staged: list[tuple[str, Path]] = []
+    try:
+        for target, text in outputs.items():
+            fd, tmp = tempfile.mkstemp(dir=report_dir, prefix=f".{target.name}.")
+            staged.append((tmp, target))
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return list(outputs)
