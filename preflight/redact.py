@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSW|API_?KEY|_KEY$|^KEY$|CREDENTIAL|AUTH)", re.I)
+SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSW|API[_-]?KEY|[_-]KEY$|^KEY$|CREDENTIAL|AUTH)", re.I)
 MASK = "***"
 MIN_SECRET_LEN = 4
 

@@ -66,11 +66,13 @@ class Run:
 
 @pytest.fixture
 def run_preflight(tmp_path):
-    """Run `pytest preflight/` for real; returns a Run. `env` replaces the environment."""
+    """Run `pytest preflight/` for real; returns a Run. `env` replaces the environment.
+    Each call gets its own report dir so a later run never hides an earlier report."""
+    calls = iter(range(1000))
 
     def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
             timeout: float = 180, report_dir: Path | None = None) -> Run:
-        report_dir = report_dir or tmp_path / "report"
+        report_dir = report_dir or tmp_path / f"report-{next(calls)}"
         argv = [sys.executable, "-m", "pytest", str(CHECKS), "-p", "no:cacheprovider",
                 "--rootdir", str(REPO), "--report-dir", str(report_dir), "-q", *args]
         proc = subprocess.run(argv, cwd=cwd or tmp_path, env=env or base_env(),

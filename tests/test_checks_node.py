@@ -1,0 +1,435 @@
+"""Every environment check of the core, against a real broken environment built in a
+temp dir, through the real plugin in a subprocess: it fails with its id, evidence and
+fix, and the repaired environment passes."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import base_env
+
+
+def _exe(path: Path, body: str = "#!/bin/sh\necho ray 2.40.0\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body)
+    path.chmod(0o755)
+    return path
+
+
+# -- ray-path ----------------------------------------------------------------------
+
+
+def test_ray_path_missing_from_path_then_fixed(run_preflight, tmp_path):
+    env_prefix = tmp_path / "envs" / "slime"
+    _exe(env_prefix / "bin" / "ray")
+    broken = run_preflight("--profile", "cpu", "--check", "ray-path",
+                           env=base_env(CONDA_PREFIX=str(env_prefix), PATH="/usr/bin:/bin"))
+    assert broken.returncode == 1, broken.output
+    result = broken.one("ray-path")
+    assert result["outcome"] == "failed" and result["severity"] == "blocker"
+    assert "ray: command not found" in result["summary"]
+    assert result["evidence"]["resolves_to"] is None
+    assert result["evidence"]["launch_prefix"] == str(env_prefix)
+    assert f'export PATH="{env_prefix}/bin:$PATH"' in result["fix"]
+    assert result["runbook"].endswith("runbooks/ray-path.md")
+
+    fixed = run_preflight("--profile", "cpu", "--check", "ray-path",
+                          env=base_env(CONDA_PREFIX=str(env_prefix),
+                                       PATH=f"{env_prefix}/bin:/usr/bin:/bin"))
+    assert fixed.returncode == 0, fixed.output
+    assert fixed.one("ray-path")["outcome"] == "passed"
+
+
+def test_ray_from_another_env_is_no_go(run_preflight, tmp_path):
+    env_prefix, other = tmp_path / "envs" / "slime", tmp_path / "envs" / "base"
+    _exe(env_prefix / "bin" / "ray")
+    _exe(other / "bin" / "ray")
+    run = run_preflight("--profile", "cpu", "--check", "ray-path",
+                        env=base_env(CONDA_PREFIX=str(env_prefix),
+                                     PATH=f"{other}/bin:{env_prefix}/bin:/usr/bin:/bin"))
+    assert run.returncode == 1
+    result = run.one("ray-path")
+    assert result["evidence"]["resolves_to"] == str(other / "bin" / "ray")
+    assert "not to the launch env" in result["summary"]
+
+
+def test_ray_path_skips_when_ray_is_not_in_play(run_preflight, tmp_path):
+    run = run_preflight("--profile", "cpu", "--check", "ray-path",
+                        env=base_env(CONDA_PREFIX=str(tmp_path), PATH="/usr/bin:/bin"))
+    assert run.returncode == 0
+    result = run.one("ray-path")
+    assert result["outcome"] == "skipped" and "not in play" in result["summary"]
+
+
+def test_ray_required_by_profile_and_absent_fails(run_preflight, tmp_path):
+    # a800 runs slime on Ray: a missing ray is a blocker there, not a skip.
+    run = run_preflight("--profile", "a800", "--check", "ray-path",
+                        env=base_env(CONDA_PREFIX=str(tmp_path), PATH="/usr/bin:/bin"))
+    assert run.returncode == 1
+    assert run.one("ray-path")["evidence"]["in_play"] == ["profile a800 runs Ray"]
+
+
+# -- cudart-link -------------------------------------------------------------------
+
+
+def _fake_cudart(prefix: Path) -> None:
+    """A real shared object named libcudart.so.12 in PREFIX/lib, as conda envs ship it."""
+    lib = prefix / "lib"
+    lib.mkdir(parents=True)
+    src = prefix / "cudart.c"
+    src.write_text("int cudaRuntimeGetVersion(int *v) { *v = 12040; return 0; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib / "libcudart.so.12"), str(src)],
+                   check=True)
+    (lib / "libcudart.so").symlink_to("libcudart.so.12")
+
+
+def test_cudart_lib_without_lib64_then_symlinked(run_preflight, tmp_path):
+    prefix = tmp_path / "envs" / "slime"
+    _fake_cudart(prefix)
+    env = base_env(CUDA_HOME=str(prefix), CONDA_PREFIX=str(prefix))
+    broken = run_preflight("--profile", "a800", "--check", "cudart-link", env=env)
+    assert broken.returncode == 1, broken.output
+    result = broken.one("cudart-link")
+    assert result["severity"] == "blocker"
+    assert "cannot find -lcudart" in result["summary"]
+    assert result["evidence"]["cuda_home"] == str(prefix)
+    assert result["evidence"]["layouts"][0]["lib"] == ["libcudart.so", "libcudart.so.12"]
+    assert result["evidence"]["layouts"][0]["lib64_exists"] is False
+    assert "cannot find -lcudart" in result["evidence"]["link"]["error"]
+    assert f"ln -sfn {prefix}/lib {prefix}/lib64" in result["fix"]
+    # The summary is also what pytest prints: id, evidence and fix reach the terminal.
+    assert "[cudart-link] BLOCKER" in broken.output and "fix: ln -sfn" in broken.output
+
+    (prefix / "lib64").symlink_to("lib")
+    fixed = run_preflight("--profile", "a800", "--check", "cudart-link", env=env)
+    assert fixed.returncode == 0, fixed.output
+    assert fixed.one("cudart-link")["evidence"]["link"]["returncode"] == 0
+
+
+def test_cudart_on_cpu_profile_is_a_warning(run_preflight, tmp_path):
+    prefix = tmp_path / "cuda"
+    _fake_cudart(prefix)
+    run = run_preflight("--profile", "cpu", "--check", "cudart-link",
+                        env=base_env(CUDA_HOME=str(prefix)))
+    assert run.returncode == 0, run.output  # a warning does not block GO
+    result = run.one("cudart-link")
+    assert (result["outcome"], result["severity"]) == ("passed", "warning")
+    assert run.report["verdict"] == "GO"
+    assert "W" in run.stdout.splitlines()[0]
+
+
+def test_cudart_skips_without_any_cuda(run_preflight, tmp_path):
+    run = run_preflight("--profile", "a800", "--check", "cudart-link",
+                        env=base_env(CUDA_HOME=str(tmp_path / "none"), PATH="/usr/bin:/bin"))
+    assert run.one("cudart-link")["outcome"] == "skipped"
+
+
+# -- leftover-processes ------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_sglang(tmp_path):
+    """A real process started as `python -m sglang.launch_server`, listening on a port."""
+    pkg = tmp_path / "site" / "sglang"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "launch_server.py").write_text(textwrap.dedent("""
+        import socket, sys, time
+        s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+        print(s.getsockname()[1], flush=True)
+        time.sleep(120)
+    """))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sglang.launch_server", "--model-path", "/models/x",
+         "--api-key", "sk-canary-123456"],
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
+        stdout=subprocess.PIPE, text=True)
+    port = int(proc.stdout.readline())
+    yield proc, port
+    proc.kill()
+    proc.wait()
+
+
+def test_leftover_sglang_process_then_gone(run_preflight, fake_sglang):
+    proc, port = fake_sglang
+    broken = run_preflight("--profile", "cpu", "--check", "leftover-processes")
+    assert broken.returncode == 1, broken.output
+    result = broken.one("leftover-processes")
+    [found] = [p for p in result["evidence"]["processes"] if p["pid"] == proc.pid]
+    assert found["matched"] == "sglang.launch_server"
+    assert found["listening"] == [port]
+    assert found["age_s"] >= 0 and found["user"]
+    assert "--api-key ***" in found["cmdline"] and "sk-canary" not in broken.output
+    assert f"kill {proc.pid}" in result["fix"] and "pkill" not in result["fix"]
+    assert psutil.pid_exists(proc.pid), "the suite must never kill a process"
+
+    proc.kill()
+    proc.wait()
+    fixed = run_preflight("--profile", "cpu", "--check", "leftover-processes")
+    assert fixed.returncode == 0, fixed.output
+    assert fixed.one("leftover-processes")["evidence"]["processes"] == []
+
+
+def test_profile_pattern_finds_train_py(run_preflight, tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("import time\ntime.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, str(script)])
+    try:
+        a800 = run_preflight("--profile", "a800", "--check", "leftover-processes")
+        cpu = run_preflight("--profile", "cpu", "--check", "leftover-processes")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.pid in [p["pid"] for p in a800.one("leftover-processes")["evidence"]["processes"]]
+    assert cpu.returncode == 0  # train.py is a pattern of the a800 profile only
+
+
+# -- port-free ---------------------------------------------------------------------
+
+
+def test_port_held_by_a_listening_socket_then_released(run_preflight):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        broken = run_preflight("--profile", "cpu", "--check", "port-free",
+                               env=base_env(MASTER_PORT=str(port)))
+    finally:
+        holder.close()
+    assert broken.returncode == 1, broken.output
+    result = broken.one("port-free")
+    assert result["evidence"]["port"] == port
+    assert "EADDRINUSE" in result["evidence"]["bind"]
+    assert os.getpid() in [h["pid"] for h in result["evidence"]["holders"]]
+    assert f"kill {os.getpid()}" in result["fix"] and "export MASTER_PORT=" in result["fix"]
+    assert "--master_port" in result["fix"]
+
+    fixed = run_preflight("--profile", "cpu", "--check", "port-free",
+                          env=base_env(MASTER_PORT=str(port)))
+    assert fixed.returncode == 0, fixed.output
+
+
+def test_profile_ports_are_probed_each_as_a_case(run_preflight, tmp_path):
+    holder = socket.socket()
+    holder.bind(("0.0.0.0", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    (tmp_path / "prof").mkdir()
+    (tmp_path / "prof" / "site.toml").write_text(f'extends = "cpu"\n[ports]\nprobe = [{port}]\n')
+    try:
+        run = run_preflight("--profile", "site", "--profile-dir", str(tmp_path / "prof"),
+                            "--check", "port-free")
+    finally:
+        holder.close()
+    ids = sorted(c["nodeid"].split("[")[1] for c in run.checks("port-free"))
+    assert ids == ["site-MASTER_PORT-29500]", f"site-port-{port}]"]
+    failed = [c for c in run.checks("port-free") if c["outcome"] == "failed"]
+    assert [c["evidence"]["port"] for c in failed] == [port]
+
+
+def test_master_port_garbage_is_a_clear_failure(run_preflight):
+    run = run_preflight("--profile", "cpu", "--check", "port-free",
+                        env=base_env(MASTER_PORT="abc"))
+    assert run.returncode == 1
+    assert "is not a port number" in run.one("port-free")["summary"]
+    assert "Traceback" not in run.output
+
+
+# -- dotenv-exported ---------------------------------------------------------------
+
+
+def test_dotenv_not_exported_then_exported(run_preflight, tmp_path):
+    secrets = {"HF_TOKEN": "hf_canary_" + os.urandom(8).hex(), "OTHER": os.urandom(8).hex()}
+    env_file = tmp_path / "slime.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in secrets.items()))
+    broken = run_preflight("--profile", "cpu", "--check", "dotenv-exported",
+                           "--env-file", str(env_file))
+    assert broken.returncode == 1
+    result = broken.one("dotenv-exported")
+    assert result["evidence"]["not_exported"] == ["HF_TOKEN", "OTHER"]
+    assert result["fix"].startswith(f"set -a; source {env_file}; set +a")
+
+    stale = run_preflight("--profile", "cpu", "--check", "dotenv-exported",
+                          "--env-file", str(env_file),
+                          env=base_env(HF_TOKEN="old", OTHER=secrets["OTHER"]))
+    assert stale.one("dotenv-exported")["evidence"]["exported_with_other_value"] == ["HF_TOKEN"]
+
+    fixed = run_preflight("--profile", "cpu", "--check", "dotenv-exported",
+                          "--env-file", str(env_file), env=base_env(**secrets))
+    assert fixed.returncode == 0, fixed.output
+    for run in (broken, stale, fixed):
+        for value in secrets.values():
+            assert value not in run.output
+            assert value not in (run.report_dir / "preflight-report.json").read_text()
+
+
+def test_dotenv_default_is_dot_env_in_cwd(run_preflight, tmp_path):
+    work = tmp_path / "job"
+    work.mkdir()
+    (work / ".env").write_text("WANDB_MODE=offline\n")
+    run = run_preflight("--profile", "cpu", "--check", "dotenv-exported", cwd=work)
+    assert run.one("dotenv-exported")["evidence"]["file"] == ".env"
+    assert run.returncode == 1
+
+
+def test_wandb_key_without_wandb_api_key(run_preflight):
+    run = run_preflight("--profile", "cpu", "--check", "dotenv-exported",
+                        env=base_env(WANDB_KEY="wandb-canary-0123456789"))
+    result = run.one("dotenv-exported")
+    assert result["evidence"]["wandb_key_without_api_key"] is True
+    assert 'export WANDB_API_KEY="$WANDB_KEY"' in result["fix"]
+    offline = run_preflight("--profile", "cpu", "--check", "dotenv-exported",
+                            env=base_env(WANDB_KEY="wandb-canary-0123456789",
+                                         WANDB_MODE="offline"))
+    assert offline.returncode == 0
+    assert "wandb-canary" not in run.output + offline.output
+
+
+def test_required_keys_of_the_profile(run_preflight, tmp_path):
+    (tmp_path / "prof").mkdir()
+    (tmp_path / "prof" / "site.toml").write_text(
+        'extends = "cpu"\n[env]\nrequired = ["HF_TOKEN"]\n')
+    args = ("--profile", "site", "--profile-dir", str(tmp_path / "prof"),
+            "--check", "dotenv-exported")
+    assert run_preflight(*args).one("dotenv-exported")["evidence"]["required_missing"] == \
+        ["HF_TOKEN"]
+    assert run_preflight(*args, env=base_env(HF_TOKEN="x" * 12)).returncode == 0
+
+
+# -- hf-endpoint ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_mirror():
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_hf_endpoint_reachable_and_unreachable(run_preflight, local_mirror):
+    ok = run_preflight("--profile", "a800", "--check", "hf-endpoint",
+                       env=base_env(HF_ENDPOINT=local_mirror))
+    assert ok.returncode == 0, ok.output
+    assert ok.one("hf-endpoint")["evidence"]["status"] == 200
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()
+    down = run_preflight("--profile", "a800", "--check", "hf-endpoint",
+                         env=base_env(HF_ENDPOINT=dead))
+    assert down.returncode == 1
+    result = down.one("hf-endpoint")
+    assert "does not answer" in result["summary"] and "Connection" in result["evidence"]["error"]
+    assert "HF_ENDPOINT=https://hf-mirror.com" in result["fix"]
+
+
+def test_hf_endpoint_that_never_replies_is_bounded(run_preflight):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts the connection, never answers
+    start = time.monotonic()
+    try:
+        run = run_preflight("--profile", "a800", "--check", "hf-endpoint",
+                            env=base_env(HF_ENDPOINT=f"http://127.0.0.1:{silent.getsockname()[1]}"))
+    finally:
+        silent.close()
+    assert run.returncode == 1
+    assert time.monotonic() - start < 15
+    assert "timed out" in run.one("hf-endpoint")["evidence"]["error"]
+
+
+def test_hf_mirror_required_unset_and_offline_alternative(run_preflight):
+    unset = run_preflight("--profile", "a800", "--check", "hf-endpoint")
+    assert unset.returncode == 1
+    assert "HF_ENDPOINT is unset" in unset.one("hf-endpoint")["summary"]
+    offline = run_preflight("--profile", "a800", "--check", "hf-endpoint",
+                            env=base_env(HF_HUB_OFFLINE="1"))
+    assert offline.returncode == 0
+    bad = run_preflight("--profile", "cpu", "--check", "hf-endpoint",
+                        env=base_env(HF_ENDPOINT="hf-mirror.com"))
+    assert "is not an http(s) URL" in bad.one("hf-endpoint")["summary"]
+
+
+def test_hf_endpoint_credentials_never_printed(run_preflight, local_mirror):
+    url = local_mirror.replace("http://", "http://user:pw-canary-998877@")
+    run = run_preflight("--profile", "cpu", "--check", "hf-endpoint",
+                        env=base_env(HF_ENDPOINT=url))
+    assert "pw-canary-998877" not in run.output + json_text(run)
+
+
+def json_text(run) -> str:
+    return (run.report_dir / "preflight-report.json").read_text()
+
+
+# -- conda-env -------------------------------------------------------------------------
+
+
+def test_conda_env_wrong_then_right(run_preflight):
+    wrong = run_preflight("--profile", "cpu", "--check", "conda-env", "--expect-env",
+                          "prl_clean", env=base_env(CONDA_DEFAULT_ENV="base"))
+    assert wrong.returncode == 1
+    result = wrong.one("conda-env")
+    assert result["evidence"] == {"expected": "prl_clean", "CONDA_DEFAULT_ENV": "base",
+                                  "CONDA_PREFIX": None}
+    assert "conda activate prl_clean" in result["fix"]
+    right = run_preflight("--profile", "cpu", "--check", "conda-env", "--expect-env",
+                          "prl_clean", env=base_env(CONDA_DEFAULT_ENV="prl_clean"))
+    assert right.returncode == 0
+    none = run_preflight("--profile", "cpu", "--check", "conda-env")
+    assert none.one("conda-env")["outcome"] == "skipped"
+
+
+# -- nccl-ifname -------------------------------------------------------------------------
+
+
+def test_nccl_ifname_bogus_then_real(run_preflight):
+    bogus = run_preflight("--profile", "cpu", "--check", "nccl-ifname",
+                          env=base_env(NCCL_SOCKET_IFNAME="bogus0"))
+    assert bogus.returncode == 1
+    result = bogus.one("nccl-ifname")
+    assert result["evidence"]["selected"] == []
+    assert "lo" in result["evidence"]["interfaces"]
+    assert result["fix"].startswith("export NCCL_SOCKET_IFNAME=")
+    for spec in ("lo", "=lo", "lo,bogus0"):
+        good = run_preflight("--profile", "cpu", "--check", "nccl-ifname",
+                             env=base_env(NCCL_SOCKET_IFNAME=spec))
+        assert good.returncode == 0, (spec, good.output)
+    excluded = run_preflight("--profile", "cpu", "--check", "nccl-ifname",
+                             env=base_env(NCCL_SOCKET_IFNAME="=l"))
+    assert excluded.returncode == 1  # `=` is an exact match: "l" is no interface
+
+
+# -- profile-match -----------------------------------------------------------------------
+
+
+def test_profile_match_cpu_passes_a800_is_no_go(run_preflight):
+    cpu = run_preflight("--profile", "cpu", "--check", "profile-match")
+    assert cpu.returncode == 0
+    a800 = run_preflight("-m", "a800", "--check", "profile-match")
+    assert a800.returncode == 1
+    result = a800.one("profile-match")
+    assert "0 of 4 expected A800 GPU(s) present" in result["summary"]
+    assert result["evidence"]["detected"] == []
