@@ -28,6 +28,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, type], Any]]] = {
         "infiniband": (bool, False),
         "persistence_mode": (bool, False),
         "min_free_memory_gb": (float, 0.0),
+        "nvlink_links": (int, 0),  # active NVLink links expected per GPU (0: any, when nvlink)
     },
     "env": {
         "required": ((list, str), []),  # keys that must be exported
@@ -54,6 +55,9 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, type], Any]]] = {
         "min_shm_gb": (float, 0.0),
         "min_nofile": (int, 0),
         "rdma": (bool, False),
+        "min_memlock_mb": (int, -1),  # with rdma: RLIMIT_MEMLOCK floor; -1 = unlimited
+        "dataloader_workers": (int, 0),  # per rank, when the launch analysis does not say
+        "shm_gb_per_worker": (float, 0.0),  # /dev/shm each dataloader worker may fill
     },
     "workload": {
         "world_size": (int, 0),  # 0: the GPU count, or 2 on a CPU node

@@ -2,7 +2,12 @@
 
 The snapshot is what `preflight info --json` writes and `--nvml-replay` reads, so a
 node recorded anywhere replays in tests. Errors are data: a missing library is a
-snapshot with `error` set and no GPUs, never an exception.
+snapshot with `error` set and no GPUs, never an exception; a query a device does
+not support is `null` in the snapshot and named under the GPU's `unavailable`.
+
+Replay goes through the same reading code: `load_snapshot` hands `read_snapshot` a
+`FakeNvml` built from the file (DCGM's NVML injection does the same with YAML), so a
+replayed node and a live one are read by one function.
 """
 
 from __future__ import annotations
@@ -13,14 +18,166 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
+# NVML enums used below (nvml.h; stable ABI values, mirrored in pynvml).
+MEMORY_ERROR_UNCORRECTED = 1  # NVML_MEMORY_ERROR_TYPE_UNCORRECTED
+MEMORY_ERROR_CORRECTED = 0  # NVML_MEMORY_ERROR_TYPE_CORRECTED
+VOLATILE_ECC = 0  # NVML_VOLATILE_ECC: since the last driver load
+NVLINK_MAX_LINKS = 18  # NVML_NVLINK_MAX_LINKS (Hopper: 18 links)
+
+# nvmlClocksEventReason* bits (nvml.h "Clocks Event Reasons"). Only the ones that mean
+# the GPU is being slowed by a fault or heat are problems; SW_POWER_CAP is normal under
+# load and GPU_IDLE is normal at rest.
+CLOCK_EVENT_BITS: dict[int, str] = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+}
+HARMFUL_CLOCK_EVENTS = ("hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown",
+                        "hw_power_brake_slowdown")
+
+# Keys every GPU entry of a snapshot must have (the plugin's profile detection reads them).
+REQUIRED_GPU_KEYS: dict[str, type | tuple[type, ...]] = {
+    "index": int, "name": str, "uuid": str, "memory_total_bytes": int,
+    "memory_used_bytes": int, "compute_capability": str,
+}
+
+
+class SnapshotError(Exception):
+    pass
+
 
 def empty(error: str) -> dict[str, Any]:
     return {"schema": SCHEMA_VERSION, "source": "nvml", "error": error, "driver_version": None,
             "cuda_driver_version": None, "gpus": []}
 
 
+def clock_event_names(mask: int | None) -> list[str] | None:
+    if mask is None:
+        return None
+    return [name for bit, name in CLOCK_EVENT_BITS.items() if mask & bit]
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _error_name(exc: Exception) -> str:
+    """pynvml raises NVMLError_NotSupported etc.; keep the name, not the library string."""
+    name = type(exc).__name__
+    return name.removeprefix("NVMLError_") if name.startswith("NVMLError_") else f"{name}: {exc}"
+
+
+class _Reader:
+    """Queries one device; a failed query becomes None plus an `unavailable` entry."""
+
+    def __init__(self, nvml: Any, handle: Any):
+        self.nvml, self.handle = nvml, handle
+        self.unavailable: dict[str, str] = {}
+
+    def get(self, field: str, function: str, *args: Any) -> Any:
+        fn = getattr(self.nvml, function, None)
+        if fn is None:
+            self.unavailable[field] = f"{function} missing from this pynvml"
+            return None
+        try:
+            return fn(self.handle, *args)
+        except Exception as exc:  # NVMLError_* : not supported, no permission, GPU lost
+            self.unavailable[field] = _error_name(exc)
+            return None
+
+
+def _processes(reader: _Reader) -> list[dict[str, Any]] | None:
+    found = reader.get("processes", "nvmlDeviceGetComputeRunningProcesses")
+    if found is None:
+        return None
+    return [{"pid": int(p.pid),
+             "used_memory_bytes": None if p.usedGpuMemory is None else int(p.usedGpuMemory)}
+            for p in found]
+
+
+def _nvlink(nvml: Any, handle: Any) -> list[dict[str, Any]]:
+    """Every link the device answers for; links past the last one raise (not supported)."""
+    links = []
+    for link in range(NVLINK_MAX_LINKS):
+        try:
+            active = nvml.nvmlDeviceGetNvLinkState(handle, link)
+        except Exception:
+            continue
+        links.append({"link": link, "active": bool(active)})
+    return links
+
+
+def _remapped_rows(reader: _Reader) -> dict[str, Any] | None:
+    rows = reader.get("remapped_rows", "nvmlDeviceGetRemappedRows")
+    if rows is None:
+        return None
+    corrected, uncorrected, pending, failure = rows
+    return {"corrected": int(corrected), "uncorrected": int(uncorrected),
+            "pending": bool(pending), "failure": bool(failure)}
+
+
+def _clock_events(reader: _Reader) -> int | None:
+    # nvmlDeviceGetCurrentClocksThrottleReasons was renamed ...ClocksEventReasons (NVML 12.2).
+    if hasattr(reader.nvml, "nvmlDeviceGetCurrentClocksEventReasons"):
+        return reader.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksEventReasons")
+    return reader.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksThrottleReasons")
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _gpu(nvml: Any, index: int) -> dict[str, Any]:
+    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
+    memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+    reader = _Reader(nvml, handle)
+    pci = reader.get("pci_bus_id", "nvmlDeviceGetPciInfo")
+    ecc_mode = reader.get("ecc_enabled", "nvmlDeviceGetEccMode")
+    persistence = reader.get("persistence_mode", "nvmlDeviceGetPersistenceMode")
+    pending_pages = reader.get("retired_pages_pending", "nvmlDeviceGetRetiredPagesPendingStatus")
+    events = _clock_events(reader)
+    return {
+        "index": index,
+        "name": _text(nvml.nvmlDeviceGetName(handle)),
+        "uuid": _text(nvml.nvmlDeviceGetUUID(handle)),
+        "memory_total_bytes": int(memory.total),
+        "memory_used_bytes": int(memory.used),
+        "memory_free_bytes": int(memory.free),
+        "compute_capability": f"{major}.{minor}",
+        "pci_bus_id": None if pci is None else _text(pci.busId),
+        "persistence_mode": None if persistence is None else bool(persistence),
+        "ecc": {
+            "enabled": None if ecc_mode is None else bool(ecc_mode[0]),
+            "volatile_uncorrected": _int(reader.get(
+                "ecc_volatile_uncorrected", "nvmlDeviceGetTotalEccErrors",
+                MEMORY_ERROR_UNCORRECTED, VOLATILE_ECC)),
+            "volatile_corrected": _int(reader.get(
+                "ecc_volatile_corrected", "nvmlDeviceGetTotalEccErrors",
+                MEMORY_ERROR_CORRECTED, VOLATILE_ECC)),
+        },
+        # Pre-Ampere GPUs retire pages; Ampere and later remap rows (NVML answers
+        # NOT_SUPPORTED for the other mechanism).
+        "retired_pages_pending": None if pending_pages is None else bool(pending_pages),
+        "remapped_rows": _remapped_rows(reader),
+        "clock_event_reasons": _int(events),
+        "clock_events": clock_event_names(_int(events)),
+        "nvlink": _nvlink(nvml, handle),
+        "pcie": {
+            "gen": _int(reader.get("pcie_gen", "nvmlDeviceGetCurrPcieLinkGeneration")),
+            "max_gen": _int(reader.get("pcie_max_gen", "nvmlDeviceGetMaxPcieLinkGeneration")),
+            "width": _int(reader.get("pcie_width", "nvmlDeviceGetCurrPcieLinkWidth")),
+            "max_width": _int(reader.get("pcie_max_width", "nvmlDeviceGetMaxPcieLinkWidth")),
+        },
+        "processes": _processes(reader),
+        "unavailable": reader.unavailable,
+    }
 
 
 def read_snapshot(nvml: Any = None) -> dict[str, Any]:
@@ -40,20 +197,10 @@ def read_snapshot(nvml: Any = None) -> dict[str, Any]:
         snap["driver_version"] = _text(nvml.nvmlSystemGetDriverVersion())
         snap["cuda_driver_version"] = int(nvml.nvmlSystemGetCudaDriverVersion())
         for index in range(nvml.nvmlDeviceGetCount()):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
-            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-            snap["gpus"].append({
-                "index": index,
-                "name": _text(nvml.nvmlDeviceGetName(handle)),
-                "uuid": _text(nvml.nvmlDeviceGetUUID(handle)),
-                "memory_total_bytes": int(memory.total),
-                "memory_used_bytes": int(memory.used),
-                "compute_capability": f"{major}.{minor}",
-            })
+            snap["gpus"].append(_gpu(nvml, index))
         return snap
     except Exception as exc:
-        return empty(f"NVML query failed: {exc}")
+        return empty(f"NVML query failed: {type(exc).__name__}: {exc}")
     finally:
         try:
             nvml.nvmlShutdown()
@@ -61,17 +208,33 @@ def read_snapshot(nvml: Any = None) -> dict[str, Any]:
             pass
 
 
-class SnapshotError(Exception):
-    pass
+def _validate(path: str | Path, data: Any) -> None:
+    if not isinstance(data, dict) or not isinstance(data.get("gpus"), list):
+        raise SnapshotError(f"{path}: not an NVML snapshot (needs a 'gpus' list)")
+    for position, gpu in enumerate(data["gpus"]):
+        if not isinstance(gpu, dict):
+            raise SnapshotError(f"{path}: gpus[{position}] is not an object")
+        for key, kind in REQUIRED_GPU_KEYS.items():
+            value = gpu.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise SnapshotError(f"{path}: gpus[{position}].{key} missing or not "
+                                    f"{kind.__name__}")
 
 
 def load_snapshot(path: str | Path) -> dict[str, Any]:
+    """Replay a snapshot written by `preflight info --json`, through `read_snapshot`."""
+    from preflight.probes.nvml_fake import FakeNvml
+
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SnapshotError(f"{path}: cannot read NVML snapshot: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("gpus"), list):
-        raise SnapshotError(f"{path}: not an NVML snapshot (needs a 'gpus' list)")
-    data.setdefault("error", None)
-    data["source"] = f"replay:{path}"
-    return data
+    _validate(path, data)
+    if data.get("error"):
+        snap = empty(str(data["error"]))
+    else:
+        snap = read_snapshot(FakeNvml(data))
+        if snap["error"]:
+            raise SnapshotError(f"{path}: cannot replay: {snap['error']}")
+    snap["source"] = f"replay:{path}"
+    return snap

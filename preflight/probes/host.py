@@ -1,0 +1,103 @@
+"""Host limits a training job inherits: /dev/shm, rlimits, free disk. psutil and os only.
+
+Every reader returns a frozen dataclass built from what it was given, so tests can
+pass recorded values; the defaults read this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+GiB = 2**30
+UNLIMITED = None  # an rlimit of RLIM_INFINITY
+
+
+@dataclass(frozen=True)
+class Space:
+    """Free space for `path`, measured on the nearest existing ancestor."""
+
+    path: str
+    measured_at: str  # the existing directory statvfs'ed (the path may not exist yet)
+    exists: bool
+    mount_point: str
+    device: str
+    fstype: str
+    total_bytes: int
+    free_bytes: int  # available to an unprivileged writer (statvfs f_bavail)
+
+    @property
+    def free_gb(self) -> float:
+        return round(self.free_bytes / GiB, 1)
+
+    @property
+    def total_gb(self) -> float:
+        return round(self.total_bytes / GiB, 1)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """RLIMIT_NOFILE and RLIMIT_MEMLOCK of this process; children inherit them."""
+
+    nofile_soft: int | None
+    nofile_hard: int | None
+    memlock_soft: int | None  # bytes; None = unlimited
+    memlock_hard: int | None
+
+
+def _limit(value: int) -> int | None:
+    return UNLIMITED if value == resource.RLIM_INFINITY else int(value)
+
+
+def limits(getrlimit: Callable[[int], tuple[int, int]] = resource.getrlimit) -> Limits:
+    nofile = getrlimit(resource.RLIMIT_NOFILE)
+    memlock = getrlimit(resource.RLIMIT_MEMLOCK)
+    return Limits(_limit(nofile[0]), _limit(nofile[1]), _limit(memlock[0]), _limit(memlock[1]))
+
+
+def existing_ancestor(path: str | os.PathLike) -> Path:
+    current = Path(os.path.abspath(os.path.expanduser(path)))
+    while not current.exists() and current != current.parent:
+        current = current.parent
+    return current
+
+
+def mount_point(path: str | os.PathLike) -> str:
+    current = Path(os.path.realpath(path))
+    while not os.path.ismount(current) and current != current.parent:
+        current = current.parent
+    return str(current)
+
+
+def _partition(mount: str, partitions: list) -> tuple[str, str]:
+    for part in partitions:
+        if part.mountpoint == mount:
+            return part.device, part.fstype
+    return "?", "?"
+
+
+def space(path: str | os.PathLike, partitions: list | None = None) -> Space:
+    measured = existing_ancestor(path)
+    usage = psutil.disk_usage(str(measured))
+    mount = mount_point(measured)
+    parts = psutil.disk_partitions(all=True) if partitions is None else partitions
+    device, fstype = _partition(mount, parts)
+    return Space(path=str(path), measured_at=str(measured), exists=Path(path).exists(),
+                 mount_point=mount, device=device, fstype=fstype,
+                 total_bytes=int(usage.total), free_bytes=int(usage.free))
+
+
+def shm(path: str = "/dev/shm") -> Space | None:
+    """/dev/shm as mounted here; None when the system has none."""
+    if not os.path.isdir(path):
+        return None
+    return space(path)
+
+
+def same_filesystem(a: Space, b: Space) -> bool:
+    return a.mount_point == b.mount_point
