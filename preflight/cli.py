@@ -18,11 +18,18 @@ def main(argv: list[str] | None = None) -> int:
         from preflight.info import main as info_main
 
         return info_main(args[1:])
+    import os
+
     import pytest
 
-    # rootdir at the checks keeps a user's unrelated pytest.ini/conftest out of the run.
-    return int(pytest.main([str(CHECKS_DIR), "--rootdir", str(CHECKS_DIR),
-                            "-p", "no:cacheprovider", *args]))
+    # A gate loads only what it needs: other installed plugins (hypothesis alone costs
+    # half a second) stay out unless PREFLIGHT_AUTOLOAD=1. rootdir at the checks keeps a
+    # user's unrelated pytest.ini/conftest out of the run.
+    plugins = ["-p", "no:cacheprovider"]
+    if os.environ.get("PREFLIGHT_AUTOLOAD") != "1":
+        os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        plugins += ["-p", "preflight.plugin", "-p", "pytest_timeout"]
+    return int(pytest.main([str(CHECKS_DIR), "--rootdir", str(CHECKS_DIR), *plugins, *args]))
 
 
 if __name__ == "__main__":

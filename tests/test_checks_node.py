@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from conftest import base_env
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 
 
@@ -39,6 +37,9 @@ def is_http_url(url: str) -> bool:
 
 
 def probe(url: str, timeout: float) -> Answer:
+    import urllib.error  # urllib.request pulls in http.client and email: only when used
+    import urllib.request
+
     start = time.monotonic()
     request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "preflight"})
     # Go straight to the endpoint: a proxy in the environment is not what we test.

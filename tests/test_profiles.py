@@ -1,0 +1,44 @@
+"""Profiles: built-ins load, `extends` overrides a few keys, validation names the file."""
+
+from __future__ import annotations
+
+import pytest
+
+from preflight.model import Severity
+from preflight.profiles import ProfileError, load_profiles
+
+
+def test_builtin_profiles_load_with_defaults():
+    profiles = load_profiles([])
+    assert {"cpu", "a800", "h100"} <= set(profiles)
+    assert profiles["cpu"].is_gpu is False
+    a800 = profiles["a800"]
+    assert (a800.gpu.model, a800.gpu.count, a800.gpu.compute_capability) == ("A800", 4, "8.0")
+    assert profiles["cpu"].severity_for("cudart-link") == Severity.WARNING
+    assert a800.severity_for("cudart-link") == Severity.BLOCKER
+
+
+def test_site_profile_extends_and_overrides_two_keys(tmp_path):
+    (tmp_path / "beijing.toml").write_text(
+        'extends = "a800"\n[gpu]\ncount = 8\n[env]\nconda_env = "slime"\n')
+    site = load_profiles([tmp_path])["beijing"]
+    assert (site.gpu.count, site.gpu.model, site.env.conda_env) == (8, "A800", "slime")
+    assert site.env.hf_mirror is True  # inherited
+
+
+def test_extends_cycle_is_an_error(tmp_path):
+    (tmp_path / "a.toml").write_text('extends = "b"\n')
+    (tmp_path / "b.toml").write_text('extends = "a"\n')
+    with pytest.raises(ProfileError, match="extends cycle"):
+        load_profiles([tmp_path])
+
+
+def test_profile_name_must_be_a_marker_name(tmp_path):
+    (tmp_path / "4x-a800.toml").write_text("")
+    with pytest.raises(ProfileError, match="valid marker name"):
+        load_profiles([tmp_path])
+
+
+def test_missing_profile_dir(tmp_path):
+    with pytest.raises(ProfileError, match="does not exist"):
+        load_profiles([tmp_path / "nope"])

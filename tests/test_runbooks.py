@@ -1,0 +1,46 @@
+"""Every check id has a runbook entry and every entry a check."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from preflight import runbooks
+
+CHECK_DIR = Path(__file__).resolve().parent.parent / "preflight" / "checks"
+SECTIONS = ("## Symptom", "## Root cause", "## Fix", "## Prevention")
+
+
+def check_ids() -> set[str]:
+    ids = set()
+    for path in sorted(CHECK_DIR.glob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(f"_checks_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for obj in vars(module).values():
+            for mark in getattr(obj, "pytestmark", []):
+                if mark.name == "pitfall":
+                    ids.add(mark.args[0])
+    return ids
+
+
+def test_every_check_has_a_runbook_and_every_runbook_a_check():
+    checks, entries = check_ids(), runbooks.all_ids()
+    assert checks, "no checks found"
+    assert sorted(checks - entries) == [], "checks without a runbook entry"
+    assert sorted(entries - checks) == [], "runbook entries without a check"
+
+
+def test_runbook_entries_have_every_section():
+    for check in sorted(runbooks.all_ids()):
+        text = runbooks.path_for(check).read_text(encoding="utf-8")
+        assert text.startswith(f"# {check}: "), check
+        for section in SECTIONS:
+            assert section in text, f"{check}: missing {section}"
+        assert "```" in text, f"{check}: the fix has no copy-paste command"
+
+
+def test_readme_documents_every_check_id():
+    readme = (CHECK_DIR.parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = sorted(c for c in check_ids() if f"`{c}`" not in readme)
+    assert missing == []
