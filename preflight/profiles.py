@@ -39,6 +39,18 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, type], Any]]] = {
     "stack": {
         "ray": (bool, False),  # the job uses Ray: ray must resolve in the launch env
         "required": ((list, str), []),  # stages that must run: "torch", "swift", "sglang"
+        # swift-smoke-10: "" builds a tiny random Qwen2 / a small jsonl in a temp dir
+        "swift_model": (str, ""),
+        "swift_dataset": (str, ""),
+        "swift_timeout_s": (float, 300.0),
+        "grpo": (bool, False),  # also run `swift rlhf --rlhf_type grpo --max_steps 10`
+        # sglang-generate: "" builds a tiny random Qwen2
+        "sglang_model": (str, ""),
+        "sglang_mem_fraction": (float, 0.0),  # --mem-fraction-static; 0: SGLang's default
+        "sglang_timeout_s": (float, 600.0),  # until GET /health answers 200
+        # colocate-memory: the fraction of each GPU the engines' shares must leave free
+        "memory_headroom": (float, 0.1),
+        "trainer_memory_fraction": (float, 0.0),  # the colocated trainer's own share
     },
     "ports": {
         "probe": ((list, int), []),  # besides MASTER_PORT
