@@ -79,6 +79,11 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, type], Any]]] = {
         "min_busbw_gbps": (float, 0.0),
         "train_steps": (int, 10),
         "resume_headroom": (float, 0.9),  # max fraction of device memory a resume may peak at
+        # nccl-tests' defaults (all_reduce_perf -w 5 -n 20)
+        "warmup_iters": (int, 5),
+        "iters": (int, 20),
+        # resumed step-N+1 loss vs the uninterrupted one, relative
+        "resume_tolerance": (float, 1e-4),
     },
 }
 TOP_LEVEL = {"description": str, "extends": str}
