@@ -216,6 +216,8 @@ def _load_inputs(state: SessionState) -> None:
             command=state.settings["launch_cmd"],
             environ=state.node.environ,
         )
+    if state.settings["nvml_replay"]:
+        state.node.gpus  # a bad replay file is bad input (SnapshotError: exit 4), not a crash
     report_dir = Path(state.settings["report_dir"])
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
