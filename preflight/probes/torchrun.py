@@ -1,0 +1,370 @@
+"""Run a workload under a real `torchrun`, bounded in time, and read what its ranks wrote.
+
+The launcher never judges: it returns an `Outcome` (exit code, timeout, what each rank
+wrote, which ranks did not finish) and the checks decide. Everything it starts is
+killed before `launch` returns: torchrun's process group *and* its workers, which
+torch's elastic agent starts in sessions of their own
+(torch/distributed/elastic/multiprocessing/subprocess_handler/subprocess_handler.py:
+`start_new_session=True`), so killing torchrun's group alone would orphan them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from preflight.probes import Runner, kill_group, ports
+
+PHASE_SUFFIX = ".phase"
+RESULT_SUFFIX = ".json"
+LOG_NAME = "torchrun.log"
+PORT_RETRIES = 3
+# What the c10d TCPStore server prints when its port was taken between our bind and its.
+_ADDRESS_IN_USE = re.compile(r"EADDRINUSE|address already in use", re.IGNORECASE)
+# torch's text for a TCPStore that wants libuv in a build without it; older releases
+# say "build", newer ones "built" (torch/csrc/distributed/c10d/TCPStore.cpp).
+LIBUV_MISSING = re.compile(
+    r"use_libuv was requested but PyTorch was buil[dt] without libuv support")
+
+
+class TopologyError(ValueError):
+    """NNODES / NODE_RANK / MASTER_ADDR / MASTER_PORT cannot describe a launch."""
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Where the workload's ranks live: this node alone, or one node of several."""
+
+    nnodes: int = 1
+    node_rank: int | None = None  # as declared; c10d assigns the real one on arrival
+    master_addr: str = "127.0.0.1"
+    master_port: int | None = None
+    declared: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def multi_node(self) -> bool:
+        return self.nnodes > 1
+
+
+# The variables ms-swift turns into torchrun flags (swift/cli/main.py: get_torchrun_args
+# passes NPROC_PER_NODE, MASTER_PORT, NNODES, NODE_RANK, MASTER_ADDR as --lower_name).
+TOPOLOGY_KEYS = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _whole(name: str, raw: str, low: int, high: int) -> int:
+    if not raw.strip().isdigit() or not low <= int(raw) <= high:
+        raise TopologyError(f"{name}={raw[:40]!r} is not a whole number in {low}..{high}")
+    return int(raw)
+
+
+def topology(environ: Mapping[str, str]) -> Topology:
+    """Parse the multi-node variables; any of them unusable raises TopologyError."""
+    declared = tuple((k, environ[k]) for k in TOPOLOGY_KEYS if environ.get(k, "") != "")
+    raw = dict(declared)
+    nnodes = _whole("NNODES", raw["NNODES"], 1, 4096) if "NNODES" in raw else 1
+    if nnodes == 1:
+        return Topology(declared=declared)
+    node_rank = None
+    if "NODE_RANK" in raw:
+        node_rank = _whole("NODE_RANK", raw["NODE_RANK"], 0, nnodes - 1)
+    missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if k not in raw]
+    if missing:
+        raise TopologyError(f"NNODES={nnodes} needs {' and '.join(missing)} (the rendezvous "
+                            "endpoint on node 0)")
+    port = _whole("MASTER_PORT", raw["MASTER_PORT"], 1, 65535 - 8)
+    return Topology(nnodes, node_rank, raw["MASTER_ADDR"], port, declared)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One torchrun launch of a workload module."""
+
+    name: str  # "allreduce", "train", ...: names the rendezvous and the files
+    module: str  # run with `-m`, e.g. "preflight.workloads.allreduce"
+    args: tuple[str, ...]
+    nproc_per_node: int
+    out_dir: Path
+    timeout_s: float
+    topology: Topology = field(default_factory=Topology)
+    port_offset: int = 0  # multi-node: this launch rendezvous on MASTER_PORT + offset
+
+
+def torchrun_argv(spec: Spec, port: int, python: str = sys.executable,
+                  run_id: str | None = None) -> list[str]:
+    """The torchrun command line (pure).
+
+    One node: what `torchrun --standalone` does (torch/distributed/run.py sets
+    rdzv_backend=c10d, rdzv_endpoint=localhost:0, a fresh rdzv_id), but on a port we
+    found by binding so the evidence can name it, and with is_host=1 so a port taken
+    in between fails loudly instead of joining someone else's store as a client
+    (c10d_rendezvous_backend.py retries as a client only when is_host is inferred).
+    Several nodes: c10d rendezvous on MASTER_ADDR:MASTER_PORT(+offset), the same
+    rdzv_id on every node.
+    """
+    topo = spec.topology
+    conf = [f"join_timeout={max(1, int(spec.timeout_s))}"]
+    if topo.multi_node:
+        endpoint = f"{topo.master_addr}:{port}"
+        run_id = run_id or f"preflight-{spec.name}-{port}"
+    else:
+        endpoint = f"127.0.0.1:{port}"
+        run_id = run_id or f"preflight-{spec.name}-{uuid.uuid4().hex[:12]}"
+        conf.append("is_host=1")
+    return [
+        python, "-m", "torch.distributed.run",  # the module behind the `torchrun` script
+        f"--nnodes={topo.nnodes}",
+        f"--nproc-per-node={spec.nproc_per_node}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={endpoint}",
+        f"--rdzv-id={run_id}",
+        f"--rdzv-conf={','.join(conf)}",
+        "--max-restarts=0",
+        "-m", spec.module, *spec.args,
+    ]
+
+
+@dataclass(frozen=True)
+class RankState:
+    local_rank: int
+    rank: int | None  # global rank; None when the process never got that far
+    phase: str  # the last thing the rank said it was doing
+    result: dict[str, Any] | None  # what it wrote when it finished
+
+    @property
+    def label(self) -> str:
+        return f"rank {self.rank}" if self.rank is not None else f"local rank {self.local_rank}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    spec_name: str
+    argv: tuple[str, ...]
+    port: int
+    returncode: int | None  # None when killed on timeout
+    timed_out: bool
+    elapsed_s: float
+    ranks: tuple[RankState, ...]
+    log: str  # path of torchrun's combined output
+    log_tail: tuple[str, ...]
+    error: str = ""  # the most telling error line of the whole log ("" when none)
+    attempts: int = 1
+    killed: int = 0  # processes still alive at the end that we had to kill
+
+    @property
+    def ok(self) -> bool:
+        return not self.timed_out and self.returncode == 0
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        return [r.result for r in self.ranks if r.result is not None]
+
+    @property
+    def unfinished(self) -> dict[str, str]:
+        """'rank N' -> its last phase, for every rank of this node that wrote no result."""
+        return {r.label: r.phase for r in self.ranks if r.result is None}
+
+
+# Each rank writes rank<R>-local<L>.phase when it starts and at every phase change, and
+# rank<R>-local<L>.json when it is done (preflight/workloads/common.py).
+_RANK_FILE = re.compile(r"^rank(\d+)-local(\d+)\.phase$")
+
+
+def read_ranks(out_dir: Path, nproc_per_node: int) -> tuple[RankState, ...]:
+    """What each local rank of this node left in out_dir (pure over the directory)."""
+    found: dict[int, RankState] = {}
+    for path in out_dir.glob(f"rank*{PHASE_SUFFIX}"):
+        match = _RANK_FILE.match(path.name)
+        if not match:
+            continue
+        rank, local = int(match[1]), int(match[2])
+        result = None
+        result_file = path.with_suffix(RESULT_SUFFIX)
+        if result_file.exists():
+            try:
+                result = json.loads(result_file.read_text())
+            except (OSError, ValueError):
+                result = None
+        found[local] = RankState(local, rank, _read_text(path), result)
+    for local in range(nproc_per_node):
+        found.setdefault(local, RankState(
+            local, None, "never started (rendezvous or process start did not complete)", None))
+    return tuple(found[k] for k in sorted(found))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def log_lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [ln[:400] for ln in text.splitlines() if ln.strip() and "*****" not in ln]
+
+
+# A worker's exception line, as torchrun relays it ("[rank0]: RuntimeError: ...").
+_EXCEPTION = re.compile(r"^(?:\[rank\d+\]:\s*)?((?:[\w.]+\.)?\w*(?:Error|Exception|Missing)"
+                        r": .+)$")
+
+
+def first_error(lines: Sequence[str]) -> str:
+    """The most telling line of a failed launch's output (the workers' exception first)."""
+    for line in lines:
+        if LIBUV_MISSING.search(line):
+            return line.strip()
+    for line in lines:
+        match = _EXCEPTION.match(line.strip())
+        if match and "ChildFailedError" not in line:
+            return match[1]
+    for line in lines:
+        if re.search(r"Error|error:|Exception", line):
+            return line.strip()
+    return lines[-1].strip() if lines else ""
+
+
+class _Family:
+    """Every process torchrun spawned, remembered while they are alive to be seen."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.seen: dict[int, psutil.Process] = {}
+
+    def refresh(self) -> None:
+        try:
+            for child in psutil.Process(self.pid).children(recursive=True):
+                self.seen.setdefault(child.pid, child)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+
+    def kill(self) -> int:
+        """SIGKILL whatever is left; psutil checks each pid is still the process we saw."""
+        alive = []
+        for proc in self.seen.values():
+            try:
+                if not proc.is_running():
+                    continue
+                if os.getpgid(proc.pid) == proc.pid:  # a session leader: take its children too
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.kill()
+                alive.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError,
+                    PermissionError):
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        return len(alive)
+
+
+def _wait(proc: subprocess.Popen, family: _Family, deadline: float) -> bool:
+    """Wait for torchrun until the deadline; True when it timed out."""
+    while True:
+        family.refresh()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return True
+        try:
+            proc.wait(timeout=min(0.2, remaining))
+            return False
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _clean(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in out_dir.glob("rank*"):
+        path.unlink(missing_ok=True)
+
+
+def launch(spec: Spec, environ: Mapping[str, str], runner: Runner | None = None,
+           python: str = sys.executable) -> Outcome:
+    """Launch, wait at most spec.timeout_s, kill everything, report; retry a taken port."""
+    runner = runner or Runner()
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        outcome = _launch_once(spec, environ, runner, python, attempt, started)
+        retry = (not spec.topology.multi_node and not outcome.ok and not outcome.results
+                 and attempt < PORT_RETRIES
+                 and _ADDRESS_IN_USE.search(outcome.error))
+        if not retry:
+            return outcome
+
+
+def _launch_once(spec: Spec, environ: Mapping[str, str], runner: Runner, python: str,
+                 attempt: int, started: float) -> Outcome:
+    _clean(spec.out_dir)
+    topo = spec.topology
+    port = (topo.master_port or 29500) + spec.port_offset if topo.multi_node \
+        else ports.free_port()
+    argv = torchrun_argv(spec, port, python)
+    env = dict(environ)
+    # The ranks stop themselves shortly after the bound even if we are gone (killed -9).
+    env["PREFLIGHT_DEADLINE"] = f"{time.time() + spec.timeout_s + 5:.3f}"
+    env["PYTHONUNBUFFERED"] = "1"
+    log_path = spec.out_dir / LOG_NAME
+    deadline = started + spec.timeout_s
+    with open(log_path, "wb") as log:
+        proc = runner.popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env=env, cwd=spec.out_dir)
+        family = _Family(proc.pid)
+        try:
+            timed_out = _wait(proc, family, deadline)
+        except BaseException:
+            family.refresh()
+            kill_group(proc)
+            family.kill()
+            proc.wait()
+            raise
+        family.refresh()
+        if timed_out:
+            kill_group(proc)
+        killed = family.kill()
+        proc.wait()
+    lines = log_lines(log_path)
+    return Outcome(
+        spec_name=spec.name,
+        argv=tuple(argv),
+        port=port,
+        returncode=None if timed_out else proc.returncode,
+        timed_out=timed_out,
+        elapsed_s=round(time.monotonic() - started, 2),
+        ranks=read_ranks(spec.out_dir, spec.nproc_per_node),
+        log=str(log_path),
+        log_tail=tuple(lines[-20:]),
+        error=first_error(lines) if timed_out or proc.returncode else "",
+        attempts=attempt,
+        killed=killed,
+    )
+
+
+def run_script(module: str, args: Sequence[str], environ: Mapping[str, str], timeout_s: float,
+               runner: Runner | None = None, python: str = sys.executable) -> dict[str, Any]:
+    """Run one workload module as a plain process; returns its last JSON line."""
+    runner = runner or Runner()
+    done = runner.run([python, "-m", module, *args], timeout=timeout_s, env=dict(environ))
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            data.setdefault("returncode", done.returncode)
+            return data
+    return {"returncode": done.returncode, "timed_out": done.timed_out,
+            "error": first_error(done.stderr.splitlines()[-20:]) or "no result printed"}

@@ -1,0 +1,123 @@
+"""A size sweep of all_reduce, checked element by element and timed like nccl-tests.
+
+Run under torchrun: `python -m torch.distributed.run --nproc-per-node N -m
+preflight.workloads.allreduce --out DIR`. Each rank writes its table to DIR.
+
+Per size (doubling from --min-bytes to --max-bytes, float32): one all_reduce of
+integer-valued data whose sum is known, every element compared; then --warmup and
+--iters timed all_reduces (nccl-tests' defaults: 5 and 20). The slowest rank's time
+counts. algbw = bytes / time and busbw = algbw * 2 (n - 1) / n, the definition in
+nccl-tests' doc/PERFORMANCE.md for all_reduce.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from preflight.workloads import common
+
+ELEMENT = 4  # float32
+MODULUS = 251  # keeps every value and every sum an exact float32 integer
+
+
+def sizes(min_bytes: int, max_bytes: int) -> list[int]:
+    size = max(ELEMENT, min_bytes - min_bytes % ELEMENT)
+    out = []
+    while size <= max_bytes:
+        out.append(size)
+        size *= 2
+    return out
+
+
+def bus_bandwidth(algbw: float, world: int) -> float:
+    return algbw * 2 * (world - 1) / world if world > 1 else algbw
+
+
+def check_size(dist, torch, backend, rank, size: int, corrupt: bool) -> dict | None:
+    """One all_reduce of known data; the first wrong element, or None when all are right."""
+    n = rank.world_size
+    numel = size // ELEMENT
+    base = (torch.arange(numel, device=backend.device) % MODULUS).to(torch.float32)
+    data = base + rank.rank
+    if corrupt:  # PREFLIGHT_TEST_CORRUPT_RANK: this rank contributes one wrong element
+        data[numel // 2] += 1
+    dist.all_reduce(data)
+    expected = base * n + n * (n - 1) // 2
+    wrong = (data != expected).nonzero()
+    if wrong.numel() == 0:
+        return None
+    index = int(wrong[0, 0])
+    return {"index": index, "got": float(data[index]), "expected": float(expected[index]),
+            "count": int(wrong.shape[0])}
+
+
+def time_size(dist, torch, backend, size: int, warmup: int, iters: int) -> float:
+    """Seconds per all_reduce on the slowest rank."""
+    buf = torch.zeros(size // ELEMENT, dtype=torch.float32, device=backend.device)
+    for _ in range(warmup):
+        dist.all_reduce(buf)
+    common.synchronize(backend)
+    start = time.perf_counter()
+    for _ in range(iters):
+        dist.all_reduce(buf)
+    common.synchronize(backend)
+    elapsed = torch.tensor([(time.perf_counter() - start) / iters], dtype=torch.float64,
+                           device=backend.device)
+    dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
+    return float(elapsed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--require-cuda", action="store_true")
+    parser.add_argument("--min-bytes", type=int, default=8)
+    parser.add_argument("--max-bytes", type=int, default=16 * 2**20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--iters", type=int, default=20)
+    args = parser.parse_args(argv)
+
+    rank = common.Rank.from_env(args.out)
+    rank.phase("importing torch")
+    common.start_deadline(rank)
+    import torch
+    import torch.distributed as dist
+
+    backend = common.init_process_group(rank, args.require_cuda)
+    if common.knob_int("PREFLIGHT_TEST_HANG_RANK") == rank.rank:
+        rank.phase("sleeping before the first collective (PREFLIGHT_TEST_HANG_RANK)")
+        time.sleep(3600)
+    corrupt_rank = common.knob_int("PREFLIGHT_TEST_CORRUPT_RANK")
+    corrupt_bytes = common.knob_int("PREFLIGHT_TEST_CORRUPT_BYTES")
+
+    rows = []
+    n = rank.world_size
+    for size in sizes(args.min_bytes, args.max_bytes):
+        label = common.human_bytes(size)
+        rank.phase(f"all_reduce {label}: correctness pass")
+        corrupt = corrupt_rank == rank.rank and corrupt_bytes in (None, size)
+        wrong = check_size(dist, torch, backend, rank, size, corrupt)
+        rank.phase(f"all_reduce {label}: {args.warmup} warm-up + {args.iters} timed")
+        seconds = time_size(dist, torch, backend, size, args.warmup, args.iters)
+        algbw = size / seconds / 1e9
+        rows.append({"size": label, "bytes": size, "time_us": round(seconds * 1e6, 1),
+                     "algbw_gbps": float(f"{algbw:.4g}"),
+                     "busbw_gbps": float(f"{bus_bandwidth(algbw, n):.4g}"),
+                     "wrong": wrong})
+    rank.phase("destroy_process_group")
+    dist.destroy_process_group()
+    rank.result({
+        "backend": backend.name,
+        "device": str(backend.device),
+        "cuda": backend.cuda,
+        "torch": torch.__version__,
+        "nccl": ".".join(map(str, torch.cuda.nccl.version())) if backend.cuda else None,
+        "warmup": args.warmup,
+        "iters": args.iters,
+        "rows": rows,
+    })
+
+
+if __name__ == "__main__":
+    main()
