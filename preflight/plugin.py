@@ -170,7 +170,9 @@ def _item_profile(item: pytest.Item) -> Profile | None:
 
 
 def _item_stage(item: pytest.Item) -> str:
-    for stage in STAGES:
+    # The latest stage wins: a stack check is also marked `workload` (it runs one), but it
+    # is reported, and ordered, as the stack stage.
+    for stage in reversed(STAGES):
         if item.get_closest_marker(stage):
             return stage
     return "static"

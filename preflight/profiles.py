@@ -43,7 +43,6 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, type], Any]]] = {
         "swift_model": (str, ""),
         "swift_dataset": (str, ""),
         "swift_timeout_s": (float, 300.0),
-        "grpo": (bool, False),  # also run `swift rlhf --rlhf_type grpo --max_steps 10`
         # sglang-generate: "" builds a tiny random Qwen2
         "sglang_model": (str, ""),
         "sglang_mem_fraction": (float, 0.0),  # --mem-fraction-static; 0: SGLang's default

@@ -1,0 +1,214 @@
+"""The training stack itself, in the order seed 002 validates it: the training backend
+alone (a real `swift sft` smoke), the rollout backend alone (a real SGLang server), and,
+statically, whether the engines' GPU memory shares leave the profile's headroom.
+
+A stack that is not installed is skipped with the reason, unless the profile lists it
+under `[stack] required`: then its absence blocks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from preflight.probes import ports
+from preflight.stack import colocate, sglang, swift, watch
+
+STEPS = 10  # seed 000's smoke: `--max_steps 10`
+STACK = (pytest.mark.workload, pytest.mark.stack)
+
+
+def _stack(func):
+    for mark in STACK:
+        func = mark(func)
+    return func
+
+
+def _absent(finding, profile, stage: str, why: str, fix: str) -> None:
+    finding.fix(fix)
+    if stage not in profile.stack.required:
+        finding.skip(f"{why}; profile {profile.name} does not require the {stage} stage")
+    raise AssertionError(f"profile {profile.name} requires the {stage} stage but {why}")
+
+
+def _tiny_assets(node, finding, python: str, out: Path) -> dict:
+    """Build the tiny random Qwen2 + jsonl with the stack's own Python, offline."""
+    built = node.runner.run(swift.tiny_assets_argv(python, out), timeout=180,
+                            env={**node.environ, **swift.OFFLINE_ENV})
+    if built.returncode != 0:
+        why = (built.stderr.strip().splitlines() or ["timed out"])[-1]
+        finding.unknown(f"could not build the tiny model with {python}: {why}")
+    return json.loads(built.stdout.strip().splitlines()[-1])
+
+
+def _processes(profile) -> int:
+    if profile.workload.world_size:
+        return profile.workload.world_size
+    return profile.gpu.count if profile.is_gpu else 2
+
+
+@_stack
+@pytest.mark.pitfall("swift-smoke-10")
+def test_swift_smoke_10(node, profile, finding, tmp_path):
+    install = swift.find(node.environ, node.runner)
+    finding.evidence(swift=install.executable, python=install.python, version=install.version)
+    if not install.usable:
+        _absent(finding, profile, "swift", install.error,
+                'pip install "ms-swift>=4.6,<5"  # into the env the job runs in, after its torch; '
+                "or put that env's bin/ first on PATH")
+    model, dataset = profile.stack.swift_model, profile.stack.swift_dataset
+    if not model or not dataset:
+        tiny = _tiny_assets(node, finding, install.python, tmp_path / "tiny")
+        model, dataset = model or tiny["model"], dataset or tiny["dataset"]
+    nproc = _processes(profile)
+    backend = "nccl" if profile.is_gpu else "gloo"
+    port = ports.free_port()
+    out = tmp_path / "output"
+    argv = swift.sft_argv(install.executable, model, dataset, out, steps=STEPS, backend=backend)
+    run = watch.watch(node.runner, argv, log_path=tmp_path / "swift-sft.log",
+                      timeout_s=profile.stack.swift_timeout_s,
+                      env=swift.launch_env(node.environ, nproc, port), cwd=tmp_path)
+    result = swift.read_run(out, run.log, STEPS)
+    command = f"NPROC_PER_NODE={nproc} MASTER_PORT={port} HF_HUB_OFFLINE=1 " + " ".join(argv)
+    finding.evidence(
+        command=command, model=model, dataset=dataset, returncode=run.returncode,
+        timed_out=run.timed_out, wall_s=run.elapsed_s, steps_logged=list(result.steps),
+        losses=[round(x, 4) for x in result.losses], steps_per_s=result.steps_per_s,
+        peak_rss_mib=run.peak_rss_bytes // 2**20, peak_gpu_memory_gib=result.peak_gpu_memory_gib,
+        checkpoint=result.checkpoint, optimizer_state=result.optimizer_state,
+        first_error=result.first_error, error_lines=list(result.error_lines),
+        left_running=list(run.survivors), log=run.log_path, run_sh=result.run_sh,
+    )
+    if run.timed_out:
+        finding.fix(f"the smoke hung past {profile.stack.swift_timeout_s:g}s: read {run.log_path};"
+                    " a hang after `failed to bind` is a nested launcher (run `swift` alone with "
+                    "NPROC_PER_NODE, no outer torchrun). Reproduce: " + command)
+    else:
+        finding.fix(f"fix what swift reports first ({result.first_error or 'see the log'}), then "
+                    f"re-run: {command}")
+    problems = []
+    if run.timed_out:
+        problems.append(f"no exit within {profile.stack.swift_timeout_s:g}s")
+    elif run.returncode != 0:
+        problems.append(f"swift sft exited {run.returncode}: {result.first_error or 'no error line'}")
+    if len(result.steps) < STEPS:
+        problems.append(f"{len(result.steps)}/{STEPS} steps logged")
+    if any(x != x or x in (float("inf"), float("-inf")) for x in result.losses):
+        problems.append("a loss is not finite")
+    if run.returncode == 0 and not result.checkpoint:
+        problems.append(f"no checkpoint-{STEPS} written")
+    elif result.checkpoint and not result.optimizer_state:
+        problems.append(f"checkpoint-{STEPS} has no optimizer state")
+    if run.survivors:
+        problems.append(f"processes left running: {list(run.survivors)}")
+    assert not problems, "swift smoke (10 steps) failed: " + "; ".join(problems)
+    finding.summary(f"{STEPS} steps on {nproc} {backend} processes in {run.elapsed_s}s "
+                    f"(loss {result.losses[0]:.3g} -> {result.losses[-1]:.3g}), "
+                    f"checkpoint-{STEPS} with optimizer state")
+
+
+def _sglang_python(node) -> str:
+    candidate = node.launch_prefix / "bin" / "python"
+    return str(candidate) if candidate.exists() else node.python
+
+
+@_stack
+@pytest.mark.pitfall("sglang-generate")
+def test_sglang_generate(node, profile, finding, tmp_path):
+    if not profile.is_gpu:
+        finding.skip(f"SGLang serves on GPUs; profile {profile.name} has none")
+    if not node.gpus.get("gpus"):
+        finding.skip(f"no GPU on this node ({node.gpus.get('error') or 'NVML lists none'})")
+    python = _sglang_python(node)
+    found = node.runner.run(
+        [python, "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('sglang') "
+         "is None)"], timeout=60, env=node.environ)
+    finding.evidence(python=python)
+    if found.returncode != 0:
+        _absent(finding, profile, "sglang", f"sglang is not importable by {python}",
+                f'"{python}" -m pip install "sglang"  # the version your rollout uses')
+    model = profile.stack.sglang_model or _tiny_assets(node, finding, python,
+                                                        tmp_path / "tiny")["model"]
+    port = ports.free_port()
+    argv = sglang.server_argv(python, model, port, profile.stack.sglang_mem_fraction)
+    base = f"http://127.0.0.1:{port}"
+    with watch.Started(node.runner, argv, log_path=tmp_path / "sglang.log",
+                       env={**node.environ, **swift.OFFLINE_ENV}, cwd=tmp_path) as server:
+        ready = sglang.wait_ready(base, server.poll, profile.stack.sglang_timeout_s)
+        answer = sglang.generate(base, "<|im_start|>user\nSay hello.<|im_end|>\n"
+                                       "<|im_start|>assistant\n") if ready.ready else None
+        left = server.stop(grace_s=15)
+        log = server.log
+    errors = swift.first_errors(log)
+    finding.evidence(
+        command=" ".join(argv), ready=ready.ready, ready_s=ready.elapsed_s,
+        health_statuses=ready.statuses, exited_while_starting=ready.exited,
+        ready_line=sglang.READY_LINE in log, first_error=errors[0] if errors else "",
+        generate_status=answer.status if answer else None,
+        generated=answer.text[:80] if answer else None,
+        generate_s=answer.elapsed_s if answer else None, left_running=list(left),
+        log=str(server.log_path),
+    )
+    finding.fix(f"fix what the server reports first ({errors[0] if errors else 'see the log'}); "
+                f"lower --mem-fraction-static if it ran out of memory. Reproduce: {' '.join(argv)}")
+    if ready.exited is not None:
+        raise AssertionError(f"the SGLang server exited {ready.exited} while starting: "
+                             f"{errors[0] if errors else 'no error line'}")
+    assert ready.ready, (f"GET /health never answered 200 within "
+                         f"{profile.stack.sglang_timeout_s:g}s ({ready.statuses})")
+    assert answer.status == 200, f"POST /generate answered {answer.status}: {answer.error}"
+    assert answer.text.strip(), "POST /generate answered 200 with empty text"
+    assert not left, f"SGLang processes left running after shutdown: {list(left)}"
+    finding.summary(f"ready in {ready.elapsed_s}s, POST /generate 200 in {answer.elapsed_s}s, "
+                    "nothing left running")
+
+
+def _launch_text(settings) -> tuple[str, str]:
+    if settings.get("launch_cmd"):
+        return settings["launch_cmd"], "--launch-cmd"
+    if settings.get("launch_script"):
+        path = settings["launch_script"]
+        try:
+            return Path(path).read_text(encoding="utf-8", errors="replace"), path
+        except OSError:
+            return "", path  # the launch probe reports an unreadable script
+    return "", ""
+
+
+@pytest.mark.static
+@pytest.mark.pitfall("colocate-memory")
+def test_colocate_memory(node, profile, finding, settings):
+    text, where = _launch_text(settings)
+    found = colocate.shares(text, node.environ)
+    if not found:
+        finding.skip("no SGLang / vLLM GPU memory share in the launch command or environment")
+    headroom = profile.stack.memory_headroom
+    trainer = profile.stack.trainer_memory_fraction
+    invalid = [s for s in found if s.fraction is None or not 0 < s.fraction <= 1]
+    total = round(sum(s.fraction for s in found if s not in invalid) + trainer, 4)
+    allowed = round(1 - headroom, 4)
+    memory = profile.gpu.memory_gb
+    finding.evidence(
+        shares=[{"engine": s.engine, "value": s.raw, "from": s.source} for s in found],
+        launch=where or None, trainer_fraction=trainer, total=total, allowed=allowed,
+        headroom=headroom,
+        free_gb_per_gpu=round((1 - total) * memory, 1) if memory else None,
+    )
+    room = allowed - trainer
+    engines = [s for s in found if s not in invalid] or found
+    scale = sum(s.fraction or 0 for s in engines) or 1
+    suggestion = {s.engine: max(0.05, int(room * (s.fraction or 1) / scale * 20) / 20)
+                  for s in engines}
+    finding.fix("; ".join(
+        f"export {s.source.removeprefix('env ')}={suggestion[s.engine]:g}"
+        if s.source.startswith("env ") else f"{s.source} {suggestion[s.engine]:g}"
+        for s in engines) + f"  # engines + trainer must stay <= {allowed:g} of each GPU")
+    assert not invalid, "not a fraction in (0, 1]: " + ", ".join(
+        f"{s.source}={s.raw!r}" for s in invalid)
+    assert total <= allowed + 1e-9, (
+        f"GPU memory shares add up to {total:g} ({' + '.join(f'{s.engine} {s.raw}' for s in found)}"
+        f"{f' + trainer {trainer:g}' if trainer else ''}), leaving less than the profile's "
+        f"headroom {headroom:g}")
+    finding.summary(f"engines + trainer take {total:g} of each GPU, leaving {1 - total:.2g}")

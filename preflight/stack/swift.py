@@ -1,0 +1,219 @@
+"""ms-swift: where it is installed, the smoke command, and what a run left behind.
+
+Seed 000's fix was a `--max_steps 10` smoke before the real run; this module builds
+that command for the user's installed `swift` and reads its results back as plain
+data. How `swift` launches itself is ms-swift's `swift/cli/main.py` (4.6):
+`NPROC_PER_NODE` / `NNODES` in the environment make it exec
+`python -m torch.distributed.run --nproc_per_node N [--master_port $MASTER_PORT] ...`
+and print `run sh: ...` first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from preflight.probes import Runner, paths
+
+MAKE_TINY = Path(__file__).with_name("make_tiny.py")
+
+# The smoke's fixed arguments: full fine-tuning (optimizer state is written, so a
+# resume is possible), one log line per step, one checkpoint at the last step, no
+# hub traffic (`--check_model false` skips modelscope's "is the local model latest"
+# query in swift/trainers/mixin.py, which retries for seconds when offline).
+SMOKE_ARGS = (
+    "--tuner_type", "full",
+    "--per_device_train_batch_size", "2",
+    "--logging_steps", "1",
+    "--max_length", "128",
+    "--dataloader_num_workers", "0",
+    "--dataset_num_proc", "1",
+    "--report_to", "none",
+    "--check_model", "false",
+    "--save_only_model", "false",
+)
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+# An exception line, as Python prints it, optionally behind torchrun's `[rankN]: `.
+EXCEPTION_LINE = re.compile(
+    r"^(?:\[rank\d+\]:\s*)?((?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt)"
+    r"\b(?::.*)?)$")
+
+
+@dataclass(frozen=True)
+class SwiftInstall:
+    executable: str | None  # `swift` resolved on PATH
+    python: str | None  # the interpreter its entry point runs under
+    version: str | None  # swift.__version__, None when it does not import
+    error: str = ""  # why this install cannot run the smoke
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.executable and self.python and self.version)
+
+
+def entry_point_python(executable: str) -> str | None:
+    """The interpreter of a pip console script: its shebang, or pip's `/bin/sh` trampoline
+    for long paths (`'''exec' /path/python "$0" "$@"`)."""
+    try:
+        with open(executable, "rb") as fh:
+            head = fh.read(512).decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    if not head or not head[0].startswith("#!"):
+        return None
+    first = head[0][2:].strip().split()
+    if first and "python" in Path(first[0]).name:
+        return first[0]
+    for line in head[1:3]:
+        found = re.match(r"""^'''exec' (\S+)""", line)
+        if found:
+            return found.group(1)
+    return None
+
+
+def find(environ: Mapping[str, str], runner: Runner) -> SwiftInstall:
+    exe = paths.which("swift", environ)
+    if exe is None:
+        return SwiftInstall(None, None, None, "`swift` is not on PATH")
+    python = entry_point_python(exe)
+    if python is None:
+        return SwiftInstall(exe, None, None,
+                            f"{exe} is not a Python entry point (Apple's Swift, not ms-swift?)")
+    done = runner.run([python, "-c", "import swift; print(swift.__version__)"], timeout=120,
+                      env=environ)
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["timed out" if done.timed_out else "?"])[-1]
+        return SwiftInstall(exe, python, None, f"`import swift` fails under {python}: {why}")
+    return SwiftInstall(exe, python, done.stdout.strip().splitlines()[-1])
+
+
+def tiny_assets_argv(python: str, out: Path, layers: int = 2) -> list[str]:
+    return [python, str(MAKE_TINY), str(out), "--layers", str(layers)]
+
+
+def sft_argv(executable: str, model: str, dataset: str, output_dir: Path, *, steps: int,
+             backend: str) -> list[str]:
+    return [executable, "sft", "--model", model, "--dataset", dataset,
+            "--output_dir", str(output_dir), "--max_steps", str(steps),
+            "--save_steps", str(steps), "--ddp_backend", backend, *SMOKE_ARGS,
+            *_tiny_model_args(model)]
+
+
+def _tiny_model_args(model: str) -> list[str]:
+    # A local dir has no hub id for swift to infer the family from: name it.
+    if (Path(model) / "config.json").is_file():
+        try:
+            family = json.loads((Path(model) / "config.json").read_text()).get("model_type")
+        except (OSError, ValueError):
+            family = None
+        if family == "qwen2":
+            return ["--model_type", "qwen2", "--template", "qwen"]
+    return []
+
+
+def launch_env(environ: Mapping[str, str], nproc: int, master_port: int) -> dict[str, str]:
+    """swift's own launcher path: NPROC_PER_NODE makes it run torchrun once (seed 000's fix)."""
+    env = dict(environ)
+    env.update(OFFLINE_ENV)
+    env["NPROC_PER_NODE"] = str(nproc)
+    env["MASTER_PORT"] = str(master_port)
+    env.setdefault("MASTER_ADDR", "127.0.0.1")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    """What a finished swift run left: its log lines and its checkpoint."""
+
+    steps: tuple[int, ...] = ()
+    losses: tuple[float, ...] = ()
+    max_steps: int | None = None
+    steps_per_s: float | None = None
+    train_runtime_s: float | None = None
+    peak_gpu_memory_gib: float | None = None
+    checkpoint: str | None = None
+    checkpoint_files: tuple[str, ...] = ()
+    optimizer_state: bool = False
+    run_sh: str = ""
+    first_error: str = ""
+    error_lines: tuple[str, ...] = field(default=())
+
+
+def parse_logging(lines: Iterable[str]) -> dict:
+    """swift's logging.jsonl: one JSON object per logging step, a summary last."""
+    steps, losses, memory = [], [], []
+    summary: dict = {}
+    max_steps = None
+    for raw in lines:
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict):
+            continue
+        progress = str(entry.get("global_step/max_steps", ""))
+        if "/" in progress:
+            done, _, total = progress.partition("/")
+            if total.isdigit():
+                max_steps = int(total)
+            if "loss" in entry and done.isdigit():
+                steps.append(int(done))
+                losses.append(float(entry["loss"]))
+        if "memory(GiB)" in entry:
+            memory.append(float(entry["memory(GiB)"]))
+        if "train_runtime" in entry:
+            summary = entry
+    return {"steps": steps, "losses": losses, "max_steps": max_steps, "summary": summary,
+            "peak_gpu_memory_gib": max(memory) if memory else None}
+
+
+def first_errors(log_text: str, limit: int = 5) -> list[str]:
+    """The distinct exception lines of a log, in order: the first one is the cause."""
+    found: list[str] = []
+    for line in log_text.splitlines():
+        match = EXCEPTION_LINE.match(line.strip())
+        if match and match.group(1) not in found:
+            found.append(match.group(1).strip())
+            if len(found) == limit:
+                break
+    return found
+
+
+def read_run(output_dir: Path, log_text: str, steps: int) -> SmokeRun:
+    """Everything the checks judge a swift run by, from its output dir and its log."""
+    runs = sorted(output_dir.glob("v*-*/logging.jsonl"), key=lambda p: p.stat().st_mtime)
+    parsed = parse_logging(runs[-1].read_text(errors="replace").splitlines()) if runs else \
+        parse_logging([])
+    checkpoints = sorted(output_dir.glob(f"v*-*/checkpoint-{steps}"))
+    ckpt = checkpoints[-1] if checkpoints else None
+    files = tuple(sorted(p.name for p in ckpt.iterdir())) if ckpt else ()
+    run_sh = next((ln.strip() for ln in log_text.splitlines() if ln.startswith("run sh: ")), "")
+    summary = parsed["summary"]
+    errors = first_errors(log_text)
+    return SmokeRun(
+        steps=tuple(parsed["steps"]),
+        losses=tuple(parsed["losses"]),
+        max_steps=parsed["max_steps"],
+        steps_per_s=_float(summary.get("train_steps_per_second")),
+        train_runtime_s=_float(summary.get("train_runtime")),
+        peak_gpu_memory_gib=parsed["peak_gpu_memory_gib"],
+        checkpoint=str(ckpt) if ckpt else None,
+        checkpoint_files=files,
+        # Trainer writes optimizer.pt; DeepSpeed a global_step*/ dir of optim states.
+        optimizer_state=any(f.startswith(("optimizer", "global_step")) for f in files),
+        run_sh=run_sh[:400],
+        first_error=errors[0] if errors else "",
+        error_lines=tuple(errors),
+    )
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
