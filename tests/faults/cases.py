@@ -1,0 +1,170 @@
+"""The hostile inputs and injected faults, as data: (name, kind, build, expectation)."""
+
+from __future__ import annotations
+
+import json
+import resource
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+from harness import Case, Setup
+
+STATIC = ["-m", "static"]
+
+
+def _env_file(name: str, content: bytes, expect: str) -> Case:
+    def build(work: Path, canary: str) -> Setup:
+        path = work / "job.env"
+        path.write_bytes(content.replace(b"CANARY", canary.encode()))
+        return Setup(args=[*STATIC, "--env-file", str(path)])
+
+    return Case(f"env-{name}", "bad-input", build, expect)
+
+
+def _profile(name: str, toml: str | bytes) -> Case:
+    def build(work: Path, canary: str) -> Setup:
+        (work / "profiles").mkdir()
+        data = toml.encode() if isinstance(toml, str) else toml
+        (work / "profiles" / "site.toml").write_bytes(data)
+        return Setup(args=[*STATIC, "--profile-dir", str(work / "profiles")])
+
+    return Case(f"profile-{name}", "bad-input", build, "usage")
+
+
+def _args(name: str, args: list[str], expect: str, env: dict | None = None) -> Case:
+    return Case(name, "bad-input",
+                lambda work, canary: Setup(args=[*STATIC, *args], env=dict(env or {})), expect)
+
+
+def _garbage_env(name: str, key: str, value: str) -> Case:
+    return Case(f"garbage-{name}", "bad-input",
+                lambda work, canary: Setup(args=STATIC, env={key: value}), "verdict")
+
+
+def _report_dir_is_a_file(work: Path, canary: str) -> Setup:
+    (work / "occupied").write_text("")
+    return Setup(args=STATIC, report_dir=work / "occupied" / "report")
+
+
+def _report_dir_full(work: Path, canary: str) -> Setup:
+    def small_files() -> None:
+        # A full disk, as a file-size limit: writes past 1 KiB fail with EFBIG.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    return Setup(args=STATIC, preexec=small_files, junit=False)
+
+
+def _nvml_replay(name: str, text: str) -> Case:
+    def build(work: Path, canary: str) -> Setup:
+        (work / "snap.json").write_text(text)
+        return Setup(args=[*STATIC, "--nvml-replay", str(work / "snap.json")])
+
+    return Case(f"nvml-replay-{name}", "bad-input", build, "usage")
+
+
+BAD_INPUTS = [
+    _env_file("unterminated-quote", b'HF_TOKEN="CANARY\nB=2\n', "usage"),
+    _env_file("nul-byte", b"HF_TOKEN=CANARY\0\n", "usage"),
+    _env_file("not-utf8", b"HF_TOKEN=\xff\xfeCANARY\n", "usage"),
+    _env_file("1mb-value", b"BIG=" + b"x" * 2**20 + b"CANARY\n", "verdict"),
+    _env_file("duplicate-keys", b"HF_TOKEN=CANARY\nHF_TOKEN=CANARY-2\n", "verdict"),
+    _env_file("export-prefix", b"export HF_TOKEN=CANARY\nexport WANDB_MODE=offline\n",
+              "verdict"),
+    _env_file("bom", b"\xef\xbb\xbfHF_TOKEN=CANARY\n", "verdict"),
+    _env_file("crlf", b"HF_TOKEN=CANARY\r\nWANDB_MODE=offline\r\n", "verdict"),
+    _env_file("interpolation", b"A=${HF_TOKEN}/x\nB='$HF_TOKEN'\n", "verdict"),
+    _env_file("only-comments", b"# HF_TOKEN=CANARY\n\n   \n", "verdict"),
+    _args("env-file-missing", ["--env-file", "/nonexistent/.env"], "usage"),
+    _args("env-file-is-a-directory", ["--env-file", "/tmp"], "usage"),
+    _profile("syntax-error", "[gpu\ncount = 4\n"),
+    _profile("unknown-key", "[gpu]\ncuont = 4\n"),
+    _profile("wrong-type", '[gpu]\ncount = "four"\n'),
+    _profile("bad-severity", '[severity]\nport-free = "fatal"\n'),
+    _profile("extends-cycle-self", 'extends = "site"\n'),
+    _profile("not-utf8", b'description = "\xff\xfe"\n'),
+    _args("profile-unknown-name", ["--profile", "a900"], "usage"),
+    _args("profile-dir-missing", ["--profile-dir", "/nonexistent"], "usage"),
+    _args("check-unknown-id", ["--check", "no-such-check"], "usage"),
+    Case("report-dir-is-under-a-file", "bad-input", _report_dir_is_a_file, "usage"),
+    Case("report-dir-full", "bad-input", _report_dir_full, "usage"),
+    _nvml_replay("not-json", "{not json"),
+    _nvml_replay("wrong-shape", json.dumps({"gpus": "none"})),
+    _garbage_env("master-port", "MASTER_PORT", "abc"),
+    _garbage_env("master-port-huge", "MASTER_PORT", "99999999999999999999"),
+    _garbage_env("master-addr", "MASTER_ADDR", "::::"),
+    _garbage_env("cuda-visible-devices", "CUDA_VISIBLE_DEVICES", ",,"),
+    _garbage_env("nccl-ifname-caret", "NCCL_SOCKET_IFNAME", "^"),
+    _garbage_env("nccl-ifname-equals", "NCCL_SOCKET_IFNAME", "=,,^"),
+    _garbage_env("hf-endpoint", "HF_ENDPOINT", "http://[::1"),
+    _garbage_env("hf-endpoint-userinfo", "HF_ENDPOINT", "http://u:CANARY@[::1"),
+    _garbage_env("cuda-home", "CUDA_HOME", "/nonexistent/\u2603"),
+    _garbage_env("path-empty", "PATH", ""),
+    _garbage_env("conda-prefix", "CONDA_PREFIX", "relative/../../x"),
+]
+
+
+# -- faults ---------------------------------------------------------------------------
+
+FAKE_PYNVML = '''
+class NVMLError(Exception):
+    pass
+
+def nvmlInit():
+    pass
+
+def nvmlShutdown():
+    pass
+
+def __getattr__(name):
+    def call(*args, **kwargs):
+        raise NVMLError(f"injected fault in {name}")
+    return call
+'''
+
+
+def _nvml_raises(profile: str):
+    def build(work: Path, canary: str) -> Setup:
+        (work / "fakenvml").mkdir()
+        (work / "fakenvml" / "pynvml.py").write_text(FAKE_PYNVML)
+        return Setup(args=[*STATIC, "-m", profile], env={"PYTHONPATH": str(work / "fakenvml")})
+
+    return build
+
+
+def _vanishing_processes(work: Path, canary: str) -> Setup:
+    # Short-lived processes named like Ray workers appear and vanish during the scan.
+    churn = subprocess.Popen(
+        ["bash", "-c", "while :; do (exec -a default_worker.py sleep 0.02); done"],
+        start_new_session=True)
+
+    def stop() -> None:
+        churn.kill()
+        churn.wait()
+
+    return Setup(args=[*STATIC, "--check", "leftover-processes"], cleanup=stop)
+
+
+def _sigint_mid_run(work: Path, canary: str) -> Setup:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts, never answers: the hf-endpoint check waits its timeout
+    (work / "profiles").mkdir()
+    (work / "profiles" / "slow.toml").write_text(
+        'extends = "cpu"\n[env]\nhf_mirror = true\nhf_timeout_s = 30.0\n')
+    return Setup(
+        args=["--profile-dir", str(work / "profiles"), "--profile", "slow"],
+        env={"HF_ENDPOINT": f"http://127.0.0.1:{silent.getsockname()[1]}"},
+        interrupt_after_s=4.0, cleanup=silent.close)
+
+
+FAULTS = [
+    Case("nvml-raises-on-every-call-cpu", "fault", _nvml_raises("cpu"), "verdict"),
+    Case("nvml-raises-on-every-call-a800", "fault", _nvml_raises("a800"), "no-go"),
+    Case("process-vanishes-while-inspected", "fault", _vanishing_processes, "verdict"),
+    Case("sigint-mid-run", "fault", _sigint_mid_run, "interrupted", bound_s=20),
+]
+
+CASES = BAD_INPUTS + FAULTS

@@ -1,0 +1,150 @@
+"""Run the real plugin against one hostile input or injected fault and classify what
+happened. Shared by tests/faults/ and benchmarks/faults_summary.py, so the summary
+line is computed by running the same cases.
+
+Every case plants a secret canary (an exported token and a .env value), runs preflight
+in its own process group with a tag in its environment, and afterwards looks for:
+a traceback, the canary in any output or file, a process still alive carrying the tag,
+and a hang (the run outliving its bound).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[2]
+CHECKS = REPO / "preflight"
+sys.path.insert(0, str(REPO / "tests"))
+from conftest import base_env  # noqa: E402
+
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)|INTERNALERROR")
+
+
+@dataclass
+class Setup:
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str | None] = field(default_factory=dict)
+    interrupt_after_s: float | None = None  # SIGINT to the suite after this long
+    preexec: Callable[[], None] | None = None
+    cleanup: Callable[[], None] | None = None
+    report_dir: Path | None = None
+    junit: bool = True
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    kind: str  # "bad-input" or "fault"
+    build: Callable[[Path, str], Setup]  # (workdir, canary) -> Setup
+    expect: str  # "usage" (exit 4), "verdict" (0/1 with a report), "no-go", "interrupted"
+    bound_s: float = 60.0
+
+
+@dataclass
+class Result:
+    case: str
+    kind: str
+    returncode: int | None
+    outcome: str  # usage / verdict / interrupted / crash / hang
+    traceback: bool
+    leaks: list[str]
+    leftover: list[int]
+    hang: bool
+    elapsed_s: float
+    output: str
+
+    @property
+    def ok_shape(self) -> bool:
+        return not (self.traceback or self.leaks or self.leftover or self.hang)
+
+
+def _tagged(tag: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("PREFLIGHT_FAULT_TAG") == tag:
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
+
+
+def _classify(code: int | None, report_dir: Path, output: str) -> str:
+    if code is None:
+        return "hang"
+    if code == 4:
+        errors = [ln for ln in output.splitlines() if ln.startswith("ERROR:")]
+        return "usage" if len(errors) == 1 else "crash"
+    report = report_dir / "preflight-report.json"
+    if code == 2 and report.exists() and '"complete": false' in report.read_text():
+        return "interrupted"
+    if code in (0, 1) and report.exists():
+        return "verdict"
+    return "crash"
+
+
+def run_case(case: Case, workdir: Path) -> Result:
+    workdir.mkdir(parents=True, exist_ok=True)
+    canary = f"canary-{uuid.uuid4().hex}"
+    tag = uuid.uuid4().hex
+    (workdir / ".env").write_text(f"HF_TOKEN={canary}\nWANDB_API_KEY={canary}-w\n")
+    setup = case.build(workdir, canary)
+    report_dir = setup.report_dir or workdir / "report"
+    env = base_env(HF_TOKEN=canary, PREFLIGHT_FAULT_TAG=tag)
+    for key, value in setup.env.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    argv = [sys.executable, "-m", "pytest", str(CHECKS), "-p", "no:cacheprovider", "-q",
+            "--rootdir", str(REPO), f"--report-dir={report_dir}", *setup.args]
+    if setup.junit:
+        argv.append(f"--junitxml={workdir / 'junit.xml'}")
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace",
+                            start_new_session=True, preexec_fn=setup.preexec)
+    hang = False
+    try:
+        if setup.interrupt_after_s is not None:
+            try:
+                proc.wait(timeout=setup.interrupt_after_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole group
+        output, _ = proc.communicate(timeout=case.bound_s)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        hang = True
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        code = None
+    finally:
+        if setup.cleanup:
+            setup.cleanup()
+    elapsed = time.monotonic() - start
+    time.sleep(0.2)  # let killed grandchildren be reaped before we look for them
+    leftover = _tagged(tag)
+    for pid in leftover:  # started by this case: ours to clean up
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    texts = {"output": output}
+    for path in [*report_dir.glob("*"), workdir / "junit.xml"]:
+        if path.is_file():
+            texts[path.name] = path.read_text(errors="replace")
+    leaks = [name for name, text in texts.items() if canary in text]
+    return Result(case.name, case.kind, code, "hang" if hang else
+                  _classify(code, report_dir, output), bool(TRACEBACK.search(output)), leaks,
+                  leftover, hang, round(elapsed, 2), output)
