@@ -1,0 +1,381 @@
+"""GPU checks end to end: the real plugin in a subprocess, reading recorded NVML snapshots.
+
+Each check fails on its broken node and passes on the healthy one. Hardware this machine
+lacks (GPUs, a CUDA build of torch) is faked through one seam each: `--nvml-replay` for
+NVML, a `torch` package on PYTHONPATH for the torch subprocess. Everything else is real:
+processes, files, the plugin, the report.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import FIXTURES, base_env
+
+from preflight.probes.nvml_fake import merge
+
+NVML_DIR = FIXTURES / "nvml"
+HEALTHY = NVML_DIR / "a800x4-healthy.json"
+
+
+def gpu_env(**overrides):
+    """base_env without NCCL settings and with a HOME that has no ~/.nccl.conf."""
+    env = {k: v for k, v in base_env(**overrides).items()
+           if not k.startswith("NCCL_") or k in overrides}
+    return env
+
+
+def snapshot(tmp_path, overrides, base=HEALTHY, name="node.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(merge(json.loads(base.read_text()), overrides)))
+    return path
+
+
+def results(run, check):
+    found = run.checks(check)
+    assert found, f"no {check} results:\n{run.output[-3000:]}"
+    return {c["nodeid"].rsplit("[", 1)[-1].rstrip("]"): c for c in found}
+
+
+def replay(run_preflight, path, *checks, profile="a800", env=None, extra=()):
+    args = ["-m", profile, "--nvml-replay", str(path)]
+    for check in checks:
+        args += ["--check", check]
+    return run_preflight(*args, *extra, env=env or gpu_env(HOME="/nonexistent"))
+
+
+# -- gpu-inventory -------------------------------------------------------------------------
+
+
+def test_inventory_passes_on_the_healthy_node(run_preflight):
+    run = replay(run_preflight, HEALTHY, "gpu-inventory")
+    found = results(run, "gpu-inventory")
+    assert set(found) == {"a800-gpu0", "a800-gpu1", "a800-gpu2", "a800-gpu3", "a800"}
+    assert all(c["outcome"] == "passed" for c in found.values()), run.output[-2000:]
+    assert found["a800-gpu2"]["evidence"]["found"]["name"] == "NVIDIA A800-SXM4-80GB"
+
+
+def test_inventory_fails_on_the_missing_gpu(run_preflight):
+    run = replay(run_preflight, NVML_DIR / "a800x4-gpu-missing.json", "gpu-inventory")
+    found = results(run, "gpu-inventory")
+    missing = found["a800-gpu3"]
+    assert missing["severity"] == "blocker" and run.returncode == 1
+    assert "GPU 3 is missing: NVML sees 3 of 4" in missing["summary"]
+    assert missing["evidence"]["found"] is None and missing["evidence"]["gpus_seen"] == 3
+    assert "Xid" in missing["fix"]
+    assert found["a800-gpu0"]["outcome"] == "passed"
+    assert "3 GPU(s) visible to the job but 4 processes per node" in found["a800"]["summary"]
+
+
+def test_inventory_fails_on_the_wrong_model(run_preflight, tmp_path):
+    h100 = NVML_DIR / "h100x8-healthy.json"
+    run = replay(run_preflight, h100, "gpu-inventory")  # -m a800 on an H100 node
+    gpu0 = results(run, "gpu-inventory")["a800-gpu0"]
+    assert gpu0["severity"] == "blocker"
+    assert "model 'NVIDIA H100 80GB HBM3' is not A800" in gpu0["summary"]
+    assert "compute capability 9.0, expected 8.0" in gpu0["summary"]
+
+
+def test_visible_devices_naming_a_missing_gpu_fails_then_passes(run_preflight):
+    run = replay(run_preflight, HEALTHY, "gpu-inventory",
+                 env=gpu_env(HOME="/nonexistent", CUDA_VISIBLE_DEVICES="0,1,7,2"))
+    node = results(run, "gpu-inventory")["a800"]
+    assert node["severity"] == "blocker"
+    assert "names GPU 7" in node["summary"]
+    assert node["evidence"]["visible_indices"] == [0, 1]
+    assert node["fix"].startswith("export CUDA_VISIBLE_DEVICES=0,1,2,3")
+    fixed = replay(run_preflight, HEALTHY, "gpu-inventory",
+                   env=gpu_env(HOME="/nonexistent", CUDA_VISIBLE_DEVICES="0,1,2,3"))
+    assert results(fixed, "gpu-inventory")["a800"]["outcome"] == "passed"
+
+
+def test_site_profile_of_five_lines_extends_a800(run_preflight, tmp_path):
+    """A site overrides two thresholds in a 5-line file and keeps everything else."""
+    site = tmp_path / "profiles"
+    site.mkdir()
+    (site / "beijing.toml").write_text(
+        'extends = "a800"\ndescription = "our 2-GPU A800 slice"\n[gpu]\ncount = 2\n'
+        "min_free_memory_gb = 40.0\n")
+    assert len((site / "beijing.toml").read_text().splitlines()) == 5
+    run = replay(run_preflight, NVML_DIR / "a800x4-foreign-process.json",
+                 "gpu-inventory", "gpu-free", profile="beijing",
+                 extra=("--profile-dir", str(site)))
+    inventory = results(run, "gpu-inventory")
+    assert set(inventory) == {"beijing-gpu0", "beijing-gpu1", "beijing"}
+    assert inventory["beijing-gpu0"]["evidence"]["expected"]["model"] == "A800"  # inherited
+    free = results(run, "gpu-free")
+    assert free["beijing-gpu0"]["outcome"] == "passed"
+    assert free["beijing-gpu1"]["evidence"]["min_free_gb"] == 40.0
+    assert free["beijing-gpu1"]["severity"] == "blocker"  # the foreign process on GPU 1
+
+
+# -- gpu-free ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stranger():
+    """A real process that is not ours, whose command line carries a token."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                             "--hf_token", "hf_SuperSecret0123456789"], start_new_session=True)
+    time.sleep(0.2)
+    yield proc
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+def test_gpu_free_names_a_real_foreign_process_redacted(run_preflight, tmp_path, stranger):
+    path = snapshot(tmp_path, {"gpus": {"1": {
+        "processes": [{"pid": stranger.pid, "used_memory_bytes": 31 * 2**30}],
+        "memory_used_bytes": 31 * 2**30, "memory_free_bytes": 49 * 2**30}}})
+    run = replay(run_preflight, path, "gpu-free")
+    found = results(run, "gpu-free")
+    busy = found["a800-gpu1"]
+    assert busy["severity"] == "blocker" and run.returncode == 1
+    assert f"pid {stranger.pid}" in busy["summary"]
+    shown = busy["evidence"]["foreign_processes"][0]
+    assert shown["pid"] == stranger.pid and shown["user"] and shown["used_memory_gib"] == 31.0
+    assert "--hf_token ***" in shown["cmdline"]
+    assert busy["fix"].startswith(f"kill {stranger.pid}")
+    everything = run.output + json.dumps(run.report)
+    assert "hf_SuperSecret0123456789" not in everything
+    assert stranger.poll() is None, "preflight must never kill a process it did not start"
+    assert found["a800-gpu0"]["outcome"] == "passed"
+    fixed = replay(run_preflight, HEALTHY, "gpu-free")
+    assert all(c["outcome"] == "passed" for c in results(fixed, "gpu-free").values())
+
+
+def test_gpu_free_process_outside_this_pid_namespace(run_preflight):
+    run = replay(run_preflight, NVML_DIR / "a800x4-foreign-process.json", "gpu-free")
+    busy = results(run, "gpu-free")["a800-gpu1"]
+    assert busy["severity"] == "blocker"
+    assert "not in this PID namespace" in busy["evidence"]["foreign_processes"][0]["cmdline"]
+    assert "host pid(s) 4190321" in busy["fix"]
+
+
+def test_gpu_free_memory_floor(run_preflight, tmp_path):
+    path = snapshot(tmp_path, {"gpus": {"0": {"memory_used_bytes": 10 * 2**30,
+                                              "memory_free_bytes": 70 * 2**30}}})
+    gpu0 = results(replay(run_preflight, path, "gpu-free"), "gpu-free")["a800-gpu0"]
+    assert gpu0["severity"] == "blocker"
+    assert "has 70.0 GiB free, profile wants 78" in gpu0["summary"]
+
+
+# -- gpu-health ----------------------------------------------------------------------------
+
+
+def test_gpu_health_passes_on_the_healthy_node(run_preflight):
+    run = replay(run_preflight, HEALTHY, "gpu-health")
+    found = results(run, "gpu-health")
+    assert len(found) == 4 and all(c["outcome"] == "passed" for c in found.values())
+    assert found["a800-gpu0"]["evidence"]["nvlink_active"] == 8
+    assert run.returncode == 0
+
+
+@pytest.mark.parametrize("variant, failing, words, fix", [
+    ("a800x4-ecc-error", {"a800-gpu2"}, "2 volatile uncorrected ECC error(s); row remapping "
+     "pending", "nvidia-smi -r -i 2"),
+    ("a800x4-nvlink-down", {"a800-gpu0", "a800-gpu3"}, "7 of 8 NVLink links active (down: 2)",
+     "nvidia-smi nvlink -s"),
+    ("a800x4-degraded", {"a800-gpu0", "a800-gpu1", "a800-gpu2", "a800-gpu3"},
+     "persistence mode off", "nvidia-persistenced"),
+])
+def test_gpu_health_fails_on_each_broken_node(run_preflight, variant, failing, words, fix):
+    run = replay(run_preflight, NVML_DIR / f"{variant}.json", "gpu-health")
+    found = results(run, "gpu-health")
+    assert {k for k, c in found.items() if c["severity"] == "blocker"} == failing
+    first = found[sorted(failing)[-1]]
+    assert words in first["summary"] and fix in first["fix"]
+    assert run.returncode == 1
+
+
+def test_gpu_health_thermal_and_pcie_width(run_preflight):
+    run = replay(run_preflight, NVML_DIR / "a800x4-degraded.json", "gpu-health")
+    found = results(run, "gpu-health")
+    assert "PCIe link x8 of x16" in found["a800-gpu1"]["summary"]
+    assert "hw_thermal_slowdown" in found["a800-gpu3"]["summary"]
+    assert "PCIe gen" not in found["a800-gpu0"]["summary"]  # idle: gen 1 of 4 is normal
+
+
+# -- no NVML -------------------------------------------------------------------------------
+
+
+def test_gpu_checks_skip_under_cpu_with_the_reason(run_preflight):
+    run = run_preflight("-m", "cpu", "-rs", *sum((["--check", c] for c in (
+        "gpu-inventory", "gpu-free", "gpu-health", "cuda-stack", "nccl-env")), []),
+        env=gpu_env())
+    assert run.returncode == 0, run.output[-2000:]
+    for check in ("gpu-inventory", "gpu-free", "gpu-health", "cuda-stack"):
+        for result in run.checks(check):
+            assert result["outcome"] == "skipped"
+            assert "profile cpu expects no GPU (NVML unavailable" in result["summary"]
+    assert run.report["verdict"] == "GO"
+    assert "expects no GPU (NVML unavailable" in run.output  # the reason is shown (-rs)
+    markdown = (run.report_dir / "preflight-report.md").read_text()
+    assert "expects no GPU (NVML unavailable" in markdown
+
+
+def test_a800_on_this_machine_is_no_go_naming_the_missing_gpus(run_preflight):
+    run = run_preflight("-m", "a800", "--check", "gpu-inventory", "--check", "gpu-health",
+                        env=gpu_env())
+    assert run.returncode == 1 and run.report["verdict"] == "NO-GO"
+    inventory = results(run, "gpu-inventory")
+    assert all(c["severity"] == "blocker" for c in inventory.values())
+    assert "expects 4x A800 but NVML cannot be read" in inventory["a800-gpu0"]["summary"]
+    assert "NVML unavailable" in run.output
+    health = results(run, "gpu-health")
+    assert all(c["severity"] == "unknown" for c in health.values())
+
+
+def test_bad_replay_file_is_exit_4(run_preflight, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"gpus": [{"index": 0}]}')
+    run = run_preflight("-m", "a800", "--nvml-replay", str(bad), env=gpu_env())
+    assert run.returncode == 4
+    assert "gpus[0].name missing" in run.output and "Traceback" not in run.output
+
+
+# -- cuda-stack ----------------------------------------------------------------------------
+
+
+def fake_torch(root, cuda="12.1", arch="sm_50 sm_60 sm_70 sm_75 sm_80 sm_86 sm_90"):
+    """A `torch` package with the attributes the probe reads: a CUDA build we cannot
+    install here (the CUDA wheels are gigabytes)."""
+    pkg = root / "torch"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        f"__version__ = '2.5.1+cu{cuda.replace('.', '')}'\n"
+        f"class version:\n    cuda = {cuda!r}\n"
+        f"class _C:\n    @staticmethod\n    def _cuda_getArchFlags():\n        return {arch!r}\n")
+    return root
+
+
+def fake_toolkit(root, release):
+    nvcc = root / "bin" / "nvcc"
+    nvcc.parent.mkdir(parents=True)
+    nvcc.write_text("#!/bin/sh\necho 'nvcc: NVIDIA (R) Cuda compiler driver'\n"
+                    f"echo 'Cuda compilation tools, release {release}, V{release}.105'\n")
+    nvcc.chmod(0o755)
+    return root
+
+
+def stack_env(tmp_path, cuda="12.1", arch="sm_80 sm_86 sm_90", nvcc="12.1"):
+    torch_root = fake_torch(tmp_path / f"torch-{cuda}-{arch.replace(' ', '_')}", cuda, arch)
+    home = fake_toolkit(tmp_path / f"cuda-{nvcc}", nvcc)
+    return gpu_env(HOME="/nonexistent", PYTHONPATH=str(torch_root), CUDA_HOME=str(home))
+
+
+def test_cuda_stack_passes_when_torch_driver_and_toolkit_fit(run_preflight, tmp_path):
+    run = replay(run_preflight, HEALTHY, "cuda-stack", env=stack_env(tmp_path))
+    result = run.one("cuda-stack")
+    assert result["outcome"] == "passed", run.output[-2000:]
+    assert result["evidence"]["torch_cuda"] == "12.1"
+    assert result["evidence"]["driver_cuda"] == "12.2"
+    assert result["evidence"]["nvcc_release"] == "12.1"
+
+
+def test_cuda_stack_fails_on_an_old_driver(run_preflight, tmp_path):
+    run = replay(run_preflight, NVML_DIR / "a800x4-old-driver.json", "cuda-stack",
+                 env=stack_env(tmp_path))
+    result = run.one("cuda-stack")
+    assert result["severity"] == "blocker"
+    assert "driver supports CUDA 11.4 but torch was built with CUDA 12.1" in result["summary"]
+    assert "whl/cu114" in result["fix"]
+
+
+def test_cuda_stack_fails_without_kernels_for_sm80(run_preflight, tmp_path):
+    run = replay(run_preflight, HEALTHY, "cuda-stack",
+                 env=stack_env(tmp_path, arch="sm_90 sm_100"))
+    result = run.one("cuda-stack")
+    assert result["severity"] == "blocker"
+    assert "torch has no kernels for sm_80" in result["summary"]
+
+
+def test_cuda_stack_fails_on_an_nvcc_major_mismatch(run_preflight, tmp_path):
+    run = replay(run_preflight, HEALTHY, "cuda-stack", env=stack_env(tmp_path, nvcc="13.0"))
+    result = run.one("cuda-stack")
+    assert result["severity"] == "blocker"
+    assert "nvcc 13.0" in result["summary"] and "torch was built with CUDA 12.1" in \
+        result["summary"]
+    assert "export CUDA_HOME=/usr/local/cuda-12.1" in result["fix"]
+
+
+def test_cuda_stack_fails_on_the_real_cpu_only_torch(run_preflight):
+    """No fake: this machine's torch 2.13.0+cpu under a GPU profile."""
+    run = replay(run_preflight, HEALTHY, "cuda-stack")
+    result = run.one("cuda-stack")
+    assert result["severity"] == "blocker" and "CPU-only build" in result["summary"]
+
+
+# -- nccl-env ------------------------------------------------------------------------------
+
+
+def test_nccl_env_passes_when_clean_and_warns_without_debug(run_preflight):
+    quiet = replay(run_preflight, HEALTHY, "nccl-env").one("nccl-env")
+    assert quiet["outcome"] == "passed" and quiet["severity"] == "warning"
+    assert "NCCL_DEBUG is unset" in quiet["summary"]
+    assert quiet["fix"].startswith("export NCCL_DEBUG=WARN")
+    clean = replay(run_preflight, HEALTHY, "nccl-env",
+                   env=gpu_env(HOME="/nonexistent", NCCL_DEBUG="WARN")).one("nccl-env")
+    assert clean["severity"] == "ok"
+
+
+def test_nccl_p2p_disable_in_the_environment_fails(run_preflight):
+    run = replay(run_preflight, HEALTHY, "nccl-env",
+                 env=gpu_env(HOME="/nonexistent", NCCL_DEBUG="WARN", NCCL_P2P_DISABLE="1"))
+    result = run.one("nccl-env")
+    assert result["severity"] == "blocker"
+    assert "NCCL_P2P_DISABLE=1 from environment" in result["summary"]
+    assert result["fix"] == "unset NCCL_P2P_DISABLE"
+
+
+def test_nccl_p2p_disable_hidden_in_nccl_conf_fails(run_preflight, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    conf = home / ".nccl.conf"
+    conf.write_text("NCCL_P2P_DISABLE=1\n")
+    env = gpu_env(HOME=str(home), NCCL_DEBUG="WARN")
+    result = replay(run_preflight, HEALTHY, "nccl-env", env=env).one("nccl-env")
+    assert result["severity"] == "blocker"
+    assert f"from {conf}" in result["summary"]
+    assert f"sed -i '/^NCCL_P2P_DISABLE=/d' {conf}" == result["fix"]
+    conf.write_text("NCCL_P2P_DISABLE=0\n")
+    assert replay(run_preflight, HEALTHY, "nccl-env", env=env).one("nccl-env")["severity"] \
+        == "ok"
+
+
+def test_nccl_ib_disable_and_missing_topo_file_on_h100(run_preflight, tmp_path):
+    env = gpu_env(HOME="/nonexistent", NCCL_DEBUG="WARN", NCCL_IB_DISABLE="1",
+                  NCCL_TOPO_FILE=str(tmp_path / "topo.xml"))
+    result = replay(run_preflight, NVML_DIR / "h100x8-healthy.json", "nccl-env",
+                    profile="h100", env=env).one("nccl-env")
+    assert result["severity"] == "blocker"
+    assert "NCCL_IB_DISABLE=1" in result["summary"] and "does not exist" in result["summary"]
+    (tmp_path / "topo.xml").write_text("<system version=\"1\"></system>\n")
+    env.pop("NCCL_IB_DISABLE")
+    fixed = replay(run_preflight, NVML_DIR / "h100x8-healthy.json", "nccl-env",
+                   profile="h100", env=env).one("nccl-env")
+    assert fixed["severity"] == "ok"
+
+
+def test_detection_picks_the_profile_of_each_recorded_node(run_preflight):
+    for name, profile in (("h100x8-healthy", "h100"), ("h20x8-healthy", "h20"),
+                          ("a800x4-healthy", "a800")):
+        run = run_preflight("--nvml-replay", str(NVML_DIR / f"{name}.json"),
+                            "--check", "gpu-inventory", env=gpu_env())
+        assert run.report["profile"] == profile, run.output[-1500:]
+        assert run.returncode == 0, run.output[-1500:]
+
+
+def test_nothing_is_left_running(run_preflight, tmp_path):
+    """The torch and nvcc probes run in their own sessions, bounded, and are reaped."""
+    import psutil
+
+    replay(run_preflight, HEALTHY, "cuda-stack", env=stack_env(tmp_path))
+    leftovers = [p.pid for p in psutil.process_iter(["cmdline"])
+                 if any("_cuda_getArchFlags" in arg or str(tmp_path) in arg
+                        for arg in p.info["cmdline"] or ())]
+    assert not leftovers
