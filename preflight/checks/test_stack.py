@@ -92,7 +92,8 @@ def test_swift_smoke_10(node, profile, finding, tmp_path):
     if run.timed_out:
         problems.append(f"no exit within {profile.stack.swift_timeout_s:g}s")
     elif run.returncode != 0:
-        problems.append(f"swift sft exited {run.returncode}: {result.first_error or 'no error line'}")
+        first = result.first_error or "no error line"
+        problems.append(f"swift sft exited {run.returncode}: {first}")
     if len(result.steps) < STEPS:
         problems.append(f"{len(result.steps)}/{STEPS} steps logged")
     if any(x != x or x in (float("inf"), float("-inf")) for x in result.losses):
