@@ -1,0 +1,173 @@
+"""host-limits and disk-space: the probe on this machine, and the checks end to end with
+limits lowered for real in the child and real directories and mounts."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CHECKS, REPO, base_env
+
+from preflight.probes import host
+
+
+def test_limits_read_and_unlimited_is_none():
+    recorded = {resource.RLIMIT_NOFILE: (1024, 4096),
+                resource.RLIMIT_MEMLOCK: (resource.RLIM_INFINITY, resource.RLIM_INFINITY)}
+    lim = host.limits(recorded.__getitem__)
+    assert (lim.nofile_soft, lim.nofile_hard) == (1024, 4096)
+    assert lim.memlock_soft is None and lim.memlock_hard is None
+    here = host.limits()
+    assert here.nofile_soft == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def test_space_of_a_path_that_does_not_exist_yet(tmp_path):
+    target = tmp_path / "exp" / "run1" / "ckpt"
+    found = host.space(target)
+    assert not found.exists and found.measured_at == str(tmp_path)
+    assert found.free_bytes > 0 and found.total_bytes >= found.free_bytes
+    assert os.path.ismount(found.mount_point)
+
+
+def test_shm_is_a_tmpfs_here():
+    shm = host.shm()
+    assert shm is not None and shm.mount_point == "/dev/shm" and shm.total_bytes > 0
+    assert host.shm("/nonexistent/shm") is None
+
+
+def site_profile(tmp_path, body: str, name: str = "site") -> Path:
+    root = tmp_path / "profiles"
+    root.mkdir(exist_ok=True)
+    (root / f"{name}.toml").write_text(f'extends = "cpu"\n{body}')
+    return root
+
+
+def run_checks(tmp_path, profile_dir, *checks, limits=None, env=None):
+    """The real plugin in a subprocess; `limits` lowers rlimits in the child for real."""
+
+    def lower():
+        for which, soft in (limits or {}).items():
+            hard = resource.getrlimit(which)[1]
+            resource.setrlimit(which, (soft, hard))
+
+    report = tmp_path / f"report-{len(list(tmp_path.glob('report-*')))}"
+    argv = [sys.executable, "-m", "pytest", str(CHECKS), "-p", "no:cacheprovider",
+            "--rootdir", str(REPO), "--report-dir", str(report), "-q",
+            "--profile-dir", str(profile_dir), "--profile", "site"]
+    for check in checks:
+        argv += ["--check", check]
+    proc = subprocess.run(argv, cwd=tmp_path, env=env or base_env(), capture_output=True,
+                          text=True, timeout=120, preexec_fn=lower)
+    import json
+
+    data = json.loads((report / "preflight-report.json").read_text())
+    return proc, [c for c in data["checks"] if c["id"] in checks]
+
+
+# -- host-limits ---------------------------------------------------------------------------
+
+
+def test_nofile_too_low_fails_then_passes(tmp_path):
+    profiles = site_profile(tmp_path, "[host]\nmin_nofile = 1024\n")
+    proc, (result,) = run_checks(tmp_path, profiles, "host-limits",
+                                 limits={resource.RLIMIT_NOFILE: 256})
+    assert proc.returncode == 1 and result["severity"] == "blocker"
+    assert "ulimit -n is 256, needs 1024" in result["summary"]
+    assert result["evidence"]["nofile"]["soft"] == 256
+    assert result["fix"].startswith("ulimit -n 1024")
+    proc, (result,) = run_checks(tmp_path, profiles, "host-limits",
+                                 limits={resource.RLIMIT_NOFILE: 4096})
+    assert proc.returncode == 0 and result["severity"] == "ok"
+
+
+def test_shm_too_small_for_ranks_times_workers(tmp_path):
+    shm_gib = host.shm().total_bytes / 2**30
+    per_worker = round(shm_gib / 4 + 1, 1)
+    profiles = site_profile(tmp_path, f"[gpu]\ncount = 0\n[host]\ndataloader_workers = 2\n"
+                                      f"shm_gb_per_worker = {per_worker}\n")
+    proc, (result,) = run_checks(tmp_path, profiles, "host-limits")
+    # One rank (no GPUs) x 2 workers x per_worker: sized from the profile.
+    assert result["evidence"]["dataloader_workers"] == 2
+    assert result["evidence"]["shm_needed_gb"] == pytest.approx(2 * per_worker)
+    profiles = site_profile(tmp_path, f"[host]\nmin_shm_gb = {round(shm_gib * 2, 1)}\n")
+    proc, (result,) = run_checks(tmp_path, profiles, "host-limits")
+    assert result["severity"] == "blocker" and "/dev/shm is" in result["summary"]
+    assert "--shm-size=" in result["fix"] and "remount" in result["fix"]
+    profiles = site_profile(tmp_path, "[host]\nmin_shm_gb = 0.5\n")
+    proc, (result,) = run_checks(tmp_path, profiles, "host-limits")
+    assert result["severity"] == "ok" and proc.returncode == 0
+
+
+def test_rdma_memlock_lowered_for_real_fails_then_passes(tmp_path):
+    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    if hard != resource.RLIM_INFINITY and hard < 8 * 2**20:
+        pytest.skip(f"memlock hard limit {hard} is below the 8 MiB this test needs")
+    profiles = site_profile(tmp_path, "[host]\nrdma = true\nmin_memlock_mb = 8\n")
+    proc, (result,) = run_checks(tmp_path, profiles, "host-limits",
+                                 limits={resource.RLIMIT_MEMLOCK: 4 * 2**20})
+    assert result["severity"] == "blocker"
+    assert "ulimit -l is 4096 KiB, RDMA needs 8 MiB" in result["summary"]
+    assert "memlock unlimited" in result["fix"]
+    proc, (result,) = run_checks(tmp_path, profiles, "host-limits",
+                                 limits={resource.RLIMIT_MEMLOCK: 8 * 2**20})
+    assert result["severity"] == "ok"
+
+
+# -- disk-space ----------------------------------------------------------------------------
+
+
+def test_disk_without_enough_space_fails_then_passes(tmp_path):
+    out = tmp_path / "exp" / "smoke"
+    free_gib = host.space(out).free_bytes / 2**30
+    profiles = site_profile(
+        tmp_path, f'[disk]\nmin_free_gb = {round(free_gib * 10 + 100)}\npaths = ["{out}"]\n')
+    proc, (result,) = run_checks(tmp_path, profiles, "disk-space")
+    assert proc.returncode == 1 and result["severity"] == "blocker"
+    assert f"{out}:" in result["summary"] and "GiB free on" in result["summary"]
+    assert result["evidence"]["paths"][0]["exists"] is False
+    assert "du -xsh" in result["fix"]
+    profiles = site_profile(tmp_path, f'[disk]\nmin_free_gb = 0.1\npaths = ["{out}"]\n')
+    proc, (result,) = run_checks(tmp_path, profiles, "disk-space")
+    assert result["severity"] == "ok" and proc.returncode == 0
+
+
+def test_output_on_root_fs_while_a_data_disk_exists_warns(tmp_path):
+    if host.space(tmp_path).mount_point != "/" or host.shm() is None:
+        pytest.skip("needs tmp on the root filesystem and a separate /dev/shm")
+    out = tmp_path / "output"
+    profiles = site_profile(tmp_path, f'[disk]\npaths = ["{out}"]\ndata_disk = "/dev/shm"\n')
+    proc, (result,) = run_checks(tmp_path, profiles, "disk-space")
+    assert proc.returncode == 0 and result["severity"] == "warning"
+    assert "is on the root filesystem, not on the data disk /dev/shm" in result["summary"]
+    assert result["fix"].startswith("export OUTPUT_DIR=/dev/shm/output")
+
+
+def _can_mount() -> bool:
+    return os.geteuid() == 0 and Path("/proc/self/mountinfo").exists()
+
+
+def test_a_real_tiny_disk_fills_the_check(tmp_path):
+    """A 64 MiB tmpfs mounted for real as the data disk: too small, then big enough."""
+    if not _can_mount():
+        pytest.skip("needs root to mount a tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)],
+                          capture_output=True, timeout=10)
+    if done.returncode != 0:
+        pytest.skip(f"mount not permitted here: {done.stderr.decode().strip()}")
+    try:
+        profiles = site_profile(tmp_path, f'[disk]\nmin_free_gb = 0.03\npaths = ["{disk}/out"]\n'
+                                          f'data_disk = "{disk}"\n')
+        proc, (result,) = run_checks(tmp_path, profiles, "disk-space")
+        assert result["severity"] == "ok", result
+        assert result["evidence"]["paths"][0]["mount_point"] == str(disk)
+        (disk / "ckpt.bin").write_bytes(b"\1" * (48 * 2**20))  # a checkpoint fills it
+        proc, (result,) = run_checks(tmp_path, profiles, "disk-space")
+        assert result["severity"] == "blocker" and f"on {disk}" in result["summary"]
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True, timeout=10)
