@@ -9,10 +9,9 @@ import sys
 import pynvml
 import pytest
 
+from conftest import FIXTURES, REPO
 from preflight.probes import gpus, nccl, nvml, torch_build
 from preflight.probes.nvml_fake import FakeNvml, merge
-
-from conftest import FIXTURES, REPO
 
 NVML_DIR = FIXTURES / "nvml"
 SNAPSHOTS = sorted(NVML_DIR.glob("*.json"))
