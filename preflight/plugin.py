@@ -218,6 +218,7 @@ def _load_inputs(state: SessionState) -> None:
             command=state.settings["launch_cmd"],
             environ=state.node.environ,
         )
+        state.scrubber.add(state.node.launch.secrets)  # secrets the script itself sets
     if state.settings["nvml_replay"]:
         state.node.gpus  # a bad replay file is bad input (SnapshotError: exit 4), not a crash
     report_dir = Path(state.settings["report_dir"])

@@ -1,0 +1,647 @@
+"""The launch script, read before it runs: its launcher layers, ports, processes, paths.
+
+`load()` evaluates the script with `shell` (nothing is executed) and recognises the
+launch layers of every command it would start: `torchrun`, `python -m
+torch.distributed.run|launch`, `deepspeed`, `accelerate launch`, `ray job submit`,
+`swift <cmd>` / `megatron <cmd>` (which relaunch themselves under torchrun), `python -m
+swift.cli.<cmd>` and plain `python script.py`. The result is a frozen `LaunchSpec`;
+checks judge it.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from preflight.probes import shell
+from preflight.probes.shell import Command, Exit, Unknown, Var, Word
+from preflight.redact import MASK, is_secret_name, redact_argv
+
+DEFAULT_PORT = 29500  # torch/distributed/run.py, deepspeed and accelerate all default to it
+MAX_CMD_CHARS = 64 * 1024
+
+
+class LaunchError(Exception):
+    """--launch-script / --launch-cmd cannot be analysed; one line naming the problem."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One program in a launch chain: a distributed launcher, a wrapper, or the trainer."""
+
+    launcher: str  # "torchrun", "swift rlhf", "deepspeed", "python train.py", ...
+    kind: str  # "distributed" (starts N workers), "wrapper" (ray job submit), "program"
+    #            (a trainer: python, swift.cli.*), "other" (echo, tee, mkdir: not a job)
+    file: str
+    line: int
+    implicit: bool = False  # started by the layer above, not written in the script
+    nproc: int | None = None
+    nproc_text: str = ""  # as given: "4", "auto", "⟨$(nproc)⟩"
+    nproc_source: str = ""
+    nnodes: int | None = 1
+    port: int | None = None  # None: picked free at run time, or not known (see port_text)
+    port_text: str = ""
+    port_source: str = ""
+    master_addr: str = ""
+    master_port_env: str | None = None  # MASTER_PORT exported to this layer
+    program: str = ""  # the script or module the layer runs
+    args: tuple[Word, ...] = ()  # the program's own arguments
+    env: Mapping[str, Var] = field(default_factory=dict, repr=False, compare=False)
+    conditional: bool = False
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def describe(self) -> dict:
+        out = {"launcher": self.launcher, "line": self.where}
+        if self.kind == "distributed":
+            out.update(nproc_per_node=self.nproc if self.nproc is not None else self.nproc_text,
+                       nproc_from=self.nproc_source,
+                       port=self.port if self.port is not None else self.port_text,
+                       port_from=self.port_source)
+        if self.implicit:
+            out["implicit"] = True
+        if self.conditional:
+            out["conditional"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class Job:
+    command: Command
+    layers: tuple[Layer, ...]  # outermost first
+
+    @property
+    def distributed(self) -> tuple[Layer, ...]:
+        return tuple(layer for layer in self.layers if layer.kind == "distributed")
+
+
+@dataclass(frozen=True)
+class PathArg:
+    flag: str  # "--model", "> (redirect)", "--output_dir"
+    path: str  # as expanded (absolute when the cwd is known); ⟨...⟩ marks unknown parts
+    known: bool
+    file: str
+    line: int
+    reason: str = ""
+    directory: str = ""  # outputs: the deepest known directory the job writes under
+
+
+@dataclass(frozen=True)
+class EmptyUse:
+    variable: str
+    file: str
+    line: int
+    program: str
+    argument: str  # as written
+    expands_to: str
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    source: str
+    jobs: tuple[Job, ...]
+    programs: frozenset[str]
+    processes_per_node: int | None
+    output_dirs: tuple[str, ...]
+    input_paths: tuple[str, ...]
+    inputs: tuple[PathArg, ...]
+    outputs: tuple[PathArg, ...]
+    empties: tuple[EmptyUse, ...]
+    variables: Mapping[str, Var]
+    unknowns: tuple[Unknown, ...]
+    exit: Exit | None
+    commands: tuple[Command, ...]
+    secrets: frozenset[str] = frozenset()
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return tuple(layer for job in self.jobs for layer in job.layers)
+
+    def variable(self, name: str) -> str | None:
+        """A variable as the script leaves it, secret values masked."""
+        var = self.variables.get(name)
+        if var is None:
+            return None
+        if is_secret_name(name):
+            return MASK
+        return var.value if var.value is not None else var.text or "⟨unknown⟩"
+
+
+# -- loading ---------------------------------------------------------------------------
+
+
+def load(script: str | None, command: str | None, environ: Mapping[str, str],
+         cwd: str | None = None) -> LaunchSpec:
+    """Evaluate --launch-script or --launch-cmd against `environ`; never runs anything."""
+    cwd = cwd or os.getcwd()
+    if script:
+        try:
+            text, notes = shell.read_script(script)
+        except shell.ScriptFileError as exc:
+            raise LaunchError(f"--launch-script {exc}") from None
+        path = os.path.abspath(script)
+        trace = shell.Evaluator(environ, cwd).run_file(path, text, notes)
+        source = script
+    else:
+        if command is None or not command.strip():
+            raise LaunchError("--launch-cmd: empty command line")
+        if len(command) > MAX_CMD_CHARS or "\0" in command:
+            raise LaunchError("--launch-cmd: not a command line (too long or NUL bytes)")
+        trace = shell.Evaluator(environ, cwd).run_command(command)
+        source = "--launch-cmd"
+    return build(source, trace, environ)
+
+
+def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> LaunchSpec:
+    jobs = []
+    programs = set()
+    for cmd in trace.commands:
+        programs.add(cmd.program)
+        layers = chain(list(cmd.argv), dict(cmd.env), cmd, depth=0)
+        programs.update(posixpath.basename(layer.program.split()[0])
+                        for layer in layers if layer.program and not layer.implicit)
+        if layers and layers[0].kind != "other":
+            jobs.append(Job(cmd, tuple(layers)))
+    inputs, outputs = _paths(trace.commands, jobs)
+    nprocs = [job.distributed[0].nproc for job in jobs
+              if job.distributed and job.distributed[0].nproc is not None]
+    secrets = frozenset(
+        v.value for cmd in trace.commands for k, v in cmd.env.items()
+        if is_secret_name(k) and v.value and k not in environ
+    ) | frozenset(v.value for k, v in trace.variables.items()
+                  if is_secret_name(k) and v.value and k not in environ)
+    return LaunchSpec(
+        source=source,
+        jobs=tuple(jobs),
+        programs=frozenset(p for p in programs if p),
+        processes_per_node=max(nprocs) if nprocs else None,
+        output_dirs=tuple(dict.fromkeys(o.directory for o in outputs if o.directory)),
+        input_paths=tuple(dict.fromkeys(i.path for i in inputs if i.known)),
+        inputs=tuple(inputs),
+        outputs=tuple(outputs),
+        empties=tuple(_empties(trace)),
+        variables=trace.variables,
+        unknowns=trace.unknowns,
+        exit=trace.exit,
+        commands=trace.commands,
+        secrets=secrets,
+    )
+
+
+def display(words) -> str:
+    """An argv for evidence: secret-looking options masked."""
+    return " ".join(redact_argv([w.text for w in words]))[:400]
+
+
+# -- launch layers ---------------------------------------------------------------------
+
+PYTHONS = ("python", "python3")
+TORCHRUN_MODULES = ("torch.distributed.run", "torch.distributed.launch")
+# ms-swift swift/cli/main.py (v3.x, and 4.6.0 `cli_main`): relaunches as
+# `python -m torch.distributed.run --nproc_per_node $NPROC_PER_NODE [--master_port
+# $MASTER_PORT] [--nnodes ..] [--node_rank ..] [--master_addr ..] swift/cli/<cmd>.py`
+# when NPROC_PER_NODE or NNODES is set (`use_torchrun`) and the method is one of
+# {'pt', 'sft', 'rlhf', 'infer'}, or for any `megatron <cmd>` (is_megatron=True).
+# It never looks at LOCAL_RANK / WORLD_SIZE.
+SWIFT_RELAUNCHED = frozenset({"pt", "sft", "rlhf", "infer"})
+SWIFT_ENV_ARGS = ("NPROC_PER_NODE", "MASTER_PORT", "NNODES", "NODE_RANK", "MASTER_ADDR")
+# torch/distributed/run.py: flags that take no value.
+TORCHRUN_FLAGS = frozenset({"--standalone", "--no-python", "--no_python", "-m", "--module",
+                            "--run-path", "--run_path", "--use-env", "--use_env",
+                            "--no-stop-on-failure", "--virtual-local-rank",
+                            "--virtual_local_rank"})
+DEEPSPEED_FLAGS = frozenset({"--no_python", "--module", "--no_local_rank", "--force_multi",
+                             "--autotuning", "--elastic_training", "--bind_cores_to_rank",
+                             "--save_pid", "--enable_each_rank_log", "--no_ssh_check",
+                             "--no_ssh"})
+ACCELERATE_FLAGS = frozenset({"--multi_gpu", "--cpu", "--tpu", "-m", "--module",
+                              "--no_python", "--use_deepspeed", "--use_fsdp",
+                              "--use_megatron_lm", "--debug", "-q", "--quiet",
+                              "--same_network", "--rdzv_conf"})
+
+
+def chain(argv: list[Word], env: dict[str, Var], cmd: Command, depth: int,
+          implicit: bool = False) -> list[Layer]:
+    """The layers a command line starts, outermost first."""
+    if not argv or depth > 6:
+        return []
+    prog = posixpath.basename(argv[0].text)
+    args = argv[1:]
+    base = {"file": cmd.file, "line": cmd.line, "implicit": implicit,
+            "conditional": cmd.conditional, "env": env}
+    if prog == "torchrun":
+        return _torchrun("torchrun", args, env, cmd, depth, base)
+    if prog.startswith(PYTHONS):
+        module, rest = _python_target(args)
+        if module in TORCHRUN_MODULES:
+            return _torchrun(f"python -m {module}", rest, env, cmd, depth, base)
+        if module and module.startswith("swift.cli."):
+            return _swift_module(module, rest, base)
+        if module in ("deepspeed", "deepspeed.launcher.runner"):
+            return _deepspeed(rest, env, cmd, depth, base)
+        if module == "accelerate.commands.launch":
+            return _accelerate(rest, env, cmd, depth, base)
+        if module is None and rest and posixpath.basename(rest[0].text) in ("swift",
+                                                                             "megatron"):
+            return chain(rest, env, cmd, depth, implicit)  # python $(which swift) rlhf
+        if module is None and rest and rest[0].text.endswith(("swift/cli/main.py",)):
+            return chain([replace(rest[0], text="swift"), *rest[1:]], env, cmd, depth,
+                         implicit)
+        target = f"-m {module}" if module else (rest[0].text if rest else "")
+        return [Layer(f"{prog} {target}".strip(), "program", program=target,
+                      args=tuple(rest[1:]), **base)]
+    if prog in ("swift", "megatron"):
+        return _swift(prog, args, env, cmd, depth, base)
+    if prog == "deepspeed":
+        return _deepspeed(args, env, cmd, depth, base)
+    if prog == "accelerate" and args and args[0].text == "launch":
+        return _accelerate(args[1:], env, cmd, depth, base)
+    if prog == "ray" and len(args) >= 2 and [a.text for a in args[:2]] == ["job", "submit"]:
+        texts = [a.text for a in args]
+        child = args[texts.index("--") + 1:] if "--" in texts else []
+        layer = Layer("ray job submit", "wrapper", program=display(child), **base)
+        return [layer, *chain(list(child), env, cmd, depth + 1)]
+    if prog in ("bash", "sh") or prog.endswith(".sh"):
+        return _script_child(argv, env, cmd, depth)
+    return [Layer(prog, "other", program=prog, args=tuple(args), **base)]
+
+
+def _python_target(args: list[Word]) -> tuple[str | None, list[Word]]:
+    """(`-m` module or None, the words from the script / module args on)."""
+    i = 0
+    while i < len(args):
+        t = args[i].text
+        if t == "-m" and i + 1 < len(args):
+            return args[i + 1].text, args[i + 2:]
+        if t.startswith("-m") and len(t) > 2:
+            return t[2:], args[i + 1:]
+        if t in ("-c",):
+            return "-c", args[i + 1:]
+        if t in ("-W", "-X", "-Q"):
+            i += 2
+            continue
+        if t.startswith("-") and t != "-":
+            i += 1
+            continue
+        return None, args[i:]
+    return None, []
+
+
+def _options(args: list[Word], flags: frozenset[str]) -> tuple[dict[str, Word], list[Word]]:
+    """Launcher options up to the first positional argument: ({--name: value}, rest)."""
+    opts: dict[str, Word] = {}
+    i = 0
+    while i < len(args):
+        t = args[i].text
+        if t == "--":
+            return opts, args[i + 1:]
+        if not t.startswith("-") or t == "-":
+            return opts, args[i:]
+        name, eq, value = t.partition("=")
+        key = "--" + name[2:].replace("-", "_") if name.startswith("--") else name
+        if eq:
+            opts[key] = replace(args[i], text=value, prefix=args[i].prefix.partition("=")[2])
+            i += 1
+        elif name in flags:
+            opts[key] = Word("1", t)
+            i += 1
+        else:
+            opts[key] = args[i + 1] if i + 1 < len(args) else Word("", "")
+            i += 2
+    return opts, []
+
+
+def _int(word: Word | None) -> int | None:
+    if word is None or not word.known:
+        return None
+    try:
+        return int(word.text)
+    except ValueError:
+        return None
+
+
+def _env(env: dict[str, Var], name: str) -> Word | None:
+    var = env.get(name)
+    if var is None:
+        return None
+    if var.value is None:
+        return Word(var.text or "⟨unknown⟩", f"${name}", known=False, reason=var.reason,
+                    refs=(name, *var.refs))
+    return Word(var.value, f"${name}", refs=(name, *var.refs))
+
+
+def _max_nodes(text: str) -> int | None:
+    try:
+        return int(text.split(":")[-1])
+    except ValueError:
+        return None
+
+
+def _worker_env(env: dict[str, Var], layer: Layer) -> dict[str, Var]:
+    """What torchrun exports to each worker (torch/distributed/elastic/agent/server/
+    local_elastic_agent.py `_start_workers`); the inner layer inherits it."""
+    out = dict(env)
+    port = Var(str(layer.port), True) if layer.port is not None else \
+        Var(None, True, reason=f"the port {layer.launcher} at {layer.where} picks")
+    out.update({
+        "LOCAL_RANK": Var("0", True), "RANK": Var("0", True), "GROUP_RANK": Var("0", True),
+        "LOCAL_WORLD_SIZE": Var(str(layer.nproc) if layer.nproc else None, True,
+                                reason="nproc not known"),
+        "WORLD_SIZE": Var(str(layer.nproc * layer.nnodes)
+                          if layer.nproc and layer.nnodes else None, True,
+                          reason="world size not known"),
+        "MASTER_ADDR": Var(layer.master_addr or "127.0.0.1", True),
+        "MASTER_PORT": port,
+        "TORCHELASTIC_RUN_ID": Var("none", True),
+    })
+    return out
+
+
+def _torchrun(name: str, args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
+              base: dict) -> list[Layer]:
+    opts, rest = _options(args, TORCHRUN_FLAGS)
+
+    def opt(key: str) -> tuple[Word | None, str]:
+        # torch/distributed/argparse_util.py `env`: --flag, else PET_<DEST>, else default
+        if key in opts:
+            return opts[key], key
+        pet = _env(env, "PET_" + key.lstrip("-").upper())
+        if pet is not None:
+            return pet, "PET_" + key.lstrip("-").upper()
+        return None, ""
+
+    nproc_w, nproc_src = opt("--nproc_per_node")
+    nnodes_w, _ = opt("--nnodes")
+    port_w, port_src = opt("--master_port")
+    backend_w, _ = opt("--rdzv_backend")
+    endpoint_w, _ = opt("--rdzv_endpoint")
+    addr_w, _ = opt("--master_addr")
+    standalone = "--standalone" in opts or _env(env, "PET_STANDALONE") is not None
+    nnodes = _max_nodes(nnodes_w.text) if nnodes_w and nnodes_w.known else \
+        (1 if nnodes_w is None else None)
+    nproc_text = nproc_w.text if nproc_w else "1"
+    nproc = _int(nproc_w) if nproc_w else 1
+    backend = backend_w.text if backend_w else "static"
+    endpoint = endpoint_w.text if endpoint_w else ""
+    # torch/distributed/run.py `run()`: --standalone, or a static rendezvous on one node
+    # without --master_port, uses c10d on localhost:0 (a free port); otherwise the static
+    # backend binds --master_port / PET_MASTER_PORT, defaulting to 29500. MASTER_PORT in
+    # the environment is not read by torchrun itself.
+    if standalone:
+        port, port_text, port_src = None, "free", "--standalone picks a free port"
+    elif backend != "static" or endpoint:
+        host, _, p = endpoint.rpartition(":")
+        port = int(p) if p.isdigit() else None
+        port_text = p if p else "free"
+        port_src = f"--rdzv_endpoint ({backend})"
+    elif port_w is not None:
+        port = _int(port_w)
+        port_text = port_w.text
+        if port == 0:  # the store binds port 0: the kernel picks a free one
+            port, port_text = None, "free"
+    elif nnodes == 1:
+        port, port_text = None, "free"
+        port_src = "no --master_port on one node: torchrun picks a free port"
+    else:
+        port, port_text, port_src = DEFAULT_PORT, str(DEFAULT_PORT), "default"
+    mp = env.get("MASTER_PORT")
+    layer = Layer(
+        name, "distributed", nproc=nproc, nproc_text=nproc_text,
+        nproc_source=nproc_src or "default", nnodes=nnodes, port=port, port_text=port_text,
+        port_source=port_src, master_addr=addr_w.text if addr_w else "",
+        master_port_env=(mp.value if mp.value is not None else mp.text) if mp else None,
+        **base,
+    )
+    if not rest:
+        return [layer]
+    if "-m" in opts or "--module" in opts:
+        child = [Word("python", "python"), Word("-m", "-m"), *rest]
+    elif "--no_python" in opts:
+        child = list(rest)
+    else:
+        child = [Word("python", "python"), *rest]
+    layer = replace(layer, program=rest[0].text, args=tuple(rest[1:]))
+    return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)]
+
+
+def _swift(prog: str, args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
+           base: dict) -> list[Layer]:
+    method = args[0].text.replace("_", "-") if args else ""
+    rest = args[1:]
+    relaunch = ("NPROC_PER_NODE" in env or "NNODES" in env) and (
+        prog == "megatron" or method in SWIFT_RELAUNCHED)
+    entry = Layer(f"{prog} {method}".strip(), "program", program=f"{prog} {method}",
+                  args=tuple(rest), **base)
+    if not relaunch:
+        return [entry]
+    argv = [Word("torchrun", "torchrun")]
+    for key in SWIFT_ENV_ARGS:
+        value = _env(env, key)
+        if value is not None:
+            argv += [Word(f"--{key.lower()}", key), value]
+    inner = _torchrun(f"torchrun (relaunched by {prog} {method})", argv[1:], env, cmd, depth,
+                      {**base, "implicit": True})[0]
+    inner = replace(inner, nproc_source=f"NPROC_PER_NODE (passed on by {prog})"
+                    if "NPROC_PER_NODE" in env else "default")
+    if "MASTER_PORT" in env:
+        inner = replace(inner, port_source=f"MASTER_PORT (passed on as --master_port by "
+                                           f"{prog})")
+    worker = Layer(f"{prog}/cli/{method}.py", "program", program=f"swift.cli.{method}",
+                   args=tuple(rest), **{**base, "implicit": True})
+    return [replace(entry, kind="wrapper"), inner, worker]
+
+
+def _swift_module(module: str, args: list[Word], base: dict) -> list[Layer]:
+    # `python -m swift.cli.rlhf` runs the trainer directly: no relaunch.
+    return [Layer(f"python -m {module}", "program", program=module, args=tuple(args), **base)]
+
+
+def _deepspeed(args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
+               base: dict) -> list[Layer]:
+    # deepspeed/launcher/runner.py: --num_gpus (default: all), --master_port (29500).
+    opts, rest = _options(args, DEEPSPEED_FLAGS)
+    nproc_w = opts.get("--num_gpus")
+    port_w = opts.get("--master_port")
+    layer = Layer(
+        "deepspeed", "distributed", nproc=_int(nproc_w), nnodes=_int(opts.get("--num_nodes")) or 1,
+        nproc_text=nproc_w.text if nproc_w else "all GPUs",
+        nproc_source="--num_gpus" if nproc_w else "default (every visible GPU)",
+        port=_int(port_w) if port_w else DEFAULT_PORT,
+        port_text=port_w.text if port_w else str(DEFAULT_PORT),
+        port_source="--master_port" if port_w else "default",
+        program=rest[0].text if rest else "", args=tuple(rest[1:]), **base)
+    child = rest if "--no_python" in opts else [Word("python", "python"), *rest]
+    return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)] if rest else [layer]
+
+
+def _accelerate(args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
+                base: dict) -> list[Layer]:
+    # accelerate/commands/launch.py: --num_processes, --main_process_port (29500 default).
+    opts, rest = _options(args, ACCELERATE_FLAGS)
+    nproc_w = opts.get("--num_processes")
+    port_w = opts.get("--main_process_port")
+    layer = Layer(
+        "accelerate launch", "distributed", nproc=_int(nproc_w),
+        nproc_text=nproc_w.text if nproc_w else "from the accelerate config",
+        nproc_source="--num_processes" if nproc_w else "accelerate config",
+        nnodes=_int(opts.get("--num_machines")) or 1,
+        port=_int(port_w) if port_w else DEFAULT_PORT,
+        port_text=port_w.text if port_w else str(DEFAULT_PORT),
+        port_source="--main_process_port" if port_w else "default",
+        program=rest[0].text if rest else "", args=tuple(rest[1:]), **base)
+    child = rest if "--no_python" in opts else [Word("python", "python"), *rest]
+    return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)] if rest else [layer]
+
+
+def _script_child(argv: list[Word], env: dict[str, Var], cmd: Command,
+                  depth: int) -> list[Layer]:
+    """A launcher's child that is a shell script: evaluate it to find what it launches."""
+    prog = posixpath.basename(argv[0].text)
+    args = argv[1:] if prog in ("bash", "sh") else argv
+    path = next((a.text for a in args if a.known and not a.text.startswith("-")), None)
+    if path is None or depth == 0:
+        return []  # at depth 0 the shell evaluator already walked it
+    if not posixpath.isabs(path) and cmd.cwd:
+        path = posixpath.join(cmd.cwd, path)
+    try:
+        text, notes = shell.read_script(path)
+    except shell.ScriptFileError:
+        return []
+    environ = {k: v.value for k, v in env.items() if v.value is not None}
+    trace = shell.Evaluator(environ, cmd.cwd).run_file(path, text, notes)
+    layers: list[Layer] = []
+    for inner in trace.commands:
+        layers += [layer for layer in chain(list(inner.argv), dict(inner.env), inner,
+                                            depth + 1) if layer.kind != "program"]
+    return layers
+
+
+# -- paths -----------------------------------------------------------------------------
+
+# Flags whose value is a path the job reads (swift, slime/Megatron, torchrun trainers).
+INPUT_FLAGS = frozenset({
+    "--model", "--model_id_or_path", "--adapters", "--resume_from_checkpoint", "--dataset",
+    "--val_dataset", "--ref_model", "--reward_model", "--ckpt_dir", "--load_from",
+    "--hf-checkpoint", "--hf_checkpoint", "--ref-load", "--ref_load", "--load",
+    "--prompt-data", "--prompt_data", "--eval-prompt-data", "--data-path", "--data_path",
+    "--tokenizer-model", "--tokenizer_model", "--deepspeed", "--deepspeed_config",
+    "--config_file", "--config", "--hostfile", "--train_file", "--validation_file",
+    "--model_name_or_path", "--tokenizer_name_or_path",
+})
+OUTPUT_FLAGS = frozenset({"--output_dir", "--output-dir", "--save", "--save-dir",
+                          "--save_dir", "--logging_dir", "--log-dir", "--log_dir"})
+MULTI_VALUE = frozenset({"--dataset", "--val_dataset", "--adapters", "--data-path",
+                         "--data_path", "--eval-prompt-data"})
+PATH_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt", ".arrow", ".py", ".yaml",
+                 ".yml", ".toml", ".bin", ".safetensors", ".pt", ".sh", ".tsv")
+DEEPSPEED_PRESETS = frozenset({"zero0", "zero1", "zero2", "zero3", "zero2_offload",
+                               "zero3_offload", "default"})
+
+
+def _looks_local(text: str, cwd: str | None) -> bool:
+    """A local path, as opposed to a hub id (`Qwen/Qwen2.5-7B`, `swift/self-cognition#500`)."""
+    if text.startswith(("/", "./", "../", "~")):
+        return True
+    bare = text.split("#")[0]
+    if bare.endswith(PATH_SUFFIXES):
+        return True
+    if cwd and os.path.exists(posixpath.join(cwd, bare)):
+        return True
+    return bare.count("/") >= 2  # org/name is a hub id; deeper is a directory
+
+
+def _abs(text: str, cwd: str | None) -> str:
+    if posixpath.isabs(text) or not cwd:
+        return posixpath.normpath(text) if posixpath.isabs(text) else text
+    return posixpath.normpath(posixpath.join(cwd, text))
+
+
+def _directory(word: Word, cwd: str | None, is_file: bool) -> str:
+    """The deepest directory known for an output (its parent when it is a file)."""
+    known = word.text if word.known else word.prefix
+    if not known:
+        return ""
+    if not word.known or is_file:
+        known = known if known.endswith("/") and not is_file else posixpath.dirname(known)
+    known = known or "."
+    return _abs(known, cwd) if (cwd or posixpath.isabs(known)) else ""
+
+
+def _paths(commands, jobs) -> tuple[list[PathArg], list[PathArg]]:
+    inputs: list[PathArg] = []
+    outputs: list[PathArg] = []
+    job_cmds = {id(job.command) for job in jobs}
+    for cmd in commands:
+        cwd = cmd.cwd
+        for target in cmd.redirects:
+            if target.text.startswith("/dev/"):
+                continue
+            outputs.append(PathArg("> (redirect)", _show(target, cwd), target.known, cmd.file,
+                                   cmd.line, target.reason, _directory(target, cwd, True)))
+        if cmd.program == "tee":
+            for w in cmd.argv[1:]:
+                if not w.text.startswith("-") and not w.text.startswith("/dev/"):
+                    outputs.append(PathArg("tee", _show(w, cwd), w.known, cmd.file, cmd.line,
+                                           w.reason, _directory(w, cwd, True)))
+        if id(cmd) not in job_cmds:
+            continue
+        argv = list(cmd.argv)
+        i = 0
+        while i < len(argv):
+            flag, eq, inline = argv[i].text.partition("=")
+            if flag in INPUT_FLAGS or flag in OUTPUT_FLAGS:
+                values = [replace(argv[i], text=inline)] if eq else []
+                j = i + 1
+                if not eq:
+                    while j < len(argv) and not argv[j].text.startswith("-"):
+                        values.append(argv[j])
+                        j += 1
+                        if flag not in MULTI_VALUE:
+                            break
+                for w in values:
+                    if flag in OUTPUT_FLAGS:
+                        outputs.append(PathArg(flag, _show(w, cwd), w.known, cmd.file,
+                                               cmd.line, w.reason, _directory(w, cwd, False)))
+                    elif _input_worth_checking(flag, w, cwd):
+                        inputs.append(PathArg(flag, _show(w, cwd), w.known, cmd.file,
+                                              cmd.line, w.reason))
+                i = j if not eq else i + 1
+                continue
+            i += 1
+    return inputs, outputs
+
+
+def _input_worth_checking(flag: str, w: Word, cwd: str | None) -> bool:
+    if not w.known:
+        return True
+    if not w.text:
+        return True  # an empty path is itself the problem
+    if flag in ("--deepspeed",) and w.text in DEEPSPEED_PRESETS:
+        return False
+    return _looks_local(w.text, cwd)
+
+
+def _show(w: Word, cwd: str | None) -> str:
+    if not w.known:
+        return w.text
+    bare = w.text.split("#")[0] if not os.path.exists(w.text) else w.text
+    return _abs(bare, cwd) if bare else ""
+
+
+# -- empty variables -------------------------------------------------------------------
+
+
+def _empties(trace: shell.Trace) -> list[EmptyUse]:
+    found = []
+    for cmd in trace.commands:
+        if cmd.program in shell.NOT_CONSUMING:
+            continue
+        for w in (*cmd.argv, *cmd.redirects, *cmd.vanished):
+            for var in w.empty:
+                found.append(EmptyUse(var, cmd.file, cmd.line, cmd.program, w.source,
+                                      w.text if w.text else "(nothing: the argument vanishes)"))
+    return found
