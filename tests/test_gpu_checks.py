@@ -379,3 +379,31 @@ def test_nothing_is_left_running(run_preflight, tmp_path):
                  if any("_cuda_getArchFlags" in arg or str(tmp_path) in arg
                         for arg in p.info["cmdline"] or ())]
     assert not leftovers
+
+
+# -- the launch analysis feeds gpu-inventory and disk-space --------------------------------
+
+
+def test_processes_per_node_come_from_the_launch_command(run_preflight):
+    args = ("--launch-cmd", "torchrun --nproc_per_node 8 train.py")
+    run = replay(run_preflight, HEALTHY, "gpu-inventory", extra=args)
+    node = results(run, "gpu-inventory")["a800"]
+    assert node["severity"] == "blocker"
+    assert node["evidence"]["processes_per_node_from"] == "launch analysis"
+    assert "4 GPU(s) visible to the job but 8 processes per node" in node["summary"]
+    fixed = replay(run_preflight, HEALTHY, "gpu-inventory",
+                   extra=("--launch-cmd", "torchrun --nproc_per_node 4 train.py"))
+    assert results(fixed, "gpu-inventory")["a800"]["outcome"] == "passed"
+
+
+def test_disk_space_reads_the_launch_output_dirs(run_preflight, tmp_path):
+    site = tmp_path / "profiles"
+    site.mkdir()
+    (site / "site.toml").write_text('extends = "cpu"\n[disk]\nmin_free_gb = 1000000.0\n')
+    out = tmp_path / "exp" / "run1"
+    run = run_preflight("--profile-dir", str(site), "--profile", "site", "--check",
+                        "disk-space", "--launch-cmd", f"python train.py --output_dir {out}",
+                        env=gpu_env())
+    result = run.one("disk-space")
+    assert result["severity"] == "blocker", run.output[-2000:]
+    assert result["evidence"]["paths"][0]["path"] == str(out)
