@@ -36,13 +36,24 @@ def _torch_importable() -> bool:
         return False
 
 
-def _need_torch(node, profile, finding) -> None:
-    """Without torch: skip on a CPU profile, fail on a GPU profile."""
+def _preconditions(node, profile, finding) -> None:
+    """Replayed GPUs skip; without torch: skip on a CPU profile, fail on a GPU profile."""
     if node.nvml_replay:
         finding.skip(f"the GPUs are replayed from {node.nvml_replay} (--nvml-replay): the "
                      "workloads need the real devices")
-    if _torch_importable():
-        return
+    if not _torch_importable():
+        _no_torch(profile, finding)
+    if profile.is_gpu and not node.gpus.get("gpus"):
+        # No launch can prove GPUs NVML does not see; fail now instead of after torchrun.
+        why = node.gpus.get("error") or "no NVIDIA GPU"
+        finding.evidence(expected_gpus=profile.gpu.count, nvml=why)
+        finding.fix(f"run on a node with {profile.gpu.count}x {profile.gpu.model}, or choose "
+                    "this node's profile (see profile-match)")
+        raise AssertionError(f"profile {profile.name} expects {profile.gpu.count} GPU(s); "
+                             f"NVML sees none ({why})")
+
+
+def _no_torch(profile, finding) -> None:
     finding.evidence(python=sys.executable, torch_importable=False)
     finding.fix(f'"{sys.executable}" -m pip install "preflight[torch]"  # on GPU nodes install '
                 "the torch wheel built for your CUDA first")
@@ -151,7 +162,7 @@ def _backend_note(result: dict) -> str:
 
 @pytest.mark.pitfall("nccl-allreduce")
 def test_nccl_allreduce(node, profile, finding, workloads):
-    _need_torch(node, profile, finding)
+    _preconditions(node, profile, finding)
     workloads.prepare(finding)
     wl = profile.workload
     out = workloads.allreduce()
@@ -198,7 +209,7 @@ def _first_diverging(values: list[str]) -> list[int]:
 
 @pytest.mark.pitfall("train-10-steps")
 def test_train_10_steps(node, profile, finding, workloads):
-    _need_torch(node, profile, finding)
+    _preconditions(node, profile, finding)
     workloads.prepare(finding)
     wl = profile.workload
     steps = wl.train_steps
@@ -263,7 +274,7 @@ def test_train_10_steps(node, profile, finding, workloads):
 
 @pytest.mark.pitfall("libuv-store")
 def test_libuv_store(node, profile, finding, workloads):
-    _need_torch(node, profile, finding)
+    _preconditions(node, profile, finding)
     requested = node.environ.get("USE_LIBUV")
     result = workloads.store()
     stores = result.get("stores")
