@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 READY_LINE = "The server is fired up and ready to roll!"
-# Straight to the local server: a proxy in the environment is not what we test.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def server_argv(python: str, model: str, port: int, mem_fraction: float = 0.0,
@@ -41,12 +37,17 @@ class Reply:
 
 def request(url: str, payload: dict | None = None, timeout: float = 5.0) -> Reply:
     """One GET (payload None) or JSON POST; never raises for network or HTTP errors."""
+    import urllib.error  # urllib.request is slow to import: only when a server runs
+    import urllib.request
+
+    # Straight to the local server: a proxy in the environment is not what we test.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     data = None if payload is None else json.dumps(payload).encode()
     req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST",
                                  headers={"Content-Type": "application/json"})
     start = time.monotonic()
     try:
-        with _OPENER.open(req, timeout=timeout) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             status, body, error = resp.status, resp.read().decode("utf-8", "replace"), ""
     except urllib.error.HTTPError as exc:
         status, body, error = exc.code, exc.read().decode("utf-8", "replace"), f"HTTP {exc.code}"
