@@ -162,8 +162,8 @@ def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> Launch
     for cmd in trace.commands:
         programs.add(cmd.program)
         layers = chain(list(cmd.argv), dict(cmd.env), cmd, depth=0)
-        programs.update(posixpath.basename(layer.program.split()[0])
-                        for layer in layers if layer.program and not layer.implicit)
+        programs.update(posixpath.basename(layer.launcher.split()[0])
+                        for layer in layers if not layer.implicit and layer.launcher.strip())
         if layers and layers[0].kind != "other":
             jobs.append(Job(cmd, tuple(layers)))
     inputs, outputs = _paths(trace.commands, jobs)

@@ -4,7 +4,7 @@ bashlex parses the shell grammar (commands, lists, pipelines, if/for/while, func
 command substitutions); this module walks its tree and evaluates what a launch script
 needs: assignments and exports, `${VAR:-default}` / `${VAR:=default}`, per-command
 prefixes, `source`/`.` of files that exist, `cd`, simple `[ ... ]` tests, and the pure
-command substitutions `$(pwd)`, `$(dirname X)`, `$(basename X)`. Whatever it cannot
+command substitutions `$(pwd)`, `$(dirname X)`, `$(basename X)`, `$(which X)`. Whatever it cannot
 evaluate becomes an unknown (shown as `⟨...⟩`), never a guess. Nothing is executed.
 
 The script is read as `bash SCRIPT` with no arguments would run it: `$1` is empty.
@@ -511,7 +511,8 @@ class Evaluator:
             self._last_test = ()
             decided = self._run_nodes(cond, st, ctx)
             if decided is True:
-                guard = (self.src.raw((cond[0].pos[0], cond[-1].pos[1])), self._last_test)
+                guard = (self.src.raw((cond[0].pos[0], cond[-1].pos[1])).rstrip("; \n"),
+                         self._last_test)
                 return self._run_nodes(body, st, replace(ctx, guard=guard))
             elif decided is None:
                 undecided.append(body)
@@ -1083,16 +1084,8 @@ class Evaluator:
         return _Piece(value, quoted=dq, split=not dq, source=source)
 
     def _pure(self, node, st: _State) -> str | None:
-        """The output of the few commands whose output is a function of their arguments
-        and the cwd: pwd, dirname, basename, echo, and `cd X && pwd`."""
-        if node.kind == "list":
-            parts = [p for p in node.parts if p.kind != "operator"]
-            ops = [p.op for p in node.parts if p.kind == "operator"]
-            if len(parts) == 2 and ops == ["&&"] and parts[0].kind == "command":
-                fork = st.fork()
-                if self._pure_cd(parts[0], fork):
-                    return self._pure(parts[1], fork)
-            return None
+        """The output of the few commands whose output is a function of their arguments,
+        the cwd and PATH: pwd, dirname, basename, echo, which / command -v."""
         if node.kind != "command" or any(p.kind != "word" for p in node.parts):
             return None
         argv = [w for p in node.parts for w in self._expand(p, st)]
@@ -1115,14 +1108,6 @@ class Evaluator:
             found = shutil.which(args[-1], path=path.value if path and path.value else "")
             return found  # None (unknown) when it does not resolve here
         return None
-
-    def _pure_cd(self, node, st: _State) -> bool:
-        if node.kind != "command":
-            return False
-        argv = [w for p in node.parts if p.kind == "word" for w in self._expand(p, st)]
-        argv = [w for w in argv if w.text != "--"]
-        return bool(argv) and argv[0].text == "cd" and len(argv) == 2 \
-            and self._cd(argv[1:], st) is True
 
 
 def _subs(node) -> dict:

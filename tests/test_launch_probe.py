@@ -1,0 +1,252 @@
+"""The launch-script probe on its own: what bash would see, the launch layers it finds,
+and that nothing it is given can crash it or make it guess."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from preflight.probes import launch
+from preflight.probes.launch import LaunchError
+
+ENV = {"PATH": "/usr/bin:/bin", "HOME": "/root"}
+
+
+def _load(tmp_path: Path, text: str, **env) -> launch.LaunchSpec:
+    script = tmp_path / "run.sh"
+    script.write_text(text)
+    return launch.load(str(script), None, {**ENV, **env}, cwd=str(tmp_path))
+
+
+def _argv(spec, index: int = -1) -> list[str]:
+    return [w.text for w in spec.commands[index].argv]
+
+
+# -- evaluation ------------------------------------------------------------------------
+
+
+def test_defaults_assignments_exports_and_prefixes(tmp_path):
+    spec = _load(tmp_path, """
+A=${A:-one}
+: ${B:=two}
+export C="$A-$B"
+D=4 python train.py --a "$A" --b $B --c ${C} \\
+    --d "${D:-none}" 2>&1 | tee "$A.log"
+""")
+    py = next(c for c in spec.commands if c.program == "python")
+    assert [w.text for w in py.argv] == ["python", "train.py", "--a", "one", "--b", "two",
+                                         "--c", "one-two", "--d", "none"]
+    assert py.line == 5 and py.env["D"].value == "4" and py.env["C"].value == "one-two"
+    assert "A" not in py.env  # assigned, never exported
+    tee = next(c for c in spec.commands if c.program == "tee")
+    assert _argv(spec)[-1] == "one.log" and "D" not in tee.env
+
+
+def test_environment_wins_over_defaults(tmp_path):
+    spec = _load(tmp_path, 'N=${PRL_N:-4}\ntorchrun --nproc_per_node "$N" x.py\n', PRL_N="2")
+    assert spec.processes_per_node == 2
+
+
+def test_quoting_and_field_splitting(tmp_path):
+    spec = _load(tmp_path, """X="a b"
+python t.py '$X' "$X" $X "q\\"x" a\\ b $'t\\tc'
+""")
+    assert _argv(spec) == ["python", "t.py", "$X", "a b", "a", "b", 'q"x', "a b", "t\tc"]
+
+
+def test_source_set_a_and_cd(tmp_path):
+    (tmp_path / "env.sh").write_text("SECRET_TOKEN=abcd1234\nDATA=/data\n")
+    (tmp_path / "sub").mkdir()
+    spec = _load(tmp_path, "set -a\nsource ./env.sh\nset +a\ncd sub\npython t.py $DATA\n")
+    py = spec.commands[-1]
+    assert py.env["DATA"].value == "/data" and py.cwd == str(tmp_path / "sub")
+    assert "abcd1234" in spec.secrets and spec.variable("SECRET_TOKEN") == "***"
+
+
+def test_missing_source_is_unknown_not_fatal(tmp_path):
+    spec = _load(tmp_path, "source /nonexistent/conda.sh\npython t.py\n")
+    assert any("no such file" in u.reason for u in spec.unknowns)
+    assert spec.programs == frozenset({"python"})
+
+
+def test_if_decided_by_the_environment(tmp_path):
+    text = ('if [ -z "$PORT" ]; then\n  PORT=29500\nfi\n'
+            'torchrun --master_port $PORT --nnodes 2 t.py\n')
+    assert _load(tmp_path, text).jobs[0].layers[0].port == 29500
+    assert _load(tmp_path, text, PORT="29511").jobs[0].layers[0].port == 29511
+
+
+def test_undecided_if_considers_both_branches(tmp_path):
+    spec = _load(tmp_path, """if ip link show eth0 >/dev/null; then
+  IF=eth0
+else
+  IF=^lo
+fi
+python t.py --if "$IF"
+""")
+    word = spec.commands[-1].argv[-1]
+    assert not word.known and "'eth0'" in word.reason and "'^lo'" in word.reason
+
+
+def test_unknowns_are_shown_never_guessed(tmp_path):
+    spec = _load(tmp_path, "RUN=out/run-$(date +%s)\nN=$(nproc)\n"
+                           "torchrun --nproc_per_node $N t.py --output_dir $RUN\n")
+    layer = spec.jobs[0].layers[0]
+    assert layer.nproc is None and layer.nproc_text == "⟨$(nproc)⟩"
+    assert spec.output_dirs == (str(tmp_path / "out"),)  # the known part of out/run-⟨...⟩
+    assert spec.outputs[0].path == "out/run-⟨$(date +%s)⟩"
+
+
+def test_pure_substitutions(tmp_path):
+    spec = _load(tmp_path, 'HERE=$(dirname $0)\npython "$HERE/t.py" $(basename /a/b.sh .sh) '
+                           '"$(pwd)" "$(command -v sh)"\n')
+    assert _argv(spec) == ["python", f"{tmp_path}/t.py", "b", str(tmp_path), "/usr/bin/sh"]
+
+
+def test_what_bashlex_cannot_parse_is_unknown(tmp_path):
+    # bashlex 0.18 rejects nested quotes inside $( ... ) in an assignment
+    spec = _load(tmp_path, 'HERE=$(cd "$(dirname "$0")" && pwd)\npython "$HERE/t.py"\n')
+    word = spec.commands[-1].argv[1]
+    assert not word.known and "not evaluated" in word.reason
+    assert any(u.line == 1 and "cannot parse" in u.reason for u in spec.unknowns)
+
+
+def test_functions_heredocs_and_arrays(tmp_path):
+    spec = _load(tmp_path, """launch() {
+  torchrun --nproc_per_node "$1" --master_port 0 t.py
+}
+cat > cfg.yaml <<EOF
+x: $UNSET_IN_HEREDOC
+EOF
+ARGS=(--a 1)
+launch 2
+python t.py "${ARGS[@]}"
+""")
+    assert spec.processes_per_node == 2
+    assert not spec.commands[-1].argv[-1].known
+    assert not any(u.variable == "UNSET_IN_HEREDOC" for u in spec.empties)
+
+
+def test_guard_exit_stops_the_script(tmp_path):
+    spec = _load(tmp_path, '[ -n "$DATASET" ] || { echo usage; exit 1; }\ntorchrun t.py\n')
+    assert spec.exit.line == 1 and spec.exit.empty == ("DATASET",) and not spec.jobs
+    spec = _load(tmp_path, '[ -n "$DATASET" ] || { echo usage; exit 1; }\ntorchrun t.py\n',
+                 DATASET="sim")
+    assert spec.exit is None and spec.jobs
+
+
+def test_crlf_and_non_utf8_are_noted(tmp_path):
+    script = tmp_path / "run.sh"
+    script.write_bytes(b"A=1\r\n# \xff\r\ntorchrun --master_port 0 t.py\r\n")
+    spec = launch.load(str(script), None, ENV, cwd=str(tmp_path))
+    reasons = " ".join(u.reason for u in spec.unknowns)
+    assert "CRLF" in reasons and "not UTF-8" in reasons and spec.jobs
+
+
+# -- launch layers ---------------------------------------------------------------------
+
+
+def _layers(cmd: str, **env):
+    spec = launch.load(None, cmd, {**ENV, **env}, cwd="/")
+    return [(x.launcher, x.kind, x.port, x.port_text, x.nproc) for x in spec.jobs[0].layers]
+
+
+@pytest.mark.parametrize("cmd, env, relaunched", [
+    ("swift sft --model m", {"NPROC_PER_NODE": "2"}, True),
+    ("swift rlhf --model m", {"NNODES": "2"}, True),
+    ("swift infer --model m", {"NPROC_PER_NODE": "2"}, True),
+    ("swift export --model m", {"NPROC_PER_NODE": "2"}, False),
+    ("swift sft --model m", {}, False),
+    ("megatron export --load m", {"NPROC_PER_NODE": "2"}, True),
+    ("python -m swift.cli.rlhf --model m", {"NPROC_PER_NODE": "2"}, False),
+])
+def test_swift_relaunch_rule(cmd, env, relaunched):
+    kinds = [kind for _, kind, *_ in _layers(cmd, **env)]
+    assert ("distributed" in kinds) == relaunched
+
+
+def test_swift_passes_master_port_on():
+    layers = _layers("swift sft", NPROC_PER_NODE="4", MASTER_PORT="29511")
+    assert layers[1][1:] == ("distributed", 29511, "29511", 4)
+
+
+@pytest.mark.parametrize("cmd, env, port, text", [
+    ("torchrun --master-port 29600 --nnodes 2 t.py", {}, 29600, "29600"),
+    ("torchrun --master_port=29601 t.py", {}, 29601, "29601"),
+    ("torchrun --nnodes 2 t.py", {"PET_MASTER_PORT": "29602"}, 29602, "29602"),
+    ("torchrun --nnodes 2 t.py", {"MASTER_PORT": "29603"}, 29500, "29500"),
+    ("torchrun t.py", {"MASTER_PORT": "29603"}, None, "free"),
+    ("torchrun --standalone --master_port 29604 t.py", {}, None, "free"),
+    ("python -m torch.distributed.launch --nnodes 2 t.py", {}, 29500, "29500"),
+    ("deepspeed --num_gpus 2 t.py", {}, 29500, "29500"),
+    ("accelerate launch --main_process_port 29605 --num_processes 2 t.py", {}, 29605, "29605"),
+])
+def test_torchrun_port_rules(cmd, env, port, text):
+    _, kind, got, got_text, _ = _layers(cmd, **env)[0]
+    assert kind == "distributed" and (got, got_text) == (port, text)
+
+
+def test_programs_include_ray_and_children():
+    spec = launch.load(None, "ray job submit --address http://127.0.0.1:8265 -- python3 t.py",
+                       ENV, cwd="/")
+    assert {"ray", "python3"} <= spec.programs
+    assert [x.launcher for x in spec.jobs[0].layers] == ["ray job submit", "python3 t.py"]
+
+
+# -- bad input, robustness, speed ------------------------------------------------------
+
+
+def test_bad_inputs_raise_one_line(tmp_path):
+    with pytest.raises(LaunchError, match="does not exist"):
+        launch.load(str(tmp_path / "nope.sh"), None, ENV)
+    with pytest.raises(LaunchError, match="is a directory"):
+        launch.load(str(tmp_path), None, ENV)
+    with pytest.raises(LaunchError, match="empty command"):
+        launch.load(None, "  ", ENV)
+
+
+SHELL_BITS = st.sampled_from([
+    "torchrun", "swift", "rlhf", "--nproc_per_node", "4", "$X", "${X:-1}", "${X:=2}",
+    '"', "'", "$(", ")", "`", "|", "&&", "||", ";", "\n", "\\\n", "if", "then", "fi",
+    "[[", "]]", "$((", "))", "(", "{", "}", "<<EOF", "EOF", "=", "A=", "export", "source",
+    ".", "case", "esac", "for", "do", "done", "#", " ", "\t", "\r\n", "é", "${X[@]}",
+    "exit", "cd", "/tmp", "python", "-m", "swift.cli.sft",
+])
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(SHELL_BITS, max_size=40).map(" ".join))
+def test_any_text_is_analysed_without_crashing(tmp_path, text):
+    spec = _load(tmp_path, text)
+    assert isinstance(spec.programs, frozenset)
+
+
+def _script_of(lines: int) -> str:
+    block = [
+        "export PRL_N${i}=${PRL_N:-4}",
+        'if [ -z "$DATASET" ]; then echo "usage $0"; fi',
+        'RUN_DIR=output/run-$(date +%s)',
+        'MODEL=${MODEL:-/models/qwen}',
+        "torchrun --nproc_per_node ${PRL_N:-4} --master_port ${P:-29500} train.py \\",
+        '    --model "$MODEL" --dataset "datasets/${DATASET}/_train.jsonl" \\',
+        '    --output_dir "$RUN_DIR" 2>&1 | tee "$RUN_DIR/log"',
+        "f() { local a=$1; echo \"$a\"; }",
+        "f x",
+        "# a comment",
+    ]
+    return "\n".join((block * (lines // len(block) + 1))[:lines]) + "\n"
+
+
+def test_500_line_script_is_analysed_well_under_a_second(tmp_path):
+    text = _script_of(500)
+    assert text.count("\n") == 500
+    start = time.perf_counter()
+    spec = _load(tmp_path, text)
+    elapsed = time.perf_counter() - start
+    assert len(spec.jobs) == 50
+    assert elapsed < 1.0, f"500 lines took {elapsed:.3f}s"
