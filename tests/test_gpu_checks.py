@@ -224,7 +224,8 @@ def test_a800_on_this_machine_is_no_go_naming_the_missing_gpus(run_preflight):
     assert run.returncode == 1 and run.report["verdict"] == "NO-GO"
     inventory = results(run, "gpu-inventory")
     assert all(c["severity"] == "blocker" for c in inventory.values())
-    assert "expects 4x A800 but NVML cannot be read" in inventory["a800-gpu0"]["summary"]
+    assert inventory["a800-gpu3"]["summary"].startswith(
+        "GPU 3 of 4x A800 (profile a800) missing: NVML cannot be read")
     assert "NVML unavailable" in run.output
     health = results(run, "gpu-health")
     assert all(c["severity"] == "unknown" for c in health.values())

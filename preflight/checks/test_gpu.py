@@ -76,8 +76,8 @@ def test_gpu_inventory(node, profile, finding, gpu):
     if snapshot.get("error"):
         finding.fix("nvidia-smi  # must list the GPUs; in a container run with --gpus all "
                     "(nvidia-container-toolkit), on the host load the driver (modprobe nvidia)")
-        raise AssertionError(f"profile {profile.name} expects {want.count}x {want.model} but "
-                             f"NVML cannot be read: {snapshot['error']}")
+        raise AssertionError(f"GPU {gpu} of {want.count}x {want.model} (profile {profile.name}) "
+                             f"missing: NVML cannot be read: {snapshot['error']}")
     finding.fix("nvidia-smi -L; dmesg | grep -iE 'NVRM|Xid'  # a GPU that fell off the bus "
                 "(Xid 79) needs a node reset: drain the node and reboot it"
                 if found is None else
