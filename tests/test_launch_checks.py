@@ -34,7 +34,10 @@ def _run(run_preflight, check: str, script: str | None = None, cmd: str | None =
         args += ["--launch-script", str(LAUNCH / script)]
     if cmd:
         args += ["--launch-cmd", cmd]
-    return run_preflight(*args, env=base_env(**env))
+    # the variables the fixtures read start unset, whatever this machine exports
+    scrubbed = {k: None for k in os.environ if k.startswith("PRL_")}
+    scrubbed.update(DATASET=None, ROOT=None, JOB_PORT=None, MODEL=None)
+    return run_preflight(*args, env=base_env(**{**scrubbed, **env}))
 
 
 # -- nested-launcher -------------------------------------------------------------------

@@ -97,7 +97,8 @@ def test_one_launcher_layer(node, profile, finding):
                             f"({spec.exit.guard or 'exit ' + spec.exit.status}) before it "
                             "launches anything")
         layers = [x.launcher for job in launching for x in job.distributed]
-        finding.summary(f"one launcher layer per job ({', '.join(layers)})" if layers
+        finding.summary(f"one launcher layer per job ({', '.join(dict.fromkeys(layers))})"
+                        if layers
                         else "no distributed launcher in the script")
     assert not problems, "nested launchers: " + "; ".join(problems)
 
@@ -151,6 +152,8 @@ def test_launch_inputs_exist(node, profile, finding):
         where = f"{_short(arg.file)}:{arg.line}"
         if not arg.known:
             unknown.append(f"{arg.flag} {arg.path} at {where} ({arg.reason})")
+            continue
+        if arg.path in checked:
             continue
         checked.append(arg.path)
         if not arg.path or not os.path.exists(os.path.expanduser(arg.path)):
