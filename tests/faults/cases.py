@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import signal
 import socket
@@ -103,6 +104,60 @@ BAD_INPUTS = [
     _garbage_env("cuda-home", "CUDA_HOME", "/nonexistent/\u2603"),
     _garbage_env("path-empty", "PATH", ""),
     _garbage_env("conda-prefix", "CONDA_PREFIX", "relative/../../x"),
+]
+
+
+def _launch(name: str, make, expect: str) -> Case:
+    def build(work: Path, canary: str) -> Setup:
+        path = work / "run.sh"
+        make(path, canary)
+        return Setup(args=[*STATIC, "--launch-script", str(path)])
+
+    return Case(f"launch-{name}", "bad-input", build, expect)
+
+
+UNUSUAL_SCRIPT = r"""#!/usr/bin/env bash
+set -euo pipefail
+export HF_TOKEN=CANARY
+ARGS=(--nproc_per_node 2 --master_port "${MASTER_PORT:-29500}")
+cat <<'END' > /tmp/never-written
+$(rm -rf /) ${NOT_EXPANDED}
+END
+run() { local x="$1"; shift; torchrun "${ARGS[@]}" "$@"; }
+if [[ -n "${DATASET:-}" && $(( 4 % 2 )) -eq 0 ]]; then echo "$(date +%s)"; fi
+case "$MODE" in a|b) X='single $quote' ;; *) X="double \"$Y\"" ;; esac
+run train.py --data "datasets/${DATASET}/_train.jsonl" 2>&1 | tee "${LOG_FILE:-/dev/null}"
+"""
+
+
+def _write(data: bytes):
+    def make(path: Path, canary: str) -> None:
+        path.write_bytes(data.replace(b"CANARY", canary.encode()))
+
+    return make
+
+
+def _fifo(path: Path, canary: str) -> None:
+    os.mkfifo(path)  # reading it would block forever
+
+
+def _directory(path: Path, canary: str) -> None:
+    path.mkdir()
+
+
+BAD_INPUTS += [
+    _launch("missing", lambda path, canary: None, "usage"),
+    _launch("directory", _directory, "usage"),
+    _launch("fifo", _fifo, "usage"),
+    _launch("binary", _write(b"\x7fELF\x02\x01\x01\0\0\0CANARY" * 50), "usage"),
+    _launch("huge", _write(b"echo CANARY\n" * 400_000), "usage"),
+    _launch("empty", _write(b""), "verdict"),
+    _launch("crlf", _write(b"export HF_TOKEN=CANARY\r\ntorchrun --nproc_per_node 2 x.py\r\n"),
+            "verdict"),
+    _launch("not-utf8", _write(b"echo \xff\xfe CANARY\ntorchrun x.py\n"), "verdict"),
+    _launch("unusual-bash", _write(UNUSUAL_SCRIPT.encode()), "verdict"),
+    _launch("unparseable", _write(b"if then fi (( ]] {{ `\n" * 20), "verdict"),
+    _args("launch-cmd-empty", ["--launch-cmd", "   "], "usage"),
 ]
 
 
