@@ -282,3 +282,27 @@ def test_two_nodes_on_loopback_rendezvous_through_c10d(small, tag, tmp_path):
         assert all(row["correct"] for row in ev["table"])
         assert "Traceback" not in run.output
     assert assigned == {0, 1}  # c10d gave each node its own rank; each says which it was
+
+
+def test_two_nodes_on_loopback_train_and_resume_across_nodes(small, tag, tmp_path):
+    from preflight.probes.ports import free_port
+
+    port = str(free_port())
+    args = [*small(timeout=90), "--check", "train-10-steps"]
+    procs = []
+    for node_rank in ("0", "1"):
+        env = env_for(tag, NNODES="2", NODE_RANK=node_rank, MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=port)
+        report = tmp_path / f"node{node_rank}"
+        procs.append((_start(args, env, report, tmp_path), report))
+    runs = [_finish(proc, report) for proc, report in procs]
+    losses = []
+    for run in runs:
+        assert run.returncode == 0, run.output[-3000:]
+        ev = run.one("train-10-steps")["evidence"]
+        assert ev["world_size"] == 4 and len(set(ev["checksums"])) == 1
+        # train on MASTER_PORT + 1, resume on + 2: a fast node never joins a stale store
+        assert ev["launch"]["port"] == int(port) + 1
+        assert ev["resume_launch"]["port"] == int(port) + 2
+        losses.append(ev["losses"])
+    assert losses[0] == losses[1]  # both nodes report the same global (all-reduced) losses
