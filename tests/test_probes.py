@@ -75,3 +75,17 @@ def test_verdict_rules():
     assert verdict([]) == "NO-GO"
     assert verdict([ok], complete=False) == "NO-GO"
     assert Finding.from_json(warn.to_json()) == warn
+
+
+@pytest.mark.parametrize("model, name, hit", [
+    ("A800", "NVIDIA A800-SXM4-80GB", True),
+    ("H100", "NVIDIA H100 80GB HBM3", True),
+    ("H20", "NVIDIA H20", True),
+    ("H20", "NVIDIA H200", False),
+    ("a800", "NVIDIA A800 80GB PCIe", True),
+    ("A80", "NVIDIA A800-SXM4-80GB", False),
+])
+def test_gpu_model_is_matched_as_a_word(model, name, hit):
+    from preflight.matching import model_matches
+
+    assert model_matches(model, name) is hit

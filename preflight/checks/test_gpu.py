@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from preflight.matching import model_matches
 from preflight.probes import cuda, gpus, host, nccl, nvml, torch_build
 from preflight.redact import redact_argv
 
@@ -86,7 +87,7 @@ def test_gpu_inventory(node, profile, finding, gpu):
     assert found is not None, (f"GPU {gpu} is missing: NVML sees {len(snapshot['gpus'])} of "
                                f"{want.count} expected {want.model} GPUs")
     problems = []
-    if want.model and want.model.lower() not in found["name"].lower():
+    if want.model and not model_matches(want.model, found["name"]):
         problems.append(f"model {found['name']!r} is not {want.model}")
     if not gpus.memory_matches(found["memory_total_bytes"], want.memory_gb):
         problems.append(f"{found['memory_total_bytes'] / GiB:.1f} GiB, expected "
