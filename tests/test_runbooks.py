@@ -44,3 +44,12 @@ def test_readme_documents_every_check_id():
     readme = (CHECK_DIR.parent.parent / "README.md").read_text(encoding="utf-8")
     missing = sorted(c for c in check_ids() if f"`{c}`" not in readme)
     assert missing == []
+
+
+def test_readme_documents_every_profile_key():
+    from preflight.profiles import SCHEMA
+
+    readme = (CHECK_DIR.parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = sorted(f"{section}.{key}" for section, keys in SCHEMA.items() for key in keys
+                     if f"`{key}`" not in readme)
+    assert missing == []
