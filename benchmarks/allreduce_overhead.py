@@ -1,6 +1,6 @@
 """How much the nccl-allreduce workload costs over a bare torch.distributed.all_reduce loop.
 
-    python benchmarks/allreduce_overhead.py [--profile cpu] [--rounds 2]
+    python benchmarks/allreduce_overhead.py [--profile cpu] [--rounds 2] [--timed-iters N]
 
 In one run, alternately: the workload the `nccl-allreduce` check launches
 (preflight.workloads.allreduce through preflight.probes.torchrun, the same sizes,
@@ -65,7 +65,7 @@ def bare(out: str, min_bytes: int, max_bytes: int, warmup: int, iters: int) -> N
     stem.with_suffix(".phase").write_text("done")
 
 
-def measure(profile_name: str, rounds: int) -> None:
+def measure(profile_name: str, rounds: int, iters: int | None) -> None:
     from preflight.probes import torchrun
     from preflight.profiles import load_profiles
 
@@ -73,7 +73,8 @@ def measure(profile_name: str, rounds: int) -> None:
     wl = profile.workload
     nproc = wl.world_size or profile.gpu.count or 2
     sweep = ("--min-bytes", str(max(8, wl.min_size_bytes)), "--max-bytes",
-             str(wl.max_size_bytes), "--warmup", str(wl.warmup_iters), "--iters", str(wl.iters))
+             str(wl.max_size_bytes), "--warmup", str(wl.warmup_iters), "--iters",
+             str(iters or wl.iters))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
     best: dict[str, dict[int, float]] = {"workload": {}, "bare": {}}
@@ -112,6 +113,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--timed-iters", type=int, default=None,
+                        help="timed iterations per size for both (default: the profile's)")
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--min-bytes", type=int, default=8, help=argparse.SUPPRESS)
@@ -122,7 +125,7 @@ def main() -> None:
     if args.bare:
         bare(args.out, args.min_bytes, args.max_bytes, args.warmup, args.iters)
     else:
-        measure(args.profile, args.rounds)
+        measure(args.profile, args.rounds, args.timed_iters)
 
 
 if __name__ == "__main__":
