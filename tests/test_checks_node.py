@@ -435,3 +435,25 @@ def test_profile_match_cpu_passes_a800_is_no_go(run_preflight):
     result = a800.one("profile-match")
     assert "0 of 4 expected A800 GPU(s) present" in result["summary"]
     assert result["evidence"]["detected"] == []
+
+
+def test_workload_of_a_running_preflight_is_not_a_leftover(run_preflight, tmp_path):
+    from preflight.probes import OWNER_VAR, Runner
+
+    script = tmp_path / "torchrun"
+    script.write_text("import time\ntime.sleep(120)\n")
+    # Started the way preflight starts its workloads, by a live owner (this test process).
+    live = Runner().popen([sys.executable, str(script)])
+    dead_owner = subprocess.Popen(["true"])
+    dead_owner.wait()
+    orphan = subprocess.Popen([sys.executable, str(script)],
+                              env={**os.environ, OWNER_VAR: str(dead_owner.pid)})
+    try:
+        run = run_preflight("--profile", "cpu", "--check", "leftover-processes")
+    finally:
+        for proc in (live, orphan):
+            proc.kill()
+            proc.wait()
+    pids = [p["pid"] for p in run.one("leftover-processes")["evidence"]["processes"]]
+    assert live.pid not in pids
+    assert orphan.pid in pids  # its preflight is gone: a real leftover

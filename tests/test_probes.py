@@ -41,11 +41,15 @@ def test_leftover_patterns_cover_ray_sglang_torchrun_swift():
         _proc(17, ["vim", "notes.txt"], name="vim"),
         _proc(18, ["python", "default_worker.py"]),
     ]
-    found = {p.pid: hit for p, hit in procs.leftovers(table, [], frozenset())}
+    found = {p.pid: hit for p, hit in procs.leftovers(table, [], frozenset(), lambda pid: None)}
     assert found == {10: "raylet", 11: "ray::", 12: "sglang.launch_server",
                      13: "sglang::", 14: "torchrun", 15: "swift",
                      16: "torch.distributed.run", 18: "default_worker.py"}
-    assert procs.leftovers(table, [], frozenset({10, 11, 12, 13, 14, 15, 16, 18})) == []
+    assert procs.leftovers(table, [], frozenset({10, 11, 12, 13, 14, 15, 16, 18}),
+                           lambda pid: None) == []
+    # The workload of another preflight that is still running is not a leftover.
+    owned = procs.leftovers(table, [], frozenset(), lambda pid: 4242 if pid == 14 else None)
+    assert 14 not in {p.pid for p, _ in owned}
 
 
 def test_family_is_ancestors_and_descendants_not_siblings():

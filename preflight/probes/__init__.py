@@ -18,6 +18,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+OWNER_VAR = "PREFLIGHT_OWNER"
+
 
 @dataclass(frozen=True)
 class Completed:
@@ -75,8 +77,14 @@ class Runner:
         return Completed(tuple(argv), code, out, err, timed_out, time.monotonic() - start)
 
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
-        """A long-running child (a workload) in its own session; the caller bounds it."""
-        return subprocess.Popen(list(argv), start_new_session=True, **kwargs)
+        """A long-running child (a workload) in its own session; the caller bounds it.
+
+        Its environment carries PREFLIGHT_OWNER=<our pid>, inherited by everything it
+        starts, so a second preflight running beside us does not report our workload as
+        a leftover of an earlier run (procs.leftovers)."""
+        env = dict(kwargs.pop("env", None) or os.environ)
+        env[OWNER_VAR] = str(os.getpid())
+        return subprocess.Popen(list(argv), start_new_session=True, env=env, **kwargs)
 
 
 def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:

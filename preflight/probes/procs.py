@@ -119,15 +119,29 @@ def match(proc: ProcInfo, patterns: Iterable[tuple[str, bool]]) -> str | None:
     return None
 
 
+def live_preflight_owner(pid: int) -> int | None:
+    """The pid of a running preflight that started `pid` (its PREFLIGHT_OWNER), if any."""
+    from preflight.probes import OWNER_VAR
+
+    try:
+        owner = psutil.Process(pid).environ().get(OWNER_VAR, "")
+    except (psutil.Error, OSError):
+        return None
+    return int(owner) if owner.isdigit() and psutil.pid_exists(int(owner)) else None
+
+
 def leftovers(
-    procs: Iterable[ProcInfo], extra_patterns: Iterable[str], exclude: frozenset[int]
+    procs: Iterable[ProcInfo], extra_patterns: Iterable[str], exclude: frozenset[int],
+    owner_of: Callable[[int], int | None] = live_preflight_owner,
 ) -> list[tuple[ProcInfo, str]]:
+    """Matching processes, less our own family and the bounded workloads of another
+    preflight that is still running (one whose preflight died is a leftover)."""
     patterns = (*RAY_PROCESSES, *STACK_PROCESSES, *((p, False) for p in extra_patterns))
     found = []
     for proc in procs:
         if proc.pid in exclude:
             continue
         hit = match(proc, patterns)
-        if hit:
+        if hit and owner_of(proc.pid) is None:
             found.append((proc, hit))
     return found

@@ -13,6 +13,9 @@ nccl-tests' doc/PERFORMANCE.md for all_reduce.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
 import time
 
 from preflight.workloads import common
@@ -88,6 +91,12 @@ def main(argv: list[str] | None = None) -> None:
     if common.knob_int("PREFLIGHT_TEST_HANG_RANK") == rank.rank:
         rank.phase("sleeping before the first collective (PREFLIGHT_TEST_HANG_RANK)")
         time.sleep(3600)
+    if common.knob_int("PREFLIGHT_TEST_KILL_RANK") == rank.rank:
+        rank.phase("killing itself with SIGKILL (PREFLIGHT_TEST_KILL_RANK)")
+        os.kill(os.getpid(), signal.SIGKILL)
+    if common.knob_int("PREFLIGHT_TEST_EXIT_RANK") == rank.rank:
+        rank.phase("exiting with status 3 (PREFLIGHT_TEST_EXIT_RANK)")
+        sys.exit(3)
     corrupt_rank = common.knob_int("PREFLIGHT_TEST_CORRUPT_RANK")
     corrupt_bytes = common.knob_int("PREFLIGHT_TEST_CORRUPT_BYTES")
 

@@ -8,6 +8,7 @@ import resource
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 from harness import Case, Setup
@@ -222,4 +223,56 @@ FAULTS = [
     Case("sigint-mid-run", "fault", _sigint_mid_run, "interrupted", bound_s=20),
 ]
 
+
+
+# -- workload faults: a rank that hangs, dies, or fails; the suite interrupted mid-workload --
+
+
+def _workload(knobs: dict[str, str], timeout_s: float = 10.0, interrupt_after_s=None):
+    def build(work: Path, canary: str) -> Setup:
+        (work / "profiles").mkdir()
+        (work / "profiles" / "quick.toml").write_text(
+            f'extends = "cpu"\n[workload]\ntimeout_s = {timeout_s}\nmax_size_bytes = 65536\n')
+        return Setup(args=["--profile-dir", str(work / "profiles"), "--profile", "quick",
+                           "--check", "nccl-allreduce"],
+                     env=dict(knobs), interrupt_after_s=interrupt_after_s)
+
+    return build
+
+
+def _port_taken_after_static(work: Path, canary: str) -> Setup:
+    # MASTER_PORT is free while port-free runs, then a thief takes it before the workload:
+    # the workload binds its own port (one node), so the verdict must not depend on it.
+    thief = subprocess.Popen(
+        [sys.executable, "-c",
+         "import socket, time, sys\n"
+         "time.sleep(1.0)\n"
+         "s = socket.socket(); s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(8)\n"
+         "time.sleep(120)\n", "29591"], start_new_session=True)
+
+    def stop() -> None:
+        thief.kill()
+        thief.wait()
+
+    build = _workload({"MASTER_PORT": "29591"}, timeout_s=30.0)
+    setup = build(work, canary)
+    setup.args = [a for a in setup.args if a not in ("--check", "nccl-allreduce")]
+    setup.args += ["--check", "port-free", "--check", "nccl-allreduce"]
+    setup.cleanup = stop
+    return setup
+
+
+FAULTS += [
+    Case("workload-rank-hangs", "fault", _workload({"PREFLIGHT_TEST_HANG_RANK": "1"}), "no-go",
+         bound_s=40),
+    Case("workload-rank-sigkilled", "fault", _workload({"PREFLIGHT_TEST_KILL_RANK": "1"}),
+         "no-go", bound_s=40),
+    Case("workload-rank-exits-nonzero", "fault", _workload({"PREFLIGHT_TEST_EXIT_RANK": "0"}),
+         "no-go", bound_s=40),
+    Case("sigint-mid-workload", "fault",
+         _workload({"PREFLIGHT_TEST_HANG_RANK": "1"}, timeout_s=30.0, interrupt_after_s=6.0),
+         "interrupted", bound_s=30),
+    Case("port-taken-between-check-and-workload", "fault", _port_taken_after_static, "verdict",
+         bound_s=60),
+]
 CASES = BAD_INPUTS + FAULTS
