@@ -11,9 +11,7 @@ torch's elastic agent starts in sessions of their own
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -23,9 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from preflight.probes import Runner, kill_group, ports
+from preflight.probes.tree import ProcessTree
 
 PHASE_SUFFIX = ".phase"
 RESULT_SUFFIX = ".json"
@@ -238,39 +235,7 @@ def first_error(lines: Sequence[str]) -> str:
     return lines[-1].strip() if lines else ""
 
 
-class _Family:
-    """Every process torchrun spawned, remembered while they are alive to be seen."""
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.seen: dict[int, psutil.Process] = {}
-
-    def refresh(self) -> None:
-        try:
-            for child in psutil.Process(self.pid).children(recursive=True):
-                self.seen.setdefault(child.pid, child)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-
-    def kill(self) -> int:
-        """SIGKILL whatever is left; psutil checks each pid is still the process we saw."""
-        alive = []
-        for proc in self.seen.values():
-            try:
-                if not proc.is_running():
-                    continue
-                if os.getpgid(proc.pid) == proc.pid:  # a session leader: take its children too
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.kill()
-                alive.append(proc)
-            except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError,
-                    PermissionError):
-                pass
-        psutil.wait_procs(alive, timeout=5)
-        return len(alive)
-
-
-def _wait(proc: subprocess.Popen, family: _Family, deadline: float) -> bool:
+def _wait(proc: subprocess.Popen, family: ProcessTree, deadline: float) -> bool:
     """Wait for torchrun until the deadline; True when it timed out."""
     while True:
         family.refresh()
@@ -322,7 +287,7 @@ def _launch_once(spec: Spec, environ: Mapping[str, str], runner: Runner, python:
     with open(log_path, "wb") as log:
         proc = runner.popen(argv, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=env, cwd=spec.out_dir)
-        family = _Family(proc.pid)
+        family = ProcessTree(proc.pid)
         try:
             timed_out = _wait(proc, family, deadline)
         except BaseException:

@@ -1,12 +1,5 @@
-"""Run a process tree bounded in time, sample its memory, and leave nothing behind.
-
-torchrun starts each worker in a session of its own (torch's
-`elastic/multiprocessing/subprocess_handler/subprocess_handler.py` passes
-`start_new_session=True`), so killing our child's process group does not reach the
-workers. We therefore remember every descendant we ever saw (psutil.Process objects,
-which refuse to signal a reused pid) and kill those that are still alive at the end.
-Only processes that descend from the child we started are ever signalled.
-"""
+"""Run a process tree bounded in time, sample its memory, and leave nothing behind
+(the tree itself, and why it is needed: preflight/probes/tree.py)."""
 
 from __future__ import annotations
 
@@ -19,9 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from preflight.probes import Runner, kill_group
+from preflight.probes.tree import ProcessTree
 
 POLL_S = 0.2
 
@@ -43,73 +35,20 @@ class Watched:
         return Path(self.log_path).read_text(encoding="utf-8", errors="replace")
 
 
-class _Tree:
-    """Every process that descended from `root`, remembered even after it reparents."""
-
-    def __init__(self, pid: int):
-        self.known: dict[int, psutil.Process] = {}
-        try:
-            self.root = psutil.Process(pid)
-            self.known[pid] = self.root
-        except psutil.NoSuchProcess:
-            self.root = None
-
-    def sample(self) -> int:
-        """Refresh membership; return the tree's resident memory now."""
-        if self.root is not None:
-            try:
-                for child in self.root.children(recursive=True):
-                    self.known.setdefault(child.pid, child)
-            except psutil.NoSuchProcess:
-                pass
-        # Orphans (reparented to init) are still ours: ask their own children too.
-        for proc in list(self.known.values()):
-            try:
-                for child in proc.children(recursive=True):
-                    self.known.setdefault(child.pid, child)
-            except psutil.NoSuchProcess:
-                pass
-        rss = 0
-        for proc in self.alive():
-            try:
-                rss += proc.memory_info().rss
-            except psutil.Error:
-                pass
-        return rss
-
-    def alive(self) -> list[psutil.Process]:
-        out = []
-        for proc in self.known.values():
-            try:
-                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    out.append(proc)
-            except psutil.Error:
-                pass
-        return out
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        for proc in self.alive():
-            try:
-                proc.send_signal(sig)  # psutil checks the pid was not reused
-            except psutil.Error:
-                pass
-
-
-def terminate(proc: subprocess.Popen, tree: _Tree, grace_s: float) -> None:
+def terminate(proc: subprocess.Popen, tree: ProcessTree, grace_s: float) -> None:
     """SIGTERM the group and the tree, wait `grace_s`, then SIGKILL what is left."""
-    tree.sample()
+    tree.refresh()
     kill_group(proc, signal.SIGTERM)
-    tree.kill(signal.SIGTERM)
+    tree.signal(signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and tree.alive():
         time.sleep(0.05)
     kill_group(proc, signal.SIGKILL)
-    tree.kill(signal.SIGKILL)
+    tree.kill()
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass
-    psutil.wait_procs(tree.alive(), timeout=5)
 
 
 class Started:
@@ -125,13 +64,14 @@ class Started:
             self.proc = runner.popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL,
                                      env=dict(env) if env is not None else None, cwd=cwd)
-        self.tree = _Tree(self.proc.pid)
+        self.tree = ProcessTree(self.proc.pid)
         self.peak_rss_bytes = 0
         self.survivors: tuple[int, ...] = ()
 
     def poll(self) -> int | None:
         """The exit code, or None while running; samples the tree's memory as it goes."""
-        self.peak_rss_bytes = max(self.peak_rss_bytes, self.tree.sample())
+        self.tree.refresh()
+        self.peak_rss_bytes = max(self.peak_rss_bytes, self.tree.rss())
         return self.proc.poll()
 
     def stop(self, grace_s: float = 5.0) -> tuple[int, ...]:
