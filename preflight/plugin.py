@@ -220,7 +220,7 @@ def _load_inputs(state: SessionState) -> None:
         )
         state.scrubber.add(state.node.launch.secrets)  # secrets the script itself sets
     if state.settings["nvml_replay"]:
-        state.node.gpus  # a bad replay file is bad input (SnapshotError: exit 4), not a crash
+        _ = state.node.gpus  # read now: a bad replay file is bad input (exit 4), not a crash
     report_dir = Path(state.settings["report_dir"])
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
