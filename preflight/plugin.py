@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from preflight import __version__, report, runbooks
+from preflight.errors import InputError
 from preflight.model import Finding, Severity, verdict
 from preflight.probes import Node
 from preflight.profiles import Profile, ProfileError, load_profiles
@@ -231,10 +231,6 @@ def _load_inputs(state: SessionState) -> None:
         raise InputError(f"{report_dir}: report dir is not writable: {exc.strerror}") from None
 
 
-class InputError(Exception):
-    pass
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[state_key]
@@ -244,16 +240,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     state.active = True
     try:
         _load_inputs(state)
-    except Exception as exc:
-        from preflight.probes.dotenv import EnvFileError
-        from preflight.probes.nvml import SnapshotError
-
-        known = (InputError, EnvFileError, SnapshotError)
-        launch_error = getattr(sys.modules.get("preflight.probes.launch"), "LaunchError", None)
-        if isinstance(exc, known) or (launch_error and isinstance(exc, launch_error)):
-            state.input_error = True
-            raise pytest.UsageError(str(exc)) from None
-        raise
+    except InputError as exc:
+        state.input_error = True
+        raise pytest.UsageError(str(exc)) from None
 
     keep, drop = [], []
     wanted_ids = set(config.getoption("check_ids") or [])

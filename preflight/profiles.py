@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
+from preflight.errors import InputError
 from preflight.model import Severity
 
 BUILTIN_DIR = Path(__file__).parent / "profiles"
@@ -89,7 +90,7 @@ TOP_LEVEL = {"description": str, "extends": str}
 SEVERITY_SECTION = "severity"
 
 
-class ProfileError(Exception):
+class ProfileError(InputError):
     """A profile file cannot be used. The message is one line naming the file."""
 
 

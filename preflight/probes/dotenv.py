@@ -13,10 +13,12 @@ from pathlib import Path
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
+from preflight.errors import InputError
+
 MAX_BYTES = 4 * 2**20
 
 
-class EnvFileError(Exception):
+class EnvFileError(InputError):
     """The file cannot be used; the message is one line and holds no value."""
 
 

@@ -15,6 +15,7 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from preflight.errors import InputError
 from preflight.probes import shell
 from preflight.probes.shell import Command, Exit, Unknown, Var, Word
 from preflight.redact import MASK, is_secret_name, redact_argv
@@ -23,7 +24,7 @@ DEFAULT_PORT = 29500  # torch/distributed/run.py, deepspeed and accelerate all d
 MAX_CMD_CHARS = 64 * 1024
 
 
-class LaunchError(Exception):
+class LaunchError(InputError):
     """--launch-script / --launch-cmd cannot be analysed; one line naming the problem."""
 
 

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from preflight.errors import InputError
+
 SCHEMA_VERSION = 1
 
 # NVML enums used below (nvml.h; stable ABI values, mirrored in pynvml).
@@ -48,7 +50,7 @@ REQUIRED_GPU_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 
 
-class SnapshotError(Exception):
+class SnapshotError(InputError):
     pass
 
 
