@@ -39,6 +39,7 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "launch_cmd": ("launch_cmd", "one launch command line to analyse", None),
 }
 STAGES = ("static", "workload", "stack")
+CRASHED = "check crashed: "  # a check that raised something other than its verdict
 
 
 @dataclass(eq=False)  # registered as a plugin: must stay hashable
@@ -397,7 +398,7 @@ def _build_finding(item: pytest.Item, call: pytest.CallInfo, rep: pytest.TestRep
             found.summary = _first_line(message) or "check failed"
         else:
             found.severity = Severity.UNKNOWN
-            found.summary = f"check crashed: {_first_line(excinfo.exconly()) if excinfo else ''}"
+            found.summary = f"{CRASHED}{_first_line(excinfo.exconly()) if excinfo else ''}"
     scrub = state.scrubber
     found.summary = scrub(found.summary)
     found.evidence = scrub(found.evidence)
@@ -431,7 +432,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             rep.outcome = "passed"
             rep.longrepr = None
             found.outcome = "passed"
-        elif rep.failed and found.outcome == "failed" and found.severity == Severity.BLOCKER:
+        elif rep.failed and found.outcome == "failed" and not found.summary.startswith(CRASHED):
             rep.longrepr = _longrepr(found)  # judged: the finding says it all
         elif rep.failed:
             rep.longrepr = state.scrubber.text(str(rep.longrepr))  # a crash keeps its trace
