@@ -17,6 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fault
 from cases import CASES  # noqa: E402
 from harness import run_case  # noqa: E402
 
+from conftest import summary_line  # noqa: E402
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -32,17 +34,9 @@ def main() -> int:
                            and r.returncode == 1)]
     for r in unexpected:
         print(f"unexpected: {r.case}: {r.outcome} (exit {r.returncode})", file=sys.stderr)
-    counts = {
-        "bad inputs tried": sum(r.kind == "bad-input" for r in results),
-        "faults injected": sum(r.kind == "fault" for r in results),
-        "tracebacks": sum(r.traceback for r in results),
-        "leaks": sum(bool(r.leaks) for r in results),
-        "leftover processes": sum(len(r.leftover) for r in results),
-        "hangs": sum(r.hang for r in results),
-        "unexpected outcomes": len(unexpected),
-    }
-    print(", ".join(f"{k}: {v}" for k, v in counts.items()))
-    failures = sum(v for k, v in counts.items() if k not in ("bad inputs tried", "faults injected"))
+    line = summary_line(results, len(unexpected))
+    print(line)
+    failures = sum(int(part.rsplit(": ", 1)[1]) for part in line.split(", ")[2:])
     return 1 if failures else 0
 
 

@@ -80,3 +80,23 @@ def run_preflight(tmp_path):
         return Run(proc.returncode, proc.stdout, proc.stderr, report_dir)
 
     return run
+
+
+# -- the faults summary line (tests/faults/) -------------------------------------------
+
+
+@pytest.fixture
+def fault_results(request) -> list:
+    from faults.summary import RESULTS
+
+    return request.config.stash.setdefault(RESULTS, [])
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    from faults.summary import RESULTS, summary_line
+
+    results = config.stash.get(RESULTS, [])
+    if results:
+        unexpected = sum(not ok for _, ok in results)
+        terminalreporter.section("faults summary")
+        terminalreporter.write_line(summary_line([r for r, _ in results], unexpected))

@@ -11,8 +11,11 @@ from harness import run_case
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_case(case, tmp_path):
+def test_case(case, tmp_path, fault_results):
     result = run_case(case, tmp_path / "work")
+    expected = (result.outcome == "verdict" and result.returncode == 1) \
+        if case.expect == "no-go" else result.outcome == case.expect
+    fault_results.append((result, expected and result.ok_shape))
     where = f"{case.name}: exit {result.returncode}\n{result.output[-3000:]}"
     assert not result.hang, where
     assert not result.traceback, where
