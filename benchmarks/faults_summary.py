@@ -16,8 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fault
 
 from cases import CASES  # noqa: E402
 from harness import run_case  # noqa: E402
-
-from conftest import summary_line  # noqa: E402
+from summary import summary_line  # noqa: E402
 
 
 def main() -> int:
