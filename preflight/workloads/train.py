@@ -101,7 +101,9 @@ def checksums(torch, dist, model) -> list[str]:
     digest = hashlib.sha256()
     for name, param in sorted(model.state_dict().items()):
         digest.update(name.encode())
-        digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+        # Raw bytes without numpy (torch does not require it; a fresh env may lack it).
+        raw = param.detach().float().cpu().contiguous().view(torch.uint8).flatten()
+        digest.update(bytes(raw.tolist()))
     gathered: list = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, digest.hexdigest()[:16])
     return gathered
