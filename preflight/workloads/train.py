@@ -96,7 +96,7 @@ def held_out_loss(torch, model, backend) -> float:
         return float(loss_of(torch, model, x, y))
 
 
-def checksums(torch, dist, model) -> list[str]:
+def checksums(torch, dist, model, device) -> list[str]:
     """sha256 of every parameter's bytes, gathered from every rank (index = rank)."""
     digest = hashlib.sha256()
     for name, param in sorted(model.state_dict().items()):
@@ -104,9 +104,13 @@ def checksums(torch, dist, model) -> list[str]:
         # Raw bytes without numpy (torch does not require it; a fresh env may lack it).
         raw = param.detach().float().cpu().contiguous().view(torch.uint8).flatten()
         digest.update(bytes(raw.tolist()))
-    gathered: list = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, digest.hexdigest()[:16])
-    return gathered
+    # The first 8 bytes of the digest travel as one int64 per rank: all_gather_object would
+    # pickle through numpy, which torch does not require.
+    mine = torch.tensor([int.from_bytes(digest.digest()[:8], "big", signed=True)],
+                        dtype=torch.int64, device=device)
+    gathered = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, mine)
+    return [(int(t.item()) & (2**64 - 1)).to_bytes(8, "big").hex() for t in gathered]
 
 
 def peak_memory(torch, backend) -> dict:
@@ -139,7 +143,7 @@ def phase_train(torch, dist, backend, rank, steps: int, ckpt: Path) -> dict:
         losses.append(loss)
         times.append(seconds)
     rank.phase("gathering parameter checksums")
-    sums = checksums(torch, dist, model)
+    sums = checksums(torch, dist, model, backend.device)
     memory = peak_memory(torch, backend)
     if rank.local_rank == 0:  # every node keeps its own copy for its own resume
         rank.phase(f"saving checkpoint after step {steps}")
