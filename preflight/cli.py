@@ -23,13 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     import pytest
 
     # A gate loads only what it needs: other installed plugins (hypothesis alone costs
-    # half a second) stay out unless PREFLIGHT_AUTOLOAD=1. rootdir at the checks keeps a
-    # user's unrelated pytest.ini/conftest out of the run.
+    # half a second) stay out unless PREFLIGHT_AUTOLOAD=1. rootdir and config at the checks
+    # keep a user's unrelated pytest.ini / pyproject.toml / conftest out of the run.
     plugins = ["-p", "no:cacheprovider"]
     if os.environ.get("PREFLIGHT_AUTOLOAD") != "1":
         os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
         plugins += ["-p", "preflight.plugin", "-p", "pytest_timeout"]
-    return int(pytest.main([str(CHECKS_DIR), "--rootdir", str(CHECKS_DIR), *plugins, *args]))
+    return int(pytest.main([str(CHECKS_DIR), "--rootdir", str(CHECKS_DIR),
+                            "-c", str(CHECKS_DIR / "gate.ini"), *plugins, *args]))
 
 
 if __name__ == "__main__":
