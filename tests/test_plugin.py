@@ -170,12 +170,14 @@ def test_secret_canary_never_leaves(run_preflight, tmp_path):
 # -- speed and imports ------------------------------------------------------------------
 
 
-def test_static_stage_does_not_import_torch(tmp_path):
+def test_static_stage_imports_neither_torch_nor_bashlex(tmp_path):
     code = (
         "import sys, pytest\n"
         f"rc = pytest.main([{str(CHECKS)!r}, '-q', '-m', 'static', '-p', 'no:cacheprovider',"
         f" '--report-dir', {str(tmp_path)!r}])\n"
         "assert 'torch' not in sys.modules, 'the static stage imported torch'\n"
+        # bashlex builds parser tables on import (~0.2 s): only a launch analysis needs it.
+        "assert 'bashlex' not in sys.modules, 'the static stage imported bashlex'\n"
         "sys.exit(0 if rc in (0, 1) else rc)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], env=base_env(), cwd=tmp_path,

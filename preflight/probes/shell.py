@@ -20,8 +20,6 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-import bashlex
-
 MAX_BYTES = 2 * 2**20  # a launch script is a few KiB; anything this large is not one
 MAX_CHUNK_LINES = 80  # fallback: how far an unparseable statement may extend
 MAX_SOURCE_DEPTH = 8
@@ -208,6 +206,10 @@ def _mask(text: str) -> str:
 
 
 def _parse(text: str) -> list:
+    # Imported here: bashlex builds its LR tables on import (~0.2 s), and the static
+    # stage must not pay that when no launch script is analysed.
+    import bashlex
+
     nodes = bashlex.parse(text)
     return [n for n in nodes if hasattr(n, "kind")]
 
