@@ -258,18 +258,22 @@ def test_two_copies_at_once_both_pass(small, tag, tmp_path):
     assert len(ports) == 2
 
 
-def test_two_nodes_on_loopback_rendezvous_through_c10d(small, tag, tmp_path):
-    from preflight.probes.ports import free_port
-
-    port = str(free_port())
-    args = [*small(timeout=90), "-k", "nccl"]
+def _two_nodes(args, port: str, tag: str, tmp_path):
+    """Two preflights as node 0 and node 1 of one c10d rendezvous on loopback, at once."""
     procs = []
     for node_rank in ("0", "1"):
         env = env_for(tag, NNODES="2", NODE_RANK=node_rank, MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=port)
         report = tmp_path / f"node{node_rank}"
         procs.append((_start(args, env, report, tmp_path), report))
-    runs = [_finish(proc, report) for proc, report in procs]
+    return [_finish(proc, report) for proc, report in procs]
+
+
+def test_two_nodes_on_loopback_rendezvous_through_c10d(small, tag, tmp_path):
+    from preflight.probes.ports import free_port
+
+    port = str(free_port())
+    runs = _two_nodes([*small(timeout=90), "-k", "nccl"], port, tag, tmp_path)
     assigned = set()
     for declared, run in zip(("0", "1"), runs, strict=True):
         found = run.one("nccl-allreduce")  # -k nccl may select other nccl-* checks too
@@ -288,14 +292,7 @@ def test_two_nodes_on_loopback_train_and_resume_across_nodes(small, tag, tmp_pat
     from preflight.probes.ports import free_port
 
     port = str(free_port())
-    args = [*small(timeout=90), "--check", "train-10-steps"]
-    procs = []
-    for node_rank in ("0", "1"):
-        env = env_for(tag, NNODES="2", NODE_RANK=node_rank, MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=port)
-        report = tmp_path / f"node{node_rank}"
-        procs.append((_start(args, env, report, tmp_path), report))
-    runs = [_finish(proc, report) for proc, report in procs]
+    runs = _two_nodes([*small(timeout=90), "--check", "train-10-steps"], port, tag, tmp_path)
     losses = []
     for run in runs:
         assert run.returncode == 0, run.output[-3000:]
