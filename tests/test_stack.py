@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from preflight.probes import Runner, ports
+from preflight.probes import Runner, http, ports
 from preflight.stack import colocate, sglang, swift, watch
 from tests.conftest import FIXTURES, base_env
 
@@ -83,7 +83,7 @@ def test_readiness_timeout_and_sigterm_escalation(tmp_path):
 
 def test_nothing_listening_is_no_answer_not_an_exception():
     port = ports.free_port()
-    reply = sglang.request(f"http://127.0.0.1:{port}/health", timeout=2)
+    reply = http.request(f"http://127.0.0.1:{port}/health", timeout=2)
     assert reply.status is None and "refused" in reply.error.lower()
     ready = sglang.wait_ready(f"http://127.0.0.1:{port}", lambda: None, timeout_s=0.5,
                               poll_s=0.1)

@@ -36,20 +36,45 @@ def is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def probe(url: str, timeout: float) -> Answer:
+@dataclass(frozen=True)
+class Reply:
+    status: int | None  # None: no HTTP answer (refused, reset, timed out)
+    body: str
+    error: str
+    elapsed_s: float
+
+
+MAX_BODY = 2000
+
+
+def request(url: str, timeout: float, payload: dict | None = None,
+            method: str | None = None) -> Reply:
+    """One request (GET, a JSON POST when `payload` is given, or `method`); never raises
+    for network or HTTP errors."""
+    import json
     import urllib.error  # urllib.request pulls in http.client and email: only when used
     import urllib.request
 
-    start = time.monotonic()
-    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "preflight"})
+    data = None if payload is None else json.dumps(payload).encode()
+    headers = {"User-Agent": "preflight"}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    method = method or ("GET" if data is None else "POST")
     # Go straight to the endpoint: a proxy in the environment is not what we test.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    start = time.monotonic()
     try:
-        with opener.open(request, timeout=timeout) as resp:
-            status, error = resp.status, ""
+        with opener.open(urllib.request.Request(url, data=data, method=method,
+                                                headers=headers), timeout=timeout) as resp:
+            status, body, error = resp.status, resp.read().decode("utf-8", "replace"), ""
     except urllib.error.HTTPError as exc:
-        status, error = exc.code, f"HTTP {exc.code}"
+        status, body, error = exc.code, exc.read().decode("utf-8", "replace"), f"HTTP {exc.code}"
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        status, error = None, f"{type(reason).__name__}: {reason}"
-    return Answer(safe_url(url), status, error, round(time.monotonic() - start, 3))
+        status, body, error = None, "", f"{type(reason).__name__}: {reason}"
+    return Reply(status, body[:MAX_BODY], error, round(time.monotonic() - start, 3))
+
+
+def probe(url: str, timeout: float) -> Answer:
+    reply = request(url, timeout, method="HEAD")
+    return Answer(safe_url(url), reply.status, reply.error, reply.elapsed_s)

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from preflight.probes.http import request
+
 READY_LINE = "The server is fired up and ready to roll!"
 
 
@@ -25,36 +27,6 @@ def server_argv(python: str, model: str, port: int, mem_fraction: float = 0.0,
     if mem_fraction:
         argv += ["--mem-fraction-static", f"{mem_fraction:g}"]
     return argv + list(extra)
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int | None  # None: no HTTP answer (refused, reset, timed out)
-    body: str
-    error: str
-    elapsed_s: float
-
-
-def request(url: str, payload: dict | None = None, timeout: float = 5.0) -> Reply:
-    """One GET (payload None) or JSON POST; never raises for network or HTTP errors."""
-    import urllib.error  # urllib.request is slow to import: only when a server runs
-    import urllib.request
-
-    # Straight to the local server: a proxy in the environment is not what we test.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST",
-                                 headers={"Content-Type": "application/json"})
-    start = time.monotonic()
-    try:
-        with opener.open(req, timeout=timeout) as resp:
-            status, body, error = resp.status, resp.read().decode("utf-8", "replace"), ""
-    except urllib.error.HTTPError as exc:
-        status, body, error = exc.code, exc.read().decode("utf-8", "replace"), f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        status, body, error = None, "", f"{type(reason).__name__}: {reason}"
-    return Reply(status, body[:2000], error, round(time.monotonic() - start, 3))
 
 
 @dataclass(frozen=True)
@@ -81,7 +53,7 @@ def wait_ready(base_url: str, exit_code: Callable[[], int | None], timeout_s: fl
         code = exit_code()
         if code is not None:
             return Readiness(False, _since(start), polls, statuses, code, last_error)
-        reply = request(base_url + "/health", timeout=request_timeout_s)
+        reply = request(base_url + "/health", request_timeout_s)
         polls += 1
         key = str(reply.status) if reply.status is not None else "no answer"
         statuses[key] = statuses.get(key, 0) + 1
@@ -104,10 +76,10 @@ class Generation:
 
 def generate(base_url: str, prompt: str, max_new_tokens: int = 8,
              timeout_s: float = 60.0) -> Generation:
-    reply = request(base_url + "/generate", {
+    reply = request(base_url + "/generate", timeout_s, {
         "text": prompt,
         "sampling_params": {"max_new_tokens": max_new_tokens, "temperature": 0},
-    }, timeout=timeout_s)
+    })
     text, meta, error = "", {}, reply.error
     if reply.status == 200:
         try:

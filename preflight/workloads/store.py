@@ -16,20 +16,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from datetime import timedelta
+
+from preflight.probes.ports import free_port
 
 # The exact text as users report it from torch releases with the "build" typo (newer
 # releases say "built"; the check matches both).
 NO_LIBUV_TEXT = ("use_libuv was requested but PyTorch was build without libuv support, "
                  "run with USE_LIBUV=0 to disable it.")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def plant_missing_libuv(dist) -> None:
