@@ -13,7 +13,6 @@ import pytest
 
 from preflight.matching import model_matches
 from preflight.probes import cuda, gpus, host, nccl, nvml, torch_build
-from preflight.redact import redact_argv
 
 pytestmark = pytest.mark.static
 
@@ -135,17 +134,16 @@ def test_gpu_free(node, profile, finding, gpu):
     if listed is None:
         finding.unknown(f"NVML cannot list processes on GPU {found['index']}: "
                         f"{found.get('unavailable', {}).get('processes', 'not recorded')}")
-    by_pid = {p.pid: p for p in node.processes}
     foreign = [p for p in listed if p["pid"] not in node.own_family]
     shown = []
     for entry in foreign:
-        proc = by_pid.get(entry["pid"])
+        proc = node.process_by_pid.get(entry["pid"])
         used = entry.get("used_memory_bytes")
         shown.append({
             "pid": entry["pid"],
             "used_memory_gib": None if used is None else round(used / GiB, 1),
             "user": proc.user if proc else None,
-            "cmdline": (" ".join(redact_argv(proc.cmdline))[:300] or proc.name) if proc
+            "cmdline": (proc.redacted() or proc.name) if proc
             else "not in this PID namespace (a process on the host or in another container)",
         })
     free = found.get("memory_free_bytes",

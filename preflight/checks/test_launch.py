@@ -13,7 +13,6 @@ import pytest
 
 from preflight.probes import ports
 from preflight.probes.launch import LaunchSpec, display
-from preflight.redact import redact_argv
 
 pytestmark = pytest.mark.static
 
@@ -340,7 +339,7 @@ def test_launch_ports_free(node, profile, finding):
     layers = [x for job in spec.jobs for x in job.distributed]
     if not layers:
         finding.skip("no distributed launcher in the launch script")
-    by_pid = {p.pid: p for p in node.processes}
+    by_pid = node.process_by_pid
     seen: dict[int, str] = {}
     problems, unknown, warnings, rows = [], [], [], []
     free = ports.free_port()
@@ -371,8 +370,8 @@ def test_launch_ports_free(node, profile, finding):
             bound = ports.try_bind(layer.port)
             held = ports.holders(layer.port, node.listeners)
             row["bind"] = bound.error or "ok"
-            row["holders"] = [{"pid": h.pid, "cmdline": " ".join(redact_argv(
-                by_pid[h.pid].cmdline))[:200] if h.pid in by_pid else None} for h in held]
+            row["holders"] = [{"pid": h.pid, "cmdline": by_pid[h.pid].redacted(200)
+                               if h.pid in by_pid else None} for h in held]
             if not bound.ok:
                 pids = sorted({h.pid for h in held if h.pid})
                 problems.append(f"port {layer.port} of {layer.launcher} at {_at(layer)} "

@@ -13,7 +13,6 @@ import pytest
 
 from preflight.matching import gpu_match
 from preflight.probes import cuda, dotenv, http, netif, paths, ports, procs
-from preflight.redact import redact_argv
 
 pytestmark = pytest.mark.static
 
@@ -120,7 +119,7 @@ def test_no_leftover_processes(node, profile, finding):
             ports_by_pid.setdefault(entry.pid, []).append(entry.port)
     evidence = [
         {"pid": p.pid, "user": p.user, "age_s": p.age_s(), "matched": hit,
-         "cmdline": " ".join(redact_argv(p.cmdline))[:300] or p.name,
+         "cmdline": p.redacted() or p.name,
          "listening": sorted(set(ports_by_pid.get(p.pid, [])))}
         for p, hit in found
     ]
@@ -158,13 +157,10 @@ def test_port_free(node, profile, finding, port):
         finding.skip(f"MASTER_ADDR {master_addr} is another node: its rank 0 binds the port")
     bound = ports.try_bind(int(raw))
     held = ports.holders(int(raw), node.listeners)
-    by_pid = {p.pid: p for p in node.processes}
-    holders = [
-        {"pid": h.pid, "addr": h.addr,
-         "cmdline": " ".join(redact_argv(by_pid[h.pid].cmdline))[:300]
-         if h.pid in by_pid else None}
-        for h in held
-    ]
+    by_pid = node.process_by_pid
+    holders = [{"pid": h.pid, "addr": h.addr,
+                "cmdline": by_pid[h.pid].redacted() if h.pid in by_pid else None}
+               for h in held]
     finding.evidence(port=int(raw), role=label, bind=bound.error or "ok", holders=holders)
     pids = sorted({h.pid for h in held if h.pid is not None})
     if pids:

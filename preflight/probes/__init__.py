@@ -124,6 +124,10 @@ class Node:
         return procs.snapshot()
 
     @cached_property
+    def process_by_pid(self):
+        return {p.pid: p for p in self.processes}
+
+    @cached_property
     def own_family(self) -> frozenset[int]:
         """The suite, its ancestors and its children: never leftovers."""
         from preflight.probes import procs

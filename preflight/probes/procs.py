@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from preflight.redact import redact_argv
+
 # `ray stop` kills these (ray/scripts/scripts.py, RAY_PROCESSES): (substring, match the
 # process name only). The name is the first 15 characters of the executable on Linux.
 RAY_PROCESSES: tuple[tuple[str, bool], ...] = (
@@ -56,6 +58,10 @@ class ProcInfo:
     @property
     def command(self) -> str:
         return " ".join(self.cmdline) or f"[{self.name}]"
+
+    def redacted(self, limit: int = 300) -> str:
+        """The command line as evidence may show it: secrets masked, bounded."""
+        return " ".join(redact_argv(self.cmdline))[:limit]
 
     def age_s(self, now: float | None = None) -> float:
         return round((now or time.time()) - self.create_time, 1)
