@@ -4,8 +4,11 @@
 - planted failures (a dataset that is not jsonl, a model dir without its tokenizer) fail
   it with swift's first error line, within the bound, with nothing left running;
 - the nested launcher of seed 000 (`torchrun ... --no-python swift sft` with
-  NPROC_PER_NODE set) is reproduced: the bind line appears and the job does not finish;
-  it is bounded and every process of it is killed.
+  NPROC_PER_NODE set) is reproduced: every outer worker relaunches the job on the same
+  port and the bind line appears. What follows depends on timing (the inner agents fall
+  back to the outer agent's store): it hangs, it fails, or, on this CPU box with gloo,
+  it can even exit 0 having trained the job once per outer worker. Each is wrong; the
+  run is bounded and every process of it is killed.
 """
 
 from __future__ import annotations
@@ -145,14 +148,18 @@ def test_nested_launcher_reproduced_bounded_and_cleaned_up(tmp_path, tiny, run_p
     assert run.matched.endswith(
         f"[c10d] The server socket on {port} has failed to bind. TORCHELASTIC_USE_AGENT_STORE "
         "is enabled so ignoring the error."), log[-3000:]
-    # The job never finishes by itself: it hangs (we stop it) or it fails.
-    assert run.returncode != 0
+    # Never the one job that was asked for: it hangs (we stop it), it fails, or it
+    # "succeeds" having trained once per outer worker, into separate output dirs.
+    trained = sorted((tmp_path / "nested").glob("v*-*/checkpoint-10"))
+    if run.returncode == 0:
+        assert len(trained) == 2, (trained, log[-3000:])
     assert not run.timed_out or run.returncode is None
     # Bounded, and every process of it gone (torchrun workers sit in sessions of their own).
     assert run.elapsed_s < 240 and run.survivors == ()
     assert ours_alive(str(tmp_path / "nested")) == []
-    print(f"\nnested launcher: {'hung' if run.returncode is None else f'exit {run.returncode}'}"
-          f", stopped {NESTED_WAIT_S}s after the bind line, wall {run.elapsed_s}s, "
+    outcome = (f"hung, stopped {NESTED_WAIT_S}s after the bind line" if run.returncode is None
+               else f"exit {run.returncode}, trained {len(trained)} times")
+    print(f"\nnested launcher: {outcome}, wall {run.elapsed_s}s, "
           f"{run.pids_seen} processes seen, none left\n{run.matched}")
 
     # The static rule flags the same command before anything runs (issue 3's check).
