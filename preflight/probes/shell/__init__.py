@@ -1,0 +1,36 @@
+"""What a bash launch script would run, and with which values, without running it.
+
+bashlex parses the shell grammar (commands, lists, pipelines, if/for/while, functions,
+command substitutions); this package walks its tree and evaluates what a launch script
+needs: assignments and exports, `${VAR:-default}` / `${VAR:=default}`, per-command
+prefixes, `source`/`.` of files that exist, `cd`, simple `[ ... ]` tests, and the pure
+command substitutions `$(pwd)`, `$(dirname X)`, `$(basename X)`, `$(which X)`. Whatever it cannot
+evaluate becomes an unknown (shown as `⟨...⟩`), never a guess. Nothing is executed.
+
+The script is read as `bash SCRIPT` with no arguments would run it: `$1` is empty.
+
+The package is cut by concern: `model` (what evaluation yields), `source` (reading and
+parsing), `state`, `words` (expansion) and `evaluate` (statements).
+"""
+
+from preflight.probes.shell.evaluate import Evaluator, evaluate_command, evaluate_script
+from preflight.probes.shell.model import (
+    NOT_CONSUMING,
+    UNKNOWN_CLOSE,
+    UNKNOWN_OPEN,
+    WRAPPERS,
+    Command,
+    Exit,
+    ScriptFileError,
+    Trace,
+    Unknown,
+    Var,
+    Word,
+)
+from preflight.probes.shell.source import decode, parse_chunks, read_script
+
+__all__ = [
+    "NOT_CONSUMING", "UNKNOWN_CLOSE", "UNKNOWN_OPEN", "WRAPPERS", "Command", "Evaluator",
+    "Exit", "ScriptFileError", "Trace", "Unknown", "Var", "Word", "decode", "evaluate_command",
+    "evaluate_script", "parse_chunks", "read_script",
+]

@@ -1,0 +1,107 @@
+"""What the evaluation of a launch script yields: the commands it would start, its
+variables, what could not be evaluated, and a decided `exit`; plus the shell vocabulary
+the launch analysis shares (wrappers, declaration builtins)."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+UNKNOWN_OPEN, UNKNOWN_CLOSE = "⟨", "⟩"
+
+# Commands whose arguments are not paths or program arguments: an empty variable in
+# them is harmless (`echo "DATASET=$DATASET"`, `[ -z "$DATASET" ]`).
+NOT_CONSUMING = frozenset({
+    "echo", "printf", "[", "test", "true", "false", ":", "exit", "return", "set",
+    "unset", "shift", "wait", "read", "trap", "local", "declare", "typeset", "export",
+    "readonly", "sleep", "command", "type", "which", "hash", "ulimit", "umask",
+})
+# Programs that run the rest of their argv as a command (with their own options).
+WRAPPERS = {
+    "nohup": 0, "time": 0, "setsid": 0, "exec": 0, "builtin": 0, "command": 0,
+    "stdbuf": -1, "nice": -1, "ionice": -1, "taskset": 1, "numactl": -1, "sudo": -1,
+    "timeout": 1, "env": -1, "srun": -1, "chrt": 1,
+}
+DECLARE = frozenset({"export", "declare", "typeset", "local", "readonly"})
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class ScriptFileError(Exception):
+    """The path is not a readable text script; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Var:
+    value: str | None  # None: the value is not known
+    exported: bool = False
+    reason: str = ""  # why the value is not known
+    refs: tuple[str, ...] = ()  # variables the value was built from, nearest first
+    where: str = ""  # "file:line" of the assignment; "" when it came from the environment
+    text: str = ""  # how an unknown value displays: `output/run-⟨$(date +%s)⟩`
+    prefix: str = ""  # the known start of an unknown value
+
+
+@dataclass(frozen=True)
+class Word:
+    """One argument as it would expand. Unknown parts are shown as ⟨$(...)⟩."""
+
+    text: str
+    source: str
+    known: bool = True
+    reason: str = ""
+    refs: tuple[str, ...] = ()  # variables it expanded, with what they were built from
+    empty: tuple[str, ...] = ()  # variables that expanded empty without a default
+    prefix: str = ""  # the known text before the first unknown part
+
+    @property
+    def value(self) -> str | None:
+        return self.text if self.known else None
+
+
+@dataclass(frozen=True)
+class Command:
+    """A program the script would start, with the environment it would inherit."""
+
+    argv: tuple[Word, ...]
+    env: Mapping[str, Var]
+    file: str
+    line: int
+    cwd: str | None
+    conditional: bool  # inside a branch or loop whose condition could not be decided
+    redirects: tuple[Word, ...] = ()  # files it writes or reads through > >> <
+    vanished: tuple[Word, ...] = ()  # arguments that expanded to nothing
+
+    @property
+    def program(self) -> str:
+        return posixpath.basename(self.argv[0].text) if self.argv else ""
+
+
+@dataclass(frozen=True)
+class Unknown:
+    file: str
+    line: int
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Exit:
+    """A decided `exit` that ends the script: where, why, and what the guard tested."""
+
+    file: str
+    line: int
+    status: str
+    guard: str = ""
+    empty: tuple[str, ...] = ()  # variables the guard found empty
+    missing: tuple[str, ...] = ()  # paths the guard found missing
+
+
+@dataclass(frozen=True)
+class Trace:
+    commands: tuple[Command, ...]
+    variables: Mapping[str, Var]
+    unknowns: tuple[Unknown, ...]
+    exit: Exit | None
+    files: tuple[str, ...]

@@ -1,0 +1,44 @@
+"""The evaluator's mutable state: variables and functions in scope, the text being read,
+and the context a statement runs in."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+from preflight.probes.shell.model import Var, Word
+
+
+@dataclass
+class State:
+    vars: dict[str, Var]
+    functions: dict[str, tuple]
+    cwd: str | None
+    allexport: bool = False
+    positional: tuple[Word, ...] = ()
+
+    def fork(self) -> State:
+        return State(dict(self.vars), dict(self.functions), self.cwd, self.allexport,
+                      self.positional)
+
+
+@dataclass
+class Source:
+    file: str
+    text: str
+    newlines: list[int]
+    base: int = 0
+
+    def line(self, pos: int) -> int:
+        return bisect.bisect_right(self.newlines, self.base + pos - 1) + 1 \
+            if self.newlines else 1
+
+    def raw(self, pos: tuple[int, int]) -> str:
+        return self.text[self.base + pos[0]:self.base + pos[1]]
+
+
+@dataclass
+class Ctx:
+    conditional: bool = False
+    guard: tuple[str, tuple[Word, ...]] | None = None  # the decided test leading here
+    depth: int = 0
