@@ -27,6 +27,15 @@ def _spec(node, finding) -> LaunchSpec:
     return spec
 
 
+def _distributed(node, finding) -> tuple[LaunchSpec, list]:
+    """The spec and every distributed launcher layer in it; skips when there is none."""
+    spec = _spec(node, finding)
+    layers = [x for job in spec.jobs for x in job.distributed]
+    if not layers:
+        finding.skip("no distributed launcher in the launch script")
+    return spec, layers
+
+
 def _unknowns(spec: LaunchSpec, words: tuple[str, ...] = ()) -> list[str]:
     return [f"{posixpath.basename(u.file)}:{u.line}: {u.reason}" for u in spec.unknowns
             if not words or any(w in u.text for w in words)]
@@ -335,10 +344,7 @@ def test_grpo_batch_divisible(node, profile, finding):
 
 @pytest.mark.pitfall("launch-ports")
 def test_launch_ports_free(node, profile, finding):
-    spec = _spec(node, finding)
-    layers = [x for job in spec.jobs for x in job.distributed]
-    if not layers:
-        finding.skip("no distributed launcher in the launch script")
+    spec, layers = _distributed(node, finding)
     by_pid = node.process_by_pid
     seen: dict[int, str] = {}
     problems, unknown, warnings, rows = [], [], [], []
@@ -417,10 +423,7 @@ def _visible(value: str) -> list[str]:
 
 @pytest.mark.pitfall("launch-gpus")
 def test_launch_gpus_enough(node, profile, finding):
-    spec = _spec(node, finding)
-    layers = [x for job in spec.jobs for x in job.distributed]
-    if not layers:
-        finding.skip("no distributed launcher in the launch script")
+    _, layers = _distributed(node, finding)
     snapshot = node.gpus
     present = snapshot.get("gpus", [])
     problems, unknown, rows = [], [], []
