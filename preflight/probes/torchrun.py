@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from preflight.probes import Runner, kill_group, ports
+from preflight.probes.exceptions import exception_lines
 from preflight.probes.tree import ProcessTree
 
 PHASE_SUFFIX = ".phase"
@@ -215,20 +216,14 @@ def log_lines(path: Path) -> list[str]:
     return [ln[:400] for ln in text.splitlines() if ln.strip() and "*****" not in ln]
 
 
-# A worker's exception line, as torchrun relays it ("[rank0]: RuntimeError: ...").
-_EXCEPTION = re.compile(r"^(?:\[rank\d+\]:\s*)?((?:[\w.]+\.)?\w*(?:Error|Exception|Missing)"
-                        r": .+)$")
-
-
 def first_error(lines: Sequence[str]) -> str:
     """The most telling line of a failed launch's output (the workers' exception first)."""
     for line in lines:
         if LIBUV_MISSING.search(line):
             return line.strip()
-    for line in lines:
-        match = _EXCEPTION.match(line.strip())
-        if match and "ChildFailedError" not in line:
-            return match[1]
+    for line in exception_lines(lines):
+        if "ChildFailedError" not in line:
+            return line
     for line in lines:
         if re.search(r"Error|error:|Exception", line):
             return line.strip()

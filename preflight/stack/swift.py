@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from preflight.probes import Runner, paths
+from preflight.probes.exceptions import exception_lines
 
 MAKE_TINY = Path(__file__).with_name("make_tiny.py")
 
@@ -36,12 +37,6 @@ SMOKE_ARGS = (
     "--save_only_model", "false",
 )
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-# An exception line, as Python prints it, optionally behind torchrun's `[rankN]: `.
-EXCEPTION_LINE = re.compile(
-    r"^(?:\[rank\d+\]:\s*)?((?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt)"
-    r"\b(?::.*)?)$")
-
 
 @dataclass(frozen=True)
 class SwiftInstall:
@@ -174,14 +169,7 @@ def parse_logging(lines: Iterable[str]) -> dict:
 
 def first_errors(log_text: str, limit: int = 5) -> list[str]:
     """The distinct exception lines of a log, in order: the first one is the cause."""
-    found: list[str] = []
-    for line in log_text.splitlines():
-        match = EXCEPTION_LINE.match(line.strip())
-        if match and match.group(1) not in found:
-            found.append(match.group(1).strip())
-            if len(found) == limit:
-                break
-    return found
+    return exception_lines(log_text.splitlines(), limit)
 
 
 def read_run(output_dir: Path, log_text: str, steps: int) -> SmokeRun:

@@ -1,0 +1,26 @@
+"""Python exception lines in a launched program's output: the first one names the cause.
+
+One pattern for every log preflight reads (torchrun workloads, `swift sft`, SGLang):
+`RuntimeError: ...`, `torch.OutOfMemoryError: ...`, `KeyboardInterrupt`, optionally
+behind torchrun's `[rank0]: ` prefix; our own `CudaMissing` too."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+EXCEPTION_LINE = re.compile(
+    r"^(?:\[rank\d+\]:\s*)?((?:[A-Za-z_][\w.]*\.)?[A-Z]\w*"
+    r"(?:Error|Exception|Exit|Interrupt|Missing)\b(?::.*)?)$")
+
+
+def exception_lines(lines: Iterable[str], limit: int | None = None) -> list[str]:
+    """The distinct exception lines, in order, without the rank prefix; at most `limit`."""
+    found: list[str] = []
+    for line in lines:
+        match = EXCEPTION_LINE.match(line.strip())
+        if match and match.group(1).strip() not in found:
+            found.append(match.group(1).strip())
+            if limit is not None and len(found) == limit:
+                break
+    return found
