@@ -44,6 +44,9 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, type], Any]]] = {
         "swift_model": (str, ""),
         "swift_dataset": (str, ""),
         "swift_timeout_s": (float, 300.0),
+        # swift-grpo-10: also run `swift rlhf --rlhf_type grpo` (always when the launch
+        # script runs GRPO)
+        "swift_grpo": (bool, False),
         # sglang-generate: "" builds a tiny random Qwen2
         "sglang_model": (str, ""),
         "sglang_mem_fraction": (float, 0.0),  # --mem-fraction-static; 0: SGLang's default

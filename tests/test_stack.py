@@ -165,6 +165,46 @@ def test_swift_logging_and_first_error_parsers(tmp_path):
         "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:"]
 
 
+def test_grpo_argv_follows_the_launcher_path(tmp_path):
+    install = swift.SwiftInstall("/env/bin/swift", "/env/bin/python", "4.6.0")
+    common = dict(steps=10, nproc=2, port=29511)
+    own = swift.grpo_argv(install, "/m", "/d.jsonl", tmp_path, backend="gloo", via="swift",
+                          **common)
+    assert own[:3] == ["/env/bin/swift", "rlhf", "--model"]
+    assert own[own.index("--rlhf_type") + 1] == "grpo"
+    assert own[own.index("--use_cpu") + 1] == "true"  # else no DDP on CPU: see train_args
+    assert own[own.index("--external_plugins") + 1] == str(swift.GRPO_REWARD)
+    assert swift.GRPO_REWARD.is_file()
+    outer = swift.grpo_argv(install, "/m", "/d.jsonl", tmp_path, backend="nccl",
+                            via="torchrun", **common)
+    assert outer[:11] == ["/env/bin/python", "-m", "torch.distributed.run", "--nproc_per_node",
+                          "2", "--master_addr", "127.0.0.1", "--master_port", "29511", "-m",
+                          "swift.cli.rlhf"]
+    assert "--use_cpu" not in outer  # GPUs: accelerate is distributed by itself
+    environ = {"NPROC_PER_NODE": "8", "NNODES": "2", "PATH": "/usr/bin"}
+    env = swift.torchrun_env(environ)
+    assert "NPROC_PER_NODE" not in env and "NNODES" not in env  # else swift relaunches
+    assert env["HF_HUB_OFFLINE"] == "1" and env["PATH"] == "/usr/bin"
+    assert swift.launch_env(environ, 2, 29511)["NPROC_PER_NODE"] == "2"
+
+
+def test_grpo_rewards_and_a_death_at_teardown_are_read_from_the_logs():
+    lines = [json.dumps({"loss": 1e-7, "reward": 0.2 + i / 100, "global_step/max_steps": f"{i}/10"})
+             for i in range(1, 11)]
+    assert swift.parse_logging(lines)["rewards"] == [0.2 + i / 100 for i in range(1, 11)]
+    # torchrun's failure table as ms-swift 4.6 / torch 2.13 left it (rank 1 aborted after
+    # checkpoint-10 was saved; the agent then SIGTERMed rank 0).
+    log = ("[INFO:swift] End time of running main: 2026-11-23 22:28:31.461520\n"
+           "terminate called without an active exception\n"
+           "W1123 api.py:1028] Sending process 30244 closing signal SIGTERM\n"
+           "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n"
+           "  exitcode  : -15 (pid: 30244)  (SIGTERM)\n"
+           "  exitcode  : -6 (pid: 30245)  (SIGABRT)\n")
+    assert swift.exit_signal(log) == ("SIGABRT (exitcode -6): terminate called without an "
+                                      "active exception")
+    assert swift.exit_signal("[INFO:swift] End time of running main\n") == ""
+
+
 def test_entry_point_python(tmp_path):
     plain = tmp_path / "swift"
     plain.write_text("#!/opt/env/bin/python3.11\nfrom swift.cli.main import cli_main\n")
@@ -203,6 +243,30 @@ def test_swift_absent_skips_under_cpu_and_blocks_when_required(run_preflight, tm
     assert "requires the swift stage" in found["summary"]
     assert 'pip install "ms-swift>=4.6,<5"' in found["fix"]
     assert found["evidence"]["swift"] is None
+
+
+def test_swift_grpo_runs_only_when_asked_and_blocks_when_required(run_preflight, tmp_path):
+    env = base_env(PATH="/usr/bin:/bin")
+    run = run_preflight("--profile", "cpu", "--check", "swift-grpo-10", env=env)
+    found = run.one("swift-grpo-10")
+    assert found["outcome"] == "skipped" and "does not ask for GRPO" in found["summary"]
+
+    # A GRPO launch command asks for it, whatever the profile says: without swift that
+    # is a skip under cpu and a NO-GO where the profile requires the swift stage.
+    cmd = ("torchrun --nproc_per_node 2 -m swift.cli.rlhf --rlhf_type grpo --model m "
+           "--num_generations 2")
+    run = run_preflight("--profile", "cpu", "--check", "swift-grpo-10", "--launch-cmd", cmd,
+                        env=env)
+    found = run.one("swift-grpo-10")
+    assert found["outcome"] == "skipped" and "not on PATH" in found["summary"]
+    profiles = write_profile(tmp_path, "cpuswift",
+                             'extends = "cpu"\n[stack]\nrequired = ["swift"]\n'
+                             "swift_grpo = true\n")
+    run = run_preflight("--profile-dir", str(profiles), "--profile", "cpuswift",
+                        "--check", "swift-grpo-10", env=env)
+    found = run.one("swift-grpo-10")
+    assert run.returncode == 1 and found["severity"] == "blocker"
+    assert "requires the swift stage" in found["summary"]
 
 
 def test_sglang_generate_end_to_end_against_the_stub(run_preflight, tmp_path):

@@ -12,7 +12,7 @@ import posixpath
 import pytest
 
 from preflight.probes import ports
-from preflight.probes.launch import LaunchSpec, display
+from preflight.probes.launch import LaunchSpec, display, grpo_runs
 
 pytestmark = pytest.mark.static
 
@@ -202,38 +202,6 @@ def test_launch_inputs_exist(node, profile, finding):
 # -- grpo-batch ------------------------------------------------------------------------
 
 
-def _swift_args(args) -> dict:
-    out = {}
-    i = 0
-    while i < len(args):
-        text = args[i].text
-        if text.startswith("--"):
-            key, eq, value = text[2:].partition("=")
-            key = key.replace("-", "_")
-            if eq:
-                out[key] = args[i].__class__(value, args[i].source, args[i].known,
-                                             args[i].reason, args[i].refs)
-            elif i + 1 < len(args) and not args[i + 1].text.startswith("--"):
-                out[key] = args[i + 1]
-                i += 1
-        i += 1
-    return out
-
-
-def _grpo_runs(spec: LaunchSpec):
-    """(trainer layer, its args, world size word) for every `swift rlhf --rlhf_type grpo`."""
-    for job in spec.jobs:
-        for k, layer in enumerate(job.layers):
-            if layer.kind != "program" or layer.program not in ("swift.cli.rlhf", "swift rlhf"):
-                continue
-            args = _swift_args(layer.args)
-            kind = args.get("rlhf_type")
-            if kind is None or kind.text != "grpo":
-                continue
-            outer = [x for x in job.layers[:k] if x.kind == "distributed"]
-            yield layer, args, outer[-1] if outer else None
-
-
 def _value(args: dict, key: str, default: int | None) -> tuple[int | None, str]:
     w = args.get(key)
     if w is None:
@@ -255,7 +223,7 @@ def _nearest(b: int, ws: int, spg: int, g: int) -> list[int]:
 @pytest.mark.pitfall("grpo-batch")
 def test_grpo_batch_divisible(node, profile, finding):
     spec = _spec(node, finding)
-    runs = list(_grpo_runs(spec))
+    runs = list(grpo_runs(spec))
     if not runs:
         finding.skip("no GRPO run (swift rlhf --rlhf_type grpo) in the launch script")
     problems, unknown, arithmetic, fixes = [], [], [], []

@@ -9,11 +9,14 @@ under `[stack] required`: then its absence blocks.
 from __future__ import annotations
 
 import json
+import math
+import posixpath
 from pathlib import Path
 
 import pytest
 
 from preflight.probes import ports
+from preflight.probes.launch import grpo_runs
 from preflight.stack import colocate, sglang, swift, watch
 
 STEPS = 10  # seed 000's smoke: `--max_steps 10`
@@ -49,31 +52,36 @@ def _processes(profile) -> int:
     return profile.gpu.count if profile.is_gpu else 2
 
 
-@_stack
-@pytest.mark.pitfall("swift-smoke-10")
-def test_swift_smoke_10(node, profile, finding, tmp_path):
+def _swift_install(node, profile, finding) -> swift.SwiftInstall:
     install = swift.find(node.environ, node.runner)
     finding.evidence(swift=install.executable, python=install.python, version=install.version)
     if not install.usable:
         _absent(finding, profile, "swift", install.error,
                 'pip install "ms-swift>=4.6,<5"  # into the env the job runs in, after its torch; '
                 "or put that env's bin/ first on PATH")
+    return install
+
+
+def _swift_assets(node, profile, finding, install, tmp_path: Path) -> tuple[str, str]:
     model, dataset = profile.stack.swift_model, profile.stack.swift_dataset
     if not model or not dataset:
         tiny = _tiny_assets(node, finding, install.python, tmp_path / "tiny")
         model, dataset = model or tiny["model"], dataset or tiny["dataset"]
-    nproc = _processes(profile)
-    backend = "nccl" if profile.is_gpu else "gloo"
-    port = ports.free_port()
-    out = tmp_path / "output"
-    argv = swift.sft_argv(install.executable, model, dataset, out, steps=STEPS, backend=backend)
-    run = watch.watch(node.runner, argv, log_path=tmp_path / "swift-sft.log",
-                      timeout_s=profile.stack.swift_timeout_s,
-                      env=swift.launch_env(node.environ, nproc, port), cwd=tmp_path)
+    return model, dataset
+
+
+def _run_swift(node, profile, finding, tmp_path: Path, name: str, argv: list[str],
+               env: dict[str, str], shown_env: str, out: Path, **evidence):
+    """Run one swift smoke bounded, record its evidence and fix, and fail on what a
+    10-step run must show: exit 0, every step logged, finite losses, a checkpoint with
+    optimizer state, nothing left running."""
+    timeout = profile.stack.swift_timeout_s
+    run = watch.watch(node.runner, argv, log_path=tmp_path / f"{name.replace(' ', '-')}.log",
+                      timeout_s=timeout, env=env, cwd=tmp_path)
     result = swift.read_run(out, run.log, STEPS)
-    command = f"NPROC_PER_NODE={nproc} MASTER_PORT={port} HF_HUB_OFFLINE=1 " + " ".join(argv)
+    command = f"{shown_env} HF_HUB_OFFLINE=1 " + " ".join(argv)
     finding.evidence(
-        command=command, model=model, dataset=dataset, returncode=run.returncode,
+        command=command, **evidence, returncode=run.returncode,
         timed_out=run.timed_out, wall_s=run.elapsed_s, steps_logged=list(result.steps),
         losses=[round(x, 4) for x in result.losses], steps_per_s=result.steps_per_s,
         peak_rss_mib=run.peak_rss_bytes // 2**20, peak_gpu_memory_gib=result.peak_gpu_memory_gib,
@@ -82,21 +90,32 @@ def test_swift_smoke_10(node, profile, finding, tmp_path):
         left_running=list(run.survivors), log=run.log_path, run_sh=result.run_sh,
     )
     if run.timed_out:
-        finding.fix(f"the smoke hung past {profile.stack.swift_timeout_s:g}s: read {run.log_path};"
-                    " a hang after `failed to bind` is a nested launcher (run `swift` alone with "
+        finding.fix(f"the smoke hung past {timeout:g}s: read {run.log_path}; a hang after "
+                    "`failed to bind` is a nested launcher (run `swift` alone with "
                     "NPROC_PER_NODE, no outer torchrun). Reproduce: " + command)
     else:
         finding.fix(f"fix what swift reports first ({result.first_error or 'see the log'}), then "
                     f"re-run: {command}")
     problems = []
+    trained = (len(result.steps) >= STEPS and result.optimizer_state
+               and not any("ChildFailedError" not in e for e in result.error_lines))
     if run.timed_out:
-        problems.append(f"no exit within {profile.stack.swift_timeout_s:g}s")
+        problems.append(f"no exit within {timeout:g}s")
+    elif run.returncode != 0 and trained:
+        # Every step ran and the checkpoint is whole; a rank died afterwards, in teardown
+        # (ms-swift never destroys its process group: a gloo thread can abort the
+        # interpreter's exit). The job trains, but its exit code says it failed.
+        died = swift.exit_signal(run.log)
+        finding.evidence(died_after_save=died)
+        finding.warn(f"{name} trained {STEPS} steps and saved checkpoint-{STEPS}, then exited "
+                     f"{run.returncode} at teardown ({died or 'no error line'}): a scheduler "
+                     "will mark the job failed")
     elif run.returncode != 0:
         first = result.first_error or "no error line"
-        problems.append(f"swift sft exited {run.returncode}: {first}")
+        problems.append(f"{name} exited {run.returncode}: {first}")
     if len(result.steps) < STEPS:
         problems.append(f"{len(result.steps)}/{STEPS} steps logged")
-    if any(x != x or x in (float("inf"), float("-inf")) for x in result.losses):
+    if not all(math.isfinite(x) for x in result.losses):
         problems.append("a loss is not finite")
     if run.returncode == 0 and not result.checkpoint:
         problems.append(f"no checkpoint-{STEPS} written")
@@ -104,10 +123,77 @@ def test_swift_smoke_10(node, profile, finding, tmp_path):
         problems.append(f"checkpoint-{STEPS} has no optimizer state")
     if run.survivors:
         problems.append(f"processes left running: {list(run.survivors)}")
+    return run, result, problems
+
+
+@_stack
+@pytest.mark.pitfall("swift-smoke-10")
+def test_swift_smoke_10(node, profile, finding, tmp_path):
+    install = _swift_install(node, profile, finding)
+    model, dataset = _swift_assets(node, profile, finding, install, tmp_path)
+    nproc = _processes(profile)
+    backend = "nccl" if profile.is_gpu else "gloo"
+    port = ports.free_port()
+    out = tmp_path / "output"
+    argv = swift.sft_argv(install.executable, model, dataset, out, steps=STEPS, backend=backend)
+    run, result, problems = _run_swift(
+        node, profile, finding, tmp_path, "swift sft", argv,
+        swift.launch_env(node.environ, nproc, port), f"NPROC_PER_NODE={nproc} MASTER_PORT={port}",
+        out, model=model, dataset=dataset)
     assert not problems, "swift smoke (10 steps) failed: " + "; ".join(problems)
-    finding.summary(f"{STEPS} steps on {nproc} {backend} processes in {run.elapsed_s}s "
-                    f"(loss {result.losses[0]:.3g} -> {result.losses[-1]:.3g}), "
-                    f"checkpoint-{STEPS} with optimizer state")
+    if run.returncode == 0:
+        finding.summary(f"{STEPS} steps on {nproc} {backend} processes in {run.elapsed_s}s "
+                        f"(loss {result.losses[0]:.3g} -> {result.losses[-1]:.3g}), "
+                        f"checkpoint-{STEPS} with optimizer state")
+
+
+def _grpo_launcher(node) -> tuple[str | None, str]:
+    """(launcher path, why): "torchrun" when the launch script's GRPO run sits under an
+    explicit torchrun (`torchrun -m swift.cli.rlhf`), "swift" when swift launches itself,
+    None when the script runs no GRPO."""
+    spec = node.launch
+    for layer, _, outer in grpo_runs(spec) if spec is not None else ():
+        where = f"{posixpath.basename(layer.file)}:{layer.line}"
+        if outer is not None and not outer.implicit:
+            return "torchrun", f"{outer.launcher} runs swift.cli.rlhf at {where}"
+        return "swift", f"swift rlhf relaunches itself (NPROC_PER_NODE) at {where}"
+    return None, "no GRPO run in the launch script"
+
+
+@_stack
+@pytest.mark.pitfall("swift-grpo-10")
+def test_swift_grpo_10(node, profile, finding, tmp_path):
+    via, why = _grpo_launcher(node)
+    if via is None and not profile.stack.swift_grpo:
+        finding.skip(f"{why}, and profile {profile.name} does not ask for GRPO "
+                     "([stack] swift_grpo = true)")
+    via = via or "swift"
+    install = _swift_install(node, profile, finding)
+    model, dataset = _swift_assets(node, profile, finding, install, tmp_path)
+    nproc = _processes(profile)
+    backend = "nccl" if profile.is_gpu else "gloo"
+    port = ports.free_port()
+    out = tmp_path / "output"
+    argv = swift.grpo_argv(install, model, dataset, out, steps=STEPS, backend=backend, via=via,
+                           nproc=nproc, port=port)
+    if via == "torchrun":
+        env, shown = swift.torchrun_env(node.environ), "env -u NPROC_PER_NODE"
+    else:
+        env, shown = (swift.launch_env(node.environ, nproc, port),
+                      f"NPROC_PER_NODE={nproc} MASTER_PORT={port}")
+    run, result, problems = _run_swift(
+        node, profile, finding, tmp_path, "swift rlhf", argv, env, shown, out,
+        launcher=via, launcher_from=why, model=model, dataset=dataset)
+    finding.evidence(rewards=[round(x, 4) for x in result.rewards])
+    if len(result.rewards) < len(result.steps):
+        problems.append("no reward logged: the reward function did not run")
+    elif not all(math.isfinite(x) for x in result.rewards):
+        problems.append("a reward is not finite")
+    assert not problems, "GRPO smoke (10 steps) failed: " + "; ".join(problems)
+    if run.returncode == 0:
+        finding.summary(f"GRPO {STEPS} steps on {nproc} {backend} processes via {via} in "
+                        f"{run.elapsed_s}s (reward {result.rewards[0]:.3g} -> "
+                        f"{result.rewards[-1]:.3g}), checkpoint-{STEPS} with optimizer state")
 
 
 def _sglang_python(node) -> str:

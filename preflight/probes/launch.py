@@ -646,3 +646,40 @@ def _empties(trace: shell.Trace) -> list[EmptyUse]:
                 found.append(EmptyUse(var, cmd.file, cmd.line, cmd.program, w.source,
                                       w.text if w.text else "(nothing: the argument vanishes)"))
     return found
+
+
+# -- swift trainers -----------------------------------------------------------------
+
+
+def swift_args(args: tuple[Word, ...]) -> dict[str, Word]:
+    """`--key value` / `--key=value` of a swift command, keys with `_` for `-`."""
+    out = {}
+    i = 0
+    while i < len(args):
+        text = args[i].text
+        if text.startswith("--"):
+            key, eq, value = text[2:].partition("=")
+            key = key.replace("-", "_")
+            if eq:
+                out[key] = Word(value, args[i].source, args[i].known, args[i].reason,
+                                args[i].refs)
+            elif i + 1 < len(args) and not args[i + 1].text.startswith("--"):
+                out[key] = args[i + 1]
+                i += 1
+        i += 1
+    return out
+
+
+def grpo_runs(spec: LaunchSpec):
+    """(trainer layer, its args, the distributed layer that starts it or None) for every
+    `swift rlhf --rlhf_type grpo`."""
+    for job in spec.jobs:
+        for k, layer in enumerate(job.layers):
+            if layer.kind != "program" or layer.program not in ("swift.cli.rlhf", "swift rlhf"):
+                continue
+            args = swift_args(layer.args)
+            kind = args.get("rlhf_type")
+            if kind is None or kind.text != "grpo":
+                continue
+            outer = [x for x in job.layers[:k] if x.kind == "distributed"]
+            yield layer, args, outer[-1] if outer else None

@@ -20,6 +20,7 @@ from preflight.probes import Runner, paths
 from preflight.probes.exceptions import exception_lines
 
 MAKE_TINY = Path(__file__).with_name("make_tiny.py")
+GRPO_REWARD = Path(__file__).with_name("grpo_reward.py")
 
 # The smoke's fixed arguments: full fine-tuning (optimizer state is written, so a
 # resume is possible), one log line per step, one checkpoint at the last step, no
@@ -35,6 +36,16 @@ SMOKE_ARGS = (
     "--report_to", "none",
     "--check_model", "false",
     "--save_only_model", "false",
+)
+# GRPO without vLLM (the colocated engine needs a GPU): 2 completions per prompt of at
+# most 8 tokens, scored by preflight's reward (stack/grpo_reward.py).
+GRPO_ARGS = (
+    "--rlhf_type", "grpo",
+    "--use_vllm", "false",
+    "--num_generations", "2",
+    "--max_completion_length", "8",
+    "--external_plugins", str(GRPO_REWARD),
+    "--reward_funcs", "preflight_length",
 )
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
@@ -92,10 +103,34 @@ def tiny_assets_argv(python: str, out: Path, layers: int = 2) -> list[str]:
 
 def sft_argv(executable: str, model: str, dataset: str, output_dir: Path, *, steps: int,
              backend: str) -> list[str]:
-    return [executable, "sft", "--model", model, "--dataset", dataset,
-            "--output_dir", str(output_dir), "--max_steps", str(steps),
-            "--save_steps", str(steps), "--ddp_backend", backend, *SMOKE_ARGS,
-            *_tiny_model_args(model)]
+    return [executable, "sft", *train_args(model, dataset, output_dir, steps, backend)]
+
+
+def grpo_argv(install: SwiftInstall, model: str, dataset: str, output_dir: Path, *,
+              steps: int, backend: str, via: str, nproc: int, port: int) -> list[str]:
+    """`swift rlhf --rlhf_type grpo` the way the job launches it: `via="swift"` is swift's
+    own launcher (run with `launch_env`), `via="torchrun"` is torchrun around the trainer
+    module, as `torchrun ... -m swift.cli.rlhf` (run with `torchrun_env`)."""
+    args = [*train_args(model, dataset, output_dir, steps, backend), *GRPO_ARGS]
+    if via == "torchrun":
+        return [install.python, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+                "--master_addr", "127.0.0.1", "--master_port", str(port),
+                "-m", "swift.cli.rlhf", *args]
+    return [install.executable, "rlhf", *args]
+
+
+def train_args(model: str, dataset: str, output_dir: Path, steps: int,
+               backend: str) -> list[str]:
+    args = ["--model", model, "--dataset", dataset, "--output_dir", str(output_dir),
+            "--max_steps", str(steps), "--save_steps", str(steps), "--ddp_backend", backend,
+            *SMOKE_ARGS, *_tiny_model_args(model)]
+    if backend == "gloo":
+        # Without a GPU, accelerate makes the run distributed (MULTI_CPU) only when
+        # `use_cpu` is set (accelerate/state.py `_prepare_backend`; transformers
+        # TrainingArguments.use_cpu): otherwise each rank trains alone, without DDP, and
+        # GRPO's gather returns local rewards (grpo_trainer.py:241 assertion, 2 ranks).
+        args += ["--use_cpu", "true"]
+    return args
 
 
 def _tiny_model_args(model: str) -> list[str]:
@@ -112,10 +147,24 @@ def _tiny_model_args(model: str) -> list[str]:
 
 def launch_env(environ: Mapping[str, str], nproc: int, master_port: int) -> dict[str, str]:
     """swift's own launcher path: NPROC_PER_NODE makes it run torchrun once (seed 000's fix)."""
-    env = dict(environ)
-    env.update(OFFLINE_ENV)
+    env = _run_env(environ)
     env["NPROC_PER_NODE"] = str(nproc)
     env["MASTER_PORT"] = str(master_port)
+    return env
+
+
+def torchrun_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """An outer torchrun's environment: without NPROC_PER_NODE / NNODES, which would make
+    a `swift` inside relaunch itself (the nested launcher)."""
+    env = _run_env(environ)
+    for name in ("NPROC_PER_NODE", "NNODES"):
+        env.pop(name, None)
+    return env
+
+
+def _run_env(environ: Mapping[str, str]) -> dict[str, str]:
+    env = dict(environ)
+    env.update(OFFLINE_ENV)
     env.setdefault("MASTER_ADDR", "127.0.0.1")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
@@ -127,6 +176,7 @@ class SmokeRun:
 
     steps: tuple[int, ...] = ()
     losses: tuple[float, ...] = ()
+    rewards: tuple[float, ...] = ()  # GRPO only
     max_steps: int | None = None
     steps_per_s: float | None = None
     train_runtime_s: float | None = None
@@ -141,7 +191,7 @@ class SmokeRun:
 
 def parse_logging(lines: Iterable[str]) -> dict:
     """swift's logging.jsonl: one JSON object per logging step, a summary last."""
-    steps, losses, memory = [], [], []
+    steps, losses, memory, rewards = [], [], [], []
     summary: dict = {}
     max_steps = None
     for raw in lines:
@@ -159,17 +209,33 @@ def parse_logging(lines: Iterable[str]) -> dict:
             if "loss" in entry and done.isdigit():
                 steps.append(int(done))
                 losses.append(float(entry["loss"]))
+                if "reward" in entry:  # GRPO: the mean reward of the step's completions
+                    rewards.append(float(entry["reward"]))
         if "memory(GiB)" in entry:
             memory.append(float(entry["memory(GiB)"]))
         if "train_runtime" in entry:
             summary = entry
     return {"steps": steps, "losses": losses, "max_steps": max_steps, "summary": summary,
-            "peak_gpu_memory_gib": max(memory) if memory else None}
+            "peak_gpu_memory_gib": max(memory) if memory else None, "rewards": rewards}
 
 
 def first_errors(log_text: str, limit: int = 5) -> list[str]:
     """The distinct exception lines of a log, in order: the first one is the cause."""
     return exception_lines(log_text.splitlines(), limit)
+
+
+# torchrun's failure table ("exitcode  : -6 (pid: 29279)  (SIGABRT)") and the C++ runtime's
+# last words when a thread is still running as the interpreter exits.
+_DIED = re.compile(r"exitcode\s*:\s*(-\d+).*?\((SIG\w+)\)|terminate called [^\n]*")
+
+
+def exit_signal(log_text: str) -> str:
+    """How a worker died after the run's last step, e.g. "SIGABRT (exitcode -6):
+    terminate called without an active exception"; "" when no worker died by a signal."""
+    found = list(_DIED.finditer(log_text))
+    signals = [f"{m[2]} (exitcode {m[1]})" for m in found if m[1] and m[2] != "SIGTERM"]
+    words = [m[0].strip() for m in found if m[0].startswith("terminate")]
+    return ": ".join(x for x in (signals[:1] + words[:1]) if x)
 
 
 def read_run(output_dir: Path, log_text: str, steps: int) -> SmokeRun:
@@ -186,6 +252,7 @@ def read_run(output_dir: Path, log_text: str, steps: int) -> SmokeRun:
     return SmokeRun(
         steps=tuple(parsed["steps"]),
         losses=tuple(parsed["losses"]),
+        rewards=tuple(parsed["rewards"]),
         max_steps=parsed["max_steps"],
         steps_per_s=_float(summary.get("train_steps_per_second")),
         train_runtime_s=_float(summary.get("train_runtime")),
