@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import posixpath
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -62,12 +63,28 @@ def _swift_install(node, profile, finding) -> swift.SwiftInstall:
     return install
 
 
-def _swift_assets(node, profile, finding, install, tmp_path: Path) -> tuple[str, str]:
+@dataclass(frozen=True)
+class _SwiftSetup:
+    """What both swift smokes run with."""
+
+    install: swift.SwiftInstall
+    model: str
+    dataset: str
+    nproc: int
+    backend: str
+    port: int
+    out: Path
+
+
+def _swift_setup(node, profile, finding, tmp_path: Path) -> _SwiftSetup:
+    install = _swift_install(node, profile, finding)
     model, dataset = profile.stack.swift_model, profile.stack.swift_dataset
     if not model or not dataset:
         tiny = _tiny_assets(node, finding, install.python, tmp_path / "tiny")
         model, dataset = model or tiny["model"], dataset or tiny["dataset"]
-    return model, dataset
+    return _SwiftSetup(install, model, dataset, _processes(profile),
+                       "nccl" if profile.is_gpu else "gloo", ports.free_port(),
+                       tmp_path / "output")
 
 
 def _run_swift(node, profile, finding, tmp_path: Path, name: str, argv: list[str],
@@ -103,8 +120,8 @@ def _run_swift(node, profile, finding, tmp_path: Path, name: str, argv: list[str
         problems.append(f"no exit within {timeout:g}s")
     elif run.returncode != 0 and trained:
         # Every step ran and the checkpoint is whole; a rank died afterwards, in teardown
-        # (ms-swift never destroys its process group: a gloo thread can abort the
-        # interpreter's exit). The job trains, but its exit code says it failed.
+        # (seen with gloo; likely the process group ms-swift never destroys). The job
+        # trains, but its exit code says it failed.
         died = swift.exit_signal(run.log)
         finding.evidence(died_after_save=died)
         finding.warn(f"{name} trained {STEPS} steps and saved checkpoint-{STEPS}, then exited "
@@ -129,20 +146,17 @@ def _run_swift(node, profile, finding, tmp_path: Path, name: str, argv: list[str
 @_stack
 @pytest.mark.pitfall("swift-smoke-10")
 def test_swift_smoke_10(node, profile, finding, tmp_path):
-    install = _swift_install(node, profile, finding)
-    model, dataset = _swift_assets(node, profile, finding, install, tmp_path)
-    nproc = _processes(profile)
-    backend = "nccl" if profile.is_gpu else "gloo"
-    port = ports.free_port()
-    out = tmp_path / "output"
-    argv = swift.sft_argv(install.executable, model, dataset, out, steps=STEPS, backend=backend)
+    job = _swift_setup(node, profile, finding, tmp_path)
+    argv = swift.sft_argv(job.install.executable, job.model, job.dataset, job.out, steps=STEPS,
+                          backend=job.backend)
     run, result, problems = _run_swift(
         node, profile, finding, tmp_path, "swift sft", argv,
-        swift.launch_env(node.environ, nproc, port), f"NPROC_PER_NODE={nproc} MASTER_PORT={port}",
-        out, model=model, dataset=dataset)
+        swift.launch_env(node.environ, job.nproc, job.port),
+        f"NPROC_PER_NODE={job.nproc} MASTER_PORT={job.port}", job.out,
+        model=job.model, dataset=job.dataset)
     assert not problems, "swift smoke (10 steps) failed: " + "; ".join(problems)
     if run.returncode == 0:
-        finding.summary(f"{STEPS} steps on {nproc} {backend} processes in {run.elapsed_s}s "
+        finding.summary(f"{STEPS} steps on {job.nproc} {job.backend} processes in {run.elapsed_s}s "
                         f"(loss {result.losses[0]:.3g} -> {result.losses[-1]:.3g}), "
                         f"checkpoint-{STEPS} with optimizer state")
 
@@ -168,22 +182,17 @@ def test_swift_grpo_10(node, profile, finding, tmp_path):
         finding.skip(f"{why}, and profile {profile.name} does not ask for GRPO "
                      "([stack] swift_grpo = true)")
     via = via or "swift"
-    install = _swift_install(node, profile, finding)
-    model, dataset = _swift_assets(node, profile, finding, install, tmp_path)
-    nproc = _processes(profile)
-    backend = "nccl" if profile.is_gpu else "gloo"
-    port = ports.free_port()
-    out = tmp_path / "output"
-    argv = swift.grpo_argv(install, model, dataset, out, steps=STEPS, backend=backend, via=via,
-                           nproc=nproc, port=port)
+    job = _swift_setup(node, profile, finding, tmp_path)
+    argv = swift.grpo_argv(job.install, job.model, job.dataset, job.out, steps=STEPS,
+                           backend=job.backend, via=via, nproc=job.nproc, port=job.port)
     if via == "torchrun":
         env, shown = swift.torchrun_env(node.environ), "env -u NPROC_PER_NODE"
     else:
-        env, shown = (swift.launch_env(node.environ, nproc, port),
-                      f"NPROC_PER_NODE={nproc} MASTER_PORT={port}")
+        env, shown = (swift.launch_env(node.environ, job.nproc, job.port),
+                      f"NPROC_PER_NODE={job.nproc} MASTER_PORT={job.port}")
     run, result, problems = _run_swift(
-        node, profile, finding, tmp_path, "swift rlhf", argv, env, shown, out,
-        launcher=via, launcher_from=why, model=model, dataset=dataset)
+        node, profile, finding, tmp_path, "swift rlhf", argv, env, shown, job.out,
+        launcher=via, launcher_from=why, model=job.model, dataset=job.dataset)
     finding.evidence(rewards=[round(x, 4) for x in result.rewards])
     if len(result.rewards) < len(result.steps):
         problems.append("no reward logged: the reward function did not run")
@@ -191,7 +200,7 @@ def test_swift_grpo_10(node, profile, finding, tmp_path):
         problems.append("a reward is not finite")
     assert not problems, "GRPO smoke (10 steps) failed: " + "; ".join(problems)
     if run.returncode == 0:
-        finding.summary(f"GRPO {STEPS} steps on {nproc} {backend} processes via {via} in "
+        finding.summary(f"GRPO {STEPS} steps on {job.nproc} {job.backend} processes via {via} in "
                         f"{run.elapsed_s}s (reward {result.rewards[0]:.3g} -> "
                         f"{result.rewards[-1]:.3g}), checkpoint-{STEPS} with optimizer state")
 
