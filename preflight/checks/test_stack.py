@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import posixpath
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -63,28 +62,15 @@ def _swift_install(node, profile, finding) -> swift.SwiftInstall:
     return install
 
 
-@dataclass(frozen=True)
-class _SwiftSetup:
-    """What both swift smokes run with."""
-
-    install: swift.SwiftInstall
-    model: str
-    dataset: str
-    nproc: int
-    backend: str
-    port: int
-    out: Path
-
-
-def _swift_setup(node, profile, finding, tmp_path: Path) -> _SwiftSetup:
+def _swift_setup(node, profile, finding, tmp_path: Path) -> swift.SmokeSetup:
     install = _swift_install(node, profile, finding)
     model, dataset = profile.stack.swift_model, profile.stack.swift_dataset
     if not model or not dataset:
         tiny = _tiny_assets(node, finding, install.python, tmp_path / "tiny")
         model, dataset = model or tiny["model"], dataset or tiny["dataset"]
-    return _SwiftSetup(install, model, dataset, _processes(profile),
-                       "nccl" if profile.is_gpu else "gloo", ports.free_port(),
-                       tmp_path / "output")
+    return swift.SmokeSetup(install, model, dataset, _processes(profile),
+                            "nccl" if profile.is_gpu else "gloo", ports.free_port(),
+                            tmp_path / "output")
 
 
 def _run_swift(node, profile, finding, tmp_path: Path, name: str, argv: list[str],

@@ -171,6 +171,19 @@ def _run_env(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class SmokeSetup:
+    """What a swift smoke runs with: the install, the model and data, and the launch."""
+
+    install: SwiftInstall
+    model: str
+    dataset: str
+    nproc: int
+    backend: str  # "nccl" on GPUs, "gloo" (with --use_cpu) without
+    port: int
+    out: Path
+
+
+@dataclass(frozen=True)
 class SmokeRun:
     """What a finished swift run left: its log lines and its checkpoint."""
 
