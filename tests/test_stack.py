@@ -203,6 +203,38 @@ def test_grpo_rewards_and_a_death_at_teardown_are_read_from_the_logs():
     assert swift.exit_signal(log) == ("SIGABRT (exitcode -6): terminate called without an "
                                       "active exception")
     assert swift.exit_signal("[INFO:swift] End time of running main\n") == ""
+    older = "  traceback : Signal 6 (SIGABRT) received by PID 30245\n"  # torch < 2.13 table
+    assert swift.exit_signal(older) == "SIGABRT (signal 6)"
+
+
+def test_only_a_signal_after_a_finished_run_is_a_teardown_death():
+    finished = "[INFO:swift] last_model_checkpoint: /o/v0/checkpoint-10\n"
+    died = "terminate called without an active exception\n  exitcode  : -6 (pid: 1)  (SIGABRT)\n"
+    whole = swift.SmokeRun(steps=tuple(range(1, 11)), optimizer_state=True,
+                           error_lines=("torch.distributed.elastic.multiprocessing.errors."
+                                        "ChildFailedError:",))
+    assert swift.died_after_save(whole, 1, finished + died, 10).startswith("SIGABRT")
+    # Each of these is a failure, not a warning:
+    assert swift.died_after_save(whole, 1, finished, 10) == ""  # exit 1, no signal
+    assert swift.died_after_save(whole, 1, died, 10) == ""  # swift never finished
+    assert swift.died_after_save(whole, 0, finished + died, 10) == ""  # exit 0 is no death
+    short = swift.SmokeRun(steps=(1, 2), optimizer_state=True)
+    assert swift.died_after_save(short, -6, finished + died, 10) == ""
+    raised = swift.SmokeRun(steps=tuple(range(1, 11)), optimizer_state=True,
+                            error_lines=("RuntimeError: boom",))
+    assert swift.died_after_save(raised, 1, finished + died, 10) == ""
+
+
+def test_exception_lines_of_every_shape():
+    from preflight.probes.exceptions import exception_lines
+
+    log = ["[rank0]: Exception: boom", "[default1]: RuntimeError: NCCL error", "Error: x",
+           "mylib.myError: y", "KeyboardInterrupt", "torch.OutOfMemoryError: CUDA out of memory",
+           "error: not an exception line", "  File \"x.py\", line 3, in <module>"]
+    assert exception_lines(log) == ["Exception: boom", "RuntimeError: NCCL error", "Error: x",
+                                    "mylib.myError: y", "KeyboardInterrupt",
+                                    "torch.OutOfMemoryError: CUDA out of memory"]
+    assert exception_lines(log, limit=2) == ["Exception: boom", "RuntimeError: NCCL error"]
 
 
 def test_entry_point_python(tmp_path):
@@ -259,6 +291,14 @@ def test_swift_grpo_runs_only_when_asked_and_blocks_when_required(run_preflight,
                         env=env)
     found = run.one("swift-grpo-10")
     assert found["outcome"] == "skipped" and "not on PATH" in found["summary"]
+    assert found["evidence"]["launcher"] == "torchrun"
+    # Under accelerate the smoke cannot follow: it says so and runs swift's own launcher.
+    run = run_preflight("--profile", "cpu", "--check", "swift-grpo-10", "--launch-cmd",
+                        cmd.replace("torchrun --nproc_per_node 2", "accelerate launch"), env=env)
+    found = run.one("swift-grpo-10")
+    assert found["evidence"]["launcher"] == "swift"
+    assert "accelerate launch runs swift.cli.rlhf" in found["evidence"]["launcher_from"]
+    assert "instead" in found["evidence"]["launcher_from"]
     profiles = write_profile(tmp_path, "cpuswift",
                              'extends = "cpu"\n[stack]\nrequired = ["swift"]\n'
                              "swift_grpo = true\n")

@@ -20,6 +20,7 @@ from preflight.probes.launch import grpo_runs
 from preflight.stack import colocate, sglang, swift, watch
 
 STEPS = 10  # seed 000's smoke: `--max_steps 10`
+TORCHRUNS = ("torchrun", "python -m torch.distributed.run", "python -m torch.distributed.launch")
 STACK = (pytest.mark.workload, pytest.mark.stack)
 
 
@@ -100,19 +101,20 @@ def _run_swift(node, profile, finding, tmp_path: Path, name: str, argv: list[str
         finding.fix(f"fix what swift reports first ({result.first_error or 'see the log'}), then "
                     f"re-run: {command}")
     problems = []
-    trained = (len(result.steps) >= STEPS and result.optimizer_state
-               and not any("ChildFailedError" not in e for e in result.error_lines))
+    died = swift.died_after_save(result, run.returncode, run.log, STEPS)
     if run.timed_out:
         problems.append(f"no exit within {timeout:g}s")
-    elif run.returncode != 0 and trained:
-        # Every step ran and the checkpoint is whole; a rank died afterwards, in teardown
-        # (seen with gloo; likely the process group ms-swift never destroys). The job
-        # trains, but its exit code says it failed.
-        died = swift.exit_signal(run.log)
+    elif died:
+        # Every step ran, swift finished and the checkpoint is whole; then a rank died by
+        # a signal in teardown (seen with gloo; likely the process group ms-swift never
+        # destroys). The job trains, but its exit code says it failed.
         finding.evidence(died_after_save=died)
+        finding.fix(f"the run finished and saved, then exited {run.returncode} ({died}): judge "
+                    "the job by `last_model_checkpoint:` and the checkpoint's optimizer.pt, not "
+                    f"by its exit code; see the {finding.check} runbook. Reproduce: {command}")
         finding.warn(f"{name} trained {STEPS} steps and saved checkpoint-{STEPS}, then exited "
-                     f"{run.returncode} at teardown ({died or 'no error line'}): a scheduler "
-                     "will mark the job failed")
+                     f"{run.returncode} at teardown ({died}): a scheduler will mark the job "
+                     "failed")
     elif run.returncode != 0:
         first = result.first_error or "no error line"
         problems.append(f"{name} exited {run.returncode}: {first}")
@@ -149,14 +151,18 @@ def test_swift_smoke_10(node, profile, finding, tmp_path):
 
 def _grpo_launcher(node) -> tuple[str | None, str]:
     """(launcher path, why): "torchrun" when the launch script's GRPO run sits under an
-    explicit torchrun (`torchrun -m swift.cli.rlhf`), "swift" when swift launches itself,
+    explicit torchrun (`torchrun -m swift.cli.rlhf`), "swift" when swift launches itself
+    (or under a launcher the smoke does not run: accelerate, deepspeed; said in `why`),
     None when the script runs no GRPO."""
     spec = node.launch
     for layer, _, outer in grpo_runs(spec) if spec is not None else ():
         where = f"{posixpath.basename(layer.file)}:{layer.line}"
-        if outer is not None and not outer.implicit:
+        if outer is None or outer.implicit:
+            return "swift", f"swift rlhf relaunches itself (NPROC_PER_NODE) at {where}"
+        if outer.launcher in TORCHRUNS:
             return "torchrun", f"{outer.launcher} runs swift.cli.rlhf at {where}"
-        return "swift", f"swift rlhf relaunches itself (NPROC_PER_NODE) at {where}"
+        return "swift", (f"{outer.launcher} runs swift.cli.rlhf at {where}; the smoke runs "
+                         "swift's own launcher instead")
     return None, "no GRPO run in the launch script"
 
 
@@ -168,22 +174,27 @@ def test_swift_grpo_10(node, profile, finding, tmp_path):
         finding.skip(f"{why}, and profile {profile.name} does not ask for GRPO "
                      "([stack] swift_grpo = true)")
     via = via or "swift"
+    finding.evidence(launcher=via, launcher_from=why)
     job = _swift_setup(node, profile, finding, tmp_path)
     argv = swift.grpo_argv(job.install, job.model, job.dataset, job.out, steps=STEPS,
                            backend=job.backend, via=via, nproc=job.nproc, port=job.port)
     if via == "torchrun":
-        env, shown = swift.torchrun_env(node.environ), "env -u NPROC_PER_NODE"
+        env, shown = swift.torchrun_env(node.environ), "env -u NPROC_PER_NODE -u NNODES"
     else:
         env, shown = (swift.launch_env(node.environ, job.nproc, job.port),
                       f"NPROC_PER_NODE={job.nproc} MASTER_PORT={job.port}")
     run, result, problems = _run_swift(
         node, profile, finding, tmp_path, "swift rlhf", argv, env, shown, job.out,
-        launcher=via, launcher_from=why, model=job.model, dataset=job.dataset)
+        model=job.model, dataset=job.dataset)
     finding.evidence(rewards=[round(x, 4) for x in result.rewards])
+    finding.evidence(reward_stds=[round(x, 4) for x in result.reward_stds])
     if len(result.rewards) < len(result.steps):
         problems.append("no reward logged: the reward function did not run")
     elif not all(math.isfinite(x) for x in result.rewards):
         problems.append("a reward is not finite")
+    elif result.steps and not any(x > 0 for x in result.reward_stds):
+        problems.append("the rewards never differed within a group: every advantage was 0, "
+                        "so no step could move the weights")
     assert not problems, "GRPO smoke (10 steps) failed: " + "; ".join(problems)
     if run.returncode == 0:
         finding.summary(f"GRPO {STEPS} steps on {job.nproc} {job.backend} processes via {via} in "

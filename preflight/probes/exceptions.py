@@ -2,7 +2,7 @@
 
 One pattern for every log preflight reads (torchrun workloads, `swift sft`, SGLang):
 `RuntimeError: ...`, `torch.OutOfMemoryError: ...`, `KeyboardInterrupt`, optionally
-behind torchrun's `[rank0]: ` prefix; our own `CudaMissing` too."""
+behind torchrun's `[rank0]: ` / `[default0]: ` prefix; our own `CudaMissing` too."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 
 EXCEPTION_LINE = re.compile(
-    r"^(?:\[rank\d+\]:\s*)?((?:[A-Za-z_][\w.]*\.)?[A-Z]\w*"
+    r"^(?:\[(?:rank|default)\d+\]:\s*)?((?:[A-Za-z_][\w.]*\.)?\w*"
     r"(?:Error|Exception|Exit|Interrupt|Missing)\b(?::.*)?)$")
 
 

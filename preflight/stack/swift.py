@@ -190,6 +190,7 @@ class SmokeRun:
     steps: tuple[int, ...] = ()
     losses: tuple[float, ...] = ()
     rewards: tuple[float, ...] = ()  # GRPO only
+    reward_stds: tuple[float, ...] = ()  # GRPO: the spread within a step's groups
     max_steps: int | None = None
     steps_per_s: float | None = None
     train_runtime_s: float | None = None
@@ -204,7 +205,7 @@ class SmokeRun:
 
 def parse_logging(lines: Iterable[str]) -> dict:
     """swift's logging.jsonl: one JSON object per logging step, a summary last."""
-    steps, losses, memory, rewards = [], [], [], []
+    steps, losses, memory, rewards, reward_stds = [], [], [], [], []
     summary: dict = {}
     max_steps = None
     for raw in lines:
@@ -224,12 +225,14 @@ def parse_logging(lines: Iterable[str]) -> dict:
                 losses.append(float(entry["loss"]))
                 if "reward" in entry:  # GRPO: the mean reward of the step's completions
                     rewards.append(float(entry["reward"]))
+                    reward_stds.append(float(entry.get("reward_std", 0.0)))
         if "memory(GiB)" in entry:
             memory.append(float(entry["memory(GiB)"]))
         if "train_runtime" in entry:
             summary = entry
     return {"steps": steps, "losses": losses, "max_steps": max_steps, "summary": summary,
-            "peak_gpu_memory_gib": max(memory) if memory else None, "rewards": rewards}
+            "peak_gpu_memory_gib": max(memory) if memory else None, "rewards": rewards,
+            "reward_stds": reward_stds}
 
 
 def first_errors(log_text: str, limit: int = 5) -> list[str]:
@@ -237,18 +240,43 @@ def first_errors(log_text: str, limit: int = 5) -> list[str]:
     return exception_lines(log_text.splitlines(), limit)
 
 
-# torchrun's failure table ("exitcode  : -6 (pid: 29279)  (SIGABRT)") and the C++ runtime's
-# last words when a thread is still running as the interpreter exits.
-_DIED = re.compile(r"exitcode\s*:\s*(-\d+).*?\((SIG\w+)\)|terminate called [^\n]*")
+# torchrun's failure table: "exitcode  : -6 (pid: 29279)  (SIGABRT)" (torch 2.13) or
+# "traceback : Signal 6 (SIGABRT) received by PID ..." (older); and the C++ runtime's last
+# words when a thread is still running as the interpreter exits.
+_DIED = re.compile(r"exitcode\s*:\s*(-\d+)\D.*?\((SIG\w+)\)|Signal (\d+) \((SIG\w+)\)"
+                   r"|terminate called [^\n]*")
+# swift prints these once the trainer returned, after the last checkpoint was saved.
+_FINISHED = ("last_model_checkpoint:", "End time of running main")
 
 
 def exit_signal(log_text: str) -> str:
-    """How a worker died after the run's last step, e.g. "SIGABRT (exitcode -6):
-    terminate called without an active exception"; "" when no worker died by a signal."""
-    found = list(_DIED.finditer(log_text))
-    signals = [f"{m[2]} (exitcode {m[1]})" for m in found if m[1] and m[2] != "SIGTERM"]
-    words = [m[0].strip() for m in found if m[0].startswith("terminate")]
+    """How a worker died, e.g. "SIGABRT (exitcode -6): terminate called without an active
+    exception"; "" when no worker died by a signal (torchrun's own SIGTERM to the others
+    does not count)."""
+    signals, words = [], []
+    for m in _DIED.finditer(log_text):
+        if m[0].startswith("terminate"):
+            words.append(m[0].strip())
+        elif m[2] and m[2] != "SIGTERM":
+            signals.append(f"{m[2]} (exitcode {m[1]})")
+        elif m[4] and m[4] != "SIGTERM":
+            signals.append(f"{m[4]} (signal {m[3]})")
     return ": ".join(x for x in (signals[:1] + words[:1]) if x)
+
+
+def died_after_save(result: SmokeRun, returncode: int | None, log_text: str,
+                    steps: int) -> str:
+    """How a rank died when the run had finished (every step logged, swift's end-of-run
+    line printed, the checkpoint with optimizer state written, no exception besides
+    torchrun's ChildFailedError) and then exited non-zero by a signal; "" otherwise, and
+    then a non-zero exit is a failure."""
+    if returncode in (0, None) or len(result.steps) < steps or not result.optimizer_state:
+        return ""
+    if any("ChildFailedError" not in e for e in result.error_lines):
+        return ""
+    if not any(marker in log_text for marker in _FINISHED):
+        return ""
+    return exit_signal(log_text)
 
 
 def read_run(output_dir: Path, log_text: str, steps: int) -> SmokeRun:
@@ -266,6 +294,7 @@ def read_run(output_dir: Path, log_text: str, steps: int) -> SmokeRun:
         steps=tuple(parsed["steps"]),
         losses=tuple(parsed["losses"]),
         rewards=tuple(parsed["rewards"]),
+        reward_stds=tuple(parsed["reward_stds"]),
         max_steps=parsed["max_steps"],
         steps_per_s=_float(summary.get("train_steps_per_second")),
         train_runtime_s=_float(summary.get("train_runtime")),
