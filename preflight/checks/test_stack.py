@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 
 from preflight.probes import ports
-from preflight.probes.launch import grpo_runs
+from preflight.probes.launch import TORCHRUN_LAUNCHERS, grpo_runs
 from preflight.stack import colocate, sglang, swift, watch
 
 STEPS = 10  # seed 000's smoke: `--max_steps 10`
-TORCHRUNS = ("torchrun", "python -m torch.distributed.run", "python -m torch.distributed.launch")
 STACK = (pytest.mark.workload, pytest.mark.stack)
 
 
@@ -159,7 +158,7 @@ def _grpo_launcher(node) -> tuple[str | None, str]:
         where = f"{posixpath.basename(layer.file)}:{layer.line}"
         if outer is None or outer.implicit:
             return "swift", f"swift rlhf relaunches itself (NPROC_PER_NODE) at {where}"
-        if outer.launcher in TORCHRUNS:
+        if outer.launcher in TORCHRUN_LAUNCHERS:
             return "torchrun", f"{outer.launcher} runs swift.cli.rlhf at {where}"
         return "swift", (f"{outer.launcher} runs swift.cli.rlhf at {where}; the smoke runs "
                          "swift's own launcher instead")
@@ -186,8 +185,8 @@ def test_swift_grpo_10(node, profile, finding, tmp_path):
     run, result, problems = _run_swift(
         node, profile, finding, tmp_path, "swift rlhf", argv, env, shown, job.out,
         model=job.model, dataset=job.dataset)
-    finding.evidence(rewards=[round(x, 4) for x in result.rewards])
-    finding.evidence(reward_stds=[round(x, 4) for x in result.reward_stds])
+    finding.evidence(rewards=[round(x, 4) for x in result.rewards],
+                     reward_stds=[round(x, 4) for x in result.reward_stds])
     if len(result.rewards) < len(result.steps):
         problems.append("no reward logged: the reward function did not run")
     elif not all(math.isfinite(x) for x in result.rewards):

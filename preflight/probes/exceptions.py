@@ -19,8 +19,9 @@ def exception_lines(lines: Iterable[str], limit: int | None = None) -> list[str]
     found: list[str] = []
     for line in lines:
         match = EXCEPTION_LINE.match(line.strip())
-        if match and match.group(1).strip() not in found:
-            found.append(match.group(1).strip())
+        text = match.group(1).strip() if match else ""
+        if text and text not in found:
+            found.append(text)
             if limit is not None and len(found) == limit:
                 break
     return found

@@ -202,6 +202,8 @@ def display(words) -> str:
 
 PYTHONS = ("python", "python3")
 TORCHRUN_MODULES = ("torch.distributed.run", "torch.distributed.launch")
+# The `launcher` names of the layers `_torchrun` builds.
+TORCHRUN_LAUNCHERS = ("torchrun", *(f"python -m {m}" for m in TORCHRUN_MODULES))
 # ms-swift swift/cli/main.py (v3.x, and 4.6.0 `cli_main`): relaunches as
 # `python -m torch.distributed.run --nproc_per_node $NPROC_PER_NODE [--master_port
 # $MASTER_PORT] [--nnodes ..] [--node_rank ..] [--master_addr ..] swift/cli/<cmd>.py`
