@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fault
 
 from cases import CASES  # noqa: E402
 from harness import run_case  # noqa: E402
-from summary import summary_line  # noqa: E402
+from summary import FAILURE_COUNTS, as_expected, summary_counts, summary_line  # noqa: E402
 
 
 def main() -> int:
@@ -26,17 +26,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         with ThreadPoolExecutor(args.jobs) as pool:
             results = list(pool.map(lambda c: run_case(c, Path(tmp) / c.name), CASES))
-    expected = {c.name: c.expect for c in CASES}
-    unexpected = [r for r in results
-                  if r.outcome != expected[r.case]
-                  and not (expected[r.case] == "no-go" and r.outcome == "verdict"
-                           and r.returncode == 1)]
+    unexpected = [r for c, r in zip(CASES, results, strict=True) if not as_expected(c, r)]
     for r in unexpected:
         print(f"unexpected: {r.case}: {r.outcome} (exit {r.returncode})", file=sys.stderr)
-    line = summary_line(results, len(unexpected))
-    print(line)
-    failures = sum(int(part.rsplit(": ", 1)[1]) for part in line.split(", ")[2:])
-    return 1 if failures else 0
+    counts = summary_counts(results, len(unexpected))
+    print(summary_line(counts))
+    return 1 if any(counts[k] for k in FAILURE_COUNTS) else 0
 
 
 if __name__ == "__main__":

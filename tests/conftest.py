@@ -93,10 +93,11 @@ def fault_results(request) -> list:
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    from faults.summary import RESULTS, summary_line
+    from faults.summary import RESULTS, summary_counts, summary_line
 
     results = config.stash.get(RESULTS, [])
     if results:
         unexpected = sum(not ok for _, ok in results)
         terminalreporter.section("faults summary")
-        terminalreporter.write_line(summary_line([r for r, _ in results], unexpected))
+        terminalreporter.write_line(summary_line(
+            summary_counts([r for r, _ in results], unexpected)))

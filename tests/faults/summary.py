@@ -9,8 +9,19 @@ import pytest
 RESULTS: pytest.StashKey[list] = pytest.StashKey()
 
 
-def summary_line(results, unexpected: int) -> str:
-    counts = {
+# Counts that must all be 0 for the faults suite to pass (the first two say how much ran).
+FAILURE_COUNTS = ("tracebacks", "leaks", "leftover processes", "hangs", "unexpected outcomes")
+
+
+def as_expected(case, result) -> bool:
+    """The outcome the case expects: a NO-GO is a verdict that exits 1."""
+    if case.expect == "no-go":
+        return result.outcome == "verdict" and result.returncode == 1
+    return result.outcome == case.expect
+
+
+def summary_counts(results, unexpected: int) -> dict[str, int]:
+    return {
         "bad inputs tried": sum(r.kind == "bad-input" for r in results),
         "faults injected": sum(r.kind == "fault" for r in results),
         "tracebacks": sum(r.traceback for r in results),
@@ -19,4 +30,7 @@ def summary_line(results, unexpected: int) -> str:
         "hangs": sum(r.hang for r in results),
         "unexpected outcomes": unexpected,
     }
+
+
+def summary_line(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in counts.items())

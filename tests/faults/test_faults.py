@@ -8,14 +8,13 @@ import json
 import pytest
 from cases import CASES
 from harness import run_case
+from summary import as_expected
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_case(case, tmp_path, fault_results):
     result = run_case(case, tmp_path / "work")
-    expected = (result.outcome == "verdict" and result.returncode == 1) \
-        if case.expect == "no-go" else result.outcome == case.expect
-    fault_results.append((result, expected and result.ok_shape))
+    fault_results.append((result, as_expected(case, result) and result.ok_shape))
     where = f"{case.name}: exit {result.returncode}\n{result.output[-3000:]}"
     assert not result.hang, where
     assert not result.traceback, where
