@@ -22,7 +22,7 @@ from preflight.errors import InputError
 from preflight.model import Finding, Severity, verdict
 from preflight.probes import Node
 from preflight.profiles import Profile, ProfileError, load_profiles
-from preflight.redact import Scrubber
+from preflight.redact import Scrubber, redact_text
 
 # One description per setting serves the option, the ini key and the env variable.
 SETTINGS: dict[str, tuple[str, str, str | None]] = {
@@ -120,7 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         profiles = load_profiles(dirs)
     except ProfileError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(redact_text(str(exc))) from None
     for name, prof in profiles.items():
         config.addinivalue_line("markers", f"{name}: preflight profile: {prof.description}")
     settings = {dest: _setting(config, dest) for dest in SETTINGS}
@@ -210,7 +210,7 @@ def _load_inputs(state: SessionState) -> None:
         path = ".env"
     if path is not None:
         state.env_file = dotenv.read(path)
-        state.scrubber.add(state.env_file.values.values())
+        state.scrubber.add_mapping(state.env_file.values)
     if state.settings["launch_script"] or state.settings["launch_cmd"]:
         from preflight.probes import launch
 
@@ -243,7 +243,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         _load_inputs(state)
     except InputError as exc:
         state.input_error = True
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(state.scrubber.text(str(exc))) from None
 
     keep, drop = [], []
     wanted_ids = set(config.getoption("check_ids") or [])
@@ -436,6 +436,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             rep.longrepr = _longrepr(found)  # judged: the finding says it all
         elif rep.failed:
             rep.longrepr = state.scrubber.text(str(rep.longrepr))  # a crash keeps its trace
+        elif rep.skipped and isinstance(rep.longrepr, tuple):
+            # The skip reason reaches the terminal (-rs) and JUnit's <skipped message>.
+            path, lineno, reason = rep.longrepr
+            rep.longrepr = (path, lineno, state.scrubber.text(str(reason)))
         rep.preflight = found.to_json()
         rep.preflight_warned = found.severity == Severity.WARNING
         if rep.when != "teardown":  # junitxml reads the properties off the teardown report
@@ -475,6 +479,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
     if state.profile_note:
         state.report["profile_note"] = state.profile_note
+    state.report = state.scrubber(state.report)  # the last gate before any output
     try:
         state.written = report.write(state.report, Path(state.settings["report_dir"]))
     except OSError as exc:

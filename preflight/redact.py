@@ -1,7 +1,18 @@
 """Keep secrets out of everything preflight writes.
 
-Two layers: command lines are redacted by shape (`--token X`, `HF_TOKEN=...`), and
-every string bound for a report is scrubbed of the known secret values.
+Two layers, applied to every string bound for any output (terminal, JSON, Markdown,
+JUnit, evidence, summary, fix, crash text):
+
+- by shape: URL userinfo (`https://u:PASS@host`), `Authorization:` / `Bearer` values,
+  secret-named flags and `KEY=value` pairs anywhere in a string (also inside a
+  `bash -c "..."` string or a JSON argument: `{"api_key": "..."}`), and token shapes
+  (`hf_...`, `sk-...`, `ghp_...`, a W&B key: 40 hex digits);
+- by value: every known secret (secret-named environment values, `.env` values, what
+  the launch script exports), matched by one trie-shaped regular expression so the cost
+  is linear in the text, not in text x secrets (50,000 keys stay cheap).
+
+Values are masked, never keys or structure: a dict key is rewritten only by a secret
+that cannot be a plain word, so a `.env` value `error` does not rename the key `error`.
 """
 
 from __future__ import annotations
@@ -10,16 +21,23 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSW|API[_-]?KEY|[_-]KEY$|^KEY$|CREDENTIAL|AUTH)", re.I)
+SECRET_NAME = re.compile(
+    r"(TOKEN|SECRET|PASSW|PASSPHRASE|PWD$|API[_-]?KEY|ACCESS[_-]?KEY|PRIVATE[_-]?KEY|[_-]KEY$|"
+    r"^KEY$|CREDENTIAL|AUTH|COOKIE|SESSION[_-]?ID)", re.I)
 MASK = "***"
 MIN_SECRET_LEN = 4
+# PWD is the shell's working directory, not a password.
+NOT_SECRET = frozenset({"PWD", "OLDPWD", "XAUTHORITY", "AUTHOR"})
 
 
 def is_secret_name(name: str) -> bool:
-    return bool(SECRET_NAME.search(name))
+    bare = name.strip().lstrip("-").strip("'\"")
+    return bare.upper() not in NOT_SECRET and bool(SECRET_NAME.search(bare))
 
 
 def redact_argv(argv: Iterable[str]) -> list[str]:
+    """An argv with secret-named options' values masked; every word is also redacted by
+    shape (a URL password, a `bash -c` string holding `--hf_token X`)."""
     out: list[str] = []
     hide_next = False
     for arg in argv:
@@ -28,40 +46,196 @@ def redact_argv(argv: Iterable[str]) -> list[str]:
             hide_next = False
             continue
         name, eq, _ = arg.partition("=")
-        if eq and is_secret_name(name.lstrip("-")):
+        if eq and not any(c.isspace() for c in name) and is_secret_name(name):
             out.append(f"{name}={MASK}")
-        elif arg.startswith("-") and is_secret_name(arg.lstrip("-")):
+        elif arg.startswith("-") and not any(c.isspace() for c in arg) and is_secret_name(arg):
             out.append(arg)
             hide_next = True
         else:
-            out.append(arg)
+            out.append(redact_text(arg))
     return out
 
 
+# -- shapes ----------------------------------------------------------------------------
+
+_NAME_WORDS = (r"(?:token|secret|passw\w*|passphrase|pwd|api[_-]?key|key|credentials?|auth\w*"
+               r"|cookie)")
+_NAMED = r"[\w.-]{0,64}" + _NAME_WORDS + r"[\w.-]{0,64}"
+_VALUE = r"""(?:"(?:[^"\\\n]|\\.){1,4000}"|'[^'\n]{1,4000}'|[^\s'"&,;})\]]{1,4000})"""
+_SHAPES = re.compile(
+    r"|".join([
+        # scheme://user:password@host (and a bare scheme://token@host)
+        r"(?P<url>\b[A-Za-z][A-Za-z0-9+.-]{0,30}://)(?P<userinfo>[^\s/@'\"<>]{1,2000})@",
+        # the same without its scheme (half a URL in an error message): user:password@host
+        r"(?P<ui>(?<![\w.%-])[\w.%-]{1,64}:)(?P<uipw>[^\s/@'\"<>:]{1,2000})@(?=[\w\[])",
+        # Authorization: Bearer X / Basic X / X; a lone `Bearer X`
+        r"(?P<authh>\b(?:proxy-)?authorization\b[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token|digest)\s+)?)"
+        r"(?P<authv>[^\s'\"\\]{1,4000})",
+        r"(?P<bearer>\bbearer\s+)(?P<bearerv>[A-Za-z0-9._~+/=-]{4,4000})",
+        # JSON / dict: "api_key": "value" (also escaped inside a JSON string)
+        r"(?P<jkey>(?P<q>\\?[\"'])[\w.-]{0,64}" + _NAME_WORDS + r"[\w.-]{0,64}(?P=q)\s*:\s*)"
+        r"(?P<jval>\\?\"(?:[^\"\\]|\\[^\"]){0,4000}\\?\"|'[^']{0,4000}'|[^\s,}\]]{1,4000})",
+        # --secret-flag value / --secret-flag=value / KEY=value / key: value
+        r"(?P<flag>(?<![\w.-])-{1,2}" + _NAMED + r")(?P<fsep>=|\s+)(?P<fval>"
+        + _VALUE + r")",
+        r"(?P<kv>(?<![\w.-])[A-Za-z_]" + _NAMED + r")(?P<kvsep>=)(?P<kvval>"
+        + _VALUE + r")",
+        # token shapes: HuggingFace, OpenAI, GitHub, Slack, AWS access key, W&B key
+        r"(?P<tok>\b(?:hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|"
+        r"github_pat_[A-Za-z0-9_]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|"
+        r"[0-9a-f]{40})\b)",
+    ]),
+    re.I,
+)
+
+
+def _quoted_mask(value: str) -> str:
+    for quote in ('\\"', '"', "'"):
+        if len(value) >= 2 * len(quote) and value.startswith(quote) and value.endswith(quote):
+            return f"{quote}{MASK}{quote}"
+    return MASK
+
+
+def _shape(m: re.Match) -> str:
+    g = m.groupdict()
+    if g["url"] is not None:
+        user, colon, _ = g["userinfo"].partition(":")
+        return f"{g['url']}{user}:{MASK}@" if colon else f"{g['url']}{MASK}@"
+    if g["ui"] is not None:
+        return g["ui"] + MASK + "@"
+    if g["authh"] is not None:
+        return g["authh"] + MASK
+    if g["bearer"] is not None:
+        return g["bearer"] + MASK
+    if g["jkey"] is not None:
+        return g["jkey"] + _quoted_mask(g["jval"])
+    if g["flag"] is not None:
+        if g["fval"].startswith("-") or not is_secret_name(g["flag"]):
+            return m.group(0)  # the next option, not a value; or a word like --monkey
+        return g["flag"] + g["fsep"] + _quoted_mask(g["fval"])
+    if g["kv"] is not None:
+        if not is_secret_name(g["kv"]):
+            return m.group(0)
+        return g["kv"] + "=" + _quoted_mask(g["kvval"])
+    return MASK
+
+
+def redact_text(text: str) -> str:
+    """Secrets masked by shape (no known values needed)."""
+    if len(text) < MIN_SECRET_LEN:
+        return text
+    return _SHAPES.sub(_shape, text)
+
+
+# -- known values ------------------------------------------------------------------------
+
+
+class _Values:
+    """Finds any of many literal values in a text in time linear in the text: an
+    Aho-Corasick automaton (pyahocorasick) when installed, else one regular expression
+    of all values (fine for the usual few dozen)."""
+
+    def __init__(self, words: set[str], fenced: bool):
+        self.fenced = fenced  # a match must not touch a letter or digit on either side
+        self.automaton = None
+        self.regex: re.Pattern | None = None
+        try:
+            import ahocorasick
+        except ImportError:
+            body = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+            self.regex = re.compile(rf"(?<![A-Za-z0-9])(?:{body})(?![A-Za-z0-9])"
+                                    if fenced else body)
+            return
+        self.automaton = ahocorasick.Automaton()
+        for word in words:
+            self.automaton.add_word(word, len(word))
+        self.automaton.make_automaton()
+
+    def sub(self, text: str) -> str:
+        if self.regex is not None:
+            return self.regex.sub(MASK, text)
+        parts: list[str] = []
+        last = 0
+        for end, length in self.automaton.iter_long(text):
+            start = end - length + 1
+            if start < last:
+                continue
+            if self.fenced and ((start > 0 and text[start - 1].isalnum())
+                                or (end + 1 < len(text) and text[end + 1].isalnum())):
+                continue
+            parts.append(text[last:start])
+            parts.append(MASK)
+            last = end + 1
+        if not parts:
+            return text
+        parts.append(text[last:])
+        return "".join(parts)
+
+
+_URL_PASSWORD = re.compile(r"://[^\s/@:]*:([^\s/@]+)@")
+_WORDLIKE = re.compile(r"[A-Za-z]+|[0-9.]+")
+
+
 class Scrubber:
-    """Replaces any known secret value inside the strings of a JSON-like object."""
+    """Masks known secret values (and secret shapes) inside the strings of a JSON-like
+    object. Secrets are `strict` (matched anywhere, dict keys too) or, for a plain word
+    or number from a key that is not secret-named, `word` (matched as a whole word in
+    values only)."""
 
     def __init__(self, secrets: Iterable[str] = ()):
         self.secrets: set[str] = set()
+        self.words: set[str] = set()
+        self._strict: _Values | None = None
+        self._word: _Values | None = None
+        self._dirty = False
         self.add(secrets)
 
-    def add(self, secrets: Iterable[str]) -> None:
-        self.secrets.update(s for s in secrets if s and len(s) >= MIN_SECRET_LEN)
+    def add(self, secrets: Iterable[str], named_secret: bool = True) -> None:
+        """Add values; `named_secret` False: values of keys that do not look secret (a
+        `.env`'s other keys), where a plain word is matched only as a whole word."""
+        for value in secrets:
+            if not value or len(value) < MIN_SECRET_LEN:
+                continue
+            password = _URL_PASSWORD.search(value)
+            if password and len(password.group(1)) >= MIN_SECRET_LEN:
+                self.secrets.add(password.group(1))  # pieces of the URL may be printed alone
+            if not named_secret and _WORDLIKE.fullmatch(value):
+                self.words.add(value)
+            else:
+                self.secrets.add(value)
+            self._dirty = True
+
+    def add_mapping(self, values: Mapping[str, str]) -> None:
+        self.add((v for k, v in values.items() if is_secret_name(k)), named_secret=True)
+        self.add((v for k, v in values.items() if not is_secret_name(k)), named_secret=False)
 
     def add_environ(self, environ: Mapping[str, str]) -> None:
         self.add(v for k, v in environ.items() if is_secret_name(k))
 
+    def _compile(self) -> None:
+        if not self._dirty:
+            return
+        self._strict = _Values(self.secrets, fenced=False) if self.secrets else None
+        self._word = _Values(self.words, fenced=True) if self.words else None
+        self._dirty = False
+
+    def key(self, value: str) -> str:
+        self._compile()
+        return self._strict.sub(value) if self._strict is not None else value
+
     def text(self, value: str) -> str:
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            if secret in value:
-                value = value.replace(secret, MASK)
-        return value
+        self._compile()
+        if self._strict is not None:
+            value = self._strict.sub(value)
+        if self._word is not None:
+            value = self._word.sub(value)
+        return redact_text(value)
 
     def __call__(self, obj: Any) -> Any:
         if isinstance(obj, str):
             return self.text(obj)
         if isinstance(obj, dict):
-            return {self.text(str(k)): self(v) for k, v in obj.items()}
+            return {self.key(str(k)): self(v) for k, v in obj.items()}
         if isinstance(obj, (list, tuple)):
             return [self(v) for v in obj]
         return obj

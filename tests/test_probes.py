@@ -65,6 +65,9 @@ def test_redaction_by_shape_and_by_value():
                                  "WANDB_API_KEY=***", "--lr", "1"]
     scrub = Scrubber(["s3cr3t-value"])
     assert scrub({"a": ["x s3cr3t-value y"], "s3cr3t-value": 1}) == {"a": ["x *** y"], "***": 1}
+    words = Scrubber()
+    words.add_mapping({"TRANSFORMERS_VERBOSITY": "error", "HF_TOKEN": "tok-123456"})
+    assert words({"error": "error tok-123456 errors"}) == {"error": "*** *** errors"}
 
 
 def test_verdict_rules():

@@ -170,11 +170,12 @@ def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> Launch
     inputs, outputs = _paths(trace.commands, jobs)
     nprocs = [job.distributed[0].nproc for job in jobs
               if job.distributed and job.distributed[0].nproc is not None]
+    # Also a value the script sets over an exported key: that value is new to us.
     secrets = frozenset(
         v.value for cmd in trace.commands for k, v in cmd.env.items()
-        if is_secret_name(k) and v.value and k not in environ
+        if is_secret_name(k) and v.value and environ.get(k) != v.value
     ) | frozenset(v.value for k, v in trace.variables.items()
-                  if is_secret_name(k) and v.value and k not in environ)
+                  if is_secret_name(k) and v.value and environ.get(k) != v.value)
     return LaunchSpec(
         source=source,
         jobs=tuple(jobs),
