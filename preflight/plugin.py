@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ class SessionState:
     report: dict[str, Any] | None = None
     written: list[Path] = field(default_factory=list)
     write_error: str = ""
+    saved_handlers: dict[int, Any] = field(default_factory=dict)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, "preflight", None)
@@ -136,6 +138,34 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(state_key, None)
     if state is not None:
         config.pluginmanager.unregister(state)
+        for sig, previous in state.saved_handlers.items():
+            signal.signal(sig, previous)
+
+
+# SIGTERM (CI timeout, `scancel`, pod shutdown) and SIGHUP (a dropped ssh) end the run
+# as Ctrl-C does: KeyboardInterrupt unwinds every running check, whose launcher kills
+# its process tree on the way out (torchrun.py, Runner), and the report is written with
+# `complete: false`; the exit code is pytest's INTERRUPTED, 2. SIGKILL cannot be caught:
+# the workloads then stop themselves at PREFLIGHT_DEADLINE.
+INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupted_by(signum: int, frame: Any) -> None:
+    for sig in INTERRUPT_SIGNALS:  # a second signal must not cut the cleanup short
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"preflight interrupted by {signal.Signals(signum).name}")
+
+
+def _install_signal_handlers(state: SessionState) -> None:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or state.saved_handlers:
+        return
+    for sig in INTERRUPT_SIGNALS:
+        previous = signal.getsignal(sig)
+        if previous == signal.SIG_DFL:  # never override nohup's SIG_IGN or a caller's handler
+            state.saved_handlers[sig] = previous
+            signal.signal(sig, _interrupted_by)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -239,6 +269,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not checks:
         return
     state.active = True
+    _install_signal_handlers(state)
     try:
         _load_inputs(state)
     except InputError as exc:

@@ -228,14 +228,16 @@ FAULTS = [
 # -- workload faults: a rank that hangs, dies, or fails; the suite interrupted mid-workload --
 
 
-def _workload(knobs: dict[str, str], timeout_s: float = 10.0, interrupt_after_s=None):
+def _workload(knobs: dict[str, str], timeout_s: float = 10.0, interrupt_after_s=None,
+              sig: int = signal.SIGINT, group: bool = True):
     def build(work: Path, canary: str) -> Setup:
         (work / "profiles").mkdir()
         (work / "profiles" / "quick.toml").write_text(
             f'extends = "cpu"\n[workload]\ntimeout_s = {timeout_s}\nmax_size_bytes = 65536\n')
         return Setup(args=["--profile-dir", str(work / "profiles"), "--profile", "quick",
                            "--check", "nccl-allreduce"],
-                     env=dict(knobs), interrupt_after_s=interrupt_after_s)
+                     env=dict(knobs), interrupt_after_s=interrupt_after_s,
+                     interrupt_signal=sig, interrupt_group=group)
 
     return build
 
@@ -272,6 +274,15 @@ FAULTS += [
     Case("sigint-mid-workload", "fault",
          _workload({"PREFLIGHT_TEST_HANG_RANK": "1"}, timeout_s=30.0, interrupt_after_s=6.0),
          "interrupted", bound_s=30),
+    Case("sigterm-to-preflight-mid-workload", "fault",
+         _workload({"PREFLIGHT_TEST_HANG_RANK": "1"}, timeout_s=30.0, interrupt_after_s=6.0,
+                   sig=signal.SIGTERM, group=False), "interrupted", bound_s=30),
+    Case("sigterm-to-group-mid-workload", "fault",
+         _workload({"PREFLIGHT_TEST_HANG_RANK": "0"}, timeout_s=30.0, interrupt_after_s=6.0,
+                   sig=signal.SIGTERM), "interrupted", bound_s=30),
+    Case("sighup-mid-workload", "fault",
+         _workload({"PREFLIGHT_TEST_HANG_RANK": "1"}, timeout_s=30.0, interrupt_after_s=6.0,
+                   sig=signal.SIGHUP), "interrupted", bound_s=30),
     Case("port-taken-between-check-and-workload", "fault", _port_taken_after_static, "verdict",
          bound_s=60),
 ]

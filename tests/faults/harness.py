@@ -35,7 +35,9 @@ TRACEBACK = re.compile(r"Traceback \(most recent call last\)|INTERNALERROR")
 class Setup:
     args: list[str] = field(default_factory=list)
     env: dict[str, str | None] = field(default_factory=dict)
-    interrupt_after_s: float | None = None  # SIGINT to the suite after this long
+    interrupt_after_s: float | None = None  # a signal to the suite after this long
+    interrupt_signal: int = signal.SIGINT
+    interrupt_group: bool = True  # Ctrl-C / a dropped ssh reach the group; kill(1) one pid
     preexec: Callable[[], None] | None = None
     cleanup: Callable[[], None] | None = None
     report_dir: Path | None = None
@@ -121,7 +123,10 @@ def run_case(case: Case, workdir: Path) -> Result:
             try:
                 proc.wait(timeout=setup.interrupt_after_s)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole group
+                if setup.interrupt_group:
+                    os.killpg(proc.pid, setup.interrupt_signal)
+                else:
+                    os.kill(proc.pid, setup.interrupt_signal)
         output, _ = proc.communicate(timeout=case.bound_s)
         code = proc.returncode
     except subprocess.TimeoutExpired:
