@@ -91,6 +91,21 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, type], Any]]] = {
 }
 TOP_LEVEL = {"description": str, "extends": str}
 SEVERITY_SECTION = "severity"
+MAX_BYTES = 1 << 20  # a profile is a few lines; this bounds a FIFO or /dev/zero mistake
+MAX_EXTENDS = 32  # an `extends` chain longer than this is a mistake, not a hierarchy
+# A profile's name becomes a pytest marker: it must not be one pytest or preflight
+# already gives a meaning (`-m static` would select the profile `static`; a profile
+# named `skip` would skip every check it marks).
+RESERVED_NAMES = frozenset({
+    "skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings", "timeout",
+    "tryfirst", "trylast", "no_cover", "asyncio", "flaky", "order", "slow", "static",
+    "workload", "stack", "each", "pitfall", "not", "and", "or", "true", "false", "none",
+})
+# Keys with a narrower range than "a finite number" / "a 32-bit whole number".
+RANGES: dict[str, tuple[float, float]] = {
+    "ports.probe": (1, 65535),
+    "host.min_memlock_mb": (-1, 2**31 - 1),
+}
 
 
 class ProfileError(InputError):
@@ -122,15 +137,38 @@ class Profile:
         return f"Profile({self.name})"
 
 
-def _check_type(where: str, value: Any, expected: type | tuple[type, type]) -> Any:
+def _check_type(where: str, value: Any, expected: type | tuple[type, type],
+                key: str = "") -> Any:
     if isinstance(expected, tuple):
         container, element = expected
         if not isinstance(value, list) or not all(_is(v, element) for v in value):
-            raise ProfileError(f"{where}: expected a list of {element.__name__}, got {value!r}")
-        return list(value)
+            raise ProfileError(f"{where}: expected a list of {element.__name__}, got "
+                               f"{_short(value)}")
+        return [_number(where, v, element, key) for v in value]
     if not _is(value, expected):
-        raise ProfileError(f"{where}: expected {expected.__name__}, got {value!r}")
-    return float(value) if expected is float else value
+        raise ProfileError(f"{where}: expected {expected.__name__}, got {_short(value)}")
+    return _number(where, value, expected, key)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(where: str, value: Any, expected: type, key: str) -> Any:
+    """Numbers through the one parser: finite, in range (`inf`, `nan`, 10^400 are not)."""
+    from preflight.numbers import NumberError, parse_float, parse_int
+
+    low, high = RANGES.get(key, (None, None))
+    try:
+        if expected is float:
+            return parse_float(value, key, low, high)
+        if expected is int:
+            return parse_int(value, key, -1 if low is None else int(low),
+                             2**31 - 1 if high is None else int(high))
+    except NumberError as exc:
+        raise ProfileError(f"{where.rsplit(': ', 1)[0]}: {exc}") from None
+    return value
 
 
 def _is(value: Any, expected: type) -> bool:
@@ -142,13 +180,17 @@ def _is(value: Any, expected: type) -> bool:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    from preflight.inputs import read_bytes
+
+    raw = read_bytes(path, MAX_BYTES, "profile", ProfileError)
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{path}: invalid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"{path}: cannot read profile: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: profile is not UTF-8 (byte {exc.start})") from None
+    except RecursionError:
+        raise ProfileError(f"{path}: TOML nested too deeply") from None
 
 
 def _validate(path: Path, raw: dict[str, Any]) -> None:
@@ -158,7 +200,14 @@ def _validate(path: Path, raw: dict[str, Any]) -> None:
         elif key == SEVERITY_SECTION:
             if not isinstance(value, dict):
                 raise ProfileError(f"{path}: [severity] must be a table")
+            from preflight.runbooks import all_ids
+
+            known_ids = all_ids()
             for check, level in value.items():
+                if known_ids and check not in known_ids:
+                    raise ProfileError(
+                        f"{path}: [severity] {check}: unknown check id (`preflight list` "
+                        "shows the ids)")
                 if level not in ("warning", "blocker"):
                     raise ProfileError(
                         f"{path}: [severity] {check} = {level!r}: use \"warning\" or \"blocker\""
@@ -170,7 +219,8 @@ def _validate(path: Path, raw: dict[str, Any]) -> None:
                 if sub not in SCHEMA[key]:
                     known = ", ".join(sorted(SCHEMA[key]))
                     raise ProfileError(f"{path}: unknown key {key}.{sub} (known: {known})")
-                _check_type(f"{path}: {key}.{sub}", subvalue, SCHEMA[key][sub][0])
+                value[sub] = _check_type(f"{path}: {key}.{sub}", subvalue, SCHEMA[key][sub][0],
+                                         f"{key}.{sub}")
         else:
             known = ", ".join(sorted([*TOP_LEVEL, *SCHEMA, SEVERITY_SECTION]))
             raise ProfileError(f"{path}: unknown key {key!r} (known: {known})")
@@ -187,15 +237,25 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _resolve(name: str, raws: dict[str, tuple[Path, dict]], seen: tuple[str, ...]) -> dict:
-    path, raw = raws[name]
-    parent = raw.get("extends")
-    if not parent:
-        return raw
-    if parent in seen:
-        raise ProfileError(f"{path}: extends cycle {' -> '.join([*seen, parent])}")
-    if parent not in raws:
-        raise ProfileError(f"{path}: extends unknown profile {parent!r}")
-    return _merge(_resolve(parent, raws, (*seen, parent)), raw)
+    """The profile with every `extends` applied, walked iteratively and bounded."""
+    chain = [name]
+    while True:
+        path, raw = raws[chain[-1]]
+        parent = raw.get("extends")
+        if not parent:
+            break
+        if parent in chain:
+            raise ProfileError(f"{path}: extends cycle {' -> '.join([*chain, parent])}")
+        if parent not in raws:
+            raise ProfileError(f"{path}: extends unknown profile {parent!r}")
+        if len(chain) > MAX_EXTENDS:
+            raise ProfileError(f"{raws[name][0]}: extends chain longer than {MAX_EXTENDS} "
+                               "profiles")
+        chain.append(parent)
+    merged = raws[chain[-1]][1]
+    for child in reversed(chain[:-1]):
+        merged = _merge(merged, raws[child][1])
+    return merged
 
 
 def _build(name: str, path: Path, raw: dict[str, Any]) -> Profile:
@@ -223,8 +283,11 @@ def load_profiles(dirs: list[Path]) -> dict[str, Profile]:
             raise ProfileError(f"{directory}: profile directory does not exist")
         for path in sorted(directory.glob("*.toml")):
             name = path.stem
-            if not name.isidentifier():
+            if not name.isidentifier() or not name.isascii():
                 raise ProfileError(f"{path}: profile name {name!r} must be a valid marker name")
+            if name.lower() in RESERVED_NAMES or name.startswith("pytest"):
+                raise ProfileError(f"{path}: profile name {name!r} is a pytest or preflight "
+                                   "marker: rename the file")
             raw = _read(path)
             _validate(path, raw)
             raws[name] = (path, raw)

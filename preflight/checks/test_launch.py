@@ -11,6 +11,7 @@ import posixpath
 
 import pytest
 
+from preflight.numbers import maybe_int
 from preflight.probes import ports
 from preflight.probes.launch import LaunchSpec, display, grpo_runs
 
@@ -316,7 +317,7 @@ def test_launch_ports_free(node, profile, finding):
     by_pid = node.process_by_pid
     seen: dict[int, str] = {}
     problems, unknown, warnings, rows = [], [], [], []
-    free = ports.free_port()
+    free = ports.suggest_port() or "<a free port>"
     for job in spec.jobs:
         used: dict[int, str] = {}
         for layer in job.distributed:
@@ -412,7 +413,8 @@ def test_launch_gpus_enough(node, profile, finding):
             visible = _visible(cvd.value)
             row["visible"] = len(visible)
             if present:
-                absent = [v for v in visible if v.isdigit() and int(v) >= len(present)]
+                absent = [v for v in visible
+                          if (i := maybe_int(v)) is not None and i >= len(present)]
                 if absent:
                     problems.append(f"CUDA_VISIBLE_DEVICES={cvd.value} names GPU "
                                     f"{', '.join(absent)} but the node has {len(present)}")

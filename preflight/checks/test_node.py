@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from preflight import numbers
 from preflight.matching import gpu_match
 from preflight.probes import cuda, dotenv, http, netif, paths, ports, procs
 
@@ -138,7 +139,7 @@ def test_no_leftover_processes(node, profile, finding):
 
 def _ports(profile, node):
     raw = node.environ.get("MASTER_PORT", "29500")
-    label = raw if raw.isdigit() else "invalid"
+    label = raw if numbers.maybe_int(raw) is not None else "invalid"
     values = [(f"MASTER_PORT-{label}", ("MASTER_PORT", raw))]
     values += [(f"port-{p}", (f"port {p}", str(p))) for p in profile.ports.probe]
     return values
@@ -148,10 +149,17 @@ def _ports(profile, node):
 @pytest.mark.each("port", _ports)
 def test_port_free(node, profile, finding, port):
     label, raw = port
-    free = ports.free_port()
+    free = ports.suggest_port()
+    if free is None:  # no free port to suggest: the port is still judged
+        free = "<a free port>"
     finding.fix(f"export MASTER_PORT={free}  # torchrun itself reads --master_port / "
                 f"PET_MASTER_PORT: pass --master_port {free}")
-    assert raw.isdigit() and 0 < int(raw) < 65536, f"{label}={raw[:40]!r} is not a port number"
+    try:
+        number = numbers.parse_port(raw, label)
+    except numbers.NumberError:  # `²`, `abc`, 295000, 10^400: ASCII digits in 1..65535
+        finding.evidence(role=label, value=raw[:40])
+        raise AssertionError(f"{label}={raw[:40]!r} is not a port number (1..65535)") from None
+    raw = str(number)
     master_addr = node.environ.get("MASTER_ADDR", "")
     if label == "MASTER_PORT" and master_addr and not ports.is_local_address(master_addr):
         finding.skip(f"MASTER_ADDR {master_addr} is another node: its rank 0 binds the port")

@@ -33,15 +33,10 @@ class EnvFile:
 
 
 def read(path: str | Path) -> EnvFile:
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except IsADirectoryError:
-        raise EnvFileError(f"{path}: is a directory, not a .env file") from None
-    except OSError as exc:
-        raise EnvFileError(f"{path}: cannot read .env file: {exc.strerror}") from None
-    if len(raw) > MAX_BYTES:
-        raise EnvFileError(f"{path}: .env file is {len(raw)} bytes, over {MAX_BYTES}")
+    from preflight.inputs import display, read_bytes
+
+    raw = read_bytes(path, MAX_BYTES, ".env file", EnvFileError)
+    path = Path(display(path))
     if b"\0" in raw:
         raise EnvFileError(f"{path}: .env file contains a NUL byte")
     try:

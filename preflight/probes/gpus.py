@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from preflight.numbers import maybe_int
+
 
 @dataclass(frozen=True)
 class Visible:
@@ -41,7 +43,7 @@ def resolve(spec: str | None, gpus: list[dict[str, Any]]) -> Visible:
         if entry.startswith("MIG-"):
             mig += 1
             continue
-        if entry.lstrip("-").isdigit():
+        if maybe_int(entry) is not None:
             index = int(entry)
             if index not in present:
                 problem = (f"CUDA_VISIBLE_DEVICES names GPU {entry} but NVML sees "

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from preflight.errors import InputError
+from preflight.numbers import maybe_int
 from preflight.probes import shell
 from preflight.probes.shell import Command, Exit, Unknown, Var, Word
 from preflight.redact import MASK, is_secret_name, redact_argv
@@ -322,10 +323,7 @@ def _options(args: list[Word], flags: frozenset[str]) -> tuple[dict[str, Word], 
 def _int(word: Word | None) -> int | None:
     if word is None or not word.known:
         return None
-    try:
-        return int(word.text)
-    except ValueError:
-        return None
+    return maybe_int(word.text, -(2**31), 2**31)
 
 
 def _env(env: dict[str, Var], name: str) -> Word | None:
@@ -339,10 +337,7 @@ def _env(env: dict[str, Var], name: str) -> Word | None:
 
 
 def _max_nodes(text: str) -> int | None:
-    try:
-        return int(text.split(":")[-1])
-    except ValueError:
-        return None
+    return maybe_int(text.split(":")[-1], 0, 2**31)
 
 
 def _worker_env(env: dict[str, Var], layer: Layer) -> dict[str, Var]:
@@ -399,7 +394,7 @@ def _torchrun(name: str, args: list[Word], env: dict[str, Var], cmd: Command, de
         port, port_text, port_src = None, "free", "--standalone picks a free port"
     elif backend != "static" or endpoint:
         host, _, p = endpoint.rpartition(":")
-        port = int(p) if p.isdigit() else None
+        port = maybe_int(p, 0, 65535)
         port_text = p if p else "free"
         port_src = f"--rdzv_endpoint ({backend})"
     elif port_w is not None:

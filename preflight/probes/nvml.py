@@ -50,6 +50,25 @@ REQUIRED_GPU_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 
 
+_CONTROL = None
+
+
+def _printable(obj: Any) -> Any:
+    """Control characters (a terminal escape in a replayed GPU name) become `?`."""
+    import re
+
+    global _CONTROL
+    if _CONTROL is None:
+        _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+    if isinstance(obj, str):
+        return _CONTROL.sub("?", obj)
+    if isinstance(obj, dict):
+        return {_printable(k): _printable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_printable(v) for v in obj]
+    return obj
+
+
 class SnapshotError(InputError):
     pass
 
@@ -225,12 +244,28 @@ def _validate(path: str | Path, data: Any) -> None:
 
 def load_snapshot(path: str | Path) -> dict[str, Any]:
     """Replay a snapshot written by `preflight info --json`, through `read_snapshot`."""
+    from preflight.inputs import read_bytes
+    from preflight.numbers import NumberError, parse_float, parse_int
     from preflight.probes.nvml_fake import FakeNvml
 
+    raw = read_bytes(path, 64 << 20, "NVML snapshot", SnapshotError)
+
+    def finite(text: str) -> float:
+        return parse_float(text, "number")
+
+    def whole(text: str) -> int:
+        return parse_int(text, "number", -(2**63), 2**64)
+
+    def constant(text: str) -> float:
+        raise NumberError(f"{text} is not a finite number")
+
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SnapshotError(f"{path}: cannot read NVML snapshot: {exc}") from None
+        data = json.loads(raw.decode("utf-8"), parse_float=finite, parse_int=whole,
+                          parse_constant=constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, NumberError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise SnapshotError(f"{path}: cannot read NVML snapshot: {reason}") from None
+    data = _printable(data)
     _validate(path, data)
     if data.get("error"):
         snap = empty(str(data["error"]))

@@ -62,6 +62,15 @@ def free_port(addr: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def suggest_port(addr: str = "127.0.0.1") -> int | None:
+    """A free port to put in a fix, or None when the kernel has none to hand out (every
+    ephemeral port taken): the check still judges the port it was given."""
+    try:
+        return free_port(addr)
+    except OSError:
+        return None
+
+
 def is_local_address(host: str) -> bool:
     """Whether `host` names this machine (so a server here would bind it)."""
     try:

@@ -62,9 +62,12 @@ TOPOLOGY_KEYS = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 def _whole(name: str, raw: str, low: int, high: int) -> int:
-    if not raw.strip().isdigit() or not low <= int(raw) <= high:
+    from preflight.numbers import maybe_int
+
+    value = maybe_int(raw, low, high)  # ASCII digits only: `²` passes isdigit(), not int()
+    if value is None:
         raise TopologyError(f"{name}={raw[:40]!r} is not a whole number in {low}..{high}")
-    return int(raw)
+    return value
 
 
 def topology(environ: Mapping[str, str]) -> Topology:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
+from preflight.numbers import maybe_int
 from preflight.probes.shell.model import (
     DECLARE,
     NAME,
@@ -378,7 +379,8 @@ class Evaluator(Expander):
                               tuple(self._missing_paths(guard_words, st)))
             raise _Exit(status, record)
         if name == "shift":
-            n = int(args[0].text) if args and args[0].text.isdigit() else 1
+            n = (maybe_int(args[0].text, 0, 2**31) if args else None)
+            n = 1 if n is None else n
             st.positional = st.positional[n:]
             return True
         if name in ("[", "test"):
