@@ -105,6 +105,10 @@ RESERVED_NAMES = frozenset({
 RANGES: dict[str, tuple[float, float]] = {
     "ports.probe": (1, 65535),
     "host.min_memlock_mb": (-1, 2**31 - 1),
+    "env.hf_timeout_s": (0.001, 3600),
+    "workload.timeout_s": (0.1, 86400),
+    "stack.swift_timeout_s": (0.1, 86400),
+    "stack.sglang_timeout_s": (0.1, 86400),
 }
 
 
