@@ -16,7 +16,7 @@ def read_bytes(path: str | os.PathLike, limit: int, what: str,
                error: type[InputError] = InputError) -> bytes:
     """The whole file, or `error` with one line when it is not a regular file under
     `limit` bytes or cannot be read."""
-    shown = os.fsdecode(path).encode("utf-8", "backslashreplace").decode()
+    shown = display(path)
     try:
         # O_NONBLOCK: opening a FIFO with no writer must not wait for one.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -53,4 +53,4 @@ def read_bytes(path: str | os.PathLike, limit: int, what: str,
 
 def display(path: str | os.PathLike) -> str:
     """A path as text, undecodable bytes escaped (never a UnicodeEncodeError later)."""
-    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode()
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

@@ -127,6 +127,18 @@ def redact_text(text: str) -> str:
     return _SHAPES.sub(_shape, text)
 
 
+def encodable(text: str) -> str:
+    """Undecodable bytes of a path or environment value (surrogate escapes) as `\\xff`
+    text, so writing the report or the terminal never fails on them."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
 # -- known values ------------------------------------------------------------------------
 
 
@@ -221,7 +233,7 @@ class Scrubber:
 
     def key(self, value: str) -> str:
         self._compile()
-        return self._strict.sub(value) if self._strict is not None else value
+        return encodable(self._strict.sub(value) if self._strict is not None else value)
 
     def text(self, value: str) -> str:
         self._compile()
@@ -229,7 +241,7 @@ class Scrubber:
             value = self._strict.sub(value)
         if self._word is not None:
             value = self._word.sub(value)
-        return redact_text(value)
+        return encodable(redact_text(value))
 
     def __call__(self, obj: Any) -> Any:
         if isinstance(obj, str):
