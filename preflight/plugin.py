@@ -62,6 +62,7 @@ class SessionState:
     written: list[Path] = field(default_factory=list)
     write_error: str = ""
     saved_handlers: dict[int, Any] = field(default_factory=dict)
+    detected: tuple[str, str] | None = None  # (profile, note), read once
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, "preflight", None)
@@ -184,15 +185,43 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state = metafunc.config.stash[state_key]
     each = metafunc.definition.get_closest_marker("each")
     params = []
+    wanted = _wanted_profiles(metafunc, state) if each is not None else None
     for name, prof in sorted(state.profiles.items()):
         mark = getattr(pytest.mark, name)
         if each is None:
             params.append(pytest.param(prof, marks=mark, id=name))
             continue
+        if wanted is not None and name not in wanted:
+            continue  # one case per entry of a profile not run: never built (count = 10^6)
         for value_id, value in each.args[1](prof, state.node):
             params.append(pytest.param(prof, value, marks=mark, id=f"{name}-{value_id}"))
     argnames = "profile" if each is None else f"profile,{each.args[0]}"
     metafunc.parametrize(argnames, params)
+
+
+def _wanted_profiles(metafunc: pytest.Metafunc, state: SessionState) -> set[str] | None:
+    """The profiles this check can run with in this session (None: cannot tell, all)."""
+    config = metafunc.config
+    chosen = state.settings["profile"]
+    if chosen is not None:
+        return {chosen} if chosen in state.profiles else None
+    names = set(state.profiles)
+    if not _markexpr_names_profile(config, names):
+        if state.detected is None:
+            try:
+                state.detected = _detect_profile(state)
+            except Exception as exc:  # a bad replay is reported by _load_inputs (exit 4)
+                state.detected = ("cpu", f"GPU detection failed ({exc}): using cpu")
+        return {state.detected[0]}
+    try:
+        from _pytest.mark.expression import Expression
+
+        expr = Expression.compile(config.getoption("markexpr"))
+        own = {m.name for m in metafunc.definition.iter_markers()}
+        return {name for name in names
+                if expr.evaluate(lambda marker, _p=name, **_: marker in own or marker == _p)}
+    except Exception:  # pytest's private API moved: build every profile's cases
+        return None
 
 
 def _item_profile(item: pytest.Item) -> Profile | None:
@@ -288,10 +317,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             f"--profile {chosen}: unknown profile (known: {', '.join(sorted(state.profiles))})")
     if chosen is None and not _markexpr_names_profile(config, set(state.profiles)):
-        try:
-            chosen, state.profile_note = _detect_profile(state)
-        except Exception as exc:  # never let detection crash the gate
-            chosen, state.profile_note = "cpu", f"GPU detection failed ({exc}): using cpu"
+        if state.detected is None:
+            try:
+                state.detected = _detect_profile(state)
+            except Exception as exc:  # never let detection crash the gate
+                state.detected = ("cpu", f"GPU detection failed ({exc}): using cpu")
+        chosen, state.profile_note = state.detected
     for item in items:
         pitfall = item.get_closest_marker("pitfall")
         prof = _item_profile(item)
