@@ -7,12 +7,13 @@ the reason; on a GPU profile where NVML cannot be read they fail with it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from preflight.matching import model_matches
-from preflight.probes import cuda, gpus, host, nccl, nvml, torch_build
+from preflight.probes import cuda, gpus, host, nccl, nvml, procs, torch_build
 
 pytestmark = pytest.mark.static
 
@@ -151,9 +152,14 @@ def test_gpu_free(node, profile, finding, gpu):
     floor = profile.gpu.min_free_memory_gb
     finding.evidence(index=found["index"], uuid=found["uuid"], foreign_processes=shown,
                      free_gib=round(free / GiB, 1), min_free_gb=floor)
-    local = [str(s["pid"]) for s in shown if s["user"] is not None]
+    me = procs.user_name(os.getuid())
+    local = [str(s["pid"]) for s in shown if s["user"] == me]
+    busy = [s for s in shown if s["user"] not in (me, None)]
     hidden = [str(s["pid"]) for s in shown if s["user"] is None]
     fixes = []
+    if busy:  # another user's job: theirs to stop, never ours to kill
+        fixes.append(f"pick other GPUs with CUDA_VISIBLE_DEVICES, or ask "
+                     f"{', '.join(sorted({str(s['user']) for s in busy}))}")
     if local:
         fixes.append(f"kill {' '.join(local)}  # check each pid first (ps -o user,etime,args "
                      f"-p {local[0]}); preflight kills nothing")
@@ -162,8 +168,10 @@ def test_gpu_free(node, profile, finding, gpu):
                      "with CUDA_VISIBLE_DEVICES")
     finding.fix("; ".join(fixes) or f"free memory on GPU {found['index']}, or lower "
                 "gpu.min_free_memory_gb in a site profile")
+    busy_text = "".join(f"; busy: user {s['user']}, pid {s['pid']}" for s in busy)
     assert not foreign, (f"GPU {found['index']} runs {len(foreign)} compute process(es) that "
-                         f"are not ours: pid {', '.join(str(p['pid']) for p in foreign)}")
+                         f"are not ours: pid {', '.join(str(p['pid']) for p in foreign)}"
+                         f"{busy_text}")
     assert free >= floor * GiB, (f"GPU {found['index']} has {free / GiB:.1f} GiB free, "
                                  f"profile wants {floor:g}")
 

@@ -7,6 +7,7 @@ with the reason; a subject that is present is judged, whatever the profile.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -111,30 +112,70 @@ def test_cudart_links(node, profile, finding, tmp_path):
         "; ".join(problems)
 
 
+def _job_ports(profile, node) -> set[int]:
+    ports_ = {p for p in profile.ports.probe}
+    master = numbers.maybe_int(node.environ.get("MASTER_PORT", "29500"), 1, 65535)
+    if master is not None:
+        ports_.add(master)
+    return ports_
+
+
+def _gpu_pids(node) -> set[int]:
+    try:
+        gpus = node.gpus.get("gpus", [])
+    except Exception:  # a GPU read that fails is judged by the GPU checks, not here
+        return set()
+    return {p["pid"] for g in gpus for p in (g.get("processes") or []) if "pid" in p}
+
+
 @pytest.mark.pitfall("leftover-processes")
 def test_no_leftover_processes(node, profile, finding):
-    found = procs.leftovers(node.processes, profile.processes.patterns, node.own_family)
+    found = procs.scan(node.process_table, profile.processes.patterns, node.own_pid)
     ports_by_pid: dict[int, list[int]] = {}
-    for entry in node.listeners:
-        if entry.pid is not None:
-            ports_by_pid.setdefault(entry.pid, []).append(entry.port)
+    if found:  # sockets are read only when there is something to explain
+        for entry in node.listeners:
+            if entry.pid is not None:
+                ports_by_pid.setdefault(entry.pid, []).append(entry.port)
+    job_ports, gpu_pids = (_job_ports(profile, node), _gpu_pids(node)) if found else (set(), set())
+    mine, busy = [], []
+    for f in found:
+        if f.mine:
+            mine.append(f)
+            continue
+        # Another user's running job is theirs, not a leftover: it matters only when it
+        # holds what this job needs (a job port, a GPU), and it is never ours to kill.
+        held = sorted(set(ports_by_pid.get(f.proc.pid, [])) & job_ports)
+        if held or f.proc.pid in gpu_pids:
+            busy.append({"pid": f.proc.pid, "user": f.proc.user, "matched": f.hit,
+                         "holds": ([f"port {p}" for p in held]
+                                   + (["a GPU"] if f.proc.pid in gpu_pids else [])),
+                         "cmdline": f.proc.redacted() or f.proc.name})
     evidence = [
-        {"pid": p.pid, "user": p.user, "age_s": p.age_s(), "matched": hit,
-         "cmdline": p.redacted() or p.name,
-         "listening": sorted(set(ports_by_pid.get(p.pid, [])))}
-        for p, hit in found
+        {"pid": f.proc.pid, "user": f.proc.user, "age_s": f.proc.age_s(), "matched": f.hit,
+         "cmdline": f.proc.redacted() or f.proc.name,
+         "listening": sorted(set(ports_by_pid.get(f.proc.pid, [])))}
+        for f in mine
     ]
-    finding.evidence(processes=evidence, patterns_extra=profile.processes.patterns)
-    if not found:
+    finding.evidence(processes=evidence, patterns_extra=profile.processes.patterns,
+                     busy_other_users=busy)
+    busy_text = "; ".join(f"busy: user {b['user']}, pid {b['pid']} ({', '.join(b['holds'])})"
+                          for b in busy)
+    if not mine:
+        if busy:
+            finding.fix("use another port / GPU, or ask the owner: another user's processes "
+                        "are not yours to stop")
+            finding.warn(f"no leftover of yours; {busy_text}")
+            return
         finding.summary("no ray / sglang / vllm / torchrun / swift process from an earlier run")
         return
-    pids = " ".join(str(p.pid) for p, _ in found)
+    pids = " ".join(str(f.proc.pid) for f in mine)
     fix = f"kill {pids}"
-    if any(hit in dict(procs.RAY_PROCESSES) for _, hit in found):
-        fix = f"ray stop --force; {fix}"
+    if any(f.hit in dict(procs.RAY_PROCESSES) for f in mine):
+        fix = f"ray stop --force; {fix}"  # only your own Ray: `ray stop` stops the caller's
     finding.fix(f"{fix}  # check each pid first; preflight kills nothing")
-    names = ", ".join(f"{hit}[{p.pid}]" for p, hit in found[:5])
-    assert not found, f"{len(found)} process(es) left from an earlier run: {names}"
+    names = ", ".join(f"{f.hit}[{f.proc.pid}]" for f in mine[:5])
+    message = f"{len(mine)} process(es) left from an earlier run: {names}"
+    assert not mine, message + (f"; also {busy_text}" if busy else "")
 
 
 def _ports(profile, node):
@@ -164,18 +205,25 @@ def test_port_free(node, profile, finding, port):
     if label == "MASTER_PORT" and master_addr and not ports.is_local_address(master_addr):
         finding.skip(f"MASTER_ADDR {master_addr} is another node: its rank 0 binds the port")
     bound = ports.try_bind(int(raw))
-    held = ports.holders(int(raw), node.listeners)
+    # The socket table is read only when the bind fails (it is the costly part).
+    held = ports.holders(int(raw), node.listeners) if not bound.ok else []
     by_pid = node.process_by_pid
+    me = procs.user_name(os.getuid())
     holders = [{"pid": h.pid, "addr": h.addr,
+                "user": by_pid[h.pid].user if h.pid in by_pid else None,
                 "cmdline": by_pid[h.pid].redacted() if h.pid in by_pid else None}
                for h in held]
     finding.evidence(port=int(raw), role=label, bind=bound.error or "ok", holders=holders)
-    pids = sorted({h.pid for h in held if h.pid is not None})
-    if pids:
-        finding.fix(f"kill {' '.join(map(str, pids))}  # or: export MASTER_PORT={free} "
+    mine = sorted({h["pid"] for h in holders if h["pid"] is not None and h["user"] == me})
+    others = [h for h in holders if h["pid"] is not None and h["user"] not in (me, None)]
+    if mine:
+        finding.fix(f"kill {' '.join(map(str, mine))}  # or: export MASTER_PORT={free} "
                     f"(torchrun: --master_port {free})")
+    why = [f"held by pid {', '.join(map(str, mine))}"] if mine else []
+    # Another user's process is theirs: say who, never suggest killing it.
+    why += [f"busy: user {h['user']}, pid {h['pid']}" for h in others]
     assert bound.ok, f"{label} {raw} cannot be bound: {bound.error}" + (
-        f" (held by pid {', '.join(map(str, pids))})" if pids else "")
+        f" ({'; '.join(why)})" if why else "")
 
 
 @pytest.mark.pitfall("dotenv-exported")

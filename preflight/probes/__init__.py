@@ -118,21 +118,26 @@ class Node:
         return Path(self.environ.get("CONDA_PREFIX") or sys.prefix)
 
     @cached_property
+    def process_table(self):
+        """Every command line, details read per pid on demand (procs.Table)."""
+        from preflight.probes import procs
+
+        return procs.Table()
+
+    @property
     def processes(self):
-        from preflight.probes import procs
+        """Full details of every process (costly: prefer process_table)."""
+        table = self.process_table
+        return [info for pid in table.argv if (info := table.get_info(pid)) is not None]
 
-        return procs.snapshot()
-
-    @cached_property
+    @property
     def process_by_pid(self):
-        return {p.pid: p for p in self.processes}
+        return self.process_table
 
     @cached_property
-    def own_family(self) -> frozenset[int]:
-        """The suite, its ancestors and its children: never leftovers."""
-        from preflight.probes import procs
-
-        return procs.family(self.own_pid, self.processes)
+    def own_family(self):
+        """The suite, its ancestors and its children: never leftovers (a membership test)."""
+        return self.process_table.family(self.own_pid)
 
     @cached_property
     def listeners(self):

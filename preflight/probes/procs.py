@@ -1,18 +1,27 @@
-"""The process table, read through psutil, and the leftovers of earlier runs."""
+"""The process table, read cheaply, and the leftovers of earlier runs.
+
+A program is identified by what it is (its executable, argv[0], the script or `-m
+module` a Python runs, or the process title Ray and SGLang set), never by a substring
+of the whole command line: another preflight whose --launch-cmd mentions torchrun, or
+`python -c "import torch.distributed.run"`, is not torchrun. The scan reads only
+/proc/*/cmdline; owner, parent and start time are read for the matches alone.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import psutil
 
 from preflight.redact import redact_argv
 
-# `ray stop` kills these (ray/scripts/scripts.py, RAY_PROCESSES): (substring, match the
-# process name only). The name is the first 15 characters of the executable on Linux.
+# `ray stop` kills these (ray/scripts/scripts.py, RAY_PROCESSES): (name, match the
+# process name / title only). The name is the first 15 characters of the executable.
 RAY_PROCESSES: tuple[tuple[str, bool], ...] = (
     ("raylet", True),
     ("plasma_store", True),
@@ -30,7 +39,7 @@ RAY_PROCESSES: tuple[tuple[str, bool], ...] = (
     ("runtime_env/agent/main.py", False),
     ("ray_process_reaper.py", False),
 )
-# Serving and launcher processes the seeds found still holding GPUs and ports.
+# Serving and launcher processes the incidents found still holding GPUs and ports.
 STACK_PROCESSES: tuple[tuple[str, bool], ...] = (
     ("sglang.launch_server", False),
     ("sglang::", True),  # setproctitle names: sglang::scheduler, sglang::detokenizer
@@ -44,7 +53,21 @@ STACK_PROCESSES: tuple[tuple[str, bool], ...] = (
     ("swift/cli/", False),
     ("swift.cli.", False),
 )
-
+# Process titles (setproctitle rewrites argv[0]): matched at the start of argv[0].
+TITLES = ("ray::", "sglang::", "VLLM::")
+# Executables / console scripts, by basename.
+PROGRAMS = {"raylet": "raylet", "plasma_store": "plasma_store", "gcs_server": "gcs_server",
+            "torchrun": "torchrun", "swift": "swift", "sglang_router": "sglang_router",
+            "vllm": "vllm serve"}
+# `python -m MODULE` (a prefix ending at a dot also matches: vllm.entrypoints.openai...).
+MODULES = ("sglang.launch_server", "sglang_router", "vllm.entrypoints", "torch.distributed.run",
+           "torch.distributed.launch", "swift.cli.", "ray.util.client.server")
+# Scripts a Python runs: the path ends with one of these (Ray's own files, swift's cli).
+SCRIPTS = ("default_worker.py", "setup_worker.py", "log_monitor.py", "ray_process_reaper.py",
+           "dashboard/agent.py", "dashboard/dashboard.py", "runtime_env/agent/main.py",
+           "autoscaler/_private/monitor.py", "_private/log_monitor.py", "reporter.py")
+_PYTHON = re.compile(r"python[0-9.]*[a-z]?$")
+_PREFLIGHT_ARG = re.compile(r"(?:^|[/=.])preflight(?:$|[/.])")
 
 @dataclass(frozen=True)
 class ProcInfo:
@@ -67,25 +90,134 @@ class ProcInfo:
         return round((now or time.time()) - self.create_time, 1)
 
 
-def snapshot(process_iter: Callable = psutil.process_iter) -> list[ProcInfo]:
-    """Every process we can see; ones that vanish or hide mid-read are left out."""
+@lru_cache(maxsize=512)
+def user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, OverflowError):
+        return str(uid)
+
+
+def _argv(raw: bytes) -> tuple[str, ...]:
+    parts = raw.split(b"\0")
+    while parts and parts[-1] == b"":  # a process title pads argv with NULs
+        parts.pop()
+    if len(parts) == 1 and b" " in parts[0] and not os.path.exists(parts[0]):
+        # setproctitle may leave one space-separated title in argv[0]
+        return (os.fsdecode(parts[0]),)
+    return tuple(os.fsdecode(p) for p in parts)
+
+
+def cmdlines(proc_root: str = "/proc") -> Iterator[tuple[int, tuple[str, ...]]]:
+    """(pid, argv) of every process we can read: one small read per process. Kernel
+    threads (empty cmdline) and processes that vanish mid-read are left out."""
+    try:
+        entries = os.scandir(proc_root)
+    except OSError:
+        for proc in psutil.process_iter(["pid", "cmdline"], ad_value=None):
+            if proc.info.get("cmdline"):
+                yield proc.info["pid"], tuple(proc.info["cmdline"])
+        return
+    with entries:
+        for entry in entries:
+            name = entry.name
+            if not (name.isascii() and name.isdigit()):
+                continue
+            try:
+                with open(f"{proc_root}/{name}/cmdline", "rb") as fh:
+                    raw = fh.read(1 << 16)
+            except OSError:
+                continue
+            if raw:
+                yield int(name), _argv(raw)
+
+
+def details(pid: int, argv: tuple[str, ...] | None = None) -> ProcInfo | None:
+    """Owner, parent, name and start time of one process (None when it is gone)."""
+    try:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            ppid = proc.ppid()
+            name = proc.name()
+            uid = proc.uids().real
+            created = proc.create_time()
+            if argv is None:
+                argv = tuple(proc.cmdline())
+    except (psutil.Error, OSError):
+        return None
+    return ProcInfo(pid, ppid, name, user_name(uid), tuple(argv), created)
+
+
+def snapshot(process_iter: Callable | None = None) -> list[ProcInfo]:
+    """Every process we can see with full details (the expensive way: tests and small
+    tables; checks use `Table`)."""
     found = []
-    attrs = ["pid", "ppid", "name", "username", "cmdline", "create_time"]
-    for proc in process_iter(attrs, ad_value=None):
-        info = proc.info
-        if info.get("pid") is None:
-            continue
-        found.append(
-            ProcInfo(
-                pid=info["pid"],
-                ppid=info.get("ppid") or 0,
-                name=info.get("name") or "",
-                user=info.get("username") or "?",
-                cmdline=tuple(info.get("cmdline") or ()),
-                create_time=info.get("create_time") or 0.0,
-            )
-        )
+    for pid, argv in cmdlines():
+        info = details(pid, argv)
+        if info is not None:
+            found.append(info)
     return found
+
+
+class Table(Mapping[int, ProcInfo]):
+    """The process table as the checks need it: all command lines (one read each), the
+    details of a pid only when asked for, each read once."""
+
+    def __init__(self, proc_root: str = "/proc"):
+        self.argv: dict[int, tuple[str, ...]] = dict(cmdlines(proc_root))
+        self._details: dict[int, ProcInfo | None] = {}
+
+    def get_info(self, pid: int) -> ProcInfo | None:
+        if pid not in self._details:
+            self._details[pid] = details(pid, self.argv.get(pid))
+        return self._details[pid]
+
+    def __getitem__(self, pid: int) -> ProcInfo:
+        info = self.get_info(pid) if pid in self.argv else None
+        if info is None:
+            raise KeyError(pid)
+        return info
+
+    def __contains__(self, pid: object) -> bool:
+        return isinstance(pid, int) and pid in self.argv and self.get_info(pid) is not None
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.argv)
+
+    def __len__(self) -> int:
+        return len(self.argv)
+
+    def ppid(self, pid: int) -> int:
+        info = self.get_info(pid)
+        return info.ppid if info else 0
+
+    def family(self, pid: int) -> Family:
+        return Family(self, pid)
+
+    def ancestors(self, pid: int, limit: int = 64) -> list[int]:
+        chain = []
+        cursor = self.ppid(pid)
+        while cursor > 1 and cursor not in chain and len(chain) < limit:
+            chain.append(cursor)
+            cursor = self.ppid(cursor)
+        return chain
+
+
+class Family:
+    """`pid`, its ancestors and all its descendants, as a membership test that reads only
+    the chain of the pid asked about."""
+
+    def __init__(self, table: Table, pid: int):
+        self.table = table
+        self.pid = pid
+        self.up = {pid, *table.ancestors(pid)}
+
+    def __contains__(self, other: object) -> bool:
+        if not isinstance(other, int):
+            return False
+        return other in self.up or self.pid in self.table.ancestors(other)
 
 
 def family(pid: int, procs: Iterable[ProcInfo]) -> frozenset[int]:
@@ -108,32 +240,153 @@ def family(pid: int, procs: Iterable[ProcInfo]) -> frozenset[int]:
     return frozenset(members)
 
 
-def _swift_entry(proc: ProcInfo) -> bool:
-    """`swift sft ...` run as a console script: argv[0] or python's argv[1] is .../swift."""
-    head = proc.cmdline[:2]
-    return any(os.path.basename(arg) == "swift" for arg in head)
+def identify(argv: tuple[str, ...], name: str = "") -> str | None:
+    """What program this is, by its own identity (None: nothing of interest)."""
+    if not argv:
+        argv = (name,) if name else ()
+    if not argv:
+        return None
+    head = argv[0]
+    for title in TITLES:
+        if head.startswith(title) or name.startswith(title):
+            return title
+    base = os.path.basename(head.split(" ", 1)[0])
+    if base in PROGRAMS:
+        return PROGRAMS[base]
+    if base == "java" and "io.ray.runtime.runner.worker.DefaultWorker" in argv:
+        return "io.ray.runtime.runner.worker.DefaultWorker"
+    if not _PYTHON.match(base):
+        return None
+    module, script = python_target(argv)
+    if module is not None:
+        for known in MODULES:
+            if module == known.rstrip(".") or module.startswith(known.rstrip(".") + "."):
+                return known
+        return None
+    if script is None:
+        return None
+    script_base = os.path.basename(script)
+    if script_base in PROGRAMS:
+        return PROGRAMS[script_base]
+    if "/swift/cli/" in "/" + script:
+        return "swift/cli/"
+    for known in SCRIPTS:
+        if script == known or script.endswith("/" + known):
+            return "monitor.py" if known == "autoscaler/_private/monitor.py" else known
+    return None
 
 
-def match(proc: ProcInfo, patterns: Iterable[tuple[str, bool]]) -> str | None:
-    command = proc.command
-    for needle, by_name in patterns:
-        haystack = proc.name if by_name else command
-        if needle in haystack or (by_name and command.startswith(needle)):
+# Options of the python interpreter that take a value (python --help).
+_PY_VALUE_OPTS = {"-W", "-X", "--check-hash-based-pycs"}
+
+
+def python_target(argv: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """(module of `-m`, script path) of a python command line; `-c` runs neither."""
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-m":
+            return (argv[i + 1] if i + 1 < len(argv) else None), None
+        if arg.startswith("-m") and len(arg) > 2 and not arg.startswith("--"):
+            return arg[2:], None
+        if arg == "-c" or (arg.startswith("-") and not arg.startswith("--") and "c" in arg[1:]
+                           and arg[1:].isalpha()):
+            return None, None
+        if arg in _PY_VALUE_OPTS:
+            i += 2
+            continue
+        if arg == "-" or not arg.startswith("-"):
+            return None, (arg if arg != "-" else None)
+        i += 1
+    return None, None
+
+
+def is_preflight(argv: tuple[str, ...]) -> bool:
+    """A running preflight: the console script, `python -m preflight`, or pytest on the
+    preflight checks / with the preflight plugin."""
+    if not argv:
+        return False
+    base = os.path.basename(argv[0])
+    module, script = (python_target(argv) if _PYTHON.match(base) else (None, None))
+    program = os.path.basename(script) if script else base
+    if program == "preflight" or (module or "").split(".")[0] == "preflight":
+        return True
+    if program in ("pytest", "py.test") or module == "pytest":
+        return any(_PREFLIGHT_ARG.search(arg) for arg in argv[1:])
+    return False
+
+
+def match(proc: ProcInfo, patterns: Iterable[tuple[str, bool]] = ()) -> str | None:
+    """The program `proc` is, if it is one of interest; extra (profile) patterns match
+    inside the program's own identity: executable, script or module, not arguments."""
+    hit = identify(proc.cmdline, proc.name)
+    if hit:
+        return hit
+    extra = [needle for needle, _ in patterns if (needle, False) not in STACK_PROCESSES
+             and (needle, False) not in RAY_PROCESSES and (needle, True) not in RAY_PROCESSES
+             and (needle, True) not in STACK_PROCESSES]
+    if not extra or not proc.cmdline:
+        return None
+    base = os.path.basename(proc.cmdline[0])
+    parts = [proc.cmdline[0]]
+    if _PYTHON.match(base):
+        module, script = python_target(proc.cmdline)
+        parts = [p for p in (module, script) if p]
+    for needle in extra:
+        if any(needle in part for part in parts):
             return needle
-    if _swift_entry(proc):
-        return "swift"
     return None
 
 
 def live_preflight_owner(pid: int) -> int | None:
-    """The pid of a running preflight that started `pid` (its PREFLIGHT_OWNER), if any."""
+    """The pid of a running preflight that started `pid` (its PREFLIGHT_OWNER), if any.
+    Only readable for our own processes; other users' are told apart by their tree."""
     from preflight.probes import OWNER_VAR
 
     try:
         owner = psutil.Process(pid).environ().get(OWNER_VAR, "")
     except (psutil.Error, OSError):
         return None
-    return int(owner) if owner.isdigit() and psutil.pid_exists(int(owner)) else None
+    value = int(owner) if owner.isascii() and owner.isdigit() else None
+    return value if value is not None and psutil.pid_exists(value) else None
+
+
+@dataclass(frozen=True)
+class Found:
+    proc: ProcInfo
+    hit: str
+    mine: bool  # owned by the user running preflight
+
+
+def scan(table: Table, extra_patterns: Iterable[str], own_pid: int,
+         own_uid: int | None = None,
+         owner_of: Callable[[int], int | None] = live_preflight_owner) -> list[Found]:
+    """Programs of interest that no running preflight (ours or anyone's) owns: ours are
+    leftovers; other users' are reported only where they hold something the job needs."""
+    own_uid = os.getuid() if own_uid is None else own_uid
+    own_user = user_name(own_uid)
+    own_ancestors = set(table.ancestors(own_pid)) | {own_pid}
+    patterns = [(p, False) for p in extra_patterns]
+    found = []
+    for pid, argv in table.argv.items():
+        if pid in own_ancestors:
+            continue
+        bare = ProcInfo(pid, 0, "", "", argv, 0.0)
+        hit = match(bare, patterns)
+        if hit is None:
+            continue
+        info = table.get_info(pid)
+        if info is None:
+            continue
+        hit = match(info, patterns) or hit
+        chain = table.ancestors(pid)
+        if own_pid in chain or any(is_preflight(table.argv.get(a, ())) for a in chain):
+            continue  # our own workload, or the workload of a running preflight
+        mine = info.user == own_user
+        if mine and owner_of(pid) is not None:
+            continue
+        found.append(Found(info, hit, mine))
+    return found
 
 
 def leftovers(
