@@ -416,13 +416,16 @@ def test_disk_space(node, profile, finding):
     spaces = [host.space(p) for p in paths]
     data_disk = host.space(want.data_disk) if want.data_disk else None
     finding.evidence(min_free_gb=want.min_free_gb, data_disk=want.data_disk or None,
-                     paths=[{"path": s.path, "exists": s.exists, "free_gib": s.free_gb,
-                             "total_gib": s.total_gb, "mount_point": s.mount_point,
-                             "device": s.device} for s in spaces])
+                     data_disk_exists=data_disk.exists if data_disk else None,
+                     paths=[{"path": s.path, "exists": s.exists, "measured_at": s.measured_at,
+                             "free_gib": s.free_gb, "total_gib": s.total_gb,
+                             "mount_point": s.mount_point, "device": s.device}
+                            for s in spaces])
     short = [s for s in spaces if s.free_bytes < want.min_free_gb * GiB]
     on_root = [s for s in spaces if s.mount_point == "/" and data_disk is not None
                and not host.same_filesystem(s, data_disk)]
-    target = want.data_disk or "<a disk with space>"
+    # A data disk that does not exist is no place to point outputs at.
+    target = want.data_disk if data_disk and data_disk.exists else "<a disk with space>"
     if short:
         finding.fix(f"free space on {short[0].mount_point} (du -xsh {short[0].measured_at}/* | "
                     f"sort -h | tail) or point the output at {target}")
@@ -432,7 +435,8 @@ def test_disk_space(node, profile, finding):
     else:
         finding.fix("none needed")
     assert not short, "; ".join(
-        f"{s.path}: {s.free_gb:g} GiB free on {s.mount_point}, needs {want.min_free_gb:g}"
+        f"{s.path}{'' if s.exists else f' (does not exist; measured at {s.measured_at})'}: "
+        f"{s.free_gb:g} GiB free on {s.mount_point}, needs {want.min_free_gb:g}"
         for s in short)
     if on_root:
         finding.warn(f"{on_root[0].path} is on the root filesystem, not on the data disk "

@@ -56,14 +56,20 @@ def test_ray_on_path(node, profile, finding):
         finding.skip(f"Ray is not in play (no {installed}, profile and launch script "
                      "do not use it)")
     resolved = paths.which("ray", node.environ)
+    path_list = node.environ.get("PATH", "").split(":")
+    env_bin = prefix / "bin"
+    on_path = any(entry and paths.same_dir(entry, env_bin) for entry in path_list)
     finding.evidence(in_play=reasons, launch_prefix=str(prefix), resolves_to=resolved,
-                     PATH=node.environ.get("PATH", "").split(":"))
+                     PATH=path_list, env_bin=str(env_bin), env_bin_on_path=on_path,
+                     env_bin_has_ray=installed.exists())
     if installed.exists():
         finding.fix(f'export PATH="{prefix}/bin:$PATH"; which ray python3')
     else:
         finding.fix(f'"{prefix}/bin/python" -m pip install "ray[default]"  # or activate the '
                     "env that has ray")
-    assert resolved, f"ray: command not found (PATH lacks {prefix}/bin)"
+    # Say only what the evidence shows: PATH may hold the env's bin/ without a ray in it.
+    assert resolved, ("ray: command not found " + (
+        f"({env_bin} is on PATH but has no ray)" if on_path else f"(PATH lacks {env_bin})"))
     assert paths.same_dir(Path(resolved).parent, prefix / "bin"), (
         f"ray resolves to {resolved}, not to the launch env {prefix}")
 

@@ -62,7 +62,9 @@ def limits(getrlimit: Callable[[int], tuple[int, int]] = resource.getrlimit) -> 
 
 def existing_ancestor(path: str | os.PathLike) -> Path:
     current = Path(os.path.abspath(os.path.expanduser(path)))
-    while not current.exists() and current != current.parent:
+    # os.path.exists: a directory we may not search (/root/out as a user) is "not there
+    # for us", where Path.exists() raises PermissionError.
+    while not os.path.exists(current) and current != current.parent:
         current = current.parent
     return current
 
@@ -83,11 +85,15 @@ def _partition(mount: str, partitions: list) -> tuple[str, str]:
 
 def space(path: str | os.PathLike, partitions: list | None = None) -> Space:
     measured = existing_ancestor(path)
-    usage = psutil.disk_usage(str(measured))
+    try:
+        usage = psutil.disk_usage(str(measured))
+    except OSError:  # not even statfs-able: measure its filesystem's root
+        measured = Path(mount_point(measured))
+        usage = psutil.disk_usage(str(measured))
     mount = mount_point(measured)
     parts = psutil.disk_partitions(all=True) if partitions is None else partitions
     device, fstype = _partition(mount, parts)
-    return Space(path=str(path), measured_at=str(measured), exists=Path(path).exists(),
+    return Space(path=str(path), measured_at=str(measured), exists=os.path.exists(path),
                  mount_point=mount, device=device, fstype=fstype,
                  total_bytes=int(usage.total), free_bytes=int(usage.free))
 
