@@ -23,7 +23,7 @@ from preflight.errors import InputError
 from preflight.model import Finding, Severity, verdict
 from preflight.probes import Node
 from preflight.profiles import Profile, ProfileError, load_profiles
-from preflight.redact import Scrubber, redact_text
+from preflight.redact import Scrubber, redact_text, secret_values
 
 # One description per setting serves the option, the ini key and the env variable.
 SETTINGS: dict[str, tuple[str, str, str | None]] = {
@@ -279,6 +279,8 @@ def _load_inputs(state: SessionState) -> None:
             environ=state.node.environ,
         )
         state.scrubber.add(state.node.launch.secrets)  # secrets the script itself sets
+        for command in getattr(state.node.launch, "commands", ()):  # and passes as options
+            state.scrubber.add(secret_values(w.text for w in command.argv))
     if state.settings["nvml_replay"]:
         _ = state.node.gpus  # read now: a bad replay file is bad input (exit 4), not a crash
     report_dir = Path(state.settings["report_dir"])

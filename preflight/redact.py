@@ -38,9 +38,14 @@ def is_secret_name(name: str) -> bool:
 def redact_argv(argv: Iterable[str]) -> list[str]:
     """An argv with secret-named options' values masked; every word is also redacted by
     shape (a URL password, a `bash -c` string holding `--hf_token X`)."""
+    argv = list(argv)
+    values = secret_values(argv)
     out: list[str] = []
     hide_next = False
     for arg in argv:
+        for value in values:  # the same secret elsewhere on the line (a path, a URL)
+            if value in arg:
+                arg = arg.replace(value, MASK)
         if hide_next:
             out.append(MASK)
             hide_next = False
@@ -54,6 +59,24 @@ def redact_argv(argv: Iterable[str]) -> list[str]:
         else:
             out.append(redact_text(arg))
     return out
+
+
+def secret_values(argv: Iterable[str]) -> list[str]:
+    """The values a command line gives to secret-named options (`--api-key X`,
+    `--token=X`, `HF_TOKEN=X`): the same value elsewhere (a path) is then scrubbed too."""
+    found: list[str] = []
+    take_next = False
+    for arg in argv:
+        if take_next:
+            found.append(arg)
+            take_next = False
+            continue
+        name, eq, value = arg.partition("=")
+        if eq and not any(c.isspace() for c in name) and is_secret_name(name):
+            found.append(value)
+        elif arg.startswith("-") and not any(c.isspace() for c in arg) and is_secret_name(arg):
+            take_next = True
+    return [v for v in found if len(v) >= MIN_SECRET_LEN and not v.startswith("-")]
 
 
 # -- shapes ----------------------------------------------------------------------------

@@ -286,4 +286,9 @@ FAULTS += [
     Case("port-taken-between-check-and-workload", "fault", _port_taken_after_static, "verdict",
          bound_s=60),
 ]
+from cases_hostile import BAD_INPUTS as HOSTILE_INPUTS  # noqa: E402
+from cases_hostile import FAULTS as HOSTILE_FAULTS  # noqa: E402
+
+BAD_INPUTS += HOSTILE_INPUTS
+FAULTS += HOSTILE_FAULTS
 CASES = BAD_INPUTS + FAULTS

@@ -42,6 +42,11 @@ class Setup:
     cleanup: Callable[[], None] | None = None
     report_dir: Path | None = None
     junit: bool = True
+    # Secrets the case plants where no scrubber knows their value (a URL password, a
+    # token shape): they must be masked by shape.
+    extra_canaries: list[str] = field(default_factory=list)
+    # A case's own check of the report / output: returns what is wrong, or "".
+    verify: Callable[[dict, str], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,10 +70,33 @@ class Result:
     hang: bool
     elapsed_s: float
     output: str
+    wrong: str = ""  # the case's own verify, or a summary contradicting its evidence
 
     @property
     def ok_shape(self) -> bool:
         return not (self.traceback or self.leaks or self.leftover or self.hang)
+
+
+_ABS_PATH = re.compile(r"(?<![\w.~$:/*-])/[\w.+@%-]+(?:/[\w.+@%-]+)*")
+
+
+def contradictions(report: dict) -> str:
+    """A summary that names a path its evidence does not show (itself or an ancestor):
+    summaries state only what the evidence shows."""
+    import json
+
+    for check in report.get("checks", []):
+        if check.get("outcome") not in ("failed", "passed") or not check.get("evidence"):
+            continue
+        shown = json.dumps(check["evidence"], ensure_ascii=False)
+        for path in _ABS_PATH.findall(check.get("summary", "")):
+            path = path.rstrip(".,;:")
+            parts = path.split("/")
+            ancestors = ["/".join(parts[:i]) for i in range(len(parts), 1, -1)]
+            if not any(f'"{a}' in shown or f"{a}/" in shown or f" {a}" in shown
+                       for a in ancestors):
+                return f"{check['id']}: summary names {path}, its evidence does not"
+    return ""
 
 
 def _tagged(tag: str) -> list[int]:
@@ -149,7 +177,24 @@ def run_case(case: Case, workdir: Path) -> Result:
     for path in [*report_dir.glob("*"), workdir / "junit.xml"]:
         if path.is_file():
             texts[path.name] = path.read_text(errors="replace")
-    leaks = [name for name, text in texts.items() if canary in text]
+    secrets = [canary, *setup.extra_canaries]
+    leaks = [f"{name}:{secret[:12]}" for name, text in texts.items() for secret in secrets
+             if secret in text]
+    wrong = ""
+    report_path = report_dir / "preflight-report.json"
+    if report_path.is_file():
+        import json
+
+        try:
+            report = json.loads(report_path.read_text(errors="replace"))
+        except ValueError:
+            report = {}
+            wrong = "the report is not JSON"
+        wrong = wrong or contradictions(report)
+        if not wrong and setup.verify is not None:
+            wrong = setup.verify(report, output)
+    elif setup.verify is not None and code is not None and code != 4:
+        wrong = setup.verify({}, output)
     return Result(case.name, case.kind, code, "hang" if hang else
                   _classify(code, report_dir, output), bool(TRACEBACK.search(output)), leaks,
-                  leftover, hang, round(elapsed, 2), output)
+                  leftover, hang, round(elapsed, 2), output, wrong)

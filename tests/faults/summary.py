@@ -15,6 +15,8 @@ FAILURE_COUNTS = ("tracebacks", "leaks", "leftover processes", "hangs", "unexpec
 
 def as_expected(case, result) -> bool:
     """The outcome the case expects: a NO-GO is a verdict that exits 1."""
+    if result.wrong:
+        return False
     if case.expect == "no-go":
         return result.outcome == "verdict" and result.returncode == 1
     return result.outcome == case.expect

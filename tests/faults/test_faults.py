@@ -20,6 +20,7 @@ def test_case(case, tmp_path, fault_results):
     assert not result.traceback, where
     assert result.leaks == [], where
     assert result.leftover == [], where
+    assert not result.wrong, f"{result.wrong}\n{where}"
     if case.expect == "no-go":
         report = json.loads((tmp_path / "work" / "report" / "preflight-report.json").read_text())
         assert (result.outcome, result.returncode, report["verdict"]) == ("verdict", 1, "NO-GO"), \
