@@ -67,7 +67,9 @@ SCRIPTS = ("default_worker.py", "setup_worker.py", "log_monitor.py", "ray_proces
            "dashboard/agent.py", "dashboard/dashboard.py", "runtime_env/agent/main.py",
            "autoscaler/_private/monitor.py", "_private/log_monitor.py", "reporter.py")
 _PYTHON = re.compile(r"python[0-9.]*[a-z]?$")
-_PREFLIGHT_ARG = re.compile(r"(?:^|[/=.])preflight(?:$|[/.])")
+# pytest on the preflight checks: the package dir, its checks, or the plugin by name
+# (a checkout's own tests/ under a dir named preflight are not a preflight run).
+_PREFLIGHT_ARG = re.compile(r"(?:^|/)preflight(?:/checks(?:/\S*)?)?/?$|^preflight\.plugin$")
 
 @dataclass(frozen=True)
 class ProcInfo:

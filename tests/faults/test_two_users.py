@@ -209,8 +209,13 @@ def test_two_users_share_a_node(other_user):
         (theirs / "again" / "profiles" / "shared.toml").write_text(PROFILE)
         for path in [theirs / "again", *(theirs / "again").rglob("*")]:
             os.chown(path, other_user.pw_uid, other_user.pw_gid)
+        # ... with an output dir under root's private directory (PermissionError for them).
+        locked = base / "root-only"
+        locked.mkdir(mode=0o700)
         again = subprocess.run(
-            _as_user(other_user, _preflight(theirs / "again", "leftover-processes"),
+            _as_user(other_user, [*_preflight(theirs / "again", "leftover-processes",
+                                              "launch-inputs", "disk-space"),
+                                  "--launch-cmd", f"torchrun x.py --output_dir {locked}/out"],
                      _env(theirs, my_port), theirs / "again"),
             capture_output=True, text=True, timeout=120)
         theirs_out, _ = theirs_run.communicate(timeout=240)
@@ -237,8 +242,12 @@ def test_two_users_share_a_node(other_user):
     # The user's node view: no leftover at all (root's training, preflight and workload
     # are root's business).
     assert by_id["leftover-processes"]["outcome"] == "passed", outputs
-    assert {c["id"]: c for c in again_report["checks"]}["leftover-processes"]["outcome"] \
-        == "passed", outputs
+    again_by_id = {c["id"]: c for c in again_report["checks"]}
+    assert again_by_id["leftover-processes"]["outcome"] == "passed", outputs
+    assert again_by_id["launch-inputs"]["outcome"] == "failed", outputs  # a finding, no crash
+    assert not any(c["summary"].startswith("check crashed") for c in again_report["checks"]), \
+        outputs
+    assert "Traceback" not in theirs_out + mine_out + again.stdout, outputs
     # Root's view: none of the user's processes, nor the running workloads, are leftovers
     # (other root processes on a shared box may be).
     listed = {p["pid"] for p in mine_by_id["leftover-processes"]["evidence"]["processes"]}

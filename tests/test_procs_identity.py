@@ -1,0 +1,73 @@
+"""Programs are identified by what they are, never by a word in their command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from preflight.probes import procs
+
+PY = "/env/bin/python3.11"
+
+
+@pytest.mark.parametrize("argv,expected", [
+    ([PY, "/env/bin/torchrun", "--nproc_per_node", "2", "x.py"], "torchrun"),
+    (["/env/bin/torchrun", "x.py"], "torchrun"),
+    ([PY, "-m", "torch.distributed.run", "x.py"], "torch.distributed.run"),
+    ([PY, "-u", "-m", "sglang.launch_server", "--port", "1"], "sglang.launch_server"),
+    ([PY, "-mvllm.entrypoints.openai.api_server"], "vllm.entrypoints"),
+    (["ray::IDLE"], "ray::"),
+    (["sglang::scheduler_TP0"], "sglang::"),
+    ([PY, "/env/lib/python3.11/site-packages/ray/_private/workers/default_worker.py"],
+     "default_worker.py"),
+    ([PY, "/env/lib/site-packages/ray/autoscaler/_private/monitor.py"], "monitor.py"),
+    ([PY, "/env/bin/swift", "rlhf"], "swift"),
+    # mentions, not programs
+    ([PY, "/env/bin/preflight", "--launch-cmd", "torchrun -m sglang.launch_server x.py"], None),
+    ([PY, "-c", "import torch.distributed.run", "torchrun"], None),
+    (["bash", "-c", "torchrun x.py"], None),
+    ([PY, "notes.py", "--about", "torchrun", "ray::IDLE"], None),
+    ([PY, "/home/u/monitor.py"], None),  # a user's own monitor.py is not Ray's
+    (["vim", "torchrun.md"], None),
+])
+def test_identify(argv, expected):
+    assert procs.identify(tuple(argv)) == expected
+
+
+@pytest.mark.parametrize("argv,expected", [
+    ([PY, "/env/bin/preflight", "--check", "port-free"], True),
+    ([PY, "-m", "preflight", "info"], True),
+    (["/env/bin/preflight"], True),
+    ([PY, "-m", "pytest", "/work/repo/preflight", "-m", "static"], True),
+    (["/env/bin/pytest", "-p", "preflight.plugin", "checks/"], True),
+    ([PY, "-m", "pytest", "tests/test_model.py"], False),
+    ([PY, "-m", "pytest", "/src/preflight/tests/test_model.py"], False),
+    ([PY, "-m", "pytest", "preflight/checks/test_node.py::test_port_free"], True),
+    (["bash", "-c", "preflight"], False),
+])
+def test_is_preflight(argv, expected):
+    assert procs.is_preflight(tuple(argv)) is expected
+
+
+def test_scan_reads_details_only_for_matches(tmp_path):
+    script = tmp_path / "torchrun"
+    script.write_text("import time\ntime.sleep(60)\n")
+    leftover = subprocess.Popen([sys.executable, str(script)])
+    mention = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "torchrun"])
+    try:
+        time.sleep(0.3)
+        table = procs.Table()
+        # as seen by another process (pid 1): children of this test are not its family
+        found = procs.scan(table, [], 1, owner_of=lambda pid: None)
+        pids = {f.proc.pid for f in found}
+        assert leftover.pid in pids and mention.pid not in pids
+        # only matches (and their ancestors) were looked at in detail
+        assert len(table._details) < len(table.argv)
+        assert all(f.mine for f in found if f.proc.pid == leftover.pid)
+    finally:
+        for proc in (leftover, mention):
+            proc.kill()
+            proc.wait()
