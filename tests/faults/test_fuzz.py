@@ -61,3 +61,30 @@ def test_redaction_total_and_scrubs(argv, secret):
     assert len(out) == len(argv)
     scrub = Scrubber([secret])
     assert secret not in scrub(" ".join(argv) + secret)
+
+
+_KEYS = st.sampled_from(["A", "B", "HOME", "X_1", "EXISTING_FUZZ"])
+_VALUE = st.lists(st.one_of(st.sampled_from(["${A}", "$B", "${HOME}", "${X_1:-d}", "${NOPE}",
+                                             "'", '"', " ", "x", "${", "}"]),
+                            st.text(alphabet="abc/-_.", max_size=4)), max_size=5).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_KEYS, _VALUE), max_size=8))
+def test_env_interpolation_matches_python_dotenv(tmp_path_factory, pairs):
+    # The real tool is the oracle: our linear interpolation against dotenv_values itself.
+    import io
+    import os
+
+    from dotenv import dotenv_values
+
+    os.environ.setdefault("EXISTING_FUZZ", "from-env")
+    text = "".join(f"{k}={v}\n" for k, v in pairs)
+    path = tmp_path_factory.mktemp("env") / ".env"
+    path.write_text(text)
+    try:
+        ours = dict(dotenv.read(path).values)
+    except dotenv.EnvFileError:
+        return
+    theirs = dotenv_values(stream=io.StringIO(text), interpolate=True)
+    assert ours == {k: v if v is not None else "" for k, v in theirs.items()}
