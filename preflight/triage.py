@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from preflight import redact, runbooks
 from preflight.probes.exceptions import EXCEPTION_LINE
@@ -261,7 +261,7 @@ class Scanner:
                                if not any(o != lit and o in lit for o in literals))
         self.trigger_bytes = [t.encode() for t in self.triggers]
         self.slow = [m for m in self.matchers if m.literals is None]
-        self.slow_markers = [m for m, lits in zip(self.markers, self.marker_literals)
+        self.slow_markers = [m for m, lits in zip(self.markers, self.marker_literals, strict=True)
                              if lits is None]
 
 
@@ -332,7 +332,7 @@ def _scan_block(scanner: Scanner, index: int, block: bytes, base_offset: int, ba
                 result: FileScan, markers: set[str]) -> None:
     low = block.lower()
     segments: dict[int, tuple[int, set[str]]] = {}
-    for trig, tb in zip(scanner.triggers, scanner.trigger_bytes):
+    for trig, tb in zip(scanner.triggers, scanner.trigger_bytes, strict=True):
         pos = low.find(tb)
         while pos >= 0:
             start, end = _segment_bounds(block, pos)
@@ -543,7 +543,8 @@ def judge(scans: list[FileScan], markers: set[str]) -> tuple[list[Cause], bool]:
                 fatal = True
             elif live and not consequence:
                 text = EXCEPTION_LINE.match(re.sub(r"^\S*\]:?\s*", "", hit.text))
-                if text or re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)\b", hit.text):
+                shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)\b", hit.text)
+                if text or shaped:
                     causes.append(Cause("unknown", "likely", hit, None))
                     fatal = True
     strong = [c for c in causes if c.id != "unknown" and not c.weak]
@@ -765,7 +766,8 @@ def render(result: dict[str, Any]) -> str:
             out.append("no fatal error found")
     for i, c in enumerate(result["causes"]):
         if i == 0:
-            label = ("ROOT CAUSE" if c["id"] != "unknown" else "FIRST FATAL ERROR (no runbook matches)")
+            label = ("ROOT CAUSE" if c["id"] != "unknown"
+                     else "FIRST FATAL ERROR (no runbook matches)")
             out.append(f"{label}: {c['id']} ({c['confidence']})")
             where = f"  at {c['file']}:{c['line']}"
             if c.get("timestamp"):
@@ -805,7 +807,8 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-USAGE = "usage: preflight triage PATH... [--json] [--context N]   (PATH: a log file, a directory, or - for stdin)"
+USAGE = ("usage: preflight triage PATH... [--json] [--context N]   "
+         "(PATH: a log file, a directory, or - for stdin)")
 
 
 def main(argv: list[str]) -> int:

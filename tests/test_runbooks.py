@@ -32,7 +32,7 @@ def test_every_check_has_a_runbook_and_every_runbook_a_check():
     assert checks, "no checks found"
     assert sorted(checks - entries) == [], "checks without a runbook entry"
     assert sorted(entries - checks - TRIAGE_ONLY) == [], "runbook entries without a check"
-    assert sorted(TRIAGE_ONLY & checks) == [], "a triage-only id became a check: drop it from the list"
+    assert sorted(TRIAGE_ONLY & checks) == [], "a triage-only id is a check now: unlist it"
 
 
 def test_runbook_entries_have_every_section():
