@@ -1,0 +1,843 @@
+"""`preflight triage PATH... [--json]`: name the root cause of a failed run from its logs.
+
+The runbooks are the data. Each runbook's `## Symptom` section holds fenced blocks with the
+info string `triage`: one Python regular expression per line, each identifying a log line of
+that root cause. Lines starting with `@` are directives for their block:
+
+    @near: REGEX   the block's patterns count only when REGEX matches within the event
+                   (the 40 lines before the match and the 5 after it: its traceback)
+    @log: REGEX    ... only when REGEX matches a line anywhere in the inputs
+    @likely        a match names the cause with confidence "likely", not "certain"
+    @check: ID     the check that would have caught it before launch (`none`: no check);
+                   default: the runbook id itself
+
+A block with a condition is more specific than one without: when both match the same line
+(an OOM inside `optimizer.load_state_dict` is `resume-memory`, not `cuda-oom`), it wins.
+
+The root cause is the earliest matching line once consequences (other ranks' NCCL watchdog
+timeouts, torchrun's ChildFailedError tables, SIGTERMs from the agent, `Ray job ... failed`)
+and benign noise (wandb's BrokenPipeError at shutdown, warnings) are discounted. Logs are
+streamed in blocks: a cheap substring prefilter (literals every pattern requires, found with
+`bytes.find`) picks the few lines the regexes run on, so a 200 MB log costs seconds and
+bounded memory. Exit 0: no fatal error; 1: fatal (a root cause named, or `unknown`); 4: bad
+input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from preflight import redact, runbooks
+from preflight.probes.exceptions import EXCEPTION_LINE
+
+try:  # Python 3.11+: the regex parser lives in re._parser
+    from re import _parser as sre_parse  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    import sre_parse  # type: ignore[no-redef]
+
+SCHEMA = 1
+BLOCK = 4 << 20        # bytes read per step
+SEGMENT_CAP = 4096     # bytes of one \r/\n-delimited segment that are matched
+NEAR_BEFORE, NEAR_AFTER = 40, 5
+MAX_HITS = 2000        # hits kept per file (a log of a million identical errors stays bounded)
+MAX_BENIGN = 20        # benign lines kept per id
+MAX_FILES = 10000
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
+TRACEBACK = "Traceback (most recent call last)"
+# A line that says it will be retried is not yet fatal: it names a cause only when nothing
+# more definite does (huggingface_hub's "Retrying in 8s [Retry 4/5]", slime's
+# "retrying... (attempt 51/60").
+RETRIED = re.compile(r"(?i)\bretrying\b|\bRetry \d+/\d+|attempt \d+/\d+|thrown while requesting")
+
+
+class TriageInputError(Exception):
+    """Bad input: one line, exit 4."""
+
+
+# -- the patterns ---------------------------------------------------------------------------
+
+@dataclass
+class Block:
+    """One `triage` block: its patterns, its conditions, the id it names."""
+
+    id: str
+    patterns: list[re.Pattern[str]]
+    near: list[re.Pattern[str]] = field(default_factory=list)
+    log: list[re.Pattern[str]] = field(default_factory=list)
+    likely: bool = False
+    check: str | None = None
+    role: str = "cause"   # cause | consequence | benign | generic
+
+    @property
+    def specificity(self) -> int:
+        return len(self.near) + len(self.log)
+
+
+def parse_blocks(rid: str, text: str, role: str = "cause") -> list[Block]:
+    """The triage blocks in the `## Symptom` section of a runbook's text."""
+    section = re.search(r"^## Symptom\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)
+    if role == "cause" and not section:
+        return []
+    body = section.group(1) if section else text
+    blocks = []
+    for raw in re.findall(r"^```triage[ \t]*\n(.*?)^```", body, re.M | re.S):
+        block = Block(id=rid, patterns=[], check=rid, role=role)
+        for line in raw.splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("@"):
+                key, _, value = line[1:].partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "near":
+                    block.near.append(re.compile(value))
+                elif key == "log":
+                    block.log.append(re.compile(value))
+                elif key == "likely":
+                    block.likely = True
+                elif key == "check":
+                    block.check = None if value in ("", "none") else value
+                else:
+                    raise ValueError(f"{rid}: unknown triage directive @{key}")
+            else:
+                block.patterns.append(re.compile(line))
+        if block.patterns:
+            blocks.append(block)
+    return blocks
+
+
+def runbook_blocks(directory: Path | None = None) -> list[Block]:
+    directory = directory or runbooks.runbook_dir()
+    blocks: list[Block] = []
+    for path in sorted(directory.glob("*.md")):
+        if path.stem == "README":
+            continue
+        blocks += parse_blocks(path.stem, path.read_text(encoding="utf-8"))
+    return blocks
+
+
+# Consequences: loud lines that follow a root cause elsewhere and are never one themselves.
+# torch/distributed/elastic/multiprocessing/errors/__init__.py (ChildFailedError and its
+# "Root Cause (first observed failure)" table), elastic/agent/server/api.py ("Received
+# SIGTERM death signal", "Sending process N closing signal SIGTERM"), ProcessGroupNCCL.cpp
+# (watchdog timeouts, "taking the entire process down"), ray/dashboard/modules/job/cli.py
+# ("Job '...' failed").
+CONSEQUENCES = r"""
+```triage
+ChildFailedError
+Root Cause \(first observed failure\)
+^\s*(?:\[\d+\]:|Failures:)?\s*exitcode\s*:\s*-?\d+
+error_file\s*:
+To enable traceback see: https://pytorch\.org/docs/stable/elastic/errors\.html
+elastic_launch\(|torch\.distributed\.elastic\.multiprocessing\.api:failed
+failed \(exitcode: -?\d+\) local_rank
+Sending process \d+ closing signal SIG
+Received (?:SIG\w+|\d+) death signal
+SignalException: Process \d+ got signal
+Watchdog caught collective operation timeout
+(?i)watchdog (?:thread )?(?:terminated|timeout)
+ProcessGroupNCCL.*(?:timed out|timeout|Timeout)
+taking the entire process down
+Some NCCL operations have failed or timed out
+NCCL communicator was aborted
+ncclRemoteError|remote process exit
+socketPollConnect.*Connection refused
+Connection (?:refused|reset by peer)
+failed to recv, got 0 bytes
+Ray job .*failed|Job '[^']+' failed
+RayTaskError|ActorDiedError|The actor died unexpectedly
+CalledProcessError: Command .* returned non-zero exit status
+WorkerGroupFailureException
+RendezvousClosedError|RendezvousConnectionError
+DistStoreError: .*(?:Socket Timeout|timed out|Timed out)
+```
+"""
+
+# Benign: noise of runs that worked; listed, never a cause. Seen at the end of successful
+# slime runs (wandb's pipe closing after the job, torch's warning that
+# destroy_process_group() was not called) and in every transformers/torch log.
+BENIGN = {
+    "wandb-broken-pipe": "```triage\n@near: wandb\nBrokenPipeError\n```",
+    "destroy-process-group": "```triage\ndestroy_process_group\\(\\) was not called\n```",
+    "python-warning": "```triage\n(?:Deprecation|PendingDeprecation|Future|User)Warning\\b\n```",
+    "weights-not-initialized": "```triage\nSome weights of .* were not initialized\n```",
+}
+
+# Anything that looks fatal but matches no runbook: an exception line inside a traceback.
+GENERIC = "```triage\n@near: Traceback \\(most recent call last\\)\n(?:Error|Exception)\\b\n```"
+
+
+def builtin_blocks() -> list[Block]:
+    blocks = parse_blocks("consequence", CONSEQUENCES, role="consequence")
+    for bid, text in BENIGN.items():
+        blocks += parse_blocks(bid, text, role="benign")
+    blocks += parse_blocks("unknown", GENERIC, role="generic")
+    return blocks
+
+
+# -- required literals: the prefilter ---------------------------------------------------------
+
+def required_literals(pattern: str) -> set[str] | None:
+    """Lowercased substrings at least one of which every match of `pattern` contains,
+    or None when none of 3+ characters can be derived (the pattern is then run on every
+    segment, which is slow: tests keep runbook patterns out of that path)."""
+    try:
+        parsed = sre_parse.parse(pattern)
+    except Exception:
+        return None
+    return _seq_literals(list(parsed))
+
+
+def _seq_literals(items: list[Any]) -> set[str] | None:
+    best: set[str] | None = None
+    run: list[str] = []
+    candidates: list[set[str]] = []
+
+    def flush() -> None:
+        if len(run) >= 3:
+            candidates.append({"".join(run).lower()})
+        run.clear()
+
+    for op, arg in items:
+        name = str(op)
+        if name == "LITERAL":
+            run.append(chr(arg))
+            continue
+        flush()
+        if name == "SUBPATTERN":
+            sub = _seq_literals(list(arg[-1]))
+            if sub:
+                candidates.append(sub)
+        elif name == "BRANCH":
+            options = [_seq_literals(list(b)) for b in arg[1]]
+            if all(options):
+                candidates.append(set().union(*options))  # type: ignore[arg-type]
+        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") and arg[0] >= 1:
+            sub = _seq_literals(list(arg[2]))
+            if sub:
+                candidates.append(sub)
+    flush()
+    for cand in candidates:  # the set whose shortest member is longest filters best
+        if best is None or min(map(len, cand)) > min(map(len, best)):
+            best = cand
+    return best
+
+
+@dataclass
+class Matcher:
+    block: Block
+    pattern: re.Pattern[str]
+    literals: set[str] | None
+
+
+class Scanner:
+    """Every block's patterns, with the substring triggers that select lines for them."""
+
+    def __init__(self, blocks: list[Block]):
+        self.blocks = blocks
+        self.matchers: list[Matcher] = []
+        self.markers: list[re.Pattern[str]] = []  # @log conditions, looked for everywhere
+        for block in blocks:
+            for pat in block.patterns:
+                self.matchers.append(Matcher(block, pat, required_literals(pat.pattern)))
+            for cond in block.log:
+                if cond.pattern not in {m.pattern for m in self.markers}:
+                    self.markers.append(cond)
+        self.marker_literals = [required_literals(m.pattern) for m in self.markers]
+        literals = {lit for m in self.matchers if m.literals for lit in m.literals}
+        literals |= {lit for lits in self.marker_literals if lits for lit in lits}
+        # A literal that contains another is found through the shorter one.
+        self.triggers = sorted(lit for lit in literals
+                               if not any(o != lit and o in lit for o in literals))
+        self.trigger_bytes = [t.encode() for t in self.triggers]
+        self.slow = [m for m in self.matchers if m.literals is None]
+        self.slow_markers = [m for m, lits in zip(self.markers, self.marker_literals, strict=True)
+                             if lits is None]
+
+
+# -- reading --------------------------------------------------------------------------------
+
+@dataclass
+class Hit:
+    file: int
+    line: int          # 1-based
+    offset: int        # byte offset of the segment in the file
+    text: str          # ANSI-stripped segment
+    blocks: list[Block]
+
+
+@dataclass
+class FileScan:
+    path: str          # as shown
+    real: str          # where to read context from
+    hits: list[Hit] = field(default_factory=list)
+    benign: dict[str, list[int]] = field(default_factory=dict)
+    benign_count: int = 0
+    consequences: int = 0
+    lines: int = 0
+    truncated_hits: bool = False
+
+
+def clean(raw: bytes) -> str:
+    return ANSI.sub("", raw.decode("utf-8", errors="replace")).strip()
+
+
+def scan_file(scanner: Scanner, index: int, shown: str, real: str, markers: set[str]) -> FileScan:
+    result = FileScan(shown, real)
+    with open(real, "rb") as handle:
+        base_offset, base_line = 0, 0
+        carry = b""
+        while True:
+            chunk = handle.read(BLOCK)
+            data = carry + chunk
+            if not data:
+                break
+            if chunk:
+                cut = data.rfind(b"\n")
+                if cut < 0 and len(data) < 4 * BLOCK:
+                    carry = data
+                    continue
+                if cut < 0:
+                    cut = len(data) - 1  # an absurd line: cut it
+                block, carry = data[:cut + 1], data[cut + 1:]
+            else:
+                block, carry = data, b""
+            _scan_block(scanner, index, block, base_offset, base_line, result, markers)
+            base_line += block.count(b"\n")
+            base_offset += len(block)
+            if not chunk:
+                break
+    result.lines = base_line + (0 if not carry else 1)
+    return result
+
+
+def _segment_bounds(block: bytes, pos: int) -> tuple[int, int]:
+    start = max(block.rfind(b"\n", 0, pos), block.rfind(b"\r", 0, pos)) + 1
+    ends = [e for e in (block.find(b"\n", pos), block.find(b"\r", pos)) if e >= 0]
+    end = min(ends) if ends else len(block)
+    return start, end
+
+
+def _scan_block(scanner: Scanner, index: int, block: bytes, base_offset: int, base_line: int,
+                result: FileScan, markers: set[str]) -> None:
+    low = block.lower()
+    segments: dict[int, tuple[int, set[str]]] = {}
+    for trig, tb in zip(scanner.triggers, scanner.trigger_bytes, strict=True):
+        pos = low.find(tb)
+        while pos >= 0:
+            start, end = _segment_bounds(block, pos)
+            segments.setdefault(start, (end, set()))[1].add(trig)
+            pos = low.find(tb, max(end, pos + 1))
+    if scanner.slow or scanner.slow_markers:  # patterns without a literal: every segment
+        for start, end in _all_segments(block):
+            segments.setdefault(start, (end, set()))
+    line, counted = base_line, 0
+    for start in sorted(segments):
+        end, trigs = segments[start]
+        line += block.count(b"\n", counted, start)
+        counted = start
+        text = clean(block[start:min(end, start + SEGMENT_CAP)])
+        if not text:
+            continue
+        for marker in scanner.markers:
+            if marker.pattern not in markers and marker.search(text):
+                markers.add(marker.pattern)
+        matched = []
+        for m in scanner.matchers:
+            if m.literals is not None and not any(_covers(t, m.literals) for t in trigs):
+                continue
+            if m.block not in matched and m.pattern.search(text):
+                matched.append(m.block)
+        if matched:
+            _record(result, Hit(index, line + 1, base_offset + start, text, matched))
+
+
+def _covers(trigger: str, literals: set[str]) -> bool:
+    return any(trigger in lit for lit in literals)
+
+
+def _all_segments(block: bytes) -> Iterator[tuple[int, int]]:
+    start = 0
+    for m in re.finditer(rb"[\r\n]", block):
+        if m.start() > start:
+            yield start, m.start()
+        start = m.end()
+    if start < len(block):
+        yield start, len(block)
+
+
+def _record(result: FileScan, hit: Hit) -> None:
+    # Benign noise is never a cause, except that a runbook pattern beats the generic
+    # warning categories (torch's "sm_120 is not compatible" is a UserWarning and the cause).
+    benign = [b for b in hit.blocks if b.role == "benign"]
+    causes = [b for b in hit.blocks if b.role == "cause"]
+    if benign and causes and all(b.id == "python-warning" for b in benign):
+        benign = []
+    if benign:
+        hit.blocks = benign
+    if len(result.hits) >= MAX_HITS:
+        result.truncated_hits = True
+        return
+    result.hits.append(hit)
+
+
+# -- context --------------------------------------------------------------------------------
+
+def read_window(path: str, offset: int, before: int, after: int) -> tuple[list[str], int]:
+    """`before` lines before the segment at `offset`, its line, `after` lines after it;
+    and the index of the segment's line in that list. Bounded reads around the offset."""
+    span = 512 * (before + 1)
+    with open(path, "rb") as handle:
+        start = max(0, offset - max(span, 64 << 10))
+        handle.seek(start)
+        head = handle.read(offset - start)
+        tail = handle.read(max(512 * (after + 1), 16 << 10) + SEGMENT_CAP)
+    head_lines = head.split(b"\n")
+    if start > 0:
+        head_lines = head_lines[1:]  # a partial first line
+    prefix = head_lines[-1] if head_lines else b""
+    head_lines = head_lines[:-1]
+    tail_lines = (prefix + tail).split(b"\n")
+    if len(tail_lines) > after + 1 and not tail.endswith(b"\n"):
+        pass
+    own = tail_lines[0]
+    rest = tail_lines[1:after + 1]
+    before_lines = [_display(x) for x in head_lines[-before:]] if before else []
+    cur = own[len(prefix):] if len(prefix) <= len(own) else own
+    own_text = _display(prefix + cur, focus=len(prefix))
+    lines = before_lines + [own_text] + [_display(x) for x in rest if x or True][:after]
+    return lines, len(before_lines)
+
+
+def _display(raw: bytes, focus: int | None = None) -> str:
+    """A physical line as a person reads it: the last \r segment of a progress bar, or the
+    segment at `focus` (the match); ANSI colours removed; at most 400 characters."""
+    raw = raw.rstrip(b"\r")
+    if b"\r" in raw:
+        if focus is not None:
+            start = raw.rfind(b"\r", 0, focus) + 1
+            end = raw.find(b"\r", focus)
+            raw = raw[start:end if end >= 0 else len(raw)]
+        else:
+            raw = [s for s in raw.split(b"\r") if s.strip()][-1:][0] if raw.strip(b"\r") else b""
+    text = ANSI.sub("", raw[:2048].decode("utf-8", errors="replace")).rstrip()
+    text = "".join(ch if ch.isprintable() or ch == "\t" else "?" for ch in text)
+    return text[:400]
+
+
+# -- timestamps and job ids -------------------------------------------------------------------
+
+ISO_TS = re.compile(r"\b(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})(?:[.,]\d+)?")
+GLOG_TS = re.compile(r"(?:^|[\[\s])[IWEF](\d{4} \d{2}:\d{2}:\d{2})\.\d+")
+JOB_IDS = [
+    re.compile(r"\b(raysubmit_[A-Za-z0-9]+)"),
+    re.compile(r"Job '([^']+)' (?:submitted|failed|succeeded|stopped)"),
+    re.compile(r"SLURM_JOB_ID\W+(\d+)"),
+    re.compile(r"\brun_id\W+([\w.-]{6,})"),
+    re.compile(r"wandb\.ai/\S+/runs/(\w+)"),
+    re.compile(r"\b(v\d+-\d{8}-\d{6})\b"),   # ms-swift's output run dir
+]
+
+
+def timestamp_of(text: str) -> str | None:
+    m = ISO_TS.search(text) or GLOG_TS.search(text)
+    return m.group(1).replace("T", " ") if m else None
+
+
+def job_ids(texts: Iterable[str]) -> list[str]:
+    found: list[str] = []
+    for text in texts:
+        for pat in JOB_IDS:
+            for m in pat.finditer(text):
+                if m.group(1) not in found:
+                    found.append(m.group(1))
+    return found[:10]
+
+
+def head_tail(path: str, size: int = 256 << 10) -> list[str]:
+    with open(path, "rb") as handle:
+        head = handle.read(size)
+        handle.seek(0, os.SEEK_END)
+        end = handle.tell()
+        handle.seek(max(len(head), end - size))
+        tail = handle.read(size)
+    return [clean(x) for x in (head + b"\n" + tail).splitlines()]
+
+
+# -- judging --------------------------------------------------------------------------------
+
+@dataclass
+class Cause:
+    id: str
+    confidence: str
+    hit: Hit
+    block: Block | None
+    weak: bool = False   # the matching line is also a consequence (a wrapper's summary)
+
+
+def _near_ok(block: Block, window: list[str]) -> bool:
+    return all(any(cond.search(line) for line in window) for cond in block.near)
+
+
+def judge(scans: list[FileScan], markers: set[str]) -> tuple[list[Cause], bool]:
+    """The causes, earliest real one first, and whether anything fatal was seen at all."""
+    causes: list[Cause] = []
+    fatal = False
+    windows: dict[tuple[int, int], list[str]] = {}
+
+    def window(scan: FileScan, hit: Hit) -> list[str]:
+        key = (hit.file, hit.offset)
+        if key not in windows:
+            lines, _ = read_window(scan.real, hit.offset, NEAR_BEFORE, NEAR_AFTER)
+            windows[key] = [ANSI.sub("", x) for x in lines]
+        return windows[key]
+
+    for scan in scans:
+        for hit in scan.hits:
+            roles = {b.role for b in hit.blocks}
+            if roles == {"benign"}:
+                near_needed = [b for b in hit.blocks if b.near]
+                ok = [b for b in hit.blocks if not b.near or _near_ok(b, window(scan, hit))]
+                if ok:
+                    scan.benign.setdefault(ok[0].id, [])
+                    if len(scan.benign[ok[0].id]) < MAX_BENIGN:
+                        scan.benign[ok[0].id].append(hit.line)
+                    scan.benign_count += 1
+                    continue
+                if near_needed:
+                    hit.blocks = []
+                continue
+            consequence = "consequence" in roles
+            if consequence:
+                fatal = True
+                scan.consequences += 1
+            weak = consequence or bool(RETRIED.search(hit.text))
+            live = []
+            for block in hit.blocks:
+                if block.role not in ("cause", "generic"):
+                    continue
+                if block.log and not all(c.pattern in markers for c in block.log):
+                    continue
+                if block.near and not _near_ok(block, window(scan, hit)):
+                    continue
+                live.append(block)
+            specific = [b for b in live if b.role == "cause"]
+            if specific:
+                top = max(b.specificity for b in specific)
+                best = [b for b in specific if b.specificity == top]
+                ids = sorted({b.id for b in best})
+                block = best[0]
+                likely = block.likely or len(ids) > 1 or weak
+                causes.append(Cause(block.id, "likely" if likely else "certain", hit, block,
+                                    weak=weak))
+                fatal = True
+            elif live and not consequence:
+                text = EXCEPTION_LINE.match(re.sub(r"^\S*\]:?\s*", "", hit.text))
+                shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)\b", hit.text)
+                if text or shaped:
+                    causes.append(Cause("unknown", "likely", hit, None))
+                    fatal = True
+    strong = [c for c in causes if c.id != "unknown" and not c.weak]
+    weak = [c for c in causes if c.id != "unknown" and c.weak]
+    unknown = [c for c in causes if c.id == "unknown"]
+    ordered = _order(strong, scans) + _order(weak, scans) + _order(unknown, scans)
+    return ordered, fatal
+
+
+def _order(causes: list[Cause], scans: list[FileScan]) -> list[Cause]:
+    """Earliest first: by timestamp across files when every cause has one, else by line
+    within a file and by the order of the files."""
+    stamps: dict[int, datetime | None] = {}
+    for i, cause in enumerate(causes):
+        ts = timestamp_of(cause.hit.text)
+        stamps[i] = _parse_ts(ts) if ts else None
+    use_time = len({c.hit.file for c in causes}) > 1 and all(stamps.values())
+    order = sorted(range(len(causes)), key=lambda i: (
+        (stamps[i], causes[i].hit.file, causes[i].hit.line) if use_time
+        else (causes[i].hit.file, causes[i].hit.line)))
+    if not use_time and len({c.hit.file for c in causes}) > 1:
+        # Files without comparable times: the file whose first cause comes first in its own
+        # log (fewest lines in) is the likelier origin, then file order.
+        firsts: dict[int, int] = {}
+        for c in causes:
+            firsts.setdefault(c.hit.file, c.hit.line)
+        order = sorted(range(len(causes)), key=lambda i: (
+            firsts[causes[i].hit.file] / max(1, scans[causes[i].hit.file].lines),
+            causes[i].hit.file, causes[i].hit.line))
+    return [causes[i] for i in order]
+
+
+def _parse_ts(ts: str) -> datetime | None:
+    try:
+        return datetime.strptime(ts, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+# -- the fix, the runbook, the check --------------------------------------------------------
+
+def fix_of(rid: str) -> str | None:
+    try:
+        text = runbooks.path_for(rid).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    section = re.search(r"^## Fix\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)
+    if not section:
+        return None
+    code = re.search(r"^```(?:bash|sh)\s*\n(.*?)^```", section.group(1), re.M | re.S)
+    return code.group(1).rstrip("\n") if code else None
+
+
+# -- inputs ---------------------------------------------------------------------------------
+
+def collect(paths: list[str], spool_dir: str) -> list[tuple[str, str]]:
+    """(shown name, real path) of every log to read; stdin is spooled to a temp file."""
+    if not paths:
+        raise TriageInputError("triage: give a log file, a directory of logs, or - for stdin")
+    found: list[tuple[str, str]] = []
+    for arg in paths:
+        if arg == "-":
+            spooled = os.path.join(spool_dir, "stdin.log")
+            with open(spooled, "wb") as out:
+                while chunk := sys.stdin.buffer.read(1 << 20):
+                    out.write(chunk)
+            found.append(("<stdin>", spooled))
+            continue
+        try:
+            mode = os.stat(arg).st_mode
+        except OSError as exc:
+            raise TriageInputError(f"{arg}: {exc.strerror or exc}") from None
+        if stat.S_ISREG(mode):
+            _readable(arg)
+            found.append((arg, arg))
+        elif stat.S_ISDIR(mode):
+            files = []
+            for root, dirs, names in os.walk(arg, onerror=None):
+                dirs.sort()
+                for name in sorted(names):
+                    full = os.path.join(root, name)
+                    try:
+                        if stat.S_ISREG(os.lstat(full).st_mode):
+                            files.append(full)
+                    except OSError:
+                        continue
+                if len(files) > MAX_FILES:
+                    raise TriageInputError(f"{arg}: more than {MAX_FILES} files")
+            if not files:
+                raise TriageInputError(f"{arg}: no regular files in this directory")
+            for full in files:
+                _readable(full)
+                found.append((full, full))
+        else:
+            raise TriageInputError(f"{arg}: not a regular file or a directory")
+    return found
+
+
+def _readable(path: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise TriageInputError(f"{path}: {exc.strerror or exc}") from None
+
+
+# -- the whole run --------------------------------------------------------------------------
+
+def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None) -> dict[str, Any]:
+    """The triage result as the `--json` object (unscrubbed; `main` scrubs it)."""
+    with tempfile.TemporaryDirectory(prefix="preflight-triage-") as spool:
+        inputs = collect(paths, spool)
+        scanner = Scanner((blocks if blocks is not None else runbook_blocks()) + builtin_blocks())
+        markers: set[str] = set()
+        scans = [scan_file(scanner, i, shown, real, markers)
+                 for i, (shown, real) in enumerate(inputs)]
+        causes, fatal = judge(scans, markers)
+        out_causes = []
+        seen: set[tuple[str, int, int]] = set()
+        for cause in causes:
+            key = (cause.id, cause.hit.file, cause.hit.line)
+            if key in seen:
+                continue
+            seen.add(key)
+            out_causes.append(_cause_json(cause, scans, context, full=not out_causes))
+            if len(out_causes) >= 10:
+                break
+        benign = [{"id": bid, "line": line, "file": scan.path}
+                  for scan in scans for bid, lines in scan.benign.items() for line in lines]
+        texts: list[str] = []
+        for scan in scans:
+            texts += head_tail(scan.real)
+        if out_causes:
+            texts += out_causes[0]["context"]
+        result: dict[str, Any] = {
+            "schema": SCHEMA,
+            "fatal": fatal,
+            "causes": out_causes,
+            "benign": benign,
+            "files": [{"file": s.path, "lines": s.lines, "consequences": s.consequences,
+                       "benign": s.benign_count} for s in scans],
+            "job_ids": job_ids(texts),
+        }
+        first, last = _first_last_ts(scans)
+        result["first_timestamp"], result["last_timestamp"] = first, last
+        return result
+
+
+def _first_last_ts(scans: list[FileScan]) -> tuple[str | None, str | None]:
+    first = last = None
+    for scan in scans:
+        lines = head_tail(scan.real, 64 << 10)
+        stamps = [t for t in (timestamp_of(x) for x in lines) if t]
+        if stamps:
+            first = first or stamps[0]
+            last = stamps[-1]
+    return first, last
+
+
+def _cause_json(cause: Cause, scans: list[FileScan], context: int, full: bool) -> dict[str, Any]:
+    scan = scans[cause.hit.file]
+    n = context if full else min(context, 2)
+    lines, at = read_window(scan.real, cause.hit.offset, n, n)
+    stamp = timestamp_of(cause.hit.text)
+    if stamp is None:
+        wide, wat = read_window(scan.real, cause.hit.offset, 200, 0)
+        stamp = next((t for t in (timestamp_of(x) for x in reversed(wide[:wat + 1])) if t), None)
+    rid = cause.id
+    known = cause.block is not None
+    return {
+        "id": rid,
+        "confidence": cause.confidence,
+        "file": scan.path,
+        "line": cause.hit.line,
+        "match": _display(cause.hit.text.encode()),
+        "context": lines,
+        "context_start": cause.hit.line - at,
+        "timestamp": stamp,
+        "fix": fix_of(rid) if known else None,
+        "runbook": str(runbooks.path_for(rid)) if known else None,
+        "check": cause.block.check if cause.block else None,
+    }
+
+
+# -- output ---------------------------------------------------------------------------------
+
+def scrubber() -> Any:
+    """The reports' redaction: secret-named environment values by value, command-line and
+    free-text secrets by shape (redact.redact_text)."""
+    scrub = redact.Scrubber()
+    scrub.add_environ(os.environ)
+
+    def apply(obj: Any) -> Any:
+        obj = scrub(obj)
+        return _map_strings(obj, redact.redact_text)
+    return apply
+
+
+def _map_strings(obj: Any, fn: Any) -> Any:
+    if isinstance(obj, str):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _map_strings(v, fn) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_map_strings(v, fn) for v in obj]
+    return obj
+
+
+def render(result: dict[str, Any]) -> str:
+    out: list[str] = []
+    files = result["files"]
+    total = sum(f["lines"] for f in files)
+    out.append(f"preflight triage: {len(files)} file(s), {total} lines")
+    if not result["causes"]:
+        if result["fatal"]:
+            out.append("FATAL: the run failed, but only consequences were found "
+                       "(watchdog timeouts, failure tables); the cause is not in these logs")
+        else:
+            out.append("no fatal error found")
+    for i, c in enumerate(result["causes"]):
+        if i == 0:
+            label = ("ROOT CAUSE" if c["id"] != "unknown"
+                     else "FIRST FATAL ERROR (no runbook matches)")
+            out.append(f"{label}: {c['id']} ({c['confidence']})")
+            where = f"  at {c['file']}:{c['line']}"
+            if c.get("timestamp"):
+                where += f"  [{c['timestamp']}]"
+            out.append(where)
+            out.append(f"  > {c['match']}")
+            out.append("  context:")
+            for k, line in enumerate(c["context"]):
+                num = c["context_start"] + k
+                mark = ">" if num == c["line"] else " "
+                out.append(f"  {mark}{num:>7} | {line}")
+            if c["fix"]:
+                out.append("  fix:")
+                out += [f"    {line}" for line in c["fix"].splitlines()]
+            if c["runbook"]:
+                out.append(f"  runbook: {c['runbook']}")
+            if c["check"]:
+                out.append(f"  caught before launch by check `{c['check']}`; run it now: "
+                           f"preflight --check {c['check']}")
+            elif c["id"] != "unknown":
+                out.append("  no preflight check catches this before launch")
+            if len(result["causes"]) > 1:
+                out.append("later errors (not the root cause):")
+        else:
+            out.append(f"  {c['id']} ({c['confidence']}) at {c['file']}:{c['line']}: {c['match']}")
+    if result["job_ids"]:
+        out.append("job ids: " + ", ".join(result["job_ids"]))
+    if result["first_timestamp"]:
+        out.append(f"log time: {result['first_timestamp']} .. {result['last_timestamp']}")
+    discounted = sum(f["consequences"] for f in files)
+    if discounted:
+        out.append(f"discounted {discounted} consequence line(s) (watchdog timeouts, failure "
+                   "tables, SIGTERMs, job summaries)")
+    if result["benign"]:
+        kinds = sorted({b["id"] for b in result["benign"]})
+        out.append(f"benign: {sum(f['benign'] for f in files)} line(s) ({', '.join(kinds)})")
+    return "\n".join(out)
+
+
+USAGE = ("usage: preflight triage PATH... [--json] [--context N]   "
+         "(PATH: a log file, a directory, or - for stdin)")
+
+
+def main(argv: list[str]) -> int:
+    as_json, context, paths = False, 8, []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--json":
+            as_json = True
+        elif arg in ("-h", "--help"):
+            print(USAGE)
+            return 0
+        elif arg == "--context" or arg.startswith("--context="):
+            value = arg.partition("=")[2] if "=" in arg else next(args, "")
+            if not value.isdigit() or int(value) > 200:
+                print(f"ERROR: triage: --context takes a number of lines 0..200, got {value!r}",
+                      file=sys.stderr)
+                return 4
+            context = int(value)
+        elif arg.startswith("-") and arg != "-":
+            print(f"ERROR: triage: unknown option {arg}; {USAGE}", file=sys.stderr)
+            return 4
+        else:
+            paths.append(arg)
+    scrub = scrubber()
+    try:
+        result = triage(paths, context)
+    except TriageInputError as exc:
+        print(f"ERROR: {scrub(str(exc))}", file=sys.stderr)
+        return 4
+    result = scrub(result)
+    print(json.dumps(result, indent=1, ensure_ascii=False) if as_json else render(result))
+    return 1 if result["fatal"] else 0

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Reproduces the real failures under tests/logs/real/ (run once by hand, as root on a Linux
+# box with torch 2.13 CPU, cc, bash; the outputs are committed). Usage:
+#   bash tests/logs/produce_real.sh PYTHON OUTDIR
+# Each log gets a two-line header saying how it was made; the rest is the program's output.
+set -u
+PY=${1:?python with torch}; OUT=${2:?out dir}
+W=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$W"' EXIT
+cd "$W"
+cat > train.py <<'PYEOF'
+import os, torch, torch.distributed as dist
+dist.init_process_group("gloo")
+r = dist.get_rank()
+t = torch.ones(4) * r
+dist.all_reduce(t)
+print(f"rank {r}: all_reduce ok {t.tolist()}", flush=True)
+dist.destroy_process_group()
+PYEOF
+header() { printf '# fixture %s (real run, tests/logs/produce_real.sh)\n# made by: %s\n' "$1" "$2"; }
+hold_port() {  # a process that listens on a free port; prints it
+  "$PY" -c "
+import socket,time
+s=socket.socket(); s.bind(('0.0.0.0',0)); s.listen(); print(s.getsockname()[1],flush=True); time.sleep(600)" > port.txt &
+  for _ in $(seq 50); do [ -s port.txt ] && break; sleep 0.1; done; cat port.txt; }
+
+# port-free: the static rendezvous port is held by another process
+P=$(hold_port)
+{ header port-free-static "torchrun --nproc_per_node 2 --master_port <held port> train.py (gloo)"
+  timeout 120 "$PY" -m torch.distributed.run --nproc_per_node 2 --nnodes 1 --master_addr 127.0.0.1 \
+    --master_port "$P" train.py 2>&1; } > "$OUT/port-free-static.log"
+# port-free: a server (http.server, as SGLang/uvicorn bind theirs) on the held port
+{ header port-free-server "python -m http.server <held port>"
+  timeout 60 "$PY" -m http.server "$P" --bind 0.0.0.0 2>&1; } > "$OUT/port-free-server.log"
+
+# nested-launcher: torchrun around a script that runs torchrun on the inherited MASTER_PORT
+cat > inner.sh <<'SHEOF'
+exec "$PY" -m torch.distributed.run --nproc_per_node 2 --master_addr 127.0.0.1 --master_port "$MASTER_PORT" train.py
+SHEOF
+P2=$("$PY" -c "import socket;s=socket.socket();s.bind(('',0));print(s.getsockname()[1])")
+{ header nested-torchrun "torchrun --nproc_per_node 2 --master_port P --no-python bash inner.sh (inner: torchrun on \$MASTER_PORT)"
+  PY="$PY" timeout 90 "$PY" -m torch.distributed.run --nproc_per_node 2 --master_addr 127.0.0.1 \
+    --master_port "$P2" --no-python bash inner.sh 2>&1; echo "[exit status $?]"; } > "$OUT/nested-torchrun.log"
+
+# ray-path: the launch script calls ray with a PATH that has no ray
+cat > run-qwen3-8B-finetuned.sh <<'SHEOF'
+set -x
+echo "starting ray head"
+ray start --head --node-ip-address 127.0.0.1 --num-gpus 4 --disable-usage-stats
+ray job submit --address="http://127.0.0.1:8265" -- python3 train.py --actor-num-gpus-per-node 4
+SHEOF
+{ header ray-path "PATH=/usr/bin:/bin bash run-qwen3-8B-finetuned.sh"
+  env -i PATH=/usr/bin:/bin HOME="$HOME" bash run-qwen3-8B-finetuned.sh 2>&1; } > "$OUT/ray-path.log"
+{ header ray-path-abs "bash $W/slime/run.sh with ray absent (absolute script path)"
+  mkdir -p slime; cp run-qwen3-8B-finetuned.sh slime/run.sh
+  env -i PATH=/usr/bin:/bin HOME="$HOME" bash "$PWD/slime/run.sh" 2>&1; } > "$OUT/ray-path-abs.log"
+
+# cudart-link: flashinfer's link line against a conda prefix without lib64/
+mkdir -p env/lib; printf 'int main(void){return 0;}\n' > k.c
+{ header cudart-link "cc k.c -L env/lib64 -L env/lib64/stubs -lcudart -lcuda (env has lib/, no lib64/)"
+  cc k.c -o k.so -shared -fPIC -L"$W/env/lib64" -L"$W/env/lib64/stubs" -lcudart -lcuda 2>&1; } > "$OUT/cudart-link.log"
+
+# empty-variable: DATASET unset, the path keeps a hole
+mkdir -p datasets/original; echo '{}' > datasets/original/sim_train.jsonl
+cat > smoke.sh <<'SHEOF'
+echo "dataset: datasets/original/${DATASET}_train.jsonl"
+"$PY" -c 'import sys; open(sys.argv[1]).read()' "datasets/original/${DATASET}_train.jsonl"
+SHEOF
+{ header empty-variable-open "bash smoke.sh with DATASET unset (python opens datasets/original/\${DATASET}_train.jsonl)"
+  env -u DATASET PY="$PY" bash smoke.sh 2>&1; } > "$OUT/empty-variable-open.log"
+printf 'DATASET=${DATASET:?set DATASET, e.g. DATASET=sim}\necho never\n' > guard.sh
+{ header empty-variable-guard "bash guard.sh with DATASET empty (guard \${DATASET:?...})"
+  DATASET= bash guard.sh 2>&1; } > "$OUT/empty-variable-guard.log"
+
+# host-limits: ulimit -n 64 and a DataLoader whose workers pass tensors as file descriptors
+cat > loader_fd.py <<'PYEOF'
+import torch, torch.multiprocessing as mp
+from torch.utils.data import DataLoader, Dataset
+mp.set_sharing_strategy("file_descriptor")
+class D(Dataset):
+    def __len__(self): return 4096
+    def __getitem__(self, i): return [torch.zeros(8) for _ in range(16)]
+for step, batch in enumerate(DataLoader(D(), batch_size=4, num_workers=4, prefetch_factor=8)):
+    if step % 100 == 0: print(f"step {step}", flush=True)
+PYEOF
+cat > loader.py <<'PYEOF'
+import torch
+from torch.utils.data import DataLoader, Dataset
+class D(Dataset):
+    def __len__(self): return 4096
+    def __getitem__(self, i): return torch.zeros(64, 64)
+for step, batch in enumerate(DataLoader(D(), batch_size=4, num_workers=8)):
+    if step % 100 == 0: print(f"step {step}", flush=True)
+PYEOF
+{ header host-limits-nofile "ulimit -n 64; python loader_fd.py (DataLoader, 4 workers, file_descriptor sharing)"
+  bash -c 'ulimit -n 64; exec "$0" loader_fd.py' "$PY" 2>&1 | head -120; } > "$OUT/host-limits-nofile.log"
+# host-limits: /dev/shm of 1 MB in a private mount namespace, DataLoader workers
+{ header host-limits-shm "unshare -m: mount -t tmpfs -o size=1m tmpfs /dev/shm; python loader.py"
+  unshare -m bash -c 'mount -t tmpfs -o size=1m tmpfs /dev/shm && exec "$0" loader.py' "$PY" 2>&1 | tail -40; } > "$OUT/host-limits-shm.log"
+
+# disk-space: a 4 MB tmpfs as the output dir at checkpoint time
+cat > ckpt.py <<'PYEOF'
+import sys, torch
+model = torch.nn.Linear(1024, 1024)
+opt = torch.optim.AdamW(model.parameters())
+model(torch.randn(2, 1024)).sum().backward(); opt.step()
+print("step 10: saving checkpoint to", sys.argv[1], flush=True)
+torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, sys.argv[1] + "/checkpoint-10.pt")
+PYEOF
+{ header disk-space-torch-save "unshare -m: mount -t tmpfs -o size=4m tmpfs OUT; python ckpt.py OUT (torch.save)"
+  mkdir -p out; unshare -m bash -c 'mount -t tmpfs -o size=4m tmpfs out && exec "$0" ckpt.py out' "$PY" 2>&1; } > "$OUT/disk-space-torch-save.log"
+{ header disk-space-shutil "unshare -m: 2 MB tmpfs; python copies the tokenizer into the output dir"
+  unshare -m bash -c 'mount -t tmpfs -o size=2m tmpfs out && head -c 3000000 /dev/urandom > big.bin && exec "$0" -c "import shutil; print(\"saving tokenizer\", flush=True); shutil.copy(\"big.bin\", \"out/tokenizer.json\")"' "$PY" 2>&1; } > "$OUT/disk-space-shutil.log"
+echo done
