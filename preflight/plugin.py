@@ -90,6 +90,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="extra directory of profile TOML files (repeatable)")
     group.addoption("--check", dest="check_ids", action="append", default=[],
                     help="run only this check id (repeatable)")
+    _addoption_levels(group)
 
 
 def _setting(config: pytest.Config, dest: str) -> Any:
@@ -272,12 +273,58 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             drop.append(item)
         else:
             keep.append(item)
+    keep, drop = _apply_levels(config, keep, drop, bool(wanted_ids))
     if drop:
         config.hook.pytest_deselected(items=drop)
     keep.sort(key=lambda it: STAGES.index(_item_stage(it)) if it.get_closest_marker("pitfall")
               else -1)
     items[:] = keep
     state.selected_profiles = sorted({p.name for it in keep if (p := _item_profile(it))})
+
+
+# -- levels: the static stage by default, workloads and the stack on request ----------
+
+LEVELS = {
+    # option dest: (flag, stages it adds, help)
+    "run_workloads": ("--workloads", ("workload",),
+                      "also run the real torchrun workloads (stage workload, tens of seconds)"),
+    "run_stack": ("--stack", ("stack",),
+                  "also run the user's training stack (stage stack: ms-swift, SGLang; minutes)"),
+    "run_all": ("--all", ("workload", "stack"), "run every stage (--workloads --stack)"),
+}
+
+
+def _addoption_levels(group: Any) -> None:
+    for dest, (flag, _, help_text) in LEVELS.items():
+        group.addoption(flag, dest=dest, action="store_true", default=False, help=help_text)
+
+
+def _enabled_stages(config: pytest.Config) -> set[str]:
+    """The static stage always; a later one when a flag or `-m` names it (pytest users keep
+    `-m workload` / `-m stack`)."""
+    stages = {"static"}
+    for dest, (_, adds, _) in LEVELS.items():
+        if config.getoption(dest, False):
+            stages.update(adds)
+    expr = config.getoption("markexpr", "") or ""
+    stages.update(set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)) & set(STAGES))
+    return stages
+
+
+def _apply_levels(config: pytest.Config, keep: list[pytest.Item], drop: list[pytest.Item],
+                  explicit: bool) -> tuple[list[pytest.Item], list[pytest.Item]]:
+    """Deselect the stages not asked for; `--check ID` names its checks explicitly."""
+    if explicit:
+        return keep, drop
+    stages = _enabled_stages(config)
+    kept = [it for it in keep
+            if not it.get_closest_marker("pitfall") or _item_stage(it) in stages]
+    left_out = [it for it in keep if it not in kept]
+    config.stash[levels_key] = (sorted(stages, key=STAGES.index), len(left_out))
+    return kept, drop + left_out
+
+
+levels_key = pytest.StashKey[tuple[list[str], int]]()
 
 
 # -- fixtures ----------------------------------------------------------------------
