@@ -72,6 +72,7 @@ class SessionState:
 
 
 state_key = pytest.StashKey[SessionState]()
+face_key = pytest.StashKey[bool]()  # set when the `preflight` command's own output is on
 recorder_key = pytest.StashKey["Recorder"]()
 
 
@@ -531,8 +532,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(state_key, None)
-    if state is None or state.report is None:
-        return
+    if state is None or state.report is None or config.stash.get(face_key, False):
+        return  # under the `preflight` command, face.py writes the output
     terminalreporter.section("preflight")
     if state.profile_note:
         terminalreporter.write_line(state.profile_note)

@@ -20,8 +20,43 @@ MD_NAME = "preflight-report.md"
 STAGE_ORDER = ("static", "workload", "stack")
 
 
+# Root causes: a check whose subject another check found missing fails too, for the same
+# reason. It is reported once, under the root ("blocked by gpu-inventory: NVML ..."), when
+# its summary names the very error the root recorded in its evidence. The verdict is
+# unchanged: the dependent still failed.
+ROOT_CAUSES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # root check: (evidence key holding the missing subject's error, dependent checks)
+    "gpu-inventory": ("nvml_error", (
+        "gpu-free", "gpu-health", "cuda-stack", "profile-match", "launch-gpus",
+        "nccl-allreduce", "train-10-steps", "libuv-store", "sglang-generate", "swift-smoke-10",
+        "swift-grpo-10")),
+}
+
+
+def mark_root_causes(findings: list[Finding]) -> None:
+    """Set `blocked_by` on each failing dependent whose summary names its root's error."""
+    for root, (key, dependents) in ROOT_CAUSES.items():
+        errors = {str(f.evidence.get(key)) for f in findings
+                  if f.check == root and f.severity.blocks and f.evidence.get(key)}
+        if not errors:
+            continue
+        for f in findings:
+            if (f.check in dependents and f.severity.blocks
+                    and any(err in f.summary for err in errors)):
+                f.blocked_by = root
+
+
+def root_reason(findings: list[Finding], root: str) -> str:
+    key = ROOT_CAUSES.get(root, ("", ()))[0]
+    for f in findings:
+        if f.check == root and f.evidence.get(key):
+            return str(f.evidence[key])
+    return ""
+
+
 def build(findings: list[Finding], *, verdict: str, profile: str, host: str, started: str,
           duration_s: float, complete: bool, version: str) -> dict[str, Any]:
+    mark_root_causes(findings)
     counts: dict[str, int] = {}
     for f in findings:
         counts[f.severity.label] = counts.get(f.severity.label, 0) + 1
