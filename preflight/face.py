@@ -47,7 +47,8 @@ class Face:
         from preflight.plugin import levels_key
 
         state = self._state(session.config)
-        if state is None or not state.active or session.config.option.collectonly:
+        if (state is None or not state.active or state.input_error
+                or session.config.option.collectonly):
             return
         stages = session.config.stash.get(levels_key, (None, 0))[0] or []
         self._write(session.config, console.header(

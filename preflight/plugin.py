@@ -122,6 +122,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         profiles = load_profiles(dirs)
     except ProfileError as exc:
+        _discard_stale_report(config)
         raise pytest.UsageError(str(exc)) from None
     for name, prof in profiles.items():
         config.addinivalue_line("markers", f"{name}: preflight profile: {prof.description}")
@@ -132,6 +133,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = SessionState(profiles, node, scrubber, settings)
     config.stash[state_key] = state
     config.pluginmanager.register(state, "preflight-session")
+    config.pluginmanager.register(ArtifactGuard(config), "preflight-artifacts")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -238,6 +240,7 @@ def _load_inputs(state: SessionState) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[state_key]
     checks = [it for it in items if it.get_closest_marker("pitfall")]
+    _require_selection(config, state, checks, "-k/-m")
     if not checks:
         return
     state.active = True
@@ -281,6 +284,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
               else -1)
     items[:] = keep
     state.selected_profiles = sorted({p.name for it in keep if (p := _item_profile(it))})
+    _require_selection(config, state, [it for it in keep if it.get_closest_marker("pitfall")],
+                       "the stages run")
+    config.stash[selected_key] = [it.nodeid for it in keep if it.get_closest_marker("pitfall")]
 
 
 # -- levels: the static stage by default, workloads and the stack on request ----------
@@ -326,6 +332,117 @@ def _apply_levels(config: pytest.Config, keep: list[pytest.Item], drop: list[pyt
 
 
 levels_key = pytest.StashKey[tuple[list[str], int]]()
+
+
+# -- artifacts CI can trust: no report for a run that judged nothing ---------------------
+
+selected_key = pytest.StashKey[list[str]]()
+collected_key = pytest.StashKey[int]()
+ARTIFACTS = (report.JSON_NAME, report.MD_NAME, report.HTML_NAME)
+LOGS_DIR = "preflight-logs"  # under the report dir: pytest's basetemp for preflight runs
+
+
+def _report_dir(config: pytest.Config) -> Path:
+    return Path(_setting(config, "report_dir") or "preflight-report")
+
+
+def _discard_stale_report(config: pytest.Config) -> None:
+    """A run that ends without a verdict leaves no report: an earlier run's GO in the same
+    dir would otherwise read as current."""
+    try:
+        report_dir = _report_dir(config)
+        for name in ARTIFACTS:
+            (report_dir / name).unlink(missing_ok=True)
+    except (OSError, ValueError):
+        pass  # an unusable report dir is reported by the run itself
+
+
+def _require_selection(config: pytest.Config, state: SessionState, checks: list[pytest.Item],
+                       by: str) -> None:
+    """`-k`/`-m` (or the level) leaving no check is bad input: exit 4, no verdict."""
+    collected = config.stash.get(collected_key, 0)
+    if checks or not collected:
+        return
+    state.input_error = True
+    hint = ""
+    if by != "-k/-m":
+        hint = " (the workload and stack stages run with --workloads / --stack / --all)"
+    expr = " ".join(f"{flag} {value!r}" for flag, value in (
+        ("-k", config.getoption("keyword", "")), ("-m", config.getoption("markexpr", "")))
+        if value)
+    raise pytest.UsageError(
+        f"no check selected: {expr or 'the selection'} matches no check{hint}; "
+        "`preflight list` shows the check ids")
+
+
+def _every_selected_check_ran(config: pytest.Config, state: SessionState) -> bool:
+    """False after -x / --maxfail or any stop: a check that never ran is not a pass."""
+    selected = config.stash.get(selected_key, [])
+    return all(nodeid in state.findings for nodeid in selected)
+
+
+class ArtifactGuard:
+    """Counts the checks collected; puts workload/stack logs under the report dir; after
+    the run, removes what a run without a verdict must not leave (report, JUnit) and makes
+    WARN checks visible in JUnit."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        if config.option.basetemp is None and not hasattr(config, "workerinput"):
+            # tmp_path of the checks (workload, stack logs) under the report dir, not
+            # pytest's rotating /tmp/pytest-of-*; pytest empties it at the start of a run.
+            config.option.basetemp = str(_report_dir(config) / LOGS_DIR)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        self.config.stash[collected_key] = sum(
+            1 for it in items if it.get_closest_marker("pitfall"))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.config.option.collectonly and self.config.stash.get(collected_key, 0):
+            terminalreporter.write_line(
+                "preflight: --co lists the selected checks only: no verdict, no report")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        state = config.stash.get(state_key, None)
+        if state is None or hasattr(config, "workerinput"):
+            return
+        xmlpath = getattr(config.option, "xmlpath", None)
+        if state.report is None and (state.input_error or config.option.collectonly):
+            _discard_stale_report(config)
+            if xmlpath:
+                Path(xmlpath).unlink(missing_ok=True)
+        elif state.report is not None and xmlpath and os.path.isfile(xmlpath):
+            _junit_show_warnings(Path(xmlpath))
+
+
+def _junit_show_warnings(path: Path) -> None:
+    """WARN checks pass in JUnit; GitLab and Jenkins show a testcase's <system-out>, not its
+    <properties>, so the warning, its fix and check id go there too."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        tree = ET.parse(path)
+    except (OSError, ET.ParseError):
+        return
+    changed = False
+    for case in tree.iter("testcase"):
+        props = {p.get("name"): p.get("value") or "" for p in case.iter("property")}
+        if props.get("preflight.severity") != "warning":
+            continue
+        text = f"WARN [{props.get('preflight.check', '')}]: {props.get('preflight.summary', '')}"
+        if props.get("preflight.fix"):
+            text += "\nfix: " + props["preflight.fix"]
+        out = case.find("system-out")
+        if out is None:
+            out = ET.SubElement(case, "system-out")
+        out.text = text + ("\n" + out.text if out.text else "")
+        changed = True
+    if changed:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tree.write(tmp, encoding="utf-8", xml_declaration=True)
+        os.replace(tmp, path)
 
 
 # -- fixtures ----------------------------------------------------------------------
@@ -492,6 +609,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                 ("preflight.severity", found.severity.label),
                 ("preflight.fix", found.fix),
                 ("preflight.runbook", found.runbook),
+                ("preflight.summary", found.summary),
             ])
     return rep
 
@@ -507,10 +625,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(state_key, None)
     if state is None or not state.active or state.input_error:
         return
+    if session.config.option.collectonly:
+        return  # a listing, not a run: no verdict, no report (ArtifactGuard says so)
     if hasattr(session.config, "workerinput"):  # xdist workers leave writing to the controller
         return
     findings = list(state.findings.values())
     complete = exitstatus not in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+    complete = complete and _every_selected_check_ran(session.config, state)
     state.report = report.build(
         findings,
         verdict=verdict(findings, complete),

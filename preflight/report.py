@@ -17,6 +17,7 @@ from preflight.model import Finding, Severity
 SCHEMA_VERSION = 1
 JSON_NAME = "preflight-report.json"
 MD_NAME = "preflight-report.md"
+HTML_NAME = "preflight-report.html"
 STAGE_ORDER = ("static", "workload", "stack")
 
 
@@ -166,6 +167,7 @@ def write(report: dict[str, Any], report_dir: Path) -> list[Path]:
         for target, text in outputs.items():
             fd, tmp = tempfile.mkstemp(dir=report_dir, prefix=f".{target.name}.")
             staged.append((tmp, target))
+            os.fchmod(fd, 0o644)  # scrubbed, meant to be read (CI, colleagues); mkstemp: 0600
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
         for tmp, target in staged:
