@@ -22,6 +22,7 @@ from preflight.errors import InputError
 from preflight.model import Finding, Severity, verdict
 from preflight.probes import Node
 from preflight.profiles import Profile, ProfileError, load_profiles
+from preflight.pytest_entry import _is_checks_path
 from preflight.redact import Scrubber
 
 # One description per setting serves the option, the ini key and the env variable.
@@ -388,7 +389,8 @@ class ArtifactGuard:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        if (config.option.basetemp is None and not hasattr(config, "workerinput")
+                and any(_is_checks_path(str(a)) for a in config.args)):
             # tmp_path of the checks (workload, stack logs) under the report dir, not
             # pytest's rotating /tmp/pytest-of-*; pytest empties it at the start of a run.
             config.option.basetemp = str(_report_dir(config) / LOGS_DIR)
