@@ -57,7 +57,7 @@ def _plugin_options() -> list[tuple[str, str]]:
 
     from preflight import plugin
 
-    parser = Parser(processopt=lambda opt: None)
+    parser = Parser(processopt=lambda opt: None, _ispytest=True)
     plugin.pytest_addoption(parser)
     out = []
     for opt in parser.getgroup("preflight").options:

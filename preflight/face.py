@@ -66,9 +66,10 @@ class Face:
             return "from PREFLIGHT_PROFILE / preflight_profile"
         return f"from -m {config.getoption('markexpr', '')}".rstrip()
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int,
-                                config: pytest.Config) -> None:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        # After pytest's own last words ("stopping after 1 failures", the interrupt
+        # location): the verdict line is the last line.
         from preflight.plugin import levels_key
 
         state = self._state(config)
