@@ -157,10 +157,13 @@ def terminal_lines(report: dict[str, Any]) -> list[str]:
 
 
 def write(report: dict[str, Any], report_dir: Path) -> list[Path]:
+    from preflight import html_report  # it imports console, which imports this module
+
     report_dir.mkdir(parents=True, exist_ok=True)
     outputs = {
         report_dir / JSON_NAME: json.dumps(report, indent=2, sort_keys=False) + "\n",
         report_dir / MD_NAME: markdown(report),
+        report_dir / HTML_NAME: html_report.render(report),
     }
     staged: list[tuple[str, Path]] = []
     try:
