@@ -436,6 +436,8 @@ def _junit_show_warnings(path: Path) -> None:
         text = f"WARN [{props.get('preflight.check', '')}]: {props.get('preflight.summary', '')}"
         if props.get("preflight.fix"):
             text += "\nfix: " + props["preflight.fix"]
+        if props.get("preflight.why"):
+            text += "\nwhy: " + props["preflight.why"]
         out = case.find("system-out")
         if out is None:
             out = ET.SubElement(case, "system-out")
@@ -458,6 +460,7 @@ class Recorder:
         self.profile = profile
         self.facts: dict[str, Any] = {}
         self.fix_text = ""
+        self.why_text = ""
         self.note = ""
         self.warned = False
         self.unknown_reason = ""
@@ -467,6 +470,10 @@ class Recorder:
 
     def fix(self, text: str) -> None:
         self.fix_text = text
+
+    def why(self, text: str) -> None:
+        """Why the fix works, or what to look at: prose never goes in `fix`."""
+        self.why_text = text
 
     def summary(self, text: str) -> None:
         self.note = text
@@ -570,7 +577,16 @@ def _build_finding(item: pytest.Item, call: pytest.CallInfo, rep: pytest.TestRep
     found.summary = scrub(found.summary)
     found.evidence = scrub(found.evidence)
     found.fix = scrub(found.fix)
+    _split_fix(found, scrub(recorder.why_text))
     return found
+
+
+def _split_fix(found: Finding, why: str) -> None:
+    """`fix` keeps the shell commands, one per line; comments and sentences go to `why`."""
+    from preflight import fixes
+
+    found.fix, moved = fixes.split(found.fix)
+    found.why = "; ".join(part for part in (why, moved) if part)
 
 
 def _longrepr(found: Finding) -> str:
@@ -580,7 +596,9 @@ def _longrepr(found: Finding) -> str:
     if found.evidence:
         lines.append("evidence: " + json.dumps(found.evidence, sort_keys=True))
     if found.fix:
-        lines.append("fix: " + found.fix)
+        lines.append("fix: " + found.fix.replace("\n", "\n     "))
+    if found.why:
+        lines.append("why: " + found.why)
     lines.append(f"runbook: {found.runbook}")
     return "\n".join(lines)
 
@@ -612,6 +630,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                 ("preflight.fix", found.fix),
                 ("preflight.runbook", found.runbook),
                 ("preflight.summary", found.summary),
+                ("preflight.why", found.why),
             ])
     return rep
 

@@ -119,6 +119,8 @@ def markdown(report: dict[str, Any]) -> str:
                           json.dumps(f.evidence, indent=2, sort_keys=True), "```", ""]
             if f.fix:
                 lines += ["Fix:", "", "```bash", f.fix, "```", ""]
+            if f.why:
+                lines += [f"Why: {f.why}", ""]
             if f.runbook:
                 lines += [f"Runbook: `{f.runbook}`", ""]
     if report["stages"]:
@@ -151,8 +153,8 @@ def terminal_lines(report: dict[str, Any]) -> list[str]:
         if f.severity.blocks or f.severity == Severity.WARNING:
             tag = "BLOCKER" if f.severity.blocks else "WARN"
             lines.append(f"  {tag} {f.check} [{f.profile}]: {f.summary}")
-            if f.fix:
-                lines.append(f"      fix: {f.fix.splitlines()[0]}")
+            for command in f.fix.splitlines():
+                lines.append(f"      fix: {command}")
     return lines
 
 
