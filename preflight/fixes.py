@@ -29,6 +29,11 @@ BUILTINS = frozenset((
 # the rest has no flag, path, assignment or shell operator.
 AMBIGUOUS = frozenset(("make", "free", "install", "read", "check", "run", "point", "save",
                        "load", "give", "keep", "fix", "test", "time", "watch", "look"))
+# A line whose words after the first are plain lowercase words, one of them one of these,
+# is a sentence ("kill only holders that are yours", "set the variable").
+STOPWORDS = frozenset(("the", "a", "an", "that", "this", "are", "is", "to", "of", "only",
+                       "with", "your", "yours", "it", "its", "and", "or", "for", "each",
+                       "every", "first", "then", "what", "which", "not", "no"))
 PLACEHOLDER = re.compile(r"<[A-Za-z][^<>]*>")
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -99,6 +104,10 @@ def _balanced(line: str) -> bool:
 def is_command(line: str) -> bool:
     """Whether `line` reads as one shell command line (not a sentence, no placeholder)."""
     if not line or PLACEHOLDER.search(line) or not _balanced(line):
+        return False
+    words = line.split()
+    if len(words) >= 3 and all(re.fullmatch(r"[a-z]+[,.:]?", w) for w in words[1:]) and \
+            any(w.strip(",.:") in STOPWORDS for w in words[1:]):
         return False
     unquoted = re.sub(r"'[^']*'|\"(?:\\.|[^\"\\])*\"", "Q", line)
     for part in re.split(r"\s*(?:\|\||&&|\|)\s*", unquoted):

@@ -26,7 +26,8 @@ def test_split_keeps_commands_and_moves_explanations():
     for prose in ("free space on / (du -xsh /x/* | sort -h) or point the output at /y",
                   "export NNODES=<nodes> NODE_RANK=<this node>", "none needed",
                   "make num_generations divide the generation batch",
-                  "keep one distributed launcher per job"):
+                  "keep one distributed launcher per job", "set the variable",
+                  "kill only holders that are yours"):
         assert split(prose) == ("", prose)
         assert not is_command(prose)
 
