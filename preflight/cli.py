@@ -1,31 +1,105 @@
-"""`preflight`: run the installed checks from any directory; `preflight info`: the node;
-`preflight triage LOG...`: the root cause of a failed run.
+"""`preflight`: run the installed checks from any directory, with preflight's own output.
 
-`preflight [pytest args]` is `pytest <installed preflight/checks> [pytest args]` and
-exits with pytest's code, so the exit code is the verdict (0 GO, 1 NO-GO, 4 bad input).
+`preflight [options] [pytest args]` is `pytest <installed preflight/checks> [args]` with the
+quiet reporter plus face.py's lines, and exits with the verdict (see EXIT_CODES). A
+subcommand is one entry of COMMANDS: name -> ("module:function", one-line help); the
+function takes the remaining argv and returns the exit code.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
 CHECKS_DIR = Path(__file__).parent / "checks"
 
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("preflight.info:main",
+             "the GPUs and host limits the checks see (--json: an NVML snapshot for "
+             "--nvml-replay)"),
+    "list": ("preflight.cli:list_main", "every check id with its stage and what it proves"),
+    "explain": ("preflight.cli:explain_main", "print the runbook of a check id"),
+    "triage": ("preflight.triage:main",
+               "name the root cause of a failed run from its logs (PATH... or -; --json)"),
+}
 
-def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["info"]:
-        from preflight.info import main as info_main
+EXIT_CODES = (
+    (0, "GO: every selected check passed (warnings allowed)"),
+    (1, "NO-GO: a blocker, or a check that could not decide (UNKNOWN)"),
+    (2, "interrupted (Ctrl-C): the report is written with complete: false, never GO"),
+    (4, "bad input (unknown check id or profile, malformed .env/profile, unwritable report "
+        "dir, -k/-m selecting no check): one ERROR: line, no report, no JUnit"),
+)
 
-        return info_main(args[1:])
-    if args[:1] == ["triage"]:
-        from preflight.triage import main as triage_main
+# Options of the command itself (not pytest's): flag -> help.
+OWN_OPTIONS = (
+    ("-v, --verbose", "show each case and its evidence under its check line"),
+    ("--pytest-output", "pytest's own output instead of preflight's (dots, FAILURES, ...)"),
+    ("--help-pytest", "every pytest option (preflight's runs are pytest runs)"),
+    ("--version", "print preflight's version"),
+)
 
-        return triage_main(args[1:])
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from preflight import __version__
+
+    try:
+        pytest_version = version("pytest")
+    except PackageNotFoundError:  # pragma: no cover - pytest is a dependency
+        pytest_version = "?"
+    return f"preflight {__version__} (distribution pytest-preflight; pytest {pytest_version})"
+
+
+def _plugin_options() -> list[tuple[str, str]]:
+    """preflight's pytest options, read off the plugin's own pytest_addoption."""
+    from _pytest.config.argparsing import Parser
+
+    from preflight import plugin
+
+    parser = Parser(processopt=lambda opt: None, _ispytest=True)
+    plugin.pytest_addoption(parser)
+    out = []
+    for opt in parser.getgroup("preflight").options:
+        names = opt.names()
+        metavar = "" if opt.attrs().get("action") in ("store_true",) else " " + \
+            opt.dest.upper()
+        out.append((", ".join(names) + metavar, opt.attrs().get("help", "")))
+    return out
+
+
+def help_text() -> str:
+    lines = [
+        _version(),
+        "",
+        "usage: preflight [options] [pytest args]      run the checks, print the verdict",
+        "       preflight COMMAND [args]",
+        "",
+        "GO / NO-GO for a training node. By default the static stage and the launch",
+        "analysis run (about a second); --workloads / --stack / --all add the real",
+        "workloads and the training stack.",
+        "",
+        "commands:",
+    ]
+    width = max(len(n) for n in COMMANDS) + 2
+    lines += [f"  {name:<{width}}{text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "options:"]
+    options = list(OWN_OPTIONS) + _plugin_options()
+    width = max(len(flag) for flag, _ in options) + 2
+    for flag, text in options:
+        lines.append(f"  {flag:<{width}}{text}")
+    lines += ["", "pytest options work too: -k EXPR, -m EXPR, -x, --maxfail N, --co,",
+              "--junitxml FILE, ... (preflight --help-pytest lists them all).", "",
+              "exit codes:"]
+    lines += [f"  {code}  {text}" for code, text in EXIT_CODES]
+    lines += ["", "runbooks: preflight explain ID; checks: preflight list"]
+    return "\n".join(lines)
+
+
+def _base_args() -> list[str]:
     import os
-
-    import pytest
 
     # A gate loads only what it needs: other installed plugins (hypothesis alone costs
     # half a second) stay out unless PREFLIGHT_AUTOLOAD=1. rootdir and config at the checks
@@ -34,8 +108,118 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("PREFLIGHT_AUTOLOAD") != "1":
         os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
         plugins += ["-p", "preflight.plugin", "-p", "pytest_timeout"]
-    return int(pytest.main([str(CHECKS_DIR), "--rootdir", str(CHECKS_DIR),
-                            "-c", str(CHECKS_DIR / "gate.ini"), *plugins, *args]))
+    return [str(CHECKS_DIR), "--rootdir", str(CHECKS_DIR), "-c", str(CHECKS_DIR / "gate.ini"),
+            *plugins]
+
+
+def _split_verbose(args: list[str]) -> tuple[list[str], bool]:
+    verbose = False
+    rest = []
+    for arg in args:
+        if arg in ("--verbose",) or (arg.startswith("-v") and set(arg[1:]) == {"v"}):
+            verbose = True
+        else:
+            rest.append(arg)
+    return rest, verbose
+
+
+def run_checks(args: list[str]) -> int:
+    import pytest
+
+    if "--pytest-output" in args:
+        args = [a for a in args if a != "--pytest-output"]
+        return int(pytest.main([*_base_args(), *args]))
+    from preflight.face import Face
+
+    args, verbose = _split_verbose(args)
+    # pytest's reporter stays, quiet: no header, no progress letters (face.py blanks them),
+    # no tracebacks (a judged failure's finding says it all), no short summary.
+    quiet = ["-qq", "--tb=no", "-rN", "-p", "no:warnings"]
+    return int(pytest.main([*_base_args(), *quiet, *args], plugins=[Face(verbose)]))
+
+
+# -- subcommands ---------------------------------------------------------------------
+
+
+def check_table() -> list[tuple[str, str, str]]:
+    """(check id, stage, one line) for every check: read off pytest's own collection."""
+    import os
+
+    import pytest
+
+    from preflight import runbooks
+
+    found: dict[str, str] = {}
+
+    class Lister:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+            from preflight.plugin import _item_stage
+
+            for item in items:
+                mark = item.get_closest_marker("pitfall")
+                if mark:
+                    found.setdefault(mark.args[0], _item_stage(item))
+            items[:] = []  # listing only: nothing runs, no report
+
+    env_before = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    try:
+        pytest.main([*_base_args(), "-p", "no:terminal", "-p", "no:junitxml"],
+                    plugins=[Lister()])
+    finally:
+        if env_before is None:
+            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+    out = []
+    for check, stage in found.items():
+        title = runbooks.title(check)
+        out.append((check, stage, title.split(":", 1)[1].strip() if ":" in title else title))
+    order = ("static", "workload", "stack")
+    out.sort(key=lambda row: (order.index(row[1]) if row[1] in order else 9, row[0]))
+    return out
+
+
+def list_main(args: list[str]) -> int:
+    if args:
+        print(f"ERROR: preflight list takes no arguments (got {' '.join(args)})",
+              file=sys.stderr)
+        return 4
+    rows = check_table()
+    width = max(len(r[0]) for r in rows) + 2
+    for check, stage, text in rows:
+        print(f"{check:<{width}}{stage:<10}{text}")
+    return 0
+
+
+def explain_main(args: list[str]) -> int:
+    from preflight import runbooks
+
+    known = sorted(runbooks.all_ids())
+    if len(args) != 1 or args[0] not in known:
+        got = " ".join(args) or "nothing"
+        print(f"ERROR: preflight explain ID: unknown check id {got!r} (known: "
+              f"{', '.join(known)})", file=sys.stderr)
+        return 4
+    sys.stdout.write(runbooks.path_for(args[0]).read_text(encoding="utf-8"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] and args[0] in COMMANDS:
+        target, _ = COMMANDS[args[0]]
+        module, func = target.split(":")
+        return int(getattr(importlib.import_module(module), func)(args[1:]))
+    if "--version" in args or "-V" in args:
+        print(_version())
+        return 0
+    if "--help" in args or "-h" in args:
+        print(help_text())
+        return 0
+    if "--help-pytest" in args:
+        import pytest
+
+        return int(pytest.main([*_base_args(), "--help"]))
+    return run_checks(args)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ class Finding:
     profile: str = ""
     stage: str = ""
     duration_s: float = 0.0
+    why: str = ""  # the explanation of `fix` (which holds only shell commands)
+    blocked_by: str = ""  # the check whose missing subject made this one fail (root cause)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -67,7 +69,8 @@ class Finding:
         data = dict(data)
         data["check"] = data.pop("id")
         data["severity"] = Severity.parse(data["severity"])
-        return cls(**data)
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})  # newer fields: ignored
 
 
 def verdict(findings: list[Finding], complete: bool = True) -> str:

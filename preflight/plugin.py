@@ -23,6 +23,7 @@ from preflight.errors import InputError
 from preflight.model import Finding, Severity, verdict
 from preflight.probes import Node
 from preflight.profiles import Profile, ProfileError, load_profiles
+from preflight.pytest_entry import _is_checks_path
 from preflight.redact import Scrubber, redact_text, secret_values
 
 # One description per setting serves the option, the ini key and the env variable.
@@ -75,6 +76,7 @@ class SessionState:
 
 
 state_key = pytest.StashKey[SessionState]()
+face_key = pytest.StashKey[bool]()  # set when the `preflight` command's own output is on
 recorder_key = pytest.StashKey["Recorder"]()
 
 
@@ -93,6 +95,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="extra directory of profile TOML files (repeatable)")
     group.addoption("--check", dest="check_ids", action="append", default=[],
                     help="run only this check id (repeatable)")
+    _addoption_levels(group)
 
 
 def _setting(config: pytest.Config, dest: str) -> Any:
@@ -123,6 +126,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         profiles = load_profiles(dirs)
     except ProfileError as exc:
+        _discard_stale_report(config)
         raise pytest.UsageError(redact_text(str(exc))) from None
     for name, prof in profiles.items():
         config.addinivalue_line("markers", f"{name}: preflight profile: {prof.description}")
@@ -133,6 +137,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = SessionState(profiles, node, scrubber, settings)
     config.stash[state_key] = state
     config.pluginmanager.register(state, "preflight-session")
+    config.pluginmanager.register(ArtifactGuard(config), "preflight-artifacts")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -297,6 +302,7 @@ def _load_inputs(state: SessionState) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[state_key]
     checks = [it for it in items if it.get_closest_marker("pitfall")]
+    _require_selection(config, state, checks, "-k/-m")
     if not checks:
         return
     state.active = True
@@ -336,12 +342,175 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             drop.append(item)
         else:
             keep.append(item)
+    keep, drop = _apply_levels(config, keep, drop, bool(wanted_ids))
     if drop:
         config.hook.pytest_deselected(items=drop)
     keep.sort(key=lambda it: STAGES.index(_item_stage(it)) if it.get_closest_marker("pitfall")
               else -1)
     items[:] = keep
     state.selected_profiles = sorted({p.name for it in keep if (p := _item_profile(it))})
+    _require_selection(config, state, [it for it in keep if it.get_closest_marker("pitfall")],
+                       "the stages run")
+    config.stash[selected_key] = [it.nodeid for it in keep if it.get_closest_marker("pitfall")]
+
+
+# -- levels: the static stage by default, workloads and the stack on request ----------
+
+LEVELS = {
+    # option dest: (flag, stages it adds, help)
+    "run_workloads": ("--workloads", ("workload",),
+                      "also run the real torchrun workloads (stage workload, tens of seconds)"),
+    "run_stack": ("--stack", ("stack",),
+                  "also run the user's training stack (stage stack: ms-swift, SGLang; minutes)"),
+    "run_all": ("--all", ("workload", "stack"), "run every stage (--workloads --stack)"),
+}
+
+
+def _addoption_levels(group: Any) -> None:
+    for dest, (flag, _, help_text) in LEVELS.items():
+        group.addoption(flag, dest=dest, action="store_true", default=False, help=help_text)
+
+
+def _enabled_stages(config: pytest.Config) -> set[str]:
+    """The static stage always; a later one when a flag or `-m` names it (pytest users keep
+    `-m workload` / `-m stack`)."""
+    stages = {"static"}
+    for dest, (_, adds, _) in LEVELS.items():
+        if config.getoption(dest, False):
+            stages.update(adds)
+    expr = config.getoption("markexpr", "") or ""
+    stages.update(set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)) & set(STAGES))
+    return stages
+
+
+def _apply_levels(config: pytest.Config, keep: list[pytest.Item], drop: list[pytest.Item],
+                  explicit: bool) -> tuple[list[pytest.Item], list[pytest.Item]]:
+    """Deselect the stages not asked for; `--check ID` names its checks explicitly."""
+    if explicit:
+        return keep, drop
+    stages = _enabled_stages(config)
+    kept = [it for it in keep
+            if not it.get_closest_marker("pitfall") or _item_stage(it) in stages]
+    left_out = [it for it in keep if it not in kept]
+    config.stash[levels_key] = (sorted(stages, key=STAGES.index), len(left_out))
+    return kept, drop + left_out
+
+
+levels_key = pytest.StashKey[tuple[list[str], int]]()
+
+
+# -- artifacts CI can trust: no report for a run that judged nothing ---------------------
+
+selected_key = pytest.StashKey[list[str]]()
+collected_key = pytest.StashKey[int]()
+ARTIFACTS = (report.JSON_NAME, report.MD_NAME, report.HTML_NAME)
+LOGS_DIR = "preflight-logs"  # under the report dir: pytest's basetemp for preflight runs
+
+
+def _report_dir(config: pytest.Config) -> Path:
+    return Path(_setting(config, "report_dir") or "preflight-report")
+
+
+def _discard_stale_report(config: pytest.Config) -> None:
+    """A run that ends without a verdict leaves no report: an earlier run's GO in the same
+    dir would otherwise read as current."""
+    try:
+        report_dir = _report_dir(config)
+        for name in ARTIFACTS:
+            (report_dir / name).unlink(missing_ok=True)
+    except (OSError, ValueError):
+        pass  # an unusable report dir is reported by the run itself
+
+
+def _require_selection(config: pytest.Config, state: SessionState, checks: list[pytest.Item],
+                       by: str) -> None:
+    """`-k`/`-m` (or the level) leaving no check is bad input: exit 4, no verdict."""
+    collected = config.stash.get(collected_key, 0)
+    if checks or not collected:
+        return
+    state.input_error = True
+    hint = ""
+    if by != "-k/-m":
+        hint = " (the workload and stack stages run with --workloads / --stack / --all)"
+    expr = " ".join(f"{flag} {value!r}" for flag, value in (
+        ("-k", config.getoption("keyword", "")), ("-m", config.getoption("markexpr", "")))
+        if value)
+    raise pytest.UsageError(
+        f"no check selected: {expr or 'the selection'} matches no check{hint}; "
+        "`preflight list` shows the check ids")
+
+
+def _every_selected_check_ran(config: pytest.Config, state: SessionState) -> bool:
+    """False after -x / --maxfail or any stop: a check that never ran is not a pass."""
+    selected = config.stash.get(selected_key, [])
+    return all(nodeid in state.findings for nodeid in selected)
+
+
+class ArtifactGuard:
+    """Counts the checks collected; puts workload/stack logs under the report dir; after
+    the run, removes what a run without a verdict must not leave (report, JUnit) and makes
+    WARN checks visible in JUnit."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        if (config.option.basetemp is None and not hasattr(config, "workerinput")
+                and any(_is_checks_path(str(a)) for a in config.args)):
+            # tmp_path of the checks (workload, stack logs) under the report dir, not
+            # pytest's rotating /tmp/pytest-of-*; pytest empties it at the start of a run.
+            config.option.basetemp = str(_report_dir(config) / LOGS_DIR)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        self.config.stash[collected_key] = sum(
+            1 for it in items if it.get_closest_marker("pitfall"))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.config.option.collectonly and self.config.stash.get(collected_key, 0):
+            terminalreporter.write_line(
+                "preflight: --co lists the selected checks only: no verdict, no report")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        state = config.stash.get(state_key, None)
+        if state is None or hasattr(config, "workerinput"):
+            return
+        xmlpath = getattr(config.option, "xmlpath", None)
+        if state.report is None and (state.input_error or config.option.collectonly):
+            _discard_stale_report(config)
+            if xmlpath:
+                Path(xmlpath).unlink(missing_ok=True)
+        elif state.report is not None and xmlpath and os.path.isfile(xmlpath):
+            _junit_show_warnings(Path(xmlpath))
+
+
+def _junit_show_warnings(path: Path) -> None:
+    """WARN checks pass in JUnit; GitLab and Jenkins show a testcase's <system-out>, not its
+    <properties>, so the warning, its fix and check id go there too."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        tree = ET.parse(path)
+    except (OSError, ET.ParseError):
+        return
+    changed = False
+    for case in tree.iter("testcase"):
+        props = {p.get("name"): p.get("value") or "" for p in case.iter("property")}
+        if props.get("preflight.severity") != "warning":
+            continue
+        text = f"WARN [{props.get('preflight.check', '')}]: {props.get('preflight.summary', '')}"
+        if props.get("preflight.fix"):
+            text += "\nfix: " + props["preflight.fix"]
+        if props.get("preflight.why"):
+            text += "\nwhy: " + props["preflight.why"]
+        out = case.find("system-out")
+        if out is None:
+            out = ET.SubElement(case, "system-out")
+        out.text = text + ("\n" + out.text if out.text else "")
+        changed = True
+    if changed:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tree.write(tmp, encoding="utf-8", xml_declaration=True)
+        os.replace(tmp, path)
 
 
 # -- fixtures ----------------------------------------------------------------------
@@ -355,6 +524,7 @@ class Recorder:
         self.profile = profile
         self.facts: dict[str, Any] = {}
         self.fix_text = ""
+        self.why_text = ""
         self.note = ""
         self.warned = False
         self.unknown_reason = ""
@@ -364,6 +534,10 @@ class Recorder:
 
     def fix(self, text: str) -> None:
         self.fix_text = text
+
+    def why(self, text: str) -> None:
+        """Why the fix works, or what to look at: prose never goes in `fix`."""
+        self.why_text = text
 
     def summary(self, text: str) -> None:
         self.note = text
@@ -467,7 +641,16 @@ def _build_finding(item: pytest.Item, call: pytest.CallInfo, rep: pytest.TestRep
     found.summary = scrub(found.summary)
     found.evidence = scrub(found.evidence)
     found.fix = scrub(found.fix)
+    _split_fix(found, scrub(recorder.why_text))
     return found
+
+
+def _split_fix(found: Finding, why: str) -> None:
+    """`fix` keeps the shell commands, one per line; comments and sentences go to `why`."""
+    from preflight import fixes
+
+    found.fix, moved = fixes.split(found.fix)
+    found.why = "; ".join(part for part in (why, moved) if part)
 
 
 def _longrepr(found: Finding) -> str:
@@ -477,7 +660,9 @@ def _longrepr(found: Finding) -> str:
     if found.evidence:
         lines.append("evidence: " + json.dumps(found.evidence, sort_keys=True))
     if found.fix:
-        lines.append("fix: " + found.fix)
+        lines.append("fix: " + found.fix.replace("\n", "\n     "))
+    if found.why:
+        lines.append("why: " + found.why)
     lines.append(f"runbook: {found.runbook}")
     return "\n".join(lines)
 
@@ -512,6 +697,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                 ("preflight.severity", found.severity.label),
                 ("preflight.fix", found.fix),
                 ("preflight.runbook", found.runbook),
+                ("preflight.summary", found.summary),
+                ("preflight.why", found.why),
             ])
     return rep
 
@@ -527,10 +714,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(state_key, None)
     if state is None or not state.active or state.input_error:
         return
+    if session.config.option.collectonly:
+        return  # a listing, not a run: no verdict, no report (ArtifactGuard says so)
     if hasattr(session.config, "workerinput"):  # xdist workers leave writing to the controller
         return
     findings = list(state.findings.values())
     complete = exitstatus not in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+    complete = complete and _every_selected_check_ran(session.config, state)
     state.report = report.build(
         findings,
         verdict=verdict(findings, complete),
@@ -553,8 +743,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(state_key, None)
-    if state is None or state.report is None:
-        return
+    if state is None or state.report is None or config.stash.get(face_key, False):
+        return  # under the `preflight` command, face.py writes the output
     terminalreporter.section("preflight")
     if state.profile_note:
         terminalreporter.write_line(state.profile_note)

@@ -17,11 +17,47 @@ from preflight.model import Finding, Severity
 SCHEMA_VERSION = 1
 JSON_NAME = "preflight-report.json"
 MD_NAME = "preflight-report.md"
+HTML_NAME = "preflight-report.html"
 STAGE_ORDER = ("static", "workload", "stack")
+
+
+# Root causes: a check whose subject another check found missing fails too, for the same
+# reason. It is reported once, under the root ("blocked by gpu-inventory: NVML ..."), when
+# its summary names the very error the root recorded in its evidence. The verdict is
+# unchanged: the dependent still failed.
+ROOT_CAUSES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # root check: (evidence key holding the missing subject's error, dependent checks)
+    "gpu-inventory": ("nvml_error", (
+        "gpu-free", "gpu-health", "cuda-stack", "profile-match", "launch-gpus",
+        "nccl-allreduce", "train-10-steps", "libuv-store", "sglang-generate", "swift-smoke-10",
+        "swift-grpo-10")),
+}
+
+
+def mark_root_causes(findings: list[Finding]) -> None:
+    """Set `blocked_by` on each failing dependent whose summary names its root's error."""
+    for root, (key, dependents) in ROOT_CAUSES.items():
+        errors = {str(f.evidence.get(key)) for f in findings
+                  if f.check == root and f.severity.blocks and f.evidence.get(key)}
+        if not errors:
+            continue
+        for f in findings:
+            if (f.check in dependents and f.severity.blocks
+                    and any(err in f.summary for err in errors)):
+                f.blocked_by = root
+
+
+def root_reason(findings: list[Finding], root: str) -> str:
+    key = ROOT_CAUSES.get(root, ("", ()))[0]
+    for f in findings:
+        if f.check == root and f.evidence.get(key):
+            return str(f.evidence[key])
+    return ""
 
 
 def build(findings: list[Finding], *, verdict: str, profile: str, host: str, started: str,
           duration_s: float, complete: bool, version: str) -> dict[str, Any]:
+    mark_root_causes(findings)
     counts: dict[str, int] = {}
     for f in findings:
         counts[f.severity.label] = counts.get(f.severity.label, 0) + 1
@@ -83,6 +119,8 @@ def markdown(report: dict[str, Any]) -> str:
                           json.dumps(f.evidence, indent=2, sort_keys=True), "```", ""]
             if f.fix:
                 lines += ["Fix:", "", "```bash", f.fix, "```", ""]
+            if f.why:
+                lines += [f"Why: {f.why}", ""]
             if f.runbook:
                 lines += [f"Runbook: `{f.runbook}`", ""]
     if report["stages"]:
@@ -115,22 +153,26 @@ def terminal_lines(report: dict[str, Any]) -> list[str]:
         if f.severity.blocks or f.severity == Severity.WARNING:
             tag = "BLOCKER" if f.severity.blocks else "WARN"
             lines.append(f"  {tag} {f.check} [{f.profile}]: {f.summary}")
-            if f.fix:
-                lines.append(f"      fix: {f.fix.splitlines()[0]}")
+            for command in f.fix.splitlines():
+                lines.append(f"      fix: {command}")
     return lines
 
 
 def write(report: dict[str, Any], report_dir: Path) -> list[Path]:
+    from preflight import html_report  # it imports console, which imports this module
+
     report_dir.mkdir(parents=True, exist_ok=True)
     outputs = {
         report_dir / JSON_NAME: json.dumps(report, indent=2, sort_keys=False) + "\n",
         report_dir / MD_NAME: markdown(report),
+        report_dir / HTML_NAME: html_report.render(report),
     }
     staged: list[tuple[str, Path]] = []
     try:
         for target, text in outputs.items():
             fd, tmp = tempfile.mkstemp(dir=report_dir, prefix=f".{target.name}.")
             staged.append((tmp, target))
+            os.fchmod(fd, 0o644)  # scrubbed, meant to be read (CI, colleagues); mkstemp: 0600
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
         for tmp, target in staged:

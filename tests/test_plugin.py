@@ -161,7 +161,7 @@ def test_secret_canary_never_leaves(run_preflight, tmp_path):
     assert run.returncode == 1
     assert run.one("dotenv-exported")["outcome"] == "failed"
     outputs = [run.stdout, run.stderr, junit.read_text()]
-    outputs += [p.read_text() for p in run.report_dir.iterdir()]
+    outputs += [p.read_text() for p in run.report_dir.rglob("*") if p.is_file()]  # logs too
     for value in canaries.values():
         for text in outputs:
             assert value not in text

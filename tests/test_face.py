@@ -1,0 +1,299 @@
+"""preflight's own face: the command's output, levels, CLI surface, artifacts CI can trust,
+and the pytest11 shim that leaves unrelated pytest runs alone. The real command runs in a
+subprocess (`python -m preflight`), as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from conftest import CHECKS, FIXTURES, REPO, base_env
+from preflight import __version__, cli, console
+from preflight.runbooks import all_ids
+
+NO_NVML = FIXTURES / "nvml" / "no-nvml.json"
+STATUS_LINE = re.compile(r"^  (PASS|WARN|FAIL|UNKNOWN|SKIP) +([a-z0-9-]+) +\S")
+
+
+def preflight(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
+              report_dir: Path | None = None, timeout: float = 180):
+    report_dir = report_dir or tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "preflight", "--report-dir", str(report_dir),
+                           *args], cwd=tmp_path, env=env or base_env(), capture_output=True,
+                          text=True, timeout=timeout)
+    report = report_dir / "preflight-report.json"
+    return proc, (json.loads(report.read_text()) if report.exists() else None)
+
+
+def _nonempty(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+# -- output and levels ------------------------------------------------------------------
+
+
+def test_default_run_is_the_static_stage_with_preflights_own_output(tmp_path):
+    started = time.monotonic()
+    proc, report = preflight(tmp_path)
+    took = time.monotonic() - started
+    out = proc.stdout
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    lines = _nonempty(out)
+    assert lines[0].startswith(f"preflight {__version__} | profile cpu (")
+    assert " | node " in lines[0] and "stages static" in lines[0]
+    # No pytest noise: header, timeout settings, paths of the installed checks, progress.
+    for noise in ("test session starts", "timeout:", "site-packages", "rootdir:",
+                  "test_node.py", "passed", "deselected", "[100%]"):
+        assert noise not in out, noise
+    # One line per check id, with its status; grouped by stage (only static by default).
+    ids = [m.group(2) for line in lines if (m := STATUS_LINE.match(line))]
+    assert len(ids) == len(set(ids)) == len({c["id"] for c in report["checks"]})
+    assert {s["stage"] for s in report["stages"]} == {"static"}
+    assert "not run: stage workload, stack" in out
+    # The verdict line is last and agrees with the exit code and the report.
+    assert lines[-1].startswith(report["verdict"] + "  profile cpu")
+    assert (proc.returncode == 0) == (report["verdict"] == "GO")
+    # Reports are readable; logs of checks (tmp_path) live under the report dir.
+    for name in ("preflight-report.json", "preflight-report.md"):
+        assert (tmp_path / "report" / name).stat().st_mode & 0o777 == 0o644
+    assert "pytest-of-" not in json.dumps(report)
+    print(f"default preflight: {took:.2f} s, {len(ids)} checks")
+
+
+def test_levels_select_the_stages_asked_for(tmp_path):
+    def collected(*args: str) -> set[str]:
+        proc = subprocess.run([sys.executable, "-m", "pytest", str(CHECKS), "--co", "-q",
+                               "-p", "no:cacheprovider", "--rootdir", str(REPO), "--profile",
+                               "cpu", "--report-dir", str(tmp_path / "r"), *args],
+                              cwd=tmp_path, env=base_env(), capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return {line.split("::")[0].rsplit("/", 1)[-1] for line in proc.stdout.splitlines()
+                if "::" in line}
+
+    assert "test_workloads.py" not in collected()
+    assert "test_workloads.py" in collected("--workloads")
+    assert "test_workloads.py" in collected("-m", "workload")  # pytest users keep -m
+    both = collected("--all")
+    assert {"test_workloads.py", "test_stack.py"} <= both
+    assert not (tmp_path / "r" / "preflight-report.json").exists()  # --co writes no report
+
+
+def test_missing_nvml_is_reported_once_under_gpu_inventory(tmp_path):
+    checks = ("gpu-inventory", "gpu-free", "gpu-health", "profile-match", "host-limits")
+    proc, report = preflight(tmp_path, "--profile", "a800", "--nvml-replay", str(NO_NVML),
+                             *sum((["--check", c] for c in checks), []))
+    out = proc.stdout
+    assert proc.returncode == 1 and report["verdict"] == "NO-GO", out + proc.stderr
+    blocked = {c["id"] for c in report["checks"] if c["blocked_by"] == "gpu-inventory"}
+    assert {"gpu-free", "gpu-health", "profile-match"} <= blocked
+    assert "gpu-inventory" not in blocked and "host-limits" not in blocked
+    blockers = out[out.index("blockers:"):]
+    assert "  gpu-inventory: " in blockers
+    assert "also fails because of it: gpu-free, gpu-health, profile-match" in blockers
+    for dependent in ("gpu-free", "gpu-health", "profile-match"):
+        assert f"  {dependent}: " not in blockers  # not a blocker of its own
+        line = next(x for x in out.splitlines() if STATUS_LINE.match(x)
+                    and STATUS_LINE.match(x).group(2) == dependent)
+        assert "blocked by gpu-inventory: NVML unavailable" in line
+    assert out.count("cannot read GPU") == 0  # the per-GPU repeats are folded
+    assert "(5 of 5 cases FAIL)" in out  # 4 GPUs + the visibility case, one line
+
+
+def test_verbose_shows_evidence_and_pytest_output_keeps_pytests(tmp_path):
+    proc, report = preflight(tmp_path, "--profile", "cpu", "--check", "port-free", "-v")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "evidence: {" in proc.stdout and '"port": ' in proc.stdout
+    raw, _ = preflight(tmp_path, "--profile", "cpu", "--check", "port-free",
+                       "--pytest-output", report_dir=tmp_path / "raw")
+    assert raw.returncode == 0
+    assert "preflight verdict: GO" in raw.stdout and "passed" in raw.stdout
+
+
+def test_render_is_pure_and_colours_only_through_markup():
+    finding = {"id": "port-free", "nodeid": "x::t[cpu]", "outcome": "failed",
+               "severity": "blocker", "summary": "MASTER_PORT 29500 is held",
+               "evidence": {"port": 29500}, "fix": "export MASTER_PORT=29611\n",
+               "why": "the port is bound by pid 7", "runbook": "", "profile": "cpu",
+               "stage": "static", "duration_s": 0.0}
+    report = {"verdict": "NO-GO", "complete": False, "profile": "cpu", "duration_s": 0.2,
+              "stages": [], "checks": [finding]}
+    lines = console.render(report)
+    texts = [text for text, _ in lines]
+    assert "    $ export MASTER_PORT=29611" in texts
+    assert "    why: the port is bound by pid 7" in texts
+    assert "\x1b" not in "".join(texts)  # escapes come from TerminalWriter on a TTY only
+    assert texts[-1].startswith("NO-GO") and "INCOMPLETE" in texts[-1]
+    assert lines[-1][1]["red"] and lines[-1][1]["bold"]
+
+
+# -- CLI surface ------------------------------------------------------------------------
+
+
+def test_version_help_explain(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith(f"preflight {__version__} (distribution "
+                                              "pytest-preflight")
+    assert cli.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert "usage: preflight" in text and "pytest.main" not in text
+    assert len(text.splitlines()) < 80
+    for needle in ("--workloads", "--stack", "--all", "--profile", "--pytest-output",
+                   "--help-pytest", "list", "explain", "info", "  4  bad input"):
+        assert needle in text, needle
+    assert text.index("commands:") < text.index("options:") < text.index("exit codes:")
+    assert cli.main(["explain", "port-free"]) == 0
+    assert capsys.readouterr().out.startswith("# port-free:")
+    assert cli.main(["explain", "no-such"]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR: ") and len(err.splitlines()) == 1
+
+
+def test_list_names_every_check_with_its_stage(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "preflight", "list"], cwd=tmp_path,
+                          env=base_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines()}
+    assert set(rows) == all_ids()
+    assert rows["port-free"] == "static" and rows["nccl-allreduce"] == "workload"
+    assert rows["swift-smoke-10"] == "stack"
+    assert not (tmp_path / "preflight-report").exists()
+
+
+# -- artifacts CI can trust --------------------------------------------------------------
+
+
+def _stale(report_dir: Path) -> None:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("preflight-report.json", "preflight-report.md"):
+        (report_dir / name).write_text('{"verdict": "GO"}')
+
+
+@pytest.mark.parametrize("args, code, needle", [
+    (("--check", "no-such-check"), 4, "ERROR: --check: unknown check id"),
+    (("-k", "ncl and not nccl"), 4, "ERROR: no check selected: -k 'ncl and not nccl'"),
+    (("-k", "allreduce"), 4, "run with --workloads"),  # a workload, at the default level
+    (("--co",), 0, "no verdict, no report"),
+])
+def test_a_run_without_a_verdict_leaves_no_report_and_no_junit(tmp_path, args, code, needle):
+    report_dir, junit = tmp_path / "report", tmp_path / "junit.xml"
+    _stale(report_dir)
+    proc, report = preflight(tmp_path, "--profile", "cpu", f"--junitxml={junit}", *args)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == code, out
+    assert needle in out
+    assert "Traceback" not in out and "verdict: " not in out and "NO-GO" not in out
+    assert report is None and not (report_dir / "preflight-report.md").exists()
+    assert not junit.exists()
+
+
+def test_maxfail_is_incomplete_and_junit_carries_id_summary_fix(tmp_path):
+    junit = tmp_path / "junit.xml"
+    proc, report = preflight(tmp_path, "--profile", "cpu", "--expect-env", "nope", "-x",
+                             "--check", "conda-env", "--check", "nccl-ifname",
+                             f"--junitxml={junit}",
+                             env=base_env(CONDA_DEFAULT_ENV="base", NCCL_SOCKET_IFNAME="lo"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert report["complete"] is False and report["verdict"] == "NO-GO"
+    assert "INCOMPLETE" in _nonempty(proc.stdout)[-1]
+    failure = next(ET.parse(junit).iter("failure"))
+    message = failure.get("message")
+    assert "[conda-env]" in message and "CONDA_DEFAULT_ENV is 'base'" in message
+    assert "fix: conda activate nope" in message
+
+
+def test_warn_checks_are_visible_in_junit(tmp_path):
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "lenient.toml").write_text(
+        'extends = "cpu"\n[env]\nconda_env = "prl_clean"\n[severity]\nconda-env = "warning"\n')
+    junit = tmp_path / "junit.xml"
+    proc, report = preflight(tmp_path, "--profile", "lenient", "--profile-dir",
+                             str(tmp_path / "p"), "--check", "conda-env",
+                             f"--junitxml={junit}", env=base_env(CONDA_DEFAULT_ENV="base"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    case = next(ET.parse(junit).iter("testcase"))
+    out = case.find("system-out")
+    assert out is not None, ET.tostring(case).decode()
+    assert out.text.startswith("WARN [conda-env]: CONDA_DEFAULT_ENV is 'base'")
+    assert "fix: conda activate prl_clean" in out.text
+    assert "warnings:" in proc.stdout and "WARN    conda-env" in proc.stdout
+
+
+# -- a name of its own: the shim leaves unrelated pytest runs alone ----------------------
+
+
+def _unrelated(tmp_path: Path) -> Path:
+    work = tmp_path / "unrelated"
+    work.mkdir()
+    (work / "test_one.py").write_text("def test_one():\n    assert True\n")
+    (work / "conftest.py").write_text(
+        "import sys\n\ndef pytest_unconfigure(config):\n"
+        "    loaded = sorted(m for m in sys.modules if m.startswith('preflight'))\n"
+        "    open('modules.txt', 'w').write(' '.join(loaded))\n")
+    return work
+
+
+def test_unrelated_pytest_run_gets_no_markers_options_or_imports(tmp_path):
+    work = _unrelated(tmp_path)
+    env = base_env()
+    markers = subprocess.run([sys.executable, "-m", "pytest", "--markers"], cwd=work, env=env,
+                             capture_output=True, text=True, timeout=120).stdout
+    for marker in ("@pytest.mark.static:", "@pytest.mark.workload:", "@pytest.mark.stack:",
+                   "@pytest.mark.cpu:", "@pytest.mark.each(", "@pytest.mark.pitfall("):
+        assert marker not in markers
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly"], cwd=work,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    loaded = (work / "modules.txt").read_text().split()
+    assert "preflight.pytest_entry" in loaded  # the entry point is installed and loaded ...
+    assert "preflight.plugin" not in loaded and "preflight.probes" not in loaded  # ... only it
+    assert not (work / "preflight-report").exists()
+
+
+def test_unrelated_pytest_run_is_at_most_5_percent_slower(tmp_path):
+    """Paired runs: with the entry point, and with it blocked (`-p no:preflight`)."""
+    work = _unrelated(tmp_path)
+    env = base_env()
+
+    def one(*extra: str) -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        *extra], cwd=work, env=env, capture_output=True, timeout=120,
+                       check=True)
+        return time.perf_counter() - started
+
+    one()  # warm the file cache
+    pairs = []
+    for i in range(12):
+        order = [(), ("-p", "no:preflight")] if i % 2 else [("-p", "no:preflight"), ()]
+        times = {extra: one(*extra) for extra in order}
+        pairs.append((times[()], times[("-p", "no:preflight")]))
+    with_it = statistics.median(a for a, _ in pairs)
+    without = statistics.median(b for _, b in pairs)
+    ratio = statistics.median(a / b for a, b in pairs)
+    print(f"unrelated run: {with_it:.3f} s with, {without:.3f} s without, ratio {ratio:.3f}")
+    assert ratio <= 1.05
+
+
+def test_shim_decides_from_the_command_line(tmp_path):
+    from preflight.pytest_entry import wants_preflight
+
+    env_before = os.environ.pop("PREFLIGHT_PLUGIN", None)
+    try:
+        assert wants_preflight([str(CHECKS)])
+        assert wants_preflight([str(CHECKS / "checks" / "test_node.py") + "::test_x"])
+        assert wants_preflight(["--profile", "cpu"]) and wants_preflight(["--report-dir=x"])
+        assert not wants_preflight([str(tmp_path), "-q", "-k", "profile"])
+        assert not wants_preflight([str(REPO / "tests")])
+    finally:
+        if env_before is not None:
+            os.environ["PREFLIGHT_PLUGIN"] = env_before

@@ -1,0 +1,86 @@
+"""Fixes are commands: every `fix` the checks produce on broken environments is copy-paste
+shell, one command per line, each `bash -n` clean, without `<placeholders>`; explanations
+are in `why`. The oracle is bash itself."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, base_env
+from preflight.fixes import is_command, split
+
+NVML = sorted((FIXTURES / "nvml").glob("a800x4-*.json"))
+LAUNCH = sorted(p for p in (FIXTURES / "launch").glob("*.sh") if "_fixed" not in p.name)
+
+
+def test_split_keeps_commands_and_moves_explanations():
+    assert split("kill 42  # check each pid first; preflight kills nothing") == (
+        "kill 42", "check each pid first; preflight kills nothing")
+    assert split("export A=1; export B='x; y'") == ("export A=1\nexport B='x; y'", "")
+    assert split("nvidia-smi -L; dmesg | grep -iE 'NVRM|Xid'  # fell off the bus")[0] == \
+        "nvidia-smi -L\ndmesg | grep -iE 'NVRM|Xid'"
+    for prose in ("free space on / (du -xsh /x/* | sort -h) or point the output at /y",
+                  "export NNODES=<nodes> NODE_RANK=<this node>", "none needed",
+                  "make num_generations divide the generation batch",
+                  "keep one distributed launcher per job", "set the variable",
+                  "kill only holders that are yours"):
+        assert split(prose) == ("", prose)
+        assert not is_command(prose)
+
+
+def _bash_n(line: str) -> str:
+    proc = subprocess.run(["bash", "-n"], input=line + "\n", capture_output=True, text=True,
+                          timeout=10)
+    return proc.stderr.strip() if proc.returncode else ""
+
+
+def _lint(checks: list[dict]) -> list[str]:
+    bad = []
+    for check in checks:
+        for line in check["fix"].splitlines():
+            problem = _bash_n(line) or ("not a command" if not is_command(line) else "")
+            if problem or "<" in line and ">" in line and "<<" not in line:
+                bad.append(f"{check['id']}: {line!r}: {problem or 'placeholder'}")
+    return bad
+
+
+@pytest.fixture(scope="module")
+def held_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def _broken_env(tmp_path: Path, port: int) -> tuple[list[str], dict[str, str]]:
+    env_file = tmp_path / ".env"
+    env_file.write_text("PREFLIGHT_FIXES_KEY=1\nWANDB_KEY=abc\n")
+    env = base_env(CONDA_DEFAULT_ENV="base", NCCL_SOCKET_IFNAME="bogus0",
+                   NCCL_P2P_DISABLE="1", HF_ENDPOINT="not-a-url", MASTER_PORT=str(port),
+                   CUDA_VISIBLE_DEVICES="0,1,7", HOME="/nonexistent")
+    return ["--expect-env", "nope", "--env-file", str(env_file)], env
+
+
+@pytest.mark.parametrize("replay", NVML, ids=[p.stem for p in NVML])
+def test_static_fixes_on_broken_gpu_nodes_are_commands(run_preflight, tmp_path, held_port,
+                                                       replay):
+    args, env = _broken_env(tmp_path, held_port)
+    run = run_preflight("--profile", "a800", "--nvml-replay", str(replay), *args, env=env)
+    assert run.returncode == 1, run.output[-2000:]
+    failing = [c for c in run.report["checks"] if c["severity"] in ("blocker", "unknown",
+                                                                     "warning")]
+    assert len(failing) >= 5
+    assert sum(bool(c["fix"]) for c in failing) >= 4
+    assert _lint(run.report["checks"]) == []
+
+
+@pytest.mark.parametrize("script", LAUNCH, ids=[p.stem for p in LAUNCH])
+def test_launch_fixes_are_commands(run_preflight, script):
+    run = run_preflight("--profile", "cpu", "--launch-script", str(script), "-k", "launch or "
+                        "nested or empty or grpo or colocate")
+    assert run.returncode in (0, 1), run.output[-2000:]
+    assert _lint(run.report["checks"]) == []
