@@ -364,7 +364,7 @@ def test_nccl_ib_disable_and_missing_topo_file_on_h100(run_preflight, tmp_path):
 
 def test_detection_picks_the_profile_of_each_recorded_node(run_preflight):
     for name, profile in (("h100x8-healthy", "h100"), ("h20x8-healthy", "h20"),
-                          ("a800x4-healthy", "a800")):
+                          ("h200x8-healthy", "h200"), ("a800x4-healthy", "a800")):
         run = run_preflight("--nvml-replay", str(NVML_DIR / f"{name}.json"),
                             "--check", "gpu-inventory", env=gpu_env())
         assert run.report["profile"] == profile, run.output[-1500:]
@@ -408,3 +408,40 @@ def test_disk_space_reads_the_launch_output_dirs(run_preflight, tmp_path):
     result = run.one("disk-space")
     assert result["severity"] == "blocker", run.output[-2000:]
     assert result["evidence"]["paths"][0]["path"] == str(out)
+
+
+# -- h200 and a 1-GPU site profile ---------------------------------------------------------
+
+
+SITE = FIXTURES.parent / "benchmarks" / "site"
+
+
+def test_h200_profile_is_go_on_the_8_gpu_node_and_nogo_on_one_gpu(run_preflight, tmp_path):
+    h200 = NVML_DIR / "h200x8-healthy.json"
+    checks = ("profile-match", "gpu-inventory", "gpu-health")
+    eight = replay(run_preflight, h200, *checks, profile="h200")
+    assert eight.report["profile"] == "h200"
+    assert all(c["outcome"] == "passed" for c in eight.report["checks"]), eight.output[-2000:]
+    alone = tmp_path / "h200x1.json"
+    data = json.loads(h200.read_text())
+    data["gpus"] = data["gpus"][:1]
+    alone.write_text(json.dumps(data))
+    run = replay(run_preflight, alone, *checks, profile="h200")
+    assert run.returncode == 1
+    assert "1 of 8 expected H200" in results(run, "profile-match")["h200"]["summary"]
+
+
+def test_one_h200_is_go_with_the_short_site_profile(run_preflight, tmp_path):
+    alone = tmp_path / "h200x1.json"
+    data = json.loads((NVML_DIR / "h200x8-healthy.json").read_text())
+    data["gpus"] = data["gpus"][:1]
+    for link in data["gpus"][0]["nvlink"]:
+        link["active"] = False  # a lone GPU of an HGX board: its links lead nowhere
+    alone.write_text(json.dumps(data))
+    # Detection: the site profile (count 1) matches, the built-in h200 (count 8) does not.
+    run = run_preflight("--profile-dir", str(SITE), "--nvml-replay", str(alone),
+                        "--check", "profile-match", "--check", "gpu-inventory",
+                        "--check", "gpu-health", env=gpu_env(HOME="/nonexistent"))
+    assert run.report["profile"] == "h200x1", run.output[-1500:]
+    assert run.returncode == 0, run.output[-2000:]
+    assert {c["outcome"] for c in run.report["checks"]} == {"passed"}
