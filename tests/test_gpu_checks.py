@@ -8,6 +8,7 @@ processes, files, the plugin, the report.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -247,9 +248,18 @@ def fake_torch(root, cuda="12.1", arch="sm_50 sm_60 sm_70 sm_75 sm_80 sm_86 sm_9
     install here (the CUDA wheels are gigabytes)."""
     pkg = root / "torch"
     pkg.mkdir(parents=True)
+    # As torch's setup.py generates it; preflight reads this file instead of importing.
+    (pkg / "version.py").write_text(
+        "from typing import Optional\n"
+        f"__version__ = '2.5.1+cu{cuda.replace('.', '')}'\ndebug = False\n"
+        f"cuda: Optional[str] = {cuda!r}\nhip: Optional[str] = None\n")
+    # Every import of this torch, by any process, appends a line to $FAKE_TORCH_IMPORTS.
     (pkg / "__init__.py").write_text(
-        f"__version__ = '2.5.1+cu{cuda.replace('.', '')}'\n"
-        f"class version:\n    cuda = {cuda!r}\n"
+        "import os\n"
+        "if os.environ.get('FAKE_TORCH_IMPORTS'):\n"
+        "    with open(os.environ['FAKE_TORCH_IMPORTS'], 'a') as f:\n"
+        "        f.write(f'{os.getpid()}\\n')\n"
+        "from torch import version\nfrom torch.version import __version__\n"
         f"class _C:\n    @staticmethod\n    def _cuda_getArchFlags():\n        return {arch!r}\n")
     return root
 
@@ -309,6 +319,48 @@ def test_cuda_stack_fails_on_the_real_cpu_only_torch(run_preflight):
     run = replay(run_preflight, HEALTHY, "cuda-stack")
     result = run.one("cuda-stack")
     assert result["severity"] == "blocker" and "CPU-only build" in result["summary"]
+
+
+def test_static_stage_imports_torch_once_then_reads_the_arch_cache(run_preflight, tmp_path):
+    """No process of the static stage imports torch once the arch-list cache is filled:
+    the fake torch logs every import, by the pytest process or any child."""
+    imports = tmp_path / "imports.log"
+    env = stack_env(tmp_path) | {"FAKE_TORCH_IMPORTS": str(imports),
+                                 "PREFLIGHT_CACHE_DIR": str(tmp_path / "cache")}
+    first = replay(run_preflight, HEALTHY, env=env, extra=("-m", "a800 and static"))
+    stack = first.one("cuda-stack")
+    assert stack["outcome"] == "passed", first.output[-2000:]
+    assert len(imports.read_text().split()) == 1  # the one child that fills the cache
+    assert stack["evidence"]["torch_imported"] is True
+    assert "cache filled" in stack["evidence"]["read_from"]["arch_list"]
+    assert stack["evidence"]["read_from"]["cuda"] == "torch/version.py"
+
+    again = replay(run_preflight, HEALTHY, env=env, extra=("-m", "a800 and static"))
+    stack = again.one("cuda-stack")
+    assert stack["outcome"] == "passed" and stack["evidence"]["torch_imported"] is False
+    assert stack["evidence"]["read_from"]["arch_list"].startswith("cache ")
+    assert stack["evidence"]["arch_list"] == ["sm_80", "sm_86", "sm_90"]
+    assert len(imports.read_text().split()) == 1, "a static run imported torch"
+    assert len(again.report["checks"]) > 10  # the whole static stage ran
+
+
+def test_a_changed_torch_install_refills_the_cache(run_preflight, tmp_path):
+    env = stack_env(tmp_path) | {"PREFLIGHT_CACHE_DIR": str(tmp_path / "cache")}
+    replay(run_preflight, HEALTHY, "cuda-stack", env=env)
+    version_py = next(tmp_path.glob("torch-*/torch/version.py"))
+    version_py.write_text(version_py.read_text() + "# rebuilt\n")  # new size: a new key
+    torch_init = version_py.with_name("__init__.py")
+    torch_init.write_text(torch_init.read_text().replace("sm_80 sm_86 sm_90", "sm_90 sm_100"))
+    result = replay(run_preflight, HEALTHY, "cuda-stack", env=env).one("cuda-stack")
+    assert result["evidence"]["torch_imported"] is True
+    assert "torch has no kernels for sm_80" in result["summary"]
+
+
+def test_cpu_only_torch_is_judged_without_any_child(run_preflight):
+    result = replay(run_preflight, HEALTHY, "cuda-stack").one("cuda-stack")
+    assert result["evidence"]["torch_imported"] is False
+    assert result["evidence"]["torch_cuda"] is None
+    assert result["evidence"]["torch"] == importlib.metadata.version("torch")
 
 
 # -- nccl-env ------------------------------------------------------------------------------
