@@ -72,6 +72,16 @@ if ! "$PY" -m venv --system-site-packages "$VENV" > /dev/null 2>&1; then
     || { echo "ERROR: $PY -m venv failed" >&2; exit 1; }
   PIP=("$PY" -m pip --python "$VPY")
 fi
+# When $PY is itself a venv (CI), --system-site-packages means its base interpreter's:
+# point the new venv at the outer venv's packages too (torch, pytest, psutil there).
+"$VPY" - "$("$PY" -c 'import site, sys; print(":".join(site.getsitepackages())
+            if sys.prefix != sys.base_prefix else "")')" <<'PYEOF'
+import site, sys
+from pathlib import Path
+outer = [p for p in sys.argv[1].split(":") if p]
+if outer:
+    Path(site.getsitepackages()[0], "outer-venv.pth").write_text("\n".join(outer) + "\n")
+PYEOF
 if [ -d "$WHEELS" ] && ls "$WHEELS"/*.whl > /dev/null 2>&1; then
   step install 180 0 "${PIP[@]}" install -q --no-index --find-links "$WHEELS" "$HERE"
 elif [ "$MODE" = dry ]; then
