@@ -1,19 +1,28 @@
 """Wall time of preflight's static stage against `python -m torch.utils.collect_env`,
-measured in one run, on this machine. Prints the figures and the ratio.
+measured in one run, on this machine, in pairs (static, collect_env, static, ...) after a
+warm-up pair. Prints the medians and the per-pair ratio with its min-max.
 
-    python benchmarks/static_vs_collect_env.py [--repeat 3]
+    python benchmarks/static_vs_collect_env.py [--pairs 5]
+    python benchmarks/static_vs_collect_env.py --gpu   # 8x H100 replayed, torch installed
+
+`--gpu` replays fixtures/nvml/h100x8-healthy.json (`--nvml-replay`) so the GPU checks run
+with the h100 profile, as on a GPU node with torch installed (issue goal: median <= 1.0 s and
+>= 3x faster than collect_env). `--nvml-replay FILE --profile NAME` for another node.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from pairs import paired
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def wall(argv: list[str], cwd: str) -> float:
@@ -24,22 +33,38 @@ def wall(argv: list[str], cwd: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--gpu", action="store_true",
+                        help="replay an 8x H100 node (fixtures/nvml/h100x8-healthy.json)")
+    parser.add_argument("--nvml-replay", default=None)
+    parser.add_argument("--profile", default=None)
     args = parser.parse_args()
+    replay = args.nvml_replay or (str(REPO / "fixtures/nvml/h100x8-healthy.json")
+                                  if args.gpu else None)
+    profile = args.profile or ("h100" if args.gpu else None)
     with tempfile.TemporaryDirectory() as tmp:
         # The README's gate command: `preflight -m static`.
         static_argv = [sys.executable, "-m", "preflight", "-q", "-m", "static",
                        "--report-dir", tmp]
+        if replay:
+            static_argv += ["--nvml-replay", replay]
+        if profile:
+            static_argv += ["--profile", profile]
         collect_argv = [sys.executable, "-m", "torch.utils.collect_env"]
-        static = [wall(static_argv, tmp) for _ in range(args.repeat)]
-        session = json.loads((Path(tmp) / "preflight-report.json").read_text())["duration_s"]
-        collect = [wall(collect_argv, tmp) for _ in range(args.repeat)]
-    s, c = statistics.median(static), statistics.median(collect)
-    print(f"preflight static stage: {s:.2f} s wall (pytest start-up included), "
-          f"{session:.2f} s in the session")
-    print(f"torch.utils.collect_env: {c:.2f} s wall")
-    print(f"ratio collect_env / preflight static: {c / s:.1f}x  (median of {args.repeat})")
+        result = paired(lambda: wall(static_argv, tmp), lambda: wall(collect_argv, tmp),
+                        args.pairs)
+        report = json.loads((Path(tmp) / "preflight-report.json").read_text())
+    stack = next((c for c in report["checks"] if c["id"] == "cuda-stack"), None)
+    print(f"node: {'replay ' + Path(replay).name if replay else 'this machine'}, profile "
+          f"{report['profile']}, {len(report['checks'])} checks, last session "
+          f"{report['duration_s']:.2f} s inside pytest")
+    if stack:
+        ev = stack.get("evidence") or {}
+        print(f"cuda-stack: {stack['severity']}, torch {ev.get('torch')}, "
+              f"torch imported: {ev.get('torch_imported')}, read from {ev.get('read_from')}")
+    print(result.line("preflight static stage (wall, pytest start-up included)",
+                      "torch.utils.collect_env"))
 
 
 if __name__ == "__main__":

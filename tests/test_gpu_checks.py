@@ -8,6 +8,7 @@ processes, files, the plugin, the report.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -247,9 +248,18 @@ def fake_torch(root, cuda="12.1", arch="sm_50 sm_60 sm_70 sm_75 sm_80 sm_86 sm_9
     install here (the CUDA wheels are gigabytes)."""
     pkg = root / "torch"
     pkg.mkdir(parents=True)
+    # As torch's setup.py generates it; preflight reads this file instead of importing.
+    (pkg / "version.py").write_text(
+        "from typing import Optional\n"
+        f"__version__ = '2.5.1+cu{cuda.replace('.', '')}'\ndebug = False\n"
+        f"cuda: Optional[str] = {cuda!r}\nhip: Optional[str] = None\n")
+    # Every import of this torch, by any process, appends a line to $FAKE_TORCH_IMPORTS.
     (pkg / "__init__.py").write_text(
-        f"__version__ = '2.5.1+cu{cuda.replace('.', '')}'\n"
-        f"class version:\n    cuda = {cuda!r}\n"
+        "import os\n"
+        "if os.environ.get('FAKE_TORCH_IMPORTS'):\n"
+        "    with open(os.environ['FAKE_TORCH_IMPORTS'], 'a') as f:\n"
+        "        f.write(f'{os.getpid()}\\n')\n"
+        "from torch import version\nfrom torch.version import __version__\n"
         f"class _C:\n    @staticmethod\n    def _cuda_getArchFlags():\n        return {arch!r}\n")
     return root
 
@@ -311,6 +321,48 @@ def test_cuda_stack_fails_on_the_real_cpu_only_torch(run_preflight):
     assert result["severity"] == "blocker" and "CPU-only build" in result["summary"]
 
 
+def test_static_stage_imports_torch_once_then_reads_the_arch_cache(run_preflight, tmp_path):
+    """No process of the static stage imports torch once the arch-list cache is filled:
+    the fake torch logs every import, by the pytest process or any child."""
+    imports = tmp_path / "imports.log"
+    env = stack_env(tmp_path) | {"FAKE_TORCH_IMPORTS": str(imports),
+                                 "PREFLIGHT_CACHE_DIR": str(tmp_path / "cache")}
+    first = replay(run_preflight, HEALTHY, env=env, extra=("-m", "a800 and static"))
+    stack = first.one("cuda-stack")
+    assert stack["outcome"] == "passed", first.output[-2000:]
+    assert len(imports.read_text().split()) == 1  # the one child that fills the cache
+    assert stack["evidence"]["torch_imported"] is True
+    assert "cache filled" in stack["evidence"]["read_from"]["arch_list"]
+    assert stack["evidence"]["read_from"]["cuda"] == "torch/version.py"
+
+    again = replay(run_preflight, HEALTHY, env=env, extra=("-m", "a800 and static"))
+    stack = again.one("cuda-stack")
+    assert stack["outcome"] == "passed" and stack["evidence"]["torch_imported"] is False
+    assert stack["evidence"]["read_from"]["arch_list"].startswith("cache ")
+    assert stack["evidence"]["arch_list"] == ["sm_80", "sm_86", "sm_90"]
+    assert len(imports.read_text().split()) == 1, "a static run imported torch"
+    assert len(again.report["checks"]) > 10  # the whole static stage ran
+
+
+def test_a_changed_torch_install_refills_the_cache(run_preflight, tmp_path):
+    env = stack_env(tmp_path) | {"PREFLIGHT_CACHE_DIR": str(tmp_path / "cache")}
+    replay(run_preflight, HEALTHY, "cuda-stack", env=env)
+    version_py = next(tmp_path.glob("torch-*/torch/version.py"))
+    version_py.write_text(version_py.read_text() + "# rebuilt\n")  # new size: a new key
+    torch_init = version_py.with_name("__init__.py")
+    torch_init.write_text(torch_init.read_text().replace("sm_80 sm_86 sm_90", "sm_90 sm_100"))
+    result = replay(run_preflight, HEALTHY, "cuda-stack", env=env).one("cuda-stack")
+    assert result["evidence"]["torch_imported"] is True
+    assert "torch has no kernels for sm_80" in result["summary"]
+
+
+def test_cpu_only_torch_is_judged_without_any_child(run_preflight):
+    result = replay(run_preflight, HEALTHY, "cuda-stack").one("cuda-stack")
+    assert result["evidence"]["torch_imported"] is False
+    assert result["evidence"]["torch_cuda"] is None
+    assert result["evidence"]["torch"] == importlib.metadata.version("torch")
+
+
 # -- nccl-env ------------------------------------------------------------------------------
 
 
@@ -364,7 +416,7 @@ def test_nccl_ib_disable_and_missing_topo_file_on_h100(run_preflight, tmp_path):
 
 def test_detection_picks_the_profile_of_each_recorded_node(run_preflight):
     for name, profile in (("h100x8-healthy", "h100"), ("h20x8-healthy", "h20"),
-                          ("a800x4-healthy", "a800")):
+                          ("h200x8-healthy", "h200"), ("a800x4-healthy", "a800")):
         run = run_preflight("--nvml-replay", str(NVML_DIR / f"{name}.json"),
                             "--check", "gpu-inventory", env=gpu_env())
         assert run.report["profile"] == profile, run.output[-1500:]
@@ -408,3 +460,40 @@ def test_disk_space_reads_the_launch_output_dirs(run_preflight, tmp_path):
     result = run.one("disk-space")
     assert result["severity"] == "blocker", run.output[-2000:]
     assert result["evidence"]["paths"][0]["path"] == str(out)
+
+
+# -- h200 and a 1-GPU site profile ---------------------------------------------------------
+
+
+SITE = FIXTURES.parent / "benchmarks" / "site"
+
+
+def test_h200_profile_is_go_on_the_8_gpu_node_and_nogo_on_one_gpu(run_preflight, tmp_path):
+    h200 = NVML_DIR / "h200x8-healthy.json"
+    checks = ("profile-match", "gpu-inventory", "gpu-health")
+    eight = replay(run_preflight, h200, *checks, profile="h200")
+    assert eight.report["profile"] == "h200"
+    assert all(c["outcome"] == "passed" for c in eight.report["checks"]), eight.output[-2000:]
+    alone = tmp_path / "h200x1.json"
+    data = json.loads(h200.read_text())
+    data["gpus"] = data["gpus"][:1]
+    alone.write_text(json.dumps(data))
+    run = replay(run_preflight, alone, *checks, profile="h200")
+    assert run.returncode == 1
+    assert "1 of 8 expected H200" in results(run, "profile-match")["h200"]["summary"]
+
+
+def test_one_h200_is_go_with_the_short_site_profile(run_preflight, tmp_path):
+    alone = tmp_path / "h200x1.json"
+    data = json.loads((NVML_DIR / "h200x8-healthy.json").read_text())
+    data["gpus"] = data["gpus"][:1]
+    for link in data["gpus"][0]["nvlink"]:
+        link["active"] = False  # a lone GPU of an HGX board: its links lead nowhere
+    alone.write_text(json.dumps(data))
+    # Detection: the site profile (count 1) matches, the built-in h200 (count 8) does not.
+    run = run_preflight("--profile-dir", str(SITE), "--nvml-replay", str(alone),
+                        "--check", "profile-match", "--check", "gpu-inventory",
+                        "--check", "gpu-health", env=gpu_env(HOME="/nonexistent"))
+    assert run.report["profile"] == "h200x1", run.output[-1500:]
+    assert run.returncode == 0, run.output[-2000:]
+    assert {c["outcome"] for c in run.report["checks"]} == {"passed"}

@@ -10,7 +10,7 @@ from preflight.profiles import ProfileError, load_profiles
 
 def test_builtin_profiles_load_with_defaults():
     profiles = load_profiles([])
-    assert {"cpu", "a800", "h100"} <= set(profiles)
+    assert {"cpu", "a800", "h100", "h20", "h200"} <= set(profiles)
     assert profiles["cpu"].is_gpu is False
     a800 = profiles["a800"]
     assert (a800.gpu.model, a800.gpu.count, a800.gpu.compute_capability) == ("A800", 4, "8.0")

@@ -277,7 +277,8 @@ def test_cuda_stack(node, profile, finding):
                      driver_cuda=None if driver is None else f"{driver[0]}.{driver[1]}",
                      compute_capabilities=capabilities, cuda_home=home, cuda_home_from=how,
                      nvcc=compiler.path, nvcc_release=compiler.release,
-                     nvcc_error=compiler.error or None)
+                     nvcc_error=compiler.error or None, torch_dir=build.location,
+                     read_from=dict(build.read_from), torch_imported=build.imported_torch)
     fixes = []
     problems = []
     if snapshot.get("error"):

@@ -1,10 +1,12 @@
 """Workload checks: a real all-reduce and a real DDP training run, under a real torchrun.
 
-The static checks say the node looks right; these prove it can train. Each workload
-is a module in preflight/workloads/ launched by `torchrun` (preflight/probes/torchrun.py)
-in its own session, bounded by the profile's workload.timeout_s, and everything it
-started is killed before the check judges. torch is imported only by those children:
-this module asks `importlib.util.find_spec("torch")` and nothing more.
+The static checks say the node looks right; these prove it can train. Every selected
+workload runs in ONE `torchrun` launch (preflight/workloads/suite.py, started by
+preflight/probes/torchrun.py) in its own session, bounded by the profile's
+workload.timeout_s per workload, and everything it started is killed before the first
+check judges; each check then reads its own workload's results and phases. torch is
+imported only by those children: this module asks `importlib.util.find_spec("torch")`
+and nothing more.
 
 On one node the launch is torchrun's standalone c10d rendezvous on a port found by
 binding. With NNODES > 1 (and MASTER_ADDR / MASTER_PORT, as ms-swift reads them) the
@@ -13,10 +15,10 @@ same workloads join a c10d rendezvous across nodes; run `pytest -k nccl` on ever
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -24,9 +26,12 @@ from preflight.probes import torchrun
 
 pytestmark = pytest.mark.workload
 
-# Multi-node: each launch rendezvous on its own port so a node that finished one
-# workload never joins the previous workload's store on a slower node.
-PORT_OFFSET = {"allreduce": 0, "train": 1, "resume": 2}
+# The workloads each check needs from the one combined launch (workloads/suite.py), and
+# how many per-workload bounds (profile workload.timeout_s) the launch gets: training and
+# resume were two launches with a bound each; the store check rides along.
+TASKS = {"nccl-allreduce": ("allreduce",), "train-10-steps": ("train", "resume"),
+         "libuv-store": ("store",)}
+BOUNDS = {"allreduce": 1.0, "train": 1.0, "resume": 1.0, "store": 0.0}
 
 
 def _torch_importable() -> bool:
@@ -74,14 +79,70 @@ def _topology(node, finding) -> torchrun.Topology:
         raise AssertionError(str(exc)) from None
 
 
-class Workloads:
-    """Launches the workloads for one check, against one profile (a factory fixture)."""
+def _progress_line(elapsed: float, bound: float, ranks) -> str:
+    doing = "; ".join(f"{r.label}: {r.task + ' / ' if r.task else ''}{r.phase or 'starting'}"
+                      for r in ranks)
+    return f"workloads {elapsed:4.0f}s of {bound:g}s | {doing}"
 
-    def __init__(self, node, profile, tmp_factory):
+
+def progress_display(config):
+    """While the launch runs: one refreshing line on a TTY (phase, elapsed vs bound, per
+    rank); otherwise a plain line each time a rank moves to another workload."""
+
+    @contextlib.contextmanager
+    def display(tasks: tuple[str, ...]):
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        capman = config.pluginmanager.getplugin("capturemanager")
+        if reporter is None:
+            yield None
+            return
+        tty = bool(getattr(reporter, "isatty", False))
+        last: list[tuple] = [()]
+
+        def show(elapsed: float, bound: float, ranks) -> None:
+            if tty:
+                width = max(20, reporter._tw.fullwidth - 1)
+                reporter.rewrite(_progress_line(elapsed, bound, ranks)[:width], erase=True)
+                return
+            where = tuple((r.label, r.task) for r in ranks)
+            if where != last[0] and any(r.task for r in ranks):
+                last[0] = where
+                reporter.write_line(_progress_line(elapsed, bound, ranks))
+
+        suspended = capman.global_and_fixture_disabled() if capman is not None \
+            else contextlib.nullcontext()
+        with suspended:
+            if tty:
+                reporter.ensure_newline()
+            try:
+                yield show
+            finally:
+                if tty:
+                    reporter.rewrite("", erase=True)
+                    reporter.write("\r")
+
+    return display
+
+
+class Launch:
+    """The one torchrun launch shared by every workload check of one profile."""
+
+    def __init__(self, tasks: tuple[str, ...]):
+        self.tasks = tasks
+        self.outcome: torchrun.Outcome | None = None
+
+
+class Workloads:
+    """The workload checks' view of the shared launch (a factory fixture): the first check
+    that needs it launches every selected workload at once; the others read their part."""
+
+    def __init__(self, node, profile, tmp_factory, launch: Launch, display):
         self.node = node
         self.profile = profile
         self.topology = torchrun.Topology()
         self.tmp_factory = tmp_factory
+        self.shared = launch
+        self.display = display
         wl = profile.workload
         self.nproc = wl.world_size or profile.gpu.count or 2
         # A GPU profile must run on CUDA: a CPU-only torch on a GPU node fails fast.
@@ -91,38 +152,72 @@ class Workloads:
         """Read the multi-node variables; unusable ones fail the check with the fix."""
         self.topology = _topology(self.node, finding)
 
-    def _launch(self, name: str, module: str, args: tuple[str, ...], out: Path):
-        spec = torchrun.Spec(name, module, ("--out", str(out), *args), self.nproc, out,
-                             self.profile.workload.timeout_s, self.topology, PORT_OFFSET[name])
-        return torchrun.launch(spec, self.node.environ, self.node.runner)
+    @property
+    def bound_s(self) -> float:
+        share = sum(BOUNDS[t] for t in self.shared.tasks)
+        return self.profile.workload.timeout_s * max(1.0, share)
+
+    def launch(self) -> torchrun.Outcome:
+        if self.shared.outcome is None:
+            wl = self.profile.workload
+            out = self.tmp_factory.mktemp("workloads")
+            args = ("--out", str(out), "--tasks", ",".join(self.shared.tasks),
+                    "--min-bytes", str(wl.min_size_bytes), "--max-bytes", str(wl.max_size_bytes),
+                    "--warmup", str(wl.warmup_iters), "--iters", str(wl.iters),
+                    "--steps", str(wl.train_steps), "--checkpoint", str(out / "step.pt"),
+                    *self.cuda_args)
+            spec = torchrun.Spec("workloads", "preflight.workloads.suite", args, self.nproc,
+                                 out, self.bound_s, self.topology)
+            with self.display(self.shared.tasks) as progress:
+                self.shared.outcome = torchrun.launch(spec, self.node.environ,
+                                                      self.node.runner, progress=progress)
+        return self.shared.outcome
 
     def allreduce(self) -> torchrun.Outcome:
-        wl = self.profile.workload
-        out = self.tmp_factory.mktemp("allreduce")
-        return self._launch("allreduce", "preflight.workloads.allreduce", (
-            "--min-bytes", str(wl.min_size_bytes), "--max-bytes", str(wl.max_size_bytes),
-            "--warmup", str(wl.warmup_iters), "--iters", str(wl.iters), *self.cuda_args), out)
+        return self.launch().task("allreduce")
 
-    def train(self, phase: str, checkpoint: Path) -> torchrun.Outcome:
-        out = self.tmp_factory.mktemp(phase)
-        return self._launch(phase, "preflight.workloads.train", (
-            "--phase", phase, "--steps", str(self.profile.workload.train_steps),
-            "--checkpoint", str(checkpoint), *self.cuda_args), out)
+    def train(self, phase: str) -> torchrun.Outcome:
+        return self.launch().task(phase)
 
-    def store(self) -> dict:
-        return torchrun.run_script("preflight.workloads.store", (), self.node.environ,
-                                   min(30.0, self.profile.workload.timeout_s), self.node.runner)
+    def store(self) -> torchrun.Outcome:
+        return self.launch().task("store", ranks=(0,))
+
+
+def _selected_tasks(session, profile) -> tuple[str, ...]:
+    """The workloads of every workload check selected in this session for `profile`."""
+    wanted: set[str] = set()
+    for item in session.items:
+        mark = item.get_closest_marker("pitfall")
+        callspec = getattr(item, "callspec", None)
+        if mark and mark.args[0] in TASKS and callspec and \
+                callspec.params.get("profile") is profile:
+            wanted.update(TASKS[mark.args[0]])
+    return tuple(t for t in ("allreduce", "train", "resume", "store") if t in wanted)
+
+
+@pytest.fixture(scope="session")
+def _launches() -> dict[str, Launch]:
+    return {}
 
 
 @pytest.fixture
-def workloads(node, profile, tmp_path_factory) -> Workloads:
-    return Workloads(node, profile, tmp_path_factory)
+def workloads(request, node, profile, tmp_path_factory, _launches) -> Workloads:
+    if profile.name not in _launches:
+        _launches[profile.name] = Launch(_selected_tasks(request.session, profile))
+    return Workloads(node, profile, tmp_path_factory, _launches[profile.name],
+                     progress_display(request.config))
 
 
 def _launch_facts(out: torchrun.Outcome) -> dict:
+    argv = list(out.argv)
+    tasks = argv[argv.index("--tasks") + 1].split(",") if "--tasks" in argv else []
+    mine = [r.result.get("elapsed_s") for r in out.ranks if r.result]
     return {"torchrun": " ".join(["torchrun", *out.argv[3:]]), "port": out.port,
             "elapsed_s": out.elapsed_s, "returncode": out.returncode,
-            "timed_out": out.timed_out, "attempts": out.attempts, "log": out.log}
+            "timed_out": out.timed_out, "attempts": out.attempts, "log": out.log,
+            # one launch runs every selected workload; this check's part of it took:
+            "workloads": tasks, "this_workload_s": max(mine) if mine and None not in mine
+            else None}
 
 
 def _measured_by(result: dict) -> dict:
@@ -130,14 +225,22 @@ def _measured_by(result: dict) -> dict:
 
 
 def _assert_finished(out: torchrun.Outcome, finding, what: str, timeout_s: float) -> None:
-    """A hang or a crashed launch; the fix names what to look at, the assert which rank."""
+    """A hang or a crashed launch; the fix names what to look at, the assert which rank.
+    A workload whose every rank wrote its result is finished, whatever the shared launch
+    did after it."""
+    if out.complete:
+        return
     if out.timed_out:
-        finding.evidence(unfinished=out.unfinished)
+        finding.evidence(unfinished=out.unfinished,
+                         unfinished_in={r.label: r.task for r in out.ranks if r.result is None})
         finding.fix("a rank hangs (see `unfinished`): rerun with NCCL_DEBUG=INFO "
                     "TORCH_DISTRIBUTED_DEBUG=DETAIL; check NCCL_SOCKET_IFNAME and that every "
                     "node reaches MASTER_ADDR:MASTER_PORT; preflight already killed the "
                     "workload it started")
-        stuck = "; ".join(f"{rank} ({phase})" for rank, phase in out.unfinished.items())
+        mine = out.spec_name
+        stuck = "; ".join(f"{r.label} ({r.phase})" if r.task in ("", mine) else
+                          f"{r.label} (still in the {r.task} workload: {r.phase})"
+                          for r in out.ranks if r.result is None)
         raise AssertionError(f"{what} did not finish within {timeout_s:g}s; not finished: "
                              f"{stuck}")
     if out.returncode != 0:
@@ -168,7 +271,7 @@ def test_nccl_allreduce(node, profile, finding, workloads):
     out = workloads.allreduce()
     finding.evidence(launch=_launch_facts(out), nnodes=workloads.topology.nnodes,
                      nproc_per_node=workloads.nproc)
-    _assert_finished(out, finding, "all_reduce sweep", wl.timeout_s)
+    _assert_finished(out, finding, "all_reduce sweep", workloads.bound_s)
     results = sorted(out.results, key=lambda r: r["rank"])
     first = results[0]
     rows = first["rows"]
@@ -213,12 +316,10 @@ def test_train_10_steps(node, profile, finding, workloads):
     workloads.prepare(finding)
     wl = profile.workload
     steps = wl.train_steps
-    ckpt_dir = workloads.tmp_factory.mktemp("checkpoint")
-    ckpt = ckpt_dir / "step.pt"
-    out = workloads.train("train", ckpt)
+    out = workloads.train("train")
     finding.evidence(launch=_launch_facts(out), nnodes=workloads.topology.nnodes,
                      nproc_per_node=workloads.nproc)
-    _assert_finished(out, finding, f"{steps}-step training", wl.timeout_s)
+    _assert_finished(out, finding, f"{steps}-step training", workloads.bound_s)
     first = min(out.results, key=lambda r: r["rank"])
     losses = first["losses"]
     finding.evidence(
@@ -240,9 +341,11 @@ def test_train_10_steps(node, profile, finding, workloads):
     assert not diverged, (f"parameters differ across ranks after step {steps}: rank(s) "
                           f"{diverged} differ from rank 0")
 
-    resumed = workloads.train("resume", ckpt)
-    finding.evidence(resume_launch=_launch_facts(resumed))
-    _assert_finished(resumed, finding, "resume from checkpoint", wl.timeout_s)
+    resumed = workloads.train("resume")
+    finding.evidence(resume_launch=_launch_facts(resumed)
+                     | {"process_group": "fresh: destroyed after training and initialised "
+                        "again in the same ranks"})
+    _assert_finished(resumed, finding, "resume from checkpoint", workloads.bound_s)
     again = min(resumed.results, key=lambda r: r["rank"])
     reference, value = first["next_step_loss"], again["next_step_loss"]
     load = again["load_peak_memory"]
@@ -276,11 +379,20 @@ def test_train_10_steps(node, profile, finding, workloads):
 def test_libuv_store(node, profile, finding, workloads):
     _preconditions(node, profile, finding)
     requested = node.environ.get("USE_LIBUV")
-    result = workloads.store()
+    workloads.prepare(finding)
+    out = workloads.store()
+    finding.evidence(launch=_launch_facts(out))
+    if not out.complete and torchrun.LIBUV_MISSING.search(out.error):
+        # torchrun's own store failed before any rank ran: the same pitfall, one step earlier
+        result = {"stores": [{"store": "agent", "ok": False, "error": out.error,
+                              "libuv_backend": False}]}
+    else:
+        _assert_finished(out, finding, "the TCPStore check", workloads.bound_s)
+        result = out.results[0]
     stores = result.get("stores")
     finding.evidence(USE_LIBUV=requested, torch=result.get("torch"), stores=stores,
                      TORCHELASTIC_USE_AGENT_STORE=node.environ.get("TORCHELASTIC_USE_AGENT_STORE"))
-    if stores is None:
+    if not stores:
         finding.fix(f"run `{sys.executable} -m preflight.workloads.store` and read its error")
         raise AssertionError(f"could not create a TCPStore: {result.get('error')}")
     failed = [s for s in stores if not s["ok"]]

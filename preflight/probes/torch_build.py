@@ -1,13 +1,30 @@
-"""What torch build and CUDA toolkit the job will use, read in a subprocess.
+"""What torch build and CUDA toolkit the job will use, read without importing torch.
 
-torch is never imported in the pytest process (it costs seconds and the static stage
-must stay fast): the launch env's python prints one JSON line through `Runner`.
+Importing torch costs seconds (and a CUDA build starts the driver), so the static stage
+never does it in steady state:
+- where torch lives: `importlib.util.find_spec("torch")`, which locates the package
+  without running it (in this process when the launch python is this one, else in a
+  child python that imports nothing but importlib);
+- its version and CUDA version: `torch/version.py`, the file `torch.version` is
+  (torch's setup.py generates it: `__version__`, `cuda`), read as Python literals, with
+  the installed distribution's metadata as the fallback for the version;
+- its compiled architecture list (`torch._C._cuda_getArchFlags()`, only in the binary):
+  from a cache keyed on the installation (path, size and mtime of its libraries),
+  filled by one child that imports torch the first time or when the key changes.
+A CPU-only build needs no architecture list, so it never starts that child.
 """
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import importlib.metadata
+import importlib.util
 import json
+import os
 import re
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +45,25 @@ print(json.dumps({"installed": True, "version": torch.__version__, "cuda": torch
                   "arch_list": arch.split() if arch else [], "file": torch.__file__}))
 """
 
+# Locates torch for another interpreter without importing it.
+LOCATE = r"""
+import importlib.util, json
+try:
+    spec = importlib.util.find_spec("torch")
+except (ImportError, ValueError) as exc:
+    spec, error = None, f"{type(exc).__name__}: {exc}"
+else:
+    error = "No module named 'torch'"
+dirs = list(spec.submodule_search_locations or []) if spec else []
+print(json.dumps({"dir": dirs[0] if dirs else None, "error": "" if dirs else error}))
+"""
+
+# The files whose change means another build: torch's own generated version file, its
+# extension module and the libraries that carry the CUDA kernels.
+KEY_FILES = ("version.py", "__init__.py", "lib/libtorch_cuda.so", "lib/libtorch_cpu.so",
+             "lib/libtorch_python.so", "lib/libc10_cuda.so")
+CACHE_VERSION = 1
+
 
 @dataclass(frozen=True)
 class TorchBuild:
@@ -37,21 +73,155 @@ class TorchBuild:
     cuda: str | None = None  # torch.version.cuda; None for a CPU-only build
     arch_list: tuple[str, ...] = ()
     error: str = ""
+    location: str | None = None  # the torch package directory
+    # How each fact was read: "torch/version.py", "metadata", "cache PATH",
+    # "child process (cache filled: PATH)", ...
+    read_from: tuple[tuple[str, str], ...] = ()
+    imported_torch: bool = False  # a child imported torch during this read
 
 
-def read(runner: Runner, python: str, env: dict[str, str], timeout: float = 60) -> TorchBuild:
-    result = runner.run([python, "-c", SCRIPT], timeout=timeout, env=env)
+def cache_dir(environ: Mapping[str, str]) -> Path:
+    """PREFLIGHT_CACHE_DIR, else $XDG_CACHE_HOME/preflight, else ~/.cache/preflight."""
+    if environ.get("PREFLIGHT_CACHE_DIR"):
+        return Path(environ["PREFLIGHT_CACHE_DIR"])
+    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or "~").expanduser()
+                                                   / ".cache")
+    return Path(base) / "preflight"
+
+
+def locate(runner: Runner, python: str, env: Mapping[str, str],
+           timeout: float = 30) -> tuple[Path | None, str]:
+    """(torch's package directory, error) for `python` in `env`, torch not imported."""
+    same = (os.path.abspath(python) == os.path.abspath(sys.executable)
+            and env.get("PYTHONPATH", "") == os.environ.get("PYTHONPATH", ""))
+    if same:
+        try:
+            spec = importlib.util.find_spec("torch")
+        except (ImportError, ValueError) as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        dirs = list(spec.submodule_search_locations or []) if spec else []
+        return (Path(dirs[0]), "") if dirs else (None, "No module named 'torch'")
+    result = runner.run([python, "-c", LOCATE], timeout=timeout, env=dict(env))
+    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("{")]
+    if result.timed_out or result.returncode != 0 or not lines:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"{python} failed: {tail[:200]}"
+    data = json.loads(lines[-1])
+    return (Path(data["dir"]), "") if data.get("dir") else (None, data.get("error", ""))
+
+
+def version_file(torch_dir: Path) -> dict[str, str | None] | None:
+    """`__version__` and `cuda` from torch/version.py, literals only; None if unreadable."""
+    try:
+        tree = ast.parse((torch_dir / "version.py").read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    found: dict[str, str | None] = {}
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+            else node.target if isinstance(node, ast.AnnAssign) else None
+        if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant) and \
+                isinstance(node.value.value, (str, type(None))):
+            found[target.id] = node.value.value
+    return found if "__version__" in found and "cuda" in found else None
+
+
+def metadata_version(torch_dir: Path) -> str | None:
+    """The version pip recorded for the torch distribution installed beside torch_dir."""
+    for dist in importlib.metadata.distributions(path=[str(torch_dir.parent)]):
+        if (dist.metadata["Name"] or "").lower() == "torch":
+            return dist.version
+    return None
+
+
+def install_key(torch_dir: Path) -> str:
+    parts = [str(torch_dir.resolve()), str(CACHE_VERSION)]
+    for name in KEY_FILES + tuple(sorted(p.name for p in torch_dir.glob("_C*.so"))):
+        try:
+            st = (torch_dir / name).stat()
+        except OSError:
+            continue
+        parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _child(runner: Runner, python: str, env: Mapping[str, str],
+           timeout: float) -> tuple[dict | None, str]:
+    result = runner.run([python, "-c", SCRIPT], timeout=timeout, env=dict(env))
     if result.timed_out:
-        return TorchBuild(python, False, error=f"`import torch` took over {timeout:g}s")
+        return None, f"`import torch` took over {timeout:g}s"
     lines = [ln for ln in result.stdout.splitlines() if ln.startswith("{")]
     if result.returncode != 0 or not lines:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        return TorchBuild(python, False, error=f"{python} failed: {tail[:200]}")
+        return None, f"{python} failed: {tail[:200]}"
     data = json.loads(lines[-1])
     if not data.get("installed"):
-        return TorchBuild(python, False, error=data.get("error", ""))
-    return TorchBuild(python, True, data.get("version"), data.get("cuda"),
-                      tuple(data.get("arch_list") or ()))
+        return None, data.get("error", "")
+    return data, ""
+
+
+def _read_cache(path: Path, key: str) -> list[str] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != key or \
+            not isinstance(data.get("arch_list"), list):
+        return None
+    return [str(a) for a in data["arch_list"]]
+
+
+def _write_cache(path: Path, data: dict) -> str:
+    """'' when written, else why not."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    return ""
+
+
+def read(runner: Runner, python: str, env: Mapping[str, str], timeout: float = 60) -> TorchBuild:
+    torch_dir, error = locate(runner, python, env, timeout)
+    if torch_dir is None:
+        return TorchBuild(python, False, error=error)
+    facts = version_file(torch_dir)
+    if facts is None:
+        # No readable version.py (not a torch wheel layout): ask torch itself.
+        data, error = _child(runner, python, env, timeout)
+        if data is None:
+            return TorchBuild(python, False, error=error, location=str(torch_dir),
+                              imported_torch=True)
+        return TorchBuild(python, True, data.get("version"), data.get("cuda"),
+                          tuple(data.get("arch_list") or ()), location=str(torch_dir),
+                          read_from=(("all", "child process (no torch/version.py)"),),
+                          imported_torch=True)
+    version = facts["__version__"] or metadata_version(torch_dir)
+    cuda = facts["cuda"]
+    read_from = [("version", "torch/version.py"), ("cuda", "torch/version.py")]
+    if cuda is None:  # CPU-only: there is no architecture list to read
+        return TorchBuild(python, True, version, None, (), location=str(torch_dir),
+                          read_from=tuple(read_from))
+    key = install_key(torch_dir)
+    cache = cache_dir(env) / f"torch-arch-{key[:24]}.json"
+    arch = _read_cache(cache, key)
+    if arch is not None:
+        read_from.append(("arch_list", f"cache {cache}"))
+        return TorchBuild(python, True, version, cuda, tuple(arch), location=str(torch_dir),
+                          read_from=tuple(read_from))
+    data, error = _child(runner, python, env, timeout)
+    if data is None:
+        return TorchBuild(python, False, error=error, location=str(torch_dir),
+                          imported_torch=True)
+    arch = list(data.get("arch_list") or ())
+    why_not = _write_cache(cache, {"key": key, "torch_dir": str(torch_dir), "version": version,
+                                   "cuda": cuda, "arch_list": arch})
+    read_from.append(("arch_list", f"child process, cache not written ({why_not})" if why_not
+                      else f"child process (first run; cache filled: {cache})"))
+    return TorchBuild(python, True, version, cuda, tuple(arch), location=str(torch_dir),
+                      read_from=tuple(read_from), imported_torch=True)
 
 
 def parse_version(text: str | None) -> tuple[int, int] | None:

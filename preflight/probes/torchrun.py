@@ -16,8 +16,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,7 @@ class RankState:
     rank: int | None  # global rank; None when the process never got that far
     phase: str  # the last thing the rank said it was doing
     result: dict[str, Any] | None  # what it wrote when it finished
+    task: str = ""  # combined launch: the workload the rank was in (workloads/suite.py)
 
     @property
     def label(self) -> str:
@@ -176,14 +177,30 @@ class Outcome:
         """'rank N' -> its last phase, for every rank of this node that wrote no result."""
         return {r.label: r.phase for r in self.ranks if r.result is None}
 
+    def task(self, name: str, ranks: Sequence[int] | None = None) -> Outcome:
+        """This launch as one workload of a combined launch sees it: the results that
+        workload wrote (`<stem>.<name>.json`), the launch's exit and timeout as they are.
+        `ranks`: the local ranks expected to write a result (default: all)."""
+        found = read_ranks(Path(self.log).parent, len(self.ranks), name)
+        if ranks is not None:
+            found = tuple(r for r in found if r.local_rank in ranks)
+        return replace(self, spec_name=name, ranks=found)
+
+    @property
+    def complete(self) -> bool:
+        """Every rank of this node wrote its result (whatever the launch did after)."""
+        return bool(self.ranks) and all(r.result is not None for r in self.ranks)
+
 
 # Each rank writes rank<R>-local<L>.phase when it starts and at every phase change, and
 # rank<R>-local<L>.json when it is done (preflight/workloads/common.py).
 _RANK_FILE = re.compile(r"^rank(\d+)-local(\d+)\.phase$")
 
 
-def read_ranks(out_dir: Path, nproc_per_node: int) -> tuple[RankState, ...]:
-    """What each local rank of this node left in out_dir (pure over the directory)."""
+def read_ranks(out_dir: Path, nproc_per_node: int,
+               task: str | None = None) -> tuple[RankState, ...]:
+    """What each local rank of this node left in out_dir (pure over the directory);
+    with `task`, that workload's result of a combined launch."""
     found: dict[int, RankState] = {}
     for path in out_dir.glob(f"rank*{PHASE_SUFFIX}"):
         match = _RANK_FILE.match(path.name)
@@ -191,13 +208,14 @@ def read_ranks(out_dir: Path, nproc_per_node: int) -> tuple[RankState, ...]:
             continue
         rank, local = int(match[1]), int(match[2])
         result = None
-        result_file = path.with_suffix(RESULT_SUFFIX)
+        result_file = path.with_suffix(f".{task}{RESULT_SUFFIX}" if task else RESULT_SUFFIX)
         if result_file.exists():
             try:
                 result = json.loads(result_file.read_text())
             except (OSError, ValueError):
                 result = None
-        found[local] = RankState(local, rank, _read_text(path), result)
+        found[local] = RankState(local, rank, _read_text(path), result,
+                                 _read_text(path.with_suffix(".task")))
     for local in range(nproc_per_node):
         found.setdefault(local, RankState(
             local, None, "never started (rendezvous or process start did not complete)", None))
@@ -233,13 +251,24 @@ def first_error(lines: Sequence[str]) -> str:
     return lines[-1].strip() if lines else ""
 
 
-def _wait(proc: subprocess.Popen, family: ProcessTree, deadline: float) -> bool:
-    """Wait for torchrun until the deadline; True when it timed out."""
+# Called while a launch runs with (seconds elapsed, bound, what each local rank is doing).
+Progress = Callable[[float, float, tuple["RankState", ...]], None]
+
+
+def _wait(proc: subprocess.Popen, family: ProcessTree, deadline: float, spec: Spec,
+          progress: Progress | None = None) -> bool:
+    """Wait for torchrun until the deadline; True when it timed out. Each poll reads only
+    the tree we started (ProcessTree.refresh) and the ranks' phase files."""
+    started = deadline - spec.timeout_s
     while True:
         family.refresh()
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        remaining = deadline - now
         if remaining <= 0:
             return True
+        if progress is not None:
+            progress(now - started, spec.timeout_s, read_ranks(spec.out_dir,
+                                                               spec.nproc_per_node))
         try:
             proc.wait(timeout=min(0.2, remaining))
             return False
@@ -254,14 +283,14 @@ def _clean(out_dir: Path) -> None:
 
 
 def launch(spec: Spec, environ: Mapping[str, str], runner: Runner | None = None,
-           python: str = sys.executable) -> Outcome:
+           python: str = sys.executable, progress: Progress | None = None) -> Outcome:
     """Launch, wait at most spec.timeout_s, kill everything, report; retry a taken port."""
     runner = runner or Runner()
     started = time.monotonic()
     attempt = 0
     while True:
         attempt += 1
-        outcome = _launch_once(spec, environ, runner, python, attempt, started)
+        outcome = _launch_once(spec, environ, runner, python, attempt, started, progress)
         retry = (not spec.topology.multi_node and not outcome.ok and not outcome.results
                  and attempt < PORT_RETRIES
                  and _ADDRESS_IN_USE.search(outcome.error))
@@ -270,7 +299,7 @@ def launch(spec: Spec, environ: Mapping[str, str], runner: Runner | None = None,
 
 
 def _launch_once(spec: Spec, environ: Mapping[str, str], runner: Runner, python: str,
-                 attempt: int, started: float) -> Outcome:
+                 attempt: int, started: float, progress: Progress | None) -> Outcome:
     _clean(spec.out_dir)
     topo = spec.topology
     port = (topo.master_port or 29500) + spec.port_offset if topo.multi_node \
@@ -287,7 +316,7 @@ def _launch_once(spec: Spec, environ: Mapping[str, str], runner: Runner, python:
                             stdin=subprocess.DEVNULL, env=env, cwd=spec.out_dir)
         family = ProcessTree(proc.pid)
         try:
-            timed_out = _wait(proc, family, deadline)
+            timed_out = _wait(proc, family, deadline, spec, progress)
         except BaseException:
             family.refresh()
             kill_group(proc)

@@ -71,6 +71,50 @@ def time_size(dist, torch, backend, size: int, warmup: int, iters: int) -> float
     return float(elapsed)
 
 
+def plant_faults(rank) -> None:
+    """The PREFLIGHT_TEST_* fault knobs (test-only), right after the process group is up."""
+    if common.knob_int("PREFLIGHT_TEST_HANG_RANK") == rank.rank:
+        rank.phase("sleeping before the first collective (PREFLIGHT_TEST_HANG_RANK)")
+        time.sleep(3600)
+    if common.knob_int("PREFLIGHT_TEST_KILL_RANK") == rank.rank:
+        rank.phase("killing itself with SIGKILL (PREFLIGHT_TEST_KILL_RANK)")
+        os.kill(os.getpid(), signal.SIGKILL)
+    if common.knob_int("PREFLIGHT_TEST_EXIT_RANK") == rank.rank:
+        rank.phase("exiting with status 3 (PREFLIGHT_TEST_EXIT_RANK)")
+        sys.exit(3)
+
+
+def sweep(torch, dist, backend, rank, min_bytes: int, max_bytes: int, warmup: int,
+          iters: int) -> dict:
+    """The whole sweep on an initialised process group; the rank's result."""
+    corrupt_rank = common.knob_int("PREFLIGHT_TEST_CORRUPT_RANK")
+    corrupt_bytes = common.knob_int("PREFLIGHT_TEST_CORRUPT_BYTES")
+    rows = []
+    n = rank.world_size
+    for size in sizes(min_bytes, max_bytes):
+        label = common.human_bytes(size)
+        rank.phase(f"all_reduce {label}: correctness pass")
+        corrupt = corrupt_rank == rank.rank and corrupt_bytes in (None, size)
+        wrong = check_size(dist, torch, backend, rank, size, corrupt)
+        rank.phase(f"all_reduce {label}: {warmup} warm-up + {iters} timed")
+        seconds = time_size(dist, torch, backend, size, warmup, iters)
+        algbw = size / seconds / 1e9
+        rows.append({"size": label, "bytes": size, "time_us": round(seconds * 1e6, 1),
+                     "algbw_gbps": float(f"{algbw:.4g}"),
+                     "busbw_gbps": float(f"{bus_bandwidth(algbw, n):.4g}"),
+                     "wrong": wrong})
+    return {
+        "backend": backend.name,
+        "device": str(backend.device),
+        "cuda": backend.cuda,
+        "torch": torch.__version__,
+        "nccl": ".".join(map(str, torch.cuda.nccl.version())) if backend.cuda else None,
+        "warmup": warmup,
+        "iters": iters,
+        "rows": rows,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
@@ -88,44 +132,12 @@ def main(argv: list[str] | None = None) -> None:
     import torch.distributed as dist
 
     backend = common.init_process_group(rank, args.require_cuda)
-    if common.knob_int("PREFLIGHT_TEST_HANG_RANK") == rank.rank:
-        rank.phase("sleeping before the first collective (PREFLIGHT_TEST_HANG_RANK)")
-        time.sleep(3600)
-    if common.knob_int("PREFLIGHT_TEST_KILL_RANK") == rank.rank:
-        rank.phase("killing itself with SIGKILL (PREFLIGHT_TEST_KILL_RANK)")
-        os.kill(os.getpid(), signal.SIGKILL)
-    if common.knob_int("PREFLIGHT_TEST_EXIT_RANK") == rank.rank:
-        rank.phase("exiting with status 3 (PREFLIGHT_TEST_EXIT_RANK)")
-        sys.exit(3)
-    corrupt_rank = common.knob_int("PREFLIGHT_TEST_CORRUPT_RANK")
-    corrupt_bytes = common.knob_int("PREFLIGHT_TEST_CORRUPT_BYTES")
-
-    rows = []
-    n = rank.world_size
-    for size in sizes(args.min_bytes, args.max_bytes):
-        label = common.human_bytes(size)
-        rank.phase(f"all_reduce {label}: correctness pass")
-        corrupt = corrupt_rank == rank.rank and corrupt_bytes in (None, size)
-        wrong = check_size(dist, torch, backend, rank, size, corrupt)
-        rank.phase(f"all_reduce {label}: {args.warmup} warm-up + {args.iters} timed")
-        seconds = time_size(dist, torch, backend, size, args.warmup, args.iters)
-        algbw = size / seconds / 1e9
-        rows.append({"size": label, "bytes": size, "time_us": round(seconds * 1e6, 1),
-                     "algbw_gbps": float(f"{algbw:.4g}"),
-                     "busbw_gbps": float(f"{bus_bandwidth(algbw, n):.4g}"),
-                     "wrong": wrong})
+    plant_faults(rank)
+    result = sweep(torch, dist, backend, rank, args.min_bytes, args.max_bytes, args.warmup,
+                   args.iters)
     rank.phase("destroy_process_group")
     dist.destroy_process_group()
-    rank.result({
-        "backend": backend.name,
-        "device": str(backend.device),
-        "cuda": backend.cuda,
-        "torch": torch.__version__,
-        "nccl": ".".join(map(str, torch.cuda.nccl.version())) if backend.cuda else None,
-        "warmup": args.warmup,
-        "iters": args.iters,
-        "rows": rows,
-    })
+    rank.result(result)
 
 
 if __name__ == "__main__":

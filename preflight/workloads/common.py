@@ -49,12 +49,20 @@ class Rank:
         """Say what this rank is doing now, so a timeout can name where it stuck."""
         _write_atomic(self.out / f"{self.stem}.phase", text)
 
-    def result(self, data: dict[str, Any]) -> None:
+    def task(self, name: str) -> None:
+        """Which workload of a combined launch (preflight/workloads/suite.py) runs now."""
+        _write_atomic(self.out / f"{self.stem}.task", name)
+
+    def result(self, data: dict[str, Any], task: str | None = None) -> None:
+        """Write this rank's result: `<stem>.json`, or `<stem>.<task>.json` for one
+        workload of a combined launch (the rank goes on with the next one)."""
         data = {"rank": self.rank, "local_rank": self.local_rank, "world_size": self.world_size,
                 "node_rank": self.group_rank, "declared_node_rank": os.environ.get("NODE_RANK"),
                 "host": os.uname().nodename, **data}
-        _write_atomic(self.out / f"{self.stem}.json", json.dumps(data, allow_nan=True))
-        self.phase("done")
+        name = f"{self.stem}.{task}.json" if task else f"{self.stem}.json"
+        _write_atomic(self.out / name, json.dumps(data, allow_nan=True))
+        if task is None:
+            self.phase("done")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -100,8 +108,13 @@ class CudaMissing(RuntimeError):
     pass
 
 
-def init_process_group(rank: Rank, require_cuda: bool = False) -> Backend:
-    """NCCL on GPUs, gloo otherwise, so the same code path runs on a CPU box."""
+def init_process_group(rank: Rank, require_cuda: bool = False, prefix: str = "") -> Backend:
+    """NCCL on GPUs, gloo otherwise, so the same code path runs on a CPU box.
+
+    `prefix`: a process group after an earlier one in the same ranks. Its keys go under
+    their own prefix of torchrun's store: the default group would reuse the first group's
+    keys (destroy_process_group resets the group counter) and gloo would read the stale
+    addresses the first group published there, and hang."""
     import torch
     import torch.distributed as dist
 
@@ -118,7 +131,13 @@ def init_process_group(rank: Rank, require_cuda: bool = False) -> Backend:
         torch.set_num_threads(1)
         backend = Backend("gloo", torch.device("cpu"), False)
     rank.phase(f"init_process_group({backend.name})")
-    dist.init_process_group(backend.name, device_id=backend.device if backend.cuda else None)
+    device_id = backend.device if backend.cuda else None
+    if not prefix:
+        dist.init_process_group(backend.name, device_id=device_id)
+        return backend
+    store, _, _ = next(dist.rendezvous("env://"))  # torchrun's store, as env:// reaches it
+    dist.init_process_group(backend.name, store=dist.PrefixStore(prefix, store),
+                            rank=rank.rank, world_size=rank.world_size, device_id=device_id)
     return backend
 
 
@@ -130,8 +149,26 @@ def synchronize(backend: Backend) -> None:
 
 
 def peak_rss_bytes() -> int:
-    """This process's high-water resident set (Linux reports ru_maxrss in KiB)."""
+    """This process's high-water resident set since start or the last reset_peak_rss():
+    VmHWM of /proc/self/status, else ru_maxrss (KiB on Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Restart the high-water mark at the current RSS (proc(5): writing 5 to
+    /proc/PID/clear_refs resets VmHWM), so a later phase of the same process measures
+    its own peak. False when the kernel refuses."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def total_ram_bytes() -> int:

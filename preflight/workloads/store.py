@@ -56,10 +56,17 @@ def worker_store(dist):
 
 
 def main() -> None:
-    requested = os.environ.get("USE_LIBUV")
     import torch
+
+    print(json.dumps(check_stores(torch)), flush=True)
+
+
+def check_stores(torch) -> dict:
+    """Both stores; the result. Changes os.environ (MASTER_*, RANK, WORLD_SIZE) and, under
+    PREFLIGHT_TEST_NO_LIBUV, TCPStore: run it last in a process."""
     import torch.distributed as dist
 
+    requested = os.environ.get("USE_LIBUV")
     if os.environ.get("PREFLIGHT_TEST_NO_LIBUV"):
         plant_missing_libuv(dist)
     stores = []
@@ -72,8 +79,7 @@ def main() -> None:
             text = str(exc).strip().splitlines()
             stores.append({"store": name, "ok": False, "error": text[0] if text else repr(exc),
                            "type": type(exc).__name__})
-    print(json.dumps({"USE_LIBUV": requested, "torch": torch.__version__, "stores": stores}),
-          flush=True)
+    return {"USE_LIBUV": requested, "torch": torch.__version__, "stores": stores}
 
 
 if __name__ == "__main__":

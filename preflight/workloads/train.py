@@ -33,6 +33,8 @@ SEQ = 32
 BATCH = 8  # sequences per rank per step
 LR = 1e-2
 SEED = 1234
+MODEL = {"model": {"vocab": VOCAB, "dim": DIM, "layers": LAYERS, "heads": HEADS, "seq": SEQ,
+                   "batch_per_rank": BATCH, "lr": LR, "optimizer": "AdamW"}}
 
 
 def build_model(torch):
@@ -174,6 +176,8 @@ def phase_resume(torch, dist, backend, rank, steps: int, ckpt: Path) -> dict:
     rank.phase(f"loading checkpoint {ckpt.name}")
     if backend.cuda:
         torch.cuda.reset_peak_memory_stats(backend.device)
+    else:  # the same process may have trained: measure the load's own peak
+        common.reset_peak_rss()
     state = torch.load(ckpt, map_location=backend.device, weights_only=True)
     model.load_state_dict(state["model"])
     if not skip_optim:
@@ -212,9 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     rank.phase("destroy_process_group")
     dist.destroy_process_group()
     rank.result({"phase": args.phase, "backend": backend.name, "device": str(backend.device),
-                 "cuda": backend.cuda, "torch": torch.__version__, "model": {
-                     "vocab": VOCAB, "dim": DIM, "layers": LAYERS, "heads": HEADS, "seq": SEQ,
-                     "batch_per_rank": BATCH, "lr": LR, "optimizer": "AdamW"}, **data})
+                 "cuda": backend.cuda, "torch": torch.__version__, **MODEL, **data})
 
 
 if __name__ == "__main__":
