@@ -15,6 +15,8 @@ from preflight.probes.shell import arith
 from preflight.probes.shell.model import (
     DECLARE,
     NAME,
+    UNKNOWN_CLOSE,
+    UNKNOWN_OPEN,
     WRAPPERS,
     Command,
     Exit,
@@ -406,6 +408,17 @@ class Evaluator(Expander):
                                        f"({' or '.join(shown)})")
         cwds = {b.cwd for b in branches}
         st.cwd = cwds.pop() if len(cwds) == 1 else None
+        st.opaque = next((b.opaque for b in branches if b.opaque), "")
+        st.errexit = any(b.errexit for b in branches)
+        st.nounset = any(b.nounset for b in branches)
+        st.external = any(b.external for b in branches)
+        st.created = frozenset.intersection(*(b.created for b in branches)) | frozenset(
+            "?" + c for b in branches for c in b.created)
+        st.integers = frozenset().union(*(b.integers for b in branches))
+        st.positional = branches[0].positional if all(
+            b.positional == branches[0].positional for b in branches) else tuple(
+            Word("", "$@", known=False, reason=f"differs by branch at {file}:{line}") for _ in
+            range(1))
         for b in branches:
             st.functions.update(b.functions)
         st.allexport = any(b.allexport for b in branches)
@@ -506,6 +519,10 @@ class Evaluator(Expander):
             raise _Exit(status, record)
         if name == "shift":
             n = int(args[0].text) if args and args[0].text.isdigit() else 1
+            if not all(w.known for w in st.positional[:n]):
+                st.positional = (Word("", "$@", known=False,
+                                      reason="arguments after a shift past unknown ones"),)
+                return None
             st.positional = st.positional[n:]
             return True
         if name in ("[", "test"):
@@ -799,6 +816,9 @@ class Evaluator(Expander):
         path = self._resolve(word.text, st) if word.text else None
         if path is None:
             return None if word.text else False
+        for c in st.created:
+            if c.startswith("?") and (c[3:] == path or path.startswith(c[3:] + "/")):
+                return None  # made in a branch that may not run
         for c in sorted(st.created, key=len, reverse=True):
             kind, made = c[:2], c[2:]
             if made == path or kind == "x:" and path.startswith(made + "/"):
@@ -852,7 +872,10 @@ class Evaluator(Expander):
                 continue
             if eq:
                 shown = a.text.partition("=")[2]
-                st.vars[key] = Var(value if a.known else None, export or st.allexport,
+                old = st.vars.get(key)
+                # bash: a local shadowing an exported variable is exported too
+                st.vars[key] = Var(value if a.known else None,
+                                   export or st.allexport or bool(old and old.exported),
                                    a.reason, a.refs, f"{file}:{line}",
                                    "" if a.known else shown,
                                    "" if a.known else a.prefix.partition("=")[2])
@@ -895,9 +918,13 @@ class Evaluator(Expander):
             st.cwd = None
             return None
         path = posixpath.normpath(posixpath.join(st.cwd, target.text))
-        if os.path.isdir(path):
+        if os.path.isdir(path) or "d:" + path in st.created:
             st.cwd = path
             return True
+        if st.external or any(c.startswith("?") for c in st.created) or \
+                os.path.lexists(path):
+            st.cwd = None  # a program (or a branch) may have made it
+            return None
         return False
 
     def _source(self, args, st: State, ctx: Ctx, file: str, line: int) -> bool | None:
@@ -988,19 +1015,30 @@ class Evaluator(Expander):
         if not command or k >= len(args):
             return None
         text = args[k]
-        if not text.known:
-            self._unknown(self.src.file, 0, text.source,
-                          f"{name} -c of a command that is not known")
-            return None
         rest = args[k + 1:]
-        return text.text, (rest[0].text if rest else name), tuple(rest[1:])
+        return text, (rest[0].text if rest else name), tuple(rest[1:])
 
-    def _child_text(self, text: str, zero: str, positional, env: dict, st: State, ctx: Ctx,
+    def _child_text(self, text: Word, zero: str, positional, env: dict, st: State, ctx: Ctx,
                     file: str, line: int) -> None:
         """`bash -c 'text'`: a child shell that sees only the exported environment."""
         if ctx.depth >= MAX_SOURCE_DEPTH:
             return
         child = State(dict(env), {}, st.cwd, False, positional, st.opaque)
+        if not text.known:
+            # the parts not known stand in the text as variables that are not known: the
+            # commands around them are still read
+            holes: list[str] = []
+
+            def hole(m: re.Match) -> str:
+                holes.append(m.group(1))
+                return "${__preflight_unknown_%d}" % (len(holes) - 1)
+
+            source = re.sub(f"{UNKNOWN_OPEN}(.*?){UNKNOWN_CLOSE}", hole, text.text, flags=re.S)
+            for i, what in enumerate(holes):
+                child.vars[f"__preflight_unknown_{i}"] = Var(None, reason=f"{what} is not known",
+                                                             text=f"⟨{what}⟩")
+            text = Word(source, text.source)
+        text = text.text
         saved = self.script0
         self.script0 = zero
         try:

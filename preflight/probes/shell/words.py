@@ -48,8 +48,12 @@ class Expander:
         raw = self.src.raw(node.pos)
         subs = substitutions(node)
         out: list[Word] = []
+        ifs = st.vars.get("IFS")
+        ifs_text = " \t\n" if ifs is None else ifs.value
         for text in (brace_expand(raw) if split and not subs else [raw]):
             pieces = self._scan(text, node.pos[0], st, subs, dq=False)
+            if split and ifs_text != " \t\n":
+                pieces = [_ifs(p, ifs_text) for p in pieces]
             kept, vanished = split_fields(pieces, split)
             self.vanished.extend(to_word(f, raw) for f in vanished)
             for f in kept:
@@ -189,6 +193,8 @@ class Expander:
         if name in "@*":
             return None, st.positional
         if name == "#":
+            if not all(w.known for w in st.positional):
+                return Var(None, reason="$#: an argument that is not known may be several"), None
             return Var(str(len(st.positional))), None
         if name in "?$!-" or name in ("RANDOM", "SECONDS", "LINENO", "BASHPID", "PPID"):
             return Var(None, reason=f"${name} is only known at run time"), None
@@ -312,6 +318,9 @@ class Expander:
         var, fields = self._lookup(name, st)
         if fields is not None or (index in ("@", "*") and var is not None and var.array is not None):
             items = fields if fields is not None else var.array
+            if not all(w.known for w in items):
+                return Piece("", known=False, quoted=dq, source=source,
+                             reason=f"{source}: an element that is not known may be several")
             return Piece(str(len(items)), quoted=dq, split=not dq, source=source)
         if index is not None and index not in ("0",):
             if var is None and not st.opaque:
@@ -353,6 +362,9 @@ class Expander:
         k = arith.evaluate(word.text, self.arith_lookup(st)) if word.known else None
         if k is None:
             return None
+        if not all(w.known for w in items[:k] if k >= 0) or k < 0 and not all(
+                w.known for w in items):
+            return None  # an unknown element before it may be several
         if k < 0:
             k += len(items)
         if not 0 <= k < len(items):
@@ -727,3 +739,21 @@ def _brace_items(inner: str) -> list[str] | None:
     if not items:
         return None
     return items + [inner[start:]]
+
+
+def _ifs(piece: Piece, ifs: str | None) -> Piece:
+    """A piece that field splitting with a non-default IFS would cut: split on IFS
+    whitespace when that is all IFS holds, else not known (never split wrongly)."""
+    if not piece.split or not piece.known or not piece.text:
+        return piece
+    if ifs == "":
+        return replace(piece, split=False)
+    if ifs is not None and not set(ifs) - set(" \t\n"):
+        parts = re.split(f"[{re.escape(ifs)}]+", piece.text)
+        return replace(piece, text=" ".join(parts)) if set(ifs) != set(" \t\n") and \
+            not any(c in piece.text for c in " \t\n" if c not in ifs) else piece
+    if ifs is not None and not any(c in piece.text for c in ifs) and \
+            not any(c in piece.text for c in " \t\n"):
+        return piece
+    return replace(piece, known=False, text="",
+                   reason=f"{piece.source}: split by an IFS preflight does not model")
