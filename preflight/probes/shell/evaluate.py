@@ -8,6 +8,7 @@ import os
 import posixpath
 import re
 import shutil
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
@@ -42,7 +43,8 @@ from preflight.probes.shell.words import Expander, Stop, dedupe, glob_regex, sub
 
 MAX_SOURCE_DEPTH = 8
 MAX_CALL_DEPTH = 16
-MAX_STEPS = 200_000  # statements evaluated; a launch script needs a few thousand
+MAX_STEPS = 40_000  # statements evaluated; a launch script needs a few thousand
+MAX_COMMANDS = 4_000  # programs started; a launch script starts tens
 # Programs whose only effect on what follows is their exit status (or none): running
 # them cannot create the files a later `[ -f ... ]` tests.
 NO_FILES = frozenset({
@@ -84,6 +86,7 @@ class Evaluator(Expander):
         self._seen_unknowns: set[tuple] = set()
         self.vanished: list[Word] = []  # words that expanded to nothing (unquoted, empty)
         self.steps = 0
+        self._reading: list[str] = []  # the files being read now, outermost first
         self._locals: list[dict[str, Var | None]] = []  # per function call: saved values
         self._exempt = False  # the last status came from a non-final part of a && / || list
 
@@ -91,12 +94,20 @@ class Evaluator(Expander):
 
     def run_file(self, path: str, text: str, notes: list[str] = ()) -> Trace:
         self.script0 = path
+        # each nesting level of the script is a few Python frames here and in bashlex;
+        # source.MAX_NESTING bounds the levels, this makes room for them
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 12_000))
         try:
             self._run_text(path, text, notes, self.state, Ctx())
         except _Exit as stop:
             self.exit = stop.record
         except _Return:
             pass
+        except RecursionError:
+            raise TooComplex("nested too deeply to evaluate; not a launch script") from None
+        finally:
+            sys.setrecursionlimit(limit)
         return self.trace()
 
     def run_command(self, line: str) -> Trace:
@@ -110,6 +121,7 @@ class Evaluator(Expander):
 
     def _run_text(self, file: str, text: str, notes, st: State, ctx: Ctx) -> None:
         self.files.append(file)
+        self._reading.append(file)
         for note in notes:
             self._unknown(file, 1, "", note)
         saved = self.src
@@ -130,6 +142,7 @@ class Evaluator(Expander):
                     self._statement(node, st, ctx)
         finally:
             self.src = saved
+            self._reading.pop()
 
     def _unparsed(self, file: str, line: int, snippet: str, error: str, st: State) -> None:
         """A line bashlex cannot parse: whatever it may assign becomes unknown."""
@@ -552,6 +565,9 @@ class Evaluator(Expander):
             return self._call(name, args, st, ctx, file, line)
         env = {k: v for k, v in st.vars.items() if v.exported and v.array is None}
         env.update(prefix)
+        if len(self.commands) >= MAX_COMMANDS:
+            raise TooComplex(f"more than {MAX_COMMANDS} programs started (recursion or loops "
+                             "of functions); not a launch script preflight can read")
         self.commands.append(Command(tuple(argv), env, file, line, st.cwd, ctx.conditional,
                                      targets, vanished, st.opaque))
         self._files_effect(name, args, st)
@@ -580,6 +596,8 @@ class Evaluator(Expander):
                 self._unknown(file, line, "", "arithmetic on a value that is not known")
                 return None
             value, assigned = arith.run(text, self.arith_lookup(st))
+            if value is None and not assigned:
+                self._unknown(file, line, text[:80], "arithmetic not evaluated")
             for key, v in assigned.items():
                 old = st.vars.get(key)
                 st.vars[key] = Var(str(v) if v is not None else None,
@@ -946,8 +964,9 @@ class Evaluator(Expander):
                 return False  # bash fails the same way: `source: no such file`
             self._opaque(st, where)
             return None
-        if ctx.depth >= MAX_SOURCE_DEPTH or path in self.files[-MAX_SOURCE_DEPTH:]:
+        if ctx.depth >= MAX_SOURCE_DEPTH or path in self._reading:
             self._unknown(file, line, target.text, "source nested too deep (a cycle?)")
+            self._opaque(st, f"source at {posixpath.basename(file)}:{line}")
             return None
         try:
             text, notes = self.reader(path)
@@ -968,6 +987,7 @@ class Evaluator(Expander):
     def _call(self, name: str, args, st: State, ctx: Ctx, file: str, line: int):
         if ctx.depth >= MAX_CALL_DEPTH:
             self._unknown(file, line, name, "function calls nested too deep")
+            self._opaque(st, f"{name} nested too deep at {posixpath.basename(file)}:{line}")
             return None
         body, source = st.functions[name]
         saved_src, saved_pos = self.src, st.positional
@@ -1054,7 +1074,7 @@ class Evaluator(Expander):
         """A script the job runs as a child: it sees only the exported environment."""
         if path is None or not os.path.isfile(path):
             return
-        if ctx.depth >= MAX_SOURCE_DEPTH or path in self.files[-MAX_SOURCE_DEPTH:]:
+        if ctx.depth >= MAX_SOURCE_DEPTH or path in self._reading:
             return
         try:
             text, notes = self.reader(path)

@@ -152,7 +152,7 @@ ARITH, DTEST = KEY_MARK + "arith", KEY_MARK + "[["
 _NAME_ARRAY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+?=\(")
 _KEYWORDS_CMDPOS = frozenset({"then", "do", "else", "elif", "if", "while", "until", "!",
                               "time", "{", "in"})
-MAX_NESTING = 200  # deeper than any launch script; bashlex recurses per level
+MAX_NESTING = 100  # far deeper than any launch script; bashlex recurses per level
 
 
 class NestingError(ScriptFileError):
@@ -249,9 +249,10 @@ class _Rewriter:
                 cmdpos = True
                 continue
             if c == "(":
-                if t.startswith("((", i) and cmdpos:
-                    j = _match(t, i)
-                    expr = t[i + 2:j - 1] if t[j - 1:j] == ")" else t[i + 2:j]
+                j = _match(t, i) if t.startswith("((", i) and cmdpos else i
+                expr = t[i + 2:j - 1] if t[j - 1:j] == ")" else t[i + 2:j]
+                # `((a b))` is two subshells, not arithmetic (two words in a row)
+                if j > i and not re.search(r"[A-Za-z_]\w*\s+[A-Za-z_./]", expr):
                     out.append(f'{ARITH} "{expr}"')
                     i = j + 1
                     cmdpos = False
