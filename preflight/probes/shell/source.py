@@ -309,6 +309,8 @@ class _Rewriter:
                 self._nest(1)
             elif cmdpos and word in ("fi", "done", "}") and self.depth:
                 self._nest(-1)
+            if "$(" in word:
+                word = _group_lists(word)
             if "$(" in word or "`" in word:
                 self._nest(word.count("$(") + word.count("`") // 2)
                 self._nest(-(word.count("$(") + word.count("`") // 2))
@@ -443,6 +445,31 @@ class _Rewriter:
 
 class _CaseError(Exception):
     pass
+
+
+def _group_lists(word: str) -> str:
+    """`$(a && b)` -> `$({ a && b; })`: bashlex 0.18 fails on && / || directly inside a
+    command substitution, and parses the group (same meaning)."""
+    out, i = [], 0
+    while i < len(word):
+        if word.startswith("$(", i) and not word.startswith("$((", i):
+            j = _match(word, i + 1)
+            body = _group_lists(word[i + 2:j])
+            if re.search(r"&&|\|\|", body) and "\n" not in body and \
+                    not body.lstrip().startswith(("{", "(")):
+                body = "{ " + body.rstrip().rstrip(";") + "; }"
+            out.append("$(" + body + word[j:j + 1])
+            i = j + 1
+            continue
+        if word[i] == "'":
+            j = word.find("'", i + 1)
+            j = len(word) - 1 if j < 0 else j
+            out.append(word[i:j + 1])
+            i = j + 1
+            continue
+        out.append(word[i])
+        i += 1
+    return "".join(out)
 
 
 def _match(t: str, i: int) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob as globmod
+import os
 import posixpath
 import re
 import shutil
@@ -459,7 +460,29 @@ class Expander:
 
     def _pure(self, node, st: State) -> str | None:
         """The output of the few commands whose output is a function of their arguments,
-        the cwd and PATH: pwd, dirname, basename, echo, which / command -v."""
+        the cwd and PATH: pwd, dirname, basename, echo, which / command -v; and
+        `cd DIR && pwd` (the script-directory idiom) when DIR exists here."""
+        if node.kind == "compound":
+            inner = [p for p in node.list if p.kind not in ("reservedword", "operator")]
+            return self._pure(inner[0], st) if len(inner) == 1 else None
+        if node.kind == "list":
+            parts = [p for p in node.parts if not (p.kind == "operator" and p.op == ";")]
+            if len(parts) == 3 and parts[1].kind == "operator" and parts[1].op == "&&" \
+                    and parts[0].kind == "command" and parts[2].kind == "command":
+                words = [p for p in parts[0].parts if p.kind == "word"]
+                argv = [w for p in words for w in self._expand(p, st)]
+                argv = [w for w in argv if w.text != "--"]
+                if len(argv) == 2 and argv[0].text == "cd" and argv[1].known and \
+                        st.cwd is not None:
+                    path = posixpath.normpath(posixpath.join(st.cwd, argv[1].text))
+                    if os.path.isdir(path):
+                        saved = st.cwd
+                        st.cwd = path
+                        try:
+                            return self._pure(parts[2], st)
+                        finally:
+                            st.cwd = saved
+            return None
         if node.kind != "command" or any(p.kind != "word" for p in node.parts):
             return None
         argv = [w for p in node.parts for w in self._expand(p, st)]
