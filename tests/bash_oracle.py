@@ -29,7 +29,7 @@ SHIMS = ("torchrun", "python", "python3", "swift", "megatron", "deepspeed", "acc
 NOISE = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "ORACLE_LOG"})
 
 RECORD = """#!/bin/sh
-{ printf '%s\\0' CALL "${0##*/}" "$(pwd)" "$#"; printf '%s\\0' "$@"; env -0; \
+{ printf '%s\\0' CALL "${0##*/}" "$PWD" "$#"; printf '%s\\0' "$@"; env -0; \
 printf 'END\\0'; } >> "$ORACLE_LOG"
 """
 SRUN = """#!/bin/sh
