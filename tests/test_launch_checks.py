@@ -320,9 +320,11 @@ def test_unusual_script_reports_unknowns_not_crashes(run_preflight):
     checks = {c["id"]: c for c in run.report["checks"]}
     assert all(c["outcome"] != "error" and "crashed" not in c["summary"]
                for c in checks.values()), run.output
-    # nproc comes from $(( 2 * 2 )): not evaluated, so the GPU count is unknown, not guessed
-    assert checks["launch-gpus"]["severity"] == "unknown"
-    # STEPS is set inside a `case` bashlex cannot parse: unknown, never reported empty
+    # nproc comes from $(( 2 * 2 )) and the arguments from an array: both evaluated
+    job = checks["nested-launcher"]["evidence"]["jobs"][0]
+    assert job["layers"][0]["nproc_per_node"] == 4
+    assert job["command"].endswith("train.py --max_steps 10 --eval_steps 5 --logging_steps 1")
+    # STEPS is set inside a `case`: its arm is taken, never reported empty
     assert "STEPS" not in json.dumps(checks["empty-variable"]["evidence"])
 
 

@@ -127,7 +127,7 @@ launch 2
 python t.py "${ARGS[@]}"
 """)
     assert spec.processes_per_node == 2
-    assert not spec.commands[-1].argv[-1].known
+    assert _argv(spec) == ["python", "t.py", "--a", "1"]  # arrays are evaluated
     assert not any(u.variable == "UNSET_IN_HEREDOC" for u in spec.empties)
 
 

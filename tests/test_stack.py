@@ -147,6 +147,23 @@ def test_memory_shares(text, environ, expected):
     assert [(s.engine, s.raw, s.source) for s in found] == expected
 
 
+def test_memory_shares_come_from_the_shared_evaluation():
+    """Arrays, defaults and sourced values as bash expands them (an earlier reader of its
+    own read `SGLANG_ARGS=(... 0.7)` as `0.7)`); a value not known stays unknown."""
+    script = ("SGLANG_ARGS=(\n  --rollout-num-gpus-per-engine 2\n"
+              "  --sglang-mem-fraction-static 0.7)\n"
+              "ray job submit -- python3 train.py \"${SGLANG_ARGS[@]}\"\n")
+    found = colocate.shares(script, {})
+    assert [(s.engine, s.raw, s.fraction, s.known) for s in found] == [
+        ("sglang", "0.7", 0.7, True)]
+    found = colocate.shares("F=$(cat frac)\npython -m sglang.launch_server "
+                            "--mem-fraction-static $F", {})
+    assert not found[0].known and found[0].fraction is None
+    # a comment or a quoted flag name is not a flag
+    assert colocate.shares("echo '--mem-fraction-static 0.9' # --mem-fraction-static 1",
+                           {}) == []
+
+
 def test_swift_logging_and_first_error_parsers(tmp_path):
     lines = [json.dumps({"loss": 12.2 - i / 10, "global_step/max_steps": f"{i}/10",
                          "memory(GiB)": 1.5 + i}) for i in range(1, 11)]
@@ -381,6 +398,27 @@ def test_colocate_memory_reads_the_launch_command(run_preflight):
     found = run.one("colocate-memory")
     assert found["outcome"] == "failed" and found["evidence"]["launch"] == "--launch-cmd"
     assert "--vllm_gpu_memory_utilization" in found["fix"]
+
+
+def test_colocate_memory_reads_arrays_in_the_launch_script(run_preflight, tmp_path):
+    script = tmp_path / "run.sh"
+    script.write_text("SGLANG_ARGS=(--rollout-num-gpus-per-engine 2 "
+                      "--sglang-mem-fraction-static 0.7)\n"
+                      "VLLM=(--vllm_gpu_memory_utilization ${UTIL:-0.3})\n"
+                      "python3 train.py ${SGLANG_ARGS[@]} \"${VLLM[@]}\"\n")
+    run = run_preflight("--profile", "a800", "--check", "colocate-memory",
+                        "--launch-script", str(script))
+    found = run.one("colocate-memory")
+    assert found["evidence"]["shares"] == [
+        {"engine": "sglang", "value": "0.7", "from": "--sglang-mem-fraction-static"},
+        {"engine": "vllm", "value": "0.3", "from": "--vllm_gpu_memory_utilization"}]
+    assert found["outcome"] == "failed" and found["evidence"]["total"] == 1.0
+    script.write_text("F=$(cat /nonexistent/frac)\n"
+                      "python3 train.py --sglang-mem-fraction-static $F\n")
+    run = run_preflight("--profile", "a800", "--check", "colocate-memory",
+                        "--launch-script", str(script))
+    found = run.one("colocate-memory")
+    assert found["severity"] == "unknown" and "not known" in found["summary"]
 
 
 def test_stack_stage_is_reported_after_the_static_stage(run_preflight):

@@ -257,25 +257,25 @@ def test_sglang_generate(node, profile, finding, tmp_path):
                     "nothing left running")
 
 
-def _launch_text(settings) -> tuple[str, str]:
+def _launch_source(settings) -> str:
     if settings.get("launch_cmd"):
-        return settings["launch_cmd"], "--launch-cmd"
-    if settings.get("launch_script"):
-        path = settings["launch_script"]
-        try:
-            return Path(path).read_text(encoding="utf-8", errors="replace"), path
-        except OSError:
-            return "", path  # the launch probe reports an unreadable script
-    return "", ""
+        return "--launch-cmd"
+    return settings.get("launch_script") or ""
 
 
 @pytest.mark.static
 @pytest.mark.pitfall("colocate-memory")
 def test_colocate_memory(node, profile, finding, settings):
-    text, where = _launch_text(settings)
-    found = colocate.shares(text, node.environ)
+    where = _launch_source(settings)
+    found = colocate.from_launch(node.launch, node.environ)
     if not found:
         finding.skip("no SGLang / vLLM GPU memory share in the launch command or environment")
+    unknown = [s for s in found if not s.known]
+    if unknown:
+        finding.evidence(shares=[{"engine": s.engine, "value": s.raw, "from": s.source}
+                                 for s in found], launch=where or None)
+        finding.unknown("GPU memory share not known: " + "; ".join(
+            f"{s.source} = {s.raw} ({s.reason})" for s in unknown))
     headroom = profile.stack.memory_headroom
     trainer = profile.stack.trainer_memory_fraction
     invalid = [s for s in found if s.fraction is None or not 0 < s.fraction <= 1]

@@ -146,14 +146,20 @@ def load(script: str | None, command: str | None, environ: Mapping[str, str],
         except shell.ScriptFileError as exc:
             raise LaunchError(f"--launch-script {exc}") from None
         path = os.path.abspath(script)
-        trace = shell.Evaluator(environ, cwd).run_file(path, text, notes)
+        try:
+            trace = shell.Evaluator(environ, cwd).run_file(path, text, notes)
+        except shell.ScriptFileError as exc:  # nested or looping past any launch script
+            raise LaunchError(f"--launch-script {script}: {exc}") from None
         source = script
     else:
         if command is None or not command.strip():
             raise LaunchError("--launch-cmd: empty command line")
         if len(command) > MAX_CMD_CHARS or "\0" in command:
             raise LaunchError("--launch-cmd: not a command line (too long or NUL bytes)")
-        trace = shell.Evaluator(environ, cwd).run_command(command)
+        try:
+            trace = shell.Evaluator(environ, cwd).run_command(command)
+        except shell.ScriptFileError as exc:
+            raise LaunchError(f"--launch-cmd: {exc}") from None
         source = "--launch-cmd"
     return build(source, trace, environ)
 

@@ -1,21 +1,24 @@
 """The share of each GPU a launch line hands its rollout engines.
 
-Read from the launch command or script (bashlex words) and the environment:
+Read from the shared evaluation of the launch script or command (`preflight.probes.shell`:
+arrays, defaults, sourced files, prefixes, exactly as bash expands them) and the
+environment, never by a reader of its own:
 - SGLang: `--mem-fraction-static` (sglang `server_args.py`), slime's
-  `--sglang-mem-fraction-static`, and seed 002's `SGLANG_MEM_FRAC` variable;
+  `--sglang-mem-fraction-static`, and an `SGLANG_MEM_FRAC` variable (a slime run on
+  4xA800 passed it to its launcher that way);
 - vLLM: ms-swift's `--vllm_gpu_memory_utilization` (GRPO colocate,
-  swift/arguments/rlhf_args.py), vLLM's own `--gpu-memory-utilization`, and seed 001's
+  swift/arguments/rlhf_args.py), vLLM's own `--gpu-memory-utilization`, and
   `*_VLLM_GPU_MEMORY_UTILIZATION` variables.
-A flag's value may be a variable (`${SGLANG_MEM_FRAC:-0.45}`): it is resolved from the
-assignments on the line, then the environment, then its default.
+A value the evaluation could not know is a share with `known=False`: the check says
+unknown, it never reads `⟨$(...)⟩` or half an array as a number.
 """
 
 from __future__ import annotations
 
-import re
-import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from preflight.probes.shell import Command, Var, Word
 
 FLAGS = {
     "sglang": ("--mem-fraction-static", "--mem_fraction_static",
@@ -24,56 +27,16 @@ FLAGS = {
              "--gpu-memory-utilization", "--gpu_memory_utilization"),
 }
 ENV_SUFFIX = {"sglang": "SGLANG_MEM_FRAC", "vllm": "VLLM_GPU_MEMORY_UTILIZATION"}
-ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
-VARIABLE = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)(?::?[-=]([^}]*))?\}?$")
 
 
 @dataclass(frozen=True)
 class Share:
     engine: str  # "sglang" or "vllm"
-    raw: str  # as written
-    fraction: float | None  # None: not a number
+    raw: str  # as expanded (⟨...⟩ where not known)
+    fraction: float | None  # None: not a number, or not known
     source: str  # "--mem-fraction-static" or "env SGLANG_MEM_FRAC"
-
-
-def words(text: str) -> list[str]:
-    """The shell words of a command line or script, comments and quoting removed."""
-    import bashlex
-
-    out: list[str] = []
-    try:
-        for tree in bashlex.parse(text):
-            _collect(tree, out)
-        return out
-    except (bashlex.errors.ParsingError, NotImplementedError, IndexError, AttributeError):
-        pass
-    for line in text.replace("\\\n", " ").splitlines():  # bashlex refuses some scripts
-        try:
-            out += shlex.split(line, comments=True)
-        except ValueError:
-            out += line.split()
-    return out
-
-
-def _collect(node, out: list[str]) -> None:
-    if node.kind in ("word", "assignment"):
-        out.append(node.word)
-        return
-    for part in getattr(node, "parts", None) or []:
-        _collect(part, out)
-    for attr in ("list", "command"):
-        child = getattr(node, attr, None)
-        if isinstance(child, list):
-            for item in child:
-                _collect(item, out)
-
-
-def _resolve(value: str, assigned: Mapping[str, str], environ: Mapping[str, str]) -> str:
-    match = VARIABLE.match(value)
-    if not match:
-        return value
-    name, default = match.group(1), match.group(2)
-    return assigned.get(name) or environ.get(name) or (default or value)
+    known: bool = True
+    reason: str = ""  # why the value is not known
 
 
 def _fraction(raw: str) -> float | None:
@@ -83,25 +46,60 @@ def _fraction(raw: str) -> float | None:
         return None
 
 
-def shares(text: str, environ: Mapping[str, str]) -> list[Share]:
-    """One share per engine: the flag when the line has one, else the environment."""
-    tokens = words(text) if text else []
-    assigned = {m.group(1): m.group(2) for t in tokens if (m := ASSIGNMENT.match(t))}
+def _share(engine: str, value: Word | Var, source: str) -> Share:
+    text = value.value
+    if text is None:
+        shown = getattr(value, "text", "") or "⟨unknown⟩"
+        return Share(engine, shown, None, source, False, value.reason or "not known")
+    return Share(engine, text, _fraction(text), source)
+
+
+def from_commands(commands: Iterable[Command], variables: Mapping[str, Var],
+                  environ: Mapping[str, str]) -> list[Share]:
+    """One share per engine: the first flag a command is given, else a variable."""
     found: dict[str, Share] = {}
-    for i, token in enumerate(tokens):
-        flag, _, inline = token.partition("=")
-        for engine, names in FLAGS.items():
-            if flag in names:
-                value = inline if inline else (tokens[i + 1] if i + 1 < len(tokens) else "")
-                raw = _resolve(value, assigned, environ)
-                found.setdefault(engine, Share(engine, raw, _fraction(raw), flag))
+    commands = list(commands)
+    for cmd in commands:
+        argv = cmd.argv
+        for i, word in enumerate(argv):
+            flag, eq, _ = word.text.partition("=")
+            for engine, names in FLAGS.items():
+                if flag not in names or engine in found:
+                    continue
+                if eq:
+                    value = Word(word.text.partition("=")[2], word.source, word.known,
+                                 word.reason) if word.known else word
+                elif i + 1 < len(argv):
+                    value = argv[i + 1]
+                else:
+                    value = Word("", word.source)
+                found[engine] = _share(engine, value, flag)
+    # variables: a command's own environment (prefixes), the script's, then the caller's
+    scopes: list[Mapping[str, Var]] = [c.env for c in commands] + [
+        variables, {k: Var(v) for k, v in environ.items()}]
     for engine, suffix in ENV_SUFFIX.items():
         if engine in found:
             continue
-        for source in (assigned, environ):
-            names = sorted(k for k in source if k.endswith(suffix))
+        for scope in scopes:
+            names = sorted(k for k in scope if k.endswith(suffix))
             if names:
-                raw = source[names[0]]
-                found[engine] = Share(engine, raw, _fraction(raw), f"env {names[0]}")
+                found[engine] = _share(engine, scope[names[0]], f"env {names[0]}")
                 break
     return [found[e] for e in FLAGS if e in found]
+
+
+def from_launch(spec, environ: Mapping[str, str]) -> list[Share]:
+    """The shares of a `preflight.probes.launch.LaunchSpec` (None: environment only)."""
+    if spec is None:
+        return from_commands((), {}, environ)
+    return from_commands(spec.commands, spec.variables, environ)
+
+
+def shares(text: str, environ: Mapping[str, str]) -> list[Share]:
+    """The shares of one command line, through the same evaluation as a launch script."""
+    from preflight.probes.shell import evaluate_command
+
+    if not text.strip():
+        return from_commands((), {}, environ)
+    trace = evaluate_command(text, environ)
+    return from_commands(trace.commands, trace.variables, environ)

@@ -7,13 +7,18 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import shutil
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from preflight.numbers import maybe_int
+from preflight.probes.shell import arith
 from preflight.probes.shell.model import (
     DECLARE,
     NAME,
+    UNKNOWN_CLOSE,
+    UNKNOWN_OPEN,
     WRAPPERS,
     Command,
     Exit,
@@ -23,12 +28,32 @@ from preflight.probes.shell.model import (
     Var,
     Word,
 )
-from preflight.probes.shell.source import mask, parse_chunks, read_script
+from preflight.probes.shell.source import (
+    ARITH,
+    ARRAY_MARK,
+    CASE,
+    CASE_FALLTHROUGH,
+    DTEST,
+    mask,
+    parse_chunks,
+    read_script,
+    rewrite,
+)
 from preflight.probes.shell.state import Ctx, Source, State
-from preflight.probes.shell.words import Expander, dedupe, substitutions
+from preflight.probes.shell.words import Expander, Stop, dedupe, glob_regex, substitutions
 
 MAX_SOURCE_DEPTH = 8
 MAX_CALL_DEPTH = 16
+MAX_STEPS = 40_000  # statements evaluated; a launch script needs a few thousand
+MAX_COMMANDS = 4_000  # programs started; a launch script starts tens
+# Programs whose only effect on what follows is their exit status (or none): running
+# them cannot create the files a later `[ -f ... ]` tests.
+NO_FILES = frozenset({
+    "echo", "printf", "cat", "ls", "grep", "head", "tail", "wc", "sleep", "date", "env",
+    "nvidia-smi", "hostname", "whoami", "id", "uname", "pwd", "dirname", "basename",
+    "realpath", "readlink", "which", "type", "true", "false", ":", "sort", "cut", "tr",
+    "sed", "awk", "test", "[", "seq", "expr", "nproc", "free", "df", "du", "ps", "pgrep",
+})
 
 Reader = Callable[[str], tuple[str, list[str]]]
 
@@ -41,6 +66,10 @@ class _Exit(Exception):
 
 class _Return(Exception):
     pass
+
+
+class TooComplex(ScriptFileError):
+    """More evaluation than any launch script needs: refused with one line."""
 
 
 class Evaluator(Expander):
@@ -57,17 +86,29 @@ class Evaluator(Expander):
         self.src: Source = Source("", "", [])
         self._seen_unknowns: set[tuple] = set()
         self.vanished: list[Word] = []  # words that expanded to nothing (unquoted, empty)
+        self.steps = 0
+        self._reading: list[str] = []  # the files being read now, outermost first
+        self._locals: list[dict[str, Var | None]] = []  # per function call: saved values
+        self._exempt = False  # the last status came from a non-final part of a && / || list
 
     # -- entry points
 
     def run_file(self, path: str, text: str, notes: list[str] = ()) -> Trace:
         self.script0 = path
+        # each nesting level of the script is a few Python frames here and in bashlex;
+        # source.MAX_NESTING bounds the levels, this makes room for them
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 12_000))
         try:
             self._run_text(path, text, notes, self.state, Ctx())
         except _Exit as stop:
             self.exit = stop.record
         except _Return:
             pass
+        except RecursionError:
+            raise TooComplex("nested too deeply to evaluate; not a launch script") from None
+        finally:
+            sys.setrecursionlimit(limit)
         return self.trace()
 
     def run_command(self, line: str) -> Trace:
@@ -81,11 +122,13 @@ class Evaluator(Expander):
 
     def _run_text(self, file: str, text: str, notes, st: State, ctx: Ctx) -> None:
         self.files.append(file)
+        self._reading.append(file)
         for note in notes:
             self._unknown(file, 1, "", note)
         saved = self.src
         newlines = [i for i, c in enumerate(text) if c == "\n"]
         try:
+            text = rewrite(text)
             chunks, failures = parse_chunks(mask(text))
             starts = [0] + [i + 1 for i in newlines]
             events = [(offset, 1, nodes) for offset, nodes in chunks]
@@ -97,9 +140,10 @@ class Evaluator(Expander):
                     continue
                 self.src = Source(file, text, newlines, offset)
                 for node in item:
-                    self._node(node, st, ctx)
+                    self._statement(node, st, ctx)
         finally:
             self.src = saved
+            self._reading.pop()
 
     def _unparsed(self, file: str, line: int, snippet: str, error: str, st: State) -> None:
         """A line bashlex cannot parse: whatever it may assign becomes unknown."""
@@ -120,8 +164,23 @@ class Evaluator(Expander):
     def _where(self, node) -> tuple[str, int]:
         return self.src.file, self.src.line(node.pos[0])
 
+    def _statement(self, node, st: State, ctx: Ctx) -> bool | None:
+        """A node run as a statement of its own: `set -e` stops the script where it
+        fails, unless it is tested (if/while condition, left of && or ||, negated)."""
+        self._exempt = False
+        status = self._node(node, st, ctx)
+        if status is False and st.errexit and not ctx.tested and not self._exempt:
+            file, line = self._where(node)
+            raise _Exit("1", None if ctx.conditional else
+                        Exit(file, line, "1", f"set -e: {self.src.raw(node.pos)[:100]} fails"))
+        return status
+
     def _node(self, node, st: State, ctx: Ctx) -> bool | None:
         """Evaluate one node; returns its exit status when decidable (True = success)."""
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise TooComplex(f"more than {MAX_STEPS} statements to evaluate (deep recursion "
+                             "or loops of functions); not a launch script preflight can read")
         kind = node.kind
         if kind == "command":
             return self._command(node, st, ctx)
@@ -150,24 +209,32 @@ class Evaluator(Expander):
         status: bool | None = True
         pending = None  # the operator before the next node
         previous = None
-        for part in parts:
+        exempt = False
+        for k, part in enumerate(parts):
             if part.kind == "operator":
                 pending = part.op if part.op in ("&&", "||") else None
                 continue
+            chained = k + 1 < len(parts) and parts[k + 1].kind == "operator" and \
+                parts[k + 1].op in ("&&", "||")
+            tctx = replace(ctx, tested=True) if chained else ctx
             if pending is None:
                 self._last_test = ()
-                status = self._node(part, st, ctx)
-                previous = part
+                status = self._node(part, st, tctx) if chained else \
+                    self._statement(part, st, ctx)
+                previous, exempt = part, chained
                 continue
             runs = status if pending == "&&" else (None if status is None else not status)
             if runs is False:
+                exempt = True  # the status is that of a tested part
                 continue
             if runs is True:
                 guard = (self.src.raw(previous.pos), self._last_test) if previous else None
-                status = self._node(part, st, replace(ctx, guard=guard))
+                status = self._node(part, st, replace(tctx, guard=guard)) if chained else \
+                    self._statement(part, st, replace(ctx, guard=guard))
             else:
-                status = self._maybe(part, st, ctx)
-            previous = part
+                status = self._maybe(part, st, tctx)
+            previous, exempt = part, chained
+        self._exempt = exempt
         return status
 
     def _maybe(self, node, st: State, ctx: Ctx) -> None:
@@ -198,7 +265,7 @@ class Evaluator(Expander):
         status = None
         try:
             for part in inner:
-                status = self._node(part, target, ctx)
+                status = self._statement(part, target, ctx)
         except _Exit as stop:
             if not subshell:
                 raise
@@ -212,7 +279,7 @@ class Evaluator(Expander):
         current: list | None = None
         mode = ""
         else_body: list | None = None
-        for part in node.parts:
+        for part in _flat(node.parts):
             if part.kind == "reservedword" and part.word in ("if", "elif"):
                 current = [[], []]
                 branches.append(current)
@@ -230,13 +297,17 @@ class Evaluator(Expander):
                 current[1].append(part)
             elif mode == "else":
                 else_body.append(part)
+        head = _first_command(branches[0][0]) if branches else None
+        if head is not None and head.parts and head.parts[0].kind == "word" and \
+                head.parts[0].word in (CASE, CASE_FALLTHROUGH):
+            return self._case(head, branches[1:], node, st, ctx)
         undecided: list[list] = []
         for cond, body in branches:
             if undecided:
                 undecided.append(body)
                 continue
             self._last_test = ()
-            decided = self._run_nodes(cond, st, ctx)
+            decided = self._run_nodes(cond, st, replace(ctx, tested=True))
             if decided is True:
                 guard = (self.src.raw((cond[0].pos[0], cond[-1].pos[1])).rstrip("; \n"),
                          self._last_test)
@@ -246,6 +317,10 @@ class Evaluator(Expander):
         if not undecided:
             return self._run_nodes(else_body or [], st, ctx)
         undecided.append(else_body or [])
+        return self._branches(undecided, node, st, ctx)
+
+    def _branches(self, undecided: list[list], node, st: State, ctx: Ctx) -> None:
+        """Bodies of which one runs, not known which: each in a fork, then merged."""
         survivors = []
         for body in undecided:
             fork = st.fork()
@@ -263,10 +338,54 @@ class Evaluator(Expander):
 
     _last_test: tuple[Word, ...] = ()
 
+    def _case(self, head, arms, node, st: State, ctx: Ctx) -> bool | None:
+        """`case`: the arm whose pattern matches when the word and the patterns are
+        known; otherwise each arm that may match runs conditionally (never in order)."""
+        words = [p for p in head.parts if p.kind == "word"]
+        fallthrough = words[0].word == CASE_FALLTHROUGH
+        subject = self._expand(words[1], st, split=False) if len(words) > 1 else []
+        value = subject[0].value if subject else ""
+        undecided: list[list] = []
+        definite = False
+        for cond, body in arms:
+            pcmd = _first_command(cond)
+            pwords = [p for p in pcmd.parts if p.kind == "word"][1:] if pcmd else []
+            regexes = [self._pattern(w, st) for w in pwords]
+            known = value is not None and all(r is not None for r in regexes)
+            matches = known and any(r.fullmatch(value) for r in regexes)
+            if fallthrough:
+                undecided.append(body)
+                continue
+            if not undecided and known:
+                if matches:
+                    return self._run_nodes(body, st, ctx)
+                continue
+            if known and not matches:
+                continue
+            undecided.append(body)
+            if matches:
+                definite = True
+                break
+        if not undecided:
+            return True
+        if not definite:
+            undecided.append([])
+        return self._branches(undecided, node, st, ctx)
+
+    def _pattern(self, node, st: State) -> re.Pattern | None:
+        """A case pattern as a regex: quoted parts literal, unquoted parts a glob."""
+        raw = self.src.raw(node.pos)
+        pieces = self._scan(raw, node.pos[0], st, substitutions(node), dq=False)
+        if not all(p.known for p in pieces):
+            return None
+        text = "".join(p.text if not p.quoted else re.sub(r"([*?\[])", r"[\1]", p.text)
+                       for p in pieces if p.fields is None)
+        return glob_regex(text)
+
     def _run_nodes(self, nodes, st: State, ctx: Ctx) -> bool | None:
         status = True
         for n in nodes:
-            status = self._node(n, st, ctx)
+            status = self._statement(n, st, ctx)
         return status
 
     def _loop(self, node, st: State, ctx: Ctx) -> None:
@@ -303,6 +422,17 @@ class Evaluator(Expander):
                                        f"({' or '.join(shown)})")
         cwds = {b.cwd for b in branches}
         st.cwd = cwds.pop() if len(cwds) == 1 else None
+        st.opaque = next((b.opaque for b in branches if b.opaque), "")
+        st.errexit = any(b.errexit for b in branches)
+        st.nounset = any(b.nounset for b in branches)
+        st.external = any(b.external for b in branches)
+        st.created = frozenset.intersection(*(b.created for b in branches)) | frozenset(
+            "?" + c for b in branches for c in b.created)
+        st.integers = frozenset().union(*(b.integers for b in branches))
+        st.positional = branches[0].positional if all(
+            b.positional == branches[0].positional for b in branches) else tuple(
+            Word("", "$@", known=False, reason=f"differs by branch at {file}:{line}") for _ in
+            range(1))
         for b in branches:
             st.functions.update(b.functions)
         st.allexport = any(b.allexport for b in branches)
@@ -311,16 +441,37 @@ class Evaluator(Expander):
 
     def _command(self, node, st: State, ctx: Ctx) -> bool | None:
         file, line = self._where(node)
+        try:
+            return self._simple(node, st, ctx, file, line)
+        except Stop as stop:  # set -u on an unset variable, ${V:?}: bash stops here
+            raise _Exit("1", None if ctx.conditional else
+                        Exit(file, line, "1", str(stop))) from None
+
+    def _simple(self, node, st: State, ctx: Ctx, file: str, line: int) -> bool | None:
         assigns = [p for p in node.parts if p.kind == "assignment"]
         words = [p for p in node.parts if p.kind == "word"]
         redirects = [p for p in node.parts if p.kind == "redirect"]
         first = words[0].word if words else ""
+        if first == ARITH:
+            return self._arith(words[1:], st, file, line)
+        if first == DTEST:
+            args = [w for n in words[1:] for w in self._expand(n, st, split=False)]
+            if args and args[-1].text == "]]":
+                args.pop()
+            self._last_test = tuple(args)
+            return self._test(args, st, double=True)
+        if any(self.src.raw(w.pos).endswith(ARRAY_MARK) for w in words):
+            return self._arrays(words, st, file, line)
+        if words and not assigns and _ELEMENT.match(self.src.raw(words[0].pos)):
+            return self._element_assign(words, st, file, line)
         declaring = first in DECLARE
         argv: list[Word] = []
         self.vanished = []
         for i, w in enumerate(words):
             argv.extend(self._expand(w, st, split=not (declaring and i > 0 and "=" in w.word)))
         targets = tuple(t for r in redirects if (t := self._redirect_word(r, st)) is not None)
+        for t in targets:
+            self._create(t, st, directory=False)
         if not argv:
             for a in assigns:
                 self._assign(a, st, line, export=st.allexport)
@@ -341,6 +492,8 @@ class Evaluator(Expander):
                                                        f"{argv[0].reason}")
         if name == "exec" and not args:
             return True  # `exec >log 2>&1`: redirects the script itself
+        if name == "command" and args and args[0].text in ("-v", "-V"):
+            return self._resolves(args[1:], st)  # looks a program up; runs nothing
         if name in WRAPPERS and args:
             rest = _unwrap(name, args, prefix)
             if rest:
@@ -381,53 +534,368 @@ class Evaluator(Expander):
         if name == "shift":
             n = (maybe_int(args[0].text, 0, 2**31) if args else None)
             n = 1 if n is None else n
+            if not all(w.known for w in st.positional[:n]):
+                st.positional = (Word("", "$@", known=False,
+                                      reason="arguments after a shift past unknown ones"),)
+                return None
             st.positional = st.positional[n:]
             return True
         if name in ("[", "test"):
             words = args[:-1] if name == "[" and args and args[-1].text == "]" else args
             self._last_test = tuple(words)
-            return _test(words, st.cwd)
+            return self._test(list(words), st)
         if name in ("true", ":"):
             return True
         if name == "false":
             return False
         if name == "eval":
-            self._unknown(file, line, " ".join(w.source for w in argv), "eval is not evaluated")
+            if args and all(a.known for a in args):
+                self._text_in_place(f"{file}:{line} (eval)", " ".join(a.text for a in args),
+                                    st, ctx)
+                return None
+            self._unknown(file, line, " ".join(w.source for w in argv),
+                          "eval of a value that is not known")
+            self._opaque(st, f"eval at {posixpath.basename(file)}:{line}")
             return None
-        if name == "read":
-            for a in args:
-                if NAME.fullmatch(a.text):
-                    st.vars[a.text] = Var(None, reason=f"read from input at {file}:{line}")
-            return None
+        if name in ("read", "mapfile", "readarray") or name == "printf" and \
+                any(a.text.startswith("-v") for a in args):
+            return self._reads(name, args, st, file, line)
+        if name == "let":
+            return self._arith_texts([a.text if a.known else None for a in args], st,
+                                     file, line)
         if name in st.functions:
             return self._call(name, args, st, ctx, file, line)
-        env = {k: v for k, v in st.vars.items() if v.exported}
+        env = {k: v for k, v in st.vars.items() if v.exported and v.array is None}
         env.update(prefix)
+        if len(self.commands) >= MAX_COMMANDS:
+            raise TooComplex(f"more than {MAX_COMMANDS} programs started (recursion or loops "
+                             "of functions); not a launch script preflight can read")
         self.commands.append(Command(tuple(argv), env, file, line, st.cwd, ctx.conditional,
-                                     targets, vanished))
+                                     targets, vanished, st.opaque))
+        self._files_effect(name, args, st)
+        inline = self._shell_string(name, args)
+        if inline is not None:
+            text, zero, positional = inline
+            self._child_text(text, zero, positional, env, st, ctx, file, line)
+            return None
         script, positional = self._shell_script(name, args, st)
         if script is not None:
             self._child_script(script, positional, env, st, ctx, file, line)
         return None
 
+    # -- what bashlex cannot parse, rewritten by source.rewrite
+
+    def _arith(self, words, st: State, file: str, line: int) -> bool | None:
+        texts = [w.value for n in words for w in self._expand(n, st, split=False)]
+        return self._arith_texts(texts, st, file, line)
+
+    def _arith_texts(self, texts: list[str | None], st: State, file: str,
+                     line: int) -> bool | None:
+        """`(( ... ))` and `let`: assigns, and succeeds when the last value is not 0."""
+        value: int | None = None
+        for text in texts:
+            if text is None:
+                self._unknown(file, line, "", "arithmetic on a value that is not known")
+                return None
+            value, assigned = arith.run(text, self.arith_lookup(st))
+            if value is None and not assigned:
+                self._unknown(file, line, text[:80], "arithmetic not evaluated")
+            for key, v in assigned.items():
+                old = st.vars.get(key)
+                st.vars[key] = Var(str(v) if v is not None else None,
+                                   bool(old and old.exported),
+                                   "" if v is not None else "arithmetic on an unknown value",
+                                   where=f"{file}:{line}")
+        return None if value is None else value != 0
+
+    def _arrays(self, words, st: State, file: str, line: int) -> bool | None:
+        """`A=(...)`, `A+=(...)`, `local -a A=(...)`, `declare -a A=(...) B=(...)`."""
+        marked = [k for k, w in enumerate(words) if self.src.raw(w.pos).endswith(ARRAY_MARK)]
+        decl = words[:marked[0]]
+        flags = ""
+        builtin = ""
+        if decl:
+            builtin = decl[0].word
+            if builtin not in DECLARE:
+                self._unknown(file, line, self.src.raw(decl[0].pos), "array syntax after a "
+                              "command is not evaluated")
+                return None
+            expanded = [w for n in decl[1:] for w in self._expand(n, st, split=False)]
+            flags = "".join(a.text[1:] for a in expanded if a.text.startswith("-"))
+            self._declare(builtin, expanded, st, file, line)
+        for k, start in enumerate(marked):
+            end = marked[k + 1] if k + 1 < len(marked) else len(words)
+            name = self.src.raw(words[start].pos)[:-1]
+            append = name.endswith("+")
+            name = name.rstrip("+")
+            self._save_local(builtin, name, st)
+            items: list[Word] = []
+            sparse = False
+            for n in words[start + 1:end]:
+                if re.match(r"\[[^]]*\]=", self.src.raw(n.pos)):
+                    sparse = True  # ([k]=v ...): explicit indices
+                items.extend(self._expand(n, st))
+            where = f"{file}:{line}"
+            old = st.vars.get(name)
+            if "A" in flags or sparse:
+                st.vars[name] = Var(None, reason="an array with explicit indices "
+                                    "(not evaluated)", where=where)
+                continue
+            if append and old is not None:
+                before = old.array if old.array is not None else (
+                    (Word(old.value, name),) if old.value is not None else None)
+                if before is None:
+                    st.vars[name] = Var(None, reason="+= onto an unknown array", where=where)
+                    continue
+                items = list(before) + items
+            first = items[0] if items else None
+            st.vars[name] = Var("" if first is None else first.value, False,
+                                "" if first is None or first.known else first.reason,
+                                where=where, array=tuple(items))
+        return True
+
+    def _element_assign(self, words, st: State, file: str, line: int) -> bool | None:
+        """`A[i]=value`."""
+        raw = self.src.raw(words[0].pos)
+        m = _ELEMENT.match(raw)
+        name, index = m.group(1), m.group(2)
+        value = self._expand_raw(raw[m.end():], words[0].pos[0] + m.end(), st,
+                                 substitutions(words[0]))
+        k = arith.evaluate(index, self.arith_lookup(st))
+        old = st.vars.get(name)
+        items = None if old is None else old.array if old.array is not None else (
+            (Word(old.value, name),) if old.value is not None else None)
+        where = f"{file}:{line}"
+        if old is None and k == 0:
+            items = ()
+        if k is None or items is None or not 0 <= k <= len(items) or \
+                not all(w.known for w in items[:k]):
+            st.vars[name] = Var(None, reason=f"{raw[:40]}: an element of an array "
+                                "that is not known", where=where)
+            return True
+        items = list(items)
+        items[k:k + 1] = [value]
+        st.vars[name] = Var(items[0].value, bool(old and old.exported), items[0].reason,
+                            where=where, array=tuple(items))
+        return True
+
+    def _resolves(self, args: list[Word], st: State) -> bool | None:
+        """`command -v X`: whether X is a function, builtin or program on PATH."""
+        if not args or not args[0].known:
+            return None
+        name = args[0].text
+        if name in st.functions or name in _BUILTINS:
+            return True
+        path = st.vars.get("PATH")
+        if path is None or path.value is None or st.opaque:
+            return None
+        if "/" in name:
+            full = self._resolve(name, st)
+            return None if full is None else os.access(full, os.X_OK)
+        return shutil.which(name, path=path.value) is not None
+
+    def _text_in_place(self, label: str, text: str, st: State, ctx: Ctx) -> None:
+        """`eval` of a known string: read as script text in the current shell."""
+        if ctx.depth >= MAX_SOURCE_DEPTH:
+            return
+        self._run_text(label, text, [], st, replace(ctx, depth=ctx.depth + 1))
+
+    def _opaque(self, st: State, why: str) -> None:
+        """Something set variables here that cannot be seen: every variable, set or
+        not, is from now on unknown ("may be set there"), never empty or absent."""
+        for key, old in list(st.vars.items()):
+            st.vars[key] = Var(None, old.exported, f"may be set there: {why}", old.refs,
+                               old.where)
+        st.opaque = why
+
+    def _reads(self, name: str, args: list[Word], st: State, file: str,
+               line: int) -> None:
+        """read / mapfile / printf -v: the variables they assign are unknown."""
+        names: list[str] = []
+        with_value = {"read": "adnNptui", "mapfile": "dnOstuC", "readarray": "dnOstuC",
+                      "printf": "v"}[name]
+        i = 0
+        while i < len(args):
+            a = args[i]
+            if not a.known:
+                if name != "printf":
+                    self._opaque(st, f"{name} into names not known at "
+                                     f"{posixpath.basename(file)}:{line}")
+                i += 1
+                continue
+            t = a.text
+            if t.startswith("-") and len(t) > 1 and t != "--":
+                opt = t[1:]
+                for j, c in enumerate(opt):
+                    if c in with_value:
+                        val = opt[j + 1:] or (args[i + 1].text if i + 1 < len(args) else "")
+                        if not opt[j + 1:]:
+                            i += 1
+                        if c in "av" and NAME.fullmatch(val):
+                            names.append(val)
+                        break
+                i += 1
+                continue
+            if name == "read" and NAME.fullmatch(t):
+                names.append(t)
+            elif name != "read" and NAME.fullmatch(t) and name != "printf":
+                names.append(t)
+            if name == "printf":
+                break
+            i += 1
+        if not names:
+            names = {"read": ["REPLY"], "printf": []}.get(name, ["MAPFILE"])
+        for key in names:
+            old = st.vars.get(key)
+            st.vars[key] = Var(None, bool(old and old.exported),
+                               f"{name} at {posixpath.basename(file)}:{line} (input not known)",
+                               where=f"{file}:{line}")
+        return None
+
+    def _save_local(self, builtin: str, key: str, st: State) -> None:
+        if self._locals and builtin in ("local", "declare", "typeset") and \
+                key not in self._locals[-1]:
+            self._locals[-1][key] = st.vars.get(key)
+
+    def _create(self, word: Word, st: State, directory: bool) -> None:
+        if not word.known or word.text in ("/dev/null", "/dev/stdout", "/dev/stderr"):
+            return
+        path = self._resolve(word.text, st)
+        if path is None:
+            return
+        mark = ("d:" if directory else "f:") + path
+        st.created = (st.created - {"x:" + path}) | {mark}
+
+    def _files_effect(self, name: str, args: list[Word], st: State) -> None:
+        """What a program does to the files a later `[ -d ... ]` may test."""
+        paths = [a for a in args if not a.text.startswith("-")]
+        if name == "mkdir":
+            for a in paths:
+                self._create(a, st, directory=True)
+                if any(x.text in ("-p", "--parents") for x in args) and a.known:
+                    parent = posixpath.dirname(a.text.rstrip("/"))
+                    while parent not in ("", "/", "."):
+                        self._create(Word(parent, parent), st, directory=True)
+                        parent = posixpath.dirname(parent)
+        elif name == "touch":
+            for a in paths:
+                self._create(a, st, directory=False)
+        elif name in ("rm", "rmdir"):
+            for a in paths:
+                path = self._resolve(a.text, st) if a.known else None
+                if path is None:
+                    st.external = True
+                    continue
+                st.created = frozenset(c for c in st.created
+                                       if c[2:] != path and not c[2:].startswith(path + "/"))
+                st.created |= {"x:" + path}
+        elif name not in NO_FILES:
+            st.external = True
+
+    def _test(self, words, st: State, double: bool = False) -> bool | None:
+        """`[ ... ]` / `test` / `[[ ... ]]`, with -a / -o, file tests against what the
+        script made (or unknown where a program it ran may have made it)."""
+        texts = [w.text if w.known else None for w in words]
+        if "(" in texts or ")" in texts:
+            return None
+        for op, combine in (("-o", any), ("-a", all)):
+            cut = [k for k, t in enumerate(texts) if t == op and 0 < k < len(texts) - 1]
+            if cut:
+                groups, last = [], 0
+                for k in cut:
+                    groups.append(words[last:k])
+                    last = k + 1
+                groups.append(words[last:])
+                results = [self._test(g, st, double) for g in groups]
+                if op == "-o" and True in results or op == "-a" and False in results:
+                    return op == "-o"
+                return None if None in results else combine(results)
+        if texts and texts[0] == "!":
+            inner = self._test(words[1:], st, double)
+            return None if inner is None else not inner
+        if len(words) == 2 and words[0].known and words[0].text in _FILE_TESTS:
+            return self._file_test(words[0].text, words[1], st)
+        if double and len(words) == 3 and words[1].known:
+            a, op, b = words
+            if op.text == "=~" or op.text in ("<", ">"):
+                return None
+            if op.text in ("==", "=", "!=") and a.known and b.known:
+                literal = any(q in b.source for q in "'\"")
+                rx = None if literal else glob_regex(b.text)
+                if not literal and rx is None:
+                    return None
+                same = a.text == b.text if literal else bool(rx.fullmatch(a.text))
+                return same if op.text != "!=" else not same
+        return _test(words, st.cwd)
+
+    def _file_test(self, op: str, word: Word, st: State) -> bool | None:
+        if not word.known:
+            return None
+        if op in ("-z", "-n"):
+            return None
+        path = self._resolve(word.text, st) if word.text else None
+        if path is None:
+            return None if word.text else False
+        for c in st.created:
+            if c.startswith("?") and (c[3:] == path or path.startswith(c[3:] + "/")):
+                return None  # made in a branch that may not run
+        for c in sorted(st.created, key=len, reverse=True):
+            kind, made = c[:2], c[2:]
+            if made == path or kind == "x:" and path.startswith(made + "/"):
+                if kind == "x:":
+                    return False if op != "-w" else None
+                if op in ("-e", "-r", "-w", "-x") or (op == "-d") == (kind == "d:") and \
+                        op in ("-d", "-f"):
+                    return True if op in ("-e", "-d", "-f") else None
+                if op in ("-d", "-f"):
+                    return False
+                return None
+        exists = os.path.lexists(path)
+        if not exists and st.external:
+            return None  # a program the script ran may have made it
+        return _test([Word(op, op), Word(path, word.source)], "/")
+
     def _declare(self, name: str, args: list[Word], st: State, file: str, line: int):
-        flags = "".join(a.text[1:] for a in args if a.text.startswith("-"))
-        if "f" in flags:
+        flags = "".join(a.text[1:] for a in args if a.text.startswith("-") and a.known)
+        if "f" in flags or "p" in flags:
             return True
         export = name == "export" or "x" in flags
         for a in args:
-            if a.text.startswith("-"):
+            if a.text.startswith("-") and a.known:
                 continue
             key, eq, value = a.text.partition("=")
+            if not a.known and not NAME.fullmatch(key):
+                # `export $(grep -v '^#' .env | xargs)`: names not known
+                self._unknown(file, line, a.source, f"{name} of names that are not known")
+                self._opaque(st, f"{name} {a.source[:60]} at {posixpath.basename(file)}:{line}")
+                continue
             if not NAME.fullmatch(key):
                 continue
-            if "a" in flags or "A" in flags:
-                st.vars[key] = Var(None, export, reason="arrays are not evaluated",
+            self._save_local(name, key, st)
+            if "A" in flags:
+                st.vars[key] = Var(None, export, reason="associative arrays are not evaluated",
                                    where=f"{file}:{line}")
+                continue
+            if "a" in flags and not eq:
+                if key not in st.vars or name == "local":
+                    st.vars[key] = Var("", False, where=f"{file}:{line}", array=())
+                continue
+            if "i" in flags:
+                st.integers = st.integers | {key}
+                if eq:
+                    got, _ = arith.run(value, self.arith_lookup(st)) if a.known else (None, {})
+                    value = str(got) if got is not None else value
+                    a = a if got is not None else replace(a, known=False,
+                                                          reason="declare -i of an unknown value")
+            if not eq and name == "local":
+                st.vars.pop(key, None)
                 continue
             if eq:
                 shown = a.text.partition("=")[2]
-                st.vars[key] = Var(value if a.known else None, export or st.allexport,
+                old = st.vars.get(key)
+                # bash: a local shadowing an exported variable is exported too
+                st.vars[key] = Var(value if a.known else None,
+                                   export or st.allexport or bool(old and old.exported),
                                    a.reason, a.refs, f"{file}:{line}",
                                    "" if a.known else shown,
                                    "" if a.known else a.prefix.partition("=")[2])
@@ -441,6 +909,19 @@ class Evaluator(Expander):
             if t == "--":
                 st.positional = tuple(args[i + 1:])
                 break
+            if i == 0 and not t.startswith(("-", "+")):
+                st.positional = tuple(args)
+                break
+            if t[:1] in "-+" and not t.startswith("--") and t not in ("-o", "+o"):
+                if "e" in t[1:]:
+                    st.errexit = t[0] == "-"
+                if "u" in t[1:]:
+                    st.nounset = t[0] == "-"
+            if t in ("-o", "+o") and i + 1 < len(texts):
+                if texts[i + 1] == "errexit":
+                    st.errexit = t == "-o"
+                if texts[i + 1] == "nounset":
+                    st.nounset = t == "-o"
             if t.startswith("-") and "a" in t[1:] and not t.startswith("--"):
                 st.allexport = True
             elif t.startswith("+") and "a" in t[1:]:
@@ -457,26 +938,37 @@ class Evaluator(Expander):
             st.cwd = None
             return None
         path = posixpath.normpath(posixpath.join(st.cwd, target.text))
-        if os.path.isdir(path):
+        if os.path.isdir(path) or "d:" + path in st.created:
             st.cwd = path
             return True
+        if st.external or any(c.startswith("?") for c in st.created) or \
+                os.path.lexists(path):
+            st.cwd = None  # a program (or a branch) may have made it
+            return None
         return False
 
     def _source(self, args, st: State, ctx: Ctx, file: str, line: int) -> bool | None:
         if not args:
             return False
         target = args[0]
+        where = f"source at {posixpath.basename(file)}:{line}"
         if not target.known:
             self._unknown(file, line, target.source,
                           f"source of an unknown path: what it sets is unknown ({target.reason})")
+            self._opaque(st, where)
             return None
         path = self._resolve(target.text, st)
         if path is None or not os.path.isfile(path):
             self._unknown(file, line, target.text,
                           f"source {target.text}: no such file here; what it sets is unknown")
-            return False
-        if ctx.depth >= MAX_SOURCE_DEPTH or path in self.files[-MAX_SOURCE_DEPTH:]:
+            if path is not None and not os.path.exists(path) and posixpath.isabs(path) \
+                    and path not in st.created and not st.external:
+                return False  # bash fails the same way: `source: no such file`
+            self._opaque(st, where)
+            return None
+        if ctx.depth >= MAX_SOURCE_DEPTH or path in self._reading:
             self._unknown(file, line, target.text, "source nested too deep (a cycle?)")
+            self._opaque(st, f"source at {posixpath.basename(file)}:{line}")
             return None
         try:
             text, notes = self.reader(path)
@@ -497,16 +989,23 @@ class Evaluator(Expander):
     def _call(self, name: str, args, st: State, ctx: Ctx, file: str, line: int):
         if ctx.depth >= MAX_CALL_DEPTH:
             self._unknown(file, line, name, "function calls nested too deep")
+            self._opaque(st, f"{name} nested too deep at {posixpath.basename(file)}:{line}")
             return None
         body, source = st.functions[name]
         saved_src, saved_pos = self.src, st.positional
         self.src, st.positional = source, tuple(args)
+        self._locals.append({})
         try:
             self._run_nodes(body, st, replace(ctx, depth=ctx.depth + 1))
         except _Return:
             pass
         finally:
             self.src, st.positional = saved_src, saved_pos
+            for key, old in self._locals.pop().items():
+                if old is None:
+                    st.vars.pop(key, None)
+                else:
+                    st.vars[key] = old
         return None
 
     def _shell_script(self, name: str, args: list[Word], st: State):
@@ -522,19 +1021,69 @@ class Evaluator(Expander):
             return self._resolve(name, st), tuple(args)
         return None, ()
 
+    def _shell_string(self, name: str, args: list[Word]):
+        """(text, $0, arguments) of `bash -c 'text' [name args...]`, when it is one."""
+        if name not in ("bash", "sh", "dash", "zsh"):
+            return None
+        k = 0
+        command = False
+        while k < len(args) and args[k].known and args[k].text.startswith("-") \
+                and args[k].text not in ("-", "--"):
+            if not args[k].text.startswith("--") and "c" in args[k].text[1:]:
+                command = True
+            if args[k].text in ("-o", "+o", "-O", "+O"):
+                k += 1
+            k += 1
+        if not command or k >= len(args):
+            return None
+        text = args[k]
+        rest = args[k + 1:]
+        return text, (rest[0].text if rest else name), tuple(rest[1:])
+
+    def _child_text(self, text: Word, zero: str, positional, env: dict, st: State, ctx: Ctx,
+                    file: str, line: int) -> None:
+        """`bash -c 'text'`: a child shell that sees only the exported environment."""
+        if ctx.depth >= MAX_SOURCE_DEPTH:
+            return
+        child = State(dict(env), {}, st.cwd, False, positional, st.opaque)
+        if not text.known:
+            # the parts not known stand in the text as variables that are not known: the
+            # commands around them are still read
+            holes: list[str] = []
+
+            def hole(m: re.Match) -> str:
+                holes.append(m.group(1))
+                return "${__preflight_unknown_%d}" % (len(holes) - 1)
+
+            source = re.sub(f"{UNKNOWN_OPEN}(.*?){UNKNOWN_CLOSE}", hole, text.text, flags=re.S)
+            for i, what in enumerate(holes):
+                child.vars[f"__preflight_unknown_{i}"] = Var(None, reason=f"{what} is not known",
+                                                             text=f"⟨{what}⟩")
+            text = Word(source, text.source)
+        text = text.text
+        saved = self.script0
+        self.script0 = zero
+        try:
+            self._run_text(f"{file}:{line} (-c)", text, [], child,
+                           replace(ctx, depth=ctx.depth + 1, tested=False))
+        except (_Exit, _Return):
+            pass
+        finally:
+            self.script0 = saved
+
     def _child_script(self, path: str | None, positional, env: dict, st: State, ctx: Ctx,
                       file: str, line: int) -> None:
         """A script the job runs as a child: it sees only the exported environment."""
         if path is None or not os.path.isfile(path):
             return
-        if ctx.depth >= MAX_SOURCE_DEPTH or path in self.files[-MAX_SOURCE_DEPTH:]:
+        if ctx.depth >= MAX_SOURCE_DEPTH or path in self._reading:
             return
         try:
             text, notes = self.reader(path)
         except ScriptFileError as exc:
             self._unknown(file, line, path, str(exc))
             return
-        child = State(dict(env), {}, st.cwd, False, positional)
+        child = State(dict(env), {}, st.cwd, False, positional, st.opaque)
         try:
             self._run_text(path, text, notes, child, replace(ctx, depth=ctx.depth + 1))
         except (_Exit, _Return):
@@ -594,6 +1143,16 @@ class Evaluator(Expander):
             return None
         words = self._expand(target, st, split=False)
         return words[0] if words else None
+
+
+_ELEMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\[([^]]*)\]=")
+_FILE_TESTS = frozenset({"-f", "-d", "-e", "-s", "-r", "-w", "-x", "-L", "-h", "-a"})
+_BUILTINS = frozenset({
+    "cd", "echo", "printf", "read", "source", ".", "export", "declare", "local", "set",
+    "unset", "test", "[", "true", "false", ":", "eval", "exec", "exit", "return", "shift",
+    "type", "command", "builtin", "let", "pwd", "wait", "trap", "ulimit", "umask", "hash",
+    "alias", "readonly", "typeset", "getopts", "mapfile", "readarray", "pushd", "popd",
+})
 
 
 def _unwrap(name: str, args: list[Word], prefix: dict[str, Var]) -> list[Word]:
@@ -674,3 +1233,25 @@ def evaluate_script(path: str, environ: Mapping[str, str], cwd: str | None = Non
 
 def evaluate_command(line: str, environ: Mapping[str, str], cwd: str | None = None) -> Trace:
     return Evaluator(environ, cwd).run_command(line)
+
+
+def _first_command(nodes):
+    """The first simple command in a list of nodes (a condition), or None."""
+    for n in nodes:
+        if n.kind == "command":
+            return n
+        if n.kind in ("list", "pipeline"):
+            found = _first_command(n.parts)
+            if found is not None:
+                return found
+    return None
+
+
+def _flat(parts):
+    """An if's parts: bashlex 0.18 nests the third and later `elif`s in a list held by a
+    reservedword node."""
+    for part in parts:
+        if part.kind == "reservedword" and isinstance(part.word, list):
+            yield from _flat(part.word)
+        else:
+            yield part

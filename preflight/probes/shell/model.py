@@ -41,6 +41,7 @@ class Var:
     where: str = ""  # "file:line" of the assignment; "" when it came from the environment
     text: str = ""  # how an unknown value displays: `output/run-⟨$(date +%s)⟩`
     prefix: str = ""  # the known start of an unknown value
+    array: tuple[Word, ...] | None = None  # an indexed array's elements (value: element 0)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Command:
     conditional: bool  # inside a branch or loop whose condition could not be decided
     redirects: tuple[Word, ...] = ()  # files it writes or reads through > >> <
     vanished: tuple[Word, ...] = ()  # arguments that expanded to nothing
+    opaque: str = ""  # why any variable not in `env` may still be in its environment
 
     @property
     def program(self) -> str:

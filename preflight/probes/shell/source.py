@@ -4,6 +4,7 @@ parsing it with bashlex, statement by statement where the whole does not parse."
 from __future__ import annotations
 
 import os
+import re
 
 from preflight.probes.shell.model import ScriptFileError
 
@@ -134,3 +135,377 @@ def parse_chunks(text: str) -> tuple[list[tuple[int, list]], list[tuple[int, str
             failures.append((i + 1, lines[i].strip()[:120], error[:160]))
             i += 1
     return chunks, failures
+
+
+# -- rewriting what bashlex 0.18 cannot parse into what it can -------------------------
+#
+# bashlex has no `case`, no arrays and no `((...))`/`[[...]]` of its own. `rewrite` turns
+# them into shapes it parses, marked with characters no script uses, and the evaluator
+# reads the marks back: it never adds or removes a newline, so every line number stays.
+#   NAME=(a b)     ->  NAME⁼ a b         (NAME+=( -> NAME+⁼; newlines inside -> `\`+newline)
+#   case W in p|q) body ;; esac  ->  if ⁑case W ; then :; elif ⁑pat p q ; then :; body ; fi
+#   (( expr ))     ->  ⁑arith "expr"
+#   [[ a && b ]]   ->  ⁑[[ a -a b ]]     (< > ( ) | escaped: they are operands there)
+ARRAY_MARK, KEY_MARK = "⁼", "⁑"
+CASE, CASE_FALLTHROUGH, PATTERN = KEY_MARK + "case", KEY_MARK + "casef", KEY_MARK + "pat"
+ARITH, DTEST = KEY_MARK + "arith", KEY_MARK + "[["
+_NAME_ARRAY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+?=\(")
+_KEYWORDS_CMDPOS = frozenset({"then", "do", "else", "elif", "if", "while", "until", "!",
+                              "time", "{", "in"})
+MAX_NESTING = 100  # far deeper than any launch script; bashlex recurses per level
+
+
+class NestingError(ScriptFileError):
+    pass
+
+
+class _Rewriter:
+    def __init__(self, text: str):
+        self.t = text
+        self.n = len(text)
+        self.out: list[str] = []
+        self.heredocs: list[tuple[str, bool]] = []
+        self.depth = 0
+
+    def _nest(self, delta: int) -> None:
+        self.depth += delta
+        if self.depth > MAX_NESTING:
+            raise NestingError(f"nested more than {MAX_NESTING} levels deep "
+                               "(if/case/loops/groups/$(...)); not a launch script")
+
+    def word_end(self, i: int) -> int:
+        """End of the shell word starting at i (quotes, $(...), ${...} included)."""
+        t, n = self.t, self.n
+        while i < n and t[i] not in " \t\n;&|<>()":
+            c = t[i]
+            if c == "\\":
+                i += 2
+            elif c in "'\"`":
+                i = self.quote_end(i) + 1
+            elif c == "$" and i + 1 < n and t[i + 1] in "({":
+                i = _match(t, i + 1) + 1
+            else:
+                i += 1
+        return min(i, n)
+
+    def quote_end(self, i: int) -> int:
+        t, q = self.t, self.t[i]
+        j = i + 1
+        while j < self.n and t[j] != q:
+            if t[j] == "\\" and q != "'":
+                j += 1
+            elif q == '"' and t[j] == "$" and j + 1 < self.n and t[j + 1] in "({":
+                j = _match(t, j + 1)
+            j += 1
+        return min(j, self.n - 1)
+
+    def newline(self, i: int) -> int:
+        """Copy a newline and any here-document bodies pending behind it."""
+        self.out.append("\n")
+        i += 1
+        while self.heredocs:
+            delim, strip = self.heredocs.pop(0)
+            while i < self.n:
+                end = self.t.find("\n", i)
+                end = self.n if end < 0 else end
+                line = self.t[i:end]
+                self.out.append(self.t[i:end + 1])
+                i = end + 1
+                if (line.lstrip("\t") if strip else line) == delim:
+                    break
+        return i
+
+    def run(self, i: int, stops: tuple[str, ...] = ()) -> tuple[int, str]:
+        """Copy/rewrite from i until a stop token at command position, or the end."""
+        t, n, out = self.t, self.n, self.out
+        cmdpos = True
+        while i < n:
+            c = t[i]
+            if c == "\n":
+                i = self.newline(i)
+                cmdpos = True
+                continue
+            if c in " \t":
+                out.append(c)
+                i += 1
+                continue
+            if c == "#" and (i == 0 or t[i - 1] in " \t\n;&|()"):
+                end = t.find("\n", i)
+                end = n if end < 0 else end
+                out.append(t[i:end])
+                i = end
+                continue
+            if cmdpos:
+                for stop in stops:
+                    if t.startswith(stop, i) and (stop[0] == ";" or self.word_end(i) == i + len(stop)):
+                        return i, stop
+            if c in ";&|":
+                if t.startswith(";;", i) or t.startswith(";&", i):
+                    if ";;" in stops:
+                        return i, t[i:i + 3] if t.startswith(";;&", i) else t[i:i + 2]
+                op = 2 if t[i:i + 2] in ("&&", "||", ";;", "|&") else 1
+                out.append(t[i:i + op])
+                i += op
+                cmdpos = True
+                continue
+            if c == "(":
+                j = _match(t, i) if t.startswith("((", i) and cmdpos else i
+                expr = t[i + 2:j - 1] if t[j - 1:j] == ")" else t[i + 2:j]
+                # `((a b))` is two subshells, not arithmetic (two words in a row)
+                if j > i and not re.search(r"[A-Za-z_]\w*\s+[A-Za-z_./]", expr):
+                    out.append(f'{ARITH} "{expr}"')
+                    i = j + 1
+                    cmdpos = False
+                    continue
+                self._nest(1)
+                out.append(c)
+                i += 1
+                cmdpos = True
+                continue
+            if c == ")":
+                self._nest(-1) if self.depth else None
+                out.append(c)
+                i += 1
+                cmdpos = False
+                continue
+            if c in "<>":
+                if t.startswith("<<", i) and not t.startswith("<<<", i):
+                    j = i + 2
+                    strip = t.startswith("-", j)
+                    j += strip
+                    while j < n and t[j] in " \t":
+                        j += 1
+                    k = self.word_end(j)
+                    delim = re.sub(r"[\"'\\]", "", t[j:k])
+                    if delim:
+                        self.heredocs.append((delim, strip))
+                    out.append(t[i:k])
+                    i = k
+                    continue
+                out.append(c)
+                i += 1
+                continue
+            # a word
+            j = self.word_end(i)
+            if j == i:  # a lone special character
+                out.append(c)
+                i += 1
+                continue
+            word = t[i:j]
+            m = _NAME_ARRAY.match(t, i)
+            if m:
+                i = self._array(m)
+                cmdpos = False
+                continue
+            if cmdpos and word == "case":
+                i = self._case(j)
+                cmdpos = False
+                continue
+            if cmdpos and word == "[[":
+                i = self._dtest(j)
+                cmdpos = False
+                continue
+            if cmdpos and word in ("if", "while", "until", "for", "{", "select"):
+                self._nest(1)
+            elif cmdpos and word in ("fi", "done", "}") and self.depth:
+                self._nest(-1)
+            if "$(" in word:
+                word = _group_lists(word)
+            if "$(" in word or "`" in word:
+                self._nest(word.count("$(") + word.count("`") // 2)
+                self._nest(-(word.count("$(") + word.count("`") // 2))
+            out.append(word)
+            i = j
+            cmdpos = cmdpos and (word in _KEYWORDS_CMDPOS or bool(
+                re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*\+?=.*", word, re.S)))
+        return i, ""
+
+    def _array(self, m: re.Match) -> int:
+        t = self.t
+        name = m.group(0)[:-2]  # NAME or NAME+
+        self.out.append(name + ARRAY_MARK + " ")
+        i = m.end()
+        while i < self.n:
+            c = t[i]
+            if c == ")":
+                self.out.append(" ")
+                return i + 1
+            if c == "\n":
+                self.out.append("\\\n")
+                i += 1
+            elif c == "#" and t[i - 1] in " \t\n(":
+                end = t.find("\n", i)
+                end = self.n if end < 0 else end
+                self.out.append(" " * (end - i))
+                i = end
+            elif c in " \t":
+                self.out.append(c)
+                i += 1
+            else:
+                j = max(self.word_end(i), i + 1)
+                self.out.append(t[i:j])
+                i = j
+        return i
+
+    def _dtest(self, i: int) -> int:
+        t, out = self.t, self.out
+        out.append(DTEST)
+        while i < self.n:
+            c = t[i]
+            if t.startswith("]]", i) and t[i - 1] in " \t" and \
+                    (i + 2 >= self.n or t[i + 2] in " \t\n;&|)"):
+                out.append("]]")
+                return i + 2
+            if c == "\n":
+                return i  # unterminated: leave the rest to the parser
+            if t.startswith("&&", i) or t.startswith("||", i):
+                out.append("-a" if c == "&" else "-o")
+                i += 2
+            elif c in "<>()|":
+                out.append("\\" + c)
+                i += 1
+            elif c in " \t":
+                out.append(c)
+                i += 1
+            else:
+                j = max(self.word_end(i), i + 1)
+                out.append(t[i:j])
+                i = j
+        return i
+
+    def _case(self, i: int) -> int:
+        t, out = self.t, self.out
+        self._nest(1)
+        header = len(out)
+        out.append(CASE)
+        # the subject word and `in`
+        j = i
+        while j < self.n and t[j] in " \t":
+            j += 1
+        k = self.word_end(j)
+        out.append(t[i:k] + " ;")
+        i = k
+        m = re.compile(r"[ \t\n]*in(?=[ \t\n;])").match(t, i)
+        if not m:
+            raise _CaseError()
+        out.append(" " * 0 + t[i:m.start() + m.group(0).index("in")].replace("in", "  ")
+                   + "then :;")
+        i = m.end()
+        out[header] = "if " + out[header]
+        fallthrough = False
+        while True:
+            # blanks, newlines and comments before the next arm or `esac`
+            while i < self.n and (t[i] in " \t\n;" or t[i] == "#"):
+                if t[i] == "\n":
+                    i = self.newline(i)
+                elif t[i] == "#":
+                    end = t.find("\n", i)
+                    i = self.n if end < 0 else end
+                else:
+                    out.append(" ")
+                    i += 1
+            if i >= self.n:
+                raise _CaseError()
+            if t.startswith("esac", i) and self.word_end(i) == i + 4:
+                out.append("fi")
+                self._nest(-1)
+                if fallthrough:
+                    out[header] = "if " + CASE_FALLTHROUGH
+                return i + 4
+            # the pattern: alternatives up to the `)` that ends it
+            if t[i] == "(":
+                i += 1
+            alts = []
+            while i < self.n:
+                while i < self.n and t[i] in " \t":
+                    i += 1
+                k = self.word_end(i)
+                if k > i:
+                    alts.append(t[i:k])
+                    i = k
+                    continue
+                if i < self.n and t[i] == "|":
+                    i += 1
+                    continue
+                break
+            if i >= self.n or t[i] != ")":
+                raise _CaseError()
+            i += 1
+            out.append(f"elif {PATTERN} {' '.join(alts)} ; then :;")
+            i, stop = self.run(i, (";;&", ";;", ";&", "esac"))
+            if stop == "esac" or not stop:
+                continue
+            if stop != ";;":
+                fallthrough = True
+            prev = "".join(out[-3:]).rstrip(" \t")
+            out.append(" " * len(stop) if not prev or prev[-1] in ";&\n" else
+                       ";" + " " * (len(stop) - 1))
+            i += len(stop)
+
+
+class _CaseError(Exception):
+    pass
+
+
+def _group_lists(word: str) -> str:
+    """`$(a && b)` -> `$({ a && b; })`: bashlex 0.18 fails on && / || directly inside a
+    command substitution, and parses the group (same meaning)."""
+    out, i = [], 0
+    while i < len(word):
+        if word.startswith("$(", i) and not word.startswith("$((", i):
+            j = _match(word, i + 1)
+            body = _group_lists(word[i + 2:j])
+            if re.search(r"&&|\|\|", body) and "\n" not in body and \
+                    not body.lstrip().startswith(("{", "(")):
+                body = "{ " + body.rstrip().rstrip(";") + "; }"
+            out.append("$(" + body + word[j:j + 1])
+            i = j + 1
+            continue
+        if word[i] == "'":
+            j = word.find("'", i + 1)
+            j = len(word) - 1 if j < 0 else j
+            out.append(word[i:j + 1])
+            i = j + 1
+            continue
+        out.append(word[i])
+        i += 1
+    return "".join(out)
+
+
+def _match(t: str, i: int) -> int:
+    """Index of the bracket closing t[i] (`(` or `{`), skipping quotes."""
+    open_ = t[i]
+    close = ")" if open_ == "(" else "}"
+    depth, j, quote = 0, i, ""
+    while j < len(t):
+        c = t[j]
+        if quote:
+            if c == quote:
+                quote = ""
+            elif c == "\\" and quote == '"':
+                j += 1
+        elif c in "'\"`":
+            quote = c
+        elif c == "\\":
+            j += 1
+        elif c == open_:
+            depth += 1
+        elif c == close:
+            depth -= 1
+            if depth == 0:
+                return j
+        j += 1
+    return len(t) - 1
+
+
+def rewrite(text: str) -> str:
+    """The text with case/arrays/((...))/[[...]] in shapes bashlex parses (see above);
+    the text unchanged where a `case` is malformed (the parser then reports it).
+    Raises NestingError for a script nested deeper than MAX_NESTING."""
+    r = _Rewriter(text)
+    try:
+        r.run(0)
+    except _CaseError:
+        return text
+    out = "".join(r.out)
+    return out if out.count("\n") == text.count("\n") else text

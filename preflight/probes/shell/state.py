@@ -16,10 +16,17 @@ class State:
     cwd: str | None
     allexport: bool = False
     positional: tuple[Word, ...] = ()
+    opaque: str = ""  # why any variable may have been set unseen (`eval`, `export $(...)`)
+    errexit: bool = False  # set -e
+    nounset: bool = False  # set -u
+    created: frozenset[str] = frozenset()  # paths the script made (mkdir, touch, > file)
+    integers: frozenset[str] = frozenset()  # declare -i
+    external: bool = False  # a program ran that may have made files we cannot see
 
     def fork(self) -> State:
         return State(dict(self.vars), dict(self.functions), self.cwd, self.allexport,
-                      self.positional)
+                     self.positional, self.opaque, self.errexit, self.nounset, self.created,
+                     self.integers, self.external)
 
 
 @dataclass
@@ -42,3 +49,4 @@ class Ctx:
     conditional: bool = False
     guard: tuple[str, tuple[Word, ...]] | None = None  # the decided test leading here
     depth: int = 0
+    tested: bool = False  # an if/while condition or left of && / ||: set -e does not stop

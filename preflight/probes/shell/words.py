@@ -5,13 +5,21 @@
 
 from __future__ import annotations
 
+import fnmatch
+import glob as globmod
+import os
 import posixpath
 import re
 import shutil
 from dataclasses import dataclass, replace
 
+from preflight.probes.shell import arith
 from preflight.probes.shell.model import NAME, UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word
 from preflight.probes.shell.state import Source, State
+
+
+class Stop(Exception):
+    """Bash stops the script here (`set -u` on an unset variable, `${V:?}`)."""
 
 
 @dataclass
@@ -39,10 +47,39 @@ class Expander:
 
     def _expand(self, node, st: State, split: bool = True) -> list[Word]:
         raw = self.src.raw(node.pos)
-        pieces = self._scan(raw, node.pos[0], st, substitutions(node), dq=False)
-        kept, vanished = split_fields(pieces, split)
-        self.vanished.extend(to_word(f, raw) for f in vanished)
-        return [to_word(f, raw) for f in kept]
+        subs = substitutions(node)
+        out: list[Word] = []
+        ifs = st.vars.get("IFS")
+        ifs_text = " \t\n" if ifs is None else ifs.value
+        for text in (brace_expand(raw) if split and not subs else [raw]):
+            pieces = self._scan(text, node.pos[0], st, subs, dq=False)
+            if split and ifs_text != " \t\n":
+                pieces = [_ifs(p, ifs_text) for p in pieces]
+            kept, vanished = split_fields(pieces, split)
+            self.vanished.extend(to_word(f, raw) for f in vanished)
+            for f in kept:
+                out.extend(self._glob(f, raw, st) if split else [to_word(f, raw)])
+        return out
+
+    def _glob(self, field: list[Piece], raw: str, st: State) -> list[Word]:
+        """Pathname expansion of one field against the filesystem, as bash does it
+        (no match: the word stays as written; matches sorted)."""
+        word = to_word(field, raw)
+        if not any(not p.quoted and any(c in p.text for c in "*?[") for p in field):
+            return [word]
+        if not word.known or st.cwd is None:
+            return [replace(word, known=False, text=word.text,
+                            reason=word.reason or f"{word.text}: a glob in an unknown place")]
+        pattern = "".join(p.text if not p.quoted else glob_escape(p.text) for p in field)
+        base = st.cwd
+        try:
+            found = sorted(globmod.glob(pattern, root_dir=base) if not pattern.startswith("/")
+                           else globmod.glob(pattern))
+        except (OSError, ValueError):
+            found = []
+        if not found:
+            return [word]
+        return [Word(f, word.source, refs=word.refs) for f in found]
 
     def _expand_raw(self, raw: str, start: int, st: State, subs: dict) -> Word:
         """Expand text that is one word already (an assignment's value): no splitting."""
@@ -129,6 +166,10 @@ class Expander:
                     out.append(raw[j])
                     j += 1
             return Piece("".join(out), quoted=True), j + 1
+        if raw.startswith("$((", i):
+            j = matching(raw, i + 1, "(", ")")
+            if raw[j - 1:j] == ")":
+                return self._arith_piece(raw[i + 3:j - 1], raw[i:j + 1], st, dq), j + 1
         if nxt == "(":
             j = matching(raw, i + 1, "(", ")")
             node = subs.get(start + i)
@@ -153,6 +194,8 @@ class Expander:
         if name in "@*":
             return None, st.positional
         if name == "#":
+            if not all(w.known for w in st.positional):
+                return Var(None, reason="$#: an argument that is not known may be several"), None
             return Var(str(len(st.positional))), None
         if name in "?$!-" or name in ("RANDOM", "SECONDS", "LINENO", "BASHPID", "PPID"):
             return Var(None, reason=f"${name} is only known at run time"), None
@@ -160,14 +203,40 @@ class Expander:
             return Var(st.cwd, exported=True), None
         if name == "BASH_SOURCE":
             return Var(self.src.file), None
-        return st.vars.get(name), None
+        var = st.vars.get(name)
+        if var is None and st.opaque:
+            return Var(None, reason=f"may be set there: {st.opaque}"), None
+        return var, None
+
+    def arith_lookup(self, st: State):
+        def look(name: str) -> str | None:
+            var, _ = self._lookup(name, st)
+            if var is None:
+                if st.nounset:
+                    raise Stop(f"{name}: unbound variable (set -u)")
+                return ""
+            return var.value
+        return look
+
+    def _arith_piece(self, expr_raw: str, source: str, st: State, dq: bool) -> Piece:
+        word = to_word(self._scan(expr_raw.replace('"', ""), 0, st, {}, dq=True), expr_raw)
+        value = arith.evaluate(word.text, self.arith_lookup(st)) if word.known else None
+        if value is None:
+            return Piece("", known=False, quoted=dq, source=source,
+                         reason=f"{source[:60]}: arithmetic on a value that is not known")
+        return Piece(str(value), quoted=dq, split=not dq, source=source)
 
     def _param(self, name: str, source: str, st: State, dq: bool,
                default_ok: bool = False) -> Piece:
         var, fields = self._lookup(name, st)
         label = f"${name}" if not NAME.fullmatch(name) else name
         if fields is not None:
-            return Piece("", quoted=dq, source=source, fields=tuple(fields))
+            if name == "*" and dq:
+                return _joined(fields, dq, source)
+            return Piece("", quoted=dq, source=source,
+                         fields=tuple(fields) if dq else resplit(fields))
+        if var is None and st.nounset and not default_ok and name not in "@*#?$!-0":
+            raise Stop(f"{label}: unbound variable (set -u)")
         if var is None or (var.value == "" and not default_ok):
             return Piece("", quoted=dq, split=not dq, source=source, refs=(label,),
                           empty=() if default_ok else (label,))
@@ -180,33 +249,35 @@ class Expander:
 
     def _braced(self, expr: str, source: str, start: int, st: State, subs: dict,
                 dq: bool) -> Piece:
+        unknown = Piece("", known=False, quoted=dq, source=source,
+                        reason=f"{source}: this expansion is not evaluated")
+        if expr.startswith("!"):
+            return unknown  # indirection, ${!prefix*}
+        m = re.match(r"#([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*])(\[(.*)\])?$", expr, re.S)
+        if m and len(expr) > 1:
+            return self._length(m.group(1), m.group(3), source, st, dq)
         m = re.match(r"([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])", expr)
-        if expr.startswith("#") and len(expr) > 1:
-            var, _ = self._lookup(expr[1:], st)
-            if var is not None and var.value is not None:
-                return Piece(str(len(var.value)), quoted=dq, split=not dq, source=source)
-            return Piece("", known=var is None, quoted=dq, source=source,
-                          reason=f"{source}: length of an unknown value")
         if not m:
-            return Piece("", known=False, quoted=dq, source=source,
-                          reason=f"{source} is not evaluated")
+            return unknown
         name, rest = m.group(0), expr[m.end():]
-        if rest.startswith("[") and name in ("BASH_SOURCE",) and rest in ("[0]", "[@]"):
-            rest = ""
-        if rest.startswith("["):
-            var, _ = self._lookup(name, st)
-            if rest in ("[0]", "[@]", "[*]") and var is not None and var.value is not None:
-                return self._param(name, source, st, dq)
-            return Piece("", known=False, quoted=dq, source=source,
-                          reason=f"{source}: arrays are not evaluated")
+        index = None
+        if rest.startswith("[") and NAME.fullmatch(name):
+            close = matching(rest, 0, "[", "]")
+            index, rest = rest[1:close], rest[close + 1:]
+        if name == "BASH_SOURCE" and index in ("0", "@", "*"):
+            index = None
+        if index is not None:
+            got = self._element(name, index, source, st, dq)
+            if rest or got is None:
+                return unknown if got is None or got.fields is not None else self._operate(
+                    name, got, rest, source, start + len(expr) - len(rest), st, subs, dq)
+            return got
         if not rest:
             return self._param(name, source, st, dq)
         op = re.match(r":?[-=+?]", rest)
         if not op:
-            var, _ = self._lookup(name, st)
-            return Piece("", known=False, quoted=dq, source=source,
-                          reason=f"{source}: this expansion is not evaluated",
-                          refs=(name,) if var else ())
+            return self._operate(name, self._param(name, source, st, dq, default_ok=True),
+                                 rest, source, start + m.end(), st, subs, dq)
         op_text, word_raw = op.group(0), rest[op.end():]
         word_start = start + m.end() + op.end()
         var, _ = self._lookup(name, st)
@@ -238,8 +309,144 @@ class Expander:
             value = to_word(first_field(inner), word_raw)
             return Piece(value.text if value.known else "", quoted=dq, split=not dq,
                           known=value.known, reason=value.reason, source=source)
-        # ${X:?message}: bash stops the script when X is empty; the value is X itself
-        return self._param(name, source, st, dq)
+        # ${X:?message}: bash stops the script when X is unset (or empty, with the colon)
+        if not is_set:
+            raise Stop(f"{source}: {name} is {'empty or ' if colon else ''}unset")
+        return self._param(name, source, st, dq, default_ok=True)
+
+    def _length(self, name: str, index: str | None, source: str, st: State,
+                dq: bool) -> Piece:
+        var, fields = self._lookup(name, st)
+        if fields is not None or (index in ("@", "*") and var is not None and var.array is not None):
+            items = fields if fields is not None else var.array
+            if not all(w.known for w in items):
+                return Piece("", known=False, quoted=dq, source=source,
+                             reason=f"{source}: an element that is not known may be several")
+            return Piece(str(len(items)), quoted=dq, split=not dq, source=source)
+        if index is not None and index not in ("0",):
+            if var is None and not st.opaque:
+                return Piece("0", quoted=dq, split=not dq, source=source)
+            got = self._element(name, index, source, st, dq)
+            if got is not None and got.known and got.fields is None:
+                return Piece(str(len(got.text)), quoted=dq, split=not dq, source=source)
+            return Piece("", known=False, quoted=dq, source=source,
+                         reason=f"{source}: length of an unknown value")
+        if var is None:
+            if st.nounset:
+                raise Stop(f"{name}: unbound variable (set -u)")
+            return Piece("0", quoted=dq, split=not dq, source=source)
+        if var.value is not None:
+            return Piece(str(len(var.value)), quoted=dq, split=not dq, source=source)
+        return Piece("", known=False, quoted=dq, source=source,
+                     reason=f"{source}: length of an unknown value")
+
+    def _element(self, name: str, index: str, source: str, st: State,
+                 dq: bool) -> Piece | None:
+        """${A[@]} / ${A[*]} / ${A[i]}; None when not known."""
+        var, _ = self._lookup(name, st)
+        if var is None:
+            if index in ("@", "*"):
+                return Piece("", quoted=dq, source=source, fields=())
+            return Piece("", quoted=dq, split=not dq, source=source, refs=(name,),
+                         empty=(name,))
+        items = var.array if var.array is not None else (
+            (Word(var.value, name, refs=var.refs),) if var.value is not None else None)
+        if items is None:
+            return Piece("", known=False, quoted=dq, source=source,
+                         reason=f"{name}: {var.reason or 'not known'}", refs=(name,))
+        if index in ("@", "*"):
+            if index == "*" and dq:
+                return _joined(items, dq, source)
+            return Piece("", quoted=dq, source=source,
+                         fields=tuple(items) if dq else resplit(items))
+        word = to_word(self._scan(index, 0, st, {}, dq=True), index)
+        k = arith.evaluate(word.text, self.arith_lookup(st)) if word.known else None
+        if k is None:
+            return None
+        if not all(w.known for w in items[:k] if k >= 0) or k < 0 and not all(
+                w.known for w in items):
+            return None  # an unknown element before it may be several
+        if k < 0:
+            k += len(items)
+        if not 0 <= k < len(items):
+            return Piece("", quoted=dq, split=not dq, source=source, refs=(name,))
+        item = items[k]
+        return Piece(item.text if item.known else "", quoted=dq, split=not dq,
+                     known=item.known, reason=item.reason, source=source,
+                     refs=(name, *item.refs))
+
+    def _operate(self, name: str, got: Piece, rest: str, source: str, start: int,
+                 st: State, subs: dict, dq: bool) -> Piece:
+        """${V%p} ${V%%p} ${V#p} ${V##p} ${V/p/r} ${V//p/r} ${V:off:len} ${V^^} ${V,,}."""
+        unknown = Piece("", known=False, quoted=dq, source=source,
+                        reason=f"{source}: this expansion is not evaluated")
+        if got.fields is not None:
+            return unknown
+        if not got.known:
+            return replace(got, text="", reason=got.reason or unknown.reason, source=source)
+        value = got.text
+        m = re.match(r"(%%|%|##|#|//|/#|/%|/|\^\^|\^|,,|,|:)(.*)$", rest, re.S)
+        if not m:
+            return unknown
+        op, arg = m.groups()
+
+        def pattern(text: str) -> str | None:
+            word = to_word(self._scan(text, 0, st, {}, dq=False), text)
+            return word.text if word.known else None
+
+        out: str | None = None
+        if op in ("^^", ",,", "^", ","):
+            if arg:
+                return unknown
+            out = {"^^": value.upper(), ",,": value.lower(),
+                   "^": value[:1].upper() + value[1:], ",": value[:1].lower() + value[1:]}[op]
+        elif op == ":":
+            off_text, _, len_text = arg.partition(":")
+            look = self.arith_lookup(st)
+            off = arith.evaluate(off_text, look)
+            length = arith.evaluate(len_text, look) if _ else None
+            if off is None or (_ and length is None):
+                return unknown
+            if off < 0:
+                off = max(0, len(value) + off) if -off <= len(value) else None
+                if off is None:
+                    out = ""
+            if out is None:
+                if length is None:
+                    out = value[off:]
+                elif length >= 0:
+                    out = value[off:off + length]
+                else:
+                    end = len(value) + length
+                    if end < off:
+                        raise Stop(f"{source}: substring expression < 0")
+                    out = value[off:end]
+        elif op in ("%", "%%", "#", "##"):
+            pat = pattern(arg)
+            if pat is None:
+                return unknown
+            rx = glob_regex(pat)
+            if rx is None:
+                return unknown
+            ends = range(len(value) + 1)
+            if op in ("#", "##"):
+                cands = [k for k in ends if rx.fullmatch(value[:k])]
+                k = (max(cands) if op == "##" else min(cands)) if cands else 0
+                out = value[k:]
+            else:
+                cands = [k for k in ends if rx.fullmatch(value[k:])]
+                k = (min(cands) if op == "%%" else max(cands)) if cands else len(value)
+                out = value[:k]
+        else:  # / // /# /%
+            pat_text, _, repl_text = _split_unescaped(arg)
+            pat, repl = pattern(pat_text), pattern(repl_text) if repl_text else ""
+            if pat is None or repl is None:
+                return unknown
+            rx = glob_regex(pat)
+            if rx is None or not pat:
+                return unknown if rx is None else replace(got, source=source)
+            out = _replace(value, rx, repl, op)
+        return Piece(out, quoted=dq, split=not dq, source=source, refs=got.refs)
 
     def _substitute(self, node, source: str, st: State, dq: bool) -> Piece:
         value = self._pure(node.command, st) if node is not None else None
@@ -253,7 +460,29 @@ class Expander:
 
     def _pure(self, node, st: State) -> str | None:
         """The output of the few commands whose output is a function of their arguments,
-        the cwd and PATH: pwd, dirname, basename, echo, which / command -v."""
+        the cwd and PATH: pwd, dirname, basename, echo, which / command -v; and
+        `cd DIR && pwd` (the script-directory idiom) when DIR exists here."""
+        if node.kind == "compound":
+            inner = [p for p in node.list if p.kind not in ("reservedword", "operator")]
+            return self._pure(inner[0], st) if len(inner) == 1 else None
+        if node.kind == "list":
+            parts = [p for p in node.parts if not (p.kind == "operator" and p.op == ";")]
+            if len(parts) == 3 and parts[1].kind == "operator" and parts[1].op == "&&" \
+                    and parts[0].kind == "command" and parts[2].kind == "command":
+                words = [p for p in parts[0].parts if p.kind == "word"]
+                argv = [w for p in words for w in self._expand(p, st)]
+                argv = [w for w in argv if w.text != "--"]
+                if len(argv) == 2 and argv[0].text == "cd" and argv[1].known and \
+                        st.cwd is not None:
+                    path = posixpath.normpath(posixpath.join(st.cwd, argv[1].text))
+                    if os.path.isdir(path):
+                        saved = st.cwd
+                        st.cwd = path
+                        try:
+                            return self._pure(parts[2], st)
+                        finally:
+                            st.cwd = saved
+            return None
         if node.kind != "command" or any(p.kind != "word" for p in node.parts):
             return None
         argv = [w for p in node.parts for w in self._expand(p, st)]
@@ -320,6 +549,9 @@ def split_fields(pieces: list[Piece], split: bool) -> tuple[list[list[Piece]], l
     """(fields, vanished): field splitting of unquoted expansions (IFS whitespace) and
     "$@". A word made only of unquoted empty expansions vanishes; it is returned apart
     so that the empty variables in it are still seen."""
+    if any(p.fields == () for p in pieces) and \
+            all(p.fields is not None or (p.quoted and not p.text and p.known) for p in pieces):
+        return [], []  # "$@" with no arguments: no word at all
     fields: list[list[Piece]] = []
     cur: list[Piece] | None = None
     for p in pieces:
@@ -374,3 +606,177 @@ def to_word(pieces: list[Piece], source: str) -> Word:
 
 def dedupe(items) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
+
+
+def resplit(items) -> tuple[Word, ...]:
+    """Unquoted ${A[@]} / $@: every element split again on IFS whitespace."""
+    out = []
+    for w in items:
+        if not w.known:
+            out.append(w)
+            continue
+        out.extend(replace(w, text=part) for part in w.text.split())
+    return tuple(out)
+
+
+def _joined(items, dq: bool, source: str) -> Piece:
+    """"${A[*]}" / "$*": the elements joined by a space (IFS's first character)."""
+    if not all(w.known for w in items):
+        return Piece("", known=False, quoted=dq, source=source,
+                     reason=next(w.reason for w in items if not w.known))
+    return Piece(" ".join(w.text for w in items), quoted=dq, split=not dq, source=source)
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def glob_regex(pattern: str) -> re.Pattern | None:
+    """A bash pattern (`*`, `?`, `[...]`) as a regex; None for extglob forms."""
+    if re.search(r"[@!+*?]\(", pattern):
+        return None
+    try:
+        return re.compile(fnmatch.translate(pattern).replace("(?s:", "(?s:", 1))
+    except re.error:
+        return None
+
+
+def _split_unescaped(arg: str) -> tuple[str, str, str]:
+    i = 0
+    while i < len(arg):
+        if arg[i] == "\\":
+            i += 2
+            continue
+        if arg[i] == "/":
+            return arg[:i], "/", arg[i + 1:]
+        i += 1
+    return arg, "", ""
+
+
+def _replace(value: str, rx: re.Pattern, repl: str, op: str) -> str:
+    if op == "/#":
+        for k in range(len(value), -1, -1):
+            if rx.fullmatch(value[:k]):
+                return repl + value[k:]
+        return value
+    if op == "/%":
+        for k in range(len(value) + 1):
+            if rx.fullmatch(value[k:]):
+                return value[:k] + repl
+        return value
+    out, i, n = [], 0, len(value)
+    while i <= n:
+        end = next((k for k in range(n, i, -1) if rx.fullmatch(value[i:k])), None)
+        if end is None:
+            if i < n:
+                out.append(value[i])
+            i += 1
+            continue
+        out.append(repl)
+        i = end
+        if op == "/":
+            out.append(value[i:])
+            return "".join(out)
+    return "".join(out)
+
+
+def brace_expand(raw: str, limit: int = 256) -> list[str]:
+    """Brace expansion of a word as written: `{a,b}`, `{1..3}`, `{a..c}` outside quotes
+    and `${...}`; the word unchanged when it has none (or expands past `limit`)."""
+    if "{" not in raw:
+        return [raw]
+    span = _brace_span(raw)
+    if span is None:
+        return [raw]
+    i, j = span
+    inner = raw[i + 1:j]
+    seq = re.fullmatch(r"(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?|([a-zA-Z])\.\.([a-zA-Z])", inner)
+    if seq and seq.group(1) is not None:
+        a, b = int(seq.group(1)), int(seq.group(2))
+        step = abs(int(seq.group(3) or 1)) or 1
+        width = max(len(seq.group(1)), len(seq.group(2))) if re.match(
+            r"-?0\d", seq.group(1)) or re.match(r"-?0\d", seq.group(2)) else 0
+        rng = range(a, b + 1, step) if a <= b else range(a, b - 1, -step)
+        if len(rng) > limit:
+            return [raw]
+        items = [str(k).zfill(width) for k in rng]
+    elif seq:
+        a, b = ord(seq.group(4)), ord(seq.group(5))
+        items = [chr(k) for k in (range(a, b + 1) if a <= b else range(a, b - 1, -1))]
+    else:
+        items = _brace_items(inner)
+        if items is None:
+            return [raw[:j + 1] + x for x in brace_expand(raw[j + 1:], limit)][:limit]
+    out: list[str] = []
+    for item in items:
+        out.extend(brace_expand(raw[:i] + item + raw[j + 1:], limit))
+        if len(out) > limit:
+            return [raw]
+    return out
+
+
+def _brace_span(raw: str) -> tuple[int, int] | None:
+    """The first unquoted `{...}` that is not `${`, as (open, close)."""
+    i, quote = 0, ""
+    while i < len(raw):
+        c = raw[i]
+        if quote:
+            if c == quote:
+                quote = ""
+            elif c == "\\" and quote == '"':
+                i += 1
+        elif c in "'\"":
+            quote = c
+        elif c == "\\":
+            i += 1
+        elif c == "$" and raw[i + 1:i + 2] in ("{", "("):
+            i = matching(raw, i + 1, raw[i + 1], "}" if raw[i + 1] == "{" else ")")
+        elif c == "{":
+            j = matching(raw, i, "{", "}")
+            if j > i and raw[j] == "}":
+                return i, j
+        i += 1
+    return None
+
+
+def _brace_items(inner: str) -> list[str] | None:
+    """`a,b,{c,d}` split at top-level commas; None without a comma (not an expansion)."""
+    items, depth, start, quote = [], 0, 0, ""
+    i = 0
+    while i < len(inner):
+        c = inner[i]
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c == "\\":
+            i += 1
+        elif c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            items.append(inner[start:i])
+            start = i + 1
+        i += 1
+    if not items:
+        return None
+    return items + [inner[start:]]
+
+
+def _ifs(piece: Piece, ifs: str | None) -> Piece:
+    """A piece that field splitting with a non-default IFS would cut: split on IFS
+    whitespace when that is all IFS holds, else not known (never split wrongly)."""
+    if not piece.split or not piece.known or not piece.text:
+        return piece
+    if ifs == "":
+        return replace(piece, split=False)
+    if ifs is not None and not set(ifs) - set(" \t\n"):
+        parts = re.split(f"[{re.escape(ifs)}]+", piece.text)
+        return replace(piece, text=" ".join(parts)) if set(ifs) != set(" \t\n") and \
+            not any(c in piece.text for c in " \t\n" if c not in ifs) else piece
+    if ifs is not None and not any(c in piece.text for c in ifs) and \
+            not any(c in piece.text for c in " \t\n"):
+        return piece
+    return replace(piece, known=False, text="",
+                   reason=f"{piece.source}: split by an IFS preflight does not model")

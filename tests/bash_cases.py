@@ -1,0 +1,339 @@
+"""The scripts the bash oracle runs: construct templates x launchers x environments,
+and whole scripts in the styles of the projects preflight users launch (slime,
+Megatron-LM, ms-swift, verl, OpenRLHF, torchtitan, accelerate, Slurm wrappers)."""
+
+from __future__ import annotations
+
+from bash_oracle import Case
+
+LAUNCHERS = {
+    "torchrun": "torchrun --nproc_per_node ${NP:-2} --master_port ${PORT:-29500} train.py "
+                "--lr 1e-4",
+    "torch-run-module": "python -m torch.distributed.run --nproc_per_node=${NP:-2} train.py",
+    "deepspeed": "deepspeed --num_gpus ${NP:-2} --master_port ${PORT:-29500} train.py "
+                 "--deepspeed ds.json",
+    "accelerate": "accelerate launch --num_processes ${NP:-2} --main_process_port "
+                  "${PORT:-29500} train.py",
+    "swift": "NPROC_PER_NODE=${NP:-2} MASTER_PORT=${PORT:-29500} swift rlhf --rlhf_type grpo "
+             "--model Qwen/Qwen2.5-7B",
+    "megatron": "NPROC_PER_NODE=${NP:-2} megatron sft --model m --load ckpt",
+    "ray": "ray job submit --address=http://127.0.0.1:8265 -- python3 train.py "
+           "--actor-num-gpus-per-node ${NP:-2}",
+    "python": "CUDA_VISIBLE_DEVICES=0,1 python train.py --port ${PORT:-29500}",
+}
+
+ENVS = {
+    "bare": {},
+    "set": {"NP": "4", "PORT": "29555", "MODE": "sft", "CUDA_VISIBLE_DEVICES": "0,1,2,3",
+            "OUT": "outdir"},
+    "grpo": {"MODE": "grpo", "DEBUG": "1", "NNODES": "1", "MASTER_ADDR": "127.0.0.1"},
+}
+
+FILES = {
+    "data/a.jsonl": "{}\n",
+    "data/b.jsonl": "{}\n",
+    "configs/ds.json": "{}\n",
+    "env.sh": "export MASTER_ADDR=10.0.0.1\nexport NP=${NP:-8}\nHIDDEN=4096\n",
+    "exit_env.sh": "[ -n \"$STOP\" ] && exit 3\nexport SOURCED=1\n",
+    "return_env.sh": "export A1=1\nreturn 0\nexport A2=2\n",
+    ".env": "MASTER_PORT=1234\nWANDB_MODE=offline\n",
+    "inner.sh": "#!/bin/bash\ntorchrun --nproc_per_node \"${1:-1}\" --master_port 0 inner.py \"$@\"\n",
+    "scripts/models/qwen2.5-7B.sh": "MODEL_ARGS=(\n   --num-layers 28\n   --hidden-size 3584\n"
+                                    "   --ffn-hidden-size 18944\n)\n",
+    "lines.txt": "alpha\nbeta\n",
+}
+
+# Each template holds @L@ where a launcher line goes.
+TEMPLATES = {
+    "plain": "@L@\n",
+    "set-e": "set -euo pipefail\n@L@\n",
+    "exports": "export MASTER_PORT=${PORT:-29511}\nexport OMP_NUM_THREADS=4\n@L@\n",
+    "prefix-only": "MASTER_ADDR=localhost @L@\necho done\n",
+    "allexport": "set -a\nWANDB_MODE=offline\nset +a\nLOCAL=1\n@L@\n",
+    "function": "launch() {\n  @L@ \"$@\"\n}\nlaunch\nlaunch --extra \"two words\"\n",
+    "main-args": "main() {\n  @L@ \"$@\"\n}\nmain \"$@\"\n",
+    "local": "f() {\n  local NP=3\n  @L@\n}\nNP=5\nf\n@L@\n",
+    "local-leak": "g() {\n  local X=in\n  Y=out\n}\ng\nexport X=${X:-none} Y\n@L@\n",
+    "array": "EXTRA=(--max_steps 10 \"--name\" 'a b')\nEXTRA+=(--seed 1)\n@L@ \"${EXTRA[@]}\" "
+             "${#EXTRA[@]} ${EXTRA[1]} \"${EXTRA[*]}\"\n",
+    "array-unquoted": "A=(\"x y\" z)\n@L@ ${A[@]} ${A[*]} ${A[-1]}\n",
+    "array-empty": "E=()\n@L@ \"${E[@]}\" ${#E[@]}\n",
+    "array-multiline": "ARGS=(\n  --a 1   # first\n  --b \"$HOME/x\"\n)\n@L@ \"${ARGS[@]}\"\n",
+    "array-element": "A=(one two)\nA[1]=TWO\nA[2]=three\n@L@ \"${A[@]}\" $A\n",
+    "declare-array": "declare -a D=(d1 d2)\nlocal_fn() { local -a L=(l1); echo \"${L[@]}\"; }\n"
+                     "local_fn\n@L@ \"${D[@]}\"\n",
+    "case-known": "case \"${MODE:-sft}\" in\n  sft) STEPS=10 ;;\n  grpo|dpo)\n    STEPS=20\n"
+                  "    ;;\n  *) STEPS=0 ;;\nesac\nexport STEPS\n@L@ --steps $STEPS\n",
+    "case-launch": "case \"$MODE\" in\n  sft) @L@ --sft ;;\n  grpo) @L@ --grpo ;;\nesac\n",
+    "case-unknown": "case \"$(hostname)\" in\n  node1) X=a ;;\n  *) X=b ;;\nesac\n@L@ --x $X\n",
+    "case-oneline": "case $MODE in sft) A=1;; *) A=2;; esac; @L@ $A\n",
+    "case-glob": "case \"$CUDA_VISIBLE_DEVICES\" in\n  *,*) MULTI=yes ;;\n  '') MULTI=none ;;\n"
+                 "  *) MULTI=no ;;\nesac\n@L@ --multi $MULTI\n",
+    "arith": "N=$(( ${NP:-2} * 2 ))\n(( M = N + 1 ))\nlet K=M*2 J=K/3\ndeclare -i I=3+4\n"
+             "@L@ $N $M $K $J $I $(( (N + 1) % 3 )) $((1 << 4))\n",
+    "arith-cond": "if (( ${NP:-2} > 2 )); then BIG=1; else BIG=0; fi\n@L@ --big $BIG\n",
+    "params": "V=/models/Qwen2.5-7B.tar.gz\n@L@ ${V%.gz} ${V%%.*} ${V#*/} ${V##*/} ${V/Qwen/Q} "
+              "${V//e/E} ${V:8:4} ${V: -2} ${#V} ${V^^} ${V,,}\n",
+    "params-default": "@L@ ${UNSET:-dflt} ${UNSET-d2} \"${EMPTY:+alt}\" ${HOME:+home} "
+                      "${NEW:=assigned} $NEW\n",
+    "bash-c": "bash -c \"@L@\"\n",
+    "sh-c-args": "sh -c 'echo \"$0\" \"$1\"; @L@ \"$@\"' prog first second\n",
+    "srun-bash-c": "srun --ntasks=1 --nodes=1 bash -c \"@L@\"\n",
+    "command-v": "if command -v torchrun >/dev/null 2>&1; then HAVE=yes; else HAVE=no; fi\n"
+                 "command -v nothere-xyz >/dev/null || MISSING=1\n@L@ --have $HAVE ${MISSING:-0}\n",
+    "glob": "@L@ --data data/*.jsonl --none nomatch/*.x --q 'data/*.jsonl'\n",
+    "brace": "@L@ --files {a,b}.txt --seq t{1..3} --pad {08..10} --literal '{x,y}'\n",
+    "mkdir-test": "OUT=${OUT:-out/run1}\nmkdir -p \"$OUT\"\n[ -d \"$OUT\" ] && @L@ --out $OUT\n"
+                  "[ -d never-made ] && @L@ --never\n",
+    "file-test": "if [ -f data/a.jsonl ]; then D=data/a.jsonl; else D=missing; fi\n"
+                 "[ -e nope.txt ] || @L@ --data $D\n",
+    "touch-test": "touch made.flag\nif [ -f made.flag ]; then @L@ --flag; fi\n",
+    "set-e-stop": "set -e\nfalse\n@L@\n",
+    "set-e-guarded": "set -e\nfalse || true\nif false; then :; fi\n! false\n@L@\n",
+    "set-e-and": "set -e\n[ -f nope ] && echo never\n@L@\n",
+    "set-u-stop": "set -u\necho \"$UNSET_VAR\"\n@L@\n",
+    "set-u-default": "set -u\necho \"${UNSET_VAR:-}\"\n@L@\n",
+    "colon-q": ": \"${REQUIRED:?set REQUIRED}\"\n@L@\n",
+    "source": "source ./env.sh\n. env.sh\n@L@ --hidden $HIDDEN\n",
+    "source-exit": "export STOP=${MODE:-}\nsource ./exit_env.sh\n@L@\n",
+    "source-return": "source ./return_env.sh\n@L@\n",
+    "source-missing": "source ./not-there.sh\n@L@ --x ${FROM_MISSING:-d}\n",
+    "dotenv-export": "export $(grep -v '^#' .env | xargs)\n@L@\n",
+    "while-read-export": "while read -r line; do export \"$line\"; done < .env\n@L@\n",
+    "read": "read -r FIRST < lines.txt\n@L@ --first \"$FIRST\"\n",
+    "printf-v": "printf -v PADDED '%05d' 42\n@L@ --p \"$PADDED\"\n",
+    "eval-known": "eval \"EV=evaluated\"\neval export EV2=two\n@L@ --ev $EV\n",
+    "eval-unknown": "CMD=\"$(echo EVX=1)\"\neval \"$CMD\"\n@L@ --evx ${EVX:-0}\n",
+    "unparsable": "X=$(echo a && echo b)\nif [[ \"$X\" =~ ^a ]]; then Y=1; fi\n@L@ --y ${Y:-0}\n",
+    "dbl-bracket": "if [[ -n \"${DEBUG:-}\" && \"${MODE:-}\" == g* ]]; then LV=debug; else LV=info; fi\n"
+                   "@L@ --log $LV\n",
+    "ifs": "OLD=$IFS\nIFS=,\nLIST=\"a,b,c\"\nset -- $LIST\nIFS=$OLD\n@L@ \"$@\" $#\n",
+    "positional": "set -- --alpha 1 \"two words\"\nshift\n@L@ \"$@\" $# \"$*\"\n",
+    "for-loop": "for n in 1 2; do\n  @L@ --n $n\ndone\n",
+    "cd": "mkdir -p sub\ncd sub\n@L@ --where $(pwd)\ncd ..\n",
+    "subshell": "( export SUB=1; @L@ )\nexport AFTER=${SUB:-none}\n@L@\n",
+    "pipeline-tee": "mkdir -p logs\n@L@ 2>&1 | tee logs/run.log\n",
+    "exec": "exec @L@\necho never\n",
+    "wrappers": "nohup @L@ > /dev/null 2>&1\ntimeout 100 @L@\nenv A=1 B=2 @L@\n",
+    "heredoc-read": "read -r -d '' CMD <<EOF || true\n--lr 1e-5 --bs 4\nEOF\n@L@ $CMD\n",
+    "dirname": "ROOT=$(dirname \"$(readlink -f \"$0\")\")\nHERE=$(cd \"$(dirname \"$0\")\" && pwd)\n"
+               "@L@ --root $ROOT --here $HERE\n",
+}
+
+# A few constructs with their own launch lines (no template).
+EXTRA = {
+    "megatron-array": "DISTRIBUTED_ARGS=(\n    --nproc_per_node 8\n    --nnodes 1\n"
+                      "    --master_addr localhost\n    --master_port 6000\n)\n"
+                      "torchrun ${DISTRIBUTED_ARGS[@]} pretrain_gpt.py --num-layers 24\n",
+    "exit-in-function": "die() { echo \"$1\"; exit 1; }\n[ -z \"$DATA\" ] && die 'no data'\n"
+                        "torchrun t.py\n",
+    "return-status": "check() { return 1; }\nif check; then torchrun a.py; else torchrun b.py; fi\n",
+    "nested-case": "case ${MODE:-x} in\n  sft)\n    case ${NP:-1} in\n      4) torchrun four.py ;;\n"
+                   "      *) torchrun other.py ;;\n    esac ;;\n  *) python fallback.py ;;\nesac\n",
+    "fallthrough": "case a in\n  a) X=1 ;&\n  b) Y=2 ;;\nesac\ntorchrun $X $Y\n",
+    "elif-chain": "if [ \"${MODE:-}\" = a ]; then M=1\nelif [ \"${MODE:-}\" = b ]; then M=2\n"
+                  "elif [ \"${MODE:-}\" = sft ]; then M=3\nelif [ -n \"${MODE:-}\" ]; then M=4\n"
+                  "else M=5\nfi\ntorchrun --m $M t.py\n",
+}
+
+WHOLE = {
+    "slime": """#!/bin/bash
+# slime style: model args from a sourced file, arrays, ray job submit
+set -ex
+export PYTHONBUFFERED=16
+SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" &>/dev/null && pwd)"
+source "${SCRIPT_DIR}/scripts/models/qwen2.5-7B.sh"
+CKPT_ARGS=(
+   --hf-checkpoint /root/Qwen2.5-7B
+   --ref-load /root/Qwen2.5-7B_torch_dist
+   --save /root/out
+   --save-interval 20
+)
+ROLLOUT_ARGS=(
+   --prompt-data data/a.jsonl
+   --input-key prompt
+   --rollout-batch-size 32
+   --n-samples-per-prompt 8
+)
+SGLANG_ARGS=(
+   --rollout-num-gpus-per-engine 2
+   --sglang-mem-fraction-static 0.7
+)
+NUM_GPUS=${NUM_GPUS:-8}
+RUNTIME_ENV_JSON="{\\"env_vars\\": {\\"PYTHONPATH\\": \\"/root/Megatron-LM/\\", \\"CUDA_DEVICE_MAX_CONNECTIONS\\": \\"1\\"}}"
+ray job submit --address="http://127.0.0.1:8265" \\
+   --runtime-env-json="${RUNTIME_ENV_JSON}" \\
+   -- python3 train.py \\
+   --actor-num-nodes 1 \\
+   --actor-num-gpus-per-node ${NUM_GPUS} \\
+   --colocate \\
+   ${MODEL_ARGS[@]} \\
+   "${CKPT_ARGS[@]}" \\
+   ${ROLLOUT_ARGS[@]} \\
+   "${SGLANG_ARGS[@]}"
+""",
+    "megatron": """#!/bin/bash
+# Megatron-LM examples/gpt3/train_gpt3_175b_distributed.sh style
+export CUDA_DEVICE_MAX_CONNECTIONS=1
+GPUS_PER_NODE=8
+MASTER_ADDR=localhost
+MASTER_PORT=6000
+NUM_NODES=1
+NODE_RANK=0
+WORLD_SIZE=$(($GPUS_PER_NODE*$NUM_NODES))
+CHECKPOINT_PATH=$1
+TENSORBOARD_LOGS_PATH=$2
+DISTRIBUTED_ARGS=(
+    --nproc_per_node $GPUS_PER_NODE
+    --nnodes $NUM_NODES
+    --master_addr $MASTER_ADDR
+    --master_port $MASTER_PORT
+)
+GPT_MODEL_ARGS=(
+    --num-layers 96
+    --hidden-size 12288
+)
+TRAINING_ARGS=(
+    --micro-batch-size 1
+    --global-batch-size $(( WORLD_SIZE * 2 ))
+)
+torchrun ${DISTRIBUTED_ARGS[@]} pretrain_gpt.py \\
+    ${GPT_MODEL_ARGS[@]} \\
+    ${TRAINING_ARGS[@]} \\
+    --save $CHECKPOINT_PATH \\
+    --tensorboard-dir $TENSORBOARD_LOGS_PATH
+""",
+    "swift-grpo": """#!/bin/bash
+# ms-swift examples/train/grpo style
+CUDA_VISIBLE_DEVICES=0,1,2,3 \\
+NPROC_PER_NODE=4 \\
+swift rlhf \\
+    --rlhf_type grpo \\
+    --model Qwen/Qwen2.5-7B-Instruct \\
+    --reward_funcs accuracy format \\
+    --use_vllm true \\
+    --vllm_mode colocate \\
+    --vllm_gpu_memory_utilization 0.5 \\
+    --dataset 'AI-MO/NuminaMath-TIR#5000' \\
+    --per_device_train_batch_size 4 \\
+    --num_generations 8 \\
+    --output_dir output/grpo
+""",
+    "swift-megatron": """#!/bin/bash
+# ms-swift megatron examples style
+PYTORCH_CUDA_ALLOC_CONF='expandable_segments:True' \\
+NPROC_PER_NODE=2 \\
+CUDA_VISIBLE_DEVICES=0,1 \\
+megatron rlhf \\
+    --rlhf_type dpo \\
+    --load Qwen3-8B-mcore \\
+    --dataset data/a.jsonl \\
+    --tensor_model_parallel_size 2 \\
+    --save megatron_output/Qwen3-8B
+""",
+    "verl": """#!/bin/bash
+# verl examples style: hydra key=value overrides
+set -x
+gsm8k_train_path=$HOME/data/gsm8k/train.parquet
+train_files="['$gsm8k_train_path']"
+python3 -m verl.trainer.main_ppo \\
+    algorithm.adv_estimator=grpo \\
+    data.train_files="$train_files" \\
+    data.train_batch_size=1024 \\
+    actor_rollout_ref.model.path=Qwen/Qwen2.5-3B-Instruct \\
+    actor_rollout_ref.rollout.gpu_memory_utilization=0.6 \\
+    trainer.n_gpus_per_node=${N_GPUS:-8} \\
+    trainer.nnodes=1 $@
+""",
+    "openrlhf": """#!/bin/bash
+# OpenRLHF examples style: the command in a heredoc, deepspeed --module
+set -x
+read -r -d '' training_commands <<EOF
+openrlhf.cli.train_sft \\
+   --max_len 2048 \\
+   --dataset Open-Orca/OpenOrca \\
+   --train_batch_size 256 \\
+   --pretrain meta-llama/Meta-Llama-3-8B \\
+   --save_path ./checkpoint/llama3-8b-sft
+EOF
+if [[ ${1} != "slurm" ]]; then
+    deepspeed --module $training_commands
+fi
+""",
+    "torchtitan": """#!/usr/bin/bash
+# torchtitan run_train.sh style
+set -ex
+NGPU=${NGPU:-"8"}
+export LOG_RANK=${LOG_RANK:-0}
+CONFIG_FILE=${CONFIG_FILE:-"./torchtitan/models/llama3/train_configs/debug_model.toml"}
+TRAIN_FILE=${TRAIN_FILE:-"torchtitan.train"}
+overrides=""
+if [ $# -ne 0 ]; then
+    overrides="$*"
+fi
+PYTORCH_CUDA_ALLOC_CONF="expandable_segments:True" \\
+torchrun --nproc_per_node=${NGPU} --rdzv_backend c10d --rdzv_endpoint="localhost:0" \\
+--local-ranks-filter ${LOG_RANK} --role rank --tee 3 \\
+-m ${TRAIN_FILE} --job.config_file ${CONFIG_FILE} $overrides
+""",
+    "accelerate": """#!/bin/bash
+# accelerate examples style: a config file and its overrides
+ACCELERATE_CONFIG=${ACCELERATE_CONFIG:-configs/ds.json}
+accelerate launch --config_file $ACCELERATE_CONFIG \\
+    --num_processes ${NUM_PROCESSES:-2} \\
+    --main_process_port ${PORT:-29501} \\
+    examples/nlp_example.py --mixed_precision bf16
+""",
+    "slurm": """#!/bin/bash
+#SBATCH --job-name=train
+#SBATCH --nodes=1
+#SBATCH --gpus-per-node=8
+export MASTER_ADDR=${MASTER_ADDR:-$(hostname)}
+export MASTER_PORT=${MASTER_PORT:-29500}
+GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+srun --ntasks-per-node=1 bash -c "torchrun \\
+    --nnodes \\$SLURM_NNODES --nproc_per_node $GPUS_PER_NODE \\
+    --rdzv_endpoint $MASTER_ADDR:$MASTER_PORT --rdzv_backend c10d \\
+    train.py --config configs/ds.json"
+""",
+    "llamafactory": """#!/bin/bash
+# LLaMA-Factory style: FORCE_TORCHRUN through the environment
+set -e
+export FORCE_TORCHRUN=1
+export NNODES=1
+export NPROC_PER_NODE=${NPROC_PER_NODE:-4}
+python -m llamafactory.cli train examples/train_lora/llama3_lora_sft.yaml
+""",
+}
+
+
+def cases() -> list[Case]:
+    out: list[Case] = []
+    names = list(LAUNCHERS)
+    for t, (tname, template) in enumerate(TEMPLATES.items()):
+        # every template with five launchers (rotating, so each launcher meets most
+        # templates) in one environment, and with torchrun in the others: the spread,
+        # not the full product, keeps the run inside a minute on two cores
+        chosen = {names[(t + k) % len(names)] for k in range(5)}
+        for lname, launcher in LAUNCHERS.items():
+            for ename, env in ENVS.items():
+                if not (ename == "set" and lname in chosen or lname == "torchrun"):
+                    continue
+                out.append(Case(f"{tname}/{lname}/{ename}", template.replace("@L@", launcher),
+                                env, files=FILES))
+    for name, script in EXTRA.items():
+        for ename, env in ENVS.items():
+            out.append(Case(f"{name}/{ename}", script, env, files=FILES))
+    for name, script in WHOLE.items():
+        for ename, env in ENVS.items():
+            out.append(Case(f"{name}/{ename}", script, env, files=FILES))
+            out.append(Case(f"{name}/{ename}/args", script, env, ("ckpt", "logs/tb"),
+                            files=FILES))
+    # positional arguments: `bash run.sh 8 /out` (what --launch-cmd passes)
+    for ename, env in ENVS.items():
+        for args in ((), ("8", "/out"), ("two words", "")):
+            out.append(Case(f"positional/{ename}/{len(args)}",
+                            "NP=${1:-2}\nOUT=${2:-default}\ntorchrun --nproc_per_node $NP "
+                            "t.py --out \"$OUT\" \"$@\" $# \"$*\"\nmain() { python t.py \"$@\"; }\n"
+                            "main \"$@\"\nbash inner.sh \"$@\"\n", env, args, files=FILES))
+    return out

@@ -1,0 +1,66 @@
+"""The launch-script reader stays bounded on hostile scripts: deep nesting and deep or
+exploding recursion finish in seconds or are refused with one clear line (exit 4)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from preflight.probes import launch
+from preflight.probes.launch import LaunchError
+
+ENV = {"PATH": "/usr/bin:/bin", "HOME": "/root"}
+
+
+def _load(tmp_path: Path, text: str) -> launch.LaunchSpec:
+    script = tmp_path / "run.sh"
+    script.write_text(text)
+    return launch.load(str(script), None, ENV, cwd=str(tmp_path))
+
+
+@pytest.mark.parametrize("text", [
+    "".join("if [ -f x ]; then\n" for _ in range(5000)) + "torchrun t.py\n" + "fi\n" * 5000,
+    "X=" + "$(echo " * 10000 + ")" * 10000 + "\n",
+    "(" * 5000 + "torchrun t.py" + ")" * 5000 + "\n",
+    "".join("case $X in a)\n" for _ in range(5000)) + "torchrun\n" + ";; esac\n" * 5000,
+    # every call doubles: 2**4 programs per line, 2,000 lines
+    "f() { g; g; }\ng() { h; h; }\nh() { i; i; }\ni() { torchrun x; torchrun y; }\n" + "f\n" * 2000,
+], ids=["5000-nested-ifs", "10000-nested-substitutions", "5000-subshells", "5000-cases",
+        "exploding-calls"])
+def test_hostile_scripts_are_refused_with_one_line(tmp_path, text):
+    start = time.perf_counter()
+    with pytest.raises(LaunchError) as err:
+        _load(tmp_path, text)
+    assert time.perf_counter() - start < 5
+    assert "\n" not in str(err.value) and "not a launch script" in str(err.value)
+
+
+def test_deep_recursion_finishes_and_says_what_it_did_not_follow(tmp_path):
+    start = time.perf_counter()
+    spec = _load(tmp_path, "f() { local n=$1; if [ $n -gt 0 ]; then f $((n-1)); fi; "
+                           "torchrun t.py; }\nf 10000\ntorchrun --nproc_per_node $N last.py\n")
+    assert time.perf_counter() - start < 5
+    assert any("nested too deep" in u.reason for u in spec.unknowns)
+    # past the depth it stopped following, variables are unknown, never empty
+    last = spec.commands[-1]
+    assert [w.text for w in last.argv][-1] == "last.py" and not last.argv[2].known
+
+
+def test_nesting_as_deep_as_the_limit_allows_is_read(tmp_path):
+    (tmp_path / "x").touch()
+    spec = _load(tmp_path, "".join("if [ -f x ]; then\n" for _ in range(99))
+                 + "torchrun t.py\n" + "fi\n" * 99)
+    assert [w.text for w in spec.commands[0].argv] == ["torchrun", "t.py"]
+    assert not spec.commands[0].conditional
+
+
+def test_cli_refuses_a_hostile_script_with_exit_4(run_preflight, tmp_path):
+    script = tmp_path / "deep.sh"
+    script.write_text("".join("if true; then\n" for _ in range(5000)) + "fi\n" * 5000)
+    run = run_preflight("--profile", "cpu", "--launch-script", str(script), "-k", "launch")
+    assert run.returncode == 4, run.output
+    errors = [line for line in run.output.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "nested more than" in errors[0]
+    assert "Traceback" not in run.output
