@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from preflight.errors import InputError
-from preflight.probes import shell
+from preflight.probes import launchers, shell
 from preflight.probes.shell import Command, Exit, Unknown, Var, Word
 from preflight.redact import MASK, is_secret_name, redact_argv
 
@@ -51,6 +51,7 @@ class Layer:
     args: tuple[Word, ...] = ()  # the program's own arguments
     env: Mapping[str, Var] = field(default_factory=dict, repr=False, compare=False)
     conditional: bool = False
+    error: str = ""  # the launcher itself would stop with this usage error
 
     @property
     def where(self) -> str:
@@ -366,68 +367,32 @@ def _worker_env(env: dict[str, Var], layer: Layer) -> dict[str, Var]:
 
 def _torchrun(name: str, args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
               base: dict) -> list[Layer]:
-    opts, rest = _options(args, TORCHRUN_FLAGS)
-
-    def opt(key: str) -> tuple[Word | None, str]:
-        # torch/distributed/argparse_util.py `env`: --flag, else PET_<DEST>, else default
-        if key in opts:
-            return opts[key], key
-        pet = _env(env, "PET_" + key.lstrip("-").upper())
-        if pet is not None:
-            return pet, "PET_" + key.lstrip("-").upper()
-        return None, ""
-
-    nproc_w, nproc_src = opt("--nproc_per_node")
-    nnodes_w, _ = opt("--nnodes")
-    port_w, port_src = opt("--master_port")
-    backend_w, _ = opt("--rdzv_backend")
-    endpoint_w, _ = opt("--rdzv_endpoint")
-    addr_w, _ = opt("--master_addr")
-    standalone = "--standalone" in opts or _env(env, "PET_STANDALONE") is not None
-    nnodes = _max_nodes(nnodes_w.text) if nnodes_w and nnodes_w.known else \
-        (1 if nnodes_w is None else None)
-    nproc_text = nproc_w.text if nproc_w else "1"
-    nproc = _int(nproc_w) if nproc_w else 1
-    backend = backend_w.text if backend_w else "static"
-    endpoint = endpoint_w.text if endpoint_w else ""
-    # torch/distributed/run.py `run()`: --standalone, or a static rendezvous on one node
-    # without --master_port, uses c10d on localhost:0 (a free port); otherwise the static
-    # backend binds --master_port / PET_MASTER_PORT, defaulting to 29500. MASTER_PORT in
-    # the environment is not read by torchrun itself.
-    if standalone:
-        port, port_text, port_src = None, "free", "--standalone picks a free port"
-    elif backend != "static" or endpoint:
-        host, _, p = endpoint.rpartition(":")
-        port = int(p) if p.isdigit() else None
-        port_text = p if p else "free"
-        port_src = f"--rdzv_endpoint ({backend})"
-    elif port_w is not None:
-        port = _int(port_w)
-        port_text = port_w.text
-        if port == 0:  # the store binds port 0: the kernel picks a free one
-            port, port_text = None, "free"
-    elif nnodes == 1:
-        port, port_text = None, "free"
-        port_src = "no --master_port on one node: torchrun picks a free port"
-    else:
-        port, port_text, port_src = DEFAULT_PORT, str(DEFAULT_PORT), "default"
+    # torch 2.13's own option table and rendezvous rules (launchers.torchrun); MASTER_PORT
+    # in the environment is not read by torchrun itself, only PET_MASTER_PORT.
+    cfg = launchers.torchrun(args, env, launch_module=name.endswith("torch.distributed.launch"))
     mp = env.get("MASTER_PORT")
+    why = cfg.unknown or (f"torchrun would stop: {cfg.error}" if cfg.error else "")
     layer = Layer(
-        name, "distributed", nproc=nproc, nproc_text=nproc_text,
-        nproc_source=nproc_src or "default", nnodes=nnodes, port=port, port_text=port_text,
-        port_source=port_src, master_addr=addr_w.text if addr_w else "",
+        name, "distributed", nproc=None if why else cfg.nproc,
+        nproc_text=f"⟨{why}⟩" if why else cfg.nproc_text,
+        nproc_source=cfg.nproc_source or "default",
+        nnodes=None if why else cfg.max_nodes,
+        port=None if why else cfg.port,
+        port_text=f"⟨{why}⟩" if why else cfg.port_text,
+        port_source=cfg.port_source, master_addr=cfg.master_addr,
         master_port_env=(mp.value if mp.value is not None else mp.text) if mp else None,
-        **base,
+        error=cfg.error, **base,
     )
-    if not rest:
+    if cfg.program is None:
         return [layer]
-    if "-m" in opts or "--module" in opts:
+    rest = [cfg.program, *cfg.args]
+    if cfg.module:
         child = [Word("python", "python"), Word("-m", "-m"), *rest]
-    elif "--no_python" in opts:
+    elif cfg.no_python:
         child = list(rest)
     else:
         child = [Word("python", "python"), *rest]
-    layer = replace(layer, program=rest[0].text, args=tuple(rest[1:]))
+    layer = replace(layer, program=cfg.program.text, args=tuple(cfg.args))
     return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)]
 
 
@@ -446,8 +411,11 @@ def _swift(prog: str, args: list[Word], env: dict[str, Var], cmd: Command, depth
         value = _env(env, key)
         if value is not None:
             argv += [Word(f"--{key.lower()}", key), value]
+    # swift/cli/main.py:98: python -m torch.distributed.run <env args> <cli file> <argv>
+    argv.append(Word(f"{prog}/cli/{method}.py", f"{prog}/cli/{method}.py"))
     inner = _torchrun(f"torchrun (relaunched by {prog} {method})", argv[1:], env, cmd, depth,
                       {**base, "implicit": True})[0]
+    inner = replace(inner, program="", args=())
     inner = replace(inner, nproc_source=f"NPROC_PER_NODE (passed on by {prog})"
                     if "NPROC_PER_NODE" in env else "default")
     if "MASTER_PORT" in env:
