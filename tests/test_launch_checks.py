@@ -196,13 +196,55 @@ def test_grpo_prl_variables_decide(run_preflight):
 
 
 def test_grpo_eval_batch_and_swift_world_size(run_preflight):
+    # Eval is on only with validation data (ms-swift sft_args.py:232); this test used to
+    # expect a NO-GO without any, which ms-swift 4.6 accepts.
     cmd = ("NPROC_PER_NODE=2 swift rlhf --rlhf_type grpo --num_generations 4 "
-           "--per_device_train_batch_size 2 --num_generations_eval 4")
+           "--per_device_train_batch_size 2 --num_generations_eval 4 --split_dataset_ratio 0.1")
     run = _run(run_preflight, "grpo-batch", cmd=cmd)
     assert run.returncode == 1, run.output
     result = run.one("grpo-batch")
     assert "global eval batch 2 x 1 = 2 % num_generations_eval 4" in result["summary"]
     assert "NPROC_PER_NODE" in result["evidence"]["runs"][0]["world_size_from"]
+    assert "--num_generations_eval one of [1, 2]" in result["fix"]
+    assert "--eval_strategy no" in result["fix"]
+
+
+@pytest.mark.parametrize("off", ["", "--split_dataset_ratio 0.1 --eval_strategy no",
+                                 "--val_dataset v.jsonl --save_strategy no"])
+def test_grpo_eval_rules_only_when_eval_runs(run_preflight, off):
+    """No validation data, --eval_strategy no, or --save_strategy no (which eval
+    inherits): ms-swift never checks the eval batch."""
+    cmd = ("NPROC_PER_NODE=2 swift rlhf --rlhf_type grpo --num_generations 4 "
+           f"--per_device_train_batch_size 2 --num_generations_eval 4 {off}")
+    run = _run(run_preflight, "grpo-batch", cmd=cmd)
+    assert run.returncode == 0, run.output
+    assert run.one("grpo-batch")["outcome"] == "passed"
+
+
+def test_grpo_generation_batch_and_steps_both_given(run_preflight):
+    # ms-swift args_mixin.py:216: both given must agree (2 x 2 x 2 = 8, not 12).
+    base = ("NPROC_PER_NODE=2 swift rlhf --rlhf_type grpo --num_generations 4 "
+            "--per_device_train_batch_size 2 --steps_per_generation 2 ")
+    broken = _run(run_preflight, "grpo-batch", cmd=base + "--generation_batch_size 12")
+    assert broken.returncode == 1, broken.output
+    result = broken.one("grpo-batch")
+    assert "must equal" in result["summary"] and "args_mixin.py:216" in result["summary"]
+    assert "--generation_batch_size 8" in result["fix"]
+    fixed = _run(run_preflight, "grpo-batch", cmd=base + "--generation_batch_size 8")
+    assert fixed.returncode == 0, fixed.output
+
+
+def test_grpo_one_generation_needs_a_teacher(run_preflight):
+    # ms-swift rlhf_args.py:409: num_generations 1 only with --teacher_model (OPD-RL).
+    base = "swift rlhf --rlhf_type grpo --num_generations 1 "
+    broken = _run(run_preflight, "grpo-batch", cmd=base)
+    assert broken.returncode == 1, broken.output
+    # one process with batch 1: 2 generations need a batch of 2 as well
+    fix = broken.one("grpo-batch")["fix"]
+    assert "--num_generations 2 --per_device_train_batch_size 2" in fix
+    assert "--teacher_model" in fix
+    fixed = _run(run_preflight, "grpo-batch", cmd=base + "--teacher_model Qwen/Qwen3-8B")
+    assert fixed.returncode == 0, fixed.output
 
 
 # -- launch-ports ----------------------------------------------------------------------
