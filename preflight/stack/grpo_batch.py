@@ -146,17 +146,63 @@ def fixes(c: GrpoBatch, given: frozenset[str] = frozenset()) -> list[dict[str, i
                                               c.world_size + 1), c.num_generations_eval, 64)
         nearest("per_device_eval_batch_size", range(1, top + 1), c.per_device_eval_batch_size,
                 2)
-    if not found:  # two numbers at once: num_generations and a batch that fits it
-        for n in range(2, 17):
-            for key in ("per_device_train_batch_size", "gradient_accumulation_steps",
-                        "steps_per_generation", "generation_batch_size"):
-                change = {"num_generations": n, key: n * (global_batch if key ==
-                                                          "generation_batch_size" else 1)}
-                if accepted(change):
-                    found.append(change)
-            if found:
-                break
+    if not found:  # more than one number is wrong: repair one rule after the other
+        change = _repair(c, given, {}, 4)
+        if change:
+            found.append(change)
     return found
+
+
+def _candidates(c: GrpoBatch, rule: str, given: frozenset[str]):
+    """Single changes that address one rejected rule (by its ms-swift line)."""
+    global_batch = c.per_device_train_batch_size * c.world_size
+    spg = c.steps_per_generation
+    gen = c.generation_batch_size
+    if rule.endswith((":216", ":209")):
+        if spg is not None and gen is not None:
+            yield {"generation_batch_size": global_batch * spg}
+        yield from ({k: None} for k in ("steps_per_generation", "generation_batch_size")
+                    if k in given and getattr(c, k) is not None)
+        if gen is not None and global_batch:
+            yield {"generation_batch_size": max(global_batch, gen // global_batch *
+                                                global_batch)}
+    elif rule.endswith(":221"):
+        yield {"steps_per_generation": max(c.gradient_accumulation_steps, 1)}
+        if "steps_per_generation" in given:
+            yield {"steps_per_generation": None}
+    elif rule.endswith((":225", ":409")):
+        effective = gen if gen is not None else global_batch * (
+            spg if spg is not None else c.gradient_accumulation_steps)
+        divisors = [n for n in range(2, effective + 1) if effective % n == 0]
+        yield from ({"num_generations": n} for n in sorted(
+            divisors, key=lambda n: abs(n - c.num_generations)))
+        g = max(c.num_generations, 2)
+        if gen is not None:
+            yield {"num_generations": g, "generation_batch_size": global_batch * g}
+        else:
+            yield {"num_generations": g, "per_device_train_batch_size":
+                   c.per_device_train_batch_size * g}
+    elif rule.endswith(":235"):
+        geb = c.per_device_eval_batch_size * c.world_size
+        yield from ({"num_generations_eval": n} for n in range(geb, 0, -1) if geb % n == 0)
+
+
+def _repair(c: GrpoBatch, given: frozenset[str], done: dict, depth: int
+            ) -> dict[str, int | None] | None:
+    found = rejections(c)
+    if not found:
+        return done
+    if depth == 0:
+        return None
+    for change in _candidates(c, found[0].where, given):
+        after = replace(c, **change)
+        later = rejections(after)
+        if later and later[0].where == found[0].where:
+            continue  # no progress on this rule
+        result = _repair(after, given, {**done, **change}, depth - 1)
+        if result:
+            return result
+    return None
 
 
 def _gcd(a: int, b: int) -> int:
