@@ -162,6 +162,82 @@ def test_output_dir_under_read_only_dir_fails(run_preflight, tmp_path):
     assert run.one("launch-inputs")["evidence"]["outputs_not_writable"][0]["flag"] == "--save"
 
 
+def _job(tmp_path: Path, body: str) -> Path:
+    script = tmp_path / "run.sh"
+    script.write_text(f'#!/bin/bash\ncd "$WORK"\n{body}\n')
+    return script
+
+
+@pytest.mark.parametrize("body, directory", [
+    ("python train.py > logs/run.log 2> logs/err.log", "logs"),
+    ("torchrun --nproc_per_node 1 train.py 2>&1 | tee out/run.log", "out"),
+    ("torchrun --nproc_per_node 1 train.py >> out/deep/run.log", "out/deep"),
+])
+def test_log_into_missing_directory_then_created(run_preflight, tmp_path, body, directory):
+    """bash and tee open the log file themselves; neither creates its directory."""
+    work = tmp_path / "job"
+    work.mkdir()
+    (work / "train.py").write_text("print('train')\n")
+    script = _job(tmp_path, body)
+    broken = run_preflight("--profile", "cpu", "--check", "launch-inputs", "--launch-script",
+                           str(script), env=base_env(WORK=str(work)))
+    assert broken.returncode == 1, broken.output
+    result = broken.one("launch-inputs")
+    assert f"directory {work / directory} does not exist" in result["summary"]
+    assert f"mkdir -p {work / directory}" in result["fix"]
+    # fixed by the script itself (mkdir -p before the line), or by creating it beforehand
+    mkdir_first = _job(tmp_path, f"mkdir -p {directory}\n{body}")
+    fixed = run_preflight("--profile", "cpu", "--check", "launch-inputs", "--launch-script",
+                          str(mkdir_first), env=base_env(WORK=str(work)))
+    assert fixed.returncode == 0, fixed.output
+    (work / directory).mkdir(parents=True)
+    script = _job(tmp_path, body)
+    fixed = run_preflight("--profile", "cpu", "--check", "launch-inputs", "--launch-script",
+                          str(script), env=base_env(WORK=str(work)))
+    assert fixed.returncode == 0, fixed.output
+
+
+@pytest.mark.parametrize("body, create", [
+    ("python train.py --lr 1e-4", "train.py"),
+    ("torchrun --nproc_per_node 2 scripts/train.py", "scripts/train.py"),
+    ("deepspeed --num_gpus 2 train.py --deepspeed ds.json", "train.py"),
+    ("torchrun --nproc_per_node 2 -m pkg.train", "pkg/train.py"),
+])
+def test_trainer_script_missing_then_present(run_preflight, tmp_path, body, create):
+    """python exits 2 ("can't open file" / "No module named") before any training."""
+    work = tmp_path / "job"
+    (work / "pkg").mkdir(parents=True)
+    (work / "scripts").mkdir()
+    (work / "ds.json").write_text("{}")
+    script = _job(tmp_path, body)
+    broken = run_preflight("--profile", "cpu", "--check", "launch-inputs", "--launch-script",
+                           str(script), env=base_env(WORK=str(work)))
+    assert broken.returncode == 1, broken.output
+    missing = broken.one("launch-inputs")["evidence"]["missing"]
+    assert [m["path"] for m in missing] == [str(work / create)]
+    (work / create).write_text("print('train')\n")
+    fixed = run_preflight("--profile", "cpu", "--check", "launch-inputs", "--launch-script",
+                          str(script), env=base_env(WORK=str(work)))
+    assert fixed.returncode == 0, fixed.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_log_into_read_only_directory_fails(run_preflight, tmp_path):
+    work = tmp_path / "job"
+    (work / "logs").mkdir(parents=True)
+    (work / "train.py").write_text("print('train')\n")
+    (work / "logs").chmod(0o555)
+    try:
+        run = run_preflight("--profile", "cpu", "--check", "launch-inputs", "--launch-script",
+                            str(_job(tmp_path, "python train.py > logs/run.log")),
+                            env=base_env(WORK=str(work)))
+    finally:
+        (work / "logs").chmod(0o755)
+    assert run.returncode == 1, run.output
+    assert run.one("launch-inputs")["evidence"]["outputs_not_writable"][0]["flag"] == \
+        "> (redirect)"
+
+
 # -- grpo-batch ------------------------------------------------------------------------
 
 

@@ -172,6 +172,19 @@ def test_launch_inputs_exist(node, profile, finding):
             if not out.known:
                 unknown.append(f"{out.flag} {out.path} ({out.reason})")
             continue
+        if out.needs_dir and not os.path.isdir(out.directory):
+            # bash (`> dir/x.log`) and tee open the file: a missing directory fails there
+            where = f"{_short(out.file)}:{out.line}"
+            if out.made:
+                continue
+            if out.made is None:
+                unknown.append(f"{out.flag} {out.path} at {where}: {out.directory} may be "
+                               f"created by {out.made_by}")
+                continue
+            outputs_bad.append({"flag": out.flag, "path": out.path, "line": where,
+                                "nearest_existing": _nearest_existing(out.directory),
+                                "missing_dir": out.directory})
+            continue
         base = _nearest_existing(out.directory)
         ok = os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK)
         if not ok:
@@ -186,7 +199,9 @@ def test_launch_inputs_exist(node, profile, finding):
         outputs_not_writable=outputs_bad, unknown=unknown)
     fixes = [f"fix {m['flag']} at {m['line']}: {m['path']} does not exist (check the variables "
              "it is built from, or download/convert it first)" for m in missing[:3]]
-    fixes += [f"mkdir -p {o['path']} on a writable disk, or point {o['flag']} elsewhere "
+    fixes += [f"mkdir -p {o['missing_dir']}  # before {o['line']}: {o['flag']} does not "
+              "create its directory" if "missing_dir" in o else
+              f"mkdir -p {o['path']} on a writable disk, or point {o['flag']} elsewhere "
               f"({o['nearest_existing']} is not writable)" for o in outputs_bad[:3]]
     finding.fix("; ".join(fixes) or "point the flags at paths that exist")
     if not missing and not outputs_bad and unknown:
@@ -194,7 +209,9 @@ def test_launch_inputs_exist(node, profile, finding):
     if not spec.inputs and not spec.outputs and not missing:
         finding.skip("the launch command gives no model/dataset/checkpoint/output paths")
     problems = [f"{m['flag']} {m['path']} does not exist ({m['line']})" for m in missing[:4]]
-    problems += [f"{o['flag']} {o['path']}: {o['nearest_existing']} is not writable"
+    problems += [f"{o['flag']} {o['path']} ({o['line']}): directory {o['missing_dir']} does "
+                 "not exist, bash/tee fail there" if "missing_dir" in o else
+                 f"{o['flag']} {o['path']}: {o['nearest_existing']} is not writable"
                  for o in outputs_bad[:4]]
     finding.summary(f"{len(checked)} input path(s) exist, {len(spec.outputs)} output(s) writable")
     assert not problems, "; ".join(problems)

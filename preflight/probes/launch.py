@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from preflight.errors import InputError
 from preflight.probes import launchers, shell
-from preflight.probes.shell import Command, Exit, Unknown, Var, Word
+from preflight.probes.shell import UNKNOWN_OPEN, Command, Exit, Unknown, Var, Word
 from preflight.redact import MASK, is_secret_name, redact_argv
 
 DEFAULT_PORT = 29500  # torch/distributed/run.py, deepspeed and accelerate all default to it
@@ -90,6 +90,11 @@ class PathArg:
     line: int
     reason: str = ""
     directory: str = ""  # outputs: the deepest known directory the job writes under
+    # A redirect or tee opens the file itself: bash and tee do not create its directory,
+    # so it must exist by then (unlike --output_dir, which the trainer creates).
+    needs_dir: bool = False
+    made_by: str = ""  # the earlier command of the script that creates that directory
+    made: bool | None = None  # True: created unconditionally before; None: maybe
 
 
 @dataclass(frozen=True)
@@ -542,24 +547,84 @@ def _directory(word: Word, cwd: str | None, is_file: bool) -> str:
     return _abs(known, cwd) if (cwd or posixpath.isabs(known)) else ""
 
 
+MAKERS = frozenset({"cp", "mv", "rsync", "tar", "unzip", "git", "ln", "install", "wget",
+                    "curl", "huggingface-cli", "modelscope", "python", "python3", "bash", "sh"})
+
+
+class _Made:
+    """Directories and files the script creates before a given command (mkdir, redirects),
+    and commands that might (cp, tar, git clone, ...): a missing directory they name is
+    not known missing."""
+
+    def __init__(self) -> None:
+        self.sure: list[tuple[str, str]] = []  # (path, "mkdir -p at file:line")
+        self.maybe: list[tuple[str, str]] = []
+
+    def add(self, cmd: Command) -> None:
+        where = f"{cmd.program} at {posixpath.basename(cmd.file)}:{cmd.line}"
+        bucket = self.maybe if cmd.conditional else self.sure
+        if cmd.program == "mkdir":
+            for w in cmd.argv[1:]:
+                if w.text.startswith("-"):
+                    continue
+                (bucket if w.known else self.maybe).append(
+                    (_abs(w.text if w.known else w.prefix, cmd.cwd), where))
+        elif cmd.program in MAKERS or cmd.program.endswith(".sh"):
+            for w in cmd.argv[1:]:
+                text = w.text if w.known else w.prefix
+                if text and not text.startswith("-"):
+                    self.maybe.append((_abs(text.split("=")[-1], cmd.cwd), where))
+        for w in cmd.writes:
+            if w.known:
+                bucket.append((_abs(w.text, cmd.cwd), f"a redirect at {where}"))
+
+    def find(self, directory: str) -> tuple[bool | None, str]:
+        for path, where in self.sure:
+            if path == directory or path.startswith(directory.rstrip("/") + "/"):
+                return True, where
+        for path, where in self.maybe:
+            if path and (path == directory or path.startswith(directory.rstrip("/") + "/")
+                         or directory.startswith(path.rstrip("/") + "/")):
+                return None, where
+        return False, ""
+
+
+def _opened(flag: str, w: Word, cmd: Command, made: _Made) -> PathArg:
+    cwd = cmd.cwd
+    directory = _directory(w, cwd, True)
+    created, by = made.find(directory) if directory else (False, "")
+    return PathArg(flag, _show(w, cwd), w.known, cmd.file, cmd.line, w.reason, directory,
+                   needs_dir=True, made_by=by, made=created)
+
+
 def _paths(commands, jobs) -> tuple[list[PathArg], list[PathArg]]:
     inputs: list[PathArg] = []
     outputs: list[PathArg] = []
-    job_cmds = {id(job.command) for job in jobs}
+    job_of = {id(job.command): job for job in jobs}
+    made = _Made()
+    previous: Command | None = None
     for cmd in commands:
+        if previous is not None:
+            made.add(previous)  # what the commands before this one create
+        previous = cmd
         cwd = cmd.cwd
+        writes = {id(w) for w in cmd.writes}
         for target in cmd.redirects:
             if target.text.startswith("/dev/"):
                 continue
-            outputs.append(PathArg("> (redirect)", _show(target, cwd), target.known, cmd.file,
-                                   cmd.line, target.reason, _directory(target, cwd, True)))
+            if id(target) in writes:
+                outputs.append(_opened("> (redirect)", target, cmd, made))
+            else:  # `< file`: bash opens it for reading
+                inputs.append(PathArg("< (redirect)", _show(target, cwd), target.known,
+                                      cmd.file, cmd.line, target.reason))
         if cmd.program == "tee":
             for w in cmd.argv[1:]:
                 if not w.text.startswith("-") and not w.text.startswith("/dev/"):
-                    outputs.append(PathArg("tee", _show(w, cwd), w.known, cmd.file, cmd.line,
-                                           w.reason, _directory(w, cwd, True)))
-        if id(cmd) not in job_cmds:
+                    outputs.append(_opened("tee", w, cmd, made))
+        job = job_of.get(id(cmd))
+        if job is None:
             continue
+        inputs += _programs(job, cmd, made)
         argv = list(cmd.argv)
         i = 0
         while i < len(argv):
@@ -584,6 +649,40 @@ def _paths(commands, jobs) -> tuple[list[PathArg], list[PathArg]]:
                 continue
             i += 1
     return inputs, outputs
+
+
+def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:
+    """The trainer scripts python will open (`python train.py`, torchrun's `train.py`):
+    python exits 2 with "can't open file" when one is missing. `-m pkg.mod` is checked
+    when `pkg` is a directory of the working directory (python finds it there first)."""
+    out = []
+    for layer in job.layers:
+        if layer.kind == "wrapper":
+            break  # `ray job submit -- python train.py` runs in the cluster's working dir
+        if layer.kind != "program" or not layer.launcher.startswith(PYTHONS):
+            continue
+        target = layer.program
+        if not target or target in ("-c", "-") or target.startswith("-c"):
+            continue
+        where = {"file": cmd.file, "line": cmd.line}
+        if target.startswith("-m "):
+            module = target[3:]
+            top, _, sub = module.partition(".")
+            base = cmd.cwd and posixpath.join(cmd.cwd, top)
+            if not sub or not base or not os.path.isdir(base) or UNKNOWN_OPEN in module:
+                continue
+            path = posixpath.join(cmd.cwd, *module.split("."))
+            if os.path.exists(path + ".py") or os.path.isdir(path):
+                continue
+            out.append(PathArg("python -m", path + ".py", True, reason="", **where))
+            continue
+        known = UNKNOWN_OPEN not in target
+        path = _abs(target, cmd.cwd) if known else target
+        if known and (made.find(path)[0] is not False):
+            continue  # written by the script itself before (cat > train.py <<EOF)
+        out.append(PathArg(f"{layer.launcher.split()[0]} script", path, known,
+                           reason="" if known else "the script path is not known", **where))
+    return out
 
 
 def _input_worth_checking(flag: str, w: Word, cwd: str | None) -> bool:

@@ -319,7 +319,11 @@ class Evaluator(Expander):
         self.vanished = []
         for i, w in enumerate(words):
             argv.extend(self._expand(w, st, split=not (declaring and i > 0 and "=" in w.word)))
-        targets = tuple(t for r in redirects if (t := self._redirect_word(r, st)) is not None)
+        pairs = [(r.type, t) for r in redirects if (t := self._redirect_word(r, st)) is not None]
+        targets = tuple(t for _, t in pairs)
+        # the targets bash opens for writing: it fails there when the directory is missing
+        self.redirect_writes = tuple(t for op, t in pairs if op in (">", ">>", ">|", "&>",
+                                                                    ">&", "&>>"))
         if not argv:
             for a in assigns:
                 self._assign(a, st, line, export=st.allexport)
@@ -402,7 +406,8 @@ class Evaluator(Expander):
         env = {k: v for k, v in st.vars.items() if v.exported}
         env.update(prefix)
         self.commands.append(Command(tuple(argv), env, file, line, st.cwd, ctx.conditional,
-                                     targets, vanished))
+                                     targets, vanished,
+                                     writes=getattr(self, "redirect_writes", ())))
         script, positional = self._shell_script(name, args, st)
         if script is not None:
             self._child_script(script, positional, env, st, ctx, file, line)

@@ -72,6 +72,7 @@ class Command:
     conditional: bool  # inside a branch or loop whose condition could not be decided
     redirects: tuple[Word, ...] = ()  # files it writes or reads through > >> <
     vanished: tuple[Word, ...] = ()  # arguments that expanded to nothing
+    writes: tuple[Word, ...] = ()  # the redirect targets opened for writing (> >> 2> &>)
 
     @property
     def program(self) -> str:
