@@ -162,6 +162,82 @@ def test_output_dir_under_read_only_dir_fails(run_preflight, tmp_path):
     assert run.one("launch-inputs")["evidence"]["outputs_not_writable"][0]["flag"] == "--save"
 
 
+def _job(tmp_path: Path, body: str) -> Path:
+    script = tmp_path / "run.sh"
+    script.write_text(f'#!/bin/bash\ncd "$WORK"\n{body}\n')
+    return script
+
+
+@pytest.mark.parametrize("body, directory", [
+    ("python train.py > logs/run.log 2> logs/err.log", "logs"),
+    ("torchrun --nproc_per_node 1 train.py 2>&1 | tee out/run.log", "out"),
+    ("torchrun --nproc_per_node 1 train.py >> out/deep/run.log", "out/deep"),
+])
+def test_log_into_missing_directory_then_created(run_preflight, tmp_path, body, directory):
+    """bash and tee open the log file themselves; neither creates its directory."""
+    work = tmp_path / "job"
+    work.mkdir()
+    (work / "train.py").write_text("print('train')\n")
+    script = _job(tmp_path, body)
+    broken = run_preflight("--profile", "cpu", "--check", "launch-inputs", "--launch-script",
+                           str(script), env=base_env(WORK=str(work)))
+    assert broken.returncode == 1, broken.output
+    result = broken.one("launch-inputs")
+    assert f"directory {work / directory} does not exist" in result["summary"]
+    assert f"mkdir -p {work / directory}" in result["fix"]
+    # fixed by the script itself (mkdir -p before the line), or by creating it beforehand
+    mkdir_first = _job(tmp_path, f"mkdir -p {directory}\n{body}")
+    fixed = run_preflight("--profile", "cpu", "--check", "launch-inputs", "--launch-script",
+                          str(mkdir_first), env=base_env(WORK=str(work)))
+    assert fixed.returncode == 0, fixed.output
+    (work / directory).mkdir(parents=True)
+    script = _job(tmp_path, body)
+    fixed = run_preflight("--profile", "cpu", "--check", "launch-inputs", "--launch-script",
+                          str(script), env=base_env(WORK=str(work)))
+    assert fixed.returncode == 0, fixed.output
+
+
+@pytest.mark.parametrize("body, create", [
+    ("python train.py --lr 1e-4", "train.py"),
+    ("torchrun --nproc_per_node 2 scripts/train.py", "scripts/train.py"),
+    ("deepspeed --num_gpus 2 train.py --deepspeed ds.json", "train.py"),
+    ("torchrun --nproc_per_node 2 -m pkg.train", "pkg/train.py"),
+])
+def test_trainer_script_missing_then_present(run_preflight, tmp_path, body, create):
+    """python exits 2 ("can't open file" / "No module named") before any training."""
+    work = tmp_path / "job"
+    (work / "pkg").mkdir(parents=True)
+    (work / "scripts").mkdir()
+    (work / "ds.json").write_text("{}")
+    script = _job(tmp_path, body)
+    broken = run_preflight("--profile", "cpu", "--check", "launch-inputs", "--launch-script",
+                           str(script), env=base_env(WORK=str(work)))
+    assert broken.returncode == 1, broken.output
+    missing = broken.one("launch-inputs")["evidence"]["missing"]
+    assert [m["path"] for m in missing] == [str(work / create)]
+    (work / create).write_text("print('train')\n")
+    fixed = run_preflight("--profile", "cpu", "--check", "launch-inputs", "--launch-script",
+                          str(script), env=base_env(WORK=str(work)))
+    assert fixed.returncode == 0, fixed.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_log_into_read_only_directory_fails(run_preflight, tmp_path):
+    work = tmp_path / "job"
+    (work / "logs").mkdir(parents=True)
+    (work / "train.py").write_text("print('train')\n")
+    (work / "logs").chmod(0o555)
+    try:
+        run = run_preflight("--profile", "cpu", "--check", "launch-inputs", "--launch-script",
+                            str(_job(tmp_path, "python train.py > logs/run.log")),
+                            env=base_env(WORK=str(work)))
+    finally:
+        (work / "logs").chmod(0o755)
+    assert run.returncode == 1, run.output
+    assert run.one("launch-inputs")["evidence"]["outputs_not_writable"][0]["flag"] == \
+        "> (redirect)"
+
+
 # -- grpo-batch ------------------------------------------------------------------------
 
 
@@ -196,13 +272,55 @@ def test_grpo_prl_variables_decide(run_preflight):
 
 
 def test_grpo_eval_batch_and_swift_world_size(run_preflight):
+    # Eval is on only with validation data (ms-swift sft_args.py:232); this test used to
+    # expect a NO-GO without any, which ms-swift 4.6 accepts.
     cmd = ("NPROC_PER_NODE=2 swift rlhf --rlhf_type grpo --num_generations 4 "
-           "--per_device_train_batch_size 2 --num_generations_eval 4")
+           "--per_device_train_batch_size 2 --num_generations_eval 4 --split_dataset_ratio 0.1")
     run = _run(run_preflight, "grpo-batch", cmd=cmd)
     assert run.returncode == 1, run.output
     result = run.one("grpo-batch")
     assert "global eval batch 2 x 1 = 2 % num_generations_eval 4" in result["summary"]
     assert "NPROC_PER_NODE" in result["evidence"]["runs"][0]["world_size_from"]
+    assert "--num_generations_eval one of [1, 2]" in result["fix"]
+    assert "--eval_strategy no" in result["fix"]
+
+
+@pytest.mark.parametrize("off", ["", "--split_dataset_ratio 0.1 --eval_strategy no",
+                                 "--val_dataset v.jsonl --save_strategy no"])
+def test_grpo_eval_rules_only_when_eval_runs(run_preflight, off):
+    """No validation data, --eval_strategy no, or --save_strategy no (which eval
+    inherits): ms-swift never checks the eval batch."""
+    cmd = ("NPROC_PER_NODE=2 swift rlhf --rlhf_type grpo --num_generations 4 "
+           f"--per_device_train_batch_size 2 --num_generations_eval 4 {off}")
+    run = _run(run_preflight, "grpo-batch", cmd=cmd)
+    assert run.returncode == 0, run.output
+    assert run.one("grpo-batch")["outcome"] == "passed"
+
+
+def test_grpo_generation_batch_and_steps_both_given(run_preflight):
+    # ms-swift args_mixin.py:216: both given must agree (2 x 2 x 2 = 8, not 12).
+    base = ("NPROC_PER_NODE=2 swift rlhf --rlhf_type grpo --num_generations 4 "
+            "--per_device_train_batch_size 2 --steps_per_generation 2 ")
+    broken = _run(run_preflight, "grpo-batch", cmd=base + "--generation_batch_size 12")
+    assert broken.returncode == 1, broken.output
+    result = broken.one("grpo-batch")
+    assert "must equal" in result["summary"] and "args_mixin.py:216" in result["summary"]
+    assert "--generation_batch_size 8" in result["fix"]
+    fixed = _run(run_preflight, "grpo-batch", cmd=base + "--generation_batch_size 8")
+    assert fixed.returncode == 0, fixed.output
+
+
+def test_grpo_one_generation_needs_a_teacher(run_preflight):
+    # ms-swift rlhf_args.py:409: num_generations 1 only with --teacher_model (OPD-RL).
+    base = "swift rlhf --rlhf_type grpo --num_generations 1 "
+    broken = _run(run_preflight, "grpo-batch", cmd=base)
+    assert broken.returncode == 1, broken.output
+    # one process with batch 1: 2 generations need a batch of 2 as well
+    fix = broken.one("grpo-batch")["fix"]
+    assert "--num_generations 2 --per_device_train_batch_size 2" in fix
+    assert "--teacher_model" in fix
+    fixed = _run(run_preflight, "grpo-batch", cmd=base + "--teacher_model Qwen/Qwen3-8B")
+    assert fixed.returncode == 0, fixed.output
 
 
 # -- launch-ports ----------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 from preflight.numbers import maybe_int
 from preflight.probes import ports
 from preflight.probes.launch import LaunchSpec, display, grpo_runs
+from preflight.stack import grpo_batch
 
 pytestmark = pytest.mark.static
 
@@ -172,6 +173,19 @@ def test_launch_inputs_exist(node, profile, finding):
             if not out.known:
                 unknown.append(f"{out.flag} {out.path} ({out.reason})")
             continue
+        if out.needs_dir and not os.path.isdir(out.directory):
+            # bash (`> dir/x.log`) and tee open the file: a missing directory fails there
+            where = f"{_short(out.file)}:{out.line}"
+            if out.made:
+                continue
+            if out.made is None:
+                unknown.append(f"{out.flag} {out.path} at {where}: {out.directory} may be "
+                               f"created by {out.made_by}")
+                continue
+            outputs_bad.append({"flag": out.flag, "path": out.path, "line": where,
+                                "nearest_existing": _nearest_existing(out.directory),
+                                "missing_dir": out.directory})
+            continue
         base = _nearest_existing(out.directory)
         ok = os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK)
         if not ok:
@@ -186,7 +200,9 @@ def test_launch_inputs_exist(node, profile, finding):
         outputs_not_writable=outputs_bad, unknown=unknown)
     fixes = [f"fix {m['flag']} at {m['line']}: {m['path']} does not exist (check the variables "
              "it is built from, or download/convert it first)" for m in missing[:3]]
-    fixes += [f"mkdir -p {o['path']} on a writable disk, or point {o['flag']} elsewhere "
+    fixes += [f"mkdir -p {o['missing_dir']}  # before {o['line']}: {o['flag']} does not "
+              "create its directory" if "missing_dir" in o else
+              f"mkdir -p {o['path']} on a writable disk, or point {o['flag']} elsewhere "
               f"({o['nearest_existing']} is not writable)" for o in outputs_bad[:3]]
     finding.fix("; ".join(fixes) or "point the flags at paths that exist")
     if not missing and not outputs_bad and unknown:
@@ -194,7 +210,9 @@ def test_launch_inputs_exist(node, profile, finding):
     if not spec.inputs and not spec.outputs and not missing:
         finding.skip("the launch command gives no model/dataset/checkpoint/output paths")
     problems = [f"{m['flag']} {m['path']} does not exist ({m['line']})" for m in missing[:4]]
-    problems += [f"{o['flag']} {o['path']}: {o['nearest_existing']} is not writable"
+    problems += [f"{o['flag']} {o['path']} ({o['line']}): directory {o['missing_dir']} does "
+                 "not exist, bash/tee fail there" if "missing_dir" in o else
+                 f"{o['flag']} {o['path']}: {o['nearest_existing']} is not writable"
                  for o in outputs_bad[:4]]
     finding.summary(f"{len(checked)} input path(s) exist, {len(spec.outputs)} output(s) writable")
     assert not problems, "; ".join(problems)
@@ -215,12 +233,6 @@ def _value(args: dict, key: str, default: int | None) -> tuple[int | None, str]:
         return None, f"--{key} {w.text!r} is not an integer"
 
 
-def _nearest(b: int, ws: int, spg: int, g: int) -> list[int]:
-    below = next((x for x in range(b - 1, 0, -1) if x * ws * spg % g == 0), None)
-    above = next(x for x in range(b + 1, b + g + 1) if x * ws * spg % g == 0)
-    return [x for x in (below, above) if x]
-
-
 @pytest.mark.pitfall("grpo-batch")
 def test_grpo_batch_divisible(node, profile, finding):
     spec = _spec(node, finding)
@@ -229,17 +241,7 @@ def test_grpo_batch_divisible(node, profile, finding):
         finding.skip("no GRPO run (swift rlhf --rlhf_type grpo) in the launch script")
     problems, unknown, arithmetic, fixes = [], [], [], []
     for layer, args, launcher in runs:
-        # ms-swift 4.6 swift/rlhf_trainers/args_mixin.py `_init_generation_batch_params` and
-        # TRL trl/trainer/grpo_config.py `__post_init__`; defaults from swift/trainers/
-        # arguments.py (per_device_*_batch_size=1) and swift/arguments/rlhf_args.py
-        # (num_generations=8; gradient_accumulation_steps=1 for GRPO).
-        values = {}
-        for key, default in (("per_device_train_batch_size", 1),
-                             ("per_device_eval_batch_size", 1),
-                             ("gradient_accumulation_steps", 1), ("num_generations", 8),
-                             ("steps_per_generation", None), ("generation_batch_size", None),
-                             ("num_generations_eval", None)):
-            values[key] = _value(args, key, default)
+        # The rules and their ms-swift 4.6 file:line: preflight/stack/grpo_batch.py.
         if launcher is None:
             ws, ws_from = 1, "one process (no launcher)"
         elif launcher.nproc is None or launcher.nnodes is None:
@@ -248,57 +250,48 @@ def test_grpo_batch_divisible(node, profile, finding):
             ws = launcher.nproc * launcher.nnodes
             ws_from = f"{launcher.launcher} {launcher.nproc_source}={launcher.nproc}" + (
                 f" x {launcher.nnodes} nodes" if launcher.nnodes > 1 else "")
-        b, _ = values["per_device_train_batch_size"]
-        g, g_from = values["num_generations"]
-        spg, _ = values["steps_per_generation"]
-        gbs, _ = values["generation_batch_size"]
-        gas, _ = values["gradient_accumulation_steps"]
-        needed = {"world_size": ws, "per_device_train_batch_size": b, "num_generations": g,
-                  "gradient_accumulation_steps": gas}
-        missing = [k for k, v in needed.items() if v is None]
-        if missing:
-            unknown.append(f"{_at(layer)}: " + ", ".join(
-                f"{k} {values[k][1] if k in values else ws_from}" for k in missing))
+        cfg, flipped, missing = grpo_batch.from_args(args, ws, ws_from)
+        if cfg is None:
+            unknown.append(f"{_at(layer)}: " + ", ".join(missing))
             continue
+        found = grpo_batch.rejections(cfg)
+        if flipped is not None and bool(found) != bool(grpo_batch.rejections(flipped)):
+            unknown.append(f"{_at(layer)}: whether GRPO evaluates (--eval_strategy / "
+                           "--save_strategy / --split_dataset_ratio not known) decides it")
+            continue
+        b, g = cfg.per_device_train_batch_size, cfg.num_generations
+        spg = cfg.steps_per_generation
+        gbs = cfg.generation_batch_size
         if gbs is None:
-            spg = spg or gas
+            spg = spg if spg is not None else cfg.gradient_accumulation_steps
             gbs = b * ws * spg
             how = (f"generation_batch_size = per_device_train_batch_size {b} x world_size {ws} "
                    f"x steps_per_generation {spg} = {gbs}")
         else:
             how = f"generation_batch_size {gbs} (given)"
-            if gbs % (b * ws):
-                problems.append(f"{_at(layer)}: generation_batch_size ({gbs}) must be "
-                                f"divisible by the global batch size ({b * ws})")
+        g_from = _value(args, "num_generations", 8)[1]
         arithmetic.append({"line": f"{_short(layer.file)}:{layer.line}", "formula": how,
                            "world_size_from": ws_from, "num_generations": g,
                            "num_generations_from": g_from,
-                           "remainder": gbs % g if g else None})
-        valid = [n for n in range(2, gbs + 1) if gbs % n == 0]
-        if g < 2:
-            problems.append(f"{_at(layer)}: num_generations {g} < 2 (GRPO needs at least 2)")
-        elif gbs % g:
-            problems.append(f"{_at(layer)}: generation_batch_size {gbs} % num_generations "
-                            f"{g} = {gbs % g}")
-            sizes = _nearest(b, ws, spg or 1, g) if spg else []
-            fixes.append(f"--num_generations one of {valid}" + (
-                f" ({g_from.split(' <- ')[-1]}=...)" if "<-" in g_from else "") +
-                (f", or --per_device_train_batch_size {' or '.join(map(str, sizes))} "
-                 f"(generation batch {', '.join(str(s * ws * spg) for s in sizes)})"
-                 if sizes else ""))
-        ge, _ = values["num_generations_eval"]
-        eb, _ = values["per_device_eval_batch_size"]
-        ratio = args.get("split_dataset_ratio")
-        has_val = "val_dataset" in args or (ratio is not None and ratio.text not in ("0", "0.0"))
-        strategy = args.get("eval_strategy")
-        eval_on = ge is not None or (has_val and (strategy is None or strategy.text != "no"))
-        if eval_on and eb is not None:
-            geval = ge or g
-            if (eb * ws) % geval:
-                problems.append(f"{_at(layer)}: global eval batch {ws} x {eb} = {eb * ws} "
-                                f"% num_generations_eval {geval} = {(eb * ws) % geval}")
-                fixes.append(f"--num_generations_eval one of "
-                             f"{[n for n in range(1, eb * ws + 1) if (eb * ws) % n == 0]}")
+                           "remainder": gbs % g if g else None,
+                           "eval": cfg.eval_on, "teacher": cfg.teacher})
+        for r in found:
+            text = r.message
+            if "divisible by num_generations (" in text:
+                text = f"generation_batch_size {gbs} % num_generations {g} = {gbs % g}"
+            elif "eval batch" in text:
+                geval = cfg.num_generations_eval or g
+                eb = cfg.per_device_eval_batch_size * ws
+                text = (f"global eval batch {ws} x {cfg.per_device_eval_batch_size} = {eb} % "
+                        f"num_generations_eval {geval} = {eb % geval}")
+            problems.append(f"{_at(layer)}: {text} (ms-swift {r.where})")
+        if found:
+            given = frozenset(args)
+            fixes.append(_fix_text(grpo_batch.fixes(cfg, given), args) + (
+                ", or --eval_strategy no" if cfg.eval_on and
+                any("eval" in r.message for r in found) else "") + (
+                ", or --teacher_model <a teacher> (on-policy distillation allows 1)"
+                if any("greater than 1" in r.message for r in found) else ""))
     finding.evidence(runs=arithmetic, unknown=unknown)
     finding.fix("; ".join(fixes) or "make num_generations divide the generation batch")
     if not problems and unknown:
@@ -306,6 +299,25 @@ def test_grpo_batch_divisible(node, profile, finding):
     finding.summary("; ".join(a["formula"] + f", divisible by {a['num_generations']}"
                               for a in arithmetic))
     assert not problems, "; ".join(problems)
+
+
+def _fix_text(changes: list[dict], args: dict) -> str:
+    """Fixes grouped by flag: `--num_generations one of [2, 4] (PRL_NUM_GENERATIONS=...)`."""
+    single: dict[str, list] = {}
+    parts = []
+    for change in changes:
+        if len(change) == 1 and None not in change.values():
+            (key, value), = change.items()
+            single.setdefault(key, []).append(value)
+        else:
+            parts.append(grpo_batch.flags(change))
+    for key, values in single.items():
+        w = args.get(key)
+        via = f" ({w.refs[-1]}=...)" if w is not None and w.refs else ""
+        parts.insert(len(parts) if parts else 0, f"--{key} one of {values}{via}" if
+                     key.startswith("num_generations") else
+                     f"--{key} {' or '.join(map(str, values))}{via}")
+    return ", or ".join(parts)
 
 
 # -- launch-ports ----------------------------------------------------------------------

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 
 from preflight.errors import InputError
 from preflight.numbers import maybe_int
-from preflight.probes import shell
-from preflight.probes.shell import Command, Exit, Unknown, Var, Word
+from preflight.probes import launchers, shell
+from preflight.probes.shell import UNKNOWN_OPEN, Command, Exit, Unknown, Var, Word
 from preflight.redact import MASK, is_secret_name, redact_argv
 
 DEFAULT_PORT = 29500  # torch/distributed/run.py, deepspeed and accelerate all default to it
@@ -52,6 +52,7 @@ class Layer:
     args: tuple[Word, ...] = ()  # the program's own arguments
     env: Mapping[str, Var] = field(default_factory=dict, repr=False, compare=False)
     conditional: bool = False
+    error: str = ""  # the launcher itself would stop with this usage error
 
     @property
     def where(self) -> str:
@@ -90,6 +91,11 @@ class PathArg:
     line: int
     reason: str = ""
     directory: str = ""  # outputs: the deepest known directory the job writes under
+    # A redirect or tee opens the file itself: bash and tee do not create its directory,
+    # so it must exist by then (unlike --output_dir, which the trainer creates).
+    needs_dir: bool = False
+    made_by: str = ""  # the earlier command of the script that creates that directory
+    made: bool | None = None  # True: created unconditionally before; None: maybe
 
 
 @dataclass(frozen=True)
@@ -368,68 +374,32 @@ def _worker_env(env: dict[str, Var], layer: Layer) -> dict[str, Var]:
 
 def _torchrun(name: str, args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
               base: dict) -> list[Layer]:
-    opts, rest = _options(args, TORCHRUN_FLAGS)
-
-    def opt(key: str) -> tuple[Word | None, str]:
-        # torch/distributed/argparse_util.py `env`: --flag, else PET_<DEST>, else default
-        if key in opts:
-            return opts[key], key
-        pet = _env(env, "PET_" + key.lstrip("-").upper())
-        if pet is not None:
-            return pet, "PET_" + key.lstrip("-").upper()
-        return None, ""
-
-    nproc_w, nproc_src = opt("--nproc_per_node")
-    nnodes_w, _ = opt("--nnodes")
-    port_w, port_src = opt("--master_port")
-    backend_w, _ = opt("--rdzv_backend")
-    endpoint_w, _ = opt("--rdzv_endpoint")
-    addr_w, _ = opt("--master_addr")
-    standalone = "--standalone" in opts or _env(env, "PET_STANDALONE") is not None
-    nnodes = _max_nodes(nnodes_w.text) if nnodes_w and nnodes_w.known else \
-        (1 if nnodes_w is None else None)
-    nproc_text = nproc_w.text if nproc_w else "1"
-    nproc = _int(nproc_w) if nproc_w else 1
-    backend = backend_w.text if backend_w else "static"
-    endpoint = endpoint_w.text if endpoint_w else ""
-    # torch/distributed/run.py `run()`: --standalone, or a static rendezvous on one node
-    # without --master_port, uses c10d on localhost:0 (a free port); otherwise the static
-    # backend binds --master_port / PET_MASTER_PORT, defaulting to 29500. MASTER_PORT in
-    # the environment is not read by torchrun itself.
-    if standalone:
-        port, port_text, port_src = None, "free", "--standalone picks a free port"
-    elif backend != "static" or endpoint:
-        host, _, p = endpoint.rpartition(":")
-        port = maybe_int(p, 0, 65535)
-        port_text = p if p else "free"
-        port_src = f"--rdzv_endpoint ({backend})"
-    elif port_w is not None:
-        port = _int(port_w)
-        port_text = port_w.text
-        if port == 0:  # the store binds port 0: the kernel picks a free one
-            port, port_text = None, "free"
-    elif nnodes == 1:
-        port, port_text = None, "free"
-        port_src = "no --master_port on one node: torchrun picks a free port"
-    else:
-        port, port_text, port_src = DEFAULT_PORT, str(DEFAULT_PORT), "default"
+    # torch 2.13's own option table and rendezvous rules (launchers.torchrun); MASTER_PORT
+    # in the environment is not read by torchrun itself, only PET_MASTER_PORT.
+    cfg = launchers.torchrun(args, env, launch_module=name.endswith("torch.distributed.launch"))
     mp = env.get("MASTER_PORT")
+    why = cfg.unknown or (f"torchrun would stop: {cfg.error}" if cfg.error else "")
     layer = Layer(
-        name, "distributed", nproc=nproc, nproc_text=nproc_text,
-        nproc_source=nproc_src or "default", nnodes=nnodes, port=port, port_text=port_text,
-        port_source=port_src, master_addr=addr_w.text if addr_w else "",
+        name, "distributed", nproc=None if why else cfg.nproc,
+        nproc_text=f"⟨{why}⟩" if why else cfg.nproc_text,
+        nproc_source=cfg.nproc_source or "default",
+        nnodes=None if why else cfg.max_nodes,
+        port=None if why else cfg.port,
+        port_text=f"⟨{why}⟩" if why else cfg.port_text,
+        port_source=cfg.port_source, master_addr=cfg.master_addr,
         master_port_env=(mp.value if mp.value is not None else mp.text) if mp else None,
-        **base,
+        error=cfg.error, **base,
     )
-    if not rest:
+    if cfg.program is None:
         return [layer]
-    if "-m" in opts or "--module" in opts:
+    rest = [cfg.program, *cfg.args]
+    if cfg.module:
         child = [Word("python", "python"), Word("-m", "-m"), *rest]
-    elif "--no_python" in opts:
+    elif cfg.no_python:
         child = list(rest)
     else:
         child = [Word("python", "python"), *rest]
-    layer = replace(layer, program=rest[0].text, args=tuple(rest[1:]))
+    layer = replace(layer, program=cfg.program.text, args=tuple(cfg.args))
     return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)]
 
 
@@ -448,8 +418,11 @@ def _swift(prog: str, args: list[Word], env: dict[str, Var], cmd: Command, depth
         value = _env(env, key)
         if value is not None:
             argv += [Word(f"--{key.lower()}", key), value]
+    # swift/cli/main.py:98: python -m torch.distributed.run <env args> <cli file> <argv>
+    argv.append(Word(f"{prog}/cli/{method}.py", f"{prog}/cli/{method}.py"))
     inner = _torchrun(f"torchrun (relaunched by {prog} {method})", argv[1:], env, cmd, depth,
                       {**base, "implicit": True})[0]
+    inner = replace(inner, program="", args=())
     inner = replace(inner, nproc_source=f"NPROC_PER_NODE (passed on by {prog})"
                     if "NPROC_PER_NODE" in env else "default")
     if "MASTER_PORT" in env:
@@ -576,24 +549,84 @@ def _directory(word: Word, cwd: str | None, is_file: bool) -> str:
     return _abs(known, cwd) if (cwd or posixpath.isabs(known)) else ""
 
 
+MAKERS = frozenset({"cp", "mv", "rsync", "tar", "unzip", "git", "ln", "install", "wget",
+                    "curl", "huggingface-cli", "modelscope", "python", "python3", "bash", "sh"})
+
+
+class _Made:
+    """Directories and files the script creates before a given command (mkdir, redirects),
+    and commands that might (cp, tar, git clone, ...): a missing directory they name is
+    not known missing."""
+
+    def __init__(self) -> None:
+        self.sure: list[tuple[str, str]] = []  # (path, "mkdir -p at file:line")
+        self.maybe: list[tuple[str, str]] = []
+
+    def add(self, cmd: Command) -> None:
+        where = f"{cmd.program} at {posixpath.basename(cmd.file)}:{cmd.line}"
+        bucket = self.maybe if cmd.conditional else self.sure
+        if cmd.program == "mkdir":
+            for w in cmd.argv[1:]:
+                if w.text.startswith("-"):
+                    continue
+                (bucket if w.known else self.maybe).append(
+                    (_abs(w.text if w.known else w.prefix, cmd.cwd), where))
+        elif cmd.program in MAKERS or cmd.program.endswith(".sh"):
+            for w in cmd.argv[1:]:
+                text = w.text if w.known else w.prefix
+                if text and not text.startswith("-"):
+                    self.maybe.append((_abs(text.split("=")[-1], cmd.cwd), where))
+        for w in cmd.writes:
+            if w.known:
+                bucket.append((_abs(w.text, cmd.cwd), f"a redirect at {where}"))
+
+    def find(self, directory: str) -> tuple[bool | None, str]:
+        for path, where in self.sure:
+            if path == directory or path.startswith(directory.rstrip("/") + "/"):
+                return True, where
+        for path, where in self.maybe:
+            if path and (path == directory or path.startswith(directory.rstrip("/") + "/")
+                         or directory.startswith(path.rstrip("/") + "/")):
+                return None, where
+        return False, ""
+
+
+def _opened(flag: str, w: Word, cmd: Command, made: _Made) -> PathArg:
+    cwd = cmd.cwd
+    directory = _directory(w, cwd, True)
+    created, by = made.find(directory) if directory else (False, "")
+    return PathArg(flag, _show(w, cwd), w.known, cmd.file, cmd.line, w.reason, directory,
+                   needs_dir=True, made_by=by, made=created)
+
+
 def _paths(commands, jobs) -> tuple[list[PathArg], list[PathArg]]:
     inputs: list[PathArg] = []
     outputs: list[PathArg] = []
-    job_cmds = {id(job.command) for job in jobs}
+    job_of = {id(job.command): job for job in jobs}
+    made = _Made()
+    previous: Command | None = None
     for cmd in commands:
+        if previous is not None:
+            made.add(previous)  # what the commands before this one create
+        previous = cmd
         cwd = cmd.cwd
+        writes = {id(w) for w in cmd.writes}
         for target in cmd.redirects:
             if target.text.startswith("/dev/"):
                 continue
-            outputs.append(PathArg("> (redirect)", _show(target, cwd), target.known, cmd.file,
-                                   cmd.line, target.reason, _directory(target, cwd, True)))
+            if id(target) in writes:
+                outputs.append(_opened("> (redirect)", target, cmd, made))
+            else:  # `< file`: bash opens it for reading
+                inputs.append(PathArg("< (redirect)", _show(target, cwd), target.known,
+                                      cmd.file, cmd.line, target.reason))
         if cmd.program == "tee":
             for w in cmd.argv[1:]:
                 if not w.text.startswith("-") and not w.text.startswith("/dev/"):
-                    outputs.append(PathArg("tee", _show(w, cwd), w.known, cmd.file, cmd.line,
-                                           w.reason, _directory(w, cwd, True)))
-        if id(cmd) not in job_cmds:
+                    outputs.append(_opened("tee", w, cmd, made))
+        job = job_of.get(id(cmd))
+        if job is None:
             continue
+        inputs += _programs(job, cmd, made)
         argv = list(cmd.argv)
         i = 0
         while i < len(argv):
@@ -618,6 +651,40 @@ def _paths(commands, jobs) -> tuple[list[PathArg], list[PathArg]]:
                 continue
             i += 1
     return inputs, outputs
+
+
+def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:
+    """The trainer scripts python will open (`python train.py`, torchrun's `train.py`):
+    python exits 2 with "can't open file" when one is missing. `-m pkg.mod` is checked
+    when `pkg` is a directory of the working directory (python finds it there first)."""
+    out = []
+    for layer in job.layers:
+        if layer.kind == "wrapper":
+            break  # `ray job submit -- python train.py` runs in the cluster's working dir
+        if layer.kind != "program" or not layer.launcher.startswith(PYTHONS):
+            continue
+        target = layer.program
+        if not target or target in ("-c", "-") or target.startswith("-c"):
+            continue
+        where = {"file": cmd.file, "line": cmd.line}
+        if target.startswith("-m "):
+            module = target[3:]
+            top, _, sub = module.partition(".")
+            base = cmd.cwd and posixpath.join(cmd.cwd, top)
+            if not sub or not base or not os.path.isdir(base) or UNKNOWN_OPEN in module:
+                continue
+            path = posixpath.join(cmd.cwd, *module.split("."))
+            if os.path.exists(path + ".py") or os.path.isdir(path):
+                continue
+            out.append(PathArg("python -m", path + ".py", True, reason="", **where))
+            continue
+        known = UNKNOWN_OPEN not in target
+        path = _abs(target, cmd.cwd) if known else target
+        if known and (made.find(path)[0] is not False):
+            continue  # written by the script itself before (cat > train.py <<EOF)
+        out.append(PathArg(f"{layer.launcher.split()[0]} script", path, known,
+                           reason="" if known else "the script path is not known", **where))
+    return out
 
 
 def _input_worth_checking(flag: str, w: Word, cwd: str | None) -> bool:

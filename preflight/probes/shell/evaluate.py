@@ -469,7 +469,11 @@ class Evaluator(Expander):
         self.vanished = []
         for i, w in enumerate(words):
             argv.extend(self._expand(w, st, split=not (declaring and i > 0 and "=" in w.word)))
-        targets = tuple(t for r in redirects if (t := self._redirect_word(r, st)) is not None)
+        pairs = [(r.type, t) for r in redirects if (t := self._redirect_word(r, st)) is not None]
+        targets = tuple(t for _, t in pairs)
+        # the targets bash opens for writing: it fails there when the directory is missing
+        self.redirect_writes = tuple(t for op, t in pairs if op in (">", ">>", ">|", "&>",
+                                                                    ">&", "&>>"))
         for t in targets:
             self._create(t, st, directory=False)
         if not argv:
@@ -571,7 +575,8 @@ class Evaluator(Expander):
             raise TooComplex(f"more than {MAX_COMMANDS} programs started (recursion or loops "
                              "of functions); not a launch script preflight can read")
         self.commands.append(Command(tuple(argv), env, file, line, st.cwd, ctx.conditional,
-                                     targets, vanished, st.opaque))
+                                     targets, vanished, st.opaque,
+                                     writes=getattr(self, "redirect_writes", ())))
         self._files_effect(name, args, st)
         inline = self._shell_string(name, args)
         if inline is not None:

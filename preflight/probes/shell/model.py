@@ -74,6 +74,7 @@ class Command:
     redirects: tuple[Word, ...] = ()  # files it writes or reads through > >> <
     vanished: tuple[Word, ...] = ()  # arguments that expanded to nothing
     opaque: str = ""  # why any variable not in `env` may still be in its environment
+    writes: tuple[Word, ...] = ()  # the redirect targets opened for writing (> >> 2> &>)
 
     @property
     def program(self) -> str:

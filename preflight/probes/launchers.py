@@ -1,0 +1,442 @@
+"""Launcher command lines read by the launchers' own rules, without importing them.
+
+torchrun (and `python -m torch.distributed.run|launch`) is parsed with an argparse parser
+built from torch 2.13's own option table (torch/distributed/run.py `get_args_parser`), so
+argparse's own rules apply exactly: option-name prefixes (`--nproc_per=4`), `-`/`_`
+spellings, attached values (`-t3`, `--x=y`), `PET_*` environment twins
+(torch/distributed/argparse_util.py `env`/`check_env`) and the script-arguments boundary.
+What torchrun then derives (`run()` and `config_from_args`) is computed from that parse.
+
+Values the script could not evaluate are carried through the parse as `⟨...⟩` text; any
+field built from one is unknown. tests/test_torchrun_oracle.py compares this reading with
+torch's own `parse_args` + `config_from_args` on random command lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+
+from preflight.probes.shell import UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word
+
+C10D_DEFAULT_PORT = 29400  # torch/distributed/elastic/rendezvous/c10d_rendezvous_backend.py:32
+STATIC_DEFAULT_PORT = 29500  # torch/distributed/run.py:1018 (`run`: master_port None -> 29500)
+ETCD_DEFAULT_PORT = 2379  # torch/distributed/elastic/rendezvous/etcd_rendezvous_backend.py:144
+# torch/distributed/elastic/rendezvous/registry.py:52-55
+RDZV_BACKENDS = ("etcd", "etcd-v2", "c10d", "static")
+# torch/distributed/run.py:745 `determine_local_world_size`: names resolved on the device.
+DEVICE_NPROC = ("cpu", "gpu", "xpu", "auto")
+RANDOM = "free"  # the port text of a port the kernel picks (an endpoint port 0)
+
+
+class _ParseError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print usage and exit 2
+        raise _ParseError(message)
+
+
+def _is_unknown(value: object) -> bool:
+    return isinstance(value, str) and UNKNOWN_OPEN in value
+
+
+def _typed(convert):
+    """argparse `type=` that lets an unknown `⟨...⟩` value through untouched."""
+    def parse(text: str):
+        return text if _is_unknown(text) else convert(text)
+    parse.__name__ = convert.__name__
+    return parse
+
+
+class _Choices(list):
+    def __contains__(self, value: object) -> bool:
+        return _is_unknown(value) or list.__contains__(self, value)
+
+
+def _comma_separated_list(value: str) -> list[str]:
+    # torch/distributed/run.py:414
+    placeholder = "<COMMA_PLACEHOLDER>"
+    return [i.replace(placeholder, ",") for i in value.replace(",,", placeholder).split(",")]
+
+
+class _Env:
+    """torch/distributed/argparse_util.py `env` and `check_env`, reading `environ` (the
+    environment the script gives torchrun) instead of os.environ."""
+
+    def __init__(self, environ: Mapping[str, Var]):
+        self.environ = environ
+        self.used: dict[str, str] = {}  # dest -> PET_ name it came from
+        self.given: dict[str, str] = {}  # dest -> the option string on the command line
+
+    def value(self, dest: str) -> str | None:
+        var = self.environ.get(f"PET_{dest.upper()}")
+        if var is None:
+            return None
+        self.used[dest] = f"PET_{dest.upper()}"
+        return var.value if var.value is not None else f"⟨${'PET_' + dest.upper()}⟩"
+
+    def actions(self):
+        outer = self
+
+        class env(argparse.Action):  # noqa: N801 - torch's name
+            def __init__(self, dest, default=None, required=False, **kwargs) -> None:
+                pet = outer.value(dest)
+                default = pet if pet is not None else default
+                if default:
+                    required = False
+                super().__init__(dest=dest, default=default, required=required, **kwargs)
+
+            def __call__(self, parser, namespace, values, option_string=None):
+                outer.used.pop(self.dest, None)
+                outer.given[self.dest] = option_string or self.dest
+                setattr(namespace, self.dest, values)
+
+        class check_env(argparse.Action):  # noqa: N801
+            def __init__(self, dest, default=False, **kwargs) -> None:
+                pet = outer.value(dest)
+                text = pet if pet is not None else ("1" if default else "0")
+                if _is_unknown(text):
+                    value: object = text
+                else:
+                    try:
+                        value = bool(int(text))
+                    except ValueError:
+                        raise _ParseError(f"PET_{dest.upper()}={text!r} is not an integer "
+                                          "(torchrun reads it with int())") from None
+                super().__init__(dest=dest, const=True, default=value, nargs=0, **kwargs)
+
+            def __call__(self, parser, namespace, values, option_string=None):
+                outer.used.pop(self.dest, None)
+                outer.given[self.dest] = option_string or self.dest
+                setattr(namespace, self.dest, self.const)
+
+        return env, check_env
+
+
+def torchrun_parser(environ: Mapping[str, Var], launch_module: bool = False
+                    ) -> tuple[_Parser, _Env]:
+    """torch 2.13 torch/distributed/run.py:410 `get_args_parser`, option for option
+    (plus `--use-env` for torch/distributed/launch.py `parse_args`)."""
+    pet = _Env(environ)
+    env, check_env = pet.actions()
+    p = _Parser(add_help=True)
+    s, i, f = _typed(str), _typed(int), _typed(float)
+    p.add_argument("--nnodes", action=env, type=s, default="1:1")
+    p.add_argument("--nproc-per-node", "--nproc_per_node", action=env, type=s, default="1")
+    p.add_argument("--rdzv-backend", "--rdzv_backend", action=env, type=s, default="static")
+    p.add_argument("--rdzv-endpoint", "--rdzv_endpoint", action=env, type=s, default="")
+    p.add_argument("--rdzv-id", "--rdzv_id", action=env, type=s, default="none")
+    p.add_argument("--rdzv-conf", "--rdzv_conf", action=env, type=s, default="")
+    p.add_argument("--standalone", action=check_env)
+    p.add_argument("--max-restarts", "--max_restarts", action=env, type=i, default=0)
+    p.add_argument("--monitor-interval", "--monitor_interval", action=env, type=f,
+                   default=0.1)
+    p.add_argument("--start-method", "--start_method", action=env, type=s, default="spawn",
+                   choices=_Choices(["spawn", "fork", "forkserver"]))
+    p.add_argument("--event-log-handler", "--event_log_handler", action=env, type=s,
+                   default="null")
+    p.add_argument("--role", action=env, type=s, default="default")
+    p.add_argument("-m", "--module", action=check_env)
+    p.add_argument("--no-python", "--no_python", action=check_env)
+    p.add_argument("--run-path", "--run_path", action=check_env)
+    p.add_argument("--log-dir", "--log_dir", action=env, type=s, default=None)
+    p.add_argument("-r", "--redirects", action=env, type=s, default="0")
+    p.add_argument("-t", "--tee", action=env, type=s, default="0")
+    p.add_argument("--local-ranks-filter", "--local_ranks_filter", action=env, type=s,
+                   default="")
+    p.add_argument("--duplicate-stdout-filters", "--duplicate_stdout_filters", action=env,
+                   type=_typed(_comma_separated_list), default=[])
+    p.add_argument("--duplicate-stderr-filters", "--duplicate_stderr_filters", action=env,
+                   type=_typed(_comma_separated_list), default=[])
+    p.add_argument("--node-rank", "--node_rank", type=i, action=env, default=0)
+    p.add_argument("--master-addr", "--master_addr", default="127.0.0.1", type=s, action=env)
+    p.add_argument("--master-port", "--master_port", default=None, type=i, action=env)
+    p.add_argument("--local-addr", "--local_addr", default=None, type=s, action=env)
+    p.add_argument("--logs-specs", "--logs_specs", default=None, type=s)
+    # torch/numa/binding.py `AffinityMode` values
+    p.add_argument("--numa-binding", "--numa_binding", type=s, default=None,
+                   choices=_Choices(["node", "socket", "exclusive", "core-complex"]))
+    p.add_argument("--signals-to-handle", "--signals_to_handle", action=env, type=s,
+                   default="SIGTERM,SIGINT,SIGHUP,SIGQUIT")
+    p.add_argument("--shutdown-timeout", "--shutdown_timeout", action=env, type=i,
+                   default=None)
+    p.add_argument("--virtual-local-rank", "--virtual_local_rank", action=check_env)
+    p.add_argument("training_script", type=s)
+    p.add_argument("training_script_args", nargs=argparse.REMAINDER)
+    if launch_module:
+        p.add_argument("--use-env", "--use_env", default=False, action="store_true")
+    return p, pet
+
+
+@dataclass(frozen=True)
+class TorchrunConfig:
+    """What torchrun would run with; None / "" fields are not known (see `unknown`)."""
+
+    nproc: int | None
+    nproc_text: str
+    nproc_source: str
+    min_nodes: int | None
+    max_nodes: int | None
+    backend: str | None
+    endpoint: str | None
+    port: int | None  # the rendezvous endpoint's port; None with port_text RANDOM: random
+    port_text: str
+    port_source: str
+    standalone: bool | None
+    master_addr: str
+    module: bool | None
+    no_python: bool | None
+    run_path: bool | None
+    program: Word | None  # the training script / module
+    args: tuple[Word, ...]  # its arguments
+    error: str = ""  # torchrun itself would stop with this
+    unknown: str = ""  # why the options could not be read at all
+
+
+def _single(word: Word) -> bool:
+    """An unknown word bash keeps as exactly one argument (quoted, not "$@"/"${A[@]}")."""
+    return word.source[:1] in ("'", '"') and "@" not in word.source and "[*]" not in \
+        word.source
+
+
+def torchrun(args: list[Word], environ: Mapping[str, Var], launch_module: bool = False
+             ) -> TorchrunConfig:
+    """torchrun ARGS as torch 2.13 reads them: `parse_args`, the rendezvous defaults of
+    `run()` (torch/distributed/run.py:985) and `config_from_args` (:840)."""
+    # Unknown words are tagged ⟨#i⟩ so a value can be traced to the word it came from; an
+    # unknown word that starts with `-` stays an option with an unknown (attached) value.
+    tag = re.compile(UNKNOWN_OPEN + r"#(\d+)" + UNKNOWN_CLOSE)
+    texts = []
+    for n, w in enumerate(args):
+        if w.known:
+            texts.append(w.text)
+        elif w.prefix.startswith("-") and UNKNOWN_OPEN in w.text:
+            texts.append(w.text.replace(UNKNOWN_OPEN, f"{UNKNOWN_OPEN}#{n}{UNKNOWN_CLOSE}"
+                                        + UNKNOWN_OPEN, 1))
+        else:
+            texts.append(f"{UNKNOWN_OPEN}#{n}{UNKNOWN_CLOSE}{w.text}")
+    empty = TorchrunConfig(None, "", "", None, None, None, None, None, "", "", None, "",
+                           None, None, None, None, ())
+    unknown_words = [w for w in args if not w.known]
+    try:
+        parser, pet = torchrun_parser(environ, launch_module)
+        ns = parser.parse_args(texts)
+    except _ParseError as exc:
+        if unknown_words:
+            w = unknown_words[0]
+            return _replace(empty, unknown=f"{w.text} may hold torchrun options "
+                                           f"({w.reason or 'not evaluated'})")
+        return _replace(empty, error=f"torchrun: error: {exc}")
+
+    k = len(ns.training_script_args)
+    if k and texts[-k:] == ns.training_script_args or not k:
+        tail = list(args[len(args) - k:]) if k else []
+        script_i = len(args) - k - 1
+    else:  # pragma: no cover - argparse keeps REMAINDER as the tail of argv
+        tail, script_i = [Word(t, t) for t in ns.training_script_args], -1
+    if not (0 <= script_i < len(args) and texts[script_i] == ns.training_script):
+        script_i = texts.index(ns.training_script) if ns.training_script in texts else -1
+    option_values = "\n".join(
+        v if isinstance(v, str) else "\n".join(map(str, v))
+        for d, v in vars(ns).items() if d not in ("training_script", "training_script_args")
+        and isinstance(v, (str, list)))
+    in_options = {int(m) for m in tag.findall(option_values)}
+    # An unknown word that is not an option's value and not a script argument could
+    # expand to any options (`torchrun $DISTRIBUTED_ARGS train.py`).
+    for n, w in enumerate(args):
+        if w.known or n in in_options or n >= len(args) - k:
+            continue
+        if n == script_i and _single(w) and not w.prefix.startswith("-"):
+            continue
+        return _replace(empty, unknown=f"{w.text} may hold torchrun options "
+                                       f"({w.reason or 'not evaluated'})")
+
+    def show(value: object) -> str:
+        return tag.sub("", str(value))
+
+    def source(dest: str, flag: str) -> str:
+        if dest in pet.used:
+            return pet.used[dest]
+        return pet.given.get(dest, "default")
+
+    error = ""
+    nnodes = ns.nnodes
+    min_nodes = max_nodes = None
+    if not _is_unknown(nnodes):
+        # torch/distributed/run.py:731 `parse_min_max_nnodes`
+        parts = nnodes.split(":")
+        try:
+            if len(parts) == 1:
+                min_nodes = max_nodes = int(parts[0])
+            elif len(parts) == 2:
+                min_nodes, max_nodes = int(parts[0]), int(parts[1])
+            else:
+                error = f'nnodes={nnodes} is not in "MIN:MAX" format'
+        except ValueError:
+            error = f"--nnodes {nnodes!r}: invalid literal for int()"
+    standalone = None if _is_unknown(ns.standalone) else ns.standalone
+    backend = None if _is_unknown(ns.rdzv_backend) else ns.rdzv_backend
+    endpoint = None if _is_unknown(ns.rdzv_endpoint) else ns.rdzv_endpoint
+    master_port = ns.master_port
+    random_rdzv = False
+    port_src = ""
+    # torch/distributed/run.py:988-1015 `run`: --standalone, or a static rendezvous without
+    # endpoint and --master-port on at most one node, is c10d on localhost:0.
+    if standalone:
+        backend, endpoint, random_rdzv = "c10d", "localhost:0", True
+        port_src = "--standalone picks a random free port"
+    elif standalone is None:
+        backend = endpoint = None
+    elif backend == "static" and endpoint == "" and master_port is None:
+        if max_nodes == 1 and not error:
+            backend, endpoint, random_rdzv = "c10d", "localhost:0", True
+            port_src = "no --master-port on one node: torchrun picks a random free port"
+        elif max_nodes is None and not error:
+            backend = endpoint = None
+    elif backend == "static" and endpoint == "" and _is_unknown(master_port):
+        pass
+    elif backend is None or endpoint is None:
+        backend = endpoint = None  # whether the one-node rewrite applies is not known
+    if master_port is None:
+        master_port = STATIC_DEFAULT_PORT
+    if not error and min_nodes is not None and not (0 < min_nodes <= max_nodes):
+        error = (f"min_nodes must be > 0 and <= max_nodes, got min_nodes={min_nodes}, "
+                 f"max_nodes={max_nodes}")
+    if not error and not _is_unknown(ns.max_restarts) and ns.max_restarts < 0:
+        error = "max_restarts must be >= 0"
+    nproc: int | None = None
+    nproc_text = show(ns.nproc_per_node)
+    if not _is_unknown(ns.nproc_per_node):
+        try:
+            nproc = int(ns.nproc_per_node)
+        except ValueError:
+            if ns.nproc_per_node not in DEVICE_NPROC and not error:
+                error = f"Unsupported nproc_per_node value: {ns.nproc_per_node}"
+    error = error or _config_errors(ns)
+    # torch/distributed/run.py:790 `get_rdzv_endpoint`
+    if backend == "static" and endpoint == "":
+        endpoint = None if _is_unknown(ns.master_addr) or _is_unknown(master_port) else \
+            f"{ns.master_addr}:{master_port}"
+        if endpoint is not None:
+            port_src = port_src or source("master_port", "--master-port")
+            if port_src == "default":
+                port_src = f"default ({STATIC_DEFAULT_PORT})"
+    elif endpoint:
+        port_src = port_src or f"--rdzv-endpoint ({backend})"
+    port: int | None = None
+    port_text = ""
+    if backend is not None and backend not in RDZV_BACKENDS and not error:
+        error = f"no rendezvous handler is registered for --rdzv-backend {backend!r}"
+    if endpoint is not None and backend is not None and not error:
+        default = {"c10d": C10D_DEFAULT_PORT, "static": -1}.get(backend, ETCD_DEFAULT_PORT)
+        try:
+            _host, port = parse_rendezvous_endpoint(endpoint, default)
+        except ValueError as exc:
+            error = str(exc)
+        else:
+            if port == -1:  # static_tcp_rendezvous.py:114
+                error = f"Port is absent in endpoint: {endpoint}. Try launching with " \
+                        "--master-port"
+                port = None
+            elif port == 0:
+                port, port_text = None, RANDOM
+                port_src = port_src or "port 0: the kernel picks a random free port"
+            else:
+                port_text = str(port)
+                if ":" not in endpoint.rpartition("]")[2]:
+                    port_src = f"default of the {backend} rendezvous"
+    if random_rdzv:
+        port, port_text = None, RANDOM
+    if not port_text and not error:
+        port_text = "⟨unknown⟩"
+        port_src = "not known: " + ", ".join(
+            show(v) for v in (ns.rdzv_backend, ns.rdzv_endpoint, ns.master_port, ns.nnodes,
+                              ns.standalone) if _is_unknown(v))
+    # torch/distributed/run.py:948 `--run-path` takes precedence over -m and --no-python
+    run_path = None if _is_unknown(ns.run_path) else ns.run_path
+    module = None if _is_unknown(ns.module) or run_path is None else \
+        ns.module and not run_path
+    no_python = None if _is_unknown(ns.no_python) or run_path is None else \
+        ns.no_python and not run_path
+    if not error and module and no_python:
+        error = "Don't use both the '--no-python' flag and the '--module' flag at the same time."
+    # torch/distributed/launch.py `launch`: checked before run(), on the flag itself
+    if launch_module and not error and ns.no_python is True and not ns.use_env:
+        error = "When using the '--no-python' flag, you must also set the '--use-env' flag."
+    program = args[script_i] if script_i >= 0 else Word(ns.training_script, "")
+    rest = tuple(tail)
+    return TorchrunConfig(
+        nproc=nproc, nproc_text=nproc_text, nproc_source=source("nproc_per_node",
+                                                                "--nproc-per-node"),
+        min_nodes=min_nodes, max_nodes=max_nodes, backend=backend, endpoint=endpoint,
+        port=port, port_text=port_text, port_source=port_src, standalone=standalone,
+        master_addr=show(ns.master_addr), module=module, no_python=no_python,
+        run_path=run_path,
+        program=program, args=rest, error=error)
+
+
+def _replace(cfg: TorchrunConfig, **kw) -> TorchrunConfig:
+    from dataclasses import replace
+    return replace(cfg, **kw)
+
+
+def _config_errors(ns: argparse.Namespace) -> str:
+    """The other checks of `config_from_args` (torch/distributed/run.py:840-920)."""
+    conf = ns.rdzv_conf
+    if not _is_unknown(conf) and conf.strip():
+        # torch/distributed/elastic/rendezvous/utils.py:23 `_parse_rendezvous_config`
+        for kv in conf.strip().split(","):
+            key, *values = kv.split("=", 1)
+            if not key.strip():
+                return "The rendezvous configuration string must be in format " \
+                       "<key1>=<value1>,...,<keyN>=<valueN>."
+            if not (values[0].strip() if values else None):
+                return f"The rendezvous configuration option '{key.strip()}' must have a " \
+                       "value specified."
+    ranks = ns.local_ranks_filter
+    if not _is_unknown(ranks) and ranks:
+        try:
+            set(map(int, ranks.split(",")))
+        except ValueError:
+            return "--local_ranks_filter must be a comma-separated list of integers"
+    if ns.logs_specs is not None and not _is_unknown(ns.logs_specs):
+        group = metadata.entry_points().select(group="torchrun.logs_specs")
+        if not group.select(name=ns.logs_specs):
+            return f"Could not find entrypoint under 'torchrun.logs_specs[{ns.logs_specs}]' key"
+    # torch/distributed/elastic/multiprocessing/api.py:116-117 `Std.from_str`
+    for flag, vm in (("--redirects", ns.redirects), ("--tee", ns.tee)):
+        if _is_unknown(vm):
+            continue
+        if not (re.match(r"^[0123]$", vm) or re.match(r"^(\d:[0123],)*(\d:[0123])$", vm)):
+            return f"{flag} {vm} does not match: <^[0123]$> or <^(\\d:[0123],)*(\\d:[0123])$>"
+    return ""
+
+
+def parse_rendezvous_endpoint(endpoint: str | None, default_port: int) -> tuple[str, int]:
+    """torch/distributed/elastic/rendezvous/utils.py:68, line for line."""
+    if endpoint is not None:
+        endpoint = endpoint.strip()
+    if not endpoint:
+        return ("localhost", default_port)
+    if endpoint[0] == "[" and endpoint[-1] == "]":
+        host, rest = endpoint, []
+    else:
+        host, *rest = endpoint.rsplit(":", 1)
+    if len(host) > 1 and host[0] == "[" and host[-1] == "]":
+        host = host[1:-1]
+    if len(rest) == 1:
+        port = int(rest[0]) if rest[0] and re.match(r"^[0-9]{1,5}$", rest[0]) else None
+        if port is None or port >= 2**16:
+            raise ValueError(f"The port number of the rendezvous endpoint '{endpoint}' must "
+                             "be an integer between 0 and 65536.")
+    else:
+        port = default_port
+    if not re.match(r"^[\w\.:-]+$", host):
+        raise ValueError(f"The hostname of the rendezvous endpoint '{endpoint}' must be a "
+                         "dot-separated list of labels, an IPv4 address, or an IPv6 address.")
+    return host, port
