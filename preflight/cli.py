@@ -1,4 +1,5 @@
-"""`preflight`: run the installed checks from any directory; `preflight info`: the node.
+"""`preflight`: run the installed checks from any directory; `preflight info`: the node;
+`preflight merge` / `preflight cluster`: one verdict for N nodes (preflight/cluster).
 
 `preflight [pytest args]` is `pytest <installed preflight/checks> [pytest args]` and
 exits with pytest's code, so the exit code is the verdict (0 GO, 1 NO-GO, 4 bad input).
@@ -18,6 +19,10 @@ def main(argv: list[str] | None = None) -> int:
         from preflight.info import main as info_main
 
         return info_main(args[1:])
+    if args[:1] in (["merge"], ["cluster"]):  # preflight/cluster: one verdict for N nodes
+        from preflight import cluster
+
+        return (cluster.merge_main if args[0] == "merge" else cluster.cluster_main)(args[1:])
     import os
 
     import pytest
