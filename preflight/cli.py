@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("preflight.cli:explain_main", "print the runbook of a check id"),
     "triage": ("preflight.triage:main",
                "name the root cause of a failed run from its logs (PATH... or -; --json)"),
+    "merge": ("preflight.cluster:merge_main",
+              "one cluster verdict from per-node preflight-report.json files"),
+    "cluster": ("preflight.cluster:cluster_main",
+                "run preflight on every node of a Ray cluster (--ray [ADDRESS])"),
 }
 
 EXIT_CODES = (

@@ -733,12 +733,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
     if state.profile_note:
         state.report["profile_note"] = state.profile_note
+    state.report["node"] = _node_facts(state)
     state.report = state.scrubber(state.report)  # the last gate before any output
     try:
         state.written = report.write(state.report, Path(state.settings["report_dir"]))
     except OSError as exc:
         state.write_error = f"{state.settings['report_dir']}: cannot write report: {exc.strerror}"
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+def _node_facts(state: SessionState) -> dict[str, Any]:
+    """The node's identity and versions (preflight/node_facts.py), for `preflight merge`."""
+    from preflight import node_facts
+
+    try:
+        return state.scrubber(node_facts.collect(state.node.gpus, state.node.environ))
+    except Exception as exc:  # the facts never cost the verdict
+        return {"hostname": socket.gethostname(), "error": f"{type(exc).__name__}: {exc}"}
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

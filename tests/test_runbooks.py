@@ -27,8 +27,20 @@ def check_ids() -> set[str]:
     return ids
 
 
+# Checks that judge several nodes at once: run by `preflight merge` / `preflight cluster`
+# (preflight/cluster/checks.py), never by one node's pytest run, so check_ids() cannot see
+# them. master-addr is both: a node check and a cross-node one.
+CLUSTER_CHECK_IDS = {"cluster-nodes", "cluster-versions", "cluster-gpus", "master-addr"}
+
+
+def test_cluster_check_ids_are_the_ones_merge_runs():
+    from preflight.cluster.merge import cross_checks
+
+    assert {f.check for f in cross_checks([])} == CLUSTER_CHECK_IDS
+
+
 def test_every_check_has_a_runbook_and_every_runbook_a_check():
-    checks, entries = check_ids(), runbooks.all_ids()
+    checks, entries = check_ids() | CLUSTER_CHECK_IDS, runbooks.all_ids()
     assert checks, "no checks found"
     assert sorted(checks - entries) == [], "checks without a runbook entry"
     assert sorted(entries - checks - TRIAGE_ONLY) == [], "runbook entries without a check"
@@ -46,7 +58,7 @@ def test_runbook_entries_have_every_section():
 
 def test_readme_documents_every_check_id():
     readme = (CHECK_DIR.parent.parent / "README.md").read_text(encoding="utf-8")
-    missing = sorted(c for c in check_ids() if f"`{c}`" not in readme)
+    missing = sorted(c for c in check_ids() | CLUSTER_CHECK_IDS if f"`{c}`" not in readme)
     assert missing == []
 
 

@@ -1,0 +1,93 @@
+"""`preflight merge PATH...` and `preflight cluster --ray [ADDRESS]`: one verdict for N nodes.
+
+merge: per-node reports gathered any way (Slurm, pdsh, Kubernetes) -> cluster report.
+cluster --ray: one Ray task per alive node runs preflight there, then the same merge.
+Exit code = the cluster verdict (0 GO, 1 NO-GO, 4 bad input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from preflight.errors import InputError
+from preflight.node_facts import VERSION_FACTS
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # a usage error is bad input: exit 4, one line
+        raise InputError(f"{self.prog}: {message}")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--report-dir", default=os.environ.get("PREFLIGHT_REPORT_DIR")
+                        or "preflight-report",
+                        help="where cluster-report.json/.md go (default ./preflight-report)")
+    parser.add_argument("--profile-dir", action="append", default=[],
+                        help="extra profile directory (for the profile's gpu.count)")
+    parser.add_argument("--allow-differ", action="append", default=[], metavar="FACT",
+                        help="a version fact allowed to differ between nodes "
+                             f"({', '.join(VERSION_FACTS)})")
+
+
+def _allowed(values: list[str]) -> set[str]:
+    unknown = sorted(set(values) - set(VERSION_FACTS))
+    if unknown:
+        raise InputError(f"--allow-differ: unknown fact(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(VERSION_FACTS)})")
+    return set(values)
+
+
+def merge_main(argv: list[str]) -> int:
+    parser = _Parser(prog="preflight merge", allow_abbrev=False,
+                     description="merge per-node preflight reports into one cluster verdict")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="a preflight-report.json, or a directory searched for them")
+    _common(parser)
+    try:
+        args = parser.parse_args(argv)
+        from preflight.cluster import merge
+
+        return merge.merge(args.paths, Path(args.report_dir),
+                           [Path(d) for d in args.profile_dir], _allowed(args.allow_differ))
+    except InputError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 4
+
+
+def cluster_main(argv: list[str]) -> int:
+    parser = _Parser(prog="preflight cluster", allow_abbrev=False,
+                     description="run preflight on every node of a cluster at once; other "
+                     "options (and all after `--`) go to every node's preflight")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="fan out on this Ray cluster (default: RAY_ADDRESS, else auto)")
+    parser.add_argument("--node-timeout", type=float, default=600.0, metavar="S",
+                        help="a node that has not answered after S seconds is UNKNOWN")
+    _common(parser)
+    try:
+        own, node_args = _split(argv)
+        # Options this command does not know go to every node's preflight.
+        args, passed = parser.parse_known_args(own)
+        node_args = passed + node_args
+        allow = _allowed(args.allow_differ)
+        if args.ray is None:
+            raise InputError("preflight cluster: name the engine: --ray [ADDRESS]")
+        if args.node_timeout <= 0:
+            raise InputError("--node-timeout: must be > 0")
+        from preflight.cluster import fanout_ray
+
+        address = args.ray or os.environ.get("RAY_ADDRESS") or "auto"
+        return fanout_ray.run(address, node_args, args.node_timeout, Path(args.report_dir),
+                              [Path(d) for d in args.profile_dir], allow)
+    except InputError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 4
+
+
+def _split(argv: list[str]) -> tuple[list[str], list[str]]:
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []

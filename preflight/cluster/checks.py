@@ -1,0 +1,295 @@
+"""Cross-node checks: pure judges of the per-node reports' `node` facts.
+
+They run in `preflight merge` / `preflight cluster`, not under pytest (one node's pytest
+run cannot see the others). Each returns a Finding like a node check, with the evidence
+naming the node(s) at fault and a copy-paste fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from preflight import runbooks
+from preflight.model import Finding, Severity
+from preflight.node_facts import PACKAGES, VERSION_FACTS
+
+# Rows of the node x fact table kept in the JSON evidence (the Markdown shows them all).
+MAX_ROWS = 50
+
+
+@dataclass
+class NodeReport:
+    """One node's report as merge sees it."""
+
+    name: str  # unique display name
+    source: str  # the file it came from, or "ray:<node id>"
+    report: dict[str, Any] | None  # None: the node did not answer (UNKNOWN)
+    node_id: str = ""
+    ip: str = ""
+    reason: str = ""  # why the report is missing
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        return (self.report or {}).get("node") or {}
+
+    @property
+    def verdict(self) -> str:
+        if self.report is None:
+            return "UNKNOWN"
+        if not self.report.get("complete", False):
+            return "NO-GO"
+        return str(self.report.get("verdict", "NO-GO"))
+
+    @property
+    def blockers(self) -> list[str]:
+        if self.report is None:
+            return []
+        return sorted({c["id"] for c in self.report.get("checks", [])
+                       if c.get("severity") in ("blocker", "unknown")})
+
+
+def _finding(check: str, stage: str = "cluster") -> Finding:
+    return Finding(check=check, nodeid=f"cluster::{check}",
+                   runbook=str(runbooks.path_for(check)), stage=stage, profile="cluster")
+
+
+def _fail(found: Finding, summary: str, fix: str, severity: Severity = Severity.BLOCKER
+          ) -> Finding:
+    found.outcome = "failed"
+    found.severity = severity
+    found.summary = summary
+    found.fix = fix
+    return found
+
+
+def _answered(nodes: list[NodeReport]) -> list[NodeReport]:
+    return [n for n in nodes if n.report is not None]
+
+
+# -- cluster-versions ------------------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def versions(nodes: list[NodeReport], allow: set[str] = frozenset()) -> Finding:
+    """Every version fact equal on all nodes (not installed counts as a value: `-`)."""
+    found = _finding("cluster-versions")
+    answered = _answered(nodes)
+    without = [n.name for n in answered if "versions" not in n.facts]
+    differ: dict[str, dict[str, Any]] = {}
+    for fact in VERSION_FACTS:
+        if fact in allow:
+            continue
+        values = {n.name: n.facts.get("versions", {}).get(fact) for n in answered
+                  if n.name not in without}
+        counts = Counter(_show(v) for v in values.values())
+        if len(counts) <= 1:
+            continue
+        majority = counts.most_common(1)[0][0]
+        differ[fact] = {"majority": majority, "odd": {name: _show(v) for name, v in
+                                                      values.items() if _show(v) != majority}}
+    odd_nodes = sorted({name for d in differ.values() for name in d["odd"]})
+    table = {n.name: {fact: _show(n.facts["versions"].get(fact)) for fact in differ}
+             for n in answered if n.name not in without and n.name in odd_nodes}
+    found.evidence = {"nodes": len(answered), "compared": [f for f in VERSION_FACTS
+                                                           if f not in allow],
+                      "allowed_to_differ": sorted(allow), "differ": {
+                          f: {"majority": d["majority"], "odd_count": len(d["odd"])}
+                          for f, d in differ.items()},
+                      "odd_ones_out": dict(list(table.items())[:MAX_ROWS])}
+    if len(table) > MAX_ROWS:
+        found.evidence["rows_omitted"] = len(table) - MAX_ROWS
+    if without:
+        found.evidence["without_facts"] = without
+    if differ:
+        fixes = []
+        for fact, d in differ.items():
+            where = ", ".join(sorted(d["odd"])[:10]) + (" ..." if len(d["odd"]) > 10 else "")
+            want = d["majority"]
+            if fact in PACKAGES and want != "-":
+                fixes.append(f"pip install '{fact}=={want}'   # on {where}")
+            elif fact in PACKAGES:
+                fixes.append(f"pip uninstall -y {fact}   # on {where} (the other nodes lack it)")
+            else:
+                fixes.append(f"# {fact}: make it {want} on {where} (the other nodes have it)")
+        summary = "; ".join(f"{fact} differs: {d['majority']} on most nodes, "
+                            + ", ".join(f"{v} on {k}" for k, v in sorted(d["odd"].items())[:3])
+                            + (" ..." if len(d["odd"]) > 3 else "")
+                            for fact, d in differ.items())
+        return _fail(found, summary, "\n".join(fixes))
+    if without:
+        return _fail(found, f"cannot compare versions: no node facts in the report of "
+                     f"{', '.join(without[:5])} (written by an older preflight?)",
+                     "pip install -U preflight   # on those nodes, then run it again",
+                     Severity.UNKNOWN)
+    found.summary = f"{len(found.evidence['compared'])} version facts agree on " \
+                    f"{len(answered)} node(s)"
+    return found
+
+
+# -- cluster-gpus ----------------------------------------------------------------------
+
+
+def gpus(nodes: list[NodeReport], expected_count: int, expected_model: str) -> Finding:
+    """Each node has the profile's GPUs (count and model); without a GPU profile, the
+    same count as the other nodes."""
+    from preflight.matching import model_matches
+
+    found = _finding("cluster-gpus")
+    answered = [n for n in _answered(nodes) if "gpu_count" in n.facts]
+    counts = {n.name: n.facts.get("gpu_count", 0) for n in answered}
+    models = {n.name: n.facts.get("versions", {}).get("gpu_model") for n in answered}
+    if expected_count:
+        want, basis = expected_count, "the profile's gpu.count"
+    else:
+        want = Counter(counts.values()).most_common(1)[0][0] if counts else 0
+        basis = "the count most nodes have"
+    short = {k: v for k, v in counts.items() if v < want}
+    wrong_model = {k: v for k, v in models.items()
+                   if expected_model and expected_count and
+                   not (v and all(model_matches(expected_model, m) for m in v.split(",")))}
+    found.evidence = {"expected": {"count": want, "model": expected_model or None,
+                                   "from": basis},
+                      "short": {k: {"count": v, "model": models[k]} for k, v in
+                                sorted(short.items())[:MAX_ROWS]},
+                      "wrong_model": dict(sorted(wrong_model.items())[:MAX_ROWS]),
+                      "gpus_per_node": dict(Counter(counts.values()))}
+    more = {k: v for k, v in counts.items() if v > want}
+    if more and not expected_count:
+        found.evidence["more_than_most"] = dict(sorted(more.items())[:MAX_ROWS])
+    problems = [f"{k} has {v} GPU(s), {want} expected" for k, v in sorted(short.items())]
+    problems += [f"{k} has {v or 'no GPU'}, not {expected_model}"
+                 for k, v in sorted(wrong_model.items())]
+    if not expected_count and more:
+        problems += [f"{k} has {v} GPU(s), most nodes have {want}" for k, v in
+                     sorted(more.items())]
+    if problems:
+        odd = sorted(set(short) | set(wrong_model) | (set(more) if not expected_count else set()))
+        return _fail(found, "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""),
+                     f"preflight info   # on {', '.join(odd[:10])}: see which GPU is missing "
+                     "(runbooks/gpu-inventory.md), or leave the node out of the job")
+    found.summary = f"{len(answered)} node(s) with {want} GPU(s) each"
+    return found
+
+
+# -- cluster-nodes ---------------------------------------------------------------------
+
+
+def _identity(node: NodeReport) -> str:
+    facts = node.facts
+    if facts.get("node_id"):
+        return f"node_id {facts['node_id']}"
+    ips = sorted(ip for name, addrs in (facts.get("ips") or {}).items() for ip in addrs
+                 if not _loopback(ip))
+    return f"host {facts.get('hostname') or node.name} {','.join(ips)}".strip()
+
+
+def _loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def nodes_unique(nodes: list[NodeReport]) -> Finding:
+    """Each node reported once; declared NODE_RANKs unique and NNODES met."""
+    found = _finding("cluster-nodes")
+    answered = _answered(nodes)
+    seen: dict[str, list[str]] = {}
+    for n in answered:
+        seen.setdefault(_identity(n), []).append(n.source)
+    dup = {k: v for k, v in seen.items() if len(v) > 1}
+    ranks: dict[str, list[str]] = {}
+    nnodes: set[str] = set()
+    for n in answered:
+        env = n.facts.get("launch_env") or {}
+        if "NODE_RANK" in env:
+            ranks.setdefault(env["NODE_RANK"], []).append(n.name)
+        if "NNODES" in env:
+            nnodes.add(env["NNODES"])
+    dup_ranks = {k: v for k, v in ranks.items() if len(v) > 1}
+    found.evidence = {"nodes": len(nodes), "duplicates": dup, "node_ranks": {
+        k: v for k, v in sorted(ranks.items())[:MAX_ROWS]}, "NNODES": sorted(nnodes)}
+    problems, fixes = [], []
+    if dup:
+        problems += [f"the same node reported {len(v)} times ({', '.join(v[:3])})"
+                     for k, v in dup.items()]
+        fixes.append("keep one report per node: write each into its own dir, e.g. "
+                     "preflight --report-dir reports/$(hostname)")
+    if dup_ranks:
+        problems += [f"NODE_RANK={k} on {', '.join(v[:5])}" for k, v in sorted(dup_ranks.items())]
+        fixes.append("export NODE_RANK=<0..NNODES-1>, a different one on each node "
+                     "(Slurm: export NODE_RANK=$SLURM_NODEID)")
+    if len(nnodes) > 1:
+        problems.append(f"NNODES differs between nodes: {', '.join(sorted(nnodes))}")
+        fixes.append(f"export NNODES={len(nodes)}   # the same on every node")
+    elif nnodes and (want := next(iter(nnodes))).isdigit() and int(want) != len(nodes):
+        problems.append(f"NNODES={want} but {len(nodes)} node report(s)")
+        fixes.append(f"export NNODES={len(nodes)}   # or run preflight on every node of the job")
+    if problems:
+        return _fail(found, "; ".join(problems[:5]), "\n".join(fixes))
+    found.summary = f"{len(answered)} distinct node(s)"
+    return found
+
+
+# -- master-addr, the cross-node half ----------------------------------------------------
+
+
+def master_addr(nodes: list[NodeReport]) -> Finding:
+    """MASTER_ADDR is the same on every node of a multi-node job and names one of them."""
+    found = _finding("master-addr")
+    answered = _answered(nodes)
+    addrs = {n.name: (n.facts.get("launch_env") or {}).get("MASTER_ADDR") for n in answered}
+    multi = len(answered) > 1 and any(
+        (n.facts.get("launch_env") or {}).get("NNODES", "1") not in ("", "1")
+        for n in answered)
+    found.evidence = {"MASTER_ADDR": {k: v for k, v in sorted(addrs.items())[:MAX_ROWS]}}
+    if not multi:
+        found.outcome, found.severity = "skipped", Severity.INFO
+        found.summary = "not a multi-node job (no node exports NNODES > 1)"
+        return found
+    values = {v for v in addrs.values() if v}
+    owners: dict[str, list[str]] = {}
+    for n in answered:
+        mine = {ip for a in (n.facts.get("ips") or {}).values() for ip in a
+                if not _loopback(ip)}
+        mine.add(n.facts.get("hostname") or "")
+        for v in values:
+            if v in mine or _resolves_into(v, mine):
+                owners.setdefault(v, []).append(n.name)
+    found.evidence["owner"] = owners
+    head = sorted(values)[0] if values else "<node-0-ip>"
+    if len(values) != 1 or any(not v for v in addrs.values()):
+        missing = [k for k, v in addrs.items() if not v]
+        return _fail(found, f"MASTER_ADDR differs between nodes ({sorted(values)}"
+                     + (f"; unset on {', '.join(missing[:5])}" if missing else "") + ")",
+                     f"export MASTER_ADDR={head}   # on every node: one address of node 0")
+    if _loopback(head) or head == "localhost":
+        return _fail(found, f"MASTER_ADDR={head} is a loopback address in a job of "
+                     f"{len(answered)} nodes: every node would rendezvous with itself",
+                     "export MASTER_ADDR=<the IP of NODE_RANK 0, as `hostname -I` shows it>")
+    if head not in owners:
+        return _fail(found, f"MASTER_ADDR={head} is not an address of any node in the report",
+                     "export MASTER_ADDR=<the IP of NODE_RANK 0, as `hostname -I` shows it>")
+    found.summary = f"MASTER_ADDR={head} is {owners[head][0]} on every node"
+    return found
+
+
+def _resolves_into(name: str, addresses: set[str]) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return False
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(name, None)
+    except (OSError, UnicodeError):
+        return False
+    return any(info[4][0] in addresses for info in infos)

@@ -1,0 +1,254 @@
+"""One verdict for N nodes: per-node reports in, cluster-report.json / .md out.
+
+Used by `preflight merge PATH...` (reports gathered by Slurm, pdsh, Kubernetes, ...) and
+by `preflight cluster --ray` (reports collected by Ray tasks). The cluster is GO only
+when every node answered, every node is GO and no cross-node check blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from preflight import __version__
+from preflight.cluster import checks
+from preflight.cluster.checks import NodeReport
+from preflight.errors import InputError
+from preflight.model import Finding, Severity
+from preflight.report import JSON_NAME
+
+SCHEMA_VERSION = 1
+CLUSTER_JSON = "cluster-report.json"
+CLUSTER_MD = "cluster-report.md"
+MAX_REPORT_BYTES = 64 * 2**20
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def report_files(paths: list[str]) -> list[Path]:
+    """Each PATH is a report file or a directory searched for preflight-report.json."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(path.rglob(JSON_NAME))
+            if not found:
+                raise InputError(f"{raw}: no {JSON_NAME} under this directory")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError(f"{raw}: no such report file or directory")
+    return files
+
+
+def parse_report(text: str, source: str) -> dict[str, Any]:
+    """A node report, or InputError naming `source` and what is wrong with it."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        why = "truncated" if exc.pos >= len(text.rstrip()) else "invalid JSON"
+        raise InputError(f"{source}: not a preflight report: {why} "
+                         f"(line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("checks"), list) \
+            or not isinstance(data.get("verdict"), str) or "schema" not in data:
+        raise InputError(f"{source}: not a preflight report (needs schema, verdict, checks)")
+    return data
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    try:
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            raise InputError(f"{path}: not a preflight report (over 64 MiB)")
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") \
+            from None
+    return parse_report(text, str(path))
+
+
+def name_nodes(nodes: list[NodeReport]) -> None:
+    """Hostnames when they are unique; otherwise hostname@<node id or source dir>."""
+    hosts = Counter(n.name for n in nodes)
+    for n in nodes:
+        if hosts[n.name] > 1:
+            tag = n.node_id[:8] if n.node_id else Path(n.source).parent.name or n.source
+            n.name = f"{n.name}@{tag}"
+    seen: Counter[str] = Counter()
+    for n in nodes:  # still equal (the same file twice): number them
+        seen[n.name] += 1
+        if seen[n.name] > 1:
+            n.name = f"{n.name}#{seen[n.name]}"
+
+
+def from_report(data: dict[str, Any], source: str) -> NodeReport:
+    facts = data.get("node") or {}
+    host = facts.get("hostname") or data.get("host") or "?"
+    ips = [ip for name, addrs in sorted((facts.get("ips") or {}).items()) if name != "lo"
+           for ip in addrs if ":" not in ip]
+    return NodeReport(name=str(host), source=source, report=data,
+                      node_id=str(facts.get("node_id") or ""), ip=ips[0] if ips else "")
+
+
+# -- judging -----------------------------------------------------------------------------
+
+
+def cross_checks(nodes: list[NodeReport], profile_dirs: list[Path] | None = None,
+                 allow: set[str] = frozenset()) -> list[Finding]:
+    count, model = _profile_gpus(nodes, profile_dirs or [])
+    return [checks.nodes_unique(nodes), checks.versions(nodes, allow),
+            checks.gpus(nodes, count, model), checks.master_addr(nodes)]
+
+
+def _profile_gpus(nodes: list[NodeReport], dirs: list[Path]) -> tuple[int, str]:
+    """The GPUs of the profile the nodes ran with (0, "" when none or several)."""
+    names = {n.report.get("profile", "") for n in nodes if n.report is not None}
+    if len(names) != 1:
+        return 0, ""
+    from preflight.profiles import load_profiles
+
+    profile = load_profiles(dirs).get(names.pop())
+    if profile is None:
+        return 0, ""
+    return profile.gpu.count, profile.gpu.model
+
+
+def build(nodes: list[NodeReport], findings: list[Finding], started: float,
+          how: str) -> dict[str, Any]:
+    rows = [{"name": n.name, "hostname": n.facts.get("hostname") or n.name.split("@")[0],
+             "node_id": n.node_id or None, "ip": n.ip or None, "verdict": n.verdict,
+             "blockers": n.blockers, "source": n.source,
+             **({"reason": n.reason} if n.reason else {}), **n.extra} for n in nodes]
+    node_verdicts = Counter(r["verdict"] for r in rows)
+    go = bool(nodes) and node_verdicts.get("GO", 0) == len(nodes) and \
+        not any(f.severity.blocks or f.outcome == "failed" for f in findings)
+    return {
+        "schema": SCHEMA_VERSION,
+        "kind": "cluster",
+        "preflight_version": __version__,
+        "verdict": "GO" if go else "NO-GO",
+        "gathered_by": how,
+        "started": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+        "duration_s": round(time.time() - started, 3),
+        "node_count": len(nodes),
+        "node_verdicts": dict(node_verdicts),
+        "nodes": rows,
+        "checks": [f.to_json() for f in findings],
+        "reports": {n.name: n.report for n in nodes if n.report is not None},
+    }
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+def markdown(cluster: dict[str, Any]) -> str:
+    lines = [f"# preflight cluster: {cluster['verdict']}", "",
+             f"- nodes: {cluster['node_count']} ("
+             + ", ".join(f"{v} {k}" for k, v in sorted(cluster["node_verdicts"].items())) + ")",
+             f"- gathered by: {cluster['gathered_by']}",
+             f"- started: {cluster['started']}, took {cluster['duration_s']} s", ""]
+    bad = [c for c in cluster["checks"] if c["severity"] in ("blocker", "unknown", "warning")]
+    if bad:
+        lines += ["## Cross-node blockers", ""]
+        for c in bad:
+            lines += [f"### `{c['id']}` ({c['severity']})", "", c["summary"], ""]
+            if c["id"] == "cluster-versions" and c["evidence"].get("odd_ones_out"):
+                lines += _version_table(c["evidence"])
+            lines += ["Evidence:", "", "```json", json.dumps(c["evidence"], indent=2,
+                                                            sort_keys=True), "```", ""]
+            if c["fix"]:
+                lines += ["Fix:", "", "```bash", c["fix"], "```", ""]
+            lines += [f"Runbook: `{c['runbook']}`", ""]
+    lines += ["## Nodes", "", "| node | ip | verdict | blockers |", "|---|---|---|---|"]
+    for r in cluster["nodes"]:
+        blockers = ", ".join(f"`{b}`" for b in r["blockers"]) or r.get("reason", "")
+        lines.append(f"| {r['name']} | {r['ip'] or ''} | {r['verdict']} | {blockers} |")
+    lines += ["", "## Cross-node checks", ""]
+    lines += [f"- `{c['id']}` {c['severity']}: {c['summary']}" for c in cluster["checks"]]
+    blocked = [(name, c) for name, rep in cluster["reports"].items()
+               for c in rep.get("checks", []) if c.get("severity") in ("blocker", "unknown")]
+    if blocked:
+        lines += ["", "## Node blockers", ""]
+        for name, c in blocked:
+            fix = (c.get("fix") or "").splitlines()
+            lines.append(f"- **{name}** `{c['id']}`: {c.get('summary', '')}"
+                         + (f" — fix: `{fix[0]}`" if fix else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _version_table(evidence: dict[str, Any]) -> list[str]:
+    facts = list(evidence["differ"])
+    lines = ["| node | " + " | ".join(facts) + " |", "|---" * (len(facts) + 1) + "|",
+             "| *most nodes* | " + " | ".join(evidence["differ"][f]["majority"]
+                                              for f in facts) + " |"]
+    for name, row in evidence["odd_ones_out"].items():
+        lines.append(f"| {name} | " + " | ".join(row[f] for f in facts) + " |")
+    return lines + [""]
+
+
+def write(cluster: dict[str, Any], report_dir: Path) -> list[Path]:
+    """Both files or neither: each goes to a temp name, renamed when all were written."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    outputs = {report_dir / CLUSTER_JSON: json.dumps(cluster, indent=1) + "\n",
+               report_dir / CLUSTER_MD: markdown(cluster)}
+    staged: list[tuple[str, Path]] = []
+    try:
+        for target, text in outputs.items():
+            fd, tmp = tempfile.mkstemp(dir=report_dir, prefix=f".{target.name}.")
+            staged.append((tmp, target))
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return list(outputs)
+
+
+def terminal_lines(cluster: dict[str, Any]) -> list[str]:
+    counts = cluster["node_verdicts"]
+    lines = [f"preflight cluster verdict: {cluster['verdict']}  ({cluster['node_count']} node(s): "
+             + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + ")"]
+    for r in cluster["nodes"]:
+        if r["verdict"] != "GO":
+            why = ", ".join(r["blockers"]) or r.get("reason", "")
+            lines.append(f"  {r['verdict']} {r['name']}: {why}")
+    for c in cluster["checks"]:
+        if Severity.parse(c["severity"]).blocks:
+            lines.append(f"  BLOCKER {c['id']}: {c['summary']}")
+            if c["fix"]:
+                lines.append(f"      fix: {c['fix'].splitlines()[0]}")
+    return lines
+
+
+def finish(nodes: list[NodeReport], started: float, how: str, report_dir: Path,
+           profile_dirs: list[Path], allow: set[str]) -> int:
+    """Judge, write, print; the exit code is the cluster verdict."""
+    name_nodes(nodes)
+    findings = cross_checks(nodes, profile_dirs, allow)
+    cluster = build(nodes, findings, started, how)
+    try:
+        written = write(cluster, report_dir)
+    except OSError as exc:
+        print(f"ERROR: {report_dir}: cannot write the cluster report: {exc.strerror}")
+        return 4
+    for line in terminal_lines(cluster):
+        print(line)
+    print("report: " + ", ".join(str(p) for p in written))
+    return 0 if cluster["verdict"] == "GO" else 1
+
+
+def merge(paths: list[str], report_dir: Path, profile_dirs: list[Path],
+          allow: set[str]) -> int:
+    started = time.time()
+    nodes = [from_report(read_report(p), str(p)) for p in report_files(paths)]
+    return finish(nodes, started, "merge", report_dir, profile_dirs, allow)

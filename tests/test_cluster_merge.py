@@ -1,0 +1,203 @@
+"""`preflight merge`: real node reports (the plugin run for real, one per "node") merged into
+one cluster verdict. Several nodes on one machine differ the way real nodes do: an NVML
+snapshot per node (`--nvml-replay`, the GPU seam), a package of another version installed
+on one node's path, PREFLIGHT_NODE_ID as `preflight cluster` sets it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CHECKS, FIXTURES, REPO, base_env
+
+NVML = FIXTURES / "nvml"
+
+
+def node_report(tmp: Path, name: str, snapshot: str = "a800x4-healthy.json",
+                node_id: str | None = None, extra_path: Path | None = None,
+                **env: str) -> Path:
+    """Run the plugin as one node does; returns its report dir."""
+    report_dir = tmp / "reports" / name
+    environ = base_env(PREFLIGHT_NODE_ID=node_id or name, **env)
+    if extra_path is not None:
+        environ["PYTHONPATH"] = str(extra_path)
+    argv = [sys.executable, "-m", "pytest", str(CHECKS), "-p", "no:cacheprovider",
+            "--rootdir", str(REPO), "--report-dir", str(report_dir), "-q",
+            "-m", "a800", "--nvml-replay", str(NVML / snapshot), "--check", "port-free"]
+    proc = subprocess.run(argv, cwd=tmp, env=environ, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return report_dir
+
+
+def merge(*paths: Path | str, out: Path, extra: tuple[str, ...] = ()
+          ) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "preflight", "merge", "--report-dir", str(out), *extra,
+            *map(str, paths)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=base_env())
+
+
+def cluster_json(out: Path) -> dict:
+    return json.loads((out / "cluster-report.json").read_text())
+
+
+def named(cluster: dict, node_id: str) -> str:
+    """The report's name of a node (hostname, or hostname@id when hostnames repeat)."""
+    [row] = [n for n in cluster["nodes"] if n["node_id"] == node_id]
+    return row["name"]
+
+
+def check(cluster: dict, check_id: str) -> dict:
+    [found] = [c for c in cluster["checks"] if c["id"] == check_id]
+    return found
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("merge")
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp) -> list[Path]:
+    return [node_report(tmp, "node-a"), node_report(tmp, "node-b")]
+
+
+def test_node_facts_are_in_every_report(healthy):
+    report = json.loads((healthy[0] / "preflight-report.json").read_text())
+    facts = report["node"]
+    import platform
+
+    assert facts["node_id"] == "node-a"
+    assert facts["versions"]["python"] == platform.python_version()
+    assert facts["versions"]["torch"].startswith("2.")  # from torch's installed metadata
+    assert facts["versions"]["nvidia_driver"] == "535.129.03"  # the NVML seam
+    assert facts["versions"]["cuda_driver"] == "12.2"
+    assert facts["versions"]["gpu_model"] == "NVIDIA A800-SXM4-80GB"
+    assert facts["gpu_count"] == 4
+    assert facts["hostname"] and facts["ips"]
+    # unchanged fields stay (schema additions only)
+    assert {"schema", "verdict", "checks", "host"} <= set(report)
+
+
+def test_healthy_nodes_merge_to_go(healthy, tmp):
+    out = tmp / "out-healthy"
+    proc = merge(*healthy, out=out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cluster = cluster_json(out)
+    assert cluster["verdict"] == "GO"
+    assert [n["verdict"] for n in cluster["nodes"]] == ["GO", "GO"]
+    assert {c["id"]: c["severity"] for c in cluster["checks"]} == {
+        "cluster-nodes": "ok", "cluster-versions": "ok", "cluster-gpus": "ok",
+        "master-addr": "info"}
+    assert set(cluster["reports"]) == {n["name"] for n in cluster["nodes"]}
+    assert (out / "cluster-report.md").read_text().startswith("# preflight cluster: GO")
+    assert "preflight cluster verdict: GO" in proc.stdout
+
+
+def test_version_skew_names_the_odd_node_and_fact(healthy, tmp):
+    # node-c has another ray installed where its Python looks first, and an older driver.
+    site = tmp / "old-ray"
+    dist = site / "ray-2.12.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ray\nVersion: 2.12.0\n")
+    odd = node_report(tmp, "node-c", snapshot="a800x4-old-driver.json", extra_path=site)
+    out = tmp / "out-skew"
+    proc = merge(*healthy, odd, out=out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    cluster = cluster_json(out)
+    assert cluster["verdict"] == "NO-GO"
+    found = check(cluster, "cluster-versions")
+    assert found["severity"] == "blocker"
+    c = named(cluster, "node-c")
+    assert found["evidence"]["odd_ones_out"][c]["ray"] == "2.12.0"
+    assert found["evidence"]["odd_ones_out"][c]["nvidia_driver"] == "470.199.02"
+    assert found["evidence"]["odd_ones_out"][c]["cuda_driver"] == "11.4"
+    assert set(found["evidence"]["odd_ones_out"]) == {c}
+    assert "pip install 'ray==" in found["fix"] and c in found["fix"]
+    md = (out / "cluster-report.md").read_text()
+    assert f"| {c} |" in md and "2.12.0" in md
+    # allowed spread: the same nodes with ray and the driver facts allowed to differ
+    out2 = tmp / "out-skew-allowed"
+    allowed = merge(*healthy, odd, out=out2, extra=(
+        "--allow-differ", "ray", "--allow-differ", "nvidia_driver",
+        "--allow-differ", "cuda_driver"))
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert check(cluster_json(out2), "cluster-versions")["severity"] == "ok"
+
+
+def test_missing_gpu_is_caught_across_nodes(healthy, tmp):
+    short = node_report(tmp, "node-d", snapshot="a800x4-gpu-missing.json")
+    out = tmp / "out-gpu"
+    proc = merge(*healthy, short, out=out)
+    assert proc.returncode == 1
+    cluster = cluster_json(out)
+    found = check(cluster, "cluster-gpus")
+    d = named(cluster, "node-d")
+    assert found["severity"] == "blocker"
+    assert found["evidence"]["short"] == {d: {"count": 3, "model": "NVIDIA A800-SXM4-80GB"}}
+    assert found["evidence"]["expected"]["count"] == 4
+    assert f"{d} has 3 GPU(s), 4 expected" in found["summary"]
+
+
+def test_duplicate_node_and_node_rank(healthy, tmp):
+    out = tmp / "out-dup"
+    proc = merge(healthy[0] / "preflight-report.json", healthy[0], healthy[1], out=out)
+    assert proc.returncode == 1
+    found = check(cluster_json(out), "cluster-nodes")
+    assert found["severity"] == "blocker"
+    assert "the same node reported 2 times" in found["summary"]
+    # two nodes of one job both declaring NODE_RANK=0
+    r0 = node_report(tmp, "rank-a", NNODES="2", NODE_RANK="0", MASTER_ADDR="127.0.0.1")
+    r1 = node_report(tmp, "rank-b", NNODES="2", NODE_RANK="0", MASTER_ADDR="127.0.0.1")
+    out = tmp / "out-rank"
+    proc = merge(r0, r1, out=out)
+    assert proc.returncode == 1
+    cluster = cluster_json(out)
+    found = check(cluster, "cluster-nodes")
+    assert f"NODE_RANK=0 on {named(cluster, 'rank-a')}, {named(cluster, 'rank-b')}" \
+        in found["summary"]
+    assert "SLURM_NODEID" in found["fix"]
+
+
+def test_truncated_report_is_exit_4_naming_it(healthy, tmp):
+    bad = tmp / "bad" / "preflight-report.json"
+    bad.parent.mkdir()
+    text = (healthy[1] / "preflight-report.json").read_text()
+    bad.write_text(text[: len(text) // 2])
+    out = tmp / "out-bad"
+    proc = merge(healthy[0], bad, out=out)
+    assert proc.returncode == 4
+    assert proc.stderr.startswith(f"ERROR: {bad}: not a preflight report: truncated")
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert not out.exists()  # nothing half-written
+    for args in (("nowhere",), ("--allow-differ", "colour", str(healthy[0])), ()):
+        proc = merge(*args, out=out)
+        assert proc.returncode == 4, proc.stderr
+        assert proc.stderr.startswith("ERROR: ") and len(proc.stderr.splitlines()) == 1
+
+
+def test_merge_of_1000_synthetic_nodes_is_fast(healthy, tmp):
+    base = json.loads((healthy[0] / "preflight-report.json").read_text())
+    root = tmp / "thousand"
+    for i in range(1000):
+        base["node"]["node_id"] = f"n{i:04d}"
+        base["node"]["hostname"] = f"gpu-{i:04d}"
+        path = root / f"gpu-{i:04d}" / "preflight-report.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(base))
+    sys.path.insert(0, str(REPO))
+    from preflight.cluster import merge as merge_mod
+
+    out = tmp / "out-1000"
+    start = time.perf_counter()
+    code = merge_mod.merge([str(root)], out, [], set())
+    took = time.perf_counter() - start
+    assert code == 0
+    assert cluster_json(out)["node_count"] == 1000
+    print(f"merge of 1000 node reports: {took:.2f} s")
+    assert took <= 2.0 * 3  # 2 s on an idle box; this machine is shared by 8 agents
