@@ -4,6 +4,7 @@ each pair, with its spread."""
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,3 +38,12 @@ def paired(run_a: Callable[[], float], run_b: Callable[[], float], pairs: int,
         a.append(run_a())
         b.append(run_b())
     return Paired(a, b)
+
+
+def user_env() -> dict[str, str]:
+    """The environment of an ordinary install: bytecode caching on. pip compiles .pyc at
+    install time; a sandbox's PYTHONDONTWRITEBYTECODE=1 would make every run recompile
+    preflight and its checks (pytest's assertion rewriting alone ~0.6 s) and measure that."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from pairs import paired
+from pairs import paired, user_env
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 def wall(argv: list[str], cwd: str) -> float:
     start = time.perf_counter()
     subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   timeout=300)
+                   timeout=300, env=user_env())
     return time.perf_counter() - start
 
 
@@ -63,6 +64,9 @@ def main() -> None:
         ev = stack.get("evidence") or {}
         print(f"cuda-stack: {stack['severity']}, torch {ev.get('torch')}, "
               f"torch imported: {ev.get('torch_imported')}, read from {ev.get('read_from')}")
+    if "PYTHONDONTWRITEBYTECODE" in os.environ:
+        print("(PYTHONDONTWRITEBYTECODE is set here; both sides ran without it, as after pip "
+              "install)")
     print(result.line("preflight static stage (wall, pytest start-up included)",
                       "torch.utils.collect_env"))
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pairs import paired
+from pairs import paired, user_env
 
 HERE = Path(__file__).resolve().parent
 
@@ -61,7 +61,7 @@ def main() -> None:
         def stage() -> float:
             start = time.perf_counter()
             done = subprocess.run(stage_argv, cwd=tmp, capture_output=True, text=True,
-                                  timeout=900)
+                                  timeout=900, env=user_env())
             took = time.perf_counter() - start
             report = json.loads((Path(tmp) / "preflight-report.json").read_text())
             if done.returncode != 0:
@@ -75,7 +75,8 @@ def main() -> None:
                     f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--max-restarts=0",
                     str(HERE / "workload_floor.py"), "--bare"]
             start = time.perf_counter()
-            done = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=600)
+            done = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=600,
+                                  env=user_env())
             took = time.perf_counter() - start
             if done.returncode != 0:
                 sys.exit(f"bare launch failed: {done.stderr[-2000:]}")

@@ -81,6 +81,14 @@ def test_all_workloads_pass_on_this_cpu_box(run_preflight, tag):
     assert store["outcome"] == "passed"
     assert [s["store"] for s in store["evidence"]["stores"]] == ["agent", "worker"]
 
+    # One torchrun launch ran all of it; the resume was a fresh process group in it.
+    launches = {c["evidence"]["launch"]["log"] for c in (allreduce, train, store)}
+    assert len(launches) == 1 and train["evidence"]["resume_launch"]["log"] in launches
+    assert allreduce["evidence"]["launch"]["workloads"] == [
+        "allreduce", "train", "resume", "store"]
+    # The progress display (not a TTY here: a plain line per change of workload).
+    assert "workloads" in run.stdout and "s of 180s | rank 0: " in run.stdout
+
 
 def test_planted_hang_is_no_go_within_the_bound_and_leaves_nothing(run_preflight, small,
                                                                      tag):
@@ -106,6 +114,20 @@ def test_planted_hang_is_no_go_within_the_bound_and_leaves_nothing(run_preflight
     fixed = run_preflight(*small(timeout=bound), "--check", "nccl-allreduce", env=env_for(tag))
     assert fixed.returncode == 0, fixed.output[-3000:]
     assert fixed.one("nccl-allreduce")["outcome"] == "passed"
+
+
+def test_a_hang_in_one_workload_names_its_check_and_where_the_others_stood(run_preflight,
+                                                                           small, tag):
+    run = run_preflight(*small(timeout=8), "-m", "workload",
+                        env=env_for(tag, PREFLIGHT_TEST_HANG_RANK="1"))
+    assert run.returncode == 1
+    allreduce, train = run.one("nccl-allreduce"), run.one("train-10-steps")
+    assert "rank 1 (sleeping before the first collective" in allreduce["summary"]
+    assert train["severity"] == "blocker"
+    assert "rank 1 (still in the allreduce workload: sleeping before" in train["summary"]
+    assert train["evidence"]["unfinished_in"]["rank 1"] == "allreduce"
+    assert "did not finish within 24s" in train["summary"]  # 3 workloads x 8 s
+    assert_none_left(tag, grace_s=1.0)
 
 
 def test_planted_wrong_result_names_size_and_element(run_preflight, small, tag):
