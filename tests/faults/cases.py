@@ -208,10 +208,10 @@ def _sigint_mid_run(work: Path, canary: str) -> Setup:
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)  # accepts, never answers: the hf-endpoint check waits its timeout
     (work / "profiles").mkdir()
-    (work / "profiles" / "slow.toml").write_text(
+    (work / "profiles" / "lagging.toml").write_text(
         'extends = "cpu"\n[env]\nhf_mirror = true\nhf_timeout_s = 30.0\n')
     return Setup(
-        args=["--profile-dir", str(work / "profiles"), "--profile", "slow"],
+        args=["--profile-dir", str(work / "profiles"), "--profile", "lagging"],
         env={"HF_ENDPOINT": f"http://127.0.0.1:{silent.getsockname()[1]}"},
         interrupt_after_s=4.0, cleanup=silent.close)
 
