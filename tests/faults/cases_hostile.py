@@ -653,8 +653,8 @@ def _ray_path_contradiction(work: Path, canary: str) -> Setup:
 def _disk_missing_path(work: Path, canary: str) -> Setup:
     (work / "profiles").mkdir()
     (work / "profiles" / "disky.toml").write_text(
-        'extends = "cpu"\n[disk]\nmin_free_gb = 100000000.0\npaths = ["/nonexistent/out"]\n'
-        'data_disk = "/nonexistent-data"\n')
+        'extends = "cpu"\n[disk]\nmin_free_gb = 100000000.0\n'
+        'paths = ["/nonexistent-preflight-dir/out"]\ndata_disk = "/nonexistent-data"\n')
 
     def verify(report: dict, output: str) -> str:
         entry = _check(report, "disk-space")
