@@ -718,6 +718,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return  # a listing, not a run: no verdict, no report (ArtifactGuard says so)
     if hasattr(session.config, "workerinput"):  # xdist workers leave writing to the controller
         return
+    for sig in state.saved_handlers:  # the run is over: a late SIGTERM must not cut the write
+        signal.signal(sig, signal.SIG_IGN)
     findings = list(state.findings.values())
     complete = exitstatus not in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
     complete = complete and _every_selected_check_ran(session.config, state)

@@ -208,6 +208,9 @@ class _Values:
 
 
 _URL_PASSWORD = re.compile(r"://[^\s/@:]*:([^\s/@]+)@")
+# pyahocorasick's trie is one node per character (a 1 MiB value is a 1 MiB-deep chain,
+# which crashed the interpreter at exit); values longer than this are few: str.replace.
+_LONG = 256
 _WORDLIKE = re.compile(r"[A-Za-z]+|[0-9.]+")
 
 
@@ -220,6 +223,7 @@ class Scrubber:
     def __init__(self, secrets: Iterable[str] = ()):
         self.secrets: set[str] = set()
         self.words: set[str] = set()
+        self.long: set[str] = set()  # over _LONG characters: replaced one by one
         self._strict: _Values | None = None
         self._word: _Values | None = None
         self._dirty = False
@@ -234,7 +238,9 @@ class Scrubber:
             password = _URL_PASSWORD.search(value)
             if password and len(password.group(1)) >= MIN_SECRET_LEN:
                 self.secrets.add(password.group(1))  # pieces of the URL may be printed alone
-            if not named_secret and _WORDLIKE.fullmatch(value):
+            if len(value) > _LONG:
+                self.long.add(value)
+            elif not named_secret and _WORDLIKE.fullmatch(value):
                 self.words.add(value)
             else:
                 self.secrets.add(value)
@@ -254,12 +260,20 @@ class Scrubber:
         self._word = _Values(self.words, fenced=True) if self.words else None
         self._dirty = False
 
+    def _long(self, value: str) -> str:
+        for secret in self.long:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        return value
+
     def key(self, value: str) -> str:
         self._compile()
+        value = self._long(value)
         return encodable(self._strict.sub(value) if self._strict is not None else value)
 
     def text(self, value: str) -> str:
         self._compile()
+        value = self._long(value)
         if self._strict is not None:
             value = self._strict.sub(value)
         if self._word is not None:

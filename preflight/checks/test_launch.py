@@ -355,7 +355,7 @@ def test_launch_ports_free(node, profile, finding):
                 row["bind"] = f"skipped: {addr} is another node"
                 continue
             bound = ports.try_bind(layer.port)
-            held = ports.holders(layer.port, node.listeners)
+            held = ports.holders(layer.port, node.listeners) if not bound.ok else []
             row["bind"] = bound.error or "ok"
             row["holders"] = [{"pid": h.pid, "cmdline": by_pid[h.pid].redacted(200)
                                if h.pid in by_pid else None} for h in held]

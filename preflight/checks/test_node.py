@@ -228,6 +228,12 @@ def test_port_free(node, profile, finding, port):
     why = [f"held by pid {', '.join(map(str, mine))}"] if mine else []
     # Another user's process is theirs: say who, never suggest killing it.
     why += [f"busy: user {h['user']}, pid {h['pid']}" for h in others]
+    if not bound.ok:  # a holder whose pid we may not see is still named by its user
+        seen = {h["user"] for h in holders if h["pid"] is not None}
+        users = sorted({procs.user_name(uid) for uid in ports.listening_uids(int(raw))})
+        finding.evidence(listening_users=users)
+        why += [f"busy: user {u} (pid not visible to {me})" for u in users
+                if u not in seen and u != me]
     assert bound.ok, f"{label} {raw} cannot be bound: {bound.error}" + (
         f" ({'; '.join(why)})" if why else "")
 

@@ -29,6 +29,29 @@ def listeners(connections: Callable = psutil.net_connections) -> list[Listener]:
     ]
 
 
+def listening_uids(port: int, proc_net: str = "/proc/net") -> set[int]:
+    """The users whose sockets listen on `port`. /proc/net/tcp names the owner (uid)
+    even where the pid is hidden (another user's process, seen by a non-root user),
+    which psutil.net_connections cannot tell."""
+    uids: set[int] = set()
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"{proc_net}/{name}", encoding="ascii", errors="replace") as fh:
+                lines = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # sl local_address rem_address st ... uid: state 0A is LISTEN
+            if len(fields) > 7 and fields[3] == "0A":
+                try:
+                    if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        uids.add(int(fields[7]))
+                except ValueError:
+                    continue
+    return uids
+
+
 def holders(port: int, table: Iterable[Listener]) -> list[Listener]:
     return [entry for entry in table if entry.port == port]
 

@@ -79,7 +79,7 @@ BAD_INPUTS = [
     _env_file("crlf", b"HF_TOKEN=CANARY\r\nWANDB_MODE=offline\r\n", "verdict"),
     _env_file("interpolation", b"A=${HF_TOKEN}/x\nB='$HF_TOKEN'\n", "verdict"),
     _env_file("only-comments", b"# HF_TOKEN=CANARY\n\n   \n", "verdict"),
-    _args("env-file-missing", ["--env-file", "/nonexistent/.env"], "usage"),
+    _args("env-file-missing", ["--env-file", "/nonexistent-preflight-dir/.env"], "usage"),
     _args("env-file-is-a-directory", ["--env-file", "/tmp"], "usage"),
     _profile("syntax-error", "[gpu\ncount = 4\n"),
     _profile("unknown-key", "[gpu]\ncuont = 4\n"),
@@ -88,7 +88,8 @@ BAD_INPUTS = [
     _profile("extends-cycle-self", 'extends = "site"\n'),
     _profile("not-utf8", b'description = "\xff\xfe"\n'),
     _args("profile-unknown-name", ["--profile", "a900"], "usage"),
-    _args("profile-dir-missing", ["--profile-dir", "/nonexistent"], "usage"),
+    # (a path no one creates: /nonexistent is the home of `nobody` and may exist)
+    _args("profile-dir-missing", ["--profile-dir", "/nonexistent-preflight-dir"], "usage"),
     _args("check-unknown-id", ["--check", "no-such-check"], "usage"),
     Case("report-dir-is-under-a-file", "bad-input", _report_dir_is_a_file, "usage"),
     Case("report-dir-full", "bad-input", _report_dir_full, "usage"),
@@ -185,7 +186,9 @@ def _nvml_raises(profile: str):
     def build(work: Path, canary: str) -> Setup:
         (work / "fakenvml").mkdir()
         (work / "fakenvml" / "pynvml.py").write_text(FAKE_PYNVML)
-        return Setup(args=[*STATIC, "-m", profile], env={"PYTHONPATH": str(work / "fakenvml")})
+        # one -m: a second one replaces the first (`-m static -m cpu` ran the workloads too)
+        return Setup(args=["-m", f"static and {profile}"],
+                     env={"PYTHONPATH": str(work / "fakenvml")})
 
     return build
 
@@ -208,10 +211,10 @@ def _sigint_mid_run(work: Path, canary: str) -> Setup:
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)  # accepts, never answers: the hf-endpoint check waits its timeout
     (work / "profiles").mkdir()
-    (work / "profiles" / "slow.toml").write_text(
+    (work / "profiles" / "lagging.toml").write_text(
         'extends = "cpu"\n[env]\nhf_mirror = true\nhf_timeout_s = 30.0\n')
     return Setup(
-        args=["--profile-dir", str(work / "profiles"), "--profile", "slow"],
+        args=["--profile-dir", str(work / "profiles"), "--profile", "lagging"],
         env={"HF_ENDPOINT": f"http://127.0.0.1:{silent.getsockname()[1]}"},
         interrupt_after_s=4.0, cleanup=silent.close)
 

@@ -551,9 +551,9 @@ def _silent_endpoint(work: Path, sig: int, group: bool, timeout_s: float = 30.0)
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     (work / "profiles").mkdir()
-    (work / "profiles" / "slow.toml").write_text(
+    (work / "profiles" / "lagging.toml").write_text(
         f'extends = "cpu"\n[env]\nhf_mirror = true\nhf_timeout_s = {timeout_s}\n')
-    return Setup(args=["--profile-dir", str(work / "profiles"), "--profile", "slow", *STATIC],
+    return Setup(args=["--profile-dir", str(work / "profiles"), "--profile", "lagging", *STATIC],
                  env={"HF_ENDPOINT": f"http://127.0.0.1:{silent.getsockname()[1]}"},
                  interrupt_after_s=4.0, interrupt_signal=sig, interrupt_group=group,
                  cleanup=silent.close)
@@ -601,12 +601,12 @@ def _other_preflight_mentions_torchrun(work: Path) -> list[subprocess.Popen]:
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     (work / "p2").mkdir()
-    (work / "p2" / "slow.toml").write_text(
+    (work / "p2" / "lagging.toml").write_text(
         'extends = "cpu"\n[env]\nhf_mirror = true\nhf_timeout_s = 60.0\n')
     env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{silent.getsockname()[1]}"}
     other = _spawn([PY, "-m", "pytest", str(REPO / "preflight"), "-p", "no:cacheprovider", "-q",
                     "--rootdir", str(REPO), "--profile-dir", str(work / "p2"), "--profile",
-                    "slow", "--check", "hf-endpoint", f"--report-dir={work / 'r2'}",
+                    "lagging", "--check", "hf-endpoint", f"--report-dir={work / 'r2'}",
                     "--launch-cmd", "torchrun -m sglang.launch_server ray::IDLE"], env=env)
     other._silent = silent  # type: ignore[attr-defined]  # closed with the process
     return [other]
@@ -653,8 +653,8 @@ def _ray_path_contradiction(work: Path, canary: str) -> Setup:
 def _disk_missing_path(work: Path, canary: str) -> Setup:
     (work / "profiles").mkdir()
     (work / "profiles" / "disky.toml").write_text(
-        'extends = "cpu"\n[disk]\nmin_free_gb = 100000000.0\npaths = ["/nonexistent/out"]\n'
-        'data_disk = "/nonexistent-data"\n')
+        'extends = "cpu"\n[disk]\nmin_free_gb = 100000000.0\n'
+        'paths = ["/nonexistent-preflight-dir/out"]\ndata_disk = "/nonexistent-data"\n')
 
     def verify(report: dict, output: str) -> str:
         entry = _check(report, "disk-space")
