@@ -58,8 +58,11 @@ class Face:
 
     @staticmethod
     def _why(config: pytest.Config, state: Any) -> str:
-        if state.profile_note:
-            return state.profile_note.split(": using profile")[0]
+        if state.profile_note:  # "no GPU detected (why): using profile cpu"
+            why = state.profile_note.split(": using profile")[0]
+            if why.endswith(")") and " (" in why:
+                why = why[:-1].replace(" (", ": ", 1)
+            return why
         if config.getoption("profile", None):
             return "from --profile"
         if state.settings.get("profile"):

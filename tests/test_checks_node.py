@@ -214,8 +214,8 @@ def test_port_held_by_a_listening_socket_then_released(run_preflight):
     assert result["evidence"]["port"] == port
     assert "EADDRINUSE" in result["evidence"]["bind"]
     assert os.getpid() in [h["pid"] for h in result["evidence"]["holders"]]
-    assert f"kill {os.getpid()}" in result["fix"] and "export MASTER_PORT=" in result["fix"]
-    assert "--master_port" in result["fix"]
+    assert f"kill {os.getpid()}" in result["fix"] and "export MASTER_PORT=" in result["why"]
+    assert "--master_port" in result["why"]
 
     fixed = run_preflight("--profile", "cpu", "--check", "port-free",
                           env=base_env(MASTER_PORT=str(port)))
@@ -260,7 +260,7 @@ def test_dotenv_not_exported_then_exported(run_preflight, tmp_path):
     assert broken.returncode == 1
     result = broken.one("dotenv-exported")
     assert result["evidence"]["not_exported"] == ["HF_TOKEN", "OTHER"]
-    assert result["fix"].startswith(f"set -a; source {env_file}; set +a")
+    assert result["fix"].startswith(f"set -a\nsource {env_file}\nset +a")
 
     stale = run_preflight("--profile", "cpu", "--check", "dotenv-exported",
                           "--env-file", str(env_file),

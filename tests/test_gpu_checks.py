@@ -154,7 +154,7 @@ def test_gpu_free_process_outside_this_pid_namespace(run_preflight):
     busy = results(run, "gpu-free")["a800-gpu1"]
     assert busy["severity"] == "blocker"
     assert "not in this PID namespace" in busy["evidence"]["foreign_processes"][0]["cmdline"]
-    assert "host pid(s) 4190321" in busy["fix"]
+    assert "host pid(s) 4190321" in busy["why"]
 
 
 def test_gpu_free_memory_floor(run_preflight, tmp_path):

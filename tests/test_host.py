@@ -96,7 +96,7 @@ def test_shm_too_small_for_ranks_times_workers(tmp_path):
     profiles = site_profile(tmp_path, f"[host]\nmin_shm_gb = {round(shm_gib * 2, 1)}\n")
     proc, (result,) = run_checks(tmp_path, profiles, "host-limits")
     assert result["severity"] == "blocker" and "/dev/shm is" in result["summary"]
-    assert "--shm-size=" in result["fix"] and "remount" in result["fix"]
+    assert "--shm-size=" in result["why"] and "remount" in result["why"]
     profiles = site_profile(tmp_path, "[host]\nmin_shm_gb = 0.5\n")
     proc, (result,) = run_checks(tmp_path, profiles, "host-limits")
     assert result["severity"] == "ok" and proc.returncode == 0
@@ -129,7 +129,7 @@ def test_disk_without_enough_space_fails_then_passes(tmp_path):
     assert proc.returncode == 1 and result["severity"] == "blocker"
     assert f"{out}:" in result["summary"] and "GiB free on" in result["summary"]
     assert result["evidence"]["paths"][0]["exists"] is False
-    assert "du -xsh" in result["fix"]
+    assert "du -xsh" in result["why"]
     profiles = site_profile(tmp_path, f'[disk]\nmin_free_gb = 0.1\npaths = ["{out}"]\n')
     proc, (result,) = run_checks(tmp_path, profiles, "disk-space")
     assert result["severity"] == "ok" and proc.returncode == 0

@@ -57,8 +57,8 @@ def test_nested_swift_under_torchrun_then_one_layer(run_preflight, tmp_path):
     assert outer["line"].endswith("nested_swift.sh:16") and outer["nproc_per_node"] == 2
     assert inner["implicit"] and inner["port"] == 29501
     assert inner["port_from"].startswith("MASTER_PORT")
-    assert "NPROC_PER_NODE=2 swift" in result["fix"]
-    assert "python -m swift.cli.rlhf" in result["fix"]
+    assert "NPROC_PER_NODE=2 swift" in result["why"]
+    assert "python -m swift.cli.rlhf" in result["why"]
     assert result["runbook"].endswith("runbooks/nested-launcher.md")
 
     fixed = _run(run_preflight, "nested-launcher", "nested_swift_fixed.sh", PATH=path)
@@ -104,7 +104,7 @@ def test_empty_dataset_collapses_the_path_then_set(run_preflight):
     assert use == {"variable": "DATASET", "line": "empty_dataset.sh:4", "program": "swift",
                    "argument": '"datasets/${DATASET}/_train.jsonl"',
                    "expands_to": "datasets//_train.jsonl"}
-    assert "export DATASET=" in result["fix"] and "${DATASET:?" in result["fix"]
+    assert "export DATASET=" in result["why"] and "${DATASET:?" in result["why"]
 
     fixed = _run(run_preflight, "empty-variable", "empty_dataset_fixed.sh", DATASET="sim")
     assert fixed.returncode == 0, fixed.output
@@ -142,7 +142,7 @@ def test_slime_prompt_data_missing_then_fixed(run_preflight, tmp_path):
                         "line": "slime_inputs.sh:9"}]
     assert f"{root}/models/poker-qwen3-8b-merged_torch_dist" in \
         result["evidence"]["inputs_checked"]
-    assert "--prompt-data" in result["fix"]
+    assert "--prompt-data" in result["why"]
 
     fixed = _run(run_preflight, "launch-inputs", "slime_inputs_fixed.sh", ROOT=str(root))
     assert fixed.returncode == 0, fixed.output
@@ -251,8 +251,8 @@ def test_grpo_generations_do_not_divide_then_fixed(run_preflight):
     assert run["remainder"] == 1 and run["num_generations"] == 3
     assert "NUM_GENERATIONS" in run["num_generations_from"]
     assert "PRL_NUM_GENERATIONS" in run["num_generations_from"]
-    assert "[2, 4, 8, 16]" in result["fix"] and "PRL_NUM_GENERATIONS" in result["fix"]
-    assert "--per_device_train_batch_size 3" in result["fix"]
+    assert "[2, 4, 8, 16]" in result["why"] and "PRL_NUM_GENERATIONS" in result["why"]
+    assert "--per_device_train_batch_size 3" in result["why"]
     assert "16 % num_generations 3 = 1" in result["summary"]
 
     fixed = _run(run_preflight, "grpo-batch", "grpo_batch_fixed.sh")
@@ -342,7 +342,7 @@ def test_launch_port_held_then_free(run_preflight):
     assert layer["port"] == port and "EADDRINUSE" in layer["bind"]
     assert os.getpid() in [h["pid"] for h in layer["holders"]]
     assert f"port {port} of torchrun" in result["summary"]
-    assert "--master_port" in result["fix"]
+    assert "--master_port" in result["why"]
 
     fixed = _run(run_preflight, "launch-ports", "ports_fixed.sh", MASTER_PORT=str(port))
     assert fixed.returncode == 0, fixed.output
@@ -372,7 +372,7 @@ def test_more_processes_than_visible_gpus_then_fixed(run_preflight):
     result = broken.one("launch-gpus")
     assert "starts 4 processes per node but 2 GPU(s) are visible" in result["summary"]
     assert result["evidence"]["layers"][0]["CUDA_VISIBLE_DEVICES"] == "0,1"
-    assert "--nproc_per_node 2" in result["fix"]
+    assert "--nproc_per_node 2" in result["why"]
 
     fixed = _run(run_preflight, "launch-gpus", "gpus_fixed.sh")
     assert fixed.returncode == 0, fixed.output

@@ -345,7 +345,7 @@ def test_sglang_generate_end_to_end_against_the_stub(run_preflight, tmp_path):
     assert run.returncode == 1 and found["severity"] == "blocker"
     assert "exited 1 while starting" in found["summary"]
     assert found["evidence"]["first_error"].startswith("torch.OutOfMemoryError")
-    assert "lower --mem-fraction-static" in found["fix"]
+    assert "lower --mem-fraction-static" in found["why"]
 
     run = run_preflight(*args, env=stub_env(STUB_SGLANG_EMPTY="1"))
     found = run.one("sglang-generate")
@@ -373,7 +373,7 @@ def test_colocate_memory_end_to_end(run_preflight, tmp_path):
     assert found["evidence"]["shares"] == [
         {"engine": "sglang", "value": "0.45", "from": "env SGLANG_MEM_FRAC"},
         {"engine": "vllm", "value": "0.5", "from": "env PRL_VLLM_GPU_MEMORY_UTILIZATION"}]
-    assert found["fix"].startswith("export SGLANG_MEM_FRAC=0.4; export "
+    assert found["fix"].startswith("export SGLANG_MEM_FRAC=0.4\nexport "
                                    "PRL_VLLM_GPU_MEMORY_UTILIZATION=0.45")
     assert found["stage"] == "static"
 
@@ -397,7 +397,7 @@ def test_colocate_memory_reads_the_launch_command(run_preflight):
     run = run_preflight("--profile", "a800", "--check", "colocate-memory", "--launch-cmd", cmd)
     found = run.one("colocate-memory")
     assert found["outcome"] == "failed" and found["evidence"]["launch"] == "--launch-cmd"
-    assert "--vllm_gpu_memory_utilization" in found["fix"]
+    assert "--vllm_gpu_memory_utilization" in found["why"]
 
 
 def test_colocate_memory_reads_arrays_in_the_launch_script(run_preflight, tmp_path):

@@ -149,7 +149,7 @@ def test_planted_bad_jsonl_fails_with_swift_first_error(run_preflight, tmp_path,
     assert ev["returncode"] not in (0, None) and not ev["timed_out"]
     assert ev["first_error"] and ev["first_error"] in found["summary"]
     assert re.search(r"Error\b", ev["first_error"])
-    assert ev["first_error"] in found["fix"] and str(bad) in found["fix"]
+    assert ev["first_error"] in found["why"] and str(bad) in found["why"]
     assert ev["wall_s"] < 180 and ev["left_running"] == []
     assert ours_alive(str(bad)) == []
 

@@ -108,7 +108,7 @@ def test_planted_hang_is_no_go_within_the_bound_and_leaves_nothing(run_preflight
     assert unfinished["rank 1"].startswith("sleeping before the first collective")
     assert unfinished["rank 0"].startswith("all_reduce 8 B")  # waiting for rank 1
     assert found["evidence"]["launch"]["timed_out"] is True
-    assert "NCCL_DEBUG=INFO" in found["fix"]
+    assert "NCCL_DEBUG=INFO" in found["why"]
     assert_none_left(tag, grace_s=1.0)
 
     fixed = run_preflight(*small(timeout=bound), "--check", "nccl-allreduce", env=env_for(tag))
@@ -144,7 +144,7 @@ def test_planted_wrong_result_names_size_and_element(run_preflight, small, tag):
     assert {w["rank"] for w in wrong} == {0, 1}  # every rank got the corrupted sum
     table = {row["size"]: row["correct"] for row in found["evidence"]["table"]}
     assert table["4 KiB"] is False and table["8 KiB"] is True
-    assert "ECC" in found["fix"]
+    assert "ECC" in found["why"]
     assert "element 512 is 22" in run.stdout  # the terminal says it too
 
 
@@ -160,7 +160,7 @@ def test_resume_without_optimizer_state_fails_with_both_losses(run_preflight, sm
     assert abs(reference - resumed) > 1e-4 * abs(reference)
     assert f"{resumed:.6f}" in found["summary"] and f"{reference:.6f}" in found["summary"]
     assert found["summary"].startswith("resumed step 11 loss")
-    assert "optimizer" in found["fix"] and "NO_LOAD_OPTIM" in found["fix"]
+    assert "optimizer" in found["why"] and "NO_LOAD_OPTIM" in found["why"]
 
 
 def test_resume_peak_above_headroom_warns_but_does_not_block(run_preflight, small, tag):
@@ -171,7 +171,7 @@ def test_resume_peak_above_headroom_warns_but_does_not_block(run_preflight, smal
     assert found["severity"] == "warning" and found["outcome"] == "passed"
     assert "loading the optimizer state peaked at" in found["summary"]
     assert "above the profile headroom 0%" in found["summary"]
-    assert "map_location='cpu'" in found["fix"]
+    assert "map_location='cpu'" in found["why"]
     assert run.report["verdict"] == "GO"
 
 
@@ -243,7 +243,7 @@ def test_unusable_multi_node_variables_are_no_go(run_preflight, tag, env, needle
                         env=env_for(tag, **env))
     assert run.returncode == 1
     found = run.one("nccl-allreduce")
-    assert needle in found["summary"] and "MASTER_ADDR=<node 0 address>" in found["fix"]
+    assert needle in found["summary"] and "MASTER_ADDR=<node 0 address>" in found["why"]
     assert "Traceback" not in run.output
 
 
