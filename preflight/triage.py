@@ -5,7 +5,7 @@ info string `triage`: one Python regular expression per line, each identifying a
 that root cause. Lines starting with `@` are directives for their block:
 
     @near: REGEX   the block's patterns count only when REGEX matches within the event
-                   (the 40 lines before the match and the 5 after it: its traceback)
+                   (the 40 lines before the match and the 15 after it: its traceback)
     @log: REGEX    ... only when REGEX matches a line anywhere in the inputs
     @likely        a match names the cause with confidence "likely", not "certain"
     @check: ID     the check that would have caught it before launch (`none`: no check);
@@ -48,7 +48,7 @@ except ImportError:  # pragma: no cover
 SCHEMA = 1
 BLOCK = 4 << 20        # bytes read per step
 SEGMENT_CAP = 4096     # bytes of one \r/\n-delimited segment that are matched
-NEAR_BEFORE, NEAR_AFTER = 40, 5
+NEAR_BEFORE, NEAR_AFTER = 40, 15
 MAX_HITS = 2000        # hits kept per file (a log of a million identical errors stays bounded)
 MAX_BENIGN = 20        # benign lines kept per id
 MAX_FILES = 10000
@@ -152,7 +152,7 @@ Some NCCL operations have failed or timed out
 NCCL communicator was aborted
 ncclRemoteError|remote process exit
 socketPollConnect.*Connection refused
-Connection (?:refused|reset by peer)
+Connection (?:refused|reset by peer|closed by peer)
 failed to recv, got 0 bytes
 Ray job .*failed|Job '[^']+' failed
 RayTaskError|ActorDiedError|The actor died unexpectedly
@@ -543,7 +543,7 @@ def judge(scans: list[FileScan], markers: set[str]) -> tuple[list[Cause], bool]:
                 fatal = True
             elif live and not consequence:
                 text = EXCEPTION_LINE.match(re.sub(r"^\S*\]:?\s*", "", hit.text))
-                shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)\b", hit.text)
+                shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)(?::\s|$)", hit.text)
                 if text or shaped:
                     causes.append(Cause("unknown", "likely", hit, None))
                     fatal = True
