@@ -9,4 +9,4 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: runs the real training stack (ms-swift); minutes, needs .venv-swift")
     config.addinivalue_line(
-        "markers", "big_log: triages a generated 200 MB log (seconds); deselect with -m 'not big_log'")
+        "markers", "big_log: triages a generated 200 MB log (seconds); -m 'not big_log' skips it")

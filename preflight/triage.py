@@ -543,7 +543,8 @@ def judge(scans: list[FileScan], markers: set[str]) -> tuple[list[Cause], bool]:
                 fatal = True
             elif live and not consequence:
                 text = EXCEPTION_LINE.match(re.sub(r"^\S*\]:?\s*", "", hit.text))
-                shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)(?::\s|$)", hit.text)
+                shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)(?::\s|$)",
+                                   hit.text)
                 if text or shaped:
                     causes.append(Cause("unknown", "likely", hit, None))
                     fatal = True

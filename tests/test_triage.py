@@ -53,7 +53,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -286,7 +285,8 @@ def test_secrets_are_scrubbed_from_what_triage_prints(tmp_path):
     token = "hf_aBcDeFgHiJkLmNoPqRsTuVwXyZ012345"
     log = tmp_path / "leak.log"
     log.write_text(f"export HF_TOKEN={token}\n"
-                   "HF_ENDPOINT=http://mirror:s3cr3tPASS@10.0.0.5/ python train.py --hub_token zzzz1234\n"
+                   "HF_ENDPOINT=http://mirror:s3cr3tPASS@10.0.0.5/ python train.py "
+                   "--hub_token zzzz1234\n"
                    "wandb: WANDB_API_KEY=0123456789abcdef0123456789abcdef01234567\n"
                    "Traceback (most recent call last):\n"
                    f"huggingface_hub.errors.GatedRepoError: 401 Client Error. token={token}\n")
@@ -311,29 +311,31 @@ def test_parse_directives_and_specificity():
 
 @pytest.mark.big_log
 def test_a_200_mb_log_in_bounded_time_and_memory(tmp_path):
-    """Streams: time and peak RSS of a 200 MB training log with the root cause near its end,
-    in a child process (its ru_maxrss is the triage's own)."""
+    """Streams: time and peak memory of triaging a 200 MB training log whose root cause is
+    near its end, in a child process. The bound is on the child's CPU time (user + sys):
+    on a shared box the wall time measures the neighbours; both are printed."""
     log = tmp_path / "big.log"
     step = ("[rank{r}]: {{'loss': 2.3456, 'grad_norm': 1.234, 'learning_rate': 9.99e-05, "
             "'epoch': 0.01, 'global_step/max_steps': '{s}/100000'}}\n")
     bar = "".join(f"Train:  {i}%|##        | {i}/100 [00:10<01:30,  9.98it/s]\r" for i in range(8))
-    chunk = "".join(step.format(r=i % 4, s=i) for i in range(2000)) + bar + "\n"
-    chunk += "/x/y.py:12: UserWarning: something deprecated\n"
-    data = chunk.encode() * (200 * 2**20 // len(chunk))
+    chunk = ("".join(step.format(r=i % 4, s=i) for i in range(2000)) + bar + "\n"
+             + "/x/y.py:12: UserWarning: something deprecated\n").encode()
     with open(log, "wb") as fh:
-        fh.write(data)
+        for _ in range(200 * 2**20 // len(chunk)):
+            fh.write(chunk)
         fh.write(b"[rank2]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB\n")
-        fh.write(data[: 1 << 20])
+        for _ in range(2**20 // len(chunk) + 1):
+            fh.write(chunk)
     size = log.stat().st_size
-    code = ("import json,resource,sys,time; from preflight import triage; t=time.perf_counter();"
-            "r=triage.triage([sys.argv[1]]); print(json.dumps([time.perf_counter()-t,"
-            " resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, r['causes'][0]['id']]))")
-    start = time.perf_counter()
+    code = ("import json,os,re,sys,time; from preflight import triage; t=time.perf_counter();"
+            "r=triage.triage([sys.argv[1]]); w=time.perf_counter()-t; c=os.times();"
+            "hwm=int(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1));"
+            "print(json.dumps([w, c.user + c.system, hwm, r['causes'][0]['id']]))")
     proc = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True,
-                          timeout=120)
-    seconds, rss_kb, rid = json.loads(proc.stdout)
-    print(f"\ntriage of {size / 2**20:.0f} MiB: {seconds:.1f} s, peak RSS {rss_kb / 1024:.0f} MiB "
-          f"(wall with interpreter start {time.perf_counter() - start:.1f} s)")
+                          timeout=300)
+    wall, cpu, hwm_kb, rid = json.loads(proc.stdout)
+    print(f"\ntriage of {size / 2**20:.0f} MiB: wall {wall:.1f} s, cpu {cpu:.1f} s, "
+          f"peak RSS {hwm_kb / 1024:.0f} MiB, load average {os.getloadavg()[0]:.1f}")
     assert rid == "cuda-oom"
-    assert seconds <= 20
-    assert rss_kb / 1024 < 200
+    assert cpu <= 20
+    assert hwm_kb / 1024 < 150

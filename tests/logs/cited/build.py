@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (verbatim log lines as published)
 """Builds the cited fixture logs once (python tests/logs/cited/build.py); the outputs are
 committed. Each embeds an error text published in an issue thread (URL in the header
 and in tests/test_triage.py) in the noise of the stack that printed it: torchrun's
