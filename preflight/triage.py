@@ -171,7 +171,11 @@ BENIGN = {
     "destroy-process-group": "```triage\ndestroy_process_group\\(\\) was not called\n```",
     "python-warning": "```triage\n(?:Deprecation|PendingDeprecation|Future|User)Warning\\b\n```",
     "weights-not-initialized": "```triage\nSome weights of .* were not initialized\n```",
+    # CPython prints these for exceptions in __del__ / atexit / other threads; the process
+    # goes on (DataLoader iterators at shutdown print one after every successful run).
+    "exception-ignored": "```triage\nException ignored in\nException in thread\n```",
 }
+NOT_FATAL_TRACEBACK = re.compile(r"Exception ignored in|Exception in thread")
 
 # Anything that looks fatal but matches no runbook: an exception line inside a traceback.
 GENERIC = "```triage\n@near: Traceback \\(most recent call last\\)\n(?:Error|Exception)\\b\n```"
@@ -541,7 +545,7 @@ def judge(scans: list[FileScan], markers: set[str]) -> tuple[list[Cause], bool]:
                 causes.append(Cause(block.id, "likely" if likely else "certain", hit, block,
                                     weak=weak))
                 fatal = True
-            elif live and not consequence:
+            elif live and not consequence and not _not_fatal(scan, hit):
                 text = EXCEPTION_LINE.match(re.sub(r"^\S*\]:?\s*", "", hit.text))
                 shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)(?::\s|$)",
                                    hit.text)
@@ -553,6 +557,12 @@ def judge(scans: list[FileScan], markers: set[str]) -> tuple[list[Cause], bool]:
     unknown = [c for c in causes if c.id == "unknown"]
     ordered = _order(strong, scans) + _order(weak, scans) + _order(unknown, scans)
     return ordered, fatal
+
+
+def _not_fatal(scan: FileScan, hit: Hit) -> bool:
+    """The traceback ending here was printed for an exception the process survived."""
+    lines, at = read_window(scan.real, hit.offset, 12, 0)
+    return any(NOT_FATAL_TRACEBACK.search(x) for x in lines[:at])
 
 
 def _order(causes: list[Cause], scans: list[FileScan]) -> list[Cause]:
@@ -620,7 +630,7 @@ def collect(paths: list[str], spool_dir: str) -> list[tuple[str, str]]:
             raise TriageInputError(f"{arg}: {exc.strerror or exc}") from None
         if stat.S_ISREG(mode):
             _readable(arg)
-            found.append((arg, arg))
+            found.append((_shown(arg), arg))
         elif stat.S_ISDIR(mode):
             files = []
             for root, dirs, names in os.walk(arg, onerror=None):
@@ -637,11 +647,19 @@ def collect(paths: list[str], spool_dir: str) -> list[tuple[str, str]]:
             if not files:
                 raise TriageInputError(f"{arg}: no regular files in this directory")
             for full in files:
-                _readable(full)
-                found.append((full, full))
+                try:
+                    _readable(full)
+                except TriageInputError:
+                    continue  # one unreadable file in a log dir does not hide the others
+                found.append((_shown(full), full))
         else:
             raise TriageInputError(f"{arg}: not a regular file or a directory")
     return found
+
+
+def _shown(path: str) -> str:
+    """A path as printable text (file names need not be UTF-8)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _readable(path: str) -> None:
@@ -833,11 +851,14 @@ def main(argv: list[str]) -> int:
             return 4
         else:
             paths.append(arg)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")  # a log's bytes never crash the printing
     scrub = scrubber()
     try:
         result = triage(paths, context)
     except TriageInputError as exc:
-        print(f"ERROR: {scrub(str(exc))}", file=sys.stderr)
+        print(f"ERROR: {scrub(_shown(str(exc)))}", file=sys.stderr)
         return 4
     result = scrub(result)
     print(json.dumps(result, indent=1, ensure_ascii=False) if as_json else render(result))

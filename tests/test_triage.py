@@ -34,6 +34,8 @@ cited/  the exact error texts published in issue threads, for failures that need
           cudart-link      https://github.com/flashinfer-ai/flashinfer/issues/5064
           master-addr      https://github.com/aws-samples/aws-do-eks/pull/69
                            https://github.com/pytorch/pytorch/issues/107021
+          cuda-oom         https://github.com/taohan10200/IIM/issues/28
+          unknown          https://github.com/real-stanford/flingbot/issues/11
           cluster-versions https://github.com/Unakar/Logic-RL/issues/30
                            https://github.com/ray-project/ray/issues/50511
           host-limits      https://github.com/msr-fiddle/pipedream/issues/28
@@ -118,11 +120,12 @@ CASES = [
     ("cited/grpo-batch-one-generation.log", "grpo-batch", 4),
     ("cited/hf-endpoint-local-entry.log", "hf-endpoint", 2),
     ("cited/dotenv-exported-gated-forge.log", "dotenv-exported", 2),
+    ("cited/cuda-oom-cuda-error.log", "cuda-oom", 4),
 ]
 # The cluster branch writes these runbooks; until it is merged their logs wait here.
 CLUSTER_IDS = {"master-addr", "cluster-versions"}
 SUCCESSES = ["real/ok-torchrun.log", "real/ok-dataloader.log", "cited/ok-slime-smoke.log",
-             "cited/ok-swift-sft.log"]
+             "cited/ok-swift-sft.log", "cited/ok-dataloader-shutdown.log"]
 # A louder consequence (ChildFailedError table, watchdog timeouts, Ray's job failure)
 # follows the root cause in these.
 LOUDER = ["real/nested-torchrun.log", "cited/cuda-oom-swift-ranks.log",
@@ -189,7 +192,16 @@ def test_successful_runs_are_not_fatal(name):
 def test_successful_runs_list_their_benign_noise():
     kinds = {b["id"] for name in SUCCESSES for b in triage.triage([str(LOGS / name)])["benign"]}
     assert kinds == {"wandb-broken-pipe", "destroy-process-group", "python-warning",
-                     "weights-not-initialized"}
+                     "weights-not-initialized", "exception-ignored"}
+
+
+def test_unknown_beats_wrong():
+    """Ray's host-memory OOM killer raises ray.exceptions.OutOfMemoryError: not a CUDA OOM,
+    and no runbook names it. The run failed; the id is unknown, not cuda-oom."""
+    result = triage.triage([str(CITED / "unknown-ray-host-oom.log")])
+    cause = result["causes"][0]
+    assert (result["fatal"], cause["id"], cause["line"]) == (True, "unknown", 7)
+    assert (cause["fix"], cause["runbook"], cause["check"]) == (None, None, None)
 
 
 @pytest.mark.parametrize("name", LOUDER)
@@ -279,6 +291,11 @@ def test_binary_and_non_utf8_never_crash(tmp_path):
     assert "\x00" not in json.dumps(result)
     (tmp_path / "empty.log").write_bytes(b"")
     assert triage.triage([str(tmp_path / "empty.log")])["fatal"] is False
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / os.fsdecode(b"rank\xff.log")).write_bytes(b"ray: command not found\n")
+    proc = run_cli(str(odd), "--json")
+    assert proc.returncode == 1 and json.loads(proc.stdout)["causes"][0]["id"] == "ray-path"
 
 
 def test_secrets_are_scrubbed_from_what_triage_prints(tmp_path):

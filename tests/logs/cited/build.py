@@ -448,3 +448,41 @@ def more() -> None:
 
 if __name__ == "__main__":
     more()
+
+
+def unknowns() -> None:
+    """Failures no runbook names: triage must say unknown, not a wrong id."""
+    write("unknown-ray-host-oom.log", "https://github.com/real-stanford/flingbot/issues/11 (Ray's host-memory OOM killer, not a CUDA OOM)",
+          "Traceback (most recent call last):\n"
+          "  File \"run_sim.py\", line 152, in <module>\n"
+          "    remaining_observations=remaining_observations)\n"
+          "  File \"/home/zcs/miniconda3/envs/flingbot/lib/python3.6/site-packages/ray/_private/worker.py\", line 2523, in get\n"
+          "    raise value\n"
+          "ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.\n"
+          "Memory on the node (IP: 192.168.0.107, ID: fc2befb2867ce88e73a8a45572c43a640751ae1f2b5e15bd8315f293) where the task (actor ID: f9cc340f5aef7b479d86345001000000, "
+          "name=SimEnv.__init__, pid=4331, memory used=2.22GB) was running was 59.49GB / 62.58GB (0.950744), which exceeds the memory usage threshold of 0.95.\n")
+    write("cuda-oom-cuda-error.log", "https://github.com/taohan10200/IIM/issues/28 and https://github.com/kijai/ComfyUI-WanVideoWrapper/issues/565",
+          "  File \"/usr/local/lib/python3.10/site-packages/torch/nn/functional.py\", line 2905, in layer_norm\n"
+          "    return torch.layer_norm(\n"
+          "RuntimeError: CUDA error: out of memory\n"
+          "CUDA kernel errors might be asynchronously reported at some other API call, so the stacktrace below might be incorrect.\n"
+          "For debugging consider passing CUDA_LAUNCH_BLOCKING=1\n"
+          "Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.\n")
+
+
+def shutdown_noise() -> None:
+    write("ok-dataloader-shutdown.log", "the DataLoader iterator's __del__ at interpreter exit, as reported in https://github.com/pytorch/pytorch/issues/1355 threads",
+          "{'loss': 1.93, 'epoch': 3.0, 'global_step/max_steps': '300/300'}\n"
+          "[INFO:swift] last_model_checkpoint: /root/output/v4-20260211-101711/checkpoint-300\n"
+          "Exception ignored in: <function _MultiProcessingDataLoaderIter.__del__ at 0x7f1c2b8a3e20>\n"
+          "Traceback (most recent call last):\n"
+          "  File \"/usr/local/lib/python3.10/site-packages/torch/utils/data/dataloader.py\", line 1479, in __del__\n"
+          "    self._shutdown_workers()\n"
+          "  File \"/usr/local/lib/python3.10/multiprocessing/process.py\", line 160, in is_alive\n"
+          "    assert self._parent_pid == os.getpid(), 'can only test a child process'\n"
+          "AssertionError: can only test a child process\n")
+
+
+if __name__ == "__main__":
+    unknowns()
+    shutdown_noise()
