@@ -251,7 +251,7 @@ def main() -> None:
                                   '    dist.init_process_group("gloo")',
                                   "RuntimeError: [enforce fail at ../third_party/gloo/gloo/transport/tcp/device.cc:83] ifa != nullptr. Unable to find address for: eth0"]})
             + failure_table("/workspace/train.py", 0))
-    write("nccl-ifname-gloo.log", "https://github.com/meta-pytorch/data/issues/1142 (interface names differ per node)", body)
+    write("gloo-ifname-gloo.log", "https://github.com/meta-pytorch/data/issues/1142 (interface names differ per node)", body)
 
     # hf-endpoint
     body = ("(APIServer pid=1) [2026-05-21 23:55:54] WARNING _http.py:320: '(MaxRetryError(\"HTTPSConnectionPool(host='huggingface.co', port=443): Max retries exceeded with url: "
@@ -323,9 +323,18 @@ def main() -> None:
             "ray.exceptions.ActorHandleNotFoundError: ActorHandle objects are not valid across Ray sessions. created in job 01000000, but the current job is 02000000\n"
             "RuntimeError: Engine core initialization failed. See root cause above.\n")
     write("master-addr-gloo-loopback.log", "https://github.com/aws-samples/aws-do-eks/pull/69 (hostname resolving to loopback; /etc/hosts 127.0.1.1 as in https://github.com/meta-pytorch/monarch/issues/4394)", body)
-    body = ("[E socket.cpp:860] [c10d] The client socket has timed out after 60s while trying to connect to 192.0.0.1:1234\n"
-            "torch.distributed.elastic.rendezvous.api.RendezvousConnectionError: The connection to the C10d store has failed. See inner exception for details.\n")
-    write("master-addr-rendezvous.log", "https://github.com/pytorch/pytorch/issues/107021", body)
+    body = ("./benchmark_cuda --size 2 --rank 1 --redis-host 10.251.209.33 --redis-port 6379 --prefix 0 --transport tcp --elements 100 cuda_allreduce_ring_chunked\n"
+            "terminate called after throwing an instance of 'gloo::IoException'\n"
+            "  what():  [/opt/gloo/gloo/transport/tcp/pair.cc:761] connect [127.0.1.1]:60817: Connection refused\n")
+    write("master-addr-gloo-hostname.log", "https://github.com/pytorch/gloo/issues/223 (the hostname resolves to 127.0.1.1)", body)
+    body = (ranks_interleave({0: ['  File "/data/anaconda/envs/r1/lib/python3.11/site-packages/torch/distributed/distributed_c10d.py", line 2726, in broadcast',
+                                  "    work = group.broadcast([tensor], opts)",
+                                  "torch.distributed.DistBackendError: NCCL error in: /pytorch/torch/csrc/distributed/c10d/ProcessGroupNCCL.cpp:2588, internal error - please report this issue to the NCCL developers, NCCL version 2.21.5",
+                                  "ncclInternalError: Internal check failed.",
+                                  "Last error:",
+                                  "Bootstrap : no socket interface found"]})
+            + failure_table("/data/open-r1-multimodal/src/open_r1/grpo.py", 0))
+    write("nccl-ifname-last-error.log", "https://github.com/EvolvingLMMs-Lab/open-r1-multimodal/issues/7 and https://github.com/codefuse-ai/MFTCoder/issues/31", body)
     body = ("2025-02-12 10:01:12,018\tINFO worker.py:1636 -- Connecting to existing Ray cluster at address: 10.123.3.86:6379...\n"
             "RuntimeError: Version mismatch: The cluster was started with:\n"
             "    Ray: 2.12.0\n    Python: 3.11.11\n"
