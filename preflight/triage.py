@@ -441,8 +441,9 @@ def _display(raw: bytes, focus: int | None = None) -> str:
 
 # -- timestamps and job ids -------------------------------------------------------------------
 
-ISO_TS = re.compile(r"\b(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})(?:[.,]\d+)?")
-GLOG_TS = re.compile(r"(?:^|[\[\s])[IWEF](\d{4} \d{2}:\d{2}:\d{2})\.\d+")
+ISO_TS = re.compile(r"\b(\d{4}-\d{2}-\d{2})[ T_](\d{2}:\d{2}:\d{2})(?:[.,]\d+)?")
+# glog (torch's C++ and torchrun's logs, Ray's raylet): E1130 13:42:40.632553 - no year
+GLOG_TS = re.compile(r"(?:^|[\[\s])[IWEF](\d{2})(\d{2}) (\d{2}:\d{2}:\d{2})\.\d+")
 JOB_IDS = [
     re.compile(r"\b(raysubmit_[A-Za-z0-9]+)"),
     re.compile(r"Job '([^']+)' (?:submitted|failed|succeeded|stopped)"),
@@ -450,12 +451,17 @@ JOB_IDS = [
     re.compile(r"\brun_id\W+([\w.-]{6,})"),
     re.compile(r"wandb\.ai/\S+/runs/(\w+)"),
     re.compile(r"\b(v\d+-\d{8}-\d{6})\b"),   # ms-swift's output run dir
+    # torchrun --log-dir: <log_dir>/<run_id>_<random>/attempt_N/<rank>/
+    re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})_\w+/attempt_\d+"),
 ]
 
 
 def timestamp_of(text: str) -> str | None:
-    m = ISO_TS.search(text) or GLOG_TS.search(text)
-    return m.group(1).replace("T", " ") if m else None
+    m = ISO_TS.search(text)
+    if m:
+        return f"{m.group(1)} {m.group(2)}"
+    m = GLOG_TS.search(text)
+    return f"{m.group(1)}-{m.group(2)} {m.group(3)}" if m else None
 
 
 def job_ids(texts: Iterable[str]) -> list[str]:
@@ -609,6 +615,19 @@ def fix_of(rid: str) -> str | None:
     return code.group(1).rstrip("\n") if code else None
 
 
+def check_command(check: str) -> str:
+    """The command that runs `check` now. The launch checks (preflight/checks/test_launch.py)
+    skip without the script to read, so their command names it."""
+    launch = Path(__file__).parent / "checks" / "test_launch.py"
+    try:
+        launch_ids = set(re.findall(r"pitfall\(\"([\w-]+)\"\)", launch.read_text(encoding="utf-8")))
+    except OSError:
+        launch_ids = set()
+    if check in launch_ids:
+        return f"preflight --check {check} --launch-script YOUR_LAUNCH_SCRIPT.sh"
+    return f"preflight --check {check}"
+
+
 # -- inputs ---------------------------------------------------------------------------------
 
 def collect(paths: list[str], spool_dir: str) -> list[tuple[str, str]]:
@@ -693,7 +712,7 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
                 break
         benign = [{"id": bid, "line": line, "file": scan.path}
                   for scan in scans for bid, lines in scan.benign.items() for line in lines]
-        texts: list[str] = []
+        texts: list[str] = [scan.path for scan in scans]
         for scan in scans:
             texts += head_tail(scan.real)
         if out_causes:
@@ -745,6 +764,8 @@ def _cause_json(cause: Cause, scans: list[FileScan], context: int, full: bool) -
         "fix": fix_of(rid) if known else None,
         "runbook": str(runbooks.path_for(rid)) if known else None,
         "check": cause.block.check if cause.block else None,
+        "check_command": (check_command(cause.block.check)
+                          if cause.block and cause.block.check else None),
     }
 
 
@@ -805,7 +826,7 @@ def render(result: dict[str, Any]) -> str:
                 out.append(f"  runbook: {c['runbook']}")
             if c["check"]:
                 out.append(f"  caught before launch by check `{c['check']}`; run it now: "
-                           f"preflight --check {c['check']}")
+                           f"{c['check_command']}")
             elif c["id"] != "unknown":
                 out.append("  no preflight check catches this before launch")
             if len(result["causes"]) > 1:
