@@ -823,7 +823,7 @@ def render(result: dict[str, Any]) -> str:
                 out.append("  fix:")
                 out += [f"    {line}" for line in c["fix"].splitlines()]
             if c["runbook"]:
-                out.append(f"  runbook: {c['runbook']}")
+                out.append(f"  runbook: {_near_path(c['runbook'])}")
             if c["check"]:
                 out.append(f"  caught before launch by check `{c['check']}`; run it now: "
                            f"{c['check_command']}")
@@ -845,6 +845,12 @@ def render(result: dict[str, Any]) -> str:
         kinds = sorted({b["id"] for b in result["benign"]})
         out.append(f"benign: {sum(f['benign'] for f in files)} line(s) ({', '.join(kinds)})")
     return "\n".join(out)
+
+
+def _near_path(path: str) -> str:
+    """Relative to the working directory when under it (a checkout), else as is."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 USAGE = ("usage: preflight triage PATH... [--json] [--context N]   "
