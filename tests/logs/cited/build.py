@@ -389,7 +389,11 @@ def successes() -> None:
             "[INFO:swift] last_model_checkpoint: /root/output/v3-20260210-101711/checkpoint-10\n"
             "[INFO:swift] best_model_checkpoint: None\n"
             "[rank0]:[W210 10:19:02.112 ProcessGroupNCCL.cpp:1479] Warning: WARNING: destroy_process_group() was not called before program exit, which can leak resources.\n")
-    write("ok-swift-sft.log", "ms-swift sft output as in https://github.com/modelscope/ms-swift/issues/4589; transformers' 'Some weights of' notice", body)
+    body = ("[W socket.cpp:401] [c10d] The server socket cannot be initialized on [::]:29511 (errno: 97 - Address family not supported by protocol).\n"
+            "[W socket.cpp:558] [c10d] The client socket cannot be initialized to connect to [localhost]:29511 (errno: 97 - Address family not supported by protocol).\n"
+            + body)
+    write("ok-swift-sft.log", "ms-swift sft output as in https://github.com/modelscope/ms-swift/issues/4589; transformers' 'Some weights of' notice; "
+          "c10d's IPv6 warnings from https://github.com/pytorch/pytorch/issues/74316 (harmless when IPv4 works)", body)
 
 
 if __name__ == "__main__":
