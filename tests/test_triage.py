@@ -360,3 +360,17 @@ def test_a_200_mb_log_in_bounded_time_and_memory(tmp_path):
     assert rid == "cuda-oom"
     assert cpu <= 20
     assert hwm_kb / 1024 < 150
+
+
+def test_one_launcher_layer_is_port_free_a_second_is_nested(tmp_path):
+    """The same bind failure names port-free under swift's own launcher (its `run sh:` line
+    unprefixed) and nested-launcher when torchrun's workers print it ([defaultN]:)."""
+    run_sh = ("run sh: `/usr/bin/python -m torch.distributed.run --nproc_per_node 2 "
+              "--master_port 29500 /opt/swift/cli/sft.py`\n")
+    bind = ("[W1122 10:02:11.812 socket.cpp:464] [c10d] The server socket has failed to bind to "
+            "[::]:29500 (errno: 98 - Address already in use).\n")
+    one, two = tmp_path / "one.log", tmp_path / "two.log"
+    one.write_text(run_sh + bind)
+    two.write_text("[default0]:" + run_sh + "[default1]:" + run_sh + "[default1]:" + bind)
+    assert triage.triage([str(one)])["causes"][0]["id"] == "port-free"
+    assert triage.triage([str(two)])["causes"][0]["id"] == "nested-launcher"
