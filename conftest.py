@@ -8,3 +8,5 @@ def pytest_configure(config):
     # .venv-swift; elsewhere deselect them with `-m "not slow"` (they skip without swift).
     config.addinivalue_line(
         "markers", "slow: runs the real training stack (ms-swift); minutes, needs .venv-swift")
+    config.addinivalue_line(
+        "markers", "big_log: triages a generated 200 MB log (seconds); -m 'not big_log' skips it")

@@ -5,7 +5,7 @@ info string `triage`: one Python regular expression per line, each identifying a
 that root cause. Lines starting with `@` are directives for their block:
 
     @near: REGEX   the block's patterns count only when REGEX matches within the event
-                   (the 40 lines before the match and the 5 after it: its traceback)
+                   (the 40 lines before the match and the 15 after it: its traceback)
     @log: REGEX    ... only when REGEX matches a line anywhere in the inputs
     @likely        a match names the cause with confidence "likely", not "certain"
     @check: ID     the check that would have caught it before launch (`none`: no check);
@@ -48,7 +48,7 @@ except ImportError:  # pragma: no cover
 SCHEMA = 1
 BLOCK = 4 << 20        # bytes read per step
 SEGMENT_CAP = 4096     # bytes of one \r/\n-delimited segment that are matched
-NEAR_BEFORE, NEAR_AFTER = 40, 5
+NEAR_BEFORE, NEAR_AFTER = 40, 15
 MAX_HITS = 2000        # hits kept per file (a log of a million identical errors stays bounded)
 MAX_BENIGN = 20        # benign lines kept per id
 MAX_FILES = 10000
@@ -152,7 +152,7 @@ Some NCCL operations have failed or timed out
 NCCL communicator was aborted
 ncclRemoteError|remote process exit
 socketPollConnect.*Connection refused
-Connection (?:refused|reset by peer)
+Connection (?:refused|reset by peer|closed by peer)
 failed to recv, got 0 bytes
 Ray job .*failed|Job '[^']+' failed
 RayTaskError|ActorDiedError|The actor died unexpectedly
@@ -171,7 +171,11 @@ BENIGN = {
     "destroy-process-group": "```triage\ndestroy_process_group\\(\\) was not called\n```",
     "python-warning": "```triage\n(?:Deprecation|PendingDeprecation|Future|User)Warning\\b\n```",
     "weights-not-initialized": "```triage\nSome weights of .* were not initialized\n```",
+    # CPython prints these for exceptions in __del__ / atexit / other threads; the process
+    # goes on (DataLoader iterators at shutdown print one after every successful run).
+    "exception-ignored": "```triage\nException ignored in\nException in thread\n```",
 }
+NOT_FATAL_TRACEBACK = re.compile(r"Exception ignored in|Exception in thread")
 
 # Anything that looks fatal but matches no runbook: an exception line inside a traceback.
 GENERIC = "```triage\n@near: Traceback \\(most recent call last\\)\n(?:Error|Exception)\\b\n```"
@@ -437,8 +441,9 @@ def _display(raw: bytes, focus: int | None = None) -> str:
 
 # -- timestamps and job ids -------------------------------------------------------------------
 
-ISO_TS = re.compile(r"\b(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})(?:[.,]\d+)?")
-GLOG_TS = re.compile(r"(?:^|[\[\s])[IWEF](\d{4} \d{2}:\d{2}:\d{2})\.\d+")
+ISO_TS = re.compile(r"\b(\d{4}-\d{2}-\d{2})[ T_](\d{2}:\d{2}:\d{2})(?:[.,]\d+)?")
+# glog (torch's C++ and torchrun's logs, Ray's raylet): E1130 13:42:40.632553 - no year
+GLOG_TS = re.compile(r"(?:^|[\[\s])[IWEF](\d{2})(\d{2}) (\d{2}:\d{2}:\d{2})\.\d+")
 JOB_IDS = [
     re.compile(r"\b(raysubmit_[A-Za-z0-9]+)"),
     re.compile(r"Job '([^']+)' (?:submitted|failed|succeeded|stopped)"),
@@ -446,12 +451,17 @@ JOB_IDS = [
     re.compile(r"\brun_id\W+([\w.-]{6,})"),
     re.compile(r"wandb\.ai/\S+/runs/(\w+)"),
     re.compile(r"\b(v\d+-\d{8}-\d{6})\b"),   # ms-swift's output run dir
+    # torchrun --log-dir: <log_dir>/<run_id>_<random>/attempt_N/<rank>/
+    re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})_\w+/attempt_\d+"),
 ]
 
 
 def timestamp_of(text: str) -> str | None:
-    m = ISO_TS.search(text) or GLOG_TS.search(text)
-    return m.group(1).replace("T", " ") if m else None
+    m = ISO_TS.search(text)
+    if m:
+        return f"{m.group(1)} {m.group(2)}"
+    m = GLOG_TS.search(text)
+    return f"{m.group(1)}-{m.group(2)} {m.group(3)}" if m else None
 
 
 def job_ids(texts: Iterable[str]) -> list[str]:
@@ -541,9 +551,10 @@ def judge(scans: list[FileScan], markers: set[str]) -> tuple[list[Cause], bool]:
                 causes.append(Cause(block.id, "likely" if likely else "certain", hit, block,
                                     weak=weak))
                 fatal = True
-            elif live and not consequence:
+            elif live and not consequence and not _not_fatal(scan, hit):
                 text = EXCEPTION_LINE.match(re.sub(r"^\S*\]:?\s*", "", hit.text))
-                shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)\b", hit.text)
+                shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)(?::\s|$)",
+                                   hit.text)
                 if text or shaped:
                     causes.append(Cause("unknown", "likely", hit, None))
                     fatal = True
@@ -552,6 +563,12 @@ def judge(scans: list[FileScan], markers: set[str]) -> tuple[list[Cause], bool]:
     unknown = [c for c in causes if c.id == "unknown"]
     ordered = _order(strong, scans) + _order(weak, scans) + _order(unknown, scans)
     return ordered, fatal
+
+
+def _not_fatal(scan: FileScan, hit: Hit) -> bool:
+    """The traceback ending here was printed for an exception the process survived."""
+    lines, at = read_window(scan.real, hit.offset, 12, 0)
+    return any(NOT_FATAL_TRACEBACK.search(x) for x in lines[:at])
 
 
 def _order(causes: list[Cause], scans: list[FileScan]) -> list[Cause]:
@@ -598,6 +615,19 @@ def fix_of(rid: str) -> str | None:
     return code.group(1).rstrip("\n") if code else None
 
 
+def check_command(check: str) -> str:
+    """The command that runs `check` now. The launch checks (preflight/checks/test_launch.py)
+    skip without the script to read, so their command names it."""
+    launch = Path(__file__).parent / "checks" / "test_launch.py"
+    try:
+        launch_ids = set(re.findall(r"pitfall\(\"([\w-]+)\"\)", launch.read_text(encoding="utf-8")))
+    except OSError:
+        launch_ids = set()
+    if check in launch_ids:
+        return f"preflight --check {check} --launch-script YOUR_LAUNCH_SCRIPT.sh"
+    return f"preflight --check {check}"
+
+
 # -- inputs ---------------------------------------------------------------------------------
 
 def collect(paths: list[str], spool_dir: str) -> list[tuple[str, str]]:
@@ -619,7 +649,7 @@ def collect(paths: list[str], spool_dir: str) -> list[tuple[str, str]]:
             raise TriageInputError(f"{arg}: {exc.strerror or exc}") from None
         if stat.S_ISREG(mode):
             _readable(arg)
-            found.append((arg, arg))
+            found.append((_shown(arg), arg))
         elif stat.S_ISDIR(mode):
             files = []
             for root, dirs, names in os.walk(arg, onerror=None):
@@ -636,11 +666,19 @@ def collect(paths: list[str], spool_dir: str) -> list[tuple[str, str]]:
             if not files:
                 raise TriageInputError(f"{arg}: no regular files in this directory")
             for full in files:
-                _readable(full)
-                found.append((full, full))
+                try:
+                    _readable(full)
+                except TriageInputError:
+                    continue  # one unreadable file in a log dir does not hide the others
+                found.append((_shown(full), full))
         else:
             raise TriageInputError(f"{arg}: not a regular file or a directory")
     return found
+
+
+def _shown(path: str) -> str:
+    """A path as printable text (file names need not be UTF-8)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _readable(path: str) -> None:
@@ -674,7 +712,7 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
                 break
         benign = [{"id": bid, "line": line, "file": scan.path}
                   for scan in scans for bid, lines in scan.benign.items() for line in lines]
-        texts: list[str] = []
+        texts: list[str] = [scan.path for scan in scans]
         for scan in scans:
             texts += head_tail(scan.real)
         if out_causes:
@@ -726,6 +764,8 @@ def _cause_json(cause: Cause, scans: list[FileScan], context: int, full: bool) -
         "fix": fix_of(rid) if known else None,
         "runbook": str(runbooks.path_for(rid)) if known else None,
         "check": cause.block.check if cause.block else None,
+        "check_command": (check_command(cause.block.check)
+                          if cause.block and cause.block.check else None),
     }
 
 
@@ -783,10 +823,10 @@ def render(result: dict[str, Any]) -> str:
                 out.append("  fix:")
                 out += [f"    {line}" for line in c["fix"].splitlines()]
             if c["runbook"]:
-                out.append(f"  runbook: {c['runbook']}")
+                out.append(f"  runbook: {_near_path(c['runbook'])}")
             if c["check"]:
                 out.append(f"  caught before launch by check `{c['check']}`; run it now: "
-                           f"preflight --check {c['check']}")
+                           f"{c['check_command']}")
             elif c["id"] != "unknown":
                 out.append("  no preflight check catches this before launch")
             if len(result["causes"]) > 1:
@@ -805,6 +845,12 @@ def render(result: dict[str, Any]) -> str:
         kinds = sorted({b["id"] for b in result["benign"]})
         out.append(f"benign: {sum(f['benign'] for f in files)} line(s) ({', '.join(kinds)})")
     return "\n".join(out)
+
+
+def _near_path(path: str) -> str:
+    """Relative to the working directory when under it (a checkout), else as is."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 USAGE = ("usage: preflight triage PATH... [--json] [--context N]   "
@@ -832,11 +878,14 @@ def main(argv: list[str]) -> int:
             return 4
         else:
             paths.append(arg)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")  # a log's bytes never crash the printing
     scrub = scrubber()
     try:
         result = triage(paths, context)
     except TriageInputError as exc:
-        print(f"ERROR: {scrub(str(exc))}", file=sys.stderr)
+        print(f"ERROR: {scrub(_shown(str(exc)))}", file=sys.stderr)
         return 4
     result = scrub(result)
     print(json.dumps(result, indent=1, ensure_ascii=False) if as_json else render(result))

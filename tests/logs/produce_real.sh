@@ -111,3 +111,44 @@ PYEOF
 { header disk-space-shutil "unshare -m: 2 MB tmpfs; python copies the tokenizer into the output dir"
   unshare -m bash -c 'mount -t tmpfs -o size=2m tmpfs out && head -c 3000000 /dev/urandom > big.bin && exec "$0" -c "import shutil; print(\"saving tokenizer\", flush=True); shutil.copy(\"big.bin\", \"out/tokenizer.json\")"' "$PY" 2>&1; } > "$OUT/disk-space-shutil.log"
 echo done
+
+# --- second batch: per-rank log directories and successful runs ---------------------------
+cat > ranks.py <<'PYEOF'
+import os, sys, time, torch, torch.distributed as dist
+dist.init_process_group("gloo")
+r = dist.get_rank()
+print(f"rank {r}: step 0 loss 2.31", flush=True)
+if r == int(os.environ["FAIL_RANK"]):
+    if os.environ["FAIL"] == "dataset":
+        open(f"datasets/original/{os.environ.get('DATASET', '')}_train.jsonl").read()
+    else:
+        m = torch.nn.Linear(1024, 1024); print("saving checkpoint-10", flush=True)
+        torch.save({"model": m.state_dict()}, "out/checkpoint-10.pt")
+t = torch.ones(4)
+dist.all_reduce(t)
+PYEOF
+mkdir -p datasets/original out
+# ranks-dataset: rank 1 opens a path with a hole (DATASET unset); rank 0 dies in all_reduce
+{ FAIL=dataset FAIL_RANK=1 timeout 120 "$PY" -m torch.distributed.run --nproc_per_node 2 \
+    --log-dir "$OUT/ranks-dataset" --redirects 3 ranks.py; } > /dev/null 2>&1
+# ranks-disk: rank 0 saves into a full 1 MB tmpfs, rank 1 waits in all_reduce
+unshare -m bash -c 'mount -t tmpfs -o size=1m tmpfs out && FAIL=disk FAIL_RANK=0 timeout 120 "$0" -m torch.distributed.run --nproc_per_node 2 --log-dir "$1" --redirects 3 ranks.py' \
+    "$PY" "$OUT/ranks-disk" > /dev/null 2>&1
+
+# ok-torchrun: a successful gloo run that never calls destroy_process_group (torch warns)
+sed '/destroy_process_group/d' train.py > train_nodestroy.py
+{ header ok-torchrun "torchrun --nproc_per_node 2 train_nodestroy.py (gloo; success)"
+  timeout 120 "$PY" -m torch.distributed.run --nproc_per_node 2 --tee 3 train_nodestroy.py 2>&1; } > "$OUT/ok-torchrun.log"
+# ok-dataloader: a successful DataLoader run with more workers than cores (UserWarning)
+{ header ok-dataloader "python loader.py (8 workers on a 2-core box; success)"
+  "$PY" loader.py 2>&1; } > "$OUT/ok-dataloader.log"
+
+# --- third batch: more shapes of the same failures ---------------------------------------
+{ header ray-path-dash "sh -c 'ray stop --force' (dash, no ray on PATH)"
+  env -i PATH=/usr/bin:/bin sh -c 'ray stop --force' 2>&1; } > "$OUT/ray-path-dash.log"
+{ header ray-path-subprocess "python: subprocess.run(['ray', 'start', '--head']) without ray on PATH"
+  env -i PATH=/usr/bin:/bin "$PY" -c "import subprocess; subprocess.run(['ray', 'start', '--head'])" 2>&1; } > "$OUT/ray-path-subprocess.log"
+{ header cuda-stack-cpu-torch "python -c 'torch.zeros(1).cuda()' with the CPU wheel"
+  "$PY" -c "import torch; torch.zeros(1).cuda()" 2>&1; } > "$OUT/cuda-stack-cpu-torch.log"
+{ header empty-variable-slash "DATASET unset: python opens datasets/\${DATASET}/train.jsonl"
+  env -u DATASET bash -c '"$0" -c "import sys; open(sys.argv[1])" "datasets/${DATASET}/train.jsonl"' "$PY" 2>&1; } > "$OUT/empty-variable-slash.log"

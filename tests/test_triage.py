@@ -1,0 +1,376 @@
+"""`preflight triage`: the root cause of a failed run, read from its logs.
+
+The logs under tests/logs/ are of two kinds:
+
+real/   produced on this kind of box by tests/logs/produce_real.sh (a held port under real
+        torchrun, a nested torchrun, `ray: command not found` from bash, `cannot find -lcudart`
+        from a real cc link, an empty DATASET, ulimit -n 64 with DataLoader workers, a 1 MB
+        /dev/shm, a full tmpfs at torch.save, per-rank torchrun log dirs, successful runs);
+cited/  the exact error texts published in issue threads, for failures that need GPUs or
+        clusters, embedded in the noise of the stack that printed them by
+        tests/logs/cited/build.py. Each file's first line names its source; the threads:
+          cuda-oom         https://github.com/modelscope/ms-swift/issues/5943
+                           https://github.com/modelscope/ms-swift/issues/7826
+          resume-memory    https://github.com/facebookresearch/mmf/issues/185
+                           https://github.com/awslabs/graphstorm/issues/344
+          colocate-memory  https://github.com/vllm-project/vllm/issues/17431
+                           https://github.com/sgl-project/sglang/issues/4330
+                           https://github.com/vllm-project/vllm/issues/23192
+          cuda-stack       https://github.com/AUTOMATIC1111/stable-diffusion-webui/issues/2202
+                           https://github.com/mlcommons/inference/issues/54
+          libuv-store      https://github.com/hiyouga/LlamaFactory/issues/7124
+                           https://github.com/cocktailpeanut/fluxgym/issues/82
+          grpo-batch       https://github.com/huggingface/open-r1/issues/249
+                           https://github.com/modelscope/ms-swift/issues/3980
+          nccl-ifname      https://github.com/marin-community/marin/issues/6940
+                           https://github.com/NVIDIA/nccl/issues/1837
+                           https://github.com/EvolvingLMMs-Lab/open-r1-multimodal/issues/7
+          gloo-ifname      https://github.com/meta-pytorch/data/issues/1142
+          hf-endpoint      https://github.com/Avarok-Cybersecurity/dgx-vllm/issues/16
+                           https://github.com/lewandofskee/DiAD/issues/16
+          dotenv-exported  https://github.com/hiyouga/LlamaFactory/issues/1372
+                           https://github.com/ToTheBeginning/PuLID/issues/97
+          leftover-procs   https://github.com/THUDM/slime/issues/1328
+                           https://github.com/ray-project/ray/pull/10826
+          cudart-link      https://github.com/flashinfer-ai/flashinfer/issues/5064
+          master-addr      https://github.com/aws-samples/aws-do-eks/pull/69
+                           https://github.com/pytorch/gloo/issues/223
+          cuda-oom         https://github.com/taohan10200/IIM/issues/28
+          unknown          https://github.com/real-stanford/flingbot/issues/11
+          cluster-versions https://github.com/Unakar/Logic-RL/issues/30
+                           https://github.com/ray-project/ray/issues/50511
+          host-limits      https://github.com/msr-fiddle/pipedream/issues/28
+                           https://github.com/pytorch/ci-infra/pull/490
+          cuda-stack       https://github.com/lllyasviel/Fooocus/issues/1313
+          disk-space       https://github.com/zai-org/ChatGLM-6B/issues/1166
+                           https://github.com/open-mmlab/mmdetection/issues/12069
+          grpo-batch       https://github.com/huggingface/trl/pull/3199
+          hf-endpoint      https://github.com/huchenlei/sd-forge-ic-light/issues/1
+          dotenv-exported  https://github.com/huchenlei/sd-forge-ic-light/issues/13
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from preflight import runbooks, triage
+
+LOGS = Path(__file__).parent / "logs"
+REAL, CITED = LOGS / "real", LOGS / "cited"
+
+# (fixture, root-cause id, line of the root cause). Lines are checked, not just ids.
+CASES = [
+    ("real/port-free-static.log", "port-free", 47),
+    ("real/port-free-server.log", "port-free", 20),
+    ("real/nested-torchrun.log", "nested-launcher", 7),
+    ("cited/nested-launcher-swift.log", "nested-launcher", 4),
+    ("real/ray-path.log", "ray-path", 6),
+    ("real/ray-path-abs.log", "ray-path", 6),
+    ("real/cudart-link.log", "cudart-link", 3),
+    ("cited/cudart-link-flashinfer.log", "cudart-link", 5),
+    ("real/empty-variable-open.log", "empty-variable", 6),
+    ("real/empty-variable-guard.log", "empty-variable", 3),
+    ("real/host-limits-nofile.log", "host-limits", 13),
+    ("real/host-limits-shm.log", "host-limits", 41),
+    ("real/disk-space-shutil.log", "disk-space", 15),
+    ("real/disk-space-torch-save.log", "disk-space", 9),
+    ("cited/leftover-processes-router.log", "leftover-processes", 2),
+    ("cited/leftover-processes-ray.log", "leftover-processes", 5),
+    ("cited/hf-endpoint-vllm.log", "hf-endpoint", 4),
+    ("cited/hf-endpoint-requests.log", "hf-endpoint", 5),
+    ("cited/dotenv-exported-wandb.log", "dotenv-exported", 4),
+    ("cited/dotenv-exported-gated.log", "dotenv-exported", 2),
+    ("cited/libuv-store-torchrun.log", "libuv-store", 7),
+    ("cited/libuv-store-fluxgym.log", "libuv-store", 4),
+    ("cited/grpo-batch-trl.log", "grpo-batch", 8),
+    ("cited/grpo-batch-swift.log", "grpo-batch", 13),
+    ("cited/cuda-stack-kernel-image.log", "cuda-stack", 4),
+    ("cited/cuda-stack-driver.log", "cuda-stack", 7),
+    ("cited/nccl-ifname-bootstrap.log", "nccl-ifname", 4),
+    ("cited/nccl-ifname-last-error.log", "nccl-ifname", 7),
+    ("cited/gloo-ifname-gloo.log", "gloo-ifname", 5),
+    ("cited/colocate-memory-vllm.log", "colocate-memory", 9),
+    ("cited/colocate-memory-sglang.log", "colocate-memory", 9),
+    ("cited/colocate-memory-vllm-startup.log", "colocate-memory", 4),
+    ("cited/resume-memory-mmf.log", "resume-memory", 4),
+    ("cited/resume-memory-slime.log", "resume-memory", 12),
+    ("cited/cuda-oom-swift-ranks.log", "cuda-oom", 17),
+    ("cited/cuda-oom-dora.log", "cuda-oom", 7),
+    ("cited/master-addr-gloo-loopback.log", "master-addr", 3),
+    ("cited/master-addr-gloo-hostname.log", "master-addr", 4),
+    ("cited/cluster-versions-ray.log", "cluster-versions", 3),
+    ("cited/cluster-versions-python.log", "cluster-versions", 3),
+    ("real/ray-path-dash.log", "ray-path", 3),
+    ("real/ray-path-subprocess.log", "ray-path", 12),
+    ("real/cuda-stack-cpu-torch.log", "cuda-stack", 6),
+    ("real/empty-variable-slash.log", "empty-variable", 5),
+    ("cited/host-limits-bus-error.log", "host-limits", 3),
+    ("cited/host-limits-nccl-shm.log", "host-limits", 2),
+    ("cited/cuda-stack-driver-old.log", "cuda-stack", 2),
+    ("cited/cuda-stack-cuda-home.log", "cuda-stack", 6),
+    ("cited/disk-space-stream-writer.log", "disk-space", 8),
+    ("cited/disk-space-quota.log", "disk-space", 6),
+    ("cited/colocate-memory-vllm-kv.log", "colocate-memory", 2),
+    ("cited/grpo-batch-one-generation.log", "grpo-batch", 4),
+    ("cited/hf-endpoint-local-entry.log", "hf-endpoint", 2),
+    ("cited/dotenv-exported-gated-forge.log", "dotenv-exported", 2),
+    ("cited/cuda-oom-cuda-error.log", "cuda-oom", 4),
+]
+# The cluster branch writes these runbooks; until it is merged their logs wait here.
+CLUSTER_IDS = {"master-addr", "cluster-versions", "gloo-ifname"}
+SUCCESSES = ["real/ok-torchrun.log", "real/ok-dataloader.log", "cited/ok-slime-smoke.log",
+             "cited/ok-swift-sft.log", "cited/ok-dataloader-shutdown.log"]
+# A louder consequence (ChildFailedError table, watchdog timeouts, Ray's job failure)
+# follows the root cause in these.
+LOUDER = ["real/nested-torchrun.log", "cited/cuda-oom-swift-ranks.log",
+          "cited/resume-memory-slime.log"]
+# Per-rank torchrun log dirs (--log-dir --redirects 3): one rank holds the real error, the
+# other dies in its next all_reduce ("Connection closed by peer").
+RANK_DIRS = [("real/ranks-dataset", "empty-variable", "attempt_0/1/stderr.log"),
+             ("real/ranks-disk", "disk-space", "attempt_0/0/stderr.log")]
+IDS = ["port-free", "nested-launcher", "ray-path", "cudart-link", "leftover-processes",
+       "hf-endpoint", "dotenv-exported", "empty-variable", "libuv-store", "grpo-batch",
+       "cuda-stack", "host-limits", "disk-space", "nccl-ifname", "colocate-memory",
+       "resume-memory", "cuda-oom", "master-addr", "cluster-versions"]
+
+
+def run_cli(*args: str, stdin: bytes | None = None, env: dict | None = None):
+    return subprocess.run([sys.executable, "-m", "preflight", "triage", *args], input=stdin,
+                          capture_output=True, timeout=120, env=env)
+
+
+def skip_without_runbook(rid: str) -> None:
+    if rid in CLUSTER_IDS and not runbooks.path_for(rid).exists():
+        pytest.skip("runbook arrives with the cluster branch")
+
+
+@pytest.mark.parametrize(("name", "rid", "line"), CASES, ids=[c[0] for c in CASES])
+def test_names_the_root_cause(name, rid, line):
+    skip_without_runbook(rid)
+    result = triage.triage([str(LOGS / name)])
+    assert result["fatal"] is True
+    cause = result["causes"][0]
+    if rid in CLUSTER_IDS:  # their patterns are the cluster branch's: the id, not the line
+        line = cause["line"]
+    assert (cause["id"], cause["line"]) == (rid, line), cause
+    assert cause["fix"] and cause["runbook"].endswith(f"{rid}.md")
+    assert any(cause["match"] in ctx for ctx in cause["context"])
+
+
+def test_every_id_has_two_logs_and_every_runbook_pattern_a_real_line():
+    counts = Counter(rid for _, rid, _ in CASES)
+    counts.update(rid for _, rid, _ in RANK_DIRS)
+    assert {rid: counts[rid] for rid in IDS if counts[rid] < 2} == {}
+    assert set(IDS) <= set(counts)
+    lines = [triage.clean(raw) for path in sorted(LOGS.rglob("*")) if path.is_file()
+             and path.suffix != ".py" and path.name != "produce_real.sh"
+             for raw in re.split(rb"[\r\n]", path.read_bytes())]
+    lines = [x for x in lines if x and not x.startswith("# ")]  # headers name, not match
+    unmatched = [f"{b.id}: {p.pattern}" for b in triage.runbook_blocks() for p in b.patterns
+                 if not any(p.search(x) for x in lines)]
+    assert unmatched == []
+
+
+def test_every_pattern_has_a_literal_for_the_prefilter():
+    # A pattern without one is run on every line: that breaks the 200 MB bound.
+    slow = [f"{m.block.id}: {m.pattern.pattern}"
+            for m in triage.Scanner(triage.runbook_blocks() + triage.builtin_blocks()).matchers
+            if m.literals is None]
+    assert slow == []
+
+
+@pytest.mark.parametrize("name", SUCCESSES)
+def test_successful_runs_are_not_fatal(name):
+    result = triage.triage([str(LOGS / name)])
+    assert (result["fatal"], result["causes"]) == (False, [])
+
+
+def test_successful_runs_list_their_benign_noise():
+    kinds = {b["id"] for name in SUCCESSES for b in triage.triage([str(LOGS / name)])["benign"]}
+    assert kinds == {"wandb-broken-pipe", "destroy-process-group", "python-warning",
+                     "weights-not-initialized", "exception-ignored"}
+
+
+def test_unknown_beats_wrong():
+    """Ray's host-memory OOM killer raises ray.exceptions.OutOfMemoryError: not a CUDA OOM,
+    and no runbook names it. The run failed; the id is unknown, not cuda-oom."""
+    result = triage.triage([str(CITED / "unknown-ray-host-oom.log")])
+    cause = result["causes"][0]
+    assert (result["fatal"], cause["id"], cause["line"]) == (True, "unknown", 7)
+    assert (cause["fix"], cause["runbook"], cause["check"]) == (None, None, None)
+
+
+@pytest.mark.parametrize("name", LOUDER)
+def test_a_louder_consequence_after_the_root_cause_is_discounted(name):
+    result = triage.triage([str(LOGS / name)])
+    text = (LOGS / name).read_text(encoding="utf-8", errors="replace").splitlines()
+    loud = [i + 1 for i, x in enumerate(text)
+            if re.search(r"ChildFailedError|Watchdog caught|Job '.*' failed|RayTaskError", x)]
+    assert loud and result["causes"][0]["line"] < min(loud)
+    assert result["files"][0]["consequences"] >= 1
+    assert result["causes"][0]["id"] in IDS
+
+
+@pytest.mark.parametrize(("name", "rid", "rank_file"), RANK_DIRS)
+def test_per_rank_directory_names_the_rank_with_the_error(name, rid, rank_file):
+    result = triage.triage([str(LOGS / name)])
+    cause = result["causes"][0]
+    assert cause["id"] == rid and cause["file"].endswith(rank_file)
+    assert sum(f["consequences"] for f in result["files"]) >= 1  # the other rank's death
+
+
+def test_json_and_exit_codes_through_the_cli():
+    proc = run_cli(str(REAL / "nested-torchrun.log"), "--json")
+    assert proc.returncode == 1, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["schema"] == 1 and out["fatal"] is True
+    cause = out["causes"][0]
+    assert set(cause) >= {"id", "confidence", "file", "line", "match", "context", "fix",
+                          "runbook", "check"}
+    assert (cause["id"], cause["confidence"], cause["check"]) == (
+        "nested-launcher", "certain", "nested-launcher")
+    assert all(set(b) >= {"id", "line"} for b in out["benign"])
+    ok = run_cli(str(REAL / "ok-torchrun.log"))
+    assert ok.returncode == 0 and "no fatal error found" in ok.stdout.decode()
+
+
+def test_text_output_has_fix_check_context_and_time():
+    out = run_cli(str(CITED / "resume-memory-slime.log")).stdout.decode()
+    assert "ROOT CAUSE: resume-memory (certain)" in out
+    assert "NO_LOAD_OPTIM=1 NO_LOAD_RNG=1" in out                  # the runbook's fix
+    assert "preflight --check train-10-steps" in out                # the check to run now
+    assert "raysubmit_vY3hT8cQm1LZd2wE" in out                      # the job id
+    assert "2026-02-11 09:16:40" in out                             # the nearest timestamp
+    assert "discounted" in out                                      # the Ray job failure
+    cuda = run_cli(str(CITED / "cuda-oom-dora.log")).stdout.decode()
+    assert "no preflight check catches this before launch" in cuda
+    assert "expandable_segments:True" in cuda
+
+
+def test_checks_named_by_triage_are_real_check_ids():
+    from tests.test_runbooks import check_ids
+
+    checks = {b.check for b in triage.runbook_blocks() if b.check}
+    assert checks and checks <= check_ids()
+
+
+def test_stdin_and_directory_of_logs(tmp_path):
+    data = (REAL / "ray-path.log").read_bytes()
+    proc = run_cli("-", "--json", stdin=data)
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 1 and out["causes"][0]["file"] == "<stdin>"
+    assert out["causes"][0]["id"] == "ray-path"
+
+
+@pytest.mark.parametrize("bad", ["missing", "fifo", "empty-dir", "option"])
+def test_bad_input_is_one_error_line_and_exit_4(tmp_path, bad):
+    args = {"missing": [str(tmp_path / "nope.log")], "fifo": [str(tmp_path / "f")],
+            "empty-dir": [str(tmp_path / "d")], "option": ["--frobnicate", "x.log"]}[bad]
+    if bad == "fifo":
+        os.mkfifo(tmp_path / "f")
+    if bad == "empty-dir":
+        (tmp_path / "d").mkdir()
+    proc = run_cli(*args)
+    err = proc.stderr.decode()
+    assert proc.returncode == 4 and err.startswith("ERROR: ") and err.count("\n") == 1
+    assert proc.stdout == b"" and "Traceback" not in err
+    assert run_cli().returncode == 4
+
+
+def test_binary_and_non_utf8_never_crash(tmp_path):
+    junk = bytes(range(256)) * 64
+    log = tmp_path / "bin.log"
+    log.write_bytes(junk + b"\n\xff\xfe[rank1]: \x1b[31mtorch.OutOfMemoryError: CUDA out of memory"
+                    b"\x1b[0m \xc3\x28\n" + junk + b"\x00" * 5000 + b"Too many open files" * 9000)
+    result = triage.triage([str(log)])
+    assert result["causes"][0]["id"] == "cuda-oom"
+    assert "\x00" not in json.dumps(result)
+    (tmp_path / "empty.log").write_bytes(b"")
+    assert triage.triage([str(tmp_path / "empty.log")])["fatal"] is False
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / os.fsdecode(b"rank\xff.log")).write_bytes(b"ray: command not found\n")
+    proc = run_cli(str(odd), "--json")
+    assert proc.returncode == 1 and json.loads(proc.stdout)["causes"][0]["id"] == "ray-path"
+
+
+def test_secrets_are_scrubbed_from_what_triage_prints(tmp_path):
+    token = "hf_aBcDeFgHiJkLmNoPqRsTuVwXyZ012345"
+    log = tmp_path / "leak.log"
+    log.write_text(f"export HF_TOKEN={token}\n"
+                   "HF_ENDPOINT=http://mirror:s3cr3tPASS@10.0.0.5/ python train.py "
+                   "--hub_token zzzz1234\n"
+                   "wandb: WANDB_API_KEY=0123456789abcdef0123456789abcdef01234567\n"
+                   "Traceback (most recent call last):\n"
+                   f"huggingface_hub.errors.GatedRepoError: 401 Client Error. token={token}\n")
+    env = dict(os.environ, MY_SECRET_TOKEN="plain-value-9876")
+    log.write_text(log.read_text() + "using plain-value-9876 here\n")
+    for args in ([str(log)], [str(log), "--json"], ["--context", "20", str(log)]):
+        out = run_cli(*args, env=env).stdout.decode()
+        assert "GatedRepoError" in out
+        for secret in (token, "s3cr3tPASS", "zzzz1234", "0123456789abcdef0123456789abcdef01234567",
+                       "plain-value-9876"):
+            assert secret not in out, (args, secret)
+
+
+def test_parse_directives_and_specificity():
+    text = ("# x: y\n\n## Symptom\n```triage\n@near: load_state_dict\n@check: none\n@likely\n"
+            "OutOfMemoryError\n```\n\n## Fix\n")
+    (block,) = triage.parse_blocks("x", text)
+    assert (block.check, block.likely, block.specificity) == (None, True, 1)
+    with pytest.raises(ValueError, match="unknown triage directive"):
+        triage.parse_blocks("x", "## Symptom\n```triage\n@nope: 1\nx\n```\n")
+
+
+@pytest.mark.big_log
+def test_a_200_mb_log_in_bounded_time_and_memory(tmp_path):
+    """Streams: time and peak memory of triaging a 200 MB training log whose root cause is
+    near its end, in a child process. The bound is on the child's CPU time (user + sys):
+    on a shared box the wall time measures the neighbours; both are printed."""
+    log = tmp_path / "big.log"
+    step = ("[rank{r}]: {{'loss': 2.3456, 'grad_norm': 1.234, 'learning_rate': 9.99e-05, "
+            "'epoch': 0.01, 'global_step/max_steps': '{s}/100000'}}\n")
+    bar = "".join(f"Train:  {i}%|##        | {i}/100 [00:10<01:30,  9.98it/s]\r" for i in range(8))
+    chunk = ("".join(step.format(r=i % 4, s=i) for i in range(2000)) + bar + "\n"
+             + "/x/y.py:12: UserWarning: something deprecated\n").encode()
+    with open(log, "wb") as fh:
+        for _ in range(200 * 2**20 // len(chunk)):
+            fh.write(chunk)
+        fh.write(b"[rank2]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB\n")
+        for _ in range(2**20 // len(chunk) + 1):
+            fh.write(chunk)
+    size = log.stat().st_size
+    code = ("import json,os,re,sys,time; from preflight import triage; t=time.perf_counter();"
+            "r=triage.triage([sys.argv[1]]); w=time.perf_counter()-t; c=os.times();"
+            "hwm=int(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1));"
+            "print(json.dumps([w, c.user + c.system, hwm, r['causes'][0]['id']]))")
+    proc = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True,
+                          timeout=300)
+    wall, cpu, hwm_kb, rid = json.loads(proc.stdout)
+    print(f"\ntriage of {size / 2**20:.0f} MiB: wall {wall:.1f} s, cpu {cpu:.1f} s, "
+          f"peak RSS {hwm_kb / 1024:.0f} MiB, load average {os.getloadavg()[0]:.1f}")
+    assert rid == "cuda-oom"
+    assert cpu <= 20
+    assert hwm_kb / 1024 < 150
+
+
+def test_one_launcher_layer_is_port_free_a_second_is_nested(tmp_path):
+    """The same bind failure names port-free under swift's own launcher (its `run sh:` line
+    unprefixed) and nested-launcher when torchrun's workers print it ([defaultN]:)."""
+    run_sh = ("run sh: `/usr/bin/python -m torch.distributed.run --nproc_per_node 2 "
+              "--master_port 29500 /opt/swift/cli/sft.py`\n")
+    bind = ("[W1122 10:02:11.812 socket.cpp:464] [c10d] The server socket has failed to bind to "
+            "[::]:29500 (errno: 98 - Address already in use).\n")
+    one, two = tmp_path / "one.log", tmp_path / "two.log"
+    one.write_text(run_sh + bind)
+    two.write_text("[default0]:" + run_sh + "[default1]:" + run_sh + "[default1]:" + bind)
+    assert triage.triage([str(one)])["causes"][0]["id"] == "port-free"
+    assert triage.triage([str(two)])["causes"][0]["id"] == "nested-launcher"
