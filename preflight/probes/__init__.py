@@ -129,10 +129,17 @@ class Node:
 
     @cached_property
     def own_family(self) -> frozenset[int]:
-        """The suite, its ancestors and its children: never leftovers."""
+        """The suite, its ancestors and its children: never leftovers. Under `preflight
+        cluster --ray` (PREFLIGHT_RAY_SESSION), also the Ray cluster it runs on."""
         from preflight.probes import procs
 
-        return procs.family(self.own_pid, self.processes)
+        members = procs.family(self.own_pid, self.processes)
+        session = self.environ.get("PREFLIGHT_RAY_SESSION")
+        if session:
+            for p in self.processes:  # its raylets, GCS, agents and their children
+                if session in p.command:
+                    members |= procs.family(p.pid, self.processes)
+        return members
 
     @cached_property
     def listeners(self):
