@@ -194,10 +194,11 @@ def test_merge_of_1000_synthetic_nodes_is_fast(healthy, tmp):
     from preflight.cluster import merge as merge_mod
 
     out = tmp / "out-1000"
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     code = merge_mod.merge([str(root)], out, [], set())
-    took = time.perf_counter() - start
+    took, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert code == 0
     assert cluster_json(out)["node_count"] == 1000
-    print(f"merge of 1000 node reports: {took:.2f} s")
-    assert took <= 2.0 * 3  # 2 s on an idle box; this machine is shared by 8 agents
+    print(f"merge of 1000 node reports: {took:.2f} s wall, {cpu:.2f} s CPU")
+    # CPU time: the wall time of a shared CI box measures its other tenants
+    assert cpu <= 2.0
