@@ -117,11 +117,15 @@ def test_healthy_cluster_is_go_with_one_report_per_node(cluster, tmp_path):
         assert rep["node"]["node_id"] in alive
         [conda] = [c for c in rep["checks"] if c["id"] == "conda-env"]
         assert conda["outcome"] == "passed"
+    [reached] = [c for c in report["checks"] if c["id"] == "cluster-reach"]
+    assert reached["severity"] == "ok" and reached["evidence"]["connections"] == 3 * 2
     assert took < NODE_TIMEOUT + 60
 
 
 def test_broken_worker_environment_is_no_go_naming_node_and_check(cluster, tmp_path):
-    broken = cluster.add_node(num_cpus=1, env_vars={"CONDA_DEFAULT_ENV": "base"})
+    # the wrong conda env, and a MASTER_ADDR no node can reach (TEST-NET-2, never routed)
+    broken = cluster.add_node(num_cpus=1, env_vars={"CONDA_DEFAULT_ENV": "base",
+                                                   "MASTER_ADDR": "198.51.100.1"})
     try:
         code, report, _, stdout = finish(*cluster_run(
             cluster, tmp_path, "--expect-env", "train", *CHECKS))
@@ -132,6 +136,12 @@ def test_broken_worker_environment_is_no_go_naming_node_and_check(cluster, tmp_p
                                                                  ["conda-env"])]
         assert f"NO-GO {bad[0]['name']}: conda-env" in stdout
         assert len(report["nodes"]) == 4
+        [reached] = [c for c in report["checks"] if c["id"] == "cluster-reach"]
+        assert reached["severity"] == "blocker"
+        assert [(f["from"], f["to"], f["address"]) for f in reached["evidence"]["failed"]] \
+            == [(bad[0]["name"], "MASTER_ADDR", "198.51.100.1:29500")]
+        # dropped (a timeout), or answered by something that is not preflight (a proxy)
+        assert reached["evidence"]["failed"][0]["error"]
     finally:
         cluster.remove_node(broken)
 

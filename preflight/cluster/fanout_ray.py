@@ -24,6 +24,7 @@ from preflight.errors import InputError
 
 # Time the task keeps for itself after the node's preflight, to read and return its report.
 TASK_MARGIN_S = 5.0
+REACH_BOUND_S = 60.0  # cluster-reach: start the listeners and probe, all nodes at once
 SESSION_RE = re.compile(r"/(session_\d{4}-\d\d-\d\d_[\d_-]+)")
 
 
@@ -114,8 +115,52 @@ def _fan_out(ray: Any, affinity: Any, node_args: list[str], node_timeout: float,
         ray.cancel(ref, force=True)
         results[info["NodeID"]] = _unknown(info, f"no answer within {node_timeout:g}s")
     nodes = [results[n["NodeID"]] for n in alive]
+    merge.name_nodes(nodes)
+    # After the node runs: a listener on MASTER_PORT during them would fail port-free.
+    reached = _reach(ray, affinity, alive, {n.node_id: n.name for n in nodes},
+                     min(max(10.0, node_timeout), REACH_BOUND_S))
     return merge.finish(nodes, started, f"ray ({address}, {len(alive)} alive node(s))",
-                        report_dir, profile_dirs, allow)
+                        report_dir, profile_dirs, allow, (reached,))
+
+
+def _reach(ray: Any, affinity: Any, alive: list[dict[str, Any]], names: dict[str, str],
+           bound: float) -> Any:
+    """cluster-reach: one listening actor per node, then every node connects to all."""
+    from preflight.cluster import checks, reach
+
+    deadline = time.time() + bound
+    actor = ray.remote(num_cpus=0, max_restarts=0)(reach.NodeProbe)
+    actors = {n["NodeID"]: actor.options(scheduling_strategy=affinity(
+        node_id=n["NodeID"], soft=False)).remote() for n in alive}
+    ip = {n["NodeID"]: n.get("NodeManagerAddress", "") for n in alive}
+    missing: dict[str, str] = {}
+    try:
+        located = _gather(ray, {a.where.remote(): nid for nid, a in actors.items()},
+                          deadline, names, missing, "its listener")
+        targets = [(names[nid], ip[nid], info["port"]) for nid, info in located.items()]
+        asked = {actors[nid].probe.remote([t for t in targets if t[0] != names[nid]],
+                                          reach.CONNECT_TIMEOUT_S): nid for nid in located}
+        results = _gather(ray, asked, max(deadline, time.time() + 2 * reach.CONNECT_TIMEOUT_S),
+                          names, missing, "its probe")
+    finally:
+        for handle in actors.values():
+            ray.kill(handle)
+    return checks.reach({names[nid]: r for nid, r in results.items()}, missing)
+
+
+def _gather(ray: Any, refs: dict[Any, str], deadline: float, names: dict[str, str],
+            missing: dict[str, str], what: str) -> dict[str, Any]:
+    ready, late = ray.wait(list(refs), num_returns=len(refs),
+                           timeout=max(0.0, deadline - time.time()))
+    out: dict[str, Any] = {}
+    for ref in ready:
+        try:
+            out[refs[ref]] = ray.get(ref)
+        except Exception as exc:  # the node died, the port could not be bound
+            missing[names[refs[ref]]] = f"{what} failed: {type(exc).__name__}"
+    for ref in late:
+        missing[names[refs[ref]]] = f"{what} did not answer in time"
+    return out
 
 
 def _unknown(info: dict[str, Any], reason: str) -> NodeReport:

@@ -244,10 +244,12 @@ def terminal_lines(cluster: dict[str, Any]) -> list[str]:
 
 
 def finish(nodes: list[NodeReport], started: float, how: str, report_dir: Path,
-           profile_dirs: list[Path], allow: set[str]) -> int:
-    """Judge, write, print; the exit code is the cluster verdict."""
+           profile_dirs: list[Path], allow: set[str], extra: tuple[Finding, ...] = ()
+           ) -> int:
+    """Judge, write, print; the exit code is the cluster verdict. `extra`: findings made
+    while the nodes ran (cluster-reach under `cluster --ray`)."""
     name_nodes(nodes)
-    findings = cross_checks(nodes, profile_dirs, allow)
+    findings = cross_checks(nodes, profile_dirs, allow) + list(extra)
     cluster = build(nodes, findings, started, how)
     try:
         written = write(cluster, report_dir)
