@@ -194,10 +194,39 @@ def test_merge_of_1000_synthetic_nodes_is_fast(healthy, tmp):
     from preflight.cluster import merge as merge_mod
 
     out = tmp / "out-1000"
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     code = merge_mod.merge([str(root)], out, [], set())
-    took = time.perf_counter() - start
+    took, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert code == 0
     assert cluster_json(out)["node_count"] == 1000
-    print(f"merge of 1000 node reports: {took:.2f} s")
-    assert took <= 2.0 * 3  # 2 s on an idle box; this machine is shared by 8 agents
+    print(f"merge of 1000 node reports: {took:.2f} s wall, {cpu:.2f} s CPU")
+    # CPU time: the wall time of a shared CI box measures its other tenants
+    assert cpu <= 2.0
+
+
+def test_node_facts_read_torch_cuda_and_nccl_from_the_install_without_importing(tmp):
+    """A CUDA build of torch made visible on one node's path (its metadata and its
+    torch/version.py, as pip installs them) is read as such; torch is never imported."""
+    site = tmp / "cuda-torch"
+    (site / "torch").mkdir(parents=True)
+    (site / "torch" / "version.py").write_text(
+        "from typing import Optional\n__version__ = '2.5.1+cu121'\n"
+        "cuda: Optional[str] = '12.1'\ngit_version = 'abc'\n")
+    for name, version in (("torch", "2.5.1+cu121"), ("nvidia_nccl_cu12", "2.21.5")):
+        dist = site / f"{name}-{version}.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}"
+                                       f"\nVersion: {version}\n")
+        (dist / "RECORD").write_text("")
+    code = ("import json, sys\nfrom preflight import node_facts\n"
+            "facts = node_facts.collect({'error': 'no NVML here', 'gpus': []}, {})\n"
+            "print(json.dumps([facts, 'torch' in sys.modules]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=base_env(PYTHONPATH=str(site)), timeout=60)
+    facts, imported = json.loads(proc.stdout)
+    assert facts["versions"]["torch"] == "2.5.1+cu121"
+    assert facts["versions"]["torch_cuda"] == "12.1"
+    assert facts["versions"]["nccl"] == "2.21.5"
+    assert facts["versions"]["nvidia_driver"] is None
+    assert facts["unknown"]["nvidia_driver"] == "no NVML here"
+    assert imported is False

@@ -136,7 +136,8 @@ def _gpu_pids(node) -> set[int]:
 
 @pytest.mark.pitfall("leftover-processes")
 def test_no_leftover_processes(node, profile, finding):
-    found = procs.scan(node.process_table, profile.processes.patterns, node.own_pid)
+    found = procs.scan(node.process_table, profile.processes.patterns, node.own_pid,
+                       exempt=node.own_family)
     ports_by_pid: dict[int, list[int]] = {}
     if found:  # sockets are read only when there is something to explain
         for entry in node.listeners:

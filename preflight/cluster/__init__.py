@@ -84,6 +84,10 @@ def cluster_main(argv: list[str]) -> int:
     except InputError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 4
+    except KeyboardInterrupt:  # ray.shutdown ran (finally); the node tasks die with the job
+        print("ERROR: preflight cluster: interrupted; no cluster report written",
+              file=sys.stderr)
+        return 2
 
 
 def _split(argv: list[str]) -> tuple[list[str], list[str]]:

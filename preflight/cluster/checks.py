@@ -293,3 +293,39 @@ def _resolves_into(name: str, addresses: set[str]) -> bool:
     except (OSError, UnicodeError):
         return False
     return any(info[4][0] in addresses for info in infos)
+
+
+# -- cluster-reach ---------------------------------------------------------------------
+
+
+def reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str]) -> Finding:
+    """`results`: per source node, its connection attempts (reach.connect); `missing`:
+    nodes that could not take part, with the reason."""
+    found = _finding("cluster-reach")
+    failed = [{"from": src, **r} for src, attempts in sorted(results.items())
+              for r in attempts if not r["ok"]]
+    pairs = sum(len(a) for a in results.values())
+    found.evidence = {"nodes": len(results), "connections": pairs,
+                      "failed": failed[:MAX_ROWS], "failed_count": len(failed),
+                      "not_probed": missing}
+    if failed:
+        shown = "; ".join(f"{f['from']} -> {f['to']} ({f['address']}): {f['error']}"
+                          for f in failed[:3])
+        dests = sorted({f["address"].rsplit(":", 1)[0] for f in failed})
+        return _fail(found, f"{len(failed)} of {pairs} connection(s) failed: {shown}"
+                     + (" ..." if len(failed) > 3 else ""),
+                     "# on each destination node, let the other nodes in on every TCP port "
+                     "(NCCL and gloo connect back on ports they pick), e.g.\n"
+                     + "\n".join(f"iptables -I INPUT -p tcp -s <source node IP> -j ACCEPT"
+                                 f"   # on {d}" for d in dests[:10]))
+    if missing:
+        return _fail(found, "could not probe from " + ", ".join(
+            f"{k} ({v})" for k, v in sorted(missing.items())[:5]),
+            "ray status   # is every node alive? then run preflight cluster --ray again",
+            Severity.UNKNOWN)
+    if not results:
+        found.outcome, found.severity = "skipped", Severity.INFO
+        found.summary = "no node to probe"
+        return found
+    found.summary = f"{pairs} TCP connection(s) between {len(results)} node(s) all open"
+    return found

@@ -27,6 +27,7 @@ SCHEMA_VERSION = 1
 CLUSTER_JSON = "cluster-report.json"
 CLUSTER_MD = "cluster-report.md"
 MAX_REPORT_BYTES = 64 * 2**20
+MAX_TERMINAL_NODES = 20  # node lines on the terminal; the Markdown lists every node
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -193,10 +194,19 @@ def _version_table(evidence: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def to_json(cluster: dict[str, Any]) -> str:
+    """The summary indented for a person, each node report on one line: json's C encoder
+    runs only without indent, and 1,000 indented node reports take seconds to encode."""
+    head = json.dumps({k: v for k, v in cluster.items() if k != "reports"}, indent=1)
+    reports = ",\n".join(f"  {json.dumps(name)}: {json.dumps(rep)}"
+                          for name, rep in cluster["reports"].items())
+    return f'{head[:-2]},\n "reports": {{\n{reports}\n }}\n}}\n'
+
+
 def write(cluster: dict[str, Any], report_dir: Path) -> list[Path]:
     """Both files or neither: each goes to a temp name, renamed when all were written."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    outputs = {report_dir / CLUSTER_JSON: json.dumps(cluster, indent=1) + "\n",
+    outputs = {report_dir / CLUSTER_JSON: to_json(cluster),
                report_dir / CLUSTER_MD: markdown(cluster)}
     staged: list[tuple[str, Path]] = []
     try:
@@ -218,10 +228,13 @@ def terminal_lines(cluster: dict[str, Any]) -> list[str]:
     counts = cluster["node_verdicts"]
     lines = [f"preflight cluster verdict: {cluster['verdict']}  ({cluster['node_count']} node(s): "
              + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + ")"]
-    for r in cluster["nodes"]:
-        if r["verdict"] != "GO":
-            why = ", ".join(r["blockers"]) or r.get("reason", "")
-            lines.append(f"  {r['verdict']} {r['name']}: {why}")
+    bad = [r for r in cluster["nodes"] if r["verdict"] != "GO"]
+    for r in bad[:MAX_TERMINAL_NODES]:
+        why = ", ".join(r["blockers"]) or r.get("reason", "")
+        lines.append(f"  {r['verdict']} {r['name']}: {why}")
+    if len(bad) > MAX_TERMINAL_NODES:
+        lines.append(f"  ... and {len(bad) - MAX_TERMINAL_NODES} more node(s) not GO: see "
+                     f"{CLUSTER_MD}")
     for c in cluster["checks"]:
         if Severity.parse(c["severity"]).blocks:
             lines.append(f"  BLOCKER {c['id']}: {c['summary']}")
@@ -231,10 +244,12 @@ def terminal_lines(cluster: dict[str, Any]) -> list[str]:
 
 
 def finish(nodes: list[NodeReport], started: float, how: str, report_dir: Path,
-           profile_dirs: list[Path], allow: set[str]) -> int:
-    """Judge, write, print; the exit code is the cluster verdict."""
+           profile_dirs: list[Path], allow: set[str], extra: tuple[Finding, ...] = ()
+           ) -> int:
+    """Judge, write, print; the exit code is the cluster verdict. `extra`: findings made
+    while the nodes ran (cluster-reach under `cluster --ray`)."""
     name_nodes(nodes)
-    findings = cross_checks(nodes, profile_dirs, allow)
+    findings = cross_checks(nodes, profile_dirs, allow) + list(extra)
     cluster = build(nodes, findings, started, how)
     try:
         written = write(cluster, report_dir)

@@ -136,8 +136,18 @@ class Node:
 
     @cached_property
     def own_family(self):
-        """The suite, its ancestors and its children: never leftovers (a membership test)."""
-        return self.process_table.family(self.own_pid)
+        """The suite, its ancestors and its children: never leftovers (a membership test).
+        Under `preflight cluster --ray` (PREFLIGHT_RAY_SESSION), also the Ray cluster it runs
+        on: its raylets, GCS, agents and their children."""
+        from preflight.probes import procs
+
+        table = self.process_table
+        families = [table.family(self.own_pid)]
+        session = self.environ.get("PREFLIGHT_RAY_SESSION")
+        if session:
+            families += [table.family(pid) for pid, argv in table.argv.items()
+                         if any(session in arg for arg in argv)]
+        return procs.AnyFamily(families)
 
     @cached_property
     def listeners(self):

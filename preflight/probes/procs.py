@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -222,6 +222,16 @@ class Family:
         return other in self.up or self.pid in self.table.ancestors(other)
 
 
+class AnyFamily:
+    """Membership in any of several families."""
+
+    def __init__(self, families: Iterable[Family]):
+        self.families = list(families)
+
+    def __contains__(self, other: object) -> bool:
+        return any(other in f for f in self.families)
+
+
 def family(pid: int, procs: Iterable[ProcInfo]) -> frozenset[int]:
     """`pid`, its ancestors and all its descendants."""
     by_pid = {p.pid: p for p in procs}
@@ -362,9 +372,11 @@ class Found:
 
 def scan(table: Table, extra_patterns: Iterable[str], own_pid: int,
          own_uid: int | None = None,
-         owner_of: Callable[[int], int | None] = live_preflight_owner) -> list[Found]:
+         owner_of: Callable[[int], int | None] = live_preflight_owner,
+         exempt: Container[int] = ()) -> list[Found]:
     """Programs of interest that no running preflight (ours or anyone's) owns: ours are
-    leftovers; other users' are reported only where they hold something the job needs."""
+    leftovers; other users' are reported only where they hold something the job needs.
+    `exempt`: pids that are never leftovers (the Ray cluster `preflight cluster` runs on)."""
     own_uid = os.getuid() if own_uid is None else own_uid
     own_user = user_name(own_uid)
     own_ancestors = set(table.ancestors(own_pid)) | {own_pid}
@@ -375,7 +387,7 @@ def scan(table: Table, extra_patterns: Iterable[str], own_pid: int,
             continue
         bare = ProcInfo(pid, 0, "", "", argv, 0.0)
         hit = match(bare, patterns)
-        if hit is None:
+        if hit is None or pid in exempt:
             continue
         info = table.get_info(pid)
         if info is None:

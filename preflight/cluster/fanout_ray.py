@@ -1,0 +1,190 @@
+"""`preflight cluster --ray`: preflight on every alive node of a Ray cluster at once.
+
+One task per node, pinned with NodeAffinitySchedulingStrategy(soft=False) (a node that
+cannot run it fails the task instead of moving it elsewhere), `num_cpus=0` so a busy
+node still runs it, `max_retries=0` so a dead node is reported, not retried. Each task
+runs `python -m preflight` in a bounded subprocess in the worker's environment, which is
+what Ray gives every job on that node. The driver waits at most `node_timeout` in all:
+a node that has not answered by then is UNKNOWN and its task is cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from preflight.cluster import merge
+from preflight.cluster.checks import NodeReport
+from preflight.errors import InputError
+
+# Time the task keeps for itself after the node's preflight, to read and return its report.
+TASK_MARGIN_S = 5.0
+REACH_BOUND_S = 60.0  # cluster-reach: start the listeners and probe, all nodes at once
+SESSION_RE = re.compile(r"/(session_\d{4}-\d\d-\d\d_[\d_-]+)")
+
+
+def ray_session() -> str:
+    """The Ray session this worker belongs to, read off its raylet's command line (an
+    ancestor of every worker); "" when not found."""
+    import psutil
+
+    proc = psutil.Process()
+    for parent in proc.parents():
+        try:
+            match = SESSION_RE.search(" ".join(parent.cmdline()))
+        except psutil.Error:
+            continue
+        if match:
+            return match.group(1)
+    return ""
+
+
+def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
+    """Runs on the node: preflight in a bounded subprocess; returns its report text."""
+    import socket
+    import tempfile
+
+    from preflight.probes import Runner
+
+    env = dict(os.environ)
+    env["PREFLIGHT_NODE_ID"] = node_id
+    session = ray_session()
+    if session:  # this cluster's own processes are not leftovers of an earlier run
+        env["PREFLIGHT_RAY_SESSION"] = session
+    with tempfile.TemporaryDirectory(prefix="preflight-node-") as report_dir:
+        done = Runner().run([sys.executable, "-m", "preflight.cluster.child", str(os.getpid()),
+                             "--report-dir", report_dir, "-q", *argv], timeout=timeout, env=env)
+        path = Path(report_dir) / merge.JSON_NAME
+        text = path.read_text(encoding="utf-8") if path.is_file() else None
+    errors = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.startswith("ERROR:")]
+    return {"hostname": socket.gethostname(), "returncode": done.returncode,
+            "timed_out": done.timed_out, "elapsed_s": round(done.elapsed_s, 3),
+            "report": text, "error": errors[0][:300] if errors else ""}
+
+
+def run(address: str, node_args: list[str], node_timeout: float, report_dir: Path,
+        profile_dirs: list[Path], allow: set[str]) -> int:
+    try:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    except ImportError:
+        raise InputError("preflight cluster --ray: ray is not installed "
+                         "(pip install 'preflight[ray]')") from None
+    started = time.time()
+    try:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
+                 configure_logging=True)
+    except Exception as exc:  # ConnectionError, ValueError: no cluster at that address
+        raise InputError(f"preflight cluster --ray {address}: cannot connect: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                         ) from None
+    try:
+        return _fan_out(ray, NodeAffinitySchedulingStrategy, node_args, node_timeout,
+                        started, address, report_dir, profile_dirs, allow)
+    finally:
+        ray.shutdown()
+
+
+def _fan_out(ray: Any, affinity: Any, node_args: list[str], node_timeout: float,
+             started: float, address: str, report_dir: Path, profile_dirs: list[Path],
+             allow: set[str]) -> int:
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    remote = ray.remote(num_cpus=0, max_retries=0)(node_task)
+    subprocess_timeout = max(1.0, node_timeout - TASK_MARGIN_S)
+    pending: dict[Any, dict[str, Any]] = {}
+    for info in alive:
+        ref = remote.options(
+            scheduling_strategy=affinity(node_id=info["NodeID"], soft=False),
+            name=f"preflight:{info['NodeManagerHostname']}",
+        ).remote(info["NodeID"], node_args, subprocess_timeout)
+        pending[ref] = info
+    results: dict[str, NodeReport] = {}
+    deadline = started + node_timeout
+    while pending and (left := deadline - time.time()) > 0:
+        # whatever is ready within a second: O(N) wait calls per second, not one per node
+        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=min(left, 1.0))
+        for ref in ready:
+            info = pending.pop(ref)
+            results[info["NodeID"]] = _collect(ray, ref, info)
+    for ref, info in pending.items():  # no answer within the bound
+        ray.cancel(ref, force=True)
+        results[info["NodeID"]] = _unknown(info, f"no answer within {node_timeout:g}s")
+    nodes = [results[n["NodeID"]] for n in alive]
+    merge.name_nodes(nodes)
+    # After the node runs: a listener on MASTER_PORT during them would fail port-free.
+    reached = _reach(ray, affinity, alive, {n.node_id: n.name for n in nodes},
+                     min(max(10.0, node_timeout), REACH_BOUND_S))
+    return merge.finish(nodes, started, f"ray ({address}, {len(alive)} alive node(s))",
+                        report_dir, profile_dirs, allow, (reached,))
+
+
+def _reach(ray: Any, affinity: Any, alive: list[dict[str, Any]], names: dict[str, str],
+           bound: float) -> Any:
+    """cluster-reach: one listening actor per node, then every node connects to all."""
+    from preflight.cluster import checks, reach
+
+    deadline = time.time() + bound
+    actor = ray.remote(num_cpus=0, max_restarts=0)(reach.NodeProbe)
+    actors = {n["NodeID"]: actor.options(scheduling_strategy=affinity(
+        node_id=n["NodeID"], soft=False)).remote() for n in alive}
+    ip = {n["NodeID"]: n.get("NodeManagerAddress", "") for n in alive}
+    missing: dict[str, str] = {}
+    try:
+        located = _gather(ray, {a.where.remote(): nid for nid, a in actors.items()},
+                          deadline, names, missing, "its listener")
+        targets = [(names[nid], ip[nid], info["port"]) for nid, info in located.items()]
+        asked = {actors[nid].probe.remote([t for t in targets if t[0] != names[nid]],
+                                          reach.CONNECT_TIMEOUT_S): nid for nid in located}
+        results = _gather(ray, asked, max(deadline, time.time() + 2 * reach.CONNECT_TIMEOUT_S),
+                          names, missing, "its probe")
+    finally:
+        for handle in actors.values():
+            ray.kill(handle)
+    return checks.reach({names[nid]: r for nid, r in results.items()}, missing)
+
+
+def _gather(ray: Any, refs: dict[Any, str], deadline: float, names: dict[str, str],
+            missing: dict[str, str], what: str) -> dict[str, Any]:
+    ready, late = ray.wait(list(refs), num_returns=len(refs),
+                           timeout=max(0.0, deadline - time.time()))
+    out: dict[str, Any] = {}
+    for ref in ready:
+        try:
+            out[refs[ref]] = ray.get(ref)
+        except Exception as exc:  # the node died, the port could not be bound
+            missing[names[refs[ref]]] = f"{what} failed: {type(exc).__name__}"
+    for ref in late:
+        missing[names[refs[ref]]] = f"{what} did not answer in time"
+    return out
+
+
+def _unknown(info: dict[str, Any], reason: str) -> NodeReport:
+    return NodeReport(name=info.get("NodeManagerHostname") or info["NodeID"][:8],
+                      source=f"ray:{info['NodeID']}", report=None, node_id=info["NodeID"],
+                      ip=info.get("NodeManagerAddress", ""), reason=reason)
+
+
+def _collect(ray: Any, ref: Any, info: dict[str, Any]) -> NodeReport:
+    try:
+        answer = ray.get(ref)
+    except Exception as exc:  # the node or its worker died: RayError subclasses
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return _unknown(info, f"the task failed: {type(exc).__name__}: {first[:200]}")
+    if answer["report"] is None:
+        why = answer["error"] or ("preflight timed out" if answer["timed_out"] else
+                                  f"preflight exited {answer['returncode']} without a report")
+        return _unknown(info, why)
+    try:
+        data = merge.parse_report(answer["report"], f"ray:{info['NodeID']}")
+    except InputError as exc:
+        return _unknown(info, str(exc))
+    node = merge.from_report(data, f"ray:{info['NodeID']}")
+    node.node_id = info["NodeID"]
+    node.ip = info.get("NodeManagerAddress") or node.ip
+    node.extra = {"elapsed_s": answer["elapsed_s"]}
+    return node

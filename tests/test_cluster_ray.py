@@ -1,0 +1,186 @@
+"""`preflight cluster --ray` on a real Ray cluster of this machine (ray.cluster_utils: a head
+and two workers, each a real raylet with its own environment), started and stopped here.
+
+Ray binds this machine's own address (its node IP): with `node_ip_address=127.0.0.1` the
+driver is sent to the node IP anyway and never reaches the GCS. Every Ray process these
+tests start belongs to one session; the teardown checks none is left.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import base_env
+
+ray = pytest.importorskip("ray")
+
+NODE_TIMEOUT = 45  # seconds; each node's preflight here takes a few seconds
+CHECKS = ("--check", "conda-env", "--check", "gloo-ifname", "--check", "master-addr")
+
+
+def session_processes(session: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if session in " ".join(proc.info["cmdline"] or ()):
+            found.append(proc)
+    return found
+
+
+def tree_of(pids: set[int]) -> set[int]:
+    out = set()
+    for pid in pids:
+        try:
+            out |= {pid} | {c.pid for c in psutil.Process(pid).children(recursive=True)}
+        except psutil.Error:
+            continue
+    return out
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray._private.utils import read_ray_address
+    from ray.cluster_utils import Cluster
+
+    before = read_ray_address()  # Cluster() records itself as this machine's `auto` cluster
+    env = {"CONDA_DEFAULT_ENV": "train"}
+    made = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "include_dashboard": False, "env_vars": env})
+    session = Path(made.head_node.get_session_dir_path()).name
+    ray_file = Path(made.head_node.get_temp_dir_path()) / "ray_current_cluster"
+    for _ in range(2):
+        made.add_node(num_cpus=1, env_vars=env)
+    ours = tree_of({p.pid for p in session_processes(session)})
+    try:
+        yield made
+    finally:
+        made.shutdown()
+        if before:
+            ray_file.write_text(before)
+        else:
+            ray_file.unlink(missing_ok=True)
+        deadline = time.time() + 30
+        while time.time() < deadline and [p for p in ours if psutil.pid_exists(p)]:
+            time.sleep(0.5)
+        alive = [p for p in ours if psutil.pid_exists(p)]
+        left = [p.pid for p in session_processes(session)]
+        assert not left and not alive, f"Ray processes left running: {left or alive}"
+
+
+def cluster_run(cluster, tmp_path: Path, *args: str, timeout: float = 240):
+    out = tmp_path / "cluster-report"
+    argv = [sys.executable, "-m", "preflight", "cluster", "--ray", cluster.address,
+            "--report-dir", str(out), "--node-timeout", str(NODE_TIMEOUT), *args]
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, env=base_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    return proc, out, start
+
+
+def finish(proc, out: Path, start: float) -> tuple[int, dict, float, str]:
+    stdout, stderr = proc.communicate(timeout=240)
+    took = time.monotonic() - start
+    path = out / "cluster-report.json"
+    assert path.exists(), stdout + stderr[-3000:]
+    return proc.returncode, json.loads(path.read_text()), took, stdout
+
+
+def test_without_ray_installed_is_one_line_exit_4(tmp_path):
+    hide = tmp_path / "no-ray"
+    hide.mkdir()
+    (hide / "ray.py").write_text("raise ImportError('No module named ray')\n")
+    env = base_env(PYTHONPATH=str(hide))
+    proc = subprocess.run([sys.executable, "-m", "preflight", "cluster", "--ray"], env=env,
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 4
+    assert proc.stderr == ("ERROR: preflight cluster --ray: ray is not installed "
+                           "(pip install 'preflight[ray]')\n")
+    bare = subprocess.run([sys.executable, "-m", "preflight", "cluster"], env=base_env(),
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert bare.returncode == 4 and bare.stderr.startswith("ERROR: ")
+
+
+def test_healthy_cluster_is_go_with_one_report_per_node(cluster, tmp_path):
+    code, report, took, stdout = finish(*cluster_run(
+        cluster, tmp_path, "--expect-env", "train", *CHECKS))
+    assert code == 0, stdout
+    alive = {cluster.head_node.node_id} | {n.node_id for n in cluster.worker_nodes}
+    assert report["verdict"] == "GO"
+    assert {n["node_id"] for n in report["nodes"]} == alive and len(alive) == 3
+    for rep in report["reports"].values():  # each node ran in its own worker environment
+        assert rep["node"]["node_id"] in alive
+        [conda] = [c for c in rep["checks"] if c["id"] == "conda-env"]
+        assert conda["outcome"] == "passed"
+    [reached] = [c for c in report["checks"] if c["id"] == "cluster-reach"]
+    assert reached["severity"] == "ok" and reached["evidence"]["connections"] == 3 * 2
+    assert took < NODE_TIMEOUT + 60
+
+
+def test_broken_worker_environment_is_no_go_naming_node_and_check(cluster, tmp_path):
+    # the wrong conda env, and a MASTER_ADDR no node can reach (TEST-NET-2, never routed)
+    broken = cluster.add_node(num_cpus=1, env_vars={"CONDA_DEFAULT_ENV": "base",
+                                                   "MASTER_ADDR": "198.51.100.1"})
+    try:
+        code, report, _, stdout = finish(*cluster_run(
+            cluster, tmp_path, "--expect-env", "train", *CHECKS))
+        assert code == 1, stdout
+        assert report["verdict"] == "NO-GO"
+        bad = [n for n in report["nodes"] if n["verdict"] != "GO"]
+        assert [(n["node_id"], n["blockers"]) for n in bad] == [(broken.node_id,
+                                                                 ["conda-env"])]
+        assert f"NO-GO {bad[0]['name']}: conda-env" in stdout
+        assert len(report["nodes"]) == 4
+        [reached] = [c for c in report["checks"] if c["id"] == "cluster-reach"]
+        assert reached["severity"] == "blocker"
+        assert [(f["from"], f["to"], f["address"]) for f in reached["evidence"]["failed"]] \
+            == [(bad[0]["name"], "MASTER_ADDR", "198.51.100.1:29500")]
+        # dropped (a timeout), or answered by something that is not preflight (a proxy)
+        assert reached["evidence"]["failed"][0]["error"]
+    finally:
+        cluster.remove_node(broken)
+
+
+def test_node_whose_raylet_dies_mid_run_is_unknown_within_the_bound(cluster, tmp_path):
+    doomed = cluster.add_node(num_cpus=1, env_vars={"CONDA_DEFAULT_ENV": "train"})
+    try:
+        proc, out, start = cluster_run(cluster, tmp_path, "--expect-env", "train", *CHECKS)
+        running = wait_for_node_preflight(doomed.node_id, timeout=120)
+        doomed.kill_raylet()
+        code, report, took, stdout = finish(proc, out, start)
+    finally:
+        cluster.remove_node(doomed, allow_graceful=False)
+    assert code == 1, stdout
+    [row] = [n for n in report["nodes"] if n["node_id"] == doomed.node_id]
+    assert row["verdict"] == "UNKNOWN" and row["reason"], row
+    others = [n["verdict"] for n in report["nodes"] if n["node_id"] != doomed.node_id]
+    assert others == ["GO"] * 3
+    assert took < NODE_TIMEOUT + 60  # bounded: never a hang
+    # the preflight that node was running died with its worker (PR_SET_PDEATHSIG)
+    deadline = time.time() + 20
+    while time.time() < deadline and any(p.is_running() for p in running):
+        time.sleep(0.2)
+    assert not [p.pid for p in running if p.is_running()
+                and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def wait_for_node_preflight(node_id: str, timeout: float) -> list[psutil.Process]:
+    """The node's preflight processes, once they run (found by PREFLIGHT_NODE_ID)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if proc.environ().get("PREFLIGHT_NODE_ID") == node_id:
+                    found.append(proc)
+            except psutil.Error:
+                continue
+        if found:
+            return found
+        time.sleep(0.1)
+    pytest.fail(f"node {node_id[:8]}'s preflight never started")
