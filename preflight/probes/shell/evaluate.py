@@ -39,7 +39,14 @@ from preflight.probes.shell.source import (
     rewrite,
 )
 from preflight.probes.shell.state import Ctx, Source, State
-from preflight.probes.shell.words import Expander, Stop, dedupe, glob_regex, substitutions
+from preflight.probes.shell.words import (
+    Expander,
+    Stop,
+    dedupe,
+    glob_regex,
+    substitutions,
+    to_word,
+)
 
 MAX_SOURCE_DEPTH = 8
 MAX_CALL_DEPTH = 16
@@ -454,7 +461,9 @@ class Evaluator(Expander):
         if first == ARITH:
             return self._arith(words[1:], st, file, line)
         if first == DTEST:
-            args = [w for n in words[1:] for w in self._expand(n, st, split=False)]
+            # no field splitting in [[ ]]: an empty expansion is still an operand
+            args = [(self._expand(n, st, split=False) or [Word("", n.word)])[0]
+                    for n in words[1:]]
             if args and args[-1].text == "]]":
                 args.pop()
             self._last_test = tuple(args)
@@ -463,6 +472,10 @@ class Evaluator(Expander):
             return self._arrays(words, st, file, line)
         if words and not assigns and _ELEMENT.match(self.src.raw(words[0].pos)):
             return self._element_assign(words, st, file, line)
+        if first == "read" and redirects:
+            done = self._read_heredoc(words, redirects, st, file, line)
+            if done is not None:
+                return done
         declaring = first in DECLARE
         argv: list[Word] = []
         self.vanished = []
@@ -749,6 +762,57 @@ class Evaluator(Expander):
                                f"{name} at {posixpath.basename(file)}:{line} (input not known)",
                                where=f"{file}:{line}")
         return None
+
+    def _read_heredoc(self, words, redirects, st: State, file: str, line: int):
+        """`read [-r] -d '' NAME <<EOF ... EOF` (OpenRLHF keeps its command this way):
+        NAME is the whole here-document, expanded, ends trimmed; status 1 (no NUL read).
+        None when the command is not of that form."""
+        args = [w for n in words[1:] for w in self._expand(n, st)]
+        texts = [a.text if a.known else None for a in args]
+        if None in texts:
+            return None
+        raw_mode = False
+        names = []
+        i, delim_empty = 0, False
+        while i < len(texts):
+            t = texts[i]
+            if t == "-r":
+                raw_mode = True
+            elif t == "-d" and i + 1 < len(texts):
+                delim_empty = texts[i + 1] == ""
+                i += 1
+            elif t.startswith("-"):
+                return None
+            else:
+                names.append(t)
+            i += 1
+        heredocs = [r for r in redirects if r.type in ("<<", "<<-") and
+                    getattr(r, "heredoc", None) is not None]
+        if not delim_empty or len(names) != 1 or not NAME.fullmatch(names[0]) or \
+                len(heredocs) != 1:
+            return None
+        redirect = heredocs[0]
+        body = self.src.raw(redirect.heredoc.pos)
+        body = body[:body.rstrip("\n").rfind("\n") + 1] if "\n" in body else ""
+        if redirect.type == "<<-":
+            body = "".join(ln.lstrip("\t") for ln in body.splitlines(keepends=True))
+        delimiter = self.src.raw(redirect.output.pos)
+        if any(q in delimiter for q in "'\"\\"):
+            value = Word(body, body)
+        else:  # expanded like a double-quoted string in which `"` is literal
+            body = body.replace("\\\n", "")
+            escaped = re.sub(r'(?<!\\)"', '\\\\"', body)
+            value = to_word(self._scan(escaped, 0, st, {}, dq=True), body)
+        old = st.vars.get(names[0])
+        if not value.known:
+            st.vars[names[0]] = Var(None, bool(old and old.exported), value.reason,
+                                    where=f"{file}:{line}", text=value.text)
+            return False
+        text = value.text if raw_mode else re.sub(r"\\(.)", r"\1",
+                                                  value.text.replace("\\\n", ""), flags=re.S)
+        st.vars[names[0]] = Var(text.strip(" \t\n"), bool(old and old.exported),
+                                where=f"{file}:{line}")
+        return False
 
     def _save_local(self, builtin: str, key: str, st: State) -> None:
         if self._locals and builtin in ("local", "declare", "typeset") and \

@@ -51,8 +51,8 @@ def decode(data: bytes) -> tuple[str, list[str]]:
 
 def mask(text: str) -> str:
     """Same-length rewrites of what bashlex cannot parse, so positions stay true:
-    `$((expr))` becomes `$(:    )` (an unknown command substitution) and `[[ ... ]]`
-    becomes `[  ... ] ` (a test the evaluator already understands)."""
+    `$((expr))` becomes `$(:    )`: the evaluator reads the arithmetic from the text
+    itself (`[[ ... ]]` is rewritten by `rewrite`)."""
     out = list(text)
     i, n, quote = 0, len(text), ""
     while i < n:
@@ -79,12 +79,6 @@ def mask(text: str) -> str:
             if j < n and j - i >= 4:
                 out[i:j + 1] = ["$", "(", ":"] + [" "] * (j - i - 3) + [")"]
                 i = j
-        elif not quote and text.startswith("[[", i) and (i == 0 or text[i - 1] in " \t\n;(!&|") \
-                and text[i + 2:i + 3] in (" ", "\t"):
-            out[i + 1] = " "
-        elif not quote and text.startswith("]]", i) and i and text[i - 1] in " \t" \
-                and text[i + 2:i + 3] in ("", " ", "\t", "\n", ";", "&", "|", ")"):
-            out[i + 1] = " "
         i += 1
     return "".join(out)
 
