@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (scripts as data: a line of bash stays one line here)
 """The scripts the bash oracle runs: construct templates x launchers x environments,
 and whole scripts in the styles of the projects preflight users launch (slime,
 Megatron-LM, ms-swift, verl, OpenRLHF, torchtitan, accelerate, Slurm wrappers)."""

@@ -1115,7 +1115,7 @@ class Evaluator(Expander):
 
             def hole(m: re.Match) -> str:
                 holes.append(m.group(1))
-                return "${__preflight_unknown_%d}" % (len(holes) - 1)
+                return "${__preflight_unknown_" + str(len(holes) - 1) + "}"
 
             source = re.sub(f"{UNKNOWN_OPEN}(.*?){UNKNOWN_CLOSE}", hole, text.text, flags=re.S)
             for i, what in enumerate(holes):

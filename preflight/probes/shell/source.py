@@ -231,7 +231,8 @@ class _Rewriter:
                 continue
             if cmdpos:
                 for stop in stops:
-                    if t.startswith(stop, i) and (stop[0] == ";" or self.word_end(i) == i + len(stop)):
+                    if t.startswith(stop, i) and (stop[0] == ";" or
+                                                  self.word_end(i) == i + len(stop)):
                         return i, stop
             if c in ";&|":
                 if t.startswith(";;", i) or t.startswith(";&", i):

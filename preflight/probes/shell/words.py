@@ -317,7 +317,8 @@ class Expander:
     def _length(self, name: str, index: str | None, source: str, st: State,
                 dq: bool) -> Piece:
         var, fields = self._lookup(name, st)
-        if fields is not None or (index in ("@", "*") and var is not None and var.array is not None):
+        if fields is not None or (index in ("@", "*") and var is not None
+                                  and var.array is not None):
             items = fields if fields is not None else var.array
             if not all(w.known for w in items):
                 return Piece("", known=False, quoted=dq, source=source,
