@@ -513,6 +513,8 @@ class Evaluator(Expander):
                     self._run(rest, prefix, targets, st, ctx, file, line)
                     raise _Exit("exec", None)
                 return self._run(rest, prefix, targets, st, ctx, file, line)
+        if name == "local" and not self._locals:
+            return False  # bash: `local: can only be used in a function`, nothing assigned
         if name in DECLARE:
             return self._declare(name, args, st, file, line)
         if name == "unset":
@@ -545,6 +547,8 @@ class Evaluator(Expander):
             raise _Exit(status, record)
         if name == "shift":
             n = int(args[0].text) if args and args[0].text.isdigit() else 1
+            if n > len(st.positional) and all(w.known for w in st.positional):
+                return False  # bash: shift count out of range, nothing shifted
             if not all(w.known for w in st.positional[:n]):
                 st.positional = (Word("", "$@", known=False,
                                       reason="arguments after a shift past unknown ones"),)

@@ -140,10 +140,14 @@ class Expander:
                     j += 1
                 if j == i + 1:
                     home = st.vars.get("HOME")
-                    pieces.append(Piece(home.value if home and home.value is not None
-                                         else "~", quoted=True))
-                else:
-                    buf.append(raw[i:j])
+                    if home is None or home.value is None:  # bash then asks passwd
+                        pieces.append(Piece("", known=False, source="~",
+                                            reason="~: HOME is not known"))
+                    else:
+                        pieces.append(Piece(home.value, quoted=True))
+                else:  # ~user: that user's home directory, not read here
+                    pieces.append(Piece("", known=False, source=raw[i:j],
+                                        reason=f"{raw[i:j]}: another user's home directory"))
                 i = j
             else:
                 buf.append(c)
