@@ -117,6 +117,11 @@ TEMPLATES = {
     "exec": "exec @L@\necho never\n",
     "wrappers": "nohup @L@ > /dev/null 2>&1\ntimeout 100 @L@\nenv A=1 B=2 @L@\n",
     "heredoc-read": "read -r -d '' CMD <<EOF || true\n--lr 1e-5 --bs 4\nEOF\n@L@ $CMD\n",
+    "time-keyword": "time @L@\ntime -p @L@ --again\n",
+    "arith-for": "N=1\nfor ((i = 0; i < 2; i++)); do N=$i; done\n@L@ --n $N\n",
+    "shift-past": "set -- one\nshift 2 || echo none\n@L@ \"$@\"\n",
+    "local-top": "local X=1 2>/dev/null\n@L@ ${X:-unset}\n",
+    "tilde": "@L@ ~/data ~root/x --t=~/y\n",
     "dirname": "ROOT=$(dirname \"$(readlink -f \"$0\")\")\nHERE=$(cd \"$(dirname \"$0\")\" && pwd)\n"
                "@L@ --root $ROOT --here $HERE\n",
 }

@@ -296,6 +296,15 @@ class _Rewriter:
                 i = self._case(j)
                 cmdpos = False
                 continue
+            if cmdpos and word == "time":  # the `time` keyword: bashlex 0.18 has none
+                k = j
+                while k < n and t[k] in " \t":
+                    k += 1
+                if t.startswith("-p", k) and self.word_end(k) == k + 2:
+                    j = k + 2
+                out.append(" " * (j - i))
+                i = j
+                continue
             if cmdpos and word == "[[":
                 i = self._dtest(j)
                 cmdpos = False
@@ -305,10 +314,10 @@ class _Rewriter:
             elif cmdpos and word in ("fi", "done", "}") and self.depth:
                 self._nest(-1)
             if "$(" in word:
+                if word.count("$(") > MAX_NESTING:
+                    raise NestingError(f"more than {MAX_NESTING} command substitutions in one "
+                                       "word; not a launch script")
                 word = _group_lists(word)
-            if "$(" in word or "`" in word:
-                self._nest(word.count("$(") + word.count("`") // 2)
-                self._nest(-(word.count("$(") + word.count("`") // 2))
             out.append(word)
             i = j
             cmdpos = cmdpos and (word in _KEYWORDS_CMDPOS or bool(
