@@ -174,7 +174,12 @@ class Evaluator(Expander):
         """A node run as a statement of its own: `set -e` stops the script where it
         fails, unless it is tested (if/while condition, left of && or ||, negated)."""
         self._exempt = False
-        status = self._node(node, st, ctx)
+        try:
+            status = self._node(node, st, ctx)
+        except Stop as stop:  # set -u / ${V:?} outside a simple command (case word, ...)
+            file, line = self._where(node)
+            raise _Exit("1", None if ctx.conditional else
+                        Exit(file, line, "1", str(stop))) from None
         if status is False and st.errexit and not ctx.tested and not self._exempt:
             file, line = self._where(node)
             raise _Exit("1", None if ctx.conditional else
@@ -435,6 +440,7 @@ class Evaluator(Expander):
         st.created = frozenset.intersection(*(b.created for b in branches)) | frozenset(
             "?" + c for b in branches for c in b.created)
         st.integers = frozenset().union(*(b.integers for b in branches))
+        st.exported_unset = frozenset().union(*(b.exported_unset for b in branches))
         st.positional = branches[0].positional if all(
             b.positional == branches[0].positional for b in branches) else tuple(
             Word("", "$@", known=False, reason=f"differs by branch at {file}:{line}") for _ in
@@ -522,6 +528,7 @@ class Evaluator(Expander):
                 if not a.text.startswith("-"):
                     st.vars.pop(a.text, None)
                     st.functions.pop(a.text, None)
+                    st.exported_unset = st.exported_unset - {a.text}
             return True
         if name == "set":
             return self._set(args, st)
@@ -618,7 +625,7 @@ class Evaluator(Expander):
             for key, v in assigned.items():
                 old = st.vars.get(key)
                 st.vars[key] = Var(str(v) if v is not None else None,
-                                   bool(old and old.exported),
+                                   bool(old and old.exported) or key in st.exported_unset,
                                    "" if v is not None else "arithmetic on an unknown value",
                                    where=f"{file}:{line}")
         return None if value is None else value != 0
@@ -967,6 +974,8 @@ class Evaluator(Expander):
                                    "" if a.known else a.prefix.partition("=")[2])
             elif key in st.vars and export:
                 st.vars[key] = replace(st.vars[key], exported=True)
+            elif export:  # exported once it gets a value
+                st.exported_unset = st.exported_unset | {key}
         return True
 
     def _set(self, args: list[Word], st: State) -> bool:
@@ -1177,7 +1186,8 @@ class Evaluator(Expander):
         if not name:
             return
         old = st.vars.get(name)
-        st.vars[name] = replace(value, exported=export or (old is not None and old.exported))
+        st.vars[name] = replace(value, exported=export or (old is not None and old.exported)
+                                or name in st.exported_unset)
 
     def _assignment_value(self, node, st: State, line: int) -> tuple[str, Var]:
         raw = self.src.raw(node.pos)

@@ -298,7 +298,8 @@ class Expander:
             value = to_word(first_field(inner), word_raw)
             if kind == "=" and NAME.fullmatch(name):
                 old = st.vars.get(name)
-                st.vars[name] = Var(value.value, exported=bool(old and old.exported),
+                st.vars[name] = Var(value.value, exported=bool(old and old.exported)
+                                    or name in st.exported_unset,
                                     reason=value.reason, refs=value.refs,
                                     where=f"{self.src.file}:{self.src.line(start)}",
                                     text="" if value.known else value.text,
@@ -321,6 +322,8 @@ class Expander:
     def _length(self, name: str, index: str | None, source: str, st: State,
                 dq: bool) -> Piece:
         var, fields = self._lookup(name, st)
+        if index in ("@", "*") and var is None and st.nounset and fields is None:
+            raise Stop(f"{name}: unbound variable (set -u)")
         if fields is not None or (index in ("@", "*") and var is not None
                                   and var.array is not None):
             items = fields if fields is not None else var.array
@@ -330,6 +333,8 @@ class Expander:
             return Piece(str(len(items)), quoted=dq, split=not dq, source=source)
         if index is not None and index not in ("0",):
             if var is None and not st.opaque:
+                if st.nounset:
+                    raise Stop(f"{name}[{index}]: unbound variable (set -u)")
                 return Piece("0", quoted=dq, split=not dq, source=source)
             got = self._element(name, index, source, st, dq)
             if got is not None and got.known and got.fields is None:
@@ -352,6 +357,8 @@ class Expander:
         if var is None:
             if index in ("@", "*"):
                 return Piece("", quoted=dq, source=source, fields=())
+            if st.nounset:
+                raise Stop(f"{name}[{index}]: unbound variable (set -u)")
             return Piece("", quoted=dq, split=not dq, source=source, refs=(name,),
                          empty=(name,))
         items = var.array if var.array is not None else (
@@ -374,6 +381,8 @@ class Expander:
         if k < 0:
             k += len(items)
         if not 0 <= k < len(items):
+            if st.nounset:
+                raise Stop(f"{name}[{index}]: unbound variable (set -u)")
             return Piece("", quoted=dq, split=not dq, source=source, refs=(name,))
         item = items[k]
         return Piece(item.text if item.known else "", quoted=dq, split=not dq,
