@@ -33,6 +33,7 @@ from preflight.probes.shell.source import (
     CASE,
     CASE_FALLTHROUGH,
     DTEST,
+    PATTERN,
     mask,
     parse_chunks,
     read_script,
@@ -40,6 +41,7 @@ from preflight.probes.shell.source import (
 )
 from preflight.probes.shell.state import Ctx, Source, State
 from preflight.probes.shell.words import (
+    Abort,
     Expander,
     Stop,
     dedupe,
@@ -94,6 +96,7 @@ class Evaluator(Expander):
         self.vanished: list[Word] = []  # words that expanded to nothing (unquoted, empty)
         self.steps = 0
         self._reading: list[str] = []  # the files being read now, outermost first
+        self._shells: set[str] = set()  # texts read as a shell of their own (script, -c)
         self._locals: list[dict[str, Var | None]] = []  # per function call: saved values
         self._exempt = False  # the last status came from a non-final part of a && / || list
 
@@ -101,6 +104,7 @@ class Evaluator(Expander):
 
     def run_file(self, path: str, text: str, notes: list[str] = ()) -> Trace:
         self.script0 = path
+        self._shells.add(path)
         # each nesting level of the script is a few Python frames here and in bashlex;
         # source.MAX_NESTING bounds the levels, this makes room for them
         limit = sys.getrecursionlimit()
@@ -146,7 +150,16 @@ class Evaluator(Expander):
                     continue
                 self.src = Source(file, text, newlines, offset)
                 for node in item:
-                    self._statement(node, st, ctx)
+                    try:
+                        self._statement(node, st, ctx)
+                    except Abort as abort:
+                        if ctx.depth and file not in self._shells or st.errexit:
+                            raise _Exit("1", None if ctx.conditional else Exit(
+                                file, self.src.line(node.pos[0]), "1", str(abort))) \
+                                if st.errexit else abort
+                        self._unknown(file, self.src.line(node.pos[0]),
+                                      self.src.raw(node.pos)[:100],
+                                      f"{abort}: bash abandons this statement")
         finally:
             self.src = saved
             self._reading.pop()
@@ -176,6 +189,8 @@ class Evaluator(Expander):
         self._exempt = False
         try:
             status = self._node(node, st, ctx)
+        except Abort:
+            raise
         except Stop as stop:  # set -u / ${V:?} outside a simple command (case word, ...)
             file, line = self._where(node)
             raise _Exit("1", None if ctx.conditional else
@@ -253,7 +268,7 @@ class Evaluator(Expander):
         fork = st.fork()
         try:
             self._node(node, fork, replace(ctx, conditional=True))
-        except _Exit:
+        except (_Exit, Abort):
             return None
         self._merge(st, [st.fork(), fork], node)
         return None
@@ -311,7 +326,7 @@ class Evaluator(Expander):
         head = _first_command(branches[0][0]) if branches else None
         if head is not None and head.parts and head.parts[0].kind == "word" and \
                 head.parts[0].word in (CASE, CASE_FALLTHROUGH):
-            return self._case(head, branches[1:], node, st, ctx)
+            return self._case(head, _arms(else_body or []), node, st, ctx)
         undecided: list[list] = []
         for cond, body in branches:
             if undecided:
@@ -337,7 +352,7 @@ class Evaluator(Expander):
             fork = st.fork()
             try:
                 self._run_nodes(body, fork, replace(ctx, conditional=True))
-            except _Exit:
+            except (_Exit, Abort):
                 continue
             survivors.append(fork)
         if not survivors:  # every branch exits: so does the script, somewhere here
@@ -409,7 +424,7 @@ class Evaluator(Expander):
         body = [p for p in parts if p.kind not in ("reservedword", "word", "operator")]
         try:
             self._run_nodes(body, fork, replace(ctx, conditional=True))
-        except _Exit:
+        except (_Exit, Abort):
             return None
         self._merge(st, [st.fork(), fork], node)
         return None
@@ -455,6 +470,8 @@ class Evaluator(Expander):
         file, line = self._where(node)
         try:
             return self._simple(node, st, ctx, file, line)
+        except Abort:
+            raise
         except Stop as stop:  # set -u on an unset variable, ${V:?}: bash stops here
             raise _Exit("1", None if ctx.conditional else
                         Exit(file, line, "1", str(stop))) from None
@@ -1139,6 +1156,7 @@ class Evaluator(Expander):
         saved = self.script0
         self.script0 = zero
         try:
+            self._shells.add(f"{file}:{line} (-c)")
             self._run_text(f"{file}:{line} (-c)", text, [], child,
                            replace(ctx, depth=ctx.depth + 1, tested=False))
         except (_Exit, _Return):
@@ -1160,6 +1178,7 @@ class Evaluator(Expander):
             return
         child = State(dict(env), {}, st.cwd, False, positional, st.opaque)
         try:
+            self._shells.add(path)
             self._run_text(path, text, notes, child, replace(ctx, depth=ctx.depth + 1))
         except (_Exit, _Return):
             pass
@@ -1331,3 +1350,37 @@ def _flat(parts):
             yield from _flat(part.word)
         else:
             yield part
+
+
+def _arms(else_body: list) -> list[tuple[list, list]]:
+    """The arms of a rewritten `case`: (pattern condition, body) down the chain of
+    `else if ⁑pat ...` (see source.rewrite)."""
+    arms = []
+    nodes = else_body
+    while True:
+        found = [n for n in nodes if n.kind not in ("operator",)]
+        node = found[0] if len(found) == 1 else None
+        while node is not None and node.kind in ("compound", "list") and not \
+                (node.kind == "compound" and any(p.kind == "reservedword" and p.word == "{"
+                                                 for p in node.list)):
+            inner = [n for n in (node.list if node.kind == "compound" else node.parts)
+                     if n.kind not in ("operator",)]
+            node = inner[0] if len(inner) == 1 else None
+        if node is None or node.kind != "if":
+            return arms
+        cond, body, rest, mode = [], [], [], ""
+        for part in _flat(node.parts):
+            if part.kind == "reservedword" and part.word in ("if", "then", "else", "fi"):
+                mode = {"if": "cond", "then": "body", "else": "else", "fi": "end"}[part.word]
+            elif mode == "cond":
+                cond.append(part)
+            elif mode == "body":
+                body.append(part)
+            elif mode == "else":
+                rest.append(part)
+        command = _first_command(cond)
+        if command is None or not command.parts or command.parts[0].kind != "word" or \
+                command.parts[0].word != PATTERN:
+            return arms
+        arms.append((cond, body))
+        nodes = rest

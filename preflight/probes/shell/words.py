@@ -22,6 +22,11 @@ class Stop(Exception):
     """Bash stops the script here (`set -u` on an unset variable, `${V:?}`)."""
 
 
+class Abort(Stop):
+    """Bash 5.2 abandons the current top-level statement and goes on with the next:
+    `${#A[@]}` of an unset array under `set -u` (unlike every other unbound variable)."""
+
+
 @dataclass
 class Piece:
     text: str
@@ -280,6 +285,9 @@ class Expander:
             return self._param(name, source, st, dq)
         op = re.match(r":?[-=+?]", rest)
         if not op:
+            if st.nounset and self._lookup(name, st)[0] is None and \
+                    name not in "@*#?$!-0":
+                raise Stop(f"{name}: unbound variable (set -u)")
             return self._operate(name, self._param(name, source, st, dq, default_ok=True),
                                  rest, source, start + m.end(), st, subs, dq)
         op_text, word_raw = op.group(0), rest[op.end():]
@@ -323,7 +331,7 @@ class Expander:
                 dq: bool) -> Piece:
         var, fields = self._lookup(name, st)
         if index in ("@", "*") and var is None and st.nounset and fields is None:
-            raise Stop(f"{name}: unbound variable (set -u)")
+            raise Abort(f"{name}: unbound variable (set -u)")
         if fields is not None or (index in ("@", "*") and var is not None
                                   and var.array is not None):
             items = fields if fields is not None else var.array
@@ -574,7 +582,8 @@ def split_fields(pieces: list[Piece], split: bool) -> tuple[list[list[Piece]], l
                 if k > 0 and cur is not None:
                     fields.append(cur)
                     cur = None
-                cur = (cur or []) + [Piece(w.text, quoted=True, known=w.known,
+                # unquoted ${A[@]} / $@: each element is still subject to globbing
+                cur = (cur or []) + [Piece(w.text, quoted=p.quoted, known=w.known,
                                             reason=w.reason, refs=w.refs, source=w.source)]
             continue
         if p.split and split and p.known and p.text:
