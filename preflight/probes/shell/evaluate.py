@@ -54,6 +54,7 @@ MAX_SOURCE_DEPTH = 8
 MAX_CALL_DEPTH = 16
 MAX_STEPS = 40_000  # statements evaluated; a launch script needs a few thousand
 MAX_COMMANDS = 4_000  # programs started; a launch script starts tens
+MAX_UNROLL = 32  # a for-loop over a known list this long is run item by item
 # Programs whose only effect on what follows is their exit status (or none): running
 # them cannot create the files a later `[ -f ... ]` tests.
 NO_FILES = frozenset({
@@ -414,9 +415,21 @@ class Evaluator(Expander):
             status = self._statement(n, st, ctx)
         return status
 
-    def _loop(self, node, st: State, ctx: Ctx) -> None:
-        fork = st.fork()
+    def _loop(self, node, st: State, ctx: Ctx) -> bool | None:
         parts = node.parts
+        if node.kind == "for":
+            unrolled = self._for_items(node, st)
+            if unrolled is not None:
+                name, items = unrolled
+                body = [p for p in parts if p.kind not in ("reservedword", "word", "operator")]
+                status: bool | None = True
+                for item in items:  # a known list: each iteration, as bash runs them
+                    old = st.vars.get(name)
+                    st.vars[name] = Var(item.text, bool(old and old.exported),
+                                        where=f"{self.src.file}:{self.src.line(node.pos[0])}")
+                    status = self._run_nodes(body, st, ctx)
+                return status
+        fork = st.fork()
         if node.kind == "for":
             names = [p for p in parts if p.kind == "word"]
             if names:
@@ -428,6 +441,26 @@ class Evaluator(Expander):
             return None
         self._merge(st, [st.fork(), fork], node)
         return None
+
+    def _for_items(self, node, st: State) -> tuple[str, list[Word]] | None:
+        """(variable, items) of a `for NAME in WORDS` whose words are all known (at most
+        MAX_UNROLL) and whose body has no break/continue; None otherwise."""
+        parts = node.parts
+        if len(parts) < 2 or parts[1].kind != "word" or \
+                re.search(r"\b(break|continue)\b", self.src.raw(node.pos)):
+            return None
+        name = parts[1].word
+        if len(parts) > 2 and parts[2].kind == "reservedword" and parts[2].word == "in":
+            items = []
+            for p in parts[3:]:
+                if p.kind != "word":
+                    break
+                items.extend(self._expand(p, st))
+        else:
+            items = list(st.positional)
+        if not all(w.known for w in items) or len(items) > MAX_UNROLL:
+            return None
+        return name, items
 
     def _merge(self, st: State, branches: list[State], node) -> None:
         file, line = self._where(node)
@@ -670,12 +703,17 @@ class Evaluator(Expander):
             self._save_local(builtin, name, st)
             items: list[Word] = []
             sparse = False
+            if name not in st.vars:  # bash declares it (empty) before expanding the items
+                st.vars[name] = Var("", False, array=())
+                created_here = True
+            else:
+                created_here = False
             for n in words[start + 1:end]:
                 if re.match(r"\[[^]]*\]=", self.src.raw(n.pos)):
                     sparse = True  # ([k]=v ...): explicit indices
                 items.extend(self._expand(n, st))
             where = f"{file}:{line}"
-            old = st.vars.get(name)
+            old = None if created_here else st.vars.get(name)
             if "A" in flags or sparse:
                 st.vars[name] = Var(None, reason="an array with explicit indices "
                                     "(not evaluated)", where=where)
