@@ -154,10 +154,11 @@ class Evaluator(Expander):
                     try:
                         self._statement(node, st, ctx)
                     except Abort as abort:
-                        if ctx.depth and file not in self._shells or st.errexit:
+                        if st.errexit:
                             raise _Exit("1", None if ctx.conditional else Exit(
-                                file, self.src.line(node.pos[0]), "1", str(abort))) \
-                                if st.errexit else abort
+                                file, self.src.line(node.pos[0]), "1", str(abort))) from None
+                        if ctx.depth and file not in self._shells:
+                            raise  # a sourced file: the statement that sourced it ends
                         self._unknown(file, self.src.line(node.pos[0]),
                                       self.src.raw(node.pos)[:100],
                                       f"{abort}: bash abandons this statement")
