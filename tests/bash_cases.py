@@ -357,7 +357,7 @@ def _value(rng, depth: int = 0) -> str:
         f'"{lit}"', f"${{{v}:-{rng.choice(['d', '4', 'x.tar.gz', '0,1'])}}}", f'"${v}-x"',
         f'"${{{v}%.*}}"', f"${{#{v}}}", f'"${{{v}:-$(( 2 * 3 ))}}"', f'"${{{v}/a/b}}"',
         f'"${{{v}^^}}"', f"$(( ${{#{v}}} + 1 ))", f'"${{A[{rng.randrange(3)}]}}"',
-        f'"${{#A[@]}}"', lit if " " not in lit and "'" not in lit else f'"{lit}"',
+        '"${#A[@]}"', lit if " " not in lit and "'" not in lit else f'"{lit}"',
     ]
     return rng.choice(forms)
 
