@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (scripts as data: a line of bash stays one line here)
 """The scripts the bash oracle runs: construct templates x launchers x environments,
 and whole scripts in the styles of the projects preflight users launch (slime,
 Megatron-LM, ms-swift, verl, OpenRLHF, torchtitan, accelerate, Slurm wrappers)."""
@@ -116,6 +117,11 @@ TEMPLATES = {
     "exec": "exec @L@\necho never\n",
     "wrappers": "nohup @L@ > /dev/null 2>&1\ntimeout 100 @L@\nenv A=1 B=2 @L@\n",
     "heredoc-read": "read -r -d '' CMD <<EOF || true\n--lr 1e-5 --bs 4\nEOF\n@L@ $CMD\n",
+    "time-keyword": "time @L@\ntime -p @L@ --again\n",
+    "arith-for": "N=1\nfor ((i = 0; i < 2; i++)); do N=$i; done\n@L@ --n $N\n",
+    "shift-past": "set -- one\nshift 2 || echo none\n@L@ \"$@\"\n",
+    "local-top": "local X=1 2>/dev/null\n@L@ ${X:-unset}\n",
+    "tilde": "@L@ ~/data ~root/x --t=~/y\n",
     "dirname": "ROOT=$(dirname \"$(readlink -f \"$0\")\")\nHERE=$(cd \"$(dirname \"$0\")\" && pwd)\n"
                "@L@ --root $ROOT --here $HERE\n",
 }
@@ -336,4 +342,75 @@ def cases() -> list[Case]:
                             "NP=${1:-2}\nOUT=${2:-default}\ntorchrun --nproc_per_node $NP "
                             "t.py --out \"$OUT\" \"$@\" $# \"$*\"\nmain() { python t.py \"$@\"; }\n"
                             "main \"$@\"\nbash inner.sh \"$@\"\n", env, args, files=FILES))
+    return out
+
+
+# -- random compositions: statements drawn from a small grammar, seeded -------------------
+
+_VALUES = ["1", "4", "a b", "x.tar.gz", "", "data/*.jsonl", "--flag=v", "'q u'", "0,1"]
+
+
+def _value(rng, depth: int = 0) -> str:
+    v = f"V{rng.randrange(4)}"
+    lit = rng.choice(_VALUES)
+    forms = [
+        f'"{lit}"', f"${{{v}:-{rng.choice(['d', '4', 'x.tar.gz', '0,1'])}}}", f'"${v}-x"',
+        f'"${{{v}%.*}}"', f"${{#{v}}}", f'"${{{v}:-$(( 2 * 3 ))}}"', f'"${{{v}/a/b}}"',
+        f'"${{{v}^^}}"', f"$(( ${{#{v}}} + 1 ))", f'"${{A[{rng.randrange(3)}]}}"',
+        '"${#A[@]}"', lit if " " not in lit and "'" not in lit else f'"{lit}"',
+    ]
+    return rng.choice(forms)
+
+
+def _statement(rng, depth: int) -> str:
+    v = f"V{rng.randrange(4)}"
+    launch = rng.choice([
+        f'torchrun --nproc_per_node {_value(rng)} "${{A[@]}}" ${v} t.py',
+        f"{v}={_value(rng)} swift sft --x {_value(rng)}",
+        f'python train.py "$@" ${{A[*]}} {_value(rng)}',
+        f"deepspeed --num_gpus {_value(rng)} t.py ${{A[@]}}",
+    ])
+    kinds = ["assign", "assign", "export", "array", "append", "launch", "launch"]
+    if depth < 2:
+        kinds += ["if", "case", "func", "and", "for"]
+    kind = rng.choice(kinds)
+    if kind == "assign":
+        return f"{v}={_value(rng)}"
+    if kind == "export":
+        return f"export {v}" if rng.random() < 0.5 else f"export {v}={_value(rng)}"
+    if kind == "array":
+        return f"A=({_value(rng)} {_value(rng)} lit)"
+    if kind == "append":
+        return f"A+=({_value(rng)})"
+    if kind == "launch":
+        return launch
+    inner = _statement(rng, depth + 1)
+    other = _statement(rng, depth + 1)
+    if kind == "if":
+        test = rng.choice([f'[ "${v}" = 4 ]', f'[ -n "${v}" ]', f"[ -z ${{{v}:-}} ]",
+                           f"(( ${{#{v}}} > 1 ))", "[ -f data/a.jsonl ]",
+                           f'[[ "${v}" == a* ]]'])
+        return f"if {test}; then\n  {inner}\nelse\n  {other}\nfi"
+    if kind == "case":
+        return f'case "${v}" in\n  1|4) {inner} ;;\n  a*) {other} ;;\n  *) : ;;\nesac'
+    if kind == "func":
+        return f"f() {{\n  local {v}={_value(rng)}\n  {inner}\n}}\nf a 'b c'"
+    if kind == "and":
+        return f'[ -n "${v}" ] && {inner}'
+    return f"for x in 1 2; do\n  {inner}\ndone"
+
+
+def random_cases(count: int, seed: int = 20261130) -> list[Case]:
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        lines = [_statement(rng, 0) for _ in range(rng.randrange(3, 9))]
+        if rng.random() < 0.2:
+            lines.insert(0, "set -u")
+        env = {f"V{k}": rng.choice(["1", "4", "a b", "abc", ""])
+               for k in range(4) if rng.random() < 0.4}
+        args = tuple(rng.choice([(), ("one",), ("8", "two words")]))
+        out.append(Case(f"random/{i}", "\n".join(lines) + "\n", env, args, FILES))
     return out

@@ -228,7 +228,7 @@ def check_all(cases: list[Case], workers: int = 4) -> list[Verdict]:
         with ThreadPoolExecutor(workers) as pool:
             all_calls = list(pool.map(bash, enumerate(cases)))
         verdicts = []
-        for index, (case, calls) in enumerate(zip(cases, all_calls)):
+        for index, (case, calls) in enumerate(zip(cases, all_calls, strict=True)):
             workdir = root / f"p{index}"
             for rel_path, text in {**case.files, "run.sh": case.script}.items():
                 (workdir / rel_path).parent.mkdir(parents=True, exist_ok=True)

@@ -13,14 +13,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bash_cases import cases  # noqa: E402
+from bash_cases import cases, random_cases  # noqa: E402
 from bash_oracle import check_all  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 
 def test_preflight_never_states_a_value_bash_did_not_produce(capsys):
-    all_cases = cases()
+    all_cases = cases() + random_cases(120)
     assert len(all_cases) >= 400
     verdicts = check_all(all_cases)
     counts = collections.Counter(v.kind for v in verdicts)

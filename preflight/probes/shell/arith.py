@@ -118,7 +118,8 @@ def _eval(node: ast.AST) -> int:
 
 
 _ASSIGN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*([-+*/%&|^]|<<|>>)?=(?!=)(.*)$", re.S)
-_INCR = re.compile(r"\s*(?:(\+\+|--)\s*([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_][A-Za-z0-9_]*)\s*(\+\+|--))\s*$")
+_INCR = re.compile(r"\s*(?:(\+\+|--)\s*([A-Za-z_][A-Za-z0-9_]*)"
+                   r"|([A-Za-z_][A-Za-z0-9_]*)\s*(\+\+|--))\s*$")
 
 
 def run(expr: str, lookup: Lookup) -> tuple[int | None, dict[str, int | None]]:

@@ -34,18 +34,28 @@ from preflight.probes.shell.source import (
     CASE,
     CASE_FALLTHROUGH,
     DTEST,
+    PATTERN,
     mask,
     parse_chunks,
     read_script,
     rewrite,
 )
 from preflight.probes.shell.state import Ctx, Source, State
-from preflight.probes.shell.words import Expander, Stop, dedupe, glob_regex, substitutions
+from preflight.probes.shell.words import (
+    Abort,
+    Expander,
+    Stop,
+    dedupe,
+    glob_regex,
+    substitutions,
+    to_word,
+)
 
 MAX_SOURCE_DEPTH = 8
 MAX_CALL_DEPTH = 16
 MAX_STEPS = 40_000  # statements evaluated; a launch script needs a few thousand
 MAX_COMMANDS = 4_000  # programs started; a launch script starts tens
+MAX_UNROLL = 32  # a for-loop over a known list this long is run item by item
 # Programs whose only effect on what follows is their exit status (or none): running
 # them cannot create the files a later `[ -f ... ]` tests.
 NO_FILES = frozenset({
@@ -88,6 +98,7 @@ class Evaluator(Expander):
         self.vanished: list[Word] = []  # words that expanded to nothing (unquoted, empty)
         self.steps = 0
         self._reading: list[str] = []  # the files being read now, outermost first
+        self._shells: set[str] = set()  # texts read as a shell of their own (script, -c)
         self._locals: list[dict[str, Var | None]] = []  # per function call: saved values
         self._exempt = False  # the last status came from a non-final part of a && / || list
 
@@ -95,6 +106,7 @@ class Evaluator(Expander):
 
     def run_file(self, path: str, text: str, notes: list[str] = ()) -> Trace:
         self.script0 = path
+        self._shells.add(path)
         # each nesting level of the script is a few Python frames here and in bashlex;
         # source.MAX_NESTING bounds the levels, this makes room for them
         limit = sys.getrecursionlimit()
@@ -140,7 +152,17 @@ class Evaluator(Expander):
                     continue
                 self.src = Source(file, text, newlines, offset)
                 for node in item:
-                    self._statement(node, st, ctx)
+                    try:
+                        self._statement(node, st, ctx)
+                    except Abort as abort:
+                        if st.errexit:
+                            raise _Exit("1", None if ctx.conditional else Exit(
+                                file, self.src.line(node.pos[0]), "1", str(abort))) from None
+                        if ctx.depth and file not in self._shells:
+                            raise  # a sourced file: the statement that sourced it ends
+                        self._unknown(file, self.src.line(node.pos[0]),
+                                      self.src.raw(node.pos)[:100],
+                                      f"{abort}: bash abandons this statement")
         finally:
             self.src = saved
             self._reading.pop()
@@ -168,7 +190,14 @@ class Evaluator(Expander):
         """A node run as a statement of its own: `set -e` stops the script where it
         fails, unless it is tested (if/while condition, left of && or ||, negated)."""
         self._exempt = False
-        status = self._node(node, st, ctx)
+        try:
+            status = self._node(node, st, ctx)
+        except Abort:
+            raise
+        except Stop as stop:  # set -u / ${V:?} outside a simple command (case word, ...)
+            file, line = self._where(node)
+            raise _Exit("1", None if ctx.conditional else
+                        Exit(file, line, "1", str(stop))) from None
         if status is False and st.errexit and not ctx.tested and not self._exempt:
             file, line = self._where(node)
             raise _Exit("1", None if ctx.conditional else
@@ -242,7 +271,7 @@ class Evaluator(Expander):
         fork = st.fork()
         try:
             self._node(node, fork, replace(ctx, conditional=True))
-        except _Exit:
+        except (_Exit, Abort):
             return None
         self._merge(st, [st.fork(), fork], node)
         return None
@@ -300,7 +329,7 @@ class Evaluator(Expander):
         head = _first_command(branches[0][0]) if branches else None
         if head is not None and head.parts and head.parts[0].kind == "word" and \
                 head.parts[0].word in (CASE, CASE_FALLTHROUGH):
-            return self._case(head, branches[1:], node, st, ctx)
+            return self._case(head, _arms(else_body or []), node, st, ctx)
         undecided: list[list] = []
         for cond, body in branches:
             if undecided:
@@ -326,7 +355,7 @@ class Evaluator(Expander):
             fork = st.fork()
             try:
                 self._run_nodes(body, fork, replace(ctx, conditional=True))
-            except _Exit:
+            except (_Exit, Abort):
                 continue
             survivors.append(fork)
         if not survivors:  # every branch exits: so does the script, somewhere here
@@ -388,9 +417,21 @@ class Evaluator(Expander):
             status = self._statement(n, st, ctx)
         return status
 
-    def _loop(self, node, st: State, ctx: Ctx) -> None:
-        fork = st.fork()
+    def _loop(self, node, st: State, ctx: Ctx) -> bool | None:
         parts = node.parts
+        if node.kind == "for":
+            unrolled = self._for_items(node, st)
+            if unrolled is not None:
+                name, items = unrolled
+                body = [p for p in parts if p.kind not in ("reservedword", "word", "operator")]
+                status: bool | None = True
+                for item in items:  # a known list: each iteration, as bash runs them
+                    old = st.vars.get(name)
+                    st.vars[name] = Var(item.text, bool(old and old.exported),
+                                        where=f"{self.src.file}:{self.src.line(node.pos[0])}")
+                    status = self._run_nodes(body, st, ctx)
+                return status
+        fork = st.fork()
         if node.kind == "for":
             names = [p for p in parts if p.kind == "word"]
             if names:
@@ -398,10 +439,30 @@ class Evaluator(Expander):
         body = [p for p in parts if p.kind not in ("reservedword", "word", "operator")]
         try:
             self._run_nodes(body, fork, replace(ctx, conditional=True))
-        except _Exit:
+        except (_Exit, Abort):
             return None
         self._merge(st, [st.fork(), fork], node)
         return None
+
+    def _for_items(self, node, st: State) -> tuple[str, list[Word]] | None:
+        """(variable, items) of a `for NAME in WORDS` whose words are all known (at most
+        MAX_UNROLL) and whose body has no break/continue; None otherwise."""
+        parts = node.parts
+        if len(parts) < 2 or parts[1].kind != "word" or \
+                re.search(r"\b(break|continue)\b", self.src.raw(node.pos)):
+            return None
+        name = parts[1].word
+        if len(parts) > 2 and parts[2].kind == "reservedword" and parts[2].word == "in":
+            items = []
+            for p in parts[3:]:
+                if p.kind != "word":
+                    break
+                items.extend(self._expand(p, st))
+        else:
+            items = list(st.positional)
+        if not all(w.known for w in items) or len(items) > MAX_UNROLL:
+            return None
+        return name, items
 
     def _merge(self, st: State, branches: list[State], node) -> None:
         file, line = self._where(node)
@@ -429,6 +490,7 @@ class Evaluator(Expander):
         st.created = frozenset.intersection(*(b.created for b in branches)) | frozenset(
             "?" + c for b in branches for c in b.created)
         st.integers = frozenset().union(*(b.integers for b in branches))
+        st.exported_unset = frozenset().union(*(b.exported_unset for b in branches))
         st.positional = branches[0].positional if all(
             b.positional == branches[0].positional for b in branches) else tuple(
             Word("", "$@", known=False, reason=f"differs by branch at {file}:{line}") for _ in
@@ -443,6 +505,8 @@ class Evaluator(Expander):
         file, line = self._where(node)
         try:
             return self._simple(node, st, ctx, file, line)
+        except Abort:
+            raise
         except Stop as stop:  # set -u on an unset variable, ${V:?}: bash stops here
             raise _Exit("1", None if ctx.conditional else
                         Exit(file, line, "1", str(stop))) from None
@@ -455,7 +519,9 @@ class Evaluator(Expander):
         if first == ARITH:
             return self._arith(words[1:], st, file, line)
         if first == DTEST:
-            args = [w for n in words[1:] for w in self._expand(n, st, split=False)]
+            # no field splitting in [[ ]]: an empty expansion is still an operand
+            args = [(self._expand(n, st, split=False) or [Word("", n.word)])[0]
+                    for n in words[1:]]
             if args and args[-1].text == "]]":
                 args.pop()
             self._last_test = tuple(args)
@@ -464,6 +530,10 @@ class Evaluator(Expander):
             return self._arrays(words, st, file, line)
         if words and not assigns and _ELEMENT.match(self.src.raw(words[0].pos)):
             return self._element_assign(words, st, file, line)
+        if first == "read" and redirects:
+            done = self._read_heredoc(words, redirects, st, file, line)
+            if done is not None:
+                return done
         declaring = first in DECLARE
         argv: list[Word] = []
         self.vanished = []
@@ -505,6 +575,8 @@ class Evaluator(Expander):
                     self._run(rest, prefix, targets, st, ctx, file, line)
                     raise _Exit("exec", None)
                 return self._run(rest, prefix, targets, st, ctx, file, line)
+        if name == "local" and not self._locals:
+            return False  # bash: `local: can only be used in a function`, nothing assigned
         if name in DECLARE:
             return self._declare(name, args, st, file, line)
         if name == "unset":
@@ -512,6 +584,7 @@ class Evaluator(Expander):
                 if not a.text.startswith("-"):
                     st.vars.pop(a.text, None)
                     st.functions.pop(a.text, None)
+                    st.exported_unset = st.exported_unset - {a.text}
             return True
         if name == "set":
             return self._set(args, st)
@@ -538,6 +611,8 @@ class Evaluator(Expander):
         if name == "shift":
             n = (maybe_int(args[0].text, 0, 2**31) if args else None)
             n = 1 if n is None else n
+            if n > len(st.positional) and all(w.known for w in st.positional):
+                return False  # bash: shift count out of range, nothing shifted
             if not all(w.known for w in st.positional[:n]):
                 st.positional = (Word("", "$@", known=False,
                                       reason="arguments after a shift past unknown ones"),)
@@ -608,7 +683,7 @@ class Evaluator(Expander):
             for key, v in assigned.items():
                 old = st.vars.get(key)
                 st.vars[key] = Var(str(v) if v is not None else None,
-                                   bool(old and old.exported),
+                                   bool(old and old.exported) or key in st.exported_unset,
                                    "" if v is not None else "arithmetic on an unknown value",
                                    where=f"{file}:{line}")
         return None if value is None else value != 0
@@ -636,12 +711,17 @@ class Evaluator(Expander):
             self._save_local(builtin, name, st)
             items: list[Word] = []
             sparse = False
+            if name not in st.vars:  # bash declares it (empty) before expanding the items
+                st.vars[name] = Var("", False, array=())
+                created_here = True
+            else:
+                created_here = False
             for n in words[start + 1:end]:
                 if re.match(r"\[[^]]*\]=", self.src.raw(n.pos)):
                     sparse = True  # ([k]=v ...): explicit indices
                 items.extend(self._expand(n, st))
             where = f"{file}:{line}"
-            old = st.vars.get(name)
+            old = None if created_here else st.vars.get(name)
             if "A" in flags or sparse:
                 st.vars[name] = Var(None, reason="an array with explicit indices "
                                     "(not evaluated)", where=where)
@@ -756,6 +836,57 @@ class Evaluator(Expander):
                                f"{name} at {posixpath.basename(file)}:{line} (input not known)",
                                where=f"{file}:{line}")
         return None
+
+    def _read_heredoc(self, words, redirects, st: State, file: str, line: int):
+        """`read [-r] -d '' NAME <<EOF ... EOF` (OpenRLHF keeps its command this way):
+        NAME is the whole here-document, expanded, ends trimmed; status 1 (no NUL read).
+        None when the command is not of that form."""
+        args = [w for n in words[1:] for w in self._expand(n, st)]
+        texts = [a.text if a.known else None for a in args]
+        if None in texts:
+            return None
+        raw_mode = False
+        names = []
+        i, delim_empty = 0, False
+        while i < len(texts):
+            t = texts[i]
+            if t == "-r":
+                raw_mode = True
+            elif t == "-d" and i + 1 < len(texts):
+                delim_empty = texts[i + 1] == ""
+                i += 1
+            elif t.startswith("-"):
+                return None
+            else:
+                names.append(t)
+            i += 1
+        heredocs = [r for r in redirects if r.type in ("<<", "<<-") and
+                    getattr(r, "heredoc", None) is not None]
+        if not delim_empty or len(names) != 1 or not NAME.fullmatch(names[0]) or \
+                len(heredocs) != 1:
+            return None
+        redirect = heredocs[0]
+        body = self.src.raw(redirect.heredoc.pos)
+        body = body[:body.rstrip("\n").rfind("\n") + 1] if "\n" in body else ""
+        if redirect.type == "<<-":
+            body = "".join(ln.lstrip("\t") for ln in body.splitlines(keepends=True))
+        delimiter = self.src.raw(redirect.output.pos)
+        if any(q in delimiter for q in "'\"\\"):
+            value = Word(body, body)
+        else:  # expanded like a double-quoted string in which `"` is literal
+            body = body.replace("\\\n", "")
+            escaped = re.sub(r'(?<!\\)"', '\\\\"', body)
+            value = to_word(self._scan(escaped, 0, st, {}, dq=True), body)
+        old = st.vars.get(names[0])
+        if not value.known:
+            st.vars[names[0]] = Var(None, bool(old and old.exported), value.reason,
+                                    where=f"{file}:{line}", text=value.text)
+            return False
+        text = value.text if raw_mode else re.sub(r"\\(.)", r"\1",
+                                                  value.text.replace("\\\n", ""), flags=re.S)
+        st.vars[names[0]] = Var(text.strip(" \t\n"), bool(old and old.exported),
+                                where=f"{file}:{line}")
+        return False
 
     def _save_local(self, builtin: str, key: str, st: State) -> None:
         if self._locals and builtin in ("local", "declare", "typeset") and \
@@ -906,6 +1037,8 @@ class Evaluator(Expander):
                                    "" if a.known else a.prefix.partition("=")[2])
             elif key in st.vars and export:
                 st.vars[key] = replace(st.vars[key], exported=True)
+            elif export:  # exported once it gets a value
+                st.exported_unset = st.exported_unset | {key}
         return True
 
     def _set(self, args: list[Word], st: State) -> bool:
@@ -1058,7 +1191,7 @@ class Evaluator(Expander):
 
             def hole(m: re.Match) -> str:
                 holes.append(m.group(1))
-                return "${__preflight_unknown_%d}" % (len(holes) - 1)
+                return "${__preflight_unknown_" + str(len(holes) - 1) + "}"
 
             source = re.sub(f"{UNKNOWN_OPEN}(.*?){UNKNOWN_CLOSE}", hole, text.text, flags=re.S)
             for i, what in enumerate(holes):
@@ -1069,6 +1202,7 @@ class Evaluator(Expander):
         saved = self.script0
         self.script0 = zero
         try:
+            self._shells.add(f"{file}:{line} (-c)")
             self._run_text(f"{file}:{line} (-c)", text, [], child,
                            replace(ctx, depth=ctx.depth + 1, tested=False))
         except (_Exit, _Return):
@@ -1090,6 +1224,7 @@ class Evaluator(Expander):
             return
         child = State(dict(env), {}, st.cwd, False, positional, st.opaque)
         try:
+            self._shells.add(path)
             self._run_text(path, text, notes, child, replace(ctx, depth=ctx.depth + 1))
         except (_Exit, _Return):
             pass
@@ -1116,7 +1251,8 @@ class Evaluator(Expander):
         if not name:
             return
         old = st.vars.get(name)
-        st.vars[name] = replace(value, exported=export or (old is not None and old.exported))
+        st.vars[name] = replace(value, exported=export or (old is not None and old.exported)
+                                or name in st.exported_unset)
 
     def _assignment_value(self, node, st: State, line: int) -> tuple[str, Var]:
         raw = self.src.raw(node.pos)
@@ -1260,3 +1396,37 @@ def _flat(parts):
             yield from _flat(part.word)
         else:
             yield part
+
+
+def _arms(else_body: list) -> list[tuple[list, list]]:
+    """The arms of a rewritten `case`: (pattern condition, body) down the chain of
+    `else if ⁑pat ...` (see source.rewrite)."""
+    arms = []
+    nodes = else_body
+    while True:
+        found = [n for n in nodes if n.kind not in ("operator",)]
+        node = found[0] if len(found) == 1 else None
+        while node is not None and node.kind in ("compound", "list") and not \
+                (node.kind == "compound" and any(p.kind == "reservedword" and p.word == "{"
+                                                 for p in node.list)):
+            inner = [n for n in (node.list if node.kind == "compound" else node.parts)
+                     if n.kind not in ("operator",)]
+            node = inner[0] if len(inner) == 1 else None
+        if node is None or node.kind != "if":
+            return arms
+        cond, body, rest, mode = [], [], [], ""
+        for part in _flat(node.parts):
+            if part.kind == "reservedword" and part.word in ("if", "then", "else", "fi"):
+                mode = {"if": "cond", "then": "body", "else": "else", "fi": "end"}[part.word]
+            elif mode == "cond":
+                cond.append(part)
+            elif mode == "body":
+                body.append(part)
+            elif mode == "else":
+                rest.append(part)
+        command = _first_command(cond)
+        if command is None or not command.parts or command.parts[0].kind != "word" or \
+                command.parts[0].word != PATTERN:
+            return arms
+        arms.append((cond, body))
+        nodes = rest

@@ -51,8 +51,8 @@ def decode(data: bytes) -> tuple[str, list[str]]:
 
 def mask(text: str) -> str:
     """Same-length rewrites of what bashlex cannot parse, so positions stay true:
-    `$((expr))` becomes `$(:    )` (an unknown command substitution) and `[[ ... ]]`
-    becomes `[  ... ] ` (a test the evaluator already understands)."""
+    `$((expr))` becomes `$(:    )`: the evaluator reads the arithmetic from the text
+    itself (`[[ ... ]]` is rewritten by `rewrite`)."""
     out = list(text)
     i, n, quote = 0, len(text), ""
     while i < n:
@@ -79,12 +79,6 @@ def mask(text: str) -> str:
             if j < n and j - i >= 4:
                 out[i:j + 1] = ["$", "(", ":"] + [" "] * (j - i - 3) + [")"]
                 i = j
-        elif not quote and text.startswith("[[", i) and (i == 0 or text[i - 1] in " \t\n;(!&|") \
-                and text[i + 2:i + 3] in (" ", "\t"):
-            out[i + 1] = " "
-        elif not quote and text.startswith("]]", i) and i and text[i - 1] in " \t" \
-                and text[i + 2:i + 3] in ("", " ", "\t", "\n", ";", "&", "|", ")"):
-            out[i + 1] = " "
         i += 1
     return "".join(out)
 
@@ -143,7 +137,8 @@ def parse_chunks(text: str) -> tuple[list[tuple[int, list]], list[tuple[int, str
 # them into shapes it parses, marked with characters no script uses, and the evaluator
 # reads the marks back: it never adds or removes a newline, so every line number stays.
 #   NAME=(a b)     ->  NAME⁼ a b         (NAME+=( -> NAME+⁼; newlines inside -> `\`+newline)
-#   case W in p|q) body ;; esac  ->  if ⁑case W ; then :; elif ⁑pat p q ; then :; body ; fi
+#   case W in p|q) body ;; esac  ->
+#       if ⁑case W ; then :; else if ⁑pat p q ; then :; body ; else :; fi; fi
 #   (( expr ))     ->  ⁑arith "expr"
 #   [[ a && b ]]   ->  ⁑[[ a -a b ]]     (< > ( ) | escaped: they are operands there)
 ARRAY_MARK, KEY_MARK = "⁼", "⁑"
@@ -166,6 +161,7 @@ class _Rewriter:
         self.out: list[str] = []
         self.heredocs: list[tuple[str, bool]] = []
         self.depth = 0
+        self.ifs: list[int] = []  # per open `if`: how many `elif`s became `else if`
 
     def _nest(self, delta: int) -> None:
         self.depth += delta
@@ -237,7 +233,8 @@ class _Rewriter:
                 continue
             if cmdpos:
                 for stop in stops:
-                    if t.startswith(stop, i) and (stop[0] == ";" or self.word_end(i) == i + len(stop)):
+                    if t.startswith(stop, i) and (stop[0] == ";" or
+                                                  self.word_end(i) == i + len(stop)):
                         return i, stop
             if c in ";&|":
                 if t.startswith(";;", i) or t.startswith(";&", i):
@@ -301,6 +298,15 @@ class _Rewriter:
                 i = self._case(j)
                 cmdpos = False
                 continue
+            if cmdpos and word == "time":  # the `time` keyword: bashlex 0.18 has none
+                k = j
+                while k < n and t[k] in " \t":
+                    k += 1
+                if t.startswith("-p", k) and self.word_end(k) == k + 2:
+                    j = k + 2
+                out.append(" " * (j - i))
+                i = j
+                continue
             if cmdpos and word == "[[":
                 i = self._dtest(j)
                 cmdpos = False
@@ -309,11 +315,29 @@ class _Rewriter:
                 self._nest(1)
             elif cmdpos and word in ("fi", "done", "}") and self.depth:
                 self._nest(-1)
+            # bashlex 0.18 misplaces the third and later `elif` of a chain (positions off
+            # by the text before the `if`): the same chain as nested `else if`s
+            if cmdpos and word == "if":
+                self.ifs.append(0)
+            elif cmdpos and word == "elif" and self.ifs:
+                self.ifs[-1] += 1
+                out.append("else if")
+                self._nest(1)
+                i = j
+                continue
+            elif cmdpos and word == "fi" and self.ifs:
+                extra = self.ifs.pop()
+                out.append("fi" + "; fi" * extra)
+                for _ in range(extra):
+                    self._nest(-1)
+                i = j
+                cmdpos = False
+                continue
             if "$(" in word:
+                if word.count("$(") > MAX_NESTING:
+                    raise NestingError(f"more than {MAX_NESTING} command substitutions in one "
+                                       "word; not a launch script")
                 word = _group_lists(word)
-            if "$(" in word or "`" in word:
-                self._nest(word.count("$(") + word.count("`") // 2)
-                self._nest(-(word.count("$(") + word.count("`") // 2))
             out.append(word)
             i = j
             cmdpos = cmdpos and (word in _KEYWORDS_CMDPOS or bool(
@@ -388,11 +412,11 @@ class _Rewriter:
         m = re.compile(r"[ \t\n]*in(?=[ \t\n;])").match(t, i)
         if not m:
             raise _CaseError()
-        out.append(" " * 0 + t[i:m.start() + m.group(0).index("in")].replace("in", "  ")
-                   + "then :;")
+        out.append(t[i:m.start() + m.group(0).index("in")] + "then :;")
         i = m.end()
         out[header] = "if " + out[header]
         fallthrough = False
+        arms = 0
         while True:
             # blanks, newlines and comments before the next arm or `esac`
             while i < self.n and (t[i] in " \t\n;" or t[i] == "#"):
@@ -407,8 +431,8 @@ class _Rewriter:
             if i >= self.n:
                 raise _CaseError()
             if t.startswith("esac", i) and self.word_end(i) == i + 4:
-                out.append("fi")
-                self._nest(-1)
+                out.append("else :; fi" + "; fi" * arms)
+                self._nest(-1 - arms)
                 if fallthrough:
                     out[header] = "if " + CASE_FALLTHROUGH
                 return i + 4
@@ -431,7 +455,9 @@ class _Rewriter:
             if i >= self.n or t[i] != ")":
                 raise _CaseError()
             i += 1
-            out.append(f"elif {PATTERN} {' '.join(alts)} ; then :;")
+            out.append(f"else if {PATTERN} {' '.join(alts)} ; then :;")
+            arms += 1
+            self._nest(1)  # each arm is one more nested `if` for the parser
             i, stop = self.run(i, (";;&", ";;", ";&", "esac"))
             if stop == "esac" or not stop:
                 continue

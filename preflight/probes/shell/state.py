@@ -22,11 +22,12 @@ class State:
     created: frozenset[str] = frozenset()  # paths the script made (mkdir, touch, > file)
     integers: frozenset[str] = frozenset()  # declare -i
     external: bool = False  # a program ran that may have made files we cannot see
+    exported_unset: frozenset[str] = frozenset()  # `export X` before X has a value
 
     def fork(self) -> State:
         return State(dict(self.vars), dict(self.functions), self.cwd, self.allexport,
                      self.positional, self.opaque, self.errexit, self.nounset, self.created,
-                     self.integers, self.external)
+                     self.integers, self.external, self.exported_unset)
 
 
 @dataclass

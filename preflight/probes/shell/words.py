@@ -22,6 +22,11 @@ class Stop(Exception):
     """Bash stops the script here (`set -u` on an unset variable, `${V:?}`)."""
 
 
+class Abort(Stop):
+    """Bash 5.2 abandons the current top-level statement and goes on with the next:
+    `${#A[@]}` of an unset array under `set -u` (unlike every other unbound variable)."""
+
+
 @dataclass
 class Piece:
     text: str
@@ -140,10 +145,14 @@ class Expander:
                     j += 1
                 if j == i + 1:
                     home = st.vars.get("HOME")
-                    pieces.append(Piece(home.value if home and home.value is not None
-                                         else "~", quoted=True))
-                else:
-                    buf.append(raw[i:j])
+                    if home is None or home.value is None:  # bash then asks passwd
+                        pieces.append(Piece("", known=False, source="~",
+                                            reason="~: HOME is not known"))
+                    else:
+                        pieces.append(Piece(home.value, quoted=True))
+                else:  # ~user: that user's home directory, not read here
+                    pieces.append(Piece("", known=False, source=raw[i:j],
+                                        reason=f"{raw[i:j]}: another user's home directory"))
                 i = j
             else:
                 buf.append(c)
@@ -276,6 +285,9 @@ class Expander:
             return self._param(name, source, st, dq)
         op = re.match(r":?[-=+?]", rest)
         if not op:
+            if st.nounset and self._lookup(name, st)[0] is None and \
+                    name not in "@*#?$!-0":
+                raise Stop(f"{name}: unbound variable (set -u)")
             return self._operate(name, self._param(name, source, st, dq, default_ok=True),
                                  rest, source, start + m.end(), st, subs, dq)
         op_text, word_raw = op.group(0), rest[op.end():]
@@ -294,7 +306,8 @@ class Expander:
             value = to_word(first_field(inner), word_raw)
             if kind == "=" and NAME.fullmatch(name):
                 old = st.vars.get(name)
-                st.vars[name] = Var(value.value, exported=bool(old and old.exported),
+                st.vars[name] = Var(value.value, exported=bool(old and old.exported)
+                                    or name in st.exported_unset,
                                     reason=value.reason, refs=value.refs,
                                     where=f"{self.src.file}:{self.src.line(start)}",
                                     text="" if value.known else value.text,
@@ -317,7 +330,10 @@ class Expander:
     def _length(self, name: str, index: str | None, source: str, st: State,
                 dq: bool) -> Piece:
         var, fields = self._lookup(name, st)
-        if fields is not None or (index in ("@", "*") and var is not None and var.array is not None):
+        if index in ("@", "*") and var is None and st.nounset and fields is None:
+            raise Abort(f"{name}: unbound variable (set -u)")
+        if fields is not None or (index in ("@", "*") and var is not None
+                                  and var.array is not None):
             items = fields if fields is not None else var.array
             if not all(w.known for w in items):
                 return Piece("", known=False, quoted=dq, source=source,
@@ -325,6 +341,8 @@ class Expander:
             return Piece(str(len(items)), quoted=dq, split=not dq, source=source)
         if index is not None and index not in ("0",):
             if var is None and not st.opaque:
+                if st.nounset:
+                    raise Stop(f"{name}[{index}]: unbound variable (set -u)")
                 return Piece("0", quoted=dq, split=not dq, source=source)
             got = self._element(name, index, source, st, dq)
             if got is not None and got.known and got.fields is None:
@@ -347,6 +365,8 @@ class Expander:
         if var is None:
             if index in ("@", "*"):
                 return Piece("", quoted=dq, source=source, fields=())
+            if st.nounset:
+                raise Stop(f"{name}[{index}]: unbound variable (set -u)")
             return Piece("", quoted=dq, split=not dq, source=source, refs=(name,),
                          empty=(name,))
         items = var.array if var.array is not None else (
@@ -369,6 +389,8 @@ class Expander:
         if k < 0:
             k += len(items)
         if not 0 <= k < len(items):
+            if st.nounset:
+                raise Stop(f"{name}[{index}]: unbound variable (set -u)")
             return Piece("", quoted=dq, split=not dq, source=source, refs=(name,))
         item = items[k]
         return Piece(item.text if item.known else "", quoted=dq, split=not dq,
@@ -560,7 +582,8 @@ def split_fields(pieces: list[Piece], split: bool) -> tuple[list[list[Piece]], l
                 if k > 0 and cur is not None:
                     fields.append(cur)
                     cur = None
-                cur = (cur or []) + [Piece(w.text, quoted=True, known=w.known,
+                # unquoted ${A[@]} / $@: each element is still subject to globbing
+                cur = (cur or []) + [Piece(w.text, quoted=p.quoted, known=w.known,
                                             reason=w.reason, refs=w.refs, source=w.source)]
             continue
         if p.split and split and p.known and p.text:
