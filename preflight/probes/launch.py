@@ -52,6 +52,7 @@ class Layer:
     env: Mapping[str, Var] = field(default_factory=dict, repr=False, compare=False)
     conditional: bool = False
     error: str = ""  # the launcher itself would stop with this usage error
+    port_fallback: bool = False  # a taken port is not fatal: it picks another (accelerate)
 
     @property
     def where(self) -> str:
@@ -227,10 +228,6 @@ DEEPSPEED_FLAGS = frozenset({"--no_python", "--module", "--no_local_rank", "--fo
                              "--autotuning", "--elastic_training", "--bind_cores_to_rank",
                              "--save_pid", "--enable_each_rank_log", "--no_ssh_check",
                              "--no_ssh"})
-ACCELERATE_FLAGS = frozenset({"--multi_gpu", "--cpu", "--tpu", "-m", "--module",
-                              "--no_python", "--use_deepspeed", "--use_fsdp",
-                              "--use_megatron_lm", "--debug", "-q", "--quiet",
-                              "--same_network", "--rdzv_conf"})
 
 
 def chain(argv: list[Word], env: dict[str, Var], cmd: Command, depth: int,
@@ -456,21 +453,23 @@ def _deepspeed(args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
 
 def _accelerate(args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
                 base: dict) -> list[Layer]:
-    # accelerate/commands/launch.py: --num_processes, --main_process_port (29500 default).
-    opts, rest = _options(args, ACCELERATE_FLAGS)
-    nproc_w = opts.get("--num_processes")
-    port_w = opts.get("--main_process_port")
+    # accelerate's own rules and config file (launchers.accelerate)
+    cfg = launchers.accelerate(args, env, cmd.cwd)
+    why = cfg.unknown or (f"accelerate would stop: {cfg.error}" if cfg.error else "")
     layer = Layer(
-        "accelerate launch", "distributed", nproc=_int(nproc_w),
-        nproc_text=nproc_w.text if nproc_w else "from the accelerate config",
-        nproc_source="--num_processes" if nproc_w else "accelerate config",
-        nnodes=_int(opts.get("--num_machines")) or 1,
-        port=_int(port_w) if port_w else DEFAULT_PORT,
-        port_text=port_w.text if port_w else str(DEFAULT_PORT),
-        port_source="--main_process_port" if port_w else "default",
-        program=rest[0].text if rest else "", args=tuple(rest[1:]), **base)
-    child = rest if "--no_python" in opts else [Word("python", "python"), *rest]
-    return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)] if rest else [layer]
+        "accelerate launch", "distributed", nproc=None if why else cfg.nproc,
+        nproc_text=f"⟨{why}⟩" if why else cfg.nproc_text,
+        nproc_source=cfg.nproc_source, nnodes=None if why else cfg.nnodes,
+        port=None if why else cfg.port, port_text=f"⟨{why}⟩" if why else cfg.port_text,
+        port_source=cfg.port_source, error=cfg.error,
+        port_fallback=not why and cfg.nnodes is not None and cfg.nnodes <= 1,
+        program=cfg.program.text if cfg.program else "", args=cfg.args, **base)
+    if cfg.program is None:
+        return [layer]
+    rest = [cfg.program, *cfg.args]
+    child = rest if cfg.no_python else [Word("python", "python"),
+                                        *([Word("-m", "-m")] if cfg.module else []), *rest]
+    return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)]
 
 
 def _script_child(argv: list[Word], env: dict[str, Var], cmd: Command,

@@ -15,10 +15,15 @@ torch's own `parse_args` + `config_from_args` on random command lines.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
+
+import yaml
 
 from preflight.probes.shell import UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word
 
@@ -381,7 +386,6 @@ def torchrun(args: list[Word], environ: Mapping[str, Var], launch_module: bool =
 
 
 def _replace(cfg: TorchrunConfig, **kw) -> TorchrunConfig:
-    from dataclasses import replace
     return replace(cfg, **kw)
 
 
@@ -440,3 +444,199 @@ def parse_rendezvous_endpoint(endpoint: str | None, default_port: int) -> tuple[
         raise ValueError(f"The hostname of the rendezvous endpoint '{endpoint}' must be a "
                          "dot-separated list of labels, an IPv4 address, or an IPv6 address.")
     return host, port
+
+
+# -- accelerate launch -----------------------------------------------------------------
+
+# accelerate 1.15 accelerate/commands/launch.py `launch_command_parser`: the options that
+# take no value (allow_abbrev=False there: no prefixes; `-` and `_` spellings both exist).
+ACCELERATE_FLAGS = frozenset({
+    "--cpu", "--debug", "--downcast_bf16", "--dynamo_use_dynamic", "--dynamo_use_fullgraph",
+    "--dynamo_use_regional_compilation", "--enable_cpu_affinity",
+    "--fp8_use_autocast_during_eval", "--help", "--module", "--multi_gpu", "--no_python",
+    "--no_tpu_cluster", "--quiet", "--same_network", "--tpu", "--tpu_cluster",
+    "--tpu_use_sudo", "--use_deepspeed", "--use_fsdp", "--use_megatron_lm",
+    "--use_parallelism_config", "-h", "-m", "-q"})
+
+
+@dataclass(frozen=True)
+class AccelerateConfig:
+    nproc: int | None
+    nproc_text: str
+    nproc_source: str
+    nnodes: int | None
+    port: int | None
+    port_text: str
+    port_source: str
+    gpu_ids: str | None
+    config_file: str  # the config file accelerate reads ("" if none)
+    program: Word | None
+    args: tuple[Word, ...]
+    module: bool = False
+    no_python: bool = False
+    error: str = ""
+    unknown: str = ""
+
+
+def default_accelerate_config(environ: Mapping[str, Var]) -> str | None:
+    """accelerate/commands/config/config_args.py:29-40: $HF_HOME, else
+    $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface; + accelerate/default_config.yaml
+    (None when a variable it depends on is not known)."""
+    def get(name: str) -> str | None:
+        var = environ.get(name)
+        return "" if var is None else var.value
+
+    hf_home, xdg, home = get("HF_HOME"), get("XDG_CACHE_HOME"), get("HOME")
+    if hf_home is None or (not hf_home and xdg is None):
+        return None
+    base = hf_home or posixpath.join(xdg or "~/.cache", "huggingface")
+    if base.startswith("~"):
+        if home is None:
+            return None
+        base = (home or posixpath.expanduser("~")) + base[1:]
+    return posixpath.join(base, "accelerate", "default_config.yaml")
+
+
+def _accelerate_options(args: list[Word]) -> tuple[dict[str, Word], list[Word], str]:
+    opts: dict[str, Word] = {}
+    i = 0
+    while i < len(args):
+        w = args[i]
+        t = w.text
+        if not w.known and not w.prefix.startswith("-"):
+            if _single(w):
+                return opts, args[i:], ""
+            return opts, [], f"{t} may hold accelerate options ({w.reason or 'not evaluated'})"
+        if t == "--":
+            return opts, args[i + 1:], ""
+        if not t.startswith("-") or t == "-":
+            return opts, args[i:], ""
+        name, eq, value = t.partition("=")
+        key = "--" + name[2:].replace("-", "_") if name.startswith("--") else name
+        if eq:
+            opts[key] = Word(value, w.source, w.known, w.reason, w.refs)
+            i += 1
+        elif key in ACCELERATE_FLAGS:
+            opts[key] = Word("1", t)
+            i += 1
+        elif i + 1 < len(args):
+            opts[key] = args[i + 1]
+            i += 2
+        else:
+            return opts, [], f"accelerate launch: {t} expects a value"
+    return opts, [], ""
+
+
+def accelerate(args: list[Word], environ: Mapping[str, Var], cwd: str | None
+               ) -> AccelerateConfig:
+    """`accelerate launch ARGS` as accelerate 1.x resolves it with its config file
+    (accelerate/commands/launch.py `_validate_launch_command`, utils/launch.py
+    `prepare_multi_gpu_env`)."""
+    opts, rest, unknown = _accelerate_options(args)
+    empty = AccelerateConfig(None, "", "", None, None, "", "", None, "", None, ())
+    if unknown:
+        return replace(empty, unknown=unknown)
+    program, script_args = (rest[0], tuple(rest[1:])) if rest else (None, ())
+    base = replace(empty, program=program, args=script_args, module="-m" in opts or
+                   "--module" in opts, no_python="--no_python" in opts)
+
+    def given(key: str) -> Word | None:
+        return opts.get(key)
+
+    # launch.py:1204-1209
+    modes = [k for k in ("--multi_gpu", "--cpu", "--tpu", "--use_deepspeed", "--use_fsdp")
+             if k in opts]
+    if len(modes) > 1:
+        return replace(base, error=f"accelerate launch: only one of {', '.join(modes)}")
+    cfg_word = given("--config_file")
+    config: dict = {}
+    path = ""
+    if cfg_word is not None:
+        if not cfg_word.known:
+            return replace(base, unknown=f"--config_file {cfg_word.text} not known")
+        path = cfg_word.text if posixpath.isabs(cfg_word.text) or not cwd else \
+            posixpath.join(cwd, cfg_word.text)
+        if not os.path.isfile(path):  # config_args.py:44-51
+            return replace(base, config_file=path, error=f"the --config_file {path} does not "
+                                                         "exist (accelerate stops there)")
+    elif "--cpu" not in opts:
+        default = default_accelerate_config(environ)
+        if default is None:
+            return replace(base, unknown="the default accelerate config path ($HF_HOME) is "
+                                         "not known")
+        path = default if os.path.isfile(default) else ""
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                config = (json.load(f) if path.endswith(".json") else yaml.safe_load(f)) or {}
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            return replace(base, config_file=path, error=f"cannot read {path}: "
+                                                         f"{str(exc).splitlines()[0]}")
+        if not isinstance(config, dict):
+            return replace(base, config_file=path, error=f"{path} is not a mapping")
+        # config_args.py:103-112 `process_config`
+        if "distributed_type" not in config:
+            return replace(base, config_file=path, error=f"{path} has no distributed_type "
+                                                         "(accelerate stops there)")
+        if "num_processes" not in config and config["distributed_type"] == "NO":
+            config = {**config, "num_processes": 1}
+
+    def number(key: str, cfg_key: str, cfg_default):
+        w = given(key)
+        if w is not None:
+            if not w.known:
+                return None, f"{key} {w.text}", True
+            try:
+                return int(w.text), key, False
+            except ValueError:
+                return "error", f"{key} {w.text!r} is not an integer", False
+        if path and cfg_key in config:
+            return config[cfg_key], f"{cfg_key} in {path}", False
+        return (cfg_default if path else None), (f"{cfg_key} default of the accelerate config"
+                                                 if path else ""), False
+
+    nproc, nproc_src, _ = number("--num_processes", "num_processes", -1)
+    nnodes, _, _ = number("--num_machines", "num_machines", 1)
+    port, port_src, _ = number("--main_process_port", "main_process_port", None)
+    for value, what in ((nproc, nproc_src), (nnodes, "--num_machines"), (port, port_src)):
+        if value == "error":
+            return replace(base, config_file=path, error=f"accelerate launch: {what}")
+    gpu = given("--gpu_ids")
+    gpu_ids = (gpu.text if gpu.known else None) if gpu is not None else \
+        (str(config.get("gpu_ids")) if config.get("gpu_ids") is not None else
+         ("all" if path else None))
+    multi_gpu = "--multi_gpu" in opts or (
+        path and not modes and str(config.get("distributed_type", "")).startswith("MULTI_"))
+    if "--multi_gpu" in opts and isinstance(nproc, int) and given("--num_processes") and \
+            nproc < 2:
+        return replace(base, error="accelerate launch: --multi_gpu needs at least 2 processes")
+    machines = nnodes if given("--num_machines") or not multi_gpu or not path else \
+        config.get("num_machines", 1)
+    if multi_gpu and gpu_ids is not None and gpu_ids != "all" and \
+            len(gpu_ids.split(",")) < 2 and isinstance(machines, int) and machines <= 1:
+        return replace(base, config_file=path, error="accelerate launch: fewer than two "
+                       "--gpu_ids for multi-GPU (launch.py:1258)")
+    if path and nproc == -1:  # launch.py:1305
+        return replace(base, config_file=path, error="the accelerate config has no "
+                       "num_processes: pass --num_processes (accelerate stops there)")
+    nproc_text = str(nproc) if isinstance(nproc, int) else "every visible GPU"
+    if nproc is None and given("--num_processes") is None:
+        nproc_src = "default (every visible GPU: no accelerate config)"
+    nnodes = nnodes if nnodes is not None or given("--num_machines") else 1
+    # utils/launch.py:206-247: port 0 -> a free port; None -> 29500; on one machine a
+    # port in use makes accelerate fall back to a free one (standalone) instead of failing.
+    if port == 0:
+        port_value, port_text, port_src = None, RANDOM, f"{port_src}: 0 picks a free port"
+    elif port is None and given("--main_process_port") is not None:
+        port_value, port_text = None, f"⟨{port_src}⟩"
+    else:
+        port_value = port if port is not None else STATIC_DEFAULT_PORT
+        port_text = str(port_value)
+        port_src = port_src or f"default ({STATIC_DEFAULT_PORT})"
+        if isinstance(nnodes, int) and nnodes <= 1:
+            port_src += "; accelerate takes a free port instead if it is in use"
+    return replace(base, nproc=nproc if isinstance(nproc, int) else None,
+                   nproc_text=nproc_text, nproc_source=nproc_src,
+                   nnodes=nnodes if isinstance(nnodes, int) else None, port=port_value,
+                   port_text=port_text, port_source=port_src, gpu_ids=gpu_ids,
+                   config_file=path)
