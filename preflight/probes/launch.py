@@ -224,10 +224,6 @@ TORCHRUN_FLAGS = frozenset({"--standalone", "--no-python", "--no_python", "-m", 
                             "--run-path", "--run_path", "--use-env", "--use_env",
                             "--no-stop-on-failure", "--virtual-local-rank",
                             "--virtual_local_rank"})
-DEEPSPEED_FLAGS = frozenset({"--no_python", "--module", "--no_local_rank", "--force_multi",
-                             "--autotuning", "--elastic_training", "--bind_cores_to_rank",
-                             "--save_pid", "--enable_each_rank_log", "--no_ssh_check",
-                             "--no_ssh"})
 
 
 def chain(argv: list[Word], env: dict[str, Var], cmd: Command, depth: int,
@@ -435,20 +431,23 @@ def _swift_module(module: str, args: list[Word], base: dict) -> list[Layer]:
 
 def _deepspeed(args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
                base: dict) -> list[Layer]:
-    # deepspeed/launcher/runner.py: --num_gpus (default: all), --master_port (29500).
-    opts, rest = _options(args, DEEPSPEED_FLAGS)
-    nproc_w = opts.get("--num_gpus")
-    port_w = opts.get("--master_port")
+    # deepspeed/launcher/runner.py's own options and resource rules (launchers.deepspeed)
+    cfg = launchers.deepspeed(args, env, cmd.cwd)
+    why = cfg.unknown or (f"deepspeed would stop: {cfg.error}" if cfg.error else "")
     layer = Layer(
-        "deepspeed", "distributed", nproc=_int(nproc_w), nnodes=_int(opts.get("--num_nodes")) or 1,
-        nproc_text=nproc_w.text if nproc_w else "all GPUs",
-        nproc_source="--num_gpus" if nproc_w else "default (every visible GPU)",
-        port=_int(port_w) if port_w else DEFAULT_PORT,
-        port_text=port_w.text if port_w else str(DEFAULT_PORT),
-        port_source="--master_port" if port_w else "default",
-        program=rest[0].text if rest else "", args=tuple(rest[1:]), **base)
-    child = rest if "--no_python" in opts else [Word("python", "python"), *rest]
-    return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)] if rest else [layer]
+        "deepspeed", "distributed", nproc=None if why else cfg.nproc,
+        nproc_text=f"⟨{why}⟩" if why else cfg.nproc_text,
+        nproc_source=cfg.nproc_source, nnodes=None if why else cfg.nnodes,
+        port=None if why else cfg.port, port_text=f"⟨{why}⟩" if why else cfg.port_text,
+        port_source="--master_port" if "--master_port" in " ".join(a.text for a in args)
+        else "default", error=cfg.error,
+        program=cfg.program.text if cfg.program else "", args=cfg.args, **base)
+    if cfg.program is None:
+        return [layer]
+    rest = [cfg.program, *cfg.args]
+    child = rest if cfg.no_python else [Word("python", "python"),
+                                        *([Word("-m", "-m")] if cfg.module else []), *rest]
+    return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)]
 
 
 def _accelerate(args: list[Word], env: dict[str, Var], cmd: Command, depth: int,

@@ -15,6 +15,7 @@ torch's own `parse_args` + `config_from_args` on random command lines.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import posixpath
@@ -69,66 +70,65 @@ def _comma_separated_list(value: str) -> list[str]:
     return [i.replace(placeholder, ",") for i in value.replace(",,", placeholder).split(",")]
 
 
-class _Env:
-    """torch/distributed/argparse_util.py `env` and `check_env`, reading `environ` (the
-    environment the script gives torchrun) instead of os.environ."""
+class env(argparse.Action):  # noqa: N801 - torch's name
+    """torch/distributed/argparse_util.py `env`: the value, else $PET_<DEST> (applied by
+    `_apply_pet`, so that one parser serves every environment), else the default."""
 
-    def __init__(self, environ: Mapping[str, Var]):
-        self.environ = environ
-        self.used: dict[str, str] = {}  # dest -> PET_ name it came from
-        self.given: dict[str, str] = {}  # dest -> the option string on the command line
+    pet = True
 
-    def value(self, dest: str) -> str | None:
-        var = self.environ.get(f"PET_{dest.upper()}")
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace._given[self.dest] = option_string or self.dest
+        setattr(namespace, self.dest, values)
+
+
+class check_env(argparse.Action):  # noqa: N801
+    """torch/distributed/argparse_util.py `check_env`: a flag, else bool(int($PET_<DEST>))."""
+
+    pet = True
+
+    def __init__(self, dest, default=False, **kwargs) -> None:
+        super().__init__(dest=dest, const=True, default=default, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace._given[self.dest] = option_string or self.dest
+        setattr(namespace, self.dest, self.const)
+
+
+def _apply_pet(parser: argparse.ArgumentParser, ns: argparse.Namespace,
+               environ: Mapping[str, Var]) -> dict[str, str]:
+    """The `PET_*` twins of the options not on the command line; argparse converts such a
+    string default with the option's type (an error there is a usage error)."""
+    used = {}
+    for action in parser._actions:
+        if not getattr(action, "pet", False) or action.dest in ns._given:
+            continue
+        name = f"PET_{action.dest.upper()}"
+        var = environ.get(name)
         if var is None:
-            return None
-        self.used[dest] = f"PET_{dest.upper()}"
-        return var.value if var.value is not None else f"⟨${'PET_' + dest.upper()}⟩"
-
-    def actions(self):
-        outer = self
-
-        class env(argparse.Action):  # noqa: N801 - torch's name
-            def __init__(self, dest, default=None, required=False, **kwargs) -> None:
-                pet = outer.value(dest)
-                default = pet if pet is not None else default
-                if default:
-                    required = False
-                super().__init__(dest=dest, default=default, required=required, **kwargs)
-
-            def __call__(self, parser, namespace, values, option_string=None):
-                outer.used.pop(self.dest, None)
-                outer.given[self.dest] = option_string or self.dest
-                setattr(namespace, self.dest, values)
-
-        class check_env(argparse.Action):  # noqa: N801
-            def __init__(self, dest, default=False, **kwargs) -> None:
-                pet = outer.value(dest)
-                text = pet if pet is not None else ("1" if default else "0")
-                if _is_unknown(text):
-                    value: object = text
-                else:
-                    try:
-                        value = bool(int(text))
-                    except ValueError:
-                        raise _ParseError(f"PET_{dest.upper()}={text!r} is not an integer "
-                                          "(torchrun reads it with int())") from None
-                super().__init__(dest=dest, const=True, default=value, nargs=0, **kwargs)
-
-            def __call__(self, parser, namespace, values, option_string=None):
-                outer.used.pop(self.dest, None)
-                outer.given[self.dest] = option_string or self.dest
-                setattr(namespace, self.dest, self.const)
-
-        return env, check_env
+            continue
+        used[action.dest] = name
+        text = var.value if var.value is not None else f"⟨${name}⟩"
+        if _is_unknown(text):
+            setattr(ns, action.dest, text)
+        elif isinstance(action, check_env):
+            try:
+                setattr(ns, action.dest, bool(int(text)))
+            except ValueError:
+                raise _ParseError(f"{name}={text!r} is not an integer (torchrun reads it "
+                                  "with int())") from None
+        else:
+            try:
+                setattr(ns, action.dest, action.type(text) if action.type else text)
+            except (TypeError, ValueError):
+                raise _ParseError(f"argument {'/'.join(action.option_strings)}: invalid "
+                                  f"value: {text!r} (from {name})") from None
+    return used
 
 
-def torchrun_parser(environ: Mapping[str, Var], launch_module: bool = False
-                    ) -> tuple[_Parser, _Env]:
+@functools.lru_cache(maxsize=2)
+def torchrun_parser(launch_module: bool = False) -> _Parser:
     """torch 2.13 torch/distributed/run.py:410 `get_args_parser`, option for option
     (plus `--use-env` for torch/distributed/launch.py `parse_args`)."""
-    pet = _Env(environ)
-    env, check_env = pet.actions()
     p = _Parser(add_help=True)
     s, i, f = _typed(str), _typed(int), _typed(float)
     p.add_argument("--nnodes", action=env, type=s, default="1:1")
@@ -175,7 +175,7 @@ def torchrun_parser(environ: Mapping[str, Var], launch_module: bool = False
     p.add_argument("training_script_args", nargs=argparse.REMAINDER)
     if launch_module:
         p.add_argument("--use-env", "--use_env", default=False, action="store_true")
-    return p, pet
+    return p
 
 
 @dataclass(frozen=True)
@@ -229,8 +229,9 @@ def torchrun(args: list[Word], environ: Mapping[str, Var], launch_module: bool =
                            None, None, None, None, ())
     unknown_words = [w for w in args if not w.known]
     try:
-        parser, pet = torchrun_parser(environ, launch_module)
-        ns = parser.parse_args(texts)
+        parser = torchrun_parser(launch_module)
+        ns = parser.parse_args(texts, argparse.Namespace(_given={}))
+        pet_used = _apply_pet(parser, ns, environ)
     except _ParseError as exc:
         if unknown_words:
             w = unknown_words[0]
@@ -265,9 +266,9 @@ def torchrun(args: list[Word], environ: Mapping[str, Var], launch_module: bool =
         return tag.sub("", str(value))
 
     def source(dest: str, flag: str) -> str:
-        if dest in pet.used:
-            return pet.used[dest]
-        return pet.given.get(dest, "default")
+        if dest in pet_used:
+            return pet_used[dest]
+        return ns._given.get(dest, "default")
 
     error = ""
     nnodes = ns.nnodes
@@ -640,3 +641,171 @@ def accelerate(args: list[Word], environ: Mapping[str, Var], cwd: str | None
                    nnodes=nnodes if isinstance(nnodes, int) else None, port=port_value,
                    port_text=port_text, port_source=port_src, gpu_ids=gpu_ids,
                    config_file=path)
+
+
+# -- deepspeed -------------------------------------------------------------------------
+
+DLTS_HOSTFILE = "/job/hostfile"  # deepspeed/launcher/runner.py:35
+
+
+@dataclass(frozen=True)
+class DeepspeedConfig:
+    nproc: int | None
+    nproc_text: str
+    nproc_source: str
+    nnodes: int | None
+    port: int | None
+    port_text: str
+    hostfile: str  # the hostfile read ("" when none)
+    program: Word | None
+    args: tuple[Word, ...]
+    module: bool = False
+    no_python: bool = False
+    error: str = ""
+    unknown: str = ""
+
+
+@functools.lru_cache(maxsize=1)
+def deepspeed_parser() -> _Parser:
+    """deepspeed/launcher/runner.py `parse_args` (argparse with its default prefix matching);
+    every value is kept as text here and converted where the runner uses it."""
+    p = _Parser(add_help=True)
+    s = _typed(str)
+    for names, kind in ((("-H", "--hostfile"), s), (("-i", "--include"), s),
+                        (("-e", "--exclude"), s), (("--num_nodes",), _typed(int)),
+                        (("--min_elastic_nodes",), _typed(int)),
+                        (("--max_elastic_nodes",), _typed(int)),
+                        (("--num_gpus", "--num_accelerators"), _typed(int)),
+                        (("--master_port",), _typed(int)), (("--master_addr",), s),
+                        (("--node_rank",), _typed(int)), (("--launcher",), s),
+                        (("--launcher_args",), s), (("--enable_each_rank_log",), s),
+                        (("--autotuning",), s), (("--comment",), s), (("--account",), s),
+                        (("--bind_core_list",), s), (("--ssh_port",), _typed(int))):
+        p.add_argument(*names, type=kind, default=None)
+    for flag in ("--module", "--no_python", "--no_local_rank", "--no_ssh", "--no_ssh_check",
+                 "--force_multi", "--save_pid", "--elastic_training", "--bind_cores_to_rank"):
+        p.add_argument(flag, action="store_true")
+    p.add_argument("user_script", type=s)
+    p.add_argument("user_args", nargs=argparse.REMAINDER)
+    return p
+
+
+def _hostfile(path: str) -> dict[str, int]:
+    """runner.py `_parse_hostfile`: `host slots=N` lines; ValueError on a bad one."""
+    pool: dict[str, int] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            match = re.search(r"^(\S+)\s+slots=(\d+)", line)
+            if line.startswith("#") or not line:
+                continue
+            if not match:
+                raise ValueError(f"Hostfile contains a bad entry: {line}")
+            if match.group(1) in pool:
+                raise ValueError(f"Hostfile contains multiple entries for {match.group(1)}")
+            pool[match.group(1)] = int(match.group(2))
+    if not pool:
+        raise ValueError("Hostfile is empty or not formatted correctly")
+    return pool
+
+
+def _node_slots(spec: str) -> dict[str, list[int]]:
+    """runner.py `parse_node_config_list`: `host[:slot,slot]@host...`."""
+    out: dict[str, list[int]] = {}
+    for node in spec.split("@"):
+        host, _, slots = node.partition(":")
+        out.setdefault(host, [])
+        if slots:
+            out[host] += [int(x) for x in slots.split(",")]
+    return {k: sorted(set(v)) for k, v in out.items()}
+
+
+def deepspeed(args: list[Word], environ: Mapping[str, Var], cwd: str | None
+              ) -> DeepspeedConfig:
+    """`deepspeed ARGS` as deepspeed/launcher/runner.py `main` resolves its resources:
+    hostfile, --include/--exclude, --num_nodes, --num_gpus, CUDA_VISIBLE_DEVICES."""
+    empty = DeepspeedConfig(None, "", "", None, None, "", "", None, ())
+    if any(not w.known for w in args[:next((i for i, w in enumerate(args)
+                                            if w.known and not w.text.startswith("-")),
+                                           len(args))]):
+        w = next(w for w in args if not w.known)
+        return replace(empty, unknown=f"{w.text} may hold deepspeed options")
+    try:
+        ns = deepspeed_parser().parse_args([w.text for w in args])
+    except _ParseError as exc:
+        return replace(empty, error=f"deepspeed: error: {exc}")
+    k = len(ns.user_args)
+    program = args[len(args) - k - 1]
+    base = replace(empty, program=program, args=tuple(args[len(args) - k:]),
+                   module=ns.module, no_python=ns.no_python)
+    values = [ns.num_nodes, ns.num_gpus, ns.include, ns.exclude, ns.hostfile, ns.master_port]
+    if any(_is_unknown(v) for v in values):
+        return replace(base, unknown="a deepspeed resource option is not known")
+    num_nodes = -1 if ns.num_nodes is None else ns.num_nodes
+    num_gpus = -1 if ns.num_gpus is None else ns.num_gpus
+    include, exclude = ns.include or "", ns.exclude or ""
+    port = 29500 if ns.master_port is None else ns.master_port  # TORCH_DISTRIBUTED_DEFAULT_PORT
+    hostfile = ns.hostfile or DLTS_HOSTFILE
+    if cwd and not posixpath.isabs(hostfile):
+        hostfile = posixpath.join(cwd, hostfile)
+    pool: dict[str, int] | None = None
+    if os.path.isfile(hostfile):  # runner.py `fetch_hostfile`
+        try:
+            pool = _hostfile(hostfile)
+        except (OSError, ValueError) as exc:
+            return replace(base, hostfile=hostfile, error=f"deepspeed: {exc}")
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if pool is None and visible is not None:
+        if visible.value is None:
+            return replace(base, unknown="CUDA_VISIBLE_DEVICES is not known")
+        if visible.value and not (include or exclude or num_nodes > 1 or num_gpus > 0):
+            include = f"localhost:{visible.value}"  # runner.py: respects VISIBLE_DEVICES
+    if (num_nodes >= 0 or num_gpus >= 0) and (include or exclude):
+        return replace(base, error="deepspeed: Cannot specify num_nodes/gpus with "
+                                   "include/exclude")
+    if include and exclude:
+        return replace(base, error="deepspeed: include_str and exclude_str are mutually "
+                                   "exclusive")
+    port_text = str(port)
+    if pool is None:
+        if num_nodes > 1:
+            return replace(base, error="deepspeed: Num nodes is >1 but no extra nodes "
+                                       "available via hostfile")
+        try:
+            slots = _node_slots(include).get("localhost", []) if include else []
+        except ValueError:
+            return replace(base, error=f"deepspeed: bad --include {include!r}")
+        if num_gpus > 0:
+            nproc, text, src = num_gpus, str(num_gpus), "--num_gpus"
+        elif slots:
+            nproc, text, src = len(slots), str(len(slots)), f"--include {include}"
+        else:  # every visible GPU (minus --exclude): counted on the machine
+            nproc, text, src = None, "all GPUs", "default (every visible GPU)"
+        return replace(base, nproc=nproc, nproc_text=text, nproc_source=src, nnodes=1,
+                       port=port, port_text=port_text)
+    try:
+        active = {h: list(range(n)) for h, n in pool.items()}
+        if include:
+            chosen = _node_slots(include)
+            for host in chosen:
+                if host not in pool:
+                    raise ValueError(f"Hostname '{host}' not found in hostfile")
+            active = {h: (chosen[h] or active[h]) for h in pool if h in chosen}
+        elif exclude:
+            for host, slots in _node_slots(exclude).items():
+                if host not in pool:
+                    raise ValueError(f"Hostname '{host}' not found in hostfile")
+                active[host] = [s for s in active[host] if s not in slots] if slots else []
+            active = {h: v for h, v in active.items() if v}
+    except ValueError as exc:
+        return replace(base, hostfile=hostfile, error=f"deepspeed: {exc}")
+    if num_nodes > 0:
+        active = dict(list(active.items())[:num_nodes])
+    if num_gpus > 0:
+        active = {h: list(range(num_gpus)) for h in active}
+    counts = sorted({len(v) for v in active.values()})
+    nproc = counts[0] if len(counts) == 1 else None
+    return replace(base, nproc=nproc, nproc_text=str(nproc) if nproc else
+                   f"{counts} per host", nproc_source=f"hostfile {hostfile}" +
+                   (" and --num_gpus" if num_gpus > 0 else ""), nnodes=len(active),
+                   port=port, port_text=port_text, hostfile=hostfile)
