@@ -10,10 +10,15 @@ checks judge it.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
 
 from preflight.errors import InputError
 from preflight.probes import launchers, shell
@@ -397,7 +402,7 @@ def _torchrun(name: str, args: list[Word], env: dict[str, Var], cmd: Command, de
 def _swift(prog: str, args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
            base: dict) -> list[Layer]:
     method = args[0].text.replace("_", "-") if args else ""
-    rest = args[1:]
+    rest, env = _swift_config_file(list(args[1:]), env, cmd)
     relaunch = ("NPROC_PER_NODE" in env or "NNODES" in env) and (
         prog == "megatron" or method in SWIFT_RELAUNCHED)
     entry = Layer(f"{prog} {method}".strip(), "program", program=f"{prog} {method}",
@@ -422,6 +427,57 @@ def _swift(prog: str, args: list[Word], env: dict[str, Var], cmd: Command, depth
     worker = Layer(f"{prog}/cli/{method}.py", "program", program=f"swift.cli.{method}",
                    args=tuple(rest), **{**base, "implicit": True})
     return [replace(entry, kind="wrapper"), inner, worker]
+
+
+SWIFT_CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def _swift_config_file(rest: list[Word], env: dict[str, Var], cmd: Command
+                       ) -> tuple[list[Word], dict[str, Var]]:
+    """swift/cli/main.py:38-71 `parse_yaml_args`: a first argument ending in .json/.yaml/
+    .yml is a config file; its `ENV` mapping is exported (variables already set win) before
+    the relaunch decision, and its keys become `--key value` arguments in its place."""
+    if not rest or not rest[0].known or not rest[0].text.endswith(SWIFT_CONFIG_SUFFIXES):
+        return rest, env
+    path = _abs(rest[0].text, cmd.cwd)
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+    except (OSError, ValueError, yaml.YAMLError):
+        return rest, env  # missing: launch-inputs names it; unreadable: swift stops there
+    if not isinstance(config, dict):
+        return rest, env
+    config = dict(config)
+    env = dict(env)
+    for key, value in (config.pop("ENV", None) or {}).items():
+        env.setdefault(str(key), Var(str(value), True, where=f"ENV in {path}"))
+    words = []
+    where = f"{posixpath.basename(path)}"
+    for key, value in config.items():
+        words.append(Word(f"--{key}", f"{key}: in {where}"))
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            text = json.dumps(item, ensure_ascii=False) if isinstance(item, dict) else str(item)
+            words.append(Word(text, f"{key}: in {where}"))
+    return [*words, *rest[1:]], env
+
+
+@functools.lru_cache(maxsize=1)
+def swift_rlhf_options() -> dict[str, str]:
+    """`swift rlhf` option -> dest, from ms-swift 4.6 (stack/swift_rlhf_options.txt)."""
+    text = (Path(__file__).parent.parent / "stack" / "swift_rlhf_options.txt").read_text()
+    return dict(line.split() for line in text.splitlines()
+                if line.startswith("--") and len(line.split()) == 2)
+
+
+def swift_option(name: str) -> str | None:
+    """An option as argparse (allow_abbrev, as HfArgumentParser leaves it) resolves it:
+    exact, else the one option it is a prefix of; None when unknown or ambiguous."""
+    options = swift_rlhf_options()
+    if name in options:
+        return options[name]
+    matches = [o for o in options if o.startswith(name)]
+    return options[matches[0]] if len(matches) == 1 else None
 
 
 def _swift_module(module: str, args: list[Word], base: dict) -> list[Layer]:
@@ -655,7 +711,12 @@ def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:
     when `pkg` is a directory of the working directory (python finds it there first)."""
     out = []
     for layer in job.layers:
-        if layer.kind == "wrapper":
+        if layer.launcher.startswith(("swift", "megatron")) and layer.args and \
+                layer.args[0].known and layer.args[0].text.endswith(SWIFT_CONFIG_SUFFIXES):
+            # swift/cli/main.py:42-47 opens it (a missing one stops swift there)
+            out.append(PathArg(f"{layer.launcher} config", _abs(layer.args[0].text, cmd.cwd),
+                               True, cmd.file, cmd.line))
+        if layer.kind == "wrapper" and not layer.launcher.startswith(("swift", "megatron")):
             break  # `ray job submit -- python train.py` runs in the cluster's working dir
         if layer.kind != "program" or not layer.launcher.startswith(PYTHONS):
             continue
@@ -726,7 +787,9 @@ def swift_args(args: tuple[Word, ...]) -> dict[str, Word]:
         text = args[i].text
         if text.startswith("--"):
             key, eq, value = text[2:].partition("=")
-            key = key.replace("-", "_")
+            # ms-swift's argparse accepts unique prefixes (`--num_gen` is ambiguous,
+            # `--num_generations_e` is num_generations_eval)
+            key = swift_option("--" + key) or key.replace("-", "_")
             if eq:
                 out[key] = Word(value, args[i].source, args[i].known, args[i].reason,
                                 args[i].refs)
