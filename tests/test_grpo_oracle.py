@@ -15,9 +15,11 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from preflight.probes import launch
 from preflight.stack import grpo_batch
@@ -27,6 +29,12 @@ args_mixin = pytest.importorskip("swift.rlhf_trainers.args_mixin")
 from swift.arguments.base_args.data_args import DataArguments  # noqa: E402
 from swift.arguments.rlhf_args import RLHFArguments  # noqa: E402
 from swift.arguments.sft_args import SftArguments  # noqa: E402
+from swift.cli.main import parse_yaml_args  # noqa: E402
+from swift.utils.utils import _patch_get_type_hints  # noqa: E402
+from transformers import HfArgumentParser  # noqa: E402
+
+with _patch_get_type_hints():
+    PARSER = HfArgumentParser([RLHFArguments])
 
 CASES = 1500
 FIELDS = {f.name: f for f in dataclasses.fields(RLHFArguments)}
@@ -39,7 +47,7 @@ def default(name: str):
 
 def swift_verdict(flags: dict, world_size: int) -> str | None:
     """ms-swift's own validation of these flags; None: accepted."""
-    get = {name: flags.get(name, default(name)) for name in (
+    get = {name: flags[name] if flags.get(name) is not None else default(name) for name in (
         "per_device_train_batch_size", "per_device_eval_batch_size",
         "gradient_accumulation_steps", "num_generations", "steps_per_generation",
         "generation_batch_size", "num_generations_eval", "eval_strategy", "save_strategy",
@@ -73,6 +81,15 @@ NUMBERS = {
 }
 
 
+def swift_parse(argv: list[str]) -> dict:
+    """The flags as ms-swift itself reads them: swift/cli/main.py `parse_yaml_args` (a
+    config file as the first argument) and its HfArgumentParser (prefixes included)."""
+    argv = list(argv)
+    parse_yaml_args(argv)
+    ns, _ = PARSER.parse_known_args(argv)
+    return vars(ns)
+
+
 def random_config(rng: random.Random) -> tuple[dict, int, int]:
     flags: dict = {k: rng.choice(v) for k, v in NUMBERS.items() if rng.random() < 0.45}
     if "steps_per_generation" in flags and "generation_batch_size" in flags and \
@@ -91,17 +108,34 @@ def random_config(rng: random.Random) -> tuple[dict, int, int]:
     return flags, rng.choice([1, 1, 2, 2, 3, 4, 8]), rng.choice([1, 1, 1, 2])
 
 
-def command(flags: dict, nproc: int, nnodes: int) -> str:
+def spell(rng: random.Random, key: str) -> str:
+    """--key, --key-with-dashes, or a prefix argparse resolves to the same option."""
+    name = f"--{key}" if rng.random() < 0.7 else f"--{key.replace('_', '-')}"
+    if rng.random() < 0.3:
+        for cut in range(len(name) - 1, 4, -1):
+            if launch.swift_option(name[:cut]) == key:
+                return name[:cut]
+    return name
+
+
+def command(flags: dict, nproc: int, nnodes: int, rng: random.Random, tmp: Path
+            ) -> tuple[str, list[str]]:
+    """The shell command line and swift's argv (after `swift rlhf`)."""
     env = f"NPROC_PER_NODE={nproc} " + (f"NNODES={nnodes} MASTER_ADDR=10.0.0.1 "
                                         if nnodes > 1 else "")
-    words = []
+    flags = {k: v for k, v in flags.items() if v is not None}
+    argv: list[str] = []
+    if rng.random() < 0.2:  # some flags in a config file given as the first argument
+        moved = {k: v for k, v in flags.items() if rng.random() < 0.6}
+        config = tmp / f"grpo{rng.randrange(10**9)}.yaml"
+        config.write_text(yaml.safe_dump(moved))
+        argv.append(str(config))
+        flags = {k: v for k, v in flags.items() if k not in moved}
+    argv += ["--rlhf_type", "grpo", "--model", "Qwen/Qwen3-0.6B", "--dataset", "train.jsonl"]
     for k, v in flags.items():
-        if v is None:
-            continue
-        for item in v if isinstance(v, list) else [v]:
-            words.append(f"--{k} {item}")
-    return env + "swift rlhf --rlhf_type grpo --model Qwen/Qwen3-0.6B --dataset train.jsonl " \
-        + " ".join(words)
+        argv.append(spell(rng, k))
+        argv += [str(i) for i in (v if isinstance(v, list) else [v])]
+    return env + "swift rlhf " + " ".join(argv), argv
 
 
 def preflight_reading(cmd: str, tmp: str):
@@ -135,6 +169,13 @@ def test_defaults_are_ms_swifts():
         assert default(name) == value, name
 
 
+def test_option_table_is_ms_swifts():
+    """preflight resolves `swift rlhf` option prefixes from a copy of ms-swift's table."""
+    mine = launch.swift_rlhf_options()
+    theirs = {o: a.dest for a in PARSER._actions for o in a.option_strings if o.startswith("--")}
+    assert mine == theirs
+
+
 def test_grpo_rules_match_ms_swift(tmp_path, capsys):
     rng = random.Random(4_6_0)
     counts = {"cases": 0, "rejected": 0, "accepted": 0, "misses": 0, "false_alarms": 0,
@@ -145,8 +186,9 @@ def test_grpo_rules_match_ms_swift(tmp_path, capsys):
         flags, nproc, nnodes = random_config(rng)
         flags = {k: v for k, v in flags.items() if v is not None}
         ws = nproc * nnodes
-        cmd = command(flags, nproc, nnodes)
-        want = swift_verdict(flags, ws)
+        cmd, argv = command(flags, nproc, nnodes, rng, tmp_path)
+        parsed = swift_parse(argv)
+        want = swift_verdict(parsed, ws)
         cfg, given = preflight_reading(cmd, str(tmp_path))
         got = grpo_batch.rejections(cfg)
         counts["cases"] += 1
@@ -165,7 +207,7 @@ def test_grpo_rules_match_ms_swift(tmp_path, capsys):
             bad.append(f"no fix: {cmd}")
         for change in fixes:
             counts["fixes_checked"] += 1
-            verdict = swift_verdict(apply(flags, change), ws)
+            verdict = swift_verdict(apply(parsed, change), ws)
             if verdict:
                 counts["fixes_rejected"] += 1
                 bad.append(f"fix {grpo_batch.flags(change)} for {cmd}: ms-swift says {verdict}")

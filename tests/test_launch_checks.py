@@ -349,6 +349,39 @@ def test_launch_port_held_then_free(run_preflight):
     assert fixed.one("launch-ports")["outcome"] == "passed"
 
 
+@pytest.mark.parametrize("machines, held_fails", [(2, True), (1, False)])
+def test_accelerate_config_port_is_the_one_checked(run_preflight, tmp_path, machines,
+                                                   held_fails):
+    """The port comes from accelerate's config file (--config_file, else $HF_HOME/
+    accelerate/default_config.yaml). On one machine accelerate takes another free port
+    when it is held (utils/launch.py:233): a warning; on two it stops: a NO-GO."""
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("0.0.0.0", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    home = tmp_path / "hf"
+    (home / "accelerate").mkdir(parents=True)
+    (home / "accelerate" / "default_config.yaml").write_text(
+        f"compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\n"
+        f"num_processes: {2 * machines}\nnum_machines: {machines}\n"
+        f"main_process_ip: 127.0.0.1\nmain_process_port: {port}\nmachine_rank: 0\n")
+    try:
+        run = _run(run_preflight, "launch-ports", cmd="accelerate launch train.py",
+                   HF_HOME=str(home))
+    finally:
+        holder.close()
+    result = run.one("launch-ports")
+    assert result["evidence"]["layers"][0]["port"] == port
+    assert "default_config.yaml" in result["evidence"]["layers"][0]["port_from"]
+    assert (run.returncode == 1) == held_fails, run.output
+    if not held_fails:
+        assert "accelerate will pick a free one" in json.dumps(result["evidence"])
+    free = _run(run_preflight, "launch-ports", cmd="accelerate launch train.py",
+                HF_HOME=str(home))
+    assert free.returncode == 0, free.output
+
+
 def test_exported_master_port_that_torchrun_ignores_warns(run_preflight):
     run = _run(run_preflight, "launch-ports", "ignored_master_port.sh")
     assert run.returncode == 0, run.output

@@ -359,7 +359,11 @@ def test_launch_ports_free(node, profile, finding):
             row["bind"] = bound.error or "ok"
             row["holders"] = [{"pid": h.pid, "cmdline": by_pid[h.pid].redacted(200)
                                if h.pid in by_pid else None} for h in held]
-            if not bound.ok:
+            if not bound.ok and layer.port_fallback:
+                # accelerate on one machine takes another free port (utils/launch.py:233)
+                warnings.append(f"port {layer.port} of {layer.launcher} at {_at(layer)} is "
+                                "taken: accelerate will pick a free one instead")
+            elif not bound.ok:
                 pids = sorted({h.pid for h in held if h.pid})
                 problems.append(f"port {layer.port} of {layer.launcher} at {_at(layer)} "
                                 f"cannot be bound: {bound.error}" +

@@ -10,10 +10,15 @@ checks judge it.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
 
 from preflight.errors import InputError
 from preflight.numbers import maybe_int
@@ -53,6 +58,7 @@ class Layer:
     env: Mapping[str, Var] = field(default_factory=dict, repr=False, compare=False)
     conditional: bool = False
     error: str = ""  # the launcher itself would stop with this usage error
+    port_fallback: bool = False  # a taken port is not fatal: it picks another (accelerate)
 
     @property
     def where(self) -> str:
@@ -231,14 +237,6 @@ TORCHRUN_FLAGS = frozenset({"--standalone", "--no-python", "--no_python", "-m", 
                             "--run-path", "--run_path", "--use-env", "--use_env",
                             "--no-stop-on-failure", "--virtual-local-rank",
                             "--virtual_local_rank"})
-DEEPSPEED_FLAGS = frozenset({"--no_python", "--module", "--no_local_rank", "--force_multi",
-                             "--autotuning", "--elastic_training", "--bind_cores_to_rank",
-                             "--save_pid", "--enable_each_rank_log", "--no_ssh_check",
-                             "--no_ssh"})
-ACCELERATE_FLAGS = frozenset({"--multi_gpu", "--cpu", "--tpu", "-m", "--module",
-                              "--no_python", "--use_deepspeed", "--use_fsdp",
-                              "--use_megatron_lm", "--debug", "-q", "--quiet",
-                              "--same_network", "--rdzv_conf"})
 
 
 def chain(argv: list[Word], env: dict[str, Var], cmd: Command, depth: int,
@@ -406,7 +404,7 @@ def _torchrun(name: str, args: list[Word], env: dict[str, Var], cmd: Command, de
 def _swift(prog: str, args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
            base: dict) -> list[Layer]:
     method = args[0].text.replace("_", "-") if args else ""
-    rest = args[1:]
+    rest, env = _swift_config_file(list(args[1:]), env, cmd)
     relaunch = ("NPROC_PER_NODE" in env or "NNODES" in env) and (
         prog == "megatron" or method in SWIFT_RELAUNCHED)
     entry = Layer(f"{prog} {method}".strip(), "program", program=f"{prog} {method}",
@@ -433,6 +431,57 @@ def _swift(prog: str, args: list[Word], env: dict[str, Var], cmd: Command, depth
     return [replace(entry, kind="wrapper"), inner, worker]
 
 
+SWIFT_CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def _swift_config_file(rest: list[Word], env: dict[str, Var], cmd: Command
+                       ) -> tuple[list[Word], dict[str, Var]]:
+    """swift/cli/main.py:38-71 `parse_yaml_args`: a first argument ending in .json/.yaml/
+    .yml is a config file; its `ENV` mapping is exported (variables already set win) before
+    the relaunch decision, and its keys become `--key value` arguments in its place."""
+    if not rest or not rest[0].known or not rest[0].text.endswith(SWIFT_CONFIG_SUFFIXES):
+        return rest, env
+    path = _abs(rest[0].text, cmd.cwd)
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+    except (OSError, ValueError, yaml.YAMLError):
+        return rest, env  # missing: launch-inputs names it; unreadable: swift stops there
+    if not isinstance(config, dict):
+        return rest, env
+    config = dict(config)
+    env = dict(env)
+    for key, value in (config.pop("ENV", None) or {}).items():
+        env.setdefault(str(key), Var(str(value), True, where=f"ENV in {path}"))
+    words = []
+    where = f"{posixpath.basename(path)}"
+    for key, value in config.items():
+        words.append(Word(f"--{key}", f"{key}: in {where}"))
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            text = json.dumps(item, ensure_ascii=False) if isinstance(item, dict) else str(item)
+            words.append(Word(text, f"{key}: in {where}"))
+    return [*words, *rest[1:]], env
+
+
+@functools.lru_cache(maxsize=1)
+def swift_rlhf_options() -> dict[str, str]:
+    """`swift rlhf` option -> dest, from ms-swift 4.6 (stack/swift_rlhf_options.txt)."""
+    text = (Path(__file__).parent.parent / "stack" / "swift_rlhf_options.txt").read_text()
+    return dict(line.split() for line in text.splitlines()
+                if line.startswith("--") and len(line.split()) == 2)
+
+
+def swift_option(name: str) -> str | None:
+    """An option as argparse (allow_abbrev, as HfArgumentParser leaves it) resolves it:
+    exact, else the one option it is a prefix of; None when unknown or ambiguous."""
+    options = swift_rlhf_options()
+    if name in options:
+        return options[name]
+    matches = [o for o in options if o.startswith(name)]
+    return options[matches[0]] if len(matches) == 1 else None
+
+
 def _swift_module(module: str, args: list[Word], base: dict) -> list[Layer]:
     # `python -m swift.cli.rlhf` runs the trainer directly: no relaunch.
     return [Layer(f"python -m {module}", "program", program=module, args=tuple(args), **base)]
@@ -440,39 +489,44 @@ def _swift_module(module: str, args: list[Word], base: dict) -> list[Layer]:
 
 def _deepspeed(args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
                base: dict) -> list[Layer]:
-    # deepspeed/launcher/runner.py: --num_gpus (default: all), --master_port (29500).
-    opts, rest = _options(args, DEEPSPEED_FLAGS)
-    nproc_w = opts.get("--num_gpus")
-    port_w = opts.get("--master_port")
+    # deepspeed/launcher/runner.py's own options and resource rules (launchers.deepspeed)
+    cfg = launchers.deepspeed(args, env, cmd.cwd)
+    why = cfg.unknown or (f"deepspeed would stop: {cfg.error}" if cfg.error else "")
     layer = Layer(
-        "deepspeed", "distributed", nproc=_int(nproc_w), nnodes=_int(opts.get("--num_nodes")) or 1,
-        nproc_text=nproc_w.text if nproc_w else "all GPUs",
-        nproc_source="--num_gpus" if nproc_w else "default (every visible GPU)",
-        port=_int(port_w) if port_w else DEFAULT_PORT,
-        port_text=port_w.text if port_w else str(DEFAULT_PORT),
-        port_source="--master_port" if port_w else "default",
-        program=rest[0].text if rest else "", args=tuple(rest[1:]), **base)
-    child = rest if "--no_python" in opts else [Word("python", "python"), *rest]
-    return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)] if rest else [layer]
+        "deepspeed", "distributed", nproc=None if why else cfg.nproc,
+        nproc_text=f"⟨{why}⟩" if why else cfg.nproc_text,
+        nproc_source=cfg.nproc_source, nnodes=None if why else cfg.nnodes,
+        port=None if why else cfg.port, port_text=f"⟨{why}⟩" if why else cfg.port_text,
+        port_source="--master_port" if "--master_port" in " ".join(a.text for a in args)
+        else "default", error=cfg.error,
+        program=cfg.program.text if cfg.program else "", args=cfg.args, **base)
+    if cfg.program is None:
+        return [layer]
+    rest = [cfg.program, *cfg.args]
+    child = rest if cfg.no_python else [Word("python", "python"),
+                                        *([Word("-m", "-m")] if cfg.module else []), *rest]
+    return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)]
 
 
 def _accelerate(args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
                 base: dict) -> list[Layer]:
-    # accelerate/commands/launch.py: --num_processes, --main_process_port (29500 default).
-    opts, rest = _options(args, ACCELERATE_FLAGS)
-    nproc_w = opts.get("--num_processes")
-    port_w = opts.get("--main_process_port")
+    # accelerate's own rules and config file (launchers.accelerate)
+    cfg = launchers.accelerate(args, env, cmd.cwd)
+    why = cfg.unknown or (f"accelerate would stop: {cfg.error}" if cfg.error else "")
     layer = Layer(
-        "accelerate launch", "distributed", nproc=_int(nproc_w),
-        nproc_text=nproc_w.text if nproc_w else "from the accelerate config",
-        nproc_source="--num_processes" if nproc_w else "accelerate config",
-        nnodes=_int(opts.get("--num_machines")) or 1,
-        port=_int(port_w) if port_w else DEFAULT_PORT,
-        port_text=port_w.text if port_w else str(DEFAULT_PORT),
-        port_source="--main_process_port" if port_w else "default",
-        program=rest[0].text if rest else "", args=tuple(rest[1:]), **base)
-    child = rest if "--no_python" in opts else [Word("python", "python"), *rest]
-    return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)] if rest else [layer]
+        "accelerate launch", "distributed", nproc=None if why else cfg.nproc,
+        nproc_text=f"⟨{why}⟩" if why else cfg.nproc_text,
+        nproc_source=cfg.nproc_source, nnodes=None if why else cfg.nnodes,
+        port=None if why else cfg.port, port_text=f"⟨{why}⟩" if why else cfg.port_text,
+        port_source=cfg.port_source, error=cfg.error,
+        port_fallback=not why and cfg.nnodes is not None and cfg.nnodes <= 1,
+        program=cfg.program.text if cfg.program else "", args=cfg.args, **base)
+    if cfg.program is None:
+        return [layer]
+    rest = [cfg.program, *cfg.args]
+    child = rest if cfg.no_python else [Word("python", "python"),
+                                        *([Word("-m", "-m")] if cfg.module else []), *rest]
+    return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)]
 
 
 def _script_child(argv: list[Word], env: dict[str, Var], cmd: Command,
@@ -659,7 +713,12 @@ def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:
     when `pkg` is a directory of the working directory (python finds it there first)."""
     out = []
     for layer in job.layers:
-        if layer.kind == "wrapper":
+        if layer.launcher.startswith(("swift", "megatron")) and layer.args and \
+                layer.args[0].known and layer.args[0].text.endswith(SWIFT_CONFIG_SUFFIXES):
+            # swift/cli/main.py:42-47 opens it (a missing one stops swift there)
+            out.append(PathArg(f"{layer.launcher} config", _abs(layer.args[0].text, cmd.cwd),
+                               True, cmd.file, cmd.line))
+        if layer.kind == "wrapper" and not layer.launcher.startswith(("swift", "megatron")):
             break  # `ray job submit -- python train.py` runs in the cluster's working dir
         if layer.kind != "program" or not layer.launcher.startswith(PYTHONS):
             continue
@@ -730,7 +789,9 @@ def swift_args(args: tuple[Word, ...]) -> dict[str, Word]:
         text = args[i].text
         if text.startswith("--"):
             key, eq, value = text[2:].partition("=")
-            key = key.replace("-", "_")
+            # ms-swift's argparse accepts unique prefixes (`--num_gen` is ambiguous,
+            # `--num_generations_e` is num_generations_eval)
+            key = swift_option("--" + key) or key.replace("-", "_")
             if eq:
                 out[key] = Word(value, args[i].source, args[i].known, args[i].reason,
                                 args[i].refs)

@@ -15,10 +15,16 @@ torch's own `parse_args` + `config_from_args` on random command lines.
 from __future__ import annotations
 
 import argparse
+import functools
+import json
+import os
+import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
+
+import yaml
 
 from preflight.probes.shell import UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word
 
@@ -64,66 +70,65 @@ def _comma_separated_list(value: str) -> list[str]:
     return [i.replace(placeholder, ",") for i in value.replace(",,", placeholder).split(",")]
 
 
-class _Env:
-    """torch/distributed/argparse_util.py `env` and `check_env`, reading `environ` (the
-    environment the script gives torchrun) instead of os.environ."""
+class env(argparse.Action):  # noqa: N801 - torch's name
+    """torch/distributed/argparse_util.py `env`: the value, else $PET_<DEST> (applied by
+    `_apply_pet`, so that one parser serves every environment), else the default."""
 
-    def __init__(self, environ: Mapping[str, Var]):
-        self.environ = environ
-        self.used: dict[str, str] = {}  # dest -> PET_ name it came from
-        self.given: dict[str, str] = {}  # dest -> the option string on the command line
+    pet = True
 
-    def value(self, dest: str) -> str | None:
-        var = self.environ.get(f"PET_{dest.upper()}")
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace._given[self.dest] = option_string or self.dest
+        setattr(namespace, self.dest, values)
+
+
+class check_env(argparse.Action):  # noqa: N801
+    """torch/distributed/argparse_util.py `check_env`: a flag, else bool(int($PET_<DEST>))."""
+
+    pet = True
+
+    def __init__(self, dest, default=False, **kwargs) -> None:
+        super().__init__(dest=dest, const=True, default=default, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace._given[self.dest] = option_string or self.dest
+        setattr(namespace, self.dest, self.const)
+
+
+def _apply_pet(parser: argparse.ArgumentParser, ns: argparse.Namespace,
+               environ: Mapping[str, Var]) -> dict[str, str]:
+    """The `PET_*` twins of the options not on the command line; argparse converts such a
+    string default with the option's type (an error there is a usage error)."""
+    used = {}
+    for action in parser._actions:
+        if not getattr(action, "pet", False) or action.dest in ns._given:
+            continue
+        name = f"PET_{action.dest.upper()}"
+        var = environ.get(name)
         if var is None:
-            return None
-        self.used[dest] = f"PET_{dest.upper()}"
-        return var.value if var.value is not None else f"⟨${'PET_' + dest.upper()}⟩"
-
-    def actions(self):
-        outer = self
-
-        class env(argparse.Action):  # noqa: N801 - torch's name
-            def __init__(self, dest, default=None, required=False, **kwargs) -> None:
-                pet = outer.value(dest)
-                default = pet if pet is not None else default
-                if default:
-                    required = False
-                super().__init__(dest=dest, default=default, required=required, **kwargs)
-
-            def __call__(self, parser, namespace, values, option_string=None):
-                outer.used.pop(self.dest, None)
-                outer.given[self.dest] = option_string or self.dest
-                setattr(namespace, self.dest, values)
-
-        class check_env(argparse.Action):  # noqa: N801
-            def __init__(self, dest, default=False, **kwargs) -> None:
-                pet = outer.value(dest)
-                text = pet if pet is not None else ("1" if default else "0")
-                if _is_unknown(text):
-                    value: object = text
-                else:
-                    try:
-                        value = bool(int(text))
-                    except ValueError:
-                        raise _ParseError(f"PET_{dest.upper()}={text!r} is not an integer "
-                                          "(torchrun reads it with int())") from None
-                super().__init__(dest=dest, const=True, default=value, nargs=0, **kwargs)
-
-            def __call__(self, parser, namespace, values, option_string=None):
-                outer.used.pop(self.dest, None)
-                outer.given[self.dest] = option_string or self.dest
-                setattr(namespace, self.dest, self.const)
-
-        return env, check_env
+            continue
+        used[action.dest] = name
+        text = var.value if var.value is not None else f"⟨${name}⟩"
+        if _is_unknown(text):
+            setattr(ns, action.dest, text)
+        elif isinstance(action, check_env):
+            try:
+                setattr(ns, action.dest, bool(int(text)))
+            except ValueError:
+                raise _ParseError(f"{name}={text!r} is not an integer (torchrun reads it "
+                                  "with int())") from None
+        else:
+            try:
+                setattr(ns, action.dest, action.type(text) if action.type else text)
+            except (TypeError, ValueError):
+                raise _ParseError(f"argument {'/'.join(action.option_strings)}: invalid "
+                                  f"value: {text!r} (from {name})") from None
+    return used
 
 
-def torchrun_parser(environ: Mapping[str, Var], launch_module: bool = False
-                    ) -> tuple[_Parser, _Env]:
+@functools.lru_cache(maxsize=2)
+def torchrun_parser(launch_module: bool = False) -> _Parser:
     """torch 2.13 torch/distributed/run.py:410 `get_args_parser`, option for option
     (plus `--use-env` for torch/distributed/launch.py `parse_args`)."""
-    pet = _Env(environ)
-    env, check_env = pet.actions()
     p = _Parser(add_help=True)
     s, i, f = _typed(str), _typed(int), _typed(float)
     p.add_argument("--nnodes", action=env, type=s, default="1:1")
@@ -170,7 +175,7 @@ def torchrun_parser(environ: Mapping[str, Var], launch_module: bool = False
     p.add_argument("training_script_args", nargs=argparse.REMAINDER)
     if launch_module:
         p.add_argument("--use-env", "--use_env", default=False, action="store_true")
-    return p, pet
+    return p
 
 
 @dataclass(frozen=True)
@@ -224,8 +229,9 @@ def torchrun(args: list[Word], environ: Mapping[str, Var], launch_module: bool =
                            None, None, None, None, ())
     unknown_words = [w for w in args if not w.known]
     try:
-        parser, pet = torchrun_parser(environ, launch_module)
-        ns = parser.parse_args(texts)
+        parser = torchrun_parser(launch_module)
+        ns = parser.parse_args(texts, argparse.Namespace(_given={}))
+        pet_used = _apply_pet(parser, ns, environ)
     except _ParseError as exc:
         if unknown_words:
             w = unknown_words[0]
@@ -260,9 +266,9 @@ def torchrun(args: list[Word], environ: Mapping[str, Var], launch_module: bool =
         return tag.sub("", str(value))
 
     def source(dest: str, flag: str) -> str:
-        if dest in pet.used:
-            return pet.used[dest]
-        return pet.given.get(dest, "default")
+        if dest in pet_used:
+            return pet_used[dest]
+        return ns._given.get(dest, "default")
 
     error = ""
     nnodes = ns.nnodes
@@ -381,7 +387,6 @@ def torchrun(args: list[Word], environ: Mapping[str, Var], launch_module: bool =
 
 
 def _replace(cfg: TorchrunConfig, **kw) -> TorchrunConfig:
-    from dataclasses import replace
     return replace(cfg, **kw)
 
 
@@ -440,3 +445,367 @@ def parse_rendezvous_endpoint(endpoint: str | None, default_port: int) -> tuple[
         raise ValueError(f"The hostname of the rendezvous endpoint '{endpoint}' must be a "
                          "dot-separated list of labels, an IPv4 address, or an IPv6 address.")
     return host, port
+
+
+# -- accelerate launch -----------------------------------------------------------------
+
+# accelerate 1.15 accelerate/commands/launch.py `launch_command_parser`: the options that
+# take no value (allow_abbrev=False there: no prefixes; `-` and `_` spellings both exist).
+ACCELERATE_FLAGS = frozenset({
+    "--cpu", "--debug", "--downcast_bf16", "--dynamo_use_dynamic", "--dynamo_use_fullgraph",
+    "--dynamo_use_regional_compilation", "--enable_cpu_affinity",
+    "--fp8_use_autocast_during_eval", "--help", "--module", "--multi_gpu", "--no_python",
+    "--no_tpu_cluster", "--quiet", "--same_network", "--tpu", "--tpu_cluster",
+    "--tpu_use_sudo", "--use_deepspeed", "--use_fsdp", "--use_megatron_lm",
+    "--use_parallelism_config", "-h", "-m", "-q"})
+
+
+@dataclass(frozen=True)
+class AccelerateConfig:
+    nproc: int | None
+    nproc_text: str
+    nproc_source: str
+    nnodes: int | None
+    port: int | None
+    port_text: str
+    port_source: str
+    gpu_ids: str | None
+    config_file: str  # the config file accelerate reads ("" if none)
+    program: Word | None
+    args: tuple[Word, ...]
+    module: bool = False
+    no_python: bool = False
+    error: str = ""
+    unknown: str = ""
+
+
+def default_accelerate_config(environ: Mapping[str, Var]) -> str | None:
+    """accelerate/commands/config/config_args.py:29-40: $HF_HOME, else
+    $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface; + accelerate/default_config.yaml
+    (None when a variable it depends on is not known)."""
+    def get(name: str) -> str | None:
+        var = environ.get(name)
+        return "" if var is None else var.value
+
+    hf_home, xdg, home = get("HF_HOME"), get("XDG_CACHE_HOME"), get("HOME")
+    if hf_home is None or (not hf_home and xdg is None):
+        return None
+    base = hf_home or posixpath.join(xdg or "~/.cache", "huggingface")
+    if base.startswith("~"):
+        if home is None:
+            return None
+        base = (home or posixpath.expanduser("~")) + base[1:]
+    return posixpath.join(base, "accelerate", "default_config.yaml")
+
+
+def _accelerate_options(args: list[Word]) -> tuple[dict[str, Word], list[Word], str]:
+    opts: dict[str, Word] = {}
+    i = 0
+    while i < len(args):
+        w = args[i]
+        t = w.text
+        if not w.known and not w.prefix.startswith("-"):
+            if _single(w):
+                return opts, args[i:], ""
+            return opts, [], f"{t} may hold accelerate options ({w.reason or 'not evaluated'})"
+        if t == "--":
+            return opts, args[i + 1:], ""
+        if not t.startswith("-") or t == "-":
+            return opts, args[i:], ""
+        name, eq, value = t.partition("=")
+        key = "--" + name[2:].replace("-", "_") if name.startswith("--") else name
+        if eq:
+            opts[key] = Word(value, w.source, w.known, w.reason, w.refs)
+            i += 1
+        elif key in ACCELERATE_FLAGS:
+            opts[key] = Word("1", t)
+            i += 1
+        elif i + 1 < len(args):
+            opts[key] = args[i + 1]
+            i += 2
+        else:
+            return opts, [], f"accelerate launch: {t} expects a value"
+    return opts, [], ""
+
+
+def accelerate(args: list[Word], environ: Mapping[str, Var], cwd: str | None
+               ) -> AccelerateConfig:
+    """`accelerate launch ARGS` as accelerate 1.x resolves it with its config file
+    (accelerate/commands/launch.py `_validate_launch_command`, utils/launch.py
+    `prepare_multi_gpu_env`)."""
+    opts, rest, unknown = _accelerate_options(args)
+    empty = AccelerateConfig(None, "", "", None, None, "", "", None, "", None, ())
+    if unknown:
+        return replace(empty, unknown=unknown)
+    program, script_args = (rest[0], tuple(rest[1:])) if rest else (None, ())
+    base = replace(empty, program=program, args=script_args, module="-m" in opts or
+                   "--module" in opts, no_python="--no_python" in opts)
+
+    def given(key: str) -> Word | None:
+        return opts.get(key)
+
+    # launch.py:1204-1209
+    modes = [k for k in ("--multi_gpu", "--cpu", "--tpu", "--use_deepspeed", "--use_fsdp")
+             if k in opts]
+    if len(modes) > 1:
+        return replace(base, error=f"accelerate launch: only one of {', '.join(modes)}")
+    cfg_word = given("--config_file")
+    config: dict = {}
+    path = ""
+    if cfg_word is not None:
+        if not cfg_word.known:
+            return replace(base, unknown=f"--config_file {cfg_word.text} not known")
+        path = cfg_word.text if posixpath.isabs(cfg_word.text) or not cwd else \
+            posixpath.join(cwd, cfg_word.text)
+        if not os.path.isfile(path):  # config_args.py:44-51
+            return replace(base, config_file=path, error=f"the --config_file {path} does not "
+                                                         "exist (accelerate stops there)")
+    elif "--cpu" not in opts:
+        default = default_accelerate_config(environ)
+        if default is None:
+            return replace(base, unknown="the default accelerate config path ($HF_HOME) is "
+                                         "not known")
+        path = default if os.path.isfile(default) else ""
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                config = (json.load(f) if path.endswith(".json") else yaml.safe_load(f)) or {}
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            return replace(base, config_file=path, error=f"cannot read {path}: "
+                                                         f"{str(exc).splitlines()[0]}")
+        if not isinstance(config, dict):
+            return replace(base, config_file=path, error=f"{path} is not a mapping")
+        # config_args.py:103-112 `process_config`
+        if "distributed_type" not in config:
+            return replace(base, config_file=path, error=f"{path} has no distributed_type "
+                                                         "(accelerate stops there)")
+        if "num_processes" not in config and config["distributed_type"] == "NO":
+            config = {**config, "num_processes": 1}
+
+    def number(key: str, cfg_key: str, cfg_default):
+        w = given(key)
+        if w is not None:
+            if not w.known:
+                return None, f"{key} {w.text}", True
+            try:
+                return int(w.text), key, False
+            except ValueError:
+                return "error", f"{key} {w.text!r} is not an integer", False
+        if path and cfg_key in config:
+            return config[cfg_key], f"{cfg_key} in {path}", False
+        return (cfg_default if path else None), (f"{cfg_key} default of the accelerate config"
+                                                 if path else ""), False
+
+    nproc, nproc_src, _ = number("--num_processes", "num_processes", -1)
+    nnodes, _, _ = number("--num_machines", "num_machines", 1)
+    port, port_src, _ = number("--main_process_port", "main_process_port", None)
+    for value, what in ((nproc, nproc_src), (nnodes, "--num_machines"), (port, port_src)):
+        if value == "error":
+            return replace(base, config_file=path, error=f"accelerate launch: {what}")
+    gpu = given("--gpu_ids")
+    gpu_ids = (gpu.text if gpu.known else None) if gpu is not None else \
+        (str(config.get("gpu_ids")) if config.get("gpu_ids") is not None else
+         ("all" if path else None))
+    multi_gpu = "--multi_gpu" in opts or (
+        path and not modes and str(config.get("distributed_type", "")).startswith("MULTI_"))
+    if "--multi_gpu" in opts and isinstance(nproc, int) and given("--num_processes") and \
+            nproc < 2:
+        return replace(base, error="accelerate launch: --multi_gpu needs at least 2 processes")
+    machines = nnodes if given("--num_machines") or not multi_gpu or not path else \
+        config.get("num_machines", 1)
+    if multi_gpu and gpu_ids is not None and gpu_ids != "all" and \
+            len(gpu_ids.split(",")) < 2 and isinstance(machines, int) and machines <= 1:
+        return replace(base, config_file=path, error="accelerate launch: fewer than two "
+                       "--gpu_ids for multi-GPU (launch.py:1258)")
+    if path and nproc == -1:  # launch.py:1305
+        return replace(base, config_file=path, error="the accelerate config has no "
+                       "num_processes: pass --num_processes (accelerate stops there)")
+    nproc_text = str(nproc) if isinstance(nproc, int) else "every visible GPU"
+    if nproc is None and given("--num_processes") is None:
+        nproc_src = "default (every visible GPU: no accelerate config)"
+    nnodes = nnodes if nnodes is not None or given("--num_machines") else 1
+    # utils/launch.py:206-247: port 0 -> a free port; None -> 29500; on one machine a
+    # port in use makes accelerate fall back to a free one (standalone) instead of failing.
+    if port == 0:
+        port_value, port_text, port_src = None, RANDOM, f"{port_src}: 0 picks a free port"
+    elif port is None and given("--main_process_port") is not None:
+        port_value, port_text = None, f"⟨{port_src}⟩"
+    else:
+        port_value = port if port is not None else STATIC_DEFAULT_PORT
+        port_text = str(port_value)
+        port_src = port_src or f"default ({STATIC_DEFAULT_PORT})"
+        if isinstance(nnodes, int) and nnodes <= 1:
+            port_src += "; accelerate takes a free port instead if it is in use"
+    return replace(base, nproc=nproc if isinstance(nproc, int) else None,
+                   nproc_text=nproc_text, nproc_source=nproc_src,
+                   nnodes=nnodes if isinstance(nnodes, int) else None, port=port_value,
+                   port_text=port_text, port_source=port_src, gpu_ids=gpu_ids,
+                   config_file=path)
+
+
+# -- deepspeed -------------------------------------------------------------------------
+
+DLTS_HOSTFILE = "/job/hostfile"  # deepspeed/launcher/runner.py:35
+
+
+@dataclass(frozen=True)
+class DeepspeedConfig:
+    nproc: int | None
+    nproc_text: str
+    nproc_source: str
+    nnodes: int | None
+    port: int | None
+    port_text: str
+    hostfile: str  # the hostfile read ("" when none)
+    program: Word | None
+    args: tuple[Word, ...]
+    module: bool = False
+    no_python: bool = False
+    error: str = ""
+    unknown: str = ""
+
+
+@functools.lru_cache(maxsize=1)
+def deepspeed_parser() -> _Parser:
+    """deepspeed/launcher/runner.py `parse_args` (argparse with its default prefix matching);
+    every value is kept as text here and converted where the runner uses it."""
+    p = _Parser(add_help=True)
+    s = _typed(str)
+    for names, kind in ((("-H", "--hostfile"), s), (("-i", "--include"), s),
+                        (("-e", "--exclude"), s), (("--num_nodes",), _typed(int)),
+                        (("--min_elastic_nodes",), _typed(int)),
+                        (("--max_elastic_nodes",), _typed(int)),
+                        (("--num_gpus", "--num_accelerators"), _typed(int)),
+                        (("--master_port",), _typed(int)), (("--master_addr",), s),
+                        (("--node_rank",), _typed(int)), (("--launcher",), s),
+                        (("--launcher_args",), s), (("--enable_each_rank_log",), s),
+                        (("--autotuning",), s), (("--comment",), s), (("--account",), s),
+                        (("--bind_core_list",), s), (("--ssh_port",), _typed(int))):
+        p.add_argument(*names, type=kind, default=None)
+    for flag in ("--module", "--no_python", "--no_local_rank", "--no_ssh", "--no_ssh_check",
+                 "--force_multi", "--save_pid", "--elastic_training", "--bind_cores_to_rank"):
+        p.add_argument(flag, action="store_true")
+    p.add_argument("user_script", type=s)
+    p.add_argument("user_args", nargs=argparse.REMAINDER)
+    return p
+
+
+def _hostfile(path: str) -> dict[str, int]:
+    """runner.py `_parse_hostfile`: `host slots=N` lines; ValueError on a bad one."""
+    pool: dict[str, int] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            match = re.search(r"^(\S+)\s+slots=(\d+)", line)
+            if line.startswith("#") or not line:
+                continue
+            if not match:
+                raise ValueError(f"Hostfile contains a bad entry: {line}")
+            if match.group(1) in pool:
+                raise ValueError(f"Hostfile contains multiple entries for {match.group(1)}")
+            pool[match.group(1)] = int(match.group(2))
+    if not pool:
+        raise ValueError("Hostfile is empty or not formatted correctly")
+    return pool
+
+
+def _node_slots(spec: str) -> dict[str, list[int]]:
+    """runner.py `parse_node_config_list`: `host[:slot,slot]@host...`."""
+    out: dict[str, list[int]] = {}
+    for node in spec.split("@"):
+        host, _, slots = node.partition(":")
+        out.setdefault(host, [])
+        if slots:
+            out[host] += [int(x) for x in slots.split(",")]
+    return {k: sorted(set(v)) for k, v in out.items()}
+
+
+def deepspeed(args: list[Word], environ: Mapping[str, Var], cwd: str | None
+              ) -> DeepspeedConfig:
+    """`deepspeed ARGS` as deepspeed/launcher/runner.py `main` resolves its resources:
+    hostfile, --include/--exclude, --num_nodes, --num_gpus, CUDA_VISIBLE_DEVICES."""
+    empty = DeepspeedConfig(None, "", "", None, None, "", "", None, ())
+    if any(not w.known for w in args[:next((i for i, w in enumerate(args)
+                                            if w.known and not w.text.startswith("-")),
+                                           len(args))]):
+        w = next(w for w in args if not w.known)
+        return replace(empty, unknown=f"{w.text} may hold deepspeed options")
+    try:
+        ns = deepspeed_parser().parse_args([w.text for w in args])
+    except _ParseError as exc:
+        return replace(empty, error=f"deepspeed: error: {exc}")
+    k = len(ns.user_args)
+    program = args[len(args) - k - 1]
+    base = replace(empty, program=program, args=tuple(args[len(args) - k:]),
+                   module=ns.module, no_python=ns.no_python)
+    values = [ns.num_nodes, ns.num_gpus, ns.include, ns.exclude, ns.hostfile, ns.master_port]
+    if any(_is_unknown(v) for v in values):
+        return replace(base, unknown="a deepspeed resource option is not known")
+    num_nodes = -1 if ns.num_nodes is None else ns.num_nodes
+    num_gpus = -1 if ns.num_gpus is None else ns.num_gpus
+    include, exclude = ns.include or "", ns.exclude or ""
+    port = 29500 if ns.master_port is None else ns.master_port  # TORCH_DISTRIBUTED_DEFAULT_PORT
+    hostfile = ns.hostfile or DLTS_HOSTFILE
+    if cwd and not posixpath.isabs(hostfile):
+        hostfile = posixpath.join(cwd, hostfile)
+    pool: dict[str, int] | None = None
+    if os.path.isfile(hostfile):  # runner.py `fetch_hostfile`
+        try:
+            pool = _hostfile(hostfile)
+        except (OSError, ValueError) as exc:
+            return replace(base, hostfile=hostfile, error=f"deepspeed: {exc}")
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if pool is None and visible is not None:
+        if visible.value is None:
+            return replace(base, unknown="CUDA_VISIBLE_DEVICES is not known")
+        if visible.value and not (include or exclude or num_nodes > 1 or num_gpus > 0):
+            include = f"localhost:{visible.value}"  # runner.py: respects VISIBLE_DEVICES
+    if (num_nodes >= 0 or num_gpus >= 0) and (include or exclude):
+        return replace(base, error="deepspeed: Cannot specify num_nodes/gpus with "
+                                   "include/exclude")
+    if include and exclude:
+        return replace(base, error="deepspeed: include_str and exclude_str are mutually "
+                                   "exclusive")
+    port_text = str(port)
+    if pool is None:
+        if num_nodes > 1:
+            return replace(base, error="deepspeed: Num nodes is >1 but no extra nodes "
+                                       "available via hostfile")
+        try:
+            slots = _node_slots(include).get("localhost", []) if include else []
+        except ValueError:
+            return replace(base, error=f"deepspeed: bad --include {include!r}")
+        if num_gpus > 0:
+            nproc, text, src = num_gpus, str(num_gpus), "--num_gpus"
+        elif slots:
+            nproc, text, src = len(slots), str(len(slots)), f"--include {include}"
+        else:  # every visible GPU (minus --exclude): counted on the machine
+            nproc, text, src = None, "all GPUs", "default (every visible GPU)"
+        return replace(base, nproc=nproc, nproc_text=text, nproc_source=src, nnodes=1,
+                       port=port, port_text=port_text)
+    try:
+        active = {h: list(range(n)) for h, n in pool.items()}
+        if include:
+            chosen = _node_slots(include)
+            for host in chosen:
+                if host not in pool:
+                    raise ValueError(f"Hostname '{host}' not found in hostfile")
+            active = {h: (chosen[h] or active[h]) for h in pool if h in chosen}
+        elif exclude:
+            for host, slots in _node_slots(exclude).items():
+                if host not in pool:
+                    raise ValueError(f"Hostname '{host}' not found in hostfile")
+                active[host] = [s for s in active[host] if s not in slots] if slots else []
+            active = {h: v for h, v in active.items() if v}
+    except ValueError as exc:
+        return replace(base, hostfile=hostfile, error=f"deepspeed: {exc}")
+    if num_nodes > 0:
+        active = dict(list(active.items())[:num_nodes])
+    if num_gpus > 0:
+        active = {h: list(range(num_gpus)) for h in active}
+    counts = sorted({len(v) for v in active.values()})
+    nproc = counts[0] if len(counts) == 1 else None
+    return replace(base, nproc=nproc, nproc_text=str(nproc) if nproc else
+                   f"{counts} per host", nproc_source=f"hostfile {hostfile}" +
+                   (" and --num_gpus" if num_gpus > 0 else ""), nnodes=len(active),
+                   port=port, port_text=port_text, hostfile=hostfile)
