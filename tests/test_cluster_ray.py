@@ -184,3 +184,27 @@ def wait_for_node_preflight(node_id: str, timeout: float) -> list[psutil.Process
             return found
         time.sleep(0.1)
     pytest.fail(f"node {node_id[:8]}'s preflight never started")
+
+
+def test_the_clusters_own_ray_processes_are_not_leftovers_there(cluster):
+    """Under `cluster --ray` the node's preflight gets PREFLIGHT_RAY_SESSION: that session's
+    raylets, GCS and agents (and their children) join its own family; without it they
+    are leftovers like any Ray process."""
+    from preflight.probes import Node, procs
+
+    session = Path(cluster.head_node.get_session_dir_path()).name
+    ray_pids = tree_of({p.pid for p in session_processes(session)})
+    assert ray_pids
+    # a preflight that is not an ancestor of this cluster (here every Ray process is a
+    # child of this test process, which would make them family otherwise)
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        under = Node(environ={"PREFLIGHT_RAY_SESSION": session}, own_pid=stranger.pid)
+        plain = Node(environ={}, own_pid=stranger.pid)
+        found = {p.pid for p, _ in procs.leftovers(under.processes, (), under.own_family)}
+        assert not found & ray_pids
+        found = {p.pid for p, _ in procs.leftovers(plain.processes, (), plain.own_family)}
+        assert found & ray_pids
+    finally:
+        stranger.kill()
+        stranger.wait()
