@@ -208,3 +208,30 @@ def test_the_clusters_own_ray_processes_are_not_leftovers_there(cluster):
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_an_address_that_is_not_a_ray_cluster_is_exit_4_within_the_bound(tmp_path):
+    from preflight.cluster.reach import Listener
+
+    refused = subprocess.run([sys.executable, "-m", "preflight", "cluster", "--ray",
+                              "127.0.0.1:1"], env=base_env(), capture_output=True, text=True,
+                             timeout=60, cwd=tmp_path)
+    assert refused.returncode == 4
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "ERROR: preflight cluster --ray 127.0.0.1:1: cannot connect: Connection refused")
+    # a port that accepts TCP but is no Ray GCS: ray.init would retry for minutes
+    silent = Listener(host="127.0.0.1")
+    try:
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "preflight", "cluster", "--ray",
+                               f"127.0.0.1:{silent.port}", "--connect-timeout", "8"],
+                              env=base_env(), capture_output=True, text=True, timeout=120,
+                              cwd=tmp_path)
+        took = time.monotonic() - start
+    finally:
+        silent.close()
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"ERROR: preflight cluster --ray 127.0.0.1:{silent.port}: ")
+    assert took < 8 + 20
+    assert not (tmp_path / "preflight-report").exists()
