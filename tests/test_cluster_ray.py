@@ -235,3 +235,9 @@ def test_an_address_that_is_not_a_ray_cluster_is_exit_4_within_the_bound(tmp_pat
         f"ERROR: preflight cluster --ray 127.0.0.1:{silent.port}: ")
     assert took < 8 + 20
     assert not (tmp_path / "preflight-report").exists()
+    (tmp_path / "a-file").write_text("")
+    unwritable = subprocess.run([sys.executable, "-m", "preflight", "cluster", "--ray",
+                                 "127.0.0.1:1", "--report-dir", str(tmp_path / "a-file" / "x")],
+                                env=base_env(), capture_output=True, text=True, timeout=60)
+    assert unwritable.returncode == 4
+    assert "report dir is not writable" in unwritable.stderr

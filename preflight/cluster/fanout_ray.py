@@ -81,6 +81,7 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
         raise InputError("preflight cluster --ray: ray is not installed "
                          "(pip install 'preflight[ray]')") from None
     started = time.time()
+    merge.check_writable(report_dir)
     _reachable(address)
     # ray.init retries an unanswering GCS for many minutes; a cluster that does not answer
     # within the bound is bad input, not a hang (nothing was started yet: exit at once).
