@@ -234,7 +234,7 @@ def test_an_address_that_is_not_a_ray_cluster_is_exit_4_within_the_bound(tmp_pat
     assert proc.stderr.strip().splitlines()[-1].startswith(
         f"ERROR: preflight cluster --ray 127.0.0.1:{silent.port}: ")
     assert took < 8 + 20
-    assert not (tmp_path / "preflight-report").exists()
+    assert not (tmp_path / "preflight-report" / "cluster-report.json").exists()
     (tmp_path / "a-file").write_text("")
     unwritable = subprocess.run([sys.executable, "-m", "preflight", "cluster", "--ray",
                                  "127.0.0.1:1", "--report-dir", str(tmp_path / "a-file" / "x")],
