@@ -184,3 +184,60 @@ def wait_for_node_preflight(node_id: str, timeout: float) -> list[psutil.Process
             return found
         time.sleep(0.1)
     pytest.fail(f"node {node_id[:8]}'s preflight never started")
+
+
+def test_the_clusters_own_ray_processes_are_not_leftovers_there(cluster):
+    """Under `cluster --ray` the node's preflight gets PREFLIGHT_RAY_SESSION: that session's
+    raylets, GCS and agents (and their children) join its own family; without it they
+    are leftovers like any Ray process."""
+    from preflight.probes import Node, procs
+
+    session = Path(cluster.head_node.get_session_dir_path()).name
+    ray_pids = tree_of({p.pid for p in session_processes(session)})
+    assert ray_pids
+    # a preflight that is not an ancestor of this cluster (here every Ray process is a
+    # child of this test process, which would make them family otherwise)
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        under = Node(environ={"PREFLIGHT_RAY_SESSION": session}, own_pid=stranger.pid)
+        plain = Node(environ={}, own_pid=stranger.pid)
+        found = {p.pid for p, _ in procs.leftovers(under.processes, (), under.own_family)}
+        assert not found & ray_pids
+        found = {p.pid for p, _ in procs.leftovers(plain.processes, (), plain.own_family)}
+        assert found & ray_pids
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_an_address_that_is_not_a_ray_cluster_is_exit_4_within_the_bound(tmp_path):
+    from preflight.cluster.reach import Listener
+
+    refused = subprocess.run([sys.executable, "-m", "preflight", "cluster", "--ray",
+                              "127.0.0.1:1"], env=base_env(), capture_output=True, text=True,
+                             timeout=60, cwd=tmp_path)
+    assert refused.returncode == 4
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "ERROR: preflight cluster --ray 127.0.0.1:1: cannot connect: Connection refused")
+    # a port that accepts TCP but is no Ray GCS: ray.init would retry for minutes
+    silent = Listener(host="127.0.0.1")
+    try:
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "preflight", "cluster", "--ray",
+                               f"127.0.0.1:{silent.port}", "--connect-timeout", "8"],
+                              env=base_env(), capture_output=True, text=True, timeout=120,
+                              cwd=tmp_path)
+        took = time.monotonic() - start
+    finally:
+        silent.close()
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"ERROR: preflight cluster --ray 127.0.0.1:{silent.port}: ")
+    assert took < 8 + 20
+    assert not (tmp_path / "preflight-report" / "cluster-report.json").exists()
+    (tmp_path / "a-file").write_text("")
+    unwritable = subprocess.run([sys.executable, "-m", "preflight", "cluster", "--ray",
+                                 "127.0.0.1:1", "--report-dir", str(tmp_path / "a-file" / "x")],
+                                env=base_env(), capture_output=True, text=True, timeout=60)
+    assert unwritable.returncode == 4
+    assert "report dir is not writable" in unwritable.stderr

@@ -65,6 +65,8 @@ def cluster_main(argv: list[str]) -> int:
                         help="fan out on this Ray cluster (default: RAY_ADDRESS, else auto)")
     parser.add_argument("--node-timeout", type=float, default=600.0, metavar="S",
                         help="a node that has not answered after S seconds is UNKNOWN")
+    parser.add_argument("--connect-timeout", type=float, default=60.0, metavar="S",
+                        help="give up (exit 4) when the Ray cluster does not answer in S s")
     _common(parser)
     try:
         own, node_args = _split(argv)
@@ -74,13 +76,14 @@ def cluster_main(argv: list[str]) -> int:
         allow = _allowed(args.allow_differ)
         if args.ray is None:
             raise InputError("preflight cluster: name the engine: --ray [ADDRESS]")
-        if args.node_timeout <= 0:
-            raise InputError("--node-timeout: must be > 0")
+        if args.node_timeout <= 0 or args.connect_timeout <= 0:
+            raise InputError("--node-timeout / --connect-timeout: must be > 0")
         from preflight.cluster import fanout_ray
 
         address = args.ray or os.environ.get("RAY_ADDRESS") or "auto"
         return fanout_ray.run(address, node_args, args.node_timeout, Path(args.report_dir),
-                              [Path(d) for d in args.profile_dir], allow)
+                              [Path(d) for d in args.profile_dir], allow,
+                              args.connect_timeout)
     except InputError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 4

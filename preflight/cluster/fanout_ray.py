@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,9 @@ from preflight.errors import InputError
 
 # Time the task keeps for itself after the node's preflight, to read and return its report.
 TASK_MARGIN_S = 5.0
-REACH_BOUND_S = 60.0  # cluster-reach: start the listeners and probe, all nodes at once
+REACH_BOUND_S = 60.0
+CONNECT_BOUND_S = 60.0  # ray.init against the cluster's GCS
+CONNECT_PROBE_S = 5.0  # cluster-reach: start the listeners and probe, all nodes at once
 SESSION_RE = re.compile(r"/(session_\d{4}-\d\d-\d\d_[\d_-]+)")
 
 
@@ -68,7 +72,8 @@ def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
 
 
 def run(address: str, node_args: list[str], node_timeout: float, report_dir: Path,
-        profile_dirs: list[Path], allow: set[str]) -> int:
+        profile_dirs: list[Path], allow: set[str],
+        connect_timeout: float = CONNECT_BOUND_S) -> int:
     try:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -76,10 +81,19 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
         raise InputError("preflight cluster --ray: ray is not installed "
                          "(pip install 'preflight[ray]')") from None
     started = time.time()
+    merge.check_writable(report_dir)
+    _reachable(address)
+    # ray.init retries an unanswering GCS for many minutes; a cluster that does not answer
+    # within the bound is bad input, not a hang (nothing was started yet: exit at once).
+    watchdog = threading.Timer(connect_timeout, _give_up, args=(address, connect_timeout))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
                  configure_logging=True)
+        watchdog.cancel()
     except Exception as exc:  # ConnectionError, ValueError: no cluster at that address
+        watchdog.cancel()
         raise InputError(f"preflight cluster --ray {address}: cannot connect: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                          ) from None
@@ -88,6 +102,25 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
                         started, address, report_dir, profile_dirs, allow)
     finally:
         ray.shutdown()
+
+
+def _reachable(address: str) -> None:
+    """An explicit HOST:PORT that refuses TCP is one ERROR line, before Ray retries it."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit() or not host:
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_PROBE_S).close()
+    except OSError as exc:
+        raise InputError(f"preflight cluster --ray {address}: cannot connect: "
+                         f"{exc.strerror or exc}") from None
+
+
+def _give_up(address: str, bound: float) -> None:
+    sys.stderr.write(f"ERROR: preflight cluster --ray {address}: the Ray cluster did not "
+                     f"answer within {bound:g}s\n")
+    sys.stderr.flush()
+    os._exit(4)
 
 
 def _fan_out(ray: Any, affinity: Any, node_args: list[str], node_timeout: float,

@@ -262,6 +262,17 @@ def finish(nodes: list[NodeReport], started: float, how: str, report_dir: Path,
     return 0 if cluster["verdict"] == "GO" else 1
 
 
+def check_writable(report_dir: Path) -> None:
+    """Bad input before any work: the cluster report could not be written."""
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        probe = report_dir / f".cluster-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{report_dir}: report dir is not writable: {exc.strerror}") from None
+
+
 def merge(paths: list[str], report_dir: Path, profile_dirs: list[Path],
           allow: set[str]) -> int:
     started = time.time()
