@@ -511,6 +511,11 @@ def _accelerate(args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
     # accelerate's own rules and config file (launchers.accelerate)
     cfg = launchers.accelerate(args, env, cmd.cwd)
     why = cfg.unknown or (f"accelerate would stop: {cfg.error}" if cfg.error else "")
+    if not why and cfg.gpu_ids and cfg.gpu_ids != "all":
+        # accelerate/utils/launch.py:136,260: gpu_ids become the workers' CUDA_VISIBLE_DEVICES
+        env = {**env, "CUDA_VISIBLE_DEVICES": Var(cfg.gpu_ids, True, where=(
+            f"gpu_ids of accelerate launch ({cfg.config_file or '--gpu_ids'})"))}
+        base = {**base, "env": env}
     layer = Layer(
         "accelerate launch", "distributed", nproc=None if why else cfg.nproc,
         nproc_text=f"⟨{why}⟩" if why else cfg.nproc_text,

@@ -620,7 +620,7 @@ def accelerate(args: list[Word], environ: Mapping[str, Var], cwd: str | None
     if path and nproc == -1:  # launch.py:1305
         return replace(base, config_file=path, error="the accelerate config has no "
                        "num_processes: pass --num_processes (accelerate stops there)")
-    nproc_text = str(nproc) if isinstance(nproc, int) else "every visible GPU"
+    nproc_text = str(nproc) if isinstance(nproc, int) else "all GPUs"
     if nproc is None and given("--num_processes") is None:
         nproc_src = "default (every visible GPU: no accelerate config)"
     nnodes = nnodes if nnodes is not None or given("--num_machines") else 1
