@@ -100,11 +100,21 @@ def _apply_pet(parser: argparse.ArgumentParser, ns: argparse.Namespace,
     string default with the option's type (an error there is a usage error)."""
     used = {}
     for action in parser._actions:
-        if not getattr(action, "pet", False) or action.dest in ns._given:
+        if not getattr(action, "pet", False):
             continue
         name = f"PET_{action.dest.upper()}"
         var = environ.get(name)
         if var is None:
+            continue
+        if action.dest in ns._given:
+            # check_env reads its PET_ twin with int() when the parser is built: a bad one
+            # stops torchrun even when the flag is given (argparse_util.py `check_env`)
+            if isinstance(action, check_env) and var.value is not None:
+                try:
+                    int(var.value)
+                except ValueError:
+                    raise _ParseError(f"{name}={var.value!r} is not an integer (torchrun "
+                                      "reads it with int())") from None
             continue
         used[action.dest] = name
         text = var.value if var.value is not None else f"⟨${name}⟩"
