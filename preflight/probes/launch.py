@@ -652,6 +652,8 @@ def _opened(flag: str, w: Word, cmd: Command, made: _Made) -> PathArg:
     cwd = cmd.cwd
     directory = _directory(w, cwd, True)
     created, by = made.find(directory) if directory else (False, "")
+    if cmd.conditional and not created:  # in a branch that may not run: not a sure failure
+        created, by = None, by or "nothing (the line is in a branch that may not run)"
     return PathArg(flag, _show(w, cwd), w.known, cmd.file, cmd.line, w.reason, directory,
                    needs_dir=True, made_by=by, made=created)
 
@@ -736,16 +738,21 @@ def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:
             if not sub or not base or not os.path.isdir(base) or UNKNOWN_OPEN in module:
                 continue
             path = posixpath.join(cmd.cwd, *module.split("."))
-            if os.path.exists(path + ".py") or os.path.isdir(path):
+            if os.path.exists(path + ".py") or os.path.isdir(path) or cmd.conditional:
                 continue
             out.append(PathArg("python -m", path + ".py", True, reason="", **where))
             continue
         known = UNKNOWN_OPEN not in target
+        reason = "" if known else "the script path is not known"
+        if known and not posixpath.isabs(target) and not cmd.cwd:
+            known, reason = False, "the working directory is not known"
+        elif cmd.conditional:
+            known, reason = False, "the line is in a branch that may not run"
         path = _abs(target, cmd.cwd) if known else target
         if known and (made.find(path)[0] is not False):
             continue  # written by the script itself before (cat > train.py <<EOF)
         out.append(PathArg(f"{layer.launcher.split()[0]} script", path, known,
-                           reason="" if known else "the script path is not known", **where))
+                           reason=reason, **where))
     return out
 
 
