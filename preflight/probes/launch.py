@@ -730,7 +730,7 @@ def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:
         target = layer.program
         if not target or target in ("-c", "-") or target.startswith("-c"):
             continue
-        where = {"file": cmd.file, "line": cmd.line}
+        where: dict = {"file": cmd.file, "line": cmd.line}
         if target.startswith("-m "):
             module = target[3:]
             top, _, sub = module.partition(".")

@@ -128,7 +128,8 @@ def _apply_pet(parser: argparse.ArgumentParser, ns: argparse.Namespace,
                                   "with int())") from None
         else:
             try:
-                setattr(ns, action.dest, action.type(text) if action.type else text)
+                convert = action.type if callable(action.type) else str
+                setattr(ns, action.dest, convert(text))
             except (TypeError, ValueError):
                 raise _ParseError(f"argument {'/'.join(action.option_strings)}: invalid "
                                   f"value: {text!r} (from {name})") from None
@@ -320,7 +321,8 @@ def torchrun(args: list[Word], environ: Mapping[str, Var], launch_module: bool =
         backend = endpoint = None  # whether the one-node rewrite applies is not known
     if master_port is None:
         master_port = STATIC_DEFAULT_PORT
-    if not error and min_nodes is not None and not (0 < min_nodes <= max_nodes):
+    if not error and min_nodes is not None and max_nodes is not None and \
+            not (0 < min_nodes <= max_nodes):
         error = (f"min_nodes must be > 0 and <= max_nodes, got min_nodes={min_nodes}, "
                  f"max_nodes={max_nodes}")
     if not error and not _is_unknown(ns.max_restarts) and ns.max_restarts < 0:
