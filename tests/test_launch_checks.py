@@ -490,3 +490,19 @@ def test_script_secrets_stay_out_of_reports(run_preflight, tmp_path):
     text = run.output + json.dumps(run.report) + \
         (run.report_dir / "preflight-report.md").read_text()
     assert "wandb-secret-value-123" not in text
+
+
+@pytest.mark.parametrize("processes, fails", [(4, True), (2, False)])
+def test_accelerate_config_processes_against_its_gpu_ids(run_preflight, tmp_path, processes,
+                                                         fails):
+    """num_processes and gpu_ids come from accelerate's config file; accelerate makes
+    gpu_ids the workers' CUDA_VISIBLE_DEVICES."""
+    (tmp_path / "acc.yaml").write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\n"
+        f"num_processes: {processes}\ngpu_ids: 0,1\n")
+    run = _run(run_preflight, "launch-gpus",
+               cmd=f"accelerate launch --config_file {tmp_path / 'acc.yaml'} train.py")
+    assert (run.returncode == 1) == fails, run.output
+    if fails:
+        assert "starts 4 processes per node but 2 GPU(s) are visible" in \
+            run.one("launch-gpus")["summary"]

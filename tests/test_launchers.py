@@ -115,3 +115,14 @@ def test_torchrun_options_from_unknown_words_are_unknown(tmp_path):
     layer = spec.jobs[0].layers[0]
     assert layer.nproc is None and layer.port is None
     assert "may hold torchrun options" in layer.port_text
+
+
+def test_accelerate_gpu_ids_become_the_workers_visible_gpus(tmp_path):
+    (tmp_path / "acc.yaml").write_text("compute_environment: LOCAL_MACHINE\n"
+                                       "distributed_type: MULTI_GPU\nnum_processes: 4\n"
+                                       "gpu_ids: 0,1\nmain_process_port: 29633\n")
+    spec = launch.load(None, "accelerate launch --config_file acc.yaml train.py",
+                       {"PATH": "/usr/bin"}, str(tmp_path))
+    layer = spec.jobs[0].layers[0]
+    assert (layer.nproc, layer.port) == (4, 29633)
+    assert layer.env["CUDA_VISIBLE_DEVICES"].value == "0,1"

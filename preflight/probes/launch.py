@@ -513,6 +513,11 @@ def _accelerate(args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
     # accelerate's own rules and config file (launchers.accelerate)
     cfg = launchers.accelerate(args, env, cmd.cwd)
     why = cfg.unknown or (f"accelerate would stop: {cfg.error}" if cfg.error else "")
+    if not why and cfg.gpu_ids and cfg.gpu_ids != "all":
+        # accelerate/utils/launch.py:136,260: gpu_ids become the workers' CUDA_VISIBLE_DEVICES
+        env = {**env, "CUDA_VISIBLE_DEVICES": Var(cfg.gpu_ids, True, where=(
+            f"gpu_ids of accelerate launch ({cfg.config_file or '--gpu_ids'})"))}
+        base = {**base, "env": env}
     layer = Layer(
         "accelerate launch", "distributed", nproc=None if why else cfg.nproc,
         nproc_text=f"⟨{why}⟩" if why else cfg.nproc_text,
@@ -649,6 +654,8 @@ def _opened(flag: str, w: Word, cmd: Command, made: _Made) -> PathArg:
     cwd = cmd.cwd
     directory = _directory(w, cwd, True)
     created, by = made.find(directory) if directory else (False, "")
+    if cmd.conditional and not created:  # in a branch that may not run: not a sure failure
+        created, by = None, by or "nothing (the line is in a branch that may not run)"
     return PathArg(flag, _show(w, cwd), w.known, cmd.file, cmd.line, w.reason, directory,
                    needs_dir=True, made_by=by, made=created)
 
@@ -725,7 +732,7 @@ def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:
         target = layer.program
         if not target or target in ("-c", "-") or target.startswith("-c"):
             continue
-        where = {"file": cmd.file, "line": cmd.line}
+        where: dict = {"file": cmd.file, "line": cmd.line}
         if target.startswith("-m "):
             module = target[3:]
             top, _, sub = module.partition(".")
@@ -733,16 +740,21 @@ def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:
             if not sub or not base or not os.path.isdir(base) or UNKNOWN_OPEN in module:
                 continue
             path = posixpath.join(cmd.cwd, *module.split("."))
-            if os.path.exists(path + ".py") or os.path.isdir(path):
+            if os.path.exists(path + ".py") or os.path.isdir(path) or cmd.conditional:
                 continue
             out.append(PathArg("python -m", path + ".py", True, reason="", **where))
             continue
         known = UNKNOWN_OPEN not in target
+        reason = "" if known else "the script path is not known"
+        if known and not posixpath.isabs(target) and not cmd.cwd:
+            known, reason = False, "the working directory is not known"
+        elif cmd.conditional:
+            known, reason = False, "the line is in a branch that may not run"
         path = _abs(target, cmd.cwd) if known else target
         if known and (made.find(path)[0] is not False):
             continue  # written by the script itself before (cat > train.py <<EOF)
         out.append(PathArg(f"{layer.launcher.split()[0]} script", path, known,
-                           reason="" if known else "the script path is not known", **where))
+                           reason=reason, **where))
     return out
 
 

@@ -100,11 +100,21 @@ def _apply_pet(parser: argparse.ArgumentParser, ns: argparse.Namespace,
     string default with the option's type (an error there is a usage error)."""
     used = {}
     for action in parser._actions:
-        if not getattr(action, "pet", False) or action.dest in ns._given:
+        if not getattr(action, "pet", False):
             continue
         name = f"PET_{action.dest.upper()}"
         var = environ.get(name)
         if var is None:
+            continue
+        if action.dest in ns._given:
+            # check_env reads its PET_ twin with int() when the parser is built: a bad one
+            # stops torchrun even when the flag is given (argparse_util.py `check_env`)
+            if isinstance(action, check_env) and var.value is not None:
+                try:
+                    int(var.value)
+                except ValueError:
+                    raise _ParseError(f"{name}={var.value!r} is not an integer (torchrun "
+                                      "reads it with int())") from None
             continue
         used[action.dest] = name
         text = var.value if var.value is not None else f"⟨${name}⟩"
@@ -118,7 +128,8 @@ def _apply_pet(parser: argparse.ArgumentParser, ns: argparse.Namespace,
                                   "with int())") from None
         else:
             try:
-                setattr(ns, action.dest, action.type(text) if action.type else text)
+                convert = action.type if callable(action.type) else str
+                setattr(ns, action.dest, convert(text))
             except (TypeError, ValueError):
                 raise _ParseError(f"argument {'/'.join(action.option_strings)}: invalid "
                                   f"value: {text!r} (from {name})") from None
@@ -310,7 +321,8 @@ def torchrun(args: list[Word], environ: Mapping[str, Var], launch_module: bool =
         backend = endpoint = None  # whether the one-node rewrite applies is not known
     if master_port is None:
         master_port = STATIC_DEFAULT_PORT
-    if not error and min_nodes is not None and not (0 < min_nodes <= max_nodes):
+    if not error and min_nodes is not None and max_nodes is not None and \
+            not (0 < min_nodes <= max_nodes):
         error = (f"min_nodes must be > 0 and <= max_nodes, got min_nodes={min_nodes}, "
                  f"max_nodes={max_nodes}")
     if not error and not _is_unknown(ns.max_restarts) and ns.max_restarts < 0:
@@ -620,7 +632,7 @@ def accelerate(args: list[Word], environ: Mapping[str, Var], cwd: str | None
     if path and nproc == -1:  # launch.py:1305
         return replace(base, config_file=path, error="the accelerate config has no "
                        "num_processes: pass --num_processes (accelerate stops there)")
-    nproc_text = str(nproc) if isinstance(nproc, int) else "every visible GPU"
+    nproc_text = str(nproc) if isinstance(nproc, int) else "all GPUs"
     if nproc is None and given("--num_processes") is None:
         nproc_src = "default (every visible GPU: no accelerate config)"
     nnodes = nnodes if nnodes is not None or given("--num_machines") else 1

@@ -74,10 +74,11 @@ def rejections(c: GrpoBatch) -> list[Rejection]:
         spg = gbs // global_batch
     elif gbs is None and spg is not None:
         gbs = global_batch * spg
-    elif gbs != global_batch * spg:
+    elif spg is not None and gbs != global_batch * spg:
         return [Rejection(f"generation_batch_size ({gbs}) must equal per_device_train_batch_"
                           f"size * world_size * steps_per_generation = {global_batch * spg}",
                           f"{mixin}:216")]
+    assert spg is not None and gbs is not None  # every branch above sets both
     if spg <= 0:
         return [Rejection(f"steps_per_generation must be > 0, got {spg}", f"{mixin}:221")]
     if g > 1:
@@ -115,7 +116,8 @@ def fixes(c: GrpoBatch, given: frozenset[str] = frozenset()) -> list[dict[str, i
     found: list[dict[str, int | None]] = []
 
     def accepted(change: dict[str, int | None]) -> bool:
-        return bool(change) and change not in found and not rejections(replace(c, **change))
+        return bool(change) and change not in found and not rejections(
+            replace(c, **change))  # type: ignore[arg-type]
 
     def nearest(key: str, values, now: int | None, keep: int) -> None:
         ok = [v for v in sorted(set(values), key=lambda v: (abs(v - (now or 0)), v))
@@ -195,7 +197,7 @@ def _repair(c: GrpoBatch, given: frozenset[str], done: dict, depth: int
     if depth == 0:
         return None
     for change in _candidates(c, found[0].where, given):
-        after = replace(c, **change)
+        after = replace(c, **change)  # type: ignore[arg-type]
         later = rejections(after)
         if later and later[0].where == found[0].where:
             continue  # no progress on this rule
