@@ -288,26 +288,3 @@ class Scrubber:
         if isinstance(obj, (list, tuple)):
             return [self(v) for v in obj]
         return obj
-
-
-# Secrets by shape inside free text (a log line, a message): URL passwords, secret-named
-# `NAME=value` / `--flag value` / `"key": "value"`, bearer headers, well-known token prefixes.
-_TEXT_SHAPES = [
-    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:)[^@\s'\"/]+(@)", re.I),
-     rf"\g<1>{MASK}\g<2>"),
-    (re.compile(r"((?:^|[\s'\"{,(])-{0,2}[\w.-]*"
-                r"(?:TOKEN(?!S)|SECRET|PASSW\w*|API[_-]?KEY|[_-]KEY|CREDENTIAL)"
-                r"[\w-]*['\"]?\s*[=:]\s*['\"]?)[^\s'\",})]+", re.I), rf"\g<1>{MASK}"),
-    (re.compile(r"((?:^|\s)--?[\w-]*(?:token(?!s)|secret|passw\w*|api[_-]?key|[_-]key)\s+)(?!-)\S+",
-                re.I), rf"\g<1>{MASK}"),
-    (re.compile(r"(\b(?:Bearer|Basic|token)\s+)[A-Za-z0-9._~+/=-]{8,}", re.I), rf"\g<1>{MASK}"),
-    (re.compile(r"\b(?:hf_[A-Za-z0-9]{16,}|sk-[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|xox[abp]-[A-Za-z0-9-]{10,})"),
-     MASK),
-]
-
-
-def redact_text(text: str) -> str:
-    """Free text with secrets masked by their shape (values of unknown secrets included)."""
-    for pattern, repl in _TEXT_SHAPES:
-        text = pattern.sub(repl, text)
-    return text
