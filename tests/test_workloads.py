@@ -191,7 +191,7 @@ def test_without_torch_cpu_profile_skips_with_the_reason(run_preflight, tag, no_
         found = run.one(check)
         assert found["outcome"] == "skipped", found
         assert found["summary"].startswith("torch is not importable by")
-        assert "pip install 'preflight[torch]'" in found["summary"]
+        assert "pip install 'pytest-preflight[torch]'" in found["summary"]
 
 
 def test_without_torch_gpu_profile_fails(run_preflight, tag, no_torch):
@@ -201,7 +201,7 @@ def test_without_torch_gpu_profile_fails(run_preflight, tag, no_torch):
     found = run.one("nccl-allreduce")
     assert found["severity"] == "blocker"
     assert "profile a800 must prove its GPUs" in found["summary"]
-    assert 'pip install "preflight[torch]"' in found["fix"]
+    assert 'pip install "pytest-preflight[torch]"' in found["fix"]
 
 
 def test_gpu_profile_without_gpus_fails_before_any_launch(run_preflight, tag):
