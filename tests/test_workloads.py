@@ -273,7 +273,7 @@ def test_two_nodes_on_loopback_rendezvous_through_c10d(small, tag, tmp_path):
     from preflight.probes.ports import free_port
 
     port = str(free_port())
-    runs = _two_nodes([*small(timeout=90), "-k", "nccl"], port, tag, tmp_path)
+    runs = _two_nodes([*small(timeout=90), "--workloads", "-k", "nccl"], port, tag, tmp_path)
     assigned = set()
     for declared, run in zip(("0", "1"), runs, strict=True):
         found = run.one("nccl-allreduce")  # -k nccl may select other nccl-* checks too
