@@ -19,11 +19,13 @@ from preflight import __version__, console
 class Face:
     def __init__(self, verbose: bool = False) -> None:
         self.verbose = verbose
+        self.config: pytest.Config | None = None
 
     def pytest_configure(self, config: pytest.Config) -> None:
         from preflight.plugin import face_key
 
         config.stash[face_key] = True
+        self.config = config
 
     @staticmethod
     def _state(config: pytest.Config) -> Any:
@@ -37,6 +39,12 @@ class Face:
         if res and getattr(report, "preflight", None) is not None:
             return res[0], "", ""  # counted as before, printed by us
         return res
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        if self.config is not None:
+            from preflight.plugin import clear_progress
+
+            clear_progress(self.config)
 
     def _write(self, config: pytest.Config, line: console.Line) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")

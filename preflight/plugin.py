@@ -525,6 +525,7 @@ class Recorder:
         self.facts: dict[str, Any] = {}
         self.fix_text = ""
         self.why_text = ""
+        self.config: pytest.Config | None = None
         self.note = ""
         self.warned = False
         self.unknown_reason = ""
@@ -549,6 +550,12 @@ class Recorder:
 
     def skip(self, reason: str) -> None:
         pytest.skip(reason)
+
+    def progress(self, text: str) -> None:
+        """A long check's progress (phase, elapsed against the bound, per rank): one
+        refreshing line on a terminal, plain lines otherwise; past pytest's capture."""
+        if self.config is not None:
+            show_progress(self.config, f"{self.check}: {text}")
 
     def unknown(self, reason: str) -> None:
         """The check could not decide; that blocks GO."""
@@ -579,8 +586,38 @@ def finding(request: pytest.FixtureRequest) -> Recorder:
     if pitfall is None:
         raise pytest.UsageError(f"{item.nodeid}: the finding fixture needs @pytest.mark.pitfall")
     recorder = Recorder(pitfall.args[0], _item_profile(item))
+    recorder.config = item.config
     item.stash[recorder_key] = recorder
     return recorder
+
+
+def show_progress(config: pytest.Config, text: str) -> None:
+    """The printing surface for progress: through pytest's TerminalReporter, with output
+    capture suspended, so it shows under `preflight` and `pytest preflight/` alike."""
+    from contextlib import nullcontext
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    with capman.global_and_fixture_disabled() if capman else nullcontext():
+        if reporter.isatty():
+            reporter.rewrite(text[: max(20, reporter._tw.fullwidth - 1)], erase=True)
+            config.stash[progress_key] = True
+        else:
+            reporter.write_line(text)
+
+
+def clear_progress(config: pytest.Config) -> None:
+    """Erase a refreshing progress line (terminal only) before the next output."""
+    if config.stash.get(progress_key, False):
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.rewrite("", erase=True)
+        config.stash[progress_key] = False
+
+
+progress_key = pytest.StashKey[bool]()
 
 
 # -- reports -----------------------------------------------------------------------

@@ -297,3 +297,18 @@ def test_shim_decides_from_the_command_line(tmp_path):
     finally:
         if env_before is not None:
             os.environ["PREFLIGHT_PLUGIN"] = env_before
+
+
+def test_progress_lines_pass_pytests_capture(pytester):
+    """The printing surface for long checks: `finding.progress` reaches the terminal while
+    the check's own prints stay captured (plain lines when not a terminal)."""
+    pytester.makepyfile(
+        "import pytest\n\n"
+        "@pytest.mark.pitfall('port-free')\n"
+        "def test_long(finding):\n"
+        "    finding.progress('phase 1 of 2, 0.5/10 s')\n"
+        "    print('captured-by-pytest')\n")
+    result = pytester.runpytest_subprocess("-p", "preflight.plugin", "-p", "no:cacheprovider",
+                                           "--report-dir", str(pytester.path / "r"))
+    result.stdout.fnmatch_lines(["*port-free: phase 1 of 2, 0.5/10 s*"])
+    assert "captured-by-pytest" not in result.stdout.str()

@@ -213,7 +213,7 @@ def test_without_torch_cpu_profile_skips_with_the_reason(run_preflight, tag, no_
         found = run.one(check)
         assert found["outcome"] == "skipped", found
         assert found["summary"].startswith("torch is not importable by")
-        assert "pip install 'preflight[torch]'" in found["summary"]
+        assert "pip install 'pytest-preflight[torch]'" in found["summary"]
 
 
 def test_without_torch_gpu_profile_fails(run_preflight, tag, no_torch):
@@ -223,7 +223,7 @@ def test_without_torch_gpu_profile_fails(run_preflight, tag, no_torch):
     found = run.one("nccl-allreduce")
     assert found["severity"] == "blocker"
     assert "profile a800 must prove its GPUs" in found["summary"]
-    assert 'pip install "preflight[torch]"' in found["fix"]
+    assert 'pip install "pytest-preflight[torch]"' in found["fix"]
 
 
 def test_gpu_profile_without_gpus_fails_before_any_launch(run_preflight, tag):
@@ -295,7 +295,7 @@ def test_two_nodes_on_loopback_rendezvous_through_c10d(small, tag, tmp_path):
     from preflight.probes.ports import free_port
 
     port = str(free_port())
-    runs = _two_nodes([*small(timeout=90), "-k", "nccl"], port, tag, tmp_path)
+    runs = _two_nodes([*small(timeout=90), "--workloads", "-k", "nccl"], port, tag, tmp_path)
     assigned = set()
     for declared, run in zip(("0", "1"), runs, strict=True):
         found = run.one("nccl-allreduce")  # -k nccl may select other nccl-* checks too

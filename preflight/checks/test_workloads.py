@@ -60,11 +60,11 @@ def _preconditions(node, profile, finding) -> None:
 
 def _no_torch(profile, finding) -> None:
     finding.evidence(python=sys.executable, torch_importable=False)
-    finding.fix(f'"{sys.executable}" -m pip install "preflight[torch]"  # on GPU nodes install '
-                "the torch wheel built for your CUDA first")
+    finding.fix(f'"{sys.executable}" -m pip install "pytest-preflight[torch]"  # on GPU nodes '
+                "install the torch wheel built for your CUDA first")
     if not profile.is_gpu:
         finding.skip(f"torch is not importable by {sys.executable}: the workloads need it "
-                     "(pip install 'preflight[torch]')")
+                     "(pip install 'pytest-preflight[torch]')")
     raise AssertionError(f"torch is not importable by {sys.executable}: profile "
                          f"{profile.name} must prove its GPUs with the workloads")
 
