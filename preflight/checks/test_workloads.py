@@ -81,7 +81,7 @@ def _topology(node, finding) -> torchrun.Topology:
 
 def _progress_line(elapsed: float, bound: float, ranks) -> str:
     doing = "; ".join(f"{r.label}: {r.task + ' / ' if r.task else ''}{r.phase or 'starting'}"
-                      for r in ranks)
+                      if r.rank is not None else f"{r.label}: starting" for r in ranks)
     return f"workloads {elapsed:4.0f}s of {bound:g}s | {doing}"
 
 

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from preflight.workloads import allreduce, common, store, train
+from preflight.workloads import allreduce, common, train
 
 TASKS = ("allreduce", "train", "resume", "store")
 
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         rank.phase("destroy_process_group")
         dist.destroy_process_group()
     if "store" in tasks and rank.local_rank == 0:
+        from preflight.workloads import store  # reads preflight.probes: only where needed
+
         rank.task("store")
         rank.phase("creating the agent and worker TCPStores")
         started = time.perf_counter()
