@@ -173,6 +173,9 @@ def _read_cache(path: Path, key: str) -> list[str] | None:
 
 def _write_cache(path: Path, data: dict) -> str:
     """'' when written, else why not."""
+    # Create ~/.cache/preflight, never a home that does not exist (HOME=/nonexistent).
+    if not path.parent.parent.parent.is_dir():
+        return f"no directory {path.parent.parent.parent}"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
