@@ -186,17 +186,35 @@ for p in procs:
 PYEOF
 { header master-addr-gloo-mesh "GLOO_SOCKET_IFNAME=lo python meshrun.py (2 gloo ranks; rank 1 gone before rank 0 connects)"
   GLOO_SOCKET_IFNAME=lo timeout 90 "$PY" meshrun.py 2>&1; } > "$OUT/master-addr-gloo-mesh.log"
-IF=$(ip -o -4 route show to default | awk '{print $5; exit}')
-# cluster-reach: a worker node whose MASTER_ADDR has no route (an unanswered address on the
-# local subnet: ARP fails, EHOSTUNREACH) and one whose MASTER_ADDR drops SYNs (timeout)
-NET=$(ip -o -4 addr show dev "$IF" | awk '{split($4, a, "."); print a[1]"."a[2]"."a[3]; exit}')
-GW=$(ip -o -4 route show to default | awk '{print $3; exit}')
-{ header cluster-reach-no-route "torchrun --nnodes 2 --node_rank 1 --master_addr <unanswered $NET.77> --master_port 29500 --rdzv_conf timeout=5 train.py"
-  timeout 120 "$PY" -m torch.distributed.run --nnodes 2 --node_rank 1 --nproc_per_node 1 --master_addr "$NET.77" \
-    --master_port 29500 --rdzv_conf timeout=5 train.py 2>&1; } > "$OUT/cluster-reach-no-route.log"
-{ header cluster-reach-timeout "torchrun --nnodes 2 --node_rank 1 --master_addr <gateway that drops port 29500> --master_port 29500 --rdzv_conf timeout=5 train.py"
-  timeout 120 "$PY" -m torch.distributed.run --nnodes 2 --node_rank 1 --nproc_per_node 1 --master_addr "$GW" \
-    --master_port 29500 --rdzv_conf timeout=5 train.py 2>&1; } > "$OUT/cluster-reach-timeout.log"
+# cluster-reach: a worker node whose MASTER_ADDR has no route (an unanswered address on its
+# subnet: ARP fails, EHOSTUNREACH) and one whose MASTER_ADDR drops SYNs (timeout). Both run
+# in two network namespaces of this machine joined by a veth pair, with nft dropping port
+# 29500 in the second: no packet leaves the machine.
+reach_netns() {
+  ip netns add pfr-a && ip netns add pfr-b || return 1
+  ip link add pfr-va type veth peer name pfr-vb
+  ip link set pfr-va netns pfr-a; ip link set pfr-vb netns pfr-b
+  ip -n pfr-a addr add 10.213.9.1/24 dev pfr-va; ip -n pfr-b addr add 10.213.9.2/24 dev pfr-vb
+  for ns in pfr-a pfr-b; do ip -n $ns link set lo up; done
+  ip -n pfr-a link set pfr-va up; ip -n pfr-b link set pfr-vb up
+  ip netns exec pfr-b nft -f - <<'NFT'
+table inet pfr {
+  chain in {
+    type filter hook input priority 0;
+    tcp dport 29500 drop
+  }
+}
+NFT
+}
+if reach_netns; then
+  { header cluster-reach-no-route "torchrun --nnodes 2 --node_rank 1 --master_addr <unanswered 10.213.9.77 in a test netns> --master_port 29500 --rdzv_conf timeout=5 train.py"
+    ip netns exec pfr-a timeout 120 "$PY" -m torch.distributed.run --nnodes 2 --node_rank 1 --nproc_per_node 1 \
+      --master_addr 10.213.9.77 --master_port 29500 --rdzv_conf timeout=5 train.py 2>&1; } > "$OUT/cluster-reach-no-route.log"
+  { header cluster-reach-timeout "torchrun --nnodes 2 --node_rank 1 --master_addr <test netns peer 10.213.9.2 that drops port 29500> --master_port 29500 --rdzv_conf timeout=5 train.py"
+    ip netns exec pfr-a timeout 120 "$PY" -m torch.distributed.run --nnodes 2 --node_rank 1 --nproc_per_node 1 \
+      --master_addr 10.213.9.2 --master_port 29500 --rdzv_conf timeout=5 train.py 2>&1; } > "$OUT/cluster-reach-timeout.log"
+fi
+ip netns del pfr-a 2>/dev/null; ip netns del pfr-b 2>/dev/null  # end of the cluster-reach runs
 # cluster-nodes: the master node waits for a node that never comes (NNODES=2, one node
 # launched) and for a third one when NNODES=3 but two nodes run
 P4=$(free_port)
