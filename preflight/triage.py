@@ -617,14 +617,32 @@ def fix_of(rid: str) -> str | None:
 
 def check_command(check: str) -> str:
     """The command that runs `check` now. The launch checks (preflight/checks/test_launch.py)
-    skip without the script to read, so their command names it."""
-    launch = Path(__file__).parent / "checks" / "test_launch.py"
-    try:
-        launch_ids = set(re.findall(r"pitfall\(\"([\w-]+)\"\)", launch.read_text(encoding="utf-8")))
-    except OSError:
-        launch_ids = set()
+    skip without the script to read, so their command names it. The cross-node checks are
+    no node's pytest check: `preflight merge` judges the nodes' reports (cluster/merge.py
+    cross_checks), `preflight cluster --ray` also opens the connections (checks.reach)."""
+    checks = Path(__file__).parent / "checks"
+    node_ids: set[str] = set()
+    launch_ids: set[str] = set()
+    for path in sorted(checks.glob("test_*.py")):
+        try:
+            ids = set(re.findall(r"pitfall\(\"([\w-]+)\"\)", path.read_text(encoding="utf-8")))
+        except OSError:
+            continue
+        node_ids |= ids
+        if path.name == "test_launch.py":
+            launch_ids = ids
     if check in launch_ids:
         return f"preflight --check {check} --launch-script YOUR_LAUNCH_SCRIPT.sh"
+    if check not in node_ids:
+        try:
+            from preflight.cluster.checks import reach
+            from preflight.cluster.merge import cross_checks
+        except ImportError:  # pragma: no cover
+            return f"preflight --check {check}"
+        if check == reach({}, {}).check:
+            return "preflight cluster --ray"
+        if check in {f.check for f in cross_checks([])}:
+            return "preflight merge reports/"
     return f"preflight --check {check}"
 
 

@@ -5,7 +5,10 @@ The logs under tests/logs/ are of two kinds:
 real/   produced on this kind of box by tests/logs/produce_real.sh (a held port under real
         torchrun, a nested torchrun, `ray: command not found` from bash, `cannot find -lcudart`
         from a real cc link, an empty DATASET, ulimit -n 64 with DataLoader workers, a 1 MB
-        /dev/shm, a full tmpfs at torch.save, per-rank torchrun log dirs, successful runs);
+        /dev/shm, a full tmpfs at torch.save, per-rank torchrun log dirs, successful runs;
+        multi-node launches seen from one node: a worker node with MASTER_ADDR=127.0.0.1 or
+        with a master address that has no route or drops SYNs, gloo's full mesh toward a
+        loopback peer where nothing listens, a master node waiting for nodes that never come);
 cited/  the exact error texts published in issue threads, for failures that need GPUs or
         clusters, embedded in the noise of the stack that printed them by
         tests/logs/cited/build.py. Each file's first line names its source; the threads:
@@ -47,6 +50,12 @@ cited/  the exact error texts published in issue threads, for failures that need
           grpo-batch       https://github.com/huggingface/trl/pull/3199
           hf-endpoint      https://github.com/huchenlei/sd-forge-ic-light/issues/1
           dotenv-exported  https://github.com/huchenlei/sd-forge-ic-light/issues/13
+          launch-gpus      https://github.com/cfzd/Ultra-Fast-Lane-Detection/issues/193
+                           https://github.com/wenwenyu/PICK-pytorch/issues/14
+          cluster-gpus     https://github.com/ray-project/llm-applications/issues/58
+                           https://github.com/OpenRLHF/OpenRLHF/issues/516
+          cluster-reach    https://github.com/sgl-project/sglang/issues/3820
+          gloo-ifname      https://github.com/NVIDIA/Megatron-LM/issues/436
 """
 
 from __future__ import annotations
@@ -61,7 +70,7 @@ from pathlib import Path
 
 import pytest
 
-from preflight import runbooks, triage
+from preflight import triage
 
 LOGS = Path(__file__).parent / "logs"
 REAL, CITED = LOGS / "real", LOGS / "cited"
@@ -123,9 +132,19 @@ CASES = [
     ("cited/hf-endpoint-local-entry.log", "hf-endpoint", 2),
     ("cited/dotenv-exported-gated-forge.log", "dotenv-exported", 2),
     ("cited/cuda-oom-cuda-error.log", "cuda-oom", 4),
+    ("real/master-addr-store-loopback.log", "master-addr", 3),
+    ("real/master-addr-gloo-mesh.log", "master-addr", 7),
+    ("real/cluster-reach-no-route.log", "cluster-reach", 4),
+    ("real/cluster-reach-timeout.log", "cluster-reach", 4),
+    ("cited/cluster-reach-nccl-no-route.log", "cluster-reach", 2),
+    ("real/cluster-nodes-missing.log", "cluster-nodes", 43),
+    ("real/cluster-nodes-nnodes.log", "cluster-nodes", 43),
+    ("cited/cluster-gpus-ray-autoscaler.log", "cluster-gpus", 12),
+    ("cited/cluster-gpus-ray-openrlhf.log", "cluster-gpus", 4),
+    ("cited/launch-gpus-set-device.log", "launch-gpus", 11),
+    ("cited/launch-gpus-visible-devices.log", "launch-gpus", 3),
+    ("cited/gloo-ifname-bond.log", "gloo-ifname", 9),
 ]
-# The cluster branch writes these runbooks; until it is merged their logs wait here.
-CLUSTER_IDS = {"master-addr", "cluster-versions", "gloo-ifname"}
 SUCCESSES = ["real/ok-torchrun.log", "real/ok-dataloader.log", "cited/ok-slime-smoke.log",
              "cited/ok-swift-sft.log", "cited/ok-dataloader-shutdown.log"]
 # A louder consequence (ChildFailedError table, watchdog timeouts, Ray's job failure)
@@ -139,7 +158,8 @@ RANK_DIRS = [("real/ranks-dataset", "empty-variable", "attempt_0/1/stderr.log"),
 IDS = ["port-free", "nested-launcher", "ray-path", "cudart-link", "leftover-processes",
        "hf-endpoint", "dotenv-exported", "empty-variable", "libuv-store", "grpo-batch",
        "cuda-stack", "host-limits", "disk-space", "nccl-ifname", "colocate-memory",
-       "resume-memory", "cuda-oom", "master-addr", "cluster-versions"]
+       "resume-memory", "cuda-oom", "master-addr", "cluster-versions", "gloo-ifname",
+       "cluster-reach", "cluster-nodes", "cluster-gpus", "launch-gpus"]
 
 
 def run_cli(*args: str, stdin: bytes | None = None, env: dict | None = None):
@@ -147,19 +167,11 @@ def run_cli(*args: str, stdin: bytes | None = None, env: dict | None = None):
                           capture_output=True, timeout=120, env=env)
 
 
-def skip_without_runbook(rid: str) -> None:
-    if rid in CLUSTER_IDS and not runbooks.path_for(rid).exists():
-        pytest.skip("runbook arrives with the cluster branch")
-
-
 @pytest.mark.parametrize(("name", "rid", "line"), CASES, ids=[c[0] for c in CASES])
 def test_names_the_root_cause(name, rid, line):
-    skip_without_runbook(rid)
     result = triage.triage([str(LOGS / name)])
     assert result["fatal"] is True
     cause = result["causes"][0]
-    if rid in CLUSTER_IDS:  # their patterns are the cluster branch's: the id, not the line
-        line = cause["line"]
     assert (cause["id"], cause["line"]) == (rid, line), cause
     assert cause["fix"] and cause["runbook"].endswith(f"{rid}.md")
     assert any(cause["match"] in ctx for ctx in cause["context"])
@@ -256,10 +268,17 @@ def test_text_output_has_fix_check_context_and_time():
 
 
 def test_checks_named_by_triage_are_real_check_ids():
-    from tests.test_runbooks import check_ids
+    from tests.test_runbooks import CLUSTER_CHECK_IDS, check_ids
 
     checks = {b.check for b in triage.runbook_blocks() if b.check}
-    assert checks and checks <= check_ids()
+    assert checks and checks <= check_ids() | CLUSTER_CHECK_IDS
+    # a cross-node check is run by merge / cluster, never by one node's `preflight --check`
+    commands = {c: triage.check_command(c) for c in sorted(CLUSTER_CHECK_IDS - check_ids())}
+    assert commands == {"cluster-gpus": "preflight merge reports/",
+                        "cluster-nodes": "preflight merge reports/",
+                        "cluster-reach": "preflight cluster --ray",
+                        "cluster-versions": "preflight merge reports/"}
+    assert triage.check_command("master-addr") == "preflight --check master-addr"
 
 
 def test_stdin_and_directory_of_logs(tmp_path):

@@ -152,3 +152,79 @@ sed '/destroy_process_group/d' train.py > train_nodestroy.py
   "$PY" -c "import torch; torch.zeros(1).cuda()" 2>&1; } > "$OUT/cuda-stack-cpu-torch.log"
 { header empty-variable-slash "DATASET unset: python opens datasets/\${DATASET}/train.jsonl"
   env -u DATASET bash -c '"$0" -c "import sys; open(sys.argv[1])" "datasets/${DATASET}/train.jsonl"' "$PY" 2>&1; } > "$OUT/empty-variable-slash.log"
+
+# --- fourth batch: multi-node launches seen from one node ----------------------------------
+free_port() { "$PY" -c "import socket;s=socket.socket();s.bind(('',0));print(s.getsockname()[1])"; }
+# master-addr: a worker node launched with the single-node MASTER_ADDR=127.0.0.1; no store there
+P3=$(free_port)
+{ header master-addr-store-loopback "torchrun --nnodes 2 --node_rank 1 --master_addr 127.0.0.1 --master_port <closed> --rdzv_conf timeout=5 train.py"
+  timeout 120 "$PY" -m torch.distributed.run --nnodes 2 --node_rank 1 --nproc_per_node 1 --master_addr 127.0.0.1 \
+    --master_port "$P3" --rdzv_conf timeout=5 train.py 2>&1; } > "$OUT/master-addr-store-loopback.log"
+# master-addr: gloo's full mesh toward a loopback peer address where nothing listens (rank 1
+# publishes its address over lo, as a node whose hostname resolves to 127.0.x.1 does, then is
+# gone when rank 0 connects)
+cat > mesh.py <<'PYEOF'
+import os, sys, threading, time
+from datetime import timedelta
+import torch.distributed as dist
+port, rank = int(sys.argv[1]), int(sys.argv[2])
+store = dist.TCPStore("127.0.0.1", port, 2, False, timeout=timedelta(seconds=20))
+if rank == 1:
+    threading.Timer(2.0, lambda: os._exit(0)).start()
+else:
+    time.sleep(4)
+dist.init_process_group("gloo", store=store, rank=rank, world_size=2, timeout=timedelta(seconds=5))
+PYEOF
+cat > meshrun.py <<'PYEOF'
+import subprocess, sys
+from datetime import timedelta
+import torch.distributed as dist
+store = dist.TCPStore("127.0.0.1", 0, 2, True, timeout=timedelta(seconds=20), wait_for_workers=False)
+procs = [subprocess.Popen([sys.executable, "mesh.py", str(store.port), str(r)]) for r in (0, 1)]
+for p in procs:
+    p.wait(timeout=60)
+PYEOF
+{ header master-addr-gloo-mesh "GLOO_SOCKET_IFNAME=lo python meshrun.py (2 gloo ranks; rank 1 gone before rank 0 connects)"
+  GLOO_SOCKET_IFNAME=lo timeout 90 "$PY" meshrun.py 2>&1; } > "$OUT/master-addr-gloo-mesh.log"
+# cluster-reach: a worker node whose MASTER_ADDR has no route (an unanswered address on its
+# subnet: ARP fails, EHOSTUNREACH) and one whose MASTER_ADDR drops SYNs (timeout). Both run
+# in two network namespaces of this machine joined by a veth pair, with nft dropping port
+# 29500 in the second: no packet leaves the machine.
+reach_netns() {
+  ip netns add pfr-a && ip netns add pfr-b || return 1
+  ip link add pfr-va type veth peer name pfr-vb
+  ip link set pfr-va netns pfr-a; ip link set pfr-vb netns pfr-b
+  ip -n pfr-a addr add 10.213.9.1/24 dev pfr-va; ip -n pfr-b addr add 10.213.9.2/24 dev pfr-vb
+  for ns in pfr-a pfr-b; do ip -n $ns link set lo up; done
+  ip -n pfr-a link set pfr-va up; ip -n pfr-b link set pfr-vb up
+  ip netns exec pfr-b nft -f - <<'NFT'
+table inet pfr {
+  chain in {
+    type filter hook input priority 0;
+    tcp dport 29500 drop
+  }
+}
+NFT
+}
+if reach_netns; then
+  { header cluster-reach-no-route "torchrun --nnodes 2 --node_rank 1 --master_addr <unanswered 10.213.9.77 in a test netns> --master_port 29500 --rdzv_conf timeout=5 train.py"
+    ip netns exec pfr-a timeout 120 "$PY" -m torch.distributed.run --nnodes 2 --node_rank 1 --nproc_per_node 1 \
+      --master_addr 10.213.9.77 --master_port 29500 --rdzv_conf timeout=5 train.py 2>&1; } > "$OUT/cluster-reach-no-route.log"
+  { header cluster-reach-timeout "torchrun --nnodes 2 --node_rank 1 --master_addr <test netns peer 10.213.9.2 that drops port 29500> --master_port 29500 --rdzv_conf timeout=5 train.py"
+    ip netns exec pfr-a timeout 120 "$PY" -m torch.distributed.run --nnodes 2 --node_rank 1 --nproc_per_node 1 \
+      --master_addr 10.213.9.2 --master_port 29500 --rdzv_conf timeout=5 train.py 2>&1; } > "$OUT/cluster-reach-timeout.log"
+fi
+ip netns del pfr-a 2>/dev/null; ip netns del pfr-b 2>/dev/null  # end of the cluster-reach runs
+# cluster-nodes: the master node waits for a node that never comes (NNODES=2, one node
+# launched) and for a third one when NNODES=3 but two nodes run
+P4=$(free_port)
+{ header cluster-nodes-missing "torchrun --nnodes 2 --node_rank 0 --master_addr 127.0.0.1 --rdzv_conf timeout=5 train.py (no node 1)"
+  timeout 120 "$PY" -m torch.distributed.run --nnodes 2 --node_rank 0 --nproc_per_node 1 --master_addr 127.0.0.1 \
+    --master_port "$P4" --rdzv_conf timeout=5 train.py 2>&1; } > "$OUT/cluster-nodes-missing.log"
+P5=$(free_port)
+timeout 120 "$PY" -m torch.distributed.run --nnodes 3 --node_rank 1 --nproc_per_node 1 --master_addr 127.0.0.1 \
+  --master_port "$P5" --rdzv_conf timeout=8 train.py > /dev/null 2>&1 &
+{ header cluster-nodes-nnodes "torchrun --nnodes 3 --node_rank 0 --rdzv_conf timeout=8 train.py while only node 1 also runs"
+  timeout 120 "$PY" -m torch.distributed.run --nnodes 3 --node_rank 0 --nproc_per_node 1 --master_addr 127.0.0.1 \
+    --master_port "$P5" --rdzv_conf timeout=8 train.py 2>&1; } > "$OUT/cluster-nodes-nnodes.log"
+wait

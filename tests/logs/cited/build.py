@@ -499,3 +499,64 @@ def shutdown_noise() -> None:
 if __name__ == "__main__":
     unknowns()
     shutdown_noise()
+
+
+def cluster() -> None:
+    """Multi-node and GPU-count failures that need GPUs or a second node."""
+    write("launch-gpus-set-device.log", "https://github.com/cfzd/Ultra-Fast-Lane-Detection/issues/193 (--nproc_per_node=2 on a one-GPU machine)",
+          "(lane-det) firdanis@firdanis-system:~/Ultra-Fast-Lane-Detection$ python -m torch.distributed.launch --nproc_per_node=2 train.py configs/culane.py \n"
+          "*****************************************\n"
+          "Setting OMP_NUM_THREADS environment variable for each process to be 1 in default, to avoid your system being overloaded, please further tune the variable for optimal performance in your application as needed. \n"
+          "*****************************************\n"
+          "Traceback (most recent call last):\n"
+          "  File \"train.py\", line 107, in <module>\n"
+          "    torch.cuda.set_device(args.local_rank)\n"
+          "  File \"/home/firdanis/anaconda3/envs/lane-det/lib/python3.7/site-packages/torch/cuda/__init__.py\", line 261, in set_device\n"
+          "    torch._C._cuda_setDevice(device)\n"
+          "RuntimeError: CUDA error: invalid device ordinal\n"
+          "Killing subprocess 27636\n"
+          "Killing subprocess 27637\n")
+    write("launch-gpus-visible-devices.log", "https://github.com/wenwenyu/PICK-pytorch/issues/14 (CUDA_VISIBLE_DEVICES=1,2 with --nproc_per_node=4)",
+          "+ CUDA_VISIBLE_DEVICES=1,2 python -m torch.distributed.launch --nnode=1 --node_rank=0 --nproc_per_node=4 --master_addr=127.0.0.1 --master_port=5555 train.py -c config.json --local_world_size 2\n"
+          "RuntimeError: cuda runtime error (101) : invalid device ordinal at /pytorch/torch/csrc/cuda/Module.cpp:59\n")
+    write("cluster-gpus-ray-autoscaler.log", "https://github.com/ray-project/llm-applications/issues/58",
+          "Resources\n"
+          "---------------------------------------------------------------\n"
+          "Usage:\n"
+          " 1.0/32.0 CPU\n"
+          " 1.0/1.0 GPU\n"
+          " 0B/10.09GiB memory\n"
+          " 11.70MiB/5.05GiB object_store_memory\n"
+          "\n"
+          "Demands:\n"
+          " {'CPU': 1.0, 'GPU': 1.0}: 1+ pending tasks/actors\n"
+          "(autoscaler +2m17s) Warning: The following resource request cannot be scheduled right now: {'CPU': 1.0, 'GPU': 1.0}. This is likely due to all cluster resources being claimed by actors. Consider creating fewer actors or adding more nodes to this Ray cluster.\n"
+          "(autoscaler +2m52s) Warning: The following resource request cannot be scheduled right now: {'CPU': 1.0, 'GPU': 1.0}. This is likely due to all cluster resources being claimed by actors. Consider creating fewer actors or adding more nodes to this Ray cluster.\n")
+    write("cluster-gpus-ray-openrlhf.log", "https://github.com/OpenRLHF/OpenRLHF/issues/516",
+          "+ ray start --head --num-cpus=4 --num-gpus=4\n"
+          "+ ray job submit --address=http://127.0.0.1:8265 --runtime-env-json='{\"working_dir\": \"/OpenRLHF\"}' --no-wait -- python3 examples/train_online_dpo_ray.py --ref_num_nodes 1 --ref_num_gpus_per_node 1 --reward_num_nodes 1 --reward_num_gpus_per_node 1 --actor_num_nodes 1 --actor_num_gpus_per_node 1 --vllm_num_engines 1 --vllm_tensor_parallel_size 1\n"
+          "Warning: The following resource request cannot be scheduled right now: {'GPU': 1.0, 'CPU': 1.0}. This is likely due to all cluster resources being claimed by actors. Consider creating fewer actors or adding more nodes to this Ray cluster.\n")
+    write("cluster-reach-nccl-no-route.log", "https://github.com/sgl-project/sglang/issues/3820",
+          "node5:240:240 [6] misc/socket.cc:533 NCCL WARN socketPollConnect: Connect to 10.0.0.4<56849> returned 113(No route to host) errno 115(Operation now in progress)\n"
+          "node5:240:240 [6] NCCL INFO misc/socket.cc:570 -> 2\n"
+          "node5:240:240 [6] NCCL INFO misc/socket.cc:621 -> 2\n"
+          "node5:240:240 [6] NCCL INFO bootstrap.cc:285 -> 2\n"
+          "node5:240:240 [6] NCCL INFO init.cc:1534 -> 2\n"
+          "node5:240:240 [6] NCCL INFO init.cc:1799 -> 2\n"
+          "node5:240:240 [6] NCCL INFO init.cc:1837 -> 2\n"
+          "[2025-02-24 14:09:34 TP14] Scheduler hit an exception: Traceback (most recent call last):\n"
+          "  File \"/sgl-workspace/sglang/python/sglang/srt/managers/scheduler.py\", line 1816, in run_scheduler_process\n"
+          "    scheduler = Scheduler(server_args, port_args, gpu_id, tp_rank, dp_rank)\n")
+    write("gloo-ifname-bond.log", "https://github.com/NVIDIA/Megatron-LM/issues/436 (GLOO_SOCKET_IFNAME names an interface this node lacks)",
+          "Traceback (most recent call last):\n"
+          "  File \"/workspace/test.py\", line 5, in <module>\n"
+          "    dist.init_process_group(backend='gloo')\n"
+          "  File \"/usr/local/python/lib/python3.8/site-packages/torch/distributed/distributed_c10d.py\", line 602, in init_process_group\n"
+          "    default_pg = _new_process_group_helper(\n"
+          "  File \"/usr/local/python/lib/python3.8/site-packages/torch/distributed/distributed_c10d.py\", line 703, in _new_process_group_helper\n"
+          "    pg = ProcessGroupGloo(prefix_store, rank, world_size, timeout=timeout)\n"
+          "RuntimeError: [enforce fail at /root/pytorch/third_party/gloo/gloo/transport/tcp/device.cc:83] ifa != nullptr. Unable to find address for: bond1\n")
+
+
+if __name__ == "__main__":
+    cluster()
