@@ -337,7 +337,7 @@ def test_sglang_generate_end_to_end_against_the_stub(run_preflight, tmp_path):
     assert found["outcome"] == "passed", run.output[-2000:]
     ev = found["evidence"]
     assert ev["ready"] and ev["generate_status"] == 200 and ev["generated"] == "Hello!"
-    assert "--mem-fraction-static 0.45" in ev["command"]  # seed 002's A800 value
+    assert "--mem-fraction-static 0.45" in ev["command"]  # the 4×A800 slime smoke's value
     assert ev["health_statuses"].get("503", 0) >= 1 and ev["left_running"] == []
 
     run = run_preflight(*args, env=stub_env(STUB_SGLANG_DIE="1"))

@@ -4,7 +4,7 @@
 - swift-grpo-10 passes through swift's own launcher and through the script's torchrun;
 - planted failures (a dataset that is not jsonl, a model dir without its tokenizer) fail
   it with swift's first error line, within the bound, with nothing left running;
-- the nested launcher of seed 000 (`torchrun ... --no-python swift sft` with
+- the nested launcher of a 4-GPU GRPO smoke (`torchrun ... --no-python swift sft` with
   NPROC_PER_NODE set) is reproduced: every outer worker relaunches the job on the same
   port and the bind line appears. What follows depends on timing (the inner agents fall
   back to the outer agent's store): it hangs, it fails, or, on this CPU box with gloo,
@@ -190,7 +190,7 @@ def test_nested_launcher_reproduced_bounded_and_cleaned_up(tmp_path, tiny, run_p
     inner = [ln for ln in log.splitlines() if ln.startswith("run sh: ")
              and f"-m torch.distributed.run --nproc_per_node 2 --master_port {port}" in ln]
     assert len(inner) == 2, log[-3000:]
-    # ... whose store cannot bind: the seed's line, word for word.
+    # ... whose store cannot bind: the line a 4-GPU GRPO smoke logged, word for word.
     assert run.matched.endswith(
         f"[c10d] The server socket on {port} has failed to bind. TORCHELASTIC_USE_AGENT_STORE "
         "is enabled so ignoring the error."), log[-3000:]

@@ -1,4 +1,4 @@
-"""Launch-script pitfalls of the seeds, read from --launch-script / --launch-cmd.
+"""Launch-script pitfalls from real lost jobs, read from --launch-script / --launch-cmd.
 
 The script is evaluated (never run) by `preflight.probes.launch`; each check judges one
 pitfall of the resulting LaunchSpec. Without a launch script every check skips.

@@ -1,4 +1,4 @@
-"""Environment pitfalls of the seeds: one check per pitfall, judged against the profile.
+"""Environment pitfalls from real lost jobs: one check per pitfall, judged against the profile.
 
 Each check reads facts through a probe, records them as evidence, states the exact
 fix, and asserts. A subject that is absent and not required by the profile is skipped

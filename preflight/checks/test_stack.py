@@ -1,4 +1,4 @@
-"""The training stack itself, in the order seed 002 validates it: the training backend
+"""The training stack itself, in the order a slime run on 4×A800 validates it: the training backend
 alone (a real `swift sft` smoke), the rollout backend alone (a real SGLang server), and,
 statically, whether the engines' GPU memory shares leave the profile's headroom.
 
@@ -19,7 +19,7 @@ from preflight.probes import ports
 from preflight.probes.launch import TORCHRUN_LAUNCHERS, grpo_runs
 from preflight.stack import colocate, sglang, swift, watch
 
-STEPS = 10  # seed 000's smoke: `--max_steps 10`
+STEPS = 10  # the 10-step smoke run before a 4-GPU GRPO job: `--max_steps 10`
 STACK = (pytest.mark.workload, pytest.mark.stack)
 
 

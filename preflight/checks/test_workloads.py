@@ -247,7 +247,7 @@ def _assert_finished(out: torchrun.Outcome, finding, what: str, timeout_s: float
         error = out.error
         finding.evidence(unfinished=out.unfinished, log_tail=list(out.log_tail[-8:]))
         if torchrun.LIBUV_MISSING.search(error):
-            finding.fix("export USE_LIBUV=0  # this torch has no libuv TCPStore (seed 003)")
+            finding.fix("export USE_LIBUV=0  # this torch has no libuv TCPStore (a hand-built torch)")
         elif "CudaMissing" in error:
             finding.fix("install the torch wheel built for this node's CUDA (e.g. pip install "
                         "torch --index-url https://download.pytorch.org/whl/cu124) and check "
@@ -358,14 +358,14 @@ def test_train_10_steps(node, profile, finding, workloads):
         resume_headroom=wl.resume_headroom,
     )
     finding.fix("save and load the optimizer state with the model (optimizer.state_dict() / "
-                "load_state_dict); a resume without it (NO_LOAD_OPTIM=1, seed 002) restarts "
+                "load_state_dict); a resume without it (NO_LOAD_OPTIM=1, as on 4×A800) restarts "
                 "Adam's moments and changes every following step")
     assert math.isclose(value, reference, rel_tol=wl.resume_tolerance, abs_tol=1e-7), (
         f"resumed step {steps + 1} loss {value:.6f} differs from the uninterrupted run's "
         f"{reference:.6f} (tolerance {wl.resume_tolerance:g} relative)")
     if fraction > wl.resume_headroom:
         finding.fix("load the checkpoint with map_location='cpu' and move the optimizer state "
-                    "shard by shard, or free memory before optimizer.load_state_dict (seed 002 "
+                    "shard by shard, or free memory before optimizer.load_state_dict (a 4×A800 slime run "
                     "OOM'd there)")
         finding.warn(f"loading the optimizer state peaked at {fraction:.0%} of "
                      f"{'device' if again['cuda'] else 'host'} memory, above the profile "
@@ -398,7 +398,7 @@ def test_libuv_store(node, profile, finding, workloads):
     failed = [s for s in stores if not s["ok"]]
     libuv = [s for s in failed if torchrun.LIBUV_MISSING.search(s["error"])]
     if libuv and requested != "0":
-        finding.fix("export USE_LIBUV=0  # the legacy TCPStore; seed 003 also pins "
+        finding.fix("export USE_LIBUV=0  # the legacy TCPStore; a 2-GPU DDP run also pins "
                     "TORCHELASTIC_USE_AGENT_STORE=0")
     elif libuv:
         finding.fix("this torch wants libuv even with USE_LIBUV=0: pass "

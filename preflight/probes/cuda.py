@@ -36,7 +36,7 @@ class LibLayout:
 
     @property
     def broken(self) -> bool:
-        """The seed's trap: the runtime is in lib/ but the link searches lib64/."""
+        """The trap of a 4×A800 slime node: the runtime is in lib/, the link searches lib64/."""
         return bool(self.lib_cudart) and not self.lib64_has_linker_name
 
 

@@ -6,7 +6,7 @@ Two TCPStores, each on a port found by binding, each reading USE_LIBUV as torch 
   worker  torch/distributed/rendezvous.py env:// -> `_create_c10d_store` (what a rank's
           init_process_group does when TORCHELASTIC_USE_AGENT_STORE is not True)
 A torch built without libuv raises "use_libuv was requested but PyTorch was build
-without libuv support" from either (seed 003); USE_LIBUV=0 selects the legacy store.
+without libuv support" from either (a hand-built torch); USE_LIBUV=0 selects the legacy store.
 
 PREFLIGHT_TEST_NO_LIBUV=1 (test-only) makes TCPStore behave like such a build, for
 boxes whose torch has libuv.
@@ -50,7 +50,7 @@ def agent_store(dist):
 def worker_store(dist):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0",
                       WORLD_SIZE="1")
-    os.environ.pop("TORCHELASTIC_USE_AGENT_STORE", None)  # the path seed 003 pins with =0
+    os.environ.pop("TORCHELASTIC_USE_AGENT_STORE", None)  # a 2-GPU DDP run pins it =0
     store, _, _ = next(dist.rendezvous("env://", timeout=timedelta(seconds=10)))
     return store
 

@@ -7,7 +7,7 @@ Run under torchrun, in two launches (two process groups):
                   saves model + optimizer state after step N, then runs step N+1 as the
                   uninterrupted reference.
   --phase resume  a fresh process group loads that checkpoint (the peak memory of
-                  loading the optimizer state is measured: seed 002's resume OOM'd in
+                  loading the optimizer state is measured: the 4×A800 slime run's resume OOM'd in
                   optimizer.load_state_dict) and runs step N+1 again.
 
 "Step N+1 loss" is the loss on a fixed held-out batch after step N+1's update: it

@@ -315,7 +315,7 @@ def main() -> None:
             "[default0]:[rank0]: torch.distributed.DistBackendError: NCCL error in: ../torch/csrc/distributed/c10d/ProcessGroupNCCL.cpp:1970, remote process exited or there was a network error, NCCL version 2.20.5\n"
             "[default0]:[rank0]: ncclRemoteError: A call failed possibly due to a network error or a remote process exiting prematurely.\n"
             "[default0]:[rank0]: socketPollConnect: connect returned Connection refused, exceeded error retry count (35)\n")
-    write("nested-launcher-swift.log", "the seed's 4-GPU GRPO smoke (torchrun around swift rlhf with NPROC_PER_NODE); texts from https://github.com/pytorch/pytorch/issues/128970 style c10d logs and the nested-launcher runbook", body)
+    write("nested-launcher-swift.log", "a 4-GPU GRPO smoke (torchrun around swift rlhf with NPROC_PER_NODE); texts from https://github.com/pytorch/pytorch/issues/128970 style c10d logs and the nested-launcher runbook", body)
 
     # master-addr / cluster-versions (the cluster branch writes their runbooks)
     body = ("(RayWorkerWrapper pid=8123, ip=10.1.3.22) INFO 08-15 02:11:40 [parallel_state.py:1102] world_size=16 rank=8 local_rank=0 distributed_init_method=tcp://10.1.3.21:43211 backend=nccl\n"
