@@ -247,7 +247,7 @@ def _assert_finished(out: torchrun.Outcome, finding, what: str, timeout_s: float
         error = out.error
         finding.evidence(unfinished=out.unfinished, log_tail=list(out.log_tail[-8:]))
         if torchrun.LIBUV_MISSING.search(error):
-            finding.fix("export USE_LIBUV=0  # this torch has no libuv TCPStore (a hand-built torch)")
+            finding.fix("export USE_LIBUV=0  # this torch has no libuv TCPStore (hand-built torch)")
         elif "CudaMissing" in error:
             finding.fix("install the torch wheel built for this node's CUDA (e.g. pip install "
                         "torch --index-url https://download.pytorch.org/whl/cu124) and check "
@@ -365,8 +365,8 @@ def test_train_10_steps(node, profile, finding, workloads):
         f"{reference:.6f} (tolerance {wl.resume_tolerance:g} relative)")
     if fraction > wl.resume_headroom:
         finding.fix("load the checkpoint with map_location='cpu' and move the optimizer state "
-                    "shard by shard, or free memory before optimizer.load_state_dict (a 4×A800 slime run "
-                    "OOM'd there)")
+                    "shard by shard, or free memory before optimizer.load_state_dict (a 4×A800 "
+                    "slime run OOM'd there)")
         finding.warn(f"loading the optimizer state peaked at {fraction:.0%} of "
                      f"{'device' if again['cuda'] else 'host'} memory, above the profile "
                      f"headroom {wl.resume_headroom:.0%}")

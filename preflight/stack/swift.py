@@ -146,7 +146,8 @@ def _tiny_model_args(model: str) -> list[str]:
 
 
 def launch_env(environ: Mapping[str, str], nproc: int, master_port: int) -> dict[str, str]:
-    """swift's own launcher path: NPROC_PER_NODE makes it run torchrun once (the GRPO smoke's fix)."""
+    """swift's own launcher path: NPROC_PER_NODE makes it run torchrun once (the GRPO smoke's
+    fix)."""
     env = _run_env(environ)
     env["NPROC_PER_NODE"] = str(nproc)
     env["MASTER_PORT"] = str(master_port)
