@@ -59,8 +59,14 @@ def mask(text: str) -> str:
         c = text[i]
         if quote == "'":
             quote = "" if c == "'" else quote
+            if c == "$" and text[i + 1:i + 2] == "{":
+                out[i] = "Z"  # literal here; bashlex 0.18 can loop forever expanding it
         elif c == "\\":
             i += 1
+        elif c == "$" and text[i + 1:i + 2] == "'" and not quote:
+            # $'...' read as '...' by the parser (the evaluator reads the text itself):
+            # bashlex 0.18 loops forever on some $'...' words (`$'${A['`)
+            out[i] = "Z"
         elif c == "'" and not quote:
             quote = "'"
         elif c == '"':
