@@ -987,7 +987,7 @@ class Evaluator(Expander):
                 rx = None if literal else glob_regex(b.text)
                 if not literal and rx is None:
                     return None
-                same = a.text == b.text if literal else bool(rx.fullmatch(a.text))
+                same = a.text == b.text if rx is None else bool(rx.fullmatch(a.text))
                 return same if op.text != "!=" else not same
         return _test(words, st.cwd)
 
@@ -1283,8 +1283,8 @@ class Evaluator(Expander):
 
     def _assignment_value(self, node, st: State, line: int) -> tuple[str, Var]:
         raw = self.src.raw(node.pos)
-        name, op, _ = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(\+?=)(.*)", raw, re.S).groups() \
-            if re.match(r"[A-Za-z_][A-Za-z0-9_]*\+?=", raw) else ("", "", "")
+        m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(\+?=)(.*)", raw, re.S)
+        name, op, _ = m.groups() if m else ("", "", "")
         if not name:
             return "", Var(None)
         where = f"{self.src.file}:{line}"
@@ -1428,7 +1428,7 @@ def _flat(parts):
 def _arms(else_body: list) -> list[tuple[list, list]]:
     """The arms of a rewritten `case`: (pattern condition, body) down the chain of
     `else if ⁑pat ...` (see source.rewrite)."""
-    arms = []
+    arms: list[tuple[list, list]] = []
     nodes = else_body
     while True:
         found = [n for n in nodes if n.kind not in ("operator",)]
