@@ -10,6 +10,7 @@ import pytest
 
 from preflight.probes import launch
 from preflight.probes.launch import LaunchError
+from preflight.probes.shell import ScriptFileError, evaluate_command
 
 ENV = {"PATH": "/usr/bin:/bin", "HOME": "/root"}
 
@@ -64,3 +65,35 @@ def test_cli_refuses_a_hostile_script_with_exit_4(run_preflight, tmp_path):
     errors = [line for line in run.output.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and "nested more than" in errors[0]
     assert "Traceback" not in run.output
+
+
+def test_single_quoted_expansions_do_not_hang_the_parser():
+    # bashlex 0.18 loops forever expanding `${A[` inside quotes; the parser never sees it
+    start = time.perf_counter()
+    trace = evaluate_command("declare -a then $' ${A[ | $' ' [[ ]]' & torchrun '${A[x' $'${B'",
+                             ENV, cwd="/")
+    assert time.perf_counter() - start < 5
+    assert [w.text for w in trace.commands[-1].argv] == ["torchrun", "${A[x", "${B"]
+
+
+BITS = ["case", "esac", "in", ")", "(", ";;", ";&", "A=(", "A+=(", "${A[@]}", "${#A[@]}",
+        "${A[", "]}", "$((", "))", "((", "[[", "]]", "&&", "||", "=~", "if", "then", "elif",
+        "else", "fi", "for", "do", "done", "while", "{", "}", "$(", "`", "'", '"', "\n", ";",
+        "|", "&", "x", "torchrun", "local", "declare -a", "let", "eval", "read -d ''",
+        "<<EOF", "EOF", "${V%", "${V/", "${V:1:", "${V^^}", "set -eu", "bash -c", "srun",
+        "export $(", "~", "*", "{a,b}", "{1..3}", "time", "-p", "\\", "$'", "=", "1", "$@",
+        "$#", "shift", "source", "break"]
+
+
+def test_random_fragments_never_crash_or_hang():
+    import random
+
+    rng = random.Random(5)
+    for _ in range(400):
+        text = " ".join(rng.choice(BITS) for _ in range(rng.randrange(1, 30)))
+        start = time.perf_counter()
+        try:
+            evaluate_command(text, {**ENV, "V": "abc"}, cwd="/tmp")
+        except ScriptFileError:
+            pass  # refused with one line: fine
+        assert time.perf_counter() - start < 5, text

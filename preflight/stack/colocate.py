@@ -81,9 +81,9 @@ def from_commands(commands: Iterable[Command], variables: Mapping[str, Var],
         if engine in found:
             continue
         for scope in scopes:
-            names = sorted(k for k in scope if k.endswith(suffix))
-            if names:
-                found[engine] = _share(engine, scope[names[0]], f"env {names[0]}")
+            matching = sorted(k for k in scope if k.endswith(suffix))
+            if matching:
+                found[engine] = _share(engine, scope[matching[0]], f"env {matching[0]}")
                 break
     return [found[e] for e in FLAGS if e in found]
 

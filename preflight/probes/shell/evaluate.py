@@ -99,6 +99,7 @@ class Evaluator(Expander):
         self.steps = 0
         self._reading: list[str] = []  # the files being read now, outermost first
         self._shells: set[str] = set()  # texts read as a shell of their own (script, -c)
+        self._loop_depth = 0
         self._locals: list[dict[str, Var | None]] = []  # per function call: saved values
         self._exempt = False  # the last status came from a non-final part of a && / || list
 
@@ -437,12 +438,45 @@ class Evaluator(Expander):
             if names:
                 fork.vars[names[0].word] = Var(None, reason="a for-loop variable")
         body = [p for p in parts if p.kind not in ("reservedword", "word", "operator")]
+        # what the body assigns differs from one iteration to the next: unknown inside
+        for name in self._assigned_in(body, fork, ctx):
+            old = fork.vars.get(name)
+            fork.vars[name] = Var(None, bool(old and old.exported),
+                                  "changes from one loop iteration to the next")
         try:
             self._run_nodes(body, fork, replace(ctx, conditional=True))
         except (_Exit, Abort):
             return None
         self._merge(st, [st.fork(), fork], node)
         return None
+
+    def _assigned_in(self, body, st: State, ctx: Ctx) -> set[str]:
+        """Variables a loop body may assign: from a trial run of the body (nothing it
+        records is kept), or, in loops nested deeper than 3, from the text."""
+        names = set(re.findall(r"(?:^|[\s;(&|{])(?:local\s+|export\s+|declare\s+\S*\s*)?"
+                               r"([A-Za-z_][A-Za-z0-9_]*)(?:\[[^]]*\])?\+?=",
+                               "\n".join(self.src.raw(n.pos) for n in body)))
+        names |= set(re.findall(r"\b(?:read|let|printf\s+-v)\s+(?:-\S+\s+)*"
+                                r"([A-Za-z_][A-Za-z0-9_]*)", "\n".join(
+                                    self.src.raw(n.pos) for n in body)))
+        if self._loop_depth >= 3:
+            return names
+        marks = (len(self.commands), len(self.unknowns), set(self._seen_unknowns),
+                 list(self.vanished))
+        trial = st.fork()
+        self._loop_depth += 1
+        try:
+            self._run_nodes(body, trial, replace(ctx, conditional=True))
+        except (_Exit, Abort, _Return):
+            pass
+        finally:
+            self._loop_depth -= 1
+            del self.commands[marks[0]:]
+            del self.unknowns[marks[1]:]
+            self._seen_unknowns = marks[2]
+            self.vanished = marks[3]
+        names |= {k for k in set(trial.vars) | set(st.vars) if trial.vars.get(k) != st.vars.get(k)}
+        return names
 
     def _for_items(self, node, st: State) -> tuple[str, list[Word]] | None:
         """(variable, items) of a `for NAME in WORDS` whose words are all known (at most
@@ -960,7 +994,7 @@ class Evaluator(Expander):
                 rx = None if literal else glob_regex(b.text)
                 if not literal and rx is None:
                     return None
-                same = a.text == b.text if literal else bool(rx.fullmatch(a.text))
+                same = a.text == b.text if rx is None else bool(rx.fullmatch(a.text))
                 return same if op.text != "!=" else not same
         return _test(words, st.cwd)
 
@@ -1256,8 +1290,8 @@ class Evaluator(Expander):
 
     def _assignment_value(self, node, st: State, line: int) -> tuple[str, Var]:
         raw = self.src.raw(node.pos)
-        name, op, _ = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(\+?=)(.*)", raw, re.S).groups() \
-            if re.match(r"[A-Za-z_][A-Za-z0-9_]*\+?=", raw) else ("", "", "")
+        m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(\+?=)(.*)", raw, re.S)
+        name, op, _ = m.groups() if m else ("", "", "")
         if not name:
             return "", Var(None)
         where = f"{self.src.file}:{line}"
@@ -1401,7 +1435,7 @@ def _flat(parts):
 def _arms(else_body: list) -> list[tuple[list, list]]:
     """The arms of a rewritten `case`: (pattern condition, body) down the chain of
     `else if ⁑pat ...` (see source.rewrite)."""
-    arms = []
+    arms: list[tuple[list, list]] = []
     nodes = else_body
     while True:
         found = [n for n in nodes if n.kind not in ("operator",)]

@@ -59,8 +59,14 @@ def mask(text: str) -> str:
         c = text[i]
         if quote == "'":
             quote = "" if c == "'" else quote
+            if c == "$" and text[i + 1:i + 2] == "{":
+                out[i] = "Z"  # literal here; bashlex 0.18 can loop forever expanding it
         elif c == "\\":
             i += 1
+        elif c == "$" and text[i + 1:i + 2] == "'" and not quote:
+            # $'...' read as '...' by the parser (the evaluator reads the text itself):
+            # bashlex 0.18 loops forever on some $'...' words (`$'${A['`)
+            out[i] = "Z"
         elif c == "'" and not quote:
             quote = "'"
         elif c == '"':
@@ -298,6 +304,21 @@ class _Rewriter:
                 i = self._case(j)
                 cmdpos = False
                 continue
+            if cmdpos and word == "for" and re.match(r"[ \t]*\(\(", t[j:]):
+                # for ((init; cond; step)): init, then a while loop on cond whose test
+                # also runs the step (what a loop assigns is unknown inside it)
+                k = t.index("((", j)
+                end = _match(t, k)
+                inner = t[k + 2:end - 1] if t[end - 1:end] == ")" else t[k + 2:end]
+                parts = inner.split(";")
+                if len(parts) == 3 and "\n" not in inner:
+                    init, cond, step = (p.replace('"', "") for p in parts)
+                    out.append(f'{ARITH} "{init or 1}"; while {ARITH} "{cond or 1}" && '
+                               f'{{ {ARITH} "{step or 1}"; :; }}')
+                    self._nest(1)
+                    i = end + 1
+                    cmdpos = False
+                    continue
             if cmdpos and word == "time":  # the `time` keyword: bashlex 0.18 has none
                 k = j
                 while k < n and t[k] in " \t":

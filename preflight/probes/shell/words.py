@@ -69,9 +69,10 @@ class Expander:
     def _glob(self, field: list[Piece], raw: str, st: State) -> list[Word]:
         """Pathname expansion of one field against the filesystem, as bash does it
         (no match: the word stays as written; matches sorted)."""
+        if not any(not p.quoted and ("*" in p.text or "?" in p.text or "[" in p.text)
+                   for p in field):
+            return [to_word(field, raw)]
         word = to_word(field, raw)
-        if not any(not p.quoted and any(c in p.text for c in "*?[") for p in field):
-            return [word]
         if not word.known or st.cwd is None:
             return [replace(word, known=False, text=word.text,
                             reason=word.reason or f"{word.text}: a glob in an unknown place")]
