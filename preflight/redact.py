@@ -119,6 +119,14 @@ def _quoted_mask(value: str) -> str:
     return MASK
 
 
+_REFERENCE = re.compile(r"""\\?["']?(?:\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|\*\*\*|<[^>]*>)\\?["']?""")
+
+
+def _reference(value: str) -> bool:
+    """`"$WANDB_KEY"`, `${HF_TOKEN}`, `***`, `<token>`: a name or placeholder, no secret."""
+    return bool(_REFERENCE.fullmatch(value))
+
+
 def _shape(m: re.Match) -> str:
     g = m.groupdict()
     if g["url"] is not None:
@@ -131,13 +139,13 @@ def _shape(m: re.Match) -> str:
     if g["bearer"] is not None:
         return g["bearer"] + MASK
     if g["jkey"] is not None:
-        return g["jkey"] + _quoted_mask(g["jval"])
+        return m.group(0) if _reference(g["jval"]) else g["jkey"] + _quoted_mask(g["jval"])
     if g["flag"] is not None:
-        if g["fval"].startswith("-") or not is_secret_name(g["flag"]):
+        if g["fval"].startswith("-") or not is_secret_name(g["flag"]) or _reference(g["fval"]):
             return m.group(0)  # the next option, not a value; or a word like --monkey
         return g["flag"] + g["fsep"] + _quoted_mask(g["fval"])
     if g["kv"] is not None:
-        if not is_secret_name(g["kv"]):
+        if not is_secret_name(g["kv"]) or _reference(g["kvval"]):
             return m.group(0)
         return g["kv"] + "=" + _quoted_mask(g["kvval"])
     return MASK

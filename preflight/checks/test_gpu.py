@@ -436,8 +436,8 @@ def test_disk_space(node, profile, finding):
     else:
         finding.fix("none needed")
     assert not short, "; ".join(
-        f"{s.path}{'' if s.exists else f' (does not exist; measured at {s.measured_at})'}: "
-        f"{s.free_gb:g} GiB free on {s.mount_point}, needs {want.min_free_gb:g}"
+        f"{s.path}: {s.free_gb:g} GiB free on {s.mount_point}, needs {want.min_free_gb:g}"
+        + ("" if s.exists else f" (the path does not exist; measured at {s.measured_at})")
         for s in short)
     if on_root:
         finding.warn(f"{on_root[0].path} is on the root filesystem, not on the data disk "

@@ -110,7 +110,7 @@ def request(url: str, timeout: float, payload: dict | None = None,
                 pass
         worker.join(0.5)
         conn.close()
-        return failed(f"TimeoutError: no complete HTTP answer within {timeout:g}s")
+        return failed(f"TimeoutError: timed out (no complete HTTP answer within {timeout:g}s)")
     conn.close()
     return result.get("reply") or failed("no answer")
 

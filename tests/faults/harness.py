@@ -77,6 +77,7 @@ class Result:
         return not (self.traceback or self.leaks or self.leftover or self.hang)
 
 
+_QUOTED_ERROR = re.compile(r"\b[A-Za-z_.]*(?:Error|Exception|Warning)\b:")
 _ABS_PATH = re.compile(r"(?<![\w.~$:/*-])/[\w.+@%-]+(?:/[\w.+@%-]+)*")
 
 
@@ -89,7 +90,10 @@ def contradictions(report: dict) -> str:
         if check.get("outcome") not in ("failed", "passed") or not check.get("evidence"):
             continue
         shown = json.dumps(check["evidence"], ensure_ascii=False)
-        for path in _ABS_PATH.findall(check.get("summary", "")):
+        # A quoted error of the tool (`RuntimeError: [/__w/pytorch/.../pair.cc:553] ...`)
+        # is its words, not preflight's claim: only what precedes it is held to evidence.
+        claim = _QUOTED_ERROR.split(check.get("summary", ""), maxsplit=1)[0]
+        for path in _ABS_PATH.findall(claim):
             path = path.rstrip(".,;:")
             parts = path.split("/")
             ancestors = ["/".join(parts[:i]) for i in range(len(parts), 1, -1)]
