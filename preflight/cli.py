@@ -164,20 +164,28 @@ def check_table() -> list[tuple[str, str, str]]:
                 mark = item.get_closest_marker("pitfall")
                 if mark:
                     found.setdefault(mark.args[0], _item_stage(item))
-            items[:] = []  # listing only: nothing runs, no report
+
+    import tempfile
 
     env_before = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    # --co: a listing, never a run; its own report dir, so no report of the user's is touched
+    scratch = tempfile.TemporaryDirectory(prefix="preflight-list-")
     try:
-        pytest.main([*_base_args(), "-p", "no:terminal", "-p", "no:junitxml"],
-                    plugins=[Lister()])
+        pytest.main([*_base_args(), "--co", "--report-dir", scratch.name, "-p", "no:terminal",
+                     "-p", "no:junitxml"], plugins=[Lister()])
     finally:
+        scratch.cleanup()
         if env_before is None:
             os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+    # Runbooks no node check runs: the cross-node checks of `merge` / `cluster` (cluster-*)
+    # and root causes only `triage` names (resume-memory, cuda-oom).
+    for check in sorted(runbooks.all_ids() - set(found)):
+        found[check] = "cluster" if check.startswith("cluster-") else "triage"
     out = []
     for check, stage in found.items():
         title = runbooks.title(check)
         out.append((check, stage, title.split(":", 1)[1].strip() if ":" in title else title))
-    order = ("static", "workload", "stack")
+    order = ("static", "workload", "stack", "cluster", "triage")
     out.sort(key=lambda row: (order.index(row[1]) if row[1] in order else 9, row[0]))
     return out
 

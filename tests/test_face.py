@@ -161,12 +161,19 @@ def test_version_help_explain(capsys):
 def test_list_names_every_check_with_its_stage(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "preflight", "list"], cwd=tmp_path,
                           env=base_env(), capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     rows = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines()}
     assert set(rows) == all_ids()
     assert rows["port-free"] == "static" and rows["nccl-allreduce"] == "workload"
     assert rows["swift-smoke-10"] == "stack"
+    assert rows["cluster-versions"] == "cluster" and rows["cuda-oom"] == "triage"
     assert not (tmp_path / "preflight-report").exists()
+    # a listing never touches the user's last report
+    (tmp_path / "preflight-report").mkdir()
+    (tmp_path / "preflight-report" / "preflight-report.json").write_text("{}")
+    subprocess.run([sys.executable, "-m", "preflight", "list"], cwd=tmp_path, env=base_env(),
+                   capture_output=True, timeout=120, check=True)
+    assert (tmp_path / "preflight-report" / "preflight-report.json").read_text() == "{}"
 
 
 # -- artifacts CI can trust --------------------------------------------------------------
