@@ -78,7 +78,9 @@ class Result:
 
 
 _QUOTED_ERROR = re.compile(r"\b[A-Za-z_.]*(?:Error|Exception|Warning)\b:")
-_ABS_PATH = re.compile(r"(?<![\w.~$:/*-])/[\w.+@%-]+(?:/[\w.+@%-]+)*")
+# Non-ASCII counts as part of a path: an undecodable byte is shown as U+FFFD or \xNN.
+_ABS_PATH = re.compile(r"(?<![\w.~$:/*\u0080-\uffff-])/[\w.+@%\u0080-\uffff-]+"
+                       r"(?:/[\w.+@%\u0080-\uffff-]+)*")
 
 
 def contradictions(report: dict) -> str:
