@@ -281,8 +281,9 @@ def test_grpo_eval_batch_and_swift_world_size(run_preflight):
     result = run.one("grpo-batch")
     assert "global eval batch 2 x 1 = 2 % num_generations_eval 4" in result["summary"]
     assert "NPROC_PER_NODE" in result["evidence"]["runs"][0]["world_size_from"]
-    assert "--num_generations_eval one of [1, 2]" in result["fix"]
-    assert "--eval_strategy no" in result["fix"]
+    advice = result["fix"] + "\n" + result["why"]  # the values are advice, not commands
+    assert "--num_generations_eval one of [1, 2]" in advice
+    assert "--eval_strategy no" in advice
 
 
 @pytest.mark.parametrize("off", ["", "--split_dataset_ratio 0.1 --eval_strategy no",
@@ -305,7 +306,7 @@ def test_grpo_generation_batch_and_steps_both_given(run_preflight):
     assert broken.returncode == 1, broken.output
     result = broken.one("grpo-batch")
     assert "must equal" in result["summary"] and "args_mixin.py:216" in result["summary"]
-    assert "--generation_batch_size 8" in result["fix"]
+    assert "--generation_batch_size 8" in result["fix"] + "\n" + result["why"]
     fixed = _run(run_preflight, "grpo-batch", cmd=base + "--generation_batch_size 8")
     assert fixed.returncode == 0, fixed.output
 
@@ -316,7 +317,8 @@ def test_grpo_one_generation_needs_a_teacher(run_preflight):
     broken = _run(run_preflight, "grpo-batch", cmd=base)
     assert broken.returncode == 1, broken.output
     # one process with batch 1: 2 generations need a batch of 2 as well
-    fix = broken.one("grpo-batch")["fix"]
+    result = broken.one("grpo-batch")
+    fix = result["fix"] + "\n" + result["why"]
     assert "--num_generations 2 --per_device_train_batch_size 2" in fix
     assert "--teacher_model" in fix
     fixed = _run(run_preflight, "grpo-batch", cmd=base + "--teacher_model Qwen/Qwen3-8B")

@@ -55,7 +55,10 @@ def parse_report(text: str, source: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        why = "truncated" if exc.pos >= len(text.rstrip()) else "invalid JSON"
+        # cut off at the end, or inside a string that never closes (json reports where the
+        # string starts, not where the text ends)
+        cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
+        why = "truncated" if cut else "invalid JSON"
         raise InputError(f"{source}: not a preflight report: {why} "
                          f"(line {exc.lineno} column {exc.colno})") from None
     if not isinstance(data, dict) or not isinstance(data.get("checks"), list) \
