@@ -12,6 +12,7 @@ import struct
 import subprocess
 import tempfile
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -90,6 +91,13 @@ class Proxy:
                     self.requests.append(conn.recv(200))
                 except OSError:
                     self.requests.append(b"")
+
+    def wait_for(self, needle: bytes, timeout: float = 15) -> None:
+        """A connection waits in the backlog until accepted: give the thread time to take
+        it before stopping (the browser may already have exited)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not any(needle in r for r in self.requests):
+            time.sleep(0.05)
 
     def close(self) -> None:
         self.stop.set()
@@ -172,6 +180,7 @@ def test_html_renders_in_headless_chromium_with_the_plot_and_fetches_nothing(tmp
         leaky.write_text('<html><body><img src="http://preflight-test.invalid/x.png">'
                          "</body></html>")
         _chromium(leaky.as_uri(), proxy, "--dump-dom")
+        proxy.wait_for(b"preflight-test.invalid")
     finally:
         proxy.close()
     assert 'id="busbw-plot"' in dom and "<polyline" in dom and "profile floor" in dom
