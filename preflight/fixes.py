@@ -33,7 +33,7 @@ AMBIGUOUS = frozenset(("make", "free", "install", "read", "check", "run", "point
 # is a sentence ("kill only holders that are yours", "set the variable").
 STOPWORDS = frozenset(("the", "a", "an", "that", "this", "are", "is", "to", "of", "only",
                        "with", "your", "yours", "it", "its", "and", "or", "for", "each",
-                       "every", "first", "then", "what", "which", "not", "no"))
+                       "every", "first", "then", "what", "which", "not", "no", "nothing"))
 PLACEHOLDER = re.compile(r"<[A-Za-z][^<>]*>")
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 

@@ -196,6 +196,7 @@ def test_html_renders_in_headless_chromium_with_the_plot_and_fetches_nothing(tmp
     assert non_white > 100
     # Only the control page's request reached the proxy (Chromium's own service calls,
     # such as its network-time query to clients2.google.com, are not the page's).
-    page_requests = [r for r in proxy.requests if not BROWSER_SERVICES.search(r)]
+    # An empty connection (a preconnect that sent nothing) fetched nothing.
+    page_requests = [r for r in proxy.requests if r and not BROWSER_SERVICES.search(r)]
     assert page_requests, "the proxy saw nothing, even from the page that fetches"
     assert all(b"preflight-test.invalid" in r for r in page_requests), page_requests
