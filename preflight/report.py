@@ -167,12 +167,19 @@ def write(report: dict[str, Any], report_dir: Path) -> list[Path]:
         report_dir / MD_NAME: markdown(report),
         report_dir / HTML_NAME: html_report.render(report),
     }
+    return write_all(outputs, report_dir, mode=0o644)  # scrubbed, meant to be read
+
+
+def write_all(outputs: dict[Path, str], report_dir: Path, mode: int | None = None) -> list[Path]:
+    """Every file or none: each goes to a temp name in `report_dir`, all renamed once all
+    were written. `mode`: chmod before writing (mkstemp creates 0600)."""
     staged: list[tuple[str, Path]] = []
     try:
         for target, text in outputs.items():
             fd, tmp = tempfile.mkstemp(dir=report_dir, prefix=f".{target.name}.")
             staged.append((tmp, target))
-            os.fchmod(fd, 0o644)  # scrubbed, meant to be read (CI, colleagues); mkstemp: 0600
+            if mode is not None:
+                os.fchmod(fd, mode)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
         for tmp, target in staged:

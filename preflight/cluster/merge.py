@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from preflight import __version__
+from preflight import __version__, report
 from preflight.cluster import checks
 from preflight.cluster.checks import NodeReport
 from preflight.errors import InputError
@@ -211,20 +210,7 @@ def write(cluster: dict[str, Any], report_dir: Path) -> list[Path]:
     report_dir.mkdir(parents=True, exist_ok=True)
     outputs = {report_dir / CLUSTER_JSON: to_json(cluster),
                report_dir / CLUSTER_MD: markdown(cluster)}
-    staged: list[tuple[str, Path]] = []
-    try:
-        for target, text in outputs.items():
-            fd, tmp = tempfile.mkstemp(dir=report_dir, prefix=f".{target.name}.")
-            staged.append((tmp, target))
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        for tmp, target in staged:
-            os.replace(tmp, target)
-    finally:
-        for tmp, _ in staged:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    return list(outputs)
+    return report.write_all(outputs, report_dir)
 
 
 def terminal_lines(cluster: dict[str, Any]) -> list[str]:

@@ -519,10 +519,8 @@ def _group_lists(word: str) -> str:
     return "".join(out)
 
 
-def _match(t: str, i: int) -> int:
-    """Index of the bracket closing t[i] (`(` or `{`), skipping quotes."""
-    open_ = t[i]
-    close = ")" if open_ == "(" else "}"
+def matching(t: str, i: int, open_: str, close: str, quotes: str = "'\"`") -> int:
+    """Index of the bracket closing t[i], skipping quotes; len-1 when unclosed."""
     depth, j, quote = 0, i, ""
     while j < len(t):
         c = t[j]
@@ -531,7 +529,7 @@ def _match(t: str, i: int) -> int:
                 quote = ""
             elif c == "\\" and quote == '"':
                 j += 1
-        elif c in "'\"`":
+        elif c in quotes:
             quote = c
         elif c == "\\":
             j += 1
@@ -543,6 +541,11 @@ def _match(t: str, i: int) -> int:
                 return j
         j += 1
     return len(t) - 1
+
+
+def _match(t: str, i: int) -> int:
+    """Index of the bracket closing t[i] (`(` or `{`), skipping quotes and backquotes."""
+    return matching(t, i, t[i], ")" if t[i] == "(" else "}")
 
 
 def rewrite(text: str) -> str:

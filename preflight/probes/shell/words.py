@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from preflight.probes.shell import arith
 from preflight.probes.shell.model import NAME, UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word
+from preflight.probes.shell.source import matching as _bracket
 from preflight.probes.shell.state import Source, State
 
 
@@ -546,26 +547,7 @@ def _walk(node):
 
 def matching(raw: str, i: int, open_: str, close: str) -> int:
     """Index of the bracket closing raw[i], skipping quotes; len-1 when unclosed."""
-    depth, j, quote = 0, i, ""
-    while j < len(raw):
-        c = raw[j]
-        if quote:
-            if c == quote:
-                quote = ""
-            elif c == "\\" and quote == '"':
-                j += 1
-        elif c in "'\"":
-            quote = c
-        elif c == "\\":
-            j += 1
-        elif c == open_:
-            depth += 1
-        elif c == close:
-            depth -= 1
-            if depth == 0:
-                return j
-        j += 1
-    return len(raw) - 1
+    return _bracket(raw, i, open_, close, quotes="'\"")
 
 
 def split_fields(pieces: list[Piece], split: bool) -> tuple[list[list[Piece]], list]:
