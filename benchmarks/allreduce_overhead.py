@@ -3,7 +3,7 @@
     python benchmarks/allreduce_overhead.py [--profile cpu] [--pairs 3] [--timed-iters N]
 
 In pairs after a warm-up pair, alternately: the workload the `nccl-allreduce` check runs
-(preflight.workloads.allreduce through preflight.probes.torchrun, the same sizes, world,
+(preflight.workloads.allreduce through preflight.run.torchrun, the same sizes, world,
 warm-up and iterations as the profile) and a bare loop under the same torchrun (this file
 with --bare: init, warm-up, timed all_reduce, nothing else). Per size the median busbw of
 each; per pair the ratio workload / bare of the mean busbw over the sizes that carry the
@@ -69,8 +69,8 @@ def bare(out: str, min_bytes: int, max_bytes: int, warmup: int, iters: int) -> N
 
 
 def measure(profile_name: str, pairs: int, iters: int | None) -> None:
-    from preflight.probes import torchrun
     from preflight.profiles import load_profiles
+    from preflight.run import torchrun
 
     profile = load_profiles([])[profile_name]
     wl = profile.workload

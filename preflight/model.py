@@ -37,9 +37,6 @@ class Severity(enum.IntEnum):
         return self >= Severity.BLOCKER
 
 
-OUTCOMES = ("passed", "failed", "skipped", "error")
-
-
 @dataclass
 class Finding:
     """One check run against one profile: what was measured and what to do."""
@@ -82,5 +79,62 @@ def verdict(findings: list[Finding], complete: bool = True) -> str:
     return "GO"
 
 
-def worst(findings: list[Finding]) -> Severity:
-    return max((f.severity for f in findings), default=Severity.OK)
+class Kind(enum.Enum):
+    """What a judge found: it blocks, it could not tell (also blocks GO), or it warns."""
+
+    BLOCKER = "blocker"
+    UNKNOWN = "unknown"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong, with its own fix: the text never depends on what else was found."""
+
+    text: str
+    fix: str = ""  # copy-paste shell; `cmd  # comment` is fine, prose goes in `why`
+    why: str = ""
+    kind: Kind = Kind.BLOCKER
+
+    @classmethod
+    def unknown(cls, text: str, fix: str = "", why: str = "") -> Problem:
+        return cls(text, fix, why, Kind.UNKNOWN)
+
+    @classmethod
+    def warning(cls, text: str, fix: str = "", why: str = "") -> Problem:
+        return cls(text, fix, why, Kind.WARNING)
+
+
+@dataclass
+class Verdict:
+    """What a judge returns: pure data, built from typed facts and the profile.
+
+    The adapter (`Recorder.conclude`) records `evidence`, then: `skip` set -> the check
+    skips; any blocker -> it fails with `headline: text; text` and the blockers' fixes;
+    else any unknown -> UNKNOWN with the unknowns' texts and fixes; else any warning -> WARN;
+    else it passes saying `ok`. `fix` / `why` are what the report shows when the chosen
+    problems carry none (a passing check still names the fix its runbook gives).
+    """
+
+    problems: list[Problem] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    ok: str = ""
+    headline: str = ""
+    fix: str = ""
+    why: str = ""
+    skip: str = ""
+
+    def of(self, kind: Kind) -> list[Problem]:
+        return [p for p in self.problems if p.kind is kind]
+
+    @property
+    def deciding(self) -> list[Problem]:
+        """The problems that decide the outcome: blockers, else unknowns, else warnings."""
+        return self.of(Kind.BLOCKER) or self.of(Kind.UNKNOWN) or self.of(Kind.WARNING)
+
+    @property
+    def message(self) -> str:
+        texts = "; ".join(p.text for p in self.deciding)
+        if self.headline and self.of(Kind.BLOCKER):
+            return f"{self.headline}: {texts}"
+        return texts

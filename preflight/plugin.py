@@ -14,13 +14,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from preflight import __version__, report, runbooks
 from preflight.errors import InputError
-from preflight.model import Finding, Severity, verdict
+from preflight.model import Finding, Kind, Severity, Verdict, verdict
 from preflight.probes import Node
 from preflight.profiles import Profile, ProfileError, load_profiles
 from preflight.pytest_entry import _is_checks_path
@@ -276,7 +276,7 @@ def _load_inputs(state: SessionState) -> None:
         state.env_file = dotenv.read(path)
         state.scrubber.add_mapping(state.env_file.values)
     if state.settings["launch_script"] or state.settings["launch_cmd"]:
-        from preflight.probes import launch
+        from preflight.launch import spec as launch
 
         state.node.launch = launch.load(
             script=state.settings["launch_script"],
@@ -548,7 +548,7 @@ class Recorder:
         self.warned = True
         self.note = summary
 
-    def skip(self, reason: str) -> None:
+    def skip(self, reason: str) -> NoReturn:
         pytest.skip(reason)
 
     def progress(self, text: str) -> None:
@@ -557,10 +557,30 @@ class Recorder:
         if self.config is not None:
             show_progress(self.config, f"{self.check}: {text}")
 
-    def unknown(self, reason: str) -> None:
+    def unknown(self, reason: str) -> NoReturn:
         """The check could not decide; that blocks GO."""
         self.unknown_reason = reason
         pytest.fail(reason, pytrace=False)
+
+    def conclude(self, verdict: Verdict) -> None:
+        """The one way a judged check ends: evidence, fix and outcome from its Verdict.
+
+        The fix is the deciding problems' own fixes (never whichever ran last), else the
+        verdict's default; see `Verdict` for the order of outcomes."""
+        self.evidence(**verdict.evidence)
+        if verdict.skip:
+            self.skip(verdict.skip)
+        deciding = verdict.deciding
+        self.fix_text = "\n".join(dict.fromkeys(p.fix for p in deciding if p.fix)) or verdict.fix
+        self.why_text = "; ".join(dict.fromkeys(p.why for p in deciding if p.why)) or verdict.why
+        if verdict.of(Kind.BLOCKER):
+            raise AssertionError(verdict.message)
+        if deciding and deciding[0].kind is Kind.UNKNOWN:
+            self.unknown(verdict.message)
+        if deciding:
+            self.warn(verdict.message)
+        elif verdict.ok:
+            self.summary(verdict.ok)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 Every case is a launch script (plus the files it reads) run twice: under real bash, with
 recording shims for the launchers first on PATH (each writes its argv, cwd and
 environment, then exits 0; `srun` records nothing and runs its command), and through
-`preflight.probes.shell`. `compare` sorts each case into exact / unknown / wrong:
+`preflight.launch.shell`. `compare` sorts each case into exact / unknown / wrong:
 wrong is a value preflight states that bash did not produce (an argument, an exported
 variable, a cwd), a launcher preflight says runs that bash did not run, or a launcher
 bash ran that preflight missed. Everything else preflight did not know must show as
@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from preflight.probes.shell import Command, Trace, evaluate_command, evaluate_script
+from preflight.launch.shell import Command, Trace, evaluate_command, evaluate_script
 
 SHIMS = ("torchrun", "python", "python3", "swift", "megatron", "deepspeed", "accelerate",
          "ray")

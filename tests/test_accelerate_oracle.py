@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from preflight.probes import launchers
-from preflight.probes.shell import Var, Word
+from preflight.launch import launchers
+from preflight.launch.shell import Var, Word
 
 launch_mod = pytest.importorskip("accelerate.commands.launch")
 yaml = pytest.importorskip("yaml")

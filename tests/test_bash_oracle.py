@@ -38,7 +38,7 @@ def test_the_harness_catches_a_wrong_reading():
     oracle compares, it does not just run."""
     from bash_oracle import Call, Case, compare
 
-    from preflight.probes.shell import evaluate_command
+    from preflight.launch.shell import evaluate_command
 
     case = Case("mismatch", "torchrun --nproc_per_node 2 t.py\n")
     trace = evaluate_command("torchrun --nproc_per_node 2 t.py", {"PATH": "/bin"}, cwd="/")

@@ -438,7 +438,7 @@ def test_profile_match_cpu_passes_a800_is_no_go(run_preflight):
 
 
 def test_workload_of_a_running_preflight_is_not_a_leftover(run_preflight, tmp_path):
-    from preflight.probes import OWNER_VAR, Runner
+    from preflight.run import OWNER_VAR, Runner
 
     script = tmp_path / "torchrun"
     script.write_text("import time\ntime.sleep(120)\n")

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from preflight.probes import launch
+from preflight.launch import spec as launch
 from preflight.stack import grpo_batch
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from preflight.probes import launch
-from preflight.probes.launch import LaunchError
+from preflight.launch import spec as launch
+from preflight.launch.spec import LaunchError
 
 ENV = {"PATH": "/usr/bin:/bin", "HOME": "/root"}
 

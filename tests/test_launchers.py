@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from preflight.probes import launch, launchers
-from preflight.probes.shell import Var, Word
+from preflight.launch import launchers
+from preflight.launch import spec as launch
+from preflight.launch.shell import Var, Word
 
 
 def _ds(argv: str, tmp_path: Path, **env: str) -> launchers.DeepspeedConfig:

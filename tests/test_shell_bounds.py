@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from preflight.probes import launch
-from preflight.probes.launch import LaunchError
-from preflight.probes.shell import ScriptFileError, evaluate_command
+from preflight.launch import spec as launch
+from preflight.launch.shell import ScriptFileError, evaluate_command
+from preflight.launch.spec import LaunchError
 
 ENV = {"PATH": "/usr/bin:/bin", "HOME": "/root"}
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from preflight.probes import Runner, http, ports
+from preflight.probes import http, ports
+from preflight.run import Runner
 from preflight.stack import colocate, sglang, swift, watch
 from tests.conftest import FIXTURES, base_env
 
@@ -391,7 +392,7 @@ def test_colocate_memory_end_to_end(run_preflight, tmp_path):
 
 
 def test_colocate_memory_reads_the_launch_command(run_preflight):
-    pytest.importorskip("preflight.probes.launch")  # --launch-cmd needs issue 3's launch probe
+    pytest.importorskip("preflight.launch.spec")  # --launch-cmd needs issue 3's launch probe
     cmd = ("swift rlhf --rlhf_type grpo --vllm_mode colocate "
            "--vllm_gpu_memory_utilization 0.6 --sglang-mem-fraction-static 0.45")
     run = run_preflight("--profile", "a800", "--check", "colocate-memory", "--launch-cmd", cmd)

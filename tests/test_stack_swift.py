@@ -25,7 +25,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from preflight.probes import Runner, ports
+from preflight.probes import ports
+from preflight.run import Runner
 from preflight.stack import swift, watch
 from tests.conftest import CHECKS, base_env
 

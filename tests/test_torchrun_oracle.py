@@ -18,8 +18,8 @@ import random
 
 import pytest
 
-from preflight.probes import launchers
-from preflight.probes.shell import Var, Word
+from preflight.launch import launchers
+from preflight.launch.shell import Var, Word
 
 torch_run = pytest.importorskip("torch.distributed.run")
 torch_launch = pytest.importorskip("torch.distributed.launch")

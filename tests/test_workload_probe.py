@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from preflight.probes import torchrun
+from preflight.run import torchrun
 from preflight.workloads import allreduce
 
 TAG = "PREFLIGHT_TEST_TAG"
@@ -189,7 +189,7 @@ def test_the_watchdog_reads_only_its_own_tree(tmp_path, tag, monkeypatch):
     without psutil's table-wide parent map, which costs ~0.2 s per poll at 3,000 processes."""
     import psutil._pslinux
 
-    from preflight.probes.tree import ProcessTree
+    from preflight.run.tree import ProcessTree
 
     code = ("import subprocess, sys, time\n"
             "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "

@@ -1,6 +1,6 @@
 """Launch-script pitfalls from real lost jobs, read from --launch-script / --launch-cmd.
 
-The script is evaluated (never run) by `preflight.probes.launch`; each check judges one
+The script is evaluated (never run) by `preflight.launch.spec`; each check judges one
 pitfall of the resulting LaunchSpec. Without a launch script every check skips.
 """
 
@@ -11,9 +11,9 @@ import posixpath
 
 import pytest
 
+from preflight.launch.spec import LaunchSpec, display, grpo_runs
 from preflight.numbers import maybe_int
 from preflight.probes import ports
-from preflight.probes.launch import LaunchSpec, display, grpo_runs
 from preflight.stack import grpo_batch
 
 pytestmark = pytest.mark.static

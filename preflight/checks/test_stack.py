@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from preflight.launch.spec import TORCHRUN_LAUNCHERS, grpo_runs
 from preflight.probes import ports
-from preflight.probes.launch import TORCHRUN_LAUNCHERS, grpo_runs
 from preflight.stack import colocate, sglang, swift, watch
 
 STEPS = 10  # the 10-step smoke run before a 4-GPU GRPO job: `--max_steps 10`

@@ -2,7 +2,7 @@
 
 The static checks say the node looks right; these prove it can train. Every selected
 workload runs in ONE `torchrun` launch (preflight/workloads/suite.py, started by
-preflight/probes/torchrun.py) in its own session, bounded by the profile's
+preflight/run/torchrun.py) in its own session, bounded by the profile's
 workload.timeout_s per workload, and everything it started is killed before the first
 check judges; each check then reads its own workload's results and phases. torch is
 imported only by those children: this module asks `importlib.util.find_spec("torch")`
@@ -22,7 +22,7 @@ import sys
 
 import pytest
 
-from preflight.probes import torchrun
+from preflight.run import torchrun
 
 pytestmark = pytest.mark.workload
 

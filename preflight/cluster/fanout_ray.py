@@ -53,7 +53,7 @@ def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
     import socket
     import tempfile
 
-    from preflight.probes import Runner
+    from preflight.run import Runner
 
     env = dict(os.environ)
     env["PREFLIGHT_NODE_ID"] = node_id

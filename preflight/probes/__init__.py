@@ -2,97 +2,21 @@
 
 Probes read the system and return plain data; they never judge. Everything they
 read comes in through `Node` (environ, process table, sockets, NVML) so tests can
-hand them real broken environments, and every subprocess goes through `Runner`,
-which bounds it in time and kills its whole process group on timeout.
+hand them real broken environments. Subprocesses go through `preflight.run.Runner`.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-OWNER_VAR = "PREFLIGHT_OWNER"
+from preflight.run import OWNER_VAR, Runner
 
-
-@dataclass(frozen=True)
-class Completed:
-    argv: tuple[str, ...]
-    returncode: int | None  # None when killed on timeout
-    stdout: str
-    stderr: str
-    timed_out: bool
-    elapsed_s: float
-
-
-class Runner:
-    """The only place preflight spawns processes: each in its own session, bounded."""
-
-    def __init__(self, default_timeout: float = 30.0):
-        self.default_timeout = default_timeout
-
-    def run(
-        self,
-        argv: Sequence[str],
-        timeout: float | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | os.PathLike | None = None,
-    ) -> Completed:
-        import time
-
-        timeout = self.default_timeout if timeout is None else timeout
-        start = time.monotonic()
-        try:
-            proc = subprocess.Popen(
-                list(argv),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                env=dict(env) if env is not None else None,
-                cwd=cwd,
-                text=True,
-                errors="replace",
-                start_new_session=True,
-            )
-        except OSError as exc:
-            return Completed(tuple(argv), 127, "", str(exc), False, time.monotonic() - start)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            out, err = proc.communicate()
-            timed_out = True
-        except BaseException:
-            kill_group(proc)
-            proc.wait()
-            raise
-        code = None if timed_out else proc.returncode
-        return Completed(tuple(argv), code, out, err, timed_out, time.monotonic() - start)
-
-    def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
-        """A long-running child (a workload) in its own session; the caller bounds it.
-
-        Its environment carries PREFLIGHT_OWNER=<our pid>, inherited by everything it
-        starts, so a second preflight running beside us does not report our workload as
-        a leftover of an earlier run (procs.leftovers)."""
-        env = dict(kwargs.pop("env", None) or os.environ)
-        env[OWNER_VAR] = str(os.getpid())
-        return subprocess.Popen(list(argv), start_new_session=True, env=env, **kwargs)
-
-
-def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    """Kill a child we started together with everything it spawned."""
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+__all__ = ["OWNER_VAR", "Node"]
 
 
 class Node:

@@ -353,7 +353,7 @@ def match(proc: ProcInfo, patterns: Iterable[tuple[str, bool]] = ()) -> str | No
 def live_preflight_owner(pid: int) -> int | None:
     """The pid of a running preflight that started `pid` (its PREFLIGHT_OWNER), if any.
     Only readable for our own processes; other users' are told apart by their tree."""
-    from preflight.probes import OWNER_VAR
+    from preflight.run import OWNER_VAR
 
     try:
         owner = psutil.Process(pid).environ().get(OWNER_VAR, "")

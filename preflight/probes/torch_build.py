@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from preflight.probes import Runner
+from preflight.run import Runner
 
 # `torch.cuda.get_arch_list()` returns [] without a GPU (torch/cuda/__init__.py), so read
 # the compiled list from `torch._C._cuda_getArchFlags()`, which is what it wraps.

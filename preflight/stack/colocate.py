@@ -1,6 +1,6 @@
 """The share of each GPU a launch line hands its rollout engines.
 
-Read from the shared evaluation of the launch script or command (`preflight.probes.shell`:
+Read from the shared evaluation of the launch script or command (`preflight.launch.shell`:
 arrays, defaults, sourced files, prefixes, exactly as bash expands them) and the
 environment, never by a reader of its own:
 - SGLang: `--mem-fraction-static` (sglang `server_args.py`), slime's
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from preflight.probes.shell import Command, Var, Word
+from preflight.launch.shell import Command, Var, Word
 
 FLAGS = {
     "sglang": ("--mem-fraction-static", "--mem_fraction_static",
@@ -89,7 +89,7 @@ def from_commands(commands: Iterable[Command], variables: Mapping[str, Var],
 
 
 def from_launch(spec, environ: Mapping[str, str]) -> list[Share]:
-    """The shares of a `preflight.probes.launch.LaunchSpec` (None: environment only)."""
+    """The shares of a `preflight.launch.spec.LaunchSpec` (None: environment only)."""
     if spec is None:
         return from_commands((), {}, environ)
     return from_commands(spec.commands, spec.variables, environ)
@@ -97,7 +97,7 @@ def from_launch(spec, environ: Mapping[str, str]) -> list[Share]:
 
 def shares(text: str, environ: Mapping[str, str]) -> list[Share]:
     """The shares of one command line, through the same evaluation as a launch script."""
-    from preflight.probes.shell import evaluate_command
+    from preflight.launch.shell import evaluate_command
 
     if not text.strip():
         return from_commands((), {}, environ)

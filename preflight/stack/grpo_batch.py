@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from preflight.probes.shell import Word
+from preflight.launch.shell import Word
 
 # swift/trainers/arguments.py:130-131 (per_device_*_batch_size = 1),
 # swift/arguments/rlhf_args.py:528-530 (gradient_accumulation_steps = 1 for GRPO),

@@ -16,8 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from preflight.probes import Runner, paths
+from preflight.probes import paths
 from preflight.probes.exceptions import exception_lines
+from preflight.run import Runner
 
 MAKE_TINY = Path(__file__).with_name("make_tiny.py")
 GRPO_REWARD = Path(__file__).with_name("grpo_reward.py")

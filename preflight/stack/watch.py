@@ -1,5 +1,5 @@
 """Run a process tree bounded in time, sample its memory, and leave nothing behind
-(the tree itself, and why it is needed: preflight/probes/tree.py)."""
+(the tree itself, and why it is needed: preflight/run/tree.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from preflight.probes import Runner, kill_group
-from preflight.probes.tree import ProcessTree
+from preflight.run import Runner, kill_group
+from preflight.run.tree import ProcessTree
 
 POLL_S = 0.2
 

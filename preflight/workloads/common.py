@@ -42,7 +42,7 @@ class Rank:
 
     @property
     def stem(self) -> str:
-        # preflight/probes/torchrun.py reads these names back.
+        # preflight/run/torchrun.py reads these names back.
         return f"rank{self.rank}-local{self.local_rank}"
 
     def phase(self, text: str) -> None:

@@ -26,7 +26,7 @@ from importlib import metadata
 
 import yaml
 
-from preflight.probes.shell import UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word
+from preflight.launch.shell import UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word
 
 C10D_DEFAULT_PORT = 29400  # torch/distributed/elastic/rendezvous/c10d_rendezvous_backend.py:32
 STATIC_DEFAULT_PORT = 29500  # torch/distributed/run.py:1018 (`run`: master_port None -> 29500)

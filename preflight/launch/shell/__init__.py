@@ -13,8 +13,8 @@ The package is cut by concern: `model` (what evaluation yields), `source` (readi
 parsing), `state`, `words` (expansion) and `evaluate` (statements).
 """
 
-from preflight.probes.shell.evaluate import Evaluator, evaluate_command, evaluate_script
-from preflight.probes.shell.model import (
+from preflight.launch.shell.evaluate import Evaluator, evaluate_command, evaluate_script
+from preflight.launch.shell.model import (
     NOT_CONSUMING,
     UNKNOWN_CLOSE,
     UNKNOWN_OPEN,
@@ -27,7 +27,7 @@ from preflight.probes.shell.model import (
     Var,
     Word,
 )
-from preflight.probes.shell.source import decode, parse_chunks, read_script
+from preflight.launch.shell.source import decode, parse_chunks, read_script
 
 __all__ = [
     "NOT_CONSUMING", "UNKNOWN_CLOSE", "UNKNOWN_OPEN", "WRAPPERS", "Command", "Evaluator",

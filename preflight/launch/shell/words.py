@@ -13,10 +13,10 @@ import re
 import shutil
 from dataclasses import dataclass, replace
 
-from preflight.probes.shell import arith
-from preflight.probes.shell.model import NAME, UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word
-from preflight.probes.shell.source import matching as _bracket
-from preflight.probes.shell.state import Source, State
+from preflight.launch.shell import arith
+from preflight.launch.shell.model import NAME, UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word
+from preflight.launch.shell.source import matching as _bracket
+from preflight.launch.shell.state import Source, State
 
 
 class Stop(Exception):

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from preflight.probes import Runner, kill_group, ports
+from preflight.probes import ports
 from preflight.probes.exceptions import exception_lines
-from preflight.probes.tree import ProcessTree
+from preflight.run import Runner, kill_group
+from preflight.run.tree import ProcessTree
 
 PHASE_SUFFIX = ".phase"
 RESULT_SUFFIX = ".json"

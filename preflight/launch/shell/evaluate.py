@@ -12,9 +12,8 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from preflight.numbers import maybe_int
-from preflight.probes.shell import arith
-from preflight.probes.shell.model import (
+from preflight.launch.shell import arith
+from preflight.launch.shell.model import (
     DECLARE,
     NAME,
     UNKNOWN_CLOSE,
@@ -28,7 +27,7 @@ from preflight.probes.shell.model import (
     Var,
     Word,
 )
-from preflight.probes.shell.source import (
+from preflight.launch.shell.source import (
     ARITH,
     ARRAY_MARK,
     CASE,
@@ -40,8 +39,8 @@ from preflight.probes.shell.source import (
     read_script,
     rewrite,
 )
-from preflight.probes.shell.state import Ctx, Source, State
-from preflight.probes.shell.words import (
+from preflight.launch.shell.state import Ctx, Source, State
+from preflight.launch.shell.words import (
     Abort,
     Expander,
     Stop,
@@ -50,6 +49,7 @@ from preflight.probes.shell.words import (
     substitutions,
     to_word,
 )
+from preflight.numbers import maybe_int
 
 MAX_SOURCE_DEPTH = 8
 MAX_CALL_DEPTH = 16

@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from preflight.probes.shell.model import Var, Word
+from preflight.launch.shell.model import Var, Word
 
 
 @dataclass

@@ -21,9 +21,9 @@ from pathlib import Path
 import yaml
 
 from preflight.errors import InputError
+from preflight.launch import launchers, shell
+from preflight.launch.shell import UNKNOWN_OPEN, Command, Exit, Unknown, Var, Word
 from preflight.numbers import maybe_int
-from preflight.probes import launchers, shell
-from preflight.probes.shell import UNKNOWN_OPEN, Command, Exit, Unknown, Var, Word
 from preflight.redact import MASK, is_secret_name, redact_argv
 
 DEFAULT_PORT = 29500  # torch/distributed/run.py, deepspeed and accelerate all default to it

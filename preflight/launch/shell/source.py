@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 
-from preflight.probes.shell.model import ScriptFileError
+from preflight.launch.shell.model import ScriptFileError
 
 MAX_BYTES = 2 * 2**20  # a launch script is a few KiB; anything this large is not one
 MAX_CHUNK_LINES = 80  # fallback: how far an unparseable statement may extend

@@ -1,0 +1,140 @@
+"""Multi-node launch config: master-addr and gloo-ifname (judged on every node).
+
+A multi-node job where each node rendezvous with itself, or where gloo picks an
+interface the other nodes cannot reach, fails with `Gloo connectFullMesh failed` or hangs
+at the first collective; none of it shows on a one-node run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from preflight.model import Problem, Verdict
+from preflight.probes.multinode import LaunchConfig, Resolved
+from preflight.probes.netif import select
+
+
+@dataclass(frozen=True)
+class MasterFacts:
+    cfg: LaunchConfig
+    addresses: Mapping[str, Sequence[str]]  # interface -> its addresses
+    candidates: Sequence[str]  # interfaces up and not loopback
+    host: Resolved  # what this node's hostname resolves to
+    master: Resolved | None  # MASTER_ADDR resolved (None when unset)
+    route: str | None  # the interface that routes to MASTER_ADDR
+    nccl_ifname: str | None
+    gloo_ifname: str | None
+
+
+def master_addr(f: MasterFacts) -> Verdict:
+    cfg = f.cfg
+    if not cfg.multi_node:
+        return Verdict(skip="one node: NNODES unset or 1 and no multi-node launcher")
+    own = {a for addrs in f.addresses.values() for a in addrs}
+    outward = [a for n in f.candidates for a in f.addresses.get(n, []) if ":" not in a]
+    rank0 = cfg.node_rank in ("0", None)
+    head = outward[0] if outward and rank0 else "<IP of the NODE_RANK=0 node>"
+    v = Verdict(evidence=dict(
+        nnodes=cfg.nnodes if cfg.nnodes is not None else "unknown",
+        nnodes_from=cfg.nnodes_from, MASTER_ADDR=cfg.master_addr or None,
+        master_addr_from=cfg.master_addr_from or None, NODE_RANK=cfg.node_rank,
+        hostname=f.host.name, hostname_resolves_to=list(f.host.addresses)))
+    route = None
+    addr = f.master
+    if not cfg.master_addr or addr is None:
+        # torch/distributed/run.py: --master_addr defaults to 127.0.0.1
+        v.problems.append(Problem(
+            f"MASTER_ADDR is unset in a {cfg.nnodes or 'multi'}-node job: torchrun uses "
+            "127.0.0.1, so each node waits for itself",
+            f"export MASTER_ADDR={head}   # the same on every node"))
+    else:
+        v.evidence["master_addr_resolves_to"] = list(addr.addresses) or addr.error
+        if addr.error:
+            v.problems.append(Problem(
+                f"MASTER_ADDR={cfg.master_addr} does not resolve: {addr.error}",
+                f"export MASTER_ADDR={head}   # an IP avoids DNS altogether"))
+        elif addr.loopback:
+            v.problems.append(Problem(
+                f"MASTER_ADDR={cfg.master_addr} is a loopback address "
+                f"({', '.join(addr.addresses)}) in a multi-node job: each node rendezvous "
+                "with itself (trains alone or hangs)",
+                f"export MASTER_ADDR={head}   # the same on every node"))
+        else:
+            if cfg.node_rank == "0" and not set(addr.addresses) & own:
+                v.problems.append(Problem(
+                    f"NODE_RANK=0 hosts the rendezvous, but MASTER_ADDR={cfg.master_addr} is "
+                    f"not an address of this node ({', '.join(sorted(own))})",
+                    f"export MASTER_ADDR={head}   # on every node"))
+            route = f.route
+            v.evidence["route_interface"] = route
+            nccl = f.nccl_ifname
+            if nccl and route and route not in select(nccl, sorted(f.addresses)):
+                v.problems.append(Problem(
+                    f"the interface routing to MASTER_ADDR ({route}) is not selected by "
+                    f"NCCL_SOCKET_IFNAME={nccl}", f"export NCCL_SOCKET_IFNAME={route}"))
+    # torch/csrc/distributed/c10d/ProcessGroupGloo.cpp createDefaultDevice: without
+    # GLOO_SOCKET_IFNAME gloo binds the address the hostname resolves to; 127.0.1.1
+    # (Debian's /etc/hosts) binds fine, so peers are told to connect to 127.0.1.1.
+    if f.host.loopback and not f.gloo_ifname:
+        iface = route or (list(f.candidates) or ["eth0"])[0]
+        v.problems.append(Problem(
+            f"this node's hostname {f.host.name} resolves to a loopback address "
+            f"({', '.join(f.host.addresses)}): gloo tells the other nodes to connect there "
+            "(`Gloo connectFullMesh failed`)",
+            f"export GLOO_SOCKET_IFNAME={iface}   # or map {f.host.name} to its real IP in "
+            "/etc/hosts"))
+    v.fix = f"export MASTER_ADDR={head}"
+    v.ok = (f"MASTER_ADDR={cfg.master_addr} reachable through {route or '?'} for a "
+            f"{cfg.nnodes}-node job")
+    return v
+
+
+@dataclass(frozen=True)
+class GlooFacts:
+    spec: str | None  # GLOO_SOCKET_IFNAME (None: unset)
+    interfaces: Mapping[str, bool]  # name -> up
+    candidates: Sequence[str]
+    multi_node: bool
+
+
+def gloo_ifname(f: GlooFacts) -> Verdict:
+    spec = f.spec
+    if spec is None:
+        return Verdict(skip="GLOO_SOCKET_IFNAME unset (gloo binds the address the hostname "
+                            "resolves to; see master-addr)")
+    state = f.interfaces
+    v = Verdict(evidence=dict(GLOO_SOCKET_IFNAME=spec,
+                              interfaces={n: "up" if up else "down" for n, up in state.items()}))
+    # torch/csrc/distributed/c10d/init.cpp (ProcessGroupGloo's constructor): the value is
+    # split on ',' and each entry must be an interface's exact name (gloo's
+    # createDeviceForInterface); a value of one character is ignored.
+    names = [n.strip() for n in spec.split(",")]
+    if len(spec) <= 1:
+        v.skip = f"GLOO_SOCKET_IFNAME={spec!r} is ignored by torch (one character)"
+        return v
+    meant: list[str] = []
+    nccl_syntax = spec.startswith(("^", "=")) or any(n not in state for n in names)
+    if nccl_syntax:
+        # What NCCL would have made of it: the right value for gloo, exact names.
+        meant = [n for n in select(spec, sorted(state)) if state[n]]
+        meant = [n for n in meant if not n.startswith("lo")] or meant
+    bad = [n for n in names if n not in state]
+    down = [n for n in names if n in state and not state[n]]
+    v.fix = (f"export GLOO_SOCKET_IFNAME={','.join(meant)}" if nccl_syntax and meant else
+             f"export GLOO_SOCKET_IFNAME={','.join(list(f.candidates)[:1]) or 'eth0'}")
+    v.ok = f"GLOO_SOCKET_IFNAME={spec} names interfaces that are up"
+    if spec.startswith(("^", "=")):
+        v.problems.append(Problem(f"GLOO_SOCKET_IFNAME={spec} uses NCCL_SOCKET_IFNAME syntax; "
+                                  "gloo takes exact interface names only"))
+    elif bad:
+        v.problems.append(Problem(
+            f"GLOO_SOCKET_IFNAME names {', '.join(bad)}, which "
+            f"{'is not an interface' if len(bad) == 1 else 'are not interfaces'} on this node"
+            + (" (gloo takes exact names, not prefixes)" if nccl_syntax and meant else "")))
+    if down:
+        v.problems.append(Problem(f"{', '.join(down)} is down"))
+    if f.multi_node and names and all(n.startswith("lo") for n in names):
+        v.problems.append(Problem(f"GLOO_SOCKET_IFNAME={spec} is loopback in a multi-node job:"
+                                  " the other nodes cannot reach it"))
+    return v
