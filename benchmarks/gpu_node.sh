@@ -136,7 +136,7 @@ from preflight.matching import gpu_match
 from preflight.profiles import load_profiles
 gpus = json.load(open(sys.argv[1])).get("gpus", [])
 profiles = load_profiles([])
-fits = [p for p in profiles.values() if p.is_gpu and gpu_match(p, gpus).ok
+fits = [p for p in profiles.values() if p.is_gpu and gpu_match(p, [g["name"] for g in gpus]).ok
         and p.gpu.count == len(gpus)]
 if fits:
     print(max(fits, key=lambda p: len(p.gpu.model)).name)

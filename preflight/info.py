@@ -13,6 +13,7 @@ import json
 import platform
 import socket
 import sys
+from typing import Any
 
 from preflight import __version__
 from preflight.probes import host, nvml
@@ -20,7 +21,7 @@ from preflight.probes import host, nvml
 GiB = 2**30
 
 
-def _host_section() -> dict:
+def _host_section() -> dict[str, Any]:
     shm = host.shm()
     lim = host.limits()
     return {
@@ -34,49 +35,44 @@ def _host_section() -> dict:
     }
 
 
-def collect(replay: str | None = None) -> dict:
+def collect(replay: str | None = None) -> tuple[nvml.Snapshot, dict[str, Any]]:
+    """The NVML snapshot and the `host` section that replay ignores."""
     snapshot = nvml.load_snapshot(replay) if replay else nvml.read_snapshot()
-    snapshot["host"] = _host_section()
-    return snapshot
+    return snapshot, _host_section()
 
 
-def _health(gpu: dict) -> str:
+def _health(gpu: nvml.Gpu) -> str:
     notes = []
-    ecc = gpu.get("ecc") or {}
-    if ecc.get("volatile_uncorrected"):
-        notes.append(f"ecc-unc={ecc['volatile_uncorrected']}")
-    rows = gpu.get("remapped_rows") or {}
-    if rows.get("pending") or rows.get("failure"):
-        notes.append("row-remap-" + ("failed" if rows.get("failure") else "pending"))
-    harmful = [e for e in gpu.get("clock_events") or () if e in nvml.HARMFUL_CLOCK_EVENTS]
-    notes += harmful
-    links = gpu.get("nvlink") or []
-    if links:
-        notes.append(f"nvlink {sum(link['active'] for link in links)}/{len(links)}")
-    pcie = gpu.get("pcie") or {}
-    if pcie.get("width"):
-        notes.append(f"pcie gen{pcie.get('gen')}/{pcie.get('max_gen')} "
-                     f"x{pcie['width']}/{pcie.get('max_width')}")
+    if gpu.ecc.volatile_uncorrected:
+        notes.append(f"ecc-unc={gpu.ecc.volatile_uncorrected}")
+    rows = gpu.remapped_rows
+    if rows is not None and (rows.pending or rows.failure):
+        notes.append("row-remap-" + ("failed" if rows.failure else "pending"))
+    notes += gpu.harmful_clock_events
+    if gpu.nvlink:
+        notes.append(f"nvlink {gpu.nvlink_active}/{len(gpu.nvlink)}")
+    pcie = gpu.pcie
+    if pcie.width:
+        notes.append(f"pcie gen{pcie.gen}/{pcie.max_gen} x{pcie.width}/{pcie.max_width}")
     return " ".join(notes)
 
 
-def table(snapshot: dict) -> str:
-    info = snapshot["host"]
+def table(snapshot: nvml.Snapshot, info: dict[str, Any]) -> str:
     shm = info.get("shm_total_bytes")
     lines = [f"host: {info['hostname']}  ({info['platform']})",
-             f"driver: {snapshot.get('driver_version')}  "
-             f"cuda (driver): {snapshot.get('cuda_driver_version')}  "
-             f"source: {snapshot.get('source')}",
+             f"driver: {snapshot.driver_version}  "
+             f"cuda (driver): {snapshot.cuda_driver_version}  "
+             f"source: {snapshot.source}",
              f"/dev/shm: {'none' if shm is None else f'{shm / GiB:.1f} GiB'}  "
              f"nofile: {info['nofile'][0]}  memlock: {info['memlock_bytes'][0]}"]
-    if snapshot.get("error"):
-        lines.append(f"nvml: {snapshot['error']}")
+    if snapshot.error:
+        lines.append(f"nvml: {snapshot.error}")
     lines.append(f"{'idx':>3}  {'name':<24} {'GiB':>6} {'used':>6}  cc   procs  health")
-    for gpu in snapshot["gpus"]:
-        procs = gpu.get("processes")
+    for gpu in snapshot.gpus:
+        procs = gpu.processes
         lines.append(
-            f"{gpu['index']:>3}  {gpu['name']:<24} {gpu['memory_total_bytes'] / GiB:>6.1f} "
-            f"{gpu['memory_used_bytes'] / GiB:>6.1f}  {gpu.get('compute_capability', '?'):<4} "
+            f"{gpu.index:>3}  {gpu.name:<24} {gpu.memory_total_bytes / GiB:>6.1f} "
+            f"{gpu.memory_used_bytes / GiB:>6.1f}  {gpu.compute_capability:<4} "
             f"{'?' if procs is None else len(procs):>5}  {_health(gpu)}")
     return "\n".join(lines)
 
@@ -88,9 +84,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--nvml-replay", help="show this snapshot instead of reading NVML")
     args = parser.parse_args(argv)
     try:
-        snapshot = collect(args.nvml_replay)
+        snapshot, info = collect(args.nvml_replay)
     except nvml.SnapshotError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 4
-    print(json.dumps(snapshot, indent=2) if args.json else table(snapshot))
+    print(json.dumps({**snapshot.to_json(), "host": info}, indent=2) if args.json
+          else table(snapshot, info))
     return 0

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from preflight.profiles import Profile
 
@@ -17,14 +17,15 @@ class GpuMatch:
     problems: list[str] = field(default_factory=list)
 
 
-def gpu_match(profile: Profile, gpus: list[dict[str, Any]]) -> GpuMatch:
+def gpu_match(profile: Profile, names: Sequence[str]) -> GpuMatch:
+    """`names`: the NVML device names of the node's GPUs (`Gpu.name`)."""
     want = profile.gpu
     expected = f"{want.count}x {want.model or 'any GPU'}" if want.count else "no GPU required"
-    detected = [g.get("name", "?") for g in gpus]
+    detected = list(names)
     if want.count == 0:
         return GpuMatch(True, expected, detected)
     problems = []
-    matching = [g for g in gpus if model_matches(want.model, str(g.get("name", "")))]
+    matching = [name for name in names if model_matches(want.model, name)]
     if len(matching) < want.count:
         problems.append(f"{len(matching)} of {want.count} expected {want.model} GPU(s) present")
     return GpuMatch(not problems, expected, detected, problems)

@@ -123,6 +123,7 @@ class Verdict:
     fix: str = ""
     why: str = ""
     skip: str = ""
+    fix_joiner: str = "\n"  # between the deciding problems' fixes ("; " keeps one line)
 
     def of(self, kind: Kind) -> list[Problem]:
         return [p for p in self.problems if p.kind is kind]

@@ -16,11 +16,14 @@ import importlib.metadata
 import platform
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from preflight import __version__
+
+if TYPE_CHECKING:
+    from preflight.probes.nvml import Snapshot
 
 # Distribution names (PyPI) whose versions must agree on every node of one job.
 PACKAGES = ("torch", "ray", "ms-swift", "sglang", "vllm", "transformers", "flash-attn",
@@ -78,7 +81,7 @@ def cuda_driver_text(version: int | None) -> str | None:
     return None if version is None else f"{version // 1000}.{(version % 1000) // 10}"
 
 
-def collect(gpus: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+def collect(gpus: Snapshot, environ: dict[str, str]) -> dict[str, Any]:
     """The `node` section of the report. `gpus` is the NVML snapshot (Node.gpus)."""
     unknown: dict[str, str] = {}
     versions: dict[str, str | None] = {
@@ -101,12 +104,12 @@ def collect(gpus: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
                 unknown["nccl"] = ("torch is a CUDA build but no nvidia-nccl-cu* package is "
                                    "installed (NCCL linked into torch: read it with "
                                    "torch.cuda.nccl.version())")
-    versions["nvidia_driver"] = gpus.get("driver_version")
-    versions["cuda_driver"] = cuda_driver_text(gpus.get("cuda_driver_version"))
-    if gpus.get("error"):
-        unknown["nvidia_driver"] = unknown["cuda_driver"] = str(gpus["error"])
-    listed = gpus.get("gpus") or []
-    models = sorted({g.get("name", "?") for g in listed})
+    versions["nvidia_driver"] = gpus.driver_version
+    versions["cuda_driver"] = cuda_driver_text(gpus.cuda_driver_version)
+    if gpus.error:
+        unknown["nvidia_driver"] = unknown["cuda_driver"] = gpus.error
+    listed = gpus.gpus
+    models = sorted({g.name for g in listed})
     versions["gpu_model"] = ",".join(models) if models else None
     try:
         ips = addresses()
@@ -121,7 +124,7 @@ def collect(gpus: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
         "python_executable": sys.executable,
         "versions": versions,
         "gpu_count": len(listed),
-        "gpu_source": gpus.get("source"),
+        "gpu_source": gpus.source,
         "launch_env": {k: environ[k] for k in LAUNCH_ENV if k in environ},
         "unknown": unknown,
     }

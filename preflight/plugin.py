@@ -248,15 +248,15 @@ def _detect_profile(state: SessionState) -> tuple[str, str]:
     from preflight.matching import gpu_match
 
     snapshot = state.node.gpus
-    gpus = snapshot.get("gpus", [])
-    if not gpus:
-        why = snapshot.get("error") or "no NVIDIA GPU"
+    names = [g.name for g in snapshot.gpus]
+    if not names:
+        why = snapshot.error or "no NVIDIA GPU"
         return "cpu", f"no GPU detected ({why}): using profile cpu"
-    candidates = [p for p in state.profiles.values() if p.is_gpu and gpu_match(p, gpus).ok]
+    candidates = [p for p in state.profiles.values() if p.is_gpu and gpu_match(p, names).ok]
     if candidates:
         best = max(candidates, key=lambda p: (p.gpu.count, len(p.gpu.model)))
-        return best.name, f"detected {len(gpus)}x {gpus[0]['name']}: using profile {best.name}"
-    return "cpu", (f"detected {len(gpus)}x {gpus[0]['name']} but no profile matches: "
+        return best.name, f"detected {len(names)}x {names[0]}: using profile {best.name}"
+    return "cpu", (f"detected {len(names)}x {names[0]} but no profile matches: "
                    "using profile cpu; pass --profile NAME or -m NAME")
 
 
@@ -571,7 +571,8 @@ class Recorder:
         if verdict.skip:
             self.skip(verdict.skip)
         deciding = verdict.deciding
-        self.fix_text = "\n".join(dict.fromkeys(p.fix for p in deciding if p.fix)) or verdict.fix
+        fixes = dict.fromkeys(p.fix for p in deciding if p.fix)
+        self.fix_text = verdict.fix_joiner.join(fixes) or verdict.fix
         self.why_text = "; ".join(dict.fromkeys(p.why for p in deciding if p.why)) or verdict.why
         if verdict.of(Kind.BLOCKER):
             raise AssertionError(verdict.message)

@@ -219,7 +219,8 @@ def test_node_facts_read_torch_cuda_and_nccl_from_the_install_without_importing(
                                        f"\nVersion: {version}\n")
         (dist / "RECORD").write_text("")
     code = ("import json, sys\nfrom preflight import node_facts\n"
-            "facts = node_facts.collect({'error': 'no NVML here', 'gpus': []}, {})\n"
+            "from preflight.probes import nvml\n"
+            "facts = node_facts.collect(nvml.empty('no NVML here'), {})\n"
             "print(json.dumps([facts, 'torch' in sys.modules]))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=base_env(PYTHONPATH=str(site)), timeout=60)

@@ -28,28 +28,28 @@ def test_reading_a_fake_of_each_fixture_gives_the_fixture_back(path):
     raw = _raw(path)
     if raw["error"]:  # a node without NVML replays as one: its error, no GPUs
         replayed = nvml.load_snapshot(path)
-        assert (replayed["error"], replayed["gpus"]) == (raw["error"], [])
+        assert (replayed.error, list(replayed.gpus)) == (raw["error"], [])
         return
-    assert nvml.read_snapshot(FakeNvml(raw)) == raw
+    assert nvml.read_snapshot(FakeNvml(raw)).to_json() == raw
 
 
 def test_healthy_a800_has_real_shape():
     snap = nvml.load_snapshot(HEALTHY)
-    assert snap["source"] == f"replay:{HEALTHY}"
-    assert [g["name"] for g in snap["gpus"]] == ["NVIDIA A800-SXM4-80GB"] * 4
-    gpu = snap["gpus"][0]
-    assert (gpu["memory_total_bytes"], gpu["compute_capability"]) == (85899345920, "8.0")
-    assert sum(link["active"] for link in gpu["nvlink"]) == 8
+    assert snap.source == f"replay:{HEALTHY}"
+    assert [g.name for g in snap.gpus] == ["NVIDIA A800-SXM4-80GB"] * 4
+    gpu = snap.gpus[0]
+    assert (gpu.memory_total_bytes, gpu.compute_capability) == (85899345920, "8.0")
+    assert sum(link.active for link in gpu.nvlink) == 8
 
 
 def test_unsupported_queries_are_null_and_named():
     raw = _raw(HEALTHY)
     fake = FakeNvml(raw, {"gpus": {"0": {"ecc": {"volatile_uncorrected": None},
                                          "unavailable": {"processes": "NoPermission"}}}})
-    gpu = nvml.read_snapshot(fake)["gpus"][0]
-    assert gpu["ecc"]["volatile_uncorrected"] is None
-    assert gpu["unavailable"]["ecc_volatile_uncorrected"] == "NotSupported"
-    assert gpu["processes"] is None and gpu["unavailable"]["processes"] == "NoPermission"
+    gpu = nvml.read_snapshot(fake).gpus[0]
+    assert gpu.ecc.volatile_uncorrected is None
+    assert gpu.unavailable["ecc_volatile_uncorrected"] == "NotSupported"
+    assert gpu.processes is None and gpu.unavailable["processes"] == "NoPermission"
 
 
 def test_fake_raises_the_real_pynvml_error_classes():
@@ -80,12 +80,12 @@ class _NoLibrary:
 
 def test_missing_library_is_data_not_an_exception():
     snap = nvml.read_snapshot(_NoLibrary())
-    assert snap["gpus"] == [] and snap["error"].startswith("NVML unavailable")
+    assert snap.gpus == () and snap.error and snap.error.startswith("NVML unavailable")
 
 
 def test_this_machine_has_no_nvml():
     snap = nvml.read_snapshot()
-    assert snap["gpus"] == [] and "NVML" in snap["error"]
+    assert snap.gpus == () and snap.error and "NVML" in snap.error
 
 
 @pytest.mark.parametrize("content, message", [
@@ -110,7 +110,7 @@ def test_clock_event_names():
 
 # -- CUDA_VISIBLE_DEVICES ------------------------------------------------------------------
 
-FOUR = _raw(HEALTHY)["gpus"]
+FOUR = nvml.load_snapshot(HEALTHY).gpus
 
 
 @pytest.mark.parametrize("spec, indices, problem", [
@@ -119,7 +119,7 @@ FOUR = _raw(HEALTHY)["gpus"]
     ("", (), "neither an index"),
     ("0,7,1", (0,), "names GPU 7"),  # CUDA stops at the first invalid entry
     ("1,1", (1,), "twice"),
-    (FOUR[2]["uuid"][:12] + ",0", (2, 0), None),  # a unique UUID prefix
+    (FOUR[2].uuid[:12] + ",0", (2, 0), None),  # a unique UUID prefix
     ("GPU-ffff", (), "matches no GPU"),
 ])
 def test_visible_devices_follow_cuda_rules(spec, indices, problem):
@@ -187,8 +187,8 @@ def test_info_json_replays_to_the_same_snapshot(tmp_path):
     assert {"hostname", "shm_total_bytes", "nofile"} <= set(data["host"])
     replayed = nvml.load_snapshot(written)
     original = nvml.load_snapshot(NVML_DIR / "a800x4-foreign-process.json")
-    assert replayed["gpus"] == original["gpus"]
-    assert replayed["driver_version"] == original["driver_version"]
+    assert replayed.gpus == original.gpus
+    assert replayed.driver_version == original.driver_version
 
 
 def test_info_table_shows_health_at_a_glance():

@@ -410,7 +410,7 @@ def _visible(value: str) -> list[str]:
 def test_launch_gpus_enough(node, profile, finding):
     _, layers = _distributed(node, finding)
     snapshot = node.gpus
-    present = snapshot.get("gpus", [])
+    present = snapshot.gpus
     problems, unknown, rows = [], [], []
     for layer in layers:
         cvd = layer.env.get("CUDA_VISIBLE_DEVICES")
@@ -440,11 +440,11 @@ def test_launch_gpus_enough(node, profile, finding):
             row["visible"] = count
         else:
             finding.skip(f"no GPU to count: CUDA_VISIBLE_DEVICES unset and NVML reports none "
-                         f"({snapshot.get('error') or 'no GPU'})")
+                         f"({snapshot.error or 'no GPU'})")
         if layer.nproc > count:
             problems.append(f"{layer.launcher} at {_at(layer)} starts {layer.nproc} "
                             f"processes per node but {count} GPU(s) are visible")
-    finding.evidence(layers=rows, gpus_on_node=len(present), nvml_error=snapshot.get("error"))
+    finding.evidence(layers=rows, gpus_on_node=len(present), nvml_error=snapshot.error)
     counts = [r.get("visible") for r in rows if r.get("visible") is not None]
     n = min(counts) if counts else len(present)
     finding.fix(f"--nproc_per_node {n} (NPROC_PER_NODE={n}), or list more GPUs: "

@@ -25,14 +25,14 @@ def test_profile_matches_node(node, profile, finding):
         finding.summary(f"profile {profile.name} requires no GPU")
         return
     snapshot = node.gpus
-    match = gpu_match(profile, snapshot["gpus"])
+    match = gpu_match(profile, [g.name for g in snapshot.gpus])
     finding.evidence(expected=match.expected, detected=match.detected,
-                     nvml_error=snapshot.get("error"), source=snapshot.get("source"))
+                     nvml_error=snapshot.error, source=snapshot.source)
     finding.fix(f"run on a node with {match.expected}, or choose the profile of this node "
                 "(`preflight info` lists the GPUs; pass --profile NAME)")
     why = "; ".join(match.problems)
-    if snapshot.get("error"):
-        why += f" ({snapshot['error']})"
+    if snapshot.error:
+        why += f" ({snapshot.error})"
     assert match.ok, f"this node does not match profile {profile.name}: {why}"
 
 
@@ -128,10 +128,10 @@ def _job_ports(profile, node) -> set[int]:
 
 def _gpu_pids(node) -> set[int]:
     try:
-        gpus = node.gpus.get("gpus", [])
+        gpus = node.gpus.gpus
     except Exception:  # a GPU read that fails is judged by the GPU checks, not here
         return set()
-    return {p["pid"] for g in gpus for p in (g.get("processes") or []) if "pid" in p}
+    return {p.pid for g in gpus for p in g.processes or ()}
 
 
 @pytest.mark.pitfall("leftover-processes")

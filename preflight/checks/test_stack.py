@@ -211,8 +211,8 @@ def _sglang_python(node) -> str:
 def test_sglang_generate(node, profile, finding, tmp_path):
     if not profile.is_gpu:
         finding.skip(f"SGLang serves on GPUs; profile {profile.name} has none")
-    if not node.gpus.get("gpus"):
-        finding.skip(f"no GPU on this node ({node.gpus.get('error') or 'NVML lists none'})")
+    if not node.gpus.gpus:
+        finding.skip(f"no GPU on this node ({node.gpus.error or 'NVML lists none'})")
     python = _sglang_python(node)
     found = node.runner.run(
         [python, "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('sglang') "

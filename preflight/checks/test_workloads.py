@@ -48,9 +48,9 @@ def _preconditions(node, profile, finding) -> None:
                      "workloads need the real devices")
     if not _torch_importable():
         _no_torch(profile, finding)
-    if profile.is_gpu and not node.gpus.get("gpus"):
+    if profile.is_gpu and not node.gpus.gpus:
         # No launch can prove GPUs NVML does not see; fail now instead of after torchrun.
-        why = node.gpus.get("error") or "no NVIDIA GPU"
+        why = node.gpus.error or "no NVIDIA GPU"
         finding.evidence(expected_gpus=profile.gpu.count, nvml=why)
         finding.fix(f"run on a node with {profile.gpu.count}x {profile.gpu.model}, or choose "
                     "this node's profile (see profile-match)")

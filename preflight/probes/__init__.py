@@ -12,9 +12,12 @@ import sys
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preflight.run import OWNER_VAR, Runner
+
+if TYPE_CHECKING:
+    from preflight.probes import nvml
 
 __all__ = ["OWNER_VAR", "Node"]
 
@@ -80,7 +83,7 @@ class Node:
         return ports.listeners()
 
     @cached_property
-    def gpus(self):
+    def gpus(self) -> nvml.Snapshot:
         from preflight.probes import nvml
 
         if self.nvml_replay:

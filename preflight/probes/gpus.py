@@ -8,10 +8,11 @@ only GPU 0; an empty value hides every GPU.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from preflight.numbers import maybe_int
+from preflight.probes.nvml import Gpu
 
 
 @dataclass(frozen=True)
@@ -26,17 +27,17 @@ class Visible:
         return len(self.indices) + self.mig
 
 
-def _match_uuid(entry: str, gpus: list[dict[str, Any]]) -> list[int]:
-    return [g["index"] for g in gpus if str(g.get("uuid", "")).startswith(entry)]
+def _match_uuid(entry: str, gpus: Sequence[Gpu]) -> list[int]:
+    return [g.index for g in gpus if g.uuid.startswith(entry)]
 
 
-def resolve(spec: str | None, gpus: list[dict[str, Any]]) -> Visible:
+def resolve(spec: str | None, gpus: Sequence[Gpu]) -> Visible:
     """Pure: the physical indices CUDA would expose for `spec` on these GPUs."""
     if spec is None:
-        return Visible(None, tuple(g["index"] for g in gpus))
+        return Visible(None, tuple(g.index for g in gpus))
     indices: list[int] = []
     mig = 0
-    present = {g["index"] for g in gpus}
+    present = {g.index for g in gpus}
     for raw in spec.split(","):
         entry = raw.strip()
         problem = ""

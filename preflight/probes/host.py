@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import resource
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
@@ -60,7 +61,7 @@ def limits(getrlimit: Callable[[int], tuple[int, int]] = resource.getrlimit) -> 
     return Limits(_limit(nofile[0]), _limit(nofile[1]), _limit(memlock[0]), _limit(memlock[1]))
 
 
-def existing_ancestor(path: str | os.PathLike) -> Path:
+def existing_ancestor(path: str | os.PathLike[str]) -> Path:
     current = Path(os.path.abspath(os.path.expanduser(path)))
     # os.path.exists: a directory we may not search (/root/out as a user) is "not there
     # for us", where Path.exists() raises PermissionError.
@@ -69,21 +70,32 @@ def existing_ancestor(path: str | os.PathLike) -> Path:
     return current
 
 
-def mount_point(path: str | os.PathLike) -> str:
+def mount_point(path: str | os.PathLike[str]) -> str:
     current = Path(os.path.realpath(path))
     while not os.path.ismount(current) and current != current.parent:
         current = current.parent
     return str(current)
 
 
-def _partition(mount: str, partitions: list) -> tuple[str, str]:
+class Partition(Protocol):
+    """What `psutil.disk_partitions()` lists, as far as `space` reads it."""
+
+    @property
+    def device(self) -> str: ...
+    @property
+    def mountpoint(self) -> str: ...
+    @property
+    def fstype(self) -> str: ...
+
+
+def _partition(mount: str, partitions: Sequence[Partition]) -> tuple[str, str]:
     for part in partitions:
         if part.mountpoint == mount:
             return part.device, part.fstype
     return "?", "?"
 
 
-def space(path: str | os.PathLike, partitions: list | None = None) -> Space:
+def space(path: str | os.PathLike[str], partitions: Sequence[Partition] | None = None) -> Space:
     measured = existing_ancestor(path)
     try:
         usage = psutil.disk_usage(str(measured))

@@ -1,9 +1,11 @@
-"""NVIDIA GPUs through NVML (nvidia-ml-py's `pynvml`), as one plain JSON snapshot.
+"""NVIDIA GPUs through NVML (nvidia-ml-py's `pynvml`), as one typed snapshot.
 
-The snapshot is what `preflight info --json` writes and `--nvml-replay` reads, so a
-node recorded anywhere replays in tests. Errors are data: a missing library is a
-snapshot with `error` set and no GPUs, never an exception; a query a device does
-not support is `null` in the snapshot and named under the GPU's `unavailable`.
+The snapshot (`Snapshot`, frozen dataclasses) writes itself as the JSON schema of
+fixtures/nvml/README.md (`to_json`): what `preflight info --json` writes and
+`--nvml-replay` reads, so a node recorded anywhere replays in tests. Errors are data:
+a missing library is a snapshot with `error` set and no GPUs, never an exception; a
+query a device does not support is `null` in the snapshot and named under the GPU's
+`unavailable`.
 
 Replay goes through the same reading code: `load_snapshot` hands `read_snapshot` a
 `FakeNvml` built from the file (DCGM's NVML injection does the same with YAML), so a
@@ -13,7 +15,11 @@ replayed node and a live one are read by one function.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from preflight.errors import InputError
@@ -44,22 +50,17 @@ HARMFUL_CLOCK_EVENTS = ("hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdo
                         "hw_power_brake_slowdown")
 
 # Keys every GPU entry of a snapshot must have (the plugin's profile detection reads them).
-REQUIRED_GPU_KEYS: dict[str, type | tuple[type, ...]] = {
+REQUIRED_GPU_KEYS: dict[str, type] = {
     "index": int, "name": str, "uuid": str, "memory_total_bytes": int,
     "memory_used_bytes": int, "compute_capability": str,
 }
 
 
-_CONTROL = None
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _printable(obj: Any) -> Any:
     """Control characters (a terminal escape in a replayed GPU name) become `?`."""
-    import re
-
-    global _CONTROL
-    if _CONTROL is None:
-        _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
     if isinstance(obj, str):
         return _CONTROL.sub("?", obj)
     if isinstance(obj, dict):
@@ -73,9 +74,119 @@ class SnapshotError(InputError):
     pass
 
 
-def empty(error: str) -> dict[str, Any]:
-    return {"schema": SCHEMA_VERSION, "source": "nvml", "error": error, "driver_version": None,
-            "cuda_driver_version": None, "gpus": []}
+# -- the snapshot, typed -----------------------------------------------------------------
+# One frozen dataclass per object of the JSON schema (fixtures/nvml/README.md); field
+# names are the schema's keys, so `to_json()` writes the schema back exactly. `None` is
+# what NVML could not answer (the reason is under the GPU's `unavailable`).
+
+
+@dataclass(frozen=True)
+class Ecc:
+    enabled: bool | None
+    volatile_uncorrected: int | None
+    volatile_corrected: int | None
+
+
+@dataclass(frozen=True)
+class RemappedRows:
+    corrected: int
+    uncorrected: int
+    pending: bool
+    failure: bool
+
+
+@dataclass(frozen=True)
+class NvLink:
+    link: int
+    active: bool
+
+
+@dataclass(frozen=True)
+class Pcie:
+    gen: int | None
+    max_gen: int | None
+    width: int | None
+    max_width: int | None
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    """A compute process NVML lists on a GPU (pid and memory only, never its command)."""
+
+    pid: int
+    used_memory_bytes: int | None
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    uuid: str
+    memory_total_bytes: int
+    memory_used_bytes: int
+    memory_free_bytes: int
+    compute_capability: str
+    pci_bus_id: str | None
+    persistence_mode: bool | None
+    ecc: Ecc
+    # Pre-Ampere GPUs retire pages; Ampere and later remap rows (NVML answers
+    # NOT_SUPPORTED for the other mechanism).
+    retired_pages_pending: bool | None
+    remapped_rows: RemappedRows | None
+    clock_event_reasons: int | None
+    clock_events: tuple[str, ...] | None
+    nvlink: tuple[NvLink, ...]
+    pcie: Pcie
+    processes: tuple[GpuProcess, ...] | None  # None: NVML cannot list them
+    unavailable: Mapping[str, str]  # field -> why NVML did not answer
+
+    @property
+    def harmful_clock_events(self) -> list[str]:
+        return [e for e in self.clock_events or () if e in HARMFUL_CLOCK_EVENTS]
+
+    @property
+    def nvlink_active(self) -> int:
+        return sum(link.active for link in self.nvlink)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = jsonable(self)
+        return data
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every GPU NVML reported, read once (`Node.gpus`)."""
+
+    schema: int = SCHEMA_VERSION
+    source: str = "nvml"  # "replay:PATH" once replayed
+    error: str | None = None  # "NVML unavailable: ..." -> no GPUs were read
+    driver_version: str | None = None  # nvmlSystemGetDriverVersion
+    cuda_driver_version: int | None = None  # nvmlSystemGetCudaDriverVersion: 12020 = 12.2
+    gpus: tuple[Gpu, ...] = ()
+
+    def gpu(self, index: int) -> Gpu | None:
+        """The GPU of NVML index `index`, None when NVML does not list it."""
+        return next((g for g in self.gpus if g.index == index), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The --nvml-replay schema (what `preflight info --json` writes)."""
+        data: dict[str, Any] = jsonable(self)
+        return data
+
+
+def jsonable(obj: Any) -> Any:
+    """A snapshot object as the schema's JSON: tuples as lists, keys in field order."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, tuple | list):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {k: jsonable(v) for k, v in obj.items()}
+    return obj
+
+
+def empty(error: str) -> Snapshot:
+    return Snapshot(error=error)
 
 
 def clock_event_names(mask: int | None) -> list[str] | None:
@@ -113,16 +224,14 @@ class _Reader:
             return None
 
 
-def _processes(reader: _Reader) -> list[dict[str, Any]] | None:
+def _processes(reader: _Reader) -> tuple[GpuProcess, ...] | None:
     found = reader.get("processes", "nvmlDeviceGetComputeRunningProcesses")
     if found is None:
         return None
-    return [{"pid": int(p.pid),
-             "used_memory_bytes": None if p.usedGpuMemory is None else int(p.usedGpuMemory)}
-            for p in found]
+    return tuple(GpuProcess(int(p.pid), _int(p.usedGpuMemory)) for p in found)
 
 
-def _nvlink(nvml: Any, handle: Any) -> list[dict[str, Any]]:
+def _nvlink(nvml: Any, handle: Any) -> tuple[NvLink, ...]:
     """Every link the device answers for; links past the last one raise (not supported)."""
     links = []
     for link in range(NVLINK_MAX_LINKS):
@@ -130,31 +239,34 @@ def _nvlink(nvml: Any, handle: Any) -> list[dict[str, Any]]:
             active = nvml.nvmlDeviceGetNvLinkState(handle, link)
         except Exception:
             continue
-        links.append({"link": link, "active": bool(active)})
-    return links
+        links.append(NvLink(link, bool(active)))
+    return tuple(links)
 
 
-def _remapped_rows(reader: _Reader) -> dict[str, Any] | None:
+def _remapped_rows(reader: _Reader) -> RemappedRows | None:
     rows = reader.get("remapped_rows", "nvmlDeviceGetRemappedRows")
     if rows is None:
         return None
     corrected, uncorrected, pending, failure = rows
-    return {"corrected": int(corrected), "uncorrected": int(uncorrected),
-            "pending": bool(pending), "failure": bool(failure)}
+    return RemappedRows(int(corrected), int(uncorrected), bool(pending), bool(failure))
 
 
 def _clock_events(reader: _Reader) -> int | None:
     # nvmlDeviceGetCurrentClocksThrottleReasons was renamed ...ClocksEventReasons (NVML 12.2).
     if hasattr(reader.nvml, "nvmlDeviceGetCurrentClocksEventReasons"):
-        return reader.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksEventReasons")
-    return reader.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksThrottleReasons")
+        return _int(reader.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksEventReasons"))
+    return _int(reader.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksThrottleReasons"))
 
 
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _gpu(nvml: Any, index: int) -> dict[str, Any]:
+def _bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def _gpu(nvml: Any, index: int) -> Gpu:
     handle = nvml.nvmlDeviceGetHandleByIndex(index)
     major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
     memory = nvml.nvmlDeviceGetMemoryInfo(handle)
@@ -164,62 +276,59 @@ def _gpu(nvml: Any, index: int) -> dict[str, Any]:
     persistence = reader.get("persistence_mode", "nvmlDeviceGetPersistenceMode")
     pending_pages = reader.get("retired_pages_pending", "nvmlDeviceGetRetiredPagesPendingStatus")
     events = _clock_events(reader)
-    return {
-        "index": index,
-        "name": _text(nvml.nvmlDeviceGetName(handle)),
-        "uuid": _text(nvml.nvmlDeviceGetUUID(handle)),
-        "memory_total_bytes": int(memory.total),
-        "memory_used_bytes": int(memory.used),
-        "memory_free_bytes": int(memory.free),
-        "compute_capability": f"{major}.{minor}",
-        "pci_bus_id": None if pci is None else _text(pci.busId),
-        "persistence_mode": None if persistence is None else bool(persistence),
-        "ecc": {
-            "enabled": None if ecc_mode is None else bool(ecc_mode[0]),
-            "volatile_uncorrected": _int(reader.get(
+    names = clock_event_names(events)
+    return Gpu(
+        index=index,
+        name=_text(nvml.nvmlDeviceGetName(handle)),
+        uuid=_text(nvml.nvmlDeviceGetUUID(handle)),
+        memory_total_bytes=int(memory.total),
+        memory_used_bytes=int(memory.used),
+        memory_free_bytes=int(memory.free),
+        compute_capability=f"{major}.{minor}",
+        pci_bus_id=None if pci is None else _text(pci.busId),
+        persistence_mode=_bool(persistence),
+        ecc=Ecc(
+            enabled=None if ecc_mode is None else bool(ecc_mode[0]),
+            volatile_uncorrected=_int(reader.get(
                 "ecc_volatile_uncorrected", "nvmlDeviceGetTotalEccErrors",
                 MEMORY_ERROR_UNCORRECTED, VOLATILE_ECC)),
-            "volatile_corrected": _int(reader.get(
+            volatile_corrected=_int(reader.get(
                 "ecc_volatile_corrected", "nvmlDeviceGetTotalEccErrors",
                 MEMORY_ERROR_CORRECTED, VOLATILE_ECC)),
-        },
-        # Pre-Ampere GPUs retire pages; Ampere and later remap rows (NVML answers
-        # NOT_SUPPORTED for the other mechanism).
-        "retired_pages_pending": None if pending_pages is None else bool(pending_pages),
-        "remapped_rows": _remapped_rows(reader),
-        "clock_event_reasons": _int(events),
-        "clock_events": clock_event_names(_int(events)),
-        "nvlink": _nvlink(nvml, handle),
-        "pcie": {
-            "gen": _int(reader.get("pcie_gen", "nvmlDeviceGetCurrPcieLinkGeneration")),
-            "max_gen": _int(reader.get("pcie_max_gen", "nvmlDeviceGetMaxPcieLinkGeneration")),
-            "width": _int(reader.get("pcie_width", "nvmlDeviceGetCurrPcieLinkWidth")),
-            "max_width": _int(reader.get("pcie_max_width", "nvmlDeviceGetMaxPcieLinkWidth")),
-        },
-        "processes": _processes(reader),
-        "unavailable": reader.unavailable,
-    }
+        ),
+        retired_pages_pending=_bool(pending_pages),
+        remapped_rows=_remapped_rows(reader),
+        clock_event_reasons=events,
+        clock_events=None if names is None else tuple(names),
+        nvlink=_nvlink(nvml, handle),
+        pcie=Pcie(
+            gen=_int(reader.get("pcie_gen", "nvmlDeviceGetCurrPcieLinkGeneration")),
+            max_gen=_int(reader.get("pcie_max_gen", "nvmlDeviceGetMaxPcieLinkGeneration")),
+            width=_int(reader.get("pcie_width", "nvmlDeviceGetCurrPcieLinkWidth")),
+            max_width=_int(reader.get("pcie_max_width", "nvmlDeviceGetMaxPcieLinkWidth")),
+        ),
+        processes=_processes(reader),
+        unavailable=MappingProxyType(reader.unavailable),
+    )
 
 
-def read_snapshot(nvml: Any = None) -> dict[str, Any]:
+def read_snapshot(nvml: Any = None) -> Snapshot:
     """Read every GPU once. `nvml` is the pynvml module or a fake of the same shape."""
     if nvml is None:
         try:
-            import pynvml as nvml
+            import pynvml
         except ImportError as exc:  # nvidia-ml-py is a dependency, but be robust
             return empty(f"pynvml not importable: {exc}")
+        nvml = pynvml
     try:
         nvml.nvmlInit()
     except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
         return empty(f"NVML unavailable: {exc}")
     try:
-        snap = empty("")
-        snap["error"] = None
-        snap["driver_version"] = _text(nvml.nvmlSystemGetDriverVersion())
-        snap["cuda_driver_version"] = int(nvml.nvmlSystemGetCudaDriverVersion())
-        for index in range(nvml.nvmlDeviceGetCount()):
-            snap["gpus"].append(_gpu(nvml, index))
-        return snap
+        driver = _text(nvml.nvmlSystemGetDriverVersion())
+        cuda = int(nvml.nvmlSystemGetCudaDriverVersion())
+        found = tuple(_gpu(nvml, index) for index in range(nvml.nvmlDeviceGetCount()))
+        return Snapshot(error=None, driver_version=driver, cuda_driver_version=cuda, gpus=found)
     except Exception as exc:
         return empty(f"NVML query failed: {type(exc).__name__}: {exc}")
     finally:
@@ -242,7 +351,7 @@ def _validate(path: str | Path, data: Any) -> None:
                                     f"{kind.__name__}")
 
 
-def load_snapshot(path: str | Path) -> dict[str, Any]:
+def load_snapshot(path: str | Path) -> Snapshot:
     """Replay a snapshot written by `preflight info --json`, through `read_snapshot`."""
     from preflight.inputs import read_bytes
     from preflight.numbers import NumberError, parse_float, parse_int
@@ -271,7 +380,6 @@ def load_snapshot(path: str | Path) -> dict[str, Any]:
         snap = empty(str(data["error"]))
     else:
         snap = read_snapshot(FakeNvml(data))
-        if snap["error"]:
-            raise SnapshotError(f"{path}: cannot replay: {snap['error']}")
-    snap["source"] = f"replay:{path}"
-    return snap
+        if snap.error:
+            raise SnapshotError(f"{path}: cannot replay: {snap.error}")
+    return replace(snap, source=f"replay:{path}")

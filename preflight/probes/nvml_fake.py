@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import pynvml
 
 from preflight.probes import nvml as probe
+
+Handle = dict[str, Any]  # one GPU's object of the recorded JSON
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class _Process:
     usedGpuMemory: int | None  # noqa: N815 - pynvml's field name
 
 
-def _raise(name: str = "NotSupported") -> None:
+def _raise(name: str = "NotSupported") -> NoReturn:
     error = getattr(pynvml, f"NVMLError_{name}", None)
     raise error() if error is not None else pynvml.NVMLError(pynvml.NVML_ERROR_UNKNOWN)
 
@@ -60,15 +62,10 @@ class FakeNvml:
     """The subset of pynvml that `preflight.probes.nvml.read_snapshot` calls."""
 
     def __init__(self, snapshot: dict[str, Any], overrides: dict[str, Any] | None = None):
+        # The recorded JSON, as the file has it: the fake is the hardware boundary, and a
+        # handle is one GPU's object of that JSON (what `nvmlDeviceGetHandleByIndex` gives).
         self.data = merge(snapshot, overrides or {})
         self.initialized = False
-
-    @classmethod
-    def from_file(cls, path: str, overrides: dict[str, Any] | None = None) -> FakeNvml:
-        import json
-        from pathlib import Path
-
-        return cls(json.loads(Path(path).read_text()), overrides)
 
     # -- library -------------------------------------------------------------------------
 
@@ -81,18 +78,19 @@ class FakeNvml:
         self.initialized = False
 
     def nvmlSystemGetDriverVersion(self) -> str:  # noqa: N802
-        return self._required(self.data.get("driver_version"))
+        return str(self._required(self.data.get("driver_version")))
 
     def nvmlSystemGetCudaDriverVersion(self) -> int:  # noqa: N802
-        return self._required(self.data.get("cuda_driver_version"))
+        return int(self._required(self.data.get("cuda_driver_version")))
 
     def nvmlDeviceGetCount(self) -> int:  # noqa: N802
         return len(self.data["gpus"])
 
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> dict[str, Any]:  # noqa: N802
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> Handle:  # noqa: N802
         if not 0 <= index < len(self.data["gpus"]):
             _raise("InvalidArgument")
-        return self.data["gpus"][index]
+        handle: Handle = self.data["gpus"][index]
+        return handle
 
     # -- device --------------------------------------------------------------------------
 
@@ -103,74 +101,75 @@ class FakeNvml:
         return value
 
     @staticmethod
-    def _field(gpu: dict[str, Any], name: str, value: Any) -> Any:
+    def _field(gpu: Handle, name: str, value: Any) -> Any:
         """The recorded value, or the recorded failure of that query."""
         failure = gpu.get("unavailable", {}).get(name)
         if failure is not None or value is None:
             _raise(failure if failure and " " not in failure else "NotSupported")
         return value
 
-    def nvmlDeviceGetName(self, gpu):  # noqa: N802
-        return gpu["name"]
+    def nvmlDeviceGetName(self, gpu: Handle) -> str:  # noqa: N802
+        return str(gpu["name"])
 
-    def nvmlDeviceGetUUID(self, gpu):  # noqa: N802
-        return gpu["uuid"]
+    def nvmlDeviceGetUUID(self, gpu: Handle) -> str:  # noqa: N802
+        return str(gpu["uuid"])
 
-    def nvmlDeviceGetCudaComputeCapability(self, gpu):  # noqa: N802
+    def nvmlDeviceGetCudaComputeCapability(self, gpu: Handle) -> tuple[int, int]:  # noqa: N802
         major, minor = gpu["compute_capability"].split(".")
         return int(major), int(minor)
 
-    def nvmlDeviceGetMemoryInfo(self, gpu):  # noqa: N802
+    def nvmlDeviceGetMemoryInfo(self, gpu: Handle) -> _Memory:  # noqa: N802
         total, used = gpu["memory_total_bytes"], gpu["memory_used_bytes"]
         return _Memory(total, used, gpu.get("memory_free_bytes", total - used))
 
-    def nvmlDeviceGetPciInfo(self, gpu):  # noqa: N802
+    def nvmlDeviceGetPciInfo(self, gpu: Handle) -> _Pci:  # noqa: N802
         return _Pci(self._field(gpu, "pci_bus_id", gpu.get("pci_bus_id")))
 
-    def nvmlDeviceGetPersistenceMode(self, gpu):  # noqa: N802
+    def nvmlDeviceGetPersistenceMode(self, gpu: Handle) -> int:  # noqa: N802
         value = self._field(gpu, "persistence_mode", gpu.get("persistence_mode"))
         return int(value)
 
-    def nvmlDeviceGetEccMode(self, gpu):  # noqa: N802
+    def nvmlDeviceGetEccMode(self, gpu: Handle) -> list[int]:  # noqa: N802
         enabled = self._field(gpu, "ecc_enabled", gpu.get("ecc", {}).get("enabled"))
         return [int(enabled), int(enabled)]
 
-    def nvmlDeviceGetTotalEccErrors(self, gpu, error_type, counter_type):  # noqa: N802
+    def nvmlDeviceGetTotalEccErrors(self, gpu: Handle, error_type: int,
+                                    counter_type: int) -> int:  # noqa: N802
         if counter_type != probe.VOLATILE_ECC:
             _raise("InvalidArgument")
         key = ("volatile_uncorrected" if error_type == probe.MEMORY_ERROR_UNCORRECTED
                else "volatile_corrected")
-        return self._field(gpu, f"ecc_{key}", gpu.get("ecc", {}).get(key))
+        return int(self._field(gpu, f"ecc_{key}", gpu.get("ecc", {}).get(key)))
 
-    def nvmlDeviceGetRetiredPagesPendingStatus(self, gpu):  # noqa: N802
+    def nvmlDeviceGetRetiredPagesPendingStatus(self, gpu: Handle) -> int:  # noqa: N802
         return int(self._field(gpu, "retired_pages_pending", gpu.get("retired_pages_pending")))
 
-    def nvmlDeviceGetRemappedRows(self, gpu):  # noqa: N802
+    def nvmlDeviceGetRemappedRows(self, gpu: Handle) -> tuple[int, int, int, int]:  # noqa: N802
         rows = self._field(gpu, "remapped_rows", gpu.get("remapped_rows"))
-        return (rows["corrected"], rows["uncorrected"], int(rows["pending"]),
+        return (int(rows["corrected"]), int(rows["uncorrected"]), int(rows["pending"]),
                 int(rows["failure"]))
 
-    def nvmlDeviceGetCurrentClocksEventReasons(self, gpu):  # noqa: N802
-        return self._field(gpu, "clock_event_reasons", gpu.get("clock_event_reasons"))
+    def nvmlDeviceGetCurrentClocksEventReasons(self, gpu: Handle) -> int:  # noqa: N802
+        return int(self._field(gpu, "clock_event_reasons", gpu.get("clock_event_reasons")))
 
-    def nvmlDeviceGetNvLinkState(self, gpu, link):  # noqa: N802
+    def nvmlDeviceGetNvLinkState(self, gpu: Handle, link: int) -> int:  # noqa: N802
         for entry in gpu.get("nvlink") or ():
             if entry["link"] == link:
                 return int(entry["active"])
         _raise()
 
-    def nvmlDeviceGetCurrPcieLinkGeneration(self, gpu):  # noqa: N802
-        return self._field(gpu, "pcie_gen", gpu.get("pcie", {}).get("gen"))
+    def nvmlDeviceGetCurrPcieLinkGeneration(self, gpu: Handle) -> int:  # noqa: N802
+        return int(self._field(gpu, "pcie_gen", gpu.get("pcie", {}).get("gen")))
 
-    def nvmlDeviceGetMaxPcieLinkGeneration(self, gpu):  # noqa: N802
-        return self._field(gpu, "pcie_max_gen", gpu.get("pcie", {}).get("max_gen"))
+    def nvmlDeviceGetMaxPcieLinkGeneration(self, gpu: Handle) -> int:  # noqa: N802
+        return int(self._field(gpu, "pcie_max_gen", gpu.get("pcie", {}).get("max_gen")))
 
-    def nvmlDeviceGetCurrPcieLinkWidth(self, gpu):  # noqa: N802
-        return self._field(gpu, "pcie_width", gpu.get("pcie", {}).get("width"))
+    def nvmlDeviceGetCurrPcieLinkWidth(self, gpu: Handle) -> int:  # noqa: N802
+        return int(self._field(gpu, "pcie_width", gpu.get("pcie", {}).get("width")))
 
-    def nvmlDeviceGetMaxPcieLinkWidth(self, gpu):  # noqa: N802
-        return self._field(gpu, "pcie_max_width", gpu.get("pcie", {}).get("max_width"))
+    def nvmlDeviceGetMaxPcieLinkWidth(self, gpu: Handle) -> int:  # noqa: N802
+        return int(self._field(gpu, "pcie_max_width", gpu.get("pcie", {}).get("max_width")))
 
-    def nvmlDeviceGetComputeRunningProcesses(self, gpu):  # noqa: N802
+    def nvmlDeviceGetComputeRunningProcesses(self, gpu: Handle) -> list[_Process]:  # noqa: N802
         found = self._field(gpu, "processes", gpu.get("processes"))
         return [_Process(p["pid"], p.get("used_memory_bytes")) for p in found]

@@ -1,0 +1,33 @@
+"""Host checks: what a training job inherits from the machine (/dev/shm, rlimits, disks).
+
+Adapters: gather the facts, call the judge (`preflight/judges/host.py`), conclude.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from preflight.judges import host as judge
+from preflight.judges.gpu import GpuWant, processes_per_node
+from preflight.plugin import Recorder
+from preflight.probes import Node, host
+from preflight.profiles import Profile
+
+pytestmark = pytest.mark.static
+
+
+@pytest.mark.pitfall("host-limits")
+def test_host_limits(node: Node, profile: Profile, finding: Recorder) -> None:
+    launched = node.launch.processes_per_node if node.launch is not None else None
+    ranks, ranks_from = processes_per_node(GpuWant.of(profile), launched)
+    finding.conclude(judge.host_limits(judge.LimitFacts(
+        judge.HostWant.of(profile), host.shm(), host.limits(), ranks, ranks_from)))
+
+
+@pytest.mark.pitfall("disk-space")
+def test_disk_space(node: Node, profile: Profile, finding: Recorder) -> None:
+    want = judge.DiskWant.of(profile)
+    paths = judge.disk_paths(want, node.launch.output_dirs if node.launch is not None else ())
+    finding.conclude(judge.disk_space(judge.DiskFacts(
+        want, [host.space(p) for p in paths],
+        host.space(want.data_disk) if want.data_disk and paths else None)))

@@ -1,0 +1,471 @@
+"""GPU checks: gpu-inventory, gpu-free, gpu-health, cuda-stack, nccl-env.
+
+Facts are the typed NVML snapshot (`preflight.probes.nvml.Snapshot`), the profile's
+`[gpu]` section (`GpuWant`) and what the adapter read for the job (CUDA_VISIBLE_DEVICES,
+processes, torch's build, NCCL's settings). A GPU check runs per GPU the profile expects
+(`position`; None on a profile without GPUs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from preflight.matching import model_matches
+from preflight.model import Problem, Verdict
+from preflight.probes import gpus, nvml
+from preflight.probes.nccl import Setting, as_int
+from preflight.probes.nvml import Gpu, Snapshot
+from preflight.probes.torch_build import Nvcc, TorchBuild, arch_covers, driver_cuda, parse_version
+from preflight.profiles import Profile
+
+GiB = 2**30
+
+
+@dataclass(frozen=True)
+class GpuWant:
+    """The profile's `[gpu]` section, as the GPU judges read it."""
+
+    profile: str  # the profile's name, for messages
+    count: int = 0
+    model: str = ""
+    memory_gb: float = 0.0
+    compute_capability: str = ""
+    min_free_memory_gb: float = 0.0
+    persistence_mode: bool = False
+    nvlink: bool = False
+    nvlink_links: int = 0
+    infiniband: bool = False
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.count > 0
+
+    @classmethod
+    def of(cls, profile: Profile) -> GpuWant:
+        g = profile.gpu
+        return cls(profile.name, g.count, g.model, g.memory_gb, g.compute_capability,
+                   g.min_free_memory_gb, g.persistence_mode, g.nvlink, g.nvlink_links,
+                   g.infiniband)
+
+
+def no_gpu_reason(want: GpuWant, snapshot: Snapshot) -> str:
+    why = f" ({snapshot.error})" if snapshot.error else ""
+    return f"profile {want.profile} expects no GPU{why}"
+
+
+def processes_per_node(want: GpuWant, launched: int | None) -> tuple[int, str]:
+    """Ranks on this node: the launch analysis when it says, else the profile's GPUs.
+    (LaunchSpec.processes_per_node: the largest nproc of the script's launchers.)"""
+    if launched:
+        return launched, "launch analysis"
+    return want.count, f"profile {want.profile} gpu.count"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One parametrized case: the job's cuda:`position` on this node."""
+
+    want: GpuWant
+    snapshot: Snapshot
+    position: int | None  # None: the profile expects no GPU
+    cuda_visible_devices: str | None = None
+
+
+def job_gpu(s: Slot) -> Gpu | Verdict:
+    """The GPU the job sees as cuda:`position`, or the verdict that ends the check."""
+    snap = s.snapshot
+    if s.position is None:
+        return Verdict(skip=no_gpu_reason(s.want, snap))
+    if snap.error:
+        return Verdict([Problem.unknown(f"cannot read GPU {s.position}: {snap.error}")])
+    visible = gpus.resolve(s.cuda_visible_devices, snap.gpus)
+    if s.position >= len(visible.indices):
+        if visible.spec is not None:
+            return Verdict(skip=f"cuda:{s.position} is not visible to the job "
+                                f"(CUDA_VISIBLE_DEVICES={visible.spec})")
+        return Verdict([Problem.unknown(f"GPU {s.position} is not present (NVML sees "
+                                        f"{len(snap.gpus)}): see gpu-inventory")])
+    found = snap.gpu(visible.indices[s.position])
+    assert found is not None  # resolve() returns indices NVML lists
+    return found
+
+
+# -- gpu-inventory -------------------------------------------------------------------------
+
+
+def inventory(s: Slot) -> Verdict:
+    """GPU `position` (an NVML index) is present and is the profile's model."""
+    snap, want, index = s.snapshot, s.want, s.position
+    if index is None:
+        return Verdict(skip=no_gpu_reason(want, snap))
+    found = snap.gpu(index)
+    v = Verdict(evidence=dict(
+        index=index, expected={"model": want.model, "memory_gb": want.memory_gb,
+                               "compute_capability": want.compute_capability},
+        source=snap.source, nvml_error=snap.error, gpus_seen=len(snap.gpus),
+        found=None if found is None else {
+            "name": found.name, "uuid": found.uuid,
+            "memory_gib": round(found.memory_total_bytes / GiB, 1),
+            "compute_capability": found.compute_capability, "pci_bus_id": found.pci_bus_id}))
+    if snap.error:
+        v.problems.append(Problem(
+            f"GPU {index} of {want.count}x {want.model} (profile {want.profile}) missing: "
+            f"NVML cannot be read: {snap.error}",
+            "nvidia-smi  # must list the GPUs; in a container run with --gpus all "
+            "(nvidia-container-toolkit), on the host load the driver (modprobe nvidia)"))
+        return v
+    if found is None:
+        v.problems.append(Problem(
+            f"GPU {index} is missing: NVML sees {len(snap.gpus)} of {want.count} expected "
+            f"{want.model} GPUs",
+            "nvidia-smi -L; dmesg | grep -iE 'NVRM|Xid'  # a GPU that fell off the bus "
+            "(Xid 79) needs a node reset: drain the node and reboot it"))
+        return v
+    v.fix = (f"choose the profile of this node (`preflight info`), or run on "
+             f"{want.count}x {want.model}")
+    v.headline = f"GPU {index}"
+    if want.model and not model_matches(want.model, found.name):
+        v.problems.append(Problem(f"model {found.name!r} is not {want.model}", v.fix))
+    if not gpus.memory_matches(found.memory_total_bytes, want.memory_gb):
+        v.problems.append(Problem(f"{found.memory_total_bytes / GiB:.1f} GiB, expected "
+                                  f"{want.memory_gb:g} GB", v.fix))
+    if want.compute_capability and found.compute_capability != want.compute_capability:
+        v.problems.append(Problem(f"compute capability {found.compute_capability}, expected "
+                                  f"{want.compute_capability}", v.fix))
+    return v
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    want: GpuWant
+    snapshot: Snapshot
+    cuda_visible_devices: str | None
+    launched_processes_per_node: int | None  # the launch analysis' nproc; None: unknown
+
+
+def visible_to_job(f: JobFacts) -> Verdict:
+    """The job sees at least as many GPUs as it starts processes on this node."""
+    snap = f.snapshot
+    if not f.want.is_gpu:
+        return Verdict(skip=no_gpu_reason(f.want, snap))
+    visible = gpus.resolve(f.cuda_visible_devices, snap.gpus)
+    needed, needed_from = processes_per_node(f.want, f.launched_processes_per_node)
+    present = ",".join(str(g.index) for g in snap.gpus[:needed])
+    fix = ("nvidia-smi  # NVML must answer before the job can see any GPU"
+           if snap.error or not present else
+           f"export CUDA_VISIBLE_DEVICES={present}  # or unset it; and keep "
+           "--nproc_per_node / NPROC_PER_NODE <= the visible GPU count")
+    v = Verdict(fix=fix, evidence=dict(
+        CUDA_VISIBLE_DEVICES=f.cuda_visible_devices, visible_indices=list(visible.indices),
+        mig_instances=visible.mig, processes_per_node=needed,
+        processes_per_node_from=needed_from, gpus_seen=len(snap.gpus), nvml_error=snap.error))
+    # One problem at most: each one hides the next (no GPUs read, none resolved).
+    if snap.error:
+        v.problems.append(Problem(f"NVML cannot be read: {snap.error}", fix))
+    elif visible.problems:
+        v.problems.append(Problem(visible.problems[0], fix))
+    elif visible.count < needed:
+        v.problems.append(Problem(f"{visible.count} GPU(s) visible to the job but {needed} "
+                                  f"processes per node ({needed_from})", fix))
+    return v
+
+
+# -- gpu-free ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A process NVML lists on a GPU, as this node's process table shows it."""
+
+    user: str
+    cmdline: str  # redacted
+
+
+@dataclass(frozen=True)
+class ProcessFacts:
+    ours: frozenset[int]  # pids of the suite's own family (never leftovers)
+    holders: Mapping[int, Holder]  # pid -> who; absent: not in this PID namespace
+    me: str  # the user running preflight
+
+
+def listed_pids(snapshot: Snapshot) -> list[int]:
+    """Every pid NVML lists on any GPU: the adapter looks these up, and only these."""
+    return sorted({p.pid for g in snapshot.gpus for p in g.processes or ()})
+
+
+def _shown(gpu: Gpu, p: ProcessFacts) -> list[dict[str, object]]:
+    shown: list[dict[str, object]] = []
+    for entry in gpu.processes or ():
+        if entry.pid in p.ours:
+            continue
+        holder = p.holders.get(entry.pid)
+        used = entry.used_memory_bytes
+        shown.append({
+            "pid": entry.pid,
+            "used_memory_gib": None if used is None else round(used / GiB, 1),
+            "user": holder.user if holder else None,
+            "cmdline": holder.cmdline if holder
+            else "not in this PID namespace (a process on the host or in another container)",
+        })
+    return shown
+
+
+def _foreign_fix(shown: list[dict[str, object]], me: str) -> str:
+    local = [str(s["pid"]) for s in shown if s["user"] == me]
+    busy = [s for s in shown if s["user"] not in (me, None)]
+    hidden = [str(s["pid"]) for s in shown if s["user"] is None]
+    fixes = []
+    if busy:  # another user's job: theirs to stop, never ours to kill
+        fixes.append(f"pick other GPUs with CUDA_VISIBLE_DEVICES, or ask "
+                     f"{', '.join(sorted({str(s['user']) for s in busy}))}")
+    if local:
+        fixes.append(f"kill {' '.join(local)}  # check each pid first (ps -o user,etime,args "
+                     f"-p {local[0]}); preflight kills nothing")
+    if hidden:
+        fixes.append(f"stop host pid(s) {' '.join(hidden)} from the host, or pick other GPUs "
+                     "with CUDA_VISIBLE_DEVICES")
+    return "; ".join(fixes)
+
+
+def free(s: Slot, p: ProcessFacts) -> Verdict:
+    """No compute process but ours on the GPU, and the profile's free memory."""
+    found = job_gpu(s)
+    if isinstance(found, Verdict):
+        return found
+    if found.processes is None:
+        return Verdict([Problem.unknown(
+            f"NVML cannot list processes on GPU {found.index}: "
+            f"{found.unavailable.get('processes', 'not recorded')}")])
+    shown = _shown(found, p)
+    free_bytes = found.memory_free_bytes
+    floor = s.want.min_free_memory_gb
+    v = Verdict(evidence=dict(index=found.index, uuid=found.uuid, foreign_processes=shown,
+                              free_gib=round(free_bytes / GiB, 1), min_free_gb=floor),
+                fix=f"free memory on GPU {found.index}, or lower gpu.min_free_memory_gb in a "
+                    "site profile")
+    if shown:
+        busy = "".join(f"; busy: user {e['user']}, pid {e['pid']}" for e in shown
+                       if e["user"] not in (p.me, None))
+        v.problems.append(Problem(
+            f"GPU {found.index} runs {len(shown)} compute process(es) that are not ours: "
+            f"pid {', '.join(str(e['pid']) for e in shown)}{busy}", _foreign_fix(shown, p.me)))
+    elif free_bytes < floor * GiB:
+        v.problems.append(Problem(f"GPU {found.index} has {free_bytes / GiB:.1f} GiB free, "
+                                  f"profile wants {floor:g}", v.fix))
+    return v
+
+
+# -- gpu-health ----------------------------------------------------------------------------
+
+
+def _reset(index: int) -> str:
+    return (f"sudo nvidia-smi -r -i {index}  # after every process on it has stopped; "
+            "drain the node first if it is shared")
+
+
+def _memory_problems(gpu: Gpu) -> list[Problem]:
+    out = []
+    if gpu.ecc.volatile_uncorrected:
+        out.append(Problem(f"{gpu.ecc.volatile_uncorrected} volatile uncorrected ECC error(s)",
+                           _reset(gpu.index)))
+    rows = gpu.remapped_rows
+    if rows is not None and rows.failure:
+        out.append(Problem("row remapping failed", "drain the node and open a hardware ticket "
+                           "(RMA): row remapping failure"))
+    elif rows is not None and rows.pending:
+        out.append(Problem("row remapping pending", _reset(gpu.index)))
+    if gpu.retired_pages_pending:
+        out.append(Problem("page retirement pending", _reset(gpu.index)))
+    return out
+
+
+def _nvlink_problems(gpu: Gpu, want: GpuWant) -> list[Problem]:
+    if not want.nvlink:
+        return []
+    active = gpu.nvlink_active
+    wanted = want.nvlink_links or len(gpu.nvlink) or 1
+    if active >= wanted:
+        return []
+    down = [str(link.link) for link in gpu.nvlink if not link.active]
+    return [Problem(f"{active} of {wanted} NVLink links active"
+                    + (f" (down: {', '.join(down)})" if down else ""),
+                    f"nvidia-smi nvlink -s -i {gpu.index}  # a down link needs a node reset or "
+                    "hardware service; NCCL falls back to PCIe meanwhile")]
+
+
+def _pcie_problems(gpu: Gpu) -> list[Problem]:
+    out = []
+    pcie = gpu.pcie
+    if pcie.width and pcie.max_width and pcie.width < pcie.max_width:
+        out.append(Problem(f"PCIe link x{pcie.width} of x{pcie.max_width}",
+                           f"nvidia-smi -q -d PCIE -i {gpu.index}  # a narrow link is a "
+                           "seating/riser fault: reseat the GPU or service the node"))
+    # An idle GPU drops its PCIe generation to save power: only a busy one is judged.
+    idle = "gpu_idle" in (gpu.clock_events or ())
+    if pcie.gen and pcie.max_gen and pcie.gen < pcie.max_gen and not idle:
+        out.append(Problem(f"PCIe gen {pcie.gen} of {pcie.max_gen} under load",
+                           f"nvidia-smi -q -d PCIE -i {gpu.index}  # check BIOS PCIe speed "
+                           "settings and the riser"))
+    return out
+
+
+def health_problems(gpu: Gpu, want: GpuWant) -> list[Problem]:
+    """What is wrong with one GPU; features NVML does not report are not problems."""
+    out = _memory_problems(gpu)
+    harmful = gpu.harmful_clock_events
+    if harmful:
+        out.append(Problem(f"clocks slowed: {', '.join(harmful)}",
+                           f"nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER -i {gpu.index}  "
+                           "# check cooling and power supply; the node needs service"))
+    if want.persistence_mode and gpu.persistence_mode is False:
+        out.append(Problem("persistence mode off",
+                           "sudo systemctl enable --now nvidia-persistenced  # or: sudo "
+                           f"nvidia-smi -pm 1 -i {gpu.index}"))
+    return out + _nvlink_problems(gpu, want) + _pcie_problems(gpu)
+
+
+def health(s: Slot) -> Verdict:
+    """ECC, row remapping, clocks, persistence, NVLink and PCIe of the job's GPU."""
+    found = job_gpu(s)
+    if isinstance(found, Verdict):
+        return found
+    return Verdict(
+        health_problems(found, s.want), headline=f"GPU {found.index}", fix="none needed",
+        evidence=dict(index=found.index, uuid=found.uuid, ecc=nvml.jsonable(found.ecc),
+                      remapped_rows=nvml.jsonable(found.remapped_rows),
+                      retired_pages_pending=found.retired_pages_pending,
+                      clock_events=nvml.jsonable(found.clock_events),
+                      persistence_mode=found.persistence_mode,
+                      nvlink_active=found.nvlink_active, nvlink_links=len(found.nvlink),
+                      pcie=nvml.jsonable(found.pcie), not_reported=sorted(found.unavailable)),
+        fix_joiner="; ")
+
+
+# -- cuda-stack ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Toolkit:
+    """The CUDA toolkit a JIT build would use (flashinfer's lookup order)."""
+
+    home: str
+    found_by: str
+    nvcc: Nvcc
+    cuda_home_var: str | None  # CUDA_HOME as exported
+    cuda_home_var_is_dir: bool
+
+
+@dataclass(frozen=True)
+class CudaFacts:
+    build: TorchBuild
+    toolkit: Toolkit | None  # read only when torch is installed
+
+
+def _driver_problems(snap: Snapshot, build: TorchBuild) -> list[Problem]:
+    out = []
+    driver = driver_cuda(snap.cuda_driver_version)
+    wanted = parse_version(build.cuda)
+    if snap.error:
+        out.append(Problem(f"driver CUDA version unknown: {snap.error}"))
+    if wanted is None:
+        out.append(Problem(f"torch {build.version} is a CPU-only build",
+                           "pip install torch --index-url https://download.pytorch.org/whl/"
+                           "cu121  # a CUDA build for this driver"))
+    elif driver is not None and driver < wanted:
+        out.append(Problem(f"driver supports CUDA {driver[0]}.{driver[1]} but torch was built "
+                           f"with CUDA {build.cuda}",
+                           f"pip install torch --index-url https://download.pytorch.org/whl/"
+                           f"cu{driver[0]}{driver[1]}  # or upgrade the driver"))
+    uncovered = [c for c in _capabilities(snap) if not arch_covers(build.arch_list, c)]
+    if wanted is not None and uncovered:
+        out.append(Problem(f"torch has no kernels for sm_{uncovered[0].replace('.', '')} "
+                           f"(arch list: {' '.join(build.arch_list) or 'empty'})",
+                           "pip install an official torch wheel (they cover sm_80 and sm_90)"))
+    return out
+
+
+def _toolkit_problems(kit: Toolkit, build: TorchBuild) -> list[Problem]:
+    wanted = parse_version(build.cuda)
+    fix = (f"export CUDA_HOME=/usr/local/cuda-{build.cuda}  # a toolkit whose nvcc major is "
+           f"{wanted[0] if wanted else '?'}")
+    release = kit.nvcc.release
+    if kit.cuda_home_var and not kit.cuda_home_var_is_dir:
+        return [Problem(f"CUDA_HOME={kit.cuda_home_var} does not exist", fix)]
+    if release and wanted is not None and int(release.split(".")[0]) != wanted[0]:
+        return [Problem(f"nvcc {release} at {kit.home} but torch was built with CUDA "
+                        f"{build.cuda}: JIT extensions (flashinfer, DeepSpeed ops) will "
+                        "refuse to build", fix)]
+    return []
+
+
+def _capabilities(snap: Snapshot) -> list[str]:
+    return sorted({g.compute_capability for g in snap.gpus})
+
+
+def cuda_stack(want: GpuWant, snap: Snapshot, f: CudaFacts | None) -> Verdict:
+    """torch's CUDA build fits the driver, the GPUs' architecture and the toolkit's nvcc.
+    `f` is None when the profile has no GPU (torch's build is then not read)."""
+    if f is None or not want.is_gpu:
+        return Verdict(skip=no_gpu_reason(want, snap) + ": torch's CUDA build is not used")
+    build, kit = f.build, f.toolkit
+    if not build.installed or kit is None:
+        return Verdict(skip=f"torch is not importable by {build.python}: {build.error}")
+    driver = driver_cuda(snap.cuda_driver_version)
+    v = Verdict(fix="none needed", fix_joiner="; ", evidence=dict(
+        python=build.python, torch=build.version, torch_cuda=build.cuda,
+        arch_list=list(build.arch_list), driver_version=snap.driver_version,
+        driver_cuda=None if driver is None else f"{driver[0]}.{driver[1]}",
+        compute_capabilities=_capabilities(snap), cuda_home=kit.home,
+        cuda_home_from=kit.found_by, nvcc=kit.nvcc.path, nvcc_release=kit.nvcc.release,
+        nvcc_error=kit.nvcc.error or None, torch_dir=build.location,
+        read_from=dict(build.read_from), torch_imported=build.imported_torch))
+    v.problems += _driver_problems(snap, build) + _toolkit_problems(kit, build)
+    if not v.problems and kit.nvcc.release is None:
+        v.problems.append(Problem.warning(
+            f"no nvcc under {kit.home} ({kit.nvcc.error}): JIT-compiled kernels cannot build"))
+    return v
+
+
+# -- nccl-env ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NcclFacts:
+    settings: Mapping[str, Setting]  # NCCL_* as the job gets them (env, then NCCL's files)
+    topo_file_exists: bool | None  # NCCL_TOPO_FILE is a file; None when it is unset
+
+
+def _crippling(found: Mapping[str, Setting], key: str, why: str) -> list[Problem]:
+    setting = found.get(key)
+    if not setting or as_int(setting.value) == 0:
+        return []
+    return [Problem(f"{key}={setting.value} from {setting.source}: {why}",
+                    f"unset {key}" if setting.source == "environment"
+                    else f"sed -i '/^{key}=/d' {setting.source}")]
+
+
+def nccl_env(want: GpuWant, f: NcclFacts) -> Verdict:
+    """No NCCL setting that silently cripples the job; NCCL_DEBUG set to say why it fails."""
+    if not want.is_gpu:
+        return Verdict(skip=f"profile {want.profile} has no GPU: NCCL is not used (gloo)")
+    found = f.settings
+    v = Verdict(fix="none needed", fix_joiner="; ", evidence=dict(
+        nccl={k: f"{s.value} ({s.source})" for k, s in sorted(found.items())},
+        profile_nvlink=want.nvlink, profile_infiniband=want.infiniband))
+    if want.nvlink:
+        v.problems += _crippling(found, "NCCL_P2P_DISABLE",
+                                 "NVLink is not used, traffic goes through host memory")
+    if want.infiniband:
+        v.problems += _crippling(found, "NCCL_IB_DISABLE",
+                                 "InfiniBand is not used, traffic goes over TCP sockets")
+    topo = found.get("NCCL_TOPO_FILE")
+    if topo and not f.topo_file_exists:
+        v.problems.append(Problem(f"NCCL_TOPO_FILE={topo.value} ({topo.source}) does not exist",
+                                  "unset NCCL_TOPO_FILE  # or point it at the node's topology "
+                                  "XML"))
+    if not v.problems and "NCCL_DEBUG" not in found:
+        v.problems.append(Problem.warning(
+            "NCCL_DEBUG is unset: the first NCCL failure will say nothing useful",
+            "export NCCL_DEBUG=WARN  # INFO for the first run on a new node"))
+    return v

@@ -1,0 +1,164 @@
+"""Host checks: host-limits (/dev/shm, open files, locked memory) and disk-space.
+
+Facts are what `preflight.probes.host` measured (`Space`, `Limits`) and the profile's
+`[host]` / `[disk]` sections (`HostWant`, `DiskWant`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from preflight.model import Problem, Verdict
+from preflight.probes.host import Limits, Space, same_filesystem
+from preflight.profiles import Profile
+
+GiB = 2**30
+MiB = 2**20
+
+
+@dataclass(frozen=True)
+class HostWant:
+    """The profile's `[host]` section."""
+
+    profile: str
+    min_shm_gb: float = 0.0
+    min_nofile: int = 0
+    rdma: bool = False
+    min_memlock_mb: int = -1  # -1: unlimited
+    dataloader_workers: int = 0  # per rank
+    shm_gb_per_worker: float = 0.0
+
+    @classmethod
+    def of(cls, profile: Profile) -> HostWant:
+        h = profile.host
+        return cls(profile.name, h.min_shm_gb, h.min_nofile, h.rdma, h.min_memlock_mb,
+                   h.dataloader_workers, h.shm_gb_per_worker)
+
+
+@dataclass(frozen=True)
+class LimitFacts:
+    want: HostWant
+    shm: Space | None  # None: the system has no /dev/shm
+    limits: Limits
+    ranks: int  # processes on this node
+    ranks_from: str  # where `ranks` comes from
+
+
+def _shm_problems(f: LimitFacts, needed_gb: float) -> list[Problem]:
+    shm = f.shm
+    if not needed_gb or (shm is not None and shm.total_bytes >= needed_gb * GiB):
+        return []
+    size = "missing" if shm is None else f"{shm.total_gb:g} GiB"
+    whole = max(int(needed_gb + 0.999), 1)
+    return [Problem(f"/dev/shm is {size}, needs {needed_gb:g} GiB",
+                    f"docker run --shm-size={whole}g ... (or --ipc=host); on a host: sudo mount "
+                    f"-o remount,size={whole}G /dev/shm")]
+
+
+def _nofile_problems(want: HostWant, lim: Limits) -> list[Problem]:
+    if not want.min_nofile or lim.nofile_soft is None or lim.nofile_soft >= want.min_nofile:
+        return []
+    if lim.nofile_hard is None or lim.nofile_hard >= want.min_nofile:
+        fix = f"ulimit -n {want.min_nofile}  # in the launching shell"
+    else:
+        fix = (f"echo '* - nofile {want.min_nofile}' | sudo tee "
+               f"/etc/security/limits.d/90-nofile.conf  # hard limit {lim.nofile_hard}; log in "
+               "again")
+    return [Problem(f"ulimit -n is {lim.nofile_soft}, needs {want.min_nofile}", fix)]
+
+
+def _memlock_problems(want: HostWant, lim: Limits, needed: int | None) -> list[Problem]:
+    """`needed` None: unlimited. A memlock limit of None is unlimited: never short."""
+    if not want.rdma or lim.memlock_soft is None or (
+            needed is not None and lim.memlock_soft >= needed):
+        return []
+    need = "unlimited" if needed is None else f"{want.min_memlock_mb} MiB"
+    return [Problem(f"ulimit -l is {lim.memlock_soft // 2**10} KiB, RDMA needs {need}",
+                    "printf '* soft memlock unlimited\\n* hard memlock unlimited\\n' | sudo tee "
+                    "/etc/security/limits.d/rdma.conf  # docker: --ulimit memlock=-1")]
+
+
+def host_limits(f: LimitFacts) -> Verdict:
+    """/dev/shm fits every rank's dataloader workers; nofile and (RDMA) memlock suffice."""
+    want, lim, shm = f.want, f.limits, f.shm
+    ranks, workers = max(f.ranks, 1), want.dataloader_workers
+    needed_gb = max(want.min_shm_gb, ranks * workers * want.shm_gb_per_worker)
+    memlock = None if want.min_memlock_mb < 0 else want.min_memlock_mb * MiB
+    v = Verdict(fix="none needed", fix_joiner="; ", evidence=dict(
+        shm=None if shm is None else {"total_gib": shm.total_gb, "free_gib": shm.free_gb},
+        shm_needed_gb=needed_gb, ranks=ranks, dataloader_workers=workers,
+        sizing=f"ranks from {f.ranks_from}, workers from profile {want.profile}",
+        nofile={"soft": lim.nofile_soft, "hard": lim.nofile_hard}, min_nofile=want.min_nofile,
+        memlock_mib=None if lim.memlock_soft is None else lim.memlock_soft // MiB,
+        rdma=want.rdma, memlock_needed_mib="unlimited" if memlock is None else memlock // MiB))
+    v.problems += (_shm_problems(f, needed_gb) + _nofile_problems(want, lim)
+                   + _memlock_problems(want, lim, memlock))
+    return v
+
+
+# -- disk-space ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiskWant:
+    """The profile's `[disk]` section."""
+
+    profile: str
+    min_free_gb: float = 0.0
+    paths: tuple[str, ...] = ()
+    data_disk: str = ""
+
+    @classmethod
+    def of(cls, profile: Profile) -> DiskWant:
+        d = profile.disk
+        return cls(profile.name, d.min_free_gb, tuple(d.paths), d.data_disk)
+
+
+def disk_paths(want: DiskWant, output_dirs: Sequence[str]) -> list[str]:
+    """The directories to measure: the profile's, then the launch script's outputs."""
+    return list(dict.fromkeys([*want.paths, *output_dirs]))
+
+
+@dataclass(frozen=True)
+class DiskFacts:
+    want: DiskWant
+    spaces: Sequence[Space]  # one per path of `disk_paths`
+    data_disk: Space | None  # the profile's data disk, measured (None: none named)
+
+
+def _short_text(s: Space, want: DiskWant) -> str:
+    return (f"{s.path}: {s.free_gb:g} GiB free on {s.mount_point}, needs {want.min_free_gb:g}"
+            + ("" if s.exists else f" (the path does not exist; measured at {s.measured_at})"))
+
+
+def disk_space(f: DiskFacts) -> Verdict:
+    """Every output directory has the profile's free space; none is on / beside a data disk."""
+    want, data_disk = f.want, f.data_disk
+    if not f.spaces:
+        return Verdict(skip=f"no output or data directory (profile {want.profile} disk.paths, "
+                            "launch script)")
+    v = Verdict(fix="none needed", evidence=dict(
+        min_free_gb=want.min_free_gb, data_disk=want.data_disk or None,
+        data_disk_exists=data_disk.exists if data_disk else None,
+        paths=[{"path": s.path, "exists": s.exists, "measured_at": s.measured_at,
+                "free_gib": s.free_gb, "total_gib": s.total_gb, "mount_point": s.mount_point,
+                "device": s.device} for s in f.spaces]))
+    short = [s for s in f.spaces if s.free_bytes < want.min_free_gb * GiB]
+    # A data disk that does not exist is no place to point outputs at.
+    target = want.data_disk if data_disk and data_disk.exists else "<a disk with space>"
+    if short:
+        # One problem: the paths short of space; its fix starts with the first of them.
+        v.problems.append(Problem(
+            "; ".join(_short_text(s, want) for s in short),
+            f"free space on {short[0].mount_point} (du -xsh {short[0].measured_at}/* | "
+            f"sort -h | tail) or point the output at {target}"))
+    on_root = [s for s in f.spaces if s.mount_point == "/" and data_disk is not None
+               and not same_filesystem(s, data_disk)]
+    if on_root:
+        v.problems.append(Problem.warning(
+            f"{on_root[0].path} is on the root filesystem, not on the data disk "
+            f"{want.data_disk}",
+            f"export OUTPUT_DIR={want.data_disk}/output  # and pass it to the launch script "
+            "(--output_dir / SAVE_DIR)"))
+    return v

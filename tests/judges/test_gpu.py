@@ -1,0 +1,272 @@
+"""The GPU judges in-process: recorded NVML snapshots (fixtures/nvml) and typed facts in,
+the finding's outcome, message and fix out. No subprocess, no plugin run."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from preflight.judges import gpu as judge
+from preflight.probes import nvml
+from preflight.probes.nccl import Setting
+from preflight.probes.torch_build import Nvcc, TorchBuild
+
+from .verdicts import judged
+
+NVML_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "nvml"
+
+
+def snap(name: str) -> nvml.Snapshot:
+    return nvml.load_snapshot(NVML_DIR / f"{name}.json")
+
+
+HEALTHY = snap("a800x4-healthy")
+NO_NVML = nvml.empty("NVML unavailable: libnvidia-ml.so.1 not found")
+A800 = judge.GpuWant("a800", count=4, model="A800", memory_gb=80, compute_capability="8.0",
+                     min_free_memory_gb=78, persistence_mode=True, nvlink=True)
+CPU = judge.GpuWant("cpu")
+
+
+def with_gpu(base: nvml.Snapshot, position: int, **changes: object) -> nvml.Snapshot:
+    gpus = list(base.gpus)
+    gpus[position] = replace(gpus[position], **changes)  # type: ignore[arg-type]
+    return replace(base, gpus=tuple(gpus))
+
+
+# -- gpu-inventory -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("snapshot, position, want, kind, text, fix", [
+    (HEALTHY, 2, A800, "ok", "", "choose the profile of this node"),
+    (NO_NVML, None, CPU, "skipped", "profile cpu expects no GPU (NVML unavailable", ""),
+    (NO_NVML, 3, A800, "blocker",
+     "GPU 3 of 4x A800 (profile a800) missing: NVML cannot be read: NVML unavailable",
+     "nvidia-smi  # must list the GPUs"),
+    (snap("a800x4-gpu-missing"), 3, A800, "blocker",
+     "GPU 3 is missing: NVML sees 3 of 4 expected A800 GPUs", "dmesg | grep -iE 'NVRM|Xid'"),
+    (snap("h100x8-healthy"), 0, A800, "blocker",
+     "GPU 0: model 'NVIDIA H100 80GB HBM3' is not A800; compute capability 9.0, expected 8.0",
+     "choose the profile of this node (`preflight info`), or run on 4x A800"),
+    (with_gpu(HEALTHY, 1, memory_total_bytes=40 * 2**30), 1, A800, "blocker",
+     "GPU 1: 40.0 GiB, expected 80 GB", "choose the profile"),
+], ids=["healthy", "cpu-profile", "no-nvml", "missing", "wrong-model", "wrong-memory"])
+def test_inventory(snapshot, position, want, kind, text, fix):
+    out = judged(judge.inventory(judge.Slot(want, snapshot, position)))
+    assert (out.kind, out.text.startswith(text), fix in out.fix) == (kind, True, True), out
+
+
+def test_inventory_records_what_it_found():
+    out = judged(judge.inventory(judge.Slot(A800, HEALTHY, 0)))
+    assert out.evidence["found"] == {
+        "name": "NVIDIA A800-SXM4-80GB", "uuid": HEALTHY.gpus[0].uuid, "memory_gib": 80.0,
+        "compute_capability": "8.0", "pci_bus_id": HEALTHY.gpus[0].pci_bus_id}
+    assert out.evidence["gpus_seen"] == 4 and out.evidence["nvml_error"] is None
+
+
+@pytest.mark.parametrize("snapshot, spec, launched, want, kind, text, fix", [
+    (HEALTHY, None, None, A800, "ok", "", "export CUDA_VISIBLE_DEVICES=0,1,2,3"),
+    (HEALTHY, None, None, CPU, "skipped", "profile cpu expects no GPU", ""),
+    (NO_NVML, None, None, A800, "blocker", "NVML cannot be read: NVML unavailable",
+     "nvidia-smi  # NVML must answer"),
+    (HEALTHY, "0,1,7,2", None, A800, "blocker", "CUDA_VISIBLE_DEVICES names GPU 7",
+     "export CUDA_VISIBLE_DEVICES=0,1,2,3  # or unset it"),
+    (HEALTHY, None, 8, A800, "blocker",
+     "4 GPU(s) visible to the job but 8 processes per node (launch analysis)",
+     "export CUDA_VISIBLE_DEVICES=0,1,2,3"),
+    (HEALTHY, "2,MIG-x", 2, A800, "ok", "", "export CUDA_VISIBLE_DEVICES=0,1"),
+    (snap("a800x4-gpu-missing"), None, None, A800, "blocker",
+     "3 GPU(s) visible to the job but 4 processes per node (profile a800 gpu.count)", ""),
+], ids=["healthy", "cpu", "no-nvml", "names-missing", "launch-8", "mig", "gpu-missing"])
+def test_visible_to_job(snapshot, spec, launched, want, kind, text, fix):
+    out = judged(judge.visible_to_job(judge.JobFacts(want, snapshot, spec, launched)))
+    assert (out.kind, out.text.startswith(text), fix in out.fix) == (kind, True, True), out
+
+
+# -- gpu-free ------------------------------------------------------------------------------
+
+BUSY = with_gpu(HEALTHY, 0, processes=(nvml.GpuProcess(42, 31 * 2**30),))
+NOBODY = judge.ProcessFacts(frozenset(), {}, "me")
+
+
+@pytest.mark.parametrize("snapshot, spec, position, procs, kind, text, fix", [
+    (HEALTHY, None, 0, NOBODY, "ok", "", "free memory on GPU 0"),
+    (NO_NVML, None, None, NOBODY, "skipped", "profile a800 expects no GPU", ""),
+    (NO_NVML, None, 0, NOBODY, "unknown", "cannot read GPU 0: NVML unavailable", ""),
+    (HEALTHY, "0", 1, NOBODY, "skipped", "cuda:1 is not visible to the job "
+     "(CUDA_VISIBLE_DEVICES=0)", ""),
+    (snap("a800x4-gpu-missing"), None, 3, NOBODY, "unknown",
+     "GPU 3 is not present (NVML sees 3): see gpu-inventory", ""),
+    (with_gpu(HEALTHY, 0, processes=None, unavailable={"processes": "NoPermission"}), None, 0,
+     NOBODY, "unknown", "NVML cannot list processes on GPU 0: NoPermission", ""),
+    (BUSY, None, 0, judge.ProcessFacts(frozenset(), {42: judge.Holder("bob", "python x")}, "me"),
+     "blocker", "GPU 0 runs 1 compute process(es) that are not ours: pid 42; busy: user bob, "
+     "pid 42", "pick other GPUs with CUDA_VISIBLE_DEVICES, or ask bob"),
+    (BUSY, None, 0, judge.ProcessFacts(frozenset(), {42: judge.Holder("me", "python x")}, "me"),
+     "blocker", "GPU 0 runs 1 compute process(es) that are not ours: pid 42",
+     "kill 42  # check each pid first (ps -o user,etime,args -p 42); preflight kills nothing"),
+    (BUSY, None, 0, NOBODY, "blocker", "GPU 0 runs 1 compute process(es)",
+     "stop host pid(s) 42 from the host"),
+    (BUSY, None, 0, judge.ProcessFacts(frozenset({42}), {}, "me"), "ok", "", ""),
+    (with_gpu(HEALTHY, 1, memory_free_bytes=70 * 2**30), "1", 0, NOBODY, "blocker",
+     "GPU 1 has 70.0 GiB free, profile wants 78", "free memory on GPU 1, or lower "
+     "gpu.min_free_memory_gb"),
+], ids=["free", "cpu", "no-nvml", "hidden-by-cvd", "absent", "cannot-list", "other-user",
+        "my-leftover", "other-namespace", "ours", "low-memory"])
+def test_free(snapshot, spec, position, procs, kind, text, fix):
+    out = judged(judge.free(judge.Slot(A800, snapshot, position, spec), procs))
+    assert (out.kind, out.text.startswith(text), fix in out.fix) == (kind, True, True), out
+
+
+def test_free_shows_a_foreign_process_and_lists_pids_for_the_adapter():
+    procs = judge.ProcessFacts(frozenset(), {42: judge.Holder("bob", "python --token ***")}, "me")
+    out = judged(judge.free(judge.Slot(A800, BUSY, 0), procs))
+    assert out.evidence["foreign_processes"] == [
+        {"pid": 42, "used_memory_gib": 31.0, "user": "bob", "cmdline": "python --token ***"}]
+    assert judge.listed_pids(snap("a800x4-foreign-process")) == [4190321]
+
+
+# -- gpu-health ----------------------------------------------------------------------------
+
+RESET = "sudo nvidia-smi -r -i {}  # after every process on it has stopped"
+BUSY_CLOCKS = {"clock_events": ("sw_power_cap",), "clock_event_reasons": 4}
+
+
+@pytest.mark.parametrize("snapshot, position, want, kind, text, fix", [
+    (HEALTHY, 0, A800, "ok", "", "none needed"),
+    (NO_NVML, None, CPU, "skipped", "profile cpu expects no GPU", ""),
+    (snap("a800x4-ecc-error"), 2, A800, "blocker",
+     "GPU 2: 2 volatile uncorrected ECC error(s); row remapping pending", RESET.format(2)),
+    (with_gpu(HEALTHY, 0, remapped_rows=nvml.RemappedRows(0, 1, True, True)), 0, A800,
+     "blocker", "GPU 0: row remapping failed", "open a hardware ticket (RMA)"),
+    (with_gpu(HEALTHY, 0, retired_pages_pending=True), 0, A800, "blocker",
+     "GPU 0: page retirement pending", RESET.format(0)),
+    (snap("a800x4-nvlink-down"), 3, A800, "blocker", "GPU 3: 7 of 8 NVLink links active "
+     "(down: 2)", "nvidia-smi nvlink -s -i 3"),
+    (HEALTHY, 0, replace(A800, nvlink_links=12), "blocker", "GPU 0: 8 of 12 NVLink links",
+     "nvidia-smi nvlink -s -i 0"),
+    (snap("a800x4-nvlink-down"), 3, replace(A800, nvlink=False), "ok", "", "none needed"),
+    (snap("a800x4-degraded"), 3, A800, "blocker",
+     "GPU 3: clocks slowed: hw_thermal_slowdown; persistence mode off",
+     "nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER -i 3  # check cooling and power supply; "
+     "the node needs service; sudo systemctl enable --now nvidia-persistenced"),
+    (snap("a800x4-degraded"), 0, replace(A800, persistence_mode=False), "ok", "", ""),
+    (snap("a800x4-degraded"), 1, A800, "blocker", "GPU 1: persistence mode off; PCIe link x8 "
+     "of x16", "nvidia-smi -q -d PCIE -i 1  # a narrow link"),
+    (with_gpu(HEALTHY, 0, **BUSY_CLOCKS, pcie=nvml.Pcie(3, 4, 16, 16)), 0, A800, "blocker",
+     "GPU 0: PCIe gen 3 of 4 under load", "check BIOS PCIe speed settings"),
+    (with_gpu(HEALTHY, 0, pcie=nvml.Pcie(1, 4, 16, 16)), 0, A800, "ok", "", ""),  # idle
+], ids=["healthy", "cpu", "ecc", "remap-failed", "retired-pages", "nvlink-down",
+        "nvlink-want-12", "nvlink-not-required", "thermal-and-persistence",
+        "persistence-not-required", "pcie-width", "pcie-gen-busy", "pcie-gen-idle"])
+def test_health(snapshot, position, want, kind, text, fix):
+    out = judged(judge.health(judge.Slot(want, snapshot, position)))
+    assert (out.kind, out.text.startswith(text), fix in out.fix) == (kind, True, True), out
+
+
+def test_health_gives_one_fix_per_kind_of_problem():
+    """ECC errors and a pending remap both need the same reset: it is named once."""
+    out = judged(judge.health(judge.Slot(A800, snap("a800x4-ecc-error"), 2)))
+    assert out.fix == RESET.format(2) + "; drain the node first if it is shared"
+    assert out.evidence["ecc"] == {"enabled": True, "volatile_uncorrected": 2,
+                                   "volatile_corrected": 117}
+    assert out.evidence["not_reported"] == ["retired_pages_pending"]
+
+
+# -- cuda-stack ----------------------------------------------------------------------------
+
+TORCH = TorchBuild("python3", True, "2.5.1+cu121", "12.1", ("sm_80", "sm_86", "sm_90"))
+NVCC = Nvcc("/usr/local/cuda-12.1/bin/nvcc", True, "12.1")
+KIT = judge.Toolkit("/usr/local/cuda-12.1", "CUDA_HOME", NVCC, "/usr/local/cuda-12.1", True)
+
+
+def cuda(build=TORCH, kit=KIT, **kit_changes):
+    return judge.CudaFacts(build, replace(kit, **kit_changes) if kit_changes else kit)
+
+
+CUDA_HOME_FIX = "export CUDA_HOME=/usr/local/cuda-12.1  # a toolkit whose nvcc major is 12"
+
+
+@pytest.mark.parametrize("want, snapshot, facts, kind, text, fix", [
+    (A800, HEALTHY, cuda(), "ok", "", "none needed"),
+    (CPU, NO_NVML, None, "skipped", "profile cpu expects no GPU (NVML unavailable: "
+     "libnvidia-ml.so.1 not found): torch's CUDA build is not used", ""),
+    (A800, HEALTHY, judge.CudaFacts(TorchBuild("py", False, error="No module named 'torch'"),
+                                    None),
+     "skipped", "torch is not importable by py: No module named 'torch'", ""),
+    (A800, snap("a800x4-old-driver"), cuda(), "blocker",
+     "driver supports CUDA 11.4 but torch was built with CUDA 12.1",
+     "pip install torch --index-url https://download.pytorch.org/whl/cu114  # or upgrade"),
+    (A800, HEALTHY, cuda(replace(TORCH, cuda=None, version="2.13.0+cpu")), "blocker",
+     "torch 2.13.0+cpu is a CPU-only build", "whl/cu121  # a CUDA build for this driver"),
+    (A800, HEALTHY, cuda(replace(TORCH, arch_list=("sm_90", "sm_100"))), "blocker",
+     "torch has no kernels for sm_80 (arch list: sm_90 sm_100)",
+     "pip install an official torch wheel"),
+    (A800, HEALTHY, cuda(nvcc=replace(NVCC, release="13.0")), "blocker",
+     "nvcc 13.0 at /usr/local/cuda-12.1 but torch was built with CUDA 12.1", CUDA_HOME_FIX),
+    (A800, HEALTHY, cuda(cuda_home_var="/nope", cuda_home_var_is_dir=False), "blocker",
+     "CUDA_HOME=/nope does not exist", CUDA_HOME_FIX),
+    (A800, HEALTHY, cuda(replace(TORCH, arch_list=("sm_90",)), nvcc=replace(NVCC, release="13.0")),
+     "blocker", "torch has no kernels for sm_80 (arch list: sm_90); nvcc 13.0 at",
+     "pip install an official torch wheel (they cover sm_80 and sm_90); " + CUDA_HOME_FIX),
+    (A800, replace(HEALTHY, error="NVML query failed"), cuda(), "blocker",
+     "driver CUDA version unknown: NVML query failed", "none needed"),
+    (A800, HEALTHY, cuda(nvcc=Nvcc("/usr/local/cuda/bin/nvcc", False, None, "not found")),
+     "warning", "no nvcc under /usr/local/cuda-12.1 (not found): JIT-compiled kernels cannot "
+     "build", "none needed"),
+], ids=["fits", "cpu", "no-torch", "old-driver", "cpu-only", "no-sm80", "nvcc-major",
+        "cuda-home-missing", "two-fixes", "nvml-error", "no-nvcc"])
+def test_cuda_stack(want, snapshot, facts, kind, text, fix):
+    out = judged(judge.cuda_stack(want, snapshot, facts))
+    assert (out.kind, out.text.startswith(text), fix in out.fix) == (kind, True, True), out
+
+
+# -- nccl-env ------------------------------------------------------------------------------
+
+H100 = replace(A800, profile="h100", infiniband=True)
+
+
+def env(**values: str) -> dict[str, Setting]:
+    return {k: Setting(k, v, "environment") for k, v in values.items()}
+
+
+@pytest.mark.parametrize("want, settings, topo, kind, text, fix", [
+    (CPU, {}, None, "skipped", "profile cpu has no GPU: NCCL is not used (gloo)", ""),
+    (A800, {}, None, "warning", "NCCL_DEBUG is unset: the first NCCL failure will say nothing",
+     "export NCCL_DEBUG=WARN  # INFO for the first run on a new node"),
+    (A800, env(NCCL_DEBUG="WARN"), None, "ok", "", "none needed"),
+    (A800, env(NCCL_DEBUG="WARN", NCCL_P2P_DISABLE="1"), None, "blocker",
+     "NCCL_P2P_DISABLE=1 from environment: NVLink is not used", "unset NCCL_P2P_DISABLE"),
+    (A800, {"NCCL_P2P_DISABLE": Setting("NCCL_P2P_DISABLE", "1", "/home/u/.nccl.conf")}, None,
+     "blocker", "NCCL_P2P_DISABLE=1 from /home/u/.nccl.conf",
+     "sed -i '/^NCCL_P2P_DISABLE=/d' /home/u/.nccl.conf"),
+    (A800, env(NCCL_DEBUG="WARN", NCCL_P2P_DISABLE="0", NCCL_IB_DISABLE="1"), None, "ok", "",
+     "none needed"),  # P2P=0 keeps NVLink; IB is not in the a800 profile
+    (H100, env(NCCL_DEBUG="WARN", NCCL_IB_DISABLE="1", NCCL_TOPO_FILE="/t.xml"), False,
+     "blocker", "NCCL_IB_DISABLE=1 from environment: InfiniBand is not used, traffic goes over "
+     "TCP sockets; NCCL_TOPO_FILE=/t.xml (environment) does not exist",
+     "unset NCCL_IB_DISABLE; unset NCCL_TOPO_FILE  # or point it at the node's topology XML"),
+    (H100, env(NCCL_DEBUG="WARN", NCCL_TOPO_FILE="/t.xml"), True, "ok", "", ""),
+], ids=["cpu", "no-debug", "clean", "p2p-env", "p2p-conf", "harmless", "ib-and-topo", "topo"])
+def test_nccl_env(want, settings, topo, kind, text, fix):
+    out = judged(judge.nccl_env(want, judge.NcclFacts(settings, topo)))
+    assert (out.kind, out.text.startswith(text), fix in out.fix) == (kind, True, True), out
+
+
+# -- the shared parts ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("launched, expected", [
+    (None, (4, "profile a800 gpu.count")), (0, (4, "profile a800 gpu.count")),
+    (8, (8, "launch analysis"))])
+def test_processes_per_node(launched, expected):
+    assert judge.processes_per_node(A800, launched) == expected
+
+
+def test_snapshot_types_write_the_schema_back():
+    gpu = HEALTHY.gpus[0]
+    assert gpu.to_json()["nvlink"][0] == {"link": 0, "active": True}
+    assert nvml.jsonable(gpu.pcie) == {"gen": 1, "max_gen": 4, "width": 16, "max_width": 16}
+    assert gpu.nvlink_active == 8 and gpu.harmful_clock_events == []
+    assert snap("a800x4-degraded").gpus[3].harmful_clock_events == ["hw_thermal_slowdown"]

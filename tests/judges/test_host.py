@@ -1,0 +1,114 @@
+"""The host judges in-process: measured /dev/shm, rlimits and disks in, outcome and fix out."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from preflight.judges import host as judge
+from preflight.probes.host import Limits, Space
+
+from .verdicts import judged
+
+GiB = 2**30
+MiB = 2**20
+SHM = Space("/dev/shm", "/dev/shm", True, "/dev/shm", "shm", "tmpfs", 64 * GiB, 60 * GiB)
+LIMITS = Limits(1048576, 1048576, None, None)
+PLAIN = judge.HostWant("site")
+
+
+def limits(want=PLAIN, shm=SHM, lim=LIMITS, ranks=1, ranks_from="profile site gpu.count"):
+    return judge.LimitFacts(want, shm, lim, ranks, ranks_from)
+
+
+SHM_FIX = ("docker run --shm-size=128g ... (or --ipc=host); on a host: sudo mount -o "
+           "remount,size=128G /dev/shm")
+MEMLOCK_FIX = ("printf '* soft memlock unlimited\\n* hard memlock unlimited\\n' | sudo tee "
+               "/etc/security/limits.d/rdma.conf  # docker: --ulimit memlock=-1")
+
+
+@pytest.mark.parametrize("facts, kind, text, fix", [
+    (limits(), "ok", "", "none needed"),
+    (limits(replace(PLAIN, min_shm_gb=128)), "blocker", "/dev/shm is 64 GiB, needs 128 GiB",
+     SHM_FIX),
+    (limits(replace(PLAIN, dataloader_workers=4, shm_gb_per_worker=4), ranks=8), "blocker",
+     "/dev/shm is 64 GiB, needs 128 GiB", SHM_FIX),  # 8 ranks x 4 workers x 4 GB
+    (limits(replace(PLAIN, min_shm_gb=1), shm=None), "blocker", "/dev/shm is missing, needs 1 GiB",
+     "--shm-size=1g"),
+    (limits(replace(PLAIN, min_nofile=1024), lim=Limits(256, 4096, None, None)), "blocker",
+     "ulimit -n is 256, needs 1024", "ulimit -n 1024  # in the launching shell"),
+    (limits(replace(PLAIN, min_nofile=1024), lim=Limits(256, 512, None, None)), "blocker",
+     "ulimit -n is 256, needs 1024", "echo '* - nofile 1024' | sudo tee "
+     "/etc/security/limits.d/90-nofile.conf  # hard limit 512; log in again"),
+    (limits(replace(PLAIN, rdma=True, min_memlock_mb=8), lim=Limits(None, None, 4 * MiB, None)),
+     "blocker", "ulimit -l is 4096 KiB, RDMA needs 8 MiB", MEMLOCK_FIX),
+    (limits(replace(PLAIN, rdma=True), lim=Limits(None, None, 64 * MiB, None)), "blocker",
+     "ulimit -l is 65536 KiB, RDMA needs unlimited", MEMLOCK_FIX),
+    (limits(replace(PLAIN, rdma=True, min_memlock_mb=8), lim=Limits(None, None, 8 * MiB, None)),
+     "ok", "", "none needed"),
+    (limits(replace(PLAIN, min_memlock_mb=8), lim=Limits(None, None, 4 * MiB, None)), "ok", "",
+     "none needed"),  # no RDMA: memlock does not matter
+    (limits(replace(PLAIN, min_shm_gb=128, min_nofile=1024, rdma=True),
+            lim=Limits(256, 4096, 4 * MiB, None)), "blocker",
+     "/dev/shm is 64 GiB, needs 128 GiB; ulimit -n is 256, needs 1024; ulimit -l is 4096 KiB",
+     f"{SHM_FIX}; ulimit -n 1024  # in the launching shell; {MEMLOCK_FIX}"),
+], ids=["fine", "shm-floor", "shm-per-worker", "no-shm", "nofile-soft", "nofile-hard",
+        "memlock", "memlock-unlimited", "memlock-enough", "no-rdma", "all-three"])
+def test_host_limits(facts, kind, text, fix):
+    out = judged(judge.host_limits(facts))
+    assert (out.kind, out.text.startswith(text), fix in out.fix) == (kind, True, True), out
+
+
+def test_host_limits_sizing_evidence():
+    facts = limits(replace(PLAIN, dataloader_workers=2, shm_gb_per_worker=1.5), ranks=0,
+                   ranks_from="launch analysis")
+    evidence = judged(judge.host_limits(facts)).evidence
+    assert (evidence["ranks"], evidence["shm_needed_gb"]) == (1, 3.0)  # at least one rank
+    assert evidence["sizing"] == "ranks from launch analysis, workers from profile site"
+    assert evidence["memlock_needed_mib"] == "unlimited" and evidence["memlock_mib"] is None
+
+
+# -- disk-space ----------------------------------------------------------------------------
+
+
+def space(path, free_gib, mount="/", exists=True, measured_at=None):
+    return Space(path, measured_at or path, exists, mount, "/dev/vda", "ext4", 500 * GiB,
+                 int(free_gib * GiB))
+
+
+DATA = space("/data", 900, mount="/data")
+DISK = judge.DiskWant("site", 100, ("/out",), "/data")
+
+
+@pytest.mark.parametrize("want, spaces, data_disk, kind, text, fix", [
+    (replace(DISK, paths=()), [], None, "skipped",
+     "no output or data directory (profile site disk.paths, launch script)", ""),
+    (DISK, [space("/data/out", 500, mount="/data")], DATA, "ok", "", "none needed"),
+    (DISK, [space("/out/run1", 20.04, exists=False, measured_at="/out")], DATA, "blocker",
+     "/out/run1: 20 GiB free on /, needs 100 (the path does not exist; measured at /out)",
+     "free space on / (du -xsh /out/* | sort -h | tail) or point the output at /data"),
+    (DISK, [space("/out", 20)], replace(DATA, exists=False), "blocker", "/out: 20 GiB free",
+     "or point the output at <a disk with space>"),
+    (DISK, [space("/out", 20), space("/scratch", 30, mount="/scratch")], DATA, "blocker",
+     "/out: 20 GiB free on /, needs 100; /scratch: 30 GiB free on /scratch, needs 100",
+     "free space on / (du -xsh /out/*"),
+    (DISK, [space("/out", 200)], DATA, "warning",
+     "/out is on the root filesystem, not on the data disk /data",
+     "export OUTPUT_DIR=/data/output  # and pass it to the launch script"),
+    (replace(DISK, data_disk=""), [space("/out", 200)], None, "ok", "", "none needed"),
+], ids=["no-paths", "fine", "short", "short-no-data-disk", "two-short", "on-root",
+        "on-root-no-data-disk"])
+def test_disk_space(want, spaces, data_disk, kind, text, fix):
+    out = judged(judge.disk_space(judge.DiskFacts(want, spaces, data_disk)))
+    assert (out.kind, out.text.startswith(text), fix in out.fix) == (kind, True, True), out
+
+
+def test_disk_space_fix_names_only_the_first_short_path():
+    out = judged(judge.disk_space(judge.DiskFacts(
+        DISK, [space("/out", 20), space("/scratch", 30, mount="/scratch")], DATA)))
+    assert "/scratch" not in out.fix
+
+
+def test_disk_paths_profile_first_then_launch_outputs_once():
+    assert judge.disk_paths(DISK, ["/exp/run1", "/out"]) == ["/out", "/exp/run1"]
