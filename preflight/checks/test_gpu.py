@@ -72,13 +72,8 @@ def test_gpu_health(node: Node, profile: Profile, finding: Recorder, gpu: int | 
     finding.conclude(judge.health(slot(node, profile, gpu)))
 
 
-def _launch_python(node: Node) -> str:
-    candidate = node.launch_prefix / "bin" / "python"
-    return str(candidate) if candidate.exists() else node.python
-
-
 def cuda_facts(node: Node) -> judge.CudaFacts:
-    build = torch_build.read(node.runner, _launch_python(node), node.environ)
+    build = torch_build.read(node.runner, node.launch_python, node.environ)
     if not build.installed:
         return judge.CudaFacts(build, None)
     home, how = cuda.cuda_home(node.environ)

@@ -201,11 +201,6 @@ def test_swift_grpo_10(node, profile, finding, tmp_path):
                         f"{result.rewards[-1]:.3g}), checkpoint-{STEPS} with optimizer state")
 
 
-def _sglang_python(node) -> str:
-    candidate = node.launch_prefix / "bin" / "python"
-    return str(candidate) if candidate.exists() else node.python
-
-
 @_stack
 @pytest.mark.pitfall("sglang-generate")
 def test_sglang_generate(node, profile, finding, tmp_path):
@@ -213,7 +208,7 @@ def test_sglang_generate(node, profile, finding, tmp_path):
         finding.skip(f"SGLang serves on GPUs; profile {profile.name} has none")
     if not node.gpus.gpus:
         finding.skip(f"no GPU on this node ({node.gpus.error or 'NVML lists none'})")
-    python = _sglang_python(node)
+    python = node.launch_python
     found = node.runner.run(
         [python, "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('sglang') "
          "is None)"], timeout=60, env=node.environ)

@@ -65,17 +65,15 @@ class FakeNvml:
         # The recorded JSON, as the file has it: the fake is the hardware boundary, and a
         # handle is one GPU's object of that JSON (what `nvmlDeviceGetHandleByIndex` gives).
         self.data = merge(snapshot, overrides or {})
-        self.initialized = False
 
     # -- library -------------------------------------------------------------------------
 
     def nvmlInit(self) -> None:  # noqa: N802 - pynvml's names
         if self.data.get("error"):
             _raise("LibraryNotFound")
-        self.initialized = True
 
     def nvmlShutdown(self) -> None:  # noqa: N802
-        self.initialized = False
+        pass  # nothing to release: the data stays readable, as a replay needs
 
     def nvmlSystemGetDriverVersion(self) -> str:  # noqa: N802
         return str(self._required(self.data.get("driver_version")))

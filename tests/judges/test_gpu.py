@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,9 +30,9 @@ A800 = judge.GpuWant("a800", count=4, model="A800", memory_gb=80, compute_capabi
 CPU = judge.GpuWant("cpu")
 
 
-def with_gpu(base: nvml.Snapshot, position: int, **changes: object) -> nvml.Snapshot:
+def with_gpu(base: nvml.Snapshot, position: int, **changes: Any) -> nvml.Snapshot:
     gpus = list(base.gpus)
-    gpus[position] = replace(gpus[position], **changes)  # type: ignore[arg-type]
+    gpus[position] = replace(gpus[position], **changes)
     return replace(base, gpus=tuple(gpus))
 
 
