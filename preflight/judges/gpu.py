@@ -44,9 +44,11 @@ class GpuWant:
     @classmethod
     def of(cls, profile: Profile) -> GpuWant:
         g = profile.gpu
-        return cls(profile.name, g.count, g.model, g.memory_gb, g.compute_capability,
-                   g.min_free_memory_gb, g.persistence_mode, g.nvlink, g.nvlink_links,
-                   g.infiniband)
+        return cls(profile.name, count=g.count, model=g.model, memory_gb=g.memory_gb,
+                   compute_capability=g.compute_capability,
+                   min_free_memory_gb=g.min_free_memory_gb,
+                   persistence_mode=g.persistence_mode, nvlink=g.nvlink,
+                   nvlink_links=g.nvlink_links, infiniband=g.infiniband)
 
 
 def no_gpu_reason(want: GpuWant, snapshot: Snapshot) -> str:

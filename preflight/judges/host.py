@@ -32,8 +32,10 @@ class HostWant:
     @classmethod
     def of(cls, profile: Profile) -> HostWant:
         h = profile.host
-        return cls(profile.name, h.min_shm_gb, h.min_nofile, h.rdma, h.min_memlock_mb,
-                   h.dataloader_workers, h.shm_gb_per_worker)
+        return cls(profile.name, min_shm_gb=h.min_shm_gb, min_nofile=h.min_nofile,
+                   rdma=h.rdma, min_memlock_mb=h.min_memlock_mb,
+                   dataloader_workers=h.dataloader_workers,
+                   shm_gb_per_worker=h.shm_gb_per_worker)
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,8 @@ class DiskWant:
     @classmethod
     def of(cls, profile: Profile) -> DiskWant:
         d = profile.disk
-        return cls(profile.name, d.min_free_gb, tuple(d.paths), d.data_disk)
+        return cls(profile.name, min_free_gb=d.min_free_gb, paths=tuple(d.paths),
+                   data_disk=d.data_disk)
 
 
 def disk_paths(want: DiskWant, output_dirs: Sequence[str]) -> list[str]:

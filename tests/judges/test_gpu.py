@@ -271,3 +271,11 @@ def test_snapshot_types_write_the_schema_back():
     assert nvml.jsonable(gpu.pcie) == {"gen": 1, "max_gen": 4, "width": 16, "max_width": 16}
     assert gpu.nvlink_active == 8 and gpu.harmful_clock_events == []
     assert snap("a800x4-degraded").gpus[3].harmful_clock_events == ["hw_thermal_slowdown"]
+
+
+def test_want_is_read_from_a_real_profile():
+    from preflight.profiles import load_profiles
+
+    want = judge.GpuWant.of(load_profiles([])["a800"])
+    assert want == replace(A800, nvlink_links=8)
+    assert not judge.GpuWant.of(load_profiles([])["cpu"]).is_gpu

@@ -112,3 +112,12 @@ def test_disk_space_fix_names_only_the_first_short_path():
 
 def test_disk_paths_profile_first_then_launch_outputs_once():
     assert judge.disk_paths(DISK, ["/exp/run1", "/out"]) == ["/out", "/exp/run1"]
+
+
+def test_wants_are_read_from_a_real_profile():
+    from preflight.profiles import load_profiles
+
+    cpu = load_profiles([])["cpu"]
+    assert judge.HostWant.of(cpu).profile == "cpu"
+    disk = judge.DiskWant.of(cpu)
+    assert isinstance(disk.paths, tuple) and disk.min_free_gb == cpu.disk.min_free_gb
