@@ -269,7 +269,11 @@ def identify(argv: tuple[str, ...], name: str = "") -> str | None:
         return "io.ray.runtime.runner.worker.DefaultWorker"
     if not _PYTHON.match(base):
         return None
-    module, script = python_target(argv)
+    return _python_identity(*python_target(argv))
+
+
+def _python_identity(module: str | None, script: str | None) -> str | None:
+    """What a Python runs: a known `-m` module, or a known script (by its path's end)."""
     if module is not None:
         for known in MODULES:
             if module == known.rstrip(".") or module.startswith(known.rstrip(".") + "."):
