@@ -16,7 +16,7 @@ from typing import Any
 from preflight.matching import gpu_match
 from preflight.model import Problem, Verdict
 from preflight.probes.cuda import LibLayout
-from preflight.probes.http import Answer
+from preflight.probes.http import Answer, safe_url
 from preflight.probes.netif import Interface, select
 from preflight.probes.procs import RAY_PROCESSES
 from preflight.profiles import Profile
@@ -422,4 +422,99 @@ def nccl_ifname(f: NcclIfnameFacts) -> Verdict:
         v.problems.append(Problem(
             f"NCCL_SOCKET_IFNAME={f.spec!r} selects no interface that is up on this node",
             v.fix))
+    return v
+
+
+# -- wandb-offline -------------------------------------------------------------------
+
+# wandb/sdk/wandb_settings.py (wandb 0.19, commit 004cb779): `mode` defaults to "online"
+# (:375) and is set from WANDB_MODE like every `WANDB_<NAME>` variable (:1459-1484);
+# `_offline` is mode "offline" or "dryrun" (:1243-1244), `_noop` is "disabled" (:1233-1234).
+WANDB_LOCAL = ("offline", "dryrun", "disabled")
+WANDB_MODES = ("online", "run", "shared", *WANDB_LOCAL)
+WANDB_CLOUD = "https://api.wandb.ai"  # wandb_settings.py:248, `base_url`'s default
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A WANDB_* variable as the job will see it: its value, and where it came from."""
+
+    value: str | None  # None: unset everywhere
+    source: str = ""  # "the launch script", "the environment", or the .env path
+
+
+@dataclass(frozen=True)
+class WandbFacts:
+    installed: str | None  # where wandb is installed in the launch env (None: it is not)
+    prefix: str  # the launch env
+    report_to: Sequence[str] | None  # what the launch names (`--report_to a b`); None: silent
+    report_to_where: str  # the argument or config line that says it
+    mode: Setting  # WANDB_MODE
+    base_url: Setting  # WANDB_BASE_URL
+    key_from: str | None  # where an API key was found (never the key); None: nowhere
+    key_places: Sequence[str]  # every place looked in, for the message
+    host: str | None  # base_url's host (the netrc machine wandb looks up)
+    answer: Answer | None  # the bounded probe of base_url (None: not probed)
+    timeout_s: float
+
+
+def wandb_named(report_to: Sequence[str] | None, installed: str | None) -> bool:
+    """The launch reports to wandb (`all`: every integration installed, as HF Trainer)."""
+    said = [r.lower() for r in report_to or ()]
+    return "wandb" in said or ("all" in said and installed is not None)
+
+
+def wandb_online(report_to: Sequence[str] | None, installed: str | None,
+                 mode: str | None) -> bool:
+    """wandb will be used, online: what the adapter needs to know before probing."""
+    used = wandb_named(report_to, installed) or (report_to is None and installed is not None)
+    return used and (mode or "online").strip().lower() not in WANDB_LOCAL
+
+
+def wandb_offline(f: WandbFacts) -> Verdict:
+    explicit = wandb_named(f.report_to, f.installed)
+    if f.report_to is not None and not explicit:
+        return Verdict(skip=f"the launch reports to {' '.join(f.report_to) or 'nothing'}, not "
+                            f"wandb ({f.report_to_where})")
+    if not explicit and f.installed is None:
+        return Verdict(skip=f"wandb is not in play (not installed in {f.prefix}; the launch "
+                            "does not report to it)")
+    mode = (f.mode.value or "online").strip().lower()
+    url = f.base_url.value or WANDB_CLOUD
+    v = Verdict(evidence=dict(
+        wandb_installed=f.installed, launch_report_to=list(f.report_to or []) or None,
+        WANDB_MODE=f.mode.value, WANDB_MODE_from=f.mode.source or None,
+        WANDB_BASE_URL=safe_url(url),
+        api_key_from=f.key_from))
+    v.fix = "export WANDB_MODE=offline  # `wandb sync` uploads the run later"
+    if mode in WANDB_LOCAL:
+        v.ok = f"WANDB_MODE={f.mode.value}: wandb logs locally (no key, no network needed)"
+        return v
+    if mode not in WANDB_MODES:
+        v.problems.append(Problem(f"WANDB_MODE={f.mode.value} is not a wandb mode "
+                                  f"({', '.join(WANDB_MODES)}): wandb.init rejects it", v.fix))
+        return v
+    # A launch that names wandb will call wandb.init; a wandb that is only installed may
+    # be unused (HF Trainer's report_to="all" default before transformers 5 does use it).
+    problem, lead = (Problem, "") if explicit else (
+        Problem.warning, f"wandb is installed in {f.prefix} and WANDB_MODE is not offline: ")
+    v.headline = f"the launch reports to wandb ({f.report_to_where}) online"
+    if f.key_from is None:
+        login = "\nwandb login  # with network: stores the key in ~/.netrc" if f.installed else ""
+        v.problems.append(problem(
+            f"{lead}no API key ({'; '.join(p for p in f.key_places if p)}): wandb.init in a "
+            "job without a terminal fails with `api_key not configured (no-tty)`",
+            "export WANDB_MODE=offline  # or give the job WANDB_API_KEY" + login))
+    if f.answer is None:
+        v.problems.append(problem(f"{lead}WANDB_BASE_URL={safe_url(url)!r} is not an http(s) URL",
+                                  "unset WANDB_BASE_URL  # or set it to your server's URL"))
+    elif not f.answer.answered:
+        v.problems.append(problem(
+            f"{lead}{f.answer.url} does not answer within {f.timeout_s:g}s "
+            f"({f.answer.error}): wandb.init times out", v.fix))
+    if f.answer is not None:
+        v.evidence.update(status=f.answer.status, error=f.answer.error or None,
+                          elapsed_s=f.answer.elapsed_s)
+        v.ok = (f"wandb online: API key from {f.key_from}; {f.answer.url} answered HTTP "
+                f"{f.answer.status} in {f.answer.elapsed_s}s")
     return v

@@ -88,6 +88,15 @@ CONDA = judge.CondaFacts("slime", "slime", "/envs/slime")
 ETH0, ETH1 = Interface("eth0", True, False), Interface("eth1", True, False)
 LO, DOCKER = Interface("lo", True, True), Interface("docker0", True, False)
 NCCL = judge.NcclIfnameFacts("eth", [LO, ETH0, DOCKER])
+CLOUD = Answer("https://api.wandb.ai", 404, "HTTP 404", 0.2)
+NONE = judge.Setting(None)
+WANDB = judge.WandbFacts(
+    installed=None, prefix="/envs/slime", report_to=["wandb"],
+    report_to_where="--report_to wandb at run.sh:3", mode=NONE, base_url=NONE,
+    key_from="the environment", key_places=["WANDB_API_KEY unset", "no /root/.netrc"],
+    host="api.wandb.ai", answer=CLOUD, timeout_s=3.0)
+OFFLINE_ANSWER = Answer("http://127.0.0.1:9", None, "ConnectionRefusedError", 0.0)
+
 CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
     # profile-match
     ("pm-cpu", judge.profile_match, replace(PM, profile=CPU, gpus=[]),
@@ -213,6 +222,52 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
           fix=("export NCCL_SOCKET_IFNAME=eth0",))),
     ("nccl-unset-two", judge.nccl_ifname, replace(NCCL, spec=None, interfaces=[ETH0, ETH1]),
      Want(Kind.WARNING, ("2 candidate interfaces (eth0, eth1)",))),
+    # wandb-offline
+    ("wandb-ok", judge.wandb_offline, WANDB,
+     Want(ok="wandb online: API key from the environment; https://api.wandb.ai answered",
+          evidence=(("api_key_from", "the environment"),))),
+    ("wandb-not-in-play", judge.wandb_offline, replace(WANDB, report_to=None),
+     Want(skip="wandb is not in play (not installed in /envs/slime")),
+    ("wandb-reports-elsewhere", judge.wandb_offline,
+     replace(WANDB, report_to=["tensorboard"], installed="/envs/slime/lib/wandb"),
+     Want(skip="the launch reports to tensorboard, not wandb")),
+    ("wandb-report-none", judge.wandb_offline, replace(WANDB, report_to=["none"]),
+     Want(skip="the launch reports to none")),
+    ("wandb-offline-mode", judge.wandb_offline,
+     replace(WANDB, mode=judge.Setting("offline", "the environment"), key_from=None,
+             answer=None),
+     Want(ok="WANDB_MODE=offline: wandb logs locally")),
+    ("wandb-disabled-mode", judge.wandb_offline,
+     replace(WANDB, mode=judge.Setting("Disabled", "x.env"), key_from=None, answer=None),
+     Want(ok="WANDB_MODE=Disabled")),
+    ("wandb-bad-mode", judge.wandb_offline, replace(WANDB, mode=judge.Setting("ofline", "e")),
+     Want(Kind.BLOCKER, ("WANDB_MODE=ofline is not a wandb mode",),
+          ("export WANDB_MODE=offline",))),
+    ("wandb-no-key", judge.wandb_offline, replace(WANDB, key_from=None),
+     Want(Kind.BLOCKER, ("the launch reports to wandb (--report_to wandb at run.sh:3) online: "
+                         "no API key (WANDB_API_KEY unset; no /root/.netrc)",
+                         "api_key not configured (no-tty)"),
+          ("export WANDB_MODE=offline",))),
+    ("wandb-no-key-installed-login", judge.wandb_offline,
+     replace(WANDB, key_from=None, installed="/envs/slime/lib/python3.11/site-packages/wandb"),
+     Want(Kind.BLOCKER, ("no API key",), ("wandb login",))),
+    ("wandb-no-network", judge.wandb_offline, replace(WANDB, answer=OFFLINE_ANSWER),
+     Want(Kind.BLOCKER, ("http://127.0.0.1:9 does not answer within 3s",),
+          ("export WANDB_MODE=offline  # `wandb sync`",))),
+    ("wandb-bad-url", judge.wandb_offline,
+     replace(WANDB, base_url=judge.Setting("api.wandb.ai", "the environment"), answer=None),
+     Want(Kind.BLOCKER, ("WANDB_BASE_URL='api.wandb.ai' is not an http(s) URL",),
+          ("unset WANDB_BASE_URL",))),
+    ("wandb-installed-only", judge.wandb_offline,
+     replace(WANDB, report_to=None, installed="/envs/slime/lib/python3.11/site-packages/wandb",
+             key_from=None, answer=OFFLINE_ANSWER),
+     Want(Kind.WARNING, ("wandb is installed in /envs/slime and WANDB_MODE is not offline: "
+                         "no API key",),)),
+    ("wandb-all-installed", judge.wandb_offline,
+     replace(WANDB, report_to=["all"], installed="/x/wandb", key_from=None),
+     Want(Kind.BLOCKER, ("no API key",))),
+    ("wandb-all-not-installed", judge.wandb_offline, replace(WANDB, report_to=["all"]),
+     Want(skip="the launch reports to all, not wandb")),
 ]
 
 
@@ -227,3 +282,22 @@ def test_every_node_judge_has_a_failing_and_a_passing_case() -> None:
     failing = {c[1] for c in CASES if c[3].kind is not None}
     passing = {c[1] for c in CASES if c[3].kind is None and not c[3].skip}
     assert judges == failing == passing
+
+
+@pytest.mark.parametrize("mode", ["online", None, "run", "shared"])
+def test_wandb_online_modes(mode: str | None) -> None:
+    assert judge.wandb_online(["wandb"], None, mode)
+    assert not judge.wandb_online(["tensorboard"], "/x", mode)
+    assert judge.wandb_online(None, "/x", mode)
+    assert not judge.wandb_online(None, None, mode)
+
+
+@pytest.mark.parametrize("mode", ["offline", "dryrun", "disabled", "OFFLINE"])
+def test_wandb_local_modes_never_probe(mode: str) -> None:
+    assert not judge.wandb_online(["wandb"], "/x", mode)
+
+
+def test_wandb_verdict_never_holds_the_key() -> None:
+    # The judge only ever sees where a key is: the facts have no field for its value.
+    assert "key" not in {f for f in judge.WandbFacts.__dataclass_fields__} - {
+        "key_from", "key_places"}
