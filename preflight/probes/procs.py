@@ -152,7 +152,8 @@ def details(pid: int, argv: tuple[str, ...] | None = None) -> ProcInfo | None:
     return ProcInfo(pid, ppid, name, user_name(uid), tuple(argv), created)
 
 
-def snapshot(process_iter: Callable | None = None) -> list[ProcInfo]:
+def snapshot(process_iter: Callable[..., Iterator[psutil.Process]] | None = None
+             ) -> list[ProcInfo]:
     """Every process we can see with full details (the expensive way: tests and small
     tables; checks use `Table`)."""
     found = []
@@ -199,7 +200,7 @@ class Table(Mapping[int, ProcInfo]):
         return Family(self, pid)
 
     def ancestors(self, pid: int, limit: int = 64) -> list[int]:
-        chain = []
+        chain: list[int] = []
         cursor = self.ppid(pid)
         while cursor > 1 and cursor not in chain and len(chain) < limit:
             chain.append(cursor)
