@@ -324,12 +324,12 @@ def wandb_facts(node: Node, env_file: dotenv.EnvFile | None) -> judge.WandbFacts
     netrc_from, netrc_looked = _netrc_key(node.environ, host)
     looked = ["WANDB_API_KEY unset in the environment" + (" and the launch script" if job
               else "") + (f" and {env_file.path}" if env_file else ""), netrc_looked]
-    online = judge.wandb_online(said, installed, mode.value)
+    probe = judge.wandb_probe(said, installed, mode.value)
     return judge.WandbFacts(
         installed=installed, prefix=str(node.launch_prefix), report_to=said,
         report_to_where=where, mode=mode, base_url=base, key_from=key.source or netrc_from,
         key_places=looked, host=host,
-        answer=http.probe(url, WANDB_TIMEOUT_S) if online and host else None,
+        answer=http.probe(url, WANDB_TIMEOUT_S) if probe and host else None,
         timeout_s=WANDB_TIMEOUT_S)
 
 

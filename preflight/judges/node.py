@@ -453,8 +453,8 @@ class WandbFacts:
     base_url: Setting  # WANDB_BASE_URL
     key_from: str | None  # where an API key was found (never the key); None: nowhere
     key_places: Sequence[str]  # every place looked in, for the message
-    host: str | None  # base_url's host (the netrc machine wandb looks up)
-    answer: Answer | None  # the bounded probe of base_url (None: not probed)
+    host: str | None  # base_url's host, the netrc machine wandb looks up (None: not a URL)
+    answer: Answer | None  # the bounded probe of base_url (None: not probed, see wandb_probe)
     timeout_s: float
 
 
@@ -464,11 +464,13 @@ def wandb_named(report_to: Sequence[str] | None, installed: str | None) -> bool:
     return "wandb" in said or ("all" in said and installed is not None)
 
 
-def wandb_online(report_to: Sequence[str] | None, installed: str | None,
-                 mode: str | None) -> bool:
-    """wandb will be used, online: what the adapter needs to know before probing."""
-    used = wandb_named(report_to, installed) or (report_to is None and installed is not None)
-    return used and (mode or "online").strip().lower() not in WANDB_LOCAL
+def wandb_probe(report_to: Sequence[str] | None, installed: str | None,
+                mode: str | None) -> bool:
+    """Whether the adapter sends its one request to WANDB_BASE_URL: only when the launch
+    names wandb and it runs online (a wandb that is only installed is judged by its key
+    alone: the default run sends nothing off the node)."""
+    return wandb_named(report_to, installed) and \
+        (mode or "online").strip().lower() not in WANDB_LOCAL
 
 
 def wandb_offline(f: WandbFacts) -> Verdict:
@@ -505,16 +507,16 @@ def wandb_offline(f: WandbFacts) -> Verdict:
             f"{lead}no API key ({'; '.join(p for p in f.key_places if p)}): wandb.init in a "
             "job without a terminal fails with `api_key not configured (no-tty)`",
             "export WANDB_MODE=offline  # or give the job WANDB_API_KEY" + login))
-    if f.answer is None:
+    if f.host is None:
         v.problems.append(problem(f"{lead}WANDB_BASE_URL={safe_url(url)!r} is not an http(s) URL",
                                   "unset WANDB_BASE_URL  # or set it to your server's URL"))
-    elif not f.answer.answered:
+    elif f.answer is not None and not f.answer.answered:
         v.problems.append(problem(
             f"{lead}{f.answer.url} does not answer within {f.timeout_s:g}s "
             f"({f.answer.error}): wandb.init times out", v.fix))
+    v.ok = f"wandb online: API key from {f.key_from}"
     if f.answer is not None:
         v.evidence.update(status=f.answer.status, error=f.answer.error or None,
                           elapsed_s=f.answer.elapsed_s)
-        v.ok = (f"wandb online: API key from {f.key_from}; {f.answer.url} answered HTTP "
-                f"{f.answer.status} in {f.answer.elapsed_s}s")
+        v.ok += f"; {f.answer.url} answered HTTP {f.answer.status} in {f.answer.elapsed_s}s"
     return v

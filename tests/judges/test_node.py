@@ -255,14 +255,18 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
      Want(Kind.BLOCKER, ("http://127.0.0.1:9 does not answer within 3s",),
           ("export WANDB_MODE=offline  # `wandb sync`",))),
     ("wandb-bad-url", judge.wandb_offline,
-     replace(WANDB, base_url=judge.Setting("api.wandb.ai", "the environment"), answer=None),
+     replace(WANDB, base_url=judge.Setting("api.wandb.ai", "the environment"), answer=None,
+             host=None),
      Want(Kind.BLOCKER, ("WANDB_BASE_URL='api.wandb.ai' is not an http(s) URL",),
           ("unset WANDB_BASE_URL",))),
     ("wandb-installed-only", judge.wandb_offline,
      replace(WANDB, report_to=None, installed="/envs/slime/lib/python3.11/site-packages/wandb",
-             key_from=None, answer=OFFLINE_ANSWER),
+             key_from=None, answer=None),
      Want(Kind.WARNING, ("wandb is installed in /envs/slime and WANDB_MODE is not offline: "
                          "no API key",),)),
+    ("wandb-installed-only-with-key", judge.wandb_offline,
+     replace(WANDB, report_to=None, installed="/x/wandb", answer=None),
+     Want(ok="wandb online: API key from the environment")),
     ("wandb-all-installed", judge.wandb_offline,
      replace(WANDB, report_to=["all"], installed="/x/wandb", key_from=None),
      Want(Kind.BLOCKER, ("no API key",))),
@@ -285,16 +289,16 @@ def test_every_node_judge_has_a_failing_and_a_passing_case() -> None:
 
 
 @pytest.mark.parametrize("mode", ["online", None, "run", "shared"])
-def test_wandb_online_modes(mode: str | None) -> None:
-    assert judge.wandb_online(["wandb"], None, mode)
-    assert not judge.wandb_online(["tensorboard"], "/x", mode)
-    assert judge.wandb_online(None, "/x", mode)
-    assert not judge.wandb_online(None, None, mode)
+def test_wandb_probes_only_a_launch_that_names_it_online(mode: str | None) -> None:
+    assert judge.wandb_probe(["wandb"], None, mode)
+    assert judge.wandb_probe(["all"], "/x", mode)
+    assert not judge.wandb_probe(["tensorboard"], "/x", mode)
+    assert not judge.wandb_probe(None, "/x", mode)  # only installed: the key alone
 
 
 @pytest.mark.parametrize("mode", ["offline", "dryrun", "disabled", "OFFLINE"])
 def test_wandb_local_modes_never_probe(mode: str) -> None:
-    assert not judge.wandb_online(["wandb"], "/x", mode)
+    assert not judge.wandb_probe(["wandb"], "/x", mode)
 
 
 def test_wandb_verdict_never_holds_the_key() -> None:
