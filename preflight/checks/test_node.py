@@ -212,11 +212,11 @@ def test_nccl_socket_ifname(node: Node, profile: Profile, finding: Recorder) -> 
 WANDB_TIMEOUT_S = 3.0  # the bound of the probe of wandb's server (hf-endpoint's default)
 CONFIGS = (".yaml", ".yml", ".json", ".toml")
 # `report_to: wandb`, `"report_to": ["wandb"]`, `report_to = "wandb"` in a config or heredoc
-REPORT_TO_LINE = re.compile(r"""^\s*["']?report_to["']?\s*[:=]\s*(.*)$""")
+REPORT_TO_LINE = re.compile(r"""^[\s{,]*["']?report_to["']?\s*[:=]\s*(.*)$""")
 
 
 def _reporters(text: str) -> list[str]:
-    return [v for v in re.split(r"[\s,\[\]\"']+", text) if v and not v.startswith("#")]
+    return [v for v in re.split(r"[\s,\[\]{}\"']+", text) if v and not v.startswith("#")]
 
 
 def _report_to_argv(words: list[str]) -> list[str] | None:
@@ -241,7 +241,10 @@ def _report_to_text(path: str) -> tuple[list[str], int] | None:
         return None
     for n, line in enumerate(lines):
         if m := REPORT_TO_LINE.match(line):
-            values = _reporters(m.group(1))
+            value = m.group(1).strip()  # a list up to its `]`, a scalar up to `,` `}` `#`
+            value = value.split("]")[0] if value.startswith("[") else re.split(r"[,}#]",
+                                                                               value)[0]
+            values = _reporters(value)
             for item in lines[n + 1:] if not values else []:  # a YAML block list
                 if not item.strip().startswith("- "):
                     break

@@ -4,8 +4,12 @@ tests/test_checks_node.py."""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -305,3 +309,57 @@ def test_wandb_verdict_never_holds_the_key() -> None:
     # The judge only ever sees where a key is: the facts have no field for its value.
     assert "key" not in {f for f in judge.WandbFacts.__dataclass_fields__} - {
         "key_from", "key_places"}
+
+
+# -- the wandb-offline adapter's readers, in-process on a real evaluated launch ---------
+
+
+@functools.cache
+def _adapter() -> Any:
+    """preflight/checks/test_node.py as a module (checks/ is not a package)."""
+    path = Path(judge.__file__).parent.parent / "checks" / "test_node.py"
+    spec = importlib.util.spec_from_file_location("_node_checks", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    with warnings.catch_warnings():  # its marks are registered by the plugin, not here
+        warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
+        spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("line", "config", "said"), [
+    ("swift rlhf --report_to wandb tensorboard --beta 0.1", None, ["wandb", "tensorboard"]),
+    ("python train.py --report-to=tensorboard,wandb", None, ["tensorboard", "wandb"]),
+    ("torchrun train.py --report_to none", None, ["none"]),
+    ("torchrun train.py --config c.yaml", "a: 1\nreport_to: [\"wandb\"]\n", ["wandb"]),
+    ("torchrun train.py --config c.yaml", "report_to:\n  - tensorboard\n  - wandb\nb: 2\n",
+     ["tensorboard", "wandb"]),
+    ("torchrun train.py --config c.json", '{"report_to": "wandb", "lr": 1}\n', ["wandb"]),
+    ("torchrun train.py --config c.json", '{"lr": 1,\n "report_to": ["none"], "b": 2}', ["none"]),
+    ("torchrun train.py --config c.toml", 'report_to = "wandb"  # logs\n', ["wandb"]),
+    ("torchrun train.py --config c.yaml", "lr: 1\n", None),
+    ("torchrun train.py", None, None),
+])
+def test_report_to_of_the_launch(tmp_path: Any, line: str, config: str | None,
+                                 said: list[str] | None) -> None:
+    from preflight.launch.spec import load
+
+    if config is not None:
+        (tmp_path / line.split()[-1]).write_text(config)
+    spec = load(None, line, {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                cwd=str(tmp_path))
+    assert _adapter().report_to(spec)[0] == said
+
+
+def test_netrc_key_found_by_host_never_by_value(tmp_path: Any) -> None:
+    read = _adapter()._netrc_key
+    env = {"HOME": str(tmp_path)}
+    assert read(env, "api.wandb.ai") == (None, f"no {tmp_path}/.netrc")
+    (tmp_path / ".netrc").write_text("machine other.host login u password p\n")
+    found, looked = read(env, "api.wandb.ai")
+    assert found is None and "no `machine api.wandb.ai` with a password" in looked
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai login user password s3cr3t\n")
+    assert read(env, "api.wandb.ai") == (f"{tmp_path}/.netrc (machine api.wandb.ai)", "")
+    (tmp_path / "n").write_text("machine api.wandb.ai login user password\n")
+    found, looked = read({**env, "NETRC": str(tmp_path / "n")}, "api.wandb.ai")
+    assert found is None and "s3cr3t" not in looked  # a broken file: named, never quoted
