@@ -492,15 +492,18 @@ def wandb_offline(f: WandbFacts) -> Verdict:
     if mode in WANDB_LOCAL:
         v.ok = f"WANDB_MODE={f.mode.value}: wandb logs locally (no key, no network needed)"
         return v
-    if mode not in WANDB_MODES:
-        v.problems.append(Problem(f"WANDB_MODE={f.mode.value} is not a wandb mode "
-                                  f"({', '.join(WANDB_MODES)}): wandb.init rejects it", v.fix))
-        return v
     # A launch that names wandb will call wandb.init; a wandb that is only installed may
     # be unused (HF Trainer's report_to="all" default before transformers 5 does use it).
     problem, lead = (Problem, "") if explicit else (
         Problem.warning, f"wandb is installed in {f.prefix} and WANDB_MODE is not offline: ")
+    if mode not in WANDB_MODES:  # the settings' Literal type rejects it (pydantic)
+        v.problems.append(problem(f"{lead}WANDB_MODE={f.mode.value} is not a wandb mode "
+                                  f"({', '.join(WANDB_MODES)}): wandb.init rejects it", v.fix))
+        return v
     v.headline = f"the launch reports to wandb ({f.report_to_where}) online"
+    # No key, no terminal: wandb/sdk/wandb_login.py:234 raises "api_key not configured
+    # (no-tty)". No answer: wandb_init.py:979 gives up after init_timeout, 90 s by default
+    # (wandb_settings.py:351).
     if f.key_from is None:
         login = "\nwandb login  # with network: stores the key in ~/.netrc" if f.installed else ""
         v.problems.append(problem(
@@ -513,7 +516,7 @@ def wandb_offline(f: WandbFacts) -> Verdict:
     elif f.answer is not None and not f.answer.answered:
         v.problems.append(problem(
             f"{lead}{f.answer.url} does not answer within {f.timeout_s:g}s "
-            f"({f.answer.error}): wandb.init times out", v.fix))
+            f"({f.answer.error}): wandb.init times out after 90 s", v.fix))
     v.ok = f"wandb online: API key from {f.key_from}"
     if f.answer is not None:
         v.evidence.update(status=f.answer.status, error=f.answer.error or None,

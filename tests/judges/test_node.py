@@ -247,6 +247,9 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
     ("wandb-bad-mode", judge.wandb_offline, replace(WANDB, mode=judge.Setting("ofline", "e")),
      Want(Kind.BLOCKER, ("WANDB_MODE=ofline is not a wandb mode",),
           ("export WANDB_MODE=offline",))),
+    ("wandb-bad-mode-installed-only", judge.wandb_offline,
+     replace(WANDB, report_to=None, installed="/x/wandb", mode=judge.Setting("0", "e")),
+     Want(Kind.WARNING, ("WANDB_MODE=0 is not a wandb mode",))),
     ("wandb-no-key", judge.wandb_offline, replace(WANDB, key_from=None),
      Want(Kind.BLOCKER, ("the launch reports to wandb (--report_to wandb at run.sh:3) online: "
                          "no API key (WANDB_API_KEY unset; no /root/.netrc)",
