@@ -569,6 +569,7 @@ class Recorder:
         verdict's default; see `Verdict` for the order of outcomes."""
         self.evidence(**verdict.evidence)
         if verdict.skip:
+            self.fix_text = verdict.fix  # a skipped check may still name its runbook's fix
             self.skip(verdict.skip)
         deciding = verdict.deciding
         fixes = dict.fromkeys(p.fix for p in deciding if p.fix)

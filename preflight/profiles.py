@@ -8,87 +8,126 @@ default, so a typo is an error and not a silently ignored threshold. A profile m
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from types import MappingProxyType, SimpleNamespace
-from typing import Any
+from types import MappingProxyType
+from typing import Any, get_args, get_origin, get_type_hints
 
 from preflight.errors import InputError
 from preflight.model import Severity
 
 BUILTIN_DIR = Path(__file__).parent / "profiles"
 
-# section -> key -> (type, default). Lists are typed by their element.
-SCHEMA: dict[str, dict[str, tuple[type | tuple[type, type], Any]]] = {
-    "gpu": {
-        "model": (str, ""),  # substring of the NVML device name, e.g. "A800"
-        "count": (int, 0),
-        "memory_gb": (float, 0.0),  # per device, as NVML reports total memory
-        "compute_capability": (str, ""),  # "8.0"
-        "nvlink": (bool, False),
-        "infiniband": (bool, False),
-        "persistence_mode": (bool, False),
-        "min_free_memory_gb": (float, 0.0),
-        "nvlink_links": (int, 0),  # active NVLink links expected per GPU (0: any, when nvlink)
-    },
-    "env": {
-        "required": ((list, str), []),  # keys that must be exported
-        "conda_env": (str, ""),  # expected CONDA_DEFAULT_ENV
-        "hf_mirror": (bool, False),  # HF_ENDPOINT must be set and answer
-        "hf_timeout_s": (float, 3.0),
-    },
-    "stack": {
-        "ray": (bool, False),  # the job uses Ray: ray must resolve in the launch env
-        "required": ((list, str), []),  # stages that must run: "torch", "swift", "sglang"
-        # swift-smoke-10: "" builds a tiny random Qwen2 / a small jsonl in a temp dir
-        "swift_model": (str, ""),
-        "swift_dataset": (str, ""),
-        "swift_timeout_s": (float, 300.0),
-        # swift-grpo-10: also run `swift rlhf --rlhf_type grpo` (always when the launch
-        # script runs GRPO)
-        "swift_grpo": (bool, False),
-        # sglang-generate: "" builds a tiny random Qwen2
-        "sglang_model": (str, ""),
-        "sglang_mem_fraction": (float, 0.0),  # --mem-fraction-static; 0: SGLang's default
-        "sglang_timeout_s": (float, 600.0),  # until GET /health answers 200
-        # colocate-memory: the fraction of each GPU the engines' shares must leave free
-        "memory_headroom": (float, 0.1),
-        "trainer_memory_fraction": (float, 0.0),  # the colocated trainer's own share
-    },
-    "ports": {
-        "probe": ((list, int), []),  # besides MASTER_PORT
-    },
-    "processes": {
-        "patterns": ((list, str), []),  # extra leftover patterns, e.g. "train.py"
-    },
-    "disk": {
-        "min_free_gb": (float, 0.0),
-        "paths": ((list, str), []),
-        "data_disk": (str, ""),
-    },
-    "host": {
-        "min_shm_gb": (float, 0.0),
-        "min_nofile": (int, 0),
-        "rdma": (bool, False),
-        "min_memlock_mb": (int, -1),  # with rdma: RLIMIT_MEMLOCK floor; -1 = unlimited
-        "dataloader_workers": (int, 0),  # per rank, when the launch analysis does not say
-        "shm_gb_per_worker": (float, 0.0),  # /dev/shm each dataloader worker may fill
-    },
-    "workload": {
-        "world_size": (int, 0),  # 0: the GPU count, or 2 on a CPU node
-        "timeout_s": (float, 60.0),
-        "min_size_bytes": (int, 8),
-        "max_size_bytes": (int, 16 * 2**20),
-        "min_busbw_gbps": (float, 0.0),
-        "train_steps": (int, 10),
-        "resume_headroom": (float, 0.9),  # max fraction of device memory a resume may peak at
-        # nccl-tests' defaults (all_reduce_perf -w 5 -n 20)
-        "warmup_iters": (int, 5),
-        "iters": (int, 20),
-        # resumed step-N+1 loss vs the uninterrupted one, relative
-        "resume_tolerance": (float, 1e-4),
-    },
+@dataclass(frozen=True)
+class GpuSection:
+    model: str = ""  # substring of the NVML device name, e.g. "A800"
+    count: int = 0
+    memory_gb: float = 0.0  # per device, as NVML reports total memory
+    compute_capability: str = ""  # "8.0"
+    nvlink: bool = False
+    infiniband: bool = False
+    persistence_mode: bool = False
+    min_free_memory_gb: float = 0.0
+    nvlink_links: int = 0  # active NVLink links expected per GPU (0: any, when nvlink)
+
+
+@dataclass(frozen=True)
+class EnvSection:
+    required: tuple[str, ...] = ()  # keys that must be exported
+    conda_env: str = ""  # expected CONDA_DEFAULT_ENV
+    hf_mirror: bool = False  # HF_ENDPOINT must be set and answer
+    hf_timeout_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class StackSection:
+    ray: bool = False  # the job uses Ray: ray must resolve in the launch env
+    required: tuple[str, ...] = ()  # stages that must run: "torch", "swift", "sglang"
+    # swift-smoke-10: "" builds a tiny random Qwen2 / a small jsonl in a temp dir
+    swift_model: str = ""
+    swift_dataset: str = ""
+    swift_timeout_s: float = 300.0
+    # swift-grpo-10: also run `swift rlhf --rlhf_type grpo` (always when the launch
+    # script runs GRPO)
+    swift_grpo: bool = False
+    # sglang-generate: "" builds a tiny random Qwen2
+    sglang_model: str = ""
+    sglang_mem_fraction: float = 0.0  # --mem-fraction-static; 0: SGLang's default
+    sglang_timeout_s: float = 600.0  # until GET /health answers 200
+    # colocate-memory: the fraction of each GPU the engines' shares must leave free
+    memory_headroom: float = 0.1
+    trainer_memory_fraction: float = 0.0  # the colocated trainer's own share
+
+
+@dataclass(frozen=True)
+class PortsSection:
+    probe: tuple[int, ...] = ()  # besides MASTER_PORT
+
+
+@dataclass(frozen=True)
+class ProcessesSection:
+    patterns: tuple[str, ...] = ()  # extra leftover patterns, e.g. "train.py"
+
+
+@dataclass(frozen=True)
+class DiskSection:
+    min_free_gb: float = 0.0
+    paths: tuple[str, ...] = ()
+    data_disk: str = ""
+
+
+@dataclass(frozen=True)
+class HostSection:
+    min_shm_gb: float = 0.0
+    min_nofile: int = 0
+    rdma: bool = False
+    min_memlock_mb: int = -1  # with rdma: RLIMIT_MEMLOCK floor; -1 = unlimited
+    dataloader_workers: int = 0  # per rank, when the launch analysis does not say
+    shm_gb_per_worker: float = 0.0  # /dev/shm each dataloader worker may fill
+
+
+@dataclass(frozen=True)
+class WorkloadSection:
+    world_size: int = 0  # 0: the GPU count, or 2 on a CPU node
+    timeout_s: float = 60.0
+    min_size_bytes: int = 8
+    max_size_bytes: int = 16 * 2**20
+    min_busbw_gbps: float = 0.0
+    train_steps: int = 10
+    resume_headroom: float = 0.9  # max fraction of device memory a resume may peak at
+    # nccl-tests' defaults (all_reduce_perf -w 5 -n 20)
+    warmup_iters: int = 5
+    iters: int = 20
+    # resumed step-N+1 loss vs the uninterrupted one, relative
+    resume_tolerance: float = 1e-4
+
+
+# The profile's sections: TOML table -> its typed, frozen section (the one declaration of
+# every key, its type and its default).
+SECTIONS: dict[str, type[Any]] = {
+    "gpu": GpuSection, "env": EnvSection, "stack": StackSection, "ports": PortsSection,
+    "processes": ProcessesSection, "disk": DiskSection, "host": HostSection,
+    "workload": WorkloadSection,
 }
+
+Expected = type | tuple[type, type]  # a scalar type, or (list, element type)
+
+
+def _schema(section: type[Any]) -> dict[str, tuple[Expected, Any]]:
+    hints = get_type_hints(section)
+    out: dict[str, tuple[Expected, Any]] = {}
+    for f in fields(section):
+        hint = hints[f.name]
+        expected: Expected = (list, get_args(hint)[0]) if get_origin(hint) is tuple else hint
+        out[f.name] = (expected, f.default)
+    return out
+
+
+# section -> key -> (type, default), derived from the sections. Lists are typed by their
+# element (a TOML array; a tuple in the section).
+SCHEMA: dict[str, dict[str, tuple[Expected, Any]]] = {
+    name: _schema(cls) for name, cls in SECTIONS.items()}
 TOP_LEVEL = {"description": str, "extends": str}
 SEVERITY_SECTION = "severity"
 MAX_BYTES = 1 << 20  # a profile is a few lines; this bounds a FIFO or /dev/zero mistake
@@ -121,18 +160,19 @@ class Profile:
     name: str
     description: str
     path: str
-    data: MappingProxyType  # section -> SimpleNamespace of keys, defaults filled in
-    severity: MappingProxyType  # check id -> Severity override
-
-    def __getattr__(self, section: str) -> SimpleNamespace:
-        try:
-            return self.data[section]
-        except KeyError:
-            raise AttributeError(section) from None
+    gpu: GpuSection
+    env: EnvSection
+    stack: StackSection
+    ports: PortsSection
+    processes: ProcessesSection
+    disk: DiskSection
+    host: HostSection
+    workload: WorkloadSection
+    severity: Mapping[str, Severity]  # check id -> Severity override (read-only)
 
     @property
     def is_gpu(self) -> bool:
-        return self.data["gpu"].count > 0
+        return self.gpu.count > 0
 
     def severity_for(self, check: str, default: Severity = Severity.BLOCKER) -> Severity:
         return self.severity.get(check, default)
@@ -240,7 +280,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _resolve(name: str, raws: dict[str, tuple[Path, dict]], seen: tuple[str, ...]) -> dict:
+def _resolve(name: str, raws: dict[str, tuple[Path, dict[str, Any]]],
+             seen: tuple[str, ...]) -> dict[str, Any]:
     """The profile with every `extends` applied, walked iteratively and bounded."""
     chain = [name]
     while True:
@@ -263,25 +304,20 @@ def _resolve(name: str, raws: dict[str, tuple[Path, dict]], seen: tuple[str, ...
 
 
 def _build(name: str, path: Path, raw: dict[str, Any]) -> Profile:
-    sections = {}
-    for section, keys in SCHEMA.items():
+    sections: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
         given = raw.get(section, {})
-        values = {key: given.get(key, default) for key, (_, default) in keys.items()}
-        values = {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
-        sections[section] = SimpleNamespace(**values)
+        values = {key: given[key] for key in SCHEMA[section] if key in given}
+        sections[section] = cls(**{k: tuple(v) if isinstance(v, list) else v
+                                   for k, v in values.items()})
     severity = {k: Severity.parse(v) for k, v in raw.get(SEVERITY_SECTION, {}).items()}
-    return Profile(
-        name=name,
-        description=raw.get("description", ""),
-        path=str(path),
-        data=MappingProxyType(sections),
-        severity=MappingProxyType(severity),
-    )
+    return Profile(name=name, description=raw.get("description", ""), path=str(path),
+                   severity=MappingProxyType(severity), **sections)
 
 
 def load_profiles(dirs: list[Path]) -> dict[str, Profile]:
     """Load every `*.toml` in the built-in dir and then `dirs`; later files win by name."""
-    raws: dict[str, tuple[Path, dict]] = {}
+    raws: dict[str, tuple[Path, dict[str, Any]]] = {}
     for directory in [BUILTIN_DIR, *dirs]:
         if not directory.is_dir():
             raise ProfileError(f"{directory}: profile directory does not exist")

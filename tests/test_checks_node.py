@@ -457,3 +457,58 @@ def test_workload_of_a_running_preflight_is_not_a_leftover(run_preflight, tmp_pa
     pids = [p["pid"] for p in run.one("leftover-processes")["evidence"]["processes"]]
     assert live.pid not in pids
     assert orphan.pid in pids  # its preflight is gone: a real leftover
+
+
+# -- wandb-offline -------------------------------------------------------------------
+
+KEY = "canary" + "0123456789abcdef" * 2 + "0123"  # 40 characters, as a wandb key is
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on: a connect is refused at once (no network, for real)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_wandb_online_without_key_or_network_then_fixed(run_preflight, tmp_path, local_mirror):
+    home = tmp_path / "home"
+    home.mkdir()
+    launch = "torchrun --nproc_per_node 2 train.py --report_to wandb"
+    env = base_env(HOME=str(home), NETRC=None, WANDB_BASE_URL=f"http://127.0.0.1:{_closed_port()}")
+    broken = run_preflight("--profile", "cpu", "--check", "wandb-offline", "--launch-cmd", launch,
+                           env=env)
+    assert broken.returncode == 1, broken.output
+    result = broken.one("wandb-offline")
+    assert result["severity"] == "blocker"
+    assert "no API key" in result["summary"] and "does not answer within 3s" in result["summary"]
+    assert result["evidence"]["api_key_from"] is None
+    assert "Connection refused" in result["evidence"]["error"]
+    assert result["fix"].splitlines()[0] == "export WANDB_MODE=offline"
+
+    # The repaired node: `wandb login` wrote the key to ~/.netrc and the server answers.
+    (home / ".netrc").write_text(f"machine 127.0.0.1\n  login user\n  password {KEY}\n")
+    fixed = run_preflight("--profile", "cpu", "--check", "wandb-offline", "--launch-cmd", launch,
+                          env={**env, "WANDB_BASE_URL": local_mirror})
+    assert fixed.returncode == 0, fixed.output
+    ok = fixed.one("wandb-offline")
+    assert ok["outcome"] == "passed" and ok["summary"].startswith("wandb online: API key from")
+    assert ok["evidence"]["api_key_from"] == f"{home}/.netrc (machine 127.0.0.1)"
+    assert KEY not in fixed.output
+    assert KEY not in (fixed.report_dir / "preflight-report.json").read_text()
+
+
+def test_wandb_config_of_the_launch_and_offline_mode_in_the_script(run_preflight, tmp_path):
+    (tmp_path / "train.yaml").write_text("model: x\nreport_to:\n  - tensorboard\n  - wandb\n")
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/bash\nexport WANDB_MODE=offline\n"
+                      "torchrun --nproc_per_node 2 train.py --config train.yaml\n")
+    env = base_env(HOME=str(tmp_path), NETRC=None,
+                   WANDB_BASE_URL=f"http://127.0.0.1:{_closed_port()}")
+    offline = run_preflight("--profile", "a800", "--check", "wandb-offline",
+                            "--launch-script", str(script), env=env, cwd=tmp_path)
+    assert offline.returncode == 0, offline.output
+    result = offline.one("wandb-offline")
+    assert result["summary"].startswith("WANDB_MODE=offline: wandb logs locally"), result
+    assert result["evidence"]["launch_report_to"] == ["tensorboard", "wandb"]
+    assert result["evidence"]["WANDB_MODE_from"].startswith("the launch script")

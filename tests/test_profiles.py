@@ -42,3 +42,23 @@ def test_profile_name_must_be_a_marker_name(tmp_path):
 def test_missing_profile_dir(tmp_path):
     with pytest.raises(ProfileError, match="does not exist"):
         load_profiles([tmp_path / "nope"])
+
+
+def test_profile_sections_are_typed_and_frozen(tmp_path):
+    import dataclasses
+
+    from preflight.profiles import SCHEMA, SECTIONS, GpuSection
+
+    (tmp_path / "site.toml").write_text('extends = "a800"\n[ports]\nprobe = [7000]\n')
+    site = load_profiles([tmp_path])["site"]
+    assert isinstance(site.gpu, GpuSection) and site.ports.probe == (7000,)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        site.gpu.count = 8  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        site.gpus  # noqa: B018 - a typo is an error, not a silent None
+    # One declaration: every TOML key is a field of its section, with its type and default.
+    assert set(SCHEMA) == set(SECTIONS)
+    for name, cls in SECTIONS.items():
+        assert list(SCHEMA[name]) == [f.name for f in dataclasses.fields(cls)]
+    assert SCHEMA["ports"]["probe"] == ((list, int), ())
+    assert SCHEMA["env"]["hf_timeout_s"] == (float, 3.0)

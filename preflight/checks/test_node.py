@@ -1,132 +1,94 @@
 """Environment pitfalls from real lost jobs: one check per pitfall, judged against the profile.
 
-Each check reads facts through a probe, records them as evidence, states the exact
-fix, and asserts. A subject that is absent and not required by the profile is skipped
-with the reason; a subject that is present is judged, whatever the profile.
+Adapters: gather the facts through the probes, call the judge
+(`preflight/judges/node.py`), conclude. A subject that is absent and not required by the
+profile is skipped with the reason; a subject that is present is judged, whatever the
+profile.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import netrc
 import os
+import re
+import sys
+import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from preflight import numbers
-from preflight.matching import gpu_match
-from preflight.probes import cuda, dotenv, http, netif, paths, ports, procs
+from preflight.judges import node as judge
+from preflight.launch.shell.model import Command
+from preflight.launch.spec import LaunchSpec
+from preflight.plugin import Recorder
+from preflight.probes import Node, cuda, dotenv, http, netif, paths, ports, procs
+from preflight.profiles import Profile
 
 pytestmark = pytest.mark.static
 
 
 @pytest.mark.pitfall("profile-match")
-def test_profile_matches_node(node, profile, finding):
-    if not profile.is_gpu:
-        finding.summary(f"profile {profile.name} requires no GPU")
-        return
-    snapshot = node.gpus
-    match = gpu_match(profile, [g.name for g in snapshot.gpus])
-    finding.evidence(expected=match.expected, detected=match.detected,
-                     nvml_error=snapshot.error, source=snapshot.source)
-    finding.fix(f"run on a node with {match.expected}, or choose the profile of this node "
-                "(`preflight info` lists the GPUs; pass --profile NAME)")
-    why = "; ".join(match.problems)
-    if snapshot.error:
-        why += f" ({snapshot.error})"
-    assert match.ok, f"this node does not match profile {profile.name}: {why}"
+def test_profile_matches_node(node: Node, profile: Profile, finding: Recorder) -> None:
+    snap = node.gpus if profile.is_gpu else None
+    finding.conclude(judge.profile_match(judge.ProfileMatchFacts(
+        profile, [g.name for g in snap.gpus] if snap else [],
+        snap.error if snap else None, snap.source if snap else None)))
 
 
-def _ray_in_play(profile, node, installed: Path) -> list[str]:
-    reasons = []
-    if profile.stack.ray:
-        reasons.append(f"profile {profile.name} runs Ray")
-    if installed.exists():
-        reasons.append(f"{installed} is installed")
-    if "ray" in getattr(node.launch, "programs", ()):
-        reasons.append("the launch script runs ray")
-    return reasons
+def ray_facts(node: Node, profile: Profile) -> judge.RayFacts:
+    prefix = node.launch_prefix
+    resolved = paths.which("ray", node.environ)
+    path_list = node.environ.get("PATH", "").split(":")
+    return judge.RayFacts(
+        profile=profile.name, profile_runs_ray=profile.stack.ray,
+        launch_runs_ray=node.launch is not None and "ray" in node.launch.programs,
+        prefix=str(prefix), installed=(prefix / "bin" / "ray").exists(), resolved=resolved,
+        resolved_in_env=bool(resolved) and paths.same_dir(Path(str(resolved)).parent,
+                                                          prefix / "bin"),
+        path=path_list,
+        env_bin_on_path=any(e and paths.same_dir(e, prefix / "bin") for e in path_list))
 
 
 @pytest.mark.pitfall("ray-path")
-def test_ray_on_path(node, profile, finding):
-    prefix = node.launch_prefix
-    installed = prefix / "bin" / "ray"
-    reasons = _ray_in_play(profile, node, installed)
-    if not reasons:
-        finding.skip(f"Ray is not in play (no {installed}, profile and launch script "
-                     "do not use it)")
-    resolved = paths.which("ray", node.environ)
-    path_list = node.environ.get("PATH", "").split(":")
-    env_bin = prefix / "bin"
-    on_path = any(entry and paths.same_dir(entry, env_bin) for entry in path_list)
-    finding.evidence(in_play=reasons, launch_prefix=str(prefix), resolves_to=resolved,
-                     PATH=path_list, env_bin=str(env_bin), env_bin_on_path=on_path,
-                     env_bin_has_ray=installed.exists())
-    if installed.exists():
-        finding.fix(f'export PATH="{prefix}/bin:$PATH"; which ray python3')
-    else:
-        finding.fix(f'"{prefix}/bin/python" -m pip install "ray[default]"  # or activate the '
-                    "env that has ray")
-    # Say only what the evidence shows: PATH may hold the env's bin/ without a ray in it.
-    assert resolved, ("ray: command not found " + (
-        f"({env_bin} is on PATH but has no ray)" if on_path else f"(PATH lacks {env_bin})"))
-    assert paths.same_dir(Path(resolved).parent, prefix / "bin"), (
-        f"ray resolves to {resolved}, not to the launch env {prefix}")
+def test_ray_on_path(node: Node, profile: Profile, finding: Recorder) -> None:
+    finding.conclude(judge.ray_path(ray_facts(node, profile)))
 
 
-@pytest.mark.pitfall("cudart-link")
-def test_cudart_links(node, profile, finding, tmp_path):
+def cudart_facts(node: Node, tmp_path: Path) -> judge.CudartFacts:
     home, how = cuda.cuda_home(node.environ)
-    prefixes = [home]
     conda = node.environ.get("CONDA_PREFIX")
-    if conda and not paths.same_dir(conda, home):
-        prefixes.append(conda)
+    prefixes = [home] + ([conda] if conda and not paths.same_dir(conda, home) else [])
     layouts = [cuda.layout(p) for p in prefixes]
     if not Path(home).is_dir() and not any(lay.present for lay in layouts):
-        finding.skip(f"no CUDA toolkit or runtime (cuda_home {home} from {how} does not exist)")
-    problems = [
-        f"{lay.prefix}/lib has {lay.lib_cudart[0]} but lib64/ "
-        f"{'lacks libcudart.so' if lay.lib64_exists else 'is missing'}"
-        for lay in layouts if lay.broken
-    ]
+        return judge.CudartFacts(home, how, False, layouts, None, None)
     link = None
     cc = paths.which("cc", node.environ) or paths.which("gcc", node.environ)
     if cc:
         result = node.runner.run(cuda.link_argv(cc, tmp_path, home), timeout=30)
         errors = [ln for ln in result.stderr.splitlines() if "cannot find" in ln or "error" in ln]
-        link = {"argv": " ".join(result.argv[-3:]), "returncode": result.returncode,
-                "error": errors[0] if errors else ""}
-        if result.returncode != 0:
-            problems.append(f"linking with -L{home}/lib64 -lcudart fails: "
-                            f"{link['error'] or result.stderr.strip()[:200]}")
-    elif not layouts[0].lib64_has_linker_name:
-        problems.append(f"{home}/lib64/libcudart.so does not exist (no cc to try a real link)")
-    finding.evidence(cuda_home=home, found_by=how, link=link,
-                     layouts=[{"prefix": lay.prefix, "lib": list(lay.lib_cudart),
-                               "lib64_exists": lay.lib64_exists,
-                               "lib64_libcudart_so": lay.lib64_has_linker_name}
-                              for lay in layouts])
-    fixes = [f"ln -sfn {lay.prefix}/lib {lay.prefix}/lib64" for lay in layouts if lay.broken]
+        link = judge.Link(" ".join(result.argv[-3:]), result.returncode,
+                          errors[0] if errors else "", result.stderr)
     good = next((c for c in ("/usr/local/cuda", conda or "")
                  if c and cuda.layout(c).lib64_has_linker_name), None)
-    if good and not paths.same_dir(good, home):
-        fixes.append(f"export CUDA_HOME={good}")
-    elif not fixes:
-        fixes.append("export CUDA_HOME=<a CUDA toolkit whose lib64/ has libcudart.so>")
-    finding.fix(" && ".join(fixes))
-    assert not problems, "flashinfer's JIT link would fail (cannot find -lcudart): " + \
-        "; ".join(problems)
+    return judge.CudartFacts(home, how, Path(home).is_dir(), layouts, link,
+                             good if good and not paths.same_dir(good, home) else None)
 
 
-def _job_ports(profile, node) -> set[int]:
-    ports_ = {p for p in profile.ports.probe}
+@pytest.mark.pitfall("cudart-link")
+def test_cudart_links(node: Node, profile: Profile, finding: Recorder, tmp_path: Path) -> None:
+    finding.conclude(judge.cudart_link(cudart_facts(node, tmp_path)))
+
+
+def _job_ports(profile: Profile, node: Node) -> frozenset[int]:
     master = numbers.maybe_int(node.environ.get("MASTER_PORT", "29500"), 1, 65535)
-    if master is not None:
-        ports_.add(master)
-    return ports_
+    return frozenset(profile.ports.probe) | ({master} if master is not None else set())
 
 
-def _gpu_pids(node) -> set[int]:
+def _gpu_pids(node: Node) -> set[int]:
     try:
         gpus = node.gpus.gpus
     except Exception:  # a GPU read that fails is judged by the GPU checks, not here
@@ -134,58 +96,30 @@ def _gpu_pids(node) -> set[int]:
     return {p.pid for g in gpus for p in g.processes or ()}
 
 
-@pytest.mark.pitfall("leftover-processes")
-def test_no_leftover_processes(node, profile, finding):
+def leftover_facts(node: Node, profile: Profile) -> judge.LeftoverFacts:
     found = procs.scan(node.process_table, profile.processes.patterns, node.own_pid,
                        exempt=node.own_family)
     ports_by_pid: dict[int, list[int]] = {}
-    if found:  # sockets are read only when there is something to explain
+    if found:  # sockets, job ports and GPUs are read only when there is something to explain
         for entry in node.listeners:
             if entry.pid is not None:
                 ports_by_pid.setdefault(entry.pid, []).append(entry.port)
-    job_ports, gpu_pids = (_job_ports(profile, node), _gpu_pids(node)) if found else (set(), set())
-    mine, busy = [], []
-    for f in found:
-        if f.mine:
-            mine.append(f)
-            continue
-        # Another user's running job is theirs, not a leftover: it matters only when it
-        # holds what this job needs (a job port, a GPU), and it is never ours to kill.
-        held = sorted(set(ports_by_pid.get(f.proc.pid, [])) & job_ports)
-        if held or f.proc.pid in gpu_pids:
-            busy.append({"pid": f.proc.pid, "user": f.proc.user, "matched": f.hit,
-                         "holds": ([f"port {p}" for p in held]
-                                   + (["a GPU"] if f.proc.pid in gpu_pids else [])),
-                         "cmdline": f.proc.redacted() or f.proc.name})
-    evidence = [
-        {"pid": f.proc.pid, "user": f.proc.user, "age_s": f.proc.age_s(), "matched": f.hit,
-         "cmdline": f.proc.redacted() or f.proc.name,
-         "listening": sorted(set(ports_by_pid.get(f.proc.pid, [])))}
-        for f in mine
-    ]
-    finding.evidence(processes=evidence, patterns_extra=profile.processes.patterns,
-                     busy_other_users=busy)
-    busy_text = "; ".join(f"busy: user {b['user']}, pid {b['pid']} ({', '.join(b['holds'])})"
-                          for b in busy)
-    if not mine:
-        if busy:
-            finding.fix("use another port / GPU, or ask the owner: another user's processes "
-                        "are not yours to stop")
-            finding.warn(f"no leftover of yours; {busy_text}")
-            return
-        finding.summary("no ray / sglang / vllm / torchrun / swift process from an earlier run")
-        return
-    pids = " ".join(str(f.proc.pid) for f in mine)
-    fix = f"kill {pids}"
-    if any(f.hit in dict(procs.RAY_PROCESSES) for f in mine):
-        fix = f"ray stop --force; {fix}"  # only your own Ray: `ray stop` stops the caller's
-    finding.fix(f"{fix}  # check each pid first; preflight kills nothing")
-    names = ", ".join(f"{f.hit}[{f.proc.pid}]" for f in mine[:5])
-    message = f"{len(mine)} process(es) left from an earlier run: {names}"
-    assert not mine, message + (f"; also {busy_text}" if busy else "")
+    job_ports, gpu_pids = (_job_ports(profile, node), _gpu_pids(node)) if found else \
+        (frozenset[int](), set[int]())
+    return judge.LeftoverFacts(
+        found=[judge.Proc(f.proc.pid, f.proc.user, f.proc.age_s(), f.hit,
+                          f.proc.redacted() or f.proc.name, f.mine,
+                          ports_by_pid.get(f.proc.pid, []), f.proc.pid in gpu_pids)
+               for f in found],
+        patterns=profile.processes.patterns, job_ports=job_ports)
 
 
-def _ports(profile, node):
+@pytest.mark.pitfall("leftover-processes")
+def test_no_leftover_processes(node: Node, profile: Profile, finding: Recorder) -> None:
+    finding.conclude(judge.leftover_processes(leftover_facts(node, profile)))
+
+
+def _ports(profile: Profile, node: Node) -> list[tuple[str, tuple[str, str]]]:
     raw = node.environ.get("MASTER_PORT", "29500")
     label = raw if numbers.maybe_int(raw) is not None else "invalid"
     values = [(f"MASTER_PORT-{label}", ("MASTER_PORT", raw))]
@@ -193,149 +127,217 @@ def _ports(profile, node):
     return values
 
 
+def _bind(port: int, node: Node) -> judge.Bind:
+    bound = ports.try_bind(port)
+    if bound.ok:  # the socket table is read only when the bind fails (the costly part)
+        return judge.Bind(True, bound.error, (), None)
+    by_pid = node.process_by_pid
+    holders = [judge.Holder(h.pid, h.addr,
+                            by_pid[h.pid].user if h.pid in by_pid else None,
+                            by_pid[h.pid].redacted() if h.pid in by_pid else None)
+               for h in ports.holders(port, node.listeners)]
+    users = sorted({procs.user_name(uid) for uid in ports.listening_uids(port)})
+    return judge.Bind(False, bound.error, holders, users)
+
+
+def port_facts(node: Node, label: str, raw: str) -> judge.PortFacts:
+    free = ports.suggest_port()
+    try:
+        number: int | None = numbers.parse_port(raw, label)
+    except numbers.NumberError:
+        number = None
+    master_addr = node.environ.get("MASTER_ADDR", "")
+    remote = (number is not None and label == "MASTER_PORT" and bool(master_addr)
+              and not ports.is_local_address(master_addr))
+    bind = _bind(number, node) if number is not None and not remote else None
+    return judge.PortFacts(label, raw, number, free, master_addr if remote else None, bind,
+                           procs.user_name(os.getuid()))
+
+
 @pytest.mark.pitfall("port-free")
 @pytest.mark.each("port", _ports)
-def test_port_free(node, profile, finding, port):
-    label, raw = port
-    free = ports.suggest_port()
-    if free is None:  # no free port to suggest: the port is still judged
-        free = "<a free port>"
-    finding.fix(f"export MASTER_PORT={free}  # torchrun itself reads --master_port / "
-                f"PET_MASTER_PORT: pass --master_port {free}")
-    try:
-        number = numbers.parse_port(raw, label)
-    except numbers.NumberError:  # `²`, `abc`, 295000, 10^400: ASCII digits in 1..65535
-        finding.evidence(role=label, value=raw[:40])
-        raise AssertionError(f"{label}={raw[:40]!r} is not a port number (1..65535)") from None
-    raw = str(number)
-    master_addr = node.environ.get("MASTER_ADDR", "")
-    if label == "MASTER_PORT" and master_addr and not ports.is_local_address(master_addr):
-        finding.skip(f"MASTER_ADDR {master_addr} is another node: its rank 0 binds the port")
-    bound = ports.try_bind(int(raw))
-    # The socket table is read only when the bind fails (it is the costly part).
-    held = ports.holders(int(raw), node.listeners) if not bound.ok else []
-    by_pid = node.process_by_pid
-    me = procs.user_name(os.getuid())
-    holders = [{"pid": h.pid, "addr": h.addr,
-                "user": by_pid[h.pid].user if h.pid in by_pid else None,
-                "cmdline": by_pid[h.pid].redacted() if h.pid in by_pid else None}
-               for h in held]
-    finding.evidence(port=int(raw), role=label, bind=bound.error or "ok", holders=holders)
-    mine = sorted({h["pid"] for h in holders if h["pid"] is not None and h["user"] == me})
-    others = [h for h in holders if h["pid"] is not None and h["user"] not in (me, None)]
-    if mine:
-        finding.fix(f"kill {' '.join(map(str, mine))}  # or: export MASTER_PORT={free} "
-                    f"(torchrun: --master_port {free})")
-    why = [f"held by pid {', '.join(map(str, mine))}"] if mine else []
-    # Another user's process is theirs: say who, never suggest killing it.
-    why += [f"busy: user {h['user']}, pid {h['pid']}" for h in others]
-    if not bound.ok:  # a holder whose pid we may not see is still named by its user
-        seen = {h["user"] for h in holders if h["pid"] is not None}
-        users = sorted({procs.user_name(uid) for uid in ports.listening_uids(int(raw))})
-        finding.evidence(listening_users=users)
-        why += [f"busy: user {u} (pid not visible to {me})" for u in users
-                if u not in seen and u != me]
-    assert bound.ok, f"{label} {raw} cannot be bound: {bound.error}" + (
-        f" ({'; '.join(why)})" if why else "")
+def test_port_free(node: Node, profile: Profile, finding: Recorder,
+                   port: tuple[str, str]) -> None:
+    finding.conclude(judge.port_free(port_facts(node, *port)))
+
+
+def dotenv_facts(node: Node, profile: Profile,
+                 env_file: dotenv.EnvFile | None) -> judge.DotenvFacts:
+    result = dotenv.compare(env_file, node.environ, profile.env.required)
+    return judge.DotenvFacts(
+        profile=profile.name, path=env_file.path if env_file else None,
+        keys_in_file=len(env_file.keys) if env_file else 0, required=profile.env.required,
+        wandb_key_exported="WANDB_KEY" in node.environ, missing=result.missing,
+        different=result.different, required_missing=result.required_missing,
+        wandb_key_trap=dotenv.wandb_key_trap(env_file, node.environ))
 
 
 @pytest.mark.pitfall("dotenv-exported")
-def test_dotenv_exported(node, profile, finding, env_file):
-    required = profile.env.required
-    if env_file is None and not required and "WANDB_KEY" not in node.environ:
-        finding.skip("no .env file (./.env or --env-file) and the profile requires no keys")
-    result = dotenv.compare(env_file, node.environ, required)
-    trap = dotenv.wandb_key_trap(env_file, node.environ)
-    finding.evidence(
-        file=env_file.path if env_file else None,
-        keys_in_file=len(env_file.keys) if env_file else 0,
-        not_exported=result.missing, exported_with_other_value=result.different,
-        required_missing=result.required_missing, wandb_key_without_api_key=trap,
-    )
-    source = env_file.path if env_file else ".env"
-    fixes = [f"set -a; source {source}; set +a"]
-    if trap:
-        fixes.append('export WANDB_API_KEY="$WANDB_KEY"  # wandb reads WANDB_API_KEY')
-    finding.fix("; ".join(fixes))
-    problems = []
-    if result.missing:
-        problems.append(f"not exported: {', '.join(result.missing)}")
-    if result.different:
-        problems.append(f"exported with another value: {', '.join(result.different)}")
-    if result.required_missing:
-        problems.append(f"required by profile {profile.name} but unset: "
-                        f"{', '.join(result.required_missing)}")
-    if trap:
-        problems.append("WANDB_KEY is set but WANDB_API_KEY (what wandb reads) is not")
-    assert not problems, "; ".join(problems)
+def test_dotenv_exported(node: Node, profile: Profile, finding: Recorder,
+                         env_file: dotenv.EnvFile | None) -> None:
+    finding.conclude(judge.dotenv_exported(dotenv_facts(node, profile, env_file)))
 
 
-OFFLINE = ("1", "true", "yes", "on")
+def hf_facts(node: Node, profile: Profile) -> judge.HfFacts:
+    url = node.environ.get("HF_ENDPOINT", "")
+    is_url = http.is_http_url(url)
+    return judge.HfFacts(
+        profile=profile.name, mirror_required=profile.env.hf_mirror,
+        timeout_s=profile.env.hf_timeout_s, url=url, shown_url=http.safe_url(url),
+        is_url=is_url,
+        offline=node.environ.get("HF_HUB_OFFLINE", "").lower() in judge.OFFLINE,
+        answer=http.probe(url, profile.env.hf_timeout_s) if is_url else None)
 
 
 @pytest.mark.pitfall("hf-endpoint")
-def test_hf_endpoint(node, profile, finding):
-    url = node.environ.get("HF_ENDPOINT", "")
-    offline = node.environ.get("HF_HUB_OFFLINE", "").lower() in OFFLINE
-    if not url and not profile.env.hf_mirror:
-        finding.skip("HF_ENDPOINT unset and the profile requires no mirror")
-    finding.fix("export HF_ENDPOINT=https://hf-mirror.com  # or HF_HUB_OFFLINE=1 with local "
-                "model paths")
-    if not url:
-        finding.evidence(HF_ENDPOINT=None, HF_HUB_OFFLINE=offline)
-        if offline:
-            finding.summary("HF_HUB_OFFLINE=1: models and data load from local paths")
-            return
-        raise AssertionError(f"profile {profile.name} needs a HuggingFace mirror but "
-                             "HF_ENDPOINT is unset")
-    assert http.is_http_url(url), f"HF_ENDPOINT={http.safe_url(url)!r} is not an http(s) URL"
-    answer = http.probe(url, profile.env.hf_timeout_s)
-    finding.evidence(HF_ENDPOINT=answer.url, status=answer.status, error=answer.error,
-                     elapsed_s=answer.elapsed_s, HF_HUB_OFFLINE=offline)
-    if not answer.answered and offline:
-        finding.warn(f"{answer.url} does not answer ({answer.error}); HF_HUB_OFFLINE=1 "
-                     "keeps loads local")
-        return
-    assert answer.answered, (f"HF_ENDPOINT {answer.url} does not answer within "
-                             f"{profile.env.hf_timeout_s:g}s: {answer.error}")
-    finding.summary(f"{answer.url} answered HTTP {answer.status} in {answer.elapsed_s}s")
+def test_hf_endpoint(node: Node, profile: Profile, finding: Recorder) -> None:
+    finding.conclude(judge.hf_endpoint(hf_facts(node, profile)))
 
 
 @pytest.mark.pitfall("conda-env")
-def test_conda_env(node, profile, finding, settings):
-    expected = settings["expect_env"] or profile.env.conda_env
-    if not expected:
-        finding.skip("no expected conda env (--expect-env or the profile's env.conda_env)")
-    actual = node.environ.get("CONDA_DEFAULT_ENV")
-    finding.evidence(expected=expected, CONDA_DEFAULT_ENV=actual,
-                     CONDA_PREFIX=node.environ.get("CONDA_PREFIX"))
-    finding.fix(f"conda activate {expected}  # (or micromamba activate {expected}) in the "
-                "shell that submits the job")
-    assert actual == expected, f"CONDA_DEFAULT_ENV is {actual!r}, expected {expected!r}"
-
-
-VIRTUAL = ("docker", "veth", "virbr", "br-", "ifb", "cni", "flannel")
+def test_conda_env(node: Node, profile: Profile, finding: Recorder,
+                   settings: dict[str, Any]) -> None:
+    finding.conclude(judge.conda_env(judge.CondaFacts(
+        settings["expect_env"] or profile.env.conda_env,
+        node.environ.get("CONDA_DEFAULT_ENV"), node.environ.get("CONDA_PREFIX"))))
 
 
 @pytest.mark.pitfall("nccl-ifname")
-def test_nccl_socket_ifname(node, profile, finding):
-    found = netif.interfaces()
-    up = {i.name for i in found if i.up}
-    candidates = [i.name for i in found
-                  if i.up and not i.loopback and not i.name.startswith(VIRTUAL)]
-    spec = node.environ.get("NCCL_SOCKET_IFNAME")
-    finding.evidence(NCCL_SOCKET_IFNAME=spec,
-                     interfaces={i.name: "up" if i.up else "down" for i in found},
-                     candidates=candidates)
-    suggestion = candidates[0] if candidates else "^lo,docker0"
-    finding.fix(f"export NCCL_SOCKET_IFNAME={suggestion}")
+def test_nccl_socket_ifname(node: Node, profile: Profile, finding: Recorder) -> None:
+    finding.conclude(judge.nccl_ifname(judge.NcclIfnameFacts(
+        node.environ.get("NCCL_SOCKET_IFNAME"), netif.interfaces())))
+
+
+# -- wandb-offline -------------------------------------------------------------------
+
+WANDB_TIMEOUT_S = 3.0  # the bound of the probe of wandb's server (hf-endpoint's default)
+CONFIGS = (".yaml", ".yml", ".json", ".toml")
+# `report_to: wandb`, `"report_to": ["wandb"]`, `report_to = "wandb"` in a config or heredoc
+REPORT_TO_LINE = re.compile(r"""^[\s{,]*["']?report_to["']?\s*[:=]\s*(.*)$""")
+
+
+def _reporters(text: str) -> list[str]:
+    return [v for v in re.split(r"[\s,\[\]{}\"']+", text) if v and not v.startswith("#")]
+
+
+def _report_to_argv(words: list[str]) -> list[str] | None:
+    for i, word in enumerate(words):
+        if word in ("--report_to", "--report-to"):  # HF/swift: nargs, or comma-separated
+            values = []
+            for value in words[i + 1:]:
+                if value.startswith("-"):
+                    break
+                values += _reporters(value)
+            return values
+        if word.startswith(("--report_to=", "--report-to=")):
+            return _reporters(word.split("=", 1)[1])
+    return None
+
+
+def _report_to_text(path: str) -> tuple[list[str], int] | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read(1 << 20).splitlines()
+    except OSError:
+        return None
+    for n, line in enumerate(lines):
+        if m := REPORT_TO_LINE.match(line):
+            value = m.group(1).strip()  # a list up to its `]`, a scalar up to `,` `}` `#`
+            value = value.split("]")[0] if value.startswith("[") else re.split(r"[,}#]",
+                                                                               value)[0]
+            values = _reporters(value)
+            for item in lines[n + 1:] if not values else []:  # a YAML block list
+                if not item.strip().startswith("- "):
+                    break
+                values += _reporters(item.strip()[2:])
+            return values, n + 1
+    return None
+
+
+def report_to(spec: LaunchSpec | None) -> tuple[list[str] | None, str, Command | None]:
+    """What the launch says it reports to: its argv, a config it passes, the script."""
     if spec is None:
-        if len(candidates) > 1:
-            finding.warn(f"NCCL_SOCKET_IFNAME unset with {len(candidates)} candidate "
-                         f"interfaces ({', '.join(candidates)}): NCCL may pick the wrong one")
-            return
-        finding.skip(f"NCCL_SOCKET_IFNAME unset; only {candidates or 'loopback'} to choose from")
-    selected = netif.select(spec, [i.name for i in found])
-    finding.evidence(selected=selected)
-    assert [n for n in selected if n in up], (
-        f"NCCL_SOCKET_IFNAME={spec!r} selects no interface that is up on this node")
+        return None, "", None
+    for cmd in spec.commands:
+        words = [w.text for w in cmd.argv]
+        if (said := _report_to_argv(words)) is not None:
+            return said, f"--report_to {' '.join(said)} at {Path(cmd.file).name}:{cmd.line}", cmd
+        for word in words:
+            path = os.path.join(cmd.cwd or os.getcwd(), word)
+            if word.endswith(CONFIGS) and (found := _report_to_text(path)) is not None:
+                return found[0], f"report_to in {word}:{found[1]}", cmd
+    if os.path.isfile(spec.source) and (found := _report_to_text(spec.source)) is not None:
+        return found[0], f"report_to in {spec.source}:{found[1]}", None
+    return None, "", None
+
+
+def _wandb_installed(prefix: Path) -> str | None:
+    found = sorted(prefix.glob("lib/python3*/site-packages/wandb/__init__.py"))
+    if found:
+        return str(found[0].parent)
+    if paths.same_dir(prefix, sys.prefix):  # the suite's own Python (and what it sees)
+        spec = importlib.util.find_spec("wandb")
+        return str(Path(spec.origin).parent) if spec and spec.origin else None
+    return None
+
+
+def _setting(name: str, job: Command | None, node: Node,
+             env_file: dotenv.EnvFile | None) -> judge.Setting:
+    """The value the job sees: the launch script's, else the environment's, else the .env's
+    (what `set -a; source .env` would export; dotenv-exported checks that it is)."""
+    var = job.env.get(name) if job is not None else None
+    if var is not None and var.value:
+        return judge.Setting(var.value, f"the launch script ({var.where})" if var.where
+                             else "the environment")
+    if node.environ.get(name):
+        return judge.Setting(node.environ[name], "the environment")
+    if env_file is not None and env_file.values.get(name):
+        return judge.Setting(env_file.values[name], env_file.path)
+    return judge.Setting(None)
+
+
+def _netrc_key(environ: Mapping[str, str], host: str | None) -> tuple[str | None, str]:
+    """Where wandb finds a key in netrc (wandb/sdk/lib/apikey.py:70-73 picks $NETRC, else
+    ~/.netrc or ~/_netrc; :328-342 reads the password of `machine <base_url host>` through
+    requests' get_netrc_auth, requests/utils.py:231, stdlib netrc with its `default`)."""
+    home = environ.get("HOME") or os.path.expanduser("~")
+    given = environ.get("NETRC")
+    path = (home + given[1:] if given.startswith("~/") else given) if given else next(
+        (p for p in (f"{home}/.netrc", f"{home}/_netrc") if os.path.exists(p)),
+        f"{home}/.netrc")
+    if host is None or not os.path.exists(path):
+        return None, f"no {path}"
+    try:
+        auth = netrc.netrc(path).authenticators(host)
+    except (netrc.NetrcParseError, OSError) as exc:  # its message may quote a token: not shown
+        return None, f"{path} cannot be read ({type(exc).__name__})"
+    if auth and auth[2]:
+        return f"{path} (machine {host})", ""
+    return None, f"no `machine {host}` with a password in {path}"
+
+
+def wandb_facts(node: Node, env_file: dotenv.EnvFile | None) -> judge.WandbFacts:
+    said, where, cmd = report_to(node.launch)
+    job = cmd or (node.launch.jobs[0].command if node.launch and node.launch.jobs else None)
+    installed = _wandb_installed(node.launch_prefix)
+    mode = _setting("WANDB_MODE", job, node, env_file)
+    base = _setting("WANDB_BASE_URL", job, node, env_file)
+    url = base.value or judge.WANDB_CLOUD
+    host = urllib.parse.urlsplit(url).hostname if http.is_http_url(url) else None
+    key = _setting("WANDB_API_KEY", job, node, env_file)
+    netrc_from, netrc_looked = _netrc_key(node.environ, host)
+    looked = ["WANDB_API_KEY unset in the environment" + (" and the launch script" if job
+              else "") + (f" and {env_file.path}" if env_file else ""), netrc_looked]
+    probe = judge.wandb_probe(said, installed, mode.value)
+    return judge.WandbFacts(
+        installed=installed, prefix=str(node.launch_prefix), report_to=said,
+        report_to_where=where, mode=mode, base_url=base, key_from=key.source or netrc_from,
+        key_places=looked, host=host,
+        answer=http.probe(url, WANDB_TIMEOUT_S) if probe and host else None,
+        timeout_s=WANDB_TIMEOUT_S)
+
+
+@pytest.mark.pitfall("wandb-offline")
+def test_wandb_offline(node: Node, profile: Profile, finding: Recorder,
+                       env_file: dotenv.EnvFile | None) -> None:
+    finding.conclude(judge.wandb_offline(wandb_facts(node, env_file)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import os
 from collections import ChainMap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,12 +37,12 @@ class EnvFile:
 def read(path: str | Path) -> EnvFile:
     from preflight.inputs import display, read_bytes
 
-    raw = read_bytes(path, MAX_BYTES, ".env file", EnvFileError)
+    data = read_bytes(path, MAX_BYTES, ".env file", EnvFileError)
     path = Path(display(path))
-    if b"\0" in raw:
+    if b"\0" in data:
         raise EnvFileError(f"{path}: .env file contains a NUL byte")
     try:
-        text = raw.decode("utf-8-sig")  # a BOM is tolerated, as bash would not be
+        text = data.decode("utf-8-sig")  # a BOM is tolerated, as bash would not be
     except UnicodeDecodeError as exc:
         raise EnvFileError(f"{path}: .env file is not UTF-8 (byte {exc.start})") from None
     raw: list[tuple[str, str | None]] = []
@@ -61,7 +61,8 @@ def _interpolate(raw: list[tuple[str, str | None]]) -> dict[str, str | None]:
     override: earlier keys of the file over os.environ), but linear: dotenv copies the
     whole environment once per key, which is minutes for a 50,000-key file."""
     new: dict[str, str | None] = {}
-    env = ChainMap(new, os.environ)  # type: ignore[arg-type]
+    # dotenv's Atom.resolve reads a Mapping[str, str | None]; os.environ's values are str.
+    env: ChainMap[str, str | None] = ChainMap(new, dict(os.environ))
     for name, value in raw:
         if value is None or "$" not in value:
             new[name] = value
@@ -78,7 +79,7 @@ class Comparison:
 
 
 def compare(env_file: EnvFile | None, environ: Mapping[str, str],
-            required: list[str]) -> Comparison:
+            required: Sequence[str]) -> Comparison:
     values = env_file.values if env_file else {}
     missing = [k for k in values if k not in environ]
     different = [k for k in values if k in environ and environ[k] != values[k]]

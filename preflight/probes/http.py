@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Reply:
 MAX_BODY = 2000
 
 
-def request(url: str, timeout: float, payload: dict | None = None,
+def request(url: str, timeout: float, payload: dict[str, Any] | None = None,
             method: str | None = None) -> Reply:
     """One request (GET, a JSON POST when `payload` is given, or `method`), bounded in
     total time (a server trickling a byte a second does not stretch it: the socket is

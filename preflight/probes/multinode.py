@@ -43,7 +43,8 @@ def launch_config(environ: Mapping[str, str], spec: Any = None) -> LaunchConfig:
     """NNODES from the launch layers (--nnodes, swift's NNODES), else the environment;
     MASTER_ADDR from the first multi-node layer's --master_addr, else what the script
     leaves exported, else the environment (torchrun's default is 127.0.0.1)."""
-    nnodes, nnodes_from, addr, addr_from = 1, "", "", ""
+    nnodes: int | None = 1
+    nnodes_from, addr, addr_from = "", "", ""
     layers = [x for job in (spec.jobs if spec else ()) for x in job.distributed]
     multi = [x for x in layers if x.nnodes is None or x.nnodes > 1]
     if multi:
@@ -109,7 +110,8 @@ def route_source(address: str) -> str | None:
     try:
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.connect((address, 9))
-            return sock.getsockname()[0]
+            source: str = sock.getsockname()[0]
+            return source
     except OSError:
         return None
 

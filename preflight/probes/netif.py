@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -15,7 +16,7 @@ class Interface:
     loopback: bool
 
 
-def interfaces(stats: Callable = psutil.net_if_stats) -> list[Interface]:
+def interfaces(stats: Callable[[], Mapping[str, Any]] = psutil.net_if_stats) -> list[Interface]:
     found = []
     for name, st in sorted(stats().items()):
         found.append(Interface(name, bool(st.isup), name == "lo" or name.startswith("lo:")))

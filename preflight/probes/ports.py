@@ -6,6 +6,7 @@ import errno
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -17,7 +18,7 @@ class Listener:
     pid: int | None
 
 
-def listeners(connections: Callable = psutil.net_connections) -> list[Listener]:
+def listeners(connections: Callable[..., list[Any]] = psutil.net_connections) -> list[Listener]:
     try:
         conns = connections(kind="inet")
     except (psutil.AccessDenied, PermissionError, OSError):
@@ -82,7 +83,8 @@ def free_port(addr: str = "127.0.0.1") -> int:
     """A port the kernel just handed out; callers still race, so bind late."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((addr, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def suggest_port(addr: str = "127.0.0.1") -> int | None:

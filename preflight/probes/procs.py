@@ -152,7 +152,8 @@ def details(pid: int, argv: tuple[str, ...] | None = None) -> ProcInfo | None:
     return ProcInfo(pid, ppid, name, user_name(uid), tuple(argv), created)
 
 
-def snapshot(process_iter: Callable | None = None) -> list[ProcInfo]:
+def snapshot(process_iter: Callable[..., Iterator[psutil.Process]] | None = None
+             ) -> list[ProcInfo]:
     """Every process we can see with full details (the expensive way: tests and small
     tables; checks use `Table`)."""
     found = []
@@ -199,7 +200,7 @@ class Table(Mapping[int, ProcInfo]):
         return Family(self, pid)
 
     def ancestors(self, pid: int, limit: int = 64) -> list[int]:
-        chain = []
+        chain: list[int] = []
         cursor = self.ppid(pid)
         while cursor > 1 and cursor not in chain and len(chain) < limit:
             chain.append(cursor)
@@ -269,7 +270,11 @@ def identify(argv: tuple[str, ...], name: str = "") -> str | None:
         return "io.ray.runtime.runner.worker.DefaultWorker"
     if not _PYTHON.match(base):
         return None
-    module, script = python_target(argv)
+    return _python_identity(*python_target(argv))
+
+
+def _python_identity(module: str | None, script: str | None) -> str | None:
+    """What a Python runs: a known `-m` module, or a known script (by its path's end)."""
     if module is not None:
         for known in MODULES:
             if module == known.rstrip(".") or module.startswith(known.rstrip(".") + "."):

@@ -1,0 +1,524 @@
+"""The node environment: the judgements of `checks/test_node.py`, pure and typed.
+
+Every judge takes frozen facts (what the probes read: environment values, files found,
+sockets, processes; all I/O done by the adapter) and returns a `Verdict`. Where the fix
+of a check was one command line for all of its problems (sourcing the `.env`, the
+cudart repair), every problem carries that same line, so the report shows it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from preflight.matching import gpu_match
+from preflight.model import Problem, Verdict
+from preflight.probes.cuda import LibLayout
+from preflight.probes.http import Answer, safe_url
+from preflight.probes.netif import Interface, select
+from preflight.probes.procs import RAY_PROCESSES
+from preflight.profiles import Profile
+
+# -- profile-match -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileMatchFacts:
+    profile: Profile
+    gpus: Sequence[str]  # the NVML device names (empty off a GPU profile)
+    nvml_error: str | None
+    source: str | None
+
+
+def profile_match(f: ProfileMatchFacts) -> Verdict:
+    profile = f.profile
+    if not profile.is_gpu:
+        return Verdict(ok=f"profile {profile.name} requires no GPU")
+    match = gpu_match(profile, list(f.gpus))
+    v = Verdict(evidence=dict(expected=match.expected, detected=match.detected,
+                              nvml_error=f.nvml_error, source=f.source))
+    v.fix = (f"run on a node with {match.expected}, or choose the profile of this node "
+             "(`preflight info` lists the GPUs; pass --profile NAME)")
+    if not match.ok:
+        why = "; ".join(match.problems) + (f" ({f.nvml_error})" if f.nvml_error else "")
+        v.problems.append(Problem(f"this node does not match profile {profile.name}: {why}",
+                                  v.fix))
+    return v
+
+
+# -- ray-path ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RayFacts:
+    profile: str
+    profile_runs_ray: bool
+    launch_runs_ray: bool
+    prefix: str  # the launch env (CONDA_PREFIX, else the suite's Python)
+    installed: bool  # PREFIX/bin/ray exists
+    resolved: str | None  # `which ray` on the launch PATH
+    resolved_in_env: bool  # it lies in PREFIX/bin
+    path: Sequence[str]  # PATH entries
+    env_bin_on_path: bool
+
+
+def ray_path(f: RayFacts) -> Verdict:
+    env_bin = str(PurePosixPath(f.prefix) / "bin")
+    installed = f"{env_bin}/ray"
+    reasons = ([f"profile {f.profile} runs Ray"] if f.profile_runs_ray else []) + \
+        ([f"{installed} is installed"] if f.installed else []) + \
+        (["the launch script runs ray"] if f.launch_runs_ray else [])
+    if not reasons:
+        return Verdict(skip=f"Ray is not in play (no {installed}, profile and launch script "
+                            "do not use it)")
+    v = Verdict(evidence=dict(in_play=reasons, launch_prefix=f.prefix, resolves_to=f.resolved,
+                              PATH=list(f.path), env_bin=env_bin,
+                              env_bin_on_path=f.env_bin_on_path, env_bin_has_ray=f.installed))
+    v.fix = (f'export PATH="{f.prefix}/bin:$PATH"; which ray python3' if f.installed else
+             f'"{f.prefix}/bin/python" -m pip install "ray[default]"  # or activate the '
+             "env that has ray")
+    # Say only what the evidence shows: PATH may hold the env's bin/ without a ray in it.
+    if not f.resolved:
+        v.problems.append(Problem("ray: command not found " + (
+            f"({env_bin} is on PATH but has no ray)" if f.env_bin_on_path
+            else f"(PATH lacks {env_bin})"), v.fix))
+    elif not f.resolved_in_env:
+        v.problems.append(Problem(
+            f"ray resolves to {f.resolved}, not to the launch env {f.prefix}", v.fix))
+    return v
+
+
+# -- cudart-link ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Link:
+    """A real `cc -shared ... -L$cuda_home/lib64 -lcudart` link."""
+
+    argv_tail: str
+    returncode: int | None  # None: it did not finish
+    error: str  # its first `cannot find` / `error` line
+    stderr: str
+
+
+@dataclass(frozen=True)
+class CudartFacts:
+    home: str  # cuda_home as flashinfer resolves it
+    found_by: str
+    home_exists: bool
+    layouts: Sequence[LibLayout]  # home, then CONDA_PREFIX when it is another dir
+    link: Link | None  # None: no cc on PATH
+    good: str | None  # another prefix whose lib64/ has libcudart.so (not cuda_home)
+
+
+def cudart_link(f: CudartFacts) -> Verdict:
+    if not f.home_exists and not any(lay.present for lay in f.layouts):
+        return Verdict(skip=f"no CUDA toolkit or runtime (cuda_home {f.home} from {f.found_by} "
+                            "does not exist)")
+    texts = [f"{lay.prefix}/lib has {lay.lib_cudart[0]} but lib64/ "
+             f"{'lacks libcudart.so' if lay.lib64_exists else 'is missing'}"
+             for lay in f.layouts if lay.broken]
+    link = None
+    if f.link is not None:
+        link = {"argv": f.link.argv_tail, "returncode": f.link.returncode, "error": f.link.error}
+        if f.link.returncode != 0:
+            texts.append(f"linking with -L{f.home}/lib64 -lcudart fails: "
+                         f"{f.link.error or f.link.stderr.strip()[:200]}")
+    elif not f.layouts[0].lib64_has_linker_name:
+        texts.append(f"{f.home}/lib64/libcudart.so does not exist (no cc to try a real link)")
+    fixes = [f"ln -sfn {lay.prefix}/lib {lay.prefix}/lib64" for lay in f.layouts if lay.broken]
+    if f.good:
+        fixes.append(f"export CUDA_HOME={f.good}")
+    elif not fixes:
+        fixes.append("export CUDA_HOME=<a CUDA toolkit whose lib64/ has libcudart.so>")
+    fix = " && ".join(fixes)  # one repair for every problem: the link fails because of them
+    return Verdict(
+        problems=[Problem(t, fix) for t in texts], fix=fix,
+        headline="flashinfer's JIT link would fail (cannot find -lcudart)",
+        evidence=dict(cuda_home=f.home, found_by=f.found_by, link=link,
+                      layouts=[{"prefix": lay.prefix, "lib": list(lay.lib_cudart),
+                                "lib64_exists": lay.lib64_exists,
+                                "lib64_libcudart_so": lay.lib64_has_linker_name}
+                               for lay in f.layouts]))
+
+
+# -- leftover-processes --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proc:
+    """A program of interest found running (procs.scan), as evidence may show it."""
+
+    pid: int
+    user: str
+    age_s: float
+    matched: str  # what it was identified as (procs.identify, or a profile pattern)
+    cmdline: str  # redacted
+    mine: bool
+    listening: Sequence[int]  # its listening ports
+    holds_gpu: bool
+
+
+@dataclass(frozen=True)
+class LeftoverFacts:
+    found: Sequence[Proc]
+    patterns: Sequence[str]  # the profile's processes.patterns
+    job_ports: frozenset[int]  # MASTER_PORT and the profile's ports
+
+
+def leftover_processes(f: LeftoverFacts) -> Verdict:
+    mine = [p for p in f.found if p.mine]
+    busy: list[tuple[Proc, list[str]]] = []
+    for p in f.found:
+        # Another user's running job is theirs, not a leftover: it matters only when it
+        # holds what this job needs (a job port, a GPU), and it is never ours to kill.
+        holds = [f"port {n}" for n in sorted(set(p.listening) & f.job_ports)]
+        holds += ["a GPU"] if p.holds_gpu else []
+        if not p.mine and holds:
+            busy.append((p, holds))
+    v = Verdict(evidence=dict(
+        processes=[{"pid": p.pid, "user": p.user, "age_s": p.age_s, "matched": p.matched,
+                    "cmdline": p.cmdline, "listening": sorted(set(p.listening))}
+                   for p in mine],
+        patterns_extra=list(f.patterns),
+        busy_other_users=[{"pid": p.pid, "user": p.user, "matched": p.matched, "holds": holds,
+                           "cmdline": p.cmdline} for p, holds in busy]))
+    busy_text = "; ".join(f"busy: user {p.user}, pid {p.pid} ({', '.join(holds)})"
+                          for p, holds in busy)
+    if not mine:
+        if busy:
+            v.problems.append(Problem.warning(
+                f"no leftover of yours; {busy_text}",
+                "use another port / GPU, or ask the owner: another user's processes are not "
+                "yours to stop"))
+        v.ok = "no ray / sglang / vllm / torchrun / swift process from an earlier run"
+        return v
+    fix = f"kill {' '.join(str(p.pid) for p in mine)}"
+    if any(p.matched in dict(RAY_PROCESSES) for p in mine):
+        fix = f"ray stop --force; {fix}"  # only your own Ray: `ray stop` stops the caller's
+    names = ", ".join(f"{p.matched}[{p.pid}]" for p in mine[:5])
+    v.problems.append(Problem(
+        f"{len(mine)} process(es) left from an earlier run: {names}"
+        + (f"; also {busy_text}" if busy else ""),
+        f"{fix}  # check each pid first; preflight kills nothing"))
+    return v
+
+
+# -- port-free -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int | None
+    addr: str
+    user: str | None  # None: the pid is not visible
+    cmdline: str | None
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A real bind of the port, as c10d binds it; holders read only when it fails."""
+
+    ok: bool
+    error: str
+    holders: Sequence[Holder]
+    listening_users: Sequence[str] | None  # users of its LISTEN sockets (failed binds only)
+
+
+@dataclass(frozen=True)
+class PortFacts:
+    label: str  # "MASTER_PORT" or "port N" (the profile's)
+    raw: str  # as given
+    number: int | None  # None: not a port number
+    free: int | None  # a free port to suggest
+    remote_master: str | None  # MASTER_ADDR when it is another node (for MASTER_PORT)
+    bind: Bind | None  # None when not bound (not a number, or another node's port)
+    me: str  # the user running preflight
+
+
+def port_free(f: PortFacts) -> Verdict:
+    free: int | str = f.free if f.free is not None else "<a free port>"
+    v = Verdict(fix=f"export MASTER_PORT={free}  # torchrun itself reads --master_port / "
+                    f"PET_MASTER_PORT: pass --master_port {free}")
+    if f.number is None:  # `²`, `abc`, 295000, 10^400: ASCII digits in 1..65535
+        v.evidence.update(role=f.label, value=f.raw[:40])
+        v.problems.append(Problem(f"{f.label}={f.raw[:40]!r} is not a port number (1..65535)",
+                                  v.fix))
+        return v
+    if f.remote_master:
+        v.skip = f"MASTER_ADDR {f.remote_master} is another node: its rank 0 binds the port"
+        return v
+    bind = f.bind or Bind(True, "", (), None)
+    holders = [{"pid": h.pid, "addr": h.addr, "user": h.user, "cmdline": h.cmdline}
+               for h in bind.holders]
+    v.evidence.update(port=f.number, role=f.label, bind=bind.error or "ok", holders=holders)
+    mine = sorted({h.pid for h in bind.holders if h.pid is not None and h.user == f.me})
+    others = [h for h in bind.holders if h.pid is not None and h.user not in (f.me, None)]
+    fix = v.fix
+    if mine:
+        fix = (f"kill {' '.join(map(str, mine))}  # or: export MASTER_PORT={free} "
+               f"(torchrun: --master_port {free})")
+        v.fix = fix
+    why = [f"held by pid {', '.join(map(str, mine))}"] if mine else []
+    # Another user's process is theirs: say who, never suggest killing it.
+    why += [f"busy: user {h.user}, pid {h.pid}" for h in others]
+    if not bind.ok:  # a holder whose pid we may not see is still named by its user
+        seen = {h.user for h in bind.holders if h.pid is not None}
+        users = list(bind.listening_users or ())
+        v.evidence.update(listening_users=users)
+        why += [f"busy: user {u} (pid not visible to {f.me})" for u in users
+                if u not in seen and u != f.me]
+        v.problems.append(Problem(f"{f.label} {f.number} cannot be bound: {bind.error}" + (
+            f" ({'; '.join(why)})" if why else ""), fix))
+    return v
+
+
+# -- dotenv-exported -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DotenvFacts:
+    profile: str
+    path: str | None  # the .env (None: none)
+    keys_in_file: int
+    required: Sequence[str]  # the profile's env.required
+    wandb_key_exported: bool  # WANDB_KEY is in the environment
+    missing: Sequence[str]  # in the file, not exported (names only)
+    different: Sequence[str]  # exported with another value
+    required_missing: Sequence[str]
+    wandb_key_trap: bool  # WANDB_KEY set, WANDB_API_KEY (what wandb reads) not
+
+
+def dotenv_exported(f: DotenvFacts) -> Verdict:
+    if f.path is None and not f.required and not f.wandb_key_exported:
+        return Verdict(skip="no .env file (./.env or --env-file) and the profile requires no "
+                            "keys")
+    fix = f"set -a; source {f.path or '.env'}; set +a"
+    if f.wandb_key_trap:
+        fix += '; export WANDB_API_KEY="$WANDB_KEY"  # wandb reads WANDB_API_KEY'
+    texts = []
+    if f.missing:
+        texts.append(f"not exported: {', '.join(f.missing)}")
+    if f.different:
+        texts.append(f"exported with another value: {', '.join(f.different)}")
+    if f.required_missing:
+        texts.append(f"required by profile {f.profile} but unset: "
+                     f"{', '.join(f.required_missing)}")
+    if f.wandb_key_trap:
+        texts.append("WANDB_KEY is set but WANDB_API_KEY (what wandb reads) is not")
+    return Verdict(
+        problems=[Problem(t, fix) for t in texts], fix=fix,
+        evidence=dict(file=f.path, keys_in_file=f.keys_in_file,
+                      not_exported=list(f.missing), exported_with_other_value=list(f.different),
+                      required_missing=list(f.required_missing),
+                      wandb_key_without_api_key=f.wandb_key_trap))
+
+
+# -- hf-endpoint ---------------------------------------------------------------------
+
+OFFLINE = ("1", "true", "yes", "on")  # huggingface_hub's truthy env values
+
+
+@dataclass(frozen=True)
+class HfFacts:
+    profile: str
+    mirror_required: bool  # the profile's env.hf_mirror
+    timeout_s: float
+    url: str  # HF_ENDPOINT ("" unset)
+    shown_url: str  # the URL without credentials
+    is_url: bool  # an http(s) URL
+    offline: bool  # HF_HUB_OFFLINE
+    answer: Answer | None  # None: not probed (unset, or not a URL)
+
+
+def hf_endpoint(f: HfFacts) -> Verdict:
+    if not f.url and not f.mirror_required:
+        return Verdict(skip="HF_ENDPOINT unset and the profile requires no mirror")
+    v = Verdict(fix="export HF_ENDPOINT=https://hf-mirror.com  # or HF_HUB_OFFLINE=1 with "
+                    "local model paths")
+    if not f.url:
+        v.evidence.update(HF_ENDPOINT=None, HF_HUB_OFFLINE=f.offline)
+        if f.offline:
+            v.ok = "HF_HUB_OFFLINE=1: models and data load from local paths"
+        else:
+            v.problems.append(Problem(f"profile {f.profile} needs a HuggingFace mirror but "
+                                      "HF_ENDPOINT is unset", v.fix))
+        return v
+    if not f.is_url or f.answer is None:
+        v.problems.append(Problem(f"HF_ENDPOINT={f.shown_url!r} is not an http(s) URL", v.fix))
+        return v
+    a = f.answer
+    v.evidence.update(HF_ENDPOINT=a.url, status=a.status, error=a.error, elapsed_s=a.elapsed_s,
+                      HF_HUB_OFFLINE=f.offline)
+    if not a.answered and f.offline:
+        v.problems.append(Problem.warning(
+            f"{a.url} does not answer ({a.error}); HF_HUB_OFFLINE=1 keeps loads local", v.fix))
+    elif not a.answered:
+        v.problems.append(Problem(f"HF_ENDPOINT {a.url} does not answer within "
+                                  f"{f.timeout_s:g}s: {a.error}", v.fix))
+    v.ok = f"{a.url} answered HTTP {a.status} in {a.elapsed_s}s"
+    return v
+
+
+# -- conda-env -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CondaFacts:
+    expected: str  # --expect-env, else the profile's env.conda_env ("" none)
+    actual: str | None  # CONDA_DEFAULT_ENV
+    prefix: str | None  # CONDA_PREFIX
+
+
+def conda_env(f: CondaFacts) -> Verdict:
+    if not f.expected:
+        return Verdict(skip="no expected conda env (--expect-env or the profile's "
+                            "env.conda_env)")
+    fix = (f"conda activate {f.expected}  # (or micromamba activate {f.expected}) in the "
+           "shell that submits the job")
+    v = Verdict(fix=fix, evidence=dict(expected=f.expected, CONDA_DEFAULT_ENV=f.actual,
+                                       CONDA_PREFIX=f.prefix))
+    if f.actual != f.expected:
+        v.problems.append(Problem(
+            f"CONDA_DEFAULT_ENV is {f.actual!r}, expected {f.expected!r}", fix))
+    return v
+
+
+# -- nccl-ifname ---------------------------------------------------------------------
+
+# Bridges and virtual links NCCL should not pick for inter-node traffic.
+VIRTUAL = ("docker", "veth", "virbr", "br-", "ifb", "cni", "flannel")
+
+
+@dataclass(frozen=True)
+class NcclIfnameFacts:
+    spec: str | None  # NCCL_SOCKET_IFNAME (None: unset)
+    interfaces: Sequence[Interface]
+
+
+def nccl_ifname(f: NcclIfnameFacts) -> Verdict:
+    up = {i.name for i in f.interfaces if i.up}
+    candidates = [i.name for i in f.interfaces
+                  if i.up and not i.loopback and not i.name.startswith(VIRTUAL)]
+    v = Verdict(evidence=dict(NCCL_SOCKET_IFNAME=f.spec,
+                              interfaces={i.name: "up" if i.up else "down"
+                                          for i in f.interfaces},
+                              candidates=candidates))
+    v.fix = f"export NCCL_SOCKET_IFNAME={candidates[0] if candidates else '^lo,docker0'}"
+    if f.spec is None:
+        if len(candidates) > 1:
+            v.problems.append(Problem.warning(
+                f"NCCL_SOCKET_IFNAME unset with {len(candidates)} candidate interfaces "
+                f"({', '.join(candidates)}): NCCL may pick the wrong one", v.fix))
+        else:
+            v.skip = (f"NCCL_SOCKET_IFNAME unset; only {candidates or 'loopback'} to choose "
+                      "from")
+        return v
+    selected = select(f.spec, [i.name for i in f.interfaces])
+    v.evidence.update(selected=selected)
+    if not [n for n in selected if n in up]:
+        v.problems.append(Problem(
+            f"NCCL_SOCKET_IFNAME={f.spec!r} selects no interface that is up on this node",
+            v.fix))
+    return v
+
+
+# -- wandb-offline -------------------------------------------------------------------
+
+# wandb/sdk/wandb_settings.py (wandb 0.19, commit 004cb779): `mode` defaults to "online"
+# (:375) and is set from WANDB_MODE like every `WANDB_<NAME>` variable (:1459-1484);
+# `_offline` is mode "offline" or "dryrun" (:1243-1244), `_noop` is "disabled" (:1233-1234).
+WANDB_LOCAL = ("offline", "dryrun", "disabled")
+WANDB_MODES = ("online", "run", "shared", *WANDB_LOCAL)
+WANDB_CLOUD = "https://api.wandb.ai"  # wandb_settings.py:248, `base_url`'s default
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A WANDB_* variable as the job will see it: its value, and where it came from."""
+
+    value: str | None  # None: unset everywhere
+    source: str = ""  # "the launch script", "the environment", or the .env path
+
+
+@dataclass(frozen=True)
+class WandbFacts:
+    installed: str | None  # where wandb is installed in the launch env (None: it is not)
+    prefix: str  # the launch env
+    report_to: Sequence[str] | None  # what the launch names (`--report_to a b`); None: silent
+    report_to_where: str  # the argument or config line that says it
+    mode: Setting  # WANDB_MODE
+    base_url: Setting  # WANDB_BASE_URL
+    key_from: str | None  # where an API key was found (never the key); None: nowhere
+    key_places: Sequence[str]  # every place looked in, for the message
+    host: str | None  # base_url's host, the netrc machine wandb looks up (None: not a URL)
+    answer: Answer | None  # the bounded probe of base_url (None: not probed, see wandb_probe)
+    timeout_s: float
+
+
+def wandb_named(report_to: Sequence[str] | None, installed: str | None) -> bool:
+    """The launch reports to wandb (`all`: every integration installed, as HF Trainer)."""
+    said = [r.lower() for r in report_to or ()]
+    return "wandb" in said or ("all" in said and installed is not None)
+
+
+def wandb_probe(report_to: Sequence[str] | None, installed: str | None,
+                mode: str | None) -> bool:
+    """Whether the adapter sends its one request to WANDB_BASE_URL: only when the launch
+    names wandb and it runs online (a wandb that is only installed is judged by its key
+    alone: the default run sends nothing off the node)."""
+    return wandb_named(report_to, installed) and \
+        (mode or "online").strip().lower() not in WANDB_LOCAL
+
+
+def wandb_offline(f: WandbFacts) -> Verdict:
+    explicit = wandb_named(f.report_to, f.installed)
+    if f.report_to is not None and not explicit:
+        return Verdict(skip=f"the launch reports to {' '.join(f.report_to) or 'nothing'}, not "
+                            f"wandb ({f.report_to_where})")
+    if not explicit and f.installed is None:
+        return Verdict(skip=f"wandb is not in play (not installed in {f.prefix}; the launch "
+                            "does not report to it)")
+    mode = (f.mode.value or "online").strip().lower()
+    url = f.base_url.value or WANDB_CLOUD
+    v = Verdict(evidence=dict(
+        wandb_installed=f.installed, launch_report_to=list(f.report_to or []) or None,
+        WANDB_MODE=f.mode.value, WANDB_MODE_from=f.mode.source or None,
+        WANDB_BASE_URL=safe_url(url),
+        api_key_from=f.key_from))
+    v.fix = "export WANDB_MODE=offline  # `wandb sync` uploads the run later"
+    if mode in WANDB_LOCAL:
+        v.ok = f"WANDB_MODE={f.mode.value}: wandb logs locally (no key, no network needed)"
+        return v
+    # A launch that names wandb will call wandb.init; a wandb that is only installed may
+    # be unused (HF Trainer's report_to="all" default before transformers 5 does use it).
+    problem, lead = (Problem, "") if explicit else (
+        Problem.warning, f"wandb is installed in {f.prefix} and WANDB_MODE is not offline: ")
+    if mode not in WANDB_MODES:  # the settings' Literal type rejects it (pydantic)
+        v.problems.append(problem(f"{lead}WANDB_MODE={f.mode.value} is not a wandb mode "
+                                  f"({', '.join(WANDB_MODES)}): wandb.init rejects it", v.fix))
+        return v
+    v.headline = f"the launch reports to wandb ({f.report_to_where}) online"
+    # No key, no terminal: wandb/sdk/wandb_login.py:234 raises "api_key not configured
+    # (no-tty)". No answer: wandb_init.py:979 gives up after init_timeout, 90 s by default
+    # (wandb_settings.py:351).
+    if f.key_from is None:
+        login = "\nwandb login  # with network: stores the key in ~/.netrc" if f.installed else ""
+        v.problems.append(problem(
+            f"{lead}no API key ({'; '.join(p for p in f.key_places if p)}): wandb.init in a "
+            "job without a terminal fails with `api_key not configured (no-tty)`",
+            "export WANDB_MODE=offline  # or give the job WANDB_API_KEY" + login))
+    if f.host is None:
+        v.problems.append(problem(f"{lead}WANDB_BASE_URL={safe_url(url)!r} is not an http(s) URL",
+                                  "unset WANDB_BASE_URL  # or set it to your server's URL"))
+    elif f.answer is not None and not f.answer.answered:
+        v.problems.append(problem(
+            f"{lead}{f.answer.url} does not answer within {f.timeout_s:g}s "
+            f"({f.answer.error}): wandb.init times out after 90 s", v.fix))
+    v.ok = f"wandb online: API key from {f.key_from}"
+    if f.answer is not None:
+        v.evidence.update(status=f.answer.status, error=f.answer.error or None,
+                          elapsed_s=f.answer.elapsed_s)
+        v.ok += f"; {f.answer.url} answered HTTP {f.answer.status} in {f.answer.elapsed_s}s"
+    return v

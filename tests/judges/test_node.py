@@ -1,0 +1,368 @@
+"""The node-environment judges in-process, from tables: typed facts -> the deciding kind,
+the message, the fix, or the skip. The end-to-end runs through the plugin stay in
+tests/test_checks_node.py."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from preflight.judges import node as judge
+from preflight.model import Kind, Verdict
+from preflight.probes.cuda import LibLayout
+from preflight.probes.http import Answer
+from preflight.probes.netif import Interface
+from preflight.profiles import load_profiles
+
+PROFILES = load_profiles([])
+CPU, A800 = PROFILES["cpu"], PROFILES["a800"]
+
+
+@dataclass(frozen=True)
+class Want:
+    """The deciding kind (None: passes or skips), texts in the message, texts in the fix
+    (what the report shows), the skip reason's start, the `ok` summary's start."""
+
+    kind: Kind | None = None
+    says: tuple[str, ...] = ()
+    fix: tuple[str, ...] = ()
+    skip: str = ""
+    ok: str = ""
+    evidence: tuple[tuple[str, Any], ...] = ()
+
+
+def shown_fix(v: Verdict) -> str:
+    """What Recorder.conclude records as the fix."""
+    if v.skip:
+        return v.fix
+    return "\n".join(dict.fromkeys(p.fix for p in v.deciding if p.fix)) or v.fix
+
+
+def verify(v: Verdict, want: Want) -> None:
+    assert v.skip.startswith(want.skip) if want.skip else not v.skip, v.skip
+    deciding = v.deciding
+    assert (deciding[0].kind if deciding else None) is want.kind, v.message
+    for text in want.says:
+        assert text in v.message, (text, v.message)
+    for text in want.fix:
+        assert text in shown_fix(v), (text, shown_fix(v))
+    if want.ok:
+        assert not deciding and v.ok.startswith(want.ok), (v.ok, v.message)
+    for key, value in want.evidence:
+        assert v.evidence[key] == value, (key, v.evidence)
+
+
+def gpu(name: str) -> str:
+    return name  # the judge reads the NVML device names
+
+
+PM = judge.ProfileMatchFacts(A800, [gpu("NVIDIA A800-SXM4-80GB")] * 4, None, "nvml")
+RAY = judge.RayFacts(profile="a800", profile_runs_ray=True, launch_runs_ray=False,
+                     prefix="/envs/slime", installed=True, resolved="/envs/slime/bin/ray",
+                     resolved_in_env=True, path=["/envs/slime/bin", "/usr/bin"],
+                     env_bin_on_path=True)
+BROKEN = LibLayout("/envs/slime", ("libcudart.so", "libcudart.so.12"), False, False)
+GOOD = LibLayout("/usr/local/cuda", ("libcudart.so",), True, True)
+LINK_OK = judge.Link("-L/usr/local/cuda/lib64/stubs -lcudart", 0, "", "")
+LINK_BAD = judge.Link("x", 1, "/usr/bin/ld: cannot find -lcudart", "")
+CUDA = judge.CudartFacts("/usr/local/cuda", "CUDA_HOME", True, [GOOD], LINK_OK, None)
+LEFT = judge.Proc(101, "me", 3.0, "sglang.launch_server", "python -m sglang.launch_server",
+                  True, [30000], False)
+RAYLET = replace(LEFT, pid=102, matched="raylet", cmdline="raylet")
+THEIRS = replace(LEFT, pid=201, user="bob", mine=False, listening=[29500])
+LEFTOVER = judge.LeftoverFacts([], ["train.py"], frozenset({29500}))
+FREE = judge.Bind(True, "", (), None)
+HELD = judge.Bind(False, "EADDRINUSE Address already in use",
+                  (judge.Holder(301, "0.0.0.0", "me", "python train.py"),
+                   judge.Holder(302, "0.0.0.0", "bob", "torchrun x")), ["me", "bob", "carol"])
+PORT = judge.PortFacts("MASTER_PORT", "29500", 29500, 40001, None, FREE, "me")
+DOTENV = judge.DotenvFacts("cpu", "/job/.env", 2, (), False, (), (), (), False)
+ANSWER = Answer("https://hf-mirror.com", 200, "", 0.1)
+DOWN = Answer("https://hf-mirror.com", None, "TimeoutError: timed out", 3.0)
+HF = judge.HfFacts("a800", True, 3.0, "https://hf-mirror.com", "https://hf-mirror.com", True,
+                   False, ANSWER)
+CONDA = judge.CondaFacts("slime", "slime", "/envs/slime")
+ETH0, ETH1 = Interface("eth0", True, False), Interface("eth1", True, False)
+LO, DOCKER = Interface("lo", True, True), Interface("docker0", True, False)
+NCCL = judge.NcclIfnameFacts("eth", [LO, ETH0, DOCKER])
+CLOUD = Answer("https://api.wandb.ai", 404, "HTTP 404", 0.2)
+NONE = judge.Setting(None)
+WANDB = judge.WandbFacts(
+    installed=None, prefix="/envs/slime", report_to=["wandb"],
+    report_to_where="--report_to wandb at run.sh:3", mode=NONE, base_url=NONE,
+    key_from="the environment", key_places=["WANDB_API_KEY unset", "no /root/.netrc"],
+    host="api.wandb.ai", answer=CLOUD, timeout_s=3.0)
+OFFLINE_ANSWER = Answer("http://127.0.0.1:9", None, "ConnectionRefusedError", 0.0)
+
+CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
+    # profile-match
+    ("pm-cpu", judge.profile_match, replace(PM, profile=CPU, gpus=[]),
+     Want(ok="profile cpu requires no GPU")),
+    ("pm-a800-ok", judge.profile_match, PM, Want(evidence=(("expected", "4x A800"),))),
+    ("pm-a800-h100", judge.profile_match, replace(PM, gpus=[gpu("NVIDIA H100")] * 4),
+     Want(Kind.BLOCKER, ("does not match profile a800: 0 of 4 expected A800",),
+          ("choose the profile of this node",))),
+    ("pm-nvml-missing", judge.profile_match, replace(PM, gpus=[], nvml_error="no NVML"),
+     Want(Kind.BLOCKER, ("0 of 4 expected A800 GPU(s) present (no NVML)",))),
+    # ray-path
+    ("ray-ok", judge.ray_path, RAY, Want(evidence=(("env_bin", "/envs/slime/bin"),))),
+    ("ray-not-in-play", judge.ray_path,
+     replace(RAY, profile_runs_ray=False, installed=False, resolved=None),
+     Want(skip="Ray is not in play (no /envs/slime/bin/ray")),
+    ("ray-not-found", judge.ray_path,
+     replace(RAY, resolved=None, env_bin_on_path=False, path=["/usr/bin"]),
+     Want(Kind.BLOCKER, ("ray: command not found (PATH lacks /envs/slime/bin)",),
+          ('export PATH="/envs/slime/bin:$PATH"',))),
+    ("ray-bin-without-ray", judge.ray_path,
+     replace(RAY, installed=False, resolved=None),
+     Want(Kind.BLOCKER, ("/envs/slime/bin is on PATH but has no ray",),
+          ('"/envs/slime/bin/python" -m pip install "ray[default]"',))),
+    ("ray-other-env", judge.ray_path,
+     replace(RAY, resolved="/opt/other/bin/ray", resolved_in_env=False),
+     Want(Kind.BLOCKER, ("ray resolves to /opt/other/bin/ray, not to the launch env",))),
+    ("ray-launch-only", judge.ray_path,
+     replace(RAY, profile_runs_ray=False, installed=False, launch_runs_ray=True,
+             resolved=None, env_bin_on_path=False),
+     Want(Kind.BLOCKER, ("ray: command not found",),
+          evidence=(("in_play", ["the launch script runs ray"]),))),
+    # cudart-link
+    ("cudart-ok", judge.cudart_link, CUDA, Want(fix=("export CUDA_HOME=<a CUDA toolkit",))),
+    ("cudart-none", judge.cudart_link,
+     replace(CUDA, home_exists=False, layouts=[LibLayout("/none", (), False, False)]),
+     Want(skip="no CUDA toolkit or runtime (cuda_home /usr/local/cuda from CUDA_HOME")),
+    ("cudart-lib-without-lib64", judge.cudart_link,
+     replace(CUDA, home="/envs/slime", layouts=[BROKEN], link=LINK_BAD,
+             good="/usr/local/cuda"),
+     Want(Kind.BLOCKER, ("flashinfer's JIT link would fail (cannot find -lcudart): "
+                         "/envs/slime/lib has libcudart.so but lib64/ is missing; linking",),
+          ("ln -sfn /envs/slime/lib /envs/slime/lib64 && export CUDA_HOME=/usr/local/cuda",))),
+    ("cudart-no-cc", judge.cudart_link,
+     replace(CUDA, layouts=[LibLayout("/usr/local/cuda", (), True, False)], link=None),
+     Want(Kind.BLOCKER, ("/usr/local/cuda/lib64/libcudart.so does not exist (no cc",))),
+    # leftover-processes
+    ("left-none", judge.leftover_processes, LEFTOVER,
+     Want(ok="no ray / sglang / vllm", evidence=(("patterns_extra", ["train.py"]),))),
+    ("left-mine", judge.leftover_processes, replace(LEFTOVER, found=[LEFT]),
+     Want(Kind.BLOCKER, ("1 process(es) left from an earlier run: sglang.launch_server[101]",),
+          ("kill 101  # check each pid first",))),
+    ("left-ray", judge.leftover_processes, replace(LEFTOVER, found=[LEFT, RAYLET]),
+     Want(Kind.BLOCKER, ("2 process(es)",), ("ray stop --force; kill 101 102",))),
+    ("left-theirs-busy", judge.leftover_processes, replace(LEFTOVER, found=[THEIRS]),
+     Want(Kind.WARNING, ("no leftover of yours; busy: user bob, pid 201 (port 29500)",),
+          ("ask the owner",))),
+    ("left-theirs-idle", judge.leftover_processes,
+     replace(LEFTOVER, found=[replace(THEIRS, listening=[1234])]),
+     Want(ok="no ray", evidence=(("busy_other_users", []),))),
+    ("left-mine-and-theirs-gpu", judge.leftover_processes,
+     replace(LEFTOVER, found=[LEFT, replace(THEIRS, listening=[], holds_gpu=True)]),
+     Want(Kind.BLOCKER, ("; also busy: user bob, pid 201 (a GPU)",), ("kill 101 ",))),
+    # port-free
+    ("port-free", judge.port_free, PORT,
+     Want(fix=("export MASTER_PORT=40001",), evidence=(("bind", "ok"),))),
+    ("port-garbage", judge.port_free, replace(PORT, raw="abc", number=None, bind=None),
+     Want(Kind.BLOCKER, ("MASTER_PORT='abc' is not a port number",), ("MASTER_PORT=40001",))),
+    ("port-remote", judge.port_free, replace(PORT, remote_master="10.0.0.2", bind=None),
+     Want(skip="MASTER_ADDR 10.0.0.2 is another node", fix=("export MASTER_PORT=40001",))),
+    ("port-held", judge.port_free, replace(PORT, bind=HELD, free=None),
+     Want(Kind.BLOCKER, ("MASTER_PORT 29500 cannot be bound: EADDRINUSE",
+                         "held by pid 301; busy: user bob, pid 302; busy: user carol (pid "
+                         "not visible to me)"),
+          ("kill 301  # or: export MASTER_PORT=<a free port>",))),
+    # dotenv-exported
+    ("dotenv-none", judge.dotenv_exported, replace(DOTENV, path=None),
+     Want(skip="no .env file")),
+    ("dotenv-ok", judge.dotenv_exported, DOTENV, Want(fix=("set -a; source /job/.env",))),
+    ("dotenv-missing", judge.dotenv_exported,
+     replace(DOTENV, missing=["HF_TOKEN"], different=["A"]),
+     Want(Kind.BLOCKER, ("not exported: HF_TOKEN; exported with another value: A",),
+          ("set -a; source /job/.env; set +a",))),
+    ("dotenv-required", judge.dotenv_exported,
+     replace(DOTENV, path=None, required=["HF_TOKEN"], required_missing=["HF_TOKEN"]),
+     Want(Kind.BLOCKER, ("required by profile cpu but unset: HF_TOKEN",),
+          ("source .env",))),
+    ("dotenv-wandb-trap", judge.dotenv_exported,
+     replace(DOTENV, path=None, wandb_key_exported=True, wandb_key_trap=True),
+     Want(Kind.BLOCKER, ("WANDB_KEY is set but WANDB_API_KEY",),
+          ('set -a; source .env; set +a; export WANDB_API_KEY="$WANDB_KEY"',))),
+    # hf-endpoint
+    ("hf-ok", judge.hf_endpoint, HF, Want(ok="https://hf-mirror.com answered HTTP 200")),
+    ("hf-skip", judge.hf_endpoint, replace(HF, mirror_required=False, url="", answer=None),
+     Want(skip="HF_ENDPOINT unset and the profile requires no mirror")),
+    ("hf-unset", judge.hf_endpoint, replace(HF, url="", answer=None),
+     Want(Kind.BLOCKER, ("profile a800 needs a HuggingFace mirror",),
+          ("export HF_ENDPOINT=https://hf-mirror.com",))),
+    ("hf-unset-offline", judge.hf_endpoint, replace(HF, url="", answer=None, offline=True),
+     Want(ok="HF_HUB_OFFLINE=1")),
+    ("hf-not-url", judge.hf_endpoint,
+     replace(HF, url="ftp://x", shown_url="ftp://x", is_url=False, answer=None),
+     Want(Kind.BLOCKER, ("HF_ENDPOINT='ftp://x' is not an http(s) URL",))),
+    ("hf-down", judge.hf_endpoint, replace(HF, answer=DOWN),
+     Want(Kind.BLOCKER, ("does not answer within 3s: TimeoutError",))),
+    ("hf-down-offline", judge.hf_endpoint, replace(HF, answer=DOWN, offline=True),
+     Want(Kind.WARNING, ("HF_HUB_OFFLINE=1 keeps loads local",))),
+    # conda-env
+    ("conda-ok", judge.conda_env, CONDA, Want(fix=("conda activate slime",))),
+    ("conda-none", judge.conda_env, replace(CONDA, expected=""), Want(skip="no expected conda")),
+    ("conda-wrong", judge.conda_env, replace(CONDA, actual="base"),
+     Want(Kind.BLOCKER, ("CONDA_DEFAULT_ENV is 'base', expected 'slime'",),
+          ("conda activate slime",))),
+    # nccl-ifname
+    ("nccl-ok", judge.nccl_ifname, NCCL, Want(evidence=(("selected", ["eth0"]),))),
+    ("nccl-bogus", judge.nccl_ifname, replace(NCCL, spec="ib"),
+     Want(Kind.BLOCKER, ("NCCL_SOCKET_IFNAME='ib' selects no interface that is up",),
+          ("export NCCL_SOCKET_IFNAME=eth0",))),
+    ("nccl-down", judge.nccl_ifname,
+     replace(NCCL, interfaces=[LO, Interface("eth0", False, False)]),
+     Want(Kind.BLOCKER, ("selects no interface",), ("^lo,docker0",))),
+    ("nccl-unset-one", judge.nccl_ifname, replace(NCCL, spec=None),
+     Want(skip="NCCL_SOCKET_IFNAME unset; only ['eth0'] to choose from",
+          fix=("export NCCL_SOCKET_IFNAME=eth0",))),
+    ("nccl-unset-two", judge.nccl_ifname, replace(NCCL, spec=None, interfaces=[ETH0, ETH1]),
+     Want(Kind.WARNING, ("2 candidate interfaces (eth0, eth1)",))),
+    # wandb-offline
+    ("wandb-ok", judge.wandb_offline, WANDB,
+     Want(ok="wandb online: API key from the environment; https://api.wandb.ai answered",
+          evidence=(("api_key_from", "the environment"),))),
+    ("wandb-not-in-play", judge.wandb_offline, replace(WANDB, report_to=None),
+     Want(skip="wandb is not in play (not installed in /envs/slime")),
+    ("wandb-reports-elsewhere", judge.wandb_offline,
+     replace(WANDB, report_to=["tensorboard"], installed="/envs/slime/lib/wandb"),
+     Want(skip="the launch reports to tensorboard, not wandb")),
+    ("wandb-report-none", judge.wandb_offline, replace(WANDB, report_to=["none"]),
+     Want(skip="the launch reports to none")),
+    ("wandb-offline-mode", judge.wandb_offline,
+     replace(WANDB, mode=judge.Setting("offline", "the environment"), key_from=None,
+             answer=None),
+     Want(ok="WANDB_MODE=offline: wandb logs locally")),
+    ("wandb-disabled-mode", judge.wandb_offline,
+     replace(WANDB, mode=judge.Setting("Disabled", "x.env"), key_from=None, answer=None),
+     Want(ok="WANDB_MODE=Disabled")),
+    ("wandb-bad-mode", judge.wandb_offline, replace(WANDB, mode=judge.Setting("ofline", "e")),
+     Want(Kind.BLOCKER, ("WANDB_MODE=ofline is not a wandb mode",),
+          ("export WANDB_MODE=offline",))),
+    ("wandb-bad-mode-installed-only", judge.wandb_offline,
+     replace(WANDB, report_to=None, installed="/x/wandb", mode=judge.Setting("0", "e")),
+     Want(Kind.WARNING, ("WANDB_MODE=0 is not a wandb mode",))),
+    ("wandb-no-key", judge.wandb_offline, replace(WANDB, key_from=None),
+     Want(Kind.BLOCKER, ("the launch reports to wandb (--report_to wandb at run.sh:3) online: "
+                         "no API key (WANDB_API_KEY unset; no /root/.netrc)",
+                         "api_key not configured (no-tty)"),
+          ("export WANDB_MODE=offline",))),
+    ("wandb-no-key-installed-login", judge.wandb_offline,
+     replace(WANDB, key_from=None, installed="/envs/slime/lib/python3.11/site-packages/wandb"),
+     Want(Kind.BLOCKER, ("no API key",), ("wandb login",))),
+    ("wandb-no-network", judge.wandb_offline, replace(WANDB, answer=OFFLINE_ANSWER),
+     Want(Kind.BLOCKER, ("http://127.0.0.1:9 does not answer within 3s",),
+          ("export WANDB_MODE=offline  # `wandb sync`",))),
+    ("wandb-bad-url", judge.wandb_offline,
+     replace(WANDB, base_url=judge.Setting("api.wandb.ai", "the environment"), answer=None,
+             host=None),
+     Want(Kind.BLOCKER, ("WANDB_BASE_URL='api.wandb.ai' is not an http(s) URL",),
+          ("unset WANDB_BASE_URL",))),
+    ("wandb-installed-only", judge.wandb_offline,
+     replace(WANDB, report_to=None, installed="/envs/slime/lib/python3.11/site-packages/wandb",
+             key_from=None, answer=None),
+     Want(Kind.WARNING, ("wandb is installed in /envs/slime and WANDB_MODE is not offline: "
+                         "no API key",),)),
+    ("wandb-installed-only-with-key", judge.wandb_offline,
+     replace(WANDB, report_to=None, installed="/x/wandb", answer=None),
+     Want(ok="wandb online: API key from the environment")),
+    ("wandb-all-installed", judge.wandb_offline,
+     replace(WANDB, report_to=["all"], installed="/x/wandb", key_from=None),
+     Want(Kind.BLOCKER, ("no API key",))),
+    ("wandb-all-not-installed", judge.wandb_offline, replace(WANDB, report_to=["all"]),
+     Want(skip="the launch reports to all, not wandb")),
+]
+
+
+@pytest.mark.parametrize(("judgement", "facts", "want"), [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_judge(judgement: Callable[[Any], Verdict], facts: Any, want: Want) -> None:
+    verify(judgement(facts), want)
+
+
+def test_every_node_judge_has_a_failing_and_a_passing_case() -> None:
+    judges = {c[1] for c in CASES}
+    failing = {c[1] for c in CASES if c[3].kind is not None}
+    passing = {c[1] for c in CASES if c[3].kind is None and not c[3].skip}
+    assert judges == failing == passing
+
+
+@pytest.mark.parametrize("mode", ["online", None, "run", "shared"])
+def test_wandb_probes_only_a_launch_that_names_it_online(mode: str | None) -> None:
+    assert judge.wandb_probe(["wandb"], None, mode)
+    assert judge.wandb_probe(["all"], "/x", mode)
+    assert not judge.wandb_probe(["tensorboard"], "/x", mode)
+    assert not judge.wandb_probe(None, "/x", mode)  # only installed: the key alone
+
+
+@pytest.mark.parametrize("mode", ["offline", "dryrun", "disabled", "OFFLINE"])
+def test_wandb_local_modes_never_probe(mode: str) -> None:
+    assert not judge.wandb_probe(["wandb"], "/x", mode)
+
+
+def test_wandb_verdict_never_holds_the_key() -> None:
+    # The judge only ever sees where a key is: the facts have no field for its value.
+    assert "key" not in {f for f in judge.WandbFacts.__dataclass_fields__} - {
+        "key_from", "key_places"}
+
+
+# -- the wandb-offline adapter's readers, in-process on a real evaluated launch ---------
+
+
+@functools.cache
+def _adapter() -> Any:
+    """preflight/checks/test_node.py as a module (checks/ is not a package)."""
+    path = Path(judge.__file__).parent.parent / "checks" / "test_node.py"
+    spec = importlib.util.spec_from_file_location("_node_checks", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    with warnings.catch_warnings():  # its marks are registered by the plugin, not here
+        warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
+        spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("line", "config", "said"), [
+    ("swift rlhf --report_to wandb tensorboard --beta 0.1", None, ["wandb", "tensorboard"]),
+    ("python train.py --report-to=tensorboard,wandb", None, ["tensorboard", "wandb"]),
+    ("torchrun train.py --report_to none", None, ["none"]),
+    ("torchrun train.py --config c.yaml", "a: 1\nreport_to: [\"wandb\"]\n", ["wandb"]),
+    ("torchrun train.py --config c.yaml", "report_to:\n  - tensorboard\n  - wandb\nb: 2\n",
+     ["tensorboard", "wandb"]),
+    ("torchrun train.py --config c.json", '{"report_to": "wandb", "lr": 1}\n', ["wandb"]),
+    ("torchrun train.py --config c.json", '{"lr": 1,\n "report_to": ["none"], "b": 2}', ["none"]),
+    ("torchrun train.py --config c.toml", 'report_to = "wandb"  # logs\n', ["wandb"]),
+    ("torchrun train.py --config c.yaml", "lr: 1\n", None),
+    ("torchrun train.py", None, None),
+])
+def test_report_to_of_the_launch(tmp_path: Any, line: str, config: str | None,
+                                 said: list[str] | None) -> None:
+    from preflight.launch.spec import load
+
+    if config is not None:
+        (tmp_path / line.split()[-1]).write_text(config)
+    spec = load(None, line, {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                cwd=str(tmp_path))
+    assert _adapter().report_to(spec)[0] == said
+
+
+def test_netrc_key_found_by_host_never_by_value(tmp_path: Any) -> None:
+    read = _adapter()._netrc_key
+    env = {"HOME": str(tmp_path)}
+    assert read(env, "api.wandb.ai") == (None, f"no {tmp_path}/.netrc")
+    (tmp_path / ".netrc").write_text("machine other.host login u password p\n")
+    found, looked = read(env, "api.wandb.ai")
+    assert found is None and "no `machine api.wandb.ai` with a password" in looked
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai login user password s3cr3t\n")
+    assert read(env, "api.wandb.ai") == (f"{tmp_path}/.netrc (machine api.wandb.ai)", "")
+    (tmp_path / "n").write_text("machine api.wandb.ai login user password\n")
+    found, looked = read({**env, "NETRC": str(tmp_path / "n")}, "api.wandb.ai")
+    assert found is None and "s3cr3t" not in looked  # a broken file: named, never quoted
