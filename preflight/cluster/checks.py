@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from preflight import runbooks
-from preflight.model import Finding, Severity
+from preflight.model import Finding, Kind, Problem, Severity, Verdict
 from preflight.node_facts import PACKAGES, VERSION_FACTS
 
 # Rows of the node x fact table kept in the JSON evidence (the Markdown shows them all).
@@ -329,3 +329,178 @@ def reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str]) -> 
         return found
     found.summary = f"{pairs} TCP connection(s) between {len(results)} node(s) all open"
     return found
+
+
+# -- judged checks: Verdict in, the cluster report's Finding out --------------------------
+
+
+def conclude(check: str, verdict: Verdict) -> Finding:
+    """What `Recorder.conclude` does for a node check, for a check of the cluster report:
+    skip -> skipped; blockers -> failed with their texts and fixes; else unknowns ->
+    UNKNOWN; else warnings -> passed with WARNING; else passed saying `verdict.ok`."""
+    found = _finding(check)
+    found.evidence = dict(verdict.evidence)
+    if verdict.skip:
+        found.outcome, found.severity, found.summary = "skipped", Severity.INFO, verdict.skip
+        return found
+    deciding = verdict.deciding
+    found.fix = "\n".join(dict.fromkeys(p.fix for p in deciding if p.fix)) or verdict.fix
+    found.why = "; ".join(dict.fromkeys(p.why for p in deciding if p.why)) or verdict.why
+    if not deciding:
+        found.summary = verdict.ok
+        return found
+    kind = deciding[0].kind
+    found.summary = verdict.message
+    if kind is Kind.WARNING:
+        found.severity = Severity.WARNING
+        return found
+    found.outcome = "failed"
+    found.severity = Severity.BLOCKER if kind is Kind.BLOCKER else Severity.UNKNOWN
+    return found
+
+
+# -- cluster-allreduce ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CollectiveRun:
+    """One node's part of the cross-node sweep (collective.py), as the driver saw it."""
+
+    name: str
+    # done | not-joined (failed before its ranks started) | waited (bound hit in the
+    # rendezvous) | unfinished (ranks started, not all finished) | no-answer | stopped
+    state: str
+    detail: str = ""
+    ranks: tuple[int, ...] = ()  # global ranks that ran on this node
+    elapsed_s: float | None = None
+    timed_out: bool = False
+    results: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def from_answer(cls, name: str, answer: dict[str, Any]) -> CollectiveRun:
+        if not answer.get("answered"):
+            return cls(name, "no-answer", str(answer.get("error", "")))
+        ranks = answer.get("ranks") or []
+        joined = tuple(sorted(r["rank"] for r in ranks if r["rank"] is not None))
+        common = {"ranks": joined, "elapsed_s": answer.get("elapsed_s"),
+                  "timed_out": bool(answer.get("timed_out")),
+                  "results": tuple(answer.get("results") or ())}
+        if ranks and all(r["done"] for r in ranks):
+            return cls(name, "done", **common)
+        error = answer.get("error") or ((answer.get("log_tail") or [""])[-1])
+        if not joined:
+            return cls(name, "waited" if answer.get("timed_out") else "not-joined",
+                       error if not answer.get("timed_out") else
+                       f"waited {answer.get('elapsed_s')}s in the rendezvous", **common)
+        if answer.get("timed_out"):
+            stuck = "; ".join(f"{r['label']} ({r['phase']})" for r in ranks if not r["done"])
+            return cls(name, "unfinished", f"not finished: {stuck}", **common)
+        return cls(name, "unfinished", f"torchrun exited {answer.get('returncode')}: {error}",
+                   **common)
+
+
+@dataclass(frozen=True)
+class CollectiveFacts:
+    runs: tuple[CollectiveRun, ...]  # the nodes the sweep ran on
+    left_out: tuple[tuple[str, str], ...]  # (node, why it was not run there)
+    endpoint: str  # the rendezvous, HEAD_IP:PORT ("" when it never started)
+    nproc_per_node: int
+    timeout_s: float
+    floor_gbps: float = 0.0
+
+
+_HANG_FIX = ("# a rank hangs (see `nodes`): rerun with NCCL_DEBUG=INFO "
+             "TORCH_DISTRIBUTED_DEBUG=DETAIL; check NCCL_SOCKET_IFNAME / GLOO_SOCKET_IFNAME "
+             "and cluster-reach; preflight already killed what it started")
+_REACH_FIX = ("# every node must reach the head's rendezvous port and the other nodes' ports: "
+              "see cluster-reach and master-addr (GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME)")
+
+
+def _node_problems(facts: CollectiveFacts) -> list[Problem]:
+    """What went wrong on which node: never joined, no answer, a hang or a crash."""
+    problems: list[Problem] = []
+    by_state: dict[str, list[CollectiveRun]] = {}
+    for run in facts.runs:
+        by_state.setdefault(run.state, []).append(run)
+    for run in by_state.get("not-joined", []):
+        problems.append(Problem.unknown(
+            f"{run.name} never joined the rendezvous on {facts.endpoint}: {run.detail}",
+            f"preflight --workloads --check nccl-allreduce   # on {run.name}: its torchrun "
+            "fails before the rendezvous"))
+    for run in by_state.get("no-answer", []):
+        problems.append(Problem.unknown(
+            f"{run.name} did not answer: {run.detail}",
+            "ray status   # is every node alive? then run preflight cluster --ray --workloads "
+            "again"))
+    waited = by_state.get("waited", [])
+    if waited and not problems:
+        problems.append(Problem.unknown(
+            f"the rendezvous on {facts.endpoint} did not complete within {facts.timeout_s:g}s: "
+            + ", ".join(r.name for r in waited) + " waited for the other node(s)", _REACH_FIX))
+    for run in by_state.get("unfinished", []):
+        what = f"all_reduce sweep across {len(facts.runs)} nodes"
+        if run.timed_out:
+            problems.append(Problem(f"{what} did not finish within {facts.timeout_s:g}s on "
+                                    f"{run.name}; {run.detail}", _HANG_FIX))
+        else:
+            problems.append(Problem(f"{what}: on {run.name} {run.detail[:300]}",
+                                    f"preflight --workloads --check nccl-allreduce   # on "
+                                    f"{run.name}, then read its torchrun.log"))
+    problems += [Problem.unknown(f"not measured on {name}: {why}",
+                                 "ray status   # then run preflight cluster --ray --workloads "
+                                 "again") for name, why in facts.left_out]
+    return problems
+
+
+def collective(facts: CollectiveFacts) -> Verdict:
+    """The all-reduce sweep across nodes: every node joined, every element right, the peak
+    busbw at or above the floor (when one is given)."""
+    nodes = {r.name: {"state": r.state, "ranks": list(r.ranks), "elapsed_s": r.elapsed_s,
+                      **({"detail": r.detail} if r.detail else {})}
+             for r in facts.runs[:MAX_ROWS]}
+    evidence: dict[str, Any] = {"rendezvous": facts.endpoint or None,
+                                "nnodes": len(facts.runs),
+                                "nproc_per_node": facts.nproc_per_node,
+                                "bound_s": facts.timeout_s, "nodes": nodes,
+                                "left_out": dict(facts.left_out)}
+    if len(facts.runs) < 2 and not facts.left_out:
+        return Verdict(evidence=evidence, skip="one node: no link between nodes to measure "
+                       "(nccl-allreduce measures the node itself)")
+    problems = _node_problems(facts)
+    if problems or any(r.state != "done" for r in facts.runs) or not facts.runs:
+        return Verdict(problems or [Problem.unknown("fewer than 2 nodes to measure")],
+                       evidence)
+    results = sorted((res for r in facts.runs for res in r.results), key=lambda x: x["rank"])
+    first = results[0]
+    rows = first["rows"]
+    peak = max(rows, key=lambda row: row["busbw_gbps"])
+    wrong = [{"rank": r["rank"], "size": row["size"], **row["wrong"]}
+             for r in results for row in r["rows"] if row["wrong"]]
+    evidence |= {
+        "backend": first["backend"], "world_size": first["world_size"],
+        "note": (f"NCCL {first.get('nccl')} on {first.get('device')}" if first.get("cuda")
+                 else "no CUDA on these nodes: the sweep ran over gloo on CPU"),
+        "table": [{k: row[k] for k in ("size", "time_us", "algbw_gbps", "busbw_gbps")}
+                  | {"correct": not row["wrong"]} for row in rows],
+        "peak_busbw_gbps": peak["busbw_gbps"], "peak_at": peak["size"],
+        "floor_gbps": facts.floor_gbps or None, "wrong": wrong[:8]}
+    if wrong:
+        bad = wrong[0]
+        host = next((r.name for r in facts.runs if bad["rank"] in r.ranks), "?")
+        return Verdict([Problem(
+            f"all_reduce of {bad['size']} across {len(facts.runs)} nodes returned a wrong "
+            f"result on rank {bad['rank']} ({host}): element {bad['index']} is "
+            f"{bad['got']:g}, expected {bad['expected']:g} ({bad['count']} wrong element(s))",
+            f"nvidia-smi -q -d ECC,ROW_REMAPPER   # on {host}; then dcgmi diag -r 3, and "
+            "ibv_devinfo / the NIC's error counters")], evidence)
+    if facts.floor_gbps and peak["busbw_gbps"] < facts.floor_gbps:
+        return Verdict([Problem(
+            f"peak cross-node all_reduce busbw {peak['busbw_gbps']:g} GB/s (at "
+            f"{peak['size']}) is below the floor {facts.floor_gbps:g} GB/s",
+            "ibstat; NCCL_DEBUG=INFO   # is NCCL on the IB/RoCE NICs (NET/IB), not NET/Socket? "
+            "compare with nccl-tests: mpirun ... all_reduce_perf -b 8 -e 256M -f 2 -g 1")],
+            evidence)
+    return Verdict(evidence=evidence, ok=(
+        f"{len(rows)} sizes exact across {len(facts.runs)} nodes; peak busbw "
+        f"{peak['busbw_gbps']:g} GB/s at {peak['size']} over {first['backend']} "
+        f"({first['world_size']} ranks)"))

@@ -110,14 +110,19 @@ def cross_checks(nodes: list[NodeReport], profile_dirs: list[Path] | None = None
             checks.gpus(nodes, count, model), checks.master_addr(nodes)]
 
 
-def _profile_gpus(nodes: list[NodeReport], dirs: list[Path]) -> tuple[int, str]:
-    """The GPUs of the profile the nodes ran with (0, "" when none or several)."""
+def node_profile(nodes: list[NodeReport], dirs: list[Path]) -> Any:
+    """The profile every node ran with (None when none, several, or not found here)."""
     names = {n.report.get("profile", "") for n in nodes if n.report is not None}
     if len(names) != 1:
-        return 0, ""
+        return None
     from preflight.profiles import load_profiles
 
-    profile = load_profiles(dirs).get(names.pop())
+    return load_profiles(dirs).get(names.pop())
+
+
+def _profile_gpus(nodes: list[NodeReport], dirs: list[Path]) -> tuple[int, str]:
+    """The GPUs of the profile the nodes ran with (0, "" when none or several)."""
+    profile = node_profile(nodes, dirs)
     if profile is None:
         return 0, ""
     return profile.gpu.count, profile.gpu.model
