@@ -407,6 +407,7 @@ class CollectiveFacts:
     nproc_per_node: int
     timeout_s: float
     floor_gbps: float = 0.0
+    head: str = ""  # the node hosting the rendezvous
 
 
 _HANG_FIX = ("# a rank hangs (see `nodes`): rerun with NCCL_DEBUG=INFO "
@@ -459,6 +460,7 @@ def collective(facts: CollectiveFacts) -> Verdict:
                       **({"detail": r.detail} if r.detail else {})}
              for r in facts.runs[:MAX_ROWS]}
     evidence: dict[str, Any] = {"rendezvous": facts.endpoint or None,
+                                "head": facts.head or None,
                                 "nnodes": len(facts.runs),
                                 "nproc_per_node": facts.nproc_per_node,
                                 "bound_s": facts.timeout_s, "nodes": nodes,

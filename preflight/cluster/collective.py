@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -34,6 +35,7 @@ from typing import Any
 
 from preflight.cluster import checks
 from preflight.model import Finding
+from preflight.run import Runner
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # Set in the environment of every process a cross-node launch starts: tests (and a person
@@ -89,7 +91,7 @@ def node_task(job: dict[str, Any]) -> dict[str, Any]:
     """The Ray task on one node: the child (below) in its own session, bounded; its
     summary of the launch. Cancelled (KeyboardInterrupt) or timed out, the child gets
     SIGTERM and kills its torchrun tree before this returns."""
-    from preflight.run import Runner, kill_group
+    from preflight.run import kill_group
 
     env = dict(os.environ)
     env[RUN_VAR] = job["run_id"]
@@ -115,6 +117,25 @@ def node_task(job: dict[str, Any]) -> dict[str, Any]:
     tail = [ln for ln in err.splitlines() if ln.strip()][-1:] or [f"exit {proc.returncode}"]
     return {"hostname": socket.gethostname(), "answered": False,
             "error": f"the launch helper failed: {tail[0][:300]}"}
+
+
+def _die_with_parent() -> None:
+    """In torchrun's process, before exec: SIGTERM when this helper dies, even by SIGKILL
+    (the raylet SIGKILLs a killed worker's children: Ray's kill_child_processes_on_worker_
+    exit, src/ray/common/ray_config_def.h). torchrun's agent answers SIGTERM by killing its
+    ranks (torch/distributed/elastic/agent/server/api.py: SignalException -> _shutdown);
+    before they start, SIGTERM simply ends it."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+class _Tethered(Runner):
+    """A Runner whose children die with this process (the helper has one thread)."""
+
+    def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        return super().popen(argv, preexec_fn=_die_with_parent, **kwargs)
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
@@ -147,7 +168,7 @@ def launch(job: dict[str, Any]) -> dict[str, Any]:
         spec = torchrun.Spec("allreduce", "preflight.workloads.allreduce",
                              ("--out", out, *job["args"]), job["nproc"], Path(out),
                              job["timeout_s"], topo)
-        done = torchrun.launch(spec, os.environ)
+        done = torchrun.launch(spec, os.environ, _Tethered())
     return {"hostname": socket.gethostname(), "answered": True,
             "returncode": done.returncode, "timed_out": done.timed_out,
             "elapsed_s": done.elapsed_s, "error": done.error[:300],
@@ -185,14 +206,14 @@ def run(ray: Any, affinity: Any, nodes: list[Node], left_out: dict[str, str],
              for n in nodes if params.require_cuda and n.gpus < params.nproc_per_node}
     left_out = {**left_out, **short}
     nodes = [n for n in nodes if n.name not in short]
-    if len(nodes) >= 2:
-        head = next((n for n in nodes if n.head), nodes[0])
+    head = next((n for n in nodes if n.head), nodes[0] if nodes else None)
+    if head is not None and len(nodes) >= 2:
         endpoint, runs = _sweep(ray, affinity, nodes, head, params)
     facts = checks.CollectiveFacts(
         runs=tuple(runs[n.name] for n in nodes if n.name in runs),
         left_out=tuple(sorted(left_out.items())), endpoint=endpoint,
         nproc_per_node=params.nproc_per_node, timeout_s=params.timeout_s,
-        floor_gbps=params.floor_gbps)
+        floor_gbps=params.floor_gbps, head=head.name if head and endpoint else "")
     return checks.conclude("cluster-allreduce", checks.collective(facts))
 
 
