@@ -32,6 +32,7 @@ class NodeReport:
     ip: str = ""
     reason: str = ""  # why the report is missing
     extra: dict[str, Any] = field(default_factory=dict)
+    text: str = ""  # the report as the node wrote it (written back verbatim)
 
     @property
     def facts(self) -> dict[str, Any]:

@@ -260,6 +260,7 @@ def _collect(ray: Any, ref: Any, info: dict[str, Any]) -> NodeReport:
     except InputError as exc:
         return _unknown(info, str(exc))
     node = merge.from_report(data, f"ray:{info['NodeID']}")
+    node.text = answer["report"]
     node.node_id = info["NodeID"]
     node.ip = info.get("NodeManagerAddress") or node.ip
     node.extra = {"elapsed_s": answer["elapsed_s"]}
