@@ -16,9 +16,8 @@ import importlib.metadata
 import platform
 import socket
 import sys
+from pathlib import Path
 from typing import Any
-
-import psutil
 
 from preflight import __version__
 
@@ -46,16 +45,20 @@ def torch_version_file() -> dict[str, Any] | None:
     """The literal assignments of the installed torch/version.py (`cuda`, `__version__`)."""
     try:
         path = importlib.metadata.distribution("torch").locate_file("torch/version.py")
-        tree = ast.parse(open(path, encoding="utf-8").read())  # noqa: SIM115 - small file
+        tree = ast.parse(Path(str(path)).read_text(encoding="utf-8"))
     except (importlib.metadata.PackageNotFoundError, OSError, SyntaxError, ValueError):
         return None
     values: dict[str, Any] = {}
     for stmt in tree.body:
-        target = stmt.targets[0] if isinstance(stmt, ast.Assign) else \
-            stmt.target if isinstance(stmt, ast.AnnAssign) else None
-        if isinstance(target, ast.Name) and stmt.value is not None:
+        if isinstance(stmt, ast.Assign):
+            target, value = stmt.targets[0], stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            target, value = stmt.target, stmt.value
+        else:
+            continue
+        if isinstance(target, ast.Name):
             try:
-                values[target.id] = ast.literal_eval(stmt.value)
+                values[target.id] = ast.literal_eval(value)
             except ValueError:
                 continue
     return values
@@ -63,6 +66,8 @@ def torch_version_file() -> dict[str, Any] | None:
 
 def addresses() -> dict[str, list[str]]:
     """IPv4/IPv6 addresses per interface (psutil), link-local ones left out."""
+    import psutil  # here: `preflight merge` imports this module for VERSION_FACTS only
+
     out: dict[str, list[str]] = {}
     for name, addrs in sorted(psutil.net_if_addrs().items()):
         ips = [a.address.split("%")[0] for a in addrs

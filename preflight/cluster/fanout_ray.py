@@ -25,6 +25,7 @@ from preflight.cluster import merge
 from preflight.cluster.checks import NodeReport
 from preflight.errors import InputError
 from preflight.model import Finding
+from preflight.report import JSON_NAME
 
 # Time the task keeps for itself after the node's preflight, to read and return its report.
 TASK_MARGIN_S = 5.0
@@ -65,7 +66,7 @@ def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="preflight-node-") as report_dir:
         done = Runner().run([sys.executable, "-m", "preflight.cluster.child", str(os.getpid()),
                              "--report-dir", report_dir, "-q", *argv], timeout=timeout, env=env)
-        path = Path(report_dir) / merge.JSON_NAME
+        path = Path(report_dir) / JSON_NAME
         text = path.read_text(encoding="utf-8") if path.is_file() else None
     errors = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.startswith("ERROR:")]
     return {"hostname": socket.gethostname(), "returncode": done.returncode,

@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Set
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,7 @@ def from_report(data: dict[str, Any], source: str) -> NodeReport:
 
 
 def cross_checks(nodes: list[NodeReport], profile_dirs: list[Path] | None = None,
-                 allow: set[str] = frozenset()) -> list[Finding]:
+                 allow: Set[str] = frozenset()) -> list[Finding]:
     count, model = _profile_gpus(nodes, profile_dirs or [])
     return [checks.nodes_unique(nodes), checks.versions(nodes, allow),
             checks.gpus(nodes, count, model), checks.master_addr(nodes)]
