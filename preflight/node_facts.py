@@ -12,7 +12,6 @@ under `unknown`, never guessed; a package that is not installed is null without 
 from __future__ import annotations
 
 import ast
-import importlib.metadata
 import platform
 import socket
 import sys
@@ -35,6 +34,8 @@ LAUNCH_ENV = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 def package_version(name: str) -> str | None:
+    import importlib.metadata  # here: `preflight merge` needs only the constants above
+
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -43,6 +44,8 @@ def package_version(name: str) -> str | None:
 
 def torch_version_file() -> dict[str, Any] | None:
     """The literal assignments of the installed torch/version.py (`cuda`, `__version__`)."""
+    import importlib.metadata
+
     try:
         path = importlib.metadata.distribution("torch").locate_file("torch/version.py")
         tree = ast.parse(Path(str(path)).read_text(encoding="utf-8"))

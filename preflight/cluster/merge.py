@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Set
 from datetime import UTC, datetime
@@ -39,7 +40,7 @@ def report_files(paths: list[str]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(path.rglob(JSON_NAME))
+            found = sorted(path.rglob(JSON_NAME), key=str)  # str: Path's < is slow
             if not found:
                 raise InputError(f"{raw}: no {JSON_NAME} under this directory")
             files += found
@@ -71,7 +72,7 @@ def read_text(path: Path) -> str:
     try:
         if path.stat().st_size > MAX_REPORT_BYTES:
             raise InputError(f"{path}: not a preflight report (over 64 MiB)")
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes().decode("utf-8")  # no TextIOWrapper per file
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") \
             from None
@@ -219,7 +220,13 @@ def to_json(cluster: dict[str, Any], texts: dict[str, str] | None = None) -> str
     a third of merge's CPU at 1,000 nodes), else encoded on one line (json's C encoder runs
     only without indent)."""
     texts = texts or {}
-    head = json.dumps({k: v for k, v in cluster.items() if k != "reports"}, indent=1)
+    # a row per node on one line: indent runs json's pure-Python encoder (1,000 rows:
+    # a fifth of a second); the rows take the place of a one-off marker, keys in order
+    marker = f"rows-{uuid.uuid4().hex}"
+    head = json.dumps({k: marker if k == "nodes" else v for k, v in cluster.items()
+                       if k != "reports"}, indent=1)
+    rows = ",\n".join(f"  {json.dumps(row)}" for row in cluster["nodes"])
+    head = head.replace(json.dumps(marker), f"[\n{rows}\n ]" if rows else "[]", 1)
     reports = ",\n".join(f"  {json.dumps(name)}: "
                           f"{texts[name].strip() if name in texts else json.dumps(rep)}"
                           for name, rep in cluster["reports"].items())
