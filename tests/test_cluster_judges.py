@@ -195,3 +195,11 @@ def test_node_reports_are_written_back_as_the_node_wrote_them() -> None:
     verbatim, encoded = merge.to_json(cluster, texts), merge.to_json(cluster)
     assert json.loads(verbatim) == json.loads(encoded)
     assert texts["a"] in verbatim and len(encoded.splitlines()) < len(verbatim.splitlines())
+
+
+def test_the_cluster_markdown_shows_the_cross_node_sweep() -> None:
+    ns = nodes(A, B)
+    swept = checks.conclude("cluster-allreduce", checks.collective(facts(DONE_A, DONE_B)))
+    md = merge.markdown(merge.build(ns, [*merge.cross_checks(ns), swept], 0.0, "ray"))
+    assert "## Cross-node all-reduce" in md
+    assert "| 16 B | 10.0 | 1.0 | 1.6 | yes |" in md

@@ -193,6 +193,7 @@ def markdown(cluster: dict[str, Any]) -> str:
         lines.append(f"| {r['name']} | {r['ip'] or ''} | {r['verdict']} | {blockers} |")
     lines += ["", "## Cross-node checks", ""]
     lines += [f"- `{c['id']}` {c['severity']}: {c['summary']}" for c in cluster["checks"]]
+    lines += _allreduce_table(cluster["checks"])
     blocked = [(name, c) for name, rep in cluster["reports"].items()
                for c in rep.get("checks", []) if c.get("severity") in ("blocker", "unknown")]
     if blocked:
@@ -202,6 +203,19 @@ def markdown(cluster: dict[str, Any]) -> str:
             lines.append(f"- **{name}** `{c['id']}`: {c.get('summary', '')}"
                          + (f" — fix: `{fix[0]}`" if fix else ""))
     return "\n".join(lines) + "\n"
+
+
+def _allreduce_table(found: list[dict[str, Any]]) -> list[str]:
+    """cluster-allreduce's sweep, as nccl-tests prints it (size, time, algbw, busbw)."""
+    table = next((c["evidence"].get("table") for c in found
+                  if c["id"] == "cluster-allreduce"), None)
+    if not table:
+        return []
+    lines = ["", "## Cross-node all-reduce", "",
+             "| size | time (us) | algbw (GB/s) | busbw (GB/s) | correct |",
+             "|---|---|---|---|---|"]
+    return lines + [f"| {r['size']} | {r['time_us']} | {r['algbw_gbps']} | {r['busbw_gbps']} | "
+                    f"{'yes' if r['correct'] else 'NO'} |" for r in table]
 
 
 def _version_table(evidence: dict[str, Any]) -> list[str]:
