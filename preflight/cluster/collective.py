@@ -124,11 +124,19 @@ def _die_with_parent() -> None:
     (the raylet SIGKILLs a killed worker's children: Ray's kill_child_processes_on_worker_
     exit, src/ray/common/ray_config_def.h). torchrun's agent answers SIGTERM by killing its
     ranks (torch/distributed/elastic/agent/server/api.py: SignalException -> _shutdown);
-    before they start, SIGTERM simply ends it."""
+    before they start, SIGTERM simply ends it. `prctl` was looked up before the fork."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _prctl() -> Any:
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None  # not Linux: the launch's own bound still ends it
+
+
+_PRCTL = _prctl()
 
 
 class _Tethered(Runner):
@@ -146,10 +154,8 @@ def main() -> None:
     """The child: dies with the task (SIGTERM, cleaning up), runs torchrun, prints JSON."""
     parent, job = int(sys.argv[1]), json.loads(sys.argv[2])
     signal.signal(signal.SIGTERM, _stop)
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: the launch's own bound still ends it
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:
         sys.exit(3)
     print(json.dumps(launch(job)))
