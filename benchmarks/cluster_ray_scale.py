@@ -36,9 +36,10 @@ def timed(address: str, args: list[str], rounds: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=2)
-    own, _, rest = " ".join(sys.argv[1:]).partition("--")
-    opts = parser.parse_args(own.split())
-    args = rest.split() or ["-m", "static"]
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    opts = parser.parse_args(argv[:cut])
+    args = argv[cut + 1:] or ["-m", "static"]
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1,

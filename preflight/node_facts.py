@@ -12,13 +12,11 @@ under `unknown`, never guessed; a package that is not installed is null without 
 from __future__ import annotations
 
 import ast
-import importlib.metadata
 import platform
 import socket
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import psutil
 
 from preflight import __version__
 
@@ -39,6 +37,8 @@ LAUNCH_ENV = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 def package_version(name: str) -> str | None:
+    import importlib.metadata  # here: `preflight merge` needs only the constants above
+
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -47,18 +47,24 @@ def package_version(name: str) -> str | None:
 
 def torch_version_file() -> dict[str, Any] | None:
     """The literal assignments of the installed torch/version.py (`cuda`, `__version__`)."""
+    import importlib.metadata
+
     try:
         path = importlib.metadata.distribution("torch").locate_file("torch/version.py")
-        tree = ast.parse(open(path, encoding="utf-8").read())  # noqa: SIM115 - small file
+        tree = ast.parse(Path(str(path)).read_text(encoding="utf-8"))
     except (importlib.metadata.PackageNotFoundError, OSError, SyntaxError, ValueError):
         return None
     values: dict[str, Any] = {}
     for stmt in tree.body:
-        target = stmt.targets[0] if isinstance(stmt, ast.Assign) else \
-            stmt.target if isinstance(stmt, ast.AnnAssign) else None
-        if isinstance(target, ast.Name) and stmt.value is not None:
+        if isinstance(stmt, ast.Assign):
+            target, value = stmt.targets[0], stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            target, value = stmt.target, stmt.value
+        else:
+            continue
+        if isinstance(target, ast.Name):
             try:
-                values[target.id] = ast.literal_eval(stmt.value)
+                values[target.id] = ast.literal_eval(value)
             except ValueError:
                 continue
     return values
@@ -66,6 +72,8 @@ def torch_version_file() -> dict[str, Any] | None:
 
 def addresses() -> dict[str, list[str]]:
     """IPv4/IPv6 addresses per interface (psutil), link-local ones left out."""
+    import psutil  # here: `preflight merge` imports this module for VERSION_FACTS only
+
     out: dict[str, list[str]] = {}
     for name, addrs in sorted(psutil.net_if_addrs().items()):
         ips = [a.address.split("%")[0] for a in addrs

@@ -23,6 +23,47 @@ ray = pytest.importorskip("ray")
 
 NODE_TIMEOUT = 45  # seconds; each node's preflight here takes a few seconds
 CHECKS = ("--check", "conda-env", "--check", "gloo-ifname", "--check", "master-addr")
+# The CPU profile with a short all-reduce sweep and one rank per node: cluster-allreduce
+# (under --workloads) then costs one torch start per node; the node runs stay static
+# (`--check` selects no workload check).
+TINY = """description = "cpu, a short sweep, one rank per node"
+extends = "cpu"
+[workload]
+world_size = 1
+timeout_s = 40.0
+max_size_bytes = 65536
+warmup_iters = 1
+iters = 3
+"""
+
+
+def workloads_args(tmp_path: Path) -> tuple[str, ...]:
+    (tmp_path / "profiles").mkdir(exist_ok=True)
+    (tmp_path / "profiles" / "tiny.toml").write_text(TINY)
+    return ("--profile-dir", str(tmp_path / "profiles"), "--profile", "tiny", "--workloads")
+
+
+def collective_processes() -> list[psutil.Process]:
+    """Every process a cross-node all-reduce started (torchrun, its ranks, the helper)."""
+    from preflight.cluster.collective import RUN_VAR
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if RUN_VAR in proc.environ():
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def assert_nothing_left() -> None:
+    deadline = time.time() + 10  # the helpers exit as their Ray tasks return
+    while time.time() < deadline and collective_processes():
+        time.sleep(0.2)
+    left = [(p.pid, p.name()) for p in collective_processes()
+            if p.status() != psutil.STATUS_ZOMBIE]
+    assert not left, f"cross-node all-reduce processes left running: {left}"
 
 
 def session_processes(session: str) -> list[psutil.Process]:
@@ -107,8 +148,9 @@ def test_without_ray_installed_is_one_line_exit_4(tmp_path):
 
 
 def test_healthy_cluster_is_go_with_one_report_per_node(cluster, tmp_path):
+    # --workloads: also the all-reduce sweep across the 3 nodes (cluster-allreduce)
     code, report, took, stdout = finish(*cluster_run(
-        cluster, tmp_path, "--expect-env", "train", *CHECKS))
+        cluster, tmp_path, "--expect-env", "train", *CHECKS, *workloads_args(tmp_path)))
     assert code == 0, stdout
     alive = {cluster.head_node.node_id} | {n.node_id for n in cluster.worker_nodes}
     assert report["verdict"] == "GO"
@@ -119,16 +161,38 @@ def test_healthy_cluster_is_go_with_one_report_per_node(cluster, tmp_path):
         assert conda["outcome"] == "passed"
     [reached] = [c for c in report["checks"] if c["id"] == "cluster-reach"]
     assert reached["severity"] == "ok" and reached["evidence"]["connections"] == 3 * 2
-    assert took < NODE_TIMEOUT + 60
+    assert took < NODE_TIMEOUT + 60 + 40
+    [swept] = [c for c in report["checks"] if c["id"] == "cluster-allreduce"]
+    assert swept["severity"] == "ok", swept
+    ev = swept["evidence"]
+    assert ev["nnodes"] == 3 and ev["world_size"] == 3 and ev["backend"] == "gloo"
+    head = cluster.head_node.node_ip_address
+    assert ev["rendezvous"].startswith(f"{head}:")
+    # one rank on each node, every size exact, the table as nccl-allreduce gives it
+    assert set(ev["nodes"]) == {n["name"] for n in report["nodes"]}
+    assert sorted(r for node in ev["nodes"].values() for r in node["ranks"]) == [0, 1, 2]
+    [head_row] = [n for n in report["nodes"] if n["node_id"] == cluster.head_node.node_id]
+    assert ev["head"] == head_row["name"]
+    assert [row["size"] for row in ev["table"]][0] == "8 B" and \
+        ev["table"][-1]["size"] == "64 KiB"
+    assert all(row["correct"] and row["busbw_gbps"] > 0 for row in ev["table"])
+    assert swept["summary"].startswith(f"{len(ev['table'])} sizes exact across 3 nodes")
+    assert_nothing_left()
 
 
 def test_broken_worker_environment_is_no_go_naming_node_and_check(cluster, tmp_path):
-    # the wrong conda env, and a MASTER_ADDR no node can reach (TEST-NET-2, never routed)
+    # the wrong conda env, a MASTER_ADDR no node can reach (TEST-NET-2, never routed), and a
+    # torch on that node's path that cannot be imported: its torchrun never joins
+    site = tmp_path / "broken-torch"
+    (site / "torch").mkdir(parents=True)
+    (site / "torch" / "__init__.py").write_text(
+        "raise ImportError('this torch is broken on this node only')\n")
     broken = cluster.add_node(num_cpus=1, env_vars={"CONDA_DEFAULT_ENV": "base",
-                                                   "MASTER_ADDR": "198.51.100.1"})
+                                                   "MASTER_ADDR": "198.51.100.1",
+                                                   "PYTHONPATH": str(site)})
     try:
-        code, report, _, stdout = finish(*cluster_run(
-            cluster, tmp_path, "--expect-env", "train", *CHECKS))
+        code, report, took, stdout = finish(*cluster_run(
+            cluster, tmp_path, "--expect-env", "train", *CHECKS, *workloads_args(tmp_path)))
         assert code == 1, stdout
         assert report["verdict"] == "NO-GO"
         bad = [n for n in report["nodes"] if n["verdict"] != "GO"]
@@ -142,6 +206,19 @@ def test_broken_worker_environment_is_no_go_naming_node_and_check(cluster, tmp_p
             == [(bad[0]["name"], "MASTER_ADDR", "198.51.100.1:29500")]
         # dropped (a timeout), or answered by something that is not preflight (a proxy)
         assert reached["evidence"]["failed"][0]["error"]
+        # the node that never joins is named, UNKNOWN; the others stop at once, not at the
+        # bound (40 s); nothing is left running
+        [swept] = [c for c in report["checks"] if c["id"] == "cluster-allreduce"]
+        assert swept["severity"] == "unknown", swept
+        assert swept["summary"].startswith(f"{bad[0]['name']} never joined the rendezvous"), \
+            swept["summary"]
+        assert "this torch is broken on this node only" in swept["summary"]
+        assert f"# on {bad[0]['name']}" in swept["fix"]
+        states = {name: n["state"] for name, n in swept["evidence"]["nodes"].items()}
+        assert states.pop(bad[0]["name"]) == "not-joined"
+        assert set(states.values()) <= {"stopped", "waited"}, states
+        assert took < NODE_TIMEOUT + 60 + 40
+        assert_nothing_left()
     finally:
         cluster.remove_node(broken)
 

@@ -29,17 +29,18 @@ def check_ids() -> set[str]:
 
 # Checks that judge several nodes at once: run by `preflight merge` / `preflight cluster`
 # (preflight/cluster/checks.py), never by one node's pytest run, so check_ids() cannot see
-# them. master-addr is both: a node check and a cross-node one. cluster-reach runs only
-# under `preflight cluster --ray`, while every node is up (fanout_ray._reach).
+# them. master-addr is both: a node check and a cross-node one. cluster-reach and
+# cluster-allreduce run only under `preflight cluster --ray`, while every node is up.
 CLUSTER_CHECK_IDS = {"cluster-nodes", "cluster-versions", "cluster-gpus", "master-addr",
-                     "cluster-reach"}
+                     "cluster-reach", "cluster-allreduce"}
 
 
 def test_cluster_check_ids_are_the_ones_merge_runs():
-    from preflight.cluster.checks import reach
+    from preflight.cluster.checks import CollectiveFacts, collective, conclude, reach
     from preflight.cluster.merge import cross_checks
 
-    ran = {f.check for f in cross_checks([])} | {reach({}, {}).check}
+    ran = {f.check for f in cross_checks([])} | {reach({}, {}).check} | {conclude(
+        "cluster-allreduce", collective(CollectiveFacts((), (), "", 1, 1.0))).check}
     assert ran == CLUSTER_CHECK_IDS
 
 

@@ -11,13 +11,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from preflight.errors import InputError
 from preflight.node_facts import VERSION_FACTS
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # a usage error is bad input: exit 4, one line
+    def error(self, message: str) -> NoReturn:  # a usage error is bad input: exit 4, one line
         raise InputError(f"{self.prog}: {message}")
 
 
@@ -67,6 +68,9 @@ def cluster_main(argv: list[str]) -> int:
                         help="a node that has not answered after S seconds is UNKNOWN")
     parser.add_argument("--connect-timeout", type=float, default=60.0, metavar="S",
                         help="give up (exit 4) when the Ray cluster does not answer in S s")
+    parser.add_argument("--min-busbw", type=float, default=0.0, metavar="GBPS",
+                        help="with --workloads / --all: cluster-allreduce fails below this "
+                             "peak cross-node busbw (default 0: measured, not judged)")
     _common(parser)
     try:
         own, node_args = _split(argv)
@@ -78,12 +82,18 @@ def cluster_main(argv: list[str]) -> int:
             raise InputError("preflight cluster: name the engine: --ray [ADDRESS]")
         if args.node_timeout <= 0 or args.connect_timeout <= 0:
             raise InputError("--node-timeout / --connect-timeout: must be > 0")
+        if not 0 <= args.min_busbw < float("inf"):
+            raise InputError("--min-busbw: must be a number >= 0")
         from preflight.cluster import fanout_ray
 
         address = args.ray or os.environ.get("RAY_ADDRESS") or "auto"
+        # The nodes read the same profile directories (the driver judges with them too).
+        node_args = [a for d in args.profile_dir for a in ("--profile-dir", d)] + node_args
+        # The workload level also runs the all-reduce sweep across nodes (cluster-allreduce).
+        workloads = any(a in ("--workloads", "--all") for a in node_args)
         return fanout_ray.run(address, node_args, args.node_timeout, Path(args.report_dir),
                               [Path(d) for d in args.profile_dir], allow,
-                              args.connect_timeout)
+                              args.connect_timeout, workloads, args.min_busbw)
     except InputError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 4

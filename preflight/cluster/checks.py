@@ -1,8 +1,9 @@
 """Cross-node checks: pure judges of the per-node reports' `node` facts.
 
 They run in `preflight merge` / `preflight cluster`, not under pytest (one node's pytest
-run cannot see the others). Each returns a Finding like a node check, with the evidence
-naming the node(s) at fault and a copy-paste fix.
+run cannot see the others). Each is a pure judge returning the shared `Verdict`, and
+`conclude` turns it into the Finding of the cluster report, with the evidence naming the
+node(s) at fault and the problems' own copy-paste fixes.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Set
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from preflight import runbooks
-from preflight.model import Finding, Severity
+from preflight.model import Finding, Kind, Problem, Severity, Verdict
 from preflight.node_facts import PACKAGES, VERSION_FACTS
 
 # Rows of the node x fact table kept in the JSON evidence (the Markdown shows them all).
@@ -32,6 +34,7 @@ class NodeReport:
     ip: str = ""
     reason: str = ""  # why the report is missing
     extra: dict[str, Any] = field(default_factory=dict)
+    text: str = ""  # the report as the node wrote it (written back verbatim)
 
     @property
     def facts(self) -> dict[str, Any]:
@@ -58,17 +61,13 @@ def _finding(check: str, stage: str = "cluster") -> Finding:
                    runbook=str(runbooks.path_for(check)), stage=stage, profile="cluster")
 
 
-def _fail(found: Finding, summary: str, fix: str, severity: Severity = Severity.BLOCKER
-          ) -> Finding:
-    found.outcome = "failed"
-    found.severity = severity
-    found.summary = summary
-    found.fix = fix
-    return found
-
-
 def _answered(nodes: list[NodeReport]) -> list[NodeReport]:
     return [n for n in nodes if n.report is not None]
+
+
+# Each check below is a pure judge (`judge_*`: node reports in, a `Verdict` out, as
+# preflight/judges/ for the node checks) under a one-line adapter that `conclude`s it
+# into the Finding the cluster report carries.
 
 
 # -- cluster-versions ------------------------------------------------------------------
@@ -78,71 +77,76 @@ def _show(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def versions(nodes: list[NodeReport], allow: set[str] = frozenset()) -> Finding:
-    """Every version fact equal on all nodes (not installed counts as a value: `-`)."""
-    found = _finding("cluster-versions")
-    answered = _answered(nodes)
-    without = [n.name for n in answered if "versions" not in n.facts]
+def _differ(rows: dict[str, dict[str, Any]], facts: list[str]) -> dict[str, dict[str, Any]]:
+    """Per fact that is not the same on every row: the majority value and the odd rows."""
     differ: dict[str, dict[str, Any]] = {}
-    for fact in VERSION_FACTS:
-        if fact in allow:
-            continue
-        values = {n.name: n.facts.get("versions", {}).get(fact) for n in answered
-                  if n.name not in without}
-        counts = Counter(_show(v) for v in values.values())
+    for fact in facts:
+        values = {name: _show(versions.get(fact)) for name, versions in rows.items()}
+        counts = Counter(values.values())
         if len(counts) <= 1:
             continue
         majority = counts.most_common(1)[0][0]
-        differ[fact] = {"majority": majority, "odd": {name: _show(v) for name, v in
-                                                      values.items() if _show(v) != majority}}
-    odd_nodes = sorted({name for d in differ.values() for name in d["odd"]})
-    table = {n.name: {fact: _show(n.facts["versions"].get(fact)) for fact in differ}
-             for n in answered if n.name not in without and n.name in odd_nodes}
-    found.evidence = {"nodes": len(answered), "compared": [f for f in VERSION_FACTS
-                                                           if f not in allow],
-                      "allowed_to_differ": sorted(allow), "differ": {
-                          f: {"majority": d["majority"], "odd_count": len(d["odd"])}
-                          for f, d in differ.items()},
-                      "odd_ones_out": dict(list(table.items())[:MAX_ROWS])}
+        differ[fact] = {"majority": majority,
+                        "odd": {name: v for name, v in values.items() if v != majority}}
+    return differ
+
+
+def _version_fix(fact: str, want: str, odd: dict[str, str]) -> str:
+    where = ", ".join(sorted(odd)[:10]) + (" ..." if len(odd) > 10 else "")
+    if fact in PACKAGES and want != "-":
+        return f"pip install '{fact}=={want}'   # on {where}"
+    if fact in PACKAGES:
+        return f"pip uninstall -y {fact}   # on {where} (the other nodes lack it)"
+    return f"# {fact}: make it {want} on {where} (the other nodes have it)"
+
+
+def judge_versions(nodes: list[NodeReport], allow: Set[str] = frozenset()) -> Verdict:
+    """Every version fact equal on all nodes (not installed counts as a value: `-`)."""
+    answered = _answered(nodes)
+    without = [n.name for n in answered if "versions" not in n.facts]
+    rows = {n.name: n.facts["versions"] for n in answered if "versions" in n.facts}
+    compared = [f for f in VERSION_FACTS if f not in allow]
+    differ = _differ(rows, compared)
+    odd_nodes = {name for d in differ.values() for name in d["odd"]}
+    table = {name: {fact: _show(versions.get(fact)) for fact in differ}
+             for name, versions in rows.items() if name in odd_nodes}
+    evidence: dict[str, Any] = {
+        "nodes": len(answered), "compared": compared, "allowed_to_differ": sorted(allow),
+        "differ": {f: {"majority": d["majority"], "odd_count": len(d["odd"])}
+                   for f, d in differ.items()},
+        "odd_ones_out": dict(list(table.items())[:MAX_ROWS])}
     if len(table) > MAX_ROWS:
-        found.evidence["rows_omitted"] = len(table) - MAX_ROWS
+        evidence["rows_omitted"] = len(table) - MAX_ROWS
     if without:
-        found.evidence["without_facts"] = without
+        evidence["without_facts"] = without
     if differ:
-        fixes = []
-        for fact, d in differ.items():
-            where = ", ".join(sorted(d["odd"])[:10]) + (" ..." if len(d["odd"]) > 10 else "")
-            want = d["majority"]
-            if fact in PACKAGES and want != "-":
-                fixes.append(f"pip install '{fact}=={want}'   # on {where}")
-            elif fact in PACKAGES:
-                fixes.append(f"pip uninstall -y {fact}   # on {where} (the other nodes lack it)")
-            else:
-                fixes.append(f"# {fact}: make it {want} on {where} (the other nodes have it)")
-        summary = "; ".join(f"{fact} differs: {d['majority']} on most nodes, "
-                            + ", ".join(f"{v} on {k}" for k, v in sorted(d["odd"].items())[:3])
-                            + (" ..." if len(d["odd"]) > 3 else "")
-                            for fact, d in differ.items())
-        return _fail(found, summary, "\n".join(fixes))
+        return Verdict([Problem(
+            f"{fact} differs: {d['majority']} on most nodes, "
+            + ", ".join(f"{v} on {k}" for k, v in sorted(d["odd"].items())[:3])
+            + (" ..." if len(d["odd"]) > 3 else ""),
+            _version_fix(fact, d["majority"], d["odd"])) for fact, d in differ.items()],
+            evidence)
     if without:
-        return _fail(found, f"cannot compare versions: no node facts in the report of "
-                     f"{', '.join(without[:5])} (written by an older preflight?)",
-                     "pip install -U preflight   # on those nodes, then run it again",
-                     Severity.UNKNOWN)
-    found.summary = f"{len(found.evidence['compared'])} version facts agree on " \
-                    f"{len(answered)} node(s)"
-    return found
+        return Verdict([Problem.unknown(
+            f"cannot compare versions: no node facts in the report of "
+            f"{', '.join(without[:5])} (written by an older preflight?)",
+            "pip install -U preflight   # on those nodes, then run it again")], evidence)
+    return Verdict(evidence=evidence,
+                   ok=f"{len(compared)} version facts agree on {len(answered)} node(s)")
+
+
+def versions(nodes: list[NodeReport], allow: Set[str] = frozenset()) -> Finding:
+    return conclude("cluster-versions", judge_versions(nodes, allow))
 
 
 # -- cluster-gpus ----------------------------------------------------------------------
 
 
-def gpus(nodes: list[NodeReport], expected_count: int, expected_model: str) -> Finding:
+def judge_gpus(nodes: list[NodeReport], expected_count: int, expected_model: str) -> Verdict:
     """Each node has the profile's GPUs (count and model); without a GPU profile, the
     same count as the other nodes."""
     from preflight.matching import model_matches
 
-    found = _finding("cluster-gpus")
     answered = [n for n in _answered(nodes) if "gpu_count" in n.facts]
     counts = {n.name: n.facts.get("gpu_count", 0) for n in answered}
     models = {n.name: n.facts.get("versions", {}).get("gpu_model") for n in answered}
@@ -155,28 +159,30 @@ def gpus(nodes: list[NodeReport], expected_count: int, expected_model: str) -> F
     wrong_model = {k: v for k, v in models.items()
                    if expected_model and expected_count and
                    not (v and all(model_matches(expected_model, m) for m in v.split(",")))}
-    found.evidence = {"expected": {"count": want, "model": expected_model or None,
-                                   "from": basis},
-                      "short": {k: {"count": v, "model": models[k]} for k, v in
-                                sorted(short.items())[:MAX_ROWS]},
-                      "wrong_model": dict(sorted(wrong_model.items())[:MAX_ROWS]),
-                      "gpus_per_node": dict(Counter(counts.values()))}
-    more = {k: v for k, v in counts.items() if v > want}
-    if more and not expected_count:
-        found.evidence["more_than_most"] = dict(sorted(more.items())[:MAX_ROWS])
+    evidence: dict[str, Any] = {
+        "expected": {"count": want, "model": expected_model or None, "from": basis},
+        "short": {k: {"count": v, "model": models[k]} for k, v in sorted(short.items())[:MAX_ROWS]},
+        "wrong_model": dict(sorted(wrong_model.items())[:MAX_ROWS]),
+        "gpus_per_node": dict(Counter(counts.values()))}
+    more = {k: v for k, v in counts.items() if v > want} if not expected_count else {}
+    if more:
+        evidence["more_than_most"] = dict(sorted(more.items())[:MAX_ROWS])
     problems = [f"{k} has {v} GPU(s), {want} expected" for k, v in sorted(short.items())]
     problems += [f"{k} has {v or 'no GPU'}, not {expected_model}"
                  for k, v in sorted(wrong_model.items())]
-    if not expected_count and more:
-        problems += [f"{k} has {v} GPU(s), most nodes have {want}" for k, v in
-                     sorted(more.items())]
+    problems += [f"{k} has {v} GPU(s), most nodes have {want}" for k, v in sorted(more.items())]
     if problems:
-        odd = sorted(set(short) | set(wrong_model) | (set(more) if not expected_count else set()))
-        return _fail(found, "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""),
-                     f"preflight info   # on {', '.join(odd[:10])}: see which GPU is missing "
-                     "(runbooks/gpu-inventory.md), or leave the node out of the job")
-    found.summary = f"{len(answered)} node(s) with {want} GPU(s) each"
-    return found
+        odd = sorted(set(short) | set(wrong_model) | set(more))
+        # one problem: the report names the first five and the fix every odd node
+        return Verdict([Problem(
+            "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""),
+            f"preflight info   # on {', '.join(odd[:10])}: see which GPU is missing "
+            "(runbooks/gpu-inventory.md), or leave the node out of the job")], evidence)
+    return Verdict(evidence=evidence, ok=f"{len(answered)} node(s) with {want} GPU(s) each")
+
+
+def gpus(nodes: list[NodeReport], expected_count: int, expected_model: str) -> Finding:
+    return conclude("cluster-gpus", judge_gpus(nodes, expected_count, expected_model))
 
 
 # -- cluster-nodes ---------------------------------------------------------------------
@@ -198,14 +204,8 @@ def _loopback(ip: str) -> bool:
         return False
 
 
-def nodes_unique(nodes: list[NodeReport]) -> Finding:
-    """Each node reported once; declared NODE_RANKs unique and NNODES met."""
-    found = _finding("cluster-nodes")
-    answered = _answered(nodes)
-    seen: dict[str, list[str]] = {}
-    for n in answered:
-        seen.setdefault(_identity(n), []).append(n.source)
-    dup = {k: v for k, v in seen.items() if len(v) > 1}
+def _launch_env(answered: list[NodeReport]) -> tuple[dict[str, list[str]], set[str]]:
+    """NODE_RANK -> the nodes declaring it; the NNODES values declared."""
     ranks: dict[str, list[str]] = {}
     nnodes: set[str] = set()
     for n in answered:
@@ -214,48 +214,59 @@ def nodes_unique(nodes: list[NodeReport]) -> Finding:
             ranks.setdefault(env["NODE_RANK"], []).append(n.name)
         if "NNODES" in env:
             nnodes.add(env["NNODES"])
+    return ranks, nnodes
+
+
+def _nnodes_problem(nnodes: set[str], count: int) -> tuple[str, str] | None:
+    if len(nnodes) > 1:
+        return (f"NNODES differs between nodes: {', '.join(sorted(nnodes))}",
+                f"export NNODES={count}   # the same on every node")
+    if nnodes and (want := next(iter(nnodes))).isdigit() and int(want) != count:
+        return (f"NNODES={want} but {count} node report(s)",
+                f"export NNODES={count}   # or run preflight on every node of the job")
+    return None
+
+
+def judge_nodes(nodes: list[NodeReport]) -> Verdict:
+    """Each node reported once; declared NODE_RANKs unique (a cluster run in which two
+    nodes declare one NODE_RANK) and NNODES met."""
+    answered = _answered(nodes)
+    seen: dict[str, list[str]] = {}
+    for n in answered:
+        seen.setdefault(_identity(n), []).append(n.source)
+    dup = {k: v for k, v in seen.items() if len(v) > 1}
+    ranks, nnodes = _launch_env(answered)
     dup_ranks = {k: v for k, v in ranks.items() if len(v) > 1}
-    found.evidence = {"nodes": len(nodes), "duplicates": dup, "node_ranks": {
+    evidence = {"nodes": len(nodes), "duplicates": dup, "node_ranks": {
         k: v for k, v in sorted(ranks.items())[:MAX_ROWS]}, "NNODES": sorted(nnodes)}
-    problems, fixes = [], []
+    problems: list[str] = []
+    fixes: list[str] = []
     if dup:
         problems += [f"the same node reported {len(v)} times ({', '.join(v[:3])})"
-                     for k, v in dup.items()]
+                     for v in dup.values()]
         fixes.append("keep one report per node: write each into its own dir, e.g. "
                      "preflight --report-dir reports/$(hostname)")
     if dup_ranks:
         problems += [f"NODE_RANK={k} on {', '.join(v[:5])}" for k, v in sorted(dup_ranks.items())]
         fixes.append("export NODE_RANK=<0..NNODES-1>, a different one on each node "
                      "(Slurm: export NODE_RANK=$SLURM_NODEID)")
-    if len(nnodes) > 1:
-        problems.append(f"NNODES differs between nodes: {', '.join(sorted(nnodes))}")
-        fixes.append(f"export NNODES={len(nodes)}   # the same on every node")
-    elif nnodes and (want := next(iter(nnodes))).isdigit() and int(want) != len(nodes):
-        problems.append(f"NNODES={want} but {len(nodes)} node report(s)")
-        fixes.append(f"export NNODES={len(nodes)}   # or run preflight on every node of the job")
-    if problems:
-        return _fail(found, "; ".join(problems[:5]), "\n".join(fixes))
-    found.summary = f"{len(answered)} distinct node(s)"
-    return found
+    if (wrong := _nnodes_problem(nnodes, len(nodes))) is not None:
+        problems.append(wrong[0])
+        fixes.append(wrong[1])
+    if problems:  # one problem: the report names the first five, every kind's fix
+        return Verdict([Problem("; ".join(problems[:5]), "\n".join(fixes))], evidence)
+    return Verdict(evidence=evidence, ok=f"{len(answered)} distinct node(s)")
+
+
+def nodes_unique(nodes: list[NodeReport]) -> Finding:
+    return conclude("cluster-nodes", judge_nodes(nodes))
 
 
 # -- master-addr, the cross-node half ----------------------------------------------------
 
 
-def master_addr(nodes: list[NodeReport]) -> Finding:
-    """MASTER_ADDR is the same on every node of a multi-node job and names one of them."""
-    found = _finding("master-addr")
-    answered = _answered(nodes)
-    addrs = {n.name: (n.facts.get("launch_env") or {}).get("MASTER_ADDR") for n in answered}
-    multi = len(answered) > 1 and any(
-        (n.facts.get("launch_env") or {}).get("NNODES", "1") not in ("", "1")
-        for n in answered)
-    found.evidence = {"MASTER_ADDR": {k: v for k, v in sorted(addrs.items())[:MAX_ROWS]}}
-    if not multi:
-        found.outcome, found.severity = "skipped", Severity.INFO
-        found.summary = "not a multi-node job (no node exports NNODES > 1)"
-        return found
-    values = {v for v in addrs.values() if v}
+def _owners(answered: list[NodeReport], values: set[str]) -> dict[str, list[str]]:
+    """Each MASTER_ADDR value -> the nodes it is an address (or the hostname) of."""
     owners: dict[str, list[str]] = {}
     for n in answered:
         mine = {ip for a in (n.facts.get("ips") or {}).values() for ip in a
@@ -264,22 +275,47 @@ def master_addr(nodes: list[NodeReport]) -> Finding:
         for v in values:
             if v in mine or _resolves_into(v, mine):
                 owners.setdefault(v, []).append(n.name)
-    found.evidence["owner"] = owners
+    return owners
+
+
+_HEAD_FIX = "export MASTER_ADDR=<the IP of NODE_RANK 0, as `hostname -I` shows it>"
+
+
+def judge_master_addr(nodes: list[NodeReport]) -> Verdict:
+    """MASTER_ADDR is the same on every node of a multi-node job and names one of them."""
+    answered = _answered(nodes)
+    addrs = {n.name: (n.facts.get("launch_env") or {}).get("MASTER_ADDR") for n in answered}
+    multi = len(answered) > 1 and any(
+        (n.facts.get("launch_env") or {}).get("NNODES", "1") not in ("", "1")
+        for n in answered)
+    evidence: dict[str, Any] = {"MASTER_ADDR": {k: v for k, v in
+                                                sorted(addrs.items())[:MAX_ROWS]}}
+    if not multi:
+        return Verdict(evidence=evidence,
+                       skip="not a multi-node job (no node exports NNODES > 1)")
+    values = {v for v in addrs.values() if v}
+    owners = _owners(answered, values)
+    evidence["owner"] = owners
     head = sorted(values)[0] if values else "<node-0-ip>"
     if len(values) != 1 or any(not v for v in addrs.values()):
         missing = [k for k, v in addrs.items() if not v]
-        return _fail(found, f"MASTER_ADDR differs between nodes ({sorted(values)}"
-                     + (f"; unset on {', '.join(missing[:5])}" if missing else "") + ")",
-                     f"export MASTER_ADDR={head}   # on every node: one address of node 0")
+        return Verdict([Problem(
+            f"MASTER_ADDR differs between nodes ({sorted(values)}"
+            + (f"; unset on {', '.join(missing[:5])}" if missing else "") + ")",
+            f"export MASTER_ADDR={head}   # on every node: one address of node 0")], evidence)
     if _loopback(head) or head == "localhost":
-        return _fail(found, f"MASTER_ADDR={head} is a loopback address in a job of "
-                     f"{len(answered)} nodes: every node would rendezvous with itself",
-                     "export MASTER_ADDR=<the IP of NODE_RANK 0, as `hostname -I` shows it>")
+        return Verdict([Problem(
+            f"MASTER_ADDR={head} is a loopback address in a job of {len(answered)} nodes: "
+            "every node would rendezvous with itself", _HEAD_FIX)], evidence)
     if head not in owners:
-        return _fail(found, f"MASTER_ADDR={head} is not an address of any node in the report",
-                     "export MASTER_ADDR=<the IP of NODE_RANK 0, as `hostname -I` shows it>")
-    found.summary = f"MASTER_ADDR={head} is {owners[head][0]} on every node"
-    return found
+        return Verdict([Problem(
+            f"MASTER_ADDR={head} is not an address of any node in the report", _HEAD_FIX)],
+            evidence)
+    return Verdict(evidence=evidence, ok=f"MASTER_ADDR={head} is {owners[head][0]} on every node")
+
+
+def master_addr(nodes: list[NodeReport]) -> Finding:
+    return conclude("master-addr", judge_master_addr(nodes))
 
 
 def _resolves_into(name: str, addresses: set[str]) -> bool:
@@ -298,34 +334,216 @@ def _resolves_into(name: str, addresses: set[str]) -> bool:
 # -- cluster-reach ---------------------------------------------------------------------
 
 
-def reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str]) -> Finding:
+def judge_reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str]
+                ) -> Verdict:
     """`results`: per source node, its connection attempts (reach.connect); `missing`:
     nodes that could not take part, with the reason."""
-    found = _finding("cluster-reach")
     failed = [{"from": src, **r} for src, attempts in sorted(results.items())
               for r in attempts if not r["ok"]]
     pairs = sum(len(a) for a in results.values())
-    found.evidence = {"nodes": len(results), "connections": pairs,
-                      "failed": failed[:MAX_ROWS], "failed_count": len(failed),
-                      "not_probed": missing}
+    evidence = {"nodes": len(results), "connections": pairs, "failed": failed[:MAX_ROWS],
+                "failed_count": len(failed), "not_probed": missing}
     if failed:
         shown = "; ".join(f"{f['from']} -> {f['to']} ({f['address']}): {f['error']}"
                           for f in failed[:3])
         dests = sorted({f["address"].rsplit(":", 1)[0] for f in failed})
-        return _fail(found, f"{len(failed)} of {pairs} connection(s) failed: {shown}"
-                     + (" ..." if len(failed) > 3 else ""),
-                     "# on each destination node, let the other nodes in on every TCP port "
-                     "(NCCL and gloo connect back on ports they pick), e.g.\n"
-                     + "\n".join(f"iptables -I INPUT -p tcp -s <source node IP> -j ACCEPT"
-                                 f"   # on {d}" for d in dests[:10]))
+        return Verdict([Problem(
+            f"{len(failed)} of {pairs} connection(s) failed: {shown}"
+            + (" ..." if len(failed) > 3 else ""),
+            "# on each destination node, let the other nodes in on every TCP port "
+            "(NCCL and gloo connect back on ports they pick), e.g.\n"
+            + "\n".join(f"iptables -I INPUT -p tcp -s <source node IP> -j ACCEPT"
+                        f"   # on {d}" for d in dests[:10]))], evidence)
     if missing:
-        return _fail(found, "could not probe from " + ", ".join(
-            f"{k} ({v})" for k, v in sorted(missing.items())[:5]),
-            "ray status   # is every node alive? then run preflight cluster --ray again",
-            Severity.UNKNOWN)
+        return Verdict([Problem.unknown(
+            "could not probe from " + ", ".join(
+                f"{k} ({v})" for k, v in sorted(missing.items())[:5]),
+            "ray status   # is every node alive? then run preflight cluster --ray again")],
+            evidence)
     if not results:
-        found.outcome, found.severity = "skipped", Severity.INFO
-        found.summary = "no node to probe"
+        return Verdict(evidence=evidence, skip="no node to probe")
+    return Verdict(evidence=evidence,
+                   ok=f"{pairs} TCP connection(s) between {len(results)} node(s) all open")
+
+
+def reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str]) -> Finding:
+    return conclude("cluster-reach", judge_reach(results, missing))
+
+
+# -- judged checks: Verdict in, the cluster report's Finding out --------------------------
+
+
+def conclude(check: str, verdict: Verdict) -> Finding:
+    """What `Recorder.conclude` does for a node check, for a check of the cluster report:
+    skip -> skipped; blockers -> failed with their texts and fixes; else unknowns ->
+    UNKNOWN; else warnings -> passed with WARNING; else passed saying `verdict.ok`."""
+    found = _finding(check)
+    found.evidence = dict(verdict.evidence)
+    if verdict.skip:
+        found.outcome, found.severity, found.summary = "skipped", Severity.INFO, verdict.skip
         return found
-    found.summary = f"{pairs} TCP connection(s) between {len(results)} node(s) all open"
+    deciding = verdict.deciding
+    found.fix = "\n".join(dict.fromkeys(p.fix for p in deciding if p.fix)) or verdict.fix
+    found.why = "; ".join(dict.fromkeys(p.why for p in deciding if p.why)) or verdict.why
+    if not deciding:
+        found.summary = verdict.ok
+        return found
+    kind = deciding[0].kind
+    found.summary = verdict.message
+    if kind is Kind.WARNING:
+        found.severity = Severity.WARNING
+        return found
+    found.outcome = "failed"
+    found.severity = Severity.BLOCKER if kind is Kind.BLOCKER else Severity.UNKNOWN
     return found
+
+
+# -- cluster-allreduce ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CollectiveRun:
+    """One node's part of the cross-node sweep (collective.py), as the driver saw it."""
+
+    name: str
+    # done | not-joined (failed before its ranks started) | waited (bound hit in the
+    # rendezvous) | unfinished (ranks started, not all finished) | no-answer | stopped
+    state: str
+    detail: str = ""
+    ranks: tuple[int, ...] = ()  # global ranks that ran on this node
+    elapsed_s: float | None = None
+    timed_out: bool = False
+    results: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def from_answer(cls, name: str, answer: dict[str, Any]) -> CollectiveRun:
+        if not answer.get("answered"):
+            return cls(name, "no-answer", str(answer.get("error", "")))
+        ranks = answer.get("ranks") or []
+        timed_out = bool(answer.get("timed_out"))
+        run = cls(name, "done", ranks=tuple(sorted(r["rank"] for r in ranks
+                                                    if r["rank"] is not None)),
+                  elapsed_s=answer.get("elapsed_s"), timed_out=timed_out,
+                  results=tuple(answer.get("results") or ()))
+        if ranks and all(r["done"] for r in ranks):
+            return run
+        error = answer.get("error") or ((answer.get("log_tail") or [""])[-1])
+        if not run.ranks and timed_out:
+            return replace(run, state="waited",
+                           detail=f"waited {answer.get('elapsed_s')}s in the rendezvous")
+        if not run.ranks:
+            return replace(run, state="not-joined", detail=error)
+        if timed_out:
+            stuck = "; ".join(f"{r['label']} ({r['phase']})" for r in ranks if not r["done"])
+            return replace(run, state="unfinished", detail=f"not finished: {stuck}")
+        return replace(run, state="unfinished",
+                       detail=f"torchrun exited {answer.get('returncode')}: {error}")
+
+
+@dataclass(frozen=True)
+class CollectiveFacts:
+    runs: tuple[CollectiveRun, ...]  # the nodes the sweep ran on
+    left_out: tuple[tuple[str, str], ...]  # (node, why it was not run there)
+    endpoint: str  # the rendezvous, HEAD_IP:PORT ("" when it never started)
+    nproc_per_node: int
+    timeout_s: float
+    floor_gbps: float = 0.0
+    head: str = ""  # the node hosting the rendezvous
+
+
+_HANG_FIX = ("# a rank hangs (see `nodes`): rerun with NCCL_DEBUG=INFO "
+             "TORCH_DISTRIBUTED_DEBUG=DETAIL; check NCCL_SOCKET_IFNAME / GLOO_SOCKET_IFNAME "
+             "and cluster-reach; preflight already killed what it started")
+_REACH_FIX = ("# every node must reach the head's rendezvous port and the other nodes' ports: "
+              "see cluster-reach and master-addr (GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME)")
+
+
+def _node_problems(facts: CollectiveFacts) -> list[Problem]:
+    """What went wrong on which node: never joined, no answer, a hang or a crash."""
+    problems: list[Problem] = []
+    by_state: dict[str, list[CollectiveRun]] = {}
+    for run in facts.runs:
+        by_state.setdefault(run.state, []).append(run)
+    for run in by_state.get("not-joined", []):
+        problems.append(Problem.unknown(
+            f"{run.name} never joined the rendezvous on {facts.endpoint}: {run.detail}",
+            f"preflight --workloads --check nccl-allreduce   # on {run.name}: its torchrun "
+            "fails before the rendezvous"))
+    for run in by_state.get("no-answer", []):
+        problems.append(Problem.unknown(
+            f"{run.name} did not answer: {run.detail}",
+            "ray status   # is every node alive? then run preflight cluster --ray --workloads "
+            "again"))
+    waited = by_state.get("waited", [])
+    if waited and not problems:
+        problems.append(Problem.unknown(
+            f"the rendezvous on {facts.endpoint} did not complete within {facts.timeout_s:g}s: "
+            + ", ".join(r.name for r in waited) + " waited for the other node(s)", _REACH_FIX))
+    for run in by_state.get("unfinished", []):
+        what = f"all_reduce sweep across {len(facts.runs)} nodes"
+        if run.timed_out:
+            problems.append(Problem(f"{what} did not finish within {facts.timeout_s:g}s on "
+                                    f"{run.name}; {run.detail}", _HANG_FIX))
+        else:
+            problems.append(Problem(f"{what}: on {run.name} {run.detail[:300]}",
+                                    f"preflight --workloads --check nccl-allreduce   # on "
+                                    f"{run.name}, then read its torchrun.log"))
+    problems += [Problem.unknown(f"not measured on {name}: {why}",
+                                 "ray status   # then run preflight cluster --ray --workloads "
+                                 "again") for name, why in facts.left_out]
+    return problems
+
+
+def collective(facts: CollectiveFacts) -> Verdict:
+    """The all-reduce sweep across nodes: every node joined, every element right, the peak
+    busbw at or above the floor (when one is given)."""
+    nodes = {r.name: {"state": r.state, "ranks": list(r.ranks), "elapsed_s": r.elapsed_s,
+                      **({"detail": r.detail} if r.detail else {})}
+             for r in facts.runs[:MAX_ROWS]}
+    evidence: dict[str, Any] = {"rendezvous": facts.endpoint or None,
+                                "head": facts.head or None,
+                                "nnodes": len(facts.runs),
+                                "nproc_per_node": facts.nproc_per_node,
+                                "bound_s": facts.timeout_s, "nodes": nodes,
+                                "left_out": dict(facts.left_out)}
+    if len(facts.runs) < 2 and not facts.left_out:
+        return Verdict(evidence=evidence, skip="one node: no link between nodes to measure "
+                       "(nccl-allreduce measures the node itself)")
+    problems = _node_problems(facts)
+    if problems or any(r.state != "done" for r in facts.runs) or not facts.runs:
+        return Verdict(problems or [Problem.unknown("fewer than 2 nodes to measure")],
+                       evidence)
+    results = sorted((res for r in facts.runs for res in r.results), key=lambda x: x["rank"])
+    first = results[0]
+    rows = first["rows"]
+    peak = max(rows, key=lambda row: row["busbw_gbps"])
+    wrong = [{"rank": r["rank"], "size": row["size"], **row["wrong"]}
+             for r in results for row in r["rows"] if row["wrong"]]
+    evidence |= {
+        "backend": first["backend"], "world_size": first["world_size"],
+        "note": (f"NCCL {first.get('nccl')} on {first.get('device')}" if first.get("cuda")
+                 else "no CUDA on these nodes: the sweep ran over gloo on CPU"),
+        "table": [{k: row[k] for k in ("size", "time_us", "algbw_gbps", "busbw_gbps")}
+                  | {"correct": not row["wrong"]} for row in rows],
+        "peak_busbw_gbps": peak["busbw_gbps"], "peak_at": peak["size"],
+        "floor_gbps": facts.floor_gbps or None, "wrong": wrong[:8]}
+    if wrong:
+        bad = wrong[0]
+        host = next((r.name for r in facts.runs if bad["rank"] in r.ranks), "?")
+        return Verdict([Problem(
+            f"all_reduce of {bad['size']} across {len(facts.runs)} nodes returned a wrong "
+            f"result on rank {bad['rank']} ({host}): element {bad['index']} is "
+            f"{bad['got']:g}, expected {bad['expected']:g} ({bad['count']} wrong element(s))",
+            f"nvidia-smi -q -d ECC,ROW_REMAPPER   # on {host}; then dcgmi diag -r 3, and "
+            "ibv_devinfo / the NIC's error counters")], evidence)
+    if facts.floor_gbps and peak["busbw_gbps"] < facts.floor_gbps:
+        return Verdict([Problem(
+            f"peak cross-node all_reduce busbw {peak['busbw_gbps']:g} GB/s (at "
+            f"{peak['size']}) is below the floor {facts.floor_gbps:g} GB/s",
+            "ibstat; NCCL_DEBUG=INFO   # is NCCL on the IB/RoCE NICs (NET/IB), not NET/Socket? "
+            "compare with nccl-tests: mpirun ... all_reduce_perf -b 8 -e 256M -f 2 -g 1")],
+            evidence)
+    return Verdict(evidence=evidence, ok=(
+        f"{len(rows)} sizes exact across {len(facts.runs)} nodes; peak busbw "
+        f"{peak['busbw_gbps']:g} GB/s at {peak['size']} over {first['backend']} "
+        f"({first['world_size']} ranks)"))

@@ -17,12 +17,15 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from preflight.cluster import merge
 from preflight.cluster.checks import NodeReport
 from preflight.errors import InputError
+from preflight.model import Finding
+from preflight.report import JSON_NAME
 
 # Time the task keeps for itself after the node's preflight, to read and return its report.
 TASK_MARGIN_S = 5.0
@@ -63,7 +66,7 @@ def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="preflight-node-") as report_dir:
         done = Runner().run([sys.executable, "-m", "preflight.cluster.child", str(os.getpid()),
                              "--report-dir", report_dir, "-q", *argv], timeout=timeout, env=env)
-        path = Path(report_dir) / merge.JSON_NAME
+        path = Path(report_dir) / JSON_NAME
         text = path.read_text(encoding="utf-8") if path.is_file() else None
     errors = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.startswith("ERROR:")]
     return {"hostname": socket.gethostname(), "returncode": done.returncode,
@@ -73,7 +76,10 @@ def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
 
 def run(address: str, node_args: list[str], node_timeout: float, report_dir: Path,
         profile_dirs: list[Path], allow: set[str],
-        connect_timeout: float = CONNECT_BOUND_S) -> int:
+        connect_timeout: float = CONNECT_BOUND_S, workloads: bool = False,
+        floor_gbps: float = 0.0) -> int:
+    """`workloads`: after the node runs, the all-reduce sweep across nodes
+    (cluster-allreduce, collective.py), judged against `floor_gbps` when it is > 0."""
     try:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -98,8 +104,9 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                          ) from None
     try:
-        return _fan_out(ray, NodeAffinitySchedulingStrategy, node_args, node_timeout,
-                        started, address, report_dir, profile_dirs, allow)
+        plan = Plan(node_args, node_timeout, profile_dirs, allow, workloads, floor_gbps)
+        return _fan_out(ray, NodeAffinitySchedulingStrategy, plan, started, address,
+                        report_dir)
     finally:
         ray.shutdown()
 
@@ -123,10 +130,51 @@ def _give_up(address: str, bound: float) -> None:
     os._exit(4)
 
 
-def _fan_out(ray: Any, affinity: Any, node_args: list[str], node_timeout: float,
-             started: float, address: str, report_dir: Path, profile_dirs: list[Path],
-             allow: set[str]) -> int:
+@dataclass(frozen=True)
+class Plan:
+    """What `cluster --ray` was asked to do."""
+
+    node_args: list[str]
+    node_timeout: float
+    profile_dirs: list[Path]
+    allow: set[str]
+    workloads: bool = False
+    floor_gbps: float = 0.0
+
+
+def _fan_out(ray: Any, affinity: Any, plan: Plan, started: float, address: str,
+             report_dir: Path) -> int:
     alive = [n for n in ray.nodes() if n.get("Alive")]
+    nodes = _node_runs(ray, affinity, alive, plan, started)
+    names = {n.node_id: n.name for n in nodes}
+    # After the node runs: a listener on MASTER_PORT during them would fail port-free.
+    extra = [_reach(ray, affinity, alive, names, min(max(10.0, plan.node_timeout),
+                                                     REACH_BOUND_S))]
+    if plan.workloads:
+        extra.append(_collective(ray, affinity, alive, nodes, plan))
+    return merge.finish(nodes, started, f"ray ({address}, {len(alive)} alive node(s))",
+                        report_dir, plan.profile_dirs, plan.allow, tuple(extra))
+
+
+def _collective(ray: Any, affinity: Any, alive: list[dict[str, Any]],
+                nodes: list[NodeReport], plan: Plan) -> Finding:
+    """cluster-allreduce on the nodes whose node run answered; the others are named."""
+    from preflight.cluster import collective
+
+    answered = {n.node_id for n in nodes if n.report is not None}
+    left_out = {n.name: f"no report from its node run ({n.reason})" for n in nodes
+                if n.report is None}
+    params = collective.Params.from_profile(merge.node_profile(nodes, plan.profile_dirs),
+                                            plan.floor_gbps)
+    runs = collective.nodes_of([a for a in alive if a["NodeID"] in answered],
+                               {n.node_id: n.name for n in nodes})
+    return collective.run(ray, affinity, runs, left_out, params)
+
+
+def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
+               started: float) -> list[NodeReport]:
+    """preflight on every alive node at once; a node without an answer is UNKNOWN."""
+    node_args, node_timeout = plan.node_args, plan.node_timeout
     remote = ray.remote(num_cpus=0, max_retries=0)(node_task)
     subprocess_timeout = max(1.0, node_timeout - TASK_MARGIN_S)
     pending: dict[Any, dict[str, Any]] = {}
@@ -149,11 +197,7 @@ def _fan_out(ray: Any, affinity: Any, node_args: list[str], node_timeout: float,
         results[info["NodeID"]] = _unknown(info, f"no answer within {node_timeout:g}s")
     nodes = [results[n["NodeID"]] for n in alive]
     merge.name_nodes(nodes)
-    # After the node runs: a listener on MASTER_PORT during them would fail port-free.
-    reached = _reach(ray, affinity, alive, {n.node_id: n.name for n in nodes},
-                     min(max(10.0, node_timeout), REACH_BOUND_S))
-    return merge.finish(nodes, started, f"ray ({address}, {len(alive)} alive node(s))",
-                        report_dir, profile_dirs, allow, (reached,))
+    return nodes
 
 
 def _reach(ray: Any, affinity: Any, alive: list[dict[str, Any]], names: dict[str, str],
@@ -217,6 +261,7 @@ def _collect(ray: Any, ref: Any, info: dict[str, Any]) -> NodeReport:
     except InputError as exc:
         return _unknown(info, str(exc))
     node = merge.from_report(data, f"ray:{info['NodeID']}")
+    node.text = answer["report"]
     node.node_id = info["NodeID"]
     node.ip = info.get("NodeManagerAddress") or node.ip
     node.extra = {"elapsed_s": answer["elapsed_s"]}

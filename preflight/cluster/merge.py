@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections import Counter
+from collections.abc import Set
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ def report_files(paths: list[str]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(path.rglob(JSON_NAME))
+            found = sorted(path.rglob(JSON_NAME), key=str)  # str: Path's < is slow
             if not found:
                 raise InputError(f"{raw}: no {JSON_NAME} under this directory")
             files += found
@@ -66,15 +68,26 @@ def parse_report(text: str, source: str) -> dict[str, Any]:
     return data
 
 
-def read_report(path: Path) -> dict[str, Any]:
+def read_text(path: Path) -> str:
     try:
         if path.stat().st_size > MAX_REPORT_BYTES:
             raise InputError(f"{path}: not a preflight report (over 64 MiB)")
-        text = path.read_text(encoding="utf-8")
+        return path.read_bytes().decode("utf-8")  # no TextIOWrapper per file
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") \
             from None
-    return parse_report(text, str(path))
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    return parse_report(read_text(path), str(path))
+
+
+def read_node(path: Path) -> NodeReport:
+    """A node's report file as merge sees it, its text kept to be written back verbatim."""
+    text = read_text(path)
+    node = from_report(parse_report(text, str(path)), str(path))
+    node.text = text
+    return node
 
 
 def name_nodes(nodes: list[NodeReport]) -> None:
@@ -104,20 +117,25 @@ def from_report(data: dict[str, Any], source: str) -> NodeReport:
 
 
 def cross_checks(nodes: list[NodeReport], profile_dirs: list[Path] | None = None,
-                 allow: set[str] = frozenset()) -> list[Finding]:
+                 allow: Set[str] = frozenset()) -> list[Finding]:
     count, model = _profile_gpus(nodes, profile_dirs or [])
     return [checks.nodes_unique(nodes), checks.versions(nodes, allow),
             checks.gpus(nodes, count, model), checks.master_addr(nodes)]
 
 
-def _profile_gpus(nodes: list[NodeReport], dirs: list[Path]) -> tuple[int, str]:
-    """The GPUs of the profile the nodes ran with (0, "" when none or several)."""
+def node_profile(nodes: list[NodeReport], dirs: list[Path]) -> Any:
+    """The profile every node ran with (None when none, several, or not found here)."""
     names = {n.report.get("profile", "") for n in nodes if n.report is not None}
     if len(names) != 1:
-        return 0, ""
+        return None
     from preflight.profiles import load_profiles
 
-    profile = load_profiles(dirs).get(names.pop())
+    return load_profiles(dirs).get(names.pop())
+
+
+def _profile_gpus(nodes: list[NodeReport], dirs: list[Path]) -> tuple[int, str]:
+    """The GPUs of the profile the nodes ran with (0, "" when none or several)."""
+    profile = node_profile(nodes, dirs)
     if profile is None:
         return 0, ""
     return profile.gpu.count, profile.gpu.model
@@ -175,6 +193,7 @@ def markdown(cluster: dict[str, Any]) -> str:
         lines.append(f"| {r['name']} | {r['ip'] or ''} | {r['verdict']} | {blockers} |")
     lines += ["", "## Cross-node checks", ""]
     lines += [f"- `{c['id']}` {c['severity']}: {c['summary']}" for c in cluster["checks"]]
+    lines += _allreduce_table(cluster["checks"])
     blocked = [(name, c) for name, rep in cluster["reports"].items()
                for c in rep.get("checks", []) if c.get("severity") in ("blocker", "unknown")]
     if blocked:
@@ -184,6 +203,19 @@ def markdown(cluster: dict[str, Any]) -> str:
             lines.append(f"- **{name}** `{c['id']}`: {c.get('summary', '')}"
                          + (f" — fix: `{fix[0]}`" if fix else ""))
     return "\n".join(lines) + "\n"
+
+
+def _allreduce_table(found: list[dict[str, Any]]) -> list[str]:
+    """cluster-allreduce's sweep, as nccl-tests prints it (size, time, algbw, busbw)."""
+    table = next((c["evidence"].get("table") for c in found
+                  if c["id"] == "cluster-allreduce"), None)
+    if not table:
+        return []
+    lines = ["", "## Cross-node all-reduce", "",
+             "| size | time (us) | algbw (GB/s) | busbw (GB/s) | correct |",
+             "|---|---|---|---|---|"]
+    return lines + [f"| {r['size']} | {r['time_us']} | {r['algbw_gbps']} | {r['busbw_gbps']} | "
+                    f"{'yes' if r['correct'] else 'NO'} |" for r in table]
 
 
 def _version_table(evidence: dict[str, Any]) -> list[str]:
@@ -196,19 +228,30 @@ def _version_table(evidence: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def to_json(cluster: dict[str, Any]) -> str:
-    """The summary indented for a person, each node report on one line: json's C encoder
-    runs only without indent, and 1,000 indented node reports take seconds to encode."""
-    head = json.dumps({k: v for k, v in cluster.items() if k != "reports"}, indent=1)
-    reports = ",\n".join(f"  {json.dumps(name)}: {json.dumps(rep)}"
+def to_json(cluster: dict[str, Any], texts: dict[str, str] | None = None) -> str:
+    """The summary indented for a person, then each node report: the text the node wrote
+    when `texts` has it (already valid JSON: parse_report read it; encoding it again was
+    a third of merge's CPU at 1,000 nodes), else encoded on one line (json's C encoder runs
+    only without indent)."""
+    texts = texts or {}
+    # a row per node on one line: indent runs json's pure-Python encoder (1,000 rows:
+    # a fifth of a second); the rows take the place of a one-off marker, keys in order
+    marker = f"rows-{uuid.uuid4().hex}"
+    head = json.dumps({k: marker if k == "nodes" else v for k, v in cluster.items()
+                       if k != "reports"}, indent=1)
+    rows = ",\n".join(f"  {json.dumps(row)}" for row in cluster["nodes"])
+    head = head.replace(json.dumps(marker), f"[\n{rows}\n ]" if rows else "[]", 1)
+    reports = ",\n".join(f"  {json.dumps(name)}: "
+                          f"{texts[name].strip() if name in texts else json.dumps(rep)}"
                           for name, rep in cluster["reports"].items())
     return f'{head[:-2]},\n "reports": {{\n{reports}\n }}\n}}\n'
 
 
-def write(cluster: dict[str, Any], report_dir: Path) -> list[Path]:
+def write(cluster: dict[str, Any], report_dir: Path,
+          texts: dict[str, str] | None = None) -> list[Path]:
     """Both files or neither: each goes to a temp name, renamed when all were written."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    outputs = {report_dir / CLUSTER_JSON: to_json(cluster),
+    outputs = {report_dir / CLUSTER_JSON: to_json(cluster, texts),
                report_dir / CLUSTER_MD: markdown(cluster)}
     return report.write_all(outputs, report_dir)
 
@@ -241,7 +284,8 @@ def finish(nodes: list[NodeReport], started: float, how: str, report_dir: Path,
     findings = cross_checks(nodes, profile_dirs, allow) + list(extra)
     cluster = build(nodes, findings, started, how)
     try:
-        written = write(cluster, report_dir)
+        written = write(cluster, report_dir,
+                        {n.name: n.text for n in nodes if n.text and n.report is not None})
     except OSError as exc:
         print(f"ERROR: {report_dir}: cannot write the cluster report: {exc.strerror}")
         return 4
@@ -265,5 +309,5 @@ def check_writable(report_dir: Path) -> None:
 def merge(paths: list[str], report_dir: Path, profile_dirs: list[Path],
           allow: set[str]) -> int:
     started = time.time()
-    nodes = [from_report(read_report(p), str(p)) for p in report_files(paths)]
+    nodes = [read_node(p) for p in report_files(paths)]
     return finish(nodes, started, "merge", report_dir, profile_dirs, allow)

@@ -51,6 +51,9 @@ class Topology:
     master_addr: str = "127.0.0.1"
     master_port: int | None = None
     declared: tuple[tuple[str, str], ...] = ()
+    # multi-node: whether this node hosts the c10d store (None: torch infers it from the
+    # endpoint, which fails when the hostname resolves to loopback; cluster-allreduce sets it)
+    is_host: bool | None = None
 
     @property
     def multi_node(self) -> bool:
@@ -120,6 +123,8 @@ def torchrun_argv(spec: Spec, port: int, python: str = sys.executable,
     if topo.multi_node:
         endpoint = f"{topo.master_addr}:{port}"
         run_id = run_id or f"preflight-{spec.name}-{port}"
+        if topo.is_host is not None:
+            conf.append(f"is_host={int(topo.is_host)}")
     else:
         endpoint = f"127.0.0.1:{port}"
         run_id = run_id or f"preflight-{spec.name}-{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,205 @@
+"""The cross-node judges in-process, table-driven: node reports (or a cross-node run) in,
+the Verdict's problems, fixes and skip out; and `conclude`, which turns a Verdict into the
+cluster report's Finding the way Recorder.conclude ends a node check. No subprocess."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from preflight.cluster import checks, merge
+from preflight.cluster.checks import CollectiveFacts, CollectiveRun, NodeReport
+from preflight.model import Kind, Problem, Severity, Verdict
+
+
+def report(host: str, ip: str, gpus: int = 4, env: dict[str, str] | None = None,
+           node_id: str | None = None, **versions: str | None) -> dict[str, Any]:
+    facts = {f: "1" for f in checks.VERSION_FACTS}
+    facts["gpu_model"] = "NVIDIA A800-SXM4-80GB"
+    facts.update(versions)
+    return {"schema": 1, "verdict": "GO", "complete": True, "profile": "a800", "checks": [],
+            "node": {"hostname": host, "node_id": node_id, "ips": {"eth0": [ip]},
+                     "versions": facts, "gpu_count": gpus, "launch_env": env or {}}}
+
+
+def nodes(*reports: dict[str, Any]) -> list[NodeReport]:
+    out = [merge.from_report(r, f"reports/{r['node']['hostname']}/preflight-report.json")
+           for r in reports]
+    merge.name_nodes(out)
+    return out
+
+
+A, B, C = report("a", "10.0.0.1"), report("b", "10.0.0.2"), report("c", "10.0.0.3")
+JOB = {"NNODES": "2", "MASTER_ADDR": "10.0.0.1"}
+
+
+@pytest.mark.parametrize("case, verdict, kinds, text, fix", [
+    ("versions agree", checks.judge_versions(nodes(A, B)), [], "", ""),
+    ("a version skew names the fact, the odd node and the pip fix",
+     checks.judge_versions(nodes(A, B, report("c", "10.0.0.3", ray="2.12.0"))),
+     [Kind.BLOCKER], "ray differs: 1 on most nodes, 2.12.0 on c", "pip install 'ray==1'   # on c"),
+    ("allowed to differ", checks.judge_versions(
+        nodes(A, B, report("c", "10.0.0.3", ray="2.12.0")), {"ray"}), [], "", ""),
+    ("a node without facts cannot be compared",
+     checks.judge_versions(nodes(A, {"schema": 1, "verdict": "GO", "checks": [],
+                                     "node": {"hostname": "old"}})),
+     [Kind.UNKNOWN], "no node facts in the report of old", "pip install -U preflight"),
+    ("a node short of the profile's GPUs", checks.judge_gpus(
+        nodes(A, report("b", "10.0.0.2", gpus=3)), 4, "A800"),
+     [Kind.BLOCKER], "b has 3 GPU(s), 4 expected", "preflight info   # on b"),
+    ("two nodes declare one NODE_RANK (a cluster run of one job)", checks.judge_nodes(nodes(
+        report("a", "10.0.0.1", env=JOB | {"NODE_RANK": "0"}),
+        report("b", "10.0.0.2", env=JOB | {"NODE_RANK": "0"}))),
+     [Kind.BLOCKER], "NODE_RANK=0 on a, b", "export NODE_RANK=$SLURM_NODEID"),
+    ("the same node twice", checks.judge_nodes(nodes(
+        report("a", "10.0.0.1", node_id="n1"), report("a", "10.0.0.1", node_id="n1"))),
+     [Kind.BLOCKER], "the same node reported 2 times", "reports/$(hostname)"),
+    ("NNODES is not the number of reports", checks.judge_nodes(nodes(
+        report("a", "10.0.0.1", env={"NNODES": "3"}), report("b", "10.0.0.2",
+                                                              env={"NNODES": "3"}))),
+     [Kind.BLOCKER], "NNODES=3 but 2 node report(s)", "export NNODES=2"),
+    ("a loopback MASTER_ADDR in a 2-node job", checks.judge_master_addr(nodes(
+        report("a", "10.0.0.1", env=JOB | {"MASTER_ADDR": "127.0.0.1"}),
+        report("b", "10.0.0.2", env=JOB | {"MASTER_ADDR": "127.0.0.1"}))),
+     [Kind.BLOCKER], "MASTER_ADDR=127.0.0.1 is a loopback address", "export MASTER_ADDR="),
+    ("MASTER_ADDR is node a on both", checks.judge_master_addr(nodes(
+        report("a", "10.0.0.1", env=JOB), report("b", "10.0.0.2", env=JOB))), [], "", ""),
+    ("a failed connection names the pair", checks.judge_reach(
+        {"a": [{"to": "b", "address": "10.0.0.2:7", "ok": False, "error": "refused",
+                "ms": 1.0}]}, {}),
+     [Kind.BLOCKER], "a -> b (10.0.0.2:7): refused", "iptables -I INPUT"),
+    ("a node that could not probe", checks.judge_reach({}, {"b": "its probe failed"}),
+     [Kind.UNKNOWN], "could not probe from b (its probe failed)", "ray status"),
+])
+def test_cross_node_judges(case: str, verdict: Verdict, kinds: list[Kind], text: str,
+                           fix: str) -> None:
+    assert [p.kind for p in verdict.problems] == kinds, case
+    assert text in verdict.message, (case, verdict.message)
+    assert fix in "\n".join(p.fix for p in verdict.problems), case
+    if not kinds:
+        assert verdict.ok or verdict.skip
+
+
+def test_one_node_job_skips_master_addr_and_no_probe_skips_reach() -> None:
+    assert checks.judge_master_addr(nodes(A, B)).skip.startswith("not a multi-node job")
+    assert checks.judge_reach({}, {}).skip == "no node to probe"
+
+
+@pytest.mark.parametrize("verdict, outcome, severity, summary, fix", [
+    (Verdict(ok="fine"), "passed", Severity.OK, "fine", ""),
+    (Verdict(skip="nothing to do"), "skipped", Severity.INFO, "nothing to do", ""),
+    (Verdict([Problem("x", "fix-x"), Problem("y", "fix-x"), Problem.unknown("u", "fix-u")]),
+     "failed", Severity.BLOCKER, "x; y", "fix-x"),
+    (Verdict([Problem.unknown("u", "fix-u"), Problem.warning("w", "fix-w")]),
+     "failed", Severity.UNKNOWN, "u", "fix-u"),
+    (Verdict([Problem.warning("w", "fix-w")]), "passed", Severity.WARNING, "w", "fix-w"),
+    (Verdict([Problem("x")], headline="bad", fix="default"), "failed", Severity.BLOCKER,
+     "bad: x", "default"),
+])
+def test_conclude_ends_a_cluster_check_as_recorder_conclude_ends_a_node_check(
+        verdict: Verdict, outcome: str, severity: Severity, summary: str, fix: str) -> None:
+    found = checks.conclude("cluster-nodes", verdict)
+    assert (found.outcome, found.severity, found.summary, found.fix) == \
+        (outcome, severity, summary, fix)
+    assert found.check == "cluster-nodes" and found.runbook.endswith("cluster-nodes.md")
+
+
+# -- cluster-allreduce ------------------------------------------------------------------
+
+
+def answer(ranks: list[tuple[int | None, bool]], timed_out: bool = False, returncode: int = 0,
+           error: str = "", wrong: dict[str, Any] | None = None) -> dict[str, Any]:
+    results = [{"rank": r, "world_size": 2, "backend": "gloo", "cuda": False,
+                "rows": [{"size": "8 B", "bytes": 8, "time_us": 10.0, "algbw_gbps": 0.5,
+                          "busbw_gbps": 0.5, "wrong": wrong if r == 1 else None},
+                         {"size": "16 B", "bytes": 16, "time_us": 10.0, "algbw_gbps": 1.0,
+                          "busbw_gbps": 1.6, "wrong": None}]}
+               for r, done in ranks if done]
+    return {"answered": True, "returncode": None if timed_out else returncode,
+            "timed_out": timed_out, "elapsed_s": 3.0, "error": error,
+            "ranks": [{"label": f"rank {r}" if r is not None else "local rank 0", "rank": r,
+                       "phase": "all_reduce 8 B: correctness pass", "done": done}
+                      for r, done in ranks],
+            "results": results, "log_tail": [error]}
+
+
+def facts(*runs: CollectiveRun, floor: float = 0.0,
+          left_out: tuple[tuple[str, str], ...] = ()) -> CollectiveFacts:
+    return CollectiveFacts(runs, left_out, "10.0.0.1:4000", 1, 40.0, floor, "a")
+
+
+DONE_A = CollectiveRun.from_answer("a", answer([(0, True)]))
+DONE_B = CollectiveRun.from_answer("b", answer([(1, True)]))
+
+
+@pytest.mark.parametrize("case, verdict, kinds, text", [
+    ("both nodes ran the sweep", checks.collective(facts(DONE_A, DONE_B)), [], ""),
+    ("below the floor", checks.collective(facts(DONE_A, DONE_B, floor=2.0)),
+     [Kind.BLOCKER], "peak cross-node all_reduce busbw 1.6 GB/s (at 16 B) is below the floor"),
+    ("a wrong element names the rank and its node", checks.collective(facts(
+        DONE_A, CollectiveRun.from_answer("b", answer([(1, True)], wrong={
+            "index": 1, "got": 3.0, "expected": 2.0, "count": 1})))),
+     [Kind.BLOCKER], "returned a wrong result on rank 1 (b): element 1 is 3"),
+    ("a node that fails before its ranks start never joined", checks.collective(facts(
+        CollectiveRun.from_answer("a", answer([(None, False)], returncode=1,
+                                              error="ImportError: broken torch")),
+        CollectiveRun("b", "stopped", "stopped: a failed"))),
+     [Kind.UNKNOWN], "a never joined the rendezvous on 10.0.0.1:4000: ImportError"),
+    ("every node waited: the rendezvous never completed", checks.collective(facts(
+        CollectiveRun.from_answer("a", answer([(None, False)], timed_out=True)),
+        CollectiveRun.from_answer("b", answer([(None, False)], timed_out=True)))),
+     [Kind.UNKNOWN], "did not complete within 40s: a, b waited"),
+    ("a rank that hangs after joining", checks.collective(facts(
+        DONE_A, CollectiveRun.from_answer("b", answer([(1, False)], timed_out=True)))),
+     [Kind.BLOCKER], "did not finish within 40s on b; not finished: rank 1 (all_reduce 8 B"),
+    ("a node without an answer", checks.collective(facts(
+        DONE_A, CollectiveRun("b", "no-answer", "the task failed: RayActorError")), ),
+     [Kind.UNKNOWN], "b did not answer: the task failed"),
+    ("a node left out of the sweep still blocks GO", checks.collective(facts(
+        DONE_A, DONE_B, left_out=(("c", "no report from its node run"),))),
+     [Kind.UNKNOWN], "not measured on c: no report from its node run"),
+])
+def test_cluster_allreduce_judge(case: str, verdict: Verdict, kinds: list[Kind],
+                                 text: str) -> None:
+    assert [p.kind for p in verdict.problems] == kinds, (case, verdict.problems)
+    assert text in verdict.message, (case, verdict.message)
+    assert all(p.fix for p in verdict.problems), case
+
+
+def test_cluster_allreduce_evidence_is_the_single_node_table() -> None:
+    verdict = checks.collective(facts(DONE_A, DONE_B))
+    ev = verdict.evidence
+    assert verdict.ok == "2 sizes exact across 2 nodes; peak busbw 1.6 GB/s at 16 B over " \
+                         "gloo (2 ranks)"
+    assert ev["table"] == [
+        {"size": "8 B", "time_us": 10.0, "algbw_gbps": 0.5, "busbw_gbps": 0.5, "correct": True},
+        {"size": "16 B", "time_us": 10.0, "algbw_gbps": 1.0, "busbw_gbps": 1.6,
+         "correct": True}]
+    assert ev["nodes"] == {"a": {"state": "done", "ranks": [0], "elapsed_s": 3.0},
+                           "b": {"state": "done", "ranks": [1], "elapsed_s": 3.0}}
+    assert (ev["rendezvous"], ev["head"], ev["floor_gbps"]) == ("10.0.0.1:4000", "a", None)
+    one = checks.collective(facts(DONE_A))
+    assert one.skip.startswith("one node: no link between nodes")
+
+
+def test_node_reports_are_written_back_as_the_node_wrote_them() -> None:
+    """merge keeps each node's text (no second encoding); the cluster JSON parses to the
+    same data as when every report is encoded again."""
+    texts = {name: json.dumps(rep, indent=2) for name, rep in (("a", A), ("b", B))}
+    ns = nodes(A, B)
+    for n in ns:
+        n.text = texts[n.name]
+    cluster = merge.build(ns, merge.cross_checks(ns), 0.0, "merge")
+    verbatim, encoded = merge.to_json(cluster, texts), merge.to_json(cluster)
+    assert json.loads(verbatim) == json.loads(encoded)
+    assert texts["a"] in verbatim and len(encoded.splitlines()) < len(verbatim.splitlines())
+
+
+def test_the_cluster_markdown_shows_the_cross_node_sweep() -> None:
+    ns = nodes(A, B)
+    swept = checks.conclude("cluster-allreduce", checks.collective(facts(DONE_A, DONE_B)))
+    md = merge.markdown(merge.build(ns, [*merge.cross_checks(ns), swept], 0.0, "ray"))
+    assert "## Cross-node all-reduce" in md
+    assert "| 16 B | 10.0 | 1.0 | 1.6 | yes |" in md
