@@ -568,11 +568,11 @@ class Recorder:
         The fix is the deciding problems' own fixes (never whichever ran last), else the
         verdict's default; see `Verdict` for the order of outcomes."""
         self.evidence(**verdict.evidence)
-        if verdict.skip:
-            self.skip(verdict.skip)
         deciding = verdict.deciding
         self.fix_text = "\n".join(dict.fromkeys(p.fix for p in deciding if p.fix)) or verdict.fix
         self.why_text = "; ".join(dict.fromkeys(p.why for p in deciding if p.why)) or verdict.why
+        if verdict.skip:  # a skipped check still names its fix (e.g. how to install it)
+            self.skip(verdict.skip)
         if verdict.of(Kind.BLOCKER):
             raise AssertionError(verdict.message)
         if deciding and deciding[0].kind is Kind.UNKNOWN:

@@ -41,6 +41,12 @@ class Node:
         """The environment prefix of the Python that will launch the job."""
         return Path(self.environ.get("CONDA_PREFIX") or sys.prefix)
 
+    @property
+    def launch_python(self) -> str:
+        """The Python that will launch the job: the launch prefix's, else this one."""
+        candidate = self.launch_prefix / "bin" / "python"
+        return str(candidate) if candidate.exists() else self.python
+
     @cached_property
     def process_table(self):
         """Every command line, details read per pid on demand (procs.Table)."""
