@@ -76,10 +76,12 @@ def nested_launcher(f: NestedFacts) -> Verdict:
     for job in spec.jobs:
         if len(job.distributed) > 1:
             outer, inner = job.distributed[0], job.distributed[1]
-            v.problems.append(Problem(
-                f"{outer.launcher} at {at(outer)} (port {outer.port or outer.port_text}) "
-                f"starts {inner.launcher} at {at(inner)} "
-                f"(port {inner.port or inner.port_text})", _nested_fix(outer, inner)))
+            text = (f"{outer.launcher} at {at(outer)} (port {outer.port or outer.port_text}) "
+                    f"starts {inner.launcher} at {at(inner)} "
+                    f"(port {inner.port or inner.port_text})")
+            maybe = outer.maybe or inner.maybe
+            v.problems.append(Problem.unknown(f"{text}, if it starts at all: {maybe}")
+                              if maybe else Problem(text, _nested_fix(outer, inner)))
     if f.under and launching:
         first = launching[0].distributed[0]
         v.problems.append(Problem(
@@ -87,7 +89,7 @@ def nested_launcher(f: NestedFacts) -> Verdict:
             f"script starts {first.launcher} at {at(first)}",
             "run preflight from a plain shell, not under torchrun "
             "(unset TORCHELASTIC_RUN_ID LOCAL_RANK)"))
-    if v.problems:
+    if v.of(Kind.BLOCKER):
         return v
     unknown = _unknowns(spec, LAUNCHER_WORDS) + [
         f"{short(c.file)}:{c.line}: {c.argv[0].reason}" for c in spec.commands
@@ -96,6 +98,7 @@ def nested_launcher(f: NestedFacts) -> Verdict:
         v.evidence["unknowns"] = unknown
         v.problems.append(Problem.unknown(
             "cannot tell the launch layers: " + "; ".join(unknown[:3])))
+    if v.problems:
         return v
     end = spec.exit
     if end and not launching:
@@ -408,7 +411,10 @@ def _job_ports(layers: Sequence[Layer], f: PortsFacts, seen: dict[int, str], v: 
         rows.append(row)
         if layer.port is None:
             if layer.port_text != "free":
-                unknown.append(f"{layer.launcher} at {at(layer)}: port {layer.port_text}")
+                # "⟨unknown⟩" alone names nothing: say what decided it could not be read
+                why = f" ({layer.port_source})" if layer.port_text == "⟨unknown⟩" and \
+                    layer.port_source else ""
+                unknown.append(f"{layer.launcher} at {at(layer)}: port {layer.port_text}{why}")
             continue
         if layer.port in used:
             v.problems.append(Problem(f"{layer.launcher} at {at(layer)} and "

@@ -86,6 +86,14 @@ NESTED = [
           ("keep one distributed launcher per job",))),
     ("no launcher at all", "python train.py", {}, {},
      Want(ok="no distributed launcher in the script")),
+    ("swift under torchrun may relaunch after an eval",
+     'eval "$(cat e)"; torchrun --nproc_per_node 2 /usr/bin/swift rlhf', {}, {},
+     Want(Kind.UNKNOWN, ("starts torchrun (relaunched by swift rlhf)", "if it starts at all: "
+                         "swift relaunches itself under torchrun only if NPROC_PER_NODE"),
+          ("keep one distributed launcher per job",))),
+    ("a launcher in a command substitution",
+     "OUT=$(torchrun --nproc_per_node 2 -m torch.distributed.run train.py)", {}, {},
+     Want(Kind.BLOCKER, ("nested launchers: torchrun at <--launch-cmd>:1",))),
 ]
 
 
@@ -242,6 +250,11 @@ PORTS = [
      "torchrun --nnodes 2 --nproc_per_node 2 --master_addr 10.9.9.9 --master_port 29501 "
      "train.py", {}, {29501: TAKEN}, Want(ok="ports free: 29501")),
     ("no launcher", "python train.py", {}, {}, Want(skip="no distributed launcher")),
+    ("after an eval", 'eval "$(cat env.txt)"; torchrun --master_port 29501 train.py', {}, {},
+     Want(Kind.UNKNOWN, ("cannot check the ports: torchrun at <--launch-cmd>:1: port "
+                         "⟨unknown⟩ (not known: ⟨$PET_RDZV_BACKEND⟩",))),
+    ("swift may relaunch after an eval", 'eval "$(cat env.txt)"; swift rlhf', {}, {},
+     Want(Kind.UNKNOWN, ("torchrun (relaunched by swift rlhf) at <--launch-cmd>:1: port",))),
 ]
 
 
@@ -273,6 +286,12 @@ GPUS = [
      Want(Kind.UNKNOWN, ("cannot count: torchrun at <--launch-cmd>:1: nproc",))),
     ("no GPU to count", "torchrun --nproc_per_node 2 train.py", {}, 0,
      Want(skip="no GPU to count")),
+    ("after an eval", 'eval "$(cat env.txt)"; torchrun train.py', {}, 4,
+     Want(Kind.UNKNOWN, ("cannot count: torchrun at <--launch-cmd>:1: nproc "
+                         "⟨$PET_NPROC_PER_NODE⟩",))),
+    ("swift may relaunch after export $(...)",
+     'export $(cat .env | xargs); swift rlhf --rlhf_type grpo', {}, 4,
+     Want(Kind.UNKNOWN, ("nproc ⟨$NPROC_PER_NODE: may be set there: export $(cat .env",))),
     ("one per GPU", "torchrun --nproc_per_node gpu train.py", {}, 0,
      Want(ok="torchrun: gpu process(es), ? GPU(s) visible")),
 ]
