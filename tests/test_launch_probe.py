@@ -320,6 +320,10 @@ OPAQUE = [
      {"name.txt": "NPROC_PER_NODE", "n.txt": "4\n"}, "read"),
     ("eval, then swift", 'eval "$(cat env.txt)"\nswift rlhf --rlhf_type grpo\n',
      {"env.txt": "export NPROC_PER_NODE=4"}, "eval"),
+    ("read, then export", "read -r PET_NPROC_PER_NODE < n.txt\nexport PET_NPROC_PER_NODE\n"
+     "torchrun train.py\n", {"n.txt": "4\n"}, "read"),
+    ("printf -v, then export", 'printf -v NPROC_PER_NODE %s "$(cat n.txt)"\n'
+     "export NPROC_PER_NODE\nswift sft --model m\n", {"n.txt": "4"}, "printf"),
 ]
 
 

@@ -411,7 +411,10 @@ def _env(env: Environment, name: str) -> Word | None:
     if var is None:
         return None
     if var.value is None:
-        return Word(var.text or "⟨unknown⟩", f"${name}", known=False, reason=var.reason,
+        # an unknown value with no text of its own (set by `read`) shows its name
+        shown = f"${name}: {var.reason}" if var.reason else f"${name}"
+        return Word(var.text or f"{UNKNOWN_OPEN}{shown}{UNKNOWN_CLOSE}", f"${name}",
+                    known=False, reason=var.reason,
                     refs=(name, *var.refs))
     return Word(var.value, f"${name}", refs=(name, *var.refs))
 

@@ -1,9 +1,10 @@
 """ms-swift: where it is installed, the smoke command, and what a run left behind.
 
-Seed 000's fix was a `--max_steps 10` smoke before the real run; this module builds
-that command for the user's installed `swift` and reads its results back as plain
-data. How `swift` launches itself is ms-swift's `swift/cli/main.py` (4.6):
-`NPROC_PER_NODE` / `NNODES` in the environment make it exec
+A 4-GPU ms-swift GRPO job that hung under two launchers was fixed by a `--max_steps 10`
+smoke before the real run; this module builds that command for the user's installed
+`swift` and reads its results back as plain data. How `swift` launches itself is
+ms-swift's `swift/cli/main.py` (4.6): `NPROC_PER_NODE` / `NNODES` in the environment make
+it exec
 `python -m torch.distributed.run --nproc_per_node N [--master_port $MASTER_PORT] ...`
 and print `run sh: ...` first.
 """
