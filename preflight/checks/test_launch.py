@@ -13,6 +13,7 @@ import posixpath
 import pytest
 
 from preflight.judges import launch as judge
+from preflight.launch.shell import UNKNOWN_OPEN
 from preflight.launch.spec import LaunchSpec
 from preflight.plugin import Recorder
 from preflight.probes import Node, ports
@@ -72,10 +73,12 @@ def test_grpo_batch_divisible(node: Node, profile: Profile, finding: Recorder) -
 
 def ports_facts(node: Node, spec: LaunchSpec | None) -> judge.PortsFacts:
     layers = judge.distributed(spec) if spec is not None else []
-    local = {a: ports.is_local_address(a) for a in {judge.master_of(x) for x in layers} if a}
+    # an address not known is bound here too: the judge decides what a taken port means
+    local = {a: ports.is_local_address(a) for a in {judge.master_of(x) for x in layers}
+             if a and UNKNOWN_OPEN not in a}
     binds = {}
     for port in dict.fromkeys(x.port for x in layers if x.port is not None
-                              and local.get(judge.master_of(x), True)):
+                              and local.get(judge.master_of(x), True)):  # "" or not known
         assert port is not None
         bound = ports.try_bind(port)
         held = ports.holders(port, node.listeners) if not bound.ok else []

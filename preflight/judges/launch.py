@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from preflight.launch.shell import Word
+from preflight.launch.shell import UNKNOWN_OPEN, Word
 from preflight.launch.spec import LaunchSpec, Layer, PathArg, display, grpo_runs
 from preflight.model import Kind, Problem, Verdict
 from preflight.numbers import maybe_int
@@ -425,13 +425,17 @@ def _job_ports(layers: Sequence[Layer], f: PortsFacts, seen: dict[int, str], v: 
             continue
         seen[layer.port] = used[layer.port]
         addr = master_of(layer)
-        if addr and not f.local.get(addr, False):
+        if addr and not f.local.get(addr, UNKNOWN_OPEN in addr):
             row["bind"] = f"skipped: {addr} is another node"
             continue
         bound = f.binds.get(layer.port, Bind())
         row["bind"] = bound.error or "ok"
         row["holders"] = [{"pid": h.pid, "cmdline": h.cmdline} for h in bound.holders]
-        if bound.error and layer.port_fallback:
+        if bound.error and UNKNOWN_OPEN in addr:
+            # taken here, but whether this node hosts the rendezvous is not known
+            unknown.append(f"{layer.launcher} at {at(layer)}: port {layer.port} is taken "
+                           f"here ({bound.error}) and its master address {addr} is not known")
+        elif bound.error and layer.port_fallback:
             # accelerate on one machine takes another free port (utils/launch.py:233)
             v.problems.append(Problem.warning(
                 f"port {layer.port} of {layer.launcher} at {at(layer)} is taken: accelerate "

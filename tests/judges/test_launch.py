@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -250,6 +250,7 @@ PORTS = [
      "torchrun --nnodes 2 --nproc_per_node 2 --master_addr 10.9.9.9 --master_port 29501 "
      "train.py", {}, {29501: TAKEN}, Want(ok="ports free: 29501")),
     ("no launcher", "python train.py", {}, {}, Want(skip="no distributed launcher")),
+
     ("after an eval", 'eval "$(cat env.txt)"; torchrun --master_port 29501 train.py', {}, {},
      Want(Kind.UNKNOWN, ("cannot check the ports: torchrun at <--launch-cmd>:1: port "
                          "⟨unknown⟩ (not known: ⟨$PET_RDZV_BACKEND⟩",))),
@@ -262,8 +263,9 @@ PORTS = [
                          ids=[c[0] for c in PORTS])
 def test_launch_ports(cmd, env, binds, want):
     spec = spec_of(cmd, env)
-    local = {judge.master_of(x): judge.master_of(x) in ("", "127.0.0.1", "localhost")
-             for x in judge.distributed(spec)}
+    local = {a: a in ("127.0.0.1", "localhost") for a in map(judge.master_of,
+                                                            judge.distributed(spec))
+             if a and "⟨" not in a}  # as the adapter: an address not known is not looked up
     check(judge.launch_ports(judge.PortsFacts(spec, local, binds, "40000")), want)
 
 
@@ -309,3 +311,17 @@ def test_every_launch_judge_skips_without_a_script():
               judge.launch_ports(judge.PortsFacts(None, {}, {}, "")),
               judge.launch_gpus(judge.GpusFacts(None, 0, None))):
         assert v.skip.startswith("no launch script"), v
+
+
+@pytest.mark.parametrize("binds, want", [
+    ({29501: TAKEN}, Want(Kind.UNKNOWN, ("port 29501 is taken here (EADDRINUSE Address "
+                                         "already in use) and its master address ⟨",))),
+    ({}, Want(ok="ports free: 29501")),
+], ids=["taken", "free"])
+def test_a_master_address_not_known_is_not_another_node(binds, want):
+    spec = spec_of("torchrun --nnodes 2 --nproc_per_node 2 --master_addr 10.0.0.1 "
+                   "--master_port 29501 train.py")
+    job = spec.jobs[0]
+    layer = replace(job.layers[0], master_addr="⟨$(hostname -I)⟩")
+    spec = replace(spec, jobs=(replace(job, layers=(layer, *job.layers[1:])),))
+    check(judge.launch_ports(judge.PortsFacts(spec, {}, binds, "40000")), want)
