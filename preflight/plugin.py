@@ -568,13 +568,12 @@ class Recorder:
         The fix is the deciding problems' own fixes (never whichever ran last), else the
         verdict's default; see `Verdict` for the order of outcomes."""
         self.evidence(**verdict.evidence)
-        if verdict.skip:
-            self.fix_text = verdict.fix  # a skipped check may still name its runbook's fix
-            self.skip(verdict.skip)
         deciding = verdict.deciding
         fixes = dict.fromkeys(p.fix for p in deciding if p.fix)
         self.fix_text = verdict.fix_joiner.join(fixes) or verdict.fix
         self.why_text = "; ".join(dict.fromkeys(p.why for p in deciding if p.why)) or verdict.why
+        if verdict.skip:  # a skipped check still names its fix (e.g. how to install it)
+            self.skip(verdict.skip)
         if verdict.of(Kind.BLOCKER):
             raise AssertionError(verdict.message)
         if deciding and deciding[0].kind is Kind.UNKNOWN:

@@ -1,7 +1,7 @@
 """Every launch check, end to end through the real plugin in a subprocess: a broken
-seed-style script (fixtures/launch/) fails with its id, evidence and fix, and its fixed
-twin passes. Real files, real sockets, a real fake `swift` on PATH; nothing runs the
-scripts."""
+script in the style of a real lost job (fixtures/launch/) fails with its id, evidence and
+fix, and its fixed twin passes. Real files, real sockets, a real fake `swift` on PATH;
+nothing runs the scripts."""
 
 from __future__ import annotations
 

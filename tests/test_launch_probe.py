@@ -253,3 +253,124 @@ def test_500_line_script_is_analysed_well_under_a_second(tmp_path):
     elapsed = time.perf_counter() - start
     assert len(spec.jobs) == 50
     assert elapsed < 1.0, f"500 lines took {elapsed:.3f}s"
+
+
+# -- what bash hides: opaque environments and command substitutions (real bash oracle) --
+
+RECORD = """#!/bin/sh
+{ printf '%s\\0' CALL "${0##*/}" "$#"; printf '%s\\0' "$@"; env -0; printf 'END\\0'; } \
+>> "$LAUNCH_LOG"
+"""
+
+
+def _bash_calls(tmp_path: Path, text: str, files: dict[str, str]) -> list[tuple]:
+    """Run the script under real bash with recording `torchrun` / `swift` first on PATH:
+    (program, argv, environment) of every launcher bash started."""
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    for name in ("torchrun", "swift"):
+        (shims / name).write_text(RECORD)
+        (shims / name).chmod(0o755)
+    for rel, body in files.items():
+        (tmp_path / rel).write_text(body)
+    (tmp_path / "run.sh").write_text(text)
+    log = tmp_path / "calls.log"
+    import subprocess
+
+    subprocess.run(["bash", "run.sh"], cwd=tmp_path, timeout=20, check=False,
+                   env={"PATH": f"{shims}:/usr/bin:/bin", "HOME": str(tmp_path),
+                        "LAUNCH_LOG": str(log)},
+                   stdin=subprocess.DEVNULL, capture_output=True)
+    parts = log.read_bytes().decode().split("\0") if log.exists() else []
+    calls, i = [], 0
+    while i < len(parts) and parts[i] == "CALL":
+        program, argc = parts[i + 1], int(parts[i + 2])
+        argv = parts[i + 3:i + 3 + argc]
+        i += 3 + argc
+        env = {}
+        while parts[i] != "END":
+            key, _, value = parts[i].partition("=")
+            env[key] = value
+            i += 1
+        calls.append((program, argv, env))
+        i += 1
+    return calls
+
+
+def _torch_nproc(program: str, argv: list[str], env: dict[str, str]) -> str:
+    """nproc as the launcher reads it: torchrun's flag, else PET_NPROC_PER_NODE, else 1;
+    swift's NPROC_PER_NODE (swift/cli/main.py), else one process."""
+    if program == "swift":
+        return env.get("NPROC_PER_NODE", "1")
+    for k, a in enumerate(argv):
+        if a in ("--nproc_per_node", "--nproc-per-node"):
+            return argv[k + 1]
+    return env.get("PET_NPROC_PER_NODE", "1")
+
+
+OPAQUE = [
+    ("eval", 'eval "$(cat env.txt)"\ntorchrun train.py\n',
+     {"env.txt": "export PET_NPROC_PER_NODE=4"}, "eval"),
+    ("export $(...)", 'export $(grep -v "^#" .env | xargs)\ntorchrun train.py\n',
+     {".env": "# nodes\nPET_NPROC_PER_NODE=4\n"}, "export"),
+    ("source of a path not known", 'source "$(cat which.txt)"\ntorchrun train.py\n',
+     {"which.txt": "cfg.sh", "cfg.sh": "export PET_NPROC_PER_NODE=4\n"}, "source"),
+    ("read into a name not known", 'read -r "$(cat name.txt)" < n.txt\nexport NPROC_PER_NODE\n'
+     "swift rlhf --rlhf_type grpo\n",
+     {"name.txt": "NPROC_PER_NODE", "n.txt": "4\n"}, "read"),
+    ("eval, then swift", 'eval "$(cat env.txt)"\nswift rlhf --rlhf_type grpo\n',
+     {"env.txt": "export NPROC_PER_NODE=4"}, "eval"),
+    ("read, then export", "read -r PET_NPROC_PER_NODE < n.txt\nexport PET_NPROC_PER_NODE\n"
+     "torchrun train.py\n", {"n.txt": "4\n"}, "read"),
+    ("printf -v, then export", 'printf -v NPROC_PER_NODE %s "$(cat n.txt)"\n'
+     "export NPROC_PER_NODE\nswift sft --model m\n", {"n.txt": "4"}, "printf"),
+]
+
+
+@pytest.mark.parametrize("text, files, why", [c[1:] for c in OPAQUE],
+                         ids=[c[0] for c in OPAQUE])
+def test_what_bash_may_set_unseen_is_unknown_never_a_default(tmp_path, text, files, why):
+    calls = _bash_calls(tmp_path, text, files)
+    assert calls, "the oracle ran no launcher"
+    program, argv, env = calls[-1]
+    assert _torch_nproc(program, argv, env) == "4"  # what bash really launched
+    spec = launch.load(str(tmp_path / "run.sh"), None, {"PATH": "/usr/bin:/bin"},
+                       cwd=str(tmp_path))
+    layers = [x for job in spec.jobs for x in job.distributed]
+    # never the default (torchrun's 1, or swift not relaunching): unknown, naming why
+    assert layers and all(x.nproc is None for x in layers), layers
+    shown = " ".join(x.nproc_text + x.maybe for x in layers)
+    assert "NPROC_PER_NODE" in shown and (why in shown or "PET_" in shown), shown
+
+
+def test_without_the_opaque_line_the_default_is_stated(tmp_path):
+    calls = _bash_calls(tmp_path, "torchrun train.py\n", {})
+    assert _torch_nproc(*calls[-1]) == "1"
+    spec = launch.load(str(tmp_path / "run.sh"), None, {"PATH": "/usr/bin:/bin"},
+                       cwd=str(tmp_path))
+    assert spec.jobs[0].distributed[0].nproc == 1
+
+
+SUBSTITUTED = [
+    ("$(...)", 'OUT=$(torchrun --nproc_per_node 2 --master_port 29501 train.py)\n',
+     "torchrun", 2, 29501),
+    ("backticks", 'echo "`torchrun --nproc_per_node 3 --master_port 29502 t.py`"\n',
+     "torchrun", 3, 29502),
+    ("a variable of the shell", 'N=2\nR=$(NPROC_PER_NODE=$N swift rlhf --rlhf_type grpo)\n',
+     "swift", 2, None),
+]
+
+
+@pytest.mark.parametrize("text, program, nproc, port", [c[1:] for c in SUBSTITUTED],
+                         ids=[c[0] for c in SUBSTITUTED])
+def test_launchers_inside_command_substitutions_are_layers(tmp_path, text, program, nproc,
+                                                            port):
+    calls = _bash_calls(tmp_path, text, {})
+    assert [c[0] for c in calls] == [program]  # bash does run it
+    assert _torch_nproc(*calls[0]) == str(nproc)
+    spec = launch.load(str(tmp_path / "run.sh"), None, {"PATH": "/usr/bin:/bin"},
+                       cwd=str(tmp_path))
+    layer = next(x for job in spec.jobs for x in job.distributed)
+    assert (layer.nproc, layer.line) == (nproc, text.count("\n"))
+    if port is not None:
+        assert layer.port == port

@@ -221,7 +221,8 @@ def test_nested_launcher_reproduced_bounded_and_cleaned_up(tmp_path, tiny, run_p
 
 
 def test_fixed_single_launcher_completes(tmp_path, tiny):
-    """Seed 000's fix on the same box and port: one layer, `swift` with NPROC_PER_NODE."""
+    """The fix of a 4-GPU GRPO smoke that hung under two launchers, on the same box and
+    port: one layer, `swift` with NPROC_PER_NODE."""
     port = ports.free_port()
     out = tmp_path / "fixed"
     argv = swift.sft_argv(SWIFT, tiny["model"], tiny["dataset"], out, steps=10, backend="gloo")

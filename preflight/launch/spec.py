@@ -14,15 +14,18 @@ import functools
 import json
 import os
 import posixpath
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from preflight.errors import InputError
 from preflight.launch import launchers, shell
-from preflight.launch.shell import UNKNOWN_OPEN, Command, Exit, Unknown, Var, Word
+from preflight.launch.shell import UNKNOWN_CLOSE, UNKNOWN_OPEN, Command, Exit, Unknown, Var, Word
+from preflight.launch.shell.state import State
 from preflight.numbers import maybe_int
 from preflight.redact import MASK, is_secret_name, redact_argv
 
@@ -32,6 +35,45 @@ MAX_CMD_CHARS = 64 * 1024
 
 class LaunchError(InputError):
     """--launch-script / --launch-cmd cannot be analysed; one line naming the problem."""
+
+
+class Environment(Mapping[str, Var]):
+    """A command's environment as the script leaves it, read the way the launcher reads it.
+
+    After something set variables preflight cannot see (`eval`, `export $(...)`, `source`
+    of a file it cannot read, `read`, `printf -v`: `Command.opaque`), a variable that is not
+    in `known` may still be set: it reads as unknown ("may be set there: eval at run.sh:3"),
+    never as absent, so a launcher's default (torchrun's nproc 1, a free port) is never
+    stated for it. Iteration lists only the variables known to be there."""
+
+    def __init__(self, known: Mapping[str, Var], opaque: str = "") -> None:
+        self.known = dict(known)
+        self.opaque = opaque
+
+    def __getitem__(self, key: str) -> Var:
+        var = self.known.get(key)
+        if var is not None:
+            return var
+        if self.opaque:
+            return Var(None, True, reason=f"may be set there: {self.opaque}",
+                       text=f"{UNKNOWN_OPEN}${key}: may be set there: {self.opaque}"
+                            f"{UNKNOWN_CLOSE}")
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.known)
+
+    def __len__(self) -> int:
+        return len(self.known)
+
+    def set(self, key: str) -> bool | None:
+        """Whether `key` is set: True, False, or None when it may be set unseen."""
+        if key in self.known:
+            return True
+        return None if self.opaque else False
+
+    def updated(self, values: Mapping[str, Var]) -> Environment:
+        return Environment({**self.known, **values}, self.opaque)
 
 
 @dataclass(frozen=True)
@@ -59,13 +101,14 @@ class Layer:
     conditional: bool = False
     error: str = ""  # the launcher itself would stop with this usage error
     port_fallback: bool = False  # a taken port is not fatal: it picks another (accelerate)
+    maybe: str = ""  # why this layer may not start at all (swift's relaunch, not known)
 
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}"
 
-    def describe(self) -> dict:
-        out = {"launcher": self.launcher, "line": self.where}
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"launcher": self.launcher, "line": self.where}
         if self.kind == "distributed":
             out.update(nproc_per_node=self.nproc if self.nproc is not None else self.nproc_text,
                        nproc_from=self.nproc_source,
@@ -75,6 +118,8 @@ class Layer:
             out["implicit"] = True
         if self.conditional:
             out["conditional"] = True
+        if self.maybe:
+            out["maybe"] = self.maybe
         return out
 
 
@@ -121,7 +166,6 @@ class LaunchSpec:
     programs: frozenset[str]
     processes_per_node: int | None
     output_dirs: tuple[str, ...]
-    input_paths: tuple[str, ...]
     inputs: tuple[PathArg, ...]
     outputs: tuple[PathArg, ...]
     empties: tuple[EmptyUse, ...]
@@ -147,6 +191,62 @@ class LaunchSpec:
 
 # -- loading ---------------------------------------------------------------------------
 
+MAX_SUBSTITUTIONS = 64  # command substitutions read as commands, per evaluation
+# Words that make a substitution worth reading as commands: the launchers, what runs a
+# script or a string (bash -c, eval, source, srun), and (checked apart) the script's own
+# functions, `*.sh` / `*.py` files and pythons.
+SUBSHELL_WORDS = frozenset({
+    "torchrun", "swift", "megatron", "deepspeed", "accelerate", "ray", "bash", "sh", "srun",
+    "eval", "source", ".", "exec", "env", "nohup", "mpirun", "timeout", "setsid"})
+
+
+class _Evaluator(shell.Evaluator):
+    """The shell evaluator, plus what a command substitution starts: bash runs
+    `OUT=$(torchrun ...)` or `` `deepspeed ...` `` in a subshell, so its launchers are
+    launch layers too (the substitution's output stays unknown). The subshell sees the
+    shell's variables and functions; nothing it sets comes back."""
+
+    def __init__(self, environ: Mapping[str, str], cwd: str | None = None,
+                 seen: set[tuple[str, int, int, str]] | None = None, line0: int = 0) -> None:
+        super().__init__(environ, cwd)
+        self._substituted = seen if seen is not None else set()
+        self._line0 = line0  # a subshell's line 1 is this line of the file, plus one
+
+    def _substitute(self, node: Any, source: str, st: State, dq: bool) -> Any:
+        piece = super()._substitute(node, source, st, dq)
+        if not piece.known and node is not None and not source.startswith("$(("):
+            self._subshell(node, source, st)
+        return piece
+
+    def _subshell(self, node: Any, source: str, st: State) -> None:
+        file, line = self.src.file, self.src.line(node.pos[0])
+        key = (file, self._line0 + line, self.src.base + node.pos[0], source)
+        if key in self._substituted:
+            return  # a word expanded twice (a test, then the command)
+        self._substituted.add(key)
+        text = source[2:-1] if source.startswith("$(") else source[1:-1]
+        words = set(re.findall(r"[\w./-]+", text))
+        if not (words & SUBSHELL_WORDS or words & set(st.functions) or
+                any(w.endswith((".sh", ".py")) or w.startswith("python") for w in words)):
+            return  # `$(date +%s)`, `$(cat f)`: no launcher, and reading each costs time
+        if len(self._substituted) > MAX_SUBSTITUTIONS:
+            self._unknown(file, line, source, "more command substitutions than preflight "
+                                              "reads: what they start is not known")
+            return
+        child = _Evaluator({}, st.cwd, self._substituted, self._line0 + line - 1)
+        child.state = st.fork()
+        try:
+            trace = child.run_file(file, text)
+        except (shell.ScriptFileError, RecursionError) as exc:
+            self._unknown(file, line, source, f"a command substitution preflight cannot "
+                                              f"read ({exc}): what it starts is not known")
+            return
+        self.commands += [replace(c, line=line + c.line - 1) for c in trace.commands
+                          if c.file == file]
+        self.unknowns += [replace(u, line=line + u.line - 1) for u in trace.unknowns
+                          if u.file == file and u not in self.unknowns]
+
+
 
 def load(script: str | None, command: str | None, environ: Mapping[str, str],
          cwd: str | None = None) -> LaunchSpec:
@@ -159,7 +259,7 @@ def load(script: str | None, command: str | None, environ: Mapping[str, str],
             raise LaunchError(f"--launch-script {exc}") from None
         path = os.path.abspath(script)
         try:
-            trace = shell.Evaluator(environ, cwd).run_file(path, text, notes)
+            trace = _Evaluator(environ, cwd).run_file(path, text, notes)
         except shell.ScriptFileError as exc:  # nested or looping past any launch script
             raise LaunchError(f"--launch-script {script}: {exc}") from None
         source = script
@@ -169,7 +269,7 @@ def load(script: str | None, command: str | None, environ: Mapping[str, str],
         if len(command) > MAX_CMD_CHARS or "\0" in command:
             raise LaunchError("--launch-cmd: not a command line (too long or NUL bytes)")
         try:
-            trace = shell.Evaluator(environ, cwd).run_command(command)
+            trace = _Evaluator(environ, cwd).run_command(command)
         except shell.ScriptFileError as exc:
             raise LaunchError(f"--launch-cmd: {exc}") from None
         source = "--launch-cmd"
@@ -181,7 +281,7 @@ def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> Launch
     programs = set()
     for cmd in trace.commands:
         programs.add(cmd.program)
-        layers = chain(list(cmd.argv), dict(cmd.env), cmd, depth=0)
+        layers = chain(list(cmd.argv), Environment(cmd.env, cmd.opaque), cmd, depth=0)
         programs.update(posixpath.basename(layer.launcher.split()[0])
                         for layer in layers if not layer.implicit and layer.launcher.strip())
         if layers and layers[0].kind != "other":
@@ -201,7 +301,6 @@ def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> Launch
         programs=frozenset(p for p in programs if p),
         processes_per_node=max(nprocs) if nprocs else None,
         output_dirs=tuple(dict.fromkeys(o.directory for o in outputs if o.directory)),
-        input_paths=tuple(dict.fromkeys(i.path for i in inputs if i.known)),
         inputs=tuple(inputs),
         outputs=tuple(outputs),
         empties=tuple(_empties(trace)),
@@ -213,12 +312,14 @@ def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> Launch
     )
 
 
-def display(words) -> str:
+def display(words: Iterable[Word]) -> str:
     """An argv for evidence: secret-looking options masked."""
     return " ".join(redact_argv([w.text for w in words]))[:400]
 
 
 # -- launch layers ---------------------------------------------------------------------
+
+Base = dict[str, Any]  # the Layer fields every layer of one command shares (file, line, env)
 
 PYTHONS = ("python", "python3")
 TORCHRUN_MODULES = ("torch.distributed.run", "torch.distributed.launch")
@@ -232,21 +333,14 @@ TORCHRUN_LAUNCHERS = ("torchrun", *(f"python -m {m}" for m in TORCHRUN_MODULES))
 # It never looks at LOCAL_RANK / WORLD_SIZE.
 SWIFT_RELAUNCHED = frozenset({"pt", "sft", "rlhf", "infer"})
 SWIFT_ENV_ARGS = ("NPROC_PER_NODE", "MASTER_PORT", "NNODES", "NODE_RANK", "MASTER_ADDR")
-# torch/distributed/run.py: flags that take no value.
-TORCHRUN_FLAGS = frozenset({"--standalone", "--no-python", "--no_python", "-m", "--module",
-                            "--run-path", "--run_path", "--use-env", "--use_env",
-                            "--no-stop-on-failure", "--virtual-local-rank",
-                            "--virtual_local_rank"})
-
-
-def chain(argv: list[Word], env: dict[str, Var], cmd: Command, depth: int,
+def chain(argv: list[Word], env: Environment, cmd: Command, depth: int,
           implicit: bool = False) -> list[Layer]:
     """The layers a command line starts, outermost first."""
     if not argv or depth > 6:
         return []
     prog = posixpath.basename(argv[0].text)
     args = argv[1:]
-    base = {"file": cmd.file, "line": cmd.line, "implicit": implicit,
+    base: Base = {"file": cmd.file, "line": cmd.line, "implicit": implicit,
             "conditional": cmd.conditional, "env": env}
     if prog == "torchrun":
         return _torchrun("torchrun", args, env, cmd, depth, base)
@@ -306,42 +400,21 @@ def _python_target(args: list[Word]) -> tuple[str | None, list[Word]]:
     return None, []
 
 
-def _options(args: list[Word], flags: frozenset[str]) -> tuple[dict[str, Word], list[Word]]:
-    """Launcher options up to the first positional argument: ({--name: value}, rest)."""
-    opts: dict[str, Word] = {}
-    i = 0
-    while i < len(args):
-        t = args[i].text
-        if t == "--":
-            return opts, args[i + 1:]
-        if not t.startswith("-") or t == "-":
-            return opts, args[i:]
-        name, eq, value = t.partition("=")
-        key = "--" + name[2:].replace("-", "_") if name.startswith("--") else name
-        if eq:
-            opts[key] = replace(args[i], text=value, prefix=args[i].prefix.partition("=")[2])
-            i += 1
-        elif name in flags:
-            opts[key] = Word("1", t)
-            i += 1
-        else:
-            opts[key] = args[i + 1] if i + 1 < len(args) else Word("", "")
-            i += 2
-    return opts, []
-
-
 def _int(word: Word | None) -> int | None:
     if word is None or not word.known:
         return None
     return maybe_int(word.text, -(2**31), 2**31)
 
 
-def _env(env: dict[str, Var], name: str) -> Word | None:
+def _env(env: Environment, name: str) -> Word | None:
     var = env.get(name)
     if var is None:
         return None
     if var.value is None:
-        return Word(var.text or "⟨unknown⟩", f"${name}", known=False, reason=var.reason,
+        # an unknown value with no text of its own (set by `read`) shows its name
+        shown = f"${name}: {var.reason}" if var.reason else f"${name}"
+        return Word(var.text or f"{UNKNOWN_OPEN}{shown}{UNKNOWN_CLOSE}", f"${name}",
+                    known=False, reason=var.reason,
                     refs=(name, *var.refs))
     return Word(var.value, f"${name}", refs=(name, *var.refs))
 
@@ -350,13 +423,12 @@ def _max_nodes(text: str) -> int | None:
     return maybe_int(text.split(":")[-1], 0, 2**31)
 
 
-def _worker_env(env: dict[str, Var], layer: Layer) -> dict[str, Var]:
+def _worker_env(env: Environment, layer: Layer) -> Environment:
     """What torchrun exports to each worker (torch/distributed/elastic/agent/server/
     local_elastic_agent.py `_start_workers`); the inner layer inherits it."""
-    out = dict(env)
     port = Var(str(layer.port), True) if layer.port is not None else \
         Var(None, True, reason=f"the port {layer.launcher} at {layer.where} picks")
-    out.update({
+    return env.updated({
         "LOCAL_RANK": Var("0", True), "RANK": Var("0", True), "GROUP_RANK": Var("0", True),
         "LOCAL_WORLD_SIZE": Var(str(layer.nproc) if layer.nproc else None, True,
                                 reason="nproc not known"),
@@ -367,11 +439,10 @@ def _worker_env(env: dict[str, Var], layer: Layer) -> dict[str, Var]:
         "MASTER_PORT": port,
         "TORCHELASTIC_RUN_ID": Var("none", True),
     })
-    return out
 
 
-def _torchrun(name: str, args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
-              base: dict) -> list[Layer]:
+def _torchrun(name: str, args: list[Word], env: Environment, cmd: Command, depth: int,
+              base: Base) -> list[Layer]:
     # torch 2.13's own option table and rendezvous rules (launchers.torchrun); MASTER_PORT
     # in the environment is not read by torchrun itself, only PET_MASTER_PORT.
     cfg = launchers.torchrun(args, env, launch_module=name.endswith("torch.distributed.launch"))
@@ -401,16 +472,22 @@ def _torchrun(name: str, args: list[Word], env: dict[str, Var], cmd: Command, de
     return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)]
 
 
-def _swift(prog: str, args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
-           base: dict) -> list[Layer]:
+def _swift(prog: str, args: list[Word], env: Environment, cmd: Command, depth: int,
+           base: Base) -> list[Layer]:
     method = args[0].text.replace("_", "-") if args else ""
     rest, env = _swift_config_file(list(args[1:]), env, cmd)
-    relaunch = ("NPROC_PER_NODE" in env or "NNODES" in env) and (
-        prog == "megatron" or method in SWIFT_RELAUNCHED)
     entry = Layer(f"{prog} {method}".strip(), "program", program=f"{prog} {method}",
                   args=tuple(rest), **base)
-    if not relaunch:
+    if prog != "megatron" and method not in SWIFT_RELAUNCHED:
         return [entry]
+    nproc_set, nnodes_set = env.set("NPROC_PER_NODE"), env.set("NNODES")
+    if not nproc_set and not nnodes_set and nproc_set is not None and nnodes_set is not None:
+        return [entry]
+    # Either is set (relaunch), or neither is known to be set but either may be: the
+    # relaunch itself is not known (`maybe`), and so its nproc and port are not either.
+    maybe = "" if nproc_set or nnodes_set else (
+        f"{prog} relaunches itself under torchrun only if NPROC_PER_NODE or NNODES is set, "
+        f"and they may be set there: {env.opaque}")
     argv = [Word("torchrun", "torchrun")]
     for key in SWIFT_ENV_ARGS:
         value = _env(env, key)
@@ -420,10 +497,10 @@ def _swift(prog: str, args: list[Word], env: dict[str, Var], cmd: Command, depth
     argv.append(Word(f"{prog}/cli/{method}.py", f"{prog}/cli/{method}.py"))
     inner = _torchrun(f"torchrun (relaunched by {prog} {method})", argv[1:], env, cmd, depth,
                       {**base, "implicit": True})[0]
-    inner = replace(inner, program="", args=())
-    inner = replace(inner, nproc_source=f"NPROC_PER_NODE (passed on by {prog})"
-                    if "NPROC_PER_NODE" in env else "default")
-    if "MASTER_PORT" in env:
+    inner = replace(inner, program="", args=(), maybe=maybe, nproc_source=(
+        f"NPROC_PER_NODE (passed on by {prog})" if nproc_set else "default" if
+        nproc_set is False else f"NPROC_PER_NODE, if set (may be set there: {env.opaque})"))
+    if env.set("MASTER_PORT") is not False:
         inner = replace(inner, port_source=f"MASTER_PORT (passed on as --master_port by "
                                            f"{prog})")
     worker = Layer(f"{prog}/cli/{method}.py", "program", program=f"swift.cli.{method}",
@@ -434,8 +511,8 @@ def _swift(prog: str, args: list[Word], env: dict[str, Var], cmd: Command, depth
 SWIFT_CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
 
-def _swift_config_file(rest: list[Word], env: dict[str, Var], cmd: Command
-                       ) -> tuple[list[Word], dict[str, Var]]:
+def _swift_config_file(rest: list[Word], env: Environment, cmd: Command
+                       ) -> tuple[list[Word], Environment]:
     """swift/cli/main.py:38-71 `parse_yaml_args`: a first argument ending in .json/.yaml/
     .yml is a config file; its `ENV` mapping is exported (variables already set win) before
     the relaunch decision, and its keys become `--key value` arguments in its place."""
@@ -450,9 +527,14 @@ def _swift_config_file(rest: list[Word], env: dict[str, Var], cmd: Command
     if not isinstance(config, dict):
         return rest, env
     config = dict(config)
-    env = dict(env)
+    exported = {}
     for key, value in (config.pop("ENV", None) or {}).items():
-        env.setdefault(str(key), Var(str(value), True, where=f"ENV in {path}"))
+        if env.set(str(key)) is None:  # set unseen (it wins) or not: not known
+            exported[str(key)] = Var(None, True, reason=f"ENV in {path} sets it unless "
+                                                         f"{env[str(key)].reason}")
+        elif not env.set(str(key)):
+            exported[str(key)] = Var(str(value), True, where=f"ENV in {path}")
+    env = env.updated(exported)
     words = []
     where = f"{posixpath.basename(path)}"
     for key, value in config.items():
@@ -482,13 +564,13 @@ def swift_option(name: str) -> str | None:
     return options[matches[0]] if len(matches) == 1 else None
 
 
-def _swift_module(module: str, args: list[Word], base: dict) -> list[Layer]:
+def _swift_module(module: str, args: list[Word], base: Base) -> list[Layer]:
     # `python -m swift.cli.rlhf` runs the trainer directly: no relaunch.
     return [Layer(f"python -m {module}", "program", program=module, args=tuple(args), **base)]
 
 
-def _deepspeed(args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
-               base: dict) -> list[Layer]:
+def _deepspeed(args: list[Word], env: Environment, cmd: Command, depth: int,
+               base: Base) -> list[Layer]:
     # deepspeed/launcher/runner.py's own options and resource rules (launchers.deepspeed)
     cfg = launchers.deepspeed(args, env, cmd.cwd)
     why = cfg.unknown or (f"deepspeed would stop: {cfg.error}" if cfg.error else "")
@@ -508,15 +590,15 @@ def _deepspeed(args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
     return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)]
 
 
-def _accelerate(args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
-                base: dict) -> list[Layer]:
+def _accelerate(args: list[Word], env: Environment, cmd: Command, depth: int,
+                base: Base) -> list[Layer]:
     # accelerate's own rules and config file (launchers.accelerate)
     cfg = launchers.accelerate(args, env, cmd.cwd)
     why = cfg.unknown or (f"accelerate would stop: {cfg.error}" if cfg.error else "")
     if not why and cfg.gpu_ids and cfg.gpu_ids != "all":
         # accelerate/utils/launch.py:136,260: gpu_ids become the workers' CUDA_VISIBLE_DEVICES
-        env = {**env, "CUDA_VISIBLE_DEVICES": Var(cfg.gpu_ids, True, where=(
-            f"gpu_ids of accelerate launch ({cfg.config_file or '--gpu_ids'})"))}
+        env = env.updated({"CUDA_VISIBLE_DEVICES": Var(cfg.gpu_ids, True, where=(
+            f"gpu_ids of accelerate launch ({cfg.config_file or '--gpu_ids'})"))})
         base = {**base, "env": env}
     layer = Layer(
         "accelerate launch", "distributed", nproc=None if why else cfg.nproc,
@@ -534,7 +616,7 @@ def _accelerate(args: list[Word], env: dict[str, Var], cmd: Command, depth: int,
     return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)]
 
 
-def _script_child(argv: list[Word], env: dict[str, Var], cmd: Command,
+def _script_child(argv: list[Word], env: Environment, cmd: Command,
                   depth: int) -> list[Layer]:
     """A launcher's child that is a shell script: evaluate it to find what it launches."""
     prog = posixpath.basename(argv[0].text)
@@ -548,12 +630,15 @@ def _script_child(argv: list[Word], env: dict[str, Var], cmd: Command,
         text, notes = shell.read_script(path)
     except shell.ScriptFileError:
         return []
-    environ = {k: v.value for k, v in env.items() if v.value is not None}
-    trace = shell.Evaluator(environ, cmd.cwd).run_file(path, text, notes)
+    evaluator = _Evaluator({}, cmd.cwd)
+    # the script inherits the environment as it is: unknown values and all, and opaque
+    evaluator.state.vars = {k: replace(v, exported=True) for k, v in env.items()}
+    evaluator.state.opaque = env.opaque
+    trace = evaluator.run_file(path, text, notes)
     layers: list[Layer] = []
     for inner in trace.commands:
-        layers += [layer for layer in chain(list(inner.argv), dict(inner.env), inner,
-                                            depth + 1) if layer.kind != "program"]
+        layers += [layer for layer in chain(list(inner.argv), Environment(
+            inner.env, inner.opaque), inner, depth + 1) if layer.kind != "program"]
     return layers
 
 
@@ -660,7 +745,10 @@ def _opened(flag: str, w: Word, cmd: Command, made: _Made) -> PathArg:
                    needs_dir=True, made_by=by, made=created)
 
 
-def _paths(commands, jobs) -> tuple[list[PathArg], list[PathArg]]:
+def _paths(commands: tuple[Command, ...], jobs: list[Job]
+           ) -> tuple[list[PathArg], list[PathArg]]:
+    """What every command opens (redirects, tee) and what the jobs read and write (their
+    trainer scripts and path flags), each against what the commands before it created."""
     inputs: list[PathArg] = []
     outputs: list[PathArg] = []
     job_of = {id(job.command): job for job in jobs}
@@ -670,48 +758,66 @@ def _paths(commands, jobs) -> tuple[list[PathArg], list[PathArg]]:
         if previous is not None:
             made.add(previous)  # what the commands before this one create
         previous = cmd
-        cwd = cmd.cwd
-        writes = {id(w) for w in cmd.writes}
-        for target in cmd.redirects:
-            if target.text.startswith("/dev/"):
-                continue
-            if id(target) in writes:
-                outputs.append(_opened("> (redirect)", target, cmd, made))
-            else:  # `< file`: bash opens it for reading
-                inputs.append(PathArg("< (redirect)", _show(target, cwd), target.known,
-                                      cmd.file, cmd.line, target.reason))
-        if cmd.program == "tee":
-            for w in cmd.argv[1:]:
-                if not w.text.startswith("-") and not w.text.startswith("/dev/"):
-                    outputs.append(_opened("tee", w, cmd, made))
+        _opened_files(cmd, made, inputs, outputs)
         job = job_of.get(id(cmd))
-        if job is None:
-            continue
-        inputs += _programs(job, cmd, made)
-        argv = list(cmd.argv)
-        i = 0
-        while i < len(argv):
-            flag, eq, inline = argv[i].text.partition("=")
-            if flag in INPUT_FLAGS or flag in OUTPUT_FLAGS:
-                values = [replace(argv[i], text=inline)] if eq else []
-                j = i + 1
-                if not eq:
-                    while j < len(argv) and not argv[j].text.startswith("-"):
-                        values.append(argv[j])
-                        j += 1
-                        if flag not in MULTI_VALUE:
-                            break
-                for w in values:
-                    if flag in OUTPUT_FLAGS:
-                        outputs.append(PathArg(flag, _show(w, cwd), w.known, cmd.file,
-                                               cmd.line, w.reason, _directory(w, cwd, False)))
-                    elif _input_worth_checking(flag, w, cwd):
-                        inputs.append(PathArg(flag, _show(w, cwd), w.known, cmd.file,
-                                              cmd.line, w.reason))
-                i = j if not eq else i + 1
-                continue
-            i += 1
+        if job is not None:
+            inputs += _programs(job, cmd, made)
+            _flag_paths(cmd, inputs, outputs)
     return inputs, outputs
+
+
+def _opened_files(cmd: Command, made: _Made, inputs: list[PathArg],
+                  outputs: list[PathArg]) -> None:
+    """Redirects (`> f` written, `< f` read: bash opens them) and `tee FILE`."""
+    writes = {id(w) for w in cmd.writes}
+    for target in cmd.redirects:
+        if target.text.startswith("/dev/"):
+            continue
+        if id(target) in writes:
+            outputs.append(_opened("> (redirect)", target, cmd, made))
+        else:  # `< file`: bash opens it for reading
+            inputs.append(PathArg("< (redirect)", _show(target, cmd.cwd), target.known,
+                                  cmd.file, cmd.line, target.reason))
+    if cmd.program == "tee":
+        for w in cmd.argv[1:]:
+            if not w.text.startswith("-") and not w.text.startswith("/dev/"):
+                outputs.append(_opened("tee", w, cmd, made))
+
+
+def _flag_values(argv: list[Word], i: int) -> tuple[list[Word], int]:
+    """The values of the path flag at argv[i] (`--f=v`, `--f v`, `--dataset a b`) and the
+    index after them."""
+    flag, eq, inline = argv[i].text.partition("=")
+    if eq:
+        return [replace(argv[i], text=inline)], i + 1
+    values = []
+    j = i + 1
+    while j < len(argv) and not argv[j].text.startswith("-"):
+        values.append(argv[j])
+        j += 1
+        if flag not in MULTI_VALUE:
+            break
+    return values, j
+
+
+def _flag_paths(cmd: Command, inputs: list[PathArg], outputs: list[PathArg]) -> None:
+    """The paths a job's flags name: inputs it reads, output directories it writes."""
+    argv = list(cmd.argv)
+    cwd = cmd.cwd
+    i = 0
+    while i < len(argv):
+        flag = argv[i].text.partition("=")[0]
+        if flag not in INPUT_FLAGS and flag not in OUTPUT_FLAGS:
+            i += 1
+            continue
+        values, i = _flag_values(argv, i)
+        for w in values:
+            if flag in OUTPUT_FLAGS:
+                outputs.append(PathArg(flag, _show(w, cwd), w.known, cmd.file, cmd.line,
+                                       w.reason, _directory(w, cwd, False)))
+            elif _input_worth_checking(flag, w, cwd):
+                inputs.append(PathArg(flag, _show(w, cwd), w.known, cmd.file, cmd.line,
+                                      w.reason))
 
 
 def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:
@@ -732,12 +838,12 @@ def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:
         target = layer.program
         if not target or target in ("-c", "-") or target.startswith("-c"):
             continue
-        where: dict = {"file": cmd.file, "line": cmd.line}
+        where: dict[str, Any] = {"file": cmd.file, "line": cmd.line}
         if target.startswith("-m "):
             module = target[3:]
             top, _, sub = module.partition(".")
-            base = cmd.cwd and posixpath.join(cmd.cwd, top)
-            if not sub or not base or not os.path.isdir(base) or UNKNOWN_OPEN in module:
+            if not sub or not cmd.cwd or UNKNOWN_OPEN in module or \
+                    not os.path.isdir(posixpath.join(cmd.cwd, top)):
                 continue
             path = posixpath.join(cmd.cwd, *module.split("."))
             if os.path.exists(path + ".py") or os.path.isdir(path) or cmd.conditional:
@@ -814,7 +920,8 @@ def swift_args(args: tuple[Word, ...]) -> dict[str, Word]:
     return out
 
 
-def grpo_runs(spec: LaunchSpec):
+def grpo_runs(spec: LaunchSpec
+              ) -> Iterator[tuple[Layer, dict[str, Word], Layer | None]]:
     """(trainer layer, its args, the distributed layer that starts it or None) for every
     `swift rlhf --rlhf_type grpo`."""
     for job in spec.jobs:

@@ -17,8 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from preflight.launch.shell import Command, Var, Word
+
+if TYPE_CHECKING:
+    from preflight.launch.spec import LaunchSpec
 
 FLAGS = {
     "sglang": ("--mem-fraction-static", "--mem_fraction_static",
@@ -88,7 +92,7 @@ def from_commands(commands: Iterable[Command], variables: Mapping[str, Var],
     return [found[e] for e in FLAGS if e in found]
 
 
-def from_launch(spec, environ: Mapping[str, str]) -> list[Share]:
+def from_launch(spec: LaunchSpec | None, environ: Mapping[str, str]) -> list[Share]:
     """The shares of a `preflight.launch.spec.LaunchSpec` (None: environment only)."""
     if spec is None:
         return from_commands((), {}, environ)

@@ -8,8 +8,9 @@ rules (so every suggestion is one ms-swift then accepts). Line numbers are ms-sw
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from preflight.launch.shell import Word
 
@@ -101,6 +102,12 @@ def rejections(c: GrpoBatch) -> list[Rejection]:
     return out
 
 
+def _with(c: GrpoBatch, change: Mapping[str, int | None]) -> GrpoBatch:
+    """`c` with some numbers changed (None: an optional number dropped)."""
+    fields: dict[str, Any] = dict(change)
+    return replace(c, **fields)
+
+
 def _divisors(n: int, start: int) -> list[int]:
     return [d for d in range(start, n + 1) if n % d == 0]
 
@@ -117,9 +124,9 @@ def fixes(c: GrpoBatch, given: frozenset[str] = frozenset()) -> list[dict[str, i
 
     def accepted(change: dict[str, int | None]) -> bool:
         return bool(change) and change not in found and not rejections(
-            replace(c, **change))  # type: ignore[arg-type]
+            _with(c, change))
 
-    def nearest(key: str, values, now: int | None, keep: int) -> None:
+    def nearest(key: str, values: Iterable[int], now: int | None, keep: int) -> None:
         ok = [v for v in sorted(set(values), key=lambda v: (abs(v - (now or 0)), v))
               if accepted({key: v})]
         found.extend({key: v} for v in sorted(ok[:keep]))
@@ -155,7 +162,8 @@ def fixes(c: GrpoBatch, given: frozenset[str] = frozenset()) -> list[dict[str, i
     return found
 
 
-def _candidates(c: GrpoBatch, rule: str, given: frozenset[str]):
+def _candidates(c: GrpoBatch, rule: str, given: frozenset[str]
+                ) -> Iterator[Mapping[str, int | None]]:
     """Single changes that address one rejected rule (by its ms-swift line)."""
     global_batch = c.per_device_train_batch_size * c.world_size
     spg = c.steps_per_generation
@@ -163,8 +171,9 @@ def _candidates(c: GrpoBatch, rule: str, given: frozenset[str]):
     if rule.endswith((":216", ":209")):
         if spg is not None and gen is not None:
             yield {"generation_batch_size": global_batch * spg}
-        yield from ({k: None} for k in ("steps_per_generation", "generation_batch_size")
-                    if k in given and getattr(c, k) is not None)
+        for key in ("steps_per_generation", "generation_batch_size"):
+            if key in given and getattr(c, key) is not None:
+                yield {key: None}
         if gen is not None and global_batch:
             yield {"generation_batch_size": max(global_batch, gen // global_batch *
                                                 global_batch)}
@@ -189,7 +198,7 @@ def _candidates(c: GrpoBatch, rule: str, given: frozenset[str]):
         yield from ({"num_generations_eval": n} for n in range(geb, 0, -1) if geb % n == 0)
 
 
-def _repair(c: GrpoBatch, given: frozenset[str], done: dict, depth: int
+def _repair(c: GrpoBatch, given: frozenset[str], done: dict[str, int | None], depth: int
             ) -> dict[str, int | None] | None:
     found = rejections(c)
     if not found:
@@ -197,7 +206,7 @@ def _repair(c: GrpoBatch, given: frozenset[str], done: dict, depth: int
     if depth == 0:
         return None
     for change in _candidates(c, found[0].where, given):
-        after = replace(c, **change)  # type: ignore[arg-type]
+        after = _with(c, change)
         later = rejections(after)
         if later and later[0].where == found[0].where:
             continue  # no progress on this rule
@@ -253,6 +262,6 @@ def from_args(args: Mapping[str, Word], world_size: int | None, world_from: str 
     if unknown:
         return None, None, unknown
     teacher = "teacher_model" in args or "teacher_model_server" in args
-    cfg = GrpoBatch(world_size=world_size or 1, teacher=teacher, eval_on=eval_on,
-                    **values)  # type: ignore[arg-type]
+    cfg = _with(GrpoBatch(world_size=world_size or 1, teacher=teacher, eval_on=eval_on),
+                values)
     return cfg, replace(cfg, eval_on=not eval_on) if eval_unknown else None, []

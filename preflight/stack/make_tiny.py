@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 # The special tokens and the chat template of Qwen2's tokenizer_config.json (ChatML),
 # trimmed to plain text turns: swift's `qwen` template renders the same markers.
@@ -38,16 +39,27 @@ QUESTIONS = [
 ]
 
 
-def rows(count: int) -> list[dict]:
+def rows(count: int) -> list[dict[str, Any]]:
     return [
         {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
         for q, a in (QUESTIONS[i % len(QUESTIONS)] for i in range(count))
     ]
 
 
-def build_tokenizer(corpus: list[str], vocab_size: int):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+# This file runs under the stack's own Python (the env `swift` runs in, which has
+# transformers and tokenizers); preflight's own environment need not have them, so mypy
+# may not find them: the imports are typed Any there.
+def build_tokenizer(corpus: list[str], vocab_size: int) -> Any:
+    from tokenizers import (  # type: ignore[import-not-found,unused-ignore]
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        trainers,
+    )
+    from transformers import (  # type: ignore[import-not-found,unused-ignore]
+        PreTrainedTokenizerFast,
+    )
 
     # Byte-level BPE like Qwen2's: every byte is in the alphabet, so nothing is <unk>.
     tok = Tokenizer(models.BPE())
@@ -70,9 +82,13 @@ def build_tokenizer(corpus: list[str], vocab_size: int):
     )
 
 
-def build_model(tokenizer, layers: int, hidden: int):
+def build_model(tokenizer: Any, layers: int, hidden: int) -> Any:
     import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+    from transformers import (  # type: ignore[import-not-found,unused-ignore]
+        GenerationConfig,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     torch.manual_seed(0)
     config = Qwen2Config(

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from preflight.probes.http import request
 
@@ -71,7 +72,7 @@ class Generation:
     text: str
     error: str
     elapsed_s: float
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def generate(base_url: str, prompt: str, max_new_tokens: int = 8,
@@ -80,7 +81,8 @@ def generate(base_url: str, prompt: str, max_new_tokens: int = 8,
         "text": prompt,
         "sampling_params": {"max_new_tokens": max_new_tokens, "temperature": 0},
     })
-    text, meta, error = "", {}, reply.error
+    text, error = "", reply.error
+    meta: dict[str, Any] = {}
     if reply.status == 200:
         try:
             answer = json.loads(reply.body)

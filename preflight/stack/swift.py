@@ -1,9 +1,10 @@
 """ms-swift: where it is installed, the smoke command, and what a run left behind.
 
-Seed 000's fix was a `--max_steps 10` smoke before the real run; this module builds
-that command for the user's installed `swift` and reads its results back as plain
-data. How `swift` launches itself is ms-swift's `swift/cli/main.py` (4.6):
-`NPROC_PER_NODE` / `NNODES` in the environment make it exec
+A 4-GPU ms-swift GRPO job that hung under two launchers was fixed by a `--max_steps 10`
+smoke before the real run; this module builds that command for the user's installed
+`swift` and reads its results back as plain data. How `swift` launches itself is
+ms-swift's `swift/cli/main.py` (4.6): `NPROC_PER_NODE` / `NNODES` in the environment make
+it exec
 `python -m torch.distributed.run --nproc_per_node N [--master_port $MASTER_PORT] ...`
 and print `run sh: ...` first.
 """
@@ -15,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from preflight.probes import paths
 from preflight.probes.exceptions import exception_lines
@@ -114,10 +116,11 @@ def grpo_argv(install: SwiftInstall, model: str, dataset: str, output_dir: Path,
     module, as `torchrun ... -m swift.cli.rlhf` (run with `torchrun_env`)."""
     args = [*train_args(model, dataset, output_dir, steps, backend), *GRPO_ARGS]
     if via == "torchrun":
-        return [install.python, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+        return [install.python or "python", "-m", "torch.distributed.run",
+                "--nproc_per_node", str(nproc),
                 "--master_addr", "127.0.0.1", "--master_port", str(port),
                 "-m", "swift.cli.rlhf", *args]
-    return [install.executable, "rlhf", *args]
+    return [install.executable or "swift", "rlhf", *args]
 
 
 def train_args(model: str, dataset: str, output_dir: Path, steps: int,
@@ -205,10 +208,10 @@ class SmokeRun:
     error_lines: tuple[str, ...] = field(default=())
 
 
-def parse_logging(lines: Iterable[str]) -> dict:
+def parse_logging(lines: Iterable[str]) -> dict[str, Any]:
     """swift's logging.jsonl: one JSON object per logging step, a summary last."""
     steps, losses, memory, rewards, reward_stds = [], [], [], [], []
-    summary: dict = {}
+    summary: dict[str, Any] = {}
     max_steps = None
     for raw in lines:
         try:
@@ -311,7 +314,7 @@ def read_run(output_dir: Path, log_text: str, steps: int) -> SmokeRun:
     )
 
 
-def _float(value) -> float | None:
+def _float(value: Any) -> float | None:
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -35,7 +35,7 @@ class Watched:
         return Path(self.log_path).read_text(encoding="utf-8", errors="replace")
 
 
-def terminate(proc: subprocess.Popen, tree: ProcessTree, grace_s: float) -> None:
+def terminate(proc: subprocess.Popen[bytes], tree: ProcessTree, grace_s: float) -> None:
     """SIGTERM the group and the tree, wait `grace_s`, then SIGKILL what is left."""
     tree.refresh()
     kill_group(proc, signal.SIGTERM)
@@ -55,7 +55,8 @@ class Started:
     """A process tree we started and will stop: `with Started(...) as s:` stops it on exit."""
 
     def __init__(self, runner: Runner, argv: Sequence[str], *, log_path: Path,
-                 env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None):
+                 env: Mapping[str, str] | None = None,
+                 cwd: str | os.PathLike[str] | None = None) -> None:
         self.argv = tuple(argv)
         self.log_path = log_path
         self.started = time.monotonic()
@@ -87,7 +88,7 @@ class Started:
     def __enter__(self) -> Started:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -98,7 +99,7 @@ def watch(
     log_path: Path,
     timeout_s: float,
     env: Mapping[str, str] | None = None,
-    cwd: str | os.PathLike | None = None,
+    cwd: str | os.PathLike[str] | None = None,
     stop_on: re.Pattern[str] | None = None,
     stop_after_s: float = 0.0,
     grace_s: float = 5.0,

@@ -1,0 +1,565 @@
+"""Launch-script pitfalls from real lost jobs: nested-launcher, empty-variable,
+launch-inputs, grpo-batch, launch-ports, launch-gpus.
+
+Each judge reads the frozen `LaunchSpec` (`preflight.launch.spec`: the script evaluated,
+never run) and what the adapter read of the node (paths, ports, GPU count) and returns a
+`Verdict`. Without a launch script every judge skips.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from preflight.launch.shell import UNKNOWN_OPEN, Word
+from preflight.launch.spec import LaunchSpec, Layer, PathArg, display, grpo_runs
+from preflight.model import Kind, Problem, Verdict
+from preflight.numbers import maybe_int
+from preflight.stack import grpo_batch
+
+NO_SCRIPT = "no launch script (--launch-script PATH or --launch-cmd STRING)"
+NO_LAUNCHER = "no distributed launcher in the launch script"
+LAUNCHER_WORDS = ("torchrun", "torch.distributed", "swift", "megatron", "deepspeed",
+                  "accelerate", "ray")
+
+
+def short(path: str) -> str:
+    return posixpath.basename(path) if path.startswith("/") else path
+
+
+def at(layer: Layer) -> str:
+    return f"{short(layer.file)}:{layer.line}"
+
+
+def distributed(spec: LaunchSpec) -> list[Layer]:
+    return [x for job in spec.jobs for x in job.distributed]
+
+
+def _unknowns(spec: LaunchSpec, words: tuple[str, ...] = ()) -> list[str]:
+    return [f"{posixpath.basename(u.file)}:{u.line}: {u.reason}" for u in spec.unknowns
+            if not words or any(w in u.text for w in words)]
+
+
+# -- nested-launcher -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NestedFacts:
+    spec: LaunchSpec | None
+    under: Mapping[str, str]  # TORCHELASTIC_RUN_ID / LOCAL_RANK the suite itself runs with
+
+
+def _nested_fix(outer: Layer, inner: Layer) -> str:
+    if inner.implicit and "swift" in inner.launcher:
+        n = outer.nproc or inner.nproc or "N"
+        return (f"{at(outer)}: drop the outer {outer.launcher} and run "
+                f"`NPROC_PER_NODE={n} swift ...` (swift relaunches itself once), or keep "
+                "torchrun and call `python -m swift.cli.rlhf` (or .sft) with "
+                "NPROC_PER_NODE unset")
+    return f"{at(outer)}: keep one launcher: drop {outer.launcher} or the {inner.launcher} " \
+           "it starts"
+
+
+def nested_launcher(f: NestedFacts) -> Verdict:
+    spec = f.spec
+    if spec is None:
+        return Verdict(skip=NO_SCRIPT)
+    launching = [job for job in spec.jobs if job.distributed]
+    v = Verdict(
+        evidence=dict(jobs=[{"command": display(job.command.argv),
+                             "layers": [x.describe() for x in job.layers]}
+                            for job in spec.jobs],
+                      suite_under_torchrun=dict(f.under) or None),
+        headline="nested launchers", fix="keep one distributed launcher per job")
+    for job in spec.jobs:
+        if len(job.distributed) > 1:
+            outer, inner = job.distributed[0], job.distributed[1]
+            text = (f"{outer.launcher} at {at(outer)} (port {outer.port or outer.port_text}) "
+                    f"starts {inner.launcher} at {at(inner)} "
+                    f"(port {inner.port or inner.port_text})")
+            maybe = outer.maybe or inner.maybe
+            v.problems.append(Problem.unknown(f"{text}, if it starts at all: {maybe}")
+                              if maybe else Problem(text, _nested_fix(outer, inner)))
+    if f.under and launching:
+        first = launching[0].distributed[0]
+        v.problems.append(Problem(
+            f"preflight itself runs under torchrun ({', '.join(f.under)} set) and the "
+            f"script starts {first.launcher} at {at(first)}",
+            "run preflight from a plain shell, not under torchrun "
+            "(unset TORCHELASTIC_RUN_ID LOCAL_RANK)"))
+    if v.of(Kind.BLOCKER):
+        return v
+    unknown = _unknowns(spec, LAUNCHER_WORDS) + [
+        f"{short(c.file)}:{c.line}: {c.argv[0].reason}" for c in spec.commands
+        if c.argv and not c.argv[0].known]
+    if unknown:
+        v.evidence["unknowns"] = unknown
+        v.problems.append(Problem.unknown(
+            "cannot tell the launch layers: " + "; ".join(unknown[:3])))
+    if v.problems:
+        return v
+    end = spec.exit
+    if end and not launching:
+        if end.empty or end.missing:
+            v.skip = (f"the script exits at line {end.line} before it launches anything "
+                      "(see empty-variable / launch-inputs)")
+        else:
+            v.problems.append(Problem.unknown(
+                f"the script exits at line {end.line} ({end.guard or 'exit ' + end.status}) "
+                "before it launches anything"))
+        return v
+    layers = [x.launcher for job in launching for x in job.distributed]
+    v.ok = (f"one launcher layer per job ({', '.join(dict.fromkeys(layers))})" if layers
+            else "no distributed launcher in the script")
+    return v
+
+
+# -- empty-variable --------------------------------------------------------------------
+
+
+def _set_it(name: str) -> str:
+    return (f"export {name}=<value> before the script (or give it a default: "
+            f"${{{name}:-value}}, or fail fast: ${{{name}:?set {name}}})")
+
+
+def empty_variable(spec: LaunchSpec | None) -> Verdict:
+    if spec is None:
+        return Verdict(skip=NO_SCRIPT)
+    guard = spec.exit if spec.exit and spec.exit.empty else None
+    uses = [{"variable": u.variable, "line": f"{short(u.file)}:{u.line}",
+             "program": u.program, "argument": u.argument, "expands_to": u.expands_to}
+            for u in spec.empties]
+    v = Verdict(evidence=dict(empty=uses, exits_at=None if guard is None else {
+        "line": f"{short(guard.file)}:{guard.line}", "guard": guard.guard,
+        "empty": list(guard.empty)}), fix="set the variable",
+        ok="no variable expands empty inside an argument or path")
+    # Each variable's fix goes with the first problem naming it; the first four only.
+    names = list(dict.fromkeys([u.variable for u in spec.empties] +
+                               (list(guard.empty) if guard else [])))[:4]
+    unfixed = list(names)
+
+    def fix_for(variables: Sequence[str]) -> str:
+        mine = [n for n in variables if n in unfixed]
+        for n in mine:
+            unfixed.remove(n)
+        return "\n".join(_set_it(n) for n in mine)
+
+    for u in uses[:5]:
+        v.problems.append(Problem(
+            f"{u['variable']} is empty at {u['line']}: {u['argument']} -> {u['expands_to']}",
+            fix_for([str(u["variable"])])))
+    if guard:
+        v.problems.append(Problem(
+            f"the script exits at line {guard.line} because {', '.join(guard.empty)} is "
+            f"empty ({guard.guard})", fix_for(guard.empty)))
+    return v
+
+
+# -- launch-inputs ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputsFacts:
+    spec: LaunchSpec | None
+    exists: Mapping[str, bool] = field(default_factory=dict)  # input path -> exists
+    is_dir: Mapping[str, bool] = field(default_factory=dict)  # output directory -> isdir
+    nearest: Mapping[str, str] = field(default_factory=dict)  # dir -> nearest existing
+    writable: Mapping[str, bool] = field(default_factory=dict)  # that one: a dir we may write
+
+
+def input_paths(spec: LaunchSpec) -> list[str]:
+    """The input paths the judge asks `exists` about."""
+    return [a.path for a in spec.inputs if a.known and a.path]
+
+
+def output_dirs(spec: LaunchSpec) -> list[str]:
+    """The output directories the judge asks `is_dir` / `nearest` about."""
+    return [o.directory for o in spec.outputs if o.directory]
+
+
+def _output(out: PathArg, f: InputsFacts) -> dict[str, Any] | str | None:
+    """An output's problem (a dict for the evidence), an unknown (str), or None: fine."""
+    if not out.directory:
+        return None if out.known else f"{out.flag} {out.path} ({out.reason})"
+    where = f"{short(out.file)}:{out.line}"
+    base = f.nearest.get(out.directory, "/")
+    if out.needs_dir and not f.is_dir.get(out.directory, False):
+        # bash (`> dir/x.log`) and tee open the file: a missing directory fails there
+        if out.made:
+            return None
+        if out.made is None:
+            return f"{out.flag} {out.path} at {where}: {out.directory} may be created by " \
+                   f"{out.made_by}"
+        return {"flag": out.flag, "path": out.path, "line": where, "nearest_existing": base,
+                "missing_dir": out.directory}
+    if f.writable.get(base, False):
+        return None
+    return {"flag": out.flag, "path": out.path, "line": where, "nearest_existing": base}
+
+
+def launch_inputs(f: InputsFacts) -> Verdict:
+    spec = f.spec
+    if spec is None:
+        return Verdict(skip=NO_SCRIPT)
+    missing: list[dict[str, str]] = []
+    unknown: list[str] = []
+    bad: list[dict[str, Any]] = []
+    checked: list[str] = []
+    for arg in spec.inputs:
+        if not arg.known:
+            unknown.append(f"{arg.flag} {arg.path} at {short(arg.file)}:{arg.line} "
+                           f"({arg.reason})")
+        elif arg.path not in checked:
+            checked.append(arg.path)
+            if not arg.path or not f.exists.get(arg.path, False):
+                missing.append({"flag": arg.flag, "path": arg.path or "(empty)",
+                                "line": f"{short(arg.file)}:{arg.line}"})
+    for out in spec.outputs:
+        found = _output(out, f)
+        if isinstance(found, str):
+            unknown.append(found)
+        elif found is not None:
+            bad.append(found)
+    end = spec.exit
+    if end is not None:
+        missing += [{"flag": f"guard `{end.guard}`", "path": path,
+                     "line": f"{short(end.file)}:{end.line}"} for path in end.missing]
+    v = Verdict(evidence=dict(
+        inputs_checked=checked, missing=missing,
+        outputs=[{"flag": o.flag, "directory": o.directory} for o in spec.outputs],
+        outputs_not_writable=bad, unknown=unknown),
+        fix="point the flags at paths that exist",
+        ok=f"{len(checked)} input path(s) exist, {len(spec.outputs)} output(s) writable")
+    # The first three of each kind carry their fix, as the report always listed them.
+    for i, m in enumerate(missing[:4]):
+        v.problems.append(Problem(
+            f"{m['flag']} {m['path']} does not exist ({m['line']})",
+            f"fix {m['flag']} at {m['line']}: {m['path']} does not exist (check the "
+            "variables it is built from, or download/convert it first)" if i < 3 else ""))
+    for i, o in enumerate(bad[:4]):
+        fix = (f"mkdir -p {o['missing_dir']}  # before {o['line']}: {o['flag']} does not "
+               "create its directory" if "missing_dir" in o else
+               f"mkdir -p {o['path']} on a writable disk, or point {o['flag']} elsewhere "
+               f"({o['nearest_existing']} is not writable)")
+        v.problems.append(Problem(
+            f"{o['flag']} {o['path']} ({o['line']}): directory {o['missing_dir']} does not "
+            "exist, bash/tee fail there" if "missing_dir" in o else
+            f"{o['flag']} {o['path']}: {o['nearest_existing']} is not writable",
+            fix if i < 3 else ""))
+    if not v.problems and unknown:
+        v.problems.append(Problem.unknown("cannot check: " + "; ".join(unknown[:3])))
+    elif not spec.inputs and not spec.outputs and not missing:
+        v.skip = "the launch command gives no model/dataset/checkpoint/output paths"
+    return v
+
+
+# -- grpo-batch ------------------------------------------------------------------------
+
+
+def _value(args: Mapping[str, Word], key: str, default: int | None
+           ) -> tuple[int | None, str]:
+    w = args.get(key)
+    if w is None:
+        return default, "default"
+    if not w.known:
+        return None, f"{w.text} ({w.reason})"
+    try:
+        return int(w.text), ("--" + key + (f" <- {' <- '.join(w.refs)}" if w.refs else ""))
+    except ValueError:
+        return None, f"--{key} {w.text!r} is not an integer"
+
+
+def _world(launcher: Layer | None) -> tuple[int | None, str]:
+    if launcher is None:
+        return 1, "one process (no launcher)"
+    if launcher.nproc is None or launcher.nnodes is None:
+        return None, f"{launcher.launcher} nproc {launcher.nproc_text}"
+    return launcher.nproc * launcher.nnodes, (
+        f"{launcher.launcher} {launcher.nproc_source}={launcher.nproc}"
+        + (f" x {launcher.nnodes} nodes" if launcher.nnodes > 1 else ""))
+
+
+def _fix_text(changes: list[dict[str, int | None]], args: Mapping[str, Word]) -> str:
+    """Fixes grouped by flag: `--num_generations one of [2, 4] (PRL_NUM_GENERATIONS=...)`."""
+    single: dict[str, list[int]] = {}
+    parts = []
+    for change in changes:
+        if len(change) == 1 and None not in change.values():
+            (key, value), = change.items()
+            assert value is not None
+            single.setdefault(key, []).append(value)
+        else:
+            parts.append(grpo_batch.flags(change))
+    for key, values in single.items():
+        w = args.get(key)
+        via = f" ({w.refs[-1]}=...)" if w is not None and w.refs else ""
+        parts.insert(len(parts) if parts else 0, f"--{key} one of {values}{via}" if
+                     key.startswith("num_generations") else
+                     f"--{key} {' or '.join(map(str, values))}{via}")
+    return ", or ".join(parts)
+
+
+def _rejected(text: str, c: grpo_batch.GrpoBatch, gbs: int) -> str:
+    """ms-swift's message, with this job's numbers in it."""
+    g = c.num_generations
+    if "divisible by num_generations (" in text:
+        return f"generation_batch_size {gbs} % num_generations {g} = {gbs % g}"
+    if "eval batch" in text:
+        geval = c.num_generations_eval or g
+        eb = c.per_device_eval_batch_size * c.world_size
+        return (f"global eval batch {c.world_size} x {c.per_device_eval_batch_size} = {eb} % "
+                f"num_generations_eval {geval} = {eb % geval}")
+    return text
+
+
+def _one_run(layer: Layer, args: Mapping[str, Word], launcher: Layer | None, v: Verdict,
+             runs: list[dict[str, Any]], unknown: list[str]) -> None:
+    # The rules and their ms-swift 4.6 file:line: preflight/stack/grpo_batch.py.
+    ws, ws_from = _world(launcher)
+    cfg, flipped, missing = grpo_batch.from_args(args, ws, ws_from)
+    if cfg is None:
+        unknown.append(f"{at(layer)}: " + ", ".join(missing))
+        return
+    found = grpo_batch.rejections(cfg)
+    if flipped is not None and bool(found) != bool(grpo_batch.rejections(flipped)):
+        unknown.append(f"{at(layer)}: whether GRPO evaluates (--eval_strategy / "
+                       "--save_strategy / --split_dataset_ratio not known) decides it")
+        return
+    b, g, gbs = cfg.per_device_train_batch_size, cfg.num_generations, cfg.generation_batch_size
+    if gbs is None:
+        spg = cfg.steps_per_generation
+        spg = spg if spg is not None else cfg.gradient_accumulation_steps
+        gbs = b * cfg.world_size * spg
+        how = (f"generation_batch_size = per_device_train_batch_size {b} x world_size "
+               f"{cfg.world_size} x steps_per_generation {spg} = {gbs}")
+    else:
+        how = f"generation_batch_size {gbs} (given)"
+    runs.append({"line": f"{short(layer.file)}:{layer.line}", "formula": how,
+                 "world_size_from": ws_from, "num_generations": g,
+                 "num_generations_from": _value(args, "num_generations", 8)[1],
+                 "remainder": gbs % g if g else None, "eval": cfg.eval_on,
+                 "teacher": cfg.teacher})
+    if not found:
+        return
+    fix = _fix_text(grpo_batch.fixes(cfg, frozenset(args)), args) + (
+        ", or --eval_strategy no" if cfg.eval_on and
+        any("eval" in r.message for r in found) else "") + (
+        ", or --teacher_model <a teacher> (on-policy distillation allows 1)"
+        if any("greater than 1" in r.message for r in found) else "")
+    for r in found:
+        v.problems.append(Problem(f"{at(layer)}: {_rejected(r.message, cfg, gbs)} "
+                                  f"(ms-swift {r.where})", fix))
+
+
+def grpo_batch_divisible(spec: LaunchSpec | None) -> Verdict:
+    if spec is None:
+        return Verdict(skip=NO_SCRIPT)
+    found = list(grpo_runs(spec))
+    if not found:
+        return Verdict(skip="no GRPO run (swift rlhf --rlhf_type grpo) in the launch script")
+    runs: list[dict[str, Any]] = []
+    unknown: list[str] = []
+    v = Verdict(fix="make num_generations divide the generation batch")
+    for layer, args, launcher in found:
+        _one_run(layer, args, launcher, v, runs, unknown)
+    v.evidence = dict(runs=runs, unknown=unknown)
+    if unknown:
+        v.problems.append(Problem.unknown(
+            "cannot do the GRPO batch arithmetic: " + "; ".join(unknown)))
+    v.ok = "; ".join(a["formula"] + f", divisible by {a['num_generations']}" for a in runs)
+    return v
+
+
+# -- launch-ports ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int | None
+    cmdline: str | None  # redacted; None when the process is gone or not readable
+
+
+@dataclass(frozen=True)
+class Bind:
+    """One port tried on this node: bound (error "") or not, and who listens on it."""
+
+    error: str = ""
+    holders: tuple[Holder, ...] = ()
+
+
+@dataclass(frozen=True)
+class PortsFacts:
+    spec: LaunchSpec | None
+    local: Mapping[str, bool]  # master address -> one of this node's
+    binds: Mapping[int, Bind]  # port -> what binding it did (ports on this node only)
+    free: str  # a port the fix may suggest
+
+
+def master_of(layer: Layer) -> str:
+    """The address the layer's rendezvous binds ("" or local: this node)."""
+    master = layer.env.get("MASTER_ADDR") if layer.implicit else None
+    return layer.master_addr or (master.value or "" if master else "")
+
+
+def _job_ports(layers: Sequence[Layer], f: PortsFacts, seen: dict[int, str], v: Verdict,
+               rows: list[dict[str, Any]], unknown: list[str], fix: str) -> None:
+    used: dict[int, str] = {}
+    for layer in layers:
+        row = layer.describe()
+        rows.append(row)
+        if layer.port is None:
+            if layer.port_text != "free":
+                # "⟨unknown⟩" alone names nothing: say what decided it could not be read
+                why = f" ({layer.port_source})" if layer.port_text == "⟨unknown⟩" and \
+                    layer.port_source else ""
+                unknown.append(f"{layer.launcher} at {at(layer)}: port {layer.port_text}{why}")
+            continue
+        if layer.port in used:
+            v.problems.append(Problem(f"{layer.launcher} at {at(layer)} and "
+                                      f"{used[layer.port]} both use port {layer.port}", fix))
+            continue
+        used[layer.port] = f"{layer.launcher} at {at(layer)}"
+        if layer.port in seen:
+            continue
+        seen[layer.port] = used[layer.port]
+        addr = master_of(layer)
+        if addr and not f.local.get(addr, UNKNOWN_OPEN in addr):
+            row["bind"] = f"skipped: {addr} is another node"
+            continue
+        bound = f.binds.get(layer.port, Bind())
+        row["bind"] = bound.error or "ok"
+        row["holders"] = [{"pid": h.pid, "cmdline": h.cmdline} for h in bound.holders]
+        if bound.error and UNKNOWN_OPEN in addr:
+            # taken here, but whether this node hosts the rendezvous is not known
+            unknown.append(f"{layer.launcher} at {at(layer)}: port {layer.port} is taken "
+                           f"here ({bound.error}) and its master address {addr} is not known")
+        elif bound.error and layer.port_fallback:
+            # accelerate on one machine takes another free port (utils/launch.py:233)
+            v.problems.append(Problem.warning(
+                f"port {layer.port} of {layer.launcher} at {at(layer)} is taken: accelerate "
+                "will pick a free one instead", fix))
+        elif bound.error:
+            pids = sorted({h.pid for h in bound.holders if h.pid})
+            v.problems.append(Problem(
+                f"port {layer.port} of {layer.launcher} at {at(layer)} cannot be bound: "
+                f"{bound.error}" + (f" (held by pid {', '.join(map(str, pids))})"
+                                    if pids else ""), fix))
+
+
+def _ignored_master_port(layer: Layer) -> str:
+    """torchrun reads PET_MASTER_PORT, never MASTER_PORT: an exported one is a trap."""
+    if layer.implicit or not layer.launcher.startswith(("torchrun", "python -m torch")):
+        return ""
+    env_port = layer.master_port_env
+    if not env_port or env_port == (str(layer.port) if layer.port else None):
+        return ""
+    really = layer.port if layer.port is not None else "a free port"
+    return (f"MASTER_PORT={env_port} is exported for {layer.launcher} at {at(layer)}, which "
+            f"does not read it: it uses {really} ({layer.port_source})")
+
+
+def launch_ports(f: PortsFacts) -> Verdict:
+    spec = f.spec
+    if spec is None:
+        return Verdict(skip=NO_SCRIPT)
+    if not distributed(spec):
+        return Verdict(skip=NO_LAUNCHER)
+    fix = (f"give each layer its own free port: torchrun --master_port {f.free} (or "
+           f"PET_MASTER_PORT={f.free}); for swift, MASTER_PORT={f.free}; kill only holders "
+           "that are yours")
+    v = Verdict(fix=fix)
+    seen: dict[int, str] = {}
+    rows: list[dict[str, Any]] = []
+    unknown: list[str] = []
+    for job in spec.jobs:
+        _job_ports(job.distributed, f, seen, v, rows, unknown, fix)
+        for layer in job.distributed:
+            if warning := _ignored_master_port(layer):
+                v.problems.append(Problem.warning(warning, fix))
+    warnings = [p.text for p in v.of(Kind.WARNING)]
+    v.evidence = dict(layers=rows, unknown=unknown, ignored_master_port=warnings)
+    if unknown:
+        v.problems.append(Problem.unknown("cannot check the ports: " + "; ".join(unknown)))
+    v.ok = ("ports free: " + ", ".join(map(str, sorted(seen))) if seen else
+            "every launcher picks a free port itself")
+    return v
+
+
+# -- launch-gpus -----------------------------------------------------------------------
+
+
+def visible(value: str) -> list[str]:
+    """CUDA_VISIBLE_DEVICES as CUDA reads it: it stops at the first invalid entry."""
+    if value.strip() in ("", "-1", "NoDevFiles"):
+        return []
+    out = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item or item.startswith("-"):
+            break
+        out.append(item)
+    return out
+
+
+@dataclass(frozen=True)
+class GpusFacts:
+    spec: LaunchSpec | None
+    gpus: int  # GPUs NVML lists on this node
+    nvml_error: str | None
+
+
+def _gpus_fix(rows: Sequence[Mapping[str, Any]], gpus: int) -> str:
+    counts = [r["visible"] for r in rows if r.get("visible") is not None]
+    n = min(counts) if counts else gpus
+    return (f"--nproc_per_node {n} (NPROC_PER_NODE={n}), or list more GPUs: "
+            f"CUDA_VISIBLE_DEVICES={','.join(str(i) for i in range(max(n, 1)))}" if n else
+            "expose GPUs: CUDA_VISIBLE_DEVICES=0,1,... ")
+
+
+def launch_gpus(f: GpusFacts) -> Verdict:
+    spec = f.spec
+    if spec is None:
+        return Verdict(skip=NO_SCRIPT)
+    layers = distributed(spec)
+    if not layers:
+        return Verdict(skip=NO_LAUNCHER)
+    blockers: list[str] = []
+    unknown: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for layer in layers:
+        cvd = layer.env.get("CUDA_VISIBLE_DEVICES")
+        row = {**layer.describe(), "CUDA_VISIBLE_DEVICES": None if cvd is None else
+               (cvd.value if cvd.value is not None else cvd.text)}
+        rows.append(row)
+        if layer.nproc is None:
+            if layer.nproc_text not in ("auto", "gpu", "all GPUs"):  # else: one per GPU
+                unknown.append(f"{layer.launcher} at {at(layer)}: nproc {layer.nproc_text}")
+            continue
+        if cvd is not None and cvd.value is None:
+            unknown.append(f"CUDA_VISIBLE_DEVICES for {at(layer)}: {cvd.reason}")
+            continue
+        if cvd is not None and cvd.value is not None:
+            shown = visible(cvd.value)
+            row["visible"] = count = len(shown)
+            absent = [d for d in shown if (i := maybe_int(d)) is not None and i >= f.gpus]
+            if f.gpus and absent:
+                blockers.append(f"CUDA_VISIBLE_DEVICES={cvd.value} names GPU "
+                                f"{', '.join(absent)} but the node has {f.gpus}")
+        elif f.gpus:
+            row["visible"] = count = f.gpus
+        else:
+            return Verdict(skip="no GPU to count: CUDA_VISIBLE_DEVICES unset and NVML "
+                                f"reports none ({f.nvml_error or 'no GPU'})")
+        if layer.nproc > count:
+            blockers.append(f"{layer.launcher} at {at(layer)} starts {layer.nproc} "
+                            f"processes per node but {count} GPU(s) are visible")
+    fix = _gpus_fix(rows, f.gpus)
+    v = Verdict(evidence=dict(layers=rows, gpus_on_node=f.gpus, nvml_error=f.nvml_error),
+                problems=[Problem(text, fix) for text in blockers], fix=fix)
+    if unknown:
+        v.problems.append(Problem.unknown("cannot count: " + "; ".join(unknown)))
+    v.ok = ", ".join(f"{r['launcher']}: {r.get('nproc_per_node')} process(es), "
+                     f"{r.get('visible', '?')} GPU(s) visible" for r in rows)
+    return v

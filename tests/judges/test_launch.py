@@ -1,0 +1,327 @@
+"""The launch judges in-process, from tables: a launch line (evaluated by the real
+`preflight.launch.spec`, nothing run) and what the node showed -> the problems, their
+kinds and fixes, or the skip. The end-to-end runs through the plugin stay in
+tests/test_launch_checks.py."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from preflight.judges import launch as judge
+from preflight.launch.spec import LaunchSpec, load
+from preflight.model import Kind, Verdict
+
+ENV = {"PATH": "/usr/bin:/bin", "HOME": "/root"}
+
+
+def spec_of(cmd: str, env: Mapping[str, str] | None = None, cwd: str = "/") -> LaunchSpec:
+    return load(None, cmd, {**ENV, **(env or {})}, cwd=cwd)
+
+
+def script_of(tmp_path, text: str, env: Mapping[str, str] | None = None) -> LaunchSpec:
+    path = tmp_path / "run.sh"
+    path.write_text(text)
+    return load(str(path), None, {**ENV, **(env or {})}, cwd=str(tmp_path))
+
+
+@dataclass(frozen=True)
+class Want:
+    """What a verdict must show: the deciding kind (None: passes), texts in the message,
+    texts in the fix, the skip reason's start, the `ok` summary's start."""
+
+    kind: Kind | None = None
+    says: tuple[str, ...] = ()
+    fix: tuple[str, ...] = ()
+    skip: str = ""
+    ok: str = ""
+    evidence: Mapping[str, object] = field(default_factory=dict)
+
+
+def _fix(v: Verdict) -> str:
+    return "\n".join(dict.fromkeys(p.fix for p in v.deciding if p.fix)) or v.fix
+
+
+def check(v: Verdict, want: Want) -> None:
+    if want.skip:
+        assert v.skip.startswith(want.skip), v
+        return
+    assert not v.skip, v.skip
+    deciding = v.deciding
+    assert (deciding[0].kind if deciding else None) is want.kind, v.problems
+    for text in want.says:
+        assert text in v.message, (text, v.message)
+    for text in want.fix:
+        assert text in _fix(v), (text, _fix(v))
+    if want.kind is None:
+        assert v.ok.startswith(want.ok), v.ok
+    for key, value in want.evidence.items():
+        assert v.evidence[key] == value, (key, v.evidence[key])
+
+
+# -- nested-launcher -------------------------------------------------------------------
+
+NESTED = [
+    ("one torchrun", "torchrun --nproc_per_node 2 --master_port 29501 train.py", {}, {},
+     Want(ok="one launcher layer per job (torchrun)")),
+    ("torchrun runs torchrun",
+     "torchrun --nproc_per_node 2 -m torch.distributed.run --nproc_per_node 2 train.py", {},
+     {}, Want(Kind.BLOCKER, ("nested launchers: torchrun at <--launch-cmd>:1",
+                             "starts python -m torch.distributed.run"),
+              ("keep one launcher: drop torchrun",))),
+    ("torchrun runs swift, which relaunches",
+     "torchrun --nproc_per_node 2 --master_port 29501 /usr/bin/swift rlhf --model m",
+     {"NPROC_PER_NODE": "2"}, {},
+     Want(Kind.BLOCKER, ("relaunched by swift rlhf",), ("NPROC_PER_NODE=2 swift ...",
+                                                         "python -m swift.cli.rlhf"))),
+    ("the suite itself under torchrun", "torchrun --nproc_per_node 2 train.py", {},
+     {"LOCAL_RANK": "0"},
+     Want(Kind.BLOCKER, ("preflight itself runs under torchrun (LOCAL_RANK set)",),
+          ("unset TORCHELASTIC_RUN_ID LOCAL_RANK",))),
+    ("a launcher that is not known", 'L="$(cat launcher.txt)"; $L train.py', {}, {},
+     Want(Kind.UNKNOWN, ("cannot tell the launch layers",),
+          ("keep one distributed launcher per job",))),
+    ("no launcher at all", "python train.py", {}, {},
+     Want(ok="no distributed launcher in the script")),
+    ("swift under torchrun may relaunch after an eval",
+     'eval "$(cat e)"; torchrun --nproc_per_node 2 /usr/bin/swift rlhf', {}, {},
+     Want(Kind.UNKNOWN, ("starts torchrun (relaunched by swift rlhf)", "if it starts at all: "
+                         "swift relaunches itself under torchrun only if NPROC_PER_NODE"),
+          ("keep one distributed launcher per job",))),
+    ("a launcher in a command substitution",
+     "OUT=$(torchrun --nproc_per_node 2 -m torch.distributed.run train.py)", {}, {},
+     Want(Kind.BLOCKER, ("nested launchers: torchrun at <--launch-cmd>:1",))),
+]
+
+
+@pytest.mark.parametrize("cmd, env, under, want", [c[1:] for c in NESTED],
+                         ids=[c[0] for c in NESTED])
+def test_nested_launcher(cmd, env, under, want):
+    check(judge.nested_launcher(judge.NestedFacts(spec_of(cmd, env), under)), want)
+
+
+def test_nested_launcher_without_a_script_and_after_an_exit(tmp_path):
+    check(judge.nested_launcher(judge.NestedFacts(None, {})), Want(skip="no launch script"))
+    guarded = script_of(tmp_path, '[ -z "$DATA" ] && exit 1\ntorchrun train.py\n')
+    check(judge.nested_launcher(judge.NestedFacts(guarded, {})),
+          Want(skip="the script exits at line 1 before it launches anything"))
+    plain = script_of(tmp_path, "exit 3\ntorchrun train.py\n")
+    check(judge.nested_launcher(judge.NestedFacts(plain, {})),
+          Want(Kind.UNKNOWN, ("the script exits at line 1 (exit 3)",)))
+
+
+# -- empty-variable --------------------------------------------------------------------
+
+EMPTY = [
+    ("an empty path part", 'swift sft --dataset "data/${DATASET}/train.jsonl"', {},
+     Want(Kind.BLOCKER, ("DATASET is empty at <--launch-cmd>:1",
+                         "-> data//train.jsonl"), ("export DATASET=<value>",))),
+    ("set", 'swift sft --dataset "data/${DATASET}/train.jsonl"', {"DATASET": "x"},
+     Want(ok="no variable expands empty")),
+    ("a default", 'swift sft --dataset "data/${DATASET:-x}/train.jsonl"', {},
+     Want(ok="no variable expands empty")),
+]
+
+
+@pytest.mark.parametrize("cmd, env, want", [c[1:] for c in EMPTY], ids=[c[0] for c in EMPTY])
+def test_empty_variable(cmd, env, want):
+    check(judge.empty_variable(spec_of(cmd, env)), want)
+
+
+def test_each_empty_variable_carries_its_own_fix_once(tmp_path):
+    spec = script_of(tmp_path, 'swift sft --model "$M/x" --dataset "$D/y" --val_dataset "$D/z"'
+                               '\n[ -z "$E" ] && exit 1\n')
+    v = judge.empty_variable(spec)
+    fixes = [p.fix for p in v.problems]
+    assert [f.split("=")[0] for f in fixes] == ["export M", "export D", "", "export E"]
+    assert v.evidence["exits_at"] == {"line": "run.sh:2", "guard": '[ -z "$E" ]',
+                                      "empty": ["E"]}
+    guarded = judge.empty_variable(script_of(tmp_path, '[ -z "$E" ] && exit 1\ntorchrun x\n'))
+    assert guarded.problems[-1].text.startswith("the script exits at line 1 because E")
+    assert guarded.problems[-1].fix.startswith("export E=<value>")
+
+
+# -- launch-inputs ---------------------------------------------------------------------
+
+
+def inputs(spec: LaunchSpec, exists=(), dirs=(), writable=("/",)) -> judge.InputsFacts:
+    """Facts as the adapter reads them, from sets: paths that exist, directories that
+    exist (besides /), writable ones."""
+    out_dirs = judge.output_dirs(spec)
+
+    def near(d: str) -> str:
+        while d not in dirs and d != "/":
+            d = posixpath.dirname(d)
+        return d
+
+    nearest = {d: near(d) for d in out_dirs}
+    return judge.InputsFacts(
+        spec, exists={p: p in exists for p in judge.input_paths(spec)},
+        is_dir={d: d in dirs for d in out_dirs}, nearest=nearest,
+        writable={b: b in writable for b in nearest.values()})
+
+
+INPUTS = [
+    ("a missing model", "swift sft --model /models/q --output_dir /out", (), ("/out",),
+     ("/", "/out"),
+     Want(Kind.BLOCKER, ("--model /models/q does not exist (<--launch-cmd>:1)",),
+          ("fix --model at <--launch-cmd>:1",))),
+    ("everything there", "swift sft --model /models/q --output_dir /out", ("/models/q",),
+     ("/out",), ("/out",), Want(ok="1 input path(s) exist, 1 output(s) writable")),
+    ("an output under a read-only disk", "swift sft --model /m --output_dir /ro/out",
+     ("/m",), ("/ro",), (),
+     Want(Kind.BLOCKER, ("--output_dir /ro/out: /ro is not writable",),
+          ("mkdir -p /ro/out on a writable disk",))),
+    ("a redirect into a missing directory", "echo hi > /nodir/x.log", (), (), ("/",),
+     Want(Kind.BLOCKER, ("directory /nodir does not exist, bash/tee fail there",),
+          ("mkdir -p /nodir",))),
+    ("a path not known", 'swift sft --model "$(cat which-model)"', (), (), ("/",),
+     Want(Kind.UNKNOWN, ("cannot check: --model",),
+          ("point the flags at paths that exist",))),
+    ("no paths", "swift sft --lr 1e-5", (), (), ("/",),
+     Want(skip="the launch command gives no model/dataset/checkpoint/output paths")),
+]
+
+
+@pytest.mark.parametrize("cmd, exists, dirs, writable, want", [c[1:] for c in INPUTS],
+                         ids=[c[0] for c in INPUTS])
+def test_launch_inputs(cmd, exists, dirs, writable, want):
+    check(judge.launch_inputs(inputs(spec_of(cmd), exists, dirs, writable)), want)
+
+
+def test_only_the_first_three_missing_inputs_carry_a_fix():
+    spec = spec_of("swift sft --dataset /a.jsonl /b.jsonl /c.jsonl /d.jsonl /e.jsonl")
+    v = judge.launch_inputs(inputs(spec))
+    assert len(v.problems) == 4 and [bool(p.fix) for p in v.problems] == [1, 1, 1, 0]
+    assert len(v.evidence["missing"]) == 5
+
+
+# -- grpo-batch ------------------------------------------------------------------------
+
+GRPO = [
+    ("3 processes, 8 generations",
+     "NPROC_PER_NODE=3 swift rlhf --rlhf_type grpo --num_generations 8",
+     Want(Kind.BLOCKER, ("generation_batch_size 3 % num_generations 8 = 3",
+                         "(ms-swift swift/"), ("--num_generations one of [3]",))),
+    ("4 processes, 4 generations",
+     "NPROC_PER_NODE=4 swift rlhf --rlhf_type grpo --num_generations 4",
+     Want(ok="generation_batch_size = per_device_train_batch_size 1 x world_size 4 x "
+             "steps_per_generation 1 = 4, divisible by 4")),
+    ("num_generations not known",
+     'NPROC_PER_NODE=4 swift rlhf --rlhf_type grpo --num_generations "$(cat n)"',
+     Want(Kind.UNKNOWN, ("cannot do the GRPO batch arithmetic: <--launch-cmd>:1: "
+                         "--num_generations",))),
+    ("not GRPO", "NPROC_PER_NODE=4 swift rlhf --rlhf_type dpo",
+     Want(skip="no GRPO run")),
+]
+
+
+@pytest.mark.parametrize("cmd, want", [c[1:] for c in GRPO], ids=[c[0] for c in GRPO])
+def test_grpo_batch(cmd, want):
+    check(judge.grpo_batch_divisible(spec_of(cmd)), want)
+
+
+# -- launch-ports ----------------------------------------------------------------------
+
+TAKEN = judge.Bind("EADDRINUSE Address already in use", (judge.Holder(4242, "python x"),))
+TORCHRUN = "torchrun --nproc_per_node 2 --master_port 29501 train.py"
+PORTS = [
+    ("free", TORCHRUN, {}, {}, Want(ok="ports free: 29501")),
+    ("taken", TORCHRUN, {}, {29501: TAKEN},
+     Want(Kind.BLOCKER, ("port 29501 of torchrun at <--launch-cmd>:1 cannot be bound: "
+                         "EADDRINUSE Address already in use (held by pid 4242)",),
+          ("torchrun --master_port 40000",))),
+    ("taken, accelerate picks another",
+     "accelerate launch --num_processes 2 --main_process_port 29600 train.py", {},
+     {29600: TAKEN}, Want(Kind.WARNING, ("accelerate will pick a free one instead",))),
+    ("MASTER_PORT exported for torchrun", "torchrun --nproc_per_node 2 train.py",
+     {"MASTER_PORT": "1234"}, {},
+     Want(Kind.WARNING, ("MASTER_PORT=1234 is exported for torchrun", "does not read it"))),
+    ("two layers, one port",
+     "torchrun --nproc_per_node 2 --master_port 29501 -m torch.distributed.run "
+     "--nproc_per_node 2 --master_port 29501 train.py", {}, {},
+     Want(Kind.BLOCKER, ("both use port 29501",))),
+    ("a port not known", 'torchrun --nproc_per_node 2 --master_port "$(cat p)" train.py',
+     {}, {}, Want(Kind.UNKNOWN, ("cannot check the ports: torchrun at <--launch-cmd>:1",))),
+    ("another node's rendezvous",
+     "torchrun --nnodes 2 --nproc_per_node 2 --master_addr 10.9.9.9 --master_port 29501 "
+     "train.py", {}, {29501: TAKEN}, Want(ok="ports free: 29501")),
+    ("no launcher", "python train.py", {}, {}, Want(skip="no distributed launcher")),
+
+    ("after an eval", 'eval "$(cat env.txt)"; torchrun --master_port 29501 train.py', {}, {},
+     Want(Kind.UNKNOWN, ("cannot check the ports: torchrun at <--launch-cmd>:1: port "
+                         "⟨unknown⟩ (not known: ⟨$PET_RDZV_BACKEND⟩",))),
+    ("swift may relaunch after an eval", 'eval "$(cat env.txt)"; swift rlhf', {}, {},
+     Want(Kind.UNKNOWN, ("torchrun (relaunched by swift rlhf) at <--launch-cmd>:1: port",))),
+]
+
+
+@pytest.mark.parametrize("cmd, env, binds, want", [c[1:] for c in PORTS],
+                         ids=[c[0] for c in PORTS])
+def test_launch_ports(cmd, env, binds, want):
+    spec = spec_of(cmd, env)
+    local = {a: a in ("127.0.0.1", "localhost") for a in map(judge.master_of,
+                                                            judge.distributed(spec))
+             if a and "⟨" not in a}  # as the adapter: an address not known is not looked up
+    check(judge.launch_ports(judge.PortsFacts(spec, local, binds, "40000")), want)
+
+
+# -- launch-gpus -----------------------------------------------------------------------
+
+GPUS = [
+    ("enough", "torchrun --nproc_per_node 2 train.py", {}, 4,
+     Want(ok="torchrun: 2 process(es), 4 GPU(s) visible")),
+    ("too many processes", "torchrun --nproc_per_node 8 train.py", {}, 4,
+     Want(Kind.BLOCKER, ("torchrun at <--launch-cmd>:1 starts 8 processes per node but 4 "
+                         "GPU(s) are visible",),
+          ("--nproc_per_node 4 (NPROC_PER_NODE=4)", "CUDA_VISIBLE_DEVICES=0,1,2,3"))),
+    ("a GPU the node lacks", "torchrun --nproc_per_node 2 train.py",
+     {"CUDA_VISIBLE_DEVICES": "0,5"}, 4,
+     Want(Kind.BLOCKER, ("CUDA_VISIBLE_DEVICES=0,5 names GPU 5 but the node has 4",))),
+    ("CUDA stops at an invalid entry", "torchrun --nproc_per_node 2 train.py",
+     {"CUDA_VISIBLE_DEVICES": "0,-1,2"}, 4,
+     Want(Kind.BLOCKER, ("starts 2 processes per node but 1 GPU(s) are visible",))),
+    ("nproc not known", 'torchrun --nproc_per_node "$(cat n)" train.py', {}, 4,
+     Want(Kind.UNKNOWN, ("cannot count: torchrun at <--launch-cmd>:1: nproc",))),
+    ("no GPU to count", "torchrun --nproc_per_node 2 train.py", {}, 0,
+     Want(skip="no GPU to count")),
+    ("after an eval", 'eval "$(cat env.txt)"; torchrun train.py', {}, 4,
+     Want(Kind.UNKNOWN, ("cannot count: torchrun at <--launch-cmd>:1: nproc "
+                         "⟨$PET_NPROC_PER_NODE⟩",))),
+    ("swift may relaunch after export $(...)",
+     'export $(cat .env | xargs); swift rlhf --rlhf_type grpo', {}, 4,
+     Want(Kind.UNKNOWN, ("nproc ⟨$NPROC_PER_NODE: may be set there: export $(cat .env",))),
+    ("one per GPU", "torchrun --nproc_per_node gpu train.py", {}, 0,
+     Want(ok="torchrun: gpu process(es), ? GPU(s) visible")),
+]
+
+
+@pytest.mark.parametrize("cmd, env, gpus, want", [c[1:] for c in GPUS],
+                         ids=[c[0] for c in GPUS])
+def test_launch_gpus(cmd, env, gpus, want):
+    check(judge.launch_gpus(judge.GpusFacts(spec_of(cmd, env), gpus, None)), want)
+
+
+def test_every_launch_judge_skips_without_a_script():
+    for v in (judge.empty_variable(None), judge.grpo_batch_divisible(None),
+              judge.launch_inputs(judge.InputsFacts(None)),
+              judge.launch_ports(judge.PortsFacts(None, {}, {}, "")),
+              judge.launch_gpus(judge.GpusFacts(None, 0, None))):
+        assert v.skip.startswith("no launch script"), v
+
+
+@pytest.mark.parametrize("binds, want", [
+    ({29501: TAKEN}, Want(Kind.UNKNOWN, ("port 29501 is taken here (EADDRINUSE Address "
+                                         "already in use) and its master address ⟨",))),
+    ({}, Want(ok="ports free: 29501")),
+], ids=["taken", "free"])
+def test_a_master_address_not_known_is_not_another_node(binds, want):
+    spec = spec_of("torchrun --nnodes 2 --nproc_per_node 2 --master_addr 10.0.0.1 "
+                   "--master_port 29501 train.py")
+    job = spec.jobs[0]
+    layer = replace(job.layers[0], master_addr="⟨$(hostname -I)⟩")
+    spec = replace(spec, jobs=(replace(job, layers=(layer, *job.layers[1:])),))
+    check(judge.launch_ports(judge.PortsFacts(spec, {}, binds, "40000")), want)
