@@ -23,16 +23,23 @@ import importlib.util
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from preflight.judges import workloads as judge
 from preflight.model import Verdict
 from preflight.plugin import Recorder
 from preflight.probes import Node
 from preflight.profiles import Profile
-from preflight.run import torchrun
+
+if TYPE_CHECKING:
+    # Imported where they are used: collecting the checks (every run, the static stage
+    # too) never builds their dataclasses; see benchmarks/static_vs_collect_env.py.
+    from preflight.judges import workloads as judge
+    from preflight.run import torchrun
+
+    Display = Callable[[tuple[str, ...]],
+                       contextlib.AbstractContextManager[torchrun.Progress | None]]
 
 pytestmark = pytest.mark.workload
 
@@ -55,9 +62,6 @@ def _progress_line(elapsed: float, bound: float, ranks: tuple[torchrun.RankState
     doing = "; ".join(f"{r.label}: {r.task + ' / ' if r.task else ''}{r.phase or 'starting'}"
                       if r.rank is not None else f"{r.label}: starting" for r in ranks)
     return f"workloads {elapsed:4.0f}s of {bound:g}s | {doing}"
-
-
-Display = Callable[[tuple[str, ...]], contextlib.AbstractContextManager[torchrun.Progress | None]]
 
 
 def progress_display(config: pytest.Config) -> Display:
@@ -121,6 +125,8 @@ def _launch_facts(out: torchrun.Outcome) -> dict[str, Any]:
 
 def run_facts(out: torchrun.Outcome) -> judge.Run:
     """One workload's part of the launch, as the judges read it."""
+    from preflight.judges import workloads as judge
+
     return judge.Run(
         name=out.spec_name, launch=_launch_facts(out), complete=out.complete,
         timed_out=out.timed_out, returncode=out.returncode, error=out.error, log=out.log,
@@ -135,6 +141,8 @@ class Workloads:
 
     def __init__(self, node: Node, profile: Profile, tmp_factory: pytest.TempPathFactory,
                  launch: Launch, display: Display):
+        from preflight.run import torchrun
+
         self.node = node
         self.profile = profile
         self.topology = torchrun.Topology()
@@ -149,6 +157,9 @@ class Workloads:
     def gate(self) -> Verdict | None:
         """Whether the workloads can run at all (judges.workloads.gate); reads the
         multi-node variables into `topology` when they are usable."""
+        from preflight.judges import workloads as judge
+        from preflight.run import torchrun
+
         node, profile = self.node, self.profile
         error = None
         torch = _torch_importable()
@@ -171,6 +182,8 @@ class Workloads:
         return float(self.profile.workload.timeout_s * max(1.0, share))
 
     def launch(self) -> torchrun.Outcome:
+        from preflight.run import torchrun
+
         if self.shared.outcome is None:
             wl = self.profile.workload
             out: Path = self.tmp_factory.mktemp("workloads")
@@ -191,17 +204,23 @@ class Workloads:
         return run_facts(self.launch().task(task, ranks=ranks))
 
     def allreduce(self) -> judge.Allreduce:
+        from preflight.judges import workloads as judge
+
         wl = self.profile.workload
         return judge.Allreduce(self.run("allreduce"), self.topology.nnodes, self.nproc,
                                self.bound_s, wl.min_busbw_gbps)
 
     def train(self) -> judge.Train:
+        from preflight.judges import workloads as judge
+
         wl = self.profile.workload
         return judge.Train(self.run("train"), self.run("resume"), self.topology.nnodes,
                            self.nproc, self.bound_s, wl.train_steps, wl.resume_tolerance,
                            wl.resume_headroom)
 
     def store(self) -> judge.Store:
+        from preflight.judges import workloads as judge
+
         env = self.node.environ
         return judge.Store(self.run("store", ranks=(0,)), self.bound_s, sys.executable,
                            env.get("USE_LIBUV"), env.get("TORCHELASTIC_USE_AGENT_STORE"))
@@ -245,16 +264,22 @@ def _conclude(finding: Recorder, verdict: Verdict) -> None:
 @pytest.mark.pitfall("nccl-allreduce")
 def test_nccl_allreduce(node: Node, profile: Profile, finding: Recorder,
                         workloads: Workloads) -> None:
-    _conclude(finding, workloads.gate() or judge.allreduce(workloads.allreduce()))
+    from preflight.judges.workloads import allreduce
+
+    _conclude(finding, workloads.gate() or allreduce(workloads.allreduce()))
 
 
 @pytest.mark.pitfall("train-10-steps")
 def test_train_10_steps(node: Node, profile: Profile, finding: Recorder,
                         workloads: Workloads) -> None:
-    _conclude(finding, workloads.gate() or judge.train(workloads.train()))
+    from preflight.judges.workloads import train
+
+    _conclude(finding, workloads.gate() or train(workloads.train()))
 
 
 @pytest.mark.pitfall("libuv-store")
 def test_libuv_store(node: Node, profile: Profile, finding: Recorder,
                      workloads: Workloads) -> None:
-    _conclude(finding, workloads.gate() or judge.store(workloads.store()))
+    from preflight.judges.workloads import store
+
+    _conclude(finding, workloads.gate() or store(workloads.store()))
