@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
 from preflight.errors import InputError
 from preflight.launch import launchers, shell
 from preflight.launch.shell import UNKNOWN_OPEN, Command, Exit, Unknown, Var, Word
@@ -442,6 +440,8 @@ def _swift_config_file(rest: list[Word], env: dict[str, Var], cmd: Command
     if not rest or not rest[0].known or not rest[0].text.endswith(SWIFT_CONFIG_SUFFIXES):
         return rest, env
     path = _abs(rest[0].text, cmd.cwd)
+    import yaml  # here: every run collects this module, few launches have a config file
+
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
