@@ -142,7 +142,14 @@ def setup(torch: Any, backend: Backend, rank: Rank) -> tuple[Any, Any, Any]:
 
 def phase_train(torch: Any, dist: Any, backend: Backend, rank: Rank, steps: int,
                 ckpt: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    # Most of this on a fresh rank is `import torch._dynamo`, which DDP cannot avoid: its
+    # constructor reads torch._dynamo.utils.get_optimize_ddp_mode()
+    # (torch/nn/parallel/distributed.py:842; torch/__init__.py:2932 loads _dynamo lazily)
+    # and its forward is wrapped in torch._disable_dynamo (distributed.py:1696), which
+    # imports torch._dynamo on the first call (torch/_compile.py:47).
     model, ddp, opt = setup(torch, backend, rank)
+    setup_s = time.perf_counter() - started
     if backend.cuda:
         torch.cuda.reset_peak_memory_stats(backend.device)
     losses: list[float] = []
@@ -175,6 +182,7 @@ def phase_train(torch: Any, dist: Any, backend: Backend, rank: Rank, steps: int,
         "next_step_train_loss": next_loss,
         "next_step_loss": held_out_loss(torch, model, backend),
         "params": sum(p.numel() for p in model.parameters()),
+        "ddp_setup_s": round(setup_s, 3),
     }
 
 
