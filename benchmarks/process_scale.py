@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pairs import paired, user_env
+from pairs import Paired, paired, user_env
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -134,12 +134,17 @@ def room_for(many: int) -> None:
                          f"RLIMIT_NPROC {soft}, pid_max {pid_max})")
 
 
-def static_run(tmp: str) -> float:
+def static_run(tmp: str, cpu: list[float]) -> float:
+    """Wall seconds; the run's CPU seconds (user + system) appended to `cpu`."""
     argv = [sys.executable, "-m", "preflight", "-q", "-m", "static", "--report-dir", tmp]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(argv, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=300, env=user_env())
-    return time.perf_counter() - start
+    took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return took
 
 
 def launch_run(tmp: str, nproc: int) -> float:
@@ -183,9 +188,13 @@ def main() -> None:
                 return run
 
             if not args.skip_static:
-                result = paired(at("few", lambda: static_run(tmp)),
-                                at("many", lambda: static_run(tmp)), args.pairs)
+                few: list[float] = []
+                many: list[float] = []
+                result = paired(at("few", lambda: static_run(tmp, few)),
+                                at("many", lambda: static_run(tmp, many)), args.pairs)
                 print(result.line("static stage, few processes", "static stage, many"))
+                cpu = Paired(few[-args.pairs:], many[-args.pairs:])  # without the warm-up
+                print(cpu.line("static stage CPU, few", "static stage CPU, many"))
             if not args.skip_launch:
                 result = paired(at("few", lambda: launch_run(tmp, args.nproc)),
                                 at("many", lambda: launch_run(tmp, args.nproc)), args.pairs)
