@@ -15,22 +15,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from pairs import paired, user_env
+from pairs import Paired, paired, user_env
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def wall(argv: list[str], cwd: str) -> float:
+def wall(argv: list[str], cwd: str, cpu: list[float] | None = None) -> float:
+    """Wall seconds of one run; its CPU seconds (user + system, its children included)
+    appended to `cpu`: on a shared box the CPU time hardly moves with the load."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=300, env=user_env())
-    return time.perf_counter() - start
+    took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return took
 
 
 def main() -> None:
@@ -53,8 +61,10 @@ def main() -> None:
         if profile:
             static_argv += ["--profile", profile]
         collect_argv = [sys.executable, "-m", "torch.utils.collect_env"]
-        result = paired(lambda: wall(static_argv, tmp), lambda: wall(collect_argv, tmp),
-                        args.pairs)
+        cpu_a: list[float] = []
+        cpu_b: list[float] = []
+        result = paired(lambda: wall(static_argv, tmp, cpu_a),
+                        lambda: wall(collect_argv, tmp, cpu_b), args.pairs)
         report = json.loads((Path(tmp) / "preflight-report.json").read_text())
     stack = next((c for c in report["checks"] if c["id"] == "cuda-stack"), None)
     print(f"node: {'replay ' + Path(replay).name if replay else 'this machine'}, profile "
@@ -69,6 +79,8 @@ def main() -> None:
               "install)")
     print(result.line("preflight static stage (wall, pytest start-up included)",
                       "torch.utils.collect_env"))
+    cpu = Paired(cpu_a[-args.pairs:], cpu_b[-args.pairs:])  # without the warm-up pair
+    print(cpu.line("preflight static stage (CPU user+sys)", "collect_env (CPU)"))
 
 
 if __name__ == "__main__":

@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from pairs import paired, user_env
 
@@ -54,6 +56,7 @@ def main() -> None:
     profile = load_profiles([])[args.profile]
     nproc = profile.workload.world_size or profile.gpu.count or 2
     sessions: list[float] = []
+    parts: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="workload-floor-") as tmp:
         stage_argv = [sys.executable, "-m", "preflight", "-q", "-m", "workload and not stack",
                       "--profile", args.profile, "--report-dir", tmp]
@@ -67,6 +70,7 @@ def main() -> None:
             if done.returncode != 0:
                 sys.exit(f"workload stage is {report['verdict']}: {done.stdout[-2000:]}")
             sessions.append(report["duration_s"])
+            ranks(report, parts)
             return took
 
         def floor() -> float:
@@ -87,6 +91,25 @@ def main() -> None:
     print(f"profile {args.profile}: {nproc} ranks; workload stage session (inside pytest): "
           f"median {sorted(measured)[len(measured) // 2]:.2f} s")
     print(result.line("bare torchrun launch (floor)", "workload stage (preflight, wall)"))
+    print("inside the ranks (median over runs and ranks): " + ", ".join(
+        f"{name} {statistics.median(values):.2f} s" for name, values in parts.items()))
+
+
+def ranks(report: dict[str, Any], parts: dict[str, list[float]]) -> None:
+    """Where the ranks' time went in one stage run: each workload's own seconds, the
+    process group set-up, and DDP's set-up (mostly `import torch._dynamo`, train.py)."""
+    check = next((c for c in report["checks"] if c["id"] == "train-10-steps"), None)
+    log = ((check or {}).get("evidence") or {}).get("launch", {}).get("log")
+    if not log:
+        return
+    for path in sorted(Path(log).parent.glob("rank*.*.json")):
+        data = json.loads(path.read_text())
+        task = path.suffixes[-2].lstrip(".")
+        keys = {f"{task}": "elapsed_s", "init_process_group": "init_process_group_s",
+                "ddp_setup": "ddp_setup_s"}
+        for name, key in keys.items():
+            if isinstance(data.get(key), (int, float)) and (name == task or task == "train"):
+                parts.setdefault(name, []).append(float(data[key]))
 
 
 if __name__ == "__main__":

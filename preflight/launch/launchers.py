@@ -24,8 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from importlib import metadata
 
-import yaml
-
 from preflight.launch.shell import UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word
 
 C10D_DEFAULT_PORT = 29400  # torch/distributed/elastic/rendezvous/c10d_rendezvous_backend.py:32
@@ -579,6 +577,8 @@ def accelerate(args: list[Word], environ: Mapping[str, Var], cwd: str | None
                                          "not known")
         path = default if os.path.isfile(default) else ""
     if path:
+        import yaml  # here: every run collects this module, few launches use accelerate
+
         try:
             with open(path, encoding="utf-8") as f:
                 config = (json.load(f) if path.endswith(".json") else yaml.safe_load(f)) or {}

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from preflight.errors import InputError
 from preflight.launch import launchers, shell
 from preflight.launch.shell import UNKNOWN_CLOSE, UNKNOWN_OPEN, Command, Exit, Unknown, Var, Word
@@ -519,6 +517,8 @@ def _swift_config_file(rest: list[Word], env: Environment, cmd: Command
     if not rest or not rest[0].known or not rest[0].text.endswith(SWIFT_CONFIG_SUFFIXES):
         return rest, env
     path = _abs(rest[0].text, cmd.cwd)
+    import yaml  # here: every run collects this module, few launches have a config file
+
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f) if path.endswith(".json") else yaml.safe_load(f)

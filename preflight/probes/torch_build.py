@@ -27,6 +27,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from preflight.run import Runner
 
@@ -120,9 +121,10 @@ def version_file(torch_dir: Path) -> dict[str, str | None] | None:
     for node in tree.body:
         target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 \
             else node.target if isinstance(node, ast.AnnAssign) else None
-        if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant) and \
-                isinstance(node.value.value, (str, type(None))):
-            found[target.id] = node.value.value
+        value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+        if isinstance(target, ast.Name) and isinstance(value, ast.Constant) and \
+                isinstance(value.value, (str, type(None))):
+            found[target.id] = value.value
     return found if "__version__" in found and "cuda" in found else None
 
 
@@ -146,7 +148,7 @@ def install_key(torch_dir: Path) -> str:
 
 
 def _child(runner: Runner, python: str, env: Mapping[str, str],
-           timeout: float) -> tuple[dict | None, str]:
+           timeout: float) -> tuple[dict[str, Any] | None, str]:
     result = runner.run([python, "-c", SCRIPT], timeout=timeout, env=dict(env))
     if result.timed_out:
         return None, f"`import torch` took over {timeout:g}s"
@@ -171,7 +173,7 @@ def _read_cache(path: Path, key: str) -> list[str] | None:
     return [str(a) for a in data["arch_list"]]
 
 
-def _write_cache(path: Path, data: dict) -> str:
+def _write_cache(path: Path, data: dict[str, Any]) -> str:
     """'' when written, else why not."""
     # Create ~/.cache/preflight, never a home that does not exist (HOME=/nonexistent).
     if not path.parent.parent.parent.is_dir():

@@ -39,7 +39,7 @@ class Runner:
         argv: Sequence[str],
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
-        cwd: str | os.PathLike | None = None,
+        cwd: str | os.PathLike[str] | None = None,
     ) -> Completed:
         import time
 
@@ -73,7 +73,7 @@ class Runner:
         code = None if timed_out else proc.returncode
         return Completed(tuple(argv), code, out, err, timed_out, time.monotonic() - start)
 
-    def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
+    def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         """A long-running child (a workload) in its own session; the caller bounds it.
 
         Its environment carries PREFLIGHT_OWNER=<our pid>, inherited by everything it
@@ -84,7 +84,7 @@ class Runner:
         return subprocess.Popen(list(argv), start_new_session=True, env=env, **kwargs)
 
 
-def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+def kill_group(proc: subprocess.Popen[Any], sig: int = signal.SIGKILL) -> None:
     """Kill a child we started together with everything it spawned."""
     try:
         os.killpg(proc.pid, sig)

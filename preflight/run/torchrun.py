@@ -261,7 +261,7 @@ def first_error(lines: Sequence[str]) -> str:
 Progress = Callable[[float, float, tuple["RankState", ...]], None]
 
 
-def _wait(proc: subprocess.Popen, family: ProcessTree, deadline: float, spec: Spec,
+def _wait(proc: subprocess.Popen[Any], family: ProcessTree, deadline: float, spec: Spec,
           progress: Progress | None = None) -> bool:
     """Wait for torchrun until the deadline; True when it timed out. Each poll reads only
     the tree we started (ProcessTree.refresh) and the ranks' phase files."""
@@ -359,7 +359,7 @@ def run_script(module: str, args: Sequence[str], environ: Mapping[str, str], tim
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("{"):
             try:
-                data = json.loads(line)
+                data: dict[str, Any] = json.loads(line)
             except ValueError:
                 continue
             data.setdefault("returncode", done.returncode)

@@ -17,8 +17,12 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 from preflight.workloads import common
+from preflight.workloads.common import Backend, Rank
+
+# torch / dist are the modules the rank imported, passed in; `Any` here (see train.py).
 
 ELEMENT = 4  # float32
 MODULUS = 251  # keeps every value and every sum an exact float32 integer
@@ -26,7 +30,7 @@ MODULUS = 251  # keeps every value and every sum an exact float32 integer
 
 def sizes(min_bytes: int, max_bytes: int) -> list[int]:
     size = max(ELEMENT, min_bytes - min_bytes % ELEMENT)
-    out = []
+    out: list[int] = []
     while size <= max_bytes:
         out.append(size)
         size *= 2
@@ -37,7 +41,8 @@ def bus_bandwidth(algbw: float, world: int) -> float:
     return algbw * 2 * (world - 1) / world if world > 1 else algbw
 
 
-def check_size(dist, torch, backend, rank, size: int, corrupt: bool) -> dict | None:
+def check_size(dist: Any, torch: Any, backend: Backend, rank: Rank, size: int,
+               corrupt: bool) -> dict[str, Any] | None:
     """One all_reduce of known data; the first wrong element, or None when all are right."""
     n = rank.world_size
     numel = size // ELEMENT
@@ -55,7 +60,8 @@ def check_size(dist, torch, backend, rank, size: int, corrupt: bool) -> dict | N
             "count": int(wrong.shape[0])}
 
 
-def time_size(dist, torch, backend, size: int, warmup: int, iters: int) -> float:
+def time_size(dist: Any, torch: Any, backend: Backend, size: int, warmup: int,
+              iters: int) -> float:
     """Seconds per all_reduce on the slowest rank."""
     buf = torch.zeros(size // ELEMENT, dtype=torch.float32, device=backend.device)
     for _ in range(warmup):
@@ -71,7 +77,7 @@ def time_size(dist, torch, backend, size: int, warmup: int, iters: int) -> float
     return float(elapsed)
 
 
-def plant_faults(rank) -> None:
+def plant_faults(rank: Rank) -> None:
     """The PREFLIGHT_TEST_* fault knobs (test-only), right after the process group is up."""
     if common.knob_int("PREFLIGHT_TEST_HANG_RANK") == rank.rank:
         rank.phase("sleeping before the first collective (PREFLIGHT_TEST_HANG_RANK)")
@@ -84,12 +90,12 @@ def plant_faults(rank) -> None:
         sys.exit(3)
 
 
-def sweep(torch, dist, backend, rank, min_bytes: int, max_bytes: int, warmup: int,
-          iters: int) -> dict:
+def sweep(torch: Any, dist: Any, backend: Backend, rank: Rank, min_bytes: int, max_bytes: int,
+          warmup: int, iters: int) -> dict[str, Any]:
     """The whole sweep on an initialised process group; the rank's result."""
     corrupt_rank = common.knob_int("PREFLIGHT_TEST_CORRUPT_RANK")
     corrupt_bytes = common.knob_int("PREFLIGHT_TEST_CORRUPT_BYTES")
-    rows = []
+    rows: list[dict[str, Any]] = []
     n = rank.world_size
     for size in sizes(min_bytes, max_bytes):
         label = common.human_bytes(size)

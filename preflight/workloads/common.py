@@ -135,8 +135,11 @@ def init_process_group(rank: Rank, require_cuda: bool = False, prefix: str = "")
     if not prefix:
         dist.init_process_group(backend.name, device_id=device_id)
         return backend
-    store, _, _ = next(dist.rendezvous("env://"))  # torchrun's store, as env:// reaches it
-    dist.init_process_group(backend.name, store=dist.PrefixStore(prefix, store),
+    from torch.distributed.distributed_c10d import PrefixStore
+    from torch.distributed.rendezvous import rendezvous
+
+    store, _, _ = next(rendezvous("env://"))  # torchrun's store, as env:// reaches it
+    dist.init_process_group(backend.name, store=PrefixStore(prefix, store),
                             rank=rank.rank, world_size=rank.world_size, device_id=device_id)
     return backend
 

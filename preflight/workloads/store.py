@@ -18,6 +18,7 @@ import json
 import os
 import sys
 from datetime import timedelta
+from typing import Any
 
 from preflight.probes.ports import free_port
 
@@ -27,27 +28,30 @@ NO_LIBUV_TEXT = ("use_libuv was requested but PyTorch was build without libuv su
                  "run with USE_LIBUV=0 to disable it.")
 
 
-def plant_missing_libuv(dist) -> None:
+# torch / dist: the modules the process imported, passed in (`Any`, see train.py).
+
+
+def plant_missing_libuv(dist: Any) -> None:
     """Make TCPStore refuse use_libuv=True (its default) like a build without libuv."""
     real = dist.TCPStore
 
-    def store(*args, use_libuv: bool = True, **kwargs):
+    def store(*args: Any, use_libuv: bool = True, **kwargs: Any) -> Any:
         if use_libuv:
             raise RuntimeError(NO_LIBUV_TEXT)
         return real(*args, use_libuv=use_libuv, **kwargs)
 
     dist.TCPStore = store
-    sys.modules["torch.distributed.rendezvous"].TCPStore = store
+    setattr(sys.modules["torch.distributed.rendezvous"], "TCPStore", store)  # noqa: B010
 
 
-def agent_store(dist):
+def agent_store(dist: Any) -> Any:
     from torch.distributed.elastic.utils.distributed import create_c10d_store
 
     return create_c10d_store(is_server=True, server_addr="127.0.0.1", server_port=free_port(),
                              world_size=1, timeout=10, wait_for_workers=False)
 
 
-def worker_store(dist):
+def worker_store(dist: Any) -> Any:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0",
                       WORLD_SIZE="1")
     os.environ.pop("TORCHELASTIC_USE_AGENT_STORE", None)  # a 2-GPU DDP run pins it =0
@@ -61,7 +65,7 @@ def main() -> None:
     print(json.dumps(check_stores(torch)), flush=True)
 
 
-def check_stores(torch) -> dict:
+def check_stores(torch: Any) -> dict[str, Any]:
     """Both stores; the result. Changes os.environ (MASTER_*, RANK, WORLD_SIZE) and, under
     PREFLIGHT_TEST_NO_LIBUV, TCPStore: run it last in a process."""
     import torch.distributed as dist
@@ -69,7 +73,7 @@ def check_stores(torch) -> dict:
     requested = os.environ.get("USE_LIBUV")
     if os.environ.get("PREFLIGHT_TEST_NO_LIBUV"):
         plant_missing_libuv(dist)
-    stores = []
+    stores: list[dict[str, Any]] = []
     for name, make in (("agent", agent_store), ("worker", worker_store)):
         try:
             store = make(dist)

@@ -26,10 +26,19 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from preflight.workloads import allreduce, common, train
+from preflight.workloads.common import Backend
 
 TASKS = ("allreduce", "train", "resume", "store")
+
+
+def _up(backend: Backend | None) -> Backend:
+    """The process group every task but `store` runs in (set up before the first)."""
+    if backend is None:
+        raise RuntimeError("no process group: only the store task runs without one")
+    return backend
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,14 +66,14 @@ def main(argv: list[str] | None = None) -> None:
     import torch.distributed as dist
 
     timings: dict[str, float] = {}
-    backend = None
+    backend: Backend | None = None
     if any(t != "store" for t in tasks):
         started = time.perf_counter()
         backend = common.init_process_group(rank, args.require_cuda)
         timings["init_process_group_s"] = round(time.perf_counter() - started, 3)
     ckpt = Path(args.checkpoint or Path(args.out) / "checkpoint.pt")
 
-    def facts(started: float) -> dict:
+    def facts(started: float) -> dict[str, Any]:
         return {"backend": backend.name if backend else None,
                 "device": str(backend.device) if backend else None,
                 "cuda": bool(backend and backend.cuda), "torch": torch.__version__,
@@ -74,14 +83,14 @@ def main(argv: list[str] | None = None) -> None:
         rank.task("allreduce")
         started = time.perf_counter()
         allreduce.plant_faults(rank)
-        result = allreduce.sweep(torch, dist, backend, rank, args.min_bytes, args.max_bytes,
+        result = allreduce.sweep(torch, dist, _up(backend), rank, args.min_bytes, args.max_bytes,
                                  args.warmup, args.iters)
         rank.result(result | {"elapsed_s": round(time.perf_counter() - started, 3)},
                     task="allreduce")
     if "train" in tasks:
         rank.task("train")
         started = time.perf_counter()
-        data = train.phase_train(torch, dist, backend, rank, args.steps, ckpt)
+        data = train.phase_train(torch, dist, _up(backend), rank, args.steps, ckpt)
         rank.result({"phase": "train", **train.MODEL, **data} | facts(started), task="train")
         del data
     if "resume" in tasks:
@@ -92,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         rank.phase("destroy_process_group (before the resume)")
         dist.destroy_process_group()
         gc.collect()
-        if backend.cuda:
+        if _up(backend).cuda:
             torch.cuda.empty_cache()
         rank.phase("init_process_group (fresh, for the resume)")
         backend = common.init_process_group(rank, args.require_cuda, prefix="resume/")

@@ -22,8 +22,13 @@ import hashlib
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from preflight.workloads import common
+from preflight.workloads.common import Backend, Rank
+
+# torch is imported inside the ranks only and passed in as `torch` / `dist`; its modules,
+# tensors, models and optimizers are `Any` here (no torch import to type-check this file).
 
 VOCAB = 128
 DIM = 64
@@ -37,10 +42,10 @@ MODEL = {"model": {"vocab": VOCAB, "dim": DIM, "layers": LAYERS, "heads": HEADS,
                    "batch_per_rank": BATCH, "lr": LR, "optimizer": "AdamW"}}
 
 
-def build_model(torch):
+def build_model(torch: Any) -> Any:
     nn = torch.nn
 
-    class TinyDecoder(nn.Module):
+    class TinyDecoder(nn.Module):  # type: ignore[misc,name-defined]  # nn is torch.nn: Any
         """Embedding + causal self-attention blocks + LM head: the shape of an LLM, tiny."""
 
         def __init__(self) -> None:
@@ -55,7 +60,7 @@ def build_model(torch):
             self.register_buffer("causal", nn.Transformer.generate_square_subsequent_mask(SEQ),
                                  persistent=False)
 
-        def forward(self, tokens):
+        def forward(self, tokens: Any) -> Any:
             x = self.embed(tokens) + self.pos[: tokens.shape[1]]
             x = self.blocks(x, mask=self.causal, is_causal=True)
             return self.head(self.norm(x))
@@ -63,7 +68,7 @@ def build_model(torch):
     return TinyDecoder()
 
 
-def batch(torch, step: int, rank: int, device):
+def batch(torch: Any, step: int, rank: int, device: Any) -> tuple[Any, Any]:
     """Arithmetic sequences mod VOCAB: learnable, so the loss must fall within 10 steps."""
     gen = torch.Generator().manual_seed(SEED * 1000 + step * 64 + rank)
     start = torch.randint(0, VOCAB, (BATCH, 1), generator=gen)
@@ -72,11 +77,12 @@ def batch(torch, step: int, rank: int, device):
     return seq[:, :-1].to(device), seq[:, 1:].to(device)
 
 
-def loss_of(torch, model, x, y):
+def loss_of(torch: Any, model: Any, x: Any, y: Any) -> Any:
     return torch.nn.functional.cross_entropy(model(x).reshape(-1, VOCAB), y.reshape(-1))
 
 
-def train_step(torch, dist, backend, rank, ddp, opt, step: int) -> tuple[float, float]:
+def train_step(torch: Any, dist: Any, backend: Backend, rank: Rank, ddp: Any, opt: Any,
+               step: int) -> tuple[float, float]:
     """One DDP step; returns (loss averaged over ranks, seconds)."""
     x, y = batch(torch, step, rank.rank, backend.device)
     common.synchronize(backend)
@@ -92,13 +98,13 @@ def train_step(torch, dist, backend, rank, ddp, opt, step: int) -> tuple[float, 
     return float(mean) / rank.world_size, seconds
 
 
-def held_out_loss(torch, model, backend) -> float:
+def held_out_loss(torch: Any, model: Any, backend: Backend) -> float:
     with torch.no_grad():
         x, y = batch(torch, step=-1, rank=0, device=backend.device)
         return float(loss_of(torch, model, x, y))
 
 
-def checksums(torch, dist, model, device) -> list[str]:
+def checksums(torch: Any, dist: Any, model: Any, device: Any) -> list[str]:
     """sha256 of every parameter's bytes, gathered from every rank (index = rank)."""
     digest = hashlib.sha256()
     for name, param in sorted(model.state_dict().items()):
@@ -115,7 +121,7 @@ def checksums(torch, dist, model, device) -> list[str]:
     return [(int(t.item()) & (2**64 - 1)).to_bytes(8, "big").hex() for t in gathered]
 
 
-def peak_memory(torch, backend) -> dict:
+def peak_memory(torch: Any, backend: Backend) -> dict[str, Any]:
     if backend.cuda:
         return {"kind": "cuda_max_allocated",
                 "bytes": int(torch.cuda.max_memory_allocated(backend.device)),
@@ -124,7 +130,7 @@ def peak_memory(torch, backend) -> dict:
             "total_bytes": common.total_ram_bytes()}
 
 
-def setup(torch, backend, rank):
+def setup(torch: Any, backend: Backend, rank: Rank) -> tuple[Any, Any, Any]:
     from torch.nn.parallel import DistributedDataParallel
 
     torch.manual_seed(SEED)  # the same initial weights on every rank
@@ -134,11 +140,20 @@ def setup(torch, backend, rank):
     return model, ddp, opt
 
 
-def phase_train(torch, dist, backend, rank, steps: int, ckpt: Path) -> dict:
+def phase_train(torch: Any, dist: Any, backend: Backend, rank: Rank, steps: int,
+                ckpt: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    # Most of this on a fresh rank is `import torch._dynamo`, which DDP cannot avoid: its
+    # constructor reads torch._dynamo.utils.get_optimize_ddp_mode()
+    # (torch/nn/parallel/distributed.py:842; torch/__init__.py:2932 loads _dynamo lazily)
+    # and its forward is wrapped in torch._disable_dynamo (distributed.py:1696), which
+    # imports torch._dynamo on the first call (torch/_compile.py:47).
     model, ddp, opt = setup(torch, backend, rank)
+    setup_s = time.perf_counter() - started
     if backend.cuda:
         torch.cuda.reset_peak_memory_stats(backend.device)
-    losses, times = [], []
+    losses: list[float] = []
+    times: list[float] = []
     for step in range(1, steps + 1):
         rank.phase(f"train step {step}/{steps}")
         loss, seconds = train_step(torch, dist, backend, rank, ddp, opt, step)
@@ -167,10 +182,12 @@ def phase_train(torch, dist, backend, rank, steps: int, ckpt: Path) -> dict:
         "next_step_train_loss": next_loss,
         "next_step_loss": held_out_loss(torch, model, backend),
         "params": sum(p.numel() for p in model.parameters()),
+        "ddp_setup_s": round(setup_s, 3),
     }
 
 
-def phase_resume(torch, dist, backend, rank, steps: int, ckpt: Path) -> dict:
+def phase_resume(torch: Any, dist: Any, backend: Backend, rank: Rank, steps: int,
+                 ckpt: Path) -> dict[str, Any]:
     model, ddp, opt = setup(torch, backend, rank)
     skip_optim = common.knob("PREFLIGHT_TEST_SKIP_OPTIM_LOAD") is not None
     rank.phase(f"loading checkpoint {ckpt.name}")
