@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import snapshots
 
 REPO = Path(__file__).resolve().parent.parent
 CHECKS = REPO / "preflight"
@@ -101,3 +102,10 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.section("faults summary")
         terminalreporter.write_line(summary_line(
             summary_counts([r for r, _ in results], unexpected)))
+
+
+def pytest_configure(config):
+    # PREFLIGHT_SNAPSHOT_DIR=DIR records every report the tests write, normalized
+    # (tests/snapshots.py), so the reports of two trees can be compared.
+    if snapshots.enabled() and not config.pluginmanager.has_plugin("snapshots"):
+        config.pluginmanager.register(snapshots, "snapshots")
