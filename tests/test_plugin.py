@@ -11,8 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-from conftest import CHECKS, REPO, base_env
+from support import CHECKS, REPO, base_env
 
 
 def test_default_run_on_this_machine_is_a_verdict_with_three_outputs(run_preflight, tmp_path):

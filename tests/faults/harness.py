@@ -26,7 +26,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[2]
 CHECKS = REPO / "preflight"
 sys.path.insert(0, str(REPO / "tests"))
-from conftest import base_env  # noqa: E402
+from support import base_env  # noqa: E402
 
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|INTERNALERROR")
 
