@@ -14,17 +14,21 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypedDict, cast
 
 import pytest
 
 from preflight import __version__, report, runbooks
 from preflight.errors import InputError
-from preflight.model import Finding, Kind, Severity, Verdict, verdict
+from preflight.model import STAGES, Finding, Kind, Severity, Verdict, verdict
 from preflight.probes import Node
 from preflight.profiles import Profile, ProfileError, load_profiles
 from preflight.pytest_entry import _is_checks_path
 from preflight.redact import Scrubber, redact_text, secret_values
+
+if TYPE_CHECKING:
+    from preflight.launch.spec import LaunchSpec
+    from preflight.probes.dotenv import EnvFile
 
 # One description per setting serves the option, the ini key and the env variable.
 SETTINGS: dict[str, tuple[str, str, str | None]] = {
@@ -40,7 +44,22 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "launch_script": ("launch_script", "the bash launch script to analyse", None),
     "launch_cmd": ("launch_cmd", "one launch command line to analyse", None),
 }
-STAGES = ("static", "workload", "stack")
+DEFAULT_REPORT_DIR = "preflight-report"
+
+
+class Settings(TypedDict):
+    """The effective settings, one key per SETTINGS entry (CLI > PREFLIGHT_* env > ini).
+    A TypedDict, not a dataclass: checks read them as `settings["expect_env"]`."""
+
+    profile: str | None
+    report_dir: str
+    env_file: str | None
+    expect_env: str | None
+    nvml_replay: str | None
+    launch_script: str | None
+    launch_cmd: str | None
+
+
 CRASHED = "check crashed: "  # a check that raised something other than its verdict
 
 
@@ -51,12 +70,12 @@ class SessionState:
     profiles: dict[str, Profile]
     node: Node
     scrubber: Scrubber
-    settings: dict[str, Any]
+    settings: Settings
     active: bool = False  # preflight checks were collected
     input_error: bool = False
     selected_profiles: list[str] = field(default_factory=list)
     profile_note: str = ""
-    env_file: Any = None
+    env_file: EnvFile | None = None
     findings: dict[str, Finding] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     report: dict[str, Any] | None = None
@@ -98,15 +117,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     _addoption_levels(group)
 
 
-def _setting(config: pytest.Config, dest: str) -> Any:
+def _setting(config: pytest.Config, dest: str) -> str | None:
     """CLI, then PREFLIGHT_* environment, then ini."""
     key = SETTINGS[dest][0]
-    value = config.getoption(dest)
+    value: str | None = config.getoption(dest)
     if value is None:
         value = os.environ.get("PREFLIGHT_" + key.upper()) or None
     if value is None:
         value = config.getini(f"preflight_{key}") or None
     return value
+
+
+def _settings(config: pytest.Config) -> Settings:
+    values = {dest: _setting(config, dest) for dest in SETTINGS}
+    # as _report_dir reads it: an empty ini value means the default
+    values["report_dir"] = values["report_dir"] or DEFAULT_REPORT_DIR
+    return cast(Settings, values)  # tests/test_plugin.py: Settings has SETTINGS' keys
 
 
 # -- configure: markers and profiles -------------------------------------------
@@ -130,7 +156,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(redact_text(str(exc))) from None
     for name, prof in profiles.items():
         config.addinivalue_line("markers", f"{name}: preflight profile: {prof.description}")
-    settings = {dest: _setting(config, dest) for dest in SETTINGS}
+    settings = _settings(config)
     node = Node(nvml_replay=settings["nvml_replay"])
     scrubber = Scrubber()
     scrubber.add_environ(node.environ)
@@ -278,13 +304,14 @@ def _load_inputs(state: SessionState) -> None:
     if state.settings["launch_script"] or state.settings["launch_cmd"]:
         from preflight.launch import spec as launch
 
-        state.node.launch = launch.load(
+        spec = launch.load(
             script=state.settings["launch_script"],
             command=state.settings["launch_cmd"],
             environ=state.node.environ,
         )
-        state.scrubber.add(state.node.launch.secrets)  # secrets the script itself sets
-        for command in getattr(state.node.launch, "commands", ()):  # and passes as options
+        state.node.launch = spec
+        state.scrubber.add(spec.secrets)  # secrets the script itself sets
+        for command in spec.commands:  # and passes as options
             state.scrubber.add(secret_values(w.text for w in command.argv))
     if state.settings["nvml_replay"]:
         _ = state.node.gpus  # read now: a bad replay file is bad input (exit 4), not a crash
@@ -408,7 +435,7 @@ LOGS_DIR = "preflight-logs"  # under the report dir: pytest's basetemp for prefl
 
 
 def _report_dir(config: pytest.Config) -> Path:
-    return Path(_setting(config, "report_dir") or "preflight-report")
+    return Path(_setting(config, "report_dir") or DEFAULT_REPORT_DIR)
 
 
 def _discard_stale_report(config: pytest.Config) -> None:
@@ -594,9 +621,15 @@ def preflight_state(request: pytest.FixtureRequest) -> SessionState:
 
 
 @pytest.fixture(scope="session")
-def env_file(preflight_state: SessionState):
+def env_file(preflight_state: SessionState) -> EnvFile | None:
     """The parsed --env-file (None when there is none); values never leave the probe."""
     return preflight_state.env_file
+
+
+@pytest.fixture(scope="session")
+def launch(node: Node) -> LaunchSpec | None:
+    """The launch the user pointed at (--launch-script / --launch-cmd); None without one."""
+    return node.launch
 
 
 @pytest.fixture
@@ -829,6 +862,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 @pytest.fixture(scope="session")
-def settings(preflight_state: SessionState) -> dict[str, Any]:
-    """The effective preflight settings (CLI > PREFLIGHT_* env > ini)."""
-    return dict(preflight_state.settings)
+def settings(preflight_state: SessionState) -> Settings:
+    """The effective preflight settings (CLI > PREFLIGHT_* env > ini); a copy."""
+    return preflight_state.settings.copy()

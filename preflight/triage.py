@@ -53,7 +53,6 @@ MAX_HITS = 2000        # hits kept per file (a log of a million identical errors
 MAX_BENIGN = 20        # benign lines kept per id
 MAX_FILES = 10000
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
-TRACEBACK = "Traceback (most recent call last)"
 # A line that says it will be retried is not yet fatal: it names a cause only when nothing
 # more definite does (huggingface_hub's "Retrying in 8s [Retry 4/5]", slime's
 # "retrying... (attempt 51/60").
@@ -289,7 +288,6 @@ class FileScan:
     benign_count: int = 0
     consequences: int = 0
     lines: int = 0
-    truncated_hits: bool = False
 
 
 def clean(raw: bytes) -> str:
@@ -390,7 +388,6 @@ def _record(result: FileScan, hit: Hit) -> None:
     if benign:
         hit.blocks = benign
     if len(result.hits) >= MAX_HITS:
-        result.truncated_hits = True
         return
     result.hits.append(hit)
 

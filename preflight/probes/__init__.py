@@ -12,9 +12,12 @@ import sys
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from preflight.run import OWNER_VAR, Runner
+
+if TYPE_CHECKING:
+    from preflight.launch.spec import LaunchSpec
 
 __all__ = ["OWNER_VAR", "Node"]
 
@@ -34,7 +37,7 @@ class Node:
         self.nvml_replay = nvml_replay
         self.own_pid = os.getpid() if own_pid is None else own_pid
         self.python = sys.executable
-        self.launch: Any = None  # a LaunchSpec when --launch-script / --launch-cmd is given
+        self.launch: LaunchSpec | None = None  # from --launch-script / --launch-cmd
 
     @property
     def launch_prefix(self) -> Path:

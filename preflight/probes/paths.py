@@ -14,8 +14,3 @@ def which(name: str, environ: Mapping[str, str]) -> str | None:
 
 def same_dir(a: str | Path, b: str | Path) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
-
-
-def prefix_of(executable: str) -> Path:
-    """`/env/bin/ray` -> `/env`."""
-    return Path(executable).parent.parent
