@@ -13,6 +13,7 @@ import json
 import platform
 import socket
 import sys
+from typing import Any
 
 from preflight import __version__
 from preflight.probes import host, nvml
@@ -20,7 +21,7 @@ from preflight.probes import host, nvml
 GiB = 2**30
 
 
-def _host_section() -> dict:
+def _host_section() -> dict[str, Any]:
     shm = host.shm()
     lim = host.limits()
     return {
@@ -34,13 +35,13 @@ def _host_section() -> dict:
     }
 
 
-def collect(replay: str | None = None) -> dict:
+def collect(replay: str | None = None) -> dict[str, Any]:
     snapshot = nvml.load_snapshot(replay) if replay else nvml.read_snapshot()
     snapshot["host"] = _host_section()
     return snapshot
 
 
-def _health(gpu: dict) -> str:
+def _health(gpu: dict[str, Any]) -> str:
     notes = []
     ecc = gpu.get("ecc") or {}
     if ecc.get("volatile_uncorrected"):
@@ -60,7 +61,7 @@ def _health(gpu: dict) -> str:
     return " ".join(notes)
 
 
-def table(snapshot: dict) -> str:
+def table(snapshot: dict[str, Any]) -> str:
     info = snapshot["host"]
     shm = info.get("shm_total_bytes")
     lines = [f"host: {info['hostname']}  ({info['platform']})",
