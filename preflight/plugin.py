@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -249,10 +250,21 @@ def _wanted_profiles(metafunc: pytest.Metafunc, state: SessionState) -> set[str]
 
         expr = Expression.compile(config.getoption("markexpr"))
         own = {m.name for m in metafunc.definition.iter_markers()}
-        return {name for name in names
-                if expr.evaluate(lambda marker, _p=name, **_: marker in own or marker == _p)}
+
+        def matcher(profile: str) -> Callable[..., bool]:
+            return lambda marker, **_: marker in own or marker == profile
+
+        return {name for name in names if expr.evaluate(matcher(name))}
     except Exception:  # pytest's private API moved: build every profile's cases
         return None
+
+
+def _check_id(item: pytest.Item) -> str:
+    """The check id of an item marked pitfall (callers pass only those)."""
+    mark = item.get_closest_marker("pitfall")
+    if mark is None:
+        raise pytest.UsageError(f"{item.nodeid}: not a preflight check (no pitfall mark)")
+    return str(mark.args[0])
 
 
 def _item_profile(item: pytest.Item) -> Profile | None:
@@ -342,7 +354,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     keep, drop = [], []
     wanted_ids = set(config.getoption("check_ids") or [])
-    unknown_ids = wanted_ids - {it.get_closest_marker("pitfall").args[0] for it in checks}
+    unknown_ids = wanted_ids - {_check_id(it) for it in checks}
     if unknown_ids:
         state.input_error = True
         raise pytest.UsageError(f"--check: unknown check id(s): {', '.join(sorted(unknown_ids))}")
@@ -676,16 +688,16 @@ progress_key = pytest.StashKey[bool]()
 # -- reports -----------------------------------------------------------------------
 
 
-def _first_line(text: str) -> str:
+def _first_line(text: object) -> str:
     for line in str(text).splitlines():
         if line.strip():
             return line.strip()
     return ""
 
 
-def _build_finding(item: pytest.Item, call: pytest.CallInfo, rep: pytest.TestReport,
+def _build_finding(item: pytest.Item, call: pytest.CallInfo[None], rep: pytest.TestReport,
                    state: SessionState) -> Finding:
-    check = item.get_closest_marker("pitfall").args[0]
+    check = _check_id(item)
     prof = _item_profile(item)
     recorder = item.stash.get(recorder_key, None) or Recorder(check, prof)
     found = Finding(
@@ -758,7 +770,8 @@ def _longrepr(found: Finding) -> str:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     rep = yield
     pitfall = item.get_closest_marker("pitfall")
     state = item.config.stash.get(state_key, None)
@@ -779,8 +792,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             # The skip reason reaches the terminal (-rs) and JUnit's <skipped message>.
             path, lineno, reason = rep.longrepr
             rep.longrepr = (path, lineno, state.scrubber.text(str(reason)))
-        rep.preflight = found.to_json()
-        rep.preflight_warned = found.severity == Severity.WARNING
+        # Extra report attributes live in its __dict__, as pytest's own TestReport(**extra)
+        # puts them (_pytest/reports.py, TestReport.__init__): they survive serialization.
+        vars(rep).update(preflight=found.to_json(),
+                         preflight_warned=found.severity == Severity.WARNING)
         if rep.when != "teardown":  # junitxml reads the properties off the teardown report
             item.user_properties.extend([
                 ("preflight.check", found.check),
@@ -793,7 +808,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return rep
 
 
-def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config
+                             ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
     if report.when == "call" and report.passed and getattr(report, "preflight_warned", False):
         return "warned", "W", ("WARN", {"yellow": True})
     return None
@@ -839,12 +855,15 @@ def _node_facts(state: SessionState) -> dict[str, Any]:
     from preflight import node_facts
 
     try:
-        return state.scrubber(node_facts.collect(state.node.gpus, state.node.environ))
+        facts: dict[str, Any] = state.scrubber(node_facts.collect(state.node.gpus,
+                                                                   state.node.environ))
+        return facts
     except Exception as exc:  # the facts never cost the verdict
         return {"hostname": socket.gethostname(), "error": f"{type(exc).__name__}: {exc}"}
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
     state = config.stash.get(state_key, None)
     if state is None or state.report is None or config.stash.get(face_key, False):
         return  # under the `preflight` command, face.py writes the output

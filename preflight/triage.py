@@ -35,15 +35,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+# The regex parser (re._parser since 3.11, the oldest Python preflight supports); private,
+# so typeshed has no stub for it: hence the ignore.
+from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
 from preflight import redact, runbooks
 from preflight.probes.exceptions import EXCEPTION_LINE
-
-try:  # Python 3.11+: the regex parser lives in re._parser
-    from re import _parser as sre_parse  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover
-    import sre_parse  # type: ignore[no-redef]
 
 SCHEMA = 1
 BLOCK = 4 << 20        # bytes read per step
@@ -223,8 +222,9 @@ def _seq_literals(items: list[Any]) -> set[str] | None:
                 candidates.append(sub)
         elif name == "BRANCH":
             options = [_seq_literals(list(b)) for b in arg[1]]
-            if all(options):
-                candidates.append(set().union(*options))  # type: ignore[arg-type]
+            found = [o for o in options if o]
+            if len(found) == len(options):
+                candidates.append(set[str]().union(*found))
         elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") and arg[0] >= 1:
             sub = _seq_literals(list(arg[2]))
             if sub:
