@@ -151,23 +151,8 @@ def run_case(case: Case, workdir: Path) -> Result:
     proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, errors="replace",
                             start_new_session=True, preexec_fn=setup.preexec)
-    hang = False
     try:
-        if setup.interrupt_after_s is not None:
-            try:
-                proc.wait(timeout=setup.interrupt_after_s)
-            except subprocess.TimeoutExpired:
-                if setup.interrupt_group:
-                    os.killpg(proc.pid, setup.interrupt_signal)
-                else:
-                    os.kill(proc.pid, setup.interrupt_signal)
-        output, _ = proc.communicate(timeout=case.bound_s)
-        code = proc.returncode
-    except subprocess.TimeoutExpired:
-        hang = True
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        code = None
+        code, output = _finish(proc, setup, case.bound_s)
     finally:
         if setup.cleanup:
             setup.cleanup()
@@ -186,21 +171,45 @@ def run_case(case: Case, workdir: Path) -> Result:
     secrets = [canary, *setup.extra_canaries]
     leaks = [f"{name}:{secret[:12]}" for name, text in texts.items() for secret in secrets
              if secret in text]
-    wrong = ""
-    report_path = report_dir / "preflight-report.json"
+    hang = code is None
+    return Result(case.name, case.kind, code, "hang" if hang else
+                  _classify(code, report_dir, output), bool(TRACEBACK.search(output)), leaks,
+                  leftover, hang, round(elapsed, 2), output,
+                  _wrong(setup, report_dir / "preflight-report.json", code, output))
+
+
+def _finish(proc: subprocess.Popen[str], setup: Setup, bound_s: float) -> tuple[int | None, str]:
+    """(exit code, output) after the case's interrupt, if any; code None: a hang, killed."""
+    if setup.interrupt_after_s is not None:
+        try:
+            proc.wait(timeout=setup.interrupt_after_s)
+        except subprocess.TimeoutExpired:
+            if setup.interrupt_group:
+                os.killpg(proc.pid, setup.interrupt_signal)
+            else:
+                os.kill(proc.pid, setup.interrupt_signal)
+    try:
+        output, _ = proc.communicate(timeout=bound_s)
+        return proc.returncode, output
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        return None, output
+
+
+def _wrong(setup: Setup, report_path: Path, code: int | None, output: str) -> str:
+    """What the report or the case's own verify finds wrong ("" when nothing)."""
     if report_path.is_file():
         import json
 
         try:
             report = json.loads(report_path.read_text(errors="replace"))
         except ValueError:
-            report = {}
-            wrong = "the report is not JSON"
-        wrong = wrong or contradictions(report)
+            return "the report is not JSON"
+        wrong = contradictions(report)
         if not wrong and setup.verify is not None:
             wrong = setup.verify(report, output)
-    elif setup.verify is not None and code is not None and code != 4:
-        wrong = setup.verify({}, output)
-    return Result(case.name, case.kind, code, "hang" if hang else
-                  _classify(code, report_dir, output), bool(TRACEBACK.search(output)), leaks,
-                  leftover, hang, round(elapsed, 2), output, wrong)
+        return wrong
+    if setup.verify is not None and code is not None and code != 4:
+        return setup.verify({}, output)
+    return ""
