@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import snapshots
-from support import CHECKS, REPO, Run, base_env
+from support import CHECKS, GATE_PLUGINS, REPO, Run, base_env, gate_env
 
 
 @pytest.fixture
@@ -21,8 +21,9 @@ def run_preflight(tmp_path):
             timeout: float = 180, report_dir: Path | None = None) -> Run:
         report_dir = report_dir or tmp_path / f"report-{next(calls)}"
         argv = [sys.executable, "-m", "pytest", str(CHECKS), "-p", "no:cacheprovider",
-                "--rootdir", str(REPO), "--report-dir", str(report_dir), "-q", *args]
-        proc = subprocess.run(argv, cwd=cwd or tmp_path, env=env or base_env(),
+                *GATE_PLUGINS, "--rootdir", str(REPO), "--report-dir", str(report_dir), "-q",
+                *args]
+        proc = subprocess.run(argv, cwd=cwd or tmp_path, env=gate_env(env or base_env()),
                               capture_output=True, text=True, timeout=timeout)
         return Run(proc.returncode, proc.stdout, proc.stderr, report_dir)
 

@@ -24,6 +24,18 @@ CONTROLLED = (
 )
 
 
+# The plugins a preflight child of the tests loads: those the `preflight` command loads
+# (cli._base_args: preflight itself, pytest-timeout), not every pytest plugin installed for
+# this test suite; hypothesis's alone is a third of a static run's CPU. The entry shim
+# (pytest_entry) stays in the path: it is what `pytest preflight/` loads.
+GATE_PLUGINS = ("-p", "preflight.pytest_entry", "-p", "pytest_timeout")
+
+
+def gate_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a preflight child that loads only GATE_PLUGINS."""
+    return {**env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
 def base_env(**overrides: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in CONTROLLED and not k.startswith(("PREFLIGHT_", "PYTEST_"))}

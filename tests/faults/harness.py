@@ -26,7 +26,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[2]
 CHECKS = REPO / "preflight"
 sys.path.insert(0, str(REPO / "tests"))
-from support import base_env  # noqa: E402
+from support import GATE_PLUGINS, base_env, gate_env  # noqa: E402
 
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|INTERNALERROR")
 
@@ -116,6 +116,19 @@ def _tagged(tag: str) -> list[int]:
     return found
 
 
+def _left_over(tag: str, settle_s: float = 0.2) -> list[int]:
+    """Processes with the tag still alive `settle_s` after the run: a grandchild killed with
+    its group may take that long to be reaped. No tagged process at the first look is final
+    (a process that could start one later would carry the tag itself), so the common case
+    costs no wait."""
+    deadline = time.monotonic() + settle_s
+    found = _tagged(tag)
+    while found and time.monotonic() < deadline:
+        time.sleep(0.02)
+        found = _tagged(tag)
+    return found
+
+
 def _classify(code: int | None, report_dir: Path, output: str) -> str:
     if code is None:
         return "hang"
@@ -137,14 +150,14 @@ def run_case(case: Case, workdir: Path) -> Result:
     (workdir / ".env").write_text(f"HF_TOKEN={canary}\nWANDB_API_KEY={canary}-w\n")
     setup = case.build(workdir, canary)
     report_dir = setup.report_dir or workdir / "report"
-    env = base_env(HF_TOKEN=canary, PREFLIGHT_FAULT_TAG=tag)
+    env = gate_env(base_env(HF_TOKEN=canary, PREFLIGHT_FAULT_TAG=tag))
     for key, value in setup.env.items():
         if value is None:
             env.pop(key, None)
         else:
             env[key] = value
     argv = [sys.executable, "-m", "pytest", str(CHECKS), "-p", "no:cacheprovider", "-q",
-            "--rootdir", str(REPO), f"--report-dir={report_dir}", *setup.args]
+            *GATE_PLUGINS, "--rootdir", str(REPO), f"--report-dir={report_dir}", *setup.args]
     if setup.junit:
         argv.append(f"--junitxml={workdir / 'junit.xml'}")
     start = time.monotonic()
@@ -157,8 +170,7 @@ def run_case(case: Case, workdir: Path) -> Result:
         if setup.cleanup:
             setup.cleanup()
     elapsed = time.monotonic() - start
-    time.sleep(0.2)  # let killed grandchildren be reaped before we look for them
-    leftover = _tagged(tag)
+    leftover = _left_over(tag)
     for pid in leftover:  # started by this case: ours to clean up
         try:
             os.kill(pid, signal.SIGKILL)
