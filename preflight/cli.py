@@ -152,6 +152,7 @@ def check_table() -> list[tuple[str, str, str]]:
     import pytest
 
     from preflight import runbooks
+    from preflight.model import STAGES
 
     found: dict[str, str] = {}
 
@@ -185,7 +186,7 @@ def check_table() -> list[tuple[str, str, str]]:
     for check, stage in found.items():
         title = runbooks.title(check)
         out.append((check, stage, title.split(":", 1)[1].strip() if ":" in title else title))
-    order = ("static", "workload", "stack", "cluster", "triage")
+    order = (*STAGES, "cluster", "triage")
     out.sort(key=lambda row: (order.index(row[1]) if row[1] in order else 9, row[0]))
     return out
 

@@ -10,6 +10,7 @@ drops when the output is not a terminal.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from preflight.model import Finding, Severity
@@ -104,11 +105,12 @@ def render(report: dict[str, Any], *, verbose: bool = False, not_run: list[str] 
         lines.append((f"not run: stage {', '.join(not_run)} "
                       "(--workloads, --stack or --all runs it)", {}))
 
-    for title, pick, markup in (
+    groups: tuple[tuple[str, Callable[[Finding], bool], dict[str, bool]], ...] = (
         ("blockers", lambda f: f.severity.blocks or f.outcome in ("failed", "error"),
          {"red": True, "bold": True}),
         ("warnings", lambda f: f.severity == Severity.WARNING, {"yellow": True, "bold": True}),
-    ):
+    )
+    for title, pick, markup in groups:
         chosen = [(stage, check, cases) for stage, check, cases in _groups(findings)
                   if any(pick(f) and not f.blocked_by for f in cases)]
         if not chosen:

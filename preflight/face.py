@@ -9,11 +9,18 @@ preflight/` (and `preflight --pytest-output`) never registers it and keeps pytes
 from __future__ import annotations
 
 import socket
-from typing import Any
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from preflight import __version__, console
+
+if TYPE_CHECKING:
+    from preflight.plugin import SessionState
+
+# pytest_report_teststatus's answer: (category, short letter, verbose word or (word, markup))
+TestStatus = tuple[str, str, str | tuple[str, dict[str, bool]]]
 
 
 class Face:
@@ -28,13 +35,14 @@ class Face:
         self.config = config
 
     @staticmethod
-    def _state(config: pytest.Config) -> Any:
+    def _state(config: pytest.Config) -> SessionState | None:
         from preflight.plugin import state_key
 
         return config.stash.get(state_key, None)
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config):
+    def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config
+                                 ) -> Generator[None, TestStatus | None, TestStatus | None]:
         res = yield
         if res and getattr(report, "preflight", None) is not None:
             return res[0], "", ""  # counted as before, printed by us
@@ -65,7 +73,7 @@ class Face:
             socket.gethostname(), stages))
 
     @staticmethod
-    def _why(config: pytest.Config, state: Any) -> str:
+    def _why(config: pytest.Config, state: SessionState) -> str:
         if state.profile_note:  # "no GPU detected (why): using profile cpu"
             why = state.profile_note.split(": using profile")[0]
             if why.endswith(")") and " (" in why:

@@ -31,8 +31,9 @@ th{background:#f4f4f6}.PASS{color:#0a7d32}.WARN{color:#9a6700}.FAIL,.UNKNOWN{col
 
 def size_bytes(row: dict[str, Any]) -> int | None:
     """A table row's message size: `bytes` when recorded, else its label (`64 KiB`)."""
-    if isinstance(row.get("bytes"), int):
-        return row["bytes"]
+    recorded = row.get("bytes")
+    if isinstance(recorded, int):
+        return recorded
     match = re.fullmatch(r"(\d+) (B|KiB|MiB|GiB)", str(row.get("size", "")))
     return int(match.group(1)) * UNITS[match.group(2)] if match else None
 

@@ -12,7 +12,7 @@ import stat
 from preflight.errors import InputError
 
 
-def read_bytes(path: str | os.PathLike, limit: int, what: str,
+def read_bytes(path: str | os.PathLike[str], limit: int, what: str,
                error: type[InputError] = InputError) -> bytes:
     """The whole file, or `error` with one line when it is not a regular file under
     `limit` bytes or cannot be read."""
@@ -51,6 +51,6 @@ def read_bytes(path: str | os.PathLike, limit: int, what: str,
         os.close(fd)
 
 
-def display(path: str | os.PathLike) -> str:
+def display(path: str | os.PathLike[str]) -> str:
     """A path as text, undecodable bytes escaped (never a UnicodeEncodeError later)."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")

@@ -6,6 +6,10 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# The stages of a run, in the order they run and are reported: static (reads the node),
+# workload (a real torchrun), stack (the user's training stack).
+STAGES = ("static", "workload", "stack")
+
 
 class Severity(enum.IntEnum):
     """How bad a finding is. Ordered so that the worst one wins.

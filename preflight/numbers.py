@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TypeVar
 
 _INT = re.compile(r"[+-]?[0-9]{1,30}", re.ASCII)
 _FLOAT = re.compile(r"[+-]?(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})(?:[eE][+-]?[0-9]{1,3})?",
@@ -60,7 +61,10 @@ def parse_float(raw: object, key: str, low: float | None = None,
     return _in_range(value, key, raw, low, high)
 
 
-def _in_range(value, key: str, raw: object, low, high):
+_N = TypeVar("_N", int, float)
+
+
+def _in_range(value: _N, key: str, raw: object, low: _N | None, high: _N | None) -> _N:
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"{'' if low is None else low}..{'' if high is None else high}"
         raise NumberError(f"{key}={_show(raw)} is out of range {bounds}")

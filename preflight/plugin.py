@@ -11,20 +11,25 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypedDict, cast
 
 import pytest
 
 from preflight import __version__, report, runbooks
 from preflight.errors import InputError
-from preflight.model import Finding, Kind, Severity, Verdict, verdict
+from preflight.model import STAGES, Finding, Kind, Severity, Verdict, verdict
 from preflight.probes import Node
 from preflight.profiles import Profile, ProfileError, load_profiles
 from preflight.pytest_entry import _is_checks_path
 from preflight.redact import Scrubber, redact_text, secret_values
+
+if TYPE_CHECKING:
+    from preflight.launch.spec import LaunchSpec
+    from preflight.probes.dotenv import EnvFile
 
 # One description per setting serves the option, the ini key and the env variable.
 SETTINGS: dict[str, tuple[str, str, str | None]] = {
@@ -40,7 +45,22 @@ SETTINGS: dict[str, tuple[str, str, str | None]] = {
     "launch_script": ("launch_script", "the bash launch script to analyse", None),
     "launch_cmd": ("launch_cmd", "one launch command line to analyse", None),
 }
-STAGES = ("static", "workload", "stack")
+DEFAULT_REPORT_DIR = "preflight-report"
+
+
+class Settings(TypedDict):
+    """The effective settings, one key per SETTINGS entry (CLI > PREFLIGHT_* env > ini).
+    A TypedDict, not a dataclass: checks read them as `settings["expect_env"]`."""
+
+    profile: str | None
+    report_dir: str
+    env_file: str | None
+    expect_env: str | None
+    nvml_replay: str | None
+    launch_script: str | None
+    launch_cmd: str | None
+
+
 CRASHED = "check crashed: "  # a check that raised something other than its verdict
 
 
@@ -51,12 +71,12 @@ class SessionState:
     profiles: dict[str, Profile]
     node: Node
     scrubber: Scrubber
-    settings: dict[str, Any]
+    settings: Settings
     active: bool = False  # preflight checks were collected
     input_error: bool = False
     selected_profiles: list[str] = field(default_factory=list)
     profile_note: str = ""
-    env_file: Any = None
+    env_file: EnvFile | None = None
     findings: dict[str, Finding] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     report: dict[str, Any] | None = None
@@ -98,15 +118,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     _addoption_levels(group)
 
 
-def _setting(config: pytest.Config, dest: str) -> Any:
+def _setting(config: pytest.Config, dest: str) -> str | None:
     """CLI, then PREFLIGHT_* environment, then ini."""
     key = SETTINGS[dest][0]
-    value = config.getoption(dest)
+    value: str | None = config.getoption(dest)
     if value is None:
         value = os.environ.get("PREFLIGHT_" + key.upper()) or None
     if value is None:
         value = config.getini(f"preflight_{key}") or None
     return value
+
+
+def _settings(config: pytest.Config) -> Settings:
+    values = {dest: _setting(config, dest) for dest in SETTINGS}
+    # as _report_dir reads it: an empty ini value means the default
+    values["report_dir"] = values["report_dir"] or DEFAULT_REPORT_DIR
+    return cast(Settings, values)  # tests/test_plugin.py: Settings has SETTINGS' keys
 
 
 # -- configure: markers and profiles -------------------------------------------
@@ -143,7 +170,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(redact_text(str(exc))) from None
     for name, prof in profiles.items():
         config.addinivalue_line("markers", f"{name}: preflight profile: {prof.description}")
-    settings = {dest: _setting(config, dest) for dest in SETTINGS}
+    settings = _settings(config)
     node = Node(nvml_replay=settings["nvml_replay"])
     scrubber = Scrubber()
     scrubber.add_environ(node.environ)
@@ -237,10 +264,21 @@ def _wanted_profiles(metafunc: pytest.Metafunc, state: SessionState) -> set[str]
 
         expr = Expression.compile(config.getoption("markexpr"))
         own = {m.name for m in metafunc.definition.iter_markers()}
-        return {name for name in names
-                if expr.evaluate(lambda marker, _p=name, **_: marker in own or marker == _p)}
+
+        def matcher(profile: str) -> Callable[..., bool]:
+            return lambda marker, **_: marker in own or marker == profile
+
+        return {name for name in names if expr.evaluate(matcher(name))}
     except Exception:  # pytest's private API moved: build every profile's cases
         return None
+
+
+def _check_id(item: pytest.Item) -> str:
+    """The check id of an item marked pitfall (callers pass only those)."""
+    mark = item.get_closest_marker("pitfall")
+    if mark is None:
+        raise pytest.UsageError(f"{item.nodeid}: not a preflight check (no pitfall mark)")
+    return str(mark.args[0])
 
 
 def _item_profile(item: pytest.Item) -> Profile | None:
@@ -292,13 +330,14 @@ def _load_inputs(state: SessionState) -> None:
     if state.settings["launch_script"] or state.settings["launch_cmd"]:
         from preflight.launch import spec as launch
 
-        state.node.launch = launch.load(
+        spec = launch.load(
             script=state.settings["launch_script"],
             command=state.settings["launch_cmd"],
             environ=state.node.environ,
         )
-        state.scrubber.add(state.node.launch.secrets)  # secrets the script itself sets
-        for command in getattr(state.node.launch, "commands", ()):  # and passes as options
+        state.node.launch = spec
+        state.scrubber.add(spec.secrets)  # secrets the script itself sets
+        for command in spec.commands:  # and passes as options
             state.scrubber.add(secret_values(w.text for w in command.argv))
     if state.settings["nvml_replay"]:
         _ = state.node.gpus  # read now: a bad replay file is bad input (exit 4), not a crash
@@ -329,7 +368,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     keep, drop = [], []
     wanted_ids = set(config.getoption("check_ids") or [])
-    unknown_ids = wanted_ids - {it.get_closest_marker("pitfall").args[0] for it in checks}
+    unknown_ids = wanted_ids - {_check_id(it) for it in checks}
     if unknown_ids:
         state.input_error = True
         raise pytest.UsageError(f"--check: unknown check id(s): {', '.join(sorted(unknown_ids))}")
@@ -422,7 +461,7 @@ LOGS_DIR = "preflight-logs"  # under the report dir: pytest's basetemp for prefl
 
 
 def _report_dir(config: pytest.Config) -> Path:
-    return Path(_setting(config, "report_dir") or "preflight-report")
+    return Path(_setting(config, "report_dir") or DEFAULT_REPORT_DIR)
 
 
 def _discard_stale_report(config: pytest.Config) -> None:
@@ -609,9 +648,15 @@ def preflight_state(request: pytest.FixtureRequest) -> SessionState:
 
 
 @pytest.fixture(scope="session")
-def env_file(preflight_state: SessionState):
+def env_file(preflight_state: SessionState) -> EnvFile | None:
     """The parsed --env-file (None when there is none); values never leave the probe."""
     return preflight_state.env_file
+
+
+@pytest.fixture(scope="session")
+def launch(node: Node) -> LaunchSpec | None:
+    """The launch the user pointed at (--launch-script / --launch-cmd); None without one."""
+    return node.launch
 
 
 @pytest.fixture
@@ -658,16 +703,16 @@ progress_key = pytest.StashKey[bool]()
 # -- reports -----------------------------------------------------------------------
 
 
-def _first_line(text: str) -> str:
+def _first_line(text: object) -> str:
     for line in str(text).splitlines():
         if line.strip():
             return line.strip()
     return ""
 
 
-def _build_finding(item: pytest.Item, call: pytest.CallInfo, rep: pytest.TestReport,
+def _build_finding(item: pytest.Item, call: pytest.CallInfo[None], rep: pytest.TestReport,
                    state: SessionState) -> Finding:
-    check = item.get_closest_marker("pitfall").args[0]
+    check = _check_id(item)
     prof = _item_profile(item)
     recorder = item.stash.get(recorder_key, None) or Recorder(check, prof)
     found = Finding(
@@ -740,7 +785,8 @@ def _longrepr(found: Finding) -> str:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     rep = yield
     pitfall = item.get_closest_marker("pitfall")
     state = item.config.stash.get(state_key, None)
@@ -761,8 +807,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             # The skip reason reaches the terminal (-rs) and JUnit's <skipped message>.
             path, lineno, reason = rep.longrepr
             rep.longrepr = (path, lineno, state.scrubber.text(str(reason)))
-        rep.preflight = found.to_json()
-        rep.preflight_warned = found.severity == Severity.WARNING
+        # Extra report attributes live in its __dict__, as pytest's own TestReport(**extra)
+        # puts them (_pytest/reports.py, TestReport.__init__): they survive serialization.
+        vars(rep).update(preflight=found.to_json(),
+                         preflight_warned=found.severity == Severity.WARNING)
         if rep.when != "teardown":  # junitxml reads the properties off the teardown report
             item.user_properties.extend([
                 ("preflight.check", found.check),
@@ -775,7 +823,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return rep
 
 
-def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config
+                             ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
     if report.when == "call" and report.passed and getattr(report, "preflight_warned", False):
         return "warned", "W", ("WARN", {"yellow": True})
     return None
@@ -821,12 +870,15 @@ def _node_facts(state: SessionState) -> dict[str, Any]:
     from preflight import node_facts
 
     try:
-        return state.scrubber(node_facts.collect(state.node.gpus, state.node.environ))
+        facts: dict[str, Any] = state.scrubber(node_facts.collect(state.node.gpus,
+                                                                   state.node.environ))
+        return facts
     except Exception as exc:  # the facts never cost the verdict
         return {"hostname": socket.gethostname(), "error": f"{type(exc).__name__}: {exc}"}
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
     state = config.stash.get(state_key, None)
     if state is None or state.report is None or config.stash.get(face_key, False):
         return  # under the `preflight` command, face.py writes the output
@@ -844,6 +896,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 @pytest.fixture(scope="session")
-def settings(preflight_state: SessionState) -> dict[str, Any]:
-    """The effective preflight settings (CLI > PREFLIGHT_* env > ini)."""
-    return dict(preflight_state.settings)
+def settings(preflight_state: SessionState) -> Settings:
+    """The effective preflight settings (CLI > PREFLIGHT_* env > ini); a copy."""
+    return preflight_state.settings.copy()

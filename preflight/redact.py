@@ -127,8 +127,8 @@ def _reference(value: str) -> bool:
     return bool(_REFERENCE.fullmatch(value))
 
 
-def _shape(m: re.Match) -> str:
-    g = m.groupdict()
+def _shape(m: re.Match[str]) -> str:
+    g: dict[str, str] = m.groupdict()
     if g["url"] is not None:
         user, colon, _ = g["userinfo"].partition(":")
         return f"{g['url']}{user}:{MASK}@" if colon else f"{g['url']}{MASK}@"
@@ -180,8 +180,8 @@ class _Values:
 
     def __init__(self, words: set[str], fenced: bool):
         self.fenced = fenced  # a match must not touch a letter or digit on either side
-        self.automaton = None
-        self.regex: re.Pattern | None = None
+        self.automaton: Any = None  # pyahocorasick ships no type information
+        self.regex: re.Pattern[str] | None = None
         try:
             import ahocorasick
         except ImportError:

@@ -12,13 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from preflight.model import Finding, Severity
+from preflight.model import STAGES, Finding, Severity
 
 SCHEMA_VERSION = 1
 JSON_NAME = "preflight-report.json"
 MD_NAME = "preflight-report.md"
 HTML_NAME = "preflight-report.html"
-STAGE_ORDER = ("static", "workload", "stack")
 
 
 # Root causes: a check whose subject another check found missing fails too, for the same
@@ -85,7 +84,7 @@ def build(findings: list[Finding], *, verdict: str, profile: str, host: str, sta
 
 def _stages(findings: list[Finding]) -> list[str]:
     seen = {f.stage for f in findings}
-    return [s for s in STAGE_ORDER if s in seen] + sorted(seen - set(STAGE_ORDER))
+    return [s for s in STAGES if s in seen] + sorted(seen - set(STAGES))
 
 
 def _by(findings: list[Finding], *severities: Severity) -> list[Finding]:

@@ -35,15 +35,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+# The regex parser (re._parser since 3.11, the oldest Python preflight supports); private,
+# so typeshed has no stub for it: hence the ignore.
+from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
 from preflight import redact, runbooks
 from preflight.probes.exceptions import EXCEPTION_LINE
-
-try:  # Python 3.11+: the regex parser lives in re._parser
-    from re import _parser as sre_parse  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover
-    import sre_parse  # type: ignore[no-redef]
 
 SCHEMA = 1
 BLOCK = 4 << 20        # bytes read per step
@@ -53,7 +52,6 @@ MAX_HITS = 2000        # hits kept per file (a log of a million identical errors
 MAX_BENIGN = 20        # benign lines kept per id
 MAX_FILES = 10000
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
-TRACEBACK = "Traceback (most recent call last)"
 # A line that says it will be retried is not yet fatal: it names a cause only when nothing
 # more definite does (huggingface_hub's "Retrying in 8s [Retry 4/5]", slime's
 # "retrying... (attempt 51/60").
@@ -224,8 +222,9 @@ def _seq_literals(items: list[Any]) -> set[str] | None:
                 candidates.append(sub)
         elif name == "BRANCH":
             options = [_seq_literals(list(b)) for b in arg[1]]
-            if all(options):
-                candidates.append(set().union(*options))  # type: ignore[arg-type]
+            found = [o for o in options if o]
+            if len(found) == len(options):
+                candidates.append(set[str]().union(*found))
         elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") and arg[0] >= 1:
             sub = _seq_literals(list(arg[2]))
             if sub:
@@ -289,7 +288,6 @@ class FileScan:
     benign_count: int = 0
     consequences: int = 0
     lines: int = 0
-    truncated_hits: bool = False
 
 
 def clean(raw: bytes) -> str:
@@ -390,7 +388,6 @@ def _record(result: FileScan, hit: Hit) -> None:
     if benign:
         hit.blocks = benign
     if len(result.hits) >= MAX_HITS:
-        result.truncated_hits = True
         return
     result.hits.append(hit)
 
@@ -499,65 +496,82 @@ def _near_ok(block: Block, window: list[str]) -> bool:
     return all(any(cond.search(line) for line in window) for cond in block.near)
 
 
+class _Windows:
+    """The lines around a hit (its near-conditions look at them), read once per hit."""
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[int, int], list[str]] = {}
+
+    def __call__(self, scan: FileScan, hit: Hit) -> list[str]:
+        key = (hit.file, hit.offset)
+        if key not in self.cache:
+            lines, _ = read_window(scan.real, hit.offset, NEAR_BEFORE, NEAR_AFTER)
+            self.cache[key] = [ANSI.sub("", x) for x in lines]
+        return self.cache[key]
+
+
+def _count_benign(scan: FileScan, hit: Hit, window: _Windows) -> None:
+    """A hit only benign blocks match: counted under the first whose near-condition holds;
+    with none holding, it matches nothing."""
+    near_needed = [b for b in hit.blocks if b.near]
+    ok = [b for b in hit.blocks if not b.near or _near_ok(b, window(scan, hit))]
+    if ok:
+        scan.benign.setdefault(ok[0].id, [])
+        if len(scan.benign[ok[0].id]) < MAX_BENIGN:
+            scan.benign[ok[0].id].append(hit.line)
+        scan.benign_count += 1
+    elif near_needed:
+        hit.blocks = []
+
+
+def _live(block: Block, scan: FileScan, hit: Hit, markers: set[str], window: _Windows) -> bool:
+    """A cause or generic block whose log markers and near-condition hold."""
+    if block.role not in ("cause", "generic"):
+        return False
+    if block.log and not all(c.pattern in markers for c in block.log):
+        return False
+    return not block.near or _near_ok(block, window(scan, hit))
+
+
+def _judge_hit(scan: FileScan, hit: Hit, markers: set[str],
+               window: _Windows) -> tuple[Cause | None, bool]:
+    """The cause a (not only benign) hit names, if any, and whether it is fatal."""
+    consequence = "consequence" in {b.role for b in hit.blocks}
+    if consequence:
+        scan.consequences += 1
+    weak = consequence or bool(RETRIED.search(hit.text))
+    live = [b for b in hit.blocks if _live(b, scan, hit, markers, window)]
+    specific = [b for b in live if b.role == "cause"]
+    if specific:
+        top = max(b.specificity for b in specific)
+        best = [b for b in specific if b.specificity == top]
+        ids = sorted({b.id for b in best})
+        block = best[0]
+        likely = block.likely or len(ids) > 1 or weak
+        return Cause(block.id, "likely" if likely else "certain", hit, block, weak=weak), True
+    if live and not consequence and not _not_fatal(scan, hit):
+        text = EXCEPTION_LINE.match(re.sub(r"^\S*\]:?\s*", "", hit.text))
+        shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)(?::\s|$)",
+                           hit.text)
+        if text or shaped:
+            return Cause("unknown", "likely", hit, None), True
+    return None, consequence
+
+
 def judge(scans: list[FileScan], markers: set[str]) -> tuple[list[Cause], bool]:
     """The causes, earliest real one first, and whether anything fatal was seen at all."""
     causes: list[Cause] = []
     fatal = False
-    windows: dict[tuple[int, int], list[str]] = {}
-
-    def window(scan: FileScan, hit: Hit) -> list[str]:
-        key = (hit.file, hit.offset)
-        if key not in windows:
-            lines, _ = read_window(scan.real, hit.offset, NEAR_BEFORE, NEAR_AFTER)
-            windows[key] = [ANSI.sub("", x) for x in lines]
-        return windows[key]
-
+    window = _Windows()
     for scan in scans:
         for hit in scan.hits:
-            roles = {b.role for b in hit.blocks}
-            if roles == {"benign"}:
-                near_needed = [b for b in hit.blocks if b.near]
-                ok = [b for b in hit.blocks if not b.near or _near_ok(b, window(scan, hit))]
-                if ok:
-                    scan.benign.setdefault(ok[0].id, [])
-                    if len(scan.benign[ok[0].id]) < MAX_BENIGN:
-                        scan.benign[ok[0].id].append(hit.line)
-                    scan.benign_count += 1
-                    continue
-                if near_needed:
-                    hit.blocks = []
+            if {b.role for b in hit.blocks} == {"benign"}:
+                _count_benign(scan, hit, window)
                 continue
-            consequence = "consequence" in roles
-            if consequence:
-                fatal = True
-                scan.consequences += 1
-            weak = consequence or bool(RETRIED.search(hit.text))
-            live = []
-            for block in hit.blocks:
-                if block.role not in ("cause", "generic"):
-                    continue
-                if block.log and not all(c.pattern in markers for c in block.log):
-                    continue
-                if block.near and not _near_ok(block, window(scan, hit)):
-                    continue
-                live.append(block)
-            specific = [b for b in live if b.role == "cause"]
-            if specific:
-                top = max(b.specificity for b in specific)
-                best = [b for b in specific if b.specificity == top]
-                ids = sorted({b.id for b in best})
-                block = best[0]
-                likely = block.likely or len(ids) > 1 or weak
-                causes.append(Cause(block.id, "likely" if likely else "certain", hit, block,
-                                    weak=weak))
-                fatal = True
-            elif live and not consequence and not _not_fatal(scan, hit):
-                text = EXCEPTION_LINE.match(re.sub(r"^\S*\]:?\s*", "", hit.text))
-                shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)(?::\s|$)",
-                                   hit.text)
-                if text or shaped:
-                    causes.append(Cause("unknown", "likely", hit, None))
-                    fatal = True
+            cause, hit_fatal = _judge_hit(scan, hit, markers, window)
+            fatal = fatal or hit_fatal
+            if cause is not None:
+                causes.append(cause)
     strong = [c for c in causes if c.id != "unknown" and not c.weak]
     weak = [c for c in causes if c.id != "unknown" and c.weak]
     unknown = [c for c in causes if c.id == "unknown"]
@@ -655,11 +669,7 @@ def collect(paths: list[str], spool_dir: str) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for arg in paths:
         if arg == "-":
-            spooled = os.path.join(spool_dir, "stdin.log")
-            with open(spooled, "wb") as out:
-                while chunk := sys.stdin.buffer.read(1 << 20):
-                    out.write(chunk)
-            found.append(("<stdin>", spooled))
+            found.append(("<stdin>", _spool_stdin(spool_dir)))
             continue
         try:
             mode = os.stat(arg).st_mode
@@ -669,21 +679,7 @@ def collect(paths: list[str], spool_dir: str) -> list[tuple[str, str]]:
             _readable(arg)
             found.append((_shown(arg), arg))
         elif stat.S_ISDIR(mode):
-            files = []
-            for root, dirs, names in os.walk(arg, onerror=None):
-                dirs.sort()
-                for name in sorted(names):
-                    full = os.path.join(root, name)
-                    try:
-                        if stat.S_ISREG(os.lstat(full).st_mode):
-                            files.append(full)
-                    except OSError:
-                        continue
-                if len(files) > MAX_FILES:
-                    raise TriageInputError(f"{arg}: more than {MAX_FILES} files")
-            if not files:
-                raise TriageInputError(f"{arg}: no regular files in this directory")
-            for full in files:
+            for full in _dir_files(arg):
                 try:
                     _readable(full)
                 except TriageInputError:
@@ -692,6 +688,33 @@ def collect(paths: list[str], spool_dir: str) -> list[tuple[str, str]]:
         else:
             raise TriageInputError(f"{arg}: not a regular file or a directory")
     return found
+
+
+def _spool_stdin(spool_dir: str) -> str:
+    spooled = os.path.join(spool_dir, "stdin.log")
+    with open(spooled, "wb") as out:
+        while chunk := sys.stdin.buffer.read(1 << 20):
+            out.write(chunk)
+    return spooled
+
+
+def _dir_files(arg: str) -> list[str]:
+    """The regular files under a directory, in a stable order (at most MAX_FILES)."""
+    files = []
+    for root, dirs, names in os.walk(arg, onerror=None):
+        dirs.sort()
+        for name in sorted(names):
+            full = os.path.join(root, name)
+            try:
+                if stat.S_ISREG(os.lstat(full).st_mode):
+                    files.append(full)
+            except OSError:
+                continue
+        if len(files) > MAX_FILES:
+            raise TriageInputError(f"{arg}: more than {MAX_FILES} files")
+    if not files:
+        raise TriageInputError(f"{arg}: no regular files in this directory")
+    return files
 
 
 def _shown(path: str) -> str:
@@ -718,7 +741,7 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
         scans = [scan_file(scanner, i, shown, real, markers)
                  for i, (shown, real) in enumerate(inputs)]
         causes, fatal = judge(scans, markers)
-        out_causes = []
+        out_causes: list[dict[str, Any]] = []
         seen: set[tuple[str, int, int]] = set()
         for cause in causes:
             key = (cause.id, cause.hit.file, cause.hit.line)
@@ -824,29 +847,7 @@ def render(result: dict[str, Any]) -> str:
             out.append("no fatal error found")
     for i, c in enumerate(result["causes"]):
         if i == 0:
-            label = ("ROOT CAUSE" if c["id"] != "unknown"
-                     else "FIRST FATAL ERROR (no runbook matches)")
-            out.append(f"{label}: {c['id']} ({c['confidence']})")
-            where = f"  at {c['file']}:{c['line']}"
-            if c.get("timestamp"):
-                where += f"  [{c['timestamp']}]"
-            out.append(where)
-            out.append(f"  > {c['match']}")
-            out.append("  context:")
-            for k, line in enumerate(c["context"]):
-                num = c["context_start"] + k
-                mark = ">" if num == c["line"] else " "
-                out.append(f"  {mark}{num:>7} | {line}")
-            if c["fix"]:
-                out.append("  fix:")
-                out += [f"    {line}" for line in c["fix"].splitlines()]
-            if c["runbook"]:
-                out.append(f"  runbook: {_near_path(c['runbook'])}")
-            if c["check"]:
-                out.append(f"  caught before launch by check `{c['check']}`; run it now: "
-                           f"{c['check_command']}")
-            elif c["id"] != "unknown":
-                out.append("  no preflight check catches this before launch")
+            out += _render_root(c)
             if len(result["causes"]) > 1:
                 out.append("later errors (not the root cause):")
         else:
@@ -863,6 +864,31 @@ def render(result: dict[str, Any]) -> str:
         kinds = sorted({b["id"] for b in result["benign"]})
         out.append(f"benign: {sum(f['benign'] for f in files)} line(s) ({', '.join(kinds)})")
     return "\n".join(out)
+
+
+def _render_root(c: dict[str, Any]) -> list[str]:
+    """The root cause: where, the matching line in its context, the fix and the check."""
+    label = "ROOT CAUSE" if c["id"] != "unknown" else "FIRST FATAL ERROR (no runbook matches)"
+    out = [f"{label}: {c['id']} ({c['confidence']})"]
+    where = f"  at {c['file']}:{c['line']}"
+    if c.get("timestamp"):
+        where += f"  [{c['timestamp']}]"
+    out += [where, f"  > {c['match']}", "  context:"]
+    for k, line in enumerate(c["context"]):
+        num = c["context_start"] + k
+        mark = ">" if num == c["line"] else " "
+        out.append(f"  {mark}{num:>7} | {line}")
+    if c["fix"]:
+        out.append("  fix:")
+        out += [f"    {line}" for line in c["fix"].splitlines()]
+    if c["runbook"]:
+        out.append(f"  runbook: {_near_path(c['runbook'])}")
+    if c["check"]:
+        out.append(f"  caught before launch by check `{c['check']}`; run it now: "
+                   f"{c['check_command']}")
+    elif c["id"] != "unknown":
+        out.append("  no preflight check catches this before launch")
+    return out
 
 
 def _near_path(path: str) -> str:

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from conftest import base_env
+from support import base_env
 
 
 def _exe(path: Path, body: str = "#!/bin/sh\necho ray 2.40.0\n") -> Path:

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import CHECKS, FIXTURES, REPO, base_env
+from support import CHECKS, FIXTURES, REPO, base_env
 
 NVML = FIXTURES / "nvml"
 

@@ -9,8 +9,8 @@ import sys
 
 import psutil
 import pytest
+from support import base_env
 
-from conftest import base_env
 from preflight.probes import multinode, netif
 
 

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from conftest import base_env
+from support import base_env
 
 ray = pytest.importorskip("ray")
 

@@ -13,8 +13,8 @@ import sys
 import uuid
 
 import pytest
+from support import REPO
 
-from conftest import REPO
 from preflight.cluster.checks import reach
 
 A, B = "10.213.0.1", "10.213.0.2"

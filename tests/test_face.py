@@ -15,8 +15,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from support import CHECKS, FIXTURES, REPO, base_env
 
-from conftest import CHECKS, FIXTURES, REPO, base_env
 from preflight import __version__, cli, console
 from preflight.runbooks import all_ids
 

@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support import FIXTURES, base_env
 
-from conftest import FIXTURES, base_env
 from preflight.fixes import is_command, split
 
 NVML = sorted((FIXTURES / "nvml").glob("a800x4-*.json"))

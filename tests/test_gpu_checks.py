@@ -15,8 +15,8 @@ import sys
 import time
 
 import pytest
+from support import FIXTURES, base_env
 
-from conftest import FIXTURES, base_env
 from preflight.probes.nvml_fake import merge
 
 NVML_DIR = FIXTURES / "nvml"

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import CHECKS, REPO, base_env
 
-from conftest import CHECKS, REPO, base_env
 from preflight.probes import host
 
 

@@ -17,8 +17,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+from support import FIXTURES
 
-from conftest import FIXTURES
 from preflight import html_report
 
 REPORT = FIXTURES / "reports" / "cpu-allreduce.json"  # a real `--check nccl-allreduce` run

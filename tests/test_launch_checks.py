@@ -11,8 +11,7 @@ import socket
 from pathlib import Path
 
 import pytest
-
-from conftest import FIXTURES, base_env
+from support import FIXTURES, base_env
 
 LAUNCH = FIXTURES / "launch"
 

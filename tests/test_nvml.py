@@ -8,8 +8,8 @@ import sys
 
 import pynvml
 import pytest
+from support import FIXTURES, REPO
 
-from conftest import FIXTURES, REPO
 from preflight.probes import gpus, nccl, nvml, torch_build
 from preflight.probes.nvml_fake import FakeNvml, merge
 

@@ -11,8 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-from conftest import CHECKS, REPO, base_env
+from support import CHECKS, REPO, base_env
 
 
 def test_default_run_on_this_machine_is_a_verdict_with_three_outputs(run_preflight, tmp_path):
@@ -205,3 +204,10 @@ def test_own_test_sessions_write_no_report(pytester):
 def test_repo_layout():
     for name in ("pyproject.toml", "conftest.py", "tox.ini", "README.md", ".ci/run"):
         assert (REPO / name).exists(), name
+
+
+def test_settings_type_names_every_setting():
+    # plugin._settings casts the SETTINGS table to Settings: the two must name the same keys.
+    from preflight.plugin import SETTINGS, Settings
+
+    assert set(Settings.__annotations__) == set(SETTINGS)

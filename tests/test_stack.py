@@ -13,11 +13,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from support import FIXTURES, base_env
 
 from preflight.probes import http, ports
 from preflight.run import Runner
 from preflight.stack import colocate, sglang, swift, watch
-from tests.conftest import FIXTURES, base_env
 
 STUB = Path(__file__).resolve().parent / "sglang_stub"
 HEALTHY = FIXTURES / "nvml" / "a800x4-healthy.json"

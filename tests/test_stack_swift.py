@@ -24,11 +24,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from support import CHECKS, base_env
 
 from preflight.probes import ports
 from preflight.run import Runner
 from preflight.stack import swift, watch
-from tests.conftest import CHECKS, base_env
 
 pytestmark = pytest.mark.slow
 

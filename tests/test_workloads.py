@@ -11,9 +11,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support import CHECKS, REPO, Run, base_env
 from test_workload_probe import TAG, assert_none_left
-
-from conftest import CHECKS, REPO, Run, base_env
 
 # A quick sweep (8 B .. 64 KiB) and a tight bound for the fault tests.
 SMALL = """extends = "cpu"

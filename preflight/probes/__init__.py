@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from preflight.run import OWNER_VAR, Runner
 
 if TYPE_CHECKING:
+    from preflight.launch.spec import LaunchSpec
     from preflight.probes import nvml
 
 __all__ = ["OWNER_VAR", "Node"]
@@ -37,7 +38,7 @@ class Node:
         self.nvml_replay = nvml_replay
         self.own_pid = os.getpid() if own_pid is None else own_pid
         self.python = sys.executable
-        self.launch: Any = None  # a LaunchSpec when --launch-script / --launch-cmd is given
+        self.launch: LaunchSpec | None = None  # from --launch-script / --launch-cmd
 
     @property
     def launch_prefix(self) -> Path:

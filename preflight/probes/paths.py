@@ -14,4 +14,3 @@ def which(name: str, environ: Mapping[str, str]) -> str | None:
 
 def same_dir(a: str | Path, b: str | Path) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
-

@@ -26,7 +26,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[2]
 CHECKS = REPO / "preflight"
 sys.path.insert(0, str(REPO / "tests"))
-from conftest import base_env  # noqa: E402
+from support import GATE_PLUGINS, base_env, gate_env  # noqa: E402
 
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|INTERNALERROR")
 
@@ -116,6 +116,19 @@ def _tagged(tag: str) -> list[int]:
     return found
 
 
+def _left_over(tag: str, settle_s: float = 0.2) -> list[int]:
+    """Processes with the tag still alive `settle_s` after the run: a grandchild killed with
+    its group may take that long to be reaped. No tagged process at the first look is final
+    (a process that could start one later would carry the tag itself), so the common case
+    costs no wait."""
+    deadline = time.monotonic() + settle_s
+    found = _tagged(tag)
+    while found and time.monotonic() < deadline:
+        time.sleep(0.02)
+        found = _tagged(tag)
+    return found
+
+
 def _classify(code: int | None, report_dir: Path, output: str) -> str:
     if code is None:
         return "hang"
@@ -137,43 +150,27 @@ def run_case(case: Case, workdir: Path) -> Result:
     (workdir / ".env").write_text(f"HF_TOKEN={canary}\nWANDB_API_KEY={canary}-w\n")
     setup = case.build(workdir, canary)
     report_dir = setup.report_dir or workdir / "report"
-    env = base_env(HF_TOKEN=canary, PREFLIGHT_FAULT_TAG=tag)
+    env = gate_env(base_env(HF_TOKEN=canary, PREFLIGHT_FAULT_TAG=tag))
     for key, value in setup.env.items():
         if value is None:
             env.pop(key, None)
         else:
             env[key] = value
     argv = [sys.executable, "-m", "pytest", str(CHECKS), "-p", "no:cacheprovider", "-q",
-            "--rootdir", str(REPO), f"--report-dir={report_dir}", *setup.args]
+            *GATE_PLUGINS, "--rootdir", str(REPO), f"--report-dir={report_dir}", *setup.args]
     if setup.junit:
         argv.append(f"--junitxml={workdir / 'junit.xml'}")
     start = time.monotonic()
     proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, errors="replace",
                             start_new_session=True, preexec_fn=setup.preexec)
-    hang = False
     try:
-        if setup.interrupt_after_s is not None:
-            try:
-                proc.wait(timeout=setup.interrupt_after_s)
-            except subprocess.TimeoutExpired:
-                if setup.interrupt_group:
-                    os.killpg(proc.pid, setup.interrupt_signal)
-                else:
-                    os.kill(proc.pid, setup.interrupt_signal)
-        output, _ = proc.communicate(timeout=case.bound_s)
-        code = proc.returncode
-    except subprocess.TimeoutExpired:
-        hang = True
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        code = None
+        code, output = _finish(proc, setup, case.bound_s)
     finally:
         if setup.cleanup:
             setup.cleanup()
     elapsed = time.monotonic() - start
-    time.sleep(0.2)  # let killed grandchildren be reaped before we look for them
-    leftover = _tagged(tag)
+    leftover = _left_over(tag)
     for pid in leftover:  # started by this case: ours to clean up
         try:
             os.kill(pid, signal.SIGKILL)
@@ -186,21 +183,45 @@ def run_case(case: Case, workdir: Path) -> Result:
     secrets = [canary, *setup.extra_canaries]
     leaks = [f"{name}:{secret[:12]}" for name, text in texts.items() for secret in secrets
              if secret in text]
-    wrong = ""
-    report_path = report_dir / "preflight-report.json"
+    hang = code is None
+    return Result(case.name, case.kind, code, "hang" if hang else
+                  _classify(code, report_dir, output), bool(TRACEBACK.search(output)), leaks,
+                  leftover, hang, round(elapsed, 2), output,
+                  _wrong(setup, report_dir / "preflight-report.json", code, output))
+
+
+def _finish(proc: subprocess.Popen[str], setup: Setup, bound_s: float) -> tuple[int | None, str]:
+    """(exit code, output) after the case's interrupt, if any; code None: a hang, killed."""
+    if setup.interrupt_after_s is not None:
+        try:
+            proc.wait(timeout=setup.interrupt_after_s)
+        except subprocess.TimeoutExpired:
+            if setup.interrupt_group:
+                os.killpg(proc.pid, setup.interrupt_signal)
+            else:
+                os.kill(proc.pid, setup.interrupt_signal)
+    try:
+        output, _ = proc.communicate(timeout=bound_s)
+        return proc.returncode, output
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        return None, output
+
+
+def _wrong(setup: Setup, report_path: Path, code: int | None, output: str) -> str:
+    """What the report or the case's own verify finds wrong ("" when nothing)."""
     if report_path.is_file():
         import json
 
         try:
             report = json.loads(report_path.read_text(errors="replace"))
         except ValueError:
-            report = {}
-            wrong = "the report is not JSON"
-        wrong = wrong or contradictions(report)
+            return "the report is not JSON"
+        wrong = contradictions(report)
         if not wrong and setup.verify is not None:
             wrong = setup.verify(report, output)
-    elif setup.verify is not None and code is not None and code != 4:
-        wrong = setup.verify({}, output)
-    return Result(case.name, case.kind, code, "hang" if hang else
-                  _classify(code, report_dir, output), bool(TRACEBACK.search(output)), leaks,
-                  leftover, hang, round(elapsed, 2), output, wrong)
+        return wrong
+    if setup.verify is not None and code is not None and code != 4:
+        return setup.verify({}, output)
+    return ""

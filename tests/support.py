@@ -1,0 +1,74 @@
+"""Helpers the tests import: the repo's paths, a controlled environment, a finished run.
+(tests/conftest.py holds only fixtures and hooks: pytest loads it, tests never import it.)"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+CHECKS = REPO / "preflight"
+FIXTURES = REPO / "fixtures"
+
+# Variables the checks read: tests start without them so the machine's own settings
+# never decide a test.
+CONTROLLED = (
+    "MASTER_PORT", "MASTER_ADDR", "CUDA_HOME", "CUDA_PATH", "CONDA_PREFIX",
+    "CONDA_DEFAULT_ENV", "HF_ENDPOINT", "HF_HUB_OFFLINE", "NCCL_SOCKET_IFNAME",
+    "WANDB_KEY", "WANDB_API_KEY", "WANDB_MODE", "PET_MASTER_PORT", "NPROC_PER_NODE",
+    "NNODES", "LOCAL_RANK", "WORLD_SIZE", "RANK", "TORCHELASTIC_RUN_ID",
+    "CUDA_VISIBLE_DEVICES", "USE_LIBUV",
+)
+
+
+# The plugins a preflight child of the tests loads: those the `preflight` command loads
+# (cli._base_args: preflight itself, pytest-timeout), not every pytest plugin installed for
+# this test suite; hypothesis's alone is a third of a static run's CPU. The entry shim
+# (pytest_entry) stays in the path: it is what `pytest preflight/` loads.
+GATE_PLUGINS = ("-p", "preflight.pytest_entry", "-p", "pytest_timeout")
+
+
+def gate_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a preflight child that loads only GATE_PLUGINS."""
+    return {**env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
+def base_env(**overrides: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in CONTROLLED and not k.startswith(("PREFLIGHT_", "PYTEST_"))}
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    report_dir: Path
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    @property
+    def report(self) -> dict[str, Any] | None:
+        path = self.report_dir / "preflight-report.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def checks(self, check_id: str) -> list[dict[str, Any]]:
+        report = self.report
+        assert report is not None, f"no report written:\n{self.output[-3000:]}"
+        return [c for c in report["checks"] if c["id"] == check_id]
+
+    def one(self, check_id: str) -> dict[str, Any]:
+        found = self.checks(check_id)
+        assert len(found) == 1, f"{check_id}: {len(found)} results\n{self.output[-3000:]}"
+        return found[0]
