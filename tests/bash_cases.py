@@ -125,6 +125,7 @@ TEMPLATES = {
     "shift-past": "set -- one\nshift 2 || echo none\n@L@ \"$@\"\n",
     "local-top": "local X=1 2>/dev/null\n@L@ ${X:-unset}\n",
     "tilde": "@L@ ~/data ~root/x --t=~/y\n",
+    "arith-for-set-e": "set -e\nfor ((k=0; k<2; k++)); do :; done\n@L@ --k $k\n",
     "dirname": "ROOT=$(dirname \"$(readlink -f \"$0\")\")\nHERE=$(cd \"$(dirname \"$0\")\" && pwd)\n"
                "@L@ --root $ROOT --here $HERE\n",
 }
@@ -139,6 +140,12 @@ EXTRA = {
     "return-status": "check() { return 1; }\nif check; then torchrun a.py; else torchrun b.py; fi\n",
     "nested-case": "case ${MODE:-x} in\n  sft)\n    case ${NP:-1} in\n      4) torchrun four.py ;;\n"
                    "      *) torchrun other.py ;;\n    esac ;;\n  *) python fallback.py ;;\nesac\n",
+    # a launcher kept in a string and run unquoted behind a wrapper, one value unknown:
+    # the words before the unknown part are split as bash splits them
+    "string-cmd-unknown-part": "HOSTIP=$(hostname -i)\nLAUNCH=\"accelerate launch --num_processes "
+                               "${NP:-2} --main_process_ip $HOSTIP --main_process_port 29511 \"\n"
+                               "CMD=\"$LAUNCH t.py --lr 1\"\nsrun $CMD\nsrun --nodes=1 torchrun "
+                               "--nnodes 1 $CMD\n",
     "fallthrough": "case a in\n  a) X=1 ;&\n  b) Y=2 ;;\nesac\ntorchrun $X $Y\n",
     "elif-chain": "if [ \"${MODE:-}\" = a ]; then M=1\nelif [ \"${MODE:-}\" = b ]; then M=2\n"
                   "elif [ \"${MODE:-}\" = sft ]; then M=3\nelif [ -n \"${MODE:-}\" ]; then M=4\n"

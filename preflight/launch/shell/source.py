@@ -313,7 +313,10 @@ class _Rewriter:
                 parts = inner.split(";")
                 if len(parts) == 3 and "\n" not in inner:
                     init, cond, step = (p.replace('"', "") for p in parts)
-                    out.append(f'{ARITH} "{init or 1}"; while {ARITH} "{cond or 1}" && '
+                    # `|| :`: the init's status is not the loop's; `for ((i=0; ...))`
+                    # under `set -e` goes on (bash's arithmetic for, execute_cmd.c
+                    # `execute_arith_for_command`, ignores it)
+                    out.append(f'{ARITH} "{init or 1}" || :; while {ARITH} "{cond or 1}" && '
                                f'{{ {ARITH} "{step or 1}"; :; }}')
                     self._nest(1)
                     i = end + 1

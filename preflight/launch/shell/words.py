@@ -61,6 +61,8 @@ class Expander:
             pieces = self._scan(text, node.pos[0], st, subs, dq=False)
             if split and ifs_text != " \t\n":
                 pieces = [_ifs(p, ifs_text) for p in pieces]
+            elif split:
+                pieces = [q for p in pieces for q in _known_head(p)]
             kept, vanished = split_fields(pieces, split)
             self.vanished.extend(to_word(f, raw) for f in vanished)
             for f in kept:
@@ -768,6 +770,20 @@ def _brace_items(inner: str) -> list[str] | None:
     if not items:
         return None
     return items + [inner[start:]]
+
+
+def _known_head(piece: Piece) -> list[Piece]:
+    """An unquoted unknown value whose known start holds IFS whitespace (`srun $CMD`, CMD=
+    "accelerate launch --num_processes $(...)"): the fields that whitespace closes are
+    split as bash splits them (default IFS); only the rest stays unknown."""
+    if not piece.split or piece.known or not piece.text.startswith(piece.prefix):
+        return [piece]
+    m = re.match(r"(?s).*[ \t\n]", piece.prefix)
+    if m is None:
+        return [piece]
+    head = m.group(0)
+    return [Piece(head, split=True, source=piece.source, refs=piece.refs),
+            replace(piece, text=piece.text[len(head):], prefix=piece.prefix[len(head):])]
 
 
 def _ifs(piece: Piece, ifs: str | None) -> Piece:
