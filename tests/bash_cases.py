@@ -126,6 +126,13 @@ TEMPLATES = {
     "local-top": "local X=1 2>/dev/null\n@L@ ${X:-unset}\n",
     "tilde": "@L@ ~/data ~root/x --t=~/y\n",
     "arith-for-set-e": "set -e\nfor ((k=0; k<2; k++)); do :; done\n@L@ --k $k\n",
+    "ifs-join": "set -- a b c\nIFS=:\nJ=\"$*\"\nunset IFS\n@L@ --j $J\n",
+    "mapfile-t": "mapfile -t LINES < lines.txt\n@L@ \"${LINES[@]}\"\n",
+    "func-case-oneline": "f() { case \"${MODE:-x}\" in sft) K=1 ;; *) K=2 ;; esac; }\nf\n"
+                         "function h { case $K in 1) J=a ;; *) J=b ;; esac; }\nh\n@L@ --k $K --j $J\n",
+    "arith-bad-value": "set -e\nBAD=\"4 4\"\nN=$((BAD+1))\necho $((BAD*2)); X=never\n@L@ --n ${N:-none} ${X:-kept}\n",
+    "assign-array-join": "A=(--a \"b c\")\nV=\"${A[@]}\"\nset -- p q\nW=\"$@\"\n@L@ --v \"$V\" --w \"$W\"\n",
+    "export-brace": "export BR=x{1,2}\n@L@ --br $BR\n",
     "dirname": "ROOT=$(dirname \"$(readlink -f \"$0\")\")\nHERE=$(cd \"$(dirname \"$0\")\" && pwd)\n"
                "@L@ --root $ROOT --here $HERE\n",
 }

@@ -169,3 +169,22 @@ def _split_commas(expr: str) -> list[str]:
             start = i + 1
     parts.append(expr[start:])
     return parts
+
+
+_ADJACENT = re.compile(r"[A-Za-z0-9_#]\s+[A-Za-z0-9_]")
+
+
+def syntax_error(expr: str, lookup: Lookup, depth: int = 0) -> str | None:
+    """The text bash's expr.c rejects for certain: two operands with only blanks between
+    them (`a b`, `4 4`), in the expression or in the value of a variable it names (bash
+    evaluates a variable's value as an expression). None when there is none, or when a
+    value is not known."""
+    if _ADJACENT.search(expr):
+        return expr.strip()
+    if depth >= 4:
+        return None
+    for name in set(re.findall(r"(?<![\w#])[A-Za-z_]\w*", expr)):
+        value = lookup(name)
+        if value and syntax_error(value, lookup, depth + 1):
+            return value.strip()
+    return None

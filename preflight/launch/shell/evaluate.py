@@ -42,6 +42,7 @@ from preflight.launch.shell.source import (
 from preflight.launch.shell.state import Ctx, Source, State
 from preflight.launch.shell.words import (
     Abort,
+    ArithAbort,
     Expander,
     Stop,
     dedupe,
@@ -156,7 +157,7 @@ class Evaluator(Expander):
                     try:
                         self._statement(node, st, ctx)
                     except Abort as abort:
-                        if st.errexit:
+                        if st.errexit and not isinstance(abort, ArithAbort):
                             raise _Exit("1", None if ctx.conditional else Exit(
                                 file, self.src.line(node.pos[0]), "1", str(abort))) from None
                         if ctx.depth and file not in self._shells:
@@ -171,6 +172,13 @@ class Evaluator(Expander):
     def _unparsed(self, file: str, line: int, snippet: str, error: str, st: State) -> None:
         """A line bashlex cannot parse: whatever it may assign becomes unknown."""
         self._unknown(file, line, snippet, f"bashlex cannot parse this line ({error})")
+        # a function defined there: a later call runs a body preflight has not read (never
+        # an older definition of the same name)
+        for m in re.finditer(r"(?:^|[\s;&|(])(?:function\s+([A-Za-z_][\w.:-]*)|"
+                             r"([A-Za-z_][\w.:-]*)\s*\(\s*\))", snippet):
+            st.functions[m.group(1) or m.group(2)] = (
+                None, f"defined in a line that is not evaluated ({posixpath.basename(file)}:"
+                      f"{line})")
         for name in re.findall(r"(?:^|[\s;(|&])([A-Za-z_][A-Za-z0-9_]*)\+?=", snippet):
             old = st.vars.get(name)
             st.vars[name] = Var(None, exported=bool(old and old.exported),
@@ -572,7 +580,8 @@ class Evaluator(Expander):
         argv: list[Word] = []
         self.vanished = []
         for i, w in enumerate(words):
-            argv.extend(self._expand(w, st, split=not (declaring and i > 0 and "=" in w.word)))
+            assignment = declaring and i > 0 and "=" in w.word
+            argv.extend(self._expand(w, st, split=not assignment, braces=True))
         pairs = [(r.type, t) for r in redirects if (t := self._redirect_word(r, st)) is not None]
         targets = tuple(t for _, t in pairs)
         # the targets bash opens for writing: it fails there when the directory is missing
@@ -831,7 +840,9 @@ class Evaluator(Expander):
                line: int) -> None:
         """read / mapfile / printf -v: the variables they assign are unknown."""
         names: list[str] = []
-        with_value = {"read": "adnNptui", "mapfile": "dnOstuC", "readarray": "dnOstuC",
+        # the options that take a value (bash builtins/read.def, mapfile.def): `-t` is a
+        # flag of mapfile (strip the newline), a value of read (the timeout)
+        with_value = {"read": "adnNptui", "mapfile": "dnOsuCc", "readarray": "dnOsuCc",
                       "printf": "v"}[name]
         i = 0
         while i < len(args):
@@ -1164,6 +1175,10 @@ class Evaluator(Expander):
             self._opaque(st, f"{name} nested too deep at {posixpath.basename(file)}:{line}")
             return None
         body, source = st.functions[name]
+        if body is None:  # its definition could not be parsed: what it does is unknown
+            self._unknown(file, line, name, f"{name}: {source}")
+            self._opaque(st, f"{name} at {posixpath.basename(file)}:{line} ({source})")
+            return None
         saved_src, saved_pos = self.src, st.positional
         self.src, st.positional = source, tuple(args)
         self._locals.append({})

@@ -168,6 +168,7 @@ class _Rewriter:
         self.heredocs: list[tuple[str, bool]] = []
         self.depth = 0
         self.ifs: list[int] = []  # per open `if`: how many `elif`s became `else if`
+        self.after_function = False  # the word before was the `function` keyword
 
     def _nest(self, delta: int) -> None:
         self.depth += delta
@@ -268,8 +269,9 @@ class _Rewriter:
             if c == ")":
                 self._nest(-1) if self.depth else None
                 out.append(c)
+                # `NAME() {` / `NAME () (`: a function's body starts at command position
+                cmdpos = t[:i].rstrip(" \t").endswith("(")
                 i += 1
-                cmdpos = False
                 continue
             if c in "<>":
                 if t.startswith("<<", i) and not t.startswith("<<<", i):
@@ -363,9 +365,13 @@ class _Rewriter:
                                        "word; not a launch script")
                 word = _group_lists(word)
             out.append(word)
+            # `function NAME {`: the body after the name starts at command position
+            fname = self.after_function
+            self.after_function = cmdpos and word == "function"
             i = j
             cmdpos = cmdpos and (word in _KEYWORDS_CMDPOS or bool(
-                re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*\+?=.*", word, re.S)))
+                re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*\+?=.*", word, re.S))) or \
+                self.after_function or fname
         return i, ""
 
     def _array(self, m: re.Match) -> int:

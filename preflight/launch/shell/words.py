@@ -28,6 +28,11 @@ class Abort(Stop):
     `${#A[@]}` of an unset array under `set -u` (unlike every other unbound variable)."""
 
 
+class ArithAbort(Abort):
+    """An arithmetic expansion bash rejects (`a b: syntax error in expression`): the
+    top-level statement is abandoned, and the script goes on even under `set -e`."""
+
+
 @dataclass
 class Piece:
     text: str
@@ -51,13 +56,17 @@ class Expander:
     vanished: list[Word]
 
 
-    def _expand(self, node, st: State, split: bool = True) -> list[Word]:
+    def _expand(self, node, st: State, split: bool = True, braces: bool | None = None
+                ) -> list[Word]:
         raw = self.src.raw(node.pos)
         subs = substitutions(node)
         out: list[Word] = []
         ifs = st.vars.get("IFS")
         ifs_text = " \t\n" if ifs is None else ifs.value
-        for text in (brace_expand(raw) if split and not subs else [raw]):
+        # brace expansion also runs on a declaration builtin's NAME=VALUE (`export V=x{1,2}`
+        # exports V=x2), which is not field-split
+        for text in (brace_expand(raw) if (split if braces is None else braces) and not subs
+                     else [raw]):
             pieces = self._scan(text, node.pos[0], st, subs, dq=False)
             if split and ifs_text != " \t\n":
                 pieces = [_ifs(p, ifs_text) for p in pieces]
@@ -94,7 +103,13 @@ class Expander:
         """Expand text that is one word already (an assignment's value): no splitting."""
         pieces = self._scan(raw, start, st, subs, dq=False)
         kept, vanished = split_fields(pieces, split=False)
-        return to_word((kept or vanished or [[]])[0], raw)
+        fields = kept or vanished or [[]]
+        if len(fields) > 1:  # V="${A[@]}" / V="$@": one word, the elements joined by a space
+            joined: list[Piece] = []
+            for k, f in enumerate(fields):
+                joined += ([Piece(" ", quoted=True)] if k else []) + f
+            return to_word(joined, raw)
+        return to_word(fields[0], raw)
 
     def _scan(self, raw: str, start: int, st: State, subs: dict, dq: bool) -> list[Piece]:
         pieces: list[Piece] = []
@@ -234,6 +249,10 @@ class Expander:
     def _arith_piece(self, expr_raw: str, source: str, st: State, dq: bool) -> Piece:
         word = to_word(self._scan(expr_raw.replace('"', ""), 0, st, {}, dq=True), expr_raw)
         value = arith.evaluate(word.text, self.arith_lookup(st)) if word.known else None
+        bad = arith.syntax_error(word.text, self.arith_lookup(st)) if value is None and \
+            word.known else None
+        if bad is not None:  # bash abandons the statement (`a b: syntax error in expression`)
+            raise ArithAbort(f"{bad}: syntax error in expression")
         if value is None:
             return Piece("", known=False, quoted=dq, source=source,
                          reason=f"{source[:60]}: arithmetic on a value that is not known")
@@ -245,7 +264,7 @@ class Expander:
         label = f"${name}" if not NAME.fullmatch(name) else name
         if fields is not None:
             if name == "*" and dq:
-                return _joined(fields, dq, source)
+                return _joined(fields, dq, source, _ifs_first(st))
             return Piece("", quoted=dq, source=source,
                          fields=tuple(fields) if dq else resplit(fields))
         if var is None and st.nounset and not default_ok and name not in "@*#?$!-0":
@@ -380,7 +399,7 @@ class Expander:
                          reason=f"{name}: {var.reason or 'not known'}", refs=(name,))
         if index in ("@", "*"):
             if index == "*" and dq:
-                return _joined(items, dq, source)
+                return _joined(items, dq, source, _ifs_first(st))
             return Piece("", quoted=dq, source=source,
                          fields=tuple(items) if dq else resplit(items))
         word = to_word(self._scan(index, 0, st, {}, dq=True), index)
@@ -627,12 +646,22 @@ def resplit(items) -> tuple[Word, ...]:
     return tuple(out)
 
 
-def _joined(items, dq: bool, source: str) -> Piece:
-    """"${A[*]}" / "$*": the elements joined by a space (IFS's first character)."""
-    if not all(w.known for w in items):
+def _ifs_first(st: State) -> str | None:
+    """What "$*" joins with: IFS's first character (a space when IFS is unset, nothing
+    when it is empty; None when IFS is not known)."""
+    ifs = st.vars.get("IFS")
+    if ifs is None:
+        return " "
+    return None if ifs.value is None else ifs.value[:1]
+
+
+def _joined(items, dq: bool, source: str, sep: str | None = " ") -> Piece:
+    """"${A[*]}" / "$*": the elements joined by IFS's first character."""
+    if not all(w.known for w in items) or sep is None:
         return Piece("", known=False, quoted=dq, source=source,
-                     reason=next(w.reason for w in items if not w.known))
-    return Piece(" ".join(w.text for w in items), quoted=dq, split=not dq, source=source)
+                     reason=next((w.reason for w in items if not w.known),
+                                 f"{source}: joined by an IFS that is not known"))
+    return Piece(sep.join(w.text for w in items), quoted=dq, split=not dq, source=source)
 
 
 def glob_escape(text: str) -> str:
