@@ -11,6 +11,7 @@ import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import NoReturn
 
 from preflight.launch.shell import arith
 from preflight.launch.shell.model import (
@@ -73,6 +74,13 @@ class _Exit(Exception):
     def __init__(self, status: str, record: Exit | None):
         self.status = status
         self.record = record
+
+
+class _NotMine:
+    """What a builtin handler returns for a command that is not its own."""
+
+
+NOT_MINE = _NotMine()
 
 
 class _Return(Exception):
@@ -600,13 +608,25 @@ class Evaluator(Expander):
                 prefix[name] = replace(value, exported=True)
         return self._run(argv, prefix, targets, st, ctx, file, line, tuple(self.vanished))
 
-    def _run(self, argv: list[Word], prefix: dict[str, Var], targets, st: State, ctx: Ctx,
-             file: str, line: int, vanished: tuple[Word, ...] = ()) -> bool | None:
+    def _run(self, argv: list[Word], prefix: dict[str, Var], targets: tuple[Word, ...],
+             st: State, ctx: Ctx, file: str, line: int, vanished: tuple[Word, ...] = ()
+             ) -> bool | None:
         name = argv[0].text if argv[0].known else ""
         args = argv[1:]
         if not argv[0].known:
             self._unknown(file, line, argv[0].source, f"the program is not known: "
                                                        f"{argv[0].reason}")
+        for builtin in (self._run_wrapper, self._run_state, self._run_flow, self._run_values):
+            got = builtin(name, args, prefix, targets, st, ctx, file, line)
+            if not isinstance(got, _NotMine):
+                return got
+        return self._run_program(argv, name, args, prefix, targets, st, ctx, file, line,
+                                 vanished)
+
+    def _run_wrapper(self, name: str, args: list[Word], prefix: dict[str, Var],
+                     targets: tuple[Word, ...], st: State, ctx: Ctx, file: str, line: int
+                     ) -> bool | None | _NotMine:
+        """exec, command -v, the wrappers (nohup, env, srun, ...), declarations."""
         if name == "exec" and not args:
             return True  # `exec >log 2>&1`: redirects the script itself
         if name == "command" and args and args[0].text in ("-v", "-V"):
@@ -622,6 +642,12 @@ class Evaluator(Expander):
             return False  # bash: `local: can only be used in a function`, nothing assigned
         if name in DECLARE:
             return self._declare(name, args, st, file, line)
+        return NOT_MINE
+
+    def _run_state(self, name: str, args: list[Word], prefix: dict[str, Var],
+                   targets: tuple[Word, ...], st: State, ctx: Ctx, file: str, line: int
+                   ) -> bool | None | _NotMine:
+        """unset, set, cd, pushd/popd, source."""
         if name == "unset":
             for a in args:
                 if not a.text.startswith("-"):
@@ -638,30 +664,16 @@ class Evaluator(Expander):
             return None
         if name in ("source", "."):
             return self._source(args, st, ctx, file, line)
+        return NOT_MINE
+
+    def _run_flow(self, name: str, args: list[Word], prefix: dict[str, Var],
+                  targets: tuple[Word, ...], st: State, ctx: Ctx, file: str, line: int
+                  ) -> bool | None | _NotMine:
+        """exit, return, shift, tests, true/false."""
         if name in ("exit", "return"):
-            status = args[0].text if args else "0"
-            if name == "return" and ctx.depth:
-                raise _Return()
-            record = None
-            if not ctx.conditional:
-                guard_text, guard_words = ctx.guard or ("", ())
-                empty = [v for w in guard_words for v in w.empty] + [
-                    r for w in guard_words for r in w.refs[:1]
-                    if NAME.fullmatch(r) and (st.vars.get(r) is None or st.vars[r].value == "")]
-                record = Exit(file, line, status, guard_text, dedupe(empty),
-                              tuple(self._missing_paths(guard_words, st)))
-            raise _Exit(status, record)
+            self._exit(name, args, st, ctx, file, line)
         if name == "shift":
-            n = (maybe_int(args[0].text, 0, 2**31) if args else None)
-            n = 1 if n is None else n
-            if n > len(st.positional) and all(w.known for w in st.positional):
-                return False  # bash: shift count out of range, nothing shifted
-            if not all(w.known for w in st.positional[:n]):
-                st.positional = (Word("", "$@", known=False,
-                                      reason="arguments after a shift past unknown ones"),)
-                return None
-            st.positional = st.positional[n:]
-            return True
+            return self._shift(args, st)
         if name in ("[", "test"):
             words = args[:-1] if name == "[" and args and args[-1].text == "]" else args
             self._last_test = tuple(words)
@@ -670,12 +682,45 @@ class Evaluator(Expander):
             return True
         if name == "false":
             return False
+        return NOT_MINE
+
+    def _exit(self, name: str, args: list[Word], st: State, ctx: Ctx, file: str,
+              line: int) -> NoReturn:
+        status = args[0].text if args else "0"
+        if name == "return" and ctx.depth:
+            raise _Return()
+        record = None
+        if not ctx.conditional:
+            guard_text, guard_words = ctx.guard or ("", ())
+            empty = [v for w in guard_words for v in w.empty] + [
+                r for w in guard_words for r in w.refs[:1]
+                if NAME.fullmatch(r) and (st.vars.get(r) is None or st.vars[r].value == "")]
+            record = Exit(file, line, status, guard_text, dedupe(empty),
+                          tuple(self._missing_paths(guard_words, st)))
+        raise _Exit(status, record)
+
+    def _shift(self, args: list[Word], st: State) -> bool | None:
+        n = (maybe_int(args[0].text, 0, 2**31) if args else None)
+        n = 1 if n is None else n
+        if n > len(st.positional) and all(w.known for w in st.positional):
+            return False  # bash: shift count out of range, nothing shifted
+        if not all(w.known for w in st.positional[:n]):
+            st.positional = (Word("", "$@", known=False,
+                                  reason="arguments after a shift past unknown ones"),)
+            return None
+        st.positional = st.positional[n:]
+        return True
+
+    def _run_values(self, name: str, args: list[Word], prefix: dict[str, Var],
+                    targets: tuple[Word, ...], st: State, ctx: Ctx, file: str, line: int
+                    ) -> bool | None | _NotMine:
+        """eval, read/mapfile/printf -v, let, and the script's own functions."""
         if name == "eval":
             if args and all(a.known for a in args):
                 self._text_in_place(f"{file}:{line} (eval)", " ".join(a.text for a in args),
                                     st, ctx)
                 return None
-            self._unknown(file, line, " ".join(w.source for w in argv),
+            self._unknown(file, line, " ".join(w.source for w in [Word(name, name), *args]),
                           "eval of a value that is not known")
             self._opaque(st, f"eval at {posixpath.basename(file)}:{line}")
             return None
@@ -687,6 +732,13 @@ class Evaluator(Expander):
                                      file, line)
         if name in st.functions:
             return self._call(name, args, st, ctx, file, line)
+        return NOT_MINE
+
+    def _run_program(self, argv: list[Word], name: str, args: list[Word],
+                     prefix: dict[str, Var], targets: tuple[Word, ...], st: State, ctx: Ctx,
+                     file: str, line: int, vanished: tuple[Word, ...]) -> bool | None:
+        """A program the script starts: recorded with the environment it inherits; a
+        shell script or `bash -c` string it runs is read too."""
         env = {k: v for k, v in st.vars.items() if v.exported and v.array is None}
         env.update(prefix)
         if len(self.commands) >= MAX_COMMANDS:

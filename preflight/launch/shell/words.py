@@ -12,6 +12,7 @@ import posixpath
 import re
 import shutil
 from dataclasses import dataclass, replace
+from typing import Any
 
 from preflight.launch.shell import arith
 from preflight.launch.shell.model import NAME, UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word
@@ -313,8 +314,13 @@ class Expander:
                 raise Stop(f"{name}: unbound variable (set -u)")
             return self._operate(name, self._param(name, source, st, dq, default_ok=True),
                                  rest, source, start + m.end(), st, subs, dq)
-        op_text, word_raw = op.group(0), rest[op.end():]
-        word_start = start + m.end() + op.end()
+        return self._default_op(name, op.group(0), rest[op.end():],
+                                start + m.end() + op.end(), start, source, st, subs, dq)
+
+    def _default_op(self, name: str, op_text: str, word_raw: str, word_start: int,
+                    start: int, source: str, st: State, subs: dict[int, Any], dq: bool
+                    ) -> Piece:
+        """${V-w} ${V:-w} ${V=w} ${V:=w} ${V+w} ${V:+w} ${V?m} ${V:?m}."""
         var, _ = self._lookup(name, st)
         colon = op_text.startswith(":")
         is_set = var is not None and (var.value is None or var.value != "" or not colon)
@@ -439,49 +445,13 @@ class Expander:
             word = to_word(self._scan(text, 0, st, {}, dq=False), text)
             return word.text if word.known else None
 
-        out: str | None = None
         if op in ("^^", ",,", "^", ","):
-            if arg:
-                return unknown
-            out = {"^^": value.upper(), ",,": value.lower(),
-                   "^": value[:1].upper() + value[1:], ",": value[:1].lower() + value[1:]}[op]
+            out = None if arg else _case_op(op, value)
         elif op == ":":
-            off_text, _, len_text = arg.partition(":")
-            look = self.arith_lookup(st)
-            off = arith.evaluate(off_text, look)
-            length = arith.evaluate(len_text, look) if _ else None
-            if off is None or (_ and length is None):
-                return unknown
-            if off < 0:
-                off = max(0, len(value) + off) if -off <= len(value) else None
-                if off is None:
-                    out = ""
-            if out is None:
-                if length is None:
-                    out = value[off:]
-                elif length >= 0:
-                    out = value[off:off + length]
-                else:
-                    end = len(value) + length
-                    if end < off:
-                        raise Stop(f"{source}: substring expression < 0")
-                    out = value[off:end]
+            out = _substring(arg, value, self.arith_lookup(st), source)
         elif op in ("%", "%%", "#", "##"):
             pat = pattern(arg)
-            if pat is None:
-                return unknown
-            rx = glob_regex(pat)
-            if rx is None:
-                return unknown
-            ends = range(len(value) + 1)
-            if op in ("#", "##"):
-                cands = [k for k in ends if rx.fullmatch(value[:k])]
-                k = (max(cands) if op == "##" else min(cands)) if cands else 0
-                out = value[k:]
-            else:
-                cands = [k for k in ends if rx.fullmatch(value[k:])]
-                k = (min(cands) if op == "%%" else max(cands)) if cands else len(value)
-                out = value[:k]
+            out = None if pat is None else _trim(op, pat, value)
         else:  # / // /# /%
             pat_text, _, repl_text = _split_unescaped(arg)
             pat, repl = pattern(pat_text), pattern(repl_text) if repl_text else ""
@@ -491,6 +461,8 @@ class Expander:
             if rx is None or not pat:
                 return unknown if rx is None else replace(got, source=source)
             out = _replace(value, rx, repl, op)
+        if out is None:
+            return unknown
         return Piece(out, quoted=dq, split=not dq, source=source, refs=got.refs)
 
     def _substitute(self, node, source: str, st: State, dq: bool) -> Piece:
@@ -676,6 +648,49 @@ def glob_regex(pattern: str) -> re.Pattern | None:
         return re.compile(fnmatch.translate(pattern).replace("(?s:", "(?s:", 1))
     except re.error:
         return None
+
+
+def _case_op(op: str, value: str) -> str:
+    """${V^^} ${V,,} ${V^} ${V,}."""
+    return {"^^": value.upper(), ",,": value.lower(),
+            "^": value[:1].upper() + value[1:], ",": value[:1].lower() + value[1:]}[op]
+
+
+def _substring(arg: str, value: str, look: arith.Lookup, source: str) -> str | None:
+    """${V:off} ${V:off:len} (negative offsets count from the end; a negative length is
+    where to stop, from the end); None when not known."""
+    off_text, colon, len_text = arg.partition(":")
+    off = arith.evaluate(off_text, look)
+    length = arith.evaluate(len_text, look) if colon else None
+    if off is None or (colon and length is None):
+        return None
+    if off < 0:
+        if -off > len(value):
+            return ""
+        off = max(0, len(value) + off)
+    if length is None:
+        return value[off:]
+    if length >= 0:
+        return value[off:off + length]
+    end = len(value) + length
+    if end < off:
+        raise Stop(f"{source}: substring expression < 0")
+    return value[off:end]
+
+
+def _trim(op: str, pat: str, value: str) -> str | None:
+    """${V#p} ${V##p} ${V%p} ${V%%p}: the shortest / longest match removed."""
+    rx = glob_regex(pat)
+    if rx is None:
+        return None
+    ends = range(len(value) + 1)
+    if op in ("#", "##"):
+        cands = [k for k in ends if rx.fullmatch(value[:k])]
+        k = (max(cands) if op == "##" else min(cands)) if cands else 0
+        return value[k:]
+    cands = [k for k in ends if rx.fullmatch(value[k:])]
+    k = (min(cands) if op == "%%" else max(cands)) if cands else len(value)
+    return value[:k]
 
 
 def _split_unescaped(arg: str) -> tuple[str, str, str]:
