@@ -93,9 +93,9 @@ def _eval(node: ast.AST) -> int:
         return int(all(values)) if isinstance(node.op, ast.And) else int(any(values))
     if isinstance(node, ast.Compare) and len(node.ops) == 1:
         a, b = _eval(node.left), _eval(node.comparators[0])
-        op = type(node.ops[0])
+        cmp = type(node.ops[0])
         return int({ast.Lt: a < b, ast.LtE: a <= b, ast.Gt: a > b, ast.GtE: a >= b,
-                    ast.Eq: a == b, ast.NotEq: a != b}[op])
+                    ast.Eq: a == b, ast.NotEq: a != b}[cmp])
     if isinstance(node, ast.BinOp):
         a, b = _eval(node.left), _eval(node.right)
         op = type(node.op)
@@ -111,9 +111,10 @@ def _eval(node: ast.AST) -> int:
         if op in (ast.LShift, ast.RShift):
             b &= 63
             return _wrap(a << b if op is ast.LShift else a >> b)
-        return _wrap({ast.Add: lambda: a + b, ast.Sub: lambda: a - b,
-                       ast.Mult: lambda: a * b, ast.BitAnd: lambda: a & b,
-                       ast.BitOr: lambda: a | b, ast.BitXor: lambda: a ^ b}[op]())
+        simple: dict[type[ast.operator], Callable[[], int]] = {
+            ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
+            ast.BitAnd: lambda: a & b, ast.BitOr: lambda: a | b, ast.BitXor: lambda: a ^ b}
+        return _wrap(simple[op]())
     raise ValueError("not arithmetic")
 
 

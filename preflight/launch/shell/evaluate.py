@@ -9,9 +9,9 @@ import posixpath
 import re
 import shutil
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from preflight.launch.shell import arith
 from preflight.launch.shell.model import (
@@ -40,7 +40,7 @@ from preflight.launch.shell.source import (
     read_script,
     rewrite,
 )
-from preflight.launch.shell.state import Ctx, Source, State
+from preflight.launch.shell.state import Ctx, Node, Source, State
 from preflight.launch.shell.words import (
     Abort,
     ArithAbort,
@@ -103,7 +103,7 @@ class Evaluator(Expander):
         self.files: list[str] = []
         self.script0 = ""
         self.src: Source = Source("", "", [])
-        self._seen_unknowns: set[tuple] = set()
+        self._seen_unknowns: set[tuple[str, int, str]] = set()
         self.vanished: list[Word] = []  # words that expanded to nothing (unquoted, empty)
         self.steps = 0
         self._reading: list[str] = []  # the files being read now, outermost first
@@ -114,7 +114,7 @@ class Evaluator(Expander):
 
     # -- entry points
 
-    def run_file(self, path: str, text: str, notes: list[str] = ()) -> Trace:
+    def run_file(self, path: str, text: str, notes: Sequence[str] = ()) -> Trace:
         self.script0 = path
         self._shells.add(path)
         # each nesting level of the script is a few Python frames here and in bashlex;
@@ -142,7 +142,8 @@ class Evaluator(Expander):
 
     # -- text and nodes
 
-    def _run_text(self, file: str, text: str, notes, st: State, ctx: Ctx) -> None:
+    def _run_text(self, file: str, text: str, notes: Sequence[str], st: State, ctx: Ctx
+                  ) -> None:
         self.files.append(file)
         self._reading.append(file)
         for note in notes:
@@ -153,12 +154,13 @@ class Evaluator(Expander):
             text = rewrite(text)
             chunks, failures = parse_chunks(mask(text))
             starts = [0] + [i + 1 for i in newlines]
-            events = [(offset, 1, nodes) for offset, nodes in chunks]
+            events: list[tuple[int, int, Any]] = [(offset, 1, nodes) for offset, nodes in chunks]
             events += [(starts[line - 1], 0, (line, snippet, error))
                        for line, snippet, error in failures]
             for offset, is_chunk, item in sorted(events, key=lambda e: (e[0], e[1])):
                 if not is_chunk:
-                    self._unparsed(file, *item, st)
+                    bad_line, snippet, error = item
+                    self._unparsed(file, bad_line, snippet, error, st)
                     continue
                 self.src = Source(file, text, newlines, offset)
                 for node in item:
@@ -200,10 +202,10 @@ class Evaluator(Expander):
             self._seen_unknowns.add(key)
             self.unknowns.append(Unknown(file, line, text[:200], reason))
 
-    def _where(self, node) -> tuple[str, int]:
+    def _where(self, node: Node) -> tuple[str, int]:
         return self.src.file, self.src.line(node.pos[0])
 
-    def _statement(self, node, st: State, ctx: Ctx) -> bool | None:
+    def _statement(self, node: Node, st: State, ctx: Ctx) -> bool | None:
         """A node run as a statement of its own: `set -e` stops the script where it
         fails, unless it is tested (if/while condition, left of && or ||, negated)."""
         self._exempt = False
@@ -221,7 +223,7 @@ class Evaluator(Expander):
                         Exit(file, line, "1", f"set -e: {self.src.raw(node.pos)[:100]} fails"))
         return status
 
-    def _node(self, node, st: State, ctx: Ctx) -> bool | None:
+    def _node(self, node: Node, st: State, ctx: Ctx) -> bool | None:
         """Evaluate one node; returns its exit status when decidable (True = success)."""
         self.steps += 1
         if self.steps > MAX_STEPS:
@@ -251,7 +253,7 @@ class Evaluator(Expander):
         self._unknown(file, line, self.src.raw(node.pos), f"{kind} is not evaluated")
         return None
 
-    def _list(self, parts, st: State, ctx: Ctx) -> bool | None:
+    def _list(self, parts: list[Node], st: State, ctx: Ctx) -> bool | None:
         status: bool | None = True
         pending = None  # the operator before the next node
         previous = None
@@ -283,7 +285,7 @@ class Evaluator(Expander):
         self._exempt = exempt
         return status
 
-    def _maybe(self, node, st: State, ctx: Ctx) -> None:
+    def _maybe(self, node: Node, st: State, ctx: Ctx) -> bool | None:
         """A node that may or may not run: its state survives only if it does not exit."""
         fork = st.fork()
         try:
@@ -293,7 +295,7 @@ class Evaluator(Expander):
         self._merge(st, [st.fork(), fork], node)
         return None
 
-    def _pipeline(self, node, st: State, ctx: Ctx) -> bool | None:
+    def _pipeline(self, node: Node, st: State, ctx: Ctx) -> bool | None:
         commands = [p for p in node.parts if p.kind not in ("pipe", "reservedword")]
         negate = any(p.kind == "reservedword" and p.word == "!" for p in node.parts)
         status = None
@@ -304,7 +306,7 @@ class Evaluator(Expander):
             status = None
         return (not status if status is not None else None) if negate else status
 
-    def _compound(self, node, st: State, ctx: Ctx) -> bool | None:
+    def _compound(self, node: Node, st: State, ctx: Ctx) -> bool | None:
         inner = [p for p in node.list if p.kind != "reservedword"]
         subshell = any(p.kind == "reservedword" and p.word == "(" for p in node.list)
         target = st.fork() if subshell else st
@@ -320,11 +322,11 @@ class Evaluator(Expander):
             self._redirect_word(redirect, target)
         return status
 
-    def _if(self, node, st: State, ctx: Ctx) -> bool | None:
-        branches: list[tuple[list, list]] = []  # (condition nodes, body nodes)
-        current: list | None = None
+    def _if(self, node: Node, st: State, ctx: Ctx) -> bool | None:
+        branches: list[tuple[list[Node], list[Node]]] = []  # (condition, body) nodes
+        current: Any = None  # [condition nodes, body nodes] of the branch being read
         mode = ""
-        else_body: list | None = None
+        else_body: Any = None
         for part in _flat(node.parts):
             if part.kind == "reservedword" and part.word in ("if", "elif"):
                 current = [[], []]
@@ -347,7 +349,7 @@ class Evaluator(Expander):
         if head is not None and head.parts and head.parts[0].kind == "word" and \
                 head.parts[0].word in (CASE, CASE_FALLTHROUGH):
             return self._case(head, _arms(else_body or []), node, st, ctx)
-        undecided: list[list] = []
+        undecided: list[list[Node]] = []
         for cond, body in branches:
             if undecided:
                 undecided.append(body)
@@ -365,7 +367,8 @@ class Evaluator(Expander):
         undecided.append(else_body or [])
         return self._branches(undecided, node, st, ctx)
 
-    def _branches(self, undecided: list[list], node, st: State, ctx: Ctx) -> None:
+    def _branches(self, undecided: list[list[Node]], node: Node, st: State, ctx: Ctx
+                  ) -> bool | None:
         """Bodies of which one runs, not known which: each in a fork, then merged."""
         survivors = []
         for body in undecided:
@@ -384,21 +387,22 @@ class Evaluator(Expander):
 
     _last_test: tuple[Word, ...] = ()
 
-    def _case(self, head, arms, node, st: State, ctx: Ctx) -> bool | None:
+    def _case(self, head: Node, arms: list[Node], node: Node, st: State, ctx: Ctx) -> bool | None:
         """`case`: the arm whose pattern matches when the word and the patterns are
         known; otherwise each arm that may match runs conditionally (never in order)."""
         words = [p for p in head.parts if p.kind == "word"]
         fallthrough = words[0].word == CASE_FALLTHROUGH
         subject = self._expand(words[1], st, split=False) if len(words) > 1 else []
         value = subject[0].value if subject else ""
-        undecided: list[list] = []
+        undecided: list[list[Node]] = []
         definite = False
         for cond, body in arms:
             pcmd = _first_command(cond)
             pwords = [p for p in pcmd.parts if p.kind == "word"][1:] if pcmd else []
             regexes = [self._pattern(w, st) for w in pwords]
             known = value is not None and all(r is not None for r in regexes)
-            matches = known and any(r.fullmatch(value) for r in regexes)
+            matches = known and value is not None and any(
+                r.fullmatch(value) for r in regexes if r is not None)
             if fallthrough:
                 undecided.append(body)
                 continue
@@ -418,7 +422,7 @@ class Evaluator(Expander):
             undecided.append([])
         return self._branches(undecided, node, st, ctx)
 
-    def _pattern(self, node, st: State) -> re.Pattern | None:
+    def _pattern(self, node: Node, st: State) -> re.Pattern[str] | None:
         """A case pattern as a regex: quoted parts literal, unquoted parts a glob."""
         raw = self.src.raw(node.pos)
         pieces = self._scan(raw, node.pos[0], st, substitutions(node), dq=False)
@@ -428,13 +432,13 @@ class Evaluator(Expander):
                        for p in pieces if p.fields is None)
         return glob_regex(text)
 
-    def _run_nodes(self, nodes, st: State, ctx: Ctx) -> bool | None:
-        status = True
+    def _run_nodes(self, nodes: list[Node], st: State, ctx: Ctx) -> bool | None:
+        status: bool | None = True
         for n in nodes:
             status = self._statement(n, st, ctx)
         return status
 
-    def _loop(self, node, st: State, ctx: Ctx) -> bool | None:
+    def _loop(self, node: Node, st: State, ctx: Ctx) -> bool | None:
         parts = node.parts
         if node.kind == "for":
             unrolled = self._for_items(node, st)
@@ -466,7 +470,7 @@ class Evaluator(Expander):
         self._merge(st, [st.fork(), fork], node)
         return None
 
-    def _assigned_in(self, body, st: State, ctx: Ctx) -> set[str]:
+    def _assigned_in(self, body: list[Node], st: State, ctx: Ctx) -> set[str]:
         """Variables a loop body may assign: from a trial run of the body (nothing it
         records is kept), or, in loops nested deeper than 3, from the text."""
         names = set(re.findall(r"(?:^|[\s;(&|{])(?:local\s+|export\s+|declare\s+\S*\s*)?"
@@ -494,7 +498,7 @@ class Evaluator(Expander):
         names |= {k for k in set(trial.vars) | set(st.vars) if trial.vars.get(k) != st.vars.get(k)}
         return names
 
-    def _for_items(self, node, st: State) -> tuple[str, list[Word]] | None:
+    def _for_items(self, node: Node, st: State) -> tuple[str, list[Word]] | None:
         """(variable, items) of a `for NAME in WORDS` whose words are all known (at most
         MAX_UNROLL) and whose body has no break/continue; None otherwise."""
         parts = node.parts
@@ -514,7 +518,7 @@ class Evaluator(Expander):
             return None
         return name, items
 
-    def _merge(self, st: State, branches: list[State], node) -> None:
+    def _merge(self, st: State, branches: list[State], node: Node) -> None:
         file, line = self._where(node)
         names = set().union(*(b.vars for b in branches))
         for name in names:
@@ -551,7 +555,7 @@ class Evaluator(Expander):
 
     # -- simple commands
 
-    def _command(self, node, st: State, ctx: Ctx) -> bool | None:
+    def _command(self, node: Node, st: State, ctx: Ctx) -> bool | None:
         file, line = self._where(node)
         try:
             return self._simple(node, st, ctx, file, line)
@@ -561,7 +565,7 @@ class Evaluator(Expander):
             raise _Exit("1", None if ctx.conditional else
                         Exit(file, line, "1", str(stop))) from None
 
-    def _simple(self, node, st: State, ctx: Ctx, file: str, line: int) -> bool | None:
+    def _simple(self, node: Node, st: State, ctx: Ctx, file: str, line: int) -> bool | None:
         assigns = [p for p in node.parts if p.kind == "assignment"]
         words = [p for p in node.parts if p.kind == "word"]
         redirects = [p for p in node.parts if p.kind == "redirect"]
@@ -760,7 +764,7 @@ class Evaluator(Expander):
 
     # -- what bashlex cannot parse, rewritten by source.rewrite
 
-    def _arith(self, words, st: State, file: str, line: int) -> bool | None:
+    def _arith(self, words: list[Node], st: State, file: str, line: int) -> bool | None:
         texts = [w.value for n in words for w in self._expand(n, st, split=False)]
         return self._arith_texts(texts, st, file, line)
 
@@ -783,7 +787,7 @@ class Evaluator(Expander):
                                    where=f"{file}:{line}")
         return None if value is None else value != 0
 
-    def _arrays(self, words, st: State, file: str, line: int) -> bool | None:
+    def _arrays(self, words: list[Node], st: State, file: str, line: int) -> bool | None:
         """`A=(...)`, `A+=(...)`, `local -a A=(...)`, `declare -a A=(...) B=(...)`."""
         marked = [k for k, w in enumerate(words) if self.src.raw(w.pos).endswith(ARRAY_MARK)]
         decl = words[:marked[0]]
@@ -834,16 +838,18 @@ class Evaluator(Expander):
                                 where=where, array=tuple(items))
         return True
 
-    def _element_assign(self, words, st: State, file: str, line: int) -> bool | None:
+    def _element_assign(self, words: list[Node], st: State, file: str, line: int) -> bool | None:
         """`A[i]=value`."""
         raw = self.src.raw(words[0].pos)
         m = _ELEMENT.match(raw)
+        assert m is not None  # _simple sends only `NAME[...]=` words here
         name, index = m.group(1), m.group(2)
         value = self._expand_raw(raw[m.end():], words[0].pos[0] + m.end(), st,
                                  substitutions(words[0]))
         k = arith.evaluate(index, self.arith_lookup(st))
         old = st.vars.get(name)
-        items = None if old is None else old.array if old.array is not None else (
+        items: tuple[Word, ...] | None = None if old is None else old.array if \
+            old.array is not None else (
             (Word(old.value, name),) if old.value is not None else None)
         where = f"{file}:{line}"
         if old is None and k == 0:
@@ -853,10 +859,10 @@ class Evaluator(Expander):
             st.vars[name] = Var(None, reason=f"{raw[:40]}: an element of an array "
                                 "that is not known", where=where)
             return True
-        items = list(items)
-        items[k:k + 1] = [value]
-        st.vars[name] = Var(items[0].value, bool(old and old.exported), items[0].reason,
-                            where=where, array=tuple(items))
+        elems = list(items)
+        elems[k:k + 1] = [value]
+        st.vars[name] = Var(elems[0].value, bool(old and old.exported), elems[0].reason,
+                            where=where, array=tuple(elems))
         return True
 
     def _resolves(self, args: list[Word], st: State) -> bool | None:
@@ -889,7 +895,7 @@ class Evaluator(Expander):
         st.opaque = why
 
     def _reads(self, name: str, args: list[Word], st: State, file: str,
-               line: int) -> None:
+               line: int) -> bool | None:
         """read / mapfile / printf -v: the variables they assign are unknown."""
         names: list[str] = []
         # the options that take a value (bash builtins/read.def, mapfile.def): `-t` is a
@@ -934,14 +940,15 @@ class Evaluator(Expander):
                                where=f"{file}:{line}")
         return None
 
-    def _read_heredoc(self, words, redirects, st: State, file: str, line: int):
+    def _read_heredoc(self, words: list[Node], redirects: list[Node], st: State, file: str,
+                      line: int) -> bool | None:
         """`read [-r] -d '' NAME <<EOF ... EOF` (OpenRLHF keeps its command this way):
         NAME is the whole here-document, expanded, ends trimmed; status 1 (no NUL read).
         None when the command is not of that form."""
         args = [w for n in words[1:] for w in self._expand(n, st)]
-        texts = [a.text if a.known else None for a in args]
-        if None in texts:
+        if not all(a.known for a in args):
             return None
+        texts = [a.text for a in args]
         raw_mode = False
         names = []
         i, delim_empty = 0, False
@@ -1025,7 +1032,7 @@ class Evaluator(Expander):
         elif name not in NO_FILES:
             st.external = True
 
-    def _test(self, words, st: State, double: bool = False) -> bool | None:
+    def _test(self, words: list[Node], st: State, double: bool = False) -> bool | None:
         """`[ ... ]` / `test` / `[[ ... ]]`, with -a / -o, file tests against what the
         script made (or unknown where a program it ran may have made it)."""
         texts = [w.text if w.known else None for w in words]
@@ -1088,7 +1095,8 @@ class Evaluator(Expander):
             return None  # a program the script ran may have made it
         return _test([Word(op, op), Word(path, word.source)], "/")
 
-    def _declare(self, name: str, args: list[Word], st: State, file: str, line: int):
+    def _declare(self, name: str, args: list[Word], st: State, file: str, line: int
+                 ) -> bool | None:
         flags = "".join(a.text[1:] for a in args if a.text.startswith("-") and a.known)
         if "f" in flags or "p" in flags:
             return True
@@ -1182,7 +1190,7 @@ class Evaluator(Expander):
             return None
         return False
 
-    def _source(self, args, st: State, ctx: Ctx, file: str, line: int) -> bool | None:
+    def _source(self, args: list[Word], st: State, ctx: Ctx, file: str, line: int) -> bool | None:
         if not args:
             return False
         target = args[0]
@@ -1221,7 +1229,8 @@ class Evaluator(Expander):
             st.positional = saved
         return None
 
-    def _call(self, name: str, args, st: State, ctx: Ctx, file: str, line: int):
+    def _call(self, name: str, args: list[Word], st: State, ctx: Ctx, file: str, line: int
+              ) -> bool | None:
         if ctx.depth >= MAX_CALL_DEPTH:
             self._unknown(file, line, name, "function calls nested too deep")
             self._opaque(st, f"{name} nested too deep at {posixpath.basename(file)}:{line}")
@@ -1247,7 +1256,8 @@ class Evaluator(Expander):
                     st.vars[key] = old
         return None
 
-    def _shell_script(self, name: str, args: list[Word], st: State):
+    def _shell_script(self, name: str, args: list[Word], st: State
+                      ) -> tuple[str | None, tuple[Word, ...]]:
         """(file, its arguments) a `bash x.sh` / `./x.sh` would run, when readable here."""
         if name in ("bash", "sh", "dash", "zsh"):
             for k, a in enumerate(args):
@@ -1260,7 +1270,8 @@ class Evaluator(Expander):
             return self._resolve(name, st), tuple(args)
         return None, ()
 
-    def _shell_string(self, name: str, args: list[Word]):
+    def _shell_string(self, name: str, args: list[Word]
+                      ) -> tuple[Word, str, tuple[Word, ...]] | None:
         """(text, $0, arguments) of `bash -c 'text' [name args...]`, when it is one."""
         if name not in ("bash", "sh", "dash", "zsh"):
             return None
@@ -1279,7 +1290,8 @@ class Evaluator(Expander):
         rest = args[k + 1:]
         return text, (rest[0].text if rest else name), tuple(rest[1:])
 
-    def _child_text(self, text: Word, zero: str, positional, env: dict, st: State, ctx: Ctx,
+    def _child_text(self, text: Word, zero: str, positional: tuple[Word, ...],
+                    env: dict[str, Var], st: State, ctx: Ctx,
                     file: str, line: int) -> None:
         """`bash -c 'text'`: a child shell that sees only the exported environment."""
         if ctx.depth >= MAX_SOURCE_DEPTH:
@@ -1290,7 +1302,7 @@ class Evaluator(Expander):
             # commands around them are still read
             holes: list[str] = []
 
-            def hole(m: re.Match) -> str:
+            def hole(m: re.Match[str]) -> str:
                 holes.append(m.group(1))
                 return "${__preflight_unknown_" + str(len(holes) - 1) + "}"
 
@@ -1299,19 +1311,20 @@ class Evaluator(Expander):
                 child.vars[f"__preflight_unknown_{i}"] = Var(None, reason=f"{what} is not known",
                                                              text=f"⟨{what}⟩")
             text = Word(source, text.source)
-        text = text.text
+        script = text.text
         saved = self.script0
         self.script0 = zero
         try:
             self._shells.add(f"{file}:{line} (-c)")
-            self._run_text(f"{file}:{line} (-c)", text, [], child,
+            self._run_text(f"{file}:{line} (-c)", script, [], child,
                            replace(ctx, depth=ctx.depth + 1, tested=False))
         except (_Exit, _Return):
             pass
         finally:
             self.script0 = saved
 
-    def _child_script(self, path: str | None, positional, env: dict, st: State, ctx: Ctx,
+    def _child_script(self, path: str | None, positional: tuple[Word, ...],
+                      env: dict[str, Var], st: State, ctx: Ctx,
                       file: str, line: int) -> None:
         """A script the job runs as a child: it sees only the exported environment."""
         if path is None or not os.path.isfile(path):
@@ -1347,7 +1360,7 @@ class Evaluator(Expander):
                     out.append(words[i + 1].text)
         return out
 
-    def _assign(self, node, st: State, line: int, export: bool) -> None:
+    def _assign(self, node: Node, st: State, line: int, export: bool) -> None:
         name, value = self._assignment_value(node, st, line)
         if not name:
             return
@@ -1355,7 +1368,7 @@ class Evaluator(Expander):
         st.vars[name] = replace(value, exported=export or (old is not None and old.exported)
                                 or name in st.exported_unset)
 
-    def _assignment_value(self, node, st: State, line: int) -> tuple[str, Var]:
+    def _assignment_value(self, node: Node, st: State, line: int) -> tuple[str, Var]:
         raw = self.src.raw(node.pos)
         m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(\+?=)(.*)", raw, re.S)
         name, op, _ = m.groups() if m else ("", "", "")
@@ -1377,7 +1390,7 @@ class Evaluator(Expander):
                              text=value.text, prefix=value.prefix)
         return name, Var(value.text, refs=value.refs, where=where)
 
-    def _redirect_word(self, node, st: State) -> Word | None:
+    def _redirect_word(self, node: Node, st: State) -> Word | None:
         target = getattr(node, "output", None)
         if target is None or not hasattr(target, "kind") or target.kind != "word":
             return None
@@ -1443,13 +1456,14 @@ def _test(words: tuple[Word, ...] | list[Word], cwd: str | None) -> bool | None:
             if cwd is None and not arg.startswith("/"):
                 return None
             path = posixpath.join(cwd or "/", arg)
-            check = {"-f": os.path.isfile, "-d": os.path.isdir, "-e": os.path.exists,
-                     "-L": os.path.islink,
-                     "-s": lambda p: os.path.isfile(p) and os.path.getsize(p) > 0,
-                     "-r": lambda p: os.access(p, os.R_OK),
-                     "-w": lambda p: os.access(p, os.W_OK),
-                     "-x": lambda p: os.access(p, os.X_OK)}[op]
-            return check(path)
+            checks: dict[str, Callable[[str], bool]] = {
+                "-f": os.path.isfile, "-d": os.path.isdir, "-e": os.path.exists,
+                "-L": os.path.islink,
+                "-s": lambda p: os.path.isfile(p) and os.path.getsize(p) > 0,
+                "-r": lambda p: os.access(p, os.R_OK),
+                "-w": lambda p: os.access(p, os.W_OK),
+                "-x": lambda p: os.access(p, os.X_OK)}
+            return checks[op](path)
         return None
     if len(t) == 3:
         a, op, b = t
@@ -1477,7 +1491,7 @@ def evaluate_command(line: str, environ: Mapping[str, str], cwd: str | None = No
     return Evaluator(environ, cwd).run_command(line)
 
 
-def _first_command(nodes):
+def _first_command(nodes: list[Node]) -> Node:
     """The first simple command in a list of nodes (a condition), or None."""
     for n in nodes:
         if n.kind == "command":
@@ -1489,7 +1503,7 @@ def _first_command(nodes):
     return None
 
 
-def _flat(parts):
+def _flat(parts: list[Node]) -> Iterator[Node]:
     """An if's parts: bashlex 0.18 nests the third and later `elif`s in a list held by a
     reservedword node."""
     for part in parts:
@@ -1499,10 +1513,10 @@ def _flat(parts):
             yield part
 
 
-def _arms(else_body: list) -> list[tuple[list, list]]:
+def _arms(else_body: list[Node]) -> list[tuple[list[Node], list[Node]]]:
     """The arms of a rewritten `case`: (pattern condition, body) down the chain of
     `else if ⁑pat ...` (see source.rewrite)."""
-    arms: list[tuple[list, list]] = []
+    arms: list[tuple[list[Node], list[Node]]] = []
     nodes = else_body
     while True:
         found = [n for n in nodes if n.kind not in ("operator",)]

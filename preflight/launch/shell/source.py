@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 from preflight.launch.shell.model import ScriptFileError
 
@@ -89,7 +90,7 @@ def mask(text: str) -> str:
     return "".join(out)
 
 
-def _parse(text: str) -> list:
+def _parse(text: str) -> list[Any]:
     # Imported here: bashlex builds its LR tables on import (~0.2 s), and the static
     # stage must not pay that when no launch script is analysed.
     import bashlex
@@ -98,7 +99,7 @@ def _parse(text: str) -> list:
     return [n for n in nodes if hasattr(n, "kind")]
 
 
-def parse_chunks(text: str) -> tuple[list[tuple[int, list]], list[tuple[int, str, str]]]:
+def parse_chunks(text: str) -> tuple[list[tuple[int, list[Any]]], list[tuple[int, str, str]]]:
     """([(offset, nodes)], [(line, text, error)]): the whole text when bashlex parses it,
     else the longest parseable statements, line by line; the rest is reported."""
     if not text.strip():
@@ -396,7 +397,7 @@ class _Rewriter:
             return j, False
         return None
 
-    def _array(self, m: re.Match) -> int:
+    def _array(self, m: re.Match[str]) -> int:
         t = self.t
         name = m.group(0)[:-2]  # NAME or NAME+
         self.out.append(name + ARRAY_MARK + " ")

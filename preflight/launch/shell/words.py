@@ -11,13 +11,14 @@ import os
 import posixpath
 import re
 import shutil
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from preflight.launch.shell import arith
 from preflight.launch.shell.model import NAME, UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word
 from preflight.launch.shell.source import matching as _bracket
-from preflight.launch.shell.state import Source, State
+from preflight.launch.shell.state import Node, Source, State
 
 
 class Stop(Exception):
@@ -57,7 +58,7 @@ class Expander:
     vanished: list[Word]
 
 
-    def _expand(self, node, st: State, split: bool = True, braces: bool | None = None
+    def _expand(self, node: Node, st: State, split: bool = True, braces: bool | None = None
                 ) -> list[Word]:
         raw = self.src.raw(node.pos)
         subs = substitutions(node)
@@ -100,7 +101,7 @@ class Expander:
             return [word]
         return [Word(f, word.source, refs=word.refs) for f in found]
 
-    def _expand_raw(self, raw: str, start: int, st: State, subs: dict) -> Word:
+    def _expand_raw(self, raw: str, start: int, st: State, subs: dict[int, Node]) -> Word:
         """Expand text that is one word already (an assignment's value): no splitting."""
         pieces = self._scan(raw, start, st, subs, dq=False)
         kept, vanished = split_fields(pieces, split=False)
@@ -112,7 +113,8 @@ class Expander:
             return to_word(joined, raw)
         return to_word(fields[0], raw)
 
-    def _scan(self, raw: str, start: int, st: State, subs: dict, dq: bool) -> list[Piece]:
+    def _scan(self, raw: str, start: int, st: State, subs: dict[int, Node], dq: bool
+              ) -> list[Piece]:
         pieces: list[Piece] = []
         buf: list[str] = []
         quoted_any = False
@@ -181,7 +183,8 @@ class Expander:
         del quoted_any
         return pieces
 
-    def _dollar(self, raw: str, i: int, start: int, st: State, subs: dict, dq: bool):
+    def _dollar(self, raw: str, i: int, start: int, st: State, subs: dict[int, Node],
+                dq: bool) -> tuple[Piece, int]:
         nxt = raw[i + 1]
         if nxt == "'" and not dq:
             j = i + 2
@@ -237,7 +240,7 @@ class Expander:
             return Var(None, reason=f"may be set there: {st.opaque}"), None
         return var, None
 
-    def arith_lookup(self, st: State):
+    def arith_lookup(self, st: State) -> arith.Lookup:
         def look(name: str) -> str | None:
             var, _ = self._lookup(name, st)
             if var is None:
@@ -280,7 +283,7 @@ class Expander:
         return Piece(var.value, quoted=dq, split=not dq, source=source,
                       refs=(label, *var.refs))
 
-    def _braced(self, expr: str, source: str, start: int, st: State, subs: dict,
+    def _braced(self, expr: str, source: str, start: int, st: State, subs: dict[int, Node],
                 dq: bool) -> Piece:
         unknown = Piece("", known=False, quoted=dq, source=source,
                         reason=f"{source}: this expansion is not evaluated")
@@ -363,7 +366,8 @@ class Expander:
             raise Abort(f"{name}: unbound variable (set -u)")
         if fields is not None or (index in ("@", "*") and var is not None
                                   and var.array is not None):
-            items = fields if fields is not None else var.array
+            items: tuple[Word, ...] = fields if fields is not None else \
+                var.array if var is not None and var.array is not None else ()
             if not all(w.known for w in items):
                 return Piece("", known=False, quoted=dq, source=source,
                              reason=f"{source}: an element that is not known may be several")
@@ -427,7 +431,7 @@ class Expander:
                      refs=(name, *item.refs))
 
     def _operate(self, name: str, got: Piece, rest: str, source: str, start: int,
-                 st: State, subs: dict, dq: bool) -> Piece:
+                 st: State, subs: dict[int, Node], dq: bool) -> Piece:
         """${V%p} ${V%%p} ${V#p} ${V##p} ${V/p/r} ${V//p/r} ${V:off:len} ${V^^} ${V,,}."""
         unknown = Piece("", known=False, quoted=dq, source=source,
                         reason=f"{source}: this expansion is not evaluated")
@@ -465,7 +469,7 @@ class Expander:
             return unknown
         return Piece(out, quoted=dq, split=not dq, source=source, refs=got.refs)
 
-    def _substitute(self, node, source: str, st: State, dq: bool) -> Piece:
+    def _substitute(self, node: Node, source: str, st: State, dq: bool) -> Piece:
         value = self._pure(node.command, st) if node is not None else None
         if source.startswith("$(("):
             reason = "arithmetic $((...)) is not evaluated"
@@ -475,7 +479,7 @@ class Expander:
             return Piece("", known=False, quoted=dq, source=source, reason=reason)
         return Piece(value, quoted=dq, split=not dq, source=source)
 
-    def _pure(self, node, st: State) -> str | None:
+    def _pure(self, node: Node, st: State) -> str | None:
         """The output of the few commands whose output is a function of their arguments,
         the cwd and PATH: pwd, dirname, basename, echo, which / command -v; and
         `cd DIR && pwd` (the script-directory idiom) when DIR exists here."""
@@ -518,18 +522,18 @@ class Expander:
             return " ".join(args)
         if name in ("which", "command") and args and args[0] != "-v" or \
                 name == "command" and len(args) == 2 and args[0] == "-v":
-            path = st.vars.get("PATH")
-            found = shutil.which(args[-1], path=path.value if path and path.value else "")
+            search = st.vars.get("PATH")
+            found = shutil.which(args[-1], path=search.value if search and search.value else "")
             return found  # None (unknown) when it does not resolve here
         return None
 
 
-def substitutions(node) -> dict:
+def substitutions(node: Node) -> dict[int, Node]:
     """Command substitutions of a word by position (they carry their own parse)."""
     return {p.pos[0]: p for p in _walk(node) if p.kind == "commandsubstitution"}
 
 
-def _walk(node):
+def _walk(node: Node) -> Iterator[Node]:
     """The parts of a word: parameters and command substitutions, not descending into
     the command inside a substitution (its words belong to it)."""
     for part in getattr(node, "parts", []) or []:
@@ -543,7 +547,8 @@ def matching(raw: str, i: int, open_: str, close: str) -> int:
     return _bracket(raw, i, open_, close, quotes="'\"")
 
 
-def split_fields(pieces: list[Piece], split: bool) -> tuple[list[list[Piece]], list]:
+def split_fields(pieces: list[Piece], split: bool
+                 ) -> tuple[list[list[Piece]], list[list[Piece]]]:
     """(fields, vanished): field splitting of unquoted expansions (IFS whitespace) and
     "$@". A word made only of unquoted empty expansions vanishes; it is returned apart
     so that the empty variables in it are still seen."""
@@ -573,7 +578,8 @@ def split_fields(pieces: list[Piece], split: bool) -> tuple[list[list[Piece]], l
         cur = (cur or []) + [p]
     if cur is not None:
         fields.append(cur)
-    kept, vanished = [], []
+    kept: list[list[Piece]] = []
+    vanished: list[list[Piece]] = []
     for f in fields:
         (kept if any(p.quoted or p.text or not p.known for p in f) else vanished).append(f)
     return kept, vanished
@@ -603,11 +609,11 @@ def to_word(pieces: list[Piece], source: str) -> Word:
                 dedupe(e for p in pieces for e in p.empty), "".join(prefix))
 
 
-def dedupe(items) -> tuple[str, ...]:
+def dedupe(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def resplit(items) -> tuple[Word, ...]:
+def resplit(items: Iterable[Word]) -> tuple[Word, ...]:
     """Unquoted ${A[@]} / $@: every element split again on IFS whitespace."""
     out = []
     for w in items:
@@ -627,7 +633,7 @@ def _ifs_first(st: State) -> str | None:
     return None if ifs.value is None else ifs.value[:1]
 
 
-def _joined(items, dq: bool, source: str, sep: str | None = " ") -> Piece:
+def _joined(items: Sequence[Word], dq: bool, source: str, sep: str | None = " ") -> Piece:
     """"${A[*]}" / "$*": the elements joined by IFS's first character."""
     if not all(w.known for w in items) or sep is None:
         return Piece("", known=False, quoted=dq, source=source,
@@ -640,7 +646,7 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
-def glob_regex(pattern: str) -> re.Pattern | None:
+def glob_regex(pattern: str) -> re.Pattern[str] | None:
     """A bash pattern (`*`, `?`, `[...]`) as a regex; None for extglob forms."""
     if re.search(r"[@!+*?]\(", pattern):
         return None
@@ -705,7 +711,7 @@ def _split_unescaped(arg: str) -> tuple[str, str, str]:
     return arg, "", ""
 
 
-def _replace(value: str, rx: re.Pattern, repl: str, op: str) -> str:
+def _replace(value: str, rx: re.Pattern[str], repl: str, op: str) -> str:
     if op == "/#":
         for k in range(len(value), -1, -1):
             if rx.fullmatch(value[:k]):
@@ -756,9 +762,10 @@ def brace_expand(raw: str, limit: int = 256) -> list[str]:
         a, b = ord(seq.group(4)), ord(seq.group(5))
         items = [chr(k) for k in (range(a, b + 1) if a <= b else range(a, b - 1, -1))]
     else:
-        items = _brace_items(inner)
-        if items is None:
+        parts = _brace_items(inner)
+        if parts is None:
             return [raw[:j + 1] + x for x in brace_expand(raw[j + 1:], limit)][:limit]
+        items = parts
     out: list[str] = []
     for item in items:
         out.extend(brace_expand(raw[:i] + item + raw[j + 1:], limit))
