@@ -273,7 +273,10 @@ class _Rewriter:
             self._nest(-1) if self.depth else None
             out.append(c)
             # `NAME() {` / `NAME () (`: a function's body starts at command position
-            return i + 1, t[:i].rstrip(" \t").endswith("("), ""
+            k = i - 1
+            while k >= 0 and t[k] in " \t":
+                k -= 1
+            return i + 1, k >= 0 and t[k] == "(", ""
         if c in "<>":
             if t.startswith("<<", i) and not t.startswith("<<<", i):
                 return self._heredoc_op(i), None, ""
