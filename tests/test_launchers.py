@@ -157,3 +157,14 @@ def test_deepspeed_stops_where_its_runner_stops(tmp_path, argv, error):
 def test_deepspeed_options_it_has_are_not_usage_errors(tmp_path):
     got = _ds("-q --venv_script v.sh --num_gpus 2 train.py", tmp_path)
     assert not got.error and got.nproc == 2
+
+
+def test_a_missing_deepspeed_hostfile_is_this_node_not_a_missing_input(tmp_path):
+    """deepspeed/launcher/runner.py:212-216 `fetch_hostfile`: a hostfile that is not there
+    is a warning and a launch on this node's GPUs, not a stop."""
+    (tmp_path / "train.py").write_text("")
+    spec = launch.load(None, "deepspeed --hostfile missing.txt --num_gpus 2 train.py",
+                       {"PATH": "/usr/bin"}, str(tmp_path))
+    outer = spec.jobs[0].layers[0]
+    assert (outer.nproc, outer.nnodes, outer.error) == (2, 1, "")
+    assert not [i for i in spec.inputs if i.path.endswith("missing.txt")]
