@@ -173,6 +173,9 @@ def _split_commas(expr: str) -> list[str]:
 
 
 _ADJACENT = re.compile(r"[A-Za-z0-9_#]\s+[A-Za-z0-9_]")
+# characters no bash arithmetic expression holds (expr.c has no floats, braces, quotes or
+# statements): a variable whose value holds one fails where it is evaluated
+_NEVER = re.compile(r"[{}.;\"'\\$]")
 
 
 def syntax_error(expr: str, lookup: Lookup, depth: int = 0) -> str | None:
@@ -186,6 +189,6 @@ def syntax_error(expr: str, lookup: Lookup, depth: int = 0) -> str | None:
         return None
     for name in set(re.findall(r"(?<![\w#])[A-Za-z_]\w*", expr)):
         value = lookup(name)
-        if value and syntax_error(value, lookup, depth + 1):
+        if value and (_NEVER.search(value) or syntax_error(value, lookup, depth + 1)):
             return value.strip()
     return None
