@@ -154,6 +154,10 @@ EXTRA = {
                                "${NP:-2} --main_process_ip $HOSTIP --main_process_port 29511 \"\n"
                                "CMD=\"$LAUNCH t.py --lr 1\"\nsrun $CMD\nsrun --nodes=1 torchrun "
                                "--nnodes 1 $CMD\n",
+    # a function defined only on one side of && / ||: where the definition is not
+    # reached, the call is `command not found` and set -e ends the script there
+    "func-not-reached": "set -e\n[ -n \"${MODE:-}\" ] && setup_env() { export X=1; }\n"
+                        "setup_env\ntorchrun --nproc_per_node 2 t.py\n",
     "fallthrough": "case a in\n  a) X=1 ;&\n  b) Y=2 ;;\nesac\ntorchrun $X $Y\n",
     "elif-chain": "if [ \"${MODE:-}\" = a ]; then M=1\nelif [ \"${MODE:-}\" = b ]; then M=2\n"
                   "elif [ \"${MODE:-}\" = sft ]; then M=3\nelif [ -n \"${MODE:-}\" ]; then M=4\n"

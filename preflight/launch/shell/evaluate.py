@@ -108,6 +108,8 @@ class Evaluator(Expander):
         self.steps = 0
         self._reading: list[str] = []  # the files being read now, outermost first
         self._shells: set[str] = set()  # texts read as a shell of their own (script, -c)
+        # names the scripts define as functions anywhere, also on a branch not taken
+        self._defined: set[str] = set()
         self._loop_depth = 0
         self._locals: list[dict[str, Var | None]] = []  # per function call: saved values
         self._exempt = False  # the last status came from a non-final part of a && / || list
@@ -151,6 +153,7 @@ class Evaluator(Expander):
         saved = self.src
         newlines = [i for i, c in enumerate(text) if c == "\n"]
         try:
+            self._defined.update(a or b for a, b in _FUNCTION_DEF.findall(text))
             text = rewrite(text)
             chunks, failures = parse_chunks(mask(text))
             starts = [0] + [i + 1 for i in newlines]
@@ -743,6 +746,14 @@ class Evaluator(Expander):
                      file: str, line: int, vanished: tuple[Word, ...]) -> bool | None:
         """A program the script starts: recorded with the environment it inherits; a
         shell script or `bash -c` string it runs is read too."""
+        search = st.vars.get("PATH")
+        if name in self._defined and "/" not in name and search is not None and \
+                search.value is not None and shutil.which(name, path=search.value) is None:
+            # a function the script defines only where it did not go (`[ -z "$X" ] ||
+            # f() {...}`), and no such program: bash says `command not found` (127)
+            self._unknown(file, line, name, f"{name}: not defined here (its definition was "
+                                            "not reached) and not a program on PATH")
+            return False
         env = {k: v for k, v in st.vars.items() if v.exported and v.array is None}
         env.update(prefix)
         if len(self.commands) >= MAX_COMMANDS:
@@ -1489,6 +1500,10 @@ def evaluate_script(path: str, environ: Mapping[str, str], cwd: str | None = Non
 
 def evaluate_command(line: str, environ: Mapping[str, str], cwd: str | None = None) -> Trace:
     return Evaluator(environ, cwd).run_command(line)
+
+
+_FUNCTION_DEF = re.compile(r"(?:^|[\s;&|({])(?:function\s+([A-Za-z_][\w.:-]*)|"
+                           r"([A-Za-z_][\w.:-]*)\s*\(\s*\))")
 
 
 def _first_command(nodes: list[Node]) -> Node:
