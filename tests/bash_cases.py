@@ -133,6 +133,7 @@ TEMPLATES = {
     "arith-bad-value": "set -e\nBAD=\"4 4\"\nN=$((BAD+1))\necho $((BAD*2)); X=never\n@L@ --n ${N:-none} ${X:-kept}\n",
     "arith-bad-chars": "F=x.tar.gz\nN=$((F+1))\nB=x{1,2}\necho $((B)); M=never\n@L@ --n ${N:-none} ${M:-kept}\n",
     "assign-array-join": "A=(--a \"b c\")\nV=\"${A[@]}\"\nset -- p q\nW=\"$@\"\n@L@ --v \"$V\" --w \"$W\"\n",
+    "export-array-join": "A=(--x \"y z\")\nexport JOINED=\"${A[@]}\"\nset -- p q\ncase \"$@\" in \"p q\") W=one ;; *) W=many ;; esac\n@L@ --w $W\n",
     "export-brace": "export BR=x{1,2}\n@L@ --br $BR\n",
     "dirname": "ROOT=$(dirname \"$(readlink -f \"$0\")\")\nHERE=$(cd \"$(dirname \"$0\")\" && pwd)\n"
                "@L@ --root $ROOT --here $HERE\n",

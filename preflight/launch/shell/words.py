@@ -75,6 +75,8 @@ class Expander:
             elif split:
                 pieces = [q for p in pieces for q in _known_head(p)]
             kept, vanished = split_fields(pieces, split)
+            if not split and len(kept) > 1:  # `export V="${A[@]}"`, `case "$@" in`: one word
+                kept = [join_fields(kept)]
             self.vanished.extend(to_word(f, raw) for f in vanished)
             for f in kept:
                 out.extend(self._glob(f, raw, st) if split else [to_word(f, raw)])
@@ -106,12 +108,7 @@ class Expander:
         pieces = self._scan(raw, start, st, subs, dq=False)
         kept, vanished = split_fields(pieces, split=False)
         fields = kept or vanished or [[]]
-        if len(fields) > 1:  # V="${A[@]}" / V="$@": one word, the elements joined by a space
-            joined: list[Piece] = []
-            for k, f in enumerate(fields):
-                joined += ([Piece(" ", quoted=True)] if k else []) + f
-            return to_word(joined, raw)
-        return to_word(fields[0], raw)
+        return to_word(join_fields(fields), raw)
 
     def _scan(self, raw: str, start: int, st: State, subs: dict[int, Node], dq: bool
               ) -> list[Piece]:
@@ -583,6 +580,15 @@ def split_fields(pieces: list[Piece], split: bool
     for f in fields:
         (kept if any(p.quoted or p.text or not p.known for p in f) else vanished).append(f)
     return kept, vanished
+
+
+def join_fields(fields: list[list[Piece]]) -> list[Piece]:
+    """Where bash does no word splitting (an assignment, `export V=...`, a case word),
+    "${A[@]}" / "$@" is one word: the elements joined by a space."""
+    joined: list[Piece] = []
+    for k, f in enumerate(fields):
+        joined += ([Piece(" ", quoted=True)] if k else []) + f
+    return joined
 
 
 def first_field(pieces: list[Piece]) -> list[Piece]:
