@@ -125,6 +125,16 @@ TEMPLATES = {
     "shift-past": "set -- one\nshift 2 || echo none\n@L@ \"$@\"\n",
     "local-top": "local X=1 2>/dev/null\n@L@ ${X:-unset}\n",
     "tilde": "@L@ ~/data ~root/x --t=~/y\n",
+    "arith-for-set-e": "set -e\nfor ((k=0; k<2; k++)); do :; done\n@L@ --k $k\n",
+    "ifs-join": "set -- a b c\nIFS=:\nJ=\"$*\"\nunset IFS\n@L@ --j $J\n",
+    "mapfile-t": "mapfile -t LINES < lines.txt\n@L@ \"${LINES[@]}\"\n",
+    "func-case-oneline": "f() { case \"${MODE:-x}\" in sft) K=1 ;; *) K=2 ;; esac; }\nf\n"
+                         "function h { case $K in 1) J=a ;; *) J=b ;; esac; }\nh\n@L@ --k $K --j $J\n",
+    "arith-bad-value": "set -e\nBAD=\"4 4\"\nN=$((BAD+1))\necho $((BAD*2)); X=never\n@L@ --n ${N:-none} ${X:-kept}\n",
+    "arith-bad-chars": "F=x.tar.gz\nN=$((F+1))\nB=x{1,2}\necho $((B)); M=never\n@L@ --n ${N:-none} ${M:-kept}\n",
+    "assign-array-join": "A=(--a \"b c\")\nV=\"${A[@]}\"\nset -- p q\nW=\"$@\"\n@L@ --v \"$V\" --w \"$W\"\n",
+    "export-array-join": "A=(--x \"y z\")\nexport JOINED=\"${A[@]}\"\nset -- p q\ncase \"$@\" in \"p q\") W=one ;; *) W=many ;; esac\n@L@ --w $W\n",
+    "export-brace": "export BR=x{1,2}\n@L@ --br $BR\n",
     "dirname": "ROOT=$(dirname \"$(readlink -f \"$0\")\")\nHERE=$(cd \"$(dirname \"$0\")\" && pwd)\n"
                "@L@ --root $ROOT --here $HERE\n",
 }
@@ -139,6 +149,16 @@ EXTRA = {
     "return-status": "check() { return 1; }\nif check; then torchrun a.py; else torchrun b.py; fi\n",
     "nested-case": "case ${MODE:-x} in\n  sft)\n    case ${NP:-1} in\n      4) torchrun four.py ;;\n"
                    "      *) torchrun other.py ;;\n    esac ;;\n  *) python fallback.py ;;\nesac\n",
+    # a launcher kept in a string and run unquoted behind a wrapper, one value unknown:
+    # the words before the unknown part are split as bash splits them
+    "string-cmd-unknown-part": "HOSTIP=$(hostname -i)\nLAUNCH=\"accelerate launch --num_processes "
+                               "${NP:-2} --main_process_ip $HOSTIP --main_process_port 29511 \"\n"
+                               "CMD=\"$LAUNCH t.py --lr 1\"\nsrun $CMD\nsrun --nodes=1 torchrun "
+                               "--nnodes 1 $CMD\n",
+    # a function defined only on one side of && / ||: where the definition is not
+    # reached, the call is `command not found` and set -e ends the script there
+    "func-not-reached": "set -e\n[ -n \"${MODE:-}\" ] && setup_env() { export X=1; }\n"
+                        "setup_env\ntorchrun --nproc_per_node 2 t.py\n",
     "fallthrough": "case a in\n  a) X=1 ;&\n  b) Y=2 ;;\nesac\ntorchrun $X $Y\n",
     "elif-chain": "if [ \"${MODE:-}\" = a ]; then M=1\nelif [ \"${MODE:-}\" = b ]; then M=2\n"
                   "elif [ \"${MODE:-}\" = sft ]; then M=3\nelif [ -n \"${MODE:-}\" ]; then M=4\n"

@@ -25,6 +25,12 @@ from preflight.launch.shell import Command, Trace, evaluate_command, evaluate_sc
 
 SHIMS = ("torchrun", "python", "python3", "swift", "megatron", "deepspeed", "accelerate",
          "ray")
+# Programs a real launch script runs around the launch (slime's `pkill -9 python`, `sleep 3`,
+# `nvidia-smi topo -m`): under the oracle they do nothing and print nothing, so that no
+# script under test ever signals a process of this machine or waits.
+QUIET = ("pkill", "killall", "pgrep", "sleep", "nvidia-smi", "scontrol", "sbatch", "ssh",
+         "pip", "wget", "curl", "git", "docker", "huggingface-cli", "llamafactory-cli")
+QUIET_SHIM = "#!/bin/sh\nexit 0\n"
 # Variables bash or the shim itself sets: not part of what the script exported.
 NOISE = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "ORACLE_LOG"})
 
@@ -64,9 +70,9 @@ class Verdict:
 
 def make_shims(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    for name in (*SHIMS, "srun"):
+    for name in (*SHIMS, "srun", *QUIET):
         path = directory / name
-        path.write_text(SRUN if name == "srun" else RECORD)
+        path.write_text(SRUN if name == "srun" else QUIET_SHIM if name in QUIET else RECORD)
         path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return directory
 

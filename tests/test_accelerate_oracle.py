@@ -68,6 +68,24 @@ def accelerate_reading(argv: list[str], default_path: Path, monkeypatch) -> dict
             "port": 29500 if port is None else port, "gpu_ids": args.gpu_ids}
 
 
+def _differences(got: launchers.AccelerateConfig, want: dict) -> list[str]:
+    """Everything but nproc: nodes, port, gpu_ids, the script and its arguments."""
+    problems = []
+    if got.nnodes != want["nnodes"]:
+        problems.append(f"nnodes {got.nnodes} != {want['nnodes']}")
+    if want["port"] == 0:
+        if got.port is not None or got.port_text != launchers.RANDOM:
+            problems.append(f"port {got.port} for port 0")
+    elif got.port != want["port"]:
+        problems.append(f"port {got.port} != {want['port']}")
+    if want["gpu_ids"] is not None and got.gpu_ids != str(want["gpu_ids"]):
+        problems.append(f"gpu_ids {got.gpu_ids} != {want['gpu_ids']}")
+    if got.program is None or got.program.text != "train.py" or \
+            [a.text for a in got.args] != ["--lr", "1"]:
+        problems.append(f"program {got.program} {got.args}")
+    return problems
+
+
 def test_accelerate_reading_matches_accelerate(tmp_path, monkeypatch, capsys):
     rng = random.Random(115)
     counts = {"cases": 0, "agree": 0, "accelerate_error": 0, "unknown_allowed": 0}
@@ -104,18 +122,7 @@ def test_accelerate_reading_matches_accelerate(tmp_path, monkeypatch, capsys):
             counts["unknown_allowed"] += 1  # no config: accelerate counts the GPUs
         elif got.nproc != want["nproc"]:
             problems.append(f"nproc {got.nproc} != {want['nproc']}")
-        if got.nnodes != want["nnodes"]:
-            problems.append(f"nnodes {got.nnodes} != {want['nnodes']}")
-        if want["port"] == 0:
-            if got.port is not None or got.port_text != launchers.RANDOM:
-                problems.append(f"port {got.port} for port 0")
-        elif got.port != want["port"]:
-            problems.append(f"port {got.port} != {want['port']}")
-        if want["gpu_ids"] is not None and got.gpu_ids != str(want["gpu_ids"]):
-            problems.append(f"gpu_ids {got.gpu_ids} != {want['gpu_ids']}")
-        if got.program is None or got.program.text != "train.py" or \
-                [a.text for a in got.args] != ["--lr", "1"]:
-            problems.append(f"program {got.program} {got.args}")
+        problems += _differences(got, want)
         if problems:
             bad.append(f"{where} {argv}: " + "; ".join(problems))
         else:

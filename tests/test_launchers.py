@@ -127,3 +127,44 @@ def test_accelerate_gpu_ids_become_the_workers_visible_gpus(tmp_path):
     layer = spec.jobs[0].layers[0]
     assert (layer.nproc, layer.port) == (4, 29633)
     assert layer.env["CUDA_VISIBLE_DEVICES"].value == "0,1"
+
+
+def test_accelerate_option_without_its_value_stops_accelerate(tmp_path):
+    """An empty variable between two options (`--num_machines $NNODES --rdzv_backend c10d`
+    with NNODES unset): argparse takes no option word as a value, so accelerate stops
+    there; no program is read from the words after it (`c10d` is not a script)."""
+    got = launchers.accelerate([Word(a, a) for a in "--num_processes 4 --num_machines "
+                                "--rdzv_backend c10d train.py".split()], {}, str(tmp_path))
+    assert "--num_machines: expected one argument" in got.error
+    assert got.program is None
+    # a negative number is a value, not an option (argparse's own rule)
+    got = launchers.accelerate([Word(a, a) for a in "--num_processes -1 --cpu t.py".split()],
+                               {}, str(tmp_path))
+    assert not got.error.endswith("expected one argument") and got.program.text == "t.py"
+
+
+@pytest.mark.parametrize("argv, error", [
+    ("--include localhost: train.py", "invalid literal"),  # runner.py:276 int('')
+    ("--include localhost:0:1 train.py", "too many values"),  # a second `:`
+    ("--exclude localhost train.py", "no GPU"),  # launch.py:155: an empty world
+    ("--no_ssh train.py", "--node_rank"),  # runner.py:535: --node_rank stays -1
+    ("--quiet --log_level loud train.py", "invalid choice"),
+])
+def test_deepspeed_stops_where_its_runner_stops(tmp_path, argv, error):
+    assert error in _ds(argv, tmp_path).error
+
+
+def test_deepspeed_options_it_has_are_not_usage_errors(tmp_path):
+    got = _ds("-q --venv_script v.sh --num_gpus 2 train.py", tmp_path)
+    assert not got.error and got.nproc == 2
+
+
+def test_a_missing_deepspeed_hostfile_is_this_node_not_a_missing_input(tmp_path):
+    """deepspeed/launcher/runner.py:212-216 `fetch_hostfile`: a hostfile that is not there
+    is a warning and a launch on this node's GPUs, not a stop."""
+    (tmp_path / "train.py").write_text("")
+    spec = launch.load(None, "deepspeed --hostfile missing.txt --num_gpus 2 train.py",
+                       {"PATH": "/usr/bin"}, str(tmp_path))
+    outer = spec.jobs[0].layers[0]
+    assert (outer.nproc, outer.nnodes, outer.error) == (2, 1, "")
+    assert not [i for i in spec.inputs if i.path.endswith("missing.txt")]

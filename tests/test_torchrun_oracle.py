@@ -199,6 +199,19 @@ def disagreement(argv, env, launch, monkeypatch, want: dict | None = None) -> st
         return f"torch fails ({want['error']}) but preflight reads {got}"
     if got.error or got.unknown:
         return f"torch reads {want} but preflight says {got.error or got.unknown}"
+    return "; ".join(_differences(got, want, nproc_text, device_nproc))
+
+
+def _port_difference(got, want: dict) -> list[str]:
+    if want["port"] == 0:
+        if got.port is not None or got.port_text != launchers.RANDOM:
+            return [f"port {got.port} {got.port_text} for a random port"]
+    elif got.port != want["port"]:
+        return [f"port {got.port} ({got.port_text}) != {want['port']}"]
+    return []
+
+
+def _differences(got, want: dict, nproc_text: str, device_nproc: bool) -> list[str]:
     problems = []
     if device_nproc:
         if got.nproc is not None:
@@ -209,11 +222,7 @@ def disagreement(argv, env, launch, monkeypatch, want: dict | None = None) -> st
         problems.append(f"nodes {(got.min_nodes, got.max_nodes)} != {want['nodes']}")
     if got.backend != want["backend"]:
         problems.append(f"backend {got.backend} != {want['backend']}")
-    if want["port"] == 0:
-        if got.port is not None or got.port_text != launchers.RANDOM:
-            problems.append(f"port {got.port} {got.port_text} for a random port")
-    elif got.port != want["port"]:
-        problems.append(f"port {got.port} ({got.port_text}) != {want['port']}")
+    problems += _port_difference(got, want)
     if got.standalone != want["standalone"]:
         problems.append(f"standalone {got.standalone} != {want['standalone']}")
     if bool(got.module) != want["module"]:
@@ -222,7 +231,7 @@ def disagreement(argv, env, launch, monkeypatch, want: dict | None = None) -> st
         problems.append(f"program {got.program} != {want['program']}")
     if [a.text for a in got.args] != want["args"]:
         problems.append(f"args {[a.text for a in got.args]} != {want['args']}")
-    return "; ".join(problems)
+    return problems
 
 
 def test_torchrun_reading_matches_torch(monkeypatch, capsys):

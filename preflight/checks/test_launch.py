@@ -84,7 +84,8 @@ def ports_facts(node: Node, spec: LaunchSpec | None) -> judge.PortsFacts:
         held = ports.holders(port, node.listeners) if not bound.ok else []
         table = node.process_by_pid
         binds[port] = judge.Bind(bound.error if not bound.ok else "", tuple(
-            judge.Holder(h.pid, table[h.pid].redacted(200) if h.pid in table else None)
+            judge.Holder(h.pid, info.redacted(200) if h.pid is not None
+                         and (info := table.get(h.pid)) is not None else None)
             for h in held))
     return judge.PortsFacts(spec, local, binds, str(ports.suggest_port() or "<a free port>")
                             if layers else "")

@@ -127,14 +127,18 @@ def _ports(profile: Profile, node: Node) -> list[tuple[str, tuple[str, str]]]:
     return values
 
 
+def _proc(table: procs.Table, pid: int | None) -> procs.ProcInfo | None:
+    return table.get(pid) if pid is not None else None
+
+
 def _bind(port: int, node: Node) -> judge.Bind:
     bound = ports.try_bind(port)
     if bound.ok:  # the socket table is read only when the bind fails (the costly part)
         return judge.Bind(True, bound.error, (), None)
     by_pid = node.process_by_pid
     holders = [judge.Holder(h.pid, h.addr,
-                            by_pid[h.pid].user if h.pid in by_pid else None,
-                            by_pid[h.pid].redacted() if h.pid in by_pid else None)
+                            info.user if (info := _proc(by_pid, h.pid)) else None,
+                            info.redacted() if info else None)
                for h in ports.holders(port, node.listeners)]
     users = sorted({procs.user_name(uid) for uid in ports.listening_uids(port)})
     return judge.Bind(False, bound.error, holders, users)

@@ -651,9 +651,9 @@ INPUT_FLAGS = frozenset({
     "--hf-checkpoint", "--hf_checkpoint", "--ref-load", "--ref_load", "--load",
     "--prompt-data", "--prompt_data", "--eval-prompt-data", "--data-path", "--data_path",
     "--tokenizer-model", "--tokenizer_model", "--deepspeed", "--deepspeed_config",
-    "--config_file", "--config", "--hostfile", "--train_file", "--validation_file",
+    "--config_file", "--config", "--train_file", "--validation_file",
     "--model_name_or_path", "--tokenizer_name_or_path",
-})
+})  # not deepspeed's --hostfile: a missing one runs on this node only (runner.py:212-216)
 OUTPUT_FLAGS = frozenset({"--output_dir", "--output-dir", "--save", "--save-dir",
                           "--save_dir", "--logging_dir", "--log-dir", "--log_dir"})
 MULTI_VALUE = frozenset({"--dataset", "--val_dataset", "--adapters", "--data-path",

@@ -12,13 +12,13 @@ import sys
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from preflight.run import OWNER_VAR, Runner
 
 if TYPE_CHECKING:
     from preflight.launch.spec import LaunchSpec
-    from preflight.probes import nvml
+    from preflight.probes import nvml, ports, procs
 
 __all__ = ["OWNER_VAR", "Node"]
 
@@ -52,24 +52,24 @@ class Node:
         return str(candidate) if candidate.exists() else self.python
 
     @cached_property
-    def process_table(self):
+    def process_table(self) -> procs.Table:
         """Every command line, details read per pid on demand (procs.Table)."""
         from preflight.probes import procs
 
         return procs.Table()
 
     @property
-    def processes(self):
+    def processes(self) -> list[procs.ProcInfo]:
         """Full details of every process (costly: prefer process_table)."""
         table = self.process_table
         return [info for pid in table.argv if (info := table.get_info(pid)) is not None]
 
     @property
-    def process_by_pid(self):
+    def process_by_pid(self) -> procs.Table:
         return self.process_table
 
     @cached_property
-    def own_family(self):
+    def own_family(self) -> procs.AnyFamily:
         """The suite, its ancestors and its children: never leftovers (a membership test).
         Under `preflight cluster --ray` (PREFLIGHT_RAY_SESSION), also the Ray cluster it runs
         on: its raylets, GCS, agents and their children."""
@@ -84,7 +84,7 @@ class Node:
         return procs.AnyFamily(families)
 
     @cached_property
-    def listeners(self):
+    def listeners(self) -> list[ports.Listener]:
         from preflight.probes import ports
 
         return ports.listeners()

@@ -93,9 +93,9 @@ def _eval(node: ast.AST) -> int:
         return int(all(values)) if isinstance(node.op, ast.And) else int(any(values))
     if isinstance(node, ast.Compare) and len(node.ops) == 1:
         a, b = _eval(node.left), _eval(node.comparators[0])
-        op = type(node.ops[0])
+        cmp = type(node.ops[0])
         return int({ast.Lt: a < b, ast.LtE: a <= b, ast.Gt: a > b, ast.GtE: a >= b,
-                    ast.Eq: a == b, ast.NotEq: a != b}[op])
+                    ast.Eq: a == b, ast.NotEq: a != b}[cmp])
     if isinstance(node, ast.BinOp):
         a, b = _eval(node.left), _eval(node.right)
         op = type(node.op)
@@ -111,9 +111,10 @@ def _eval(node: ast.AST) -> int:
         if op in (ast.LShift, ast.RShift):
             b &= 63
             return _wrap(a << b if op is ast.LShift else a >> b)
-        return _wrap({ast.Add: lambda: a + b, ast.Sub: lambda: a - b,
-                       ast.Mult: lambda: a * b, ast.BitAnd: lambda: a & b,
-                       ast.BitOr: lambda: a | b, ast.BitXor: lambda: a ^ b}[op]())
+        simple: dict[type[ast.operator], Callable[[], int]] = {
+            ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
+            ast.BitAnd: lambda: a & b, ast.BitOr: lambda: a | b, ast.BitXor: lambda: a ^ b}
+        return _wrap(simple[op]())
     raise ValueError("not arithmetic")
 
 
@@ -169,3 +170,25 @@ def _split_commas(expr: str) -> list[str]:
             start = i + 1
     parts.append(expr[start:])
     return parts
+
+
+_ADJACENT = re.compile(r"[A-Za-z0-9_#]\s+[A-Za-z0-9_]")
+# characters no bash arithmetic expression holds (expr.c has no floats, braces, quotes or
+# statements): a variable whose value holds one fails where it is evaluated
+_NEVER = re.compile(r"[{}.;\"'\\$]")
+
+
+def syntax_error(expr: str, lookup: Lookup, depth: int = 0) -> str | None:
+    """The text bash's expr.c rejects for certain: two operands with only blanks between
+    them (`a b`, `4 4`), in the expression or in the value of a variable it names (bash
+    evaluates a variable's value as an expression). None when there is none, or when a
+    value is not known."""
+    if _ADJACENT.search(expr):
+        return expr.strip()
+    if depth >= 4:
+        return None
+    for name in set(re.findall(r"(?<![\w#])[A-Za-z_]\w*", expr)):
+        value = lookup(name)
+        if value and (_NEVER.search(value) or syntax_error(value, lookup, depth + 1)):
+            return value.strip()
+    return None

@@ -9,8 +9,9 @@ import posixpath
 import re
 import shutil
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from typing import Any, NoReturn
 
 from preflight.launch.shell import arith
 from preflight.launch.shell.model import (
@@ -39,9 +40,10 @@ from preflight.launch.shell.source import (
     read_script,
     rewrite,
 )
-from preflight.launch.shell.state import Ctx, Source, State
+from preflight.launch.shell.state import Ctx, Node, Source, State
 from preflight.launch.shell.words import (
     Abort,
+    ArithAbort,
     Expander,
     Stop,
     dedupe,
@@ -74,6 +76,13 @@ class _Exit(Exception):
         self.record = record
 
 
+class _NotMine:
+    """What a builtin handler returns for a command that is not its own."""
+
+
+NOT_MINE = _NotMine()
+
+
 class _Return(Exception):
     pass
 
@@ -94,18 +103,20 @@ class Evaluator(Expander):
         self.files: list[str] = []
         self.script0 = ""
         self.src: Source = Source("", "", [])
-        self._seen_unknowns: set[tuple] = set()
+        self._seen_unknowns: set[tuple[str, int, str]] = set()
         self.vanished: list[Word] = []  # words that expanded to nothing (unquoted, empty)
         self.steps = 0
         self._reading: list[str] = []  # the files being read now, outermost first
         self._shells: set[str] = set()  # texts read as a shell of their own (script, -c)
+        # names the scripts define as functions anywhere, also on a branch not taken
+        self._defined: set[str] = set()
         self._loop_depth = 0
         self._locals: list[dict[str, Var | None]] = []  # per function call: saved values
         self._exempt = False  # the last status came from a non-final part of a && / || list
 
     # -- entry points
 
-    def run_file(self, path: str, text: str, notes: list[str] = ()) -> Trace:
+    def run_file(self, path: str, text: str, notes: Sequence[str] = ()) -> Trace:
         self.script0 = path
         self._shells.add(path)
         # each nesting level of the script is a few Python frames here and in bashlex;
@@ -133,7 +144,8 @@ class Evaluator(Expander):
 
     # -- text and nodes
 
-    def _run_text(self, file: str, text: str, notes, st: State, ctx: Ctx) -> None:
+    def _run_text(self, file: str, text: str, notes: Sequence[str], st: State, ctx: Ctx
+                  ) -> None:
         self.files.append(file)
         self._reading.append(file)
         for note in notes:
@@ -141,22 +153,24 @@ class Evaluator(Expander):
         saved = self.src
         newlines = [i for i, c in enumerate(text) if c == "\n"]
         try:
+            self._defined.update(a or b for a, b in _FUNCTION_DEF.findall(text))
             text = rewrite(text)
             chunks, failures = parse_chunks(mask(text))
             starts = [0] + [i + 1 for i in newlines]
-            events = [(offset, 1, nodes) for offset, nodes in chunks]
+            events: list[tuple[int, int, Any]] = [(offset, 1, nodes) for offset, nodes in chunks]
             events += [(starts[line - 1], 0, (line, snippet, error))
                        for line, snippet, error in failures]
             for offset, is_chunk, item in sorted(events, key=lambda e: (e[0], e[1])):
                 if not is_chunk:
-                    self._unparsed(file, *item, st)
+                    bad_line, snippet, error = item
+                    self._unparsed(file, bad_line, snippet, error, st)
                     continue
                 self.src = Source(file, text, newlines, offset)
                 for node in item:
                     try:
                         self._statement(node, st, ctx)
                     except Abort as abort:
-                        if st.errexit:
+                        if st.errexit and not isinstance(abort, ArithAbort):
                             raise _Exit("1", None if ctx.conditional else Exit(
                                 file, self.src.line(node.pos[0]), "1", str(abort))) from None
                         if ctx.depth and file not in self._shells:
@@ -171,6 +185,13 @@ class Evaluator(Expander):
     def _unparsed(self, file: str, line: int, snippet: str, error: str, st: State) -> None:
         """A line bashlex cannot parse: whatever it may assign becomes unknown."""
         self._unknown(file, line, snippet, f"bashlex cannot parse this line ({error})")
+        # a function defined there: a later call runs a body preflight has not read (never
+        # an older definition of the same name)
+        for m in re.finditer(r"(?:^|[\s;&|(])(?:function\s+([A-Za-z_][\w.:-]*)|"
+                             r"([A-Za-z_][\w.:-]*)\s*\(\s*\))", snippet):
+            st.functions[m.group(1) or m.group(2)] = (
+                None, f"defined in a line that is not evaluated ({posixpath.basename(file)}:"
+                      f"{line})")
         for name in re.findall(r"(?:^|[\s;(|&])([A-Za-z_][A-Za-z0-9_]*)\+?=", snippet):
             old = st.vars.get(name)
             st.vars[name] = Var(None, exported=bool(old and old.exported),
@@ -184,10 +205,10 @@ class Evaluator(Expander):
             self._seen_unknowns.add(key)
             self.unknowns.append(Unknown(file, line, text[:200], reason))
 
-    def _where(self, node) -> tuple[str, int]:
+    def _where(self, node: Node) -> tuple[str, int]:
         return self.src.file, self.src.line(node.pos[0])
 
-    def _statement(self, node, st: State, ctx: Ctx) -> bool | None:
+    def _statement(self, node: Node, st: State, ctx: Ctx) -> bool | None:
         """A node run as a statement of its own: `set -e` stops the script where it
         fails, unless it is tested (if/while condition, left of && or ||, negated)."""
         self._exempt = False
@@ -205,7 +226,7 @@ class Evaluator(Expander):
                         Exit(file, line, "1", f"set -e: {self.src.raw(node.pos)[:100]} fails"))
         return status
 
-    def _node(self, node, st: State, ctx: Ctx) -> bool | None:
+    def _node(self, node: Node, st: State, ctx: Ctx) -> bool | None:
         """Evaluate one node; returns its exit status when decidable (True = success)."""
         self.steps += 1
         if self.steps > MAX_STEPS:
@@ -235,7 +256,7 @@ class Evaluator(Expander):
         self._unknown(file, line, self.src.raw(node.pos), f"{kind} is not evaluated")
         return None
 
-    def _list(self, parts, st: State, ctx: Ctx) -> bool | None:
+    def _list(self, parts: list[Node], st: State, ctx: Ctx) -> bool | None:
         status: bool | None = True
         pending = None  # the operator before the next node
         previous = None
@@ -267,7 +288,7 @@ class Evaluator(Expander):
         self._exempt = exempt
         return status
 
-    def _maybe(self, node, st: State, ctx: Ctx) -> None:
+    def _maybe(self, node: Node, st: State, ctx: Ctx) -> bool | None:
         """A node that may or may not run: its state survives only if it does not exit."""
         fork = st.fork()
         try:
@@ -277,7 +298,7 @@ class Evaluator(Expander):
         self._merge(st, [st.fork(), fork], node)
         return None
 
-    def _pipeline(self, node, st: State, ctx: Ctx) -> bool | None:
+    def _pipeline(self, node: Node, st: State, ctx: Ctx) -> bool | None:
         commands = [p for p in node.parts if p.kind not in ("pipe", "reservedword")]
         negate = any(p.kind == "reservedword" and p.word == "!" for p in node.parts)
         status = None
@@ -288,7 +309,7 @@ class Evaluator(Expander):
             status = None
         return (not status if status is not None else None) if negate else status
 
-    def _compound(self, node, st: State, ctx: Ctx) -> bool | None:
+    def _compound(self, node: Node, st: State, ctx: Ctx) -> bool | None:
         inner = [p for p in node.list if p.kind != "reservedword"]
         subshell = any(p.kind == "reservedword" and p.word == "(" for p in node.list)
         target = st.fork() if subshell else st
@@ -304,11 +325,11 @@ class Evaluator(Expander):
             self._redirect_word(redirect, target)
         return status
 
-    def _if(self, node, st: State, ctx: Ctx) -> bool | None:
-        branches: list[tuple[list, list]] = []  # (condition nodes, body nodes)
-        current: list | None = None
+    def _if(self, node: Node, st: State, ctx: Ctx) -> bool | None:
+        branches: list[tuple[list[Node], list[Node]]] = []  # (condition, body) nodes
+        current: Any = None  # [condition nodes, body nodes] of the branch being read
         mode = ""
-        else_body: list | None = None
+        else_body: Any = None
         for part in _flat(node.parts):
             if part.kind == "reservedword" and part.word in ("if", "elif"):
                 current = [[], []]
@@ -331,7 +352,7 @@ class Evaluator(Expander):
         if head is not None and head.parts and head.parts[0].kind == "word" and \
                 head.parts[0].word in (CASE, CASE_FALLTHROUGH):
             return self._case(head, _arms(else_body or []), node, st, ctx)
-        undecided: list[list] = []
+        undecided: list[list[Node]] = []
         for cond, body in branches:
             if undecided:
                 undecided.append(body)
@@ -349,7 +370,8 @@ class Evaluator(Expander):
         undecided.append(else_body or [])
         return self._branches(undecided, node, st, ctx)
 
-    def _branches(self, undecided: list[list], node, st: State, ctx: Ctx) -> None:
+    def _branches(self, undecided: list[list[Node]], node: Node, st: State, ctx: Ctx
+                  ) -> bool | None:
         """Bodies of which one runs, not known which: each in a fork, then merged."""
         survivors = []
         for body in undecided:
@@ -368,21 +390,22 @@ class Evaluator(Expander):
 
     _last_test: tuple[Word, ...] = ()
 
-    def _case(self, head, arms, node, st: State, ctx: Ctx) -> bool | None:
+    def _case(self, head: Node, arms: list[Node], node: Node, st: State, ctx: Ctx) -> bool | None:
         """`case`: the arm whose pattern matches when the word and the patterns are
         known; otherwise each arm that may match runs conditionally (never in order)."""
         words = [p for p in head.parts if p.kind == "word"]
         fallthrough = words[0].word == CASE_FALLTHROUGH
         subject = self._expand(words[1], st, split=False) if len(words) > 1 else []
         value = subject[0].value if subject else ""
-        undecided: list[list] = []
+        undecided: list[list[Node]] = []
         definite = False
         for cond, body in arms:
             pcmd = _first_command(cond)
             pwords = [p for p in pcmd.parts if p.kind == "word"][1:] if pcmd else []
             regexes = [self._pattern(w, st) for w in pwords]
             known = value is not None and all(r is not None for r in regexes)
-            matches = known and any(r.fullmatch(value) for r in regexes)
+            matches = known and value is not None and any(
+                r.fullmatch(value) for r in regexes if r is not None)
             if fallthrough:
                 undecided.append(body)
                 continue
@@ -402,7 +425,7 @@ class Evaluator(Expander):
             undecided.append([])
         return self._branches(undecided, node, st, ctx)
 
-    def _pattern(self, node, st: State) -> re.Pattern | None:
+    def _pattern(self, node: Node, st: State) -> re.Pattern[str] | None:
         """A case pattern as a regex: quoted parts literal, unquoted parts a glob."""
         raw = self.src.raw(node.pos)
         pieces = self._scan(raw, node.pos[0], st, substitutions(node), dq=False)
@@ -412,13 +435,13 @@ class Evaluator(Expander):
                        for p in pieces if p.fields is None)
         return glob_regex(text)
 
-    def _run_nodes(self, nodes, st: State, ctx: Ctx) -> bool | None:
-        status = True
+    def _run_nodes(self, nodes: list[Node], st: State, ctx: Ctx) -> bool | None:
+        status: bool | None = True
         for n in nodes:
             status = self._statement(n, st, ctx)
         return status
 
-    def _loop(self, node, st: State, ctx: Ctx) -> bool | None:
+    def _loop(self, node: Node, st: State, ctx: Ctx) -> bool | None:
         parts = node.parts
         if node.kind == "for":
             unrolled = self._for_items(node, st)
@@ -450,7 +473,7 @@ class Evaluator(Expander):
         self._merge(st, [st.fork(), fork], node)
         return None
 
-    def _assigned_in(self, body, st: State, ctx: Ctx) -> set[str]:
+    def _assigned_in(self, body: list[Node], st: State, ctx: Ctx) -> set[str]:
         """Variables a loop body may assign: from a trial run of the body (nothing it
         records is kept), or, in loops nested deeper than 3, from the text."""
         names = set(re.findall(r"(?:^|[\s;(&|{])(?:local\s+|export\s+|declare\s+\S*\s*)?"
@@ -478,7 +501,7 @@ class Evaluator(Expander):
         names |= {k for k in set(trial.vars) | set(st.vars) if trial.vars.get(k) != st.vars.get(k)}
         return names
 
-    def _for_items(self, node, st: State) -> tuple[str, list[Word]] | None:
+    def _for_items(self, node: Node, st: State) -> tuple[str, list[Word]] | None:
         """(variable, items) of a `for NAME in WORDS` whose words are all known (at most
         MAX_UNROLL) and whose body has no break/continue; None otherwise."""
         parts = node.parts
@@ -498,7 +521,7 @@ class Evaluator(Expander):
             return None
         return name, items
 
-    def _merge(self, st: State, branches: list[State], node) -> None:
+    def _merge(self, st: State, branches: list[State], node: Node) -> None:
         file, line = self._where(node)
         names = set().union(*(b.vars for b in branches))
         for name in names:
@@ -535,7 +558,7 @@ class Evaluator(Expander):
 
     # -- simple commands
 
-    def _command(self, node, st: State, ctx: Ctx) -> bool | None:
+    def _command(self, node: Node, st: State, ctx: Ctx) -> bool | None:
         file, line = self._where(node)
         try:
             return self._simple(node, st, ctx, file, line)
@@ -545,7 +568,7 @@ class Evaluator(Expander):
             raise _Exit("1", None if ctx.conditional else
                         Exit(file, line, "1", str(stop))) from None
 
-    def _simple(self, node, st: State, ctx: Ctx, file: str, line: int) -> bool | None:
+    def _simple(self, node: Node, st: State, ctx: Ctx, file: str, line: int) -> bool | None:
         assigns = [p for p in node.parts if p.kind == "assignment"]
         words = [p for p in node.parts if p.kind == "word"]
         redirects = [p for p in node.parts if p.kind == "redirect"]
@@ -572,7 +595,8 @@ class Evaluator(Expander):
         argv: list[Word] = []
         self.vanished = []
         for i, w in enumerate(words):
-            argv.extend(self._expand(w, st, split=not (declaring and i > 0 and "=" in w.word)))
+            assignment = declaring and i > 0 and "=" in w.word
+            argv.extend(self._expand(w, st, split=not assignment, braces=True))
         pairs = [(r.type, t) for r in redirects if (t := self._redirect_word(r, st)) is not None]
         targets = tuple(t for _, t in pairs)
         # the targets bash opens for writing: it fails there when the directory is missing
@@ -591,13 +615,25 @@ class Evaluator(Expander):
                 prefix[name] = replace(value, exported=True)
         return self._run(argv, prefix, targets, st, ctx, file, line, tuple(self.vanished))
 
-    def _run(self, argv: list[Word], prefix: dict[str, Var], targets, st: State, ctx: Ctx,
-             file: str, line: int, vanished: tuple[Word, ...] = ()) -> bool | None:
+    def _run(self, argv: list[Word], prefix: dict[str, Var], targets: tuple[Word, ...],
+             st: State, ctx: Ctx, file: str, line: int, vanished: tuple[Word, ...] = ()
+             ) -> bool | None:
         name = argv[0].text if argv[0].known else ""
         args = argv[1:]
         if not argv[0].known:
             self._unknown(file, line, argv[0].source, f"the program is not known: "
                                                        f"{argv[0].reason}")
+        for builtin in (self._run_wrapper, self._run_state, self._run_flow, self._run_values):
+            got = builtin(name, args, prefix, targets, st, ctx, file, line)
+            if not isinstance(got, _NotMine):
+                return got
+        return self._run_program(argv, name, args, prefix, targets, st, ctx, file, line,
+                                 vanished)
+
+    def _run_wrapper(self, name: str, args: list[Word], prefix: dict[str, Var],
+                     targets: tuple[Word, ...], st: State, ctx: Ctx, file: str, line: int
+                     ) -> bool | None | _NotMine:
+        """exec, command -v, the wrappers (nohup, env, srun, ...), declarations."""
         if name == "exec" and not args:
             return True  # `exec >log 2>&1`: redirects the script itself
         if name == "command" and args and args[0].text in ("-v", "-V"):
@@ -613,6 +649,12 @@ class Evaluator(Expander):
             return False  # bash: `local: can only be used in a function`, nothing assigned
         if name in DECLARE:
             return self._declare(name, args, st, file, line)
+        return NOT_MINE
+
+    def _run_state(self, name: str, args: list[Word], prefix: dict[str, Var],
+                   targets: tuple[Word, ...], st: State, ctx: Ctx, file: str, line: int
+                   ) -> bool | None | _NotMine:
+        """unset, set, cd, pushd/popd, source."""
         if name == "unset":
             for a in args:
                 if not a.text.startswith("-"):
@@ -629,30 +671,16 @@ class Evaluator(Expander):
             return None
         if name in ("source", "."):
             return self._source(args, st, ctx, file, line)
+        return NOT_MINE
+
+    def _run_flow(self, name: str, args: list[Word], prefix: dict[str, Var],
+                  targets: tuple[Word, ...], st: State, ctx: Ctx, file: str, line: int
+                  ) -> bool | None | _NotMine:
+        """exit, return, shift, tests, true/false."""
         if name in ("exit", "return"):
-            status = args[0].text if args else "0"
-            if name == "return" and ctx.depth:
-                raise _Return()
-            record = None
-            if not ctx.conditional:
-                guard_text, guard_words = ctx.guard or ("", ())
-                empty = [v for w in guard_words for v in w.empty] + [
-                    r for w in guard_words for r in w.refs[:1]
-                    if NAME.fullmatch(r) and (st.vars.get(r) is None or st.vars[r].value == "")]
-                record = Exit(file, line, status, guard_text, dedupe(empty),
-                              tuple(self._missing_paths(guard_words, st)))
-            raise _Exit(status, record)
+            self._exit(name, args, st, ctx, file, line)
         if name == "shift":
-            n = (maybe_int(args[0].text, 0, 2**31) if args else None)
-            n = 1 if n is None else n
-            if n > len(st.positional) and all(w.known for w in st.positional):
-                return False  # bash: shift count out of range, nothing shifted
-            if not all(w.known for w in st.positional[:n]):
-                st.positional = (Word("", "$@", known=False,
-                                      reason="arguments after a shift past unknown ones"),)
-                return None
-            st.positional = st.positional[n:]
-            return True
+            return self._shift(args, st)
         if name in ("[", "test"):
             words = args[:-1] if name == "[" and args and args[-1].text == "]" else args
             self._last_test = tuple(words)
@@ -661,12 +689,45 @@ class Evaluator(Expander):
             return True
         if name == "false":
             return False
+        return NOT_MINE
+
+    def _exit(self, name: str, args: list[Word], st: State, ctx: Ctx, file: str,
+              line: int) -> NoReturn:
+        status = args[0].text if args else "0"
+        if name == "return" and ctx.depth:
+            raise _Return()
+        record = None
+        if not ctx.conditional:
+            guard_text, guard_words = ctx.guard or ("", ())
+            empty = [v for w in guard_words for v in w.empty] + [
+                r for w in guard_words for r in w.refs[:1]
+                if NAME.fullmatch(r) and (st.vars.get(r) is None or st.vars[r].value == "")]
+            record = Exit(file, line, status, guard_text, dedupe(empty),
+                          tuple(self._missing_paths(guard_words, st)))
+        raise _Exit(status, record)
+
+    def _shift(self, args: list[Word], st: State) -> bool | None:
+        n = (maybe_int(args[0].text, 0, 2**31) if args else None)
+        n = 1 if n is None else n
+        if n > len(st.positional) and all(w.known for w in st.positional):
+            return False  # bash: shift count out of range, nothing shifted
+        if not all(w.known for w in st.positional[:n]):
+            st.positional = (Word("", "$@", known=False,
+                                  reason="arguments after a shift past unknown ones"),)
+            return None
+        st.positional = st.positional[n:]
+        return True
+
+    def _run_values(self, name: str, args: list[Word], prefix: dict[str, Var],
+                    targets: tuple[Word, ...], st: State, ctx: Ctx, file: str, line: int
+                    ) -> bool | None | _NotMine:
+        """eval, read/mapfile/printf -v, let, and the script's own functions."""
         if name == "eval":
             if args and all(a.known for a in args):
                 self._text_in_place(f"{file}:{line} (eval)", " ".join(a.text for a in args),
                                     st, ctx)
                 return None
-            self._unknown(file, line, " ".join(w.source for w in argv),
+            self._unknown(file, line, " ".join(w.source for w in [Word(name, name), *args]),
                           "eval of a value that is not known")
             self._opaque(st, f"eval at {posixpath.basename(file)}:{line}")
             return None
@@ -678,6 +739,21 @@ class Evaluator(Expander):
                                      file, line)
         if name in st.functions:
             return self._call(name, args, st, ctx, file, line)
+        return NOT_MINE
+
+    def _run_program(self, argv: list[Word], name: str, args: list[Word],
+                     prefix: dict[str, Var], targets: tuple[Word, ...], st: State, ctx: Ctx,
+                     file: str, line: int, vanished: tuple[Word, ...]) -> bool | None:
+        """A program the script starts: recorded with the environment it inherits; a
+        shell script or `bash -c` string it runs is read too."""
+        search = st.vars.get("PATH")
+        if name in self._defined and "/" not in name and search is not None and \
+                search.value is not None and shutil.which(name, path=search.value) is None:
+            # a function the script defines only where it did not go (`[ -z "$X" ] ||
+            # f() {...}`), and no such program: bash says `command not found` (127)
+            self._unknown(file, line, name, f"{name}: not defined here (its definition was "
+                                            "not reached) and not a program on PATH")
+            return False
         env = {k: v for k, v in st.vars.items() if v.exported and v.array is None}
         env.update(prefix)
         if len(self.commands) >= MAX_COMMANDS:
@@ -699,7 +775,7 @@ class Evaluator(Expander):
 
     # -- what bashlex cannot parse, rewritten by source.rewrite
 
-    def _arith(self, words, st: State, file: str, line: int) -> bool | None:
+    def _arith(self, words: list[Node], st: State, file: str, line: int) -> bool | None:
         texts = [w.value for n in words for w in self._expand(n, st, split=False)]
         return self._arith_texts(texts, st, file, line)
 
@@ -722,7 +798,7 @@ class Evaluator(Expander):
                                    where=f"{file}:{line}")
         return None if value is None else value != 0
 
-    def _arrays(self, words, st: State, file: str, line: int) -> bool | None:
+    def _arrays(self, words: list[Node], st: State, file: str, line: int) -> bool | None:
         """`A=(...)`, `A+=(...)`, `local -a A=(...)`, `declare -a A=(...) B=(...)`."""
         marked = [k for k, w in enumerate(words) if self.src.raw(w.pos).endswith(ARRAY_MARK)]
         decl = words[:marked[0]]
@@ -773,16 +849,18 @@ class Evaluator(Expander):
                                 where=where, array=tuple(items))
         return True
 
-    def _element_assign(self, words, st: State, file: str, line: int) -> bool | None:
+    def _element_assign(self, words: list[Node], st: State, file: str, line: int) -> bool | None:
         """`A[i]=value`."""
         raw = self.src.raw(words[0].pos)
         m = _ELEMENT.match(raw)
+        assert m is not None  # _simple sends only `NAME[...]=` words here
         name, index = m.group(1), m.group(2)
         value = self._expand_raw(raw[m.end():], words[0].pos[0] + m.end(), st,
                                  substitutions(words[0]))
         k = arith.evaluate(index, self.arith_lookup(st))
         old = st.vars.get(name)
-        items = None if old is None else old.array if old.array is not None else (
+        items: tuple[Word, ...] | None = None if old is None else old.array if \
+            old.array is not None else (
             (Word(old.value, name),) if old.value is not None else None)
         where = f"{file}:{line}"
         if old is None and k == 0:
@@ -792,10 +870,10 @@ class Evaluator(Expander):
             st.vars[name] = Var(None, reason=f"{raw[:40]}: an element of an array "
                                 "that is not known", where=where)
             return True
-        items = list(items)
-        items[k:k + 1] = [value]
-        st.vars[name] = Var(items[0].value, bool(old and old.exported), items[0].reason,
-                            where=where, array=tuple(items))
+        elems = list(items)
+        elems[k:k + 1] = [value]
+        st.vars[name] = Var(elems[0].value, bool(old and old.exported), elems[0].reason,
+                            where=where, array=tuple(elems))
         return True
 
     def _resolves(self, args: list[Word], st: State) -> bool | None:
@@ -828,10 +906,12 @@ class Evaluator(Expander):
         st.opaque = why
 
     def _reads(self, name: str, args: list[Word], st: State, file: str,
-               line: int) -> None:
+               line: int) -> bool | None:
         """read / mapfile / printf -v: the variables they assign are unknown."""
         names: list[str] = []
-        with_value = {"read": "adnNptui", "mapfile": "dnOstuC", "readarray": "dnOstuC",
+        # the options that take a value (bash builtins/read.def, mapfile.def): `-t` is a
+        # flag of mapfile (strip the newline), a value of read (the timeout)
+        with_value = {"read": "adnNptui", "mapfile": "dnOsuCc", "readarray": "dnOsuCc",
                       "printf": "v"}[name]
         i = 0
         while i < len(args):
@@ -871,14 +951,15 @@ class Evaluator(Expander):
                                where=f"{file}:{line}")
         return None
 
-    def _read_heredoc(self, words, redirects, st: State, file: str, line: int):
+    def _read_heredoc(self, words: list[Node], redirects: list[Node], st: State, file: str,
+                      line: int) -> bool | None:
         """`read [-r] -d '' NAME <<EOF ... EOF` (OpenRLHF keeps its command this way):
         NAME is the whole here-document, expanded, ends trimmed; status 1 (no NUL read).
         None when the command is not of that form."""
         args = [w for n in words[1:] for w in self._expand(n, st)]
-        texts = [a.text if a.known else None for a in args]
-        if None in texts:
+        if not all(a.known for a in args):
             return None
+        texts = [a.text for a in args]
         raw_mode = False
         names = []
         i, delim_empty = 0, False
@@ -962,7 +1043,7 @@ class Evaluator(Expander):
         elif name not in NO_FILES:
             st.external = True
 
-    def _test(self, words, st: State, double: bool = False) -> bool | None:
+    def _test(self, words: list[Node], st: State, double: bool = False) -> bool | None:
         """`[ ... ]` / `test` / `[[ ... ]]`, with -a / -o, file tests against what the
         script made (or unknown where a program it ran may have made it)."""
         texts = [w.text if w.known else None for w in words]
@@ -1025,7 +1106,8 @@ class Evaluator(Expander):
             return None  # a program the script ran may have made it
         return _test([Word(op, op), Word(path, word.source)], "/")
 
-    def _declare(self, name: str, args: list[Word], st: State, file: str, line: int):
+    def _declare(self, name: str, args: list[Word], st: State, file: str, line: int
+                 ) -> bool | None:
         flags = "".join(a.text[1:] for a in args if a.text.startswith("-") and a.known)
         if "f" in flags or "p" in flags:
             return True
@@ -1119,7 +1201,7 @@ class Evaluator(Expander):
             return None
         return False
 
-    def _source(self, args, st: State, ctx: Ctx, file: str, line: int) -> bool | None:
+    def _source(self, args: list[Word], st: State, ctx: Ctx, file: str, line: int) -> bool | None:
         if not args:
             return False
         target = args[0]
@@ -1158,12 +1240,17 @@ class Evaluator(Expander):
             st.positional = saved
         return None
 
-    def _call(self, name: str, args, st: State, ctx: Ctx, file: str, line: int):
+    def _call(self, name: str, args: list[Word], st: State, ctx: Ctx, file: str, line: int
+              ) -> bool | None:
         if ctx.depth >= MAX_CALL_DEPTH:
             self._unknown(file, line, name, "function calls nested too deep")
             self._opaque(st, f"{name} nested too deep at {posixpath.basename(file)}:{line}")
             return None
         body, source = st.functions[name]
+        if body is None:  # its definition could not be parsed: what it does is unknown
+            self._unknown(file, line, name, f"{name}: {source}")
+            self._opaque(st, f"{name} at {posixpath.basename(file)}:{line} ({source})")
+            return None
         saved_src, saved_pos = self.src, st.positional
         self.src, st.positional = source, tuple(args)
         self._locals.append({})
@@ -1180,7 +1267,8 @@ class Evaluator(Expander):
                     st.vars[key] = old
         return None
 
-    def _shell_script(self, name: str, args: list[Word], st: State):
+    def _shell_script(self, name: str, args: list[Word], st: State
+                      ) -> tuple[str | None, tuple[Word, ...]]:
         """(file, its arguments) a `bash x.sh` / `./x.sh` would run, when readable here."""
         if name in ("bash", "sh", "dash", "zsh"):
             for k, a in enumerate(args):
@@ -1193,7 +1281,8 @@ class Evaluator(Expander):
             return self._resolve(name, st), tuple(args)
         return None, ()
 
-    def _shell_string(self, name: str, args: list[Word]):
+    def _shell_string(self, name: str, args: list[Word]
+                      ) -> tuple[Word, str, tuple[Word, ...]] | None:
         """(text, $0, arguments) of `bash -c 'text' [name args...]`, when it is one."""
         if name not in ("bash", "sh", "dash", "zsh"):
             return None
@@ -1212,7 +1301,8 @@ class Evaluator(Expander):
         rest = args[k + 1:]
         return text, (rest[0].text if rest else name), tuple(rest[1:])
 
-    def _child_text(self, text: Word, zero: str, positional, env: dict, st: State, ctx: Ctx,
+    def _child_text(self, text: Word, zero: str, positional: tuple[Word, ...],
+                    env: dict[str, Var], st: State, ctx: Ctx,
                     file: str, line: int) -> None:
         """`bash -c 'text'`: a child shell that sees only the exported environment."""
         if ctx.depth >= MAX_SOURCE_DEPTH:
@@ -1223,7 +1313,7 @@ class Evaluator(Expander):
             # commands around them are still read
             holes: list[str] = []
 
-            def hole(m: re.Match) -> str:
+            def hole(m: re.Match[str]) -> str:
                 holes.append(m.group(1))
                 return "${__preflight_unknown_" + str(len(holes) - 1) + "}"
 
@@ -1232,19 +1322,20 @@ class Evaluator(Expander):
                 child.vars[f"__preflight_unknown_{i}"] = Var(None, reason=f"{what} is not known",
                                                              text=f"⟨{what}⟩")
             text = Word(source, text.source)
-        text = text.text
+        script = text.text
         saved = self.script0
         self.script0 = zero
         try:
             self._shells.add(f"{file}:{line} (-c)")
-            self._run_text(f"{file}:{line} (-c)", text, [], child,
+            self._run_text(f"{file}:{line} (-c)", script, [], child,
                            replace(ctx, depth=ctx.depth + 1, tested=False))
         except (_Exit, _Return):
             pass
         finally:
             self.script0 = saved
 
-    def _child_script(self, path: str | None, positional, env: dict, st: State, ctx: Ctx,
+    def _child_script(self, path: str | None, positional: tuple[Word, ...],
+                      env: dict[str, Var], st: State, ctx: Ctx,
                       file: str, line: int) -> None:
         """A script the job runs as a child: it sees only the exported environment."""
         if path is None or not os.path.isfile(path):
@@ -1280,7 +1371,7 @@ class Evaluator(Expander):
                     out.append(words[i + 1].text)
         return out
 
-    def _assign(self, node, st: State, line: int, export: bool) -> None:
+    def _assign(self, node: Node, st: State, line: int, export: bool) -> None:
         name, value = self._assignment_value(node, st, line)
         if not name:
             return
@@ -1288,7 +1379,7 @@ class Evaluator(Expander):
         st.vars[name] = replace(value, exported=export or (old is not None and old.exported)
                                 or name in st.exported_unset)
 
-    def _assignment_value(self, node, st: State, line: int) -> tuple[str, Var]:
+    def _assignment_value(self, node: Node, st: State, line: int) -> tuple[str, Var]:
         raw = self.src.raw(node.pos)
         m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(\+?=)(.*)", raw, re.S)
         name, op, _ = m.groups() if m else ("", "", "")
@@ -1310,7 +1401,7 @@ class Evaluator(Expander):
                              text=value.text, prefix=value.prefix)
         return name, Var(value.text, refs=value.refs, where=where)
 
-    def _redirect_word(self, node, st: State) -> Word | None:
+    def _redirect_word(self, node: Node, st: State) -> Word | None:
         target = getattr(node, "output", None)
         if target is None or not hasattr(target, "kind") or target.kind != "word":
             return None
@@ -1376,13 +1467,14 @@ def _test(words: tuple[Word, ...] | list[Word], cwd: str | None) -> bool | None:
             if cwd is None and not arg.startswith("/"):
                 return None
             path = posixpath.join(cwd or "/", arg)
-            check = {"-f": os.path.isfile, "-d": os.path.isdir, "-e": os.path.exists,
-                     "-L": os.path.islink,
-                     "-s": lambda p: os.path.isfile(p) and os.path.getsize(p) > 0,
-                     "-r": lambda p: os.access(p, os.R_OK),
-                     "-w": lambda p: os.access(p, os.W_OK),
-                     "-x": lambda p: os.access(p, os.X_OK)}[op]
-            return check(path)
+            checks: dict[str, Callable[[str], bool]] = {
+                "-f": os.path.isfile, "-d": os.path.isdir, "-e": os.path.exists,
+                "-L": os.path.islink,
+                "-s": lambda p: os.path.isfile(p) and os.path.getsize(p) > 0,
+                "-r": lambda p: os.access(p, os.R_OK),
+                "-w": lambda p: os.access(p, os.W_OK),
+                "-x": lambda p: os.access(p, os.X_OK)}
+            return checks[op](path)
         return None
     if len(t) == 3:
         a, op, b = t
@@ -1410,7 +1502,11 @@ def evaluate_command(line: str, environ: Mapping[str, str], cwd: str | None = No
     return Evaluator(environ, cwd).run_command(line)
 
 
-def _first_command(nodes):
+_FUNCTION_DEF = re.compile(r"(?:^|[\s;&|({])(?:function\s+([A-Za-z_][\w.:-]*)|"
+                           r"([A-Za-z_][\w.:-]*)\s*\(\s*\))")
+
+
+def _first_command(nodes: list[Node]) -> Node:
     """The first simple command in a list of nodes (a condition), or None."""
     for n in nodes:
         if n.kind == "command":
@@ -1422,7 +1518,7 @@ def _first_command(nodes):
     return None
 
 
-def _flat(parts):
+def _flat(parts: list[Node]) -> Iterator[Node]:
     """An if's parts: bashlex 0.18 nests the third and later `elif`s in a list held by a
     reservedword node."""
     for part in parts:
@@ -1432,10 +1528,10 @@ def _flat(parts):
             yield part
 
 
-def _arms(else_body: list) -> list[tuple[list, list]]:
+def _arms(else_body: list[Node]) -> list[tuple[list[Node], list[Node]]]:
     """The arms of a rewritten `case`: (pattern condition, body) down the chain of
     `else if ⁑pat ...` (see source.rewrite)."""
-    arms: list[tuple[list, list]] = []
+    arms: list[tuple[list[Node], list[Node]]] = []
     nodes = else_body
     while True:
         found = [n for n in nodes if n.kind not in ("operator",)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 from preflight.launch.shell.model import ScriptFileError
 
@@ -89,7 +90,7 @@ def mask(text: str) -> str:
     return "".join(out)
 
 
-def _parse(text: str) -> list:
+def _parse(text: str) -> list[Any]:
     # Imported here: bashlex builds its LR tables on import (~0.2 s), and the static
     # stage must not pay that when no launch script is analysed.
     import bashlex
@@ -98,7 +99,7 @@ def _parse(text: str) -> list:
     return [n for n in nodes if hasattr(n, "kind")]
 
 
-def parse_chunks(text: str) -> tuple[list[tuple[int, list]], list[tuple[int, str, str]]]:
+def parse_chunks(text: str) -> tuple[list[tuple[int, list[Any]]], list[tuple[int, str, str]]]:
     """([(offset, nodes)], [(line, text, error)]): the whole text when bashlex parses it,
     else the longest parseable statements, line by line; the rest is reported."""
     if not text.strip():
@@ -168,6 +169,7 @@ class _Rewriter:
         self.heredocs: list[tuple[str, bool]] = []
         self.depth = 0
         self.ifs: list[int] = []  # per open `if`: how many `elif`s became `else if`
+        self.after_function = False  # the word before was the `function` keyword
 
     def _nest(self, delta: int) -> None:
         self.depth += delta
@@ -219,153 +221,186 @@ class _Rewriter:
 
     def run(self, i: int, stops: tuple[str, ...] = ()) -> tuple[int, str]:
         """Copy/rewrite from i until a stop token at command position, or the end."""
-        t, n, out = self.t, self.n, self.out
         cmdpos = True
-        while i < n:
-            c = t[i]
-            if c == "\n":
-                i = self.newline(i)
-                cmdpos = True
-                continue
-            if c in " \t":
-                out.append(c)
-                i += 1
-                continue
-            if c == "#" and (i == 0 or t[i - 1] in " \t\n;&|()"):
-                end = t.find("\n", i)
-                end = n if end < 0 else end
-                out.append(t[i:end])
-                i = end
+        while i < self.n:
+            j, newline = self._blank(i)
+            if j > i:
+                i, cmdpos = j, cmdpos or newline
                 continue
             if cmdpos:
                 for stop in stops:
-                    if t.startswith(stop, i) and (stop[0] == ";" or
-                                                  self.word_end(i) == i + len(stop)):
+                    if self.t.startswith(stop, i) and (stop[0] == ";" or
+                                                       self.word_end(i) == i + len(stop)):
                         return i, stop
-            if c in ";&|":
-                if t.startswith(";;", i) or t.startswith(";&", i):
-                    if ";;" in stops:
-                        return i, t[i:i + 3] if t.startswith(";;&", i) else t[i:i + 2]
-                op = 2 if t[i:i + 2] in ("&&", "||", ";;", "|&") else 1
-                out.append(t[i:i + op])
-                i += op
-                cmdpos = True
-                continue
-            if c == "(":
-                j = _match(t, i) if t.startswith("((", i) and cmdpos else i
-                expr = t[i + 2:j - 1] if t[j - 1:j] == ")" else t[i + 2:j]
-                # `((a b))` is two subshells, not arithmetic (two words in a row)
-                if j > i and not re.search(r"[A-Za-z_]\w*\s+[A-Za-z_./]", expr):
-                    out.append(f'{ARITH} "{expr}"')
-                    i = j + 1
-                    cmdpos = False
-                    continue
-                self._nest(1)
-                out.append(c)
-                i += 1
-                cmdpos = True
-                continue
-            if c == ")":
-                self._nest(-1) if self.depth else None
-                out.append(c)
-                i += 1
-                cmdpos = False
-                continue
-            if c in "<>":
-                if t.startswith("<<", i) and not t.startswith("<<<", i):
-                    j = i + 2
-                    strip = t.startswith("-", j)
-                    j += strip
-                    while j < n and t[j] in " \t":
-                        j += 1
-                    k = self.word_end(j)
-                    delim = re.sub(r"[\"'\\]", "", t[j:k])
-                    if delim:
-                        self.heredocs.append((delim, strip))
-                    out.append(t[i:k])
-                    i = k
-                    continue
-                out.append(c)
-                i += 1
-                continue
-            # a word
-            j = self.word_end(i)
-            if j == i:  # a lone special character
-                out.append(c)
-                i += 1
-                continue
-            word = t[i:j]
-            m = _NAME_ARRAY.match(t, i)
-            if m:
-                i = self._array(m)
-                cmdpos = False
-                continue
-            if cmdpos and word == "case":
-                i = self._case(j)
-                cmdpos = False
-                continue
-            if cmdpos and word == "for" and re.match(r"[ \t]*\(\(", t[j:]):
-                # for ((init; cond; step)): init, then a while loop on cond whose test
-                # also runs the step (what a loop assigns is unknown inside it)
-                k = t.index("((", j)
-                end = _match(t, k)
-                inner = t[k + 2:end - 1] if t[end - 1:end] == ")" else t[k + 2:end]
-                parts = inner.split(";")
-                if len(parts) == 3 and "\n" not in inner:
-                    init, cond, step = (p.replace('"', "") for p in parts)
-                    out.append(f'{ARITH} "{init or 1}"; while {ARITH} "{cond or 1}" && '
-                               f'{{ {ARITH} "{step or 1}"; :; }}')
-                    self._nest(1)
-                    i = end + 1
-                    cmdpos = False
-                    continue
-            if cmdpos and word == "time":  # the `time` keyword: bashlex 0.18 has none
-                k = j
-                while k < n and t[k] in " \t":
-                    k += 1
-                if t.startswith("-p", k) and self.word_end(k) == k + 2:
-                    j = k + 2
-                out.append(" " * (j - i))
-                i = j
-                continue
-            if cmdpos and word == "[[":
-                i = self._dtest(j)
-                cmdpos = False
-                continue
-            if cmdpos and word in ("if", "while", "until", "for", "{", "select"):
-                self._nest(1)
-            elif cmdpos and word in ("fi", "done", "}") and self.depth:
-                self._nest(-1)
-            # bashlex 0.18 misplaces the third and later `elif` of a chain (positions off
-            # by the text before the `if`): the same chain as nested `else if`s
-            if cmdpos and word == "if":
-                self.ifs.append(0)
-            elif cmdpos and word == "elif" and self.ifs:
-                self.ifs[-1] += 1
-                out.append("else if")
-                self._nest(1)
-                i = j
-                continue
-            elif cmdpos and word == "fi" and self.ifs:
-                extra = self.ifs.pop()
-                out.append("fi" + "; fi" * extra)
-                for _ in range(extra):
-                    self._nest(-1)
-                i = j
-                cmdpos = False
-                continue
-            if "$(" in word:
-                if word.count("$(") > MAX_NESTING:
-                    raise NestingError(f"more than {MAX_NESTING} command substitutions in one "
-                                       "word; not a launch script")
-                word = _group_lists(word)
-            out.append(word)
-            i = j
-            cmdpos = cmdpos and (word in _KEYWORDS_CMDPOS or bool(
-                re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*\+?=.*", word, re.S)))
+            step = self._punct(i, stops, cmdpos)
+            if step is None:
+                step = self._word(i, cmdpos)
+            i, next_pos, found = step
+            if found:
+                return i, found
+            cmdpos = cmdpos if next_pos is None else next_pos
         return i, ""
 
-    def _array(self, m: re.Match) -> int:
+    def _blank(self, i: int) -> tuple[int, bool]:
+        """(after, at a newline): a newline (with its heredocs), a blank or a comment."""
+        t, c = self.t, self.t[i]
+        if c == "\n":
+            return self.newline(i), True
+        if c in " \t":
+            self.out.append(c)
+            return i + 1, False
+        if c == "#" and (i == 0 or t[i - 1] in " \t\n;&|()"):
+            end = t.find("\n", i)
+            end = self.n if end < 0 else end
+            self.out.append(t[i:end])
+            return end, False
+        return i, False
+
+    def _punct(self, i: int, stops: tuple[str, ...], cmdpos: bool
+               ) -> tuple[int, bool | None, str] | None:
+        """An operator, a parenthesis or a redirection at i: (after, command position
+        next (None: unchanged), a `;;` stop found); None at a word."""
+        t, out, c = self.t, self.out, self.t[i]
+        if c in ";&|":
+            if (t.startswith(";;", i) or t.startswith(";&", i)) and ";;" in stops:
+                return i, None, t[i:i + 3] if t.startswith(";;&", i) else t[i:i + 2]
+            op = 2 if t[i:i + 2] in ("&&", "||", ";;", "|&") else 1
+            out.append(t[i:i + op])
+            return i + op, True, ""
+        if c == "(":
+            return self._open(i, cmdpos)
+        if c == ")":
+            self._nest(-1) if self.depth else None
+            out.append(c)
+            # `NAME() {` / `NAME () (`: a function's body starts at command position
+            k = i - 1
+            while k >= 0 and t[k] in " \t":
+                k -= 1
+            return i + 1, k >= 0 and t[k] == "(", ""
+        if c in "<>":
+            if t.startswith("<<", i) and not t.startswith("<<<", i):
+                return self._heredoc_op(i), None, ""
+            out.append(c)
+            return i + 1, None, ""
+        return None
+
+    def _open(self, i: int, cmdpos: bool) -> tuple[int, bool | None, str]:
+        """`((expr))` at command position is arithmetic (`((a b))` is two subshells: two
+        words in a row); else a subshell or a group."""
+        t = self.t
+        j = _match(t, i) if t.startswith("((", i) and cmdpos else i
+        expr = t[i + 2:j - 1] if t[j - 1:j] == ")" else t[i + 2:j]
+        if j > i and not re.search(r"[A-Za-z_]\w*\s+[A-Za-z_./]", expr):
+            self.out.append(f'{ARITH} "{expr}"')
+            return j + 1, False, ""
+        self._nest(1)
+        self.out.append("(")
+        return i + 1, True, ""
+
+    def _heredoc_op(self, i: int) -> int:
+        t = self.t
+        j = i + 2
+        strip = t.startswith("-", j)
+        j += strip
+        while j < self.n and t[j] in " \t":
+            j += 1
+        k = self.word_end(j)
+        delim = re.sub(r"[\"'\\]", "", t[j:k])
+        if delim:
+            self.heredocs.append((delim, strip))
+        self.out.append(t[i:k])
+        return k
+
+    def _word(self, i: int, cmdpos: bool) -> tuple[int, bool | None, str]:
+        t, out = self.t, self.out
+        j = self.word_end(i)
+        if j == i:  # a lone special character
+            out.append(t[i])
+            return i + 1, None, ""
+        word = t[i:j]
+        m = _NAME_ARRAY.match(t, i)
+        if m:
+            return self._array(m), False, ""
+        if cmdpos:
+            done = self._keyword(word, i, j)
+            if done is not None:
+                return done[0], done[1], ""
+        if "$(" in word:
+            if word.count("$(") > MAX_NESTING:
+                raise NestingError(f"more than {MAX_NESTING} command substitutions in one "
+                                   "word; not a launch script")
+            word = _group_lists(word)
+        out.append(word)
+        # `function NAME {`: the body after the name starts at command position
+        fname = self.after_function
+        self.after_function = cmdpos and word == "function"
+        return j, cmdpos and (word in _KEYWORDS_CMDPOS or bool(
+            re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*\+?=.*", word, re.S))) or \
+            self.after_function or fname, ""
+
+    def _keyword(self, word: str, i: int, j: int) -> tuple[int, bool | None] | None:
+        """A word at command position that is rewritten or opens/closes a compound:
+        (after, command position next), or None to copy the word as it is."""
+        if word == "case":
+            return self._case(j), False
+        if word == "for" and re.match(r"[ \t]*\(\(", self.t[j:]):
+            done = self._arith_for(j)
+            if done is not None:
+                return done, False
+        if word == "time":  # the `time` keyword: bashlex 0.18 has none
+            k = j
+            while k < self.n and self.t[k] in " \t":
+                k += 1
+            if self.t.startswith("-p", k) and self.word_end(k) == k + 2:
+                j = k + 2
+            self.out.append(" " * (j - i))
+            return j, None
+        if word == "[[":
+            return self._dtest(j), False
+        if word in ("if", "while", "until", "for", "{", "select"):
+            self._nest(1)
+        elif word in ("fi", "done", "}") and self.depth:
+            self._nest(-1)
+        return self._elif_chain(word, j)
+
+    def _arith_for(self, j: int) -> int | None:
+        """for ((init; cond; step)): init, then a while loop on cond whose test also runs
+        the step (what a loop assigns is unknown inside it)."""
+        t = self.t
+        k = t.index("((", j)
+        end = _match(t, k)
+        inner = t[k + 2:end - 1] if t[end - 1:end] == ")" else t[k + 2:end]
+        parts = inner.split(";")
+        if len(parts) != 3 or "\n" in inner:
+            return None
+        init, cond, step = (p.replace('"', "") for p in parts)
+        # `|| :`: the init's status is not the loop's; `for ((i=0; ...))` under `set -e`
+        # goes on (bash's arithmetic for, execute_cmd.c `execute_arith_for_command`,
+        # ignores it)
+        self.out.append(f'{ARITH} "{init or 1}" || :; while {ARITH} "{cond or 1}" && '
+                        f'{{ {ARITH} "{step or 1}"; :; }}')
+        self._nest(1)
+        return end + 1
+
+    def _elif_chain(self, word: str, j: int) -> tuple[int, bool | None] | None:
+        """bashlex 0.18 misplaces the third and later `elif` of a chain (positions off by
+        the text before the `if`): the same chain as nested `else if`s."""
+        if word == "if":
+            self.ifs.append(0)
+        elif word == "elif" and self.ifs:
+            self.ifs[-1] += 1
+            self.out.append("else if")
+            self._nest(1)
+            return j, None
+        elif word == "fi" and self.ifs:
+            extra = self.ifs.pop()
+            self.out.append("fi" + "; fi" * extra)
+            for _ in range(extra):
+                self._nest(-1)
+            return j, False
+        return None
+
+    def _array(self, m: re.Match[str]) -> int:
         t = self.t
         name = m.group(0)[:-2]  # NAME or NAME+
         self.out.append(name + ARRAY_MARK + " ")
@@ -439,16 +474,7 @@ class _Rewriter:
         fallthrough = False
         arms = 0
         while True:
-            # blanks, newlines and comments before the next arm or `esac`
-            while i < self.n and (t[i] in " \t\n;" or t[i] == "#"):
-                if t[i] == "\n":
-                    i = self.newline(i)
-                elif t[i] == "#":
-                    end = t.find("\n", i)
-                    i = self.n if end < 0 else end
-                else:
-                    out.append(" ")
-                    i += 1
+            i = self._case_gap(i)
             if i >= self.n:
                 raise _CaseError()
             if t.startswith("esac", i) and self.word_end(i) == i + 4:
@@ -457,22 +483,7 @@ class _Rewriter:
                 if fallthrough:
                     out[header] = "if " + CASE_FALLTHROUGH
                 return i + 4
-            # the pattern: alternatives up to the `)` that ends it
-            if t[i] == "(":
-                i += 1
-            alts = []
-            while i < self.n:
-                while i < self.n and t[i] in " \t":
-                    i += 1
-                k = self.word_end(i)
-                if k > i:
-                    alts.append(t[i:k])
-                    i = k
-                    continue
-                if i < self.n and t[i] == "|":
-                    i += 1
-                    continue
-                break
+            i, alts = self._case_pattern(i)
             if i >= self.n or t[i] != ")":
                 raise _CaseError()
             i += 1
@@ -488,6 +499,41 @@ class _Rewriter:
             out.append(" " * len(stop) if not prev or prev[-1] in ";&\n" else
                        ";" + " " * (len(stop) - 1))
             i += len(stop)
+
+
+    def _case_gap(self, i: int) -> int:
+        """Blanks, newlines and comments before the next arm or `esac`."""
+        t = self.t
+        while i < self.n and (t[i] in " \t\n;" or t[i] == "#"):
+            if t[i] == "\n":
+                i = self.newline(i)
+            elif t[i] == "#":
+                end = t.find("\n", i)
+                i = self.n if end < 0 else end
+            else:
+                self.out.append(" ")
+                i += 1
+        return i
+
+    def _case_pattern(self, i: int) -> tuple[int, list[str]]:
+        """The pattern: alternatives up to the `)` that ends it."""
+        t = self.t
+        if t[i] == "(":
+            i += 1
+        alts = []
+        while i < self.n:
+            while i < self.n and t[i] in " \t":
+                i += 1
+            k = self.word_end(i)
+            if k > i:
+                alts.append(t[i:k])
+                i = k
+                continue
+            if i < self.n and t[i] == "|":
+                i += 1
+                continue
+            break
+        return i, alts
 
 
 class _CaseError(Exception):

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from typing import Any
 
 from preflight.launch.shell.model import Var, Word
+
+Node = Any  # a bashlex parse node (bashlex ships no type information)
 
 
 @dataclass
 class State:
     vars: dict[str, Var]
-    functions: dict[str, tuple]
+    # name -> (body nodes, the Source they were read from); (None, why) when the body
+    # could not be parsed
+    functions: dict[str, tuple[Any, Any]]
     cwd: str | None
     allexport: bool = False
     positional: tuple[Word, ...] = ()

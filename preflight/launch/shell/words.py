@@ -11,12 +11,14 @@ import os
 import posixpath
 import re
 import shutil
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from preflight.launch.shell import arith
 from preflight.launch.shell.model import NAME, UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word
 from preflight.launch.shell.source import matching as _bracket
-from preflight.launch.shell.state import Source, State
+from preflight.launch.shell.state import Node, Source, State
 
 
 class Stop(Exception):
@@ -26,6 +28,11 @@ class Stop(Exception):
 class Abort(Stop):
     """Bash 5.2 abandons the current top-level statement and goes on with the next:
     `${#A[@]}` of an unset array under `set -u` (unlike every other unbound variable)."""
+
+
+class ArithAbort(Abort):
+    """An arithmetic expansion bash rejects (`a b: syntax error in expression`): the
+    top-level statement is abandoned, and the script goes on even under `set -e`."""
 
 
 @dataclass
@@ -51,17 +58,25 @@ class Expander:
     vanished: list[Word]
 
 
-    def _expand(self, node, st: State, split: bool = True) -> list[Word]:
+    def _expand(self, node: Node, st: State, split: bool = True, braces: bool | None = None
+                ) -> list[Word]:
         raw = self.src.raw(node.pos)
         subs = substitutions(node)
         out: list[Word] = []
         ifs = st.vars.get("IFS")
         ifs_text = " \t\n" if ifs is None else ifs.value
-        for text in (brace_expand(raw) if split and not subs else [raw]):
+        # brace expansion also runs on a declaration builtin's NAME=VALUE (`export V=x{1,2}`
+        # exports V=x2), which is not field-split
+        for text in (brace_expand(raw) if (split if braces is None else braces) and not subs
+                     else [raw]):
             pieces = self._scan(text, node.pos[0], st, subs, dq=False)
             if split and ifs_text != " \t\n":
                 pieces = [_ifs(p, ifs_text) for p in pieces]
+            elif split:
+                pieces = [q for p in pieces for q in _known_head(p)]
             kept, vanished = split_fields(pieces, split)
+            if not split and len(kept) > 1:  # `export V="${A[@]}"`, `case "$@" in`: one word
+                kept = [join_fields(kept)]
             self.vanished.extend(to_word(f, raw) for f in vanished)
             for f in kept:
                 out.extend(self._glob(f, raw, st) if split else [to_word(f, raw)])
@@ -88,13 +103,15 @@ class Expander:
             return [word]
         return [Word(f, word.source, refs=word.refs) for f in found]
 
-    def _expand_raw(self, raw: str, start: int, st: State, subs: dict) -> Word:
+    def _expand_raw(self, raw: str, start: int, st: State, subs: dict[int, Node]) -> Word:
         """Expand text that is one word already (an assignment's value): no splitting."""
         pieces = self._scan(raw, start, st, subs, dq=False)
         kept, vanished = split_fields(pieces, split=False)
-        return to_word((kept or vanished or [[]])[0], raw)
+        fields = kept or vanished or [[]]
+        return to_word(join_fields(fields), raw)
 
-    def _scan(self, raw: str, start: int, st: State, subs: dict, dq: bool) -> list[Piece]:
+    def _scan(self, raw: str, start: int, st: State, subs: dict[int, Node], dq: bool
+              ) -> list[Piece]:
         pieces: list[Piece] = []
         buf: list[str] = []
         quoted_any = False
@@ -163,7 +180,8 @@ class Expander:
         del quoted_any
         return pieces
 
-    def _dollar(self, raw: str, i: int, start: int, st: State, subs: dict, dq: bool):
+    def _dollar(self, raw: str, i: int, start: int, st: State, subs: dict[int, Node],
+                dq: bool) -> tuple[Piece, int]:
         nxt = raw[i + 1]
         if nxt == "'" and not dq:
             j = i + 2
@@ -219,7 +237,7 @@ class Expander:
             return Var(None, reason=f"may be set there: {st.opaque}"), None
         return var, None
 
-    def arith_lookup(self, st: State):
+    def arith_lookup(self, st: State) -> arith.Lookup:
         def look(name: str) -> str | None:
             var, _ = self._lookup(name, st)
             if var is None:
@@ -232,6 +250,10 @@ class Expander:
     def _arith_piece(self, expr_raw: str, source: str, st: State, dq: bool) -> Piece:
         word = to_word(self._scan(expr_raw.replace('"', ""), 0, st, {}, dq=True), expr_raw)
         value = arith.evaluate(word.text, self.arith_lookup(st)) if word.known else None
+        bad = arith.syntax_error(word.text, self.arith_lookup(st)) if value is None and \
+            word.known else None
+        if bad is not None:  # bash abandons the statement (`a b: syntax error in expression`)
+            raise ArithAbort(f"{bad}: syntax error in expression")
         if value is None:
             return Piece("", known=False, quoted=dq, source=source,
                          reason=f"{source[:60]}: arithmetic on a value that is not known")
@@ -243,7 +265,7 @@ class Expander:
         label = f"${name}" if not NAME.fullmatch(name) else name
         if fields is not None:
             if name == "*" and dq:
-                return _joined(fields, dq, source)
+                return _joined(fields, dq, source, _ifs_first(st))
             return Piece("", quoted=dq, source=source,
                          fields=tuple(fields) if dq else resplit(fields))
         if var is None and st.nounset and not default_ok and name not in "@*#?$!-0":
@@ -258,7 +280,7 @@ class Expander:
         return Piece(var.value, quoted=dq, split=not dq, source=source,
                       refs=(label, *var.refs))
 
-    def _braced(self, expr: str, source: str, start: int, st: State, subs: dict,
+    def _braced(self, expr: str, source: str, start: int, st: State, subs: dict[int, Node],
                 dq: bool) -> Piece:
         unknown = Piece("", known=False, quoted=dq, source=source,
                         reason=f"{source}: this expansion is not evaluated")
@@ -292,8 +314,13 @@ class Expander:
                 raise Stop(f"{name}: unbound variable (set -u)")
             return self._operate(name, self._param(name, source, st, dq, default_ok=True),
                                  rest, source, start + m.end(), st, subs, dq)
-        op_text, word_raw = op.group(0), rest[op.end():]
-        word_start = start + m.end() + op.end()
+        return self._default_op(name, op.group(0), rest[op.end():],
+                                start + m.end() + op.end(), start, source, st, subs, dq)
+
+    def _default_op(self, name: str, op_text: str, word_raw: str, word_start: int,
+                    start: int, source: str, st: State, subs: dict[int, Any], dq: bool
+                    ) -> Piece:
+        """${V-w} ${V:-w} ${V=w} ${V:=w} ${V+w} ${V:+w} ${V?m} ${V:?m}."""
         var, _ = self._lookup(name, st)
         colon = op_text.startswith(":")
         is_set = var is not None and (var.value is None or var.value != "" or not colon)
@@ -336,7 +363,8 @@ class Expander:
             raise Abort(f"{name}: unbound variable (set -u)")
         if fields is not None or (index in ("@", "*") and var is not None
                                   and var.array is not None):
-            items = fields if fields is not None else var.array
+            items: tuple[Word, ...] = fields if fields is not None else \
+                var.array if var is not None and var.array is not None else ()
             if not all(w.known for w in items):
                 return Piece("", known=False, quoted=dq, source=source,
                              reason=f"{source}: an element that is not known may be several")
@@ -378,7 +406,7 @@ class Expander:
                          reason=f"{name}: {var.reason or 'not known'}", refs=(name,))
         if index in ("@", "*"):
             if index == "*" and dq:
-                return _joined(items, dq, source)
+                return _joined(items, dq, source, _ifs_first(st))
             return Piece("", quoted=dq, source=source,
                          fields=tuple(items) if dq else resplit(items))
         word = to_word(self._scan(index, 0, st, {}, dq=True), index)
@@ -400,7 +428,7 @@ class Expander:
                      refs=(name, *item.refs))
 
     def _operate(self, name: str, got: Piece, rest: str, source: str, start: int,
-                 st: State, subs: dict, dq: bool) -> Piece:
+                 st: State, subs: dict[int, Node], dq: bool) -> Piece:
         """${V%p} ${V%%p} ${V#p} ${V##p} ${V/p/r} ${V//p/r} ${V:off:len} ${V^^} ${V,,}."""
         unknown = Piece("", known=False, quoted=dq, source=source,
                         reason=f"{source}: this expansion is not evaluated")
@@ -418,49 +446,13 @@ class Expander:
             word = to_word(self._scan(text, 0, st, {}, dq=False), text)
             return word.text if word.known else None
 
-        out: str | None = None
         if op in ("^^", ",,", "^", ","):
-            if arg:
-                return unknown
-            out = {"^^": value.upper(), ",,": value.lower(),
-                   "^": value[:1].upper() + value[1:], ",": value[:1].lower() + value[1:]}[op]
+            out = None if arg else _case_op(op, value)
         elif op == ":":
-            off_text, _, len_text = arg.partition(":")
-            look = self.arith_lookup(st)
-            off = arith.evaluate(off_text, look)
-            length = arith.evaluate(len_text, look) if _ else None
-            if off is None or (_ and length is None):
-                return unknown
-            if off < 0:
-                off = max(0, len(value) + off) if -off <= len(value) else None
-                if off is None:
-                    out = ""
-            if out is None:
-                if length is None:
-                    out = value[off:]
-                elif length >= 0:
-                    out = value[off:off + length]
-                else:
-                    end = len(value) + length
-                    if end < off:
-                        raise Stop(f"{source}: substring expression < 0")
-                    out = value[off:end]
+            out = _substring(arg, value, self.arith_lookup(st), source)
         elif op in ("%", "%%", "#", "##"):
             pat = pattern(arg)
-            if pat is None:
-                return unknown
-            rx = glob_regex(pat)
-            if rx is None:
-                return unknown
-            ends = range(len(value) + 1)
-            if op in ("#", "##"):
-                cands = [k for k in ends if rx.fullmatch(value[:k])]
-                k = (max(cands) if op == "##" else min(cands)) if cands else 0
-                out = value[k:]
-            else:
-                cands = [k for k in ends if rx.fullmatch(value[k:])]
-                k = (min(cands) if op == "%%" else max(cands)) if cands else len(value)
-                out = value[:k]
+            out = None if pat is None else _trim(op, pat, value)
         else:  # / // /# /%
             pat_text, _, repl_text = _split_unescaped(arg)
             pat, repl = pattern(pat_text), pattern(repl_text) if repl_text else ""
@@ -470,9 +462,11 @@ class Expander:
             if rx is None or not pat:
                 return unknown if rx is None else replace(got, source=source)
             out = _replace(value, rx, repl, op)
+        if out is None:
+            return unknown
         return Piece(out, quoted=dq, split=not dq, source=source, refs=got.refs)
 
-    def _substitute(self, node, source: str, st: State, dq: bool) -> Piece:
+    def _substitute(self, node: Node, source: str, st: State, dq: bool) -> Piece:
         value = self._pure(node.command, st) if node is not None else None
         if source.startswith("$(("):
             reason = "arithmetic $((...)) is not evaluated"
@@ -482,7 +476,7 @@ class Expander:
             return Piece("", known=False, quoted=dq, source=source, reason=reason)
         return Piece(value, quoted=dq, split=not dq, source=source)
 
-    def _pure(self, node, st: State) -> str | None:
+    def _pure(self, node: Node, st: State) -> str | None:
         """The output of the few commands whose output is a function of their arguments,
         the cwd and PATH: pwd, dirname, basename, echo, which / command -v; and
         `cd DIR && pwd` (the script-directory idiom) when DIR exists here."""
@@ -525,18 +519,18 @@ class Expander:
             return " ".join(args)
         if name in ("which", "command") and args and args[0] != "-v" or \
                 name == "command" and len(args) == 2 and args[0] == "-v":
-            path = st.vars.get("PATH")
-            found = shutil.which(args[-1], path=path.value if path and path.value else "")
+            search = st.vars.get("PATH")
+            found = shutil.which(args[-1], path=search.value if search and search.value else "")
             return found  # None (unknown) when it does not resolve here
         return None
 
 
-def substitutions(node) -> dict:
+def substitutions(node: Node) -> dict[int, Node]:
     """Command substitutions of a word by position (they carry their own parse)."""
     return {p.pos[0]: p for p in _walk(node) if p.kind == "commandsubstitution"}
 
 
-def _walk(node):
+def _walk(node: Node) -> Iterator[Node]:
     """The parts of a word: parameters and command substitutions, not descending into
     the command inside a substitution (its words belong to it)."""
     for part in getattr(node, "parts", []) or []:
@@ -550,7 +544,8 @@ def matching(raw: str, i: int, open_: str, close: str) -> int:
     return _bracket(raw, i, open_, close, quotes="'\"")
 
 
-def split_fields(pieces: list[Piece], split: bool) -> tuple[list[list[Piece]], list]:
+def split_fields(pieces: list[Piece], split: bool
+                 ) -> tuple[list[list[Piece]], list[list[Piece]]]:
     """(fields, vanished): field splitting of unquoted expansions (IFS whitespace) and
     "$@". A word made only of unquoted empty expansions vanishes; it is returned apart
     so that the empty variables in it are still seen."""
@@ -580,10 +575,20 @@ def split_fields(pieces: list[Piece], split: bool) -> tuple[list[list[Piece]], l
         cur = (cur or []) + [p]
     if cur is not None:
         fields.append(cur)
-    kept, vanished = [], []
+    kept: list[list[Piece]] = []
+    vanished: list[list[Piece]] = []
     for f in fields:
         (kept if any(p.quoted or p.text or not p.known for p in f) else vanished).append(f)
     return kept, vanished
+
+
+def join_fields(fields: list[list[Piece]]) -> list[Piece]:
+    """Where bash does no word splitting (an assignment, `export V=...`, a case word),
+    "${A[@]}" / "$@" is one word: the elements joined by a space."""
+    joined: list[Piece] = []
+    for k, f in enumerate(fields):
+        joined += ([Piece(" ", quoted=True)] if k else []) + f
+    return joined
 
 
 def first_field(pieces: list[Piece]) -> list[Piece]:
@@ -610,11 +615,11 @@ def to_word(pieces: list[Piece], source: str) -> Word:
                 dedupe(e for p in pieces for e in p.empty), "".join(prefix))
 
 
-def dedupe(items) -> tuple[str, ...]:
+def dedupe(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def resplit(items) -> tuple[Word, ...]:
+def resplit(items: Iterable[Word]) -> tuple[Word, ...]:
     """Unquoted ${A[@]} / $@: every element split again on IFS whitespace."""
     out = []
     for w in items:
@@ -625,19 +630,29 @@ def resplit(items) -> tuple[Word, ...]:
     return tuple(out)
 
 
-def _joined(items, dq: bool, source: str) -> Piece:
-    """"${A[*]}" / "$*": the elements joined by a space (IFS's first character)."""
-    if not all(w.known for w in items):
+def _ifs_first(st: State) -> str | None:
+    """What "$*" joins with: IFS's first character (a space when IFS is unset, nothing
+    when it is empty; None when IFS is not known)."""
+    ifs = st.vars.get("IFS")
+    if ifs is None:
+        return " "
+    return None if ifs.value is None else ifs.value[:1]
+
+
+def _joined(items: Sequence[Word], dq: bool, source: str, sep: str | None = " ") -> Piece:
+    """"${A[*]}" / "$*": the elements joined by IFS's first character."""
+    if not all(w.known for w in items) or sep is None:
         return Piece("", known=False, quoted=dq, source=source,
-                     reason=next(w.reason for w in items if not w.known))
-    return Piece(" ".join(w.text for w in items), quoted=dq, split=not dq, source=source)
+                     reason=next((w.reason for w in items if not w.known),
+                                 f"{source}: joined by an IFS that is not known"))
+    return Piece(sep.join(w.text for w in items), quoted=dq, split=not dq, source=source)
 
 
 def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
-def glob_regex(pattern: str) -> re.Pattern | None:
+def glob_regex(pattern: str) -> re.Pattern[str] | None:
     """A bash pattern (`*`, `?`, `[...]`) as a regex; None for extglob forms."""
     if re.search(r"[@!+*?]\(", pattern):
         return None
@@ -645,6 +660,49 @@ def glob_regex(pattern: str) -> re.Pattern | None:
         return re.compile(fnmatch.translate(pattern).replace("(?s:", "(?s:", 1))
     except re.error:
         return None
+
+
+def _case_op(op: str, value: str) -> str:
+    """${V^^} ${V,,} ${V^} ${V,}."""
+    return {"^^": value.upper(), ",,": value.lower(),
+            "^": value[:1].upper() + value[1:], ",": value[:1].lower() + value[1:]}[op]
+
+
+def _substring(arg: str, value: str, look: arith.Lookup, source: str) -> str | None:
+    """${V:off} ${V:off:len} (negative offsets count from the end; a negative length is
+    where to stop, from the end); None when not known."""
+    off_text, colon, len_text = arg.partition(":")
+    off = arith.evaluate(off_text, look)
+    length = arith.evaluate(len_text, look) if colon else None
+    if off is None or (colon and length is None):
+        return None
+    if off < 0:
+        if -off > len(value):
+            return ""
+        off = max(0, len(value) + off)
+    if length is None:
+        return value[off:]
+    if length >= 0:
+        return value[off:off + length]
+    end = len(value) + length
+    if end < off:
+        raise Stop(f"{source}: substring expression < 0")
+    return value[off:end]
+
+
+def _trim(op: str, pat: str, value: str) -> str | None:
+    """${V#p} ${V##p} ${V%p} ${V%%p}: the shortest / longest match removed."""
+    rx = glob_regex(pat)
+    if rx is None:
+        return None
+    ends = range(len(value) + 1)
+    if op in ("#", "##"):
+        cands = [k for k in ends if rx.fullmatch(value[:k])]
+        k = (max(cands) if op == "##" else min(cands)) if cands else 0
+        return value[k:]
+    cands = [k for k in ends if rx.fullmatch(value[k:])]
+    k = (min(cands) if op == "%%" else max(cands)) if cands else len(value)
+    return value[:k]
 
 
 def _split_unescaped(arg: str) -> tuple[str, str, str]:
@@ -659,7 +717,7 @@ def _split_unescaped(arg: str) -> tuple[str, str, str]:
     return arg, "", ""
 
 
-def _replace(value: str, rx: re.Pattern, repl: str, op: str) -> str:
+def _replace(value: str, rx: re.Pattern[str], repl: str, op: str) -> str:
     if op == "/#":
         for k in range(len(value), -1, -1):
             if rx.fullmatch(value[:k]):
@@ -710,9 +768,10 @@ def brace_expand(raw: str, limit: int = 256) -> list[str]:
         a, b = ord(seq.group(4)), ord(seq.group(5))
         items = [chr(k) for k in (range(a, b + 1) if a <= b else range(a, b - 1, -1))]
     else:
-        items = _brace_items(inner)
-        if items is None:
+        parts = _brace_items(inner)
+        if parts is None:
             return [raw[:j + 1] + x for x in brace_expand(raw[j + 1:], limit)][:limit]
+        items = parts
     out: list[str] = []
     for item in items:
         out.extend(brace_expand(raw[:i] + item + raw[j + 1:], limit))
@@ -768,6 +827,20 @@ def _brace_items(inner: str) -> list[str] | None:
     if not items:
         return None
     return items + [inner[start:]]
+
+
+def _known_head(piece: Piece) -> list[Piece]:
+    """An unquoted unknown value whose known start holds IFS whitespace (`srun $CMD`, CMD=
+    "accelerate launch --num_processes $(...)"): the fields that whitespace closes are
+    split as bash splits them (default IFS); only the rest stays unknown."""
+    if not piece.split or piece.known or not piece.text.startswith(piece.prefix):
+        return [piece]
+    m = re.match(r"(?s).*[ \t\n]", piece.prefix)
+    if m is None:
+        return [piece]
+    head = m.group(0)
+    return [Piece(head, split=True, source=piece.source, refs=piece.refs),
+            replace(piece, text=piece.text[len(head):], prefix=piece.prefix[len(head):])]
 
 
 def _ifs(piece: Piece, ifs: str | None) -> Piece:
