@@ -10,6 +10,7 @@ import socket
 import pytest
 
 from preflight.judges import multinode as judge
+from preflight.launch.shell.model import UNKNOWN_OPEN
 from preflight.plugin import Recorder
 from preflight.probes import Node, multinode, netif
 from preflight.profiles import Profile
@@ -31,7 +32,8 @@ def _route_iface(addresses: tuple[str, ...]) -> str | None:
 
 def master_facts(node: Node) -> judge.MasterFacts:
     cfg = multinode.launch_config(node.environ, node.launch)
-    master = multinode.resolve(cfg.master_addr) if cfg.multi_node and cfg.master_addr else None
+    known = cfg.master_addr and UNKNOWN_OPEN not in cfg.master_addr
+    master = multinode.resolve(cfg.master_addr) if cfg.multi_node and known else None
     route = None
     if master and not master.error and not master.loopback:
         route = _route_iface(master.addresses)

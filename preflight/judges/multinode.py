@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from preflight.model import Problem, Verdict
+from preflight.launch.shell.model import UNKNOWN_OPEN
+from preflight.model import Kind, Problem, Verdict
 from preflight.probes.multinode import LaunchConfig, Resolved
 from preflight.probes.netif import select
 
@@ -42,7 +43,12 @@ def master_addr(f: MasterFacts) -> Verdict:
         hostname=f.host.name, hostname_resolves_to=list(f.host.addresses)))
     route = None
     addr = f.master
-    if not cfg.master_addr or addr is None:
+    if UNKNOWN_OPEN in cfg.master_addr:
+        # The launch reading could not tell the address (an unknown word): say so, never
+        # look the placeholder up in DNS.
+        v.problems.append(Problem.unknown(
+            f"MASTER_ADDR is not known: {cfg.master_addr} ({cfg.master_addr_from})"))
+    elif not cfg.master_addr or addr is None:
         # torch/distributed/run.py: --master_addr defaults to 127.0.0.1
         v.problems.append(Problem(
             f"MASTER_ADDR is unset in a {cfg.nnodes or 'multi'}-node job: torchrun uses "
@@ -84,6 +90,12 @@ def master_addr(f: MasterFacts) -> Verdict:
             "(`Gloo connectFullMesh failed`)",
             f"export GLOO_SOCKET_IFNAME={iface}   # or map {f.host.name} to its real IP in "
             "/etc/hosts"))
+    if cfg.nnodes is None:
+        # Multi-node is only a possibility here (--nnodes / NNODES not known): what would
+        # block a multi-node job is unknown, not a NO-GO.
+        v.problems = [p if p.kind is not Kind.BLOCKER else Problem.unknown(
+            f"if the job is multi-node ({cfg.nnodes_from or 'nnodes'} not known): {p.text}",
+            p.fix, p.why) for p in v.problems]
     v.fix = f"export MASTER_ADDR={head}"
     v.ok = (f"MASTER_ADDR={cfg.master_addr} reachable through {route or '?'} for a "
             f"{cfg.nnodes}-node job")

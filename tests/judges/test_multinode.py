@@ -1,0 +1,75 @@
+"""The multi-node judges in-process: launch config, addresses and resolution in, outcome out."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from preflight.judges import multinode as judge
+from preflight.probes.multinode import LaunchConfig, Resolved
+
+from .verdicts import judged
+
+TWO = LaunchConfig(2, "NNODES", "10.0.0.1", "MASTER_ADDR", "0")
+HOST = Resolved("node-a", ("10.0.0.1",))
+FACTS = judge.MasterFacts(
+    cfg=TWO, addresses={"lo": ["127.0.0.1"], "eth0": ["10.0.0.1"]}, candidates=["eth0"],
+    host=HOST, master=Resolved("10.0.0.1", ("10.0.0.1",)), route="eth0", nccl_ifname=None,
+    gloo_ifname=None)
+UNKNOWN_NNODES = LaunchConfig(None, "torchrun --nnodes at run.sh:4", "", "", None)
+
+
+@pytest.mark.parametrize("facts, kind, text, fix", [
+    (FACTS, "ok", "MASTER_ADDR=10.0.0.1 reachable through eth0 for a 2-node job",
+     "export MASTER_ADDR=10.0.0.1"),
+    (replace(FACTS, cfg=LaunchConfig(1, "", "", "", None)), "skipped", "one node", ""),
+    (replace(FACTS, cfg=replace(TWO, master_addr=""), master=None), "blocker",
+     "MASTER_ADDR is unset in a 2-node job", "export MASTER_ADDR=10.0.0.1"),
+    (replace(FACTS, master=Resolved("localhost", ("127.0.0.1",))), "blocker",
+     "is a loopback address", "export MASTER_ADDR=10.0.0.1"),
+    (replace(FACTS, master=Resolved("nohost", (), "Name or service not known")), "blocker",
+     "does not resolve", "an IP avoids DNS"),
+    (replace(FACTS, master=Resolved("10.0.0.9", ("10.0.0.9",))), "blocker",
+     "is not an address of this node", "export MASTER_ADDR=10.0.0.1"),
+    (replace(FACTS, nccl_ifname="ib"), "blocker", "not selected by NCCL_SOCKET_IFNAME=ib",
+     "export NCCL_SOCKET_IFNAME=eth0"),
+    (replace(FACTS, host=Resolved("node-a", ("127.0.1.1",))), "blocker",
+     "resolves to a loopback address", "export GLOO_SOCKET_IFNAME=eth0"),
+    (replace(FACTS, host=Resolved("node-a", ("127.0.1.1",)), gloo_ifname="eth0"), "ok", "", ""),
+    # The launch reading could not tell the address: unknown, never a DNS lookup of it.
+    (replace(FACTS, cfg=replace(TWO, master_addr="⟨$PET_MASTER_ADDR⟩"), master=None),
+     "unknown", "MASTER_ADDR is not known: ⟨$PET_MASTER_ADDR⟩", ""),
+    # nnodes not known (e.g. an eval before torchrun): what would block is unknown.
+    (replace(FACTS, cfg=UNKNOWN_NNODES, master=None), "unknown",
+     "if the job is multi-node (torchrun --nnodes at run.sh:4 not known): MASTER_ADDR is unset",
+     "export MASTER_ADDR=10.0.0.1"),
+])
+def test_master_addr(facts: judge.MasterFacts, kind: str, text: str, fix: str) -> None:
+    out = judged(judge.master_addr(facts))
+    assert out.kind == kind, out
+    assert text in out.text, out
+    assert fix in out.fix, out
+
+
+GLOO = judge.GlooFacts("eth0", {"lo": True, "eth0": True, "eth1": False}, ["eth0"], False)
+
+
+@pytest.mark.parametrize("facts, kind, text, fix", [
+    (GLOO, "ok", "GLOO_SOCKET_IFNAME=eth0 names interfaces that are up", ""),
+    (replace(GLOO, spec=None), "skipped", "GLOO_SOCKET_IFNAME unset", ""),
+    (replace(GLOO, spec="x"), "skipped", "ignored by torch (one character)", ""),
+    (replace(GLOO, spec="^lo,docker"), "blocker", "uses NCCL_SOCKET_IFNAME syntax",
+     "export GLOO_SOCKET_IFNAME=eth0"),
+    (replace(GLOO, spec="eth"), "blocker", "eth, which is not an interface on this node "
+     "(gloo takes exact names, not prefixes)", "export GLOO_SOCKET_IFNAME=eth0"),
+    (replace(GLOO, spec="eth1"), "blocker", "eth1 is down", "export GLOO_SOCKET_IFNAME=eth0"),
+    (replace(GLOO, spec="lo", multi_node=True), "blocker", "is loopback in a multi-node job",
+     "export GLOO_SOCKET_IFNAME=eth0"),
+    (replace(GLOO, spec="lo"), "ok", "", ""),
+])
+def test_gloo_ifname(facts: judge.GlooFacts, kind: str, text: str, fix: str) -> None:
+    out = judged(judge.gloo_ifname(facts))
+    assert out.kind == kind, out
+    assert text in out.text, out
+    assert fix in out.fix, out
