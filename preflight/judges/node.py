@@ -18,6 +18,7 @@ from preflight.probes.cuda import LibLayout
 from preflight.probes.http import Answer, safe_url
 from preflight.probes.netif import Interface, select
 from preflight.probes.procs import RAY_PROCESSES
+from preflight.probes.wandb import Setting
 from preflight.profiles import Profile
 
 # -- profile-match -------------------------------------------------------------------
@@ -432,14 +433,6 @@ def nccl_ifname(f: NcclIfnameFacts) -> Verdict:
 WANDB_LOCAL = ("offline", "dryrun", "disabled")
 WANDB_MODES = ("online", "run", "shared", *WANDB_LOCAL)
 WANDB_CLOUD = "https://api.wandb.ai"  # wandb_settings.py:248, `base_url`'s default
-
-
-@dataclass(frozen=True)
-class Setting:
-    """A WANDB_* variable as the job will see it: its value, and where it came from."""
-
-    value: str | None  # None: unset everywhere
-    source: str = ""  # "the launch script", "the environment", or the .env path
 
 
 @dataclass(frozen=True)

@@ -4,18 +4,15 @@ tests/test_checks_node.py."""
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from preflight.judges import node as judge
 from preflight.model import Kind, Verdict
+from preflight.probes import wandb
 from preflight.probes.cuda import LibLayout
 from preflight.probes.http import Answer
 from preflight.probes.netif import Interface
@@ -317,19 +314,6 @@ def test_wandb_verdict_never_holds_the_key() -> None:
 # -- the wandb-offline adapter's readers, in-process on a real evaluated launch ---------
 
 
-@functools.cache
-def _adapter() -> Any:
-    """preflight/checks/test_node.py as a module (checks/ is not a package)."""
-    path = Path(judge.__file__).parent.parent / "checks" / "test_node.py"
-    spec = importlib.util.spec_from_file_location("_node_checks", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    with warnings.catch_warnings():  # its marks are registered by the plugin, not here
-        warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
-        spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize(("line", "config", "said"), [
     ("swift rlhf --report_to wandb tensorboard --beta 0.1", None, ["wandb", "tensorboard"]),
     ("python train.py --report-to=tensorboard,wandb", None, ["tensorboard", "wandb"]),
@@ -351,11 +335,11 @@ def test_report_to_of_the_launch(tmp_path: Any, line: str, config: str | None,
         (tmp_path / line.split()[-1]).write_text(config)
     spec = load(None, line, {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
                 cwd=str(tmp_path))
-    assert _adapter().report_to(spec)[0] == said
+    assert wandb.report_to(spec)[0] == said
 
 
 def test_netrc_key_found_by_host_never_by_value(tmp_path: Any) -> None:
-    read = _adapter()._netrc_key
+    read = wandb.netrc_key
     env = {"HOME": str(tmp_path)}
     assert read(env, "api.wandb.ai") == (None, f"no {tmp_path}/.netrc")
     (tmp_path / ".netrc").write_text("machine other.host login u password p\n")
