@@ -649,10 +649,13 @@ def check_command(check: str) -> str:
         return f"preflight --check {check} --launch-script YOUR_LAUNCH_SCRIPT.sh"
     if check not in node_ids:
         try:
+            from preflight.cluster import collective
             from preflight.cluster.checks import reach
             from preflight.cluster.merge import cross_checks
         except ImportError:  # pragma: no cover
             return f"preflight --check {check}"
+        if check == collective.CHECK:
+            return "preflight cluster --ray --workloads"
         if check == reach({}, {}).check:
             return "preflight cluster --ray"
         if check in {f.check for f in cross_checks([])}:

@@ -274,7 +274,8 @@ def test_checks_named_by_triage_are_real_check_ids():
     assert checks and checks <= check_ids() | CLUSTER_CHECK_IDS
     # a cross-node check is run by merge / cluster, never by one node's `preflight --check`
     commands = {c: triage.check_command(c) for c in sorted(CLUSTER_CHECK_IDS - check_ids())}
-    assert commands == {"cluster-gpus": "preflight merge reports/",
+    assert commands == {"cluster-allreduce": "preflight cluster --ray --workloads",
+                        "cluster-gpus": "preflight merge reports/",
                         "cluster-nodes": "preflight merge reports/",
                         "cluster-reach": "preflight cluster --ray",
                         "cluster-versions": "preflight merge reports/"}

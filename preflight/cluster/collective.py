@@ -47,6 +47,8 @@ TASK_MARGIN_S = 20.0
 STOP_WAIT_S = 15.0  # cancelled tasks: time to kill their torchrun tree before we return
 HEAD_RESOURCE = "node:__internal_head__"  # in ray.nodes()[i]["Resources"] of the head
 
+CHECK = "cluster-allreduce"  # run by `preflight cluster --ray --workloads` only
+
 
 @dataclass(frozen=True)
 class Params:
@@ -220,7 +222,7 @@ def run(ray: Any, affinity: Any, nodes: list[Node], left_out: dict[str, str],
         left_out=tuple(sorted(left_out.items())), endpoint=endpoint,
         nproc_per_node=params.nproc_per_node, timeout_s=params.timeout_s,
         floor_gbps=params.floor_gbps, head=head.name if head and endpoint else "")
-    return checks.conclude("cluster-allreduce", checks.collective(facts))
+    return checks.conclude(CHECK, checks.collective(facts))
 
 
 def _sweep(ray: Any, affinity: Any, nodes: list[Node], head: Node, params: Params
