@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from preflight.launch.shell import UNKNOWN_OPEN, Word
-from preflight.launch.spec import LaunchSpec, Layer, PathArg, display, grpo_runs
+from preflight.launch.spec import (
+    LMF_PER_GPU,
+    LMF_PROGRAMS,
+    LaunchSpec,
+    Layer,
+    PathArg,
+    display,
+    grpo_runs,
+    visible,
+)
 from preflight.model import Kind, Problem, Verdict
 from preflight.numbers import maybe_int
 from preflight.stack import grpo_batch
@@ -58,6 +67,12 @@ def _nested_fix(outer: Layer, inner: Layer) -> str:
                 f"`NPROC_PER_NODE={n} swift ...` (swift relaunches itself once), or keep "
                 "torchrun and call `python -m swift.cli.rlhf` (or .sft) with "
                 "NPROC_PER_NODE unset")
+    if inner.implicit and any(f"relaunched by {p} " in inner.launcher for p in LMF_PROGRAMS):
+        # LLaMA-Factory launcher.py:60-68: it relaunches itself once, with NPROC_PER_NODE
+        n = outer.nproc or inner.nproc or "N"
+        return (f"{at(outer)}: drop the outer {outer.launcher} and run "
+                f"`FORCE_TORCHRUN=1 NPROC_PER_NODE={n} llamafactory-cli train ...` "
+                "(it relaunches itself under torchrun once)")
     return f"{at(outer)}: keep one launcher: drop {outer.launcher} or the {inner.launcher} " \
            "it starts"
 
@@ -490,19 +505,6 @@ def launch_ports(f: PortsFacts) -> Verdict:
 # -- launch-gpus -----------------------------------------------------------------------
 
 
-def visible(value: str) -> list[str]:
-    """CUDA_VISIBLE_DEVICES as CUDA reads it: it stops at the first invalid entry."""
-    if value.strip() in ("", "-1", "NoDevFiles"):
-        return []
-    out = []
-    for item in value.split(","):
-        item = item.strip()
-        if not item or item.startswith("-"):
-            break
-        out.append(item)
-    return out
-
-
 @dataclass(frozen=True)
 class GpusFacts:
     spec: LaunchSpec | None
@@ -534,7 +536,7 @@ def launch_gpus(f: GpusFacts) -> Verdict:
                (cvd.value if cvd.value is not None else cvd.text)}
         rows.append(row)
         if layer.nproc is None:
-            if layer.nproc_text not in ("auto", "gpu", "all GPUs"):  # else: one per GPU
+            if layer.nproc_text not in ("auto", "gpu", "all GPUs", LMF_PER_GPU):  # one per GPU
                 unknown.append(f"{layer.launcher} at {at(layer)}: nproc {layer.nproc_text}")
             continue
         if cvd is not None and cvd.value is None:
