@@ -60,6 +60,11 @@ class NestedFacts:
     under: Mapping[str, str]  # TORCHELASTIC_RUN_ID / LOCAL_RANK the suite itself runs with
 
 
+def _relaunched_by_lmf(layer: Layer) -> bool:
+    return layer.implicit and any(f"relaunched by {p} " in layer.launcher
+                                  for p in LMF_PROGRAMS)
+
+
 def _nested_fix(outer: Layer, inner: Layer) -> str:
     if inner.implicit and "swift" in inner.launcher:
         n = outer.nproc or inner.nproc or "N"
@@ -67,7 +72,7 @@ def _nested_fix(outer: Layer, inner: Layer) -> str:
                 f"`NPROC_PER_NODE={n} swift ...` (swift relaunches itself once), or keep "
                 "torchrun and call `python -m swift.cli.rlhf` (or .sft) with "
                 "NPROC_PER_NODE unset")
-    if inner.implicit and any(f"relaunched by {p} " in inner.launcher for p in LMF_PROGRAMS):
+    if _relaunched_by_lmf(inner):
         # LLaMA-Factory launcher.py:60-68: it relaunches itself once, with NPROC_PER_NODE
         n = outer.nproc or inner.nproc or "N"
         return (f"{at(outer)}: drop the outer {outer.launcher} and run "
@@ -481,9 +486,11 @@ def launch_ports(f: PortsFacts) -> Verdict:
         return Verdict(skip=NO_SCRIPT)
     if not distributed(spec):
         return Verdict(skip=NO_LAUNCHER)
+    # llamafactory-cli passes MASTER_PORT on as --master_port too (launcher.py:68)
+    lmf = any(_relaunched_by_lmf(x) for x in distributed(spec))
     fix = (f"give each layer its own free port: torchrun --master_port {f.free} (or "
-           f"PET_MASTER_PORT={f.free}); for swift, MASTER_PORT={f.free}; kill only holders "
-           "that are yours")
+           f"PET_MASTER_PORT={f.free}); for swift{' or llamafactory-cli' if lmf else ''}, "
+           f"MASTER_PORT={f.free}; kill only holders that are yours")
     v = Verdict(fix=fix)
     seen: dict[int, str] = {}
     rows: list[dict[str, Any]] = []

@@ -600,15 +600,16 @@ def _lmf_torchrun_argv(env: Environment) -> tuple[list[Word], bool]:
     """The torchrun options launcher.py:93-132 builds, and whether the port is its own
     random pick (MASTER_PORT unset)."""
     def get(name: str, default: str) -> Word:
+        if env.set(name) is None:  # may be set where preflight cannot read
+            why = f"${name} may be set there: {env.opaque}"
+            return Word(f"{UNKNOWN_OPEN}{why}{UNKNOWN_CLOSE}", f"${name}", known=False,
+                        reason=why)
         return _env(env, name) or Word(default, default)
-    nproc = _env(env, "NPROC_PER_NODE")
-    if nproc is None:
-        devices = _lmf_devices(env)
-        # torchrun's own `gpu` is the same rule: torch.cuda.device_count()
-        nproc = Word(str(devices), "CUDA_VISIBLE_DEVICES") if devices else Word("gpu", "gpu")
-    port = _env(env, "MASTER_PORT")
-    random_port = port is None and env.set("MASTER_PORT") is False
-    port = port or Word("0", "0")
+    devices = _lmf_devices(env)
+    # unset: the device count; torchrun's own `gpu` is the same rule (device_count())
+    nproc = get("NPROC_PER_NODE", str(devices) if devices else "gpu")
+    random_port = env.set("MASTER_PORT") is False
+    port = get("MASTER_PORT", "0")
     addr, nnodes = get("MASTER_ADDR", "127.0.0.1"), get("NNODES", "1")
     rdzv = _env(env, "RDZV_ID")
     if rdzv is None:
@@ -644,9 +645,11 @@ def _llamafactory(prog: str, args: list[Word], env: Environment, cmd: Command, d
     inner = _torchrun(name, [*argv, Word("llamafactory/launcher.py", "launcher.py")], env,
                       cmd, depth, {**base, "implicit": True})[0]
     inner = replace(inner, program="", args=(), maybe=maybe and f"{prog} {command} {maybe}",
-                    nproc_source=f"NPROC_PER_NODE (passed on by {prog})"
-                    if env.set("NPROC_PER_NODE") else
-                    f"{prog}: its device count (NPROC_PER_NODE unset)")
+                    nproc_source={True: f"NPROC_PER_NODE (passed on by {prog})",
+                                  False: f"{prog}: its device count (NPROC_PER_NODE unset)",
+                                  None: f"NPROC_PER_NODE, if set, else the device count "
+                                        f"(may be set there: {env.opaque})"}[
+                                      env.set("NPROC_PER_NODE")])
     if inner.nproc_text == "gpu":
         inner = replace(inner, nproc_text=LMF_PER_GPU)
     if random_port:
