@@ -31,7 +31,7 @@ from preflight.stack import grpo_batch
 NO_SCRIPT = "no launch script (--launch-script PATH or --launch-cmd STRING)"
 NO_LAUNCHER = "no distributed launcher in the launch script"
 LAUNCHER_WORDS = ("torchrun", "torch.distributed", "swift", "megatron", "deepspeed",
-                  "accelerate", "ray")
+                  "accelerate", "ray", "llamafactory", "lmf ")
 
 
 def short(path: str) -> str:

@@ -525,6 +525,8 @@ def _swift(prog: str, args: list[Word], env: Environment, cmd: Command, depth: i
 # MASTER_PORT a free port it finds (extras/misc.py:347 binds port 0). With RDZV_ID set
 # (:85-112) it is an elastic c10d rendezvous at MASTER_ADDR:MASTER_PORT instead. With
 # USE_V1 (cli.py:19-22), v1/launcher.py:31,48 relaunches train, sft, dpo and rm alike.
+# Versions before launcher.py (cli.py:88-92 at 4d1791e, 2025) read the same variables; their
+# MASTER_PORT default is random.randint(20001, 29999): random too, never a fixed port.
 LMF_PROGRAMS = ("llamafactory-cli", "lmf")
 LMF_FORCE = ("FORCE_TORCHRUN", "USE_MCA", "USE_MEGATRON_BRIDGE")
 LMF_V1_COMMANDS = frozenset({"train", "sft", "dpo", "rm"})
