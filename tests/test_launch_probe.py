@@ -242,6 +242,18 @@ def test_llamafactory_relaunch_values(env, nproc, port, port_text):
         nproc, port, port_text)
 
 
+@pytest.mark.parametrize("env", [{}, {"RDZV_ID": "job1"}])
+def test_llamafactory_master_addr(env):
+    """MASTER_ADDR (default 127.0.0.1) is the rendezvous host, also for the elastic
+    c10d endpoint RDZV_ID selects: what master-addr and launch-ports read."""
+    base = {**ENV, **env, "FORCE_TORCHRUN": "1", "NNODES": "2"}
+    spec = launch.load(None, f"lmf train {LMF}", base, cwd="/")
+    assert spec.jobs[0].layers[1].master_addr == "127.0.0.1"
+    spec = launch.load(None, f"lmf train {LMF}", {**base, "MASTER_ADDR": "10.0.0.5"}, cwd="/")
+    inner = spec.jobs[0].layers[1]
+    assert (inner.master_addr, inner.nnodes) == ("10.0.0.5", 2)
+
+
 def test_llamafactory_device_count_is_one_per_gpu_and_maybe():
     """With the device count deciding and no CUDA_VISIBLE_DEVICES in the launch, the nproc
     is "one per visible GPU" (no number), and the relaunch itself is not certain."""

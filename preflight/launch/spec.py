@@ -598,9 +598,9 @@ def _lmf_relaunch(command: str, env: Environment) -> tuple[bool | None, str]:
             ) if why else (True, "")
 
 
-def _lmf_torchrun_argv(env: Environment) -> tuple[list[Word], bool]:
-    """The torchrun options launcher.py:93-132 builds, and whether the port is its own
-    random pick (MASTER_PORT unset)."""
+def _lmf_torchrun_argv(env: Environment) -> tuple[list[Word], Word, bool]:
+    """The torchrun options launcher.py:93-132 builds, its master address, and whether the
+    port is its own random pick (MASTER_PORT unset)."""
     def get(name: str, default: str) -> Word:
         if env.set(name) is None:  # may be set where preflight cannot read
             why = f"${name} may be set there: {env.opaque}"
@@ -618,7 +618,7 @@ def _lmf_torchrun_argv(env: Environment) -> tuple[list[Word], bool]:
         return [Word("--nnodes", "NNODES"), nnodes, Word("--node_rank", "NODE_RANK"),
                 get("NODE_RANK", "0"), Word("--nproc_per_node", "NPROC_PER_NODE"), nproc,
                 Word("--master_addr", "MASTER_ADDR"), addr,
-                Word("--master_port", "MASTER_PORT"), port], random_port
+                Word("--master_port", "MASTER_PORT"), port], addr, random_port
     lo, hi = _env(env, "MIN_NNODES"), _env(env, "MAX_NNODES")
     if lo is not None and hi is not None:
         nnodes = Word(f"{lo.text}:{hi.text}", "MIN_NNODES:MAX_NNODES", known=lo.known
@@ -628,7 +628,7 @@ def _lmf_torchrun_argv(env: Environment) -> tuple[list[Word], bool]:
     return [Word("--nnodes", "NNODES"), nnodes, Word("--nproc-per-node", "NPROC_PER_NODE"),
             nproc, Word("--rdzv-id", "RDZV_ID"), rdzv, Word("--rdzv-backend", "c10d"),
             Word("c10d", "c10d"), Word("--rdzv-endpoint", "MASTER_ADDR"), endpoint,
-            Word("--max-restarts", "MAX_RESTARTS"), get("MAX_RESTARTS", "0")], random_port
+            Word("--max-restarts", "MAX_RESTARTS"), get("MAX_RESTARTS", "0")], addr, random_port
 
 
 def _llamafactory(prog: str, args: list[Word], env: Environment, cmd: Command, depth: int,
@@ -642,11 +642,13 @@ def _llamafactory(prog: str, args: list[Word], env: Environment, cmd: Command, d
     relaunch, maybe = _lmf_relaunch(command, env)
     if relaunch is False:
         return [entry]
-    argv, random_port = _lmf_torchrun_argv(env)
+    argv, addr, random_port = _lmf_torchrun_argv(env)
     name = f"torchrun (relaunched by {prog} {command})"
     inner = _torchrun(name, [*argv, Word("llamafactory/launcher.py", "launcher.py")], env,
                       cmd, depth, {**base, "implicit": True})[0]
+    # master_addr: with RDZV_ID the rendezvous host is the endpoint's, MASTER_ADDR
     inner = replace(inner, program="", args=(), maybe=maybe and f"{prog} {command} {maybe}",
+                    master_addr=addr.text,
                     nproc_source={True: f"NPROC_PER_NODE (passed on by {prog})",
                                   False: f"{prog}: its device count (NPROC_PER_NODE unset)",
                                   None: f"NPROC_PER_NODE, if set, else the device count "
