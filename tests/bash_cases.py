@@ -333,6 +333,34 @@ export NNODES=1
 export NPROC_PER_NODE=${NPROC_PER_NODE:-4}
 python -m llamafactory.cli train examples/train_lora/llama3_lora_sft.yaml
 """,
+    "llamafactory-cli": """#!/bin/bash
+# LLaMA-Factory examples/train_lora style: options on the command line, `set -x`
+
+set -x
+
+MODEL_PATH=${MODEL_PATH:-Qwen/Qwen3-4B-Instruct-2507}
+
+llamafactory-cli train \\
+    --model_name_or_path ${MODEL_PATH} \\
+    --stage sft \\
+    --do_train \\
+    --dataset identity,alpaca_en_demo \\
+    --output_dir saves/qwen3-4b/lora/sft \\
+    --per_device_train_batch_size 1 \\
+    --bf16
+""",
+    "lmf-multinode": """#!/bin/bash
+# LLaMA-Factory README style: the relaunch through the environment, `lmf` for short
+if [ "${MODE:-sft}" = sft ]; then
+    FORCE_TORCHRUN=1 NNODES=2 NODE_RANK=${NODE_RANK:-0} MASTER_ADDR=10.0.0.1 \\
+        MASTER_PORT=${PORT:-29500} llamafactory-cli train examples/train_lora/llama3_lora_sft.yaml
+else
+    CUDA_VISIBLE_DEVICES=0,1 lmf train examples/train_lora/llama3_lora_dpo.yaml \\
+        learning_rate=1e-5 logging_steps=1
+fi
+USE_RAY=1 llamafactory-cli train examples/train_lora/llama3_lora_sft_ray.yaml
+llamafactory-cli export examples/merge_lora/llama3_lora_sft.yaml
+""",
 }
 
 

@@ -24,12 +24,12 @@ from pathlib import Path
 from preflight.launch.shell import Command, Trace, evaluate_command, evaluate_script
 
 SHIMS = ("torchrun", "python", "python3", "swift", "megatron", "deepspeed", "accelerate",
-         "ray")
+         "ray", "llamafactory-cli", "lmf")
 # Programs a real launch script runs around the launch (slime's `pkill -9 python`, `sleep 3`,
 # `nvidia-smi topo -m`): under the oracle they do nothing and print nothing, so that no
 # script under test ever signals a process of this machine or waits.
 QUIET = ("pkill", "killall", "pgrep", "sleep", "nvidia-smi", "scontrol", "sbatch", "ssh",
-         "pip", "wget", "curl", "git", "docker", "huggingface-cli", "llamafactory-cli")
+         "pip", "wget", "curl", "git", "docker", "huggingface-cli")
 QUIET_SHIM = "#!/bin/sh\nexit 0\n"
 # Variables bash or the shim itself sets: not part of what the script exported.
 NOISE = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "ORACLE_LOG"})

@@ -16,11 +16,11 @@ from support import FIXTURES, base_env
 LAUNCH = FIXTURES / "launch"
 
 
-def _swift_on_path(tmp_path: Path) -> str:
+def _swift_on_path(tmp_path: Path, name: str = "swift") -> str:
     """A real executable named swift (what `command -v swift` finds) on PATH."""
     bindir = tmp_path / "bin"
     bindir.mkdir(exist_ok=True)
-    swift = bindir / "swift"
+    swift = bindir / name
     swift.write_text("#!/bin/sh\nexit 0\n")
     swift.chmod(0o755)
     return f"{bindir}:/usr/bin:/bin"
@@ -64,6 +64,64 @@ def test_nested_swift_under_torchrun_then_one_layer(run_preflight, tmp_path):
     assert fixed.returncode == 0, fixed.output
     assert fixed.one("nested-launcher")["outcome"] == "passed"
 
+
+def _checks(run_preflight, checks: tuple[str, ...], script: str | None = None,
+            cmd: str | None = None, **env):
+    args = ["--profile", "cpu", *[a for c in checks for a in ("--check", c)]]
+    args += ["--launch-script", str(LAUNCH / script)] if script else ["--launch-cmd", cmd]
+    return run_preflight(*args, env=base_env(**env))
+
+
+def test_nested_llamafactory_under_torchrun_then_one_layer(run_preflight, tmp_path):
+    """torchrun around `llamafactory-cli train` with FORCE_TORCHRUN: each worker relaunches
+    torchrun on the MASTER_PORT torchrun gave it (LLaMA-Factory launcher.py:60-132)."""
+    path = _swift_on_path(tmp_path, "llamafactory-cli")
+    checks = ("nested-launcher", "launch-ports", "launch-gpus")
+    broken = _checks(run_preflight, checks, "nested_lmf.sh", PATH=path)
+    assert broken.returncode == 1, broken.output
+    nested = broken.one("nested-launcher")
+    assert nested["severity"] == "blocker"
+    assert "torchrun at nested_lmf.sh:10 (port 29502) starts torchrun (relaunched by " \
+           "llamafactory-cli train)" in nested["summary"]
+    assert "FORCE_TORCHRUN=1 NPROC_PER_NODE=2 llamafactory-cli train" in nested["why"]
+    assert "both use port 29502" in broken.one("launch-ports")["summary"]
+
+    fixed = _checks(run_preflight, checks, "nested_lmf_fixed.sh", PATH=path)
+    assert fixed.returncode == 0, fixed.output
+    assert all(fixed.one(c)["outcome"] == "passed" for c in checks), fixed.output
+    layer = fixed.one("launch-ports")["evidence"]["layers"][0]
+    assert layer["implicit"] and layer["port"] == "free"
+    gpus = fixed.one("launch-gpus")["evidence"]["layers"][0]
+    assert (gpus["nproc_per_node"], gpus["visible"]) == (2, 2)
+
+
+def test_llamafactory_relaunch_gpus_and_held_port(run_preflight):
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("0.0.0.0", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    cmd = ("CUDA_VISIBLE_DEVICES=0,1 NPROC_PER_NODE=4 FORCE_TORCHRUN=1 "
+           "llamafactory-cli train examples/train_lora/llama3_lora_sft.yaml")
+    try:
+        broken = _checks(run_preflight, ("launch-gpus", "launch-ports"), cmd=cmd,
+                         MASTER_PORT=str(port))
+    finally:
+        holder.close()
+    assert broken.returncode == 1, broken.output
+    assert "starts 4 processes per node but 2 GPU(s) are visible" in \
+        broken.one("launch-gpus")["summary"]
+    ports = broken.one("launch-ports")
+    assert f"port {port} of torchrun (relaunched by llamafactory-cli train)" in \
+        ports["summary"]
+    assert "for swift or llamafactory-cli, MASTER_PORT=" in ports["why"]
+    # without NPROC_PER_NODE nor CUDA_VISIBLE_DEVICES: one per visible GPU, never a number
+    free = _checks(run_preflight, ("launch-gpus", "launch-ports"),
+                   cmd="FORCE_TORCHRUN=1 lmf train examples/train_lora/llama3_lora_sft.yaml")
+    assert free.returncode == 0, free.output
+    row = free.one("launch-gpus")["evidence"]["layers"][0]
+    assert row["nproc_per_node"] == "one per visible GPU" and "visible" not in row
+    assert free.one("launch-ports")["evidence"]["layers"][0]["port"] == "free"
 
 def test_torchrun_around_a_script_that_runs_torchrun(run_preflight):
     run = _run(run_preflight, "nested-launcher", "nested_torchrun_script.sh")

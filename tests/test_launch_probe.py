@@ -200,6 +200,80 @@ def test_programs_include_ray_and_children():
     assert [x.launcher for x in spec.jobs[0].layers] == ["ray job submit", "python3 t.py"]
 
 
+# LLaMA-Factory launcher.py:56-134: `llamafactory-cli train` (alias `lmf`) relaunches itself
+# under torchrun when FORCE_TORCHRUN (or USE_MCA) is on, or when more than one device is
+# visible and USE_RAY / USE_KT are off; `export` and the rest never relaunch.
+LMF = "examples/train_lora/llama3_lora_sft.yaml"
+
+
+@pytest.mark.parametrize("cmd, env, relaunched", [
+    (f"llamafactory-cli train {LMF}", {"FORCE_TORCHRUN": "1"}, True),
+    (f"lmf train {LMF}", {"FORCE_TORCHRUN": "true"}, True),
+    (f"llamafactory-cli train {LMF}", {"USE_MCA": "1"}, True),
+    (f"llamafactory-cli train {LMF}", {"CUDA_VISIBLE_DEVICES": "0,1"}, True),
+    (f"llamafactory-cli train {LMF}", {"CUDA_VISIBLE_DEVICES": "0"}, False),
+    (f"llamafactory-cli train {LMF}", {"CUDA_VISIBLE_DEVICES": "0,1", "USE_RAY": "1"}, False),
+    (f"llamafactory-cli train {LMF}", {"FORCE_TORCHRUN": "1", "USE_RAY": "1"}, True),
+    (f"llamafactory-cli export {LMF}", {"FORCE_TORCHRUN": "1"}, False),
+    (f"llamafactory-cli sft {LMF}", {"FORCE_TORCHRUN": "1"}, False),
+    (f"llamafactory-cli sft {LMF}", {"FORCE_TORCHRUN": "1", "USE_V1": "1"}, True),
+    (f"python -m llamafactory.cli train {LMF}", {"FORCE_TORCHRUN": "1"}, True),
+    (f"python -m llamafactory.launcher {LMF}", {"FORCE_TORCHRUN": "1"}, False),
+])
+def test_llamafactory_relaunch_rule(cmd, env, relaunched):
+    layers = launch.load(None, cmd, {**ENV, **env}, cwd="/").jobs[0].layers
+    assert any(x.kind == "distributed" for x in layers) == relaunched
+    assert not any(x.maybe for x in layers)
+
+
+@pytest.mark.parametrize("env, nproc, port, port_text", [
+    ({"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "4", "MASTER_PORT": "29511"}, 4, 29511,
+     "29511"),
+    # MASTER_PORT unset: a port it binds free at launch (extras/misc.py:347), never "taken"
+    ({"CUDA_VISIBLE_DEVICES": "0,1,2"}, 3, None, "free"),
+    # RDZV_ID: an elastic c10d rendezvous at MASTER_ADDR:MASTER_PORT (launcher.py:85-112)
+    ({"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2", "RDZV_ID": "job1",
+      "MASTER_PORT": "29512"}, 2, 29512, "29512"),
+])
+def test_llamafactory_relaunch_values(env, nproc, port, port_text):
+    inner = launch.load(None, f"llamafactory-cli train {LMF}", {**ENV, **env},
+                        cwd="/").jobs[0].layers[1]
+    assert inner.implicit and (inner.nproc, inner.port, inner.port_text) == (
+        nproc, port, port_text)
+
+
+@pytest.mark.parametrize("env", [{}, {"RDZV_ID": "job1"}])
+def test_llamafactory_master_addr(env):
+    """MASTER_ADDR (default 127.0.0.1) is the rendezvous host, also for the elastic
+    c10d endpoint RDZV_ID selects: what master-addr and launch-ports read."""
+    base = {**ENV, **env, "FORCE_TORCHRUN": "1", "NNODES": "2"}
+    spec = launch.load(None, f"lmf train {LMF}", base, cwd="/")
+    assert spec.jobs[0].layers[1].master_addr == "127.0.0.1"
+    spec = launch.load(None, f"lmf train {LMF}", {**base, "MASTER_ADDR": "10.0.0.5"}, cwd="/")
+    inner = spec.jobs[0].layers[1]
+    assert (inner.master_addr, inner.nnodes) == ("10.0.0.5", 2)
+
+
+def test_llamafactory_device_count_is_one_per_gpu_and_maybe():
+    """With the device count deciding and no CUDA_VISIBLE_DEVICES in the launch, the nproc
+    is "one per visible GPU" (no number), and the relaunch itself is not certain."""
+    layers = launch.load(None, f"llamafactory-cli train {LMF}", ENV, cwd="/").jobs[0].layers
+    assert [x.launcher for x in layers] == [
+        "llamafactory-cli train", "torchrun (relaunched by llamafactory-cli train)",
+        "llamafactory/launcher.py"]
+    inner = layers[1]
+    assert inner.nproc is None and inner.nproc_text == launch.LMF_PER_GPU
+    assert "more than one GPU" in inner.maybe
+    forced = launch.load(None, f"FORCE_TORCHRUN=1 llamafactory-cli train {LMF}", ENV,
+                         cwd="/").jobs[0].layers[1]
+    assert forced.nproc_text == launch.LMF_PER_GPU and not forced.maybe
+
+
+def test_llamafactory_under_a_hidden_environment_is_unknown(tmp_path):
+    spec = _load(tmp_path, f"export $(cat .env | xargs)\nllamafactory-cli train {LMF}\n")
+    inner = spec.jobs[0].layers[1]
+    assert "FORCE_TORCHRUN" in inner.maybe and inner.nproc is None
+
 # -- bad input, robustness, speed ------------------------------------------------------
 
 

@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from preflight.launch.shell import UNKNOWN_OPEN, Word
-from preflight.launch.spec import LaunchSpec, Layer, PathArg, display, grpo_runs
+from preflight.launch.spec import (
+    LMF_PER_GPU,
+    LMF_PROGRAMS,
+    LaunchSpec,
+    Layer,
+    PathArg,
+    display,
+    grpo_runs,
+    visible,
+)
 from preflight.model import Kind, Problem, Verdict
 from preflight.numbers import maybe_int
 from preflight.stack import grpo_batch
@@ -22,7 +31,7 @@ from preflight.stack import grpo_batch
 NO_SCRIPT = "no launch script (--launch-script PATH or --launch-cmd STRING)"
 NO_LAUNCHER = "no distributed launcher in the launch script"
 LAUNCHER_WORDS = ("torchrun", "torch.distributed", "swift", "megatron", "deepspeed",
-                  "accelerate", "ray")
+                  "accelerate", "ray", "llamafactory", "lmf ")
 
 
 def short(path: str) -> str:
@@ -51,6 +60,11 @@ class NestedFacts:
     under: Mapping[str, str]  # TORCHELASTIC_RUN_ID / LOCAL_RANK the suite itself runs with
 
 
+def _relaunched_by_lmf(layer: Layer) -> bool:
+    return layer.implicit and any(f"relaunched by {p} " in layer.launcher
+                                  for p in LMF_PROGRAMS)
+
+
 def _nested_fix(outer: Layer, inner: Layer) -> str:
     if inner.implicit and "swift" in inner.launcher:
         n = outer.nproc or inner.nproc or "N"
@@ -58,6 +72,12 @@ def _nested_fix(outer: Layer, inner: Layer) -> str:
                 f"`NPROC_PER_NODE={n} swift ...` (swift relaunches itself once), or keep "
                 "torchrun and call `python -m swift.cli.rlhf` (or .sft) with "
                 "NPROC_PER_NODE unset")
+    if _relaunched_by_lmf(inner):
+        # LLaMA-Factory launcher.py:60-68: it relaunches itself once, with NPROC_PER_NODE
+        n = outer.nproc or inner.nproc or "N"
+        return (f"{at(outer)}: drop the outer {outer.launcher} and run "
+                f"`FORCE_TORCHRUN=1 NPROC_PER_NODE={n} llamafactory-cli train ...` "
+                "(it relaunches itself under torchrun once)")
     return f"{at(outer)}: keep one launcher: drop {outer.launcher} or the {inner.launcher} " \
            "it starts"
 
@@ -466,9 +486,11 @@ def launch_ports(f: PortsFacts) -> Verdict:
         return Verdict(skip=NO_SCRIPT)
     if not distributed(spec):
         return Verdict(skip=NO_LAUNCHER)
+    # llamafactory-cli passes MASTER_PORT on as --master_port too (launcher.py:68)
+    lmf = any(_relaunched_by_lmf(x) for x in distributed(spec))
     fix = (f"give each layer its own free port: torchrun --master_port {f.free} (or "
-           f"PET_MASTER_PORT={f.free}); for swift, MASTER_PORT={f.free}; kill only holders "
-           "that are yours")
+           f"PET_MASTER_PORT={f.free}); for swift{' or llamafactory-cli' if lmf else ''}, "
+           f"MASTER_PORT={f.free}; kill only holders that are yours")
     v = Verdict(fix=fix)
     seen: dict[int, str] = {}
     rows: list[dict[str, Any]] = []
@@ -488,19 +510,6 @@ def launch_ports(f: PortsFacts) -> Verdict:
 
 
 # -- launch-gpus -----------------------------------------------------------------------
-
-
-def visible(value: str) -> list[str]:
-    """CUDA_VISIBLE_DEVICES as CUDA reads it: it stops at the first invalid entry."""
-    if value.strip() in ("", "-1", "NoDevFiles"):
-        return []
-    out = []
-    for item in value.split(","):
-        item = item.strip()
-        if not item or item.startswith("-"):
-            break
-        out.append(item)
-    return out
 
 
 @dataclass(frozen=True)
@@ -534,7 +543,7 @@ def launch_gpus(f: GpusFacts) -> Verdict:
                (cvd.value if cvd.value is not None else cvd.text)}
         rows.append(row)
         if layer.nproc is None:
-            if layer.nproc_text not in ("auto", "gpu", "all GPUs"):  # else: one per GPU
+            if layer.nproc_text not in ("auto", "gpu", "all GPUs", LMF_PER_GPU):  # one per GPU
                 unknown.append(f"{layer.launcher} at {at(layer)}: nproc {layer.nproc_text}")
             continue
         if cvd is not None and cvd.value is None:

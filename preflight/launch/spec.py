@@ -195,6 +195,7 @@ MAX_SUBSTITUTIONS = 64  # command substitutions read as commands, per evaluation
 # functions, `*.sh` / `*.py` files and pythons.
 SUBSHELL_WORDS = frozenset({
     "torchrun", "swift", "megatron", "deepspeed", "accelerate", "ray", "bash", "sh", "srun",
+    "llamafactory-cli", "lmf",
     "eval", "source", ".", "exec", "env", "nohup", "mpirun", "timeout", "setsid"})
 
 
@@ -343,26 +344,10 @@ def chain(argv: list[Word], env: Environment, cmd: Command, depth: int,
     if prog == "torchrun":
         return _torchrun("torchrun", args, env, cmd, depth, base)
     if prog.startswith(PYTHONS):
-        module, rest = _python_target(args)
-        if module in TORCHRUN_MODULES:
-            return _torchrun(f"python -m {module}", rest, env, cmd, depth, base)
-        if module and module.startswith("swift.cli."):
-            return _swift_module(module, rest, base)
-        if module in ("deepspeed", "deepspeed.launcher.runner"):
-            return _deepspeed(rest, env, cmd, depth, base)
-        if module == "accelerate.commands.launch":
-            return _accelerate(rest, env, cmd, depth, base)
-        if module is None and rest and posixpath.basename(rest[0].text) in ("swift",
-                                                                             "megatron"):
-            return chain(rest, env, cmd, depth, implicit)  # python $(which swift) rlhf
-        if module is None and rest and rest[0].text.endswith(("swift/cli/main.py",)):
-            return chain([replace(rest[0], text="swift"), *rest[1:]], env, cmd, depth,
-                         implicit)
-        target = f"-m {module}" if module else (rest[0].text if rest else "")
-        return [Layer(f"{prog} {target}".strip(), "program", program=target,
-                      args=tuple(rest[1:]), **base)]
-    if prog in ("swift", "megatron"):
-        return _swift(prog, args, env, cmd, depth, base)
+        return _python(prog, args, env, cmd, depth, base)
+    relauncher = RELAUNCHERS.get(prog)  # programs that relaunch themselves under torchrun
+    if relauncher is not None:
+        return relauncher(prog, args, env, cmd, depth, base)
     if prog == "deepspeed":
         return _deepspeed(args, env, cmd, depth, base)
     if prog == "accelerate" and args and args[0].text == "launch":
@@ -375,6 +360,30 @@ def chain(argv: list[Word], env: Environment, cmd: Command, depth: int,
     if prog in ("bash", "sh") or prog.endswith(".sh"):
         return _script_child(argv, env, cmd, depth)
     return [Layer(prog, "other", program=prog, args=tuple(args), **base)]
+
+
+def _python(prog: str, args: list[Word], env: Environment, cmd: Command, depth: int,
+            base: Base) -> list[Layer]:
+    module, rest = _python_target(args)
+    if module in TORCHRUN_MODULES:
+        return _torchrun(f"python -m {module}", rest, env, cmd, depth, base)
+    if module == "llamafactory.cli":  # cli.py:16 `main`, what llamafactory-cli runs
+        return _llamafactory("llamafactory-cli", rest, env, cmd, depth, base)
+    if module and module.startswith("swift.cli."):
+        return _swift_module(module, rest, base)
+    if module in ("deepspeed", "deepspeed.launcher.runner"):
+        return _deepspeed(rest, env, cmd, depth, base)
+    if module == "accelerate.commands.launch":
+        return _accelerate(rest, env, cmd, depth, base)
+    if module is None and rest and posixpath.basename(rest[0].text) in (
+            "swift", "megatron", *LMF_PROGRAMS):
+        return chain(rest, env, cmd, depth, base["implicit"])  # python $(which swift) rlhf
+    if module is None and rest and rest[0].text.endswith(("swift/cli/main.py",)):
+        return chain([replace(rest[0], text="swift"), *rest[1:]], env, cmd, depth,
+                     base["implicit"])
+    target = f"-m {module}" if module else (rest[0].text if rest else "")
+    return [Layer(f"{prog} {target}".strip(), "program", program=target,
+                  args=tuple(rest[1:]), **base)]
 
 
 def _python_target(args: list[Word]) -> tuple[str | None, list[Word]]:
@@ -505,6 +514,161 @@ def _swift(prog: str, args: list[Word], env: Environment, cmd: Command, depth: i
                    args=tuple(rest), **{**base, "implicit": True})
     return [replace(entry, kind="wrapper"), inner, worker]
 
+
+# LLaMA-Factory (hiyouga/LLaMA-Factory ff6d4d1) src/llamafactory/launcher.py:56-134:
+# `llamafactory-cli train` (or its alias `lmf`, pyproject.toml:78-80) relaunches itself as
+# `torchrun --nnodes $NNODES --node_rank $NODE_RANK --nproc_per_node $NPROC_PER_NODE
+# --master_addr $MASTER_ADDR --master_port $MASTER_PORT launcher.py <args>` when
+# FORCE_TORCHRUN is on (USE_MCA / USE_MEGATRON_BRIDGE force it, :57-58), or when more
+# than one device is visible and neither USE_RAY nor USE_KT is on (:60-62). Defaults
+# (:64-68): NNODES 1, NODE_RANK 0, NPROC_PER_NODE the device count, MASTER_ADDR 127.0.0.1,
+# MASTER_PORT a free port it finds (extras/misc.py:347 binds port 0). With RDZV_ID set
+# (:85-112) it is an elastic c10d rendezvous at MASTER_ADDR:MASTER_PORT instead. With
+# USE_V1 (cli.py:19-22), v1/launcher.py:31,48 relaunches train, sft, dpo and rm alike.
+# Versions before launcher.py (cli.py:88-92 at 4d1791e, 2025) read the same variables; their
+# MASTER_PORT default is random.randint(20001, 29999): random too, never a fixed port.
+LMF_PROGRAMS = ("llamafactory-cli", "lmf")
+LMF_FORCE = ("FORCE_TORCHRUN", "USE_MCA", "USE_MEGATRON_BRIDGE")
+LMF_V1_COMMANDS = frozenset({"train", "sft", "dpo", "rm"})
+LMF_PER_GPU = "one per visible GPU"  # NPROC_PER_NODE unset: torch.cuda.device_count()
+
+
+def _enabled(env: Environment, name: str, default: str = "0") -> bool | None:
+    """extras/misc.py:258 `is_env_enabled`; None: not known (set where preflight cannot
+    read, or to a value not known)."""
+    var = env.get(name)
+    if var is None:
+        return None if env.set(name) is None else default.lower() in ("true", "y", "1")
+    return None if var.value is None else var.value.lower() in ("true", "y", "1")
+
+
+def _any_of(values: Iterable[bool | None]) -> bool | None:
+    seen = list(values)
+    return True if True in seen else None if None in seen else False
+
+
+def visible(value: str) -> list[str]:
+    """CUDA_VISIBLE_DEVICES as CUDA reads it: it stops at the first invalid entry."""
+    if value.strip() in ("", "-1", "NoDevFiles"):
+        return []
+    out = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item or item.startswith("-"):
+            break
+        out.append(item)
+    return out
+
+
+def _lmf_devices(env: Environment) -> int | None:
+    """torch.cuda.device_count() as far as the launch tells it: CUDA_VISIBLE_DEVICES."""
+    var = env.get("CUDA_VISIBLE_DEVICES")
+    if var is None or var.value is None:
+        return None
+    return len(visible(var.value))
+
+
+def _lmf_relaunch(command: str, env: Environment) -> tuple[bool | None, str]:
+    """(whether `llamafactory-cli COMMAND` relaunches under torchrun, why not known)."""
+    v1 = _enabled(env, "USE_V1")
+    if command != "train" and (command not in LMF_V1_COMMANDS or v1 is False):
+        return False, ""
+    if command != "train" and v1 is None:
+        return None, f"relaunches itself only under USE_V1, which may be set there: " \
+                     f"{env.opaque}"
+    force = _any_of(_enabled(env, name) for name in LMF_FORCE)
+    if force:
+        return True, ""
+    devices = _lmf_devices(env)
+    off = _any_of(_enabled(env, name) for name in ("USE_RAY", "USE_KT"))
+    if off or (devices is not None and devices <= 1):
+        # off for sure, unless FORCE_TORCHRUN may be set where preflight cannot read
+        return (False, "") if force is False else (
+            None, f"relaunches itself if FORCE_TORCHRUN is on, and it may be set there: "
+                  f"{env.opaque}")
+    why = []
+    if force is None:
+        why.append(f"FORCE_TORCHRUN on (it may be set there: {env.opaque})")
+    if off is None:
+        why.append(f"USE_RAY and USE_KT off (they may be set there: {env.opaque})")
+    if devices is None:
+        why.append("more than one GPU visible to it (CUDA_VISIBLE_DEVICES not set in the "
+                   "launch)")
+    return (None, "relaunches itself under torchrun only with " + "; ".join(why)
+            ) if why else (True, "")
+
+
+def _lmf_torchrun_argv(env: Environment) -> tuple[list[Word], Word, bool]:
+    """The torchrun options launcher.py:93-132 builds, its master address, and whether the
+    port is its own random pick (MASTER_PORT unset)."""
+    def get(name: str, default: str) -> Word:
+        if env.set(name) is None:  # may be set where preflight cannot read
+            why = f"${name} may be set there: {env.opaque}"
+            return Word(f"{UNKNOWN_OPEN}{why}{UNKNOWN_CLOSE}", f"${name}", known=False,
+                        reason=why)
+        return _env(env, name) or Word(default, default)
+    devices = _lmf_devices(env)
+    # unset: the device count; torchrun's own `gpu` is the same rule (device_count())
+    nproc = get("NPROC_PER_NODE", str(devices) if devices else "gpu")
+    random_port = env.set("MASTER_PORT") is False
+    port = get("MASTER_PORT", "0")
+    addr, nnodes = get("MASTER_ADDR", "127.0.0.1"), get("NNODES", "1")
+    rdzv = _env(env, "RDZV_ID")
+    if rdzv is None:
+        return [Word("--nnodes", "NNODES"), nnodes, Word("--node_rank", "NODE_RANK"),
+                get("NODE_RANK", "0"), Word("--nproc_per_node", "NPROC_PER_NODE"), nproc,
+                Word("--master_addr", "MASTER_ADDR"), addr,
+                Word("--master_port", "MASTER_PORT"), port], addr, random_port
+    lo, hi = _env(env, "MIN_NNODES"), _env(env, "MAX_NNODES")
+    if lo is not None and hi is not None:
+        nnodes = Word(f"{lo.text}:{hi.text}", "MIN_NNODES:MAX_NNODES", known=lo.known
+                      and hi.known)
+    endpoint = Word(f"{addr.text}:{port.text}", "MASTER_ADDR:MASTER_PORT",
+                    known=addr.known and port.known)
+    return [Word("--nnodes", "NNODES"), nnodes, Word("--nproc-per-node", "NPROC_PER_NODE"),
+            nproc, Word("--rdzv-id", "RDZV_ID"), rdzv, Word("--rdzv-backend", "c10d"),
+            Word("c10d", "c10d"), Word("--rdzv-endpoint", "MASTER_ADDR"), endpoint,
+            Word("--max-restarts", "MAX_RESTARTS"), get("MAX_RESTARTS", "0")], addr, random_port
+
+
+def _llamafactory(prog: str, args: list[Word], env: Environment, cmd: Command, depth: int,
+                  base: Base) -> list[Layer]:
+    command = args[0].text if args else "help"
+    rest = tuple(args[1:])
+    entry = Layer(f"{prog} {command}", "program", program=f"{prog} {command}", args=rest,
+                  **base)
+    if args and not args[0].known:
+        return [entry]  # the command word is not known: the evaluator names it unknown
+    relaunch, maybe = _lmf_relaunch(command, env)
+    if relaunch is False:
+        return [entry]
+    argv, addr, random_port = _lmf_torchrun_argv(env)
+    name = f"torchrun (relaunched by {prog} {command})"
+    inner = _torchrun(name, [*argv, Word("llamafactory/launcher.py", "launcher.py")], env,
+                      cmd, depth, {**base, "implicit": True})[0]
+    # master_addr: with RDZV_ID the rendezvous host is the endpoint's, MASTER_ADDR
+    inner = replace(inner, program="", args=(), maybe=maybe and f"{prog} {command} {maybe}",
+                    master_addr=addr.text,
+                    nproc_source={True: f"NPROC_PER_NODE (passed on by {prog})",
+                                  False: f"{prog}: its device count (NPROC_PER_NODE unset)",
+                                  None: f"NPROC_PER_NODE, if set, else the device count "
+                                        f"(may be set there: {env.opaque})"}[
+                                      env.set("NPROC_PER_NODE")])
+    if inner.nproc_text == "gpu":
+        inner = replace(inner, nproc_text=LMF_PER_GPU)
+    if random_port:
+        inner = replace(inner, port=None, port_text="free",
+                        port_source=f"{prog} picks a free port (MASTER_PORT unset)")
+    else:
+        inner = replace(inner, port_source=f"MASTER_PORT (passed on by {prog})")
+    worker = Layer("llamafactory/launcher.py", "program", program="llamafactory.launcher",
+                   args=rest, **{**base, "implicit": True})
+    return [replace(entry, kind="wrapper"), inner, worker]
+
+
+
+RELAUNCHERS = {"swift": _swift, "megatron": _swift, "llamafactory-cli": _llamafactory,
+               "lmf": _llamafactory}
 
 SWIFT_CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
