@@ -448,3 +448,16 @@ def test_launchers_inside_command_substitutions_are_layers(tmp_path, text, progr
     assert (layer.nproc, layer.line) == (nproc, text.count("\n"))
     if port is not None:
         assert layer.port == port
+
+
+@pytest.mark.parametrize(("line", "host"), [
+    # c10d meets at the endpoint's host; --master_addr's default (127.0.0.1) is not used
+    ("torchrun --nnodes 2 --rdzv-backend c10d --rdzv-endpoint 10.0.0.5:29400 t.py", "10.0.0.5"),
+    ("torchrun --nnodes 2 --rdzv_backend=c10d --rdzv_endpoint=[fd00::5]:29400 t.py", "fd00::5"),
+    ("torchrun --nnodes 2 --master_addr 10.0.0.7 --master_port 6000 t.py", "10.0.0.7"),
+    ("torchrun --nnodes 2 t.py", "127.0.0.1"),  # static, nothing given: torch's default
+])
+def test_rendezvous_host_of_a_multi_node_torchrun(tmp_path, line, host):
+    spec = launch.load(None, line, {"PATH": "/usr/bin:/bin"}, cwd=str(tmp_path))
+    (layer,) = [x for job in spec.jobs for x in job.distributed]
+    assert layer.master_addr == host

@@ -448,6 +448,16 @@ def _worker_env(env: Environment, layer: Layer) -> Environment:
     })
 
 
+
+def _rendezvous_host(cfg: launchers.TorchrunConfig) -> str:
+    """The host every node meets at: --master_addr for the static rendezvous; the
+    --rdzv-endpoint's host for c10d/etcd (torch/distributed/run.py:790 `get_rdzv_endpoint`
+    uses --master_addr only for static), never the unused --master_addr default."""
+    if cfg.backend == "static" or not cfg.endpoint:
+        return cfg.master_addr
+    host = cfg.endpoint.rsplit(":", 1)[0] if ":" in cfg.endpoint else cfg.endpoint
+    return host.strip("[]") or cfg.master_addr
+
 def _torchrun(name: str, args: list[Word], env: Environment, cmd: Command, depth: int,
               base: Base) -> list[Layer]:
     # torch 2.13's own option table and rendezvous rules (launchers.torchrun); MASTER_PORT
@@ -462,7 +472,7 @@ def _torchrun(name: str, args: list[Word], env: Environment, cmd: Command, depth
         nnodes=None if why else cfg.max_nodes,
         port=None if why else cfg.port,
         port_text=f"⟨{why}⟩" if why else cfg.port_text,
-        port_source=cfg.port_source, master_addr=cfg.master_addr,
+        port_source=cfg.port_source, master_addr=_rendezvous_host(cfg),
         master_port_env=(mp.value if mp.value is not None else mp.text) if mp else None,
         error=cfg.error, **base,
     )
