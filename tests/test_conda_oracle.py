@@ -1,0 +1,85 @@
+"""conda hooks and `conda activate` against real bash with a fake conda installation
+(tests/conda_fake.py): no value preflight states differs from bash's; unknown only where
+the hook's own variables come from conda itself or the environment cannot be read."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bash_oracle import Case, compare, make_shims, run_bash, run_preflight  # noqa: E402
+from conda_fake import make_conda  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+# what the hook and conda's settings alone decide: unknown to preflight by design
+HOOK_OWN = {"CONDA_EXE", "_CE_M", "_CE_CONDA", "CONDA_PYTHON_EXE", "CONDA_PROMPT_MODIFIER"}
+ENVS: dict[str, dict[str, object]] = {
+    "gpu": {"activate": {"10-cuda.sh": "export CUDA_VISIBLE_DEVICES=0,1,2,3\n",
+                         "20-port.sh": 'export MASTER_PORT=29511\nexport WHERE="$CONDA_PREFIX"\n'}},
+    "vars": {"env_vars": {"NCCL_DEBUG": "INFO", "MASTER_PORT": "29555"}},
+    "both": {"env_vars": {"OMP_NUM_THREADS": "4"},
+             "activate": {"x.sh": "export NPROC_PER_NODE=2\n"},
+             "deactivate": {"x.sh": "unset NPROC_PER_NODE\n"}},
+}
+HOOK = 'eval "$(conda shell.bash hook)"\n'
+RUN = "torchrun --nproc_per_node 4 train.py\n"
+SCRIPTS = {
+    "hook-activate": HOOK + "conda activate gpu\n" + RUN,
+    "hook-abs": 'eval "$("$CONDA_ROOT/bin/conda" shell.bash hook)"\nconda activate vars\n' + RUN,
+    "init-block": """__conda_setup="$('{root}/bin/conda' 'shell.bash' 'hook' 2> /dev/null)"
+if [ $? -eq 0 ]; then
+    eval "$__conda_setup"
+else
+    export PATH="{root}/bin:$PATH"
+fi
+unset __conda_setup
+conda activate both
+""" + RUN,
+    "two-activations": HOOK + "conda activate both\nconda activate gpu\n" + RUN,
+    "by-path": HOOK + 'conda activate "$CONDA_ROOT/envs/vars"\n' + RUN,
+    "base": HOOK + "conda activate base\nconda activate gpu\n" + RUN,
+    "source-activate": "source activate gpu\n" + RUN,
+    "profile-d": '. "$CONDA_ROOT/etc/profile.d/conda.sh"\nconda activate vars\n' + RUN,
+    "hook-only": HOOK + "export MASTER_PORT=29612\n" + RUN,
+    "missing-env": HOOK + "conda activate nosuch\n" + RUN,
+    "no-hook": "conda activate gpu\nexport MASTER_PORT=29613\n" + RUN,
+}
+# the cases whose activation cannot be read: the launch environment is unknown there
+OPAQUE = {"missing-env"}
+
+
+def _run(tmp_path: Path, name: str, auto: bool) -> tuple[str, list[str], list[str]]:
+    shims = make_shims(tmp_path / "shims")
+    root = make_conda(tmp_path / "conda", {**ENVS, "base": {}}, auto_activate=auto)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"PATH": f"{shims}:{root}/bin:/usr/bin:/bin", "CONDA_ROOT": str(root)}
+    case = Case(name, SCRIPTS[name].replace("{root}", str(root)), env=env)
+    calls = run_bash(case, work, shims)
+    assert calls, f"{name}: bash ran no launcher"
+    trace = run_preflight(case, work, shims)
+    verdict = compare(case, trace, calls, {})
+    launches = [c for c in trace.commands if c.program == "torchrun"]
+    assert launches, f"{name}: preflight found no launcher"
+    unknown = sorted(k for k, v in launches[-1].env.items() if v.value is None)
+    return verdict.kind, verdict.notes, unknown + (["<opaque>"] if launches[-1].opaque else [])
+
+
+@pytest.mark.parametrize("auto", [False, True], ids=["plain", "auto-activate-base"])
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_conda_activation_as_bash_runs_it(tmp_path: Path, name: str, auto: bool) -> None:
+    kind, notes, unknown = _run(tmp_path, name, auto)
+    assert kind != "wrong", notes
+    if name in OPAQUE:
+        assert "<opaque>" in unknown
+        return
+    allowed = set(HOOK_OWN)
+    if name == "init-block":  # `if [ $? -eq 0 ]`: $? is not tracked, both branches merge
+        allowed |= {"PATH", "CONDA_SHLVL", *(f"CONDA_PREFIX_{k}" for k in range(1, 5))}
+    assert set(unknown) <= allowed, unknown
