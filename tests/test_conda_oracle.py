@@ -5,6 +5,7 @@ the hook's own variables come from conda itself or the environment cannot be rea
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -83,3 +84,41 @@ def test_conda_activation_as_bash_runs_it(tmp_path: Path, name: str, auto: bool)
     if name == "init-block":  # `if [ $? -eq 0 ]`: $? is not tracked, both branches merge
         allowed |= {"PATH", "CONDA_SHLVL", *(f"CONDA_PREFIX_{k}" for k in range(1, 5))}
     assert set(unknown) <= allowed, unknown
+
+
+def test_conda_script_port_held_then_free(run_preflight, tmp_path: Path) -> None:
+    """The most common launch script line, `eval "$(conda shell.bash hook)"`, no longer
+    hides the launch: a held fixed port is a NO-GO, not an UNKNOWN; free, both launch
+    checks pass with the GPUs the env's activate.d script selects."""
+    from support import base_env
+
+    root = make_conda(tmp_path / "conda", {**ENVS, "base": {}})
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("0.0.0.0", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    script = tmp_path / "run.sh"
+    # set before the hook: an opaque eval would make it "may be set there" (UNKNOWN)
+    script.write_text(f"#!/bin/bash\nexport PET_MASTER_PORT={port}\n{HOOK}"
+                      "conda activate gpu\ntorchrun --nproc_per_node 1 train.py\n")
+    (tmp_path / "train.py").write_text("")
+    env = base_env(PATH=f"{root}/bin:/usr/bin:/bin", CONDA_SHLVL=None, CONDA_PREFIX=None,
+                   CUDA_VISIBLE_DEVICES=None)
+    args = ("--profile", "cpu", "--check", "launch-ports", "--check", "launch-gpus",
+            "--launch-script", str(script))
+    try:
+        held = run_preflight(*args, env=env)
+    finally:
+        holder.close()
+    assert held.returncode == 1, held.output
+    result = held.one("launch-ports")
+    assert result["outcome"] == "failed", result
+    assert result["evidence"]["layers"][0]["port"] == port
+    free = run_preflight(*args, env=env)
+    assert free.returncode == 0, free.output
+    assert free.one("launch-ports")["outcome"] == "passed"
+    gpus = free.one("launch-gpus")
+    assert gpus["outcome"] in ("passed", "skipped"), gpus
+    assert gpus["outcome"] == "skipped" or \
+        gpus["evidence"]["layers"][0]["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"

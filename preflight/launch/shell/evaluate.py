@@ -798,10 +798,13 @@ class Evaluator(Expander):
             st.vars["CONDA_SHLVL"] = shlvl
             if path is not None:
                 st.vars["PATH"] = path
-        elif root is not None and path is not None and path.value is not None:
+        elif tool == "conda" and root is not None and path is not None and \
+                path.value is not None:
             st.vars["CONDA_SHLVL"] = Var("0", True, where=f"{file}:{line}")
             st.vars["PATH"] = Var(posixpath.join(root, "condabin") + (
                 ":" + path.value if path.value else ""), True, where=f"{file}:{line}")
+        if tool == "micromamba" and root is not None:  # the root it was found from
+            st.vars["MAMBA_ROOT_PREFIX"] = Var(root, True, where=f"{file}:{line}")
         st.functions[tool] = (conda.Hook(tool, root, where), where)
         if not auto_base:
             return
