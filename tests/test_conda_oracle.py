@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bash_oracle import Case, compare, make_shims, run_bash, run_preflight  # noqa: E402
 from conda_fake import make_conda  # noqa: E402
+from support import Run, base_env  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
@@ -86,12 +88,11 @@ def test_conda_activation_as_bash_runs_it(tmp_path: Path, name: str, auto: bool)
     assert set(unknown) <= allowed, unknown
 
 
-def test_conda_script_port_held_then_free(run_preflight, tmp_path: Path) -> None:
+def test_conda_script_port_held_then_free(run_preflight: Callable[..., Run],
+                                          tmp_path: Path) -> None:
     """The most common launch script line, `eval "$(conda shell.bash hook)"`, no longer
     hides the launch: a held fixed port is a NO-GO, not an UNKNOWN; free, both launch
     checks pass with the GPUs the env's activate.d script selects."""
-    from support import base_env
-
     root = make_conda(tmp_path / "conda", {**ENVS, "base": {}})
     holder = socket.socket()
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
