@@ -18,6 +18,8 @@ from bash_oracle import Case, compare, make_shims, run_bash, run_preflight  # no
 from conda_fake import make_conda  # noqa: E402
 from support import Run, base_env  # noqa: E402
 
+from preflight.launch.shell import Trace, evaluate_script
+
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 # what the hook and conda's settings alone decide: unknown to preflight by design
@@ -123,3 +125,61 @@ def test_conda_script_port_held_then_free(run_preflight: Callable[..., Run],
     assert gpus["outcome"] in ("passed", "skipped"), gpus
     assert gpus["outcome"] == "skipped" or \
         gpus["evidence"]["layers"][0]["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
+
+
+@pytest.mark.parametrize("text, tool", [
+    ("⟨$(conda shell.bash hook)⟩", "conda"),
+    ("⟨$(/opt/miniconda3/bin/conda shell.bash hook)⟩", "conda"),
+    ("⟨$('/opt/miniconda3/bin/conda' 'shell.bash' 'hook' 2> /dev/null)⟩", "conda"),
+    ("⟨$(micromamba shell hook --shell bash)⟩", "micromamba"),
+    ("⟨$(mamba shell hook --shell bash)⟩", "mamba"),
+    ('⟨$("$MAMBA_EXE" shell hook --shell bash --root-prefix "$MAMBA_ROOT_PREFIX" '
+     '2> /dev/null)⟩', "micromamba"),
+    ("⟨$(conda shell.bash hook)⟩ x", None),
+    ("⟨$(conda info --base)⟩", None),
+    ("⟨$(curl http://x | conda shell.bash hook)⟩", None),
+])
+def test_hook_forms(text: str, tool: str | None) -> None:
+    from preflight.launch.shell.conda import hook_tool
+
+    got = hook_tool(text)
+    assert (got[0] if got else None) == tool
+
+
+def _trace(tmp_path: Path, script: str, env: dict[str, str]) -> Trace:
+
+    path = tmp_path / "run.sh"
+    path.write_text(script)
+    return evaluate_script(str(path), {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
+                           cwd=str(tmp_path))
+
+
+def test_micromamba_hook_and_activate(tmp_path: Path) -> None:
+    root = make_conda(tmp_path / "mm", ENVS)
+    exe = root / "bin" / "micromamba"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    trace = _trace(tmp_path, 'eval "$(micromamba shell hook --shell bash)"\n'
+                   "micromamba activate gpu\n" + RUN,
+                   {"MAMBA_ROOT_PREFIX": str(root), "PATH": f"{root}/bin:/usr/bin:/bin"})
+    env = trace.commands[-1].env
+    assert not trace.commands[-1].opaque
+    assert env["CUDA_VISIBLE_DEVICES"].value == "0,1,2,3"
+    assert env["CONDA_PREFIX"].value == f"{root}/envs/gpu"
+    assert env["MAMBA_ROOT_PREFIX"].value == str(root)
+
+
+def test_deactivate_runs_the_envs_deactivate_scripts(tmp_path: Path) -> None:
+    root = make_conda(tmp_path / "c", ENVS)
+    trace = _trace(tmp_path, HOOK + "conda activate both\nconda deactivate\n" + RUN,
+                   {"PATH": f"{root}/bin:/usr/bin:/bin"})
+    env = trace.commands[-1].env
+    assert "NPROC_PER_NODE" not in env and "OMP_NUM_THREADS" not in env
+    assert env["CONDA_PREFIX"].value is None and not trace.commands[-1].opaque
+
+
+def test_missing_installation_names_the_env(tmp_path: Path) -> None:
+    trace = _trace(tmp_path, HOOK + "export KEEP=1\nconda activate myenv\n" + RUN, {})
+    cmd = trace.commands[-1]
+    assert "conda activate myenv" in cmd.opaque
+    assert any("not found on this machine" in u.reason for u in trace.unknowns)

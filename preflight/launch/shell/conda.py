@@ -92,9 +92,6 @@ def _expand(text: str, env: Mapping[str, Var]) -> str | None:
 def find_root(tool: str, exe: str, env: Mapping[str, Var], cwd: str | None) -> str | None:
     """The installation root: conda's sys.prefix is <root>/bin/conda's parent; micromamba's
     root is MAMBA_ROOT_PREFIX (its own default when unset is not read here)."""
-    if tool == "micromamba" or exe.startswith("$MAMBA"):
-        root = _known(env, "MAMBA_ROOT_PREFIX")
-        return root if root and posixpath.isdir(root) else None
     exe = _expand(exe, env) or ""
     if exe and "/" in exe and not posixpath.isabs(exe):
         exe = posixpath.join(cwd, exe) if cwd else ""
@@ -105,7 +102,10 @@ def find_root(tool: str, exe: str, env: Mapping[str, Var], cwd: str | None) -> s
         exe = next((posixpath.join(d, exe) for d in search.split(":") if d and
                     os.access(posixpath.join(d, exe), os.X_OK)), "")
     if not exe or not os.access(exe, os.X_OK):
-        return None
+        return None  # bash: command not found, the hook prints nothing
+    if tool == "micromamba":
+        root = _known(env, "MAMBA_ROOT_PREFIX")
+        return root if root and posixpath.isdir(root) else None
     root = posixpath.dirname(posixpath.dirname(posixpath.realpath(exe)))
     return root if posixpath.isdir(posixpath.join(root, "conda-meta")) else None
 
