@@ -183,3 +183,18 @@ def test_missing_installation_names_the_env(tmp_path: Path) -> None:
     cmd = trace.commands[-1]
     assert "conda activate myenv" in cmd.opaque
     assert any("not found on this machine" in u.reason for u in trace.unknowns)
+
+
+def test_condarc_decides_auto_activation_and_envs_dirs(tmp_path: Path) -> None:
+    """`auto_activate: false` (or CONDA_AUTO_ACTIVATE=false): the hook activates nothing;
+    an `envs_dirs` in a condarc (merged by conda's own precedence): the env is unknown."""
+    root = make_conda(tmp_path / "c", {**ENVS, "base": {"env_vars": {"FROM_BASE": "1"}}},
+                      auto_activate=True)
+    path = {"PATH": f"{root}/bin:/usr/bin:/bin"}
+    on = _trace(tmp_path, HOOK + RUN, path).commands[-1].env
+    assert on["FROM_BASE"].value == "1" and on["CONDA_DEFAULT_ENV"].value == "base"
+    off = _trace(tmp_path, HOOK + RUN, {**path, "CONDA_AUTO_ACTIVATE": "false"})
+    assert "FROM_BASE" not in off.commands[-1].env and not off.commands[-1].opaque
+    (root / ".condarc").write_text("envs_dirs:\n  - /nowhere/envs\n")
+    trace = _trace(tmp_path, HOOK + "conda activate gpu\n" + RUN, path)
+    assert "conda activate gpu" in trace.commands[-1].opaque

@@ -126,6 +126,9 @@ def resolve_prefix(name: str, root: str, env: Mapping[str, Var], cwd: str | None
         return path if posixpath.isdir(posixpath.join(path, "conda-meta")) else None
     if name in ("base", "root"):
         return root
+    files = condarc(root, env)
+    if files is None or any("envs_dirs" in data or "envs_path" in data for data in files):
+        return None  # condarc's envs_dirs: merged by conda's own precedence, not modelled
     dirs: list[str] = []
     for key in ("CONDA_ENVS_PATH", "CONDA_ENVS_DIRS"):
         v = env.get(key)
@@ -213,7 +216,12 @@ def _condarc_files(root: str, env: Mapping[str, Var]) -> list[str] | None:
     for entry in _SEARCH:
         if entry.startswith("$") and env.get(entry[1:].split("/")[0]) is None:
             continue  # the variable is unset: conda skips the entry
-        path = _expand(entry.replace("{root}", root), env)
+        entry = entry.replace("{root}", root)
+        prefix = env.get("CONDA_PREFIX")
+        if entry.startswith("$CONDA_PREFIX") and prefix is not None and prefix.value is None:
+            # not known where only a hook's activation set it: that env is the root's
+            entry = root + entry[len("$CONDA_PREFIX"):]
+        path = _expand(entry, env)
         if path is None:
             return None
         if path.endswith("/"):
@@ -225,30 +233,43 @@ def _condarc_files(root: str, env: Mapping[str, Var]) -> list[str] | None:
     return files
 
 
-def auto_activation(root: str, env: Mapping[str, Var]) -> tuple[bool | None, str | None]:
-    """Whether conda's hook ends with `conda activate <default_activation_env>`
-    (conda/activate.py:213): `auto_activate` (alias auto_activate_base, default true,
-    conda/base/context.py:230) from the condarc search path, then CONDA_* variables.
-    (None, ...) where a file or variable cannot be read."""
+def condarc(root: str, env: Mapping[str, Var]) -> list[dict[str, object]] | None:
+    """The condarc files on conda's search path, in order, parsed; None where one cannot
+    be read or uses `#!final` (conda's override markers, not modelled here)."""
     import yaml  # only here: most scripts never reach a conda hook
 
-    decided: bool | None = True
-    target: str | None = "base"
     files = _condarc_files(root, env)
     if files is None:
-        return None, None
+        return None
+    found: list[dict[str, object]] = []
     for path in files:
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
             data = yaml.safe_load(text) or {}
         except (OSError, ValueError, yaml.YAMLError):
-            return None, None
+            return None
         if not isinstance(data, dict) or "#!final" in text:
-            return None, None
+            return None
+        found.append(data)
+    return found
+
+
+def auto_activation(root: str, env: Mapping[str, Var]) -> tuple[bool | None, str | None]:
+    """Whether conda's hook ends with `conda activate <default_activation_env>`
+    (conda/activate.py:213): `auto_activate` (alias auto_activate_base, default true,
+    conda/base/context.py:230) from the condarc search path, then CONDA_* variables.
+    (None, ...) where a file or variable cannot be read."""
+    decided: bool | None = True
+    target: str | None = "base"
+    files = condarc(root, env)
+    if files is None:
+        return None, None
+    for data in files:
         for key in ("auto_activate_base", "auto_activate"):
             if key in data:
-                decided = data[key] if isinstance(data[key], bool) else None
+                flag = data[key]
+                decided = flag if isinstance(flag, bool) else None
         if "default_activation_env" in data:
             value = data["default_activation_env"]
             target = value if isinstance(value, str) and value else None
