@@ -43,6 +43,21 @@ grep -q 'auto_activate: false' "$ROOT/.condarc" 2>/dev/null || [ -n "$NO_AUTO" ]
     echo "conda activate base"
 exit 0
 fi
+if [ "$1" = run ]; then  # conda/utils.py wrap_subprocess_call: hook, activate, the command
+    shift
+    name=
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            -n|--name|-p|--prefix) name="$2"; shift 2 ;;
+            --name=*|--prefix=*) name="${1#*=}"; shift ;;
+            --no-capture-output|--live-stream) shift ;;
+            *) break ;;
+        esac
+    done
+    eval "$("$ROOT/bin/conda" shell.bash hook)"
+    conda activate "${name:-base}"
+    exec "$@"
+fi
 if [ "$1" = shell.posix ] && [ "$2" = activate ]; then
     name="${3:-base}"
     case "$name" in

@@ -52,6 +52,8 @@ conda activate both
     "source-activate": "source activate gpu\n" + RUN,
     "profile-d": '. "$CONDA_ROOT/etc/profile.d/conda.sh"\nconda activate vars\n' + RUN,
     "hook-only": HOOK + "export MASTER_PORT=29612\n" + RUN,
+    "conda-run": "conda run -n gpu --no-capture-output " + RUN,
+    "conda-run-hooked": HOOK + "conda run --name=vars " + RUN,
     "missing-env": HOOK + "conda activate nosuch\n" + RUN,
     "no-hook": "conda activate gpu\nexport MASTER_PORT=29613\n" + RUN,
 }

@@ -743,6 +743,12 @@ class Evaluator(Expander):
             return self._arith_texts([a.text if a.known else None for a in args], st,
                                      file, line)
         fn = st.functions.get(name)
+        tool = posixpath.basename(name)
+        if tool in conda.TOOLS and args and args[0].text == "run" and (
+                fn is None or isinstance(fn[0], conda.Hook)):
+            root = fn[0].root if fn is not None and isinstance(fn[0], conda.Hook) else \
+                conda.find_root(tool, name, st.vars, st.cwd)
+            return self._conda_run(tool, root, args[1:], prefix, targets, st, ctx, file, line)
         if fn is not None and isinstance(fn[0], conda.Hook):
             return self._conda_call(fn[0], args, prefix, targets, st, ctx, file, line)
         if name in st.functions:
@@ -866,6 +872,45 @@ class Evaluator(Expander):
             # conda.sh:50: `&& __conda_reactivate`: the env's new activation scripts run
             self._opaque(st, f"{hook.tool} {sub} at {where} reactivates the environment")
         return got
+
+    def _conda_run(self, tool: str, root: str | None, args: list[Word],
+                   prefix: dict[str, Var], targets: tuple[Word, ...], st: State, ctx: Ctx,
+                   file: str, line: int) -> bool | None:
+        """`conda run -n ENV CMD`: CMD runs in a shell where conda's wrapper script ran
+        the hook and `conda activate ENV` (conda/utils.py `wrap_subprocess_call`); what
+        it sets stays there."""
+        env_name: str | None = None
+        i = 0
+        while i < len(args) and args[i].known and args[i].text.startswith("-"):
+            opt, _, attached = args[i].text.partition("=")
+            if opt in ("-n", "--name", "-p", "--prefix", "--cwd") and not attached:
+                value = args[i + 1] if i + 1 < len(args) else None
+                if value is None or not value.known:
+                    break
+                attached = value.text
+                i += 1
+            if opt in ("-n", "--name", "-p", "--prefix"):
+                env_name = attached
+            elif opt == "--cwd":
+                break  # a working directory of its own: not followed here
+            i += 1
+        rest = args[i:]
+        if not rest or not all(a.known for a in args[:i]) or not rest[0].known or \
+                rest[0].text.startswith("-"):
+            self._unknown(file, line, f"{tool} run", f"{tool} run: the environment or the "
+                                                     "command is not known")
+            return None
+        child = st.fork()
+        self._conda_hook(tool, root, child, ctx, file, line, auto_base=tool == "conda")
+        current = st.vars.get("CONDA_PREFIX")
+        target = env_name or (current.value if current is not None else "base")
+        if target is None:
+            self._conda_missing(f"{tool} run", "the active environment is not known", child,
+                                file, line)
+        else:
+            self._conda_activate(conda.Hook(tool, root, ""), target, False, child, ctx, file,
+                                 line)
+        return self._run(rest, prefix, targets, child, ctx, file, line)
 
     def _conda_missing(self, label: str, why: str, st: State, file: str, line: int) -> None:
         self._unknown(file, line, label, f"{label}: {why}; its activation scripts and "
