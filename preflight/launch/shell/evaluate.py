@@ -113,6 +113,7 @@ class Evaluator(Expander):
         self._loop_depth = 0
         self._locals: list[dict[str, Var | None]] = []  # per function call: saved values
         self._exempt = False  # the last status came from a non-final part of a && / || list
+        self._next_status: str | None = None  # `$?` for the next simple command
 
     # -- entry points
 
@@ -569,6 +570,9 @@ class Evaluator(Expander):
                         Exit(file, line, "1", str(stop))) from None
 
     def _simple(self, node: Node, st: State, ctx: Ctx, file: str, line: int) -> bool | None:
+        # `$?` is known only right after `X="$(conda shell.bash hook)"` (the conda init
+        # block's `if [ $? -eq 0 ]`): conda is there, so the hook exits 0
+        self.status, self._next_status = self._next_status, None
         assigns = [p for p in node.parts if p.kind == "assignment"]
         words = [p for p in node.parts if p.kind == "word"]
         redirects = [p for p in node.parts if p.kind == "redirect"]
@@ -607,6 +611,12 @@ class Evaluator(Expander):
         if not argv:
             for a in assigns:
                 self._assign(a, st, line, export=st.allexport)
+            key = self.src.raw(assigns[-1].pos).split("=", 1)[0] if assigns else ""
+            last = st.vars.get(key)
+            hook = conda.hook_tool(last.text) if last is not None and last.text else None
+            if hook is not None and not redirects and \
+                    conda.find_root(hook[0], hook[1], st.vars, st.cwd) is not None:
+                self._next_status = "0"
             return True
         prefix = {}
         for a in assigns:
