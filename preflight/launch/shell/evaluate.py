@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
 
-from preflight.launch.shell import arith
+from preflight.launch.shell import arith, conda
 from preflight.launch.shell.model import (
     DECLARE,
     NAME,
@@ -113,6 +113,7 @@ class Evaluator(Expander):
         self._loop_depth = 0
         self._locals: list[dict[str, Var | None]] = []  # per function call: saved values
         self._exempt = False  # the last status came from a non-final part of a && / || list
+        self._next_status: str | None = None  # `$?` for the next simple command
 
     # -- entry points
 
@@ -569,6 +570,9 @@ class Evaluator(Expander):
                         Exit(file, line, "1", str(stop))) from None
 
     def _simple(self, node: Node, st: State, ctx: Ctx, file: str, line: int) -> bool | None:
+        # `$?` is known only right after `X="$(conda shell.bash hook)"` (the conda init
+        # block's `if [ $? -eq 0 ]`): conda is there, so the hook exits 0
+        self.status, self._next_status = self._next_status, None
         assigns = [p for p in node.parts if p.kind == "assignment"]
         words = [p for p in node.parts if p.kind == "word"]
         redirects = [p for p in node.parts if p.kind == "redirect"]
@@ -607,6 +611,12 @@ class Evaluator(Expander):
         if not argv:
             for a in assigns:
                 self._assign(a, st, line, export=st.allexport)
+            key = self.src.raw(assigns[-1].pos).split("=", 1)[0] if assigns else ""
+            last = st.vars.get(key)
+            hook = conda.hook_tool(last.text) if last is not None and last.text else None
+            if hook is not None and not redirects and \
+                    conda.find_root(hook[0], hook[1], st.vars, st.cwd) is not None:
+                self._next_status = "0"
             return True
         prefix = {}
         for a in assigns:
@@ -727,6 +737,11 @@ class Evaluator(Expander):
                 self._text_in_place(f"{file}:{line} (eval)", " ".join(a.text for a in args),
                                     st, ctx)
                 return None
+            hook = conda.hook_tool(args[0].text) if len(args) == 1 else None
+            if hook is not None:  # `eval "$(conda shell.bash hook)"`: sets only its own
+                self._conda_hook(hook[0], conda.find_root(hook[0], hook[1], st.vars, st.cwd), st,
+                                 ctx, file, line, auto_base=hook[0] == "conda")
+                return None
             self._unknown(file, line, " ".join(w.source for w in [Word(name, name), *args]),
                           "eval of a value that is not known")
             self._opaque(st, f"eval at {posixpath.basename(file)}:{line}")
@@ -737,6 +752,15 @@ class Evaluator(Expander):
         if name == "let":
             return self._arith_texts([a.text if a.known else None for a in args], st,
                                      file, line)
+        fn = st.functions.get(name)
+        tool = posixpath.basename(name)
+        if tool in conda.TOOLS and args and args[0].text == "run" and (
+                fn is None or isinstance(fn[0], conda.Hook)):
+            root = fn[0].root if fn is not None and isinstance(fn[0], conda.Hook) else \
+                conda.find_root(tool, name, st.vars, st.cwd)
+            return self._conda_run(tool, root, args[1:], prefix, targets, st, ctx, file, line)
+        if fn is not None and isinstance(fn[0], conda.Hook):
+            return self._conda_call(fn[0], args, prefix, targets, st, ctx, file, line)
         if name in st.functions:
             return self._call(name, args, st, ctx, file, line)
         return NOT_MINE
@@ -772,6 +796,280 @@ class Evaluator(Expander):
         if script is not None:
             self._child_script(script, positional, env, st, ctx, file, line)
         return None
+
+    # -- conda / mamba / micromamba: their hooks and `activate`, read from the filesystem
+
+    def _conda_hook(self, tool: str, root: str | None, st: State, ctx: Ctx, file: str,
+                    line: int, auto_base: bool) -> None:
+        """The hook's preamble and conda.sh (conda/activate.py:204-218, :257;
+        conda/shell/etc/profile.d/conda.sh:57-66): its own variables, a shell function
+        `tool`; and, for conda, `conda activate base` when auto_activate is on (its
+        default; the setting is not read here), so what that sets is unknown."""
+        where = f"{posixpath.basename(file)}:{line}"
+        reason = f"set by the {tool} shell hook at {where}"
+        shlvl, path = st.vars.get("CONDA_SHLVL"), st.vars.get("PATH")
+        for key in conda.HOOK_VARS[tool]:
+            st.vars[key] = Var(None, True, reason, where=f"{file}:{line}")
+        if shlvl is not None and shlvl.value is not None:  # conda.sh:57: only when unset
+            st.vars["CONDA_SHLVL"] = shlvl
+            if path is not None:
+                st.vars["PATH"] = path
+        elif tool == "conda" and root is not None and path is not None and \
+                path.value is not None:
+            st.vars["CONDA_SHLVL"] = Var("0", True, where=f"{file}:{line}")
+            st.vars["PATH"] = Var(posixpath.join(root, "condabin") + (
+                ":" + path.value if path.value else ""), True, where=f"{file}:{line}")
+        if tool == "micromamba" and root is not None:  # the root it was found from
+            st.vars["MAMBA_ROOT_PREFIX"] = Var(root, True, where=f"{file}:{line}")
+        st.functions[tool] = (conda.Hook(tool, root, where), where)
+        if not auto_base:
+            return
+        if root is None:  # no installation here to read base's activation from
+            for key in ("CONDA_PREFIX", "CONDA_DEFAULT_ENV", "CONDA_PROMPT_MODIFIER"):
+                st.vars[key] = Var(None, True, reason + " (when it activates base)",
+                                   where=f"{file}:{line}")
+            return
+        decided, target = conda.auto_activation(root, st.vars)
+        if decided is False:
+            return
+        if decided and target:  # the hook ends with `conda activate base`
+            self._conda_activate(conda.Hook(tool, root, where), target, False, st, ctx, file,
+                                 line)
+            return
+        trial = st.fork()
+        self._conda_activate(conda.Hook(tool, root, where), target or "base", False, trial,
+                             replace(ctx, conditional=True), file, line)
+        why = (f"set if the conda hook at {where} activates an environment (its condarc "
+               "auto_activate / default_activation_env could not be read)")
+        for key in set(trial.vars) | set(st.vars):
+            old, new = st.vars.get(key), trial.vars.get(key)
+            if old != new:
+                st.vars[key] = Var(None, bool(old and old.exported or new and new.exported),
+                                   why, where=f"{file}:{line}")
+        if trial.opaque and not st.opaque:
+            self._opaque(st, trial.opaque)
+
+    def _conda_call(self, hook: conda.Hook, args: list[Word], prefix: dict[str, Var],
+                    targets: tuple[Word, ...], st: State, ctx: Ctx, file: str, line: int
+                    ) -> bool | None:
+        """The hook's shell function (conda.sh:41-56): activate / deactivate change this
+        shell; install/update/remove reactivate; anything else runs the program."""
+        cmd = args[0] if args else None
+        where = f"{posixpath.basename(file)}:{line}"
+        if cmd is not None and not cmd.known:
+            self._unknown(file, line, cmd.source, f"{hook.tool} with a subcommand that is "
+                                                  "not known")
+            self._opaque(st, f"{hook.tool} {cmd.source} at {where}")
+            return None
+        sub = cmd.text if cmd is not None else ""
+        if sub in ("activate", "deactivate"):
+            rest = args[1:]
+            if not all(a.known for a in rest):
+                self._unknown(file, line, f"{hook.tool} {sub}", "an environment that is "
+                                                                "not known")
+                self._opaque(st, f"{hook.tool} {sub} at {where}")
+                return None
+            names = [a.text for a in rest if not a.text.startswith("-")]
+            if sub == "deactivate":
+                return self._conda_deactivate(hook, st, ctx, file, line)
+            stack = any(a.text == "--stack" for a in rest)
+            return self._conda_activate(hook, names[0] if names else "base", stack, st, ctx,
+                                        file, line)
+        argv = [Word(hook.tool, hook.tool), *args]
+        got = self._run_program(argv, hook.tool, args, prefix, targets, st, ctx, file, line,
+                                ())
+        if sub in ("install", "update", "upgrade", "uninstall", "remove"):
+            # conda.sh:50: `&& __conda_reactivate`: the env's new activation scripts run
+            self._opaque(st, f"{hook.tool} {sub} at {where} reactivates the environment")
+        return got
+
+    def _conda_run(self, tool: str, root: str | None, args: list[Word],
+                   prefix: dict[str, Var], targets: tuple[Word, ...], st: State, ctx: Ctx,
+                   file: str, line: int) -> bool | None:
+        """`conda run -n ENV CMD`: CMD runs in a shell where conda's wrapper script ran
+        the hook and `conda activate ENV` (conda/utils.py `wrap_subprocess_call`); what
+        it sets stays there."""
+        env_name: str | None = None
+        i = 0
+        while i < len(args) and args[i].known and args[i].text.startswith("-"):
+            opt, _, attached = args[i].text.partition("=")
+            if opt in ("-n", "--name", "-p", "--prefix", "--cwd") and not attached:
+                value = args[i + 1] if i + 1 < len(args) else None
+                if value is None or not value.known:
+                    break
+                attached = value.text
+                i += 1
+            if opt in ("-n", "--name", "-p", "--prefix"):
+                env_name = attached
+            elif opt == "--cwd":
+                break  # a working directory of its own: not followed here
+            i += 1
+        rest = args[i:]
+        if not rest or not all(a.known for a in args[:i]) or not rest[0].known or \
+                rest[0].text.startswith("-"):
+            self._unknown(file, line, f"{tool} run", f"{tool} run: the environment or the "
+                                                     "command is not known")
+            return None
+        child = st.fork()
+        self._conda_hook(tool, root, child, ctx, file, line, auto_base=tool == "conda")
+        current = st.vars.get("CONDA_PREFIX")
+        target = env_name or (current.value if current is not None else "base")
+        if target is None:
+            self._conda_missing(f"{tool} run", "the active environment is not known", child,
+                                file, line)
+        else:
+            self._conda_activate(conda.Hook(tool, root, ""), target, False, child, ctx, file,
+                                 line)
+        return self._run(rest, prefix, targets, child, ctx, file, line)
+
+    def _conda_missing(self, label: str, why: str, st: State, file: str, line: int) -> None:
+        self._unknown(file, line, label, f"{label}: {why}; its activation scripts and "
+                                          "variables are not known")
+        self._opaque(st, f"{label} at {posixpath.basename(file)}:{line} ({why})")
+
+    def _conda_activate(self, hook: conda.Hook, name: str, stack: bool, st: State, ctx: Ctx,
+                        file: str, line: int) -> bool | None:
+        """`conda activate NAME` as `_build_activate_stack` builds it and `_yield_commands`
+        orders it (conda/activate.py:335-440): the old env's deactivate.d scripts, PATH,
+        CONDA_* and the env's variables exported, then its activate.d/*.sh sourced."""
+        label = f"{hook.tool} activate {name}"
+        if hook.root is None:
+            self._conda_missing(label, f"the {hook.tool} installation is not found on "
+                                       "this machine", st, file, line)
+            return None
+        found = conda.resolve_prefix(name, hook.root, st.vars, st.cwd,
+                                     os.access(hook.root, os.W_OK))
+        values = None if found is None else conda.env_vars(found)
+        if found is None or values is None:
+            self._conda_missing(label, "environment not found on this machine" if found is None
+                                else "its env_vars files cannot be read", st, file, line)
+            return None
+        shlvl = st.vars.get("CONDA_SHLVL")
+        old_level = 0 if shlvl is None else maybe_int(shlvl.value or "", 0, 1000)
+        old = st.vars.get("CONDA_PREFIX")
+        if old_level != 0 and not stack and not self._conda_leave(hook, old, label, st, ctx,
+                                                                  file, line):
+            return None
+        at = f"{file}:{line}"
+        st.vars["PATH"] = self._conda_path(hook.root, found, old_level, None if stack else old,
+                                           st.vars.get("PATH"), label, at)
+        new: dict[str, Var] = {
+            "CONDA_PREFIX": Var(found, True, where=at),
+            "CONDA_DEFAULT_ENV": Var(conda.default_env(found, hook.root), True, where=at),
+            "CONDA_SHLVL": Var(None if old_level is None else str(old_level + 1), True,
+                               "" if old_level is not None else
+                               f"{label}: CONDA_SHLVL before it is not known", where=at),
+            "CONDA_PROMPT_MODIFIER": Var(None, True, f"{label}: from conda's changeps1 / "
+                                         "env_prompt settings (not read)", where=at),
+        }
+        for level in range(1, 5) if old_level is None else ():
+            new[f"CONDA_PREFIX_{level}"] = Var(None, True, f"{label}: CONDA_SHLVL before it "
+                                               "is not known", where=at)
+        if old_level:
+            new[f"CONDA_PREFIX_{old_level}"] = replace(old, exported=True) if old else Var(
+                None, True, f"{label}: the previous CONDA_PREFIX is not known", where=at)
+        for key, value in values.items():  # activate.py:387-396: clobbered values saved
+            if key in st.vars and old_level is not None:
+                new[f"__CONDA_SHLVL_{old_level}_{key}"] = replace(st.vars[key], exported=True)
+            new[key] = Var(value, True, where=at)
+        st.vars.update(new)
+        for script in conda.scripts(found, "activate.d"):
+            self._source([Word(script, script)], st, ctx, file, line)
+        return None
+
+    def _conda_leave(self, hook: conda.Hook, old: Var | None, label: str, st: State,
+                     ctx: Ctx, file: str, line: int) -> bool:
+        """The deactivate.d scripts of the env active before (activate.py:435); False
+        when they cannot be known (the state is then opaque)."""
+        if old is None:  # no CONDA_PREFIX: no environment is active to leave
+            return True
+        if old.value is not None:
+            for script in conda.scripts(old.value, "deactivate.d"):
+                self._source([Word(script, script)], st, ctx, file, line)
+            return True
+        if hook.root is not None and not conda.scripts(hook.root, "deactivate.d"):
+            return True  # only the hook's base can be active: it has no deactivate.d
+        self._conda_missing(label, "the environment active before it is not known", st,
+                            file, line)
+        return False
+
+    @staticmethod
+    def _conda_path(root: str, prefix: str, old_level: int | None, old: Var | None,
+                    path: Var | None, label: str, at: str) -> Var:
+        """`_add_prefix_to_path` / `_replace_prefix_in_path` (conda/activate.py:662-736)."""
+        if path is None or path.value is None or old_level is None or \
+                old_level and (old is None or old.value is None):
+            return Var(None, True, f"{label}: PATH before it is not known", where=at)
+        dirs = path.value.split(":") if path.value else []
+        new = posixpath.join(prefix, "bin")
+        if old_level and old is not None and old.value is not None:
+            gone = posixpath.join(old.value, "bin")
+            idx = dirs.index(gone) if gone in dirs else 0
+            if gone in dirs:  # the first occurrence only (activate.py:698-722)
+                del dirs[idx]
+            dirs[idx:idx] = [new]
+        else:
+            if not any(d.endswith("condabin") for d in dirs):
+                dirs.insert(0, posixpath.join(root, "condabin"))
+            dirs.insert(0, new)
+        return Var(":".join(dirs), True, where=at)
+
+    def _conda_deactivate(self, hook: conda.Hook, st: State, ctx: Ctx, file: str,
+                          line: int) -> bool | None:
+        """`conda deactivate`: its deactivate.d scripts, its variables unset, the CONDA_*
+        and PATH it restores (not computed: unknown)."""
+        shlvl = st.vars.get("CONDA_SHLVL")
+        old = st.vars.get("CONDA_PREFIX")
+        if (shlvl is None or shlvl.value == "0") and old is None:
+            return True  # nothing active: conda prints nothing to evaluate
+        label = f"{hook.tool} deactivate"
+        values = conda.env_vars(old.value) if old is not None and old.value else None
+        if old is None or old.value is None or values is None:
+            self._conda_missing(label, "the active environment is not known", st, file, line)
+            return None
+        for script in conda.scripts(old.value, "deactivate.d"):
+            self._source([Word(script, script)], st, ctx, file, line)
+        for key in values:
+            st.vars.pop(key, None)
+        for key in conda.ACTIVATE_VARS:
+            st.vars[key] = Var(None, True, f"restored by {label} at "
+                                           f"{posixpath.basename(file)}:{line}",
+                               where=f"{file}:{line}")
+        return None
+
+    def _conda_source(self, target: Word, rest: list[Word], st: State, ctx: Ctx, file: str,
+                      line: int) -> bool | None | _NotMine:
+        """`source <root>/etc/profile.d/conda.sh` (the hook without activating base) and
+        `source activate ENV` / `source deactivate` (conda's bin/activate: conda.sh, then
+        `conda activate "$@"`)."""
+        if not target.known:
+            return NOT_MINE
+        path = self._resolve(target.text, st) if "/" in target.text else None
+        profile = conda.profile_hook(path) if path and os.path.isfile(path) else None
+        if profile is not None:
+            self._conda_hook(profile[0], profile[1], st, ctx, file, line, auto_base=False)
+            return None
+        base = posixpath.basename(target.text)
+        if base not in ("activate", "deactivate"):
+            return NOT_MINE
+        search = st.vars.get("PATH")
+        if path is None and search is not None and search.value is not None:
+            path = next((posixpath.join(d, base) for d in search.value.split(":")
+                         if d and os.path.isfile(posixpath.join(d, base))), None)
+        root = posixpath.dirname(posixpath.dirname(path)) if path else ""
+        if not root or not os.path.isfile(posixpath.join(root, "etc", "profile.d", "conda.sh")):
+            return NOT_MINE
+        self._conda_hook("conda", root, st, ctx, file, line, auto_base=False)
+        hook = conda.Hook("conda", root, f"{posixpath.basename(file)}:{line}")
+        if not all(a.known for a in rest):
+            self._conda_missing(f"source {base}", "an environment that is not known", st,
+                                file, line)
+            return None
+        if base == "deactivate":
+            return self._conda_deactivate(hook, st, ctx, file, line)
+        names = [a.text for a in rest if not a.text.startswith("-")]
+        return self._conda_activate(hook, names[0] if names else "base", False, st, ctx,
+                                    file, line)
 
     # -- what bashlex cannot parse, rewritten by source.rewrite
 
@@ -1206,6 +1504,9 @@ class Evaluator(Expander):
             return False
         target = args[0]
         where = f"source at {posixpath.basename(file)}:{line}"
+        hooked = self._conda_source(target, args[1:], st, ctx, file, line)
+        if not isinstance(hooked, _NotMine):
+            return hooked
         if not target.known:
             self._unknown(file, line, target.source,
                           f"source of an unknown path: what it sets is unknown ({target.reason})")

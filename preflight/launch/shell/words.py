@@ -56,6 +56,7 @@ class Expander:
     src: Source
     script0: str
     vanished: list[Word]
+    status: str | None = None  # `$?` where it is known (after a conda hook substitution)
 
 
     def _expand(self, node: Node, st: State, split: bool = True, braces: bool | None = None
@@ -226,6 +227,8 @@ class Expander:
             if not all(w.known for w in st.positional):
                 return Var(None, reason="$#: an argument that is not known may be several"), None
             return Var(str(len(st.positional))), None
+        if name == "?" and self.status is not None:
+            return Var(self.status), None
         if name in "?$!-" or name in ("RANDOM", "SECONDS", "LINENO", "BASHPID", "PPID"):
             return Var(None, reason=f"${name} is only known at run time"), None
         if name == "PWD" and st.cwd is not None:
