@@ -756,13 +756,20 @@ def _deepspeed(args: list[Word], env: Environment, cmd: Command, depth: int,
         port_source="--master_port" if "--master_port" in " ".join(a.text for a in args)
         else "default", error=cfg.error,
         program=cfg.program.text if cfg.program else "", args=cfg.args, **base)
+    return _with_program(layer, cfg, env, cmd, depth)
+
+
+
+def _with_program(layer: Layer, cfg: launchers.LauncherConfig, env: Environment,
+                  cmd: Command, depth: int) -> list[Layer]:
+    """The layer, then what its workers run: `python [-m] PROGRAM ARGS`, or PROGRAM ARGS
+    itself with --no_python (deepspeed and accelerate launch alike)."""
     if cfg.program is None:
         return [layer]
     rest = [cfg.program, *cfg.args]
     child = rest if cfg.no_python else [Word("python", "python"),
                                         *([Word("-m", "-m")] if cfg.module else []), *rest]
     return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)]
-
 
 def _accelerate(args: list[Word], env: Environment, cmd: Command, depth: int,
                 base: Base) -> list[Layer]:
@@ -782,12 +789,7 @@ def _accelerate(args: list[Word], env: Environment, cmd: Command, depth: int,
         port_source=cfg.port_source, error=cfg.error,
         port_fallback=not why and cfg.nnodes is not None and cfg.nnodes <= 1,
         program=cfg.program.text if cfg.program else "", args=cfg.args, **base)
-    if cfg.program is None:
-        return [layer]
-    rest = [cfg.program, *cfg.args]
-    child = rest if cfg.no_python else [Word("python", "python"),
-                                        *([Word("-m", "-m")] if cfg.module else []), *rest]
-    return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)]
+    return _with_program(layer, cfg, env, cmd, depth)
 
 
 def _script_child(argv: list[Word], env: Environment, cmd: Command,
