@@ -329,8 +329,18 @@ TORCHRUN_LAUNCHERS = ("torchrun", *(f"python -m {m}" for m in TORCHRUN_MODULES))
 # $MASTER_PORT] [--nnodes ..] [--node_rank ..] [--master_addr ..] swift/cli/<cmd>.py`
 # when NPROC_PER_NODE or NNODES is set (`use_torchrun`) and the method is one of
 # {'pt', 'sft', 'rlhf', 'infer'}, or for any `megatron <cmd>` (is_megatron=True).
-# It never looks at LOCAL_RANK / WORLD_SIZE.
+# It never looks at LOCAL_RANK / WORLD_SIZE. tests/test_swift_relaunch_oracle.py runs
+# the real `cli_main` against this model.
 SWIFT_RELAUNCHED = frozenset({"pt", "sft", "rlhf", "infer"})
+# The methods each CLI has and the module it runs (4.6.0 swift/cli/main.py:14-27
+# ROUTE_MAPPING, swift/cli/_megatron/main.py:6-11), after `_` -> `-` (main.py:89);
+# any other method stops it with a KeyError (main.py:91) before anything runs.
+SWIFT_ROUTES = {
+    "swift": {m: f"swift.cli.{m.replace('-', '_')}" for m in (
+        "pt", "sft", "infer", "merge-lora", "web-ui", "deploy", "rollout", "rlhf", "sample",
+        "export", "eval", "app")},
+    "megatron": {m: f"swift.cli._megatron.{m}" for m in ("pt", "sft", "rlhf", "export")},
+}
 SWIFT_ENV_ARGS = ("NPROC_PER_NODE", "MASTER_PORT", "NNODES", "NODE_RANK", "MASTER_ADDR")
 def chain(argv: list[Word], env: Environment, cmd: Command, depth: int,
           implicit: bool = False) -> list[Layer]:
@@ -492,10 +502,15 @@ def _torchrun(name: str, args: list[Word], env: Environment, cmd: Command, depth
 def _swift(prog: str, args: list[Word], env: Environment, cmd: Command, depth: int,
            base: Base) -> list[Layer]:
     method = args[0].text.replace("_", "-") if args else ""
-    rest, env = _swift_config_file(list(args[1:]), env, cmd)
+    rest, env, error = _swift_config_file(list(args[1:]), env, cmd)
+    route = SWIFT_ROUTES[prog].get(method)
+    if args and args[0].known and route is None:  # swift/cli/main.py:91
+        error = f"{prog}: no method {method!r} (one of {', '.join(SWIFT_ROUTES[prog])})"
+    # Without a relaunch this one layer stands for `python swift/cli/<method>.py` too
+    # (main.py:96), which runs with the config file's ENV exported.
     entry = Layer(f"{prog} {method}".strip(), "program", program=f"{prog} {method}",
-                  args=tuple(rest), **base)
-    if prog != "megatron" and method not in SWIFT_RELAUNCHED:
+                  args=tuple(rest), error=error, **{**base, "env": env})
+    if error or route is None or (prog != "megatron" and method not in SWIFT_RELAUNCHED):
         return [entry]
     nproc_set, nnodes_set = env.set("NPROC_PER_NODE"), env.set("NNODES")
     if not nproc_set and not nnodes_set and nproc_set is not None and nnodes_set is not None:
@@ -511,18 +526,20 @@ def _swift(prog: str, args: list[Word], env: Environment, cmd: Command, depth: i
         if value is not None:
             argv += [Word(f"--{key.lower()}", key), value]
     # swift/cli/main.py:98: python -m torch.distributed.run <env args> <cli file> <argv>
-    argv.append(Word(f"{prog}/cli/{method}.py", f"{prog}/cli/{method}.py"))
+    script = route.replace(".", "/") + ".py"
+    argv.append(Word(script, script))
+    # torchrun and the worker run with the config file's ENV exported (main.py:57, 100)
+    implicit = {**base, "implicit": True, "env": env}
     inner = _torchrun(f"torchrun (relaunched by {prog} {method})", argv[1:], env, cmd, depth,
-                      {**base, "implicit": True})[0]
+                      implicit)[0]
     inner = replace(inner, program="", args=(), maybe=maybe, nproc_source=(
         f"NPROC_PER_NODE (passed on by {prog})" if nproc_set else "default" if
         nproc_set is False else f"NPROC_PER_NODE, if set (may be set there: {env.opaque})"))
     if env.set("MASTER_PORT") is not False:
         inner = replace(inner, port_source=f"MASTER_PORT (passed on as --master_port by "
                                            f"{prog})")
-    worker = Layer(f"{prog}/cli/{method}.py", "program", program=f"swift.cli.{method}",
-                   args=tuple(rest), **{**base, "implicit": True})
-    return [replace(entry, kind="wrapper"), inner, worker]
+    worker = Layer(script, "program", program=route, args=tuple(rest), **implicit)
+    return [replace(entry, kind="wrapper", env=base["env"]), inner, worker]
 
 
 # LLaMA-Factory (hiyouga/LLaMA-Factory ff6d4d1) src/llamafactory/launcher.py:56-134:
@@ -684,12 +701,13 @@ SWIFT_CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 def _swift_config_file(rest: list[Word], env: Environment, cmd: Command
-                       ) -> tuple[list[Word], Environment]:
+                       ) -> tuple[list[Word], Environment, str]:
     """swift/cli/main.py:38-71 `parse_yaml_args`: a first argument ending in .json/.yaml/
     .yml is a config file; its `ENV` mapping is exported (variables already set win) before
-    the relaunch decision, and its keys become `--key value` arguments in its place."""
+    the relaunch decision, and its keys become `--key value` arguments in its place.
+    Returns (argv, environment, the error swift stops with or "")."""
     if not rest or not rest[0].known or not rest[0].text.endswith(SWIFT_CONFIG_SUFFIXES):
-        return rest, env
+        return rest, env, ""
     path = _abs(rest[0].text, cmd.cwd)
     import yaml  # here: every run collects this module, few launches have a config file
 
@@ -697,10 +715,14 @@ def _swift_config_file(rest: list[Word], env: Environment, cmd: Command
         with open(path, encoding="utf-8") as f:
             config = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
     except (OSError, ValueError, yaml.YAMLError):
-        return rest, env  # missing: launch-inputs names it; unreadable: swift stops there
-    if not isinstance(config, dict):
-        return rest, env
-    config = dict(config)
+        return rest, env, ""  # missing: launch-inputs names it; unreadable: swift stops there
+    if config is None:  # an empty file: main.py:48 passes its name on as an argument
+        return rest, env, ""
+    where = posixpath.basename(path)
+    config = dict(config) if isinstance(config, dict) else config
+    if not isinstance(config, dict) or not isinstance(config.get("ENV") or {}, dict):
+        # main.py:53-55 `config.pop('ENV', None)`, `env.items()`
+        return rest, env, f"{where}: swift reads it as a mapping (with an ENV mapping)"
     exported = {}
     for key, value in (config.pop("ENV", None) or {}).items():
         if env.set(str(key)) is None:  # set unseen (it wins) or not: not known
@@ -710,14 +732,14 @@ def _swift_config_file(rest: list[Word], env: Environment, cmd: Command
             exported[str(key)] = Var(str(value), True, where=f"ENV in {path}")
     env = env.updated(exported)
     words = []
-    where = f"{posixpath.basename(path)}"
     for key, value in config.items():
         words.append(Word(f"--{key}", f"{key}: in {where}"))
-        items = value if isinstance(value, list) else [value]
-        for item in items:
-            text = json.dumps(item, ensure_ascii=False) if isinstance(item, dict) else str(item)
-            words.append(Word(text, f"{key}: in {where}"))
-    return [*words, *rest[1:]], env
+        # main.py:63-70: list items by str() (a dict in a list is Python's repr), a dict
+        # value as JSON, anything else by str()
+        items = [str(i) for i in value] if isinstance(value, list) else [
+            json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else str(value)]
+        words += [Word(text, f"{key}: in {where}") for text in items]
+    return [*words, *rest[1:]], env, ""
 
 
 @functools.lru_cache(maxsize=1)
