@@ -177,6 +177,64 @@ def test_swift_passes_master_port_on():
     assert layers[1][1:] == ("distributed", 29511, "29511", 4)
 
 
+# What tests/test_swift_relaunch_oracle.py found against ms-swift 4.6's own cli_main.
+
+
+@pytest.mark.parametrize("cmd", ["swift train --model m", "swift SFT --model m",
+                                 "megatron infer --load m", "megatron merge_lora --load m"])
+def test_swift_method_it_does_not_have_stops_it(cmd):
+    """swift/cli/main.py:91 looks the method up in ROUTE_MAPPING (megatron's has only pt,
+    sft, rlhf, export): any other is a KeyError before anything runs, never a relaunch."""
+    layers = launch.load(None, cmd, {**ENV, "NPROC_PER_NODE": "2"}, cwd="/").jobs[0].layers
+    assert len(layers) == 1 and "no method" in layers[0].error
+    assert layers[0].describe()["error"] == layers[0].error
+
+
+def test_megatron_worker_is_its_own_module():
+    layers = launch.load(None, "megatron rlhf --rlhf_type grpo", {**ENV, "NNODES": "1"},
+                         cwd="/").jobs[0].layers
+    assert layers[-1].program == "swift.cli._megatron.rlhf"  # not swift rlhf's trainer
+    assert not list(launch.grpo_runs(launch.load(
+        None, "NNODES=1 megatron rlhf --rlhf_type grpo", ENV, cwd="/")))
+
+
+def test_swift_config_env_reaches_torchrun_and_the_worker(tmp_path):
+    """main.py:57 exports ENV into swift's own os.environ, which torchrun and the worker
+    inherit (main.py:100); swift itself was started without it."""
+    (tmp_path / "c.yaml").write_text("ENV:\n  NPROC_PER_NODE: 2\n  CUDA_VISIBLE_DEVICES: 0,1\n"
+                                     "dataset: [{name: x}, b]\nkw: {a: 1}\n")
+    spec = launch.load(None, "CUDA_VISIBLE_DEVICES=3 swift sft c.yaml", ENV, str(tmp_path))
+    wrapper, inner, worker = spec.jobs[0].layers
+    assert "NPROC_PER_NODE" not in wrapper.env and inner.nproc == 2
+    for layer in (inner, worker):
+        assert layer.env["NPROC_PER_NODE"].value == "2"
+        assert layer.env["CUDA_VISIBLE_DEVICES"].value == "3"  # already set: it wins
+    # main.py:63-70: list items by str() (a dict there is Python's repr), a dict as JSON
+    assert [w.text for w in worker.args] == ["--dataset", "{'name': 'x'}", "b",
+                                             "--kw", '{"a": 1}']
+    spec = launch.load(None, "swift export c.yaml", ENV, str(tmp_path))
+    assert spec.jobs[0].layers[0].env["CUDA_VISIBLE_DEVICES"].value == "0,1"
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "ENV: [NPROC_PER_NODE]\n", "just text\n"])
+def test_swift_config_that_is_not_a_mapping_stops_swift(tmp_path, text):
+    (tmp_path / "c.yaml").write_text(text)
+    layers = launch.load(None, "swift sft c.yaml", {**ENV, "NPROC_PER_NODE": "2"},
+                         str(tmp_path)).jobs[0].layers
+    assert len(layers) == 1 and "mapping" in layers[0].error
+
+
+@pytest.mark.parametrize("cmd, env", [
+    ('swift "$(pick-method)" --model m', {"NPROC_PER_NODE": "2"}),  # sft relaunches
+    ('megatron "$(pick-method)" --model m', {"NPROC_PER_NODE": "2"}),
+    ('swift sft "$(pick-config)"', {}),  # a config file's ENV may set NPROC_PER_NODE
+])
+def test_swift_relaunch_not_known_when_its_words_are_not(cmd, env):
+    layers = launch.load(None, cmd, {**ENV, **env}, cwd="/").jobs[0].layers
+    dist = [x for x in layers if x.kind == "distributed"]
+    assert len(dist) == 1 and dist[0].maybe and dist[0].nproc is None
+
+
 @pytest.mark.parametrize("cmd, env, port, text", [
     ("torchrun --master-port 29600 --nnodes 2 t.py", {}, 29600, "29600"),
     ("torchrun --master_port=29601 t.py", {}, 29601, "29601"),

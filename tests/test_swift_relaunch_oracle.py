@@ -23,6 +23,7 @@ import contextlib
 import io
 import itertools
 import json
+import logging
 import os
 import shlex
 import subprocess
@@ -146,6 +147,10 @@ def preflight_layers(case: Case, cwd: Path) -> list[launch.Layer]:
     elif case.how == "caller":
         caller.update(case.env)
         text = line
+    elif case.how in ("method", "config"):  # that word comes from a tool preflight cannot read
+        i = 1 if case.how == "method" else 2
+        text = " ".join([*assigns, shlex.join(words[:i]), f'"$(pick-{case.how})"',
+                         shlex.join(words[i + 1:])])
     else:  # a tool preflight cannot read sets them
         text = 'eval "$(site-env --print)"\n' + line
     script = cwd / "run.sh"
@@ -221,7 +226,7 @@ def compare(case: Case, got: Outcome, layers: list[launch.Layer], tally: Tally) 
         swift_main.ROUTE_MAPPING.get(entry.program.split(" ", 1)[1], entry.program) \
         if case.prog == "swift" else megatron_main.ROUTE_MAPPING.get(
             entry.program.split(" ", 1)[1], entry.program)
-    tally.value(case, "worker program", swift_module, ours)
+    tally.value(case, "worker program", swift_module, ours, known="⟨" not in ours)
     tally.value(case, "worker argv", list(args), [w.text for w in worker.args],
                 known=all(w.known for w in worker.args))
     config = yaml.safe_load(case.config[1]) if case.config else None
@@ -246,6 +251,11 @@ ENVS = [
     {"NNODES": "1"},
     {"MASTER_PORT": "29513", "NODE_RANK": "0"},  # neither NPROC_PER_NODE nor NNODES
     {"NPROC_PER_NODE": "auto"},  # torchrun counts devices: preflight cannot know
+    {"NPROC_PER_NODE": "2", "MASTER_ADDR": "10.0.0.5"},  # one node: torchrun ignores it
+    {"NNODES": "2", "MASTER_ADDR": "node0"},  # static rendezvous, default port
+    {"NPROC_PER_NODE": "2", "PET_NNODES": "2", "PET_NODE_RANK": "1",  # torchrun's own
+     "PET_MASTER_ADDR": "node1"},  # variables fill what swift does not pass
+    {"NPROC_PER_NODE": ""},  # set but empty: swift passes it on, torchrun stops
 ]
 METHODS = {
     "swift": ["sft", "rlhf", "pt", "infer", "export", "deploy", "eval", "sample",
@@ -271,6 +281,8 @@ CONFIGS = [
     ("cfg.yml", "model: m\ndataset: [{name: x}]\nlearning_rate: 1.0e-4\n"),
     ("empty.yaml", ""),  # safe_load -> None: swift passes the file name on as is
     ("cfg.yaml", "- a\n- b\n"),  # not a mapping: swift stops (list.pop)
+    ("cfg.yaml", "model: m\nENV: [NPROC_PER_NODE]\n"),  # swift stops (list.items)
+    ("cfg.json", json.dumps({"ENV": {"NNODES": 1, "USE_HF": True}, "bf16": True})),
 ]
 
 
@@ -287,7 +299,24 @@ def cases() -> list[Case]:
     out.append(Case("megatron", "sft", {}, config=YAML))
     out.append(Case("swift", "export", {"NPROC_PER_NODE": "2"}, config=YAML))
     out.append(Case("swift", "sft", {"CUDA_VISIBLE_DEVICES": "3"}, how="export", config=YAML))
+    out.append(Case("swift", "sft", {"NPROC_PER_NODE": "2"}, how="caller", config=YAML))
+    for method, env in itertools.product(("sft", "export"), ENVS[:2]):
+        out.append(Case("swift", method, env, how="method"))
+    for config, env in itertools.product(CONFIGS[:2], ENVS[:2]):
+        out.append(Case("swift", "sft", env, how="config", config=config))
     return out
+
+
+@pytest.fixture(autouse=True)
+def quiet():
+    """torch warns once per launch (OMP_NUM_THREADS), swift once per ENV override."""
+    loggers = [torch_run.logger, logging.getLogger("swift")]
+    levels = [x.level for x in loggers]
+    for x in loggers:
+        x.setLevel(logging.ERROR)
+    yield
+    for x, level in zip(loggers, levels, strict=True):
+        x.setLevel(level)
 
 
 def test_preflight_models_swift_relaunch_as_swift_does(tmp_path):

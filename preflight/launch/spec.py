@@ -118,6 +118,8 @@ class Layer:
             out["conditional"] = True
         if self.maybe:
             out["maybe"] = self.maybe
+        if self.error:
+            out["error"] = self.error
         return out
 
 
@@ -504,22 +506,28 @@ def _swift(prog: str, args: list[Word], env: Environment, cmd: Command, depth: i
     method = args[0].text.replace("_", "-") if args else ""
     rest, env, error = _swift_config_file(list(args[1:]), env, cmd)
     route = SWIFT_ROUTES[prog].get(method)
-    if args and args[0].known and route is None:  # swift/cli/main.py:91
+    known = not args or args[0].known
+    if args and known and route is None:  # swift/cli/main.py:91
         error = f"{prog}: no method {method!r} (one of {', '.join(SWIFT_ROUTES[prog])})"
     # Without a relaunch this one layer stands for `python swift/cli/<method>.py` too
     # (main.py:96), which runs with the config file's ENV exported.
     entry = Layer(f"{prog} {method}".strip(), "program", program=f"{prog} {method}",
                   args=tuple(rest), error=error, **{**base, "env": env})
-    if error or route is None or (prog != "megatron" and method not in SWIFT_RELAUNCHED):
+    if error or not args or known and prog != "megatron" and method not in SWIFT_RELAUNCHED:
         return [entry]
     nproc_set, nnodes_set = env.set("NPROC_PER_NODE"), env.set("NNODES")
     if not nproc_set and not nnodes_set and nproc_set is not None and nnodes_set is not None:
         return [entry]
-    # Either is set (relaunch), or neither is known to be set but either may be: the
-    # relaunch itself is not known (`maybe`), and so its nproc and port are not either.
-    maybe = "" if nproc_set or nnodes_set else (
+    # Either is set (relaunch), or neither is known to be set but either may be, or the
+    # method is not known: the relaunch itself is not known (`maybe`), and so its nproc
+    # and port are not either.
+    maybe = "" if known and (nproc_set or nnodes_set) else (
+        f"{prog} relaunches itself under torchrun only for "
+        f"{'any method' if prog == 'megatron' else ', '.join(sorted(SWIFT_RELAUNCHED))}, "
+        f"and the method is not known: {args[0].reason or args[0].text}") if not known else (
         f"{prog} relaunches itself under torchrun only if NPROC_PER_NODE or NNODES is set, "
         f"and they may be set there: {env.opaque}")
+    route = route or f"{prog}.cli.{method}"
     argv = [Word("torchrun", "torchrun")]
     for key in SWIFT_ENV_ARGS:
         value = _env(env, key)
@@ -538,6 +546,9 @@ def _swift(prog: str, args: list[Word], env: Environment, cmd: Command, depth: i
     if env.set("MASTER_PORT") is not False:
         inner = replace(inner, port_source=f"MASTER_PORT (passed on as --master_port by "
                                            f"{prog})")
+    if not known:  # not even whether it relaunches: one process, or NPROC_PER_NODE
+        inner = replace(inner, nproc=None, nproc_text=f"⟨{maybe}⟩", port=None,
+                        port_text=f"⟨{maybe}⟩")
     worker = Layer(script, "program", program=route, args=tuple(rest), **implicit)
     return [replace(entry, kind="wrapper", env=base["env"]), inner, worker]
 
@@ -706,6 +717,10 @@ def _swift_config_file(rest: list[Word], env: Environment, cmd: Command
     .yml is a config file; its `ENV` mapping is exported (variables already set win) before
     the relaunch decision, and its keys become `--key value` arguments in its place.
     Returns (argv, environment, the error swift stops with or "")."""
+    if rest and not rest[0].known and not rest[0].prefix.startswith("-"):
+        # it may name a config file whose ENV sets any variable (NPROC_PER_NODE too)
+        return rest, Environment(env.known, env.opaque or (
+            f"the ENV of {rest[0].text}, if that is a config file")), ""
     if not rest or not rest[0].known or not rest[0].text.endswith(SWIFT_CONFIG_SUFFIXES):
         return rest, env, ""
     path = _abs(rest[0].text, cmd.cwd)
