@@ -201,8 +201,9 @@ def compare(case: Case, got: Outcome, layers: list[launch.Layer], tally: Tally) 
         tr = torch_reads(got.argv, got.env)
         inner, worker = dist[0], layers[layers.index(dist[0]) + 1]
         if "error" in tr:
+            # preflight's torchrun names the error, or at least states no nproc
             tally.value(case, "torchrun stops", True, bool(inner.error),
-                        known=inner.nproc is None)
+                        known=bool(inner.error) or inner.nproc is not None)
             return
         tally.value(case, "nproc", tr["nproc"], inner.nproc,
                     known=inner.nproc is not None and not maybe)
@@ -213,6 +214,7 @@ def compare(case: Case, got: Outcome, layers: list[launch.Layer], tally: Tally) 
         tally.value(case, "master_port", tr["port"] or "free",
                     inner.port or inner.port_text, known=inner.port is not None or
                     inner.port_text == "free")
+        # preflight does not give swift's worker a GROUP_RANK yet: unknown, counted
         rank = worker.env.get("GROUP_RANK")
         tally.value(case, "node_rank (worker GROUP_RANK)", str(tr["group_rank"]),
                     rank.value if rank else None, known=bool(rank and rank.value is not None))
