@@ -274,6 +274,8 @@ class TorchrunConfig:
     port_source: str = ""
     standalone: bool | None = None
     master_addr: str = ""
+    node_rank: int | None = None  # --node-rank; None when not known
+    rdzv_id: str | None = None  # the run id its workers get; None: not known or a fresh uuid
     module: bool | None = None
     no_python: bool | None = None
     run_path: bool | None = None
@@ -459,7 +461,11 @@ def torchrun(args: list[Word], environ: Mapping[str, Var], launch_module: bool =
         min_nodes=min_nodes, max_nodes=max_nodes, backend=backend, endpoint=endpoint,
         port=port, port_text=port_text, port_source=port_src,
         standalone=None if _is_unknown(ns.standalone) else ns.standalone,
-        master_addr=_show(ns.master_addr), module=module, no_python=no_python,
+        master_addr=_show(ns.master_addr),
+        node_rank=None if _is_unknown(ns.node_rank) else ns.node_rank,
+        # run.py:991/:1012: --standalone and the one-node rewrite draw a fresh uuid
+        rdzv_id=None if rdzv.random or _is_unknown(ns.rdzv_id) else ns.rdzv_id,
+        module=module, no_python=no_python,
         run_path=run_path, program=program, args=parsed.tail, error=error or flag_error)
 
 

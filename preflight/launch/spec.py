@@ -442,23 +442,56 @@ def _max_nodes(text: str) -> int | None:
     return maybe_int(text.split(":")[-1], 0, 2**31)
 
 
-def _worker_env(env: Environment, layer: Layer) -> Environment:
-    """What torchrun exports to each worker (torch/distributed/elastic/agent/server/
-    local_elastic_agent.py `_start_workers`); the inner layer inherits it."""
+def _worker_env(env: Environment, layer: Layer,
+                cfg: launchers.TorchrunConfig | None = None) -> Environment:
+    """What the launcher exports to its first worker (local rank 0); the inner layer
+    inherits it. torchrun: torch/distributed/elastic/agent/server/local_elastic_agent.py:415
+    `_start_workers`, where MASTER_ADDR/PORT are the rendezvous' store info: --master-addr/
+    --master-port for static (static_tcp_rendezvous.py), but an address and port of the c10d
+    rendezvous' own choosing (rendezvous/api.py:89 `RendezvousStoreInfo.build`: fqdn, free
+    port), and GROUP_RANK is --node-rank for static but the arrival order for c10d."""
     port = Var(str(layer.port), True) if layer.port is not None else \
         Var(None, True, reason=f"the port {layer.launcher} at {layer.where} picks")
-    return env.updated({
+    world = layer.nproc * layer.nnodes if layer.nproc and layer.nnodes else None
+    values = {
         "LOCAL_RANK": Var("0", True), "RANK": Var("0", True), "GROUP_RANK": Var("0", True),
         "LOCAL_WORLD_SIZE": Var(str(layer.nproc) if layer.nproc else None, True,
                                 reason="nproc not known"),
-        "WORLD_SIZE": Var(str(layer.nproc * layer.nnodes)
-                          if layer.nproc and layer.nnodes else None, True,
-                          reason="world size not known"),
+        "WORLD_SIZE": Var(str(world) if world else None, True, reason="world size not known"),
         "MASTER_ADDR": Var(layer.master_addr or "127.0.0.1", True),
         "MASTER_PORT": port,
         "TORCHELASTIC_RUN_ID": Var("none", True),
-    })
+    }
+    if cfg is not None:
+        values.update(_torchrun_worker_env(layer, cfg, port))
+    return env.updated(values)
 
+
+def _torchrun_worker_env(layer: Layer, cfg: launchers.TorchrunConfig, port: Var
+                         ) -> dict[str, Var]:
+    def unknown(reason: str) -> Var:
+        return Var(None, True, reason=reason)
+
+    static = cfg.backend == "static"
+    one_node = cfg.max_nodes == 1
+    fixed = cfg.min_nodes is not None and cfg.min_nodes == cfg.max_nodes
+    group: int | None = 0 if one_node else cfg.node_rank if static else None
+    chosen = f"chosen by torchrun's {cfg.backend or 'unknown'} rendezvous"
+    rank = group * layer.nproc if group is not None and layer.nproc and fixed else None
+    return {
+        "GROUP_RANK": Var(str(group), True) if group is not None else unknown(
+            f"the node's rank, {chosen} (arrival order)"),
+        "RANK": Var(str(rank), True) if rank is not None else unknown(
+            "the global rank is not known"),
+        "WORLD_SIZE": Var(str(layer.nproc * cfg.max_nodes), True)
+        if fixed and layer.nproc and cfg.max_nodes else unknown("world size not known"),
+        "MASTER_ADDR": Var(layer.master_addr, True)
+        if static and layer.master_addr and UNKNOWN_OPEN not in layer.master_addr
+        else unknown(f"the store address {chosen}"),
+        "MASTER_PORT": port if static else unknown(f"the store port {chosen}"),
+        "TORCHELASTIC_RUN_ID": Var(cfg.rdzv_id, True) if cfg.rdzv_id is not None
+        else unknown("a fresh uuid torchrun draws, or an --rdzv-id not known"),
+    }
 
 
 def _rendezvous_host(cfg: launchers.TorchrunConfig) -> str:
@@ -498,7 +531,7 @@ def _torchrun(name: str, args: list[Word], env: Environment, cmd: Command, depth
     else:
         child = [Word("python", "python"), *rest]
     layer = replace(layer, program=cfg.program.text, args=tuple(cfg.args))
-    return [layer, *chain(child, _worker_env(env, layer), cmd, depth + 1)]
+    return [layer, *chain(child, _worker_env(env, layer, cfg), cmd, depth + 1)]
 
 
 def _swift(prog: str, args: list[Word], env: Environment, cmd: Command, depth: int,
