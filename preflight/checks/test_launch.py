@@ -71,6 +71,14 @@ def test_grpo_batch_divisible(node: Node, profile: Profile, finding: Recorder) -
     finding.conclude(judge.grpo_batch_divisible(_spec(node)))
 
 
+def gpu_count(node: Node, spec: LaunchSpec | None) -> judge.GpuCount:
+    """NVML's GPU count, read only when a layer's start hangs on it (llamafactory-cli)."""
+    if not judge.gated(spec):
+        return judge.GpuCount()
+    snap = node.gpus
+    return judge.GpuCount(None if snap.error else len(snap.gpus), snap.error or "")
+
+
 def ports_facts(node: Node, spec: LaunchSpec | None) -> judge.PortsFacts:
     layers = judge.distributed(spec) if spec is not None else []
     # an address not known is bound here too: the judge decides what a taken port means
@@ -88,7 +96,7 @@ def ports_facts(node: Node, spec: LaunchSpec | None) -> judge.PortsFacts:
                          and (info := table.get(h.pid)) is not None else None)
             for h in held))
     return judge.PortsFacts(spec, local, binds, str(ports.suggest_port() or "<a free port>")
-                            if layers else "")
+                            if layers else "", gpu_count(node, spec))
 
 
 @pytest.mark.pitfall("launch-ports")

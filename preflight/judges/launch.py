@@ -46,6 +46,21 @@ def distributed(spec: LaunchSpec) -> list[Layer]:
     return [x for job in spec.jobs for x in job.distributed]
 
 
+@dataclass(frozen=True)
+class GpuCount:
+    """This node's GPUs as NVML lists them, read only for a layer whose start hangs on
+    the GPU count (`Layer.gpu_gate`: llamafactory-cli's relaunch); count None: not read
+    (`error` says why)."""
+
+    count: int | None = None
+    error: str = "not read"
+
+
+def gated(spec: LaunchSpec | None) -> bool:
+    """Whether a layer's start hangs on the node's GPU count (the adapters then read it)."""
+    return spec is not None and any(x.gpu_gate is not None for x in distributed(spec))
+
+
 def _unknowns(spec: LaunchSpec, words: tuple[str, ...] = ()) -> list[str]:
     return [f"{posixpath.basename(u.file)}:{u.line}: {u.reason}" for u in spec.unknowns
             if not words or any(w in u.text for w in words)]
@@ -415,6 +430,7 @@ class PortsFacts:
     local: Mapping[str, bool]  # master address -> one of this node's
     binds: Mapping[int, Bind]  # port -> what binding it did (ports on this node only)
     free: str  # a port the fix may suggest
+    gpus: GpuCount = GpuCount()  # for a relaunch the GPU count decides (Layer.starts)
 
 
 def master_of(layer: Layer) -> str:
@@ -423,12 +439,34 @@ def master_of(layer: Layer) -> str:
     return layer.master_addr or (master.value or "" if master else "")
 
 
+MAYBE_WHY = ("The port is taken, but the layer that would bind it may not start on this "
+             "node. A free port (the fix) settles it either way; `nvidia-smi -L` lists the "
+             "GPUs a relaunch that hangs on the GPU count would see.")
+
+
+def _taken(layer: Layer, bound: Bind, fix: str, maybe: str) -> Problem:
+    pids = sorted({h.pid for h in bound.holders if h.pid})
+    text = (f"port {layer.port} of {layer.launcher} at {at(layer)} cannot be bound: "
+            f"{bound.error}" + (f" (held by pid {', '.join(map(str, pids))})" if pids else ""))
+    if maybe:
+        # a layer that may never start binds nothing: taken is not a NO-GO yet
+        return Problem.unknown(f"{text}, if {layer.launcher} starts at all: {maybe}", fix,
+                               MAYBE_WHY)
+    return Problem(text, fix)
+
+
 def _job_ports(layers: Sequence[Layer], f: PortsFacts, seen: dict[int, str], v: Verdict,
-               rows: list[dict[str, Any]], unknown: list[str], fix: str) -> None:
-    used: dict[int, str] = {}
+               rows: list[dict[str, Any]], unknown: list[str], idle: list[str], fix: str
+               ) -> None:
+    used: dict[int, tuple[str, str]] = {}  # port -> (the layer, why it may not start)
     for layer in layers:
         row = layer.describe()
         rows.append(row)
+        starts, maybe = layer.starts(f.gpus.count, f.gpus.error)
+        if starts is False:
+            row["bind"] = f"not checked: {maybe}"  # it binds nothing on this node
+            idle.append(f"{layer.launcher} at {at(layer)}: {maybe}")
+            continue
         if layer.port is None:
             if layer.port_text != "free":
                 # "⟨unknown⟩" alone names nothing: say what decided it could not be read
@@ -437,13 +475,17 @@ def _job_ports(layers: Sequence[Layer], f: PortsFacts, seen: dict[int, str], v: 
                 unknown.append(f"{layer.launcher} at {at(layer)}: port {layer.port_text}{why}")
             continue
         if layer.port in used:
-            v.problems.append(Problem(f"{layer.launcher} at {at(layer)} and "
-                                      f"{used[layer.port]} both use port {layer.port}", fix))
+            other, other_maybe = used[layer.port]
+            text = f"{layer.launcher} at {at(layer)} and {other} both use port {layer.port}"
+            either = maybe or other_maybe
+            v.problems.append(Problem.unknown(f"{text}, if both start: {either}", fix,
+                                              MAYBE_WHY) if either else Problem(text, fix))
             continue
-        used[layer.port] = f"{layer.launcher} at {at(layer)}"
-        if layer.port in seen:
+        used[layer.port] = (f"{layer.launcher} at {at(layer)}", maybe)
+        if seen.get(layer.port):
             continue
-        seen[layer.port] = used[layer.port]
+        # "": only layers that may not start saw it; one that surely starts is still judged
+        seen[layer.port] = "" if maybe else used[layer.port][0]
         addr = master_of(layer)
         if addr and not f.local.get(addr, UNKNOWN_OPEN in addr):
             row["bind"] = f"skipped: {addr} is another node"
@@ -461,11 +503,7 @@ def _job_ports(layers: Sequence[Layer], f: PortsFacts, seen: dict[int, str], v: 
                 f"port {layer.port} of {layer.launcher} at {at(layer)} is taken: accelerate "
                 "will pick a free one instead", fix))
         elif bound.error:
-            pids = sorted({h.pid for h in bound.holders if h.pid})
-            v.problems.append(Problem(
-                f"port {layer.port} of {layer.launcher} at {at(layer)} cannot be bound: "
-                f"{bound.error}" + (f" (held by pid {', '.join(map(str, pids))})"
-                                    if pids else ""), fix))
+            v.problems.append(_taken(layer, bound, fix, maybe))
 
 
 def _ignored_master_port(layer: Layer) -> str:
@@ -495,16 +533,21 @@ def launch_ports(f: PortsFacts) -> Verdict:
     seen: dict[int, str] = {}
     rows: list[dict[str, Any]] = []
     unknown: list[str] = []
+    idle: list[str] = []  # layers that do not start on this node
     for job in spec.jobs:
-        _job_ports(job.distributed, f, seen, v, rows, unknown, fix)
+        _job_ports(job.distributed, f, seen, v, rows, unknown, idle, fix)
         for layer in job.distributed:
             if warning := _ignored_master_port(layer):
                 v.problems.append(Problem.warning(warning, fix))
     warnings = [p.text for p in v.of(Kind.WARNING)]
     v.evidence = dict(layers=rows, unknown=unknown, ignored_master_port=warnings)
+    if gated(spec):
+        v.evidence["gpus_on_node"] = f.gpus.count if f.gpus.count is not None else \
+            f"not known: {f.gpus.error}"
     if unknown:
         v.problems.append(Problem.unknown("cannot check the ports: " + "; ".join(unknown)))
     v.ok = ("ports free: " + ", ".join(map(str, sorted(seen))) if seen else
+            "no launcher binds a port on this node (" + "; ".join(idle) + ")" if idle else
             "every launcher picks a free port itself")
     return v
 

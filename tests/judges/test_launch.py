@@ -269,6 +269,74 @@ def test_launch_ports(cmd, env, binds, want):
     check(judge.launch_ports(judge.PortsFacts(spec, local, binds, "40000")), want)
 
 
+# llamafactory-cli train relaunches under torchrun on MASTER_PORT only with more than one
+# visible GPU or FORCE_TORCHRUN (LLaMA-Factory launcher.py:61): the node's count decides.
+LMF = "MASTER_PORT=29501 llamafactory-cli train x.yaml"
+LMF_NESTED = "torchrun --nproc_per_node 2 --master_port 29501 --no-python lmf train x.yaml"
+ONE, TWO = judge.GpuCount(1, ""), judge.GpuCount(2, "")
+UNREAD = judge.GpuCount(None, "NVML unavailable: NVML Shared Library Not Found")
+GATED_PORTS = [
+    ("one GPU: no relaunch binds the held port", LMF, {}, ONE, {29501: TAKEN},
+     Want(ok="no launcher binds a port on this node (torchrun (relaunched by "
+             "llamafactory-cli train) at <--launch-cmd>:1: it does not start: 1 GPU on the "
+             "node")),
+    ("no GPU: no relaunch", LMF, {}, judge.GpuCount(0, ""), {29501: TAKEN},
+     Want(ok="no launcher binds a port on this node")),
+    ("two GPUs: the relaunch binds it", LMF, {}, TWO, {29501: TAKEN},
+     Want(Kind.BLOCKER, ("port 29501 of torchrun (relaunched by llamafactory-cli train) at "
+                         "<--launch-cmd>:1 cannot be bound",), ("MASTER_PORT=40000",))),
+    ("count not read: unknown, naming NVML", LMF, {}, UNREAD, {29501: TAKEN},
+     Want(Kind.UNKNOWN, ("cannot be bound: EADDRINUSE", "if torchrun (relaunched by "
+                         "llamafactory-cli train) starts at all", "the node's GPU count could "
+                         "not be read (NVML unavailable: NVML Shared Library Not Found)"),
+          ("MASTER_PORT=40000",))),
+    ("count not read, port free", LMF, {}, UNREAD, {}, Want(ok="ports free: 29501")),
+    ("one GPU, FORCE_TORCHRUN: it relaunches", LMF, {"FORCE_TORCHRUN": "1"}, ONE,
+     {29501: TAKEN}, Want(Kind.BLOCKER, ("port 29501 of torchrun (relaunched",))),
+    ("one visible of two: CUDA_VISIBLE_DEVICES decides in the launch", LMF,
+     {"CUDA_VISIBLE_DEVICES": "1"}, TWO, {29501: TAKEN},
+     Want(skip="no distributed launcher")),
+    ("two GPUs, USE_RAY: no relaunch", LMF, {"USE_RAY": "1"}, TWO, {29501: TAKEN},
+     Want(skip="no distributed launcher")),
+    ("two GPUs, CUDA_VISIBLE_DEVICES not known: it may narrow them",
+     'CUDA_VISIBLE_DEVICES="$(cat gpus)" ' + LMF, {}, TWO, {29501: TAKEN},
+     Want(Kind.UNKNOWN, ("CUDA_VISIBLE_DEVICES may narrow them",))),
+    ("one GPU, CUDA_VISIBLE_DEVICES not known: still at most one",
+     'CUDA_VISIBLE_DEVICES="$(cat gpus)" ' + LMF, {}, ONE, {29501: TAKEN},
+     Want(ok="no launcher binds a port on this node")),
+    ("under torchrun, one GPU: one layer on the port", LMF_NESTED, {}, ONE, {},
+     Want(ok="ports free: 29501")),
+    ("under torchrun, two GPUs: both layers on the port", LMF_NESTED, {}, TWO, {},
+     Want(Kind.BLOCKER, ("and torchrun at <--launch-cmd>:1 both use port 29501",))),
+    ("under torchrun, count not read", LMF_NESTED, {}, UNREAD, {},
+     Want(Kind.UNKNOWN, ("both use port 29501, if both start", "could not be read"))),
+]
+
+
+@pytest.mark.parametrize("cmd, env, gpus, binds, want", [c[1:] for c in GATED_PORTS],
+                         ids=[c[0] for c in GATED_PORTS])
+def test_launch_ports_behind_a_relaunch_the_gpu_count_decides(cmd, env, gpus, binds, want):
+    spec = spec_of(cmd, env)
+    local = {"127.0.0.1": True}
+    check(judge.launch_ports(judge.PortsFacts(spec, local, binds, "40000", gpus)), want)
+
+
+def test_a_held_port_behind_a_relaunch_that_may_not_start_is_unknown():
+    """swift relaunches only when NPROC_PER_NODE or NNODES is set, and an eval may set
+    them: a taken port there is UNKNOWN, not a NO-GO (the GPU count does not decide)."""
+    spec = spec_of('eval "$(cat env.txt)"; swift rlhf --model m')
+    job = spec.jobs[0]
+    # the eval hides the port and address too: give the layer known ones
+    inner = replace(job.layers[1], port=29501, port_text="29501", master_addr="127.0.0.1")
+    assert inner.maybe and inner.gpu_gate is None
+    spec = replace(spec, jobs=(replace(job, layers=(job.layers[0], inner, *job.layers[2:])),))
+    v = judge.launch_ports(judge.PortsFacts(spec, {"127.0.0.1": True}, {29501: TAKEN},
+                                            "40000", TWO))
+    check(v, Want(Kind.UNKNOWN, ("cannot be bound", "if torchrun (relaunched by swift rlhf) "
+                                 "starts at all: swift relaunches itself under torchrun only "
+                                 "if NPROC_PER_NODE or NNODES is set")))
+
+
 # -- launch-gpus -----------------------------------------------------------------------
 
 GPUS = [
