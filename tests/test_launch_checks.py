@@ -164,8 +164,7 @@ def test_llamafactory_relaunch_on_a_held_port_hangs_on_the_gpu_count(run_preflig
     assert runs["one"].returncode == 0, runs["one"].output
     assert one["outcome"] == "passed" and one["evidence"]["gpus_on_node"] == 1
     row = one["evidence"]["layers"][0]
-    assert row["port"] == port and row["bind"].startswith("not checked: it does not start: "
-                                                          "1 GPU on the node")
+    assert row["port"] == port and row["bind"].startswith("not started: 1 GPU on the node")
     two = runs["two"].one("launch-ports")
     assert runs["two"].returncode == 1, runs["two"].output
     assert two["severity"] == "blocker", two

@@ -27,11 +27,21 @@ def _spec(node: Node) -> LaunchSpec | None:
     return spec
 
 
+def gpu_count(node: Node, spec: LaunchSpec | None) -> judge.GpuCount:
+    """NVML's GPU count, read only when a layer's start hangs on it (llamafactory-cli)."""
+    if not judge.gated(spec):
+        return judge.GpuCount()
+    snap = node.gpus
+    return judge.GpuCount(None if snap.error else len(snap.gpus), snap.error or "")
+
+
 @pytest.mark.pitfall("nested-launcher")
 def test_one_launcher_layer(node: Node, profile: Profile, finding: Recorder) -> None:
     under: dict[str, str] = {k: node.environ[k] for k in ("TORCHELASTIC_RUN_ID",
                                                            "LOCAL_RANK") if k in node.environ}
-    finding.conclude(judge.nested_launcher(judge.NestedFacts(_spec(node), under)))
+    spec = _spec(node)
+    finding.conclude(judge.nested_launcher(judge.NestedFacts(spec, under,
+                                                             gpu_count(node, spec))))
 
 
 @pytest.mark.pitfall("empty-variable")
@@ -69,14 +79,6 @@ def test_launch_inputs_exist(node: Node, profile: Profile, finding: Recorder) ->
 @pytest.mark.pitfall("grpo-batch")
 def test_grpo_batch_divisible(node: Node, profile: Profile, finding: Recorder) -> None:
     finding.conclude(judge.grpo_batch_divisible(_spec(node)))
-
-
-def gpu_count(node: Node, spec: LaunchSpec | None) -> judge.GpuCount:
-    """NVML's GPU count, read only when a layer's start hangs on it (llamafactory-cli)."""
-    if not judge.gated(spec):
-        return judge.GpuCount()
-    snap = node.gpus
-    return judge.GpuCount(None if snap.error else len(snap.gpus), snap.error or "")
 
 
 def ports_facts(node: Node, spec: LaunchSpec | None) -> judge.PortsFacts:

@@ -90,12 +90,14 @@ def master_addr(f: MasterFacts) -> Verdict:
             "(`Gloo connectFullMesh failed`)",
             f"export GLOO_SOCKET_IFNAME={iface}   # or map {f.host.name} to its real IP in "
             "/etc/hosts"))
-    if cfg.nnodes is None:
-        # Multi-node is only a possibility here (--nnodes / NNODES not known): what would
-        # block a multi-node job is unknown, not a NO-GO.
+    if cfg.nnodes is None or cfg.maybe:
+        # Multi-node is only a possibility here (--nnodes / NNODES not known, or the layer
+        # that makes it multi-node may not start): what would block a multi-node job is
+        # unknown, not a NO-GO.
+        why = f"{cfg.nnodes_from or 'nnodes'} not known" if cfg.nnodes is None else \
+            f"{cfg.nnodes_from} starts only maybe: {cfg.maybe}"
         v.problems = [p if p.kind is not Kind.BLOCKER else Problem.unknown(
-            f"if the job is multi-node ({cfg.nnodes_from or 'nnodes'} not known): {p.text}",
-            p.fix, p.why) for p in v.problems]
+            f"if the job is multi-node ({why}): {p.text}", p.fix, p.why) for p in v.problems]
     v.fix = f"export MASTER_ADDR={head}"
     v.ok = (f"MASTER_ADDR={cfg.master_addr} reachable through {route or '?'} for a "
             f"{cfg.nnodes}-node job")

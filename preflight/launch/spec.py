@@ -141,7 +141,7 @@ class Layer:
         seen = f"{gpus} GPU{'' if gpus == 1 else 's'} on the node"
         if starts is None:
             return None, f"{seen}, and {why}"
-        return starts, "" if starts else f"it does not start: {seen}" + (
+        return starts, "" if starts else f"not started: {seen}" + (
             f", {why}" if why else "")
 
     def describe(self) -> dict[str, Any]:
@@ -215,6 +215,27 @@ class LaunchSpec:
     @property
     def layers(self) -> tuple[Layer, ...]:
         return tuple(layer for job in self.jobs for layer in job.layers)
+
+    @property
+    def gated(self) -> bool:
+        """Whether a layer's start hangs on the node's GPU count (`Layer.gpu_gate`)."""
+        return any(x.gpu_gate is not None for x in self.layers)
+
+    def processes_on(self, gpus: int | None, unread: str = "") -> int | None:
+        """`processes_per_node` on a node of `gpus` GPUs (NVML; None: not read, `unread`
+        says why): per job, the outermost layer that starts there; a job whose first such
+        layer may not start tells nothing (None when no job tells)."""
+        if not self.gated:
+            return self.processes_per_node
+        nprocs = []
+        for job in self.jobs:
+            for layer in job.distributed:
+                starts, _ = layer.starts(gpus, unread)
+                if starts is not False:
+                    if starts and layer.nproc is not None:
+                        nprocs.append(layer.nproc)
+                    break
+        return max(nprocs) if nprocs else None
 
     def variable(self, name: str) -> str | None:
         """A variable as the script leaves it, secret values masked."""
