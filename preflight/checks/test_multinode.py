@@ -65,10 +65,13 @@ def test_master_addr(node: Node, profile: Profile, finding: Recorder) -> None:
 def test_gloo_socket_ifname(node: Node, profile: Profile, finding: Recorder) -> None:
     spec = node.environ.get("GLOO_SOCKET_IFNAME")
     found = netif.interfaces() if spec is not None else []
+    cfg = launch_config(node) if spec is not None else None
     facts = judge.GlooFacts(
         spec=spec, interfaces={i.name: i.up for i in found}, candidates=_candidates(),
-        multi_node=spec is not None
-        and launch_config(node).multi_node)
+        multi_node=cfg is not None and cfg.multi_node,
+        maybe_multi="" if cfg is None else f"{cfg.nnodes_from or 'nnodes'} not known"
+        if cfg.nnodes is None else f"{cfg.nnodes_from} starts only maybe: {cfg.maybe}"
+        if cfg.maybe else "")
     finding.conclude(judge.gloo_ifname(facts))
 
 

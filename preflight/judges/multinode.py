@@ -110,6 +110,9 @@ class GlooFacts:
     interfaces: Mapping[str, bool]  # name -> up
     candidates: Sequence[str]
     multi_node: bool
+    # multi-node is only a possibility (nnodes not known, or the multi-node layer may not
+    # start): why; "" when multi_node is decided
+    maybe_multi: str = ""
 
 
 def gloo_ifname(f: GlooFacts) -> Verdict:
@@ -149,6 +152,9 @@ def gloo_ifname(f: GlooFacts) -> Verdict:
     if down:
         v.problems.append(Problem(f"{', '.join(down)} is down"))
     if f.multi_node and names and all(n.startswith("lo") for n in names):
-        v.problems.append(Problem(f"GLOO_SOCKET_IFNAME={spec} is loopback in a multi-node job:"
-                                  " the other nodes cannot reach it"))
+        text = (f"GLOO_SOCKET_IFNAME={spec} is loopback in a multi-node job: the other nodes "
+                "cannot reach it")
+        v.problems.append(Problem.unknown(f"if the job is multi-node ({f.maybe_multi}): "
+                                          f"{text}", v.fix) if f.maybe_multi else
+                          Problem(text))
     return v

@@ -68,6 +68,10 @@ GLOO = judge.GlooFacts("eth0", {"lo": True, "eth0": True, "eth1": False}, ["eth0
     (replace(GLOO, spec="lo", multi_node=True), "blocker", "is loopback in a multi-node job",
      "export GLOO_SOCKET_IFNAME=eth0"),
     (replace(GLOO, spec="lo"), "ok", "", ""),
+    # multi-node only maybe (nnodes not known, a relaunch that may not start): unknown
+    (replace(GLOO, spec="lo", multi_node=True, maybe_multi="torchrun --nnodes at run.sh:3 "
+             "not known"), "unknown", "if the job is multi-node (torchrun --nnodes at "
+     "run.sh:3 not known): GLOO_SOCKET_IFNAME=lo is loopback", "export GLOO_SOCKET_IFNAME=eth0"),
 ])
 def test_gloo_ifname(facts: judge.GlooFacts, kind: str, text: str, fix: str) -> None:
     out = judged(judge.gloo_ifname(facts))
