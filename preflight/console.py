@@ -1,9 +1,10 @@
 """preflight's own terminal output (under the `preflight` command): pure, report in, lines out.
 
 One line per check id (its cases folded: a check parametrized per GPU is one line), grouped
-by stage; then the blockers and warnings with their fix commands, each once (a check that
-failed only because another check's subject is missing is listed under that root cause);
-the verdict line last. Each line comes with pytest TerminalWriter markup, which the writer
+by stage; then the blockers, the unknowns (checks that could not decide: they block GO but
+are not blockers) and the warnings with their fix commands, each once (a check that failed
+only because another check's subject is missing is listed under that root cause); the
+verdict line last. Each line comes with pytest TerminalWriter markup, which the writer
 drops when the output is not a terminal.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from preflight.model import Finding, Severity
-from preflight.report import root_reason
+from preflight.report import is_blocker, is_unknown, root_reason
 
 Line = tuple[str, dict[str, bool]]
 
@@ -105,9 +106,11 @@ def render(report: dict[str, Any], *, verbose: bool = False, not_run: list[str] 
         lines.append((f"not run: stage {', '.join(not_run)} "
                       "(--workloads, --stack or --all runs it)", {}))
 
+    # An UNKNOWN blocks GO too, but it is not a blocker: it has its own section, with what
+    # could not be read (its summary) and the commands that fix or decide it.
     groups: tuple[tuple[str, Callable[[Finding], bool], dict[str, bool]], ...] = (
-        ("blockers", lambda f: f.severity.blocks or f.outcome in ("failed", "error"),
-         {"red": True, "bold": True}),
+        ("blockers", is_blocker, {"red": True, "bold": True}),
+        ("unknown (could not decide)", is_unknown, {"red": True, "bold": True}),
         ("warnings", lambda f: f.severity == Severity.WARNING, {"yellow": True, "bold": True}),
     )
     for title, pick, markup in groups:
@@ -143,12 +146,16 @@ def render(report: dict[str, Any], *, verbose: bool = False, not_run: list[str] 
 def verdict_line(report: dict[str, Any], findings: list[Finding]) -> Line:
     roots = {(f.check) for f in findings
              if (f.severity.blocks or f.outcome in ("failed", "error")) and not f.blocked_by}
+    # the count keeps its meaning (checks that block GO, UNKNOWN included); it says how many
+    # of them only could not decide
+    unknown = roots - {f.check for f in findings if is_blocker(f) and not f.blocked_by}
     blocked = {f.check for f in findings if f.blocked_by}
     warnings = {f.check for f in findings if f.severity == Severity.WARNING}
     ids = {f.check for f in findings}
     skipped = {f.check for f in findings} - {f.check for f in findings if f.outcome != "skipped"}
-    parts = [f"{len(roots)} blocker(s)" + (f" (+{len(blocked)} blocked by them)" if blocked
-                                            else ""),
+    parts = [f"{len(roots)} blocker(s)" + (f" (incl. {len(unknown)} unknown)" if unknown
+                                            else "")
+             + (f" (+{len(blocked)} blocked by them)" if blocked else ""),
              f"{len(warnings)} warning(s)",
              f"{len(ids)} check(s), {len(skipped)} skipped",
              f"{report['duration_s']} s"]

@@ -1,9 +1,9 @@
 """The HTML report: one self-contained file (inline CSS and SVG, no script, nothing fetched
 at view time; a Content-Security-Policy forbids any load) built from the report dict.
 
-Verdict, the blockers and warnings with their fix commands, the check table, and a plot of
-all-reduce bus bandwidth against message size from the nccl-allreduce evidence, with the
-profile's floor.
+Verdict, the blockers, the unknowns (could not decide) and the warnings with their fix
+commands, the check table, and a plot of all-reduce bus bandwidth against message size from
+the nccl-allreduce evidence, with the profile's floor.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from preflight.console import status
 from preflight.model import Finding, Severity
+from preflight.report import is_blocker, is_unknown
 
 UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 CSS = """
@@ -25,7 +26,8 @@ th,td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-alig
 th{background:#f4f4f6}.PASS{color:#0a7d32}.WARN{color:#9a6700}.FAIL,.UNKNOWN{color:#b3261e}
 .SKIP{color:#777}pre{background:#f6f8fa;padding:8px;overflow-x:auto;margin:4px 0}
 .item{border-left:4px solid #b3261e;padding:2px 12px;margin:10px 0}
-.item.warn{border-color:#d4a72c}.why{color:#444}svg text{font:12px system-ui,sans-serif}
+.item.warn{border-color:#d4a72c}.item.unknown{border-color:#8250df}.why{color:#444}
+svg text{font:12px system-ui,sans-serif}
 """
 
 
@@ -144,12 +146,17 @@ def render(report: dict[str, Any]) -> str:
         + ("" if report["complete"] else " &middot; <b>INCOMPLETE: not a GO</b>") + "</div>",
     ]
     body = []
-    blockers = [f for f in findings
-                if (f.severity.blocks or f.outcome in ("failed", "error")) and not f.blocked_by]
+    blockers = [f for f in findings if is_blocker(f) and not f.blocked_by]
+    # UNKNOWN blocks GO but is no blocker: its own section, what could not be read and how
+    # to decide it
+    unknown = [f for f in findings if is_unknown(f) and not f.blocked_by]
     warnings = [f for f in findings if f.severity == Severity.WARNING]
     if blockers:
         body.append(f"<h2>Blockers ({len(blockers)})</h2>")
         body += [_item(f, "") for f in blockers]
+    if unknown:
+        body.append(f'<h2 id="unknown">Unknown: could not decide ({len(unknown)})</h2>')
+        body += [_item(f, "unknown") for f in unknown]
     if warnings:
         body.append(f"<h2>Warnings ({len(warnings)})</h2>")
         body += [_item(f, "warn") for f in warnings]

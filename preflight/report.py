@@ -46,6 +46,18 @@ def mark_root_causes(findings: list[Finding]) -> None:
                 f.blocked_by = root
 
 
+def is_blocker(f: Finding) -> bool:
+    """A real blocker: it failed and was decided (an UNKNOWN blocks GO but is listed apart)."""
+    return f.severity != Severity.UNKNOWN and (f.severity.blocks
+                                               or f.outcome in ("failed", "error"))
+
+
+def is_unknown(f: Finding) -> bool:
+    """It could not decide (NVML not read, a value the launch reading cannot know, a crash):
+    never GO, but not a blocker either; each renderer lists it in its own section."""
+    return f.severity == Severity.UNKNOWN
+
+
 def root_reason(findings: list[Finding], root: str) -> str:
     key = ROOT_CAUSES.get(root, ("", ()))[0]
     for f in findings:
@@ -102,9 +114,13 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     if not report["complete"]:
         lines.append("- **incomplete run**: the session was interrupted; this is not a GO")
-    blockers = _by(findings, Severity.BLOCKER, Severity.UNKNOWN)
+    blockers = _by(findings, Severity.BLOCKER)
+    unknown = _by(findings, Severity.UNKNOWN)
     sections = [
         ("Blockers", blockers),
+        # they block GO too, but nothing was found wrong: what could not be read, and how
+        # to decide it
+        ("Unknown (could not decide)", unknown),
         ("Warnings", _by(findings, Severity.WARNING)),
     ]
     for title, group in sections:
@@ -128,7 +144,8 @@ def markdown(report: dict[str, Any]) -> str:
         for s in report["stages"]:
             lines.append(f"| {s['stage']} | {s['passed']} | {s['failed']} | {s['skipped']} "
                          f"| {s['error']} | {s['duration_s']} |")
-    rest = [f for f in findings if f not in blockers and f.severity != Severity.WARNING]
+    rest = [f for f in findings if f not in blockers and f not in unknown
+            and f.severity != Severity.WARNING]
     passed = [f for f in rest if f.outcome == "passed"]
     skipped = [f for f in rest if f.outcome == "skipped"]
     if passed:
@@ -142,15 +159,19 @@ def markdown(report: dict[str, Any]) -> str:
 def terminal_lines(report: dict[str, Any]) -> list[str]:
     findings = [Finding.from_json(c) for c in report["checks"]]
     counts = report["counts"]
+    unknown = counts.get("unknown", 0)
+    # the count keeps its meaning (what blocks GO, UNKNOWN included) and says how many of
+    # them only could not decide
     head = (f"preflight verdict: {report['verdict']}  (profile {report['profile']}; "
-            f"{counts.get('blocker', 0) + counts.get('unknown', 0)} blocker(s), "
+            f"{counts.get('blocker', 0) + unknown} blocker(s)"
+            + (f" (incl. {unknown} unknown)" if unknown else "") + ", "
             f"{counts.get('warning', 0)} warning(s), {len(findings)} check(s))")
     lines = [head]
     if not report["complete"]:
         lines.append("  run incomplete: interrupted before every check ran")
     for f in findings:
         if f.severity.blocks or f.severity == Severity.WARNING:
-            tag = "BLOCKER" if f.severity.blocks else "WARN"
+            tag = "UNKNOWN" if is_unknown(f) else "BLOCKER" if f.severity.blocks else "WARN"
             lines.append(f"  {tag} {f.check} [{f.profile}]: {f.summary}")
             for command in f.fix.splitlines():
                 lines.append(f"      fix: {command}")

@@ -18,6 +18,7 @@ import pytest
 from support import CHECKS, FIXTURES, REPO, base_env
 
 from preflight import __version__, cli, console
+from preflight.report import markdown, terminal_lines
 from preflight.runbooks import all_ids
 
 NO_NVML = FIXTURES / "nvml" / "no-nvml.json"
@@ -134,6 +135,43 @@ def test_render_is_pure_and_colours_only_through_markup():
     assert "\x1b" not in "".join(texts)  # escapes come from TerminalWriter on a TTY only
     assert texts[-1].startswith("NO-GO") and "INCOMPLETE" in texts[-1]
     assert lines[-1][1]["red"] and lines[-1][1]["bold"]
+
+
+def _finding(check: str, severity: str, summary: str, fix: str) -> dict:
+    return {"id": check, "nodeid": f"x::t[{check}]", "outcome": "failed", "severity": severity,
+            "summary": summary, "evidence": {}, "fix": fix, "why": "", "runbook": "",
+            "profile": "cpu", "stage": "static", "duration_s": 0.0, "blocked_by": ""}
+
+
+MIXED = {"verdict": "NO-GO", "complete": True, "profile": "cpu", "host": "n", "started": "t",
+         "duration_s": 0.2, "stages": [], "preflight_version": "0",
+         "counts": {"blocker": 1, "unknown": 1},
+         "checks": [_finding("port-free", "blocker", "MASTER_PORT 29500 is held",
+                             "export MASTER_PORT=29611"),
+                    _finding("launch-ports", "unknown", "cannot check the ports: the node's "
+                             "GPU count could not be read (NVML unavailable)", "nvidia-smi -L")]}
+
+
+def test_an_unknown_is_listed_apart_from_the_blockers():
+    """An UNKNOWN blocks GO but is not a blocker: console, Markdown and the pytest section
+    list it in its own section with what could not be read and its command; the verdict
+    line's count keeps its meaning (what blocks GO) and says how many only could not decide."""
+    texts = [text for text, _ in console.render(MIXED)]
+    out = "\n".join(texts)
+    blockers = out[out.index("\nblockers:"):out.index("\nunknown (could not decide):")]
+    unknown = out[out.index("\nunknown (could not decide):"):out.index("\nNO-GO")]
+    assert "  port-free: MASTER_PORT 29500 is held" in blockers and "launch-ports" not in blockers
+    assert "  launch-ports: cannot check the ports: the node's GPU count could not be read " \
+           "(NVML unavailable)" in unknown and "    $ nvidia-smi -L" in unknown
+    assert texts[-1].startswith("NO-GO  profile cpu: 2 blocker(s) (incl. 1 unknown), ")
+    md = markdown(MIXED)
+    assert md.index("## Blockers") < md.index("`port-free`") < \
+        md.index("## Unknown (could not decide)") < md.index("`launch-ports`")
+    section = terminal_lines(MIXED)
+    assert section[0].startswith("preflight verdict: NO-GO  (profile cpu; 2 blocker(s) (incl. "
+                                 "1 unknown), ")
+    assert "  BLOCKER port-free [cpu]: MASTER_PORT 29500 is held" in section
+    assert any(line.startswith("  UNKNOWN launch-ports [cpu]: ") for line in section)
 
 
 # -- CLI surface ------------------------------------------------------------------------

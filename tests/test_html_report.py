@@ -55,6 +55,23 @@ def test_html_is_self_contained_with_the_busbw_plot_and_floor():
     assert "default-src 'none'" in page
 
 
+def test_an_unknown_has_its_own_section_not_the_blockers():
+    report = _report()
+    base = report["checks"][0]
+    report["checks"] += [
+        {**base, "id": "port-free", "outcome": "failed", "severity": "blocker",
+         "summary": "MASTER_PORT 29500 held", "fix": "export MASTER_PORT=29611",
+         "stage": "static", "nodeid": "t::port[cpu]"},
+        {**base, "id": "launch-ports", "outcome": "failed", "severity": "unknown",
+         "summary": "the node's GPU count could not be read", "fix": "nvidia-smi -L",
+         "stage": "static", "nodeid": "t::ports[cpu]"}]
+    page = html_report.render(report)
+    blockers = page[page.index("<h2>Blockers (1)</h2>"):page.index('<h2 id="unknown">')]
+    assert "port-free" in blockers and "launch-ports" not in blockers
+    unknown = page[page.index('<h2 id="unknown">Unknown: could not decide (1)</h2>'):]
+    assert 'class="item unknown"' in unknown and "nvidia-smi -L" in unknown
+
+
 def test_plot_reads_sizes_from_labels_or_bytes():
     assert html_report.size_bytes({"size": "64 KiB"}) == 65536
     assert html_report.size_bytes({"size": "8 B", "bytes": 8}) == 8

@@ -123,6 +123,60 @@ def test_llamafactory_relaunch_gpus_and_held_port(run_preflight):
     assert row["nproc_per_node"] == "one per visible GPU" and "visible" not in row
     assert free.one("launch-ports")["evidence"]["layers"][0]["port"] == "free"
 
+def _replay(tmp_path: Path, gpus: int) -> Path:
+    """An NVML snapshot of `gpus` GPUs (the hardware seam: `--nvml-replay`)."""
+    snapshot = {"schema": 1, "source": "nvml", "error": None, "driver_version": "550.54.15",
+                "cuda_driver_version": 12040, "gpus": [
+                    {"index": i, "name": "NVIDIA H200", "uuid": f"GPU-{i:08d}",
+                     "memory_total_bytes": 150754820096, "memory_used_bytes": 0,
+                     "compute_capability": "9.0"} for i in range(gpus)]}
+    replay = tmp_path / f"gpus{gpus}.json"
+    replay.write_text(json.dumps(snapshot))
+    return replay
+
+
+def test_llamafactory_relaunch_on_a_held_port_hangs_on_the_gpu_count(run_preflight, tmp_path):
+    """`llamafactory-cli train` with MASTER_PORT held and neither FORCE_TORCHRUN nor
+    CUDA_VISIBLE_DEVICES: it relaunches under torchrun (binding MASTER_PORT) only when more
+    than one GPU is visible (LLaMA-Factory launcher.py:61). One GPU: nothing binds the port,
+    GO; two: NO-GO; the count not readable: UNKNOWN naming NVML, never a NO-GO."""
+    path = _swift_on_path(tmp_path, "llamafactory-cli")
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("0.0.0.0", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    script = tmp_path / "train_lmf.sh"
+    script.write_text(f"#!/bin/bash\nset -e\nexport MASTER_PORT={port}\n"
+                      "llamafactory-cli train examples/train_lora/llama3_lora_sft.yaml\n")
+    runs = {}
+    try:
+        for name, replay in (("one", _replay(tmp_path, 1)), ("two", _replay(tmp_path, 2)),
+                             ("unread", FIXTURES / "nvml" / "no-nvml.json")):
+            runs[name] = run_preflight(
+                "--profile", "cpu", "--check", "launch-ports", "--nvml-replay", str(replay),
+                "--launch-script", str(script),
+                env=base_env(PATH=path, FORCE_TORCHRUN=None, CUDA_VISIBLE_DEVICES=None,
+                             USE_RAY=None, USE_KT=None, USE_MCA=None))
+    finally:
+        holder.close()
+    one = runs["one"].one("launch-ports")
+    assert runs["one"].returncode == 0, runs["one"].output
+    assert one["outcome"] == "passed" and one["evidence"]["gpus_on_node"] == 1
+    row = one["evidence"]["layers"][0]
+    assert row["port"] == port and row["bind"].startswith("not started: 1 GPU on the node")
+    two = runs["two"].one("launch-ports")
+    assert runs["two"].returncode == 1, runs["two"].output
+    assert two["severity"] == "blocker", two
+    assert f"port {port} of torchrun (relaunched by llamafactory-cli train) at " \
+           "train_lmf.sh:4 cannot be bound: EADDRINUSE" in two["summary"]
+    unread = runs["unread"].one("launch-ports")
+    assert runs["unread"].returncode == 1, runs["unread"].output
+    assert unread["severity"] == "unknown", unread
+    assert f"port {port} of torchrun" in unread["summary"]
+    assert "the node's GPU count could not be read (NVML unavailable" in unread["summary"]
+
+
 def test_torchrun_around_a_script_that_runs_torchrun(run_preflight):
     run = _run(run_preflight, "nested-launcher", "nested_torchrun_script.sh")
     assert run.returncode == 1, run.output

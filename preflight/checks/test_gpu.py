@@ -34,7 +34,12 @@ def slot(node: Node, profile: Profile, position: int | None) -> judge.Slot:
 
 
 def launched_processes_per_node(node: Node) -> int | None:
-    return node.launch.processes_per_node if node.launch is not None else None
+    spec = node.launch
+    if spec is None or not spec.gated:
+        return spec.processes_per_node if spec is not None else None
+    # llamafactory-cli relaunches under torchrun only with more than one GPU: NVML decides
+    snap = node.gpus
+    return spec.processes_on(None if snap.error else len(snap.gpus), snap.error or "")
 
 
 @pytest.mark.pitfall("gpu-inventory")

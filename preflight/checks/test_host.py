@@ -18,7 +18,13 @@ pytestmark = pytest.mark.static
 
 @pytest.mark.pitfall("host-limits")
 def test_host_limits(node: Node, profile: Profile, finding: Recorder) -> None:
-    launched = node.launch.processes_per_node if node.launch is not None else None
+    spec = node.launch
+    launched = spec.processes_per_node if spec is not None else None
+    if spec is not None and spec.gated:
+        # llamafactory-cli relaunches under torchrun only with more than one GPU (NVML)
+        snap = node.gpus
+        launched = spec.processes_on(None if snap.error else len(snap.gpus),
+                                     snap.error or "")
     ranks, ranks_from = processes_per_node(GpuWant.of(profile), launched)
     finding.conclude(judge.host_limits(judge.LimitFacts(
         judge.HostWant.of(profile), host.shm(), host.limits(), ranks, ranks_from)))

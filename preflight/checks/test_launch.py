@@ -27,11 +27,21 @@ def _spec(node: Node) -> LaunchSpec | None:
     return spec
 
 
+def gpu_count(node: Node, spec: LaunchSpec | None) -> judge.GpuCount:
+    """NVML's GPU count, read only when a layer's start hangs on it (llamafactory-cli)."""
+    if not judge.gated(spec):
+        return judge.GpuCount()
+    snap = node.gpus
+    return judge.GpuCount(None if snap.error else len(snap.gpus), snap.error or "")
+
+
 @pytest.mark.pitfall("nested-launcher")
 def test_one_launcher_layer(node: Node, profile: Profile, finding: Recorder) -> None:
     under: dict[str, str] = {k: node.environ[k] for k in ("TORCHELASTIC_RUN_ID",
                                                            "LOCAL_RANK") if k in node.environ}
-    finding.conclude(judge.nested_launcher(judge.NestedFacts(_spec(node), under)))
+    spec = _spec(node)
+    finding.conclude(judge.nested_launcher(judge.NestedFacts(spec, under,
+                                                             gpu_count(node, spec))))
 
 
 @pytest.mark.pitfall("empty-variable")
@@ -88,7 +98,7 @@ def ports_facts(node: Node, spec: LaunchSpec | None) -> judge.PortsFacts:
                          and (info := table.get(h.pid)) is not None else None)
             for h in held))
     return judge.PortsFacts(spec, local, binds, str(ports.suggest_port() or "<a free port>")
-                            if layers else "")
+                            if layers else "", gpu_count(node, spec))
 
 
 @pytest.mark.pitfall("launch-ports")

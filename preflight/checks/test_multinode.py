@@ -30,8 +30,19 @@ def _route_iface(addresses: tuple[str, ...]) -> str | None:
     return None
 
 
+def launch_config(node: Node) -> multinode.LaunchConfig:
+    """The multi-node config; NVML's GPU count is read only when a layer's start hangs on
+    it (llamafactory-cli relaunches under torchrun only with more than one GPU)."""
+    spec = node.launch
+    if spec is None or all(x.gpu_gate is None for x in spec.layers):
+        return multinode.launch_config(node.environ, spec)
+    snap = node.gpus
+    return multinode.launch_config(node.environ, spec, None if snap.error else
+                                   len(snap.gpus), snap.error or "")
+
+
 def master_facts(node: Node) -> judge.MasterFacts:
-    cfg = multinode.launch_config(node.environ, node.launch)
+    cfg = launch_config(node)
     known = cfg.master_addr and UNKNOWN_OPEN not in cfg.master_addr
     master = multinode.resolve(cfg.master_addr) if cfg.multi_node and known else None
     route = None
@@ -54,10 +65,13 @@ def test_master_addr(node: Node, profile: Profile, finding: Recorder) -> None:
 def test_gloo_socket_ifname(node: Node, profile: Profile, finding: Recorder) -> None:
     spec = node.environ.get("GLOO_SOCKET_IFNAME")
     found = netif.interfaces() if spec is not None else []
+    cfg = launch_config(node) if spec is not None else None
     facts = judge.GlooFacts(
         spec=spec, interfaces={i.name: i.up for i in found}, candidates=_candidates(),
-        multi_node=spec is not None
-        and multinode.launch_config(node.environ, node.launch).multi_node)
+        multi_node=cfg is not None and cfg.multi_node,
+        maybe_multi="" if cfg is None else f"{cfg.nnodes_from or 'nnodes'} not known"
+        if cfg.nnodes is None else f"{cfg.nnodes_from} starts only maybe: {cfg.maybe}"
+        if cfg.maybe else "")
     finding.conclude(judge.gloo_ifname(facts))
 
 

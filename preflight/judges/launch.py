@@ -46,6 +46,25 @@ def distributed(spec: LaunchSpec) -> list[Layer]:
     return [x for job in spec.jobs for x in job.distributed]
 
 
+@dataclass(frozen=True)
+class GpuCount:
+    """This node's GPUs as NVML lists them, read only for a layer whose start hangs on
+    the GPU count (`Layer.gpu_gate`: llamafactory-cli's relaunch); count None: not read
+    (`error` says why)."""
+
+    count: int | None = None
+    error: str = "not read"
+
+
+def _count(gpus: GpuCount) -> int | str:
+    return gpus.count if gpus.count is not None else f"not known: {gpus.error}"
+
+
+def gated(spec: LaunchSpec | None) -> bool:
+    """Whether a layer's start hangs on the node's GPU count (the adapters then read it)."""
+    return spec is not None and any(x.gpu_gate is not None for x in distributed(spec))
+
+
 def _unknowns(spec: LaunchSpec, words: tuple[str, ...] = ()) -> list[str]:
     return [f"{posixpath.basename(u.file)}:{u.line}: {u.reason}" for u in spec.unknowns
             if not words or any(w in u.text for w in words)]
@@ -58,6 +77,18 @@ def _unknowns(spec: LaunchSpec, words: tuple[str, ...] = ()) -> list[str]:
 class NestedFacts:
     spec: LaunchSpec | None
     under: Mapping[str, str]  # TORCHELASTIC_RUN_ID / LOCAL_RANK the suite itself runs with
+    gpus: GpuCount = GpuCount()  # for a relaunch the GPU count decides (Layer.starts)
+
+
+def live(layers: Sequence[Layer], gpus: GpuCount) -> list[tuple[Layer, str]]:
+    """The layers that start on this node, each with why it may not ("": it does); a
+    relaunch the node's GPU count rules out is left out."""
+    out = []
+    for layer in layers:
+        starts, why = layer.starts(gpus.count, gpus.error)
+        if starts is not False:
+            out.append((layer, why))
+    return out
 
 
 def _relaunched_by_lmf(layer: Layer) -> bool:
@@ -86,7 +117,8 @@ def nested_launcher(f: NestedFacts) -> Verdict:
     spec = f.spec
     if spec is None:
         return Verdict(skip=NO_SCRIPT)
-    launching = [job for job in spec.jobs if job.distributed]
+    running = [[x for x, _ in live(job.distributed, f.gpus)] for job in spec.jobs]
+    launching = [layers for layers in running if layers]
     v = Verdict(
         evidence=dict(jobs=[{"command": display(job.command.argv),
                              "layers": [x.describe() for x in job.layers]}
@@ -94,16 +126,19 @@ def nested_launcher(f: NestedFacts) -> Verdict:
                       suite_under_torchrun=dict(f.under) or None),
         headline="nested launchers", fix="keep one distributed launcher per job")
     for job in spec.jobs:
-        if len(job.distributed) > 1:
-            outer, inner = job.distributed[0], job.distributed[1]
+        layers = live(job.distributed, f.gpus)
+        if len(layers) > 1:
+            (outer, outer_maybe), (inner, inner_maybe) = layers[0], layers[1]
             text = (f"{outer.launcher} at {at(outer)} (port {outer.port or outer.port_text}) "
                     f"starts {inner.launcher} at {at(inner)} "
                     f"(port {inner.port or inner.port_text})")
-            maybe = outer.maybe or inner.maybe
+            maybe = outer_maybe or inner_maybe
             v.problems.append(Problem.unknown(f"{text}, if it starts at all: {maybe}")
                               if maybe else Problem(text, _nested_fix(outer, inner)))
+    if gated(spec):
+        v.evidence["gpus_on_node"] = _count(f.gpus)
     if f.under and launching:
-        first = launching[0].distributed[0]
+        first = launching[0][0]
         v.problems.append(Problem(
             f"preflight itself runs under torchrun ({', '.join(f.under)} set) and the "
             f"script starts {first.launcher} at {at(first)}",
@@ -130,8 +165,8 @@ def nested_launcher(f: NestedFacts) -> Verdict:
                 f"the script exits at line {end.line} ({end.guard or 'exit ' + end.status}) "
                 "before it launches anything"))
         return v
-    layers = [x.launcher for job in launching for x in job.distributed]
-    v.ok = (f"one launcher layer per job ({', '.join(dict.fromkeys(layers))})" if layers
+    names = [x.launcher for job in launching for x in job]
+    v.ok = (f"one launcher layer per job ({', '.join(dict.fromkeys(names))})" if names
             else "no distributed launcher in the script")
     return v
 
@@ -415,6 +450,7 @@ class PortsFacts:
     local: Mapping[str, bool]  # master address -> one of this node's
     binds: Mapping[int, Bind]  # port -> what binding it did (ports on this node only)
     free: str  # a port the fix may suggest
+    gpus: GpuCount = GpuCount()  # for a relaunch the GPU count decides (Layer.starts)
 
 
 def master_of(layer: Layer) -> str:
@@ -423,12 +459,34 @@ def master_of(layer: Layer) -> str:
     return layer.master_addr or (master.value or "" if master else "")
 
 
+MAYBE_WHY = ("The port is taken, but the layer that would bind it may not start on this "
+             "node. A free port (the fix) settles it either way; `nvidia-smi -L` lists the "
+             "GPUs a relaunch that hangs on the GPU count would see.")
+
+
+def _taken(layer: Layer, bound: Bind, fix: str, maybe: str) -> Problem:
+    pids = sorted({h.pid for h in bound.holders if h.pid})
+    text = (f"port {layer.port} of {layer.launcher} at {at(layer)} cannot be bound: "
+            f"{bound.error}" + (f" (held by pid {', '.join(map(str, pids))})" if pids else ""))
+    if maybe:
+        # a layer that may never start binds nothing: taken is not a NO-GO yet
+        return Problem.unknown(f"{text}, if {layer.launcher} starts at all: {maybe}", fix,
+                               MAYBE_WHY)
+    return Problem(text, fix)
+
+
 def _job_ports(layers: Sequence[Layer], f: PortsFacts, seen: dict[int, str], v: Verdict,
-               rows: list[dict[str, Any]], unknown: list[str], fix: str) -> None:
-    used: dict[int, str] = {}
+               rows: list[dict[str, Any]], unknown: list[str], idle: list[str], fix: str
+               ) -> None:
+    used: dict[int, tuple[str, str]] = {}  # port -> (the layer, why it may not start)
     for layer in layers:
         row = layer.describe()
         rows.append(row)
+        starts, maybe = layer.starts(f.gpus.count, f.gpus.error)
+        if starts is False:
+            row["bind"] = maybe  # "not started: ...": it binds nothing on this node
+            idle.append(f"{layer.launcher} at {at(layer)}: {maybe}")
+            continue
         if layer.port is None:
             if layer.port_text != "free":
                 # "⟨unknown⟩" alone names nothing: say what decided it could not be read
@@ -437,13 +495,17 @@ def _job_ports(layers: Sequence[Layer], f: PortsFacts, seen: dict[int, str], v: 
                 unknown.append(f"{layer.launcher} at {at(layer)}: port {layer.port_text}{why}")
             continue
         if layer.port in used:
-            v.problems.append(Problem(f"{layer.launcher} at {at(layer)} and "
-                                      f"{used[layer.port]} both use port {layer.port}", fix))
+            other, other_maybe = used[layer.port]
+            text = f"{layer.launcher} at {at(layer)} and {other} both use port {layer.port}"
+            either = maybe or other_maybe
+            v.problems.append(Problem.unknown(f"{text}, if both start: {either}", fix,
+                                              MAYBE_WHY) if either else Problem(text, fix))
             continue
-        used[layer.port] = f"{layer.launcher} at {at(layer)}"
-        if layer.port in seen:
+        used[layer.port] = (f"{layer.launcher} at {at(layer)}", maybe)
+        if seen.get(layer.port):
             continue
-        seen[layer.port] = used[layer.port]
+        # "": only layers that may not start saw it; one that surely starts is still judged
+        seen[layer.port] = "" if maybe else used[layer.port][0]
         addr = master_of(layer)
         if addr and not f.local.get(addr, UNKNOWN_OPEN in addr):
             row["bind"] = f"skipped: {addr} is another node"
@@ -461,11 +523,7 @@ def _job_ports(layers: Sequence[Layer], f: PortsFacts, seen: dict[int, str], v: 
                 f"port {layer.port} of {layer.launcher} at {at(layer)} is taken: accelerate "
                 "will pick a free one instead", fix))
         elif bound.error:
-            pids = sorted({h.pid for h in bound.holders if h.pid})
-            v.problems.append(Problem(
-                f"port {layer.port} of {layer.launcher} at {at(layer)} cannot be bound: "
-                f"{bound.error}" + (f" (held by pid {', '.join(map(str, pids))})"
-                                    if pids else ""), fix))
+            v.problems.append(_taken(layer, bound, fix, maybe))
 
 
 def _ignored_master_port(layer: Layer) -> str:
@@ -495,16 +553,20 @@ def launch_ports(f: PortsFacts) -> Verdict:
     seen: dict[int, str] = {}
     rows: list[dict[str, Any]] = []
     unknown: list[str] = []
+    idle: list[str] = []  # layers that do not start on this node
     for job in spec.jobs:
-        _job_ports(job.distributed, f, seen, v, rows, unknown, fix)
+        _job_ports(job.distributed, f, seen, v, rows, unknown, idle, fix)
         for layer in job.distributed:
             if warning := _ignored_master_port(layer):
                 v.problems.append(Problem.warning(warning, fix))
     warnings = [p.text for p in v.of(Kind.WARNING)]
     v.evidence = dict(layers=rows, unknown=unknown, ignored_master_port=warnings)
+    if gated(spec):
+        v.evidence["gpus_on_node"] = _count(f.gpus)
     if unknown:
         v.problems.append(Problem.unknown("cannot check the ports: " + "; ".join(unknown)))
     v.ok = ("ports free: " + ", ".join(map(str, sorted(seen))) if seen else
+            "no launcher binds a port on this node (" + "; ".join(idle) + ")" if idle else
             "every launcher picks a free port itself")
     return v
 
@@ -534,14 +596,19 @@ def launch_gpus(f: GpusFacts) -> Verdict:
     layers = distributed(spec)
     if not layers:
         return Verdict(skip=NO_LAUNCHER)
-    blockers: list[str] = []
+    blockers: list[tuple[str, str]] = []  # (text, why the layer may not start)
     unknown: list[str] = []
     rows: list[dict[str, Any]] = []
+    counted = GpuCount(None if f.nvml_error else f.gpus, f.nvml_error or "")
     for layer in layers:
         cvd = layer.env.get("CUDA_VISIBLE_DEVICES")
         row = {**layer.describe(), "CUDA_VISIBLE_DEVICES": None if cvd is None else
                (cvd.value if cvd.value is not None else cvd.text)}
         rows.append(row)
+        starts, maybe = layer.starts(counted.count, counted.error)
+        if starts is False:
+            row["not_started"] = maybe  # llamafactory-cli on one GPU: one process, no torchrun
+            continue
         if layer.nproc is None:
             if layer.nproc_text not in ("auto", "gpu", "all GPUs", LMF_PER_GPU):  # one per GPU
                 unknown.append(f"{layer.launcher} at {at(layer)}: nproc {layer.nproc_text}")
@@ -554,21 +621,24 @@ def launch_gpus(f: GpusFacts) -> Verdict:
             row["visible"] = count = len(shown)
             absent = [d for d in shown if (i := maybe_int(d)) is not None and i >= f.gpus]
             if f.gpus and absent:
-                blockers.append(f"CUDA_VISIBLE_DEVICES={cvd.value} names GPU "
-                                f"{', '.join(absent)} but the node has {f.gpus}")
+                blockers.append((f"CUDA_VISIBLE_DEVICES={cvd.value} names GPU "
+                                 f"{', '.join(absent)} but the node has {f.gpus}", ""))
         elif f.gpus:
             row["visible"] = count = f.gpus
         else:
             return Verdict(skip="no GPU to count: CUDA_VISIBLE_DEVICES unset and NVML "
                                 f"reports none ({f.nvml_error or 'no GPU'})")
         if layer.nproc > count:
-            blockers.append(f"{layer.launcher} at {at(layer)} starts {layer.nproc} "
-                            f"processes per node but {count} GPU(s) are visible")
+            blockers.append((f"{layer.launcher} at {at(layer)} starts {layer.nproc} "
+                             f"processes per node but {count} GPU(s) are visible", maybe))
     fix = _gpus_fix(rows, f.gpus)
     v = Verdict(evidence=dict(layers=rows, gpus_on_node=f.gpus, nvml_error=f.nvml_error),
-                problems=[Problem(text, fix) for text in blockers], fix=fix)
+                problems=[Problem.unknown(f"{text}, if it starts at all: {maybe}", fix)
+                          if maybe else Problem(text, fix) for text, maybe in blockers],
+                fix=fix)
     if unknown:
         v.problems.append(Problem.unknown("cannot count: " + "; ".join(unknown)))
-    v.ok = ", ".join(f"{r['launcher']}: {r.get('nproc_per_node')} process(es), "
-                     f"{r.get('visible', '?')} GPU(s) visible" for r in rows)
+    v.ok = ", ".join(f"{r['launcher']}: {r['not_started']}" if
+                     "not_started" in r else f"{r['launcher']}: {r.get('nproc_per_node')} "
+                     f"process(es), {r.get('visible', '?')} GPU(s) visible" for r in rows)
     return v

@@ -90,12 +90,14 @@ def master_addr(f: MasterFacts) -> Verdict:
             "(`Gloo connectFullMesh failed`)",
             f"export GLOO_SOCKET_IFNAME={iface}   # or map {f.host.name} to its real IP in "
             "/etc/hosts"))
-    if cfg.nnodes is None:
-        # Multi-node is only a possibility here (--nnodes / NNODES not known): what would
-        # block a multi-node job is unknown, not a NO-GO.
+    if cfg.nnodes is None or cfg.maybe:
+        # Multi-node is only a possibility here (--nnodes / NNODES not known, or the layer
+        # that makes it multi-node may not start): what would block a multi-node job is
+        # unknown, not a NO-GO.
+        why = f"{cfg.nnodes_from or 'nnodes'} not known" if cfg.nnodes is None else \
+            f"{cfg.nnodes_from} starts only maybe: {cfg.maybe}"
         v.problems = [p if p.kind is not Kind.BLOCKER else Problem.unknown(
-            f"if the job is multi-node ({cfg.nnodes_from or 'nnodes'} not known): {p.text}",
-            p.fix, p.why) for p in v.problems]
+            f"if the job is multi-node ({why}): {p.text}", p.fix, p.why) for p in v.problems]
     v.fix = f"export MASTER_ADDR={head}"
     v.ok = (f"MASTER_ADDR={cfg.master_addr} reachable through {route or '?'} for a "
             f"{cfg.nnodes}-node job")
@@ -108,6 +110,9 @@ class GlooFacts:
     interfaces: Mapping[str, bool]  # name -> up
     candidates: Sequence[str]
     multi_node: bool
+    # multi-node is only a possibility (nnodes not known, or the multi-node layer may not
+    # start): why; "" when multi_node is decided
+    maybe_multi: str = ""
 
 
 def gloo_ifname(f: GlooFacts) -> Verdict:
@@ -147,6 +152,9 @@ def gloo_ifname(f: GlooFacts) -> Verdict:
     if down:
         v.problems.append(Problem(f"{', '.join(down)} is down"))
     if f.multi_node and names and all(n.startswith("lo") for n in names):
-        v.problems.append(Problem(f"GLOO_SOCKET_IFNAME={spec} is loopback in a multi-node job:"
-                                  " the other nodes cannot reach it"))
+        text = (f"GLOO_SOCKET_IFNAME={spec} is loopback in a multi-node job: the other nodes "
+                "cannot reach it")
+        v.problems.append(Problem.unknown(f"if the job is multi-node ({f.maybe_multi}): "
+                                          f"{text}", v.fix) if f.maybe_multi else
+                          Problem(text))
     return v

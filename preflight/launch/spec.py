@@ -75,6 +75,22 @@ class Environment(Mapping[str, Var]):
 
 
 @dataclass(frozen=True)
+class GpuGate:
+    """A relaunch that hangs on the GPU count the launch does not tell: whether it starts
+    with at most one GPU visible (`one`) and with more (`many`): True, False, or None (still
+    not known: `one_why` / `many_why`). llamafactory-cli train relaunches under torchrun
+    when more than one device is visible (LLaMA-Factory launcher.py:60-62)."""
+
+    one: bool | None
+    many: bool | None
+    one_why: str = ""
+    many_why: str = ""
+    # CUDA_VISIBLE_DEVICES may narrow the node's GPUs (set where preflight cannot read it,
+    # or to a value not known): the node's count is then only an upper bound. Why, or "".
+    narrowed: str = ""
+
+
+@dataclass(frozen=True)
 class Layer:
     """One program in a launch chain: a distributed launcher, a wrapper, or the trainer."""
 
@@ -100,10 +116,33 @@ class Layer:
     error: str = ""  # the launcher itself would stop with this usage error
     port_fallback: bool = False  # a taken port is not fatal: it picks another (accelerate)
     maybe: str = ""  # why this layer may not start at all (swift's relaunch, not known)
+    gpu_gate: GpuGate | None = None  # the node's GPU count decides `maybe` (see GpuGate)
 
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}"
+
+    def starts(self, gpus: int | None, unread: str = "") -> tuple[bool | None, str]:
+        """Whether this layer starts on a node with `gpus` GPUs (NVML; None: not read,
+        `unread` says why): (True, ""), (False, why not), or (None, why not known)."""
+        if not self.maybe:
+            return True, ""
+        gate = self.gpu_gate
+        if gate is None:
+            return None, self.maybe
+        if gpus is None:
+            return None, f"{self.maybe}; the node's GPU count could not be read" + (
+                f" ({unread})" if unread else "")
+        if gpus > 1 and gate.narrowed and gate.one != gate.many:
+            return None, (f"{self.maybe}; the node has {gpus} GPUs but CUDA_VISIBLE_DEVICES "
+                          f"may narrow them ({gate.narrowed})")
+        # at most one GPU on the node: at most one visible, whatever CUDA_VISIBLE_DEVICES says
+        starts, why = (gate.one, gate.one_why) if gpus <= 1 else (gate.many, gate.many_why)
+        seen = f"{gpus} GPU{'' if gpus == 1 else 's'} on the node"
+        if starts is None:
+            return None, f"{seen}, and {why}"
+        return starts, "" if starts else f"not started: {seen}" + (
+            f", {why}" if why else "")
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"launcher": self.launcher, "line": self.where}
@@ -178,6 +217,27 @@ class LaunchSpec:
     @property
     def layers(self) -> tuple[Layer, ...]:
         return tuple(layer for job in self.jobs for layer in job.layers)
+
+    @property
+    def gated(self) -> bool:
+        """Whether a layer's start hangs on the node's GPU count (`Layer.gpu_gate`)."""
+        return any(x.gpu_gate is not None for x in self.layers)
+
+    def processes_on(self, gpus: int | None, unread: str = "") -> int | None:
+        """`processes_per_node` on a node of `gpus` GPUs (NVML; None: not read, `unread`
+        says why): per job, the outermost layer that starts there; a job whose first such
+        layer may not start tells nothing (None when no job tells)."""
+        if not self.gated:
+            return self.processes_per_node
+        nprocs = []
+        for job in self.jobs:
+            for layer in job.distributed:
+                starts, _ = layer.starts(gpus, unread)
+                if starts is not False:
+                    if starts and layer.nproc is not None:
+                        nprocs.append(layer.nproc)
+                    break
+        return max(nprocs) if nprocs else None
 
     def variable(self, name: str) -> str | None:
         """A variable as the script leaves it, secret values masked."""
@@ -639,24 +699,43 @@ def _lmf_devices(env: Environment) -> int | None:
     return len(visible(var.value))
 
 
-def _lmf_relaunch(command: str, env: Environment) -> tuple[bool | None, str]:
-    """(whether `llamafactory-cli COMMAND` relaunches under torchrun, why not known)."""
+def _lmf_gate(env: Environment, force: bool | None, off: bool | None) -> GpuGate:
+    """launcher.py:61 `FORCE_TORCHRUN or (get_device_count() > 1 and not use_ray() and not
+    use_kt())` for each side of the GPU count the launch does not tell (`off` is not True:
+    then the count would not matter)."""
+    opaque = f"may be set there: {env.opaque}"
+    cvd = env.get("CUDA_VISIBLE_DEVICES")
+    return GpuGate(
+        one=force, many=True if off is False else None,
+        one_why=("it relaunches with one GPU only if FORCE_TORCHRUN is on, and that "
+                 f"{opaque}") if force is None else
+        "with one GPU it relaunches only under FORCE_TORCHRUN, which is off "
+        "(LLaMA-Factory launcher.py:61)",
+        many_why="" if off is False else
+        f"it relaunches unless USE_RAY or USE_KT is on, and they {opaque}",
+        narrowed="" if cvd is None else cvd.reason or cvd.text)
+
+
+def _lmf_relaunch(command: str, env: Environment
+                  ) -> tuple[bool | None, str, GpuGate | None]:
+    """(whether `llamafactory-cli COMMAND` relaunches under torchrun, why not known, and
+    how the node's GPU count decides it when only the count is missing)."""
     v1 = _enabled(env, "USE_V1")
     if command != "train" and (command not in LMF_V1_COMMANDS or v1 is False):
-        return False, ""
+        return False, "", None
     if command != "train" and v1 is None:
         return None, f"relaunches itself only under USE_V1, which may be set there: " \
-                     f"{env.opaque}"
+                     f"{env.opaque}", None
     force = _any_of(_enabled(env, name) for name in LMF_FORCE)
     if force:
-        return True, ""
+        return True, "", None
     devices = _lmf_devices(env)
     off = _any_of(_enabled(env, name) for name in ("USE_RAY", "USE_KT"))
     if off or (devices is not None and devices <= 1):
         # off for sure, unless FORCE_TORCHRUN may be set where preflight cannot read
-        return (False, "") if force is False else (
+        return (False, "", None) if force is False else (
             None, f"relaunches itself if FORCE_TORCHRUN is on, and it may be set there: "
-                  f"{env.opaque}")
+                  f"{env.opaque}", None)
     why = []
     if force is None:
         why.append(f"FORCE_TORCHRUN on (it may be set there: {env.opaque})")
@@ -665,8 +744,10 @@ def _lmf_relaunch(command: str, env: Environment) -> tuple[bool | None, str]:
     if devices is None:
         why.append("more than one GPU visible to it (CUDA_VISIBLE_DEVICES not set in the "
                    "launch)")
-    return (None, "relaunches itself under torchrun only with " + "; ".join(why)
-            ) if why else (True, "")
+    if not why:
+        return True, "", None
+    return (None, "relaunches itself under torchrun only with " + "; ".join(why),
+            _lmf_gate(env, force, off) if devices is None else None)
 
 
 def _lmf_torchrun_argv(env: Environment) -> tuple[list[Word], Word, bool]:
@@ -710,7 +791,7 @@ def _llamafactory(prog: str, args: list[Word], env: Environment, cmd: Command, d
                   **base)
     if args and not args[0].known:
         return [entry]  # the command word is not known: the evaluator names it unknown
-    relaunch, maybe = _lmf_relaunch(command, env)
+    relaunch, maybe, gate = _lmf_relaunch(command, env)
     if relaunch is False:
         return [entry]
     argv, addr, random_port = _lmf_torchrun_argv(env)
@@ -719,7 +800,7 @@ def _llamafactory(prog: str, args: list[Word], env: Environment, cmd: Command, d
                       cmd, depth, {**base, "implicit": True})[0]
     # master_addr: with RDZV_ID the rendezvous host is the endpoint's, MASTER_ADDR
     inner = replace(inner, program="", args=(), maybe=maybe and f"{prog} {command} {maybe}",
-                    master_addr=addr.text,
+                    gpu_gate=gate, master_addr=addr.text,
                     nproc_source={True: f"NPROC_PER_NODE (passed on by {prog})",
                                   False: f"{prog}: its device count (NPROC_PER_NODE unset)",
                                   None: f"NPROC_PER_NODE, if set, else the device count "

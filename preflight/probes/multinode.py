@@ -25,6 +25,9 @@ class LaunchConfig:
     master_addr: str  # "" when unset
     master_addr_from: str
     node_rank: str | None
+    # The multi-node layer may not start at all: why (a relaunch not known, e.g. swift's
+    # after an eval, or llamafactory-cli's with the GPU count not read); "": it starts.
+    maybe: str = ""
 
     @property
     def multi_node(self) -> bool:
@@ -39,16 +42,21 @@ def _int(text: str | None) -> int | None:
         return None
 
 
-def launch_config(environ: Mapping[str, str], spec: Any = None) -> LaunchConfig:
+def launch_config(environ: Mapping[str, str], spec: Any = None, gpus: int | None = None,
+                  gpus_error: str = "not read") -> LaunchConfig:
     """NNODES from the launch layers (--nnodes, swift's NNODES), else the environment;
     MASTER_ADDR from the first multi-node layer's --master_addr, else what the script
-    leaves exported, else the environment (torchrun's default is 127.0.0.1)."""
+    leaves exported, else the environment (torchrun's default is 127.0.0.1). A layer
+    that does not start on a node of `gpus` GPUs (NVML; None: not read, `gpus_error`
+    why), such as llamafactory-cli's relaunch on one GPU, is left out (`Layer.starts`)."""
     nnodes: int | None = 1
-    nnodes_from, addr, addr_from = "", "", ""
+    nnodes_from, addr, addr_from, maybe = "", "", "", ""
     layers = [x for job in (spec.jobs if spec else ()) for x in job.distributed]
-    multi = [x for x in layers if x.nnodes is None or x.nnodes > 1]
+    multi = [(x, why) for x in layers if x.nnodes is None or x.nnodes > 1
+             for starts, why in [x.starts(gpus, gpus_error)] if starts is not False]
+    multi.sort(key=lambda pair: bool(pair[1]))  # one that surely starts first
     if multi:
-        first = multi[0]
+        first, maybe = multi[0]
         nnodes, nnodes_from = first.nnodes, f"{first.launcher} --nnodes at {first.where}"
         if first.master_addr:
             addr, addr_from = first.master_addr, f"{first.launcher} --master_addr"
@@ -61,7 +69,7 @@ def launch_config(environ: Mapping[str, str], spec: Any = None) -> LaunchConfig:
         elif environ.get("MASTER_ADDR"):
             addr, addr_from = environ["MASTER_ADDR"], "MASTER_ADDR"
     rank = (spec.variable("NODE_RANK") if spec else None) or environ.get("NODE_RANK")
-    return LaunchConfig(nnodes, nnodes_from, addr.strip(), addr_from, rank)
+    return LaunchConfig(nnodes, nnodes_from, addr.strip(), addr_from, rank, maybe)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,14 @@ def check(v: Verdict, want: Want) -> None:
         assert v.evidence[key] == value, (key, v.evidence[key])
 
 
+# llamafactory-cli train relaunches under torchrun on MASTER_PORT only with more than one
+# visible GPU or FORCE_TORCHRUN (LLaMA-Factory launcher.py:61): the node's count decides.
+LMF = "MASTER_PORT=29501 llamafactory-cli train x.yaml"
+LMF_NESTED = "torchrun --nproc_per_node 2 --master_port 29501 --no-python lmf train x.yaml"
+ONE, TWO = judge.GpuCount(1, ""), judge.GpuCount(2, "")
+UNREAD = judge.GpuCount(None, "NVML unavailable: NVML Shared Library Not Found")
+
+
 # -- nested-launcher -------------------------------------------------------------------
 
 NESTED = [
@@ -101,6 +109,26 @@ NESTED = [
                          ids=[c[0] for c in NESTED])
 def test_nested_launcher(cmd, env, under, want):
     check(judge.nested_launcher(judge.NestedFacts(spec_of(cmd, env), under)), want)
+
+
+GATED_NESTED = [
+    ("one GPU: llamafactory-cli runs as one worker", LMF_NESTED, {}, ONE,
+     Want(ok="one launcher layer per job (torchrun)")),
+    ("two GPUs: each worker relaunches torchrun", LMF_NESTED, {}, TWO,
+     Want(Kind.BLOCKER, ("starts torchrun (relaunched by lmf train)",),
+          ("FORCE_TORCHRUN=1 NPROC_PER_NODE=2 llamafactory-cli train",))),
+    ("count not read", LMF_NESTED, {}, UNREAD,
+     Want(Kind.UNKNOWN, ("if it starts at all", "the node's GPU count could not be read "
+                         "(NVML unavailable"))),
+    ("one GPU, FORCE_TORCHRUN", LMF_NESTED, {"FORCE_TORCHRUN": "1"}, ONE,
+     Want(Kind.BLOCKER, ("starts torchrun (relaunched by lmf train)",))),
+]
+
+
+@pytest.mark.parametrize("cmd, env, gpus, want", [c[1:] for c in GATED_NESTED],
+                         ids=[c[0] for c in GATED_NESTED])
+def test_nested_launcher_behind_a_relaunch_the_gpu_count_decides(cmd, env, gpus, want):
+    check(judge.nested_launcher(judge.NestedFacts(spec_of(cmd, env), {}, gpus)), want)
 
 
 def test_nested_launcher_without_a_script_and_after_an_exit(tmp_path):
@@ -269,6 +297,68 @@ def test_launch_ports(cmd, env, binds, want):
     check(judge.launch_ports(judge.PortsFacts(spec, local, binds, "40000")), want)
 
 
+GATED_PORTS = [
+    ("one GPU: no relaunch binds the held port", LMF, {}, ONE, {29501: TAKEN},
+     Want(ok="no launcher binds a port on this node (torchrun (relaunched by "
+             "llamafactory-cli train) at <--launch-cmd>:1: not started: 1 GPU on the "
+             "node")),
+    ("no GPU: no relaunch", LMF, {}, judge.GpuCount(0, ""), {29501: TAKEN},
+     Want(ok="no launcher binds a port on this node")),
+    ("two GPUs: the relaunch binds it", LMF, {}, TWO, {29501: TAKEN},
+     Want(Kind.BLOCKER, ("port 29501 of torchrun (relaunched by llamafactory-cli train) at "
+                         "<--launch-cmd>:1 cannot be bound",), ("MASTER_PORT=40000",))),
+    ("count not read: unknown, naming NVML", LMF, {}, UNREAD, {29501: TAKEN},
+     Want(Kind.UNKNOWN, ("cannot be bound: EADDRINUSE", "if torchrun (relaunched by "
+                         "llamafactory-cli train) starts at all", "the node's GPU count could "
+                         "not be read (NVML unavailable: NVML Shared Library Not Found)"),
+          ("MASTER_PORT=40000",))),
+    ("count not read, port free", LMF, {}, UNREAD, {}, Want(ok="ports free: 29501")),
+    ("one GPU, FORCE_TORCHRUN: it relaunches", LMF, {"FORCE_TORCHRUN": "1"}, ONE,
+     {29501: TAKEN}, Want(Kind.BLOCKER, ("port 29501 of torchrun (relaunched",))),
+    ("one visible of two: CUDA_VISIBLE_DEVICES decides in the launch", LMF,
+     {"CUDA_VISIBLE_DEVICES": "1"}, TWO, {29501: TAKEN},
+     Want(skip="no distributed launcher")),
+    ("two GPUs, USE_RAY: no relaunch", LMF, {"USE_RAY": "1"}, TWO, {29501: TAKEN},
+     Want(skip="no distributed launcher")),
+    ("two GPUs, CUDA_VISIBLE_DEVICES not known: it may narrow them",
+     'CUDA_VISIBLE_DEVICES="$(cat gpus)" ' + LMF, {}, TWO, {29501: TAKEN},
+     Want(Kind.UNKNOWN, ("CUDA_VISIBLE_DEVICES may narrow them",))),
+    ("one GPU, CUDA_VISIBLE_DEVICES not known: still at most one",
+     'CUDA_VISIBLE_DEVICES="$(cat gpus)" ' + LMF, {}, ONE, {29501: TAKEN},
+     Want(ok="no launcher binds a port on this node")),
+    ("under torchrun, one GPU: one layer on the port", LMF_NESTED, {}, ONE, {},
+     Want(ok="ports free: 29501")),
+    ("under torchrun, two GPUs: both layers on the port", LMF_NESTED, {}, TWO, {},
+     Want(Kind.BLOCKER, ("and torchrun at <--launch-cmd>:1 both use port 29501",))),
+    ("under torchrun, count not read", LMF_NESTED, {}, UNREAD, {},
+     Want(Kind.UNKNOWN, ("both use port 29501, if both start", "could not be read"))),
+]
+
+
+@pytest.mark.parametrize("cmd, env, gpus, binds, want", [c[1:] for c in GATED_PORTS],
+                         ids=[c[0] for c in GATED_PORTS])
+def test_launch_ports_behind_a_relaunch_the_gpu_count_decides(cmd, env, gpus, binds, want):
+    spec = spec_of(cmd, env)
+    local = {"127.0.0.1": True}
+    check(judge.launch_ports(judge.PortsFacts(spec, local, binds, "40000", gpus)), want)
+
+
+def test_a_held_port_behind_a_relaunch_that_may_not_start_is_unknown():
+    """swift relaunches only when NPROC_PER_NODE or NNODES is set, and an eval may set
+    them: a taken port there is UNKNOWN, not a NO-GO (the GPU count does not decide)."""
+    spec = spec_of('eval "$(cat env.txt)"; swift rlhf --model m')
+    job = spec.jobs[0]
+    # the eval hides the port and address too: give the layer known ones
+    inner = replace(job.layers[1], port=29501, port_text="29501", master_addr="127.0.0.1")
+    assert inner.maybe and inner.gpu_gate is None
+    spec = replace(spec, jobs=(replace(job, layers=(job.layers[0], inner, *job.layers[2:])),))
+    v = judge.launch_ports(judge.PortsFacts(spec, {"127.0.0.1": True}, {29501: TAKEN},
+                                            "40000", TWO))
+    check(v, Want(Kind.UNKNOWN, ("cannot be bound", "if torchrun (relaunched by swift rlhf) "
+                                 "starts at all: swift relaunches itself under torchrun only "
+                                 "if NPROC_PER_NODE or NNODES is set")))
+
+
 # -- launch-gpus -----------------------------------------------------------------------
 
 GPUS = [
@@ -303,6 +393,60 @@ GPUS = [
                          ids=[c[0] for c in GPUS])
 def test_launch_gpus(cmd, env, gpus, want):
     check(judge.launch_gpus(judge.GpusFacts(spec_of(cmd, env), gpus, None)), want)
+
+
+LMF4 = "NPROC_PER_NODE=4 llamafactory-cli train x.yaml"
+GATED_GPUS = [
+    ("one GPU: no relaunch, NPROC_PER_NODE unused", LMF4, {}, 1, None,
+     Want(ok="torchrun (relaunched by llamafactory-cli train): not started: 1 GPU on the "
+             "node")),
+    ("two GPUs: 4 processes on 2", LMF4, {}, 2, None,
+     Want(Kind.BLOCKER, ("starts 4 processes per node but 2 GPU(s) are visible",))),
+    ("eight GPUs", LMF4, {}, 8, None,
+     Want(ok="torchrun (relaunched by llamafactory-cli train): 4 process(es), 8 GPU(s)")),
+    ("one of the node's GPUs visible: decided in the launch", LMF4,
+     {"CUDA_VISIBLE_DEVICES": "0"}, 2, None, Want(skip="no distributed launcher")),
+    ("count not read", LMF4, {}, 0, "NVML unavailable: NVML Shared Library Not Found",
+     Want(skip="no GPU to count")),
+    ("two visible in the launch: decided there, whatever NVML says", LMF4,
+     {"CUDA_VISIBLE_DEVICES": "0,1"}, 0, "NVML unavailable: NVML Shared Library Not Found",
+     Want(Kind.BLOCKER, ("starts 4 processes per node but 2 GPU(s) are visible",))),
+]
+
+
+@pytest.mark.parametrize("cmd, env, gpus, error, want", [c[1:] for c in GATED_GPUS],
+                         ids=[c[0] for c in GATED_GPUS])
+def test_launch_gpus_behind_a_relaunch_the_gpu_count_decides(cmd, env, gpus, error, want):
+    check(judge.launch_gpus(judge.GpusFacts(spec_of(cmd, env), gpus, error)), want)
+
+
+def test_launch_gpus_unknown_behind_a_relaunch_that_may_not_start():
+    """The judge's contract for a layer that may not start (built by hand: the launch
+    reading gives such a layer no known nproc today): too many processes for the GPUs
+    the layer sees is UNKNOWN, naming why it may not start, never a NO-GO."""
+    spec = spec_of(LMF4)
+    job = spec.jobs[0]
+    inner = job.layers[1]
+    env = {**inner.env, "CUDA_VISIBLE_DEVICES": replace(inner.env["PATH"], value="0,1")}
+    spec = replace(spec, jobs=(replace(job, layers=(job.layers[0], replace(inner, env=env),
+                                                    *job.layers[2:])),))
+    check(judge.launch_gpus(judge.GpusFacts(spec, 0, "NVML unavailable: NVML Shared Library "
+                                                     "Not Found")),
+          Want(Kind.UNKNOWN, ("starts 4 processes per node but 2 GPU(s) are visible, if it "
+                              "starts at all", "could not be read (NVML unavailable")))
+
+
+def test_processes_per_node_behind_a_relaunch_the_gpu_count_decides():
+    """gpu-inventory and host-limits count the ranks from the launch: llamafactory-cli's
+    NPROC_PER_NODE=4 is used only when it relaunches (more than one GPU)."""
+    spec = spec_of(LMF4)
+    assert spec.gated and spec.processes_per_node == 4
+    assert (spec.processes_on(1), spec.processes_on(2), spec.processes_on(None)) == \
+        (None, 4, None)
+    nested = spec_of(LMF_NESTED)
+    assert (nested.processes_on(1), nested.processes_on(2)) == (2, 2)
+    plain = spec_of(TORCHRUN)
+    assert not plain.gated and plain.processes_on(None) == 2
 
 
 def test_every_launch_judge_skips_without_a_script():

@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 
 from preflight.judges import multinode as judge
-from preflight.probes.multinode import LaunchConfig, Resolved
+from preflight.launch.spec import load
+from preflight.probes.multinode import LaunchConfig, Resolved, launch_config
 
 from .verdicts import judged
 
@@ -67,9 +68,37 @@ GLOO = judge.GlooFacts("eth0", {"lo": True, "eth0": True, "eth1": False}, ["eth0
     (replace(GLOO, spec="lo", multi_node=True), "blocker", "is loopback in a multi-node job",
      "export GLOO_SOCKET_IFNAME=eth0"),
     (replace(GLOO, spec="lo"), "ok", "", ""),
+    # multi-node only maybe (nnodes not known, a relaunch that may not start): unknown
+    (replace(GLOO, spec="lo", multi_node=True, maybe_multi="torchrun --nnodes at run.sh:3 "
+             "not known"), "unknown", "if the job is multi-node (torchrun --nnodes at "
+     "run.sh:3 not known): GLOO_SOCKET_IFNAME=lo is loopback", "export GLOO_SOCKET_IFNAME=eth0"),
 ])
 def test_gloo_ifname(facts: judge.GlooFacts, kind: str, text: str, fix: str) -> None:
     out = judged(judge.gloo_ifname(facts))
     assert out.kind == kind, out
     assert text in out.text, out
     assert fix in out.fix, out
+
+
+# llamafactory-cli train relaunches under `torchrun --nnodes $NNODES` only with more than
+# one visible GPU or FORCE_TORCHRUN (LLaMA-Factory launcher.py:61): the node's GPU count
+# decides whether NNODES=2 makes this a multi-node job.
+LMF = "NNODES=2 MASTER_PORT=29501 llamafactory-cli train x.yaml"
+
+
+@pytest.mark.parametrize("gpus, kind, text", [
+    (1, "skipped", "one node"),
+    (2, "blocker", "MASTER_ADDR=127.0.0.1 is a loopback address"),
+    (None, "unknown", "if the job is multi-node (torchrun (relaunched by llamafactory-cli "
+     "train) --nnodes at <--launch-cmd>:1 starts only maybe: llamafactory-cli train "
+     "relaunches itself under torchrun only with more than one GPU visible"),
+], ids=["one GPU", "two GPUs", "count not read"])
+def test_master_addr_behind_a_relaunch_the_gpu_count_decides(gpus, kind, text):
+    spec = load(None, LMF, {"PATH": "/usr/bin:/bin", "HOME": "/root"}, cwd="/")
+    cfg = launch_config({}, spec, gpus, "NVML unavailable: NVML Shared Library Not Found")
+    facts = replace(FACTS, cfg=cfg, master=Resolved("127.0.0.1", ("127.0.0.1",)))
+    out = judged(judge.master_addr(facts))
+    assert out.kind == kind, out
+    assert text in out.text, out
+    if gpus is None:
+        assert "could not be read (NVML unavailable" in out.text, out
