@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import CHECKS, FIXTURES, REPO, base_env
@@ -230,3 +231,32 @@ def test_node_facts_read_torch_cuda_and_nccl_from_the_install_without_importing(
     assert facts["versions"]["nvidia_driver"] is None
     assert facts["unknown"]["nvidia_driver"] == "no NVML here"
     assert imported is False
+
+
+def test_markdown_lists_unknown_apart_from_blockers() -> None:
+    """An UNKNOWN blocks GO but is not a blocker: the cluster Markdown gives it its own
+    heading, for cross-node checks and for node checks alike (the JSON keeps its fields)."""
+    from preflight.cluster import merge as cluster_merge
+
+    def row(cid: str, severity: str) -> dict[str, Any]:
+        return {"id": cid, "severity": severity, "summary": f"{cid} said {severity}",
+                "evidence": {}, "fix": f"fix-{cid}", "runbook": f"runbooks/{cid}.md"}
+
+    cluster = {"verdict": "NO-GO", "node_count": 1, "node_verdicts": {"NO-GO": 1},
+               "gathered_by": "merge", "started": "t", "duration_s": 0.1,
+               "checks": [row("cluster-reach", "blocker"), row("cluster-gpus", "unknown"),
+                          row("cluster-versions", "warning")],
+               "nodes": [{"name": "n1", "ip": "10.0.0.1", "verdict": "NO-GO",
+                          "blockers": ["gpu-free", "cuda-stack"]}],
+               "reports": {"n1": {"checks": [row("gpu-free", "blocker"),
+                                             row("cuda-stack", "unknown")]}}}
+    md = cluster_merge.markdown(cluster)
+    sections = {title: body for title, body in
+                (part.split("\n", 1) for part in md.split("\n## ")[1:])}
+    assert "cluster-reach" in sections["Cross-node blockers"]
+    assert "cluster-gpus" not in sections["Cross-node blockers"]
+    assert "cluster-gpus" in sections["Cross-node unknown (could not decide)"]
+    assert "cluster-versions" in sections["Cross-node warnings"]
+    assert "gpu-free" in sections["Node blockers"]
+    assert "cuda-stack" not in sections["Node blockers"]
+    assert "cuda-stack" in sections["Node unknown (could not decide)"]

@@ -169,36 +169,49 @@ def build(nodes: list[NodeReport], findings: list[Finding], started: float,
 # -- writing -----------------------------------------------------------------------------
 
 
+CROSS_NODE_SECTIONS = (("Cross-node blockers", "blocker"),
+                       ("Cross-node unknown (could not decide)", "unknown"),
+                       ("Cross-node warnings", "warning"))
+NODE_SECTIONS = (("Node blockers", "blocker"), ("Node unknown (could not decide)", "unknown"))
+
+
+def _cross_node_entry(c: dict[str, Any]) -> list[str]:
+    lines = [f"### `{c['id']}` ({c['severity']})", "", c["summary"], ""]
+    if c["id"] == "cluster-versions" and c["evidence"].get("odd_ones_out"):
+        lines += _version_table(c["evidence"])
+    lines += ["Evidence:", "", "```json", json.dumps(c["evidence"], indent=2,
+                                                    sort_keys=True), "```", ""]
+    if c["fix"]:
+        lines += ["Fix:", "", "```bash", c["fix"], "```", ""]
+    return lines + [f"Runbook: `{c['runbook']}`", ""]
+
+
 def markdown(cluster: dict[str, Any]) -> str:
     lines = [f"# preflight cluster: {cluster['verdict']}", "",
              f"- nodes: {cluster['node_count']} ("
              + ", ".join(f"{v} {k}" for k, v in sorted(cluster["node_verdicts"].items())) + ")",
              f"- gathered by: {cluster['gathered_by']}",
              f"- started: {cluster['started']}, took {cluster['duration_s']} s", ""]
-    bad = [c for c in cluster["checks"] if c["severity"] in ("blocker", "unknown", "warning")]
-    if bad:
-        lines += ["## Cross-node blockers", ""]
-        for c in bad:
-            lines += [f"### `{c['id']}` ({c['severity']})", "", c["summary"], ""]
-            if c["id"] == "cluster-versions" and c["evidence"].get("odd_ones_out"):
-                lines += _version_table(c["evidence"])
-            lines += ["Evidence:", "", "```json", json.dumps(c["evidence"], indent=2,
-                                                            sort_keys=True), "```", ""]
-            if c["fix"]:
-                lines += ["Fix:", "", "```bash", c["fix"], "```", ""]
-            lines += [f"Runbook: `{c['runbook']}`", ""]
-    lines += ["## Nodes", "", "| node | ip | verdict | blockers |", "|---|---|---|---|"]
+    # An UNKNOWN blocks GO but is not a blocker: each kind under its own heading.
+    for title, severity in CROSS_NODE_SECTIONS:
+        picked = [c for c in cluster["checks"] if c["severity"] == severity]
+        if picked:
+            lines += [f"## {title}", ""]
+        for c in picked:
+            lines += _cross_node_entry(c)
+    lines += ["## Nodes", "", "| node | ip | verdict | blocking GO |", "|---|---|---|---|"]
     for r in cluster["nodes"]:
         blockers = ", ".join(f"`{b}`" for b in r["blockers"]) or r.get("reason", "")
         lines.append(f"| {r['name']} | {r['ip'] or ''} | {r['verdict']} | {blockers} |")
     lines += ["", "## Cross-node checks", ""]
     lines += [f"- `{c['id']}` {c['severity']}: {c['summary']}" for c in cluster["checks"]]
     lines += _allreduce_table(cluster["checks"])
-    blocked = [(name, c) for name, rep in cluster["reports"].items()
-               for c in rep.get("checks", []) if c.get("severity") in ("blocker", "unknown")]
-    if blocked:
-        lines += ["", "## Node blockers", ""]
-        for name, c in blocked:
+    for title, severity in NODE_SECTIONS:
+        picked = [(name, c) for name, rep in cluster["reports"].items()
+                  for c in rep.get("checks", []) if c.get("severity") == severity]
+        if picked:
+            lines += ["", f"## {title}", ""]
+        for name, c in picked:
             fix = (c.get("fix") or "").splitlines()
             lines.append(f"- **{name}** `{c['id']}`: {c.get('summary', '')}"
                          + (f" — fix: `{fix[0]}`" if fix else ""))
