@@ -91,6 +91,16 @@ NESTED = [
      Want(Kind.UNKNOWN, ("starts torchrun (relaunched by swift rlhf)", "if it starts at all: "
                          "swift relaunches itself under torchrun only if NPROC_PER_NODE"),
           ("keep one distributed launcher per job",))),
+    # the incident's own line, on a machine where `which swift` finds nothing: what
+    # torchrun starts is not known, so "one launcher layer" would be a guess
+    ("torchrun runs a program that is not known",
+     "torchrun --nproc_per_node 4 --master_port 29501 $(which swift) rlhf --model m",
+     {"NPROC_PER_NODE": "4"}, {},
+     Want(Kind.UNKNOWN, ("cannot tell what torchrun at <--launch-cmd>:1 starts",
+                         "⟨$(which swift)⟩ may hold torchrun options"))),
+    ("torchrun runs a program from an unknown variable",
+     'T="$(cat trainer.txt)"; torchrun --nproc_per_node 2 "$T" rlhf', {}, {},
+     Want(Kind.UNKNOWN, ("cannot tell what torchrun at <--launch-cmd>:1 starts",))),
     ("a launcher in a command substitution",
      "OUT=$(torchrun --nproc_per_node 2 -m torch.distributed.run train.py)", {}, {},
      Want(Kind.BLOCKER, ("nested launchers: torchrun at <--launch-cmd>:1",))),
