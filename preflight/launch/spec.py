@@ -1065,10 +1065,13 @@ def _empties(trace: shell.Trace) -> list[EmptyUse]:
     for cmd in trace.commands:
         if cmd.program in shell.NOT_CONSUMING:
             continue
+        gone = {id(w) for w in cmd.vanished}
         for w in (*cmd.argv, *cmd.redirects, *cmd.vanished):
+            # a quoted "$EMPTY" stays: one empty argument; an unquoted one vanishes
+            shown = w.text or ("(nothing: the argument vanishes)" if id(w) in gone
+                               else "'' (an empty argument)")
             for var in w.empty:
-                found.append(EmptyUse(var, cmd.file, cmd.line, cmd.program, w.source,
-                                      w.text if w.text else "(nothing: the argument vanishes)"))
+                found.append(EmptyUse(var, cmd.file, cmd.line, cmd.program, w.source, shown))
     return found
 
 

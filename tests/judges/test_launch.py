@@ -133,6 +133,19 @@ EMPTY = [
      Want(ok="no variable expands empty")),
     ("a default", 'swift sft --dataset "data/${DATASET:-x}/train.jsonl"', {},
      Want(ok="no variable expands empty")),
+    # slime / Megatron scripts build their arguments in arrays: an empty variable there
+    # is the same pitfall (bash: A=(--wandb-key ${K}) with K unset has 1 element)
+    ("an empty path part inside an array", 'A=(--data d/${K}/x); python t.py ${A[@]}', {},
+     Want(Kind.BLOCKER, ("K is empty at <--launch-cmd>:1", "-> d//x"))),
+    ("an array element that vanishes",
+     'W=(--use-wandb --wandb-key ${WANDB_KEY}); python3 train.py "${W[@]}"', {},
+     Want(Kind.BLOCKER, ("WANDB_KEY is empty", "(nothing: the argument vanishes)"))),
+    ("appended to an array", 'A=(--a 1); A+=(--key $K); python t.py "${A[@]}"', {},
+     Want(Kind.BLOCKER, ("K is empty",))),
+    ("an array never passed to a program", 'A=(--key ${K}); echo "${A[@]}"', {},
+     Want(ok="no variable expands empty")),
+    ("a quoted empty argument stays", 'python t.py --key "${K}"', {},
+     Want(Kind.BLOCKER, ("K is empty", "-> '' (an empty argument)"))),
 ]
 
 

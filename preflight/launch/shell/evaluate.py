@@ -1124,10 +1124,13 @@ class Evaluator(Expander):
                 created_here = True
             else:
                 created_here = False
+            gone = len(self.vanished)
             for n in words[start + 1:end]:
                 if re.match(r"\[[^]]*\]=", self.src.raw(n.pos)):
                     sparse = True  # ([k]=v ...): explicit indices
                 items.extend(self._expand(n, st))
+            lost = tuple(w for w in self.vanished[gone:] if w.empty)
+            del self.vanished[gone:]
             where = f"{file}:{line}"
             old = None if created_here else st.vars.get(name)
             if "A" in flags or sparse:
@@ -1141,10 +1144,11 @@ class Evaluator(Expander):
                     st.vars[name] = Var(None, reason="+= onto an unknown array", where=where)
                     continue
                 items = list(before) + items
+                lost = old.vanished + lost
             first = items[0] if items else None
             st.vars[name] = Var("" if first is None else first.value, False,
                                 "" if first is None or first.known else first.reason,
-                                where=where, array=tuple(items))
+                                where=where, array=tuple(items), vanished=lost)
         return True
 
     def _element_assign(self, words: list[Node], st: State, file: str, line: int) -> bool | None:

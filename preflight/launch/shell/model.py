@@ -42,6 +42,7 @@ class Var:
     text: str = ""  # how an unknown value displays: `output/run-⟨$(date +%s)⟩`
     prefix: str = ""  # the known start of an unknown value
     array: tuple[Word, ...] | None = None  # an indexed array's elements (value: element 0)
+    vanished: tuple[Word, ...] = ()  # array elements that expanded to nothing (empty vars)
 
 
 @dataclass(frozen=True)

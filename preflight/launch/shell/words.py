@@ -408,6 +408,9 @@ class Expander:
             return Piece("", known=False, quoted=dq, source=source,
                          reason=f"{name}: {var.reason or 'not known'}", refs=(name,))
         if index in ("@", "*"):
+            # elements that vanished when the array was built (`A=(--key ${KEY})` with
+            # KEY empty) are the command's vanished words: its flag lost its value
+            self.vanished.extend(var.vanished)
             if index == "*" and dq:
                 return _joined(items, dq, source, _ifs_first(st))
             return Piece("", quoted=dq, source=source,
@@ -565,7 +568,8 @@ def split_fields(pieces: list[Piece], split: bool
                     cur = None
                 # unquoted ${A[@]} / $@: each element is still subject to globbing
                 cur = (cur or []) + [Piece(w.text, quoted=p.quoted, known=w.known,
-                                            reason=w.reason, refs=w.refs, source=w.source)]
+                                            reason=w.reason, refs=w.refs, source=w.source,
+                                            empty=w.empty)]
             continue
         if p.split and split and p.known and p.text:
             for k, part in enumerate(re.split(r"[ \t\n]+", p.text)):
