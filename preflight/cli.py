@@ -207,9 +207,12 @@ def explain_main(args: list[str]) -> int:
     from preflight import runbooks
 
     known = sorted(runbooks.all_ids())
-    if len(args) != 1 or args[0] not in known:
-        got = " ".join(args) or "nothing"
-        print(f"ERROR: preflight explain ID: unknown check id {got!r} (known: "
+    if len(args) != 1:
+        print(f"ERROR: preflight explain ID: give one check id (got {len(args)}; "
+              "`preflight list` shows them)", file=sys.stderr)
+        return 4
+    if args[0] not in known:
+        print(f"ERROR: preflight explain ID: unknown check id {args[0]!r} (known: "
               f"{', '.join(known)})", file=sys.stderr)
         return 4
     sys.stdout.write(runbooks.path_for(args[0]).read_text(encoding="utf-8"))
