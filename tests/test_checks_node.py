@@ -275,6 +275,36 @@ def test_dotenv_not_exported_then_exported(run_preflight, tmp_path):
             assert value not in (run.report_dir / "preflight-report.json").read_text()
 
 
+def test_dotenv_exported_by_the_launch_script_itself(run_preflight, tmp_path):
+    # The documented fix (`set -a; source .env; set +a`) often lives in the launch script:
+    # the job then gets every key although this shell has none of them.
+    secret = "hf_canary_" + os.urandom(8).hex()
+    (tmp_path / ".env").write_text(f"HF_TOKEN={secret}\nWANDB_MODE=offline\n")
+    script = tmp_path / "run.sh"
+    script.write_text('#!/bin/bash\nset -euo pipefail\ncd "$(dirname "$0")"\n'
+                      "set -a; source .env; set +a\ntorchrun --nproc_per_node 2 train.py\n")
+    args = ("--profile", "cpu", "--check", "dotenv-exported", "--launch-script", str(script))
+    env = base_env(HF_TOKEN=None, WANDB_MODE=None)
+    sourced = run_preflight(*args, cwd=tmp_path, env=env)
+    assert sourced.returncode == 0, sourced.output
+    assert sourced.one("dotenv-exported")["evidence"]["environment"].startswith(
+        "the launch at run.sh:5")
+    # the same script without the source line: the job lacks the keys
+    script.write_text("#!/bin/bash\ntorchrun --nproc_per_node 2 train.py\n")
+    plain = run_preflight(*args, cwd=tmp_path, env=env)
+    assert plain.returncode == 1
+    assert plain.one("dotenv-exported")["evidence"]["not_exported"] == ["HF_TOKEN",
+                                                                        "WANDB_MODE"]
+    # it reads one key with another value as stale, whichever shell runs preflight
+    script.write_text('#!/bin/bash\nset -a; source .env; set +a\nexport HF_TOKEN=old\n'
+                      "torchrun --nproc_per_node 2 train.py\n")
+    stale = run_preflight(*args, cwd=tmp_path, env=base_env(HF_TOKEN=secret))
+    assert stale.one("dotenv-exported")["evidence"]["exported_with_other_value"] == \
+        ["HF_TOKEN"]
+    for run in (sourced, plain, stale):
+        assert secret not in run.output
+
+
 def test_dotenv_default_is_dot_env_in_cwd(run_preflight, tmp_path):
     work = tmp_path / "job"
     work.mkdir()

@@ -158,15 +158,45 @@ def test_port_free(node: Node, profile: Profile, finding: Recorder,
     finding.conclude(judge.port_free(port_facts(node, *port)))
 
 
+def job_environs(node: Node) -> list[tuple[str, dict[str, str]]]:
+    """The environment each job of the launch script starts with (`set -a; source .env`
+    in the script exports the keys for the job, not for this shell), else this shell's.
+    A value the script sets but preflight cannot know, or an opaque step (`eval`, an
+    unreadable source), keeps this shell's value: never a guessed one."""
+    spec = node.launch
+    if spec is None or not spec.jobs:
+        return [("this shell", dict(node.environ))]
+    out = []
+    for job in spec.jobs:
+        cmd = job.command
+        env = {k: v.value for k, v in cmd.env.items() if v.exported and v.value is not None}
+        for k, v in cmd.env.items():
+            if v.value is None and k in node.environ:
+                env[k] = node.environ[k]
+        if cmd.opaque:
+            env = {**node.environ, **env}
+        out.append((f"the launch at {Path(cmd.file).name}:{cmd.line}", env))
+    return out
+
+
 def dotenv_facts(node: Node, profile: Profile,
                  env_file: dotenv.EnvFile | None) -> judge.DotenvFacts:
-    result = dotenv.compare(env_file, node.environ, profile.env.required)
+    missing: list[str] = []
+    different: list[str] = []
+    required_missing: list[str] = []
+    environs = job_environs(node)
+    for _, environ in environs:
+        result = dotenv.compare(env_file, environ, profile.env.required)
+        missing += [k for k in result.missing if k not in missing]
+        different += [k for k in result.different if k not in different]
+        required_missing += [k for k in result.required_missing if k not in required_missing]
     return judge.DotenvFacts(
         profile=profile.name, path=env_file.path if env_file else None,
         keys_in_file=len(env_file.keys) if env_file else 0, required=profile.env.required,
-        wandb_key_exported="WANDB_KEY" in node.environ, missing=result.missing,
-        different=result.different, required_missing=result.required_missing,
-        wandb_key_trap=dotenv.wandb_key_trap(env_file, node.environ))
+        wandb_key_exported=any("WANDB_KEY" in e for _, e in environs), missing=missing,
+        different=different, required_missing=required_missing,
+        wandb_key_trap=any(dotenv.wandb_key_trap(env_file, e) for _, e in environs),
+        environment=", ".join(dict.fromkeys(w for w, _ in environs)))
 
 
 @pytest.mark.pitfall("dotenv-exported")
