@@ -278,9 +278,14 @@ def load(script: str | None, command: str | None, environ: Mapping[str, str],
 def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> LaunchSpec:
     jobs = []
     programs = set()
+    written: dict[str, str] = {}  # files earlier commands write (`cat > cfg.yaml <<EOF`)
     for cmd in trace.commands:
         programs.add(cmd.program)
-        layers = chain(list(cmd.argv), Environment(cmd.env, cmd.opaque), cmd, depth=0)
+        layers = _config_written(
+            chain(list(cmd.argv), Environment(cmd.env, cmd.opaque), cmd, depth=0), written)
+        for w in cmd.writes:
+            if w.known and (cmd.cwd or posixpath.isabs(w.text)):
+                written[_abs(w.text, cmd.cwd)] = f"{posixpath.basename(cmd.file)}:{cmd.line}"
         programs.update(posixpath.basename(layer.launcher.split()[0])
                         for layer in layers if not layer.implicit and layer.launcher.strip())
         if layers and layers[0].kind != "other":
@@ -309,6 +314,22 @@ def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> Launch
         commands=trace.commands,
         secrets=secrets,
     )
+
+
+def _config_written(layers: list[Layer], written: Mapping[str, str]) -> list[Layer]:
+    """An accelerate config file that is missing now but written by the script before the
+    launch (a heredoc) does not stop accelerate: what it holds is unknown, not an error."""
+    out = []
+    for layer in layers:
+        path = next((p for p in written if layer.launcher == "accelerate launch" and
+                     f"--config_file {p} does not exist" in layer.error), None)
+        if path is not None:
+            why = f"⟨its --config_file {path} is written by the script at {written[path]}; " \
+                  "what it holds is not read⟩"
+            layer = replace(layer, error="", nproc=None, nproc_text=why, port=None,
+                            port_text=why, nnodes=None, port_fallback=False)
+        out.append(layer)
+    return out
 
 
 def display(words: Iterable[Word]) -> str:
@@ -938,7 +959,7 @@ def _paths(commands: tuple[Command, ...], jobs: list[Job]
         job = job_of.get(id(cmd))
         if job is not None:
             inputs += _programs(job, cmd, made)
-            _flag_paths(cmd, inputs, outputs)
+            _flag_paths(cmd, inputs, outputs, made)
     return inputs, outputs
 
 
@@ -976,8 +997,10 @@ def _flag_values(argv: list[Word], i: int) -> tuple[list[Word], int]:
     return values, j
 
 
-def _flag_paths(cmd: Command, inputs: list[PathArg], outputs: list[PathArg]) -> None:
-    """The paths a job's flags name: inputs it reads, output directories it writes."""
+def _flag_paths(cmd: Command, inputs: list[PathArg], outputs: list[PathArg],
+                made: _Made | None = None) -> None:
+    """The paths a job's flags name: inputs it reads, output directories it writes. An
+    input an earlier command writes (`cat > cfg.yaml <<EOF`) is not missing."""
     argv = list(cmd.argv)
     cwd = cmd.cwd
     i = 0
@@ -992,8 +1015,13 @@ def _flag_paths(cmd: Command, inputs: list[PathArg], outputs: list[PathArg]) -> 
                 outputs.append(PathArg(flag, _show(w, cwd), w.known, cmd.file, cmd.line,
                                        w.reason, _directory(w, cwd, False)))
             elif _input_worth_checking(flag, w, cwd):
-                inputs.append(PathArg(flag, _show(w, cwd), w.known, cmd.file, cmd.line,
-                                      w.reason))
+                created, by = made.find(_abs(w.text, cwd)) if made and w.known and (
+                    cwd or posixpath.isabs(w.text)) else (False, "")
+                if created:
+                    continue
+                inputs.append(PathArg(flag, _show(w, cwd), w.known and created is False,
+                                      cmd.file, cmd.line, w.reason if created is False
+                                      else f"it may be written by {by}"))
 
 
 def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:

@@ -206,6 +206,14 @@ INPUTS = [
           ("point the flags at paths that exist",))),
     ("no paths", "swift sft --lr 1e-5", (), (), ("/",),
      Want(skip="the launch command gives no model/dataset/checkpoint/output paths")),
+    # bash creates the file before the launch opens it (a config written from a heredoc)
+    ("a config the script writes first",
+     "cat > /cfg.yaml <<EOF\nnum_processes: 2\nEOF\n"
+     "accelerate launch --config_file /cfg.yaml /t.py", ("/t.py",), ("/",), ("/",),
+     Want(ok="1 input path(s) exist")),
+    ("a config the script may write",
+     "if [ -n \"$(cat /f)\" ]; then echo a > /cfg.yaml; fi\nswift sft --config /cfg.yaml", (),
+     ("/",), ("/",), Want(Kind.UNKNOWN, ("--config /cfg.yaml", "it may be written by"))),
 ]
 
 
@@ -213,6 +221,18 @@ INPUTS = [
                          ids=[c[0] for c in INPUTS])
 def test_launch_inputs(cmd, exists, dirs, writable, want):
     check(judge.launch_inputs(inputs(spec_of(cmd), exists, dirs, writable)), want)
+
+
+def test_an_accelerate_config_written_by_the_script_is_unknown_not_missing(tmp_path):
+    # accelerate reads the file bash wrote just before: "accelerate would stop" is wrong
+    spec = script_of(tmp_path, "cat > cfg.yaml <<EOF\nnum_processes: 2\n"
+                               "main_process_port: 29555\nEOF\n"
+                               "accelerate launch --config_file cfg.yaml t.py\n")
+    layer = spec.jobs[-1].distributed[0]
+    assert not layer.error and layer.port is None and layer.nproc is None
+    assert "is written by the script at run.sh:1" in layer.port_text
+    check(judge.launch_ports(judge.PortsFacts(spec, {}, {}, "40000")),
+          Want(Kind.UNKNOWN, ("is written by the script at run.sh:1",)))
 
 
 def test_only_the_first_three_missing_inputs_carry_a_fix():
