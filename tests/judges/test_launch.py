@@ -211,6 +211,9 @@ INPUTS = [
      "cat > /cfg.yaml <<EOF\nnum_processes: 2\nEOF\n"
      "accelerate launch --config_file /cfg.yaml /t.py", ("/t.py",), ("/",), ("/",),
      Want(ok="1 input path(s) exist")),
+    ("a config written from a quoted here-document",
+     "cat > /ds.json <<'JSON'\n{\"zero\": 2}\nJSON\ndeepspeed /t.py --deepspeed /ds.json",
+     ("/t.py",), ("/",), ("/",), Want(ok="1 input path(s) exist")),
     ("a config the script may write",
      "if [ -n \"$(cat /f)\" ]; then echo a > /cfg.yaml; fi\nswift sft --config /cfg.yaml", (),
      ("/",), ("/",), Want(Kind.UNKNOWN, ("--config /cfg.yaml", "it may be written by"))),

@@ -1287,7 +1287,9 @@ class Evaluator(Expander):
         body = body[:body.rstrip("\n").rfind("\n") + 1] if "\n" in body else ""
         if redirect.type == "<<-":
             body = "".join(ln.lstrip("\t") for ln in body.splitlines(keepends=True))
-        delimiter = self.src.raw(redirect.output.pos)
+        # the quotes of `<<'EOF'` lie just outside the parsed word (source.mask)
+        start, end = redirect.output.pos
+        delimiter = self.src.raw((max(start - 1, 0), end + 1))
         if any(q in delimiter for q in "'\"\\"):
             value = Word(body, body)
         else:  # expanded like a double-quoted string in which `"` is literal
