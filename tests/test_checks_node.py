@@ -50,6 +50,31 @@ def test_ray_path_missing_from_path_then_fixed(run_preflight, tmp_path):
     assert fixed.one("ray-path")["outcome"] == "passed"
 
 
+def test_what_the_launch_script_exports_is_what_the_job_gets(run_preflight, tmp_path,
+                                                             local_mirror):
+    # The fixes of a slime run on 4xA800 (PATH to the env's bin/, HF_ENDPOINT) written
+    # into the launch script itself: ray-path, hf-endpoint read the job's environment.
+    env_prefix = tmp_path / "envs" / "slime"
+    _exe(env_prefix / "bin" / "ray")
+    script = tmp_path / "run.sh"
+    script.write_text(f"export CONDA_PREFIX={env_prefix}\n"
+                      f'export PATH="{env_prefix}/bin:$PATH"\n'
+                      f"export HF_ENDPOINT={local_mirror}\n"
+                      "ray job submit -- python3 train.py\n")
+    args = ("--profile", "a800", "--check", "ray-path", "--check", "hf-endpoint",
+            "--launch-script", str(script))
+    env = base_env(PATH="/usr/bin:/bin", CONDA_PREFIX=None, HF_ENDPOINT=None)
+    run = run_preflight(*args, env=env)
+    assert run.returncode == 0, run.output
+    assert run.one("ray-path")["evidence"]["resolves_to"] == str(env_prefix / "bin" / "ray")
+    assert run.one("hf-endpoint")["evidence"]["status"] == 200
+    # the same script without those lines: the job has neither
+    script.write_text("ray job submit -- python3 train.py\n")
+    bare = run_preflight(*args, env=env)
+    assert bare.one("ray-path")["severity"] == "blocker"
+    assert "HF_ENDPOINT is unset" in bare.one("hf-endpoint")["summary"]
+
+
 def test_ray_from_another_env_is_no_go(run_preflight, tmp_path):
     env_prefix, other = tmp_path / "envs" / "slime", tmp_path / "envs" / "base"
     _exe(env_prefix / "bin" / "ray")

@@ -34,8 +34,9 @@ def test_profile_matches_node(node: Node, profile: Profile, finding: Recorder) -
 
 def ray_facts(node: Node, profile: Profile) -> judge.RayFacts:
     prefix = node.launch_prefix
-    resolved = paths.which("ray", node.environ)
-    path_list = node.environ.get("PATH", "").split(":")
+    path = node.job_env("PATH") or ""  # the script may put the env's bin/ on PATH itself
+    resolved = paths.which("ray", {**node.environ, "PATH": path})
+    path_list = path.split(":")
     return judge.RayFacts(
         profile=profile.name, profile_runs_ray=profile.stack.ray,
         launch_runs_ray=node.launch is not None and "ray" in node.launch.programs,
@@ -206,13 +207,13 @@ def test_dotenv_exported(node: Node, profile: Profile, finding: Recorder,
 
 
 def hf_facts(node: Node, profile: Profile) -> judge.HfFacts:
-    url = node.environ.get("HF_ENDPOINT", "")
+    url = node.job_env("HF_ENDPOINT") or ""
     is_url = http.is_http_url(url)
     return judge.HfFacts(
         profile=profile.name, mirror_required=profile.env.hf_mirror,
         timeout_s=profile.env.hf_timeout_s, url=url, shown_url=http.safe_url(url),
         is_url=is_url,
-        offline=node.environ.get("HF_HUB_OFFLINE", "").lower() in judge.OFFLINE,
+        offline=(node.job_env("HF_HUB_OFFLINE") or "").lower() in judge.OFFLINE,
         answer=http.probe(url, profile.env.hf_timeout_s) if is_url else None)
 
 
@@ -226,13 +227,13 @@ def test_conda_env(node: Node, profile: Profile, finding: Recorder,
                    settings: dict[str, Any]) -> None:
     finding.conclude(judge.conda_env(judge.CondaFacts(
         settings["expect_env"] or profile.env.conda_env,
-        node.environ.get("CONDA_DEFAULT_ENV"), node.environ.get("CONDA_PREFIX"))))
+        node.job_env("CONDA_DEFAULT_ENV"), node.job_env("CONDA_PREFIX"))))
 
 
 @pytest.mark.pitfall("nccl-ifname")
 def test_nccl_socket_ifname(node: Node, profile: Profile, finding: Recorder) -> None:
     finding.conclude(judge.nccl_ifname(judge.NcclIfnameFacts(
-        node.environ.get("NCCL_SOCKET_IFNAME"), netif.interfaces())))
+        node.job_env("NCCL_SOCKET_IFNAME"), netif.interfaces())))
 
 
 # -- wandb-offline -------------------------------------------------------------------
