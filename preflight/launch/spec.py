@@ -1042,6 +1042,8 @@ def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:
         target = layer.program
         if not target or target in ("-c", "-") or target.startswith("-c"):
             continue
+        if not target.startswith("-m ") and re.match(r"python[\d.]* -m ", layer.launcher):
+            target = "-m " + layer.launcher.split(" -m ", 1)[1]  # `python -m swift.cli.rlhf`
         where: dict[str, Any] = {"file": cmd.file, "line": cmd.line}
         if target.startswith("-m "):
             module = target[3:]

@@ -214,6 +214,10 @@ INPUTS = [
     ("a config written from a quoted here-document",
      "cat > /ds.json <<'JSON'\n{\"zero\": 2}\nJSON\ndeepspeed /t.py --deepspeed /ds.json",
      ("/t.py",), ("/",), ("/",), Want(ok="1 input path(s) exist")),
+    # torchrun -m runs a module (torch run.py `--module`): swift.cli.rlhf is not a file
+    ("a swift module under torchrun",
+     "torchrun --nproc_per_node=2 -m swift.cli.rlhf --rlhf_type grpo --dataset /d.jsonl",
+     ("/d.jsonl",), ("/",), ("/",), Want(ok="1 input path(s) exist")),
     ("a config the script may write",
      "if [ -n \"$(cat /f)\" ]; then echo a > /cfg.yaml; fi\nswift sft --config /cfg.yaml", (),
      ("/",), ("/",), Want(Kind.UNKNOWN, ("--config /cfg.yaml", "it may be written by"))),
