@@ -113,6 +113,18 @@ def test_nested_launcher(cmd, env, under, want):
     check(judge.nested_launcher(judge.NestedFacts(spec_of(cmd, env), under)), want)
 
 
+def test_a_guard_is_shown_as_written(tmp_path):
+    # the parser reads [[ ]] and (( )) in rewritten shapes; a message showed them
+    # (`⁑arith " G % N != 0 "`) to the user
+    spec = script_of(tmp_path, "G=16; N=3\nif (( G % N != 0 )); then\n  exit 1\nfi\n"
+                               "torchrun train.py\n")
+    check(judge.nested_launcher(judge.NestedFacts(spec, {})),
+          Want(Kind.UNKNOWN, ("the script exits at line 3 ((( G % N != 0 )))",)))
+    empty = script_of(tmp_path, '[[ -z "${DATA:-}" && -n x ]] && exit 1\ntorchrun t.py\n')
+    check(judge.empty_variable(empty),
+          Want(Kind.BLOCKER, ('because DATA is empty ([[ -z "${DATA:-}" && -n x ]])',)))
+
+
 def test_nested_launcher_without_a_script_and_after_an_exit(tmp_path):
     check(judge.nested_launcher(judge.NestedFacts(None, {})), Want(skip="no launch script"))
     guarded = script_of(tmp_path, '[ -z "$DATA" ] && exit 1\ntorchrun train.py\n')

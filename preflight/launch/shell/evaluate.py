@@ -34,6 +34,7 @@ from preflight.launch.shell.source import (
     CASE,
     CASE_FALLTHROUGH,
     DTEST,
+    KEY_MARK,
     PATTERN,
     mask,
     parse_chunks,
@@ -110,6 +111,7 @@ class Evaluator(Expander):
         self._shells: set[str] = set()  # texts read as a shell of their own (script, -c)
         # names the scripts define as functions anywhere, also on a branch not taken
         self._defined: set[str] = set()
+        self._original: dict[str, list[str]] = {}  # each file's lines as written
         self._loop_depth = 0
         self._locals: list[dict[str, Var | None]] = []  # per function call: saved values
         self._exempt = False  # the last status came from a non-final part of a && / || list
@@ -139,6 +141,23 @@ class Evaluator(Expander):
     def run_command(self, line: str) -> Trace:
         return self.run_file("<--launch-cmd>", line)
 
+    def _as_written(self, pos: tuple[int, int]) -> str:
+        """The text at pos as the script has it: the parser reads `[[ ]]` and `(( ))` in
+        rewritten shapes (source.rewrite), which a message must not show."""
+        text = self.src.raw(pos)
+        lines = self._original.get(self.src.file)
+        if KEY_MARK not in text or not lines:
+            return text
+        first, last = self.src.line(pos[0]), self.src.line(max(pos[1] - 1, pos[0]))
+        written = " ".join(x.strip() for x in lines[first - 1:last])
+        for mark, start, end in ((DTEST, "[[", "]]"), (ARITH, "((", "))")):
+            if text.lstrip().startswith(mark) and text.count(KEY_MARK) == 1:
+                i = written.find(start)
+                j = written.find(end, i + 2) if i >= 0 else -1
+                if j > i:
+                    return written[i:j + 2]
+        return written
+
     def trace(self) -> Trace:
         return Trace(tuple(self.commands), dict(self.state.vars), tuple(self.unknowns),
                      self.exit, tuple(self.files))
@@ -155,6 +174,7 @@ class Evaluator(Expander):
         newlines = [i for i, c in enumerate(text) if c == "\n"]
         try:
             self._defined.update(a or b for a, b in _FUNCTION_DEF.findall(text))
+            self._original[file] = text.split("\n")
             text = rewrite(text)
             chunks, failures = parse_chunks(mask(text))
             starts = [0] + [i + 1 for i in newlines]
@@ -280,7 +300,8 @@ class Evaluator(Expander):
                 exempt = True  # the status is that of a tested part
                 continue
             if runs is True:
-                guard = (self.src.raw(previous.pos), self._last_test) if previous else None
+                guard = (self._as_written(previous.pos), self._last_test) if previous \
+                    else None
                 status = self._node(part, st, replace(tctx, guard=guard)) if chained else \
                     self._statement(part, st, replace(ctx, guard=guard))
             else:
@@ -361,7 +382,7 @@ class Evaluator(Expander):
             self._last_test = ()
             decided = self._run_nodes(cond, st, replace(ctx, tested=True))
             if decided is True:
-                guard = (self.src.raw((cond[0].pos[0], cond[-1].pos[1])).rstrip("; \n"),
+                guard = (self._as_written((cond[0].pos[0], cond[-1].pos[1])).rstrip("; \n"),
                          self._last_test)
                 return self._run_nodes(body, st, replace(ctx, guard=guard))
             elif decided is None:
