@@ -902,6 +902,9 @@ class _Made:
     def __init__(self) -> None:
         self.sure: list[tuple[str, str]] = []  # (path, "mkdir -p at file:line")
         self.maybe: list[tuple[str, str]] = []
+        # mkdir of a path not known here, by its text and Word.origins: the same unknown
+        # value (`mkdir -p "$RUN_DIR"` then `tee "$RUN_DIR/x.log"`) is the same directory
+        self.same: list[tuple[str, tuple[str, ...], str]] = []
 
     def add(self, cmd: Command) -> None:
         where = f"{cmd.program} at {posixpath.basename(cmd.file)}:{cmd.line}"
@@ -912,6 +915,9 @@ class _Made:
                     continue
                 (bucket if w.known else self.maybe).append(
                     (_abs(w.text if w.known else w.prefix, cmd.cwd), where))
+                if not w.known and not cmd.conditional and "?" not in w.origins and \
+                        (cmd.cwd or posixpath.isabs(w.text)):
+                    self.same.append((_abs(w.text, cmd.cwd), w.origins, where))
         elif cmd.program in MAKERS or cmd.program.endswith(".sh"):
             for w in cmd.argv[1:]:
                 text = w.text if w.known else w.prefix
@@ -920,6 +926,17 @@ class _Made:
         for w in cmd.writes:
             if w.known:
                 bucket.append((_abs(w.text, cmd.cwd), f"a redirect at {where}"))
+
+    def find_unknown(self, w: Word, cwd: str | None) -> str:
+        """The mkdir that surely made the (not known) directory of w, or ""."""
+        if w.known or "?" in w.origins or not (cwd or posixpath.isabs(w.text)):
+            return ""
+        directory = posixpath.dirname(_abs(w.text, cwd))
+        for path, origins, where in self.same:
+            if origins == w.origins and (path == directory or
+                                         directory.startswith(path.rstrip("/") + "/")):
+                return where
+        return ""
 
     def find(self, directory: str) -> tuple[bool | None, str]:
         for path, where in self.sure:
@@ -936,8 +953,13 @@ def _opened(flag: str, w: Word, cmd: Command, made: _Made) -> PathArg:
     cwd = cmd.cwd
     directory = _directory(w, cwd, True)
     created, by = made.find(directory) if directory else (False, "")
+    if created is not True and (same := made.find_unknown(w, cwd)):
+        created, by = True, same
     if cmd.conditional and not created:  # in a branch that may not run: not a sure failure
         created, by = None, by or "nothing (the line is in a branch that may not run)"
+    if not w.known and "/" in w.text[w.text.find(UNKNOWN_OPEN):] and created is not True:
+        # `> /out/run-$(date +%s)/x.log`: its directory is not /out, and not known
+        directory = ""
     return PathArg(flag, _show(w, cwd), w.known, cmd.file, cmd.line, w.reason, directory,
                    needs_dir=True, made_by=by, made=created)
 

@@ -230,6 +230,22 @@ INPUTS = [
     ("a swift module under torchrun",
      "torchrun --nproc_per_node=2 -m swift.cli.rlhf --rlhf_type grpo --dataset /d.jsonl",
      ("/d.jsonl",), ("/",), ("/",), Want(ok="1 input path(s) exist")),
+    # a timestamped run directory: made by mkdir -p, then the log written into it
+    ("one unknown run directory, made then used",
+     'R=/out/run-$(date +%s)\nmkdir -p "$R"\nL=$R/train.log\nA=(--output_dir "$R")\n'
+     'python /t.py "${A[@]}" 2>&1 | tee "$L"', ("/t.py",), ("/", "/out"), ("/out",),
+     Want(ok="1 input path(s) exist, 2 output(s) writable")),
+    ("a second $(date) is another directory",
+     'R=/out/run-$(date +%s)\nmkdir -p "$R"\nR=/out/run-$(date +%s)\n'
+     'python /t.py > "$R/train.log"', ("/t.py",), ("/", "/out"), ("/out",),
+     Want(Kind.UNKNOWN, ("cannot check: > (redirect) /out/run-",))),
+    ("the same text from two evaluations",
+     'mkdir -p /out/run-$(date +%s)\npython /t.py > /out/run-$(date +%s)/train.log',
+     ("/t.py",), ("/", "/out"), ("/out",),
+     Want(Kind.UNKNOWN, ("cannot check: > (redirect) /out/run-",))),
+    ("a log into a directory never made",
+     'python /t.py > "/out/run-$(date +%s)/train.log"', ("/t.py",), ("/", "/out"),
+     ("/out",), Want(Kind.UNKNOWN, ("cannot check: > (redirect) /out/run-",))),
     ("a config the script may write",
      "if [ -n \"$(cat /f)\" ]; then echo a > /cfg.yaml; fi\nswift sft --config /cfg.yaml", (),
      ("/",), ("/",), Want(Kind.UNKNOWN, ("--config /cfg.yaml", "it may be written by"))),

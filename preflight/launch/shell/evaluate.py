@@ -1726,7 +1726,7 @@ class Evaluator(Expander):
             return name, Var(old.value + value.text, refs=old.refs + value.refs, where=where)
         if not value.known:
             return name, Var(None, reason=value.reason, refs=value.refs, where=where,
-                             text=value.text, prefix=value.prefix)
+                             text=value.text, prefix=value.prefix, origins=value.origins)
         return name, Var(value.text, refs=value.refs, where=where)
 
     def _redirect_word(self, node: Node, st: State) -> Word | None:

@@ -47,6 +47,7 @@ class Piece:
     source: str = ""
     fields: tuple[Word, ...] | None = None  # "$@"
     prefix: str = ""  # the known start of an unknown piece
+    origins: tuple[str, ...] = ()  # see Word.origins
 
 
 class Expander:
@@ -279,7 +280,8 @@ class Expander:
         if var.value is None:
             return Piece(var.text, quoted=dq, split=not dq, known=False, source=source,
                           reason=f"{label}: {var.reason or 'not known'}",
-                          refs=(label, *var.refs), prefix=var.prefix)
+                          refs=(label, *var.refs), prefix=var.prefix,
+                          origins=var.origins or ("?",))
         return Piece(var.value, quoted=dq, split=not dq, source=source,
                       refs=(label, *var.refs))
 
@@ -479,7 +481,10 @@ class Expander:
         else:
             reason = f"{source[:60]}: command output is not evaluated"
         if value is None:
-            return Piece("", known=False, quoted=dq, source=source, reason=reason)
+            # each evaluation is its own value: `$(date)` twice may differ
+            _EVALUATIONS[0] += 1
+            return Piece("", known=False, quoted=dq, source=source, reason=reason,
+                         origins=(f"{source[:60]}#{_EVALUATIONS[0]}",))
         return Piece(value, quoted=dq, split=not dq, source=source)
 
     def _pure(self, node: Node, st: State) -> str | None:
@@ -569,7 +574,8 @@ def split_fields(pieces: list[Piece], split: bool
                 # unquoted ${A[@]} / $@: each element is still subject to globbing
                 cur = (cur or []) + [Piece(w.text, quoted=p.quoted, known=w.known,
                                             reason=w.reason, refs=w.refs, source=w.source,
-                                            empty=w.empty)]
+                                            empty=w.empty, prefix=w.prefix,
+                                            origins=w.origins)]
             continue
         if p.split and split and p.known and p.text:
             for k, part in enumerate(re.split(r"[ \t\n]+", p.text)):
@@ -617,9 +623,13 @@ def to_word(pieces: list[Piece], source: str) -> Word:
             seen_unknown = True
             text.append(p.text or f"{UNKNOWN_OPEN}{p.source}{UNKNOWN_CLOSE}")
     reason = next((p.reason for p in pieces if not p.known), "")
+    origins = tuple(o for p in pieces if not p.known for o in (p.origins or ("?",)))
     return Word("".join(text), source, known, reason,
                 dedupe(r for p in pieces for r in p.refs),
-                dedupe(e for p in pieces for e in p.empty), "".join(prefix))
+                dedupe(e for p in pieces for e in p.empty), "".join(prefix), origins)
+
+
+_EVALUATIONS = [0]  # command substitutions left unknown so far (Word.origins)
 
 
 def dedupe(items: Iterable[str]) -> tuple[str, ...]:
