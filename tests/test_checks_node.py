@@ -552,6 +552,28 @@ def test_wandb_online_without_key_or_network_then_fixed(run_preflight, tmp_path,
     assert KEY not in (fixed.report_dir / "preflight-report.json").read_text()
 
 
+def test_slime_use_wandb_and_its_key_and_mode_flags(run_preflight, tmp_path):
+    # slime reports with `--use-wandb`, logs in with `--wandb-key`, and `--wandb-mode`
+    # overrides WANDB_MODE (slime/utils/wandb_utils.py init_wandb_primary)
+    env = base_env(HOME=str(tmp_path), NETRC=None, WANDB_API_KEY=None, WANDB_MODE=None,
+                   WANDB_BASE_URL=f"http://127.0.0.1:{_closed_port()}")
+    base = "ray job submit -- python3 train.py --use-wandb --wandb-project p"
+    args = ("--profile", "cpu", "--check", "wandb-offline", "--launch-cmd")
+    online = run_preflight(*args, base, env=env)
+    found = online.one("wandb-offline")
+    assert found["severity"] == "blocker", found
+    assert "--use-wandb" in found["evidence"]["launch_report_to_where"]
+    offline = run_preflight(*args, base + " --wandb-mode offline", env=env)
+    assert offline.returncode == 0, offline.output
+    assert offline.one("wandb-offline")["evidence"]["WANDB_MODE_from"].startswith(
+        "the wandb-mode option at")
+    keyed = run_preflight(*args, base + f" --wandb-key {KEY}", env=env)
+    found = keyed.one("wandb-offline")
+    assert found["evidence"]["api_key_from"].startswith("the wandb-key option at"), found
+    assert "no API key" not in found["summary"]
+    assert KEY not in keyed.output
+
+
 def test_wandb_config_of_the_launch_and_offline_mode_in_the_script(run_preflight, tmp_path):
     (tmp_path / "train.yaml").write_text("model: x\nreport_to:\n  - tensorboard\n  - wandb\n")
     script = tmp_path / "run.sh"

@@ -245,11 +245,13 @@ def wandb_facts(node: Node, env_file: dotenv.EnvFile | None) -> judge.WandbFacts
     said, where, cmd = wandb.report_to(node.launch)
     job = cmd or (node.launch.jobs[0].command if node.launch and node.launch.jobs else None)
     installed = wandb.installed(node.launch_prefix)
-    mode = wandb.setting("WANDB_MODE", job, node.environ, env_file)
+    mode = wandb.flag(cmd, "--wandb-mode")
+    mode = mode if mode.value else wandb.setting("WANDB_MODE", job, node.environ, env_file)
     base = wandb.setting("WANDB_BASE_URL", job, node.environ, env_file)
     url = base.value or judge.WANDB_CLOUD
     host = urllib.parse.urlsplit(url).hostname if http.is_http_url(url) else None
-    key = wandb.setting("WANDB_API_KEY", job, node.environ, env_file)
+    key = wandb.flag(cmd, "--wandb-key")
+    key = key if key.value else wandb.setting("WANDB_API_KEY", job, node.environ, env_file)
     netrc_from, netrc_looked = wandb.netrc_key(node.environ, host)
     looked = ["WANDB_API_KEY unset in the environment" + (" and the launch script" if job
               else "") + (f" and {env_file.path}" if env_file else ""), netrc_looked]

@@ -480,6 +480,7 @@ def wandb_offline(f: WandbFacts) -> Verdict:
     url = f.base_url.value or WANDB_CLOUD
     v = Verdict(evidence=dict(
         wandb_installed=f.installed, launch_report_to=list(f.report_to or []) or None,
+        launch_report_to_where=f.report_to_where or None,
         WANDB_MODE=f.mode.value, WANDB_MODE_from=f.mode.source or None,
         WANDB_BASE_URL=safe_url(url),
         api_key_from=f.key_from))
