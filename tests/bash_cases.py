@@ -165,6 +165,9 @@ EXTRA = {
     "quoted-heredoc": "cat > ds.json <<'JSON'\n{\"zero\": 2}\ntorchrun --not-run x.py\nJSON\n"
                       "read -r -d '' CMD <<\"EOF\" || true\n--lr $LR\nEOF\n"
                       "deepspeed --num_gpus ${NP:-2} t.py --deepspeed ds.json $CMD\n",
+    # a pure substitution inside a default (bashlex keeps ${...} whole)
+    "default-substitution": "D=${DATA_DIR:-$(pwd)/data}\nO=\"${OUT:-$(dirname \"$D\")/out}\"\n"
+                            "torchrun --nproc_per_node 2 t.py --data $D --out $O\n",
     "elif-chain": "if [ \"${MODE:-}\" = a ]; then M=1\nelif [ \"${MODE:-}\" = b ]; then M=2\n"
                   "elif [ \"${MODE:-}\" = sft ]; then M=3\nelif [ -n \"${MODE:-}\" ]; then M=4\n"
                   "else M=5\nfi\ntorchrun --m $M t.py\n",

@@ -475,7 +475,8 @@ class Expander:
         return Piece(out, quoted=dq, split=not dq, source=source, refs=got.refs)
 
     def _substitute(self, node: Node, source: str, st: State, dq: bool) -> Piece:
-        value = self._pure(node.command, st) if node is not None else None
+        value = self._pure(node.command, st) if node is not None else \
+            self._pure_text(source, st)
         if source.startswith("$(("):
             reason = "arithmetic $((...)) is not evaluated"
         else:
@@ -486,6 +487,28 @@ class Expander:
             return Piece("", known=False, quoted=dq, source=source, reason=reason,
                          origins=(f"{source[:60]}#{_EVALUATIONS[0]}",))
         return Piece(value, quoted=dq, split=not dq, source=source)
+
+    def _pure_text(self, source: str, st: State) -> str | None:
+        """A `$(...)` the parser left inside a `${V:-...}` word (bashlex keeps the
+        parameter whole): parsed on its own, read like any pure substitution."""
+        if not source.startswith("$(") or source.startswith("$((") or \
+                not source.endswith(")"):
+            return None
+        inner = source[2:-1]
+        try:
+            from preflight.launch.shell.source import _parse
+
+            nodes = _parse(inner)
+        except Exception:  # bashlex raises ParsingError, NotImplementedError, and worse
+            return None
+        if len(nodes) != 1:
+            return None
+        saved = self.src
+        self.src = Source(saved.file, inner, [])  # the parsed positions are inner's
+        try:
+            return self._pure(nodes[0], st)
+        finally:
+            self.src = saved
 
     def _pure(self, node: Node, st: State) -> str | None:
         """The output of the few commands whose output is a function of their arguments,
