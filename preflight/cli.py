@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Generator
 from pathlib import Path
 
 CHECKS_DIR = Path(__file__).parent / "checks"
@@ -127,19 +128,40 @@ def _split_verbose(args: list[str]) -> tuple[list[str], bool]:
     return rest, verbose
 
 
+def one_line_usage() -> object:
+    """A plugin: pytest reports a bad option as usage + error + its inifile/rootdir (four
+    lines, the checks' own gate.ini among them); preflight's contract is one ERROR: line."""
+    import pytest
+    from _pytest.config.exceptions import UsageError
+
+    class OneLineUsage:
+        @pytest.hookimpl(wrapper=True)
+        def pytest_cmdline_parse(self) -> Generator[None, object, object]:
+            try:
+                return (yield)
+            except UsageError as exc:
+                lines = [x for x in str(exc).splitlines() if x.strip()]
+                said = next((x for x in lines if ": error: " in x), lines[0] if lines else "")
+                raise UsageError("preflight: " + said.split(": error: ", 1)[-1] +
+                                 " (preflight --help lists the options)") from None
+
+    return OneLineUsage()
+
+
 def run_checks(args: list[str]) -> int:
     import pytest
 
     if "--pytest-output" in args:
         args = [a for a in args if a != "--pytest-output"]
-        return int(pytest.main([*_base_args(), *args]))
+        return int(pytest.main([*_base_args(), *args], plugins=[one_line_usage()]))
     from preflight.face import Face
 
     args, verbose = _split_verbose(args)
     # pytest's reporter stays, quiet: no header, no progress letters (face.py blanks them),
     # no tracebacks (a judged failure's finding says it all), no short summary.
     quiet = ["-qq", "--tb=no", "-rN", "-p", "no:warnings"]
-    return int(pytest.main([*_base_args(), *quiet, *args], plugins=[Face(verbose)]))
+    return int(pytest.main([*_base_args(), *quiet, *args],
+                           plugins=[Face(verbose), one_line_usage()]))
 
 
 # -- subcommands ---------------------------------------------------------------------
@@ -207,9 +229,12 @@ def explain_main(args: list[str]) -> int:
     from preflight import runbooks
 
     known = sorted(runbooks.all_ids())
-    if len(args) != 1 or args[0] not in known:
-        got = " ".join(args) or "nothing"
-        print(f"ERROR: preflight explain ID: unknown check id {got!r} (known: "
+    if len(args) != 1:
+        print(f"ERROR: preflight explain ID: give one check id (got {len(args)}; "
+              "`preflight list` shows them)", file=sys.stderr)
+        return 4
+    if args[0] not in known:
+        print(f"ERROR: preflight explain ID: unknown check id {args[0]!r} (known: "
               f"{', '.join(known)})", file=sys.stderr)
         return 4
     sys.stdout.write(runbooks.path_for(args[0]).read_text(encoding="utf-8"))

@@ -13,7 +13,7 @@ import json
 import platform
 import socket
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from preflight import __version__
 from preflight.probes import host, nvml
@@ -77,12 +77,25 @@ def table(snapshot: nvml.Snapshot, info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class _Usage(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # bad input: one ERROR line, exit 4 (not 2)
+        raise _Usage(f"{self.prog}: {message}")
+
+
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="preflight info", description=__doc__)
+    parser = _Parser(prog="preflight info", description=__doc__)
     parser.add_argument("--json", action="store_true",
                         help="print the snapshot as JSON (the --nvml-replay schema)")
     parser.add_argument("--nvml-replay", help="show this snapshot instead of reading NVML")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _Usage as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 4
     try:
         snapshot, info = collect(args.nvml_replay)
     except nvml.SnapshotError as exc:

@@ -28,6 +28,12 @@ MASK = "***"
 MIN_SECRET_LEN = 4
 # PWD is the shell's working directory, not a password.
 NOT_SECRET = frozenset({"PWD", "OLDPWD", "XAUTHORITY", "AUTHOR"})
+# Launch settings whose values preflight itself reports (ports, modes, device lists): a
+# `.env` holding MASTER_PORT=29611 must not turn "ports free: 29611" into "***".
+PUBLIC_SETTINGS = frozenset({
+    "MASTER_PORT", "MASTER_ADDR", "NNODES", "NODE_RANK", "NPROC_PER_NODE", "WORLD_SIZE",
+    "CUDA_VISIBLE_DEVICES", "WANDB_MODE", "HF_HUB_OFFLINE", "NCCL_DEBUG",
+    "NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "USE_LIBUV", "OMP_NUM_THREADS"})
 
 
 def is_secret_name(name: str) -> bool:
@@ -173,6 +179,12 @@ def encodable(text: str) -> str:
 # -- known values ------------------------------------------------------------------------
 
 
+def _joined(char: str) -> bool:
+    """A character that makes a plain word part of a longer name (`wandb-offline`,
+    `nccl_limits`): a whole-word match stops at anything else."""
+    return char.isalnum() or char in "-_"
+
+
 class _Values:
     """Finds any of many literal values in a text in time linear in the text: an
     Aho-Corasick automaton (pyahocorasick) when installed, else one regular expression
@@ -186,7 +198,7 @@ class _Values:
             import ahocorasick
         except ImportError:
             body = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-            self.regex = re.compile(rf"(?<![A-Za-z0-9])(?:{body})(?![A-Za-z0-9])"
+            self.regex = re.compile(rf"(?<![A-Za-z0-9_-])(?:{body})(?![A-Za-z0-9_-])"
                                     if fenced else body)
             return
         self.automaton = ahocorasick.Automaton()
@@ -203,8 +215,8 @@ class _Values:
             start = end - length + 1
             if start < last:
                 continue
-            if self.fenced and ((start > 0 and text[start - 1].isalnum())
-                                or (end + 1 < len(text) and text[end + 1].isalnum())):
+            if self.fenced and ((start > 0 and _joined(text[start - 1]))
+                                or (end + 1 < len(text) and _joined(text[end + 1]))):
                 continue
             parts.append(text[last:start])
             parts.append(MASK)
@@ -256,7 +268,8 @@ class Scrubber:
 
     def add_mapping(self, values: Mapping[str, str]) -> None:
         self.add((v for k, v in values.items() if is_secret_name(k)), named_secret=True)
-        self.add((v for k, v in values.items() if not is_secret_name(k)), named_secret=False)
+        self.add((v for k, v in values.items()
+                  if not is_secret_name(k) and k not in PUBLIC_SETTINGS), named_secret=False)
 
     def add_environ(self, environ: Mapping[str, str]) -> None:
         self.add(v for k, v in environ.items() if is_secret_name(k))

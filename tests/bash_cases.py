@@ -160,6 +160,14 @@ EXTRA = {
     "func-not-reached": "set -e\n[ -n \"${MODE:-}\" ] && setup_env() { export X=1; }\n"
                         "setup_env\ntorchrun --nproc_per_node 2 t.py\n",
     "fallthrough": "case a in\n  a) X=1 ;&\n  b) Y=2 ;;\nesac\ntorchrun $X $Y\n",
+    # a quoted here-document delimiter: the body is data, not commands (bashlex 0.18
+    # wants `'EOF'` on the closing line and read the rest of the script as the body)
+    "quoted-heredoc": "cat > ds.json <<'JSON'\n{\"zero\": 2}\ntorchrun --not-run x.py\nJSON\n"
+                      "read -r -d '' CMD <<\"EOF\" || true\n--lr $LR\nEOF\n"
+                      "deepspeed --num_gpus ${NP:-2} t.py --deepspeed ds.json $CMD\n",
+    # a pure substitution inside a default (bashlex keeps ${...} whole)
+    "default-substitution": "D=${DATA_DIR:-$(pwd)/data}\nO=\"${OUT:-$(dirname \"$D\")/out}\"\n"
+                            "torchrun --nproc_per_node 2 t.py --data $D --out $O\n",
     "elif-chain": "if [ \"${MODE:-}\" = a ]; then M=1\nelif [ \"${MODE:-}\" = b ]; then M=2\n"
                   "elif [ \"${MODE:-}\" = sft ]; then M=3\nelif [ -n \"${MODE:-}\" ]; then M=4\n"
                   "else M=5\nfi\ntorchrun --m $M t.py\n",

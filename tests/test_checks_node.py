@@ -50,6 +50,31 @@ def test_ray_path_missing_from_path_then_fixed(run_preflight, tmp_path):
     assert fixed.one("ray-path")["outcome"] == "passed"
 
 
+def test_what_the_launch_script_exports_is_what_the_job_gets(run_preflight, tmp_path,
+                                                             local_mirror):
+    # The fixes of a slime run on 4xA800 (PATH to the env's bin/, HF_ENDPOINT) written
+    # into the launch script itself: ray-path, hf-endpoint read the job's environment.
+    env_prefix = tmp_path / "envs" / "slime"
+    _exe(env_prefix / "bin" / "ray")
+    script = tmp_path / "run.sh"
+    script.write_text(f"export CONDA_PREFIX={env_prefix}\n"
+                      f'export PATH="{env_prefix}/bin:$PATH"\n'
+                      f"export HF_ENDPOINT={local_mirror}\n"
+                      "ray job submit -- python3 train.py\n")
+    args = ("--profile", "a800", "--check", "ray-path", "--check", "hf-endpoint",
+            "--launch-script", str(script))
+    env = base_env(PATH="/usr/bin:/bin", CONDA_PREFIX=None, HF_ENDPOINT=None)
+    run = run_preflight(*args, env=env)
+    assert run.returncode == 0, run.output
+    assert run.one("ray-path")["evidence"]["resolves_to"] == str(env_prefix / "bin" / "ray")
+    assert run.one("hf-endpoint")["evidence"]["status"] == 200
+    # the same script without those lines: the job has neither
+    script.write_text("ray job submit -- python3 train.py\n")
+    bare = run_preflight(*args, env=env)
+    assert bare.one("ray-path")["severity"] == "blocker"
+    assert "HF_ENDPOINT is unset" in bare.one("hf-endpoint")["summary"]
+
+
 def test_ray_from_another_env_is_no_go(run_preflight, tmp_path):
     env_prefix, other = tmp_path / "envs" / "slime", tmp_path / "envs" / "base"
     _exe(env_prefix / "bin" / "ray")
@@ -275,6 +300,36 @@ def test_dotenv_not_exported_then_exported(run_preflight, tmp_path):
             assert value not in (run.report_dir / "preflight-report.json").read_text()
 
 
+def test_dotenv_exported_by_the_launch_script_itself(run_preflight, tmp_path):
+    # The documented fix (`set -a; source .env; set +a`) often lives in the launch script:
+    # the job then gets every key although this shell has none of them.
+    secret = "hf_canary_" + os.urandom(8).hex()
+    (tmp_path / ".env").write_text(f"HF_TOKEN={secret}\nWANDB_MODE=offline\n")
+    script = tmp_path / "run.sh"
+    script.write_text('#!/bin/bash\nset -euo pipefail\ncd "$(dirname "$0")"\n'
+                      "set -a; source .env; set +a\ntorchrun --nproc_per_node 2 train.py\n")
+    args = ("--profile", "cpu", "--check", "dotenv-exported", "--launch-script", str(script))
+    env = base_env(HF_TOKEN=None, WANDB_MODE=None)
+    sourced = run_preflight(*args, cwd=tmp_path, env=env)
+    assert sourced.returncode == 0, sourced.output
+    assert sourced.one("dotenv-exported")["evidence"]["environment"].startswith(
+        "the launch at run.sh:5")
+    # the same script without the source line: the job lacks the keys
+    script.write_text("#!/bin/bash\ntorchrun --nproc_per_node 2 train.py\n")
+    plain = run_preflight(*args, cwd=tmp_path, env=env)
+    assert plain.returncode == 1
+    assert plain.one("dotenv-exported")["evidence"]["not_exported"] == ["HF_TOKEN",
+                                                                        "WANDB_MODE"]
+    # it reads one key with another value as stale, whichever shell runs preflight
+    script.write_text('#!/bin/bash\nset -a; source .env; set +a\nexport HF_TOKEN=old\n'
+                      "torchrun --nproc_per_node 2 train.py\n")
+    stale = run_preflight(*args, cwd=tmp_path, env=base_env(HF_TOKEN=secret))
+    assert stale.one("dotenv-exported")["evidence"]["exported_with_other_value"] == \
+        ["HF_TOKEN"]
+    for run in (sourced, plain, stale):
+        assert secret not in run.output
+
+
 def test_dotenv_default_is_dot_env_in_cwd(run_preflight, tmp_path):
     work = tmp_path / "job"
     work.mkdir()
@@ -495,6 +550,28 @@ def test_wandb_online_without_key_or_network_then_fixed(run_preflight, tmp_path,
     assert ok["evidence"]["api_key_from"] == f"{home}/.netrc (machine 127.0.0.1)"
     assert KEY not in fixed.output
     assert KEY not in (fixed.report_dir / "preflight-report.json").read_text()
+
+
+def test_slime_use_wandb_and_its_key_and_mode_flags(run_preflight, tmp_path):
+    # slime reports with `--use-wandb`, logs in with `--wandb-key`, and `--wandb-mode`
+    # overrides WANDB_MODE (slime/utils/wandb_utils.py init_wandb_primary)
+    env = base_env(HOME=str(tmp_path), NETRC=None, WANDB_API_KEY=None, WANDB_MODE=None,
+                   WANDB_BASE_URL=f"http://127.0.0.1:{_closed_port()}")
+    base = "ray job submit -- python3 train.py --use-wandb --wandb-project p"
+    args = ("--profile", "cpu", "--check", "wandb-offline", "--launch-cmd")
+    online = run_preflight(*args, base, env=env)
+    found = online.one("wandb-offline")
+    assert found["severity"] == "blocker", found
+    assert "--use-wandb" in found["evidence"]["launch_report_to_where"]
+    offline = run_preflight(*args, base + " --wandb-mode offline", env=env)
+    assert offline.returncode == 0, offline.output
+    assert offline.one("wandb-offline")["evidence"]["WANDB_MODE_from"].startswith(
+        "the wandb-mode option at")
+    keyed = run_preflight(*args, base + f" --wandb-key {KEY}", env=env)
+    found = keyed.one("wandb-offline")
+    assert found["evidence"]["api_key_from"].startswith("the wandb-key option at"), found
+    assert "no API key" not in found["summary"]
+    assert KEY not in keyed.output
 
 
 def test_wandb_config_of_the_launch_and_offline_mode_in_the_script(run_preflight, tmp_path):

@@ -111,6 +111,23 @@ def test_hostname_on_loopback_needs_gloo_ifname(run_preflight):
         assert found["outcome"] == "passed", found
 
 
+def test_ifnames_the_launch_script_exports_are_the_jobs(run_preflight, tmp_path):
+    # `export GLOO_SOCKET_IFNAME=eth0` inside the launch script is what the job gets:
+    # "GLOO_SOCKET_IFNAME is unset" (master-addr, gloo-ifname) was a false reading
+    iface, ip = outward()
+    script = tmp_path / "run.sh"
+    script.write_text(f"export GLOO_SOCKET_IFNAME=${{GLOO_SOCKET_IFNAME:-{iface}}}\n"
+                      "export NCCL_SOCKET_IFNAME=bogus0\n"
+                      f"torchrun --nnodes 2 --node_rank 0 --master_addr {ip} t.py\n")
+    run = run_checks(run_preflight, "--launch-script", str(script), "--check", "nccl-ifname",
+                     GLOO_SOCKET_IFNAME=None, NCCL_SOCKET_IFNAME=None)
+    gloo = run.one("gloo-ifname")
+    assert gloo["outcome"] == "passed", gloo
+    assert "loopback" not in run.one("master-addr")["summary"]
+    nccl = run.one("nccl-ifname")
+    assert nccl["severity"] == "blocker" and "bogus0" in nccl["summary"], nccl
+
+
 GLOO_ORACLE = r"""
 import json, os, sys, torch.distributed as d
 out = {}

@@ -196,6 +196,37 @@ def test_version_help_explain(capsys):
     assert err.startswith("ERROR: ") and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["explain"], "preflight explain ID: give one check id"),
+    (["explain", "port-free", "gpu-free"], "preflight explain ID: give one check id"),
+    (["info", "--bogus"], "unrecognized arguments: --bogus"),
+    (["info", "--nvml-replay"], "expected one argument"),
+])
+def test_usage_errors_are_one_error_line_and_exit_4(argv, says, capsys):
+    # exit 2 means "interrupted" in preflight's contract: argparse's own exit 2 and
+    # multi-line usage must not leak out of a subcommand
+    assert cli.main(argv) == 4
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.startswith("ERROR: ") and \
+        len(out.err.splitlines()) == 1, out
+    assert says in out.err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--bogus-opt"], "ERROR: preflight: unrecognized arguments: --bogus-opt"),
+    (["--check"], "ERROR: preflight: argument --check: expected one argument"),
+    (["--pytest-output", "--profile"], "ERROR: preflight: argument --profile: expected one"),
+])
+def test_a_mistyped_option_is_one_error_line(argv, says, tmp_path):
+    # pytest's own report was four lines: usage, the error, the checks' inifile and rootdir
+    proc = subprocess.run([sys.executable, "-m", "preflight", *argv], cwd=tmp_path,
+                          env=base_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 4
+    lines = [x for x in (proc.stdout + proc.stderr).splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith(says), lines
+    assert not (tmp_path / "preflight-report").exists()
+
+
 def test_list_names_every_check_with_its_stage(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "preflight", "list"], cwd=tmp_path,
                           env=base_env(), capture_output=True, text=True, timeout=120)

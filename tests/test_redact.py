@@ -68,6 +68,19 @@ def test_values_not_keys():
     assert scrub({SECRET: 1}) == {MASK: 1}  # a secret is never printed, key or not
 
 
+def test_a_plain_env_word_never_renames_a_check_id_or_hides_a_launch_setting():
+    # A .env with WANDB_MODE=offline and MASTER_PORT=29611 turned the console's
+    # `wandb-offline` into `wandb-***` and launch-ports' "ports free: 29611" into "***".
+    scrub = Scrubber()
+    scrub.add_mapping({"WANDB_MODE": "offline", "MASTER_PORT": "29611", "RUN_NAME": "limits",
+                       "HF_TOKEN": SECRET})
+    assert scrub.text("SKIP wandb-offline and host-limits; nccl_limits") == \
+        "SKIP wandb-offline and host-limits; nccl_limits"
+    assert scrub.text("ports free: 29611; WANDB_MODE=offline") == \
+        "ports free: 29611; WANDB_MODE=offline"
+    assert scrub.text("run name: limits, key " + SECRET) == f"run name: {MASK}, key {MASK}"
+
+
 def test_half_a_url_is_masked():
     # The crash message of an invalid URL showed a piece of it: the value match fails,
     # the shape still holds.

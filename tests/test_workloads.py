@@ -195,6 +195,20 @@ def test_torch_without_libuv_is_no_go_until_use_libuv_0(run_preflight, tag):
     assert all(s["ok"] and not s["libuv_backend"] for s in found["evidence"]["stores"])
 
 
+def test_use_libuv_exported_by_the_launch_script_is_the_jobs(run_preflight, tag, tmp_path):
+    # A 2-GPU DDP script on a hand-built torch exports USE_LIBUV=0 itself: the store is
+    # built as the job builds it, not with this shell's environment (a false NO-GO)
+    script = tmp_path / "train_dual_gpu.sh"
+    script.write_text("#!/bin/bash\nexport USE_LIBUV=0\nexport TORCHELASTIC_USE_AGENT_STORE=0\n"
+                      "torchrun --standalone --nproc_per_node=2 train.py\n")
+    run = run_preflight("--profile", "cpu", "--check", "libuv-store", "--launch-script",
+                        str(script), env=env_for(tag, PREFLIGHT_TEST_NO_LIBUV="1",
+                                                 USE_LIBUV=None))
+    assert run.returncode == 0, run.output[-3000:]
+    found = run.one("libuv-store")
+    assert found["evidence"]["USE_LIBUV"] == "0", found["evidence"]
+
+
 @pytest.fixture
 def no_torch(tmp_path) -> str:
     """A PYTHONPATH under which `import torch` fails and find_spec("torch") is None."""

@@ -52,8 +52,8 @@ def master_facts(node: Node) -> judge.MasterFacts:
         cfg=cfg, addresses=multinode.local_addresses(), candidates=_candidates(),
         host=multinode.resolve(socket.gethostname()) if cfg.multi_node else
         multinode.Resolved(socket.gethostname(), ()),
-        master=master, route=route, nccl_ifname=node.environ.get("NCCL_SOCKET_IFNAME"),
-        gloo_ifname=node.environ.get("GLOO_SOCKET_IFNAME"))
+        master=master, route=route, nccl_ifname=node.job_env("NCCL_SOCKET_IFNAME"),
+        gloo_ifname=node.job_env("GLOO_SOCKET_IFNAME"))
 
 
 @pytest.mark.pitfall("master-addr")
@@ -63,7 +63,7 @@ def test_master_addr(node: Node, profile: Profile, finding: Recorder) -> None:
 
 @pytest.mark.pitfall("gloo-ifname")
 def test_gloo_socket_ifname(node: Node, profile: Profile, finding: Recorder) -> None:
-    spec = node.environ.get("GLOO_SOCKET_IFNAME")
+    spec = node.job_env("GLOO_SOCKET_IFNAME")
     found = netif.interfaces() if spec is not None else []
     cfg = launch_config(node) if spec is not None else None
     facts = judge.GlooFacts(

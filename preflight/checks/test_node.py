@@ -34,8 +34,9 @@ def test_profile_matches_node(node: Node, profile: Profile, finding: Recorder) -
 
 def ray_facts(node: Node, profile: Profile) -> judge.RayFacts:
     prefix = node.launch_prefix
-    resolved = paths.which("ray", node.environ)
-    path_list = node.environ.get("PATH", "").split(":")
+    path = node.job_env("PATH") or ""  # the script may put the env's bin/ on PATH itself
+    resolved = paths.which("ray", {**node.environ, "PATH": path})
+    path_list = path.split(":")
     return judge.RayFacts(
         profile=profile.name, profile_runs_ray=profile.stack.ray,
         launch_runs_ray=node.launch is not None and "ray" in node.launch.programs,
@@ -158,15 +159,45 @@ def test_port_free(node: Node, profile: Profile, finding: Recorder,
     finding.conclude(judge.port_free(port_facts(node, *port)))
 
 
+def job_environs(node: Node) -> list[tuple[str, dict[str, str]]]:
+    """The environment each job of the launch script starts with (`set -a; source .env`
+    in the script exports the keys for the job, not for this shell), else this shell's.
+    A value the script sets but preflight cannot know, or an opaque step (`eval`, an
+    unreadable source), keeps this shell's value: never a guessed one."""
+    spec = node.launch
+    if spec is None or not spec.jobs:
+        return [("this shell", dict(node.environ))]
+    out = []
+    for job in spec.jobs:
+        cmd = job.command
+        env = {k: v.value for k, v in cmd.env.items() if v.exported and v.value is not None}
+        for k, v in cmd.env.items():
+            if v.value is None and k in node.environ:
+                env[k] = node.environ[k]
+        if cmd.opaque:
+            env = {**node.environ, **env}
+        out.append((f"the launch at {Path(cmd.file).name}:{cmd.line}", env))
+    return out
+
+
 def dotenv_facts(node: Node, profile: Profile,
                  env_file: dotenv.EnvFile | None) -> judge.DotenvFacts:
-    result = dotenv.compare(env_file, node.environ, profile.env.required)
+    missing: list[str] = []
+    different: list[str] = []
+    required_missing: list[str] = []
+    environs = job_environs(node)
+    for _, environ in environs:
+        result = dotenv.compare(env_file, environ, profile.env.required)
+        missing += [k for k in result.missing if k not in missing]
+        different += [k for k in result.different if k not in different]
+        required_missing += [k for k in result.required_missing if k not in required_missing]
     return judge.DotenvFacts(
         profile=profile.name, path=env_file.path if env_file else None,
         keys_in_file=len(env_file.keys) if env_file else 0, required=profile.env.required,
-        wandb_key_exported="WANDB_KEY" in node.environ, missing=result.missing,
-        different=result.different, required_missing=result.required_missing,
-        wandb_key_trap=dotenv.wandb_key_trap(env_file, node.environ))
+        wandb_key_exported=any("WANDB_KEY" in e for _, e in environs), missing=missing,
+        different=different, required_missing=required_missing,
+        wandb_key_trap=any(dotenv.wandb_key_trap(env_file, e) for _, e in environs),
+        environment=", ".join(dict.fromkeys(w for w, _ in environs)))
 
 
 @pytest.mark.pitfall("dotenv-exported")
@@ -176,13 +207,13 @@ def test_dotenv_exported(node: Node, profile: Profile, finding: Recorder,
 
 
 def hf_facts(node: Node, profile: Profile) -> judge.HfFacts:
-    url = node.environ.get("HF_ENDPOINT", "")
+    url = node.job_env("HF_ENDPOINT") or ""
     is_url = http.is_http_url(url)
     return judge.HfFacts(
         profile=profile.name, mirror_required=profile.env.hf_mirror,
         timeout_s=profile.env.hf_timeout_s, url=url, shown_url=http.safe_url(url),
         is_url=is_url,
-        offline=node.environ.get("HF_HUB_OFFLINE", "").lower() in judge.OFFLINE,
+        offline=(node.job_env("HF_HUB_OFFLINE") or "").lower() in judge.OFFLINE,
         answer=http.probe(url, profile.env.hf_timeout_s) if is_url else None)
 
 
@@ -196,13 +227,13 @@ def test_conda_env(node: Node, profile: Profile, finding: Recorder,
                    settings: dict[str, Any]) -> None:
     finding.conclude(judge.conda_env(judge.CondaFacts(
         settings["expect_env"] or profile.env.conda_env,
-        node.environ.get("CONDA_DEFAULT_ENV"), node.environ.get("CONDA_PREFIX"))))
+        node.job_env("CONDA_DEFAULT_ENV"), node.job_env("CONDA_PREFIX"))))
 
 
 @pytest.mark.pitfall("nccl-ifname")
 def test_nccl_socket_ifname(node: Node, profile: Profile, finding: Recorder) -> None:
     finding.conclude(judge.nccl_ifname(judge.NcclIfnameFacts(
-        node.environ.get("NCCL_SOCKET_IFNAME"), netif.interfaces())))
+        node.job_env("NCCL_SOCKET_IFNAME"), netif.interfaces())))
 
 
 # -- wandb-offline -------------------------------------------------------------------
@@ -214,11 +245,13 @@ def wandb_facts(node: Node, env_file: dotenv.EnvFile | None) -> judge.WandbFacts
     said, where, cmd = wandb.report_to(node.launch)
     job = cmd or (node.launch.jobs[0].command if node.launch and node.launch.jobs else None)
     installed = wandb.installed(node.launch_prefix)
-    mode = wandb.setting("WANDB_MODE", job, node.environ, env_file)
+    mode = wandb.flag(cmd, "--wandb-mode")
+    mode = mode if mode.value else wandb.setting("WANDB_MODE", job, node.environ, env_file)
     base = wandb.setting("WANDB_BASE_URL", job, node.environ, env_file)
     url = base.value or judge.WANDB_CLOUD
     host = urllib.parse.urlsplit(url).hostname if http.is_http_url(url) else None
-    key = wandb.setting("WANDB_API_KEY", job, node.environ, env_file)
+    key = wandb.flag(cmd, "--wandb-key")
+    key = key if key.value else wandb.setting("WANDB_API_KEY", job, node.environ, env_file)
     netrc_from, netrc_looked = wandb.netrc_key(node.environ, host)
     looked = ["WANDB_API_KEY unset in the environment" + (" and the launch script" if job
               else "") + (f" and {env_file.path}" if env_file else ""), netrc_looked]

@@ -135,6 +135,11 @@ def run_facts(out: torchrun.Outcome) -> judge.Run:
                     for r in out.ranks))
 
 
+# What the job's torch reads when it sets up its stores and process groups
+# (torch/distributed/rendezvous.py: USE_LIBUV; torch/distributed/elastic/... agent store)
+JOB_KEYS = ("USE_LIBUV", "TORCHELASTIC_USE_AGENT_STORE")
+
+
 class Workloads:
     """The workload checks' view of the shared launch (a factory fixture): the first check
     that needs it launches every selected workload at once; the others read their part."""
@@ -195,7 +200,7 @@ class Workloads:
             spec = torchrun.Spec("workloads", "preflight.workloads.suite", args, self.nproc,
                                  out, self.bound_s, self.topology)
             with self.display(self.shared.tasks) as progress:
-                self.shared.outcome = torchrun.launch(spec, self.node.environ,
+                self.shared.outcome = torchrun.launch(spec, self.environ(),
                                                       self.node.runner, progress=progress)
         return self.shared.outcome
 
@@ -221,9 +226,26 @@ class Workloads:
     def store(self) -> judge.Store:
         from preflight.judges import workloads as judge
 
-        env = self.node.environ
+        env = self.environ()
         return judge.Store(self.run("store", ranks=(0,)), self.bound_s, sys.executable,
                            env.get("USE_LIBUV"), env.get("TORCHELASTIC_USE_AGENT_STORE"))
+
+    def environ(self) -> dict[str, str]:
+        """This shell's environment with the settings of how torch meets and talks that
+        the launch script exports for its job (USE_LIBUV=0 in a 2-GPU DDP script)."""
+        env = dict(self.node.environ)
+        for key in JOB_KEYS + tuple(k for k in self._job_names() if k.startswith(
+                ("NCCL_", "GLOO_", "TORCH_NCCL_"))):
+            value = self.node.job_env(key)
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return env
+
+    def _job_names(self) -> tuple[str, ...]:
+        spec = self.node.launch
+        return tuple(k for job in (spec.jobs if spec else ()) for k in job.command.env)
 
 
 def _selected_tasks(session: pytest.Session, profile: Profile) -> tuple[str, ...]:

@@ -113,6 +113,24 @@ def _nested_fix(outer: Layer, inner: Layer) -> str:
            "it starts"
 
 
+def _unknown_programs(spec: LaunchSpec) -> list[str]:
+    """A launcher whose program is not known (`torchrun $(which swift) rlhf` where swift
+    does not resolve here) may start a second launcher: one layer is not shown."""
+    out = []
+    for job in spec.jobs:
+        if not job.distributed:
+            continue
+        last, outer = job.layers[-1], job.distributed[-1]
+        if last.kind == "distributed" and not last.program and not last.error:
+            why = last.nproc_text if last.nproc is None else last.port_text
+            out.append(f"cannot tell what {last.launcher} at {at(last)} starts"
+                       + (f": {why[1:-1]}" if why.startswith("⟨") else ""))
+        elif last.kind == "program" and "⟨" in last.program:
+            out.append(f"cannot tell what {outer.launcher} at {at(outer)} starts: "
+                       f"{last.program}")
+    return out
+
+
 def nested_launcher(f: NestedFacts) -> Verdict:
     spec = f.spec
     if spec is None:
@@ -148,7 +166,7 @@ def nested_launcher(f: NestedFacts) -> Verdict:
         return v
     unknown = _unknowns(spec, LAUNCHER_WORDS) + [
         f"{short(c.file)}:{c.line}: {c.argv[0].reason}" for c in spec.commands
-        if c.argv and not c.argv[0].known]
+        if c.argv and not c.argv[0].known] + _unknown_programs(spec)
     if unknown:
         v.evidence["unknowns"] = unknown
         v.problems.append(Problem.unknown(

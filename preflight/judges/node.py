@@ -289,6 +289,7 @@ class DotenvFacts:
     different: Sequence[str]  # exported with another value
     required_missing: Sequence[str]
     wandb_key_trap: bool  # WANDB_KEY set, WANDB_API_KEY (what wandb reads) not
+    environment: str = "this shell"  # whose environment: this shell's, or the launch's jobs
 
 
 def dotenv_exported(f: DotenvFacts) -> Verdict:
@@ -300,7 +301,8 @@ def dotenv_exported(f: DotenvFacts) -> Verdict:
         fix += '; export WANDB_API_KEY="$WANDB_KEY"  # wandb reads WANDB_API_KEY'
     texts = []
     if f.missing:
-        texts.append(f"not exported: {', '.join(f.missing)}")
+        whose = "" if f.environment == "this shell" else f" to {f.environment}"
+        texts.append(f"not exported{whose}: {', '.join(f.missing)}")
     if f.different:
         texts.append(f"exported with another value: {', '.join(f.different)}")
     if f.required_missing:
@@ -313,7 +315,8 @@ def dotenv_exported(f: DotenvFacts) -> Verdict:
         evidence=dict(file=f.path, keys_in_file=f.keys_in_file,
                       not_exported=list(f.missing), exported_with_other_value=list(f.different),
                       required_missing=list(f.required_missing),
-                      wandb_key_without_api_key=f.wandb_key_trap))
+                      wandb_key_without_api_key=f.wandb_key_trap,
+                      environment=f.environment))
 
 
 # -- hf-endpoint ---------------------------------------------------------------------
@@ -477,6 +480,7 @@ def wandb_offline(f: WandbFacts) -> Verdict:
     url = f.base_url.value or WANDB_CLOUD
     v = Verdict(evidence=dict(
         wandb_installed=f.installed, launch_report_to=list(f.report_to or []) or None,
+        launch_report_to_where=f.report_to_where or None,
         WANDB_MODE=f.mode.value, WANDB_MODE_from=f.mode.source or None,
         WANDB_BASE_URL=safe_url(url),
         api_key_from=f.key_from))

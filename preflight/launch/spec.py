@@ -340,9 +340,14 @@ def load(script: str | None, command: str | None, environ: Mapping[str, str],
 def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> LaunchSpec:
     jobs = []
     programs = set()
+    written: dict[str, str] = {}  # files earlier commands write (`cat > cfg.yaml <<EOF`)
     for cmd in trace.commands:
         programs.add(cmd.program)
-        layers = chain(list(cmd.argv), Environment(cmd.env, cmd.opaque), cmd, depth=0)
+        layers = _config_written(
+            chain(list(cmd.argv), Environment(cmd.env, cmd.opaque), cmd, depth=0), written)
+        for w in cmd.writes:
+            if w.known and (cmd.cwd or posixpath.isabs(w.text)):
+                written[_abs(w.text, cmd.cwd)] = f"{posixpath.basename(cmd.file)}:{cmd.line}"
         programs.update(posixpath.basename(layer.launcher.split()[0])
                         for layer in layers if not layer.implicit and layer.launcher.strip())
         if layers and layers[0].kind != "other":
@@ -371,6 +376,22 @@ def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> Launch
         commands=trace.commands,
         secrets=secrets,
     )
+
+
+def _config_written(layers: list[Layer], written: Mapping[str, str]) -> list[Layer]:
+    """An accelerate config file that is missing now but written by the script before the
+    launch (a heredoc) does not stop accelerate: what it holds is unknown, not an error."""
+    out = []
+    for layer in layers:
+        path = next((p for p in written if layer.launcher == "accelerate launch" and
+                     f"--config_file {p} does not exist" in layer.error), None)
+        if path is not None:
+            why = f"⟨its --config_file {path} is written by the script at {written[path]}; " \
+                  "what it holds is not read⟩"
+            layer = replace(layer, error="", nproc=None, nproc_text=why, port=None,
+                            port_text=why, nnodes=None, port_fallback=False)
+        out.append(layer)
+    return out
 
 
 def display(words: Iterable[Word]) -> str:
@@ -1032,6 +1053,9 @@ class _Made:
     def __init__(self) -> None:
         self.sure: list[tuple[str, str]] = []  # (path, "mkdir -p at file:line")
         self.maybe: list[tuple[str, str]] = []
+        # mkdir of a path not known here, by its text and Word.origins: the same unknown
+        # value (`mkdir -p "$RUN_DIR"` then `tee "$RUN_DIR/x.log"`) is the same directory
+        self.same: list[tuple[str, tuple[str, ...], str]] = []
 
     def add(self, cmd: Command) -> None:
         where = f"{cmd.program} at {posixpath.basename(cmd.file)}:{cmd.line}"
@@ -1042,6 +1066,9 @@ class _Made:
                     continue
                 (bucket if w.known else self.maybe).append(
                     (_abs(w.text if w.known else w.prefix, cmd.cwd), where))
+                if not w.known and not cmd.conditional and "?" not in w.origins and \
+                        (cmd.cwd or posixpath.isabs(w.text)):
+                    self.same.append((_abs(w.text, cmd.cwd), w.origins, where))
         elif cmd.program in MAKERS or cmd.program.endswith(".sh"):
             for w in cmd.argv[1:]:
                 text = w.text if w.known else w.prefix
@@ -1050,6 +1077,17 @@ class _Made:
         for w in cmd.writes:
             if w.known:
                 bucket.append((_abs(w.text, cmd.cwd), f"a redirect at {where}"))
+
+    def find_unknown(self, w: Word, cwd: str | None) -> str:
+        """The mkdir that surely made the (not known) directory of w, or ""."""
+        if w.known or "?" in w.origins or not (cwd or posixpath.isabs(w.text)):
+            return ""
+        directory = posixpath.dirname(_abs(w.text, cwd))
+        for path, origins, where in self.same:
+            if origins == w.origins and (path == directory or
+                                         directory.startswith(path.rstrip("/") + "/")):
+                return where
+        return ""
 
     def find(self, directory: str) -> tuple[bool | None, str]:
         for path, where in self.sure:
@@ -1066,8 +1104,13 @@ def _opened(flag: str, w: Word, cmd: Command, made: _Made) -> PathArg:
     cwd = cmd.cwd
     directory = _directory(w, cwd, True)
     created, by = made.find(directory) if directory else (False, "")
+    if created is not True and (same := made.find_unknown(w, cwd)):
+        created, by = True, same
     if cmd.conditional and not created:  # in a branch that may not run: not a sure failure
         created, by = None, by or "nothing (the line is in a branch that may not run)"
+    if not w.known and "/" in w.text[w.text.find(UNKNOWN_OPEN):] and created is not True:
+        # `> /out/run-$(date +%s)/x.log`: its directory is not /out, and not known
+        directory = ""
     return PathArg(flag, _show(w, cwd), w.known, cmd.file, cmd.line, w.reason, directory,
                    needs_dir=True, made_by=by, made=created)
 
@@ -1089,7 +1132,7 @@ def _paths(commands: tuple[Command, ...], jobs: list[Job]
         job = job_of.get(id(cmd))
         if job is not None:
             inputs += _programs(job, cmd, made)
-            _flag_paths(cmd, inputs, outputs)
+            _flag_paths(cmd, inputs, outputs, made)
     return inputs, outputs
 
 
@@ -1127,8 +1170,10 @@ def _flag_values(argv: list[Word], i: int) -> tuple[list[Word], int]:
     return values, j
 
 
-def _flag_paths(cmd: Command, inputs: list[PathArg], outputs: list[PathArg]) -> None:
-    """The paths a job's flags name: inputs it reads, output directories it writes."""
+def _flag_paths(cmd: Command, inputs: list[PathArg], outputs: list[PathArg],
+                made: _Made | None = None) -> None:
+    """The paths a job's flags name: inputs it reads, output directories it writes. An
+    input an earlier command writes (`cat > cfg.yaml <<EOF`) is not missing."""
     argv = list(cmd.argv)
     cwd = cmd.cwd
     i = 0
@@ -1143,8 +1188,13 @@ def _flag_paths(cmd: Command, inputs: list[PathArg], outputs: list[PathArg]) -> 
                 outputs.append(PathArg(flag, _show(w, cwd), w.known, cmd.file, cmd.line,
                                        w.reason, _directory(w, cwd, False)))
             elif _input_worth_checking(flag, w, cwd):
-                inputs.append(PathArg(flag, _show(w, cwd), w.known, cmd.file, cmd.line,
-                                      w.reason))
+                created, by = made.find(_abs(w.text, cwd)) if made and w.known and (
+                    cwd or posixpath.isabs(w.text)) else (False, "")
+                if created:
+                    continue
+                inputs.append(PathArg(flag, _show(w, cwd), w.known and created is False,
+                                      cmd.file, cmd.line, w.reason if created is False
+                                      else f"it may be written by {by}"))
 
 
 def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:
@@ -1165,6 +1215,8 @@ def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:
         target = layer.program
         if not target or target in ("-c", "-") or target.startswith("-c"):
             continue
+        if not target.startswith("-m ") and re.match(r"python[\d.]* -m ", layer.launcher):
+            target = "-m " + layer.launcher.split(" -m ", 1)[1]  # `python -m swift.cli.rlhf`
         where: dict[str, Any] = {"file": cmd.file, "line": cmd.line}
         if target.startswith("-m "):
             module = target[3:]
@@ -1216,10 +1268,13 @@ def _empties(trace: shell.Trace) -> list[EmptyUse]:
     for cmd in trace.commands:
         if cmd.program in shell.NOT_CONSUMING:
             continue
+        gone = {id(w) for w in cmd.vanished}
         for w in (*cmd.argv, *cmd.redirects, *cmd.vanished):
+            # a quoted "$EMPTY" stays: one empty argument; an unquoted one vanishes
+            shown = w.text or ("(nothing: the argument vanishes)" if id(w) in gone
+                               else "'' (an empty argument)")
             for var in w.empty:
-                found.append(EmptyUse(var, cmd.file, cmd.line, cmd.program, w.source,
-                                      w.text if w.text else "(nothing: the argument vanishes)"))
+                found.append(EmptyUse(var, cmd.file, cmd.line, cmd.program, w.source, shown))
     return found
 
 

@@ -40,10 +40,25 @@ class Node:
         self.python = sys.executable
         self.launch: LaunchSpec | None = None  # from --launch-script / --launch-cmd
 
+    def job_env(self, name: str) -> str | None:
+        """`name` as the launch's first job gets it (what the script exports, or unsets),
+        else this shell's value. A value the script sets that cannot be known keeps this
+        shell's: never a guessed one."""
+        jobs = self.launch.jobs if self.launch else ()
+        job = next((j for j in jobs if j.distributed), jobs[0] if jobs else None)
+        if job is None:
+            return self.environ.get(name)
+        var = job.command.env.get(name)
+        if var is None:
+            return self.environ.get(name) if job.command.opaque else None
+        return var.value if var.exported and var.value is not None else \
+            self.environ.get(name)
+
     @property
     def launch_prefix(self) -> Path:
-        """The environment prefix of the Python that will launch the job."""
-        return Path(self.environ.get("CONDA_PREFIX") or sys.prefix)
+        """The environment prefix of the Python that will launch the job (the conda env
+        the launch script activates, else this shell's)."""
+        return Path(self.job_env("CONDA_PREFIX") or sys.prefix)
 
     @property
     def launch_python(self) -> str:

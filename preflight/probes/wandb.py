@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from preflight.launch.shell.model import Command
@@ -81,6 +81,8 @@ def report_to(spec: LaunchSpec | None) -> tuple[list[str] | None, str, Command |
         words = [w.text for w in cmd.argv]
         if (said := _report_to_argv(words)) is not None:
             return said, f"--report_to {' '.join(said)} at {Path(cmd.file).name}:{cmd.line}", cmd
+        if "--use-wandb" in words:  # slime (slime/utils/wandb_utils.py init_wandb_primary)
+            return ["wandb"], f"--use-wandb at {Path(cmd.file).name}:{cmd.line}", cmd
         for word in words:
             path = os.path.join(cmd.cwd or os.getcwd(), word)
             if word.endswith(CONFIGS) and (found := _report_to_text(path)) is not None:
@@ -88,6 +90,24 @@ def report_to(spec: LaunchSpec | None) -> tuple[list[str] | None, str, Command |
     if os.path.isfile(spec.source) and (found := _report_to_text(spec.source)) is not None:
         return found[0], f"report_to in {spec.source}:{found[1]}", None
     return None, "", None
+
+
+def flag(cmd: Command | None, name: str) -> Setting:
+    """A slime option the job passes (`--wandb-mode offline`, `--wandb-key X`): slime sets
+    WANDB_MODE from --wandb-mode and logs in with --wandb-key (slime/utils/wandb_utils.py
+    init_wandb_primary). Unset when not given, empty, or not known."""
+    words = list(cmd.argv) if cmd is not None else []
+    for i, w in enumerate(words):
+        value = words[i + 1] if w.text == name and i + 1 < len(words) else \
+            replace(w, text=w.text.split("=", 1)[1]) if w.text.startswith(name + "=") \
+            else None
+        if value is not None and cmd is not None:
+            if not value.known or not value.text or value.text.startswith("-"):
+                return Setting(None)
+            # "the wandb-key option": a `--wandb-key WORD` in a message is masked by shape
+            return Setting(value.text, f"the {name[2:]} option at "
+                                       f"{Path(cmd.file).name}:{cmd.line}")
+    return Setting(None)
 
 
 def installed(prefix: Path) -> str | None:

@@ -99,6 +99,16 @@ NESTED = [
      Want(Kind.UNKNOWN, ("starts torchrun (relaunched by swift rlhf)", "if it starts at all: "
                          "swift relaunches itself under torchrun only if NPROC_PER_NODE"),
           ("keep one distributed launcher per job",))),
+    # the incident's own line, on a machine where `which swift` finds nothing: what
+    # torchrun starts is not known, so "one launcher layer" would be a guess
+    ("torchrun runs a program that is not known",
+     "torchrun --nproc_per_node 4 --master_port 29501 $(which swift) rlhf --model m",
+     {"NPROC_PER_NODE": "4"}, {},
+     Want(Kind.UNKNOWN, ("cannot tell what torchrun at <--launch-cmd>:1 starts",
+                         "⟨$(which swift)⟩ may hold torchrun options"))),
+    ("torchrun runs a program from an unknown variable",
+     'T="$(cat trainer.txt)"; torchrun --nproc_per_node 2 "$T" rlhf', {}, {},
+     Want(Kind.UNKNOWN, ("cannot tell what torchrun at <--launch-cmd>:1 starts",))),
     ("a launcher in a command substitution",
      "OUT=$(torchrun --nproc_per_node 2 -m torch.distributed.run train.py)", {}, {},
      Want(Kind.BLOCKER, ("nested launchers: torchrun at <--launch-cmd>:1",))),
@@ -129,6 +139,16 @@ GATED_NESTED = [
                          ids=[c[0] for c in GATED_NESTED])
 def test_nested_launcher_behind_a_relaunch_the_gpu_count_decides(cmd, env, gpus, want):
     check(judge.nested_launcher(judge.NestedFacts(spec_of(cmd, env), {}, gpus)), want)
+def test_a_guard_is_shown_as_written(tmp_path):
+    # the parser reads [[ ]] and (( )) in rewritten shapes; a message showed them
+    # (`⁑arith " G % N != 0 "`) to the user
+    spec = script_of(tmp_path, "G=16; N=3\nif (( G % N != 0 )); then\n  exit 1\nfi\n"
+                               "torchrun train.py\n")
+    check(judge.nested_launcher(judge.NestedFacts(spec, {})),
+          Want(Kind.UNKNOWN, ("the script exits at line 3 ((( G % N != 0 )))",)))
+    empty = script_of(tmp_path, '[[ -z "${DATA:-}" && -n x ]] && exit 1\ntorchrun t.py\n')
+    check(judge.empty_variable(empty),
+          Want(Kind.BLOCKER, ('because DATA is empty ([[ -z "${DATA:-}" && -n x ]])',)))
 
 
 def test_nested_launcher_without_a_script_and_after_an_exit(tmp_path):
@@ -151,6 +171,19 @@ EMPTY = [
      Want(ok="no variable expands empty")),
     ("a default", 'swift sft --dataset "data/${DATASET:-x}/train.jsonl"', {},
      Want(ok="no variable expands empty")),
+    # slime / Megatron scripts build their arguments in arrays: an empty variable there
+    # is the same pitfall (bash: A=(--wandb-key ${K}) with K unset has 1 element)
+    ("an empty path part inside an array", 'A=(--data d/${K}/x); python t.py ${A[@]}', {},
+     Want(Kind.BLOCKER, ("K is empty at <--launch-cmd>:1", "-> d//x"))),
+    ("an array element that vanishes",
+     'W=(--use-wandb --wandb-key ${WANDB_KEY}); python3 train.py "${W[@]}"', {},
+     Want(Kind.BLOCKER, ("WANDB_KEY is empty", "(nothing: the argument vanishes)"))),
+    ("appended to an array", 'A=(--a 1); A+=(--key $K); python t.py "${A[@]}"', {},
+     Want(Kind.BLOCKER, ("K is empty",))),
+    ("an array never passed to a program", 'A=(--key ${K}); echo "${A[@]}"', {},
+     Want(ok="no variable expands empty")),
+    ("a quoted empty argument stays", 'python t.py --key "${K}"', {},
+     Want(Kind.BLOCKER, ("K is empty", "-> '' (an empty argument)"))),
 ]
 
 
@@ -211,6 +244,37 @@ INPUTS = [
           ("point the flags at paths that exist",))),
     ("no paths", "swift sft --lr 1e-5", (), (), ("/",),
      Want(skip="the launch command gives no model/dataset/checkpoint/output paths")),
+    # bash creates the file before the launch opens it (a config written from a heredoc)
+    ("a config the script writes first",
+     "cat > /cfg.yaml <<EOF\nnum_processes: 2\nEOF\n"
+     "accelerate launch --config_file /cfg.yaml /t.py", ("/t.py",), ("/",), ("/",),
+     Want(ok="1 input path(s) exist")),
+    ("a config written from a quoted here-document",
+     "cat > /ds.json <<'JSON'\n{\"zero\": 2}\nJSON\ndeepspeed /t.py --deepspeed /ds.json",
+     ("/t.py",), ("/",), ("/",), Want(ok="1 input path(s) exist")),
+    # torchrun -m runs a module (torch run.py `--module`): swift.cli.rlhf is not a file
+    ("a swift module under torchrun",
+     "torchrun --nproc_per_node=2 -m swift.cli.rlhf --rlhf_type grpo --dataset /d.jsonl",
+     ("/d.jsonl",), ("/",), ("/",), Want(ok="1 input path(s) exist")),
+    # a timestamped run directory: made by mkdir -p, then the log written into it
+    ("one unknown run directory, made then used",
+     'R=/out/run-$(date +%s)\nmkdir -p "$R"\nL=$R/train.log\nA=(--output_dir "$R")\n'
+     'python /t.py "${A[@]}" 2>&1 | tee "$L"', ("/t.py",), ("/", "/out"), ("/out",),
+     Want(ok="1 input path(s) exist, 2 output(s) writable")),
+    ("a second $(date) is another directory",
+     'R=/out/run-$(date +%s)\nmkdir -p "$R"\nR=/out/run-$(date +%s)\n'
+     'python /t.py > "$R/train.log"', ("/t.py",), ("/", "/out"), ("/out",),
+     Want(Kind.UNKNOWN, ("cannot check: > (redirect) /out/run-",))),
+    ("the same text from two evaluations",
+     'mkdir -p /out/run-$(date +%s)\npython /t.py > /out/run-$(date +%s)/train.log',
+     ("/t.py",), ("/", "/out"), ("/out",),
+     Want(Kind.UNKNOWN, ("cannot check: > (redirect) /out/run-",))),
+    ("a log into a directory never made",
+     'python /t.py > "/out/run-$(date +%s)/train.log"', ("/t.py",), ("/", "/out"),
+     ("/out",), Want(Kind.UNKNOWN, ("cannot check: > (redirect) /out/run-",))),
+    ("a config the script may write",
+     "if [ -n \"$(cat /f)\" ]; then echo a > /cfg.yaml; fi\nswift sft --config /cfg.yaml", (),
+     ("/",), ("/",), Want(Kind.UNKNOWN, ("--config /cfg.yaml", "it may be written by"))),
 ]
 
 
@@ -218,6 +282,18 @@ INPUTS = [
                          ids=[c[0] for c in INPUTS])
 def test_launch_inputs(cmd, exists, dirs, writable, want):
     check(judge.launch_inputs(inputs(spec_of(cmd), exists, dirs, writable)), want)
+
+
+def test_an_accelerate_config_written_by_the_script_is_unknown_not_missing(tmp_path):
+    # accelerate reads the file bash wrote just before: "accelerate would stop" is wrong
+    spec = script_of(tmp_path, "cat > cfg.yaml <<EOF\nnum_processes: 2\n"
+                               "main_process_port: 29555\nEOF\n"
+                               "accelerate launch --config_file cfg.yaml t.py\n")
+    layer = spec.jobs[-1].distributed[0]
+    assert not layer.error and layer.port is None and layer.nproc is None
+    assert "is written by the script at run.sh:1" in layer.port_text
+    check(judge.launch_ports(judge.PortsFacts(spec, {}, {}, "40000")),
+          Want(Kind.UNKNOWN, ("is written by the script at run.sh:1",)))
 
 
 def test_only_the_first_three_missing_inputs_carry_a_fix():

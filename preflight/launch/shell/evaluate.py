@@ -34,6 +34,7 @@ from preflight.launch.shell.source import (
     CASE,
     CASE_FALLTHROUGH,
     DTEST,
+    KEY_MARK,
     PATTERN,
     mask,
     parse_chunks,
@@ -110,6 +111,7 @@ class Evaluator(Expander):
         self._shells: set[str] = set()  # texts read as a shell of their own (script, -c)
         # names the scripts define as functions anywhere, also on a branch not taken
         self._defined: set[str] = set()
+        self._original: dict[str, list[str]] = {}  # each file's lines as written
         self._loop_depth = 0
         self._locals: list[dict[str, Var | None]] = []  # per function call: saved values
         self._exempt = False  # the last status came from a non-final part of a && / || list
@@ -139,6 +141,23 @@ class Evaluator(Expander):
     def run_command(self, line: str) -> Trace:
         return self.run_file("<--launch-cmd>", line)
 
+    def _as_written(self, pos: tuple[int, int]) -> str:
+        """The text at pos as the script has it: the parser reads `[[ ]]` and `(( ))` in
+        rewritten shapes (source.rewrite), which a message must not show."""
+        text = self.src.raw(pos)
+        lines = self._original.get(self.src.file)
+        if KEY_MARK not in text or not lines:
+            return text
+        first, last = self.src.line(pos[0]), self.src.line(max(pos[1] - 1, pos[0]))
+        written = " ".join(x.strip() for x in lines[first - 1:last])
+        for mark, start, end in ((DTEST, "[[", "]]"), (ARITH, "((", "))")):
+            if text.lstrip().startswith(mark) and text.count(KEY_MARK) == 1:
+                i = written.find(start)
+                j = written.find(end, i + 2) if i >= 0 else -1
+                if j > i:
+                    return written[i:j + 2]
+        return written
+
     def trace(self) -> Trace:
         return Trace(tuple(self.commands), dict(self.state.vars), tuple(self.unknowns),
                      self.exit, tuple(self.files))
@@ -155,6 +174,7 @@ class Evaluator(Expander):
         newlines = [i for i, c in enumerate(text) if c == "\n"]
         try:
             self._defined.update(a or b for a, b in _FUNCTION_DEF.findall(text))
+            self._original[file] = text.split("\n")
             text = rewrite(text)
             chunks, failures = parse_chunks(mask(text))
             starts = [0] + [i + 1 for i in newlines]
@@ -280,7 +300,8 @@ class Evaluator(Expander):
                 exempt = True  # the status is that of a tested part
                 continue
             if runs is True:
-                guard = (self.src.raw(previous.pos), self._last_test) if previous else None
+                guard = (self._as_written(previous.pos), self._last_test) if previous \
+                    else None
                 status = self._node(part, st, replace(tctx, guard=guard)) if chained else \
                     self._statement(part, st, replace(ctx, guard=guard))
             else:
@@ -361,7 +382,7 @@ class Evaluator(Expander):
             self._last_test = ()
             decided = self._run_nodes(cond, st, replace(ctx, tested=True))
             if decided is True:
-                guard = (self.src.raw((cond[0].pos[0], cond[-1].pos[1])).rstrip("; \n"),
+                guard = (self._as_written((cond[0].pos[0], cond[-1].pos[1])).rstrip("; \n"),
                          self._last_test)
                 return self._run_nodes(body, st, replace(ctx, guard=guard))
             elif decided is None:
@@ -1124,10 +1145,13 @@ class Evaluator(Expander):
                 created_here = True
             else:
                 created_here = False
+            gone = len(self.vanished)
             for n in words[start + 1:end]:
                 if re.match(r"\[[^]]*\]=", self.src.raw(n.pos)):
                     sparse = True  # ([k]=v ...): explicit indices
                 items.extend(self._expand(n, st))
+            lost = tuple(w for w in self.vanished[gone:] if w.empty)
+            del self.vanished[gone:]
             where = f"{file}:{line}"
             old = None if created_here else st.vars.get(name)
             if "A" in flags or sparse:
@@ -1141,10 +1165,11 @@ class Evaluator(Expander):
                     st.vars[name] = Var(None, reason="+= onto an unknown array", where=where)
                     continue
                 items = list(before) + items
+                lost = old.vanished + lost
             first = items[0] if items else None
             st.vars[name] = Var("" if first is None else first.value, False,
                                 "" if first is None or first.known else first.reason,
-                                where=where, array=tuple(items))
+                                where=where, array=tuple(items), vanished=lost)
         return True
 
     def _element_assign(self, words: list[Node], st: State, file: str, line: int) -> bool | None:
@@ -1283,7 +1308,9 @@ class Evaluator(Expander):
         body = body[:body.rstrip("\n").rfind("\n") + 1] if "\n" in body else ""
         if redirect.type == "<<-":
             body = "".join(ln.lstrip("\t") for ln in body.splitlines(keepends=True))
-        delimiter = self.src.raw(redirect.output.pos)
+        # the quotes of `<<'EOF'` lie just outside the parsed word (source.mask)
+        start, end = redirect.output.pos
+        delimiter = self.src.raw((max(start - 1, 0), end + 1))
         if any(q in delimiter for q in "'\"\\"):
             value = Word(body, body)
         else:  # expanded like a double-quoted string in which `"` is literal
@@ -1699,7 +1726,7 @@ class Evaluator(Expander):
             return name, Var(old.value + value.text, refs=old.refs + value.refs, where=where)
         if not value.known:
             return name, Var(None, reason=value.reason, refs=value.refs, where=where,
-                             text=value.text, prefix=value.prefix)
+                             text=value.text, prefix=value.prefix, origins=value.origins)
         return name, Var(value.text, refs=value.refs, where=where)
 
     def _redirect_word(self, node: Node, st: State) -> Word | None:

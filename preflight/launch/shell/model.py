@@ -42,6 +42,8 @@ class Var:
     text: str = ""  # how an unknown value displays: `output/run-⟨$(date +%s)⟩`
     prefix: str = ""  # the known start of an unknown value
     array: tuple[Word, ...] | None = None  # an indexed array's elements (value: element 0)
+    vanished: tuple[Word, ...] = ()  # array elements that expanded to nothing (empty vars)
+    origins: tuple[str, ...] = ()  # where its unknown parts were made (see Word.origins)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,10 @@ class Word:
     refs: tuple[str, ...] = ()  # variables it expanded, with what they were built from
     empty: tuple[str, ...] = ()  # variables that expanded empty without a default
     prefix: str = ""  # the known text before the first unknown part
+    # One entry per unknown part: the command substitution evaluation that made it
+    # (`$(date)#3`), "?" when not known. Two words with the same text and origins
+    # without "?" have the same value (`mkdir -p "$RUN_DIR"` ... `tee "$RUN_DIR/x.log"`).
+    origins: tuple[str, ...] = ()
 
     @property
     def value(self) -> str | None:

@@ -50,6 +50,10 @@ def decode(data: bytes) -> tuple[str, list[str]]:
     return text, notes
 
 
+# `<<'EOF'`, `<<-"EOF"`: a here-document whose delimiter is quoted (bash: no expansion)
+_QUOTED_HEREDOC = re.compile(r"""<<-?[ \t]*(?P<q1>['"])[A-Za-z0-9_]+(?P<q2>(?P=q1))""")
+
+
 def mask(text: str) -> str:
     """Same-length rewrites of what bashlex cannot parse, so positions stay true:
     `$((expr))` becomes `$(:    )`: the evaluator reads the arithmetic from the text
@@ -64,6 +68,13 @@ def mask(text: str) -> str:
                 out[i] = "Z"  # literal here; bashlex 0.18 can loop forever expanding it
         elif c == "\\":
             i += 1
+        elif c == "<" and not quote and (m := _QUOTED_HEREDOC.match(text, i)):
+            # bashlex 0.18 wants the quotes on the closing line too (`'EOF'`), so every
+            # `<<'EOF'` ran to the end of the script; parsed as `<< EOF `, and the
+            # evaluator sees the quotes in the text itself (the body is not expanded)
+            for k in (m.start("q1"), m.end("q2") - 1):
+                out[k] = " "
+            i = m.end() - 1
         elif c == "$" and text[i + 1:i + 2] == "'" and not quote:
             # $'...' read as '...' by the parser (the evaluator reads the text itself):
             # bashlex 0.18 loops forever on some $'...' words (`$'${A['`)

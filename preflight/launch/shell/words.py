@@ -47,6 +47,7 @@ class Piece:
     source: str = ""
     fields: tuple[Word, ...] | None = None  # "$@"
     prefix: str = ""  # the known start of an unknown piece
+    origins: tuple[str, ...] = ()  # see Word.origins
 
 
 class Expander:
@@ -279,7 +280,8 @@ class Expander:
         if var.value is None:
             return Piece(var.text, quoted=dq, split=not dq, known=False, source=source,
                           reason=f"{label}: {var.reason or 'not known'}",
-                          refs=(label, *var.refs), prefix=var.prefix)
+                          refs=(label, *var.refs), prefix=var.prefix,
+                          origins=var.origins or ("?",))
         return Piece(var.value, quoted=dq, split=not dq, source=source,
                       refs=(label, *var.refs))
 
@@ -408,6 +410,9 @@ class Expander:
             return Piece("", known=False, quoted=dq, source=source,
                          reason=f"{name}: {var.reason or 'not known'}", refs=(name,))
         if index in ("@", "*"):
+            # elements that vanished when the array was built (`A=(--key ${KEY})` with
+            # KEY empty) are the command's vanished words: its flag lost its value
+            self.vanished.extend(var.vanished)
             if index == "*" and dq:
                 return _joined(items, dq, source, _ifs_first(st))
             return Piece("", quoted=dq, source=source,
@@ -470,14 +475,40 @@ class Expander:
         return Piece(out, quoted=dq, split=not dq, source=source, refs=got.refs)
 
     def _substitute(self, node: Node, source: str, st: State, dq: bool) -> Piece:
-        value = self._pure(node.command, st) if node is not None else None
+        value = self._pure(node.command, st) if node is not None else \
+            self._pure_text(source, st)
         if source.startswith("$(("):
             reason = "arithmetic $((...)) is not evaluated"
         else:
             reason = f"{source[:60]}: command output is not evaluated"
         if value is None:
-            return Piece("", known=False, quoted=dq, source=source, reason=reason)
+            # each evaluation is its own value: `$(date)` twice may differ
+            _EVALUATIONS[0] += 1
+            return Piece("", known=False, quoted=dq, source=source, reason=reason,
+                         origins=(f"{source[:60]}#{_EVALUATIONS[0]}",))
         return Piece(value, quoted=dq, split=not dq, source=source)
+
+    def _pure_text(self, source: str, st: State) -> str | None:
+        """A `$(...)` the parser left inside a `${V:-...}` word (bashlex keeps the
+        parameter whole): parsed on its own, read like any pure substitution."""
+        if not source.startswith("$(") or source.startswith("$((") or \
+                not source.endswith(")"):
+            return None
+        inner = source[2:-1]
+        try:
+            from preflight.launch.shell.source import _parse
+
+            nodes = _parse(inner)
+        except Exception:  # bashlex raises ParsingError, NotImplementedError, and worse
+            return None
+        if len(nodes) != 1:
+            return None
+        saved = self.src
+        self.src = Source(saved.file, inner, [])  # the parsed positions are inner's
+        try:
+            return self._pure(nodes[0], st)
+        finally:
+            self.src = saved
 
     def _pure(self, node: Node, st: State) -> str | None:
         """The output of the few commands whose output is a function of their arguments,
@@ -565,7 +596,9 @@ def split_fields(pieces: list[Piece], split: bool
                     cur = None
                 # unquoted ${A[@]} / $@: each element is still subject to globbing
                 cur = (cur or []) + [Piece(w.text, quoted=p.quoted, known=w.known,
-                                            reason=w.reason, refs=w.refs, source=w.source)]
+                                            reason=w.reason, refs=w.refs, source=w.source,
+                                            empty=w.empty, prefix=w.prefix,
+                                            origins=w.origins)]
             continue
         if p.split and split and p.known and p.text:
             for k, part in enumerate(re.split(r"[ \t\n]+", p.text)):
@@ -613,9 +646,13 @@ def to_word(pieces: list[Piece], source: str) -> Word:
             seen_unknown = True
             text.append(p.text or f"{UNKNOWN_OPEN}{p.source}{UNKNOWN_CLOSE}")
     reason = next((p.reason for p in pieces if not p.known), "")
+    origins = tuple(o for p in pieces if not p.known for o in (p.origins or ("?",)))
     return Word("".join(text), source, known, reason,
                 dedupe(r for p in pieces for r in p.refs),
-                dedupe(e for p in pieces for e in p.empty), "".join(prefix))
+                dedupe(e for p in pieces for e in p.empty), "".join(prefix), origins)
+
+
+_EVALUATIONS = [0]  # command substitutions left unknown so far (Word.origins)
 
 
 def dedupe(items: Iterable[str]) -> tuple[str, ...]:
