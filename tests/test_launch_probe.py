@@ -519,3 +519,19 @@ def test_rendezvous_host_of_a_multi_node_torchrun(tmp_path, line, host):
     spec = launch.load(None, line, {"PATH": "/usr/bin:/bin"}, cwd=str(tmp_path))
     (layer,) = [x for job in spec.jobs for x in job.distributed]
     assert layer.master_addr == host
+
+
+def test_torchrun_without_no_python_runs_a_bare_swift_as_a_file(tmp_path):
+    # torchrun runs `python -u swift rlhf ...` (torch/distributed/run.py: the training script
+    # goes to sys.executable unless --no-python); python opens ./swift, it does not search
+    # PATH: swift never starts, so there is no relaunch to report, and the missing script is
+    # what launch-inputs names. With the entry script's path it is swift (and relaunches).
+    bare = launch.load(None, "NPROC_PER_NODE=2 torchrun --nproc-per-node 2 swift rlhf",
+                       {"PATH": "/usr/bin:/bin"}, cwd=str(tmp_path))
+    layers = bare.jobs[0].layers
+    assert [layer.kind for layer in layers] == ["distributed", "program"], layers
+    assert layers[-1].program == "swift" and "relaunched" not in layers[-1].launcher
+    assert any(p.path == str(tmp_path / "swift") for p in bare.inputs), bare.inputs
+    pathed = launch.load(None, "NPROC_PER_NODE=2 torchrun --nproc-per-node 2 /opt/env/bin/swift "
+                         "rlhf", {"PATH": "/usr/bin:/bin"}, cwd=str(tmp_path))
+    assert any("relaunched by swift rlhf" in layer.launcher for layer in pathed.jobs[0].layers)

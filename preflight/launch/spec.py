@@ -468,9 +468,12 @@ def _python(prog: str, args: list[Word], env: Environment, cmd: Command, depth: 
         return _deepspeed(rest, env, cmd, depth, base)
     if module == "accelerate.commands.launch":
         return _accelerate(rest, env, cmd, depth, base)
-    if module is None and rest and posixpath.basename(rest[0].text) in (
-            "swift", "megatron", *LMF_PROGRAMS):
-        return chain(rest, env, cmd, depth, base["implicit"])  # python $(which swift) rlhf
+    # python $(which swift) rlhf runs swift's entry script; a bare `swift` is a file in the
+    # working directory (python opens the path as given, it never searches PATH), which is
+    # what torchrun without --no-python hands it: a missing script, not swift.
+    if module is None and rest and "/" in rest[0].text and posixpath.basename(
+            rest[0].text) in ("swift", "megatron", *LMF_PROGRAMS):
+        return chain(rest, env, cmd, depth, base["implicit"])
     if module is None and rest and rest[0].text.endswith(("swift/cli/main.py",)):
         return chain([replace(rest[0], text="swift"), *rest[1:]], env, cmd, depth,
                      base["implicit"])
