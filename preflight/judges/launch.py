@@ -746,7 +746,7 @@ def _shell_line(words: Sequence[Word], changed: Mapping[int, list[str]]) -> str:
     out: list[tuple[str, bool]] = []  # (the word, pasted as written)
     for i, w in enumerate(words):
         if i in changed:
-            out += [(t, "<" in t) for t in changed[i]]
+            out += [(t, "$" in t) for t in changed[i]]
         elif (w.refs or not w.known) and "$" in w.source or not w.known:
             split = not (w.source.startswith('"') and "@" not in w.source)
             if not (split and i and i - 1 not in changed and words[i - 1].source == w.source):
@@ -820,23 +820,22 @@ def _args_fix(layer: Layer, job: Job) -> tuple[str, str]:
     parent = layer.launcher.partition("(relaunched by ")[2].rstrip(")")
     var = RELAUNCH_VARS.get(flag.replace("_", "-")) if layer.implicit else None
     if var:
-        # in place of the script's line (its own assignments dropped), a prefix overrides
-        # an exported value too
-        sets = " ".join(f"{name}=<{name.lower()}>" for name in var.split(":"))
-        return (f"{sets} {_shell_line(job.command.argv, {})}  # {var}: {takes}",
+        return (f"torchrun --help  # set {var} (passed on as {flag}): {takes}",
                 f"{parent} relaunches itself under torchrun and passes {var} on as {flag} "
                 f"({at(layer)})")
     if flag == "--node_rank" and layer.launcher == "deepspeed":
-        change = _set_flag(job.command.argv, "--node_rank", "<RANK>", after="deepspeed")
+        # the rank is this node's own: a variable set per node, failing fast when unset
+        rank = '"${NODE_RANK:?the index of this node in the hostfile, from 0}"'
+        change = _set_flag(job.command.argv, "--node_rank", rank, after="deepspeed")
         if change:
-            return (_shell_line(job.command.argv, change) + f"  # <RANK>: {takes}",
+            return (_shell_line(job.command.argv, change),
                     f"deepspeed --no_ssh starts only this node's workers: it needs "
-                    f"--node_rank ({at(layer)})")
+                    f"--node_rank, {takes} ({at(layer)})")
     if flag:
-        return (f"{tool} --help  # fix {flag} at {at(layer)}" + (f": {takes}" if takes else ""),
-                f"{tool} stops on {flag} before it starts anything")
-    return (f"{tool} --help  # fix the options at {at(layer)}",
-            f"{tool} stops on its options before it starts anything")
+        return (f"{tool} --help  # fix {flag}" + (f": {takes}" if takes else ""),
+                f"{tool} stops on {flag} before it starts anything ({at(layer)})")
+    return (f"{tool} --help  # fix its options",
+            f"{tool} stops on its options before it starts anything ({at(layer)})")
 
 
 def _launcher_like(layer: Layer) -> bool:
@@ -912,8 +911,11 @@ def launcher_args(f: ArgsFacts) -> Verdict:
     if spec is None:
         return Verdict(skip=NO_SCRIPT)
     if not any(_launcher_like(x) for x in spec.layers):
-        return Verdict(skip=NO_LAUNCHER)
-    v = Verdict(fix="fix the launcher's options (`<launcher> --help`)")
+        end = spec.exit
+        return Verdict(skip=f"the script exits at line {end.line} before it launches "
+                            "anything" if end else NO_LAUNCHER)
+    v = Verdict(fix="run preflight in the shell that launches the job, with the variables "
+                    "the launcher options come from set")
     rows: list[dict[str, Any]] = []
     unknown: list[str] = []
     for job in spec.jobs:

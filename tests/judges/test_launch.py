@@ -6,11 +6,13 @@ tests/test_launch_checks.py."""
 from __future__ import annotations
 
 import posixpath
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import pytest
 
+from preflight.fixes import PLACEHOLDER, is_command, split
 from preflight.judges import launch as judge
 from preflight.launch.spec import LaunchSpec, load
 from preflight.model import Kind, Verdict
@@ -485,8 +487,7 @@ ARGS = [
           ("python -m torch.distributed.run --nnodes 2:4 -m pkg.train",))),
     ("nproc not a number", "torchrun --nproc-per-node=abc train.py", {},
      Want(Kind.BLOCKER, ("Unsupported nproc_per_node value: abc",),
-          ("torchrun --help  # fix --nproc-per-node at <--launch-cmd>:1: an integer, or "
-           "auto",))),
+          ("torchrun --help  # fix --nproc-per-node: an integer, or auto",))),
     ("rdzv-conf key without a value", "torchrun --rdzv-conf=timeout= train.py", {},
      Want(Kind.BLOCKER, ("The rendezvous configuration option 'timeout' must have a value",),
           ("fix --rdzv-conf",))),
@@ -500,10 +501,11 @@ ARGS = [
     ("swift's relaunch with a bad NPROC_PER_NODE", "NPROC_PER_NODE=abc swift sft --model m",
      {}, Want(Kind.BLOCKER, ("torchrun (relaunched by swift sft) at <--launch-cmd>:1 stops "
                              "at once: Unsupported nproc_per_node value: abc",),
-              ("NPROC_PER_NODE=<nproc_per_node> swift sft --model m  # NPROC_PER_NODE",))),
+              ("torchrun --help  # set NPROC_PER_NODE (passed on as --nproc-per-node)",))),
     ("deepspeed --no_ssh without --node_rank", "deepspeed --no_ssh --num_nodes 1 train.py", {},
      Want(Kind.BLOCKER, ("Launching training without ssh, but --node_rank is not set",),
-          ("deepspeed --node_rank=<RANK> --no_ssh --num_nodes 1 train.py",))),
+          ('deepspeed --node_rank="${NODE_RANK:?the index of this node in the hostfile, '
+           'from 0}" --no_ssh --num_nodes 1 train.py',))),
     ("deepspeed --include with --exclude",
      "deepspeed --include localhost:0 --exclude localhost:1 train.py", {},
      Want(Kind.BLOCKER, ("mutually exclusive",), ("deepspeed --help  # fix --include",))),
@@ -537,12 +539,32 @@ ARGS = [
                                     '--hf_token "$T"', {},
      Want(Kind.BLOCKER, fix=('torchrun --nnodes=1:2 train.py --hf_token "$T"',))),
     ("no launcher", "python train.py", {}, Want(skip="no distributed launcher")),
+    ("exits before it launches", '[ -n "${D:-}" ] || exit 1; torchrun --nnodes=2:1 t.py', {},
+     Want(skip="the script exits at line 1 before it launches anything")),
 ]
 
 
 @pytest.mark.parametrize("cmd, env, want", [c[1:] for c in ARGS], ids=[c[0] for c in ARGS])
 def test_launcher_args(cmd, env, want):
     check(judge.launcher_args(judge.ArgsFacts(spec_of(cmd, env))), want)
+
+
+def test_launcher_args_fixes_are_commands():
+    """Every fix of the table is copy-paste shell: commands bash parses, no placeholder."""
+    for _, cmd, env, want in ARGS:
+        if want.kind is None:
+            continue
+        for p in judge.launcher_args(judge.ArgsFacts(spec_of(cmd, env))).problems:
+            if not p.fix:  # an option not known: nothing to change yet
+                assert p.kind is Kind.UNKNOWN and "does not tell" in p.text, p
+                continue
+            commands, _ = split(p.fix)
+            assert commands, (cmd, p.fix)
+            for line in commands.splitlines():
+                assert is_command(line) and not PLACEHOLDER.search(line), (cmd, line)
+            bash = subprocess.run(["bash", "-n"], input=commands + "\n", text=True,
+                                  capture_output=True, timeout=10)
+            assert bash.returncode == 0, (cmd, commands, bash.stderr)
 
 
 def test_launcher_args_never_leaks_a_secret():
@@ -558,7 +580,7 @@ LMF_BAD = "NPROC_PER_NODE=abc llamafactory-cli train x.yaml"
     (1, "", Want(ok="every launcher accepts its command line (llamafactory-cli train, "
                     "torchrun (relaunched by llamafactory-cli train))")),
     (4, "", Want(Kind.BLOCKER, ("Unsupported nproc_per_node value: abc",),
-                 ("NPROC_PER_NODE=<nproc_per_node> llamafactory-cli train x.yaml",))),
+                 ("torchrun --help  # set NPROC_PER_NODE",))),
     (None, "NVML unavailable", Want(Kind.UNKNOWN, ("if it starts at all", "NVML "
                                                    "unavailable"))),
 ], ids=["one GPU: no relaunch", "four GPUs: it relaunches", "count not read"])
