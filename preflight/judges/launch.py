@@ -31,7 +31,7 @@ from preflight.launch.spec import (
 )
 from preflight.model import Kind, Problem, Verdict
 from preflight.numbers import maybe_int
-from preflight.redact import redact_argv, redact_text
+from preflight.redact import MASK, redact_argv, redact_text, secret_values
 from preflight.stack import grpo_batch
 
 NO_SCRIPT = "no launch script (--launch-script PATH or --launch-cmd STRING)"
@@ -896,6 +896,8 @@ def _job_args(job: Job, gpus: GpuCount, v: Verdict, rows: list[dict[str, Any]],
             row["status"] = "accepted" + (f" (if it starts: {maybe})" if maybe else "")
             continue
         error = redact_text(layer.error)
+        for secret in secret_values(w.text for w in job.command.argv):  # `--token X` echoed
+            error = error.replace(secret, MASK)
         row["status"], row["error"] = "stops", error
         row["command"] = display(job.command.argv)
         fix, why_fix = _args_fix(layer, job)

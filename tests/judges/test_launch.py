@@ -567,10 +567,14 @@ def test_launcher_args_fixes_are_commands():
             assert bash.returncode == 0, (cmd, commands, bash.stderr)
 
 
-def test_launcher_args_never_leaks_a_secret():
-    v = judge.launcher_args(judge.ArgsFacts(spec_of(
-        "torchrun --nnodes=2:1 train.py --hf_token hf_abcdefghijklmnop")))
-    assert "hf_abcdefghijklmnop" not in repr(v)
+@pytest.mark.parametrize("cmd", [
+    "torchrun --nnodes=2:1 train.py --hf_token hf_abcdefghijklmnop",
+    "torchrun --nnodes=2:1 --api-key=hf_abcdefghijklmnop train.py",  # torchrun rejects it
+    "T=hf_abcdefghijklmnop; swift train --hub_token $T --model m",
+])
+def test_launcher_args_never_leaks_a_secret(cmd):
+    v = judge.launcher_args(judge.ArgsFacts(spec_of(cmd)))
+    assert v.problems and "abcdefghijklmnop" not in repr(v), v
 
 
 LMF_BAD = "NPROC_PER_NODE=abc llamafactory-cli train x.yaml"
