@@ -700,8 +700,8 @@ ERROR_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("leave no GPU", "--exclude", "at least one GPU left to launch on"),
     ("--config_file", "--config_file", "an existing accelerate config (`accelerate config` "
                                        "writes one)"),
-    ("accelerate config", "--config_file", "a config with distributed_type and "
-                                           "num_processes (`accelerate config`)"),
+    ("has no num_processes", "--num_processes", "the number of processes (the config "
+                                                "has none)"),
     ("has no distributed_type", "--config_file", "a config with distributed_type "
                                                  "(`accelerate config`)"),
     ("is not a mapping", "--config_file", "a YAML/JSON mapping (`accelerate config`)"),
