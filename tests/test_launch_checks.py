@@ -5,6 +5,8 @@ nothing runs the scripts."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import socket
@@ -197,9 +199,9 @@ def test_suite_under_torchrun_is_nested(run_preflight):
 
 def test_launch_checks_skip_without_a_script(run_preflight):
     run = run_preflight("--profile", "cpu", "--check", "nested-launcher", "--check",
-                        "grpo-batch", env=base_env())
+                        "grpo-batch", "--check", "launcher-args", env=base_env())
     assert run.returncode == 0, run.output
-    for check in ("nested-launcher", "grpo-batch"):
+    for check in ("nested-launcher", "grpo-batch", "launcher-args"):
         result = run.one(check)
         assert result["outcome"] == "skipped" and "--launch-script" in result["summary"]
 
@@ -619,3 +621,94 @@ def test_accelerate_config_processes_against_its_gpu_ids(run_preflight, tmp_path
     if fails:
         assert "starts 4 processes per node but 2 GPU(s) are visible" in \
             run.one("launch-gpus")["summary"]
+
+
+# -- launcher-args ---------------------------------------------------------------------
+
+TORCHRUN_STOPS = "min_nodes must be > 0 and <= max_nodes, got min_nodes=2, max_nodes=1"
+
+
+def test_launcher_rejecting_its_args_then_fixed_then_no_launcher(run_preflight, tmp_path):
+    """A two-node job whose --nnodes is MIN:MAX the wrong way round: torchrun would stop
+    in its first second. The fix preflight names is the corrected line, which passes."""
+    (tmp_path / "train.py").write_text("print('training')\n")
+    broken = tmp_path / "run.sh"
+    broken.write_text("#!/bin/bash\nset -euo pipefail\nexport HF_TOKEN=hf_notarealsecret01\n"
+                      "torchrun --nnodes=2:1 --nproc-per-node=1 train.py "
+                      "--hf_token \"$HF_TOKEN\"\n")
+    run = run_preflight("--profile", "cpu", "--check", "launcher-args", "--launch-script",
+                        str(broken), env=base_env(), cwd=tmp_path)
+    assert run.returncode == 1, run.output
+    result = run.one("launcher-args")
+    assert result["severity"] == "blocker"
+    assert f"torchrun at run.sh:4 stops at once: {TORCHRUN_STOPS}" in result["summary"]
+    fix = 'torchrun --nnodes=1:2 --nproc-per-node=1 train.py --hf_token "$HF_TOKEN"'
+    assert fix in result["fix"]
+    assert result["runbook"].endswith("runbooks/launcher-args.md")
+    assert "hf_notarealsecret01" not in run.output + json.dumps(run.report)
+
+    fixed = tmp_path / "fixed.sh"
+    fixed.write_text(broken.read_text().replace("--nnodes=2:1", "--nnodes=1:2"))
+    assert fix in fixed.read_text()
+    run = run_preflight("--profile", "cpu", "--check", "launcher-args", "--launch-script",
+                        str(fixed), env=base_env(), cwd=tmp_path)
+    assert run.returncode == 0, run.output
+    assert run.one("launcher-args")["outcome"] == "passed"
+
+    plain = tmp_path / "plain.sh"
+    plain.write_text("#!/bin/bash\npython train.py --lr 1e-4\n")
+    run = run_preflight("--profile", "cpu", "--check", "launcher-args", "--launch-script",
+                        str(plain), env=base_env(), cwd=tmp_path)
+    assert run.returncode == 0, run.output
+    result = run.one("launcher-args")
+    assert result["outcome"] == "skipped" and "no distributed launcher" in result["summary"]
+
+
+# (torchrun's options, what preflight names); each run through torch's own main below
+TORCHRUN_ERRORS = [
+    (["--nnodes=2:1"], TORCHRUN_STOPS),
+    (["--rdzv-conf=timeout="], "The rendezvous configuration option 'timeout' must have a "
+                               "value specified."),
+    (["--nproc-per-node=abc"], "Unsupported nproc_per_node value: abc"),
+    (["--nnodes", "x"], "invalid literal for int() with base 10: 'x'"),
+    (["--nnodes=1:2:3"], 'nnodes=1:2:3 is not in "MIN:MAX" format'),
+    (["--max-restarts=-1"], "max_restarts must be >= 0"),
+    (["--redirects=9"], "9 does not match: <^[0123]$> or <^(\\d:[0123],)*(\\d:[0123])$>"),
+    (["--rdzv-backend=bogus"], "The rendezvous backend 'bogus' is not registered."),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Unable to enable fault handler")
+@pytest.mark.parametrize("options, error", TORCHRUN_ERRORS,
+                         ids=[" ".join(o) for o, _ in TORCHRUN_ERRORS])
+def test_the_error_named_is_the_one_torchrun_prints(options, error, monkeypatch):
+    """torch's own `python -m torch.distributed.run` entry (`main`), in-process, with the
+    same options: it stops before it launches anything (a launch fails the test), and
+    what it says is the error launcher-args names."""
+    from preflight.judges import launch as judge
+    from preflight.launch.spec import load
+
+    torch_run = pytest.importorskip("torch.distributed.run")
+    launcher_api = pytest.importorskip("torch.distributed.launcher.api")
+
+    def launched(*args, **kwargs):
+        raise AssertionError("torchrun went on to launch workers")
+
+    # the agent is what starts workers; the rendezvous handler is made before it
+    # (torch/distributed/launcher/api.py `launch_agent`), where a bad backend stops
+    monkeypatch.setattr(launcher_api, "LocalElasticAgent", launched)
+    for key in [k for k in os.environ if k.startswith(("PET_", "TORCHELASTIC"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("TORCHELASTIC_SIGNALS_TO_HANDLE", "")  # launch_agent sets it
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises((Exception, SystemExit)) as stopped:
+        torch_run.main([*options, "train.py"])
+    said = err.getvalue() if stopped.type is SystemExit else str(stopped.value)
+    assert "went on to launch" not in said
+    assert error in said, said
+
+    spec = load(None, " ".join(["torchrun", *options, "train.py"]), {"PATH": "/usr/bin"}, "/")
+    verdict = judge.launcher_args(judge.ArgsFacts(spec))
+    assert [p.kind.name for p in verdict.problems] == ["BLOCKER"], verdict.problems
+    assert error in verdict.problems[0].text, (error, verdict.problems[0].text)

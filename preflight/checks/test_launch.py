@@ -113,3 +113,9 @@ def test_launch_gpus_enough(node: Node, profile: Profile, finding: Recorder) -> 
     snap = node.gpus if spec is not None and judge.distributed(spec) else None
     facts = judge.GpusFacts(spec, len(snap.gpus) if snap else 0, snap.error if snap else None)
     finding.conclude(judge.launch_gpus(facts))
+
+
+@pytest.mark.pitfall("launcher-args")
+def test_launcher_accepts_its_args(node: Node, profile: Profile, finding: Recorder) -> None:
+    spec = _spec(node)
+    finding.conclude(judge.launcher_args(judge.ArgsFacts(spec, gpu_count(node, spec))))

@@ -1,5 +1,5 @@
 """Launch-script pitfalls from real lost jobs: nested-launcher, empty-variable,
-launch-inputs, grpo-batch, launch-ports, launch-gpus.
+launch-inputs, grpo-batch, launch-ports, launch-gpus, launcher-args.
 
 Each judge reads the frozen `LaunchSpec` (`preflight.launch.spec`: the script evaluated,
 never run) and what the adapter read of the node (paths, ports, GPU count) and returns a
@@ -8,7 +8,10 @@ never run) and what the adapter read of the node (paths, ports, GPU count) and r
 
 from __future__ import annotations
 
+import difflib
 import posixpath
+import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +20,8 @@ from preflight.launch.shell import UNKNOWN_OPEN, Word
 from preflight.launch.spec import (
     LMF_PER_GPU,
     LMF_PROGRAMS,
+    SWIFT_ROUTES,
+    Job,
     LaunchSpec,
     Layer,
     PathArg,
@@ -26,6 +31,7 @@ from preflight.launch.spec import (
 )
 from preflight.model import Kind, Problem, Verdict
 from preflight.numbers import maybe_int
+from preflight.redact import MASK, redact_argv, redact_text, secret_values
 from preflight.stack import grpo_batch
 
 NO_SCRIPT = "no launch script (--launch-script PATH or --launch-cmd STRING)"
@@ -659,4 +665,288 @@ def launch_gpus(f: GpusFacts) -> Verdict:
     v.ok = ", ".join(f"{r['launcher']}: {r['not_started']}" if
                      "not_started" in r else f"{r['launcher']}: {r.get('nproc_per_node')} "
                      f"process(es), {r.get('visible', '?')} GPU(s) visible" for r in rows)
+    return v
+
+
+# -- launcher-args ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArgsFacts:
+    spec: LaunchSpec | None
+    gpus: GpuCount = GpuCount()  # for a relaunch the GPU count decides (Layer.starts)
+
+
+RELAUNCHER_PROGRAMS = ("swift", "megatron", *LMF_PROGRAMS)
+# The variables swift and llamafactory-cli pass on to their torchrun relaunch as options
+# (swift/cli/main.py:98; LLaMA-Factory launcher.py:93-132).
+RELAUNCH_VARS = {"--nproc-per-node": "NPROC_PER_NODE", "--nnodes": "NNODES",
+                 "--node-rank": "NODE_RANK", "--master-addr": "MASTER_ADDR",
+                 "--master-port": "MASTER_PORT", "--rdzv-endpoint": "MASTER_ADDR:MASTER_PORT",
+                 "--max-restarts": "MAX_RESTARTS"}
+# swift methods people type from other tools: `swift train` (LLaMA-Factory's word) is
+# `swift sft`; preference methods are `swift rlhf --rlhf_type X`.
+SWIFT_ALIASES = {"train": "sft", "finetune": "sft", "pretrain": "pt"}
+SWIFT_RLHF_TYPES = ("dpo", "grpo", "kto", "orpo", "simpo", "cpo", "ppo", "gkd", "gspo")
+NNODES_REVERSED = re.compile(r"min_nodes must be > 0 and <= max_nodes, got "
+                             r"min_nodes=(\d+), max_nodes=(\d+)")
+NO_METHOD = re.compile(r"no method '([^']*)'")
+# (what the error says, the option that decides it, what it takes): the errors of
+# launchers.torchrun / deepspeed / accelerate and spec._swift_config_file
+ERROR_FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("nproc_per_node", "--nproc-per-node", "an integer, or auto, cpu, gpu, xpu"),
+    ("nnodes", "--nnodes", "N or MIN:MAX, integers with 0 < MIN <= MAX"),
+    ("max_restarts", "--max-restarts", "an integer >= 0"),
+    ("rendezvous configuration", "--rdzv-conf", "key1=value1,key2=value2 (every key a "
+                                                "value)"),
+    ("rdzv-backend", "--rdzv-backend", "one of c10d, static, etcd, etcd-v2"),
+    ("endpoint", "--rdzv-endpoint", "host:port (the static rendezvous builds it from "
+                                    "--master-addr and --master-port)"),
+    ("local_ranks_filter", "--local-ranks-filter", "a comma-separated list of integers"),
+    ("--redirects", "--redirects", "0-3, or rank:0-3,... (e.g. 0:3,1:0)"),
+    ("--tee", "--tee", "0-3, or rank:0-3,... (e.g. 0:3,1:0)"),
+    ("logs_specs", "--logs-specs", "the name of an installed torchrun.logs_specs entry point"),
+    ("--no-python", "--no-python", "not with --module; with torch.distributed.launch, "
+                                   "--use-env too"),
+    ("without ssh", "--node_rank", "this node's index in the hostfile, 0 to hosts-1"),
+    ("include_str and exclude_str", "--include", "--include or --exclude, not both"),
+    ("num_nodes/gpus with include", "--include", "--include/--exclude, or --num_nodes/"
+                                                 "--num_gpus, not both"),
+    ("Num nodes is >1", "--num_nodes", "at most the hosts of the hostfile (--hostfile)"),
+    ("not found in hostfile", "--include", "hosts of the hostfile (--hostfile)"),
+    ("No slot", "--include", "GPU slots the hostfile gives that host"),
+    ("leave no GPU", "--exclude", "at least one GPU left to launch on"),
+    ("--config_file", "--config_file", "an existing accelerate config (`accelerate config` "
+                                       "writes one)"),
+    ("has no num_processes", "--num_processes", "the number of processes (the config "
+                                                "has none)"),
+    ("has no distributed_type", "--config_file", "a config with distributed_type "
+                                                 "(`accelerate config`)"),
+    ("is not a mapping", "--config_file", "a YAML/JSON mapping (`accelerate config`)"),
+    ("cannot read", "--config_file", "a readable YAML/JSON file (`accelerate config`)"),
+    ("num_processes", "--num_processes", "an integer (2 or more with --multi_gpu)"),
+    ("--gpu_ids", "--gpu_ids", "at least two GPU ids for --multi_gpu"),
+    ("only one of", "--multi_gpu", "one of the modes it names"),
+    ("swift reads it as a mapping", "config", "a YAML/JSON mapping of option: value (and ENV:"
+                                              " a mapping of VARIABLE: value)"),
+)
+
+
+def _tool(layer: Layer) -> str:
+    """The command whose `--help` lists the layer's options."""
+    name = layer.launcher
+    if name.startswith("torchrun") or layer.implicit:
+        return "torchrun"
+    if name.startswith(("swift", "megatron")) and name.split()[-1] not in SWIFT_ROUTES:
+        return f"{name.split()[0]} sft" if name.startswith("swift") else "megatron sft"
+    return name
+
+
+def _flag_of(error: str) -> tuple[str, str]:
+    """(the option the error is about, what it takes); ("", "") when not known."""
+    for words, flag, takes in ERROR_FLAGS:
+        if words in error:
+            return flag, takes
+    found = re.search(r"(--?[A-Za-z][\w-]*)", error)
+    return (found.group(1), "") if found else ("", "")
+
+
+def _same_flag(word: str, flag: str) -> bool:
+    """`--nnodes`, `--nnodes=..`, `--nproc_per_node` for `--nproc-per-node`."""
+    name = word.partition("=")[0]
+    return name.startswith("--") and name.replace("_", "-") == flag.replace("_", "-")
+
+
+def _shell_line(words: Sequence[Word], changed: Mapping[int, list[str]]) -> str:
+    """The command line to paste: literal words quoted, words built from variables or
+    not known as the script wrote them (`"$HF_TOKEN"`, once for a `$ARGS` that split),
+    secret-named options' literal values masked, `changed` words replaced."""
+    out: list[tuple[str, bool]] = []  # (the word, pasted as written)
+    for i, w in enumerate(words):
+        if i in changed:
+            out += [(t, "$" in t) for t in changed[i]]
+        elif (w.refs or not w.known) and "$" in w.source or not w.known:
+            split = not (w.source.startswith('"') and "@" not in w.source)
+            if not (split and i and i - 1 not in changed and words[i - 1].source == w.source):
+                out.append((w.source, True))
+        else:
+            out.append((w.text, False))
+    masked = redact_argv([t for t, _ in out])
+    return " ".join(redact_text(t) if raw else shlex.quote(m)
+                    for m, (t, raw) in zip(masked, out, strict=True))
+
+
+def _set_flag(words: Sequence[Word], flag: str, value: str,
+              after: str = "") -> dict[int, list[str]] | None:
+    """The argv change that gives `flag` this value (`--f=v` or `--f v`); a flag not on
+    the line goes right after the program named `after`; None: not derivable."""
+    for i, w in enumerate(words):
+        if not w.known or not _same_flag(w.text, flag):
+            continue
+        name, eq, _ = w.text.partition("=")
+        if eq:
+            return {i: [f"{name}={value}"]}
+        if i + 1 < len(words) and words[i + 1].known:
+            return {i: [w.text, value], i + 1: []}
+        return None
+    for i, w in enumerate(words):
+        if after and w.known and posixpath.basename(w.text) == after:
+            return {i: [w.text, f"{flag}={value}"]}
+    return None
+
+
+def _derived(layer: Layer, job: Job) -> tuple[str, str]:
+    """(the corrected command line, what it changes) where the error tells the right
+    value; ("", "") otherwise."""
+    argv = job.command.argv
+    error = layer.error
+    if (m := NNODES_REVERSED.search(error)) and 0 < int(m[2]) < int(m[1]) \
+            and not layer.implicit:
+        lo, hi = m[2], m[1]
+        change = _set_flag(argv, "--nnodes", f"{lo}:{hi}")
+        return (_shell_line(argv, change), f"--nnodes MIN:MAX is {lo}:{hi}") if change \
+            else ("", "")
+    if (m := NO_METHOD.search(error)) and " " in layer.launcher:
+        prog, method = layer.launcher.split()[0], m[1]
+        routes = list(SWIFT_ROUTES.get(prog, {}))
+        extra: list[str] = []
+        if method in SWIFT_RLHF_TYPES and "rlhf" in routes:
+            new, extra = "rlhf", ["--rlhf_type", method]
+        else:
+            close = difflib.get_close_matches(method, routes, n=1, cutoff=0.6)
+            alias = SWIFT_ALIASES.get(method, "")
+            new = alias if alias in routes else close[0] if close else ""
+        for i, w in enumerate(argv[:-1]):
+            if new and w.known and posixpath.basename(w.text) == prog and \
+                    argv[i + 1].text.replace("_", "-") == method:
+                return (_shell_line(argv, {i + 1: [new, *extra]}),
+                        f"{prog} {new}{' ' + ' '.join(extra) if extra else ''}, not "
+                        f"{prog} {method}")
+    return "", ""
+
+
+def _args_fix(layer: Layer, job: Job) -> tuple[str, str]:
+    """(a copy-paste fix, why): the corrected command line where it can be derived, else
+    the option to fix and the tool's `--help`."""
+    line, what = _derived(layer, job)
+    if line:
+        return line, f"{what} ({at(layer)})"
+    flag, takes = _flag_of(layer.error)
+    if flag == "config":  # swift's config file: "run.yaml: swift reads it as a mapping"
+        flag = layer.error.split(":")[0]
+    tool = _tool(layer)
+    parent = layer.launcher.partition("(relaunched by ")[2].rstrip(")")
+    var = RELAUNCH_VARS.get(flag.replace("_", "-")) if layer.implicit else None
+    if var:
+        return (f"torchrun --help  # set {var} (passed on as {flag}): {takes}",
+                f"{parent} relaunches itself under torchrun and passes {var} on as {flag} "
+                f"({at(layer)})")
+    if flag == "--node_rank" and layer.launcher == "deepspeed":
+        # the rank is this node's own: a variable set per node, failing fast when unset
+        rank = '"${NODE_RANK:?the index of this node in the hostfile, from 0}"'
+        change = _set_flag(job.command.argv, "--node_rank", rank, after="deepspeed")
+        if change:
+            return (_shell_line(job.command.argv, change),
+                    f"deepspeed --no_ssh starts only this node's workers: it needs "
+                    f"--node_rank, {takes} ({at(layer)})")
+    if flag:
+        return (f"{tool} --help  # fix {flag}" + (f": {takes}" if takes else ""),
+                f"{tool} stops on {flag} before it starts anything ({at(layer)})")
+    return (f"{tool} --help  # fix its options",
+            f"{tool} stops on its options before it starts anything ({at(layer)})")
+
+
+def _launcher_like(layer: Layer) -> bool:
+    return layer.kind in ("distributed", "wrapper") or bool(layer.error or layer.unread) or \
+        layer.launcher.split()[0] in RELAUNCHER_PROGRAMS
+
+
+def _unknown_options(layer: Layer, job: Job) -> list[str]:
+    """The launcher's own option values the script does not tell (`--nnodes=$(n)`,
+    NPROC_PER_NODE set where preflight cannot read): the launcher may stop on them."""
+    if UNKNOWN_OPEN in layer.launcher:  # `swift "$(pick)"`: the method itself
+        return [f"the method {layer.launcher.split(' ', 1)[1]}"]
+    if layer.kind != "distributed":
+        return []
+    if layer.implicit:  # what the relaunch passes on, from the environment
+        return [f"{what} {text}" for what, value, text in (
+            ("nproc", layer.nproc, layer.nproc_text), ("port", layer.port, layer.port_text))
+            if value is None and UNKNOWN_OPEN in text]
+    argv = job.command.argv
+    head = layer.launcher.split()[0]
+    first = next((i for i, w in enumerate(argv) if posixpath.basename(w.text) == head), -1)
+    if first < 0:
+        return []
+    ids = [id(w) for w in argv]
+    end = ids.index(id(layer.args[0])) - 1 if layer.args and id(layer.args[0]) in ids \
+        else len(argv) - (1 if layer.program else 0)  # the program word is not an option
+    return [f"{w.source} ({w.reason})" if w.reason else w.source
+            for w in argv[first + 1:end] if not w.known]
+
+
+def _job_args(job: Job, gpus: GpuCount, v: Verdict, rows: list[dict[str, Any]],
+              unknown: list[str]) -> None:
+    """The first layer of the job that would stop on its options (nothing inside it
+    starts): a NO-GO where it surely runs, unknown where it may not."""
+    maybe = "the line is in a branch that may not run" if job.command.conditional else ""
+    for layer in job.layers:
+        if not _launcher_like(layer):
+            continue
+        row: dict[str, Any] = {"launcher": layer.launcher, "line": f"{at(layer)}"}
+        rows.append(row)
+        starts, why = layer.starts(gpus.count, gpus.error)
+        if starts is False:
+            row["status"] = why  # it does not start here: its options are never read
+            return
+        maybe = maybe or why
+        if layer.unread:
+            row["status"] = f"not read: {layer.unread}"
+            unknown.append(f"{layer.launcher} at {at(layer)}: {layer.unread}")
+            return
+        if not layer.error:
+            hidden = _unknown_options(layer, job)
+            if hidden:
+                # it may stop on a value the script does not tell: so may all it starts
+                row["status"] = "not known: " + ", ".join(hidden)
+                unknown.append(f"{layer.launcher} at {at(layer)}: " + ", ".join(hidden))
+                maybe = maybe or f"{layer.launcher} may stop on " + ", ".join(hidden)
+                continue
+            row["status"] = "accepted" + (f" (if it starts: {maybe})" if maybe else "")
+            continue
+        error = redact_text(layer.error)
+        for secret in secret_values(w.text for w in job.command.argv):  # `--token X` echoed
+            error = error.replace(secret, MASK)
+        row["status"], row["error"] = "stops", error
+        row["command"] = display(job.command.argv)
+        fix, why_fix = _args_fix(layer, job)
+        text = f"{layer.launcher} at {at(layer)} stops at once: {error}"
+        v.problems.append(Problem.unknown(f"{text}, if it starts at all: {maybe}", fix,
+                                          why_fix) if maybe else
+                          Problem(text, fix, why_fix))
+        return
+
+
+def launcher_args(f: ArgsFacts) -> Verdict:
+    spec = f.spec
+    if spec is None:
+        return Verdict(skip=NO_SCRIPT)
+    if not any(_launcher_like(x) for x in spec.layers):
+        end = spec.exit
+        return Verdict(skip=f"the script exits at line {end.line} before it launches "
+                            "anything" if end else NO_LAUNCHER)
+    v = Verdict(fix="run preflight in the shell that launches the job, with the variables "
+                    "the launcher options come from set")
+    rows: list[dict[str, Any]] = []
+    unknown: list[str] = []
+    for job in spec.jobs:
+        _job_args(job, f.gpus, v, rows, unknown)
+    v.evidence = dict(layers=rows, unknown=unknown)
+    if gated(spec):
+        v.evidence["gpus_on_node"] = _count(f.gpus)
+    if unknown:
+        v.problems.append(Problem.unknown(
+            "the launch script does not tell these launcher options (the launcher may stop "
+            "on them): " + "; ".join(unknown[:3])))
+    v.ok = "every launcher accepts its command line (" + ", ".join(
+        dict.fromkeys(r["launcher"] for r in rows)) + ")"
     return v

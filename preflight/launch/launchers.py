@@ -299,8 +299,8 @@ def _nnodes(nnodes: str) -> tuple[int | None, int | None, str]:
             return int(parts[0]), int(parts[0]), ""
         if len(parts) == 2:
             return int(parts[0]), int(parts[1]), ""
-    except ValueError:
-        return None, None, f"--nnodes {nnodes!r}: invalid literal for int()"
+    except ValueError as exc:  # int()'s own message, as torchrun prints it
+        return None, None, f"--nnodes {nnodes!r}: {exc}"
     return None, None, f'nnodes={nnodes} is not in "MIN:MAX" format'
 
 
@@ -360,8 +360,9 @@ def _endpoint_port(backend: str | None, endpoint: str | None, source: str) -> _P
     """The port the rendezvous binds: parse_rendezvous_endpoint with the backend's default
     (static needs one: static_tcp_rendezvous.py:114)."""
     if backend is not None and backend not in RDZV_BACKENDS:
-        return _Port(None, "", source,
-                     f"no rendezvous handler is registered for --rdzv-backend {backend!r}")
+        # torch/distributed/elastic/rendezvous/api.py `RendezvousHandlerRegistry.create`
+        return _Port(None, "", source, f"--rdzv-backend: The rendezvous backend {backend!r} "
+                                       "is not registered. Did you forget to call `register`?")
     if endpoint is None or backend is None:
         return _Port(None, "", source, "")
     default = {"c10d": C10D_DEFAULT_PORT, "static": -1}.get(backend, ETCD_DEFAULT_PORT)

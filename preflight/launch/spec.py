@@ -114,6 +114,7 @@ class Layer:
     env: Mapping[str, Var] = field(default_factory=dict, repr=False, compare=False)
     conditional: bool = False
     error: str = ""  # the launcher itself would stop with this usage error
+    unread: str = ""  # why the launcher's own options could not be read (error not known)
     port_fallback: bool = False  # a taken port is not fatal: it picks another (accelerate)
     maybe: str = ""  # why this layer may not start at all (swift's relaunch, not known)
     gpu_gate: GpuGate | None = None  # the node's GPU count decides `maybe` (see GpuGate)
@@ -603,7 +604,7 @@ def _torchrun(name: str, args: list[Word], env: Environment, cmd: Command, depth
         port_text=f"⟨{why}⟩" if why else cfg.port_text,
         port_source=cfg.port_source, master_addr=_rendezvous_host(cfg),
         master_port_env=(mp.value if mp.value is not None else mp.text) if mp else None,
-        error=cfg.error, **base,
+        error=cfg.error, unread=cfg.unknown, **base,
     )
     if cfg.program is None:
         return [layer]
@@ -929,7 +930,7 @@ def _deepspeed(args: list[Word], env: Environment, cmd: Command, depth: int,
         nproc_source=cfg.nproc_source, nnodes=None if why else cfg.nnodes,
         port=None if why else cfg.port, port_text=f"⟨{why}⟩" if why else cfg.port_text,
         port_source="--master_port" if "--master_port" in " ".join(a.text for a in args)
-        else "default", error=cfg.error,
+        else "default", error=cfg.error, unread=cfg.unknown,
         program=cfg.program.text if cfg.program else "", args=cfg.args, **base)
     return _with_program(layer, cfg, env, cmd, depth)
 
@@ -961,7 +962,7 @@ def _accelerate(args: list[Word], env: Environment, cmd: Command, depth: int,
         nproc_text=f"⟨{why}⟩" if why else cfg.nproc_text,
         nproc_source=cfg.nproc_source, nnodes=None if why else cfg.nnodes,
         port=None if why else cfg.port, port_text=f"⟨{why}⟩" if why else cfg.port_text,
-        port_source=cfg.port_source, error=cfg.error,
+        port_source=cfg.port_source, error=cfg.error, unread=cfg.unknown,
         port_fallback=not why and cfg.nnodes is not None and cfg.nnodes <= 1,
         program=cfg.program.text if cfg.program else "", args=cfg.args, **base)
     return _with_program(layer, cfg, env, cmd, depth)

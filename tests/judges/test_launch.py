@@ -6,11 +6,13 @@ tests/test_launch_checks.py."""
 from __future__ import annotations
 
 import posixpath
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import pytest
 
+from preflight.fixes import PLACEHOLDER, is_command, split
 from preflight.judges import launch as judge
 from preflight.launch.spec import LaunchSpec, load
 from preflight.model import Kind, Verdict
@@ -545,3 +547,127 @@ def test_a_master_address_not_known_is_not_another_node(binds, want):
     layer = replace(job.layers[0], master_addr="⟨$(hostname -I)⟩")
     spec = replace(spec, jobs=(replace(job, layers=(layer, *job.layers[1:])),))
     check(judge.launch_ports(judge.PortsFacts(spec, {}, binds, "40000")), want)
+
+
+# -- launcher-args ---------------------------------------------------------------------
+
+ARGS = [
+    ("accepted", "torchrun --nnodes=1:2 --nproc-per-node=2 train.py", {},
+     Want(ok="every launcher accepts its command line (torchrun)")),
+    ("nnodes MIN:MAX reversed: the corrected line", "torchrun --nnodes=2:1 train.py --lr 1",
+     {}, Want(Kind.BLOCKER, ("torchrun at <--launch-cmd>:1 stops at once: min_nodes must be "
+                             "> 0 and <= max_nodes, got min_nodes=2, max_nodes=1",),
+              ("torchrun --nnodes=1:2 train.py --lr 1",))),
+    ("nnodes as two words", "python -m torch.distributed.run --nnodes 4:2 -m pkg.train", {},
+     Want(Kind.BLOCKER, ("python -m torch.distributed.run at",),
+          ("python -m torch.distributed.run --nnodes 2:4 -m pkg.train",))),
+    ("nproc not a number", "torchrun --nproc-per-node=abc train.py", {},
+     Want(Kind.BLOCKER, ("Unsupported nproc_per_node value: abc",),
+          ("torchrun --help  # fix --nproc-per-node: an integer, or auto",))),
+    ("rdzv-conf key without a value", "torchrun --rdzv-conf=timeout= train.py", {},
+     Want(Kind.BLOCKER, ("The rendezvous configuration option 'timeout' must have a value",),
+          ("fix --rdzv-conf",))),
+    ("PET_ twin read the same way", "torchrun train.py", {"PET_NNODES": "3:1"},
+     Want(Kind.BLOCKER, ("got min_nodes=3, max_nodes=1",))),
+    ("swift train: no such method", "swift train --model m", {},
+     Want(Kind.BLOCKER, ("swift train at <--launch-cmd>:1 stops at once: swift: no method "
+                         "'train'",), ("swift sft --model m",))),
+    ("swift grpo is rlhf", "NPROC_PER_NODE=2 swift grpo --model m", {},
+     Want(Kind.BLOCKER, ("no method 'grpo'",), ("swift rlhf --rlhf_type grpo --model m",))),
+    ("swift's relaunch with a bad NPROC_PER_NODE", "NPROC_PER_NODE=abc swift sft --model m",
+     {}, Want(Kind.BLOCKER, ("torchrun (relaunched by swift sft) at <--launch-cmd>:1 stops "
+                             "at once: Unsupported nproc_per_node value: abc",),
+              ("torchrun --help  # set NPROC_PER_NODE (passed on as --nproc-per-node)",))),
+    ("deepspeed --no_ssh without --node_rank", "deepspeed --no_ssh --num_nodes 1 train.py", {},
+     Want(Kind.BLOCKER, ("Launching training without ssh, but --node_rank is not set",),
+          ('deepspeed --node_rank="${NODE_RANK:?the index of this node in the hostfile, '
+           'from 0}" --no_ssh --num_nodes 1 train.py',))),
+    ("deepspeed --include with --exclude",
+     "deepspeed --include localhost:0 --exclude localhost:1 train.py", {},
+     Want(Kind.BLOCKER, ("mutually exclusive",), ("deepspeed --help  # fix --include",))),
+    ("accelerate option error", "accelerate launch --num_processes x train.py", {},
+     Want(Kind.BLOCKER, ("--num_processes 'x' is not an integer",),
+          ("accelerate launch --help  # fix --num_processes",))),
+    ("accelerate two modes", "accelerate launch --cpu --multi_gpu train.py", {},
+     Want(Kind.BLOCKER, ("only one of",))),
+    ("in a branch that may not run",
+     'if [ "$(hostname)" = n0 ]; then torchrun --nnodes=2:1 train.py; fi', {},
+     Want(Kind.UNKNOWN, ("got min_nodes=2, max_nodes=1, if it starts at all: the line is in "
+                         "a branch that may not run",), ("torchrun --nnodes=1:2 train.py",))),
+    ("options not readable", 'torchrun $(cat args) train.py', {},
+     Want(Kind.UNKNOWN, ("may hold torchrun options",))),
+    ("an option value not known", 'torchrun --nnodes="$(cat n)" train.py', {},
+     Want(Kind.UNKNOWN, ("torchrun at <--launch-cmd>:1: --nnodes=\"$(cat n)\"",))),
+    ("an eval before: NPROC_PER_NODE is set, the relaunch is sure",
+     'eval "$(cat env)"; NPROC_PER_NODE=abc swift sft --model m', {},
+     Want(Kind.BLOCKER, ("Unsupported nproc_per_node value: abc",))),
+    ("a relaunch that may not start", 'NPROC_PER_NODE=abc swift "$(cat method)" --model m', {},
+     Want(Kind.UNKNOWN, ("Unsupported nproc_per_node value: abc, if it starts at all: swift "
+                         "⟨$(cat method)⟩ may stop on the method",))),
+    ("the swift method not known", 'swift "$(cat method)" --model m', {},
+     Want(Kind.UNKNOWN, ("the method ⟨$(cat method)⟩",))),
+    ("a script argument not known is not an option", 'torchrun train.py --lr "$(cat lr)"', {},
+     Want(ok="every launcher accepts")),
+    ("secret values stay masked in the fix",
+     "torchrun --nnodes=2:1 train.py --hf_token hf_abcdefghijklmnop", {},
+     Want(Kind.BLOCKER, fix=("torchrun --nnodes=1:2 train.py --hf_token '***'",))),
+    ("variables pasted as written", 'T=hf_abcdefghijklmnop; torchrun --nnodes=2:1 train.py '
+                                    '--hf_token "$T"', {},
+     Want(Kind.BLOCKER, fix=('torchrun --nnodes=1:2 train.py --hf_token "$T"',))),
+    ("no launcher", "python train.py", {}, Want(skip="no distributed launcher")),
+    ("exits before it launches", '[ -n "${D:-}" ] || exit 1; torchrun --nnodes=2:1 t.py', {},
+     Want(skip="the script exits at line 1 before it launches anything")),
+]
+
+
+@pytest.mark.parametrize("cmd, env, want", [c[1:] for c in ARGS], ids=[c[0] for c in ARGS])
+def test_launcher_args(cmd, env, want):
+    check(judge.launcher_args(judge.ArgsFacts(spec_of(cmd, env))), want)
+
+
+def test_launcher_args_fixes_are_commands():
+    """Every fix of the table is copy-paste shell: commands bash parses, no placeholder."""
+    for _, cmd, env, want in ARGS:
+        if want.kind is None:
+            continue
+        for p in judge.launcher_args(judge.ArgsFacts(spec_of(cmd, env))).problems:
+            if not p.fix:  # an option not known: nothing to change yet
+                assert p.kind is Kind.UNKNOWN and "does not tell" in p.text, p
+                continue
+            commands, _ = split(p.fix)
+            assert commands, (cmd, p.fix)
+            for line in commands.splitlines():
+                assert is_command(line) and not PLACEHOLDER.search(line), (cmd, line)
+            bash = subprocess.run(["bash", "-n"], input=commands + "\n", text=True,
+                                  capture_output=True, timeout=10)
+            assert bash.returncode == 0, (cmd, commands, bash.stderr)
+
+
+@pytest.mark.parametrize("cmd", [
+    "torchrun --nnodes=2:1 train.py --hf_token hf_abcdefghijklmnop",
+    "torchrun --nnodes=2:1 --api-key=hf_abcdefghijklmnop train.py",  # torchrun rejects it
+    "T=hf_abcdefghijklmnop; swift train --hub_token $T --model m",
+])
+def test_launcher_args_never_leaks_a_secret(cmd):
+    v = judge.launcher_args(judge.ArgsFacts(spec_of(cmd)))
+    assert v.problems and "abcdefghijklmnop" not in repr(v), v
+
+
+LMF_BAD = "NPROC_PER_NODE=abc llamafactory-cli train x.yaml"
+
+
+@pytest.mark.parametrize("gpus, error, want", [
+    (1, "", Want(ok="every launcher accepts its command line (llamafactory-cli train, "
+                    "torchrun (relaunched by llamafactory-cli train))")),
+    (4, "", Want(Kind.BLOCKER, ("Unsupported nproc_per_node value: abc",),
+                 ("torchrun --help  # set NPROC_PER_NODE",))),
+    (None, "NVML unavailable", Want(Kind.UNKNOWN, ("if it starts at all", "NVML "
+                                                   "unavailable"))),
+], ids=["one GPU: no relaunch", "four GPUs: it relaunches", "count not read"])
+def test_launcher_args_behind_a_relaunch_the_gpu_count_decides(gpus, error, want):
+    facts = judge.ArgsFacts(spec_of(LMF_BAD), judge.GpuCount(gpus, error))
+    check(judge.launcher_args(facts), want)
+
+
+def test_launcher_args_skips_without_a_script():
+    assert judge.launcher_args(judge.ArgsFacts(None)).skip.startswith("no launch script")
