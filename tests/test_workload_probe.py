@@ -223,7 +223,12 @@ def test_gpu_profile_on_cpu_only_torch_fails_fast_with_the_reason(tmp_path, tag)
     outcome = torchrun.launch(spec, {**os.environ, TAG: tag})
     assert outcome.returncode == 1 and not outcome.timed_out
     assert "CudaMissing: the profile expects GPUs but torch" in outcome.error
-    assert set(outcome.unfinished.values()) == {"CUDA required but not available"}
+    # The first rank to fail stops the group (torchrun's agent stops the other workers on
+    # the first failure: torch/distributed/elastic/agent/server/api.py `_invoke_run`), so a
+    # slower rank may still be importing torch then, and says so; at least one names why.
+    phases = set(outcome.unfinished.values())
+    assert "CUDA required but not available" in phases
+    assert phases <= {"CUDA required but not available", "importing torch"}, phases
 
 
 def test_store_script_reports_each_store(tmp_path, tag):
