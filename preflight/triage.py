@@ -294,7 +294,12 @@ def clean(raw: bytes) -> str:
     return ANSI.sub("", raw.decode("utf-8", errors="replace")).strip()
 
 
-def scan_file(scanner: Scanner, index: int, shown: str, real: str, markers: set[str]) -> FileScan:
+# The @log conditions seen: pattern -> where it first matched (file index, line, text), the
+# evidence a cause that needs the condition shows.
+Marks = dict[str, tuple[int, int, str]]
+
+
+def scan_file(scanner: Scanner, index: int, shown: str, real: str, markers: Marks) -> FileScan:
     result = FileScan(shown, real)
     with open(real, "rb") as handle:
         base_offset, base_line = 0, 0
@@ -331,7 +336,7 @@ def _segment_bounds(block: bytes, pos: int) -> tuple[int, int]:
 
 
 def _scan_block(scanner: Scanner, index: int, block: bytes, base_offset: int, base_line: int,
-                result: FileScan, markers: set[str]) -> None:
+                result: FileScan, markers: Marks) -> None:
     low = block.lower()
     segments: dict[int, tuple[int, set[str]]] = {}
     for trig, tb in zip(scanner.triggers, scanner.trigger_bytes, strict=True):
@@ -353,7 +358,7 @@ def _scan_block(scanner: Scanner, index: int, block: bytes, base_offset: int, ba
             continue
         for marker in scanner.markers:
             if marker.pattern not in markers and marker.search(text):
-                markers.add(marker.pattern)
+                markers[marker.pattern] = (index, line + 1, text)
         matched = []
         for m in scanner.matchers:
             if m.literals is not None and not any(_covers(t, m.literals) for t in trigs):
@@ -524,7 +529,7 @@ def _count_benign(scan: FileScan, hit: Hit, window: _Windows) -> None:
         hit.blocks = []
 
 
-def _live(block: Block, scan: FileScan, hit: Hit, markers: set[str], window: _Windows) -> bool:
+def _live(block: Block, scan: FileScan, hit: Hit, markers: Marks, window: _Windows) -> bool:
     """A cause or generic block whose log markers and near-condition hold."""
     if block.role not in ("cause", "generic"):
         return False
@@ -533,7 +538,7 @@ def _live(block: Block, scan: FileScan, hit: Hit, markers: set[str], window: _Wi
     return not block.near or _near_ok(block, window(scan, hit))
 
 
-def _judge_hit(scan: FileScan, hit: Hit, markers: set[str],
+def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
                window: _Windows) -> tuple[Cause | None, bool]:
     """The cause a (not only benign) hit names, if any, and whether it is fatal."""
     consequence = "consequence" in {b.role for b in hit.blocks}
@@ -558,7 +563,7 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: set[str],
     return None, consequence
 
 
-def judge(scans: list[FileScan], markers: set[str]) -> tuple[list[Cause], bool]:
+def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
     """The causes, earliest real one first, and whether anything fatal was seen at all."""
     causes: list[Cause] = []
     fatal = False
@@ -740,7 +745,7 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
     with tempfile.TemporaryDirectory(prefix="preflight-triage-") as spool:
         inputs = collect(paths, spool)
         scanner = Scanner((blocks if blocks is not None else runbook_blocks()) + builtin_blocks())
-        markers: set[str] = set()
+        markers: Marks = {}
         scans = [scan_file(scanner, i, shown, real, markers)
                  for i, (shown, real) in enumerate(inputs)]
         causes, fatal = judge(scans, markers)
@@ -751,7 +756,7 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
             if key in seen:
                 continue
             seen.add(key)
-            out_causes.append(_cause_json(cause, scans, context, full=not out_causes))
+            out_causes.append(_cause_json(cause, scans, context, markers, full=not out_causes))
             if len(out_causes) >= 10:
                 break
         benign = [{"id": bid, "line": line, "file": scan.path}
@@ -786,7 +791,8 @@ def _first_last_ts(scans: list[FileScan]) -> tuple[str | None, str | None]:
     return first, last
 
 
-def _cause_json(cause: Cause, scans: list[FileScan], context: int, full: bool) -> dict[str, Any]:
+def _cause_json(cause: Cause, scans: list[FileScan], context: int, markers: Marks,
+                full: bool) -> dict[str, Any]:
     scan = scans[cause.hit.file]
     n = context if full else min(context, 2)
     lines, at = read_window(scan.real, cause.hit.offset, n, n)
@@ -810,7 +816,21 @@ def _cause_json(cause: Cause, scans: list[FileScan], context: int, full: bool) -
         "check": cause.block.check if cause.block else None,
         "check_command": (check_command(cause.block.check)
                           if cause.block and cause.block.check else None),
+        "evidence": _evidence(cause, scans, markers),
     }
+
+
+def _evidence(cause: Cause, scans: list[FileScan], markers: Marks) -> list[dict[str, Any]]:
+    """Where each @log condition of the cause's block held: the lines elsewhere in the logs
+    that made this block, not a plainer one, name the matched line (the outer torchrun's
+    `torch.distributed.run FAILED` that makes a bind failure nested-launcher)."""
+    out: list[dict[str, Any]] = []
+    for cond in cause.block.log if cause.block else []:
+        if cond.pattern in markers:
+            index, line, text = markers[cond.pattern]
+            out.append({"file": scans[index].path, "line": line,
+                        "match": _display(text.encode())})
+    return out
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -876,7 +896,10 @@ def _render_root(c: dict[str, Any]) -> list[str]:
     where = f"  at {c['file']}:{c['line']}"
     if c.get("timestamp"):
         where += f"  [{c['timestamp']}]"
-    out += [where, f"  > {c['match']}", "  context:"]
+    out += [where, f"  > {c['match']}"]
+    for ev in c.get("evidence") or []:
+        out.append(f"  evidence: {ev['file']}:{ev['line']}: {ev['match']}")
+    out.append("  context:")
     for k, line in enumerate(c["context"]):
         num = c["context_start"] + k
         mark = ">" if num == c["line"] else " "

@@ -9,6 +9,11 @@ real/   produced on this kind of box by tests/logs/produce_real.sh (a held port 
         multi-node launches seen from one node: a worker node with MASTER_ADDR=127.0.0.1 or
         with a master address that has no route or drops SYNs, gloo's full mesh toward a
         loopback peer where nothing listens, a master node waiting for nodes that never come);
+        and by tests/logs/produce_nested.py: nested launches (torchrun whose workers run
+        torchrun, in every shape a user writes: c10d or --standalone outside, `-m
+        torch.distributed.run` or `--no-python torchrun` inside, plain, --tee, --log-dir,
+        LOGLEVEL=INFO) and the launches that must not read as nested although they fail on
+        a taken port (one torchrun, two nodes merged labelled or concatenated, a restart);
 cited/  the exact error texts published in issue threads, for failures that need GPUs or
         clusters, embedded in the noise of the stack that printed them by
         tests/logs/cited/build.py. Each file's first line names its source; the threads:
@@ -145,6 +150,25 @@ CASES = [
     ("cited/launch-gpus-visible-devices.log", "launch-gpus", 3),
     ("cited/gloo-ifname-bond.log", "gloo-ifname", 9),
 ]
+# Nested launches whose log has neither rank prefixes nor the agent-store line, and the
+# line elsewhere that shows the outer launcher started launchers (the evidence).
+NESTED = [
+    ("real/nested-c10d-plain.log", 47, 102, "torch.distributed.run FAILED"),
+    ("real/nested-standalone-plain.log", 47, 102, "torch.distributed.run FAILED"),
+    ("real/nested-no-python.log", 46, 100, "torchrun FAILED"),
+    ("real/nested-logdir-console.log", 108, 29, "torch.distributed.run FAILED"),
+    ("real/nested-standalone-tee.log", 47, 49, "[default0]:W1201 02:48:13.929000 18804 site-"
+     "packages/torch/distributed/elastic/agent/server/api.py:753] Received 15 death signal, "
+     "shutting down workers"),
+    ("real/nested-standalone-info.log", 144, 8, "I1201 02:51:07.501000 23061 site-packages/"
+     "torch/distributed/launcher/api.py:254]   entrypoint               : torch.distributed.run"),
+]
+# A taken port in launches that are not nested: one torchrun, two nodes (merged labelled as
+# srun --label does, or concatenated), one torchrun restarting its workers.
+NOT_NESTED = [("real/single-port-held.log", 47), ("real/multinode-labelled.log", 85),
+              ("real/multinode-concat.log", 52), ("real/restarted-port-held.log", 51)]
+CASES += [(name, "nested-launcher", line) for name, line, _, _ in NESTED]
+CASES += [(name, "port-free", line) for name, line in NOT_NESTED]
 SUCCESSES = ["real/ok-torchrun.log", "real/ok-dataloader.log", "cited/ok-slime-smoke.log",
              "cited/ok-swift-sft.log", "cited/ok-dataloader-shutdown.log"]
 # A louder consequence (ChildFailedError table, watchdog timeouts, Ray's job failure)
@@ -394,3 +418,71 @@ def test_one_launcher_layer_is_port_free_a_second_is_nested(tmp_path):
     two.write_text("[default0]:" + run_sh + "[default1]:" + run_sh + "[default1]:" + bind)
     assert triage.triage([str(one)])["causes"][0]["id"] == "port-free"
     assert triage.triage([str(two)])["causes"][0]["id"] == "nested-launcher"
+
+
+@pytest.mark.parametrize(("name", "line", "ev_line", "ev_text"), NESTED,
+                         ids=[n for n, *_ in NESTED])
+def test_a_nested_launch_outranks_port_free_and_shows_its_evidence(name, line, ev_line, ev_text):
+    """The bind failure alone is port-free (the same traceback as a port another program
+    holds); the outer launcher's record of its workers being launchers makes it nested."""
+    cause = triage.triage([str(LOGS / name)])["causes"][0]
+    assert (cause["id"], cause["line"], cause["confidence"]) == ("nested-launcher", line,
+                                                               "certain")
+    assert cause["evidence"] == [{"file": str(LOGS / name), "line": ev_line, "match": ev_text}]
+    text = (LOGS / name).read_text(encoding="utf-8").splitlines()
+    assert text[ev_line - 1] == ev_text
+    plain = [b for b in triage.runbook_blocks() if b.id != "nested-launcher"]
+    alone = triage.triage([str(LOGS / name)], blocks=plain)["causes"][0]
+    assert (alone["id"], alone["line"], alone["evidence"]) == ("port-free", line, [])
+    out = run_cli(str(LOGS / name)).stdout.decode()
+    assert f"  evidence: {LOGS / name}:{ev_line}: {ev_text}" in out
+
+
+@pytest.mark.parametrize(("name", "line"), NOT_NESTED, ids=[n for n, _ in NOT_NESTED])
+def test_a_taken_port_in_one_launch_two_nodes_or_a_restart_is_not_nested(name, line):
+    text = (LOGS / name).read_text(encoding="utf-8")
+    # what the log holds: agent lines from each node, a restart, no launcher as a worker
+    assert re.search(r"Errno 98|EADDRINUSE", text)
+    cause = triage.triage([str(LOGS / name)])["causes"][0]
+    assert (cause["id"], cause["line"], cause["evidence"]) == ("port-free", line, [])
+
+
+def test_the_not_nested_logs_hold_what_a_counting_rule_would_misread():
+    """Two nodes print the launcher's start-up block once each, as two launchers of a
+    nested job do; a restart starts the workers twice under one launcher."""
+    labelled = (REAL / "multinode-labelled.log").read_text(encoding="utf-8")
+    assert labelled.count("Starting elastic_operator") == 2
+    assert {m for m in re.findall(r"^(node\d): \S+ [\d:.]+ (\d+) \S*launcher/api\.py",
+                                  labelled, re.M)} and labelled.count("metrics.py FAILED") == 2
+    restarted = (REAL / "restarted-port-held.log").read_text(encoding="utf-8")
+    assert restarted.count("Starting elastic_operator") == 1
+    assert "1/1 attempts left; will restart worker group" in restarted
+    nested = (REAL / "nested-standalone-info.log").read_text(encoding="utf-8")
+    assert nested.count("Starting elastic_operator") == 3
+    # the inner launchers inherit OMP_NUM_THREADS: the banner is printed once per job
+    assert nested.count("Setting OMP_NUM_THREADS") == 1
+
+
+def test_a_log_dir_with_the_console_log_is_nested_the_rank_files_alone_are_not():
+    ranks = REAL / "nested-logdir-console-ranks"
+    both = triage.triage([str(REAL / "nested-logdir-console.log"), str(ranks)])["causes"][0]
+    assert both["id"] == "nested-launcher"
+    # the inner launchers' own files hold no record of the outer one (runbook: not recognised)
+    assert triage.triage([str(ranks)])["causes"][0]["id"] == "port-free"
+
+
+def test_a_live_nested_launch_reads_as_the_committed_log(tmp_path):
+    """Regenerates one nested launch with real torchrun (bounded, its tree killed) so the
+    committed logs cannot drift from torch's output unnoticed: the same root cause line and
+    evidence, numbers aside."""
+    name = "nested-standalone-plain"
+    proc = subprocess.run([sys.executable, str(LOGS / "produce_nested.py"), str(tmp_path), name],
+                          capture_output=True, timeout=150)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    live = triage.triage([str(tmp_path / f"{name}.log")])["causes"][0]
+    kept = triage.triage([str(REAL / f"{name}.log")])["causes"][0]
+
+    def shape(cause):
+        return (cause["id"], cause["confidence"], re.sub(r"\d+", "N", cause["match"]),
+                [re.sub(r"\d+", "N", e["match"]) for e in cause["evidence"]])
+    assert shape(live) == shape(kept)
