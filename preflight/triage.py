@@ -6,7 +6,9 @@ that root cause. Lines starting with `@` are directives for their block:
 
     @near: REGEX   the block's patterns count only when REGEX matches within the event
                    (the 40 lines before the match and the 15 after it: its traceback)
-    @log: REGEX    ... only when REGEX matches a line anywhere in the inputs
+    @log: REGEX    ... only when REGEX matches a line anywhere in the inputs (with its
+                   indentation: the line's leading whitespace is kept for these); the
+                   first such line is the cause's evidence
     @likely        a match names the cause with confidence "likely", not "certain"
     @check: ID     the check that would have caught it before launch (`none`: no check);
                    default: the runbook id itself
@@ -353,11 +355,15 @@ def _scan_block(scanner: Scanner, index: int, block: bytes, base_offset: int, ba
         end, trigs = segments[start]
         line += block.count(b"\n", counted, start)
         counted = start
-        text = clean(block[start:min(end, start + SEGMENT_CAP)])
+        # @log conditions see the line's indentation (torchrun's failure table quotes a
+        # worker's traceback 4 spaces in, a launcher's own traceback has 2); patterns do not.
+        indented = ANSI.sub("", block[start:min(end, start + SEGMENT_CAP)]
+                            .decode("utf-8", errors="replace")).rstrip()
+        text = indented.strip()
         if not text:
             continue
         for marker in scanner.markers:
-            if marker.pattern not in markers and marker.search(text):
+            if marker.pattern not in markers and marker.search(indented):
                 markers[marker.pattern] = (index, line + 1, text)
         matched = []
         for m in scanner.matchers:

@@ -11,9 +11,10 @@ real/   produced on this kind of box by tests/logs/produce_real.sh (a held port 
         loopback peer where nothing listens, a master node waiting for nodes that never come);
         and by tests/logs/produce_nested.py: nested launches (torchrun whose workers run
         torchrun, in every shape a user writes: c10d or --standalone outside, `-m
-        torch.distributed.run` or `--no-python torchrun` inside, plain, --tee, --log-dir,
-        LOGLEVEL=INFO) and the launches that must not read as nested although they fail on
-        a taken port (one torchrun, two nodes merged labelled or concatenated, a restart);
+        torch.distributed.run`, `--no-python torchrun` or a bash script running torchrun
+        inside, plain, --tee, --log-dir, LOGLEVEL=INFO) and the launches that must not read
+        as nested although they fail on a taken port (one torchrun, two nodes merged
+        labelled or concatenated, a restart);
 cited/  the exact error texts published in issue threads, for failures that need GPUs or
         clusters, embedded in the noise of the stack that printed them by
         tests/logs/cited/build.py. Each file's first line names its source; the threads:
@@ -157,9 +158,9 @@ NESTED = [
     ("real/nested-standalone-plain.log", 47, 102, "torch.distributed.run FAILED"),
     ("real/nested-no-python.log", 46, 100, "torchrun FAILED"),
     ("real/nested-logdir-console.log", 108, 29, "torch.distributed.run FAILED"),
-    ("real/nested-standalone-tee.log", 47, 49, "[default0]:W1201 02:48:13.929000 18804 site-"
-     "packages/torch/distributed/elastic/agent/server/api.py:753] Received 15 death signal, "
-     "shutting down workers"),
+    ("real/nested-standalone-tee.log", 47, 102, "torch.distributed.run FAILED"),
+    ("real/nested-bash-script.log", 49, 126, 'File "/opt/venv/lib/python3.11/site-packages/'
+     'torch/distributed/run.py", line 1028, in main'),
     ("real/nested-standalone-info.log", 144, 8, "I1201 02:51:07.501000 23061 site-packages/"
      "torch/distributed/launcher/api.py:254]   entrypoint               : torch.distributed.run"),
 ]
@@ -217,10 +218,10 @@ def test_every_id_has_two_logs_and_every_runbook_pattern_a_real_line():
 
 def test_every_pattern_has_a_literal_for_the_prefilter():
     # A pattern without one is run on every line: that breaks the 200 MB bound.
-    slow = [f"{m.block.id}: {m.pattern.pattern}"
-            for m in triage.Scanner(triage.runbook_blocks() + triage.builtin_blocks()).matchers
-            if m.literals is None]
+    scanner = triage.Scanner(triage.runbook_blocks() + triage.builtin_blocks())
+    slow = [f"{m.block.id}: {m.pattern.pattern}" for m in scanner.matchers if m.literals is None]
     assert slow == []
+    assert [m.pattern for m in scanner.slow_markers] == []  # @log conditions too
 
 
 @pytest.mark.parametrize("name", SUCCESSES)
@@ -430,12 +431,25 @@ def test_a_nested_launch_outranks_port_free_and_shows_its_evidence(name, line, e
                                                                "certain")
     assert cause["evidence"] == [{"file": str(LOGS / name), "line": ev_line, "match": ev_text}]
     text = (LOGS / name).read_text(encoding="utf-8").splitlines()
-    assert text[ev_line - 1] == ev_text
+    assert text[ev_line - 1].strip() == ev_text
     plain = [b for b in triage.runbook_blocks() if b.id != "nested-launcher"]
     alone = triage.triage([str(LOGS / name)], blocks=plain)["causes"][0]
     assert (alone["id"], alone["line"], alone["evidence"]) == ("port-free", line, [])
     out = run_cli(str(LOGS / name)).stdout.decode()
     assert f"  evidence: {LOGS / name}:{ev_line}: {ev_text}" in out
+
+
+def test_a_launchers_lines_under_a_workers_tee_prefix_are_nested_on_their_own():
+    """Without the outer table (the job killed before it), a worker's --tee output that is
+    a launcher's own log still names the nesting."""
+    name = REAL / "nested-standalone-tee.log"
+    blocks = [b for b in triage.runbook_blocks()
+              if not (b.id == "nested-launcher" and any("FAILED" in c.pattern for c in b.log))]
+    cause = triage.triage([str(name)], blocks=blocks)["causes"][0]
+    assert (cause["id"], cause["line"]) == ("nested-launcher", 47)
+    assert [(e["line"], e["match"][:47]) for e in cause["evidence"]] == [
+        (49, "[default0]:W1201 02:48:13.929000 18804 site-pac")]
+    assert "Received 15 death signal" in cause["evidence"][0]["match"]
 
 
 @pytest.mark.parametrize(("name", "line"), NOT_NESTED, ids=[n for n, _ in NOT_NESTED])

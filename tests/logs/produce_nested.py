@@ -10,6 +10,11 @@ in a session of its own, so the tree, not the process group, is what is killed).
 free ports found by binding, never 29500. The logs name no path or host of this machine:
 the work dir, the interpreter, its site-packages and the host name are replaced by
 neutral ones. Each log gets a two-line header saying how it was made.
+
+`nested-accelerate` is not committed: accelerate under torchrun does not fail on the taken
+port, it moves to a free one (accelerate/utils/launch.py, `prepare_multi_gpu_env`: "Port
+... is already in use. Accelerate will attempt to launch in a standalone-like mode") and
+every outer rank runs the whole job; the run exits 0 and triage rightly finds no failure.
 """
 
 from __future__ import annotations
@@ -47,6 +52,11 @@ t = torch.ones(4) * r
 dist.all_reduce(t)
 print(f"rank {r}/{dist.get_world_size()}: all_reduce ok {t.tolist()}", flush=True)
 dist.destroy_process_group()
+"""
+# The launch script a user wraps: it runs torchrun itself (not exec'd: bash stays the worker).
+INNER_SH = """\
+echo "train.sh: launching on port $INNER_PORT"
+"$PYTHON" -m torch.distributed.run --nproc-per-node 2 --master-port "$INNER_PORT" train.py
 """
 # A trainer whose rank BIND_RANK opens its metrics server on METRICS_PORT, which another
 # program holds: a bind failure inside ONE launch (the negatives).
@@ -93,13 +103,14 @@ class Shape:
     concat: bool = False   # the nodes' logs one after the other instead of interleaved
     ports: Sequence[str] = ("A", "B")
     held: Sequence[str] = ()
+    needs: str = "torch"   # a module the shape runs; without it the shape is skipped
 
 
 def _nested(outer: list[str], inner: list[str], env: dict[str, str] | None = None
             ) -> Callable[[dict[str, object]], list[Node]]:
     def build(p: dict[str, object]) -> list[Node]:
         fill = [a.format(**p) for a in outer + inner]
-        return [Node([*TORCHRUN, *fill], env or {})]
+        return [Node([*TORCHRUN, *fill], {k: v.format(**p) for k, v in (env or {}).items()})]
     return build
 
 
@@ -142,6 +153,17 @@ SHAPES: dict[str, Shape] = {
         "--nproc-per-node 2 --master-port B train.py",
         _nested(["--standalone", "--nproc-per-node", "2", "--no-python", "torchrun"], INNER,
                 env=_venv_path())),
+    "nested-bash-script": Shape(
+        "torchrun --standalone --nproc-per-node 2 --no-python bash train.sh "
+        "(train.sh runs torchrun --nproc-per-node 2 --master-port B train.py)",
+        _nested(["--standalone", "--nproc-per-node", "2", "--no-python", "bash", "train.sh"],
+                [], env={"INNER_PORT": "{B}", "PYTHON": PY})),
+    "nested-accelerate": Shape(
+        "torchrun --standalone --nproc-per-node 2 -m accelerate.commands.launch --multi_gpu "
+        "--num_processes 2 --main_process_port B train.py",
+        _nested(["--standalone", "--nproc-per-node", "2", "-m", "accelerate.commands.launch",
+                 "--multi_gpu", "--num_processes", "2", "--main_process_port", "{B}",
+                 "train.py"], []), needs="accelerate"),
     # -- the launches that are not nested ---------------------------------------------------
     "single-port-held": Shape(
         "torchrun --nproc-per-node 2 --master-port H train.py (H held by another program)",
@@ -251,6 +273,7 @@ def produce(name: str, out_dir: Path) -> Path:
         work = Path(tmp)
         (work / "train.py").write_text(TRAIN)
         (work / "metrics.py").write_text(METRICS)
+        (work / "train.sh").write_text(INNER_SH)
         held = {key: hold_port() for key in shape.held}
         try:
             ports = {key: free_port() for key in shape.ports}
@@ -286,6 +309,9 @@ def main(argv: list[str]) -> int:
     out_dir = Path(argv[0])
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in argv[1:] or list(SHAPES):
+        if importlib.util.find_spec(SHAPES[name].needs) is None:
+            print(f"{name}: skipped, no {SHAPES[name].needs} here", flush=True)
+            continue
         start = time.monotonic()
         path = produce(name, out_dir)
         print(f"{path}  {time.monotonic() - start:.1f} s", flush=True)
