@@ -11,10 +11,10 @@ real/   produced on this kind of box by tests/logs/produce_real.sh (a held port 
         loopback peer where nothing listens, a master node waiting for nodes that never come);
         and by tests/logs/produce_nested.py: nested launches (torchrun whose workers run
         torchrun, in every shape a user writes: c10d or --standalone outside, `-m
-        torch.distributed.run`, `--no-python torchrun` or a bash script running torchrun
-        inside, plain, --tee, --log-dir, LOGLEVEL=INFO) and the launches that must not read
-        as nested although they fail on a taken port (one torchrun, two nodes merged
-        labelled or concatenated, a restart);
+        torch.distributed.run`, `-m torch.distributed.launch`, `--no-python torchrun` or a
+        bash script running torchrun inside, plain, --tee, --log-dir, LOGLEVEL=INFO) and
+        the launches that must not read as nested although they fail on a taken port (one
+        torchrun, two nodes merged labelled or concatenated, a restart);
 cited/  the exact error texts published in issue threads, for failures that need GPUs or
         clusters, embedded in the noise of the stack that printed them by
         tests/logs/cited/build.py. Each file's first line names its source; the threads:
@@ -159,6 +159,7 @@ NESTED = [
     ("real/nested-no-python.log", 46, 100, "torchrun FAILED"),
     ("real/nested-logdir-console.log", 108, 29, "torch.distributed.run FAILED"),
     ("real/nested-standalone-tee.log", 47, 102, "torch.distributed.run FAILED"),
+    ("real/nested-legacy-launch.log", 67, 123, "torch.distributed.launch FAILED"),
     ("real/nested-bash-script.log", 49, 126, 'File "/opt/venv/lib/python3.11/site-packages/'
      'torch/distributed/run.py", line 1028, in main'),
     ("real/nested-standalone-info.log", 144, 8, "I1201 02:51:07.501000 23061 site-packages/"

@@ -153,6 +153,11 @@ SHAPES: dict[str, Shape] = {
         "--nproc-per-node 2 --master-port B train.py",
         _nested(["--standalone", "--nproc-per-node", "2", "--no-python", "torchrun"], INNER,
                 env=_venv_path())),
+    "nested-legacy-launch": Shape(
+        "torchrun --standalone --nproc-per-node 2 -m torch.distributed.launch "
+        "--nproc-per-node 2 --master-port B train.py (the deprecated launcher inside)",
+        _nested(["--standalone", "--nproc-per-node", "2", "-m", "torch.distributed.launch"],
+                INNER)),
     "nested-bash-script": Shape(
         "torchrun --standalone --nproc-per-node 2 --no-python bash train.sh "
         "(train.sh runs torchrun --nproc-per-node 2 --master-port B train.py)",
