@@ -23,6 +23,7 @@ import importlib.util
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -311,6 +312,9 @@ def main(argv: list[str]) -> int:
         print(f"usage: {Path(__file__).name} OUTDIR [NAME...]; names: {', '.join(SHAPES)}",
               file=sys.stderr)
         return 4
+    # Stopped from outside (a test's timeout): end as SystemExit, so run_nodes' finally kills
+    # the launch trees it started; they are in sessions of their own and outlive us otherwise.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     out_dir = Path(argv[0])
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in argv[1:] or list(SHAPES):
