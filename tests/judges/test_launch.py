@@ -286,9 +286,24 @@ def test_launch_inputs(cmd, exists, dirs, writable, want):
     check(judge.launch_inputs(inputs(spec_of(cmd), exists, dirs, writable)), want)
 
 
-def test_an_accelerate_config_written_by_the_script_is_unknown_not_missing(tmp_path):
-    # accelerate reads the file bash wrote just before: "accelerate would stop" is wrong
-    spec = script_of(tmp_path, "cat > cfg.yaml <<EOF\nnum_processes: 2\n"
+def test_an_accelerate_config_written_by_the_script_is_read(tmp_path):
+    # accelerate reads the file bash wrote just before: its here-document, expanded
+    spec = script_of(tmp_path, "P=29555\ncat > cfg.yaml <<EOF\ndistributed_type: MULTI_GPU\n"
+                               "num_processes: 2\nmain_process_port: $P\nEOF\n"
+                               "accelerate launch --config_file cfg.yaml t.py\n")
+    layer = spec.jobs[-1].distributed[0]
+    assert (layer.error, layer.nproc, layer.port) == ("", 2, 29555)
+    assert layer.nproc_source == f"num_processes in {tmp_path}/cfg.yaml"
+    # and what it holds decides: without distributed_type accelerate stops
+    spec = script_of(tmp_path, "cat > cfg.yaml <<EOF\nnum_processes: 2\nEOF\n"
+                               "accelerate launch --config_file cfg.yaml t.py\n")
+    assert "has no distributed_type" in spec.jobs[-1].distributed[0].error
+
+
+def test_an_accelerate_config_the_script_writes_unknown_is_unknown_not_missing(tmp_path):
+    # a part of the here-document not known: what accelerate reads is not known either
+    spec = script_of(tmp_path, "cat > cfg.yaml <<EOF\ndistributed_type: MULTI_GPU\n"
+                               "num_processes: $(nvidia-smi -L | wc -l)\n"
                                "main_process_port: 29555\nEOF\n"
                                "accelerate launch --config_file cfg.yaml t.py\n")
     layer = spec.jobs[-1].distributed[0]

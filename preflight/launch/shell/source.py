@@ -50,8 +50,10 @@ def decode(data: bytes) -> tuple[str, list[str]]:
     return text, notes
 
 
-# `<<'EOF'`, `<<-"EOF"`: a here-document whose delimiter is quoted (bash: no expansion)
-_QUOTED_HEREDOC = re.compile(r"""<<-?[ \t]*(?P<q1>['"])[A-Za-z0-9_]+(?P<q2>(?P=q1))""")
+# `<<'EOF'`, `<<-"EOF"`, `<<\EOF`: a here-document whose delimiter is quoted (bash: no
+# expansion)
+_QUOTED_HEREDOC = re.compile(
+    r"""<<-?[ \t]*(?:(?P<q1>['"])[A-Za-z0-9_]+(?P<q2>(?P=q1))|(?P<bs>\\)[A-Za-z0-9_]+\b)""")
 
 
 def mask(text: str) -> str:
@@ -72,7 +74,8 @@ def mask(text: str) -> str:
             # bashlex 0.18 wants the quotes on the closing line too (`'EOF'`), so every
             # `<<'EOF'` ran to the end of the script; parsed as `<< EOF `, and the
             # evaluator sees the quotes in the text itself (the body is not expanded)
-            for k in (m.start("q1"), m.end("q2") - 1):
+            for k in ((m.start("q1"), m.end("q2") - 1) if m.group("q1") else
+                      (m.start("bs"),)):
                 out[k] = " "
             i = m.end() - 1
         elif c == "$" and text[i + 1:i + 2] == "'" and not quote:
