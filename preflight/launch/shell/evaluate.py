@@ -50,6 +50,7 @@ from preflight.launch.shell.words import (
     Stop,
     dedupe,
     glob_regex,
+    joined,
     matching,
     substitutions,
     to_word,
@@ -181,7 +182,8 @@ class Evaluator(Expander):
             self._defined.update(a or b for a, b in _FUNCTION_DEF.findall(text))
             self._original[file] = text.split("\n")
             text = rewrite(text)
-            chunks, failures = parse_chunks(mask(text))
+            masked, bodies = mask(text)
+            chunks, failures = parse_chunks(masked)
             starts = [0] + [i + 1 for i in newlines]
             events: list[tuple[int, int, Any]] = [(offset, 1, nodes) for offset, nodes in chunks]
             events += [(starts[line - 1], 0, (line, snippet, error))
@@ -191,7 +193,7 @@ class Evaluator(Expander):
                     bad_line, snippet, error = item
                     self._unparsed(file, bad_line, snippet, error, st)
                     continue
-                self.src = Source(file, text, newlines, offset)
+                self.src = Source(file, text, newlines, offset, bodies)
                 for node in item:
                     try:
                         self._statement(node, st, ctx)
@@ -1390,8 +1392,12 @@ class Evaluator(Expander):
         `<<\\EOF`) keeps the body as written; otherwise it is expanded like a
         double-quoted string in which `"` is an ordinary character, except inside
         `$(...)`, `${...}` and backquotes."""
-        body = self.src.raw(redirect.heredoc.pos)
-        body = body[:body.rstrip("\n").rfind("\n") + 1] if "\n" in body else ""
+        at = self.src.text.find("<<", self.src.base + redirect.pos[0])
+        span = self.src.bodies.get(at)
+        if span is None:
+            return Word("", "<<", known=False, reason="a here-document whose body preflight "
+                                                      "did not find")
+        body = self.src.text[span[0]:span[1]]
         if redirect.type == "<<-":
             body = "".join(ln.lstrip("\t") for ln in body.splitlines(keepends=True))
         # the quotes of `<<'EOF'` (the backslash of `<<\\EOF`) lie just outside the
@@ -1400,7 +1406,10 @@ class Evaluator(Expander):
         delimiter = self.src.raw((max(start - 1, 0), end + 1))
         if any(q in delimiter for q in "'\"\\"):
             return Word(body, body)
-        word = to_word(self._scan(_plain_quotes(body), 0, st, {}, dq=True), body)
+        # "$@" and "${A[@]}" there are their items joined by spaces (not by IFS)
+        pieces = [p if p.fields is None else joined(p.fields, True, p.source)
+                  for p in self._scan(_plain_quotes(body), 0, st, {}, dq=True)]
+        word = to_word(pieces, body)
         return replace(word, text=word.text.replace(_QUOTE, '"'),
                        prefix=word.prefix.replace(_QUOTE, '"'))
 
