@@ -736,7 +736,12 @@ def _acc_number(opts: dict[str, Word], key: str, cfg_key: str, cfg_default: Any,
         except ValueError:
             return "error", f"{key} {w.text!r} is not an integer"
     if path and cfg_key in config:
-        return config[cfg_key], f"{cfg_key} in {path}"
+        value = config[cfg_key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            # `num_processes: ${NGPU}` from a here-document with a quoted delimiter: a
+            # string accelerate passes on; what its launch does with it is not modelled
+            return "unknown", f"{cfg_key} in {path} is {value!r}, not a number"
+        return value, f"{cfg_key} in {path}"
     if path:
         return cfg_default, f"{cfg_key} default of the accelerate config"
     return None, ""
@@ -787,12 +792,14 @@ def accelerate(args: list[Word], environ: Mapping[str, Var], cwd: str | None,
     if error or unknown:
         return replace(base, config_file=path, error=error, unknown=unknown)
     nproc, nproc_src = _acc_number(opts, "--num_processes", "num_processes", -1, path, config)
-    nnodes, _ = _acc_number(opts, "--num_machines", "num_machines", 1, path, config)
+    nnodes, nnodes_src = _acc_number(opts, "--num_machines", "num_machines", 1, path, config)
     port, port_src = _acc_number(opts, "--main_process_port", "main_process_port", None, path,
                                  config)
-    for value, what in ((nproc, nproc_src), (nnodes, "--num_machines"), (port, port_src)):
+    for value, what in ((nproc, nproc_src), (nnodes, nnodes_src), (port, port_src)):
         if value == "error":
             return replace(base, config_file=path, error=f"accelerate launch: {what}")
+        if value == "unknown":
+            return replace(base, config_file=path, unknown=what)
     gpu = opts.get("--gpu_ids")
     gpu_ids = (gpu.text if gpu.known else None) if gpu is not None else \
         (str(config.get("gpu_ids")) if config.get("gpu_ids") is not None else
