@@ -708,16 +708,18 @@ def _accelerate_config(opts: dict[str, Word], environ: Mapping[str, Var], cwd: s
         return path, {}, found.error, found.unknown
     import yaml  # here: only a launch with a config file pays for it (~22 ms)
 
+    # where the fix goes: the file, or the here-document of the script that writes it
+    shown = f"{path} (written by the script at {found.written})" if found.written else path
     try:
         text = found.text or ""
         config = (json.loads(text) if path.endswith(".json") else yaml.safe_load(text)) or {}
     except (ValueError, yaml.YAMLError) as exc:
-        return path, {}, f"cannot read {path}: {str(exc).splitlines()[0]}", ""
+        return path, {}, f"cannot read {shown}: {str(exc).splitlines()[0]}", ""
     if not isinstance(config, dict):
-        return path, {}, f"{path} is not a mapping", ""
+        return path, {}, f"{shown} is not a mapping", ""
     # config_args.py:103-112 `process_config`
     if "distributed_type" not in config:
-        return path, {}, f"{path} has no distributed_type (accelerate stops there)", ""
+        return path, {}, f"{shown} has no distributed_type (accelerate stops there)", ""
     if "num_processes" not in config and config["distributed_type"] == "NO":
         config = {**config, "num_processes": 1}
     return path, config, "", ""

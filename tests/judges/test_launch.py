@@ -686,3 +686,46 @@ def test_launcher_args_behind_a_relaunch_the_gpu_count_decides(gpus, error, want
 
 def test_launcher_args_skips_without_a_script():
     assert judge.launcher_args(judge.ArgsFacts(None)).skip.startswith("no launch script")
+
+
+def test_the_launchers_read_what_the_script_writes_through_one_seam(tmp_path):
+    """deepspeed's hostfile and swift's --config file are read as the job sees them, as
+    accelerate's config is (launchers.job_file): the script's here-document, expanded."""
+    spec = script_of(tmp_path, "cat > hostfile <<EOF\nlocalhost slots=${G:-4}\nEOF\n"
+                               "deepspeed --hostfile hostfile t.py\n")
+    layer = spec.jobs[-1].distributed[0]
+    assert (layer.nproc, layer.nproc_source) == (4, f"hostfile {tmp_path}/hostfile")
+    spec = script_of(tmp_path, "cat > hostfile <<EOF\nlocalhost slots=$(nvidia-smi -L | wc -l)"
+                               "\nEOF\ndeepspeed --hostfile hostfile t.py\n")
+    layer = spec.jobs[-1].distributed[0]
+    assert layer.nproc is None and "is written by the script at run.sh:1" in layer.unread
+    # swift: the config's ENV sets NPROC_PER_NODE: swift relaunches under torchrun
+    spec = script_of(tmp_path, "N=2\ncat > sft.yaml <<EOF\nENV:\n  NPROC_PER_NODE: $N\n"
+                               "model: Qwen/Qwen2.5-7B\nEOF\nswift sft sft.yaml\n")
+    assert [x.nproc for x in spec.jobs[-1].distributed] == [2]
+    # written by the script with content not known: its ENV may set anything
+    spec = script_of(tmp_path, "cat > sft.yaml <<EOF\nENV:\n  NPROC_PER_NODE: $(nproc)\n"
+                               "EOF\nswift sft sft.yaml\n")
+    assert spec.jobs[-1].distributed[0].maybe
+
+
+def test_a_write_that_may_not_run_leaves_the_file_on_disk_unknown(tmp_path):
+    """An older config on disk, rewritten in a branch that may not run: neither the old
+    nor the new content is what accelerate surely reads."""
+    (tmp_path / "acc.yaml").write_text("distributed_type: MULTI_GPU\nnum_processes: 2\n")
+    spec = script_of(tmp_path, "if [ -n \"$(cat /nonexistent)\" ]; then\n"
+                               "  cat > acc.yaml <<EOF\ndistributed_type: MULTI_GPU\n"
+                               "num_processes: 8\nEOF\nfi\n"
+                               "accelerate launch --config_file acc.yaml t.py\n")
+    layer = spec.jobs[-1].distributed[0]
+    assert layer.nproc is None and "only if that branch runs" in layer.nproc_text
+    # the same write surely run: its content, never the disk's
+    spec = script_of(tmp_path, "cat > acc.yaml <<EOF\ndistributed_type: MULTI_GPU\n"
+                               "num_processes: 8\nEOF\n"
+                               "accelerate launch --config_file acc.yaml t.py\n")
+    assert spec.jobs[-1].distributed[0].nproc == 8
+    # a config that stops accelerate names the script line that writes it
+    spec = script_of(tmp_path, "cat > acc.yaml <<'EOF'\n- a list\nEOF\n"
+                               "accelerate launch --config_file acc.yaml t.py\n")
+    assert spec.jobs[-1].distributed[0].error == \
+        f"{tmp_path}/acc.yaml (written by the script at run.sh:1) is not a mapping"
