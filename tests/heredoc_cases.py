@@ -153,3 +153,27 @@ def compare(shape: Shape, trace: Trace, files: dict[str, bytes]) -> Outcome:
         elif path not in files:
             out.wrong.append(f"{path}: preflight {kept.text!r}, bash left no such file")
     return out
+
+
+# Scripts that write a script and then source or run it: the launcher it starts is found
+# in what the script wrote (Trace.commands), compared by the bash oracle (bash_oracle.py).
+GENERATED = {
+    "bash-generated": "N=4\ncat > launch.sh <<EOF\ntorchrun --nproc_per_node $N train.py\nEOF\n"
+                      "bash launch.sh\n",
+    "source-generated": "cat > env.sh <<'EOF'\nexport NP=${NP:-3}\nEOF\nsource env.sh\n"
+                        "torchrun --nproc_per_node $NP train.py\n",
+    "source-stale-disk": "cat > env.sh <<EOF\nexport NP=2\nEOF\n. ./env.sh\n"
+                         "torchrun --nproc_per_node $NP train.py\n",
+    "generated-unknown": "cat > launch.sh <<EOF\ntorchrun --nproc_per_node $(nproc) train.py\n"
+                         "EOF\nbash launch.sh\n",
+    "source-unknown": "cat > env.sh <<EOF\nexport NP=$(nproc)\nEOF\nsource env.sh\n"
+                      "torchrun --nproc_per_node $NP train.py\n",
+}
+GENERATED_FILES = {"source-stale-disk": {"env.sh": "export NP=7\n"}}
+GENERATED["generated-maybe"] = (
+    "if [ -n \"$(cat /nonexistent)\" ]; then\ncat > launch.sh <<EOF\ntorchrun --nproc_per_node 2 "
+    "train.py\nEOF\nfi\n[ -f launch.sh ] && bash launch.sh\ntrue\n")
+GENERATED_FILES["generated-maybe-disk"] = {"launch.sh": "torchrun --nproc_per_node 5 t.py\n"}
+GENERATED["generated-maybe-disk"] = (
+    "if [ -n \"$(cat /nonexistent)\" ]; then\ncat > launch.sh <<EOF\ntorchrun --nproc_per_node 2 "
+    "train.py\nEOF\nfi\nbash launch.sh\n")

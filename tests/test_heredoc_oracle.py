@@ -55,3 +55,18 @@ def test_the_harness_catches_a_wrong_content(tmp_path):
     assert compare(shape, missed, {path: b"x\n"}).wrong  # a write preflight missed
     right = Trace((), {}, (), None, (), {path: Written("x\n", "run.sh:1")})
     assert compare(shape, right, {path: b"x\n"}).exact == [path]
+
+
+def test_a_script_the_script_writes_is_read_as_written():
+    """`cat > launch.sh <<EOF` then `bash launch.sh` / `source env.sh`: what runs is what
+    the script wrote (not a file on disk, not nothing), held to real bash."""
+    from bash_oracle import Case, check_all
+    from heredoc_cases import GENERATED, GENERATED_FILES
+
+    cases = [Case(name, text, files=GENERATED_FILES.get(name, {}))
+             for name, text in GENERATED.items()]
+    verdicts = {v.case.name: v for v in check_all(cases)}
+    assert not [v for v in verdicts.values() if v.kind == "wrong"], \
+        [(v.case.name, v.notes) for v in verdicts.values() if v.kind == "wrong"]
+    for name in ("bash-generated", "source-generated", "source-stale-disk"):
+        assert verdicts[name].kind == "exact", (name, verdicts[name].notes)

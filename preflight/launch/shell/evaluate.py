@@ -871,14 +871,15 @@ class Evaluator(Expander):
             return
         path = posixpath.normpath(path)
         old = self.written.get(path)
+        shown = content.text if content is not None and not append else ""
         if ctx.conditional:
             new = Written(None, where, f"written by {program} at {where} only if that "
-                                       "branch runs")
+                                       "branch runs", shown, maybe=True)
         elif content is None:
             new = Written(None, where, f"written by {program} at {where}")
         elif not content.known:
             new = Written(None, where, content.reason or "a part of its here-document is "
-                                                         "not known")
+                                                         "not known", shown)
         elif not append:
             new = Written(content.text, where)
         elif old is not None and old.text is not None:
@@ -1625,7 +1626,14 @@ class Evaluator(Expander):
             self._opaque(st, where)
             return None
         path = self._resolve(target.text, st)
-        if path is None or not os.path.isfile(path):
+        written = self.written.get(posixpath.normpath(path)) if path else None
+        if written is not None and written.text is None:
+            self._unknown(file, line, target.text, f"source {target.text}: written by the "
+                          f"script at {written.where}, what it holds is not known "
+                          f"({written.reason}); what it sets is unknown")
+            self._opaque(st, where)
+            return None
+        if written is None and (path is None or not os.path.isfile(path)):
             self._unknown(file, line, target.text,
                           f"source {target.text}: no such file here; what it sets is unknown")
             if path is not None and not os.path.exists(path) and posixpath.isabs(path) \
@@ -1633,12 +1641,14 @@ class Evaluator(Expander):
                 return False  # bash fails the same way: `source: no such file`
             self._opaque(st, where)
             return None
+        assert path is not None  # `written` is looked up by a path
         if ctx.depth >= MAX_SOURCE_DEPTH or path in self._reading:
             self._unknown(file, line, target.text, "source nested too deep (a cycle?)")
             self._opaque(st, f"source at {posixpath.basename(file)}:{line}")
             return None
-        try:
-            text, notes = self.reader(path)
+        try:  # what the script wrote there (it runs first), else the file on disk
+            text, notes = (written.text, []) if written is not None and \
+                written.text is not None else self.reader(path)
         except ScriptFileError as exc:
             self._unknown(file, line, target.text, str(exc))
             return None
@@ -1716,8 +1726,9 @@ class Evaluator(Expander):
 
     def _child_text(self, text: Word, zero: str, positional: tuple[Word, ...],
                     env: dict[str, Var], st: State, ctx: Ctx,
-                    file: str, line: int) -> None:
-        """`bash -c 'text'`: a child shell that sees only the exported environment."""
+                    file: str, line: int, label: str = "") -> None:
+        """`bash -c 'text'`: a child shell that sees only the exported environment (or
+        a script the script wrote, `label` its path)."""
         if ctx.depth >= MAX_SOURCE_DEPTH:
             return
         child = State(dict(env), {}, st.cwd, False, positional, st.opaque)
@@ -1738,9 +1749,10 @@ class Evaluator(Expander):
         script = text.text
         saved = self.script0
         self.script0 = zero
+        label = label or f"{file}:{line} (-c)"
         try:
-            self._shells.add(f"{file}:{line} (-c)")
-            self._run_text(f"{file}:{line} (-c)", script, [], child,
+            self._shells.add(label)
+            self._run_text(label, script, [], child,
                            replace(ctx, depth=ctx.depth + 1, tested=False))
         except (_Exit, _Return):
             pass
@@ -1750,13 +1762,28 @@ class Evaluator(Expander):
     def _child_script(self, path: str | None, positional: tuple[Word, ...],
                       env: dict[str, Var], st: State, ctx: Ctx,
                       file: str, line: int) -> None:
-        """A script the job runs as a child: it sees only the exported environment."""
-        if path is None or not os.path.isfile(path):
+        """A script the job runs as a child: it sees only the exported environment; a
+        script the script wrote itself (`cat > launch.sh <<EOF`) is read as written."""
+        written = self.written.get(posixpath.normpath(path)) if path else None
+        if path is None or written is None and not os.path.isfile(path):
             return
         if ctx.depth >= MAX_SOURCE_DEPTH or path in self._reading:
             return
+        if written is not None and written.text is None:
+            self._unknown(file, line, path, f"{path} is written by the script at "
+                          f"{written.where}, what it holds is not known ({written.reason})")
+            if written.shown:  # its known parts are read, the rest stands as unknown
+                self._child_text(Word(written.shown, path,
+                                      known=UNKNOWN_OPEN not in written.shown), path, positional,
+                                 env, st, replace(ctx, conditional=ctx.conditional or
+                                                  written.maybe), file, line, label=path)
+            if not (written.maybe and os.path.isfile(path)):
+                return
+            # a write that may not run over a file on disk: that file may run instead
+            written, ctx = None, replace(ctx, conditional=True)
         try:
-            text, notes = self.reader(path)
+            text, notes = (written.text, []) if written is not None and \
+                written.text is not None else self.reader(path)
         except ScriptFileError as exc:
             self._unknown(file, line, path, str(exc))
             return

@@ -75,6 +75,10 @@ class Written:
     text: str | None
     where: str
     reason: str = ""
+    # what it holds if written, its unknown parts as ⟨...⟩ ("" when none of it is known),
+    # and whether the write may not run at all
+    shown: str = ""
+    maybe: bool = False
 
 
 @dataclass(frozen=True)
