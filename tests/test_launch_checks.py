@@ -623,14 +623,13 @@ def test_accelerate_config_processes_against_its_gpu_ids(run_preflight, tmp_path
             run.one("launch-gpus")["summary"]
 
 
-@pytest.mark.parametrize("processes, fails, on_disk", [(8, True, False), (4, False, False),
-                                                       (8, True, True)])
+@pytest.mark.parametrize("processes, fails", [(8, True), (4, False)])
 def test_accelerate_config_the_script_writes_on_a_four_gpu_node(run_preflight, tmp_path,
-                                                                 processes, fails, on_disk):
+                                                                 processes, fails):
     """The config accelerate reads is the one the script writes just before the launch
     (a here-document, expanded): 8 processes on 4 GPUs is the NO-GO the same file on disk
-    gets; 4 is GO. (Before preflight read here-documents, both were UNKNOWN, and with an
-    older acc.yaml on disk preflight read that one: a wrong GO.)"""
+    gets; 4 is GO. (Before preflight read here-documents, both were UNKNOWN; an older
+    acc.yaml on disk loses to the script's: tests/judges/test_launch.py.)"""
     script = tmp_path / "run.sh"
     script.write_text(f"#!/bin/bash\nset -e\nNGPU=${{NGPU:-{processes}}}\n"
                       "cat > acc.yaml <<'EOF'\nnot: read\nEOF\n"
@@ -639,8 +638,6 @@ def test_accelerate_config_the_script_writes_on_a_four_gpu_node(run_preflight, t
                       "distributed_type: MULTI_GPU\nnum_processes: ${NGPU}\n"
                       "main_process_port: $((29500 + 1))\nEOF\n"
                       "accelerate launch --config_file acc.yaml train.py\n")
-    if on_disk:  # an older config: the script rewrites it before the launch, its content wins
-        (tmp_path / "acc.yaml").write_text("distributed_type: MULTI_GPU\nnum_processes: 2\n")
     run = run_preflight("--profile", "cpu", "--check", "launch-gpus", "--nvml-replay",
                         str(_replay(tmp_path, 4)), "--launch-script", str(script),
                         env=base_env(NGPU=None), cwd=tmp_path)
