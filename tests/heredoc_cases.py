@@ -94,6 +94,11 @@ SHAPES = [
     Shape("while-loop", "n=0\nwhile [ $n -lt 2 ]; do\n  cat > a.txt <<EOF\n$n\nEOF\n  n=$((n+1))\ndone\n"),
     Shape("two-heredocs", "cat > a.txt <<A; cat > b.txt <<B\none\nA\ntwo\nB\n"),
     Shape("set-u-ok", "set -u\nN=1\ncat > a.txt <<EOF\n$N\nEOF\n"),
+    Shape("set-u-unset", "set -u\ncat > a.txt <<EOF\n$NOPE\nEOF\ncat > b.txt <<EOF\nb\nEOF\n"),
+    Shape("set-u-unset-heredoc-first", "set -u\ncat <<EOF > a.txt\n$NOPE\nEOF\n"),
+    Shape("set-eu-unset", "set -eu\ncat > a.txt <<EOF\n$NOPE\nEOF\ncat > b.txt <<EOF\nb\nEOF\n"),
+    Shape("set-u-unset-builtin", "set -u\nread -r -d '' V <<EOF || true\n$NOPE\nEOF\n"
+          "cat > b.txt <<EOF\nb\nEOF\n"),
     Shape("hostfile", "cat > hostfile <<EOF\nnode-a slots=${GPUS:-8}\nnode-b slots=${GPUS:-8}\nEOF\n"),
     Shape("ds-json-quoted", "cat > ds.json <<'JSON'\n{\"zero_optimization\": {\"stage\": 2}, \"x\": \"$Y\"}\nJSON\n"),
     Shape("swift-yaml", "cat > sft.yaml <<EOF\nmodel: Qwen/Qwen2.5-7B\nENV:\n  NPROC_PER_NODE: ${NPROC:-2}\nEOF\n"),

@@ -629,14 +629,9 @@ class Evaluator(Expander):
         for i, w in enumerate(words):
             assignment = declaring and i > 0 and "=" in w.word
             argv.extend(self._expand(w, st, split=not assignment, braces=True))
-        pairs = [(r.type, t) for r in redirects if (t := self._redirect_word(r, st)) is not None]
-        targets = tuple(t for _, t in pairs)
-        # the targets bash opens for writing: it fails there when the directory is missing
-        self.redirect_writes = tuple(t for op, t in pairs if op in (">", ">>", ">|", "&>",
-                                                                    ">&", "&>>"))
-        for t in targets:
-            self._create(t, st, directory=False)
-        self._record_writes(argv, redirects, st, ctx, f"{posixpath.basename(file)}:{line}")
+        targets = self._redirections(argv, redirects, st, ctx, file, line)
+        if targets is None:
+            return False
         if not argv:
             for a in assigns:
                 self._assign(a, st, line, export=st.allexport)
@@ -829,6 +824,38 @@ class Evaluator(Expander):
 
     # -- what the files the script writes hold (`cat > cfg.yaml <<EOF`)
 
+    def _redirections(self, argv: list[Word], redirects: list[Node], st: State, ctx: Ctx,
+                      file: str, line: int) -> tuple[Word, ...] | None:
+        """A simple command's redirect targets, made and written (None: the command
+        fails before it runs, see _writes)."""
+        pairs = [(r.type, t) for r in redirects if (t := self._redirect_word(r, st)) is not None]
+        targets = tuple(t for _, t in pairs)
+        # the targets bash opens for writing: it fails there when the directory is missing
+        self.redirect_writes = tuple(t for op, t in pairs if op in (">", ">>", ">|", "&>",
+                                                                    ">&", "&>>"))
+        for t in targets:
+            self._create(t, st, directory=False)
+        if self._writes(argv, redirects, st, ctx, f"{posixpath.basename(file)}:{line}"):
+            return None
+        return targets
+
+    def _writes(self, argv: list[Word], redirects: list[Node], st: State, ctx: Ctx,
+                where: str) -> bool:
+        """_record_writes; True when the command fails before it runs: a program whose
+        here-document bash cannot expand (`set -u`, an unset variable) fails in the child
+        bash forked for it, and the script goes on; a builtin's stops the shell (Stop)."""
+        try:
+            self._record_writes(argv, redirects, st, ctx, where)
+        except Abort:
+            raise
+        except Stop:
+            if not argv or argv[0].text in _BUILTINS or argv[0].text in st.functions:
+                raise
+            self._record_writes(argv, [r for r in redirects if r.type not in ("<<", "<<-")],
+                                st, ctx, where)
+            return True
+        return False
+
     def _record_writes(self, argv: list[Word], redirects: list[Node], st: State, ctx: Ctx,
                        where: str) -> None:
         """What a simple command leaves in the files it writes: the here-document of
@@ -839,7 +866,7 @@ class Evaluator(Expander):
         tee = _tee_files(argv)
         copies = feed is not None and (tee[1] if tee is not None else _cat_of_stdin(argv)) \
             and argv[0].text not in st.functions
-        outs = [r for r in redirects if r.type in (">", ">|", ">>", "&>", "&>>")]
+        outs = [r for r in redirects if r.type in (">", ">|", ">>", "&>", "&>>", ">&")]
         stdout = [r for r in outs if r.type.startswith("&") or r.input in (None, 1)]
         program = argv[0].text if argv else "a redirect"
         for r in outs:
