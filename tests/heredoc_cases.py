@@ -82,6 +82,7 @@ SHAPES = [
     Shape("echo-overwrites", "cat > a.txt <<EOF\nx\nEOF\necho y > a.txt\n"),
     Shape("sed-in-place", "cat > a.txt <<EOF\nn: 4\nEOF\nsed -i 's/4/8/' a.txt\n"),
     Shape("rm-after", "cat > a.txt <<EOF\nx\nEOF\nrm -f a.txt\n"),
+    Shape("touch-new-and-written", "cat > a.txt <<EOF\nx\nEOF\ntouch a.txt b.txt\n"),
     Shape("cp-over", "cat > a.txt <<EOF\nx\nEOF\ncat > b.txt <<EOF\ny\nEOF\ncp b.txt a.txt\n"),
     Shape("pipe-into-tee", "cat <<EOF | tee a.txt > /dev/null\nx\nEOF\n"),
     Shape("quotes-in-braces", "cat > a.txt <<EOF\n${X:-\"4\"} ${X:-'5'} \"${Y:-6}\"\nEOF\n"),

@@ -878,6 +878,12 @@ class Evaluator(Expander):
         if argv and argv[0].known:
             for target in _changed_files(argv):
                 self._write(target, None, False, st, ctx, where, argv[0].text)
+            if posixpath.basename(argv[0].text) == "touch":  # a new file is empty
+                for target in argv[1:]:
+                    path = self._resolve(target.text, st) if target.known else None
+                    if path and not target.text.startswith("-") and not os.path.lexists(
+                            path) and posixpath.normpath(path) not in self.written:
+                        self._write(target, Word("", ""), False, st, ctx, where, "touch")
 
     def _stdin(self, redirects: list[Node], st: State) -> Word | None:
         """The here-document a command reads as its input, when that is its only input
@@ -1976,7 +1982,7 @@ _TEE_FLAGS = {"-a": True, "--append": True, "-i": False, "--ignore-interrupts": 
               "-p": False}
 # Programs that change or remove the files they name: what such a file holds afterwards
 # is not known (sed and perl only with -i).
-_CHANGERS = frozenset({"rm", "mv", "cp", "ln", "install", "rsync", "truncate", "touch"})
+_CHANGERS = frozenset({"rm", "mv", "cp", "ln", "install", "rsync", "truncate"})
 
 
 def _cat_of_stdin(argv: list[Word]) -> bool:
