@@ -1213,9 +1213,14 @@ def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:
     for layer in job.layers:
         if layer.launcher.startswith(("swift", "megatron")) and layer.args and \
                 layer.args[0].known and layer.args[0].text.endswith(SWIFT_CONFIG_SUFFIXES):
-            # swift/cli/main.py:42-47 opens it (a missing one stops swift there)
-            out.append(PathArg(f"{layer.launcher} config", _abs(layer.args[0].text, cmd.cwd),
-                               True, cmd.file, cmd.line))
+            # swift/cli/main.py:42-47 opens it (a missing one stops swift there); one the
+            # script writes first (`cat > sft.yaml <<EOF`) is there
+            path = _abs(layer.args[0].text, cmd.cwd)
+            created, by = made.find(path)
+            if not created:
+                out.append(PathArg(f"{layer.launcher} config", path, created is False,
+                                   cmd.file, cmd.line, "" if created is False else
+                                   f"it may be written by {by}"))
         if layer.kind == "wrapper" and not layer.launcher.startswith(("swift", "megatron")):
             break  # `ray job submit -- python train.py` runs in the cluster's working dir
         if layer.kind != "program" or not layer.launcher.startswith(PYTHONS):

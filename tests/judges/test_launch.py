@@ -251,6 +251,12 @@ INPUTS = [
      "cat > /cfg.yaml <<EOF\nnum_processes: 2\nEOF\n"
      "accelerate launch --config_file /cfg.yaml /t.py", ("/t.py",), ("/",), ("/",),
      Want(ok="1 input path(s) exist")),
+    # swift opens its config first (main.py:42-47): one the script writes is there
+    ("a swift config the script writes first",
+     "cat > /sft.yaml <<EOF\nmodel: $(cat /which)\nEOF\nswift sft /sft.yaml --dataset /d.jsonl",
+     ("/d.jsonl",), ("/",), ("/",), Want(ok="1 input path(s) exist")),
+    ("a swift config nobody writes", "swift sft /sft.yaml --dataset /d.jsonl", ("/d.jsonl",),
+     ("/",), ("/",), Want(Kind.BLOCKER, ("/sft.yaml does not exist",))),
     ("a config written from a quoted here-document",
      "cat > /ds.json <<'JSON'\n{\"zero\": 2}\nJSON\ndeepspeed /t.py --deepspeed /ds.json",
      ("/t.py",), ("/",), ("/",), Want(ok="1 input path(s) exist")),
