@@ -136,3 +136,104 @@ def test_missing_config_file_is_an_error(tmp_path):
     got = launchers.accelerate([Word("--config_file", ""), Word(str(tmp_path / "no.yaml"), ""),
                                 Word("t.py", "")], {}, str(tmp_path))
     assert "does not exist" in got.error
+
+
+# -- a config the launch script writes itself (`cat > acc.yaml <<EOF`) ------------------
+
+# Config bodies (${...} as the script writes them) x the ways scripts write them.
+BODIES = {
+    "vars": "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\n"
+            "num_processes: ${NGPU}\nmain_process_port: ${PORT:-29555}\nnum_machines: 1\n",
+    "arith": "distributed_type: MULTI_GPU\nnum_processes: $(( NGPU * 2 ))\n"
+             "gpu_ids: ${GPUS:-all}\n",
+    "no-type": "num_processes: ${NGPU}\n",
+    "type-no": "distributed_type: NO\nmain_process_port: 0\n",
+    "gpu-ids": "distributed_type: MULTI_GPU\nnum_processes: 2\ngpu_ids: \"0\"\n",
+    "unknown": "distributed_type: MULTI_GPU\nnum_processes: $(nvidia-smi -L | wc -l)\n",
+    "literal": "distributed_type: MULTI_GPU\nnum_processes: 4\nnum_machines: ${NNODES:-1}\n",
+    "json": "{\"distributed_type\": \"MULTI_GPU\", \"num_processes\": ${NGPU},"
+            " \"main_process_port\": ${PORT:-6000}}\n",
+}
+WRITERS = {
+    "cat": "cat > {f} <<EOF\n{body}EOF\n",
+    "tee": "tee {f} <<EOF >/dev/null\n{body}EOF\n",
+    "tabs": "cat > {f} <<-EOF\n{tabbed}\tEOF\n",
+    "quoted": "cat > {f} <<'EOF'\n{body}EOF\n",
+    "append": "cat > {f} <<EOF\n{head}EOF\ncat >> {f} <<EOF\n{tail}EOF\n",
+    "rewrite": "cat > {f} <<EOF\ndistributed_type: NO\nEOF\ncat > {f} <<EOF\n{body}EOF\n",
+    "if-undecided": "if [ -n \"$(cat /nonexistent)\" ]; then\n  cat > {f} <<EOF\n{body}EOF\n"
+                    "fi\n",
+    "function": "write() {{\n  cat > \"$1\" <<EOF\n{body}EOF\n}}\nwrite {f}\n",
+}
+ENVS = [{"NGPU": "4"}, {"NGPU": "2", "PORT": "29600", "GPUS": "0,1"}, {"NGPU": "8"}]
+
+
+def _script(body: str, writer: str, path: str) -> str:
+    lines = body.splitlines(keepends=True)
+    text = WRITERS[writer].format(f=path, body=body, tabbed="".join("\t" + x for x in lines),
+                                  head="".join(lines[:1]), tail="".join(lines[1:]))
+    return text + f"accelerate launch --config_file {path} train.py --lr 1\n"
+
+
+def test_a_config_the_script_writes_is_read_as_accelerate_reads_it(tmp_path, monkeypatch,
+                                                                   capsys):
+    """Each script runs under real bash (a recording `accelerate` shim first on PATH);
+    the file bash wrote and the argv the shim got go through accelerate's own
+    `_validate_launch_command`; preflight's reading of the same script (spec.load, before
+    bash ran) must agree on processes, machines and port, or say it does not know."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bash_oracle import Case, base_env, make_shims, run_bash
+
+    from preflight.launch import spec as launch_spec
+
+    shims = make_shims(tmp_path / "shims")
+    counts = {"cases": 0, "agree": 0, "accelerate_error": 0, "unknown": 0}
+    bad = []
+    # every body x writer once, the environments in turn (the shapes of the writing
+    # itself, every quoting and expansion, are tests/test_heredoc_oracle.py's)
+    for n, (body, writer) in enumerate((b, w) for b in BODIES for w in WRITERS):
+        env = ENVS[n % len(ENVS)]
+        work = tmp_path / f"w{n}"
+        work.mkdir()
+        disk = n % 4 == 0  # an older config on disk: the script's content wins
+        name = "acc.json" if body == "json" else "acc.yaml"
+        if disk:
+            (work / name).write_text("distributed_type: MULTI_GPU\nnum_processes: 3\n")
+        script = _script(BODIES[body], writer, name)
+        (work / "run.sh").write_text(script)
+        full_env = {**base_env(shims, str(work)), **env, "HF_HOME": str(work / "hf"),
+                    "ORACLE_LOG": str(work / ".log")}
+        layer = launch_spec.load(str(work / "run.sh"), None, full_env,
+                                 str(work)).jobs[-1].distributed[0]
+        calls = run_bash(Case(f"{body}-{writer}", script, {**env, "HF_HOME": str(work / "hf")}),
+                         work, shims)
+        argv = list(calls[-1].argv)
+        assert argv[0] == "launch" and argv[-3:] == ["train.py", "--lr", "1"], argv
+        with monkeypatch.context() as m:
+            m.chdir(work)  # the shim's cwd: where accelerate opens acc.yaml
+            want = accelerate_reading(argv[1:-3], work / "hf" / "default_config.yaml", m)
+        counts["cases"] += 1
+        written = (work / name).read_text() if (work / name).exists() else "(no file)"
+        where = f"{body}/{writer}/{env}: {written!r}"
+        if layer.unread or layer.nproc is None and layer.port is None and not layer.error:
+            counts["unknown"] += 1  # not known: allowed, never a wrong number
+            continue
+        if "error" in want:
+            counts["accelerate_error"] += 1
+            if not layer.error:
+                bad.append(f"{where}: accelerate fails ({want['error']}), preflight reads "
+                           f"{layer.nproc} processes")
+            continue
+        got = (layer.nproc, layer.nnodes, layer.port if want["port"] else "free")
+        expect = (want["nproc"], want["nnodes"], want["port"] or "free")
+        if layer.error or got != expect:
+            bad.append(f"{where}: accelerate {expect}, preflight {got} {layer.error}")
+        else:
+            counts["agree"] += 1
+    with capsys.disabled():
+        print(f"\naccelerate oracle, configs the script writes: {counts}")
+    assert not bad, f"{len(bad)} disagreements:\n" + "\n".join(bad[:15])
+    # decided (the same numbers, or the same stop) far more often than not known
+    assert counts["agree"] + counts["accelerate_error"] > 2 * counts["unknown"]

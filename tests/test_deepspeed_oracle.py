@@ -192,3 +192,71 @@ def test_deepspeed_reading_matches_deepspeed(tmp_path: Path, monkeypatch: pytest
     # the generator reaches every side: errors, stated values, machine-decided counts
     assert counts["deepspeed_error"] > 100 and counts["machine_decides"] > 100
     assert counts["cases"] - counts["deepspeed_error"] - counts["machine_decides"] > 150
+
+
+# -- a hostfile the launch script writes itself (`cat > hostfile <<EOF`) -----------------
+
+HOSTFILE_BODIES = [
+    "node-a slots=${G:-4}\nnode-b slots=${G:-4}\n", "localhost slots=$((G * 2))\n",
+    "# the rack\nnode-a slots=2\nnode-a slots=2\n", "localhost slots=$(nproc)\n",
+    "localhost slots=${G:-8}\n"]
+HOSTFILE_WRITERS = [
+    "cat > hostfile <<EOF\n{body}EOF\n", "tee hostfile <<EOF >/dev/null\n{body}EOF\n",
+    "cat > hostfile <<-EOF\n{tabbed}\tEOF\n", "cat > hostfile <<'EOF'\n{body}EOF\n",
+    "if [ -n \"$(cat /nonexistent)\" ]; then\ncat > hostfile <<EOF\n{body}EOF\nfi\n"]
+HOSTFILE_ARGS = [[], ["--include", "localhost:0,1"], ["--num_gpus", "2"], ["--num_nodes", "1"]]
+
+
+def test_a_hostfile_the_script_writes_is_read_as_deepspeed_reads_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Real bash writes the hostfile (a recording `deepspeed` shim first on PATH), then
+    deepspeed's runner.main decides from that file and the argv the shim got; preflight's
+    reading of the same script (before bash ran, through Command.files) must agree, or
+    say it does not know."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bash_oracle import Case, base_env, make_shims, run_bash
+
+    from preflight.launch.shell import evaluate_script
+
+    logging.getLogger("DeepSpeed").setLevel(logging.CRITICAL)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    shims = make_shims(tmp_path / "shims")
+    counts = {"cases": 0, "agree": 0, "deepspeed_error": 0, "unknown": 0}
+    bad = []
+    n = 0
+    for body in HOSTFILE_BODIES:
+        for writer in HOSTFILE_WRITERS:
+            for args in HOSTFILE_ARGS[n % 2::2]:  # half of them, in turn
+                n += 1
+                work = tmp_path / f"w{n}"
+                work.mkdir()
+                env = {"G": "2"} if n % 2 else {}
+                script = writer.format(body=body, tabbed="".join(
+                    "\t" + x for x in body.splitlines(keepends=True)))
+                script += f"deepspeed --hostfile hostfile {' '.join(args)} train.py --lr 1\n"
+                (work / "run.sh").write_text(script)
+                trace = evaluate_script(str(work / "run.sh"), {
+                    **base_env(shims, str(work)), **env}, cwd=str(work))
+                cmd = next(c for c in trace.commands if c.program == "deepspeed")
+                got = launchers.deepspeed(list(cmd.argv[1:]), cmd.env, cmd.cwd, cmd.files)
+                calls = run_bash(Case("hostfile", script, env), work, shims)
+                with monkeypatch.context() as m:
+                    m.chdir(work)
+                    want = deepspeed_reading(list(calls[-1].argv), m)
+                counts["cases"] += 1
+                if got.unknown:
+                    counts["unknown"] += 1  # not known: allowed, never a wrong number
+                    continue
+                counts["deepspeed_error"] += not want["ok"]
+                why = disagreement(list(calls[-1].argv), want, got)
+                if why:
+                    bad.append(f"{script!r}: {why}")
+                else:
+                    counts["agree"] += 1
+    with capsys.disabled():
+        print(f"\ndeepspeed oracle, hostfiles the script writes: {counts}")
+    assert not bad, "\n".join(bad[:15])
+    assert counts["agree"] > 2 * counts["unknown"]

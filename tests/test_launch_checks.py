@@ -623,6 +623,34 @@ def test_accelerate_config_processes_against_its_gpu_ids(run_preflight, tmp_path
             run.one("launch-gpus")["summary"]
 
 
+@pytest.mark.parametrize("processes, fails", [(8, True), (4, False)])
+def test_accelerate_config_the_script_writes_on_a_four_gpu_node(run_preflight, tmp_path,
+                                                                 processes, fails):
+    """The config accelerate reads is the one the script writes just before the launch
+    (a here-document, expanded): 8 processes on 4 GPUs is the NO-GO the same file on disk
+    gets; 4 is GO. (Before preflight read here-documents, both were UNKNOWN; an older
+    acc.yaml on disk loses to the script's: tests/judges/test_launch.py.)"""
+    script = tmp_path / "run.sh"
+    script.write_text(f"#!/bin/bash\nset -e\nNGPU=${{NGPU:-{processes}}}\n"
+                      "cat > acc.yaml <<'EOF'\nnot: read\nEOF\n"
+                      "tee acc.yaml < /dev/null > /dev/null\n"
+                      "cat > acc.yaml <<EOF\ncompute_environment: LOCAL_MACHINE\n"
+                      "distributed_type: MULTI_GPU\nnum_processes: ${NGPU}\n"
+                      "main_process_port: $((29500 + 1))\nEOF\n"
+                      "accelerate launch --config_file acc.yaml train.py\n")
+    run = run_preflight("--profile", "cpu", "--check", "launch-gpus", "--nvml-replay",
+                        str(_replay(tmp_path, 4)), "--launch-script", str(script),
+                        env=base_env(NGPU=None), cwd=tmp_path)
+    assert (run.returncode == 1) == fails, run.output
+    result = run.one("launch-gpus")
+    row = result["evidence"]["layers"][0]
+    assert row["nproc_per_node"] == processes and row["visible"] == 4, row
+    assert row["nproc_from"] == f"num_processes in {tmp_path}/acc.yaml"
+    if fails:
+        assert result["severity"] == "blocker"
+        assert "starts 8 processes per node but 4 GPU(s) are visible" in result["summary"]
+
+
 # -- launcher-args ---------------------------------------------------------------------
 
 TORCHRUN_STOPS = "min_nodes must be > 0 and <= max_nodes, got min_nodes=2, max_nodes=1"

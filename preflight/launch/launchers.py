@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any, NoReturn, TypeVar
 
-from preflight.launch.shell import UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word
+from preflight.launch.shell import UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word, Written
 
 C10D_DEFAULT_PORT = 29400  # torch/distributed/elastic/rendezvous/c10d_rendezvous_backend.py:32
 STATIC_DEFAULT_PORT = 29500  # torch/distributed/run.py:1018 (`run`: master_port None -> 29500)
@@ -532,6 +532,47 @@ def parse_rendezvous_endpoint(endpoint: str | None, default_port: int) -> tuple[
     return host, port
 
 
+# -- the files a launcher reads ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobFile:
+    """A file as the job opens it (`job_file`): `text` None when it is missing (no
+    `unknown`, no `error`), not known (`unknown` says why) or not readable (`error`)."""
+
+    path: str
+    text: str | None = None
+    unknown: str = ""
+    error: str = ""
+    written: str = ""  # where the script wrote it ("run.sh:3"); "" when read from disk
+
+    @property
+    def exists(self) -> bool | None:
+        return None if self.unknown else self.text is not None or bool(self.error)
+
+
+def job_file(path: str, files: Mapping[str, Written], errors: str = "strict") -> JobFile:
+    """The one way the launch analysis reads a file a launcher will open (accelerate's
+    config, deepspeed's hostfile, swift's --config): what the script wrote there before
+    the launch when it did (it runs first, so it wins over the file on disk), else the
+    file on disk. `files` is the launching Command's `files`."""
+    path = posixpath.normpath(path)
+    written = files.get(path)
+    if written is not None:
+        if written.text is None:
+            return JobFile(path, unknown=f"{path} is written by the script at "
+                                         f"{written.where}; what it holds is not known "
+                                         f"({written.reason})", written=written.where)
+        return JobFile(path, written.text, written=written.where)
+    if not os.path.isfile(path):
+        return JobFile(path)
+    try:
+        with open(path, encoding="utf-8", errors=errors) as f:
+            return JobFile(path, f.read())
+    except (OSError, ValueError) as exc:
+        return JobFile(path, error=f"cannot read {path}: {str(exc).splitlines()[0]}")
+
+
 # -- what accelerate and deepspeed share --------------------------------------------------
 
 
@@ -643,39 +684,42 @@ def _accelerate_options(args: list[Word]) -> _Options:
     return _Options(opts, [])
 
 
-def _accelerate_config(opts: dict[str, Word], environ: Mapping[str, Var], cwd: str | None
-                       ) -> tuple[str, dict[str, Any], str, str]:
+def _accelerate_config(opts: dict[str, Word], environ: Mapping[str, Var], cwd: str | None,
+                       files: Mapping[str, Written]) -> tuple[str, dict[str, Any], str, str]:
     """(path, config, error, unknown): the config file accelerate reads (config_args.py
     `load_config_from_file`), `process_config`'s defaults applied."""
     cfg_word = opts.get("--config_file")
-    path = ""
+    found = JobFile("")
     if cfg_word is not None:
         if not cfg_word.known:
             return "", {}, "", f"--config_file {cfg_word.text} not known"
-        path = cfg_word.text if posixpath.isabs(cfg_word.text) or not cwd else \
-            posixpath.join(cwd, cfg_word.text)
-        if not os.path.isfile(path):  # config_args.py:44-51
-            return path, {}, f"the --config_file {path} does not exist (accelerate stops " \
-                             "there)", ""
+        found = job_file(cfg_word.text if posixpath.isabs(cfg_word.text) or not cwd else
+                         posixpath.join(cwd, cfg_word.text), files)
+        if found.exists is False:  # config_args.py:44-51
+            return found.path, {}, f"the --config_file {found.path} does not exist " \
+                                   "(accelerate stops there)", ""
     elif "--cpu" not in opts:
         default = default_accelerate_config(environ)
         if default is None:
             return "", {}, "", "the default accelerate config path ($HF_HOME) is not known"
-        path = default if os.path.isfile(default) else ""
-    if not path:
-        return "", {}, "", ""
+        found = job_file(default, files)
+    path = found.path if found.exists is not False else ""
+    if found.unknown or found.error or not path:
+        return path, {}, found.error, found.unknown
     import yaml  # here: only a launch with a config file pays for it (~22 ms)
 
+    # where the fix goes: the file, or the here-document of the script that writes it
+    shown = f"{path} (written by the script at {found.written})" if found.written else path
     try:
-        with open(path, encoding="utf-8") as f:
-            config = (json.load(f) if path.endswith(".json") else yaml.safe_load(f)) or {}
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        return path, {}, f"cannot read {path}: {str(exc).splitlines()[0]}", ""
+        text = found.text or ""
+        config = (json.loads(text) if path.endswith(".json") else yaml.safe_load(text)) or {}
+    except (ValueError, yaml.YAMLError) as exc:
+        return path, {}, f"cannot read {shown}: {str(exc).splitlines()[0]}", ""
     if not isinstance(config, dict):
-        return path, {}, f"{path} is not a mapping", ""
+        return path, {}, f"{shown} is not a mapping", ""
     # config_args.py:103-112 `process_config`
     if "distributed_type" not in config:
-        return path, {}, f"{path} has no distributed_type (accelerate stops there)", ""
+        return path, {}, f"{shown} has no distributed_type (accelerate stops there)", ""
     if "num_processes" not in config and config["distributed_type"] == "NO":
         config = {**config, "num_processes": 1}
     return path, config, "", ""
@@ -694,7 +738,12 @@ def _acc_number(opts: dict[str, Word], key: str, cfg_key: str, cfg_default: Any,
         except ValueError:
             return "error", f"{key} {w.text!r} is not an integer"
     if path and cfg_key in config:
-        return config[cfg_key], f"{cfg_key} in {path}"
+        value = config[cfg_key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            # `num_processes: ${NGPU}` from a here-document with a quoted delimiter: a
+            # string accelerate passes on; what its launch does with it is not modelled
+            return "unknown", f"{cfg_key} in {path} is {value!r}, not a number"
+        return value, f"{cfg_key} in {path}"
     if path:
         return cfg_default, f"{cfg_key} default of the accelerate config"
     return None, ""
@@ -726,8 +775,8 @@ def _acc_port(opts: dict[str, Word], port: Any, port_src: str, nnodes: Any
     return value, str(value), port_src
 
 
-def accelerate(args: list[Word], environ: Mapping[str, Var], cwd: str | None
-               ) -> AccelerateConfig:
+def accelerate(args: list[Word], environ: Mapping[str, Var], cwd: str | None,
+               files: Mapping[str, Written] | None = None) -> AccelerateConfig:
     """`accelerate launch ARGS` as accelerate 1.x resolves it with its config file
     (accelerate/commands/launch.py `_validate_launch_command`, utils/launch.py
     `prepare_multi_gpu_env`)."""
@@ -741,16 +790,18 @@ def accelerate(args: list[Word], environ: Mapping[str, Var], cwd: str | None
     modes = [k for k in ACCELERATE_MODES if k in opts]
     if len(modes) > 1:  # launch.py:1204-1209
         return replace(base, error=f"accelerate launch: only one of {', '.join(modes)}")
-    path, config, error, unknown = _accelerate_config(opts, environ, cwd)
+    path, config, error, unknown = _accelerate_config(opts, environ, cwd, files or {})
     if error or unknown:
         return replace(base, config_file=path, error=error, unknown=unknown)
     nproc, nproc_src = _acc_number(opts, "--num_processes", "num_processes", -1, path, config)
-    nnodes, _ = _acc_number(opts, "--num_machines", "num_machines", 1, path, config)
+    nnodes, nnodes_src = _acc_number(opts, "--num_machines", "num_machines", 1, path, config)
     port, port_src = _acc_number(opts, "--main_process_port", "main_process_port", None, path,
                                  config)
-    for value, what in ((nproc, nproc_src), (nnodes, "--num_machines"), (port, port_src)):
+    for value, what in ((nproc, nproc_src), (nnodes, nnodes_src), (port, port_src)):
         if value == "error":
             return replace(base, config_file=path, error=f"accelerate launch: {what}")
+        if value == "unknown":
+            return replace(base, config_file=path, unknown=what)
     gpu = opts.get("--gpu_ids")
     gpu_ids = (gpu.text if gpu.known else None) if gpu is not None else \
         (str(config.get("gpu_ids")) if config.get("gpu_ids") is not None else
@@ -820,20 +871,20 @@ def deepspeed_parser() -> _Parser:
     return p
 
 
-def _hostfile(path: str) -> dict[str, int]:
+def _hostfile(text: str) -> dict[str, int]:
     """runner.py:225 `_parse_hostfile`: `host slots=N` lines; ValueError on a bad one."""
     pool: dict[str, int] = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            match = re.search(r"^(\S+)\s+slots=(\d+)", line)
-            if line.startswith("#") or not line:
-                continue
-            if not match:
-                raise ValueError(f"Hostfile contains a bad entry: {line}")
-            if match.group(1) in pool:
-                raise ValueError(f"Hostfile contains multiple entries for {match.group(1)}")
-            pool[match.group(1)] = int(match.group(2))
+    # the lines of `for line in open(path)`: universal newlines
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        line = line.strip()
+        match = re.search(r"^(\S+)\s+slots=(\d+)", line)
+        if line.startswith("#") or not line:
+            continue
+        if not match:
+            raise ValueError(f"Hostfile contains a bad entry: {line}")
+        if match.group(1) in pool:
+            raise ValueError(f"Hostfile contains multiple entries for {match.group(1)}")
+        pool[match.group(1)] = int(match.group(2))
     if not pool:
         raise ValueError("Hostfile is empty or not formatted correctly")
     return pool
@@ -894,11 +945,16 @@ def _ds_values(ns: argparse.Namespace) -> list[object]:
             ns.node_rank, ns.no_ssh, ns.autotuning, ns.force_multi]
 
 
-def _ds_pool(ns: argparse.Namespace, environ: Mapping[str, Var], hostfile: str
+def _ds_pool(ns: argparse.Namespace, environ: Mapping[str, Var], hostfile: JobFile
              ) -> tuple[dict[str, int] | None, str, str]:
     """(pool, include, unknown): runner.py:446-462 `main`: the hostfile, else one node
     that respects CUDA_VISIBLE_DEVICES when no resource option is given."""
-    pool = _hostfile(hostfile) if os.path.isfile(hostfile) else None  # `fetch_hostfile`
+    if hostfile.unknown:
+        return None, ns.include, f"its hostfile {hostfile.unknown}"
+    if hostfile.error:
+        raise OSError(hostfile.error)
+    # `fetch_hostfile`
+    pool = _hostfile(hostfile.text) if hostfile.text is not None else None
     include = ns.include
     visible = environ.get("CUDA_VISIBLE_DEVICES")
     if pool is None and visible is not None:
@@ -946,8 +1002,8 @@ def _ds_nproc(active: dict[str, list[int] | None], exclude: str) -> tuple[int | 
     return None, f"{sorted(c for c in counts if c is not None)} per host"
 
 
-def deepspeed(args: list[Word], environ: Mapping[str, Var], cwd: str | None
-              ) -> DeepspeedConfig:
+def deepspeed(args: list[Word], environ: Mapping[str, Var], cwd: str | None,
+              files: Mapping[str, Written] | None = None) -> DeepspeedConfig:
     """`deepspeed ARGS` as deepspeed 0.19.8's deepspeed/launcher/runner.py `main` resolves
     its resources: hostfile, --include/--exclude, --num_nodes, --num_gpus,
     CUDA_VISIBLE_DEVICES. tests/test_deepspeed_oracle.py holds it to runner.main itself."""
@@ -971,8 +1027,10 @@ def deepspeed(args: list[Word], environ: Mapping[str, Var], cwd: str | None
     hostfile = ns.hostfile
     if cwd and not posixpath.isabs(hostfile):
         hostfile = posixpath.join(cwd, hostfile)
+    found = job_file(hostfile, files or {}, errors="replace")
+    hostfile = found.path
     try:
-        pool, include, why = _ds_pool(ns, environ, hostfile)
+        pool, include, why = _ds_pool(ns, environ, found)
         if why:
             return replace(base, unknown=why)
         active = _ds_active(ns, pool, include)
@@ -980,7 +1038,7 @@ def deepspeed(args: list[Word], environ: Mapping[str, Var], cwd: str | None
             return replace(base, unknown="--autotuning runs deepspeed's autotuner first")
         active = _ds_launched(ns, active)
     except (OSError, ValueError, AssertionError) as exc:
-        return replace(base, hostfile=hostfile if os.path.isfile(hostfile) else "",
+        return replace(base, hostfile=hostfile if found.exists else "",
                        error=f"deepspeed: {exc}")
     nproc, text = _ds_nproc(active, ns.exclude)
     if pool is None:

@@ -22,7 +22,16 @@ from typing import Any
 
 from preflight.errors import InputError
 from preflight.launch import launchers, shell
-from preflight.launch.shell import UNKNOWN_CLOSE, UNKNOWN_OPEN, Command, Exit, Unknown, Var, Word
+from preflight.launch.shell import (
+    UNKNOWN_CLOSE,
+    UNKNOWN_OPEN,
+    Command,
+    Exit,
+    Unknown,
+    Var,
+    Word,
+    Written,
+)
 from preflight.launch.shell.state import State
 from preflight.numbers import maybe_int
 from preflight.redact import MASK, is_secret_name, redact_argv
@@ -297,12 +306,19 @@ class _Evaluator(shell.Evaluator):
             return
         child = _Evaluator({}, st.cwd, self._substituted, self._line0 + line - 1)
         child.state = st.fork()
+        child.written = self.written
         try:
             trace = child.run_file(file, text)
         except (shell.ScriptFileError, RecursionError) as exc:
             self._unknown(file, line, source, f"a command substitution preflight cannot "
                                               f"read ({exc}): what it starts is not known")
             return
+        finally:
+            # what it writes: not known here (whether and when the substitution runs)
+            where = f"{posixpath.basename(file)}:{self._line0 + line}"
+            self.written = {**self.written, **{
+                path: Written(None, where, f"written inside {source[:40]} at {where}")
+                for path, w in child.written.items() if self.written.get(path) != w}}
         self.commands += [replace(c, line=line + c.line - 1) for c in trace.commands
                           if c.file == file]
         self.unknowns += [replace(u, line=line + u.line - 1) for u in trace.unknowns
@@ -341,14 +357,12 @@ def load(script: str | None, command: str | None, environ: Mapping[str, str],
 def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> LaunchSpec:
     jobs = []
     programs = set()
-    written: dict[str, str] = {}  # files earlier commands write (`cat > cfg.yaml <<EOF`)
     for cmd in trace.commands:
         programs.add(cmd.program)
-        layers = _config_written(
-            chain(list(cmd.argv), Environment(cmd.env, cmd.opaque), cmd, depth=0), written)
-        for w in cmd.writes:
-            if w.known and (cmd.cwd or posixpath.isabs(w.text)):
-                written[_abs(w.text, cmd.cwd)] = f"{posixpath.basename(cmd.file)}:{cmd.line}"
+        # the config files the launchers read are read as the job would see them: what
+        # the script wrote there before (`cat > cfg.yaml <<EOF`), else the file on disk
+        # (Command.files, launchers.job_file)
+        layers = chain(list(cmd.argv), Environment(cmd.env, cmd.opaque), cmd, depth=0)
         programs.update(posixpath.basename(layer.launcher.split()[0])
                         for layer in layers if not layer.implicit and layer.launcher.strip())
         if layers and layers[0].kind != "other":
@@ -377,22 +391,6 @@ def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> Launch
         commands=trace.commands,
         secrets=secrets,
     )
-
-
-def _config_written(layers: list[Layer], written: Mapping[str, str]) -> list[Layer]:
-    """An accelerate config file that is missing now but written by the script before the
-    launch (a heredoc) does not stop accelerate: what it holds is unknown, not an error."""
-    out = []
-    for layer in layers:
-        path = next((p for p in written if layer.launcher == "accelerate launch" and
-                     f"--config_file {p} does not exist" in layer.error), None)
-        if path is not None:
-            why = f"⟨its --config_file {path} is written by the script at {written[path]}; " \
-                  "what it holds is not read⟩"
-            layer = replace(layer, error="", nproc=None, nproc_text=why, port=None,
-                            port_text=why, nnodes=None, port_fallback=False)
-        out.append(layer)
-    return out
 
 
 def display(words: Iterable[Word]) -> str:
@@ -862,14 +860,19 @@ def _swift_config_file(rest: list[Word], env: Environment, cmd: Command
             f"the ENV of {rest[0].text}, if that is a config file")), ""
     if not rest or not rest[0].known or not rest[0].text.endswith(SWIFT_CONFIG_SUFFIXES):
         return rest, env, ""
-    path = _abs(rest[0].text, cmd.cwd)
+    found = launchers.job_file(_abs(rest[0].text, cmd.cwd), cmd.files)
+    path = found.path
+    if found.unknown:  # written by the script, what it holds not known: its ENV may set
+        return rest, Environment(env.known, env.opaque or f"the ENV of {found.unknown}"), ""
     import yaml  # here: every run collects this module, few launches have a config file
 
     try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
-    except (OSError, ValueError, yaml.YAMLError):
-        return rest, env, ""  # missing: launch-inputs names it; unreadable: swift stops there
+        text = found.text
+        if text is None:
+            return rest, env, ""  # missing: launch-inputs names it; unreadable: swift stops
+        config = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError):
+        return rest, env, ""  # unreadable: swift stops there
     if config is None:  # an empty file: main.py:48 passes its name on as an argument
         return rest, env, ""
     where = posixpath.basename(path)
@@ -922,7 +925,7 @@ def _swift_module(module: str, args: list[Word], base: Base) -> list[Layer]:
 def _deepspeed(args: list[Word], env: Environment, cmd: Command, depth: int,
                base: Base) -> list[Layer]:
     # deepspeed/launcher/runner.py's own options and resource rules (launchers.deepspeed)
-    cfg = launchers.deepspeed(args, env, cmd.cwd)
+    cfg = launchers.deepspeed(args, env, cmd.cwd, cmd.files)
     why = cfg.unknown or (f"deepspeed would stop: {cfg.error}" if cfg.error else "")
     layer = Layer(
         "deepspeed", "distributed", nproc=None if why else cfg.nproc,
@@ -950,7 +953,7 @@ def _with_program(layer: Layer, cfg: launchers.LauncherConfig, env: Environment,
 def _accelerate(args: list[Word], env: Environment, cmd: Command, depth: int,
                 base: Base) -> list[Layer]:
     # accelerate's own rules and config file (launchers.accelerate)
-    cfg = launchers.accelerate(args, env, cmd.cwd)
+    cfg = launchers.accelerate(args, env, cmd.cwd, cmd.files)
     why = cfg.unknown or (f"accelerate would stop: {cfg.error}" if cfg.error else "")
     if not why and cfg.gpu_ids and cfg.gpu_ids != "all":
         # accelerate/utils/launch.py:136,260: gpu_ids become the workers' CUDA_VISIBLE_DEVICES
@@ -983,6 +986,7 @@ def _script_child(argv: list[Word], env: Environment, cmd: Command,
     except shell.ScriptFileError:
         return []
     evaluator = _Evaluator({}, cmd.cwd)
+    evaluator.written = dict(cmd.files)  # and the files the script wrote before
     # the script inherits the environment as it is: unknown values and all, and opaque
     evaluator.state.vars = {k: replace(v, exported=True) for k, v in env.items()}
     evaluator.state.opaque = env.opaque
@@ -1209,9 +1213,14 @@ def _programs(job: Job, cmd: Command, made: _Made) -> list[PathArg]:
     for layer in job.layers:
         if layer.launcher.startswith(("swift", "megatron")) and layer.args and \
                 layer.args[0].known and layer.args[0].text.endswith(SWIFT_CONFIG_SUFFIXES):
-            # swift/cli/main.py:42-47 opens it (a missing one stops swift there)
-            out.append(PathArg(f"{layer.launcher} config", _abs(layer.args[0].text, cmd.cwd),
-                               True, cmd.file, cmd.line))
+            # swift/cli/main.py:42-47 opens it (a missing one stops swift there); one the
+            # script writes first (`cat > sft.yaml <<EOF`) is there
+            path = _abs(layer.args[0].text, cmd.cwd)
+            created, by = made.find(path)
+            if not created:
+                out.append(PathArg(f"{layer.launcher} config", path, created is False,
+                                   cmd.file, cmd.line, "" if created is False else
+                                   f"it may be written by {by}"))
         if layer.kind == "wrapper" and not layer.launcher.startswith(("swift", "megatron")):
             break  # `ray job submit -- python train.py` runs in the cluster's working dir
         if layer.kind != "program" or not layer.launcher.startswith(PYTHONS):

@@ -251,6 +251,12 @@ INPUTS = [
      "cat > /cfg.yaml <<EOF\nnum_processes: 2\nEOF\n"
      "accelerate launch --config_file /cfg.yaml /t.py", ("/t.py",), ("/",), ("/",),
      Want(ok="1 input path(s) exist")),
+    # swift opens its config first (main.py:42-47): one the script writes is there
+    ("a swift config the script writes first",
+     "cat > /sft.yaml <<EOF\nmodel: $(cat /which)\nEOF\nswift sft /sft.yaml --dataset /d.jsonl",
+     ("/d.jsonl",), ("/",), ("/",), Want(ok="1 input path(s) exist")),
+    ("a swift config nobody writes", "swift sft /sft.yaml --dataset /d.jsonl", ("/d.jsonl",),
+     ("/",), ("/",), Want(Kind.BLOCKER, ("/sft.yaml does not exist",))),
     ("a config written from a quoted here-document",
      "cat > /ds.json <<'JSON'\n{\"zero\": 2}\nJSON\ndeepspeed /t.py --deepspeed /ds.json",
      ("/t.py",), ("/",), ("/",), Want(ok="1 input path(s) exist")),
@@ -286,9 +292,24 @@ def test_launch_inputs(cmd, exists, dirs, writable, want):
     check(judge.launch_inputs(inputs(spec_of(cmd), exists, dirs, writable)), want)
 
 
-def test_an_accelerate_config_written_by_the_script_is_unknown_not_missing(tmp_path):
-    # accelerate reads the file bash wrote just before: "accelerate would stop" is wrong
-    spec = script_of(tmp_path, "cat > cfg.yaml <<EOF\nnum_processes: 2\n"
+def test_an_accelerate_config_written_by_the_script_is_read(tmp_path):
+    # accelerate reads the file bash wrote just before: its here-document, expanded
+    spec = script_of(tmp_path, "P=29555\ncat > cfg.yaml <<EOF\ndistributed_type: MULTI_GPU\n"
+                               "num_processes: 2\nmain_process_port: $P\nEOF\n"
+                               "accelerate launch --config_file cfg.yaml t.py\n")
+    layer = spec.jobs[-1].distributed[0]
+    assert (layer.error, layer.nproc, layer.port) == ("", 2, 29555)
+    assert layer.nproc_source == f"num_processes in {tmp_path}/cfg.yaml"
+    # and what it holds decides: without distributed_type accelerate stops
+    spec = script_of(tmp_path, "cat > cfg.yaml <<EOF\nnum_processes: 2\nEOF\n"
+                               "accelerate launch --config_file cfg.yaml t.py\n")
+    assert "has no distributed_type" in spec.jobs[-1].distributed[0].error
+
+
+def test_an_accelerate_config_the_script_writes_unknown_is_unknown_not_missing(tmp_path):
+    # a part of the here-document not known: what accelerate reads is not known either
+    spec = script_of(tmp_path, "cat > cfg.yaml <<EOF\ndistributed_type: MULTI_GPU\n"
+                               "num_processes: $(nvidia-smi -L | wc -l)\n"
                                "main_process_port: 29555\nEOF\n"
                                "accelerate launch --config_file cfg.yaml t.py\n")
     layer = spec.jobs[-1].distributed[0]
@@ -671,3 +692,46 @@ def test_launcher_args_behind_a_relaunch_the_gpu_count_decides(gpus, error, want
 
 def test_launcher_args_skips_without_a_script():
     assert judge.launcher_args(judge.ArgsFacts(None)).skip.startswith("no launch script")
+
+
+def test_the_launchers_read_what_the_script_writes_through_one_seam(tmp_path):
+    """deepspeed's hostfile and swift's --config file are read as the job sees them, as
+    accelerate's config is (launchers.job_file): the script's here-document, expanded."""
+    spec = script_of(tmp_path, "cat > hostfile <<EOF\nlocalhost slots=${G:-4}\nEOF\n"
+                               "deepspeed --hostfile hostfile t.py\n")
+    layer = spec.jobs[-1].distributed[0]
+    assert (layer.nproc, layer.nproc_source) == (4, f"hostfile {tmp_path}/hostfile")
+    spec = script_of(tmp_path, "cat > hostfile <<EOF\nlocalhost slots=$(nvidia-smi -L | wc -l)"
+                               "\nEOF\ndeepspeed --hostfile hostfile t.py\n")
+    layer = spec.jobs[-1].distributed[0]
+    assert layer.nproc is None and "is written by the script at run.sh:1" in layer.unread
+    # swift: the config's ENV sets NPROC_PER_NODE: swift relaunches under torchrun
+    spec = script_of(tmp_path, "N=2\ncat > sft.yaml <<EOF\nENV:\n  NPROC_PER_NODE: $N\n"
+                               "model: Qwen/Qwen2.5-7B\nEOF\nswift sft sft.yaml\n")
+    assert [x.nproc for x in spec.jobs[-1].distributed] == [2]
+    # written by the script with content not known: its ENV may set anything
+    spec = script_of(tmp_path, "cat > sft.yaml <<EOF\nENV:\n  NPROC_PER_NODE: $(nproc)\n"
+                               "EOF\nswift sft sft.yaml\n")
+    assert spec.jobs[-1].distributed[0].maybe
+
+
+def test_a_write_that_may_not_run_leaves_the_file_on_disk_unknown(tmp_path):
+    """An older config on disk, rewritten in a branch that may not run: neither the old
+    nor the new content is what accelerate surely reads."""
+    (tmp_path / "acc.yaml").write_text("distributed_type: MULTI_GPU\nnum_processes: 2\n")
+    spec = script_of(tmp_path, "if [ -n \"$(cat /nonexistent)\" ]; then\n"
+                               "  cat > acc.yaml <<EOF\ndistributed_type: MULTI_GPU\n"
+                               "num_processes: 8\nEOF\nfi\n"
+                               "accelerate launch --config_file acc.yaml t.py\n")
+    layer = spec.jobs[-1].distributed[0]
+    assert layer.nproc is None and "only if that branch runs" in layer.nproc_text
+    # the same write surely run: its content, never the disk's
+    spec = script_of(tmp_path, "cat > acc.yaml <<EOF\ndistributed_type: MULTI_GPU\n"
+                               "num_processes: 8\nEOF\n"
+                               "accelerate launch --config_file acc.yaml t.py\n")
+    assert spec.jobs[-1].distributed[0].nproc == 8
+    # a config that stops accelerate names the script line that writes it
+    spec = script_of(tmp_path, "cat > acc.yaml <<'EOF'\n- a list\nEOF\n"
+                               "accelerate launch --config_file acc.yaml t.py\n")
+    assert spec.jobs[-1].distributed[0].error == \
+        f"{tmp_path}/acc.yaml (written by the script at run.sh:1) is not a mapping"

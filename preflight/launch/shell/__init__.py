@@ -26,11 +26,12 @@ from preflight.launch.shell.model import (
     Unknown,
     Var,
     Word,
+    Written,
 )
 from preflight.launch.shell.source import decode, parse_chunks, read_script
 
 __all__ = [
     "NOT_CONSUMING", "UNKNOWN_CLOSE", "UNKNOWN_OPEN", "WRAPPERS", "Command", "Evaluator",
-    "Exit", "ScriptFileError", "Trace", "Unknown", "Var", "Word", "decode", "evaluate_command",
-    "evaluate_script", "parse_chunks", "read_script",
+    "Exit", "ScriptFileError", "Trace", "Unknown", "Var", "Word", "Written", "decode",
+    "evaluate_command", "evaluate_script", "parse_chunks", "read_script",
 ]

@@ -27,6 +27,7 @@ from preflight.launch.shell.model import (
     Unknown,
     Var,
     Word,
+    Written,
 )
 from preflight.launch.shell.source import (
     ARITH,
@@ -49,6 +50,8 @@ from preflight.launch.shell.words import (
     Stop,
     dedupe,
     glob_regex,
+    joined,
+    matching,
     substitutions,
     to_word,
 )
@@ -116,6 +119,9 @@ class Evaluator(Expander):
         self._locals: list[dict[str, Var | None]] = []  # per function call: saved values
         self._exempt = False  # the last status came from a non-final part of a && / || list
         self._next_status: str | None = None  # `$?` for the next simple command
+        # the files the script has written so far (absolute path -> content); replaced,
+        # never changed in place, so that each Command keeps the view it started with
+        self.written: dict[str, Written] = {}
 
     # -- entry points
 
@@ -160,7 +166,7 @@ class Evaluator(Expander):
 
     def trace(self) -> Trace:
         return Trace(tuple(self.commands), dict(self.state.vars), tuple(self.unknowns),
-                     self.exit, tuple(self.files))
+                     self.exit, tuple(self.files), self.written)
 
     # -- text and nodes
 
@@ -176,7 +182,8 @@ class Evaluator(Expander):
             self._defined.update(a or b for a, b in _FUNCTION_DEF.findall(text))
             self._original[file] = text.split("\n")
             text = rewrite(text)
-            chunks, failures = parse_chunks(mask(text))
+            masked, bodies = mask(text)
+            chunks, failures = parse_chunks(masked)
             starts = [0] + [i + 1 for i in newlines]
             events: list[tuple[int, int, Any]] = [(offset, 1, nodes) for offset, nodes in chunks]
             events += [(starts[line - 1], 0, (line, snippet, error))
@@ -186,7 +193,7 @@ class Evaluator(Expander):
                     bad_line, snippet, error = item
                     self._unparsed(file, bad_line, snippet, error, st)
                     continue
-                self.src = Source(file, text, newlines, offset)
+                self.src = Source(file, text, newlines, offset, bodies)
                 for node in item:
                     try:
                         self._statement(node, st, ctx)
@@ -622,13 +629,9 @@ class Evaluator(Expander):
         for i, w in enumerate(words):
             assignment = declaring and i > 0 and "=" in w.word
             argv.extend(self._expand(w, st, split=not assignment, braces=True))
-        pairs = [(r.type, t) for r in redirects if (t := self._redirect_word(r, st)) is not None]
-        targets = tuple(t for _, t in pairs)
-        # the targets bash opens for writing: it fails there when the directory is missing
-        self.redirect_writes = tuple(t for op, t in pairs if op in (">", ">>", ">|", "&>",
-                                                                    ">&", "&>>"))
-        for t in targets:
-            self._create(t, st, directory=False)
+        targets = self._redirections(argv, redirects, st, ctx, file, line)
+        if targets is None:
+            return False
         if not argv:
             for a in assigns:
                 self._assign(a, st, line, export=st.allexport)
@@ -806,7 +809,8 @@ class Evaluator(Expander):
                              "of functions); not a launch script preflight can read")
         self.commands.append(Command(tuple(argv), env, file, line, st.cwd, ctx.conditional,
                                      targets, vanished, st.opaque,
-                                     writes=getattr(self, "redirect_writes", ())))
+                                     writes=getattr(self, "redirect_writes", ()),
+                                     files=self.written))
         self._files_effect(name, args, st)
         inline = self._shell_string(name, args)
         if inline is not None:
@@ -817,6 +821,106 @@ class Evaluator(Expander):
         if script is not None:
             self._child_script(script, positional, env, st, ctx, file, line)
         return None
+
+    # -- what the files the script writes hold (`cat > cfg.yaml <<EOF`)
+
+    def _redirections(self, argv: list[Word], redirects: list[Node], st: State, ctx: Ctx,
+                      file: str, line: int) -> tuple[Word, ...] | None:
+        """A simple command's redirect targets, made and written (None: the command
+        fails before it runs, see _writes)."""
+        pairs = [(r.type, t) for r in redirects if (t := self._redirect_word(r, st)) is not None]
+        targets = tuple(t for _, t in pairs)
+        # the targets bash opens for writing: it fails there when the directory is missing
+        self.redirect_writes = tuple(t for op, t in pairs if op in (">", ">>", ">|", "&>",
+                                                                    ">&", "&>>"))
+        for t in targets:
+            self._create(t, st, directory=False)
+        if self._writes(argv, redirects, st, ctx, f"{posixpath.basename(file)}:{line}"):
+            return None
+        return targets
+
+    def _writes(self, argv: list[Word], redirects: list[Node], st: State, ctx: Ctx,
+                where: str) -> bool:
+        """_record_writes; True when the command fails before it runs: a program whose
+        here-document bash cannot expand (`set -u`, an unset variable) fails in the child
+        bash forked for it, and the script goes on; a builtin's stops the shell (Stop)."""
+        try:
+            self._record_writes(argv, redirects, st, ctx, where)
+        except Abort:
+            raise
+        except Stop:
+            if not argv or argv[0].text in _BUILTINS or argv[0].text in st.functions:
+                raise
+            self._record_writes(argv, [r for r in redirects if r.type not in ("<<", "<<-")],
+                                st, ctx, where)
+            return True
+        return False
+
+    def _record_writes(self, argv: list[Word], redirects: list[Node], st: State, ctx: Ctx,
+                       where: str) -> None:
+        """What a simple command leaves in the files it writes: the here-document of
+        `cat`, `cat -` and `tee [-a] FILE...` (whose output is their input, stdout and
+        each FILE alike), appended for `>>` / `tee -a`; anything else written is not
+        known. A write on a branch that may not run leaves the file not known."""
+        feed = self._stdin(redirects, st)
+        tee = _tee_files(argv)
+        copies = feed is not None and (tee[1] if tee is not None else _cat_of_stdin(argv)) \
+            and argv[0].text not in st.functions
+        outs = [r for r in redirects if r.type in (">", ">|", ">>", "&>", "&>>", ">&")]
+        stdout = [r for r in outs if r.type.startswith("&") or r.input in (None, 1)]
+        program = argv[0].text if argv else "a redirect"
+        for r in outs:
+            target = self._redirect_word(r, st)
+            content = feed if copies and len(stdout) == 1 and r in stdout else None
+            self._write(target, content, r.type.endswith(">>"), st, ctx, where, program)
+        for target, append in (tee[0] if tee is not None else ()):
+            self._write(target, feed if copies else None, append, st, ctx, where, program)
+        if argv and argv[0].known:
+            for target in _changed_files(argv):
+                self._write(target, None, False, st, ctx, where, argv[0].text)
+            if posixpath.basename(argv[0].text) == "touch":  # a new file is empty
+                for target in argv[1:]:
+                    path = self._resolve(target.text, st) if target.known else None
+                    if path and not target.text.startswith("-") and not os.path.lexists(
+                            path) and posixpath.normpath(path) not in self.written:
+                        self._write(target, Word("", ""), False, st, ctx, where, "touch")
+
+    def _stdin(self, redirects: list[Node], st: State) -> Word | None:
+        """The here-document a command reads as its input, when that is its only input
+        redirect; None otherwise."""
+        inputs = [r for r in redirects if r.type in ("<", "<<", "<<-", "<<<", "<>", "<&")
+                  and r.input in (None, 0)]
+        if len(inputs) != 1 or inputs[0].type not in ("<<", "<<-") or \
+                getattr(inputs[0], "heredoc", None) is None:
+            return None
+        return self._heredoc(inputs[0], st)
+
+    def _write(self, target: Word | None, content: Word | None, append: bool, st: State,
+               ctx: Ctx, where: str, program: str) -> None:
+        if target is None or not target.known or target.text.startswith("/dev/"):
+            return  # a path not known: nothing known is changed
+        path = self._resolve(target.text, st)
+        if path is None:
+            return
+        path = posixpath.normpath(path)
+        old = self.written.get(path)
+        shown = content.text if content is not None and not append else ""
+        if ctx.conditional:
+            new = Written(None, where, f"written by {program} at {where} only if that "
+                                       "branch runs", shown, maybe=True)
+        elif content is None:
+            new = Written(None, where, f"written by {program} at {where}")
+        elif not content.known:
+            new = Written(None, where, content.reason or "a part of its here-document is "
+                                                         "not known", shown)
+        elif not append:
+            new = Written(content.text, where)
+        elif old is not None and old.text is not None:
+            new = Written(old.text + content.text, where)
+        else:
+            new = Written(None, where, f"appended to at {where}, and what it held before "
+                                       "is not known")
+        self.written = {**self.written, path: new}
 
     # -- conda / mamba / micromamba: their hooks and `activate`, read from the filesystem
 
@@ -1303,20 +1407,7 @@ class Evaluator(Expander):
         if not delim_empty or len(names) != 1 or not NAME.fullmatch(names[0]) or \
                 len(heredocs) != 1:
             return None
-        redirect = heredocs[0]
-        body = self.src.raw(redirect.heredoc.pos)
-        body = body[:body.rstrip("\n").rfind("\n") + 1] if "\n" in body else ""
-        if redirect.type == "<<-":
-            body = "".join(ln.lstrip("\t") for ln in body.splitlines(keepends=True))
-        # the quotes of `<<'EOF'` lie just outside the parsed word (source.mask)
-        start, end = redirect.output.pos
-        delimiter = self.src.raw((max(start - 1, 0), end + 1))
-        if any(q in delimiter for q in "'\"\\"):
-            value = Word(body, body)
-        else:  # expanded like a double-quoted string in which `"` is literal
-            body = body.replace("\\\n", "")
-            escaped = re.sub(r'(?<!\\)"', '\\\\"', body)
-            value = to_word(self._scan(escaped, 0, st, {}, dq=True), body)
+        value = self._heredoc(heredocs[0], st)
         old = st.vars.get(names[0])
         if not value.known:
             st.vars[names[0]] = Var(None, bool(old and old.exported), value.reason,
@@ -1327,6 +1418,34 @@ class Evaluator(Expander):
         st.vars[names[0]] = Var(text.strip(" \t\n"), bool(old and old.exported),
                                 where=f"{file}:{line}")
         return False
+
+    def _heredoc(self, redirect: Node, st: State) -> Word:
+        """The text a here-document feeds its command, as bash makes it (bash
+        make_cmd.c `make_here_document`, subst.c `expand_string_to_string`): `<<-`
+        strips leading tabs from every line; a quoted delimiter (`<<'EOF'`, `<<"EOF"`,
+        `<<\\EOF`) keeps the body as written; otherwise it is expanded like a
+        double-quoted string in which `"` is an ordinary character, except inside
+        `$(...)`, `${...}` and backquotes."""
+        at = self.src.text.find("<<", self.src.base + redirect.pos[0])
+        span = self.src.bodies.get(at)
+        if span is None:
+            return Word("", "<<", known=False, reason="a here-document whose body preflight "
+                                                      "did not find")
+        body = self.src.text[span[0]:span[1]]
+        if redirect.type == "<<-":
+            body = "".join(ln.lstrip("\t") for ln in body.splitlines(keepends=True))
+        # the quotes of `<<'EOF'` (the backslash of `<<\\EOF`) lie just outside the
+        # parsed word (source.mask)
+        start, end = redirect.output.pos
+        delimiter = self.src.raw((max(start - 1, 0), end + 1))
+        if any(q in delimiter for q in "'\"\\"):
+            return Word(body, body)
+        # "$@" and "${A[@]}" there are their items joined by spaces (not by IFS)
+        pieces = [p if p.fields is None else joined(p.fields, True, p.source)
+                  for p in self._scan(_plain_quotes(body), 0, st, {}, dq=True)]
+        word = to_word(pieces, body)
+        return replace(word, text=word.text.replace(_QUOTE, '"'),
+                       prefix=word.prefix.replace(_QUOTE, '"'))
 
     def _save_local(self, builtin: str, key: str, st: State) -> None:
         if self._locals and builtin in ("local", "declare", "typeset") and \
@@ -1540,7 +1659,14 @@ class Evaluator(Expander):
             self._opaque(st, where)
             return None
         path = self._resolve(target.text, st)
-        if path is None or not os.path.isfile(path):
+        written = self.written.get(posixpath.normpath(path)) if path else None
+        if written is not None and written.text is None:
+            self._unknown(file, line, target.text, f"source {target.text}: written by the "
+                          f"script at {written.where}, what it holds is not known "
+                          f"({written.reason}); what it sets is unknown")
+            self._opaque(st, where)
+            return None
+        if written is None and (path is None or not os.path.isfile(path)):
             self._unknown(file, line, target.text,
                           f"source {target.text}: no such file here; what it sets is unknown")
             if path is not None and not os.path.exists(path) and posixpath.isabs(path) \
@@ -1548,12 +1674,14 @@ class Evaluator(Expander):
                 return False  # bash fails the same way: `source: no such file`
             self._opaque(st, where)
             return None
+        assert path is not None  # `written` is looked up by a path
         if ctx.depth >= MAX_SOURCE_DEPTH or path in self._reading:
             self._unknown(file, line, target.text, "source nested too deep (a cycle?)")
             self._opaque(st, f"source at {posixpath.basename(file)}:{line}")
             return None
-        try:
-            text, notes = self.reader(path)
+        try:  # what the script wrote there (it runs first), else the file on disk
+            text, notes = (written.text, []) if written is not None and \
+                written.text is not None else self.reader(path)
         except ScriptFileError as exc:
             self._unknown(file, line, target.text, str(exc))
             return None
@@ -1631,8 +1759,9 @@ class Evaluator(Expander):
 
     def _child_text(self, text: Word, zero: str, positional: tuple[Word, ...],
                     env: dict[str, Var], st: State, ctx: Ctx,
-                    file: str, line: int) -> None:
-        """`bash -c 'text'`: a child shell that sees only the exported environment."""
+                    file: str, line: int, label: str = "") -> None:
+        """`bash -c 'text'`: a child shell that sees only the exported environment (or
+        a script the script wrote, `label` its path)."""
         if ctx.depth >= MAX_SOURCE_DEPTH:
             return
         child = State(dict(env), {}, st.cwd, False, positional, st.opaque)
@@ -1653,9 +1782,10 @@ class Evaluator(Expander):
         script = text.text
         saved = self.script0
         self.script0 = zero
+        label = label or f"{file}:{line} (-c)"
         try:
-            self._shells.add(f"{file}:{line} (-c)")
-            self._run_text(f"{file}:{line} (-c)", script, [], child,
+            self._shells.add(label)
+            self._run_text(label, script, [], child,
                            replace(ctx, depth=ctx.depth + 1, tested=False))
         except (_Exit, _Return):
             pass
@@ -1665,13 +1795,28 @@ class Evaluator(Expander):
     def _child_script(self, path: str | None, positional: tuple[Word, ...],
                       env: dict[str, Var], st: State, ctx: Ctx,
                       file: str, line: int) -> None:
-        """A script the job runs as a child: it sees only the exported environment."""
-        if path is None or not os.path.isfile(path):
+        """A script the job runs as a child: it sees only the exported environment; a
+        script the script wrote itself (`cat > launch.sh <<EOF`) is read as written."""
+        written = self.written.get(posixpath.normpath(path)) if path else None
+        if path is None or written is None and not os.path.isfile(path):
             return
         if ctx.depth >= MAX_SOURCE_DEPTH or path in self._reading:
             return
+        if written is not None and written.text is None:
+            self._unknown(file, line, path, f"{path} is written by the script at "
+                          f"{written.where}, what it holds is not known ({written.reason})")
+            if written.shown:  # its known parts are read, the rest stands as unknown
+                self._child_text(Word(written.shown, path,
+                                      known=UNKNOWN_OPEN not in written.shown), path, positional,
+                                 env, st, replace(ctx, conditional=ctx.conditional or
+                                                  written.maybe), file, line, label=path)
+            if not (written.maybe and os.path.isfile(path)):
+                return
+            # a write that may not run over a file on disk: that file may run instead
+            written, ctx = None, replace(ctx, conditional=True)
         try:
-            text, notes = self.reader(path)
+            text, notes = (written.text, []) if written is not None and \
+                written.text is not None else self.reader(path)
         except ScriptFileError as exc:
             self._unknown(file, line, path, str(exc))
             return
@@ -1828,6 +1973,87 @@ def evaluate_script(path: str, environ: Mapping[str, str], cwd: str | None = Non
 
 def evaluate_command(line: str, environ: Mapping[str, str], cwd: str | None = None) -> Trace:
     return Evaluator(environ, cwd).run_command(line)
+
+
+_CAT = ("cat", "/bin/cat", "/usr/bin/cat")
+_TEE = ("tee", "/bin/tee", "/usr/bin/tee")
+# coreutils tee's options (tee.c `long_options`): -a appends; the others change no output
+_TEE_FLAGS = {"-a": True, "--append": True, "-i": False, "--ignore-interrupts": False,
+              "-p": False}
+# Programs that change or remove the files they name: what such a file holds afterwards
+# is not known (sed and perl only with -i).
+_CHANGERS = frozenset({"rm", "mv", "cp", "ln", "install", "rsync", "truncate"})
+
+
+def _cat_of_stdin(argv: list[Word]) -> bool:
+    """`cat` or `cat -`: its output is exactly its input."""
+    return bool(argv) and argv[0].known and argv[0].text in _CAT and \
+        [a.text for a in argv[1:]] in ([], ["-"]) and all(a.known for a in argv)
+
+
+def _tee_files(argv: list[Word]) -> tuple[list[tuple[Word, bool]], bool] | None:
+    """`tee [-a] FILE...`: (each FILE with whether it is appended to, whether tee's
+    output is known to be its input); None when argv is not tee."""
+    if not argv or not argv[0].known or argv[0].text not in _TEE:
+        return None
+    append, ok, files, options = False, True, [], True
+    for a in argv[1:]:
+        if not a.known:
+            ok = False
+            continue
+        if options and a.text == "--":
+            options = False
+        elif options and a.text.startswith("--") and a.text in _TEE_FLAGS:
+            append |= _TEE_FLAGS[a.text]
+        elif options and a.text.startswith("-") and len(a.text) > 1:
+            flags = [f"-{c}" for c in a.text[1:]]
+            ok &= all(f in _TEE_FLAGS for f in flags)
+            append |= any(_TEE_FLAGS.get(f, False) for f in flags)
+        else:
+            files.append(a)
+    return [(f, append) for f in files], ok
+
+
+def _changed_files(argv: list[Word]) -> list[Word]:
+    """The files `rm`, `mv`, `cp`, `sed -i`, ... name (and, for a copy into a directory,
+    the file it makes there): what they hold afterwards is not known."""
+    name = posixpath.basename(argv[0].text)
+    args = [a for a in argv[1:] if a.known]
+    in_place = any(a.text.startswith("-i") or a.text == "--in-place" for a in args)
+    if name not in _CHANGERS and not (name in ("sed", "perl") and in_place):
+        return []
+    paths = [a for a in args if not a.text.startswith("-")]
+    if name in ("cp", "mv", "ln", "install", "rsync") and len(paths) > 1:
+        paths += [Word(posixpath.join(paths[-1].text, posixpath.basename(p.text)), p.source)
+                  for p in paths[:-1]]
+    return paths
+
+
+_QUOTE = "\ue000"  # a here-document's `"` while it is expanded: an ordinary character
+
+
+def _plain_quotes(body: str) -> str:
+    """`"` of a here-document body outside `$(...)`, `${...}` and backquotes as _QUOTE,
+    so that the double-quoted expansion leaves it (and a `\\"` before it) as written."""
+    out, i, n = [], 0, len(body)
+    while i < n:
+        c = body[i]
+        if c == "\\":
+            out.append("\\" + body[i + 1:i + 2].replace('"', _QUOTE))
+            i += 2
+        elif c == "$" and body[i + 1:i + 2] in ("(", "{"):
+            j = matching(body, i + 1, body[i + 1], ")" if body[i + 1] == "(" else "}")
+            out.append(body[i:j + 1])
+            i = j + 1
+        elif c == "`":
+            j = body.find("`", i + 1)
+            j = n - 1 if j < 0 else j
+            out.append(body[i:j + 1])
+            i = j + 1
+        else:
+            out.append(_QUOTE if c == '"' else c)
+            i += 1
+    return "".join(out)
 
 
 _FUNCTION_DEF = re.compile(r"(?:^|[\s;&|({])(?:function\s+([A-Za-z_][\w.:-]*)|"

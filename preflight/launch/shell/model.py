@@ -7,7 +7,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 UNKNOWN_OPEN, UNKNOWN_CLOSE = "⟨", "⟩"
 
@@ -68,6 +68,20 @@ class Word:
 
 
 @dataclass(frozen=True)
+class Written:
+    """What the script leaves in a file it writes (`cat > f <<EOF`, `tee f <<EOF`):
+    `text` None when it is not known (`reason` says why); `where` is "run.sh:3"."""
+
+    text: str | None
+    where: str
+    reason: str = ""
+    # what it holds if written, its unknown parts as ⟨...⟩ ("" when none of it is known),
+    # and whether the write may not run at all
+    shown: str = ""
+    maybe: bool = False
+
+
+@dataclass(frozen=True)
 class Command:
     """A program the script would start, with the environment it would inherit."""
 
@@ -81,6 +95,9 @@ class Command:
     vanished: tuple[Word, ...] = ()  # arguments that expanded to nothing
     opaque: str = ""  # why any variable not in `env` may still be in its environment
     writes: tuple[Word, ...] = ()  # the redirect targets opened for writing (> >> 2> &>)
+    # the files the script wrote so far (absolute path -> content), as this command sees
+    # them when it starts: launchers read their config files through it
+    files: Mapping[str, Written] = field(default_factory=dict, compare=False)
 
     @property
     def program(self) -> str:
@@ -114,3 +131,4 @@ class Trace:
     unknowns: tuple[Unknown, ...]
     exit: Exit | None
     files: tuple[str, ...]
+    written: Mapping[str, Written] = field(default_factory=dict)  # as the script ends

@@ -50,15 +50,26 @@ def decode(data: bytes) -> tuple[str, list[str]]:
     return text, notes
 
 
-# `<<'EOF'`, `<<-"EOF"`: a here-document whose delimiter is quoted (bash: no expansion)
-_QUOTED_HEREDOC = re.compile(r"""<<-?[ \t]*(?P<q1>['"])[A-Za-z0-9_]+(?P<q2>(?P=q1))""")
+# `<<'EOF'`, `<<-"EOF"`, `<<\EOF`: a here-document whose delimiter is quoted (bash: no
+# expansion)
+_QUOTED_HEREDOC = re.compile(
+    r"""<<-?[ \t]*(?:(?P<q1>['"])[A-Za-z0-9_]+(?P<q2>(?P=q1))|(?P<bs>\\)[A-Za-z0-9_]+\b)""")
 
 
-def mask(text: str) -> str:
+# `<<EOF`, `<<-'EOF'`, `<< "E O"`: the operator and its delimiter word
+_HEREDOC_OP = re.compile(r"""<<(-?)[ \t]*((?:[^\s;&|<>()'"\\]|'[^'\n]*'|"[^"\n]*"|\\.)+)""")
+Bodies = dict[int, tuple[int, int]]  # offset of a `<<` -> its body's [start, end)
+
+
+def mask(text: str) -> tuple[str, Bodies]:
     """Same-length rewrites of what bashlex cannot parse, so positions stay true:
     `$((expr))` becomes `$(:    )`: the evaluator reads the arithmetic from the text
-    itself (`[[ ... ]]` is rewritten by `rewrite`)."""
+    itself (`[[ ... ]]` is rewritten by `rewrite`). Here-document bodies become blanks
+    (bashlex 0.18 reads the body of one inside `if`/`{ }`/a function as commands); where
+    each body lies is returned, for the evaluator to read it from the text itself."""
     out = list(text)
+    bodies: Bodies = {}
+    pending: list[tuple[int, str, bool]] = []  # (offset of `<<`, delimiter, strip tabs)
     i, n, quote = 0, len(text), ""
     while i < n:
         c = text[i]
@@ -68,13 +79,12 @@ def mask(text: str) -> str:
                 out[i] = "Z"  # literal here; bashlex 0.18 can loop forever expanding it
         elif c == "\\":
             i += 1
-        elif c == "<" and not quote and (m := _QUOTED_HEREDOC.match(text, i)):
-            # bashlex 0.18 wants the quotes on the closing line too (`'EOF'`), so every
-            # `<<'EOF'` ran to the end of the script; parsed as `<< EOF `, and the
-            # evaluator sees the quotes in the text itself (the body is not expanded)
-            for k in (m.start("q1"), m.end("q2") - 1):
-                out[k] = " "
-            i = m.end() - 1
+        elif c == "\n" and pending and not quote:
+            i = _bodies(text, i + 1, pending, out, bodies)
+            continue
+        elif c == "<" and not quote and text.startswith("<<", i) and \
+                not text.startswith("<<<", i):
+            i = _heredoc_op(text, i, out, pending)
         elif c == "$" and text[i + 1:i + 2] == "'" and not quote:
             # $'...' read as '...' by the parser (the evaluator reads the text itself):
             # bashlex 0.18 loops forever on some $'...' words (`$'${A['`)
@@ -98,7 +108,50 @@ def mask(text: str) -> str:
                 out[i:j + 1] = ["$", "(", ":"] + [" "] * (j - i - 3) + [")"]
                 i = j
         i += 1
-    return "".join(out)
+    return "".join(out), bodies
+
+
+def _heredoc_op(text: str, i: int, out: list[str], pending: list[tuple[int, str, bool]]
+                ) -> int:
+    """A `<<` at i: its delimiter is pending until the end of the line; returns the
+    index of the operator's last character."""
+    m = _QUOTED_HEREDOC.match(text, i)
+    if m:
+        # bashlex 0.18 wants the quotes on the closing line too (`'EOF'`), so every
+        # `<<'EOF'` ran to the end of the script; parsed as `<< EOF `, and the
+        # evaluator sees the quotes in the text itself (the body is not expanded)
+        for k in ((m.start("q1"), m.end("q2") - 1) if m.group("q1") else
+                  (m.start("bs"),)):
+            out[k] = " "
+    op = _HEREDOC_OP.match(text, i)
+    if op is None:
+        return i + 1
+    # bash: quote removal on the word is the delimiter (make_cmd.c make_here_document)
+    pending.append((i, re.sub(r"[\"'\\]", "", op.group(2)), bool(op.group(1))))
+    return op.end() - 1
+
+
+def _bodies(text: str, i: int, pending: list[tuple[int, str, bool]], out: list[str],
+            bodies: Bodies) -> int:
+    """The bodies of the pending here-documents from i on, in order, each up to its
+    delimiter line (`<<-`: after its leading tabs), blanked; returns the index after."""
+    n = len(text)
+    for op, delimiter, strip in pending:
+        start = i
+        while i < n:
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            line = text[i:end]
+            if (line.lstrip("\t") if strip else line) == delimiter:
+                bodies[op] = (start, i)
+                i = end + 1
+                break
+            out[i:end] = " " * (end - i)
+            i = end + 1
+        else:  # bash reads to the end of the script (a warning)
+            bodies[op] = (start, n)
+    pending.clear()
+    return min(i, n)
 
 
 def _parse(text: str) -> list[Any]:

@@ -4,7 +4,7 @@ and the context a statement runs in."""
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from preflight.launch.shell.model import Var, Word
@@ -41,6 +41,8 @@ class Source:
     text: str
     newlines: list[int]
     base: int = 0
+    # where each here-document's body lies in `text` (source.mask): offset of its `<<`
+    bodies: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def line(self, pos: int) -> int:
         return bisect.bisect_right(self.newlines, self.base + pos - 1) + 1 \

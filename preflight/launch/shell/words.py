@@ -269,7 +269,7 @@ class Expander:
         label = f"${name}" if not NAME.fullmatch(name) else name
         if fields is not None:
             if name == "*" and dq:
-                return _joined(fields, dq, source, _ifs_first(st))
+                return joined(fields, dq, source, _ifs_first(st))
             return Piece("", quoted=dq, source=source,
                          fields=tuple(fields) if dq else resplit(fields))
         if var is None and st.nounset and not default_ok and name not in "@*#?$!-0":
@@ -414,7 +414,7 @@ class Expander:
             # KEY empty) are the command's vanished words: its flag lost its value
             self.vanished.extend(var.vanished)
             if index == "*" and dq:
-                return _joined(items, dq, source, _ifs_first(st))
+                return joined(items, dq, source, _ifs_first(st))
             return Piece("", quoted=dq, source=source,
                          fields=tuple(items) if dq else resplit(items))
         word = to_word(self._scan(index, 0, st, {}, dq=True), index)
@@ -679,7 +679,7 @@ def _ifs_first(st: State) -> str | None:
     return None if ifs.value is None else ifs.value[:1]
 
 
-def _joined(items: Sequence[Word], dq: bool, source: str, sep: str | None = " ") -> Piece:
+def joined(items: Sequence[Word], dq: bool, source: str, sep: str | None = " ") -> Piece:
     """"${A[*]}" / "$*": the elements joined by IFS's first character."""
     if not all(w.known for w in items) or sep is None:
         return Piece("", known=False, quoted=dq, source=source,
