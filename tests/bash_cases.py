@@ -54,6 +54,7 @@ TEMPLATES = {
     "function": "launch() {\n  @L@ \"$@\"\n}\nlaunch\nlaunch --extra \"two words\"\n",
     "main-args": "main() {\n  @L@ \"$@\"\n}\nmain \"$@\"\n",
     "local": "f() {\n  local NP=3\n  @L@\n}\nNP=5\nf\n@L@\n",
+    "background": "set -e\nexport NP=7 &\nPORT=29444 &\ncd data &\nf() { export INF=1; }\nf &\nfalse &\n(exit 3) &\nwait\n@L@ ${INF:-none}\n@L@ & wait\n",
     "local-leak": "g() {\n  local X=in\n  Y=out\n}\ng\nexport X=${X:-none} Y\n@L@\n",
     "array": "EXTRA=(--max_steps 10 \"--name\" 'a b')\nEXTRA+=(--seed 1)\n@L@ \"${EXTRA[@]}\" "
              "${#EXTRA[@]} ${EXTRA[1]} \"${EXTRA[*]}\"\n",

@@ -71,6 +71,7 @@ SHAPES = [
     Shape("rewrite-disk-file", "cat > a.txt <<EOF\nscript\nEOF\n", files={"a.txt": "disk\n"}),
     Shape("if-undecided", "if [ -n \"$(cat /nonexistent 2>/dev/null)\" ]; then\n  cat > a.txt <<EOF\nx\nEOF\nfi\n"),
     Shape("if-undecided-else", "if [ -n \"$(cat /nonexistent 2>/dev/null)\" ]; then\n  cat > a.txt <<EOF\nx\nEOF\nelse\n  cat > a.txt <<EOF\ny\nEOF\nfi\n"),
+    Shape("background", "cat > a.txt <<EOF &\nx\nEOF\nwait\nX=1 &\ncat > b.txt <<EOF\n${X:-unset}\nEOF\n"),
     Shape("if-decided", "N=2\nif [ \"$N\" = 2 ]; then\n  cat > a.txt <<EOF\nyes $N\nEOF\nelse\n  cat > a.txt <<EOF\nno\nEOF\nfi\n"),
     Shape("if-then-rewrite", "if [ -n \"$(cat /nonexistent 2>/dev/null)\" ]; then cat > a.txt <<EOF\nx\nEOF\nfi\ncat > a.txt <<EOF\nsure\nEOF\n"),
     Shape("and-list-undecided", "[ -n \"$(cat /nonexistent 2>/dev/null)\" ] && cat > a.txt <<EOF\nx\nEOF\ntrue\n"),

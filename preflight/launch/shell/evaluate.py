@@ -285,6 +285,30 @@ class Evaluator(Expander):
         return None
 
     def _list(self, parts: list[Node], st: State, ctx: Ctx) -> bool | None:
+        chains = _chains(parts)
+        if not any(end == "&" for _, end in chains):
+            return self._and_or(parts, st, ctx)
+        status: bool | None = True
+        for chain, end in chains:
+            if end == "&":
+                self._background(chain, st, ctx)
+                status = True  # `a &` itself succeeds
+            else:
+                status = self._and_or(chain, st, ctx)
+        return status
+
+    def _background(self, chain: list[Node], st: State, ctx: Ctx) -> None:
+        """`a && b &`: bash runs the and-or list asynchronously in a subshell (bash(1),
+        Lists): its commands start, but nothing it sets, exports or changes (cd) reaches
+        the script, an `exit` or `set -e` ends only the subshell, and a file it writes
+        may not be complete when the next command reads it."""
+        fork = st.fork()
+        try:
+            self._and_or(chain, fork, replace(ctx, background=True))
+        except (_Exit, Stop):
+            pass
+
+    def _and_or(self, parts: list[Node], st: State, ctx: Ctx) -> bool | None:
         status: bool | None = True
         pending = None  # the operator before the next node
         previous = None
@@ -908,6 +932,9 @@ class Evaluator(Expander):
         if ctx.conditional:
             new = Written(None, where, f"written by {program} at {where} only if that "
                                        "branch runs", shown, maybe=True)
+        elif ctx.background:
+            new = Written(None, where, f"written in the background (`&`) by {program} at "
+                                       f"{where}: it may not be complete when it is read")
         elif content is None:
             new = Written(None, where, f"written by {program} at {where}")
         elif not content.known:
@@ -1983,6 +2010,22 @@ _TEE_FLAGS = {"-a": True, "--append": True, "-i": False, "--ignore-interrupts": 
 # Programs that change or remove the files they name: what such a file holds afterwards
 # is not known (sed and perl only with -i).
 _CHANGERS = frozenset({"rm", "mv", "cp", "ln", "install", "rsync", "truncate"})
+
+
+def _chains(parts: list[Node]) -> list[tuple[list[Node], str]]:
+    """A list's and-or lists with the operator that ends each (`;`, `&`, newline, "")."""
+    chains: list[tuple[list[Node], str]] = []
+    chain: list[Node] = []
+    for part in parts:
+        if part.kind == "operator" and part.op not in ("&&", "||"):
+            if chain:
+                chains.append((chain, part.op))
+            chain = []
+        else:
+            chain.append(part)
+    if chain:
+        chains.append((chain, ""))
+    return chains
 
 
 def _cat_of_stdin(argv: list[Word]) -> bool:

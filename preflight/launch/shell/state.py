@@ -58,3 +58,4 @@ class Ctx:
     guard: tuple[str, tuple[Word, ...]] | None = None  # the decided test leading here
     depth: int = 0
     tested: bool = False  # an if/while condition or left of && / ||: set -e does not stop
+    background: bool = False  # in `a &`: started, but what it writes may not be complete
