@@ -266,6 +266,19 @@ class Scanner:
         self.slow = [m for m in self.matchers if m.literals is None]
         self.slow_markers = [m for m, lits in zip(self.markers, self.marker_literals, strict=True)
                              if lits is None]
+        self._candidates: dict[frozenset[str], list[Matcher]] = {}
+
+    def candidates(self, triggers: set[str]) -> list[Matcher]:
+        """The matchers a line with these triggers can match, in order; computed once per
+        set of triggers (a crash loop repeats a few sets millions of times)."""
+        key = frozenset(triggers)
+        found = self._candidates.get(key)
+        if found is None:
+            found = [m for m in self.matchers if m.literals is None
+                     or any(_covers(t, m.literals) for t in key)]
+            if len(self._candidates) < 4096:  # bounded, whatever the log combines
+                self._candidates[key] = found
+        return found
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -324,10 +337,15 @@ def scan_file(scanner: Scanner, index: int, shown: str, real: str, markers: set[
 
 
 def _segment_bounds(block: bytes, pos: int) -> tuple[int, int]:
-    start = max(block.rfind(b"\n", 0, pos), block.rfind(b"\r", 0, pos)) + 1
-    ends = [e for e in (block.find(b"\n", pos), block.find(b"\r", pos)) if e >= 0]
-    end = min(ends) if ends else len(block)
-    return start, end
+    # The \r is looked for only inside the line: a search to the block's edge made a log
+    # with an error on every line quadratic in the 4 MiB block.
+    line_start = block.rfind(b"\n", 0, pos) + 1
+    line_end = block.find(b"\n", pos)
+    if line_end < 0:
+        line_end = len(block)
+    start = block.rfind(b"\r", line_start, pos) + 1 or line_start
+    end = block.find(b"\r", pos, line_end)
+    return start, line_end if end < 0 else end
 
 
 def _scan_block(scanner: Scanner, index: int, block: bytes, base_offset: int, base_line: int,
@@ -355,9 +373,7 @@ def _scan_block(scanner: Scanner, index: int, block: bytes, base_offset: int, ba
             if marker.pattern not in markers and marker.search(text):
                 markers.add(marker.pattern)
         matched = []
-        for m in scanner.matchers:
-            if m.literals is not None and not any(_covers(t, m.literals) for t in trigs):
-                continue
+        for m in scanner.candidates(trigs):
             if m.block not in matched and m.pattern.search(text):
                 matched.append(m.block)
         if matched:
