@@ -66,6 +66,22 @@ JOB = {"NNODES": "2", "MASTER_ADDR": "10.0.0.1"}
      [Kind.BLOCKER], "MASTER_ADDR=127.0.0.1 is a loopback address", "export MASTER_ADDR="),
     ("MASTER_ADDR is node a on both", checks.judge_master_addr(nodes(
         report("a", "10.0.0.1", env=JOB), report("b", "10.0.0.2", env=JOB))), [], "", ""),
+    ("MASTER_ADDR exported on no node (the launch passes --master_addr): not a finding",
+     checks.judge_master_addr(nodes(report("a", "10.0.0.1", env={"NNODES": "2"}),
+                                    report("b", "10.0.0.2", env={"NNODES": "2"}))),
+     [], "", ""),
+    ("MASTER_ADDR exported on one node only", checks.judge_master_addr(nodes(
+        report("a", "10.0.0.1", env=JOB), report("b", "10.0.0.2", env={"NNODES": "2"}))),
+     [Kind.BLOCKER], "MASTER_ADDR is 10.0.0.1 on a but unset on b",
+     "export MASTER_ADDR=10.0.0.1"),
+    ("two MASTER_ADDRs: the fix is the NODE_RANK 0 node's, not the first in sort order",
+     checks.judge_master_addr(nodes(
+         report("a", "10.0.0.9", env={"NNODES": "2", "NODE_RANK": "0",
+                                      "MASTER_ADDR": "10.0.0.9"}),
+         report("b", "10.0.0.10", env={"NNODES": "2", "NODE_RANK": "1",
+                                       "MASTER_ADDR": "10.0.0.10"}))),
+     [Kind.BLOCKER], "MASTER_ADDR differs between nodes: 10.0.0.10 on b, 10.0.0.9 on a",
+     "export MASTER_ADDR=10.0.0.9   # on every node"),
     ("a failed connection names the pair", checks.judge_reach(
         {"a": [{"to": "b", "address": "10.0.0.2:7", "ok": False, "error": "refused",
                 "ms": 1.0}]}, {}),

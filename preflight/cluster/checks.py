@@ -281,6 +281,27 @@ def _owners(answered: list[NodeReport], values: set[str]) -> dict[str, list[str]
 _HEAD_FIX = "export MASTER_ADDR=<the IP of NODE_RANK 0, as `hostname -I` shows it>"
 
 
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+
+
+def _names(addrs: dict[str, str | None], value: str) -> str:
+    return _few([k for k, v in addrs.items() if v == value])
+
+
+def _head_value(answered: list[NodeReport], addrs: dict[str, str | None],
+                owners: dict[str, list[str]]) -> tuple[str, str]:
+    """The MASTER_ADDR value to keep: the one that is an address of the node declaring
+    NODE_RANK=0, else the one most nodes have; and which of the two it is."""
+    rank0 = {n.name for n in answered
+             if (n.facts.get("launch_env") or {}).get("NODE_RANK") == "0"}
+    for value, names in sorted(owners.items()):
+        if rank0 & set(names) and not _loopback(value):
+            return value, "the address of the NODE_RANK=0 node"
+    counts = Counter(v for v in addrs.values() if v)
+    return sorted(counts, key=lambda v: (-counts[v], v))[0], "the value most nodes have"
+
+
 def judge_master_addr(nodes: list[NodeReport]) -> Verdict:
     """MASTER_ADDR is the same on every node of a multi-node job and names one of them."""
     answered = _answered(nodes)
@@ -294,15 +315,26 @@ def judge_master_addr(nodes: list[NodeReport]) -> Verdict:
         return Verdict(evidence=evidence,
                        skip="not a multi-node job (no node exports NNODES > 1)")
     values = {v for v in addrs.values() if v}
+    if not values:
+        # Only the exported variable is in a node report: a launch that passes
+        # --master_addr / --rdzv-endpoint exports none, and each node's own master-addr
+        # check has read that launch. Nothing here says the address differs.
+        return Verdict(evidence=evidence, skip="MASTER_ADDR is exported on no node (the "
+                       "launch sets the address: each node's master-addr check reads it)")
     owners = _owners(answered, values)
     evidence["owner"] = owners
-    head = sorted(values)[0] if values else "<node-0-ip>"
+    head, chosen = _head_value(answered, addrs, owners)
     if len(values) != 1 or any(not v for v in addrs.values()):
         missing = [k for k, v in addrs.items() if not v]
+        if len(values) == 1:
+            text = f"MASTER_ADDR is {head} on {_names(addrs, head)} but unset on {_few(missing)}"
+        else:
+            text = ("MASTER_ADDR differs between nodes: "
+                    + ", ".join(f"{v} on {_names(addrs, v)}" for v in sorted(values))
+                    + (f"; unset on {_few(missing)}" if missing else ""))
         return Verdict([Problem(
-            f"MASTER_ADDR differs between nodes ({sorted(values)}"
-            + (f"; unset on {', '.join(missing[:5])}" if missing else "") + ")",
-            f"export MASTER_ADDR={head}   # on every node: one address of node 0")], evidence)
+            text, f"export MASTER_ADDR={head}   # on every node ({chosen})")],
+            evidence)
     if _loopback(head) or head == "localhost":
         return Verdict([Problem(
             f"MASTER_ADDR={head} is a loopback address in a job of {len(answered)} nodes: "
