@@ -181,6 +181,28 @@ def test_truncated_report_is_exit_4_naming_it(healthy, tmp):
         assert proc.stderr.startswith("ERROR: ") and len(proc.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("field, value", [
+    ("node.versions", None), ("node.versions", ["torch"]), ("node.ips", ["10.0.0.2"]),
+    ("node.launch_env", ["NNODES=2"]), ("node.launch_env", {"NNODES": 2, "NODE_RANK": 0}),
+    ("node.gpu_count", "eight"), ("node", [1]), ("checks", ["port-free"]),
+    ("checks", [{"severity": "blocker"}]),
+])
+def test_a_report_of_the_wrong_shape_is_exit_4_naming_the_field(healthy, tmp, field, value):
+    """A hand-edited or foreign report with the right top-level keys: one ERROR line naming
+    the file and the field, never a traceback with exit 1 (read by a CI gate as NO-GO)."""
+    data = json.loads((healthy[1] / "preflight-report.json").read_text())
+    where, _, key = field.rpartition(".")
+    (data[where] if where else data)[key] = value
+    bad = tmp / "shape" / "preflight-report.json"
+    bad.parent.mkdir(exist_ok=True)
+    bad.write_text(json.dumps(data))
+    out = tmp / "out-shape"
+    proc = merge(healthy[0], bad, out=out)
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"ERROR: {bad}: not a preflight report: {field} ")
+    assert len(proc.stderr.splitlines()) == 1 and not out.exists()
+
+
 def test_merge_of_1000_synthetic_nodes_is_fast(healthy, tmp):
     base = json.loads((healthy[0] / "preflight-report.json").read_text())
     root = tmp / "thousand"

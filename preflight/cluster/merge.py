@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Set
+from collections.abc import Callable, Set
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,41 @@ def parse_report(text: str, source: str) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("checks"), list) \
             or not isinstance(data.get("verdict"), str) or "schema" not in data:
         raise InputError(f"{source}: not a preflight report (needs schema, verdict, checks)")
+    if wrong := _wrong_shape(data):
+        raise InputError(f"{source}: not a preflight report: {wrong}")
     return data
+
+
+def _is_map(value: Any, of: tuple[type, ...]) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, of) for k, v in value.items())
+
+
+def _wrong_shape(data: dict[str, Any]) -> str:
+    """The first field the cluster checks read that has another shape than preflight
+    writes (report.py, node_facts.py); "" when none. A hand-edited or foreign report
+    otherwise ended in a traceback, exit 1."""
+    if not all(isinstance(c, dict) and isinstance(c.get("id"), str) for c in data["checks"]):
+        return "checks is not a list of objects with an id"
+    node = data.get("node")
+    if node is None:
+        return ""  # an older preflight: the checks say they cannot compare
+    if not isinstance(node, dict):
+        return "node is not an object"
+    shapes: dict[str, Callable[[Any], bool]] = {
+        "hostname": lambda v: isinstance(v, str),
+        "node_id": lambda v: isinstance(v, str),
+        "versions": lambda v: _is_map(v, (str, type(None))),
+        "ips": lambda v: isinstance(v, dict) and all(
+            isinstance(a, list) and all(isinstance(x, str) for x in a) for a in v.values()),
+        "launch_env": lambda v: _is_map(v, (str,)),
+        "gpu_count": lambda v: isinstance(v, int) and not isinstance(v, bool)}
+    for key, ok in shapes.items():
+        if key in node and node[key] is not None and not ok(node[key]):
+            return f"node.{key} is {json.dumps(node[key])[:60]}, not what preflight writes"
+    if "versions" in node and node["versions"] is None:
+        return "node.versions is null, not what preflight writes"
+    return ""
 
 
 def read_text(path: Path) -> str:
