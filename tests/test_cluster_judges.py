@@ -40,6 +40,12 @@ JOB = {"NNODES": "2", "MASTER_ADDR": "10.0.0.1"}
     ("a version skew names the fact, the odd node and the pip fix",
      checks.judge_versions(nodes(A, B, report("c", "10.0.0.3", ray="2.12.0"))),
      [Kind.BLOCKER], "ray differs: 1 on most nodes, 2.12.0 on c", "pip install 'ray==1'   # on c"),
+    ("a torch build with a local label: its wheel index, PyPI has no '2.13.0+cpu'",
+     checks.judge_versions(nodes(report("a", "10.0.0.1", torch="2.13.0+cpu"),
+                                 report("b", "10.0.0.2", torch="2.13.0+cpu"),
+                                 report("c", "10.0.0.3", torch="2.5.1+cu124"))),
+     [Kind.BLOCKER], "torch differs: 2.13.0+cpu on most nodes, 2.5.1+cu124 on c",
+     "pip install 'torch==2.13.0' --index-url https://download.pytorch.org/whl/cpu   # on c"),
     ("allowed to differ", checks.judge_versions(
         nodes(A, B, report("c", "10.0.0.3", ray="2.12.0")), {"ray"}), [], "", ""),
     ("a node without facts cannot be compared",

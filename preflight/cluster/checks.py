@@ -93,6 +93,15 @@ def _differ(rows: dict[str, dict[str, Any]], facts: list[str]) -> dict[str, dict
 
 def _version_fix(fact: str, want: str, odd: dict[str, str]) -> str:
     where = ", ".join(sorted(odd)[:10]) + (" ..." if len(odd) > 10 else "")
+    if fact == "torch" and "+" in want:
+        # PyPI has no local builds ('2.13.0+cpu', '+cu124'): they come from PyTorch's own
+        # index, one per label (pytorch.org/get-started/previous-versions: --index-url
+        # https://download.pytorch.org/whl/cu124).
+        release, label = want.split("+", 1)
+        return (f"pip install 'torch=={release}' --index-url "
+                f"https://download.pytorch.org/whl/{label}   # on {where}")
+    if fact in PACKAGES and "+" in want:
+        return f"# {fact}: install the {want} build on {where} (not on PyPI: its own index)"
     if fact in PACKAGES and want != "-":
         return f"pip install '{fact}=={want}'   # on {where}"
     if fact in PACKAGES:
