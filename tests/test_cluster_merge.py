@@ -282,3 +282,27 @@ def test_markdown_lists_unknown_apart_from_blockers() -> None:
     assert "gpu-free" in sections["Node blockers"]
     assert "cuda-stack" not in sections["Node blockers"]
     assert "cuda-stack" in sections["Node unknown (could not decide)"]
+
+
+def test_every_line_of_a_fix_is_shown_in_the_cluster_markdown_and_terminal() -> None:
+    """A node's `dotenv-exported` fix is three lines (set -a / source .env / set +a): the
+    cluster Markdown showed `set -a` alone, which does nothing when pasted; the terminal
+    did the same with a cross-node fix of two lines."""
+    from preflight.cluster import merge as cluster_merge
+
+    dotenv = {"id": "dotenv-exported", "severity": "blocker", "summary": "not exported: X",
+              "evidence": {}, "fix": "set -a\nsource .env\nset +a", "runbook": "r.md"}
+    nodes = {"id": "cluster-nodes", "severity": "blocker", "summary": "two problems",
+             "evidence": {}, "fix": "export NNODES=2   # the same on every node\n"
+                                    "preflight --report-dir reports/$(hostname)",
+             "runbook": "r.md"}
+    cluster = {"verdict": "NO-GO", "node_count": 1, "node_verdicts": {"NO-GO": 1},
+               "gathered_by": "merge", "started": "t", "duration_s": 0.1, "checks": [nodes],
+               "nodes": [{"name": "n1", "ip": "10.0.0.1", "verdict": "NO-GO",
+                          "blockers": ["dotenv-exported"]}],
+               "reports": {"n1": {"checks": [dotenv]}}}
+    md = cluster_merge.markdown(cluster)
+    node_part = md.split("## Node blockers", 1)[1]
+    assert "```bash\n  set -a\n  source .env\n  set +a\n  ```" in node_part, node_part
+    shown = "\n".join(cluster_merge.terminal_lines(cluster))
+    assert "export NNODES=2" in shown and "preflight --report-dir reports/$(hostname)" in shown

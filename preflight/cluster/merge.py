@@ -246,9 +246,11 @@ def markdown(cluster: dict[str, Any]) -> str:
         if picked:
             lines += ["", f"## {title}", ""]
         for name, c in picked:
+            # every line of the fix (`set -a` alone, the first of three, does nothing)
             fix = (c.get("fix") or "").splitlines()
-            lines.append(f"- **{name}** `{c['id']}`: {c.get('summary', '')}"
-                         + (f" — fix: `{fix[0]}`" if fix else ""))
+            lines.append(f"- **{name}** `{c['id']}`: {c.get('summary', '')}")
+            if fix:
+                lines += ["", "  ```bash", *(f"  {x}" for x in fix), "  ```", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -317,8 +319,8 @@ def terminal_lines(cluster: dict[str, Any]) -> list[str]:
     for c in cluster["checks"]:
         if Severity.parse(c["severity"]).blocks:
             lines.append(f"  BLOCKER {c['id']}: {c['summary']}")
-            if c["fix"]:
-                lines.append(f"      fix: {c['fix'].splitlines()[0]}")
+            for i, line in enumerate(c["fix"].splitlines()):
+                lines.append(f"      {'fix: ' if i == 0 else '     '}{line}")
     return lines
 
 
