@@ -225,3 +225,14 @@ def test_the_cluster_markdown_shows_the_cross_node_sweep() -> None:
     md = merge.markdown(merge.build(ns, [*merge.cross_checks(ns), swept], 0.0, "ray"))
     assert "## Cross-node all-reduce" in md
     assert "| 16 B | 10.0 | 1.0 | 1.6 | yes |" in md
+
+
+def test_a_node_not_go_without_a_blocking_check_says_why() -> None:
+    """A node whose run was interrupted (complete: false) is NO-GO with no check blocking:
+    its row said `NO-GO node1: ` and nothing more."""
+    cut = report("b", "10.0.0.2") | {"complete": False}
+    ns = nodes(A, cut)
+    rows = {r["name"]: r for r in merge.build(ns, merge.cross_checks(ns), 0.0, "merge")["nodes"]}
+    assert rows["b"]["verdict"] == "NO-GO"
+    assert "did not complete" in rows["b"]["reason"]
+    assert "reason" not in rows["a"]

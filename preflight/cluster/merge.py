@@ -143,8 +143,13 @@ def from_report(data: dict[str, Any], source: str) -> NodeReport:
     host = facts.get("hostname") or data.get("host") or "?"
     ips = [ip for name, addrs in sorted((facts.get("ips") or {}).items()) if name != "lo"
            for ip in addrs if ":" not in ip]
-    return NodeReport(name=str(host), source=source, report=data,
+    node = NodeReport(name=str(host), source=source, report=data,
                       node_id=str(facts.get("node_id") or ""), ip=ips[0] if ips else "")
+    if node.verdict != "GO" and not node.blockers:  # else the row names no cause at all
+        node.reason = ("its run did not complete (interrupted, or stopped early by -x / "
+                       "--maxfail)" if not data.get("complete", False)
+                       else f"its report says {node.verdict} with no check blocking")
+    return node
 
 
 # -- judging -----------------------------------------------------------------------------
