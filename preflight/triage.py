@@ -898,7 +898,10 @@ def _render_root(c: dict[str, Any]) -> list[str]:
         mark = ">" if num == c["line"] else " "
         out.append(f"  {mark}{num:>7} | {line}")
     if c["fix"]:
-        out.append("  fix:")
+        # The runbook's block was written from one incident (its paths, ports, PID
+        # placeholders): never presented as this machine's command.
+        out.append(f"  fix (the runbook's example; {c['check_command']} gives this machine's "
+                   "values):" if c["check"] else "  fix (the runbook's example: adapt its values):")
         out += [f"    {line}" for line in c["fix"].splitlines()]
     if c["runbook"]:
         out.append(f"  runbook: {_near_path(c['runbook'])}")

@@ -263,7 +263,12 @@ def test_text_output_has_fix_check_context_and_time():
     assert "raysubmit_vY3hT8cQm1LZd2wE" in out                      # the job id
     assert "2026-02-11 09:16:40" in out                             # the nearest timestamp
     assert "discounted" in out                                      # the Ray job failure
+    # the runbook's fix holds the paths of the incident it was written from
+    # (/root/autodl-tmp/...): said so, and where this machine's own values come from
+    assert "fix (the runbook's example; preflight --check train-10-steps gives this " \
+        "machine's values):" in out
     cuda = run_cli(str(CITED / "cuda-oom-dora.log")).stdout.decode()
+    assert "fix (the runbook's example: adapt its values):" in cuda
     assert "no preflight check catches this before launch" in cuda
     assert "expandable_segments:True" in cuda
 
