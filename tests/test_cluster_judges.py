@@ -46,12 +46,18 @@ JOB = {"NNODES": "2", "MASTER_ADDR": "10.0.0.1"}
                                  report("c", "10.0.0.3", torch="2.5.1+cu124"))),
      [Kind.BLOCKER], "torch differs: 2.13.0+cpu on most nodes, 2.5.1+cu124 on c",
      "pip install 'torch==2.13.0' --index-url https://download.pytorch.org/whl/cpu   # on c"),
+    ("another preflight on one node: the distribution is pytest-preflight ('preflight' on "
+     "PyPI is an unrelated tool)",
+     checks.judge_versions(nodes(A, B, report("c", "10.0.0.3", preflight="0.0.9"))),
+     [Kind.BLOCKER], "preflight differs: 1 on most nodes, 0.0.9 on c",
+     "pip install 'pytest-preflight==1'   # on c"),
     ("allowed to differ", checks.judge_versions(
         nodes(A, B, report("c", "10.0.0.3", ray="2.12.0")), {"ray"}), [], "", ""),
     ("a node without facts cannot be compared",
      checks.judge_versions(nodes(A, {"schema": 1, "verdict": "GO", "checks": [],
                                      "node": {"hostname": "old"}})),
-     [Kind.UNKNOWN], "no node facts in the report of old", "pip install -U preflight"),
+     [Kind.UNKNOWN], "no node facts in the report of old",
+     "pip install -U pytest-preflight   # on"),
     ("a node short of the profile's GPUs", checks.judge_gpus(
         nodes(A, report("b", "10.0.0.2", gpus=3)), 4, "A800"),
      [Kind.BLOCKER], "b has 3 GPU(s), 4 expected", "preflight info   # on b"),

@@ -141,7 +141,7 @@ def test_without_ray_installed_is_one_line_exit_4(tmp_path):
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 4
     assert proc.stderr == ("ERROR: preflight cluster --ray: ray is not installed "
-                           "(pip install 'preflight[ray]')\n")
+                           "(pip install 'pytest-preflight[ray]')\n")
     bare = subprocess.run([sys.executable, "-m", "preflight", "cluster"], env=base_env(),
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert bare.returncode == 4 and bare.stderr.startswith("ERROR: ")

@@ -102,6 +102,9 @@ def _version_fix(fact: str, want: str, odd: dict[str, str]) -> str:
                 f"https://download.pytorch.org/whl/{label}   # on {where}")
     if fact in PACKAGES and "+" in want:
         return f"# {fact}: install the {want} build on {where} (not on PyPI: its own index)"
+    if fact == "preflight" and want != "-":
+        # the distribution is pytest-preflight: `pip install preflight` is another tool
+        return f"pip install 'pytest-preflight=={want}'   # on {where}"
     if fact in PACKAGES and want != "-":
         return f"pip install '{fact}=={want}'   # on {where}"
     if fact in PACKAGES:
@@ -139,7 +142,8 @@ def judge_versions(nodes: list[NodeReport], allow: Set[str] = frozenset()) -> Ve
         return Verdict([Problem.unknown(
             f"cannot compare versions: no node facts in the report of "
             f"{', '.join(without[:5])} (written by an older preflight?)",
-            "pip install -U preflight   # on those nodes, then run it again")], evidence)
+            "pip install -U pytest-preflight   # on those nodes, then run it again")],
+            evidence)
     return Verdict(evidence=evidence,
                    ok=f"{len(compared)} version facts agree on {len(answered)} node(s)")
 

@@ -86,7 +86,7 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     except ImportError:
         raise InputError("preflight cluster --ray: ray is not installed "
-                         "(pip install 'preflight[ray]')") from None
+                         "(pip install 'pytest-preflight[ray]')") from None
     started = time.time()
     merge.check_writable(report_dir)
     _reachable(address)
