@@ -788,7 +788,46 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
         }
         first, last = _first_last_ts(scans)
         result["first_timestamp"], result["last_timestamp"] = first, last
+        if fatal and not out_causes and (death := died_by_signal(scans)) is not None:
+            result["died_by_signal"] = death
         return result
+
+
+ROOT_CAUSE_TABLE = "Root Cause (first observed failure)"
+SIGNAL_NOTES = {
+    "SIGKILL": "nothing in the process can print why: most often the kernel's OOM killer "
+               "(dmesg -T | grep -iE 'killed process|out of memory'), else a kill -9 or a "
+               "scheduler's memory limit",
+    "SIGSEGV": "a crash in native code (a CUDA/NCCL/extension library): its core or "
+               "faulthandler output, if any",
+    "SIGABRT": "an abort in native code (a failed C++ check, std::terminate): the lines "
+               "just before it in that rank's log",
+    "SIGBUS": "often a full /dev/shm (see host-limits)",
+}
+
+
+def died_by_signal(scans: list[FileScan]) -> dict[str, Any] | None:
+    """The rank torchrun's failure table names as its Root Cause when that rank died by a
+    signal (exitcode -N): torch/distributed/elastic/multiprocessing/errors/__init__.py
+    prints `rank : R (local_rank: L)` and `exitcode : -N (pid: P)  (SIGNAME)` under it."""
+    for scan in scans:
+        for hit in scan.hits:
+            if ROOT_CAUSE_TABLE not in hit.text:
+                continue
+            lines, at = read_window(scan.real, hit.offset, 0, 12)
+            rank = code = name = None
+            for line in lines[at + 1:]:
+                if line.lstrip().startswith(("=", "-")):  # the table's end
+                    break
+                if m := re.match(r"\s*rank\s*:\s*(\d+)", line):
+                    rank = m.group(1)
+                if m := re.match(r"\s*exitcode\s*:\s*(-?\d+).*?(?:\((SIG\w+)\))?\s*$", line):
+                    code, name = int(m.group(1)), m.group(2)
+            if rank is not None and code is not None and code < 0:
+                name = name or f"signal {-code}"
+                return {"file": scan.path, "line": hit.line, "rank": rank, "exitcode": code,
+                        "signal": name, "note": SIGNAL_NOTES.get(name, "")}
+    return None
 
 
 def _first_last_ts(scans: list[FileScan]) -> tuple[str | None, str | None]:
@@ -858,8 +897,14 @@ def render(result: dict[str, Any]) -> str:
     files = result["files"]
     total = sum(f["lines"] for f in files)
     out.append(f"preflight triage: {len(files)} file(s), {total} lines")
+    death = result.get("died_by_signal")
     if not result["causes"]:
-        if result["fatal"]:
+        if death:
+            out.append(f"FATAL: rank {death['rank']} died by {death['signal']} (exitcode "
+                       f"{death['exitcode']}; torchrun's Root Cause at {death['file']}:"
+                       f"{death['line']}) and printed no error"
+                       + (f": {death['note']}" if death["note"] else ""))
+        elif result["fatal"]:
             out.append("FATAL: the run failed, but only consequences were found "
                        "(watchdog timeouts, failure tables); the cause is not in these logs")
         else:

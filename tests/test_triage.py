@@ -408,6 +408,21 @@ def test_a_log_where_every_line_is_an_error_is_scanned_in_linear_time(tmp_path):
     assert cpu < 6, f"{cpu:.1f} s of CPU for a 3 MB log"
 
 
+def test_a_rank_killed_by_a_signal_is_named_from_torchrun_root_cause_table():
+    """A rank the kernel's OOM killer ends prints nothing; torchrun's failure table names it
+    (`Root Cause ... rank : 1 ... exitcode : -9 ... (SIGKILL)`). Triage said "the cause is
+    not in these logs"; it names the rank and the signal, and what sends SIGKILL."""
+    result = triage.triage([str(REAL / "rank-sigkill.log")])
+    assert result["fatal"] is True and result["causes"] == []
+    death = result["died_by_signal"]
+    assert (death["rank"], death["exitcode"], death["signal"]) == ("1", -9, "SIGKILL")
+    text = (REAL / "rank-sigkill.log").read_text().splitlines()
+    assert "Root Cause (first observed failure)" in text[death["line"] - 1]
+    out = run_cli(str(REAL / "rank-sigkill.log")).stdout.decode()
+    assert "rank 1 died by SIGKILL (exitcode -9;" in out
+    assert "dmesg" in out and "the cause is not in these logs" not in out
+
+
 def test_one_launcher_layer_is_port_free_a_second_is_nested(tmp_path):
     """The same bind failure names port-free under swift's own launcher (its `run sh:` line
     unprefixed) and nested-launcher when torchrun's workers print it ([defaultN]:)."""
