@@ -306,3 +306,18 @@ def test_every_line_of_a_fix_is_shown_in_the_cluster_markdown_and_terminal() -> 
     assert "```bash\n  set -a\n  source .env\n  set +a\n  ```" in node_part, node_part
     shown = "\n".join(cluster_merge.terminal_lines(cluster))
     assert "export NNODES=2" in shown and "preflight --report-dir reports/$(hostname)" in shown
+
+
+def test_the_terminal_says_unknown_for_a_cross_node_check_that_could_not_decide() -> None:
+    """An UNKNOWN blocks GO but is not a blocker (as on a node's terminal): the cluster
+    terminal printed `BLOCKER cluster-versions: cannot compare versions ...`."""
+    from preflight.cluster import merge as cluster_merge
+
+    unknown = {"id": "cluster-versions", "severity": "unknown", "evidence": {},
+               "summary": "cannot compare versions: no node facts in the report of old",
+               "fix": "pip install -U pytest-preflight", "runbook": "r.md"}
+    cluster = {"verdict": "NO-GO", "node_count": 1, "node_verdicts": {"GO": 1},
+               "checks": [unknown], "nodes": []}
+    shown = cluster_merge.terminal_lines(cluster)
+    assert "  UNKNOWN cluster-versions: cannot compare versions" in "\n".join(shown)
+    assert not any("BLOCKER" in line for line in shown)

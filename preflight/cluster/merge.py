@@ -322,8 +322,10 @@ def terminal_lines(cluster: dict[str, Any]) -> list[str]:
         lines.append(f"  ... and {len(bad) - MAX_TERMINAL_NODES} more node(s) not GO: see "
                      f"{CLUSTER_MD}")
     for c in cluster["checks"]:
-        if Severity.parse(c["severity"]).blocks:
-            lines.append(f"  BLOCKER {c['id']}: {c['summary']}")
+        severity = Severity.parse(c["severity"])
+        if severity.blocks:  # an UNKNOWN blocks GO but is not a blocker (the node terminal)
+            label = "UNKNOWN" if severity is Severity.UNKNOWN else "BLOCKER"
+            lines.append(f"  {label} {c['id']}: {c['summary']}")
             for i, line in enumerate(c["fix"].splitlines()):
                 lines.append(f"      {'fix: ' if i == 0 else '     '}{line}")
     return lines
