@@ -64,7 +64,7 @@ JOB = {"NNODES": "2", "MASTER_ADDR": "10.0.0.1"}
     ("two nodes declare one NODE_RANK (a cluster run of one job)", checks.judge_nodes(nodes(
         report("a", "10.0.0.1", env=JOB | {"NODE_RANK": "0"}),
         report("b", "10.0.0.2", env=JOB | {"NODE_RANK": "0"}))),
-     [Kind.BLOCKER], "NODE_RANK=0 on a, b", "export NODE_RANK=$SLURM_NODEID"),
+     [Kind.BLOCKER], "NODE_RANK=0 on a, b", 'export NODE_RANK="${SLURM_NODEID:?'),
     ("the same node twice", checks.judge_nodes(nodes(
         report("a", "10.0.0.1", node_id="n1"), report("a", "10.0.0.1", node_id="n1"))),
      [Kind.BLOCKER], "the same node reported 2 times", "reports/$(hostname)"),
@@ -75,7 +75,8 @@ JOB = {"NNODES": "2", "MASTER_ADDR": "10.0.0.1"}
     ("a loopback MASTER_ADDR in a 2-node job", checks.judge_master_addr(nodes(
         report("a", "10.0.0.1", env=JOB | {"MASTER_ADDR": "127.0.0.1"}),
         report("b", "10.0.0.2", env=JOB | {"MASTER_ADDR": "127.0.0.1"}))),
-     [Kind.BLOCKER], "MASTER_ADDR=127.0.0.1 is a loopback address", "export MASTER_ADDR="),
+     [Kind.BLOCKER], "MASTER_ADDR=127.0.0.1 is a loopback address",
+     "hostname -I   # on the NODE_RANK=0 node"),
     ("MASTER_ADDR is node a on both", checks.judge_master_addr(nodes(
         report("a", "10.0.0.1", env=JOB), report("b", "10.0.0.2", env=JOB))), [], "", ""),
     ("MASTER_ADDR exported on no node (the launch passes --master_addr): not a finding",
@@ -242,3 +243,36 @@ def test_a_node_not_go_without_a_blocking_check_says_why() -> None:
     assert rows["b"]["verdict"] == "NO-GO"
     assert "did not complete" in rows["b"]["reason"]
     assert "reason" not in rows["a"]
+
+
+def test_every_cross_node_fix_is_shell_that_bash_accepts_without_placeholders() -> None:
+    """`export NODE_RANK=<0..NNODES-1>, a different one ...`, `export MASTER_ADDR=<the IP of
+    NODE_RANK 0, as `hostname -I` shows it>` and `iptables ... -s <source node IP>` were
+    syntax errors when pasted (bash: unexpected token); README: fixes are `bash -n` clean,
+    no <placeholder>."""
+    import subprocess
+
+    job = {"NNODES": "2", "MASTER_ADDR": "127.0.0.1"}
+    verdicts = [
+        checks.judge_nodes(nodes(report("a", "10.0.0.1", env=JOB | {"NODE_RANK": "0"}),
+                                 report("b", "10.0.0.2", env=JOB | {"NODE_RANK": "0"}))),
+        checks.judge_master_addr(nodes(report("a", "10.0.0.1", env=job | {"NODE_RANK": "0"}),
+                                       report("b", "10.0.0.2", env=job | {"NODE_RANK": "1"}))),
+        checks.judge_master_addr(nodes(report("a", "10.0.0.1", env=job),
+                                       report("b", "10.0.0.2", env=job))),
+        checks.judge_master_addr(nodes(
+            report("a", "10.0.0.1", env=JOB | {"MASTER_ADDR": "10.9.9.9"}),
+            report("b", "10.0.0.2", env=JOB | {"MASTER_ADDR": "10.9.9.9"}))),
+        checks.judge_reach({"a": [{"to": "b", "address": "10.0.0.2:7", "ok": False,
+                                   "error": "refused", "ms": 1.0}]}, {}),
+        checks.judge_reach({"a": [{"to": "b", "address": "10.0.0.2:7", "ok": False,
+                                   "error": "refused", "ms": 1.0}]}, {}, {"a": "10.0.0.1"}),
+    ]
+    fixes = [p.fix for v in verdicts for p in v.problems]
+    assert len(fixes) == len(verdicts) and all(fixes)
+    for fix in fixes:
+        assert "<" not in fix, fix
+        done = subprocess.run(["bash", "-n"], input=fix, text=True, capture_output=True)
+        assert done.returncode == 0, (fix, done.stderr)
+    assert "export MASTER_ADDR=10.0.0.1" in fixes[1]  # the NODE_RANK=0 node's address
+    assert "iptables -I INPUT -p tcp -s 10.0.0.1 -j ACCEPT" in fixes[5]

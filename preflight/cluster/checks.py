@@ -261,8 +261,8 @@ def judge_nodes(nodes: list[NodeReport]) -> Verdict:
                      "preflight --report-dir reports/$(hostname)")
     if dup_ranks:
         problems += [f"NODE_RANK={k} on {', '.join(v[:5])}" for k, v in sorted(dup_ranks.items())]
-        fixes.append("export NODE_RANK=<0..NNODES-1>, a different one on each node "
-                     "(Slurm: export NODE_RANK=$SLURM_NODEID)")
+        fixes.append('export NODE_RANK="${SLURM_NODEID:?on each node its own index, '
+                     '0 to NNODES-1}"   # Slurm sets SLURM_NODEID; elsewhere the index')
     if (wrong := _nnodes_problem(nnodes, len(nodes))) is not None:
         problems.append(wrong[0])
         fixes.append(wrong[1])
@@ -291,7 +291,14 @@ def _owners(answered: list[NodeReport], values: set[str]) -> dict[str, list[str]
     return owners
 
 
-_HEAD_FIX = "export MASTER_ADDR=<the IP of NODE_RANK 0, as `hostname -I` shows it>"
+def _head_fix(answered: list[NodeReport]) -> str:
+    """MASTER_ADDR as the address of the node declaring NODE_RANK=0, when the reports tell
+    it; else the command that shows it there (no `<placeholder>`: bash rejects it)."""
+    for n in answered:
+        if (n.facts.get("launch_env") or {}).get("NODE_RANK") == "0" and n.ip:
+            return f"export MASTER_ADDR={n.ip}   # on every node: the NODE_RANK=0 node {n.name}"
+    return ("hostname -I   # on the NODE_RANK=0 node: its first address is MASTER_ADDR, "
+            "exported on every node")
 
 
 def _few(names: list[str]) -> str:
@@ -351,10 +358,11 @@ def judge_master_addr(nodes: list[NodeReport]) -> Verdict:
     if _loopback(head) or head == "localhost":
         return Verdict([Problem(
             f"MASTER_ADDR={head} is a loopback address in a job of {len(answered)} nodes: "
-            "every node would rendezvous with itself", _HEAD_FIX)], evidence)
+            "every node would rendezvous with itself", _head_fix(answered))], evidence)
     if head not in owners:
         return Verdict([Problem(
-            f"MASTER_ADDR={head} is not an address of any node in the report", _HEAD_FIX)],
+            f"MASTER_ADDR={head} is not an address of any node in the report",
+            _head_fix(answered))],
             evidence)
     return Verdict(evidence=evidence, ok=f"MASTER_ADDR={head} is {owners[head][0]} on every node")
 
@@ -379,8 +387,25 @@ def _resolves_into(name: str, addresses: set[str]) -> bool:
 # -- cluster-reach ---------------------------------------------------------------------
 
 
-def judge_reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str]
-                ) -> Verdict:
+def _pairs(failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One failed connection per (source, destination host)."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in failed:
+        seen.setdefault((f["from"], f["address"].rsplit(":", 1)[0]), f)
+    return [seen[k] for k in sorted(seen)]
+
+
+def _accept_rule(source: str, address: str, ips: dict[str, str]) -> str:
+    """The iptables rule on the destination letting the source in; a comment when the
+    source's address is not known (never a `<placeholder>` that bash rejects)."""
+    dest = address.rsplit(":", 1)[0]
+    if ips.get(source):
+        return f"iptables -I INPUT -p tcp -s {ips[source]} -j ACCEPT   # on {dest} (from {source})"
+    return f"# on {dest}: iptables -I INPUT -p tcp -s (the address of {source}) -j ACCEPT"
+
+
+def judge_reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str],
+                ips: dict[str, str] | None = None) -> Verdict:
     """`results`: per source node, its connection attempts (reach.connect); `missing`:
     nodes that could not take part, with the reason."""
     failed = [{"from": src, **r} for src, attempts in sorted(results.items())
@@ -391,14 +416,13 @@ def judge_reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str
     if failed:
         shown = "; ".join(f"{f['from']} -> {f['to']} ({f['address']}): {f['error']}"
                           for f in failed[:3])
-        dests = sorted({f["address"].rsplit(":", 1)[0] for f in failed})
         return Verdict([Problem(
             f"{len(failed)} of {pairs} connection(s) failed: {shown}"
             + (" ..." if len(failed) > 3 else ""),
             "# on each destination node, let the other nodes in on every TCP port "
             "(NCCL and gloo connect back on ports they pick), e.g.\n"
-            + "\n".join(f"iptables -I INPUT -p tcp -s <source node IP> -j ACCEPT"
-                        f"   # on {d}" for d in dests[:10]))], evidence)
+            + "\n".join(_accept_rule(f["from"], f["address"], ips or {})
+                        for f in _pairs(failed)[:10]))], evidence)
     if missing:
         return Verdict([Problem.unknown(
             "could not probe from " + ", ".join(
@@ -411,8 +435,9 @@ def judge_reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str
                    ok=f"{pairs} TCP connection(s) between {len(results)} node(s) all open")
 
 
-def reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str]) -> Finding:
-    return conclude("cluster-reach", judge_reach(results, missing))
+def reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str],
+          ips: dict[str, str] | None = None) -> Finding:
+    return conclude("cluster-reach", judge_reach(results, missing, ips))
 
 
 # -- judged checks: Verdict in, the cluster report's Finding out --------------------------

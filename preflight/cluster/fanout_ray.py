@@ -251,7 +251,8 @@ def _reach(ray: Any, affinity: Any, alive: list[dict[str, Any]], names: dict[str
     finally:
         for handle in actors.values():
             ray.kill(handle)
-    return checks.reach({names[nid]: r for nid, r in results.items()}, missing)
+    return checks.reach({names[nid]: r for nid, r in results.items()}, missing,
+                        {names[nid]: ip[nid] for nid in results})
 
 
 def _gather(ray: Any, refs: dict[Any, str], deadline: float, names: dict[str, str],
