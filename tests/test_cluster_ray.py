@@ -246,6 +246,19 @@ def test_node_whose_raylet_dies_mid_run_is_unknown_within_the_bound(cluster, tmp
                 and p.status() != psutil.STATUS_ZOMBIE]
 
 
+def test_options_every_node_rejects_are_bad_input_exit_4(cluster, tmp_path):
+    """A mistyped option passed on to the nodes: every node's preflight stops with exit 4.
+    That is the gate's own bad input (exit 4, one ERROR line, nothing written), not a
+    cluster of UNKNOWN nodes (exit 1, read as NO-GO: the nodes are fine)."""
+    proc, out, _ = cluster_run(cluster, tmp_path, "--", "--bogus-option")
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 4, (stdout, stderr[-2000:])
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ERROR: preflight cluster: every node"), lines
+    assert "--bogus-option" in lines[0]
+    assert not (out / "cluster-report.json").exists()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_or_sighup_mid_run_ends_it_as_ctrl_c_does(cluster, tmp_path, sig):
     """A CI timeout (SIGTERM) or a dropped ssh (SIGHUP) while the nodes run: exit 2 and one

@@ -175,6 +175,11 @@ def _fan_out(ray: Any, affinity: Any, plan: Plan, started: float, address: str,
              report_dir: Path) -> int:
     alive = [n for n in ray.nodes() if n.get("Alive")]
     nodes = _node_runs(ray, affinity, alive, plan, started)
+    if nodes and all(n.report is None and n.extra.get("exit_code") == 4 for n in nodes):
+        # The same options went to every node and every node rejected them: the command
+        # line is bad (exit 4), not the nodes (exit 1).
+        raise InputError("preflight cluster: every node's preflight rejected its input: "
+                         + nodes[0].reason.removeprefix("ERROR: "))
     names = {n.node_id: n.name for n in nodes}
     # After the node runs: a listener on MASTER_PORT during them would fail port-free.
     extra = [_reach(ray, affinity, alive, names, min(max(10.0, plan.node_timeout),
@@ -285,7 +290,10 @@ def _collect(ray: Any, ref: Any, info: dict[str, Any]) -> NodeReport:
     if answer["report"] is None:
         why = answer["error"] or ("preflight timed out" if answer["timed_out"] else
                                   f"preflight exited {answer['returncode']} without a report")
-        return _unknown(info, why)
+        node = _unknown(info, why)
+        if answer["returncode"] == 4:  # the node's preflight rejected its input
+            node.extra["exit_code"] = 4
+        return node
     try:
         data = merge.parse_report(answer["report"], f"ray:{info['NodeID']}")
     except InputError as exc:
