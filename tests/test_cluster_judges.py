@@ -276,3 +276,16 @@ def test_every_cross_node_fix_is_shell_that_bash_accepts_without_placeholders() 
         assert done.returncode == 0, (fix, done.stderr)
     assert "export MASTER_ADDR=10.0.0.1" in fixes[1]  # the NODE_RANK=0 node's address
     assert "iptables -I INPUT -p tcp -s 10.0.0.1 -j ACCEPT" in fixes[5]
+
+
+def test_the_master_addr_fix_is_never_a_docker_bridge_address() -> None:
+    """The NODE_RANK=0 node has docker0 (172.17.0.1) beside eth0: interfaces sort docker0
+    first, and the fix said `export MASTER_ADDR=172.17.0.1`, an address every node has
+    for itself."""
+    head = report("a", "10.0.0.1", env={"NNODES": "2", "NODE_RANK": "0",
+                                        "MASTER_ADDR": "127.0.0.1"})
+    head["node"]["ips"] = {"docker0": ["172.17.0.1"], "eth0": ["10.0.0.1"], "lo": ["127.0.0.1"]}
+    other = report("b", "10.0.0.2", env={"NNODES": "2", "NODE_RANK": "1",
+                                         "MASTER_ADDR": "127.0.0.1"})
+    (problem,) = checks.judge_master_addr(nodes(head, other)).problems
+    assert problem.fix.startswith("export MASTER_ADDR=10.0.0.1 "), problem.fix

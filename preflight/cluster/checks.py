@@ -9,6 +9,7 @@ node(s) at fault and the problems' own copy-paste fixes.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections import Counter
 from collections.abc import Set
@@ -291,12 +292,28 @@ def _owners(answered: list[NodeReport], values: set[str]) -> dict[str, list[str]
     return owners
 
 
+# Interfaces of containers, VMs and overlays: an address there is this host's own bridge
+# (docker0 is 172.17.0.1 on every node), never how the other nodes reach it.
+_LOCAL_IFACES = re.compile(r"^(?:docker|veth|virbr|br-|cni|flannel|cali|lxc|vxlan|tun|tap)")
+
+
+def _outward_ip(facts: dict[str, Any]) -> str:
+    for name, addrs in sorted((facts.get("ips") or {}).items()):
+        if name == "lo" or _LOCAL_IFACES.match(name):
+            continue
+        for ip in addrs:
+            if ":" not in ip and not _loopback(ip):
+                return str(ip)
+    return ""
+
+
 def _head_fix(answered: list[NodeReport]) -> str:
     """MASTER_ADDR as the address of the node declaring NODE_RANK=0, when the reports tell
     it; else the command that shows it there (no `<placeholder>`: bash rejects it)."""
     for n in answered:
-        if (n.facts.get("launch_env") or {}).get("NODE_RANK") == "0" and n.ip:
-            return f"export MASTER_ADDR={n.ip}   # on every node: the NODE_RANK=0 node {n.name}"
+        ip = _outward_ip(n.facts)
+        if (n.facts.get("launch_env") or {}).get("NODE_RANK") == "0" and ip:
+            return f"export MASTER_ADDR={ip}   # on every node: the NODE_RANK=0 node {n.name}"
     return ("hostname -I   # on the NODE_RANK=0 node: its first address is MASTER_ADDR, "
             "exported on every node")
 
