@@ -289,3 +289,5 @@ def test_the_master_addr_fix_is_never_a_docker_bridge_address() -> None:
                                          "MASTER_ADDR": "127.0.0.1"})
     (problem,) = checks.judge_master_addr(nodes(head, other)).problems
     assert problem.fix.startswith("export MASTER_ADDR=10.0.0.1 "), problem.fix
+
+    assert nodes(head)[0].ip == "10.0.0.1"  # the node's row too (was docker0's address)

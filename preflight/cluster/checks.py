@@ -297,7 +297,8 @@ def _owners(answered: list[NodeReport], values: set[str]) -> dict[str, list[str]
 _LOCAL_IFACES = re.compile(r"^(?:docker|veth|virbr|br-|cni|flannel|cali|lxc|vxlan|tun|tap)")
 
 
-def _outward_ip(facts: dict[str, Any]) -> str:
+def outward_ip(facts: dict[str, Any]) -> str:
+    """The node's first IPv4 address that other nodes can reach it on ("" if none)."""
     for name, addrs in sorted((facts.get("ips") or {}).items()):
         if name == "lo" or _LOCAL_IFACES.match(name):
             continue
@@ -311,7 +312,7 @@ def _head_fix(answered: list[NodeReport]) -> str:
     """MASTER_ADDR as the address of the node declaring NODE_RANK=0, when the reports tell
     it; else the command that shows it there (no `<placeholder>`: bash rejects it)."""
     for n in answered:
-        ip = _outward_ip(n.facts)
+        ip = outward_ip(n.facts)
         if (n.facts.get("launch_env") or {}).get("NODE_RANK") == "0" and ip:
             return f"export MASTER_ADDR={ip}   # on every node: the NODE_RANK=0 node {n.name}"
     return ("hostname -I   # on the NODE_RANK=0 node: its first address is MASTER_ADDR, "

@@ -144,7 +144,8 @@ def from_report(data: dict[str, Any], source: str) -> NodeReport:
     ips = [ip for name, addrs in sorted((facts.get("ips") or {}).items()) if name != "lo"
            for ip in addrs if ":" not in ip]
     node = NodeReport(name=str(host), source=source, report=data,
-                      node_id=str(facts.get("node_id") or ""), ip=ips[0] if ips else "")
+                      node_id=str(facts.get("node_id") or ""),
+                      ip=checks.outward_ip(facts) or (ips[0] if ips else ""))
     if node.verdict != "GO" and not node.blockers:  # else the row names no cause at all
         node.reason = ("its run did not complete (interrupted, or stopped early by -x / "
                        "--maxfail)" if not data.get("complete", False)
