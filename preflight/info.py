@@ -59,12 +59,14 @@ def _health(gpu: nvml.Gpu) -> str:
 
 def table(snapshot: nvml.Snapshot, info: dict[str, Any]) -> str:
     shm = info.get("shm_total_bytes")
+    nofile, memlock = info["nofile"][0], info["memlock_bytes"][0]  # None: unlimited
     lines = [f"host: {info['hostname']}  ({info['platform']})",
-             f"driver: {snapshot.driver_version}  "
-             f"cuda (driver): {snapshot.cuda_driver_version}  "
+             f"driver: {snapshot.driver_version or 'unknown'}  "
+             f"cuda (driver): {snapshot.cuda_driver_version or 'unknown'}  "
              f"source: {snapshot.source}",
              f"/dev/shm: {'none' if shm is None else f'{shm / GiB:.1f} GiB'}  "
-             f"nofile: {info['nofile'][0]}  memlock: {info['memlock_bytes'][0]}"]
+             f"nofile: {'unlimited' if nofile is None else nofile}  "
+             f"memlock: {'unlimited' if memlock is None else f'{memlock / 2**20:.1f} MiB'}"]
     if snapshot.error:
         lines.append(f"nvml: {snapshot.error}")
     lines.append(f"{'idx':>3}  {'name':<24} {'GiB':>6} {'used':>6}  cc   procs  health")

@@ -319,6 +319,9 @@ def load_profiles(dirs: list[Path]) -> dict[str, Profile]:
     """Load every `*.toml` in the built-in dir and then `dirs`; later files win by name."""
     raws: dict[str, tuple[Path, dict[str, Any]]] = {}
     for directory in [BUILTIN_DIR, *dirs]:
+        if directory.exists() and not directory.is_dir():
+            raise ProfileError(f"{directory}: is a file, not a profile directory "
+                               "(--profile-dir takes the directory of the *.toml files)")
         if not directory.is_dir():
             raise ProfileError(f"{directory}: profile directory does not exist")
         for path in sorted(directory.glob("*.toml")):

@@ -268,6 +268,19 @@ class Scanner:
         self.slow = [m for m in self.matchers if m.literals is None]
         self.slow_markers = [m for m, lits in zip(self.markers, self.marker_literals, strict=True)
                              if lits is None]
+        self._candidates: dict[frozenset[str], list[Matcher]] = {}
+
+    def candidates(self, triggers: set[str]) -> list[Matcher]:
+        """The matchers a line with these triggers can match, in order; computed once per
+        set of triggers (a crash loop repeats a few sets millions of times)."""
+        key = frozenset(triggers)
+        found = self._candidates.get(key)
+        if found is None:
+            found = [m for m in self.matchers if m.literals is None
+                     or any(_covers(t, m.literals) for t in key)]
+            if len(self._candidates) < 4096:  # bounded, whatever the log combines
+                self._candidates[key] = found
+        return found
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -331,10 +344,15 @@ def scan_file(scanner: Scanner, index: int, shown: str, real: str, markers: Mark
 
 
 def _segment_bounds(block: bytes, pos: int) -> tuple[int, int]:
-    start = max(block.rfind(b"\n", 0, pos), block.rfind(b"\r", 0, pos)) + 1
-    ends = [e for e in (block.find(b"\n", pos), block.find(b"\r", pos)) if e >= 0]
-    end = min(ends) if ends else len(block)
-    return start, end
+    # The \r is looked for only inside the line: a search to the block's edge made a log
+    # with an error on every line quadratic in the 4 MiB block.
+    line_start = block.rfind(b"\n", 0, pos) + 1
+    line_end = block.find(b"\n", pos)
+    if line_end < 0:
+        line_end = len(block)
+    start = block.rfind(b"\r", line_start, pos) + 1 or line_start
+    end = block.find(b"\r", pos, line_end)
+    return start, line_end if end < 0 else end
 
 
 def _scan_block(scanner: Scanner, index: int, block: bytes, base_offset: int, base_line: int,
@@ -366,9 +384,7 @@ def _scan_block(scanner: Scanner, index: int, block: bytes, base_offset: int, ba
             if marker.pattern not in markers and marker.search(indented):
                 markers[marker.pattern] = (index, line + 1, text)
         matched = []
-        for m in scanner.matchers:
-            if m.literals is not None and not any(_covers(t, m.literals) for t in trigs):
-                continue
+        for m in scanner.candidates(trigs):
             if m.block not in matched and m.pattern.search(text):
                 matched.append(m.block)
         if matched:
@@ -783,7 +799,46 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
         }
         first, last = _first_last_ts(scans)
         result["first_timestamp"], result["last_timestamp"] = first, last
+        if fatal and not out_causes and (death := died_by_signal(scans)) is not None:
+            result["died_by_signal"] = death
         return result
+
+
+ROOT_CAUSE_TABLE = "Root Cause (first observed failure)"
+SIGNAL_NOTES = {
+    "SIGKILL": "nothing in the process can print why: most often the kernel's OOM killer "
+               "(dmesg -T | grep -iE 'killed process|out of memory'), else a kill -9 or a "
+               "scheduler's memory limit",
+    "SIGSEGV": "a crash in native code (a CUDA/NCCL/extension library): its core or "
+               "faulthandler output, if any",
+    "SIGABRT": "an abort in native code (a failed C++ check, std::terminate): the lines "
+               "just before it in that rank's log",
+    "SIGBUS": "often a full /dev/shm (see host-limits)",
+}
+
+
+def died_by_signal(scans: list[FileScan]) -> dict[str, Any] | None:
+    """The rank torchrun's failure table names as its Root Cause when that rank died by a
+    signal (exitcode -N): torch/distributed/elastic/multiprocessing/errors/__init__.py
+    prints `rank : R (local_rank: L)` and `exitcode : -N (pid: P)  (SIGNAME)` under it."""
+    for scan in scans:
+        for hit in scan.hits:
+            if ROOT_CAUSE_TABLE not in hit.text:
+                continue
+            lines, at = read_window(scan.real, hit.offset, 0, 12)
+            rank = code = name = None
+            for line in lines[at + 1:]:
+                if line.lstrip().startswith(("=", "-")):  # the table's end
+                    break
+                if m := re.match(r"\s*rank\s*:\s*(\d+)", line):
+                    rank = m.group(1)
+                if m := re.match(r"\s*exitcode\s*:\s*(-?\d+).*?(?:\((SIG\w+)\))?\s*$", line):
+                    code, name = int(m.group(1)), m.group(2)
+            if rank is not None and code is not None and code < 0:
+                name = name or f"signal {-code}"
+                return {"file": scan.path, "line": hit.line, "rank": rank, "exitcode": code,
+                        "signal": name, "note": SIGNAL_NOTES.get(name, "")}
+    return None
 
 
 def _first_last_ts(scans: list[FileScan]) -> tuple[str | None, str | None]:
@@ -868,8 +923,14 @@ def render(result: dict[str, Any]) -> str:
     files = result["files"]
     total = sum(f["lines"] for f in files)
     out.append(f"preflight triage: {len(files)} file(s), {total} lines")
+    death = result.get("died_by_signal")
     if not result["causes"]:
-        if result["fatal"]:
+        if death:
+            out.append(f"FATAL: rank {death['rank']} died by {death['signal']} (exitcode "
+                       f"{death['exitcode']}; torchrun's Root Cause at {death['file']}:"
+                       f"{death['line']}) and printed no error"
+                       + (f": {death['note']}" if death["note"] else ""))
+        elif result["fatal"]:
             out.append("FATAL: the run failed, but only consequences were found "
                        "(watchdog timeouts, failure tables); the cause is not in these logs")
         else:
@@ -911,7 +972,10 @@ def _render_root(c: dict[str, Any]) -> list[str]:
         mark = ">" if num == c["line"] else " "
         out.append(f"  {mark}{num:>7} | {line}")
     if c["fix"]:
-        out.append("  fix:")
+        # The runbook's block was written from one incident (its paths, ports, PID
+        # placeholders): never presented as this machine's command.
+        out.append(f"  fix (the runbook's example; {c['check_command']} gives this machine's "
+                   "values):" if c["check"] else "  fix (the runbook's example: adapt its values):")
         out += [f"    {line}" for line in c["fix"].splitlines()]
     if c["runbook"]:
         out.append(f"  runbook: {_near_path(c['runbook'])}")

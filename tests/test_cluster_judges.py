@@ -40,19 +40,31 @@ JOB = {"NNODES": "2", "MASTER_ADDR": "10.0.0.1"}
     ("a version skew names the fact, the odd node and the pip fix",
      checks.judge_versions(nodes(A, B, report("c", "10.0.0.3", ray="2.12.0"))),
      [Kind.BLOCKER], "ray differs: 1 on most nodes, 2.12.0 on c", "pip install 'ray==1'   # on c"),
+    ("a torch build with a local label: its wheel index, PyPI has no '2.13.0+cpu'",
+     checks.judge_versions(nodes(report("a", "10.0.0.1", torch="2.13.0+cpu"),
+                                 report("b", "10.0.0.2", torch="2.13.0+cpu"),
+                                 report("c", "10.0.0.3", torch="2.5.1+cu124"))),
+     [Kind.BLOCKER], "torch differs: 2.13.0+cpu on most nodes, 2.5.1+cu124 on c",
+     "pip install 'torch==2.13.0' --index-url https://download.pytorch.org/whl/cpu   # on c"),
+    ("another preflight on one node: the distribution is pytest-preflight ('preflight' on "
+     "PyPI is an unrelated tool)",
+     checks.judge_versions(nodes(A, B, report("c", "10.0.0.3", preflight="0.0.9"))),
+     [Kind.BLOCKER], "preflight differs: 1 on most nodes, 0.0.9 on c",
+     "pip install 'pytest-preflight==1'   # on c"),
     ("allowed to differ", checks.judge_versions(
         nodes(A, B, report("c", "10.0.0.3", ray="2.12.0")), {"ray"}), [], "", ""),
     ("a node without facts cannot be compared",
      checks.judge_versions(nodes(A, {"schema": 1, "verdict": "GO", "checks": [],
                                      "node": {"hostname": "old"}})),
-     [Kind.UNKNOWN], "no node facts in the report of old", "pip install -U preflight"),
+     [Kind.UNKNOWN], "no node facts in the report of old",
+     "pip install -U pytest-preflight   # on"),
     ("a node short of the profile's GPUs", checks.judge_gpus(
         nodes(A, report("b", "10.0.0.2", gpus=3)), 4, "A800"),
      [Kind.BLOCKER], "b has 3 GPU(s), 4 expected", "preflight info   # on b"),
     ("two nodes declare one NODE_RANK (a cluster run of one job)", checks.judge_nodes(nodes(
         report("a", "10.0.0.1", env=JOB | {"NODE_RANK": "0"}),
         report("b", "10.0.0.2", env=JOB | {"NODE_RANK": "0"}))),
-     [Kind.BLOCKER], "NODE_RANK=0 on a, b", "export NODE_RANK=$SLURM_NODEID"),
+     [Kind.BLOCKER], "NODE_RANK=0 on a, b", 'export NODE_RANK="${SLURM_NODEID:?'),
     ("the same node twice", checks.judge_nodes(nodes(
         report("a", "10.0.0.1", node_id="n1"), report("a", "10.0.0.1", node_id="n1"))),
      [Kind.BLOCKER], "the same node reported 2 times", "reports/$(hostname)"),
@@ -63,9 +75,26 @@ JOB = {"NNODES": "2", "MASTER_ADDR": "10.0.0.1"}
     ("a loopback MASTER_ADDR in a 2-node job", checks.judge_master_addr(nodes(
         report("a", "10.0.0.1", env=JOB | {"MASTER_ADDR": "127.0.0.1"}),
         report("b", "10.0.0.2", env=JOB | {"MASTER_ADDR": "127.0.0.1"}))),
-     [Kind.BLOCKER], "MASTER_ADDR=127.0.0.1 is a loopback address", "export MASTER_ADDR="),
+     [Kind.BLOCKER], "MASTER_ADDR=127.0.0.1 is a loopback address",
+     "hostname -I   # on the NODE_RANK=0 node"),
     ("MASTER_ADDR is node a on both", checks.judge_master_addr(nodes(
         report("a", "10.0.0.1", env=JOB), report("b", "10.0.0.2", env=JOB))), [], "", ""),
+    ("MASTER_ADDR exported on no node (the launch passes --master_addr): not a finding",
+     checks.judge_master_addr(nodes(report("a", "10.0.0.1", env={"NNODES": "2"}),
+                                    report("b", "10.0.0.2", env={"NNODES": "2"}))),
+     [], "", ""),
+    ("MASTER_ADDR exported on one node only", checks.judge_master_addr(nodes(
+        report("a", "10.0.0.1", env=JOB), report("b", "10.0.0.2", env={"NNODES": "2"}))),
+     [Kind.BLOCKER], "MASTER_ADDR is 10.0.0.1 on a but unset on b",
+     "export MASTER_ADDR=10.0.0.1"),
+    ("two MASTER_ADDRs: the fix is the NODE_RANK 0 node's, not the first in sort order",
+     checks.judge_master_addr(nodes(
+         report("a", "10.0.0.9", env={"NNODES": "2", "NODE_RANK": "0",
+                                      "MASTER_ADDR": "10.0.0.9"}),
+         report("b", "10.0.0.10", env={"NNODES": "2", "NODE_RANK": "1",
+                                       "MASTER_ADDR": "10.0.0.10"}))),
+     [Kind.BLOCKER], "MASTER_ADDR differs between nodes: 10.0.0.10 on b, 10.0.0.9 on a",
+     "export MASTER_ADDR=10.0.0.9   # on every node"),
     ("a failed connection names the pair", checks.judge_reach(
         {"a": [{"to": "b", "address": "10.0.0.2:7", "ok": False, "error": "refused",
                 "ms": 1.0}]}, {}),
@@ -203,3 +232,62 @@ def test_the_cluster_markdown_shows_the_cross_node_sweep() -> None:
     md = merge.markdown(merge.build(ns, [*merge.cross_checks(ns), swept], 0.0, "ray"))
     assert "## Cross-node all-reduce" in md
     assert "| 16 B | 10.0 | 1.0 | 1.6 | yes |" in md
+
+
+def test_a_node_not_go_without_a_blocking_check_says_why() -> None:
+    """A node whose run was interrupted (complete: false) is NO-GO with no check blocking:
+    its row said `NO-GO node1: ` and nothing more."""
+    cut = report("b", "10.0.0.2") | {"complete": False}
+    ns = nodes(A, cut)
+    rows = {r["name"]: r for r in merge.build(ns, merge.cross_checks(ns), 0.0, "merge")["nodes"]}
+    assert rows["b"]["verdict"] == "NO-GO"
+    assert "did not complete" in rows["b"]["reason"]
+    assert "reason" not in rows["a"]
+
+
+def test_every_cross_node_fix_is_shell_that_bash_accepts_without_placeholders() -> None:
+    """`export NODE_RANK=<0..NNODES-1>, a different one ...`, `export MASTER_ADDR=<the IP of
+    NODE_RANK 0, as `hostname -I` shows it>` and `iptables ... -s <source node IP>` were
+    syntax errors when pasted (bash: unexpected token); README: fixes are `bash -n` clean,
+    no <placeholder>."""
+    import subprocess
+
+    job = {"NNODES": "2", "MASTER_ADDR": "127.0.0.1"}
+    verdicts = [
+        checks.judge_nodes(nodes(report("a", "10.0.0.1", env=JOB | {"NODE_RANK": "0"}),
+                                 report("b", "10.0.0.2", env=JOB | {"NODE_RANK": "0"}))),
+        checks.judge_master_addr(nodes(report("a", "10.0.0.1", env=job | {"NODE_RANK": "0"}),
+                                       report("b", "10.0.0.2", env=job | {"NODE_RANK": "1"}))),
+        checks.judge_master_addr(nodes(report("a", "10.0.0.1", env=job),
+                                       report("b", "10.0.0.2", env=job))),
+        checks.judge_master_addr(nodes(
+            report("a", "10.0.0.1", env=JOB | {"MASTER_ADDR": "10.9.9.9"}),
+            report("b", "10.0.0.2", env=JOB | {"MASTER_ADDR": "10.9.9.9"}))),
+        checks.judge_reach({"a": [{"to": "b", "address": "10.0.0.2:7", "ok": False,
+                                   "error": "refused", "ms": 1.0}]}, {}),
+        checks.judge_reach({"a": [{"to": "b", "address": "10.0.0.2:7", "ok": False,
+                                   "error": "refused", "ms": 1.0}]}, {}, {"a": "10.0.0.1"}),
+    ]
+    fixes = [p.fix for v in verdicts for p in v.problems]
+    assert len(fixes) == len(verdicts) and all(fixes)
+    for fix in fixes:
+        assert "<" not in fix, fix
+        done = subprocess.run(["bash", "-n"], input=fix, text=True, capture_output=True)
+        assert done.returncode == 0, (fix, done.stderr)
+    assert "export MASTER_ADDR=10.0.0.1" in fixes[1]  # the NODE_RANK=0 node's address
+    assert "iptables -I INPUT -p tcp -s 10.0.0.1 -j ACCEPT" in fixes[5]
+
+
+def test_the_master_addr_fix_is_never_a_docker_bridge_address() -> None:
+    """The NODE_RANK=0 node has docker0 (172.17.0.1) beside eth0: interfaces sort docker0
+    first, and the fix said `export MASTER_ADDR=172.17.0.1`, an address every node has
+    for itself."""
+    head = report("a", "10.0.0.1", env={"NNODES": "2", "NODE_RANK": "0",
+                                        "MASTER_ADDR": "127.0.0.1"})
+    head["node"]["ips"] = {"docker0": ["172.17.0.1"], "eth0": ["10.0.0.1"], "lo": ["127.0.0.1"]}
+    other = report("b", "10.0.0.2", env={"NNODES": "2", "NODE_RANK": "1",
+                                         "MASTER_ADDR": "127.0.0.1"})
+    (problem,) = checks.judge_master_addr(nodes(head, other)).problems
+    assert problem.fix.startswith("export MASTER_ADDR=10.0.0.1 "), problem.fix
+
+    assert nodes(head)[0].ip == "10.0.0.1"  # the node's row too (was docker0's address)

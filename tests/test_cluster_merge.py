@@ -181,6 +181,28 @@ def test_truncated_report_is_exit_4_naming_it(healthy, tmp):
         assert proc.stderr.startswith("ERROR: ") and len(proc.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("field, value", [
+    ("node.versions", None), ("node.versions", ["torch"]), ("node.ips", ["10.0.0.2"]),
+    ("node.launch_env", ["NNODES=2"]), ("node.launch_env", {"NNODES": 2, "NODE_RANK": 0}),
+    ("node.gpu_count", "eight"), ("node", [1]), ("checks", ["port-free"]),
+    ("checks", [{"severity": "blocker"}]),
+])
+def test_a_report_of_the_wrong_shape_is_exit_4_naming_the_field(healthy, tmp, field, value):
+    """A hand-edited or foreign report with the right top-level keys: one ERROR line naming
+    the file and the field, never a traceback with exit 1 (read by a CI gate as NO-GO)."""
+    data = json.loads((healthy[1] / "preflight-report.json").read_text())
+    where, _, key = field.rpartition(".")
+    (data[where] if where else data)[key] = value
+    bad = tmp / "shape" / "preflight-report.json"
+    bad.parent.mkdir(exist_ok=True)
+    bad.write_text(json.dumps(data))
+    out = tmp / "out-shape"
+    proc = merge(healthy[0], bad, out=out)
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"ERROR: {bad}: not a preflight report: {field} ")
+    assert len(proc.stderr.splitlines()) == 1 and not out.exists()
+
+
 def test_merge_of_1000_synthetic_nodes_is_fast(healthy, tmp):
     base = json.loads((healthy[0] / "preflight-report.json").read_text())
     root = tmp / "thousand"
@@ -260,3 +282,42 @@ def test_markdown_lists_unknown_apart_from_blockers() -> None:
     assert "gpu-free" in sections["Node blockers"]
     assert "cuda-stack" not in sections["Node blockers"]
     assert "cuda-stack" in sections["Node unknown (could not decide)"]
+
+
+def test_every_line_of_a_fix_is_shown_in_the_cluster_markdown_and_terminal() -> None:
+    """A node's `dotenv-exported` fix is three lines (set -a / source .env / set +a): the
+    cluster Markdown showed `set -a` alone, which does nothing when pasted; the terminal
+    did the same with a cross-node fix of two lines."""
+    from preflight.cluster import merge as cluster_merge
+
+    dotenv = {"id": "dotenv-exported", "severity": "blocker", "summary": "not exported: X",
+              "evidence": {}, "fix": "set -a\nsource .env\nset +a", "runbook": "r.md"}
+    nodes = {"id": "cluster-nodes", "severity": "blocker", "summary": "two problems",
+             "evidence": {}, "fix": "export NNODES=2   # the same on every node\n"
+                                    "preflight --report-dir reports/$(hostname)",
+             "runbook": "r.md"}
+    cluster = {"verdict": "NO-GO", "node_count": 1, "node_verdicts": {"NO-GO": 1},
+               "gathered_by": "merge", "started": "t", "duration_s": 0.1, "checks": [nodes],
+               "nodes": [{"name": "n1", "ip": "10.0.0.1", "verdict": "NO-GO",
+                          "blockers": ["dotenv-exported"]}],
+               "reports": {"n1": {"checks": [dotenv]}}}
+    md = cluster_merge.markdown(cluster)
+    node_part = md.split("## Node blockers", 1)[1]
+    assert "```bash\n  set -a\n  source .env\n  set +a\n  ```" in node_part, node_part
+    shown = "\n".join(cluster_merge.terminal_lines(cluster))
+    assert "export NNODES=2" in shown and "preflight --report-dir reports/$(hostname)" in shown
+
+
+def test_the_terminal_says_unknown_for_a_cross_node_check_that_could_not_decide() -> None:
+    """An UNKNOWN blocks GO but is not a blocker (as on a node's terminal): the cluster
+    terminal printed `BLOCKER cluster-versions: cannot compare versions ...`."""
+    from preflight.cluster import merge as cluster_merge
+
+    unknown = {"id": "cluster-versions", "severity": "unknown", "evidence": {},
+               "summary": "cannot compare versions: no node facts in the report of old",
+               "fix": "pip install -U pytest-preflight", "runbook": "r.md"}
+    cluster = {"verdict": "NO-GO", "node_count": 1, "node_verdicts": {"GO": 1},
+               "checks": [unknown], "nodes": []}
+    shown = cluster_merge.terminal_lines(cluster)
+    assert "  UNKNOWN cluster-versions: cannot compare versions" in "\n".join(shown)
+    assert not any("BLOCKER" in line for line in shown)

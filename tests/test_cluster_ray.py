@@ -9,6 +9,7 @@ tests start belongs to one session; the teardown checks none is left.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -140,7 +141,7 @@ def test_without_ray_installed_is_one_line_exit_4(tmp_path):
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 4
     assert proc.stderr == ("ERROR: preflight cluster --ray: ray is not installed "
-                           "(pip install 'preflight[ray]')\n")
+                           "(pip install 'pytest-preflight[ray]')\n")
     bare = subprocess.run([sys.executable, "-m", "preflight", "cluster"], env=base_env(),
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert bare.returncode == 4 and bare.stderr.startswith("ERROR: ")
@@ -243,6 +244,34 @@ def test_node_whose_raylet_dies_mid_run_is_unknown_within_the_bound(cluster, tmp
         time.sleep(0.2)
     assert not [p.pid for p in running if p.is_running()
                 and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_options_every_node_rejects_are_bad_input_exit_4(cluster, tmp_path):
+    """A mistyped option passed on to the nodes: every node's preflight stops with exit 4.
+    That is the gate's own bad input (exit 4, one ERROR line, nothing written), not a
+    cluster of UNKNOWN nodes (exit 1, read as NO-GO: the nodes are fine)."""
+    proc, out, _ = cluster_run(cluster, tmp_path, "--", "--bogus-option")
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 4, (stdout, stderr[-2000:])
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ERROR: preflight cluster: every node"), lines
+    assert "--bogus-option" in lines[0]
+    assert not (out / "cluster-report.json").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_mid_run_ends_it_as_ctrl_c_does(cluster, tmp_path, sig):
+    """A CI timeout (SIGTERM) or a dropped ssh (SIGHUP) while the nodes run: exit 2 and one
+    ERROR line, as Ctrl-C; Ray's driver handler made it exit 1 (NO-GO) after a C++ stack
+    dump ("*** SIGTERM received ***"), and SIGHUP killed it with no word."""
+    proc, out, _ = cluster_run(cluster, tmp_path, "--expect-env", "train", *CHECKS)
+    wait_for_node_preflight(cluster.head_node.node_id, timeout=120)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2, (proc.returncode, stdout, stderr[-2000:])
+    assert stderr.strip().splitlines() == [
+        "ERROR: preflight cluster: interrupted; no cluster report written"], stderr[-2000:]
+    assert not (out / "cluster-report.json").exists()
 
 
 def wait_for_node_preflight(node_id: str, timeout: float) -> list[psutil.Process]:

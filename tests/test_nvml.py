@@ -203,6 +203,18 @@ def test_info_on_this_machine_says_why_there_are_no_gpus():
     assert done.returncode == 0 and "nvml: NVML unavailable" in done.stdout
 
 
+def test_info_states_limits_with_their_units_and_no_python_none():
+    """`memlock: 8388608` read as KiB (`ulimit -l` prints 8192) is 8 GiB: the unit is
+    shown; an unread driver is `unknown`, not Python's `None`."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+    done = _info()
+    want = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft / 2**20:.1f} MiB"
+    assert f"memlock: {want}" in done.stdout, done.stdout
+    assert "None" not in done.stdout
+
+
 def test_info_bad_replay_is_exit_4_without_traceback(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("[]")

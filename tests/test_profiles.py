@@ -39,6 +39,14 @@ def test_profile_name_must_be_a_marker_name(tmp_path):
         load_profiles([tmp_path])
 
 
+def test_a_file_given_as_profile_dir_is_named_a_file(tmp_path):
+    """`--profile-dir site.toml` (a file where a directory goes) said the directory does
+    not exist, while `ls` shows it."""
+    (tmp_path / "site.toml").write_text('extends = "cpu"\n')
+    with pytest.raises(ProfileError, match="site.toml: is a file, not a profile directory"):
+        load_profiles([tmp_path / "site.toml"])
+
+
 def test_missing_profile_dir(tmp_path):
     with pytest.raises(ProfileError, match="does not exist"):
         load_profiles([tmp_path / "nope"])

@@ -71,6 +71,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -288,7 +289,12 @@ def test_text_output_has_fix_check_context_and_time():
     assert "raysubmit_vY3hT8cQm1LZd2wE" in out                      # the job id
     assert "2026-02-11 09:16:40" in out                             # the nearest timestamp
     assert "discounted" in out                                      # the Ray job failure
+    # the runbook's fix holds the paths of the incident it was written from
+    # (/root/autodl-tmp/...): said so, and where this machine's own values come from
+    assert "fix (the runbook's example; preflight --check train-10-steps gives this " \
+        "machine's values):" in out
     cuda = run_cli(str(CITED / "cuda-oom-dora.log")).stdout.decode()
+    assert "fix (the runbook's example: adapt its values):" in cuda
     assert "no preflight check catches this before launch" in cuda
     assert "expandable_segments:True" in cuda
 
@@ -406,6 +412,41 @@ def test_a_200_mb_log_in_bounded_time_and_memory(tmp_path):
     assert rid == "cuda-oom"
     assert cpu <= 20
     assert hwm_kb / 1024 < 150
+
+
+def test_a_log_where_every_line_is_an_error_is_scanned_in_linear_time(tmp_path):
+    """A crash loop prints errors on every line (a 50 MB log of them took 5 minutes: each
+    matched line looked for a carriage return back to the start of its 4 MiB block, and
+    every pattern was re-tested against each line's triggers). Measured in this process's
+    CPU time: 3 MB of such lines, about 0.6 s once linear, was 20 s."""
+    lines = ["[rank3]: RuntimeError: CUDA out of memory. Tried to allocate 20.00 MiB\n",
+             "[rank1]:[E1201 02:45:31] Watchdog caught collective operation timeout: "
+             "WorkNCCL(SeqNum=1, OpType=ALLREDUCE) ran for 600000 milliseconds "
+             "before timing out.\n",
+             "Traceback (most recent call last):\n", "ValueError: bad value 17\n",
+             "OSError: [Errno 98] Address already in use\n"]
+    log = tmp_path / "crashloop.log"
+    log.write_text("".join(lines) * (3 * 2**20 // len("".join(lines))))
+    start = time.process_time()
+    result = triage.triage([str(log)])
+    cpu = time.process_time() - start
+    assert result["causes"][0]["id"] == "cuda-oom"
+    assert cpu < 6, f"{cpu:.1f} s of CPU for a 3 MB log"
+
+
+def test_a_rank_killed_by_a_signal_is_named_from_torchrun_root_cause_table():
+    """A rank the kernel's OOM killer ends prints nothing; torchrun's failure table names it
+    (`Root Cause ... rank : 1 ... exitcode : -9 ... (SIGKILL)`). Triage said "the cause is
+    not in these logs"; it names the rank and the signal, and what sends SIGKILL."""
+    result = triage.triage([str(REAL / "rank-sigkill.log")])
+    assert result["fatal"] is True and result["causes"] == []
+    death = result["died_by_signal"]
+    assert (death["rank"], death["exitcode"], death["signal"]) == ("1", -9, "SIGKILL")
+    text = (REAL / "rank-sigkill.log").read_text().splitlines()
+    assert "Root Cause (first observed failure)" in text[death["line"] - 1]
+    out = run_cli(str(REAL / "rank-sigkill.log")).stdout.decode()
+    assert "rank 1 died by SIGKILL (exitcode -9;" in out
+    assert "dmesg" in out and "the cause is not in these logs" not in out
 
 
 def test_one_launcher_layer_is_port_free_a_second_is_nested(tmp_path):

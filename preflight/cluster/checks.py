@@ -9,6 +9,7 @@ node(s) at fault and the problems' own copy-paste fixes.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections import Counter
 from collections.abc import Set
@@ -93,6 +94,18 @@ def _differ(rows: dict[str, dict[str, Any]], facts: list[str]) -> dict[str, dict
 
 def _version_fix(fact: str, want: str, odd: dict[str, str]) -> str:
     where = ", ".join(sorted(odd)[:10]) + (" ..." if len(odd) > 10 else "")
+    if fact == "torch" and "+" in want:
+        # PyPI has no local builds ('2.13.0+cpu', '+cu124'): they come from PyTorch's own
+        # index, one per label (pytorch.org/get-started/previous-versions: --index-url
+        # https://download.pytorch.org/whl/cu124).
+        release, label = want.split("+", 1)
+        return (f"pip install 'torch=={release}' --index-url "
+                f"https://download.pytorch.org/whl/{label}   # on {where}")
+    if fact in PACKAGES and "+" in want:
+        return f"# {fact}: install the {want} build on {where} (not on PyPI: its own index)"
+    if fact == "preflight" and want != "-":
+        # the distribution is pytest-preflight: `pip install preflight` is another tool
+        return f"pip install 'pytest-preflight=={want}'   # on {where}"
     if fact in PACKAGES and want != "-":
         return f"pip install '{fact}=={want}'   # on {where}"
     if fact in PACKAGES:
@@ -130,7 +143,8 @@ def judge_versions(nodes: list[NodeReport], allow: Set[str] = frozenset()) -> Ve
         return Verdict([Problem.unknown(
             f"cannot compare versions: no node facts in the report of "
             f"{', '.join(without[:5])} (written by an older preflight?)",
-            "pip install -U preflight   # on those nodes, then run it again")], evidence)
+            "pip install -U pytest-preflight   # on those nodes, then run it again")],
+            evidence)
     return Verdict(evidence=evidence,
                    ok=f"{len(compared)} version facts agree on {len(answered)} node(s)")
 
@@ -248,8 +262,8 @@ def judge_nodes(nodes: list[NodeReport]) -> Verdict:
                      "preflight --report-dir reports/$(hostname)")
     if dup_ranks:
         problems += [f"NODE_RANK={k} on {', '.join(v[:5])}" for k, v in sorted(dup_ranks.items())]
-        fixes.append("export NODE_RANK=<0..NNODES-1>, a different one on each node "
-                     "(Slurm: export NODE_RANK=$SLURM_NODEID)")
+        fixes.append('export NODE_RANK="${SLURM_NODEID:?on each node its own index, '
+                     '0 to NNODES-1}"   # Slurm sets SLURM_NODEID; elsewhere the index')
     if (wrong := _nnodes_problem(nnodes, len(nodes))) is not None:
         problems.append(wrong[0])
         fixes.append(wrong[1])
@@ -278,7 +292,52 @@ def _owners(answered: list[NodeReport], values: set[str]) -> dict[str, list[str]
     return owners
 
 
-_HEAD_FIX = "export MASTER_ADDR=<the IP of NODE_RANK 0, as `hostname -I` shows it>"
+# Interfaces of containers, VMs and overlays: an address there is this host's own bridge
+# (docker0 is 172.17.0.1 on every node), never how the other nodes reach it.
+_LOCAL_IFACES = re.compile(r"^(?:docker|veth|virbr|br-|cni|flannel|cali|lxc|vxlan|tun|tap)")
+
+
+def outward_ip(facts: dict[str, Any]) -> str:
+    """The node's first IPv4 address that other nodes can reach it on ("" if none)."""
+    for name, addrs in sorted((facts.get("ips") or {}).items()):
+        if name == "lo" or _LOCAL_IFACES.match(name):
+            continue
+        for ip in addrs:
+            if ":" not in ip and not _loopback(ip):
+                return str(ip)
+    return ""
+
+
+def _head_fix(answered: list[NodeReport]) -> str:
+    """MASTER_ADDR as the address of the node declaring NODE_RANK=0, when the reports tell
+    it; else the command that shows it there (no `<placeholder>`: bash rejects it)."""
+    for n in answered:
+        ip = outward_ip(n.facts)
+        if (n.facts.get("launch_env") or {}).get("NODE_RANK") == "0" and ip:
+            return f"export MASTER_ADDR={ip}   # on every node: the NODE_RANK=0 node {n.name}"
+    return ("hostname -I   # on the NODE_RANK=0 node: its first address is MASTER_ADDR, "
+            "exported on every node")
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+
+
+def _names(addrs: dict[str, str | None], value: str) -> str:
+    return _few([k for k, v in addrs.items() if v == value])
+
+
+def _head_value(answered: list[NodeReport], addrs: dict[str, str | None],
+                owners: dict[str, list[str]]) -> tuple[str, str]:
+    """The MASTER_ADDR value to keep: the one that is an address of the node declaring
+    NODE_RANK=0, else the one most nodes have; and which of the two it is."""
+    rank0 = {n.name for n in answered
+             if (n.facts.get("launch_env") or {}).get("NODE_RANK") == "0"}
+    for value, names in sorted(owners.items()):
+        if rank0 & set(names) and not _loopback(value):
+            return value, "the address of the NODE_RANK=0 node"
+    counts = Counter(v for v in addrs.values() if v)
+    return sorted(counts, key=lambda v: (-counts[v], v))[0], "the value most nodes have"
 
 
 def judge_master_addr(nodes: list[NodeReport]) -> Verdict:
@@ -294,22 +353,34 @@ def judge_master_addr(nodes: list[NodeReport]) -> Verdict:
         return Verdict(evidence=evidence,
                        skip="not a multi-node job (no node exports NNODES > 1)")
     values = {v for v in addrs.values() if v}
+    if not values:
+        # Only the exported variable is in a node report: a launch that passes
+        # --master_addr / --rdzv-endpoint exports none, and each node's own master-addr
+        # check has read that launch. Nothing here says the address differs.
+        return Verdict(evidence=evidence, skip="MASTER_ADDR is exported on no node (the "
+                       "launch sets the address: each node's master-addr check reads it)")
     owners = _owners(answered, values)
     evidence["owner"] = owners
-    head = sorted(values)[0] if values else "<node-0-ip>"
+    head, chosen = _head_value(answered, addrs, owners)
     if len(values) != 1 or any(not v for v in addrs.values()):
         missing = [k for k, v in addrs.items() if not v]
+        if len(values) == 1:
+            text = f"MASTER_ADDR is {head} on {_names(addrs, head)} but unset on {_few(missing)}"
+        else:
+            text = ("MASTER_ADDR differs between nodes: "
+                    + ", ".join(f"{v} on {_names(addrs, v)}" for v in sorted(values))
+                    + (f"; unset on {_few(missing)}" if missing else ""))
         return Verdict([Problem(
-            f"MASTER_ADDR differs between nodes ({sorted(values)}"
-            + (f"; unset on {', '.join(missing[:5])}" if missing else "") + ")",
-            f"export MASTER_ADDR={head}   # on every node: one address of node 0")], evidence)
+            text, f"export MASTER_ADDR={head}   # on every node ({chosen})")],
+            evidence)
     if _loopback(head) or head == "localhost":
         return Verdict([Problem(
             f"MASTER_ADDR={head} is a loopback address in a job of {len(answered)} nodes: "
-            "every node would rendezvous with itself", _HEAD_FIX)], evidence)
+            "every node would rendezvous with itself", _head_fix(answered))], evidence)
     if head not in owners:
         return Verdict([Problem(
-            f"MASTER_ADDR={head} is not an address of any node in the report", _HEAD_FIX)],
+            f"MASTER_ADDR={head} is not an address of any node in the report",
+            _head_fix(answered))],
             evidence)
     return Verdict(evidence=evidence, ok=f"MASTER_ADDR={head} is {owners[head][0]} on every node")
 
@@ -334,8 +405,25 @@ def _resolves_into(name: str, addresses: set[str]) -> bool:
 # -- cluster-reach ---------------------------------------------------------------------
 
 
-def judge_reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str]
-                ) -> Verdict:
+def _pairs(failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One failed connection per (source, destination host)."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in failed:
+        seen.setdefault((f["from"], f["address"].rsplit(":", 1)[0]), f)
+    return [seen[k] for k in sorted(seen)]
+
+
+def _accept_rule(source: str, address: str, ips: dict[str, str]) -> str:
+    """The iptables rule on the destination letting the source in; a comment when the
+    source's address is not known (never a `<placeholder>` that bash rejects)."""
+    dest = address.rsplit(":", 1)[0]
+    if ips.get(source):
+        return f"iptables -I INPUT -p tcp -s {ips[source]} -j ACCEPT   # on {dest} (from {source})"
+    return f"# on {dest}: iptables -I INPUT -p tcp -s (the address of {source}) -j ACCEPT"
+
+
+def judge_reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str],
+                ips: dict[str, str] | None = None) -> Verdict:
     """`results`: per source node, its connection attempts (reach.connect); `missing`:
     nodes that could not take part, with the reason."""
     failed = [{"from": src, **r} for src, attempts in sorted(results.items())
@@ -346,14 +434,13 @@ def judge_reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str
     if failed:
         shown = "; ".join(f"{f['from']} -> {f['to']} ({f['address']}): {f['error']}"
                           for f in failed[:3])
-        dests = sorted({f["address"].rsplit(":", 1)[0] for f in failed})
         return Verdict([Problem(
             f"{len(failed)} of {pairs} connection(s) failed: {shown}"
             + (" ..." if len(failed) > 3 else ""),
             "# on each destination node, let the other nodes in on every TCP port "
             "(NCCL and gloo connect back on ports they pick), e.g.\n"
-            + "\n".join(f"iptables -I INPUT -p tcp -s <source node IP> -j ACCEPT"
-                        f"   # on {d}" for d in dests[:10]))], evidence)
+            + "\n".join(_accept_rule(f["from"], f["address"], ips or {})
+                        for f in _pairs(failed)[:10]))], evidence)
     if missing:
         return Verdict([Problem.unknown(
             "could not probe from " + ", ".join(
@@ -366,8 +453,9 @@ def judge_reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str
                    ok=f"{pairs} TCP connection(s) between {len(results)} node(s) all open")
 
 
-def reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str]) -> Finding:
-    return conclude("cluster-reach", judge_reach(results, missing))
+def reach(results: dict[str, list[dict[str, Any]]], missing: dict[str, str],
+          ips: dict[str, str] | None = None) -> Finding:
+    return conclude("cluster-reach", judge_reach(results, missing, ips))
 
 
 # -- judged checks: Verdict in, the cluster report's Finding out --------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -85,12 +86,13 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     except ImportError:
         raise InputError("preflight cluster --ray: ray is not installed "
-                         "(pip install 'preflight[ray]')") from None
+                         "(pip install 'pytest-preflight[ray]')") from None
     started = time.time()
     merge.check_writable(report_dir)
     _reachable(address)
     # ray.init retries an unanswering GCS for many minutes; a cluster that does not answer
     # within the bound is bad input, not a hang (nothing was started yet: exit at once).
+    before = {sig: signal.getsignal(sig) for sig in _SIGNALS}
     watchdog = threading.Timer(connect_timeout, _give_up, args=(address, connect_timeout))
     watchdog.daemon = True
     watchdog.start()
@@ -103,12 +105,39 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
         raise InputError(f"preflight cluster --ray {address}: cannot connect: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                          ) from None
+    saved = _interrupt_on_signals(before)
     try:
         plan = Plan(node_args, node_timeout, profile_dirs, allow, workloads, floor_gbps)
         return _fan_out(ray, NodeAffinitySchedulingStrategy, plan, started, address,
                         report_dir)
     finally:
         ray.shutdown()
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+# SIGTERM (a CI timeout) and SIGHUP (a dropped ssh) end the run as Ctrl-C does, as for a
+# node run (plugin.py INTERRUPT_SIGNALS): exit 2, ray.shutdown, no report. ray.init puts
+# its own driver handler on SIGTERM (ray/_private/worker.py `sigterm_handler`:
+# sys.exit) under a C++ stack dump; a handler the caller set before (nohup's SIG_IGN)
+# is kept.
+_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    for sig in _SIGNALS:  # a second signal must not cut ray.shutdown short
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _interrupt_on_signals(before: dict[signal.Signals, Any]) -> dict[signal.Signals, Any]:
+    saved = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig, previous in before.items():
+            if previous == signal.SIG_DFL:
+                saved[sig] = previous
+                signal.signal(sig, _interrupted)
+    return saved
 
 
 def _reachable(address: str) -> None:
@@ -146,6 +175,11 @@ def _fan_out(ray: Any, affinity: Any, plan: Plan, started: float, address: str,
              report_dir: Path) -> int:
     alive = [n for n in ray.nodes() if n.get("Alive")]
     nodes = _node_runs(ray, affinity, alive, plan, started)
+    if nodes and all(n.report is None and n.extra.get("exit_code") == 4 for n in nodes):
+        # The same options went to every node and every node rejected them: the command
+        # line is bad (exit 4), not the nodes (exit 1).
+        raise InputError("preflight cluster: every node's preflight rejected its input: "
+                         + nodes[0].reason.removeprefix("ERROR: "))
     names = {n.node_id: n.name for n in nodes}
     # After the node runs: a listener on MASTER_PORT during them would fail port-free.
     extra = [_reach(ray, affinity, alive, names, min(max(10.0, plan.node_timeout),
@@ -222,7 +256,8 @@ def _reach(ray: Any, affinity: Any, alive: list[dict[str, Any]], names: dict[str
     finally:
         for handle in actors.values():
             ray.kill(handle)
-    return checks.reach({names[nid]: r for nid, r in results.items()}, missing)
+    return checks.reach({names[nid]: r for nid, r in results.items()}, missing,
+                        {names[nid]: ip[nid] for nid in results})
 
 
 def _gather(ray: Any, refs: dict[Any, str], deadline: float, names: dict[str, str],
@@ -255,7 +290,10 @@ def _collect(ray: Any, ref: Any, info: dict[str, Any]) -> NodeReport:
     if answer["report"] is None:
         why = answer["error"] or ("preflight timed out" if answer["timed_out"] else
                                   f"preflight exited {answer['returncode']} without a report")
-        return _unknown(info, why)
+        node = _unknown(info, why)
+        if answer["returncode"] == 4:  # the node's preflight rejected its input
+            node.extra["exit_code"] = 4
+        return node
     try:
         data = merge.parse_report(answer["report"], f"ray:{info['NodeID']}")
     except InputError as exc:

@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Set
+from collections.abc import Callable, Set
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,41 @@ def parse_report(text: str, source: str) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("checks"), list) \
             or not isinstance(data.get("verdict"), str) or "schema" not in data:
         raise InputError(f"{source}: not a preflight report (needs schema, verdict, checks)")
+    if wrong := _wrong_shape(data):
+        raise InputError(f"{source}: not a preflight report: {wrong}")
     return data
+
+
+def _is_map(value: Any, of: tuple[type, ...]) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, of) for k, v in value.items())
+
+
+def _wrong_shape(data: dict[str, Any]) -> str:
+    """The first field the cluster checks read that has another shape than preflight
+    writes (report.py, node_facts.py); "" when none. A hand-edited or foreign report
+    otherwise ended in a traceback, exit 1."""
+    if not all(isinstance(c, dict) and isinstance(c.get("id"), str) for c in data["checks"]):
+        return "checks is not a list of objects with an id"
+    node = data.get("node")
+    if node is None:
+        return ""  # an older preflight: the checks say they cannot compare
+    if not isinstance(node, dict):
+        return "node is not an object"
+    shapes: dict[str, Callable[[Any], bool]] = {
+        "hostname": lambda v: isinstance(v, str),
+        "node_id": lambda v: isinstance(v, str),
+        "versions": lambda v: _is_map(v, (str, type(None))),
+        "ips": lambda v: isinstance(v, dict) and all(
+            isinstance(a, list) and all(isinstance(x, str) for x in a) for a in v.values()),
+        "launch_env": lambda v: _is_map(v, (str,)),
+        "gpu_count": lambda v: isinstance(v, int) and not isinstance(v, bool)}
+    for key, ok in shapes.items():
+        if key in node and node[key] is not None and not ok(node[key]):
+            return f"node.{key} is {json.dumps(node[key])[:60]}, not what preflight writes"
+    if "versions" in node and node["versions"] is None:
+        return "node.versions is null, not what preflight writes"
+    return ""
 
 
 def read_text(path: Path) -> str:
@@ -109,8 +143,14 @@ def from_report(data: dict[str, Any], source: str) -> NodeReport:
     host = facts.get("hostname") or data.get("host") or "?"
     ips = [ip for name, addrs in sorted((facts.get("ips") or {}).items()) if name != "lo"
            for ip in addrs if ":" not in ip]
-    return NodeReport(name=str(host), source=source, report=data,
-                      node_id=str(facts.get("node_id") or ""), ip=ips[0] if ips else "")
+    node = NodeReport(name=str(host), source=source, report=data,
+                      node_id=str(facts.get("node_id") or ""),
+                      ip=checks.outward_ip(facts) or (ips[0] if ips else ""))
+    if node.verdict != "GO" and not node.blockers:  # else the row names no cause at all
+        node.reason = ("its run did not complete (interrupted, or stopped early by -x / "
+                       "--maxfail)" if not data.get("complete", False)
+                       else f"its report says {node.verdict} with no check blocking")
+    return node
 
 
 # -- judging -----------------------------------------------------------------------------
@@ -212,9 +252,11 @@ def markdown(cluster: dict[str, Any]) -> str:
         if picked:
             lines += ["", f"## {title}", ""]
         for name, c in picked:
+            # every line of the fix (`set -a` alone, the first of three, does nothing)
             fix = (c.get("fix") or "").splitlines()
-            lines.append(f"- **{name}** `{c['id']}`: {c.get('summary', '')}"
-                         + (f" — fix: `{fix[0]}`" if fix else ""))
+            lines.append(f"- **{name}** `{c['id']}`: {c.get('summary', '')}")
+            if fix:
+                lines += ["", "  ```bash", *(f"  {x}" for x in fix), "  ```", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -281,10 +323,12 @@ def terminal_lines(cluster: dict[str, Any]) -> list[str]:
         lines.append(f"  ... and {len(bad) - MAX_TERMINAL_NODES} more node(s) not GO: see "
                      f"{CLUSTER_MD}")
     for c in cluster["checks"]:
-        if Severity.parse(c["severity"]).blocks:
-            lines.append(f"  BLOCKER {c['id']}: {c['summary']}")
-            if c["fix"]:
-                lines.append(f"      fix: {c['fix'].splitlines()[0]}")
+        severity = Severity.parse(c["severity"])
+        if severity.blocks:  # an UNKNOWN blocks GO but is not a blocker (the node terminal)
+            label = "UNKNOWN" if severity is Severity.UNKNOWN else "BLOCKER"
+            lines.append(f"  {label} {c['id']}: {c['summary']}")
+            for i, line in enumerate(c["fix"].splitlines()):
+                lines.append(f"      {'fix: ' if i == 0 else '     '}{line}")
     return lines
 
 

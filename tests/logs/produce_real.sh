@@ -153,6 +153,18 @@ sed '/destroy_process_group/d' train.py > train_nodestroy.py
 { header empty-variable-slash "DATASET unset: python opens datasets/\${DATASET}/train.jsonl"
   env -u DATASET bash -c '"$0" -c "import sys; open(sys.argv[1])" "datasets/${DATASET}/train.jsonl"' "$PY" 2>&1; } > "$OUT/empty-variable-slash.log"
 
+# rank-sigkill: a rank killed by SIGKILL (what the kernel's OOM killer sends), nothing printed
+cat > kill9.py <<'PYEOF'
+import os, signal, time
+import torch.distributed as dist
+dist.init_process_group("gloo")
+if dist.get_rank() == 1:
+    os.kill(os.getpid(), signal.SIGKILL)
+time.sleep(5)
+PYEOF
+{ header rank-sigkill "torchrun --standalone --nproc_per_node 2 kill9.py (rank 1 sends itself SIGKILL, as the kernel OOM killer does)"
+  timeout 120 "$PY" -m torch.distributed.run --standalone --nproc_per_node 2 kill9.py 2>&1; } > "$OUT/rank-sigkill.log"
+
 # --- fourth batch: multi-node launches seen from one node ----------------------------------
 free_port() { "$PY" -c "import socket;s=socket.socket();s.bind(('',0));print(s.getsockname()[1])"; }
 # master-addr: a worker node launched with the single-node MASTER_ADDR=127.0.0.1; no store there
