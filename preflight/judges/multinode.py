@@ -41,6 +41,14 @@ def master_addr(f: MasterFacts) -> Verdict:
         nnodes_from=cfg.nnodes_from, MASTER_ADDR=cfg.master_addr or None,
         master_addr_from=cfg.master_addr_from or None, NODE_RANK=cfg.node_rank,
         hostname=f.host.name, hostname_resolves_to=list(f.host.addresses)))
+    if cfg.stops:
+        # The launcher stops on its own arguments before any rendezvous: no address is
+        # used, and the one it would use once fixed is not known; never a value the half-
+        # parsed line suggests (torchrun's one-node rewrite to localhost).
+        v.problems.append(Problem.unknown(
+            f"MASTER_ADDR not judged: {cfg.stops} stops on its own arguments before any "
+            "rendezvous (launcher-args names the error); fix the launch line first"))
+        return v
     route = None
     addr = f.master
     if UNKNOWN_OPEN in cfg.master_addr:

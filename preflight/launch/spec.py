@@ -600,7 +600,11 @@ def _torchrun(name: str, args: list[Word], env: Environment, cmd: Command, depth
         nnodes=None if why else cfg.max_nodes,
         port=None if why else cfg.port,
         port_text=f"⟨{why}⟩" if why else cfg.port_text,
-        port_source=cfg.port_source, master_addr=_rendezvous_host(cfg),
+        port_source=cfg.port_source,
+        # a torchrun that stops on its arguments meets nobody: its half-parsed endpoint (the
+        # one-node rewrite to localhost:0, torch/distributed/run.py:1004-1011, runs before
+        # config_from_args stops at :842) is no address the job would use
+        master_addr="" if cfg.error else _rendezvous_host(cfg),
         master_port_env=(mp.value if mp.value is not None else mp.text) if mp else None,
         error=cfg.error, unread=cfg.unknown, **base,
     )

@@ -7,6 +7,7 @@ Plain reads, no judgement: the checks in checks/test_multinode.py decide.
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import socket
 import threading
 from collections.abc import Mapping
@@ -28,6 +29,9 @@ class LaunchConfig:
     # The multi-node layer may not start at all: why (a relaunch not known, e.g. swift's
     # after an eval, or llamafactory-cli's with the GPU count not read); "": it starts.
     maybe: str = ""
+    # The multi-node layer stops on its own arguments before any rendezvous (launcher-args
+    # names the error): "torchrun at run.sh:4"; "" when it does not.
+    stops: str = ""
 
     @property
     def multi_node(self) -> bool:
@@ -50,7 +54,7 @@ def launch_config(environ: Mapping[str, str], spec: Any = None, gpus: int | None
     that does not start on a node of `gpus` GPUs (NVML; None: not read, `gpus_error`
     why), such as llamafactory-cli's relaunch on one GPU, is left out (`Layer.starts`)."""
     nnodes: int | None = 1
-    nnodes_from, addr, addr_from, maybe = "", "", "", ""
+    nnodes_from, addr, addr_from, maybe, stops = "", "", "", "", ""
     layers = [x for job in (spec.jobs if spec else ()) for x in job.distributed]
     multi = [(x, why) for x in layers if x.nnodes is None or x.nnodes > 1
              for starts, why in [x.starts(gpus, gpus_error)] if starts is not False]
@@ -58,6 +62,10 @@ def launch_config(environ: Mapping[str, str], spec: Any = None, gpus: int | None
     if multi:
         first, maybe = multi[0]
         nnodes, nnodes_from = first.nnodes, f"{first.launcher} --nnodes at {first.where}"
+        if first.error:
+            where = posixpath.basename(first.file) if first.file.startswith("/") else \
+                first.file
+            stops = f"{first.launcher} at {where}:{first.line}"
         if first.master_addr:
             addr, addr_from = first.master_addr, f"{first.launcher} --master_addr"
     elif environ.get("NNODES", "").strip():
@@ -69,7 +77,7 @@ def launch_config(environ: Mapping[str, str], spec: Any = None, gpus: int | None
         elif environ.get("MASTER_ADDR"):
             addr, addr_from = environ["MASTER_ADDR"], "MASTER_ADDR"
     rank = (spec.variable("NODE_RANK") if spec else None) or environ.get("NODE_RANK")
-    return LaunchConfig(nnodes, nnodes_from, addr.strip(), addr_from, rank, maybe)
+    return LaunchConfig(nnodes, nnodes_from, addr.strip(), addr_from, rank, maybe, stops)
 
 
 @dataclass(frozen=True)

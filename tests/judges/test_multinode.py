@@ -102,3 +102,23 @@ def test_master_addr_behind_a_relaunch_the_gpu_count_decides(gpus, kind, text):
     assert text in out.text, out
     if gpus is None:
         assert "could not be read (NVML unavailable" in out.text, out
+
+
+@pytest.mark.parametrize("cmd, env", [
+    ("torchrun --nnodes=2:1 --nproc-per-node=1 train.py", {}),
+    ("torchrun --nnodes=2:1 --master-addr=10.0.0.1 train.py", {"MASTER_ADDR": "10.0.0.1"}),
+    ("torchrun --nnodes=4 --nproc-per-node=abc train.py", {}),
+], ids=["reversed nnodes", "reversed nnodes with an address", "bad nproc"])
+def test_master_addr_of_a_launcher_that_stops_on_its_arguments_is_not_judged(cmd, env):
+    """torchrun stops on its own arguments before any rendezvous (torch/distributed/run.py
+    :842 `config_from_args`, after the one-node rewrite to localhost:0 at :1004-1011): it
+    has no master address, and whatever it would have met at is not known; launcher-args
+    reports the stop. Never a value the real tool would not produce (localhost here)."""
+    spec = load(None, cmd, {"PATH": "/usr/bin:/bin", "HOME": "/root"}, cwd="/")
+    cfg = launch_config(env, spec)
+    assert cfg.master_addr != "localhost", cfg
+    facts = replace(FACTS, cfg=cfg, master=Resolved("10.0.0.1", ("10.0.0.1",)))
+    out = judged(judge.master_addr(facts))
+    assert out.kind == "unknown", out
+    assert "torchrun at <--launch-cmd>:1 stops on its own arguments" in out.text, out
+    assert "launcher-args" in out.text and "localhost" not in out.text, out
