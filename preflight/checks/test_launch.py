@@ -115,7 +115,22 @@ def test_launch_gpus_enough(node: Node, profile: Profile, finding: Recorder) -> 
     finding.conclude(judge.launch_gpus(facts))
 
 
+def script_texts(spec: LaunchSpec | None) -> dict[str, str]:
+    """The files the launch lines are written in (the script, what it sources), as the
+    launcher-args fix edits them; one that cannot be read is left out (its fix names the
+    option instead)."""
+    texts: dict[str, str] = {}
+    for path in {j.command.file for j in spec.jobs} if spec else ():
+        try:
+            with open(path, encoding="utf-8") as fh:
+                texts[path] = fh.read()
+        except (OSError, UnicodeError):
+            continue
+    return texts
+
+
 @pytest.mark.pitfall("launcher-args")
 def test_launcher_accepts_its_args(node: Node, profile: Profile, finding: Recorder) -> None:
     spec = _spec(node)
-    finding.conclude(judge.launcher_args(judge.ArgsFacts(spec, gpu_count(node, spec))))
+    finding.conclude(judge.launcher_args(judge.ArgsFacts(spec, gpu_count(node, spec),
+                                                         script_texts(spec))))

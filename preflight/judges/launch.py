@@ -31,7 +31,7 @@ from preflight.launch.spec import (
 )
 from preflight.model import Kind, Problem, Verdict
 from preflight.numbers import maybe_int
-from preflight.redact import MASK, redact_argv, redact_text, secret_values
+from preflight.redact import MASK, is_secret_name, redact_argv, redact_text, secret_values
 from preflight.stack import grpo_batch
 
 NO_SCRIPT = "no launch script (--launch-script PATH or --launch-cmd STRING)"
@@ -675,6 +675,9 @@ def launch_gpus(f: GpusFacts) -> Verdict:
 class ArgsFacts:
     spec: LaunchSpec | None
     gpus: GpuCount = GpuCount()  # for a relaunch the GPU count decides (Layer.starts)
+    # the script files the launch lines are written in, as read (path -> text): the fix
+    # edits the wrong token there in place; a file not here gets the option named
+    texts: Mapping[str, str] = field(default_factory=dict)
 
 
 RELAUNCHER_PROGRAMS = ("swift", "megatron", *LMF_PROGRAMS)
@@ -787,7 +790,7 @@ def _set_flag(words: Sequence[Word], flag: str, value: str,
         if eq:
             return {i: [f"{name}={value}"]}
         if i + 1 < len(words) and words[i + 1].known:
-            return {i: [w.text, value], i + 1: []}
+            return {i + 1: [value]}
         return None
     for i, w in enumerate(words):
         if after and w.known and posixpath.basename(w.text) == after:
@@ -795,17 +798,16 @@ def _set_flag(words: Sequence[Word], flag: str, value: str,
     return None
 
 
-def _derived(layer: Layer, job: Job) -> tuple[str, str]:
-    """(the corrected command line, what it changes) where the error tells the right
-    value; ("", "") otherwise."""
+def _derived(layer: Layer, job: Job) -> tuple[dict[int, list[str]], str]:
+    """(the argv change, what it changes) where the error tells the right value; ({}, "")
+    otherwise."""
     argv = job.command.argv
     error = layer.error
     if (m := NNODES_REVERSED.search(error)) and 0 < int(m[2]) < int(m[1]) \
             and not layer.implicit:
         lo, hi = m[2], m[1]
         change = _set_flag(argv, "--nnodes", f"{lo}:{hi}")
-        return (_shell_line(argv, change), f"--nnodes MIN:MAX is {lo}:{hi}") if change \
-            else ("", "")
+        return (change, f"--nnodes MIN:MAX is {lo}:{hi}") if change else ({}, "")
     if (m := NO_METHOD.search(error)) and " " in layer.launcher:
         prog, method = layer.launcher.split()[0], m[1]
         routes = list(SWIFT_ROUTES.get(prog, {}))
@@ -819,18 +821,122 @@ def _derived(layer: Layer, job: Job) -> tuple[str, str]:
         for i, w in enumerate(argv[:-1]):
             if new and w.known and posixpath.basename(w.text) == prog and \
                     argv[i + 1].text.replace("_", "-") == method:
-                return (_shell_line(argv, {i + 1: [new, *extra]}),
+                return ({i + 1: [new, *extra]},
                         f"{prog} {new}{' ' + ' '.join(extra) if extra else ''}, not "
                         f"{prog} {method}")
-    return "", ""
+    return {}, ""
 
 
-def _args_fix(layer: Layer, job: Job) -> tuple[str, str]:
-    """(a copy-paste fix, why): the corrected command line where it can be derived, else
-    the option to fix and the tool's `--help`."""
-    line, what = _derived(layer, job)
-    if line:
-        return line, f"{what} ({at(layer)})"
+SED_PATTERN = re.compile(r"([\\/.*\[\]^$])")  # special in a sed BRE (and the delimiter)
+SED_REPLACEMENT = re.compile(r"([\\/&])")
+
+
+def _sed(line: int, old: str, new: str, path: str) -> str:
+    """`sed -i 'Ns/OLD/NEW/' FILE`: the first OLD on line N, matched literally."""
+    pattern = SED_PATTERN.sub(r"\\\1", old)
+    replacement = SED_REPLACEMENT.sub(r"\\\1", new)
+    return f"sed -i {shlex.quote(f'{line}s/{pattern}/{replacement}/')} {shlex.quote(path)}"
+
+
+def _tokens(line: str, token: str) -> int:
+    """How often `token` stands on `line` as a whole shell word (or `NAME=value` word)."""
+    return len(re.findall(rf"(?<![^\s;&|(]){re.escape(token)}(?![^\s;&|)])", line))
+
+
+def _command_lines(text: str, first: int) -> list[tuple[int, str]]:
+    """The physical lines of the command written at line `first` (backslash-continued)."""
+    lines = text.splitlines()
+    span: list[tuple[int, str]] = []
+    n = first
+    while 0 < n <= len(lines):
+        span.append((n, lines[n - 1]))
+        if not lines[n - 1].endswith("\\"):
+            break
+        n += 1
+    return span
+
+
+def _in_variable(w: Word, new: str, f: ArgsFacts) -> str:
+    """`sed` on the assignment `NAME=value` the wrong word came from (`--nnodes=$NN`,
+    `NN=2:1` earlier in the script) when it is written there literally; "" otherwise."""
+    var = f.spec.variables.get(w.refs[0]) if f.spec and len(w.refs) == 1 else None
+    if var is None or not var.value or not var.where or w.text.count(var.value) != 1 or \
+            is_secret_name(w.refs[0]):
+        return ""
+    pre, suf = w.text.split(var.value)
+    if not (new.startswith(pre) and new.endswith(suf)) or len(new) <= len(pre) + len(suf):
+        return ""
+    value = new[len(pre):len(new) - len(suf)]
+    path, _, n = var.where.rpartition(":")
+    text = f.texts.get(path)
+    lines = text.splitlines() if text is not None and n.isdigit() else []
+    line = lines[int(n) - 1] if 0 < int(n or 0) <= len(lines) else ""
+    for written in (var.value, f'"{var.value}"', f"'{var.value}'"):
+        old = f"{w.refs[0]}={written}"
+        if _tokens(line, old) == 1 and line.count(old) == 1:
+            return _sed(int(n), old, f"{w.refs[0]}={shlex.quote(value)}", path)
+    return ""
+
+
+def _in_place(job: Job, changed: Mapping[int, list[str]], f: ArgsFacts) -> str:
+    """The `sed -i` commands that make `changed` in the launch script itself, each on the
+    one line where the wrong token is written (a variable's assignment for `$NN`): the
+    rest of the line (secrets, redirects, variables) stays as written; "" when a token is
+    not written there exactly once."""
+    cmd = job.command
+    text = f.texts.get(cmd.file)
+    if text is None or not changed:
+        return ""
+    span = _command_lines(text, cmd.line)
+    edits = []
+    for i, words in sorted(changed.items()):
+        w = cmd.argv[i]
+        new = " ".join(t if "$" in t else shlex.quote(t) for t in words)
+        if not w.known or not words:
+            return ""
+        if "$" in w.source or "`" in w.source:
+            edit = _in_variable(w, " ".join(words), f) if len(words) == 1 else ""
+        else:
+            hits = [(n, line) for n, line in span if _tokens(line, w.source)]
+            edit = _sed(hits[0][0], w.source, new, cmd.file) if len(hits) == 1 and \
+                _tokens(hits[0][1], w.source) == 1 and hits[0][1].count(w.source) == 1 else ""
+        if not edit:
+            return ""
+        edits.append(edit)
+    return "\n".join(edits)
+
+
+def _safe(fix: str, job: Job, f: ArgsFacts) -> bool:
+    """A fix runs as pasted: no masked value in it, and no secret either."""
+    secrets = [*secret_values(w.text for w in job.command.argv),
+               *(f.spec.secrets if f.spec else ())]
+    return MASK not in fix and redact_text(fix) == fix and \
+        not any(x and x in fix for x in secrets)
+
+
+def _change_fix(layer: Layer, job: Job, changed: Mapping[int, list[str]],
+                f: ArgsFacts) -> str:
+    """The script edited in place where the wrong tokens are written in it; the corrected
+    line for a --launch-cmd that has nothing but its argv to lose (no redirect, no masked
+    value); else the change named after `<tool> --help`."""
+    fix = _in_place(job, changed, f)
+    cmd = job.command
+    if not fix and cmd.file not in f.texts and not cmd.redirects and not cmd.writes:
+        fix = _shell_line(cmd.argv, changed)
+    if fix and _safe(fix, job, f):
+        return fix
+    was = " ".join(cmd.argv[i].source for i in sorted(changed))
+    now = " ".join(t for i in sorted(changed) for t in changed[i])
+    fix = f"{_tool(layer)} --help  # in {at(layer)} write {now} for {was}"
+    return fix if _safe(fix, job, f) else f"{_tool(layer)} --help  # fix its options"
+
+
+def _args_fix(layer: Layer, job: Job, f: ArgsFacts) -> tuple[str, str]:
+    """(a copy-paste fix, why): the wrong token replaced where it is written, where the
+    right value follows from the error; else the option to fix and the tool's `--help`."""
+    changed, what = _derived(layer, job)
+    if changed:
+        return _change_fix(layer, job, changed, f), f"{what} ({at(layer)})"
     flag, takes = _flag_of(layer.error)
     if flag == "config":  # swift's config file: "run.yaml: swift reads it as a mapping"
         flag = layer.error.split(":")[0]
@@ -846,7 +952,7 @@ def _args_fix(layer: Layer, job: Job) -> tuple[str, str]:
         rank = '"${NODE_RANK:?the index of this node in the hostfile, from 0}"'
         change = _set_flag(job.command.argv, "--node_rank", rank, after="deepspeed")
         if change:
-            return (_shell_line(job.command.argv, change),
+            return (_change_fix(layer, job, change, f),
                     f"deepspeed --no_ssh starts only this node's workers: it needs "
                     f"--node_rank, {takes} ({at(layer)})")
     if flag:
@@ -884,7 +990,7 @@ def _unknown_options(layer: Layer, job: Job) -> list[str]:
             for w in argv[first + 1:end] if not w.known]
 
 
-def _job_args(job: Job, gpus: GpuCount, v: Verdict, rows: list[dict[str, Any]],
+def _job_args(job: Job, f: ArgsFacts, v: Verdict, rows: list[dict[str, Any]],
               unknown: list[str]) -> None:
     """The first layer of the job that would stop on its options (nothing inside it
     starts): a NO-GO where it surely runs, unknown where it may not."""
@@ -894,7 +1000,7 @@ def _job_args(job: Job, gpus: GpuCount, v: Verdict, rows: list[dict[str, Any]],
             continue
         row: dict[str, Any] = {"launcher": layer.launcher, "line": f"{at(layer)}"}
         rows.append(row)
-        starts, why = layer.starts(gpus.count, gpus.error)
+        starts, why = layer.starts(f.gpus.count, f.gpus.error)
         if starts is False:
             row["status"] = why  # it does not start here: its options are never read
             return
@@ -918,7 +1024,7 @@ def _job_args(job: Job, gpus: GpuCount, v: Verdict, rows: list[dict[str, Any]],
             error = error.replace(secret, MASK)
         row["status"], row["error"] = "stops", error
         row["command"] = display(job.command.argv)
-        fix, why_fix = _args_fix(layer, job)
+        fix, why_fix = _args_fix(layer, job, f)
         text = f"{layer.launcher} at {at(layer)} stops at once: {error}"
         v.problems.append(Problem.unknown(f"{text}, if it starts at all: {maybe}", fix,
                                           why_fix) if maybe else
@@ -939,7 +1045,7 @@ def launcher_args(f: ArgsFacts) -> Verdict:
     rows: list[dict[str, Any]] = []
     unknown: list[str] = []
     for job in spec.jobs:
-        _job_args(job, f.gpus, v, rows, unknown)
+        _job_args(job, f, v, rows, unknown)
     v.evidence = dict(layers=rows, unknown=unknown)
     if gated(spec):
         v.evidence["gpus_on_node"] = _count(f.gpus)

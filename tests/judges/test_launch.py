@@ -16,6 +16,7 @@ from preflight.fixes import PLACEHOLDER, is_command, split
 from preflight.judges import launch as judge
 from preflight.launch.spec import LaunchSpec, load
 from preflight.model import Kind, Verdict
+from preflight.redact import MASK
 
 ENV = {"PATH": "/usr/bin:/bin", "HOME": "/root"}
 
@@ -629,9 +630,16 @@ ARGS = [
      Want(Kind.UNKNOWN, ("the method ⟨$(cat method)⟩",))),
     ("a script argument not known is not an option", 'torchrun train.py --lr "$(cat lr)"', {},
      Want(ok="every launcher accepts")),
-    ("secret values stay masked in the fix",
+    # the corrected line would carry '***' for the secret (a literal *** when pasted):
+    # the change is named instead
+    ("a masked secret is never pasted: the change named",
      "torchrun --nnodes=2:1 train.py --hf_token hf_abcdefghijklmnop", {},
-     Want(Kind.BLOCKER, fix=("torchrun --nnodes=1:2 train.py --hf_token '***'",))),
+     Want(Kind.BLOCKER, fix=("torchrun --help  # in <--launch-cmd>:1 write --nnodes=1:2 for "
+                             "--nnodes=2:1",))),
+    ("a redirect is never dropped: the change named",
+     "torchrun --nnodes=2:1 train.py > run.log 2>&1", {},
+     Want(Kind.BLOCKER, fix=("torchrun --help  # in <--launch-cmd>:1 write --nnodes=1:2 for "
+                             "--nnodes=2:1",))),
     ("variables pasted as written", 'T=hf_abcdefghijklmnop; torchrun --nnodes=2:1 train.py '
                                     '--hf_token "$T"', {},
      Want(Kind.BLOCKER, fix=('torchrun --nnodes=1:2 train.py --hf_token "$T"',))),
@@ -657,6 +665,7 @@ def test_launcher_args_fixes_are_commands():
                 continue
             commands, _ = split(p.fix)
             assert commands, (cmd, p.fix)
+            assert MASK not in p.fix, (cmd, p.fix)  # pasted, '***' would be the value
             for line in commands.splitlines():
                 assert is_command(line) and not PLACEHOLDER.search(line), (cmd, line)
             bash = subprocess.run(["bash", "-n"], input=commands + "\n", text=True,
@@ -735,3 +744,70 @@ def test_a_write_that_may_not_run_leaves_the_file_on_disk_unknown(tmp_path):
                                "accelerate launch --config_file acc.yaml t.py\n")
     assert spec.jobs[-1].distributed[0].error == \
         f"{tmp_path}/acc.yaml (written by the script at run.sh:1) is not a mapping"
+
+
+# (the script, the environment, what its fix must say): the fix edits the wrong token in
+# place where it is written, so the rest of the line (secrets, redirects, variables)
+# stays as it was; a token not written there exactly once gets the change named.
+SECRET = "hf_abcdefghijklmnop"
+SCRIPT_FIXES = [
+    ("nnodes reversed", "torchrun --nnodes=2:1 train.py --lr 1\n", {},
+     "sed -i 2s/--nnodes=2:1/--nnodes=1:2/ "),
+    ("nnodes as two words", "python -m torch.distributed.run --nnodes 4:2 -m pkg.train\n", {},
+     "sed -i 2s/4:2/2:4/ "),
+    ("swift train", "swift train --model m\n", {}, "sed -i 2s/train/sft/ "),
+    ("swift grpo", "NPROC_PER_NODE=2 swift grpo --model m\n", {},
+     "sed -i '2s/grpo/rlhf --rlhf_type grpo/' "),
+    ("deepspeed --no_ssh without --node_rank", "deepspeed --no_ssh --num_nodes 1 train.py\n",
+     {}, "sed -i '2s/deepspeed/deepspeed --node_rank=\"${NODE_RANK:?the index of this node "
+         "in the hostfile, from 0}\"/' "),
+    ("in a branch", 'if [ "$(hostname)" = n0 ]; then\n  torchrun --nnodes=2:1 train.py\nfi\n',
+     {}, "sed -i 3s/--nnodes=2:1/--nnodes=1:2/ "),
+    ("a secret, a redirect, a continued line",
+     f"export HF_TOKEN={SECRET}\nmkdir -p logs\nWANDB_API_KEY={SECRET} torchrun \\\n"
+     f"  --nnodes=2:1 --nproc-per-node=1 train.py --wandb-key {SECRET} \\\n"
+     '  --hf_token "$HF_TOKEN" > logs/run.log 2>&1\n', {},
+     "sed -i 5s/--nnodes=2:1/--nnodes=1:2/ "),
+    ("from a variable", "NN=2:1\ntorchrun --nnodes=$NN train.py\n", {},
+     "sed -i 2s/NN=2:1/NN=1:2/ "),
+    ("from a quoted variable", 'export NN="2:1"\ntorchrun --nnodes "$NN" train.py\n', {},
+     "sed -i '2s/NN=\"2:1\"/NN=1:2/' "),
+    ("written twice: the change named", "torchrun --nnodes=2:1 t.py --x=--nnodes=2:1\n", {},
+     "torchrun --help  # in run.sh:2 write --nnodes=1:2 for --nnodes=2:1"),
+    ("from the environment: the change named", "torchrun --nnodes=$NN train.py\n",
+     {"NN": "2:1"}, "torchrun --help  # in run.sh:2 write --nnodes=1:2 for --nnodes=$NN"),
+]
+
+
+@pytest.mark.parametrize("text, env, fix", [c[1:] for c in SCRIPT_FIXES],
+                         ids=[c[0] for c in SCRIPT_FIXES])
+def test_launcher_args_fix_edits_the_script(tmp_path, text, env, fix):
+    """The fix, run with bash on the script, leaves a script bash parses, that the
+    launcher accepts, with every other byte as it was (secrets and redirects kept); the
+    fix itself holds no secret and no mask."""
+    path = tmp_path / "run.sh"
+    before = "#!/bin/bash\n" + text
+    path.write_text(before)
+    spec = load(str(path), None, {**ENV, **env}, cwd=str(tmp_path))
+    v = judge.launcher_args(judge.ArgsFacts(spec, texts={str(path): before}))
+    assert v.problems and v.problems[0].kind in (Kind.BLOCKER, Kind.UNKNOWN), v.problems
+    got = v.problems[0].fix
+    assert got.startswith(fix), (got, fix)
+    assert SECRET not in repr(v) and MASK not in got, got
+    if not got.startswith("sed "):
+        return
+    assert got.endswith(f" {path}")
+    ran = subprocess.run(["bash", "-c", got], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=10)
+    assert ran.returncode == 0, ran.stderr
+    after = path.read_text()
+    assert after != before
+    assert subprocess.run(["bash", "-n", str(path)], timeout=10).returncode == 0, after
+    edited = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True)
+              if a != b]
+    assert len(edited) == 1, edited  # one line changed, the rest byte for byte
+    for kept in (SECRET, "> logs/run.log 2>&1", '"$HF_TOKEN"', "\\"):
+        assert before.count(kept) == after.count(kept), kept
+    again = judge.launcher_args(judge.ArgsFacts(load(str(path), None, {**ENV, **env},
+                                                     cwd=str(tmp_path))))
+    assert not [p for p in again.problems if "stops at once" in p.text], again.problems
