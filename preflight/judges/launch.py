@@ -921,7 +921,11 @@ def _change_fix(layer: Layer, job: Job, changed: Mapping[int, list[str]],
     value); else the change named after `<tool> --help`."""
     fix = _in_place(job, changed, f)
     cmd = job.command
-    if not fix and cmd.file not in f.texts and not cmd.redirects and not cmd.writes:
+    # a --launch-cmd is one line: rebuilt from the argv only when that is all there is
+    # (no `X=1` prefix or earlier assignment, no redirect, no pipe or other command)
+    alone = f.spec is not None and len(f.spec.commands) == 1 and not cmd.redirects and \
+        not cmd.writes and not any(v.where.startswith(f"{cmd.file}:") for v in cmd.env.values())
+    if not fix and cmd.file not in f.texts and alone:
         fix = _shell_line(cmd.argv, changed)
     if fix and _safe(fix, job, f):
         return fix

@@ -595,6 +595,9 @@ ARGS = [
      Want(Kind.BLOCKER, ("swift train at <--launch-cmd>:1 stops at once: swift: no method "
                          "'train'",), ("swift sft --model m",))),
     ("swift grpo is rlhf", "NPROC_PER_NODE=2 swift grpo --model m", {},
+     Want(Kind.BLOCKER, ("no method 'grpo'",), ("swift sft --help  # in <--launch-cmd>:1 "
+                                                "write rlhf --rlhf_type grpo for grpo",))),
+    ("swift grpo is rlhf, the line alone", "swift grpo --model m", {},
      Want(Kind.BLOCKER, ("no method 'grpo'",), ("swift rlhf --rlhf_type grpo --model m",))),
     ("swift's relaunch with a bad NPROC_PER_NODE", "NPROC_PER_NODE=abc swift sft --model m",
      {}, Want(Kind.BLOCKER, ("torchrun (relaunched by swift sft) at <--launch-cmd>:1 stops "
@@ -634,6 +637,14 @@ ARGS = [
     # the change is named instead
     ("a masked secret is never pasted: the change named",
      "torchrun --nnodes=2:1 train.py --hf_token hf_abcdefghijklmnop", {},
+     Want(Kind.BLOCKER, fix=("torchrun --help  # in <--launch-cmd>:1 write --nnodes=1:2 for "
+                             "--nnodes=2:1",))),
+    ("an env prefix is never dropped: the change named",
+     "NCCL_DEBUG=INFO torchrun --nnodes=2:1 train.py", {},
+     Want(Kind.BLOCKER, fix=("torchrun --help  # in <--launch-cmd>:1 write --nnodes=1:2 for "
+                             "--nnodes=2:1",))),
+    ("a pipe is never dropped: the change named",
+     "torchrun --nnodes=2:1 train.py | tee run.log", {},
      Want(Kind.BLOCKER, fix=("torchrun --help  # in <--launch-cmd>:1 write --nnodes=1:2 for "
                              "--nnodes=2:1",))),
     ("a redirect is never dropped: the change named",
