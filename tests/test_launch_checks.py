@@ -10,6 +10,7 @@ import io
 import json
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -658,28 +659,37 @@ TORCHRUN_STOPS = "min_nodes must be > 0 and <= max_nodes, got min_nodes=2, max_n
 
 def test_launcher_rejecting_its_args_then_fixed_then_no_launcher(run_preflight, tmp_path):
     """A two-node job whose --nnodes is MIN:MAX the wrong way round: torchrun would stop
-    in its first second. The fix preflight names is the corrected line, which passes."""
+    in its first second. The fix preflight names, run with bash, edits only that token
+    in the script: the secrets (an env prefix, a secret-named option), the variables and
+    the redirect stay as written, and preflight then passes it."""
     (tmp_path / "train.py").write_text("print('training')\n")
     broken = tmp_path / "run.sh"
-    broken.write_text("#!/bin/bash\nset -euo pipefail\nexport HF_TOKEN=hf_notarealsecret01\n"
-                      "torchrun --nnodes=2:1 --nproc-per-node=1 train.py "
-                      "--hf_token \"$HF_TOKEN\"\n")
+    text = ("#!/bin/bash\nset -euo pipefail\nexport HF_TOKEN=hf_notarealsecret01\n"
+            "mkdir -p logs\n"
+            "WANDB_API_KEY=wandbnotarealsecret02 torchrun --nnodes=2:1 --nproc-per-node=1 "
+            "train.py --wandb-key wandbnotarealsecret02 --hf_token \"$HF_TOKEN\" "
+            "> logs/run.log 2>&1\n")
+    broken.write_text(text)
     run = run_preflight("--profile", "cpu", "--check", "launcher-args", "--launch-script",
                         str(broken), env=base_env(), cwd=tmp_path)
     assert run.returncode == 1, run.output
     result = run.one("launcher-args")
     assert result["severity"] == "blocker"
-    assert f"torchrun at run.sh:4 stops at once: {TORCHRUN_STOPS}" in result["summary"]
-    fix = 'torchrun --nnodes=1:2 --nproc-per-node=1 train.py --hf_token "$HF_TOKEN"'
-    assert fix in result["fix"]
+    assert f"torchrun at run.sh:5 stops at once: {TORCHRUN_STOPS}" in result["summary"]
+    fix = f"sed -i 5s/--nnodes=2:1/--nnodes=1:2/ {broken}"
+    assert result["fix"].startswith(fix), result["fix"]
     assert result["runbook"].endswith("runbooks/launcher-args.md")
-    assert "hf_notarealsecret01" not in run.output + json.dumps(run.report)
+    for secret in ("hf_notarealsecret01", "wandbnotarealsecret02"):
+        assert secret not in run.output + json.dumps(run.report)
+    assert "***" not in result["fix"]
 
-    fixed = tmp_path / "fixed.sh"
-    fixed.write_text(broken.read_text().replace("--nnodes=2:1", "--nnodes=1:2"))
-    assert fix in fixed.read_text()
+    edited = subprocess.run(["bash", "-c", fix], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=10)
+    assert edited.returncode == 0, edited.stderr
+    assert broken.read_text() == text.replace("--nnodes=2:1", "--nnodes=1:2")
+    assert subprocess.run(["bash", "-n", str(broken)], timeout=10).returncode == 0
     run = run_preflight("--profile", "cpu", "--check", "launcher-args", "--launch-script",
-                        str(fixed), env=base_env(), cwd=tmp_path)
+                        str(broken), env=base_env(), cwd=tmp_path)
     assert run.returncode == 0, run.output
     assert run.one("launcher-args")["outcome"] == "passed"
 
