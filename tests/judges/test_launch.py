@@ -805,6 +805,8 @@ def test_launcher_args_fix_edits_the_script(tmp_path, text, env, fix):
     got = v.problems[0].fix
     assert got.startswith(fix), (got, fix)
     assert SECRET not in repr(v) and MASK not in got, got
+    commands, _ = split(got)
+    assert commands and all(is_command(c) for c in commands.splitlines()), got
     if not got.startswith("sed "):
         return
     assert got.endswith(f" {path}")
