@@ -11,7 +11,9 @@ Bounded: each node's launch is bounded by the profile's workload.timeout_s
 margin. A node that fails before its ranks start ends the sweep for all (torchrun's
 --nnodes N rendezvous cannot complete without it): the other tasks are cancelled, and
 each task's child, which dies with the task (PR_SET_PDEATHSIG=SIGTERM), kills its torchrun
-tree on the way out. Nothing is left running when `cluster` returns.
+tree on the way out. Interrupted (Ctrl-C, SIGTERM, SIGHUP), the driver cancels the tasks
+the same way and waits for them (stop_tasks). Nothing is left running when `cluster`
+returns.
 
     python -m preflight.cluster.collective PARENT_PID JOB_JSON   (the task's child)
 """
