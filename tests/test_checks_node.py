@@ -223,6 +223,54 @@ def test_profile_pattern_finds_train_py(run_preflight, tmp_path):
                             (cpu.one("leftover-processes")["evidence"] or {}).get("processes", [])]
 
 
+def test_leftover_fix_stops_exactly_the_leftovers(run_preflight, tmp_path):
+    # An earlier run's Ray (a raylet, a worker that ignores SIGTERM) and, of the same user,
+    # a Ray a running preflight owns and a job whose command line holds `monitor.py`:
+    # `ray stop --force` would stop all four (it matches every process by name and command
+    # line); the fix is the listed pids alone, with SIGKILL only after a bounded wait.
+    worker = tmp_path / "ray" / "_private" / "workers" / "default_worker.py"
+    worker.parent.mkdir(parents=True)
+    worker.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                      "print('ready', flush=True)\ntime.sleep(60)\n")
+    (tmp_path / "gpu_monitor.py").write_text("import time\ntime.sleep(60)\n")
+    raylet = subprocess.Popen(["bash", "-c", "exec -a raylet sleep 60"])
+    stubborn = subprocess.Popen([sys.executable, str(worker)], stdout=subprocess.PIPE, text=True)
+    live_ray = subprocess.Popen(["bash", "-c", "exec -a raylet sleep 60"],
+                                env={**os.environ, "PREFLIGHT_OWNER": str(os.getpid())})
+    monitor = subprocess.Popen([sys.executable, str(tmp_path / "gpu_monitor.py")])
+    everyone = [raylet, stubborn, live_ray, monitor]
+    reapers = [threading.Thread(target=p.wait, daemon=True) for p in everyone]
+    try:
+        assert stubborn.stdout.readline() == "ready\n"
+        for reaper in reapers:
+            reaper.start()
+        run = run_preflight("--profile", "cpu", "--check", "leftover-processes")
+        result = run.one("leftover-processes")
+        listed = [p["pid"] for p in result["evidence"]["processes"]]
+        assert {raylet.pid, stubborn.pid} <= set(listed), result
+        assert not {live_ray.pid, monitor.pid} & set(listed), result
+        fix = result["fix"]
+        assert "ray stop" not in fix and "pkill" not in fix
+        # Run the fix as shown, narrowed to our two pids: other sessions' processes on this
+        # shared box may be listed too, and a test never kills what it did not start.
+        ours = [raylet.pid, stubborn.pid]
+        for sep in (" ", ","):
+            assert sep.join(map(str, listed)) in fix, fix
+            fix = fix.replace(sep.join(map(str, listed)), sep.join(map(str, ours)))
+        started = time.monotonic()
+        subprocess.run(["bash", "-c", fix], timeout=30)
+        took = time.monotonic() - started
+        for reaper in reapers[:2]:
+            reaper.join(5)
+        assert raylet.returncode == -15 and stubborn.returncode == -9, (raylet, stubborn)
+        assert 4.5 < took < 9, took  # SIGKILL only after the bounded wait
+        assert live_ray.poll() is None and monitor.poll() is None
+    finally:
+        for proc in everyone:
+            proc.kill()
+            proc.wait()
+
+
 # -- port-free ---------------------------------------------------------------------
 
 

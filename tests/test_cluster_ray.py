@@ -346,3 +346,44 @@ def test_an_address_that_is_not_a_ray_cluster_is_exit_4_within_the_bound(tmp_pat
                                 env=base_env(), capture_output=True, text=True, timeout=60)
     assert unwritable.returncode == 4
     assert "report dir is not writable" in unwritable.stderr
+
+
+def test_sigint_mid_sweep_leaves_no_process_of_the_launch(cluster, tmp_path):
+    """Ctrl-C while every node's torchrun and ranks run the cross-node sweep: the tasks are
+    cancelled and each node's launch is gone when the command exits (Ray's cancel is an
+    interrupt flag a blocked wait never saw: torchrun and its ranks outlived the command
+    until their own deadline)."""
+    from preflight.cluster.collective import RUN_VAR
+
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "long.toml").write_text(
+        TINY.replace("iters = 3", "iters = 10000000"))
+    proc, _, _ = cluster_run(cluster, tmp_path, *CHECKS, "--profile-dir",
+                             str(tmp_path / "profiles"), "--profile", "long", "--workloads")
+    ours = tree_of({p.pid for p in session_processes(
+        Path(cluster.head_node.get_session_dir_path()).name)})
+    deadline = time.time() + 120
+    ranks: list[psutil.Process] = []
+    while time.time() < deadline and proc.poll() is None and len(ranks) < 3:
+        time.sleep(0.2)  # until a rank runs on each of the 3 nodes
+        ranks = [p for p in collective_processes() if p.pid in tree_of(ours)
+                 and "preflight.workloads.allreduce" in p.cmdline()
+                 and "torch.distributed.run" not in p.cmdline()]
+    assert len(ranks) >= 3, proc.communicate(timeout=60)
+    run_id = ranks[0].environ()[RUN_VAR]  # this launch's own: other runs may share the box
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    exited = time.monotonic()
+    while True:  # a moment for a SIGKILLed rank to become a zombie, no more
+        left = []
+        for p in collective_processes():
+            try:
+                if p.environ().get(RUN_VAR) == run_id and p.status() != psutil.STATUS_ZOMBIE:
+                    left.append((p.pid, p.cmdline()[:4]))
+            except psutil.Error:
+                continue
+        if not left or time.monotonic() - exited > 0.5:
+            break
+        time.sleep(0.1)
+    assert not left, f"alive {time.monotonic() - exited:.1f}s after exit: {left}"
+    assert proc.returncode == 2

@@ -11,7 +11,9 @@ Bounded: each node's launch is bounded by the profile's workload.timeout_s
 margin. A node that fails before its ranks start ends the sweep for all (torchrun's
 --nnodes N rendezvous cannot complete without it): the other tasks are cancelled, and
 each task's child, which dies with the task (PR_SET_PDEATHSIG=SIGTERM), kills its torchrun
-tree on the way out. Nothing is left running when `cluster` returns.
+tree on the way out. Interrupted (Ctrl-C, SIGTERM, SIGHUP), the driver cancels the tasks
+the same way and waits for them (stop_tasks). Nothing is left running when `cluster`
+returns.
 
     python -m preflight.cluster.collective PARENT_PID JOB_JSON   (the task's child)
 """
@@ -93,7 +95,7 @@ def node_task(job: dict[str, Any]) -> dict[str, Any]:
     """The Ray task on one node: the child (below) in its own session, bounded; its
     summary of the launch. Cancelled (KeyboardInterrupt) or timed out, the child gets
     SIGTERM and kills its torchrun tree before this returns."""
-    from preflight.run import kill_group
+    from preflight.run import communicate, kill_group
 
     env = dict(os.environ)
     env[RUN_VAR] = job["run_id"]
@@ -101,7 +103,7 @@ def node_task(job: dict[str, Any]) -> dict[str, Any]:
                            str(os.getpid()), json.dumps(job)], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, text=True)
     try:
-        out, err = proc.communicate(timeout=job["timeout_s"] + TASK_MARGIN_S / 2)
+        out, err = communicate(proc, job["timeout_s"] + TASK_MARGIN_S / 2)
     except BaseException as exc:
         proc.terminate()  # the child's SIGTERM handler kills torchrun and its ranks
         try:
@@ -254,24 +256,42 @@ def _await(ray: Any, pending: dict[Any, Node], params: Params
     runs: dict[str, checks.CollectiveRun] = {}
     deadline = time.time() + params.timeout_s + TASK_MARGIN_S
     failed = ""
-    while pending and not failed and (left := deadline - time.time()) > 0:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=min(left, 1.0))
-        for ref in ready:
-            node = pending.pop(ref)
-            runs[node.name] = _answer(ray, ref, node)
-            if runs[node.name].state != "done" and not runs[node.name].timed_out:
-                failed = node.name  # the others' rendezvous or collective cannot complete
+    try:
+        while pending and not failed and (left := deadline - time.time()) > 0:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=min(left, 1.0))
+            for ref in ready:
+                node = pending.pop(ref)
+                runs[node.name] = _answer(ray, ref, node)
+                if runs[node.name].state != "done" and not runs[node.name].timed_out:
+                    failed = node.name  # the others' rendezvous or collective cannot complete
+    except BaseException:
+        # Ctrl-C, SIGTERM, SIGHUP of `cluster`: the launches end before it does. Left to
+        # Ray, the driver's exit reached each node's torchrun and ranks only when the
+        # raylet got round to the dead job's workers (their own deadline, seconds later).
+        stop_tasks(ray, list(pending))
+        raise
     if pending:
         why = f"stopped: {failed} failed" if failed else \
             f"no answer within {params.timeout_s + TASK_MARGIN_S:g}s"
-        for ref, node in pending.items():
-            ray.cancel(ref)  # KeyboardInterrupt in the task: its child cleans up
+        for node in pending.values():
             runs[node.name] = checks.CollectiveRun(node.name, "stopped" if failed
                                                    else "no-answer", why)
-        _, stuck = ray.wait(list(pending), num_returns=len(pending), timeout=STOP_WAIT_S)
-        for ref in stuck:  # the worker itself is stuck: kill it (the child gets SIGTERM)
-            ray.cancel(ref, force=True)
+        stop_tasks(ray, list(pending))
     return runs
+
+
+def stop_tasks(ray: Any, refs: list[Any]) -> None:
+    """Cancel running node tasks and wait (bounded) until they have returned, so their
+    children are gone: a plain cancel is a KeyboardInterrupt in the task, whose child then
+    kills its torchrun tree (node_task); a task still there after STOP_WAIT_S has a stuck
+    worker, killed (force=True; the child gets SIGTERM by PR_SET_PDEATHSIG)."""
+    if not refs:
+        return
+    for ref in refs:
+        ray.cancel(ref)
+    _, stuck = ray.wait(refs, num_returns=len(refs), timeout=STOP_WAIT_S)
+    for ref in stuck:
+        ray.cancel(ref, force=True)
 
 
 def _answer(ray: Any, ref: Any, node: Node) -> checks.CollectiveRun:

@@ -220,12 +220,19 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
         pending[ref] = info
     results: dict[str, NodeReport] = {}
     deadline = started + node_timeout
-    while pending and (left := deadline - time.time()) > 0:
-        # whatever is ready within a second: O(N) wait calls per second, not one per node
-        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=min(left, 1.0))
-        for ref in ready:
-            info = pending.pop(ref)
-            results[info["NodeID"]] = _collect(ray, ref, info)
+    try:
+        while pending and (left := deadline - time.time()) > 0:
+            # whatever is ready within a second: O(N) wait calls per second, not one per node
+            ready, _ = ray.wait(list(pending), num_returns=len(pending),
+                                timeout=min(left, 1.0))
+            for ref in ready:
+                info = pending.pop(ref)
+                results[info["NodeID"]] = _collect(ray, ref, info)
+    except BaseException:  # interrupted: every node's preflight ends before we do
+        from preflight.cluster.collective import stop_tasks
+
+        stop_tasks(ray, list(pending))
+        raise
     for ref, info in pending.items():  # no answer within the bound
         ray.cancel(ref, force=True)
         results[info["NodeID"]] = _unknown(info, f"no answer within {node_timeout:g}s")

@@ -17,7 +17,6 @@ from preflight.model import Problem, Verdict
 from preflight.probes.cuda import LibLayout
 from preflight.probes.http import Answer, safe_url
 from preflight.probes.netif import Interface, select
-from preflight.probes.procs import RAY_PROCESSES
 from preflight.probes.wandb import Setting
 from preflight.profiles import Profile
 
@@ -168,6 +167,23 @@ class LeftoverFacts:
     job_ports: frozenset[int]  # MASTER_PORT and the profile's ports
 
 
+# Seconds a leftover has to exit on SIGTERM before the fix sends SIGKILL.
+KILL_GRACE_S = 5
+
+
+def kill_exactly(pids: Sequence[int]) -> str:
+    """Bash lines that stop these pids and nothing else: SIGTERM, up to KILL_GRACE_S
+    seconds for them to exit, then SIGKILL to those still there (`ps -p` lists only live
+    ones: a pid that exited is not signalled again). Never `ray stop`: it has no option to
+    narrow it (ray 2.60 `ray stop --help`: --force, --grace-period only) and kills every
+    process of the node whose name or command line contains one of its words
+    (python/ray/scripts/scripts.py:1379-1400, RAY_PROCESSES): another live Ray cluster of
+    the same account too, or any job whose command line holds `monitor.py`."""
+    listed, joined = " ".join(map(str, pids)), ",".join(map(str, pids))
+    return (f"kill {listed}; timeout {KILL_GRACE_S} bash -c 'while ps -p {joined} >/dev/null; "
+            f"do sleep 0.2; done'; ps -o pid= -p {joined} | xargs -r kill -9")
+
+
 def leftover_processes(f: LeftoverFacts) -> Verdict:
     mine = [p for p in f.found if p.mine]
     busy: list[tuple[Proc, list[str]]] = []
@@ -195,9 +211,7 @@ def leftover_processes(f: LeftoverFacts) -> Verdict:
                 "yours to stop"))
         v.ok = "no ray / sglang / vllm / torchrun / swift process from an earlier run"
         return v
-    fix = f"kill {' '.join(str(p.pid) for p in mine)}"
-    if any(p.matched in dict(RAY_PROCESSES) for p in mine):
-        fix = f"ray stop --force; {fix}"  # only your own Ray: `ray stop` stops the caller's
+    fix = kill_exactly([p.pid for p in mine])
     names = ", ".join(f"{p.matched}[{p.pid}]" for p in mine[:5])
     v.problems.append(Problem(
         f"{len(mine)} process(es) left from an earlier run: {names}"

@@ -60,7 +60,7 @@ class Runner:
         except OSError as exc:
             return Completed(tuple(argv), 127, "", str(exc), False, time.monotonic() - start)
         try:
-            out, err = proc.communicate(timeout=timeout)
+            out, err = communicate(proc, timeout)
             timed_out = False
         except subprocess.TimeoutExpired:
             kill_group(proc)
@@ -82,6 +82,28 @@ class Runner:
         env = dict(kwargs.pop("env", None) or os.environ)
         env[OWNER_VAR] = str(os.getpid())
         return subprocess.Popen(list(argv), start_new_session=True, env=env, **kwargs)
+
+
+# How often a wait on a child returns to Python: a Ray task cancel (ray.cancel) is
+# `_thread.interrupt_main()` in the worker (python/ray/_raylet.pyx `kill_main_task`), a
+# flag Python checks between bytecodes, which does not wake a blocked select(); one long
+# communicate() left the cancelled task, and the child it must kill, running until the
+# child's own bound.
+TICK_S = 0.2
+
+
+def communicate(proc: subprocess.Popen[Any], timeout: float) -> tuple[Any, Any]:
+    """proc.communicate(timeout=timeout) in TICK_S slices (subprocess keeps what was read
+    across a TimeoutExpired), so an interrupt of this thread acts within a tick."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return proc.communicate(timeout=max(0.0, min(TICK_S, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
 
 
 def kill_group(proc: subprocess.Popen[Any], sig: int = signal.SIGKILL) -> None:

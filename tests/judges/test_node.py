@@ -148,9 +148,13 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
      Want(ok="no ray / sglang / vllm", evidence=(("patterns_extra", ["train.py"]),))),
     ("left-mine", judge.leftover_processes, replace(LEFTOVER, found=[LEFT]),
      Want(Kind.BLOCKER, ("1 process(es) left from an earlier run: sglang.launch_server[101]",),
-          ("kill 101  # check each pid first",))),
+          ("kill 101; timeout 5 bash -c 'while ps -p 101 >/dev/null; do sleep 0.2; done'; "
+           "ps -o pid= -p 101 | xargs -r kill -9  # check each pid first",))),
+    # Ray's among them: still only these pids (`ray stop` would stop every Ray of the user)
     ("left-ray", judge.leftover_processes, replace(LEFTOVER, found=[LEFT, RAYLET]),
-     Want(Kind.BLOCKER, ("2 process(es)",), ("ray stop --force; kill 101 102",))),
+     Want(Kind.BLOCKER, ("2 process(es)",),
+          ("kill 101 102; timeout 5 bash -c 'while ps -p 101,102 >/dev/null; do sleep 0.2; "
+           "done'; ps -o pid= -p 101,102 | xargs -r kill -9  # check",))),
     ("left-theirs-busy", judge.leftover_processes, replace(LEFTOVER, found=[THEIRS]),
      Want(Kind.WARNING, ("no leftover of yours; busy: user bob, pid 201 (port 29500)",),
           ("ask the owner",))),
@@ -159,7 +163,8 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
      Want(ok="no ray", evidence=(("busy_other_users", []),))),
     ("left-mine-and-theirs-gpu", judge.leftover_processes,
      replace(LEFTOVER, found=[LEFT, replace(THEIRS, listening=[], holds_gpu=True)]),
-     Want(Kind.BLOCKER, ("; also busy: user bob, pid 201 (a GPU)",), ("kill 101 ",))),
+     Want(Kind.BLOCKER, ("; also busy: user bob, pid 201 (a GPU)",),
+          ("kill 101; ", "-p 101 | xargs"))),
     # port-free
     ("port-free", judge.port_free, PORT,
      Want(fix=("export MASTER_PORT=40001",), evidence=(("bind", "ok"),))),
