@@ -45,7 +45,7 @@ def short(path: str) -> str:
 
 
 def at(layer: Layer) -> str:
-    return f"{short(layer.file)}:{layer.line}"
+    return layer.at
 
 
 def distributed(spec: LaunchSpec) -> list[Layer]:

@@ -132,6 +132,12 @@ class Layer:
     def where(self) -> str:
         return f"{self.file}:{self.line}"
 
+    @property
+    def at(self) -> str:
+        """`where` as messages show it: an absolute script path by its file name."""
+        name = posixpath.basename(self.file) if self.file.startswith("/") else self.file
+        return f"{name}:{self.line}"
+
     def starts(self, gpus: int | None, unread: str = "") -> tuple[bool | None, str]:
         """Whether this layer starts on a node with `gpus` GPUs (NVML; None: not read,
         `unread` says why): (True, ""), (False, why not), or (None, why not known)."""

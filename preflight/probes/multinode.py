@@ -7,7 +7,6 @@ Plain reads, no judgement: the checks in checks/test_multinode.py decide.
 from __future__ import annotations
 
 import ipaddress
-import posixpath
 import socket
 import threading
 from collections.abc import Mapping
@@ -63,9 +62,7 @@ def launch_config(environ: Mapping[str, str], spec: Any = None, gpus: int | None
         first, maybe = multi[0]
         nnodes, nnodes_from = first.nnodes, f"{first.launcher} --nnodes at {first.where}"
         if first.error:
-            where = posixpath.basename(first.file) if first.file.startswith("/") else \
-                first.file
-            stops = f"{first.launcher} at {where}:{first.line}"
+            stops = f"{first.launcher} at {first.at}"
         if first.master_addr:
             addr, addr_from = first.master_addr, f"{first.launcher} --master_addr"
     elif environ.get("NNODES", "").strip():
