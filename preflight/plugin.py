@@ -82,7 +82,7 @@ class SessionState:
     report: dict[str, Any] | None = None
     written: list[Path] = field(default_factory=list)
     write_error: str = ""
-    saved_handlers: dict[int, Any] = field(default_factory=dict)
+    saved_handlers: dict[signal.Signals, Any] = field(default_factory=dict)
     detected: tuple[str, str] | None = None  # (profile, note), read once
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -190,29 +190,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 # SIGTERM (CI timeout, `scancel`, pod shutdown) and SIGHUP (a dropped ssh) end the run
-# as Ctrl-C does: KeyboardInterrupt unwinds every running check, whose launcher kills
-# its process tree on the way out (torchrun.py, Runner), and the report is written with
-# `complete: false`; the exit code is pytest's INTERRUPTED, 2. SIGKILL cannot be caught:
-# the workloads then stop themselves at PREFLIGHT_DEADLINE.
-INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
-def _interrupted_by(signum: int, frame: Any) -> None:
-    for sig in INTERRUPT_SIGNALS:  # a second signal must not cut the cleanup short
-        signal.signal(sig, signal.SIG_IGN)
-    raise KeyboardInterrupt(f"preflight interrupted by {signal.Signals(signum).name}")
-
-
+# as Ctrl-C does (run.interrupt_on_signals): KeyboardInterrupt unwinds every running check,
+# whose launcher kills its process tree on the way out (torchrun.py, Runner), and the
+# report is written with `complete: false`; the exit code is pytest's INTERRUPTED, 2.
+# SIGKILL cannot be caught: the workloads then stop themselves at PREFLIGHT_DEADLINE.
 def _install_signal_handlers(state: SessionState) -> None:
-    import threading
+    from preflight.run import interrupt_on_signals
 
-    if threading.current_thread() is not threading.main_thread() or state.saved_handlers:
-        return
-    for sig in INTERRUPT_SIGNALS:
-        previous = signal.getsignal(sig)
-        if previous == signal.SIG_DFL:  # never override nohup's SIG_IGN or a caller's handler
-            state.saved_handlers[sig] = previous
-            signal.signal(sig, _interrupted_by)
+    if not state.saved_handlers:
+        state.saved_handlers.update(interrupt_on_signals())
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

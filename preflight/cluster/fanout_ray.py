@@ -27,6 +27,7 @@ from preflight.cluster.checks import NodeReport
 from preflight.errors import InputError
 from preflight.model import Finding
 from preflight.report import JSON_NAME
+from preflight.run import INTERRUPT_SIGNALS, interrupt_on_signals
 
 # Time the task keeps for itself after the node's preflight, to read and return its report.
 TASK_MARGIN_S = 5.0
@@ -92,7 +93,12 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
     _reachable(address)
     # ray.init retries an unanswering GCS for many minutes; a cluster that does not answer
     # within the bound is bad input, not a hang (nothing was started yet: exit at once).
-    before = {sig: signal.getsignal(sig) for sig in _SIGNALS}
+    # SIGTERM (a CI timeout) and SIGHUP (a dropped ssh) end the run as Ctrl-C does, as for
+    # a node run (run.interrupt_on_signals): exit 2, ray.shutdown, no report. ray.init puts
+    # its own driver handler on SIGTERM (ray/_private/worker.py `sigterm_handler`:
+    # sys.exit) under a C++ stack dump: the handlers are read before it; one the caller set
+    # (nohup's SIG_IGN) is kept.
+    before = {sig: signal.getsignal(sig) for sig in INTERRUPT_SIGNALS}
     watchdog = threading.Timer(connect_timeout, _give_up, args=(address, connect_timeout))
     watchdog.daemon = True
     watchdog.start()
@@ -105,7 +111,7 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
         raise InputError(f"preflight cluster --ray {address}: cannot connect: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                          ) from None
-    saved = _interrupt_on_signals(before)
+    saved = interrupt_on_signals(before)
     try:
         plan = Plan(node_args, node_timeout, profile_dirs, allow, workloads, floor_gbps)
         return _fan_out(ray, NodeAffinitySchedulingStrategy, plan, started, address,
@@ -114,30 +120,6 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
         ray.shutdown()
         for sig, handler in saved.items():
             signal.signal(sig, handler)
-
-
-# SIGTERM (a CI timeout) and SIGHUP (a dropped ssh) end the run as Ctrl-C does, as for a
-# node run (plugin.py INTERRUPT_SIGNALS): exit 2, ray.shutdown, no report. ray.init puts
-# its own driver handler on SIGTERM (ray/_private/worker.py `sigterm_handler`:
-# sys.exit) under a C++ stack dump; a handler the caller set before (nohup's SIG_IGN)
-# is kept.
-_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
-def _interrupted(signum: int, frame: Any) -> None:
-    for sig in _SIGNALS:  # a second signal must not cut ray.shutdown short
-        signal.signal(sig, signal.SIG_IGN)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def _interrupt_on_signals(before: dict[signal.Signals, Any]) -> dict[signal.Signals, Any]:
-    saved = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig, previous in before.items():
-            if previous == signal.SIG_DFL:
-                saved[sig] = previous
-                signal.signal(sig, _interrupted)
-    return saved
 
 
 def _reachable(address: str) -> None:

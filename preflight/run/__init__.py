@@ -106,6 +106,38 @@ def communicate(proc: subprocess.Popen[Any], timeout: float) -> tuple[Any, Any]:
                 raise
 
 
+# SIGTERM (a CI timeout, `scancel`, pod shutdown) and SIGHUP (a dropped ssh) end a run as
+# Ctrl-C does: KeyboardInterrupt unwinds it, and whatever it started is killed on the way
+# out (Runner, torchrun.py, the cluster's node tasks). Used by the node run (plugin.py)
+# and `cluster --ray` (cluster/fanout_ray.py).
+INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupted_by(signum: int, frame: Any) -> None:
+    for sig in INTERRUPT_SIGNALS:  # a second signal must not cut the clean-up short
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"preflight interrupted by {signal.Signals(signum).name}")
+
+
+def interrupt_on_signals(before: Mapping[signal.Signals, Any] | None = None
+                         ) -> dict[signal.Signals, Any]:
+    """Make INTERRUPT_SIGNALS raise KeyboardInterrupt where their handler was the default
+    (`before`: the handlers as they were, e.g. before a library put its own; read now when
+    None), never over nohup's SIG_IGN or a caller's handler. Main thread only (Python's
+    rule for signal.signal). Returns the handlers replaced, to restore."""
+    import threading
+
+    saved: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return saved
+    for sig in INTERRUPT_SIGNALS:
+        previous = signal.getsignal(sig) if before is None else before[sig]
+        if previous == signal.SIG_DFL:
+            saved[sig] = previous
+            signal.signal(sig, _interrupted_by)
+    return saved
+
+
 def kill_group(proc: subprocess.Popen[Any], sig: int = signal.SIGKILL) -> None:
     """Kill a child we started together with everything it spawned."""
     try:
