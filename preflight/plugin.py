@@ -129,6 +129,24 @@ def _setting(config: pytest.Config, dest: str) -> str | None:
     return value
 
 
+def _as_given(config: pytest.Config, text: str) -> str:
+    """An input error names its setting as the user gave it: `--profile nope` from the
+    command line, `PREFLIGHT_PROFILE=nope` from the environment, `preflight_profile` from
+    the ini (the messages are written with the option's name)."""
+    for dest, (key, _, _) in SETTINGS.items():
+        flag = "--" + dest.replace("_", "-")
+        if not text.startswith((flag + " ", flag + ":")) or config.getoption(dest) is not None:
+            continue
+        env = "PREFLIGHT_" + key.upper()
+        name = f"{env}=" if os.environ.get(env) else f"ini preflight_{key} = "
+        value = _setting(config, dest) or ""
+        rest = text[len(flag):]
+        if rest.startswith(" " + value):
+            return name + value + rest[1 + len(value):]
+        return name.rstrip("= ") + rest
+    return text
+
+
 def _settings(config: pytest.Config) -> Settings:
     values = {dest: _setting(config, dest) for dest in SETTINGS}
     # as _report_dir reads it: an empty ini value means the default
@@ -350,7 +368,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         _load_inputs(state)
     except InputError as exc:
         state.input_error = True
-        raise pytest.UsageError(state.scrubber.text(str(exc))) from None
+        raise pytest.UsageError(state.scrubber.text(_as_given(config, str(exc)))) from None
 
     keep, drop = [], []
     wanted_ids = set(config.getoption("check_ids") or [])
@@ -361,8 +379,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     chosen = state.settings["profile"]
     if chosen is not None and chosen not in state.profiles:
         state.input_error = True
-        raise pytest.UsageError(
-            f"--profile {chosen}: unknown profile (known: {', '.join(sorted(state.profiles))})")
+        raise pytest.UsageError(_as_given(config, f"--profile {chosen}: unknown profile "
+                                          f"(known: {', '.join(sorted(state.profiles))})"))
     if chosen is None and not _markexpr_names_profile(config, set(state.profiles)):
         if state.detected is None:
             try:

@@ -135,6 +135,18 @@ def test_unknown_profile_and_check(run_preflight):
     _bad(run_preflight("--check", "no-such-check"), "unknown check id(s): no-such-check")
 
 
+def test_bad_setting_named_as_given(run_preflight, tmp_path):
+    """A bad value from the environment is named by its variable: the user never typed
+    `--profile`, so an error saying `--profile a900` points at the wrong place."""
+    _bad(run_preflight(env=base_env(PREFLIGHT_PROFILE="a900")),
+         "PREFLIGHT_PROFILE=a900: unknown profile")
+    missing = str(tmp_path / "nope.sh")
+    _bad(run_preflight(env=base_env(PREFLIGHT_LAUNCH_SCRIPT=missing)),
+         f"PREFLIGHT_LAUNCH_SCRIPT={missing}: launch script does not exist")
+    _bad(run_preflight("--launch-script", missing),
+         f"--launch-script {missing}: launch script does not exist")
+
+
 def test_unwritable_report_dir(run_preflight, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
