@@ -389,6 +389,9 @@ def test_parse_directives_and_specificity():
             "OutOfMemoryError\n```\n\n## Fix\n")
     (block,) = triage.parse_blocks("x", text)
     assert (block.check, block.likely, block.specificity) == (None, True, 1)
+    assert block.fallback is False
+    (wait,) = triage.parse_blocks("x", "## Symptom\n```triage\n@fallback\nTimed out\n```\n")
+    assert wait.fallback is True and wait.check == "x"
     with pytest.raises(ValueError, match="unknown triage directive"):
         triage.parse_blocks("x", "## Symptom\n```triage\n@nope: 1\nx\n```\n")
 
