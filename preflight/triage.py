@@ -12,13 +12,18 @@ that root cause. Lines starting with `@` are directives for their block:
     @likely        a match names the cause with confidence "likely", not "certain"
     @check: ID     the check that would have caught it before launch (`none`: no check);
                    default: the runbook id itself
+    @fallback      the line is what the ranks that waited print (a collective timeout):
+                   it names the cause only when nothing else does, not even an unknown
+                   exception, and not when torchrun's table names a rank killed by a signal
 
 A block with a condition is more specific than one without: when both match the same line
 (an OOM inside `optimizer.load_state_dict` is `resume-memory`, not `cuda-oom`), it wins.
 
 The root cause is the earliest matching line once consequences (other ranks' NCCL watchdog
 timeouts, torchrun's ChildFailedError tables, SIGTERMs from the agent, `Ray job ... failed`)
-and benign noise (wandb's BrokenPipeError at shutdown, warnings) are discounted. Logs are
+and benign noise (wandb's BrokenPipeError at shutdown, warnings) are discounted. The
+waiting ranks' collective timeouts (`@fallback`, runbook collective-timeout) come last:
+after an unknown exception, and behind a rank torchrun's table shows killed by a signal. Logs are
 streamed in blocks: a cheap substring prefilter (literals every pattern requires, found with
 `bytes.find`) picks the few lines the regexes run on, so a 200 MB log costs seconds and
 bounded memory. Exit 0: no fatal error; 1: fatal (a root cause named, or `unknown`); 4: bad
@@ -77,6 +82,7 @@ class Block:
     likely: bool = False
     check: str | None = None
     role: str = "cause"   # cause | consequence | benign | generic
+    fallback: bool = False
 
     @property
     def specificity(self) -> int:
@@ -105,6 +111,8 @@ def parse_blocks(rid: str, text: str, role: str = "cause") -> list[Block]:
                     block.log.append(re.compile(value))
                 elif key == "likely":
                     block.likely = True
+                elif key == "fallback":
+                    block.fallback = True
                 elif key == "check":
                     block.check = None if value in ("", "none") else value
                 else:
@@ -599,10 +607,15 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
             fatal = fatal or hit_fatal
             if cause is not None:
                 causes.append(cause)
-    strong = [c for c in causes if c.id != "unknown" and not c.weak]
-    weak = [c for c in causes if c.id != "unknown" and c.weak]
-    unknown = [c for c in causes if c.id == "unknown"]
-    ordered = _order(strong, scans) + _order(weak, scans) + _order(unknown, scans)
+    # A fallback (the waiting ranks' collective timeout) comes after an unknown exception:
+    # whatever kept the missing rank away is likelier in that exception than in the wait.
+    last = [c for c in causes if c.block is not None and c.block.fallback]
+    rest = [c for c in causes if c not in last]
+    strong = [c for c in rest if c.id != "unknown" and not c.weak]
+    weak = [c for c in rest if c.id != "unknown" and c.weak]
+    unknown = [c for c in rest if c.id == "unknown"]
+    ordered = (_order(strong, scans) + _order(weak, scans) + _order(unknown, scans)
+               + _order(last, scans))
     return ordered, fatal
 
 
@@ -772,6 +785,7 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
                  for i, (shown, real) in enumerate(inputs)]
         causes, fatal = judge(scans, markers)
         out_causes: list[dict[str, Any]] = []
+        waits: list[dict[str, Any]] = []   # the fallback causes: ranks that waited
         seen: set[tuple[str, int, int]] = set()
         for cause in causes:
             key = (cause.id, cause.hit.file, cause.hit.line)
@@ -779,6 +793,8 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
                 continue
             seen.add(key)
             out_causes.append(_cause_json(cause, scans, context, markers, full=not out_causes))
+            if cause.block is not None and cause.block.fallback:
+                waits.append(out_causes[-1])
             if len(out_causes) >= 10:
                 break
         benign = [{"id": bid, "line": line, "file": scan.path}
@@ -799,8 +815,17 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
         }
         first, last = _first_last_ts(scans)
         result["first_timestamp"], result["last_timestamp"] = first, last
-        if fatal and not out_causes and (death := died_by_signal(scans)) is not None:
+        only_waits = len(waits) == len(out_causes)
+        if fatal and only_waits and (death := died_by_signal(scans)) is not None:
+            # A peer killed by a signal (the OOM killer's SIGKILL) printed nothing; the
+            # others' failed collective is its consequence: the death is the root cause.
+            death["consequences"] = [{k: c[k] for k in ("id", "file", "line", "match")}
+                                     for c in waits]
+            result["causes"] = []
             result["died_by_signal"] = death
+        if waits and only_waits:
+            result["collective"] = collective_summary(
+                scans, [c for c in causes if c.block is not None and c.block.fallback])
         return result
 
 
@@ -839,6 +864,76 @@ def died_by_signal(scans: list[FileScan]) -> dict[str, Any] | None:
                 return {"file": scan.path, "line": hit.line, "rank": rank, "exitcode": code,
                         "signal": name, "note": SIGNAL_NOTES.get(name, "")}
     return None
+
+
+# What the waiting ranks' lines say about a collective that timed out. gloo (captured from
+# torch 2.13's own output, tests/logs/produce_collective.py): "[rank0]: RuntimeError:
+# [.../gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 3000ms for recv operation
+# to complete", "... pair.cc:553] Connection closed by peer [127.0.0.1]:58779", and under
+# TORCH_DISTRIBUTED_DEBUG=DETAIL "[Rank 0]: Ranks 1 failed to pass monitoredBarrier in 3000
+# ms". NCCL (string literals of torch 2.13.0's libtorch_cuda.so, not a captured log):
+# "Watchdog caught collective operation timeout: " WorkNCCL(SeqNum=, OpType=, NumelIn=,
+# NumelOut=, Timeout(ms)=) " ran for " N " milliseconds before timing out."
+WAIT_RANK = re.compile(r"^\[rank(\d+)\]|\[Rank (\d+)\]")
+MISSING = re.compile(r"Ranks? ([\d, ]+) failed to pass monitoredBarrier")
+WAIT_OP = re.compile(r"for (\w+) operation to complete|OpType=(\w+)")
+WAIT_MS = re.compile(r"Timed out waiting (\d+)ms|monitoredBarrier in (\d+) ms|Timeout\(ms\)=(\d+)")
+PEER = re.compile(r"by peer \[([^\]]+)\]:(\d+)")
+
+
+def collective_summary(scans: list[FileScan], waits: list[Cause]) -> dict[str, Any]:
+    """The ranks whose collective failed, the ranks named as missing, the op, the timeout
+    and the peers that closed the connection, as far as the waiting ranks' lines say."""
+    ranks: list[str] = []
+    missing: list[str] = []
+    ops: list[str] = []
+    timeouts: list[int] = []
+    peers: list[str] = []
+    lines: list[dict[str, Any]] = []
+
+    def add(seq: list[Any], value: Any) -> None:
+        if value not in seq:
+            seq.append(value)
+
+    for cause in waits:
+        text = cause.hit.text
+        if m := WAIT_RANK.search(text):
+            add(ranks, m.group(1) or m.group(2))
+        if m := MISSING.search(text):
+            for rank in re.findall(r"\d+", m.group(1)):
+                add(missing, rank)
+        if m := WAIT_OP.search(text):
+            add(ops, m.group(1) or m.group(2))
+        if m := WAIT_MS.search(text):
+            add(timeouts, int(next(g for g in m.groups() if g)))
+        if m := PEER.search(text):
+            add(peers, f"{m.group(1)}:{m.group(2)}")
+        if len(lines) < 10:
+            lines.append({"file": scans[cause.hit.file].path, "line": cause.hit.line})
+    return {"ranks": sorted(ranks, key=int), "missing": sorted(missing, key=int), "ops": ops,
+            "timeout_ms": timeouts, "peers": peers, "lines": lines}
+
+
+def render_collective(summary: dict[str, Any]) -> str:
+    """One line: who waited, for what, how long, who did not come."""
+    parts = []
+    who = ", ".join(summary["ranks"]) or "?"
+    wait = f"rank(s) {who} failed in the collective"
+    detail = []
+    if summary["ops"]:
+        detail.append("op " + ", ".join(summary["ops"]))
+    if summary["timeout_ms"]:
+        detail.append("timeout " + ", ".join(f"{t} ms" for t in summary["timeout_ms"]))
+    parts.append(wait + (f" ({'; '.join(detail)})" if detail else ""))
+    if summary["missing"]:
+        parts.append(f"rank(s) {', '.join(summary['missing'])} did not reach it")
+    elif summary["peers"]:
+        parts.append(f"the peer at {', '.join(summary['peers'])} closed the connection "
+                     "(it exited or crashed: read that rank's log)")
+    else:
+        parts.append("the log does not name the rank that did not arrive "
+                     "(TORCH_DISTRIBUTED_DEBUG=DETAIL makes gloo name it)")
+    return "; ".join(parts)
 
 
 def _first_last_ts(scans: list[FileScan]) -> tuple[str | None, str | None]:
@@ -930,6 +1025,9 @@ def render(result: dict[str, Any]) -> str:
                        f"{death['exitcode']}; torchrun's Root Cause at {death['file']}:"
                        f"{death['line']}) and printed no error"
                        + (f": {death['note']}" if death["note"] else ""))
+            for c in death.get("consequences") or []:
+                out.append(f"  then the ranks waiting for it failed ({c['id']}, a consequence) "
+                           f"at {c['file']}:{c['line']}: {c['match']}")
         elif result["fatal"]:
             out.append("FATAL: the run failed, but only consequences were found "
                        "(watchdog timeouts, failure tables); the cause is not in these logs")
@@ -937,7 +1035,7 @@ def render(result: dict[str, Any]) -> str:
             out.append("no fatal error found")
     for i, c in enumerate(result["causes"]):
         if i == 0:
-            out += _render_root(c)
+            out += _render_root(c, result.get("collective"))
             if len(result["causes"]) > 1:
                 out.append("later errors (not the root cause):")
         else:
@@ -956,7 +1054,7 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _render_root(c: dict[str, Any]) -> list[str]:
+def _render_root(c: dict[str, Any], collective: dict[str, Any] | None = None) -> list[str]:
     """The root cause: where, the matching line in its context, the fix and the check."""
     label = "ROOT CAUSE" if c["id"] != "unknown" else "FIRST FATAL ERROR (no runbook matches)"
     out = [f"{label}: {c['id']} ({c['confidence']})"]
@@ -964,6 +1062,8 @@ def _render_root(c: dict[str, Any]) -> list[str]:
     if c.get("timestamp"):
         where += f"  [{c['timestamp']}]"
     out += [where, f"  > {c['match']}"]
+    if collective is not None:
+        out.append(f"  collective: {render_collective(collective)}")
     for ev in c.get("evidence") or []:
         out.append(f"  evidence: {ev['file']}:{ev['line']}: {ev['match']}")
     out.append("  context:")

@@ -9,6 +9,10 @@ real/   produced on this kind of box by tests/logs/produce_real.sh (a held port 
         multi-node launches seen from one node: a worker node with MASTER_ADDR=127.0.0.1 or
         with a master address that has no route or drops SYNs, gloo's full mesh toward a
         loopback peer where nothing listens, a master node waiting for nodes that never come);
+        by tests/logs/produce_collective.py: collectives that time out under torchrun +
+        gloo (a rank still loading data, rank 0 alone saving a checkpoint, the same under
+        TORCH_DISTRIBUTED_DEBUG=DETAIL, a peer that exited, a peer SIGKILLed) and a
+        DataLoader worker SIGKILLed (alone and under torchrun);
         and by tests/logs/produce_nested.py: nested launches (torchrun whose workers run
         torchrun, in every shape a user writes: c10d or --standalone outside, `-m
         torch.distributed.run`, `-m torch.distributed.launch`, `--no-python torchrun` or a
@@ -151,6 +155,12 @@ CASES = [
     ("cited/launch-gpus-set-device.log", "launch-gpus", 11),
     ("cited/launch-gpus-visible-devices.log", "launch-gpus", 3),
     ("cited/gloo-ifname-bond.log", "gloo-ifname", 9),
+    ("real/collective-timeout-allreduce.log", "collective-timeout", 18),
+    ("real/collective-timeout-barrier.log", "collective-timeout", 18),
+    ("real/collective-timeout-detail.log", "collective-timeout", 10),
+    ("real/collective-peer-exit.log", "collective-timeout", 18),
+    ("real/dataloader-killed.log", "dataloader-killed", 29),
+    ("real/dataloader-killed-torchrun.log", "dataloader-killed", 24),
 ]
 # Nested launches whose log has neither rank prefixes nor the agent-store line, and the
 # line elsewhere that shows the outer launcher started launchers (the evidence).
@@ -186,7 +196,8 @@ IDS = ["port-free", "nested-launcher", "ray-path", "cudart-link", "leftover-proc
        "hf-endpoint", "dotenv-exported", "empty-variable", "libuv-store", "grpo-batch",
        "cuda-stack", "host-limits", "disk-space", "nccl-ifname", "colocate-memory",
        "resume-memory", "cuda-oom", "master-addr", "cluster-versions", "gloo-ifname",
-       "cluster-reach", "cluster-nodes", "cluster-gpus", "launch-gpus"]
+       "cluster-reach", "cluster-nodes", "cluster-gpus", "launch-gpus", "collective-timeout",
+       "dataloader-killed"]
 
 
 def run_cli(*args: str, stdin: bytes | None = None, env: dict | None = None):
@@ -378,6 +389,9 @@ def test_parse_directives_and_specificity():
             "OutOfMemoryError\n```\n\n## Fix\n")
     (block,) = triage.parse_blocks("x", text)
     assert (block.check, block.likely, block.specificity) == (None, True, 1)
+    assert block.fallback is False
+    (wait,) = triage.parse_blocks("x", "## Symptom\n```triage\n@fallback\nTimed out\n```\n")
+    assert wait.fallback is True and wait.check == "x"
     with pytest.raises(ValueError, match="unknown triage directive"):
         triage.parse_blocks("x", "## Symptom\n```triage\n@nope: 1\nx\n```\n")
 
@@ -553,3 +567,119 @@ def test_a_live_nested_launch_reads_as_the_committed_log(tmp_path):
                 [re.sub(r"\d+", "N", e["match"]) for e in cause["evidence"]])
     assert shape(live) == shape(kept)
     assert shape(kept)[2] and shape(kept)[3] == ["torch.distributed.run FAILED"]
+
+
+# The collective-timeout logs: what the waiting ranks' lines say (rank, op, timeout, the
+# missing rank where gloo names it, the peer that closed the connection).
+COLLECTIVE = [
+    ("real/collective-timeout-allreduce.log", ["0"], [], ["recv"], [3000], False),
+    ("real/collective-timeout-barrier.log", ["1"], [], ["recv"], [3000], False),
+    ("real/collective-timeout-detail.log", ["0"], ["1"], [], [3000], False),
+    ("real/collective-peer-exit.log", ["0"], [], [], [], True),
+]
+
+
+@pytest.mark.parametrize(("name", "ranks", "missing", "ops", "timeouts", "peer"), COLLECTIVE,
+                         ids=[c[0] for c in COLLECTIVE])
+def test_a_collective_timeout_names_the_waiting_and_the_missing_ranks(
+        name, ranks, missing, ops, timeouts, peer):
+    """Before: `unknown` (a gloo RuntimeError no runbook knew) or "only consequences" (the
+    peer's closed connection). Now the pitfall, who waited, for what, how long, and who
+    did not come when the log says it."""
+    result = triage.triage([str(LOGS / name)])
+    assert result["causes"][0]["id"] == "collective-timeout"
+    summary = result["collective"]
+    assert (summary["ranks"], summary["missing"], summary["ops"], summary["timeout_ms"]) == (
+        ranks, missing, ops, timeouts)
+    assert bool(summary["peers"]) is peer
+    assert all(re.fullmatch(r"127\.0\.0\.1:\d+", p) for p in summary["peers"])
+    out = triage.render(result)
+    assert "ROOT CAUSE: collective-timeout" in out and "\n  collective: rank(s) " in out
+    assert "py-spy dump --pid" in out and "TORCH_DISTRIBUTED_DEBUG=DETAIL" in out
+    assert "no preflight check catches this before launch" in out
+    if missing:
+        assert f"rank(s) {', '.join(missing)} did not reach it" in out
+
+
+def test_a_peer_killed_by_a_signal_stays_the_root_cause_of_the_closed_connection():
+    """Rank 1 SIGKILLed (the OOM killer) while rank 0 waits in all_reduce: rank 0's
+    `Connection closed by peer` is the consequence; torchrun's table names the dead rank."""
+    name = REAL / "collective-peer-sigkill.log"
+    result = triage.triage([str(name)])
+    assert result["fatal"] is True and result["causes"] == []
+    death = result["died_by_signal"]
+    assert (death["rank"], death["exitcode"], death["signal"]) == ("1", -9, "SIGKILL")
+    [then] = death["consequences"]
+    assert then["id"] == "collective-timeout" and "Connection closed by peer" in then["match"]
+    assert (result["collective"]["ranks"], len(result["collective"]["peers"])) == (["0"], 1)
+    out = triage.render(result).splitlines()
+    assert out[1].startswith("FATAL: rank 1 died by SIGKILL (exitcode -9;")
+    assert out[2].startswith("  then the ranks waiting for it failed (collective-timeout, a "
+                             "consequence) at ")
+
+
+def test_the_rank_with_the_dead_dataloader_worker_outranks_the_ranks_that_waited():
+    result = triage.triage([str(REAL / "dataloader-killed-torchrun.log")])
+    first, *later = result["causes"]
+    assert (first["id"], first["match"][:8]) == ("dataloader-killed", "[rank1]:")
+    assert [c["id"] for c in later][-1:] == ["collective-timeout"]   # rank 0, after
+    assert "collective" not in result and "died_by_signal" not in result
+    out = triage.render(result)
+    assert "df -h /dev/shm" in out and "dmesg -T" in out and "--shm-size" in out
+
+
+def test_an_unknown_exception_outranks_the_ranks_that_waited(tmp_path):
+    """Whatever kept the missing rank away is likelier in its own error, even one no
+    runbook knows, than in the others' timeout: put after the timeout in the log, it still
+    comes first."""
+    text = (REAL / "collective-timeout-allreduce.log").read_text(encoding="utf-8")
+    log = tmp_path / "mixed.log"
+    log.write_text(text + "[rank1]: Traceback (most recent call last):\n"
+                   '[rank1]:   File "/tmp/work/collective.py", line 9, in <module>\n'
+                   "[rank1]: ValueError: shard 7 has no rows\n")
+    ids = [c["id"] for c in triage.triage([str(log)])["causes"]]
+    assert ids[0] == "unknown" and ids[-1] == "collective-timeout"
+
+
+def test_existing_logs_with_collective_lines_keep_their_cause():
+    """Ports taken, nested launches, per-rank dirs: their other ranks' gloo errors and NCCL
+    watchdog timeouts are consequences, never the root cause, and add no summary."""
+    names = ["real/nested-torchrun.log", "real/multinode-labelled.log",
+             "real/multinode-concat.log", "real/restarted-port-held.log",
+             "cited/cuda-oom-swift-ranks.log", "real/ranks-dataset", "real/ranks-disk",
+             "real/rank-sigkill.log", "cited/host-limits-bus-error.log"]
+    for name in names:
+        result = triage.triage([str(LOGS / name)])
+        assert "collective" not in result, name
+        assert all(c["id"] != "collective-timeout" for c in result["causes"][:1]), name
+
+
+def test_an_nccl_watchdog_timeout_alone_names_op_timeout_and_ranks(tmp_path):
+    """No NCCL here: the watchdog lines of the cited issue log (the message torch 2.13.0's
+    libtorch_cuda.so builds from its literals, runbook collective-timeout.md) without the
+    OOM that caused them."""
+    lines = [x for x in (CITED / "cuda-oom-swift-ranks.log").read_text().splitlines()
+             if "Watchdog caught collective operation timeout" in x]
+    assert len(lines) >= 2
+    log = tmp_path / "nccl.log"
+    log.write_text("\n".join(lines) + "\n")
+    result = triage.triage([str(log)])
+    assert result["causes"][0]["id"] == "collective-timeout"
+    summary = result["collective"]
+    assert summary["ranks"] == ["0", "1", "2"] and summary["ops"] == ["ALLREDUCE"]  # rank 3: OOM
+    assert summary["timeout_ms"] == [600000]
+
+
+def test_the_collective_fixes_name_options_torch_has():
+    """The runbook's fix uses these; each exists in the pinned torch (the NCCL ones are in
+    libtorch_cuda.so, which the CPU wheel lacks: checked by hand, runbook)."""
+    import inspect
+
+    import torch.distributed as dist
+    import torch.distributed.distributed_c10d as c10d
+
+    fix = triage.fix_of("collective-timeout") or ""
+    assert "TORCH_DISTRIBUTED_DEBUG=DETAIL" in fix and "py-spy dump --pid" in fix
+    assert "TORCH_DISTRIBUTED_DEBUG" in inspect.getsource(c10d)
+    assert "timeout" in inspect.signature(dist.init_process_group).parameters
+    assert "timeout" in inspect.signature(dist.monitored_barrier).parameters
