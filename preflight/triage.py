@@ -937,14 +937,13 @@ def render_collective(summary: dict[str, Any]) -> str:
 
 
 def _first_last_ts(scans: list[FileScan]) -> tuple[str | None, str | None]:
-    first = last = None
-    for scan in scans:
-        lines = head_tail(scan.real, 64 << 10)
-        stamps = [t for t in (timestamp_of(x) for x in lines) if t]
-        if stamps:
-            first = first or stamps[0]
-            last = stamps[-1]
-    return first, last
+    """The earliest and latest stamp over all files, of one kind: with a year (ISO) where
+    any line has one, else glog's month-day. A glog stamp carries no year, so the two kinds
+    are not put side by side ("12-01 05:44:47 .. 2026-12-01 05:44:47")."""
+    stamps = [t for scan in scans for t in (timestamp_of(x)
+                                            for x in head_tail(scan.real, 64 << 10)) if t]
+    dated = [t for t in stamps if len(t) > len("12-01 05:44:47")] or stamps
+    return (min(dated), max(dated)) if dated else (None, None)
 
 
 def _cause_json(cause: Cause, scans: list[FileScan], context: int, markers: Marks,

@@ -310,6 +310,25 @@ def test_text_output_has_fix_check_context_and_time():
     assert "expandable_segments:True" in cuda
 
 
+def test_log_time_spans_all_files_in_one_kind_of_stamp(tmp_path):
+    """glog stamps have no year: a span is given in ISO stamps where the logs have any,
+    earliest to latest over every file, whatever the order the files were given in."""
+    late = tmp_path / "node1.log"
+    late.write_text("2026-12-01 05:50:00,120 INFO step 9\n"
+                    "E1201 05:51:02.000000 77 run.py:10] failed\n")
+    early = tmp_path / "node0.log"
+    early.write_text("I1201 05:40:00.000000 76 api.py:1] starting\n"
+                     "2026-12-01 05:44:47,000 INFO step 1\n")
+    result = triage.triage([str(late), str(early)])
+    assert (result["first_timestamp"], result["last_timestamp"]) == (
+        "2026-12-01 05:44:47", "2026-12-01 05:50:00")
+    glog_only = tmp_path / "glog.log"
+    glog_only.write_text("W1130 23:59:58.1 1 a.py:1] x\nE1201 00:00:03.2 1 a.py:2] y\n")
+    result = triage.triage([str(glog_only)])
+    assert (result["first_timestamp"], result["last_timestamp"]) == (
+        "11-30 23:59:58", "12-01 00:00:03")
+
+
 def test_checks_named_by_triage_are_real_check_ids():
     from tests.test_runbooks import CLUSTER_CHECK_IDS, check_ids
 
