@@ -9,6 +9,7 @@ that root cause. Lines starting with `@` are directives for their block:
     @log: REGEX    ... only when REGEX matches a line anywhere in the inputs (with its
                    indentation: the line's leading whitespace is kept for these); the
                    first such line is the cause's evidence
+    @file: REGEX   ... only in a file whose path (as given, `/`-separated) matches REGEX
     @likely        a match names the cause with confidence "likely", not "certain"
     @check: ID     the check that would have caught it before launch (`none`: no check);
                    default: the runbook id itself
@@ -79,6 +80,7 @@ class Block:
     patterns: list[re.Pattern[str]]
     near: list[re.Pattern[str]] = field(default_factory=list)
     log: list[re.Pattern[str]] = field(default_factory=list)
+    file: list[re.Pattern[str]] = field(default_factory=list)
     likely: bool = False
     check: str | None = None
     role: str = "cause"   # cause | consequence | benign | generic
@@ -86,7 +88,7 @@ class Block:
 
     @property
     def specificity(self) -> int:
-        return len(self.near) + len(self.log)
+        return len(self.near) + len(self.log) + len(self.file)
 
 
 def parse_blocks(rid: str, text: str, role: str = "cause") -> list[Block]:
@@ -109,6 +111,8 @@ def parse_blocks(rid: str, text: str, role: str = "cause") -> list[Block]:
                     block.near.append(re.compile(value))
                 elif key == "log":
                     block.log.append(re.compile(value))
+                elif key == "file":
+                    block.file.append(re.compile(value))
                 elif key == "likely":
                     block.likely = True
                 elif key == "fallback":
@@ -564,6 +568,8 @@ def _live(block: Block, scan: FileScan, hit: Hit, markers: Marks, window: _Windo
     if block.role not in ("cause", "generic"):
         return False
     if block.log and not all(c.pattern in markers for c in block.log):
+        return False
+    if not all(c.search(scan.path.replace(os.sep, "/")) for c in block.file):
         return False
     return not block.near or _near_ok(block, window(scan, hit))
 

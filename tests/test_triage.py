@@ -553,12 +553,26 @@ def test_the_not_nested_logs_hold_what_a_counting_rule_would_misread():
     assert nested.count("Setting OMP_NUM_THREADS") == 1
 
 
-def test_a_log_dir_with_the_console_log_is_nested_the_rank_files_alone_are_not():
+def test_a_log_dir_with_or_without_the_console_log_is_nested(tmp_path):
     ranks = REAL / "nested-logdir-console-ranks"
     both = triage.triage([str(REAL / "nested-logdir-console.log"), str(ranks)])["causes"][0]
     assert both["id"] == "nested-launcher"
-    # the inner launchers' own files hold no record of the outer one (runbook: not recognised)
-    assert triage.triage([str(ranks)])["causes"][0]["id"] == "port-free"
+    # the outer launcher's --log-dir files alone: a launcher's rendezvous traceback in a
+    # worker's own stderr.log (a single torchrun's goes to its console)
+    alone = triage.triage([str(ranks)])["causes"][0]
+    assert alone["id"] == "nested-launcher", alone
+    assert re.search(r"attempt_0/\d/stderr\.log$", alone["file"])
+    # the same lines outside a worker's file (a launcher's own console): a taken port
+    console = tmp_path / "console.log"
+    console.write_text((ranks / "attempt_0" / "1" / "stderr.log").read_text())
+    assert triage.triage([str(console)])["causes"][0]["id"] == "port-free"
+    # and a worker's file without a launcher's traceback: the training script's own bind
+    script = tmp_path / "logs" / "run_x" / "attempt_0" / "1"
+    script.mkdir(parents=True)
+    (script / "stderr.log").write_text(
+        "Traceback (most recent call last):\n  File \"/w/train.py\", line 9, in <module>\n"
+        "    srv.bind(('', 8000))\nOSError: [Errno 98] Address already in use\n")
+    assert triage.triage([str(tmp_path / "logs")])["causes"][0]["id"] == "port-free"
 
 
 def test_a_live_nested_launch_reads_as_the_committed_log(tmp_path):
