@@ -121,3 +121,22 @@ def test_wants_are_read_from_a_real_profile():
     assert judge.HostWant.of(cpu).profile == "cpu"
     disk = judge.DiskWant.of(cpu)
     assert isinstance(disk.paths, tuple) and disk.min_free_gb == cpu.disk.min_free_gb
+
+
+def test_nofile_hard_limit_fix_for_root_names_root():
+    """limits.conf(5): "group and wildcard limits are not applied to the root user"; a root
+    shell (a container's, an autodl node's) needs the literal `root` line, and has no sudo
+    to prefix (this box: uid 0, no sudo)."""
+    facts = replace(limits(replace(PLAIN, min_nofile=65535),
+                           lim=Limits(20000, 20000, None, None)), euid=0)
+    out = judged(judge.host_limits(facts))
+    assert out.kind == "blocker" and "ulimit -n is 20000, needs 65535" in out.text
+    assert "root - nofile 65535" in out.fix and "sudo" not in out.fix, out.fix
+    assert "--ulimit nofile=65535:65535" in out.fix  # a container's limit is set at its start
+
+
+def test_memlock_fix_for_root_names_root():
+    facts = replace(limits(replace(PLAIN, rdma=True), lim=Limits(None, None, 64 * MiB, None)),
+                    euid=0)
+    out = judged(judge.host_limits(facts))
+    assert "root soft memlock unlimited" in out.fix and "sudo" not in out.fix, out.fix
