@@ -141,6 +141,29 @@ def test_cudart_lib_without_lib64_then_symlinked(run_preflight, tmp_path):
     assert fixed.one("cudart-link")["evidence"]["link"]["returncode"] == 0
 
 
+def test_cudart_reads_cuda_home_as_the_launch_script_exports_it(run_preflight, tmp_path):
+    # A slime run on 4xA800 put `export CUDA_HOME=/usr/local/cuda` into its launch script:
+    # flashinfer runs in that job and reads the job's CUDA_HOME (flashinfer/jit/cpp_ext.py
+    # get_cuda_path), not the CUDA_HOME of the shell preflight runs in.
+    good, broken = tmp_path / "cuda", tmp_path / "envs" / "slime"
+    _fake_cudart(good)
+    (good / "lib64").symlink_to("lib")
+    _fake_cudart(broken)
+    script = tmp_path / "run.sh"
+    script.write_text(f"export CUDA_HOME={good}\npython3 train.py\n")
+    args = ("--profile", "a800", "--check", "cudart-link", "--launch-script", str(script))
+    run = run_preflight(*args, env=base_env(CUDA_HOME=str(broken)))
+    assert run.returncode == 0, run.output
+    assert run.one("cudart-link")["evidence"]["cuda_home"] == str(good)
+    script.write_text(f"export CUDA_HOME={broken}\npython3 train.py\n")
+    run = run_preflight(*args, env=base_env(CUDA_HOME=str(good)))
+    assert run.returncode == 1, run.output
+    result = run.one("cudart-link")
+    assert result["evidence"]["cuda_home"] == str(broken)
+    # the summary says where cuda_home came from: the link path alone does not tell
+    assert f"cuda_home {broken} from CUDA_HOME" in result["summary"]
+
+
 def test_cudart_on_cpu_profile_is_a_warning(run_preflight, tmp_path):
     prefix = tmp_path / "cuda"
     _fake_cudart(prefix)

@@ -52,15 +52,30 @@ def test_ray_on_path(node: Node, profile: Profile, finding: Recorder) -> None:
     finding.conclude(judge.ray_path(ray_facts(node, profile)))
 
 
+def _job_environ(node: Node, *names: str) -> dict[str, str]:
+    """This shell's environment with `names` as the launch's first job gets them."""
+    env = dict(node.environ)
+    for name in names:
+        value = node.job_env(name)
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
 def cudart_facts(node: Node, tmp_path: Path) -> judge.CudartFacts:
-    home, how = cuda.cuda_home(node.environ)
-    conda = node.environ.get("CONDA_PREFIX")
+    # flashinfer resolves cuda_home in the job (flashinfer/jit/cpp_ext.py get_cuda_path:
+    # CUDA_HOME, CUDA_PATH, `which nvcc`): a launch script's `export CUDA_HOME=...` counts.
+    env = _job_environ(node, "CUDA_HOME", "CUDA_PATH", "PATH", "CONDA_PREFIX")
+    home, how = cuda.cuda_home(env)
+    conda = env.get("CONDA_PREFIX")
     prefixes = [home] + ([conda] if conda and not paths.same_dir(conda, home) else [])
     layouts = [cuda.layout(p) for p in prefixes]
     if not Path(home).is_dir() and not any(lay.present for lay in layouts):
         return judge.CudartFacts(home, how, False, layouts, None, None)
     link = None
-    cc = paths.which("cc", node.environ) or paths.which("gcc", node.environ)
+    cc = paths.which("cc", env) or paths.which("gcc", env)
     if cc:
         result = node.runner.run(cuda.link_argv(cc, tmp_path, home), timeout=30)
         errors = [ln for ln in result.stderr.splitlines() if "cannot find" in ln or "error" in ln]

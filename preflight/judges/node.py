@@ -123,8 +123,8 @@ def cudart_link(f: CudartFacts) -> Verdict:
     if f.link is not None:
         link = {"argv": f.link.argv_tail, "returncode": f.link.returncode, "error": f.link.error}
         if f.link.returncode != 0:
-            texts.append(f"linking with -L{f.home}/lib64 -lcudart fails: "
-                         f"{f.link.error or f.link.stderr.strip()[:200]}")
+            texts.append(f"linking with -L{f.home}/lib64 -lcudart (cuda_home {f.home} from "
+                         f"{f.found_by}) fails: {f.link.error or f.link.stderr.strip()[:200]}")
     elif not f.layouts[0].lib64_has_linker_name:
         texts.append(f"{f.home}/lib64/libcudart.so does not exist (no cc to try a real link)")
     fixes = [f"ln -sfn {lay.prefix}/lib {lay.prefix}/lib64" for lay in f.layouts if lay.broken]
