@@ -336,6 +336,7 @@ def dotenv_exported(f: DotenvFacts) -> Verdict:
 # -- hf-endpoint ---------------------------------------------------------------------
 
 OFFLINE = ("1", "true", "yes", "on")  # huggingface_hub's truthy env values
+MIRROR = "https://hf-mirror.com"  # the mirror the fix offers
 
 
 @dataclass(frozen=True)
@@ -353,7 +354,7 @@ class HfFacts:
 def hf_endpoint(f: HfFacts) -> Verdict:
     if not f.url and not f.mirror_required:
         return Verdict(skip="HF_ENDPOINT unset and the profile requires no mirror")
-    v = Verdict(fix="export HF_ENDPOINT=https://hf-mirror.com  # or HF_HUB_OFFLINE=1 with "
+    v = Verdict(fix=f"export HF_ENDPOINT={MIRROR}  # or HF_HUB_OFFLINE=1 with "
                     "local model paths")
     if not f.url:
         v.evidence.update(HF_ENDPOINT=None, HF_HUB_OFFLINE=f.offline)
@@ -369,12 +370,19 @@ def hf_endpoint(f: HfFacts) -> Verdict:
     a = f.answer
     v.evidence.update(HF_ENDPOINT=a.url, status=a.status, error=a.error, elapsed_s=a.elapsed_s,
                       HF_HUB_OFFLINE=f.offline)
+    if not a.answered and a.url.rstrip("/") == MIRROR:
+        # Exporting the value that is already set changes nothing: the job can only load
+        # from local paths (or the node's DNS / proxy gets fixed).
+        v.fix = (f"export HF_HUB_OFFLINE=1  # {MIRROR} does not answer from this node: load "
+                 "the model and data from local paths, or fix its DNS / proxy")
     if not a.answered and f.offline:
         v.problems.append(Problem.warning(
             f"{a.url} does not answer ({a.error}); HF_HUB_OFFLINE=1 keeps loads local", v.fix))
     elif not a.answered:
-        v.problems.append(Problem(f"HF_ENDPOINT {a.url} does not answer within "
-                                  f"{f.timeout_s:g}s: {a.error}", v.fix))
+        # "within Ns" only for a timeout: a name that does not resolve fails at once.
+        within = f" within {f.timeout_s:g}s" if a.error.startswith("TimeoutError") else ""
+        v.problems.append(Problem(f"HF_ENDPOINT {a.url} does not answer{within}: {a.error}",
+                                  v.fix))
     v.ok = f"{a.url} answered HTTP {a.status} in {a.elapsed_s}s"
     return v
 

@@ -355,3 +355,24 @@ def test_netrc_key_found_by_host_never_by_value(tmp_path: Any) -> None:
     (tmp_path / "n").write_text("machine api.wandb.ai login user password\n")
     found, looked = read({**env, "NETRC": str(tmp_path / "n")}, "api.wandb.ai")
     assert found is None and "s3cr3t" not in looked  # a broken file: named, never quoted
+
+
+def test_hf_mirror_down_fix_is_not_the_value_already_set():
+    """HF_ENDPOINT is already https://hf-mirror.com and it does not answer: exporting the same
+    value again changes nothing; what lets the job run is loading from local paths."""
+    gai = Answer("https://hf-mirror.com", None,
+                 "gaierror: [Errno -2] Name or service not known", 0.01)
+    for answer in (DOWN, gai):
+        v = judge.hf_endpoint(replace(HF, answer=answer))
+        fix = shown_fix(v)
+        assert "export HF_ENDPOINT=https://hf-mirror.com" not in fix, fix
+        assert "export HF_HUB_OFFLINE=1" in fix, fix
+        # and with it set, the check no longer blocks (a warning: loads stay local)
+        assert not judge.hf_endpoint(replace(HF, answer=answer, offline=True)).of(Kind.BLOCKER)
+    # a name that does not resolve failed at once: "within 3s" would be a wrong fact
+    assert "within" not in judge.hf_endpoint(replace(HF, answer=gai)).message
+    # another endpoint that is down: the public mirror is still the fix to offer
+    other = Answer("http://10.0.0.5:8080", None, "ConnectionRefusedError: refused", 0.01)
+    v = judge.hf_endpoint(replace(HF, url="http://10.0.0.5:8080", shown_url="http://10.0.0.5:8080",
+                            answer=other))
+    assert "export HF_ENDPOINT=https://hf-mirror.com" in shown_fix(v)
