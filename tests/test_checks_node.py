@@ -662,3 +662,18 @@ def test_wandb_config_of_the_launch_and_offline_mode_in_the_script(run_preflight
     assert result["summary"].startswith("WANDB_MODE=offline: wandb logs locally"), result
     assert result["evidence"]["launch_report_to"] == ["tensorboard", "wandb"]
     assert result["evidence"]["WANDB_MODE_from"].startswith("the launch script")
+
+
+def test_ray_path_names_the_missing_dir_the_script_puts_on_path(run_preflight, tmp_path):
+    # A slime run on 4xA800: the script exports PATH=<the env's bin>:$PATH, but that env is
+    # not on this node: the report says so, not only that the suite's own env lacks ray.
+    gone = tmp_path / "micromamba" / "envs" / "slime" / "bin"
+    script = tmp_path / "run.sh"
+    script.write_text(f"export PATH={gone}:$PATH\nray job submit -- python3 train.py\n")
+    run = run_preflight("--profile", "a800", "--check", "ray-path", "--launch-script",
+                        str(script), env=base_env(CONDA_PREFIX=None, PATH="/usr/bin:/bin"))
+    assert run.returncode == 1, run.output
+    result = run.one("ray-path")
+    assert "ray: command not found" in result["summary"]
+    assert f"{gone} (put on PATH by the launch script) does not exist" in result["summary"]
+    assert result["evidence"]["missing_on_path"] == [str(gone)]

@@ -37,6 +37,10 @@ def ray_facts(node: Node, profile: Profile) -> judge.RayFacts:
     path = node.job_env("PATH") or ""  # the script may put the env's bin/ on PATH itself
     resolved = paths.which("ray", {**node.environ, "PATH": path})
     path_list = path.split(":")
+    own = {os.path.realpath(e) for e in node.environ.get("PATH", "").split(":") if e}
+    missing = [e for e in dict.fromkeys(path_list)
+               if e and os.path.isabs(e) and os.path.realpath(e) not in own
+               and not os.path.isdir(e)]
     return judge.RayFacts(
         profile=profile.name, profile_runs_ray=profile.stack.ray,
         launch_runs_ray=node.launch is not None and "ray" in node.launch.programs,
@@ -44,7 +48,8 @@ def ray_facts(node: Node, profile: Profile) -> judge.RayFacts:
         resolved_in_env=bool(resolved) and paths.same_dir(Path(str(resolved)).parent,
                                                           prefix / "bin"),
         path=path_list,
-        env_bin_on_path=any(e and paths.same_dir(e, prefix / "bin") for e in path_list))
+        env_bin_on_path=any(e and paths.same_dir(e, prefix / "bin") for e in path_list),
+        missing_on_path=missing)
 
 
 @pytest.mark.pitfall("ray-path")

@@ -61,6 +61,7 @@ class RayFacts:
     resolved_in_env: bool  # it lies in PREFIX/bin
     path: Sequence[str]  # PATH entries
     env_bin_on_path: bool
+    missing_on_path: Sequence[str] = ()  # entries the launch script adds that do not exist
 
 
 def ray_path(f: RayFacts) -> Verdict:
@@ -74,15 +75,27 @@ def ray_path(f: RayFacts) -> Verdict:
                             "do not use it)")
     v = Verdict(evidence=dict(in_play=reasons, launch_prefix=f.prefix, resolves_to=f.resolved,
                               PATH=list(f.path), env_bin=env_bin,
-                              env_bin_on_path=f.env_bin_on_path, env_bin_has_ray=f.installed))
-    v.fix = (f'export PATH="{f.prefix}/bin:$PATH"; which ray python3' if f.installed else
-             f'"{f.prefix}/bin/python" -m pip install "ray[default]"  # or activate the '
-             "env that has ray")
+                              env_bin_on_path=f.env_bin_on_path, env_bin_has_ray=f.installed,
+                              missing_on_path=list(f.missing_on_path)))
+    put_on_path = f'export PATH="{f.prefix}/bin:$PATH"; which ray python3'
+    if f.installed:
+        v.fix = put_on_path
+    else:
+        # The install alone leaves PATH without the env's bin/ (or another env's ray
+        # first): pasted as one, the fix must do both.
+        stale = not f.env_bin_on_path or (f.resolved is not None and not f.resolved_in_env)
+        v.fix = (f'"{f.prefix}/bin/python" -m pip install "ray[default]"'
+                 + (f"; {put_on_path}" if stale else "")
+                 + "  # or activate the env that has ray")
     # Say only what the evidence shows: PATH may hold the env's bin/ without a ray in it.
     if not f.resolved:
+        # The env a script means to run in is the bin/ it puts on PATH: when that is not
+        # on this node, that is the finding (a slime run on 4xA800: `ray: command not found`).
+        gone = "".join(f"; {d} (put on PATH by the launch script) does not exist"
+                       for d in f.missing_on_path)
         v.problems.append(Problem("ray: command not found " + (
-            f"({env_bin} is on PATH but has no ray)" if f.env_bin_on_path
-            else f"(PATH lacks {env_bin})"), v.fix))
+            f"({env_bin} is on PATH but has no ray" if f.env_bin_on_path
+            else f"(PATH lacks {env_bin}") + gone + ")", v.fix))
     elif not f.resolved_in_env:
         v.problems.append(Problem(
             f"ray resolves to {f.resolved}, not to the launch env {f.prefix}", v.fix))

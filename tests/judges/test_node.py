@@ -376,3 +376,20 @@ def test_hf_mirror_down_fix_is_not_the_value_already_set():
     v = judge.hf_endpoint(replace(HF, url="http://10.0.0.5:8080", shown_url="http://10.0.0.5:8080",
                             answer=other))
     assert "export HF_ENDPOINT=https://hf-mirror.com" in shown_fix(v)
+
+
+def test_ray_not_installed_and_not_on_path_fix_does_both():
+    """Installing ray into the env alone leaves `ray: command not found` when PATH lacks the
+    env's bin/ (the judge then asks for the PATH): the pasted fix must do both."""
+    v = judge.ray_path(replace(RAY, installed=False, resolved=None, env_bin_on_path=False,
+                               path=["/usr/bin"]))
+    fix = shown_fix(v)
+    assert '"/envs/slime/bin/python" -m pip install "ray[default]"' in fix, fix
+    assert 'export PATH="/envs/slime/bin:$PATH"' in fix, fix
+    # ray of another env first on PATH: after the install it would still win
+    v = judge.ray_path(replace(RAY, installed=False, resolved="/opt/other/bin/ray",
+                               resolved_in_env=False))
+    assert 'export PATH="/envs/slime/bin:$PATH"' in shown_fix(v), shown_fix(v)
+    # the env's bin/ already on PATH: the install alone is the fix
+    v = judge.ray_path(replace(RAY, installed=False, resolved=None))
+    assert "export PATH" not in shown_fix(v), shown_fix(v)
