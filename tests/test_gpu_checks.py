@@ -294,7 +294,7 @@ def test_cuda_stack_fails_on_an_old_driver(run_preflight, tmp_path):
     result = run.one("cuda-stack")
     assert result["severity"] == "blocker"
     assert "driver supports CUDA 11.4 but torch was built with CUDA 12.1" in result["summary"]
-    assert "whl/cu114" in result["fix"]
+    assert "whl/cu118" in result["fix"] and '"torch==2.5.1"' in result["fix"]
 
 
 def test_cuda_stack_fails_without_kernels_for_sm80(run_preflight, tmp_path):

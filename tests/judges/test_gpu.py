@@ -198,9 +198,12 @@ CUDA_HOME_FIX = "export CUDA_HOME=/usr/local/cuda-12.1  # a toolkit whose nvcc m
      "skipped", "torch is not importable by py: No module named 'torch'", ""),
     (A800, snap("a800x4-old-driver"), cuda(), "blocker",
      "driver supports CUDA 11.4 but torch was built with CUDA 12.1",
-     "pip install torch --index-url https://download.pytorch.org/whl/cu114  # or upgrade"),
+     '"python3" -m pip install "torch==2.5.1" --index-url https://download.pytorch.org/whl/'
+     "cu118  # or upgrade"),
     (A800, HEALTHY, cuda(replace(TORCH, cuda=None, version="2.13.0+cpu")), "blocker",
-     "torch 2.13.0+cpu is a CPU-only build", "whl/cu121  # a CUDA build for this driver"),
+     "torch 2.13.0+cpu is a CPU-only build",
+     '"torch==2.13.0" --index-url https://download.pytorch.org/whl/cu128  # a CUDA build for '
+     "this driver"),
     (A800, HEALTHY, cuda(replace(TORCH, arch_list=("sm_90", "sm_100"))), "blocker",
      "torch has no kernels for sm_80 (arch list: sm_90 sm_100)",
      "pip install an official torch wheel"),
@@ -279,3 +282,30 @@ def test_want_is_read_from_a_real_profile():
     want = judge.GpuWant.of(load_profiles([])["a800"])
     assert want == replace(A800, nvlink_links=8)
     assert not judge.GpuWant.of(load_profiles([])["cpu"]).is_gpu
+
+
+def test_cuda_stack_torch_fixes_keep_the_version_and_the_env():
+    """The CPU-only and old-driver fixes reinstall the same torch release into the Python the
+    check judged: an unpinned `pip install torch --index-url .../cu121` installs the newest
+    torch of that index (cu121 stops at 2.5.1), a silent downgrade of 2.13.0."""
+    cpu_only = replace(TORCH, python="/envs/slime/bin/python", cuda=None, version="2.13.0+cpu")
+    out = judged(judge.cuda_stack(A800, HEALTHY, cuda(cpu_only)))
+    assert out.kind == "blocker", out
+    assert ('"/envs/slime/bin/python" -m pip install "torch==2.13.0" --index-url '
+            "https://download.pytorch.org/whl/cu128") in out.fix, out.fix
+    # a 11.4 driver: the newest CUDA 11 index PyTorch publishes is cu118 (no cu114 index)
+    old = judged(judge.cuda_stack(A800, snap("a800x4-old-driver"), cuda()))
+    assert old.kind == "blocker" and "driver supports CUDA 11.4" in old.text
+    assert '-m pip install "torch==2.5.1" --index-url https://download.pytorch.org/whl/cu118' \
+        in old.fix, old.fix
+
+
+def test_cuda_stack_newer_minor_of_the_same_major_is_a_warning():
+    """CUDA minor-version compatibility: a torch built with CUDA 12.4 runs on a driver that
+    reports 12.2 (every 12.x needs driver >= 525.60.13: uv crates/uv-torch/src/backend.rs
+    LINUX_CUDA_DRIVERS, from NVIDIA's release notes Table 2); only a new driver API or PTX
+    fails. Not a NO-GO; still said."""
+    out = judged(judge.cuda_stack(A800, HEALTHY, cuda(replace(TORCH, version="2.6.0+cu124",
+                                                              cuda="12.4"))))
+    assert out.kind == "warning", out
+    assert "driver supports CUDA 12.2, torch was built with CUDA 12.4" in out.text
