@@ -143,7 +143,7 @@ class DiskFacts:
 
 
 def _short_text(s: Space, want: DiskWant) -> str:
-    return (f"{s.path}: {s.free_gb:g} GiB free on {s.mount_point}, needs {want.min_free_gb:g}"
+    return (f"{s.path}: {s.free_gb:g} GiB free on {s.mount_point}, needs {want.min_free_gb:g} GiB"
             + ("" if s.exists else f" (the path does not exist; measured at {s.measured_at})"))
 
 
