@@ -445,14 +445,18 @@ def nccl_ifname(f: NcclIfnameFacts) -> Verdict:
                                           for i in f.interfaces},
                               candidates=candidates))
     v.fix = f"export NCCL_SOCKET_IFNAME={candidates[0] if candidates else '^lo,docker0'}"
-    if f.spec is None:
+    # NCCL reads the variable only when `strlen(env) > 1` (NVIDIA/nccl src/misc/socket.cc
+    # ncclFindInterfaces) and picks an interface itself otherwise, as when it is unset.
+    ignored = f.spec is not None and len(f.spec) <= 1
+    if f.spec is None or ignored:
+        state = (f"NCCL_SOCKET_IFNAME={f.spec!r} is ignored by NCCL (one character or less)"
+                 if ignored else "NCCL_SOCKET_IFNAME unset")
         if len(candidates) > 1:
             v.problems.append(Problem.warning(
-                f"NCCL_SOCKET_IFNAME unset with {len(candidates)} candidate interfaces "
+                f"{state} with {len(candidates)} candidate interfaces "
                 f"({', '.join(candidates)}): NCCL may pick the wrong one", v.fix))
         else:
-            v.skip = (f"NCCL_SOCKET_IFNAME unset; only {candidates or 'loopback'} to choose "
-                      "from")
+            v.skip = f"{state}; only {candidates or 'loopback'} to choose from"
         return v
     selected = select(f.spec, [i.name for i in f.interfaces])
     v.evidence.update(selected=selected)

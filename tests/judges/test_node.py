@@ -393,3 +393,19 @@ def test_ray_not_installed_and_not_on_path_fix_does_both():
     # the env's bin/ already on PATH: the install alone is the fix
     v = judge.ray_path(replace(RAY, installed=False, resolved=None))
     assert "export PATH" not in shown_fix(v), shown_fix(v)
+
+
+def test_nccl_ifname_of_one_character_or_less_is_ignored_by_nccl():
+    """NCCL reads NCCL_SOCKET_IFNAME only when `strlen(env) > 1` (NVIDIA/nccl
+    src/misc/socket.cc ncclFindInterfaces) and picks an interface itself otherwise:
+    `NCCL_SOCKET_IFNAME=` (a script's `${IFNAME}` left empty) or `^` selects nothing only
+    for preflight, not for NCCL."""
+    for spec in ("", "^", "e"):
+        v = judge.nccl_ifname(replace(NCCL, spec=spec))
+        assert not v.of(Kind.BLOCKER), (spec, v.message)
+        assert "ignored by NCCL" in (v.skip + v.message), (spec, v.skip, v.message)
+    # two candidates: NCCL's own pick may be the wrong one, as when unset
+    v = judge.nccl_ifname(replace(NCCL, spec="", interfaces=[ETH0, ETH1]))
+    assert [p.kind for p in v.problems] == [Kind.WARNING], v.message
+    # two characters are read: "ib" selects nothing here
+    assert judge.nccl_ifname(replace(NCCL, spec="ib")).of(Kind.BLOCKER)
