@@ -419,8 +419,9 @@ def conda_env(f: CondaFacts) -> Verdict:
     v = Verdict(fix=fix, evidence=dict(expected=f.expected, CONDA_DEFAULT_ENV=f.actual,
                                        CONDA_PREFIX=f.prefix))
     if f.actual != f.expected:
-        v.problems.append(Problem(
-            f"CONDA_DEFAULT_ENV is {f.actual!r}, expected {f.expected!r}", fix))
+        actual = "unset" if f.actual is None else repr(f.actual)
+        v.problems.append(Problem(f"CONDA_DEFAULT_ENV is {actual}, expected {f.expected!r}",
+                                  fix))
     return v
 
 

@@ -409,3 +409,8 @@ def test_nccl_ifname_of_one_character_or_less_is_ignored_by_nccl():
     assert [p.kind for p in v.problems] == [Kind.WARNING], v.message
     # two characters are read: "ib" selects nothing here
     assert judge.nccl_ifname(replace(NCCL, spec="ib")).of(Kind.BLOCKER)
+
+
+def test_conda_env_unset_says_unset_not_none():
+    v = judge.conda_env(replace(CONDA, actual=None, prefix=None))
+    assert "CONDA_DEFAULT_ENV is unset, expected 'slime'" in v.message, v.message
