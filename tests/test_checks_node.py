@@ -677,3 +677,18 @@ def test_ray_path_names_the_missing_dir_the_script_puts_on_path(run_preflight, t
     assert "ray: command not found" in result["summary"]
     assert f"{gone} (put on PATH by the launch script) does not exist" in result["summary"]
     assert result["evidence"]["missing_on_path"] == [str(gone)]
+
+
+def test_ray_path_is_a_warning_for_a_launch_that_never_runs_ray(run_preflight, tmp_path):
+    # An ms-swift torchrun job on an a800 node (whose profile also serves slime on Ray).
+    script = tmp_path / "run.sh"
+    script.write_text("torchrun --nproc_per_node 4 -m swift.cli.rlhf --rlhf_type grpo\n")
+    args = ("--profile", "a800", "--check", "ray-path", "--launch-script", str(script))
+    env = base_env(CONDA_PREFIX=str(tmp_path), PATH="/usr/bin:/bin")
+    run = run_preflight(*args, env=env)
+    assert run.returncode == 0, run.output
+    assert run.one("ray-path")["severity"] == "warning"
+    # a program the analysis cannot name may be ray: still a blocker
+    script.write_text("$(./pick-launcher) start --head\n")
+    run = run_preflight(*args, env=env)
+    assert run.returncode == 1 and run.one("ray-path")["severity"] == "blocker", run.output

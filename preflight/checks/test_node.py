@@ -49,7 +49,16 @@ def ray_facts(node: Node, profile: Profile) -> judge.RayFacts:
                                                           prefix / "bin"),
         path=path_list,
         env_bin_on_path=any(e and paths.same_dir(e, prefix / "bin") for e in path_list),
-        missing_on_path=missing)
+        missing_on_path=missing, launch_given=_programs_known(node))
+
+
+def _programs_known(node: Node) -> bool:
+    """A launch was analysed and every program it starts is known (`$(pick) start` is not:
+    it may be ray)."""
+    spec = node.launch
+    return spec is not None and \
+        all(c.argv[0].known for c in spec.commands if c.argv) and \
+        not any("program is not known" in u.reason for u in spec.unknowns)
 
 
 @pytest.mark.pitfall("ray-path")

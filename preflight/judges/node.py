@@ -62,6 +62,7 @@ class RayFacts:
     path: Sequence[str]  # PATH entries
     env_bin_on_path: bool
     missing_on_path: Sequence[str] = ()  # entries the launch script adds that do not exist
+    launch_given: bool = False  # a launch was analysed; every program it starts is known
 
 
 def ray_path(f: RayFacts) -> Verdict:
@@ -99,6 +100,11 @@ def ray_path(f: RayFacts) -> Verdict:
     elif not f.resolved_in_env:
         v.problems.append(Problem(
             f"ray resolves to {f.resolved}, not to the launch env {f.prefix}", v.fix))
+    if f.launch_given and not f.launch_runs_ray:
+        # The analysed launch never runs `ray`: `command not found` cannot stop it (an
+        # ms-swift torchrun job on a node whose profile also serves slime). Said, not NO-GO.
+        v.problems = [Problem.warning(p.text + " (the launch script does not run ray)", p.fix,
+                                      p.why) for p in v.problems]
     return v
 
 

@@ -414,3 +414,17 @@ def test_nccl_ifname_of_one_character_or_less_is_ignored_by_nccl():
 def test_conda_env_unset_says_unset_not_none():
     v = judge.conda_env(replace(CONDA, actual=None, prefix=None))
     assert "CONDA_DEFAULT_ENV is unset, expected 'slime'" in v.message, v.message
+
+
+def test_ray_missing_is_a_warning_when_the_analysed_launch_does_not_run_ray():
+    """An ms-swift torchrun launch on an a800 node (profile: slime runs on Ray): the script
+    never runs `ray`, so `ray: command not found` cannot stop it. Said, not a NO-GO; without
+    a launch script, or when it runs ray, it stays a blocker."""
+    missing = replace(RAY, installed=False, resolved=None, env_bin_on_path=False,
+                      path=["/usr/bin"])
+    v = judge.ray_path(replace(missing, launch_given=True))
+    assert [p.kind for p in v.problems] == [Kind.WARNING], v.message
+    assert "the launch script does not run ray" in v.message, v.message
+    assert judge.ray_path(missing).of(Kind.BLOCKER)
+    assert judge.ray_path(replace(missing, launch_given=True, launch_runs_ray=True)).of(
+        Kind.BLOCKER)
