@@ -476,6 +476,24 @@ def test_hf_endpoint_reachable_and_unreachable(run_preflight, local_mirror):
     assert "HF_ENDPOINT=https://hf-mirror.com" in result["fix"]
 
 
+def test_hf_endpoint_is_probed_through_the_proxy_the_job_uses(run_preflight, local_mirror):
+    # A node that reaches the mirror only through a proxy (AutoDL's network_turbo exports
+    # http_proxy / https_proxy): huggingface_hub goes through it (requests reads the
+    # environment's proxies), so must the probe. local_mirror plays the proxy: it answers
+    # the absolute-URI request a proxy gets; the endpoint itself is a closed port.
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    run = run_preflight("--profile", "a800", "--check", "hf-endpoint",
+                        env=base_env(HF_ENDPOINT=dead, http_proxy=local_mirror))
+    assert run.returncode == 0, run.output
+    assert run.one("hf-endpoint")["evidence"]["proxy"] == local_mirror
+    # no_proxy names the endpoint: straight there, refused
+    run = run_preflight("--profile", "a800", "--check", "hf-endpoint",
+                        env=base_env(HF_ENDPOINT=dead, http_proxy=local_mirror,
+                                     no_proxy="127.0.0.1"))
+    assert run.returncode == 1, run.output
+    assert run.one("hf-endpoint")["evidence"]["proxy"] is None
+
+
 def test_hf_endpoint_that_never_replies_is_bounded(run_preflight):
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))

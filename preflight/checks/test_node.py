@@ -66,6 +66,11 @@ def test_ray_on_path(node: Node, profile: Profile, finding: Recorder) -> None:
     finding.conclude(judge.ray_path(ray_facts(node, profile)))
 
 
+# What requests reads to pick a proxy (requests.utils.get_environ_proxies).
+PROXY_VARS = tuple(f"{k}_proxy" for k in ("http", "https", "all", "no")) + \
+    tuple(f"{k.upper()}_PROXY" for k in ("http", "https", "all", "no"))
+
+
 def _job_environ(node: Node, *names: str) -> dict[str, str]:
     """This shell's environment with `names` as the launch's first job gets them."""
     env = dict(node.environ)
@@ -243,7 +248,9 @@ def hf_facts(node: Node, profile: Profile) -> judge.HfFacts:
         timeout_s=profile.env.hf_timeout_s, url=url, shown_url=http.safe_url(url),
         is_url=is_url,
         offline=(node.job_env("HF_HUB_OFFLINE") or "").lower() in judge.OFFLINE,
-        answer=http.probe(url, profile.env.hf_timeout_s) if is_url else None)
+        answer=http.probe(url, profile.env.hf_timeout_s,
+                          http.env_proxy(url, _job_environ(node, *PROXY_VARS)))
+        if is_url else None)
 
 
 @pytest.mark.pitfall("hf-endpoint")
@@ -289,7 +296,9 @@ def wandb_facts(node: Node, env_file: dotenv.EnvFile | None) -> judge.WandbFacts
         installed=installed, prefix=str(node.launch_prefix), report_to=said,
         report_to_where=where, mode=mode, base_url=base, key_from=key.source or netrc_from,
         key_places=looked, host=host,
-        answer=http.probe(url, WANDB_TIMEOUT_S) if probe and host else None,
+        answer=http.probe(url, WANDB_TIMEOUT_S,
+                          http.env_proxy(url, _job_environ(node, *PROXY_VARS)))
+        if probe and host else None,
         timeout_s=WANDB_TIMEOUT_S)
 
 

@@ -388,7 +388,7 @@ def hf_endpoint(f: HfFacts) -> Verdict:
         return v
     a = f.answer
     v.evidence.update(HF_ENDPOINT=a.url, status=a.status, error=a.error, elapsed_s=a.elapsed_s,
-                      HF_HUB_OFFLINE=f.offline)
+                      HF_HUB_OFFLINE=f.offline, proxy=a.proxy)
     if not a.answered and a.url.rstrip("/") == MIRROR:
         # Exporting the value that is already set changes nothing: the job can only load
         # from local paths (or the node's DNS / proxy gets fixed).
@@ -400,8 +400,9 @@ def hf_endpoint(f: HfFacts) -> Verdict:
     elif not a.answered:
         # "within Ns" only for a timeout: a name that does not resolve fails at once.
         within = f" within {f.timeout_s:g}s" if a.error.startswith("TimeoutError") else ""
-        v.problems.append(Problem(f"HF_ENDPOINT {a.url} does not answer{within}: {a.error}",
-                                  v.fix))
+        via = f" through the proxy {a.proxy}" if a.proxy else ""
+        v.problems.append(Problem(f"HF_ENDPOINT {a.url} does not answer{via}{within}: "
+                                  f"{a.error}", v.fix))
     v.ok = f"{a.url} answered HTTP {a.status} in {a.elapsed_s}s"
     return v
 
