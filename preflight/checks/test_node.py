@@ -72,15 +72,7 @@ PROXY_VARS = tuple(f"{k}_proxy" for k in ("http", "https", "all", "no")) + \
 
 
 def _job_environ(node: Node, *names: str) -> dict[str, str]:
-    """This shell's environment with `names` as the launch's first job gets them."""
-    env = dict(node.environ)
-    for name in names:
-        value = node.job_env(name)
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    return env
+    return node.job_environ(*names)
 
 
 def cudart_facts(node: Node, tmp_path: Path) -> judge.CudartFacts:

@@ -356,6 +356,8 @@ class Toolkit:
     nvcc: Nvcc
     cuda_home_var: str | None  # CUDA_HOME as exported
     cuda_home_var_is_dir: bool
+    # toolkits on the node: (/usr/local/cuda-X.Y with bin/nvcc, "X.Y"), for the fix
+    installed: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -414,10 +416,25 @@ def _driver_problems(snap: Snapshot, build: TorchBuild) -> list[Problem]:
     return out
 
 
+def _toolkit_fix(kit: Toolkit, build: TorchBuild) -> str:
+    """CUDA_HOME at an installed toolkit of torch's CUDA major (its own minor first, else the
+    newest); never a directory the node lacks."""
+    wanted = parse_version(build.cuda)
+    major = wanted[0] if wanted else None
+    same = sorted((parse_version(v) or (0, 0), path) for path, v in kit.installed
+                  if (parse_version(v) or (0, 0))[0] == major)
+    exact = [path for v, path in same if v == wanted]
+    if exact or same:
+        return (f"export CUDA_HOME={(exact or [same[-1][1]])[0]}  # a toolkit whose nvcc "
+                f"major is {major}")
+    return (f"export CUDA_HOME=<a CUDA {major} toolkit>  # no CUDA {major} toolkit under "
+            "/usr/local: install one (conda install -c nvidia cuda-toolkit="
+            f"{build.cuda}) or use torch's CUDA build of the installed toolkit")
+
+
 def _toolkit_problems(kit: Toolkit, build: TorchBuild) -> list[Problem]:
     wanted = parse_version(build.cuda)
-    fix = (f"export CUDA_HOME=/usr/local/cuda-{build.cuda}  # a toolkit whose nvcc major is "
-           f"{wanted[0] if wanted else '?'}")
+    fix = _toolkit_fix(kit, build)
     release = kit.nvcc.release
     if kit.cuda_home_var and not kit.cuda_home_var_is_dir:
         return [Problem(f"CUDA_HOME={kit.cuda_home_var} does not exist", fix)]

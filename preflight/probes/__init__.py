@@ -54,6 +54,18 @@ class Node:
         return var.value if var.exported and var.value is not None else \
             self.environ.get(name)
 
+    def job_environ(self, *names: str) -> dict[str, str]:
+        """This shell's environment with `names` as the launch's first job gets them
+        (`job_env`; a name the script unsets is absent)."""
+        env = dict(self.environ)
+        for name in names:
+            value = self.job_env(name)
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return env
+
     @property
     def launch_prefix(self) -> Path:
         """The environment prefix of the Python that will launch the job (the conda env

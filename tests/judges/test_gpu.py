@@ -179,7 +179,8 @@ def test_health_gives_one_fix_per_kind_of_problem():
 
 TORCH = TorchBuild("python3", True, "2.5.1+cu121", "12.1", ("sm_80", "sm_86", "sm_90"))
 NVCC = Nvcc("/usr/local/cuda-12.1/bin/nvcc", True, "12.1")
-KIT = judge.Toolkit("/usr/local/cuda-12.1", "CUDA_HOME", NVCC, "/usr/local/cuda-12.1", True)
+KIT = judge.Toolkit("/usr/local/cuda-12.1", "CUDA_HOME", NVCC, "/usr/local/cuda-12.1", True,
+                    installed=(("/usr/local/cuda-12.1", "12.1"), ("/usr/local/cuda-13.0", "13.0")))
 
 
 def cuda(build=TORCH, kit=KIT, **kit_changes):
@@ -309,3 +310,17 @@ def test_cuda_stack_newer_minor_of_the_same_major_is_a_warning():
                                                               cuda="12.4"))))
     assert out.kind == "warning", out
     assert "driver supports CUDA 12.2, torch was built with CUDA 12.4" in out.text
+
+
+def test_cuda_home_fix_names_a_toolkit_that_exists():
+    """`export CUDA_HOME=/usr/local/cuda-12.1` on a node that has only cuda-13.0 and
+    cuda-12.4 makes the next run fail with `CUDA_HOME=... does not exist`: the fix names an
+    installed toolkit of torch's CUDA major, or says there is none."""
+    mismatch = dict(nvcc=replace(NVCC, release="13.0"), home="/usr/local/cuda-13.0")
+    kit = dict(installed=(("/usr/local/cuda-13.0", "13.0"), ("/usr/local/cuda-12.4", "12.4")))
+    out = judged(judge.cuda_stack(A800, HEALTHY, cuda(**mismatch, **kit)))
+    assert out.kind == "blocker" and "export CUDA_HOME=/usr/local/cuda-12.4" in out.fix, out
+    none = judged(judge.cuda_stack(A800, HEALTHY, cuda(**mismatch, installed=(
+        ("/usr/local/cuda-13.0", "13.0"),))))
+    assert "export CUDA_HOME=/usr/local/cuda-12.1" not in none.fix, none.fix
+    assert "no CUDA 12 toolkit under /usr/local" in none.fix, none.fix
