@@ -420,7 +420,11 @@ def _toolkit_fix(kit: Toolkit, build: TorchBuild) -> str:
     """CUDA_HOME at an installed toolkit of torch's CUDA major (its own minor first, else the
     newest); never a directory the node lacks."""
     wanted = parse_version(build.cuda)
-    major = wanted[0] if wanted else None
+    if wanted is None:  # a CPU-only torch: any installed toolkit, else none at all
+        newest = sorted((parse_version(v) or (0, 0), path) for path, v in kit.installed)
+        return (f"export CUDA_HOME={newest[-1][1]}" if newest else
+                "unset CUDA_HOME  # it names no directory and no toolkit is installed")
+    major = wanted[0]
     same = sorted((parse_version(v) or (0, 0), path) for path, v in kit.installed
                   if (parse_version(v) or (0, 0))[0] == major)
     exact = [path for v, path in same if v == wanted]

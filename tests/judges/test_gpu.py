@@ -324,3 +324,14 @@ def test_cuda_home_fix_names_a_toolkit_that_exists():
         ("/usr/local/cuda-13.0", "13.0"),))))
     assert "export CUDA_HOME=/usr/local/cuda-12.1" not in none.fix, none.fix
     assert "no CUDA 12 toolkit under /usr/local" in none.fix, none.fix
+
+
+def test_cuda_home_fix_under_a_cpu_only_torch_names_no_none():
+    cpu_only = replace(TORCH, cuda=None, version="2.13.0+cpu")
+    out = judged(judge.cuda_stack(A800, HEALTHY, cuda(cpu_only, cuda_home_var="/nope",
+                                                      cuda_home_var_is_dir=False)))
+    assert "None" not in out.fix, out.fix
+    assert "export CUDA_HOME=/usr/local/cuda-13.0" in out.fix, out.fix  # the newest installed
+    out = judged(judge.cuda_stack(A800, HEALTHY, cuda(cpu_only, cuda_home_var="/nope",
+                                                      cuda_home_var_is_dir=False, installed=())))
+    assert "unset CUDA_HOME" in out.fix and "None" not in out.fix, out.fix
