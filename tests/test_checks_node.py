@@ -710,3 +710,27 @@ def test_ray_path_is_a_warning_for_a_launch_that_never_runs_ray(run_preflight, t
     script.write_text("$(./pick-launcher) start --head\n")
     run = run_preflight(*args, env=env)
     assert run.returncode == 1 and run.one("ray-path")["severity"] == "blocker", run.output
+
+
+def test_ray_path_reads_the_env_of_the_scripts_ray_command(run_preflight, tmp_path):
+    # A script of nothing but `ray start` (no distributed job): what it exports before
+    # `ray` is what `ray` runs with.
+    env_prefix = tmp_path / "envs" / "slime"
+    _exe(env_prefix / "bin" / "ray")
+    script = tmp_path / "run.sh"
+    script.write_text(f"export CONDA_PREFIX={env_prefix}\nexport PATH=$CONDA_PREFIX/bin:$PATH\n"
+                      "ray start --head --num-gpus 4\n")
+    args = ("--profile", "a800", "--check", "ray-path", "--launch-script", str(script))
+    run = run_preflight(*args, env=base_env(CONDA_PREFIX=None, PATH="/usr/bin:/bin"))
+    assert run.returncode == 0, run.output
+    assert run.one("ray-path")["evidence"]["resolves_to"] == str(env_prefix / "bin" / "ray")
+    # the env it activates is not on this node: said, and no pip into a missing Python
+    gone = tmp_path / "envs" / "gone"
+    script.write_text(f"export CONDA_PREFIX={gone}\nexport PATH=$CONDA_PREFIX/bin:$PATH\n"
+                      "ray start --head\n")
+    run = run_preflight(*args, env=base_env(CONDA_PREFIX=None, PATH="/usr/bin:/bin"))
+    result = run.one("ray-path")
+    assert result["severity"] == "blocker"
+    assert f"{gone}/bin (put on PATH by the launch script) does not exist" in result["summary"]
+    assert f"the launch env {gone} has no bin/python" in result["summary"]
+    assert f'"{gone}/bin/python" -m pip' not in result["fix"]

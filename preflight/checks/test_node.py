@@ -33,8 +33,9 @@ def test_profile_matches_node(node: Node, profile: Profile, finding: Recorder) -
 
 
 def ray_facts(node: Node, profile: Profile) -> judge.RayFacts:
-    prefix = node.launch_prefix
-    path = node.job_env("PATH") or ""  # the script may put the env's bin/ on PATH itself
+    # As the script's `ray` command gets them (`ray start` is no job), else the job's.
+    prefix = Path(node.program_env("ray", "CONDA_PREFIX") or node.launch_prefix)
+    path = node.program_env("ray", "PATH") or ""  # the script may put the env's bin/ on PATH
     resolved = paths.which("ray", {**node.environ, "PATH": path})
     path_list = path.split(":")
     own = {os.path.realpath(e) for e in node.environ.get("PATH", "").split(":") if e}
@@ -49,7 +50,8 @@ def ray_facts(node: Node, profile: Profile) -> judge.RayFacts:
                                                           prefix / "bin"),
         path=path_list,
         env_bin_on_path=any(e and paths.same_dir(e, prefix / "bin") for e in path_list),
-        missing_on_path=missing, launch_given=_programs_known(node))
+        missing_on_path=missing, launch_given=_programs_known(node),
+        prefix_python=(prefix / "bin" / "python").exists())
 
 
 def _programs_known(node: Node) -> bool:

@@ -63,6 +63,7 @@ class RayFacts:
     env_bin_on_path: bool
     missing_on_path: Sequence[str] = ()  # entries the launch script adds that do not exist
     launch_given: bool = False  # a launch was analysed; every program it starts is known
+    prefix_python: bool = True  # PREFIX/bin/python exists (the env is on this node)
 
 
 def ray_path(f: RayFacts) -> Verdict:
@@ -81,6 +82,11 @@ def ray_path(f: RayFacts) -> Verdict:
     put_on_path = f'export PATH="{f.prefix}/bin:$PATH"; which ray python3'
     if f.installed:
         v.fix = put_on_path
+    elif not f.prefix_python:
+        # No Python to pip-install into: the env the launch activates is not on this node.
+        v.fix = (f"export CONDA_PREFIX=<the env that has ray>  # {f.prefix} has no bin/python "
+                 "on this node: create it there (conda/micromamba create -p PREFIX) or "
+                 "activate the env that has ray")
     else:
         # The install alone leaves PATH without the env's bin/ (or another env's ray
         # first): pasted as one, the fix must do both.
@@ -94,6 +100,8 @@ def ray_path(f: RayFacts) -> Verdict:
         # on this node, that is the finding (a slime run on 4xA800: `ray: command not found`).
         gone = "".join(f"; {d} (put on PATH by the launch script) does not exist"
                        for d in f.missing_on_path)
+        if not f.prefix_python:
+            gone += f"; the launch env {f.prefix} has no bin/python"
         v.problems.append(Problem("ray: command not found " + (
             f"({env_bin} is on PATH but has no ray" if f.env_bin_on_path
             else f"(PATH lacks {env_bin}") + gone + ")", v.fix))

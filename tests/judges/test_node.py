@@ -428,3 +428,15 @@ def test_ray_missing_is_a_warning_when_the_analysed_launch_does_not_run_ray():
     assert judge.ray_path(missing).of(Kind.BLOCKER)
     assert judge.ray_path(replace(missing, launch_given=True, launch_runs_ray=True)).of(
         Kind.BLOCKER)
+
+
+def test_ray_fix_never_runs_a_python_the_launch_env_lacks():
+    """A launch script that activates an env this node does not have (CONDA_PREFIX and PATH
+    at /root/autodl-tmp/micromamba/envs/slime): `"<prefix>/bin/python" -m pip install` would
+    fail with `No such file or directory`; the finding says the env is missing instead."""
+    gone = replace(RAY, prefix="/root/autodl-tmp/micromamba/envs/slime", installed=False,
+                   resolved=None, env_bin_on_path=True, prefix_python=False)
+    v = judge.ray_path(gone)
+    assert "/root/autodl-tmp/micromamba/envs/slime does not exist" in v.message \
+        or "has no bin/python" in v.message, v.message
+    assert "bin/python\" -m pip" not in shown_fix(v), shown_fix(v)
