@@ -102,9 +102,11 @@ def ray_path(f: RayFacts) -> Verdict:
                        for d in f.missing_on_path)
         if not f.prefix_python:
             gone += f"; the launch env {f.prefix} has no bin/python"
-        v.problems.append(Problem("ray: command not found " + (
-            f"({env_bin} is on PATH but has no ray" if f.env_bin_on_path
-            else f"(PATH lacks {env_bin}") + gone + ")", v.fix))
+        where = (f"PATH lacks {env_bin}" if not f.env_bin_on_path else
+                 "" if env_bin in f.missing_on_path else
+                 f"{env_bin} is on PATH but has no ray")
+        v.problems.append(Problem(f"ray: command not found ({where}{gone})".replace("(; ", "("),
+                                  v.fix))
     elif not f.resolved_in_env:
         v.problems.append(Problem(
             f"ray resolves to {f.resolved}, not to the launch env {f.prefix}", v.fix))
