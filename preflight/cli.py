@@ -32,7 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXIT_CODES = (
     (0, "GO: every selected check passed (warnings allowed)"),
     (1, "NO-GO: a blocker, or a check that could not decide (UNKNOWN)"),
-    (2, "interrupted (Ctrl-C): the report is written with complete: false, never GO"),
+    (2, "interrupted (Ctrl-C, SIGTERM, SIGHUP): the report is written with complete: false, "
+        "never GO"),
     (4, "bad input (unknown check id or profile, malformed .env/profile, unwritable report "
         "dir, -k/-m selecting no check): one ERROR: line, no report, no JUnit"),
 )

@@ -49,6 +49,8 @@ def _health(gpu: nvml.Gpu) -> str:
     if rows is not None and (rows.pending or rows.failure):
         notes.append("row-remap-" + ("failed" if rows.failure else "pending"))
     notes += gpu.harmful_clock_events
+    if gpu.persistence_mode is False:
+        notes.append("persistence-off")
     if gpu.nvlink:
         notes.append(f"nvlink {gpu.nvlink_active}/{len(gpu.nvlink)}")
     pcie = gpu.pcie
@@ -57,15 +59,28 @@ def _health(gpu: nvml.Gpu) -> str:
     return " ".join(notes)
 
 
+def _cuda(version: int | None) -> str:
+    """NVML's nvmlSystemGetCudaDriverVersion 12020 as `nvidia-smi` shows it: 12.2."""
+    if not version:
+        return "unknown"
+    return f"{version // 1000}.{(version % 1000) // 10}"
+
+
+def _limit(pair: list[int | None]) -> str:
+    soft, hard = pair
+    return (f"{'unlimited' if soft is None else soft} "
+            f"(hard {'unlimited' if hard is None else hard})")
+
+
 def table(snapshot: nvml.Snapshot, info: dict[str, Any]) -> str:
     shm = info.get("shm_total_bytes")
-    nofile, memlock = info["nofile"][0], info["memlock_bytes"][0]  # None: unlimited
+    memlock = info["memlock_bytes"][0]  # None: unlimited
     lines = [f"host: {info['hostname']}  ({info['platform']})",
              f"driver: {snapshot.driver_version or 'unknown'}  "
-             f"cuda (driver): {snapshot.cuda_driver_version or 'unknown'}  "
+             f"cuda (driver): {_cuda(snapshot.cuda_driver_version)}  "
              f"source: {snapshot.source}",
              f"/dev/shm: {'none' if shm is None else f'{shm / GiB:.1f} GiB'}  "
-             f"nofile: {'unlimited' if nofile is None else nofile}  "
+             f"nofile: {_limit(info['nofile'])}  "
              f"memlock: {'unlimited' if memlock is None else f'{memlock / 2**20:.1f} MiB'}"]
     if snapshot.error:
         lines.append(f"nvml: {snapshot.error}")

@@ -21,6 +21,8 @@ CONTROLLED = (
     "WANDB_KEY", "WANDB_API_KEY", "WANDB_MODE", "PET_MASTER_PORT", "NPROC_PER_NODE",
     "NNODES", "LOCAL_RANK", "WORLD_SIZE", "RANK", "TORCHELASTIC_RUN_ID",
     "CUDA_VISIBLE_DEVICES", "USE_LIBUV",
+    "http_proxy", "https_proxy", "all_proxy", "no_proxy",
+    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
 )
 
 

@@ -141,6 +141,29 @@ def test_cudart_lib_without_lib64_then_symlinked(run_preflight, tmp_path):
     assert fixed.one("cudart-link")["evidence"]["link"]["returncode"] == 0
 
 
+def test_cudart_reads_cuda_home_as_the_launch_script_exports_it(run_preflight, tmp_path):
+    # A slime run on 4xA800 put `export CUDA_HOME=/usr/local/cuda` into its launch script:
+    # flashinfer runs in that job and reads the job's CUDA_HOME (flashinfer/jit/cpp_ext.py
+    # get_cuda_path), not the CUDA_HOME of the shell preflight runs in.
+    good, broken = tmp_path / "cuda", tmp_path / "envs" / "slime"
+    _fake_cudart(good)
+    (good / "lib64").symlink_to("lib")
+    _fake_cudart(broken)
+    script = tmp_path / "run.sh"
+    script.write_text(f"export CUDA_HOME={good}\npython3 train.py\n")
+    args = ("--profile", "a800", "--check", "cudart-link", "--launch-script", str(script))
+    run = run_preflight(*args, env=base_env(CUDA_HOME=str(broken)))
+    assert run.returncode == 0, run.output
+    assert run.one("cudart-link")["evidence"]["cuda_home"] == str(good)
+    script.write_text(f"export CUDA_HOME={broken}\npython3 train.py\n")
+    run = run_preflight(*args, env=base_env(CUDA_HOME=str(good)))
+    assert run.returncode == 1, run.output
+    result = run.one("cudart-link")
+    assert result["evidence"]["cuda_home"] == str(broken)
+    # the summary says where cuda_home came from: the link path alone does not tell
+    assert f"cuda_home {broken} from CUDA_HOME" in result["summary"]
+
+
 def test_cudart_on_cpu_profile_is_a_warning(run_preflight, tmp_path):
     prefix = tmp_path / "cuda"
     _fake_cudart(prefix)
@@ -453,6 +476,24 @@ def test_hf_endpoint_reachable_and_unreachable(run_preflight, local_mirror):
     assert "HF_ENDPOINT=https://hf-mirror.com" in result["fix"]
 
 
+def test_hf_endpoint_is_probed_through_the_proxy_the_job_uses(run_preflight, local_mirror):
+    # A node that reaches the mirror only through a proxy (AutoDL's network_turbo exports
+    # http_proxy / https_proxy): huggingface_hub goes through it (requests reads the
+    # environment's proxies), so must the probe. local_mirror plays the proxy: it answers
+    # the absolute-URI request a proxy gets; the endpoint itself is a closed port.
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    run = run_preflight("--profile", "a800", "--check", "hf-endpoint",
+                        env=base_env(HF_ENDPOINT=dead, http_proxy=local_mirror))
+    assert run.returncode == 0, run.output
+    assert run.one("hf-endpoint")["evidence"]["proxy"] == local_mirror
+    # no_proxy names the endpoint: straight there, refused
+    run = run_preflight("--profile", "a800", "--check", "hf-endpoint",
+                        env=base_env(HF_ENDPOINT=dead, http_proxy=local_mirror,
+                                     no_proxy="127.0.0.1"))
+    assert run.returncode == 1, run.output
+    assert run.one("hf-endpoint")["evidence"]["proxy"] is None
+
+
 def test_hf_endpoint_that_never_replies_is_bounded(run_preflight):
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
@@ -639,3 +680,57 @@ def test_wandb_config_of_the_launch_and_offline_mode_in_the_script(run_preflight
     assert result["summary"].startswith("WANDB_MODE=offline: wandb logs locally"), result
     assert result["evidence"]["launch_report_to"] == ["tensorboard", "wandb"]
     assert result["evidence"]["WANDB_MODE_from"].startswith("the launch script")
+
+
+def test_ray_path_names_the_missing_dir_the_script_puts_on_path(run_preflight, tmp_path):
+    # A slime run on 4xA800: the script exports PATH=<the env's bin>:$PATH, but that env is
+    # not on this node: the report says so, not only that the suite's own env lacks ray.
+    gone = tmp_path / "micromamba" / "envs" / "slime" / "bin"
+    script = tmp_path / "run.sh"
+    script.write_text(f"export PATH={gone}:$PATH\nray job submit -- python3 train.py\n")
+    run = run_preflight("--profile", "a800", "--check", "ray-path", "--launch-script",
+                        str(script), env=base_env(CONDA_PREFIX=None, PATH="/usr/bin:/bin"))
+    assert run.returncode == 1, run.output
+    result = run.one("ray-path")
+    assert "ray: command not found" in result["summary"]
+    assert f"{gone} (put on PATH by the launch script) does not exist" in result["summary"]
+    assert result["evidence"]["missing_on_path"] == [str(gone)]
+
+
+def test_ray_path_is_a_warning_for_a_launch_that_never_runs_ray(run_preflight, tmp_path):
+    # An ms-swift torchrun job on an a800 node (whose profile also serves slime on Ray).
+    script = tmp_path / "run.sh"
+    script.write_text("torchrun --nproc_per_node 4 -m swift.cli.rlhf --rlhf_type grpo\n")
+    args = ("--profile", "a800", "--check", "ray-path", "--launch-script", str(script))
+    env = base_env(CONDA_PREFIX=str(tmp_path), PATH="/usr/bin:/bin")
+    run = run_preflight(*args, env=env)
+    assert run.returncode == 0, run.output
+    assert run.one("ray-path")["severity"] == "warning"
+    # a program the analysis cannot name may be ray: still a blocker
+    script.write_text("$(./pick-launcher) start --head\n")
+    run = run_preflight(*args, env=env)
+    assert run.returncode == 1 and run.one("ray-path")["severity"] == "blocker", run.output
+
+
+def test_ray_path_reads_the_env_of_the_scripts_ray_command(run_preflight, tmp_path):
+    # A script of nothing but `ray start` (no distributed job): what it exports before
+    # `ray` is what `ray` runs with.
+    env_prefix = tmp_path / "envs" / "slime"
+    _exe(env_prefix / "bin" / "ray")
+    script = tmp_path / "run.sh"
+    script.write_text(f"export CONDA_PREFIX={env_prefix}\nexport PATH=$CONDA_PREFIX/bin:$PATH\n"
+                      "ray start --head --num-gpus 4\n")
+    args = ("--profile", "a800", "--check", "ray-path", "--launch-script", str(script))
+    run = run_preflight(*args, env=base_env(CONDA_PREFIX=None, PATH="/usr/bin:/bin"))
+    assert run.returncode == 0, run.output
+    assert run.one("ray-path")["evidence"]["resolves_to"] == str(env_prefix / "bin" / "ray")
+    # the env it activates is not on this node: said, and no pip into a missing Python
+    gone = tmp_path / "envs" / "gone"
+    script.write_text(f"export CONDA_PREFIX={gone}\nexport PATH=$CONDA_PREFIX/bin:$PATH\n"
+                      "ray start --head\n")
+    run = run_preflight(*args, env=base_env(CONDA_PREFIX=None, PATH="/usr/bin:/bin"))
+    result = run.one("ray-path")
+    assert result["severity"] == "blocker"
+    assert f"{gone}/bin (put on PATH by the launch script) does not exist" in result["summary"]
+    assert f"the launch env {gone} has no bin/python" in result["summary"]
+    assert f'"{gone}/bin/python" -m pip' not in result["fix"]

@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from support import FIXTURES, base_env
@@ -294,7 +295,19 @@ def test_cuda_stack_fails_on_an_old_driver(run_preflight, tmp_path):
     result = run.one("cuda-stack")
     assert result["severity"] == "blocker"
     assert "driver supports CUDA 11.4 but torch was built with CUDA 12.1" in result["summary"]
-    assert "whl/cu114" in result["fix"]
+    assert "whl/cu118" in result["fix"] and '"torch==2.5.1"' in result["fix"]
+
+
+def test_cuda_stack_reads_cuda_home_as_the_launch_script_exports_it(run_preflight, tmp_path):
+    env = stack_env(tmp_path, nvcc="13.0")  # this shell: a CUDA 13 toolkit
+    good = fake_toolkit(tmp_path / "cuda-12.1", "12.1")
+    script = tmp_path / "run.sh"
+    script.write_text(f"export CUDA_HOME={good}\npython3 train.py\n")
+    run = replay(run_preflight, HEALTHY, "cuda-stack", env=env,
+                 extra=("--launch-script", str(script)))
+    result = run.one("cuda-stack")
+    assert result["outcome"] == "passed", run.output[-2000:]
+    assert result["evidence"]["cuda_home"] == str(good)
 
 
 def test_cuda_stack_fails_without_kernels_for_sm80(run_preflight, tmp_path):
@@ -306,12 +319,21 @@ def test_cuda_stack_fails_without_kernels_for_sm80(run_preflight, tmp_path):
 
 
 def test_cuda_stack_fails_on_an_nvcc_major_mismatch(run_preflight, tmp_path):
-    run = replay(run_preflight, HEALTHY, "cuda-stack", env=stack_env(tmp_path, nvcc="13.0"))
+    env = stack_env(tmp_path, nvcc="13.0")
+    run = replay(run_preflight, HEALTHY, "cuda-stack", env=env)
     result = run.one("cuda-stack")
     assert result["severity"] == "blocker"
     assert "nvcc 13.0" in result["summary"] and "torch was built with CUDA 12.1" in \
         result["summary"]
-    assert "export CUDA_HOME=/usr/local/cuda-12.1" in result["fix"]
+    # no CUDA 12 toolkit beside it (nor, on this box, under /usr/local): no made-up path
+    if not Path("/usr/local/cuda-12.1/bin/nvcc").exists():
+        assert "export CUDA_HOME=/usr/local/cuda-12.1" not in result["fix"], result["fix"]
+    # a CUDA 12.1 toolkit installed beside the 13.0 one: the fix names it, and it works
+    other = fake_toolkit(tmp_path / "cuda-12.1", "12.1")
+    result = replay(run_preflight, HEALTHY, "cuda-stack", env=env).one("cuda-stack")
+    assert f"export CUDA_HOME={other}" in result["fix"], result["fix"]
+    fixed = replay(run_preflight, HEALTHY, "cuda-stack", env={**env, "CUDA_HOME": str(other)})
+    assert fixed.one("cuda-stack")["outcome"] == "passed", fixed.output[-2000:]
 
 
 def test_cuda_stack_fails_on_the_real_cpu_only_torch(run_preflight):

@@ -91,3 +91,47 @@ def test_bad_urls_are_errors_not_exceptions(url):
     answer = http.probe(url, timeout=1)
     assert answer.status is None and answer.error
     assert isinstance(http.safe_url(url), str)
+
+
+def test_env_proxy_picks_the_proxy_requests_would():
+    url = "https://hf-mirror.com/api"
+    assert http.env_proxy(url, {}) is None
+    assert http.env_proxy(url, {"https_proxy": "http://p:3128"}) == "http://p:3128"
+    assert http.env_proxy(url, {"HTTPS_PROXY": "p:3128"}) == "http://p:3128"
+    assert http.env_proxy(url, {"http_proxy": "http://p:3128"}) is None  # other scheme
+    assert http.env_proxy(url, {"all_proxy": "http://p:1"}) == "http://p:1"
+    assert http.env_proxy(url, {"all_proxy": "socks5://p:1"}) is None  # not spoken here
+    for no in ("*", "hf-mirror.com", ".hf-mirror.com", "x.org, hf-mirror.com:443"):
+        assert http.env_proxy(url, {"https_proxy": "http://p:1", "no_proxy": no}) is None, no
+    assert http.env_proxy(url, {"https_proxy": "http://p:1", "NO_PROXY": "mirror.com"}) == \
+        "http://p:1"  # not a parent domain of hf-mirror.com
+    ip = "http://10.1.2.3:8080/"
+    assert http.env_proxy(ip, {"http_proxy": "http://p:1", "no_proxy": "10.0.0.0/8"}) is None
+
+
+def test_https_probe_tunnels_through_the_proxy_with_connect():
+    """A real CONNECT to a local proxy (it answers 200, then drops the tunnel): the probe
+    asked it for hf-mirror.com:443 with the proxy's credentials, and never resolved the
+    name itself."""
+    seen: list[str] = []
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+
+    def proxy() -> None:
+        conn, _ = srv.accept()
+        seen.append(conn.recv(4096).decode())
+        conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        conn.recv(16)
+        conn.close()
+
+    worker = threading.Thread(target=proxy, daemon=True)
+    worker.start()
+    port = srv.getsockname()[1]
+    answer = http.probe("https://hf-mirror.com", 3, f"http://user:pw@127.0.0.1:{port}")
+    worker.join(5)
+    srv.close()
+    assert seen and seen[0].startswith("CONNECT hf-mirror.com:443 "), seen
+    assert "Proxy-Authorization: Basic dXNlcjpwdw==" in seen[0]  # base64 of user:pw
+    assert answer.status is None and answer.error  # the tunnel dropped: no answer
+    assert answer.proxy == f"http://127.0.0.1:{port}"  # credentials never shown

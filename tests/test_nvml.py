@@ -196,6 +196,9 @@ def test_info_table_shows_health_at_a_glance():
     assert done.returncode == 0
     assert "NVIDIA A800-SXM4-80GB" in done.stdout
     assert "hw_thermal_slowdown" in done.stdout and "x8/16" in done.stdout
+    # NVML's 12020 is CUDA 12.2; persistence off is what gpu-health flags on this snapshot
+    assert "cuda (driver): 12.2 " in done.stdout, done.stdout
+    assert done.stdout.count("persistence-off") == 4, done.stdout
 
 
 def test_info_on_this_machine_says_why_there_are_no_gpus():
@@ -212,6 +215,9 @@ def test_info_states_limits_with_their_units_and_no_python_none():
     done = _info()
     want = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft / 2**20:.1f} MiB"
     assert f"memlock: {want}" in done.stdout, done.stdout
+    # the hard limit is what decides whether `ulimit -n N` can work (host-limits' fix)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert f"(hard {'unlimited' if hard == resource.RLIM_INFINITY else hard})" in done.stdout
     assert "None" not in done.stdout
 
 

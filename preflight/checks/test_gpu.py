@@ -81,11 +81,14 @@ def cuda_facts(node: Node) -> judge.CudaFacts:
     build = torch_build.read(node.runner, node.launch_python, node.environ)
     if not build.installed:
         return judge.CudaFacts(build, None)
-    home, how = cuda.cuda_home(node.environ)
-    var = node.environ.get("CUDA_HOME")
+    # The toolkit of the job: a launch script's `export CUDA_HOME=...` counts.
+    env = node.job_environ("CUDA_HOME", "CUDA_PATH", "PATH")
+    home, how = cuda.cuda_home(env)
+    var = env.get("CUDA_HOME")
     is_dir = var is not None and Path(var).is_dir()
     return judge.CudaFacts(build, judge.Toolkit(
-        home, how, torch_build.nvcc(node.runner, home), var, is_dir))
+        home, how, torch_build.nvcc(node.runner, home), var, is_dir,
+        cuda.toolkits("/usr/local", os.path.dirname(home))))
 
 
 @pytest.mark.pitfall("cuda-stack")

@@ -5,6 +5,8 @@ Adapters: gather the facts, call the judge (`preflight/judges/host.py`), conclud
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from preflight.judges import host as judge
@@ -27,7 +29,7 @@ def test_host_limits(node: Node, profile: Profile, finding: Recorder) -> None:
                                      snap.error or "")
     ranks, ranks_from = processes_per_node(GpuWant.of(profile), launched)
     finding.conclude(judge.host_limits(judge.LimitFacts(
-        judge.HostWant.of(profile), host.shm(), host.limits(), ranks, ranks_from)))
+        judge.HostWant.of(profile), host.shm(), host.limits(), ranks, ranks_from, os.geteuid())))
 
 
 @pytest.mark.pitfall("disk-space")

@@ -33,10 +33,15 @@ def test_profile_matches_node(node: Node, profile: Profile, finding: Recorder) -
 
 
 def ray_facts(node: Node, profile: Profile) -> judge.RayFacts:
-    prefix = node.launch_prefix
-    path = node.job_env("PATH") or ""  # the script may put the env's bin/ on PATH itself
+    # As the script's `ray` command gets them (`ray start` is no job), else the job's.
+    prefix = Path(node.program_env("ray", "CONDA_PREFIX") or node.launch_prefix)
+    path = node.program_env("ray", "PATH") or ""  # the script may put the env's bin/ on PATH
     resolved = paths.which("ray", {**node.environ, "PATH": path})
     path_list = path.split(":")
+    own = {os.path.realpath(e) for e in node.environ.get("PATH", "").split(":") if e}
+    missing = [e for e in dict.fromkeys(path_list)
+               if e and os.path.isabs(e) and os.path.realpath(e) not in own
+               and not os.path.isdir(e)]
     return judge.RayFacts(
         profile=profile.name, profile_runs_ray=profile.stack.ray,
         launch_runs_ray=node.launch is not None and "ray" in node.launch.programs,
@@ -44,7 +49,18 @@ def ray_facts(node: Node, profile: Profile) -> judge.RayFacts:
         resolved_in_env=bool(resolved) and paths.same_dir(Path(str(resolved)).parent,
                                                           prefix / "bin"),
         path=path_list,
-        env_bin_on_path=any(e and paths.same_dir(e, prefix / "bin") for e in path_list))
+        env_bin_on_path=any(e and paths.same_dir(e, prefix / "bin") for e in path_list),
+        missing_on_path=missing, launch_given=_programs_known(node),
+        prefix_python=(prefix / "bin" / "python").exists())
+
+
+def _programs_known(node: Node) -> bool:
+    """A launch was analysed and every program it starts is known (`$(pick) start` is not:
+    it may be ray)."""
+    spec = node.launch
+    return spec is not None and \
+        all(c.argv[0].known for c in spec.commands if c.argv) and \
+        not any("program is not known" in u.reason for u in spec.unknowns)
 
 
 @pytest.mark.pitfall("ray-path")
@@ -52,15 +68,27 @@ def test_ray_on_path(node: Node, profile: Profile, finding: Recorder) -> None:
     finding.conclude(judge.ray_path(ray_facts(node, profile)))
 
 
+# What requests reads to pick a proxy (requests.utils.get_environ_proxies).
+PROXY_VARS = tuple(f"{k}_proxy" for k in ("http", "https", "all", "no")) + \
+    tuple(f"{k.upper()}_PROXY" for k in ("http", "https", "all", "no"))
+
+
+def _job_environ(node: Node, *names: str) -> dict[str, str]:
+    return node.job_environ(*names)
+
+
 def cudart_facts(node: Node, tmp_path: Path) -> judge.CudartFacts:
-    home, how = cuda.cuda_home(node.environ)
-    conda = node.environ.get("CONDA_PREFIX")
+    # flashinfer resolves cuda_home in the job (flashinfer/jit/cpp_ext.py get_cuda_path:
+    # CUDA_HOME, CUDA_PATH, `which nvcc`): a launch script's `export CUDA_HOME=...` counts.
+    env = _job_environ(node, "CUDA_HOME", "CUDA_PATH", "PATH", "CONDA_PREFIX")
+    home, how = cuda.cuda_home(env)
+    conda = env.get("CONDA_PREFIX")
     prefixes = [home] + ([conda] if conda and not paths.same_dir(conda, home) else [])
     layouts = [cuda.layout(p) for p in prefixes]
     if not Path(home).is_dir() and not any(lay.present for lay in layouts):
         return judge.CudartFacts(home, how, False, layouts, None, None)
     link = None
-    cc = paths.which("cc", node.environ) or paths.which("gcc", node.environ)
+    cc = paths.which("cc", env) or paths.which("gcc", env)
     if cc:
         result = node.runner.run(cuda.link_argv(cc, tmp_path, home), timeout=30)
         errors = [ln for ln in result.stderr.splitlines() if "cannot find" in ln or "error" in ln]
@@ -214,7 +242,9 @@ def hf_facts(node: Node, profile: Profile) -> judge.HfFacts:
         timeout_s=profile.env.hf_timeout_s, url=url, shown_url=http.safe_url(url),
         is_url=is_url,
         offline=(node.job_env("HF_HUB_OFFLINE") or "").lower() in judge.OFFLINE,
-        answer=http.probe(url, profile.env.hf_timeout_s) if is_url else None)
+        answer=http.probe(url, profile.env.hf_timeout_s,
+                          http.env_proxy(url, _job_environ(node, *PROXY_VARS)))
+        if is_url else None)
 
 
 @pytest.mark.pitfall("hf-endpoint")
@@ -260,7 +290,9 @@ def wandb_facts(node: Node, env_file: dotenv.EnvFile | None) -> judge.WandbFacts
         installed=installed, prefix=str(node.launch_prefix), report_to=said,
         report_to_where=where, mode=mode, base_url=base, key_from=key.source or netrc_from,
         key_places=looked, host=host,
-        answer=http.probe(url, WANDB_TIMEOUT_S) if probe and host else None,
+        answer=http.probe(url, WANDB_TIMEOUT_S,
+                          http.env_proxy(url, _job_environ(node, *PROXY_VARS)))
+        if probe and host else None,
         timeout_s=WANDB_TIMEOUT_S)
 
 

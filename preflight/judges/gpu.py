@@ -356,12 +356,32 @@ class Toolkit:
     nvcc: Nvcc
     cuda_home_var: str | None  # CUDA_HOME as exported
     cuda_home_var_is_dir: bool
+    # toolkits on the node: (/usr/local/cuda-X.Y with bin/nvcc, "X.Y"), for the fix
+    installed: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class CudaFacts:
     build: TorchBuild
     toolkit: Toolkit | None  # read only when torch is installed
+
+
+# The newest CUDA label of PyTorch's wheel index per CUDA major (download.pytorch.org/whl/
+# cuXYZ): within a major, any label runs on any driver of that major (CUDA minor-version
+# compatibility; uv crates/uv-torch/src/backend.rs LINUX_CUDA_DRIVERS: every cu12x needs
+# driver >= 525.60.13, every cu11x >= 450.80.02). cu118 is the last CUDA 11 index.
+TORCH_INDEX_BY_MAJOR = {11: "cu118", 12: "cu128", 13: "cu130"}
+
+
+def _torch_install(build: TorchBuild, driver: tuple[int, int] | None) -> str:
+    """Reinstall the same torch release, CUDA build, into the Python the check judged: an
+    unpinned `pip install torch --index-url` installs that index's newest torch (cu121 stops
+    at 2.5.1), and a bare `pip` may be another env's."""
+    release = (build.version or "").split("+", 1)[0]
+    label = TORCH_INDEX_BY_MAJOR.get(driver[0] if driver else 12, "cu128")
+    pin = f"torch=={release}" if release else "torch"
+    return (f'"{build.python}" -m pip install "{pin}" --index-url '
+            f"https://download.pytorch.org/whl/{label}")
 
 
 def _driver_problems(snap: Snapshot, build: TorchBuild) -> list[Problem]:
@@ -372,13 +392,22 @@ def _driver_problems(snap: Snapshot, build: TorchBuild) -> list[Problem]:
         out.append(Problem(f"driver CUDA version unknown: {snap.error}"))
     if wanted is None:
         out.append(Problem(f"torch {build.version} is a CPU-only build",
-                           "pip install torch --index-url https://download.pytorch.org/whl/"
-                           "cu121  # a CUDA build for this driver"))
-    elif driver is not None and driver < wanted:
+                           _torch_install(build, driver) + "  # a CUDA build for this "
+                           "driver; pytorch.org/get-started/previous-versions lists the "
+                           "indexes of each release"))
+    elif driver is not None and driver[0] < wanted[0]:
         out.append(Problem(f"driver supports CUDA {driver[0]}.{driver[1]} but torch was built "
                            f"with CUDA {build.cuda}",
-                           f"pip install torch --index-url https://download.pytorch.org/whl/"
-                           f"cu{driver[0]}{driver[1]}  # or upgrade the driver"))
+                           _torch_install(build, driver) + "  # or upgrade the driver"))
+    elif driver is not None and driver < wanted:
+        # Same major: CUDA minor-version compatibility runs it; only an API or PTX newer
+        # than the driver fails (pytorch/pytorch#155141). Said, not a NO-GO.
+        out.append(Problem.warning(
+            f"driver supports CUDA {driver[0]}.{driver[1]}, torch was built with CUDA "
+            f"{build.cuda}: it runs under CUDA minor-version compatibility (a driver API or "
+            "PTX newer than the driver fails)",
+            "nvidia-smi  # upgrade the driver to one whose CUDA Version >= "
+            f"{build.cuda} to leave compatibility mode"))
     uncovered = [c for c in _capabilities(snap) if not arch_covers(build.arch_list, c)]
     if wanted is not None and uncovered:
         out.append(Problem(f"torch has no kernels for sm_{uncovered[0].replace('.', '')} "
@@ -387,10 +416,29 @@ def _driver_problems(snap: Snapshot, build: TorchBuild) -> list[Problem]:
     return out
 
 
+def _toolkit_fix(kit: Toolkit, build: TorchBuild) -> str:
+    """CUDA_HOME at an installed toolkit of torch's CUDA major (its own minor first, else the
+    newest); never a directory the node lacks."""
+    wanted = parse_version(build.cuda)
+    if wanted is None:  # a CPU-only torch: any installed toolkit, else none at all
+        newest = sorted((parse_version(v) or (0, 0), path) for path, v in kit.installed)
+        return (f"export CUDA_HOME={newest[-1][1]}" if newest else
+                "unset CUDA_HOME  # it names no directory and no toolkit is installed")
+    major = wanted[0]
+    same = sorted((parse_version(v) or (0, 0), path) for path, v in kit.installed
+                  if (parse_version(v) or (0, 0))[0] == major)
+    exact = [path for v, path in same if v == wanted]
+    if exact or same:
+        return (f"export CUDA_HOME={(exact or [same[-1][1]])[0]}  # a toolkit whose nvcc "
+                f"major is {major}")
+    return (f"export CUDA_HOME=<a CUDA {major} toolkit>  # no CUDA {major} toolkit under "
+            "/usr/local: install one (conda install -c nvidia cuda-toolkit="
+            f"{build.cuda}) or use torch's CUDA build of the installed toolkit")
+
+
 def _toolkit_problems(kit: Toolkit, build: TorchBuild) -> list[Problem]:
     wanted = parse_version(build.cuda)
-    fix = (f"export CUDA_HOME=/usr/local/cuda-{build.cuda}  # a toolkit whose nvcc major is "
-           f"{wanted[0] if wanted else '?'}")
+    fix = _toolkit_fix(kit, build)
     release = kit.nvcc.release
     if kit.cuda_home_var and not kit.cuda_home_var_is_dir:
         return [Problem(f"CUDA_HOME={kit.cuda_home_var} does not exist", fix)]

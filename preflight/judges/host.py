@@ -45,6 +45,7 @@ class LimitFacts:
     limits: Limits
     ranks: int  # processes on this node
     ranks_from: str  # where `ranks` comes from
+    euid: int | None = None  # who runs the job (None: not known): root needs its own lines
 
 
 def _shm_problems(f: LimitFacts, needed_gb: float) -> list[Problem]:
@@ -58,27 +59,38 @@ def _shm_problems(f: LimitFacts, needed_gb: float) -> list[Problem]:
                     f"-o remount,size={whole}G /dev/shm")]
 
 
-def _nofile_problems(want: HostWant, lim: Limits) -> list[Problem]:
+def _nofile_problems(want: HostWant, lim: Limits, euid: int | None) -> list[Problem]:
     if not want.min_nofile or lim.nofile_soft is None or lim.nofile_soft >= want.min_nofile:
         return []
-    if lim.nofile_hard is None or lim.nofile_hard >= want.min_nofile:
-        fix = f"ulimit -n {want.min_nofile}  # in the launching shell"
+    n = want.min_nofile
+    if lim.nofile_hard is None or lim.nofile_hard >= n:
+        fix = f"ulimit -n {n}  # in the launching shell"
+    elif euid == 0:
+        # limits.conf(5): "group and wildcard limits are not applied to the root user"; a
+        # root shell has no use for sudo (and containers often lack it). A container's
+        # limits come from its runtime, not from pam_limits.
+        fix = (f"echo 'root - nofile {n}' | tee /etc/security/limits.d/90-nofile.conf  # the "
+               f"hard limit {lim.nofile_hard} is raised at the next login; in a container: "
+               f"docker run --ulimit nofile={n}:{n}")
     else:
-        fix = (f"echo '* - nofile {want.min_nofile}' | sudo tee "
+        fix = (f"echo '* - nofile {n}' | sudo tee "
                f"/etc/security/limits.d/90-nofile.conf  # hard limit {lim.nofile_hard}; log in "
                "again")
-    return [Problem(f"ulimit -n is {lim.nofile_soft}, needs {want.min_nofile}", fix)]
+    return [Problem(f"ulimit -n is {lim.nofile_soft}, needs {n}", fix)]
 
 
-def _memlock_problems(want: HostWant, lim: Limits, needed: int | None) -> list[Problem]:
+def _memlock_problems(want: HostWant, lim: Limits, needed: int | None,
+                      euid: int | None) -> list[Problem]:
     """`needed` None: unlimited. A memlock limit of None is unlimited: never short."""
     if not want.rdma or lim.memlock_soft is None or (
             needed is not None and lim.memlock_soft >= needed):
         return []
     need = "unlimited" if needed is None else f"{want.min_memlock_mb} MiB"
+    # `*` does not cover root (limits.conf(5)), and root needs no sudo.
+    who, sudo = ("root", "") if euid == 0 else ("*", "sudo ")
     return [Problem(f"ulimit -l is {lim.memlock_soft // 2**10} KiB, RDMA needs {need}",
-                    "printf '* soft memlock unlimited\\n* hard memlock unlimited\\n' | sudo tee "
-                    "/etc/security/limits.d/rdma.conf  # docker: --ulimit memlock=-1")]
+                    f"printf '{who} soft memlock unlimited\\n{who} hard memlock unlimited\\n' | "
+                    f"{sudo}tee /etc/security/limits.d/rdma.conf  # docker: --ulimit memlock=-1")]
 
 
 def host_limits(f: LimitFacts) -> Verdict:
@@ -94,8 +106,8 @@ def host_limits(f: LimitFacts) -> Verdict:
         nofile={"soft": lim.nofile_soft, "hard": lim.nofile_hard}, min_nofile=want.min_nofile,
         memlock_mib=None if lim.memlock_soft is None else lim.memlock_soft // MiB,
         rdma=want.rdma, memlock_needed_mib="unlimited" if memlock is None else memlock // MiB))
-    v.problems += (_shm_problems(f, needed_gb) + _nofile_problems(want, lim)
-                   + _memlock_problems(want, lim, memlock))
+    v.problems += (_shm_problems(f, needed_gb) + _nofile_problems(want, lim, f.euid)
+                   + _memlock_problems(want, lim, memlock, f.euid))
     return v
 
 
@@ -131,7 +143,7 @@ class DiskFacts:
 
 
 def _short_text(s: Space, want: DiskWant) -> str:
-    return (f"{s.path}: {s.free_gb:g} GiB free on {s.mount_point}, needs {want.min_free_gb:g}"
+    return (f"{s.path}: {s.free_gb:g} GiB free on {s.mount_point}, needs {want.min_free_gb:g} GiB"
             + ("" if s.exists else f" (the path does not exist; measured at {s.measured_at})"))
 
 

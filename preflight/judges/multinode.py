@@ -83,7 +83,10 @@ def master_addr(f: MasterFacts) -> Verdict:
             route = f.route
             v.evidence["route_interface"] = route
             nccl = f.nccl_ifname
-            if nccl and route and route not in select(nccl, sorted(f.addresses)):
+            # NCCL ignores a value of one character or less (src/misc/socket.cc
+            # ncclFindInterfaces: `strlen(env) > 1`).
+            if nccl and len(nccl) > 1 and route and route not in select(nccl,
+                                                                        sorted(f.addresses)):
                 v.problems.append(Problem(
                     f"the interface routing to MASTER_ADDR ({route}) is not selected by "
                     f"NCCL_SOCKET_IFNAME={nccl}", f"export NCCL_SOCKET_IFNAME={route}"))

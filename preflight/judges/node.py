@@ -61,6 +61,9 @@ class RayFacts:
     resolved_in_env: bool  # it lies in PREFIX/bin
     path: Sequence[str]  # PATH entries
     env_bin_on_path: bool
+    missing_on_path: Sequence[str] = ()  # entries the launch script adds that do not exist
+    launch_given: bool = False  # a launch was analysed; every program it starts is known
+    prefix_python: bool = True  # PREFIX/bin/python exists (the env is on this node)
 
 
 def ray_path(f: RayFacts) -> Verdict:
@@ -74,18 +77,44 @@ def ray_path(f: RayFacts) -> Verdict:
                             "do not use it)")
     v = Verdict(evidence=dict(in_play=reasons, launch_prefix=f.prefix, resolves_to=f.resolved,
                               PATH=list(f.path), env_bin=env_bin,
-                              env_bin_on_path=f.env_bin_on_path, env_bin_has_ray=f.installed))
-    v.fix = (f'export PATH="{f.prefix}/bin:$PATH"; which ray python3' if f.installed else
-             f'"{f.prefix}/bin/python" -m pip install "ray[default]"  # or activate the '
-             "env that has ray")
+                              env_bin_on_path=f.env_bin_on_path, env_bin_has_ray=f.installed,
+                              missing_on_path=list(f.missing_on_path)))
+    put_on_path = f'export PATH="{f.prefix}/bin:$PATH"; which ray python3'
+    if f.installed:
+        v.fix = put_on_path
+    elif not f.prefix_python:
+        # No Python to pip-install into: the env the launch activates is not on this node.
+        v.fix = (f"export CONDA_PREFIX=<the env that has ray>  # {f.prefix} has no bin/python "
+                 "on this node: create it there (conda/micromamba create -p PREFIX) or "
+                 "activate the env that has ray")
+    else:
+        # The install alone leaves PATH without the env's bin/ (or another env's ray
+        # first): pasted as one, the fix must do both.
+        stale = not f.env_bin_on_path or (f.resolved is not None and not f.resolved_in_env)
+        v.fix = (f'"{f.prefix}/bin/python" -m pip install "ray[default]"'
+                 + (f"; {put_on_path}" if stale else "")
+                 + "  # or activate the env that has ray")
     # Say only what the evidence shows: PATH may hold the env's bin/ without a ray in it.
     if not f.resolved:
-        v.problems.append(Problem("ray: command not found " + (
-            f"({env_bin} is on PATH but has no ray)" if f.env_bin_on_path
-            else f"(PATH lacks {env_bin})"), v.fix))
+        # The env a script means to run in is the bin/ it puts on PATH: when that is not
+        # on this node, that is the finding (a slime run on 4xA800: `ray: command not found`).
+        gone = "".join(f"; {d} (put on PATH by the launch script) does not exist"
+                       for d in f.missing_on_path)
+        if not f.prefix_python:
+            gone += f"; the launch env {f.prefix} has no bin/python"
+        where = (f"PATH lacks {env_bin}" if not f.env_bin_on_path else
+                 "" if env_bin in f.missing_on_path else
+                 f"{env_bin} is on PATH but has no ray")
+        v.problems.append(Problem(f"ray: command not found ({where}{gone})".replace("(; ", "("),
+                                  v.fix))
     elif not f.resolved_in_env:
         v.problems.append(Problem(
             f"ray resolves to {f.resolved}, not to the launch env {f.prefix}", v.fix))
+    if f.launch_given and not f.launch_runs_ray:
+        # The analysed launch never runs `ray`: `command not found` cannot stop it (an
+        # ms-swift torchrun job on a node whose profile also serves slime). Said, not NO-GO.
+        v.problems = [Problem.warning(p.text + " (the launch script does not run ray)", p.fix,
+                                      p.why) for p in v.problems]
     return v
 
 
@@ -123,8 +152,8 @@ def cudart_link(f: CudartFacts) -> Verdict:
     if f.link is not None:
         link = {"argv": f.link.argv_tail, "returncode": f.link.returncode, "error": f.link.error}
         if f.link.returncode != 0:
-            texts.append(f"linking with -L{f.home}/lib64 -lcudart fails: "
-                         f"{f.link.error or f.link.stderr.strip()[:200]}")
+            texts.append(f"linking with -L{f.home}/lib64 -lcudart (cuda_home {f.home} from "
+                         f"{f.found_by}) fails: {f.link.error or f.link.stderr.strip()[:200]}")
     elif not f.layouts[0].lib64_has_linker_name:
         texts.append(f"{f.home}/lib64/libcudart.so does not exist (no cc to try a real link)")
     fixes = [f"ln -sfn {lay.prefix}/lib {lay.prefix}/lib64" for lay in f.layouts if lay.broken]
@@ -336,6 +365,7 @@ def dotenv_exported(f: DotenvFacts) -> Verdict:
 # -- hf-endpoint ---------------------------------------------------------------------
 
 OFFLINE = ("1", "true", "yes", "on")  # huggingface_hub's truthy env values
+MIRROR = "https://hf-mirror.com"  # the mirror the fix offers
 
 
 @dataclass(frozen=True)
@@ -353,7 +383,7 @@ class HfFacts:
 def hf_endpoint(f: HfFacts) -> Verdict:
     if not f.url and not f.mirror_required:
         return Verdict(skip="HF_ENDPOINT unset and the profile requires no mirror")
-    v = Verdict(fix="export HF_ENDPOINT=https://hf-mirror.com  # or HF_HUB_OFFLINE=1 with "
+    v = Verdict(fix=f"export HF_ENDPOINT={MIRROR}  # or HF_HUB_OFFLINE=1 with "
                     "local model paths")
     if not f.url:
         v.evidence.update(HF_ENDPOINT=None, HF_HUB_OFFLINE=f.offline)
@@ -368,13 +398,21 @@ def hf_endpoint(f: HfFacts) -> Verdict:
         return v
     a = f.answer
     v.evidence.update(HF_ENDPOINT=a.url, status=a.status, error=a.error, elapsed_s=a.elapsed_s,
-                      HF_HUB_OFFLINE=f.offline)
+                      HF_HUB_OFFLINE=f.offline, proxy=a.proxy)
+    if not a.answered and a.url.rstrip("/") == MIRROR:
+        # Exporting the value that is already set changes nothing: the job can only load
+        # from local paths (or the node's DNS / proxy gets fixed).
+        v.fix = (f"export HF_HUB_OFFLINE=1  # {MIRROR} does not answer from this node: load "
+                 "the model and data from local paths, or fix its DNS / proxy")
     if not a.answered and f.offline:
         v.problems.append(Problem.warning(
             f"{a.url} does not answer ({a.error}); HF_HUB_OFFLINE=1 keeps loads local", v.fix))
     elif not a.answered:
-        v.problems.append(Problem(f"HF_ENDPOINT {a.url} does not answer within "
-                                  f"{f.timeout_s:g}s: {a.error}", v.fix))
+        # "within Ns" only for a timeout: a name that does not resolve fails at once.
+        within = f" within {f.timeout_s:g}s" if a.error.startswith("TimeoutError") else ""
+        via = f" through the proxy {a.proxy}" if a.proxy else ""
+        v.problems.append(Problem(f"HF_ENDPOINT {a.url} does not answer{via}{within}: "
+                                  f"{a.error}", v.fix))
     v.ok = f"{a.url} answered HTTP {a.status} in {a.elapsed_s}s"
     return v
 
@@ -398,8 +436,9 @@ def conda_env(f: CondaFacts) -> Verdict:
     v = Verdict(fix=fix, evidence=dict(expected=f.expected, CONDA_DEFAULT_ENV=f.actual,
                                        CONDA_PREFIX=f.prefix))
     if f.actual != f.expected:
-        v.problems.append(Problem(
-            f"CONDA_DEFAULT_ENV is {f.actual!r}, expected {f.expected!r}", fix))
+        actual = "unset" if f.actual is None else repr(f.actual)
+        v.problems.append(Problem(f"CONDA_DEFAULT_ENV is {actual}, expected {f.expected!r}",
+                                  fix))
     return v
 
 
@@ -424,14 +463,18 @@ def nccl_ifname(f: NcclIfnameFacts) -> Verdict:
                                           for i in f.interfaces},
                               candidates=candidates))
     v.fix = f"export NCCL_SOCKET_IFNAME={candidates[0] if candidates else '^lo,docker0'}"
-    if f.spec is None:
+    # NCCL reads the variable only when `strlen(env) > 1` (NVIDIA/nccl src/misc/socket.cc
+    # ncclFindInterfaces) and picks an interface itself otherwise, as when it is unset.
+    ignored = f.spec is not None and len(f.spec) <= 1
+    if f.spec is None or ignored:
+        state = (f"NCCL_SOCKET_IFNAME={f.spec!r} is ignored by NCCL (one character or less)"
+                 if ignored else "NCCL_SOCKET_IFNAME unset")
         if len(candidates) > 1:
             v.problems.append(Problem.warning(
-                f"NCCL_SOCKET_IFNAME unset with {len(candidates)} candidate interfaces "
+                f"{state} with {len(candidates)} candidate interfaces "
                 f"({', '.join(candidates)}): NCCL may pick the wrong one", v.fix))
         else:
-            v.skip = (f"NCCL_SOCKET_IFNAME unset; only {candidates or 'loopback'} to choose "
-                      "from")
+            v.skip = f"{state}; only {candidates or 'loopback'} to choose from"
         return v
     selected = select(f.spec, [i.name for i in f.interfaces])
     v.evidence.update(selected=selected)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from preflight.run import OWNER_VAR, Runner
 
 if TYPE_CHECKING:
+    from preflight.launch.shell.model import Command
     from preflight.launch.spec import LaunchSpec
     from preflight.probes import nvml, ports, procs
 
@@ -48,11 +49,33 @@ class Node:
         job = next((j for j in jobs if j.distributed), jobs[0] if jobs else None)
         if job is None:
             return self.environ.get(name)
-        var = job.command.env.get(name)
+        return self._value_for(job.command, name)
+
+    def _value_for(self, command: Command, name: str) -> str | None:
+        var = command.env.get(name)
         if var is None:
-            return self.environ.get(name) if job.command.opaque else None
+            return self.environ.get(name) if command.opaque else None
         return var.value if var.exported and var.value is not None else \
             self.environ.get(name)
+
+    def program_env(self, program: str, name: str) -> str | None:
+        """`name` as the launch's first `program` command gets it (`ray start` is no job,
+        yet its PATH decides `ray: command not found`); else as `job_env`."""
+        commands = self.launch.commands if self.launch else ()
+        command = next((c for c in commands if c.program == program), None)
+        return self.job_env(name) if command is None else self._value_for(command, name)
+
+    def job_environ(self, *names: str) -> dict[str, str]:
+        """This shell's environment with `names` as the launch's first job gets them
+        (`job_env`; a name the script unsets is absent)."""
+        env = dict(self.environ)
+        for name in names:
+            value = self.job_env(name)
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return env
 
     @property
     def launch_prefix(self) -> Path:

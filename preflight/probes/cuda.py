@@ -23,6 +23,19 @@ def cuda_home(environ: Mapping[str, str]) -> tuple[str, str]:
     return os.path.realpath("/usr/local/cuda"), "default /usr/local/cuda"
 
 
+def toolkits(*roots: str) -> tuple[tuple[str, str], ...]:
+    """Installed toolkits: (ROOT/cuda-X.Y with bin/nvcc, "X.Y"), named as NVIDIA's
+    installers name them; toolkits are siblings, so the roots are /usr/local and the
+    parent of the toolkit in use."""
+    found: dict[str, str] = {}
+    for root in roots:
+        for d in sorted(Path(root).glob("cuda-*")) if os.path.isdir(root) else ():
+            version = d.name[len("cuda-"):]
+            if (d / "bin" / "nvcc").exists() and version.replace(".", "").isdigit():
+                found.setdefault(str(d), version)
+    return tuple(found.items())
+
+
 @dataclass(frozen=True)
 class LibLayout:
     prefix: str

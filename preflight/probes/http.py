@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ class Answer:
     status: int | None
     error: str
     elapsed_s: float
+    proxy: str | None = None  # the proxy it went through (userinfo stripped)
 
     @property
     def answered(self) -> bool:
@@ -39,6 +41,57 @@ def is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """`no_proxy` names `host`: `*`, the host, a parent domain (`.example.com` or
+    `example.com`), or a network containing its IP (requests.utils.should_bypass_proxies)."""
+    import ipaddress
+
+    host = host.lower()
+    for entry in (e.strip().lower() for e in no_proxy.replace(" ", ",").split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        try:
+            if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                return True
+            continue
+        except ValueError:
+            pass
+        name = entry.lstrip(".").rsplit(":", 1)[0] if entry.count(":") == 1 else \
+            entry.lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def env_proxy(url: str, environ: Mapping[str, str]) -> str | None:
+    """The http:// proxy a job with `environ` reaches `url` through, as requests (and so
+    huggingface_hub, wandb) picks it: `<scheme>_proxy`, else `all_proxy`, lower case
+    first, unless `no_proxy` names the host (`_bypassed`). A
+    socks or https:// proxy is not one this probe speaks: None (the URL is probed
+    directly)."""
+    def get(name: str) -> str:
+        return environ.get(name) or environ.get(name.upper()) or ""
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return None
+    proxy = get(f"{parts.scheme}_proxy") or get("all_proxy")
+    if not proxy or not host:
+        return None
+    if _bypassed(host, get("no_proxy")):
+        return None
+    try:
+        pp = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        ok = pp.scheme == "http" and bool(pp.hostname) and (pp.port or 80) > 0
+    except ValueError:
+        return None
+    return urllib.parse.urlunsplit(pp) if ok else None
+
+
 @dataclass(frozen=True)
 class Reply:
     status: int | None  # None: no HTTP answer (refused, reset, timed out)
@@ -51,7 +104,7 @@ MAX_BODY = 2000
 
 
 def request(url: str, timeout: float, payload: dict[str, Any] | None = None,
-            method: str | None = None) -> Reply:
+            method: str | None = None, proxy: str | None = None) -> Reply:
     """One request (GET, a JSON POST when `payload` is given, or `method`), bounded in
     total time (a server trickling a byte a second does not stretch it: the socket is
     shut at the deadline); never raises: every error is a Reply with `error` set."""
@@ -74,7 +127,7 @@ def request(url: str, timeout: float, payload: dict[str, Any] | None = None,
     if parts.scheme not in ("http", "https") or not host:
         return failed("not an http(s) URL")
     data = None if payload is None else json.dumps(payload).encode()
-    # Go straight to the endpoint: a proxy in the environment is not what we test.
+    # Straight to the endpoint unless `proxy` (env_proxy: the one the job goes through).
     headers = {"User-Agent": "preflight", "Host": parts.netloc.rpartition("@")[2]}
     if data is not None:
         headers["Content-Type"] = "application/json"
@@ -82,8 +135,23 @@ def request(url: str, timeout: float, payload: dict[str, Any] | None = None,
     path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
     conn_type = http.client.HTTPSConnection if parts.scheme == "https" else \
         http.client.HTTPConnection
+    conn: http.client.HTTPConnection
     try:
-        conn = conn_type(host, port, timeout=max(timeout, 0.001))
+        if proxy:
+            pp = urllib.parse.urlsplit(proxy)
+            auth = _proxy_auth(pp)
+            if parts.scheme == "https":  # CONNECT through the proxy, then TLS to the host
+                conn = http.client.HTTPSConnection(pp.hostname or "", pp.port or 80,
+                                                   timeout=max(timeout, 0.001))
+                conn.set_tunnel(host, port or 443, headers=auth)
+            else:  # a plain-HTTP proxy is asked for the absolute URL
+                conn = http.client.HTTPConnection(pp.hostname or "", pp.port or 80,
+                                                  timeout=max(timeout, 0.001))
+                path = urllib.parse.urlunsplit(("http", headers["Host"], parts.path or "/",
+                                                parts.query, ""))
+                headers.update(auth)
+        else:
+            conn = conn_type(host, port, timeout=max(timeout, 0.001))
     except (ValueError, OSError, http.client.HTTPException) as exc:
         return failed(f"{type(exc).__name__}: {exc}")
     result: dict[str, Reply] = {}
@@ -116,6 +184,18 @@ def request(url: str, timeout: float, payload: dict[str, Any] | None = None,
     return result.get("reply") or failed("no answer")
 
 
-def probe(url: str, timeout: float) -> Answer:
-    reply = request(url, timeout, method="HEAD")
-    return Answer(safe_url(url), reply.status, reply.error, reply.elapsed_s)
+def _proxy_auth(pp: urllib.parse.SplitResult) -> dict[str, str]:
+    if pp.username is None:
+        return {}
+    import base64
+
+    user = urllib.parse.unquote(pp.username)
+    password = urllib.parse.unquote(pp.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Proxy-Authorization": f"Basic {token}"}
+
+
+def probe(url: str, timeout: float, proxy: str | None = None) -> Answer:
+    reply = request(url, timeout, method="HEAD", proxy=proxy)
+    return Answer(safe_url(url), reply.status, reply.error, reply.elapsed_s,
+                  safe_url(proxy) if proxy else None)

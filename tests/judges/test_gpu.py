@@ -179,7 +179,8 @@ def test_health_gives_one_fix_per_kind_of_problem():
 
 TORCH = TorchBuild("python3", True, "2.5.1+cu121", "12.1", ("sm_80", "sm_86", "sm_90"))
 NVCC = Nvcc("/usr/local/cuda-12.1/bin/nvcc", True, "12.1")
-KIT = judge.Toolkit("/usr/local/cuda-12.1", "CUDA_HOME", NVCC, "/usr/local/cuda-12.1", True)
+KIT = judge.Toolkit("/usr/local/cuda-12.1", "CUDA_HOME", NVCC, "/usr/local/cuda-12.1", True,
+                    installed=(("/usr/local/cuda-12.1", "12.1"), ("/usr/local/cuda-13.0", "13.0")))
 
 
 def cuda(build=TORCH, kit=KIT, **kit_changes):
@@ -198,9 +199,12 @@ CUDA_HOME_FIX = "export CUDA_HOME=/usr/local/cuda-12.1  # a toolkit whose nvcc m
      "skipped", "torch is not importable by py: No module named 'torch'", ""),
     (A800, snap("a800x4-old-driver"), cuda(), "blocker",
      "driver supports CUDA 11.4 but torch was built with CUDA 12.1",
-     "pip install torch --index-url https://download.pytorch.org/whl/cu114  # or upgrade"),
+     '"python3" -m pip install "torch==2.5.1" --index-url https://download.pytorch.org/whl/'
+     "cu118  # or upgrade"),
     (A800, HEALTHY, cuda(replace(TORCH, cuda=None, version="2.13.0+cpu")), "blocker",
-     "torch 2.13.0+cpu is a CPU-only build", "whl/cu121  # a CUDA build for this driver"),
+     "torch 2.13.0+cpu is a CPU-only build",
+     '"torch==2.13.0" --index-url https://download.pytorch.org/whl/cu128  # a CUDA build for '
+     "this driver"),
     (A800, HEALTHY, cuda(replace(TORCH, arch_list=("sm_90", "sm_100"))), "blocker",
      "torch has no kernels for sm_80 (arch list: sm_90 sm_100)",
      "pip install an official torch wheel"),
@@ -279,3 +283,55 @@ def test_want_is_read_from_a_real_profile():
     want = judge.GpuWant.of(load_profiles([])["a800"])
     assert want == replace(A800, nvlink_links=8)
     assert not judge.GpuWant.of(load_profiles([])["cpu"]).is_gpu
+
+
+def test_cuda_stack_torch_fixes_keep_the_version_and_the_env():
+    """The CPU-only and old-driver fixes reinstall the same torch release into the Python the
+    check judged: an unpinned `pip install torch --index-url .../cu121` installs the newest
+    torch of that index (cu121 stops at 2.5.1), a silent downgrade of 2.13.0."""
+    cpu_only = replace(TORCH, python="/envs/slime/bin/python", cuda=None, version="2.13.0+cpu")
+    out = judged(judge.cuda_stack(A800, HEALTHY, cuda(cpu_only)))
+    assert out.kind == "blocker", out
+    assert ('"/envs/slime/bin/python" -m pip install "torch==2.13.0" --index-url '
+            "https://download.pytorch.org/whl/cu128") in out.fix, out.fix
+    # a 11.4 driver: the newest CUDA 11 index PyTorch publishes is cu118 (no cu114 index)
+    old = judged(judge.cuda_stack(A800, snap("a800x4-old-driver"), cuda()))
+    assert old.kind == "blocker" and "driver supports CUDA 11.4" in old.text
+    assert '-m pip install "torch==2.5.1" --index-url https://download.pytorch.org/whl/cu118' \
+        in old.fix, old.fix
+
+
+def test_cuda_stack_newer_minor_of_the_same_major_is_a_warning():
+    """CUDA minor-version compatibility: a torch built with CUDA 12.4 runs on a driver that
+    reports 12.2 (every 12.x needs driver >= 525.60.13: uv crates/uv-torch/src/backend.rs
+    LINUX_CUDA_DRIVERS, from NVIDIA's release notes Table 2); only a new driver API or PTX
+    fails. Not a NO-GO; still said."""
+    out = judged(judge.cuda_stack(A800, HEALTHY, cuda(replace(TORCH, version="2.6.0+cu124",
+                                                              cuda="12.4"))))
+    assert out.kind == "warning", out
+    assert "driver supports CUDA 12.2, torch was built with CUDA 12.4" in out.text
+
+
+def test_cuda_home_fix_names_a_toolkit_that_exists():
+    """`export CUDA_HOME=/usr/local/cuda-12.1` on a node that has only cuda-13.0 and
+    cuda-12.4 makes the next run fail with `CUDA_HOME=... does not exist`: the fix names an
+    installed toolkit of torch's CUDA major, or says there is none."""
+    mismatch = dict(nvcc=replace(NVCC, release="13.0"), home="/usr/local/cuda-13.0")
+    kit = dict(installed=(("/usr/local/cuda-13.0", "13.0"), ("/usr/local/cuda-12.4", "12.4")))
+    out = judged(judge.cuda_stack(A800, HEALTHY, cuda(**mismatch, **kit)))
+    assert out.kind == "blocker" and "export CUDA_HOME=/usr/local/cuda-12.4" in out.fix, out
+    none = judged(judge.cuda_stack(A800, HEALTHY, cuda(**mismatch, installed=(
+        ("/usr/local/cuda-13.0", "13.0"),))))
+    assert "export CUDA_HOME=/usr/local/cuda-12.1" not in none.fix, none.fix
+    assert "no CUDA 12 toolkit under /usr/local" in none.fix, none.fix
+
+
+def test_cuda_home_fix_under_a_cpu_only_torch_names_no_none():
+    cpu_only = replace(TORCH, cuda=None, version="2.13.0+cpu")
+    out = judged(judge.cuda_stack(A800, HEALTHY, cuda(cpu_only, cuda_home_var="/nope",
+                                                      cuda_home_var_is_dir=False)))
+    assert "None" not in out.fix, out.fix
+    assert "export CUDA_HOME=/usr/local/cuda-13.0" in out.fix, out.fix  # the newest installed
+    out = judged(judge.cuda_stack(A800, HEALTHY, cuda(cpu_only, cuda_home_var="/nope",
+                                                      cuda_home_var_is_dir=False, installed=())))
+    assert "unset CUDA_HOME" in out.fix and "None" not in out.fix, out.fix

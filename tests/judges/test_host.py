@@ -86,12 +86,12 @@ DISK = judge.DiskWant("site", 100, ("/out",), "/data")
      "no output or data directory (profile site disk.paths, launch script)", ""),
     (DISK, [space("/data/out", 500, mount="/data")], DATA, "ok", "", "none needed"),
     (DISK, [space("/out/run1", 20.04, exists=False, measured_at="/out")], DATA, "blocker",
-     "/out/run1: 20 GiB free on /, needs 100 (the path does not exist; measured at /out)",
+     "/out/run1: 20 GiB free on /, needs 100 GiB (the path does not exist; measured at /out)",
      "free space on / (du -xsh /out/* | sort -h | tail) or point the output at /data"),
     (DISK, [space("/out", 20)], replace(DATA, exists=False), "blocker", "/out: 20 GiB free",
      "or point the output at <a disk with space>"),
     (DISK, [space("/out", 20), space("/scratch", 30, mount="/scratch")], DATA, "blocker",
-     "/out: 20 GiB free on /, needs 100; /scratch: 30 GiB free on /scratch, needs 100",
+     "/out: 20 GiB free on /, needs 100 GiB; /scratch: 30 GiB free on /scratch, needs 100 GiB",
      "free space on / (du -xsh /out/*"),
     (DISK, [space("/out", 200)], DATA, "warning",
      "/out is on the root filesystem, not on the data disk /data",
@@ -121,3 +121,22 @@ def test_wants_are_read_from_a_real_profile():
     assert judge.HostWant.of(cpu).profile == "cpu"
     disk = judge.DiskWant.of(cpu)
     assert isinstance(disk.paths, tuple) and disk.min_free_gb == cpu.disk.min_free_gb
+
+
+def test_nofile_hard_limit_fix_for_root_names_root():
+    """limits.conf(5): "group and wildcard limits are not applied to the root user"; a root
+    shell (a container's, an autodl node's) needs the literal `root` line, and has no sudo
+    to prefix (this box: uid 0, no sudo)."""
+    facts = replace(limits(replace(PLAIN, min_nofile=65535),
+                           lim=Limits(20000, 20000, None, None)), euid=0)
+    out = judged(judge.host_limits(facts))
+    assert out.kind == "blocker" and "ulimit -n is 20000, needs 65535" in out.text
+    assert "root - nofile 65535" in out.fix and "sudo" not in out.fix, out.fix
+    assert "--ulimit nofile=65535:65535" in out.fix  # a container's limit is set at its start
+
+
+def test_memlock_fix_for_root_names_root():
+    facts = replace(limits(replace(PLAIN, rdma=True), lim=Limits(None, None, 64 * MiB, None)),
+                    euid=0)
+    out = judged(judge.host_limits(facts))
+    assert "root soft memlock unlimited" in out.fix and "sudo" not in out.fix, out.fix

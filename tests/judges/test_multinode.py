@@ -122,3 +122,11 @@ def test_master_addr_of_a_launcher_that_stops_on_its_arguments_is_not_judged(cmd
     assert out.kind == "unknown", out
     assert "torchrun at <--launch-cmd>:1 stops on its own arguments" in out.text, out
     assert "launcher-args" in out.text and "localhost" not in out.text, out
+
+
+def test_master_addr_one_character_nccl_ifname_is_ignored_like_nccl_does() -> None:
+    # NVIDIA/nccl src/misc/socket.cc ncclFindInterfaces reads it only when strlen > 1
+    facts = replace(FACTS, route="ib0", addresses={"lo": ["127.0.0.1"], "ib0": ["10.0.0.1"]},
+                    nccl_ifname="e")
+    assert judged(judge.master_addr(facts)).kind == "ok"
+    assert judged(judge.master_addr(replace(facts, nccl_ifname="eth"))).kind == "blocker"

@@ -355,3 +355,88 @@ def test_netrc_key_found_by_host_never_by_value(tmp_path: Any) -> None:
     (tmp_path / "n").write_text("machine api.wandb.ai login user password\n")
     found, looked = read({**env, "NETRC": str(tmp_path / "n")}, "api.wandb.ai")
     assert found is None and "s3cr3t" not in looked  # a broken file: named, never quoted
+
+
+def test_hf_mirror_down_fix_is_not_the_value_already_set():
+    """HF_ENDPOINT is already https://hf-mirror.com and it does not answer: exporting the same
+    value again changes nothing; what lets the job run is loading from local paths."""
+    gai = Answer("https://hf-mirror.com", None,
+                 "gaierror: [Errno -2] Name or service not known", 0.01)
+    for answer in (DOWN, gai):
+        v = judge.hf_endpoint(replace(HF, answer=answer))
+        fix = shown_fix(v)
+        assert "export HF_ENDPOINT=https://hf-mirror.com" not in fix, fix
+        assert "export HF_HUB_OFFLINE=1" in fix, fix
+        # and with it set, the check no longer blocks (a warning: loads stay local)
+        assert not judge.hf_endpoint(replace(HF, answer=answer, offline=True)).of(Kind.BLOCKER)
+    # a name that does not resolve failed at once: "within 3s" would be a wrong fact
+    assert "within" not in judge.hf_endpoint(replace(HF, answer=gai)).message
+    # another endpoint that is down: the public mirror is still the fix to offer
+    other = Answer("http://10.0.0.5:8080", None, "ConnectionRefusedError: refused", 0.01)
+    v = judge.hf_endpoint(replace(HF, url="http://10.0.0.5:8080", shown_url="http://10.0.0.5:8080",
+                            answer=other))
+    assert "export HF_ENDPOINT=https://hf-mirror.com" in shown_fix(v)
+
+
+def test_ray_not_installed_and_not_on_path_fix_does_both():
+    """Installing ray into the env alone leaves `ray: command not found` when PATH lacks the
+    env's bin/ (the judge then asks for the PATH): the pasted fix must do both."""
+    v = judge.ray_path(replace(RAY, installed=False, resolved=None, env_bin_on_path=False,
+                               path=["/usr/bin"]))
+    fix = shown_fix(v)
+    assert '"/envs/slime/bin/python" -m pip install "ray[default]"' in fix, fix
+    assert 'export PATH="/envs/slime/bin:$PATH"' in fix, fix
+    # ray of another env first on PATH: after the install it would still win
+    v = judge.ray_path(replace(RAY, installed=False, resolved="/opt/other/bin/ray",
+                               resolved_in_env=False))
+    assert 'export PATH="/envs/slime/bin:$PATH"' in shown_fix(v), shown_fix(v)
+    # the env's bin/ already on PATH: the install alone is the fix
+    v = judge.ray_path(replace(RAY, installed=False, resolved=None))
+    assert "export PATH" not in shown_fix(v), shown_fix(v)
+
+
+def test_nccl_ifname_of_one_character_or_less_is_ignored_by_nccl():
+    """NCCL reads NCCL_SOCKET_IFNAME only when `strlen(env) > 1` (NVIDIA/nccl
+    src/misc/socket.cc ncclFindInterfaces) and picks an interface itself otherwise:
+    `NCCL_SOCKET_IFNAME=` (a script's `${IFNAME}` left empty) or `^` selects nothing only
+    for preflight, not for NCCL."""
+    for spec in ("", "^", "e"):
+        v = judge.nccl_ifname(replace(NCCL, spec=spec))
+        assert not v.of(Kind.BLOCKER), (spec, v.message)
+        assert "ignored by NCCL" in (v.skip + v.message), (spec, v.skip, v.message)
+    # two candidates: NCCL's own pick may be the wrong one, as when unset
+    v = judge.nccl_ifname(replace(NCCL, spec="", interfaces=[ETH0, ETH1]))
+    assert [p.kind for p in v.problems] == [Kind.WARNING], v.message
+    # two characters are read: "ib" selects nothing here
+    assert judge.nccl_ifname(replace(NCCL, spec="ib")).of(Kind.BLOCKER)
+
+
+def test_conda_env_unset_says_unset_not_none():
+    v = judge.conda_env(replace(CONDA, actual=None, prefix=None))
+    assert "CONDA_DEFAULT_ENV is unset, expected 'slime'" in v.message, v.message
+
+
+def test_ray_missing_is_a_warning_when_the_analysed_launch_does_not_run_ray():
+    """An ms-swift torchrun launch on an a800 node (profile: slime runs on Ray): the script
+    never runs `ray`, so `ray: command not found` cannot stop it. Said, not a NO-GO; without
+    a launch script, or when it runs ray, it stays a blocker."""
+    missing = replace(RAY, installed=False, resolved=None, env_bin_on_path=False,
+                      path=["/usr/bin"])
+    v = judge.ray_path(replace(missing, launch_given=True))
+    assert [p.kind for p in v.problems] == [Kind.WARNING], v.message
+    assert "the launch script does not run ray" in v.message, v.message
+    assert judge.ray_path(missing).of(Kind.BLOCKER)
+    assert judge.ray_path(replace(missing, launch_given=True, launch_runs_ray=True)).of(
+        Kind.BLOCKER)
+
+
+def test_ray_fix_never_runs_a_python_the_launch_env_lacks():
+    """A launch script that activates an env this node does not have (CONDA_PREFIX and PATH
+    at /root/autodl-tmp/micromamba/envs/slime): `"<prefix>/bin/python" -m pip install` would
+    fail with `No such file or directory`; the finding says the env is missing instead."""
+    gone = replace(RAY, prefix="/root/autodl-tmp/micromamba/envs/slime", installed=False,
+                   resolved=None, env_bin_on_path=True, prefix_python=False)
+    v = judge.ray_path(gone)
+    assert "/root/autodl-tmp/micromamba/envs/slime does not exist" in v.message \
+        or "has no bin/python" in v.message, v.message
+    assert "bin/python\" -m pip" not in shown_fix(v), shown_fix(v)
