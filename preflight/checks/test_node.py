@@ -242,8 +242,8 @@ def hf_facts(node: Node, profile: Profile) -> judge.HfFacts:
         timeout_s=profile.env.hf_timeout_s, url=url, shown_url=http.safe_url(url),
         is_url=is_url,
         offline=(node.job_env("HF_HUB_OFFLINE") or "").lower() in judge.OFFLINE,
-        answer=http.probe(url, profile.env.hf_timeout_s,
-                          http.env_proxy(url, _job_environ(node, *PROXY_VARS)))
+        answer=http.probe_as_job(url, profile.env.hf_timeout_s,
+                                 _job_environ(node, *PROXY_VARS))
         if is_url else None)
 
 
@@ -290,8 +290,7 @@ def wandb_facts(node: Node, env_file: dotenv.EnvFile | None) -> judge.WandbFacts
         installed=installed, prefix=str(node.launch_prefix), report_to=said,
         report_to_where=where, mode=mode, base_url=base, key_from=key.source or netrc_from,
         key_places=looked, host=host,
-        answer=http.probe(url, WANDB_TIMEOUT_S,
-                          http.env_proxy(url, _job_environ(node, *PROXY_VARS)))
+        answer=http.probe_as_job(url, WANDB_TIMEOUT_S, _job_environ(node, *PROXY_VARS))
         if probe and host else None,
         timeout_s=WANDB_TIMEOUT_S)
 

@@ -399,6 +399,12 @@ def hf_endpoint(f: HfFacts) -> Verdict:
     a = f.answer
     v.evidence.update(HF_ENDPOINT=a.url, status=a.status, error=a.error, elapsed_s=a.elapsed_s,
                       HF_HUB_OFFLINE=f.offline, proxy=a.proxy)
+    if a.unprobed:
+        v.problems.append(Problem.unknown(
+            f"HF_ENDPOINT {a.url}: {a.error}",
+            f"curl -sSI --max-time {f.timeout_s:g} {a.url}  # run where the proxy variables "
+            "are set: any HTTP status line means the endpoint answers"))
+        return v
     if not a.answered and a.url.rstrip("/") == MIRROR:
         # Exporting the value that is already set changes nothing: the job can only load
         # from local paths (or the node's DNS / proxy gets fixed).
@@ -566,6 +572,11 @@ def wandb_offline(f: WandbFacts) -> Verdict:
     if f.host is None:
         v.problems.append(problem(f"{lead}WANDB_BASE_URL={safe_url(url)!r} is not an http(s) URL",
                                   "unset WANDB_BASE_URL  # or set it to your server's URL"))
+    elif f.answer is not None and f.answer.unprobed:
+        v.problems.append(Problem.unknown(
+            f"{lead}{f.answer.url}: {f.answer.error}",
+            f"curl -sSI --max-time {f.timeout_s:g} {f.answer.url}  # run where the proxy "
+            "variables are set: any HTTP status line means the server answers"))
     elif f.answer is not None and not f.answer.answered:
         v.problems.append(problem(
             f"{lead}{f.answer.url} does not answer within {f.timeout_s:g}s "

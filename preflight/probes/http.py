@@ -16,6 +16,7 @@ class Answer:
     error: str
     elapsed_s: float
     proxy: str | None = None  # the proxy it went through (userinfo stripped)
+    unprobed: bool = False  # the job's proxy is one this probe does not speak: not asked
 
     @property
     def answered(self) -> bool:
@@ -66,11 +67,23 @@ def _bypassed(host: str, no_proxy: str) -> bool:
 
 
 def env_proxy(url: str, environ: Mapping[str, str]) -> str | None:
-    """The http:// proxy a job with `environ` reaches `url` through, as requests (and so
+    """The http:// proxy a job with `environ` reaches `url` through (job_proxy); None when
+    it goes direct or through a proxy this probe does not speak (socks, https://)."""
+    proxy = job_proxy(url, environ)
+    if proxy is None:
+        return None
+    try:
+        pp = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        ok = pp.scheme == "http" and bool(pp.hostname) and (pp.port or 80) > 0
+    except ValueError:
+        return None
+    return urllib.parse.urlunsplit(pp) if ok else None
+
+
+def job_proxy(url: str, environ: Mapping[str, str]) -> str | None:
+    """The proxy a job with `environ` reaches `url` through, as requests (and so
     huggingface_hub, wandb) picks it: `<scheme>_proxy`, else `all_proxy`, lower case
-    first, unless `no_proxy` names the host (`_bypassed`). A
-    socks or https:// proxy is not one this probe speaks: None (the URL is probed
-    directly)."""
+    first, unless `no_proxy` names the host (`_bypassed`); any scheme, as set."""
     def get(name: str) -> str:
         return environ.get(name) or environ.get(name.upper()) or ""
 
@@ -84,12 +97,7 @@ def env_proxy(url: str, environ: Mapping[str, str]) -> str | None:
         return None
     if _bypassed(host, get("no_proxy")):
         return None
-    try:
-        pp = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        ok = pp.scheme == "http" and bool(pp.hostname) and (pp.port or 80) > 0
-    except ValueError:
-        return None
-    return urllib.parse.urlunsplit(pp) if ok else None
+    return proxy
 
 
 @dataclass(frozen=True)
@@ -193,6 +201,20 @@ def _proxy_auth(pp: urllib.parse.SplitResult) -> dict[str, str]:
     password = urllib.parse.unquote(pp.password or "")
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Proxy-Authorization": f"Basic {token}"}
+
+
+def probe_as_job(url: str, timeout: float, environ: Mapping[str, str]) -> Answer:
+    """`probe` the way a job with `environ` would reach `url`: direct or through its
+    http:// proxy. Through a proxy this probe does not speak (socks5://, https://) the
+    URL is not asked at all: a direct answer would not say what the job gets."""
+    proxy = job_proxy(url, environ)
+    spoken = env_proxy(url, environ)
+    if proxy is not None and spoken is None:
+        shown = safe_url(proxy if "://" in proxy else f"http://{proxy}")
+        return Answer(safe_url(url), None, f"not probed: the job goes through the proxy "
+                      f"{shown}, which preflight does not speak (http:// proxies only)",
+                      0.0, shown, unprobed=True)
+    return probe(url, timeout, spoken)
 
 
 def probe(url: str, timeout: float, proxy: str | None = None) -> Answer:

@@ -12,7 +12,7 @@ import pytest
 
 from preflight.judges import node as judge
 from preflight.model import Kind, Verdict
-from preflight.probes import wandb
+from preflight.probes import http, wandb
 from preflight.probes.cuda import LibLayout
 from preflight.probes.http import Answer
 from preflight.probes.netif import Interface
@@ -440,3 +440,21 @@ def test_ray_fix_never_runs_a_python_the_launch_env_lacks():
     assert "/root/autodl-tmp/micromamba/envs/slime does not exist" in v.message \
         or "has no bin/python" in v.message, v.message
     assert "bin/python\" -m pip" not in shown_fix(v), shown_fix(v)
+
+
+def test_a_proxy_the_probe_does_not_speak_is_unknown_not_down():
+    """The job reaches the mirror / wandb through all_proxy=socks5://…: preflight does not
+    ask the URL at all (a direct answer says nothing of the job's), and says it could not
+    tell instead of NO-GO."""
+    env = {"all_proxy": "socks5://user:pw@10.0.0.9:1080"}
+    answer = http.probe_as_job("https://hf-mirror.com", 3.0, env)
+    assert answer.unprobed and answer.status is None and answer.elapsed_s == 0.0
+    assert "pw" not in answer.error and "socks5://10.0.0.9:1080" in answer.error
+    hf = judge.hf_endpoint(replace(HF, answer=answer))
+    assert hf.of(Kind.UNKNOWN) and not hf.of(Kind.BLOCKER), hf.problems
+    assert "curl -sSI" in shown_fix(hf)
+    cloud = http.probe_as_job("https://api.wandb.ai", 3.0, env)
+    wb = judge.wandb_offline(replace(WANDB, answer=cloud))
+    assert wb.of(Kind.UNKNOWN) and not wb.of(Kind.BLOCKER), wb.problems
+    # an http:// proxy is spoken (tests/test_http_probe.py); none set: direct
+    assert not http.probe_as_job("http://127.0.0.1:9", 1.0, {}).unprobed
