@@ -366,22 +366,74 @@ class CudaFacts:
     toolkit: Toolkit | None  # read only when torch is installed
 
 
-# The newest CUDA label of PyTorch's wheel index per CUDA major (download.pytorch.org/whl/
-# cuXYZ): within a major, any label runs on any driver of that major (CUDA minor-version
-# compatibility; uv crates/uv-torch/src/backend.rs LINUX_CUDA_DRIVERS: every cu12x needs
-# driver >= 525.60.13, every cu11x >= 450.80.02). cu118 is the last CUDA 11 index.
-TORCH_INDEX_BY_MAJOR = {11: "cu118", 12: "cu128", 13: "cu130"}
+# The CUDA builds each torch release publishes on download.pytorch.org/whl/cuXYZ, stable
+# first, then experimental: pytorch/pytorch RELEASE.md "Release Compatibility Matrix"
+# (2.0-2.14). A driver runs any build of its own CUDA major (minor-version compatibility;
+# uv crates/uv-torch/src/backend.rs LINUX_CUDA_DRIVERS: every cu12x needs driver >=
+# 525.60.13) and of an older major, never of a newer one.
+TORCH_CUDA_BUILDS: dict[tuple[int, int], tuple[str, ...]] = {
+    (2, 14): ("cu126", "cu130", "cu132"),
+    (2, 13): ("cu126", "cu130", "cu132"),
+    (2, 12): ("cu126", "cu130", "cu132"),
+    (2, 11): ("cu126", "cu128", "cu130"),
+    (2, 10): ("cu126", "cu128", "cu130"),
+    (2, 9): ("cu126", "cu128", "cu130"),
+    (2, 8): ("cu126", "cu128", "cu129"),
+    (2, 7): ("cu118", "cu126", "cu128"),
+    (2, 6): ("cu118", "cu124", "cu126"),
+    (2, 5): ("cu118", "cu121", "cu124"),
+    (2, 4): ("cu118", "cu121", "cu124"),
+    (2, 3): ("cu118", "cu121"),
+    (2, 2): ("cu118", "cu121"),
+    (2, 1): ("cu118", "cu121"),
+    (2, 0): ("cu117", "cu118"),
+}
+# The last release with a CUDA 11 build (the fix when the driver is CUDA 11).
+LAST_CU11 = "2.7.1"
 
 
-def _torch_install(build: TorchBuild, driver: tuple[int, int] | None) -> str:
+def _label_major(label: str) -> int:
+    return int(label[2:-1])
+
+
+def torch_index(release: str, driver: tuple[int, int] | None) -> tuple[str | None, str]:
+    """The CUDA build of `release` for this driver: (label, note). label None: the release
+    has none the driver can run; note: what the choice rests on, for the fix's comment."""
+    parts = release.split(".")
+    try:
+        key = (int(parts[0]), int(parts[1]))
+    except (IndexError, ValueError):
+        key = max(TORCH_CUDA_BUILDS)
+    builds = TORCH_CUDA_BUILDS.get(key)
+    note = ""
+    if builds is None:
+        newest = max(TORCH_CUDA_BUILDS)
+        builds = TORCH_CUDA_BUILDS[newest]
+        note = (f"  # indexes as for torch {newest[0]}.{newest[1]}; torch {release}'s are on "
+                "pytorch.org/get-started/previous-versions")
+    if driver is None:  # not known: the build that runs on the most drivers
+        return builds[0], note
+    usable = [b for b in builds if _label_major(b) <= driver[0]]
+    if not usable:
+        return None, note
+    best = max(_label_major(b) for b in usable)
+    return next(b for b in usable if _label_major(b) == best), note
+
+
+def _torch_install(build: TorchBuild, driver: tuple[int, int] | None, why: str) -> str:
     """Reinstall the same torch release, CUDA build, into the Python the check judged: an
     unpinned `pip install torch --index-url` installs that index's newest torch (cu121 stops
     at 2.5.1), and a bare `pip` may be another env's."""
     release = (build.version or "").split("+", 1)[0]
-    label = TORCH_INDEX_BY_MAJOR.get(driver[0] if driver else 12, "cu128")
+    label, note = torch_index(release, driver)
+    if label is None and driver is not None:
+        return (f"nvidia-smi  # upgrade the driver: torch {release} has no CUDA "
+                f"{driver[0]} build; the last torch with a CUDA 11 build is {LAST_CU11}: "
+                f"\"{build.python}\" -m pip install \"torch=={LAST_CU11}\" --index-url "
+                "https://download.pytorch.org/whl/cu118)")
     pin = f"torch=={release}" if release else "torch"
     return (f'"{build.python}" -m pip install "{pin}" --index-url '
-            f"https://download.pytorch.org/whl/{label}")
+            f"https://download.pytorch.org/whl/{label}" + (note or f"  # {why}"))
 
 
 def _driver_problems(snap: Snapshot, build: TorchBuild) -> list[Problem]:
@@ -392,13 +444,13 @@ def _driver_problems(snap: Snapshot, build: TorchBuild) -> list[Problem]:
         out.append(Problem(f"driver CUDA version unknown: {snap.error}"))
     if wanted is None:
         out.append(Problem(f"torch {build.version} is a CPU-only build",
-                           _torch_install(build, driver) + "  # a CUDA build for this "
+                           _torch_install(build, driver, "a CUDA build for this "
                            "driver; pytorch.org/get-started/previous-versions lists the "
-                           "indexes of each release"))
+                           "indexes of each release")))
     elif driver is not None and driver[0] < wanted[0]:
         out.append(Problem(f"driver supports CUDA {driver[0]}.{driver[1]} but torch was built "
                            f"with CUDA {build.cuda}",
-                           _torch_install(build, driver) + "  # or upgrade the driver"))
+                           _torch_install(build, driver, "or upgrade the driver")))
     elif driver is not None and driver < wanted:
         # Same major: CUDA minor-version compatibility runs it; only an API or PTX newer
         # than the driver fails (pytorch/pytorch#155141). Said, not a NO-GO.

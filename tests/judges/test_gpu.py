@@ -203,7 +203,7 @@ CUDA_HOME_FIX = "export CUDA_HOME=/usr/local/cuda-12.1  # a toolkit whose nvcc m
      "cu118  # or upgrade"),
     (A800, HEALTHY, cuda(replace(TORCH, cuda=None, version="2.13.0+cpu")), "blocker",
      "torch 2.13.0+cpu is a CPU-only build",
-     '"torch==2.13.0" --index-url https://download.pytorch.org/whl/cu128  # a CUDA build for '
+     '"torch==2.13.0" --index-url https://download.pytorch.org/whl/cu126  # a CUDA build for '
      "this driver"),
     (A800, HEALTHY, cuda(replace(TORCH, arch_list=("sm_90", "sm_100"))), "blocker",
      "torch has no kernels for sm_80 (arch list: sm_90 sm_100)",
@@ -293,12 +293,31 @@ def test_cuda_stack_torch_fixes_keep_the_version_and_the_env():
     out = judged(judge.cuda_stack(A800, HEALTHY, cuda(cpu_only)))
     assert out.kind == "blocker", out
     assert ('"/envs/slime/bin/python" -m pip install "torch==2.13.0" --index-url '
-            "https://download.pytorch.org/whl/cu128") in out.fix, out.fix
+            "https://download.pytorch.org/whl/cu126") in out.fix, out.fix
     # a 11.4 driver: the newest CUDA 11 index PyTorch publishes is cu118 (no cu114 index)
     old = judged(judge.cuda_stack(A800, snap("a800x4-old-driver"), cuda()))
     assert old.kind == "blocker" and "driver supports CUDA 11.4" in old.text
     assert '-m pip install "torch==2.5.1" --index-url https://download.pytorch.org/whl/cu118' \
         in old.fix, old.fix
+
+
+def test_torch_index_is_one_the_release_publishes_for_the_driver():
+    """pytorch RELEASE.md's compatibility matrix: torch 2.12-2.14 publish cu126/cu130/cu132
+    (no cu128: `--index-url .../cu128` finds no torch 2.13.0), 2.8+ no CUDA 11 build; a
+    driver runs builds of its own CUDA major or an older one."""
+    assert judge.torch_index("2.13.0", (12, 2)) == ("cu126", "")
+    assert judge.torch_index("2.13.0", (13, 0)) == ("cu130", "")
+    assert judge.torch_index("2.13.0", None) == ("cu126", "")  # runs on the most drivers
+    assert judge.torch_index("2.8.0", (13, 0)) == ("cu126", "")  # 12.x runs on a 13 driver
+    assert judge.torch_index("2.5.1", (11, 4)) == ("cu118", "")
+    assert judge.torch_index("2.13.0", (11, 4)) == (None, "")
+    label, note = judge.torch_index("2.16.0", (12, 4))
+    assert label == "cu126" and "previous-versions" in note
+    # torch 2.13.0 on a CUDA 11.4 driver: no build runs there; the fix is the driver
+    old = judged(judge.cuda_stack(A800, snap("a800x4-old-driver"),
+                                  cuda(replace(TORCH, version="2.13.0+cu126", cuda="12.6"))))
+    assert old.kind == "blocker" and old.fix.startswith("nvidia-smi  # upgrade the driver"), old
+    assert "torch 2.13.0 has no CUDA 11 build" in old.fix and "2.7.1" in old.fix
 
 
 def test_cuda_stack_newer_minor_of_the_same_major_is_a_warning():
