@@ -31,8 +31,8 @@ from preflight.launch.shell import (
     Var,
     Word,
     Written,
+    writers,
 )
-from preflight.launch.shell import writers
 from preflight.launch.shell.state import State
 from preflight.numbers import maybe_int
 from preflight.redact import MASK, is_secret_name, redact_argv

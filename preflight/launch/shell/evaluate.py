@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
 
-from preflight.launch.shell import arith, conda
+from preflight.launch.shell import arith, conda, writers
 from preflight.launch.shell.model import (
     DECLARE,
     NAME,
@@ -29,8 +29,6 @@ from preflight.launch.shell.model import (
     Word,
     Written,
 )
-from preflight.launch.shell import writers
-from preflight.launch.shell.writers import Files, Writer
 from preflight.launch.shell.source import (
     ARITH,
     ARRAY_MARK,
@@ -57,6 +55,7 @@ from preflight.launch.shell.words import (
     substitutions,
     to_word,
 )
+from preflight.launch.shell.writers import Files, Writer
 from preflight.numbers import maybe_int
 
 MAX_SOURCE_DEPTH = 8
@@ -2097,8 +2096,12 @@ def _changed_files(argv: list[Word]) -> list[Word]:
         return []
     paths = [a for a in args if not a.text.startswith("-")]
     if name in ("cp", "mv", "ln", "install", "rsync") and len(paths) > 1:
-        paths += [Word(posixpath.join(paths[-1].text, posixpath.basename(p.text)), p.source)
-                  for p in paths[:-1]]
+        made = [Word(posixpath.join(paths[-1].text, posixpath.basename(p.text)), p.source)
+                for p in paths[:-1]]
+        if name != "mv" and not any(a.text.startswith(("-t", "--target")) for a in args):
+            # cp(1), ln(1), install(1), rsync(1): SOURCE... is only read; DEST is written
+            return [paths[-1], *made]
+        paths += made  # mv removes its sources; with -t DIR the last path is a source
     return paths
 
 
