@@ -356,3 +356,28 @@ def test_cli_a_config_a_program_writes_first_is_unknown_not_read_stale(tmp_path)
         assert "python at run.sh:2" in str(after[check]["summary"]), after[check]["summary"]
     layer = after["launch-gpus"]["evidence"]["layers"][0]
     assert layer["nproc_from"] == "" and "num_processes" not in json.dumps(layer)
+
+
+def test_a_launchers_child_script_is_read_as_the_script_leaves_it(tmp_path):
+    """`torchrun --no-python bash inner.sh`: spec reads inner.sh itself (the shell
+    evaluator does not run it); what the script wrote there wins over the disk, and one a
+    program may write is a layer not read, which nested-launcher names."""
+    from preflight.judges.launch import _unknown_programs
+
+    (tmp_path / "inner.sh").write_text("torchrun --nproc_per_node 2 train.py\n")
+    launch = "torchrun --nproc_per_node 1 --no-python bash inner.sh\n"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    def load(script: str) -> spec.LaunchSpec:
+        (tmp_path / "run.sh").write_text(script)
+        return spec.load(str(tmp_path / "run.sh"), None, env, str(tmp_path))
+
+    disk = load(launch)
+    assert [x.nproc for x in disk.jobs[0].layers] == [1, 2]
+    written = load("cat > inner.sh <<EOF\ntorchrun --nproc_per_node 5 train.py\nEOF\n" + launch)
+    assert [x.nproc for x in written.jobs[-1].layers] == [1, 5]
+    maybe = load("python gen.py --out inner.sh\n" + launch)
+    inner = maybe.jobs[-1].layers[-1]
+    assert inner.kind == "other" and "python at run.sh:1" in inner.unread
+    assert _unknown_programs(maybe) == [f"cannot tell what torchrun at run.sh:2 starts: "
+                                        f"{inner.unread}"]

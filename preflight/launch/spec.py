@@ -995,8 +995,16 @@ def _script_child(argv: list[Word], env: Environment, cmd: Command,
         return []  # at depth 0 the shell evaluator already walked it
     if not posixpath.isabs(path) and cmd.cwd:
         path = posixpath.join(cmd.cwd, path)
+    # what the script wrote there first (`cat > inner.sh <<EOF`), not the file on disk;
+    # one it or a program it ran may have written, content not known: a layer not read
+    written = cmd.files.get(posixpath.normpath(path))
     try:
-        text, notes = shell.read_script(path)
+        if written is not None and written.text is None:  # what it launches: not known
+            return [Layer(f"{prog} {posixpath.basename(path)}", "other", cmd.file, cmd.line,
+                          implicit=True, conditional=cmd.conditional, env=env, program=path,
+                          unread=f"{path}: {written.reason}")]
+        text, notes = (written.text, []) if written is not None and \
+            written.text is not None else shell.read_script(path)
     except shell.ScriptFileError:
         return []
     evaluator = _Evaluator({}, cmd.cwd)

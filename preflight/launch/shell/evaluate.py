@@ -1717,9 +1717,8 @@ class Evaluator(Expander):
         path = self._resolve(target.text, st)
         written = self._file(path) if path else None
         if written is not None and written.text is None:
-            self._unknown(file, line, target.text, f"source {target.text}: written by the "
-                          f"script at {written.where}, what it holds is not known "
-                          f"({written.reason}); what it sets is unknown")
+            self._unknown(file, line, target.text, f"source {target.text}: {_held(written)}; "
+                                                   "what it sets is unknown")
             self._opaque(st, where)
             return None
         if written is None and (path is None or not os.path.isfile(path)):
@@ -1859,8 +1858,7 @@ class Evaluator(Expander):
         if ctx.depth >= MAX_SOURCE_DEPTH or path in self._reading:
             return
         if written is not None and written.text is None:
-            self._unknown(file, line, path, f"{path} is written by the script at "
-                          f"{written.where}, what it holds is not known ({written.reason})")
+            self._unknown(file, line, path, f"{path}: {_held(written)}")
             if written.shown:  # its known parts are read, the rest stands as unknown
                 self._child_text(Word(written.shown, path,
                                       known=UNKNOWN_OPEN not in written.shown), path, positional,
@@ -2055,6 +2053,14 @@ def _chains(parts: list[Node]) -> list[tuple[list[Node], str]]:
     if chain:
         chains.append((chain, ""))
     return chains
+
+
+def _held(written: Written) -> str:
+    """Why a file the script reads back is not known."""
+    if written.by:
+        return f"{written.reason}; what it holds then is not known"
+    return f"written by the script at {written.where}, what it holds is not known " \
+           f"({written.reason})"
 
 
 def _cat_of_stdin(argv: list[Word]) -> bool:
