@@ -68,6 +68,7 @@ READ_OPTIONS = frozenset({"--hostfile", "-H", "--deepspeed", "--deepspeed_config
 ACCELERATE_READS = frozenset({"--config_file", "--config-file", "--deepspeed_config_file",
                               "--deepspeed-config-file"})
 SWIFT = frozenset({"swift", "megatron"})
+LAUNCHERS = frozenset({"torchrun", "deepspeed", "accelerate"})
 SWIFT_CONFIG_SUFFIXES = (".json", ".yaml", ".yml")  # swift/cli/main.py:42-47
 
 
@@ -136,6 +137,13 @@ def _skipped(argv: Sequence[Word]) -> set[int]:
             skip.add(i)  # the script it runs (or `-`: its stdin)
     if name in SWIFT and len(argv) > 2 and argv[2].text.endswith(SWIFT_CONFIG_SUFFIXES):
         skip.add(2)
+    if name in LAUNCHERS:
+        # the launcher's own options and the script it runs: read (its trainer's
+        # arguments after the script may be written: `--output_dir out`)
+        for i, w in enumerate(argv[1:], 1):
+            if w.text.endswith(".py") or argv[i - 1].text in ("-m", "--module"):
+                skip |= set(range(1, i + 1))
+                break
     return skip
 
 
