@@ -188,8 +188,10 @@ def cases() -> list[Case]:
                 "NEW": content(Path(t).name, NEW), "LAUNCH": launch}
         for ai, (name, action, _) in enumerate(ACTIONS):
             text = action.format(**fill)
-            # every action before the launch, and in one other place, in turn
-            for place in dict.fromkeys(("before", places[1 + (li + ai) % 4])):
+            # every action before the launch, and (but the readers: what they do not do
+            # anywhere, they do not do there) in one other place, in turn
+            other = () if name.startswith("read-") else (places[1 + (li + ai) % 4],)
+            for place in ("before", *other):
                 script = "#!/bin/bash\n" + PLACES[place].format(A=text, LAUNCH=launch)
                 prep = "python gen_cfg.py --out {T}\n".format(**fill)
                 out.append(Case(launcher, name, place, script, prep))
