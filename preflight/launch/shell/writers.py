@@ -150,9 +150,10 @@ def _skipped(argv: Sequence[Word]) -> set[int]:
 def claims(argv: Sequence[Word], stdin: Word | None = None) -> list[Claim]:
     """What the program `argv` (after wrappers: `env`, `nohup`, ...) may write, by the
     rule above; `stdin` the here-document it is fed, if any."""
-    if not argv or not argv[0].known:
+    if not argv:
         return []
-    name = posixpath.basename(argv[0].text)
+    # a program not known here (`$PY gen.py --out acc.yaml`) may be any: it may write
+    name = posixpath.basename(argv[0].text) if argv[0].known else ""
     if name in READ_ONLY or name in MODELLED:
         return []
     if INTERPRETERS.match(name) and len(argv) > 2 and argv[1].text == "-m" and \
