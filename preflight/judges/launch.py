@@ -134,6 +134,9 @@ def _unknown_programs(spec: LaunchSpec) -> list[str]:
         elif last.kind == "program" and "⟨" in last.program:
             out.append(f"cannot tell what {outer.launcher} at {at(outer)} starts: "
                        f"{last.program}")
+        elif last.kind == "other" and last.unread:  # a child script not known (spec.py)
+            out.append(f"cannot tell what {outer.launcher} at {at(outer)} starts: "
+                       f"{last.unread}")
     return out
 
 

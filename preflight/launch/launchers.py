@@ -29,6 +29,7 @@ from importlib import metadata
 from typing import Any, NoReturn, TypeVar
 
 from preflight.launch.shell import UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word, Written
+from preflight.launch.shell.writers import default_accelerate_config
 
 C10D_DEFAULT_PORT = 29400  # torch/distributed/elastic/rendezvous/c10d_rendezvous_backend.py:32
 STATIC_DEFAULT_PORT = 29500  # torch/distributed/run.py:1018 (`run`: master_port None -> 29500)
@@ -555,10 +556,16 @@ def job_file(path: str, files: Mapping[str, Written], errors: str = "strict") ->
     """The one way the launch analysis reads a file a launcher will open (accelerate's
     config, deepspeed's hostfile, swift's --config): what the script wrote there before
     the launch when it did (it runs first, so it wins over the file on disk), else the
-    file on disk. `files` is the launching Command's `files`."""
+    file on disk. `files` is the launching Command's `files` (shell.Files): it also
+    answers for a program run before that may write the path (shell/writers.py), and
+    then the file is not known: the launcher reads what that program leaves."""
     path = posixpath.normpath(path)
     written = files.get(path)
     if written is not None:
+        if written.by:
+            return JobFile(path, unknown=f"{path} may be written by {written.by} first: "
+                                         "what the launcher reads is not known",
+                                         written=written.where)
         if written.text is None:
             return JobFile(path, unknown=f"{path} is written by the script at "
                                          f"{written.where}; what it holds is not known "
@@ -616,25 +623,6 @@ _NEGATIVE = re.compile(r"^-\d+$|^-\d*\.\d+$")
 class AccelerateConfig(LauncherConfig):
     gpu_ids: str | None = None
     config_file: str = ""  # the config file accelerate reads ("" if none)
-
-
-def default_accelerate_config(environ: Mapping[str, Var]) -> str | None:
-    """accelerate/commands/config/config_args.py:29-40: $HF_HOME, else
-    $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface; + accelerate/default_config.yaml
-    (None when a variable it depends on is not known)."""
-    def get(name: str) -> str | None:
-        var = environ.get(name)
-        return "" if var is None else var.value
-
-    hf_home, xdg, home = get("HF_HOME"), get("XDG_CACHE_HOME"), get("HOME")
-    if hf_home is None or (not hf_home and xdg is None):
-        return None
-    base = hf_home or posixpath.join(xdg or "~/.cache", "huggingface")
-    if base.startswith("~"):
-        if home is None:
-            return None
-        base = (home or posixpath.expanduser("~")) + base[1:]
-    return posixpath.join(base, "accelerate", "default_config.yaml")
 
 
 def _looks_like_option(w: Word) -> bool:

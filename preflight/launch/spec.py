@@ -31,6 +31,7 @@ from preflight.launch.shell import (
     Var,
     Word,
     Written,
+    writers,
 )
 from preflight.launch.shell.state import State
 from preflight.numbers import maybe_int
@@ -313,6 +314,7 @@ class _Evaluator(shell.Evaluator):
         child = _Evaluator({}, st.cwd, self._substituted, self._line0 + line - 1)
         child.state = st.fork()
         child.written = self.written
+        child.writers = self.writers
         try:
             trace = child.run_file(file, text)
         except (shell.ScriptFileError, RecursionError) as exc:
@@ -325,6 +327,8 @@ class _Evaluator(shell.Evaluator):
             self.written = {**self.written, **{
                 path: Written(None, where, f"written inside {source[:40]} at {where}")
                 for path, w in child.written.items() if self.written.get(path) != w}}
+            self.writers = (*self.writers, *(
+                replace(w, where=where) for w in child.writers[len(self.writers):]))
         self.commands += [replace(c, line=line + c.line - 1) for c in trace.commands
                           if c.file == file]
         self.unknowns += [replace(u, line=line + u.line - 1) for u in trace.unknowns
@@ -991,12 +995,22 @@ def _script_child(argv: list[Word], env: Environment, cmd: Command,
         return []  # at depth 0 the shell evaluator already walked it
     if not posixpath.isabs(path) and cmd.cwd:
         path = posixpath.join(cmd.cwd, path)
+    # what the script wrote there first (`cat > inner.sh <<EOF`), not the file on disk;
+    # one it or a program it ran may have written, content not known: a layer not read
+    written = cmd.files.get(posixpath.normpath(path))
     try:
-        text, notes = shell.read_script(path)
+        if written is not None and written.text is None:  # what it launches: not known
+            return [Layer(f"{prog} {posixpath.basename(path)}", "other", cmd.file, cmd.line,
+                          implicit=True, conditional=cmd.conditional, env=env, program=path,
+                          unread=f"{path}: {written.reason}")]
+        text, notes = (written.text, []) if written is not None and \
+            written.text is not None else shell.read_script(path)
     except shell.ScriptFileError:
         return []
     evaluator = _Evaluator({}, cmd.cwd)
-    evaluator.written = dict(cmd.files)  # and the files the script wrote before
+    # and the files the script wrote before, and the programs that may have
+    evaluator.written = dict(cmd.files)
+    evaluator.writers = cmd.files.writers if isinstance(cmd.files, shell.Files) else ()
     # the script inherits the environment as it is: unknown values and all, and opaque
     evaluator.state.vars = {k: replace(v, exported=True) for k, v in env.items()}
     evaluator.state.opaque = env.opaque
@@ -1059,10 +1073,6 @@ def _directory(word: Word, cwd: str | None, is_file: bool) -> str:
     return _abs(known, cwd) if (cwd or posixpath.isabs(known)) else ""
 
 
-MAKERS = frozenset({"cp", "mv", "rsync", "tar", "unzip", "git", "ln", "install", "wget",
-                    "curl", "huggingface-cli", "modelscope", "python", "python3", "bash", "sh"})
-
-
 class _Made:
     """Directories and files the script creates before a given command (mkdir, redirects),
     and commands that might (cp, tar, git clone, ...): a missing directory they name is
@@ -1087,11 +1097,11 @@ class _Made:
                 if not w.known and not cmd.conditional and "?" not in w.origins and \
                         (cmd.cwd or posixpath.isabs(w.text)):
                     self.same.append((_abs(w.text, cmd.cwd), w.origins, where))
-        elif cmd.program in MAKERS or cmd.program.endswith(".sh"):
-            for w in cmd.argv[1:]:
-                text = w.text if w.known else w.prefix
-                if text and not text.startswith("-"):
-                    self.maybe.append((_abs(text.split("=")[-1], cmd.cwd), where))
+        else:  # what the launchers' config files are read through too (shell/writers.py)
+            for c in writers.claims(cmd.argv):
+                text = c.text.split("*")[0] if c.glob else "" if c.code else c.text
+                if text:
+                    self.maybe.append((_abs(text, cmd.cwd), where))
         for w in cmd.writes:
             if w.known:
                 bucket.append((_abs(w.text, cmd.cwd), f"a redirect at {where}"))

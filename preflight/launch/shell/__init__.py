@@ -10,7 +10,8 @@ evaluate becomes an unknown (shown as `⟨...⟩`), never a guess. Nothing is ex
 The script is read as `bash SCRIPT` with no arguments would run it: `$1` is empty.
 
 The package is cut by concern: `model` (what evaluation yields), `source` (reading and
-parsing), `state`, `words` (expansion) and `evaluate` (statements).
+parsing), `state`, `words` (expansion), `evaluate` (statements) and `writers` (which
+files a program the script starts may write).
 """
 
 from preflight.launch.shell.evaluate import Evaluator, evaluate_command, evaluate_script
@@ -29,9 +30,11 @@ from preflight.launch.shell.model import (
     Written,
 )
 from preflight.launch.shell.source import decode, parse_chunks, read_script
+from preflight.launch.shell.writers import Files, Writer
 
 __all__ = [
     "NOT_CONSUMING", "UNKNOWN_CLOSE", "UNKNOWN_OPEN", "WRAPPERS", "Command", "Evaluator",
-    "Exit", "ScriptFileError", "Trace", "Unknown", "Var", "Word", "Written", "decode",
+    "Exit", "Files", "ScriptFileError", "Trace", "Unknown", "Var", "Word", "Writer",
+    "Written", "decode",
     "evaluate_command", "evaluate_script", "parse_chunks", "read_script",
 ]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
 
-from preflight.launch.shell import arith, conda
+from preflight.launch.shell import arith, conda, writers
 from preflight.launch.shell.model import (
     DECLARE,
     NAME,
@@ -55,6 +55,7 @@ from preflight.launch.shell.words import (
     substitutions,
     to_word,
 )
+from preflight.launch.shell.writers import Files, Writer
 from preflight.numbers import maybe_int
 
 MAX_SOURCE_DEPTH = 8
@@ -122,6 +123,10 @@ class Evaluator(Expander):
         # the files the script has written so far (absolute path -> content); replaced,
         # never changed in place, so that each Command keeps the view it started with
         self.written: dict[str, Written] = {}
+        # the programs so far that may have written more files (writers.py): what a
+        # launcher, `source` or a child script reads through them is not known
+        self.writers: tuple[Writer, ...] = ()
+        self._feed: Word | None = None  # the here-document the command being run reads
 
     # -- entry points
 
@@ -834,7 +839,7 @@ class Evaluator(Expander):
         self.commands.append(Command(tuple(argv), env, file, line, st.cwd, ctx.conditional,
                                      targets, vanished, st.opaque,
                                      writes=getattr(self, "redirect_writes", ()),
-                                     files=self.written))
+                                     files=Files(self.written, self.writers)))
         self._files_effect(name, args, st)
         inline = self._shell_string(name, args)
         if inline is not None:
@@ -842,9 +847,33 @@ class Evaluator(Expander):
             self._child_text(text, zero, positional, env, st, ctx, file, line)
             return None
         script, positional = self._shell_script(name, args, st)
+        if script is None or self._file(script) is None and not os.path.isfile(script):
+            # what a child script the evaluator reads writes is judged by its commands
+            self._may_write(argv, st, f"{posixpath.basename(file)}:{line}")
         if script is not None:
             self._child_script(script, positional, env, st, ctx, file, line)
         return None
+
+    def _file(self, path: str) -> Written | None:
+        """What the script wrote at `path` so far, or a program that may have."""
+        return Files(self.written, self.writers).get(posixpath.normpath(path))
+
+    def _may_write(self, argv: list[Word], st: State, where: str) -> None:
+        """Record the files the program may write (writers.claims); an exact write the
+        script made before to one of them is not known any more."""
+        program = posixpath.basename(argv[0].text) if argv and argv[0].known else ""
+        found = [writers.Writer(c, st.cwd, program, where)
+                 for c in writers.claims(argv, self._feed)]
+        default = writers.accelerate_default_write(argv, st.vars)
+        if default:
+            found.append(writers.Writer(writers.Claim(default, "its default config"),
+                                        st.cwd, program, where))
+        if not found:
+            return
+        self.writers = (*self.writers, *found)
+        covered = {path: w.written() for path in self.written for w in found if w.covers(path)}
+        if covered:
+            self.written = {**self.written, **covered}
 
     # -- what the files the script writes hold (`cat > cfg.yaml <<EOF`)
 
@@ -886,7 +915,7 @@ class Evaluator(Expander):
         `cat`, `cat -` and `tee [-a] FILE...` (whose output is their input, stdout and
         each FILE alike), appended for `>>` / `tee -a`; anything else written is not
         known. A write on a branch that may not run leaves the file not known."""
-        feed = self._stdin(redirects, st)
+        feed = self._feed = self._stdin(redirects, st)
         tee = _tee_files(argv)
         copies = feed is not None and (tee[1] if tee is not None else _cat_of_stdin(argv)) \
             and argv[0].text not in st.functions
@@ -1686,11 +1715,10 @@ class Evaluator(Expander):
             self._opaque(st, where)
             return None
         path = self._resolve(target.text, st)
-        written = self.written.get(posixpath.normpath(path)) if path else None
+        written = self._file(path) if path else None
         if written is not None and written.text is None:
-            self._unknown(file, line, target.text, f"source {target.text}: written by the "
-                          f"script at {written.where}, what it holds is not known "
-                          f"({written.reason}); what it sets is unknown")
+            self._unknown(file, line, target.text, f"source {target.text}: {_held(written)}; "
+                                                   "what it sets is unknown")
             self._opaque(st, where)
             return None
         if written is None and (path is None or not os.path.isfile(path)):
@@ -1824,14 +1852,13 @@ class Evaluator(Expander):
                       file: str, line: int) -> None:
         """A script the job runs as a child: it sees only the exported environment; a
         script the script wrote itself (`cat > launch.sh <<EOF`) is read as written."""
-        written = self.written.get(posixpath.normpath(path)) if path else None
+        written = self._file(path) if path else None
         if path is None or written is None and not os.path.isfile(path):
             return
         if ctx.depth >= MAX_SOURCE_DEPTH or path in self._reading:
             return
         if written is not None and written.text is None:
-            self._unknown(file, line, path, f"{path} is written by the script at "
-                          f"{written.where}, what it holds is not known ({written.reason})")
+            self._unknown(file, line, path, f"{path}: {_held(written)}")
             if written.shown:  # its known parts are read, the rest stands as unknown
                 self._child_text(Word(written.shown, path,
                                       known=UNKNOWN_OPEN not in written.shown), path, positional,
@@ -2028,6 +2055,14 @@ def _chains(parts: list[Node]) -> list[tuple[list[Node], str]]:
     return chains
 
 
+def _held(written: Written) -> str:
+    """Why a file the script reads back is not known."""
+    if written.by:
+        return f"{written.reason}; what it holds then is not known"
+    return f"written by the script at {written.where}, what it holds is not known " \
+           f"({written.reason})"
+
+
 def _cat_of_stdin(argv: list[Word]) -> bool:
     """`cat` or `cat -`: its output is exactly its input."""
     return bool(argv) and argv[0].known and argv[0].text in _CAT and \
@@ -2067,8 +2102,12 @@ def _changed_files(argv: list[Word]) -> list[Word]:
         return []
     paths = [a for a in args if not a.text.startswith("-")]
     if name in ("cp", "mv", "ln", "install", "rsync") and len(paths) > 1:
-        paths += [Word(posixpath.join(paths[-1].text, posixpath.basename(p.text)), p.source)
-                  for p in paths[:-1]]
+        made = [Word(posixpath.join(paths[-1].text, posixpath.basename(p.text)), p.source)
+                for p in paths[:-1]]
+        if name != "mv" and not any(a.text.startswith(("-t", "--target")) for a in args):
+            # cp(1), ln(1), install(1), rsync(1): SOURCE... is only read; DEST is written
+            return [paths[-1], *made]
+        paths += made  # mv removes its sources; with -t DIR the last path is a source
     return paths
 
 

@@ -79,6 +79,9 @@ class Written:
     # and whether the write may not run at all
     shown: str = ""
     maybe: bool = False
+    # a program that may write it (writers.Writer.by: "python at run.sh:2 (given
+    # acc.yaml)"); "" when the script writes it itself (a redirect, tee, cp, ...)
+    by: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,385 @@
+"""Config files a program run before the launcher may write, held to real bash.
+
+A launcher reads its config when it starts: accelerate its --config_file (or the default
+config under $HF_HOME), deepspeed its --hostfile, swift its `sft CONFIG.yaml`. When the
+script runs a program first that may write that file (`python gen_cfg.py --out
+acc.yaml`), the file on disk before the script runs is not what the launcher reads.
+
+Each generated script runs under real bash, with shims first on PATH: `python` a writer
+(`gen_cfg.py --out F` copies a config with other numbers to F; `-c`/`-` run python3),
+and fake `accelerate` / `deepspeed` / `swift` that record the file they read at the
+moment they start. That record is the truth. preflight's reading of the same script
+(before bash ran: spec.load, the launchers through launchers.job_file) must state the
+same process count or none (unknown): 0 wrong. How often it is unknown although nothing
+changed the file is counted and bounded (crying wolf is a failure too).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from preflight.launch import spec
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+OLD, NEW = 2, 7  # the process count of the file on disk, and of the one a writer writes
+
+
+def content(name: str, n: int) -> str:
+    if name == "env.sh":
+        return f"export NP={n}\n"
+    if name == "launch.sh":
+        return f"torchrun --nproc_per_node {n} train.py\n"
+    if name == "hostfile":
+        return f"localhost slots={n}\n"
+    if name == "sft.yaml":
+        return f"ENV:\n  NPROC_PER_NODE: {n}\nmodel: m\n"
+    return f"distributed_type: MULTI_GPU\nnum_processes: {n}\n"
+
+
+COUNT = re.compile(r"(?:slots=|NPROC_PER_NODE: |num_processes: )(\d+)")
+
+# the writer: `python gen_cfg.py [--out F | --out=F | F | --out_dir D] [--dry]` copies
+# new/<name> there (--dry: writes nothing); `python -c` / `python -` are python3
+PYTHON = r"""#!/bin/sh
+case "$1" in -c|-) exec python3 "$@";; esac
+shift
+out=""; dry=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out="$2"; shift;;
+    --out=*) out="${1#--out=}";;
+    --out_dir) out="$2/$GEN_NAME"; shift;;
+    --dry) dry=1;;
+    -*) ;;
+    *) [ -z "$out" ] && out="$1";;
+  esac
+  shift
+done
+[ "$dry" = 1 ] || [ -z "$out" ] || cp "$NEWDIR/$(basename "$out")" "$out"
+exit 0
+"""
+RECORD = r"""
+{ printf 'LAUNCH\n'; if [ -f "$cfg" ]; then cat "$cfg"; else printf 'MISSING\n'; fi; \
+printf '\036'; } >> "$ORACLE_LOG"
+exit 0
+"""
+ACCELERATE = r"""#!/bin/sh
+if [ "$1" = config ]; then  # `accelerate config default`: writes the default config
+  mkdir -p "$HF_HOME/accelerate"; cp "$NEWDIR/default_config.yaml" "$HF_HOME/accelerate/"
+  exit 0
+fi
+cfg="$HF_HOME/accelerate/default_config.yaml"; prev=""
+for a in "$@"; do
+  [ "$prev" = --config_file ] && cfg="$a"
+  case "$a" in --config_file=*) cfg="${a#*=}";; esac
+  prev="$a"
+done
+""" + RECORD
+DEEPSPEED = r"""#!/bin/sh
+cfg=/job/hostfile; prev=""
+for a in "$@"; do [ "$prev" = --hostfile ] && cfg="$a"; prev="$a"; done
+""" + RECORD
+SWIFT = "#!/bin/sh\ncfg=\"$2\"\n" + RECORD
+# torchrun records the count it was given (from a sourced env.sh, or a child launch.sh)
+TORCHRUN = r"""#!/bin/sh
+printf 'LAUNCH\nnum_processes: %s\n\036' "$2" >> "$ORACLE_LOG"
+"""
+
+
+@dataclass(frozen=True)
+class Launcher:
+    name: str
+    target: str  # the file it reads, relative to the working directory
+    line: str  # the launch line ({T}: the target)
+    program: str  # the command preflight finds it in
+
+
+LAUNCHERS = [
+    Launcher("accelerate", "acc.yaml", "accelerate launch --config_file {T} train.py",
+             "accelerate"),
+    Launcher("accelerate-dir", "cfg/acc.yaml", "accelerate launch --config_file {T} train.py",
+             "accelerate"),
+    Launcher("accelerate-default", "hf/accelerate/default_config.yaml",
+             "accelerate launch train.py", "accelerate"),
+    Launcher("deepspeed", "hostfile", "deepspeed --hostfile {T} train.py", "deepspeed"),
+    Launcher("swift", "sft.yaml", "swift sft {T}", "swift"),
+    # the files the shell evaluator reads itself: a sourced one, a child script
+    Launcher("sourced-env", "env.sh", "source {T}\ntorchrun --nproc_per_node $NP train.py",
+             "torchrun"),
+    Launcher("child-script", "launch.sh", "bash {T}", "torchrun"),
+]
+
+# What runs before (or around) the launch. {T} the target as the launch line names it,
+# {D} its directory, {B} its name, {NEW} what a writer writes. "writes": it writes the
+# target (when it runs); "no": it does not; "may": preflight cannot tell (a program given
+# the file that happens to write nothing; `accelerate config` writes only the default).
+ACTIONS: list[tuple[str, str, str]] = [
+    ("python-out", "python gen_cfg.py --out {T} --gpus 4", "writes"),
+    ("python-out-eq", "python gen_cfg.py --out={T}", "writes"),
+    ("python-positional", "python gen_cfg.py {T}", "writes"),
+    ("python-dry", "python gen_cfg.py --out {T} --dry", "may"),
+    ("python-out-dir", "python gen_cfg.py --out_dir {D}", "writes"),
+    ("python-c", "python -c \"import shutil; shutil.copy('new/{B}', '{T}')\"", "writes"),
+    ("python-stdin", "python - <<'PY'\nimport shutil; shutil.copy('new/{B}', '{T}')\nPY", "writes"),
+    ("function", "gen() {{ python gen_cfg.py --out \"$1\"; }}\ngen {T}", "writes"),
+    ("bash-c", "bash -c \"python gen_cfg.py --out {T}\"", "writes"),
+    ("sourced", "source prep.sh", "writes"),
+    ("variable", "OUT={T}\npython gen_cfg.py --out \"$OUT\"", "writes"),
+    ("pwd-subst", "python gen_cfg.py --out \"$(pwd)/{T}\"", "writes"),
+    ("env-wrapper", "env GEN=1 python gen_cfg.py --out {T}", "writes"),
+    # bash expands an alias defined in the same `if` block only after it (parse time)
+    ("alias", "shopt -s expand_aliases\nalias gen='python gen_cfg.py'\ngen --out {T}", "may"),
+    ("background", "python gen_cfg.py --out {T} &\nwait", "writes"),
+    ("cp", "cp new/{B} {T}", "writes"),
+    ("heredoc", "cat > {T} <<EOF\n{NEW}EOF", "writes"),
+    ("accelerate-config", "accelerate config default", "may"),
+    ("other-file", "python gen_cfg.py --out other.yaml", "no"),
+    ("other-dir", "mkdir -p elsewhere\npython gen_cfg.py --out_dir elsewhere", "no"),
+    ("python-c-other", "python -c \"print(1)\"", "no"),
+    ("launch-before", "{LAUNCH}", "no"),
+    *[(f"read-{line.split()[0]}", line, "no") for line in (
+        "cat {T} > /dev/null", "grep -c num {T} > /dev/null", "head -1 {T} > /dev/null",
+        "tail -1 {T} > /dev/null", "wc -l {T} > /dev/null", "md5sum {T} > /dev/null",
+        "sha256sum {T} > /dev/null", "ls -l {T} > /dev/null", "test -f {T}",
+        "[ -s {T} ]", "diff {T} {T} > /dev/null", "cmp {T} {T}", "stat {T} > /dev/null",
+        "du {T} > /dev/null", "file {T} > /dev/null", "readlink -f {T} > /dev/null",
+        "echo {T} > /dev/null", "printf '%s\\n' {T} > /dev/null",
+        "cp {T} backup.yaml")],
+]
+# Where the action stands: before the launch, after it, in a branch bash does not take
+# (and preflight decides so), one it takes, one preflight cannot decide.
+PLACES = {
+    "before": "{A}\n{LAUNCH}\n",
+    "after": "{LAUNCH}\n{A}\n",
+    "branch-not-taken": "MODE=skip\nif [ \"$MODE\" = gen ]; then\n{A}\nfi\n{LAUNCH}\n",
+    "branch-taken": "MODE=gen\nif [ \"$MODE\" = gen ]; then\n{A}\nfi\n{LAUNCH}\n",
+    "branch-undecided": "if [ \"$(date +%s)\" -gt 1 ]; then\n{A}\nfi\n{LAUNCH}\n",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    launcher: Launcher
+    action: str
+    place: str
+    script: str
+    prep: str  # prep.sh (sourced)
+
+
+def cases() -> list[Case]:
+    out = []
+    places = list(PLACES)
+    for li, launcher in enumerate(LAUNCHERS):
+        t = launcher.target
+        launch = launcher.line.format(T=t)
+        fill = {"T": t, "D": str(Path(t).parent), "B": Path(t).name,
+                "NEW": content(Path(t).name, NEW), "LAUNCH": launch}
+        for ai, (name, action, _) in enumerate(ACTIONS):
+            text = action.format(**fill)
+            # every action before the launch, and (but the readers: what they do not do
+            # anywhere, they do not do there) in one other place, in turn
+            other = () if name.startswith("read-") else (places[1 + (li + ai) % 4],)
+            for place in ("before", *other):
+                script = "#!/bin/bash\n" + PLACES[place].format(A=text, LAUNCH=launch)
+                prep = "python gen_cfg.py --out {T}\n".format(**fill)
+                out.append(Case(launcher, name, place, script, prep))
+    return out
+
+
+def make_shims(directory: Path) -> Path:
+    directory.mkdir(parents=True)
+    for name, text in (("python", PYTHON), ("accelerate", ACCELERATE),
+                       ("deepspeed", DEEPSPEED), ("swift", SWIFT), ("torchrun", TORCHRUN)):
+        path = directory / name
+        path.write_text(text)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return directory
+
+
+def setup(case: Case, workdir: Path) -> dict[str, str]:
+    """The working directory as the job finds it: the target with OLD, new/ with NEW."""
+    t = workdir / case.launcher.target
+    t.parent.mkdir(parents=True, exist_ok=True)
+    t.write_text(content(t.name, OLD))
+    (workdir / "new").mkdir()
+    for name in ("acc.yaml", "default_config.yaml", "hostfile", "sft.yaml", "other.yaml",
+                 "env.sh", "launch.sh"):
+        (workdir / "new" / name).write_text(content(name, NEW))
+    (workdir / "train.py").write_text("")
+    (workdir / "gen_cfg.py").write_text("")
+    (workdir / "prep.sh").write_text(case.prep)
+    (workdir / "run.sh").write_text(case.script)
+    return {"HOME": str(workdir), "HF_HOME": str(workdir / "hf"), "LC_ALL": "C",
+            "NEWDIR": str(workdir / "new"), "GEN_NAME": t.name}
+
+
+def truth(workdir: Path, env: dict[str, str], shims: Path) -> int | None:
+    """The process count in the file the last launch read, as bash ran the script."""
+    log = workdir.parent / f".{workdir.name}.log"
+    subprocess.run(["bash", "run.sh"], cwd=workdir, timeout=20, check=False,
+                   env={**env, "PATH": f"{shims}:/usr/bin:/bin", "ORACLE_LOG": str(log)},
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    records = [r for r in log.read_text().split("\036") if r.startswith("LAUNCH")]
+    found = COUNT.search(records[-1]) if records else None
+    return int(found.group(1)) if found else None
+
+
+def preflight_count(case: Case, workdir: Path, env: dict[str, str], shims: Path
+                    ) -> tuple[int | None, str]:
+    """(process count preflight states for the last launch, None: unknown; why)."""
+    launch = spec.load(str(workdir / "run.sh"), None,
+                       {**env, "PATH": f"{shims}:/usr/bin:/bin"}, str(workdir))
+    jobs = [j for j in launch.jobs if j.command.program == case.launcher.program
+            and j.distributed]
+    if not jobs:
+        return None, "no launch layer"
+    layer = jobs[-1].distributed[0]
+    return layer.nproc, layer.unread or layer.nproc_text
+
+
+def run_all(tmp: Path) -> list[tuple[Case, int | None, int | None, str]]:
+    shims = make_shims(tmp / "shims")
+    all_cases = cases()
+    dirs, envs = [], []
+    for i, case in enumerate(all_cases):
+        workdir = tmp / f"c{i}"
+        workdir.mkdir()
+        envs.append(setup(case, workdir))
+        dirs.append(workdir)
+    # preflight reads every script before bash runs any (it sees the disk as the job
+    # would before it starts); then bash runs them, a few at a time
+    stated = [preflight_count(c, d, e, shims) for c, d, e in zip(all_cases, dirs, envs,
+                                                                  strict=True)]
+    with ThreadPoolExecutor(4) as pool:
+        actual = list(pool.map(lambda k: truth(dirs[k], envs[k], shims),
+                               range(len(all_cases))))
+    return [(c, s[0], a, s[1]) for c, s, a in zip(all_cases, stated, actual, strict=True)]
+
+
+def test_preflight_states_what_the_launcher_reads_or_says_unknown(capsys):
+    with tempfile.TemporaryDirectory(prefix="written-oracle-") as tmp:
+        results = run_all(Path(tmp))
+    wrong = [f"{c.launcher.name}/{c.action}/{c.place}: preflight {s}, the launcher read "
+             f"{a}\n{c.script}" for c, s, a, _ in results if s is not None and s != a]
+    changed = [r for r in results if r[2] != OLD]
+    unchanged = [r for r in results if r[2] == OLD]
+    cried = [r for r in unchanged if r[1] is None]
+    with capsys.disabled():
+        print(f"\nwritten oracle: {len(results)} scripts, {len(changed)} with the file "
+              f"changed before the launch, {len(wrong)} wrong, {len(cried)} of "
+              f"{len(unchanged)} unchanged unknown")
+    assert not wrong, "\n".join(wrong[:5])
+    # the harness can tell: the file is changed before the launch in many scripts, and
+    # preflight states the new content where the script wrote it itself (heredoc)
+    assert len(changed) >= 40
+    assert any(s == NEW for c, s, a, _ in results if c.action == "heredoc")
+    # not crying wolf: programs that only read the file, write other files, or run after
+    # the launch (or on a branch bash does not take) leave it known
+    by = {(c.launcher.name, c.action, c.place): (s, why) for c, s, _, why in results}
+    for launcher in LAUNCHERS:
+        for name, _, writes in ACTIONS:
+            got = by[launcher.name, name, "before"]
+            if writes == "no":
+                assert got[0] == OLD, (launcher.name, name, got)
+        for name, _, _writes in ACTIONS:
+            for place in ("after", "branch-not-taken"):
+                got = by.get((launcher.name, name, place))
+                if got is not None:
+                    assert got[0] == OLD, (launcher.name, name, place, got)
+    # the unknowns among the unchanged are the writers that did not write (--dry, a
+    # program given the file that writes nothing) and nothing else
+    may = {name for name, _, writes in ACTIONS if writes == "may"}
+    assert {c.action for c, *_ in cried} <= may, sorted(
+        {(c.launcher.name, c.action, c.place) for c, *_ in cried})
+
+
+def test_the_harness_catches_a_stale_read(tmp_path, monkeypatch):
+    """Read the file from disk as before this rule (no writers): the oracle says wrong."""
+    from preflight.launch.shell import Files
+
+    monkeypatch.setattr(Files, "__getitem__", lambda self, path: self.written[path])
+    case = next(c for c in cases() if c.launcher.name == "accelerate"
+                and c.action == "python-out" and c.place == "before")
+    workdir = tmp_path / "c"
+    workdir.mkdir()
+    env = setup(case, workdir)
+    shims = make_shims(tmp_path / "shims")
+    stated, _ = preflight_count(case, workdir, env, shims)
+    assert (stated, truth(workdir, env, shims)) == (OLD, NEW)
+
+
+# -- end to end: the CLI, before and after ------------------------------------------------
+
+REPLAY = Path(__file__).parent.parent / "fixtures" / "nvml" / "a800x4-healthy.json"
+
+
+def _cli(tmp_path: Path, script: str) -> dict[str, dict[str, object]]:
+    (tmp_path / "run.sh").write_text(script)
+    (tmp_path / "acc.yaml").write_text(content("acc.yaml", OLD))  # stale: 2 of 4 GPUs
+    (tmp_path / "train.py").write_text("")
+    (tmp_path / "gen_cfg.py").write_text("")
+    report = tmp_path / "report"
+    checks = [a for c in ("launch-gpus", "launch-ports", "launcher-args", "launch-inputs")
+              for a in ("--check", c)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "preflight", "--report-dir", str(report), "--launch-script",
+         "run.sh", "--nvml-replay", str(REPLAY), "--profile", "a800", *checks],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LC_ALL": "C"})
+    assert (report / "preflight-report.json").exists(), proc.stdout + proc.stderr
+    data = json.loads((report / "preflight-report.json").read_text())
+    return {c["id"]: c for c in data["checks"]}
+
+
+def test_cli_a_config_a_program_writes_first_is_unknown_not_read_stale(tmp_path):
+    launch = "accelerate launch --config_file acc.yaml train.py\n"
+    (tmp_path / "before").mkdir()
+    before = _cli(tmp_path / "before", "#!/bin/bash\n" + launch)
+    # without the writer: the file on disk is what accelerate reads (2 of 4 GPUs)
+    assert before["launch-gpus"]["evidence"]["layers"][0]["nproc_per_node"] == OLD
+    (tmp_path / "after").mkdir()
+    after = _cli(tmp_path / "after", "#!/bin/bash\npython gen_cfg.py --out acc.yaml "
+                                     "--gpus 4\n" + launch)
+    for check in ("launch-gpus", "launch-ports", "launcher-args", "launch-inputs"):
+        assert after[check]["severity"] == "unknown", (check, after[check]["summary"])
+        assert "python at run.sh:2" in str(after[check]["summary"]), after[check]["summary"]
+    layer = after["launch-gpus"]["evidence"]["layers"][0]
+    assert layer["nproc_from"] == "" and "num_processes" not in json.dumps(layer)
+
+
+def test_a_launchers_child_script_is_read_as_the_script_leaves_it(tmp_path):
+    """`torchrun --no-python bash inner.sh`: spec reads inner.sh itself (the shell
+    evaluator does not run it); what the script wrote there wins over the disk, and one a
+    program may write is a layer not read, which nested-launcher names."""
+    from preflight.judges.launch import _unknown_programs
+
+    (tmp_path / "inner.sh").write_text("torchrun --nproc_per_node 2 train.py\n")
+    launch = "torchrun --nproc_per_node 1 --no-python bash inner.sh\n"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    def load(script: str) -> spec.LaunchSpec:
+        (tmp_path / "run.sh").write_text(script)
+        return spec.load(str(tmp_path / "run.sh"), None, env, str(tmp_path))
+
+    disk = load(launch)
+    assert [x.nproc for x in disk.jobs[0].layers] == [1, 2]
+    written = load("cat > inner.sh <<EOF\ntorchrun --nproc_per_node 5 train.py\nEOF\n" + launch)
+    assert [x.nproc for x in written.jobs[-1].layers] == [1, 5]
+    maybe = load("python gen.py --out inner.sh\n" + launch)
+    inner = maybe.jobs[-1].layers[-1]
+    assert inner.kind == "other" and "python at run.sh:1" in inner.unread
+    assert _unknown_programs(maybe) == [f"cannot tell what torchrun at run.sh:2 starts: "
+                                        f"{inner.unread}"]
