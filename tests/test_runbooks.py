@@ -74,3 +74,70 @@ def test_readme_documents_every_profile_key():
     missing = sorted(f"{section}.{key}" for section, keys in SCHEMA.items() for key in keys
                      if f"`{key}`" not in readme)
     assert missing == []
+
+
+def fix_blocks() -> list[tuple[str, str]]:
+    """(check id, body) of every bash block under a runbook's `## Fix`: what triage prints
+    and what users paste."""
+    import re
+
+    out = []
+    for check in sorted(runbooks.all_ids()):
+        text = runbooks.path_for(check).read_text(encoding="utf-8")
+        section = re.search(r"^## Fix\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)
+        assert section, f"{check}: no ## Fix section"
+        out += [(check, body) for body in re.findall(r"```bash\n(.*?)```", section[1], re.S)]
+    return out
+
+
+def test_runbook_fixes_are_bash_without_placeholders():
+    """A fix is pasted: `<the matching profile>` is a bash syntax error (a redirect)."""
+    import re
+    import subprocess
+
+    for check, body in fix_blocks():
+        done = subprocess.run(["bash", "-n"], input=body, text=True, capture_output=True,
+                              timeout=30, check=False)
+        assert done.returncode == 0, f"{check}: {done.stderr}"
+        code = "\n".join(line.split(" #", 1)[0] for line in body.splitlines()
+                         if not line.lstrip().startswith("#"))
+        assert not re.search(r"<[a-z][^<>]*>", code), f"{check}: a <placeholder> in the fix"
+
+
+# nvidia-smi's `-d` display types (nvidia-smi --help, drivers 470-565: an unknown type is
+# rejected; there is no PCIE type: the link is read with --query-gpu=pcie.link.*).
+NVIDIA_SMI_DISPLAY = {"MEMORY", "UTILIZATION", "ECC", "TEMPERATURE", "POWER", "CLOCK",
+                      "COMPUTE", "PIDS", "PERFORMANCE", "SUPPORTED_CLOCKS", "PAGE_RETIREMENT",
+                      "ACCOUNTING", "ENCODER_STATS", "SUPPORTED_GPU_TARGET_TEMP", "VOLTAGE",
+                      "FBC_STATS", "ROW_REMAPPER", "RESET_STATUS", "GSP_FIRMWARE_VERSION"}
+
+
+def test_runbook_and_judge_fixes_use_real_nvidia_smi_display_types():
+    import re
+
+    texts = [(check, body) for check, body in fix_blocks()]
+    texts += [(str(p), p.read_text(encoding="utf-8"))
+              for p in (CHECK_DIR.parent / "judges").glob("*.py")]
+    for where, text in texts:
+        for types in re.findall(r"nvidia-smi[^\n\"]*?\s-d\s+([A-Z_,]+)", text):
+            # a judge's string may go on in the next literal: "-d ECC," "ROW_REMAPPER"
+            assert set(filter(None, types.split(","))) <= NVIDIA_SMI_DISPLAY, f"{where}: {types}"
+
+
+def test_runbook_fixes_use_torchruns_own_options():
+    """Every option a fix gives torchrun before the script is one torch 2.13's
+    torch.distributed.run.get_args_parser() has."""
+    import re
+    import shlex
+
+    import pytest
+
+    run = pytest.importorskip("torch.distributed.run")
+    known = {o for a in run.get_args_parser()._actions for o in a.option_strings}
+    for check, body in fix_blocks():
+        for line in body.replace("\\\n", " ").splitlines():
+            for tail in re.findall(r"\btorchrun\s+([^#\n]*)", line):
+                for word in shlex.split(tail):
+                    if not word.startswith("-"):
+                        break  # the script or module: the rest is its own argv
+                    assert word.split("=", 1)[0] in known, f"{check}: torchrun {word}"

@@ -296,18 +296,24 @@ def _nvlink_problems(gpu: Gpu, want: GpuWant) -> list[Problem]:
                     "hardware service; NCCL falls back to PCIe meanwhile")]
 
 
+# nvidia-smi -d has no PCIE display type (its --help lists MEMORY, UTILIZATION, ECC, ...,
+# ROW_REMAPPER, RESET_STATUS and rejects others): the link is read with --query-gpu.
+PCIE_QUERY = ("--query-gpu=pcie.link.gen.current,pcie.link.gen.max,pcie.link.width.current,"
+              "pcie.link.width.max --format=csv")
+
+
 def _pcie_problems(gpu: Gpu) -> list[Problem]:
     out = []
     pcie = gpu.pcie
     if pcie.width and pcie.max_width and pcie.width < pcie.max_width:
         out.append(Problem(f"PCIe link x{pcie.width} of x{pcie.max_width}",
-                           f"nvidia-smi -q -d PCIE -i {gpu.index}  # a narrow link is a "
+                           f"nvidia-smi -i {gpu.index} {PCIE_QUERY}  # a narrow link is a "
                            "seating/riser fault: reseat the GPU or service the node"))
     # An idle GPU drops its PCIe generation to save power: only a busy one is judged.
     idle = "gpu_idle" in (gpu.clock_events or ())
     if pcie.gen and pcie.max_gen and pcie.gen < pcie.max_gen and not idle:
         out.append(Problem(f"PCIe gen {pcie.gen} of {pcie.max_gen} under load",
-                           f"nvidia-smi -q -d PCIE -i {gpu.index}  # check BIOS PCIe speed "
+                           f"nvidia-smi -i {gpu.index} {PCIE_QUERY}  # check BIOS PCIe speed "
                            "settings and the riser"))
     return out
 

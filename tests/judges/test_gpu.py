@@ -134,6 +134,12 @@ RESET = "sudo nvidia-smi -r -i {}  # after every process on it has stopped"
 BUSY_CLOCKS = {"clock_events": ("sw_power_cap",), "clock_event_reasons": 4}
 
 
+# nvidia-smi's -d display types have no PCIE (its --help: MEMORY, UTILIZATION, ECC, ...,
+# ROW_REMAPPER, RESET_STATUS; an unknown one is rejected): the link is read with --query-gpu.
+PCIE_QUERY = ("--query-gpu=pcie.link.gen.current,pcie.link.gen.max,pcie.link.width.current,"
+              "pcie.link.width.max --format=csv")
+
+
 @pytest.mark.parametrize("snapshot, position, want, kind, text, fix", [
     (HEALTHY, 0, A800, "ok", "", "none needed"),
     (NO_NVML, None, CPU, "skipped", "profile cpu expects no GPU", ""),
@@ -154,9 +160,9 @@ BUSY_CLOCKS = {"clock_events": ("sw_power_cap",), "clock_event_reasons": 4}
      "the node needs service; sudo systemctl enable --now nvidia-persistenced"),
     (snap("a800x4-degraded"), 0, replace(A800, persistence_mode=False), "ok", "", ""),
     (snap("a800x4-degraded"), 1, A800, "blocker", "GPU 1: persistence mode off; PCIe link x8 "
-     "of x16", "nvidia-smi -q -d PCIE -i 1  # a narrow link"),
+     "of x16", f"nvidia-smi -i 1 {PCIE_QUERY}  # a narrow link"),
     (with_gpu(HEALTHY, 0, **BUSY_CLOCKS, pcie=nvml.Pcie(3, 4, 16, 16)), 0, A800, "blocker",
-     "GPU 0: PCIe gen 3 of 4 under load", "check BIOS PCIe speed settings"),
+     "GPU 0: PCIe gen 3 of 4 under load", f"nvidia-smi -i 0 {PCIE_QUERY}  # check BIOS PCIe"),
     (with_gpu(HEALTHY, 0, pcie=nvml.Pcie(1, 4, 16, 16)), 0, A800, "ok", "", ""),  # idle
 ], ids=["healthy", "cpu", "ecc", "remap-failed", "retired-pages", "nvlink-down",
         "nvlink-want-12", "nvlink-not-required", "thermal-and-persistence",
