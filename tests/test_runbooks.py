@@ -141,3 +141,43 @@ def test_runbook_fixes_use_torchruns_own_options():
                     if not word.startswith("-"):
                         break  # the script or module: the rest is its own argv
                     assert word.split("=", 1)[0] in known, f"{check}: torchrun {word}"
+
+
+README = CHECK_DIR.parent.parent / "README.md"
+
+
+def test_readme_report_fields_are_the_reports():
+    """The JSON example under "The report" has exactly the top-level and per-check fields
+    report.build writes; the ones the plugin adds (node, profile_note) and the cluster
+    report's are named in the README too. Fields are a contract: only ever added."""
+    import json
+    import re
+    import time
+
+    from preflight import report
+    from preflight.cluster import merge
+    from preflight.model import Finding
+
+    readme = README.read_text(encoding="utf-8")
+    example = json.loads(re.search(r"## The report\n.*?```json\n(.*?)```", readme, re.S)[1])
+    built = report.build([Finding("port-free", "x")], verdict="GO", profile="cpu", host="h",
+                         started="", duration_s=0.0, complete=True, version="0")
+    assert set(example) == set(built)
+    assert set(example["checks"][0]) == set(built["checks"][0])
+    assert set(example["stages"][0]) == set(built["stages"][0])
+    cluster = merge.build([], [], time.time(), "merge")
+    named = [k for k in (*cluster, "node", "profile_note") if f"`{k}`" not in readme]
+    assert named == []
+
+
+def test_readme_triage_example_is_what_triage_prints(capsys, monkeypatch):
+    import re
+
+    from preflight import triage
+
+    readme = README.read_text(encoding="utf-8")
+    command = "$ preflight triage --context 3 tests/logs/real/ranks-dataset\n"
+    shown = re.search(re.escape(command) + r"(.*?)```", readme, re.S)[1]
+    monkeypatch.chdir(README.parent)
+    assert triage.main(command.split()[3:]) == 1
+    assert capsys.readouterr().out == shown
