@@ -214,7 +214,14 @@ def check_table() -> list[tuple[str, str, str]]:
     return out
 
 
+HELP_FLAGS = ("-h", "--help")
+
+
 def list_main(args: list[str]) -> int:
+    if args and args[0] in HELP_FLAGS:
+        print("usage: preflight list\n\nevery check id, its stage (cluster: run by merge / "
+              "cluster; triage: named only by triage) and the pitfall it catches")
+        return 0
     if args:
         print(f"ERROR: preflight list takes no arguments (got {' '.join(args)})",
               file=sys.stderr)
@@ -230,6 +237,10 @@ def explain_main(args: list[str]) -> int:
     from preflight import runbooks
 
     known = sorted(runbooks.all_ids())
+    if args[:1] and args[0] in HELP_FLAGS:
+        print("usage: preflight explain ID\n\nprint the runbook of a check id "
+              "(runbooks/ID.md); `preflight list` shows the ids")
+        return 0
     if len(args) != 1:
         print(f"ERROR: preflight explain ID: give one check id (got {len(args)}; "
               "`preflight list` shows them)", file=sys.stderr)

@@ -196,6 +196,20 @@ def test_version_help_explain(capsys):
     assert err.startswith("ERROR: ") and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_every_command_answers_help(command, capsys):
+    """A first-time user types `preflight explain --help`: usage, exit 0, not an ERROR
+    about a check id named `--help`."""
+    for flag in ("-h", "--help"):
+        try:
+            code = cli.main([command, flag])
+        except SystemExit as exc:  # argparse's own --help exits 0 (info, merge, cluster)
+            code = exc.code
+        assert code == 0, flag
+        out = capsys.readouterr()
+        assert f"preflight {command}" in out.out and out.err == "", out
+
+
 @pytest.mark.parametrize("argv, says", [
     (["explain"], "preflight explain ID: give one check id"),
     (["explain", "port-free", "gpu-free"], "preflight explain ID: give one check id"),
