@@ -181,3 +181,23 @@ def test_readme_triage_example_is_what_triage_prints(capsys, monkeypatch):
     monkeypatch.chdir(README.parent)
     assert triage.main(command.split()[3:]) == 1
     assert capsys.readouterr().out == shown
+
+
+def test_readme_documents_every_option_of_every_command(capsys):
+    """What `preflight [COMMAND] --help` offers, the README explains (and --help-pytest's
+    pytest options are pytest's own)."""
+    import re
+
+    from preflight import cli
+
+    readme = README.read_text(encoding="utf-8")
+    missing = []
+    for argv in ([], *([c] for c in sorted(cli.COMMANDS))):
+        try:
+            cli.main([*argv, "--help"])
+        except SystemExit:  # argparse's --help
+            pass
+        for option in set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", capsys.readouterr().out)):
+            if f"`{option}" not in readme and f" {option}" not in readme:
+                missing.append(f"{' '.join(argv) or 'preflight'} {option}")
+    assert sorted(missing) == []
