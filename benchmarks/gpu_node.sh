@@ -25,9 +25,10 @@ case "${1:-}" in
 esac
 PY="${PYTHON:-python3}"
 WHEELS="${WHEELS:-$HERE/wheels}"
-# What the GPU node's python lacks (the issue lists it): preflight's two pure-Python
-# dependencies and hatchling, the build backend pip needs to install from the checkout.
-WHEEL_REQS=(python-dotenv bashlex "hatchling>=1.18")
+# What the GPU node's python lacks (the issue lists it): the dependencies of pyproject.toml
+# a torch node does not bring (pyahocorasick and pyyaml came after this list was written:
+# without their wheels `pip install --no-index` stops) and hatchling, the build backend.
+WHEEL_REQS=(python-dotenv bashlex pyahocorasick pyyaml pytest-timeout "hatchling>=1.18")
 
 if [ "$MODE" = fetch ]; then
   mkdir -p "$WHEELS"
