@@ -171,6 +171,7 @@ def test_readme_report_fields_are_the_reports():
 
 
 def test_readme_triage_example_is_what_triage_prints(capsys, monkeypatch):
+    import json
     import re
 
     from preflight import triage
@@ -181,6 +182,10 @@ def test_readme_triage_example_is_what_triage_prints(capsys, monkeypatch):
     monkeypatch.chdir(README.parent)
     assert triage.main(command.split()[3:]) == 1
     assert capsys.readouterr().out == shown
+    assert triage.main(["--json", *command.split()[5:]]) == 1
+    result = json.loads(capsys.readouterr().out)
+    fields = {*result, *result["causes"][0], *result["files"][0]}
+    assert sorted(k for k in fields if f'"{k}"' not in readme) == []
 
 
 def test_readme_documents_every_option_of_every_command(capsys):
