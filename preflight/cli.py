@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("preflight.info:main",
              "the GPUs and host limits the checks see (--json: an NVML snapshot for "
              "--nvml-replay)"),
-    "list": ("preflight.cli:list_main", "every check id with its stage and what it proves"),
+    "list": ("preflight.cli:list_main", "every check id, its stage and the pitfall it catches"),
     "explain": ("preflight.cli:explain_main", "print the runbook of a check id"),
     "triage": ("preflight.triage:main",
                "name the root cause of a failed run from its logs (PATH... or -; --json)"),
