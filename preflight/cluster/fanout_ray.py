@@ -123,15 +123,41 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
 
 
 def _reachable(address: str) -> None:
-    """An explicit HOST:PORT that refuses TCP is one ERROR line, before Ray retries it."""
+    """A HOST:PORT that refuses TCP is one ERROR line, before Ray retries it. "auto" is the
+    address Ray itself would pick (RAY_ADDRESS, else `<ray temp dir>/ray_current_cluster`,
+    the last `ray start` here: ray/_private/services.py get_ray_address_from_environment),
+    so a file left by a cluster that is gone fails at once, not after --connect-timeout."""
+    named = ""
+    if address == "auto":
+        resolved = _auto_address()
+        if resolved is None:
+            return  # Ray finds none, or no longer has this helper: ray.init says so
+        address, named = resolved, f" (the last `ray start` here: {resolved})"
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not port.isdigit() or not host:
-        return  # "auto", or a form Ray resolves itself
+        return  # a form Ray resolves itself
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_PROBE_S).close()
     except OSError as exc:
-        raise InputError(f"preflight cluster --ray {address}: cannot connect: "
-                         f"{exc.strerror or exc}") from None
+        shown = "auto" + named if named else address
+        raise InputError(f"preflight cluster --ray {shown}: cannot connect: "
+                         f"{exc.strerror or exc}"
+                         + ("; start the cluster, or name it: --ray HOST:PORT" if named
+                            else "")) from None
+
+
+def _auto_address() -> str | None:
+    """HOST:PORT of the cluster `ray.init(address="auto")` would join, read the way Ray
+    reads it; None when Ray finds none (its own error is clearer) or cannot be asked."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:
+        return None
+    try:
+        found = canonicalize_bootstrap_address("auto")
+    except Exception:  # ConnectionError: no cluster found; ValueError: a malformed file
+        return None
+    return found or None
 
 
 def _give_up(address: str, bound: float) -> None:
