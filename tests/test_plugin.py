@@ -105,11 +105,33 @@ def _bad(run, needle: str) -> None:
     ('HF_TOKEN="unterminated\n', ":1: cannot parse"),
     ("GOOD=1\nthis is not a line\n", ":2: cannot parse"),
     ("A=1\0\n", "NUL byte"),
+    ('GOOD=1\n"\n', ":2: cannot parse"),  # python-dotenv takes `"` for a key
+    ("GOOD=1\nhf_PastedTokenLine x\n", ":2: cannot parse"),
 ])
 def test_malformed_env_file(run_preflight, tmp_path, content, needle):
     env_file = tmp_path / "bad.env"
     env_file.write_text(content)
     _bad(run_preflight("--env-file", str(env_file)), needle)
+
+
+def test_env_file_errors_never_echo_the_line(run_preflight, tmp_path):
+    env_file = tmp_path / "bad.env"
+    env_file.write_text("GOOD=1\nhf_PastedTokenLine x\n")
+    run = run_preflight("--env-file", str(env_file))
+    assert run.returncode == 4 and "hf_PastedTokenLine" not in run.output
+
+
+def test_a_bare_key_line_sets_nothing(tmp_path):
+    """`FOO` without `=`: python-dotenv sets nothing for it (its value is None), so it is no
+    key the job must export; the check used to say `FOO` was not exported."""
+    from dotenv import dotenv_values
+
+    from preflight.probes import dotenv
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("A=1\nBARE\nB=\n")
+    assert dotenv.read(env_file).keys == ["A", "B"]
+    assert dotenv_values(env_file)["BARE"] is None  # the loader's own reading
 
 
 def test_missing_env_file(run_preflight, tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections import ChainMap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,11 @@ from dotenv.variables import parse_variables
 from preflight.errors import InputError
 
 MAX_BYTES = 4 * 2**20
+
+
+# A name a loader sets: shell names, plus the dots and dashes python-dotenv and docker's
+# --env-file also take.
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
 class EnvFileError(InputError):
@@ -50,8 +56,14 @@ def read(path: str | Path) -> EnvFile:
         if binding.error:
             line = binding.original.line
             raise EnvFileError(f"{path}:{line}: cannot parse this line as KEY=VALUE")
-        if binding.key is not None:
-            raw.append((binding.key, binding.value))
+        if binding.key is None:
+            continue
+        if not NAME.fullmatch(binding.key):  # `"` alone, `a b`: not a line bash or a loader
+            # reads as an assignment; the name itself is not echoed (it may be a pasted token)
+            raise EnvFileError(f"{path}:{binding.original.line}: cannot parse this line as "
+                               "KEY=VALUE (not a variable name)")
+        if binding.value is not None:  # a bare `KEY` line sets nothing: python-dotenv skips
+            raw.append((binding.key, binding.value))  # it (main.py set_as_environment_variables)
     values = _interpolate(raw)
     return EnvFile(str(path), {k: v if v is not None else "" for k, v in values.items()})
 

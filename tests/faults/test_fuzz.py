@@ -87,4 +87,4 @@ def test_env_interpolation_matches_python_dotenv(tmp_path_factory, pairs):
     except dotenv.EnvFileError:
         return
     theirs = dotenv_values(stream=io.StringIO(text), interpolate=True)
-    assert ours == {k: v if v is not None else "" for k, v in theirs.items()}
+    assert ours == {k: v for k, v in theirs.items() if v is not None}
