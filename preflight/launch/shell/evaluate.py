@@ -135,6 +135,7 @@ class Evaluator(Expander):
         # the files of the launchers (programs) started in the background (`&`) and not
         # yet waited for: what the script writes from then on races with what they read
         self._racing: list[Files] = []
+        self._bg_reading = 0  # how many files were being read where the `&` is
 
     # -- entry points
 
@@ -316,10 +317,13 @@ class Evaluator(Expander):
         the script, an `exit` or `set -e` ends only the subshell, and a file it writes
         may not be complete when the next command reads it."""
         fork = st.fork()
+        saved, self._bg_reading = self._bg_reading, len(self._reading)
         try:
             self._and_or(chain, fork, replace(ctx, background=True))
         except (_Exit, Stop):
             pass
+        finally:
+            self._bg_reading = saved
 
     def _and_or(self, parts: list[Node], st: State, ctx: Ctx) -> bool | None:
         status: bool | None = True
@@ -860,6 +864,9 @@ class Evaluator(Expander):
             # `accelerate launch ... &`: it reads its config while the script goes on;
             # a later write of that file (before a `wait`) races with that read
             files.started = f"{posixpath.basename(file)}:{line}"
+            # the scripts the background shell reads itself (`bash launch.sh &`): bash
+            # reads a script as it runs it, so a later write races with those too
+            files.read_in_background = tuple(self._reading[self._bg_reading:])
             self._racing.append(files)
         self.commands.append(Command(tuple(argv), env, file, line, st.cwd, ctx.conditional,
                                      targets, vanished, st.opaque,

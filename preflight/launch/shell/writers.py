@@ -546,7 +546,18 @@ class Files(Mapping[str, Written]):
         # what the script wrote or started after it, until a `wait` (the evaluator
         # adds them): the launcher reads its config while they run, a race
         self.started = ""
+        self.read_in_background: tuple[str, ...] = ()
         self.racing: tuple[Writer, ...] = ()
+
+    def race(self) -> str:
+        """Why the command is not known: it was read from a script a shell started in
+        the background reads (`bash launch.sh &`), which the script (or a program it
+        ran) may write while that shell reads it; ""."""
+        for path in self.read_in_background if self.racing else ():
+            found = self.get(posixpath.normpath(path))
+            if found is not None and "(a race)" in found.reason:
+                return f"{path} {found.reason}"
+        return ""
 
     def __getitem__(self, path: str) -> Written:
         for writer in reversed(self.racing):
