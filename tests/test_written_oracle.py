@@ -184,6 +184,12 @@ ACTIONS: list[tuple[str, str, str]] = [
     ("xargs-find", "find {D} -maxdepth 1 -name {B} | xargs -n1 python gen_cfg.py --out",
      "writes"),
     ("xargs-other", "echo other.yaml | xargs python gen_cfg.py --out", "no"),
+    ("xargs-find-other", "find . -name '*.pyc' | xargs rm -f", "no"),
+    ("find-read", "find . -name '*.yaml' > /dev/null", "no"),
+    ("find-delete", "find {D} -maxdepth 1 -name {B} -delete", "writes"),
+    ("while-read", "while read -r p; do python gen_cfg.py --out \"$p\"; done < paths.txt",
+     "writes"),
+    ("function-stdin", "gen() {{ python gen_cfg.py --stdin; }}\ngen < paths.txt", "writes"),
     ("stdin-file", "python gen_cfg.py --stdin < paths.txt", "writes"),
     ("stdin-file-other", "python gen_cfg.py --stdin < other-paths.txt", "no"),
     ("here-string", "python gen_cfg.py --stdin <<< {T}", "writes"),
@@ -203,9 +209,9 @@ ACTIONS: list[tuple[str, str, str]] = [
     ("unzip", "unzip -oq cfg.zip", "writes"),
     ("unzip-d-other", "unzip -oq cfg.zip -d ex", "no"),
     ("git-checkout", "git checkout -q -- {T}", "writes"),
-    ("git-stash-pop", "git stash pop -q", "writes"),
     ("git-status", "git status --short > /dev/null", "no"),
-    ("git-clone-other", "git clone -q . elsewhere", "no"),
+    # (no repository to clone here: what it is given decides, and it writes nothing)
+    ("git-clone-other", "git clone -q ./absent elsewhere 2> /dev/null", "no"),
     ("heredoc", "cat > {T} <<EOF\n{NEW}EOF", "writes"),
     ("accelerate-config", "accelerate config default", "may"),
     ("other-file", "python gen_cfg.py --out other.yaml", "no"),
@@ -281,16 +287,20 @@ def setup(case: Case, workdir: Path) -> dict[str, str]:
     t = workdir / case.launcher.target
     t.parent.mkdir(parents=True, exist_ok=True)
     t.write_text(content(t.name, OLD))
-    (workdir / "new").mkdir()
-    for name in ("acc.yaml", "default_config.yaml", "hostfile", "sft.yaml", "other.yaml",
-                 "env.sh", "launch.sh"):
-        (workdir / "new" / name).write_text(content(name, NEW))
+    shared = workdir.parent / "new-files"  # what a writer writes: one copy for all
+    if not shared.exists():
+        shared.mkdir()
+        for name in ("acc.yaml", "default_config.yaml", "hostfile", "sft.yaml",
+                     "other.yaml", "env.sh", "launch.sh"):
+            (shared / name).write_text(content(name, NEW))
+    (workdir / "new").symlink_to(shared)
     (workdir / "train.py").write_text("")
-    (workdir / "gen_cfg.py").write_text("")
-    (workdir / "prep.sh").write_text(case.prep)
     (workdir / "run.sh").write_text(case.script)
-    (workdir / "paths.txt").write_text(case.launcher.target + "\n")
-    (workdir / "other-paths.txt").write_text("other.yaml\n")
+    if case.action == "sourced":
+        (workdir / "prep.sh").write_text(case.prep)
+    if "paths.txt" in case.script:
+        (workdir / "paths.txt").write_text(case.launcher.target + "\n")
+        (workdir / "other-paths.txt").write_text("other.yaml\n")
     rel = case.launcher.target
     if case.action.startswith("tar"):
         with tarfile.open(workdir / "cfg.tgz", "w:gz") as tar:
@@ -298,24 +308,26 @@ def setup(case: Case, workdir: Path) -> dict[str, str]:
     if case.action.startswith("unzip"):
         with zipfile.ZipFile(workdir / "cfg.zip", "w") as z:
             z.write(workdir / "new" / t.name, arcname=rel)
-    if case.action.startswith("git"):
-        _git_repo(workdir, rel, t, stash=case.action == "git-stash-pop")
+    if case.action == "git-checkout":
+        # a repository made once per target, copied (git is slow to set up)
+        template = workdir.parent / f"git-{rel.replace('/', '_')}"
+        if not template.exists():
+            template.mkdir()
+            (template / rel).parent.mkdir(parents=True, exist_ok=True)
+            _git_repo(template, rel, t.name)
+        shutil.copytree(template / ".git", workdir / ".git")
     return {"HOME": str(workdir), "HF_HOME": str(workdir / "hf"), "LC_ALL": "C",
             "NEWDIR": str(workdir / "new"), "GEN_NAME": t.name}
 
 
-def _git_repo(workdir: Path, rel: str, target: Path, stash: bool) -> None:
-    """A repository at workdir: git checkout brings back the NEW it commits over an OLD
-    in the work tree; git stash pop brings back a NEW it stashed."""
+def _git_repo(workdir: Path, rel: str, name: str) -> None:
+    """A repository at workdir whose work tree holds OLD at rel: git checkout brings back
+    the NEW it commits."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir), "GIT_AUTHOR_NAME": "t",
            "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
            "GIT_CONFIG_NOSYSTEM": "1"}
-    new = (workdir / "new" / target.name).read_text()
-    if not stash:
-        target.write_text(new)
-    script = (f"git init -q . && git add {rel} && git commit -qm c && " + (
-        f"printf %s '{new}' > {rel} && git stash -q" if stash else
-        f"printf %s '{content(target.name, OLD)}' > {rel}"))
+    (workdir / rel).write_text(content(name, NEW))
+    script = f"git init -q --template= . && git add {rel} && git commit -qm c"
     subprocess.run(["sh", "-c", script], cwd=workdir, env=env, check=True, timeout=20,
                    stdout=subprocess.DEVNULL)
 
@@ -327,7 +339,8 @@ def truth(workdir: Path, env: dict[str, str], shims: Path) -> int | None:
                    env={**env, "PATH": f"{shims}:/usr/bin:/bin", "ORACLE_LOG": str(log)},
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    records = [r for r in log.read_text().split("\036") if r.startswith("LAUNCH")]
+    text = log.read_text() if log.exists() else ""  # no launcher ran (its script removed)
+    records = [r for r in text.split("\036") if r.startswith("LAUNCH")]
     found = COUNT.search(records[-1]) if records else None
     return int(found.group(1)) if found else None
 
@@ -372,7 +385,7 @@ def test_preflight_states_what_the_launcher_reads_or_says_unknown(capsys):
     changed = [r for r in results if r[2] != OLD]
     writes = {name: w for name, _, w in ACTIONS}
     # a write racing a launcher in the background is unknown whichever won this run
-    raced = [r for r in results if r[0].place == "race" and writes[r[0].action] != "no"
+    raced = [r for r in results if r[0].place == "race" and writes[r[0].action] == "writes"
              and r[0].launcher.name not in RACE_FREE]
     unchanged = [r for r in results if r[2] == OLD and r not in raced]
     cried = [r for r in unchanged if r[1] is None]

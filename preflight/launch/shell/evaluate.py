@@ -392,6 +392,11 @@ class Evaluator(Expander):
         subshell = any(p.kind == "reservedword" and p.word == "(" for p in node.list)
         target = st.fork() if subshell else st
         status = None
+        # `while read p; do gen --out "$p"; done < paths.txt`: what the body reads
+        redirects = getattr(node, "redirects", []) or []
+        saved = self._pipe_in
+        if any(r.type in ("<", "<<", "<<-", "<<<") for r in redirects):
+            self._pipe_in = self._given_stdin(redirects, self._stdin(redirects, st), st)
         try:
             for part in inner:
                 status = self._statement(part, target, ctx)
@@ -399,6 +404,8 @@ class Evaluator(Expander):
             if not subshell:
                 raise
             return stop.status == "0"
+        finally:
+            self._pipe_in = saved
         for redirect in getattr(node, "redirects", []) or []:
             self._redirect_word(redirect, target)
         return status
@@ -838,7 +845,12 @@ class Evaluator(Expander):
         if fn is not None and isinstance(fn[0], conda.Hook):
             return self._conda_call(fn[0], args, prefix, targets, st, ctx, file, line)
         if name in st.functions:
-            return self._call(name, args, st, ctx, file, line)
+            # `gen < paths.txt`: the programs of its body read what it reads
+            saved, self._pipe_in = self._pipe_in, self._given or self._pipe_in
+            try:
+                return self._call(name, args, st, ctx, file, line)
+            finally:
+                self._pipe_in = saved
         return NOT_MINE
 
     def _run_program(self, argv: list[Word], name: str, args: list[Word],

@@ -82,10 +82,9 @@ def mask(text: str) -> tuple[str, Bodies]:
         elif c == "\n" and pending and not quote:
             i = _bodies(text, i + 1, pending, out, bodies)
             continue
-        elif c == "<" and not quote and text.startswith("<<<", i):
-            i += 2  # a here-string: its `<<` is not a here-document's operator
         elif c == "<" and not quote and text.startswith("<<", i):
-            i = _heredoc_op(text, i, out, pending)
+            # a here-string's `<<<` (its `<<` is not a here-document's operator)
+            i = i + 2 if text.startswith("<<<", i) else _heredoc_op(text, i, out, pending)
         elif c == "$" and text[i + 1:i + 2] == "'" and not quote:
             # $'...' read as '...' by the parser (the evaluator reads the text itself):
             # bashlex 0.18 loops forever on some $'...' words (`$'${A['`)

@@ -15,8 +15,16 @@ program writes is not known, so the file is not known from there on.
 - an argument with unknown parts (`"$OUT/acc.yaml"`) counts where its known parts match;
   one with no known part that looks like a path (`$MODEL_ID`) does not: it would make
   every file unknown;
-- code the program is given as text (`python -c '...'`, `perl -e`, a here-document fed to
-  `python -`) that names the file's basename;
+- code or text the program is given (`python -c '...'`, `perl -e`, a here-document fed
+  to `python -`, a here-string, `< paths.txt`, a pipe from `echo`/`printf`/`cat FILE`)
+  that names the file's basename; `xargs` is given the words it reads (when they are not
+  known: under what the command before it in the pipe was given, else the working
+  directory); a program reading a pipe or file whose text is not known: not followed;
+- a value attached to a short option (`-oacc.yaml`, `wget -Oacc.yaml`);
+- programs that write files they are not given (SPECIAL): what they write into, `.`
+  when no directory is given (`tar x [-C DIR]`, `unzip [-d DIR]`, `7z x [-oDIR]`, `git
+  clone URL [DIR]`, `git pull/checkout/stash ...`: the repository's top level, `wget
+  URL`, `curl -O`), and for tar/7z creating, only the archive;
 - not: programs that only read the files they name (READ_ONLY), the ones whose writes the
   evaluator models itself (`cat`/`tee` with redirects, `cp`/`mv`/`rm`/`sed -i`: see
   evaluate._changed_files), the script argument of an interpreter (`python gen.py`), and
@@ -25,7 +33,9 @@ program writes is not known, so the file is not known from there on.
 - `bash x.sh ARGS` / `bash -c '...'` that the evaluator reads itself are judged by the
   commands inside them (the evaluator skips this rule for those).
 A program that starts after the launcher, or on a branch the evaluator decided is not
-taken, never reaches this rule: the evaluator records writers as it goes.
+taken, never reaches this rule: the evaluator records writers as it goes. One that starts
+after a launcher started in the background (`&`), before a `wait`, races with it: it
+reaches that launcher's Files.racing.
 """
 
 from __future__ import annotations
@@ -430,10 +440,40 @@ def _xargs(argv: Sequence[Word], stdin: Stdin | None, cwd: str | None) -> list[C
         name = posixpath.basename(command[0].text) if command[0].known else ""
         if name in READ_ONLY or replace is not None and inner:
             return inner  # `-I{} ... cfgs/{}`: under cfgs/
-        hints = [c for w in (stdin.producer if stdin is not None else ())[1:]
-                 if not w.text.startswith("-") and (c := _claim(w)) and not c.code]
+        producer = stdin.producer if stdin is not None else ()
+        hints = _found(producer) if producer and producer[0].text == "find" else [
+            c for w in producer[1:]
+            if not w.text.startswith("-") and (c := _claim(w)) and not c.code]
         return inner + (hints or [Claim(".", "its working directory")])
     return claims(_fill(command, replace, words), None, cwd, modelled=False)
+
+
+def _found(argv: Sequence[Word]) -> list[Claim]:
+    """What `find DIR... EXPR` prints: paths under each DIR (`.` when none); with `-name
+    PATTERN` alone (findutils: the basename matches), only those: `find . -name '*.pyc'
+    | xargs rm` leaves acc.yaml known."""
+    dirs: list[Word] = []
+    for w in argv[1:]:
+        if w.text.startswith(("-", "(", "!")):
+            break
+        dirs.append(w)
+    rest = [w.text for w in argv[1 + len(dirs):]]
+    names = [rest[i + 1] for i, t in enumerate(rest[:-1]) if t == "-name"]
+    narrow = bool(names) and all(w.known for w in argv) and not (
+        set(rest) & {"-o", "-or", "-iname", "-path", "-regex", "-exec", "-execdir", ","})
+    out: list[Claim] = []
+    for d in dirs or [Word(".", ".")]:
+        c = _claim(d)
+        if c is None or c.code:
+            continue
+        if not narrow or c.glob:
+            out.append(c)
+            continue
+        base = posixpath.normpath(c.text)
+        escaped = re.sub(r"([*?\[])", r"[\1]", base)
+        out += [Claim(("*" if base == "." else escaped + "/*") + n, f"{d.text} -name {n}",
+                      glob=True) for n in names]
+    return out
 
 
 def _fill(command: Sequence[Word], replace: str | None, words: Sequence[Word]) -> list[Word]:
@@ -450,9 +490,22 @@ def _fill(command: Sequence[Word], replace: str | None, words: Sequence[Word]) -
     return out
 
 
+def _find(argv: Sequence[Word], cwd: str | None) -> list[Claim] | None:
+    """find(1) prints what it finds: it writes only with `-delete` (what it finds),
+    `-fprint FILE` / `-fprintf FILE` / `-fls FILE`, or a command it runs (`-exec`: the
+    rule above, on all its words)."""
+    texts = [w.text for w in argv]
+    if set(texts) & {"-exec", "-execdir", "-ok", "-okdir"}:
+        return None
+    out = [c for i, t in enumerate(texts[:-1]) if t in ("-fprint", "-fprintf", "-fprint0",
+                                                         "-fls")
+           and (c := _claim(argv[i + 1]))]
+    return out + _found(argv) if "-delete" in texts else out
+
+
 SPECIAL = {
     **dict.fromkeys(COPIERS, _copier), "tar": _tar, "unzip": _unzip, "7z": _7z,
-    "7za": _7z, "7zr": _7z, "git": _git, "wget": _fetcher, "curl": _fetcher,
+    "7za": _7z, "7zr": _7z, "git": _git, "wget": _fetcher, "curl": _fetcher, "find": _find,
 }
 
 
