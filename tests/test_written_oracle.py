@@ -215,6 +215,7 @@ ACTIONS: list[tuple[str, str, str]] = [
     ("heredoc", "cat > {T} <<EOF\n{NEW}EOF", "writes"),
     ("accelerate-config", "accelerate config default", "may"),
     ("other-file", "python gen_cfg.py --out other.yaml", "no"),
+    ("python-train", "python train.py --lr 1e-4 -O2", "no"),
     ("other-dir", "mkdir -p elsewhere\npython gen_cfg.py --out_dir elsewhere", "no"),
     ("python-c-other", "python -c \"print(1)\"", "no"),
     ("launch-before", "{LAUNCH}", "no"),
@@ -427,6 +428,47 @@ def test_preflight_states_what_the_launcher_reads_or_says_unknown(capsys):
         {(c.launcher.name, c.action, c.place) for c, *_ in cried if c.action not in may})
 
 
+# Programs not on this box (7z) or not run here (a clone from a network, a pull), and a
+# file they may write (None: they write nothing a launcher reads), per their manuals
+# (7-Zip -o, git-clone(1) <directory>, unzip -d / -l, tar -C / t, wget, curl -O).
+WRITES = [  # (line, a file it may write, a file it does not)
+    ("7z x cfg.7z", "sub/acc.yaml", None), ("7z x cfg.7z -ocfg", "cfg/acc.yaml", "acc.yaml"),
+    ("7z l cfg.7z", None, "acc.yaml"), ("7z a out.7z cfg", "out.7z", "cfg/acc.yaml"),
+    ("unzip -l x.zip", None, "acc.yaml"), ("unzip x.zip -d cfg", "cfg/acc.yaml", "acc.yaml"),
+    ("git clone https://h/org/cfg.git", "cfg/acc.yaml", "acc.yaml"),
+    ("git clone -b main https://h/org/r cfg", "cfg/acc.yaml", "r/acc.yaml"),
+    ("git -C sub pull", "acc.yaml", None), ("git log -1", None, "acc.yaml"),
+    ("git --work-tree=cfg checkout .", "cfg/acc.yaml", "acc.yaml"),
+    ("tar tzf x.tgz", None, "acc.yaml"), ("tar -C cfg -xzf x.tgz", "cfg/acc.yaml", "acc.yaml"),
+    ("tar czf out.tgz cfg", "out.tgz", "cfg/acc.yaml"),
+    ("wget -q https://h/a/acc.yaml?x=1", "acc.yaml", "cfg/acc.yaml"),
+    ("curl -sSLO https://h/acc.yaml", "acc.yaml", "cfg/acc.yaml"),
+    ("huggingface-cli download org/m --local-dir cfg", "cfg/acc.yaml", "acc.yaml"),
+    ("rsync -a src/ cfg/", "cfg/acc.yaml", "src/acc.yaml"), ("scp h:acc.yaml .", "acc.yaml",
+                                                              None),
+    ("cp -t cfg a.yaml", "cfg/acc.yaml", "a.yaml"), ("find . -name '*.pyc'", None, "acc.yaml"),
+    ("find cfg -name '*.yaml' -delete", "cfg/acc.yaml", "acc.yaml"),
+]
+
+
+@pytest.mark.parametrize(("line", "written", "kept"), WRITES)
+def test_programs_that_write_what_they_are_not_given(tmp_path, line, written, kept):
+    import shlex
+
+    from preflight.launch.shell import writers
+    from preflight.launch.shell.model import Word
+
+    (tmp_path / ".git").mkdir()  # the repository `git -C sub pull` works in: its top
+    (tmp_path / "sub").mkdir()
+    argv = [Word(t, t) for t in shlex.split(line)]
+    found = [writers.Writer(c, str(tmp_path), argv[0].text, "run.sh:1")
+             for c in writers.claims(argv, None, str(tmp_path))]
+    if written is not None:
+        assert any(w.covers(str(tmp_path / written)) for w in found), (line, found)
+    if kept is not None:
+        assert not any(w.covers(str(tmp_path / kept)) for w in found), (line, found)
+
+
 def test_the_harness_catches_a_stale_read(tmp_path, monkeypatch):
     """Read the file from disk as before this rule (no writers): the oracle says wrong."""
     from preflight.launch.shell import Files
@@ -504,3 +546,23 @@ def test_a_launchers_child_script_is_read_as_the_script_leaves_it(tmp_path):
     assert inner.kind == "other" and "python at run.sh:1" in inner.unread
     assert _unknown_programs(maybe) == [f"cannot tell what torchrun at run.sh:2 starts: "
                                         f"{inner.unread}"]
+
+
+def test_a_write_racing_a_background_launcher_is_named_and_wait_ends_the_race(tmp_path):
+    (tmp_path / "acc.yaml").write_text(content("acc.yaml", OLD))
+    (tmp_path / "train.py").write_text("")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    launch = "accelerate launch --config_file acc.yaml train.py &\n"
+
+    def layer(script: str) -> spec.Layer:
+        (tmp_path / "run.sh").write_text(script)
+        got = spec.load(str(tmp_path / "run.sh"), None, env, str(tmp_path))
+        return next(j for j in got.jobs if j.command.program == "accelerate").distributed[0]
+
+    raced = layer(launch + "python gen_cfg.py --out acc.yaml\nwait\n")
+    assert raced.nproc is None and "python at run.sh:2" in raced.unread
+    assert "started at run.sh:1 in the background (`&`)" in raced.unread
+    assert layer(launch + "wait\npython gen_cfg.py --out acc.yaml\n").nproc == OLD
+    # `wait $!` waits for one job: the launcher may still be reading
+    assert layer(launch + "python gen.py &\nwait $!\ncat > acc.yaml <<EOF\nx: 1\nEOF\n"
+                 ).nproc is None
