@@ -205,8 +205,10 @@ def claims(argv: Sequence[Word], stdin: Stdin | None = None,
 
 def _copier(argv: Sequence[Word], cwd: str | None) -> list[Claim] | None:
     """cp/mv/ln/install/rsync/scp write their last path, or the directory of `-t DIR` /
-    `--target-directory=DIR` (coreutils cp(1)): their sources are only read."""
-    for i, w in enumerate(argv[1:], 1):
+    `--target-directory=DIR` (coreutils cp(1), mv, ln, install; rsync's `-t` keeps
+    times): their sources are only read."""
+    coreutils = posixpath.basename(argv[0].text) in ("cp", "mv", "ln", "install")
+    for i, w in enumerate(argv[1:] if coreutils else (), 1):
         if w.text in ("-t", "--target-directory") and i + 1 < len(argv):
             return [c] if (c := _claim(argv[i + 1])) else []
         if w.text.startswith(("--target-directory=", "-t")) and len(w.text) > 2:
@@ -222,9 +224,9 @@ def _option(argv: Sequence[Word], short: str, long: str) -> list[Word]:
     out: list[Word] = []
     for i, w in enumerate(argv[1:], 1):
         t = w.text
-        if t in (short, long) and i + 1 < len(argv):
+        if t and t in (short, long) and i + 1 < len(argv):
             out.append(argv[i + 1])
-        elif t.startswith(long + "="):
+        elif long and t.startswith(long + "="):
             out.append(Word(t.split("=", 1)[1], w.source, w.known, w.reason))
         elif short and t.startswith(short) and len(t) > 2 and not t.startswith("--"):
             out.append(Word(t[2:], w.source, w.known, w.reason))
@@ -312,7 +314,9 @@ def _git(argv: Sequence[Word], cwd: str | None) -> list[Claim] | None:
     while i < len(argv) and argv[i].text.startswith("-"):
         t = argv[i].text
         if t in GIT_VALUED and i + 1 < len(argv):
-            if t == "-C":
+            if t == "-C" and not argv[i + 1].known:  # `git -C "$REPO" pull`
+                tree = argv[i + 1]  # (its top level is not known: the directory)
+            elif t == "-C":
                 where = posixpath.join(where, argv[i + 1].text)
             elif t == "--work-tree":
                 tree = argv[i + 1]
@@ -326,7 +330,8 @@ def _git(argv: Sequence[Word], cwd: str | None) -> list[Claim] | None:
                                 and argv[i + 1].text in ("list", "show")):
         return []
     if command == "clone":
-        return _clone(argv[i + 1:], where)
+        return _clone(argv[i + 1:], where) if tree is None else [
+            c for c in [_claim(tree)] if c]
     if command not in GIT_WORKTREE:
         return None
     if tree is not None:
