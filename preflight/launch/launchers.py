@@ -563,7 +563,9 @@ def job_file(path: str, files: Mapping[str, Written], errors: str = "strict") ->
     written = files.get(path)
     if written is not None:
         if written.by:
-            return JobFile(path, unknown=f"{path} may be written by {written.by} first: "
+            # a race (writers.Files.racing) says when itself; a writer before: "first"
+            first = "" if written.by.endswith("(a race)") else " first"
+            return JobFile(path, unknown=f"{path} may be written by {written.by}{first}: "
                                          "what the launcher reads is not known",
                                          written=written.where)
         if written.text is None:

@@ -373,6 +373,13 @@ def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> Launch
         # the script wrote there before (`cat > cfg.yaml <<EOF`), else the file on disk
         # (Command.files, launchers.job_file)
         layers = chain(list(cmd.argv), Environment(cmd.env, cmd.opaque), cmd, depth=0)
+        race = cmd.files.race() if isinstance(cmd.files, shell.Files) else ""
+        if race:
+            # `bash launch.sh &`, then a write of launch.sh: bash reads the script as it
+            # runs it, so what this command is is not known (writers.Files.racing)
+            layers = [replace(x, nproc=None, nproc_text="", nnodes=None, port=None,
+                              port_text="", master_addr="", error="",
+                              unread=race) for x in layers]
         programs.update(posixpath.basename(layer.launcher.split()[0])
                         for layer in layers if not layer.implicit and layer.launcher.strip())
         if layers and layers[0].kind != "other":

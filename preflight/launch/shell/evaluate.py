@@ -127,6 +127,15 @@ class Evaluator(Expander):
         # launcher, `source` or a child script reads through them is not known
         self.writers: tuple[Writer, ...] = ()
         self._feed: Word | None = None  # the here-document the command being run reads
+        # what the command being run reads on its input (writers.Stdin), and what the
+        # pipe before it printed (None: not in a pipe)
+        self._given: writers.Stdin | None = None
+        self._pipe_in: writers.Stdin | None = None
+        self._last_argv: list[Word] | None = None  # the last simple command's argv
+        # the files of the launchers (programs) started in the background (`&`) and not
+        # yet waited for: what the script writes from then on races with what they read
+        self._racing: list[Files] = []
+        self._bg_reading = 0  # how many files were being read where the `&` is
 
     # -- entry points
 
@@ -308,10 +317,13 @@ class Evaluator(Expander):
         the script, an `exit` or `set -e` ends only the subshell, and a file it writes
         may not be complete when the next command reads it."""
         fork = st.fork()
+        saved, self._bg_reading = self._bg_reading, len(self._reading)
         try:
             self._and_or(chain, fork, replace(ctx, background=True))
         except (_Exit, Stop):
             pass
+        finally:
+            self._bg_reading = saved
 
     def _and_or(self, parts: list[Node], st: State, ctx: Ctx) -> bool | None:
         status: bool | None = True
@@ -360,9 +372,17 @@ class Evaluator(Expander):
         commands = [p for p in node.parts if p.kind not in ("pipe", "reservedword")]
         negate = any(p.kind == "reservedword" and p.word == "!" for p in node.parts)
         status = None
-        for cmd in commands:
+        saved = self._pipe_in
+        for k, cmd in enumerate(commands):
+            self._last_argv = None
             # every element of a multi-command pipeline runs in a subshell
-            status = self._node(cmd, st.fork() if len(commands) > 1 else st, ctx)
+            try:
+                status = self._node(cmd, st.fork() if len(commands) > 1 else st, ctx)
+            finally:
+                self._pipe_in = saved
+            if k + 1 < len(commands):
+                self._pipe_in = self._printed(cmd, st)
+        self._pipe_in = saved
         if len(commands) > 1:
             status = None
         return (not status if status is not None else None) if negate else status
@@ -372,6 +392,11 @@ class Evaluator(Expander):
         subshell = any(p.kind == "reservedword" and p.word == "(" for p in node.list)
         target = st.fork() if subshell else st
         status = None
+        # `while read p; do gen --out "$p"; done < paths.txt`: what the body reads
+        redirects = getattr(node, "redirects", []) or []
+        saved = self._pipe_in
+        if any(r.type in ("<", "<<", "<<-", "<<<") for r in redirects):
+            self._pipe_in = self._given_stdin(redirects, self._stdin(redirects, st), st)
         try:
             for part in inner:
                 status = self._statement(part, target, ctx)
@@ -379,6 +404,8 @@ class Evaluator(Expander):
             if not subshell:
                 raise
             return stop.status == "0"
+        finally:
+            self._pipe_in = saved
         for redirect in getattr(node, "redirects", []) or []:
             self._redirect_word(redirect, target)
         return status
@@ -658,6 +685,7 @@ class Evaluator(Expander):
         for i, w in enumerate(words):
             assignment = declaring and i > 0 and "=" in w.word
             argv.extend(self._expand(w, st, split=not assignment, braces=True))
+        self._last_argv = argv
         targets = self._redirections(argv, redirects, st, ctx, file, line)
         if targets is None:
             return False
@@ -683,6 +711,8 @@ class Evaluator(Expander):
              ) -> bool | None:
         name = argv[0].text if argv[0].known else ""
         args = argv[1:]
+        if name == "wait" and not args:
+            self._racing = []  # every job started with `&` has ended
         if not argv[0].known:
             self._unknown(file, line, argv[0].source, f"the program is not known: "
                                                        f"{argv[0].reason}")
@@ -815,7 +845,12 @@ class Evaluator(Expander):
         if fn is not None and isinstance(fn[0], conda.Hook):
             return self._conda_call(fn[0], args, prefix, targets, st, ctx, file, line)
         if name in st.functions:
-            return self._call(name, args, st, ctx, file, line)
+            # `gen < paths.txt`: the programs of its body read what it reads
+            saved, self._pipe_in = self._pipe_in, self._given or self._pipe_in
+            try:
+                return self._call(name, args, st, ctx, file, line)
+            finally:
+                self._pipe_in = saved
         return NOT_MINE
 
     def _run_program(self, argv: list[Word], name: str, args: list[Word],
@@ -836,10 +871,19 @@ class Evaluator(Expander):
         if len(self.commands) >= MAX_COMMANDS:
             raise TooComplex(f"more than {MAX_COMMANDS} programs started (recursion or loops "
                              "of functions); not a launch script preflight can read")
+        files = Files(self.written, self.writers)
+        if ctx.background:
+            # `accelerate launch ... &`: it reads its config while the script goes on;
+            # a later write of that file (before a `wait`) races with that read
+            files.started = f"{posixpath.basename(file)}:{line}"
+            # the scripts the background shell reads itself (`bash launch.sh &`): bash
+            # reads a script as it runs it, so a later write races with those too
+            files.read_in_background = tuple(self._reading[self._bg_reading:])
+            self._racing.append(files)
         self.commands.append(Command(tuple(argv), env, file, line, st.cwd, ctx.conditional,
                                      targets, vanished, st.opaque,
                                      writes=getattr(self, "redirect_writes", ()),
-                                     files=Files(self.written, self.writers)))
+                                     files=files))
         self._files_effect(name, args, st)
         inline = self._shell_string(name, args)
         if inline is not None:
@@ -863,7 +907,7 @@ class Evaluator(Expander):
         script made before to one of them is not known any more."""
         program = posixpath.basename(argv[0].text) if argv and argv[0].known else ""
         found = [writers.Writer(c, st.cwd, program, where)
-                 for c in writers.claims(argv, self._feed)]
+                 for c in writers.claims(argv, self._given, st.cwd)]
         default = writers.accelerate_default_write(argv, st.vars)
         if default:
             found.append(writers.Writer(writers.Claim(default, "its default config"),
@@ -871,6 +915,8 @@ class Evaluator(Expander):
         if not found:
             return
         self.writers = (*self.writers, *found)
+        for files in self._racing:
+            files.racing = (*files.racing, *found)
         covered = {path: w.written() for path in self.written for w in found if w.covers(path)}
         if covered:
             self.written = {**self.written, **covered}
@@ -916,6 +962,7 @@ class Evaluator(Expander):
         each FILE alike), appended for `>>` / `tee -a`; anything else written is not
         known. A write on a branch that may not run leaves the file not known."""
         feed = self._feed = self._stdin(redirects, st)
+        self._given = self._given_stdin(redirects, feed, st)
         tee = _tee_files(argv)
         copies = feed is not None and (tee[1] if tee is not None else _cat_of_stdin(argv)) \
             and argv[0].text not in st.functions
@@ -948,6 +995,62 @@ class Evaluator(Expander):
             return None
         return self._heredoc(inputs[0], st)
 
+    def _given_stdin(self, redirects: list[Node], feed: Word | None, st: State
+                     ) -> writers.Stdin | None:
+        """What the command reads on its input (writers.Stdin): its last input redirect
+        (a here-document, a here-string, a file), else what the pipe before it printed;
+        None when the script gives it none (the terminal, or what the script itself
+        reads)."""
+        inputs = [r for r in redirects if r.type in ("<", "<<", "<<-", "<<<", "<>", "<&")
+                  and r.input in (None, 0)]
+        if not inputs:
+            return self._pipe_in
+        last = inputs[-1]
+        if last.type in ("<<", "<<-"):
+            return writers.Stdin(feed.text if feed is not None else None, "its here-document")
+        target = getattr(last, "output", None)
+        words = self._expand(target, st, split=False) if target is not None and \
+            getattr(target, "kind", "") == "word" else []
+        word = words[0] if words else None
+        if word is None or not word.known or last.type not in ("<", "<<<"):
+            return writers.Stdin(None, "its input")
+        if last.type == "<<<":
+            return writers.Stdin(word.text + "\n", f"<<< {word.text}")
+        return writers.Stdin(self._read_text(word.text, st), f"< {word.text}")
+
+    def _read_text(self, path: str, st: State) -> str | None:
+        """What a file holds as the script reads it now: what the script wrote there
+        (None when that is not known), else the file on disk (None when unreadable)."""
+        full = self._resolve(path, st)
+        if full is None:
+            return None
+        if full == "/dev/null":
+            return ""
+        written = self._file(full)
+        if written is not None:
+            return written.text
+        try:
+            with open(full, encoding="utf-8", errors="replace") as f:
+                return f.read(1 << 20)
+        except OSError:
+            return None
+
+    def _printed(self, node: Node, st: State) -> writers.Stdin:
+        """What a pipe's element printed, when it is a simple `echo`, `printf` or `cat`
+        of files whose words are known; else not known, with the argv of the command
+        (`find cfgs ...`: xargs after it is given paths under cfgs)."""
+        argv = self._last_argv if node.kind == "command" else None
+        if not argv or not argv[0].known or argv[0].text in st.functions:
+            return writers.Stdin(None, "the output of the command before it")
+        shown = f"the output of {' '.join(w.text for w in argv)[:60]}"
+        text = _printed_text(argv) if all(w.known for w in argv) else None
+        if text is None and argv[0].text == "cat" and len(argv) > 1 and all(
+                w.known and not w.text.startswith("-") for w in argv[1:]):
+            parts = [self._read_text(w.text, st) for w in argv[1:]]
+            text = None if any(p is None for p in parts) else "".join(
+                p for p in parts if p is not None)
+        return writers.Stdin(text, shown, tuple(argv))
+
     def _write(self, target: Word | None, content: Word | None, append: bool, st: State,
                ctx: Ctx, where: str, program: str) -> None:
         if target is None or not target.known or target.text.startswith("/dev/"):
@@ -956,6 +1059,9 @@ class Evaluator(Expander):
         if path is None:
             return
         path = posixpath.normpath(path)
+        for files in self._racing:
+            files.racing = (*files.racing, writers.Writer(
+                writers.Claim(path, target.text), st.cwd, program, where))
         old = self.written.get(path)
         shown = content.text if content is not None and not append else ""
         if ctx.conditional:
@@ -2090,6 +2196,30 @@ def _tee_files(argv: list[Word]) -> tuple[list[tuple[Word, bool]], bool] | None:
         else:
             files.append(a)
     return [(f, append) for f in files], ok
+
+
+def _printed_text(argv: list[Word]) -> str | None:
+    """What `echo WORDS` or `printf FORMAT ARGS` (its %s / %d directives, the format
+    reused while arguments remain: bash printf(1)) print; None for anything else."""
+    name, args = argv[0].text, [w.text for w in argv[1:]]
+    if name == "echo":
+        newline = "\n"
+        while args and args[0] in ("-n", "-e", "-E"):
+            newline = "" if args.pop(0) == "-n" else newline
+        return " ".join(args) + newline
+    if name != "printf" or not args or args[0].startswith("-"):
+        return None
+    fmt, rest = args[0].replace("\\n", "\n").replace("\\t", "\t"), args[1:]
+    pieces = re.split(r"(%%|%[sd])", fmt)
+    if "%" in "".join(pieces[::2]) or "\\" in fmt:
+        return None  # a directive or an escape not followed here
+    out = []
+    while True:
+        for p in pieces:
+            out.append("%" if p == "%%" else (rest.pop(0) if rest else "") if p in (
+                "%s", "%d") else p)
+        if not rest or not any(p in ("%s", "%d") for p in pieces):
+            return "".join(out)
 
 
 def _changed_files(argv: list[Word]) -> list[Word]:

@@ -82,9 +82,9 @@ def mask(text: str) -> tuple[str, Bodies]:
         elif c == "\n" and pending and not quote:
             i = _bodies(text, i + 1, pending, out, bodies)
             continue
-        elif c == "<" and not quote and text.startswith("<<", i) and \
-                not text.startswith("<<<", i):
-            i = _heredoc_op(text, i, out, pending)
+        elif c == "<" and not quote and text.startswith("<<", i):
+            # a here-string's `<<<` (its `<<` is not a here-document's operator)
+            i = i + 2 if text.startswith("<<<", i) else _heredoc_op(text, i, out, pending)
         elif c == "$" and text[i + 1:i + 2] == "'" and not quote:
             # $'...' read as '...' by the parser (the evaluator reads the text itself):
             # bashlex 0.18 loops forever on some $'...' words (`$'${A['`)
@@ -342,7 +342,10 @@ class _Rewriter:
                 k -= 1
             return i + 1, k >= 0 and t[k] == "(", ""
         if c in "<>":
-            if t.startswith("<<", i) and not t.startswith("<<<", i):
+            if t.startswith("<<<", i):  # a here-string, not `<` then a here-document
+                out.append("<<<")
+                return i + 3, None, ""
+            if t.startswith("<<", i):
                 return self._heredoc_op(i), None, ""
             out.append(c)
             return i + 1, None, ""

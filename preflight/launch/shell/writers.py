@@ -15,8 +15,16 @@ program writes is not known, so the file is not known from there on.
 - an argument with unknown parts (`"$OUT/acc.yaml"`) counts where its known parts match;
   one with no known part that looks like a path (`$MODEL_ID`) does not: it would make
   every file unknown;
-- code the program is given as text (`python -c '...'`, `perl -e`, a here-document fed to
-  `python -`) that names the file's basename;
+- code or text the program is given (`python -c '...'`, `perl -e`, a here-document fed
+  to `python -`, a here-string, `< paths.txt`, a pipe from `echo`/`printf`/`cat FILE`)
+  that names the file's basename; `xargs` is given the words it reads (when they are not
+  known: under what the command before it in the pipe was given, else the working
+  directory); a program reading a pipe or file whose text is not known: not followed;
+- a value attached to a short option (`-oacc.yaml`, `wget -Oacc.yaml`);
+- programs that write files they are not given (SPECIAL): what they write into, `.`
+  when no directory is given (`tar x [-C DIR]`, `unzip [-d DIR]`, `7z x [-oDIR]`, `git
+  clone URL [DIR]`, `git pull/checkout/stash ...`: the repository's top level, `wget
+  URL`, `curl -O`), and for tar/7z creating, only the archive;
 - not: programs that only read the files they name (READ_ONLY), the ones whose writes the
   evaluator models itself (`cat`/`tee` with redirects, `cp`/`mv`/`rm`/`sed -i`: see
   evaluate._changed_files), the script argument of an interpreter (`python gen.py`), and
@@ -25,12 +33,15 @@ program writes is not known, so the file is not known from there on.
 - `bash x.sh ARGS` / `bash -c '...'` that the evaluator reads itself are judged by the
   commands inside them (the evaluator skips this rule for those).
 A program that starts after the launcher, or on a branch the evaluator decided is not
-taken, never reaches this rule: the evaluator records writers as it goes.
+taken, never reaches this rule: the evaluator records writers as it goes. One that starts
+after a launcher started in the background (`&`), before a `wait`, races with it: it
+reaches that launcher's Files.racing.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import os
 import posixpath
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -94,14 +105,18 @@ def _pattern(w: Word) -> str | None:
 
 
 def _value(w: Word) -> Word | None:
-    """The path an argument gives: itself, or the value of `--opt=value`; None for an
-    option alone."""
+    """The path an argument gives: itself, the value of `--opt=value`, or of a short
+    option with its value attached (`-oacc.yaml`, `wget -Oacc.yaml`, `7z x -ocfg`: getopt
+    takes the rest of the word as the value); None for an option alone."""
     text = w.text
-    if text.startswith("-"):
-        if "=" not in text or not text.startswith("--"):
+    if text.startswith("--"):
+        if "=" not in text:
             return None
         return Word(text.split("=", 1)[1], w.source, w.known, w.reason)
-    return w
+    if text.startswith("-") and len(text) > 2:
+        # `-la` (flags) claims "a": a file of that name, harmless
+        return Word(text[2:], w.source, w.known, w.reason)
+    return None if text.startswith("-") else w
 
 
 def _claim(w: Word) -> Claim | None:
@@ -147,27 +162,356 @@ def _skipped(argv: Sequence[Word]) -> set[int]:
     return skip
 
 
-def claims(argv: Sequence[Word], stdin: Word | None = None) -> list[Claim]:
-    """What the program `argv` (after wrappers: `env`, `nohup`, ...) may write, by the
-    rule above; `stdin` the here-document it is fed, if any."""
+@dataclass(frozen=True)
+class Stdin:
+    """What a program reads on its standard input, when the script gives it one: a
+    here-document or here-string, a file (`< paths.txt`), or the output of the command
+    before it in a pipe. `text` None: not known (`find cfgs | xargs ...`); `producer` the
+    argv of the command that printed it (`find cfgs`), when a pipe."""
+
+    text: str | None
+    shown: str
+    producer: tuple[Word, ...] = ()
+
+
+def claims(argv: Sequence[Word], stdin: Stdin | None = None,
+           cwd: str | None = None, modelled: bool = True) -> list[Claim]:
+    """What the program `argv` (after wrappers: `env`, `nohup`, ...) run in `cwd` may
+    write, by the rule above; `stdin` what it reads on its input, if the script gives it
+    one. `modelled` False: the evaluator does not see its arguments (`xargs rm`), so
+    MODELLED programs count as writers too."""
     if not argv:
         return []
     # a program not known here (`$PY gen.py --out acc.yaml`) may be any: it may write
     name = posixpath.basename(argv[0].text) if argv[0].known else ""
-    if name in READ_ONLY or name in MODELLED:
+    if name in READ_ONLY or name in MODELLED and modelled:
         return []
     if INTERPRETERS.match(name) and len(argv) > 2 and argv[1].text == "-m" and \
             argv[2].text in ("pip", "venv", "ensurepip"):
         return []  # `python -m pip install -e .`: as pip
-    if name in COPIERS:
-        paths = [w for w in argv[1:] if not w.text.startswith("-")]
-        last = _claim(paths[-1]) if len(paths) > 1 else None
-        return [last] if last else []
+    if name == "xargs":
+        return _xargs(argv, stdin, cwd)
+    special = SPECIAL.get(name)
+    found = special(argv, cwd) if special is not None else None
+    if found is not None:
+        return found
     skip = _skipped(argv)
     out = [c for i, w in enumerate(argv[1:], 1) if i not in skip and (c := _claim(w))]
-    if stdin is not None and stdin.text.strip():
-        out.append(Claim(stdin.text, "its here-document", code=True))
+    if stdin is not None and stdin.text is not None and stdin.text.strip():
+        # what it reads is text it is given, as `python -c` code: a path there counts
+        out.append(Claim(stdin.text, stdin.shown, code=True))
     return out
+
+
+def _copier(argv: Sequence[Word], cwd: str | None) -> list[Claim] | None:
+    """cp/mv/ln/install/rsync/scp write their last path, or the directory of `-t DIR` /
+    `--target-directory=DIR` (coreutils cp(1), mv, ln, install; rsync's `-t` keeps
+    times): their sources are only read."""
+    coreutils = posixpath.basename(argv[0].text) in ("cp", "mv", "ln", "install")
+    for i, w in enumerate(argv[1:] if coreutils else (), 1):
+        if w.text in ("-t", "--target-directory") and i + 1 < len(argv):
+            return [c] if (c := _claim(argv[i + 1])) else []
+        if w.text.startswith(("--target-directory=", "-t")) and len(w.text) > 2:
+            return [c] if (c := _claim(w)) else []
+    paths = [w for w in argv[1:] if not w.text.startswith("-")]
+    last = _claim(paths[-1]) if len(paths) > 1 else None
+    return [last] if last else []
+
+
+def _option(argv: Sequence[Word], short: str, long: str) -> list[Word]:
+    """The values of `-X V`, `-XV`, `--long V`, `--long=V` in argv (a short option may
+    end a cluster: `tar -xzf a.tgz` is not -f's here, only `-C` alone or attached)."""
+    out: list[Word] = []
+    for i, w in enumerate(argv[1:], 1):
+        t = w.text
+        if t and t in (short, long) and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif long and t.startswith(long + "="):
+            out.append(Word(t.split("=", 1)[1], w.source, w.known, w.reason))
+        elif short and t.startswith(short) and len(t) > 2 and not t.startswith("--"):
+            out.append(Word(t[2:], w.source, w.known, w.reason))
+    return out
+
+
+def _into(dirs: Sequence[Word]) -> list[Claim]:
+    """The directories a program writes into, `.` (its working directory) when none."""
+    if not dirs:
+        return [Claim(".", "its working directory")]
+    return [c for d in dirs if (c := _claim(d))] or [Claim(".", "its working directory")]
+
+
+def _tar(argv: Sequence[Word], cwd: str | None) -> list[Claim] | None:
+    """GNU tar: extracting (`x`, `--extract`, `--get`) writes the members under `-C DIR`
+    (or the working directory: a member may be any path there); creating (`c`, `r`,
+    `u`, `A`) writes only the archive (`f`); listing (`t`) and `d` nothing."""
+    first = argv[1].text if len(argv) > 1 else ""
+    # the mode letters: the first word without a dash (`tar xzf`), or any `-x` cluster
+    letters = "".join([first] * (not first.startswith("-")) + [
+        w.text[1:] for w in argv[1:] if re.fullmatch(r"-[a-zA-Z]+", w.text)])
+    modes = {w.text for w in argv[1:] if w.text.startswith("--")}
+    if "x" in letters or modes & {"--extract", "--get"}:
+        return _into(_option(argv, "-C", "--directory"))
+    if not ({"c", "r", "u", "A"} & set(letters)
+            or modes & {"--create", "--append", "--update", "--catenate", "--concatenate"}):
+        return None if not ({"t", "d"} & set(letters)) else []
+    archive = _option(argv, "-f", "--file")
+    if not archive and "f" in first and len(argv) > 2:
+        archive = [argv[2]]  # `tar czf out.tgz dir`, `tar -czf out.tgz dir`
+    return [c for a in archive if (c := _claim(a))] if archive else None
+
+
+def _unzip(argv: Sequence[Word], cwd: str | None) -> list[Claim] | None:
+    """unzip(1): extracts into `-d DIR` or the working directory; `-l`/`-v`/`-t`/`-Z`
+    list or test, `-p` prints: nothing written."""
+    if any(w.text in ("-l", "-v", "-t", "-Z", "-p", "-c") for w in argv[1:]):
+        return []
+    return _into(_option(argv, "-d", ""))
+
+
+def _7z(argv: Sequence[Word], cwd: str | None) -> list[Claim] | None:
+    """7-Zip: `x`/`e` extract into `-oDIR` or the working directory; `l`/`t`/`h` read;
+    `a`/`u`/`d`/`rn` write the archive (its next argument)."""
+    command = argv[1].text if len(argv) > 1 else ""
+    if command in ("x", "e"):
+        return _into([Word(w.text[2:], w.source, w.known, w.reason) for w in argv[2:]
+                      if w.text.startswith("-o") and len(w.text) > 2])
+    if command in ("l", "t", "h", "i", "b"):
+        return []
+    if command in ("a", "u", "d", "rn") and len(argv) > 2:
+        paths = [w for w in argv[2:] if not w.text.startswith("-")]
+        return [c] if paths and (c := _claim(paths[0])) else []
+    return None
+
+
+# git(1) commands that change the work tree (files under the repository's top level)
+GIT_WORKTREE = frozenset({
+    "pull", "checkout", "switch", "restore", "reset", "merge", "rebase", "stash", "am",
+    "apply", "cherry-pick", "revert", "clean", "mv", "rm", "submodule", "lfs", "worktree",
+    "read-tree", "checkout-index", "bisect", "sparse-checkout",
+})
+# git commands that read the work tree or write only inside .git (the index, refs, the
+# objects a fetch brings): the files a launcher reads stay as they are
+GIT_READS = frozenset({
+    "status", "log", "diff", "show", "rev-parse", "describe", "ls-files", "ls-remote",
+    "remote", "config", "fetch", "branch", "tag", "blame", "grep", "shortlog", "rev-list",
+    "cat-file", "version", "help", "init", "add", "commit", "push", "reflog", "gc",
+    "show-ref", "for-each-ref", "symbolic-ref", "name-rev", "var", "whatchanged",
+})
+GIT_VALUED = frozenset({"-C", "-c", "--git-dir", "--work-tree", "--namespace"})
+CLONE_VALUED = frozenset({
+    "-b", "--branch", "-o", "--origin", "-c", "--config", "--depth", "--reference",
+    "--template", "-j", "--jobs", "--filter", "-u", "--upload-pack", "--shallow-since",
+    "--shallow-exclude", "--separate-git-dir", "--reference-if-able", "--server-option",
+})
+
+
+def _git(argv: Sequence[Word], cwd: str | None) -> list[Claim] | None:
+    """`git clone URL [DIR]` writes DIR (default: the URL's last part less `.git`,
+    builtin/clone.c guess_dir_name); pull/checkout/stash/... write the work tree of the
+    repository they work on (`-C DIR` / `--work-tree`, else the one the working directory
+    is in: its top level, found by `.git` as git does); the rest read."""
+    i, where, tree = 1, ".", None
+    while i < len(argv) and argv[i].text.startswith("-"):
+        t = argv[i].text
+        if t in GIT_VALUED and i + 1 < len(argv):
+            if t == "-C" and not argv[i + 1].known:  # `git -C "$REPO" pull`
+                tree = argv[i + 1]  # (its top level is not known: the directory)
+            elif t == "-C":
+                where = posixpath.join(where, argv[i + 1].text)
+            elif t == "--work-tree":
+                tree = argv[i + 1]
+            i += 2
+            continue
+        if t.startswith("--work-tree="):
+            tree = Word(t.split("=", 1)[1], argv[i].source, argv[i].known)
+        i += 1
+    command = argv[i].text if i < len(argv) else ""
+    if command in GIT_READS or (command == "stash" and i + 1 < len(argv)
+                                and argv[i + 1].text in ("list", "show")):
+        return []
+    if command == "clone":
+        return _clone(argv[i + 1:], where) if tree is None else [
+            c for c in [_claim(tree)] if c]
+    if command not in GIT_WORKTREE:
+        return None
+    if tree is not None:
+        return [c] if (c := _claim(tree)) else []
+    return [Claim(_toplevel(where, cwd), f"the work tree of {where}")]
+
+
+def _clone(args: Sequence[Word], where: str) -> list[Claim]:
+    paths: list[Word] = []
+    k = 0
+    while k < len(args):
+        t = args[k].text
+        if t in CLONE_VALUED:
+            k += 2
+            continue
+        if not t.startswith("-"):
+            paths.append(args[k])
+        k += 1
+    if len(paths) > 1:
+        dest = paths[1]
+    elif paths and paths[0].known:
+        name = re.sub(r"(/?\.git)?/*$", "", paths[0].text.rstrip("/"))
+        name = re.split(r"[/:]", name)[-1] if name else ""
+        if not name:
+            return [Claim(".", "its working directory")]
+        dest = Word(name, paths[0].source)
+    else:
+        return [Claim(where, "its working directory")]  # where it clones to: not known
+    c = _claim(dest)
+    if c is None:
+        return []
+    if where != "." and not c.glob and not posixpath.isabs(c.text):
+        c = Claim(posixpath.join(where, c.text), c.shown)
+    return [c]
+
+
+def _toplevel(where: str, cwd: str | None) -> str:
+    """The top level of the git work tree `where` (relative to cwd) is in: the nearest
+    directory above with a `.git`; `where` itself when none is found (or cwd is not
+    known: then the claim is relative, and so are the paths it covers)."""
+    if cwd is None and not posixpath.isabs(where):
+        return where
+    start = posixpath.normpath(posixpath.join(cwd or "/", where))
+    d = start
+    while True:
+        if os.path.exists(posixpath.join(d, ".git")):
+            return d
+        parent = posixpath.dirname(d)
+        if parent == d:
+            return start
+        d = parent
+
+
+def _fetcher(argv: Sequence[Word], cwd: str | None) -> list[Claim] | None:
+    """wget (without -O: the URL's last part, under `-P DIR`) and `curl -O` /
+    `--remote-name` (the URL's last part, under `--output-dir`): the file a download
+    names itself; `-O F` / `-o F` / `-OF` are given (the rule above)."""
+    name = posixpath.basename(argv[0].text)
+    urls = [w for w in argv[1:] if re.match(r"^[a-z][a-z0-9+.-]*://", w.text)]
+    texts = {w.text for w in argv[1:]}
+    given = [c for i, w in enumerate(argv[1:], 1) if not w.text.startswith(("http", "ftp"))
+             and (c := _claim(w))]
+    if name == "wget":
+        if _option(argv, "-O", "--output-document"):
+            return given
+        into = _option(argv, "-P", "--directory-prefix")
+    else:
+        if not (texts & {"-O", "--remote-name", "--remote-name-all"} or any(
+                re.fullmatch(r"-[a-zA-Z]*O[a-zA-Z]*", t) for t in texts)):
+            return given
+        into = _option(argv, "", "--output-dir")
+    base = into[0].text if into and into[0].known else "."
+    names = [re.split(r"[?#]", u.text)[0].rstrip("/").rsplit("/", 1)[-1] for u in urls]
+    return given + [Claim(posixpath.join(base, n) if n and "://" not in n else base,
+                          u.text) for n, u in zip(names, urls, strict=True)]
+
+
+def _xargs(argv: Sequence[Word], stdin: Stdin | None, cwd: str | None) -> list[Claim]:
+    """xargs runs its command (`echo` when none) with the words it reads appended, or in
+    place of `-I R`'s R: given those words (the rule above). When what it reads is not
+    known (`find cfgs -name '*.yaml' | xargs ...`) they may be any path: under the
+    directories the command before it in the pipe was given (`find cfgs`), else under
+    the working directory."""
+    i, replace, from_file = 1, None, None
+    while i < len(argv) and argv[i].text.startswith("-"):
+        t = argv[i].text
+        if t in ("-I", "-i", "-n", "-L", "-P", "-s", "-d", "-E", "-a", "-e") and \
+                i + 1 < len(argv):
+            if t in ("-I", "-i"):
+                replace = argv[i + 1].text
+            if t == "-a":
+                from_file = argv[i + 1]
+            i += 2
+            continue
+        if t.startswith("-I") and len(t) > 2:
+            replace = t[2:]
+        if t.startswith("--replace"):
+            replace = t.split("=", 1)[1] if "=" in t else "{}"
+        i += 1
+    command = list(argv[i:]) or [Word("echo", "echo")]
+    if from_file is not None:
+        stdin = None  # -a FILE: its words come from FILE (not read here)
+        words: list[Word] | None = None
+    else:
+        words = [Word(t, t) for t in stdin.text.split()] if stdin is not None and \
+            stdin.text is not None else None
+    if words is None:
+        unknown = Word(f"{UNKNOWN_OPEN}its input{UNKNOWN_CLOSE}", "its input", False,
+                       "the words xargs reads are not known")
+        inner = claims(_fill(command, replace, [unknown]), None, cwd, modelled=False)
+        name = posixpath.basename(command[0].text) if command[0].known else ""
+        if name in READ_ONLY or replace is not None and inner:
+            return inner  # `-I{} ... cfgs/{}`: under cfgs/
+        producer = stdin.producer if stdin is not None else ()
+        hints = _found(producer) if producer and producer[0].text == "find" else [
+            c for w in producer[1:]
+            if not w.text.startswith("-") and (c := _claim(w)) and not c.code]
+        return inner + (hints or [Claim(".", "its working directory")])
+    return claims(_fill(command, replace, words), None, cwd, modelled=False)
+
+
+def _found(argv: Sequence[Word]) -> list[Claim]:
+    """What `find DIR... EXPR` prints: paths under each DIR (`.` when none); with `-name
+    PATTERN` alone (findutils: the basename matches), only those: `find . -name '*.pyc'
+    | xargs rm` leaves acc.yaml known."""
+    dirs: list[Word] = []
+    for w in argv[1:]:
+        if w.text.startswith(("-", "(", "!")):
+            break
+        dirs.append(w)
+    rest = [w.text for w in argv[1 + len(dirs):]]
+    names = [rest[i + 1] for i, t in enumerate(rest[:-1]) if t == "-name"]
+    narrow = bool(names) and all(w.known for w in argv) and not (
+        set(rest) & {"-o", "-or", "-iname", "-path", "-regex", "-exec", "-execdir", ","})
+    out: list[Claim] = []
+    for d in dirs or [Word(".", ".")]:
+        c = _claim(d)
+        if c is None or c.code:
+            continue
+        if not narrow or c.glob:
+            out.append(c)
+            continue
+        base = posixpath.normpath(c.text)
+        escaped = re.sub(r"([*?\[])", r"[\1]", base)
+        out += [Claim(("*" if base == "." else escaped + "/*") + n, f"{d.text} -name {n}",
+                      glob=True) for n in names]
+    return out
+
+
+def _fill(command: Sequence[Word], replace: str | None, words: Sequence[Word]) -> list[Word]:
+    if replace is None:
+        return [*command, *words]
+    out = [command[0]]
+    for w in command[1:]:
+        if replace in w.text:
+            for x in words:  # one run per line; each of them is given its word
+                out.append(Word(w.text.replace(replace, x.text), w.source,
+                                w.known and x.known, x.reason))
+        else:
+            out.append(w)
+    return out
+
+
+def _find(argv: Sequence[Word], cwd: str | None) -> list[Claim] | None:
+    """find(1) prints what it finds: it writes only with `-delete` (what it finds),
+    `-fprint FILE` / `-fprintf FILE` / `-fls FILE`, or a command it runs (`-exec`: the
+    rule above, on all its words)."""
+    texts = [w.text for w in argv]
+    if set(texts) & {"-exec", "-execdir", "-ok", "-okdir"}:
+        return None
+    out = [c for i, t in enumerate(texts[:-1]) if t in ("-fprint", "-fprintf", "-fprint0",
+                                                         "-fls")
+           and (c := _claim(argv[i + 1]))]
+    return out + _found(argv) if "-delete" in texts else out
+
+
+SPECIAL = {
+    **dict.fromkeys(COPIERS, _copier), "tar": _tar, "unzip": _unzip, "7z": _7z,
+    "7za": _7z, "7zr": _7z, "git": _git, "wget": _fetcher, "curl": _fetcher, "find": _find,
+}
 
 
 def default_accelerate_config(environ: Mapping[str, Var]) -> str | None:
@@ -228,6 +572,8 @@ class Writer:
         base = c.text if posixpath.isabs(c.text) else \
             posixpath.join(self.cwd, c.text) if self.cwd else ""
         if not base:  # a relative path in a working directory not known
+            if posixpath.normpath(c.text) == ".":
+                return True  # that directory may be the one the path is in
             return path.endswith("/" + posixpath.normpath(c.text)) or \
                 ("/" + posixpath.normpath(c.text) + "/") in path
         base = posixpath.normpath(base)
@@ -254,8 +600,29 @@ class Files(Mapping[str, Written]):
                  writers: tuple[Writer, ...] = ()) -> None:
         self.written = written
         self.writers = writers
+        # a command started in the background (`accelerate launch ... &`): where, and
+        # what the script wrote or started after it, until a `wait` (the evaluator
+        # adds them): the launcher reads its config while they run, a race
+        self.started = ""
+        self.read_in_background: tuple[str, ...] = ()
+        self.racing: tuple[Writer, ...] = ()
+
+    def race(self) -> str:
+        """Why the command is not known: it was read from a script a shell started in
+        the background reads (`bash launch.sh &`), which the script (or a program it
+        ran) may write while that shell reads it; ""."""
+        for path in self.read_in_background if self.racing else ():
+            found = self.get(posixpath.normpath(path))
+            if found is not None and "(a race)" in found.reason:
+                return f"{path} {found.reason}"
+        return ""
 
     def __getitem__(self, path: str) -> Written:
+        for writer in reversed(self.racing):
+            if writer.covers(path):
+                by = f"{writer.by}, while the command started at {self.started} in " \
+                     "the background (`&`) may be reading it (a race)"
+                return Written(None, writer.where, f"it may be written by {by}", by=by)
         found = self.written.get(path)
         if found is not None:
             return found
@@ -271,4 +638,4 @@ class Files(Mapping[str, Written]):
         return len(self.written)
 
     def __bool__(self) -> bool:  # `files or {}` must keep the writers
-        return bool(self.written) or bool(self.writers)
+        return bool(self.written) or bool(self.writers) or bool(self.racing)
