@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from preflight.judges.gpu import toolkit_fix
 from preflight.matching import gpu_match
 from preflight.model import Problem, Verdict
-from preflight.probes.cuda import LibLayout
+from preflight.probes.cuda import Kit, LibLayout, choose
 from preflight.probes.http import Answer, safe_url
 from preflight.probes.netif import Interface, select
 from preflight.probes.wandb import Setting
@@ -138,7 +139,8 @@ class CudartFacts:
     home_exists: bool
     layouts: Sequence[LibLayout]  # home, then CONDA_PREFIX when it is another dir
     link: Link | None  # None: no cc on PATH
-    good: str | None  # another prefix whose lib64/ has libcudart.so (not cuda_home)
+    kits: tuple[Kit, ...] = ()  # installed toolkits (cuda.toolkits), for the fix
+    torch_cuda: str | None = None  # the job's torch.version.cuda (None: CPU-only or no torch)
 
 
 def cudart_link(f: CudartFacts) -> Verdict:
@@ -157,15 +159,16 @@ def cudart_link(f: CudartFacts) -> Verdict:
     elif not f.layouts[0].lib64_has_linker_name:
         texts.append(f"{f.home}/lib64/libcudart.so does not exist (no cc to try a real link)")
     fixes = [f"ln -sfn {lay.prefix}/lib {lay.prefix}/lib64" for lay in f.layouts if lay.broken]
-    if f.good:
-        fixes.append(f"export CUDA_HOME={f.good}")
-    elif not fixes:
-        fixes.append("export CUDA_HOME=<a CUDA toolkit whose lib64/ has libcudart.so>")
+    # The toolkit cuda-stack names too: one of torch's CUDA major (gpu.toolkit_fix).
+    if choose(f.kits, f.torch_cuda, exclude=f.home) is not None or not fixes:
+        fixes.append(toolkit_fix(f.kits, f.torch_cuda, exclude=f.home))
     fix = " && ".join(fixes)  # one repair for every problem: the link fails because of them
     return Verdict(
         problems=[Problem(t, fix) for t in texts], fix=fix,
         headline="flashinfer's JIT link would fail (cannot find -lcudart)",
-        evidence=dict(cuda_home=f.home, found_by=f.found_by, link=link,
+        evidence=dict(cuda_home=f.home, found_by=f.found_by, link=link, torch_cuda=f.torch_cuda,
+                      toolkits=[{"path": k.path, "version": k.version, "cudart": k.cudart}
+                                for k in f.kits],
                       layouts=[{"prefix": lay.prefix, "lib": list(lay.lib_cudart),
                                 "lib64_exists": lay.lib64_exists,
                                 "lib64_libcudart_so": lay.lib64_has_linker_name}

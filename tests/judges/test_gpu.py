@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from preflight.judges import gpu as judge
+from preflight.judges import node as node_judge
 from preflight.probes import nvml
+from preflight.probes.cuda import Kit, LibLayout
 from preflight.probes.nccl import Setting
 from preflight.probes.torch_build import Nvcc, TorchBuild
 
@@ -180,14 +182,16 @@ def test_health_gives_one_fix_per_kind_of_problem():
 TORCH = TorchBuild("python3", True, "2.5.1+cu121", "12.1", ("sm_80", "sm_86", "sm_90"))
 NVCC = Nvcc("/usr/local/cuda-12.1/bin/nvcc", True, "12.1")
 KIT = judge.Toolkit("/usr/local/cuda-12.1", "CUDA_HOME", NVCC, "/usr/local/cuda-12.1", True,
-                    installed=(("/usr/local/cuda-12.1", "12.1"), ("/usr/local/cuda-13.0", "13.0")))
+                    installed=(Kit("/usr/local/cuda-12.1", "12.1", True),
+                               Kit("/usr/local/cuda-13.0", "13.0", True)))
 
 
 def cuda(build=TORCH, kit=KIT, **kit_changes):
     return judge.CudaFacts(build, replace(kit, **kit_changes) if kit_changes else kit)
 
 
-CUDA_HOME_FIX = "export CUDA_HOME=/usr/local/cuda-12.1  # a toolkit whose nvcc major is 12"
+CUDA_HOME_FIX = ("export CUDA_HOME=/usr/local/cuda-12.1  # CUDA 12.1: lib64/libcudart.so for "
+                 "flashinfer's link, nvcc major of torch's CUDA 12.1")
 
 
 @pytest.mark.parametrize("want, snapshot, facts, kind, text, fix", [
@@ -336,13 +340,15 @@ def test_cuda_home_fix_names_a_toolkit_that_exists():
     cuda-12.4 makes the next run fail with `CUDA_HOME=... does not exist`: the fix names an
     installed toolkit of torch's CUDA major, or says there is none."""
     mismatch = dict(nvcc=replace(NVCC, release="13.0"), home="/usr/local/cuda-13.0")
-    kit = dict(installed=(("/usr/local/cuda-13.0", "13.0"), ("/usr/local/cuda-12.4", "12.4")))
+    kit = dict(installed=(Kit("/usr/local/cuda-13.0", "13.0", True),
+                          Kit("/usr/local/cuda-12.4", "12.4", True)))
     out = judged(judge.cuda_stack(A800, HEALTHY, cuda(**mismatch, **kit)))
     assert out.kind == "blocker" and "export CUDA_HOME=/usr/local/cuda-12.4" in out.fix, out
     none = judged(judge.cuda_stack(A800, HEALTHY, cuda(**mismatch, installed=(
-        ("/usr/local/cuda-13.0", "13.0"),))))
+        Kit("/usr/local/cuda-13.0", "13.0", True),))))
     assert "export CUDA_HOME=/usr/local/cuda-12.1" not in none.fix, none.fix
-    assert "no CUDA 12 toolkit under /usr/local" in none.fix, none.fix
+    assert "no installed CUDA 12 toolkit" in none.fix, none.fix
+    assert "conda install -y -c nvidia cuda-toolkit=12.1" in none.fix, none.fix
 
 
 def test_cuda_home_fix_under_a_cpu_only_torch_names_no_none():
@@ -354,3 +360,34 @@ def test_cuda_home_fix_under_a_cpu_only_torch_names_no_none():
     out = judged(judge.cuda_stack(A800, HEALTHY, cuda(cpu_only, cuda_home_var="/nope",
                                                       cuda_home_var_is_dir=False, installed=())))
     assert "unset CUDA_HOME" in out.fix and "None" not in out.fix, out.fix
+
+
+# cudart-link and cuda-stack name one toolkit: cudart-link's `export CUDA_HOME=/usr/local/cuda`
+# once pointed a CUDA 12 torch at a CUDA 13 toolkit, which cuda-stack then failed.
+CUDA13 = Kit("/usr/local/cuda-13.0", "13.0", True)
+CUDA12_NO_LIB = Kit("/usr/local/cuda-12.4", "12.4", False)
+CUDA12 = Kit("/opt/cuda-12.6", "12.6", True)
+
+
+@pytest.mark.parametrize("kits, named", [
+    ((CUDA13, CUDA12_NO_LIB, CUDA12), "export CUDA_HOME=/opt/cuda-12.6"),
+    ((CUDA13, CUDA12_NO_LIB, CUDA12, replace(CUDA12, path="/opt/cuda-12.8", version="12.8")),
+     "export CUDA_HOME=/opt/cuda-12.6"),  # torch's own minor first
+    ((CUDA13, replace(CUDA12, version="12.2"), replace(CUDA12, path="/x/cuda-12.4",
+                                                        version="12.4")),
+     "export CUDA_HOME=/x/cuda-12.4"),  # else the newest of its major
+    ((CUDA13, CUDA12_NO_LIB), "conda install -y -c nvidia cuda-toolkit=12.6"),
+], ids=["one-fits", "exact-minor", "newest-of-major", "none-fits"])
+def test_cudart_link_and_cuda_stack_name_the_same_toolkit(kits, named):
+    build = replace(TORCH, version="2.13.0+cu126", cuda="12.6")
+    stack = judged(judge.cuda_stack(A800, HEALTHY, cuda(
+        build, home="/usr/local/cuda-13.0", nvcc=replace(NVCC, release="13.0"),
+        installed=kits)))
+    link = judged(node_judge.cudart_link(node_judge.CudartFacts(
+        "/usr/local", "which nvcc = /usr/local/bin/nvcc", True,
+        [LibLayout("/usr/local", (), False, False)],
+        node_judge.Link("x", 1, "/usr/bin/ld: cannot find -lcudart", ""), kits, "12.6")))
+    assert named in stack.fix and named in link.fix, (stack.fix, link.fix)
+    assert stack.fix.splitlines()[0] == link.fix.splitlines()[0], (stack.fix, link.fix)
+    assert "export CUDA_HOME=/usr/local/cuda-13.0" not in link.fix + stack.fix
+    assert "/usr/local/cuda-12.4" not in link.fix.split("#")[0]  # no libcudart there

@@ -13,7 +13,7 @@ import pytest
 from preflight.judges import node as judge
 from preflight.model import Kind, Verdict
 from preflight.probes import http, wandb
-from preflight.probes.cuda import LibLayout
+from preflight.probes.cuda import Kit, LibLayout
 from preflight.probes.http import Answer
 from preflight.probes.netif import Interface
 from preflight.profiles import load_profiles
@@ -69,7 +69,7 @@ BROKEN = LibLayout("/envs/slime", ("libcudart.so", "libcudart.so.12"), False, Fa
 GOOD = LibLayout("/usr/local/cuda", ("libcudart.so",), True, True)
 LINK_OK = judge.Link("-L/usr/local/cuda/lib64/stubs -lcudart", 0, "", "")
 LINK_BAD = judge.Link("x", 1, "/usr/bin/ld: cannot find -lcudart", "")
-CUDA = judge.CudartFacts("/usr/local/cuda", "CUDA_HOME", True, [GOOD], LINK_OK, None)
+CUDA = judge.CudartFacts("/usr/local/cuda", "CUDA_HOME", True, [GOOD], LINK_OK)
 LEFT = judge.Proc(101, "me", 3.0, "sglang.launch_server", "python -m sglang.launch_server",
                   True, [30000], False)
 RAYLET = replace(LEFT, pid=102, matched="raylet", cmdline="raylet")
@@ -130,13 +130,14 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
      Want(Kind.BLOCKER, ("ray: command not found",),
           evidence=(("in_play", ["the launch script runs ray"]),))),
     # cudart-link
-    ("cudart-ok", judge.cudart_link, CUDA, Want(fix=("export CUDA_HOME=<a CUDA toolkit",))),
+    ("cudart-ok", judge.cudart_link, CUDA,
+     Want(fix=("conda install -y -c nvidia cuda-toolkit; export CUDA_HOME=",))),
     ("cudart-none", judge.cudart_link,
      replace(CUDA, home_exists=False, layouts=[LibLayout("/none", (), False, False)]),
      Want(skip="no CUDA toolkit or runtime (cuda_home /usr/local/cuda from CUDA_HOME")),
     ("cudart-lib-without-lib64", judge.cudart_link,
      replace(CUDA, home="/envs/slime", layouts=[BROKEN], link=LINK_BAD,
-             good="/usr/local/cuda"),
+             kits=(Kit("/usr/local/cuda", "12.4", True),)),
      Want(Kind.BLOCKER, ("flashinfer's JIT link would fail (cannot find -lcudart): "
                          "/envs/slime/lib has libcudart.so but lib64/ is missing; linking",),
           ("ln -sfn /envs/slime/lib /envs/slime/lib64 && export CUDA_HOME=/usr/local/cuda",))),
