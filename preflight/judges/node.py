@@ -417,10 +417,9 @@ def hf_endpoint(f: HfFacts) -> Verdict:
         v.problems.append(Problem.warning(
             f"{a.url} does not answer ({a.error}); HF_HUB_OFFLINE=1 keeps loads local", v.fix))
     elif not a.answered:
-        # "within Ns" only for a timeout: a name that does not resolve fails at once.
-        within = f" within {f.timeout_s:g}s" if a.error.startswith("TimeoutError") else ""
         via = f" through the proxy {a.proxy}" if a.proxy else ""
-        v.problems.append(Problem(f"HF_ENDPOINT {a.url} does not answer{via}{within}: "
+        v.problems.append(Problem(f"HF_ENDPOINT {a.url} does not answer{via}"
+                                  f"{a.within(f.timeout_s)}: "
                                   f"{a.error}", v.fix))
     v.ok = f"{a.url} answered HTTP {a.status} in {a.elapsed_s}s"
     return v
@@ -582,7 +581,7 @@ def wandb_offline(f: WandbFacts) -> Verdict:
             "variables are set: any HTTP status line means the server answers"))
     elif f.answer is not None and not f.answer.answered:
         v.problems.append(problem(
-            f"{lead}{f.answer.url} does not answer within {f.timeout_s:g}s "
+            f"{lead}{f.answer.url} does not answer{f.answer.within(f.timeout_s)} "
             f"({f.answer.error}): wandb.init times out after 90 s", v.fix))
     v.ok = f"wandb online: API key from {f.key_from}"
     if f.answer is not None:

@@ -262,8 +262,12 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
      replace(WANDB, key_from=None, installed="/envs/slime/lib/python3.11/site-packages/wandb"),
      Want(Kind.BLOCKER, ("no API key",), ("wandb login",))),
     ("wandb-no-network", judge.wandb_offline, replace(WANDB, answer=OFFLINE_ANSWER),
-     Want(Kind.BLOCKER, ("http://127.0.0.1:9 does not answer within 3s",),
+     Want(Kind.BLOCKER, ("http://127.0.0.1:9 does not answer (ConnectionRefusedError)",),
           ("export WANDB_MODE=offline  # `wandb sync`",))),
+    # "within 3s" only when it timed out (a refused connect fails at once), as hf-endpoint
+    ("wandb-timeout", judge.wandb_offline, replace(WANDB, answer=replace(
+        OFFLINE_ANSWER, error="TimeoutError: timed out", elapsed_s=3.0)),
+     Want(Kind.BLOCKER, ("http://127.0.0.1:9 does not answer within 3s (TimeoutError",))),
     ("wandb-bad-url", judge.wandb_offline,
      replace(WANDB, base_url=judge.Setting("api.wandb.ai", "the environment"), answer=None,
              host=None),
