@@ -95,6 +95,21 @@ def test_visible_devices_naming_a_missing_gpu_fails_then_passes(run_preflight):
     assert results(fixed, "gpu-inventory")["a800"]["outcome"] == "passed"
 
 
+def test_an_empty_visible_devices_means_the_job_sees_no_gpu(run_preflight, tmp_path):
+    """`CUDA_VISIBLE_DEVICES=` hides every GPU (torch/cuda/__init__.py _parse_visible_devices
+    returns []): said so, not "entry '' is neither an index nor a UUID"."""
+    script = tmp_path / "run.sh"
+    script.write_text("torchrun --nproc_per_node 2 train.py\n")
+    run = replay(run_preflight, HEALTHY, "gpu-inventory", "launch-gpus",
+                 env=gpu_env(HOME="/nonexistent", CUDA_VISIBLE_DEVICES=""),
+                 extra=("--launch-script", str(script)))
+    node = results(run, "gpu-inventory")["a800"]
+    assert node["severity"] == "blocker", run.output[-2000:]
+    assert "the job sees no GPU" in node["summary"], node["summary"]
+    assert "neither" not in run.output
+    assert "the job sees no GPU" in run.one("launch-gpus")["summary"]
+
+
 def test_site_profile_of_five_lines_extends_a800(run_preflight, tmp_path):
     """A site overrides two thresholds in a 5-line file and keeps everything else."""
     site = tmp_path / "profiles"

@@ -84,6 +84,8 @@ def job_gpu(s: Slot) -> Gpu | Verdict:
         return Verdict([Problem.unknown(f"cannot read GPU {s.position}: {snap.error}")])
     visible = gpus.resolve(s.cuda_visible_devices, snap.gpus)
     if s.position >= len(visible.indices):
+        if visible.none:
+            return Verdict(skip=f"{visible.none}; see gpu-inventory")
         if visible.spec is not None:
             return Verdict(skip=f"cuda:{s.position} is not visible to the job "
                                 f"(CUDA_VISIBLE_DEVICES={visible.spec})")
@@ -168,6 +170,9 @@ def visible_to_job(f: JobFacts) -> Verdict:
         v.problems.append(Problem(f"NVML cannot be read: {snap.error}", fix))
     elif visible.problems:
         v.problems.append(Problem(visible.problems[0], fix))
+    elif visible.none:
+        v.problems.append(Problem(f"{visible.none} but {needed} processes per node "
+                                  f"({needed_from})", fix))
     elif visible.count < needed:
         v.problems.append(Problem(f"{visible.count} GPU(s) visible to the job but {needed} "
                                   f"processes per node ({needed_from})", fix))

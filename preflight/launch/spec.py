@@ -34,7 +34,7 @@ from preflight.launch.shell import (
     writers,
 )
 from preflight.launch.shell.state import State
-from preflight.numbers import maybe_int
+from preflight.numbers import hides_every_gpu, maybe_int
 from preflight.redact import MASK, is_secret_name, redact_argv
 
 DEFAULT_PORT = 29500  # torch/distributed/run.py, deepspeed and accelerate all default to it
@@ -717,7 +717,7 @@ def _any_of(values: Iterable[bool | None]) -> bool | None:
 
 def visible(value: str) -> list[str]:
     """CUDA_VISIBLE_DEVICES as CUDA reads it: it stops at the first invalid entry."""
-    if value.strip() in ("", "-1", "NoDevFiles"):
+    if hides_every_gpu(value) or value.strip() in ("-1", "NoDevFiles"):
         return []
     out = []
     for item in value.split(","):

@@ -60,6 +60,13 @@ def test_inventory(snapshot, position, want, kind, text, fix):
     assert (out.kind, out.text.startswith(text), fix in out.fix) == (kind, True, True), out
 
 
+@pytest.mark.parametrize("spec", ["", " ", '""', "''"])
+def test_a_gpu_case_under_an_empty_visible_devices_says_the_job_sees_no_gpu(spec):
+    out = judged(judge.free(judge.Slot(A800, HEALTHY, 0, spec), NOBODY))
+    assert out.kind == "skipped" and "the job sees no GPU" in out.text, out
+    assert "neither an index nor a UUID" not in out.text
+
+
 def test_inventory_records_what_it_found():
     out = judged(judge.inventory(judge.Slot(A800, HEALTHY, 0)))
     assert out.evidence["found"] == {
@@ -81,7 +88,14 @@ def test_inventory_records_what_it_found():
     (HEALTHY, "2,MIG-x", 2, A800, "ok", "", "export CUDA_VISIBLE_DEVICES=0,1"),
     (snap("a800x4-gpu-missing"), None, None, A800, "blocker",
      "3 GPU(s) visible to the job but 4 processes per node (profile a800 gpu.count)", ""),
-], ids=["healthy", "cpu", "no-nvml", "names-missing", "launch-8", "mig", "gpu-missing"])
+    # CUDA reads an empty value as no device visible (torch/cuda/__init__.py
+    # _parse_visible_devices: an empty entry is -1, the list stops: [])
+    (HEALTHY, "", 2, A800, "blocker", "CUDA_VISIBLE_DEVICES='': the job sees no GPU (an "
+     "empty value hides every GPU) but 2 processes per node", "export CUDA_VISIBLE_DEVICES=0,1"),
+    (HEALTHY, '""', None, A800, "blocker", "CUDA_VISIBLE_DEVICES='\"\"': the job sees no GPU",
+     "export CUDA_VISIBLE_DEVICES=0,1,2,3"),
+], ids=["healthy", "cpu", "no-nvml", "names-missing", "launch-8", "mig", "gpu-missing",
+        "empty", "quoted-empty"])
 def test_visible_to_job(snapshot, spec, launched, want, kind, text, fix):
     out = judged(judge.visible_to_job(judge.JobFacts(want, snapshot, spec, launched)))
     assert (out.kind, out.text.startswith(text), fix in out.fix) == (kind, True, True), out
