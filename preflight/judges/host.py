@@ -46,15 +46,19 @@ class LimitFacts:
     ranks: int  # processes on this node
     ranks_from: str  # where `ranks` comes from
     euid: int | None = None  # who runs the job (None: not known): root needs its own lines
+    # dataloader workers per rank as the launch says (--dataloader_num_workers); None: the
+    # profile's. workers_from: where the launch says it, or why its value is not used.
+    workers: int | None = None
+    workers_from: str = ""
 
 
-def _shm_problems(f: LimitFacts, needed_gb: float) -> list[Problem]:
+def _shm_problems(f: LimitFacts, needed_gb: float, sized: str) -> list[Problem]:
     shm = f.shm
     if not needed_gb or (shm is not None and shm.total_bytes >= needed_gb * GiB):
         return []
     size = "missing" if shm is None else f"{shm.total_gb:g} GiB"
     whole = max(int(needed_gb + 0.999), 1)
-    return [Problem(f"/dev/shm is {size}, needs {needed_gb:g} GiB",
+    return [Problem(f"/dev/shm is {size}, needs {needed_gb:g} GiB{sized}",
                     f"docker run --shm-size={whole}g ... (or --ipc=host); on a host: sudo mount "
                     f"-o remount,size={whole}G /dev/shm")]
 
@@ -96,17 +100,24 @@ def _memlock_problems(want: HostWant, lim: Limits, needed: int | None,
 def host_limits(f: LimitFacts) -> Verdict:
     """/dev/shm fits every rank's dataloader workers; nofile and (RDMA) memlock suffice."""
     want, lim, shm = f.want, f.limits, f.shm
-    ranks, workers = max(f.ranks, 1), want.dataloader_workers
-    needed_gb = max(want.min_shm_gb, ranks * workers * want.shm_gb_per_worker)
+    # The launch's own --dataloader_num_workers when it says, else the profile's.
+    ranks = max(f.ranks, 1)
+    workers = want.dataloader_workers if f.workers is None else f.workers
+    workers_from = f.workers_from if f.workers is not None else \
+        f"profile {want.profile}" + (f" ({f.workers_from})" if f.workers_from else "")
+    per_workers = ranks * workers * want.shm_gb_per_worker
+    needed_gb = max(want.min_shm_gb, per_workers)
+    sized = (f" ({ranks} ranks x {workers} dataloader workers from {workers_from} x "
+             f"{want.shm_gb_per_worker:g} GiB)") if per_workers >= want.min_shm_gb else ""
     memlock = None if want.min_memlock_mb < 0 else want.min_memlock_mb * MiB
     v = Verdict(fix="none needed", fix_joiner="; ", evidence=dict(
         shm=None if shm is None else {"total_gib": shm.total_gb, "free_gib": shm.free_gb},
         shm_needed_gb=needed_gb, ranks=ranks, dataloader_workers=workers,
-        sizing=f"ranks from {f.ranks_from}, workers from profile {want.profile}",
+        sizing=f"ranks from {f.ranks_from}, workers from {workers_from}",
         nofile={"soft": lim.nofile_soft, "hard": lim.nofile_hard}, min_nofile=want.min_nofile,
         memlock_mib=None if lim.memlock_soft is None else lim.memlock_soft // MiB,
         rdma=want.rdma, memlock_needed_mib="unlimited" if memlock is None else memlock // MiB))
-    v.problems += (_shm_problems(f, needed_gb) + _nofile_problems(want, lim, f.euid)
+    v.problems += (_shm_problems(f, needed_gb, sized) + _nofile_problems(want, lim, f.euid)
                    + _memlock_problems(want, lim, memlock, f.euid))
     return v
 

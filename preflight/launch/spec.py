@@ -1335,6 +1335,18 @@ def swift_args(args: tuple[Word, ...]) -> dict[str, Word]:
     return out
 
 
+def trainer_option(spec: LaunchSpec, key: str) -> tuple[Word, Layer] | None:
+    """The first `--key VALUE` / `--key=VALUE` (or `--key-with-dashes`) a trainer of the
+    launch is given: ms-swift's options (swift_args), and HF Trainer's, whose
+    HfArgumentParser adds the dashed alias of every field (transformers hf_argparser.py
+    `_parse_dataclass_field`)."""
+    for job in spec.jobs:
+        for layer in job.layers:
+            if layer.kind == "program" and (word := swift_args(layer.args).get(key)):
+                return word, layer
+    return None
+
+
 def grpo_runs(spec: LaunchSpec
               ) -> Iterator[tuple[Layer, dict[str, Word], Layer | None]]:
     """(trainer layer, its args, the distributed layer that starts it or None) for every

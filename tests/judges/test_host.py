@@ -69,6 +69,26 @@ def test_host_limits_sizing_evidence():
     assert evidence["memlock_needed_mib"] == "unlimited" and evidence["memlock_mib"] is None
 
 
+def test_shm_is_sized_from_the_launch_dataloader_workers_when_it_says():
+    """The profile says 0 workers per rank; the launch passes --dataloader_num_workers 8 to
+    4 ranks: 4 x 8 x 1 GiB = 32 GiB of /dev/shm, not the profile's 2 GiB floor."""
+    want = replace(PLAIN, min_shm_gb=2, dataloader_workers=0, shm_gb_per_worker=1)
+    facts = replace(limits(want, shm=replace(SHM, total_bytes=24 * GiB), ranks=4,
+                           ranks_from="launch analysis"),
+                    workers=8, workers_from="--dataloader_num_workers 8 at run.sh:3")
+    out = judged(judge.host_limits(facts))
+    assert out.kind == "blocker", out
+    assert out.text.startswith("/dev/shm is 24 GiB, needs 32 GiB (4 ranks x 8 dataloader "
+                               "workers from --dataloader_num_workers 8 at run.sh:3 x 1 GiB)"), \
+        out.text
+    assert out.evidence["dataloader_workers"] == 8
+    assert out.evidence["sizing"] == ("ranks from launch analysis, workers from "
+                                      "--dataloader_num_workers 8 at run.sh:3")
+    # the launch says 0: the profile's per-worker share is not added
+    ok = judged(judge.host_limits(replace(facts, workers=0)))
+    assert ok.kind == "ok" and ok.evidence["shm_needed_gb"] == 2, ok
+
+
 # -- disk-space ----------------------------------------------------------------------------
 
 
