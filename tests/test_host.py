@@ -96,7 +96,8 @@ def test_shm_too_small_for_ranks_times_workers(tmp_path):
     profiles = site_profile(tmp_path, f"[host]\nmin_shm_gb = {round(shm_gib * 2, 1)}\n")
     proc, (result,) = run_checks(tmp_path, profiles, "host-limits")
     assert result["severity"] == "blocker" and "/dev/shm is" in result["summary"]
-    assert "--shm-size=" in result["why"] and "remount" in result["why"]
+    assert "mount -o remount,size=" in result["fix"].splitlines()[0], result["fix"]
+    assert "--shm-size=" in result["why"] and "needs root" in result["why"]
     profiles = site_profile(tmp_path, "[host]\nmin_shm_gb = 0.5\n")
     proc, (result,) = run_checks(tmp_path, profiles, "host-limits")
     assert result["severity"] == "ok" and proc.returncode == 0
@@ -151,7 +152,10 @@ def test_disk_without_enough_space_fails_then_passes(tmp_path):
     assert proc.returncode == 1 and result["severity"] == "blocker"
     assert f"{out}:" in result["summary"] and "GiB free on" in result["summary"]
     assert result["evidence"]["paths"][0]["exists"] is False
-    assert "du -xsh" in result["why"]
+    du, df = result["fix"].splitlines()  # runnable lines, not prose in `why`
+    assert du.startswith("du -xh --max-depth=1 ") and du.endswith("| sort -h | tail"), du
+    shown = subprocess.run(["bash", "-c", df], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0 and str(tmp_path) in df, (df, shown.stderr)
     profiles = site_profile(tmp_path, f'[disk]\nmin_free_gb = 0.1\npaths = ["{out}"]\n')
     proc, (result,) = run_checks(tmp_path, profiles, "disk-space")
     assert result["severity"] == "ok" and proc.returncode == 0

@@ -6,6 +6,7 @@ Facts are what `preflight.probes.host` measured (`Space`, `Limits`) and the prof
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,9 +59,17 @@ def _shm_problems(f: LimitFacts, needed_gb: float, sized: str) -> list[Problem]:
         return []
     size = "missing" if shm is None else f"{shm.total_gb:g} GiB"
     whole = max(int(needed_gb + 0.999), 1)
+    sudo = "" if f.euid == 0 else "sudo "
+    # A tmpfs size is a ceiling, not an allocation: remounting larger takes no memory.
+    mount = (f"{sudo}mkdir -p /dev/shm && {sudo}mount -t tmpfs -o size={whole}G tmpfs /dev/shm"
+             if shm is None else
+             f"{sudo}mount -o remount,size={whole}G /dev/shm && df -h /dev/shm")
     return [Problem(f"/dev/shm is {size}, needs {needed_gb:g} GiB{sized}",
-                    f"docker run --shm-size={whole}g ... (or --ipc=host); on a host: sudo mount "
-                    f"-o remount,size={whole}G /dev/shm")]
+                    f"{mount}  # on the host, needs root. In a container /dev/shm is fixed "
+                    f"when it starts: recreate it with docker run --shm-size={whole}g (or "
+                    "--ipc=host), Kubernetes: an emptyDir with medium Memory at /dev/shm. "
+                    "To keep the size after a reboot, set size= on the /dev/shm line of "
+                    "/etc/fstab")]
 
 
 def _nofile_problems(want: HostWant, lim: Limits, euid: int | None) -> list[Problem]:
@@ -172,13 +181,19 @@ def disk_space(f: DiskFacts) -> Verdict:
                 "device": s.device} for s in f.spaces]))
     short = [s for s in f.spaces if s.free_bytes < want.min_free_gb * GiB]
     # A data disk that does not exist is no place to point outputs at.
-    target = want.data_disk if data_disk and data_disk.exists else "<a disk with space>"
+    target = want.data_disk if data_disk and data_disk.exists else ""
     if short:
         # One problem: the paths short of space; its fix starts with the first of them.
+        # `du -x --max-depth=1 MOUNT` stays on that filesystem (another disk mounted below
+        # it is not counted as filling it) and counts dot-directories (~/.cache) too.
+        first = short[0]
+        df = " ".join(shlex.quote(p) for p in dict.fromkeys([first.measured_at, target]) if p)
         v.problems.append(Problem(
             "; ".join(_short_text(s, want) for s in short),
-            f"free space on {short[0].mount_point} (du -xsh {short[0].measured_at}/* | "
-            f"sort -h | tail) or point the output at {target}"))
+            f"du -xh --max-depth=1 {shlex.quote(first.mount_point)} 2>/dev/null | sort -h | "
+            f"tail  # the largest directories on {first.mount_point}: delete or move what is "
+            f"not needed, or point the output (--output_dir / SAVE_DIR) at "
+            f"{target or f'a disk with {want.min_free_gb:g} GiB free'}\ndf -h {df}"))
     on_root = [s for s in f.spaces if s.mount_point == "/" and data_disk is not None
                and not same_filesystem(s, data_disk)]
     if on_root:
