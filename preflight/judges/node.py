@@ -462,14 +462,22 @@ class NcclIfnameFacts:
     interfaces: Sequence[Interface]
 
 
+def _addressed(i: Interface) -> bool:
+    """NCCL takes only an interface with an IPv4 / IPv6 address (netif._nccl_addresses);
+    addresses not read: not judged."""
+    return i.addresses is None or bool(i.addresses)
+
+
 def nccl_ifname(f: NcclIfnameFacts) -> Verdict:
     up = {i.name for i in f.interfaces if i.up}
-    candidates = [i.name for i in f.interfaces
-                  if i.up and not i.loopback and not i.name.startswith(VIRTUAL)]
+    candidates = [i.name for i in f.interfaces if i.up and not i.loopback and _addressed(i)
+                  and not i.name.startswith(VIRTUAL)]
     v = Verdict(evidence=dict(NCCL_SOCKET_IFNAME=f.spec,
                               interfaces={i.name: "up" if i.up else "down"
                                           for i in f.interfaces},
                               candidates=candidates))
+    if any(i.addresses is not None for i in f.interfaces):
+        v.evidence["addresses"] = {i.name: list(i.addresses or ()) for i in f.interfaces}
     v.fix = f"export NCCL_SOCKET_IFNAME={candidates[0] if candidates else '^lo,docker0'}"
     # NCCL reads the variable only when `strlen(env) > 1` (NVIDIA/nccl src/misc/socket.cc
     # ncclFindInterfaces) and picks an interface itself otherwise, as when it is unset.
@@ -486,10 +494,17 @@ def nccl_ifname(f: NcclIfnameFacts) -> Verdict:
         return v
     selected = select(f.spec, [i.name for i in f.interfaces])
     v.evidence.update(selected=selected)
-    if not [n for n in selected if n in up]:
+    selected_up = [i for i in f.interfaces if i.name in selected and i.name in up]
+    if not selected_up:
         v.problems.append(Problem(
             f"NCCL_SOCKET_IFNAME={f.spec!r} selects no interface that is up on this node",
             v.fix))
+    elif not any(_addressed(i) for i in selected_up):
+        names = ", ".join(i.name for i in selected_up)
+        v.problems.append(Problem(
+            f"NCCL_SOCKET_IFNAME={f.spec!r} selects {names}, which has no IPv4/IPv6 address: "
+            "NCCL takes only an interface with one, and stops with `Bootstrap : no socket "
+            "interface found`", v.fix))  # NVIDIA/nccl src/bootstrap.cc:126
     return v
 
 

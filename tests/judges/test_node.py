@@ -229,6 +229,18 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
           fix=("export NCCL_SOCKET_IFNAME=eth0",))),
     ("nccl-unset-two", judge.nccl_ifname, replace(NCCL, spec=None, interfaces=[ETH0, ETH1]),
      Want(Kind.WARNING, ("2 candidate interfaces (eth0, eth1)",))),
+    # NCCL takes only an interface with an IPv4/IPv6 address (NVIDIA/nccl ncclFindInterfaces)
+    ("nccl-no-address", judge.nccl_ifname, replace(NCCL, spec="eth1", interfaces=[
+        LO, replace(ETH0, addresses=("10.0.0.2",)), replace(ETH1, addresses=())]),
+     Want(Kind.BLOCKER, ("NCCL_SOCKET_IFNAME='eth1' selects eth1, which has no IPv4/IPv6 "
+                         "address: NCCL takes only an interface with one",),
+          ("export NCCL_SOCKET_IFNAME=eth0",))),
+    ("nccl-one-of-two-has-one", judge.nccl_ifname, replace(NCCL, interfaces=[
+        LO, replace(ETH0, addresses=("fe80::1%eth0",)), replace(ETH1, addresses=())]),
+     Want(evidence=(("selected", ["eth0", "eth1"]),))),  # link-local IPv6 is one NCCL takes
+    ("nccl-unset-one-addressed", judge.nccl_ifname, replace(NCCL, spec=None, interfaces=[
+        LO, replace(ETH0, addresses=("10.0.0.2",)), replace(ETH1, addresses=())]),
+     Want(skip="NCCL_SOCKET_IFNAME unset; only ['eth0'] to choose from")),
     # wandb-offline
     ("wandb-ok", judge.wandb_offline, WANDB,
      Want(ok="wandb online: API key from the environment; https://api.wandb.ai answered",
