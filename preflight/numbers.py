@@ -81,3 +81,12 @@ def maybe_int(raw: object, low: int | None = None, high: int | None = None) -> i
         return parse_int(raw, "value", low, high)
     except NumberError:
         return None
+
+
+def hides_every_gpu(visible_devices: str) -> bool:
+    """CUDA_VISIBLE_DEVICES empty, also as a literal `""` / `''` (an env file or a quoted
+    `docker -e` keeps the quotes): CUDA and torch read an empty or invalid first entry as the
+    end of the list, so the job sees no GPU (torch 2.13.0 torch/cuda/__init__.py:860
+    `_parse_visible_devices`: `_strtoul` returns -1 for '' (:892) and the loop stops at a
+    negative value (:926), leaving [])."""
+    return visible_devices.strip() in ("", '""', "''")

@@ -95,6 +95,21 @@ def test_visible_devices_naming_a_missing_gpu_fails_then_passes(run_preflight):
     assert results(fixed, "gpu-inventory")["a800"]["outcome"] == "passed"
 
 
+def test_an_empty_visible_devices_means_the_job_sees_no_gpu(run_preflight, tmp_path):
+    """`CUDA_VISIBLE_DEVICES=` hides every GPU (torch/cuda/__init__.py _parse_visible_devices
+    returns []): said so, not "entry '' is neither an index nor a UUID"."""
+    script = tmp_path / "run.sh"
+    script.write_text("torchrun --nproc_per_node 2 train.py\n")
+    run = replay(run_preflight, HEALTHY, "gpu-inventory", "launch-gpus",
+                 env=gpu_env(HOME="/nonexistent", CUDA_VISIBLE_DEVICES=""),
+                 extra=("--launch-script", str(script)))
+    node = results(run, "gpu-inventory")["a800"]
+    assert node["severity"] == "blocker", run.output[-2000:]
+    assert "the job sees no GPU" in node["summary"], node["summary"]
+    assert "neither" not in run.output
+    assert "the job sees no GPU" in run.one("launch-gpus")["summary"]
+
+
 def test_site_profile_of_five_lines_extends_a800(run_preflight, tmp_path):
     """A site overrides two thresholds in a 5-line file and keeps everything else."""
     site = tmp_path / "profiles"
@@ -328,12 +343,65 @@ def test_cuda_stack_fails_on_an_nvcc_major_mismatch(run_preflight, tmp_path):
     # no CUDA 12 toolkit beside it (nor, on this box, under /usr/local): no made-up path
     if not Path("/usr/local/cuda-12.1/bin/nvcc").exists():
         assert "export CUDA_HOME=/usr/local/cuda-12.1" not in result["fix"], result["fix"]
-    # a CUDA 12.1 toolkit installed beside the 13.0 one: the fix names it, and it works
-    other = fake_toolkit(tmp_path / "cuda-12.1", "12.1")
+    # a CUDA 12.1 toolkit (with libcudart) installed beside the 13.0 one: the fix names it,
+    # and it works
+    other = _cudart(fake_toolkit(tmp_path / "cuda-12.1", "12.1"))
     result = replay(run_preflight, HEALTHY, "cuda-stack", env=env).one("cuda-stack")
     assert f"export CUDA_HOME={other}" in result["fix"], result["fix"]
     fixed = replay(run_preflight, HEALTHY, "cuda-stack", env={**env, "CUDA_HOME": str(other)})
     assert fixed.one("cuda-stack")["outcome"] == "passed", fixed.output[-2000:]
+
+
+def _cudart(home):
+    """A real libcudart.so in HOME/lib64 (gcc-built), what `-lcudart` links against."""
+    lib = home / "lib64"
+    lib.mkdir(parents=True)
+    src = home / "cudart.c"
+    src.write_text("int cudaRuntimeGetVersion(int *v) { *v = 12010; return 0; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib / "libcudart.so"), str(src)],
+                   check=True)
+    return home
+
+
+def test_cudart_link_and_cuda_stack_fixes_agree(run_preflight, tmp_path):
+    """cudart-link once said `export CUDA_HOME=/usr/local/cuda` (a CUDA 13 toolkit here)
+    under a CUDA 12 torch, which cuda-stack then failed. Both now name the toolkit of
+    torch's major that has libcudart, and applying it passes both."""
+    env = stack_env(tmp_path, nvcc="13.0")  # CUDA_HOME: a CUDA 13 toolkit without libcudart
+    kits = Path(env["CUDA_HOME"]).parent
+    good = _cudart(fake_toolkit(kits / "cuda-12.1", "12.1"))
+    fake_toolkit(kits / "cuda-12.4", "12.4")  # torch's major, but nothing to link against
+    run = replay(run_preflight, HEALTHY, "cuda-stack", "cudart-link", env=env)
+    stack, link = run.one("cuda-stack"), run.one("cudart-link")
+    assert stack["severity"] == link["severity"] == "blocker", run.output[-3000:]
+    named = f"export CUDA_HOME={good}"
+    assert stack["fix"].startswith(named) and link["fix"].startswith(named), \
+        (stack["fix"], link["fix"])
+    fixed = replay(run_preflight, HEALTHY, "cuda-stack", "cudart-link",
+                   env={**env, "CUDA_HOME": str(good)})
+    assert [c["outcome"] for c in fixed.report["checks"]] == ["passed", "passed"], \
+        fixed.output[-3000:]
+    # no toolkit of torch's major has libcudart: both say so and how to get one
+    (good / "lib64" / "libcudart.so").unlink()
+    run = replay(run_preflight, HEALTHY, "cuda-stack", "cudart-link", env=env)
+    for check in ("cuda-stack", "cudart-link"):
+        fix = run.one(check)["fix"]
+        assert "conda install -y -c nvidia cuda-toolkit=12.1" in fix, fix
+        assert "export CUDA_HOME=/usr/local/cuda\n" not in fix + "\n", fix
+
+
+def test_installed_toolkits_include_the_job_conda_env(tmp_path):
+    """conda's cuda-toolkit in the job's env is a toolkit both checks may name (its version
+    from its own nvcc), once, whatever links lead to it."""
+    from preflight.probes import cuda
+    from preflight.run import Runner
+
+    prefix = _cudart(fake_toolkit(tmp_path / "envs" / "train", "12.4"))
+    (tmp_path / "link").symlink_to(prefix)
+    kits = cuda.installed(Runner(), {"CONDA_PREFIX": str(tmp_path / "link")}, "/nonexistent/x")
+    assert [k for k in kits if k.path == str(prefix)] == [cuda.Kit(str(prefix), "12.4", True)]
+    chosen = cuda.choose(kits, "12.4")
+    assert chosen is not None and chosen.version == "12.4" and chosen.cudart, kits
 
 
 def test_cuda_stack_fails_on_the_real_cpu_only_torch(run_preflight):

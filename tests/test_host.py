@@ -46,7 +46,7 @@ def site_profile(tmp_path, body: str, name: str = "site") -> Path:
     return root
 
 
-def run_checks(tmp_path, profile_dir, *checks, limits=None, env=None):
+def run_checks(tmp_path, profile_dir, *checks, limits=None, env=None, extra=()):
     """The real plugin in a subprocess; `limits` lowers rlimits in the child for real."""
 
     def lower():
@@ -57,7 +57,7 @@ def run_checks(tmp_path, profile_dir, *checks, limits=None, env=None):
     report = tmp_path / f"report-{len(list(tmp_path.glob('report-*')))}"
     argv = [sys.executable, "-m", "pytest", str(CHECKS), "-p", "no:cacheprovider",
             "--rootdir", str(REPO), "--report-dir", str(report), "-q",
-            "--profile-dir", str(profile_dir), "--profile", "site"]
+            "--profile-dir", str(profile_dir), "--profile", "site", *extra]
     for check in checks:
         argv += ["--check", check]
     proc = subprocess.run(argv, cwd=tmp_path, env=env or base_env(), capture_output=True,
@@ -96,10 +96,33 @@ def test_shm_too_small_for_ranks_times_workers(tmp_path):
     profiles = site_profile(tmp_path, f"[host]\nmin_shm_gb = {round(shm_gib * 2, 1)}\n")
     proc, (result,) = run_checks(tmp_path, profiles, "host-limits")
     assert result["severity"] == "blocker" and "/dev/shm is" in result["summary"]
-    assert "--shm-size=" in result["why"] and "remount" in result["why"]
+    assert "mount -o remount,size=" in result["fix"].splitlines()[0], result["fix"]
+    assert "--shm-size=" in result["why"] and "needs root" in result["why"]
     profiles = site_profile(tmp_path, "[host]\nmin_shm_gb = 0.5\n")
     proc, (result,) = run_checks(tmp_path, profiles, "host-limits")
     assert result["severity"] == "ok" and proc.returncode == 0
+
+
+@pytest.mark.parametrize("option", ["--dataloader_num_workers 4", "--dataloader-num-workers=4"])
+def test_shm_sized_from_the_launch_dataloader_workers(tmp_path, option):
+    """ms-swift / HF Trainer's --dataloader_num_workers in the launch, not the profile's 0."""
+    shm_gib = host.shm().total_bytes / 2**30
+    per_worker = round(shm_gib / 4 + 1, 1)  # 4 workers x per_worker > this box's /dev/shm
+    profiles = site_profile(tmp_path, f"[gpu]\ncount = 0\n[host]\ndataloader_workers = 0\n"
+                                      f"shm_gb_per_worker = {per_worker}\n")
+    launch = f"swift sft --model m --dataset d {option}"
+    proc, (result,) = run_checks(tmp_path, profiles, "host-limits",
+                                 extra=("--launch-cmd", launch))
+    assert result["severity"] == "blocker", result
+    assert result["evidence"]["dataloader_workers"] == 4
+    assert "workers from --dataloader_num_workers 4 at <--launch-cmd>:1" in \
+        result["evidence"]["sizing"]
+    assert result["evidence"]["shm_needed_gb"] == pytest.approx(4 * per_worker)
+    # without the option the profile's 0 workers size it
+    proc, (result,) = run_checks(tmp_path, profiles, "host-limits",
+                                 extra=("--launch-cmd", "swift sft --model m --dataset d"))
+    assert result["severity"] == "ok" and "workers from profile site" in \
+        result["evidence"]["sizing"]
 
 
 def test_rdma_memlock_lowered_for_real_fails_then_passes(tmp_path):
@@ -129,7 +152,10 @@ def test_disk_without_enough_space_fails_then_passes(tmp_path):
     assert proc.returncode == 1 and result["severity"] == "blocker"
     assert f"{out}:" in result["summary"] and "GiB free on" in result["summary"]
     assert result["evidence"]["paths"][0]["exists"] is False
-    assert "du -xsh" in result["why"]
+    du, df = result["fix"].splitlines()  # runnable lines, not prose in `why`
+    assert du.startswith("du -xh --max-depth=1 ") and du.endswith("| sort -h | tail"), du
+    shown = subprocess.run(["bash", "-c", df], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0 and str(tmp_path) in df, (df, shown.stderr)
     profiles = site_profile(tmp_path, f'[disk]\nmin_free_gb = 0.1\npaths = ["{out}"]\n')
     proc, (result,) = run_checks(tmp_path, profiles, "disk-space")
     assert result["severity"] == "ok" and proc.returncode == 0

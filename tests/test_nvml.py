@@ -116,7 +116,7 @@ FOUR = nvml.load_snapshot(HEALTHY).gpus
 @pytest.mark.parametrize("spec, indices, problem", [
     (None, (0, 1, 2, 3), None),
     ("2,3", (2, 3), None),
-    ("", (), "neither an index"),
+    ("", (), None),  # no GPU visible, not an invalid entry: Visible.none says so
     ("0,7,1", (0,), "names GPU 7"),  # CUDA stops at the first invalid entry
     ("1,1", (1,), "twice"),
     (FOUR[2].uuid[:12] + ",0", (2, 0), None),  # a unique UUID prefix
@@ -128,6 +128,7 @@ def test_visible_devices_follow_cuda_rules(spec, indices, problem):
     assert (problem is None) == (not visible.problems)
     if problem:
         assert problem in visible.problems[0]
+    assert ("the job sees no GPU" in visible.none) == (spec == "")
 
 
 def test_memory_match_tells_sizes_apart():

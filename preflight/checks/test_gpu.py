@@ -82,13 +82,13 @@ def cuda_facts(node: Node) -> judge.CudaFacts:
     if not build.installed:
         return judge.CudaFacts(build, None)
     # The toolkit of the job: a launch script's `export CUDA_HOME=...` counts.
-    env = node.job_environ("CUDA_HOME", "CUDA_PATH", "PATH")
+    env = node.job_environ("CUDA_HOME", "CUDA_PATH", "PATH", "CONDA_PREFIX")
     home, how = cuda.cuda_home(env)
     var = env.get("CUDA_HOME")
     is_dir = var is not None and Path(var).is_dir()
     return judge.CudaFacts(build, judge.Toolkit(
         home, how, torch_build.nvcc(node.runner, home), var, is_dir,
-        cuda.toolkits("/usr/local", os.path.dirname(home))))
+        cuda.installed(node.runner, env, home)))
 
 
 @pytest.mark.pitfall("cuda-stack")

@@ -9,8 +9,10 @@ import os
 
 import pytest
 
+from preflight import numbers
 from preflight.judges import host as judge
 from preflight.judges.gpu import GpuWant, processes_per_node
+from preflight.launch.spec import LaunchSpec, trainer_option
 from preflight.plugin import Recorder
 from preflight.probes import Node, host
 from preflight.profiles import Profile
@@ -28,8 +30,24 @@ def test_host_limits(node: Node, profile: Profile, finding: Recorder) -> None:
         launched = spec.processes_on(None if snap.error else len(snap.gpus),
                                      snap.error or "")
     ranks, ranks_from = processes_per_node(GpuWant.of(profile), launched)
+    workers, workers_from = _launch_workers(spec)
     finding.conclude(judge.host_limits(judge.LimitFacts(
-        judge.HostWant.of(profile), host.shm(), host.limits(), ranks, ranks_from, os.geteuid())))
+        judge.HostWant.of(profile), host.shm(), host.limits(), ranks, ranks_from, os.geteuid(),
+        workers, workers_from)))
+
+
+def _launch_workers(spec: LaunchSpec | None) -> tuple[int | None, str]:
+    """Dataloader workers per rank as the launch's trainer is told (ms-swift / HF Trainer
+    `--dataloader_num_workers`): (count, where), or (None, why not) / (None, "")."""
+    found = trainer_option(spec, "dataloader_num_workers") if spec is not None else None
+    if found is None:
+        return None, ""
+    word, layer = found
+    n = numbers.maybe_int(word.text, 0, 4096) if word.known else None
+    if n is None:
+        return None, (f"the launch's --dataloader_num_workers at {layer.where} is not known: "
+                      f"{word.reason or word.text!r}")
+    return n, f"--dataloader_num_workers {n} at {layer.where}"
 
 
 @pytest.mark.pitfall("disk-space")

@@ -86,7 +86,7 @@ def cudart_facts(node: Node, tmp_path: Path) -> judge.CudartFacts:
     prefixes = [home] + ([conda] if conda and not paths.same_dir(conda, home) else [])
     layouts = [cuda.layout(p) for p in prefixes]
     if not Path(home).is_dir() and not any(lay.present for lay in layouts):
-        return judge.CudartFacts(home, how, False, layouts, None, None)
+        return judge.CudartFacts(home, how, False, layouts, None)
     link = None
     cc = paths.which("cc", env) or paths.which("gcc", env)
     if cc:
@@ -94,10 +94,10 @@ def cudart_facts(node: Node, tmp_path: Path) -> judge.CudartFacts:
         errors = [ln for ln in result.stderr.splitlines() if "cannot find" in ln or "error" in ln]
         link = judge.Link(" ".join(result.argv[-3:]), result.returncode,
                           errors[0] if errors else "", result.stderr)
-    good = next((c for c in ("/usr/local/cuda", conda or "")
-                 if c and cuda.layout(c).lib64_has_linker_name), None)
+    # The fix names the toolkit cuda-stack would name too (cuda.choose): torch's CUDA major.
     return judge.CudartFacts(home, how, Path(home).is_dir(), layouts, link,
-                             good if good and not paths.same_dir(good, home) else None)
+                             cuda.installed(node.runner, env, home),
+                             cuda.torch_cuda(node.runner, node.launch_python, node.environ))
 
 
 @pytest.mark.pitfall("cudart-link")

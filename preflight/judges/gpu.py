@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from preflight.matching import model_matches
 from preflight.model import Problem, Verdict
 from preflight.probes import gpus, nvml
+from preflight.probes.cuda import Kit, choose
 from preflight.probes.nccl import Setting, as_int
 from preflight.probes.nvml import Gpu, Snapshot
 from preflight.probes.torch_build import Nvcc, TorchBuild, arch_covers, driver_cuda, parse_version
@@ -83,6 +84,8 @@ def job_gpu(s: Slot) -> Gpu | Verdict:
         return Verdict([Problem.unknown(f"cannot read GPU {s.position}: {snap.error}")])
     visible = gpus.resolve(s.cuda_visible_devices, snap.gpus)
     if s.position >= len(visible.indices):
+        if visible.none:
+            return Verdict(skip=f"{visible.none}; see gpu-inventory")
         if visible.spec is not None:
             return Verdict(skip=f"cuda:{s.position} is not visible to the job "
                                 f"(CUDA_VISIBLE_DEVICES={visible.spec})")
@@ -167,6 +170,9 @@ def visible_to_job(f: JobFacts) -> Verdict:
         v.problems.append(Problem(f"NVML cannot be read: {snap.error}", fix))
     elif visible.problems:
         v.problems.append(Problem(visible.problems[0], fix))
+    elif visible.none:
+        v.problems.append(Problem(f"{visible.none} but {needed} processes per node "
+                                  f"({needed_from})", fix))
     elif visible.count < needed:
         v.problems.append(Problem(f"{visible.count} GPU(s) visible to the job but {needed} "
                                   f"processes per node ({needed_from})", fix))
@@ -362,8 +368,8 @@ class Toolkit:
     nvcc: Nvcc
     cuda_home_var: str | None  # CUDA_HOME as exported
     cuda_home_var_is_dir: bool
-    # toolkits on the node: (/usr/local/cuda-X.Y with bin/nvcc, "X.Y"), for the fix
-    installed: tuple[tuple[str, str], ...] = ()
+    # toolkits on the node (/usr/local/cuda-X.Y with bin/nvcc, cuda.toolkits), for the fix
+    installed: tuple[Kit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -474,29 +480,32 @@ def _driver_problems(snap: Snapshot, build: TorchBuild) -> list[Problem]:
     return out
 
 
-def _toolkit_fix(kit: Toolkit, build: TorchBuild) -> str:
-    """CUDA_HOME at an installed toolkit of torch's CUDA major (its own minor first, else the
-    newest); never a directory the node lacks."""
-    wanted = parse_version(build.cuda)
-    if wanted is None:  # a CPU-only torch: any installed toolkit, else none at all
-        newest = sorted((parse_version(v) or (0, 0), path) for path, v in kit.installed)
-        return (f"export CUDA_HOME={newest[-1][1]}" if newest else
-                "unset CUDA_HOME  # it names no directory and no toolkit is installed")
-    major = wanted[0]
-    same = sorted((parse_version(v) or (0, 0), path) for path, v in kit.installed
-                  if (parse_version(v) or (0, 0))[0] == major)
-    exact = [path for v, path in same if v == wanted]
-    if exact or same:
-        return (f"export CUDA_HOME={(exact or [same[-1][1]])[0]}  # a toolkit whose nvcc "
-                f"major is {major}")
-    return (f"export CUDA_HOME=<a CUDA {major} toolkit>  # no CUDA {major} toolkit under "
-            "/usr/local: install one (conda install -c nvidia cuda-toolkit="
-            f"{build.cuda}) or use torch's CUDA build of the installed toolkit")
+def toolkit_fix(kits: tuple[Kit, ...], torch_cuda: str | None, exclude: str = "") -> str:
+    """`export CUDA_HOME=` the toolkit `cuda.choose` picks, the one fix cuda-stack and
+    cudart-link both give (each alone named a toolkit the other then failed: /usr/local/cuda
+    of CUDA 13 under a CUDA 12 torch); else how to install one, never a missing path."""
+    kit = choose(kits, torch_cuda, exclude)
+    if kit is not None:
+        return (f"export CUDA_HOME={kit.path}  # CUDA {kit.version}: lib64/libcudart.so for "
+                "flashinfer's link" + (f", nvcc major of torch's CUDA {torch_cuda}"
+                                        if torch_cuda else ""))
+    major = torch_cuda.split(".")[0] if torch_cuda else ""
+    others = ", ".join(f"{k.path} is CUDA {k.version}" +
+                       ("" if k.cudart else " without lib64/libcudart.so") for k in kits)
+    # conda's cuda-toolkit puts libcudart.so in lib/, the link searches lib64/ (a slime
+    # run on 4xA800): the link makes the env a toolkit flashinfer can use.
+    return (f"conda install -y -c nvidia cuda-toolkit{'=' + torch_cuda if torch_cuda else ''}"
+            '; export CUDA_HOME="${CONDA_PREFIX:?activate the job env first}"'
+            '; test -e "$CUDA_HOME/lib64" || ln -s lib "$CUDA_HOME/lib64"  # no installed '
+            f"CUDA {major + ' ' if major else ''}toolkit has lib64/libcudart.so"
+            + (f" ({others})" if others else ""))
 
 
 def _toolkit_problems(kit: Toolkit, build: TorchBuild) -> list[Problem]:
     wanted = parse_version(build.cuda)
-    fix = _toolkit_fix(kit, build)
+    fix = toolkit_fix(kit.installed, build.cuda) if build.cuda or \
+        choose(kit.installed, None) else \
+        "unset CUDA_HOME  # it names no directory and no toolkit with libcudart is installed"
     release = kit.nvcc.release
     if kit.cuda_home_var and not kit.cuda_home_var_is_dir:
         return [Problem(f"CUDA_HOME={kit.cuda_home_var} does not exist", fix)]

@@ -6,6 +6,7 @@ Facts are what `preflight.probes.host` measured (`Space`, `Limits`) and the prof
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,17 +47,29 @@ class LimitFacts:
     ranks: int  # processes on this node
     ranks_from: str  # where `ranks` comes from
     euid: int | None = None  # who runs the job (None: not known): root needs its own lines
+    # dataloader workers per rank as the launch says (--dataloader_num_workers); None: the
+    # profile's. workers_from: where the launch says it, or why its value is not used.
+    workers: int | None = None
+    workers_from: str = ""
 
 
-def _shm_problems(f: LimitFacts, needed_gb: float) -> list[Problem]:
+def _shm_problems(f: LimitFacts, needed_gb: float, sized: str) -> list[Problem]:
     shm = f.shm
     if not needed_gb or (shm is not None and shm.total_bytes >= needed_gb * GiB):
         return []
     size = "missing" if shm is None else f"{shm.total_gb:g} GiB"
     whole = max(int(needed_gb + 0.999), 1)
-    return [Problem(f"/dev/shm is {size}, needs {needed_gb:g} GiB",
-                    f"docker run --shm-size={whole}g ... (or --ipc=host); on a host: sudo mount "
-                    f"-o remount,size={whole}G /dev/shm")]
+    sudo = "" if f.euid == 0 else "sudo "
+    # A tmpfs size is a ceiling, not an allocation: remounting larger takes no memory.
+    mount = (f"{sudo}mkdir -p /dev/shm && {sudo}mount -t tmpfs -o size={whole}G tmpfs /dev/shm"
+             if shm is None else
+             f"{sudo}mount -o remount,size={whole}G /dev/shm && df -h /dev/shm")
+    return [Problem(f"/dev/shm is {size}, needs {needed_gb:g} GiB{sized}",
+                    f"{mount}  # on the host, needs root. In a container /dev/shm is fixed "
+                    f"when it starts: recreate it with docker run --shm-size={whole}g (or "
+                    "--ipc=host), Kubernetes: an emptyDir with medium Memory at /dev/shm. "
+                    "To keep the size after a reboot, set size= on the /dev/shm line of "
+                    "/etc/fstab")]
 
 
 def _nofile_problems(want: HostWant, lim: Limits, euid: int | None) -> list[Problem]:
@@ -96,17 +109,24 @@ def _memlock_problems(want: HostWant, lim: Limits, needed: int | None,
 def host_limits(f: LimitFacts) -> Verdict:
     """/dev/shm fits every rank's dataloader workers; nofile and (RDMA) memlock suffice."""
     want, lim, shm = f.want, f.limits, f.shm
-    ranks, workers = max(f.ranks, 1), want.dataloader_workers
-    needed_gb = max(want.min_shm_gb, ranks * workers * want.shm_gb_per_worker)
+    # The launch's own --dataloader_num_workers when it says, else the profile's.
+    ranks = max(f.ranks, 1)
+    workers = want.dataloader_workers if f.workers is None else f.workers
+    workers_from = f.workers_from if f.workers is not None else \
+        f"profile {want.profile}" + (f" ({f.workers_from})" if f.workers_from else "")
+    per_workers = ranks * workers * want.shm_gb_per_worker
+    needed_gb = max(want.min_shm_gb, per_workers)
+    sized = (f" ({ranks} ranks x {workers} dataloader workers from {workers_from} x "
+             f"{want.shm_gb_per_worker:g} GiB)") if per_workers >= want.min_shm_gb else ""
     memlock = None if want.min_memlock_mb < 0 else want.min_memlock_mb * MiB
     v = Verdict(fix="none needed", fix_joiner="; ", evidence=dict(
         shm=None if shm is None else {"total_gib": shm.total_gb, "free_gib": shm.free_gb},
         shm_needed_gb=needed_gb, ranks=ranks, dataloader_workers=workers,
-        sizing=f"ranks from {f.ranks_from}, workers from profile {want.profile}",
+        sizing=f"ranks from {f.ranks_from}, workers from {workers_from}",
         nofile={"soft": lim.nofile_soft, "hard": lim.nofile_hard}, min_nofile=want.min_nofile,
         memlock_mib=None if lim.memlock_soft is None else lim.memlock_soft // MiB,
         rdma=want.rdma, memlock_needed_mib="unlimited" if memlock is None else memlock // MiB))
-    v.problems += (_shm_problems(f, needed_gb) + _nofile_problems(want, lim, f.euid)
+    v.problems += (_shm_problems(f, needed_gb, sized) + _nofile_problems(want, lim, f.euid)
                    + _memlock_problems(want, lim, memlock, f.euid))
     return v
 
@@ -161,13 +181,19 @@ def disk_space(f: DiskFacts) -> Verdict:
                 "device": s.device} for s in f.spaces]))
     short = [s for s in f.spaces if s.free_bytes < want.min_free_gb * GiB]
     # A data disk that does not exist is no place to point outputs at.
-    target = want.data_disk if data_disk and data_disk.exists else "<a disk with space>"
+    target = want.data_disk if data_disk and data_disk.exists else ""
     if short:
         # One problem: the paths short of space; its fix starts with the first of them.
+        # `du -x --max-depth=1 MOUNT` stays on that filesystem (another disk mounted below
+        # it is not counted as filling it) and counts dot-directories (~/.cache) too.
+        first = short[0]
+        df = " ".join(shlex.quote(p) for p in dict.fromkeys([first.measured_at, target]) if p)
         v.problems.append(Problem(
             "; ".join(_short_text(s, want) for s in short),
-            f"free space on {short[0].mount_point} (du -xsh {short[0].measured_at}/* | "
-            f"sort -h | tail) or point the output at {target}"))
+            f"du -xh --max-depth=1 {shlex.quote(first.mount_point)} 2>/dev/null | sort -h | "
+            f"tail  # the largest directories on {first.mount_point}: delete or move what is "
+            f"not needed, or point the output (--output_dir / SAVE_DIR) at "
+            f"{target or f'a disk with {want.min_free_gb:g} GiB free'}\ndf -h {df}"))
     on_root = [s for s in f.spaces if s.mount_point == "/" and data_disk is not None
                and not same_filesystem(s, data_disk)]
     if on_root:

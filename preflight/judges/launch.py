@@ -611,6 +611,12 @@ class GpusFacts:
 def _gpus_fix(rows: Sequence[Mapping[str, Any]], gpus: int) -> str:
     counts = [r["visible"] for r in rows if r.get("visible") is not None]
     n = min(counts) if counts else gpus
+    if counts and not n and gpus:  # every GPU hidden: list the ones the launch needs
+        want = min(max([n for r in rows if isinstance(n := r.get("nproc_per_node"), int)]
+                       or [gpus]), gpus)
+        return (f"export CUDA_VISIBLE_DEVICES={','.join(str(i) for i in range(want))}  # where "
+                "the job gets it (this shell or the launch script): an empty value hides "
+                "every GPU")
     return (f"--nproc_per_node {n} (NPROC_PER_NODE={n}), or list more GPUs: "
             f"CUDA_VISIBLE_DEVICES={','.join(str(i) for i in range(max(n, 1)))}" if n else
             "expose GPUs: CUDA_VISIBLE_DEVICES=0,1,... ")
@@ -656,8 +662,10 @@ def launch_gpus(f: GpusFacts) -> Verdict:
             return Verdict(skip="no GPU to count: CUDA_VISIBLE_DEVICES unset and NVML "
                                 f"reports none ({f.nvml_error or 'no GPU'})")
         if layer.nproc > count:
+            seen = f"{count} GPU(s) are visible" if count or cvd is None else \
+                f"the job sees no GPU (CUDA_VISIBLE_DEVICES={cvd.value!r} hides every GPU)"
             blockers.append((f"{layer.launcher} at {at(layer)} starts {layer.nproc} "
-                             f"processes per node but {count} GPU(s) are visible", maybe))
+                             f"processes per node but {seen}", maybe))
     fix = _gpus_fix(rows, f.gpus)
     v = Verdict(evidence=dict(layers=rows, gpus_on_node=f.gpus, nvml_error=f.nvml_error),
                 problems=[Problem.unknown(f"{text}, if it starts at all: {maybe}", fix)

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from preflight.judges.gpu import toolkit_fix
 from preflight.matching import gpu_match
 from preflight.model import Problem, Verdict
-from preflight.probes.cuda import LibLayout
+from preflight.probes.cuda import Kit, LibLayout, choose
 from preflight.probes.http import Answer, safe_url
 from preflight.probes.netif import Interface, select
 from preflight.probes.wandb import Setting
@@ -138,7 +139,8 @@ class CudartFacts:
     home_exists: bool
     layouts: Sequence[LibLayout]  # home, then CONDA_PREFIX when it is another dir
     link: Link | None  # None: no cc on PATH
-    good: str | None  # another prefix whose lib64/ has libcudart.so (not cuda_home)
+    kits: tuple[Kit, ...] = ()  # installed toolkits (cuda.toolkits), for the fix
+    torch_cuda: str | None = None  # the job's torch.version.cuda (None: CPU-only or no torch)
 
 
 def cudart_link(f: CudartFacts) -> Verdict:
@@ -157,15 +159,16 @@ def cudart_link(f: CudartFacts) -> Verdict:
     elif not f.layouts[0].lib64_has_linker_name:
         texts.append(f"{f.home}/lib64/libcudart.so does not exist (no cc to try a real link)")
     fixes = [f"ln -sfn {lay.prefix}/lib {lay.prefix}/lib64" for lay in f.layouts if lay.broken]
-    if f.good:
-        fixes.append(f"export CUDA_HOME={f.good}")
-    elif not fixes:
-        fixes.append("export CUDA_HOME=<a CUDA toolkit whose lib64/ has libcudart.so>")
+    # The toolkit cuda-stack names too: one of torch's CUDA major (gpu.toolkit_fix).
+    if choose(f.kits, f.torch_cuda, exclude=f.home) is not None or not fixes:
+        fixes.append(toolkit_fix(f.kits, f.torch_cuda, exclude=f.home))
     fix = " && ".join(fixes)  # one repair for every problem: the link fails because of them
     return Verdict(
         problems=[Problem(t, fix) for t in texts], fix=fix,
         headline="flashinfer's JIT link would fail (cannot find -lcudart)",
-        evidence=dict(cuda_home=f.home, found_by=f.found_by, link=link,
+        evidence=dict(cuda_home=f.home, found_by=f.found_by, link=link, torch_cuda=f.torch_cuda,
+                      toolkits=[{"path": k.path, "version": k.version, "cudart": k.cudart}
+                                for k in f.kits],
                       layouts=[{"prefix": lay.prefix, "lib": list(lay.lib_cudart),
                                 "lib64_exists": lay.lib64_exists,
                                 "lib64_libcudart_so": lay.lib64_has_linker_name}
@@ -414,10 +417,9 @@ def hf_endpoint(f: HfFacts) -> Verdict:
         v.problems.append(Problem.warning(
             f"{a.url} does not answer ({a.error}); HF_HUB_OFFLINE=1 keeps loads local", v.fix))
     elif not a.answered:
-        # "within Ns" only for a timeout: a name that does not resolve fails at once.
-        within = f" within {f.timeout_s:g}s" if a.error.startswith("TimeoutError") else ""
         via = f" through the proxy {a.proxy}" if a.proxy else ""
-        v.problems.append(Problem(f"HF_ENDPOINT {a.url} does not answer{via}{within}: "
+        v.problems.append(Problem(f"HF_ENDPOINT {a.url} does not answer{via}"
+                                  f"{a.within(f.timeout_s)}: "
                                   f"{a.error}", v.fix))
     v.ok = f"{a.url} answered HTTP {a.status} in {a.elapsed_s}s"
     return v
@@ -460,14 +462,22 @@ class NcclIfnameFacts:
     interfaces: Sequence[Interface]
 
 
+def _addressed(i: Interface) -> bool:
+    """NCCL takes only an interface with an IPv4 / IPv6 address (netif._nccl_addresses);
+    addresses not read: not judged."""
+    return i.addresses is None or bool(i.addresses)
+
+
 def nccl_ifname(f: NcclIfnameFacts) -> Verdict:
     up = {i.name for i in f.interfaces if i.up}
-    candidates = [i.name for i in f.interfaces
-                  if i.up and not i.loopback and not i.name.startswith(VIRTUAL)]
+    candidates = [i.name for i in f.interfaces if i.up and not i.loopback and _addressed(i)
+                  and not i.name.startswith(VIRTUAL)]
     v = Verdict(evidence=dict(NCCL_SOCKET_IFNAME=f.spec,
                               interfaces={i.name: "up" if i.up else "down"
                                           for i in f.interfaces},
                               candidates=candidates))
+    if any(i.addresses is not None for i in f.interfaces):
+        v.evidence["addresses"] = {i.name: list(i.addresses or ()) for i in f.interfaces}
     v.fix = f"export NCCL_SOCKET_IFNAME={candidates[0] if candidates else '^lo,docker0'}"
     # NCCL reads the variable only when `strlen(env) > 1` (NVIDIA/nccl src/misc/socket.cc
     # ncclFindInterfaces) and picks an interface itself otherwise, as when it is unset.
@@ -484,10 +494,17 @@ def nccl_ifname(f: NcclIfnameFacts) -> Verdict:
         return v
     selected = select(f.spec, [i.name for i in f.interfaces])
     v.evidence.update(selected=selected)
-    if not [n for n in selected if n in up]:
+    selected_up = [i for i in f.interfaces if i.name in selected and i.name in up]
+    if not selected_up:
         v.problems.append(Problem(
             f"NCCL_SOCKET_IFNAME={f.spec!r} selects no interface that is up on this node",
             v.fix))
+    elif not any(_addressed(i) for i in selected_up):
+        names = ", ".join(i.name for i in selected_up)
+        v.problems.append(Problem(
+            f"NCCL_SOCKET_IFNAME={f.spec!r} selects {names}, which has no IPv4/IPv6 address: "
+            "NCCL takes only an interface with one, and stops with `Bootstrap : no socket "
+            "interface found`", v.fix))  # NVIDIA/nccl src/bootstrap.cc:126
     return v
 
 
@@ -579,7 +596,7 @@ def wandb_offline(f: WandbFacts) -> Verdict:
             "variables are set: any HTTP status line means the server answers"))
     elif f.answer is not None and not f.answer.answered:
         v.problems.append(problem(
-            f"{lead}{f.answer.url} does not answer within {f.timeout_s:g}s "
+            f"{lead}{f.answer.url} does not answer{f.answer.within(f.timeout_s)} "
             f"({f.answer.error}): wandb.init times out after 90 s", v.fix))
     v.ok = f"wandb online: API key from {f.key_from}"
     if f.answer is not None:

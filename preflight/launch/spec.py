@@ -34,7 +34,7 @@ from preflight.launch.shell import (
     writers,
 )
 from preflight.launch.shell.state import State
-from preflight.numbers import maybe_int
+from preflight.numbers import hides_every_gpu, maybe_int
 from preflight.redact import MASK, is_secret_name, redact_argv
 
 DEFAULT_PORT = 29500  # torch/distributed/run.py, deepspeed and accelerate all default to it
@@ -724,7 +724,7 @@ def _any_of(values: Iterable[bool | None]) -> bool | None:
 
 def visible(value: str) -> list[str]:
     """CUDA_VISIBLE_DEVICES as CUDA reads it: it stops at the first invalid entry."""
-    if value.strip() in ("", "-1", "NoDevFiles"):
+    if hides_every_gpu(value) or value.strip() in ("-1", "NoDevFiles"):
         return []
     out = []
     for item in value.split(","):
@@ -1340,6 +1340,18 @@ def swift_args(args: tuple[Word, ...]) -> dict[str, Word]:
                 i += 1
         i += 1
     return out
+
+
+def trainer_option(spec: LaunchSpec, key: str) -> tuple[Word, Layer] | None:
+    """The first `--key VALUE` / `--key=VALUE` (or `--key-with-dashes`) a trainer of the
+    launch is given: ms-swift's options (swift_args), and HF Trainer's, whose
+    HfArgumentParser adds the dashed alias of every field (transformers hf_argparser.py
+    `_parse_dataclass_field`)."""
+    for job in spec.jobs:
+        for layer in job.layers:
+            if layer.kind == "program" and (word := swift_args(layer.args).get(key)):
+                return word, layer
+    return None
 
 
 def grpo_runs(spec: LaunchSpec

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from preflight.numbers import maybe_int
+from preflight.numbers import hides_every_gpu, maybe_int
 from preflight.probes.nvml import Gpu
 
 
@@ -26,6 +26,13 @@ class Visible:
     def count(self) -> int:
         return len(self.indices) + self.mig
 
+    @property
+    def none(self) -> str:
+        """"the job sees no GPU (...)" when CUDA_VISIBLE_DEVICES hides every GPU, else ""."""
+        return "" if self.spec is None or not hides_every_gpu(self.spec) else \
+            f"CUDA_VISIBLE_DEVICES={self.spec!r}: the job sees no GPU (an empty value hides " \
+            "every GPU)"
+
 
 def _match_uuid(entry: str, gpus: Sequence[Gpu]) -> list[int]:
     return [g.index for g in gpus if g.uuid.startswith(entry)]
@@ -35,6 +42,8 @@ def resolve(spec: str | None, gpus: Sequence[Gpu]) -> Visible:
     """Pure: the physical indices CUDA would expose for `spec` on these GPUs."""
     if spec is None:
         return Visible(None, tuple(g.index for g in gpus))
+    if hides_every_gpu(spec):  # no entry, not an invalid one
+        return Visible(spec, ())
     indices: list[int] = []
     mig = 0
     present = {g.index for g in gpus}

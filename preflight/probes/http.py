@@ -23,6 +23,11 @@ class Answer:
         # Any HTTP reply below 500 proves the endpoint is reachable and serving.
         return self.status is not None and self.status < 500
 
+    def within(self, timeout_s: float) -> str:
+        """" within Ns" when no answer came in time, else "": a refused connect or a name
+        that does not resolve fails at once, and "within 3s" would be a wrong fact."""
+        return f" within {timeout_s:g}s" if self.error.startswith("TimeoutError") else ""
+
 
 def safe_url(url: str) -> str:
     """The URL without userinfo, query or fragment; never raises (port 99999, `[::1`)."""

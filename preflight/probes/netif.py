@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import socket
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,12 +15,27 @@ class Interface:
     name: str
     up: bool
     loopback: bool
+    # Its IPv4 / IPv6 addresses as NCCL counts them (IPv6 loopback left out); None: not read.
+    addresses: tuple[str, ...] | None = None
 
 
-def interfaces(stats: Callable[[], Mapping[str, Any]] = psutil.net_if_stats) -> list[Interface]:
+def _nccl_addresses(addrs: Sequence[Any]) -> tuple[str, ...]:
+    """NCCL takes an interface only through an AF_INET / AF_INET6 address, never ::1
+    (NVIDIA/nccl 5067397 src/os/linux.cc:379 ncclOsFindInterfaces, called by
+    src/misc/socket.cc:190 ncclFindInterfaces: `if (family != AF_INET && family !=
+    AF_INET6) continue;` :399, `IN6_IS_ADDR_LOOPBACK` :413). IPv6 link-local counts."""
+    return tuple(a.address for a in addrs
+                 if a.family == socket.AF_INET or
+                 (a.family == socket.AF_INET6 and a.address.split("%")[0] != "::1"))
+
+
+def interfaces(stats: Callable[[], Mapping[str, Any]] = psutil.net_if_stats,
+               addrs: Callable[[], Mapping[str, Any]] = psutil.net_if_addrs) -> list[Interface]:
     found = []
+    known = addrs()
     for name, st in sorted(stats().items()):
-        found.append(Interface(name, bool(st.isup), name == "lo" or name.startswith("lo:")))
+        found.append(Interface(name, bool(st.isup), name == "lo" or name.startswith("lo:"),
+                               _nccl_addresses(known.get(name, ()))))
     return found
 
 

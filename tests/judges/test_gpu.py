@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from preflight.judges import gpu as judge
+from preflight.judges import node as node_judge
 from preflight.probes import nvml
+from preflight.probes.cuda import Kit, LibLayout
 from preflight.probes.nccl import Setting
 from preflight.probes.torch_build import Nvcc, TorchBuild
 
@@ -58,6 +60,13 @@ def test_inventory(snapshot, position, want, kind, text, fix):
     assert (out.kind, out.text.startswith(text), fix in out.fix) == (kind, True, True), out
 
 
+@pytest.mark.parametrize("spec", ["", " ", '""', "''"])
+def test_a_gpu_case_under_an_empty_visible_devices_says_the_job_sees_no_gpu(spec):
+    out = judged(judge.free(judge.Slot(A800, HEALTHY, 0, spec), NOBODY))
+    assert out.kind == "skipped" and "the job sees no GPU" in out.text, out
+    assert "neither an index nor a UUID" not in out.text
+
+
 def test_inventory_records_what_it_found():
     out = judged(judge.inventory(judge.Slot(A800, HEALTHY, 0)))
     assert out.evidence["found"] == {
@@ -79,7 +88,14 @@ def test_inventory_records_what_it_found():
     (HEALTHY, "2,MIG-x", 2, A800, "ok", "", "export CUDA_VISIBLE_DEVICES=0,1"),
     (snap("a800x4-gpu-missing"), None, None, A800, "blocker",
      "3 GPU(s) visible to the job but 4 processes per node (profile a800 gpu.count)", ""),
-], ids=["healthy", "cpu", "no-nvml", "names-missing", "launch-8", "mig", "gpu-missing"])
+    # CUDA reads an empty value as no device visible (torch/cuda/__init__.py
+    # _parse_visible_devices: an empty entry is -1, the list stops: [])
+    (HEALTHY, "", 2, A800, "blocker", "CUDA_VISIBLE_DEVICES='': the job sees no GPU (an "
+     "empty value hides every GPU) but 2 processes per node", "export CUDA_VISIBLE_DEVICES=0,1"),
+    (HEALTHY, '""', None, A800, "blocker", "CUDA_VISIBLE_DEVICES='\"\"': the job sees no GPU",
+     "export CUDA_VISIBLE_DEVICES=0,1,2,3"),
+], ids=["healthy", "cpu", "no-nvml", "names-missing", "launch-8", "mig", "gpu-missing",
+        "empty", "quoted-empty"])
 def test_visible_to_job(snapshot, spec, launched, want, kind, text, fix):
     out = judged(judge.visible_to_job(judge.JobFacts(want, snapshot, spec, launched)))
     assert (out.kind, out.text.startswith(text), fix in out.fix) == (kind, True, True), out
@@ -186,14 +202,16 @@ def test_health_gives_one_fix_per_kind_of_problem():
 TORCH = TorchBuild("python3", True, "2.5.1+cu121", "12.1", ("sm_80", "sm_86", "sm_90"))
 NVCC = Nvcc("/usr/local/cuda-12.1/bin/nvcc", True, "12.1")
 KIT = judge.Toolkit("/usr/local/cuda-12.1", "CUDA_HOME", NVCC, "/usr/local/cuda-12.1", True,
-                    installed=(("/usr/local/cuda-12.1", "12.1"), ("/usr/local/cuda-13.0", "13.0")))
+                    installed=(Kit("/usr/local/cuda-12.1", "12.1", True),
+                               Kit("/usr/local/cuda-13.0", "13.0", True)))
 
 
 def cuda(build=TORCH, kit=KIT, **kit_changes):
     return judge.CudaFacts(build, replace(kit, **kit_changes) if kit_changes else kit)
 
 
-CUDA_HOME_FIX = "export CUDA_HOME=/usr/local/cuda-12.1  # a toolkit whose nvcc major is 12"
+CUDA_HOME_FIX = ("export CUDA_HOME=/usr/local/cuda-12.1  # CUDA 12.1: lib64/libcudart.so for "
+                 "flashinfer's link, nvcc major of torch's CUDA 12.1")
 
 
 @pytest.mark.parametrize("want, snapshot, facts, kind, text, fix", [
@@ -342,13 +360,15 @@ def test_cuda_home_fix_names_a_toolkit_that_exists():
     cuda-12.4 makes the next run fail with `CUDA_HOME=... does not exist`: the fix names an
     installed toolkit of torch's CUDA major, or says there is none."""
     mismatch = dict(nvcc=replace(NVCC, release="13.0"), home="/usr/local/cuda-13.0")
-    kit = dict(installed=(("/usr/local/cuda-13.0", "13.0"), ("/usr/local/cuda-12.4", "12.4")))
+    kit = dict(installed=(Kit("/usr/local/cuda-13.0", "13.0", True),
+                          Kit("/usr/local/cuda-12.4", "12.4", True)))
     out = judged(judge.cuda_stack(A800, HEALTHY, cuda(**mismatch, **kit)))
     assert out.kind == "blocker" and "export CUDA_HOME=/usr/local/cuda-12.4" in out.fix, out
     none = judged(judge.cuda_stack(A800, HEALTHY, cuda(**mismatch, installed=(
-        ("/usr/local/cuda-13.0", "13.0"),))))
+        Kit("/usr/local/cuda-13.0", "13.0", True),))))
     assert "export CUDA_HOME=/usr/local/cuda-12.1" not in none.fix, none.fix
-    assert "no CUDA 12 toolkit under /usr/local" in none.fix, none.fix
+    assert "no installed CUDA 12 toolkit" in none.fix, none.fix
+    assert "conda install -y -c nvidia cuda-toolkit=12.1" in none.fix, none.fix
 
 
 def test_cuda_home_fix_under_a_cpu_only_torch_names_no_none():
@@ -360,3 +380,34 @@ def test_cuda_home_fix_under_a_cpu_only_torch_names_no_none():
     out = judged(judge.cuda_stack(A800, HEALTHY, cuda(cpu_only, cuda_home_var="/nope",
                                                       cuda_home_var_is_dir=False, installed=())))
     assert "unset CUDA_HOME" in out.fix and "None" not in out.fix, out.fix
+
+
+# cudart-link and cuda-stack name one toolkit: cudart-link's `export CUDA_HOME=/usr/local/cuda`
+# once pointed a CUDA 12 torch at a CUDA 13 toolkit, which cuda-stack then failed.
+CUDA13 = Kit("/usr/local/cuda-13.0", "13.0", True)
+CUDA12_NO_LIB = Kit("/usr/local/cuda-12.4", "12.4", False)
+CUDA12 = Kit("/opt/cuda-12.6", "12.6", True)
+
+
+@pytest.mark.parametrize("kits, named", [
+    ((CUDA13, CUDA12_NO_LIB, CUDA12), "export CUDA_HOME=/opt/cuda-12.6"),
+    ((CUDA13, CUDA12_NO_LIB, CUDA12, replace(CUDA12, path="/opt/cuda-12.8", version="12.8")),
+     "export CUDA_HOME=/opt/cuda-12.6"),  # torch's own minor first
+    ((CUDA13, replace(CUDA12, version="12.2"), replace(CUDA12, path="/x/cuda-12.4",
+                                                        version="12.4")),
+     "export CUDA_HOME=/x/cuda-12.4"),  # else the newest of its major
+    ((CUDA13, CUDA12_NO_LIB), "conda install -y -c nvidia cuda-toolkit=12.6"),
+], ids=["one-fits", "exact-minor", "newest-of-major", "none-fits"])
+def test_cudart_link_and_cuda_stack_name_the_same_toolkit(kits, named):
+    build = replace(TORCH, version="2.13.0+cu126", cuda="12.6")
+    stack = judged(judge.cuda_stack(A800, HEALTHY, cuda(
+        build, home="/usr/local/cuda-13.0", nvcc=replace(NVCC, release="13.0"),
+        installed=kits)))
+    link = judged(node_judge.cudart_link(node_judge.CudartFacts(
+        "/usr/local", "which nvcc = /usr/local/bin/nvcc", True,
+        [LibLayout("/usr/local", (), False, False)],
+        node_judge.Link("x", 1, "/usr/bin/ld: cannot find -lcudart", ""), kits, "12.6")))
+    assert named in stack.fix and named in link.fix, (stack.fix, link.fix)
+    assert stack.fix.splitlines()[0] == link.fix.splitlines()[0], (stack.fix, link.fix)
+    assert "export CUDA_HOME=/usr/local/cuda-13.0" not in link.fix + stack.fix
+    assert "/usr/local/cuda-12.4" not in link.fix.split("#")[0]  # no libcudart there

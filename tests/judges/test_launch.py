@@ -474,6 +474,13 @@ GPUS = [
     ("CUDA stops at an invalid entry", "torchrun --nproc_per_node 2 train.py",
      {"CUDA_VISIBLE_DEVICES": "0,-1,2"}, 4,
      Want(Kind.BLOCKER, ("starts 2 processes per node but 1 GPU(s) are visible",))),
+    ("empty CUDA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES= torchrun --nproc_per_node 2 x.py",
+     {}, 4, Want(Kind.BLOCKER, ("torchrun at <--launch-cmd>:1 starts 2 processes per node but "
+                                "the job sees no GPU (CUDA_VISIBLE_DEVICES='' hides every GPU)",),
+                 ("CUDA_VISIBLE_DEVICES=0,1",))),
+    ("quoted empty CUDA_VISIBLE_DEVICES", "torchrun --nproc_per_node 2 train.py",
+     {"CUDA_VISIBLE_DEVICES": '""'}, 4,
+     Want(Kind.BLOCKER, ("but the job sees no GPU (CUDA_VISIBLE_DEVICES='\"\"' hides",))),
     ("nproc not known", 'torchrun --nproc_per_node "$(cat n)" train.py', {}, 4,
      Want(Kind.UNKNOWN, ("cannot count: torchrun at <--launch-cmd>:1: nproc",))),
     ("no GPU to count", "torchrun --nproc_per_node 2 train.py", {}, 0,

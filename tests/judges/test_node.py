@@ -13,7 +13,7 @@ import pytest
 from preflight.judges import node as judge
 from preflight.model import Kind, Verdict
 from preflight.probes import http, wandb
-from preflight.probes.cuda import LibLayout
+from preflight.probes.cuda import Kit, LibLayout
 from preflight.probes.http import Answer
 from preflight.probes.netif import Interface
 from preflight.profiles import load_profiles
@@ -69,7 +69,7 @@ BROKEN = LibLayout("/envs/slime", ("libcudart.so", "libcudart.so.12"), False, Fa
 GOOD = LibLayout("/usr/local/cuda", ("libcudart.so",), True, True)
 LINK_OK = judge.Link("-L/usr/local/cuda/lib64/stubs -lcudart", 0, "", "")
 LINK_BAD = judge.Link("x", 1, "/usr/bin/ld: cannot find -lcudart", "")
-CUDA = judge.CudartFacts("/usr/local/cuda", "CUDA_HOME", True, [GOOD], LINK_OK, None)
+CUDA = judge.CudartFacts("/usr/local/cuda", "CUDA_HOME", True, [GOOD], LINK_OK)
 LEFT = judge.Proc(101, "me", 3.0, "sglang.launch_server", "python -m sglang.launch_server",
                   True, [30000], False)
 RAYLET = replace(LEFT, pid=102, matched="raylet", cmdline="raylet")
@@ -130,13 +130,14 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
      Want(Kind.BLOCKER, ("ray: command not found",),
           evidence=(("in_play", ["the launch script runs ray"]),))),
     # cudart-link
-    ("cudart-ok", judge.cudart_link, CUDA, Want(fix=("export CUDA_HOME=<a CUDA toolkit",))),
+    ("cudart-ok", judge.cudart_link, CUDA,
+     Want(fix=("conda install -y -c nvidia cuda-toolkit; export CUDA_HOME=",))),
     ("cudart-none", judge.cudart_link,
      replace(CUDA, home_exists=False, layouts=[LibLayout("/none", (), False, False)]),
      Want(skip="no CUDA toolkit or runtime (cuda_home /usr/local/cuda from CUDA_HOME")),
     ("cudart-lib-without-lib64", judge.cudart_link,
      replace(CUDA, home="/envs/slime", layouts=[BROKEN], link=LINK_BAD,
-             good="/usr/local/cuda"),
+             kits=(Kit("/usr/local/cuda", "12.4", True),)),
      Want(Kind.BLOCKER, ("flashinfer's JIT link would fail (cannot find -lcudart): "
                          "/envs/slime/lib has libcudart.so but lib64/ is missing; linking",),
           ("ln -sfn /envs/slime/lib /envs/slime/lib64 && export CUDA_HOME=/usr/local/cuda",))),
@@ -228,6 +229,18 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
           fix=("export NCCL_SOCKET_IFNAME=eth0",))),
     ("nccl-unset-two", judge.nccl_ifname, replace(NCCL, spec=None, interfaces=[ETH0, ETH1]),
      Want(Kind.WARNING, ("2 candidate interfaces (eth0, eth1)",))),
+    # NCCL takes only an interface with an IPv4/IPv6 address (NVIDIA/nccl ncclFindInterfaces)
+    ("nccl-no-address", judge.nccl_ifname, replace(NCCL, spec="eth1", interfaces=[
+        LO, replace(ETH0, addresses=("10.0.0.2",)), replace(ETH1, addresses=())]),
+     Want(Kind.BLOCKER, ("NCCL_SOCKET_IFNAME='eth1' selects eth1, which has no IPv4/IPv6 "
+                         "address: NCCL takes only an interface with one",),
+          ("export NCCL_SOCKET_IFNAME=eth0",))),
+    ("nccl-one-of-two-has-one", judge.nccl_ifname, replace(NCCL, interfaces=[
+        LO, replace(ETH0, addresses=("fe80::1%eth0",)), replace(ETH1, addresses=())]),
+     Want(evidence=(("selected", ["eth0", "eth1"]),))),  # link-local IPv6 is one NCCL takes
+    ("nccl-unset-one-addressed", judge.nccl_ifname, replace(NCCL, spec=None, interfaces=[
+        LO, replace(ETH0, addresses=("10.0.0.2",)), replace(ETH1, addresses=())]),
+     Want(skip="NCCL_SOCKET_IFNAME unset; only ['eth0'] to choose from")),
     # wandb-offline
     ("wandb-ok", judge.wandb_offline, WANDB,
      Want(ok="wandb online: API key from the environment; https://api.wandb.ai answered",
@@ -261,8 +274,12 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
      replace(WANDB, key_from=None, installed="/envs/slime/lib/python3.11/site-packages/wandb"),
      Want(Kind.BLOCKER, ("no API key",), ("wandb login",))),
     ("wandb-no-network", judge.wandb_offline, replace(WANDB, answer=OFFLINE_ANSWER),
-     Want(Kind.BLOCKER, ("http://127.0.0.1:9 does not answer within 3s",),
+     Want(Kind.BLOCKER, ("http://127.0.0.1:9 does not answer (ConnectionRefusedError)",),
           ("export WANDB_MODE=offline  # `wandb sync`",))),
+    # "within 3s" only when it timed out (a refused connect fails at once), as hf-endpoint
+    ("wandb-timeout", judge.wandb_offline, replace(WANDB, answer=replace(
+        OFFLINE_ANSWER, error="TimeoutError: timed out", elapsed_s=3.0)),
+     Want(Kind.BLOCKER, ("http://127.0.0.1:9 does not answer within 3s (TimeoutError",))),
     ("wandb-bad-url", judge.wandb_offline,
      replace(WANDB, base_url=judge.Setting("api.wandb.ai", "the environment"), answer=None,
              host=None),
