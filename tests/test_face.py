@@ -111,11 +111,16 @@ def test_missing_nvml_is_reported_once_under_gpu_inventory(tmp_path):
 
 
 def test_verbose_shows_evidence_and_pytest_output_keeps_pytests(tmp_path):
-    proc, report = preflight(tmp_path, "--profile", "cpu", "--check", "port-free", "-v")
+    from preflight.probes.ports import free_port
+
+    # a free MASTER_PORT: another program on a shared box may hold the default 29500
+    env = base_env(MASTER_PORT=str(free_port("0.0.0.0")))
+    proc, report = preflight(tmp_path, "--profile", "cpu", "--check", "port-free", "-v",
+                             env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "evidence: {" in proc.stdout and '"port": ' in proc.stdout
     raw, _ = preflight(tmp_path, "--profile", "cpu", "--check", "port-free",
-                       "--pytest-output", report_dir=tmp_path / "raw")
+                       "--pytest-output", report_dir=tmp_path / "raw", env=env)
     assert raw.returncode == 0
     assert "preflight verdict: GO" in raw.stdout and "passed" in raw.stdout
 
