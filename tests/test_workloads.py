@@ -338,3 +338,26 @@ def test_two_nodes_on_loopback_train_and_resume_across_nodes(small, tag, tmp_pat
         assert ev["resume_launch"]["process_group"].startswith("fresh")
         losses.append(ev["losses"])
     assert losses[0] == losses[1]  # both nodes report the same global (all-reduced) losses
+
+
+def test_a_killed_rank_is_named_first_and_the_fix_reads_the_log(run_preflight, small, tag,
+                                                                tmp_path):
+    # One launch covers three faults a user meets: a rank killed by the OOM killer (the
+    # survivor's gloo error "Connection closed by peer" is a symptom, torchrun's Root Cause
+    # block names the rank and signal), the fix pasted as it is (it was `read LOG`, which
+    # bash takes as a variable name and waits on stdin), and a report dir with a space and
+    # a non-ASCII letter in its path.
+    report_dir = tmp_path / "my reports ü"
+    run = run_preflight(*small(), "--check", "nccl-allreduce", report_dir=report_dir,
+                        env=env_for(tag, PREFLIGHT_TEST_KILL_RANK="1"))
+    assert run.returncode == 1, run.output[-3000:]
+    found = run.one("nccl-allreduce")
+    assert found["severity"] == "blocker"
+    assert "torchrun exited 1: rank 1 failed first (exitcode -9, SIGKILL)" in found["summary"]
+    assert found["evidence"]["first_failure"] == {"rank": 1, "local_rank": 1, "exitcode": -9,
+                                                  "signal": "SIGKILL"}
+    pasted = subprocess.run(["bash", "-c", found["fix"]], capture_output=True, text=True,
+                            timeout=10, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert pasted.returncode == 0, (found["fix"], pasted.stderr)
+    assert "Root Cause (first observed failure)" in pasted.stdout
+    assert_none_left(tag, grace_s=1.0)

@@ -10,12 +10,13 @@ launch, read a file or look at pytest. The adapters live in
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from preflight.model import Problem, Verdict
-from preflight.run.torchrun import LIBUV_MISSING
+from preflight.run.torchrun import LIBUV_MISSING, failure_text
 
 HANG_FIX = ("a rank hangs (see `unfinished`): rerun with NCCL_DEBUG=INFO "
             "TORCH_DISTRIBUTED_DEBUG=DETAIL; check NCCL_SOCKET_IFNAME and that every "
@@ -90,6 +91,8 @@ class Run:
     log_tail: Sequence[str]
     ranks: Sequence[Rank]
     results: Sequence[Mapping[str, Any]]  # what the ranks wrote, in local rank order
+    # the rank torchrun saw fail first (torchrun.first_failure); None when it names none
+    first_failure: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,11 +183,18 @@ def unfinished(run: Run, what: str, bound_s: float) -> Verdict | None:
         elif "CudaMissing" in error:
             fix = CUDA_FIX
         else:
-            fix = f"read {run.log}; the first error is quoted in the summary"
-        return Verdict([Problem(f"{what}: torchrun exited {run.returncode}: {error[:300]}",
-                                fix)],
-                       dict(unfinished={r.label: r.phase for r in left},
-                            log_tail=list(run.log_tail[-8:])))
+            # `read LOG` was bash's read builtin (a variable name, then a wait on stdin)
+            fix = (f"tail -n 60 {shlex.quote(run.log)}  # torchrun's log: its Root Cause "
+                   "block names the rank that failed first; the first error is in the "
+                   "summary")
+        first = failure_text(dict(run.first_failure) if run.first_failure else None)
+        evidence: dict[str, Any] = dict(unfinished={r.label: r.phase for r in left},
+                                        log_tail=list(run.log_tail[-8:]))
+        if run.first_failure:
+            evidence["first_failure"] = dict(run.first_failure)
+        return Verdict([Problem(f"{what}: torchrun exited {run.returncode}: "
+                                f"{first + ': ' if first else ''}{error[:300]}", fix)],
+                       evidence)
     return None
 
 

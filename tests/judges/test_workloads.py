@@ -113,7 +113,7 @@ HUNG = (judge.Rank("rank 0", "train", "step 3", False),
     (run(ranks=HUNG, returncode=1, error="CudaMissing: x"), "exited 1: CudaMissing",
      "cu124", "log_tail"),
     (run(ranks=HUNG, returncode=-9, error="Killed"), "torchrun exited -9: Killed",
-     "read /tmp/x/torchrun.log", "log_tail"),
+     "tail -n 60 /tmp/x/torchrun.log", "log_tail"),
 ])
 def test_an_unfinished_launch_names_the_ranks_and_what_to_read(
         facts: judge.Run, message: str, fix: str, evidence: str) -> None:
@@ -229,3 +229,21 @@ def test_every_problem_carries_its_own_fix() -> None:
                 store({"stores": stores(("agent", False, LIBUV))})]
     assert all(p.fix for v in verdicts for p in v.problems)
     assert all(p.kind is Kind.BLOCKER for v in verdicts for p in v.problems)
+
+
+def test_the_rank_that_failed_first_leads_a_crash() -> None:
+    from preflight.run.torchrun import first_failure
+
+    # torchrun's ChildFailedError block, as it prints it (a rank exiting 3, no signal)
+    log = ["Failures:", "  <NO_OTHER_FAILURES>", "---", "Root Cause (first observed failure):",
+           "[0]:", "  time      : 2026-12-01_06:34:01", "  host      : localhost",
+           "  rank      : 0 (local_rank: 0)", "  exitcode  : 3 (pid: 32653)",
+           "  error_file: <N/A>", "  traceback : To enable traceback see: https://x"]
+    assert first_failure(log) == {"rank": 0, "local_rank": 0, "exitcode": 3, "signal": None}
+    assert first_failure(log[:4]) is None
+    died = {"rank": 1, "local_rank": 1, "exitcode": -9, "signal": "SIGKILL"}
+    v = allreduce(run(ranks=HUNG, returncode=1, error="RuntimeError: Connection closed by peer",
+                      first_failure=died))
+    assert v.message.endswith("torchrun exited 1: rank 1 failed first (exitcode -9, SIGKILL): "
+                              "RuntimeError: Connection closed by peer")
+    assert v.evidence["first_failure"] == died
