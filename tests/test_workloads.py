@@ -48,6 +48,17 @@ def env_for(tag: str, **extra: str) -> dict[str, str]:
     return base_env(**{TAG: tag}, **extra)
 
 
+def assert_pastes(fix: str) -> None:
+    """A fix a user can paste: at least one line, each a command bash parses."""
+    from preflight.fixes import is_command
+
+    assert fix.strip(), "no fix"
+    for line in fix.splitlines():
+        parsed = subprocess.run(["bash", "-n"], input=line + "\n", capture_output=True,
+                                text=True, timeout=10)
+        assert parsed.returncode == 0 and is_command(line), (line, parsed.stderr)
+
+
 def test_all_workloads_pass_on_this_cpu_box(run_preflight, tag):
     run = run_preflight("--profile", "cpu", "-m", "workload", env=env_for(tag))
     assert run.returncode == 0, run.output[-3000:]
@@ -108,6 +119,8 @@ def test_planted_hang_is_no_go_within_the_bound_and_leaves_nothing(run_preflight
     assert unfinished["rank 0"].startswith("all_reduce 8 B")  # waiting for rank 1
     assert found["evidence"]["launch"]["timed_out"] is True
     assert "NCCL_DEBUG=INFO" in found["why"]
+    assert_pastes(found["fix"])  # was empty: the whole fix was prose
+    assert found["fix"].startswith("tail -n 60 ")  # torchrun's log: where the ranks stood
     assert_none_left(tag, grace_s=1.0)
 
     fixed = run_preflight(*small(timeout=bound), "--check", "nccl-allreduce", env=env_for(tag))
@@ -144,6 +157,7 @@ def test_planted_wrong_result_names_size_and_element(run_preflight, small, tag):
     table = {row["size"]: row["correct"] for row in found["evidence"]["table"]}
     assert table["4 KiB"] is False and table["8 KiB"] is True
     assert "ECC" in found["why"]
+    assert_pastes(found["fix"])
     assert "element 512 is 22" in run.stdout  # the terminal says it too
 
 

@@ -209,7 +209,7 @@ def store(result: dict[str, Any] | None = None, use_libuv: str | None = None,
     (store({"stores": stores(("agent", True, ""), ("worker", False, "EADDRINUSE"))}),
      "blocker", "worker store: EADDRINUSE", "see port-free"),
     (store({"stores": [], "error": "boom"}), "blocker", "could not create a TCPStore: boom",
-     "run `/py -m preflight.workloads.store`"),
+     "/py -m preflight.workloads.store  # run the store check alone"),
     # torchrun's own store failed before any rank ran: judged as the agent store's failure
     (store(r=run("store", ranks=(judge.Rank("local rank 0", "", "never started", False),),
                  returncode=1, error=LIBUV)), "blocker", f"agent store: {LIBUV}",
@@ -247,3 +247,27 @@ def test_the_rank_that_failed_first_leads_a_crash() -> None:
     assert v.message.endswith("torchrun exited 1: rank 1 failed first (exitcode -9, SIGKILL): "
                               "RuntimeError: Connection closed by peer")
     assert v.evidence["first_failure"] == died
+
+
+def test_every_fix_pastes_as_shell() -> None:
+    # A fix is copy-paste shell (preflight/fixes.py); prose-only fixes came out of the
+    # split empty: a hung rank, wrong data, a low busbw, a loss that did not fall, ...
+    from preflight.fixes import is_command, split
+
+    hung = run(ranks=HUNG, timed_out=True, returncode=None)
+    verdicts = [
+        allreduce(hung), allreduce(run(ranks=HUNG, returncode=1, error="CudaMissing: x")),
+        allreduce(run(results=[sweep(0, wrong_at=0)])),
+        allreduce(run(results=[sweep(0), sweep(1)]), floor=10.0),
+        train(trained(0, [3.0, float("nan")])), train(trained(0, checksums=["a", "b"])),
+        train(again=resumed(0, loss=1.6)), train(again=resumed(0, peak=90, cuda=True)),
+        store({"stores": [], "error": "boom"}),
+        store({"stores": stores(("agent", True, ""), ("worker", False, "EADDRINUSE"))}),
+        judge.gate(replace(GATE, topology_error="NNODES=2 needs MASTER_ADDR")),
+    ]
+    for v in verdicts:
+        assert v is not None and v.problems
+        for p in v.problems:
+            commands, _ = split(p.fix)
+            assert commands and all(is_command(line) and "<" not in line
+                                    for line in commands.splitlines()), (p.text, p.fix)
