@@ -375,3 +375,18 @@ def test_a_killed_rank_is_named_first_and_the_fix_reads_the_log(run_preflight, s
     assert pasted.returncode == 0, (found["fix"], pasted.stderr)
     assert "Root Cause (first observed failure)" in pasted.stdout
     assert_none_left(tag, grace_s=1.0)
+
+
+def test_a_hang_in_ddp_setup_names_that_phase(run_preflight, small, tag):
+    # train-10-steps alone: the hang knob held a rank only in the all-reduce sweep, so the
+    # check passed; and a rank stuck in DistributedDataParallel's constructor (it
+    # broadcasts rank 0's parameters) still showed the phase before it.
+    run = run_preflight(*small(timeout=8), "--check", "train-10-steps",
+                        env=env_for(tag, PREFLIGHT_TEST_HANG_RANK="1"))
+    assert run.returncode == 1, run.output[-3000:]
+    found = run.one("train-10-steps")
+    assert found["summary"].startswith("10-step training did not finish within 16s"), found
+    unfinished = found["evidence"]["unfinished"]
+    assert unfinished["rank 1"].startswith("sleeping before the first collective")
+    assert unfinished["rank 0"].startswith("setting up DistributedDataParallel"), unfinished
+    assert_none_left(tag, grace_s=1.0)
