@@ -183,8 +183,16 @@ def unfinished(run: Run, what: str, bound_s: float) -> Verdict | None:
                           f"{r.label} (still in the {r.task} workload: {r.phase})"
                           for r in left)
         # torchrun's log first: what each rank printed before it stopped
+        fix = f"tail -n 60 {shlex.quote(run.log)}\n{HANG_FIX}"
+        port = run.launch.get("port")
+        if isinstance(port, int) and all(r.label.startswith("local rank") for r in left):
+            # No rank got a global rank: the c10d rendezvous itself never completed (a node
+            # missing, or MASTER_PORT held by something that is no torchrun store)
+            fix = (f"ss -ltnp 'sport = :{port}'  # who holds the rendezvous port; a holder "
+                   f"that is no torchrun of this job blocks the rendezvous (see port-free), "
+                   f"else a node did not join\n{fix}")
         return Verdict([Problem(f"{what} did not finish within {bound_s:g}s; not finished: "
-                                f"{stuck}", f"tail -n 60 {shlex.quote(run.log)}\n{HANG_FIX}")],
+                                f"{stuck}", fix)],
                        dict(unfinished={r.label: r.phase for r in left},
                             unfinished_in={r.label: r.task for r in left}))
     if run.returncode != 0:

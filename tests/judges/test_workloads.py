@@ -271,3 +271,13 @@ def test_every_fix_pastes_as_shell() -> None:
             commands, _ = split(p.fix)
             assert commands and all(is_command(line) and "<" not in line
                                     for line in commands.splitlines()), (p.text, p.fix)
+
+
+def test_a_rendezvous_that_never_completed_names_its_port() -> None:
+    # Node 0 of two with MASTER_PORT held by a leftover process: no rank ever started; the
+    # fix shows who holds the port before the NCCL debug rerun.
+    never = tuple(judge.Rank(f"local rank {i}", "", "never started", False) for i in (0, 1))
+    kind, _, fix = outcome(allreduce(run(ranks=never, timed_out=True, returncode=None)))
+    assert kind == "blocker" and fix.startswith("ss -ltnp 'sport = :1'  # who holds")
+    _, _, fix = outcome(allreduce(run(ranks=HUNG, timed_out=True, returncode=None)))
+    assert fix.startswith("tail -n 60 ")
