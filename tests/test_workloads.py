@@ -48,6 +48,17 @@ def env_for(tag: str, **extra: str) -> dict[str, str]:
     return base_env(**{TAG: tag}, **extra)
 
 
+def assert_pastes(fix: str) -> None:
+    """A fix a user can paste: at least one line, each a command bash parses."""
+    from preflight.fixes import is_command
+
+    assert fix.strip(), "no fix"
+    for line in fix.splitlines():
+        parsed = subprocess.run(["bash", "-n"], input=line + "\n", capture_output=True,
+                                text=True, timeout=10)
+        assert parsed.returncode == 0 and is_command(line), (line, parsed.stderr)
+
+
 def test_all_workloads_pass_on_this_cpu_box(run_preflight, tag):
     run = run_preflight("--profile", "cpu", "-m", "workload", env=env_for(tag))
     assert run.returncode == 0, run.output[-3000:]
@@ -108,6 +119,8 @@ def test_planted_hang_is_no_go_within_the_bound_and_leaves_nothing(run_preflight
     assert unfinished["rank 0"].startswith("all_reduce 8 B")  # waiting for rank 1
     assert found["evidence"]["launch"]["timed_out"] is True
     assert "NCCL_DEBUG=INFO" in found["why"]
+    assert_pastes(found["fix"])  # was empty: the whole fix was prose
+    assert found["fix"].startswith("tail -n 60 ")  # torchrun's log: where the ranks stood
     assert_none_left(tag, grace_s=1.0)
 
     fixed = run_preflight(*small(timeout=bound), "--check", "nccl-allreduce", env=env_for(tag))
@@ -144,6 +157,7 @@ def test_planted_wrong_result_names_size_and_element(run_preflight, small, tag):
     table = {row["size"]: row["correct"] for row in found["evidence"]["table"]}
     assert table["4 KiB"] is False and table["8 KiB"] is True
     assert "ECC" in found["why"]
+    assert_pastes(found["fix"])
     assert "element 512 is 22" in run.stdout  # the terminal says it too
 
 
@@ -338,3 +352,41 @@ def test_two_nodes_on_loopback_train_and_resume_across_nodes(small, tag, tmp_pat
         assert ev["resume_launch"]["process_group"].startswith("fresh")
         losses.append(ev["losses"])
     assert losses[0] == losses[1]  # both nodes report the same global (all-reduced) losses
+
+
+def test_a_killed_rank_is_named_first_and_the_fix_reads_the_log(run_preflight, small, tag,
+                                                                tmp_path):
+    # One launch covers three faults a user meets: a rank killed by the OOM killer (the
+    # survivor's gloo error "Connection closed by peer" is a symptom, torchrun's Root Cause
+    # block names the rank and signal), the fix pasted as it is (it was `read LOG`, which
+    # bash takes as a variable name and waits on stdin), and a report dir with a space and
+    # a non-ASCII letter in its path.
+    report_dir = tmp_path / "my reports ü"
+    run = run_preflight(*small(), "--check", "nccl-allreduce", report_dir=report_dir,
+                        env=env_for(tag, PREFLIGHT_TEST_KILL_RANK="1"))
+    assert run.returncode == 1, run.output[-3000:]
+    found = run.one("nccl-allreduce")
+    assert found["severity"] == "blocker"
+    assert "torchrun exited 1: rank 1 failed first (exitcode -9, SIGKILL)" in found["summary"]
+    assert found["evidence"]["first_failure"] == {"rank": 1, "local_rank": 1, "exitcode": -9,
+                                                  "signal": "SIGKILL"}
+    pasted = subprocess.run(["bash", "-c", found["fix"]], capture_output=True, text=True,
+                            timeout=10, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert pasted.returncode == 0, (found["fix"], pasted.stderr)
+    assert "Root Cause (first observed failure)" in pasted.stdout
+    assert_none_left(tag, grace_s=1.0)
+
+
+def test_a_hang_in_ddp_setup_names_that_phase(run_preflight, small, tag):
+    # train-10-steps alone: the hang knob held a rank only in the all-reduce sweep, so the
+    # check passed; and a rank stuck in DistributedDataParallel's constructor (it
+    # broadcasts rank 0's parameters) still showed the phase before it.
+    run = run_preflight(*small(timeout=8), "--check", "train-10-steps",
+                        env=env_for(tag, PREFLIGHT_TEST_HANG_RANK="1"))
+    assert run.returncode == 1, run.output[-3000:]
+    found = run.one("train-10-steps")
+    assert found["summary"].startswith("10-step training did not finish within 16s"), found
+    unfinished = found["evidence"]["unfinished"]
+    assert unfinished["rank 1"].startswith("sleeping before the first collective")
+    assert unfinished["rank 0"].startswith("setting up DistributedDataParallel"), unfinished
+    assert_none_left(tag, grace_s=1.0)

@@ -130,7 +130,7 @@ def run_facts(out: torchrun.Outcome) -> judge.Run:
     return judge.Run(
         name=out.spec_name, launch=_launch_facts(out), complete=out.complete,
         timed_out=out.timed_out, returncode=out.returncode, error=out.error, log=out.log,
-        log_tail=out.log_tail, results=out.results,
+        log_tail=out.log_tail, results=out.results, first_failure=out.first_failure,
         ranks=tuple(judge.Rank(r.label, r.task, r.phase, r.result is not None)
                     for r in out.ranks))
 

@@ -10,40 +10,51 @@ launch, read a file or look at pytest. The adapters live in
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from preflight.model import Problem, Verdict
-from preflight.run.torchrun import LIBUV_MISSING
+from preflight.run.torchrun import LIBUV_MISSING, failure_text
 
-HANG_FIX = ("a rank hangs (see `unfinished`): rerun with NCCL_DEBUG=INFO "
-            "TORCH_DISTRIBUTED_DEBUG=DETAIL; check NCCL_SOCKET_IFNAME and that every "
-            "node reaches MASTER_ADDR:MASTER_PORT; preflight already killed the "
-            "workload it started")
-CUDA_FIX = ("install the torch wheel built for this node's CUDA (e.g. pip install "
-            "torch --index-url https://download.pytorch.org/whl/cu124) and check "
-            "nvidia-smi and CUDA_VISIBLE_DEVICES")
+# Each fix is copy-paste shell (`cmd  # why`, preflight/fixes.py splits the comments into
+# `why`); a fix that was all prose came out of that split empty.
+HANG_FIX = ("export NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,NET TORCH_DISTRIBUTED_DEBUG=DETAIL"
+            "  # a rank hangs (see `unfinished`): rerun preflight --workloads with "
+            "NCCL_DEBUG=INFO TORCH_DISTRIBUTED_DEBUG=DETAIL set; check NCCL_SOCKET_IFNAME "
+            "(GLOO_SOCKET_IFNAME on CPU) and that every node reaches MASTER_ADDR:MASTER_PORT; "
+            "preflight already killed the workload it started")
+CUDA_FIX = ("nvidia-smi\n"
+            "python -c 'import torch; print(torch.__version__, torch.version.cuda, "
+            "torch.cuda.is_available())'  # install the torch wheel built for this node's "
+            "CUDA (e.g. pip install torch --index-url https://download.pytorch.org/whl/cu124) "
+            "and check CUDA_VISIBLE_DEVICES")
 LIBUV_FIX = "export USE_LIBUV=0  # this torch has no libuv TCPStore (hand-built torch)"
-TOPOLOGY_FIX = ("export NNODES=<nodes> NODE_RANK=<this node> MASTER_ADDR=<node 0 address> "
-                "MASTER_PORT=<a free port on node 0>  # or unset NNODES for one node")
-WRONG_FIX = ("the collective returned wrong data: check `nvidia-smi -q -d ECC,"
-             "ROW_REMAPPER` and run `dcgmi diag -r 3`; isolate the path with "
-             "NCCL_P2P_DISABLE=1 / NCCL_SHM_DISABLE=1 / NCCL_ALGO=Ring; drain the "
-             "node if it persists")
-BUSBW_FIX = ("check `nvidia-smi topo -m` (NV# between every GPU pair) and `nvidia-smi "
-             "nvlink -s`, unset NCCL_P2P_DISABLE / NCCL_SHM_DISABLE / NCCL_IB_DISABLE, "
-             "and compare with nccl-tests: all_reduce_perf -b 8 -e 256M -f 2 -g 1")
-LOSS_FIX = ("rerun with TORCH_DISTRIBUTED_DEBUG=DETAIL; a non-finite or rising loss on a "
-            "fixed seed means broken kernels or a bad GPU: run `dcgmi diag -r 3`")
-DIVERGED_FIX = ("DDP ranks hold different weights: check that every rank runs the same code "
-                "and data, and that NCCL collectives are correct (see nccl-allreduce)")
-OPTIM_FIX = ("save and load the optimizer state with the model (optimizer.state_dict() / "
-             "load_state_dict); a resume without it (NO_LOAD_OPTIM=1, as on 4×A800) restarts "
-             "Adam's moments and changes every following step")
-HEADROOM_FIX = ("load the checkpoint with map_location='cpu' and move the optimizer state "
-                "shard by shard, or free memory before optimizer.load_state_dict (a 4×A800 "
-                "slime run OOM'd there)")
+TOPOLOGY_FIX = ("unset NNODES NODE_RANK  # one node; several nodes: export NNODES=<nodes> "
+                "NODE_RANK=<this node> MASTER_ADDR=<node 0 address> "
+                "MASTER_PORT=<a free port on node 0>")
+WRONG_FIX = ("nvidia-smi -q -d ECC,ROW_REMAPPER\n"
+             "dcgmi diag -r 3  # the collective returned wrong data (ECC errors, a faulty "
+             "link or GPU): isolate the path with NCCL_P2P_DISABLE=1 / NCCL_SHM_DISABLE=1 / "
+             "NCCL_ALGO=Ring; drain the node if it persists")
+BUSBW_FIX = ("nvidia-smi topo -m  # NV# between every GPU pair\n"
+             "nvidia-smi nvlink -s\n"
+             "unset NCCL_P2P_DISABLE NCCL_SHM_DISABLE NCCL_IB_DISABLE\n"
+             "all_reduce_perf -b 8 -e 256M -f 2 -g 1  # nccl-tests, to compare")
+LOSS_FIX = ("dcgmi diag -r 3  # a non-finite or rising loss on a fixed seed means broken "
+            "kernels or a bad GPU; rerun with TORCH_DISTRIBUTED_DEBUG=DETAIL")
+DIVERGED_FIX = ("export TORCH_DISTRIBUTED_DEBUG=DETAIL  # DDP ranks hold different weights: "
+                "check that every rank runs the same code and data, and that NCCL "
+                "collectives are correct (see nccl-allreduce)")
+OPTIM_FIX = ("unset NO_LOAD_OPTIM NO_LOAD_RNG  # save and load the optimizer state with the "
+             "model (optimizer.state_dict() / load_state_dict); a resume without it "
+             "(NO_LOAD_OPTIM=1, as on 4×A800) restarts Adam's moments and changes every "
+             "following step")
+HEADROOM_FIX = ("export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True  # less "
+                "fragmentation at load time; load the checkpoint with map_location='cpu' and "
+                "move the optimizer state shard by shard, or free memory before "
+                "optimizer.load_state_dict (a 4×A800 slime run OOM'd there)")
 
 
 # -- facts -----------------------------------------------------------------------------
@@ -90,6 +101,8 @@ class Run:
     log_tail: Sequence[str]
     ranks: Sequence[Rank]
     results: Sequence[Mapping[str, Any]]  # what the ranks wrote, in local rank order
+    # the rank torchrun saw fail first (torchrun.first_failure); None when it names none
+    first_failure: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -153,7 +166,7 @@ def gate(g: Gate) -> Verdict | None:
             fix=f"run on a node with {g.expected_gpus}x {g.gpu_model}, or choose this node's "
                 "profile (see profile-match)")
     if g.topology_error is not None:
-        return Verdict([Problem(g.topology_error)], dict(declared=dict(g.declared)),
+        return Verdict([Problem(g.topology_error, TOPOLOGY_FIX)], dict(declared=dict(g.declared)),
                        fix=TOPOLOGY_FIX)
     return None
 
@@ -169,8 +182,17 @@ def unfinished(run: Run, what: str, bound_s: float) -> Verdict | None:
         stuck = "; ".join(f"{r.label} ({r.phase})" if r.task in ("", run.name) else
                           f"{r.label} (still in the {r.task} workload: {r.phase})"
                           for r in left)
+        # torchrun's log first: what each rank printed before it stopped
+        fix = f"tail -n 60 {shlex.quote(run.log)}\n{HANG_FIX}"
+        port = run.launch.get("port")
+        if isinstance(port, int) and all(r.label.startswith("local rank") for r in left):
+            # No rank got a global rank: the c10d rendezvous itself never completed (a node
+            # missing, or MASTER_PORT held by something that is no torchrun store)
+            fix = (f"ss -ltnp 'sport = :{port}'  # who holds the rendezvous port; a holder "
+                   f"that is no torchrun of this job blocks the rendezvous (see port-free), "
+                   f"else a node did not join\n{fix}")
         return Verdict([Problem(f"{what} did not finish within {bound_s:g}s; not finished: "
-                                f"{stuck}", HANG_FIX)],
+                                f"{stuck}", fix)],
                        dict(unfinished={r.label: r.phase for r in left},
                             unfinished_in={r.label: r.task for r in left}))
     if run.returncode != 0:
@@ -180,11 +202,18 @@ def unfinished(run: Run, what: str, bound_s: float) -> Verdict | None:
         elif "CudaMissing" in error:
             fix = CUDA_FIX
         else:
-            fix = f"read {run.log}; the first error is quoted in the summary"
-        return Verdict([Problem(f"{what}: torchrun exited {run.returncode}: {error[:300]}",
-                                fix)],
-                       dict(unfinished={r.label: r.phase for r in left},
-                            log_tail=list(run.log_tail[-8:])))
+            # `read LOG` was bash's read builtin (a variable name, then a wait on stdin)
+            fix = (f"tail -n 60 {shlex.quote(run.log)}  # torchrun's log: its Root Cause "
+                   "block names the rank that failed first; the first error is in the "
+                   "summary")
+        first = failure_text(dict(run.first_failure) if run.first_failure else None)
+        evidence: dict[str, Any] = dict(unfinished={r.label: r.phase for r in left},
+                                        log_tail=list(run.log_tail[-8:]))
+        if run.first_failure:
+            evidence["first_failure"] = dict(run.first_failure)
+        return Verdict([Problem(f"{what}: torchrun exited {run.returncode}: "
+                                f"{first + ': ' if first else ''}{error[:300]}", fix)],
+                       evidence)
     return None
 
 
@@ -325,8 +354,8 @@ def _store_fix(libuv: bool, requested: str | None) -> str:
     if libuv:
         return ("this torch wants libuv even with USE_LIBUV=0: pass "
                 "init_method='env://?use_libuv=0' or install an official torch wheel")
-    return ("the store could not bind or connect on 127.0.0.1: check the error and "
-            "free ports (see port-free)")
+    return ("ss -ltn  # the store could not bind or connect on 127.0.0.1: check the error "
+            "and free ports (see port-free)")
 
 
 def store(f: Store) -> Verdict:
@@ -345,8 +374,8 @@ def store(f: Store) -> Verdict:
                       TORCHELASTIC_USE_AGENT_STORE=f.agent_store)
     if not stores:
         v.problems.append(Problem(f"could not create a TCPStore: {result.get('error')}",
-                                  f"run `{f.python} -m preflight.workloads.store` and read "
-                                  "its error"))
+                                  f"{shlex.quote(f.python)} -m preflight.workloads.store  "
+                                  "# run the store check alone and read its error"))
         return v
     failed = [s for s in stores if not s["ok"]]
     libuv = any(LIBUV_MISSING.search(s["error"]) for s in failed)

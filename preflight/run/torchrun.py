@@ -169,6 +169,8 @@ class Outcome:
     error: str = ""  # the most telling error line of the whole log ("" when none)
     attempts: int = 1
     killed: int = 0  # processes still alive at the end that we had to kill
+    # torchrun's Root Cause block: the rank that failed first (first_failure); None if none
+    first_failure: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -255,6 +257,36 @@ def first_error(lines: Sequence[str]) -> str:
         if re.search(r"Error|error:|Exception", line):
             return line.strip()
     return lines[-1].strip() if lines else ""
+
+
+# torchrun's summary of a failed launch names the rank that failed first, its exit code and
+# signal (torch/distributed/elastic/multiprocessing/errors/__init__.py:187-200, the
+# "Root Cause (first observed failure)" block of ChildFailedError). The survivors' own
+# errors ("Connection closed by peer") are symptoms of that rank's death.
+_ROOT_CAUSE = "Root Cause (first observed failure)"
+_FAILED_RANK = re.compile(r"^\s*rank\s*:\s*(\d+) \(local_rank: (\d+)\)")
+_FAILED_EXIT = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)\b(?:.*\((SIG[A-Z0-9]+)\))?")
+
+
+def first_failure(lines: Sequence[str]) -> dict[str, Any] | None:
+    """The rank torchrun saw fail first: rank, local_rank, exitcode, signal (None when
+    the log has no Root Cause block, e.g. a launch killed on timeout)."""
+    found: dict[str, Any] = {}
+    for line in lines[next((i for i, ln in enumerate(lines) if _ROOT_CAUSE in ln),
+                           len(lines)):]:
+        if (rank := _FAILED_RANK.match(line)) and "rank" not in found:
+            found.update(rank=int(rank[1]), local_rank=int(rank[2]))
+        elif (code := _FAILED_EXIT.match(line)) and "exitcode" not in found:
+            found.update(exitcode=int(code[1]), signal=code[2])
+    return found if {"rank", "exitcode"} <= found.keys() else None
+
+
+def failure_text(failure: dict[str, Any] | None) -> str:
+    """'rank 1 failed first (exitcode -9, SIGKILL)', or '' without a Root Cause block."""
+    if not failure:
+        return ""
+    signal = f", {failure['signal']}" if failure.get("signal") else ""
+    return f"rank {failure['rank']} failed first (exitcode {failure['exitcode']}{signal})"
 
 
 # Called while a launch runs with (seconds elapsed, bound, what each local rank is doing).
@@ -348,6 +380,7 @@ def _launch_once(spec: Spec, environ: Mapping[str, str], runner: Runner, python:
         error=first_error(lines) if timed_out or proc.returncode else "",
         attempts=attempt,
         killed=killed,
+        first_failure=first_failure(lines) if not timed_out and proc.returncode else None,
     )
 
 

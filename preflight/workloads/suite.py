@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         backend = common.init_process_group(rank, args.require_cuda)
         timings["init_process_group_s"] = round(time.perf_counter() - started, 3)
+        # The fault knobs act before the first task that talks, whichever it is: planted in
+        # the sweep alone, train-10-steps run by itself ignored them (a false GO).
+        allreduce.plant_faults(rank)
     ckpt = Path(args.checkpoint or Path(args.out) / "checkpoint.pt")
 
     def facts(started: float) -> dict[str, Any]:
@@ -82,7 +85,6 @@ def main(argv: list[str] | None = None) -> None:
     if "allreduce" in tasks:
         rank.task("allreduce")
         started = time.perf_counter()
-        allreduce.plant_faults(rank)
         result = allreduce.sweep(torch, dist, _up(backend), rank, args.min_bytes, args.max_bytes,
                                  args.warmup, args.iters)
         rank.result(result | {"elapsed_s": round(time.perf_counter() - started, 3)},

@@ -133,6 +133,10 @@ def peak_memory(torch: Any, backend: Backend) -> dict[str, Any]:
 def setup(torch: Any, backend: Backend, rank: Rank) -> tuple[Any, Any, Any]:
     from torch.nn.parallel import DistributedDataParallel
 
+    # DDP's constructor broadcasts rank 0's parameters: a collective a rank can hang in,
+    # which must not be reported as the phase before it (torch/nn/parallel/distributed.py
+    # :1066 _sync_module_states)
+    rank.phase("setting up DistributedDataParallel (broadcasts rank 0's parameters)")
     torch.manual_seed(SEED)  # the same initial weights on every rank
     model = build_model(torch).to(backend.device)
     opt = torch.optim.AdamW(model.parameters(), lr=LR)

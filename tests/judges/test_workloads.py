@@ -113,7 +113,7 @@ HUNG = (judge.Rank("rank 0", "train", "step 3", False),
     (run(ranks=HUNG, returncode=1, error="CudaMissing: x"), "exited 1: CudaMissing",
      "cu124", "log_tail"),
     (run(ranks=HUNG, returncode=-9, error="Killed"), "torchrun exited -9: Killed",
-     "read /tmp/x/torchrun.log", "log_tail"),
+     "tail -n 60 /tmp/x/torchrun.log", "log_tail"),
 ])
 def test_an_unfinished_launch_names_the_ranks_and_what_to_read(
         facts: judge.Run, message: str, fix: str, evidence: str) -> None:
@@ -209,7 +209,7 @@ def store(result: dict[str, Any] | None = None, use_libuv: str | None = None,
     (store({"stores": stores(("agent", True, ""), ("worker", False, "EADDRINUSE"))}),
      "blocker", "worker store: EADDRINUSE", "see port-free"),
     (store({"stores": [], "error": "boom"}), "blocker", "could not create a TCPStore: boom",
-     "run `/py -m preflight.workloads.store`"),
+     "/py -m preflight.workloads.store  # run the store check alone"),
     # torchrun's own store failed before any rank ran: judged as the agent store's failure
     (store(r=run("store", ranks=(judge.Rank("local rank 0", "", "never started", False),),
                  returncode=1, error=LIBUV)), "blocker", f"agent store: {LIBUV}",
@@ -229,3 +229,55 @@ def test_every_problem_carries_its_own_fix() -> None:
                 store({"stores": stores(("agent", False, LIBUV))})]
     assert all(p.fix for v in verdicts for p in v.problems)
     assert all(p.kind is Kind.BLOCKER for v in verdicts for p in v.problems)
+
+
+def test_the_rank_that_failed_first_leads_a_crash() -> None:
+    from preflight.run.torchrun import first_failure
+
+    # torchrun's ChildFailedError block, as it prints it (a rank exiting 3, no signal)
+    log = ["Failures:", "  <NO_OTHER_FAILURES>", "---", "Root Cause (first observed failure):",
+           "[0]:", "  time      : 2026-12-01_06:34:01", "  host      : localhost",
+           "  rank      : 0 (local_rank: 0)", "  exitcode  : 3 (pid: 32653)",
+           "  error_file: <N/A>", "  traceback : To enable traceback see: https://x"]
+    assert first_failure(log) == {"rank": 0, "local_rank": 0, "exitcode": 3, "signal": None}
+    assert first_failure(log[:4]) is None
+    died = {"rank": 1, "local_rank": 1, "exitcode": -9, "signal": "SIGKILL"}
+    v = allreduce(run(ranks=HUNG, returncode=1, error="RuntimeError: Connection closed by peer",
+                      first_failure=died))
+    assert v.message.endswith("torchrun exited 1: rank 1 failed first (exitcode -9, SIGKILL): "
+                              "RuntimeError: Connection closed by peer")
+    assert v.evidence["first_failure"] == died
+
+
+def test_every_fix_pastes_as_shell() -> None:
+    # A fix is copy-paste shell (preflight/fixes.py); prose-only fixes came out of the
+    # split empty: a hung rank, wrong data, a low busbw, a loss that did not fall, ...
+    from preflight.fixes import is_command, split
+
+    hung = run(ranks=HUNG, timed_out=True, returncode=None)
+    verdicts = [
+        allreduce(hung), allreduce(run(ranks=HUNG, returncode=1, error="CudaMissing: x")),
+        allreduce(run(results=[sweep(0, wrong_at=0)])),
+        allreduce(run(results=[sweep(0), sweep(1)]), floor=10.0),
+        train(trained(0, [3.0, float("nan")])), train(trained(0, checksums=["a", "b"])),
+        train(again=resumed(0, loss=1.6)), train(again=resumed(0, peak=90, cuda=True)),
+        store({"stores": [], "error": "boom"}),
+        store({"stores": stores(("agent", True, ""), ("worker", False, "EADDRINUSE"))}),
+        judge.gate(replace(GATE, topology_error="NNODES=2 needs MASTER_ADDR")),
+    ]
+    for v in verdicts:
+        assert v is not None and v.problems
+        for p in v.problems:
+            commands, _ = split(p.fix)
+            assert commands and all(is_command(line) and "<" not in line
+                                    for line in commands.splitlines()), (p.text, p.fix)
+
+
+def test_a_rendezvous_that_never_completed_names_its_port() -> None:
+    # Node 0 of two with MASTER_PORT held by a leftover process: no rank ever started; the
+    # fix shows who holds the port before the NCCL debug rerun.
+    never = tuple(judge.Rank(f"local rank {i}", "", "never started", False) for i in (0, 1))
+    kind, _, fix = outcome(allreduce(run(ranks=never, timed_out=True, returncode=None)))
+    assert kind == "blocker" and fix.startswith("ss -ltnp 'sport = :1'  # who holds")
+    _, _, fix = outcome(allreduce(run(ranks=HUNG, timed_out=True, returncode=None)))
+    assert fix.startswith("tail -n 60 ")
