@@ -518,8 +518,12 @@ class ArtifactGuard:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        self.config.stash[collected_key] = sum(
-            1 for it in items if it.get_closest_marker("pitfall"))
+        checks = [it for it in items if it.get_closest_marker("pitfall")]
+        self.config.stash[collected_key] = len(checks)
+        # `-k nccl-allreduce` selects by check id too: before pytest's own -k deselection
+        # (_pytest/mark/__init__.py deselect_by_keyword), which matches these keywords.
+        for it in checks:
+            it.extra_keyword_matches.add(_check_id(it))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.config.option.collectonly and self.config.stash.get(collected_key, 0):

@@ -169,6 +169,17 @@ def test_bad_setting_named_as_given(run_preflight, tmp_path):
          f"--launch-script {missing}: launch script does not exist")
 
 
+def test_k_selects_by_check_id(run_preflight):
+    """`-k port-free` / `-k "host-limits or port-free"`: the check ids users read in every
+    report select the checks (their test names say test_port_free)."""
+    from preflight.probes.ports import free_port
+
+    env = base_env(MASTER_PORT=str(free_port("0.0.0.0")))
+    run = run_preflight("--profile", "cpu", "-k", "host-limits or port-free", env=env)
+    ids = {c["id"] for c in run.report["checks"]}
+    assert ids == {"host-limits", "port-free"}, ids
+
+
 def test_unwritable_report_dir(run_preflight, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
