@@ -168,3 +168,12 @@ def test_a_missing_deepspeed_hostfile_is_this_node_not_a_missing_input(tmp_path)
     outer = spec.jobs[0].layers[0]
     assert (outer.nproc, outer.nnodes, outer.error) == (2, 1, "")
     assert not [i for i in spec.inputs if i.path.endswith("missing.txt")]
+
+
+def test_python_c_is_named_as_written(tmp_path):
+    # verl's sapo_trainer/run_qwen30b_sapo.sh checks Ray with `python -c "import ray; ..."`:
+    # the layer read `python -m -c` (the code flag taken for a module)
+    script = tmp_path / "run.sh"
+    script.write_text("python -c 'import ray; print(1)'\npython3 -u -m verl.trainer.main_ppo a=1\n")
+    spec = launch.load(str(script), None, {"PATH": "/usr/bin:/bin"}, cwd=str(tmp_path))
+    assert [x.launcher for x in spec.layers] == ["python -c", "python3 -m verl.trainer.main_ppo"]

@@ -97,3 +97,32 @@ def test_random_fragments_never_crash_or_hang():
         except ScriptFileError:
             pass  # refused with one line: fine
         assert time.perf_counter() - start < 5, text
+
+
+def test_a_last_line_ending_in_a_backslash_is_read_at_once(tmp_path):
+    # verl's fully_async shell scripts end their 120-line launch command with `\` and
+    # then the end of the file: bash ends the command there; bashlex 0.18 reports an
+    # unexpected EOF, which sent the whole script through the line-by-line fallback
+    # (chunks of at most 80 lines): the launch was not read, after 18 s of parsing
+    text = ("set -x\npython -m torch.distributed.run --nproc_per_node 4 train.py \\\n"
+            + "".join(f"    opt{i}=v{i} \\\n" for i in range(120)))
+    start = time.perf_counter()
+    spec = _load(tmp_path, text)
+    assert time.perf_counter() - start < 3
+    (job,) = spec.jobs
+    assert job.distributed[0].nproc == 4
+    assert job.layers[-1].args[-1].text == "opt119=v119"
+
+
+def test_a_glob_naming_many_files_is_recorded_in_linear_time(tmp_path):
+    # torchtitan's .ci/docker/common/install_base.sh ends its install with
+    # `rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/*`: on a node whose /tmp holds 34,000
+    # files every removed file copied the map of written files (quadratic: over 120 s)
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(15000):
+        (many / f"f{i}").touch()
+    start = time.perf_counter()
+    spec = _load(tmp_path, f"rm -rf {many}/*\ntorchrun --nproc_per_node 2 t.py\n")
+    assert time.perf_counter() - start < 3
+    assert spec.jobs[0].distributed[0].nproc == 2

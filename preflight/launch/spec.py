@@ -493,7 +493,9 @@ def _python(prog: str, args: list[Word], env: Environment, cmd: Command, depth: 
     if module is None and rest and rest[0].text.endswith(("swift/cli/main.py",)):
         return chain([replace(rest[0], text="swift"), *rest[1:]], env, cmd, depth,
                      base["implicit"])
-    target = f"-m {module}" if module else (rest[0].text if rest else "")
+    # `python -c CODE` (_python_target's "-c"): the code, not a module
+    target = module if module == "-c" else f"-m {module}" if module else (
+        rest[0].text if rest else "")
     return [Layer(f"{prog} {target}".strip(), "program", program=target,
                   args=tuple(rest[1:]), **base)]
 

@@ -96,6 +96,16 @@ class TooComplex(ScriptFileError):
     """More evaluation than any launch script needs: refused with one line."""
 
 
+def _under(path: str, dirs: set[str]) -> bool:
+    """Whether path is one of dirs or lies under one."""
+    while path not in dirs:
+        parent = posixpath.dirname(path)
+        if parent == path or not parent:
+            return False
+        path = parent
+    return True
+
+
 class Evaluator(Expander):
     def __init__(self, environ: Mapping[str, str], cwd: str | None = None,
                  reader: Reader = read_script):
@@ -976,8 +986,12 @@ class Evaluator(Expander):
         for target, append in (tee[0] if tee is not None else ()):
             self._write(target, feed if copies else None, append, st, ctx, where, program)
         if argv and argv[0].known:
+            # one copy of the map for all of them: `rm -rf /tmp/*` may name 30,000 files
+            batch: dict[str, Written] = {}
             for target in _changed_files(argv):
-                self._write(target, None, False, st, ctx, where, argv[0].text)
+                self._write(target, None, False, st, ctx, where, argv[0].text, batch)
+            if batch:
+                self.written = {**self.written, **batch}
             if posixpath.basename(argv[0].text) == "touch":  # a new file is empty
                 for target in argv[1:]:
                     path = self._resolve(target.text, st) if target.known else None
@@ -1052,7 +1066,10 @@ class Evaluator(Expander):
         return writers.Stdin(text, shown, tuple(argv))
 
     def _write(self, target: Word | None, content: Word | None, append: bool, st: State,
-               ctx: Ctx, where: str, program: str) -> None:
+               ctx: Ctx, where: str, program: str,
+               batch: dict[str, Written] | None = None) -> None:
+        """Record what `program` leaves in target; into `batch` (merged by the caller,
+        content None and not appended) instead of a new copy of self.written."""
         if target is None or not target.known or target.text.startswith("/dev/"):
             return  # a path not known: nothing known is changed
         path = self._resolve(target.text, st)
@@ -1082,7 +1099,10 @@ class Evaluator(Expander):
         else:
             new = Written(None, where, f"appended to at {where}, and what it held before "
                                        "is not known")
-        self.written = {**self.written, path: new}
+        if batch is not None:
+            batch[path] = new
+        else:
+            self.written = {**self.written, path: new}
 
     # -- conda / mamba / micromamba: their hooks and `activate`, read from the filesystem
 
@@ -1638,14 +1658,17 @@ class Evaluator(Expander):
             for a in paths:
                 self._create(a, st, directory=False)
         elif name in ("rm", "rmdir"):
+            removed = set()
             for a in paths:
                 path = self._resolve(a.text, st) if a.known else None
                 if path is None:
                     st.external = True
                     continue
-                st.created = frozenset(c for c in st.created
-                                       if c[2:] != path and not c[2:].startswith(path + "/"))
-                st.created |= {"x:" + path}
+                removed.add(path)
+            # one pass for all of them, each entry by its parents: `rm -rf /tmp/*` may
+            # name 30,000 files (a pass per file was quadratic)
+            st.created = frozenset(c for c in st.created if not _under(c[2:], removed)) \
+                | {"x:" + path for path in removed}
         elif name not in NO_FILES:
             st.external = True
 

@@ -168,6 +168,10 @@ def parse_chunks(text: str) -> tuple[list[tuple[int, list[Any]]], list[tuple[int
     else the longest parseable statements, line by line; the rest is reported."""
     if not text.strip():
         return [], []
+    if text.endswith("\\\n"):
+        # `cmd \` on the last line: bash ends the command at the end of the file; bashlex
+        # 0.18 reports an unexpected EOF there. A blank line after it ends it for both.
+        text += "\n"
     try:
         return [(0, _parse(text))], []
     except Exception:  # bashlex raises ParsingError, NotImplementedError, and worse
