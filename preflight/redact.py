@@ -23,7 +23,7 @@ from typing import Any
 
 SECRET_NAME = re.compile(
     r"(TOKEN|SECRET|PASSW|PASSPHRASE|PWD$|API[_-]?KEY|ACCESS[_-]?KEY|PRIVATE[_-]?KEY|[_-]KEY$|"
-    r"^KEY$|CREDENTIAL|AUTH|COOKIE|SESSION[_-]?ID)", re.I)
+    r"^KEY$|CREDENTIAL|AUTH(?!ORS?(?![A-Z]))|COOKIE|SESSION[_-]?ID)", re.I)
 MASK = "***"
 MIN_SECRET_LEN = 4
 # PWD is the shell's working directory, not a password.
@@ -87,7 +87,9 @@ def secret_values(argv: Iterable[str]) -> list[str]:
 
 # -- shapes ----------------------------------------------------------------------------
 
-_NAME_WORDS = (r"(?:token|secret|passw\w*|passphrase|pwd|api[_-]?key|key|credentials?|auth\w*"
+# auth\w* but not author(s) (ms-swift's --model_author, author_email); AUTHORIZATION still is
+_NAME_WORDS = (r"(?:token|secret|passw\w*|passphrase|pwd|api[_-]?key|key|credentials?"
+               r"|auth(?!ors?(?![a-z]))\w*"
                r"|cookie)")
 _NAMED = r"[\w.-]{0,64}" + _NAME_WORDS + r"[\w.-]{0,64}"
 _VALUE = r"""(?:"(?:[^"\\\n]|\\.){1,4000}"|'[^'\n]{1,4000}'|[^\s'"&,;})\]]{1,4000})"""

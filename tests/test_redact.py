@@ -48,6 +48,10 @@ def test_shapes_are_masked_without_knowing_the_value(text):
     "https://hf-mirror.com/models",
     "sha256 " + "ab" * 32,  # a parameter hash is not a W&B key
     "error: failed to bind 0.0.0.0:29500",
+    # ms-swift's --model_author: an author is no credential; its value `swift` was masked
+    # in every line ("*** rlhf", "torchrun / *** process")
+    "swift sft --model_author swift --model_name swift-robot",
+    "AUTHOR_EMAIL=dev@example.com authors=core",
 ])
 def test_harmless_text_is_left_alone(text):
     assert redact_text(text) == text
@@ -58,6 +62,16 @@ def test_argv_keeps_structure():
     out = redact_argv(argv)
     assert out[:2] == ["bash", "-c"] and out[3:] == ["--token", MASK, "--lr", "1"]
     assert SECRET not in " ".join(out)
+
+
+def test_author_is_no_secret_name_authorization_still_is():
+    from preflight.redact import is_secret_name
+
+    assert not is_secret_name("--model_author") and not is_secret_name("AUTHOR_EMAIL")
+    assert all(is_secret_name(n) for n in ("AUTHORIZATION", "HF_AUTH_TOKEN", "--auth",
+                                           "OAUTH_SECRET"))
+    assert redact_argv(["--model_author", "swift", "--hub_token", SECRET]) == [
+        "--model_author", "swift", "--hub_token", MASK]
 
 
 def test_values_not_keys():
