@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -43,6 +44,7 @@ if env("STUB_SGLANG_DIE"):
     sys.exit(int(env("STUB_SGLANG_DIE")))
 
 started = time.monotonic()
+announced = threading.Event()
 warmup = float(env("STUB_SGLANG_WARMUP_S", "1"))
 
 
@@ -58,7 +60,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path != "/health":
             return self._reply(404, {"detail": "Not Found"})
-        ready = time.monotonic() - started >= warmup
+        # ready once the ready line is printed (a timer thread of its own could print it
+        # after a client already saw 200, generated and stopped the server)
+        ready = announced.is_set() if warmup >= 0 else time.monotonic() - started >= warmup
         return self._reply(200 if ready else 503, {} if ready else {"detail": "starting"})
 
     def do_POST(self):
@@ -80,11 +84,10 @@ server = ThreadingHTTPServer((args.host, args.port), Handler)
 print("INFO:     Application startup complete.", flush=True)
 print(f"INFO:     Uvicorn running on http://{args.host}:{args.port}", flush=True)
 if warmup >= 0:
-    import threading
-
     def announce():
-        time.sleep(max(warmup, 0))
+        time.sleep(max(0.0, started + warmup - time.monotonic()))
         print("The server is fired up and ready to roll!", flush=True)
+        announced.set()
 
     threading.Thread(target=announce, daemon=True).start()
 server.serve_forever()
