@@ -50,7 +50,7 @@ from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
 from preflight import redact, runbooks
-from preflight.probes.exceptions import EXCEPTION_LINE
+from preflight.probes.exceptions import EXCEPTION_LINE, ROOT_CAUSE, root_cause
 
 SCHEMA = 1
 BLOCK = 4 << 20        # bytes read per step
@@ -835,7 +835,6 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
         return result
 
 
-ROOT_CAUSE_TABLE = "Root Cause (first observed failure)"
 SIGNAL_NOTES = {
     "SIGKILL": "nothing in the process can print why: most often the kernel's OOM killer "
                "(dmesg -T | grep -iE 'killed process|out of memory'), else a kill -9 or a "
@@ -850,25 +849,18 @@ SIGNAL_NOTES = {
 
 def died_by_signal(scans: list[FileScan]) -> dict[str, Any] | None:
     """The rank torchrun's failure table names as its Root Cause when that rank died by a
-    signal (exitcode -N): torch/distributed/elastic/multiprocessing/errors/__init__.py
-    prints `rank : R (local_rank: L)` and `exitcode : -N (pid: P)  (SIGNAME)` under it."""
+    signal (exitcode -N; exceptions.root_cause reads the table)."""
     for scan in scans:
         for hit in scan.hits:
-            if ROOT_CAUSE_TABLE not in hit.text:
+            if ROOT_CAUSE not in hit.text:
                 continue
             lines, at = read_window(scan.real, hit.offset, 0, 12)
-            rank = code = name = None
-            for line in lines[at + 1:]:
-                if line.lstrip().startswith(("=", "-")):  # the table's end
-                    break
-                if m := re.match(r"\s*rank\s*:\s*(\d+)", line):
-                    rank = m.group(1)
-                if m := re.match(r"\s*exitcode\s*:\s*(-?\d+).*?(?:\((SIG\w+)\))?\s*$", line):
-                    code, name = int(m.group(1)), m.group(2)
-            if rank is not None and code is not None and code < 0:
-                name = name or f"signal {-code}"
-                return {"file": scan.path, "line": hit.line, "rank": rank, "exitcode": code,
-                        "signal": name, "note": SIGNAL_NOTES.get(name, "")}
+            found = root_cause(lines[at:])
+            if found is not None and found["exitcode"] < 0:
+                code = found["exitcode"]
+                name = found["signal"] or f"signal {-code}"
+                return {"file": scan.path, "line": hit.line, "rank": str(found["rank"]),
+                        "exitcode": code, "signal": name, "note": SIGNAL_NOTES.get(name, "")}
     return None
 
 

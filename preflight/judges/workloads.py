@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from preflight.model import Problem, Verdict
-from preflight.run.torchrun import LIBUV_MISSING, failure_text
+from preflight.run.torchrun import LIBUV_MISSING
 
 # Each fix is copy-paste shell (`cmd  # why`, preflight/fixes.py splits the comments into
 # `why`); a fix that was all prose came out of that split empty.
@@ -138,6 +138,14 @@ class Store:
 # -- shared judgements -----------------------------------------------------------------
 
 
+def _failure_text(failure: Mapping[str, Any] | None) -> str:
+    """'rank 1 failed first (exitcode -9, SIGKILL)', or '' without a Root Cause block."""
+    if not failure:
+        return ""
+    signal = f", {failure['signal']}" if failure.get("signal") else ""
+    return f"rank {failure['rank']} failed first (exitcode {failure['exitcode']}{signal})"
+
+
 def gate(g: Gate) -> Verdict | None:
     """Replayed GPUs skip; without torch: skip on a CPU profile, fail on a GPU profile; a GPU
     profile NVML sees no GPU of fails before any launch; unusable multi-node variables fail.
@@ -206,7 +214,7 @@ def unfinished(run: Run, what: str, bound_s: float) -> Verdict | None:
             fix = (f"tail -n 60 {shlex.quote(run.log)}  # torchrun's log: its Root Cause "
                    "block names the rank that failed first; the first error is in the "
                    "summary")
-        first = failure_text(dict(run.first_failure) if run.first_failure else None)
+        first = _failure_text(run.first_failure)
         evidence: dict[str, Any] = dict(unfinished={r.label: r.phase for r in left},
                                         log_tail=list(run.log_tail[-8:]))
         if run.first_failure:

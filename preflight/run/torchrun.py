@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from preflight.probes import ports
-from preflight.probes.exceptions import exception_lines
+from preflight.probes.exceptions import exception_lines, root_cause
 from preflight.run import Runner, kill_group
 from preflight.run.tree import ProcessTree
 
@@ -259,34 +259,11 @@ def first_error(lines: Sequence[str]) -> str:
     return lines[-1].strip() if lines else ""
 
 
-# torchrun's summary of a failed launch names the rank that failed first, its exit code and
-# signal (torch/distributed/elastic/multiprocessing/errors/__init__.py:187-200, the
-# "Root Cause (first observed failure)" block of ChildFailedError). The survivors' own
-# errors ("Connection closed by peer") are symptoms of that rank's death.
-_ROOT_CAUSE = "Root Cause (first observed failure)"
-_FAILED_RANK = re.compile(r"^\s*rank\s*:\s*(\d+) \(local_rank: (\d+)\)")
-_FAILED_EXIT = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)\b(?:.*\((SIG[A-Z0-9]+)\))?")
-
-
 def first_failure(lines: Sequence[str]) -> dict[str, Any] | None:
-    """The rank torchrun saw fail first: rank, local_rank, exitcode, signal (None when
-    the log has no Root Cause block, e.g. a launch killed on timeout)."""
-    found: dict[str, Any] = {}
-    for line in lines[next((i for i, ln in enumerate(lines) if _ROOT_CAUSE in ln),
-                           len(lines)):]:
-        if (rank := _FAILED_RANK.match(line)) and "rank" not in found:
-            found.update(rank=int(rank[1]), local_rank=int(rank[2]))
-        elif (code := _FAILED_EXIT.match(line)) and "exitcode" not in found:
-            found.update(exitcode=int(code[1]), signal=code[2])
-    return found if {"rank", "exitcode"} <= found.keys() else None
-
-
-def failure_text(failure: dict[str, Any] | None) -> str:
-    """'rank 1 failed first (exitcode -9, SIGKILL)', or '' without a Root Cause block."""
-    if not failure:
-        return ""
-    signal = f", {failure['signal']}" if failure.get("signal") else ""
-    return f"rank {failure['rank']} failed first (exitcode {failure['exitcode']}{signal})"
+    """The rank torchrun saw fail first (exceptions.root_cause): rank, local_rank,
+    exitcode, signal; None when the log has no Root Cause block (a launch killed on
+    timeout). The survivors' own errors ("Connection closed by peer") are its symptoms."""
+    return root_cause(lines)
 
 
 # Called while a launch runs with (seconds elapsed, bound, what each local rank is doing).
