@@ -27,7 +27,7 @@ SECRET_NAME = re.compile(
 MASK = "***"
 MIN_SECRET_LEN = 4
 # PWD is the shell's working directory, not a password.
-NOT_SECRET = frozenset({"PWD", "OLDPWD", "XAUTHORITY", "AUTHOR"})
+NOT_SECRET = frozenset({"PWD", "OLDPWD", "XAUTHORITY"})
 # Launch settings whose values preflight itself reports (ports, modes, device lists): a
 # `.env` holding MASTER_PORT=29611 must not turn "ports free: 29611" into "***".
 PUBLIC_SETTINGS = frozenset({

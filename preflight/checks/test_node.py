@@ -73,14 +73,10 @@ PROXY_VARS = tuple(f"{k}_proxy" for k in ("http", "https", "all", "no")) + \
     tuple(f"{k.upper()}_PROXY" for k in ("http", "https", "all", "no"))
 
 
-def _job_environ(node: Node, *names: str) -> dict[str, str]:
-    return node.job_environ(*names)
-
-
 def cudart_facts(node: Node, tmp_path: Path) -> judge.CudartFacts:
     # flashinfer resolves cuda_home in the job (flashinfer/jit/cpp_ext.py get_cuda_path:
     # CUDA_HOME, CUDA_PATH, `which nvcc`): a launch script's `export CUDA_HOME=...` counts.
-    env = _job_environ(node, "CUDA_HOME", "CUDA_PATH", "PATH", "CONDA_PREFIX")
+    env = node.job_environ("CUDA_HOME", "CUDA_PATH", "PATH", "CONDA_PREFIX")
     home, how = cuda.cuda_home(env)
     conda = env.get("CONDA_PREFIX")
     prefixes = [home] + ([conda] if conda and not paths.same_dir(conda, home) else [])
@@ -243,7 +239,7 @@ def hf_facts(node: Node, profile: Profile) -> judge.HfFacts:
         is_url=is_url,
         offline=(node.job_env("HF_HUB_OFFLINE") or "").lower() in judge.OFFLINE,
         answer=http.probe_as_job(url, profile.env.hf_timeout_s,
-                                 _job_environ(node, *PROXY_VARS))
+                                 node.job_environ(*PROXY_VARS))
         if is_url else None)
 
 
@@ -290,7 +286,7 @@ def wandb_facts(node: Node, env_file: dotenv.EnvFile | None) -> judge.WandbFacts
         installed=installed, prefix=str(node.launch_prefix), report_to=said,
         report_to_where=where, mode=mode, base_url=base, key_from=key.source or netrc_from,
         key_places=looked, host=host,
-        answer=http.probe_as_job(url, WANDB_TIMEOUT_S, _job_environ(node, *PROXY_VARS))
+        answer=http.probe_as_job(url, WANDB_TIMEOUT_S, node.job_environ(*PROXY_VARS))
         if probe and host else None,
         timeout_s=WANDB_TIMEOUT_S)
 

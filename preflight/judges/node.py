@@ -383,6 +383,14 @@ class HfFacts:
     answer: Answer | None  # None: not probed (unset, or not a URL)
 
 
+def _unprobed(what: str, a: Answer, timeout_s: float) -> Problem:
+    """A URL the job reaches through a proxy this probe does not speak (http.probe_as_job):
+    not asked, so not known; the fix asks it the job's way."""
+    return Problem.unknown(f"{what}: {a.error}",
+                           f"curl -sSI --max-time {timeout_s:g} {a.url}  # run where the proxy "
+                           "variables are set: any HTTP status line means the server answers")
+
+
 def hf_endpoint(f: HfFacts) -> Verdict:
     if not f.url and not f.mirror_required:
         return Verdict(skip="HF_ENDPOINT unset and the profile requires no mirror")
@@ -403,10 +411,7 @@ def hf_endpoint(f: HfFacts) -> Verdict:
     v.evidence.update(HF_ENDPOINT=a.url, status=a.status, error=a.error, elapsed_s=a.elapsed_s,
                       HF_HUB_OFFLINE=f.offline, proxy=a.proxy)
     if a.unprobed:
-        v.problems.append(Problem.unknown(
-            f"HF_ENDPOINT {a.url}: {a.error}",
-            f"curl -sSI --max-time {f.timeout_s:g} {a.url}  # run where the proxy variables "
-            "are set: any HTTP status line means the endpoint answers"))
+        v.problems.append(_unprobed(f"HF_ENDPOINT {a.url}", a, f.timeout_s))
         return v
     if not a.answered and a.url.rstrip("/") == MIRROR:
         # Exporting the value that is already set changes nothing: the job can only load
@@ -590,10 +595,7 @@ def wandb_offline(f: WandbFacts) -> Verdict:
         v.problems.append(problem(f"{lead}WANDB_BASE_URL={safe_url(url)!r} is not an http(s) URL",
                                   "unset WANDB_BASE_URL  # or set it to your server's URL"))
     elif f.answer is not None and f.answer.unprobed:
-        v.problems.append(Problem.unknown(
-            f"{lead}{f.answer.url}: {f.answer.error}",
-            f"curl -sSI --max-time {f.timeout_s:g} {f.answer.url}  # run where the proxy "
-            "variables are set: any HTTP status line means the server answers"))
+        v.problems.append(_unprobed(f"{lead}{f.answer.url}", f.answer, f.timeout_s))
     elif f.answer is not None and not f.answer.answered:
         v.problems.append(problem(
             f"{lead}{f.answer.url} does not answer{f.answer.within(f.timeout_s)} "

@@ -74,7 +74,11 @@ def _bypassed(host: str, no_proxy: str) -> bool:
 def env_proxy(url: str, environ: Mapping[str, str]) -> str | None:
     """The http:// proxy a job with `environ` reaches `url` through (job_proxy); None when
     it goes direct or through a proxy this probe does not speak (socks, https://)."""
-    proxy = job_proxy(url, environ)
+    return _spoken(job_proxy(url, environ))
+
+
+def _spoken(proxy: str | None) -> str | None:
+    """`proxy` as an http:// URL this probe can go through; None: none, or another kind."""
     if proxy is None:
         return None
     try:
@@ -213,7 +217,7 @@ def probe_as_job(url: str, timeout: float, environ: Mapping[str, str]) -> Answer
     http:// proxy. Through a proxy this probe does not speak (socks5://, https://) the
     URL is not asked at all: a direct answer would not say what the job gets."""
     proxy = job_proxy(url, environ)
-    spoken = env_proxy(url, environ)
+    spoken = _spoken(proxy)
     if proxy is not None and spoken is None:
         shown = safe_url(proxy if "://" in proxy else f"http://{proxy}")
         return Answer(safe_url(url), None, f"not probed: the job goes through the proxy "
