@@ -564,7 +564,7 @@ def job_file(path: str, files: Mapping[str, Written], errors: str = "strict") ->
     if written is not None:
         if written.by:
             # a race (writers.Files.racing) says when itself; a writer before: "first"
-            first = "" if written.by.endswith("(a race)") else " first"
+            first = "" if written.race else " first"
             return JobFile(path, unknown=f"{path} may be written by {written.by}{first}: "
                                          "what the launcher reads is not known",
                                          written=written.where)

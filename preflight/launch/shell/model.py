@@ -82,6 +82,9 @@ class Written:
     # a program that may write it (writers.Writer.by: "python at run.sh:2 (given
     # acc.yaml)"); "" when the script writes it itself (a redirect, tee, cp, ...)
     by: str = ""
+    # that program may write it while a command the script started in the background
+    # (`&`) reads it (writers.Files.racing)
+    race: bool = False
 
 
 @dataclass(frozen=True)

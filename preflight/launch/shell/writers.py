@@ -613,7 +613,7 @@ class Files(Mapping[str, Written]):
         ran) may write while that shell reads it; ""."""
         for path in self.read_in_background if self.racing else ():
             found = self.get(posixpath.normpath(path))
-            if found is not None and "(a race)" in found.reason:
+            if found is not None and found.race:
                 return f"{path} {found.reason}"
         return ""
 
@@ -622,7 +622,8 @@ class Files(Mapping[str, Written]):
             if writer.covers(path):
                 by = f"{writer.by}, while the command started at {self.started} in " \
                      "the background (`&`) may be reading it (a race)"
-                return Written(None, writer.where, f"it may be written by {by}", by=by)
+                return Written(None, writer.where, f"it may be written by {by}", by=by,
+                               race=True)
         found = self.written.get(path)
         if found is not None:
             return found
