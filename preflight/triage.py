@@ -989,10 +989,19 @@ def _evidence(cause: Cause, scans: list[FileScan], markers: Marks) -> list[dict[
 # -- output ---------------------------------------------------------------------------------
 
 def scrubber() -> Any:
-    """The reports' redaction: secret-named environment values by value, command-line and
-    free-text secrets by shape (redact.redact_text)."""
+    """The reports' redaction: secret-named environment values by value, the values of
+    ./.env (as `preflight` masks them: the job's keys often sit there, not in this shell),
+    command-line and free-text secrets by shape (redact.redact_text). A ./.env that cannot
+    be read is bad input (TriageInputError): its values could not be masked."""
+    from preflight.probes import dotenv
+
     scrub = redact.Scrubber()
     scrub.add_environ(os.environ)
+    if os.path.isfile(".env"):
+        try:
+            scrub.add_mapping(dotenv.read(".env").values)
+        except dotenv.EnvFileError as exc:
+            raise TriageInputError(f"{exc} (triage masks the values of ./.env)") from None
 
     def apply(obj: Any) -> Any:
         obj = scrub(obj)
@@ -1118,7 +1127,11 @@ def main(argv: list[str]) -> int:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")  # a log's bytes never crash the printing
-    scrub = scrubber()
+    try:
+        scrub = scrubber()
+    except TriageInputError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 4
     try:
         result = triage(paths, context)
     except TriageInputError as exc:

@@ -200,9 +200,10 @@ IDS = ["port-free", "nested-launcher", "ray-path", "cudart-link", "leftover-proc
        "dataloader-killed"]
 
 
-def run_cli(*args: str, stdin: bytes | None = None, env: dict | None = None):
+def run_cli(*args: str, stdin: bytes | None = None, env: dict | None = None,
+            cwd: Path | None = None):
     return subprocess.run([sys.executable, "-m", "preflight", "triage", *args], input=stdin,
-                          capture_output=True, timeout=120, env=env)
+                          capture_output=True, timeout=120, env=env, cwd=cwd)
 
 
 @pytest.mark.parametrize(("name", "rid", "line"), CASES, ids=[c[0] for c in CASES])
@@ -401,6 +402,26 @@ def test_secrets_are_scrubbed_from_what_triage_prints(tmp_path):
         for secret in (token, "s3cr3tPASS", "zzzz1234", "0123456789abcdef0123456789abcdef01234567",
                        "plain-value-9876"):
             assert secret not in out, (args, secret)
+
+
+def test_values_of_the_dot_env_here_are_masked_as_preflight_masks_them(tmp_path):
+    """The job's key sits in ./.env, not in this shell: triage masks it as the main run
+    does (a value too short for a token's shape, under a name that is no secret's)."""
+    (tmp_path / ".env").write_text("MIRROR_PASS=CanaryPlain4242\n")
+    log = tmp_path / "crash.log"
+    log.write_text("Traceback (most recent call last):\n  File \"/w/t.py\", line 9, in <m>\n"
+                   "RuntimeError: login CanaryPlain4242 rejected\n")
+    env = {k: v for k, v in os.environ.items() if k != "MIRROR_PASS"}
+    for args in ([str(log)], [str(log), "--json"]):
+        done = run_cli(*args, env=env, cwd=tmp_path)
+        out = done.stdout.decode()
+        assert done.returncode == 1 and "RuntimeError: login" in out, out
+        assert "CanaryPlain4242" not in out + done.stderr.decode()
+    # a ./.env it cannot read: its values could not be masked, so bad input, one line
+    (tmp_path / ".env").write_text('A=1\n"\n')
+    bad = run_cli(str(log), env=env, cwd=tmp_path)
+    assert bad.returncode == 4 and bad.stdout == b""
+    assert bad.stderr.decode().startswith("ERROR: .env:2: cannot parse")
 
 
 def test_parse_directives_and_specificity():
