@@ -21,17 +21,15 @@ neutral ones (produce_nested.redact); each log gets a two-line header.
 
 from __future__ import annotations
 
-import signal
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from produce_nested import PY, TORCHRUN, Node, free_port, redact, run_nodes  # noqa: E402
+from produce_nested import PY, TORCHRUN, Node, cli, free_port, redact, run_nodes  # noqa: E402
 
 # Each rank prints its step, then rank WAIT_RANK does what keeps it from the collective.
 COLLECTIVE = """\
@@ -148,24 +146,7 @@ def produce(name: str, out_dir: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0].startswith("-"):
-        print(f"usage: {Path(__file__).name} OUTDIR [NAME...]; names: {', '.join(SHAPES)}",
-              file=sys.stderr)
-        return 4
-    unknown = [n for n in argv[1:] if n not in SHAPES]
-    if unknown:
-        print(f"ERROR: unknown shape(s) {', '.join(unknown)}; names: {', '.join(SHAPES)}",
-              file=sys.stderr)
-        return 4
-    # Stopped from outside: end as SystemExit so run_nodes' finally kills the launch tree.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    out_dir = Path(argv[0])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in argv[1:] or list(SHAPES):
-        start = time.monotonic()
-        path = produce(name, out_dir)
-        print(f"{path}  {time.monotonic() - start:.1f} s", flush=True)
-    return 0
+    return cli(argv, SHAPES, produce)
 
 
 if __name__ == "__main__":

@@ -30,10 +30,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -307,9 +307,18 @@ def produce(name: str, out_dir: Path) -> Path:
     return out
 
 
-def main(argv: list[str]) -> int:
+def cli(argv: list[str], shapes: Mapping[str, Any], produce: Callable[[str, Path], Path],
+        needs: Callable[[str], str | None] = lambda name: None) -> int:
+    """`PRODUCER OUTDIR [NAME...]` for the real-log producers: every named shape (all when
+    none is named) made into OUTDIR, with its time; `needs(name)`: a module the shape needs
+    that is not installed here (skipped, said)."""
     if not argv or argv[0].startswith("-"):
-        print(f"usage: {Path(__file__).name} OUTDIR [NAME...]; names: {', '.join(SHAPES)}",
+        print(f"usage: {Path(sys.argv[0]).name} OUTDIR [NAME...]; names: {', '.join(shapes)}",
+              file=sys.stderr)
+        return 4
+    unknown = [n for n in argv[1:] if n not in shapes]
+    if unknown:
+        print(f"ERROR: unknown shape(s) {', '.join(unknown)}; names: {', '.join(shapes)}",
               file=sys.stderr)
         return 4
     # Stopped from outside (a test's timeout): end as SystemExit, so run_nodes' finally kills
@@ -317,14 +326,23 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     out_dir = Path(argv[0])
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in argv[1:] or list(SHAPES):
-        if importlib.util.find_spec(SHAPES[name].needs) is None:
-            print(f"{name}: skipped, no {SHAPES[name].needs} here", flush=True)
+    for name in argv[1:] or list(shapes):
+        missing = needs(name)
+        if missing:
+            print(f"{name}: skipped, no {missing} here", flush=True)
             continue
         start = time.monotonic()
         path = produce(name, out_dir)
         print(f"{path}  {time.monotonic() - start:.1f} s", flush=True)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    def needs(name: str) -> str | None:
+        module = SHAPES[name].needs
+        return module if importlib.util.find_spec(module) is None else None
+
+    return cli(argv, SHAPES, produce, needs)
 
 
 if __name__ == "__main__":
