@@ -126,3 +126,17 @@ def test_a_glob_naming_many_files_is_recorded_in_linear_time(tmp_path):
     spec = _load(tmp_path, f"rm -rf {many}/*\ntorchrun --nproc_per_node 2 t.py\n")
     assert time.perf_counter() - start < 3
     assert spec.jobs[0].distributed[0].nproc == 2
+
+
+def test_files_removed_while_a_background_launch_runs_are_recorded_in_linear_time(tmp_path):
+    # A write after `torchrun ... &` (before a `wait`) races with the launch's read of its
+    # files, so each removed file is recorded against that launch too: the record was a
+    # tuple rebuilt per file (30,000 files: about 5 s)
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(30000):
+        (many / f"f{i}").touch()
+    start = time.perf_counter()
+    spec = _load(tmp_path, f"torchrun --nproc_per_node 2 t.py &\nrm -rf {many}/*\nwait\n")
+    assert time.perf_counter() - start < 3
+    assert spec.jobs[0].distributed[0].nproc == 2

@@ -926,7 +926,7 @@ class Evaluator(Expander):
             return
         self.writers = (*self.writers, *found)
         for files in self._racing:
-            files.racing = (*files.racing, *found)
+            files.racing.extend(found)
         covered = {path: w.written() for path in self.written for w in found if w.covers(path)}
         if covered:
             self.written = {**self.written, **covered}
@@ -1077,7 +1077,7 @@ class Evaluator(Expander):
             return
         path = posixpath.normpath(path)
         for files in self._racing:
-            files.racing = (*files.racing, writers.Writer(
+            files.racing.append(writers.Writer(
                 writers.Claim(path, target.text), st.cwd, program, where))
         old = self.written.get(path)
         shown = content.text if content is not None and not append else ""
