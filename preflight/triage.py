@@ -33,7 +33,10 @@ input.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import os
 import re
 import stat
@@ -64,6 +67,25 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
 # more definite does (huggingface_hub's "Retrying in 8s [Retry 4/5]", slime's
 # "retrying... (attempt 51/60").
 RETRIED = re.compile(r"(?i)\bretrying\b|\bRetry \d+/\d+|attempt \d+/\d+|thrown while requesting")
+# Where a line came from, before what it says: torchrun's --tee/--local-ranks-filter rank
+# prefixes ([rank1]:, [default0]:), srun --label's node0:, Ray's (pid=N) / (Actor pid=N).
+SOURCE = r"^(?:(?:\[\w+\d+\]:|[\w.-]+\d+:\s|\([\w ]*pid=\d+[^)]*\))\s*)*"
+STAMP = r"(?:\[?\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?\s*[-|]?\s*)?"
+# A logging record the program itself marks as a warning (Python logging's default and
+# asctime formats, deepspeed's [WARNING], ms-swift's [WARNING:swift], vLLM's WARNING
+# MM-DD, loguru's | WARNING |): the program went on. Such a line matching a runbook names
+# its cause only when nothing fatal does, and is not fatal by itself (a run that warned
+# "cache file not found at out//cache" and then trained to the end is no failure).
+WARNING_RECORD = re.compile(SOURCE + STAMP + r"\[?(?:WARNING|WARN)\b[]:|\s-]")
+# Any logging record: a traceback printed right under one was logged by the program
+# (logger.exception, exc_info=True: a Dataset skipping a bad row), not the interpreter's
+# report of the exception that ended it.
+LOG_RECORD = re.compile(SOURCE + STAMP + r"\[?(?:CRITICAL|ERROR|WARNING|WARN|INFO|DEBUG)\b[]:|\s-]")
+# ... also when a progress bar left on the line (tqdm draws without a newline) precedes
+# a stamped one: "train:  17%|##  | 1/6 [00:00<00:00]2026-12-01 10:58:12,228 ERROR ...".
+STAMPED_RECORD = re.compile(r"\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?\s*[-|]?\s*\[?"
+                            r"(?:CRITICAL|ERROR|WARNING|WARN|INFO|DEBUG)\b[]:|\s-]")
+TRACEBACK_HEAD = re.compile(SOURCE + r"Traceback \(most recent call last\):")
 
 
 class TriageInputError(Exception):
@@ -529,6 +551,19 @@ class Cause:
     hit: Hit
     block: Block | None
     weak: bool = False   # the matching line is also a consequence (a wrapper's summary)
+    soft: bool = False   # not fatal by itself: a retry, a warning, a logged exception
+
+
+# A rank's prefix (torchrun --tee's [rank1]: / [default0]:, srun --label's node0:, Ray's
+# (pid=N)): the source of a line in a log several processes wrote into.
+SOURCE_PREFIX = re.compile(r"^(?:\[(?:rank|default)\d+\]:|node\d+:\s?|\([\w ]*pid=\d+[^)]*\)\s?)+")
+WIDEN = 8            # how much wider a window is read to find NEAR_BEFORE lines of one rank
+MAX_WIDENED = 200    # wider windows read per run (a crash loop of one rank stays linear)
+
+
+def _source(line: str) -> str:
+    m = SOURCE_PREFIX.match(line.strip())
+    return re.sub(r"\s+", "", m.group(0)) if m else ""
 
 
 def _near_ok(block: Block, window: list[str]) -> bool:
@@ -540,13 +575,36 @@ class _Windows:
 
     def __init__(self) -> None:
         self.cache: dict[tuple[int, int], list[str]] = {}
+        self.at: dict[tuple[int, int], int] = {}
+        self.widened = 0
 
     def __call__(self, scan: FileScan, hit: Hit) -> list[str]:
         key = (hit.file, hit.offset)
         if key not in self.cache:
-            lines, _ = read_window(scan.real, hit.offset, NEAR_BEFORE, NEAR_AFTER)
-            self.cache[key] = [ANSI.sub("", x) for x in lines]
+            lines, at = read_window(scan.real, hit.offset, NEAR_BEFORE, NEAR_AFTER)
+            lines = [ANSI.sub("", x) for x in lines]
+            own = _source(hit.text)
+            others = sum(_source(x) != own for x in lines)
+            if self.widened < MAX_WIDENED and others * 2 > len(lines):
+                lines, at = self._own_lines(scan, hit, own)
+            self.cache[key], self.at[key] = lines, at
         return self.cache[key]
+
+    def _own_lines(self, scan: FileScan, hit: Hit, own: str) -> tuple[list[str], int]:
+        """The lines of the hit's own source (its rank prefix, or none) around it, when
+        most lines nearby are other ranks' (eight ranks' tracebacks interleave line by
+        line: the load_state_dict frame of an OOM is then 60 lines away, not 8)."""
+        self.widened += 1
+        lines, at = read_window(scan.real, hit.offset, NEAR_BEFORE * WIDEN, NEAR_AFTER * WIDEN)
+        lines = [ANSI.sub("", x) for x in lines]
+        before = [x for x in lines[:at] if _source(x) == own][-NEAR_BEFORE:]
+        after = [x for x in lines[at + 1:] if _source(x) == own][:NEAR_AFTER]
+        return before + [lines[at]] + after, len(before)
+
+    def before(self, scan: FileScan, hit: Hit) -> list[str]:
+        """The lines before the hit's own."""
+        lines = self(scan, hit)
+        return lines[:self.at[(hit.file, hit.offset)]]
 
 
 def _count_benign(scan: FileScan, hit: Hit, window: _Windows) -> None:
@@ -580,7 +638,8 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
     consequence = "consequence" in {b.role for b in hit.blocks}
     if consequence:
         scan.consequences += 1
-    weak = consequence or bool(RETRIED.search(hit.text))
+    soft = bool(RETRIED.search(hit.text) or WARNING_RECORD.match(hit.text))
+    weak = consequence or soft
     live = [b for b in hit.blocks if _live(b, scan, hit, markers, window)]
     specific = [b for b in live if b.role == "cause"]
     if specific:
@@ -589,14 +648,26 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
         ids = sorted({b.id for b in best})
         block = best[0]
         likely = block.likely or len(ids) > 1 or weak
-        return Cause(block.id, "likely" if likely else "certain", hit, block, weak=weak), True
+        return (Cause(block.id, "likely" if likely else "certain", hit, block, weak=weak,
+                      soft=soft and not consequence), consequence or not soft)
     if live and not consequence and not _not_fatal(scan, hit):
         text = EXCEPTION_LINE.match(re.sub(r"^\S*\]:?\s*", "", hit.text))
         shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)(?::\s|$)",
                            hit.text)
         if text or shaped:
-            return Cause("unknown", "likely", hit, None), True
+            logged = _logged(window.before(scan, hit))
+            return Cause("unknown", "likely", hit, None, soft=logged), not logged
     return None, consequence
+
+
+def _logged(before: list[str]) -> bool:
+    """The traceback that ends at the hit (`before`: the lines above it) was printed under
+    a logging record: the program logged the exception and went on."""
+    heads = [i for i, x in enumerate(before) if TRACEBACK_HEAD.match(x.strip())]
+    if not heads or heads[-1] == 0:
+        return False
+    above = before[heads[-1] - 1].strip()
+    return bool(LOG_RECORD.match(above) or STAMPED_RECORD.search(above))
 
 
 def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
@@ -616,12 +687,16 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
     # A fallback (the waiting ranks' collective timeout) comes after an unknown exception:
     # whatever kept the missing rank away is likelier in that exception than in the wait.
     last = [c for c in causes if c.block is not None and c.block.fallback]
-    rest = [c for c in causes if c not in last]
+    # What the program only warned about, retried or logged and went on after comes after
+    # any fatal line, even an unknown exception (a KeyError that ended the run outranks
+    # a hub request retried earlier).
+    soft = [c for c in causes if c.soft and c not in last]
+    rest = [c for c in causes if c not in last and c not in soft]
     strong = [c for c in rest if c.id != "unknown" and not c.weak]
     weak = [c for c in rest if c.id != "unknown" and c.weak]
     unknown = [c for c in rest if c.id == "unknown"]
     ordered = (_order(strong, scans) + _order(weak, scans) + _order(unknown, scans)
-               + _order(last, scans))
+               + _order(soft, scans) + _order(last, scans))
     return ordered, fatal
 
 
@@ -736,7 +811,37 @@ def collect(paths: list[str], spool_dir: str) -> list[tuple[str, str]]:
                 found.append((_shown(full), full))
         else:
             raise TriageInputError(f"{arg}: not a regular file or a directory")
-    return found
+    return [(shown, _plain(shown, real, spool_dir, i)) for i, (shown, real) in enumerate(found)]
+
+
+# Compressed logs (a job's log gzipped by logrotate or by hand before it was copied off the
+# node) are read through their decompressor; by magic bytes, not by name. Each format's
+# magic: RFC 1952 2.3.1 (gzip), the bzip2 header "BZh", the xz stream header magic.
+COMPRESSED: list[tuple[bytes, Any]] = [(b"\x1f\x8b", gzip.open), (b"BZh", bz2.open),
+                                       (b"\xfd7zXZ\x00", lzma.open)]
+
+
+def _plain(shown: str, real: str, spool_dir: str, index: int) -> str:
+    """`real` itself, or for a compressed file its text spooled (streamed, bounded memory)
+    to a file of the spool dir: the scan and the context reads seek in it. A stream cut
+    short (a copy of a log still being written) keeps what it held; one that yields
+    nothing is bad input."""
+    with open(real, "rb") as handle:
+        magic = handle.read(6)
+    opener = next((op for head, op in COMPRESSED if magic.startswith(head)), None)
+    if opener is None:
+        return real
+    spooled = os.path.join(spool_dir, f"{index}.log")
+    size = 0
+    try:
+        with opener(real, "rb") as src, open(spooled, "wb") as out:
+            while chunk := src.read1(1 << 16):  # read1: a cut stream keeps its text
+                out.write(chunk)
+                size += len(chunk)
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        if size == 0:
+            raise TriageInputError(f"{shown}: cannot decompress: {exc}") from None
+    return spooled
 
 
 def _spool_stdin(spool_dir: str) -> str:
@@ -832,8 +937,24 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
         if waits and only_waits:
             result["collective"] = collective_summary(
                 scans, [c for c in causes if c.block is not None and c.block.fallback])
+        if fatal and not result["causes"] and "died_by_signal" not in result:
+            # Only the launcher's lines: under --log-dir --redirects the ranks' output is in
+            # their own files; torchrun's start-up block (LOGLEVEL=INFO) names the folder
+            # (torch/distributed/launcher/api.py:254 in 2.13, "log_dir : DIR").
+            found = {m.group(1) for x in texts if (m := LOG_DIR.search(x))} - {"None"}
+            given = {os.path.normpath(p) for p in paths}
+            result["log_dirs"] = sorted(d for d in found if os.path.normpath(d) not in given)
+        if not fatal and out_causes:
+            # Nothing ended the run: what matched was a warning, a retry or an exception
+            # the program logged and went on after. Named apart, never as a root cause.
+            result["not_fatal"] = [{k: c[k] for k in ("id", "file", "line", "match")}
+                                   for c in out_causes]
+            result["causes"] = []
+            result.pop("collective", None)
         return result
 
+
+LOG_DIR = re.compile(r"launcher/api\.py:\d+\]\s+log_dir\s+:\s+(\S+)\s*$")
 
 SIGNAL_NOTES = {
     "SIGKILL": "nothing in the process can print why: most often the kernel's OOM killer "
@@ -1037,8 +1158,16 @@ def render(result: dict[str, Any]) -> str:
         elif result["fatal"]:
             out.append("FATAL: the run failed, but only consequences were found "
                        "(watchdog timeouts, failure tables); the cause is not in these logs")
+            for d in result.get("log_dirs") or []:
+                out.append(f"  the ranks' own output went to torchrun's --log-dir {d} (relative "
+                           f"to where torchrun ran); read it with this log: preflight triage "
+                           f"THIS_LOG {d}")
         else:
             out.append("no fatal error found")
+            for c in result.get("not_fatal") or []:
+                out.append(f"  not fatal here (a warning, a retry, or an exception the run "
+                           f"logged and went on after): {c['id']} at {c['file']}:{c['line']}: "
+                           f"{c['match']}")
     for i, c in enumerate(result["causes"]):
         if i == 0:
             out += _render_root(c, result.get("collective"))
