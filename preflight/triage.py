@@ -335,6 +335,7 @@ class FileScan:
     hits: list[Hit] = field(default_factory=list)
     benign: dict[str, list[int]] = field(default_factory=dict)
     benign_count: int = 0
+    benign_hits: int = 0   # of `hits`, those only benign blocks match
     consequences: int = 0
     lines: int = 0
 
@@ -446,9 +447,15 @@ def _record(result: FileScan, hit: Hit) -> None:
     causes = [b for b in hit.blocks if b.role == "cause"]
     if benign and causes and all(b.id == "python-warning" for b in benign):
         benign = []
+    # Benign lines have a cap of their own: a long run's warnings (one UserWarning per
+    # logging interval: 2,000 of them in a 500 MB log) filled the cap, and the error at the
+    # end of the log was never looked at ('no fatal error found').
     if benign:
         hit.blocks = benign
-    if len(result.hits) >= MAX_HITS:
+        if result.benign_hits >= MAX_HITS:
+            return
+        result.benign_hits += 1
+    elif len(result.hits) - result.benign_hits >= MAX_HITS:
         return
     result.hits.append(hit)
 

@@ -20,8 +20,9 @@ import sys
 import pytest
 
 from preflight import triage
-from tests.test_triage import CASES, LOGS, REAL
+from tests.test_triage import CASES, CITED, LOGS, REAL
 
+SUCCEEDED = ["real/ok-noisy-torchrun.log", "real/ok-logged-exception.log", "real/ok-ray-job.log"]
 NOT_FATAL_IDS = {"real/ok-noisy-torchrun.log": {"empty-variable"},
                  "real/ok-logged-exception.log": {"unknown", "empty-variable"}}
 
@@ -59,6 +60,14 @@ def test_a_logged_exception_is_the_cause_when_the_run_then_failed(tmp_path):
         "unknown", "KeyError: 'labels'")
 
 
+@pytest.mark.parametrize("name", SUCCEEDED)
+def test_a_run_that_succeeded_is_not_fatal(name):
+    """Warnings, "error"/"timeout"/"Killed" in loss lines and paths, torchrun's and c10d's
+    INFO lines, a Ray driver's task output: exit 0, no cause."""
+    result = triage.triage([str(LOGS / name)])
+    assert (result["fatal"], result["causes"]) == (False, [])
+
+
 @pytest.mark.parametrize("name", ["real/user-keyerror-torchrun.log",
                                   "real/user-keyerror-logdir-ranks"])
 def test_a_plain_user_bug_is_unknown_and_the_waiting_rank_comes_after(name):
@@ -70,6 +79,15 @@ def test_a_plain_user_bug_is_unknown_and_the_waiting_rank_comes_after(name):
     assert first["match"].endswith("KeyError: 'labels'")
     assert later and {c["id"] for c in later} == {"collective-timeout"}
     assert "collective" not in result
+
+
+def test_a_ray_tasks_user_bug_is_unknown():
+    """ray.get re-raises the task's KeyError as RayTaskError(KeyError) (a consequence
+    line); the KeyError itself is named, as no known cause."""
+    result = triage.triage([str(REAL / "user-keyerror-ray-job.log")])
+    first = result["causes"][0]
+    assert (first["id"], first["match"], first["runbook"]) == ("unknown", "KeyError: 'labels'",
+                                                               None)
 
 
 def test_a_console_without_the_ranks_output_names_the_log_dir():
@@ -156,3 +174,16 @@ def test_eight_ranks_interleaved_keep_the_cause_that_needs_its_traceback(tmp_pat
         b"\n".join([b"[rank0]: " + x] + [b"[rank%d]: step %d" % (r, i) for r in range(1, 8)])
         for i, x in enumerate(lines)))
     assert triage.triage([str(ranked)])["causes"][0]["id"] == rid
+
+
+def test_a_long_runs_warnings_do_not_hide_the_error_at_its_end(tmp_path):
+    """A 500 MB log with a UserWarning every logging interval holds more warnings than the
+    hits triage keeps per file (2,000): they filled the cap and the OOM at the end was not
+    read ('no fatal error found', exit 0). The same shape, small: 2,001 warnings, then the
+    traceback."""
+    warn = (REAL / "ok-noisy-torchrun.log").read_text(encoding="utf-8").splitlines()
+    line = next(x for x in warn if "FutureWarning" in x) + "\n"
+    log = tmp_path / "long.log"
+    log.write_text(line * (triage.MAX_HITS + 1) + (CITED / "cuda-oom-dora.log").read_text())
+    cause = triage.triage([str(log)])["causes"][0]
+    assert cause["id"] == "cuda-oom"

@@ -10,9 +10,10 @@ warnings, a coloured tqdm bar, loss lines and checkpoint paths that contain "err
 "timeout" and "Killed", a warning about a cache path with a doubled slash, and a sample a
 dataset skips after logging its KeyError with `logger.exception` (the run goes on). Runs
 that fail for a plain user bug: a KeyError in a Dataset's __getitem__ on rank 1 (console,
-and the same under --log-dir with --redirects 3 --tee 3). The ordering run: node 0's
-c10d store port is held by another program, node 1 then times out connecting to it (two
-launchers of one job, merged as srun --label does).
+and the same under --log-dir with --redirects 3). A Ray driver's log (`ray job logs`
+prints the driver's output) of tasks that succeed, and of one whose task raises KeyError.
+The ordering run: node 0's c10d store port is bound by another program, node 1 then times
+out connecting to it (two launchers of one job, merged as srun --label does).
 
 Each launch is bounded and its tree killed (produce_nested.run_nodes); ports are free
 ones; paths and the host name are redacted (produce_nested.redact); each log gets a
@@ -33,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from produce_nested import (  # noqa: E402
+    PY,
     TORCHRUN,
     Node,
     cli,
@@ -83,6 +85,28 @@ log.info("Error: 0 of 24 samples failed to tokenize")
 dist.destroy_process_group()
 """
 
+# A Ray driver (what `ray job logs` shows): tasks print loss lines and a FutureWarning
+# through the driver ((train_shard pid=N) prefixes, coloured); in mode keyerror the second
+# shard raises KeyError and ray.get re-raises it as RayTaskError(KeyError). A cluster of its
+# own (address="local"): a shared box may run other Ray clusters, never joined.
+RAYJOB = """\
+import sys, warnings, ray
+mode = sys.argv[1]
+ray.init(address="local", num_cpus=1, include_dashboard=False)
+@ray.remote
+def train_shard(i):
+    warnings.warn("torch.cuda.amp.autocast is deprecated", FutureWarning)
+    rows = [{"text": "a", "label": 0}] * 4
+    for step in range(3):
+        print(f"shard {i} step {step} loss 2.31 eval_error 0.2 timeout_s 1800 Killed=0",
+              flush=True)
+    if mode == "keyerror" and i == 1:
+        return rows[0]["labels"]
+    return i
+print(ray.get([train_shard.remote(i) for i in range(2)]))
+print("saved to out/error_analysis/ckpt")
+"""
+
 NOISE_ENV = {"NCCL_DEBUG": "INFO", "LOGLEVEL": "INFO", "TORCH_CPP_LOG_LEVEL": "INFO",
              "TORCH_DISTRIBUTED_DEBUG": "DETAIL", "PYTHONWARNINGS": "default",
              "FORCE_COLOR": "1"}
@@ -100,6 +124,7 @@ class Shape:
     nodes: Callable[[dict[str, int]], list[Node]]
     held: tuple[str, ...] = ()
     log_dir: bool = False
+    needs: str = "tqdm"    # a module the shape runs; without it the shape is skipped
 
 
 def _noisy(mode: str, *extra: str) -> Callable[[dict[str, int]], list[Node]]:
@@ -140,7 +165,15 @@ SHAPES: dict[str, Shape] = {
         "on one box, lines labelled by node (srun --label); another program has bound H "
         "without listening: node 0 cannot bind its store, node 1's connects are refused "
         "until its timeout",
-        _two_nodes, held=("H",)),
+        _two_nodes, held=("H",), needs="torch"),
+    "ok-ray-job": Shape(
+        "python rayjob.py ok (ray.init(address='local'), two tasks printing loss lines and "
+        "a FutureWarning; success)",
+        lambda p: [Node([PY, "rayjob.py", "ok"])], needs="ray"),
+    "user-keyerror-ray-job": Shape(
+        "python rayjob.py keyerror (the second task raises KeyError('labels'); ray.get "
+        "raises RayTaskError(KeyError))",
+        lambda p: [Node([PY, "rayjob.py", "keyerror"])], needs="ray"),
 }
 
 
@@ -158,6 +191,7 @@ def produce(name: str, out_dir: Path) -> Path:
         work = Path(tmp)
         (work / "noisy.py").write_text(NOISY)
         (work / "train.py").write_text(TRAIN)
+        (work / "rayjob.py").write_text(RAYJOB)
         held = {key: _bound() for key in shape.held}
         try:
             ports = {"A": free_port(), **{k: s.getsockname()[1] for k, s in held.items()}}
@@ -181,9 +215,9 @@ def produce(name: str, out_dir: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    def needs(name: str) -> str | None:  # tqdm draws the progress bar of the noisy runs
-        noisy = not SHAPES[name].held
-        return "tqdm" if noisy and importlib.util.find_spec("tqdm") is None else None
+    def needs(name: str) -> str | None:  # tqdm draws the noisy runs' bar; ray runs the jobs
+        module = SHAPES[name].needs
+        return module if importlib.util.find_spec(module) is None else None
 
     return cli(argv, SHAPES, produce, needs)
 
