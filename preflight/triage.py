@@ -725,12 +725,20 @@ def _order(causes: list[Cause], scans: list[FileScan]) -> list[Cause]:
         (stamps[i], causes[i].hit.file, causes[i].hit.line) if use_time
         else (causes[i].hit.file, causes[i].hit.line)))
     if not use_time and len({c.hit.file for c in causes}) > 1:
-        # Files without comparable times: the file whose first cause comes first in its own
-        # log (fewest lines in) is the likelier origin, then file order.
+        # Files without comparable times: a file with a certain cause before one with only
+        # likely ones (node 0's store port taken, in a log without stamps, and node 1's
+        # client timing out connecting to it: the timeout is at node 1's first line, the
+        # bind failure at node 0's last, and node 1 was named), then the file whose first
+        # cause comes first in its own log (fewest lines in), then file order; within a
+        # file, line order.
         firsts: dict[int, int] = {}
+        certain: set[int] = set()
         for c in causes:
             firsts.setdefault(c.hit.file, c.hit.line)
+            if c.confidence == "certain":
+                certain.add(c.hit.file)
         order = sorted(range(len(causes)), key=lambda i: (
+            causes[i].hit.file not in certain,
             firsts[causes[i].hit.file] / max(1, scans[causes[i].hit.file].lines),
             causes[i].hit.file, causes[i].hit.line))
     return [causes[i] for i in order]

@@ -16,6 +16,7 @@ import json
 import lzma
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -113,6 +114,23 @@ def test_a_taken_store_port_outranks_the_other_nodes_rendezvous_timeout():
     assert first["id"] == "port-free" and first["match"].startswith("node0: ")
     assert later and all(c["id"] == "master-addr" and c["match"].startswith("node1: ")
                          for c in later)
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_per_node_files_name_the_taken_port_before_the_other_nodes_timeout(tmp_path, order):
+    """The same two nodes, each in its own file (node0.log ends with the bind failure and
+    has no time stamps; node1.log starts with its client timing out): triage named node 1's
+    timeout (master-addr, likely) as the root cause, whichever order the files came in."""
+    merged = (REAL / "port-then-rendezvous.log").read_text(encoding="utf-8").splitlines()
+    files = []
+    for node in order:
+        path = tmp_path / f"node{node}.log"
+        path.write_text("".join(x[len("node0: "):] + "\n" for x in merged
+                                if x.startswith(f"node{node}: ")))
+        files.append(str(path))
+    first, *later = triage.triage(files)["causes"]
+    assert (first["id"], Path(first["file"]).name) == ("port-free", "node0.log")
+    assert later and {c["id"] for c in later} == {"master-addr"}
 
 
 def _as_received(raw: bytes) -> bytes:
