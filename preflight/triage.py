@@ -193,6 +193,7 @@ RayTaskError|ActorDiedError|The actor died unexpectedly
 CalledProcessError: Command .* returned non-zero exit status
 WorkerGroupFailureException
 RendezvousClosedError|RendezvousConnectionError
+line \d+: +\d+ (?:Killed|Segmentation fault|Bus error|Aborted)\b
 DistStoreError: .*(?:Socket Timeout|timed out|Timed out)
 ```
 """
@@ -983,9 +984,20 @@ SIGNAL_NOTES = {
 }
 
 
+# A non-interactive bash reports a command a signal ended (bash jobs.c,
+# notify_of_job_status: _("%s: line %d: ") then pretty_print_job's pid and strsignal text):
+# "train.sh: line 2:   457 Killed                  python train.py". SIGTERM and SIGPIPE are
+# not reported (DONT_REPORT_SIGTERM, DONT_REPORT_SIGPIPE in bash's config-top.h).
+BASH_SIGNAL = re.compile(r"line \d+: +(\d+) (Killed|Segmentation fault|Bus error|Aborted)"
+                         r"(?: \(core dumped\))? +(\S.*)$")
+BASH_SIGNALS = {"Killed": ("SIGKILL", 9), "Segmentation fault": ("SIGSEGV", 11),
+                "Bus error": ("SIGBUS", 7), "Aborted": ("SIGABRT", 6)}
+
+
 def died_by_signal(scans: list[FileScan]) -> dict[str, Any] | None:
     """The rank torchrun's failure table names as its Root Cause when that rank died by a
-    signal (exitcode -N; exceptions.root_cause reads the table)."""
+    signal (exitcode -N; exceptions.root_cause reads the table); else a command bash
+    reports killed by one (rank null, its pid and command line)."""
     for scan in scans:
         for hit in scan.hits:
             if ROOT_CAUSE not in hit.text:
@@ -997,6 +1009,13 @@ def died_by_signal(scans: list[FileScan]) -> dict[str, Any] | None:
                 name = found["signal"] or f"signal {-code}"
                 return {"file": scan.path, "line": hit.line, "rank": str(found["rank"]),
                         "exitcode": code, "signal": name, "note": SIGNAL_NOTES.get(name, "")}
+    for scan in scans:
+        for hit in scan.hits:
+            if m := BASH_SIGNAL.search(hit.text):
+                name, number = BASH_SIGNALS[m.group(2)]
+                return {"file": scan.path, "line": hit.line, "rank": None, "exitcode": -number,
+                        "signal": name, "note": SIGNAL_NOTES.get(name, ""),
+                        "pid": int(m.group(1)), "command": m.group(3).strip()}
     return None
 
 
@@ -1162,7 +1181,11 @@ def render(result: dict[str, Any]) -> str:
     out.append(f"preflight triage: {len(files)} file(s), {total} lines")
     death = result.get("died_by_signal")
     if not result["causes"]:
-        if death:
+        if death and death["rank"] is None:
+            out.append(f"FATAL: `{death['command']}` (pid {death['pid']}) died by "
+                       f"{death['signal']} (bash's report at {death['file']}:{death['line']}) "
+                       "and printed no error" + (f": {death['note']}" if death["note"] else ""))
+        elif death:
             out.append(f"FATAL: rank {death['rank']} died by {death['signal']} (exitcode "
                        f"{death['exitcode']}; torchrun's Root Cause at {death['file']}:"
                        f"{death['line']}) and printed no error"

@@ -205,3 +205,26 @@ def test_a_long_runs_warnings_do_not_hide_the_error_at_its_end(tmp_path):
     log.write_text(line * (triage.MAX_HITS + 1) + (CITED / "cuda-oom-dora.log").read_text())
     cause = triage.triage([str(log)])["causes"][0]
     assert cause["id"] == "cuda-oom"
+
+
+@pytest.mark.parametrize(("signal", "name", "code"), [("KILL", "SIGKILL", -9),
+                                                       ("SEGV", "SIGSEGV", -11)])
+def test_a_command_bash_reports_killed_by_a_signal_is_fatal(tmp_path, signal, name, code):
+    """A training command the OOM killer ends prints nothing; the script's bash reports it
+    ("run.sh: line 2:  457 Killed  python train.py"). Triage said 'no fatal error found',
+    exit 0. Real bash, a child shell that sends itself the signal."""
+    script = tmp_path / "run.sh"
+    script.write_text("echo 'step 1 loss 2.31 Killed=0 eval_error 0.2'\n"
+                      f"bash -c 'kill -{signal} $$'\necho \"exit status $?\"\n")
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        subprocess.run(["bash", str(script)], stdout=out, stderr=subprocess.STDOUT,
+                       cwd=tmp_path, timeout=30, check=True)
+    result = triage.triage([str(log)])
+    death = result.get("died_by_signal")
+    assert result["fatal"] is True and death is not None, log.read_text()
+    assert (death["rank"], death["signal"], death["exitcode"], death["line"]) == (
+        None, name, code, 2)
+    assert death["command"] == f"bash -c 'kill -{signal} $$'"
+    out = triage.render(result)
+    assert f"FATAL: `bash -c 'kill -{signal} $$'` (pid {death['pid']}) died by {name}" in out
