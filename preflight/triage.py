@@ -657,7 +657,7 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
         block = best[0]
         likely = block.likely or len(ids) > 1 or weak
         return (Cause(block.id, "likely" if likely else "certain", hit, block, weak=weak,
-                      soft=soft and not consequence), consequence or not soft)
+                      soft=soft and not consequence), not soft)
     if live and not consequence and not _not_fatal(scan, hit):
         text = EXCEPTION_LINE.match(re.sub(r"^\S*\]:?\s*", "", hit.text))
         shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)(?::\s|$)",
@@ -665,7 +665,10 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
         if text or shaped:
             logged = _logged(window.before(scan, hit))
             return Cause("unknown", "likely", hit, None, soft=logged), not logged
-    return None, consequence
+    # A consequence's words in a line that warns or retries (urllib3's "WARNING ...
+    # Retrying (Retry(total=2, ...)) after connection broken by 'ConnectionResetError(104,
+    # 'Connection reset by peer')'") are counted, and are not fatal.
+    return None, consequence and not soft
 
 
 def _logged(before: list[str]) -> bool:

@@ -23,7 +23,8 @@ import pytest
 from preflight import triage
 from tests.test_triage import CASES, CITED, LOGS, REAL
 
-SUCCEEDED = ["real/ok-noisy-torchrun.log", "real/ok-logged-exception.log", "real/ok-ray-job.log"]
+SUCCEEDED = ["real/ok-noisy-torchrun.log", "real/ok-logged-exception.log", "real/ok-ray-job.log",
+             "real/ok-http-retry.log"]
 NOT_FATAL_IDS = {"real/ok-noisy-torchrun.log": {"empty-variable"},
                  "real/ok-logged-exception.log": {"unknown", "empty-variable"}}
 
@@ -64,7 +65,9 @@ def test_a_logged_exception_is_the_cause_when_the_run_then_failed(tmp_path):
 @pytest.mark.parametrize("name", SUCCEEDED)
 def test_a_run_that_succeeded_is_not_fatal(name):
     """Warnings, "error"/"timeout"/"Killed" in loss lines and paths, torchrun's and c10d's
-    INFO lines, a Ray driver's task output: exit 0, no cause."""
+    INFO lines, a Ray driver's task output: exit 0, no cause. urllib3's WARNING that it
+    retries after 'Connection reset by peer' (a consequence line when a rank dies) read as
+    'FATAL: ... only consequences were found', exit 1."""
     result = triage.triage([str(LOGS / name)])
     assert (result["fatal"], result["causes"]) == (False, [])
 

@@ -107,6 +107,28 @@ print(ray.get([train_shard.remote(i) for i in range(2)]))
 print("saved to out/error_analysis/ckpt")
 """
 
+# A metrics upload whose first connection the server resets (SO_LINGER 0 sends an RST):
+# urllib3 logs its retry as a WARNING naming 'Connection reset by peer' and the upload
+# then succeeds; the run goes on. The server is a thread of the same process, on loopback.
+RETRY = """\
+import logging, socket, struct, threading, urllib3
+logging.basicConfig(level=logging.WARNING)
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+def serve():
+    for n in range(2):
+        c, _ = srv.accept(); c.recv(1024)
+        if n == 0:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n"
+                      b"Connection: close\\r\\n\\r\\nok")
+        c.close()
+threading.Thread(target=serve, daemon=True).start()
+http = urllib3.PoolManager(retries=urllib3.Retry(total=3, backoff_factor=0.1))
+r = http.request("GET", f"http://127.0.0.1:{srv.getsockname()[1]}/metrics")
+print("step 10 loss 1.90; metrics uploaded:", r.status, flush=True)
+"""
+
 NOISE_ENV = {"NCCL_DEBUG": "INFO", "LOGLEVEL": "INFO", "TORCH_CPP_LOG_LEVEL": "INFO",
              "TORCH_DISTRIBUTED_DEBUG": "DETAIL", "PYTHONWARNINGS": "default",
              "FORCE_COLOR": "1"}
@@ -174,6 +196,10 @@ SHAPES: dict[str, Shape] = {
         "python rayjob.py keyerror (the second task raises KeyError('labels'); ray.get "
         "raises RayTaskError(KeyError))",
         lambda p: [Node([PY, "rayjob.py", "keyerror"])], needs="ray"),
+    "ok-http-retry": Shape(
+        "python retry.py (urllib3 retries a metrics upload whose first connection the "
+        "server reset; the upload and the run succeed)",
+        lambda p: [Node([PY, "retry.py"])], needs="urllib3"),
 }
 
 
@@ -192,6 +218,7 @@ def produce(name: str, out_dir: Path) -> Path:
         (work / "noisy.py").write_text(NOISY)
         (work / "train.py").write_text(TRAIN)
         (work / "rayjob.py").write_text(RAYJOB)
+        (work / "retry.py").write_text(RETRY)
         held = {key: _bound() for key in shape.held}
         try:
             ports = {"A": free_port(), **{k: s.getsockname()[1] for k, s in held.items()}}
