@@ -209,7 +209,13 @@ BENIGN = {
     # CPython prints these for exceptions in __del__ / atexit / other threads; the process
     # goes on (DataLoader iterators at shutdown print one after every successful run).
     "exception-ignored": "```triage\nException ignored in\nException in thread\n```",
+    # torchrun's agent (LOGLEVEL=INFO) when its workers finished: after a restart
+    # (--max-restarts) the failures before it were recovered from
+    # (torch/distributed/elastic/agent/server/api.py:932 and :985 in torch 2.13).
+    "torchrun-succeeded": "```triage\n\\] \\[\\w+\\] worker group successfully finished\n"
+                          "Local worker group finished \\(WorkerState\\.SUCCEEDED\\)\n```",
 }
+SUCCEEDED = "torchrun-succeeded"
 NOT_FATAL_TRACEBACK = re.compile(r"Exception ignored in|Exception in thread")
 
 # Anything that looks fatal but matches no runbook: an exception line inside a traceback.
@@ -687,11 +693,17 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
     fatal = False
     window = _Windows()
     for scan in scans:
+        done = _finished(scan)
         for hit in scan.hits:
             if {b.role for b in hit.blocks} == {"benign"}:
                 _count_benign(scan, hit, window)
                 continue
             cause, hit_fatal = _judge_hit(scan, hit, markers, window)
+            if hit.line < done.get(_node(hit.text), 0):
+                # torchrun restarted the workers and they then finished: recovered.
+                hit_fatal = False
+                if cause is not None:
+                    cause.soft = True
             fatal = fatal or hit_fatal
             if cause is not None:
                 causes.append(cause)
@@ -709,6 +721,21 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
     ordered = (_order(strong, scans) + _order(weak, scans) + _order(unknown, scans)
                + _order(soft, scans) + _order(last, scans))
     return ordered, fatal
+
+
+def _node(line: str) -> str:
+    """The node part of a line's source prefix (srun --label's, not the rank's)."""
+    return re.sub(r"\[(?:rank|default)\d+\]:|\([^)]*\)", "", _source(line))
+
+
+def _finished(scan: FileScan) -> dict[str, int]:
+    """Per node label of the file, the last line where torchrun's agent said its workers
+    finished (a merged log's node 0 finishing says nothing of node 1)."""
+    done: dict[str, int] = {}
+    for hit in scan.hits:
+        if any(b.id == SUCCEEDED for b in hit.blocks):
+            done[_node(hit.text)] = max(done.get(_node(hit.text), 0), hit.line)
+    return done
 
 
 def _not_fatal(scan: FileScan, hit: Hit) -> bool:
@@ -1206,9 +1233,9 @@ def render(result: dict[str, Any]) -> str:
         else:
             out.append("no fatal error found")
             for c in result.get("not_fatal") or []:
-                out.append(f"  not fatal here (a warning, a retry, or an exception the run "
-                           f"logged and went on after): {c['id']} at {c['file']}:{c['line']}: "
-                           f"{c['match']}")
+                out.append(f"  not fatal here (a warning, a retry, an exception the run "
+                           f"logged, or a failure torchrun restarted from, the run went on): "
+                           f"{c['id']} at {c['file']}:{c['line']}: {c['match']}")
     for i, c in enumerate(result["causes"]):
         if i == 0:
             out += _render_root(c, result.get("collective"))

@@ -129,6 +129,19 @@ r = http.request("GET", f"http://127.0.0.1:{srv.getsockname()[1]}/metrics")
 print("step 10 loss 1.90; metrics uploaded:", r.status, flush=True)
 """
 
+# Rank 1 of the first attempt hits a user bug; torchrun --max-restarts 1 restarts the
+# workers and the second attempt finishes: the job succeeded.
+FLAKY = """\
+import os, torch, torch.distributed as dist
+dist.init_process_group("gloo")
+r = dist.get_rank()
+if os.environ["TORCHELASTIC_RESTART_COUNT"] == "0" and r == 1:
+    raise KeyError("labels")
+dist.all_reduce(torch.ones(2))
+print(f"rank {r}: done", flush=True)
+dist.destroy_process_group()
+"""
+
 NOISE_ENV = {"NCCL_DEBUG": "INFO", "LOGLEVEL": "INFO", "TORCH_CPP_LOG_LEVEL": "INFO",
              "TORCH_DISTRIBUTED_DEBUG": "DETAIL", "PYTHONWARNINGS": "default",
              "FORCE_COLOR": "1"}
@@ -200,6 +213,12 @@ SHAPES: dict[str, Shape] = {
         "python retry.py (urllib3 retries a metrics upload whose first connection the "
         "server reset; the upload and the run succeed)",
         lambda p: [Node([PY, "retry.py"])], needs="urllib3"),
+    "ok-after-restart": Shape(
+        "LOGLEVEL=INFO torchrun --nproc-per-node 2 --max-restarts 1 flaky.py (gloo; rank 1 "
+        "raises KeyError in the first attempt only; the restarted workers finish)",
+        lambda p: [Node([*TORCHRUN, "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+                         "--master-port", str(p["A"]), "--max-restarts", "1", "flaky.py"],
+                        {"LOGLEVEL": "INFO", "GLOO_SOCKET_IFNAME": "lo"})], needs="torch"),
 }
 
 
@@ -219,6 +238,7 @@ def produce(name: str, out_dir: Path) -> Path:
         (work / "train.py").write_text(TRAIN)
         (work / "rayjob.py").write_text(RAYJOB)
         (work / "retry.py").write_text(RETRY)
+        (work / "flaky.py").write_text(FLAKY)
         held = {key: _bound() for key in shape.held}
         try:
             ports = {"A": free_port(), **{k: s.getsockname()[1] for k, s in held.items()}}
