@@ -12,6 +12,9 @@ dataset skips after logging its KeyError with `logger.exception` (the run goes o
 that fail for a plain user bug: a KeyError in a Dataset's __getitem__ on rank 1 (console,
 and the same under --log-dir with --redirects 3). A Ray driver's log (`ray job logs`
 prints the driver's output) of tasks that succeed, and of one whose task raises KeyError.
+A metrics upload urllib3 retries after 'Connection reset by peer' (it then succeeds). A
+torchrun job whose first attempt fails on a KeyError and whose restart (--max-restarts 1)
+finishes.
 The ordering run: node 0's c10d store port is bound by another program, node 1 then times
 out connecting to it (two launchers of one job, merged as srun --label does).
 
