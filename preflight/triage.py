@@ -28,12 +28,16 @@ after an unknown exception, and behind a rank torchrun's table shows killed by a
 streamed in blocks: a cheap substring prefilter (literals every pattern requires, found with
 `bytes.find`) picks the few lines the regexes run on, so a 200 MB log costs seconds and
 bounded memory. Exit 0: no fatal error; 1: fatal (a root cause named, or `unknown`); 4: bad
-input.
+input. What the program only warned about, retried, logged and went on after, or recovered
+from by a torchrun restart is not fatal by itself (`not_fatal` when nothing else is).
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import os
 import re
 import stat
@@ -64,6 +68,25 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
 # more definite does (huggingface_hub's "Retrying in 8s [Retry 4/5]", slime's
 # "retrying... (attempt 51/60").
 RETRIED = re.compile(r"(?i)\bretrying\b|\bRetry \d+/\d+|attempt \d+/\d+|thrown while requesting")
+# Where a line came from, before what it says: torchrun's --tee/--local-ranks-filter rank
+# prefixes ([rank1]:, [default0]:), srun --label's node0:, Ray's (pid=N) / (Actor pid=N).
+SOURCE = r"^(?:(?:\[\w+\d+\]:|[\w.-]+\d+:\s|\([\w ]*pid=\d+[^)]*\))\s*)*"
+STAMP = r"(?:\[?\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?\s*[-|]?\s*)?"
+# A logging record the program itself marks as a warning (Python logging's default and
+# asctime formats, deepspeed's [WARNING], ms-swift's [WARNING:swift], vLLM's WARNING
+# MM-DD, loguru's | WARNING |): the program went on. Such a line matching a runbook names
+# its cause only when nothing fatal does, and is not fatal by itself (a run that warned
+# "cache file not found at out//cache" and then trained to the end is no failure).
+WARNING_RECORD = re.compile(SOURCE + STAMP + r"\[?(?:WARNING|WARN)\b[]:|\s-]")
+# Any logging record: a traceback printed right under one was logged by the program
+# (logger.exception, exc_info=True: a Dataset skipping a bad row), not the interpreter's
+# report of the exception that ended it.
+LOG_RECORD = re.compile(SOURCE + STAMP + r"\[?(?:CRITICAL|ERROR|WARNING|WARN|INFO|DEBUG)\b[]:|\s-]")
+# ... also when a progress bar left on the line (tqdm draws without a newline) precedes
+# a stamped one: "train:  17%|##  | 1/6 [00:00<00:00]2026-12-01 10:58:12,228 ERROR ...".
+STAMPED_RECORD = re.compile(r"\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?\s*[-|]?\s*\[?"
+                            r"(?:CRITICAL|ERROR|WARNING|WARN|INFO|DEBUG)\b[]:|\s-]")
+TRACEBACK_HEAD = re.compile(SOURCE + r"Traceback \(most recent call last\):")
 
 
 class TriageInputError(Exception):
@@ -171,6 +194,7 @@ RayTaskError|ActorDiedError|The actor died unexpectedly
 CalledProcessError: Command .* returned non-zero exit status
 WorkerGroupFailureException
 RendezvousClosedError|RendezvousConnectionError
+line \d+: +\d+ (?:Killed|Segmentation fault|Bus error|Aborted)\b
 DistStoreError: .*(?:Socket Timeout|timed out|Timed out)
 ```
 """
@@ -186,7 +210,13 @@ BENIGN = {
     # CPython prints these for exceptions in __del__ / atexit / other threads; the process
     # goes on (DataLoader iterators at shutdown print one after every successful run).
     "exception-ignored": "```triage\nException ignored in\nException in thread\n```",
+    # torchrun's agent (LOGLEVEL=INFO) when its workers finished: after a restart
+    # (--max-restarts) the failures before it were recovered from
+    # (torch/distributed/elastic/agent/server/api.py:932 and :985 in torch 2.13).
+    "torchrun-succeeded": "```triage\n\\] \\[\\w+\\] worker group successfully finished\n"
+                          "Local worker group finished \\(WorkerState\\.SUCCEEDED\\)\n```",
 }
+SUCCEEDED = "torchrun-succeeded"
 NOT_FATAL_TRACEBACK = re.compile(r"Exception ignored in|Exception in thread")
 
 # Anything that looks fatal but matches no runbook: an exception line inside a traceback.
@@ -313,6 +343,7 @@ class FileScan:
     hits: list[Hit] = field(default_factory=list)
     benign: dict[str, list[int]] = field(default_factory=dict)
     benign_count: int = 0
+    benign_hits: int = 0   # of `hits`, those only benign blocks match
     consequences: int = 0
     lines: int = 0
 
@@ -424,9 +455,15 @@ def _record(result: FileScan, hit: Hit) -> None:
     causes = [b for b in hit.blocks if b.role == "cause"]
     if benign and causes and all(b.id == "python-warning" for b in benign):
         benign = []
+    # Benign lines have a cap of their own: a long run's warnings (one UserWarning per
+    # logging interval: 2,000 of them in a 500 MB log) filled the cap, and the error at the
+    # end of the log was never looked at ('no fatal error found').
     if benign:
         hit.blocks = benign
-    if len(result.hits) >= MAX_HITS:
+        if result.benign_hits >= MAX_HITS:
+            return
+        result.benign_hits += 1
+    elif len(result.hits) - result.benign_hits >= MAX_HITS:
         return
     result.hits.append(hit)
 
@@ -529,6 +566,19 @@ class Cause:
     hit: Hit
     block: Block | None
     weak: bool = False   # the matching line is also a consequence (a wrapper's summary)
+    soft: bool = False   # not fatal by itself: a retry, a warning, a logged exception
+
+
+# A rank's prefix (torchrun --tee's [rank1]: / [default0]:, srun --label's node0:, Ray's
+# (pid=N)): the source of a line in a log several processes wrote into.
+SOURCE_PREFIX = re.compile(r"^(?:\[(?:rank|default)\d+\]:|node\d+:\s?|\([\w ]*pid=\d+[^)]*\)\s?)+")
+WIDEN = 8            # how much wider a window is read to find NEAR_BEFORE lines of one rank
+MAX_WIDENED = 200    # wider windows read per run (a crash loop of one rank stays linear)
+
+
+def _source(line: str) -> str:
+    m = SOURCE_PREFIX.match(line.strip())
+    return re.sub(r"\s+", "", m.group(0)) if m else ""
 
 
 def _near_ok(block: Block, window: list[str]) -> bool:
@@ -540,13 +590,36 @@ class _Windows:
 
     def __init__(self) -> None:
         self.cache: dict[tuple[int, int], list[str]] = {}
+        self.at: dict[tuple[int, int], int] = {}
+        self.widened = 0
 
     def __call__(self, scan: FileScan, hit: Hit) -> list[str]:
         key = (hit.file, hit.offset)
         if key not in self.cache:
-            lines, _ = read_window(scan.real, hit.offset, NEAR_BEFORE, NEAR_AFTER)
-            self.cache[key] = [ANSI.sub("", x) for x in lines]
+            lines, at = read_window(scan.real, hit.offset, NEAR_BEFORE, NEAR_AFTER)
+            lines = [ANSI.sub("", x) for x in lines]
+            own = _source(hit.text)
+            others = sum(_source(x) != own for x in lines)
+            if self.widened < MAX_WIDENED and others * 2 > len(lines):
+                lines, at = self._own_lines(scan, hit, own)
+            self.cache[key], self.at[key] = lines, at
         return self.cache[key]
+
+    def _own_lines(self, scan: FileScan, hit: Hit, own: str) -> tuple[list[str], int]:
+        """The lines of the hit's own source (its rank prefix, or none) around it, when
+        most lines nearby are other ranks' (eight ranks' tracebacks interleave line by
+        line: the load_state_dict frame of an OOM is then 60 lines away, not 8)."""
+        self.widened += 1
+        lines, at = read_window(scan.real, hit.offset, NEAR_BEFORE * WIDEN, NEAR_AFTER * WIDEN)
+        lines = [ANSI.sub("", x) for x in lines]
+        before = [x for x in lines[:at] if _source(x) == own][-NEAR_BEFORE:]
+        after = [x for x in lines[at + 1:] if _source(x) == own][:NEAR_AFTER]
+        return before + [lines[at]] + after, len(before)
+
+    def before(self, scan: FileScan, hit: Hit) -> list[str]:
+        """The lines before the hit's own."""
+        lines = self(scan, hit)
+        return lines[:self.at[(hit.file, hit.offset)]]
 
 
 def _count_benign(scan: FileScan, hit: Hit, window: _Windows) -> None:
@@ -580,7 +653,8 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
     consequence = "consequence" in {b.role for b in hit.blocks}
     if consequence:
         scan.consequences += 1
-    weak = consequence or bool(RETRIED.search(hit.text))
+    soft = bool(RETRIED.search(hit.text) or WARNING_RECORD.match(hit.text))
+    weak = consequence or soft
     live = [b for b in hit.blocks if _live(b, scan, hit, markers, window)]
     specific = [b for b in live if b.role == "cause"]
     if specific:
@@ -589,14 +663,29 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
         ids = sorted({b.id for b in best})
         block = best[0]
         likely = block.likely or len(ids) > 1 or weak
-        return Cause(block.id, "likely" if likely else "certain", hit, block, weak=weak), True
+        return (Cause(block.id, "likely" if likely else "certain", hit, block, weak=weak,
+                      soft=soft and not consequence), not soft)
     if live and not consequence and not _not_fatal(scan, hit):
         text = EXCEPTION_LINE.match(re.sub(r"^\S*\]:?\s*", "", hit.text))
         shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)(?::\s|$)",
                            hit.text)
         if text or shaped:
-            return Cause("unknown", "likely", hit, None), True
-    return None, consequence
+            logged = _logged(window.before(scan, hit))
+            return Cause("unknown", "likely", hit, None, soft=logged), not logged
+    # A consequence's words in a line that warns or retries (urllib3's "WARNING ...
+    # Retrying (Retry(total=2, ...)) after connection broken by 'ConnectionResetError(104,
+    # 'Connection reset by peer')'") are counted, and are not fatal.
+    return None, consequence and not soft
+
+
+def _logged(before: list[str]) -> bool:
+    """The traceback that ends at the hit (`before`: the lines above it) was printed under
+    a logging record: the program logged the exception and went on."""
+    heads = [i for i, x in enumerate(before) if TRACEBACK_HEAD.match(x.strip())]
+    if not heads or heads[-1] == 0:
+        return False
+    above = before[heads[-1] - 1].strip()
+    return bool(LOG_RECORD.match(above) or STAMPED_RECORD.search(above))
 
 
 def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
@@ -605,24 +694,49 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
     fatal = False
     window = _Windows()
     for scan in scans:
+        done = _finished(scan)
         for hit in scan.hits:
             if {b.role for b in hit.blocks} == {"benign"}:
                 _count_benign(scan, hit, window)
                 continue
             cause, hit_fatal = _judge_hit(scan, hit, markers, window)
+            if hit.line < done.get(_node(hit.text), 0):
+                # torchrun restarted the workers and they then finished: recovered.
+                hit_fatal = False
+                if cause is not None:
+                    cause.soft = True
             fatal = fatal or hit_fatal
             if cause is not None:
                 causes.append(cause)
     # A fallback (the waiting ranks' collective timeout) comes after an unknown exception:
     # whatever kept the missing rank away is likelier in that exception than in the wait.
     last = [c for c in causes if c.block is not None and c.block.fallback]
-    rest = [c for c in causes if c not in last]
+    # What the program only warned about, retried or logged and went on after comes after
+    # any fatal line, even an unknown exception (a KeyError that ended the run outranks
+    # a hub request retried earlier).
+    soft = [c for c in causes if c.soft and c not in last]
+    rest = [c for c in causes if c not in last and c not in soft]
     strong = [c for c in rest if c.id != "unknown" and not c.weak]
     weak = [c for c in rest if c.id != "unknown" and c.weak]
     unknown = [c for c in rest if c.id == "unknown"]
     ordered = (_order(strong, scans) + _order(weak, scans) + _order(unknown, scans)
-               + _order(last, scans))
+               + _order(soft, scans) + _order(last, scans))
     return ordered, fatal
+
+
+def _node(line: str) -> str:
+    """The node part of a line's source prefix (srun --label's, not the rank's)."""
+    return re.sub(r"\[(?:rank|default)\d+\]:|\([^)]*\)", "", _source(line))
+
+
+def _finished(scan: FileScan) -> dict[str, int]:
+    """Per node label of the file, the last line where torchrun's agent said its workers
+    finished (a merged log's node 0 finishing says nothing of node 1)."""
+    done: dict[str, int] = {}
+    for hit in scan.hits:
+        if any(b.id == SUCCEEDED for b in hit.blocks):
+            done[_node(hit.text)] = max(done.get(_node(hit.text), 0), hit.line)
+    return done
 
 
 def _not_fatal(scan: FileScan, hit: Hit) -> bool:
@@ -643,12 +757,20 @@ def _order(causes: list[Cause], scans: list[FileScan]) -> list[Cause]:
         (stamps[i], causes[i].hit.file, causes[i].hit.line) if use_time
         else (causes[i].hit.file, causes[i].hit.line)))
     if not use_time and len({c.hit.file for c in causes}) > 1:
-        # Files without comparable times: the file whose first cause comes first in its own
-        # log (fewest lines in) is the likelier origin, then file order.
+        # Files without comparable times: a file with a certain cause before one with only
+        # likely ones (node 0's store port taken, in a log without stamps, and node 1's
+        # client timing out connecting to it: the timeout is at node 1's first line, the
+        # bind failure at node 0's last, and node 1 was named), then the file whose first
+        # cause comes first in its own log (fewest lines in), then file order; within a
+        # file, line order.
         firsts: dict[int, int] = {}
+        certain: set[int] = set()
         for c in causes:
             firsts.setdefault(c.hit.file, c.hit.line)
+            if c.confidence == "certain":
+                certain.add(c.hit.file)
         order = sorted(range(len(causes)), key=lambda i: (
+            causes[i].hit.file not in certain,
             firsts[causes[i].hit.file] / max(1, scans[causes[i].hit.file].lines),
             causes[i].hit.file, causes[i].hit.line))
     return [causes[i] for i in order]
@@ -736,7 +858,37 @@ def collect(paths: list[str], spool_dir: str) -> list[tuple[str, str]]:
                 found.append((_shown(full), full))
         else:
             raise TriageInputError(f"{arg}: not a regular file or a directory")
-    return found
+    return [(shown, _plain(shown, real, spool_dir, i)) for i, (shown, real) in enumerate(found)]
+
+
+# Compressed logs (a job's log gzipped by logrotate or by hand before it was copied off the
+# node) are read through their decompressor; by magic bytes, not by name. Each format's
+# magic: RFC 1952 2.3.1 (gzip), the bzip2 header "BZh", the xz stream header magic.
+COMPRESSED: list[tuple[bytes, Any]] = [(b"\x1f\x8b", gzip.open), (b"BZh", bz2.open),
+                                       (b"\xfd7zXZ\x00", lzma.open)]
+
+
+def _plain(shown: str, real: str, spool_dir: str, index: int) -> str:
+    """`real` itself, or for a compressed file its text spooled (streamed, bounded memory)
+    to a file of the spool dir: the scan and the context reads seek in it. A stream cut
+    short (a copy of a log still being written) keeps what it held; one that yields
+    nothing is bad input."""
+    with open(real, "rb") as handle:
+        magic = handle.read(6)
+    opener = next((op for head, op in COMPRESSED if magic.startswith(head)), None)
+    if opener is None:
+        return real
+    spooled = os.path.join(spool_dir, f"{index}.log")
+    size = 0
+    try:
+        with opener(real, "rb") as src, open(spooled, "wb") as out:
+            while chunk := src.read1(1 << 16):  # read1: a cut stream keeps its text
+                out.write(chunk)
+                size += len(chunk)
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        if size == 0:
+            raise TriageInputError(f"{shown}: cannot decompress: {exc}") from None
+    return spooled
 
 
 def _spool_stdin(spool_dir: str) -> str:
@@ -832,8 +984,24 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
         if waits and only_waits:
             result["collective"] = collective_summary(
                 scans, [c for c in causes if c.block is not None and c.block.fallback])
+        if fatal and not result["causes"] and "died_by_signal" not in result:
+            # Only the launcher's lines: under --log-dir --redirects the ranks' output is in
+            # their own files; torchrun's start-up block (LOGLEVEL=INFO) names the folder
+            # (torch/distributed/launcher/api.py:254 in 2.13, "log_dir : DIR").
+            found = {m.group(1) for x in texts if (m := LOG_DIR.search(x))} - {"None"}
+            given = {os.path.normpath(p) for p in paths}
+            result["log_dirs"] = sorted(d for d in found if os.path.normpath(d) not in given)
+        if not fatal and out_causes:
+            # Nothing ended the run: what matched was a warning, a retry or an exception
+            # the program logged and went on after. Named apart, never as a root cause.
+            result["not_fatal"] = [{k: c[k] for k in ("id", "file", "line", "match")}
+                                   for c in out_causes]
+            result["causes"] = []
+            result.pop("collective", None)
         return result
 
+
+LOG_DIR = re.compile(r"launcher/api\.py:\d+\]\s+log_dir\s+:\s+(\S+)\s*$")
 
 SIGNAL_NOTES = {
     "SIGKILL": "nothing in the process can print why: most often the kernel's OOM killer "
@@ -847,9 +1015,20 @@ SIGNAL_NOTES = {
 }
 
 
+# A non-interactive bash reports a command a signal ended (bash jobs.c,
+# notify_of_job_status: _("%s: line %d: ") then pretty_print_job's pid and strsignal text):
+# "train.sh: line 2:   457 Killed                  python train.py". SIGTERM and SIGPIPE are
+# not reported (DONT_REPORT_SIGTERM, DONT_REPORT_SIGPIPE in bash's config-top.h).
+BASH_SIGNAL = re.compile(r"line \d+: +(\d+) (Killed|Segmentation fault|Bus error|Aborted)"
+                         r"(?: \(core dumped\))? +(\S.*)$")
+BASH_SIGNALS = {"Killed": ("SIGKILL", 9), "Segmentation fault": ("SIGSEGV", 11),
+                "Bus error": ("SIGBUS", 7), "Aborted": ("SIGABRT", 6)}
+
+
 def died_by_signal(scans: list[FileScan]) -> dict[str, Any] | None:
     """The rank torchrun's failure table names as its Root Cause when that rank died by a
-    signal (exitcode -N; exceptions.root_cause reads the table)."""
+    signal (exitcode -N; exceptions.root_cause reads the table); else a command bash
+    reports killed by one (rank null, its pid and command line)."""
     for scan in scans:
         for hit in scan.hits:
             if ROOT_CAUSE not in hit.text:
@@ -861,6 +1040,13 @@ def died_by_signal(scans: list[FileScan]) -> dict[str, Any] | None:
                 name = found["signal"] or f"signal {-code}"
                 return {"file": scan.path, "line": hit.line, "rank": str(found["rank"]),
                         "exitcode": code, "signal": name, "note": SIGNAL_NOTES.get(name, "")}
+    for scan in scans:
+        for hit in scan.hits:
+            if m := BASH_SIGNAL.search(hit.text):
+                name, number = BASH_SIGNALS[m.group(2)]
+                return {"file": scan.path, "line": hit.line, "rank": None, "exitcode": -number,
+                        "signal": name, "note": SIGNAL_NOTES.get(name, ""),
+                        "pid": int(m.group(1)), "command": m.group(3).strip()}
     return None
 
 
@@ -1026,7 +1212,11 @@ def render(result: dict[str, Any]) -> str:
     out.append(f"preflight triage: {len(files)} file(s), {total} lines")
     death = result.get("died_by_signal")
     if not result["causes"]:
-        if death:
+        if death and death["rank"] is None:
+            out.append(f"FATAL: `{death['command']}` (pid {death['pid']}) died by "
+                       f"{death['signal']} (bash's report at {death['file']}:{death['line']}) "
+                       "and printed no error" + (f": {death['note']}" if death["note"] else ""))
+        elif death:
             out.append(f"FATAL: rank {death['rank']} died by {death['signal']} (exitcode "
                        f"{death['exitcode']}; torchrun's Root Cause at {death['file']}:"
                        f"{death['line']}) and printed no error"
@@ -1037,8 +1227,16 @@ def render(result: dict[str, Any]) -> str:
         elif result["fatal"]:
             out.append("FATAL: the run failed, but only consequences were found "
                        "(watchdog timeouts, failure tables); the cause is not in these logs")
+            for d in result.get("log_dirs") or []:
+                out.append(f"  the ranks' own output went to torchrun's --log-dir {d} (relative "
+                           f"to where torchrun ran); read it with this log: preflight triage "
+                           f"THIS_LOG {d}")
         else:
             out.append("no fatal error found")
+            for c in result.get("not_fatal") or []:
+                out.append(f"  not fatal here (a warning, a retry, an exception the run "
+                           f"logged, or a failure torchrun restarted from, the run went on): "
+                           f"{c['id']} at {c['file']}:{c['line']}: {c['match']}")
     for i, c in enumerate(result["causes"]):
         if i == 0:
             out += _render_root(c, result.get("collective"))

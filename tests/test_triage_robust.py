@@ -1,0 +1,235 @@
+"""`preflight triage` on real logs of runs that succeeded or failed for a plain reason, and
+on the failure logs of tests/logs/ in the shapes they reach a person in: compressed, cut to
+their last 200 lines, coloured, under tqdm bars, interleaved with other ranks' lines.
+
+The logs of tests/logs/real/ used here were made by tests/logs/produce_noisy.py (torchrun
++ gloo with NCCL_DEBUG=INFO, LOGLEVEL=INFO, TORCH_CPP_LOG_LEVEL=INFO,
+TORCH_DISTRIBUTED_DEBUG=DETAIL, warnings, a coloured tqdm bar). The transformed logs are
+built in the test from the committed ones, in memory-sized pieces: no new fixtures.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import lzma
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from preflight import triage
+from tests.test_triage import CASES, CITED, LOGS, REAL
+
+SUCCEEDED = ["real/ok-noisy-torchrun.log", "real/ok-logged-exception.log", "real/ok-ray-job.log",
+             "real/ok-http-retry.log", "real/ok-after-restart.log"]
+NOT_FATAL_IDS = {"real/ok-after-restart.log": {"unknown", "collective-timeout"},
+                 "real/ok-noisy-torchrun.log": {"empty-variable"},
+                 "real/ok-logged-exception.log": {"unknown", "empty-variable"}}
+
+
+def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "preflight", "triage", *args], input=stdin,
+                          capture_output=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", sorted(NOT_FATAL_IDS))
+def test_a_run_that_succeeded_names_no_root_cause(name):
+    """All exited 0. One warned 'cache file not found at out//cache/train.arrow'
+    (a logging WARNING; the doubled slash is a trailing-slash OUT, no empty variable):
+    triage said ROOT CAUSE empty-variable (certain), exit 1. The other logged a skipped
+    row's KeyError with logger.exception: exit 1, 'unknown'. One failed its first attempt
+    (rank 1's KeyError) and finished after torchrun restarted it: exit 1, 'unknown'. Now:
+    no fatal error, the lines listed as not fatal."""
+    result = triage.triage([str(LOGS / name)])
+    assert (result["fatal"], result["causes"]) == (False, []), result["causes"][:1]
+    assert {c["id"] for c in result["not_fatal"]} == NOT_FATAL_IDS[name]
+    proc = run_cli(str(LOGS / name))
+    out = proc.stdout.decode()
+    assert proc.returncode == 0 and "no fatal error found" in out and "ROOT CAUSE" not in out
+    assert "not fatal here (a warning, a retry, an exception the run logged, or a " in out
+
+
+def test_a_logged_exception_is_the_cause_when_the_run_then_failed(tmp_path):
+    """The same logged KeyError followed by torchrun's failure table (the run did fail):
+    it is then the first error, as an unknown exception."""
+    log = tmp_path / "failed.log"
+    table = (REAL / "user-keyerror-logdir.log").read_text(encoding="utf-8")
+    log.write_text((REAL / "ok-logged-exception.log").read_text(encoding="utf-8") + table)
+    result = triage.triage([str(log)])
+    first = result["causes"][0]
+    assert result["fatal"] is True and (first["id"], first["match"]) == (
+        "unknown", "KeyError: 'labels'")
+
+
+@pytest.mark.parametrize("name", SUCCEEDED)
+def test_a_run_that_succeeded_is_not_fatal(name):
+    """Warnings, "error"/"timeout"/"Killed" in loss lines and paths, torchrun's and c10d's
+    INFO lines, a Ray driver's task output: exit 0, no cause. urllib3's WARNING that it
+    retries after 'Connection reset by peer' (a consequence line when a rank dies) read as
+    'FATAL: ... only consequences were found', exit 1."""
+    result = triage.triage([str(LOGS / name)])
+    assert (result["fatal"], result["causes"]) == (False, [])
+
+
+@pytest.mark.parametrize("name", ["real/user-keyerror-torchrun.log",
+                                  "real/user-keyerror-logdir-ranks"])
+def test_a_plain_user_bug_is_unknown_and_the_waiting_rank_comes_after(name):
+    """Rank 1's Dataset raised KeyError (a user bug, no runbook); rank 0 then failed its
+    monitoredBarrier. The KeyError is named, as no known cause, before the timeout."""
+    result = triage.triage([str(LOGS / name)])
+    first, *later = result["causes"]
+    assert (first["id"], first["runbook"], first["check"]) == ("unknown", None, None)
+    assert first["match"].endswith("KeyError: 'labels'")
+    assert later and {c["id"] for c in later} == {"collective-timeout"}
+    assert "collective" not in result
+
+
+def test_a_ray_tasks_user_bug_is_unknown():
+    """ray.get re-raises the task's KeyError as RayTaskError(KeyError) (a consequence
+    line); the KeyError itself is named, as no known cause."""
+    result = triage.triage([str(REAL / "user-keyerror-ray-job.log")])
+    first = result["causes"][0]
+    assert (first["id"], first["match"], first["runbook"]) == ("unknown", "KeyError: 'labels'",
+                                                               None)
+
+
+def test_a_console_without_the_ranks_output_names_the_log_dir():
+    """torchrun --log-dir ranks --redirects 3: the console holds only the launcher's lines
+    (its failure table); the KeyError is in ranks/.../attempt_0/1/stderr.log. Triage said
+    only that the cause is not in these logs; it now names the folder torchrun wrote."""
+    result = triage.triage([str(REAL / "user-keyerror-logdir.log")])
+    assert result["fatal"] is True and result["causes"] == []
+    assert result["log_dirs"] == ["ranks"]
+    out = triage.render(result)
+    assert "--log-dir ranks" in out and "preflight triage THIS_LOG ranks" in out
+    both = triage.triage([str(REAL / "user-keyerror-logdir.log"),
+                          str(REAL / "user-keyerror-logdir-ranks")])
+    assert both["causes"][0]["file"].endswith("attempt_0/1/stderr.log")
+
+
+def test_a_taken_store_port_outranks_the_other_nodes_rendezvous_timeout():
+    """Node 0 cannot bind its c10d store (the port is bound by another program); node 1's
+    connects are refused until its 5 s timeout, which reads as master-addr: that comes
+    after, as a later error."""
+    result = triage.triage([str(REAL / "port-then-rendezvous.log")])
+    first, *later = result["causes"]
+    assert first["id"] == "port-free" and first["match"].startswith("node0: ")
+    assert later and all(c["id"] == "master-addr" and c["match"].startswith("node1: ")
+                         for c in later)
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_per_node_files_name_the_taken_port_before_the_other_nodes_timeout(tmp_path, order):
+    """The same two nodes, each in its own file (node0.log ends with the bind failure and
+    has no time stamps; node1.log starts with its client timing out): triage named node 1's
+    timeout (master-addr, likely) as the root cause, whichever order the files came in."""
+    merged = (REAL / "port-then-rendezvous.log").read_text(encoding="utf-8").splitlines()
+    files = []
+    for node in order:
+        path = tmp_path / f"node{node}.log"
+        path.write_text("".join(x[len("node0: "):] + "\n" for x in merged
+                                if x.startswith(f"node{node}: ")))
+        files.append(str(path))
+    first, *later = triage.triage(files)["causes"]
+    assert (first["id"], Path(first["file"]).name) == ("port-free", "node0.log")
+    assert later and {c["id"] for c in later} == {"master-addr"}
+
+
+def _as_received(raw: bytes) -> bytes:
+    """The last 200 lines, each in ANSI colour, after a tqdm bar redrawn with \\r."""
+    bar = b"".join(b"\rTrain: %3d%%|\x1b[32m##\x1b[0m | %d/100 [00:01<00:09]" % (i, i)
+                   for i in (0, 50, 99)) + b"\r"
+    lines = raw.split(b"\n")[-201:]
+    return b"\n".join(bar + b"\x1b[1;31m" + x + b"\x1b[0m" if x else x for x in lines)
+
+
+@pytest.mark.parametrize(("name", "rid", "line"), CASES, ids=[c[0] for c in CASES])
+def test_a_gzipped_coloured_tail_names_the_same_cause(tmp_path, name, rid, line):
+    """Before: a gzipped log read as bytes, 'no fatal error found', exit 0, for every
+    cause. Now compressed logs are read through their decompressor."""
+    raw = (LOGS / name).read_bytes()
+    cut = max(0, raw.count(b"\n") - 200)   # lines the tail drops
+    log = tmp_path / "train.log.gz"
+    log.write_bytes(gzip.compress(_as_received(raw), compresslevel=1))
+    cause = triage.triage([str(log)])["causes"][0]
+    assert (cause["id"], cause["line"] + cut) == (rid, line), cause
+
+
+def test_bz2_xz_stdin_and_a_cut_stream(tmp_path):
+    raw = (REAL / "ray-path.log").read_bytes()
+    for name, data in (("a.bz2", bz2.compress(raw)), ("a.xz", lzma.compress(raw))):
+        (tmp_path / name).write_bytes(data)
+        assert triage.triage([str(tmp_path / name)])["causes"][0]["id"] == "ray-path"
+    proc = run_cli("-", "--json", stdin=gzip.compress(raw))
+    assert proc.returncode == 1 and json.loads(proc.stdout)["causes"][0]["id"] == "ray-path"
+    # a copy taken while the log was still being gzipped: what it holds is read
+    big = (REAL / "host-limits-shm.log").read_bytes()
+    cut = tmp_path / "cut.log.gz"
+    cut.write_bytes(gzip.compress(big)[:-20])
+    assert triage.triage([str(cut)])["causes"][0]["id"] == "host-limits"
+    # gzip's magic and nothing behind it: one ERROR line, exit 4
+    (tmp_path / "bad.gz").write_bytes(b"\x1f\x8b" + b"\x00" * 40)
+    bad = run_cli(str(tmp_path / "bad.gz"))
+    err = bad.stderr.decode()
+    assert bad.returncode == 4 and err.startswith("ERROR: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["cited/resume-memory-mmf.log", "cited/resume-memory-slime.log",
+                                  "cited/colocate-memory-vllm.log"])
+def test_eight_ranks_interleaved_keep_the_cause_that_needs_its_traceback(tmp_path, name):
+    """An OOM inside optimizer.load_state_dict is resume-memory only with the frame near
+    it; with seven other ranks' lines between each of its lines the frame was 60 lines
+    away and triage said cuda-oom. The window is read by the line's own source."""
+    rid = next(r for n, r, _ in CASES if n == name)
+    lines = (LOGS / name).read_bytes().split(b"\n")
+    mixed = []
+    for i, x in enumerate(lines):
+        mixed.append(x)
+        mixed += [b"[rank%d]: step %d loss 2.31" % (r, i) for r in range(1, 8)]
+    log = tmp_path / "ranks.log"
+    log.write_bytes(b"\n".join(mixed))
+    assert triage.triage([str(log)])["causes"][0]["id"] == rid
+    ranked = tmp_path / "ranked.log"
+    ranked.write_bytes(b"\n".join(
+        b"\n".join([b"[rank0]: " + x] + [b"[rank%d]: step %d" % (r, i) for r in range(1, 8)])
+        for i, x in enumerate(lines)))
+    assert triage.triage([str(ranked)])["causes"][0]["id"] == rid
+
+
+def test_a_long_runs_warnings_do_not_hide_the_error_at_its_end(tmp_path):
+    """A 500 MB log with a UserWarning every logging interval holds more warnings than the
+    hits triage keeps per file (2,000): they filled the cap and the OOM at the end was not
+    read ('no fatal error found', exit 0). The same shape, small: 2,001 warnings, then the
+    traceback."""
+    warn = (REAL / "ok-noisy-torchrun.log").read_text(encoding="utf-8").splitlines()
+    line = next(x for x in warn if "FutureWarning" in x) + "\n"
+    log = tmp_path / "long.log"
+    log.write_text(line * (triage.MAX_HITS + 1) + (CITED / "cuda-oom-dora.log").read_text())
+    cause = triage.triage([str(log)])["causes"][0]
+    assert cause["id"] == "cuda-oom"
+
+
+@pytest.mark.parametrize(("signal", "name", "code"), [("KILL", "SIGKILL", -9),
+                                                       ("SEGV", "SIGSEGV", -11)])
+def test_a_command_bash_reports_killed_by_a_signal_is_fatal(tmp_path, signal, name, code):
+    """A training command the OOM killer ends prints nothing; the script's bash reports it
+    ("run.sh: line 2:  457 Killed  python train.py"). Triage said 'no fatal error found',
+    exit 0. Real bash, a child shell that sends itself the signal."""
+    script = tmp_path / "run.sh"
+    script.write_text("echo 'step 1 loss 2.31 Killed=0 eval_error 0.2'\n"
+                      f"bash -c 'kill -{signal} $$'\necho \"exit status $?\"\n")
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        subprocess.run(["bash", str(script)], stdout=out, stderr=subprocess.STDOUT,
+                       cwd=tmp_path, timeout=30, check=True)
+    result = triage.triage([str(log)])
+    death = result.get("died_by_signal")
+    assert result["fatal"] is True and death is not None, log.read_text()
+    assert (death["rank"], death["signal"], death["exitcode"], death["line"]) == (
+        None, name, code, 2)
+    assert death["command"] == f"bash -c 'kill -{signal} $$'"
+    out = triage.render(result)
+    assert f"FATAL: `bash -c 'kill -{signal} $$'` (pid {death['pid']}) died by {name}" in out
