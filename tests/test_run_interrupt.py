@@ -5,9 +5,11 @@ Runner waits in slices, so the interrupt acts within a tick and the child is kil
 from __future__ import annotations
 
 import _thread
+import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -82,3 +84,33 @@ def test_a_grace_lets_the_interrupted_child_clean_up_before_it_is_killed(tmp_pat
 def test_a_child_that_ignores_sigterm_is_killed_when_the_grace_ends(tmp_path):
     took, pid = _interrupted_run(tmp_path, 1.0, "ignore")
     assert _gone(pid) and 1.0 <= took < 1.0 + 10, took  # waited the grace, then killed
+
+
+def test_a_cancel_during_the_node_tasks_clean_up_still_removes_its_dir(tmp_path):
+    """A Ray cancel that lands while the node task removes its temporary report dir (the
+    node's run had just ended): the interrupt goes on, the dir is gone all the same."""
+    from preflight.cluster.fanout_ray import remove_tree
+
+    tree = tmp_path / "preflight-node-x"
+    for d in range(20):
+        (tree / "preflight-logs" / f"workloads{d}").mkdir(parents=True)
+        for f in range(200):
+            (tree / "preflight-logs" / f"workloads{d}" / f"rank{f}.phase").write_text("x")
+    first = tree / "preflight-logs" / "workloads0"
+    keep = os.open(first, os.O_RDONLY)  # listdir through an fd: no error once it is removed
+    first = Path(f"/proc/self/fd/{keep}")
+
+    def interrupt_once_removal_began() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(os.listdir(first)) == 200:
+            time.sleep(0.001)
+        _thread.interrupt_main()
+
+    timer = threading.Thread(target=interrupt_once_removal_began)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        remove_tree(str(tree))
+        time.sleep(30)  # the interrupt arrived after the removal: not the case under test
+    timer.join()
+    os.close(keep)
+    assert not tree.exists()
