@@ -77,6 +77,9 @@ def main() -> None:
             argv = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1",
                     f"--nproc-per-node={nproc}", "--rdzv-backend=c10d",
                     f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--max-restarts=0",
+                    # as preflight's own launch (run/torchrun.py ELASTIC_DIR): torchrun's
+                    # per-attempt dirs in this run's dir, not an empty tree per pair in /tmp
+                    f"--log-dir={Path(tmp) / 'torchelastic'}",
                     str(HERE / "workload_floor.py"), "--bare"]
             start = time.perf_counter()
             done = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=600,

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -735,7 +736,8 @@ TORCHRUN_ERRORS = [
 @pytest.mark.filterwarnings("ignore:Unable to enable fault handler")
 @pytest.mark.parametrize("options, error", TORCHRUN_ERRORS,
                          ids=[" ".join(o) for o, _ in TORCHRUN_ERRORS])
-def test_the_error_named_is_the_one_torchrun_prints(options, error, monkeypatch):
+def test_the_error_named_is_the_one_torchrun_prints(options, error, monkeypatch,
+                                                    tmp_path):
     """torch's own `python -m torch.distributed.run` entry (`main`), in-process, with the
     same options: it stops before it launches anything (a launch fails the test), and
     what it says is the error launcher-args names."""
@@ -751,6 +753,9 @@ def test_the_error_named_is_the_one_torchrun_prints(options, error, monkeypatch)
     # the agent is what starts workers; the rendezvous handler is made before it
     # (torch/distributed/launcher/api.py `launch_agent`), where a bad backend stops
     monkeypatch.setattr(launcher_api, "LocalElasticAgent", launched)
+    # config_from_args makes torchrun's log dir before the agent (mkdtemp in $TMPDIR,
+    # torch/distributed/elastic/multiprocessing/api.py:260-262): not in the machine's /tmp
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     for key in [k for k in os.environ if k.startswith(("PET_", "TORCHELASTIC"))]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("TORCHELASTIC_SIGNALS_TO_HANDLE", "")  # launch_agent sets it

@@ -206,6 +206,19 @@ def test_grpo_argv_follows_the_launcher_path(tmp_path):
     assert swift.launch_env(environ, 2, 29511)["NPROC_PER_NODE"] == "2"
 
 
+def test_the_smokes_torchrun_reads_its_log_dir_from_the_environment(tmp_path, monkeypatch):
+    """torch's own parser (what swift's torchrun and ours run) takes the smoke's log dir
+    from the environment preflight gives it; a PET_LOG_DIR of the user's is kept."""
+    run = pytest.importorskip("torch.distributed.run")
+    env = swift.with_log_dir(swift.launch_env({"PATH": "/usr/bin"}, 2, 29511), tmp_path / "te")
+    for key in [k for k in os.environ if k.startswith("PET_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PET_LOG_DIR", env["PET_LOG_DIR"])
+    assert run.parse_args(["--nproc_per_node", "2", "train.py"]).log_dir == str(tmp_path / "te")
+    assert swift.with_log_dir({"PET_LOG_DIR": "/mine"}, tmp_path)["PET_LOG_DIR"] == "/mine"
+    assert swift.with_log_dir({"PET_LOG_DIR": ""}, tmp_path)["PET_LOG_DIR"] == str(tmp_path)
+
+
 def test_grpo_rewards_and_a_death_at_teardown_are_read_from_the_logs():
     lines = [json.dumps({"loss": 1e-7, "reward": 0.2 + i / 100, "global_step/max_steps": f"{i}/10"})
              for i in range(1, 11)]

@@ -28,6 +28,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -307,6 +308,14 @@ def cases() -> list[Case]:
     for config, env in itertools.product(CONFIGS[:2], ENVS[:2]):
         out.append(Case("swift", "sft", env, how="config", config=config))
     return out
+
+
+@pytest.fixture(autouse=True)
+def own_temp_dir(tmp_path, monkeypatch):
+    """torch's run() makes torchrun's log dir as it reads the options (mkdtemp in $TMPDIR,
+    torch/distributed/elastic/multiprocessing/api.py:260-262): under tmp_path, not the
+    machine's /tmp."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 @pytest.fixture(autouse=True)

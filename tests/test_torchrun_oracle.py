@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import random
+import tempfile
 
 import pytest
 
@@ -51,7 +52,7 @@ OPTIONS = [
     (["-m", "--module"], None, None),
     (["--no-python", "--no_python"], None, None),
     (["--run-path", "--run_path"], None, None),
-    (["--log-dir", "--log_dir"], ["/tmp/logs"], []),
+    (["--log-dir", "--log_dir"], ["logs"], []),  # made by torch under the test's cwd
     (["-r", "--redirects"], ["0", "3", "0:1,1:2"], ["9"]),
     (["-t", "--tee"], ["0", "3", "1"], ["x"]),
     (["--local-ranks-filter", "--local_ranks_filter"], ["0,1"], ["a"]),
@@ -109,6 +110,16 @@ def command_line(rng: random.Random) -> tuple[list[str], dict[str, str]]:
         argv += rng.sample(SCRIPT_ARGS, rng.randint(0, 4))
     env = {k: rng.choice(v) for k, v in ENV.items() if rng.random() < 0.12}
     return argv, env
+
+
+@pytest.fixture(autouse=True)
+def own_temp_dir(tmp_path, monkeypatch):
+    """torch's config_from_args makes its log dir as it reads the options: --log-dir's
+    value, else tempfile.mkdtemp(prefix="torchelastic_") (torch/distributed/elastic/
+    multiprocessing/api.py:260-264, DefaultLogsSpecs): 1,200 cases left 1,200 empty
+    directories in the machine's /tmp (and /tmp/logs). Both go under tmp_path."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(autouse=True)

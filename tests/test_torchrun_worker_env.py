@@ -45,11 +45,16 @@ CASES = {
 
 
 def _torchrun(options: str, worker: Path, out: Path) -> subprocess.Popen[bytes]:
+    # TMPDIR: torchrun's agent makes its per-attempt log dirs there (no --log-dir here: the
+    # line must stay the one preflight reads), under the test's tmp_path, not /tmp
+    tmp = out.parent / "tmp"
+    tmp.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PET_", "TORCHELASTIC", "MASTER_"))}
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--max-restarts=0",
                              *options.split(), str(worker), str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={k: v for k, v in os.environ.items()
-                                 if not k.startswith(("PET_", "TORCHELASTIC", "MASTER_"))})
+                            env={**env, "TMPDIR": str(tmp)})
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -217,10 +217,18 @@ def test_the_watchdog_reads_only_its_own_tree(tmp_path, tag, monkeypatch):
 
 
 def test_gpu_profile_on_cpu_only_torch_fails_fast_with_the_reason(tmp_path, tag):
-    out = tmp_path / "out"
+    """Also: the launch leaves nothing in $TMPDIR (torchrun's agent made an empty
+    torchelastic_*/<run id>_*/attempt_0/<rank>/ tree there per launch, never removed: a CI
+    gate running preflight before each job filled the node's /tmp); its per-attempt
+    directories are in the launch's own out dir."""
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
     spec = torchrun.Spec("allreduce", "preflight.workloads.allreduce",
                          ("--out", str(out), "--require-cuda"), 2, out, timeout_s=60)
-    outcome = torchrun.launch(spec, {**os.environ, TAG: tag})
+    outcome = torchrun.launch(spec, {**os.environ, TAG: tag, "TMPDIR": str(tmp)})
+    assert sorted(tmp.rglob("*")) == []
+    assert sorted(p.name for p in (out / torchrun.ELASTIC_DIR).glob("*/attempt_0/*")) \
+        == ["0", "1"]
     assert outcome.returncode == 1 and not outcome.timed_out
     assert "CudaMissing: the profile expects GPUs but torch" in outcome.error
     # The first rank to fail stops the group (torchrun's agent stops the other workers on

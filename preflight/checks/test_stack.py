@@ -79,7 +79,8 @@ def _run_swift(node: Node, profile: Profile, finding: Recorder, tmp_path: Path,
     """Run one swift smoke bounded; what it left, for the judge."""
     timeout = float(profile.stack.swift_timeout_s)
     run = watch.watch(node.runner, argv, log_path=tmp_path / f"{name.replace(' ', '-')}.log",
-                      timeout_s=timeout, env=env, cwd=tmp_path)
+                      timeout_s=timeout, env=swift.with_log_dir(env, tmp_path / "torchelastic"),
+                      cwd=tmp_path)
     log = run.log
     return judge.SmokeFacts(
         check=finding.check, name=name, command=f"{shown_env} HF_HUB_OFFLINE=1 " + " ".join(argv),

@@ -31,6 +31,12 @@ from preflight.run import INTERRUPT_SIGNALS, interrupt_on_signals
 
 # Time the task keeps for itself after the node's preflight, to read and return its report.
 TASK_MARGIN_S = 5.0
+# A cancelled node task (Ctrl-C, SIGTERM of `cluster`) gives its node's preflight this long
+# to unwind after SIGTERM: that preflight then kills its torchrun tree (sessions of their
+# own), whose ranks otherwise ran on, orphaned, writing into the task's temporary report
+# dir while it was being removed (a preflight-node-* dir left in the node's $TMPDIR).
+# Below collective.STOP_WAIT_S, after which the driver kills a task that has not returned.
+NODE_STOP_GRACE_S = 8.0
 REACH_BOUND_S = 60.0
 CONNECT_BOUND_S = 60.0  # ray.init against the cluster's GCS
 CONNECT_PROBE_S = 5.0  # cluster-reach: start the listeners and probe, all nodes at once
@@ -53,6 +59,21 @@ def ray_session() -> str:
     return ""
 
 
+def remove_tree(path: str) -> None:
+    """Remove a directory this task made, even when the task's cancel lands during the
+    removal: a cancel is one KeyboardInterrupt (`_thread.interrupt_main()`, Ray's
+    kill_main_task), which cut TemporaryDirectory's rmtree short when the node's run had
+    just ended (a preflight-node-* dir, its report gone, its workload logs left, in the
+    node's $TMPDIR). The removal is finished, then the interrupt goes on."""
+    import shutil
+
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    except KeyboardInterrupt:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
 def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
     """Runs on the node: preflight in a bounded subprocess; returns its report text."""
     import socket
@@ -65,11 +86,15 @@ def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
     session = ray_session()
     if session:  # this cluster's own processes are not leftovers of an earlier run
         env["PREFLIGHT_RAY_SESSION"] = session
-    with tempfile.TemporaryDirectory(prefix="preflight-node-") as report_dir:
+    report_dir = tempfile.mkdtemp(prefix="preflight-node-")
+    try:
         done = Runner().run([sys.executable, "-m", "preflight.cluster.child", str(os.getpid()),
-                             "--report-dir", report_dir, "-q", *argv], timeout=timeout, env=env)
+                             "--report-dir", report_dir, "-q", *argv], timeout=timeout, env=env,
+                            stop_grace_s=NODE_STOP_GRACE_S)
         path = Path(report_dir) / JSON_NAME
         text = path.read_text(encoding="utf-8") if path.is_file() else None
+    finally:
+        remove_tree(report_dir)
     errors = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.startswith("ERROR:")]
     return {"hostname": socket.gethostname(), "returncode": done.returncode,
             "timed_out": done.timed_out, "elapsed_s": round(done.elapsed_s, 3),

@@ -29,6 +29,13 @@ from preflight.run.tree import ProcessTree
 PHASE_SUFFIX = ".phase"
 RESULT_SUFFIX = ".json"
 LOG_NAME = "torchrun.log"
+# torchrun's per-attempt directories (<run_id>_<random>/attempt_N/<local rank>/, each
+# rank's TORCHELASTIC_ERROR_FILE error.json and any --redirects/--tee files) go here,
+# inside the launch's own out_dir. Without --log-dir the agent makes them with
+# tempfile.mkdtemp(prefix="torchelastic_") in $TMPDIR and never removes them
+# (torch/distributed/elastic/multiprocessing/api.py:260-262 and 276-279, DefaultLogsSpecs),
+# so every launch left an empty tree in the node's /tmp.
+ELASTIC_DIR = "torchelastic"
 PORT_RETRIES = 3
 # What the c10d TCPStore server prints when its port was taken between our bind and its.
 _ADDRESS_IN_USE = re.compile(r"EADDRINUSE|address already in use", re.IGNORECASE)
@@ -116,7 +123,10 @@ def torchrun_argv(spec: Spec, port: int, python: str = sys.executable,
     in between fails loudly instead of joining someone else's store as a client
     (c10d_rendezvous_backend.py retries as a client only when is_host is inferred).
     Several nodes: c10d rendezvous on MASTER_ADDR:MASTER_PORT(+offset), the same
-    rdzv_id on every node.
+    rdzv_id on every node. `--log-dir` (torch/distributed/run.py:554-561, read at :908-913
+    into DefaultLogsSpecs) only moves torchrun's per-attempt directories into out_dir
+    (ELASTIC_DIR): with the default `--redirects 0` / `--tee 0` (:565-580) the ranks'
+    stdout/stderr still go to torchrun's own, which launch() writes to torchrun.log.
     """
     topo = spec.topology
     conf = [f"join_timeout={max(1, int(spec.timeout_s))}"]
@@ -138,6 +148,7 @@ def torchrun_argv(spec: Spec, port: int, python: str = sys.executable,
         f"--rdzv-id={run_id}",
         f"--rdzv-conf={','.join(conf)}",
         "--max-restarts=0",
+        f"--log-dir={spec.out_dir / ELASTIC_DIR}",
         "-m", spec.module, *spec.args,
     ]
 

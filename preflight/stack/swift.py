@@ -167,6 +167,19 @@ def torchrun_env(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def with_log_dir(env: Mapping[str, str], log_dir: Path) -> dict[str, str]:
+    """The smoke's environment with torchrun's per-attempt directories under `log_dir`.
+    torchrun reads its --log-dir from PET_LOG_DIR too (torch/distributed/argparse_util.py
+    `env`: PET_<dest>; run.py:554 `--log-dir`), which reaches the torchrun swift starts
+    itself (swift/cli/main.py) as well as ours; without it each launch left an empty
+    torchelastic_* tree in $TMPDIR (elastic/multiprocessing/api.py:260-262). A PET_LOG_DIR
+    the user exported is theirs: kept."""
+    out = dict(env)
+    if not out.get("PET_LOG_DIR"):
+        out["PET_LOG_DIR"] = str(log_dir)
+    return out
+
+
 def _run_env(environ: Mapping[str, str]) -> dict[str, str]:
     env = dict(environ)
     env.update(OFFLINE_ENV)

@@ -42,6 +42,7 @@ from preflight.run import kill_group  # noqa: E402
 from preflight.run.tree import ProcessTree  # noqa: E402
 
 TIMEOUT_S = 60.0
+TMP_NAME = "tmp"  # run_nodes: the launches' TMPDIR inside their work dir
 PY = sys.executable
 TORCHRUN = [PY, "-m", "torch.distributed.run"]
 
@@ -217,6 +218,12 @@ def run_nodes(nodes: list[Node], cwd: Path, concat: bool) -> bytes:
                 if k != "OMP_NUM_THREADS" and not k.startswith(("PET_", "TORCHELASTIC_"))}
     env_base.pop("MASTER_PORT", None)
     env_base.pop("MASTER_ADDR", None)
+    # torchrun's agent makes its per-attempt log dirs in $TMPDIR (torchelastic_*, never
+    # removed; torch/distributed/elastic/multiprocessing/api.py:260-262): inside `cwd`, the
+    # producer's own work dir, removed with it; redact() shows them as /tmp, where a user's
+    # run puts them. Set here, not as --log-dir: the command lines are the users'.
+    (cwd / TMP_NAME).mkdir(exist_ok=True)
+    env_base["TMPDIR"] = str(cwd / TMP_NAME)
     lock = threading.Lock()
     sinks: list[list[bytes]] = [[] for _ in nodes]
     procs, trees, pumps = [], [], []
@@ -253,6 +260,7 @@ def redact(text: str, work: Path) -> str:
     """This machine's paths and host name replaced by neutral ones; any left is an error."""
     site = str(Path(re.sub(r"/torch/__init__\.py$", "", _torch_file())))
     text = text.replace(site, "/opt/venv/lib/python3.11/site-packages")
+    text = text.replace(str(work / TMP_NAME), "/tmp")  # run_nodes' TMPDIR: a user's /tmp
     text = text.replace(str(work), "/tmp/work").replace(PY, "/opt/venv/bin/python")
     for prefix in sorted({sys.prefix, sys.base_prefix}, key=len, reverse=True):
         text = text.replace(prefix + "/", "/opt/venv/")

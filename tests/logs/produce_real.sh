@@ -7,6 +7,9 @@ set -u
 PY=${1:?python with torch}; OUT=${2:?out dir}
 W=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$W"' EXIT
 cd "$W"
+# torchrun's agent leaves a torchelastic_* tree in $TMPDIR per launch (never removed): here,
+# removed with $W, not in the machine's /tmp
+export TMPDIR="$W/tmp"; mkdir -p "$TMPDIR"
 cat > train.py <<'PYEOF'
 import os, torch, torch.distributed as dist
 dist.init_process_group("gloo")
