@@ -415,3 +415,38 @@ def test_sigint_mid_sweep_leaves_no_process_of_the_launch(cluster, tmp_path):
         time.sleep(0.1)
     assert not left, f"alive {time.monotonic() - exited:.1f}s after exit: {left}"
     assert proc.returncode == 2
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--node-timeout", "nan"], "--node-timeout"),
+    (["--node-timeout", "inf"], "--node-timeout"),
+    (["--connect-timeout", "nan"], "--connect-timeout"),
+    (["--ray", "127.0.0.1:99999"], "99999 is not a TCP port"),
+    (["--ray", "127.0.0.1:-1"], "-1 is not a TCP port"),
+])
+def test_a_bound_or_port_that_is_no_number_is_one_error_line_at_once(tmp_path, capsys, argv,
+                                                                      says):
+    """`--node-timeout nan` passed the `> 0` test: every node's wait ended before it began,
+    all UNKNOWN, exit 1 (NO-GO) for a typo; `127.0.0.1:-1` waited out --connect-timeout and
+    `:99999` said "Connection refused" (the port wraps around in the kernel's 16 bits)."""
+    from preflight.cluster import cluster_main
+
+    out = tmp_path / "out"
+    start = time.monotonic()
+    code = cluster_main(["--ray", "127.0.0.1:1", "--report-dir", str(out),
+                         "--connect-timeout", "30", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 4 and len(err) == 1 and err[0].startswith("ERROR: "), err
+    assert says in err[0], err
+    assert time.monotonic() - start < 5
+    assert not out.exists()  # nothing written, not even the directory
+
+
+def test_a_password_in_the_ray_address_is_never_printed(tmp_path, capsys):
+    from preflight.cluster import cluster_main
+
+    code = cluster_main(["--ray", "ray://admin:hunter2secret@127.0.0.1:1",
+                         "--report-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 4 and err.startswith("ERROR: ") and "127.0.0.1:1" in err, err
+    assert "hunter2secret" not in err, err

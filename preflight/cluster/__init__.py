@@ -8,6 +8,7 @@ Exit code = the cluster verdict (0 GO, 1 NO-GO, 4 bad input).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -80,8 +81,11 @@ def cluster_main(argv: list[str]) -> int:
         allow = _allowed(args.allow_differ)
         if args.ray is None:
             raise InputError("preflight cluster: name the engine: --ray [ADDRESS]")
-        if args.node_timeout <= 0 or args.connect_timeout <= 0:
-            raise InputError("--node-timeout / --connect-timeout: must be > 0")
+        for flag, value in (("--node-timeout", args.node_timeout),
+                            ("--connect-timeout", args.connect_timeout)):
+            # nan passed `<= 0`: every node's wait ended before it began (all UNKNOWN)
+            if not (math.isfinite(value) and value > 0):
+                raise InputError(f"{flag}: must be a number of seconds > 0, not {value:g}")
         if not 0 <= args.min_busbw < float("inf"):
             raise InputError("--min-busbw: must be a number >= 0")
         from preflight.cluster import fanout_ray

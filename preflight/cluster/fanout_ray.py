@@ -26,6 +26,7 @@ from preflight.cluster import merge
 from preflight.cluster.checks import NodeReport
 from preflight.errors import InputError
 from preflight.model import Finding
+from preflight.redact import redact_text
 from preflight.report import JSON_NAME
 from preflight.run import INTERRUPT_SIGNALS, interrupt_on_signals
 
@@ -91,6 +92,7 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
     started = time.time()
     merge.check_writable(report_dir)
     _reachable(address)
+    shown = redact_text(address)  # ray://user:PASSWORD@head: never printed nor written
     # ray.init retries an unanswering GCS for many minutes; a cluster that does not answer
     # within the bound is bad input, not a hang (nothing was started yet: exit at once).
     # SIGTERM (a CI timeout) and SIGHUP (a dropped ssh) end the run as Ctrl-C does, as for
@@ -99,7 +101,7 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
     # sys.exit) under a C++ stack dump: the handlers are read before it; one the caller set
     # (nohup's SIG_IGN) is kept.
     before = {sig: signal.getsignal(sig) for sig in INTERRUPT_SIGNALS}
-    watchdog = threading.Timer(connect_timeout, _give_up, args=(address, connect_timeout))
+    watchdog = threading.Timer(connect_timeout, _give_up, args=(shown, connect_timeout))
     watchdog.daemon = True
     watchdog.start()
     try:
@@ -108,13 +110,13 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
         watchdog.cancel()
     except Exception as exc:  # ConnectionError, ValueError: no cluster at that address
         watchdog.cancel()
-        raise InputError(f"preflight cluster --ray {address}: cannot connect: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                         ) from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(redact_text(f"preflight cluster --ray {shown}: cannot connect: "
+                                     f"{first}")) from None
     saved = interrupt_on_signals(before)
     try:
         plan = Plan(node_args, node_timeout, profile_dirs, allow, workloads, floor_gbps)
-        return _fan_out(ray, NodeAffinitySchedulingStrategy, plan, started, address,
+        return _fan_out(ray, NodeAffinitySchedulingStrategy, plan, started, shown,
                         report_dir)
     finally:
         ray.shutdown()
@@ -134,12 +136,17 @@ def _reachable(address: str) -> None:
             return  # Ray finds none, or no longer has this helper: ray.init says so
         address, named = resolved, f" (the last `ray start` here: {resolved})"
     host, _, port = address.removeprefix("ray://").rpartition(":")
+    shown = redact_text("auto" + named if named else address)
+    host = host.rpartition("@")[2]  # ray://user:password@host:port
+    if re.fullmatch(r"[+-]?\d+", port.strip()) and not 0 < int(port) < 65536:
+        # the kernel keeps 16 bits: :99999 was "Connection refused" from port 34463
+        raise InputError(f"preflight cluster --ray {shown}: {port} is not a TCP port "
+                         "(1-65535)")
     if not port.isdigit() or not host:
         return  # a form Ray resolves itself
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_PROBE_S).close()
     except OSError as exc:
-        shown = "auto" + named if named else address
         raise InputError(f"preflight cluster --ray {shown}: cannot connect: "
                          f"{exc.strerror or exc}"
                          + ("; start the cluster, or name it: --ray HOST:PORT" if named

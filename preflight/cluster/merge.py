@@ -353,14 +353,15 @@ def finish(nodes: list[NodeReport], started: float, how: str, report_dir: Path,
 
 
 def check_writable(report_dir: Path) -> None:
-    """Bad input before any work: the cluster report could not be written."""
-    try:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        probe = report_dir / f".cluster-write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise InputError(f"{report_dir}: report dir is not writable: {exc.strerror}") from None
+    """Bad input before any work: the cluster report could not be written. Creates
+    nothing: a run that then stops on bad input leaves no empty report dir behind."""
+    there = report_dir.absolute()
+    while not there.exists() and there != there.parent:
+        there = there.parent
+    why = ("Not a directory" if not there.is_dir() else
+           "" if os.access(there, os.W_OK | os.X_OK) else "Permission denied")
+    if why:
+        raise InputError(f"{report_dir}: report dir is not writable: {why}")
 
 
 def merge(paths: list[str], report_dir: Path, profile_dirs: list[Path],
