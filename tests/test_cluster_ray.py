@@ -252,10 +252,17 @@ def test_broken_worker_environment_is_no_go_naming_node_and_check(cluster, tmp_p
 
 
 def test_node_whose_raylet_dies_mid_run_is_unknown_within_the_bound(cluster, tmp_path):
-    doomed = cluster.add_node(num_cpus=1, env_vars={"CONDA_DEFAULT_ENV": "train"})
+    """The doomed node alone also runs a workload whose rank hangs (its own PYTEST_ADDOPTS:
+    the other nodes stay static), and its raylet dies while the rank runs: its worker
+    dies, its preflight gets SIGTERM (PR_SET_PDEATHSIG) and takes torchrun and the rank
+    with it. A SIGKILL there left them running (a session of their own) until the bound."""
+    workload = " ".join([*workloads_args(tmp_path)[:4], "--check", "nccl-allreduce"])
+    doomed = cluster.add_node(num_cpus=1, env_vars={
+        "CONDA_DEFAULT_ENV": "train", "PYTEST_ADDOPTS": workload,
+        "PREFLIGHT_TEST_HANG_RANK": "0"})
     try:
         proc, out, start = cluster_run(cluster, tmp_path, "--expect-env", "train", *CHECKS)
-        running = wait_for_node_preflight(doomed.node_id, timeout=120)
+        wait_for_node_preflight(doomed.node_id, timeout=120, running="preflight.workloads.suite")
         doomed.kill_raylet()
         code, report, took, stdout = finish(proc, out, start)
     finally:
@@ -266,12 +273,15 @@ def test_node_whose_raylet_dies_mid_run_is_unknown_within_the_bound(cluster, tmp
     others = [n["verdict"] for n in report["nodes"] if n["node_id"] != doomed.node_id]
     assert others == ["GO"] * 3
     assert took < NODE_TIMEOUT + 60  # bounded: never a hang
-    # the preflight that node was running died with its worker (PR_SET_PDEATHSIG)
+    # what that node was running died with its worker (PR_SET_PDEATHSIG), well before
+    # the workload's own bound (40 s)
     deadline = time.time() + 20
-    while time.time() < deadline and any(p.is_running() for p in running):
+    while time.time() < deadline and node_processes(doomed.node_id):
         time.sleep(0.2)
-    assert not [p.pid for p in running if p.is_running()
-                and p.status() != psutil.STATUS_ZOMBIE]
+    left = node_processes(doomed.node_id)
+    for p in left:  # ours (this node's id): never left behind by a failure
+        p.kill()
+    assert not [(p.pid, cmdline(p)[:80]) for p in left]
 
 
 def test_options_every_node_rejects_are_bad_input_exit_4(cluster, tmp_path):
@@ -302,18 +312,14 @@ def test_sigterm_or_sighup_mid_run_ends_it_as_ctrl_c_does(cluster, tmp_path, sig
     assert not (out / "cluster-report.json").exists()
 
 
-def wait_for_node_preflight(node_id: str, timeout: float) -> list[psutil.Process]:
-    """The node's preflight processes, once they run (found by PREFLIGHT_NODE_ID)."""
+def wait_for_node_preflight(node_id: str, timeout: float, running: str = ""
+                            ) -> list[psutil.Process]:
+    """The node's preflight processes, once they run (found by PREFLIGHT_NODE_ID); with
+    `running`, once one of them has it in its command line."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        found = []
-        for proc in psutil.process_iter():
-            try:
-                if proc.environ().get("PREFLIGHT_NODE_ID") == node_id:
-                    found.append(proc)
-            except psutil.Error:
-                continue
-        if found:
+        found = node_processes(node_id)
+        if found and (not running or any(running in cmdline(p) for p in found)):
             return found
         time.sleep(0.1)
     pytest.fail(f"node {node_id[:8]}'s preflight never started")
@@ -450,3 +456,69 @@ def test_a_password_in_the_ray_address_is_never_printed(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 4 and err.startswith("ERROR: ") and "127.0.0.1:1" in err, err
     assert "hunter2secret" not in err, err
+
+
+def cmdline(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def node_processes(node_id: str) -> list[psutil.Process]:
+    """Every live process of one node run (PREFLIGHT_NODE_ID is inherited by all it starts)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("PREFLIGHT_NODE_ID") == node_id and \
+                    proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_a_node_run_past_its_bound_leaves_no_workload_running(tmp_path, monkeypatch):
+    """The node task's bound (--node-timeout) hit while the node's preflight ran a workload
+    whose rank hangs: the task SIGKILLed preflight's process group, but torchrun and its
+    ranks run in their own session (Runner.popen), so they outlived `cluster` until their
+    own deadline, holding the GPUs the job about to be submitted needs. Now preflight gets
+    SIGTERM first (it kills its workload trees and returns), then the group is killed."""
+    import os
+    import threading
+    import uuid
+
+    from support import CONTROLLED
+
+    from preflight.cluster import fanout_ray
+
+    for key in list(os.environ):
+        if key in CONTROLLED or key.startswith(("PREFLIGHT_", "PYTEST_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PREFLIGHT_TEST_HANG_RANK", "0")
+    node_id = f"bound-{uuid.uuid4().hex}"
+    ranks: set[int] = set()
+    stop = threading.Event()
+
+    def watch() -> None:  # the rank must have started, or the test proves nothing
+        while not stop.is_set():
+            ranks.update(p.pid for p in node_processes(node_id)
+                         if "preflight.workloads.suite" in cmdline(p))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        answer = fanout_ray.node_task(node_id, [*workloads_args(tmp_path)[:4], "--check",
+                                                "nccl-allreduce"], 25.0)
+    finally:
+        stop.set()
+        watcher.join()
+    returned = time.monotonic()
+    assert answer["timed_out"] and answer["report"] is None, answer
+    assert ranks, "the hanging rank never started within the bound"
+    while (left := node_processes(node_id)) and time.monotonic() - returned < 1.0:
+        time.sleep(0.1)
+    for proc in left:  # ours (this run's own node id): never left behind by a failure
+        proc.kill()
+    assert not left, [(p.pid, cmdline(p)[:80]) for p in left]

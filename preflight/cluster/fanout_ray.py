@@ -34,7 +34,11 @@ from preflight.run import INTERRUPT_SIGNALS, interrupt_on_signals
 TASK_MARGIN_S = 5.0
 REACH_BOUND_S = 60.0
 CONNECT_BOUND_S = 60.0  # ray.init against the cluster's GCS
-CONNECT_PROBE_S = 5.0  # cluster-reach: start the listeners and probe, all nodes at once
+CONNECT_PROBE_S = 5.0
+# A node's preflight stopped (its bound, a cancel): time to kill its workloads and exit
+# before its process group is killed. Below collective.STOP_WAIT_S, after which the driver
+# kills a task that has not returned.
+NODE_STOP_S = 10.0  # cluster-reach: start the listeners and probe, all nodes at once
 SESSION_RE = re.compile(r"/(session_\d{4}-\d\d-\d\d_[\d_-]+)")
 
 
@@ -59,22 +63,55 @@ def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
     import socket
     import tempfile
 
-    from preflight.run import Runner
-
     env = dict(os.environ)
     env["PREFLIGHT_NODE_ID"] = node_id
     session = ray_session()
     if session:  # this cluster's own processes are not leftovers of an earlier run
         env["PREFLIGHT_RAY_SESSION"] = session
     with tempfile.TemporaryDirectory(prefix="preflight-node-") as report_dir:
-        done = Runner().run([sys.executable, "-m", "preflight.cluster.child", str(os.getpid()),
-                             "--report-dir", report_dir, "-q", *argv], timeout=timeout, env=env)
+        code, out, timed_out, elapsed = _bounded(
+            [sys.executable, "-m", "preflight.cluster.child", str(os.getpid()),
+             "--report-dir", report_dir, "-q", *argv], timeout, env)
         path = Path(report_dir) / JSON_NAME
-        text = path.read_text(encoding="utf-8") if path.is_file() else None
-    errors = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.startswith("ERROR:")]
-    return {"hostname": socket.gethostname(), "returncode": done.returncode,
-            "timed_out": done.timed_out, "elapsed_s": round(done.elapsed_s, 3),
+        # a report written on the way out of a stopped run is incomplete: the node is
+        # UNKNOWN (it did not finish), not judged on half its checks
+        text = path.read_text(encoding="utf-8") if path.is_file() and not timed_out \
+            else None
+    errors = [ln for ln in out.splitlines() if ln.startswith("ERROR:")]
+    return {"hostname": socket.gethostname(), "returncode": code,
+            "timed_out": timed_out, "elapsed_s": round(elapsed, 3), "bound_s": timeout,
             "report": text, "error": errors[0][:300] if errors else ""}
+
+
+def _bounded(argv: list[str], timeout: float, env: dict[str, str]
+             ) -> tuple[int | None, str, bool, float]:
+    """The node's preflight, bounded: (exit code or None, stderr + stdout, timed out,
+    seconds). Past the bound, or cancelled (ray.cancel: KeyboardInterrupt here), it gets
+    SIGTERM first: preflight then kills its workloads' process trees, which run in
+    sessions of their own (run.Runner.popen), so a SIGKILL of its group alone left
+    torchrun and its ranks running until their own deadline; its group is killed only
+    when it has not ended within NODE_STOP_S."""
+    import subprocess
+
+    from preflight.run import Runner, communicate, kill_group
+
+    start = time.monotonic()
+    proc = Runner().popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, env=env, text=True, errors="replace")
+    try:
+        out, err = communicate(proc, timeout)
+        return proc.returncode, err + out, False, time.monotonic() - start
+    except BaseException as exc:
+        proc.terminate()
+        try:
+            out, err = proc.communicate(timeout=NODE_STOP_S)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            out, err = proc.communicate()
+        kill_group(proc)  # whatever it left in its own group
+        if not isinstance(exc, subprocess.TimeoutExpired):
+            raise
+        return None, err + out, True, time.monotonic() - start
 
 
 def run(address: str, node_args: list[str], node_timeout: float, report_dir: Path,
@@ -248,8 +285,13 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
 
         stop_tasks(ray, list(pending))
         raise
-    for ref, info in pending.items():  # no answer within the bound
-        ray.cancel(ref, force=True)
+    # No answer within the bound: each is stopped as an interrupt stops them (a forced
+    # cancel SIGKILLed the worker at once, and what the node's preflight had started
+    # could outlive the command).
+    from preflight.cluster.collective import stop_tasks
+
+    stop_tasks(ray, list(pending))
+    for info in pending.values():
         results[info["NodeID"]] = _unknown(info, f"no answer within {node_timeout:g}s")
     nodes = [results[n["NodeID"]] for n in alive]
     merge.name_nodes(nodes)
@@ -310,7 +352,9 @@ def _collect(ray: Any, ref: Any, info: dict[str, Any]) -> NodeReport:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return _unknown(info, f"the task failed: {type(exc).__name__}: {first[:200]}")
     if answer["report"] is None:
-        why = answer["error"] or ("preflight timed out" if answer["timed_out"] else
+        why = answer["error"] or (f"preflight did not finish within {answer['bound_s']:g}s "
+                                  "(--node-timeout): stopped, with what it started"
+                                  if answer["timed_out"] else
                                   f"preflight exited {answer['returncode']} without a report")
         node = _unknown(info, why)
         if answer["returncode"] == 4:  # the node's preflight rejected its input
