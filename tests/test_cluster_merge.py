@@ -20,6 +20,7 @@ NVML = FIXTURES / "nvml"
 
 def node_report(tmp: Path, name: str, snapshot: str = "a800x4-healthy.json",
                 node_id: str | None = None, extra_path: Path | None = None,
+                profile: str = "a800", checks: tuple[str, ...] = ("port-free",),
                 **env: str) -> Path:
     """Run the plugin as one node does; returns its report dir."""
     report_dir = tmp / "reports" / name
@@ -28,7 +29,8 @@ def node_report(tmp: Path, name: str, snapshot: str = "a800x4-healthy.json",
         environ["PYTHONPATH"] = str(extra_path)
     argv = [sys.executable, "-m", "pytest", str(CHECKS), "-p", "no:cacheprovider",
             "--rootdir", str(REPO), "--report-dir", str(report_dir), "-q",
-            "-m", "a800", "--nvml-replay", str(NVML / snapshot), "--check", "port-free"]
+            "-m", profile, "--nvml-replay", str(NVML / snapshot),
+            *(a for c in checks for a in ("--check", c))]
     proc = subprocess.run(argv, cwd=tmp, env=environ, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -162,6 +164,27 @@ def test_duplicate_node_and_node_rank(healthy, tmp):
     assert f"NODE_RANK=0 on {named(cluster, 'rank-a')}, {named(cluster, 'rank-b')}" \
         in found["summary"]
     assert "SLURM_NODEID" in found["fix"]
+
+
+def test_a_node_judged_by_another_profile_or_other_checks_is_no_go(healthy, tmp):
+    """Same GPUs, same versions, GO on its own: but node-e was judged against the cpu
+    profile (PREFLIGHT_PROFILE left in its environment, a `-m` typo in one srun line), and
+    ran fewer checks than the others, so what the others proved was never asked of it.
+    The cluster said GO."""
+    odd = node_report(tmp, "node-e", profile="cpu", checks=("host-limits",))
+    out = tmp / "out-profile"
+    proc = merge(*healthy, odd, out=out)
+    assert proc.returncode == 1, proc.stdout
+    cluster = cluster_json(out)
+    assert cluster["verdict"] == "NO-GO"
+    found = check(cluster, "cluster-nodes")
+    e = named(cluster, "node-e")
+    assert found["severity"] == "unknown", found
+    assert f"{e} ran profile cpu, the other node(s) a800" in found["summary"], found
+    assert "did not run port-free (the others did)" in found["summary"], found
+    assert f"preflight --profile a800 --check port-free   # on {e}" in found["fix"].splitlines()
+    assert found["evidence"]["profiles"] == {"a800": [named(cluster, "node-a"),
+                                                      named(cluster, "node-b")], "cpu": [e]}
 
 
 def test_truncated_report_is_exit_4_naming_it(healthy, tmp):

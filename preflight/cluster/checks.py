@@ -267,9 +267,66 @@ def judge_nodes(nodes: list[NodeReport]) -> Verdict:
     if (wrong := _nnodes_problem(nnodes, len(nodes))) is not None:
         problems.append(wrong[0])
         fixes.append(wrong[1])
+    mixed = _mixed_runs(answered, evidence)
     if problems:  # one problem: the report names the first five, every kind's fix
-        return Verdict([Problem("; ".join(problems[:5]), "\n".join(fixes))], evidence)
+        return Verdict([Problem("; ".join(problems[:5]), "\n".join(fixes)), *mixed], evidence)
+    if mixed:
+        return Verdict(mixed, evidence)
     return Verdict(evidence=evidence, ok=f"{len(answered)} distinct node(s)")
+
+
+def _usual(groups: dict[Any, list[str]], weight: Any = len) -> Any:
+    """The key most nodes have; a tie goes to the heavier key (more checks, a GPU profile)."""
+    return max(groups, key=lambda k: (len(groups[k]), weight(k), str(k)))
+
+
+def _mixed_runs(answered: list[NodeReport], evidence: dict[str, Any]) -> list[Problem]:
+    """Nodes judged against another profile, or on other checks, than most nodes: each is
+    GO or NO-GO by its own run, but what the others proved was never asked of it. One
+    problem per kind of difference, naming every node that has it."""
+    profiles: dict[str, list[str]] = {}
+    ran: dict[frozenset[str], list[str]] = {}
+    for n in answered:
+        report = n.report or {}
+        profiles.setdefault(str(report.get("profile") or "-"), []).append(n.name)
+        ran.setdefault(frozenset(str(c.get("id")) for c in report.get("checks", [])),
+                       []).append(n.name)
+    if len(profiles) <= 1 and len(ran) <= 1:
+        return []
+    profile = _usual(profiles, lambda p: p != "cpu")
+    checks = _usual(ran)
+    evidence["profiles"] = {k: v[:MAX_ROWS] for k, v in sorted(profiles.items())}
+    odd: dict[tuple[str, frozenset[str], frozenset[str]], list[str]] = {}
+    of = {name: p for p, names in profiles.items() for name in names}
+    for got, names in ran.items():
+        for name in names:
+            if of[name] != profile or got != checks:
+                odd.setdefault((of[name], checks - got, got - checks), []).append(name)
+    evidence["checks_differ"] = {
+        ", ".join(v[:5]): {"profile": k[0], "missing": sorted(k[1]), "extra": sorted(k[2])}
+        for k, v in list(odd.items())[:MAX_ROWS]}
+    problems = []
+    for (theirs, missing, extra), names in sorted(odd.items(), key=lambda kv: kv[1]):
+        where = _few(names) + (f" ({len(names)} nodes)" if len(names) > 5 else "")
+        parts = []
+        if theirs != profile:
+            parts.append(f"ran profile {theirs}, the other node(s) {profile}")
+        if missing:
+            parts.append(f"did not run {', '.join(sorted(missing)[:5])}"
+                         + (" ..." if len(missing) > 5 else "") + " (the others did)")
+        if extra:
+            parts.append(f"ran {', '.join(sorted(extra)[:5])}"
+                         + (" ..." if len(extra) > 5 else "") + " (the others did not)")
+        if not parts:
+            continue
+        # `--check ID` runs a check whatever its stage; a longer list: the same options
+        # as the other nodes (not known here)
+        picks = "".join(f" --check {c}" for c in sorted(missing)) if len(missing) <= 5 else ""
+        fix = f"preflight --profile {profile}{picks}   # on {_few(names)}"
+        if len(missing) > 5 or not picks:
+            fix += ": with the options the other nodes ran"
+        problems.append(Problem.unknown(f"{where} {'; '.join(parts)}", fix))
+    return problems
 
 
 def nodes_unique(nodes: list[NodeReport]) -> Finding:
