@@ -21,7 +21,7 @@ NVML = FIXTURES / "nvml"
 def node_report(tmp: Path, name: str, snapshot: str = "a800x4-healthy.json",
                 node_id: str | None = None, extra_path: Path | None = None,
                 profile: str = "a800", checks: tuple[str, ...] = ("port-free",),
-                **env: str) -> Path:
+                extra: tuple[str, ...] = (), code: int = 0, **env: str) -> Path:
     """Run the plugin as one node does; returns its report dir."""
     report_dir = tmp / "reports" / name
     environ = base_env(PREFLIGHT_NODE_ID=node_id or name, **env)
@@ -30,10 +30,10 @@ def node_report(tmp: Path, name: str, snapshot: str = "a800x4-healthy.json",
     argv = [sys.executable, "-m", "pytest", str(CHECKS), "-p", "no:cacheprovider",
             "--rootdir", str(REPO), "--report-dir", str(report_dir), "-q",
             "-m", profile, "--nvml-replay", str(NVML / snapshot),
-            *(a for c in checks for a in ("--check", c))]
+            *(a for c in checks for a in ("--check", c)), *extra]
     proc = subprocess.run(argv, cwd=tmp, env=environ, capture_output=True, text=True,
                           timeout=120)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-2000:]
     return report_dir
 
 
@@ -344,3 +344,44 @@ def test_the_terminal_says_unknown_for_a_cross_node_check_that_could_not_decide(
     shown = cluster_merge.terminal_lines(cluster)
     assert "  UNKNOWN cluster-versions: cannot compare versions" in "\n".join(shown)
     assert not any("BLOCKER" in line for line in shown)
+
+
+def test_one_problem_on_many_nodes_is_one_line_naming_them_with_its_fix(healthy, tmp, capsys):
+    """Eight nodes in the wrong conda env (one real node report, as eight nodes wrote it):
+    the terminal printed eight `NO-GO node-N: conda-env` lines and no fix at all, the
+    Markdown the same summary and fix eight times. Now one entry names the eight nodes,
+    with the fix once, where to run it said; the JSON gains `node_problems` (rows and
+    reports unchanged)."""
+    from preflight.cluster import merge as cluster_merge
+
+    seed = node_report(tmp, "env-seed", checks=("conda-env",), extra=("--expect-env", "train"),
+                       code=1, CONDA_DEFAULT_ENV="base")
+    text = (seed / "preflight-report.json").read_text()
+    nodes = [cluster_merge.read_node(healthy[0] / "preflight-report.json")]
+    for i in range(8):
+        data = json.loads(text)
+        data["node"] |= {"node_id": f"id-{i}", "hostname": f"gpu-{i:02d}"}
+        nodes.append(cluster_merge.from_report(data, f"reports/gpu-{i:02d}"))
+    out = tmp / "out-grouped"
+    code = cluster_merge.finish(nodes, time.time(), "merge", out, [], set())
+    shown = capsys.readouterr().out
+    assert code == 1
+    cluster = cluster_json(out)
+    [group] = cluster["node_problems"]
+    names = [f"gpu-{i:02d}" for i in range(8)]
+    assert group["id"] == "conda-env" and group["severity"] == "blocker"
+    assert group["nodes"] == names and group["node_count"] == 8
+    [conda] = [c for c in json.loads(text)["checks"] if c["id"] == "conda-env"]
+    assert group["summary"] == conda["summary"] and group["fix"] == conda["fix"]
+    lines = shown.splitlines()
+    said = [ln for ln in lines if conda["summary"] in ln]
+    assert len(said) == 1 and "gpu-00, gpu-01" in said[0] and "(8 nodes)" in said[0], shown
+    fix_lines = [ln for ln in lines if conda["fix"].splitlines()[0] in ln]
+    assert len(fix_lines) == 1, shown
+    assert "(on each of those nodes)" in lines[lines.index(fix_lines[0]) - 1]
+    # the eight rows: one line, as the problem
+    assert [ln for ln in lines if ln.startswith("  NO-GO ")] == [
+        "  NO-GO gpu-00, gpu-01, gpu-02, gpu-03, gpu-04, ... (8 nodes): conda-env"], shown
+    md = (out / "cluster-report.md").read_text()
+    assert md.count(conda["summary"]) == 1, md
+    assert [r["blockers"] for r in cluster["nodes"]].count(["conda-env"]) == 8
