@@ -530,3 +530,31 @@ def test_a_node_run_stopped_mid_workload_leaves_nothing_running(tmp_path, monkey
     for proc in left:  # ours (this run's own node id): never left behind by a failure
         proc.kill()
     assert not left, [(p.pid, cmdline(p)[:80]) for p in left]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_while_connecting_is_exit_2_with_one_line(tmp_path, sig):
+    """A CI timeout or a dropped ssh while `cluster` waits for an unanswering Ray cluster
+    (up to --connect-timeout): the default handler killed it (exit -15 / -1, no word),
+    as if nothing had been asked; Ctrl-C there already said it was interrupted, exit 2."""
+    from preflight.cluster.reach import Listener
+
+    silent = Listener(host="127.0.0.1")  # accepts TCP, no Ray GCS: ray.init keeps trying
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "preflight", "cluster", "--ray",
+                                 f"127.0.0.1:{silent.port}", "--connect-timeout", "60",
+                                 "--report-dir", str(tmp_path / "out")], env=base_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(4)  # in ray.init by now (importing ray takes about a second)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        silent.close()
+        if proc.poll() is None:  # ours: never left behind by a failure
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 2, (proc.returncode, stdout, stderr[-2000:])
+    assert stderr.strip().splitlines()[-1] == (
+        "ERROR: preflight cluster: interrupted; no cluster report written"), stderr[-2000:]
+    assert not (tmp_path / "out").exists()

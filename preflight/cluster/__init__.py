@@ -102,8 +102,9 @@ def cluster_main(argv: list[str]) -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 4
     except KeyboardInterrupt:  # ray.shutdown ran (finally); the node tasks die with the job
-        print("ERROR: preflight cluster: interrupted; no cluster report written",
-              file=sys.stderr)
+        from preflight.cluster.fanout_ray import INTERRUPTED
+
+        print(INTERRUPTED, file=sys.stderr)
         return 2
 
 

@@ -138,27 +138,74 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
     # sys.exit) under a C++ stack dump: the handlers are read before it; one the caller set
     # (nohup's SIG_IGN) is kept.
     before = {sig: signal.getsignal(sig) for sig in INTERRUPT_SIGNALS}
+    # ... and while it connects too: SIGTERM there hung (Ray's handler) and SIGHUP killed
+    # the command without a word
+    saved = interrupt_on_signals(before)
     watchdog = threading.Timer(connect_timeout, _give_up, args=(shown, connect_timeout))
     watchdog.daemon = True
     watchdog.start()
     try:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
-                 configure_logging=True)
-        watchdog.cancel()
+        with _ConnectGuard():
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
+                     configure_logging=True)
     except Exception as exc:  # ConnectionError, ValueError: no cluster at that address
-        watchdog.cancel()
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        _restore(saved)
         raise InputError(redact_text(f"preflight cluster --ray {shown}: cannot connect: "
                                      f"{first}")) from None
-    saved = interrupt_on_signals(before)
+    except BaseException:
+        ray.shutdown()
+        _restore(saved)
+        raise
+    finally:
+        watchdog.cancel()
+    saved = interrupt_on_signals(before)  # again: ray.init put its own on SIGTERM
     try:
         plan = Plan(node_args, node_timeout, profile_dirs, allow, workloads, floor_gbps)
         return _fan_out(ray, NodeAffinitySchedulingStrategy, plan, started, shown,
                         report_dir)
     finally:
         ray.shutdown()
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+        _restore(saved)
+
+
+INTERRUPTED = "ERROR: preflight cluster: interrupted; no cluster report written"
+
+
+class _ConnectGuard:
+    """While ray.init connects, Ctrl-C, SIGTERM and SIGHUP end the command at once: exit
+    2 and one line, as later. Python runs a signal handler only when the main thread is
+    back in Python, and ray.init waits in Ray's C++ client: a signal there waited out
+    --connect-timeout (then exit 4, as if the cluster had not answered). The handlers'
+    wakeup fd (signal.set_wakeup_fd) is written at once whatever the main thread does; a
+    thread reading it ends the command. Nothing was started yet: nothing to stop."""
+
+    def __enter__(self) -> _ConnectGuard:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)
+        self.previous = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def _watch(self) -> None:
+        watched = {signal.SIGINT, *INTERRUPT_SIGNALS}
+        while data := os.read(self.read_fd, 16):
+            if watched & set(data):
+                sys.stderr.write(INTERRUPTED + "\n")
+                sys.stderr.flush()
+                os._exit(2)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.set_wakeup_fd(self.previous)
+        os.close(self.write_fd)  # the reader sees the end and returns
+        self.thread.join()
+        os.close(self.read_fd)
+
+
+def _restore(saved: dict[signal.Signals, Any]) -> None:
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 def _reachable(address: str) -> None:
