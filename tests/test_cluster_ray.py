@@ -288,12 +288,15 @@ def test_options_every_node_rejects_are_bad_input_exit_4(cluster, tmp_path):
     """A mistyped option passed on to the nodes: every node's preflight stops with exit 4.
     That is the gate's own bad input (exit 4, one ERROR line, nothing written), not a
     cluster of UNKNOWN nodes (exit 1, read as NO-GO: the nodes are fine)."""
-    proc, out, _ = cluster_run(cluster, tmp_path, "--", "--bogus-option")
+    # a token on the command line: the nodes' ERROR line echoes it, the cluster does not
+    token = "hf_" + "Zq8" * 10
+    proc, out, _ = cluster_run(cluster, tmp_path, "--", "--bogus-option", f"--hf-token={token}")
     stdout, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 4, (stdout, stderr[-2000:])
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ERROR: preflight cluster: every node"), lines
     assert "--bogus-option" in lines[0]
+    assert "--hf-token=***" in lines[0] and token not in stderr + stdout, lines
     assert not (out / "cluster-report.json").exists()
 
 

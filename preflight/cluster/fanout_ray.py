@@ -387,9 +387,11 @@ def _gather(ray: Any, refs: dict[Any, str], deadline: float, names: dict[str, st
 
 
 def _unknown(info: dict[str, Any], reason: str) -> NodeReport:
+    # The reason quotes the node (its ERROR line echoes the options it was given, a Ray
+    # error its arguments): masked by shape, as everything preflight prints.
     return NodeReport(name=info.get("NodeManagerHostname") or info["NodeID"][:8],
                       source=f"ray:{info['NodeID']}", report=None, node_id=info["NodeID"],
-                      ip=info.get("NodeManagerAddress", ""), reason=reason)
+                      ip=info.get("NodeManagerAddress", ""), reason=redact_text(reason))
 
 
 def _collect(ray: Any, ref: Any, info: dict[str, Any]) -> NodeReport:
