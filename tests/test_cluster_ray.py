@@ -270,6 +270,12 @@ def test_node_whose_raylet_dies_mid_run_is_unknown_within_the_bound(cluster, tmp
     assert code == 1, stdout
     [row] = [n for n in report["nodes"] if n["node_id"] == doomed.node_id]
     assert row["verdict"] == "UNKNOWN" and row["reason"], row
+    # what decides it, and where: the row's fix, under the node's line on the terminal
+    lines = stdout.splitlines()
+    at = lines.index(f"  UNKNOWN {row['name']}: {row['reason']}")
+    assert lines[at + 1] == f"      fix (on {row['name']}):", stdout
+    assert lines[at + 2] == f"        {row['fix'].splitlines()[0]}", stdout
+    assert row["fix"].startswith("ray status"), row
     others = [n["verdict"] for n in report["nodes"] if n["node_id"] != doomed.node_id]
     assert others == ["GO"] * 3
     assert took < NODE_TIMEOUT + 60  # bounded: never a hang

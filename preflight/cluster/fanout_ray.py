@@ -326,7 +326,7 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
                                 timeout=min(left, 1.0))
             for ref in ready:
                 info = pending.pop(ref)
-                results[info["NodeID"]] = _collect(ray, ref, info)
+                results[info["NodeID"]] = _collect(ray, ref, info, node_args)
     except BaseException:  # interrupted: every node's preflight ends before we do
         from preflight.cluster.collective import stop_tasks
 
@@ -339,7 +339,10 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
 
     stop_tasks(ray, list(pending))
     for info in pending.values():
-        results[info["NodeID"]] = _unknown(info, f"no answer within {node_timeout:g}s")
+        results[info["NodeID"]] = _unknown(
+            info, f"no answer within {node_timeout:g}s",
+            f"ray status   # is it alive, its task started?\n{_rerun(node_args)}   # on it "
+            f"alone: what does not finish within {node_timeout:g}s")
     nodes = [results[n["NodeID"]] for n in alive]
     merge.name_nodes(nodes)
     return nodes
@@ -386,33 +389,48 @@ def _gather(ray: Any, refs: dict[Any, str], deadline: float, names: dict[str, st
     return out
 
 
-def _unknown(info: dict[str, Any], reason: str) -> NodeReport:
-    # The reason quotes the node (its ERROR line echoes the options it was given, a Ray
-    # error its arguments): masked by shape, as everything preflight prints.
+def _unknown(info: dict[str, Any], reason: str, fix: str) -> NodeReport:
+    """A node without a report: UNKNOWN, with why and the commands that decide it (in its
+    row: `fix`, run on that node). The reason quotes the node (its ERROR line echoes the
+    options it was given, a Ray error its arguments): masked by shape."""
     return NodeReport(name=info.get("NodeManagerHostname") or info["NodeID"][:8],
                       source=f"ray:{info['NodeID']}", report=None, node_id=info["NodeID"],
-                      ip=info.get("NodeManagerAddress", ""), reason=redact_text(reason))
+                      ip=info.get("NodeManagerAddress", ""), reason=redact_text(reason),
+                      extra={"fix": fix})
 
 
-def _collect(ray: Any, ref: Any, info: dict[str, Any]) -> NodeReport:
+def _rerun(node_args: list[str]) -> str:
+    """The node's preflight as `cluster` ran it, to paste on that node (secrets masked)."""
+    import shlex
+
+    from preflight.redact import redact_argv
+
+    return shlex.join(["preflight", "-v", *redact_argv(node_args)])
+
+
+def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str]) -> NodeReport:
+    rerun = _rerun(node_args)
     try:
         answer = ray.get(ref)
     except Exception as exc:  # the node or its worker died: RayError subclasses
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return _unknown(info, f"the task failed: {type(exc).__name__}: {first[:200]}")
+        return _unknown(info, f"the task failed: {type(exc).__name__}: {first[:200]}",
+                        "ray status   # is it alive? then run preflight cluster --ray again")
     if answer["report"] is None:
         why = answer["error"] or (f"preflight did not finish within {answer['bound_s']:g}s "
                                   "(--node-timeout): stopped, with what it started"
                                   if answer["timed_out"] else
                                   f"preflight exited {answer['returncode']} without a report")
-        node = _unknown(info, why)
+        node = _unknown(info, why, f"{rerun}   # on it alone: " + (
+            f"what does not finish within {answer['bound_s']:g}s" if answer["timed_out"]
+            else "what it says"))
         if answer["returncode"] == 4:  # the node's preflight rejected its input
             node.extra["exit_code"] = 4
         return node
     try:
         data = merge.parse_report(answer["report"], f"ray:{info['NodeID']}")
     except InputError as exc:
-        return _unknown(info, str(exc))
+        return _unknown(info, str(exc), f"{rerun}   # on it alone: its report is unreadable")
     node = merge.from_report(data, f"ray:{info['NodeID']}")
     node.text = answer["report"]
     node.node_id = info["NodeID"]

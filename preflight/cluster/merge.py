@@ -275,6 +275,17 @@ def markdown(cluster: dict[str, Any]) -> str:
     for r in cluster["nodes"]:
         blockers = ", ".join(f"`{b}`" for b in r["blockers"]) or r.get("reason", "")
         lines.append(f"| {r['name']} | {r['ip'] or ''} | {r['verdict']} | {blockers} |")
+    silent: dict[tuple[str, str], list[str]] = {}  # nodes without a report, and the fix
+    for r in cluster["nodes"]:
+        if r.get("fix"):
+            silent.setdefault((r.get("reason", ""), r["fix"]), []).append(r["name"])
+    if silent:
+        lines += ["", "## Nodes without a report", ""]
+    for (reason, fix), names in silent.items():
+        where = "each of those nodes" if len(names) > 1 else names[0]
+        lines += [f"- **{_named(names, MAX_NAMED)}** UNKNOWN: {reason}", "",
+                  f"  on {where}:", "", "  ```bash", *(f"  {x}" for x in fix.splitlines()),
+                  "  ```", ""]
     lines += ["", "## Cross-node checks", ""]
     lines += [f"- `{c['id']}` {c['severity']}: {c['summary']}" for c in cluster["checks"]]
     lines += _allreduce_table(cluster["checks"])
@@ -355,9 +366,15 @@ def terminal_lines(cluster: dict[str, Any]) -> list[str]:
         if r["verdict"] != "GO":
             why = ", ".join(r["blockers"]) or r.get("reason", "")
             bad.setdefault((r["verdict"], why), []).append(r["name"])
+    fixes = {r["name"]: r.get("fix", "") for r in cluster["nodes"]}
     for (verdict, why), names in list(bad.items())[:MAX_TERMINAL_NODES]:
         who = names[0] if len(names) == 1 else _named(names, 5)
         lines.append(f"  {verdict} {who}: {why}")
+        if fixes[names[0]] and all(fixes[n] == fixes[names[0]] for n in names):
+            # a node without a report: how to decide it (on that node)
+            where = "each of those nodes" if len(names) > 1 else names[0]
+            lines.append(f"      fix (on {where}):")
+            lines += [f"        {line}" for line in fixes[names[0]].splitlines()]
     if len(bad) > MAX_TERMINAL_NODES:
         more = sum(len(v) for v in list(bad.values())[MAX_TERMINAL_NODES:])
         lines.append(f"  ... and {more} more node(s) not GO: see {CLUSTER_MD}")
