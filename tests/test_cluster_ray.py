@@ -567,3 +567,43 @@ def test_sigterm_while_connecting_is_exit_2_with_one_line(tmp_path, sig):
     assert stderr.strip().splitlines()[-1] == (
         "ERROR: preflight cluster: interrupted; no cluster report written"), stderr[-2000:]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("node_args, says", [
+    (["--", "--co"], "--co"),
+    (["--", "--collect-only"], "--collect-only"),
+    (["--", "--report-dir", "/tmp/x"], "--report-dir"),
+    (["--", "--report-dir=/tmp/x"], "--report-dir"),
+    (["--", "--version"], "--version"),
+    (["--", "--help"], "--help"),
+])
+def test_options_that_leave_a_node_without_a_report_are_bad_input(tmp_path, capsys, node_args,
+                                                                  says):
+    """`cluster` reads each node's report from a directory it gives the node: after `--`,
+    `--report-dir` sent it elsewhere (written on every node) and `--co`, `--help`,
+    `--version` wrote none: every node UNKNOWN, "exited 0 without a report", exit 1 (read
+    as NO-GO for nodes that are fine). One ERROR line, exit 4, before connecting."""
+    from preflight.cluster import cluster_main
+
+    code = cluster_main(["--ray", "127.0.0.1:1", "--report-dir", str(tmp_path / "out"),
+                         *node_args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 4 and len(err) == 1, err
+    assert err[0].startswith(f"ERROR: preflight cluster: {says} ") and "cannot connect" \
+        not in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_workload_level_by_marker_also_runs_the_cross_node_sweep() -> None:
+    """`-- -m workload` is the workload level on every node (README: `-m workload` does
+    what `--workloads` does), but only `--workloads` / `--all` started cluster-allreduce:
+    the cluster said GO without ever measuring a link between nodes."""
+    from preflight.cluster import wants_workloads
+
+    assert wants_workloads(["-m", "workload"])
+    assert wants_workloads(["-m", "static or workload"])
+    assert wants_workloads(["-mworkload"]) and wants_workloads(["--workloads"])
+    assert wants_workloads(["--all"])
+    assert not wants_workloads(["-m", "not workload"])
+    assert not wants_workloads(["-m", "static", "--check", "nccl-allreduce"])
+    assert not wants_workloads(["-k", "workload"])
