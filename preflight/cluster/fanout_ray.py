@@ -103,11 +103,17 @@ def _bounded(argv: list[str], timeout: float, env: dict[str, str]
         return proc.returncode, err + out, False, time.monotonic() - start
     except BaseException as exc:
         proc.terminate()
-        try:
-            out, err = proc.communicate(timeout=NODE_STOP_S)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            out, err = proc.communicate()
+        stop_by = time.monotonic() + NODE_STOP_S
+        while True:
+            try:
+                out, err = communicate(proc, max(0.0, stop_by - time.monotonic()))
+                break
+            except subprocess.TimeoutExpired:
+                kill_group(proc)
+                out, err = proc.communicate()
+                break
+            except KeyboardInterrupt:
+                continue  # the driver's cancel while it stops at its own bound: it is
         kill_group(proc)  # whatever it left in its own group
         if not isinstance(exc, subprocess.TimeoutExpired):
             raise
