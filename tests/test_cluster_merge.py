@@ -385,3 +385,20 @@ def test_one_problem_on_many_nodes_is_one_line_naming_them_with_its_fix(healthy,
     md = (out / "cluster-report.md").read_text()
     assert md.count(conda["summary"]) == 1, md
     assert [r["blockers"] for r in cluster["nodes"]].count(["conda-env"]) == 8
+
+
+def test_a_report_that_says_go_while_a_check_in_it_blocks_is_not_go(healthy) -> None:
+    """The merge trusted the report's `verdict` alone: a report saying GO with a blocking
+    check in it (edited by hand, or written by another tool) made its row GO and the
+    cluster GO. The checks in it decide; the row names them."""
+    from preflight.cluster import merge as cluster_merge
+
+    nodes = [cluster_merge.read_node(h / "preflight-report.json") for h in healthy]
+    data = json.loads(nodes[1].text)
+    port = next(c for c in data["checks"] if c["id"] == "port-free")
+    port |= {"outcome": "failed", "severity": "blocker", "summary": "29500 is taken"}
+    nodes[1] = cluster_merge.from_report(data, "edited")
+    cluster = cluster_merge.build(nodes, cluster_merge.cross_checks(nodes), time.time(), "merge")
+    assert cluster["verdict"] == "NO-GO"
+    assert [(r["verdict"], r["blockers"]) for r in cluster["nodes"]] == [
+        ("GO", []), ("NO-GO", ["port-free"])]

@@ -47,7 +47,10 @@ class NodeReport:
             return "UNKNOWN"
         if not self.report.get("complete", False):
             return "NO-GO"
-        return str(self.report.get("verdict", "NO-GO"))
+        verdict = str(self.report.get("verdict", "NO-GO"))
+        # the checks in it decide, not the field alone (a report edited by hand, or
+        # written by another tool, said GO over a blocking check)
+        return "NO-GO" if verdict == "GO" and self.blockers else verdict
 
     @property
     def blockers(self) -> list[str]:
