@@ -494,7 +494,7 @@ def test_a_node_run_stopped_mid_workload_leaves_nothing_running(tmp_path, monkey
     SIGKILLed preflight's process group, but torchrun and its ranks run in their own
     session (Runner.popen), so they outlived `cluster` until their own deadline, holding
     the GPUs of the job about to be submitted. Now preflight gets SIGTERM first (it
-    kills its workload trees and returns), then its group is killed."""
+    kills its workload trees and returns); its group is killed only if it does not."""
     import _thread
     import os
     import threading

@@ -89,8 +89,8 @@ def _bounded(argv: list[str], timeout: float, env: dict[str, str]
     seconds). Past the bound, or cancelled (ray.cancel: KeyboardInterrupt here), it gets
     SIGTERM first: preflight then kills its workloads' process trees, which run in
     sessions of their own (run.Runner.popen), so a SIGKILL of its group alone left
-    torchrun and its ranks running until their own deadline; its group is killed only
-    when it has not ended within NODE_STOP_S."""
+    torchrun and its ranks running until their own deadline; its group (the supervisor
+    and preflight) is killed only when it has not ended within NODE_STOP_S."""
     import subprocess
 
     from preflight.run import Runner, communicate, kill_group
@@ -114,7 +114,7 @@ def _bounded(argv: list[str], timeout: float, env: dict[str, str]
                 break
             except KeyboardInterrupt:
                 continue  # the driver's cancel while it stops at its own bound: it is
-        kill_group(proc)  # whatever it left in its own group
+        # no killpg once it is reaped: its process group id may then be another's
         if not isinstance(exc, subprocess.TimeoutExpired):
             raise
         return None, err + out, True, time.monotonic() - start
