@@ -66,7 +66,11 @@ def tmp(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def healthy(tmp) -> list[Path]:
-    return [node_report(tmp, "node-a"), node_report(tmp, "node-b")]
+    # as `srun --ntasks-per-node=1 bash -c 'preflight --report-dir reports/$(hostname)'`
+    # runs them: step 0 of Slurm job 77, on 2 nodes
+    slurm = {"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_NODES": "2",
+             "SLURM_STEP_NODELIST": "node-[a-b]"}
+    return [node_report(tmp, "node-a", **slurm), node_report(tmp, "node-b", **slurm)]
 
 
 def test_node_facts_are_in_every_report(healthy):
@@ -402,3 +406,40 @@ def test_a_report_that_says_go_while_a_check_in_it_blocks_is_not_go(healthy) -> 
     assert cluster["verdict"] == "NO-GO"
     assert [(r["verdict"], r["blockers"]) for r in cluster["nodes"]] == [
         ("GO", []), ("NO-GO", ["port-free"])]
+
+
+def test_a_slurm_node_without_a_report_or_a_report_left_from_another_job_is_not_go(
+        healthy, tmp, capsys) -> None:
+    """The Slurm recipe writes reports/$(hostname) on every node, then merges reports/: a
+    node whose preflight never wrote (its srun task died, the node hung) was simply not
+    there, and yesterday's report of a node left in reports/ was merged as if it were
+    today's: GO both times. Each report now carries its Slurm job step (SLURM_JOB_ID,
+    SLURM_STEP_ID, SLURM_STEP_NUM_NODES, SLURM_STEP_NODELIST)."""
+    from preflight.cluster import merge as cluster_merge
+
+    facts = json.loads((healthy[0] / "preflight-report.json").read_text())["node"]
+    assert facts["launch_env"]["SLURM_JOB_ID"] == "77"
+    assert facts["launch_env"]["SLURM_STEP_NUM_NODES"] == "2"
+
+    one = [cluster_merge.read_node(healthy[0] / "preflight-report.json")]
+    found = check(cluster_merge.build(one, cluster_merge.cross_checks(one), time.time(),
+                                      "merge"), "cluster-nodes")
+    assert found["severity"] == "unknown", found
+    assert found["summary"] == ("Slurm job 77 step 0 ran on 2 node(s) (node-[a-b]), 1 "
+                                f"reported: {one[0].name}"), found
+    assert "scontrol show hostnames 'node-[a-b]'" in found["fix"]
+
+    stale_dir = tmp / "reports" / "old-node"
+    stale_dir.mkdir(parents=True)
+    data = json.loads((healthy[1] / "preflight-report.json").read_text())
+    data["node"]["launch_env"]["SLURM_JOB_ID"] = "70"
+    data["node"]["node_id"] = "old-node"
+    (stale_dir / "preflight-report.json").write_text(json.dumps(data))
+    out = tmp / "out-stale"
+    proc = merge(*healthy, stale_dir, out=out)
+    assert proc.returncode == 1, proc.stdout
+    found = check(cluster_json(out), "cluster-nodes")
+    assert found["severity"] == "blocker", found
+    assert "reports from 2 Slurm job steps: 77.0 on" in found["summary"], found
+    assert f"rm {stale_dir / 'preflight-report.json'}   # left by Slurm job 70 step 0" in \
+        found["fix"].splitlines(), found["fix"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 import socket
 from collections import Counter
 from collections.abc import Set
@@ -271,11 +272,64 @@ def judge_nodes(nodes: list[NodeReport]) -> Verdict:
         problems.append(wrong[0])
         fixes.append(wrong[1])
     mixed = _mixed_runs(answered, evidence)
+    steps = _slurm_steps(answered)
+    if steps:
+        evidence["slurm_steps"] = {f"{j}.{st}": [n.name for n in v][:MAX_ROWS]
+                                   for (j, st), v in steps.items()}
+    if len(steps) > 1:
+        problems.append(_stale(steps, fixes))
+    elif steps and (missing := _step_missing(*next(iter(steps.items())))) is not None:
+        mixed.insert(0, missing)
     if problems:  # one problem: the report names the first five, every kind's fix
         return Verdict([Problem("; ".join(problems[:5]), "\n".join(fixes)), *mixed], evidence)
     if mixed:
         return Verdict(mixed, evidence)
     return Verdict(evidence=evidence, ok=f"{len(answered)} distinct node(s)")
+
+
+def _slurm_steps(answered: list[NodeReport]) -> dict[tuple[str, str], list[NodeReport]]:
+    """The reports of each Slurm job step (SLURM_JOB_ID, SLURM_STEP_ID in launch_env)."""
+    steps: dict[tuple[str, str], list[NodeReport]] = {}
+    for n in answered:
+        env = n.facts.get("launch_env") or {}
+        if env.get("SLURM_JOB_ID"):
+            steps.setdefault((env["SLURM_JOB_ID"], env.get("SLURM_STEP_ID", "?")),
+                             []).append(n)
+    return steps
+
+
+def _stale(steps: dict[tuple[str, str], list[NodeReport]], fixes: list[str]) -> str:
+    """Reports of several Slurm job steps: those of the steps with fewer nodes were left
+    in the report directory by an earlier run (merged as if they were today's)."""
+    keep = max(steps, key=lambda k: (len(steps[k]), k))
+    old = [(k, n) for k, v in steps.items() if k != keep for n in v]
+    files = [n.source for _, n in old if not n.source.startswith("ray:")]
+    fixes += [f"rm {shlex.quote(n.source)}   # left by Slurm job {j} step {st}"
+              for (j, st), n in old if n.source in files][:10]
+    if len(files) < len(old) or not files:
+        fixes.append("# run preflight on every node again, each into an empty report dir")
+    return (f"reports from {len(steps)} Slurm job steps: "
+            + "; ".join(f"{j}.{st} on {_few([n.name for n in v])}"
+                        for (j, st), v in sorted(steps.items(), key=lambda kv:
+                                                 (kv[0] != keep, kv[0])))
+            + " (reports left by an earlier run?)")
+
+
+def _step_missing(step: tuple[str, str], members: list[NodeReport]) -> Problem | None:
+    """UNKNOWN when the step ran on more nodes than reported: the others never wrote."""
+    env = members[0].facts.get("launch_env") or {}
+    want = env.get("SLURM_STEP_NUM_NODES", "")
+    if not want.isdigit() or int(want) <= len(members):
+        return None
+    listed = env.get("SLURM_STEP_NODELIST", "")
+    where = f" ({listed})" if listed else ""
+    fix = (f"scontrol show hostnames {shlex.quote(listed)}   # the step's nodes: those "
+           "without a report did not finish preflight" if listed else
+           f"sacct -j {shlex.quote(step[0])} -o JobID,NodeList,State   # which node's task "
+           "did not finish preflight")
+    return Problem.unknown(
+        f"Slurm job {step[0]} step {step[1]} ran on {want} node(s){where}, "
+        f"{len(members)} reported: {_few([n.name for n in members])}", fix)
 
 
 def _usual(groups: dict[Any, list[str]], weight: Any = len) -> Any:
