@@ -33,7 +33,10 @@ NCCL_DISTS = ("nvidia-nccl-cu13", "nvidia-nccl-cu12", "nvidia-nccl-cu11")
 VERSION_FACTS = ("preflight", "python", *PACKAGES, "torch_cuda", "nccl", "nvidia_driver",
                  "cuda_driver", "gpu_model")
 # Environment that says which node of a multi-node job this is.
-LAUNCH_ENV = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
+# The Slurm job step a report belongs to: merge tells a node that never reported, or a
+# report left by another job, from the number of nodes the step ran on.
+SLURM_ENV = ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_STEP_NUM_NODES", "SLURM_STEP_NODELIST")
+LAUNCH_ENV = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", *SLURM_ENV)
 
 
 def package_version(name: str) -> str | None:

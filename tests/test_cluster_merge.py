@@ -20,7 +20,8 @@ NVML = FIXTURES / "nvml"
 
 def node_report(tmp: Path, name: str, snapshot: str = "a800x4-healthy.json",
                 node_id: str | None = None, extra_path: Path | None = None,
-                **env: str) -> Path:
+                profile: str = "a800", checks: tuple[str, ...] = ("port-free",),
+                extra: tuple[str, ...] = (), code: int = 0, **env: str) -> Path:
     """Run the plugin as one node does; returns its report dir."""
     report_dir = tmp / "reports" / name
     environ = base_env(PREFLIGHT_NODE_ID=node_id or name, **env)
@@ -28,10 +29,11 @@ def node_report(tmp: Path, name: str, snapshot: str = "a800x4-healthy.json",
         environ["PYTHONPATH"] = str(extra_path)
     argv = [sys.executable, "-m", "pytest", str(CHECKS), "-p", "no:cacheprovider",
             "--rootdir", str(REPO), "--report-dir", str(report_dir), "-q",
-            "-m", "a800", "--nvml-replay", str(NVML / snapshot), "--check", "port-free"]
+            "-m", profile, "--nvml-replay", str(NVML / snapshot),
+            *(a for c in checks for a in ("--check", c)), *extra]
     proc = subprocess.run(argv, cwd=tmp, env=environ, capture_output=True, text=True,
                           timeout=120)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-2000:]
     return report_dir
 
 
@@ -64,7 +66,11 @@ def tmp(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def healthy(tmp) -> list[Path]:
-    return [node_report(tmp, "node-a"), node_report(tmp, "node-b")]
+    # as `srun --ntasks-per-node=1 bash -c 'preflight --report-dir reports/$(hostname)'`
+    # runs them: step 0 of Slurm job 77, on 2 nodes
+    slurm = {"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_NODES": "2",
+             "SLURM_STEP_NODELIST": "node-[a-b]"}
+    return [node_report(tmp, "node-a", **slurm), node_report(tmp, "node-b", **slurm)]
 
 
 def test_node_facts_are_in_every_report(healthy):
@@ -162,6 +168,27 @@ def test_duplicate_node_and_node_rank(healthy, tmp):
     assert f"NODE_RANK=0 on {named(cluster, 'rank-a')}, {named(cluster, 'rank-b')}" \
         in found["summary"]
     assert "SLURM_NODEID" in found["fix"]
+
+
+def test_a_node_judged_by_another_profile_or_other_checks_is_no_go(healthy, tmp):
+    """Same GPUs, same versions, GO on its own: but node-e was judged against the cpu
+    profile (PREFLIGHT_PROFILE left in its environment, a `-m` typo in one srun line), and
+    ran fewer checks than the others, so what the others proved was never asked of it.
+    The cluster said GO."""
+    odd = node_report(tmp, "node-e", profile="cpu", checks=("host-limits",))
+    out = tmp / "out-profile"
+    proc = merge(*healthy, odd, out=out)
+    assert proc.returncode == 1, proc.stdout
+    cluster = cluster_json(out)
+    assert cluster["verdict"] == "NO-GO"
+    found = check(cluster, "cluster-nodes")
+    e = named(cluster, "node-e")
+    assert found["severity"] == "unknown", found
+    assert f"{e} ran profile cpu, the other node(s) a800" in found["summary"], found
+    assert "did not run port-free (the others did)" in found["summary"], found
+    assert f"preflight --profile a800 --check port-free   # on {e}" in found["fix"].splitlines()
+    assert found["evidence"]["profiles"] == {"a800": [named(cluster, "node-a"),
+                                                      named(cluster, "node-b")], "cpu": [e]}
 
 
 def test_truncated_report_is_exit_4_naming_it(healthy, tmp):
@@ -321,3 +348,98 @@ def test_the_terminal_says_unknown_for_a_cross_node_check_that_could_not_decide(
     shown = cluster_merge.terminal_lines(cluster)
     assert "  UNKNOWN cluster-versions: cannot compare versions" in "\n".join(shown)
     assert not any("BLOCKER" in line for line in shown)
+
+
+def test_one_problem_on_many_nodes_is_one_line_naming_them_with_its_fix(healthy, tmp, capsys):
+    """Eight nodes in the wrong conda env (one real node report, as eight nodes wrote it):
+    the terminal printed eight `NO-GO node-N: conda-env` lines and no fix at all, the
+    Markdown the same summary and fix eight times. Now one entry names the eight nodes,
+    with the fix once, where to run it said; the JSON gains `node_problems` (rows and
+    reports unchanged)."""
+    from preflight.cluster import merge as cluster_merge
+
+    seed = node_report(tmp, "env-seed", checks=("conda-env",), extra=("--expect-env", "train"),
+                       code=1, CONDA_DEFAULT_ENV="base")
+    text = (seed / "preflight-report.json").read_text()
+    nodes = [cluster_merge.read_node(healthy[0] / "preflight-report.json")]
+    for i in range(8):
+        data = json.loads(text)
+        data["node"] |= {"node_id": f"id-{i}", "hostname": f"gpu-{i:02d}"}
+        nodes.append(cluster_merge.from_report(data, f"reports/gpu-{i:02d}"))
+    out = tmp / "out-grouped"
+    code = cluster_merge.finish(nodes, time.time(), "merge", out, [], set())
+    shown = capsys.readouterr().out
+    assert code == 1
+    cluster = cluster_json(out)
+    [group] = cluster["node_problems"]
+    names = [f"gpu-{i:02d}" for i in range(8)]
+    assert group["id"] == "conda-env" and group["severity"] == "blocker"
+    assert group["nodes"] == names and group["node_count"] == 8
+    [conda] = [c for c in json.loads(text)["checks"] if c["id"] == "conda-env"]
+    assert group["summary"] == conda["summary"] and group["fix"] == conda["fix"]
+    lines = shown.splitlines()
+    said = [ln for ln in lines if conda["summary"] in ln]
+    assert len(said) == 1 and "gpu-00, gpu-01" in said[0] and "(8 nodes)" in said[0], shown
+    fix_lines = [ln for ln in lines if conda["fix"].splitlines()[0] in ln]
+    assert len(fix_lines) == 1, shown
+    assert "(on each of those nodes)" in lines[lines.index(fix_lines[0]) - 1]
+    # the eight rows: one line, as the problem
+    assert [ln for ln in lines if ln.startswith("  NO-GO ")] == [
+        "  NO-GO gpu-00, gpu-01, gpu-02, gpu-03, gpu-04, ... (8 nodes): conda-env"], shown
+    md = (out / "cluster-report.md").read_text()
+    assert md.count(conda["summary"]) == 1, md
+    assert [r["blockers"] for r in cluster["nodes"]].count(["conda-env"]) == 8
+
+
+def test_a_report_that_says_go_while_a_check_in_it_blocks_is_not_go(healthy) -> None:
+    """The merge trusted the report's `verdict` alone: a report saying GO with a blocking
+    check in it (edited by hand, or written by another tool) made its row GO and the
+    cluster GO. The checks in it decide; the row names them."""
+    from preflight.cluster import merge as cluster_merge
+
+    nodes = [cluster_merge.read_node(h / "preflight-report.json") for h in healthy]
+    data = json.loads(nodes[1].text)
+    port = next(c for c in data["checks"] if c["id"] == "port-free")
+    port |= {"outcome": "failed", "severity": "blocker", "summary": "29500 is taken"}
+    nodes[1] = cluster_merge.from_report(data, "edited")
+    cluster = cluster_merge.build(nodes, cluster_merge.cross_checks(nodes), time.time(), "merge")
+    assert cluster["verdict"] == "NO-GO"
+    assert [(r["verdict"], r["blockers"]) for r in cluster["nodes"]] == [
+        ("GO", []), ("NO-GO", ["port-free"])]
+
+
+def test_a_slurm_node_without_a_report_or_a_report_left_from_another_job_is_not_go(
+        healthy, tmp, capsys) -> None:
+    """The Slurm recipe writes reports/$(hostname) on every node, then merges reports/: a
+    node whose preflight never wrote (its srun task died, the node hung) was simply not
+    there, and yesterday's report of a node left in reports/ was merged as if it were
+    today's: GO both times. Each report now carries its Slurm job step (SLURM_JOB_ID,
+    SLURM_STEP_ID, SLURM_STEP_NUM_NODES, SLURM_STEP_NODELIST)."""
+    from preflight.cluster import merge as cluster_merge
+
+    facts = json.loads((healthy[0] / "preflight-report.json").read_text())["node"]
+    assert facts["launch_env"]["SLURM_JOB_ID"] == "77"
+    assert facts["launch_env"]["SLURM_STEP_NUM_NODES"] == "2"
+
+    one = [cluster_merge.read_node(healthy[0] / "preflight-report.json")]
+    found = check(cluster_merge.build(one, cluster_merge.cross_checks(one), time.time(),
+                                      "merge"), "cluster-nodes")
+    assert found["severity"] == "unknown", found
+    assert found["summary"] == ("Slurm job 77 step 0 ran on 2 node(s) (node-[a-b]), 1 "
+                                f"reported: {one[0].name}"), found
+    assert "scontrol show hostnames 'node-[a-b]'" in found["fix"]
+
+    stale_dir = tmp / "reports" / "old-node"
+    stale_dir.mkdir(parents=True)
+    data = json.loads((healthy[1] / "preflight-report.json").read_text())
+    data["node"]["launch_env"]["SLURM_JOB_ID"] = "70"
+    data["node"]["node_id"] = "old-node"
+    (stale_dir / "preflight-report.json").write_text(json.dumps(data))
+    out = tmp / "out-stale"
+    proc = merge(*healthy, stale_dir, out=out)
+    assert proc.returncode == 1, proc.stdout
+    found = check(cluster_json(out), "cluster-nodes")
+    assert found["severity"] == "blocker", found
+    assert "reports from 2 Slurm job steps: 77.0 on" in found["summary"], found
+    assert f"rm {stale_dir / 'preflight-report.json'}   # left by Slurm job 70 step 0" in \
+        found["fix"].splitlines(), found["fix"]

@@ -252,10 +252,17 @@ def test_broken_worker_environment_is_no_go_naming_node_and_check(cluster, tmp_p
 
 
 def test_node_whose_raylet_dies_mid_run_is_unknown_within_the_bound(cluster, tmp_path):
-    doomed = cluster.add_node(num_cpus=1, env_vars={"CONDA_DEFAULT_ENV": "train"})
+    """The doomed node alone also runs a workload whose rank hangs (its own PYTEST_ADDOPTS:
+    the other nodes stay static), and its raylet dies while the rank runs: its worker
+    dies, its preflight gets SIGTERM (PR_SET_PDEATHSIG) and takes torchrun and the rank
+    with it. A SIGKILL there left them running (a session of their own) until the bound."""
+    workload = " ".join([*workloads_args(tmp_path)[:4], "--check", "nccl-allreduce"])
+    doomed = cluster.add_node(num_cpus=1, env_vars={
+        "CONDA_DEFAULT_ENV": "train", "PYTEST_ADDOPTS": workload,
+        "PREFLIGHT_TEST_HANG_RANK": "0"})
     try:
         proc, out, start = cluster_run(cluster, tmp_path, "--expect-env", "train", *CHECKS)
-        running = wait_for_node_preflight(doomed.node_id, timeout=120)
+        wait_for_node_preflight(doomed.node_id, timeout=120, running="preflight.workloads.suite")
         doomed.kill_raylet()
         code, report, took, stdout = finish(proc, out, start)
     finally:
@@ -263,27 +270,39 @@ def test_node_whose_raylet_dies_mid_run_is_unknown_within_the_bound(cluster, tmp
     assert code == 1, stdout
     [row] = [n for n in report["nodes"] if n["node_id"] == doomed.node_id]
     assert row["verdict"] == "UNKNOWN" and row["reason"], row
+    # what decides it, and where: the row's fix, under the node's line on the terminal
+    lines = stdout.splitlines()
+    at = lines.index(f"  UNKNOWN {row['name']}: {row['reason']}")
+    assert lines[at + 1] == f"      fix (on {row['name']}):", stdout
+    assert lines[at + 2] == f"        {row['fix'].splitlines()[0]}", stdout
+    assert row["fix"].startswith("ray status"), row
     others = [n["verdict"] for n in report["nodes"] if n["node_id"] != doomed.node_id]
     assert others == ["GO"] * 3
     assert took < NODE_TIMEOUT + 60  # bounded: never a hang
-    # the preflight that node was running died with its worker (PR_SET_PDEATHSIG)
+    # what that node was running died with its worker (PR_SET_PDEATHSIG), well before
+    # the workload's own bound (40 s)
     deadline = time.time() + 20
-    while time.time() < deadline and any(p.is_running() for p in running):
+    while time.time() < deadline and node_processes(doomed.node_id):
         time.sleep(0.2)
-    assert not [p.pid for p in running if p.is_running()
-                and p.status() != psutil.STATUS_ZOMBIE]
+    left = node_processes(doomed.node_id)
+    for p in left:  # ours (this node's id): never left behind by a failure
+        p.kill()
+    assert not [(p.pid, cmdline(p)[:80]) for p in left]
 
 
 def test_options_every_node_rejects_are_bad_input_exit_4(cluster, tmp_path):
     """A mistyped option passed on to the nodes: every node's preflight stops with exit 4.
     That is the gate's own bad input (exit 4, one ERROR line, nothing written), not a
     cluster of UNKNOWN nodes (exit 1, read as NO-GO: the nodes are fine)."""
-    proc, out, _ = cluster_run(cluster, tmp_path, "--", "--bogus-option")
+    # a token on the command line: the nodes' ERROR line echoes it, the cluster does not
+    token = "hf_" + "Zq8" * 10
+    proc, out, _ = cluster_run(cluster, tmp_path, "--", "--bogus-option", f"--hf-token={token}")
     stdout, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 4, (stdout, stderr[-2000:])
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ERROR: preflight cluster: every node"), lines
     assert "--bogus-option" in lines[0]
+    assert "--hf-token=***" in lines[0] and token not in stderr + stdout, lines
     assert not (out / "cluster-report.json").exists()
 
 
@@ -302,18 +321,14 @@ def test_sigterm_or_sighup_mid_run_ends_it_as_ctrl_c_does(cluster, tmp_path, sig
     assert not (out / "cluster-report.json").exists()
 
 
-def wait_for_node_preflight(node_id: str, timeout: float) -> list[psutil.Process]:
-    """The node's preflight processes, once they run (found by PREFLIGHT_NODE_ID)."""
+def wait_for_node_preflight(node_id: str, timeout: float, running: str = ""
+                            ) -> list[psutil.Process]:
+    """The node's preflight processes, once they run (found by PREFLIGHT_NODE_ID); with
+    `running`, once one of them has it in its command line."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        found = []
-        for proc in psutil.process_iter():
-            try:
-                if proc.environ().get("PREFLIGHT_NODE_ID") == node_id:
-                    found.append(proc)
-            except psutil.Error:
-                continue
-        if found:
+        found = node_processes(node_id)
+        if found and (not running or any(running in cmdline(p) for p in found)):
             return found
         time.sleep(0.1)
     pytest.fail(f"node {node_id[:8]}'s preflight never started")
@@ -357,7 +372,7 @@ def test_an_address_that_is_not_a_ray_cluster_is_exit_4_within_the_bound(tmp_pat
     try:
         start = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "preflight", "cluster", "--ray",
-                               f"127.0.0.1:{silent.port}", "--connect-timeout", "8"],
+                               f"127.0.0.1:{silent.port}", "--connect-timeout", "3"],
                               env=base_env(), capture_output=True, text=True, timeout=120,
                               cwd=tmp_path)
         took = time.monotonic() - start
@@ -366,7 +381,7 @@ def test_an_address_that_is_not_a_ray_cluster_is_exit_4_within_the_bound(tmp_pat
     assert proc.returncode == 4, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1].startswith(
         f"ERROR: preflight cluster --ray 127.0.0.1:{silent.port}: ")
-    assert took < 8 + 20
+    assert took < 3 + 20
     assert not (tmp_path / "preflight-report" / "cluster-report.json").exists()
     (tmp_path / "a-file").write_text("")
     unwritable = subprocess.run([sys.executable, "-m", "preflight", "cluster", "--ray",
@@ -415,3 +430,191 @@ def test_sigint_mid_sweep_leaves_no_process_of_the_launch(cluster, tmp_path):
         time.sleep(0.1)
     assert not left, f"alive {time.monotonic() - exited:.1f}s after exit: {left}"
     assert proc.returncode == 2
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--node-timeout", "nan"], "--node-timeout"),
+    (["--node-timeout", "inf"], "--node-timeout"),
+    (["--connect-timeout", "nan"], "--connect-timeout"),
+    (["--ray", "127.0.0.1:99999"], "99999 is not a TCP port"),
+    (["--ray", "127.0.0.1:-1"], "-1 is not a TCP port"),
+])
+def test_a_bound_or_port_that_is_no_number_is_one_error_line_at_once(tmp_path, capsys, argv,
+                                                                      says):
+    """`--node-timeout nan` passed the `> 0` test: every node's wait ended before it began,
+    all UNKNOWN, exit 1 (NO-GO) for a typo; `127.0.0.1:-1` waited out --connect-timeout and
+    `:99999` said "Connection refused" (the port wraps around in the kernel's 16 bits)."""
+    from preflight.cluster import cluster_main
+
+    out = tmp_path / "out"
+    start = time.monotonic()
+    code = cluster_main(["--ray", "127.0.0.1:1", "--report-dir", str(out),
+                         "--connect-timeout", "30", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 4 and len(err) == 1 and err[0].startswith("ERROR: "), err
+    assert says in err[0], err
+    assert time.monotonic() - start < 5
+    assert not out.exists()  # nothing written, not even the directory
+
+
+def test_a_password_in_the_ray_address_is_never_printed(tmp_path, capsys):
+    from preflight.cluster import cluster_main
+
+    code = cluster_main(["--ray", "ray://admin:hunter2secret@127.0.0.1:1",
+                         "--report-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 4 and err.startswith("ERROR: ") and "127.0.0.1:1" in err, err
+    assert "hunter2secret" not in err, err
+
+
+def cmdline(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def node_processes(node_id: str) -> list[psutil.Process]:
+    """Every live process of one node run (PREFLIGHT_NODE_ID is inherited by all it starts)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("PREFLIGHT_NODE_ID") == node_id and \
+                    proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_a_node_run_stopped_mid_workload_leaves_nothing_running(tmp_path, monkeypatch):
+    """A node task stopped (ray.cancel at --node-timeout or on Ctrl-C: an interrupt of the
+    worker's main thread, ray/_raylet.pyx kill_main_task; its own bound takes the same
+    way out) while the node's preflight runs a workload whose rank hangs: the task
+    SIGKILLed preflight's process group, but torchrun and its ranks run in their own
+    session (Runner.popen), so they outlived `cluster` until their own deadline, holding
+    the GPUs of the job about to be submitted. Now preflight gets SIGTERM first (it
+    kills its workload trees and returns); its group is killed only if it does not."""
+    import _thread
+    import os
+    import threading
+    import uuid
+
+    from support import CONTROLLED
+
+    from preflight.cluster import fanout_ray
+
+    for key in list(os.environ):
+        if key in CONTROLLED or key.startswith(("PREFLIGHT_", "PYTEST_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PREFLIGHT_TEST_HANG_RANK", "0")
+    node_id = f"stopped-{uuid.uuid4().hex}"
+    ranks: list[int] = []
+    stop = threading.Event()
+
+    def cancel_once_the_rank_runs() -> None:
+        deadline = time.monotonic() + 90
+        while not stop.is_set() and time.monotonic() < deadline:
+            ranks.extend(p.pid for p in node_processes(node_id)  # the rank, not torchrun
+                         if "preflight.workloads.suite" in cmdline(p)
+                         and "torch.distributed.run" not in cmdline(p))
+            if ranks:
+                _thread.interrupt_main()  # what ray.cancel does in the worker
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=cancel_once_the_rank_runs, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fanout_ray.node_task(node_id, [*workloads_args(tmp_path)[:4], "--check",
+                                           "nccl-allreduce"], 120.0)
+    finally:
+        stop.set()
+        watcher.join()
+    returned = time.monotonic()
+    assert ranks, "the hanging rank never started"
+    while (left := node_processes(node_id)) and time.monotonic() - returned < 1.0:
+        time.sleep(0.1)
+    for proc in left:  # ours (this run's own node id): never left behind by a failure
+        proc.kill()
+    assert not left, [(p.pid, cmdline(p)[:80]) for p in left]
+
+
+def test_sigterm_while_connecting_is_exit_2_with_one_line(tmp_path):
+    """A CI timeout while `cluster` waits for an unanswering Ray cluster (up to
+    --connect-timeout): it hung until the bound (Python runs no handler while ray.init
+    waits in Ray's C++ client), and SIGHUP killed it without a word. SIGHUP and Ctrl-C
+    take the same way out now (the handlers' wakeup fd)."""
+    import socket
+    import threading
+
+    # accepts TCP and says nothing: its first connection is cluster's own reachability
+    # probe, right before ray.init (which Ray sends to this node's own address instead)
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: [accepted.append(server.accept()[0]) for _ in range(50)],
+                     daemon=True).start()
+    proc = subprocess.Popen([sys.executable, "-m", "preflight", "cluster", "--ray",
+                             f"127.0.0.1:{server.getsockname()[1]}", "--connect-timeout",
+                             "60", "--report-dir", str(tmp_path / "out")], env=base_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline and not accepted:
+            time.sleep(0.05)
+        assert accepted, proc.communicate(timeout=90)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # ours: never left behind by a failure
+            proc.kill()
+            proc.communicate()
+        server.close()
+        for conn in accepted:
+            conn.close()
+    assert proc.returncode == 2, (proc.returncode, stdout, stderr[-2000:])
+    assert stderr.strip().splitlines()[-1] == (
+        "ERROR: preflight cluster: interrupted; no cluster report written"), stderr[-2000:]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("node_args, says", [
+    (["--", "--co"], "--co"),
+    (["--", "--collect-only"], "--collect-only"),
+    (["--", "--report-dir", "/tmp/x"], "--report-dir"),
+    (["--", "--report-dir=/tmp/x"], "--report-dir"),
+    (["--", "--version"], "--version"),
+    (["--", "--help"], "--help"),
+])
+def test_options_that_leave_a_node_without_a_report_are_bad_input(tmp_path, capsys, node_args,
+                                                                  says):
+    """`cluster` reads each node's report from a directory it gives the node: after `--`,
+    `--report-dir` sent it elsewhere (written on every node) and `--co`, `--help`,
+    `--version` wrote none: every node UNKNOWN, "exited 0 without a report", exit 1 (read
+    as NO-GO for nodes that are fine). One ERROR line, exit 4, before connecting."""
+    from preflight.cluster import cluster_main
+
+    code = cluster_main(["--ray", "127.0.0.1:1", "--report-dir", str(tmp_path / "out"),
+                         *node_args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 4 and len(err) == 1, err
+    assert err[0].startswith(f"ERROR: preflight cluster: {says} ") and "cannot connect" \
+        not in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_workload_level_by_marker_also_runs_the_cross_node_sweep() -> None:
+    """`-- -m workload` is the workload level on every node (README: `-m workload` does
+    what `--workloads` does), but only `--workloads` / `--all` started cluster-allreduce:
+    the cluster said GO without ever measuring a link between nodes."""
+    from preflight.cluster import wants_workloads
+
+    assert wants_workloads(["-m", "workload"])
+    assert wants_workloads(["-m", "static or workload"])
+    assert wants_workloads(["-mworkload"]) and wants_workloads(["--workloads"])
+    assert wants_workloads(["--all"])
+    assert not wants_workloads(["-m", "not workload"])
+    assert not wants_workloads(["-m", "static", "--check", "nccl-allreduce"])
+    assert not wants_workloads(["-k", "workload"])

@@ -8,7 +8,9 @@ Exit code = the cluster verdict (0 GO, 1 NO-GO, 4 bad input).
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -80,8 +82,12 @@ def cluster_main(argv: list[str]) -> int:
         allow = _allowed(args.allow_differ)
         if args.ray is None:
             raise InputError("preflight cluster: name the engine: --ray [ADDRESS]")
-        if args.node_timeout <= 0 or args.connect_timeout <= 0:
-            raise InputError("--node-timeout / --connect-timeout: must be > 0")
+        _no_report_options(node_args)
+        for flag, value in (("--node-timeout", args.node_timeout),
+                            ("--connect-timeout", args.connect_timeout)):
+            # nan passed `<= 0`: every node's wait ended before it began (all UNKNOWN)
+            if not (math.isfinite(value) and value > 0):
+                raise InputError(f"{flag}: must be a number of seconds > 0, not {value:g}")
         if not 0 <= args.min_busbw < float("inf"):
             raise InputError("--min-busbw: must be a number >= 0")
         from preflight.cluster import fanout_ray
@@ -90,7 +96,7 @@ def cluster_main(argv: list[str]) -> int:
         # The nodes read the same profile directories (the driver judges with them too).
         node_args = [a for d in args.profile_dir for a in ("--profile-dir", d)] + node_args
         # The workload level also runs the all-reduce sweep across nodes (cluster-allreduce).
-        workloads = any(a in ("--workloads", "--all") for a in node_args)
+        workloads = wants_workloads(node_args)
         return fanout_ray.run(address, node_args, args.node_timeout, Path(args.report_dir),
                               [Path(d) for d in args.profile_dir], allow,
                               args.connect_timeout, workloads, args.min_busbw)
@@ -98,9 +104,36 @@ def cluster_main(argv: list[str]) -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 4
     except KeyboardInterrupt:  # ray.shutdown ran (finally); the node tasks die with the job
-        print("ERROR: preflight cluster: interrupted; no cluster report written",
-              file=sys.stderr)
+        from preflight.cluster.fanout_ray import INTERRUPTED
+
+        print(INTERRUPTED, file=sys.stderr)
         return 2
+
+
+# `cluster` gives each node the directory its report goes to and reads it from there:
+# these, passed on, sent it elsewhere or wrote none (every node "UNKNOWN", exit 1).
+NOT_PASSED_ON = ("--report-dir", "--co", "--collect-only", "--help", "-h", "--version", "-V")
+
+
+def _no_report_options(node_args: list[str]) -> None:
+    for arg in node_args:
+        name = arg.partition("=")[0]
+        if name in NOT_PASSED_ON:
+            raise InputError(f"preflight cluster: {name} is not passed on to the nodes: "
+                             "cluster needs each node's report (--report-dir before `--` "
+                             "is where the cluster report goes)")
+
+
+def wants_workloads(node_args: list[str]) -> bool:
+    """The workload level on the nodes (--workloads, --all, or a `-m` expression selecting
+    the workload marker, which the README gives as the same): cluster-allreduce runs too."""
+    if any(a in ("--workloads", "--all") for a in node_args):
+        return True
+    exprs = [b for a, b in zip(node_args, node_args[1:], strict=False) if a == "-m"]
+    exprs += [a[2:] for a in node_args if a.startswith("-m") and not a.startswith("--")
+              and len(a) > 2]
+    return any(re.search(r"\bworkload\b", e) and not re.search(r"\bnot\s+workload\b", e)
+               for e in exprs)
 
 
 def _split(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 import socket
 from collections import Counter
 from collections.abc import Set
@@ -47,7 +48,10 @@ class NodeReport:
             return "UNKNOWN"
         if not self.report.get("complete", False):
             return "NO-GO"
-        return str(self.report.get("verdict", "NO-GO"))
+        verdict = str(self.report.get("verdict", "NO-GO"))
+        # the checks in it decide, not the field alone (a report edited by hand, or
+        # written by another tool, said GO over a blocking check)
+        return "NO-GO" if verdict == "GO" and self.blockers else verdict
 
     @property
     def blockers(self) -> list[str]:
@@ -267,9 +271,119 @@ def judge_nodes(nodes: list[NodeReport]) -> Verdict:
     if (wrong := _nnodes_problem(nnodes, len(nodes))) is not None:
         problems.append(wrong[0])
         fixes.append(wrong[1])
+    mixed = _mixed_runs(answered, evidence)
+    steps = _slurm_steps(answered)
+    if steps:
+        evidence["slurm_steps"] = {f"{j}.{st}": [n.name for n in v][:MAX_ROWS]
+                                   for (j, st), v in steps.items()}
+    if len(steps) > 1:
+        problems.append(_stale(steps, fixes))
+    elif steps and (missing := _step_missing(*next(iter(steps.items())))) is not None:
+        mixed.insert(0, missing)
     if problems:  # one problem: the report names the first five, every kind's fix
-        return Verdict([Problem("; ".join(problems[:5]), "\n".join(fixes))], evidence)
+        return Verdict([Problem("; ".join(problems[:5]), "\n".join(fixes)), *mixed], evidence)
+    if mixed:
+        return Verdict(mixed, evidence)
     return Verdict(evidence=evidence, ok=f"{len(answered)} distinct node(s)")
+
+
+def _slurm_steps(answered: list[NodeReport]) -> dict[tuple[str, str], list[NodeReport]]:
+    """The reports of each Slurm job step (SLURM_JOB_ID, SLURM_STEP_ID in launch_env)."""
+    steps: dict[tuple[str, str], list[NodeReport]] = {}
+    for n in answered:
+        env = n.facts.get("launch_env") or {}
+        if env.get("SLURM_JOB_ID"):
+            steps.setdefault((env["SLURM_JOB_ID"], env.get("SLURM_STEP_ID", "?")),
+                             []).append(n)
+    return steps
+
+
+def _stale(steps: dict[tuple[str, str], list[NodeReport]], fixes: list[str]) -> str:
+    """Reports of several Slurm job steps: those of the steps with fewer nodes were left
+    in the report directory by an earlier run (merged as if they were today's)."""
+    keep = max(steps, key=lambda k: (len(steps[k]), k))
+    old = [(k, n) for k, v in steps.items() if k != keep for n in v]
+    files = [n.source for _, n in old if not n.source.startswith("ray:")]
+    fixes += [f"rm {shlex.quote(n.source)}   # left by Slurm job {j} step {st}"
+              for (j, st), n in old if n.source in files][:10]
+    if len(files) < len(old) or not files:
+        fixes.append("# run preflight on every node again, each into an empty report dir")
+    return (f"reports from {len(steps)} Slurm job steps: "
+            + "; ".join(f"{j}.{st} on {_few([n.name for n in v])}"
+                        for (j, st), v in sorted(steps.items(), key=lambda kv:
+                                                 (kv[0] != keep, kv[0])))
+            + " (reports left by an earlier run?)")
+
+
+def _step_missing(step: tuple[str, str], members: list[NodeReport]) -> Problem | None:
+    """UNKNOWN when the step ran on more nodes than reported: the others never wrote."""
+    env = members[0].facts.get("launch_env") or {}
+    want = env.get("SLURM_STEP_NUM_NODES", "")
+    if not want.isdigit() or int(want) <= len(members):
+        return None
+    listed = env.get("SLURM_STEP_NODELIST", "")
+    where = f" ({listed})" if listed else ""
+    fix = (f"scontrol show hostnames {shlex.quote(listed)}   # the step's nodes: those "
+           "without a report did not finish preflight" if listed else
+           f"sacct -j {shlex.quote(step[0])} -o JobID,NodeList,State   # which node's task "
+           "did not finish preflight")
+    return Problem.unknown(
+        f"Slurm job {step[0]} step {step[1]} ran on {want} node(s){where}, "
+        f"{len(members)} reported: {_few([n.name for n in members])}", fix)
+
+
+def _usual(groups: dict[Any, list[str]], weight: Any = len) -> Any:
+    """The key most nodes have; a tie goes to the heavier key (more checks, a GPU profile)."""
+    return max(groups, key=lambda k: (len(groups[k]), weight(k), str(k)))
+
+
+def _mixed_runs(answered: list[NodeReport], evidence: dict[str, Any]) -> list[Problem]:
+    """Nodes judged against another profile, or on other checks, than most nodes: each is
+    GO or NO-GO by its own run, but what the others proved was never asked of it. One
+    problem per kind of difference, naming every node that has it."""
+    profiles: dict[str, list[str]] = {}
+    ran: dict[frozenset[str], list[str]] = {}
+    for n in answered:
+        report = n.report or {}
+        profiles.setdefault(str(report.get("profile") or "-"), []).append(n.name)
+        ran.setdefault(frozenset(str(c.get("id")) for c in report.get("checks", [])),
+                       []).append(n.name)
+    if len(profiles) <= 1 and len(ran) <= 1:
+        return []
+    profile = _usual(profiles, lambda p: p != "cpu")
+    checks = _usual(ran)
+    evidence["profiles"] = {k: v[:MAX_ROWS] for k, v in sorted(profiles.items())}
+    odd: dict[tuple[str, frozenset[str], frozenset[str]], list[str]] = {}
+    of = {name: p for p, names in profiles.items() for name in names}
+    for got, names in ran.items():
+        for name in names:
+            if of[name] != profile or got != checks:
+                odd.setdefault((of[name], checks - got, got - checks), []).append(name)
+    evidence["checks_differ"] = {
+        ", ".join(v[:5]): {"profile": k[0], "missing": sorted(k[1]), "extra": sorted(k[2])}
+        for k, v in list(odd.items())[:MAX_ROWS]}
+    problems = []
+    for (theirs, missing, extra), names in sorted(odd.items(), key=lambda kv: kv[1]):
+        where = _few(names) + (f" ({len(names)} nodes)" if len(names) > 5 else "")
+        parts = []
+        if theirs != profile:
+            parts.append(f"ran profile {theirs}, the other node(s) {profile}")
+        if missing:
+            parts.append(f"did not run {', '.join(sorted(missing)[:5])}"
+                         + (" ..." if len(missing) > 5 else "") + " (the others did)")
+        if extra:
+            parts.append(f"ran {', '.join(sorted(extra)[:5])}"
+                         + (" ..." if len(extra) > 5 else "") + " (the others did not)")
+        if not parts:
+            continue
+        # `--check ID` runs a check whatever its stage; a longer list: the same options
+        # as the other nodes (not known here)
+        picks = "".join(f" --check {c}" for c in sorted(missing)) if len(missing) <= 5 else ""
+        fix = f"preflight --profile {profile}{picks}   # on {_few(names)}"
+        if len(missing) > 5 or not picks:
+            fix += ": with the options the other nodes ran"
+        problems.append(Problem.unknown(f"{where} {'; '.join(parts)}", fix))
+    return problems
 
 
 def nodes_unique(nodes: list[NodeReport]) -> Finding:

@@ -37,6 +37,7 @@ from typing import Any
 
 from preflight.cluster import checks
 from preflight.model import Finding
+from preflight.redact import redact_text
 from preflight.run import Runner
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -299,8 +300,11 @@ def _answer(ray: Any, ref: Any, node: Node) -> checks.CollectiveRun:
         answer = ray.get(ref)
     except Exception as exc:  # the node or its worker died: RayError subclasses
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return checks.CollectiveRun(node.name, "no-answer",
-                                    f"the task failed: {type(exc).__name__}: {first[:200]}")
+        return checks.CollectiveRun(node.name, "no-answer", redact_text(
+            f"the task failed: {type(exc).__name__}: {first[:200]}"))
+    # the node's words (torchrun's error, its log's last lines): masked by shape
+    answer = {**answer, "error": redact_text(str(answer.get("error") or "")),
+              "log_tail": [redact_text(str(x)) for x in answer.get("log_tail") or []]}
     return checks.CollectiveRun.from_answer(node.name, answer)
 
 

@@ -26,20 +26,19 @@ from preflight.cluster import merge
 from preflight.cluster.checks import NodeReport
 from preflight.errors import InputError
 from preflight.model import Finding
+from preflight.redact import redact_text
 from preflight.report import JSON_NAME
 from preflight.run import INTERRUPT_SIGNALS, interrupt_on_signals
 
 # Time the task keeps for itself after the node's preflight, to read and return its report.
 TASK_MARGIN_S = 5.0
-# A cancelled node task (Ctrl-C, SIGTERM of `cluster`) gives its node's preflight this long
-# to unwind after SIGTERM: that preflight then kills its torchrun tree (sessions of their
-# own), whose ranks otherwise ran on, orphaned, writing into the task's temporary report
-# dir while it was being removed (a preflight-node-* dir left in the node's $TMPDIR).
-# Below collective.STOP_WAIT_S, after which the driver kills a task that has not returned.
-NODE_STOP_GRACE_S = 8.0
 REACH_BOUND_S = 60.0
 CONNECT_BOUND_S = 60.0  # ray.init against the cluster's GCS
 CONNECT_PROBE_S = 5.0  # cluster-reach: start the listeners and probe, all nodes at once
+# A node's preflight stopped (its bound, a cancel): time to kill its workloads and exit
+# before its process group is killed. Below collective.STOP_WAIT_S, after which the driver
+# kills a task that has not returned.
+NODE_STOP_S = 10.0
 SESSION_RE = re.compile(r"/(session_\d{4}-\d\d-\d\d_[\d_-]+)")
 
 
@@ -79,8 +78,6 @@ def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
     import socket
     import tempfile
 
-    from preflight.run import Runner
-
     env = dict(os.environ)
     env["PREFLIGHT_NODE_ID"] = node_id
     session = ray_session()
@@ -88,17 +85,57 @@ def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
         env["PREFLIGHT_RAY_SESSION"] = session
     report_dir = tempfile.mkdtemp(prefix="preflight-node-")
     try:
-        done = Runner().run([sys.executable, "-m", "preflight.cluster.child", str(os.getpid()),
-                             "--report-dir", report_dir, "-q", *argv], timeout=timeout, env=env,
-                            stop_grace_s=NODE_STOP_GRACE_S)
+        code, out, timed_out, elapsed = _bounded(
+            [sys.executable, "-m", "preflight.cluster.child", str(os.getpid()),
+             "--report-dir", report_dir, "-q", *argv], timeout, env)
         path = Path(report_dir) / JSON_NAME
-        text = path.read_text(encoding="utf-8") if path.is_file() else None
+        # a report written on the way out of a stopped run is incomplete: the node is
+        # UNKNOWN (it did not finish), not judged on half its checks
+        text = path.read_text(encoding="utf-8") if path.is_file() and not timed_out \
+            else None
     finally:
         remove_tree(report_dir)
-    errors = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.startswith("ERROR:")]
-    return {"hostname": socket.gethostname(), "returncode": done.returncode,
-            "timed_out": done.timed_out, "elapsed_s": round(done.elapsed_s, 3),
+    errors = [ln for ln in out.splitlines() if ln.startswith("ERROR:")]
+    return {"hostname": socket.gethostname(), "returncode": code,
+            "timed_out": timed_out, "elapsed_s": round(elapsed, 3), "bound_s": timeout,
             "report": text, "error": errors[0][:300] if errors else ""}
+
+
+def _bounded(argv: list[str], timeout: float, env: dict[str, str]
+             ) -> tuple[int | None, str, bool, float]:
+    """The node's preflight, bounded: (exit code or None, stderr + stdout, timed out,
+    seconds). Past the bound, or cancelled (ray.cancel: KeyboardInterrupt here), it gets
+    SIGTERM first: preflight then kills its workloads' process trees, which run in
+    sessions of their own (run.Runner.popen), so a SIGKILL of its group alone left
+    torchrun and its ranks running until their own deadline; its group (the supervisor
+    and preflight) is killed only when it has not ended within NODE_STOP_S."""
+    import subprocess
+
+    from preflight.run import Runner, communicate, kill_group
+
+    start = time.monotonic()
+    proc = Runner().popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, env=env, text=True, errors="replace")
+    try:
+        out, err = communicate(proc, timeout)
+        return proc.returncode, err + out, False, time.monotonic() - start
+    except BaseException as exc:
+        proc.terminate()
+        stop_by = time.monotonic() + NODE_STOP_S
+        while True:
+            try:
+                out, err = communicate(proc, max(0.0, stop_by - time.monotonic()))
+                break
+            except subprocess.TimeoutExpired:
+                kill_group(proc)
+                out, err = proc.communicate()
+                break
+            except KeyboardInterrupt:
+                continue  # the driver's cancel while it stops at its own bound: it is
+        # no killpg once it is reaped: its process group id may then be another's
+        if not isinstance(exc, subprocess.TimeoutExpired):
+            raise
+        return None, err + out, True, time.monotonic() - start
 
 
 def run(address: str, node_args: list[str], node_timeout: float, report_dir: Path,
@@ -116,6 +153,7 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
     started = time.time()
     merge.check_writable(report_dir)
     _reachable(address)
+    shown = redact_text(address)  # ray://user:PASSWORD@head: never printed nor written
     # ray.init retries an unanswering GCS for many minutes; a cluster that does not answer
     # within the bound is bad input, not a hang (nothing was started yet: exit at once).
     # SIGTERM (a CI timeout) and SIGHUP (a dropped ssh) end the run as Ctrl-C does, as for
@@ -124,27 +162,74 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
     # sys.exit) under a C++ stack dump: the handlers are read before it; one the caller set
     # (nohup's SIG_IGN) is kept.
     before = {sig: signal.getsignal(sig) for sig in INTERRUPT_SIGNALS}
-    watchdog = threading.Timer(connect_timeout, _give_up, args=(address, connect_timeout))
+    # ... and while it connects too: SIGTERM there hung (Ray's handler) and SIGHUP killed
+    # the command without a word
+    saved = interrupt_on_signals(before)
+    watchdog = threading.Timer(connect_timeout, _give_up, args=(shown, connect_timeout))
     watchdog.daemon = True
     watchdog.start()
     try:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
-                 configure_logging=True)
-        watchdog.cancel()
+        with _ConnectGuard():
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
+                     configure_logging=True)
     except Exception as exc:  # ConnectionError, ValueError: no cluster at that address
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        _restore(saved)
+        raise InputError(redact_text(f"preflight cluster --ray {shown}: cannot connect: "
+                                     f"{first}")) from None
+    except BaseException:
+        ray.shutdown()
+        _restore(saved)
+        raise
+    finally:
         watchdog.cancel()
-        raise InputError(f"preflight cluster --ray {address}: cannot connect: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                         ) from None
-    saved = interrupt_on_signals(before)
+    saved = interrupt_on_signals(before)  # again: ray.init put its own on SIGTERM
     try:
         plan = Plan(node_args, node_timeout, profile_dirs, allow, workloads, floor_gbps)
-        return _fan_out(ray, NodeAffinitySchedulingStrategy, plan, started, address,
+        return _fan_out(ray, NodeAffinitySchedulingStrategy, plan, started, shown,
                         report_dir)
     finally:
         ray.shutdown()
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+        _restore(saved)
+
+
+INTERRUPTED = "ERROR: preflight cluster: interrupted; no cluster report written"
+
+
+class _ConnectGuard:
+    """While ray.init connects, Ctrl-C, SIGTERM and SIGHUP end the command at once: exit
+    2 and one line, as later. Python runs a signal handler only when the main thread is
+    back in Python, and ray.init waits in Ray's C++ client: a signal there waited out
+    --connect-timeout (then exit 4, as if the cluster had not answered). The handlers'
+    wakeup fd (signal.set_wakeup_fd) is written at once whatever the main thread does; a
+    thread reading it ends the command. Nothing was started yet: nothing to stop."""
+
+    def __enter__(self) -> _ConnectGuard:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)
+        self.previous = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def _watch(self) -> None:
+        watched = {signal.SIGINT, *INTERRUPT_SIGNALS}
+        while data := os.read(self.read_fd, 16):
+            if watched & set(data):
+                sys.stderr.write(INTERRUPTED + "\n")
+                sys.stderr.flush()
+                os._exit(2)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.set_wakeup_fd(self.previous)
+        os.close(self.write_fd)  # the reader sees the end and returns
+        self.thread.join()
+        os.close(self.read_fd)
+
+
+def _restore(saved: dict[signal.Signals, Any]) -> None:
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 def _reachable(address: str) -> None:
@@ -159,12 +244,17 @@ def _reachable(address: str) -> None:
             return  # Ray finds none, or no longer has this helper: ray.init says so
         address, named = resolved, f" (the last `ray start` here: {resolved})"
     host, _, port = address.removeprefix("ray://").rpartition(":")
+    shown = redact_text("auto" + named if named else address)
+    host = host.rpartition("@")[2]  # ray://user:password@host:port
+    if re.fullmatch(r"[+-]?\d+", port.strip()) and not 0 < int(port) < 65536:
+        # the kernel keeps 16 bits: :99999 was "Connection refused" from port 34463
+        raise InputError(f"preflight cluster --ray {shown}: {port} is not a TCP port "
+                         "(1-65535)")
     if not port.isdigit() or not host:
         return  # a form Ray resolves itself
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_PROBE_S).close()
     except OSError as exc:
-        shown = "auto" + named if named else address
         raise InputError(f"preflight cluster --ray {shown}: cannot connect: "
                          f"{exc.strerror or exc}"
                          + ("; start the cluster, or name it: --ray HOST:PORT" if named
@@ -260,15 +350,23 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
                                 timeout=min(left, 1.0))
             for ref in ready:
                 info = pending.pop(ref)
-                results[info["NodeID"]] = _collect(ray, ref, info)
+                results[info["NodeID"]] = _collect(ray, ref, info, node_args)
     except BaseException:  # interrupted: every node's preflight ends before we do
         from preflight.cluster.collective import stop_tasks
 
         stop_tasks(ray, list(pending))
         raise
-    for ref, info in pending.items():  # no answer within the bound
-        ray.cancel(ref, force=True)
-        results[info["NodeID"]] = _unknown(info, f"no answer within {node_timeout:g}s")
+    # No answer within the bound: each is stopped as an interrupt stops them (a forced
+    # cancel SIGKILLed the worker at once, and what the node's preflight had started
+    # could outlive the command).
+    from preflight.cluster.collective import stop_tasks
+
+    stop_tasks(ray, list(pending))
+    for info in pending.values():
+        results[info["NodeID"]] = _unknown(
+            info, f"no answer within {node_timeout:g}s",
+            f"ray status   # is it alive, its task started?\n{_rerun(node_args)}   # on it "
+            f"alone: what does not finish within {node_timeout:g}s")
     nodes = [results[n["NodeID"]] for n in alive]
     merge.name_nodes(nodes)
     return nodes
@@ -315,29 +413,48 @@ def _gather(ray: Any, refs: dict[Any, str], deadline: float, names: dict[str, st
     return out
 
 
-def _unknown(info: dict[str, Any], reason: str) -> NodeReport:
+def _unknown(info: dict[str, Any], reason: str, fix: str) -> NodeReport:
+    """A node without a report: UNKNOWN, with why and the commands that decide it (in its
+    row: `fix`, run on that node). The reason quotes the node (its ERROR line echoes the
+    options it was given, a Ray error its arguments): masked by shape."""
     return NodeReport(name=info.get("NodeManagerHostname") or info["NodeID"][:8],
                       source=f"ray:{info['NodeID']}", report=None, node_id=info["NodeID"],
-                      ip=info.get("NodeManagerAddress", ""), reason=reason)
+                      ip=info.get("NodeManagerAddress", ""), reason=redact_text(reason),
+                      extra={"fix": fix})
 
 
-def _collect(ray: Any, ref: Any, info: dict[str, Any]) -> NodeReport:
+def _rerun(node_args: list[str]) -> str:
+    """The node's preflight as `cluster` ran it, to paste on that node (secrets masked)."""
+    import shlex
+
+    from preflight.redact import redact_argv
+
+    return shlex.join(["preflight", "-v", *redact_argv(node_args)])
+
+
+def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str]) -> NodeReport:
+    rerun = _rerun(node_args)
     try:
         answer = ray.get(ref)
     except Exception as exc:  # the node or its worker died: RayError subclasses
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return _unknown(info, f"the task failed: {type(exc).__name__}: {first[:200]}")
+        return _unknown(info, f"the task failed: {type(exc).__name__}: {first[:200]}",
+                        "ray status   # is it alive? then run preflight cluster --ray again")
     if answer["report"] is None:
-        why = answer["error"] or ("preflight timed out" if answer["timed_out"] else
+        why = answer["error"] or (f"preflight did not finish within {answer['bound_s']:g}s "
+                                  "(--node-timeout): stopped, with what it started"
+                                  if answer["timed_out"] else
                                   f"preflight exited {answer['returncode']} without a report")
-        node = _unknown(info, why)
+        node = _unknown(info, why, f"{rerun}   # on it alone: " + (
+            f"what does not finish within {answer['bound_s']:g}s" if answer["timed_out"]
+            else "what it says"))
         if answer["returncode"] == 4:  # the node's preflight rejected its input
             node.extra["exit_code"] = 4
         return node
     try:
         data = merge.parse_report(answer["report"], f"ray:{info['NodeID']}")
     except InputError as exc:
-        return _unknown(info, str(exc))
+        return _unknown(info, str(exc), f"{rerun}   # on it alone: its report is unreadable")
     node = merge.from_report(data, f"ray:{info['NodeID']}")
     node.text = answer["report"]
     node.node_id = info["NodeID"]

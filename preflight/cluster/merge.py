@@ -29,6 +29,8 @@ CLUSTER_JSON = "cluster-report.json"
 CLUSTER_MD = "cluster-report.md"
 MAX_REPORT_BYTES = 64 * 2**20
 MAX_TERMINAL_NODES = 20  # node lines on the terminal; the Markdown lists every node
+MAX_TERMINAL_PROBLEMS = 10  # node problems (each naming its nodes) on the terminal
+MAX_NAMED = 20  # node names on one Markdown line (the node table names them all)
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -202,8 +204,38 @@ def build(nodes: list[NodeReport], findings: list[Finding], started: float,
         "node_verdicts": dict(node_verdicts),
         "nodes": rows,
         "checks": [f.to_json() for f in findings],
+        "node_problems": node_problems({n.name: n.report for n in nodes
+                                        if n.report is not None}),
         "reports": {n.name: n.report for n in nodes if n.report is not None},
     }
+
+
+def node_problems(reports: dict[str, Any]) -> list[dict[str, Any]]:
+    """The node checks that block GO, one entry per (check, severity, summary, fix) naming
+    every node that has it: the same wrong conda env on 8 nodes is one entry, not 8."""
+    groups: dict[tuple[str, str, str, str], list[str]] = {}
+    for name, rep in reports.items():
+        for c in rep.get("checks", []):
+            if c.get("severity") in ("blocker", "unknown"):
+                key = (str(c.get("id")), str(c["severity"]), str(c.get("summary") or ""),
+                       str(c.get("fix") or ""))
+                names = groups.setdefault(key, [])
+                if not names or names[-1] != name:  # a check's cases on one node: once
+                    names.append(name)
+    order = sorted(groups.items(), key=lambda kv: (kv[0][1] != "blocker", -len(kv[1]), kv[0]))
+    return [{"id": cid, "severity": severity, "summary": summary, "fix": fix, "nodes": names,
+             "node_count": len(names)} for (cid, severity, summary, fix), names in order]
+
+
+def _named(names: list[str], most: int) -> str:
+    shown = ", ".join(names[:most]) + (", ..." if len(names) > most else "")
+    return f"{shown} ({len(names)} node{'s' if len(names) > 1 else ''})"
+
+
+def _problems_of(cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    if "node_problems" in cluster:
+        return list(cluster["node_problems"])
+    return node_problems(cluster.get("reports") or {})
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -243,20 +275,32 @@ def markdown(cluster: dict[str, Any]) -> str:
     for r in cluster["nodes"]:
         blockers = ", ".join(f"`{b}`" for b in r["blockers"]) or r.get("reason", "")
         lines.append(f"| {r['name']} | {r['ip'] or ''} | {r['verdict']} | {blockers} |")
+    silent: dict[tuple[str, str], list[str]] = {}  # nodes without a report, and the fix
+    for r in cluster["nodes"]:
+        if r.get("fix"):
+            silent.setdefault((r.get("reason", ""), r["fix"]), []).append(r["name"])
+    if silent:
+        lines += ["", "## Nodes without a report", ""]
+    for (reason, fix), names in silent.items():
+        where = "each of those nodes" if len(names) > 1 else names[0]
+        lines += [f"- **{_named(names, MAX_NAMED)}** UNKNOWN: {reason}", "",
+                  f"  on {where}:", "", "  ```bash", *(f"  {x}" for x in fix.splitlines()),
+                  "  ```", ""]
     lines += ["", "## Cross-node checks", ""]
     lines += [f"- `{c['id']}` {c['severity']}: {c['summary']}" for c in cluster["checks"]]
     lines += _allreduce_table(cluster["checks"])
     for title, severity in NODE_SECTIONS:
-        picked = [(name, c) for name, rep in cluster["reports"].items()
-                  for c in rep.get("checks", []) if c.get("severity") == severity]
+        picked = [p for p in _problems_of(cluster) if p["severity"] == severity]
         if picked:
             lines += ["", f"## {title}", ""]
-        for name, c in picked:
+        for p in picked:
             # every line of the fix (`set -a` alone, the first of three, does nothing)
-            fix = (c.get("fix") or "").splitlines()
-            lines.append(f"- **{name}** `{c['id']}`: {c.get('summary', '')}")
+            fix = p["fix"].splitlines()
+            lines.append(f"- **{_named(p['nodes'], MAX_NAMED)}** `{p['id']}`: {p['summary']}")
             if fix:
-                lines += ["", "  ```bash", *(f"  {x}" for x in fix), "  ```", ""]
+                where = "each of those nodes" if len(p["nodes"]) > 1 else p["nodes"][0]
+                lines += ["", f"  on {where}:", "", "  ```bash",
+                          *(f"  {x}" for x in fix), "  ```", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -315,13 +359,36 @@ def terminal_lines(cluster: dict[str, Any]) -> list[str]:
     counts = cluster["node_verdicts"]
     lines = [f"preflight cluster verdict: {cluster['verdict']}  ({cluster['node_count']} node(s): "
              + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + ")"]
-    bad = [r for r in cluster["nodes"] if r["verdict"] != "GO"]
-    for r in bad[:MAX_TERMINAL_NODES]:
-        why = ", ".join(r["blockers"]) or r.get("reason", "")
-        lines.append(f"  {r['verdict']} {r['name']}: {why}")
+    # nodes not GO for the same reason: one line naming them (8 nodes in the wrong conda
+    # env were 8 lines)
+    bad: dict[tuple[str, str], list[str]] = {}
+    for r in cluster["nodes"]:
+        if r["verdict"] != "GO":
+            why = ", ".join(r["blockers"]) or r.get("reason", "")
+            bad.setdefault((r["verdict"], why), []).append(r["name"])
+    fixes = {r["name"]: r.get("fix", "") for r in cluster["nodes"]}
+    for (verdict, why), names in list(bad.items())[:MAX_TERMINAL_NODES]:
+        who = names[0] if len(names) == 1 else _named(names, 5)
+        lines.append(f"  {verdict} {who}: {why}")
+        if fixes[names[0]] and all(fixes[n] == fixes[names[0]] for n in names):
+            # a node without a report: how to decide it (on that node)
+            where = "each of those nodes" if len(names) > 1 else names[0]
+            lines.append(f"      fix (on {where}):")
+            lines += [f"        {line}" for line in fixes[names[0]].splitlines()]
     if len(bad) > MAX_TERMINAL_NODES:
-        lines.append(f"  ... and {len(bad) - MAX_TERMINAL_NODES} more node(s) not GO: see "
-                     f"{CLUSTER_MD}")
+        more = sum(len(v) for v in list(bad.values())[MAX_TERMINAL_NODES:])
+        lines.append(f"  ... and {more} more node(s) not GO: see {CLUSTER_MD}")
+    problems = _problems_of(cluster)
+    for p in problems[:MAX_TERMINAL_PROBLEMS]:
+        label = "UNKNOWN" if p["severity"] == "unknown" else "BLOCKER"
+        lines.append(f"  {label} {p['id']} on {_named(p['nodes'], 5)}: {p['summary']}")
+        if p["fix"]:
+            where = "each of those nodes" if len(p["nodes"]) > 1 else p["nodes"][0]
+            lines.append(f"      fix (on {where}):")
+            lines += [f"        {line}" for line in p["fix"].splitlines()]
+    if len(problems) > MAX_TERMINAL_PROBLEMS:
+        lines.append(f"  ... and {len(problems) - MAX_TERMINAL_PROBLEMS} more node "
+                     f"problem(s): see {CLUSTER_MD}")
     for c in cluster["checks"]:
         severity = Severity.parse(c["severity"])
         if severity.blocks:  # an UNKNOWN blocks GO but is not a blocker (the node terminal)
@@ -353,14 +420,15 @@ def finish(nodes: list[NodeReport], started: float, how: str, report_dir: Path,
 
 
 def check_writable(report_dir: Path) -> None:
-    """Bad input before any work: the cluster report could not be written."""
-    try:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        probe = report_dir / f".cluster-write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise InputError(f"{report_dir}: report dir is not writable: {exc.strerror}") from None
+    """Bad input before any work: the cluster report could not be written. Creates
+    nothing: a run that then stops on bad input leaves no empty report dir behind."""
+    there = report_dir.absolute()
+    while not there.exists() and there != there.parent:
+        there = there.parent
+    why = ("Not a directory" if not there.is_dir() else
+           "" if os.access(there, os.W_OK | os.X_OK) else "Permission denied")
+    if why:
+        raise InputError(f"{report_dir}: report dir is not writable: {why}")
 
 
 def merge(paths: list[str], report_dir: Path, profile_dirs: list[Path],

@@ -40,11 +40,7 @@ class Runner:
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
-        stop_grace_s: float = 0.0,
     ) -> Completed:
-        """`stop_grace_s`: when this call is interrupted, the child's group gets SIGTERM
-        and that long to end by itself (a preflight unwinds: it kills its torchrun tree,
-        which lives in sessions of its own) before SIGKILL; 0: SIGKILL at once."""
         import time
 
         timeout = self.default_timeout if timeout is None else timeout
@@ -71,7 +67,8 @@ class Runner:
             out, err = proc.communicate()
             timed_out = True
         except BaseException:
-            _stop(proc, stop_grace_s)
+            kill_group(proc)
+            proc.wait()
             raise
         code = None if timed_out else proc.returncode
         return Completed(tuple(argv), code, out, err, timed_out, time.monotonic() - start)
@@ -85,20 +82,6 @@ class Runner:
         env = dict(kwargs.pop("env", None) or os.environ)
         env[OWNER_VAR] = str(os.getpid())
         return subprocess.Popen(list(argv), start_new_session=True, env=env, **kwargs)
-
-
-def _stop(proc: subprocess.Popen[Any], grace_s: float) -> None:
-    """SIGTERM, up to grace_s for the child to exit (its pipes drained meanwhile), then
-    SIGKILL to whatever is left of its group."""
-    try:
-        if grace_s > 0:
-            kill_group(proc, signal.SIGTERM)
-            proc.communicate(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        kill_group(proc)
-        proc.wait()
 
 
 # How often a wait on a child returns to Python: a Ray task cancel (ray.cancel) is
