@@ -78,14 +78,16 @@ STAMP = r"(?:\[?\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?\s*[-|]?\s*)?"
 # its cause only when nothing fatal does, and is not fatal by itself (a run that warned
 # "cache file not found at out//cache" and then trained to the end is no failure).
 WARNING_RECORD = re.compile(SOURCE + STAMP + r"\[?(?:WARNING|WARN)\b[]:|\s-]")
-# Any logging record: a traceback printed right under one was logged by the program
-# (logger.exception, exc_info=True: a Dataset skipping a bad row), not the interpreter's
-# report of the exception that ended it.
-LOG_RECORD = re.compile(SOURCE + STAMP + r"\[?(?:CRITICAL|ERROR|WARNING|WARN|INFO|DEBUG)\b[]:|\s-]")
+# A logging record at WARNING or above: a traceback printed right under one was logged by
+# the program (logger.exception, exc_info=True: a Dataset skipping a bad row), not the
+# interpreter's report of the exception that ended it. Not under INFO/DEBUG: a training
+# loop's progress line ("INFO train: step 2 loss 2.3") stands right above the traceback of
+# the crash that ended the run.
+LOG_RECORD = re.compile(SOURCE + STAMP + r"\[?(?:CRITICAL|ERROR|WARNING|WARN)\b[]:|\s-]")
 # ... also when a progress bar left on the line (tqdm draws without a newline) precedes
 # a stamped one: "train:  17%|##  | 1/6 [00:00<00:00]2026-12-01 10:58:12,228 ERROR ...".
 STAMPED_RECORD = re.compile(r"\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?\s*[-|]?\s*\[?"
-                            r"(?:CRITICAL|ERROR|WARNING|WARN|INFO|DEBUG)\b[]:|\s-]")
+                            r"(?:CRITICAL|ERROR|WARNING|WARN)\b[]:|\s-]")
 TRACEBACK_HEAD = re.compile(SOURCE + r"Traceback \(most recent call last\):")
 
 
@@ -621,6 +623,11 @@ class _Windows:
         lines = self(scan, hit)
         return lines[:self.at[(hit.file, hit.offset)]]
 
+    def after(self, scan: FileScan, hit: Hit) -> list[str]:
+        """The lines after the hit's own."""
+        lines = self(scan, hit)
+        return lines[self.at[(hit.file, hit.offset)] + 1:]
+
 
 def _count_benign(scan: FileScan, hit: Hit, window: _Windows) -> None:
     """A hit only benign blocks match: counted under the first whose near-condition holds;
@@ -653,7 +660,8 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
     consequence = "consequence" in {b.role for b in hit.blocks}
     if consequence:
         scan.consequences += 1
-    soft = bool(RETRIED.search(hit.text) or WARNING_RECORD.match(hit.text))
+    soft = bool(RETRIED.search(hit.text) or (WARNING_RECORD.match(hit.text)
+                                             and _went_on(window.after(scan, hit))))
     weak = consequence or soft
     live = [b for b in hit.blocks if _live(b, scan, hit, markers, window)]
     specific = [b for b in live if b.role == "cause"]
@@ -670,12 +678,20 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
         shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)(?::\s|$)",
                            hit.text)
         if text or shaped:
-            logged = _logged(window.before(scan, hit))
+            logged = (_logged(window.before(scan, hit))
+                      and _went_on(window.after(scan, hit)))
             return Cause("unknown", "likely", hit, None, soft=logged), not logged
     # A consequence's words in a line that warns or retries (urllib3's "WARNING ...
     # Retrying (Retry(total=2, ...)) after connection broken by 'ConnectionResetError(104,
     # 'Connection reset by peer')'") are counted, and are not fatal.
     return None, consequence and not soft
+
+
+def _went_on(after: list[str]) -> bool:
+    """The process printed on after the line: a warning or a logged exception that is the
+    last thing in its log is likely why it ended (logger.warning of an OOM, then exit 1;
+    logger.error, then raise)."""
+    return any(x.strip() for x in after)
 
 
 def _logged(before: list[str]) -> bool:

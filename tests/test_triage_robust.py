@@ -233,3 +233,41 @@ def test_a_command_bash_reports_killed_by_a_signal_is_fatal(tmp_path, signal, na
     assert death["command"] == f"bash -c 'kill -{signal} $$'"
     out = triage.render(result)
     assert f"FATAL: `bash -c 'kill -{signal} $$'` (pid {death['pid']}) died by {name}" in out
+
+
+# Programs that logged and then ended: each log is the real interpreter's output.
+LOGGED_THEN_ENDED = {
+    # A training loop's INFO progress line stands right above the uncaught traceback.
+    "info-then-crash": 'import logging\nlogging.basicConfig(level=logging.INFO, format='
+                       '"%(asctime)s %(levelname)s %(name)s: %(message)s")\n'
+                       'logging.getLogger("train").info("step 2 loss 2.3")\n'
+                       'batch = {}\nbatch["input_ids"]\n',
+    # logger.error, then raise: the record is right above the interpreter's traceback.
+    "error-then-raise": 'import logging\nlogging.basicConfig(format='
+                        '"%(asctime)s %(levelname)s %(name)s: %(message)s")\n'
+                        'try:\n    open("/nonexistent/ckpt.pt")\nexcept OSError:\n'
+                        '    logging.getLogger("train").error("cannot load checkpoint")\n'
+                        '    raise\n',
+    # An OOM the program reports with logger.warning, then exit 1: its last line.
+    "oom-warning-then-exit": 'import logging, sys\nlogging.basicConfig(format='
+                             '"%(asctime)s %(levelname)s %(name)s: %(message)s")\n'
+                             'logging.getLogger("train").warning("batch failed: CUDA out of '
+                             'memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity '
+                             'of 79.15 GiB of which 1.20 GiB is free.")\nsys.exit(1)\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOGGED_THEN_ENDED))
+def test_a_log_record_that_ends_the_log_stays_fatal(name, tmp_path):
+    """A warning or a traceback under a log record is not fatal only when the program went
+    on: these ended there (exit 1) and were 'no fatal error found', exit 0."""
+    script = tmp_path / f"{name}.py"
+    script.write_text(LOGGED_THEN_ENDED[name])
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=60,
+                          cwd=tmp_path)
+    assert proc.returncode == 1
+    log = tmp_path / f"{name}.log"
+    log.write_bytes(proc.stdout + proc.stderr)
+    result = triage.triage([str(log)])
+    assert result["fatal"] is True and result["causes"], result.get("not_fatal")
+    assert result["causes"][0]["id"] == ("cuda-oom" if "oom" in name else "unknown")
