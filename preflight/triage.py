@@ -40,6 +40,7 @@ import json
 import lzma
 import os
 import re
+import signal
 import stat
 import sys
 import tempfile
@@ -55,6 +56,7 @@ from typing import Any
 
 from preflight import redact, runbooks
 from preflight.probes.exceptions import EXCEPTION_LINE, ROOT_CAUSE, root_cause
+from preflight.run import interrupt_on_signals
 
 SCHEMA = 1
 BLOCK = 4 << 20        # bytes read per step
@@ -1346,11 +1348,20 @@ def main(argv: list[str]) -> int:
     except TriageInputError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 4
+    # SIGTERM and SIGHUP unwind as Ctrl-C does, so the spool dir (stdin, a decompressed
+    # log: a gzipped 20 MB log is 180 MB there) is removed; their default action left it.
+    saved = interrupt_on_signals()
     try:
         result = triage(paths, context)
     except TriageInputError as exc:
         print(f"ERROR: {scrub(_shown(str(exc)))}", file=sys.stderr)
         return 4
+    except KeyboardInterrupt:
+        print("ERROR: preflight triage: interrupted", file=sys.stderr)
+        return 2
+    finally:
+        for sig, previous in saved.items():
+            signal.signal(sig, previous)
     result = scrub(result)
     print(json.dumps(result, indent=1, ensure_ascii=False) if as_json else render(result))
     return 1 if result["fatal"] else 0

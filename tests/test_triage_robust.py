@@ -271,3 +271,35 @@ def test_a_log_record_that_ends_the_log_stays_fatal(name, tmp_path):
     result = triage.triage([str(log)])
     assert result["fatal"] is True and result["causes"], result.get("not_fatal")
     assert result["causes"][0]["id"] == ("cuda-oom" if "oom" in name else "unknown")
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_a_signal_mid_spool_removes_the_spool_dir(sig, tmp_path):
+    """SIGTERM or SIGHUP while triage spools its input (stdin here; a decompressed gzip log
+    the same way) killed it by their default action and left preflight-triage-*/ with the
+    spooled text in $TMPDIR (a 20 MB gzip log: 180 MB). Now: exit 2, one line, dir gone."""
+    import os
+    import signal
+    import time
+
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "preflight", "triage", "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "TMPDIR": str(spool)})
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b"[rank0]: RuntimeError: CUDA error: out of memory\n" * 100)
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not list(spool.glob("preflight-triage-*/stdin.log")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2 and err.decode().strip() == "ERROR: preflight triage: interrupted"
+    assert list(spool.iterdir()) == []
