@@ -443,3 +443,28 @@ def test_a_slurm_node_without_a_report_or_a_report_left_from_another_job_is_not_
     assert "reports from 2 Slurm job steps: 77.0 on" in found["summary"], found
     assert f"rm {stale_dir / 'preflight-report.json'}   # left by Slurm job 70 step 0" in \
         found["fix"].splitlines(), found["fix"]
+
+
+def test_nodes_in_slurm_steps_of_their_own_are_one_run_under_ray_or_when_each_step_reported(
+        healthy) -> None:
+    """Ray on Slurm starts each node's raylet in a step of its own (`srun --nodes=1
+    --ntasks=1 -w NODE ray start ... --block &`), and a per-node loop of `srun --nodes=1 -w
+    NODE preflight ... &` does the same: every such cluster was NO-GO 'reports from 2 Slurm
+    job steps ... (reports left by an earlier run?)'. A report of an earlier job is still."""
+    from preflight.cluster.checks import NodeReport, judge_nodes
+
+    def nodes(source: str, jobs: tuple[str, str]) -> list[NodeReport]:
+        out = []
+        for i, (path, job) in enumerate(zip(healthy, jobs, strict=True)):
+            data = json.loads((path / "preflight-report.json").read_text())
+            data["node"]["launch_env"].update(SLURM_JOB_ID=job, SLURM_STEP_ID=str(i),
+                                              SLURM_STEP_NUM_NODES="1",
+                                              SLURM_STEP_NODELIST=data["node"]["node_id"])
+            out.append(NodeReport(data["node"]["node_id"], source.format(i=i), data))
+        return out
+
+    for verdict in (judge_nodes(nodes("ray:{i}", ("77", "77"))),
+                    judge_nodes(nodes("reports/{i}/preflight-report.json", ("77", "77")))):
+        assert (verdict.problems, verdict.ok) == ([], "2 distinct node(s)")
+    stale = judge_nodes(nodes("reports/{i}/preflight-report.json", ("77", "70")))
+    assert stale.problems and "reports from 2 Slurm job steps" in stale.problems[0].text

@@ -276,7 +276,7 @@ def judge_nodes(nodes: list[NodeReport]) -> Verdict:
     if steps:
         evidence["slurm_steps"] = {f"{j}.{st}": [n.name for n in v][:MAX_ROWS]
                                    for (j, st), v in steps.items()}
-    if len(steps) > 1:
+    if len(steps) > 1 and not _split_run(steps):
         problems.append(_stale(steps, fixes))
     elif steps and (missing := _step_missing(*next(iter(steps.items())))) is not None:
         mixed.insert(0, missing)
@@ -288,9 +288,14 @@ def judge_nodes(nodes: list[NodeReport]) -> Verdict:
 
 
 def _slurm_steps(answered: list[NodeReport]) -> dict[tuple[str, str], list[NodeReport]]:
-    """The reports of each Slurm job step (SLURM_JOB_ID, SLURM_STEP_ID in launch_env)."""
+    """The report files of each Slurm job step (SLURM_JOB_ID, SLURM_STEP_ID in launch_env).
+    Not a `cluster --ray` run's reports: all of that one run, and Ray on Slurm starts each
+    node's `ray start` in a step of its own (`srun --nodes=1 --ntasks=1 -w NODE ray start
+    ... --block &`, Ray's Slurm recipe): the raylets, so the node runs, differ in step."""
     steps: dict[tuple[str, str], list[NodeReport]] = {}
     for n in answered:
+        if n.source.startswith("ray:"):
+            continue
         env = n.facts.get("launch_env") or {}
         if env.get("SLURM_JOB_ID"):
             steps.setdefault((env["SLURM_JOB_ID"], env.get("SLURM_STEP_ID", "?")),
@@ -303,16 +308,21 @@ def _stale(steps: dict[tuple[str, str], list[NodeReport]], fixes: list[str]) -> 
     in the report directory by an earlier run (merged as if they were today's)."""
     keep = max(steps, key=lambda k: (len(steps[k]), k))
     old = [(k, n) for k, v in steps.items() if k != keep for n in v]
-    files = [n.source for _, n in old if not n.source.startswith("ray:")]
     fixes += [f"rm {shlex.quote(n.source)}   # left by Slurm job {j} step {st}"
-              for (j, st), n in old if n.source in files][:10]
-    if len(files) < len(old) or not files:
-        fixes.append("# run preflight on every node again, each into an empty report dir")
+              for (j, st), n in old][:10]
     return (f"reports from {len(steps)} Slurm job steps: "
             + "; ".join(f"{j}.{st} on {_few([n.name for n in v])}"
                         for (j, st), v in sorted(steps.items(), key=lambda kv:
                                                  (kv[0] != keep, kv[0])))
             + " (reports left by an earlier run?)")
+
+
+def _split_run(steps: dict[tuple[str, str], list[NodeReport]]) -> bool:
+    """Steps of one job that each reported on all their nodes: one run started node by
+    node (`srun --nodes=1 -w NODE preflight ... &` per node), not reports left over."""
+    return len({job for job, _ in steps}) == 1 and all(
+        (members[0].facts.get("launch_env") or {}).get("SLURM_STEP_NUM_NODES")
+        == str(len(members)) for members in steps.values())
 
 
 def _step_missing(step: tuple[str, str], members: list[NodeReport]) -> Problem | None:
