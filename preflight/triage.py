@@ -219,8 +219,13 @@ BENIGN = {
     # (torch/distributed/elastic/agent/server/api.py:932 and :985 in torch 2.13).
     "torchrun-succeeded": "```triage\n\\] \\[\\w+\\] worker group successfully finished\n"
                           "Local worker group finished \\(WorkerState\\.SUCCEEDED\\)\n```",
+    # ... and when it restarts them (api.py:942, "[default] Worker group FAILED. 1/1
+    # attempts left; will restart worker group"): only what failed before a restart was
+    # recovered from, not a failed torchrun that a later, successful one follows.
+    "torchrun-restarted": "```triage\n\\] \\[\\w+\\] .*; will restart worker group\n```",
 }
 SUCCEEDED = "torchrun-succeeded"
+RESTARTED = "torchrun-restarted"
 NOT_FATAL_TRACEBACK = re.compile(r"Exception ignored in|Exception in thread")
 
 # Anything that looks fatal but matches no runbook: an exception line inside a traceback.
@@ -748,12 +753,20 @@ def _node(line: str) -> str:
 
 
 def _finished(scan: FileScan) -> dict[str, int]:
-    """Per node label of the file, the last line where torchrun's agent said its workers
-    finished (a merged log's node 0 finishing says nothing of node 1)."""
+    """Per node label of the file (a merged log's node 0 finishing says nothing of node
+    1), the line of torchrun's last restart of the workers that a line saying they
+    finished follows: what failed before it was recovered from. Not a success alone:
+    `torchrun train.py; torchrun eval.py` in one log, the first failed, the second
+    finished."""
+    restarted: dict[str, int] = {}
     done: dict[str, int] = {}
     for hit in scan.hits:
-        if any(b.id == SUCCEEDED for b in hit.blocks):
-            done[_node(hit.text)] = max(done.get(_node(hit.text), 0), hit.line)
+        ids = {b.id for b in hit.blocks}
+        node = _node(hit.text)
+        if RESTARTED in ids:
+            restarted[node] = hit.line
+        elif SUCCEEDED in ids and node in restarted:
+            done[node] = restarted[node]
     return done
 
 

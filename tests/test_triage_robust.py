@@ -303,3 +303,17 @@ def test_a_signal_mid_spool_removes_the_spool_dir(sig, tmp_path):
             proc.wait()
     assert proc.returncode == 2 and err.decode().strip() == "ERROR: preflight triage: interrupted"
     assert list(spool.iterdir()) == []
+
+
+def test_a_failed_torchrun_followed_by_one_that_finished_stays_fatal(tmp_path):
+    """`torchrun train.py; torchrun eval.py` in one log: the first failed (rank 1's
+    KeyError, its failure table), the second finished (LOGLEVEL=INFO: 'WorkerState.
+    SUCCEEDED'). Read as a failure torchrun restarted from: 'no fatal error found', exit 0.
+    Only a restart ('will restart worker group') that the success follows recovers."""
+    log = tmp_path / "train-then-eval.log"
+    log.write_text((REAL / "user-keyerror-torchrun.log").read_text(encoding="utf-8")
+                   + (REAL / "ok-noisy-torchrun.log").read_text(encoding="utf-8"))
+    result = triage.triage([str(log)])
+    first = result["causes"][0]
+    assert result["fatal"] is True and (first["id"], first["match"]) == (
+        "unknown", "[rank1]: KeyError: 'labels'")
