@@ -40,6 +40,7 @@ import json
 import lzma
 import os
 import re
+import shlex
 import signal
 import stat
 import sys
@@ -897,6 +898,13 @@ def collect(paths: list[str], spool_dir: str) -> list[tuple[str, str]]:
 # magic: RFC 1952 2.3.1 (gzip), the bzip2 header "BZh", the xz stream header magic.
 COMPRESSED: list[tuple[bytes, Any]] = [(b"\x1f\x8b", gzip.open), (b"BZh", bz2.open),
                                        (b"\xfd7zXZ\x00", lzma.open)]
+CATS = {gzip.open: "zcat", bz2.open: "bzcat", lzma.open: "xzcat"}
+# A spooled log stops short of leaving less than this free where it is spooled ($TMPDIR):
+# a log directory's 20 GB .gz (or thirty rotated logs: all are spooled before the scan)
+# filled the node's /tmp under its jobs, and a write that then failed (ENOSPC) kept the
+# text so far as if it were the whole log.
+KEEP_FREE = 1 << 30
+ROOM_EVERY = 16 << 20   # bytes spooled between two looks at the free space
 
 
 def _plain(shown: str, real: str, spool_dir: str, index: int) -> str:
@@ -910,16 +918,40 @@ def _plain(shown: str, real: str, spool_dir: str, index: int) -> str:
     if opener is None:
         return real
     spooled = os.path.join(spool_dir, f"{index}.log")
-    size = 0
+    size = look = 0
     try:
         with opener(real, "rb") as src, open(spooled, "wb") as out:
             while chunk := src.read1(1 << 16):  # read1: a cut stream keeps its text
-                out.write(chunk)
+                if size >= look:
+                    look += ROOM_EVERY
+                    _spool_write(out, b"", shown, spool_dir, CATS[opener])
+                _spool_write(out, chunk, shown, spool_dir, CATS[opener])
                 size += len(chunk)
     except (OSError, EOFError, lzma.LZMAError) as exc:
         if size == 0:
             raise TriageInputError(f"{shown}: cannot decompress: {exc}") from None
     return spooled
+
+
+def _spool_write(out: Any, chunk: bytes, shown: str, spool_dir: str, cat: str) -> None:
+    """Write to the spool (an empty chunk: look at its free space first), or
+    TriageInputError when it has no room: not an OSError, which for the decompressor means
+    a cut stream whose text so far is kept; a spool that is full holds less than the log."""
+    try:
+        if not chunk:
+            st = os.statvfs(spool_dir)
+            if st.f_bavail * st.f_frsize >= KEEP_FREE:
+                return
+            why = f"under {KEEP_FREE >> 20} MiB free there"
+        else:
+            out.write(chunk)
+            return
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+    raise TriageInputError(
+        f"{shown}: no room for its decompressed text in {os.path.dirname(spool_dir)} ({why}); "
+        f"decompress it where there is: {cat} {shlex.quote(shown)} > DIR_WITH_ROOM/log && "
+        "preflight triage DIR_WITH_ROOM/log") from None
 
 
 def _spool_stdin(spool_dir: str) -> str:

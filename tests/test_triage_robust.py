@@ -317,3 +317,26 @@ def test_a_failed_torchrun_followed_by_one_that_finished_stays_fatal(tmp_path):
     first = result["causes"][0]
     assert result["fatal"] is True and (first["id"], first["match"]) == (
         "unknown", "[rank1]: KeyError: 'labels'")
+
+
+def test_a_compressed_log_is_not_spooled_into_a_full_tmpdir(tmp_path, monkeypatch, capsys):
+    """A log directory's compressed files are all decompressed into $TMPDIR before the
+    scan: a large one filled the node's /tmp, and a write that then failed (ENOSPC) was
+    taken for a cut stream, its text so far judged as the whole log. Now it stops while
+    KEEP_FREE is still free: one ERROR line naming the decompressor to use elsewhere,
+    exit 4, nothing left in $TMPDIR."""
+    import os
+
+    log = tmp_path / "train.log.gz"
+    log.write_bytes(gzip.compress((REAL / "user-keyerror-torchrun.log").read_bytes()))
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool))
+    monkeypatch.setattr(triage.tempfile, "tempdir", None)  # re-read $TMPDIR
+    st = os.statvfs(spool)
+    monkeypatch.setattr(triage, "KEEP_FREE", st.f_bavail * st.f_frsize + (1 << 30))
+    assert triage.main([str(log)]) == 4
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"ERROR: {log}: no room for its decompressed text in {spool} ")
+    assert f"zcat {log} > DIR_WITH_ROOM/log && preflight triage DIR_WITH_ROOM/log" in err
+    assert list(spool.iterdir()) == []
