@@ -27,8 +27,8 @@ waiting ranks' collective timeouts (`@fallback`, runbook collective-timeout) com
 after an unknown exception, and behind a rank torchrun's table shows killed by a signal. Logs are
 streamed in blocks: a cheap substring prefilter (literals every pattern requires, found with
 `bytes.find`) picks the few lines the regexes run on, so a 200 MB log costs seconds and
-bounded memory. Exit 0: no fatal error; 1: fatal (a root cause named, or `unknown`); 4: bad
-input. What the program only warned about, retried, logged and went on after, or recovered
+bounded memory. Exit 0: no fatal error; 1: fatal (a root cause named, or `unknown`); 2:
+interrupted (Ctrl-C, SIGTERM, SIGHUP); 4: bad input. What the program only warned about, retried, logged and went on after, or recovered
 from by a torchrun restart is not fatal by itself (`not_fatal` when nothing else is).
 """
 
