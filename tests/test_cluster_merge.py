@@ -468,3 +468,21 @@ def test_nodes_in_slurm_steps_of_their_own_are_one_run_under_ray_or_when_each_st
         assert (verdict.problems, verdict.ok) == ([], "2 distinct node(s)")
     stale = judge_nodes(nodes("reports/{i}/preflight-report.json", ("77", "70")))
     assert stale.problems and "reports from 2 Slurm job steps" in stale.problems[0].text
+
+
+def test_a_timed_out_node_with_an_older_preflight_is_unknown_not_a_crash():
+    # Ray runs node_task from the node's own installation: an older preflight's answer
+    # has no `bound_s`, and reading it raised KeyError in the driver
+    from preflight.cluster.fanout_ray import _collect
+
+    class Ray:
+        @staticmethod
+        def get(ref: Any) -> dict[str, Any]:
+            return {"hostname": "n2", "returncode": None, "timed_out": True,
+                    "elapsed_s": 30.0, "report": None, "error": ""}
+
+    node = _collect(Ray, object(), {"NodeID": "ab" * 28, "NodeManagerHostname": "n2"},
+                    ["--profile", "a800"])
+    assert node.verdict == "UNKNOWN"
+    assert "did not finish within --node-timeout" in node.reason
+    assert node.extra["fix"].startswith("preflight -v --profile a800")

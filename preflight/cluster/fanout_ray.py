@@ -441,13 +441,17 @@ def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str]) -> 
         return _unknown(info, f"the task failed: {type(exc).__name__}: {first[:200]}",
                         "ray status   # is it alive? then run preflight cluster --ray again")
     if answer["report"] is None:
-        why = answer["error"] or (f"preflight did not finish within {answer['bound_s']:g}s "
+        # a node whose preflight predates `bound_s` runs its own node_task (Ray imports it
+        # from the node's installation): its answer has no bound_s
+        bound = answer.get("bound_s")
+        within = f"within {bound:g}s" if isinstance(bound, (int, float)) else \
+            "within --node-timeout"
+        why = answer["error"] or (f"preflight did not finish {within} "
                                   "(--node-timeout): stopped, with what it started"
                                   if answer["timed_out"] else
                                   f"preflight exited {answer['returncode']} without a report")
         node = _unknown(info, why, f"{rerun}   # on it alone: " + (
-            f"what does not finish within {answer['bound_s']:g}s" if answer["timed_out"]
-            else "what it says"))
+            f"what does not finish {within}" if answer["timed_out"] else "what it says"))
         if answer["returncode"] == 4:  # the node's preflight rejected its input
             node.extra["exit_code"] = 4
         return node
