@@ -24,12 +24,13 @@ The root cause is the earliest matching line once consequences (other ranks' NCC
 timeouts, torchrun's ChildFailedError tables, SIGTERMs from the agent, `Ray job ... failed`)
 and benign noise (wandb's BrokenPipeError at shutdown, warnings) are discounted. The
 waiting ranks' collective timeouts (`@fallback`, runbook collective-timeout) come last:
-after an unknown exception, and behind a rank torchrun's table shows killed by a signal. Logs are
-streamed in blocks: a cheap substring prefilter (literals every pattern requires, found with
-`bytes.find`) picks the few lines the regexes run on, so a 200 MB log costs seconds and
-bounded memory. Exit 0: no fatal error; 1: fatal (a root cause named, or `unknown`); 2:
-interrupted (Ctrl-C, SIGTERM, SIGHUP); 4: bad input. What the program only warned about, retried, logged and went on after, or recovered
-from by a torchrun restart is not fatal by itself (`not_fatal` when nothing else is).
+after an unknown exception, and behind a rank torchrun's table shows killed by a signal.
+Logs are streamed in blocks: a cheap substring prefilter (literals every pattern requires,
+found with `bytes.find`) picks the few lines the regexes run on, so a 200 MB log costs
+seconds and bounded memory. Exit 0: no fatal error; 1: fatal (a root cause named, or
+`unknown`); 2: interrupted (Ctrl-C, SIGTERM, SIGHUP); 4: bad input. What the program only
+warned about, retried, logged and went on after, or recovered from by a torchrun restart
+is not fatal by itself (`not_fatal` when nothing else is).
 """
 
 from __future__ import annotations
