@@ -82,17 +82,24 @@ STAMP = r"(?:\[?\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?\s*[-|]?\s*)?"
 # its cause only when nothing fatal does, and is not fatal by itself (a run that warned
 # "cache file not found at out//cache" and then trained to the end is no failure).
 WARNING_RECORD = re.compile(SOURCE + STAMP + r"\[?(?:WARNING|WARN)\b[]:|\s-]")
-# A logging record at WARNING or above: a traceback printed right under one was logged by
+TRACEBACK_HEAD = re.compile(SOURCE + r"Traceback \(most recent call last\):")
+# A logging record at ERROR or above: a traceback printed right under one was logged by
 # the program (logger.exception, exc_info=True: a Dataset skipping a bad row), not the
-# interpreter's report of the exception that ended it. Not under INFO/DEBUG: a training
-# loop's progress line ("INFO train: step 2 loss 2.3") stands right above the traceback of
-# the crash that ended the run.
-LOG_RECORD = re.compile(SOURCE + STAMP + r"\[?(?:CRITICAL|ERROR|WARNING|WARN)\b[]:|\s-]")
+# interpreter's report of the exception that ended it. Not under INFO/DEBUG (a training
+# loop's "INFO train: step 2 loss 2.3" stands right above the traceback of the crash that
+# ended the run), nor under WARNING (a tokenizer's warning, then a KeyError in the
+# collator: the interpreter's report of the crash).
+ERROR_RECORD = re.compile(SOURCE + STAMP + r"\[?(?:CRITICAL|ERROR)\b[]:|\s-]")
 # ... also when a progress bar left on the line (tqdm draws without a newline) precedes
 # a stamped one: "train:  17%|##  | 1/6 [00:00<00:00]2026-12-01 10:58:12,228 ERROR ...".
-STAMPED_RECORD = re.compile(r"\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?\s*[-|]?\s*\[?"
-                            r"(?:CRITICAL|ERROR|WARNING|WARN)\b[]:|\s-]")
-TRACEBACK_HEAD = re.compile(SOURCE + r"Traceback \(most recent call last\):")
+STAMPED_ERROR = re.compile(r"\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?\s*[-|]?\s*\[?"
+                           r"(?:CRITICAL|ERROR)\b[]:|\s-]")
+# What a process prints after the exception that ended it, from its exit handlers: not the
+# program going on. wandb's run summary (its `wandb:` prefix, wandb/errors/term.py
+# termlog), CPython's unraisable and atexit reports (Python/errors.c
+# PyErr_WriteUnraisable: "Exception ignored in"; Modules/atexitmodule.c: "Error in
+# atexit._run_exitfuncs").
+EXIT_NOISE = re.compile(SOURCE + r"(?:wandb:|Exception ignored in\b|Error in atexit\.)")
 
 
 class TriageInputError(Exception):
@@ -700,7 +707,7 @@ def _went_on(after: list[str]) -> bool:
     """The process printed on after the line: a warning or a logged exception that is the
     last thing in its log is likely why it ended (logger.warning of an OOM, then exit 1;
     logger.error, then raise)."""
-    return any(x.strip() for x in after)
+    return any(x.strip() and not EXIT_NOISE.match(x.strip()) for x in after)
 
 
 def _logged(before: list[str]) -> bool:
@@ -710,7 +717,7 @@ def _logged(before: list[str]) -> bool:
     if not heads or heads[-1] == 0:
         return False
     above = before[heads[-1] - 1].strip()
-    return bool(LOG_RECORD.match(above) or STAMPED_RECORD.search(above))
+    return bool(ERROR_RECORD.match(above) or STAMPED_ERROR.search(above))
 
 
 def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:

@@ -248,6 +248,23 @@ LOGGED_THEN_ENDED = {
                         'try:\n    open("/nonexistent/ckpt.pt")\nexcept OSError:\n'
                         '    logging.getLogger("train").error("cannot load checkpoint")\n'
                         '    raise\n',
+    # A tokenizer's warning, then an uncaught KeyError, then wandb's run summary from its
+    # exit handler: the warning is not what logged the traceback, and the summary is not
+    # the program going on.
+    "warning-then-crash-then-atexit": 'import atexit, logging, sys\nlogging.basicConfig(format='
+                                      '"%(asctime)s %(levelname)s %(message)s")\n'
+                                      'atexit.register(print, "wandb: Find logs at: wandb/'
+                                      'run-20261201_101010-abc123/logs", file=sys.stderr)\n'
+                                      'logging.warning("tokenizer has no pad token")\n'
+                                      'batch = {}\nbatch["input_ids"]\n',
+    # logger.error, then raise, then an exit handler's summary.
+    "error-then-raise-then-atexit": 'import atexit, logging, sys\nlogging.basicConfig(format='
+                                    '"%(asctime)s %(levelname)s %(message)s")\n'
+                                    'atexit.register(print, "wandb: 🚀 View run dry-sun-3", '
+                                    'file=sys.stderr)\n'
+                                    'try:\n    open("/nonexistent/ckpt.pt")\n'
+                                    'except OSError:\n'
+                                    '    logging.error("cannot load checkpoint")\n    raise\n',
     # An OOM the program reports with logger.warning, then exit 1: its last line.
     "oom-warning-then-exit": 'import logging, sys\nlogging.basicConfig(format='
                              '"%(asctime)s %(levelname)s %(name)s: %(message)s")\n'
