@@ -956,17 +956,25 @@ def _spool_write(out: Any, chunk: bytes, shown: str, spool_dir: str, cat: str) -
             return
     except OSError as exc:
         why = exc.strerror or str(exc)
+    where = os.path.dirname(spool_dir)
+    if not cat:  # stdin: nothing to decompress, only no room to hold it
+        raise TriageInputError(
+            f"{shown}: no room to hold it in {where} ({why}); write the log where there is "
+            "and give its path: preflight triage DIR_WITH_ROOM/log") from None
     raise TriageInputError(
-        f"{shown}: no room for its decompressed text in {os.path.dirname(spool_dir)} ({why}); "
+        f"{shown}: no room for its decompressed text in {where} ({why}); "
         f"decompress it where there is: {cat} {shlex.quote(shown)} > DIR_WITH_ROOM/log && "
         "preflight triage DIR_WITH_ROOM/log") from None
 
 
 def _spool_stdin(spool_dir: str) -> str:
+    """stdin into the spool, under the same bound as a decompressed log (a full $TMPDIR
+    was a traceback)."""
     spooled = os.path.join(spool_dir, "stdin.log")
     with open(spooled, "wb") as out:
         while chunk := sys.stdin.buffer.read(1 << 20):
-            out.write(chunk)
+            _spool_write(out, b"", "<stdin>", spool_dir, "")
+            _spool_write(out, chunk, "<stdin>", spool_dir, "")
     return spooled
 
 

@@ -357,3 +357,22 @@ def test_a_compressed_log_is_not_spooled_into_a_full_tmpdir(tmp_path, monkeypatc
     assert err.startswith(f"ERROR: {log}: no room for its decompressed text in {spool} ")
     assert f"zcat {log} > DIR_WITH_ROOM/log && preflight triage DIR_WITH_ROOM/log" in err
     assert list(spool.iterdir()) == []
+
+
+def test_stdin_is_not_spooled_into_a_full_tmpdir(tmp_path):
+    """`preflight triage -` spools stdin into $TMPDIR: with no room there it was a
+    traceback (an OSError from the write); now one ERROR line, exit 4, nothing left."""
+    import os
+
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    st = os.statvfs(spool)
+    code = (f"from preflight import triage; triage.KEEP_FREE = {st.f_bavail * st.f_frsize}"
+            " + (1 << 30); raise SystemExit(triage.main(['-']))")
+    proc = subprocess.run([sys.executable, "-c", code], input=b"a log line\n" * 1000,
+                          capture_output=True, timeout=60, env={**os.environ,
+                                                                "TMPDIR": str(spool)})
+    err = proc.stderr.decode().strip()
+    assert proc.returncode == 4 and "Traceback" not in err, err
+    assert err.startswith(f"ERROR: <stdin>: no room to hold it in {spool} "), err
+    assert list(spool.iterdir()) == []
