@@ -486,3 +486,15 @@ def test_a_timed_out_node_with_an_older_preflight_is_unknown_not_a_crash():
     assert node.verdict == "UNKNOWN"
     assert "did not finish within --node-timeout" in node.reason
     assert node.extra["fix"].startswith("preflight -v --profile a800")
+
+
+def test_a_report_nested_too_deeply_is_exit_4_naming_it(healthy, tmp):
+    # json's decoder recurses once per level: `[[[[...` was a RecursionError traceback
+    bad = tmp / "deep" / "preflight-report.json"
+    bad.parent.mkdir()
+    bad.write_text("[" * 100_000 + "]" * 100_000)
+    out = tmp / "out-deep"
+    proc = merge(healthy[0], bad, out=out)
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.strip() == f"ERROR: {bad}: not a preflight report: nested too deeply"
+    assert not out.exists()

@@ -64,6 +64,8 @@ def parse_report(text: str, source: str) -> dict[str, Any]:
         why = "truncated" if cut else "invalid JSON"
         raise InputError(f"{source}: not a preflight report: {why} "
                          f"(line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:  # json's decoder recurses per level: `[[[[...` was a traceback
+        raise InputError(f"{source}: not a preflight report: nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("checks"), list) \
             or not isinstance(data.get("verdict"), str) or "schema" not in data:
         raise InputError(f"{source}: not a preflight report (needs schema, verdict, checks)")

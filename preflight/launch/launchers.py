@@ -705,6 +705,8 @@ def _accelerate_config(opts: dict[str, Word], environ: Mapping[str, Var], cwd: s
         config = (json.loads(text) if path.endswith(".json") else yaml.safe_load(text)) or {}
     except (ValueError, yaml.YAMLError) as exc:
         return path, {}, f"cannot read {shown}: {str(exc).splitlines()[0]}", ""
+    except RecursionError:  # json and PyYAML recurse per level: `[[[[...` (accelerate too)
+        return path, {}, f"cannot read {shown}: nested too deeply", ""
     if not isinstance(config, dict):
         return path, {}, f"{shown} is not a mapping", ""
     # config_args.py:103-112 `process_config`

@@ -894,7 +894,7 @@ def _swift_config_file(rest: list[Word], env: Environment, cmd: Command
         if text is None:
             return rest, env, ""  # missing: launch-inputs names it; unreadable: swift stops
         config = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError):
+    except (ValueError, yaml.YAMLError, RecursionError):  # RecursionError: `[[[[...`
         return rest, env, ""  # unreadable: swift stops there
     if config is None:  # an empty file: main.py:48 passes its name on as an argument
         return rest, env, ""

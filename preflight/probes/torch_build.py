@@ -165,7 +165,7 @@ def _child(runner: Runner, python: str, env: Mapping[str, str],
 def _read_cache(path: Path, key: str) -> list[str] | None:
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a cache file spoilt: fill it again
         return None
     if not isinstance(data, dict) or data.get("key") != key or \
             not isinstance(data.get("arch_list"), list):

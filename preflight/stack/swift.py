@@ -141,8 +141,9 @@ def _tiny_model_args(model: str) -> list[str]:
     # A local dir has no hub id for swift to infer the family from: name it.
     if (Path(model) / "config.json").is_file():
         try:
-            family = json.loads((Path(model) / "config.json").read_text()).get("model_type")
-        except (OSError, ValueError):
+            config = json.loads((Path(model) / "config.json").read_text())
+            family = config.get("model_type") if isinstance(config, dict) else None
+        except (OSError, ValueError, RecursionError):
             family = None
         if family == "qwen2":
             return ["--model_type", "qwen2", "--template", "qwen"]

@@ -324,6 +324,36 @@ READERS += [
 ]
 
 
+def _nested_config(name: str, suffix: str, launch: str) -> Case:
+    """A config file the launch names, nested deeper than json / PyYAML recurse: the
+    launcher would stop on it (RecursionError), and preflight said INTERNALERROR."""
+    def build(work: Path, canary: str) -> Setup:
+        deep = "[" * 100_000 + "]" * 100_000 if suffix == ".json" else \
+            "[" * 20_000 + "]" * 20_000
+        body = '{"distributed_type": "MULTI_GPU", "x": ' + deep + "}" if suffix == ".json" \
+            else "x: " + deep + "\n"
+        (work / f"cfg{suffix}").write_text(body)
+        (work / "train.py").write_text("")
+        script = work / "run.sh"
+        script.write_text(launch.replace("CFG", f"cfg{suffix}") + "\n")
+
+        def verify(report: dict, output: str) -> str:
+            found = json.dumps(report.get("checks", []))
+            return "" if "nested too deeply" in found or "swift " in launch else \
+                "no check says the config is nested too deeply"
+
+        return Setup(args=[*STATIC, "--launch-script", str(script)], verify=verify)
+
+    return Case(f"launch-config-nested-deep-{name}", "bad-input", build, "verdict")
+
+
+READERS += [
+    _nested_config("accelerate-json", ".json", "accelerate launch --config_file CFG train.py"),
+    _nested_config("accelerate-yaml", ".yaml", "accelerate launch --config_file CFG train.py"),
+    _nested_config("swift-yaml", ".yaml", "NPROC_PER_NODE=2 swift sft --config CFG"),
+]
+
+
 # -- 4. profiles: names, keys, numbers, nesting, extends chains, cost ---------------------------
 
 

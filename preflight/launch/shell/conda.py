@@ -247,7 +247,7 @@ def condarc(root: str, env: Mapping[str, Var]) -> list[dict[str, object]] | None
             with open(path, encoding="utf-8") as f:
                 text = f.read()
             data = yaml.safe_load(text) or {}
-        except (OSError, ValueError, yaml.YAMLError):
+        except (OSError, ValueError, yaml.YAMLError, RecursionError):  # `[[[[...`
             return None
         if not isinstance(data, dict) or "#!final" in text:
             return None
