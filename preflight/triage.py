@@ -94,6 +94,16 @@ ERROR_RECORD = re.compile(SOURCE + STAMP + r"\[?(?:CRITICAL|ERROR)\b[]:|\s-]")
 # a stamped one: "train:  17%|##  | 1/6 [00:00<00:00]2026-12-01 10:58:12,228 ERROR ...".
 STAMPED_ERROR = re.compile(r"\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?\s*[-|]?\s*\[?"
                            r"(?:CRITICAL|ERROR)\b[]:|\s-]")
+# A traceback that is itself the message of a logging record, its head on the record's
+# line: `logger.info(traceback.format_exc())` (ms-swift 4.6 swift/dataset/preprocessor/
+# core.py:251 logs a bad dataset row so, warns "There are errors in the dataset, the data
+# will be deleted" and trains on: "[INFO:swift] Traceback (most recent call last):", after
+# a tqdm bar left on the line). The interpreter's report of an uncaught exception never
+# starts on a record's line.
+LEVELS = r"(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)"
+LOGGED_HEAD = re.compile(r"(?:\[" + LEVELS + r"(?::[\w.-]+)?\]|\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?"
+                         r"\s*[-|]?\s*\[?" + LEVELS + r"\b\]?:?\s*(?:[\w.-]+:)?)"
+                         r"\s*Traceback \(most recent call last\):")
 # What a process prints after the exception that ended it, from its exit handlers: not the
 # program going on. wandb's run summary (its `wandb:` prefix, wandb/errors/term.py
 # termlog), CPython's unraisable and atexit reports (Python/errors.c
@@ -239,6 +249,12 @@ NOT_FATAL_TRACEBACK = re.compile(r"Exception ignored in|Exception in thread")
 
 # Anything that looks fatal but matches no runbook: an exception line inside a traceback.
 GENERIC = "```triage\n@near: Traceback \\(most recent call last\\)\n(?:Error|Exception)\\b\n```"
+# ... and argparse's refusal of the command line, which ends the program (exit 2) with no
+# traceback: `parser.exit(2, '%(prog)s: error: %(message)s\n')` (CPython Lib/argparse.py
+# ArgumentParser.error), e.g. ms-swift 4.6 "sft.py: error: argument --max_steps/--max-steps:
+# invalid int value: 'ten'" after its usage text.
+ARGPARSE_ERROR = (r"^(?:\[\w+\d+\]:\s*)?[\w.-]+: error: (?:argument |unrecognized arguments: |"
+                  r"the following arguments are required: |one of the arguments )")
 
 
 def builtin_blocks() -> list[Block]:
@@ -246,6 +262,7 @@ def builtin_blocks() -> list[Block]:
     for bid, text in BENIGN.items():
         blocks += parse_blocks(bid, text, role="benign")
     blocks += parse_blocks("unknown", GENERIC, role="generic")
+    blocks += parse_blocks("unknown", f"```triage\n{ARGPARSE_ERROR}\n```", role="generic")
     return blocks
 
 
@@ -693,7 +710,7 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
         text = EXCEPTION_LINE.match(re.sub(r"^\S*\]:?\s*", "", hit.text))
         shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)(?::\s|$)",
                            hit.text)
-        if text or shaped:
+        if text or shaped or re.match(ARGPARSE_ERROR, hit.text):
             logged = (_logged(window.before(scan, hit))
                       and _went_on(window.after(scan, hit)))
             return Cause("unknown", "likely", hit, None, soft=logged), not logged
@@ -713,7 +730,10 @@ def _went_on(after: list[str]) -> bool:
 def _logged(before: list[str]) -> bool:
     """The traceback that ends at the hit (`before`: the lines above it) was printed under
     a logging record: the program logged the exception and went on."""
-    heads = [i for i, x in enumerate(before) if TRACEBACK_HEAD.match(x.strip())]
+    heads = [i for i, x in enumerate(before)
+             if TRACEBACK_HEAD.match(x.strip()) or LOGGED_HEAD.search(x)]
+    if heads and LOGGED_HEAD.search(before[heads[-1]]):
+        return True
     if not heads or heads[-1] == 0:
         return False
     above = before[heads[-1] - 1].strip()
