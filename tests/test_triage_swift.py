@@ -31,6 +31,13 @@ FAILED = [
     ("swift-resume-missing.log", "launch-inputs", "certain", 31),
     # --output_dir under a file: os.makedirs in swift's argument __post_init__ (was: unknown)
     ("swift-outdir-unwritable.log", "launch-inputs", "certain", 40),
+    # the same under swift's torchrun (NPROC_PER_NODE=2): both ranks' "[rankN]:" tracebacks
+    ("swift-dataset-missing-torchrun.log", "launch-inputs", "certain", 394),
+    ("swift-outdir-unwritable-torchrun.log", "launch-inputs", "certain", 45),
+    # no row has `messages`: swift logs and drops each, then fails on the empty dataset
+    # (ZeroDivisionError); the line that says why is swift's "filtered dataset length: 0"
+    # (was: unknown on the first dropped row's AssertionError)
+    ("swift-dataset-column.log", "swift-smoke-10", "certain", 500),
     # MASTER_PORT held by another program: torchrun's store cannot listen
     ("swift-port-held.log", "port-free", "certain", 48),
     # a 1 MB tmpfs as --output_dir: torch.save's stream fails at the first checkpoint
@@ -40,7 +47,10 @@ FAILED = [
 UNKNOWN = [("swift-bad-arg.log", 449),
            # argparse's "sft.py: error: argument --max_steps...: invalid int value", exit 2,
            # no traceback (was: no fatal error found)
-           ("swift-bad-arg-type.log", 303)]
+           ("swift-bad-arg-type.log", 303),
+           # ... under torchrun: each rank's, then torchrun's failure table (was: fatal,
+           # no cause)
+           ("swift-bad-arg-type-torchrun.log", 306)]
 
 
 @pytest.mark.parametrize("name", OK)

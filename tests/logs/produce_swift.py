@@ -76,8 +76,10 @@ def _bad_row(work: Path) -> None:
 
 
 def _no_messages(work: Path) -> None:
+    # every row's turns under a column swift does not map to `messages` ("conversation"
+    # and "conversations" it maps: swift/dataset/preprocessor/core.py:507)
     rows = (work / "tiny" / "train.jsonl").read_text().splitlines()
-    (work / "bad.jsonl").write_text("".join(r.replace('"messages"', '"conversation"') + "\n"
+    (work / "bad.jsonl").write_text("".join(r.replace('"messages"', '"chat"') + "\n"
                                             for r in rows))
 
 
@@ -95,6 +97,13 @@ SHAPES: dict[str, Shape] = {
                                   setup=_bad_row),
     "swift-dataset-column": Shape(["sft", *_set(BASE, "--dataset", "{work}/bad.jsonl")],
                                   setup=_no_messages),
+    "swift-dataset-missing-torchrun": Shape(
+        ["sft", *_set(BASE, "--dataset", "{work}/data/train.jsonl"), *CPU2], nproc=2),
+    "swift-bad-arg-type-torchrun": Shape(["sft", *_set(BASE, "--max_steps", "ten"), *CPU2],
+                                         nproc=2),
+    "swift-outdir-unwritable-torchrun": Shape(
+        ["sft", *_set(BASE, "--output_dir", "{work}/runs/out"), *CPU2], nproc=2,
+        setup=_file_in_the_way),
     "swift-bad-arg": Shape(["sft", *_set(BASE, "--tuner_type", "ful")]),
     "swift-bad-arg-type": Shape(["sft", *_set(BASE, "--max_steps", "ten")]),
     "swift-outdir-unwritable": Shape(["sft", *_set(BASE, "--output_dir", "{work}/runs/out")],
