@@ -6,6 +6,8 @@ the right line. In-process and without ms-swift: the committed logs are the inpu
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,40 @@ def test_a_rank_killed_mid_run_under_swifts_torchrun_is_named_with_its_signal():
                                                                               545)
     # rank 0's "Connection reset by peer" is the consequence, not a cause
     assert [c["id"] for c in dead["consequences"]] == ["collective-timeout"]
+
+
+# swift's own way to log a row's exception (swift/dataset/preprocessor/core.py:251), and
+# the interpreter's report of an uncaught one after a progress bar left on the line: the
+# first goes on (not fatal), the second ended the run.
+LOGGED_THEN_ON = """\
+import logging, sys, traceback
+logging.basicConfig(format="[%(levelname)s:swift] %(message)s", level=logging.INFO)
+log = logging.getLogger("swift")
+sys.stderr.write("Map:   0%|          | 0/4 [00:00<?, ? examples/s]")
+try:
+    {}["content"]
+except KeyError:
+    log.info(traceback.format_exc())
+    log.warning("There are errors in the dataset, the data will be deleted")
+print("{'loss': '6.07', 'global_step/max_steps': '10/10'}")
+"""
+BAR_THEN_CRASH = """\
+import sys
+sys.stderr.write("Map:   0%|          | 0/4 [00:00<?, ? examples/s]")
+{}["content"]
+"""
+
+
+@pytest.mark.parametrize(("script", "fatal"), [(LOGGED_THEN_ON, False), (BAR_THEN_CRASH, True)],
+                         ids=["logged-at-info-then-on", "bar-then-uncaught"])
+def test_a_traceback_on_a_log_records_line_is_logged_not_the_crash(tmp_path, script, fatal):
+    log = tmp_path / "train.log"
+    with log.open("wb") as out:
+        done = subprocess.run([sys.executable, "-c", script], stdout=out,
+                              stderr=subprocess.STDOUT, timeout=60)
+    assert (done.returncode != 0) is fatal
+    result = triage.triage([str(log)])
+    assert result["fatal"] is fatal
+    if fatal:
+        assert result["causes"][0]["id"] == "unknown"
+        assert result["causes"][0]["match"].endswith("KeyError: 'content'")
