@@ -401,6 +401,11 @@ class _Rewriter:
                 raise NestingError(f"more than {MAX_NESTING} command substitutions in one "
                                    "word; not a launch script")
             word = _group_lists(word)
+        if "${" in word and brace_depth(word) > MAX_NESTING:
+            # words.py expands each level by scanning the rest for its `}`: 10,000 levels
+            # took minutes (bash: 2 s)
+            raise NestingError(f"${{...}} nested more than {MAX_NESTING} levels deep in one "
+                               "word; not a launch script")
         out.append(word)
         # `function NAME {`: the body after the name starts at command position
         fname = self.after_function
@@ -663,6 +668,15 @@ def matching(t: str, i: int, open_: str, close: str, quotes: str = "'\"`") -> in
 def _match(t: str, i: int) -> int:
     """Index of the bracket closing t[i] (`(` or `{`), skipping quotes and backquotes."""
     return matching(t, i, t[i], ")" if t[i] == "(" else "}")
+
+
+def brace_depth(word: str) -> int:
+    """How deep `${...}` nest in a word (quotes not skipped: a bound, not a parse)."""
+    deepest = depth = 0
+    for m in re.finditer(r"\$\{|\}", word):
+        depth = depth + 1 if m.group() == "${" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def rewrite(text: str) -> str:
