@@ -124,6 +124,7 @@ class Evaluator(Expander):
         self._seen_unknowns: set[tuple[str, int, str]] = set()
         self.vanished: list[Word] = []  # words that expanded to nothing (unquoted, empty)
         self.steps = 0
+        self.lines = 0  # lines of commands parsed, all files together (MAX_STEPS bounds them)
         self._reading: list[str] = []  # the files being read now, outermost first
         self._shells: set[str] = set()  # texts read as a shell of their own (script, -c)
         # names the scripts define as functions anywhere, also on a branch not taken
@@ -210,6 +211,12 @@ class Evaluator(Expander):
             self._original[file] = text.split("\n")
             text = rewrite(text)
             masked, bodies = mask(text)
+            # bashlex parses a few thousand lines a second: 2 MiB of `true` lines took a minute to
+            # be refused by MAX_STEPS, and a file of them sourced again each time
+            self.lines += sum(1 for ln in masked.split("\n") if ln.strip())
+            if self.lines > MAX_STEPS:
+                raise TooComplex(f"more than {MAX_STEPS} lines of commands to read; not a "
+                                 "launch script preflight can read")
             chunks, failures = parse_chunks(masked)
             starts = [0] + [i + 1 for i in newlines]
             events: list[tuple[int, int, Any]] = [(offset, 1, nodes) for offset, nodes in chunks]

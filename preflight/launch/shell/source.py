@@ -11,6 +11,7 @@ from preflight.launch.shell.model import ScriptFileError
 
 MAX_BYTES = 2 * 2**20  # a launch script is a few KiB; anything this large is not one
 MAX_CHUNK_LINES = 80  # fallback: how far an unparseable statement may extend
+MAX_CHUNK_PARSE = 8_000  # fallback: lines parsed in all (bashlex: a few thousand a second)
 
 
 def read_script(path: str) -> tuple[str, list[str]]:
@@ -182,12 +183,18 @@ def parse_chunks(text: str) -> tuple[list[tuple[int, list[Any]]], list[tuple[int
         starts.append(starts[-1] + len(line) + 1)
     chunks, failures = [], []
     i = 0
+    budget = MAX_CHUNK_PARSE  # lines parsed here: each bad line tries up to 80 lengths
     while i < len(lines):
         if not lines[i].strip() or lines[i].lstrip().startswith("#"):
             i += 1
             continue
         error = ""
         for j in range(i, min(len(lines), i + MAX_CHUNK_LINES)):
+            budget -= j + 1 - i
+            if budget < 0:  # 100 unclosed `if` lines took 25 s here
+                failures.append((i + 1, lines[i].strip()[:120], "not parsed: too many "
+                                 "lines that do not parse before it (bash: a syntax error)"))
+                return chunks, failures
             try:
                 nodes = _parse("\n".join(lines[i:j + 1]) + "\n")
             except Exception as exc:
