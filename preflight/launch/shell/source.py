@@ -181,7 +181,8 @@ def parse_chunks(text: str) -> tuple[list[tuple[int, list[Any]]], list[tuple[int
     starts = [0]
     for line in lines:
         starts.append(starts[-1] + len(line) + 1)
-    chunks, failures = [], []
+    chunks: list[tuple[int, list[Any]]] = []
+    failures: list[tuple[int, str, str]] = []
     i = 0
     budget = MAX_CHUNK_PARSE  # lines parsed here: each bad line tries up to 80 lengths
     while i < len(lines):
