@@ -54,3 +54,13 @@ def read_bytes(path: str | os.PathLike[str], limit: int, what: str,
 def display(path: str | os.PathLike[str]) -> str:
     """A path as text, undecodable bytes escaped (never a UnicodeEncodeError later)."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def read_regular(path: str | os.PathLike[str], limit: int, what: str) -> tuple[bytes | None, str]:
+    """(data, "") or (None, why) where `read_bytes` refuses: for a file a launcher or
+    conda opens, where a FIFO must not block and /dev/zero or a sparse 2 GB file must not
+    fill memory; the caller says the content is not known."""
+    try:
+        return read_bytes(path, limit, what), ""
+    except InputError as exc:
+        return None, str(exc)

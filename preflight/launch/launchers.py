@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any, NoReturn, TypeVar
 
+from preflight.inputs import display
 from preflight.launch.shell import UNKNOWN_CLOSE, UNKNOWN_OPEN, Var, Word, Written
 from preflight.launch.shell.writers import default_accelerate_config
 
@@ -552,6 +553,9 @@ class JobFile:
         return None if self.unknown else self.text is not None or bool(self.error)
 
 
+JOB_FILE_LIMIT = 8 << 20  # a launcher's config or hostfile is a few KiB
+
+
 def job_file(path: str, files: Mapping[str, Written], errors: str = "strict") -> JobFile:
     """The one way the launch analysis reads a file a launcher will open (accelerate's
     config, deepspeed's hostfile, swift's --config): what the script wrote there before
@@ -573,11 +577,15 @@ def job_file(path: str, files: Mapping[str, Written], errors: str = "strict") ->
                                          f"{written.where}; what it holds is not known "
                                          f"({written.reason})", written=written.where)
         return JobFile(path, written.text, written=written.where)
-    if not os.path.isfile(path):
+    if not os.path.isfile(path):  # accelerate config_args.py:45, deepspeed runner.py:213
         return JobFile(path)
     try:
+        # a sparse 2 GB file named as the config was read whole (4 GB of memory, 10 s)
+        if (size := os.path.getsize(path)) > JOB_FILE_LIMIT:
+            return JobFile(path, unknown=f"{display(path)} is {size} bytes, too large to "
+                                         "read here: what the launcher reads is not known")
         with open(path, encoding="utf-8", errors=errors) as f:
-            return JobFile(path, f.read())
+            return JobFile(path, f.read(JOB_FILE_LIMIT + 1))
     except (OSError, ValueError) as exc:
         return JobFile(path, error=f"cannot read {path}: {str(exc).splitlines()[0]}")
 

@@ -354,6 +354,68 @@ READERS += [
 ]
 
 
+def _launch_files(name: str, files: dict[str, object], launch: str, expect: str = "verdict",
+                  says: str = "") -> Case:
+    """A launch script naming files that are not what a launcher or conda expects: a FIFO
+    (open() blocked for ever), a sparse 2 GB file (read whole: 4 GB of memory), json or
+    `${...}` nested 10,000 deep. `files` maps a path under the work dir to its text, or to
+    "fifo" / a size in bytes (a sparse file)."""
+    def build(work: Path, canary: str) -> Setup:
+        for rel, what in files.items():
+            path = work / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if what == "fifo":
+                os.mkfifo(path)
+            elif isinstance(what, int):
+                with open(path, "wb") as fh:
+                    fh.truncate(what)
+            else:
+                path.write_text(str(what))
+        (work / "train.py").write_text("")
+        script = work / "run.sh"
+        script.write_text(launch.replace("WORK", str(work)) + "\n")
+
+        def verify(report: dict, output: str) -> str:
+            found = json.dumps(report.get("checks", [])) + output
+            return "" if says in found else f"nothing says {says!r}"
+
+        return Setup(args=[*STATIC, "--launch-script", str(script)],
+                     verify=verify if says else None)
+
+    return Case(f"launch-file-{name}", "bad-input", build, expect, bound_s=30)
+
+
+_CONDA = {"root/conda-meta/history": "", "root/etc/profile.d/conda.sh": "# conda's hook\n",
+          "root/envs/x/conda-meta/history": ""}
+_ACTIVATE = "source WORK/root/etc/profile.d/conda.sh\nconda activate WORK/root/envs/x\n" \
+            "torchrun --nproc_per_node=2 train.py"
+_DEEP_PARAM = "${A:-" * 10_000 + "2" + "}" * 10_000
+
+READERS += [
+    _launch_files("stdin-fifo", {"answers": "fifo"}, "python train.py < answers"),
+    _launch_files("accelerate-config-sparse-2g", {"cfg.yaml": 2 << 30},
+                  "accelerate launch --config_file cfg.yaml train.py", says="too large"),
+    _launch_files("conda-env-vars-fifo", {**_CONDA,
+                  "root/envs/x/etc/conda/env_vars.d/a.json": "fifo"}, _ACTIVATE),
+    _launch_files("conda-env-vars-nested-deep", {**_CONDA,
+                  "root/envs/x/etc/conda/env_vars.d/a.json": "[" * 100_000 + "]" * 100_000},
+                  _ACTIVATE),
+    _launch_files("param-nested-10000", {}, f"X={_DEEP_PARAM}\ntorchrun train.py", "usage",
+                  says="nested more than 100 levels"),
+    _launch_files("heredoc-param-nested-10000", {},
+                  f"cat > cfg.yaml <<EOF\nnum_processes: {_DEEP_PARAM}\nEOF\n"
+                  "accelerate launch --config_file cfg.yaml train.py"),
+    # 41,000 lines never run, sourced 20 times: each parse took seconds (bashlex)
+    _launch_files("sourced-41000-lines-20-times",
+                  {"big.sh": "if false; then\n" + "true\n" * 41_000 + "fi\n"},
+                  "source ./big.sh\n" * 20 + "torchrun train.py", "usage",
+                  says="lines of commands"),
+    # bash: a syntax error at the end, nothing runs; each line was parsed 80 ways (25 s)
+    # and the torchrun on the last line was found
+    _launch_files("unclosed-if-99", {}, "if true; then\n" * 99 + "torchrun train.py",
+                  says="no distributed launcher"),
+]
+
 # -- 4. profiles: names, keys, numbers, nesting, extends chains, cost ---------------------------
 
 

@@ -10,7 +10,9 @@ import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from preflight.inputs import read_regular
 from preflight.launch.shell.model import UNKNOWN_CLOSE, UNKNOWN_OPEN, Var
 
 TOOLS = ("conda", "mamba", "micromamba")
@@ -166,15 +168,26 @@ def env_vars(prefix: str) -> dict[str, str] | None:
     state = posixpath.join(prefix, "conda-meta", "state")
     try:
         for path in files:
-            with open(path, encoding="utf-8") as f:
-                found.update({str(k): str(v) for k, v in json.load(f).items()})
+            found.update({str(k): str(v) for k, v in _json(path).items()})
         if posixpath.exists(state):
-            with open(state, encoding="utf-8") as f:
-                data = json.load(f)
+            data = _json(state)
             found.update({str(k): str(v) for k, v in data.get("env_vars", {}).items()})
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # RecursionError: `[[[[`
         return None
     return {k: v for k, v in found.items() if k not in RESERVED and v != UNSET_VALUE}
+
+
+def _text(path: str) -> str:
+    """A conda file's text; ValueError for a FIFO (it blocked open() for ever), a device
+    or a file over 1 MiB (a sparse 2 GB one was read whole)."""
+    data, why = read_regular(path, 1 << 20, "conda file")
+    if data is None:
+        raise ValueError(why)
+    return data.decode("utf-8")
+
+
+def _json(path: str) -> Any:
+    return json.loads(_text(path))
 
 
 def scripts(prefix: str, kind: str) -> list[str]:
@@ -244,8 +257,7 @@ def condarc(root: str, env: Mapping[str, Var]) -> list[dict[str, object]] | None
     found: list[dict[str, object]] = []
     for path in files:
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            text = _text(path)
             data = yaml.safe_load(text) or {}
         except (OSError, ValueError, yaml.YAMLError, RecursionError):  # `[[[[...`
             return None

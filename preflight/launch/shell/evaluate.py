@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
 
+from preflight.inputs import read_regular
 from preflight.launch.shell import arith, conda, writers
 from preflight.launch.shell.model import (
     DECLARE,
@@ -36,7 +37,9 @@ from preflight.launch.shell.source import (
     CASE_FALLTHROUGH,
     DTEST,
     KEY_MARK,
+    MAX_NESTING,
     PATTERN,
+    brace_depth,
     mask,
     parse_chunks,
     read_script,
@@ -121,6 +124,7 @@ class Evaluator(Expander):
         self._seen_unknowns: set[tuple[str, int, str]] = set()
         self.vanished: list[Word] = []  # words that expanded to nothing (unquoted, empty)
         self.steps = 0
+        self.lines = 0  # lines of commands parsed, all files together (MAX_STEPS bounds them)
         self._reading: list[str] = []  # the files being read now, outermost first
         self._shells: set[str] = set()  # texts read as a shell of their own (script, -c)
         # names the scripts define as functions anywhere, also on a branch not taken
@@ -207,6 +211,12 @@ class Evaluator(Expander):
             self._original[file] = text.split("\n")
             text = rewrite(text)
             masked, bodies = mask(text)
+            # bashlex parses a few thousand lines a second: 2 MiB of `true` lines took a minute to
+            # be refused by MAX_STEPS, and a file of them sourced again each time
+            self.lines += sum(1 for ln in masked.split("\n") if ln.strip())
+            if self.lines > MAX_STEPS:
+                raise TooComplex(f"more than {MAX_STEPS} lines of commands to read; not a "
+                                 "launch script preflight can read")
             chunks, failures = parse_chunks(masked)
             starts = [0] + [i + 1 for i in newlines]
             events: list[tuple[int, int, Any]] = [(offset, 1, nodes) for offset, nodes in chunks]
@@ -1043,11 +1053,9 @@ class Evaluator(Expander):
         written = self._file(full)
         if written is not None:
             return written.text
-        try:
-            with open(full, encoding="utf-8", errors="replace") as f:
-                return f.read(1 << 20)
-        except OSError:
-            return None
+        # a FIFO blocked open() for ever; a file over the bound is not known either
+        data, _ = read_regular(full, 1 << 20, "file")
+        return None if data is None else data.decode("utf-8", errors="replace")
 
     def _printed(self, node: Node, st: State) -> writers.Stdin:
         """What a pipe's element printed, when it is a simple `echo`, `printf` or `cat`
@@ -1622,6 +1630,9 @@ class Evaluator(Expander):
         delimiter = self.src.raw((max(start - 1, 0), end + 1))
         if any(q in delimiter for q in "'\"\\"):
             return Word(body, body)
+        if "${" in body and brace_depth(body) > MAX_NESTING:  # as source.py's words
+            return Word("", "<<", known=False, reason="a here-document with ${...} nested "
+                                                      f"more than {MAX_NESTING} levels deep")
         # "$@" and "${A[@]}" there are their items joined by spaces (not by IFS)
         pieces = [p if p.fields is None else joined(p.fields, True, p.source)
                   for p in self._scan(_plain_quotes(body), 0, st, {}, dq=True)]

@@ -11,6 +11,7 @@ from preflight.launch.shell.model import ScriptFileError
 
 MAX_BYTES = 2 * 2**20  # a launch script is a few KiB; anything this large is not one
 MAX_CHUNK_LINES = 80  # fallback: how far an unparseable statement may extend
+MAX_CHUNK_PARSE = 8_000  # fallback: lines parsed in all (bashlex: a few thousand a second)
 
 
 def read_script(path: str) -> tuple[str, list[str]]:
@@ -180,14 +181,21 @@ def parse_chunks(text: str) -> tuple[list[tuple[int, list[Any]]], list[tuple[int
     starts = [0]
     for line in lines:
         starts.append(starts[-1] + len(line) + 1)
-    chunks, failures = [], []
+    chunks: list[tuple[int, list[Any]]] = []
+    failures: list[tuple[int, str, str]] = []
     i = 0
+    budget = MAX_CHUNK_PARSE  # lines parsed here: each bad line tries up to 80 lengths
     while i < len(lines):
         if not lines[i].strip() or lines[i].lstrip().startswith("#"):
             i += 1
             continue
         error = ""
         for j in range(i, min(len(lines), i + MAX_CHUNK_LINES)):
+            budget -= j + 1 - i
+            if budget < 0:  # 100 unclosed `if` lines took 25 s here
+                failures.append((i + 1, lines[i].strip()[:120], "not parsed: too many "
+                                 "lines that do not parse before it (bash: a syntax error)"))
+                return chunks, failures
             try:
                 nodes = _parse("\n".join(lines[i:j + 1]) + "\n")
             except Exception as exc:
@@ -401,6 +409,11 @@ class _Rewriter:
                 raise NestingError(f"more than {MAX_NESTING} command substitutions in one "
                                    "word; not a launch script")
             word = _group_lists(word)
+        if "${" in word and brace_depth(word) > MAX_NESTING:
+            # words.py expands each level by scanning the rest for its `}`: 10,000 levels
+            # took minutes (bash: 2 s)
+            raise NestingError(f"${{...}} nested more than {MAX_NESTING} levels deep in one "
+                               "word; not a launch script")
         out.append(word)
         # `function NAME {`: the body after the name starts at command position
         fname = self.after_function
@@ -663,6 +676,15 @@ def matching(t: str, i: int, open_: str, close: str, quotes: str = "'\"`") -> in
 def _match(t: str, i: int) -> int:
     """Index of the bracket closing t[i] (`(` or `{`), skipping quotes and backquotes."""
     return matching(t, i, t[i], ")" if t[i] == "(" else "}")
+
+
+def brace_depth(word: str) -> int:
+    """How deep `${...}` nest in a word (quotes not skipped: a bound, not a parse)."""
+    deepest = depth = 0
+    for m in re.finditer(r"\$\{|\}", word):
+        depth = depth + 1 if m.group() == "${" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def rewrite(text: str) -> str:
