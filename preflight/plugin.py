@@ -203,8 +203,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(state_key, None)
     if state is not None:
         config.pluginmanager.unregister(state)
-        for sig, previous in state.saved_handlers.items():
-            signal.signal(sig, previous)
+        from preflight.run import restore_signals
+
+        restore_signals(state.saved_handlers)
 
 
 # SIGTERM (CI timeout, `scancel`, pod shutdown) and SIGHUP (a dropped ssh) end the run

@@ -28,7 +28,7 @@ from preflight.errors import InputError
 from preflight.model import Finding
 from preflight.redact import redact_text
 from preflight.report import JSON_NAME
-from preflight.run import INTERRUPT_SIGNALS, interrupt_on_signals
+from preflight.run import INTERRUPT_SIGNALS, interrupt_on_signals, restore_signals
 
 # Time the task keeps for itself after the node's preflight, to read and return its report.
 TASK_MARGIN_S = 5.0
@@ -174,12 +174,12 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
                      configure_logging=True)
     except Exception as exc:  # ConnectionError, ValueError: no cluster at that address
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        _restore(saved)
+        restore_signals(saved)
         raise InputError(redact_text(f"preflight cluster --ray {shown}: cannot connect: "
                                      f"{first}")) from None
     except BaseException:
         ray.shutdown()
-        _restore(saved)
+        restore_signals(saved)
         raise
     finally:
         watchdog.cancel()
@@ -190,7 +190,7 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
                         report_dir)
     finally:
         ray.shutdown()
-        _restore(saved)
+        restore_signals(saved)
 
 
 INTERRUPTED = "ERROR: preflight cluster: interrupted; no cluster report written"
@@ -225,11 +225,6 @@ class _ConnectGuard:
         os.close(self.write_fd)  # the reader sees the end and returns
         self.thread.join()
         os.close(self.read_fd)
-
-
-def _restore(saved: dict[signal.Signals, Any]) -> None:
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
 
 
 def _reachable(address: str) -> None:

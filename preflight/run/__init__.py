@@ -138,6 +138,12 @@ def interrupt_on_signals(before: Mapping[signal.Signals, Any] | None = None
     return saved
 
 
+def restore_signals(saved: Mapping[signal.Signals, Any]) -> None:
+    """Put back the handlers interrupt_on_signals replaced."""
+    for sig, previous in saved.items():
+        signal.signal(sig, previous)
+
+
 def kill_group(proc: subprocess.Popen[Any], sig: int = signal.SIGKILL) -> None:
     """Kill a child we started together with everything it spawned."""
     try:
