@@ -42,7 +42,6 @@ import lzma
 import os
 import re
 import shlex
-import signal
 import stat
 import sys
 import tempfile
@@ -58,7 +57,7 @@ from typing import Any
 
 from preflight import redact, runbooks
 from preflight.probes.exceptions import EXCEPTION_LINE, ROOT_CAUSE, root_cause
-from preflight.run import interrupt_on_signals
+from preflight.run import interrupt_on_signals, restore_signals
 
 SCHEMA = 1
 BLOCK = 4 << 20        # bytes read per step
@@ -75,7 +74,9 @@ RETRIED = re.compile(r"(?i)\bretrying\b|\bRetry \d+/\d+|attempt \d+/\d+|thrown w
 # Where a line came from, before what it says: torchrun's --tee/--local-ranks-filter rank
 # prefixes ([rank1]:, [default0]:), srun --label's node0:, Ray's (pid=N) / (Actor pid=N).
 SOURCE = r"^(?:(?:\[\w+\d+\]:|[\w.-]+\d+:\s|\([\w ]*pid=\d+[^)]*\))\s*)*"
-STAMP = r"(?:\[?\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?\s*[-|]?\s*)?"
+# A logging record's date and time (Python logging's asctime, loguru's, deepspeed's [...]).
+DATE_TIME = r"\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?\s*[-|]?\s*"
+STAMP = r"(?:\[?" + DATE_TIME + r")?"
 # A logging record the program itself marks as a warning (Python logging's default and
 # asctime formats, deepspeed's [WARNING], ms-swift's [WARNING:swift], vLLM's WARNING
 # MM-DD, loguru's | WARNING |): the program went on. Such a line matching a runbook names
@@ -92,8 +93,7 @@ TRACEBACK_HEAD = re.compile(SOURCE + r"Traceback \(most recent call last\):")
 ERROR_RECORD = re.compile(SOURCE + STAMP + r"\[?(?:CRITICAL|ERROR)\b[]:|\s-]")
 # ... also when a progress bar left on the line (tqdm draws without a newline) precedes
 # a stamped one: "train:  17%|##  | 1/6 [00:00<00:00]2026-12-01 10:58:12,228 ERROR ...".
-STAMPED_ERROR = re.compile(r"\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?\s*[-|]?\s*\[?"
-                           r"(?:CRITICAL|ERROR)\b[]:|\s-]")
+STAMPED_ERROR = re.compile(DATE_TIME + r"\[?(?:CRITICAL|ERROR)\b[]:|\s-]")
 # A traceback that is itself the message of a logging record, its head on the record's
 # line: `logger.info(traceback.format_exc())` (ms-swift 4.6 swift/dataset/preprocessor/
 # core.py:251 logs a bad dataset row so, warns "There are errors in the dataset, the data
@@ -101,8 +101,8 @@ STAMPED_ERROR = re.compile(r"\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?\s*[-|]?\s*\[?"
 # a tqdm bar left on the line). The interpreter's report of an uncaught exception never
 # starts on a record's line.
 LEVELS = r"(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)"
-LOGGED_HEAD = re.compile(r"(?:\[" + LEVELS + r"(?::[\w.-]+)?\]|\d{4}-\d\d-\d\d[ T_][\d:,.]+\]?"
-                         r"\s*[-|]?\s*\[?" + LEVELS + r"\b\]?:?\s*(?:[\w.-]+:)?)"
+LOGGED_HEAD = re.compile(r"(?:\[" + LEVELS + r"(?::[\w.-]+)?\]|" + DATE_TIME + r"\[?" + LEVELS
+                         + r"\b\]?:?\s*(?:[\w.-]+:)?)"
                          r"\s*Traceback \(most recent call last\):")
 # What a process prints after the exception that ended it, from its exit handlers: not the
 # program going on. wandb's run summary (its `wandb:` prefix, wandb/errors/term.py
@@ -1441,8 +1441,7 @@ def main(argv: list[str]) -> int:
         print("ERROR: preflight triage: interrupted", file=sys.stderr)
         return 2
     finally:
-        for sig, previous in saved.items():
-            signal.signal(sig, previous)
+        restore_signals(saved)
     result = scrub(result)
     print(json.dumps(result, indent=1, ensure_ascii=False) if as_json else render(result))
     return 1 if result["fatal"] else 0
