@@ -129,7 +129,7 @@ class Block:
     file: list[re.Pattern[str]] = field(default_factory=list)
     likely: bool = False
     check: str | None = None
-    role: str = "cause"   # cause | consequence | benign | generic
+    role: str = "cause"   # cause | consequence | benign | generic | trace
     fallback: bool = False
 
     @property
@@ -257,8 +257,18 @@ ARGPARSE_ERROR = (r"^(?:\[\w+\d+\]:\s*)?[\w.-]+: error: (?:argument |unrecognize
                   r"the following arguments are required: |one of the arguments )")
 
 
+# bash's xtrace (`set -x`) of a `kill` the script itself runs: "+ kill -9 6640" (PS4, "+ " by
+# default, its "+" repeated per level of indirection; a PS4 like '+ ${BASH_SOURCE}:${LINENO}:
+# ' adds "run.sh:12: "). Never a cause: the pids it names let bash's report of a background
+# job the script killed be told from a command that died (see script_killed).
+XTRACE_KILL = re.compile(SOURCE + r"\++\s+(?:\S+:\s+)*(?:command\s+|builtin\s+)?(?:/\S*/)?kill"
+                         r"((?:\s+\S+)+)\s*$")
+TRACE = "```triage\n\\+\\s+(?:\\S+:\\s+)*(?:command\\s+|builtin\\s+)?(?:/\\S*/)?kill\\s\n```"
+
+
 def builtin_blocks() -> list[Block]:
     blocks = parse_blocks("consequence", CONSEQUENCES, role="consequence")
+    blocks += parse_blocks("script-kill", TRACE, role="trace")
     for bid, text in BENIGN.items():
         blocks += parse_blocks(bid, text, role="benign")
     blocks += parse_blocks("unknown", GENERIC, role="generic")
@@ -381,6 +391,8 @@ class FileScan:
     benign_hits: int = 0   # of `hits`, those only benign blocks match
     consequences: int = 0
     lines: int = 0
+    # bash's reports of jobs the script's own `kill` (in its xtrace) ended: not failures
+    script_killed: list[dict[str, Any]] = field(default_factory=list)
 
 
 def clean(raw: bytes) -> str:
@@ -747,9 +759,18 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
     window = _Windows()
     for scan in scans:
         done = _finished(scan)
+        kills: Kills = {}
         for hit in scan.hits:
-            if {b.role for b in hit.blocks} == {"benign"}:
+            roles = {b.role for b in hit.blocks}
+            if "trace" in roles:
+                _note_kill(hit, kills)
+                if roles == {"trace"}:
+                    continue
+            if roles == {"benign"}:
                 _count_benign(scan, hit, window)
+                continue
+            if (killed := script_killed(hit, kills)) is not None:
+                scan.script_killed.append(killed)
                 continue
             cause, hit_fatal = _judge_hit(scan, hit, markers, window)
             if hit.line < done.get(_node(hit.text), 0):
@@ -774,6 +795,71 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
     ordered = (_order(strong, scans) + _order(weak, scans) + _order(unknown, scans)
                + _order(soft, scans) + _order(last, scans))
     return ordered, fatal
+
+
+# The script's own kills seen so far in a file: pid -> (line, signal name, the xtrace line).
+Kills = dict[int, tuple[int, str, str]]
+
+
+def kill_args(args: str) -> tuple[str, list[int]] | None:
+    """The signal (its name without SIG: "KILL") and the pids of a `kill` command line's
+    arguments (bash's builtin: -s SIG, -n NUM, -SIG, -NUM; default TERM); None for
+    `kill -l` and what cannot be split."""
+    import signal as signals
+
+    try:
+        words = shlex.split(args)
+    except ValueError:
+        return None
+    sig, pids, options = "TERM", [], True
+    it = iter(words)
+    for word in it:
+        if options and word == "--":
+            options = False
+        elif options and word in ("-s", "-n"):
+            sig = next(it, "")
+        elif options and word.startswith("-") and len(word) > 1 and word[1:2] != "-":
+            if word in ("-l", "-L"):
+                return None
+            sig = word[1:]
+        else:
+            options = False
+            if word.isdigit():
+                pids.append(int(word))
+    if sig.isdigit():
+        try:
+            sig = signals.Signals(int(sig)).name
+        except ValueError:
+            return None
+    return sig.upper().removeprefix("SIG"), pids
+
+
+def _note_kill(hit: Hit, kills: Kills) -> None:
+    m = XTRACE_KILL.match(hit.text)
+    parsed = kill_args(m.group(1)) if m else None
+    if parsed is not None:
+        for pid in parsed[1]:
+            kills[pid] = (hit.line, parsed[0], hit.text)
+
+
+def script_killed(hit: Hit, kills: Kills) -> dict[str, Any] | None:
+    """bash's report of a job a signal ended ("run.sh: line 6:  6172 Killed  sleep 100")
+    when the script's xtrace showed its own `kill` sending that signal to that pid before
+    it: a background helper the script stopped (`helper & HPID=$!; ...; kill -9 $HPID`),
+    not a failure. Non-interactive bash prints the same line for a foreground command a
+    signal ended and for a background job (bash 5.2 jobs.c:4310 notify_of_job_status, one
+    branch for both; its line number is where bash was when it noticed), so without that
+    xtrace the two cannot be told apart."""
+    m = BASH_SIGNAL.search(hit.text)
+    if m is None:
+        return None
+    pid = int(m.group(1))
+    name, _ = BASH_SIGNALS[m.group(2)]
+    sent = kills.get(pid)
+    if sent is None or sent[1] != name.removeprefix("SIG"):
+        return None
+    return {"line": hit.line, "pid": pid, "signal": name, "command": m.group(3).strip(),
+            "kill": {"line": sent[0], "match": _display(sent[2].encode())}}
 
 
 def _node(line: str) -> str:
@@ -1070,6 +1156,10 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
                        "benign": s.benign_count} for s in scans],
             "job_ids": job_ids(texts),
         }
+        stopped = [{"file": scan.path, **k, "kill": {"file": scan.path, **k["kill"]}}
+                   for scan in scans for k in scan.script_killed]
+        if stopped:
+            result["killed_by_script"] = stopped
         first, last = _first_last_ts(scans)
         result["first_timestamp"], result["last_timestamp"] = first, last
         only_waits = len(waits) == len(out_causes)
@@ -1140,8 +1230,9 @@ def died_by_signal(scans: list[FileScan]) -> dict[str, Any] | None:
                 return {"file": scan.path, "line": hit.line, "rank": str(found["rank"]),
                         "exitcode": code, "signal": name, "note": SIGNAL_NOTES.get(name, "")}
     for scan in scans:
+        stopped = {k["line"] for k in scan.script_killed}
         for hit in scan.hits:
-            if m := BASH_SIGNAL.search(hit.text):
+            if hit.line not in stopped and (m := BASH_SIGNAL.search(hit.text)):
                 name, number = BASH_SIGNALS[m.group(2)]
                 return {"file": scan.path, "line": hit.line, "rank": None, "exitcode": -number,
                         "signal": name, "note": SIGNAL_NOTES.get(name, ""),
@@ -1309,33 +1400,12 @@ def render(result: dict[str, Any]) -> str:
     files = result["files"]
     total = sum(f["lines"] for f in files)
     out.append(f"preflight triage: {len(files)} file(s), {total} lines")
-    death = result.get("died_by_signal")
     if not result["causes"]:
-        if death and death["rank"] is None:
-            out.append(f"FATAL: `{death['command']}` (pid {death['pid']}) died by "
-                       f"{death['signal']} (bash's report at {death['file']}:{death['line']}) "
-                       "and printed no error" + (f": {death['note']}" if death["note"] else ""))
-        elif death:
-            out.append(f"FATAL: rank {death['rank']} died by {death['signal']} (exitcode "
-                       f"{death['exitcode']}; torchrun's Root Cause at {death['file']}:"
-                       f"{death['line']}) and printed no error"
-                       + (f": {death['note']}" if death["note"] else ""))
-            for c in death.get("consequences") or []:
-                out.append(f"  then the ranks waiting for it failed ({c['id']}, a consequence) "
-                           f"at {c['file']}:{c['line']}: {c['match']}")
-        elif result["fatal"]:
-            out.append("FATAL: the run failed, but only consequences were found "
-                       "(watchdog timeouts, failure tables); the cause is not in these logs")
-            for d in result.get("log_dirs") or []:
-                out.append(f"  the ranks' own output went to torchrun's --log-dir {d} (relative "
-                           f"to where torchrun ran); read it with this log: preflight triage "
-                           f"THIS_LOG {d}")
-        else:
-            out.append("no fatal error found")
-            for c in result.get("not_fatal") or []:
-                out.append(f"  not fatal here (a warning, a retry, an exception the run "
-                           f"logged, or a failure torchrun restarted from, the run went on): "
-                           f"{c['id']} at {c['file']}:{c['line']}: {c['match']}")
+        out += _render_no_cause(result)
+    for k in result.get("killed_by_script") or []:
+        out.append(f"  not a failure: `{k['command']}` (pid {k['pid']}) died by {k['signal']} "
+                   f"(bash's report at {k['file']}:{k['line']}): the script's own "
+                   f"`{k['kill']['match']}` at {k['kill']['file']}:{k['kill']['line']} sent it")
     for i, c in enumerate(result["causes"]):
         if i == 0:
             out += _render_root(c, result.get("collective"))
@@ -1355,6 +1425,43 @@ def render(result: dict[str, Any]) -> str:
         kinds = sorted({b["id"] for b in result["benign"]})
         out.append(f"benign: {sum(f['benign'] for f in files)} line(s) ({', '.join(kinds)})")
     return "\n".join(out)
+
+
+def _render_no_cause(result: dict[str, Any]) -> list[str]:
+    """The head of a result without a named cause: a death by a signal, only
+    consequences, or no fatal error."""
+    out: list[str] = []
+    death = result.get("died_by_signal")
+    if death and death["rank"] is None:
+        out.append(f"FATAL: `{death['command']}` (pid {death['pid']}) died by "
+                   f"{death['signal']} (bash's report at {death['file']}:{death['line']}) "
+                   "and printed no error" + (f": {death['note']}" if death["note"] else ""))
+        if not result.get("killed_by_script"):
+            out.append("  (bash prints the same line for a background job the script "
+                       "itself ended with kill -9; with `set -x` in the script, triage "
+                       "reads its own `kill` and says so)")
+    elif death:
+        out.append(f"FATAL: rank {death['rank']} died by {death['signal']} (exitcode "
+                   f"{death['exitcode']}; torchrun's Root Cause at {death['file']}:"
+                   f"{death['line']}) and printed no error"
+                   + (f": {death['note']}" if death["note"] else ""))
+        for c in death.get("consequences") or []:
+            out.append(f"  then the ranks waiting for it failed ({c['id']}, a consequence) "
+                       f"at {c['file']}:{c['line']}: {c['match']}")
+    elif result["fatal"]:
+        out.append("FATAL: the run failed, but only consequences were found "
+                   "(watchdog timeouts, failure tables); the cause is not in these logs")
+        for d in result.get("log_dirs") or []:
+            out.append(f"  the ranks' own output went to torchrun's --log-dir {d} (relative "
+                       f"to where torchrun ran); read it with this log: preflight triage "
+                       f"THIS_LOG {d}")
+    else:
+        out.append("no fatal error found")
+        for c in result.get("not_fatal") or []:
+            out.append(f"  not fatal here (a warning, a retry, an exception the run "
+                       f"logged, or a failure torchrun restarted from, the run went on): "
+                       f"{c['id']} at {c['file']}:{c['line']}: {c['match']}")
+    return out
 
 
 def _render_root(c: dict[str, Any], collective: dict[str, Any] | None = None) -> list[str]:
