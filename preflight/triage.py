@@ -89,7 +89,8 @@ TRACEBACK_HEAD = re.compile(SOURCE + r"Traceback \(most recent call last\):")
 # interpreter's report of the exception that ended it. Not under INFO/DEBUG (a training
 # loop's "INFO train: step 2 loss 2.3" stands right above the traceback of the crash that
 # ended the run), nor under WARNING (a tokenizer's warning, then a KeyError in the
-# collator: the interpreter's report of the crash).
+# collator: the interpreter's report of the crash). Nor when the traceback carries another
+# prefix than the record or starts at the program's outermost frame (_logged).
 ERROR_RECORD = re.compile(SOURCE + STAMP + r"\[?(?:CRITICAL|ERROR)\b[]:|\s-]")
 # ... also when a progress bar left on the line (tqdm draws without a newline) precedes
 # a stamped one: "train:  17%|##  | 1/6 [00:00<00:00]2026-12-01 10:58:12,228 ERROR ...".
@@ -104,6 +105,14 @@ LEVELS = r"(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)"
 LOGGED_HEAD = re.compile(r"(?:\[" + LEVELS + r"(?::[\w.-]+)?\]|" + DATE_TIME + r"\[?" + LEVELS
                          + r"\b\]?:?\s*(?:[\w.-]+:)?)"
                          r"\s*Traceback \(most recent call last\):")
+# The first frame of sys.excepthook's report of the main thread's uncaught exception: the
+# program's outermost one (the __main__ script's, `python -c`'s or a console script's
+# <module>; runpy's _run_module_as_main under `python -m`). A traceback logging prints
+# (logger.exception, exc_info=True) starts at the frame that caught the exception (the
+# exc_info's traceback runs from the handler's frame down): a training loop's, a Dataset's
+# __getitem__; only a module-level try/except starts it at <module> too.
+OUTERMOST_FRAME = re.compile(SOURCE + r'\s*File "[^"]*", line \d+, in '
+                             r"(?:<module>|_run_module_as_main)$")
 # What a process prints after the exception that ended it, from its exit handlers: not the
 # program going on. wandb's run summary (its `wandb:` prefix, wandb/errors/term.py
 # termlog), CPython's unraisable and atexit reports (Python/errors.c
@@ -723,8 +732,9 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
         shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)(?::\s|$)",
                            hit.text)
         if text or shaped or re.match(ARGPARSE_ERROR, hit.text):
-            logged = (_logged(window.before(scan, hit))
-                      and _went_on(window.after(scan, hit)))
+            kind = _logged(window.before(scan, hit))
+            logged = kind is not None and _went_on(window.after(scan, hit), _source(hit.text),
+                                                   strict=kind == OUTERMOST)
             return Cause("unknown", "likely", hit, None, soft=logged), not logged
     # A consequence's words in a line that warns or retries (urllib3's "WARNING ...
     # Retrying (Retry(total=2, ...)) after connection broken by 'ConnectionResetError(104,
@@ -732,24 +742,44 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
     return None, consequence and not soft
 
 
-def _went_on(after: list[str]) -> bool:
+def _went_on(after: list[str], source: str | None = None, strict: bool = False) -> bool:
     """The process printed on after the line: a warning or a logged exception that is the
     last thing in its log is likely why it ended (logger.warning of an OOM, then exit 1;
-    logger.error, then raise)."""
-    return any(x.strip() and not EXIT_NOISE.match(x.strip()) for x in after)
+    logger.error, then raise). With `source` (the line's rank prefix, or none), only lines
+    of that source count: another rank's lines, or another process's behind a prefix, are
+    not this process going on. `strict`: only a line behind the same non-empty prefix
+    proves it (unprefixed lines after an unprefixed traceback may be any process's)."""
+    if strict and not source:
+        return False
+    return any(x.strip() and not EXIT_NOISE.match(x.strip())
+               and (source is None or _source(x) == source) for x in after)
 
 
-def _logged(before: list[str]) -> bool:
-    """The traceback that ends at the hit (`before`: the lines above it) was printed under
-    a logging record: the program logged the exception and went on."""
+LOGGED = "logged"         # a traceback that logging printed (under its record, or on it)
+OUTERMOST = "outermost"   # ... under an ERROR record, but from the program's outermost frame
+
+
+def _logged(before: list[str]) -> str | None:
+    """Whether the traceback that ends at the hit (`before`: the lines above it) was
+    printed under a logging record, the program logging the exception (LOGGED); OUTERMOST
+    when it stands under an ERROR record but starts at the program's outermost frame, as
+    sys.excepthook's report of an uncaught exception does; None when not under a record.
+    A traceback behind another prefix than its record's is the interpreter's report:
+    logging writes a record and its traceback in one write with one prefix, while torch's
+    distributed excepthook prefixes each line of an uncaught one with "[rankN]: "."""
     heads = [i for i, x in enumerate(before)
              if TRACEBACK_HEAD.match(x.strip()) or LOGGED_HEAD.search(x)]
     if heads and LOGGED_HEAD.search(before[heads[-1]]):
-        return True
+        return LOGGED
     if not heads or heads[-1] == 0:
-        return False
-    above = before[heads[-1] - 1].strip()
-    return bool(ERROR_RECORD.match(above) or STAMPED_ERROR.search(above))
+        return None
+    head, above = before[heads[-1]].strip(), before[heads[-1] - 1].strip()
+    if not (ERROR_RECORD.match(above) or STAMPED_ERROR.search(above)):
+        return None
+    if _source(head) != _source(above):
+        return None
+    frame = before[heads[-1] + 1] if heads[-1] + 1 < len(before) else ""
+    return OUTERMOST if OUTERMOST_FRAME.match(frame.strip()) else LOGGED
 
 
 def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:

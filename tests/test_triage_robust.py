@@ -458,3 +458,67 @@ def test_a_killed_helper_does_not_hide_the_command_that_died(tmp_path):
     assert plain["fatal"] is True and plain["died_by_signal"]["command"] == "sleep 100"
     assert "killed_by_script" not in plain
     assert "bash prints the same line for a background job" in triage.render(plain)
+
+
+# Two programs, one log (a script without `set -e`, or two ranks on one console): the first
+# logs an ERROR record and then ends on an exception, or logs the exception and goes on;
+# the second, another process, prints on. Each is the real interpreter's output.
+FORMAT = ('import logging, sys\nlogging.basicConfig(level=logging.INFO, format='
+          '"%(asctime)s %(levelname)s %(name)s: %(message)s")\nlog = logging.getLogger("prep")\n')
+PRINTS_ON = FORMAT + ('for step in range(3):\n'
+                      '    log.info("step %d loss %.2f", step, 2.3 - step / 10)\n')
+TWO_PROGRAMS = {
+    # logger.error, then the uncaught KeyError from main(): sys.excepthook's report starts
+    # at the script's <module> frame
+    "error-then-uncaught": (FORMAT + 'def main():\n    shards = {"shard-0": [1]}\n'
+                            '    log.error("shard-3 is missing from the index")\n'
+                            '    return shards["shard-3"]\nmain()\n', True),
+    # ... after init_process_group: torch's excepthook writes "[rank0]: " before each line
+    "error-then-uncaught-rank": (FORMAT + 'import torch.distributed as dist\n'
+                                 'dist.init_process_group("gloo", store=dist.FileStore('
+                                 'sys.argv[1], 1), rank=0, world_size=1)\n'
+                                 'log.error("shard-3 is missing from the index")\n'
+                                 'print({"shard-0": [1]}["shard-3"])\n', True),
+    # logger.exception in the loop that skips the row, then on (rows 2, 3): not fatal
+    "logged-in-loop-then-on": (FORMAT + 'def main():\n    for i in range(4):\n        try:\n'
+                               '            {"text": i}["labels"]\n        except KeyError:\n'
+                               '            log.exception("row %d has no labels, skipped", i)\n'
+                               '            continue\nmain()\n', False),
+    # ... the same under torch.distributed: logging's traceback has no [rank0]: prefix
+    "logged-rank-then-on": (FORMAT + 'import torch.distributed as dist\n'
+                            'dist.init_process_group("gloo", store=dist.FileStore('
+                            'sys.argv[1], 1), rank=0, world_size=1)\ndef main():\n'
+                            '    try:\n        {"text": 0}["labels"]\n    except KeyError:\n'
+                            '        log.exception("row 0 has no labels, skipped")\n'
+                            '    log.info("row 1 ok")\nmain()\ndist.destroy_process_group()\n',
+                            False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TWO_PROGRAMS))
+def test_an_uncaught_traceback_under_an_error_record_is_fatal(name, tmp_path):
+    """An ERROR record, then the interpreter's report of the exception that ended the
+    process, then another process's lines: read as an exception the program logged and went
+    on after ('no fatal error found', exit 0). The report starts at the program's outermost
+    frame, or carries torch's [rank0]: prefix its record has not, and the lines after it
+    are not its own: fatal. A traceback logger.exception printed in a function, followed by
+    the same program's lines, stays not fatal."""
+    script, fatal = TWO_PROGRAMS[name]
+    (tmp_path / "first.py").write_text(script)
+    (tmp_path / "second.py").write_text(PRINTS_ON)
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        subprocess.run(["bash", "-c", f'"{sys.executable}" first.py store; '
+                        f'"{sys.executable}" second.py'], stdout=out, stderr=subprocess.STDOUT,
+                       cwd=tmp_path, timeout=120, check=True)
+    text = log.read_text()
+    assert "Traceback (most recent call last):" in text and " ERROR prep: " in text, text
+    assert text.rstrip().endswith("step 2 loss 2.10"), text
+    result = triage.triage([str(log)])
+    assert result["fatal"] is fatal, text
+    if fatal:
+        first = result["causes"][0]
+        assert (first["id"], first["match"].removeprefix("[rank0]: ")) == (
+            "unknown", "KeyError: 'shard-3'"), first
+    else:
+        assert result["causes"] == [] and {c["id"] for c in result["not_fatal"]} == {"unknown"}
