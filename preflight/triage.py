@@ -1039,9 +1039,15 @@ def collect(paths: list[str], spool_dir: str) -> list[tuple[str, str]]:
 
 # Compressed logs (a job's log gzipped by logrotate or by hand before it was copied off the
 # node) are read through their decompressor; by magic bytes, not by name. Each format's
-# magic: RFC 1952 2.3.1 (gzip), the bzip2 header "BZh", the xz stream header magic.
-COMPRESSED: list[tuple[bytes, Any]] = [(b"\x1f\x8b", gzip.open), (b"BZh", bz2.open),
-                                       (b"\xfd7zXZ\x00", lzma.open)]
+# magic: RFC 1952 2.3.1 (gzip), the xz stream header magic, and for bzip2 all that its
+# decoder checks before the first block's data (bzip2 1.0.8 decompress.c BZ2_decompress:
+# "BZh", a block size '1'..'9', then a block header 0x314159265359 or, for an empty
+# stream, the end-of-stream 0x177245385090): "BZh" alone starts plain text too (a log's
+# first line "BZh9 ..." was bad input, "cannot decompress").
+COMPRESSED: list[tuple[re.Pattern[bytes], Any]] = [
+    (re.compile(rb"\x1f\x8b"), gzip.open),
+    (re.compile(rb"BZh[1-9](?:\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\x50\x90)"), bz2.open),
+    (re.compile(rb"\xfd7zXZ\x00"), lzma.open)]
 CATS = {gzip.open: "zcat", bz2.open: "bzcat", lzma.open: "xzcat"}
 # A spooled log stops short of leaving less than this free where it is spooled ($TMPDIR):
 # a log directory's 20 GB .gz (or thirty rotated logs: all are spooled before the scan)
@@ -1057,8 +1063,8 @@ def _plain(shown: str, real: str, spool_dir: str, index: int) -> str:
     short (a copy of a log still being written) keeps what it held; one that yields
     nothing is bad input."""
     with open(real, "rb") as handle:
-        magic = handle.read(6)
-    opener = next((op for head, op in COMPRESSED if magic.startswith(head)), None)
+        magic = handle.read(10)
+    opener = next((op for head, op in COMPRESSED if head.match(magic)), None)
     if opener is None:
         return real
     spooled = os.path.join(spool_dir, f"{index}.log")

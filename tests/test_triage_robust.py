@@ -178,6 +178,26 @@ def test_bz2_xz_stdin_and_a_cut_stream(tmp_path):
     assert bad.returncode == 4 and err.startswith("ERROR: ") and err.count("\n") == 1
 
 
+def test_a_text_log_that_starts_with_bzh_is_read_as_text(tmp_path):
+    """bzip2's magic is "BZh": a plain log whose first line starts so ("BZh9 tokenizer
+    ...") was bad input ("cannot decompress: Invalid data stream", exit 4). bzip2's decoder
+    also requires the block size digit and a block (or end-of-stream) header behind it; a
+    real bzip2 file still decompresses, and so does an empty one (its end-of-stream
+    header)."""
+    raw = b"BZh9 tokenizer: vocab 32000, merges 31743\n" + (REAL / "ray-path.log").read_bytes()
+    log = tmp_path / "train.log"
+    log.write_bytes(raw)
+    proc = run_cli(str(log), "--json")
+    assert proc.returncode == 1, proc.stderr.decode()
+    assert json.loads(proc.stdout)["causes"][0]["id"] == "ray-path"
+    packed = tmp_path / "train.log.bz2"
+    packed.write_bytes(bz2.compress(raw))
+    assert triage.triage([str(packed)])["causes"][0]["id"] == "ray-path"
+    (tmp_path / "empty.bz2").write_bytes(bz2.compress(b""))
+    empty = triage.triage([str(tmp_path / "empty.bz2")])  # decompressed: no line, not one
+    assert empty["files"][0]["lines"] == 0
+
+
 @pytest.mark.parametrize("name", ["cited/resume-memory-mmf.log", "cited/resume-memory-slime.log",
                                   "cited/colocate-memory-vllm.log"])
 def test_eight_ranks_interleaved_keep_the_cause_that_needs_its_traceback(tmp_path, name):
