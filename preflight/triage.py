@@ -30,7 +30,8 @@ found with `bytes.find`) picks the few lines the regexes run on, so a 200 MB log
 seconds and bounded memory. Exit 0: no fatal error; 1: fatal (a root cause named, or
 `unknown`); 2: interrupted (Ctrl-C, SIGTERM, SIGHUP); 4: bad input. What the program only
 warned about, retried, logged and went on after, or recovered from by a torchrun restart
-is not fatal by itself (`not_fatal` when nothing else is).
+is not fatal by itself (`not_fatal` when nothing else is), and neither is bash's report of a
+background job the script's own `kill` (its `set -x` trace) ended (`killed_by_script`).
 """
 
 from __future__ import annotations
@@ -745,14 +746,15 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
 def _went_on(after: list[str], source: str | None = None, strict: bool = False) -> bool:
     """The process printed on after the line: a warning or a logged exception that is the
     last thing in its log is likely why it ended (logger.warning of an OOM, then exit 1;
-    logger.error, then raise). With `source` (the line's rank prefix, or none), only lines
-    of that source count: another rank's lines, or another process's behind a prefix, are
-    not this process going on. `strict`: only a line behind the same non-empty prefix
-    proves it (unprefixed lines after an unprefixed traceback may be any process's)."""
+    logger.error, then raise). With a `source` (the line's rank prefix), only lines of
+    that source count: another rank's lines are not this process going on (an unprefixed
+    line's own may carry c10d's [rank0]: prefix: any line counts). `strict`: only a line
+    behind the same prefix proves it, so an unprefixed line never does (lines after an
+    unprefixed traceback may be any process's)."""
     if strict and not source:
         return False
     return any(x.strip() and not EXIT_NOISE.match(x.strip())
-               and (source is None or _source(x) == source) for x in after)
+               and (not source or _source(x) == source) for x in after)
 
 
 LOGGED = "logged"         # a traceback that logging printed (under its record, or on it)
