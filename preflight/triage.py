@@ -30,7 +30,8 @@ found with `bytes.find`) picks the few lines the regexes run on, so a 200 MB log
 seconds and bounded memory. Exit 0: no fatal error; 1: fatal (a root cause named, or
 `unknown`); 2: interrupted (Ctrl-C, SIGTERM, SIGHUP); 4: bad input. What the program only
 warned about, retried, logged and went on after, or recovered from by a torchrun restart
-is not fatal by itself (`not_fatal` when nothing else is).
+is not fatal by itself (`not_fatal` when nothing else is), and neither is bash's report of a
+background job the script's own `kill` (its `set -x` trace) ended (`killed_by_script`).
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ TRACEBACK_HEAD = re.compile(SOURCE + r"Traceback \(most recent call last\):")
 # interpreter's report of the exception that ended it. Not under INFO/DEBUG (a training
 # loop's "INFO train: step 2 loss 2.3" stands right above the traceback of the crash that
 # ended the run), nor under WARNING (a tokenizer's warning, then a KeyError in the
-# collator: the interpreter's report of the crash).
+# collator: the interpreter's report of the crash). Nor when the traceback carries another
+# prefix than the record or starts at the program's outermost frame (_logged).
 ERROR_RECORD = re.compile(SOURCE + STAMP + r"\[?(?:CRITICAL|ERROR)\b[]:|\s-]")
 # ... also when a progress bar left on the line (tqdm draws without a newline) precedes
 # a stamped one: "train:  17%|##  | 1/6 [00:00<00:00]2026-12-01 10:58:12,228 ERROR ...".
@@ -104,6 +106,14 @@ LEVELS = r"(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)"
 LOGGED_HEAD = re.compile(r"(?:\[" + LEVELS + r"(?::[\w.-]+)?\]|" + DATE_TIME + r"\[?" + LEVELS
                          + r"\b\]?:?\s*(?:[\w.-]+:)?)"
                          r"\s*Traceback \(most recent call last\):")
+# The first frame of sys.excepthook's report of the main thread's uncaught exception: the
+# program's outermost one (the __main__ script's, `python -c`'s or a console script's
+# <module>; runpy's _run_module_as_main under `python -m`). A traceback logging prints
+# (logger.exception, exc_info=True) starts at the frame that caught the exception (the
+# exc_info's traceback runs from the handler's frame down): a training loop's, a Dataset's
+# __getitem__; only a module-level try/except starts it at <module> too.
+OUTERMOST_FRAME = re.compile(SOURCE + r'\s*File "[^"]*", line \d+, in '
+                             r"(?:<module>|_run_module_as_main)$")
 # What a process prints after the exception that ended it, from its exit handlers: not the
 # program going on. wandb's run summary (its `wandb:` prefix, wandb/errors/term.py
 # termlog), CPython's unraisable and atexit reports (Python/errors.c
@@ -129,7 +139,7 @@ class Block:
     file: list[re.Pattern[str]] = field(default_factory=list)
     likely: bool = False
     check: str | None = None
-    role: str = "cause"   # cause | consequence | benign | generic
+    role: str = "cause"   # cause | consequence | benign | generic | trace
     fallback: bool = False
 
     @property
@@ -257,8 +267,18 @@ ARGPARSE_ERROR = (r"^(?:\[\w+\d+\]:\s*)?[\w.-]+: error: (?:argument |unrecognize
                   r"the following arguments are required: |one of the arguments )")
 
 
+# bash's xtrace (`set -x`) of a `kill` the script itself runs: "+ kill -9 6640" (PS4, "+ " by
+# default, its "+" repeated per level of indirection; a PS4 like '+ ${BASH_SOURCE}:${LINENO}:
+# ' adds "run.sh:12: "). Never a cause: the pids it names let bash's report of a background
+# job the script killed be told from a command that died (see script_killed).
+XTRACE_KILL = re.compile(SOURCE + r"\++\s+(?:\S+:\s+)*(?:command\s+|builtin\s+)?(?:/\S*/)?kill"
+                         r"((?:\s+\S+)+)\s*$")
+TRACE = "```triage\n\\+\\s+(?:\\S+:\\s+)*(?:command\\s+|builtin\\s+)?(?:/\\S*/)?kill\\s\n```"
+
+
 def builtin_blocks() -> list[Block]:
     blocks = parse_blocks("consequence", CONSEQUENCES, role="consequence")
+    blocks += parse_blocks("script-kill", TRACE, role="trace")
     for bid, text in BENIGN.items():
         blocks += parse_blocks(bid, text, role="benign")
     blocks += parse_blocks("unknown", GENERIC, role="generic")
@@ -381,6 +401,8 @@ class FileScan:
     benign_hits: int = 0   # of `hits`, those only benign blocks match
     consequences: int = 0
     lines: int = 0
+    # bash's reports of jobs the script's own `kill` (in its xtrace) ended: not failures
+    script_killed: list[dict[str, Any]] = field(default_factory=list)
 
 
 def clean(raw: bytes) -> str:
@@ -711,8 +733,9 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
         shaped = re.search(r"^\W*(?:\[[^\]]*\]\W*)*[\w.]*(?:Error|Exception)(?::\s|$)",
                            hit.text)
         if text or shaped or re.match(ARGPARSE_ERROR, hit.text):
-            logged = (_logged(window.before(scan, hit))
-                      and _went_on(window.after(scan, hit)))
+            kind = _logged(window.before(scan, hit))
+            logged = kind is not None and _went_on(window.after(scan, hit), _source(hit.text),
+                                                   strict=kind == OUTERMOST)
             return Cause("unknown", "likely", hit, None, soft=logged), not logged
     # A consequence's words in a line that warns or retries (urllib3's "WARNING ...
     # Retrying (Retry(total=2, ...)) after connection broken by 'ConnectionResetError(104,
@@ -720,24 +743,45 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
     return None, consequence and not soft
 
 
-def _went_on(after: list[str]) -> bool:
+def _went_on(after: list[str], source: str | None = None, strict: bool = False) -> bool:
     """The process printed on after the line: a warning or a logged exception that is the
     last thing in its log is likely why it ended (logger.warning of an OOM, then exit 1;
-    logger.error, then raise)."""
-    return any(x.strip() and not EXIT_NOISE.match(x.strip()) for x in after)
+    logger.error, then raise). With a `source` (the line's rank prefix), only lines of
+    that source count: another rank's lines are not this process going on (an unprefixed
+    line's own may carry c10d's [rank0]: prefix: any line counts). `strict`: only a line
+    behind the same prefix proves it, so an unprefixed line never does (lines after an
+    unprefixed traceback may be any process's)."""
+    if strict and not source:
+        return False
+    return any(x.strip() and not EXIT_NOISE.match(x.strip())
+               and (not source or _source(x) == source) for x in after)
 
 
-def _logged(before: list[str]) -> bool:
-    """The traceback that ends at the hit (`before`: the lines above it) was printed under
-    a logging record: the program logged the exception and went on."""
+LOGGED = "logged"         # a traceback that logging printed (under its record, or on it)
+OUTERMOST = "outermost"   # ... under an ERROR record, but from the program's outermost frame
+
+
+def _logged(before: list[str]) -> str | None:
+    """Whether the traceback that ends at the hit (`before`: the lines above it) was
+    printed under a logging record, the program logging the exception (LOGGED); OUTERMOST
+    when it stands under an ERROR record but starts at the program's outermost frame, as
+    sys.excepthook's report of an uncaught exception does; None when not under a record.
+    A traceback behind another prefix than its record's is the interpreter's report:
+    logging writes a record and its traceback in one write with one prefix, while torch's
+    distributed excepthook prefixes each line of an uncaught one with "[rankN]: "."""
     heads = [i for i, x in enumerate(before)
              if TRACEBACK_HEAD.match(x.strip()) or LOGGED_HEAD.search(x)]
     if heads and LOGGED_HEAD.search(before[heads[-1]]):
-        return True
+        return LOGGED
     if not heads or heads[-1] == 0:
-        return False
-    above = before[heads[-1] - 1].strip()
-    return bool(ERROR_RECORD.match(above) or STAMPED_ERROR.search(above))
+        return None
+    head, above = before[heads[-1]].strip(), before[heads[-1] - 1].strip()
+    if not (ERROR_RECORD.match(above) or STAMPED_ERROR.search(above)):
+        return None
+    if _source(head) != _source(above):
+        return None
+    frame = before[heads[-1] + 1] if heads[-1] + 1 < len(before) else ""
+    return OUTERMOST if OUTERMOST_FRAME.match(frame.strip()) else LOGGED
 
 
 def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
@@ -747,9 +791,18 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
     window = _Windows()
     for scan in scans:
         done = _finished(scan)
+        kills: Kills = {}
         for hit in scan.hits:
-            if {b.role for b in hit.blocks} == {"benign"}:
+            roles = {b.role for b in hit.blocks}
+            if "trace" in roles:
+                _note_kill(hit, kills)
+                if roles == {"trace"}:
+                    continue
+            if roles == {"benign"}:
                 _count_benign(scan, hit, window)
+                continue
+            if (killed := script_killed(hit, kills)) is not None:
+                scan.script_killed.append(killed)
                 continue
             cause, hit_fatal = _judge_hit(scan, hit, markers, window)
             if hit.line < done.get(_node(hit.text), 0):
@@ -774,6 +827,71 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
     ordered = (_order(strong, scans) + _order(weak, scans) + _order(unknown, scans)
                + _order(soft, scans) + _order(last, scans))
     return ordered, fatal
+
+
+# The script's own kills seen so far in a file: pid -> (line, signal name, the xtrace line).
+Kills = dict[int, tuple[int, str, str]]
+
+
+def kill_args(args: str) -> tuple[str, list[int]] | None:
+    """The signal (its name without SIG: "KILL") and the pids of a `kill` command line's
+    arguments (bash's builtin: -s SIG, -n NUM, -SIG, -NUM; default TERM); None for
+    `kill -l` and what cannot be split."""
+    import signal as signals
+
+    try:
+        words = shlex.split(args)
+    except ValueError:
+        return None
+    sig, pids, options = "TERM", [], True
+    it = iter(words)
+    for word in it:
+        if options and word == "--":
+            options = False
+        elif options and word in ("-s", "-n"):
+            sig = next(it, "")
+        elif options and word.startswith("-") and len(word) > 1 and word[1:2] != "-":
+            if word in ("-l", "-L"):
+                return None
+            sig = word[1:]
+        else:
+            options = False
+            if word.isdigit():
+                pids.append(int(word))
+    if sig.isdigit():
+        try:
+            sig = signals.Signals(int(sig)).name
+        except ValueError:
+            return None
+    return sig.upper().removeprefix("SIG"), pids
+
+
+def _note_kill(hit: Hit, kills: Kills) -> None:
+    m = XTRACE_KILL.match(hit.text)
+    parsed = kill_args(m.group(1)) if m else None
+    if parsed is not None:
+        for pid in parsed[1]:
+            kills[pid] = (hit.line, parsed[0], hit.text)
+
+
+def script_killed(hit: Hit, kills: Kills) -> dict[str, Any] | None:
+    """bash's report of a job a signal ended ("run.sh: line 6:  6172 Killed  sleep 100")
+    when the script's xtrace showed its own `kill` sending that signal to that pid before
+    it: a background helper the script stopped (`helper & HPID=$!; ...; kill -9 $HPID`),
+    not a failure. Non-interactive bash prints the same line for a foreground command a
+    signal ended and for a background job (bash 5.2 jobs.c:4310 notify_of_job_status, one
+    branch for both; its line number is where bash was when it noticed), so without that
+    xtrace the two cannot be told apart."""
+    m = BASH_SIGNAL.search(hit.text)
+    if m is None:
+        return None
+    pid = int(m.group(1))
+    name, _ = BASH_SIGNALS[m.group(2)]
+    sent = kills.get(pid)
+    if sent is None or sent[1] != name.removeprefix("SIG"):
+        return None
+    return {"line": hit.line, "pid": pid, "signal": name, "command": m.group(3).strip(),
+            "kill": {"line": sent[0], "match": _display(sent[2].encode())}}
 
 
 def _node(line: str) -> str:
@@ -923,9 +1041,15 @@ def collect(paths: list[str], spool_dir: str) -> list[tuple[str, str]]:
 
 # Compressed logs (a job's log gzipped by logrotate or by hand before it was copied off the
 # node) are read through their decompressor; by magic bytes, not by name. Each format's
-# magic: RFC 1952 2.3.1 (gzip), the bzip2 header "BZh", the xz stream header magic.
-COMPRESSED: list[tuple[bytes, Any]] = [(b"\x1f\x8b", gzip.open), (b"BZh", bz2.open),
-                                       (b"\xfd7zXZ\x00", lzma.open)]
+# magic: RFC 1952 2.3.1 (gzip), the xz stream header magic, and for bzip2 all that its
+# decoder checks before the first block's data (bzip2 1.0.8 decompress.c BZ2_decompress:
+# "BZh", a block size '1'..'9', then a block header 0x314159265359 or, for an empty
+# stream, the end-of-stream 0x177245385090): "BZh" alone starts plain text too (a log's
+# first line "BZh9 ..." was bad input, "cannot decompress").
+COMPRESSED: list[tuple[re.Pattern[bytes], Any]] = [
+    (re.compile(rb"\x1f\x8b"), gzip.open),
+    (re.compile(rb"BZh[1-9](?:\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\x50\x90)"), bz2.open),
+    (re.compile(rb"\xfd7zXZ\x00"), lzma.open)]
 CATS = {gzip.open: "zcat", bz2.open: "bzcat", lzma.open: "xzcat"}
 # A spooled log stops short of leaving less than this free where it is spooled ($TMPDIR):
 # a log directory's 20 GB .gz (or thirty rotated logs: all are spooled before the scan)
@@ -941,8 +1065,8 @@ def _plain(shown: str, real: str, spool_dir: str, index: int) -> str:
     short (a copy of a log still being written) keeps what it held; one that yields
     nothing is bad input."""
     with open(real, "rb") as handle:
-        magic = handle.read(6)
-    opener = next((op for head, op in COMPRESSED if magic.startswith(head)), None)
+        magic = handle.read(10)
+    opener = next((op for head, op in COMPRESSED if head.match(magic)), None)
     if opener is None:
         return real
     spooled = os.path.join(spool_dir, f"{index}.log")
@@ -1070,6 +1194,10 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
                        "benign": s.benign_count} for s in scans],
             "job_ids": job_ids(texts),
         }
+        stopped = [{"file": scan.path, **k, "kill": {"file": scan.path, **k["kill"]}}
+                   for scan in scans for k in scan.script_killed]
+        if stopped:
+            result["killed_by_script"] = stopped
         first, last = _first_last_ts(scans)
         result["first_timestamp"], result["last_timestamp"] = first, last
         only_waits = len(waits) == len(out_causes)
@@ -1140,8 +1268,9 @@ def died_by_signal(scans: list[FileScan]) -> dict[str, Any] | None:
                 return {"file": scan.path, "line": hit.line, "rank": str(found["rank"]),
                         "exitcode": code, "signal": name, "note": SIGNAL_NOTES.get(name, "")}
     for scan in scans:
+        stopped = {k["line"] for k in scan.script_killed}
         for hit in scan.hits:
-            if m := BASH_SIGNAL.search(hit.text):
+            if hit.line not in stopped and (m := BASH_SIGNAL.search(hit.text)):
                 name, number = BASH_SIGNALS[m.group(2)]
                 return {"file": scan.path, "line": hit.line, "rank": None, "exitcode": -number,
                         "signal": name, "note": SIGNAL_NOTES.get(name, ""),
@@ -1309,33 +1438,12 @@ def render(result: dict[str, Any]) -> str:
     files = result["files"]
     total = sum(f["lines"] for f in files)
     out.append(f"preflight triage: {len(files)} file(s), {total} lines")
-    death = result.get("died_by_signal")
     if not result["causes"]:
-        if death and death["rank"] is None:
-            out.append(f"FATAL: `{death['command']}` (pid {death['pid']}) died by "
-                       f"{death['signal']} (bash's report at {death['file']}:{death['line']}) "
-                       "and printed no error" + (f": {death['note']}" if death["note"] else ""))
-        elif death:
-            out.append(f"FATAL: rank {death['rank']} died by {death['signal']} (exitcode "
-                       f"{death['exitcode']}; torchrun's Root Cause at {death['file']}:"
-                       f"{death['line']}) and printed no error"
-                       + (f": {death['note']}" if death["note"] else ""))
-            for c in death.get("consequences") or []:
-                out.append(f"  then the ranks waiting for it failed ({c['id']}, a consequence) "
-                           f"at {c['file']}:{c['line']}: {c['match']}")
-        elif result["fatal"]:
-            out.append("FATAL: the run failed, but only consequences were found "
-                       "(watchdog timeouts, failure tables); the cause is not in these logs")
-            for d in result.get("log_dirs") or []:
-                out.append(f"  the ranks' own output went to torchrun's --log-dir {d} (relative "
-                           f"to where torchrun ran); read it with this log: preflight triage "
-                           f"THIS_LOG {d}")
-        else:
-            out.append("no fatal error found")
-            for c in result.get("not_fatal") or []:
-                out.append(f"  not fatal here (a warning, a retry, an exception the run "
-                           f"logged, or a failure torchrun restarted from, the run went on): "
-                           f"{c['id']} at {c['file']}:{c['line']}: {c['match']}")
+        out += _render_no_cause(result)
+    for k in result.get("killed_by_script") or []:
+        out.append(f"  not a failure: `{k['command']}` (pid {k['pid']}) died by {k['signal']} "
+                   f"(bash's report at {k['file']}:{k['line']}): the script's own "
+                   f"`{k['kill']['match']}` at {k['kill']['file']}:{k['kill']['line']} sent it")
     for i, c in enumerate(result["causes"]):
         if i == 0:
             out += _render_root(c, result.get("collective"))
@@ -1355,6 +1463,43 @@ def render(result: dict[str, Any]) -> str:
         kinds = sorted({b["id"] for b in result["benign"]})
         out.append(f"benign: {sum(f['benign'] for f in files)} line(s) ({', '.join(kinds)})")
     return "\n".join(out)
+
+
+def _render_no_cause(result: dict[str, Any]) -> list[str]:
+    """The head of a result without a named cause: a death by a signal, only
+    consequences, or no fatal error."""
+    out: list[str] = []
+    death = result.get("died_by_signal")
+    if death and death["rank"] is None:
+        out.append(f"FATAL: `{death['command']}` (pid {death['pid']}) died by "
+                   f"{death['signal']} (bash's report at {death['file']}:{death['line']}) "
+                   "and printed no error" + (f": {death['note']}" if death["note"] else ""))
+        if not result.get("killed_by_script"):
+            out.append("  (bash prints the same line for a background job the script "
+                       "itself ended with kill -9; with `set -x` in the script, triage "
+                       "reads its own `kill` and says so)")
+    elif death:
+        out.append(f"FATAL: rank {death['rank']} died by {death['signal']} (exitcode "
+                   f"{death['exitcode']}; torchrun's Root Cause at {death['file']}:"
+                   f"{death['line']}) and printed no error"
+                   + (f": {death['note']}" if death["note"] else ""))
+        for c in death.get("consequences") or []:
+            out.append(f"  then the ranks waiting for it failed ({c['id']}, a consequence) "
+                       f"at {c['file']}:{c['line']}: {c['match']}")
+    elif result["fatal"]:
+        out.append("FATAL: the run failed, but only consequences were found "
+                   "(watchdog timeouts, failure tables); the cause is not in these logs")
+        for d in result.get("log_dirs") or []:
+            out.append(f"  the ranks' own output went to torchrun's --log-dir {d} (relative "
+                       f"to where torchrun ran); read it with this log: preflight triage "
+                       f"THIS_LOG {d}")
+    else:
+        out.append("no fatal error found")
+        for c in result.get("not_fatal") or []:
+            out.append(f"  not fatal here (a warning, a retry, an exception the run "
+                       f"logged, or a failure torchrun restarted from, the run went on): "
+                       f"{c['id']} at {c['file']}:{c['line']}: {c['match']}")
+    return out
 
 
 def _render_root(c: dict[str, Any], collective: dict[str, Any] | None = None) -> list[str]:

@@ -14,6 +14,7 @@ import bz2
 import gzip
 import json
 import lzma
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -175,6 +176,26 @@ def test_bz2_xz_stdin_and_a_cut_stream(tmp_path):
     bad = run_cli(str(tmp_path / "bad.gz"))
     err = bad.stderr.decode()
     assert bad.returncode == 4 and err.startswith("ERROR: ") and err.count("\n") == 1
+
+
+def test_a_text_log_that_starts_with_bzh_is_read_as_text(tmp_path):
+    """bzip2's magic is "BZh": a plain log whose first line starts so ("BZh9 tokenizer
+    ...") was bad input ("cannot decompress: Invalid data stream", exit 4). bzip2's decoder
+    also requires the block size digit and a block (or end-of-stream) header behind it; a
+    real bzip2 file still decompresses, and so does an empty one (its end-of-stream
+    header)."""
+    raw = b"BZh9 tokenizer: vocab 32000, merges 31743\n" + (REAL / "ray-path.log").read_bytes()
+    log = tmp_path / "train.log"
+    log.write_bytes(raw)
+    proc = run_cli(str(log), "--json")
+    assert proc.returncode == 1, proc.stderr.decode()
+    assert json.loads(proc.stdout)["causes"][0]["id"] == "ray-path"
+    packed = tmp_path / "train.log.bz2"
+    packed.write_bytes(bz2.compress(raw))
+    assert triage.triage([str(packed)])["causes"][0]["id"] == "ray-path"
+    (tmp_path / "empty.bz2").write_bytes(bz2.compress(b""))
+    empty = triage.triage([str(tmp_path / "empty.bz2")])  # decompressed: no line, not one
+    assert empty["files"][0]["lines"] == 0
 
 
 @pytest.mark.parametrize("name", ["cited/resume-memory-mmf.log", "cited/resume-memory-slime.log",
@@ -376,3 +397,148 @@ def test_stdin_is_not_spooled_into_a_full_tmpdir(tmp_path):
     assert proc.returncode == 4 and "Traceback" not in err, err
     assert err.startswith(f"ERROR: <stdin>: no room to hold it in {spool} "), err
     assert list(spool.iterdir()) == []
+
+
+# Real bash 5.2, non-interactive, no trap: what it prints for a job a signal ended. One
+# branch of jobs.c notify_of_job_status (bash 5.2 jobs.c:4310) prints "NAME: line N:  PID
+# Killed  CMD" for a foreground command and for a background job alike (N: the line bash
+# was at when it noticed); SIGTERM is not reported for either (DONT_REPORT_SIGTERM,
+# config-top.h), except a foreground one as a bare "Terminated" (jobs.c:4313) and, under
+# `set -m`, a background one in the job-report form "[1]+  Terminated  CMD" (jobs.c:4324).
+BASH_RUNS = {
+    # a helper the script stops with kill -9 after the work finished, under set -x
+    "helper-kill9-xtrace": ("set -x\nsleep 100 & HPID=$!\necho 'step 1 loss 2.31'\n"
+                            "echo 'training finished'\nkill -9 $HPID\nsleep 0.3\necho done\n"),
+    # the same with a PS4 that names the line, the signal by name, from a function
+    "helper-kill-fn-ps4": ("PS4='+ ${BASH_SOURCE}:${LINENO}: '\nset -x\n"
+                           "stop() { kill -s KILL \"$1\"; }\nsleep 100 & HPID=$!\n"
+                           "echo 'step 1 loss 2.31'\nstop $HPID\nwait $HPID\necho done\n"),
+    # job control on: the helper's SIGTERM in the job-report form
+    "helper-term-set-m": ("set -m\nsleep 100 & HPID=$!\necho 'step 1 loss 2.31'\n"
+                          "kill $HPID\nsleep 0.3\necho done\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BASH_RUNS))
+def test_a_helper_the_script_killed_itself_is_not_fatal(name, tmp_path):
+    """`helper & HPID=$!; ...; kill -9 $HPID` under `set -x`: bash reports the helper
+    ("run.sh: line 6:  6172 Killed  sleep 100") exactly as it reports a command the OOM
+    killer ended. Triage said FATAL: `sleep 100` died by SIGKILL, exit 1, on a run that
+    finished. The xtrace's `+ kill -9 6172` names that pid: not a failure, exit 0."""
+    script = tmp_path / "run.sh"
+    script.write_text(BASH_RUNS[name])
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        subprocess.run(["bash", "run.sh"], stdout=out, stderr=subprocess.STDOUT,
+                       cwd=tmp_path, timeout=30, check=True)
+    text = log.read_text()
+    assert text.rstrip().endswith("done"), text
+    result = triage.triage([str(log)])
+    assert (result["fatal"], result["causes"]) == (False, []), text
+    assert "died_by_signal" not in result
+    if "term" in name:  # nothing reads as a death: no report of a kill either
+        assert "[1]+  Terminated" in text and "killed_by_script" not in result
+        return
+    (killed,) = result["killed_by_script"]
+    report = text.splitlines()[killed["line"] - 1]
+    assert report.startswith("run.sh: line ") and f" {killed['pid']} Killed " in report
+    assert (killed["signal"], killed["command"]) == ("SIGKILL", "sleep 100")
+    kill = text.splitlines()[killed["kill"]["line"] - 1]
+    assert kill.startswith("+") and kill.endswith(f"kill {'-s KILL' if 'fn' in name else '-9'} "
+                                                  f"{killed['pid']}"), kill
+    proc = run_cli(str(log))
+    out = proc.stdout.decode()
+    assert proc.returncode == 0 and "no fatal error found" in out, out
+    assert f"not a failure: `sleep 100` (pid {killed['pid']}) died by SIGKILL" in out
+
+
+def test_a_killed_helper_does_not_hide_the_command_that_died(tmp_path):
+    """The script kill -9s its helper (set -x), then its main command dies by SIGKILL: the
+    helper is not a failure, the main command is, by pid. Without set -x the helper's line
+    is bash's same report: it stays fatal (the text says why it cannot tell)."""
+    body = ("sleep 100 & HPID=$!\nsleep 0.2\nkill -9 $HPID\nsleep 0.3\n"
+            "bash -c 'kill -KILL $$'\necho \"exit status $?\"\n")
+    results = {}
+    for xtrace in ("set -x\n", ""):
+        script = tmp_path / "run.sh"
+        script.write_text(xtrace + body)
+        log = tmp_path / "run.log"
+        with open(log, "wb") as out:
+            subprocess.run(["bash", "run.sh"], stdout=out, stderr=subprocess.STDOUT,
+                           cwd=tmp_path, timeout=30, check=True)
+        results[xtrace] = (triage.triage([str(log)]), log.read_text())
+    traced, text = results["set -x\n"]
+    death, (helper,) = traced["died_by_signal"], traced["killed_by_script"]
+    assert traced["fatal"] is True and death["command"] == "bash -c 'kill -KILL $$'", text
+    assert helper["command"] == "sleep 100" and helper["pid"] != death["pid"]
+    plain, text = results[""]
+    reports = [x for x in text.splitlines() if " Killed " in x]
+    form = r"run\.sh: line \d+: +\d+ Killed +\S"
+    assert len(reports) == 2 and all(re.match(form, x) for x in reports), text  # one form
+    assert plain["fatal"] is True and plain["died_by_signal"]["command"] == "sleep 100"
+    assert "killed_by_script" not in plain
+    assert "bash prints the same line for a background job" in triage.render(plain)
+
+
+# Two programs, one log (a script without `set -e`, or two ranks on one console): the first
+# logs an ERROR record and then ends on an exception, or logs the exception and goes on;
+# the second, another process, prints on. Each is the real interpreter's output.
+FORMAT = ('import logging, sys\nlogging.basicConfig(level=logging.INFO, format='
+          '"%(asctime)s %(levelname)s %(name)s: %(message)s")\nlog = logging.getLogger("prep")\n')
+PRINTS_ON = FORMAT + ('for step in range(3):\n'
+                      '    log.info("step %d loss %.2f", step, 2.3 - step / 10)\n')
+TWO_PROGRAMS = {
+    # logger.error, then the uncaught KeyError from main(): sys.excepthook's report starts
+    # at the script's <module> frame
+    "error-then-uncaught": (FORMAT + 'def main():\n    shards = {"shard-0": [1]}\n'
+                            '    log.error("shard-3 is missing from the index")\n'
+                            '    return shards["shard-3"]\nmain()\n', True),
+    # ... after init_process_group: torch's excepthook writes "[rank0]: " before each line
+    "error-then-uncaught-rank": (FORMAT + 'import torch.distributed as dist\n'
+                                 'dist.init_process_group("gloo", store=dist.FileStore('
+                                 'sys.argv[1], 1), rank=0, world_size=1)\n'
+                                 'log.error("shard-3 is missing from the index")\n'
+                                 'print({"shard-0": [1]}["shard-3"])\n', True),
+    # logger.exception in the loop that skips the row, then on (rows 2, 3): not fatal
+    "logged-in-loop-then-on": (FORMAT + 'def main():\n    for i in range(4):\n        try:\n'
+                               '            {"text": i}["labels"]\n        except KeyError:\n'
+                               '            log.exception("row %d has no labels, skipped", i)\n'
+                               '            continue\nmain()\n', False),
+    # ... the same under torch.distributed: logging's traceback has no [rank0]: prefix
+    "logged-rank-then-on": (FORMAT + 'import torch.distributed as dist\n'
+                            'dist.init_process_group("gloo", store=dist.FileStore('
+                            'sys.argv[1], 1), rank=0, world_size=1)\ndef main():\n'
+                            '    try:\n        {"text": 0}["labels"]\n    except KeyError:\n'
+                            '        log.exception("row 0 has no labels, skipped")\n'
+                            '    log.info("row 1 ok")\nmain()\ndist.destroy_process_group()\n',
+                            False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TWO_PROGRAMS))
+def test_an_uncaught_traceback_under_an_error_record_is_fatal(name, tmp_path):
+    """An ERROR record, then the interpreter's report of the exception that ended the
+    process, then another process's lines: read as an exception the program logged and went
+    on after ('no fatal error found', exit 0). The report starts at the program's outermost
+    frame, or carries torch's [rank0]: prefix its record has not, and the lines after it
+    are not its own: fatal. A traceback logger.exception printed in a function, followed by
+    the same program's lines, stays not fatal."""
+    script, fatal = TWO_PROGRAMS[name]
+    (tmp_path / "first.py").write_text(script)
+    (tmp_path / "second.py").write_text(PRINTS_ON)
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        subprocess.run(["bash", "-c", f'"{sys.executable}" first.py store; '
+                        f'"{sys.executable}" second.py'], stdout=out, stderr=subprocess.STDOUT,
+                       cwd=tmp_path, timeout=120, check=True)
+    text = log.read_text()
+    assert "Traceback (most recent call last):" in text and " ERROR prep: " in text, text
+    assert text.rstrip().endswith("step 2 loss 2.10"), text
+    result = triage.triage([str(log)])
+    assert result["fatal"] is fatal, text
+    if fatal:
+        first = result["causes"][0]
+        assert (first["id"], first["match"].removeprefix("[rank0]: ")) == (
+            "unknown", "KeyError: 'shard-3'"), first
+    else:
+        assert result["causes"] == [] and {c["id"] for c in result["not_fatal"]} == {"unknown"}
