@@ -155,6 +155,8 @@ def grpo_launcher(spec: LaunchSpec | None) -> tuple[str | None, str]:
             return "torchrun", f"{outer.launcher} runs swift.cli.rlhf at {where}"
         return "swift", (f"{outer.launcher} runs swift.cli.rlhf at {where}; the smoke runs "
                          "swift's own launcher instead")
+    if spec is not None and spec.unread:
+        return None, f"no GRPO run known: the launch script was not read ({spec.unread})"
     return None, "no GRPO run in the launch script"
 
 
