@@ -15,7 +15,7 @@ import pytest
 from support import base_env
 
 from preflight.launch import spec as launch
-from preflight.launch.shell import ScriptFileError, evaluate_command
+from preflight.launch.shell import ScriptFileError, evaluate, evaluate_command
 from preflight.launch.spec import LaunchError
 
 ENV = {"PATH": "/usr/bin:/bin", "HOME": "/root"}
@@ -246,3 +246,24 @@ def test_preflight_says_unknown_for_a_script_past_the_line_budget(tmp_path):
                                             "than the 40000 preflight reads")
     assert checks["master-addr"]["severity"] == "unknown", checks["master-addr"]
     assert checks["profile-match"]["outcome"] == "passed", checks["profile-match"]
+
+
+def test_a_million_word_array_stops_at_the_word_budget_at_once(tmp_path):
+    # one line, 1,000,000 words: bashlex's tokenizer took 75 s over it; counted, not parsed
+    start = time.perf_counter()
+    spec = _load(tmp_path, "A=(" + " x" * 1_000_000 + ")\ntorchrun --nproc_per_node 2 t.py\n")
+    assert time.perf_counter() - start < 5
+    # `A=(` is one word, then 1,000,000, then the 4 of the torchrun line
+    assert spec.unread == "1000005 words of commands, more than the 200000 preflight reads"
+    assert not spec.commands
+
+
+def test_the_word_budget_counts_every_file_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluate, "MAX_WORDS", 60)
+    (tmp_path / "a.env").write_text("A=(" + " x" * 50 + ")\n")  # 51 words
+    read = _load(tmp_path, "source a.env\ntorchrun --nproc_per_node ${#A[@]} t.py\n")
+    assert not read.unread and read.commands[0].argv[2].text == "50"
+    (tmp_path / "b.env").write_text("B=(x x x x x)\n")
+    spec = _load(tmp_path, "source a.env\nsource b.env\ntorchrun t.py\n")
+    assert spec.unread.startswith("63 words of commands (") and "b.env" in spec.unread  # 6+51+6
+    assert not spec.commands

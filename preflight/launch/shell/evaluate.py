@@ -69,6 +69,7 @@ MAX_STEPS = 40_000  # statements evaluated; a launch script needs a few thousand
 # past this the script is not read (Trace.unread), never refused: a generated launch
 # script may be this long, and the rest of the suite still runs
 MAX_LINES = 40_000
+MAX_WORDS = 200_000  # the same for words: one long line (`A=(x x ...)`) is read as slowly
 MAX_COMMANDS = 4_000  # programs started; a launch script starts tens
 MAX_UNROLL = 32  # a for-loop over a known list this long is run item by item
 # Programs whose only effect on what follows is their exit status (or none): running
@@ -134,6 +135,7 @@ class Evaluator(Expander):
         self.vanished: list[Word] = []  # words that expanded to nothing (unquoted, empty)
         self.steps = 0
         self.lines = 0  # lines of commands parsed, all files together (MAX_LINES)
+        self.words = 0  # words of commands parsed, all files together (MAX_WORDS)
         self.unread = ""  # why reading stopped before the end (Trace.unread)
         self._reading: list[str] = []  # the files being read now, outermost first
         self._shells: set[str] = set()  # texts read as a shell of their own (script, -c)
@@ -235,16 +237,7 @@ class Evaluator(Expander):
                 self._opaque(st, f"{posixpath.basename(file)} (not read: nested too deep)")
                 return
             masked, bodies = mask(text)
-            # bashlex parses a few thousand lines a second: 2 MiB of `true` lines took a
-            # minute, and a file of them sourced again each time
-            lines = sum(1 for ln in masked.split("\n") if ln.strip())
-            if self.lines + lines > MAX_LINES:
-                where = "" if file == self.script0 else f" ({file}, read from {self._reading[0]})"
-                self.unread = (f"{self.lines + lines} lines of commands{where}, more than "
-                               f"the {MAX_LINES} preflight reads")
-                self._unknown(file, 1, "", self.unread)
-                raise _Unread()
-            self.lines += lines
+            self._budget(file, masked)
             chunks, failures = parse_chunks(masked)
             starts = [0] + [i + 1 for i in newlines]
             events: list[tuple[int, int, Any]] = [(offset, 1, nodes) for offset, nodes in chunks]
@@ -271,6 +264,26 @@ class Evaluator(Expander):
         finally:
             self.src = saved
             self._reading.pop()
+
+    def _budget(self, file: str, masked: str) -> None:
+        """Count the file against MAX_LINES / MAX_WORDS before it is parsed; past either,
+        reading stops (_Unread). bashlex parses a few thousand lines a second: 2 MiB of
+        `true` lines took a minute, and a file of them sourced again each time; one array
+        of 1,000,000 words (`A=(x x ...)`, one line) took 75 s, 9 in 10 in bashlex's
+        tokenizer."""
+        lines = sum(1 for ln in masked.split("\n") if ln.strip())
+        words = len(masked.split())  # whitespace-separated (a bound, not a parse)
+        self.lines += lines
+        self.words += words
+        if self.lines <= MAX_LINES and self.words <= MAX_WORDS:
+            return
+        where = "" if file == self.script0 else f" ({file}, read from {self._reading[0]})"
+        self.unread = (f"{self.lines} lines of commands{where}, more than the {MAX_LINES} "
+                       "preflight reads" if self.lines > MAX_LINES else
+                       f"{self.words} words of commands{where}, more than the {MAX_WORDS} "
+                       "preflight reads")
+        self._unknown(file, 1, "", self.unread)
+        raise _Unread()
 
     def _unparsed(self, file: str, line: int, snippet: str, error: str, st: State) -> None:
         """A line bashlex cannot parse: whatever it may assign becomes unknown."""
