@@ -74,9 +74,10 @@ def gated(spec: LaunchSpec | None) -> bool:
 def not_read(spec: LaunchSpec) -> Verdict:
     """A script not read to its end (LaunchSpec.unread): what it starts is not known."""
     return Verdict(evidence=dict(launch=spec.source, unread=spec.unread),
-                   problems=[Problem.unknown(f"{short(spec.source)} not read: {spec.unread}",
-                                             "give preflight the launch line itself: "
-                                             "--launch-cmd '<the launcher's command line>'")])
+                   problems=[Problem.unknown(
+                       f"{short(spec.source)} not read: {spec.unread}",
+                       why="preflight reads no further (bashlex would take minutes); give it "
+                           "the launch command itself: --launch-cmd '<the launcher's line>'")])
 
 
 def _unknowns(spec: LaunchSpec, words: tuple[str, ...] = ()) -> list[str]:

@@ -277,7 +277,7 @@ class Evaluator(Expander):
         self.words += words
         if self.lines <= MAX_LINES and self.words <= MAX_WORDS:
             return
-        where = "" if file == self.script0 else f" ({file}, read from {self._reading[0]})"
+        where = "" if file == self.script0 else f" by the end of {file}"
         self.unread = (f"{self.lines} lines of commands{where}, more than the {MAX_LINES} "
                        "preflight reads" if self.lines > MAX_LINES else
                        f"{self.words} words of commands{where}, more than the {MAX_WORDS} "
