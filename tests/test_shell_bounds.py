@@ -219,6 +219,15 @@ def test_a_script_past_the_line_budget_is_not_read_and_says_so(tmp_path):
     assert spec.exit is None and spec.variable("MASTER_ADDR") != "10.0.0.1"
 
 
+def test_a_grpo_smoke_does_not_claim_the_unread_script_has_no_grpo_run(tmp_path):
+    from preflight.judges.stack import grpo_launcher
+
+    spec = _load(tmp_path, "true\n" * 40_001 + "swift rlhf --rlhf_type grpo\n")
+    assert grpo_launcher(spec) == (None, "no GRPO run known: the launch script was not "
+                                         "read (40002 lines of commands, more than the "
+                                         "40000 preflight reads)")
+
+
 def test_a_sourced_file_past_the_line_budget_is_named(tmp_path):
     (tmp_path / "gen.sh").write_text("true\n" * 40_001)
     spec = _load(tmp_path, "source gen.sh\ntorchrun t.py\n")
@@ -237,7 +246,7 @@ def test_preflight_says_unknown_for_a_script_past_the_line_budget(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "preflight", "--profile", "cpu", "--launch-script", str(script),
          "--report-dir", str(report), "--check", "nested-launcher", "--check", "launch-ports",
-         "--check", "master-addr", "--check", "profile-match"],
+         "--check", "master-addr", "--check", "colocate-memory", "--check", "profile-match"],
         cwd=tmp_path, env=base_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     checks = {c["id"]: c for c in
@@ -246,7 +255,8 @@ def test_preflight_says_unknown_for_a_script_past_the_line_budget(tmp_path):
         assert checks[check]["severity"] == "unknown", checks[check]
         assert checks[check]["summary"] == ("run.sh not read: 40002 lines of commands, more "
                                             "than the 40000 preflight reads")
-    assert checks["master-addr"]["severity"] == "unknown", checks["master-addr"]
+    for check in ("master-addr", "colocate-memory"):  # they read the launch too
+        assert checks[check]["severity"] == "unknown", checks[check]
     assert checks["profile-match"]["outcome"] == "passed", checks["profile-match"]
 
 
