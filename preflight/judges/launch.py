@@ -71,6 +71,15 @@ def gated(spec: LaunchSpec | None) -> bool:
     return spec is not None and any(x.gpu_gate is not None for x in distributed(spec))
 
 
+def not_read(spec: LaunchSpec) -> Verdict:
+    """A script not read to its end (LaunchSpec.unread): what it starts is not known."""
+    return Verdict(evidence=dict(launch=spec.source, unread=spec.unread),
+                   problems=[Problem.unknown(
+                       f"{short(spec.source)} not read: {spec.unread}",
+                       why="preflight reads no further (bashlex would take minutes); give it "
+                           "the launch command itself: --launch-cmd '<the launcher's line>'")])
+
+
 def _unknowns(spec: LaunchSpec, words: tuple[str, ...] = ()) -> list[str]:
     return [f"{posixpath.basename(u.file)}:{u.line}: {u.reason}" for u in spec.unknowns
             if not words or any(w in u.text for w in words)]
@@ -144,6 +153,8 @@ def nested_launcher(f: NestedFacts) -> Verdict:
     spec = f.spec
     if spec is None:
         return Verdict(skip=NO_SCRIPT)
+    if spec.unread:
+        return not_read(spec)
     running = [[x for x, _ in live(job.distributed, f.gpus)] for job in spec.jobs]
     launching = [layers for layers in running if layers]
     v = Verdict(
@@ -209,6 +220,8 @@ def _set_it(name: str) -> str:
 def empty_variable(spec: LaunchSpec | None) -> Verdict:
     if spec is None:
         return Verdict(skip=NO_SCRIPT)
+    if spec.unread:
+        return not_read(spec)
     guard = spec.exit if spec.exit and spec.exit.empty else None
     uses = [{"variable": u.variable, "line": f"{short(u.file)}:{u.line}",
              "program": u.program, "argument": u.argument, "expands_to": u.expands_to}
@@ -285,6 +298,8 @@ def launch_inputs(f: InputsFacts) -> Verdict:
     spec = f.spec
     if spec is None:
         return Verdict(skip=NO_SCRIPT)
+    if spec.unread:
+        return not_read(spec)
     missing: list[dict[str, str]] = []
     unknown: list[str] = []
     bad: list[dict[str, Any]] = []
@@ -438,6 +453,8 @@ def _one_run(layer: Layer, args: Mapping[str, Word], launcher: Layer | None, v: 
 def grpo_batch_divisible(spec: LaunchSpec | None) -> Verdict:
     if spec is None:
         return Verdict(skip=NO_SCRIPT)
+    if spec.unread:
+        return not_read(spec)
     found = list(grpo_runs(spec))
     if not found:
         return Verdict(skip="no GRPO run (swift rlhf --rlhf_type grpo) in the launch script")
@@ -569,6 +586,8 @@ def launch_ports(f: PortsFacts) -> Verdict:
     spec = f.spec
     if spec is None:
         return Verdict(skip=NO_SCRIPT)
+    if spec.unread:
+        return not_read(spec)
     if not distributed(spec):
         return Verdict(skip=NO_LAUNCHER)
     # llamafactory-cli passes MASTER_PORT on as --master_port too (launcher.py:68)
@@ -626,6 +645,8 @@ def launch_gpus(f: GpusFacts) -> Verdict:
     spec = f.spec
     if spec is None:
         return Verdict(skip=NO_SCRIPT)
+    if spec.unread:
+        return not_read(spec)
     layers = distributed(spec)
     if not layers:
         return Verdict(skip=NO_LAUNCHER)
@@ -1051,6 +1072,8 @@ def launcher_args(f: ArgsFacts) -> Verdict:
     spec = f.spec
     if spec is None:
         return Verdict(skip=NO_SCRIPT)
+    if spec.unread:
+        return not_read(spec)
     if not any(_launcher_like(x) for x in spec.layers):
         end = spec.exit
         return Verdict(skip=f"the script exits at line {end.line} before it launches "

@@ -155,6 +155,8 @@ def grpo_launcher(spec: LaunchSpec | None) -> tuple[str | None, str]:
             return "torchrun", f"{outer.launcher} runs swift.cli.rlhf at {where}"
         return "swift", (f"{outer.launcher} runs swift.cli.rlhf at {where}; the smoke runs "
                          "swift's own launcher instead")
+    if spec is not None and spec.unread:
+        return None, f"no GRPO run known: the launch script was not read ({spec.unread})"
     return None, "no GRPO run in the launch script"
 
 
@@ -223,6 +225,7 @@ class ColocateFacts:
     headroom: float  # the profile's [stack] memory_headroom
     trainer: float  # the profile's [stack] trainer_memory_fraction
     memory_gb: float | None  # the profile's GPU memory
+    unread: str = ""  # why the launch script was not read to its end (LaunchSpec.unread)
 
 
 def _shares(found: Sequence[Share]) -> list[dict[str, str]]:
@@ -231,6 +234,9 @@ def _shares(found: Sequence[Share]) -> list[dict[str, str]]:
 
 def colocate_memory(f: ColocateFacts) -> Verdict:
     found = f.shares
+    if f.unread:  # the shares the script gives (or overrides) are not known
+        return Verdict(evidence=dict(shares=_shares(found), launch=f.launch),
+                       problems=[Problem.unknown(f"the launch script was not read: {f.unread}")])
     if not found:
         return Verdict(skip="no SGLang / vLLM GPU memory share in the launch command or "
                             "environment")

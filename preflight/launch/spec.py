@@ -230,6 +230,9 @@ class LaunchSpec:
     exit: Exit | None
     commands: tuple[Command, ...]
     secrets: frozenset[str] = frozenset()
+    # why the script was not read to its end (shell.Trace.unread): the launch checks
+    # are then UNKNOWN, whatever was read before that point
+    unread: str = ""
 
     @property
     def layers(self) -> tuple[Layer, ...]:
@@ -349,7 +352,7 @@ def load(script: str | None, command: str | None, environ: Mapping[str, str],
         try:
             trace = _Evaluator(environ, cwd).run_file(path, text, notes)
         except shell.ScriptFileError as exc:  # nested or looping past any launch script
-            raise LaunchError(f"--launch-script {script}: {exc}") from None
+            raise LaunchError(f"--launch-script {script}: {_line_of(exc)}{exc}") from None
         source = script
     else:
         if command is None or not command.strip():
@@ -359,9 +362,15 @@ def load(script: str | None, command: str | None, environ: Mapping[str, str],
         try:
             trace = _Evaluator(environ, cwd).run_command(command)
         except shell.ScriptFileError as exc:
-            raise LaunchError(f"--launch-cmd: {exc}") from None
+            raise LaunchError(f"--launch-cmd: {_line_of(exc)}{exc}") from None
         source = "--launch-cmd"
     return build(source, trace, environ)
+
+
+def _line_of(exc: shell.ScriptFileError) -> str:
+    """`line N: ` where the error knows its line in the script (source.NestingError)."""
+    line = getattr(exc, "line", 0)
+    return f"line {line}: " if line else ""
 
 
 def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> LaunchSpec:
@@ -407,6 +416,7 @@ def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> Launch
         exit=trace.exit,
         commands=trace.commands,
         secrets=secrets,
+        unread=trace.unread,
     )
 
 

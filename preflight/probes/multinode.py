@@ -15,6 +15,8 @@ from typing import Any
 
 import psutil
 
+from preflight.launch.shell.model import UNKNOWN_CLOSE, UNKNOWN_OPEN
+
 RESOLVE_TIMEOUT_S = 5.0
 
 
@@ -52,6 +54,12 @@ def launch_config(environ: Mapping[str, str], spec: Any = None, gpus: int | None
     leaves exported, else the environment (torchrun's default is 127.0.0.1). A layer
     that does not start on a node of `gpus` GPUs (NVML; None: not read, `gpus_error`
     why), such as llamafactory-cli's relaunch on one GPU, is left out (`Layer.starts`)."""
+    if spec is not None and spec.unread:
+        # the script was not read to its end: neither its launchers nor what it exports
+        # are known (an address not known is never looked up)
+        why = "the launch script (not read)"
+        return LaunchConfig(None, why, f"{UNKNOWN_OPEN}{spec.unread}{UNKNOWN_CLOSE}", why,
+                            None)
     nnodes: int | None = 1
     nnodes_from, addr, addr_from, maybe, stops = "", "", "", "", ""
     layers = [x for job in (spec.jobs if spec else ()) for x in job.distributed]

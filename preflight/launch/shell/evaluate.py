@@ -39,6 +39,7 @@ from preflight.launch.shell.source import (
     KEY_MARK,
     MAX_NESTING,
     PATTERN,
+    NestingError,
     brace_depth,
     mask,
     parse_chunks,
@@ -64,6 +65,11 @@ from preflight.numbers import maybe_int
 MAX_SOURCE_DEPTH = 8
 MAX_CALL_DEPTH = 16
 MAX_STEPS = 40_000  # statements evaluated; a launch script needs a few thousand
+# lines of commands parsed, all files together: bashlex parses a few thousand a second, so
+# past this the script is not read (Trace.unread), never refused: a generated launch
+# script may be this long, and the rest of the suite still runs
+MAX_LINES = 40_000
+MAX_WORDS = 200_000  # the same for words: one long line (`A=(x x ...)`) is read as slowly
 MAX_COMMANDS = 4_000  # programs started; a launch script starts tens
 MAX_UNROLL = 32  # a for-loop over a known list this long is run item by item
 # Programs whose only effect on what follows is their exit status (or none): running
@@ -99,6 +105,10 @@ class TooComplex(ScriptFileError):
     """More evaluation than any launch script needs: refused with one line."""
 
 
+class _Unread(Exception):
+    """Reading stops: more lines than MAX_LINES (the reason is Evaluator.unread)."""
+
+
 def _under(path: str, dirs: set[str]) -> bool:
     """Whether path is one of dirs or lies under one."""
     while path not in dirs:
@@ -124,7 +134,9 @@ class Evaluator(Expander):
         self._seen_unknowns: set[tuple[str, int, str]] = set()
         self.vanished: list[Word] = []  # words that expanded to nothing (unquoted, empty)
         self.steps = 0
-        self.lines = 0  # lines of commands parsed, all files together (MAX_STEPS bounds them)
+        self.lines = 0  # lines of commands parsed, all files together (MAX_LINES)
+        self.words = 0  # words of commands parsed, all files together (MAX_WORDS)
+        self.unread = ""  # why reading stopped before the end (Trace.unread)
         self._reading: list[str] = []  # the files being read now, outermost first
         self._shells: set[str] = set()  # texts read as a shell of their own (script, -c)
         # names the scripts define as functions anywhere, also on a branch not taken
@@ -166,6 +178,11 @@ class Evaluator(Expander):
             self.exit = stop.record
         except _Return:
             pass
+        except _Unread:
+            # nothing after this point is known: no exit decided, every variable may be
+            # set there
+            self.exit = None
+            self._opaque(self.state, "lines not read")
         except RecursionError:
             raise TooComplex("nested too deeply to evaluate; not a launch script") from None
         finally:
@@ -194,7 +211,7 @@ class Evaluator(Expander):
 
     def trace(self) -> Trace:
         return Trace(tuple(self.commands), dict(self.state.vars), tuple(self.unknowns),
-                     self.exit, tuple(self.files), self.written)
+                     self.exit, tuple(self.files), self.written, self.unread)
 
     # -- text and nodes
 
@@ -209,14 +226,18 @@ class Evaluator(Expander):
         try:
             self._defined.update(a or b for a, b in _FUNCTION_DEF.findall(text))
             self._original[file] = text.split("\n")
-            text = rewrite(text)
+            try:
+                text = rewrite(text)
+            except NestingError as exc:
+                if not ctx.depth:
+                    raise  # the script itself: refused (spec.load names its line)
+                # a file it sources or runs (.env, a child script, an eval string): the
+                # same as one that cannot be read; the error names the file and line
+                self._unknown(file, exc.line, "", f"not read: {exc}")
+                self._opaque(st, f"{posixpath.basename(file)} (not read: nested too deep)")
+                return
             masked, bodies = mask(text)
-            # bashlex parses a few thousand lines a second: 2 MiB of `true` lines took a minute to
-            # be refused by MAX_STEPS, and a file of them sourced again each time
-            self.lines += sum(1 for ln in masked.split("\n") if ln.strip())
-            if self.lines > MAX_STEPS:
-                raise TooComplex(f"more than {MAX_STEPS} lines of commands to read; not a "
-                                 "launch script preflight can read")
+            self._budget(file, masked)
             chunks, failures = parse_chunks(masked)
             starts = [0] + [i + 1 for i in newlines]
             events: list[tuple[int, int, Any]] = [(offset, 1, nodes) for offset, nodes in chunks]
@@ -244,6 +265,26 @@ class Evaluator(Expander):
             self.src = saved
             self._reading.pop()
 
+    def _budget(self, file: str, masked: str) -> None:
+        """Count the file against MAX_LINES / MAX_WORDS before it is parsed; past either,
+        reading stops (_Unread). bashlex parses a few thousand lines a second: 2 MiB of
+        `true` lines took a minute, and a file of them sourced again each time; one array
+        of 1,000,000 words (`A=(x x ...)`, one line) took 75 s, 9 in 10 in bashlex's
+        tokenizer."""
+        lines = sum(1 for ln in masked.split("\n") if ln.strip())
+        words = len(masked.split())  # whitespace-separated (a bound, not a parse)
+        self.lines += lines
+        self.words += words
+        if self.lines <= MAX_LINES and self.words <= MAX_WORDS:
+            return
+        where = "" if file == self.script0 else f" by the end of {file}"
+        self.unread = (f"{self.lines} lines of commands{where}, more than the {MAX_LINES} "
+                       "preflight reads" if self.lines > MAX_LINES else
+                       f"{self.words} words of commands{where}, more than the {MAX_WORDS} "
+                       "preflight reads")
+        self._unknown(file, 1, "", self.unread)
+        raise _Unread()
+
     def _unparsed(self, file: str, line: int, snippet: str, error: str, st: State) -> None:
         """A line bashlex cannot parse: whatever it may assign becomes unknown."""
         self._unknown(file, line, snippet, f"bashlex cannot parse this line ({error})")
@@ -266,6 +307,11 @@ class Evaluator(Expander):
         if key not in self._seen_unknowns:
             self._seen_unknowns.add(key)
             self.unknowns.append(Unknown(file, line, text[:200], reason))
+
+    def _here(self, file: str, line: int) -> str:
+        """Where a refusal happened, for its message: `line N: ` in the script itself,
+        `FILE: line N: ` in a file it sources or runs."""
+        return f"line {line}: " if file == self.script0 else f"{file}: line {line}: "
 
     def _where(self, node: Node) -> tuple[str, int]:
         return self.src.file, self.src.line(node.pos[0])
@@ -292,8 +338,9 @@ class Evaluator(Expander):
         """Evaluate one node; returns its exit status when decidable (True = success)."""
         self.steps += 1
         if self.steps > MAX_STEPS:
-            raise TooComplex(f"more than {MAX_STEPS} statements to evaluate (deep recursion "
-                             "or loops of functions); not a launch script preflight can read")
+            raise TooComplex(f"{self._here(*self._where(node))}more than {MAX_STEPS} "
+                             "statements to evaluate (deep recursion or loops of functions); "
+                             "not a launch script preflight can read")
         kind = node.kind
         if kind == "command":
             return self._command(node, st, ctx)
@@ -889,8 +936,9 @@ class Evaluator(Expander):
         env = {k: v for k, v in st.vars.items() if v.exported and v.array is None}
         env.update(prefix)
         if len(self.commands) >= MAX_COMMANDS:
-            raise TooComplex(f"more than {MAX_COMMANDS} programs started (recursion or loops "
-                             "of functions); not a launch script preflight can read")
+            raise TooComplex(f"{self._here(file, line)}more than {MAX_COMMANDS} programs "
+                             "started (recursion or loops of functions); not a launch script "
+                             "preflight can read")
         files = Files(self.written, self.writers)
         if ctx.background:
             # `accelerate launch ... &`: it reads its config while the script goes on;
@@ -1861,7 +1909,8 @@ class Evaluator(Expander):
                                                    "what it sets is unknown")
             self._opaque(st, where)
             return None
-        if written is None and (path is None or not os.path.isfile(path)):
+        # one that exists but is no regular file (a FIFO, a directory): the reader says why
+        if written is None and (path is None or not os.path.exists(path)):
             self._unknown(file, line, target.text,
                           f"source {target.text}: no such file here; what it sets is unknown")
             if path is not None and not os.path.exists(path) and posixpath.isabs(path) \
@@ -1878,7 +1927,8 @@ class Evaluator(Expander):
             text, notes = (written.text, []) if written is not None and \
                 written.text is not None else self.reader(path)
         except ScriptFileError as exc:
-            self._unknown(file, line, target.text, str(exc))
+            self._unknown(file, line, target.text, f"{exc}: what it sets is unknown")
+            self._opaque(st, where)
             return None
         saved = st.positional
         if len(args) > 1:

@@ -138,3 +138,6 @@ class Trace:
     exit: Exit | None
     files: tuple[str, ...]
     written: Mapping[str, Written] = field(default_factory=dict)  # as the script ends
+    # why reading stopped before the end (the line budget): what the script starts, sets
+    # and exits with is then not known ("" when it was read to its end)
+    unread: str = ""

@@ -234,7 +234,9 @@ MAX_NESTING = 100  # far deeper than any launch script; bashlex recurses per lev
 
 
 class NestingError(ScriptFileError):
-    pass
+    """Nested past MAX_NESTING; `line` is where in the text (set by `rewrite`)."""
+
+    line = 0
 
 
 class _Rewriter:
@@ -246,6 +248,7 @@ class _Rewriter:
         self.depth = 0
         self.ifs: list[int] = []  # per open `if`: how many `elif`s became `else if`
         self.after_function = False  # the word before was the `function` keyword
+        self.at = 0  # where the token being rewritten starts (a NestingError's line)
 
     def _nest(self, delta: int) -> None:
         self.depth += delta
@@ -303,6 +306,7 @@ class _Rewriter:
             if j > i:
                 i, cmdpos = j, cmdpos or newline
                 continue
+            self.at = i
             if cmdpos:
                 for stop in stops:
                     if self.t.startswith(stop, i) and (stop[0] == ";" or
@@ -696,5 +700,8 @@ def rewrite(text: str) -> str:
         r.run(0)
     except _CaseError:
         return text
+    except NestingError as exc:
+        exc.line = text.count("\n", 0, r.at) + 1
+        raise
     out = "".join(r.out)
     return out if out.count("\n") == text.count("\n") else text
