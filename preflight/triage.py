@@ -30,6 +30,9 @@ timeouts, torchrun's ChildFailedError tables, SIGTERMs from the agent, `Ray job 
 and benign noise (wandb's BrokenPipeError at shutdown, warnings) are discounted. The
 waiting ranks' collective timeouts (`@fallback`, runbook collective-timeout) come last:
 after an unknown exception, and behind a rank torchrun's table shows killed by a signal.
+A stop from outside (`@stop`, runbook job-stopped: torchrun's agent catching SIGTERM,
+slurmstepd's `CANCELLED ... DUE TO TIME LIMIT`) comes first unless a fatal error came
+before it; `stopped` then says who was stopped, by what, and how to find out which sender.
 Logs are streamed in blocks: a cheap substring prefilter (literals every pattern requires,
 found with `bytes.find`) picks the few lines the regexes run on, so a 200 MB log costs
 seconds and bounded memory. Exit 0: no fatal error; 1: fatal (a root cause named, or
@@ -1589,12 +1592,12 @@ def _stop_commands(seen: _Stop, job: str | None) -> list[str]:
     cmds = [SACCT.format(job) if job else
             'sacct -u "$USER" -S now-2days -o JobID,JobName,State,Elapsed,Timelimit']
     if seen.reason == "oom_kill":
-        return cmds + ["journalctl -k --since -1d | grep -iE 'oom|killed process'",
+        return cmds + ["journalctl -k --since yesterday | grep -iE 'oom|killed process'",
                        "dmesg -T | grep -iE 'killed process|out of memory'"]
     if seen.slurm or seen.signal in ("SIGINT", "SIGQUIT", "SIGHUP"):
         return cmds
     return cmds + ["last -x -n 5 shutdown reboot",
-                   "journalctl -k --since -1d | grep -iE 'oom|killed process'"]
+                   "journalctl -k --since yesterday | grep -iE 'oom|killed process'"]
 
 
 def render_stopped(stopped: dict[str, Any]) -> list[str]:

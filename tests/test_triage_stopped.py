@@ -85,7 +85,7 @@ def test_the_text_says_who_was_stopped_by_what_and_how_to_find_out(monkeypatch):
     assert [x.strip() for x in finds] == [
         'sacct -u "$USER" -S now-2days -o JobID,JobName,State,Elapsed,Timelimit',
         "last -x -n 5 shutdown reboot",
-        "journalctl -k --since -1d | grep -iE 'oom|killed process'"]
+        "journalctl -k --since yesterday | grep -iE 'oom|killed process'"]
     assert "only consequences were found" not in out
     slurm = run_cli(str(REAL / "job-stopped-slurm-time-limit.log")).stdout
     assert "stopped: Slurm cancelled JOB 7 on node-a due to its time limit" in slurm
@@ -272,3 +272,21 @@ def test_a_script_that_hangs_up_its_own_helper_is_not_stopped(tmp_path):
     assert (result["fatal"], result["causes"]) == (False, []), text
     (killed,) = result["killed_by_script"]
     assert killed["signal"] == "SIGHUP"
+
+
+def test_a_runbook_error_before_the_stop_is_the_cause_and_one_after_it_is_not(tmp_path):
+    """A CUDA OOM (cuda-oom's cited log), then the stop: cuda-oom. The stop, then what
+    the stopped ranks printed (a DataLoader's worker dying with them): the stop."""
+    oom = (Path(__file__).parent / "logs" / "cited" / "cuda-oom-dora.log").read_text()
+    stop = (REAL / "job-stopped-slurm-step.log").read_text()
+    loader = (REAL / "dataloader-killed.log").read_text()
+    first = tmp_path / "oom-then-stop.log"
+    first.write_text(oom + stop)
+    ids = [c["id"] for c in triage.triage([str(first)])["causes"]]
+    assert ids[0] == "cuda-oom" and "job-stopped" in ids[1:], ids
+    after = tmp_path / "stop-then-loader.log"
+    after.write_text(stop + loader)
+    result = triage.triage([str(after)])
+    ids = [c["id"] for c in result["causes"]]
+    assert ids[0] == "job-stopped" and "dataloader-killed" in ids[1:], ids
+    assert result["stopped"]["reason"] == "time_limit"

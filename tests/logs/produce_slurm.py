@@ -41,8 +41,13 @@ for preemption, and task/cgroup constraining memory. What made the committed log
     ConstrainSwapSpace=yes
     AllowedSwapSpace=0
 
-(plus the pid, spool and log file settings). Paths and the host name are replaced by
-neutral ones (produce_nested.redact; the node `vm` becomes `node-a`).
+(plus the pid, spool and log file settings). Under this proctrack/cgroup the batch step's
+processes all get SIGTERM at once and the torchrun started directly by the batch script left
+no lines after slurmstepd's (the time-limit and scancel logs); with the first configuration
+tried here (ProctrackType=proctrack/linuxproc, TaskPlugin=task/none) its agent's `Received
+15 death signal` and SignalException followed, as they do under srun (the step log). Paths
+and the host name are replaced by neutral ones (produce_nested.redact; the node `vm`
+becomes `node-a`).
 """
 
 from __future__ import annotations
