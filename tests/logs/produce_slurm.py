@@ -63,7 +63,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from produce_nested import PY, TORCHRUN, cli, free_port, redact  # noqa: E402
+from produce_nested import PY, TMP_NAME, TORCHRUN, cli, free_port, redact  # noqa: E402
 from produce_stopped import TRAIN  # noqa: E402
 
 JOB_WAIT_S = 180.0
@@ -84,6 +84,8 @@ JOB_SH = """\
 #!/bin/bash
 echo "SLURM_JOB_ID=$SLURM_JOB_ID"
 export GLOO_SOCKET_IFNAME=lo
+export TMPDIR="$PWD/{tmp}"   # torchrun's torchelastic_* dirs: removed with the work dir
+mkdir -p "$TMPDIR"
 {srun}{torchrun} --nproc-per-node 2 --master-addr 127.0.0.1 --master-port {port} {script}
 """
 
@@ -137,7 +139,8 @@ def _running(job: str) -> bool:
 def run_job(shape: Shape, work: Path) -> str:
     srun = "srun --ntasks=1 " if shape.srun else ""
     (work / "job.sh").write_text(JOB_SH.format(
-        srun=srun, torchrun=" ".join(TORCHRUN), port=free_port(), script=shape.script))
+        srun=srun, torchrun=" ".join(TORCHRUN), port=free_port(), script=shape.script,
+        tmp=TMP_NAME))
     job = _sbatch([*shape.sbatch, "-o", "job.log", "job.sh"], work)
     other = None
     try:
