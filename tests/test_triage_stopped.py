@@ -71,6 +71,33 @@ def test_a_run_stopped_from_outside_names_the_stop(name, line, sig, reason, pid,
         assert f"torchrun's agent (pid {pid}) got {sig} from outside the job" in stopped["what"]
 
 
+def test_a_live_torchrun_given_sigterm_reads_as_the_committed_log(tmp_path, monkeypatch):
+    """Real torchrun (2 gloo ranks training on), a real SIGTERM to its pid
+    (tests/logs/produce_stopped.py, bounded, its tree killed): the same root cause as the
+    committed log, and the pid named is the one the agent printed."""
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    name = "job-stopped-torchrun-sigterm"
+    proc = subprocess.Popen([sys.executable, str(REAL.parent / "produce_stopped.py"),
+                             str(tmp_path), name], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:  # it bounds the launch itself (60 s); past that, SIGTERM makes it kill the tree
+        _, err = proc.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        raise
+    assert proc.returncode == 0, err.decode()[-2000:]
+    text = (tmp_path / f"{name}.log").read_text()
+    live = triage.triage([str(tmp_path / f"{name}.log")])
+    kept = triage.triage([str(REAL / f"{name}.log")])
+    agent = int(re.search(r"SignalException: Process (\d+) got signal: 15", text).group(1))
+    assert live["stopped"]["launcher_pid"] == agent
+    for result in (live, kept):
+        assert result["causes"][0]["id"] == "job-stopped"
+        assert "Received 15 death signal" in result["causes"][0]["match"]
+        assert (result["stopped"]["signal"], result["stopped"]["reason"]) == ("SIGTERM", "signal")
+
+
 def test_the_text_says_who_was_stopped_by_what_and_how_to_find_out(monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     proc = run_cli(str(REAL / "job-stopped-torchrun-sigterm.log"),
