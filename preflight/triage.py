@@ -852,17 +852,15 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
     return _stop_order(ordered, scans), fatal
 
 
-# What a launcher prints when another one closes it: torchrun's agent before it stops its
-# workers (torch/distributed/elastic/multiprocessing/api.py:1028 in torch 2.13).
+# What torchrun's agent prints as it stops each of its workers, the worker's pid after its
+# own glog pid (torch/distributed/elastic/multiprocessing/api.py:1028 in torch 2.13).
 CLOSING = re.compile(r"Sending process (\d+) closing signal SIG")
+GLOG_PID = re.compile(r"[IWEF]\d{4} [\d:.]+ +(\d+) ")
 # The pid of the process a stop line is about: torchrun's agent (its glog pid before
 # api.py:753's "Received 15 death signal", or its SignalException, api.py:86), bash's
 # report of a command a signal ended.
 AGENT_STOP = re.compile(r"(?:[IWEF]\d{4} [\d:.]+ +(\d+) \S+\] Received|Process (\d+) got signal:)"
                         r" (?:Signals\.)?(SIG[A-Z0-9]+|\d+)")
-
-
-GLOG_PID = re.compile(r"[IWEF]\d{4} [\d:.]+ +(\d+) ")
 
 
 def _closed_agents(scans: list[FileScan]) -> set[int]:
