@@ -16,6 +16,11 @@ that root cause. Lines starting with `@` are directives for their block:
     @fallback      the line is what the ranks that waited print (a collective timeout):
                    it names the cause only when nothing else does, not even an unknown
                    exception, and not when torchrun's table names a rank killed by a signal
+    @stop          the line says the job was stopped from outside (a signal to the
+                   launcher, a scheduler's cancel, the OOM killer): it names the cause
+                   unless a fatal error comes before it (that error is then the cause, the
+                   stop its consequence); the stop of a process that another launcher in
+                   the logs was closing (a nested torchrun) is a consequence
 
 A block with a condition is more specific than one without: when both match the same line
 (an OOM inside `optimizer.load_state_dict` is `resume-memory`, not `cuda-oom`), it wins.
@@ -25,6 +30,9 @@ timeouts, torchrun's ChildFailedError tables, SIGTERMs from the agent, `Ray job 
 and benign noise (wandb's BrokenPipeError at shutdown, warnings) are discounted. The
 waiting ranks' collective timeouts (`@fallback`, runbook collective-timeout) come last:
 after an unknown exception, and behind a rank torchrun's table shows killed by a signal.
+A stop from outside (`@stop`, runbook job-stopped: torchrun's agent catching SIGTERM,
+slurmstepd's `CANCELLED ... DUE TO TIME LIMIT`) comes first unless a fatal error came
+before it; `stopped` then says who was stopped, by what, and how to find out which sender.
 Logs are streamed in blocks: a cheap substring prefilter (literals every pattern requires,
 found with `bytes.find`) picks the few lines the regexes run on, so a 200 MB log costs
 seconds and bounded memory. Exit 0: no fatal error; 1: fatal (a root cause named, or
@@ -141,6 +149,7 @@ class Block:
     check: str | None = None
     role: str = "cause"   # cause | consequence | benign | generic | trace
     fallback: bool = False
+    stop: bool = False
 
     @property
     def specificity(self) -> int:
@@ -173,6 +182,8 @@ def parse_blocks(rid: str, text: str, role: str = "cause") -> list[Block]:
                     block.likely = True
                 elif key == "fallback":
                     block.fallback = True
+                elif key == "stop":
+                    block.stop = True
                 elif key == "check":
                     block.check = None if value in ("", "none") else value
                 else:
@@ -199,7 +210,9 @@ def runbook_blocks(directory: Path | None = None) -> list[Block]:
 # "Root Cause (first observed failure)" table), elastic/agent/server/api.py ("Received
 # SIGTERM death signal", "Sending process N closing signal SIGTERM"), ProcessGroupNCCL.cpp
 # (watchdog timeouts, "taking the entire process down"), ray/dashboard/modules/job/cli.py
-# ("Job '...' failed").
+# ("Job '...' failed"), Slurm's slurmstepd when another task of the step failed first
+# (src/slurmd/slurmstepd/req.c:1140-1150 at SchedMD/slurm 284c3b95: "FAILED (non-zero exit
+# code or other failure mode)", "DUE TO TASK FAILURE").
 CONSEQUENCES = r"""
 ```triage
 ChildFailedError
@@ -210,8 +223,9 @@ To enable traceback see: https://pytorch\.org/docs/stable/elastic/errors\.html
 elastic_launch\(|torch\.distributed\.elastic\.multiprocessing\.api:failed
 failed \(exitcode: -?\d+\) local_rank
 Sending process \d+ closing signal SIG
-Received (?:SIG\w+|\d+) death signal
+Received (?:Signals\.)?(?:SIG\w+|\d+) death signal
 SignalException: Process \d+ got signal
+\*\*\* (?:JOB|STEP) \S+ (?:ON \S+ )?(?:CANCELLED AT \S+ DUE TO TASK FAILURE|FAILED \(non-zero exit)
 Watchdog caught collective operation timeout
 (?i)watchdog (?:thread )?(?:terminated|timeout)
 ProcessGroupNCCL.*(?:timed out|timeout|Timeout)
@@ -578,6 +592,8 @@ JOB_IDS = [
     re.compile(r"\b(raysubmit_[A-Za-z0-9]+)"),
     re.compile(r"Job '([^']+)' (?:submitted|failed|succeeded|stopped)"),
     re.compile(r"SLURM_JOB_ID\W+(\d+)"),
+    re.compile(r"\*\*\* (?:JOB|STEP) (\d+)\b.* CANCELLED AT "),   # slurmstepd's
+    re.compile(r"oom[-_]kill events?\S* in StepId=(\d+)"),
     re.compile(r"\brun_id\W+([\w.-]{6,})"),
     re.compile(r"wandb\.ai/\S+/runs/(\w+)"),
     re.compile(r"\b(v\d+-\d{8}-\d{6})\b"),   # ms-swift's output run dir
@@ -725,6 +741,9 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
         best = [b for b in specific if b.specificity == top]
         ids = sorted({b.id for b in best})
         block = best[0]
+        # torchrun's own report of the death signal it got is a consequence line (a nested
+        # launcher's); as a stop from outside it is the cause itself, not a summary of one.
+        weak = soft if block.stop else weak
         likely = block.likely or len(ids) > 1 or weak
         return (Cause(block.id, "likely" if likely else "certain", hit, block, weak=weak,
                       soft=soft and not consequence), not soft)
@@ -789,6 +808,7 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
     causes: list[Cause] = []
     fatal = False
     window = _Windows()
+    closed = _closed_agents(scans)
     for scan in scans:
         done = _finished(scan)
         kills: Kills = {}
@@ -805,6 +825,9 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
                 scan.script_killed.append(killed)
                 continue
             cause, hit_fatal = _judge_hit(scan, hit, markers, window)
+            if cause is not None and cause.block is not None and cause.block.stop \
+                    and _stop_pid(hit.text) in closed:
+                cause = None  # a nested launcher that its outer torchrun was closing
             if hit.line < done.get(_node(hit.text), 0):
                 # torchrun restarted the workers and they then finished: recovered.
                 hit_fatal = False
@@ -826,7 +849,69 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
     unknown = [c for c in rest if c.id == "unknown"]
     ordered = (_order(strong, scans) + _order(weak, scans) + _order(unknown, scans)
                + _order(soft, scans) + _order(last, scans))
-    return ordered, fatal
+    return _stop_order(ordered, scans), fatal
+
+
+# What torchrun's agent prints as it stops each of its workers, the worker's pid after its
+# own glog pid (torch/distributed/elastic/multiprocessing/api.py:1028 in torch 2.13).
+CLOSING = re.compile(r"Sending process (\d+) closing signal SIG")
+GLOG_PID = re.compile(r"[IWEF]\d{4} [\d:.]+ +(\d+) ")
+# The pid of the process a stop line is about: torchrun's agent (its glog pid before
+# api.py:753's "Received 15 death signal", or its SignalException, api.py:86), bash's
+# report of a command a signal ended.
+AGENT_STOP = re.compile(r"(?:[IWEF]\d{4} [\d:.]+ +(\d+) \S+\] Received|Process (\d+) got signal:)"
+                        r" (?:Signals\.)?(SIG[A-Z0-9]+|\d+)")
+
+
+def _closed_agents(scans: list[FileScan]) -> set[int]:
+    """The launchers whose stop was another launcher closing them (a nested torchrun): one
+    whose pid a `Sending process N closing signal` names (in any file), or whose first
+    stop line in a file comes after another launcher's closing line there (the outer
+    torchrun signals its worker's whole process group, os.killpg in torch 2.13's
+    subprocess_handler.py:85: a bash worker's inner torchrun is not the pid it names)."""
+    closed = {int(m.group(1)) for scan in scans for hit in scan.hits
+              if (m := CLOSING.search(hit.text))}
+    for scan in scans:
+        senders: set[int] = set()
+        decided: set[int] = set()
+        for hit in scan.hits:
+            if CLOSING.search(hit.text) and (m := GLOG_PID.search(hit.text)):
+                senders.add(int(m.group(1)))
+            pid = _stop_pid(hit.text) if AGENT_STOP.search(hit.text) else None
+            if pid is not None and pid not in decided:
+                decided.add(pid)
+                if senders - {pid}:
+                    closed.add(pid)
+    return closed
+
+
+def _stop_pid(text: str) -> int | None:
+    m = AGENT_STOP.search(text) or BASH_SIGNAL.search(text)
+    return int(next(g for g in m.groups() if g)) if m else None
+
+
+def _stop_order(ordered: list[Cause], scans: list[FileScan]) -> list[Cause]:
+    """A stop from outside (@stop) comes first unless a fatal error comes before it: the
+    fatal errors before the earliest stop, then the stops, then the rest (what the stopped
+    ranks printed after it). Warnings, retries and the waiting ranks' timeouts (fallback)
+    never come before a stop."""
+    stops = _order([c for c in ordered if c.block is not None and c.block.stop and not c.soft],
+                   scans)
+    if not stops:
+        return ordered
+    before = [c for c in ordered if c not in stops and not c.soft
+              and not (c.block is not None and c.block.fallback) and _precedes(c, stops[0])]
+    return before + stops + [c for c in ordered if c not in before and c not in stops]
+
+
+def _precedes(cause: Cause, stop: Cause) -> bool:
+    """Whether `cause` happened before `stop`: by line in one file, by time across files;
+    across files without comparable stamps, yes (the error is named, not the stop)."""
+    if cause.hit.file == stop.hit.file:
+        return cause.hit.line < stop.hit.line
+    a, b = timestamp_of(cause.hit.text), timestamp_of(stop.hit.text)
+    ta, tb = (_parse_ts(a) if a else None), (_parse_ts(b) if b else None)
+    return ta <= tb if ta and tb else True
 
 
 # The script's own kills seen so far in a file: pid -> (line, signal name, the xtrace line).
@@ -1211,6 +1296,10 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
         if waits and only_waits:
             result["collective"] = collective_summary(
                 scans, [c for c in causes if c.block is not None and c.block.fallback])
+        if out_causes and causes[0].block is not None and causes[0].block.stop:
+            result["stopped"] = stopped_summary(
+                scans, [c for c in causes if c.block is not None and c.block.stop], texts,
+                died_by_signal(scans))
         if fatal and not result["causes"] and "died_by_signal" not in result:
             # Only the launcher's lines: under --log-dir --redirects the ranks' output is in
             # their own files; torchrun's start-up block (LOGLEVEL=INFO) names the folder
@@ -1246,10 +1335,10 @@ SIGNAL_NOTES = {
 # notify_of_job_status: _("%s: line %d: ") then pretty_print_job's pid and strsignal text):
 # "train.sh: line 2:   457 Killed                  python train.py". SIGTERM and SIGPIPE are
 # not reported (DONT_REPORT_SIGTERM, DONT_REPORT_SIGPIPE in bash's config-top.h).
-BASH_SIGNAL = re.compile(r"line \d+: +(\d+) (Killed|Segmentation fault|Bus error|Aborted)"
+BASH_SIGNAL = re.compile(r"line \d+: +(\d+) (Killed|Segmentation fault|Bus error|Aborted|Hangup)"
                          r"(?: \(core dumped\))? +(\S.*)$")
 BASH_SIGNALS = {"Killed": ("SIGKILL", 9), "Segmentation fault": ("SIGSEGV", 11),
-                "Bus error": ("SIGBUS", 7), "Aborted": ("SIGABRT", 6)}
+                "Bus error": ("SIGBUS", 7), "Aborted": ("SIGABRT", 6), "Hangup": ("SIGHUP", 1)}
 
 
 def died_by_signal(scans: list[FileScan]) -> dict[str, Any] | None:
@@ -1346,6 +1435,178 @@ def render_collective(summary: dict[str, Any]) -> str:
         parts.append("the log does not name the rank that did not arrive "
                      "(TORCH_DISTRIBUTED_DEBUG=DETAIL makes gloo name it)")
     return "; ".join(parts)
+
+
+# What the stop lines say (runbook job-stopped): Slurm's slurmstepd cancelling a job or step
+# (src/slurmd/slurmstepd/req.c:1122-1150 at SchedMD/slurm 284c3b95; 22.05's plain
+# "CANCELLED AT" for scancel, req.c:749 there), its cgroup OOM count
+# (src/plugins/task/cgroup/task_cgroup_memory.c:291; "oom-kill event(s)" before 23.02),
+# bash's bare "Terminated" for a foreground command (bash 5.2 jobs.c:4313).
+SLURM_CANCEL = re.compile(r"\*\*\* (JOB|STEP) ([\w.+]+) (?:ON (\S+) )?CANCELLED AT (\S+)"
+                          r"(?: DUE (?:TO|to) ([A-Z][A-Za-z ]*?[A-Za-z])(?:,[^*]*)?)? \*\*\*")
+SLURM_OOM = re.compile(r"Detected (\d+) oom[-_]kill event(?:s|\(s\))? in (?:StepId=)?([\w.+]+?)\.?"
+                       r"(?:\s|$)")
+BARE_TERMINATED = re.compile(r"^(?:\[\w+\d+\]:)?Terminated$")
+SLURM_REASONS = {"TIME LIMIT": "time_limit", "PREEMPTION": "preemption",
+                 "NODE FAILURE": "node_failure", "JOB REQUEUE": "requeue"}
+STOP_WHY = {
+    "time_limit": "Slurm ended the job at its time limit (--time): it ran longer than it was "
+                  "given",
+    "preemption": "Slurm preempted the job: a job of a higher priority (partition tier, QOS) "
+                  "needed its nodes",
+    "node_failure": "Slurm ended the job because one of its nodes failed (slurmctld's log "
+                    "says which)",
+    "requeue": "Slurm requeued the job (scontrol requeue, or preemption with requeue)",
+    "cancelled": "Slurm cancelled the job: scancel by you or an administrator (sacct's State "
+                 "says CANCELLED by UID)",
+    "oom_kill": "the job used more host memory than its cgroup allows (Slurm's --mem): the "
+                "kernel's OOM killer killed a process of it by SIGKILL, which prints nothing",
+}
+SIGNAL_SENDERS = {
+    "SIGTERM": "SIGTERM is sent by a scheduler (time limit, preemption, scancel), by "
+               "Kubernetes evicting or deleting the pod, by a node shutting down, by "
+               "timeout(1) around the launcher, or by someone's kill; these logs do not say "
+               "which",
+    "SIGINT": "SIGINT is Ctrl-C in the terminal that ran the launcher (or kill -INT)",
+    "SIGHUP": "SIGHUP is sent when the terminal or ssh session the launcher ran in closes "
+              "(launch it under sbatch, tmux or nohup), or by kill -HUP",
+    "SIGQUIT": "SIGQUIT is Ctrl-\\ in the terminal that ran the launcher (or kill -QUIT)",
+}
+SACCT = "sacct -j {} -o JobID,JobName,State,ExitCode,Elapsed,Timelimit,MaxRSS,ReqMem"
+
+
+def _signal_name(value: str) -> str:
+    import signal as signals
+
+    if value.isdigit():
+        try:
+            return signals.Signals(int(value)).name
+        except ValueError:
+            return f"signal {value}"
+    return value
+
+
+@dataclass
+class _Stop:
+    """What the stop lines of a run say, gathered line by line."""
+
+    agent: tuple[int, str] | None = None      # torchrun's agent: pid, signal
+    command: tuple[int, str, str] | None = None  # bash's report: pid, signal, command
+    reason: str | None = None
+    slurm: str | None = None                   # the job or step slurmstepd names
+    node: str | None = None
+    oom: int = 0
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+    def read(self, text: str) -> None:
+        if (m := SLURM_CANCEL.search(text)) is not None:
+            self.slurm = self.slurm or f"{m.group(1)} {m.group(2)}"
+            self.node = self.node or m.group(3)
+            due = (m.group(5) or "").upper()
+            self.reason = self.reason or SLURM_REASONS.get(due, "cancelled")
+        elif (m := SLURM_OOM.search(text)) is not None:
+            self.oom += int(m.group(1))
+            self.slurm = self.slurm or f"STEP {m.group(2)}"
+            self.reason = "oom_kill"
+        elif (m := AGENT_STOP.search(text)) is not None and self.agent is None:
+            self.agent = (int(m.group(1) or m.group(2)), _signal_name(m.group(3)))
+        elif BARE_TERMINATED.match(text) and self.command is None:
+            self.command = (0, "SIGTERM", "")
+        elif (m := BASH_SIGNAL.search(text)) is not None and self.command is None:
+            self.command = (int(m.group(1)), BASH_SIGNALS[m.group(2)][0], m.group(3).strip())
+
+    @property
+    def signal(self) -> str | None:
+        return self.agent[1] if self.agent else self.command[1] if self.command else None
+
+
+def stopped_summary(scans: list[FileScan], stops: list[Cause], texts: list[str],
+                    death: dict[str, Any] | None) -> dict[str, Any]:
+    """Who was stopped, by what signal, for what reason the scheduler gave, the Slurm job
+    id (from the logs, else $SLURM_JOB_ID), why in words and the commands that find out."""
+    seen = _Stop()
+    for cause in stops:
+        seen.read(cause.hit.text)
+        if len(seen.lines) < 10:
+            seen.lines.append({"file": scans[cause.hit.file].path, "line": cause.hit.line,
+                               "match": _display(cause.hit.text.encode())})
+    job, source = _slurm_job(seen, texts)
+    return {"reason": seen.reason or ("signal" if seen.signal else None),
+            "signal": seen.signal,
+            "launcher_pid": seen.agent[0] if seen.agent else None,
+            "command": ({"pid": seen.command[0] or None, "command": seen.command[2] or None}
+                        if seen.command else None),
+            "scheduler": "slurm" if seen.slurm else None, "slurm": seen.slurm,
+            "node": seen.node, "oom_kills": seen.oom, "job_id": job, "job_id_from": source,
+            "what": _stop_what(seen, death), "why": _stop_why(seen),
+            "commands": _stop_commands(seen, job), "lines": seen.lines}
+
+
+def _slurm_job(seen: _Stop, texts: list[str]) -> tuple[str | None, str | None]:
+    if seen.slurm:
+        return re.split(r"[ .]", seen.slurm)[1], "log"
+    for text in texts:
+        if (m := re.search(r"SLURM_JOB_ID\W+(\d+)", text)) is not None:
+            return m.group(1), "log"
+    env = os.environ.get("SLURM_JOB_ID", "")
+    return (env, "environment") if env.isdigit() else (None, None)
+
+
+def _stop_what(seen: _Stop, death: dict[str, Any] | None) -> str:
+    """One sentence: what was stopped, by what."""
+    parts = []
+    if seen.reason == "oom_kill":
+        parts.append(f"Slurm's memory cgroup counted {seen.oom} OOM kill(s) in {seen.slurm}")
+        if death and death.get("rank") is not None:
+            parts.append(f"torchrun's table: rank {death['rank']} died by {death['signal']} "
+                         f"(exitcode {death['exitcode']})")
+    elif seen.slurm:
+        why = {"time_limit": " due to its time limit", "preemption": " due to preemption",
+               "node_failure": " due to a node failure", "requeue": " to requeue it"}
+        on = f" on {seen.node}" if seen.node else ""
+        parts.append(f"Slurm cancelled {seen.slurm}{on}{why.get(seen.reason or '', '')}")
+    if seen.agent:
+        parts.append(f"torchrun's agent (pid {seen.agent[0]}) got {seen.agent[1]} from outside "
+                     "the job and stopped its workers")
+    elif seen.command:
+        pid, sig, command = seen.command
+        who = (f"`{command}` (pid {pid}, bash's report)" if command
+               else "a foreground command of a bash script (bash's bare `Terminated`)")
+        parts.append(f"{who} got {sig} from outside and ended")
+    return "; ".join(parts)
+
+
+def _stop_why(seen: _Stop) -> str:
+    if seen.reason in STOP_WHY:
+        return STOP_WHY[seen.reason or ""]
+    sig = seen.signal or ""
+    return SIGNAL_SENDERS.get(sig, f"{sig} came from outside the job (kill, a scheduler)")
+
+
+def _stop_commands(seen: _Stop, job: str | None) -> list[str]:
+    """Copy-paste commands that tell which sender it was (never a placeholder)."""
+    # srun forwards a Ctrl-C (SIGINT) to its tasks and `scancel --signal` sends any signal:
+    # on Slurm, your recent jobs' states say which ended how.
+    cmds = [SACCT.format(job) if job else
+            'sacct -u "$USER" -S now-2days -o JobID,JobName,State,Elapsed,Timelimit']
+    if seen.reason == "oom_kill":
+        return cmds + ["journalctl -k --since yesterday | grep -iE 'oom|killed process'",
+                       "dmesg -T | grep -iE 'killed process|out of memory'"]
+    if seen.slurm or seen.signal in ("SIGINT", "SIGQUIT", "SIGHUP"):
+        return cmds
+    return cmds + ["last -x -n 5 shutdown reboot",
+                   "journalctl -k --since yesterday | grep -iE 'oom|killed process'"]
+
+
+def render_stopped(stopped: dict[str, Any]) -> list[str]:
+    out = [f"  stopped: {stopped['what']}", f"  why: {stopped['why']}"]
+    if stopped["job_id_from"] == "environment":
+        out.append(f"  (the Slurm job id {stopped['job_id']} is this shell's $SLURM_JOB_ID, "
+                   "not read from the logs)")
+    if stopped["commands"]:
+        out.append("  find out which:")
+        out += [f"    {c}" for c in stopped["commands"]]
+    return out
 
 
 def _first_last_ts(scans: list[FileScan]) -> tuple[str | None, str | None]:
@@ -1446,7 +1707,7 @@ def render(result: dict[str, Any]) -> str:
                    f"`{k['kill']['match']}` at {k['kill']['file']}:{k['kill']['line']} sent it")
     for i, c in enumerate(result["causes"]):
         if i == 0:
-            out += _render_root(c, result.get("collective"))
+            out += _render_root(c, result.get("collective"), result.get("stopped"))
             if len(result["causes"]) > 1:
                 out.append("later errors (not the root cause):")
         else:
@@ -1502,7 +1763,8 @@ def _render_no_cause(result: dict[str, Any]) -> list[str]:
     return out
 
 
-def _render_root(c: dict[str, Any], collective: dict[str, Any] | None = None) -> list[str]:
+def _render_root(c: dict[str, Any], collective: dict[str, Any] | None = None,
+                 stopped: dict[str, Any] | None = None) -> list[str]:
     """The root cause: where, the matching line in its context, the fix and the check."""
     label = "ROOT CAUSE" if c["id"] != "unknown" else "FIRST FATAL ERROR (no runbook matches)"
     out = [f"{label}: {c['id']} ({c['confidence']})"]
@@ -1512,6 +1774,8 @@ def _render_root(c: dict[str, Any], collective: dict[str, Any] | None = None) ->
     out += [where, f"  > {c['match']}"]
     if collective is not None:
         out.append(f"  collective: {render_collective(collective)}")
+    if stopped is not None:
+        out += render_stopped(stopped)
     for ev in c.get("evidence") or []:
         out.append(f"  evidence: {ev['file']}:{ev['line']}: {ev['match']}")
     out.append("  context:")

@@ -11,7 +11,8 @@ CHECK_DIR = Path(__file__).resolve().parent.parent / "preflight" / "checks"
 SECTIONS = ("## Symptom", "## Root cause", "## Fix", "## Prevention")
 # Runbooks that only `preflight triage` names (a failure no check can see before launch):
 # the symptom of a run that has already failed. Documented in README "After a failure".
-TRIAGE_ONLY = {"resume-memory", "cuda-oom", "collective-timeout", "dataloader-killed"}
+TRIAGE_ONLY = {"resume-memory", "cuda-oom", "collective-timeout", "dataloader-killed",
+               "job-stopped"}
 
 
 def check_ids() -> set[str]:

@@ -13,6 +13,11 @@ real/   produced on this kind of box by tests/logs/produce_real.sh (a held port 
         gloo (a rank still loading data, rank 0 alone saving a checkpoint, the same under
         TORCH_DISTRIBUTED_DEBUG=DETAIL, a peer that exited, a peer SIGKILLed) and a
         DataLoader worker SIGKILLed (alone and under torchrun);
+        by tests/logs/produce_stopped.py and tests/logs/produce_slurm.py: runs stopped from
+        outside (torchrun's agent given SIGTERM/SIGINT/SIGHUP, plain, --tee, --log-dir; a
+        bash script's foreground command given SIGTERM/SIGHUP; a real one-node Slurm 22.05
+        ending the job at its time limit, on scancel, on preemption, on a cgroup OOM kill;
+        a rank whose error left it hanging until the stop; a worker torchrun closed);
         and by tests/logs/produce_nested.py: nested launches (torchrun whose workers run
         torchrun, in every shape a user writes: c10d or --standalone outside, `-m
         torch.distributed.run`, `-m torch.distributed.launch`, `--no-python torchrun` or a
@@ -161,6 +166,11 @@ CASES = [
     ("real/collective-peer-exit.log", "collective-timeout", 18),
     ("real/dataloader-killed.log", "dataloader-killed", 29),
     ("real/dataloader-killed-torchrun.log", "dataloader-killed", 24),
+    ("real/job-stopped-torchrun-sigterm.log", "job-stopped", 9),
+    ("real/job-stopped-bash.log", "job-stopped", 5),
+    ("real/job-stopped-slurm-time-limit.log", "job-stopped", 10),
+    ("real/job-stopped-slurm-step.log", "job-stopped", 11),
+    ("real/job-stopped-slurm-oom.log", "job-stopped", 51),
 ]
 # Nested launches whose log has neither rank prefixes nor the agent-store line, and the
 # line elsewhere that shows the outer launcher started launchers (the evidence).
@@ -197,7 +207,7 @@ IDS = ["port-free", "nested-launcher", "ray-path", "cudart-link", "leftover-proc
        "cuda-stack", "host-limits", "disk-space", "nccl-ifname", "colocate-memory",
        "resume-memory", "cuda-oom", "master-addr", "cluster-versions", "gloo-ifname",
        "cluster-reach", "cluster-nodes", "cluster-gpus", "launch-gpus", "collective-timeout",
-       "dataloader-killed"]
+       "dataloader-killed", "job-stopped"]
 
 
 def run_cli(*args: str, stdin: bytes | None = None, env: dict | None = None,

@@ -1,0 +1,230 @@
+"""Reproduces the job-stopped logs under tests/logs/real/ with real torchrun (torch 2.13 CPU,
+gloo) and real bash on this box: a run stopped from outside, as a scheduler's time limit,
+a preemption, `scancel`, a user's `kill` or Ctrl-C stops it:
+
+    python tests/logs/produce_stopped.py OUTDIR [NAME...]     # default: every shape
+
+Each launch starts in a session of its own; once its ranks have printed their first step,
+the producer sends the signal to the launcher's pid (torchrun) or to the foreground command
+of a bash script (`kill PID` from another shell), waits for the launch to end, and kills
+whatever of its tree is left (produce_nested's bound, TIMEOUT_S). Ports are free ones found
+by binding; gloo stays on loopback. Paths and the host name are replaced by neutral ones
+(produce_nested.redact); each log gets a two-line header.
+
+The Slurm shapes (a real slurmstepd's `*** JOB N ON host CANCELLED AT ... ***`) are made by
+tests/logs/produce_slurm.sh on a one-node Slurm.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from produce_nested import (  # noqa: E402
+    PY,
+    TIMEOUT_S,
+    TMP_NAME,
+    TORCHRUN,
+    _pump,
+    cli,
+    free_port,
+    kill_group,
+    redact,
+)
+
+from preflight.run.tree import ProcessTree  # noqa: E402
+
+# Each rank prints its first step and then trains on (sleeps) until it is stopped. Mode
+# "error": rank 1 fails with a KeyError first, but a non-daemon thread it started (a
+# prefetcher) keeps the process alive after the traceback, so the job hangs until it is
+# stopped from outside: the KeyError is the root cause, the stop its consequence.
+TRAIN = """\
+import os, sys, threading, time, torch.distributed as dist
+mode = sys.argv[1] if len(sys.argv) > 1 else "sleep"
+dist.init_process_group("gloo")
+r = dist.get_rank()
+print(f"rank {r}: step 0 loss 2.31", flush=True)
+if mode == "error-exit" and r == 1:
+    time.sleep(1)
+    raise KeyError("labels")
+if mode == "error" and r == 1:
+    threading.Thread(target=time.sleep, args=(600,), name="prefetcher").start()
+    batch = {"input_ids": [1, 2, 3]}
+    batch["labels"]
+time.sleep(600)
+"""
+# A single-process trainer in a bash launch script, in the foreground.
+ONE = """\
+import os, time
+print(f"train: step 0 loss 2.31 (pid {os.getpid()})", flush=True)
+time.sleep(600)
+"""
+TRAIN_SH = """\
+echo "train.sh: starting"
+"$PYTHON" one.py
+echo "train.sh: python exited with $?"
+"""
+# A torchrun worker that is a bash script running the trainer in the foreground; rank 1's
+# trainer fails, and torchrun closes rank 0 (SIGTERM to its process group,
+# torch/distributed/elastic/multiprocessing/subprocess_handler/subprocess_handler.py:85
+# os.killpg): the bash of rank 0 may report its trainer "Terminated" (a consequence).
+WORKER_SH = """\
+"$PYTHON" train.py error-exit
+rc=$?
+echo "worker.sh: trainer exited with $rc"
+exit $rc
+"""
+
+
+@dataclass
+class Shape:
+    made_by: str
+    argv: list[str]            # {P}: a free port, {W}: the work dir
+    sig: signal.Signals | None  # None: not stopped from outside, the launch ends itself
+    ready: str                 # regex: the output that says the ranks are running
+    target: str = "launcher"   # or "child": the pid the output names ("(pid N)")
+
+
+def _torchrun(*args: str) -> list[str]:
+    return [*TORCHRUN, "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+            "--master-port", "{P}", *args]
+
+
+TWO_STEPS = r"(?s)(?=.*rank 0: step 0)(?=.*rank 1: step 0)"
+SHAPES: dict[str, Shape] = {
+    "job-stopped-torchrun-sigterm": Shape(
+        "torchrun --nproc-per-node 2 train.py (gloo; both ranks train on; `kill -TERM` to "
+        "torchrun's pid, as a scheduler's time limit, preemption or scancel sends)",
+        _torchrun("train.py"), signal.SIGTERM, TWO_STEPS),
+    "job-stopped-torchrun-sigint": Shape(
+        "torchrun --nproc-per-node 2 train.py (gloo; `kill -INT` to torchrun's pid, as Ctrl-C "
+        "in its terminal sends)",
+        _torchrun("train.py"), signal.SIGINT, TWO_STEPS),
+    "job-stopped-torchrun-sighup": Shape(
+        "torchrun --nproc-per-node 2 train.py (gloo; `kill -HUP` to torchrun's pid, as a "
+        "closed terminal or ssh session sends)",
+        _torchrun("train.py"), signal.SIGHUP, TWO_STEPS),
+    "job-stopped-torchrun-tee": Shape(
+        "torchrun --nproc-per-node 2 --tee 3 train.py (gloo; `kill -TERM` to torchrun's pid)",
+        _torchrun("--tee", "3", "train.py"), signal.SIGTERM, TWO_STEPS),
+    "job-stopped-torchrun-logdir": Shape(
+        "torchrun --nproc-per-node 2 --log-dir DIR --redirects 3 train.py (gloo; `kill -TERM` "
+        "to torchrun's pid; the console; the ranks' output is in DIR)",
+        _torchrun("--log-dir", "{W}/ranks", "--redirects", "3", "train.py"), signal.SIGTERM,
+        TWO_STEPS),
+    "job-stopped-bash": Shape(
+        "bash train.sh (runs `python one.py` in the foreground; `kill -TERM` to python's pid "
+        "from another shell)",
+        ["bash", "train.sh"], signal.SIGTERM, r"\(pid \d+\)", target="child"),
+    "job-stopped-bash-hup": Shape(
+        "bash train.sh (runs `python one.py` in the foreground; `kill -HUP` to python's pid, "
+        "as the closing of the terminal it ran in sends)",
+        ["bash", "train.sh"], signal.SIGHUP, r"\(pid \d+\)", target="child"),
+    "job-stopped-after-error": Shape(
+        "torchrun --nproc-per-node 2 train.py error (gloo; rank 1 fails with a KeyError but "
+        "a non-daemon thread keeps it alive, so the job hangs; then `kill -TERM` to "
+        "torchrun's pid, as the time limit does)",
+        _torchrun("train.py", "error"), signal.SIGTERM,
+        r"(?s)(?=.*rank 0: step 0)(?=.*KeyError: 'labels')"),
+    "worker-closed-bash": Shape(
+        "torchrun --nproc-per-node 2 --tee 3 --no-python bash worker.sh (worker.sh runs "
+        "python train.py; rank 1's fails with a KeyError, torchrun closes rank 0 with "
+        "SIGTERM to its process group; nothing from outside)",
+        _torchrun("--tee", "3", "--no-python", "bash", "worker.sh"), None, ""),
+}
+
+
+def run_stopped(shape: Shape, work: Path) -> bytes:
+    """The launch, stopped by `shape.sig` once it is ready; bounded, its tree killed after."""
+    env = {k: v for k, v in os.environ.items()
+           if k != "OMP_NUM_THREADS" and not k.startswith(("PET_", "TORCHELASTIC_"))}
+    env.pop("MASTER_PORT", None)
+    env.pop("MASTER_ADDR", None)
+    (work / TMP_NAME).mkdir(exist_ok=True)
+    env.update({"TMPDIR": str(work / TMP_NAME), "GLOO_SOCKET_IFNAME": "lo", "PYTHON": PY})
+    fill = {"P": str(free_port()), "W": str(work)}
+    argv = [a.format(**fill) for a in shape.argv]
+    sink: list[bytes] = []
+    lock = threading.Lock()
+    proc = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    tree = ProcessTree(proc.pid)
+    assert proc.stdout is not None
+    pump = threading.Thread(target=_pump, args=(proc.stdout, "", sink, lock), daemon=True)
+    pump.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        sent = shape.sig is None
+        while time.monotonic() < deadline and proc.poll() is None:
+            tree.refresh()
+            with lock:
+                text = b"".join(sink).decode("utf-8", errors="replace")
+            # under --log-dir --redirects the ranks print into their own files
+            text += "".join(p.read_text(errors="replace") for p in work.glob("ranks/**/*.log"))
+            if not sent and shape.sig is not None and re.search(shape.ready, text):
+                time.sleep(1.0)
+                os.kill(_target(shape, proc, text), shape.sig)
+                sent = True
+            time.sleep(0.1)
+        if not sent:
+            raise SystemExit(f"produce_stopped: {shape.made_by}: never ready")
+    finally:
+        tree.refresh()
+        kill_group(proc)
+        tree.kill()
+        proc.wait()
+        pump.join(timeout=10)
+    return b"".join(sink)
+
+
+def _target(shape: Shape, proc: subprocess.Popen[bytes], text: str) -> int:
+    if shape.target == "launcher":
+        return proc.pid
+    m = re.search(r"\(pid (\d+)\)", text)
+    assert m is not None
+    return int(m.group(1))
+
+
+def produce(name: str, out_dir: Path) -> Path:
+    shape = SHAPES[name]
+    with tempfile.TemporaryDirectory(prefix="preflight-stopped-") as tmp:
+        work = Path(tmp)
+        (work / "train.py").write_text(TRAIN)
+        (work / "one.py").write_text(ONE)
+        (work / "train.sh").write_text(TRAIN_SH)
+        (work / "worker.sh").write_text(WORKER_SH)
+        text = run_stopped(shape, work).decode("utf-8", errors="replace")
+        header = (f"# fixture {name} (real run, tests/logs/produce_stopped.py)\n"
+                  f"# made by: {shape.made_by}\n")
+        out = out_dir / f"{name}.log"
+        out.write_text(header + redact(text, work), encoding="utf-8")
+        ranks = work / "ranks"
+        if ranks.is_dir():  # --log-dir: the ranks' own output
+            dest = out_dir / f"{name}-ranks"
+            shutil.rmtree(dest, ignore_errors=True)
+            for path in sorted(ranks.rglob("*.log")):
+                rel = Path(*path.relative_to(ranks).parts[1:])  # drop the random run dir
+                target = dest / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(redact(path.read_text(errors="replace"), work))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    return cli(argv, SHAPES, produce)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
