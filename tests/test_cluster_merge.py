@@ -191,6 +191,52 @@ def test_a_node_judged_by_another_profile_or_other_checks_is_no_go(healthy, tmp)
                                                       named(cluster, "node-b")], "cpu": [e]}
 
 
+def test_a_cpu_only_head_beside_gpu_workers_is_go_and_a_short_gpu_worker_is_not(healthy,
+                                                                                tmp):
+    """KubeRay and most Ray-on-Slurm / cloud clusters: a head without GPUs (no NVIDIA
+    driver at all, profile cpu) beside the GPU workers; it runs no training. It is not a
+    GPU worker short of its GPUs (cluster-gpus), its missing driver facts are not a skew
+    (cluster-versions), its cpu profile is its role (cluster-nodes): GO. A GPU worker with
+    fewer GPUs than its peers still fails beside it, and so does a node whose driver is
+    there but cannot read its GPUs (Driver Not Loaded), even judged under cpu."""
+    head = node_report(tmp, "head", snapshot="no-nvml.json", profile="cpu")
+    out = tmp / "out-head"
+    proc = merge(*healthy, head, out=out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cluster = cluster_json(out)
+    h = named(cluster, "head")
+    assert {c["id"]: c["severity"] for c in cluster["checks"]} == {
+        "cluster-nodes": "ok", "cluster-versions": "ok", "cluster-gpus": "ok",
+        "master-addr": "info"}
+    gpus = check(cluster, "cluster-gpus")
+    assert gpus["evidence"]["cpu_nodes"] == [h]
+    assert gpus["evidence"]["expected"] == {"count": 4, "model": "A800",
+                                            "from": "the profile's gpu.count"}
+    assert gpus["summary"].startswith("2 node(s) with 4 GPU(s) each; without GPUs by role")
+    assert h in gpus["summary"]
+    assert check(cluster, "cluster-versions")["evidence"]["gpu_facts_not_compared_on"] == [h]
+    assert {r["name"]: r["role"] for r in cluster["nodes"]} == {
+        named(cluster, "node-a"): "gpu", named(cluster, "node-b"): "gpu", h: "cpu"}
+
+    short = node_report(tmp, "node-f", snapshot="a800x4-gpu-missing.json")
+    lost = tmp / "driver-not-loaded.json"
+    lost.write_text((NVML / "no-nvml.json").read_text().replace(
+        "NVML Shared Library Not Found", "Driver Not Loaded"))
+    dead = node_report(tmp, "node-g", snapshot=str(lost), profile="cpu")
+    out = tmp / "out-head-short"
+    proc = merge(*healthy, head, short, dead, out=out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    cluster = cluster_json(out)
+    f, g = named(cluster, "node-f"), named(cluster, "node-g")
+    gpus = check(cluster, "cluster-gpus")
+    assert gpus["severity"] == "blocker"
+    assert gpus["evidence"]["short"] == {
+        f: {"count": 3, "model": "NVIDIA A800-SXM4-80GB"}, g: {"count": 0, "model": None}}
+    assert gpus["evidence"]["cpu_nodes"] == [named(cluster, "head")]
+    assert gpus["summary"].startswith(f"{f} has 3 GPU(s), 4 expected; {g} has 0 GPU(s)")
+    assert named(cluster, "head") not in gpus["summary"]
+
+
 def test_truncated_report_is_exit_4_naming_it(healthy, tmp):
     bad = tmp / "bad" / "preflight-report.json"
     bad.parent.mkdir()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support import base_env
+from support import FIXTURES, base_env
 
 ray = pytest.importorskip("ray")
 
@@ -288,6 +288,60 @@ def test_node_whose_raylet_dies_mid_run_is_unknown_within_the_bound(cluster, tmp
     for p in left:  # ours (this node's id): never left behind by a failure
         p.kill()
     assert not [(p.pid, cmdline(p)[:80]) for p in left]
+
+
+def gpu_worker(cluster, snapshot: Path | None, gpus: int = 4):
+    """A node Ray schedules GPU tasks on (`num_gpus`: the GPU resource its raylet
+    advertises), its GPUs those of an NVML snapshot (PREFLIGHT_NVML_REPLAY: the GPU seam)
+    or, without one, the none this machine has."""
+    env = {"CONDA_DEFAULT_ENV": "train"}
+    if snapshot is not None:
+        env["PREFLIGHT_NVML_REPLAY"] = str(snapshot)
+    return cluster.add_node(num_cpus=1, num_gpus=gpus, env_vars=env)
+
+
+def test_a_cpu_only_head_beside_gpu_workers_is_go_and_a_gpu_worker_short_is_not(cluster,
+                                                                                 tmp_path):
+    """KubeRay's head (and most Ray-on-Slurm / cloud heads) has no GPU and runs no
+    training: the fixture's head and two workers offer Ray no GPU and find none. Beside
+    two 4-GPU workers the cluster is GO (cluster-gpus judges the GPU workers only). A
+    worker Ray schedules GPU tasks on that finds none, and one with 3 of its 4, fail."""
+    healthy = FIXTURES / "nvml" / "a800x4-healthy.json"
+    added = [gpu_worker(cluster, healthy), gpu_worker(cluster, healthy)]
+    try:
+        code, report, _, stdout = finish(*cluster_run(
+            cluster, tmp_path / "go", "--expect-env", "train", *CHECKS))
+        assert code == 0, stdout
+        rows = {n["node_id"]: n for n in report["nodes"]}
+        gpu_ids = {n.node_id for n in added}
+        assert {k: (r["role"], r["ray_gpus"]) for k, r in rows.items()} == {
+            k: ("gpu", 4.0) if k in gpu_ids else ("cpu", 0.0) for k in rows}
+        assert len(rows) == 5
+        found = {c["id"]: c for c in report["checks"]}
+        assert found["cluster-gpus"]["severity"] == "ok", found["cluster-gpus"]
+        assert found["cluster-gpus"]["evidence"]["expected"]["count"] == 4  # profile a800
+        assert sorted(found["cluster-gpus"]["evidence"]["cpu_nodes"]) == sorted(
+            r["name"] for k, r in rows.items() if k not in gpu_ids)
+        assert found["cluster-versions"]["severity"] == "ok", found["cluster-versions"]
+        assert found["cluster-nodes"]["severity"] == "ok", found["cluster-nodes"]
+
+        lost = gpu_worker(cluster, None)  # Ray offers its 4 GPUs; NVML finds none
+        short = gpu_worker(cluster, FIXTURES / "nvml" / "a800x4-gpu-missing.json")
+        added += [lost, short]
+        code, report, _, stdout = finish(*cluster_run(
+            cluster, tmp_path / "short", "--expect-env", "train", *CHECKS))
+    finally:
+        for node in added:
+            cluster.remove_node(node)
+    assert code == 1, stdout
+    names = {n["node_id"]: n["name"] for n in report["nodes"]}
+    [gpus] = [c for c in report["checks"] if c["id"] == "cluster-gpus"]
+    assert gpus["severity"] == "blocker", gpus
+    assert gpus["evidence"]["short"] == {
+        names[lost.node_id]: {"count": 0, "model": None},
+        names[short.node_id]: {"count": 3, "model": "NVIDIA A800-SXM4-80GB"}}
+    assert len(gpus["evidence"]["cpu_nodes"]) == 3
+    assert "BLOCKER cluster-gpus: " in stdout
 
 
 def test_options_every_node_rejects_are_bad_input_exit_4(cluster, tmp_path):

@@ -458,5 +458,8 @@ def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str]) -> 
     node.text = answer["report"]
     node.node_id = info["NodeID"]
     node.ip = info.get("NodeManagerAddress") or node.ip
-    node.extra = {"elapsed_s": answer["elapsed_s"]}
+    # Ray's own view of the node's GPUs (the `GPU` resource its raylet advertises): a node
+    # offering none is not a GPU worker when it also found none (checks.gpu_role)
+    node.ray_gpus = float((info.get("Resources") or {}).get("GPU", 0))
+    node.extra = {"elapsed_s": answer["elapsed_s"], "ray_gpus": node.ray_gpus}
     return node

@@ -162,9 +162,20 @@ def from_report(data: dict[str, Any], source: str) -> NodeReport:
 
 def cross_checks(nodes: list[NodeReport], profile_dirs: list[Path] | None = None,
                  allow: Set[str] = frozenset()) -> list[Finding]:
-    count, model = _profile_gpus(nodes, profile_dirs or [])
+    assign_roles(nodes, profile_dirs or [])
+    # the GPUs of the profile the GPU nodes ran (a CPU-only head ran `cpu`)
+    count, model = _profile_gpus([n for n in nodes if n.role != "cpu"], profile_dirs or [])
     return [checks.nodes_unique(nodes), checks.versions(nodes, allow),
             checks.gpus(nodes, count, model), checks.master_addr(nodes)]
+
+
+def assign_roles(nodes: list[NodeReport], dirs: list[Path]) -> None:
+    """Each node's role (checks.gpu_role): a GPU worker, or a node without GPUs by role."""
+    from preflight.profiles import load_profiles
+
+    no_gpu = {name for name, p in load_profiles(dirs).items() if not p.is_gpu}
+    for n in nodes:
+        n.role = checks.gpu_role(n, no_gpu)
 
 
 def node_profile(nodes: list[NodeReport], dirs: list[Path]) -> Any:
@@ -189,7 +200,7 @@ def build(nodes: list[NodeReport], findings: list[Finding], started: float,
           how: str) -> dict[str, Any]:
     rows = [{"name": n.name, "hostname": n.facts.get("hostname") or n.name.split("@")[0],
              "node_id": n.node_id or None, "ip": n.ip or None, "verdict": n.verdict,
-             "blockers": n.blockers, "source": n.source,
+             "blockers": n.blockers, "source": n.source, "role": n.role or None,
              **({"reason": n.reason} if n.reason else {}), **n.extra} for n in nodes]
     node_verdicts = Counter(r["verdict"] for r in rows)
     go = bool(nodes) and node_verdicts.get("GO", 0) == len(nodes) and \
