@@ -237,6 +237,50 @@ def test_a_cpu_only_head_beside_gpu_workers_is_go_and_a_short_gpu_worker_is_not(
     assert named(cluster, "head") not in gpus["summary"]
 
 
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\rOK\x9b31m\x00\ud800"  # title, clear, CSI; a lone surrogate
+
+
+def test_control_characters_a_node_wrote_never_reach_the_terminal(healthy, tmp):
+    """A node report is another machine's text: an ESC sequence or \\r in its hostname,
+    a check's summary, fix or evidence drove the terminal that `merge` prints to (set its
+    title, cleared the screen, overwrote the verdict line). They print as `?`, as a
+    replayed GPU name does on a node (redact.printable, the one sanitiser); the JSON keeps
+    what the node wrote."""
+    data = json.loads((healthy[0] / "preflight-report.json").read_text())
+    data["node"]["hostname"] = f"evil{HOSTILE}"
+    data["node"]["node_id"] = "hostile"
+    data["verdict"] = "NO-GO"
+    data["checks"].append({"id": "conda-env", "severity": "blocker", "outcome": "failed",
+                           "summary": f"bad{HOSTILE}", "fix": f"echo fix{HOSTILE}\nrm -rf x",
+                           "evidence": {"e": HOSTILE}})
+    path = tmp / "hostile" / "preflight-report.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(data))  # \ud800 as JSON writes it: an escape
+    out = tmp / "out-hostile"
+    proc = merge(healthy[1], path, out=out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "BLOCKER conda-env on evil?]0;owned??[2J?OK?31m?\\ud800 (1 node): " \
+        "bad?]0;owned??[2J?OK?31m?\\ud800" in proc.stdout, proc.stdout
+    lines = proc.stdout.splitlines()  # a fix's lines are its lines: \\r ends one as \\n does
+    at = lines.index("        echo fix?]0;owned??[2J")
+    assert lines[at + 1:at + 3] == ["        OK?31m?\\ud800", "        rm -rf x"], lines
+    shown = proc.stdout.replace("\n", "")
+    assert not [c for c in shown if ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f], proc.stdout
+    cluster = cluster_json(out)  # the data as the node wrote it
+    [row] = [r for r in cluster["nodes"] if r["node_id"] == "hostile"]
+    assert row["hostname"] == f"evil{HOSTILE}"
+    [problem] = cluster["node_problems"]
+    assert problem["summary"] == f"bad{HOSTILE}" and problem["nodes"] == [row["name"]]
+    # bad input naming a file someone else named: the ERROR line is escaped too
+    bad = tmp / f"dir{HOSTILE[:-2]}" / "preflight-report.json"  # no NUL in a file name
+    bad.parent.mkdir()
+    bad.write_text("{")
+    proc = merge(bad, out=tmp / "out-hostile-bad")
+    assert proc.returncode == 4
+    assert proc.stderr == "ERROR: " + str(bad).replace(HOSTILE[:-2], "?]0;owned??[2J?OK?31m") \
+        + ": not a preflight report: truncated (line 1 column 2)\n", proc.stderr
+
+
 def test_truncated_report_is_exit_4_naming_it(healthy, tmp):
     bad = tmp / "bad" / "preflight-report.json"
     bad.parent.mkdir()

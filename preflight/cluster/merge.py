@@ -22,6 +22,7 @@ from preflight.cluster import checks
 from preflight.cluster.checks import NodeReport
 from preflight.errors import InputError
 from preflight.model import Finding, Severity
+from preflight.redact import printable
 from preflight.report import JSON_NAME
 
 SCHEMA_VERSION = 1
@@ -363,8 +364,10 @@ def write(cluster: dict[str, Any], report_dir: Path,
           texts: dict[str, str] | None = None) -> list[Path]:
     """Both files or neither: each goes to a temp name, renamed when all were written."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    outputs = {report_dir / CLUSTER_JSON: to_json(cluster, texts),
-               report_dir / CLUSTER_MD: markdown(cluster)}
+    # a lone surrogate a node report spelled as an escape ("\\ud800") cannot be written as
+    # UTF-8: the Markdown shows it escaped (the JSON keeps the escape)
+    md = markdown(cluster).encode("utf-8", "backslashreplace").decode("utf-8")
+    outputs = {report_dir / CLUSTER_JSON: to_json(cluster, texts), report_dir / CLUSTER_MD: md}
     return report.write_all(outputs, report_dir)
 
 
@@ -424,11 +427,14 @@ def finish(nodes: list[NodeReport], started: float, how: str, report_dir: Path,
         written = write(cluster, report_dir,
                         {n.name: n.text for n in nodes if n.text and n.report is not None})
     except OSError as exc:
-        print(f"ERROR: {report_dir}: cannot write the cluster report: {exc.strerror}")
+        print(printable(f"ERROR: {report_dir}: cannot write the cluster report: "
+                        f"{exc.strerror}"))
         return 4
+    # Each node wrote its own summaries, fixes, hostname: a hostile or broken node's ESC
+    # sequence or \r would drive this terminal (the JSON and Markdown keep them as written).
     for line in terminal_lines(cluster):
-        print(line)
-    print("report: " + ", ".join(str(p) for p in written))
+        print(printable(line))
+    print(printable("report: " + ", ".join(str(p) for p in written)))
     return 0 if cluster["verdict"] == "GO" else 1
 
 
