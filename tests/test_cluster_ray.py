@@ -257,9 +257,12 @@ def test_node_whose_raylet_dies_mid_run_is_unknown_within_the_bound(cluster, tmp
     dies, its preflight gets SIGTERM (PR_SET_PDEATHSIG) and takes torchrun and the rank
     with it. A SIGKILL there left them running (a session of their own) until the bound."""
     workload = " ".join([*workloads_args(tmp_path)[:4], "--check", "nccl-allreduce"])
+    # its own $TMPDIR: the task's dir there outlives a dead raylet (nothing can run on
+    # the node to remove it), and this machine's /tmp is not the test's to fill
+    (tmp_path / "node-tmp").mkdir()
     doomed = cluster.add_node(num_cpus=1, env_vars={
         "CONDA_DEFAULT_ENV": "train", "PYTEST_ADDOPTS": workload,
-        "PREFLIGHT_TEST_HANG_RANK": "0"})
+        "TMPDIR": str(tmp_path / "node-tmp"), "PREFLIGHT_TEST_HANG_RANK": "0"})
     try:
         proc, out, start = cluster_run(cluster, tmp_path, "--expect-env", "train", *CHECKS)
         wait_for_node_preflight(doomed.node_id, timeout=120, running="preflight.workloads.suite")
@@ -342,6 +345,43 @@ def test_a_cpu_only_head_beside_gpu_workers_is_go_and_a_gpu_worker_short_is_not(
         names[short.node_id]: {"count": 3, "model": "NVIDIA A800-SXM4-80GB"}}
     assert len(gpus["evidence"]["cpu_nodes"]) == 3
     assert "BLOCKER cluster-gpus: " in stdout
+
+
+def test_a_node_whose_worker_is_killed_mid_run_leaves_no_node_dir(cluster, tmp_path):
+    """The worker running a node's task is SIGKILLed (the OOM killer, `kill -9`) while
+    that node's preflight runs a workload whose rank hangs: the task's `finally` never
+    runs, and its preflight (SIGTERM by PR_SET_PDEATHSIG) writes its report into the
+    dir on the way out. The dir was left in the node's $TMPDIR; the driver now removes it
+    on that node once what the run started there has ended. The node is UNKNOWN."""
+    workload = " ".join([*workloads_args(tmp_path)[:4], "--check", "nccl-allreduce"])
+    node_tmp = tmp_path / "node-tmp"
+    node_tmp.mkdir()
+    doomed = cluster.add_node(num_cpus=1, env_vars={
+        "CONDA_DEFAULT_ENV": "train", "PYTEST_ADDOPTS": workload, "TMPDIR": str(node_tmp),
+        "PREFLIGHT_TEST_HANG_RANK": "0"})
+    try:
+        proc, out, start = cluster_run(cluster, tmp_path, "--expect-env", "train", *CHECKS)
+        running = wait_for_node_preflight(doomed.node_id, timeout=120,
+                                          running="preflight.workloads.suite")
+        made = list(node_tmp.glob("preflight-node-*"))
+        assert len(made) == 1, made  # the run's dir on that node, while it runs
+        [supervisor] = [p for p in running if "preflight.cluster.child" in cmdline(p)]
+        worker = supervisor.parent()
+        assert worker is not None and "ray::" in " ".join(worker.cmdline()), worker.cmdline()
+        worker.kill()
+        code, report, took, stdout = finish(proc, out, start)
+        left = list(node_tmp.iterdir())
+    finally:
+        cluster.remove_node(doomed, allow_graceful=False)
+    assert code == 1, stdout
+    [row] = [n for n in report["nodes"] if n["node_id"] == doomed.node_id]
+    assert row["verdict"] == "UNKNOWN" and row["reason"].startswith("the task failed"), row
+    assert not left, left
+    assert took < NODE_TIMEOUT + 60
+    stray = node_processes(doomed.node_id)
+    for p in stray:  # ours (this node's id): never left behind by a failure
+        p.kill()
+    assert not [(p.pid, cmdline(p)[:80]) for p in stray]
 
 
 def test_options_every_node_rejects_are_bad_input_exit_4(cluster, tmp_path):
