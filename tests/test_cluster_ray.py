@@ -126,11 +126,15 @@ def cluster_run(cluster, tmp_path: Path, *args: str, timeout: float = 240):
 
 
 def finish(proc, out: Path, start: float) -> tuple[int, dict, float, str]:
+    return finish_both(proc, out, start)[:4]
+
+
+def finish_both(proc, out: Path, start: float) -> tuple[int, dict, float, str, str]:
     stdout, stderr = proc.communicate(timeout=240)
     took = time.monotonic() - start
     path = out / "cluster-report.json"
     assert path.exists(), stdout + stderr[-3000:]
-    return proc.returncode, json.loads(path.read_text()), took, stdout
+    return proc.returncode, json.loads(path.read_text()), took, stdout, stderr
 
 
 def test_auto_naming_a_cluster_that_is_gone_is_exit_4_at_once(tmp_path):
@@ -267,10 +271,15 @@ def test_node_whose_raylet_dies_mid_run_is_unknown_within_the_bound(cluster, tmp
         proc, out, start = cluster_run(cluster, tmp_path, "--expect-env", "train", *CHECKS)
         wait_for_node_preflight(doomed.node_id, timeout=120, running="preflight.workloads.suite")
         doomed.kill_raylet()
-        code, report, took, stdout = finish(proc, out, start)
+        code, report, took, stdout, stderr = finish_both(proc, out, start)
     finally:
         cluster.remove_node(doomed, allow_graceful=False)
     assert code == 1, stdout
+    # Ray's notices of the dead raylet (with its last log lines) go to stderr, as Ray wrote
+    # them: stdout is the verdict and the report lines alone
+    assert stdout.startswith("preflight cluster verdict: NO-GO"), stdout[:3000]
+    assert "(raylet)" not in stdout and "[state-dump]" not in stdout, stdout[:3000]
+    assert "Raylet is terminated" in stderr or "marked dead" in stderr, stderr[-3000:]
     [row] = [n for n in report["nodes"] if n["node_id"] == doomed.node_id]
     assert row["verdict"] == "UNKNOWN" and row["reason"], row
     # what decides it, and where: the row's fix, under the node's line on the terminal

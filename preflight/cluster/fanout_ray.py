@@ -219,6 +219,48 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
     merge.check_writable(report_dir)
     _reachable(address)
     shown = redact_text(address)  # ray://user:PASSWORD@head: never printed nor written
+    plan = Plan(node_args, node_timeout, profile_dirs, allow, workloads, floor_gbps)
+    with RayNoticesToStderr():
+        return _session(ray, NodeAffinitySchedulingStrategy, address, shown, connect_timeout,
+                        plan, started, report_dir)
+
+
+NOTICE_THREAD = "ray_listen_error_messages"
+
+
+class RayNoticesToStderr:
+    """While connected, Ray's driver prints the cluster's error notices (a raylet that
+    died, a node marked dead, with the last 20 lines of its log) to sys.stdout whatever
+    `log_to_driver` says: its thread `ray_listen_error_messages` (ray/_private/worker.py
+    listen_error_messages -> print_to_stdstream, `is_err: False`, sink sys.stdout read at
+    each call). stdout is the verdict and the report lines, read by scripts: those notices
+    go to stderr, as Ray wrote them; every other write goes to stdout."""
+
+    def __enter__(self) -> RayNoticesToStderr:
+        self.out = sys.stdout
+        sys.stdout = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if sys.stdout is self:
+            sys.stdout = self.out
+
+    def write(self, text: str) -> int:
+        if threading.current_thread().name == NOTICE_THREAD:
+            return sys.stderr.write(text)
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+        sys.stderr.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding: stdout's
+        return getattr(self.out, name)
+
+
+def _session(ray: Any, affinity: Any, address: str, shown: str, connect_timeout: float,
+             plan: Plan, started: float, report_dir: Path) -> int:
+    """Connect (bounded, interruptible), fan out, disconnect."""
     # ray.init retries an unanswering GCS for many minutes; a cluster that does not answer
     # within the bound is bad input, not a hang (nothing was started yet: exit at once).
     # SIGTERM (a CI timeout) and SIGHUP (a dropped ssh) end the run as Ctrl-C does, as for
@@ -250,9 +292,7 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
         watchdog.cancel()
     saved = interrupt_on_signals(before)  # again: ray.init put its own on SIGTERM
     try:
-        plan = Plan(node_args, node_timeout, profile_dirs, allow, workloads, floor_gbps)
-        return _fan_out(ray, NodeAffinitySchedulingStrategy, plan, started, shown,
-                        report_dir)
+        return _fan_out(ray, affinity, plan, started, shown, report_dir)
     finally:
         ray.shutdown()
         restore_signals(saved)
