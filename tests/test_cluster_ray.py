@@ -356,6 +356,30 @@ def test_a_cpu_only_head_beside_gpu_workers_is_go_and_a_gpu_worker_short_is_not(
     assert "BLOCKER cluster-gpus: " in stdout
 
 
+def test_the_cross_node_sweep_is_the_gpu_workers_not_the_cpu_head(cluster, tmp_path):
+    """With GPU workers beside a CPU-only head, the all-reduce sweep (cluster-allreduce) is
+    the GPU workers': the head runs no training, and a sweep across it measured a path the
+    job never uses (and on real GPUs asked the head for GPUs it does not have). The tiny
+    CPU profile on every node keeps the sweep on gloo here; the GPU workers are GPU nodes
+    by what they found (an NVML snapshot of 4 GPUs) and by what Ray offers there."""
+    healthy = FIXTURES / "nvml" / "a800x4-healthy.json"
+    added = [gpu_worker(cluster, healthy), gpu_worker(cluster, healthy)]
+    try:
+        code, report, _, stdout = finish(*cluster_run(
+            cluster, tmp_path, "--expect-env", "train", *CHECKS, *workloads_args(tmp_path)))
+    finally:
+        for node in added:
+            cluster.remove_node(node)
+    assert code == 0, stdout
+    names = {n["node_id"]: n["name"] for n in report["nodes"]}
+    [swept] = [c for c in report["checks"] if c["id"] == "cluster-allreduce"]
+    assert swept["severity"] == "ok", swept
+    assert swept["evidence"]["nnodes"] == 2, swept["evidence"]
+    assert set(swept["evidence"]["nodes"]) == {names[n.node_id] for n in added}
+    assert swept["evidence"]["head"] in {names[n.node_id] for n in added}
+    assert_nothing_left()
+
+
 def test_a_node_whose_worker_is_killed_mid_run_leaves_no_node_dir(cluster, tmp_path):
     """The worker running a node's task is SIGKILLed (the OOM killer, `kill -9`) while
     that node's preflight runs a workload whose rank hangs: the task's `finally` never

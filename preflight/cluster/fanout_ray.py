@@ -415,13 +415,17 @@ def _fan_out(ray: Any, affinity: Any, plan: Plan, started: float, address: str,
 
 def _collective(ray: Any, affinity: Any, alive: list[dict[str, Any]],
                 nodes: list[NodeReport], plan: Plan) -> Finding:
-    """cluster-allreduce on the nodes whose node run answered; the others are named."""
+    """cluster-allreduce on the nodes whose node run answered; the others are named. A
+    node without GPUs by role (a CPU-only head: checks.gpu_role) runs no training: when
+    there are GPU nodes, the sweep is theirs, with the profile they ran (NCCL)."""
     from preflight.cluster import collective
 
-    answered = {n.node_id for n in nodes if n.report is not None}
+    merge.assign_roles(nodes, plan.profile_dirs)
+    swept = [n for n in nodes if n.role == "gpu"] or [n for n in nodes if n.report is not None]
+    answered = {n.node_id for n in swept}
     left_out = {n.name: f"no report from its node run ({n.reason})" for n in nodes
                 if n.report is None}
-    params = collective.Params.from_profile(merge.node_profile(nodes, plan.profile_dirs),
+    params = collective.Params.from_profile(merge.node_profile(swept, plan.profile_dirs),
                                             plan.floor_gbps)
     runs = collective.nodes_of([a for a in alive if a["NodeID"] in answered],
                                {n.node_id: n.name for n in nodes})
