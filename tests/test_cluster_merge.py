@@ -302,7 +302,7 @@ def test_truncated_report_is_exit_4_naming_it(healthy, tmp):
     ("node.versions", None), ("node.versions", ["torch"]), ("node.ips", ["10.0.0.2"]),
     ("node.launch_env", ["NNODES=2"]), ("node.launch_env", {"NNODES": 2, "NODE_RANK": 0}),
     ("node.gpu_count", "eight"), ("node", [1]), ("checks", ["port-free"]),
-    ("checks", [{"severity": "blocker"}]),
+    ("checks", [{"severity": "blocker"}]), ("profile", ["a800"]), ("profile", {"a": 1}),
 ])
 def test_a_report_of_the_wrong_shape_is_exit_4_naming_the_field(healthy, tmp, field, value):
     """A hand-edited or foreign report with the right top-level keys: one ERROR line naming

@@ -86,6 +86,8 @@ def _wrong_shape(data: dict[str, Any]) -> str:
     otherwise ended in a traceback, exit 1."""
     if not all(isinstance(c, dict) and isinstance(c.get("id"), str) for c in data["checks"]):
         return "checks is not a list of objects with an id"
+    if not isinstance(data.get("profile", ""), str):  # a set member (node_profile, roles)
+        return f"profile is {json.dumps(data['profile'])[:60]}, not what preflight writes"
     node = data.get("node")
     if node is None:
         return ""  # an older preflight: the checks say they cannot compare
