@@ -468,8 +468,9 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
     # could outlive the command).
     from preflight.cluster.collective import stop_tasks
 
-    stop_tasks(ray, list(pending))
-    _remove_debris(ray, affinity, [*lost, *pending.values()])
+    killed = stop_tasks(ray, list(pending))
+    # a task that ended on its cancel removed its dir; one killed (or dead) did not
+    _remove_debris(ray, affinity, [*lost, *(pending[ref] for ref in killed)])
     for info in pending.values():
         results[info["NodeID"]] = _unknown(
             info, f"no answer within {node_timeout:g}s",
