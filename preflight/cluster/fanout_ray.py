@@ -117,6 +117,8 @@ def run_tag() -> str:
     try:
         import ray
 
+        if not ray.is_initialized():  # get_runtime_context() would connect (ray.init)
+            return ""
         context = ray.get_runtime_context()
         job, session = str(context.get_job_id() or ""), str(context.get_session_name())
     except Exception:  # an older Ray, not connected
