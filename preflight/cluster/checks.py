@@ -84,8 +84,8 @@ GPU_FACTS = ("nvidia_driver", "cuda_driver", "gpu_model")  # none on a node with
 
 
 def gpu_role(node: NodeReport, no_gpu_profiles: Set[str]) -> str:
-    """"cpu": a node without GPUs by role (a KubeRay head, a Ray-on-Slurm head on a CPU
-    node: it runs no training), not a GPU worker short of its GPUs. It found no GPU, ran
+    """The node's role. "cpu": without GPUs by role (a KubeRay head, a Ray-on-Slurm head on
+    a CPU node: it runs no training), not a GPU worker short of its GPUs. It found no GPU, ran
     a profile that asks for none (`cpu`, auto-detected or chosen), and offers none: Ray
     advertises no GPU resource there (under `cluster --ray`), or, where Ray does not say
     (`merge`), NVML found no NVIDIA driver at all. Else "gpu"; "" without a report."""

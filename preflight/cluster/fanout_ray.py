@@ -40,7 +40,7 @@ CONNECT_PROBE_S = 5.0  # cluster-reach: start the listeners and probe, all nodes
 # kills a task that has not returned.
 NODE_STOP_S = 10.0
 SESSION_RE = re.compile(r"/(session_\d{4}-\d\d-\d\d_[\d_-]+)")
-NODE_DIR = "preflight-node-"  # + the run's Ray job id + "-": the node task's report dir
+NODE_DIR = "preflight-node-"  # + run_tag() + "-": the node task's report dir
 # A node task whose worker died (killed, OOM) never ran its `finally`: after the node
 # runs, a task on that node waits this long for what the run started there to end (its
 # preflight ends as interrupted within NODE_STOP_S), then removes the run's node dirs.
@@ -88,7 +88,7 @@ def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
     session = ray_session()
     if session:  # this cluster's own processes are not leftovers of an earlier run
         env["PREFLIGHT_RAY_SESSION"] = session
-    # named by the run (its Ray job id) so that the driver can remove it when this task
+    # named by the run (run_tag) so that the driver can remove it when this task
     # dies before its `finally` (remove_debris)
     report_dir = tempfile.mkdtemp(prefix=f"{NODE_DIR}{run_tag()}-")
     try:
