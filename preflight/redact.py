@@ -178,6 +178,22 @@ def encodable(text: str) -> str:
     return text
 
 
+# C0 controls, DEL and C1 controls: ESC starts a terminal escape sequence, \r overwrites
+# the line, \x9b is the one-byte CSI. Text another machine wrote (a replayed NVML snapshot,
+# a node's report) shows them as `?` on the terminal; the JSON keeps them as they were.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """One terminal line of text someone else wrote: control characters as `?`, undecodable
+    bytes as `\\xff` (encodable), so it can neither drive the terminal nor fail to print."""
+    try:
+        text = encodable(text)
+    except UnicodeEncodeError:  # a surrogate no byte was escaped to ("\\ud800" in JSON)
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return CONTROL.sub("?", text)
+
+
 # -- known values ------------------------------------------------------------------------
 
 

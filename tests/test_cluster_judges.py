@@ -291,3 +291,44 @@ def test_the_master_addr_fix_is_never_a_docker_bridge_address() -> None:
     assert problem.fix.startswith("export MASTER_ADDR=10.0.0.1 "), problem.fix
 
     assert nodes(head)[0].ip == "10.0.0.1"  # the node's row too (was docker0's address)
+
+
+def no_gpu(host: str, profile: str = "cpu", nvml_error: str | None = (
+        "NVML unavailable: NVML Shared Library Not Found"), gpus: int = 0,
+        **versions: str | None) -> dict[str, Any]:
+    r = report(host, "10.0.0.9", gpus=gpus, nvidia_driver=None, cuda_driver=None,
+               gpu_model=None, **versions)
+    r["profile"] = profile
+    r["node"]["unknown"] = {"nvidia_driver": nvml_error} if nvml_error else {}
+    return r
+
+
+@pytest.mark.parametrize("case, rep, ray_gpus, role", [
+    ("no driver, profile cpu: a CPU-only head", no_gpu("h"), None, "cpu"),
+    ("NVML reads, no device (a container given none)", no_gpu("h", nvml_error=None), None,
+     "cpu"),
+    ("Ray offers none: whatever NVML says", no_gpu("h", nvml_error="Driver Not Loaded"), 0.0,
+     "cpu"),
+    ("Ray schedules GPU tasks there, none found: a GPU worker at fault", no_gpu("h"), 8.0,
+     "gpu"),
+    ("the driver is there, its GPUs unreadable (merge)",
+     no_gpu("h", nvml_error="NVML unavailable: Driver Not Loaded"), None, "gpu"),
+    ("ran a GPU profile: it asked for GPUs", no_gpu("h", profile="a800"), 0.0, "gpu"),
+    ("GPUs found, profile cpu (Ray offers none): still a GPU node", no_gpu("h", gpus=4), 0.0,
+     "gpu"),
+    ("a profile unknown here", no_gpu("h", profile="mine"), 0.0, "gpu"),
+])
+def test_a_node_is_without_gpus_by_role_only_when_all_say_so(case, rep, ray_gpus, role):
+    [node] = nodes(rep)
+    node.ray_gpus = ray_gpus
+    assert checks.gpu_role(node, {"cpu"}) == role, case
+
+
+def test_a_cpu_head_is_left_out_of_the_gpu_judges_not_out_of_the_package_facts() -> None:
+    head = no_gpu("head", ray="2.0")  # another ray on the head: a skew all the same
+    ns = nodes(A, B, head)
+    merge.assign_roles(ns, [])
+    assert [n.role for n in ns] == ["gpu", "gpu", "cpu"]
+    assert checks.judge_gpus(ns, 4, "A800").ok.startswith("2 node(s) with 4 GPU(s) each")
+    [skew] = checks.judge_versions(ns).problems
+    assert skew.text == "ray differs: 1 on most nodes, 2.0 on head", skew.text

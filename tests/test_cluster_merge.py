@@ -191,6 +191,96 @@ def test_a_node_judged_by_another_profile_or_other_checks_is_no_go(healthy, tmp)
                                                       named(cluster, "node-b")], "cpu": [e]}
 
 
+def test_a_cpu_only_head_beside_gpu_workers_is_go_and_a_short_gpu_worker_is_not(healthy,
+                                                                                tmp):
+    """KubeRay and most Ray-on-Slurm / cloud clusters: a head without GPUs (no NVIDIA
+    driver at all, profile cpu) beside the GPU workers; it runs no training. It is not a
+    GPU worker short of its GPUs (cluster-gpus), its missing driver facts are not a skew
+    (cluster-versions), its cpu profile is its role (cluster-nodes): GO. A GPU worker with
+    fewer GPUs than its peers still fails beside it, and so does a node whose driver is
+    there but cannot read its GPUs (Driver Not Loaded), even judged under cpu."""
+    head = node_report(tmp, "head", snapshot="no-nvml.json", profile="cpu")
+    out = tmp / "out-head"
+    proc = merge(*healthy, head, out=out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cluster = cluster_json(out)
+    h = named(cluster, "head")
+    assert {c["id"]: c["severity"] for c in cluster["checks"]} == {
+        "cluster-nodes": "ok", "cluster-versions": "ok", "cluster-gpus": "ok",
+        "master-addr": "info"}
+    gpus = check(cluster, "cluster-gpus")
+    assert gpus["evidence"]["cpu_nodes"] == [h]
+    assert gpus["evidence"]["expected"] == {"count": 4, "model": "A800",
+                                            "from": "the profile's gpu.count"}
+    assert gpus["summary"].startswith("2 node(s) with 4 GPU(s) each; without GPUs by role")
+    assert h in gpus["summary"]
+    assert check(cluster, "cluster-versions")["evidence"]["gpu_facts_not_compared_on"] == [h]
+    assert {r["name"]: r["role"] for r in cluster["nodes"]} == {
+        named(cluster, "node-a"): "gpu", named(cluster, "node-b"): "gpu", h: "cpu"}
+
+    short = node_report(tmp, "node-f", snapshot="a800x4-gpu-missing.json")
+    lost = tmp / "driver-not-loaded.json"
+    lost.write_text((NVML / "no-nvml.json").read_text().replace(
+        "NVML Shared Library Not Found", "Driver Not Loaded"))
+    dead = node_report(tmp, "node-g", snapshot=str(lost), profile="cpu")
+    out = tmp / "out-head-short"
+    proc = merge(*healthy, head, short, dead, out=out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    cluster = cluster_json(out)
+    f, g = named(cluster, "node-f"), named(cluster, "node-g")
+    gpus = check(cluster, "cluster-gpus")
+    assert gpus["severity"] == "blocker"
+    assert gpus["evidence"]["short"] == {
+        f: {"count": 3, "model": "NVIDIA A800-SXM4-80GB"}, g: {"count": 0, "model": None}}
+    assert gpus["evidence"]["cpu_nodes"] == [named(cluster, "head")]
+    assert gpus["summary"].startswith(f"{f} has 3 GPU(s), 4 expected; {g} has 0 GPU(s)")
+    assert named(cluster, "head") not in gpus["summary"]
+
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\rOK\x9b31m\x00\ud800"  # title, clear, CSI; a lone surrogate
+
+
+def test_control_characters_a_node_wrote_never_reach_the_terminal(healthy, tmp):
+    """A node report is another machine's text: an ESC sequence or \\r in its hostname,
+    a check's summary, fix or evidence drove the terminal that `merge` prints to (set its
+    title, cleared the screen, overwrote the verdict line). They print as `?`, as a
+    replayed GPU name does on a node (redact.printable, the one sanitiser); the JSON keeps
+    what the node wrote."""
+    data = json.loads((healthy[0] / "preflight-report.json").read_text())
+    data["node"]["hostname"] = f"evil{HOSTILE}"
+    data["node"]["node_id"] = "hostile"
+    data["verdict"] = "NO-GO"
+    data["checks"].append({"id": "conda-env", "severity": "blocker", "outcome": "failed",
+                           "summary": f"bad{HOSTILE}", "fix": f"echo fix{HOSTILE}\nrm -rf x",
+                           "evidence": {"e": HOSTILE}})
+    path = tmp / "hostile" / "preflight-report.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(data))  # \ud800 as JSON writes it: an escape
+    out = tmp / "out-hostile"
+    proc = merge(healthy[1], path, out=out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "BLOCKER conda-env on evil?]0;owned??[2J?OK?31m?\\ud800 (1 node): " \
+        "bad?]0;owned??[2J?OK?31m?\\ud800" in proc.stdout, proc.stdout
+    lines = proc.stdout.splitlines()  # a fix's lines are its lines: \\r ends one as \\n does
+    at = lines.index("        echo fix?]0;owned??[2J")
+    assert lines[at + 1:at + 3] == ["        OK?31m?\\ud800", "        rm -rf x"], lines
+    shown = proc.stdout.replace("\n", "")
+    assert not [c for c in shown if ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f], proc.stdout
+    cluster = cluster_json(out)  # the data as the node wrote it
+    [row] = [r for r in cluster["nodes"] if r["node_id"] == "hostile"]
+    assert row["hostname"] == f"evil{HOSTILE}"
+    [problem] = cluster["node_problems"]
+    assert problem["summary"] == f"bad{HOSTILE}" and problem["nodes"] == [row["name"]]
+    # bad input naming a file someone else named: the ERROR line is escaped too
+    bad = tmp / f"dir{HOSTILE[:-2]}" / "preflight-report.json"  # no NUL in a file name
+    bad.parent.mkdir()
+    bad.write_text("{")
+    proc = merge(bad, out=tmp / "out-hostile-bad")
+    assert proc.returncode == 4
+    assert proc.stderr == "ERROR: " + str(bad).replace(HOSTILE[:-2], "?]0;owned??[2J?OK?31m") \
+        + ": not a preflight report: truncated (line 1 column 2)\n", proc.stderr
+
+
 def test_truncated_report_is_exit_4_naming_it(healthy, tmp):
     bad = tmp / "bad" / "preflight-report.json"
     bad.parent.mkdir()
@@ -212,7 +302,7 @@ def test_truncated_report_is_exit_4_naming_it(healthy, tmp):
     ("node.versions", None), ("node.versions", ["torch"]), ("node.ips", ["10.0.0.2"]),
     ("node.launch_env", ["NNODES=2"]), ("node.launch_env", {"NNODES": 2, "NODE_RANK": 0}),
     ("node.gpu_count", "eight"), ("node", [1]), ("checks", ["port-free"]),
-    ("checks", [{"severity": "blocker"}]),
+    ("checks", [{"severity": "blocker"}]), ("profile", ["a800"]), ("profile", {"a": 1}),
 ])
 def test_a_report_of_the_wrong_shape_is_exit_4_naming_the_field(healthy, tmp, field, value):
     """A hand-edited or foreign report with the right top-level keys: one ERROR line naming
@@ -481,9 +571,9 @@ def test_a_timed_out_node_with_an_older_preflight_is_unknown_not_a_crash():
             return {"hostname": "n2", "returncode": None, "timed_out": True,
                     "elapsed_s": 30.0, "report": None, "error": ""}
 
-    node = _collect(Ray, object(), {"NodeID": "ab" * 28, "NodeManagerHostname": "n2"},
-                    ["--profile", "a800"])
-    assert node.verdict == "UNKNOWN"
+    node, died = _collect(Ray, object(), {"NodeID": "ab" * 28, "NodeManagerHostname": "n2"},
+                          ["--profile", "a800"])
+    assert node.verdict == "UNKNOWN" and not died  # it answered: its task removed its dir
     assert "did not finish within --node-timeout" in node.reason
     assert node.extra["fix"].startswith("preflight -v --profile a800")
 

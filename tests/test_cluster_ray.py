@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support import base_env
+from support import FIXTURES, base_env
 
 ray = pytest.importorskip("ray")
 
@@ -126,11 +126,15 @@ def cluster_run(cluster, tmp_path: Path, *args: str, timeout: float = 240):
 
 
 def finish(proc, out: Path, start: float) -> tuple[int, dict, float, str]:
+    return finish_both(proc, out, start)[:4]
+
+
+def finish_both(proc, out: Path, start: float) -> tuple[int, dict, float, str, str]:
     stdout, stderr = proc.communicate(timeout=240)
     took = time.monotonic() - start
     path = out / "cluster-report.json"
     assert path.exists(), stdout + stderr[-3000:]
-    return proc.returncode, json.loads(path.read_text()), took, stdout
+    return proc.returncode, json.loads(path.read_text()), took, stdout, stderr
 
 
 def test_auto_naming_a_cluster_that_is_gone_is_exit_4_at_once(tmp_path):
@@ -257,17 +261,25 @@ def test_node_whose_raylet_dies_mid_run_is_unknown_within_the_bound(cluster, tmp
     dies, its preflight gets SIGTERM (PR_SET_PDEATHSIG) and takes torchrun and the rank
     with it. A SIGKILL there left them running (a session of their own) until the bound."""
     workload = " ".join([*workloads_args(tmp_path)[:4], "--check", "nccl-allreduce"])
+    # its own $TMPDIR: the task's dir there outlives a dead raylet (nothing can run on
+    # the node to remove it), and this machine's /tmp is not the test's to fill
+    (tmp_path / "node-tmp").mkdir()
     doomed = cluster.add_node(num_cpus=1, env_vars={
         "CONDA_DEFAULT_ENV": "train", "PYTEST_ADDOPTS": workload,
-        "PREFLIGHT_TEST_HANG_RANK": "0"})
+        "TMPDIR": str(tmp_path / "node-tmp"), "PREFLIGHT_TEST_HANG_RANK": "0"})
     try:
         proc, out, start = cluster_run(cluster, tmp_path, "--expect-env", "train", *CHECKS)
         wait_for_node_preflight(doomed.node_id, timeout=120, running="preflight.workloads.suite")
         doomed.kill_raylet()
-        code, report, took, stdout = finish(proc, out, start)
+        code, report, took, stdout, stderr = finish_both(proc, out, start)
     finally:
         cluster.remove_node(doomed, allow_graceful=False)
     assert code == 1, stdout
+    # Ray's notices of the dead raylet (with its last log lines) go to stderr, as Ray wrote
+    # them: stdout is the verdict and the report lines alone
+    assert stdout.startswith("preflight cluster verdict: NO-GO"), stdout[:3000]
+    assert "(raylet)" not in stdout and "[state-dump]" not in stdout, stdout[:3000]
+    assert "Raylet is terminated" in stderr or "marked dead" in stderr, stderr[-3000:]
     [row] = [n for n in report["nodes"] if n["node_id"] == doomed.node_id]
     assert row["verdict"] == "UNKNOWN" and row["reason"], row
     # what decides it, and where: the row's fix, under the node's line on the terminal
@@ -288,6 +300,123 @@ def test_node_whose_raylet_dies_mid_run_is_unknown_within_the_bound(cluster, tmp
     for p in left:  # ours (this node's id): never left behind by a failure
         p.kill()
     assert not [(p.pid, cmdline(p)[:80]) for p in left]
+
+
+def gpu_worker(cluster, snapshot: Path | None, gpus: int = 4):
+    """A node Ray schedules GPU tasks on (`num_gpus`: the GPU resource its raylet
+    advertises), its GPUs those of an NVML snapshot (PREFLIGHT_NVML_REPLAY: the GPU seam)
+    or, without one, the none this machine has."""
+    env = {"CONDA_DEFAULT_ENV": "train"}
+    if snapshot is not None:
+        env["PREFLIGHT_NVML_REPLAY"] = str(snapshot)
+    return cluster.add_node(num_cpus=1, num_gpus=gpus, env_vars=env)
+
+
+def test_a_cpu_only_head_beside_gpu_workers_is_go_and_a_gpu_worker_short_is_not(cluster,
+                                                                                 tmp_path):
+    """KubeRay's head (and most Ray-on-Slurm / cloud heads) has no GPU and runs no
+    training: the fixture's head and two workers offer Ray no GPU and find none. Beside
+    two 4-GPU workers the cluster is GO (cluster-gpus judges the GPU workers only). A
+    worker Ray schedules GPU tasks on that finds none, and one with 3 of its 4, fail."""
+    healthy = FIXTURES / "nvml" / "a800x4-healthy.json"
+    added = [gpu_worker(cluster, healthy), gpu_worker(cluster, healthy)]
+    try:
+        code, report, _, stdout = finish(*cluster_run(
+            cluster, tmp_path / "go", "--expect-env", "train", *CHECKS))
+        assert code == 0, stdout
+        rows = {n["node_id"]: n for n in report["nodes"]}
+        gpu_ids = {n.node_id for n in added}
+        assert {k: (r["role"], r["ray_gpus"]) for k, r in rows.items()} == {
+            k: ("gpu", 4.0) if k in gpu_ids else ("cpu", 0.0) for k in rows}
+        assert len(rows) == 5
+        found = {c["id"]: c for c in report["checks"]}
+        assert found["cluster-gpus"]["severity"] == "ok", found["cluster-gpus"]
+        assert found["cluster-gpus"]["evidence"]["expected"]["count"] == 4  # profile a800
+        assert sorted(found["cluster-gpus"]["evidence"]["cpu_nodes"]) == sorted(
+            r["name"] for k, r in rows.items() if k not in gpu_ids)
+        assert found["cluster-versions"]["severity"] == "ok", found["cluster-versions"]
+        assert found["cluster-nodes"]["severity"] == "ok", found["cluster-nodes"]
+
+        lost = gpu_worker(cluster, None)  # Ray offers its 4 GPUs; NVML finds none
+        short = gpu_worker(cluster, FIXTURES / "nvml" / "a800x4-gpu-missing.json")
+        added += [lost, short]
+        code, report, _, stdout = finish(*cluster_run(
+            cluster, tmp_path / "short", "--expect-env", "train", *CHECKS))
+    finally:
+        for node in added:
+            cluster.remove_node(node)
+    assert code == 1, stdout
+    names = {n["node_id"]: n["name"] for n in report["nodes"]}
+    [gpus] = [c for c in report["checks"] if c["id"] == "cluster-gpus"]
+    assert gpus["severity"] == "blocker", gpus
+    assert gpus["evidence"]["short"] == {
+        names[lost.node_id]: {"count": 0, "model": None},
+        names[short.node_id]: {"count": 3, "model": "NVIDIA A800-SXM4-80GB"}}
+    assert len(gpus["evidence"]["cpu_nodes"]) == 3
+    assert "BLOCKER cluster-gpus: " in stdout
+
+
+def test_the_cross_node_sweep_is_the_gpu_workers_not_the_cpu_head(cluster, tmp_path):
+    """With GPU workers beside a CPU-only head, the all-reduce sweep (cluster-allreduce) is
+    the GPU workers': the head runs no training, and a sweep across it measured a path the
+    job never uses (and on real GPUs asked the head for GPUs it does not have). The tiny
+    CPU profile on every node keeps the sweep on gloo here; the GPU workers are GPU nodes
+    by what they found (an NVML snapshot of 4 GPUs) and by what Ray offers there."""
+    healthy = FIXTURES / "nvml" / "a800x4-healthy.json"
+    added = [gpu_worker(cluster, healthy), gpu_worker(cluster, healthy)]
+    try:
+        code, report, _, stdout = finish(*cluster_run(
+            cluster, tmp_path, "--expect-env", "train", *CHECKS, *workloads_args(tmp_path)))
+    finally:
+        for node in added:
+            cluster.remove_node(node)
+    assert code == 0, stdout
+    names = {n["node_id"]: n["name"] for n in report["nodes"]}
+    [swept] = [c for c in report["checks"] if c["id"] == "cluster-allreduce"]
+    assert swept["severity"] == "ok", swept
+    assert swept["evidence"]["nnodes"] == 2, swept["evidence"]
+    assert set(swept["evidence"]["nodes"]) == {names[n.node_id] for n in added}
+    assert swept["evidence"]["head"] in {names[n.node_id] for n in added}
+    assert_nothing_left()
+
+
+def test_a_node_whose_worker_is_killed_mid_run_leaves_no_node_dir(cluster, tmp_path):
+    """The worker running a node's task is SIGKILLed (the OOM killer, `kill -9`) while
+    that node's preflight runs a workload whose rank hangs: the task's `finally` never
+    runs, and its preflight (SIGTERM by PR_SET_PDEATHSIG) writes its report into the
+    dir on the way out. The dir was left in the node's $TMPDIR; the driver now removes it
+    on that node once what the run started there has ended. The node is UNKNOWN."""
+    workload = " ".join([*workloads_args(tmp_path)[:4], "--check", "nccl-allreduce"])
+    node_tmp = tmp_path / "node-tmp"
+    node_tmp.mkdir()
+    doomed = cluster.add_node(num_cpus=1, env_vars={
+        "CONDA_DEFAULT_ENV": "train", "PYTEST_ADDOPTS": workload, "TMPDIR": str(node_tmp),
+        "PREFLIGHT_TEST_HANG_RANK": "0"})
+    try:
+        proc, out, start = cluster_run(cluster, tmp_path, "--expect-env", "train", *CHECKS)
+        running = wait_for_node_preflight(doomed.node_id, timeout=120,
+                                          running="preflight.workloads.suite")
+        made = list(node_tmp.glob("preflight-node-*"))
+        assert len(made) == 1, made  # the run's dir on that node, while it runs
+        [supervisor] = [p for p in running if "preflight.cluster.child" in cmdline(p)]
+        worker = supervisor.parent()
+        assert worker is not None and "ray::" in " ".join(worker.cmdline()), worker.cmdline()
+        worker.kill()
+        code, report, took, stdout = finish(proc, out, start)
+        left = list(node_tmp.iterdir())
+    finally:
+        # gracefully: its raylet is fine, and the GCS then knows at once that it is gone
+        # (killed, it stayed "alive" in ray.nodes() into the next test's run)
+        cluster.remove_node(doomed)
+    assert code == 1, stdout
+    [row] = [n for n in report["nodes"] if n["node_id"] == doomed.node_id]
+    assert row["verdict"] == "UNKNOWN" and row["reason"].startswith("the task failed"), row
+    assert not left, left
+    assert took < NODE_TIMEOUT + 60
+    stray = node_processes(doomed.node_id)
+    for p in stray:  # ours (this node's id): never left behind by a failure
+        p.kill()
+    assert not [(p.pid, cmdline(p)[:80]) for p in stray]
 
 
 def test_options_every_node_rejects_are_bad_input_exit_4(cluster, tmp_path):

@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from preflight.errors import InputError
 from preflight.node_facts import VERSION_FACTS
+from preflight.redact import printable
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,7 +57,7 @@ def merge_main(argv: list[str]) -> int:
         return merge.merge(args.paths, Path(args.report_dir),
                            [Path(d) for d in args.profile_dir], _allowed(args.allow_differ))
     except InputError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
+        print(printable(f"ERROR: {exc}"), file=sys.stderr)  # may quote a node's line
         return 4
 
 
@@ -101,7 +102,7 @@ def cluster_main(argv: list[str]) -> int:
                               [Path(d) for d in args.profile_dir], allow,
                               args.connect_timeout, workloads, args.min_busbw)
     except InputError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
+        print(printable(f"ERROR: {exc}"), file=sys.stderr)  # may quote a node's line
         return 4
     except KeyboardInterrupt:  # ray.shutdown ran (finally); the node tasks die with the job
         from preflight.cluster.fanout_ray import INTERRUPTED

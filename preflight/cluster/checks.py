@@ -37,6 +37,8 @@ class NodeReport:
     reason: str = ""  # why the report is missing
     extra: dict[str, Any] = field(default_factory=dict)
     text: str = ""  # the report as the node wrote it (written back verbatim)
+    ray_gpus: float | None = None  # the GPU resource Ray advertises there (None: not known)
+    role: str = ""  # "gpu" / "cpu" (see gpu_role); "" without a report
 
     @property
     def facts(self) -> dict[str, Any]:
@@ -68,6 +70,39 @@ def _finding(check: str, stage: str = "cluster") -> Finding:
 
 def _answered(nodes: list[NodeReport]) -> list[NodeReport]:
     return [n for n in nodes if n.report is not None]
+
+
+# -- the nodes without GPUs by role (a CPU-only Ray head, a CPU worker) ---------------------
+
+# NVML errors that mean no NVIDIA driver on the node at all: pynvml's
+# NVMLError_LibraryNotFound ("NVML Shared Library Not Found": a CPU-only host, or a
+# container the NVIDIA runtime was given no GPU for), nvidia-ml-py missing (probes/nvml.py
+# read_snapshot). Any other (Driver Not Loaded, GPU is lost) is a driver whose GPUs
+# cannot be read: a GPU node at fault, not a CPU node.
+NO_DRIVER = ("Shared Library Not Found", "pynvml not importable")
+GPU_FACTS = ("nvidia_driver", "cuda_driver", "gpu_model")  # none on a node without GPUs
+
+
+def gpu_role(node: NodeReport, no_gpu_profiles: Set[str]) -> str:
+    """The node's role. "cpu": without GPUs by role (a KubeRay head, a Ray-on-Slurm head on
+    a CPU node: it runs no training), not a GPU worker short of its GPUs. It found no GPU, ran
+    a profile that asks for none (`cpu`, auto-detected or chosen), and offers none: Ray
+    advertises no GPU resource there (under `cluster --ray`), or, where Ray does not say
+    (`merge`), NVML found no NVIDIA driver at all. Else "gpu"; "" without a report."""
+    if node.report is None:
+        return ""
+    facts = node.facts
+    if facts.get("gpu_count") != 0 or node.report.get("profile") not in no_gpu_profiles:
+        return "gpu"
+    if node.ray_gpus is not None:  # Ray schedules GPU tasks there: a GPU worker
+        return "gpu" if node.ray_gpus > 0 else "cpu"
+    unknown = facts.get("unknown")
+    error = unknown.get("nvidia_driver") if isinstance(unknown, dict) else None
+    return "cpu" if error is None or any(s in str(error) for s in NO_DRIVER) else "gpu"
+
+
+def _cpu_nodes(nodes: list[NodeReport]) -> list[str]:
+    return [n.name for n in nodes if n.role == "cpu"]
 
 
 # Each check below is a pure judge (`judge_*`: node reports in, a `Verdict` out, as
@@ -123,7 +158,11 @@ def judge_versions(nodes: list[NodeReport], allow: Set[str] = frozenset()) -> Ve
     without = [n.name for n in answered if "versions" not in n.facts]
     rows = {n.name: n.facts["versions"] for n in answered if "versions" in n.facts}
     compared = [f for f in VERSION_FACTS if f not in allow]
-    differ = _differ(rows, compared)
+    # the driver and GPU facts of the GPU nodes only: a node without GPUs by role has none
+    cpu = set(_cpu_nodes(answered))
+    differ = _differ(rows, [f for f in compared if f not in GPU_FACTS])
+    differ |= _differ({k: v for k, v in rows.items() if k not in cpu},
+                      [f for f in compared if f in GPU_FACTS])
     odd_nodes = {name for d in differ.values() for name in d["odd"]}
     table = {name: {fact: _show(versions.get(fact)) for fact in differ}
              for name, versions in rows.items() if name in odd_nodes}
@@ -136,6 +175,8 @@ def judge_versions(nodes: list[NodeReport], allow: Set[str] = frozenset()) -> Ve
         evidence["rows_omitted"] = len(table) - MAX_ROWS
     if without:
         evidence["without_facts"] = without
+    if cpu:
+        evidence["gpu_facts_not_compared_on"] = sorted(cpu)[:MAX_ROWS]
     if differ:
         return Verdict([Problem(
             f"{fact} differs: {d['majority']} on most nodes, "
@@ -165,7 +206,8 @@ def judge_gpus(nodes: list[NodeReport], expected_count: int, expected_model: str
     same count as the other nodes."""
     from preflight.matching import model_matches
 
-    answered = [n for n in _answered(nodes) if "gpu_count" in n.facts]
+    cpu = _cpu_nodes(nodes)
+    answered = [n for n in _answered(nodes) if "gpu_count" in n.facts and n.role != "cpu"]
     counts = {n.name: n.facts.get("gpu_count", 0) for n in answered}
     models = {n.name: n.facts.get("versions", {}).get("gpu_model") for n in answered}
     if expected_count:
@@ -181,7 +223,8 @@ def judge_gpus(nodes: list[NodeReport], expected_count: int, expected_model: str
         "expected": {"count": want, "model": expected_model or None, "from": basis},
         "short": {k: {"count": v, "model": models[k]} for k, v in sorted(short.items())[:MAX_ROWS]},
         "wrong_model": dict(sorted(wrong_model.items())[:MAX_ROWS]),
-        "gpus_per_node": dict(Counter(counts.values()))}
+        "gpus_per_node": dict(Counter(counts.values())),
+        "cpu_nodes": cpu[:MAX_ROWS]}
     more = {k: v for k, v in counts.items() if v > want} if not expected_count else {}
     if more:
         evidence["more_than_most"] = dict(sorted(more.items())[:MAX_ROWS])
@@ -196,7 +239,14 @@ def judge_gpus(nodes: list[NodeReport], expected_count: int, expected_model: str
             "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""),
             f"preflight info   # on {', '.join(odd[:10])}: see which GPU is missing "
             "(runbooks/gpu-inventory.md), or leave the node out of the job")], evidence)
-    return Verdict(evidence=evidence, ok=f"{len(answered)} node(s) with {want} GPU(s) each")
+    if not cpu:
+        return Verdict(evidence=evidence, ok=f"{len(answered)} node(s) with {want} GPU(s) each")
+    # named: a GPU node given no GPU at all (a container without `--gpus`) looks the same
+    besides = ("without GPUs by role (none found, profile without GPUs, none offered): "
+               + _few(cpu) + (f" ({len(cpu)} nodes)" if len(cpu) > 5 else ""))
+    gpu_nodes = f"{len(answered)} node(s) with {want} GPU(s) each; " if answered else \
+        "no GPU node; "
+    return Verdict(evidence=evidence, ok=gpu_nodes + besides)
 
 
 def gpus(nodes: list[NodeReport], expected_count: int, expected_model: str) -> Finding:
@@ -355,20 +405,22 @@ def _mixed_runs(answered: list[NodeReport], evidence: dict[str, Any]) -> list[Pr
     ran: dict[frozenset[str], list[str]] = {}
     for n in answered:
         report = n.report or {}
-        profiles.setdefault(str(report.get("profile") or "-"), []).append(n.name)
+        if n.role != "cpu":  # a node without GPUs by role ran a profile asking for none
+            profiles.setdefault(str(report.get("profile") or "-"), []).append(n.name)
         ran.setdefault(frozenset(str(c.get("id")) for c in report.get("checks", [])),
                        []).append(n.name)
     if len(profiles) <= 1 and len(ran) <= 1:
         return []
-    profile = _usual(profiles, lambda p: p != "cpu")
+    profile = _usual(profiles, lambda p: p != "cpu") if profiles else "-"
     checks = _usual(ran)
     evidence["profiles"] = {k: v[:MAX_ROWS] for k, v in sorted(profiles.items())}
     odd: dict[tuple[str, frozenset[str], frozenset[str]], list[str]] = {}
     of = {name: p for p, names in profiles.items() for name in names}
     for got, names in ran.items():
         for name in names:
-            if of[name] != profile or got != checks:
-                odd.setdefault((of[name], checks - got, got - checks), []).append(name)
+            if of.get(name, profile) != profile or got != checks:
+                odd.setdefault((of.get(name, profile), checks - got, got - checks),
+                               []).append(name)
     evidence["checks_differ"] = {
         ", ".join(v[:5]): {"profile": k[0], "missing": sorted(k[1]), "extra": sorted(k[2])}
         for k, v in list(odd.items())[:MAX_ROWS]}

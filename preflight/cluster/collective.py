@@ -281,18 +281,20 @@ def _await(ray: Any, pending: dict[Any, Node], params: Params
     return runs
 
 
-def stop_tasks(ray: Any, refs: list[Any]) -> None:
+def stop_tasks(ray: Any, refs: list[Any]) -> list[Any]:
     """Cancel running node tasks and wait (bounded) until they have returned, so their
     children are gone: a plain cancel is a KeyboardInterrupt in the task, whose child then
     kills its torchrun tree (node_task); a task still there after STOP_WAIT_S has a stuck
-    worker, killed (force=True; the child gets SIGTERM by PR_SET_PDEATHSIG)."""
+    worker, killed (force=True; the child gets SIGTERM by PR_SET_PDEATHSIG). Returns those
+    killed: their `finally` never ran."""
     if not refs:
-        return
+        return []
     for ref in refs:
         ray.cancel(ref)
     _, stuck = ray.wait(refs, num_returns=len(refs), timeout=STOP_WAIT_S)
     for ref in stuck:
         ray.cancel(ref, force=True)
+    return list(stuck)
 
 
 def _answer(ray: Any, ref: Any, node: Node) -> checks.CollectiveRun:

@@ -40,6 +40,11 @@ CONNECT_PROBE_S = 5.0  # cluster-reach: start the listeners and probe, all nodes
 # kills a task that has not returned.
 NODE_STOP_S = 10.0
 SESSION_RE = re.compile(r"/(session_\d{4}-\d\d-\d\d_[\d_-]+)")
+NODE_DIR = "preflight-node-"  # + run_tag() + "-": the node task's report dir
+# A node task whose worker died (killed, OOM) never ran its `finally`: after the node
+# runs, a task on that node waits this long for what the run started there to end (its
+# preflight ends as interrupted within NODE_STOP_S), then removes the run's node dirs.
+DEBRIS_WAIT_S = NODE_STOP_S + 5.0
 
 
 def ray_session() -> str:
@@ -83,7 +88,9 @@ def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
     session = ray_session()
     if session:  # this cluster's own processes are not leftovers of an earlier run
         env["PREFLIGHT_RAY_SESSION"] = session
-    report_dir = tempfile.mkdtemp(prefix="preflight-node-")
+    # named by the run (run_tag) so that the driver can remove it when this task
+    # dies before its `finally` (remove_debris)
+    report_dir = tempfile.mkdtemp(prefix=f"{NODE_DIR}{run_tag()}-")
     try:
         code, out, timed_out, elapsed = _bounded(
             [sys.executable, "-m", "preflight.cluster.child", str(os.getpid()),
@@ -99,6 +106,66 @@ def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
     return {"hostname": socket.gethostname(), "returncode": code,
             "timed_out": timed_out, "elapsed_s": round(elapsed, 3), "bound_s": timeout,
             "report": text, "error": errors[0][:300] if errors else ""}
+
+
+def run_tag() -> str:
+    """This `cluster` run: its Ray job id (hex) and a hash of the cluster's session name
+    (job ids start again at 01000000 in every new cluster), the same in the driver and in
+    every task it starts; "" when Ray does not say."""
+    import hashlib
+
+    try:
+        import ray
+
+        if not ray.is_initialized():  # get_runtime_context() would connect (ray.init)
+            return ""
+        context = ray.get_runtime_context()
+        job, session = str(context.get_job_id() or ""), str(context.get_session_name())
+    except Exception:  # an older Ray, not connected
+        return ""
+    return f"{job}-{hashlib.sha256(session.encode()).hexdigest()[:8]}" if job else ""
+
+
+def _holders(marker: str) -> list[Any]:
+    """The processes on this node with `marker` (the run's node dir) in their command
+    line: the node's supervisor and preflight (`--report-dir DIR`)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if proc.pid != os.getpid() and any(marker in a for a in proc.info["cmdline"] or ()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def remove_debris(tag: str, wait_s: float) -> list[str]:
+    """Runs on a node whose node task died with its worker: its report dir is still there,
+    and its preflight (SIGTERM by PR_SET_PDEATHSIG) writes into it on the way out. Waits
+    (bounded) until no process of this run holds a dir of it, kills those still there
+    after `wait_s` (ours: the run's dir is in their command line), then removes the dirs.
+    Returns the paths removed."""
+    import glob
+    import tempfile
+
+    if not tag:
+        return []
+    marker = os.path.join(tempfile.gettempdir(), f"{NODE_DIR}{tag}-")
+    deadline = time.monotonic() + wait_s
+    while (left := _holders(marker)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for proc in left:
+        try:
+            proc.kill()
+        except Exception:  # psutil.Error: gone meanwhile
+            continue
+    removed = []
+    for path in glob.glob(glob.escape(marker) + "*"):
+        remove_tree(path)
+        removed.append(path)
+    return removed
 
 
 def _bounded(argv: list[str], timeout: float, env: dict[str, str]
@@ -154,6 +221,48 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
     merge.check_writable(report_dir)
     _reachable(address)
     shown = redact_text(address)  # ray://user:PASSWORD@head: never printed nor written
+    plan = Plan(node_args, node_timeout, profile_dirs, allow, workloads, floor_gbps)
+    with RayNoticesToStderr():
+        return _session(ray, NodeAffinitySchedulingStrategy, address, shown, connect_timeout,
+                        plan, started, report_dir)
+
+
+NOTICE_THREAD = "ray_listen_error_messages"
+
+
+class RayNoticesToStderr:
+    """While connected, Ray's driver prints the cluster's error notices (a raylet that
+    died, a node marked dead, with the last 20 lines of its log) to sys.stdout whatever
+    `log_to_driver` says: its thread `ray_listen_error_messages` (ray/_private/worker.py
+    listen_error_messages -> print_to_stdstream, `is_err: False`, sink sys.stdout read at
+    each call). stdout is the verdict and the report lines, read by scripts: those notices
+    go to stderr, as Ray wrote them; every other write goes to stdout."""
+
+    def __enter__(self) -> RayNoticesToStderr:
+        self.out = sys.stdout
+        sys.stdout = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if sys.stdout is self:
+            sys.stdout = self.out
+
+    def write(self, text: str) -> int:
+        if threading.current_thread().name == NOTICE_THREAD:
+            return sys.stderr.write(text)
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+        sys.stderr.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding: stdout's
+        return getattr(self.out, name)
+
+
+def _session(ray: Any, affinity: Any, address: str, shown: str, connect_timeout: float,
+             plan: Plan, started: float, report_dir: Path) -> int:
+    """Connect (bounded, interruptible), fan out, disconnect."""
     # ray.init retries an unanswering GCS for many minutes; a cluster that does not answer
     # within the bound is bad input, not a hang (nothing was started yet: exit at once).
     # SIGTERM (a CI timeout) and SIGHUP (a dropped ssh) end the run as Ctrl-C does, as for
@@ -185,9 +294,7 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
         watchdog.cancel()
     saved = interrupt_on_signals(before)  # again: ray.init put its own on SIGTERM
     try:
-        plan = Plan(node_args, node_timeout, profile_dirs, allow, workloads, floor_gbps)
-        return _fan_out(ray, NodeAffinitySchedulingStrategy, plan, started, shown,
-                        report_dir)
+        return _fan_out(ray, affinity, plan, started, shown, report_dir)
     finally:
         ray.shutdown()
         restore_signals(saved)
@@ -310,13 +417,17 @@ def _fan_out(ray: Any, affinity: Any, plan: Plan, started: float, address: str,
 
 def _collective(ray: Any, affinity: Any, alive: list[dict[str, Any]],
                 nodes: list[NodeReport], plan: Plan) -> Finding:
-    """cluster-allreduce on the nodes whose node run answered; the others are named."""
+    """cluster-allreduce on the nodes whose node run answered; the others are named. A
+    node without GPUs by role (a CPU-only head: checks.gpu_role) runs no training: when
+    there are GPU nodes, the sweep is theirs, with the profile they ran (NCCL)."""
     from preflight.cluster import collective
 
-    answered = {n.node_id for n in nodes if n.report is not None}
+    merge.assign_roles(nodes, plan.profile_dirs)
+    swept = [n for n in nodes if n.role == "gpu"] or [n for n in nodes if n.report is not None]
+    answered = {n.node_id for n in swept}
     left_out = {n.name: f"no report from its node run ({n.reason})" for n in nodes
                 if n.report is None}
-    params = collective.Params.from_profile(merge.node_profile(nodes, plan.profile_dirs),
+    params = collective.Params.from_profile(merge.node_profile(swept, plan.profile_dirs),
                                             plan.floor_gbps)
     runs = collective.nodes_of([a for a in alive if a["NodeID"] in answered],
                                {n.node_id: n.name for n in nodes})
@@ -337,6 +448,7 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
         ).remote(info["NodeID"], node_args, subprocess_timeout)
         pending[ref] = info
     results: dict[str, NodeReport] = {}
+    lost: list[dict[str, Any]] = []  # nodes whose task died: its dir may be left there
     deadline = started + node_timeout
     try:
         while pending and (left := deadline - time.time()) > 0:
@@ -345,7 +457,9 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
                                 timeout=min(left, 1.0))
             for ref in ready:
                 info = pending.pop(ref)
-                results[info["NodeID"]] = _collect(ray, ref, info, node_args)
+                results[info["NodeID"]], died = _collect(ray, ref, info, node_args)
+                if died:
+                    lost.append(info)
     except BaseException:  # interrupted: every node's preflight ends before we do
         from preflight.cluster.collective import stop_tasks
 
@@ -356,7 +470,9 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
     # could outlive the command).
     from preflight.cluster.collective import stop_tasks
 
-    stop_tasks(ray, list(pending))
+    killed = stop_tasks(ray, list(pending))
+    # a task that ended on its cancel removed its dir; one killed (or dead) did not
+    _remove_debris(ray, affinity, [*lost, *(pending[ref] for ref in killed)])
     for info in pending.values():
         results[info["NodeID"]] = _unknown(
             info, f"no answer within {node_timeout:g}s",
@@ -365,6 +481,20 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
     nodes = [results[n["NodeID"]] for n in alive]
     merge.name_nodes(nodes)
     return nodes
+
+
+def _remove_debris(ray: Any, affinity: Any, nodes: list[dict[str, Any]]) -> None:
+    """remove_debris on each node whose task died or was stopped, all at once, bounded; a
+    node that is gone (its raylet died) cannot run it: its dir stays in its $TMPDIR."""
+    tag = run_tag()
+    if not nodes or not tag:
+        return
+    remote = ray.remote(num_cpus=0, max_retries=0)(remove_debris)
+    refs = [remote.options(scheduling_strategy=affinity(node_id=n["NodeID"], soft=False))
+            .remote(tag, DEBRIS_WAIT_S) for n in nodes]
+    _, late = ray.wait(refs, num_returns=len(refs), timeout=DEBRIS_WAIT_S + 10.0)
+    for ref in late:
+        ray.cancel(ref, force=True)
 
 
 def _reach(ray: Any, affinity: Any, alive: list[dict[str, Any]], names: dict[str, str],
@@ -427,14 +557,22 @@ def _rerun(node_args: list[str]) -> str:
     return shlex.join(["preflight", "-v", *redact_argv(node_args)])
 
 
-def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str]) -> NodeReport:
-    rerun = _rerun(node_args)
+def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str]
+             ) -> tuple[NodeReport, bool]:
+    """The node as its task answered, and whether the task died (its dir left behind)."""
     try:
         answer = ray.get(ref)
     except Exception as exc:  # the node or its worker died: RayError subclasses
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return _unknown(info, f"the task failed: {type(exc).__name__}: {first[:200]}",
-                        "ray status   # is it alive? then run preflight cluster --ray again")
+                        "ray status   # is it alive? then run preflight cluster --ray again"
+                        ), True
+    return _answered_node(answer, info, node_args), False
+
+
+def _answered_node(answer: dict[str, Any], info: dict[str, Any], node_args: list[str]
+                   ) -> NodeReport:
+    rerun = _rerun(node_args)
     if answer["report"] is None:
         # a node whose preflight predates `bound_s` runs its own node_task (Ray imports it
         # from the node's installation): its answer has no bound_s
@@ -458,5 +596,8 @@ def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str]) -> 
     node.text = answer["report"]
     node.node_id = info["NodeID"]
     node.ip = info.get("NodeManagerAddress") or node.ip
-    node.extra = {"elapsed_s": answer["elapsed_s"]}
+    # Ray's own view of the node's GPUs (the `GPU` resource its raylet advertises): a node
+    # offering none is not a GPU worker when it also found none (checks.gpu_role)
+    node.ray_gpus = float((info.get("Resources") or {}).get("GPU", 0))
+    node.extra = {"elapsed_s": answer["elapsed_s"], "ray_gpus": node.ray_gpus}
     return node

@@ -22,6 +22,7 @@ from preflight.cluster import checks
 from preflight.cluster.checks import NodeReport
 from preflight.errors import InputError
 from preflight.model import Finding, Severity
+from preflight.redact import printable
 from preflight.report import JSON_NAME
 
 SCHEMA_VERSION = 1
@@ -85,6 +86,8 @@ def _wrong_shape(data: dict[str, Any]) -> str:
     otherwise ended in a traceback, exit 1."""
     if not all(isinstance(c, dict) and isinstance(c.get("id"), str) for c in data["checks"]):
         return "checks is not a list of objects with an id"
+    if not isinstance(data.get("profile", ""), str):  # a set member (node_profile, roles)
+        return f"profile is {json.dumps(data['profile'])[:60]}, not what preflight writes"
     node = data.get("node")
     if node is None:
         return ""  # an older preflight: the checks say they cannot compare
@@ -162,9 +165,20 @@ def from_report(data: dict[str, Any], source: str) -> NodeReport:
 
 def cross_checks(nodes: list[NodeReport], profile_dirs: list[Path] | None = None,
                  allow: Set[str] = frozenset()) -> list[Finding]:
-    count, model = _profile_gpus(nodes, profile_dirs or [])
+    assign_roles(nodes, profile_dirs or [])
+    # the GPUs of the profile the GPU nodes ran (a CPU-only head ran `cpu`)
+    count, model = _profile_gpus([n for n in nodes if n.role != "cpu"], profile_dirs or [])
     return [checks.nodes_unique(nodes), checks.versions(nodes, allow),
             checks.gpus(nodes, count, model), checks.master_addr(nodes)]
+
+
+def assign_roles(nodes: list[NodeReport], dirs: list[Path]) -> None:
+    """Each node's role (checks.gpu_role): a GPU worker, or a node without GPUs by role."""
+    from preflight.profiles import load_profiles
+
+    no_gpu = {name for name, p in load_profiles(dirs).items() if not p.is_gpu}
+    for n in nodes:
+        n.role = checks.gpu_role(n, no_gpu)
 
 
 def node_profile(nodes: list[NodeReport], dirs: list[Path]) -> Any:
@@ -189,7 +203,7 @@ def build(nodes: list[NodeReport], findings: list[Finding], started: float,
           how: str) -> dict[str, Any]:
     rows = [{"name": n.name, "hostname": n.facts.get("hostname") or n.name.split("@")[0],
              "node_id": n.node_id or None, "ip": n.ip or None, "verdict": n.verdict,
-             "blockers": n.blockers, "source": n.source,
+             "blockers": n.blockers, "source": n.source, "role": n.role or None,
              **({"reason": n.reason} if n.reason else {}), **n.extra} for n in nodes]
     node_verdicts = Counter(r["verdict"] for r in rows)
     go = bool(nodes) and node_verdicts.get("GO", 0) == len(nodes) and \
@@ -352,8 +366,10 @@ def write(cluster: dict[str, Any], report_dir: Path,
           texts: dict[str, str] | None = None) -> list[Path]:
     """Both files or neither: each goes to a temp name, renamed when all were written."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    outputs = {report_dir / CLUSTER_JSON: to_json(cluster, texts),
-               report_dir / CLUSTER_MD: markdown(cluster)}
+    # a lone surrogate a node report spelled as an escape ("\\ud800") cannot be written as
+    # UTF-8: the Markdown shows it escaped (the JSON keeps the escape)
+    md = markdown(cluster).encode("utf-8", "backslashreplace").decode("utf-8")
+    outputs = {report_dir / CLUSTER_JSON: to_json(cluster, texts), report_dir / CLUSTER_MD: md}
     return report.write_all(outputs, report_dir)
 
 
@@ -413,11 +429,14 @@ def finish(nodes: list[NodeReport], started: float, how: str, report_dir: Path,
         written = write(cluster, report_dir,
                         {n.name: n.text for n in nodes if n.text and n.report is not None})
     except OSError as exc:
-        print(f"ERROR: {report_dir}: cannot write the cluster report: {exc.strerror}")
+        print(printable(f"ERROR: {report_dir}: cannot write the cluster report: "
+                        f"{exc.strerror}"))
         return 4
+    # Each node wrote its own summaries, fixes, hostname: a hostile or broken node's ESC
+    # sequence or \r would drive this terminal (the JSON and Markdown keep them as written).
     for line in terminal_lines(cluster):
-        print(line)
-    print("report: " + ", ".join(str(p) for p in written))
+        print(printable(line))
+    print(printable("report: " + ", ".join(str(p) for p in written)))
     return 0 if cluster["verdict"] == "GO" else 1
 
 

@@ -15,7 +15,6 @@ replayed node and a live one are read by one function.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from preflight.errors import InputError
+from preflight.redact import CONTROL
 
 SCHEMA_VERSION = 1
 
@@ -56,13 +56,10 @@ REQUIRED_GPU_KEYS: dict[str, type] = {
 }
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
 def _printable(obj: Any) -> Any:
     """Control characters (a terminal escape in a replayed GPU name) become `?`."""
     if isinstance(obj, str):
-        return _CONTROL.sub("?", obj)
+        return CONTROL.sub("?", obj)
     if isinstance(obj, dict):
         return {_printable(k): _printable(v) for k, v in obj.items()}
     if isinstance(obj, list):
