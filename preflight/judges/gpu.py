@@ -8,6 +8,7 @@ processes, torch's build, NCCL's settings). A GPU check runs per GPU the profile
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -127,8 +128,8 @@ def inventory(s: Slot) -> Verdict:
             "nvidia-smi -L; dmesg | grep -iE 'NVRM|Xid'  # a GPU that fell off the bus "
             "(Xid 79) needs a node reset: drain the node and reboot it"))
         return v
-    v.fix = (f"choose the profile of this node (`preflight info`), or run on "
-             f"{want.count}x {want.model}")
+    v.fix = (f"preflight info   # the profile of this node; or run on {want.count}x "
+             f"{want.model}")
     v.headline = f"GPU {index}"
     if want.model and not model_matches(want.model, found.name):
         v.problems.append(Problem(f"model {found.name!r} is not {want.model}", v.fix))
@@ -225,7 +226,8 @@ def _foreign_fix(shown: list[dict[str, object]], me: str) -> str:
     hidden = [str(s["pid"]) for s in shown if s["user"] is None]
     fixes = []
     if busy:  # another user's job: theirs to stop, never ours to kill
-        fixes.append(f"pick other GPUs with CUDA_VISIBLE_DEVICES, or ask "
+        fixes.append("nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv"
+                     "   # pick other GPUs with CUDA_VISIBLE_DEVICES, or ask "
                      f"{', '.join(sorted({str(s['user']) for s in busy}))}")
     if local:
         fixes.append(f"kill {' '.join(local)}  # check each pid first (ps -o user,etime,args "
@@ -250,8 +252,9 @@ def free(s: Slot, p: ProcessFacts) -> Verdict:
     floor = s.want.min_free_memory_gb
     v = Verdict(evidence=dict(index=found.index, uuid=found.uuid, foreign_processes=shown,
                               free_gib=round(free_bytes / GiB, 1), min_free_gb=floor),
-                fix=f"free memory on GPU {found.index}, or lower gpu.min_free_memory_gb in a "
-                    "site profile")
+                fix=f"nvidia-smi -i {found.index} --query-compute-apps=pid,used_memory "
+                    "--format=csv   # what holds the memory; or lower gpu.min_free_memory_gb "
+                    "in a site profile")
     if shown:
         busy = "".join(f"; busy: user {e['user']}, pid {e['pid']}" for e in shown
                        if e["user"] not in (p.me, None))
@@ -436,7 +439,10 @@ def _torch_install(build: TorchBuild, driver: tuple[int, int] | None, why: str) 
     """Reinstall the same torch release, CUDA build, into the Python the check judged: an
     unpinned `pip install torch --index-url` installs that index's newest torch (cu121 stops
     at 2.5.1), and a bare `pip` may be another env's."""
-    release = (build.version or "").split("+", 1)[0]
+    # the release a hand-built or nightly torch (2.6.0a0+git1234) was cut from: the wheel
+    # `torch==2.6.0a0` does not exist on any index
+    found = re.match(r"\d+\.\d+(\.\d+)?", build.version or "")
+    release = found.group(0) if found else ""
     label, note = torch_index(release, driver)
     if label is None and driver is not None:
         return (f"nvidia-smi  # upgrade the driver: torch {release} has no CUDA "
@@ -476,7 +482,8 @@ def _driver_problems(snap: Snapshot, build: TorchBuild) -> list[Problem]:
     if wanted is not None and uncovered:
         out.append(Problem(f"torch has no kernels for sm_{uncovered[0].replace('.', '')} "
                            f"(arch list: {' '.join(build.arch_list) or 'empty'})",
-                           "pip install an official torch wheel (they cover sm_80 and sm_90)"))
+                           _torch_install(build, driver, "an official wheel: they cover "
+                                          "sm_80 and sm_90")))
     return out
 
 

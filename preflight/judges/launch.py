@@ -180,8 +180,8 @@ def nested_launcher(f: NestedFacts) -> Verdict:
         v.problems.append(Problem(
             f"preflight itself runs under torchrun ({', '.join(f.under)} set) and the "
             f"script starts {first.launcher} at {at(first)}",
-            "run preflight from a plain shell, not under torchrun "
-            "(unset TORCHELASTIC_RUN_ID LOCAL_RANK)"))
+            "unset TORCHELASTIC_RUN_ID LOCAL_RANK   # run preflight from a plain shell, not "
+            "under torchrun"))
     if v.of(Kind.BLOCKER):
         return v
     unknown = _unknowns(spec, LAUNCHER_WORDS) + [
