@@ -225,16 +225,18 @@ def _foreign_fix(shown: list[dict[str, object]], me: str) -> str:
     busy = [s for s in shown if s["user"] not in (me, None)]
     hidden = [str(s["pid"]) for s in shown if s["user"] is None]
     fixes = []
+    # Which GPUs are idle: the one command for a GPU that is not ours to free.
+    others = "nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv   # "
     if busy:  # another user's job: theirs to stop, never ours to kill
-        fixes.append("nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv"
-                     "   # pick other GPUs with CUDA_VISIBLE_DEVICES, or ask "
+        fixes.append(f"{others}pick other GPUs with CUDA_VISIBLE_DEVICES, or ask "
                      f"{', '.join(sorted({str(s['user']) for s in busy}))}")
     if local:
         fixes.append(f"kill {' '.join(local)}  # check each pid first (ps -o user,etime,args "
                      f"-p {local[0]}); preflight kills nothing")
     if hidden:
-        fixes.append(f"stop host pid(s) {' '.join(hidden)} from the host, or pick other GPUs "
-                     "with CUDA_VISIBLE_DEVICES")
+        fixes.append(f"{others}pid(s) {' '.join(hidden)} run outside this container: stop "
+                     "them from the host if they are yours, or pick other GPUs with "
+                     "CUDA_VISIBLE_DEVICES")
     return "; ".join(fixes)
 
 
@@ -282,8 +284,10 @@ def _memory_problems(gpu: Gpu) -> list[Problem]:
                            _reset(gpu.index)))
     rows = gpu.remapped_rows
     if rows is not None and rows.failure:
-        out.append(Problem("row remapping failed", "drain the node and open a hardware ticket "
-                           "(RMA): row remapping failure"))
+        out.append(Problem("row remapping failed",
+                           f"nvidia-smi -q -d ROW_REMAPPER -i {gpu.index}   # for the hardware "
+                           "ticket (RMA): drain the node, a row remapping failure is not "
+                           "repaired by a reset"))
     elif rows is not None and rows.pending:
         out.append(Problem("row remapping pending", _reset(gpu.index)))
     if gpu.retired_pages_pending:
@@ -459,7 +463,9 @@ def _driver_problems(snap: Snapshot, build: TorchBuild) -> list[Problem]:
     driver = driver_cuda(snap.cuda_driver_version)
     wanted = parse_version(build.cuda)
     if snap.error:
-        out.append(Problem(f"driver CUDA version unknown: {snap.error}"))
+        out.append(Problem(f"driver CUDA version unknown: {snap.error}",
+                           "nvidia-smi   # its header names the driver's CUDA Version; NVML "
+                           "could not tell it to preflight"))
     if wanted is None:
         out.append(Problem(f"torch {build.version} is a CPU-only build",
                            _torch_install(build, driver, "a CUDA build for this "
@@ -547,7 +553,8 @@ def cuda_stack(want: GpuWant, snap: Snapshot, f: CudaFacts | None) -> Verdict:
     v.problems += _driver_problems(snap, build) + _toolkit_problems(kit, build)
     if not v.problems and kit.nvcc.release is None:
         v.problems.append(Problem.warning(
-            f"no nvcc under {kit.home} ({kit.nvcc.error}): JIT-compiled kernels cannot build"))
+            f"no nvcc under {kit.home} ({kit.nvcc.error}): JIT-compiled kernels cannot build",
+            toolkit_fix(kit.installed, build.cuda, exclude=kit.home)))
     return v
 
 

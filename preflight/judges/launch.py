@@ -333,13 +333,16 @@ def launch_inputs(f: InputsFacts) -> Verdict:
     for i, m in enumerate(missing[:4]):
         v.problems.append(Problem(
             f"{m['flag']} {m['path']} does not exist ({m['line']})",
-            f"fix {m['flag']} at {m['line']}: {m['path']} does not exist (check the "
-            "variables it is built from, or download/convert it first)" if i < 3 else ""))
+            # what is there instead (a typo, a version suffix) is the first thing to see
+            f"ls -la {shlex.quote(posixpath.dirname(str(m['path'])) or '.')}   # fix "
+            f"{m['flag']} at {m['line']}: {m['path']} does not exist (check the variables it "
+            "is built from, or download/convert it first)" if i < 3 else ""))
     for i, o in enumerate(bad[:4]):
         fix = (f"mkdir -p {o['missing_dir']}  # before {o['line']}: {o['flag']} does not "
                "create its directory" if "missing_dir" in o else
-               f"mkdir -p {o['path']} on a writable disk, or point {o['flag']} elsewhere "
-               f"({o['nearest_existing']} is not writable)")
+               f"ls -ld {shlex.quote(str(o['nearest_existing']))}   # its owner and mode: "
+               f"{o['nearest_existing']} is not writable; mkdir -p {o['path']} on a writable "
+               f"disk, or point {o['flag']} elsewhere")
         v.problems.append(Problem(
             f"{o['flag']} {o['path']} ({o['line']}): directory {o['missing_dir']} does not "
             "exist, bash/tee fail there" if "missing_dir" in o else

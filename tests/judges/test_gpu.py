@@ -125,7 +125,7 @@ NOBODY = judge.ProcessFacts(frozenset(), {}, "me")
      "blocker", "GPU 0 runs 1 compute process(es) that are not ours: pid 42",
      "kill 42  # check each pid first (ps -o user,etime,args -p 42); preflight kills nothing"),
     (BUSY, None, 0, NOBODY, "blocker", "GPU 0 runs 1 compute process(es)",
-     "stop host pid(s) 42 from the host"),
+     "pid(s) 42 run outside this container: stop them from the host if they are yours"),
     (BUSY, None, 0, judge.ProcessFacts(frozenset({42}), {}, "me"), "ok", "", ""),
     (with_gpu(HEALTHY, 1, memory_free_bytes=70 * 2**30), "1", 0, NOBODY, "blocker",
      "GPU 1 has 70.0 GiB free, profile wants 78", "nvidia-smi -i 1 --query-compute-apps="
@@ -163,7 +163,8 @@ PCIE_QUERY = ("--query-gpu=pcie.link.gen.current,pcie.link.gen.max,pcie.link.wid
     (snap("a800x4-ecc-error"), 2, A800, "blocker",
      "GPU 2: 2 volatile uncorrected ECC error(s); row remapping pending", RESET.format(2)),
     (with_gpu(HEALTHY, 0, remapped_rows=nvml.RemappedRows(0, 1, True, True)), 0, A800,
-     "blocker", "GPU 0: row remapping failed", "open a hardware ticket (RMA)"),
+     "blocker", "GPU 0: row remapping failed", "nvidia-smi -q -d ROW_REMAPPER -i 0   # for the "
+     "hardware ticket (RMA)"),
     (with_gpu(HEALTHY, 0, retired_pages_pending=True), 0, A800, "blocker",
      "GPU 0: page retirement pending", RESET.format(0)),
     (snap("a800x4-nvlink-down"), 3, A800, "blocker", "GPU 3: 7 of 8 NVLink links active "
@@ -242,10 +243,11 @@ CUDA_HOME_FIX = ("export CUDA_HOME=/usr/local/cuda-12.1  # CUDA 12.1: lib64/libc
      "blocker", "torch has no kernels for sm_80 (arch list: sm_90); nvcc 13.0 at",
      "  # an official wheel: they cover sm_80 and sm_90; " + CUDA_HOME_FIX),
     (A800, replace(HEALTHY, error="NVML query failed"), cuda(), "blocker",
-     "driver CUDA version unknown: NVML query failed", "none needed"),
+     "driver CUDA version unknown: NVML query failed", "nvidia-smi   # its header names the "
+     "driver's CUDA Version"),
     (A800, HEALTHY, cuda(nvcc=Nvcc("/usr/local/cuda/bin/nvcc", False, None, "not found")),
      "warning", "no nvcc under /usr/local/cuda-12.1 (not found): JIT-compiled kernels cannot "
-     "build", "none needed"),
+     "build", "conda install -y -c nvidia cuda-toolkit=12.1; export CUDA_HOME="),
 ], ids=["fits", "cpu", "no-torch", "old-driver", "cpu-only", "no-sm80", "nvcc-major",
         "cuda-home-missing", "two-fixes", "nvml-error", "no-nvcc"])
 def test_cuda_stack(want, snapshot, facts, kind, text, fix):

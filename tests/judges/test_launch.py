@@ -238,7 +238,7 @@ INPUTS = [
     ("an output under a read-only disk", "swift sft --model /m --output_dir /ro/out",
      ("/m",), ("/ro",), (),
      Want(Kind.BLOCKER, ("--output_dir /ro/out: /ro is not writable",),
-          ("mkdir -p /ro/out on a writable disk",))),
+          ("ls -ld /ro   # its owner and mode", "mkdir -p /ro/out on a writable disk"))),
     ("a redirect into a missing directory", "echo hi > /nodir/x.log", (), (), ("/",),
      Want(Kind.BLOCKER, ("directory /nodir does not exist, bash/tee fail there",),
           ("mkdir -p /nodir",))),
