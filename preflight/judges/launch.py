@@ -522,6 +522,17 @@ def _taken(layer: Layer, bound: Bind, fix: str, maybe: str) -> Problem:
     return Problem(text, fix)
 
 
+def _port_fix(layer: Layer, free: str, fix: str) -> str:
+    """`export MASTER_PORT=FREE` when the layer's port is MASTER_PORT from the caller's
+    environment (swift and llamafactory-cli pass it on to their torchrun): exported before
+    the script, it decides the port. Set by the script itself or a launcher option: the
+    change is named, not written (an export would not win over it)."""
+    var = layer.env.get("MASTER_PORT")
+    if layer.port_source.startswith("MASTER_PORT") and var is not None and not var.where:
+        return f"export MASTER_PORT={free}   # a free port, before the launch script; {fix}"
+    return fix
+
+
 def _job_ports(layers: Sequence[Layer], f: PortsFacts, seen: dict[int, str], v: Verdict,
                rows: list[dict[str, Any]], unknown: list[str], idle: list[str], fix: str
                ) -> None:
@@ -570,7 +581,7 @@ def _job_ports(layers: Sequence[Layer], f: PortsFacts, seen: dict[int, str], v: 
                 f"port {layer.port} of {layer.launcher} at {at(layer)} is taken: accelerate "
                 "will pick a free one instead", fix))
         elif bound.error:
-            v.problems.append(_taken(layer, bound, fix, maybe))
+            v.problems.append(_taken(layer, bound, _port_fix(layer, f.free, fix), maybe))
 
 
 def _ignored_master_port(layer: Layer) -> str:
