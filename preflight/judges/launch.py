@@ -340,9 +340,10 @@ def launch_inputs(f: InputsFacts) -> Verdict:
     for i, o in enumerate(bad[:4]):
         fix = (f"mkdir -p {o['missing_dir']}  # before {o['line']}: {o['flag']} does not "
                "create its directory" if "missing_dir" in o else
+               # no `; ` in the comment: split would read what follows as a new command
                f"ls -ld {shlex.quote(str(o['nearest_existing']))}   # its owner and mode: "
-               f"{o['nearest_existing']} is not writable; mkdir -p {o['path']} on a writable "
-               f"disk, or point {o['flag']} elsewhere")
+               f"{o['nearest_existing']} is not writable, so create {o['path']} on a "
+               f"writable disk or point {o['flag']} elsewhere")
         v.problems.append(Problem(
             f"{o['flag']} {o['path']} ({o['line']}): directory {o['missing_dir']} does not "
             "exist, bash/tee fail there" if "missing_dir" in o else

@@ -89,8 +89,8 @@ def ray_path(f: RayFacts) -> Verdict:
         # The envs beside it are where the one that has ray usually is.
         envs = shlex.quote(str(PurePosixPath(f.prefix).parent))
         v.fix = (f"ls -d {envs}/*/bin/ray   # the envs beside {f.prefix} that have ray: "
-                 f"activate one; {f.prefix} has no bin/python on this node: or create it "
-                 "there (conda/micromamba create -p) and pip install ray into it")
+                 f"activate one, or create {f.prefix} on this node (it has no bin/python) "
+                 "and pip install ray into it")
     else:
         # The install alone leaves PATH without the env's bin/ (or another env's ray
         # first): pasted as one, the fix must do both.

@@ -91,8 +91,8 @@ def _smoke(f: SmokeFacts) -> tuple[Verdict, list[str]]:
         v.evidence["died_after_save"] = died
         v.fix = (f"grep -n last_model_checkpoint {log}   # the run finished and saved, then "
                  f"exited {run.returncode} ({died}): judge the job by `last_model_checkpoint:` "
-                 "and the checkpoint's optimizer.pt, not by its exit code; see the "
-                 f"{f.check} runbook. Reproduce: {f.command}")
+                 "and the checkpoint's optimizer.pt, not by its exit code (the "
+                 f"{f.check} runbook). Reproduce: {f.command}")
         v.problems.append(Problem.warning(
             f"{f.name} trained {STEPS} steps and saved checkpoint-{STEPS}, then exited "
             f"{run.returncode} at teardown ({died}): a scheduler will mark the job failed",

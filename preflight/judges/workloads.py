@@ -364,7 +364,7 @@ def _store_fix(libuv: bool, requested: str | None, python: str, torch: object) -
         # torch's own stores honour USE_LIBUV=0 (torch/distributed/rendezvous.py:70,
         # elastic/utils/distributed.py:47): what still asks for libuv passes use_libuv=True
         # itself. An official wheel of the same release has libuv; --no-deps keeps the rest.
-        why = ("this torch wants libuv even with USE_LIBUV=0: an official wheel has it; or "
+        why = ("this torch wants libuv even with USE_LIBUV=0: an official wheel has it, or "
                "pass init_method='env://?use_libuv=0' where the code builds its own store")
         found = re.match(r"\d+\.\d+(\.\d+)?", torch) if isinstance(torch, str) else None
         if found is None:
