@@ -21,6 +21,9 @@ def test_split_keeps_commands_and_moves_explanations():
     assert split("kill 42  # check each pid first; preflight kills nothing") == (
         "kill 42", "check each pid first; preflight kills nothing")
     assert split("export A=1; export B='x; y'") == ("export A=1\nexport B='x; y'", "")
+    # preflight names itself whether or not its own PATH has the console script
+    assert split("preflight info   # the profile of this node") == (
+        "preflight info", "the profile of this node")
     assert split("nvidia-smi -L; dmesg | grep -iE 'NVRM|Xid'  # fell off the bus")[0] == \
         "nvidia-smi -L\ndmesg | grep -iE 'NVRM|Xid'"
     for prose in ("free space on / (du -xsh /x/* | sort -h) or point the output at /y",
