@@ -19,6 +19,7 @@ KNOWN_TOOLS = frozenset((
     "torchrun", "pip", "pip3", "python", "python3", "nvcc", "accelerate", "deepspeed", "ss",
     "ulimit", "systemctl", "docker", "apt-get", "mount", "df", "du", "ip", "ibstat",
     "all_reduce_perf", "megatron", "lsof", "fuser", "dmesg", "sysctl", "ln", "kill", "tee",
+    "preflight",  # the node runs it (`python -m preflight` too): its own PATH may lack it
 ))
 BUILTINS = frozenset((
     "export", "unset", "cd", "echo", "printf", "source", ".", "set", "ulimit", "kill", "test",

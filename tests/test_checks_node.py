@@ -777,3 +777,9 @@ def test_ray_path_reads_the_env_of_the_scripts_ray_command(run_preflight, tmp_pa
     assert f"{gone}/bin (put on PATH by the launch script) does not exist" in result["summary"]
     assert f"the launch env {gone} has no bin/python" in result["summary"]
     assert f'"{gone}/bin/python" -m pip' not in result["fix"]
+    # the fix is a command (it was prose with an `<env>` placeholder): pasted, it lists
+    # the env beside the missing one that has ray
+    listed = subprocess.run(["bash", "-c", result["fix"]], capture_output=True, text=True,
+                            timeout=10)
+    assert listed.stdout.split() == [str(env_prefix / "bin" / "ray")], (result["fix"], listed)
+    assert "activate one" in result["why"]

@@ -5,10 +5,12 @@ cluster report's Finding the way Recorder.conclude ends a node check. No subproc
 from __future__ import annotations
 
 import json
+import subprocess
 from typing import Any
 
 import pytest
 
+from preflight import fixes
 from preflight.cluster import checks, merge
 from preflight.cluster.checks import CollectiveFacts, CollectiveRun, NodeReport
 from preflight.model import Kind, Problem, Severity, Verdict
@@ -107,6 +109,10 @@ def test_cross_node_judges(case: str, verdict: Verdict, kinds: list[Kind], text:
     assert [p.kind for p in verdict.problems] == kinds, case
     assert text in verdict.message, (case, verdict.message)
     assert fix in "\n".join(p.fix for p in verdict.problems), case
+    for problem in verdict.problems:
+        # the reach fix without the source's address is the one kept as comments
+        if "(the address of" not in problem.fix:
+            assert_runs(problem.fix)
     if not kinds:
         assert verdict.ok or verdict.skip
 
@@ -194,7 +200,21 @@ def test_cluster_allreduce_judge(case: str, verdict: Verdict, kinds: list[Kind],
                                  text: str) -> None:
     assert [p.kind for p in verdict.problems] == kinds, (case, verdict.problems)
     assert text in verdict.message, (case, verdict.message)
-    assert all(p.fix for p in verdict.problems), case
+    for problem in verdict.problems:
+        assert_runs(problem.fix)
+
+
+def test_a_hang_names_commands_not_only_advice() -> None:
+    """The hang fix was one `# comment` line (bash accepts it, it runs nothing): now the
+    hung node's own sweep, the interface checks and cluster-reach, each a command."""
+    verdict = checks.collective(facts(
+        DONE_A, CollectiveRun.from_answer("b", answer([(1, False)], timed_out=True))))
+    commands, why = fixes.split(verdict.problems[0].fix)
+    assert commands.splitlines() == [
+        "preflight --workloads --check nccl-allreduce",
+        "preflight --check nccl-ifname --check gloo-ifname --check master-addr",
+        "preflight cluster --ray"], commands
+    assert "on b" in why and "already killed what it started" in why
 
 
 def test_cluster_allreduce_evidence_is_the_single_node_table() -> None:
@@ -243,6 +263,17 @@ def test_a_node_not_go_without_a_blocking_check_says_why() -> None:
     assert rows["b"]["verdict"] == "NO-GO"
     assert "did not complete" in rows["b"]["reason"]
     assert "reason" not in rows["a"]
+
+
+def assert_runs(fix: str) -> None:
+    """A cluster fix keeps its `# on NODE` comments (the report says where to run each
+    line): bash accepts all of it, and at least one line is a command, not only a comment."""
+    done = subprocess.run(["bash", "-n"], input=fix + "\n", text=True, capture_output=True,
+                          timeout=10)
+    assert done.returncode == 0, (fix, done.stderr)
+    commands = fixes.split(fix)[0]
+    assert commands, f"no command in {fix!r}"
+    assert all(fixes.is_command(line) for line in commands.splitlines()), commands
 
 
 def test_every_cross_node_fix_is_shell_that_bash_accepts_without_placeholders() -> None:

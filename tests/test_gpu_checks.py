@@ -170,7 +170,10 @@ def test_gpu_free_process_outside_this_pid_namespace(run_preflight):
     busy = results(run, "gpu-free")["a800-gpu1"]
     assert busy["severity"] == "blocker"
     assert "not in this PID namespace" in busy["evidence"]["foreign_processes"][0]["cmdline"]
-    assert "host pid(s) 4190321" in busy["why"]
+    assert "pid(s) 4190321 run outside this container" in busy["why"]
+    # not ours to kill: the command shows which GPUs are idle instead
+    assert busy["fix"] == "nvidia-smi --query-gpu=index,memory.used,utilization.gpu " \
+                          "--format=csv", busy["fix"]
 
 
 def test_gpu_free_memory_floor(run_preflight, tmp_path):

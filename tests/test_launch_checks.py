@@ -119,6 +119,11 @@ def test_llamafactory_relaunch_gpus_and_held_port(run_preflight):
     assert f"port {port} of torchrun (relaunched by llamafactory-cli train)" in \
         ports["summary"]
     assert "for swift or llamafactory-cli, MASTER_PORT=" in ports["why"]
+    # MASTER_PORT came from this shell: exporting a free one is the fix, and it binds
+    assert ports["fix"].startswith("export MASTER_PORT="), ports
+    chosen = int(ports["fix"].removeprefix("export MASTER_PORT="))
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", chosen))
     # without NPROC_PER_NODE nor CUDA_VISIBLE_DEVICES: one per visible GPU, never a number
     free = _checks(run_preflight, ("launch-gpus", "launch-ports"),
                    cmd="FORCE_TORCHRUN=1 lmf train examples/train_lora/llama3_lora_sft.yaml")
@@ -174,6 +179,8 @@ def test_llamafactory_relaunch_on_a_held_port_hangs_on_the_gpu_count(run_preflig
     assert two["severity"] == "blocker", two
     assert f"port {port} of torchrun (relaunched by llamafactory-cli train) at " \
            "train_lmf.sh:4 cannot be bound: EADDRINUSE" in two["summary"]
+    # the script sets MASTER_PORT itself: an export before it would not win
+    assert "export MASTER_PORT" not in two["fix"], two
     unread = runs["unread"].one("launch-ports")
     assert runs["unread"].returncode == 1, runs["unread"].output
     assert unread["severity"] == "unknown", unread

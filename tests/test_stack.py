@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -360,6 +361,10 @@ def test_sglang_generate_end_to_end_against_the_stub(run_preflight, tmp_path):
     assert "exited 1 while starting" in found["summary"]
     assert found["evidence"]["first_error"].startswith("torch.OutOfMemoryError")
     assert "lower --mem-fraction-static" in found["why"]
+    # the command reads the server's own log, which outlives the run (preflight-logs/)
+    assert found["fix"] == f"tail -n 40 {found['evidence']['log']}", found["fix"]
+    assert "OutOfMemoryError" in subprocess.run(
+        ["bash", "-c", found["fix"]], capture_output=True, text=True, timeout=10).stdout
 
     run = run_preflight(*args, env=stub_env(STUB_SGLANG_EMPTY="1"))
     found = run.one("sglang-generate")

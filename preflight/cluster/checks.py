@@ -312,8 +312,8 @@ def judge_nodes(nodes: list[NodeReport]) -> Verdict:
     if dup:
         problems += [f"the same node reported {len(v)} times ({', '.join(v[:3])})"
                      for v in dup.values()]
-        fixes.append("keep one report per node: write each into its own dir, e.g. "
-                     "preflight --report-dir reports/$(hostname)")
+        fixes.append('preflight --report-dir "reports/$(hostname)"   # on each node: one '
+                     "report dir per node, then merge reports/*")
     if dup_ranks:
         problems += [f"NODE_RANK={k} on {', '.join(v[:5])}" for k, v in sorted(dup_ranks.items())]
         fixes.append('export NODE_RANK="${SLURM_NODEID:?on each node its own index, '
@@ -715,11 +715,25 @@ class CollectiveFacts:
     head: str = ""  # the node hosting the rendezvous
 
 
-_HANG_FIX = ("# a rank hangs (see `nodes`): rerun with NCCL_DEBUG=INFO "
-             "TORCH_DISTRIBUTED_DEBUG=DETAIL; check NCCL_SOCKET_IFNAME / GLOO_SOCKET_IFNAME "
-             "and cluster-reach; preflight already killed what it started")
-_REACH_FIX = ("# every node must reach the head's rendezvous port and the other nodes' ports: "
-              "see cluster-reach and master-addr (GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME)")
+# A hang or a rendezvous that never completes across nodes, when each node alone is fine,
+# is the network between them: cluster-reach (run by `cluster --ray`) names the pair, the
+# node checks nccl-ifname / gloo-ifname / master-addr the interface. NCCL_DEBUG set here
+# would not reach the Ray workers (they inherit `ray start`'s environment).
+_NET_CHECKS = "nccl-ifname --check gloo-ifname --check master-addr"
+
+
+def _hang_fix(node: str) -> str:
+    return (f"preflight --workloads --check nccl-allreduce   # on {node}: does it finish "
+            "alone? preflight already killed what it started\n"
+            f"preflight --check {_NET_CHECKS}   # on every node: the interfaces NCCL and "
+            "gloo pick\n"
+            "preflight cluster --ray   # cluster-reach: which node cannot reach which port")
+
+
+_REACH_FIX = (f"preflight --check {_NET_CHECKS}   # on every node: the interfaces NCCL and "
+              "gloo pick, MASTER_ADDR\n"
+              "preflight cluster --ray   # cluster-reach: every node must reach the head's "
+              "rendezvous port and the other nodes' ports")
 
 
 def _node_problems(facts: CollectiveFacts) -> list[Problem]:
@@ -747,7 +761,7 @@ def _node_problems(facts: CollectiveFacts) -> list[Problem]:
         what = f"all_reduce sweep across {len(facts.runs)} nodes"
         if run.timed_out:
             problems.append(Problem(f"{what} did not finish within {facts.timeout_s:g}s on "
-                                    f"{run.name}; {run.detail}", _HANG_FIX))
+                                    f"{run.name}; {run.detail}", _hang_fix(run.name)))
         else:
             problems.append(Problem(f"{what}: on {run.name} {run.detail[:300]}",
                                     f"preflight --workloads --check nccl-allreduce   # on "

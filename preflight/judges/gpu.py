@@ -8,6 +8,7 @@ processes, torch's build, NCCL's settings). A GPU check runs per GPU the profile
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -127,8 +128,8 @@ def inventory(s: Slot) -> Verdict:
             "nvidia-smi -L; dmesg | grep -iE 'NVRM|Xid'  # a GPU that fell off the bus "
             "(Xid 79) needs a node reset: drain the node and reboot it"))
         return v
-    v.fix = (f"choose the profile of this node (`preflight info`), or run on "
-             f"{want.count}x {want.model}")
+    v.fix = (f"preflight info   # the profile of this node; or run on {want.count}x "
+             f"{want.model}")
     v.headline = f"GPU {index}"
     if want.model and not model_matches(want.model, found.name):
         v.problems.append(Problem(f"model {found.name!r} is not {want.model}", v.fix))
@@ -224,15 +225,18 @@ def _foreign_fix(shown: list[dict[str, object]], me: str) -> str:
     busy = [s for s in shown if s["user"] not in (me, None)]
     hidden = [str(s["pid"]) for s in shown if s["user"] is None]
     fixes = []
+    # Which GPUs are idle: the one command for a GPU that is not ours to free.
+    others = "nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv   # "
     if busy:  # another user's job: theirs to stop, never ours to kill
-        fixes.append(f"pick other GPUs with CUDA_VISIBLE_DEVICES, or ask "
+        fixes.append(f"{others}pick other GPUs with CUDA_VISIBLE_DEVICES, or ask "
                      f"{', '.join(sorted({str(s['user']) for s in busy}))}")
     if local:
         fixes.append(f"kill {' '.join(local)}  # check each pid first (ps -o user,etime,args "
                      f"-p {local[0]}); preflight kills nothing")
     if hidden:
-        fixes.append(f"stop host pid(s) {' '.join(hidden)} from the host, or pick other GPUs "
-                     "with CUDA_VISIBLE_DEVICES")
+        fixes.append(f"{others}pid(s) {' '.join(hidden)} run outside this container: stop "
+                     "them from the host if they are yours, or pick other GPUs with "
+                     "CUDA_VISIBLE_DEVICES")
     return "; ".join(fixes)
 
 
@@ -250,8 +254,9 @@ def free(s: Slot, p: ProcessFacts) -> Verdict:
     floor = s.want.min_free_memory_gb
     v = Verdict(evidence=dict(index=found.index, uuid=found.uuid, foreign_processes=shown,
                               free_gib=round(free_bytes / GiB, 1), min_free_gb=floor),
-                fix=f"free memory on GPU {found.index}, or lower gpu.min_free_memory_gb in a "
-                    "site profile")
+                fix=f"nvidia-smi -i {found.index} --query-compute-apps=pid,used_memory "
+                    "--format=csv   # what holds the memory; or lower gpu.min_free_memory_gb "
+                    "in a site profile")
     if shown:
         busy = "".join(f"; busy: user {e['user']}, pid {e['pid']}" for e in shown
                        if e["user"] not in (p.me, None))
@@ -279,8 +284,10 @@ def _memory_problems(gpu: Gpu) -> list[Problem]:
                            _reset(gpu.index)))
     rows = gpu.remapped_rows
     if rows is not None and rows.failure:
-        out.append(Problem("row remapping failed", "drain the node and open a hardware ticket "
-                           "(RMA): row remapping failure"))
+        out.append(Problem("row remapping failed",
+                           f"nvidia-smi -q -d ROW_REMAPPER -i {gpu.index}   # for the hardware "
+                           "ticket (RMA): drain the node, a row remapping failure is not "
+                           "repaired by a reset"))
     elif rows is not None and rows.pending:
         out.append(Problem("row remapping pending", _reset(gpu.index)))
     if gpu.retired_pages_pending:
@@ -436,7 +443,10 @@ def _torch_install(build: TorchBuild, driver: tuple[int, int] | None, why: str) 
     """Reinstall the same torch release, CUDA build, into the Python the check judged: an
     unpinned `pip install torch --index-url` installs that index's newest torch (cu121 stops
     at 2.5.1), and a bare `pip` may be another env's."""
-    release = (build.version or "").split("+", 1)[0]
+    # the release a hand-built or nightly torch (2.6.0a0+git1234) was cut from: the wheel
+    # `torch==2.6.0a0` does not exist on any index
+    found = re.match(r"\d+\.\d+(\.\d+)?", build.version or "")
+    release = found.group(0) if found else ""
     label, note = torch_index(release, driver)
     if label is None and driver is not None:
         return (f"nvidia-smi  # upgrade the driver: torch {release} has no CUDA "
@@ -453,7 +463,9 @@ def _driver_problems(snap: Snapshot, build: TorchBuild) -> list[Problem]:
     driver = driver_cuda(snap.cuda_driver_version)
     wanted = parse_version(build.cuda)
     if snap.error:
-        out.append(Problem(f"driver CUDA version unknown: {snap.error}"))
+        out.append(Problem(f"driver CUDA version unknown: {snap.error}",
+                           "nvidia-smi   # its header names the driver's CUDA Version; NVML "
+                           "could not tell it to preflight"))
     if wanted is None:
         out.append(Problem(f"torch {build.version} is a CPU-only build",
                            _torch_install(build, driver, "a CUDA build for this "
@@ -476,7 +488,8 @@ def _driver_problems(snap: Snapshot, build: TorchBuild) -> list[Problem]:
     if wanted is not None and uncovered:
         out.append(Problem(f"torch has no kernels for sm_{uncovered[0].replace('.', '')} "
                            f"(arch list: {' '.join(build.arch_list) or 'empty'})",
-                           "pip install an official torch wheel (they cover sm_80 and sm_90)"))
+                           _torch_install(build, driver, "an official wheel: they cover "
+                                          "sm_80 and sm_90")))
     return out
 
 
@@ -540,7 +553,8 @@ def cuda_stack(want: GpuWant, snap: Snapshot, f: CudaFacts | None) -> Verdict:
     v.problems += _driver_problems(snap, build) + _toolkit_problems(kit, build)
     if not v.problems and kit.nvcc.release is None:
         v.problems.append(Problem.warning(
-            f"no nvcc under {kit.home} ({kit.nvcc.error}): JIT-compiled kernels cannot build"))
+            f"no nvcc under {kit.home} ({kit.nvcc.error}): JIT-compiled kernels cannot build",
+            toolkit_fix(kit.installed, build.cuda, exclude=kit.home)))
     return v
 
 

@@ -180,8 +180,8 @@ def nested_launcher(f: NestedFacts) -> Verdict:
         v.problems.append(Problem(
             f"preflight itself runs under torchrun ({', '.join(f.under)} set) and the "
             f"script starts {first.launcher} at {at(first)}",
-            "run preflight from a plain shell, not under torchrun "
-            "(unset TORCHELASTIC_RUN_ID LOCAL_RANK)"))
+            "unset TORCHELASTIC_RUN_ID LOCAL_RANK   # run preflight from a plain shell, not "
+            "under torchrun"))
     if v.of(Kind.BLOCKER):
         return v
     unknown = _unknowns(spec, LAUNCHER_WORDS) + [
@@ -333,13 +333,17 @@ def launch_inputs(f: InputsFacts) -> Verdict:
     for i, m in enumerate(missing[:4]):
         v.problems.append(Problem(
             f"{m['flag']} {m['path']} does not exist ({m['line']})",
-            f"fix {m['flag']} at {m['line']}: {m['path']} does not exist (check the "
-            "variables it is built from, or download/convert it first)" if i < 3 else ""))
+            # what is there instead (a typo, a version suffix) is the first thing to see
+            f"ls -la {shlex.quote(posixpath.dirname(str(m['path'])) or '.')}   # fix "
+            f"{m['flag']} at {m['line']}: {m['path']} does not exist (check the variables it "
+            "is built from, or download/convert it first)" if i < 3 else ""))
     for i, o in enumerate(bad[:4]):
         fix = (f"mkdir -p {o['missing_dir']}  # before {o['line']}: {o['flag']} does not "
                "create its directory" if "missing_dir" in o else
-               f"mkdir -p {o['path']} on a writable disk, or point {o['flag']} elsewhere "
-               f"({o['nearest_existing']} is not writable)")
+               # no `; ` in the comment: split would read what follows as a new command
+               f"ls -ld {shlex.quote(str(o['nearest_existing']))}   # its owner and mode: "
+               f"{o['nearest_existing']} is not writable, so create {o['path']} on a "
+               f"writable disk or point {o['flag']} elsewhere")
         v.problems.append(Problem(
             f"{o['flag']} {o['path']} ({o['line']}): directory {o['missing_dir']} does not "
             "exist, bash/tee fail there" if "missing_dir" in o else
@@ -519,6 +523,17 @@ def _taken(layer: Layer, bound: Bind, fix: str, maybe: str) -> Problem:
     return Problem(text, fix)
 
 
+def _port_fix(layer: Layer, free: str, fix: str) -> str:
+    """`export MASTER_PORT=FREE` when the layer's port is MASTER_PORT from the caller's
+    environment (swift and llamafactory-cli pass it on to their torchrun): exported before
+    the script, it decides the port. Set by the script itself or a launcher option: the
+    change is named, not written (an export would not win over it)."""
+    var = layer.env.get("MASTER_PORT")
+    if layer.port_source.startswith("MASTER_PORT") and var is not None and not var.where:
+        return f"export MASTER_PORT={free}   # a free port, before the launch script; {fix}"
+    return fix
+
+
 def _job_ports(layers: Sequence[Layer], f: PortsFacts, seen: dict[int, str], v: Verdict,
                rows: list[dict[str, Any]], unknown: list[str], idle: list[str], fix: str
                ) -> None:
@@ -567,7 +582,7 @@ def _job_ports(layers: Sequence[Layer], f: PortsFacts, seen: dict[int, str], v: 
                 f"port {layer.port} of {layer.launcher} at {at(layer)} is taken: accelerate "
                 "will pick a free one instead", fix))
         elif bound.error:
-            v.problems.append(_taken(layer, bound, fix, maybe))
+            v.problems.append(_taken(layer, bound, _port_fix(layer, f.free, fix), maybe))
 
 
 def _ignored_master_port(layer: Layer) -> str:

@@ -8,6 +8,7 @@ cudart repair), every problem carries that same line, so the report shows it onc
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -39,8 +40,8 @@ def profile_match(f: ProfileMatchFacts) -> Verdict:
     match = gpu_match(profile, list(f.gpus))
     v = Verdict(evidence=dict(expected=match.expected, detected=match.detected,
                               nvml_error=f.nvml_error, source=f.source))
-    v.fix = (f"run on a node with {match.expected}, or choose the profile of this node "
-             "(`preflight info` lists the GPUs; pass --profile NAME)")
+    v.fix = (f"preflight info   # the GPUs and the profile of this node (pass --profile "
+             f"NAME); or run on a node with {match.expected}")
     if not match.ok:
         why = "; ".join(match.problems) + (f" ({f.nvml_error})" if f.nvml_error else "")
         v.problems.append(Problem(f"this node does not match profile {profile.name}: {why}",
@@ -85,9 +86,11 @@ def ray_path(f: RayFacts) -> Verdict:
         v.fix = put_on_path
     elif not f.prefix_python:
         # No Python to pip-install into: the env the launch activates is not on this node.
-        v.fix = (f"export CONDA_PREFIX=<the env that has ray>  # {f.prefix} has no bin/python "
-                 "on this node: create it there (conda/micromamba create -p PREFIX) or "
-                 "activate the env that has ray")
+        # The envs beside it are where the one that has ray usually is.
+        envs = shlex.quote(str(PurePosixPath(f.prefix).parent))
+        v.fix = (f"ls -d {envs}/*/bin/ray   # the envs beside {f.prefix} that have ray: "
+                 f"activate one, or create {f.prefix} on this node (it has no bin/python) "
+                 "and pip install ray into it")
     else:
         # The install alone leaves PATH without the env's bin/ (or another env's ray
         # first): pasted as one, the fix must do both.

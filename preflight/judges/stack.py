@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import posixpath
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,12 +73,14 @@ def _smoke(f: SmokeFacts) -> tuple[Verdict, list[str]]:
         "optimizer_state": result.optimizer_state, "first_error": result.first_error,
         "error_lines": list(result.error_lines), "left_running": list(run.survivors),
         "log": run.log_path, "run_sh": result.run_sh})
-    v.fix = (f"fix what swift reports first ({result.first_error or 'see the log'}), then "
-             f"re-run: {f.command}")
+    # The log lies under the report dir (preflight-logs/): it outlives the run.
+    log = shlex.quote(run.log_path)
+    v.fix = (f"tail -n 40 {log}   # fix what swift reports first "
+             f"({result.first_error or 'see the log'}), then re-run: {f.command}")
     texts = []
     died = swift.died_after_save(result, run.returncode, f.log, STEPS)
     if run.timed_out:
-        v.fix = (f"the smoke hung past {f.timeout_s:g}s: read {run.log_path}; a hang after "
+        v.fix = (f"tail -n 40 {log}   # the smoke hung past {f.timeout_s:g}s: a hang after "
                  "`failed to bind` is a nested launcher (run `swift` alone with "
                  "NPROC_PER_NODE, no outer torchrun). Reproduce: " + f.command)
         texts.append(f"no exit within {f.timeout_s:g}s")
@@ -86,9 +89,10 @@ def _smoke(f: SmokeFacts) -> tuple[Verdict, list[str]]:
         # a signal in teardown (seen with gloo; likely the process group ms-swift never
         # destroys). The job trains, but its exit code says it failed.
         v.evidence["died_after_save"] = died
-        v.fix = (f"the run finished and saved, then exited {run.returncode} ({died}): judge "
-                 "the job by `last_model_checkpoint:` and the checkpoint's optimizer.pt, not "
-                 f"by its exit code; see the {f.check} runbook. Reproduce: {f.command}")
+        v.fix = (f"grep -n last_model_checkpoint {log}   # the run finished and saved, then "
+                 f"exited {run.returncode} ({died}): judge the job by `last_model_checkpoint:` "
+                 "and the checkpoint's optimizer.pt, not by its exit code (the "
+                 f"{f.check} runbook). Reproduce: {f.command}")
         v.problems.append(Problem.warning(
             f"{f.name} trained {STEPS} steps and saved checkpoint-{STEPS}, then exited "
             f"{run.returncode} at teardown ({died}): a scheduler will mark the job failed",
@@ -204,9 +208,9 @@ def sglang_generate(f: SglangFacts) -> Verdict:
         "generated": answer.text[:80] if answer else None,
         "generate_s": answer.elapsed_s if answer else None, "left_running": list(f.left),
         "log": f.log_path})
-    v.fix = (f"fix what the server reports first ({errors[0] if errors else 'see the log'}); "
-             f"lower --mem-fraction-static if it ran out of memory. Reproduce: "
-             f"{' '.join(f.argv)}")
+    v.fix = (f"tail -n 40 {shlex.quote(f.log_path)}   # fix what the server reports first "
+             f"({errors[0] if errors else 'see the log'}); lower --mem-fraction-static if it "
+             f"ran out of memory. Reproduce: {' '.join(f.argv)}")
     if problem := _sglang_problem(f, errors):
         v.problems.append(Problem(problem, v.fix))
     elif answer is not None:

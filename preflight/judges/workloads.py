@@ -10,6 +10,7 @@ launch, read a file or look at pytest. The adapters live in
 from __future__ import annotations
 
 import math
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -171,8 +172,8 @@ def gate(g: Gate) -> Verdict | None:
             [Problem(f"profile {g.profile} expects {g.expected_gpus} GPU(s); NVML sees none "
                      f"({why})")],
             dict(expected_gpus=g.expected_gpus, nvml=why),
-            fix=f"run on a node with {g.expected_gpus}x {g.gpu_model}, or choose this node's "
-                "profile (see profile-match)")
+            fix=f"nvidia-smi -L   # then run on a node with {g.expected_gpus}x {g.gpu_model}, "
+                "or choose this node's profile (see profile-match)")
     if g.topology_error is not None:
         return Verdict([Problem(g.topology_error, TOPOLOGY_FIX)], dict(declared=dict(g.declared)),
                        fix=TOPOLOGY_FIX)
@@ -355,13 +356,21 @@ def train(f: Train) -> Verdict:
 # -- libuv-store -------------------------------------------------------------------------
 
 
-def _store_fix(libuv: bool, requested: str | None) -> str:
+def _store_fix(libuv: bool, requested: str | None, python: str, torch: object) -> str:
     if libuv and requested != "0":
         return ("export USE_LIBUV=0  # the legacy TCPStore; a 2-GPU DDP run also pins "
                 "TORCHELASTIC_USE_AGENT_STORE=0")
     if libuv:
-        return ("this torch wants libuv even with USE_LIBUV=0: pass "
-                "init_method='env://?use_libuv=0' or install an official torch wheel")
+        # torch's own stores honour USE_LIBUV=0 (torch/distributed/rendezvous.py:70,
+        # elastic/utils/distributed.py:47): what still asks for libuv passes use_libuv=True
+        # itself. An official wheel of the same release has libuv; --no-deps keeps the rest.
+        why = ("this torch wants libuv even with USE_LIBUV=0: an official wheel has it, or "
+               "pass init_method='env://?use_libuv=0' where the code builds its own store")
+        found = re.match(r"\d+\.\d+(\.\d+)?", torch) if isinstance(torch, str) else None
+        if found is None:
+            return why
+        return (f'{shlex.quote(python)} -m pip install --force-reinstall --no-deps '
+                f'"torch=={found.group(0)}"   # {why}')
     return ("ss -ltn  # the store could not bind or connect on 127.0.0.1: check the error "
             "and free ports (see port-free)")
 
@@ -387,7 +396,7 @@ def store(f: Store) -> Verdict:
         return v
     failed = [s for s in stores if not s["ok"]]
     libuv = any(LIBUV_MISSING.search(s["error"]) for s in failed)
-    v.fix = _store_fix(libuv, f.use_libuv)
+    v.fix = _store_fix(libuv, f.use_libuv, f.python, result.get("torch"))
     if failed:  # a failed store has no backend to name (workloads/store.py)
         v.problems.append(Problem("; ".join(f"{s['store']} store: {s['error']}"
                                             for s in failed), v.fix))

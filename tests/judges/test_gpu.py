@@ -42,7 +42,7 @@ def with_gpu(base: nvml.Snapshot, position: int, **changes: Any) -> nvml.Snapsho
 
 
 @pytest.mark.parametrize("snapshot, position, want, kind, text, fix", [
-    (HEALTHY, 2, A800, "ok", "", "choose the profile of this node"),
+    (HEALTHY, 2, A800, "ok", "", "preflight info   # the profile of this node"),
     (NO_NVML, None, CPU, "skipped", "profile cpu expects no GPU (NVML unavailable", ""),
     (NO_NVML, 3, A800, "blocker",
      "GPU 3 of 4x A800 (profile a800) missing: NVML cannot be read: NVML unavailable",
@@ -51,9 +51,9 @@ def with_gpu(base: nvml.Snapshot, position: int, **changes: Any) -> nvml.Snapsho
      "GPU 3 is missing: NVML sees 3 of 4 expected A800 GPUs", "dmesg | grep -iE 'NVRM|Xid'"),
     (snap("h100x8-healthy"), 0, A800, "blocker",
      "GPU 0: model 'NVIDIA H100 80GB HBM3' is not A800; compute capability 9.0, expected 8.0",
-     "choose the profile of this node (`preflight info`), or run on 4x A800"),
+     "preflight info   # the profile of this node; or run on 4x A800"),
     (with_gpu(HEALTHY, 1, memory_total_bytes=40 * 2**30), 1, A800, "blocker",
-     "GPU 1: 40.0 GiB, expected 80 GB", "choose the profile"),
+     "GPU 1: 40.0 GiB, expected 80 GB", "preflight info   # the profile"),
 ], ids=["healthy", "cpu-profile", "no-nvml", "missing", "wrong-model", "wrong-memory"])
 def test_inventory(snapshot, position, want, kind, text, fix):
     out = judged(judge.inventory(judge.Slot(want, snapshot, position)))
@@ -108,7 +108,7 @@ NOBODY = judge.ProcessFacts(frozenset(), {}, "me")
 
 
 @pytest.mark.parametrize("snapshot, spec, position, procs, kind, text, fix", [
-    (HEALTHY, None, 0, NOBODY, "ok", "", "free memory on GPU 0"),
+    (HEALTHY, None, 0, NOBODY, "ok", "", "nvidia-smi -i 0 --query-compute-apps=pid,used_memory"),
     (NO_NVML, None, None, NOBODY, "skipped", "profile a800 expects no GPU", ""),
     (NO_NVML, None, 0, NOBODY, "unknown", "cannot read GPU 0: NVML unavailable", ""),
     (HEALTHY, "0", 1, NOBODY, "skipped", "cuda:1 is not visible to the job "
@@ -119,16 +119,17 @@ NOBODY = judge.ProcessFacts(frozenset(), {}, "me")
      NOBODY, "unknown", "NVML cannot list processes on GPU 0: NoPermission", ""),
     (BUSY, None, 0, judge.ProcessFacts(frozenset(), {42: judge.Holder("bob", "python x")}, "me"),
      "blocker", "GPU 0 runs 1 compute process(es) that are not ours: pid 42; busy: user bob, "
-     "pid 42", "pick other GPUs with CUDA_VISIBLE_DEVICES, or ask bob"),
+     "pid 42", "nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv   # "
+     "pick other GPUs with CUDA_VISIBLE_DEVICES, or ask bob"),
     (BUSY, None, 0, judge.ProcessFacts(frozenset(), {42: judge.Holder("me", "python x")}, "me"),
      "blocker", "GPU 0 runs 1 compute process(es) that are not ours: pid 42",
      "kill 42  # check each pid first (ps -o user,etime,args -p 42); preflight kills nothing"),
     (BUSY, None, 0, NOBODY, "blocker", "GPU 0 runs 1 compute process(es)",
-     "stop host pid(s) 42 from the host"),
+     "pid(s) 42 run outside this container: stop them from the host if they are yours"),
     (BUSY, None, 0, judge.ProcessFacts(frozenset({42}), {}, "me"), "ok", "", ""),
     (with_gpu(HEALTHY, 1, memory_free_bytes=70 * 2**30), "1", 0, NOBODY, "blocker",
-     "GPU 1 has 70.0 GiB free, profile wants 78", "free memory on GPU 1, or lower "
-     "gpu.min_free_memory_gb"),
+     "GPU 1 has 70.0 GiB free, profile wants 78", "nvidia-smi -i 1 --query-compute-apps="
+     "pid,used_memory --format=csv   # what holds the memory; or lower gpu.min_free_memory_gb"),
 ], ids=["free", "cpu", "no-nvml", "hidden-by-cvd", "absent", "cannot-list", "other-user",
         "my-leftover", "other-namespace", "ours", "low-memory"])
 def test_free(snapshot, spec, position, procs, kind, text, fix):
@@ -162,7 +163,8 @@ PCIE_QUERY = ("--query-gpu=pcie.link.gen.current,pcie.link.gen.max,pcie.link.wid
     (snap("a800x4-ecc-error"), 2, A800, "blocker",
      "GPU 2: 2 volatile uncorrected ECC error(s); row remapping pending", RESET.format(2)),
     (with_gpu(HEALTHY, 0, remapped_rows=nvml.RemappedRows(0, 1, True, True)), 0, A800,
-     "blocker", "GPU 0: row remapping failed", "open a hardware ticket (RMA)"),
+     "blocker", "GPU 0: row remapping failed", "nvidia-smi -q -d ROW_REMAPPER -i 0   # for the "
+     "hardware ticket (RMA)"),
     (with_gpu(HEALTHY, 0, retired_pages_pending=True), 0, A800, "blocker",
      "GPU 0: page retirement pending", RESET.format(0)),
     (snap("a800x4-nvlink-down"), 3, A800, "blocker", "GPU 3: 7 of 8 NVLink links active "
@@ -231,19 +233,21 @@ CUDA_HOME_FIX = ("export CUDA_HOME=/usr/local/cuda-12.1  # CUDA 12.1: lib64/libc
      "this driver"),
     (A800, HEALTHY, cuda(replace(TORCH, arch_list=("sm_90", "sm_100"))), "blocker",
      "torch has no kernels for sm_80 (arch list: sm_90 sm_100)",
-     "pip install an official torch wheel"),
+     '"python3" -m pip install "torch==2.5.1" --index-url https://download.pytorch.org/whl/'
+     "cu121  # an official wheel: they cover sm_80 and sm_90"),
     (A800, HEALTHY, cuda(nvcc=replace(NVCC, release="13.0")), "blocker",
      "nvcc 13.0 at /usr/local/cuda-12.1 but torch was built with CUDA 12.1", CUDA_HOME_FIX),
     (A800, HEALTHY, cuda(cuda_home_var="/nope", cuda_home_var_is_dir=False), "blocker",
      "CUDA_HOME=/nope does not exist", CUDA_HOME_FIX),
     (A800, HEALTHY, cuda(replace(TORCH, arch_list=("sm_90",)), nvcc=replace(NVCC, release="13.0")),
      "blocker", "torch has no kernels for sm_80 (arch list: sm_90); nvcc 13.0 at",
-     "pip install an official torch wheel (they cover sm_80 and sm_90); " + CUDA_HOME_FIX),
+     "  # an official wheel: they cover sm_80 and sm_90; " + CUDA_HOME_FIX),
     (A800, replace(HEALTHY, error="NVML query failed"), cuda(), "blocker",
-     "driver CUDA version unknown: NVML query failed", "none needed"),
+     "driver CUDA version unknown: NVML query failed", "nvidia-smi   # its header names the "
+     "driver's CUDA Version"),
     (A800, HEALTHY, cuda(nvcc=Nvcc("/usr/local/cuda/bin/nvcc", False, None, "not found")),
      "warning", "no nvcc under /usr/local/cuda-12.1 (not found): JIT-compiled kernels cannot "
-     "build", "none needed"),
+     "build", "conda install -y -c nvidia cuda-toolkit=12.1; export CUDA_HOME="),
 ], ids=["fits", "cpu", "no-torch", "old-driver", "cpu-only", "no-sm80", "nvcc-major",
         "cuda-home-missing", "two-fixes", "nvml-error", "no-nvcc"])
 def test_cuda_stack(want, snapshot, facts, kind, text, fix):

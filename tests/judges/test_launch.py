@@ -238,7 +238,7 @@ INPUTS = [
     ("an output under a read-only disk", "swift sft --model /m --output_dir /ro/out",
      ("/m",), ("/ro",), (),
      Want(Kind.BLOCKER, ("--output_dir /ro/out: /ro is not writable",),
-          ("mkdir -p /ro/out on a writable disk",))),
+          ("ls -ld /ro   # its owner and mode", "create /ro/out on a writable disk"))),
     ("a redirect into a missing directory", "echo hi > /nodir/x.log", (), (), ("/",),
      Want(Kind.BLOCKER, ("directory /nodir does not exist, bash/tee fail there",),
           ("mkdir -p /nodir",))),
@@ -291,6 +291,18 @@ INPUTS = [
                          ids=[c[0] for c in INPUTS])
 def test_launch_inputs(cmd, exists, dirs, writable, want):
     check(judge.launch_inputs(inputs(spec_of(cmd), exists, dirs, writable)), want)
+
+
+def test_a_path_fix_splits_into_its_command_alone():
+    """`cmd   # advice` where the advice held `; mkdir -p /ro/out on a writable disk, ...`:
+    split starts a new piece at `; ` and kept that sentence as a second command line."""
+    from preflight.fixes import split
+
+    missing = judge.launch_inputs(inputs(spec_of("swift sft --model /models/q"), (), (), ("/",)))
+    ro = judge.launch_inputs(inputs(spec_of("swift sft --model /m --output_dir /ro/out"),
+                                    ("/m",), ("/ro",), ()))
+    assert [split(p.fix)[0] for p in missing.problems + ro.problems] == [
+        "ls -la /models", "ls -ld /ro"]
 
 
 def test_an_accelerate_config_written_by_the_script_is_read(tmp_path):

@@ -105,7 +105,7 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
     ("pm-a800-ok", judge.profile_match, PM, Want(evidence=(("expected", "4x A800"),))),
     ("pm-a800-h100", judge.profile_match, replace(PM, gpus=[gpu("NVIDIA H100")] * 4),
      Want(Kind.BLOCKER, ("does not match profile a800: 0 of 4 expected A800",),
-          ("choose the profile of this node",))),
+          ("preflight info   # the GPUs and the profile of this node",))),
     ("pm-nvml-missing", judge.profile_match, replace(PM, gpus=[], nvml_error="no NVML"),
      Want(Kind.BLOCKER, ("0 of 4 expected A800 GPU(s) present (no NVML)",))),
     # ray-path

@@ -206,6 +206,11 @@ def store(result: dict[str, Any] | None = None, use_libuv: str | None = None,
      "export USE_LIBUV=0  # the legacy TCPStore"),
     (store({"stores": stores(("agent", False, LIBUV))}, use_libuv="0"), "blocker",
      f"agent store: {LIBUV}", "init_method='env://?use_libuv=0'"),
+    # USE_LIBUV=0 did not help: an official wheel of the same release, into the same Python
+    (store({"torch": "2.5.0a0+git32f585d", "stores": stores(("agent", False, LIBUV))},
+           use_libuv="0"), "blocker", f"agent store: {LIBUV}",
+     '/py -m pip install --force-reinstall --no-deps "torch==2.5.0"   # this torch wants '
+     "libuv even with USE_LIBUV=0"),
     (store({"stores": stores(("agent", True, ""), ("worker", False, "EADDRINUSE"))}),
      "blocker", "worker store: EADDRINUSE", "see port-free"),
     (store({"stores": [], "error": "boom"}), "blocker", "could not create a TCPStore: boom",
@@ -225,9 +230,14 @@ def test_store(verdict: Verdict, kind: str, message: str, fix: str) -> None:
 
 
 def test_every_problem_carries_its_own_fix() -> None:
+    from preflight.fixes import split
+
     verdicts = [allreduce(run(results=[sweep(0, wrong_at=0)])), train(again=resumed(0, 2.0)),
-                store({"stores": stores(("agent", False, LIBUV))})]
-    assert all(p.fix for v in verdicts for p in v.problems)
+                store({"stores": stores(("agent", False, LIBUV))}),
+                store({"torch": "2.13.0", "stores": stores(("agent", False, LIBUV))},
+                      use_libuv="0")]
+    # a command each, not advice alone (split moves prose to `why`)
+    assert all(split(p.fix)[0] for v in verdicts for p in v.problems)
     assert all(p.kind is Kind.BLOCKER for v in verdicts for p in v.problems)
 
 
