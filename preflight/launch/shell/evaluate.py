@@ -71,6 +71,7 @@ MAX_STEPS = 40_000  # statements evaluated; a launch script needs a few thousand
 MAX_LINES = 40_000
 MAX_WORDS = 200_000  # the same for words: one long line (`A=(x x ...)`) is read as slowly
 MAX_COMMANDS = 4_000  # programs started; a launch script starts tens
+SHELLS = ("bash", "sh", "dash", "zsh")
 MAX_UNROLL = 32  # a for-loop over a known list this long is run item by item
 # Programs whose only effect on what follows is their exit status (or none): running
 # them cannot create the files a later `[ -f ... ]` tests.
@@ -137,6 +138,7 @@ class Evaluator(Expander):
         self.lines = 0  # lines of commands parsed, all files together (MAX_LINES)
         self.words = 0  # words of commands parsed, all files together (MAX_WORDS)
         self.unread = ""  # why reading stopped before the end (Trace.unread)
+        self.unseen: list[Unknown] = []  # where programs may start unread (Trace.unseen)
         self._reading: list[str] = []  # the files being read now, outermost first
         self._shells: set[str] = set()  # texts read as a shell of their own (script, -c)
         # names the scripts define as functions anywhere, also on a branch not taken
@@ -211,7 +213,8 @@ class Evaluator(Expander):
 
     def trace(self) -> Trace:
         return Trace(tuple(self.commands), dict(self.state.vars), tuple(self.unknowns),
-                     self.exit, tuple(self.files), self.written, self.unread)
+                     self.exit, tuple(self.files), self.written, self.unread,
+                     tuple(self.unseen))
 
     # -- text and nodes
 
@@ -234,6 +237,7 @@ class Evaluator(Expander):
                 # a file it sources or runs (.env, a child script, an eval string): the
                 # same as one that cannot be read; the error names the file and line
                 self._unknown(file, exc.line, "", f"not read: {exc}")
+                self._unseen(file, exc.line, f"not read: {exc}")
                 self._opaque(st, f"{posixpath.basename(file)} (not read: nested too deep)")
                 return
             masked, bodies = mask(text)
@@ -307,6 +311,12 @@ class Evaluator(Expander):
         if key not in self._seen_unknowns:
             self._seen_unknowns.add(key)
             self.unknowns.append(Unknown(file, line, text[:200], reason))
+
+    def _unseen(self, file: str, line: int, what: str) -> None:
+        """Programs may start here that preflight did not read (Trace.unseen)."""
+        entry = Unknown(file, line, "", what)
+        if entry not in self.unseen:
+            self.unseen.append(entry)
 
     def _here(self, file: str, line: int) -> str:
         """Where a refusal happened, for its message: `line N: ` in the script itself,
@@ -783,6 +793,8 @@ class Evaluator(Expander):
         if not argv[0].known:
             self._unknown(file, line, argv[0].source, f"the program is not known: "
                                                        f"{argv[0].reason}")
+            self._unseen(file, line, f"{argv[0].source}: the program is not known "
+                                     f"({argv[0].reason})")
         for builtin in (self._run_wrapper, self._run_state, self._run_flow, self._run_values):
             got = builtin(name, args, prefix, targets, st, ctx, file, line)
             if not isinstance(got, _NotMine):
@@ -884,8 +896,7 @@ class Evaluator(Expander):
         """eval, read/mapfile/printf -v, let, and the script's own functions."""
         if name == "eval":
             if args and all(a.known for a in args):
-                self._text_in_place(f"{file}:{line} (eval)", " ".join(a.text for a in args),
-                                    st, ctx)
+                self._text_in_place(file, line, " ".join(a.text for a in args), st, ctx)
                 return None
             hook = conda.hook_tool(args[0].text) if len(args) == 1 else None
             if hook is not None:  # `eval "$(conda shell.bash hook)"`: sets only its own
@@ -894,6 +905,7 @@ class Evaluator(Expander):
                 return None
             self._unknown(file, line, " ".join(w.source for w in [Word(name, name), *args]),
                           "eval of a value that is not known")
+            self._unseen(file, line, "eval of a value that is not known")
             self._opaque(st, f"eval at {posixpath.basename(file)}:{line}")
             return None
         if name in ("read", "mapfile", "readarray") or name == "printf" and \
@@ -952,18 +964,21 @@ class Evaluator(Expander):
                                      targets, vanished, st.opaque,
                                      writes=getattr(self, "redirect_writes", ()),
                                      files=files))
+        made = st.external or any(c.startswith("?") for c in st.created)  # before this one
         self._files_effect(name, args, st)
         inline = self._shell_string(name, args)
         if inline is not None:
             text, zero, positional = inline
             self._child_text(text, zero, positional, env, st, ctx, file, line)
             return None
-        script, positional = self._shell_script(name, args, st)
+        script, positional, hidden = self._shell_script(name, args, st)
+        if hidden:
+            self._unseen(file, line, hidden)
         if script is None or self._file(script) is None and not os.path.isfile(script):
             # what a child script the evaluator reads writes is judged by its commands
             self._may_write(argv, st, f"{posixpath.basename(file)}:{line}")
         if script is not None:
-            self._child_script(script, positional, env, st, ctx, file, line)
+            self._child_script(script, positional, env, st, ctx, file, line, made)
         return None
 
     def _file(self, path: str) -> Written | None:
@@ -1556,11 +1571,16 @@ class Evaluator(Expander):
             return None if full is None else os.access(full, os.X_OK)
         return shutil.which(name, path=path.value) is not None
 
-    def _text_in_place(self, label: str, text: str, st: State, ctx: Ctx) -> None:
+    def _text_in_place(self, file: str, line: int, text: str, st: State, ctx: Ctx) -> None:
         """`eval` of a known string: read as script text in the current shell."""
         if ctx.depth >= MAX_SOURCE_DEPTH:
+            # bash runs it: what it sets and starts is not known (never skipped unsaid)
+            self._unknown(file, line, text, "eval nested too deep: not read")
+            self._unseen(file, line, "eval nested too deep: not read")
+            self._opaque(st, f"eval at {posixpath.basename(file)}:{line}")
             return
-        self._run_text(label, text, [], st, replace(ctx, depth=ctx.depth + 1))
+        self._run_text(f"{file}:{line} (eval)", text, [], st,
+                       replace(ctx, depth=ctx.depth + 1))
 
     def _opaque(self, st: State, why: str) -> None:
         """Something set variables here that cannot be seen: every variable, set or
@@ -1900,6 +1920,8 @@ class Evaluator(Expander):
         if not target.known:
             self._unknown(file, line, target.source,
                           f"source of an unknown path: what it sets is unknown ({target.reason})")
+            self._unseen(file, line, f"source {target.source}: the path is not known "
+                                     f"({target.reason})")
             self._opaque(st, where)
             return None
         path = self._resolve(target.text, st)
@@ -1907,6 +1929,7 @@ class Evaluator(Expander):
         if written is not None and written.text is None:
             self._unknown(file, line, target.text, f"source {target.text}: {_held(written)}; "
                                                    "what it sets is unknown")
+            self._unseen(file, line, f"source {target.text}: {_held(written)}")
             self._opaque(st, where)
             return None
         # one that exists but is no regular file (a FIFO, a directory): the reader says why
@@ -1916,11 +1939,14 @@ class Evaluator(Expander):
             if path is not None and not os.path.exists(path) and posixpath.isabs(path) \
                     and path not in st.created and not st.external:
                 return False  # bash fails the same way: `source: no such file`
+            self._unseen(file, line, f"source {target.text}: no such file here (it may be "
+                                     "there when the job runs)")
             self._opaque(st, where)
             return None
         assert path is not None  # `written` is looked up by a path
         if ctx.depth >= MAX_SOURCE_DEPTH or path in self._reading:
             self._unknown(file, line, target.text, "source nested too deep (a cycle?)")
+            self._unseen(file, line, f"source {target.text}: nested too deep (a cycle?)")
             self._opaque(st, f"source at {posixpath.basename(file)}:{line}")
             return None
         try:  # what the script wrote there (it runs first), else the file on disk
@@ -1928,6 +1954,7 @@ class Evaluator(Expander):
                 written.text is not None else self.reader(path)
         except ScriptFileError as exc:
             self._unknown(file, line, target.text, f"{exc}: what it sets is unknown")
+            self._unseen(file, line, f"source not read: {exc}")
             self._opaque(st, where)
             return None
         saved = st.positional
@@ -1945,11 +1972,13 @@ class Evaluator(Expander):
               ) -> bool | None:
         if ctx.depth >= MAX_CALL_DEPTH:
             self._unknown(file, line, name, "function calls nested too deep")
+            self._unseen(file, line, f"{name}: function calls nested too deep, not read")
             self._opaque(st, f"{name} nested too deep at {posixpath.basename(file)}:{line}")
             return None
         body, source = st.functions[name]
         if body is None:  # its definition could not be parsed: what it does is unknown
             self._unknown(file, line, name, f"{name}: {source}")
+            self._unseen(file, line, f"{name}: {source}")
             self._opaque(st, f"{name} at {posixpath.basename(file)}:{line} ({source})")
             return None
         saved_src, saved_pos = self.src, st.positional
@@ -1969,23 +1998,38 @@ class Evaluator(Expander):
         return None
 
     def _shell_script(self, name: str, args: list[Word], st: State
-                      ) -> tuple[str | None, tuple[Word, ...]]:
-        """(file, its arguments) a `bash x.sh` / `./x.sh` would run, when readable here."""
-        if name in ("bash", "sh", "dash", "zsh"):
-            for k, a in enumerate(args):
-                if not a.known or a.text in ("-c", "-s", "-i"):
-                    return None, ()
-                if not a.text.startswith("-"):
-                    return self._resolve(a.text, st), tuple(args[k + 1:])
-            return None, ()
+                      ) -> tuple[str | None, tuple[Word, ...], str]:
+        """(file, its arguments, why what it runs is not known) of a `bash x.sh` /
+        `./x.sh`: the file None when it is not known (the why says so) or none is run."""
+        if posixpath.basename(name) in SHELLS:
+            k = 0
+            while k < len(args) and args[k].known and args[k].text.startswith(("-", "+")) \
+                    and args[k].text not in ("-", "--"):
+                if args[k].text in ("-c", "-s", "-i"):
+                    return None, (), ""  # `-c`: _shell_string; `-s`, `-i`: said below
+                # options that take a value (bash(1): -o/-O NAME, --rcfile FILE)
+                k += 2 if args[k].text in ("-o", "+o", "-O", "+O", "--rcfile",
+                                           "--init-file") else 1
+            k += k < len(args) and args[k].text in ("-", "--")
+            if k >= len(args) or any(a.text in ("-s", "-i") for a in args[:k]):
+                # `bash <<EOF`, `... | bash`: the commands come on its input, not read
+                return None, (), f"{name} reads the commands it runs from its input, not read"
+            if not args[k].known:
+                return None, (), f"{name} {args[k].source}: the script it runs is not known " \
+                                 f"({args[k].reason})"
+            path = self._resolve(args[k].text, st)
+            return path, tuple(args[k + 1:]), "" if path else \
+                f"{name} {args[k].text}: the working directory is not known"
         if name.endswith(".sh") and "/" in name:
-            return self._resolve(name, st), tuple(args)
-        return None, ()
+            path = self._resolve(name, st)
+            return path, tuple(args), "" if path else \
+                f"{name}: the working directory is not known"
+        return None, (), ""
 
     def _shell_string(self, name: str, args: list[Word]
                       ) -> tuple[Word, str, tuple[Word, ...]] | None:
         """(text, $0, arguments) of `bash -c 'text' [name args...]`, when it is one."""
-        if name not in ("bash", "sh", "dash", "zsh"):
+        if posixpath.basename(name) not in SHELLS:
             return None
         k = 0
         command = False
@@ -2008,6 +2052,8 @@ class Evaluator(Expander):
         """`bash -c 'text'`: a child shell that sees only the exported environment (or
         a script the script wrote, `label` its path)."""
         if ctx.depth >= MAX_SOURCE_DEPTH:
+            self._unknown(file, line, text.source, "shells nested too deep: not read")
+            self._unseen(file, line, f"{label or '-c'}: shells nested too deep, not read")
             return
         child = State(dict(env), {}, st.cwd, False, positional, st.opaque)
         if not text.known:
@@ -2037,18 +2083,29 @@ class Evaluator(Expander):
         finally:
             self.script0 = saved
 
-    def _child_script(self, path: str | None, positional: tuple[Word, ...],
+    def _child_script(self, path: str, positional: tuple[Word, ...],
                       env: dict[str, Var], st: State, ctx: Ctx,
-                      file: str, line: int) -> None:
+                      file: str, line: int, made: bool = False) -> None:
         """A script the job runs as a child: it sees only the exported environment; a
-        script the script wrote itself (`cat > launch.sh <<EOF`) is read as written."""
-        written = self._file(path) if path else None
-        if path is None or written is None and not os.path.isfile(path):
+        script the script wrote itself (`cat > launch.sh <<EOF`) is read as written.
+        `made`: a program before it may have made files preflight cannot see."""
+        written = self._file(path)
+        if written is None and not os.path.isfile(path):
+            if os.path.isdir(path) or not os.path.exists(path) and posixpath.isabs(path) \
+                    and path not in st.created and not made:
+                return  # bash fails on it (`Is a directory`, `No such file`): nothing runs
+            self._unseen(file, line, f"{path}: " + (
+                "not a regular file, not read" if os.path.exists(path) else
+                "no such file here (it may be there when the job runs)"))
             return
         if ctx.depth >= MAX_SOURCE_DEPTH or path in self._reading:
+            self._unknown(file, line, path, "scripts nested too deep (a cycle?): not read")
+            self._unseen(file, line, f"{path}: scripts nested too deep (a cycle?), not read")
             return
         if written is not None and written.text is None:
             self._unknown(file, line, path, f"{path}: {_held(written)}")
+            if not written.shown:
+                self._unseen(file, line, f"{path}: {_held(written)}")
             if written.shown:  # its known parts are read, the rest stands as unknown
                 self._child_text(Word(written.shown, path,
                                       known=UNKNOWN_OPEN not in written.shown), path, positional,
@@ -2063,6 +2120,7 @@ class Evaluator(Expander):
                 written.text is not None else self.reader(path)
         except ScriptFileError as exc:
             self._unknown(file, line, path, str(exc))
+            self._unseen(file, line, f"not read: {exc}")
             return
         child = State(dict(env), {}, st.cwd, False, positional, st.opaque)
         try:
