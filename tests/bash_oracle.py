@@ -121,7 +121,8 @@ def run_preflight(case: Case, workdir: Path, shims: Path) -> Trace:
         import shlex
         return evaluate_command(shlex.join(["bash", "run.sh", *case.args]), env,
                                 cwd=str(workdir))
-    return evaluate_script(str(workdir / "run.sh"), env, cwd=str(workdir))
+    # `bash run.sh` in workdir, as bash runs it: `$0` is run.sh
+    return evaluate_script("run.sh", env, cwd=str(workdir))
 
 
 def _argv_fits(words, actual: tuple[str, ...]) -> bool:

@@ -327,7 +327,7 @@ class _Evaluator(shell.Evaluator):
         # long file is read once per substitution, not once per budget
         child.lines, child.words = self.lines, self.words
         try:
-            trace = child.run_file(file, text)
+            trace = child.run_file(file, text, zero=self.zero)
         except (shell.ScriptFileError, RecursionError) as exc:
             why = f"a command substitution preflight cannot read ({exc}): what it starts " \
                   "is not known"
@@ -366,13 +366,15 @@ def load(script: str | None, command: str | None, environ: Mapping[str, str],
     """Evaluate --launch-script or --launch-cmd against `environ`; never runs anything."""
     cwd = cwd or os.getcwd()
     if script:
+        # read as `bash SCRIPT` run in cwd: `$0` is SCRIPT as given (`$(dirname "$0")` is
+        # `.` for `run.sh`, as bash has it, and stays relative after a `cd`)
+        path = os.path.normpath(os.path.join(cwd, script))
         try:
-            text, notes = shell.read_script(script)
+            text, notes = shell.read_script(script if os.path.abspath(script) == path else path)
         except shell.ScriptFileError as exc:
             raise LaunchError(f"--launch-script {exc}") from None
-        path = os.path.abspath(script)
         try:
-            trace = _Evaluator(environ, cwd).run_file(path, text, notes)
+            trace = _Evaluator(environ, cwd).run_file(path, text, notes, zero=script)
         except shell.ScriptFileError as exc:  # nested or looping past any launch script
             raise LaunchError(f"--launch-script {script}: {_line_of(exc)}{exc}") from None
         source = script
@@ -1068,7 +1070,7 @@ def _script_child(argv: list[Word], env: Environment, cmd: Command,
     # the script inherits the environment as it is: unknown values and all, and opaque
     evaluator.state.vars = {k: replace(v, exported=True) for k, v in env.items()}
     evaluator.state.opaque = env.opaque
-    trace = evaluator.run_file(path, text, notes)
+    trace = evaluator.run_file(path, text, notes, zero=first.text)
     layers: list[Layer] = []
     for inner in trace.commands:
         layers += [layer for layer in chain(list(inner.argv), Environment(

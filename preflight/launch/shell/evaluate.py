@@ -131,6 +131,7 @@ class Evaluator(Expander):
         self.exit: Exit | None = None
         self.files: list[str] = []
         self.script0 = ""
+        self.zero = ""  # `$0`: the script's path as bash is given it (`bash run.sh`: run.sh)
         self.src: Source = Source("", "", [])
         self._seen_unknowns: set[tuple[str, int, str]] = set()
         self.vanished: list[Word] = []  # words that expanded to nothing (unquoted, empty)
@@ -167,8 +168,12 @@ class Evaluator(Expander):
 
     # -- entry points
 
-    def run_file(self, path: str, text: str, notes: Sequence[str] = ()) -> Trace:
+    def run_file(self, path: str, text: str, notes: Sequence[str] = (), zero: str = ""
+                 ) -> Trace:
+        """`zero`: `$0` as bash has it (the script as written on its command line; by
+        default `path`)."""
         self.script0 = path
+        self.zero = zero or path
         self._shells.add(path)
         # each nesting level of the script is a few Python frames here and in bashlex;
         # source.MAX_NESTING bounds the levels, this makes room for them
@@ -971,14 +976,28 @@ class Evaluator(Expander):
             text, zero, positional = inline
             self._child_text(text, zero, positional, env, st, ctx, file, line)
             return None
-        script, positional, hidden = self._shell_script(name, args, st)
+        script, given, positional, hidden = self._shell_script(name, args, st)
         if hidden:
             self._unseen(file, line, hidden)
         if script is None or self._file(script) is None and not os.path.isfile(script):
             # what a child script the evaluator reads writes is judged by its commands
             self._may_write(argv, st, f"{posixpath.basename(file)}:{line}")
+        if script is not None and given == name and not (
+                os.path.isfile(script) and os.access(script, os.X_OK)) and (
+                os.path.isfile(script) or self._file(script) is not None):
+            # `./x.sh` itself (not `bash x.sh`) without its execute bit: bash says
+            # `Permission denied` (126) and nothing in it runs, unless a program before
+            # (a chmod) may have set the bit
+            if not made:
+                return False
+            ctx = replace(ctx, conditional=True)
         if script is not None:
-            self._child_script(script, positional, env, st, ctx, file, line, made)
+            # bash's `$0` there is the script as written (`bash inner.sh`: inner.sh)
+            saved, self.zero = self.zero, given
+            try:
+                self._child_script(script, positional, env, st, ctx, file, line, made)
+            finally:
+                self.zero = saved
         return None
 
     def _file(self, path: str) -> Written | None:
@@ -1998,33 +2017,35 @@ class Evaluator(Expander):
         return None
 
     def _shell_script(self, name: str, args: list[Word], st: State
-                      ) -> tuple[str | None, tuple[Word, ...], str]:
-        """(file, its arguments, why what it runs is not known) of a `bash x.sh` /
-        `./x.sh`: the file None when it is not known (the why says so) or none is run."""
+                      ) -> tuple[str | None, str, tuple[Word, ...], str]:
+        """(file, the file as written, its arguments, why what it runs is not known) of a
+        `bash x.sh` / `./x.sh`: the file None when it is not known (the why says so) or
+        none is run."""
         if posixpath.basename(name) in SHELLS:
             k = 0
             while k < len(args) and args[k].known and args[k].text.startswith(("-", "+")) \
                     and args[k].text not in ("-", "--"):
                 if args[k].text in ("-c", "-s", "-i"):
-                    return None, (), ""  # `-c`: _shell_string; `-s`, `-i`: said below
+                    return None, "", (), ""  # `-c`: _shell_string; `-s`, `-i`: said below
                 # options that take a value (bash(1): -o/-O NAME, --rcfile FILE)
                 k += 2 if args[k].text in ("-o", "+o", "-O", "+O", "--rcfile",
                                            "--init-file") else 1
             k += k < len(args) and args[k].text in ("-", "--")
             if k >= len(args) or any(a.text in ("-s", "-i") for a in args[:k]):
                 # `bash <<EOF`, `... | bash`: the commands come on its input, not read
-                return None, (), f"{name} reads the commands it runs from its input, not read"
+                return None, "", (), f"{name} reads the commands it runs from its input, " \
+                                     "not read"
             if not args[k].known:
-                return None, (), f"{name} {args[k].source}: the script it runs is not known " \
-                                 f"({args[k].reason})"
+                return None, "", (), f"{name} {args[k].source}: the script it runs is not " \
+                                     f"known ({args[k].reason})"
             path = self._resolve(args[k].text, st)
-            return path, tuple(args[k + 1:]), "" if path else \
+            return path, args[k].text, tuple(args[k + 1:]), "" if path else \
                 f"{name} {args[k].text}: the working directory is not known"
         if name.endswith(".sh") and "/" in name:
             path = self._resolve(name, st)
-            return path, tuple(args), "" if path else \
+            return path, name, tuple(args), "" if path else \
                 f"{name}: the working directory is not known"
-        return None, (), ""
+        return None, "", (), ""
 
     def _shell_string(self, name: str, args: list[Word]
                       ) -> tuple[Word, str, tuple[Word, ...]] | None:
@@ -2071,8 +2092,8 @@ class Evaluator(Expander):
                                                              text=f"⟨{what}⟩")
             text = Word(source, text.source)
         script = text.text
-        saved = self.script0
-        self.script0 = zero
+        saved = self.script0, self.zero
+        self.script0 = self.zero = zero
         label = label or f"{file}:{line} (-c)"
         try:
             self._shells.add(label)
@@ -2081,7 +2102,7 @@ class Evaluator(Expander):
         except (_Exit, _Return):
             pass
         finally:
-            self.script0 = saved
+            self.script0, self.zero = saved
 
     def _child_script(self, path: str, positional: tuple[Word, ...],
                       env: dict[str, Var], st: State, ctx: Ctx,
@@ -2269,8 +2290,10 @@ def _test(words: tuple[Word, ...] | list[Word], cwd: str | None) -> bool | None:
 
 def evaluate_script(path: str, environ: Mapping[str, str], cwd: str | None = None,
                     reader: Reader = read_script) -> Trace:
-    text, notes = reader(path)
-    return Evaluator(environ, cwd, reader).run_file(path, text, notes)
+    """`bash PATH` run in `cwd`: `$0` is PATH as given, read from cwd/PATH."""
+    full = path if posixpath.isabs(path) or not cwd else posixpath.join(cwd, path)
+    text, notes = reader(full)
+    return Evaluator(environ, cwd, reader).run_file(full, text, notes, zero=path)
 
 
 def evaluate_command(line: str, environ: Mapping[str, str], cwd: str | None = None) -> Trace:

@@ -52,10 +52,10 @@ class Piece:
 
 class Expander:
     """Expansion of words against a State; the Evaluator supplies `src` (the text being
-    read), `script0` (`$0`) and `vanished` (words that expanded to nothing)."""
+    read), `zero` (`$0`) and `vanished` (words that expanded to nothing)."""
 
     src: Source
-    script0: str
+    zero: str
     vanished: list[Word]
     status: str | None = None  # `$?` where it is known (after a conda hook substitution)
 
@@ -219,7 +219,7 @@ class Expander:
         if name.isdigit():
             k = int(name)
             if k == 0:
-                return Var(self.script0 or "bash"), None
+                return Var(self.zero or "bash"), None
             return (Var(st.positional[k - 1].value, reason=st.positional[k - 1].reason)
                     if k <= len(st.positional) else None), None
         if name in "@*":
@@ -540,15 +540,14 @@ class Expander:
         argv = [w for p in node.parts for w in self._expand(p, st)]
         if not argv or not all(w.known for w in argv):
             return None
-        name, args = argv[0].text, [w.text for w in argv[1:] if w.text != "--"]
+        name, args = argv[0].text, [w.text for w in argv[1:]]
+        if name in ("dirname", "basename"):
+            return _path_part(name, args)
         if name == "pwd":
-            return st.cwd
-        if name == "dirname" and len(args) == 1:
-            return posixpath.dirname(args[0].rstrip("/")) or ("/" if args[0].startswith("/")
-                                                              else ".")
-        if name == "basename" and args:
-            base = posixpath.basename(args[0].rstrip("/"))
-            return base[:-len(args[1])] if len(args) > 1 and base.endswith(args[1]) else base
+            # `pwd -P`: the directory with its symlinks resolved, as it is here
+            return st.cwd if not args or args == ["-L"] else \
+                os.path.realpath(st.cwd) if args == ["-P"] and st.cwd is not None and \
+                os.path.isdir(st.cwd) else None
         if name == "echo" and not any(a.startswith("-") for a in args):
             return " ".join(args)
         if name in ("which", "command") and args and args[0] != "-v" or \
@@ -557,6 +556,31 @@ class Expander:
             found = shutil.which(args[-1], path=search.value if search and search.value else "")
             return found  # None (unknown) when it does not resolve here
         return None
+
+
+def _path_part(name: str, args: list[str]) -> str | None:
+    """coreutils `dirname NAME` / `basename NAME [SUFFIX]` (after an optional `--`); None
+    for their options (`-a`, `-s`, `-z`: other outputs) or another number of operands."""
+    if args[:1] == ["--"]:
+        args = args[1:]
+    elif any(a.startswith("-") and a != "-" for a in args):
+        return None
+    if name == "dirname":
+        if len(args) != 1:
+            return None
+        head = posixpath.dirname(args[0].rstrip("/"))
+        # only slashes (`//a`): coreutils says `/`
+        return "/" if args[0].startswith("/") and not head.strip("/") else head or "."
+    if len(args) not in (1, 2):
+        return None
+    stripped = args[0].rstrip("/")
+    if not stripped:  # `basename /`: /; `basename ""`: empty
+        return "/" if args[0] else ""
+    base = posixpath.basename(stripped)
+    # the suffix goes only when it is not the whole name (basename.c remove_suffix)
+    suffix = args[1] if len(args) == 2 else ""
+    return base[:-len(suffix)] if suffix and base != suffix and base.endswith(suffix) \
+        else base
 
 
 def substitutions(node: Node) -> dict[int, Node]:
