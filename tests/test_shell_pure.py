@@ -5,7 +5,8 @@ stated, and what is stated is what bash produced (bash_oracle.py).
 Before: `$0` was the script's absolute path (bash: the path as written, `run.sh`), also
 inside `bash inner.sh` (bash: `inner.sh`); `$(basename /)` was empty (bash: `/`),
 `$(basename -s .sh x.sh)` was `-s`; `./inner.sh` without its execute bit was read as if it
-ran (bash: Permission denied)."""
+ran (bash: Permission denied); `source env.sh` read ./env.sh where bash finds one on PATH
+first."""
 
 from __future__ import annotations
 
@@ -57,6 +58,15 @@ CASES = [
     # written with mode 0644: `./inner.sh` fails (Permission denied) and starts nothing
     ("./inner.sh without its execute bit", "./inner.sh\ntorchrun after\n", INNER, "exact"),
     ("chmod +x, then ./inner.sh", "chmod +x inner.sh\n./inner.sh\n", INNER, "unknown"),
+    # bash's `source NAME` without a slash looks on PATH first (sourcepath), then in the
+    # cwd: was read from the cwd (`from_cwd` stated, bash `from_path`)
+    ("source NAME is looked up on PATH first",
+     'export PATH="$PWD/bin:$PATH"\nsource env.sh\n. env.sh\ntorchrun "$A" t.py\n',
+     {"bin/env.sh": "A=from_path\n", "env.sh": "A=from_cwd\n"}, "exact"),
+    ("a directory on PATH is passed over, a slash is the cwd's",
+     'export PATH="$PWD/bin:$PATH"\nsource env.sh\nsource lib/x.sh\ntorchrun "$A" "$B" t.py\n',
+     {"bin/env.sh/x": "", "env.sh": "A=from_cwd\n", "bin/lib/x.sh": "B=from_path\n",
+      "lib/x.sh": "B=from_cwd\n"}, "exact"),
     ("a script written, then run with bash", "cat > x.sh <<EOF\ntorchrun a\nEOF\nbash x.sh\n",
      {}, "exact"),
 ]
@@ -96,3 +106,24 @@ def test_a_launch_script_given_relative_is_read_from_the_cwd_with_its_own_dollar
     # bash scripts/run.sh in tmp_path: $0 scripts/run.sh (was: the absolute path)
     assert [w.text for w in cmd.argv[1:3]] == ["scripts/run.sh", "scripts"]
     assert cmd.file == str(tmp_path / "scripts" / "run.sh")  # messages and fixes: the file
+
+
+def test_the_start_directory_keeps_its_symlinks_as_bash_does(tmp_path, monkeypatch):
+    """Run from a symlinked directory (PWD inherited from the shell): bash's `pwd` keeps the
+    link (variables.c set_pwd), `pwd -P` resolves it. Was: `$(pwd)` the resolved path."""
+    from bash_oracle import _parse_log, base_env, make_shims
+
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.symlink_to(real)
+    (real / "run.sh").write_text('torchrun "$(pwd)" "$PWD" "$(pwd -P)" t.py\n')
+    log = tmp_path / "oracle.log"
+    env = {**base_env(make_shims(tmp_path / "shims"), str(tmp_path)), "PWD": str(link),
+           "ORACLE_LOG": str(log)}
+    subprocess.run(["bash", "run.sh"], cwd=link, env=env, stdin=subprocess.DEVNULL,
+                   capture_output=True, timeout=20, check=True)
+    (call,) = _parse_log(log.read_bytes())
+    assert call.argv == (str(link), str(link), str(real), "t.py")
+    monkeypatch.chdir(link)  # preflight run from there, by the same shell
+    spec = launch.load("run.sh", None, env)
+    assert tuple(w.text for w in spec.commands[0].argv[1:]) == call.argv

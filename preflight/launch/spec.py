@@ -33,6 +33,7 @@ from preflight.launch.shell import (
     Written,
     writers,
 )
+from preflight.launch.shell.evaluate import start_dir
 from preflight.launch.shell.state import State
 from preflight.numbers import hides_every_gpu, maybe_int
 from preflight.redact import MASK, is_secret_name, redact_argv
@@ -364,7 +365,7 @@ class _Evaluator(shell.Evaluator):
 def load(script: str | None, command: str | None, environ: Mapping[str, str],
          cwd: str | None = None) -> LaunchSpec:
     """Evaluate --launch-script or --launch-cmd against `environ`; never runs anything."""
-    cwd = cwd or os.getcwd()
+    cwd = cwd or start_dir(environ)
     if script:
         # read as `bash SCRIPT` run in cwd: `$0` is SCRIPT as given (`$(dirname "$0")` is
         # `.` for `run.sh`, as bash has it, and stays relative after a `cd`)

@@ -110,6 +110,20 @@ class _Unread(Exception):
     """Reading stops: more lines than MAX_LINES (the reason is Evaluator.unread)."""
 
 
+def start_dir(environ: Mapping[str, str]) -> str:
+    """The working directory bash starts in, as `pwd` and `$PWD` say it: an inherited
+    absolute PWD naming this directory (its symlinks kept, `.`/`..` folded), else the
+    directory itself (bash variables.c set_pwd)."""
+    here = os.getcwd()
+    pwd = environ.get("PWD", "")
+    try:
+        if pwd.startswith("/") and os.path.samefile(pwd, here):
+            return posixpath.normpath(pwd)
+    except OSError:
+        pass
+    return here
+
+
 def _under(path: str, dirs: set[str]) -> bool:
     """Whether path is one of dirs or lies under one."""
     while path not in dirs:
@@ -125,7 +139,7 @@ class Evaluator(Expander):
                  reader: Reader = read_script):
         self.reader = reader
         env_vars = {k: Var(v, exported=True) for k, v in environ.items()}
-        self.state = State(env_vars, {}, cwd or os.getcwd())
+        self.state = State(env_vars, {}, cwd or start_dir(environ))
         self.commands: list[Command] = []
         self.unknowns: list[Unknown] = []
         self.exit: Exit | None = None
@@ -1943,7 +1957,13 @@ class Evaluator(Expander):
                                      f"({target.reason})")
             self._opaque(st, where)
             return None
-        path = self._resolve(target.text, st)
+        path, why = self._source_path(target.text, st)
+        if why:
+            self._unknown(file, line, target.text, f"source {target.text}: {why}; what it sets "
+                                                   "is unknown")
+            self._unseen(file, line, f"source {target.text}: {why}")
+            self._opaque(st, where)
+            return None
         written = self._file(path) if path else None
         if written is not None and written.text is None:
             self._unknown(file, line, target.text, f"source {target.text}: {_held(written)}; "
@@ -1986,6 +2006,25 @@ class Evaluator(Expander):
         finally:
             st.positional = saved
         return None
+
+    def _source_path(self, name: str, st: State) -> tuple[str | None, str]:
+        """(the file bash's `source NAME` reads, why it is not known): a NAME without a
+        slash is looked up on PATH first, the first readable file that is not a directory
+        (bash builtins/source.def, findcmd.c find_path_file; `sourcepath` is on), then in
+        the working directory."""
+        if "/" in name:
+            return self._resolve(name, st), ""
+        search = st.vars.get("PATH")
+        if search is not None and search.value is None:
+            return None, f"looked up on PATH, which is not known ({search.reason})"
+        for entry in search.value.split(":") if search is not None and search.value else ():
+            full = self._resolve(posixpath.join(entry or ".", name), st)
+            if full is None:
+                return None, "looked up on PATH, whose relative entries are not known here"
+            if self._file(full) is not None or os.path.isfile(full) and \
+                    os.access(full, os.R_OK):
+                return full, ""
+        return self._resolve(name, st), ""
 
     def _call(self, name: str, args: list[Word], st: State, ctx: Ctx, file: str, line: int
               ) -> bool | None:
