@@ -268,3 +268,15 @@ def test_substitutions_share_the_scripts_budget(tmp_path, monkeypatch):
     spec = launch.load(str(script), None, {"PATH": "/usr/bin:/bin"}, cwd=str(tmp_path))
     assert sum(parsed) <= 300 + 60 * 2, sum(parsed)  # was: 60 x 100 lines of lib.sh
     assert spec.unseen and all("not read to its end" in u for u in spec.unseen)
+
+
+def test_a_line_the_parser_cannot_read_is_where_a_launcher_may_start(tmp_path):
+    """bashlex 0.18 has no `coproc`; bash runs the launcher in it. Was: launch-ports and
+    launch-gpus skipped with "no distributed launcher in the launch script"."""
+    calls, spec, _ = _bash_and_preflight(tmp_path, "coproc torchrun --nproc_per_node 2 t.py\n"
+                                                   "wait\n")
+    assert [c.program for c in calls] == ["torchrun"]
+    assert spec.unseen == ("run.sh:1: not parsed: coproc torchrun --nproc_per_node 2 t.py",)
+    for verdict in (judge.launch_ports(judge.PortsFacts(spec, {}, {}, "29501")),
+                    judge.launch_gpus(judge.GpusFacts(spec, 8, None))):
+        assert verdict.deciding[0].kind is Kind.UNKNOWN and "run.sh:1" in verdict.message

@@ -67,6 +67,10 @@ CASES = [
      'export PATH="$PWD/bin:$PATH"\nsource env.sh\nsource lib/x.sh\ntorchrun "$A" "$B" t.py\n',
      {"bin/env.sh/x": "", "env.sh": "A=from_cwd\n", "bin/lib/x.sh": "B=from_path\n",
       "lib/x.sh": "B=from_cwd\n"}, "exact"),
+    # not in the cwd: bash looks on PATH, sh (dash) does not
+    ("bash NAME is looked up on PATH when not in the cwd",
+     'export PATH="$PWD/bin:$PATH"\nbash inner.sh\nsh inner.sh\n',
+     {"bin/inner.sh": INNER["inner.sh"]}, "exact"),
     ("a script written, then run with bash", "cat > x.sh <<EOF\ntorchrun a\nEOF\nbash x.sh\n",
      {}, "exact"),
 ]

@@ -311,6 +311,7 @@ class Evaluator(Expander):
     def _unparsed(self, file: str, line: int, snippet: str, error: str, st: State) -> None:
         """A line bashlex cannot parse: whatever it may assign becomes unknown."""
         self._unknown(file, line, snippet, f"bashlex cannot parse this line ({error})")
+        self._unseen(file, line, f"not parsed: {snippet[:60]}")
         # a function defined there: a later call runs a body preflight has not read (never
         # an older definition of the same name)
         for m in re.finditer(r"(?:^|[\s;&|(])(?:function\s+([A-Za-z_][\w.:-]*)|"
@@ -2014,6 +2015,12 @@ class Evaluator(Expander):
         the working directory."""
         if "/" in name:
             return self._resolve(name, st), ""
+        found, why = self._on_path(name, st)
+        return (found, "") if found or why else (self._resolve(name, st), "")
+
+    def _on_path(self, name: str, st: State) -> tuple[str | None, str]:
+        """(the first readable file NAME on PATH that is not a directory, or None; why
+        that is not known): how bash finds a script to source or run by name."""
         search = st.vars.get("PATH")
         if search is not None and search.value is None:
             return None, f"looked up on PATH, which is not known ({search.reason})"
@@ -2024,7 +2031,7 @@ class Evaluator(Expander):
             if self._file(full) is not None or os.path.isfile(full) and \
                     os.access(full, os.R_OK):
                 return full, ""
-        return self._resolve(name, st), ""
+        return None, ""
 
     def _call(self, name: str, args: list[Word], st: State, ctx: Ctx, file: str, line: int
               ) -> bool | None:
@@ -2078,6 +2085,14 @@ class Evaluator(Expander):
                 return None, "", (), f"{name} {args[k].source}: the script it runs is not " \
                                      f"known ({args[k].reason})"
             path = self._resolve(args[k].text, st)
+            if path and posixpath.basename(name) == "bash" and "/" not in args[k].text and \
+                    self._file(path) is None and not os.path.exists(path):
+                # not in the working directory: bash looks on PATH (shell.c
+                # open_shell_script; sh/dash do not)
+                found, why = self._on_path(args[k].text, st)
+                if why:
+                    return None, "", (), f"{name} {args[k].text}: {why}"
+                path = found or path
             return path, args[k].text, tuple(args[k + 1:]), "" if path else \
                 f"{name} {args[k].text}: the working directory is not known"
         if name.endswith(".sh") and "/" in name:
