@@ -280,3 +280,30 @@ def test_a_line_the_parser_cannot_read_is_where_a_launcher_may_start(tmp_path):
     for verdict in (judge.launch_ports(judge.PortsFacts(spec, {}, {}, "29501")),
                     judge.launch_gpus(judge.GpusFacts(spec, 8, None))):
         assert verdict.deciding[0].kind is Kind.UNKNOWN and "run.sh:1" in verdict.message
+
+
+def test_preflight_says_unknown_where_a_sourced_file_is_not_read(tmp_path):
+    """The real command: the launch checks that found no launcher are UNKNOWN naming the
+    line (an unknown blocks GO: exit 1); no usage error, no traceback."""
+    import json
+    import subprocess
+
+    from support import base_env as suite_env
+
+    (tmp_path / "env.sh").write_text(NESTED)
+    (tmp_path / "name.txt").write_text("env\n")
+    script = tmp_path / "run.sh"
+    script.write_text('X="$(cat name.txt)"\nsource "./$X.sh"\n')
+    report = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "preflight", "--profile", "cpu", "--launch-script", str(script),
+         "--report-dir", str(report), "--check", "nested-launcher", "--check", "launch-ports",
+         "--check", "launcher-args"],
+        cwd=tmp_path, env=suite_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    checks = {c["id"]: c for c in
+              json.loads((report / "preflight-report.json").read_text())["checks"]}
+    for check in ("nested-launcher", "launch-ports", "launcher-args"):
+        assert checks[check]["severity"] == "unknown", checks[check]
+        assert 'run.sh:2: source "./$X.sh": the path is not known' in \
+            checks[check]["summary"], checks[check]

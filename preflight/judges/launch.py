@@ -87,9 +87,9 @@ def unseen(spec: LaunchSpec, found: str) -> Verdict:
                    problems=[Problem.unknown(
                        f"{found} in what preflight read, but the script also runs what it "
                        "could not read: " + "; ".join(spec.unseen[:3]),
-                       why="a file it sources or runs that preflight cannot read (or whose "
-                           "path is only known at run time) may start one; run preflight "
-                           "where those files and values are as the job sees them")])
+                       why="a file it sources or runs that preflight cannot read, or whose "
+                           "path only the run decides, may start one; to check the launch "
+                           "itself, give its line: --launch-cmd '<the launcher's line>'")])
 
 
 def _none_found(v: Verdict, spec: LaunchSpec, found: str, skip: str) -> None:
