@@ -6,7 +6,7 @@ Before: `$0` was the script's absolute path (bash: the path as written, `run.sh`
 inside `bash inner.sh` (bash: `inner.sh`); `$(basename /)` was empty (bash: `/`),
 `$(basename -s .sh x.sh)` was `-s`; `./inner.sh` without its execute bit was read as if it
 ran (bash: Permission denied); `source env.sh` read ./env.sh where bash finds one on PATH
-first."""
+first; `${BASH_SOURCE[0]}` was the absolute path (bash: as given)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,17 @@ CASES = [
     ("basename options are not guessed",
      'torchrun "$(basename -s .sh x.sh)" "$(basename -a x/y z/w)" "$(basename a b c)" t.py\n',
      {}, "unknown"),
-    ("realpath is not guessed", 'torchrun "$(realpath .)" t.py\n', {}, "unknown"),
+    ("realpath and readlink -f are not guessed",
+     'torchrun "$(realpath .)" "$(dirname "$(readlink -f "$0")")" t.py\n', {}, "unknown"),
+    # `${BASH_SOURCE[0]}` is each file as bash was given it (was: its absolute path)
+    ("BASH_SOURCE of the script",
+     'D="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" &> /dev/null && pwd)"\n'
+     'torchrun "$D" "${BASH_SOURCE[0]}" t.py\n', {}, "exact"),
+    ("BASH_SOURCE of a file run, sourced, and in its function",
+     "bash sub/inner.sh\nsource sub/inner.sh\nf\n",
+     {"sub/inner.sh": 'f() { torchrun "${BASH_SOURCE[0]}" fn; }\n'
+                      'torchrun "${BASH_SOURCE[0]}" "$(dirname "${BASH_SOURCE[0]}")" t.py\n'},
+     "exact"),
     # written with mode 0644: `./inner.sh` fails (Permission denied) and starts nothing
     ("./inner.sh without its execute bit", "./inner.sh\ntorchrun after\n", INNER, "exact"),
     ("chmod +x, then ./inner.sh", "chmod +x inner.sh\n./inner.sh\n", INNER, "unknown"),

@@ -327,6 +327,7 @@ class _Evaluator(shell.Evaluator):
         # one budget for the script and its substitutions: a substitution that sources a
         # long file is read once per substitution, not once per budget
         child.lines, child.words = self.lines, self.words
+        child.given = dict(self.given)
         try:
             trace = child.run_file(file, text, zero=self.zero)
         except (shell.ScriptFileError, RecursionError) as exc:

@@ -146,6 +146,9 @@ class Evaluator(Expander):
         self.files: list[str] = []
         self.script0 = ""
         self.zero = ""  # `$0`: the script's path as bash is given it (`bash run.sh`: run.sh)
+        # each file read -> its name as bash was given it (`${BASH_SOURCE[0]}`); None
+        # when it was given under two names
+        self.given: dict[str, str | None] = {}
         self.src: Source = Source("", "", [])
         self._seen_unknowns: set[tuple[str, int, str]] = set()
         self.vanished: list[Word] = []  # words that expanded to nothing (unquoted, empty)
@@ -194,6 +197,7 @@ class Evaluator(Expander):
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(max(limit, 12_000))
         try:
+            self.given.setdefault(path, self.zero)  # a subshell's: the file's name already
             self._run_text(path, text, notes, self.state, Ctx())
         except _Exit as stop:
             self.exit = stop.record
@@ -331,6 +335,10 @@ class Evaluator(Expander):
         if key not in self._seen_unknowns:
             self._seen_unknowns.add(key)
             self.unknowns.append(Unknown(file, line, text[:200], reason))
+
+    def _name(self, file: str, given: str | None) -> None:
+        """Record the name bash knows `file` by (`${BASH_SOURCE[0]}`)."""
+        self.given[file] = given if self.given.get(file, given) == given else None
 
     def _unseen(self, file: str, line: int, what: str) -> None:
         """Programs may start here that preflight did not read (Trace.unseen)."""
@@ -1613,6 +1621,7 @@ class Evaluator(Expander):
             self._unseen(file, line, "eval nested too deep: not read")
             self._opaque(st, f"eval at {posixpath.basename(file)}:{line}")
             return
+        self._name(f"{file}:{line} (eval)", self.given.get(file))  # the file's own
         self._run_text(f"{file}:{line} (eval)", text, [], st,
                        replace(ctx, depth=ctx.depth + 1))
 
@@ -2001,6 +2010,8 @@ class Evaluator(Expander):
         if len(args) > 1:
             st.positional = tuple(args[1:])
         try:
+            # bash names it as given, or by the path it found on PATH
+            self._name(path, target.text if "/" in target.text else path)
             self._run_text(path, text, notes, st, replace(ctx, depth=ctx.depth + 1))
         except _Return:
             pass
@@ -2200,6 +2211,7 @@ class Evaluator(Expander):
         child = State(dict(env), {}, st.cwd, False, positional, st.opaque)
         try:
             self._shells.add(path)
+            self._name(path, self.zero)
             self._run_text(path, text, notes, child, replace(ctx, depth=ctx.depth + 1))
         except (_Exit, _Return):
             pass

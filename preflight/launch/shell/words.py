@@ -56,6 +56,7 @@ class Expander:
 
     src: Source
     zero: str
+    given: dict[str, str | None]  # each file read -> its name as bash was given it
     vanished: list[Word]
     status: str | None = None  # `$?` where it is known (after a conda hook substitution)
 
@@ -235,7 +236,10 @@ class Expander:
         if name == "PWD" and st.cwd is not None:
             return Var(st.cwd, exported=True), None
         if name == "BASH_SOURCE":
-            return Var(self.src.file), None
+            given = self.given.get(self.src.file)
+            return (Var(given), None) if given is not None else (
+                Var(None, reason="${BASH_SOURCE[0]}: the name bash gives this file is not "
+                                 "known here"), None)
         var = st.vars.get(name)
         if var is None and st.opaque:
             return Var(None, reason=f"may be set there: {st.opaque}"), None
