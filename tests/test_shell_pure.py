@@ -54,8 +54,14 @@ CASES = [
     ("basename options are not guessed",
      'torchrun "$(basename -s .sh x.sh)" "$(basename -a x/y z/w)" "$(basename a b c)" t.py\n',
      {}, "unknown"),
-    ("realpath and readlink -f are not guessed",
-     'torchrun "$(realpath .)" "$(dirname "$(readlink -f "$0")")" t.py\n', {}, "unknown"),
+    # resolved as here, for a path that is there before any program of the script ran
+    ("realpath and readlink -f of what is there",
+     'D="$(dirname "$(readlink -f "$0")")"\n'
+     'torchrun "$D" "$(realpath .)" "$(realpath -e run.sh)" "$(readlink -e .)" t.py\n', {},
+     "exact"),
+    ("realpath of what is missing, or after a program ran, is not guessed",
+     'torchrun "$(realpath nothere)" "$(readlink -f a/b)" "$(realpath -e)" t.py\n'
+     'mkdir -p d\ntorchrun "$(realpath d)" t.py\n', {}, "unknown"),
     # `${BASH_SOURCE[0]}` is each file as bash was given it (was: its absolute path)
     ("BASH_SOURCE of the script",
      'D="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" &> /dev/null && pwd)"\n'
@@ -140,4 +146,21 @@ def test_the_start_directory_keeps_its_symlinks_as_bash_does(tmp_path, monkeypat
     assert call.argv == (str(link), str(link), str(real), "t.py")
     monkeypatch.chdir(link)  # preflight run from there, by the same shell
     spec = launch.load("run.sh", None, env)
+    assert tuple(w.text for w in spec.commands[0].argv[1:]) == call.argv
+
+
+def test_realpath_resolves_links_as_coreutils_does(tmp_path):
+    from bash_oracle import _parse_log, base_env, make_shims
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "x").touch()
+    (tmp_path / "l").symlink_to(tmp_path / "real")
+    (tmp_path / "run.sh").write_text('torchrun "$(realpath l/x)" "$(readlink -f l)" t.py\n')
+    log = tmp_path / "oracle.log"
+    env = {**base_env(make_shims(tmp_path / "shims"), str(tmp_path)), "ORACLE_LOG": str(log)}
+    subprocess.run(["bash", "run.sh"], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                   capture_output=True, timeout=20, check=True)
+    (call,) = _parse_log(log.read_bytes())
+    assert call.argv == (str(tmp_path / "real" / "x"), str(tmp_path / "real"), "t.py")
+    spec = launch.load("run.sh", None, env, cwd=str(tmp_path))
     assert tuple(w.text for w in spec.commands[0].argv[1:]) == call.argv

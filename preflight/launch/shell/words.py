@@ -547,6 +547,14 @@ class Expander:
         name, args = argv[0].text, [w.text for w in argv[1:]]
         if name in ("dirname", "basename"):
             return _path_part(name, args)
+        if (name == "realpath" and args[:-1] in ([], ["-e"]) or
+                name == "readlink" and args[:-1] in (["-f"], ["-e"])) and len(args) >= 1:
+            # a path that is there now, before any program the script ran could have made
+            # or moved a link: resolved as here (else not known)
+            full = posixpath.join(st.cwd or "", args[-1])
+            return os.path.realpath(full) if args[-1][:1] not in ("", "-") and \
+                st.cwd is not None and \
+                not st.external and not st.created and os.path.exists(full) else None
         if name == "pwd":
             # `pwd -P`: the directory with its symlinks resolved, as it is here
             return st.cwd if not args or args == ["-L"] else \
