@@ -164,3 +164,11 @@ def test_realpath_resolves_links_as_coreutils_does(tmp_path):
     assert call.argv == (str(tmp_path / "real" / "x"), str(tmp_path / "real"), "t.py")
     spec = launch.load("run.sh", None, env, cwd=str(tmp_path))
     assert tuple(w.text for w in spec.commands[0].argv[1:]) == call.argv
+
+
+def test_dollar_zero_of_a_launch_cmd_is_not_known():
+    """--launch-cmd is typed in a shell whose `$0` is its own name (bash, -bash, ...). Was:
+    `<--launch-cmd>`, a value no shell has."""
+    spec = launch.load(None, 'torchrun "$0" t.py', {"PATH": "/usr/bin:/bin"}, cwd="/")
+    zero = spec.commands[0].argv[1]
+    assert not zero.known and "$0" in zero.reason, zero

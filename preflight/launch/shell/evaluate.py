@@ -185,12 +185,12 @@ class Evaluator(Expander):
 
     # -- entry points
 
-    def run_file(self, path: str, text: str, notes: Sequence[str] = (), zero: str = ""
-                 ) -> Trace:
+    def run_file(self, path: str, text: str, notes: Sequence[str] = (),
+                 zero: str | None = None) -> Trace:
         """`zero`: `$0` as bash has it (the script as written on its command line; by
-        default `path`)."""
+        default `path`; "": not known)."""
         self.script0 = path
-        self.zero = zero or path
+        self.zero = path if zero is None else zero
         self._shells.add(path)
         # each nesting level of the script is a few Python frames here and in bashlex;
         # source.MAX_NESTING bounds the levels, this makes room for them
@@ -215,7 +215,8 @@ class Evaluator(Expander):
         return self.trace()
 
     def run_command(self, line: str) -> Trace:
-        return self.run_file("<--launch-cmd>", line)
+        # `$0` is the shell's own name there (bash, -bash, a login shell's): not known
+        return self.run_file("<--launch-cmd>", line, zero="")
 
     def _as_written(self, pos: tuple[int, int]) -> str:
         """The text at pos as the script has it: the parser reads `[[ ]]` and `(( ))` in

@@ -220,7 +220,9 @@ class Expander:
         if name.isdigit():
             k = int(name)
             if k == 0:
-                return Var(self.zero or "bash"), None
+                return (Var(self.zero), None) if self.zero else (
+                    Var(None, reason="$0: the name of the shell that runs the command line "
+                                     "is not known"), None)
             return (Var(st.positional[k - 1].value, reason=st.positional[k - 1].reason)
                     if k <= len(st.positional) else None), None
         if name in "@*":
