@@ -307,3 +307,19 @@ def test_preflight_says_unknown_where_a_sourced_file_is_not_read(tmp_path):
         assert checks[check]["severity"] == "unknown", checks[check]
         assert 'run.sh:2: source "./$X.sh": the path is not known' in \
             checks[check]["summary"], checks[check]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnknownMarkWarning")  # the check module
+def test_ray_path_does_not_count_the_launch_as_ray_free_where_it_is_blind(tmp_path):
+    """ray-path downgrades `ray: command not found` to a warning only when every program
+    the launch starts is known not to be ray; a sourced file not read may run ray. Was:
+    downgraded (launch_given True)."""
+    from types import SimpleNamespace
+
+    from preflight.checks.test_node import _programs_known
+
+    _, seen, _ = _bash_and_preflight(tmp_path / "a", "python train.py\n")
+    assert _programs_known(SimpleNamespace(launch=seen))
+    _, blind, _ = _bash_and_preflight(tmp_path / "b", 'X="$(cat name.txt)"\nsource "./$X.sh"\n'
+                                                      "python train.py\n", _named, "env.sh")
+    assert not _programs_known(SimpleNamespace(launch=blind))
