@@ -6,7 +6,8 @@ environment, then exits 0; `srun` records nothing and runs its command), and thr
 `preflight.launch.shell`. `compare` sorts each case into exact / unknown / wrong:
 wrong is a value preflight states that bash did not produce (an argument, an exported
 variable, a cwd), a launcher preflight says runs that bash did not run, or a launcher
-bash ran that preflight missed. Everything else preflight did not know must show as
+bash ran that preflight missed without saying where the script runs what it could not
+read (Trace.unseen). Everything else preflight did not know must show as
 unknown (⟨...⟩, a conditional command, an unknown variable).
 """
 
@@ -120,7 +121,8 @@ def run_preflight(case: Case, workdir: Path, shims: Path) -> Trace:
         import shlex
         return evaluate_command(shlex.join(["bash", "run.sh", *case.args]), env,
                                 cwd=str(workdir))
-    return evaluate_script(str(workdir / "run.sh"), env, cwd=str(workdir))
+    # `bash run.sh` in workdir, as bash runs it: `$0` is run.sh
+    return evaluate_script("run.sh", env, cwd=str(workdir))
 
 
 def _argv_fits(words, actual: tuple[str, ...]) -> bool:
@@ -201,7 +203,11 @@ def compare(case: Case, trace: Trace, calls: list[Call], base: dict[str, str]) -
                 break
             if best_wrong is None or len(problems) < len(best_wrong):
                 best_wrong = problems
-        if not matched:
+        if not matched and trace.unseen:
+            # preflight said where the script runs what it could not read (a source it
+            # cannot read, a path not known): a launcher from there is an honest unknown
+            unknown = True
+        elif not matched:
             notes.append(f"{call.program}: " + ("; ".join(best_wrong) if best_wrong else
                                                 "bash ran it, preflight missed it"))
     for k, cmd in enumerate(launches):

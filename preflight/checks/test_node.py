@@ -58,7 +58,7 @@ def _programs_known(node: Node) -> bool:
     """A launch was analysed and every program it starts is known (`$(pick) start` is not:
     it may be ray)."""
     spec = node.launch
-    return spec is not None and \
+    return spec is not None and not spec.unread and not spec.unseen and \
         all(c.argv[0].known for c in spec.commands if c.argv) and \
         not any("program is not known" in u.reason for u in spec.unknowns)
 

@@ -193,5 +193,6 @@ def test_colocate_memory(node: Node, profile: Profile, finding: Recorder,
     facts = judge.ColocateFacts(
         colocate.from_launch(node.launch, node.environ), _launch_source(settings) or None,
         profile.stack.memory_headroom, profile.stack.trainer_memory_fraction,
-        profile.gpu.memory_gb, node.launch.unread if node.launch else "")
+        profile.gpu.memory_gb, node.launch.unread if node.launch else "",
+        node.launch.unseen if node.launch else ())
     finding.conclude(judge.colocate_memory(facts))

@@ -80,6 +80,28 @@ def not_read(spec: LaunchSpec) -> Verdict:
                            "the launch command itself: --launch-cmd '<the launcher's line>'")])
 
 
+def unseen(spec: LaunchSpec, found: str) -> Verdict:
+    """A check that found no `found` in what it read, where the script also runs what
+    preflight could not read (LaunchSpec.unseen): that may hold one, so not "none"."""
+    return Verdict(evidence=dict(launch=spec.source, unseen=list(spec.unseen)),
+                   problems=[Problem.unknown(
+                       f"{found} in what preflight read, but the script also runs what it "
+                       "could not read: " + "; ".join(spec.unseen[:3]),
+                       why="a file it sources or runs that preflight cannot read, or whose "
+                           "path only the run decides, may start one; to check the launch "
+                           "itself, give its line: --launch-cmd '<the launcher's line>'")])
+
+
+def _none_found(v: Verdict, spec: LaunchSpec, found: str, skip: str) -> None:
+    """`v` skips with `skip`, or is UNKNOWN (`unseen`) where the script runs what
+    preflight could not read."""
+    if spec.unseen:
+        v.problems += unseen(spec, found).problems
+        v.evidence["unseen"] = list(spec.unseen)
+    else:
+        v.skip = skip
+
+
 def _unknowns(spec: LaunchSpec, words: tuple[str, ...] = ()) -> list[str]:
     return [f"{posixpath.basename(u.file)}:{u.line}: {u.reason}" for u in spec.unknowns
             if not words or any(w in u.text for w in words)]
@@ -184,9 +206,11 @@ def nested_launcher(f: NestedFacts) -> Verdict:
             "under torchrun"))
     if v.of(Kind.BLOCKER):
         return v
-    unknown = _unknowns(spec, LAUNCHER_WORDS) + [
-        f"{short(c.file)}:{c.line}: {c.argv[0].reason}" for c in spec.commands
-        if c.argv and not c.argv[0].known] + _unknown_programs(spec)
+    # where the script runs what preflight did not read (a program not known, a source it
+    # cannot read): a launcher there is not seen, so neither "one layer" nor "none"
+    places = {u.split(": ", 1)[0] for u in spec.unseen}
+    unknown = [*spec.unseen, *(u for u in _unknowns(spec, LAUNCHER_WORDS)
+                               if u.split(": ", 1)[0] not in places), *_unknown_programs(spec)]
     if unknown:
         v.evidence["unknowns"] = unknown
         v.problems.append(Problem.unknown(
@@ -352,7 +376,8 @@ def launch_inputs(f: InputsFacts) -> Verdict:
     if not v.problems and unknown:
         v.problems.append(Problem.unknown("cannot check: " + "; ".join(unknown[:3])))
     elif not spec.inputs and not spec.outputs and not missing:
-        v.skip = "the launch command gives no model/dataset/checkpoint/output paths"
+        _none_found(v, spec, "no model/dataset/checkpoint/output path",
+                    "the launch command gives no model/dataset/checkpoint/output paths")
     return v
 
 
@@ -460,6 +485,8 @@ def grpo_batch_divisible(spec: LaunchSpec | None) -> Verdict:
     if spec.unread:
         return not_read(spec)
     found = list(grpo_runs(spec))
+    if not found and spec.unseen:
+        return unseen(spec, "no GRPO run (swift rlhf --rlhf_type grpo)")
     if not found:
         return Verdict(skip="no GRPO run (swift rlhf --rlhf_type grpo) in the launch script")
     runs: list[dict[str, Any]] = []
@@ -604,7 +631,8 @@ def launch_ports(f: PortsFacts) -> Verdict:
     if spec.unread:
         return not_read(spec)
     if not distributed(spec):
-        return Verdict(skip=NO_LAUNCHER)
+        return unseen(spec, "no distributed launcher") if spec.unseen else \
+            Verdict(skip=NO_LAUNCHER)
     # llamafactory-cli passes MASTER_PORT on as --master_port too (launcher.py:68)
     lmf = any(_relaunched_by_lmf(x) for x in distributed(spec))
     fix = (f"give each layer its own free port: torchrun --master_port {f.free} (or "
@@ -664,7 +692,8 @@ def launch_gpus(f: GpusFacts) -> Verdict:
         return not_read(spec)
     layers = distributed(spec)
     if not layers:
-        return Verdict(skip=NO_LAUNCHER)
+        return unseen(spec, "no distributed launcher") if spec.unseen else \
+            Verdict(skip=NO_LAUNCHER)
     blockers: list[tuple[str, str]] = []  # (text, why the layer may not start)
     unknown: list[str] = []
     rows: list[dict[str, Any]] = []
@@ -1090,6 +1119,8 @@ def launcher_args(f: ArgsFacts) -> Verdict:
     if spec.unread:
         return not_read(spec)
     if not any(_launcher_like(x) for x in spec.layers):
+        if spec.unseen:
+            return unseen(spec, "no launcher")
         end = spec.exit
         return Verdict(skip=f"the script exits at line {end.line} before it launches "
                             "anything" if end else NO_LAUNCHER)

@@ -161,6 +161,9 @@ def grpo_launcher(spec: LaunchSpec | None) -> tuple[str | None, str]:
                          "swift's own launcher instead")
     if spec is not None and spec.unread:
         return None, f"no GRPO run known: the launch script was not read ({spec.unread})"
+    if spec is not None and spec.unseen:
+        return None, ("no GRPO run known: the launch script runs what preflight could not "
+                      f"read ({'; '.join(spec.unseen[:2])})")
     return None, "no GRPO run in the launch script"
 
 
@@ -230,6 +233,8 @@ class ColocateFacts:
     trainer: float  # the profile's [stack] trainer_memory_fraction
     memory_gb: float | None  # the profile's GPU memory
     unread: str = ""  # why the launch script was not read to its end (LaunchSpec.unread)
+    # where the script runs what preflight could not read (LaunchSpec.unseen)
+    unseen: Sequence[str] = ()
 
 
 def _shares(found: Sequence[Share]) -> list[dict[str, str]]:
@@ -241,6 +246,12 @@ def colocate_memory(f: ColocateFacts) -> Verdict:
     if f.unread:  # the shares the script gives (or overrides) are not known
         return Verdict(evidence=dict(shares=_shares(found), launch=f.launch),
                        problems=[Problem.unknown(f"the launch script was not read: {f.unread}")])
+    if not found and f.unseen:  # a file it cannot read may give one
+        return Verdict(evidence=dict(launch=f.launch, unseen=list(f.unseen)),
+                       problems=[Problem.unknown(
+                           "no SGLang / vLLM GPU memory share in what preflight read, but the "
+                           "launch script also runs what it could not read: "
+                           + "; ".join(f.unseen[:3]))])
     if not found:
         return Verdict(skip="no SGLang / vLLM GPU memory share in the launch command or "
                             "environment")

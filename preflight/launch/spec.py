@@ -33,6 +33,7 @@ from preflight.launch.shell import (
     Written,
     writers,
 )
+from preflight.launch.shell.evaluate import start_dir
 from preflight.launch.shell.state import State
 from preflight.numbers import hides_every_gpu, maybe_int
 from preflight.redact import MASK, is_secret_name, redact_argv
@@ -233,6 +234,9 @@ class LaunchSpec:
     # why the script was not read to its end (shell.Trace.unread): the launch checks
     # are then UNKNOWN, whatever was read before that point
     unread: str = ""
+    # where programs may start that preflight did not read (shell.Trace.unseen), as
+    # "run.sh:3: why": a check that found no launcher says UNKNOWN, not "none"
+    unseen: tuple[str, ...] = ()
 
     @property
     def layers(self) -> tuple[Layer, ...]:
@@ -311,20 +315,29 @@ class _Evaluator(shell.Evaluator):
                 any(w.endswith((".sh", ".py")) or w.startswith("python") for w in words)):
             return  # `$(date +%s)`, `$(cat f)`: no launcher, and reading each costs time
         if len(self._substituted) > MAX_SUBSTITUTIONS:
-            self._unknown(file, line, source, "more command substitutions than preflight "
-                                              "reads: what they start is not known")
+            why = "more command substitutions than preflight reads: what they start is not " \
+                  "known"
+            self._unknown(file, line, source, why)
+            self._unseen(file, line, f"{source[:60]}: {why}")
             return
         child = _Evaluator({}, st.cwd, self._substituted, self._line0 + line - 1)
         child.state = st.fork()
         child.written = self.written
         child.writers = self.writers
+        # one budget for the script and its substitutions: a substitution that sources a
+        # long file is read once per substitution, not once per budget
+        child.lines, child.words = self.lines, self.words
+        child.given = dict(self.given)
         try:
-            trace = child.run_file(file, text)
+            trace = child.run_file(file, text, zero=self.zero)
         except (shell.ScriptFileError, RecursionError) as exc:
-            self._unknown(file, line, source, f"a command substitution preflight cannot "
-                                              f"read ({exc}): what it starts is not known")
+            why = f"a command substitution preflight cannot read ({exc}): what it starts " \
+                  "is not known"
+            self._unknown(file, line, source, why)
+            self._unseen(file, line, f"{source[:60]}: {why}")
             return
         finally:
+            self.lines, self.words = child.lines, child.words
             # what it writes: not known here (whether and when the substitution runs)
             where = f"{posixpath.basename(file)}:{self._line0 + line}"
             self.written = {**self.written, **{
@@ -332,25 +345,38 @@ class _Evaluator(shell.Evaluator):
                 for path, w in child.written.items() if self.written.get(path) != w}}
             self.writers = (*self.writers, *(
                 replace(w, where=where) for w in child.writers[len(self.writers):]))
-        self.commands += [replace(c, line=line + c.line - 1) for c in trace.commands
-                          if c.file == file]
-        self.unknowns += [replace(u, line=line + u.line - 1) for u in trace.unknowns
-                          if u.file == file and u not in self.unknowns]
+        # its own lines are this line's; a file it sources or runs keeps its own lines
+        # (`OUT=$(bash inner.sh)` starts what inner.sh starts)
+        self.commands += [replace(c, line=line + c.line - 1) if c.file == file else c
+                          for c in trace.commands]
+        self.unknowns += [u for u in (replace(u, line=line + u.line - 1) if u.file == file
+                                      else u for u in trace.unknowns)
+                          if u not in self.unknowns]
+        for u in trace.unseen:
+            self._unseen(u.file, line + u.line - 1 if u.file == file else u.line, u.reason)
+        if trace.unread:
+            # the budget ran out inside it: what it starts from there is not known
+            why = f"a command substitution not read to its end ({trace.unread}): what it " \
+                  "starts is not known"
+            self._unknown(file, line, source, why)
+            self._unseen(file, line, f"{source[:60]}: {why}")
 
 
 
 def load(script: str | None, command: str | None, environ: Mapping[str, str],
          cwd: str | None = None) -> LaunchSpec:
     """Evaluate --launch-script or --launch-cmd against `environ`; never runs anything."""
-    cwd = cwd or os.getcwd()
+    cwd = cwd or start_dir(environ)
     if script:
+        # read as `bash SCRIPT` run in cwd: `$0` is SCRIPT as given (`$(dirname "$0")` is
+        # `.` for `run.sh`, as bash has it, and stays relative after a `cd`)
+        path = os.path.normpath(os.path.join(cwd, script))
         try:
-            text, notes = shell.read_script(script)
+            text, notes = shell.read_script(script if os.path.abspath(script) == path else path)
         except shell.ScriptFileError as exc:
             raise LaunchError(f"--launch-script {exc}") from None
-        path = os.path.abspath(script)
         try:
-            trace = _Evaluator(environ, cwd).run_file(path, text, notes)
+            trace = _Evaluator(environ, cwd).run_file(path, text, notes, zero=script)
         except shell.ScriptFileError as exc:  # nested or looping past any launch script
             raise LaunchError(f"--launch-script {script}: {_line_of(exc)}{exc}") from None
         source = script
@@ -417,6 +443,8 @@ def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> Launch
         commands=trace.commands,
         secrets=secrets,
         unread=trace.unread,
+        unseen=tuple(dict.fromkeys(f"{posixpath.basename(u.file)}:{u.line}: {u.reason}"
+                                   for u in trace.unseen)),
     )
 
 
@@ -1009,23 +1037,34 @@ def _script_child(argv: list[Word], env: Environment, cmd: Command,
     """A launcher's child that is a shell script: evaluate it to find what it launches."""
     prog = posixpath.basename(argv[0].text)
     args = argv[1:] if prog in ("bash", "sh") else argv
-    path = next((a.text for a in args if a.known and not a.text.startswith("-")), None)
-    if path is None or depth == 0:
+    first = next((a for a in args if not (a.known and a.text.startswith("-"))), None)
+    if first is None or depth == 0:
         return []  # at depth 0 the shell evaluator already walked it
+    if not first.known:  # `torchrun --no-python bash "$S"`: what it launches is not known
+        return [Layer(f"{prog} {first.text}", "other", cmd.file, cmd.line, implicit=True,
+                      conditional=cmd.conditional, env=env, program=first.text,
+                      unread=f"the script is not known: {first.reason}")]
+    path = first.text
     if not posixpath.isabs(path) and cmd.cwd:
         path = posixpath.join(cmd.cwd, path)
     # what the script wrote there first (`cat > inner.sh <<EOF`), not the file on disk;
     # one it or a program it ran may have written, content not known: a layer not read
     written = cmd.files.get(posixpath.normpath(path))
+
+    def unread(why: str) -> Layer:  # what it launches: not known
+        return Layer(f"{prog} {posixpath.basename(path)}", "other", cmd.file, cmd.line,
+                     implicit=True, conditional=cmd.conditional, env=env, program=path,
+                     unread=why)
+
+    if written is not None and written.text is None:
+        return [unread(f"{path}: {written.reason}")]
     try:
-        if written is not None and written.text is None:  # what it launches: not known
-            return [Layer(f"{prog} {posixpath.basename(path)}", "other", cmd.file, cmd.line,
-                          implicit=True, conditional=cmd.conditional, env=env, program=path,
-                          unread=f"{path}: {written.reason}")]
         text, notes = (written.text, []) if written is not None and \
             written.text is not None else shell.read_script(path)
-    except shell.ScriptFileError:
-        return []
+    except shell.ScriptFileError as exc:
+        # missing: the launcher fails on it, nothing starts; else bash reads it, we don't
+        return [] if not os.path.lexists(path) or os.path.isdir(path) else \
+            [unread(str(exc))]
     evaluator = _Evaluator({}, cmd.cwd)
     # and the files the script wrote before, and the programs that may have
     evaluator.written = dict(cmd.files)
@@ -1033,12 +1072,15 @@ def _script_child(argv: list[Word], env: Environment, cmd: Command,
     # the script inherits the environment as it is: unknown values and all, and opaque
     evaluator.state.vars = {k: replace(v, exported=True) for k, v in env.items()}
     evaluator.state.opaque = env.opaque
-    trace = evaluator.run_file(path, text, notes)
+    trace = evaluator.run_file(path, text, notes, zero=first.text)
     layers: list[Layer] = []
     for inner in trace.commands:
         layers += [layer for layer in chain(list(inner.argv), Environment(
             inner.env, inner.opaque), inner, depth + 1) if layer.kind != "program"]
-    return layers
+    hidden = [trace.unread] if trace.unread else [
+        f"{posixpath.basename(u.file)}:{u.line}: {u.reason}" for u in trace.unseen]
+    # last: what it may start beyond the layers read (judges: _unknown_programs)
+    return layers + ([unread("; ".join(hidden[:3]))] if hidden else [])
 
 
 # -- paths -----------------------------------------------------------------------------

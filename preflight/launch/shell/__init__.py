@@ -7,7 +7,8 @@ prefixes, `source`/`.` of files that exist, `cd`, simple `[ ... ]` tests, and th
 command substitutions `$(pwd)`, `$(dirname X)`, `$(basename X)`, `$(which X)`. Whatever it cannot
 evaluate becomes an unknown (shown as `⟨...⟩`), never a guess. Nothing is executed.
 
-The script is read as `bash SCRIPT` with no arguments would run it: `$1` is empty.
+The script is read as `bash SCRIPT` with no arguments would run it: `$1` is empty, `$0`
+is SCRIPT as given (`evaluate_script`'s path; `Evaluator.run_file`'s `zero`).
 
 The package is cut by concern: `model` (what evaluation yields), `source` (reading and
 parsing), `state`, `words` (expansion), `evaluate` (statements) and `writers` (which

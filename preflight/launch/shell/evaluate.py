@@ -71,6 +71,7 @@ MAX_STEPS = 40_000  # statements evaluated; a launch script needs a few thousand
 MAX_LINES = 40_000
 MAX_WORDS = 200_000  # the same for words: one long line (`A=(x x ...)`) is read as slowly
 MAX_COMMANDS = 4_000  # programs started; a launch script starts tens
+SHELLS = ("bash", "sh", "dash", "zsh")
 MAX_UNROLL = 32  # a for-loop over a known list this long is run item by item
 # Programs whose only effect on what follows is their exit status (or none): running
 # them cannot create the files a later `[ -f ... ]` tests.
@@ -109,6 +110,20 @@ class _Unread(Exception):
     """Reading stops: more lines than MAX_LINES (the reason is Evaluator.unread)."""
 
 
+def start_dir(environ: Mapping[str, str]) -> str:
+    """The working directory bash starts in, as `pwd` and `$PWD` say it: an inherited
+    absolute PWD naming this directory (its symlinks kept, `.`/`..` folded), else the
+    directory itself (bash variables.c set_pwd)."""
+    here = os.getcwd()
+    pwd = environ.get("PWD", "")
+    try:
+        if pwd.startswith("/") and os.path.samefile(pwd, here):
+            return posixpath.normpath(pwd)
+    except OSError:
+        pass
+    return here
+
+
 def _under(path: str, dirs: set[str]) -> bool:
     """Whether path is one of dirs or lies under one."""
     while path not in dirs:
@@ -124,12 +139,16 @@ class Evaluator(Expander):
                  reader: Reader = read_script):
         self.reader = reader
         env_vars = {k: Var(v, exported=True) for k, v in environ.items()}
-        self.state = State(env_vars, {}, cwd or os.getcwd())
+        self.state = State(env_vars, {}, cwd or start_dir(environ))
         self.commands: list[Command] = []
         self.unknowns: list[Unknown] = []
         self.exit: Exit | None = None
         self.files: list[str] = []
         self.script0 = ""
+        self.zero = ""  # `$0`: the script's path as bash is given it (`bash run.sh`: run.sh)
+        # each file read -> its name as bash was given it (`${BASH_SOURCE[0]}`); None
+        # when it was given under two names
+        self.given: dict[str, str | None] = {}
         self.src: Source = Source("", "", [])
         self._seen_unknowns: set[tuple[str, int, str]] = set()
         self.vanished: list[Word] = []  # words that expanded to nothing (unquoted, empty)
@@ -137,6 +156,7 @@ class Evaluator(Expander):
         self.lines = 0  # lines of commands parsed, all files together (MAX_LINES)
         self.words = 0  # words of commands parsed, all files together (MAX_WORDS)
         self.unread = ""  # why reading stopped before the end (Trace.unread)
+        self.unseen: list[Unknown] = []  # where programs may start unread (Trace.unseen)
         self._reading: list[str] = []  # the files being read now, outermost first
         self._shells: set[str] = set()  # texts read as a shell of their own (script, -c)
         # names the scripts define as functions anywhere, also on a branch not taken
@@ -165,14 +185,19 @@ class Evaluator(Expander):
 
     # -- entry points
 
-    def run_file(self, path: str, text: str, notes: Sequence[str] = ()) -> Trace:
+    def run_file(self, path: str, text: str, notes: Sequence[str] = (),
+                 zero: str | None = None) -> Trace:
+        """`zero`: `$0` as bash has it (the script as written on its command line; by
+        default `path`; "": not known)."""
         self.script0 = path
+        self.zero = path if zero is None else zero
         self._shells.add(path)
         # each nesting level of the script is a few Python frames here and in bashlex;
         # source.MAX_NESTING bounds the levels, this makes room for them
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(max(limit, 12_000))
         try:
+            self.given.setdefault(path, self.zero)  # a subshell's: the file's name already
             self._run_text(path, text, notes, self.state, Ctx())
         except _Exit as stop:
             self.exit = stop.record
@@ -190,7 +215,8 @@ class Evaluator(Expander):
         return self.trace()
 
     def run_command(self, line: str) -> Trace:
-        return self.run_file("<--launch-cmd>", line)
+        # `$0` is the shell's own name there (bash, -bash, a login shell's): not known
+        return self.run_file("<--launch-cmd>", line, zero="")
 
     def _as_written(self, pos: tuple[int, int]) -> str:
         """The text at pos as the script has it: the parser reads `[[ ]]` and `(( ))` in
@@ -211,7 +237,8 @@ class Evaluator(Expander):
 
     def trace(self) -> Trace:
         return Trace(tuple(self.commands), dict(self.state.vars), tuple(self.unknowns),
-                     self.exit, tuple(self.files), self.written, self.unread)
+                     self.exit, tuple(self.files), self.written, self.unread,
+                     tuple(self.unseen))
 
     # -- text and nodes
 
@@ -234,6 +261,7 @@ class Evaluator(Expander):
                 # a file it sources or runs (.env, a child script, an eval string): the
                 # same as one that cannot be read; the error names the file and line
                 self._unknown(file, exc.line, "", f"not read: {exc}")
+                self._unseen(file, exc.line, f"not read: {exc}")
                 self._opaque(st, f"{posixpath.basename(file)} (not read: nested too deep)")
                 return
             masked, bodies = mask(text)
@@ -288,6 +316,7 @@ class Evaluator(Expander):
     def _unparsed(self, file: str, line: int, snippet: str, error: str, st: State) -> None:
         """A line bashlex cannot parse: whatever it may assign becomes unknown."""
         self._unknown(file, line, snippet, f"bashlex cannot parse this line ({error})")
+        self._unseen(file, line, f"not parsed: {snippet[:60]}")
         # a function defined there: a later call runs a body preflight has not read (never
         # an older definition of the same name)
         for m in re.finditer(r"(?:^|[\s;&|(])(?:function\s+([A-Za-z_][\w.:-]*)|"
@@ -307,6 +336,16 @@ class Evaluator(Expander):
         if key not in self._seen_unknowns:
             self._seen_unknowns.add(key)
             self.unknowns.append(Unknown(file, line, text[:200], reason))
+
+    def _name(self, file: str, given: str | None) -> None:
+        """Record the name bash knows `file` by (`${BASH_SOURCE[0]}`)."""
+        self.given[file] = given if self.given.get(file, given) == given else None
+
+    def _unseen(self, file: str, line: int, what: str) -> None:
+        """Programs may start here that preflight did not read (Trace.unseen)."""
+        entry = Unknown(file, line, "", what)
+        if entry not in self.unseen:
+            self.unseen.append(entry)
 
     def _here(self, file: str, line: int) -> str:
         """Where a refusal happened, for its message: `line N: ` in the script itself,
@@ -783,6 +822,8 @@ class Evaluator(Expander):
         if not argv[0].known:
             self._unknown(file, line, argv[0].source, f"the program is not known: "
                                                        f"{argv[0].reason}")
+            self._unseen(file, line, f"{argv[0].source}: the program is not known "
+                                     f"({argv[0].reason})")
         for builtin in (self._run_wrapper, self._run_state, self._run_flow, self._run_values):
             got = builtin(name, args, prefix, targets, st, ctx, file, line)
             if not isinstance(got, _NotMine):
@@ -884,8 +925,7 @@ class Evaluator(Expander):
         """eval, read/mapfile/printf -v, let, and the script's own functions."""
         if name == "eval":
             if args and all(a.known for a in args):
-                self._text_in_place(f"{file}:{line} (eval)", " ".join(a.text for a in args),
-                                    st, ctx)
+                self._text_in_place(file, line, " ".join(a.text for a in args), st, ctx)
                 return None
             hook = conda.hook_tool(args[0].text) if len(args) == 1 else None
             if hook is not None:  # `eval "$(conda shell.bash hook)"`: sets only its own
@@ -894,6 +934,7 @@ class Evaluator(Expander):
                 return None
             self._unknown(file, line, " ".join(w.source for w in [Word(name, name), *args]),
                           "eval of a value that is not known")
+            self._unseen(file, line, "eval of a value that is not known")
             self._opaque(st, f"eval at {posixpath.basename(file)}:{line}")
             return None
         if name in ("read", "mapfile", "readarray") or name == "printf" and \
@@ -952,18 +993,35 @@ class Evaluator(Expander):
                                      targets, vanished, st.opaque,
                                      writes=getattr(self, "redirect_writes", ()),
                                      files=files))
+        made = st.external or any(c.startswith("?") for c in st.created)  # before this one
         self._files_effect(name, args, st)
         inline = self._shell_string(name, args)
         if inline is not None:
             text, zero, positional = inline
             self._child_text(text, zero, positional, env, st, ctx, file, line)
             return None
-        script, positional = self._shell_script(name, args, st)
+        script, given, positional, hidden = self._shell_script(name, args, st)
+        if hidden:
+            self._unseen(file, line, hidden)
         if script is None or self._file(script) is None and not os.path.isfile(script):
             # what a child script the evaluator reads writes is judged by its commands
             self._may_write(argv, st, f"{posixpath.basename(file)}:{line}")
+        if script is not None and given == name and not (
+                os.path.isfile(script) and os.access(script, os.X_OK)) and (
+                os.path.isfile(script) or self._file(script) is not None):
+            # `./x.sh` itself (not `bash x.sh`) without its execute bit: bash says
+            # `Permission denied` (126) and nothing in it runs, unless a program before
+            # (a chmod) may have set the bit
+            if not made:
+                return False
+            ctx = replace(ctx, conditional=True)
         if script is not None:
-            self._child_script(script, positional, env, st, ctx, file, line)
+            # bash's `$0` there is the script as written (`bash inner.sh`: inner.sh)
+            saved, self.zero = self.zero, given
+            try:
+                self._child_script(script, positional, env, st, ctx, file, line, made)
+            finally:
+                self.zero = saved
         return None
 
     def _file(self, path: str) -> Written | None:
@@ -1556,11 +1614,17 @@ class Evaluator(Expander):
             return None if full is None else os.access(full, os.X_OK)
         return shutil.which(name, path=path.value) is not None
 
-    def _text_in_place(self, label: str, text: str, st: State, ctx: Ctx) -> None:
+    def _text_in_place(self, file: str, line: int, text: str, st: State, ctx: Ctx) -> None:
         """`eval` of a known string: read as script text in the current shell."""
         if ctx.depth >= MAX_SOURCE_DEPTH:
+            # bash runs it: what it sets and starts is not known (never skipped unsaid)
+            self._unknown(file, line, text, "eval nested too deep: not read")
+            self._unseen(file, line, "eval nested too deep: not read")
+            self._opaque(st, f"eval at {posixpath.basename(file)}:{line}")
             return
-        self._run_text(label, text, [], st, replace(ctx, depth=ctx.depth + 1))
+        self._name(f"{file}:{line} (eval)", self.given.get(file))  # the file's own
+        self._run_text(f"{file}:{line} (eval)", text, [], st,
+                       replace(ctx, depth=ctx.depth + 1))
 
     def _opaque(self, st: State, why: str) -> None:
         """Something set variables here that cannot be seen: every variable, set or
@@ -1900,13 +1964,22 @@ class Evaluator(Expander):
         if not target.known:
             self._unknown(file, line, target.source,
                           f"source of an unknown path: what it sets is unknown ({target.reason})")
+            self._unseen(file, line, f"source {target.source}: the path is not known "
+                                     f"({target.reason})")
             self._opaque(st, where)
             return None
-        path = self._resolve(target.text, st)
+        path, why = self._source_path(target.text, st)
+        if why:
+            self._unknown(file, line, target.text, f"source {target.text}: {why}; what it sets "
+                                                   "is unknown")
+            self._unseen(file, line, f"source {target.text}: {why}")
+            self._opaque(st, where)
+            return None
         written = self._file(path) if path else None
         if written is not None and written.text is None:
             self._unknown(file, line, target.text, f"source {target.text}: {_held(written)}; "
                                                    "what it sets is unknown")
+            self._unseen(file, line, f"source {target.text}: {_held(written)}")
             self._opaque(st, where)
             return None
         # one that exists but is no regular file (a FIFO, a directory): the reader says why
@@ -1916,11 +1989,14 @@ class Evaluator(Expander):
             if path is not None and not os.path.exists(path) and posixpath.isabs(path) \
                     and path not in st.created and not st.external:
                 return False  # bash fails the same way: `source: no such file`
+            self._unseen(file, line, f"source {target.text}: no such file here (it may be "
+                                     "there when the job runs)")
             self._opaque(st, where)
             return None
         assert path is not None  # `written` is looked up by a path
         if ctx.depth >= MAX_SOURCE_DEPTH or path in self._reading:
             self._unknown(file, line, target.text, "source nested too deep (a cycle?)")
+            self._unseen(file, line, f"source {target.text}: nested too deep (a cycle?)")
             self._opaque(st, f"source at {posixpath.basename(file)}:{line}")
             return None
         try:  # what the script wrote there (it runs first), else the file on disk
@@ -1928,12 +2004,15 @@ class Evaluator(Expander):
                 written.text is not None else self.reader(path)
         except ScriptFileError as exc:
             self._unknown(file, line, target.text, f"{exc}: what it sets is unknown")
+            self._unseen(file, line, f"source not read: {exc}")
             self._opaque(st, where)
             return None
         saved = st.positional
         if len(args) > 1:
             st.positional = tuple(args[1:])
         try:
+            # bash names it as given, or by the path it found on PATH
+            self._name(path, target.text if "/" in target.text else path)
             self._run_text(path, text, notes, st, replace(ctx, depth=ctx.depth + 1))
         except _Return:
             pass
@@ -1941,15 +2020,42 @@ class Evaluator(Expander):
             st.positional = saved
         return None
 
+    def _source_path(self, name: str, st: State) -> tuple[str | None, str]:
+        """(the file bash's `source NAME` reads, why it is not known): a NAME without a
+        slash is looked up on PATH first, the first readable file that is not a directory
+        (bash builtins/source.def, findcmd.c find_path_file; `sourcepath` is on), then in
+        the working directory."""
+        if "/" in name:
+            return self._resolve(name, st), ""
+        found, why = self._on_path(name, st)
+        return (found, "") if found or why else (self._resolve(name, st), "")
+
+    def _on_path(self, name: str, st: State) -> tuple[str | None, str]:
+        """(the first readable file NAME on PATH that is not a directory, or None; why
+        that is not known): how bash finds a script to source or run by name."""
+        search = st.vars.get("PATH")
+        if search is not None and search.value is None:
+            return None, f"looked up on PATH, which is not known ({search.reason})"
+        for entry in search.value.split(":") if search is not None and search.value else ():
+            full = self._resolve(posixpath.join(entry or ".", name), st)
+            if full is None:
+                return None, "looked up on PATH, whose relative entries are not known here"
+            if self._file(full) is not None or os.path.isfile(full) and \
+                    os.access(full, os.R_OK):
+                return full, ""
+        return None, ""
+
     def _call(self, name: str, args: list[Word], st: State, ctx: Ctx, file: str, line: int
               ) -> bool | None:
         if ctx.depth >= MAX_CALL_DEPTH:
             self._unknown(file, line, name, "function calls nested too deep")
+            self._unseen(file, line, f"{name}: function calls nested too deep, not read")
             self._opaque(st, f"{name} nested too deep at {posixpath.basename(file)}:{line}")
             return None
         body, source = st.functions[name]
         if body is None:  # its definition could not be parsed: what it does is unknown
             self._unknown(file, line, name, f"{name}: {source}")
+            self._unseen(file, line, f"{name}: {source}")
             self._opaque(st, f"{name} at {posixpath.basename(file)}:{line} ({source})")
             return None
         saved_src, saved_pos = self.src, st.positional
@@ -1969,23 +2075,48 @@ class Evaluator(Expander):
         return None
 
     def _shell_script(self, name: str, args: list[Word], st: State
-                      ) -> tuple[str | None, tuple[Word, ...]]:
-        """(file, its arguments) a `bash x.sh` / `./x.sh` would run, when readable here."""
-        if name in ("bash", "sh", "dash", "zsh"):
-            for k, a in enumerate(args):
-                if not a.known or a.text in ("-c", "-s", "-i"):
-                    return None, ()
-                if not a.text.startswith("-"):
-                    return self._resolve(a.text, st), tuple(args[k + 1:])
-            return None, ()
+                      ) -> tuple[str | None, str, tuple[Word, ...], str]:
+        """(file, the file as written, its arguments, why what it runs is not known) of a
+        `bash x.sh` / `./x.sh`: the file None when it is not known (the why says so) or
+        none is run."""
+        if posixpath.basename(name) in SHELLS:
+            k = 0
+            while k < len(args) and args[k].known and args[k].text.startswith(("-", "+")) \
+                    and args[k].text not in ("-", "--"):
+                if args[k].text in ("-c", "-s", "-i"):
+                    return None, "", (), ""  # `-c`: _shell_string; `-s`, `-i`: said below
+                # options that take a value (bash(1): -o/-O NAME, --rcfile FILE)
+                k += 2 if args[k].text in ("-o", "+o", "-O", "+O", "--rcfile",
+                                           "--init-file") else 1
+            k += k < len(args) and args[k].text in ("-", "--")
+            if k >= len(args) or any(a.text in ("-s", "-i") for a in args[:k]):
+                # `bash <<EOF`, `... | bash`: the commands come on its input, not read
+                return None, "", (), f"{name} reads the commands it runs from its input, " \
+                                     "not read"
+            if not args[k].known:
+                return None, "", (), f"{name} {args[k].source}: the script it runs is not " \
+                                     f"known ({args[k].reason})"
+            path = self._resolve(args[k].text, st)
+            if path and posixpath.basename(name) == "bash" and "/" not in args[k].text and \
+                    self._file(path) is None and not os.path.exists(path):
+                # not in the working directory: bash looks on PATH (shell.c
+                # open_shell_script; sh/dash do not)
+                found, why = self._on_path(args[k].text, st)
+                if why:
+                    return None, "", (), f"{name} {args[k].text}: {why}"
+                path = found or path
+            return path, args[k].text, tuple(args[k + 1:]), "" if path else \
+                f"{name} {args[k].text}: the working directory is not known"
         if name.endswith(".sh") and "/" in name:
-            return self._resolve(name, st), tuple(args)
-        return None, ()
+            path = self._resolve(name, st)
+            return path, name, tuple(args), "" if path else \
+                f"{name}: the working directory is not known"
+        return None, "", (), ""
 
     def _shell_string(self, name: str, args: list[Word]
                       ) -> tuple[Word, str, tuple[Word, ...]] | None:
         """(text, $0, arguments) of `bash -c 'text' [name args...]`, when it is one."""
-        if name not in ("bash", "sh", "dash", "zsh"):
+        if posixpath.basename(name) not in SHELLS:
             return None
         k = 0
         command = False
@@ -2008,6 +2139,8 @@ class Evaluator(Expander):
         """`bash -c 'text'`: a child shell that sees only the exported environment (or
         a script the script wrote, `label` its path)."""
         if ctx.depth >= MAX_SOURCE_DEPTH:
+            self._unknown(file, line, text.source, "shells nested too deep: not read")
+            self._unseen(file, line, f"{label or '-c'}: shells nested too deep, not read")
             return
         child = State(dict(env), {}, st.cwd, False, positional, st.opaque)
         if not text.known:
@@ -2025,8 +2158,8 @@ class Evaluator(Expander):
                                                              text=f"⟨{what}⟩")
             text = Word(source, text.source)
         script = text.text
-        saved = self.script0
-        self.script0 = zero
+        saved = self.script0, self.zero
+        self.script0 = self.zero = zero
         label = label or f"{file}:{line} (-c)"
         try:
             self._shells.add(label)
@@ -2035,20 +2168,31 @@ class Evaluator(Expander):
         except (_Exit, _Return):
             pass
         finally:
-            self.script0 = saved
+            self.script0, self.zero = saved
 
-    def _child_script(self, path: str | None, positional: tuple[Word, ...],
+    def _child_script(self, path: str, positional: tuple[Word, ...],
                       env: dict[str, Var], st: State, ctx: Ctx,
-                      file: str, line: int) -> None:
+                      file: str, line: int, made: bool = False) -> None:
         """A script the job runs as a child: it sees only the exported environment; a
-        script the script wrote itself (`cat > launch.sh <<EOF`) is read as written."""
-        written = self._file(path) if path else None
-        if path is None or written is None and not os.path.isfile(path):
+        script the script wrote itself (`cat > launch.sh <<EOF`) is read as written.
+        `made`: a program before it may have made files preflight cannot see."""
+        written = self._file(path)
+        if written is None and not os.path.isfile(path):
+            if os.path.isdir(path) or not os.path.exists(path) and posixpath.isabs(path) \
+                    and path not in st.created and not made:
+                return  # bash fails on it (`Is a directory`, `No such file`): nothing runs
+            self._unseen(file, line, f"{path}: " + (
+                "not a regular file, not read" if os.path.exists(path) else
+                "no such file here (it may be there when the job runs)"))
             return
         if ctx.depth >= MAX_SOURCE_DEPTH or path in self._reading:
+            self._unknown(file, line, path, "scripts nested too deep (a cycle?): not read")
+            self._unseen(file, line, f"{path}: scripts nested too deep (a cycle?), not read")
             return
         if written is not None and written.text is None:
             self._unknown(file, line, path, f"{path}: {_held(written)}")
+            if not written.shown:
+                self._unseen(file, line, f"{path}: {_held(written)}")
             if written.shown:  # its known parts are read, the rest stands as unknown
                 self._child_text(Word(written.shown, path,
                                       known=UNKNOWN_OPEN not in written.shown), path, positional,
@@ -2063,10 +2207,12 @@ class Evaluator(Expander):
                 written.text is not None else self.reader(path)
         except ScriptFileError as exc:
             self._unknown(file, line, path, str(exc))
+            self._unseen(file, line, f"not read: {exc}")
             return
         child = State(dict(env), {}, st.cwd, False, positional, st.opaque)
         try:
             self._shells.add(path)
+            self._name(path, self.zero)
             self._run_text(path, text, notes, child, replace(ctx, depth=ctx.depth + 1))
         except (_Exit, _Return):
             pass
@@ -2211,8 +2357,10 @@ def _test(words: tuple[Word, ...] | list[Word], cwd: str | None) -> bool | None:
 
 def evaluate_script(path: str, environ: Mapping[str, str], cwd: str | None = None,
                     reader: Reader = read_script) -> Trace:
-    text, notes = reader(path)
-    return Evaluator(environ, cwd, reader).run_file(path, text, notes)
+    """`bash PATH` run in `cwd`: `$0` is PATH as given, read from cwd/PATH."""
+    full = path if posixpath.isabs(path) or not cwd else posixpath.join(cwd, path)
+    text, notes = reader(full)
+    return Evaluator(environ, cwd, reader).run_file(full, text, notes, zero=path)
 
 
 def evaluate_command(line: str, environ: Mapping[str, str], cwd: str | None = None) -> Trace:

@@ -141,3 +141,9 @@ class Trace:
     # why reading stopped before the end (the line budget): what the script starts, sets
     # and exits with is then not known ("" when it was read to its end)
     unread: str = ""
+    # where programs may start that preflight did not read (file, line, and why as the
+    # reason): a file sourced or run that cannot be read or whose path is not known, an
+    # eval of a value not known, a program not known, a command substitution past the
+    # budget. A launch check that found no launcher cannot say there is none while this
+    # is not empty.
+    unseen: tuple[Unknown, ...] = ()

@@ -52,10 +52,11 @@ class Piece:
 
 class Expander:
     """Expansion of words against a State; the Evaluator supplies `src` (the text being
-    read), `script0` (`$0`) and `vanished` (words that expanded to nothing)."""
+    read), `zero` (`$0`) and `vanished` (words that expanded to nothing)."""
 
     src: Source
-    script0: str
+    zero: str
+    given: dict[str, str | None]  # each file read -> its name as bash was given it
     vanished: list[Word]
     status: str | None = None  # `$?` where it is known (after a conda hook substitution)
 
@@ -219,7 +220,9 @@ class Expander:
         if name.isdigit():
             k = int(name)
             if k == 0:
-                return Var(self.script0 or "bash"), None
+                return (Var(self.zero), None) if self.zero else (
+                    Var(None, reason="$0: the name of the shell that runs the command line "
+                                     "is not known"), None)
             return (Var(st.positional[k - 1].value, reason=st.positional[k - 1].reason)
                     if k <= len(st.positional) else None), None
         if name in "@*":
@@ -235,7 +238,10 @@ class Expander:
         if name == "PWD" and st.cwd is not None:
             return Var(st.cwd, exported=True), None
         if name == "BASH_SOURCE":
-            return Var(self.src.file), None
+            given = self.given.get(self.src.file)
+            return (Var(given), None) if given is not None else (
+                Var(None, reason="${BASH_SOURCE[0]}: the name bash gives this file is not "
+                                 "known here"), None)
         var = st.vars.get(name)
         if var is None and st.opaque:
             return Var(None, reason=f"may be set there: {st.opaque}"), None
@@ -540,15 +546,22 @@ class Expander:
         argv = [w for p in node.parts for w in self._expand(p, st)]
         if not argv or not all(w.known for w in argv):
             return None
-        name, args = argv[0].text, [w.text for w in argv[1:] if w.text != "--"]
+        name, args = argv[0].text, [w.text for w in argv[1:]]
+        if name in ("dirname", "basename"):
+            return _path_part(name, args)
+        if (name == "realpath" and args[:-1] in ([], ["-e"]) or
+                name == "readlink" and args[:-1] in (["-f"], ["-e"])) and len(args) >= 1:
+            # a path that is there now, before any program the script ran could have made
+            # or moved a link: resolved as here (else not known)
+            full = posixpath.join(st.cwd or "", args[-1])
+            return os.path.realpath(full) if args[-1][:1] not in ("", "-") and \
+                st.cwd is not None and \
+                not st.external and not st.created and os.path.exists(full) else None
         if name == "pwd":
-            return st.cwd
-        if name == "dirname" and len(args) == 1:
-            return posixpath.dirname(args[0].rstrip("/")) or ("/" if args[0].startswith("/")
-                                                              else ".")
-        if name == "basename" and args:
-            base = posixpath.basename(args[0].rstrip("/"))
-            return base[:-len(args[1])] if len(args) > 1 and base.endswith(args[1]) else base
+            # `pwd -P`: the directory with its symlinks resolved, as it is here
+            return st.cwd if not args or args == ["-L"] else \
+                os.path.realpath(st.cwd) if args == ["-P"] and st.cwd is not None and \
+                os.path.isdir(st.cwd) else None
         if name == "echo" and not any(a.startswith("-") for a in args):
             return " ".join(args)
         if name in ("which", "command") and args and args[0] != "-v" or \
@@ -557,6 +570,31 @@ class Expander:
             found = shutil.which(args[-1], path=search.value if search and search.value else "")
             return found  # None (unknown) when it does not resolve here
         return None
+
+
+def _path_part(name: str, args: list[str]) -> str | None:
+    """coreutils `dirname NAME` / `basename NAME [SUFFIX]` (after an optional `--`); None
+    for their options (`-a`, `-s`, `-z`: other outputs) or another number of operands."""
+    if args[:1] == ["--"]:
+        args = args[1:]
+    elif any(a.startswith("-") and a != "-" for a in args):
+        return None
+    if name == "dirname":
+        if len(args) != 1:
+            return None
+        head = posixpath.dirname(args[0].rstrip("/"))
+        # only slashes (`//a`): coreutils says `/`
+        return "/" if args[0].startswith("/") and not head.strip("/") else head or "."
+    if len(args) not in (1, 2):
+        return None
+    stripped = args[0].rstrip("/")
+    if not stripped:  # `basename /`: /; `basename ""`: empty
+        return "/" if args[0] else ""
+    base = posixpath.basename(stripped)
+    # the suffix goes only when it is not the whole name (basename.c remove_suffix)
+    suffix = args[1] if len(args) == 2 else ""
+    return base[:-len(suffix)] if suffix and base != suffix and base.endswith(suffix) \
+        else base
 
 
 def substitutions(node: Node) -> dict[int, Node]:

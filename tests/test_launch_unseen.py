@@ -1,0 +1,325 @@
+"""Where the script runs what preflight cannot read (a sourced file that is not read, a
+path only known at run time, a script it runs that is not read, a command substitution
+past the reading budget), the launch checks do not say "no launcher": real bash, with
+recording launcher shims (bash_oracle.py), shows the launcher such a file starts; the
+checks that found no launcher in what they read are UNKNOWN, naming file:line.
+
+Before: each of these scripts passed nested-launcher with "no distributed launcher in the
+script" (or "one launcher layer per job"), and skipped launch-ports / launch-gpus /
+launcher-args with "no distributed launcher in the launch script", while bash ran one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bash_oracle import Case, base_env, compare, make_shims, run_bash  # noqa: E402
+
+from preflight.judges import launch as judge  # noqa: E402
+from preflight.judges import stack as stack_judge  # noqa: E402
+from preflight.launch import spec as launch  # noqa: E402
+from preflight.launch.shell import evaluate  # noqa: E402
+from preflight.model import Kind  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+NESTED = "torchrun --nproc_per_node 2 -m torch.distributed.run t.py\n"
+# 101 nested `if`s: one level past what preflight reads (source.MAX_NESTING)
+TOO_DEEP = "".join("if true; then\n" for _ in range(101)) + "fi\n" * 101
+
+
+def _big(path: Path) -> None:  # past source.MAX_BYTES: bash reads it, preflight does not
+    path.write_text(NESTED + "#" * (3 * 2**20) + "\n")
+
+
+def _deep(path: Path) -> None:
+    path.write_text(NESTED + TOO_DEEP)
+
+
+def _named(path: Path) -> None:  # the file is there; its name comes from a file's content
+    path.write_text(NESTED)
+    (path.parent / "name.txt").write_text(path.stem + "\n")
+
+
+# (name, the script, the file it sources or runs, how that file is made)
+CASES = [
+    ("source of a path only known at run time", 'X="$(cat name.txt)"\nsource "./$X.sh"\n',
+     "env.sh", _named),
+    ("source of a file too large to read", "source ./big.sh\n", "big.sh", _big),
+    ("source of a file nested too deep", ". ./deep.sh\n", "deep.sh", _deep),
+    ("bash runs a script only known at run time", 'X="$(cat name.txt)"\nbash "$X.sh"\n',
+     "inner.sh", _named),
+    ("exec of a script only known at run time", 'X="$(cat name.txt)"\nexec "./$X.sh"\n',
+     "inner.sh", _named),
+    ("bash runs a script too large to read", "bash ./big.sh\n", "big.sh", _big),
+]
+
+
+def _bash_and_preflight(tmp_path: Path, script: str, make=None, rel: str = ""
+                        ) -> tuple[list, launch.LaunchSpec, dict[str, str]]:
+    shims = make_shims(tmp_path / "shims")
+    work = tmp_path / "w"
+    work.mkdir()
+    if make is not None:
+        make(work / rel)
+        (work / rel).chmod(0o755)
+    case = Case("unseen", script)
+    calls = run_bash(case, work, shims)
+    env = base_env(shims, str(work))
+    spec = launch.load(str(work / "run.sh"), None, env, cwd=str(work))
+    return calls, spec, env
+
+
+@pytest.mark.parametrize("script, rel, make", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_a_launcher_in_what_preflight_cannot_read_is_unknown_not_absent(
+        tmp_path, script, rel, make):
+    calls, spec, _ = _bash_and_preflight(tmp_path, script, make, rel)
+    # the oracle: bash really runs the nested launcher from that file
+    assert [(c.program, c.argv[:2]) for c in calls] == [("torchrun", ("--nproc_per_node",
+                                                                      "2"))], calls
+    assert not spec.jobs  # preflight did not read it ...
+    (where,) = spec.unseen  # ... and says where, by file:line (the line it stopped at)
+    assert where.split(":")[0] in ("run.sh", rel) and where.split(":")[1].isdigit(), where
+    nested = judge.nested_launcher(judge.NestedFacts(spec, {}))
+    assert nested.deciding[0].kind is Kind.UNKNOWN and where in nested.message, nested
+    assert not nested.ok  # was: "no distributed launcher in the script"
+    for verdict in (judge.launch_ports(judge.PortsFacts(spec, {}, {}, "29501")),
+                    judge.launch_gpus(judge.GpusFacts(spec, 8, None)),
+                    judge.launcher_args(judge.ArgsFacts(spec))):
+        assert not verdict.skip, verdict.skip  # was: "no distributed launcher in the ..."
+        assert verdict.deciding[0].kind is Kind.UNKNOWN, verdict
+        assert verdict.message.startswith("no ") and where in verdict.message, verdict.message
+
+
+def test_the_bash_oracle_counts_such_a_launcher_unknown_not_missed(tmp_path):
+    """compare(): a launcher bash ran that preflight did not see is wrong, unless preflight
+    said where it could not read (Trace.unseen)."""
+    shims = make_shims(tmp_path / "shims")
+    work = tmp_path / "w"
+    work.mkdir()
+    _named(work / "env.sh")
+    case = Case("unseen", 'X="$(cat name.txt)"\nsource "./$X.sh"\n')
+    calls = run_bash(case, work, shims)
+    env = base_env(shims, str(work))
+    trace = evaluate.evaluate_script(str(work / "run.sh"), env, cwd=str(work))
+    assert trace.unseen and compare(case, trace, calls, env).kind == "unknown"
+    blind = evaluate.Trace(trace.commands, trace.variables, trace.unknowns, trace.exit,
+                           trace.files)  # the same reading, not saying where it was blind
+    assert compare(case, blind, calls, env).kind == "wrong"
+
+
+def test_a_sourced_fifo_is_unknown_and_never_opened(tmp_path):
+    """bash reads what a writer puts in the FIFO (here a nested launcher); preflight never
+    opens it (no hang) and says the checks cannot tell."""
+    shims = make_shims(tmp_path / "shims")
+    work = tmp_path / "w"
+    work.mkdir()
+    os.mkfifo(work / "env.sh")
+
+    def feed() -> None:
+        with open(work / "env.sh", "w") as fifo:  # blocks until bash opens it
+            fifo.write(NESTED)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    calls = run_bash(Case("fifo", "source ./env.sh\n"), work, shims)
+    writer.join(timeout=20)
+    assert [c.program for c in calls] == ["torchrun"], calls
+    env = base_env(shims, str(work))
+    spec = launch.load(str(work / "run.sh"), None, env, cwd=str(work))  # the FIFO: no writer
+    assert spec.unseen == (f"run.sh:1: source not read: {work / 'env.sh'}: not a regular "
+                           "file",)
+    nested = judge.nested_launcher(judge.NestedFacts(spec, {}))
+    assert nested.deciding[0].kind is Kind.UNKNOWN, nested
+
+
+def test_eval_past_the_nesting_depth_is_unknown_not_skipped(tmp_path):
+    """An eval 10 function calls deep: bash runs it; preflight read it as if it were not
+    there (A stayed 2: `--nproc_per_node 2` stated, bash ran 4)."""
+    script = ('A=2\nf() { if [ "$1" -gt 0 ]; then f $(($1 - 1)); else eval "A=4"; fi; }\n'
+              "f 10\ntorchrun --nproc_per_node $A t.py\n")
+    calls, spec, _ = _bash_and_preflight(tmp_path, script)
+    assert [c.argv for c in calls] == [("--nproc_per_node", "4", "t.py")]
+    (job,) = spec.jobs
+    nproc = job.command.argv[2]
+    assert not nproc.known and "eval at run.sh:2" in nproc.reason, nproc  # was: "2"
+    assert "run.sh:2: eval nested too deep: not read" in spec.unseen
+
+
+@pytest.mark.parametrize("script", [
+    "bash -o pipefail ./inner.sh\n",  # was: `pipefail` read as the script, inner.sh unread
+    "OUT=$(bash ./inner.sh)\n",  # was: what inner.sh starts dropped (another file's lines)
+], ids=["bash -o pipefail", "in a command substitution"])
+def test_a_script_bash_runs_is_read_for_its_launchers(tmp_path, script):
+    def inner(path: Path) -> None:
+        path.write_text(NESTED)
+
+    calls, spec, _ = _bash_and_preflight(tmp_path, script, inner, "inner.sh")
+    assert [c.program for c in calls] == ["torchrun"]
+    nested = judge.nested_launcher(judge.NestedFacts(spec, {}))
+    # was: PASS "no distributed launcher in the script"
+    assert nested.deciding[0].kind is Kind.BLOCKER, nested
+    assert "torchrun at inner.sh:1" in nested.message
+
+
+def test_bash_reading_its_commands_from_a_here_document_is_unknown(tmp_path):
+    calls, spec, _ = _bash_and_preflight(tmp_path, "bash <<EOF\n" + NESTED + "EOF\n")
+    assert [c.program for c in calls] == ["torchrun"]
+    assert spec.unseen == ("run.sh:1: bash reads the commands it runs from its input, not "
+                           "read",)
+    assert judge.nested_launcher(judge.NestedFacts(spec, {})).deciding[0].kind is Kind.UNKNOWN
+
+
+def test_a_missing_script_stays_known_absent(tmp_path):
+    """bash fails on a sourced file or script that is not there: nothing runs, so the
+    checks still say so (unknown only where the file may be there at run time)."""
+    calls, spec, _ = _bash_and_preflight(
+        tmp_path, "source /nonexistent/env.sh\nbash /nonexistent/run.sh\n")
+    assert calls == [] and spec.unseen == ()
+    assert judge.nested_launcher(judge.NestedFacts(spec, {})).ok == \
+        "no distributed launcher in the script"
+    assert judge.launch_ports(judge.PortsFacts(spec, {}, {}, "1")).skip == judge.NO_LAUNCHER
+
+
+def test_checks_that_found_their_facts_keep_them(tmp_path):
+    """A launcher seen keeps its verdict (a nested one is still NO-GO; launch-gpus still
+    counts it), the unread file named in nested-launcher's evidence."""
+    script = NESTED + 'X="$(cat name.txt)"\nsource "./$X.sh"\n'
+    calls, spec, _ = _bash_and_preflight(tmp_path, script, _named, "env.sh")
+    assert [c.program for c in calls] == ["torchrun", "torchrun"]
+    nested = judge.nested_launcher(judge.NestedFacts(spec, {}))
+    assert nested.deciding[0].kind is Kind.BLOCKER
+    gpus = judge.launch_gpus(judge.GpusFacts(spec, 8, None))
+    assert gpus.ok and not gpus.problems, gpus
+
+
+def test_a_launchers_child_script_that_is_not_known_is_unknown(tmp_path):
+    """torchrun --no-python bash SCRIPT: a script not known (or one that sources a file
+    that is not read) may start a second launcher. Was: one launcher layer per job."""
+    (tmp_path / "inner.sh").write_text('source "$(cat name.txt)"\n')
+    for line in ('torchrun --nproc_per_node 2 --no-python bash "$(cat s.txt)"',
+                 "torchrun --nproc_per_node 2 --no-python bash inner.sh"):
+        spec = launch.load(None, line, {"PATH": "/usr/bin:/bin"}, cwd=str(tmp_path))
+        nested = judge.nested_launcher(judge.NestedFacts(spec, {}))
+        assert nested.deciding[0].kind is Kind.UNKNOWN, (line, nested)
+        assert "cannot tell what torchrun at <--launch-cmd>:1 starts" in nested.message
+
+
+def test_the_other_no_x_checks_say_unknown(tmp_path):
+    script = 'X="$(cat name.txt)"\nsource "./$X.sh"\n'
+    _, spec, _ = _bash_and_preflight(tmp_path, script, _named, "env.sh")
+    grpo = judge.grpo_batch_divisible(spec)  # was: skip "no GRPO run ... in the script"
+    assert grpo.deciding[0].kind is Kind.UNKNOWN and "run.sh:2" in grpo.message
+    inputs = judge.launch_inputs(judge.InputsFacts(spec))  # was: skip "gives no ... paths"
+    assert inputs.deciding[0].kind is Kind.UNKNOWN and "run.sh:2" in inputs.message
+    via, why = stack_judge.grpo_launcher(spec)  # was: "no GRPO run in the launch script"
+    assert via is None and why.startswith("no GRPO run known: the launch script runs what "
+                                          "preflight could not read (run.sh:2: ")
+    memory = stack_judge.colocate_memory(stack_judge.ColocateFacts(
+        [], "run.sh", 0.1, 0.3, 80.0, "", spec.unseen))  # was: skip "no ... share"
+    assert memory.deciding[0].kind is Kind.UNKNOWN and "run.sh:2" in memory.message
+
+
+# -- a command substitution past the reading budget --------------------------------------
+
+
+def test_a_substitution_past_the_budget_is_unknown_naming_its_line(tmp_path, monkeypatch):
+    """Was: its reading stopped unsaid (no unknown, LaunchSpec.unread empty): nested-launcher
+    PASS "no distributed launcher in the script" while bash ran the launcher in it."""
+    monkeypatch.setattr(evaluate, "MAX_LINES", 50)
+
+    def gen(path: Path) -> None:
+        path.write_text("true\n" * 60 + NESTED)
+
+    calls, spec, _ = _bash_and_preflight(tmp_path, "echo start\nOUT=$(source ./gen.sh)\n",
+                                         gen, "gen.sh")
+    assert [c.program for c in calls] == ["torchrun"]
+    assert not spec.unread  # the script itself was read to its end
+    (hit,) = [u for u in spec.unknowns if u.line == 2 and "not read to its end" in u.reason]
+    assert f"by the end of {tmp_path / 'w' / 'gen.sh'}" in hit.reason, hit
+    assert spec.unseen[0].startswith("run.sh:2: $(source ./gen.sh): a command substitution "
+                                     "not read to its end (")
+    nested = judge.nested_launcher(judge.NestedFacts(spec, {}))
+    assert nested.deciding[0].kind is Kind.UNKNOWN and "run.sh:2" in nested.message
+
+
+def test_substitutions_share_the_scripts_budget(tmp_path, monkeypatch):
+    """Each substitution had a budget of its own: 60 substitutions that source a long file
+    parsed it 60 times (MAX_LINES each). Now they draw on the script's one budget."""
+    monkeypatch.setattr(evaluate, "MAX_LINES", 300)
+    (tmp_path / "lib.sh").write_text("true\n" * 100)
+    parsed: list[int] = []
+    real = evaluate.parse_chunks
+
+    def counting(text: str):
+        parsed.append(sum(1 for ln in text.split("\n") if ln.strip()))
+        return real(text)
+
+    monkeypatch.setattr(evaluate, "parse_chunks", counting)
+    script = tmp_path / "run.sh"
+    script.write_text("".join(f"O{i}=$(source ./lib.sh)\n" for i in range(60)))
+    spec = launch.load(str(script), None, {"PATH": "/usr/bin:/bin"}, cwd=str(tmp_path))
+    assert sum(parsed) <= 300 + 60 * 2, sum(parsed)  # was: 60 x 100 lines of lib.sh
+    assert spec.unseen and all("not read to its end" in u for u in spec.unseen)
+
+
+def test_a_line_the_parser_cannot_read_is_where_a_launcher_may_start(tmp_path):
+    """bashlex 0.18 has no `coproc`; bash runs the launcher in it. Was: launch-ports and
+    launch-gpus skipped with "no distributed launcher in the launch script"."""
+    calls, spec, _ = _bash_and_preflight(tmp_path, "coproc torchrun --nproc_per_node 2 t.py\n"
+                                                   "wait\n")
+    assert [c.program for c in calls] == ["torchrun"]
+    assert spec.unseen == ("run.sh:1: not parsed: coproc torchrun --nproc_per_node 2 t.py",)
+    for verdict in (judge.launch_ports(judge.PortsFacts(spec, {}, {}, "29501")),
+                    judge.launch_gpus(judge.GpusFacts(spec, 8, None))):
+        assert verdict.deciding[0].kind is Kind.UNKNOWN and "run.sh:1" in verdict.message
+
+
+def test_preflight_says_unknown_where_a_sourced_file_is_not_read(tmp_path):
+    """The real command: the launch checks that found no launcher are UNKNOWN naming the
+    line (an unknown blocks GO: exit 1); no usage error, no traceback."""
+    import json
+    import subprocess
+
+    from support import base_env as suite_env
+
+    (tmp_path / "env.sh").write_text(NESTED)
+    (tmp_path / "name.txt").write_text("env\n")
+    script = tmp_path / "run.sh"
+    script.write_text('X="$(cat name.txt)"\nsource "./$X.sh"\n')
+    report = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "preflight", "--profile", "cpu", "--launch-script", str(script),
+         "--report-dir", str(report), "--check", "nested-launcher", "--check", "launch-ports",
+         "--check", "launcher-args"],
+        cwd=tmp_path, env=suite_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    checks = {c["id"]: c for c in
+              json.loads((report / "preflight-report.json").read_text())["checks"]}
+    for check in ("nested-launcher", "launch-ports", "launcher-args"):
+        assert checks[check]["severity"] == "unknown", checks[check]
+        assert 'run.sh:2: source "./$X.sh": the path is not known' in \
+            checks[check]["summary"], checks[check]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnknownMarkWarning")  # the check module
+def test_ray_path_does_not_count_the_launch_as_ray_free_where_it_is_blind(tmp_path):
+    """ray-path downgrades `ray: command not found` to a warning only when every program
+    the launch starts is known not to be ray; a sourced file not read may run ray. Was:
+    downgraded (launch_given True)."""
+    from types import SimpleNamespace
+
+    from preflight.checks.test_node import _programs_known
+
+    _, seen, _ = _bash_and_preflight(tmp_path / "a", "python train.py\n")
+    assert _programs_known(SimpleNamespace(launch=seen))
+    _, blind, _ = _bash_and_preflight(tmp_path / "b", 'X="$(cat name.txt)"\nsource "./$X.sh"\n'
+                                                      "python train.py\n", _named, "env.sh")
+    assert not _programs_known(SimpleNamespace(launch=blind))
