@@ -380,9 +380,9 @@ def _script_of(lines: int) -> str:
 def test_500_line_script_is_analysed_well_under_a_second(tmp_path):
     text = _script_of(500)
     assert text.count("\n") == 500
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a loaded box's waits are not the reader's cost
     spec = _load(tmp_path, text)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert len(spec.jobs) == 50
     assert elapsed < 1.0, f"500 lines took {elapsed:.3f}s"
 

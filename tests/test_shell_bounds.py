@@ -112,9 +112,9 @@ def test_a_last_line_ending_in_a_backslash_is_read_at_once(tmp_path):
     # (chunks of at most 80 lines): the launch was not read, after 18 s of parsing
     text = ("set -x\npython -m torch.distributed.run --nproc_per_node 4 train.py \\\n"
             + "".join(f"    opt{i}=v{i} \\\n" for i in range(120)))
-    start = time.perf_counter()
+    start = time.process_time()
     spec = _load(tmp_path, text)
-    assert time.perf_counter() - start < 3
+    assert time.process_time() - start < 3
     (job,) = spec.jobs
     assert job.distributed[0].nproc == 4
     assert job.layers[-1].args[-1].text == "opt119=v119"
@@ -139,9 +139,9 @@ def test_a_glob_naming_many_files_is_recorded_in_linear_time(case, tmp_path):
     many.mkdir()
     for i in range(count):
         (many / f"f{i}").touch()
-    start = time.perf_counter()
+    start = time.process_time()
     spec = _load(tmp_path, script.format(many=many))
-    assert time.perf_counter() - start < 3
+    assert time.process_time() - start < 3  # CPU time: other processes' load is not ours
     assert spec.jobs[0].distributed[0].nproc == 2
 
 
