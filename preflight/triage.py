@@ -863,24 +863,50 @@ AGENT_STOP = re.compile(r"(?:[IWEF]\d{4} [\d:.]+ +(\d+) \S+\] Received|Process (
                         r" (?:Signals\.)?(SIG[A-Z0-9]+|\d+)")
 
 
+# The outer torchrun's killpg reaches an inner launcher at once (the same millisecond in the
+# committed nested logs): a closing line further back is an earlier run's (`torchrun a.py;
+# torchrun b.py`, the first restarting its workers), not what stopped this launcher.
+CLOSE_WINDOW_S = 5.0
+GLOG_STAMP = re.compile(r"[IWEF](\d{4} \d\d:\d\d:\d\d\.\d+) +\d+ ")
+
+
+def _glog_seconds(text: str) -> float | None:
+    """A glog line's stamp (month, day, time; no year) in seconds, for differences."""
+    m = GLOG_STAMP.search(text)
+    if m is None:
+        return None
+    try:  # a leap year, so that 0229 parses
+        stamp = datetime.strptime("2000" + m.group(1), "%Y%m%d %H:%M:%S.%f")
+    except ValueError:
+        return None
+    return (stamp - datetime(2000, 1, 1)).total_seconds()
+
+
+def _closed_by(senders: dict[int, float | None], pid: int, at: float | None) -> bool:
+    """Whether a launcher other than `pid` closed its workers just before `at`; without
+    stamps to compare, any earlier closing line counts."""
+    return any(t is None or at is None or -1.0 <= at - t <= CLOSE_WINDOW_S
+               for s, t in senders.items() if s != pid)
+
+
 def _closed_agents(scans: list[FileScan]) -> set[int]:
     """The launchers whose stop was another launcher closing them (a nested torchrun): one
     whose pid a `Sending process N closing signal` names (in any file), or whose first
-    stop line in a file comes after another launcher's closing line there (the outer
+    stop line in a file comes right after another launcher's closing line there (the outer
     torchrun signals its worker's whole process group, os.killpg in torch 2.13's
     subprocess_handler.py:85: a bash worker's inner torchrun is not the pid it names)."""
     closed = {int(m.group(1)) for scan in scans for hit in scan.hits
               if (m := CLOSING.search(hit.text))}
     for scan in scans:
-        senders: set[int] = set()
+        senders: dict[int, float | None] = {}  # pid -> when it last closed its workers
         decided: set[int] = set()
         for hit in scan.hits:
             if CLOSING.search(hit.text) and (m := GLOG_PID.search(hit.text)):
-                senders.add(int(m.group(1)))
+                senders[int(m.group(1))] = _glog_seconds(hit.text)
             pid = _stop_pid(hit.text) if AGENT_STOP.search(hit.text) else None
             if pid is not None and pid not in decided:
                 decided.add(pid)
-                if senders - {pid}:
+                if _closed_by(senders, pid, _glog_seconds(hit.text)):
                     closed.add(pid)
     return closed
 

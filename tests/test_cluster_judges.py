@@ -47,7 +47,7 @@ JOB = {"NNODES": "2", "MASTER_ADDR": "10.0.0.1"}
                                  report("b", "10.0.0.2", torch="2.13.0+cpu"),
                                  report("c", "10.0.0.3", torch="2.5.1+cu124"))),
      [Kind.BLOCKER], "torch differs: 2.13.0+cpu on most nodes, 2.5.1+cu124 on c",
-     "pip install 'torch==2.13.0' --index-url https://download.pytorch.org/whl/cpu   # on c"),
+     "pip install 'torch==2.13.0+cpu' --index-url https://download.pytorch.org/whl/cpu   # on c"),
     ("another preflight on one node: the distribution is pytest-preflight ('preflight' on "
      "PyPI is an unrelated tool)",
      checks.judge_versions(nodes(A, B, report("c", "10.0.0.3", preflight="0.0.9"))),

@@ -313,7 +313,7 @@ def test_cuda_stack_fails_on_an_old_driver(run_preflight, tmp_path):
     result = run.one("cuda-stack")
     assert result["severity"] == "blocker"
     assert "driver supports CUDA 11.4 but torch was built with CUDA 12.1" in result["summary"]
-    assert "whl/cu118" in result["fix"] and '"torch==2.5.1"' in result["fix"]
+    assert "whl/cu118" in result["fix"] and '"torch==2.5.1+cu118"' in result["fix"]
 
 
 def test_cuda_stack_reads_cuda_home_as_the_launch_script_exports_it(run_preflight, tmp_path):

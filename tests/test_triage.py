@@ -193,6 +193,8 @@ NOT_NESTED = [("real/single-port-held.log", 47), ("real/multinode-labelled.log",
 CASES += [(name, "nested-launcher", line) for name, line, _, _ in NESTED]
 CASES += [(name, "port-free", line) for name, line in NOT_NESTED]
 SUCCESSES = ["real/ok-torchrun.log", "real/ok-dataloader.log", "cited/ok-slime-smoke.log",
+             # a COMPLETED Slurm job that ended its own background srun step (kill, scancel)
+             "real/ok-slurm-step-killed.log", "real/ok-slurm-step-scancel.log",
              "cited/ok-swift-sft.log", "cited/ok-dataloader-shutdown.log"]
 # A louder consequence (ChildFailedError table, watchdog timeouts, Ray's job failure)
 # follows the root cause in these.

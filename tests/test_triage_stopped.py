@@ -32,6 +32,9 @@ STOPPED = [
     ("job-stopped-torchrun-sighup.log", 9, "SIGHUP", "signal", 7901, None),
     ("job-stopped-torchrun-tee.log", 9, "SIGTERM", "signal", 8127, None),
     ("job-stopped-torchrun-logdir.log", 7, "SIGTERM", "signal", 8282, None),
+    # an earlier torchrun in the log closed its workers to restart them: not what stopped
+    # this one 24 s later (was "FATAL: ... only consequences were found")
+    ("job-stopped-second-torchrun.log", 94, "SIGTERM", "signal", 28645, None),
     ("job-stopped-bash.log", 5, "SIGTERM", "signal", None, None),
     ("job-stopped-bash-hup.log", 5, "SIGHUP", "signal", None, None),
     ("job-stopped-slurm-time-limit.log", 10, None, "time_limit", None, "7"),

@@ -137,8 +137,10 @@ def _version_fix(fact: str, want: str, odd: dict[str, str]) -> str:
         # PyPI has no local builds ('2.13.0+cpu', '+cu124'): they come from PyTorch's own
         # index, one per label (pytorch.org/get-started/previous-versions: --index-url
         # https://download.pytorch.org/whl/cu124).
-        release, label = want.split("+", 1)
-        return (f"pip install 'torch=={release}' --index-url "
+        # pinned with the label: an odd node's 2.13.0+cpu satisfies `torch==2.13.0`
+        # (PEP 440 ignores local labels under ==X.Y.Z), and pip would change nothing there
+        label = want.split("+", 1)[1]
+        return (f"pip install 'torch=={want}' --index-url "
                 f"https://download.pytorch.org/whl/{label}   # on {where}")
     if fact in PACKAGES and "+" in want:
         return f"# {fact}: install the {want} build on {where} (not on PyPI: its own index)"

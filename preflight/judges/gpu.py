@@ -442,7 +442,10 @@ def torch_index(release: str, driver: tuple[int, int] | None) -> tuple[str | Non
 def _torch_install(build: TorchBuild, driver: tuple[int, int] | None, why: str) -> str:
     """Reinstall the same torch release, CUDA build, into the Python the check judged: an
     unpinned `pip install torch --index-url` installs that index's newest torch (cu121 stops
-    at 2.5.1), and a bare `pip` may be another env's."""
+    at 2.5.1), and a bare `pip` may be another env's. Pinned with the index's local label
+    (`torch==2.13.0+cu126`): `torch==2.13.0` is satisfied by the installed 2.13.0+cpu (PEP 440
+    ignores a candidate's local label under `==X.Y.Z`), so pip said "Requirement already
+    satisfied" and changed nothing."""
     # the release a hand-built or nightly torch (2.6.0a0+git1234) was cut from: the wheel
     # `torch==2.6.0a0` does not exist on any index
     found = re.match(r"\d+\.\d+(\.\d+)?", build.version or "")
@@ -451,9 +454,9 @@ def _torch_install(build: TorchBuild, driver: tuple[int, int] | None, why: str) 
     if label is None and driver is not None:
         return (f"nvidia-smi  # upgrade the driver: torch {release} has no CUDA "
                 f"{driver[0]} build; the last torch with a CUDA 11 build is {LAST_CU11}: "
-                f"\"{build.python}\" -m pip install \"torch=={LAST_CU11}\" --index-url "
+                f"\"{build.python}\" -m pip install \"torch=={LAST_CU11}+cu118\" --index-url "
                 "https://download.pytorch.org/whl/cu118)")
-    pin = f"torch=={release}" if release else "torch"
+    pin = f"torch=={release}+{label}" if release else "torch"
     return (f'"{build.python}" -m pip install "{pin}" --index-url '
             f"https://download.pytorch.org/whl/{label}" + (note or f"  # {why}"))
 

@@ -225,15 +225,15 @@ CUDA_HOME_FIX = ("export CUDA_HOME=/usr/local/cuda-12.1  # CUDA 12.1: lib64/libc
      "skipped", "torch is not importable by py: No module named 'torch'", ""),
     (A800, snap("a800x4-old-driver"), cuda(), "blocker",
      "driver supports CUDA 11.4 but torch was built with CUDA 12.1",
-     '"python3" -m pip install "torch==2.5.1" --index-url https://download.pytorch.org/whl/'
+     '"python3" -m pip install "torch==2.5.1+cu118" --index-url https://download.pytorch.org/whl/'
      "cu118  # or upgrade"),
     (A800, HEALTHY, cuda(replace(TORCH, cuda=None, version="2.13.0+cpu")), "blocker",
      "torch 2.13.0+cpu is a CPU-only build",
-     '"torch==2.13.0" --index-url https://download.pytorch.org/whl/cu126  # a CUDA build for '
+     '"torch==2.13.0+cu126" --index-url https://download.pytorch.org/whl/cu126  # a CUDA build for '
      "this driver"),
     (A800, HEALTHY, cuda(replace(TORCH, arch_list=("sm_90", "sm_100"))), "blocker",
      "torch has no kernels for sm_80 (arch list: sm_90 sm_100)",
-     '"python3" -m pip install "torch==2.5.1" --index-url https://download.pytorch.org/whl/'
+     '"python3" -m pip install "torch==2.5.1+cu121" --index-url https://download.pytorch.org/whl/'
      "cu121  # an official wheel: they cover sm_80 and sm_90"),
     (A800, HEALTHY, cuda(nvcc=replace(NVCC, release="13.0")), "blocker",
      "nvcc 13.0 at /usr/local/cuda-12.1 but torch was built with CUDA 12.1", CUDA_HOME_FIX),
@@ -320,13 +320,13 @@ def test_cuda_stack_torch_fixes_keep_the_version_and_the_env():
     cpu_only = replace(TORCH, python="/envs/slime/bin/python", cuda=None, version="2.13.0+cpu")
     out = judged(judge.cuda_stack(A800, HEALTHY, cuda(cpu_only)))
     assert out.kind == "blocker", out
-    assert ('"/envs/slime/bin/python" -m pip install "torch==2.13.0" --index-url '
+    assert ('"/envs/slime/bin/python" -m pip install "torch==2.13.0+cu126" --index-url '
             "https://download.pytorch.org/whl/cu126") in out.fix, out.fix
     # a 11.4 driver: the newest CUDA 11 index PyTorch publishes is cu118 (no cu114 index)
     old = judged(judge.cuda_stack(A800, snap("a800x4-old-driver"), cuda()))
     assert old.kind == "blocker" and "driver supports CUDA 11.4" in old.text
-    assert '-m pip install "torch==2.5.1" --index-url https://download.pytorch.org/whl/cu118' \
-        in old.fix, old.fix
+    assert ('-m pip install "torch==2.5.1+cu118" --index-url '
+            'https://download.pytorch.org/whl/cu118') in old.fix, old.fix
 
 
 def test_torch_index_is_one_the_release_publishes_for_the_driver():
@@ -415,3 +415,17 @@ def test_cudart_link_and_cuda_stack_name_the_same_toolkit(kits, named):
     assert stack.fix.splitlines()[0] == link.fix.splitlines()[0], (stack.fix, link.fix)
     assert "export CUDA_HOME=/usr/local/cuda-13.0" not in link.fix + stack.fix
     assert "/usr/local/cuda-12.4" not in link.fix.split("#")[0]  # no libcudart there
+
+
+def test_the_torch_pin_is_not_satisfied_by_the_build_it_replaces():
+    """pip (packaging's SpecifierSet, which pip uses) counts an installed 2.13.0+cpu as
+    satisfying `torch==2.13.0` (PEP 440: `==X.Y.Z` ignores a candidate's local label): the
+    CPU-only fix read 'Requirement already satisfied: torch==2.13.0 (2.13.0+cpu)' in a real
+    `pip install --dry-run` and changed nothing. The pin carries the index's label."""
+    from packaging.requirements import Requirement
+
+    cpu_only = replace(TORCH, python="/py", cuda=None, version="2.13.0+cpu")
+    fix = judged(judge.cuda_stack(A800, HEALTHY, cuda(cpu_only))).fix
+    [pin] = [w.strip('"') for w in fix.split() if w.startswith('"torch==')]
+    spec = Requirement(pin).specifier
+    assert "2.13.0+cpu" not in spec and "2.13.0+cu126" in spec, pin
