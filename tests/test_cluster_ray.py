@@ -356,6 +356,64 @@ def test_a_cpu_only_head_beside_gpu_workers_is_go_and_a_gpu_worker_short_is_not(
     assert "BLOCKER cluster-gpus: " in stdout
 
 
+def test_a_gpu_profile_for_all_runs_as_cpu_where_ray_offers_no_gpu(cluster, tmp_path):
+    """`preflight cluster --ray --profile a800`, the way it is called: the same options go
+    to every node, and the CPU-only head (and the fixture's CPU workers) ran the GPU
+    profile and failed their own GPU checks (gpu-inventory: 0 of 4 GPUs): NO-GO. A node
+    Ray advertises no GPU on now runs `--profile cpu` (role cpu, said in its row and on
+    the terminal); the nodes Ray gives GPUs run a800. `--gpu-nodes 3` closes the hole
+    this opens (a GPU worker given no GPU looks like a CPU node): 2 GPU nodes is a
+    blocker naming the CPU-role ones. A GPU worker with 3 of its 4 GPUs still fails."""
+    healthy = FIXTURES / "nvml" / "a800x4-healthy.json"
+    added = [gpu_worker(cluster, healthy), gpu_worker(cluster, healthy)]
+    run = ("--expect-env", "train", *CHECKS, "--check", "gpu-inventory", "--profile", "a800")
+    try:
+        code, report, _, stdout = finish(*cluster_run(cluster, tmp_path / "go", *run,
+                                                      "--gpu-nodes", "2"))
+        assert code == 0, stdout
+        rows = {n["node_id"]: n for n in report["nodes"]}
+        gpu_ids = {n.node_id for n in added}
+        cpu_names = sorted(r["name"] for k, r in rows.items() if k not in gpu_ids)
+        assert {k: (r["role"], r.get("profile_instead_of")) for k, r in rows.items()} == {
+            k: ("gpu", None) if k in gpu_ids else ("cpu", "a800") for k in rows}
+        assert {k: report["reports"][r["name"]]["profile"] for k, r in rows.items()} == {
+            k: "a800" if k in gpu_ids else "cpu" for k in rows}
+        ran = {c["id"]: c["outcome"] for c in report["reports"][rows[added[0].node_id][
+            "name"]]["checks"]}
+        assert ran["gpu-inventory"] == "passed", ran  # the GPU workers' GPUs were judged
+        in_order = ", ".join(r["name"] for r in report["nodes"] if r["node_id"] not in gpu_ids)
+        assert "  role cpu (no GPU found, none offered: not judged as GPU nodes; ran " \
+            f"profile cpu in place of a800): {in_order} (3 nodes)" in stdout.splitlines(), stdout
+        found = {c["id"]: c for c in report["checks"]}
+        assert found["cluster-gpus"]["evidence"]["expected"]["count"] == 4  # a800's
+        assert found["cluster-nodes"]["severity"] == "ok", found["cluster-nodes"]
+
+        code, report, _, stdout = finish(*cluster_run(cluster, tmp_path / "three", *run,
+                                                      "--gpu-nodes", "3"))
+        assert code == 1, stdout
+        gpus = {c["id"]: c for c in report["checks"]}["cluster-gpus"]
+        assert gpus["severity"] == "blocker", gpus
+        assert gpus["summary"].startswith("2 GPU node(s), 3 expected (--gpu-nodes); "
+                                          "without GPUs by role: "), gpus
+        assert all(name in gpus["summary"] for name in cpu_names), gpus
+        assert "BLOCKER cluster-gpus: 2 GPU node(s), 3 expected" in stdout
+
+        short = gpu_worker(cluster, FIXTURES / "nvml" / "a800x4-gpu-missing.json")
+        added.append(short)
+        code, report, _, stdout = finish(*cluster_run(cluster, tmp_path / "short", *run))
+    finally:
+        for node in added:
+            cluster.remove_node(node)
+    assert code == 1, stdout
+    [row] = [r for r in report["nodes"] if r["node_id"] == short.node_id]
+    assert (row["role"], row["verdict"], row["blockers"]) == ("gpu", "NO-GO",
+                                                              ["gpu-inventory"]), row
+    gpus = {c["id"]: c for c in report["checks"]}["cluster-gpus"]
+    assert gpus["severity"] == "blocker"
+    assert gpus["evidence"]["short"] == {row["name"]: {"count": 3,
+                                                       "model": "NVIDIA A800-SXM4-80GB"}}
+
+
 def test_the_cross_node_sweep_is_the_gpu_workers_not_the_cpu_head(cluster, tmp_path):
     """With GPU workers beside a CPU-only head, the all-reduce sweep (cluster-allreduce) is
     the GPU workers': the head runs no training, and a sweep across it measured a path the
