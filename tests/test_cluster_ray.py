@@ -363,7 +363,8 @@ def test_a_gpu_profile_for_all_runs_as_cpu_where_ray_offers_no_gpu(cluster, tmp_
     Ray advertises no GPU on now runs `--profile cpu` (role cpu, said in its row and on
     the terminal); the nodes Ray gives GPUs run a800. `--gpu-nodes 3` closes the hole
     this opens (a GPU worker given no GPU looks like a CPU node): 2 GPU nodes is a
-    blocker naming the CPU-role ones. A GPU worker with 3 of its 4 GPUs still fails."""
+    blocker naming the CPU-role ones. A GPU worker with 3 of its 4 GPUs still fails; a
+    node Ray offers no GPU that finds GPUs keeps the GPU profile."""
     healthy = FIXTURES / "nvml" / "a800x4-healthy.json"
     added = [gpu_worker(cluster, healthy), gpu_worker(cluster, healthy)]
     run = ("--expect-env", "train", *CHECKS, "--check", "gpu-inventory", "--profile", "a800")
@@ -399,7 +400,10 @@ def test_a_gpu_profile_for_all_runs_as_cpu_where_ray_offers_no_gpu(cluster, tmp_
         assert "BLOCKER cluster-gpus: 2 GPU node(s), 3 expected" in stdout
 
         short = gpu_worker(cluster, FIXTURES / "nvml" / "a800x4-gpu-missing.json")
-        added.append(short)
+        # a head started with `--num-gpus 0` on a GPU machine: Ray offers none, but it
+        # finds its GPUs, so it keeps the profile asked for and they are checked
+        reserved = gpu_worker(cluster, healthy, gpus=0)
+        added += [short, reserved]
         code, report, _, stdout = finish(*cluster_run(cluster, tmp_path / "short", *run))
     finally:
         for node in added:
@@ -412,6 +416,10 @@ def test_a_gpu_profile_for_all_runs_as_cpu_where_ray_offers_no_gpu(cluster, tmp_
     assert gpus["severity"] == "blocker"
     assert gpus["evidence"]["short"] == {row["name"]: {"count": 3,
                                                        "model": "NVIDIA A800-SXM4-80GB"}}
+    [head] = [r for r in report["nodes"] if r["node_id"] == reserved.node_id]
+    assert (head["role"], head["verdict"], head["ray_gpus"]) == ("gpu", "GO", 0.0), head
+    assert "profile_instead_of" not in head
+    assert report["reports"][head["name"]]["profile"] == "a800"
 
 
 def test_the_cross_node_sweep_is_the_gpu_workers_not_the_cpu_head(cluster, tmp_path):
@@ -805,3 +813,36 @@ def test_the_workload_level_by_marker_also_runs_the_cross_node_sweep() -> None:
     assert not wants_workloads(["-m", "not workload"])
     assert not wants_workloads(["-m", "static", "--check", "nccl-allreduce"])
     assert not wants_workloads(["-k", "workload"])
+
+
+@pytest.mark.parametrize("node_args, ray_gpus, cpu_args, instead_of", [
+    (["--profile", "a800", "--check", "x"], 0.0, ["--profile", "cpu", "--check", "x"], "a800"),
+    (["--profile=h100"], 0.0, ["--profile=cpu"], "h100"),
+    (["--profile", "a800", "--profile", "h20"], 0.0, ["--profile", "cpu", "--profile", "cpu"],
+     "h20"),  # the last one counts, as argparse reads them
+    (["--profile", "a800"], 8.0, [], ""),  # Ray offers GPUs there: the profile asked for
+    (["--profile", "cpu"], 0.0, [], ""),  # no GPU profile asked for
+    (["--profile", "nosuch"], 0.0, [], ""),  # unknown: every node says so itself
+    (["--profile-dir", "a800"], 0.0, [], ""),  # not --profile
+    ([], 0.0, [], ""),  # each node detects its own
+])
+def test_a_gpu_profile_is_cpu_only_on_nodes_ray_offers_no_gpu(node_args, ray_gpus, cpu_args,
+                                                             instead_of):
+    from preflight.cluster.fanout_ray import Plan, node_args_for
+
+    plan = Plan(node_args, 10.0, [], set())
+    info = {"NodeID": "n", "Resources": {"CPU": 1.0, **({"GPU": ray_gpus} if ray_gpus else {})}}
+    assert node_args_for(info, plan) == (cpu_args, instead_of)
+
+
+def test_a_node_finds_gpus_as_its_preflight_reads_them(monkeypatch):
+    from preflight.cluster.fanout_ray import finds_gpus
+
+    healthy = str(FIXTURES / "nvml" / "a800x4-healthy.json")
+    monkeypatch.delenv("PREFLIGHT_NVML_REPLAY", raising=False)
+    assert finds_gpus(["--nvml-replay", healthy])
+    assert finds_gpus([f"--nvml-replay={healthy}"])
+    assert not finds_gpus(["--nvml-replay", str(FIXTURES / "nvml" / "no-nvml.json")])
+    assert finds_gpus(["--nvml-replay", "/nonexistent.json"])  # unreadable: keep the profile
+    monkeypatch.setenv("PREFLIGHT_NVML_REPLAY", healthy)
+    assert finds_gpus([])

@@ -78,10 +78,36 @@ def remove_tree(path: str) -> None:
         raise
 
 
-def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
-    """Runs on the node: preflight in a bounded subprocess; returns its report text."""
+def finds_gpus(argv: list[str]) -> bool:
+    """Whether preflight finds a GPU on this node, as it reads them (NVML, or the snapshot
+    --nvml-replay / PREFLIGHT_NVML_REPLAY names); True when that cannot be read (a bad
+    snapshot: the node's preflight says so under the profile it was asked for)."""
+    from preflight.probes import nvml
+
+    replay = os.environ.get("PREFLIGHT_NVML_REPLAY") or ""
+    for arg, following in zip(argv, [*argv[1:], ""], strict=False):
+        if arg == "--nvml-replay":
+            replay = following
+        elif arg.startswith("--nvml-replay="):
+            replay = arg.partition("=")[2]
+    try:
+        snapshot = nvml.load_snapshot(replay) if replay else nvml.read_snapshot()
+    except Exception:  # SnapshotError, OSError
+        return True
+    return bool(snapshot.gpus)
+
+
+def node_task(node_id: str, argv: list[str], timeout: float,
+              cpu_argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs on the node: preflight in a bounded subprocess; returns its report text.
+    `cpu_argv`: the options to run with instead when this node finds no GPU (Ray offers
+    none here and a GPU profile was asked for: node_args_for)."""
     import socket
     import tempfile
+
+    swapped = cpu_argv is not None and not finds_gpus(argv)
+    if swapped and cpu_argv is not None:
+        argv = cpu_argv
 
     env = dict(os.environ)
     env["PREFLIGHT_NODE_ID"] = node_id
@@ -105,7 +131,8 @@ def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
     errors = [ln for ln in out.splitlines() if ln.startswith("ERROR:")]
     return {"hostname": socket.gethostname(), "returncode": code,
             "timed_out": timed_out, "elapsed_s": round(elapsed, 3), "bound_s": timeout,
-            "report": text, "error": errors[0][:300] if errors else ""}
+            "report": text, "error": errors[0][:300] if errors else "",
+            "profile_swapped": swapped}
 
 
 def run_tag() -> str:
@@ -442,7 +469,7 @@ def asked_gpu_profile(node_args: list[str], dirs: list[Path]) -> str:
     """The GPU profile `--profile NAME` asks every node for; "" when none is named, it
     asks for no GPU, or it is not known here (the nodes then say so themselves)."""
     asked = ""
-    for arg, following in zip(node_args, [*node_args[1:], ""], strict=True):
+    for arg, following in zip(node_args, [*node_args[1:], ""], strict=False):
         if arg == "--profile":
             asked = following
         elif arg.startswith("--profile="):
@@ -459,13 +486,15 @@ def asked_gpu_profile(node_args: list[str], dirs: list[Path]) -> str:
 
 
 def node_args_for(info: dict[str, Any], plan: Plan) -> tuple[list[str], str]:
-    """The options this node's preflight runs with, and the GPU profile it was asked for
-    in their place ("" when none): a node Ray advertises no GPU on (a CPU-only head)
-    runs no GPU task of a Ray job, so `--profile h100` there is `--profile cpu`; with
-    the GPU profile it failed its own GPU checks and the cluster was NO-GO."""
+    """The options for this node's preflight when it finds no GPU, and the GPU profile
+    they replace ("" when none: it runs plan.node_args): a node Ray advertises no GPU on
+    that finds none (a CPU-only head) runs no GPU task of a Ray job, so `--profile h100`
+    there is `--profile cpu`; with the GPU profile it failed its own GPU checks and the
+    cluster was NO-GO. One that finds GPUs (a head started with `--num-gpus 0`) keeps the
+    profile asked for: its GPUs are checked as before."""
     asked = asked_gpu_profile(plan.node_args, plan.profile_dirs)
     if not asked or float((info.get("Resources") or {}).get("GPU", 0)) > 0:
-        return plan.node_args, ""
+        return [], ""
     args, skip = [], False
     for arg in plan.node_args:
         if skip:
@@ -488,10 +517,14 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
     pending: dict[Any, dict[str, Any]] = {}
     given = {info["NodeID"]: node_args_for(info, plan) for info in alive}
     for info in alive:
+        # the 4th argument only where it is used: a node with an older preflight runs its
+        # own node_task (Ray imports it there), which takes 3
+        cpu_argv = given[info["NodeID"]][0]
         ref = remote.options(
             scheduling_strategy=affinity(node_id=info["NodeID"], soft=False),
             name=f"preflight:{info['NodeManagerHostname']}",
-        ).remote(info["NodeID"], given[info["NodeID"]][0], subprocess_timeout)
+        ).remote(info["NodeID"], plan.node_args, subprocess_timeout,
+                 *([cpu_argv] if cpu_argv else []))
         pending[ref] = info
     results: dict[str, NodeReport] = {}
     lost: list[dict[str, Any]] = []  # nodes whose task died: its dir may be left there
@@ -503,7 +536,7 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
                                 timeout=min(left, 1.0))
             for ref in ready:
                 info = pending.pop(ref)
-                results[info["NodeID"]], died = _collect(ray, ref, info,
+                results[info["NodeID"]], died = _collect(ray, ref, info, plan.node_args,
                                                          *given[info["NodeID"]])
                 if died:
                     lost.append(info)
@@ -524,7 +557,7 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
         results[info["NodeID"]] = _unknown(
             info, f"no answer within {node_timeout:g}s",
             f"ray status   # is it alive, its task started?\n"
-            f"{_rerun(given[info['NodeID']][0])}   # on it alone: what does not finish "
+            f"{_rerun(plan.node_args)}   # on it alone: what does not finish "
             f"within {node_timeout:g}s")
     nodes = [results[n["NodeID"]] for n in alive]
     merge.name_nodes(nodes)
@@ -606,7 +639,8 @@ def _rerun(node_args: list[str]) -> str:
 
 
 def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str],
-             instead_of: str = "") -> tuple[NodeReport, bool]:
+             cpu_argv: list[str] | None = None, instead_of: str = ""
+             ) -> tuple[NodeReport, bool]:
     """The node as its task answered, and whether the task died (its dir left behind)."""
     try:
         answer = ray.get(ref)
@@ -615,8 +649,9 @@ def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str],
         return _unknown(info, f"the task failed: {type(exc).__name__}: {first[:200]}",
                         "ray status   # is it alive? then run preflight cluster --ray again"
                         ), True
-    node = _answered_node(answer, info, node_args)
-    if instead_of:  # said in its row and on the terminal (merge._cpu_role_lines)
+    swapped = bool(answer.get("profile_swapped")) and cpu_argv
+    node = _answered_node(answer, info, cpu_argv if swapped and cpu_argv else node_args)
+    if swapped:  # said in its row and on the terminal (merge._cpu_role_lines)
         node.extra["profile_instead_of"] = instead_of
     return node, False
 
