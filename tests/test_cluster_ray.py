@@ -627,6 +627,56 @@ def test_sigint_mid_sweep_leaves_no_process_of_the_launch(cluster, tmp_path):
     assert proc.returncode == 2
 
 
+def test_a_worker_killed_mid_sweep_leaves_no_sweep_dir(cluster, tmp_path):
+    """The worker running one node's part of the cross-node sweep is SIGKILLed (OOM, `kill
+    -9`) while its ranks run: its helper's `preflight-cluster-allreduce-*` dir must not be
+    left in that node's $TMPDIR, nor any process of the launch."""
+    from preflight.cluster.collective import RUN_VAR
+
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "long.toml").write_text(
+        TINY.replace("iters = 3", "iters = 10000000"))
+    node_tmp = tmp_path / "node-tmp"
+    node_tmp.mkdir()
+    doomed = cluster.add_node(num_cpus=1, env_vars={"CONDA_DEFAULT_ENV": "train",
+                                                    "TMPDIR": str(node_tmp)})
+    try:
+        proc, out, start = cluster_run(cluster, tmp_path, *CHECKS, "--profile-dir",
+                                       str(tmp_path / "profiles"), "--profile", "long",
+                                       "--workloads")
+        deadline = time.time() + 150
+        helper = None
+        while time.time() < deadline and proc.poll() is None and helper is None:
+            time.sleep(0.2)
+            for p in collective_processes():
+                try:
+                    if p.environ().get("TMPDIR") == str(node_tmp) and \
+                            "preflight.cluster.collective" in p.cmdline() and \
+                            list(node_tmp.glob("preflight-cluster-allreduce-*")) and any(
+                                "preflight.workloads.allreduce" in c.cmdline()
+                                and "torch.distributed.run" not in c.cmdline()
+                                for c in p.children(recursive=True)):
+                        helper = p
+                except psutil.Error:
+                    continue
+        assert helper is not None, proc.communicate(timeout=120)
+        run_id = helper.environ()[RUN_VAR]
+        worker = helper.parent()
+        assert worker is not None and "ray::" in " ".join(worker.cmdline()), worker
+        worker.kill()
+        code, report, took, stdout = finish(proc, out, start)
+        left = list(node_tmp.glob("preflight-cluster-allreduce-*"))
+    finally:
+        cluster.remove_node(doomed)
+    assert code == 1, stdout
+    [swept] = [c for c in report["checks"] if c["id"] == "cluster-allreduce"]
+    assert swept["severity"] in ("blocker", "unknown"), swept
+    assert not left, left
+    stray = [p for p in collective_processes() if p.environ().get(RUN_VAR) == run_id
+             and p.status() != psutil.STATUS_ZOMBIE]
+    assert not stray, [(p.pid, p.cmdline()[:4]) for p in stray]
+
+
 @pytest.mark.parametrize("argv, says", [
     (["--node-timeout", "nan"], "--node-timeout"),
     (["--node-timeout", "inf"], "--node-timeout"),
