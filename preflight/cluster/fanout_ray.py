@@ -485,14 +485,17 @@ def asked_gpu_profile(node_args: list[str], dirs: list[Path]) -> str:
     return asked if profile is not None and profile.is_gpu else ""
 
 
-def node_args_for(info: dict[str, Any], plan: Plan) -> tuple[list[str], str]:
+def node_args_for(info: dict[str, Any], plan: Plan, asked: str | None = None
+                  ) -> tuple[list[str], str]:
     """The options for this node's preflight when it finds no GPU, and the GPU profile
     they replace ("" when none: it runs plan.node_args): a node Ray advertises no GPU on
     that finds none (a CPU-only head) runs no GPU task of a Ray job, so `--profile h100`
     there is `--profile cpu`; with the GPU profile it failed its own GPU checks and the
     cluster was NO-GO. One that finds GPUs (a head started with `--num-gpus 0`) keeps the
-    profile asked for: its GPUs are checked as before."""
-    asked = asked_gpu_profile(plan.node_args, plan.profile_dirs)
+    profile asked for: its GPUs are checked as before. `asked`: asked_gpu_profile's
+    answer, read once for all nodes."""
+    if asked is None:
+        asked = asked_gpu_profile(plan.node_args, plan.profile_dirs)
     if not asked or float((info.get("Resources") or {}).get("GPU", 0)) > 0:
         return [], ""
     args, skip = [], False
@@ -515,7 +518,8 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
     remote = ray.remote(num_cpus=0, max_retries=0)(node_task)
     subprocess_timeout = max(1.0, node_timeout - TASK_MARGIN_S)
     pending: dict[Any, dict[str, Any]] = {}
-    given = {info["NodeID"]: node_args_for(info, plan) for info in alive}
+    asked = asked_gpu_profile(plan.node_args, plan.profile_dirs)
+    given = {info["NodeID"]: node_args_for(info, plan, asked) for info in alive}
     for info in alive:
         # the 4th argument only where it is used: a node with an older preflight runs its
         # own node_task (Ray imports it there), which takes 3
