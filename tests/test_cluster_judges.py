@@ -363,3 +363,29 @@ def test_a_cpu_head_is_left_out_of_the_gpu_judges_not_out_of_the_package_facts()
     assert checks.judge_gpus(ns, 4, "A800").ok.startswith("2 node(s) with 4 GPU(s) each")
     [skew] = checks.judge_versions(ns).problems
     assert skew.text == "ray differs: 1 on most nodes, 2.0 on head", skew.text
+
+
+def test_gpu_nodes_fewer_than_expected_is_a_blocker_naming_the_cpu_role_nodes() -> None:
+    """--gpu-nodes N: a GPU worker whose container got no GPU passes as a node without
+    GPUs by role; fewer GPU nodes than N is a blocker naming those nodes, UNKNOWN when
+    the nodes without a report could be the missing ones, and nothing without N."""
+    ns = nodes(A, B, no_gpu("head"), no_gpu("lost"))
+    merge.assign_roles(ns, [])
+    assert checks.judge_gpus(ns, 4, "A800").ok.startswith("2 node(s) with 4 GPU(s) each")
+    assert checks.judge_gpus(ns, 4, "A800", gpu_nodes=2).ok
+    verdict = checks.judge_gpus(ns, 4, "A800", gpu_nodes=3)
+    [problem] = verdict.problems
+    assert problem.kind is Kind.BLOCKER
+    assert problem.text == "2 GPU node(s), 3 expected (--gpu-nodes); without GPUs by role: " \
+        "head, lost", problem.text
+    assert problem.fix.startswith("nvidia-smi; ray status   # on head, lost: "), problem.fix
+    assert verdict.evidence["gpu_nodes"] == {"expected": 3, "found": 2}
+    silent = NodeReport(name="gone", source="ray:x", report=None, reason="no answer")
+    [unsure] = checks.judge_gpus([*ns, silent], 4, "A800", gpu_nodes=3).problems
+    assert unsure.kind is Kind.UNKNOWN and unsure.text.endswith("; no report from gone")
+    # a short GPU node too: both said
+    short = nodes(A, report("b", "10.0.0.2", gpus=3), no_gpu("head"))
+    merge.assign_roles(short, [])
+    texts = [p.text for p in checks.judge_gpus(short, 4, "A800", gpu_nodes=3).problems]
+    assert texts == ["2 GPU node(s), 3 expected (--gpu-nodes); without GPUs by role: head",
+                     "b has 3 GPU(s), 4 expected"], texts

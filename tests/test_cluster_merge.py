@@ -217,6 +217,23 @@ def test_a_cpu_only_head_beside_gpu_workers_is_go_and_a_short_gpu_worker_is_not(
     assert check(cluster, "cluster-versions")["evidence"]["gpu_facts_not_compared_on"] == [h]
     assert {r["name"]: r["role"] for r in cluster["nodes"]} == {
         named(cluster, "node-a"): "gpu", named(cluster, "node-b"): "gpu", h: "cpu"}
+    # always named on the terminal: a GPU node given no GPU at all looks the same
+    assert f"  role cpu (no GPU found, none offered: not judged as GPU nodes): {h} (1 node)" \
+        in proc.stdout.splitlines(), proc.stdout
+    # --gpu-nodes: that look-alike is a blocker when fewer GPU nodes than expected answer
+    fewer = merge(*healthy, head, out=tmp / "out-head-3", extra=("--gpu-nodes", "3"))
+    assert fewer.returncode == 1, fewer.stdout + fewer.stderr
+    gpus = check(cluster_json(tmp / "out-head-3"), "cluster-gpus")
+    assert gpus["severity"] == "blocker", gpus
+    assert gpus["summary"] == f"2 GPU node(s), 3 expected (--gpu-nodes); without GPUs by " \
+        f"role: {h}", gpus
+    assert gpus["evidence"]["gpu_nodes"] == {"expected": 3, "found": 2}
+    assert "BLOCKER cluster-gpus: 2 GPU node(s), 3 expected" in fewer.stdout
+    enough = merge(*healthy, head, out=tmp / "out-head-2", extra=("--gpu-nodes", "2"))
+    assert enough.returncode == 0, enough.stdout + enough.stderr
+    bad = merge(*healthy, head, out=tmp / "out-head-neg", extra=("--gpu-nodes", "-1"))
+    assert (bad.returncode, bad.stderr) == (
+        4, "ERROR: --gpu-nodes: must be a number of nodes >= 0, not -1\n")
 
     short = node_report(tmp, "node-f", snapshot="a800x4-gpu-missing.json")
     lost = tmp / "driver-not-loaded.json"
@@ -266,6 +283,13 @@ def test_control_characters_a_node_wrote_never_reach_the_terminal(healthy, tmp):
     assert lines[at + 1:at + 3] == ["        OK?31m?\\ud800", "        rm -rf x"], lines
     shown = proc.stdout.replace("\n", "")
     assert not [c for c in shown if ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f], proc.stdout
+    # the Markdown too (`cat cluster-report.md`, a pager): `?` as on the terminal
+    md = (out / "cluster-report.md").read_text(encoding="utf-8")
+    assert "| evil?]0;owned??[2J?OK?31m?\\ud800 |" in md, md
+    assert "- **evil?]0;owned??[2J?OK?31m?\\ud800 (1 node)** `conda-env`: " \
+        "bad?]0;owned??[2J?OK?31m?\\ud800" in md, md
+    assert "  echo fix?]0;owned??[2J\n  OK?31m?\\ud800\n  rm -rf x\n" in md, md
+    assert not [c for c in md.replace("\n", "") if ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f]
     cluster = cluster_json(out)  # the data as the node wrote it
     [row] = [r for r in cluster["nodes"] if r["node_id"] == "hostile"]
     assert row["hostname"] == f"evil{HOSTILE}"

@@ -356,6 +356,72 @@ def test_a_cpu_only_head_beside_gpu_workers_is_go_and_a_gpu_worker_short_is_not(
     assert "BLOCKER cluster-gpus: " in stdout
 
 
+def test_a_gpu_profile_for_all_runs_as_cpu_where_ray_offers_no_gpu(cluster, tmp_path):
+    """`preflight cluster --ray --profile a800`, the way it is called: the same options go
+    to every node, and the CPU-only head (and the fixture's CPU workers) ran the GPU
+    profile and failed their own GPU checks (gpu-inventory: 0 of 4 GPUs): NO-GO. A node
+    Ray advertises no GPU on now runs `--profile cpu` (role cpu, said in its row and on
+    the terminal); the nodes Ray gives GPUs run a800. `--gpu-nodes 3` closes the hole
+    this opens (a GPU worker given no GPU looks like a CPU node): 2 GPU nodes is a
+    blocker naming the CPU-role ones. A GPU worker with 3 of its 4 GPUs still fails; a
+    node Ray offers no GPU that finds GPUs keeps the GPU profile."""
+    healthy = FIXTURES / "nvml" / "a800x4-healthy.json"
+    added = [gpu_worker(cluster, healthy), gpu_worker(cluster, healthy)]
+    run = ("--expect-env", "train", *CHECKS, "--check", "gpu-inventory", "--profile", "a800")
+    try:
+        code, report, _, stdout = finish(*cluster_run(cluster, tmp_path / "go", *run,
+                                                      "--gpu-nodes", "2"))
+        assert code == 0, stdout
+        rows = {n["node_id"]: n for n in report["nodes"]}
+        gpu_ids = {n.node_id for n in added}
+        cpu_names = sorted(r["name"] for k, r in rows.items() if k not in gpu_ids)
+        assert {k: (r["role"], r.get("profile_instead_of")) for k, r in rows.items()} == {
+            k: ("gpu", None) if k in gpu_ids else ("cpu", "a800") for k in rows}
+        assert {k: report["reports"][r["name"]]["profile"] for k, r in rows.items()} == {
+            k: "a800" if k in gpu_ids else "cpu" for k in rows}
+        ran = {c["id"]: c["outcome"] for c in report["reports"][rows[added[0].node_id][
+            "name"]]["checks"]}
+        assert ran["gpu-inventory"] == "passed", ran  # the GPU workers' GPUs were judged
+        in_order = ", ".join(r["name"] for r in report["nodes"] if r["node_id"] not in gpu_ids)
+        assert "  role cpu (no GPU found, none offered: not judged as GPU nodes; ran " \
+            f"profile cpu in place of a800): {in_order} (3 nodes)" in stdout.splitlines(), stdout
+        found = {c["id"]: c for c in report["checks"]}
+        assert found["cluster-gpus"]["evidence"]["expected"]["count"] == 4  # a800's
+        assert found["cluster-nodes"]["severity"] == "ok", found["cluster-nodes"]
+
+        code, report, _, stdout = finish(*cluster_run(cluster, tmp_path / "three", *run,
+                                                      "--gpu-nodes", "3"))
+        assert code == 1, stdout
+        gpus = {c["id"]: c for c in report["checks"]}["cluster-gpus"]
+        assert gpus["severity"] == "blocker", gpus
+        assert gpus["summary"].startswith("2 GPU node(s), 3 expected (--gpu-nodes); "
+                                          "without GPUs by role: "), gpus
+        assert all(name in gpus["summary"] for name in cpu_names), gpus
+        assert "BLOCKER cluster-gpus: 2 GPU node(s), 3 expected" in stdout
+
+        short = gpu_worker(cluster, FIXTURES / "nvml" / "a800x4-gpu-missing.json")
+        # a head started with `--num-gpus 0` on a GPU machine: Ray offers none, but it
+        # finds its GPUs, so it keeps the profile asked for and they are checked
+        reserved = gpu_worker(cluster, healthy, gpus=0)
+        added += [short, reserved]
+        code, report, _, stdout = finish(*cluster_run(cluster, tmp_path / "short", *run))
+    finally:
+        for node in added:
+            cluster.remove_node(node)
+    assert code == 1, stdout
+    [row] = [r for r in report["nodes"] if r["node_id"] == short.node_id]
+    assert (row["role"], row["verdict"], row["blockers"]) == ("gpu", "NO-GO",
+                                                              ["gpu-inventory"]), row
+    gpus = {c["id"]: c for c in report["checks"]}["cluster-gpus"]
+    assert gpus["severity"] == "blocker"
+    assert gpus["evidence"]["short"] == {row["name"]: {"count": 3,
+                                                       "model": "NVIDIA A800-SXM4-80GB"}}
+    [head] = [r for r in report["nodes"] if r["node_id"] == reserved.node_id]
+    assert (head["role"], head["verdict"], head["ray_gpus"]) == ("gpu", "GO", 0.0), head
+    assert "profile_instead_of" not in head
+    assert report["reports"][head["name"]]["profile"] == "a800"
+
+
 def test_the_cross_node_sweep_is_the_gpu_workers_not_the_cpu_head(cluster, tmp_path):
     """With GPU workers beside a CPU-only head, the all-reduce sweep (cluster-allreduce) is
     the GPU workers': the head runs no training, and a sweep across it measured a path the
@@ -561,6 +627,56 @@ def test_sigint_mid_sweep_leaves_no_process_of_the_launch(cluster, tmp_path):
     assert proc.returncode == 2
 
 
+def test_a_worker_killed_mid_sweep_leaves_no_sweep_dir(cluster, tmp_path):
+    """The worker running one node's part of the cross-node sweep is SIGKILLed (OOM, `kill
+    -9`) while its ranks run: its helper's `preflight-cluster-allreduce-*` dir must not be
+    left in that node's $TMPDIR, nor any process of the launch."""
+    from preflight.cluster.collective import RUN_VAR
+
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "long.toml").write_text(
+        TINY.replace("iters = 3", "iters = 10000000"))
+    node_tmp = tmp_path / "node-tmp"
+    node_tmp.mkdir()
+    doomed = cluster.add_node(num_cpus=1, env_vars={"CONDA_DEFAULT_ENV": "train",
+                                                    "TMPDIR": str(node_tmp)})
+    try:
+        proc, out, start = cluster_run(cluster, tmp_path, *CHECKS, "--profile-dir",
+                                       str(tmp_path / "profiles"), "--profile", "long",
+                                       "--workloads")
+        deadline = time.time() + 150
+        helper = None
+        while time.time() < deadline and proc.poll() is None and helper is None:
+            time.sleep(0.2)
+            for p in collective_processes():
+                try:
+                    if p.environ().get("TMPDIR") == str(node_tmp) and \
+                            "preflight.cluster.collective" in p.cmdline() and \
+                            list(node_tmp.glob("preflight-cluster-allreduce-*")) and any(
+                                "preflight.workloads.allreduce" in c.cmdline()
+                                and "torch.distributed.run" not in c.cmdline()
+                                for c in p.children(recursive=True)):
+                        helper = p
+                except psutil.Error:
+                    continue
+        assert helper is not None, proc.communicate(timeout=120)
+        run_id = helper.environ()[RUN_VAR]
+        worker = helper.parent()
+        assert worker is not None and "ray::" in " ".join(worker.cmdline()), worker
+        worker.kill()
+        code, report, took, stdout = finish(proc, out, start)
+        left = list(node_tmp.glob("preflight-cluster-allreduce-*"))
+    finally:
+        cluster.remove_node(doomed)
+    assert code == 1, stdout
+    [swept] = [c for c in report["checks"] if c["id"] == "cluster-allreduce"]
+    assert swept["severity"] in ("blocker", "unknown"), swept
+    assert not left, left
+    stray = [p for p in collective_processes() if p.environ().get(RUN_VAR) == run_id
+             and p.status() != psutil.STATUS_ZOMBIE]
+    assert not stray, [(p.pid, p.cmdline()[:4]) for p in stray]
+
+
 @pytest.mark.parametrize("argv, says", [
     (["--node-timeout", "nan"], "--node-timeout"),
     (["--node-timeout", "inf"], "--node-timeout"),
@@ -747,3 +863,36 @@ def test_the_workload_level_by_marker_also_runs_the_cross_node_sweep() -> None:
     assert not wants_workloads(["-m", "not workload"])
     assert not wants_workloads(["-m", "static", "--check", "nccl-allreduce"])
     assert not wants_workloads(["-k", "workload"])
+
+
+@pytest.mark.parametrize("node_args, ray_gpus, cpu_args, instead_of", [
+    (["--profile", "a800", "--check", "x"], 0.0, ["--profile", "cpu", "--check", "x"], "a800"),
+    (["--profile=h100"], 0.0, ["--profile=cpu"], "h100"),
+    (["--profile", "a800", "--profile", "h20"], 0.0, ["--profile", "cpu", "--profile", "cpu"],
+     "h20"),  # the last one counts, as argparse reads them
+    (["--profile", "a800"], 8.0, [], ""),  # Ray offers GPUs there: the profile asked for
+    (["--profile", "cpu"], 0.0, [], ""),  # no GPU profile asked for
+    (["--profile", "nosuch"], 0.0, [], ""),  # unknown: every node says so itself
+    (["--profile-dir", "a800"], 0.0, [], ""),  # not --profile
+    ([], 0.0, [], ""),  # each node detects its own
+])
+def test_a_gpu_profile_is_cpu_only_on_nodes_ray_offers_no_gpu(node_args, ray_gpus, cpu_args,
+                                                             instead_of):
+    from preflight.cluster.fanout_ray import Plan, node_args_for
+
+    plan = Plan(node_args, 10.0, [], set())
+    info = {"NodeID": "n", "Resources": {"CPU": 1.0, **({"GPU": ray_gpus} if ray_gpus else {})}}
+    assert node_args_for(info, plan) == (cpu_args, instead_of)
+
+
+def test_a_node_finds_gpus_as_its_preflight_reads_them(monkeypatch):
+    from preflight.cluster.fanout_ray import finds_gpus
+
+    healthy = str(FIXTURES / "nvml" / "a800x4-healthy.json")
+    monkeypatch.delenv("PREFLIGHT_NVML_REPLAY", raising=False)
+    assert finds_gpus(["--nvml-replay", healthy])
+    assert finds_gpus([f"--nvml-replay={healthy}"])
+    assert not finds_gpus(["--nvml-replay", str(FIXTURES / "nvml" / "no-nvml.json")])
+    assert finds_gpus(["--nvml-replay", "/nonexistent.json"])  # unreadable: keep the profile
+    monkeypatch.setenv("PREFLIGHT_NVML_REPLAY", healthy)
+    assert finds_gpus([])

@@ -34,6 +34,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-differ", action="append", default=[], metavar="FACT",
                         help="a version fact allowed to differ between nodes "
                              f"({', '.join(VERSION_FACTS)})")
+    parser.add_argument("--gpu-nodes", type=int, default=None, metavar="N",
+                        help="the GPU nodes expected: fewer (a GPU node given no GPU "
+                             "passes as a node without GPUs by role) fail cluster-gpus")
+
+
+def _gpu_nodes(value: int | None) -> int | None:
+    if value is not None and value < 0:
+        raise InputError(f"--gpu-nodes: must be a number of nodes >= 0, not {value}")
+    return value
 
 
 def _allowed(values: list[str]) -> set[str]:
@@ -55,7 +64,8 @@ def merge_main(argv: list[str]) -> int:
         from preflight.cluster import merge
 
         return merge.merge(args.paths, Path(args.report_dir),
-                           [Path(d) for d in args.profile_dir], _allowed(args.allow_differ))
+                           [Path(d) for d in args.profile_dir], _allowed(args.allow_differ),
+                           _gpu_nodes(args.gpu_nodes))
     except InputError as exc:
         print(printable(f"ERROR: {exc}"), file=sys.stderr)  # may quote a node's line
         return 4
@@ -81,6 +91,7 @@ def cluster_main(argv: list[str]) -> int:
         args, passed = parser.parse_known_args(own)
         node_args = passed + node_args
         allow = _allowed(args.allow_differ)
+        gpu_nodes = _gpu_nodes(args.gpu_nodes)
         if args.ray is None:
             raise InputError("preflight cluster: name the engine: --ray [ADDRESS]")
         _no_report_options(node_args)
@@ -100,7 +111,7 @@ def cluster_main(argv: list[str]) -> int:
         workloads = wants_workloads(node_args)
         return fanout_ray.run(address, node_args, args.node_timeout, Path(args.report_dir),
                               [Path(d) for d in args.profile_dir], allow,
-                              args.connect_timeout, workloads, args.min_busbw)
+                              args.connect_timeout, workloads, args.min_busbw, gpu_nodes)
     except InputError as exc:
         print(printable(f"ERROR: {exc}"), file=sys.stderr)  # may quote a node's line
         return 4

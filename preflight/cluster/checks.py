@@ -203,9 +203,32 @@ def versions(nodes: list[NodeReport], allow: Set[str] = frozenset()) -> Finding:
 # -- cluster-gpus ----------------------------------------------------------------------
 
 
-def judge_gpus(nodes: list[NodeReport], expected_count: int, expected_model: str) -> Verdict:
+def _gpu_nodes_short(nodes: list[NodeReport], gpu_nodes: int | None) -> list[Problem]:
+    """Fewer GPU nodes than `--gpu-nodes` says: a GPU worker whose container was given no
+    GPU (no driver, Ray offers none) otherwise passed as a node without GPUs by role."""
+    found = [n.name for n in nodes if n.role == "gpu"]
+    if gpu_nodes is None or len(found) >= gpu_nodes:
+        return []
+    cpu = _cpu_nodes(nodes)
+    silent = [n.name for n in nodes if n.report is None]
+    names = ("; without GPUs by role: " + _few(cpu) + (f" ({len(cpu)} nodes)"
+                                                       if len(cpu) > 5 else "")) if cpu else ""
+    names += ("; no report from " + _few(silent)) if silent else ""
+    where = ", ".join((cpu or silent)[:10]) or "the GPU nodes"
+    text = f"{len(found)} GPU node(s), {gpu_nodes} expected (--gpu-nodes){names}"
+    fix = (f"nvidia-smi; ray status   # on {where}: a GPU node whose container got no GPU "
+           "(docker --gpus all, the pod's nvidia.com/gpu request) or whose `ray start` found "
+           "none (--num-gpus, CUDA_VISIBLE_DEVICES)")
+    # the nodes without a report may be the GPU nodes missing: not decided
+    return [Problem.unknown(text, fix) if len(found) + len(silent) >= gpu_nodes
+            else Problem(text, fix)]
+
+
+def judge_gpus(nodes: list[NodeReport], expected_count: int, expected_model: str,
+               gpu_nodes: int | None = None) -> Verdict:
     """Each node has the profile's GPUs (count and model); without a GPU profile, the
-    same count as the other nodes."""
+    same count as the other nodes. With `gpu_nodes` (--gpu-nodes), at least that many GPU
+    nodes."""
     from preflight.matching import model_matches
 
     cpu = _cpu_nodes(nodes)
@@ -230,29 +253,36 @@ def judge_gpus(nodes: list[NodeReport], expected_count: int, expected_model: str
     more = {k: v for k, v in counts.items() if v > want} if not expected_count else {}
     if more:
         evidence["more_than_most"] = dict(sorted(more.items())[:MAX_ROWS])
+    if gpu_nodes is not None:
+        evidence["gpu_nodes"] = {"expected": gpu_nodes,
+                                 "found": sum(n.role == "gpu" for n in nodes)}
     problems = [f"{k} has {v} GPU(s), {want} expected" for k, v in sorted(short.items())]
     problems += [f"{k} has {v or 'no GPU'}, not {expected_model}"
                  for k, v in sorted(wrong_model.items())]
     problems += [f"{k} has {v} GPU(s), most nodes have {want}" for k, v in sorted(more.items())]
-    if problems:
+    few_nodes = _gpu_nodes_short(nodes, gpu_nodes)
+    if problems or few_nodes:
         odd = sorted(set(short) | set(wrong_model) | set(more))
         # one problem: the report names the first five and the fix every odd node
-        return Verdict([Problem(
+        return Verdict(few_nodes + ([Problem(
             "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""),
             f"preflight info   # on {', '.join(odd[:10])}: see which GPU is missing "
-            "(runbooks/gpu-inventory.md), or leave the node out of the job")], evidence)
+            "(runbooks/gpu-inventory.md), or leave the node out of the job")]
+            if problems else []), evidence)
     if not cpu:
         return Verdict(evidence=evidence, ok=f"{len(answered)} node(s) with {want} GPU(s) each")
     # named: a GPU node given no GPU at all (a container without `--gpus`) looks the same
     besides = ("without GPUs by role (none found, profile without GPUs, none offered): "
                + _few(cpu) + (f" ({len(cpu)} nodes)" if len(cpu) > 5 else ""))
-    gpu_nodes = f"{len(answered)} node(s) with {want} GPU(s) each; " if answered else \
+    with_gpus = f"{len(answered)} node(s) with {want} GPU(s) each; " if answered else \
         "no GPU node; "
-    return Verdict(evidence=evidence, ok=gpu_nodes + besides)
+    return Verdict(evidence=evidence, ok=with_gpus + besides)
 
 
-def gpus(nodes: list[NodeReport], expected_count: int, expected_model: str) -> Finding:
-    return conclude("cluster-gpus", judge_gpus(nodes, expected_count, expected_model))
+def gpus(nodes: list[NodeReport], expected_count: int, expected_model: str,
+         gpu_nodes: int | None = None) -> Finding:
+    return conclude("cluster-gpus", judge_gpus(nodes, expected_count, expected_model,
+                                               gpu_nodes))
 
 
 # -- cluster-nodes ---------------------------------------------------------------------

@@ -78,10 +78,36 @@ def remove_tree(path: str) -> None:
         raise
 
 
-def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
-    """Runs on the node: preflight in a bounded subprocess; returns its report text."""
+def finds_gpus(argv: list[str]) -> bool:
+    """Whether preflight finds a GPU on this node, as it reads them (NVML, or the snapshot
+    --nvml-replay / PREFLIGHT_NVML_REPLAY names); True when that cannot be read (a bad
+    snapshot: the node's preflight says so under the profile it was asked for)."""
+    from preflight.probes import nvml
+
+    replay = os.environ.get("PREFLIGHT_NVML_REPLAY") or ""
+    for arg, following in zip(argv, [*argv[1:], ""], strict=False):
+        if arg == "--nvml-replay":
+            replay = following
+        elif arg.startswith("--nvml-replay="):
+            replay = arg.partition("=")[2]
+    try:
+        snapshot = nvml.load_snapshot(replay) if replay else nvml.read_snapshot()
+    except Exception:  # SnapshotError, OSError
+        return True
+    return bool(snapshot.gpus)
+
+
+def node_task(node_id: str, argv: list[str], timeout: float,
+              cpu_argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs on the node: preflight in a bounded subprocess; returns its report text.
+    `cpu_argv`: the options to run with instead when this node finds no GPU (Ray offers
+    none here and a GPU profile was asked for: node_args_for)."""
     import socket
     import tempfile
+
+    swapped = cpu_argv is not None and not finds_gpus(argv)
+    if swapped and cpu_argv is not None:
+        argv = cpu_argv
 
     env = dict(os.environ)
     env["PREFLIGHT_NODE_ID"] = node_id
@@ -105,7 +131,8 @@ def node_task(node_id: str, argv: list[str], timeout: float) -> dict[str, Any]:
     errors = [ln for ln in out.splitlines() if ln.startswith("ERROR:")]
     return {"hostname": socket.gethostname(), "returncode": code,
             "timed_out": timed_out, "elapsed_s": round(elapsed, 3), "bound_s": timeout,
-            "report": text, "error": errors[0][:300] if errors else ""}
+            "report": text, "error": errors[0][:300] if errors else "",
+            "profile_swapped": swapped}
 
 
 def run_tag() -> str:
@@ -208,9 +235,10 @@ def _bounded(argv: list[str], timeout: float, env: dict[str, str]
 def run(address: str, node_args: list[str], node_timeout: float, report_dir: Path,
         profile_dirs: list[Path], allow: set[str],
         connect_timeout: float = CONNECT_BOUND_S, workloads: bool = False,
-        floor_gbps: float = 0.0) -> int:
+        floor_gbps: float = 0.0, gpu_nodes: int | None = None) -> int:
     """`workloads`: after the node runs, the all-reduce sweep across nodes
-    (cluster-allreduce, collective.py), judged against `floor_gbps` when it is > 0."""
+    (cluster-allreduce, collective.py), judged against `floor_gbps` when it is > 0;
+    `gpu_nodes`: --gpu-nodes, the GPU nodes expected (cluster-gpus)."""
     try:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -221,7 +249,8 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
     merge.check_writable(report_dir)
     _reachable(address)
     shown = redact_text(address)  # ray://user:PASSWORD@head: never printed nor written
-    plan = Plan(node_args, node_timeout, profile_dirs, allow, workloads, floor_gbps)
+    plan = Plan(node_args, node_timeout, profile_dirs, allow, workloads, floor_gbps,
+                gpu_nodes)
     with RayNoticesToStderr():
         return _session(ray, NodeAffinitySchedulingStrategy, address, shown, connect_timeout,
                         plan, started, report_dir)
@@ -394,6 +423,7 @@ class Plan:
     allow: set[str]
     workloads: bool = False
     floor_gbps: float = 0.0
+    gpu_nodes: int | None = None
 
 
 def _fan_out(ray: Any, affinity: Any, plan: Plan, started: float, address: str,
@@ -412,7 +442,8 @@ def _fan_out(ray: Any, affinity: Any, plan: Plan, started: float, address: str,
     if plan.workloads:
         extra.append(_collective(ray, affinity, alive, nodes, plan))
     return merge.finish(nodes, started, f"ray ({address}, {len(alive)} alive node(s))",
-                        report_dir, plan.profile_dirs, plan.allow, tuple(extra))
+                        report_dir, plan.profile_dirs, plan.allow, tuple(extra),
+                        plan.gpu_nodes)
 
 
 def _collective(ray: Any, affinity: Any, alive: list[dict[str, Any]],
@@ -434,18 +465,70 @@ def _collective(ray: Any, affinity: Any, alive: list[dict[str, Any]],
     return collective.run(ray, affinity, runs, left_out, params)
 
 
+def asked_gpu_profile(node_args: list[str], dirs: list[Path]) -> str:
+    """The GPU profile `--profile NAME` asks every node for; "" when none is named, it
+    asks for no GPU, or it is not known here (the nodes then say so themselves)."""
+    asked = ""
+    for arg, following in zip(node_args, [*node_args[1:], ""], strict=False):
+        if arg == "--profile":
+            asked = following
+        elif arg.startswith("--profile="):
+            asked = arg.partition("=")[2]
+    if not asked:
+        return ""
+    from preflight.profiles import load_profiles
+
+    try:
+        profile = load_profiles(dirs).get(asked)
+    except Exception:  # ProfileError: a bad profile dir, which every node rejects too
+        return ""
+    return asked if profile is not None and profile.is_gpu else ""
+
+
+def node_args_for(info: dict[str, Any], plan: Plan, asked: str | None = None
+                  ) -> tuple[list[str], str]:
+    """The options for this node's preflight when it finds no GPU, and the GPU profile
+    they replace ("" when none: it runs plan.node_args): a node Ray advertises no GPU on
+    that finds none (a CPU-only head) runs no GPU task of a Ray job, so `--profile h100`
+    there is `--profile cpu`; with the GPU profile it failed its own GPU checks and the
+    cluster was NO-GO. One that finds GPUs (a head started with `--num-gpus 0`) keeps the
+    profile asked for: its GPUs are checked as before. `asked`: asked_gpu_profile's
+    answer, read once for all nodes."""
+    if asked is None:
+        asked = asked_gpu_profile(plan.node_args, plan.profile_dirs)
+    if not asked or float((info.get("Resources") or {}).get("GPU", 0)) > 0:
+        return [], ""
+    args, skip = [], False
+    for arg in plan.node_args:
+        if skip:
+            args.append("cpu")
+            skip = False
+        elif arg == "--profile":
+            args.append(arg)
+            skip = True
+        else:
+            args.append("--profile=cpu" if arg.startswith("--profile=") else arg)
+    return args, asked
+
+
 def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
                started: float) -> list[NodeReport]:
     """preflight on every alive node at once; a node without an answer is UNKNOWN."""
-    node_args, node_timeout = plan.node_args, plan.node_timeout
+    node_timeout = plan.node_timeout
     remote = ray.remote(num_cpus=0, max_retries=0)(node_task)
     subprocess_timeout = max(1.0, node_timeout - TASK_MARGIN_S)
     pending: dict[Any, dict[str, Any]] = {}
+    asked = asked_gpu_profile(plan.node_args, plan.profile_dirs)
+    given = {info["NodeID"]: node_args_for(info, plan, asked) for info in alive}
     for info in alive:
+        # the 4th argument only where it is used: a node with an older preflight runs its
+        # own node_task (Ray imports it there), which takes 3
+        cpu_argv = given[info["NodeID"]][0]
         ref = remote.options(
             scheduling_strategy=affinity(node_id=info["NodeID"], soft=False),
             name=f"preflight:{info['NodeManagerHostname']}",
-        ).remote(info["NodeID"], node_args, subprocess_timeout)
+        ).remote(info["NodeID"], plan.node_args, subprocess_timeout,
+                 *([cpu_argv] if cpu_argv else []))
         pending[ref] = info
     results: dict[str, NodeReport] = {}
     lost: list[dict[str, Any]] = []  # nodes whose task died: its dir may be left there
@@ -457,7 +540,8 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
                                 timeout=min(left, 1.0))
             for ref in ready:
                 info = pending.pop(ref)
-                results[info["NodeID"]], died = _collect(ray, ref, info, node_args)
+                results[info["NodeID"]], died = _collect(ray, ref, info, plan.node_args,
+                                                         *given[info["NodeID"]])
                 if died:
                     lost.append(info)
     except BaseException:  # interrupted: every node's preflight ends before we do
@@ -476,8 +560,9 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
     for info in pending.values():
         results[info["NodeID"]] = _unknown(
             info, f"no answer within {node_timeout:g}s",
-            f"ray status   # is it alive, its task started?\n{_rerun(node_args)}   # on it "
-            f"alone: what does not finish within {node_timeout:g}s")
+            f"ray status   # is it alive, its task started?\n"
+            f"{_rerun(plan.node_args)}   # on it alone: what does not finish "
+            f"within {node_timeout:g}s")
     nodes = [results[n["NodeID"]] for n in alive]
     merge.name_nodes(nodes)
     return nodes
@@ -557,7 +642,8 @@ def _rerun(node_args: list[str]) -> str:
     return shlex.join(["preflight", "-v", *redact_argv(node_args)])
 
 
-def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str]
+def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str],
+             cpu_argv: list[str] | None = None, instead_of: str = ""
              ) -> tuple[NodeReport, bool]:
     """The node as its task answered, and whether the task died (its dir left behind)."""
     try:
@@ -567,7 +653,11 @@ def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str]
         return _unknown(info, f"the task failed: {type(exc).__name__}: {first[:200]}",
                         "ray status   # is it alive? then run preflight cluster --ray again"
                         ), True
-    return _answered_node(answer, info, node_args), False
+    swapped = bool(answer.get("profile_swapped")) and cpu_argv
+    node = _answered_node(answer, info, cpu_argv if swapped and cpu_argv else node_args)
+    if swapped:  # said in its row and on the terminal (merge._cpu_role_lines)
+        node.extra["profile_instead_of"] = instead_of
+    return node, False
 
 
 def _answered_node(answer: dict[str, Any], info: dict[str, Any], node_args: list[str]

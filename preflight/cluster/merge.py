@@ -164,12 +164,13 @@ def from_report(data: dict[str, Any], source: str) -> NodeReport:
 
 
 def cross_checks(nodes: list[NodeReport], profile_dirs: list[Path] | None = None,
-                 allow: Set[str] = frozenset()) -> list[Finding]:
+                 allow: Set[str] = frozenset(), gpu_nodes: int | None = None
+                 ) -> list[Finding]:
     assign_roles(nodes, profile_dirs or [])
     # the GPUs of the profile the GPU nodes ran (a CPU-only head ran `cpu`)
     count, model = _profile_gpus([n for n in nodes if n.role != "cpu"], profile_dirs or [])
     return [checks.nodes_unique(nodes), checks.versions(nodes, allow),
-            checks.gpus(nodes, count, model), checks.master_addr(nodes)]
+            checks.gpus(nodes, count, model, gpu_nodes), checks.master_addr(nodes)]
 
 
 def assign_roles(nodes: list[NodeReport], dirs: list[Path]) -> None:
@@ -287,10 +288,15 @@ def markdown(cluster: dict[str, Any]) -> str:
             lines += [f"## {title}", ""]
         for c in picked:
             lines += _cross_node_entry(c)
-    lines += ["## Nodes", "", "| node | ip | verdict | blocking GO |", "|---|---|---|---|"]
+    lines += ["## Nodes", "", "| node | ip | role | verdict | blocking GO |",
+              "|---|---|---|---|---|"]
     for r in cluster["nodes"]:
         blockers = ", ".join(f"`{b}`" for b in r["blockers"]) or r.get("reason", "")
-        lines.append(f"| {r['name']} | {r['ip'] or ''} | {r['verdict']} | {blockers} |")
+        # role cpu: no GPU found nor offered (see cluster-gpus), and the profile it ran
+        role = (r.get("role") or "") + (f" (profile cpu, not {r['profile_instead_of']})"
+                                        if r.get("profile_instead_of") else "")
+        lines.append(f"| {r['name']} | {r['ip'] or ''} | {role} | {r['verdict']} | "
+                     f"{blockers} |")
     silent: dict[tuple[str, str], list[str]] = {}  # nodes without a report, and the fix
     for r in cluster["nodes"]:
         if r.get("fix"):
@@ -368,9 +374,24 @@ def write(cluster: dict[str, Any], report_dir: Path,
     report_dir.mkdir(parents=True, exist_ok=True)
     # a lone surrogate a node report spelled as an escape ("\\ud800") cannot be written as
     # UTF-8: the Markdown shows it escaped (the JSON keeps the escape)
-    md = markdown(cluster).encode("utf-8", "backslashreplace").decode("utf-8")
+    # Control characters a node wrote (ESC, \r in a hostname, a summary, a fix) are `?`
+    # there too, as on the terminal: `cat cluster-report.md` or a pager showing it raw ran
+    # them (the JSON keeps them as written).
+    md = "\n".join(printable(line) for line in markdown(cluster).split("\n"))
     outputs = {report_dir / CLUSTER_JSON: to_json(cluster, texts), report_dir / CLUSTER_MD: md}
     return report.write_all(outputs, report_dir)
+
+
+def _cpu_role_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The nodes without GPUs by role, always named: a GPU node whose container got no GPU
+    looks the same (--gpu-nodes makes that a blocker)."""
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("role") == "cpu":
+            groups.setdefault(r.get("profile_instead_of") or "", []).append(r["name"])
+    return ["  role cpu (no GPU found, none offered: not judged as GPU nodes"
+            + (f"; ran profile cpu in place of {asked}" if asked else "") + "): "
+            + _named(names, 5) for asked, names in groups.items()]
 
 
 def terminal_lines(cluster: dict[str, Any]) -> list[str]:
@@ -384,6 +405,7 @@ def terminal_lines(cluster: dict[str, Any]) -> list[str]:
         if r["verdict"] != "GO":
             why = ", ".join(r["blockers"]) or r.get("reason", "")
             bad.setdefault((r["verdict"], why), []).append(r["name"])
+    lines += _cpu_role_lines(cluster["nodes"])
     fixes = {r["name"]: r.get("fix", "") for r in cluster["nodes"]}
     for (verdict, why), names in list(bad.items())[:MAX_TERMINAL_NODES]:
         who = names[0] if len(names) == 1 else _named(names, 5)
@@ -418,12 +440,12 @@ def terminal_lines(cluster: dict[str, Any]) -> list[str]:
 
 
 def finish(nodes: list[NodeReport], started: float, how: str, report_dir: Path,
-           profile_dirs: list[Path], allow: set[str], extra: tuple[Finding, ...] = ()
-           ) -> int:
+           profile_dirs: list[Path], allow: set[str], extra: tuple[Finding, ...] = (),
+           gpu_nodes: int | None = None) -> int:
     """Judge, write, print; the exit code is the cluster verdict. `extra`: findings made
-    while the nodes ran (cluster-reach under `cluster --ray`)."""
+    while the nodes ran (cluster-reach under `cluster --ray`); `gpu_nodes`: --gpu-nodes."""
     name_nodes(nodes)
-    findings = cross_checks(nodes, profile_dirs, allow) + list(extra)
+    findings = cross_checks(nodes, profile_dirs, allow, gpu_nodes) + list(extra)
     cluster = build(nodes, findings, started, how)
     try:
         written = write(cluster, report_dir,
@@ -453,7 +475,8 @@ def check_writable(report_dir: Path) -> None:
 
 
 def merge(paths: list[str], report_dir: Path, profile_dirs: list[Path],
-          allow: set[str]) -> int:
+          allow: set[str], gpu_nodes: int | None = None) -> int:
     started = time.time()
     nodes = [read_node(p) for p in report_files(paths)]
-    return finish(nodes, started, "merge", report_dir, profile_dirs, allow)
+    return finish(nodes, started, "merge", report_dir, profile_dirs, allow,
+                  gpu_nodes=gpu_nodes)
