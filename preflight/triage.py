@@ -753,8 +753,11 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
                            hit.text)
         if text or shaped or re.match(ARGPARSE_ERROR, hit.text):
             kind = _logged(window.before(scan, hit))
-            logged = kind is not None and _went_on(window.after(scan, hit), _source(hit.text),
-                                                   strict=kind == OUTERMOST)
+            after = window.after(scan, hit)
+            logged = kind is not None and (
+                _went_on(after, _source(hit.text), strict=kind == OUTERMOST)
+                or (kind == OUTERMOST and not _source(hit.text)
+                    and _same_program_on(window.before(scan, hit), after)))
             return Cause("unknown", "likely", hit, None, soft=logged), not logged
     # A consequence's words in a line that warns or retries (urllib3's "WARNING ...
     # Retrying (Retry(total=2, ...)) after connection broken by 'ConnectionResetError(104,
@@ -774,6 +777,53 @@ def _went_on(after: list[str], source: str | None = None, strict: bool = False) 
         return False
     return any(x.strip() and not EXIT_NOISE.match(x.strip())
                and (not source or _source(x) == source) for x in after)
+
+
+# A logging record's shape: what its format puts around the level (the stamp, digits
+# made 0; the logger's name before or after the level) and its message after that. From
+# the stamp on when one is in the line: a tqdm bar left on the line precedes it.
+RECORD_SHAPE = re.compile(r"(?P<pre>.*?)\b(?P<level>" + LEVELS + r")\b"
+                          r"(?P<post>[]:|\s-]*(?:\[?[\w.<>-]+\]?[:|\s-])?)(?P<message>.*)$")
+STAMP_START = re.compile(DATE_TIME)
+
+
+def _shape(line: str) -> tuple[str, str] | None:
+    """(shape, message) of a logging record line, or None when it is not one."""
+    text = line.strip()
+    text = text[m.start():] if (m := STAMP_START.search(text)) else text
+    if (m := RECORD_SHAPE.match(text)) is None:
+        return None
+    pre = re.sub(r"\d", "0", m.group("pre"))
+    # a name before the level (HF's "%(asctime)s - %(name)s - %(levelname)s - "): the
+    # word after it starts the message
+    post = m.group("post") if not re.search(r"[A-Za-z]", pre) else \
+        re.match(r"[]:|\s-]*", m.group("post")).group(0)  # type: ignore[union-attr]
+    message = text[m.start("post") + len(post):].strip()
+    return pre + "|" + post.strip(), message
+
+
+def _same_program_on(before: list[str], after: list[str]) -> bool:
+    """Whether the unprefixed traceback from the outermost frame under an ERROR record was
+    logged by a program that then went on: a process that crashed logs no more. So when
+    the ERROR record's logger (its format and name, RECORD_SHAPE) logged before it, and
+    the first line after the traceback is a record of that logger too, the same program
+    went on (a flat script's module-level try/logger.exception). Not when its message
+    repeats one that logger wrote before: the same script started over (run twice in one
+    log). Not when the logger wrote nothing before the ERROR record: another program
+    with the same logger and format may print on after one that logged an error and
+    crashed (tests/test_triage_robust.py TWO_PROGRAMS). Two programs whose logger and
+    format are the same, the first of which logged before its error and crash, or exit
+    handlers (atexit) logging through it after the crash, still read as going on."""
+    heads = [i for i, x in enumerate(before) if TRACEBACK_HEAD.match(x.strip())]
+    if not heads or heads[-1] == 0:
+        return False
+    record = _shape(before[heads[-1] - 1])
+    nxt = next((x for x in after if x.strip() and not EXIT_NOISE.match(x.strip())), "")
+    following = _shape(nxt)
+    if record is None or following is None or following[0] != record[0]:
+        return False
+    earlier = [r for x in before[:heads[-1] - 1] if (r := _shape(x)) and r[0] == record[0]]
+    return bool(earlier) and following[1] not in {r[1] for r in earlier}
 
 
 LOGGED = "logged"         # a traceback that logging printed (under its record, or on it)
