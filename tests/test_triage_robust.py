@@ -573,6 +573,61 @@ def test_a_flat_script_that_logs_an_exception_and_goes_on_is_not_fatal(tmp_path)
     assert [c["id"] for c in result["not_fatal"]] == ["unknown"]
 
 
+# torchrun at its default log level restarting its workers (--max-restarts 1): rank 1 dies
+# by a signal in the first attempt (or in every attempt). torch 2.13's agent logs the
+# restart and the success at INFO only (agent/server/api.py:942, :932): the console shows
+# the failed attempt (multiprocessing/api.py:1002, :1028) and then the new workers' lines,
+# or, when no attempt is left, the ChildFailedError table.
+FLAKY_WORKER = '''import os, signal, sys, time
+attempt = int(os.environ["TORCHELASTIC_RESTART_COUNT"])
+rank = int(os.environ["RANK"])
+print(f"rank {rank} attempt {attempt} start", flush=True)
+time.sleep(0.5)
+if rank == 1 and (attempt == 0 or sys.argv[1] == "always"):
+    os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+time.sleep(0.5)
+print(f"rank {rank} attempt {attempt} done", flush=True)
+'''
+
+
+@pytest.mark.parametrize("sig,dies", [("SIGTERM", "once"), ("SIGKILL", "once"),
+                                      ("SIGTERM", "always")])
+def test_a_torchrun_restart_at_the_default_log_level(sig, dies, tmp_path):
+    """Recovered (rc 0): 'FATAL: the run failed, but only consequences were found', exit 1,
+    since only LOGLEVEL=INFO's 'will restart worker group' counted as a restart. Now no
+    fatal error. Dying in every attempt (rc 1) stays fatal: the rank died by the signal."""
+    pytest.importorskip("torch")
+    (tmp_path / "w.py").write_text(FLAKY_WORKER)
+    log = tmp_path / "run.log"
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("LOGLEVEL", "TORCH_CPP_LOG_LEVEL")}
+    with open(log, "wb") as out:
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+                               "2", "--max-restarts", "1", "--monitor-interval", "0.2",
+                               "--master-addr", "127.0.0.1", "--master-port", "0", "w.py",
+                               dies, sig], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+                              env={**env, "GLOO_SOCKET_IFNAME": "lo"}, timeout=120)
+    text = log.read_text()
+    assert done.returncode == (0 if dies == "once" else 1), text
+    assert "will restart worker group" not in text and "rank 0 attempt 1 start" in text, text
+    assert text.count("failed (exitcode: ") == (1 if dies == "once" else 2), text
+    result = triage.triage([str(log)])
+    if dies == "once":
+        assert (result["fatal"], result["causes"]) == (False, []), text
+        assert "died_by_signal" not in result
+        (recovered,) = result["recovered"]
+        assert "failed (exitcode: " in text.splitlines()[recovered["line"] - 1]
+        # ... but not a torchrun that failed before it in the same log
+        both = tmp_path / "train-then-flaky.log"
+        both.write_text((REAL / "user-keyerror-torchrun.log").read_text(encoding="utf-8")
+                        + text)
+        first = triage.triage([str(both)])["causes"][0]
+        assert (first["id"], first["match"]) == ("unknown", "[rank1]: KeyError: 'labels'")
+    else:
+        assert result["fatal"] is True and result["died_by_signal"]["signal"] == sig, text
+        assert result["died_by_signal"]["rank"] == "1" and "recovered" not in result
+
+
 # What else stands around an unprefixed traceback from <module> under an ERROR record, each
 # a real run: (the shell command, whether the log is fatal). `FORMAT` + a logger "train".
 TRAIN = FORMAT.replace('"prep"', '"train"')
