@@ -753,8 +753,11 @@ def _judge_hit(scan: FileScan, hit: Hit, markers: Marks,
                            hit.text)
         if text or shaped or re.match(ARGPARSE_ERROR, hit.text):
             kind = _logged(window.before(scan, hit))
-            logged = kind is not None and _went_on(window.after(scan, hit), _source(hit.text),
-                                                   strict=kind == OUTERMOST)
+            after = window.after(scan, hit)
+            logged = kind is not None and (
+                _went_on(after, _source(hit.text), strict=kind == OUTERMOST)
+                or (kind == OUTERMOST and not _source(hit.text)
+                    and _same_program_on(window.before(scan, hit), after)))
             return Cause("unknown", "likely", hit, None, soft=logged), not logged
     # A consequence's words in a line that warns or retries (urllib3's "WARNING ...
     # Retrying (Retry(total=2, ...)) after connection broken by 'ConnectionResetError(104,
@@ -774,6 +777,53 @@ def _went_on(after: list[str], source: str | None = None, strict: bool = False) 
         return False
     return any(x.strip() and not EXIT_NOISE.match(x.strip())
                and (not source or _source(x) == source) for x in after)
+
+
+# A logging record's shape: what its format puts around the level (the stamp, digits
+# made 0; the logger's name before or after the level) and its message after that. From
+# the stamp on when one is in the line: a tqdm bar left on the line precedes it.
+RECORD_SHAPE = re.compile(r"(?P<pre>.*?)\b(?P<level>" + LEVELS + r")\b"
+                          r"(?P<post>[]:|\s-]*(?:\[?[\w.<>-]+\]?[:|\s-])?)(?P<message>.*)$")
+STAMP_START = re.compile(DATE_TIME)
+
+
+def _shape(line: str) -> tuple[str, str] | None:
+    """(shape, message) of a logging record line, or None when it is not one."""
+    text = line.strip()
+    text = text[m.start():] if (m := STAMP_START.search(text)) else text
+    if (m := RECORD_SHAPE.match(text)) is None:
+        return None
+    pre = re.sub(r"\d", "0", m.group("pre"))
+    # a name before the level (HF's "%(asctime)s - %(name)s - %(levelname)s - "): the
+    # word after it starts the message
+    post = m.group("post") if not re.search(r"[A-Za-z]", pre) else \
+        re.match(r"[]:|\s-]*", m.group("post")).group(0)  # type: ignore[union-attr]
+    message = text[m.start("post") + len(post):].strip()
+    return pre + "|" + post.strip(), message
+
+
+def _same_program_on(before: list[str], after: list[str]) -> bool:
+    """Whether the unprefixed traceback from the outermost frame under an ERROR record was
+    logged by a program that then went on: a process that crashed logs no more. So when
+    the ERROR record's logger (its format and name, RECORD_SHAPE) logged before it, and
+    the first line after the traceback is a record of that logger too, the same program
+    went on (a flat script's module-level try/logger.exception). Not when its message
+    repeats one that logger wrote before: the same script started over (run twice in one
+    log). Not when the logger wrote nothing before the ERROR record: another program
+    with the same logger and format may print on after one that logged an error and
+    crashed (tests/test_triage_robust.py TWO_PROGRAMS). Two programs whose logger and
+    format are the same, the first of which logged before its error and crash, or exit
+    handlers (atexit) logging through it after the crash, still read as going on."""
+    heads = [i for i, x in enumerate(before) if TRACEBACK_HEAD.match(x.strip())]
+    if not heads or heads[-1] == 0:
+        return False
+    record = _shape(before[heads[-1] - 1])
+    nxt = next((x for x in after if x.strip() and not EXIT_NOISE.match(x.strip())), "")
+    following = _shape(nxt)
+    if record is None or following is None or following[0] != record[0]:
+        return False
+    earlier = [r for x in before[:heads[-1] - 1] if (r := _shape(x)) and r[0] == record[0]]
+    return bool(earlier) and following[1] not in {r[1] for r in earlier}
 
 
 LOGGED = "logged"         # a traceback that logging printed (under its record, or on it)
@@ -828,7 +878,8 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
             if cause is not None and cause.block is not None and cause.block.stop \
                     and _stop_pid(hit.text) in closed:
                 cause = None  # a nested launcher that its outer torchrun was closing
-            if hit.line < done.get(_node(hit.text), 0):
+            since, until = done.get(_node(hit.text), (0, 0))
+            if since <= hit.line <= until and until:
                 # torchrun restarted the workers and they then finished: recovered.
                 hit_fatal = False
                 if cause is not None:
@@ -1010,22 +1061,69 @@ def _node(line: str) -> str:
     return re.sub(r"\[(?:rank|default)\d+\]:|\([^)]*\)", "", _source(line))
 
 
-def _finished(scan: FileScan) -> dict[str, int]:
+# torchrun's default log level (WARNING) says nothing of a restart nor of a success (the
+# agent's "will restart worker group" and "successfully finished" are logger.info,
+# torch/distributed/elastic/agent/server/api.py:942 and :932 in torch 2.13). What it does
+# print for every failed attempt is multiprocessing/api.py:1002's "failed (exitcode: N)
+# local_rank: R (pid: W)" (after :1028's "Sending process N closing signal" to the other
+# workers); when no attempt is left, launcher/api.py:383 raises ChildFailedError and its
+# failure table follows at once.
+FAILED_ATTEMPT = re.compile(r"failed \(exitcode: -?\d+\) local_rank")
+FINAL_FAILURE = re.compile(r"ChildFailedError|Root Cause \(first observed failure\)")
+
+
+def _finished(scan: FileScan) -> dict[str, tuple[int, int]]:
     """Per node label of the file (a merged log's node 0 finishing says nothing of node
-    1), the line of torchrun's last restart of the workers that a line saying they
-    finished follows: what failed before it was recovered from. Not a success alone:
-    `torchrun train.py; torchrun eval.py` in one log, the first failed, the second
-    finished."""
+    1), the lines (first, last) that torchrun's restart of the workers recovered from. With
+    LOGLEVEL=INFO: its last restart that a line saying they finished follows. At the
+    default level: a failed attempt (FAILED_ATTEMPT) that the log goes on after with no
+    final failure (its ChildFailedError table) nor a stop of that launcher ("Received N
+    death signal") behind it: torchrun restarted the workers and nothing of theirs failed
+    after (a log cut during the new attempt reads so too). Not a success alone, and not
+    across a final failure: `torchrun train.py; torchrun eval.py` in one log, the first
+    failed, the second restarted and finished: the first stays fatal."""
     restarted: dict[str, int] = {}
-    done: dict[str, int] = {}
+    done: dict[str, tuple[int, int]] = {}
+    start: dict[str, int] = {}     # the line after the node's last final failure
+    pending: dict[str, tuple[int, int]] = {}   # its failed attempt (line, offset), not
+    # (yet) followed by a final failure
     for hit in scan.hits:
         ids = {b.id for b in hit.blocks}
         node = _node(hit.text)
-        if RESTARTED in ids:
+        if FINAL_FAILURE.search(hit.text) or AGENT_STOP.search(hit.text):
+            start[node] = hit.line + 1
+            pending.pop(node, None)
+            restarted.pop(node, None)
+        elif FAILED_ATTEMPT.search(hit.text):
+            pending[node] = (hit.line, hit.offset)
+        elif RESTARTED in ids:
             restarted[node] = hit.line
         elif SUCCEEDED in ids and node in restarted:
-            done[node] = restarted[node]
+            done[node] = (start.get(node, 0), restarted[node])
+    for node, (line, offset) in pending.items():
+        if done.get(node, (0, 0))[1] < line and _goes_on(scan, offset):
+            done[node] = (start.get(node, 0), line)
     return done
+
+
+def _recovered(scans: list[FileScan]) -> list[dict[str, Any]]:
+    """Where torchrun restarted its workers and recovered (_finished): the restart line
+    (LOGLEVEL=INFO) or the failed attempt it restarted from, per file and node."""
+    out = []
+    for scan in scans:
+        for _, last in _finished(scan).values():
+            hit = next((h for h in scan.hits if h.line == last), None)
+            out.append({"file": scan.path, "line": last,
+                        "match": _display(hit.text.encode()) if hit else ""})
+    return out
+
+
+def _goes_on(scan: FileScan, offset: int) -> bool:
+    """Whether the log goes on after the failed attempt at `offset` with something other
+    than the launcher's own traceback (a final failure cut before its table)."""
+    lines, at = read_window(scan.real, offset, 0, 3)
+    after = [x.strip() for x in lines[at + 1:] if x.strip()]
+    return bool(after) and not TRACEBACK_HEAD.match(after[0])
 
 
 def _not_fatal(scan: FileScan, hit: Hit) -> bool:
@@ -1309,6 +1407,9 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
                    for scan in scans for k in scan.script_killed]
         if stopped:
             result["killed_by_script"] = stopped
+        recovered = _recovered(scans)
+        if recovered:
+            result["recovered"] = recovered
         first, last = _first_last_ts(scans)
         result["first_timestamp"], result["last_timestamp"] = first, last
         only_waits = len(waits) == len(out_causes)
@@ -1727,6 +1828,9 @@ def render(result: dict[str, Any]) -> str:
     out.append(f"preflight triage: {len(files)} file(s), {total} lines")
     if not result["causes"]:
         out += _render_no_cause(result)
+    for r in result.get("recovered") or []:
+        out.append(f"  recovered: torchrun restarted its workers after the failure at "
+                   f"{r['file']}:{r['line']} and the log shows no failure after it")
     for k in result.get("killed_by_script") or []:
         out.append(f"  not a failure: `{k['command']}` (pid {k['pid']}) died by {k['signal']} "
                    f"(bash's report at {k['file']}:{k['line']}): the script's own "
