@@ -22,7 +22,9 @@ MAX_MESSAGE = 400
 _LINE = re.compile(r"^(?:.*?): line (\d+): ")
 # what bash -n does not apply (it executes nothing): `shopt -s extglob` and aliases change
 # how later lines parse, so a script that sets them may parse under bash but not -n
-_PARSE_CHANGING = re.compile(r"(?m)^[^#\n]*\b(?:shopt|alias|set\s+-o\s+posix|enable)\b")
+# (in command position: `--alias` or `--enable-x` as an argument is not one)
+_PARSE_CHANGING = re.compile(r"(?m)(?:^|[;&|(){}]|\b(?:then|do|else)\b)[ \t]*"
+                             r"(?:builtin[ \t]+|command[ \t]+)?(?:shopt|alias)\b(?!-)")
 
 
 @dataclass(frozen=True)
