@@ -340,10 +340,10 @@ def _load_inputs(state: SessionState) -> None:
             command=state.settings["launch_cmd"],
             environ=state.node.environ,
         )
-        state.node.launch = spec
         state.scrubber.add(spec.secrets)  # secrets the script itself sets
         for command in spec.commands:  # and passes as options
             state.scrubber.add(secret_values(w.text for w in command.argv))
+        state.node.launch = _with_syntax(state, spec)
     if state.settings["nvml_replay"]:
         _ = state.node.gpus  # read now: a bad replay file is bad input (exit 4), not a crash
     report_dir = Path(state.settings["report_dir"])
@@ -354,6 +354,36 @@ def _load_inputs(state: SessionState) -> None:
         probe.unlink()
     except OSError as exc:
         raise InputError(f"{report_dir}: report dir is not writable: {exc.strerror}") from None
+
+
+def _with_syntax(state: SessionState, spec: LaunchSpec) -> LaunchSpec:
+    """`bash -n` of the launch (probes.bash_syntax): where real bash stops at a syntax
+    error, what the reader found after it is not what the job runs, so the launch checks
+    see the spec as not read (UNKNOWN naming the error) and launch-syntax judges it."""
+    import dataclasses
+
+    from preflight.probes import bash_syntax
+
+    script, command = state.settings["launch_script"], state.settings["launch_cmd"]
+    text = command or ""
+    if script:
+        try:
+            text = Path(script).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+    found = bash_syntax.check(script, None if script else command, text,
+                              secrets=spec.secrets | frozenset(state.scrubber.secrets))
+    state.node.launch_syntax = found
+    exits_first = spec.exit is not None and found.line is not None and script is not None \
+        and os.path.basename(spec.exit.file) == os.path.basename(script) \
+        and spec.exit.line < found.line
+    if found.ok is not False or found.parse_changing or exits_first:
+        return spec
+    where = f"{os.path.basename(found.target)}:{found.line}"
+    return dataclasses.replace(
+        spec, syntax_error=f"{where}: {found.said}",
+        unread=f"bash stops at {where} with a syntax error ({found.said}); what follows "
+               "never runs")
 
 
 @pytest.hookimpl(trylast=True)

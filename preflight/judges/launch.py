@@ -1,5 +1,5 @@
 """Launch-script pitfalls from real lost jobs: nested-launcher, empty-variable,
-launch-inputs, grpo-batch, launch-ports, launch-gpus, launcher-args.
+launch-inputs, grpo-batch, launch-ports, launch-gpus, launcher-args, launch-syntax.
 
 Each judge reads the frozen `LaunchSpec` (`preflight.launch.spec`: the script evaluated,
 never run) and what the adapter read of the node (paths, ports, GPU count) and returns a
@@ -31,6 +31,7 @@ from preflight.launch.spec import (
 )
 from preflight.model import Kind, Problem, Verdict
 from preflight.numbers import maybe_int
+from preflight.probes.bash_syntax import BashSyntax
 from preflight.redact import MASK, is_secret_name, redact_argv, redact_text, secret_values
 from preflight.stack import grpo_batch
 
@@ -76,7 +77,9 @@ def not_read(spec: LaunchSpec) -> Verdict:
     return Verdict(evidence=dict(launch=spec.source, unread=spec.unread),
                    problems=[Problem.unknown(
                        f"{short(spec.source)} not read: {spec.unread}",
-                       why="preflight reads no further (bashlex would take minutes); give it "
+                       why="bash stops there with a syntax error (status 2) and never "
+                           "starts what follows; see check launch-syntax" if spec.syntax_error
+                       else "preflight reads no further (bashlex would take minutes); give it "
                            "the launch command itself: --launch-cmd '<the launcher's line>'")])
 
 
@@ -1139,4 +1142,59 @@ def launcher_args(f: ArgsFacts) -> Verdict:
             "on them): " + "; ".join(unknown[:3])))
     v.ok = "every launcher accepts its command line (" + ", ".join(
         dict.fromkeys(r["launcher"] for r in rows)) + ")"
+    return v
+
+
+# -- launch-syntax ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyntaxFacts:
+    spec: LaunchSpec | None
+    syntax: BashSyntax | None  # `bash -n` of the script or command (probes.bash_syntax)
+
+
+def _syntax_fix(s: BashSyntax) -> str:
+    if s.target == "--launch-cmd":
+        return ""  # the command itself is not repeated (it may hold secrets); `why` says it
+    q = shlex.quote(s.target)
+    # the line bash stops at, then bash's own word on it (rerun after fixing the line)
+    return f"sed -n '{s.line}p' {q}; bash -n {q}"
+
+
+def launch_syntax(f: SyntaxFacts) -> Verdict:
+    """NO-GO where real bash (`bash -n`) finds a syntax error: `bash FILE` runs what comes
+    before it, then exits with status 2 there, and never starts the launcher after it."""
+    s = f.syntax
+    if f.spec is None or s is None:
+        return Verdict(skip=NO_SCRIPT)
+    v = Verdict(evidence=dict(launch=f.spec.source, bash_n=s.target, ok=s.ok, line=s.line,
+                              message=s.message, error=s.error))
+    where = f"{short(s.target)}:{s.line}"
+    if s.ok is None:
+        v.problems.append(Problem.unknown(
+            f"bash -n could not judge {short(s.target)}: {s.error}",
+            why="whether bash parses the script to its end is not known"))
+    elif s.ok is False and s.parse_changing:
+        # bash -n executes nothing, so `shopt -s extglob` / `alias` are not in force
+        # while it parses: `ls !(x)` after `shopt -s extglob` runs under bash, fails -n
+        v.problems.append(Problem.unknown(
+            f"bash -n reports a syntax error at {where} ({s.said}), but "
+            "the script sets shopt/alias, which bash -n does not apply",
+            fix=_syntax_fix(s),
+            why="an extglob pattern or alias parses under bash once that line has run"))
+    elif s.ok is False and (ex := f.spec.exit) is not None and s.target != "--launch-cmd" \
+            and posixpath.basename(ex.file) == posixpath.basename(s.target) \
+            and s.line is not None and ex.line < s.line:
+        v.problems.append(Problem.warning(
+            f"{where} has a syntax error bash never reaches: the script exits at line "
+            f"{ex.line} first", fix=_syntax_fix(s),
+            why="bash parses one command at a time; it stops at the exit before that line"))
+    elif s.ok is False:
+        v.problems.append(Problem(
+            f"bash stops at {where} with a syntax error (status 2) and never starts what "
+            f"follows: {s.said}", _syntax_fix(s),
+            "bash reads and runs a script one command at a time; at a line it cannot parse "
+            "(an unfilled <PLACEHOLDER>, an unclosed quote, an `if` without `fi`) it exits "
+            "with status 2, right after the job is scheduled"))
     return v

@@ -237,6 +237,9 @@ class LaunchSpec:
     # where programs may start that preflight did not read (shell.Trace.unseen), as
     # "run.sh:3: why": a check that found no launcher says UNKNOWN, not "none"
     unseen: tuple[str, ...] = ()
+    # "run.sh:2: bash's message" where `bash -n` finds a syntax error bash stops at
+    # (probes.bash_syntax, set by the plugin); `unread` then names it too
+    syntax_error: str = ""
 
     @property
     def layers(self) -> tuple[Layer, ...]:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from preflight.launch.shell.model import Command
     from preflight.launch.spec import LaunchSpec
     from preflight.probes import nvml, ports, procs
+    from preflight.probes.bash_syntax import BashSyntax
 
 __all__ = ["OWNER_VAR", "Node"]
 
@@ -40,6 +41,7 @@ class Node:
         self.own_pid = os.getpid() if own_pid is None else own_pid
         self.python = sys.executable
         self.launch: LaunchSpec | None = None  # from --launch-script / --launch-cmd
+        self.launch_syntax: BashSyntax | None = None  # `bash -n` of that script / command
 
     def job_env(self, name: str) -> str | None:
         """`name` as the launch's first job gets it (what the script exports, or unsets),
