@@ -192,6 +192,10 @@ NOT_NESTED = [("real/single-port-held.log", 47), ("real/multinode-labelled.log",
               ("real/multinode-concat.log", 52), ("real/restarted-port-held.log", 51)]
 CASES += [(name, "nested-launcher", line) for name, line, _, _ in NESTED]
 CASES += [(name, "port-free", line) for name, line in NOT_NESTED]
+# bash refused the launch script itself (tests/logs/produce_real.sh, launch-syntax batch)
+CASES += [("real/launch-syntax-placeholder.log", "launch-syntax", 4),
+          ("real/launch-syntax-quote.log", "launch-syntax", 4),
+          ("real/launch-syntax-if.log", "launch-syntax", 4)]
 SUCCESSES = ["real/ok-torchrun.log", "real/ok-dataloader.log", "cited/ok-slime-smoke.log",
              # a COMPLETED Slurm job that ended its own background srun step (kill, scancel)
              "real/ok-slurm-step-killed.log", "real/ok-slurm-step-scancel.log",
@@ -209,7 +213,7 @@ IDS = ["port-free", "nested-launcher", "ray-path", "cudart-link", "leftover-proc
        "cuda-stack", "host-limits", "disk-space", "nccl-ifname", "colocate-memory",
        "resume-memory", "cuda-oom", "master-addr", "cluster-versions", "gloo-ifname",
        "cluster-reach", "cluster-nodes", "cluster-gpus", "launch-gpus", "collective-timeout",
-       "dataloader-killed", "job-stopped"]
+       "dataloader-killed", "job-stopped", "launch-syntax"]
 
 
 def run_cli(*args: str, stdin: bytes | None = None, env: dict | None = None,

@@ -243,3 +243,14 @@ timeout 120 "$PY" -m torch.distributed.run --nnodes 3 --node_rank 1 --nproc_per_
   timeout 120 "$PY" -m torch.distributed.run --nnodes 3 --node_rank 0 --nproc_per_node 1 --master_addr 127.0.0.1 \
     --master_port "$P5" --rdzv_conf timeout=8 train.py 2>&1; } > "$OUT/cluster-nodes-nnodes.log"
 wait
+
+# --- launch-syntax: the launch script itself does not parse; bash stops at the error -------
+# (bash exits 2 at a syntax error; nothing after it, the launcher included, runs)
+syntax_log() {  # NAME SCRIPT-TEXT
+  printf '%s\n' "$2" > "$1.sh"
+  { header "$1" "bash $1.sh (a launch script with a syntax error)"
+    bash "$1.sh" 2>&1; echo "exit status $?"; } > "$OUT/$1.log"
+}
+syntax_log launch-syntax-placeholder "$(printf 'echo "preparing data"\nMODEL=<PATH_OF_MODEL>\ntorchrun --nproc_per_node 2 train.py --model "$MODEL"')"
+syntax_log launch-syntax-quote "$(printf 'echo "preparing data"\ntorchrun --nproc_per_node 2 train.py --run_name "sft-1\necho done')"
+syntax_log launch-syntax-if "$(printf 'echo "preparing data"\nif [ -n "$NODE_RANK" ]; then\n  echo "node $NODE_RANK"\ntorchrun --nproc_per_node 2 train.py')"
