@@ -14,6 +14,7 @@ import bz2
 import gzip
 import json
 import lzma
+import os
 import re
 import subprocess
 import sys
@@ -599,14 +600,16 @@ def test_a_torchrun_restart_at_the_default_log_level(sig, dies, tmp_path):
     pytest.importorskip("torch")
     (tmp_path / "w.py").write_text(FLAKY_WORKER)
     log = tmp_path / "run.log"
-    env = {k: v for k, v in __import__("os").environ.items()
+    env = {k: v for k, v in os.environ.items()
            if k not in ("LOGLEVEL", "TORCH_CPP_LOG_LEVEL")}
     with open(log, "wb") as out:
         done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
                                "2", "--max-restarts", "1", "--monitor-interval", "0.2",
                                "--master-addr", "127.0.0.1", "--master-port", "0", "w.py",
                                dies, sig], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-                              env={**env, "GLOO_SOCKET_IFNAME": "lo"}, timeout=120)
+                              env={**env, "GLOO_SOCKET_IFNAME": "lo",
+                                   "TMPDIR": str(tmp_path)},  # torchrun's torchelastic_* dirs
+                              timeout=120)
     text = log.read_text()
     assert done.returncode == (0 if dies == "once" else 1), text
     assert "will restart worker group" not in text and "rank 0 attempt 1 start" in text, text
@@ -684,7 +687,8 @@ def test_what_stands_around_an_outermost_traceback_under_an_error_record(name, t
     log = tmp_path / "run.log"
     with open(log, "wb") as out:
         subprocess.run(["bash", "-c", command.format(py=f'"{sys.executable}"')], stdout=out,
-                       stderr=subprocess.STDOUT, cwd=tmp_path, timeout=120, check=False)
+                       stderr=subprocess.STDOUT, cwd=tmp_path, timeout=120, check=False,
+                       env={**os.environ, "TMPDIR": str(tmp_path)})  # torchrun's temp dirs
     text = log.read_text()
     assert "in <module>" in text and "Traceback (most recent call last):" in text, text
     result = triage.triage([str(log)])

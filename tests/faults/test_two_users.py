@@ -75,9 +75,10 @@ def _as_user(user, argv: list[str], env: dict[str, str], cwd: Path) -> list[str]
     only the interpreter's tree bound back (no one else's view of /root changes)."""
     pyenv_root = Path(sys.base_prefix).parents[1]  # e.g. /root/.pyenv
     script = (
-        "set -e; mkdir -p /tmp/.pf-$$; mount --bind {real} /tmp/.pf-$$; "
+        # the bind's parking dir sits in the work dir (removed with it), not in /tmp
+        "set -e; mkdir -p {cwd}/.pf-$$; mount --bind {real} {cwd}/.pf-$$; "
         "mount -t tmpfs -o mode=755 tmpfs /root; mkdir -p {real}; "
-        "mount --bind /tmp/.pf-$$ {real}; cd {cwd}; "
+        "mount --bind {cwd}/.pf-$$ {real}; cd {cwd}; "
         "exec setpriv --reuid {uid} --regid {gid} --clear-groups env -i {env} {argv}"
     ).format(real=pyenv_root, cwd=cwd, uid=user.pw_uid, gid=user.pw_gid,
              env=" ".join(f"{k}={_q(v)}" for k, v in env.items()),
@@ -163,9 +164,18 @@ def _stop(*procs: subprocess.Popen) -> None:
         proc.wait()
 
 
-def test_two_users_share_a_node(other_user):
+@pytest.fixture
+def shared_dir():
+    """A work dir both users can reach (pytest's tmp_path is root's 0700 tree), removed
+    after the test."""
     base = Path(tempfile.mkdtemp(prefix="pf-two-users-", dir="/tmp"))
     base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_two_users_share_a_node(other_user, shared_dir):
+    base = shared_dir
     mine, theirs = base / "root", base / "user"
     for work in (mine, theirs):
         (work / "profiles").mkdir(parents=True)
