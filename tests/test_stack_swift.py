@@ -41,6 +41,8 @@ NESTED_WAIT_S = 45  # after the bind line: the seed saw no step in 4 minutes
 
 
 def env_with_swift(**overrides: str) -> dict[str, str]:
+    # runs that start torchrun directly pass TMPDIR=tmp_path: its agent makes a
+    # torchelastic_* dir there per launch and never removes it
     path = f"{Path(SWIFT).parent}:{base_env()['PATH']}"
     return base_env(PATH=path, **swift.OFFLINE_ENV, **overrides)
 
@@ -184,7 +186,7 @@ def test_nested_launcher_reproduced_bounded_and_cleaned_up(tmp_path, tiny, run_p
     port = ports.free_port()
     argv = nested_argv(port, tiny, tmp_path / "nested")
     run = watch.watch(Runner(), argv, log_path=tmp_path / "nested.log", timeout_s=240,
-                      env=env_with_swift(NPROC_PER_NODE="2"), cwd=tmp_path,
+                      env=env_with_swift(NPROC_PER_NODE="2", TMPDIR=str(tmp_path)), cwd=tmp_path,
                       stop_on=BIND_LINE, stop_after_s=NESTED_WAIT_S)
     log = run.log
     # Each outer worker's `swift` relaunches itself under torchrun on the same port ...
@@ -227,7 +229,8 @@ def test_fixed_single_launcher_completes(tmp_path, tiny):
     out = tmp_path / "fixed"
     argv = swift.sft_argv(SWIFT, tiny["model"], tiny["dataset"], out, steps=10, backend="gloo")
     run = watch.watch(Runner(), argv, log_path=tmp_path / "fixed.log", timeout_s=240,
-                      env=swift.launch_env(env_with_swift(), 2, port), cwd=tmp_path,
+                      env=swift.launch_env(env_with_swift(TMPDIR=str(tmp_path)), 2, port),
+                      cwd=tmp_path,
                       stop_on=BIND_LINE, stop_after_s=NESTED_WAIT_S)
     result = swift.read_run(out, run.log, 10)
     assert run.matched == "", run.log[-3000:]
