@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,3 +76,19 @@ class Run:
         found = self.checks(check_id)
         assert len(found) == 1, f"{check_id}: {len(found)} results\n{self.output[-3000:]}"
         return found[0]
+
+
+def produce_live(producer: Path, out_dir: Path, name: str) -> Path:
+    """Runs a tests/logs/produce_*.py producer for one fixture NAME into OUT_DIR (real
+    processes) and returns the log it wrote. The producer bounds its launch itself (60 s);
+    past 150 s, SIGTERM makes it kill its tree."""
+    proc = subprocess.Popen([sys.executable, str(producer), str(out_dir), name],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _, err = proc.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        raise
+    assert proc.returncode == 0, err.decode()[-2000:]
+    return out_dir / f"{name}.log"

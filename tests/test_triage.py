@@ -85,6 +85,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support import produce_live
 
 from preflight import triage
 
@@ -617,16 +618,8 @@ def test_a_live_nested_launch_reads_as_the_committed_log(tmp_path):
     committed logs cannot drift from torch's output unnoticed: the same root cause line and
     evidence, numbers aside."""
     name = "nested-standalone-plain"
-    proc = subprocess.Popen([sys.executable, str(LOGS / "produce_nested.py"), str(tmp_path),
-                             name], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:  # it bounds the launch itself (60 s); past that, SIGTERM makes it kill the tree
-        _, err = proc.communicate(timeout=150)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        proc.communicate(timeout=30)
-        raise
-    assert proc.returncode == 0, err.decode()[-2000:]
-    live = triage.triage([str(tmp_path / f"{name}.log")])["causes"][0]
+    live = triage.triage([str(produce_live(LOGS / "produce_nested.py", tmp_path,
+                                           name))])["causes"][0]
     kept = triage.triage([str(REAL / f"{name}.log")])["causes"][0]
 
     patterns = {p for b in triage.runbook_blocks() if b.id == "nested-launcher" for p in b.patterns}

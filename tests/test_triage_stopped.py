@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import produce_live
 
 from preflight import triage
 
@@ -80,18 +81,9 @@ def test_a_live_torchrun_given_sigterm_reads_as_the_committed_log(tmp_path, monk
     committed log, and the pid named is the one the agent printed."""
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     name = "job-stopped-torchrun-sigterm"
-    proc = subprocess.Popen([sys.executable, str(REAL.parent / "produce_stopped.py"),
-                             str(tmp_path), name], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    try:  # it bounds the launch itself (60 s); past that, SIGTERM makes it kill the tree
-        _, err = proc.communicate(timeout=150)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        proc.communicate(timeout=30)
-        raise
-    assert proc.returncode == 0, err.decode()[-2000:]
-    text = (tmp_path / f"{name}.log").read_text()
-    live = triage.triage([str(tmp_path / f"{name}.log")])
+    log = produce_live(REAL.parent / "produce_stopped.py", tmp_path, name)
+    text = log.read_text()
+    live = triage.triage([str(log)])
     kept = triage.triage([str(REAL / f"{name}.log")])
     agent = int(re.search(r"SignalException: Process (\d+) got signal: 15", text).group(1))
     assert live["stopped"]["launcher_pid"] == agent

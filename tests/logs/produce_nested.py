@@ -298,20 +298,27 @@ def produce(name: str, out_dir: Path) -> Path:
         finally:
             for s in held.values():
                 s.close()
-        text = raw.decode("utf-8", errors="replace")
-        header = (f"# fixture {name} (real run, tests/logs/produce_nested.py)\n"
-                  f"# made by: {shape.made_by}\n")
-        out = out_dir / f"{name}.log"
-        out.write_text(header + redact(text, work), encoding="utf-8")
-        ranks = work / "ranks"
-        if ranks.is_dir():  # --log-dir: the inner launchers' own output, per outer rank
-            dest = out_dir / f"{name}-ranks"
-            shutil.rmtree(dest, ignore_errors=True)
-            for path in sorted(ranks.rglob("*.log")):
-                rel = Path(*path.relative_to(ranks).parts[1:])  # drop the random run dir
-                target = dest / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(redact(path.read_text(errors="replace"), work))
+        return write_fixture(out_dir, name, "produce_nested.py", shape.made_by,
+                             raw.decode("utf-8", errors="replace"), work)
+
+
+def write_fixture(out_dir: Path, name: str, producer: str, made_by: str, text: str,
+                  work: Path) -> Path:
+    """NAME.log with its two-line header; a --log-dir tree left in WORK/ranks (the
+    launchers' own output, per rank) as NAME-ranks/; WORK's paths redacted in both."""
+    header = (f"# fixture {name} (real run, tests/logs/{producer})\n"
+              f"# made by: {made_by}\n")
+    out = out_dir / f"{name}.log"
+    out.write_text(header + redact(text, work), encoding="utf-8")
+    ranks = work / "ranks"
+    if ranks.is_dir():
+        dest = out_dir / f"{name}-ranks"
+        shutil.rmtree(dest, ignore_errors=True)
+        for path in sorted(ranks.rglob("*.log")):
+            rel = Path(*path.relative_to(ranks).parts[1:])  # drop the random run dir
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(redact(path.read_text(errors="replace"), work))
     return out
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from produce_nested import (  # noqa: E402
     cli,
     free_port,
     kill_group,
-    redact,
+    write_fixture,
 )
 
 from preflight.run.tree import ProcessTree  # noqa: E402
@@ -205,21 +204,8 @@ def produce(name: str, out_dir: Path) -> Path:
         (work / "one.py").write_text(ONE)
         (work / "train.sh").write_text(TRAIN_SH)
         (work / "worker.sh").write_text(WORKER_SH)
-        text = run_stopped(shape, work).decode("utf-8", errors="replace")
-        header = (f"# fixture {name} (real run, tests/logs/produce_stopped.py)\n"
-                  f"# made by: {shape.made_by}\n")
-        out = out_dir / f"{name}.log"
-        out.write_text(header + redact(text, work), encoding="utf-8")
-        ranks = work / "ranks"
-        if ranks.is_dir():  # --log-dir: the ranks' own output
-            dest = out_dir / f"{name}-ranks"
-            shutil.rmtree(dest, ignore_errors=True)
-            for path in sorted(ranks.rglob("*.log")):
-                rel = Path(*path.relative_to(ranks).parts[1:])  # drop the random run dir
-                target = dest / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(redact(path.read_text(errors="replace"), work))
-    return out
+        return write_fixture(out_dir, name, "produce_stopped.py", shape.made_by,
+                             run_stopped(shape, work).decode("utf-8", errors="replace"), work)
 
 
 def main(argv: list[str]) -> int:
