@@ -362,17 +362,18 @@ def _with_syntax(state: SessionState, spec: LaunchSpec) -> LaunchSpec:
     see the spec as not read (UNKNOWN naming the error) and launch-syntax judges it."""
     import dataclasses
 
+    from preflight.launch import shell
     from preflight.probes import bash_syntax
 
     script, command = state.settings["launch_script"], state.settings["launch_cmd"]
     text = command or ""
     if script:
-        try:
-            text = Path(script).read_text(encoding="utf-8", errors="replace")
-        except OSError:
+        try:  # the launch reader's own bounded read (launch.load just read it the same way)
+            text, _ = shell.read_script(script)
+        except shell.ScriptFileError:
             text = ""
     found = bash_syntax.check(script, None if script else command, text,
-                              secrets=spec.secrets | frozenset(state.scrubber.secrets))
+                              scrub=state.scrubber.text)  # holds spec.secrets by now
     state.node.launch_syntax = found
     exits_first = spec.exit is not None and found.line is not None and script is not None \
         and os.path.basename(spec.exit.file) == os.path.basename(script) \

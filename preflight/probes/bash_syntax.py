@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from preflight.redact import redact_text
@@ -43,16 +44,12 @@ class BashSyntax:
         return _LINE.sub("", first, count=1)
 
 
-def _masked(text: str, secrets: frozenset[str]) -> str:
-    for value in sorted(secrets, key=len, reverse=True):
-        if value:
-            text = text.replace(value, "***")
-    return redact_text(text)
-
-
 def check(script: str | None, command: str | None, text: str, cwd: str | None = None,
-          secrets: frozenset[str] = frozenset(), runner: Runner | None = None) -> BashSyntax:
-    """`bash -n SCRIPT` (or `bash -n -c COMMAND`), bounded, stdin closed, nothing run."""
+          scrub: Callable[[str], str] = redact_text, runner: Runner | None = None
+          ) -> BashSyntax:
+    """`bash -n SCRIPT` (or `bash -n -c COMMAND`), bounded, stdin closed, nothing run;
+    bash's message goes through `scrub` (the run's Scrubber.text: known secret values and
+    secret shapes)."""
     target = script if script else "--launch-cmd"
     bash = shutil.which("bash")
     if bash is None:
@@ -68,7 +65,7 @@ def check(script: str | None, command: str | None, text: str, cwd: str | None = 
         return BashSyntax(target, True, parse_changing=changing)
     lines = [x for x in done.stderr.splitlines() if x.strip()][:3]
     found = _LINE.match(lines[0]) if lines else None
-    message = _masked("\n".join(lines), secrets)[:MAX_MESSAGE]
+    message = scrub("\n".join(lines))[:MAX_MESSAGE]
     if done.returncode != 2 or found is None:  # not a syntax error bash names a line for
         return BashSyntax(target, None, message=message, parse_changing=changing,
                           error=f"bash -n exited {done.returncode}: {message or 'no message'}")
