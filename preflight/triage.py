@@ -906,7 +906,8 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
 # What torchrun's agent prints as it stops each of its workers, the worker's pid after its
 # own glog pid (torch/distributed/elastic/multiprocessing/api.py:1028 in torch 2.13).
 CLOSING = re.compile(r"Sending process (\d+) closing signal SIG")
-GLOG_PID = re.compile(r"[IWEF]\d{4} [\d:.]+ +(\d+) ")
+# a glog line's head: its stamp (month-day, time; no year), then the writer's pid
+GLOG_HEAD = re.compile(r"[IWEF](\d{4} [\d:.]+) +(\d+) ")
 # The pid of the process a stop line is about: torchrun's agent (its glog pid before
 # api.py:753's "Received 15 death signal", or its SignalException, api.py:86), bash's
 # report of a command a signal ended.
@@ -918,12 +919,11 @@ AGENT_STOP = re.compile(r"(?:[IWEF]\d{4} [\d:.]+ +(\d+) \S+\] Received|Process (
 # committed nested logs): a closing line further back is an earlier run's (`torchrun a.py;
 # torchrun b.py`, the first restarting its workers), not what stopped this launcher.
 CLOSE_WINDOW_S = 5.0
-GLOG_STAMP = re.compile(r"[IWEF](\d{4} \d\d:\d\d:\d\d\.\d+) +\d+ ")
 
 
 def _glog_seconds(text: str) -> float | None:
     """A glog line's stamp (month, day, time; no year) in seconds, for differences."""
-    m = GLOG_STAMP.search(text)
+    m = GLOG_HEAD.search(text)
     if m is None:
         return None
     try:  # a leap year, so that 0229 parses
@@ -952,8 +952,8 @@ def _closed_agents(scans: list[FileScan]) -> set[int]:
         senders: dict[int, float | None] = {}  # pid -> when it last closed its workers
         decided: set[int] = set()
         for hit in scan.hits:
-            if CLOSING.search(hit.text) and (m := GLOG_PID.search(hit.text)):
-                senders[int(m.group(1))] = _glog_seconds(hit.text)
+            if CLOSING.search(hit.text) and (m := GLOG_HEAD.search(hit.text)):
+                senders[int(m.group(2))] = _glog_seconds(hit.text)
             pid = _stop_pid(hit.text) if AGENT_STOP.search(hit.text) else None
             if pid is not None and pid not in decided:
                 decided.add(pid)
