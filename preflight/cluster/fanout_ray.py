@@ -158,13 +158,15 @@ def _holders(marker: str) -> list[Any]:
     line: the node's supervisor and preflight (`--report-dir DIR`)."""
     import psutil
 
+    from preflight.probes.procs import cmdlines  # the cheap scan: one cmdline read each
+
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if proc.pid != os.getpid() and any(marker in a for a in proc.info["cmdline"] or ()):
-                found.append(proc)
-        except psutil.Error:
-            continue
+    for pid, argv in cmdlines():
+        if pid != os.getpid() and any(marker in a for a in argv):
+            try:
+                found.append(psutil.Process(pid))
+            except psutil.Error:  # gone meanwhile
+                continue
     return found
 
 
