@@ -116,7 +116,9 @@ def test_planted_hang_is_no_go_within_the_bound_and_leaves_nothing(run_preflight
     assert "rank 1 (sleeping before the first collective" in found["summary"]
     unfinished = found["evidence"]["unfinished"]
     assert unfinished["rank 1"].startswith("sleeping before the first collective")
-    assert unfinished["rank 0"].startswith("all_reduce 8 B")  # waiting for rank 1
+    # waiting for rank 1 in the sweep's first collective: nccl-tests' warm-up at the
+    # largest size (64 KiB in `small`)
+    assert unfinished["rank 0"].startswith("all_reduce 64 KiB: 5 warm-up")
     assert found["evidence"]["launch"]["timed_out"] is True
     assert "NCCL_DEBUG=INFO" in found["why"]
     assert_pastes(found["fix"])  # was empty: the whole fix was prose

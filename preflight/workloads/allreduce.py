@@ -3,11 +3,13 @@
 Run under torchrun: `python -m torch.distributed.run --nproc-per-node N -m
 preflight.workloads.allreduce --out DIR`. Each rank writes its table to DIR.
 
-Per size (doubling from --min-bytes to --max-bytes, float32): one all_reduce of
-integer-valued data whose sum is known, every element compared; then --warmup and
---iters timed all_reduces (nccl-tests' defaults: 5 and 20). The slowest rank's time
-counts. algbw = bytes / time and busbw = algbw * 2 (n - 1) / n, the definition in
-nccl-tests' doc/PERFORMANCE.md for all_reduce.
+Warm-up as nccl-tests does it (src/common.cu TimeTest): --warmup all_reduces at
+--max-bytes, then --warmup at --min-bytes, once for the whole sweep. Then per size
+(doubling from --min-bytes to --max-bytes, float32): one all_reduce of integer-valued
+data whose sum is known, every element compared; one untimed all_reduce of the timed
+buffer (BenchTime's "Sync"); --iters timed all_reduces (nccl-tests' defaults: -w 5,
+-n 20). The slowest rank's time counts. algbw = bytes / time and busbw = algbw * 2
+(n - 1) / n, the definition in nccl-tests' doc/PERFORMANCE.md for all_reduce.
 """
 
 from __future__ import annotations
@@ -60,12 +62,17 @@ def check_size(dist: Any, torch: Any, backend: Backend, rank: Rank, size: int,
             "count": int(wrong.shape[0])}
 
 
-def time_size(dist: Any, torch: Any, backend: Backend, size: int, warmup: int,
-              iters: int) -> float:
+def warm_up(dist: Any, torch: Any, backend: Backend, size: int, count: int) -> None:
+    buf = torch.zeros(size // ELEMENT, dtype=torch.float32, device=backend.device)
+    for _ in range(count):
+        dist.all_reduce(buf)
+    common.synchronize(backend)
+
+
+def time_size(dist: Any, torch: Any, backend: Backend, size: int, iters: int) -> float:
     """Seconds per all_reduce on the slowest rank."""
     buf = torch.zeros(size // ELEMENT, dtype=torch.float32, device=backend.device)
-    for _ in range(warmup):
-        dist.all_reduce(buf)
+    dist.all_reduce(buf)  # nccl-tests BenchTime's untimed "Sync" before the timed loop
     common.synchronize(backend)
     start = time.perf_counter()
     for _ in range(iters):
@@ -97,13 +104,17 @@ def sweep(torch: Any, dist: Any, backend: Backend, rank: Rank, min_bytes: int, m
     corrupt_bytes = common.knob_int("PREFLIGHT_TEST_CORRUPT_BYTES")
     rows: list[dict[str, Any]] = []
     n = rank.world_size
-    for size in sizes(min_bytes, max_bytes):
+    steps = sizes(min_bytes, max_bytes)
+    for size in dict.fromkeys([steps[-1], steps[0]] if steps else []):
+        rank.phase(f"all_reduce {common.human_bytes(size)}: {warmup} warm-up")
+        warm_up(dist, torch, backend, size, warmup)
+    for size in steps:
         label = common.human_bytes(size)
         rank.phase(f"all_reduce {label}: correctness pass")
         corrupt = corrupt_rank == rank.rank and corrupt_bytes in (None, size)
         wrong = check_size(dist, torch, backend, rank, size, corrupt)
-        rank.phase(f"all_reduce {label}: {warmup} warm-up + {iters} timed")
-        seconds = time_size(dist, torch, backend, size, warmup, iters)
+        rank.phase(f"all_reduce {label}: {iters} timed")
+        seconds = time_size(dist, torch, backend, size, iters)
         algbw = size / seconds / 1e9
         rows.append({"size": label, "bytes": size, "time_us": round(seconds * 1e6, 1),
                      "algbw_gbps": float(f"{algbw:.4g}"),
