@@ -305,6 +305,28 @@ def test_control_characters_a_node_wrote_never_reach_the_terminal(healthy, tmp):
         + ": not a preflight report: truncated (line 1 column 2)\n", proc.stderr
 
 
+def test_a_cpu_box_with_the_nvidia_driver_installed_is_a_node_without_gpus(healthy, tmp):
+    """NVML on a CPU box where the driver package is installed (no GPU for its kernel
+    module): `Driver Not Loaded`, as on a GPU node whose driver broke, and merge counted it
+    a GPU node with 0 GPUs: a false NO-GO. Its PCI bus (the report's `nvidia_pci_gpus`)
+    has no NVIDIA GPU: role cpu, GO; a node with NVIDIA GPUs on its bus stays a GPU node."""
+    base = node_report(tmp, "box", snapshot="no-nvml.json", profile="cpu")
+    data = json.loads((base / "preflight-report.json").read_text())
+    data["node"]["unknown"]["nvidia_driver"] = "NVML unavailable: Driver Not Loaded"
+    for name, on_bus, code, role in (("cpu-box", 0, 0, "cpu"), ("broken-gpu", 8, 1, "gpu")):
+        data["node"].update(hostname=name, node_id=name, nvidia_pci_gpus=on_bus)
+        path = tmp / name / "preflight-report.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps(data))
+        out = tmp / f"out-{name}"
+        proc = merge(*healthy, path, out=out)
+        assert proc.returncode == code, proc.stdout + proc.stderr
+        cluster = cluster_json(out)
+        assert {r["name"]: r["role"] for r in cluster["nodes"]}[named(cluster, name)] == role
+        assert check(cluster, "cluster-gpus")["severity"] == ("ok" if code == 0 else
+                                                              "blocker")
+
+
 def md_table_rows(md: str, header: str) -> list[list[str]]:
     """The rows of the Markdown table under `header`, as GFM splits them (cmark-gfm
     extensions/table.c: a cell ends at a `|` no backslash escapes)."""

@@ -88,7 +88,8 @@ def gpu_role(node: NodeReport, no_gpu_profiles: Set[str]) -> str:
     a CPU node: it runs no training), not a GPU worker short of its GPUs. It found no GPU, ran
     a profile that asks for none (`cpu`, auto-detected or chosen), and offers none: Ray
     advertises no GPU resource there (under `cluster --ray`), or, where Ray does not say
-    (`merge`), NVML found no NVIDIA driver at all. Else "gpu"; "" without a report."""
+    (`merge`), NVML found no NVIDIA driver at all, or no NVIDIA GPU is on its PCI bus. Else
+    "gpu"; "" without a report."""
     if node.report is None:
         return ""
     facts = node.facts
@@ -98,7 +99,12 @@ def gpu_role(node: NodeReport, no_gpu_profiles: Set[str]) -> str:
         return "gpu" if node.ray_gpus > 0 else "cpu"
     unknown = facts.get("unknown")
     error = unknown.get("nvidia_driver") if isinstance(unknown, dict) else None
-    return "cpu" if error is None or any(s in str(error) for s in NO_DRIVER) else "gpu"
+    if error is None or any(s in str(error) for s in NO_DRIVER):
+        return "cpu"
+    # the driver is there but reads no GPU (Driver Not Loaded): a GPU node whose driver
+    # broke, unless its PCI bus has no NVIDIA GPU (a CPU box with the driver installed;
+    # a report without the fact: as before)
+    return "cpu" if facts.get("nvidia_pci_gpus") == 0 else "gpu"
 
 
 def _cpu_nodes(nodes: list[NodeReport]) -> list[str]:
