@@ -56,12 +56,14 @@ class _Scanner:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.pieces: list[tuple[str, str]] = []
+        self.pieces: list[tuple[str, str, int]] = []  # (command, comment, its line)
         self.cmd: list[str] = []
+        self.line = 0
 
-    def _end(self, comment: str = "") -> None:
-        self.pieces.append(("".join(self.cmd), comment))
+    def _end(self, comment: str = "", line_ends: bool = False) -> None:
+        self.pieces.append(("".join(self.cmd), comment, self.line))
         self.cmd = []
+        self.line += line_ends
 
     def _quoted(self, i: int, quote: str) -> int:
         """Copies the quoted span opening at `i`; returns the index after it."""
@@ -72,7 +74,7 @@ class _Scanner:
         self.cmd.append(text[i:j + 1])
         return j + 1
 
-    def run(self) -> list[tuple[str, str]]:
+    def run(self) -> list[tuple[str, str, int]]:
         text, i, depth = self.text, 0, 0
         while i < len(text):
             ch = text[i]
@@ -90,26 +92,28 @@ class _Scanner:
                     self.cmd.append(text[i:end])
                     i = end
                 else:
-                    self._end(text[i + 1:end])
+                    self._end(text[i + 1:end], line_ends=True)
                     i = end + 1
                 continue
             if ch == "(":
                 depth += 1
             elif ch == ")":
                 depth = max(0, depth - 1)
-            if depth == 0 and (ch == "\n" or (ch == ";" and text[i + 1:i + 2] not in (";", "&")
-                                              and text[i - 1:i] != ";")):
+            if depth == 0 and ch == "\n":
+                self._end(line_ends=True)
+            elif depth == 0 and ch == ";" and text[i + 1:i + 2] not in (";", "&") \
+                    and text[i - 1:i] != ";":
                 self._end()
             else:
                 self.cmd.append(ch)
             i += 1
         self._end()
-        return [(c.strip(), m.strip()) for c, m in self.pieces if c.strip() or m.strip()]
+        return [(c.strip(), m.strip(), n) for c, m, n in self.pieces if c.strip() or m.strip()]
 
 
-def _scan(text: str) -> list[tuple[str, str]]:
-    """Split at top-level `;` / newlines into (command, comment) pieces, as bash reads
-    them (_Scanner)."""
+def _scan(text: str) -> list[tuple[str, str, int]]:
+    """Split at top-level `;` / newlines into (command, comment, line) pieces, as bash
+    reads them (_Scanner)."""
     return _Scanner(text).run()
 
 
@@ -166,15 +170,22 @@ def is_command(line: str) -> bool:
     return True
 
 
-def split(fix: str) -> tuple[str, str]:
-    """(commands, why): commands one per line; comments and sentences joined as `why`."""
+def split(fix: str, keep_comments: bool = False) -> tuple[str, str]:
+    """(commands, why): commands one per line; comments and sentences joined as `why`.
+    `keep_comments`: the comment of a line with a command stays on each of its commands
+    (bash ignores it): the cluster report's fixes, whose lines each say where they apply
+    (`# on node-a`, `# left by Slurm job 70 step 0`)."""
     commands: list[str] = []
     why: list[str] = []
-    for command, comment in _scan(fix or ""):
+    pieces = _scan(fix or "")
+    runs = {line for command, _, line in pieces if command and is_command(command)}
+    kept = {line: comment for _, comment, line in pieces
+            if keep_comments and comment and line in runs}
+    for command, comment, line in pieces:
         if command and is_command(command):
-            commands.append(command)
+            commands.append(f"{command}   # {kept[line]}" if line in kept else command)
         elif command:
             why.append(command)
-        if comment:
+        if comment and line not in kept:
             why.append(comment)
     return "\n".join(dict.fromkeys(commands)), "; ".join(dict.fromkeys(why))

@@ -117,6 +117,20 @@ def test_cross_node_judges(case: str, verdict: Verdict, kinds: list[Kind], text:
         assert verdict.ok or verdict.skip
 
 
+def test_a_cluster_fix_is_split_as_a_node_fix_keeping_where_to_run_each_line() -> None:
+    """A cross-node check's fix went into the report as written: two commands on one line,
+    a sentence as a command line, a `; ` in a comment starting a line bash never runs. It
+    is split as a node check's is (fixes.split); the comment saying where to run a line
+    (`# on NODE`, `# left by Slurm job 70`) stays on each of its commands."""
+    found = checks.conclude("cluster-gpus", Verdict([Problem(
+        "x", "nvidia-smi; ray status   # on node-a: a GPU node given no GPU; rm -rf /x\n"
+        "see the runbook first\npip install 'torch==2.5'  # the same torch everywhere")]))
+    assert found.fix == ("nvidia-smi   # on node-a: a GPU node given no GPU; rm -rf /x\n"
+                         "ray status   # on node-a: a GPU node given no GPU; rm -rf /x\n"
+                         "pip install 'torch==2.5'   # the same torch everywhere")
+    assert found.why == "see the runbook first"
+
+
 def test_one_node_job_skips_master_addr_and_no_probe_skips_reach() -> None:
     assert checks.judge_master_addr(nodes(A, B)).skip.startswith("not a multi-node job")
     assert checks.judge_reach({}, {}).skip == "no node to probe"
@@ -125,13 +139,15 @@ def test_one_node_job_skips_master_addr_and_no_probe_skips_reach() -> None:
 @pytest.mark.parametrize("verdict, outcome, severity, summary, fix", [
     (Verdict(ok="fine"), "passed", Severity.OK, "fine", ""),
     (Verdict(skip="nothing to do"), "skipped", Severity.INFO, "nothing to do", ""),
-    (Verdict([Problem("x", "fix-x"), Problem("y", "fix-x"), Problem.unknown("u", "fix-u")]),
-     "failed", Severity.BLOCKER, "x; y", "fix-x"),
-    (Verdict([Problem.unknown("u", "fix-u"), Problem.warning("w", "fix-w")]),
-     "failed", Severity.UNKNOWN, "u", "fix-u"),
-    (Verdict([Problem.warning("w", "fix-w")]), "passed", Severity.WARNING, "w", "fix-w"),
-    (Verdict([Problem("x")], headline="bad", fix="default"), "failed", Severity.BLOCKER,
-     "bad: x", "default"),
+    (Verdict([Problem("x", "ray status"), Problem("y", "ray status"),
+              Problem.unknown("u", "nvidia-smi -L")]),
+     "failed", Severity.BLOCKER, "x; y", "ray status"),
+    (Verdict([Problem.unknown("u", "nvidia-smi -L"), Problem.warning("w", "preflight info")]),
+     "failed", Severity.UNKNOWN, "u", "nvidia-smi -L"),
+    (Verdict([Problem.warning("w", "preflight info")]), "passed", Severity.WARNING, "w",
+     "preflight info"),
+    (Verdict([Problem("x")], headline="bad", fix="preflight list"), "failed",
+     Severity.BLOCKER, "bad: x", "preflight list"),
 ])
 def test_conclude_ends_a_cluster_check_as_recorder_conclude_ends_a_node_check(
         verdict: Verdict, outcome: str, severity: Severity, summary: str, fix: str) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Set
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from preflight import runbooks
+from preflight import fixes, runbooks
 from preflight.model import Finding, Kind, Problem, Severity, Verdict
 from preflight.node_facts import PACKAGES, VERSION_FACTS
 
@@ -687,6 +687,10 @@ def conclude(check: str, verdict: Verdict) -> Finding:
     deciding = verdict.deciding
     found.fix = "\n".join(dict.fromkeys(p.fix for p in deciding if p.fix)) or verdict.fix
     found.why = "; ".join(dict.fromkeys(p.why for p in deciding if p.why)) or verdict.why
+    # as a node check's (plugin._split_fix): commands one a line, prose to `why`; the
+    # comment saying where a line applies (`# on NODE`) stays on it
+    found.fix, moved = fixes.split(found.fix, keep_comments=True)
+    found.why = "; ".join(part for part in (found.why, moved) if part)
     if not deciding:
         found.summary = verdict.ok
         return found
