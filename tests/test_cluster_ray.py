@@ -254,6 +254,22 @@ def test_the_nodes_run_with_this_shells_nccl_and_gloo_settings_never_its_secrets
         assert SECRET not in text
 
 
+def test_the_cross_node_sweep_runs_with_the_settings_passed_on(cluster, tmp_path):
+    """The job's collectives read GLOO_SOCKET_IFNAME (NCCL_SOCKET_IFNAME on GPU nodes): the
+    sweep's torchrun and ranks on each node run in its task's runtime_env, as the node
+    runs do. A name no node has fails the sweep, as it fails the job."""
+    proc, out, start = cluster_run(cluster, tmp_path, *workloads_args(tmp_path),
+                                   "--check", "conda-env", "--expect-env", "train",
+                                   env={"GLOO_SOCKET_IFNAME": "nosuch0"})
+    code, report, _, stdout = finish(proc, out, start)
+    assert code == 1, stdout
+    [swept] = [c for c in report["checks"] if c["id"] == "cluster-allreduce"]
+    # gloo's own words (third_party/gloo/gloo/transport/tcp/device.cc), from a rank
+    assert swept["severity"] == "blocker", swept
+    assert "Unable to find address for: nosuch0" in swept["summary"], swept
+    assert_nothing_left()
+
+
 def test_a_node_with_an_older_preflight_is_named_so_not_a_bare_type_error(cluster, tmp_path,
                                                                           monkeypatch):
     """Ray imports node_task from each node's own installation (cloudpickle pickles a
