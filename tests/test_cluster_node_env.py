@@ -155,10 +155,12 @@ def test_a_timed_out_nodes_rerun_is_what_it_ran():
 
     ran = ["--profile", "cpu", "--check", "x"]
     node, died = _collect(FakeRay(answer_of(ran, "a800")), None, INFO,
-                          ["--check", "x"])
+                          ["--check", "x"], {"PREFLIGHT_PROFILE": "a800", "NCCL_DEBUG": "a b"})
     assert not died
-    assert node.extra["fix"].startswith("preflight -v --profile cpu --check x   # on it "
-                                        "alone: what does not finish within 9s"), node.extra
+    # with the variables it was given (node_env), as it ran
+    assert node.extra["fix"].startswith(
+        "'NCCL_DEBUG=a b' PREFLIGHT_PROFILE=a800 preflight -v --profile cpu --check x   # on "
+        "it alone: what does not finish within 9s"), node.extra
     assert node.extra["profile_instead_of"] == "a800"
     # an older node's answer has no argv: the options it was given
     old = answer_of(ran)
@@ -176,10 +178,11 @@ def test_a_node_that_did_not_answer_has_both_reruns(monkeypatch):
                 env=NodeEnv({"PREFLIGHT_PROFILE": "h100"}))
     given = node_args_for(INFO, plan)
     assert given == (["--profile", "cpu", *plan.node_args], "h100")
-    assert _pending_rerun(given, plan.node_args, 10.0).splitlines() == [
-        "preflight -v --profile cpu --check x --hf-token '***'   # on it alone: what does "
-        "not finish within 10s (it ran profile cpu in place of h100 if it found no GPU)",
-        "preflight -v --check x --hf-token '***'   # if it found GPUs"]
+    assert _pending_rerun(given, plan.node_args, 10.0, plan.env.env_vars).splitlines() == [
+        "PREFLIGHT_PROFILE=h100 preflight -v --profile cpu --check x --hf-token '***'   # on "
+        "it alone: what does not finish within 10s (it ran profile cpu in place of h100 if "
+        "it found no GPU)",
+        "PREFLIGHT_PROFILE=h100 preflight -v --check x --hf-token '***'   # if it found GPUs"]
     gpu = {**INFO, "Resources": {"GPU": 8.0}}
     assert node_args_for(gpu, plan) == ([], "")
     assert _pending_rerun(node_args_for(gpu, plan), plan.node_args, 10.0) == (

@@ -560,7 +560,8 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
                                 timeout=min(left, 1.0))
             for ref in ready:
                 info = pending.pop(ref)
-                results[info["NodeID"]], died = _collect(ray, ref, info, plan.node_args)
+                results[info["NodeID"]], died = _collect(ray, ref, info, plan.node_args,
+                                                         plan.env.env_vars)
                 if died:
                     lost.append(info)
     except BaseException:  # interrupted: every node's preflight ends before we do
@@ -580,7 +581,8 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
         results[info["NodeID"]] = _unknown(
             info, f"no answer within {node_timeout:g}s",
             "ray status   # is it alive, its task started?\n"
-            + _pending_rerun(node_args_for(info, plan), plan.node_args, node_timeout))
+            + _pending_rerun(node_args_for(info, plan), plan.node_args, node_timeout,
+                             plan.env.env_vars))
     nodes = [results[n["NodeID"]] for n in alive]
     merge.name_nodes(nodes)
     return nodes
@@ -651,23 +653,26 @@ def _unknown(info: dict[str, Any], reason: str, fix: str) -> NodeReport:
                       extra={"fix": fix})
 
 
-def _rerun(node_args: list[str]) -> str:
-    """The node's preflight as `cluster` ran it, to paste on that node (secrets masked)."""
+def _rerun(node_args: list[str], env: dict[str, str] | None = None) -> str:
+    """The node's preflight as `cluster` ran it, to paste on that node (secrets masked),
+    with the variables it was given (node_env: never a secret)."""
     import shlex
 
     from preflight.redact import redact_argv
 
-    return shlex.join(["preflight", "-v", *redact_argv(node_args)])
+    given = [f"{k}={v}" for k, v in sorted((env or {}).items())]
+    return shlex.join([*given, "preflight", "-v", *redact_argv(node_args)])
 
 
-def _pending_rerun(given: tuple[list[str], str], node_args: list[str], bound: float) -> str:
+def _pending_rerun(given: tuple[list[str], str], node_args: list[str], bound: float,
+                   env: dict[str, str] | None = None) -> str:
     """The rerun line of a node that did not answer: it may have run `cpu` in place of
     the GPU profile (it decides when it finds no GPU: node_task), so both."""
     cpu_args, asked = given
-    line = f"{_rerun(node_args)}   # on it alone: what does not finish within {bound:g}s"
+    line = f"{_rerun(node_args, env)}   # on it alone: what does not finish within {bound:g}s"
     if not asked:
         return line
-    return (f"{_rerun(cpu_args)}   # on it alone: what does not finish within {bound:g}s "
+    return (f"{_rerun(cpu_args, env)}   # on it alone: what does not finish within {bound:g}s "
             f"(it ran profile cpu in place of {asked} if it found no GPU)\n"
             f"{line.partition('   # ')[0]}   # if it found GPUs")
 
@@ -678,8 +683,8 @@ def _older_node(exc: Exception) -> bool:
     return isinstance(exc, TypeError) and OLDER_NODE in str(exc)
 
 
-def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str]
-             ) -> tuple[NodeReport, bool]:
+def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str],
+             env: dict[str, str] | None = None) -> tuple[NodeReport, bool]:
     """The node as its task answered, and whether the task died (its dir left behind)."""
     try:
         answer = ray.get(ref)
@@ -697,16 +702,16 @@ def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str]
                         ), True
     # what it ran (an older node's answer does not say: the options it was given)
     ran = answer.get("argv")
-    node = _answered_node(answer, info, ran if isinstance(ran, list) else node_args)
+    node = _answered_node(answer, info, ran if isinstance(ran, list) else node_args, env)
     if answer.get("profile_swapped") and answer.get("profile_instead_of"):
         # said in its row and on the terminal (merge._cpu_role_lines)
         node.extra["profile_instead_of"] = str(answer["profile_instead_of"])
     return node, False
 
 
-def _answered_node(answer: dict[str, Any], info: dict[str, Any], node_args: list[str]
-                   ) -> NodeReport:
-    rerun = _rerun(node_args)
+def _answered_node(answer: dict[str, Any], info: dict[str, Any], node_args: list[str],
+                   env: dict[str, str] | None = None) -> NodeReport:
+    rerun = _rerun(node_args, env)
     if answer["report"] is None:
         # a node whose preflight predates `bound_s` runs its own node_task (Ray imports it
         # from the node's installation): its answer has no bound_s
