@@ -29,6 +29,7 @@ def test_the_jobs_communication_settings_go_to_the_nodes_never_a_secret(tmp_path
         "NCCL_NET_PLUGIN": "hf_" + "a" * 30,  # ... nor as another variable's value
         "GLOO_DEVICE_TRANSPORT": "ifnamefromdotenv",  # a .env value
         "NCCL_TOPO_FILE": "$HOME/topo.xml",  # Ray expands `$` on the node
+        "PREFLIGHT_LAUNCH_CMD": "swift sft --hf_token abcdef123456",  # a secret by shape
         "PATH": "/usr/bin", "CUDA_VISIBLE_DEVICES": "0",  # not the job's communication
     }
     got = for_nodes(["--env-file", str(dotenv)], environ)
@@ -40,7 +41,8 @@ def test_the_jobs_communication_settings_go_to_the_nodes_never_a_secret(tmp_path
         "GLOO_DEVICE_TRANSPORT": "its value is a secret or a `.env` value",
         "NCCL_IB_TOKEN": "secret-named",
         "NCCL_NET_PLUGIN": "its value is a secret or a `.env` value",
-        "NCCL_TOPO_FILE": "Ray would expand the `$` in its value on the node"}
+        "NCCL_TOPO_FILE": "Ray would expand the `$` in its value on the node",
+        "PREFLIGHT_LAUNCH_CMD": "its value is a secret or a `.env` value"}
     assert got.runtime_env() == {"env_vars": got.env_vars}
     # ./.env when no --env-file names one, as the node's plugin reads it
     monkeypatch.chdir(tmp_path)
