@@ -1,10 +1,12 @@
 """A finding's `fix` is copy-paste shell, one command per line; explanations go to `why`.
 
-Checks write a fix as they always did (`cmd  # why`, commands joined with `; `, sometimes a
-sentence). `split` sorts it once, when the finding is built: every command on its own
-line, every comment and every line that is not a command (a sentence, a `<placeholder>`)
-moved to `why`. Pure and cheap (no bash, no bashlex: the static stage stays light); the
-tests check the result with `bash -n` itself.
+Checks write a fix as they always did (`cmd  # why`, commands joined with `; ` or
+newlines, sometimes a sentence). `split` sorts it once, when the finding is built: every
+command on its own line, every comment and every line that is not a command (a sentence,
+a `<placeholder>`) moved to `why`. It reads the text as bash does (quotes, escapes, a
+comment to the end of its line), so a line it keeps is what bash would run; a command
+after a comment must be on a line of its own. Pure and cheap (no bash, no bashlex: the
+static stage stays light); the tests check the result against bash itself.
 """
 
 from __future__ import annotations
@@ -39,53 +41,93 @@ PLACEHOLDER = re.compile(r"<[A-Za-z][^<>]*>")
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
-def _scan(text: str) -> list[tuple[str, str]]:
-    """Split at top-level `;` / newlines (quote-aware) into (command, comment) pieces."""
-    pieces: list[tuple[str, str]] = []
-    cmd: list[str] = []
-    comment: list[str] = []
-    quote = ""
-    in_comment = False
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if in_comment:
-            # A joined fix continues after `; ` even behind a comment: the join meant a
-            # new command, which bash would have swallowed into the comment.
-            if ch == "\n" or text.startswith("; ", i):
-                pieces.append(("".join(cmd), "".join(comment)))
-                cmd, comment, in_comment = [], [], False
-                i += 1 if ch == "\n" else 2
+# Where an unquoted `#` starts a comment: at the start of a word (bash parse.y: a `#` after
+# a blank or a metacharacter; `a#b` is one word).
+_WORD_BREAK = frozenset(" \t\n;&|()<>")
+
+
+class _Scanner:
+    """Reads a fix as bash reads it: quotes (single: literal; double and backquotes:
+    backslash escapes), a backslash escape outside quotes, `$(...)` / `(...)` nesting,
+    and a comment from an unquoted `#` at the start of a word to the end of its line (a
+    `; ` inside it is part of the comment: bash never runs what follows). It splits at
+    each `;` and newline of the top level: every piece is one command line as bash would
+    run it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pieces: list[tuple[str, str, int]] = []  # (command, comment, its line)
+        self.cmd: list[str] = []
+        self.line = 0
+
+    def _end(self, comment: str = "", line_ends: bool = False) -> None:
+        self.pieces.append(("".join(self.cmd), comment, self.line))
+        self.cmd = []
+        self.line += line_ends
+
+    def _quoted(self, i: int, quote: str) -> int:
+        """Copies the quoted span opening at `i`; returns the index after it."""
+        text = self.text
+        j = i + 1
+        while j < len(text) and text[j] != quote:
+            j += 2 if text[j] == "\\" and quote != "'" else 1
+        self.cmd.append(text[i:j + 1])
+        return j + 1
+
+    def run(self) -> list[tuple[str, str, int]]:
+        text, i, depth = self.text, 0, 0
+        while i < len(text):
+            ch = text[i]
+            if ch in "'\"`":
+                i = self._quoted(i, ch)
                 continue
-            comment.append(ch)
-        elif quote:
-            cmd.append(ch)
-            if ch == "\\" and quote == '"' and i + 1 < len(text):
-                cmd.append(text[i + 1])
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch in "'\"`":
-            quote = ch
-            cmd.append(ch)
-        elif ch == "#" and (not cmd or cmd[-1].isspace()):
-            in_comment = True
-        elif ch == "\n" or (ch == ";" and text[i + 1:i + 2] in (" ", "")):
-            pieces.append(("".join(cmd), ""))
-            cmd = []
-        else:
-            cmd.append(ch)
-        i += 1
-    pieces.append(("".join(cmd), "".join(comment)))
-    return [(c.strip(), m.strip()) for c, m in pieces if c.strip() or m.strip()]
+            if ch == "\\":
+                self.cmd.append(text[i:i + 2])
+                i += 2
+                continue
+            if ch == "#" and (i == 0 or text[i - 1] in _WORD_BREAK):
+                end = text.find("\n", i)
+                end = len(text) if end < 0 else end
+                if depth:  # inside `$(...)`: part of the command line, as bash reads it
+                    self.cmd.append(text[i:end])
+                    i = end
+                else:
+                    self._end(text[i + 1:end], line_ends=True)
+                    i = end + 1
+                continue
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth = max(0, depth - 1)
+            if depth == 0 and ch == "\n":
+                self._end(line_ends=True)
+            elif depth == 0 and ch == ";" and text[i + 1:i + 2] not in (";", "&") \
+                    and text[i - 1:i] != ";":
+                self._end()
+            else:
+                self.cmd.append(ch)
+            i += 1
+        self._end()
+        return [(c.strip(), m.strip(), n) for c, m, n in self.pieces if c.strip() or m.strip()]
+
+
+def _scan(text: str) -> list[tuple[str, str, int]]:
+    """Split at top-level `;` / newlines into (command, comment, line) pieces, as bash
+    reads them (_Scanner)."""
+    return _Scanner(text).run()
 
 
 def _balanced(line: str) -> bool:
     quote = ""
     depth = 0
     prev = ""
+    escaped = False
     for ch in line:
-        if quote:
+        if escaped:  # `\"` inside double quotes or outside quotes: a literal character
+            escaped = False
+        elif ch == "\\" and quote != "'":
+            escaped = True
+        elif quote:
             if ch == quote:
                 quote = ""
         elif ch in "'\"`":
@@ -128,15 +170,22 @@ def is_command(line: str) -> bool:
     return True
 
 
-def split(fix: str) -> tuple[str, str]:
-    """(commands, why): commands one per line; comments and sentences joined as `why`."""
+def split(fix: str, keep_comments: bool = False) -> tuple[str, str]:
+    """(commands, why): commands one per line; comments and sentences joined as `why`.
+    `keep_comments`: the comment of a line with a command stays on each of its commands
+    (bash ignores it): the cluster report's fixes, whose lines each say where they apply
+    (`# on node-a`, `# left by Slurm job 70 step 0`)."""
     commands: list[str] = []
     why: list[str] = []
-    for command, comment in _scan(fix or ""):
+    pieces = _scan(fix or "")
+    runs = {line for command, _, line in pieces if command and is_command(command)}
+    kept = {line: comment for _, comment, line in pieces
+            if keep_comments and comment and line in runs}
+    for command, comment, line in pieces:
         if command and is_command(command):
-            commands.append(command)
+            commands.append(f"{command}   # {kept[line]}" if line in kept else command)
         elif command:
             why.append(command)
-        if comment:
+        if comment and line not in kept:
             why.append(comment)
     return "\n".join(dict.fromkeys(commands)), "; ".join(dict.fromkeys(why))

@@ -127,7 +127,9 @@ class Verdict:
     fix: str = ""
     why: str = ""
     skip: str = ""
-    fix_joiner: str = "\n"  # between the deciding problems' fixes ("; " keeps one line)
+    # between the deciding problems' fixes: a fix with a comment (`cmd  # why`) ends its
+    # line, so a `; ` after it would join the next command to the comment (fixes.split)
+    fix_joiner: str = "\n"
 
     def of(self, kind: Kind) -> list[Problem]:
         return [p for p in self.problems if p.kind is kind]

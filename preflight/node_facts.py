@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from preflight import __version__
+from preflight.probes.host import nvidia_pci_gpus
 
 if TYPE_CHECKING:
     from preflight.probes.nvml import Snapshot
@@ -136,6 +137,10 @@ def collect(gpus: Snapshot, environ: dict[str, str]) -> dict[str, Any]:
         "versions": versions,
         "gpu_count": len(listed),
         "gpu_source": gpus.source,
+        # NVIDIA GPUs on the PCI bus: a CPU box with the driver package installed (NVML:
+        # Driver Not Loaded) has none, a GPU node whose driver broke has them. Not read
+        # under a replayed snapshot: it stands in for this machine's GPUs.
+        "nvidia_pci_gpus": None if gpus.source != "nvml" else nvidia_pci_gpus(),
         "launch_env": {k: environ[k] for k in LAUNCH_ENV if k in environ},
         "unknown": unknown,
     }

@@ -194,6 +194,18 @@ def printable(text: str) -> str:
     return CONTROL.sub("?", text)
 
 
+# GFM splits a table row at every `|` not escaped by a backslash, inside a code span too
+# (cmark-gfm extensions/table.c: a cell is `(\\.|[^|])+`): a run of backslashes before one
+# is doubled, then the pipe escaped.
+_PIPE = re.compile(r"(\\*)\|")
+
+
+def md_cell(text: object) -> str:
+    """One Markdown table cell of text someone else wrote (a hostname, a version, a
+    reason): printable, one line, and its `|` escaped so it cannot add a column."""
+    return _PIPE.sub(lambda m: m.group(1) * 2 + "\\|", printable(str(text)))
+
+
 # -- known values ------------------------------------------------------------------------
 
 

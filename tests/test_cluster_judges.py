@@ -117,6 +117,20 @@ def test_cross_node_judges(case: str, verdict: Verdict, kinds: list[Kind], text:
         assert verdict.ok or verdict.skip
 
 
+def test_a_cluster_fix_is_split_as_a_node_fix_keeping_where_to_run_each_line() -> None:
+    """A cross-node check's fix went into the report as written: two commands on one line,
+    a sentence as a command line, a `; ` in a comment starting a line bash never runs. It
+    is split as a node check's is (fixes.split); the comment saying where to run a line
+    (`# on NODE`, `# left by Slurm job 70`) stays on each of its commands."""
+    found = checks.conclude("cluster-gpus", Verdict([Problem(
+        "x", "nvidia-smi; ray status   # on node-a: a GPU node given no GPU; rm -rf /x\n"
+        "see the runbook first\npip install 'torch==2.5'  # the same torch everywhere")]))
+    assert found.fix == ("nvidia-smi   # on node-a: a GPU node given no GPU; rm -rf /x\n"
+                         "ray status   # on node-a: a GPU node given no GPU; rm -rf /x\n"
+                         "pip install 'torch==2.5'   # the same torch everywhere")
+    assert found.why == "see the runbook first"
+
+
 def test_one_node_job_skips_master_addr_and_no_probe_skips_reach() -> None:
     assert checks.judge_master_addr(nodes(A, B)).skip.startswith("not a multi-node job")
     assert checks.judge_reach({}, {}).skip == "no node to probe"
@@ -125,13 +139,15 @@ def test_one_node_job_skips_master_addr_and_no_probe_skips_reach() -> None:
 @pytest.mark.parametrize("verdict, outcome, severity, summary, fix", [
     (Verdict(ok="fine"), "passed", Severity.OK, "fine", ""),
     (Verdict(skip="nothing to do"), "skipped", Severity.INFO, "nothing to do", ""),
-    (Verdict([Problem("x", "fix-x"), Problem("y", "fix-x"), Problem.unknown("u", "fix-u")]),
-     "failed", Severity.BLOCKER, "x; y", "fix-x"),
-    (Verdict([Problem.unknown("u", "fix-u"), Problem.warning("w", "fix-w")]),
-     "failed", Severity.UNKNOWN, "u", "fix-u"),
-    (Verdict([Problem.warning("w", "fix-w")]), "passed", Severity.WARNING, "w", "fix-w"),
-    (Verdict([Problem("x")], headline="bad", fix="default"), "failed", Severity.BLOCKER,
-     "bad: x", "default"),
+    (Verdict([Problem("x", "ray status"), Problem("y", "ray status"),
+              Problem.unknown("u", "nvidia-smi -L")]),
+     "failed", Severity.BLOCKER, "x; y", "ray status"),
+    (Verdict([Problem.unknown("u", "nvidia-smi -L"), Problem.warning("w", "preflight info")]),
+     "failed", Severity.UNKNOWN, "u", "nvidia-smi -L"),
+    (Verdict([Problem.warning("w", "preflight info")]), "passed", Severity.WARNING, "w",
+     "preflight info"),
+    (Verdict([Problem("x")], headline="bad", fix="preflight list"), "failed",
+     Severity.BLOCKER, "bad: x", "preflight list"),
 ])
 def test_conclude_ends_a_cluster_check_as_recorder_conclude_ends_a_node_check(
         verdict: Verdict, outcome: str, severity: Severity, summary: str, fix: str) -> None:
@@ -334,6 +350,11 @@ def no_gpu(host: str, profile: str = "cpu", nvml_error: str | None = (
     return r
 
 
+def pci(rep: dict[str, Any], gpus: int | None) -> dict[str, Any]:
+    rep["node"]["nvidia_pci_gpus"] = gpus
+    return rep
+
+
 @pytest.mark.parametrize("case, rep, ray_gpus, role", [
     ("no driver, profile cpu: a CPU-only head", no_gpu("h"), None, "cpu"),
     ("NVML reads, no device (a container given none)", no_gpu("h", nvml_error=None), None,
@@ -344,6 +365,12 @@ def no_gpu(host: str, profile: str = "cpu", nvml_error: str | None = (
      "gpu"),
     ("the driver is there, its GPUs unreadable (merge)",
      no_gpu("h", nvml_error="NVML unavailable: Driver Not Loaded"), None, "gpu"),
+    ("the driver is there, NVIDIA GPUs on its PCI bus: a GPU node whose driver broke",
+     pci(no_gpu("h", nvml_error="Driver Not Loaded"), 4), None, "gpu"),
+    ("the driver installed on a CPU box: no NVIDIA GPU on its PCI bus",
+     pci(no_gpu("h", nvml_error="Driver Not Loaded"), 0), None, "cpu"),
+    ("no PCI bus read (a replay, an older report): as before",
+     pci(no_gpu("h", nvml_error="Driver Not Loaded"), None), None, "gpu"),
     ("ran a GPU profile: it asked for GPUs", no_gpu("h", profile="a800"), 0.0, "gpu"),
     ("GPUs found, profile cpu (Ray offers none): still a GPU node", no_gpu("h", gpus=4), 0.0,
      "gpu"),
@@ -353,6 +380,37 @@ def test_a_node_is_without_gpus_by_role_only_when_all_say_so(case, rep, ray_gpus
     [node] = nodes(rep)
     node.ray_gpus = ray_gpus
     assert checks.gpu_role(node, {"cpu"}) == role, case
+
+
+def test_nvidia_gpus_on_the_pci_bus_are_read_from_sysfs(tmp_path):
+    """A CPU box with the NVIDIA driver package installed reads `Driver Not Loaded` from
+    NVML, as a GPU node whose driver broke does: its PCI bus tells them apart."""
+    from preflight.probes.host import nvidia_pci_gpus
+
+    def device(name: str, vendor: str, klass: str) -> None:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "vendor").write_text(vendor + "\n")
+        (tmp_path / name / "class").write_text(klass + "\n")
+
+    assert nvidia_pci_gpus(tmp_path) == 0
+    device("0000:00:02.0", "0x8086", "0x030000")  # an Intel VGA
+    device("0000:17:00.1", "0x10de", "0x040300")  # an NVIDIA GPU's HDMI audio function
+    (tmp_path / "0000:00:1f.0").mkdir()  # unreadable entries are not counted
+    assert nvidia_pci_gpus(tmp_path) == 0
+    device("0000:17:00.0", "0x10de", "0x030200")  # a data-center GPU (3D controller)
+    device("0000:65:00.0", "0x10de", "0x030000")  # a VGA one
+    assert nvidia_pci_gpus(tmp_path) == 2
+    assert nvidia_pci_gpus(tmp_path / "nowhere") is None
+    assert isinstance(nvidia_pci_gpus(), int)  # this machine's bus (Linux)
+
+
+def test_the_pci_fact_is_this_machines_only_when_nvml_is():
+    from preflight import node_facts
+    from preflight.probes.nvml import Snapshot
+
+    assert isinstance(node_facts.collect(Snapshot(), {})["nvidia_pci_gpus"], int)
+    replayed = Snapshot(source="replay:x.json")  # stands in for another machine's GPUs
+    assert node_facts.collect(replayed, {})["nvidia_pci_gpus"] is None
 
 
 def test_a_cpu_head_is_left_out_of_the_gpu_judges_not_out_of_the_package_facts() -> None:

@@ -305,6 +305,81 @@ def test_control_characters_a_node_wrote_never_reach_the_terminal(healthy, tmp):
         + ": not a preflight report: truncated (line 1 column 2)\n", proc.stderr
 
 
+def test_a_cpu_box_with_the_nvidia_driver_installed_is_a_node_without_gpus(healthy, tmp):
+    """NVML on a CPU box where the driver package is installed (no GPU for its kernel
+    module): `Driver Not Loaded`, as on a GPU node whose driver broke, and merge counted it
+    a GPU node with 0 GPUs: a false NO-GO. Its PCI bus (the report's `nvidia_pci_gpus`)
+    has no NVIDIA GPU: role cpu, GO; a node with NVIDIA GPUs on its bus stays a GPU node."""
+    base = node_report(tmp, "box", snapshot="no-nvml.json", profile="cpu")
+    data = json.loads((base / "preflight-report.json").read_text())
+    data["node"]["unknown"]["nvidia_driver"] = "NVML unavailable: Driver Not Loaded"
+    for name, on_bus, code, role in (("cpu-box", 0, 0, "cpu"), ("broken-gpu", 8, 1, "gpu")):
+        data["node"].update(hostname=name, node_id=name, nvidia_pci_gpus=on_bus)
+        path = tmp / name / "preflight-report.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps(data))
+        out = tmp / f"out-{name}"
+        proc = merge(*healthy, path, out=out)
+        assert proc.returncode == code, proc.stdout + proc.stderr
+        cluster = cluster_json(out)
+        assert {r["name"]: r["role"] for r in cluster["nodes"]}[named(cluster, name)] == role
+        assert check(cluster, "cluster-gpus")["severity"] == ("ok" if code == 0 else
+                                                              "blocker")
+
+
+def md_table_rows(md: str, header: str) -> list[list[str]]:
+    """The rows of the Markdown table under `header`, as GFM splits them (cmark-gfm
+    extensions/table.c: a cell ends at a `|` no backslash escapes)."""
+    lines = md.split("\n")
+    at = lines.index(header)
+    rows = []
+    for line in lines[at + 2:]:
+        if not line.startswith("|"):
+            break
+        cells, cell, i = [], "", 1
+        while i < len(line):
+            if line[i] == "\\" and i + 1 < len(line):
+                cell += line[i:i + 2]
+                i += 2
+                continue
+            if line[i] == "|":
+                cells.append(cell.strip())
+                cell = ""
+            else:
+                cell += line[i]
+            i += 1
+        rows.append(cells)
+    return rows
+
+
+def test_a_pipe_a_node_wrote_is_one_cell_of_the_markdown_tables(healthy, tmp):
+    """A hostname or a version with `|` (a node's own text) added a column to the node
+    table and the version table of cluster-report.md, shifting every cell after it."""
+    data = json.loads((healthy[0] / "preflight-report.json").read_text())
+    data["node"]["hostname"] = "gpu|01\\|x"
+    data["node"]["node_id"] = "piped"
+    data["node"]["versions"]["torch"] = "2.5|evil"
+    path = tmp / "piped" / "preflight-report.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(data))
+    out = tmp / "out-piped"
+    proc = merge(healthy[1], path, out=out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    md = (out / "cluster-report.md").read_text(encoding="utf-8")
+    nodes = md_table_rows(md, "| node | ip | role | verdict | blocking GO |")
+    assert len(nodes) == 2 and all(len(r) == 5 for r in nodes), nodes
+    assert "gpu\\|01\\\\\\|x" in [r[0] for r in nodes], nodes
+    versions = md_table_rows(md, "| node | torch |")
+    assert [len(r) for r in versions] == [2, 2], versions
+    assert "2.5\\|evil" in {r[1] for r in versions}, versions
+    try:  # a GFM renderer, where one is installed: one cell, the text as the node wrote it
+        from markdown_it import MarkdownIt
+    except ImportError:
+        return
+    html = MarkdownIt("commonmark").enable("table").render(md)
+    assert "<td>gpu|01\\|x</td>" in html and "<td>2.5|evil</td>" in html, html
+
+
 def test_truncated_report_is_exit_4_naming_it(healthy, tmp):
     bad = tmp / "bad" / "preflight-report.json"
     bad.parent.mkdir()

@@ -115,12 +115,13 @@ def cluster():
         assert not left and not alive, f"Ray processes left running: {left or alive}"
 
 
-def cluster_run(cluster, tmp_path: Path, *args: str, timeout: float = 240):
+def cluster_run(cluster, tmp_path: Path, *args: str, timeout: float = 240,
+                env: dict[str, str] | None = None):
     out = tmp_path / "cluster-report"
     argv = [sys.executable, "-m", "preflight", "cluster", "--ray", cluster.address,
             "--report-dir", str(out), "--node-timeout", str(NODE_TIMEOUT), *args]
     start = time.monotonic()
-    proc = subprocess.Popen(argv, env=base_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(argv, env=base_env(**(env or {})), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     return proc, out, start
 
@@ -210,6 +211,93 @@ def test_healthy_cluster_is_go_with_one_report_per_node(cluster, tmp_path):
     assert all(row["correct"] and row["busbw_gbps"] > 0 for row in ev["table"])
     assert swept["summary"].startswith(f"{len(ev['table'])} sizes exact across 3 nodes")
     assert_nothing_left()
+
+
+SECRET = "hf_" + "Q7" * 15
+
+
+def test_the_nodes_run_with_this_shells_nccl_and_gloo_settings_never_its_secrets(cluster,
+                                                                              tmp_path):
+    """A Ray task runs in its raylet's environment: GLOO_SOCKET_IFNAME (NCCL_*, ...) set in
+    the shell that runs `cluster`, where the job is launched from, never reached the
+    nodes, which judged an environment the job would not have. They get them as the
+    tasks' runtime_env env_vars: every node's gloo-ifname now judges the bad name. The
+    profile swap acts on the profile the node resolves: PREFLIGHT_PROFILE=a800 (passed on
+    too) is `cpu` on the nodes Ray offers no GPU that find none. A secret-named variable
+    and a secret's value stay here, and are printed nowhere."""
+    proc, out, start = cluster_run(
+        cluster, tmp_path, "--expect-env", "train", *CHECKS,
+        env={"GLOO_SOCKET_IFNAME": "nosuch0", "NCCL_DEBUG": "WARN",
+             "PREFLIGHT_PROFILE": "a800", "NCCL_IB_TOKEN": SECRET,
+             "HF_TOKEN": SECRET, "NCCL_NET_PLUGIN": SECRET})
+    code, report, _, stdout, stderr = finish_both(proc, out, start)
+    assert code == 1, stdout
+    assert report["node_env"] == {
+        "passed": ["GLOO_SOCKET_IFNAME", "NCCL_DEBUG", "PREFLIGHT_PROFILE"],
+        "left_out": {"NCCL_IB_TOKEN": "secret-named",
+                     "NCCL_NET_PLUGIN": "its value is a secret or a `.env` value"}}
+    assert len(report["nodes"]) == 3
+    for row in report["nodes"]:
+        assert (row["role"], row.get("profile_instead_of")) == ("cpu", "a800"), row
+        assert row["blockers"] == ["gloo-ifname"], row
+        node = report["reports"][row["name"]]
+        assert node["profile"] == "cpu"
+        [gloo] = [c for c in node["checks"] if c["id"] == "gloo-ifname"]
+        assert gloo["evidence"]["GLOO_SOCKET_IFNAME"] == "nosuch0", gloo
+    assert "  to every node (Ray runtime_env): GLOO_SOCKET_IFNAME, NCCL_DEBUG, " \
+        "PREFLIGHT_PROFILE" in stdout.splitlines(), stdout
+    assert "  not passed to the nodes: NCCL_IB_TOKEN (secret-named)" in stdout.splitlines()
+    md = (out / "cluster-report.md").read_text()
+    assert "- to every node (Ray runtime_env): GLOO_SOCKET_IFNAME, NCCL_DEBUG, " \
+        "PREFLIGHT_PROFILE" in md
+    for text in (stdout, stderr, md, (out / "cluster-report.json").read_text()):
+        assert SECRET not in text
+
+
+def test_the_cross_node_sweep_runs_with_the_settings_passed_on(cluster, tmp_path):
+    """The job's collectives read GLOO_SOCKET_IFNAME (NCCL_SOCKET_IFNAME on GPU nodes): the
+    sweep's torchrun and ranks on each node run in its task's runtime_env, as the node
+    runs do. A name no node has fails the sweep, as it fails the job."""
+    proc, out, start = cluster_run(cluster, tmp_path, *workloads_args(tmp_path),
+                                   "--check", "conda-env", "--expect-env", "train",
+                                   env={"GLOO_SOCKET_IFNAME": "nosuch0"})
+    code, report, _, stdout = finish(proc, out, start)
+    assert code == 1, stdout
+    [swept] = [c for c in report["checks"] if c["id"] == "cluster-allreduce"]
+    # gloo's own words (third_party/gloo/gloo/transport/tcp/device.cc), from a rank
+    assert swept["severity"] == "blocker", swept
+    assert "Unable to find address for: nosuch0" in swept["summary"], swept
+    assert_nothing_left()
+
+
+def test_a_node_with_an_older_preflight_is_named_so_not_a_bare_type_error(cluster, tmp_path,
+                                                                          monkeypatch):
+    """Ray imports node_task from each node's own installation (cloudpickle pickles a
+    module's function by reference): one that predates `no_gpu_offered` raises TypeError
+    in the worker, which ray.get raises here as a RayTaskError that is also a TypeError.
+    The same module, newer here and older on the node (its PYTHONPATH): _older_node knows
+    it."""
+    from preflight.cluster.fanout_ray import _older_node
+
+    for where, params in (("new", "cpu_argv=None, *, no_gpu_offered=False"),
+                          ("old", "cpu_argv=None")):
+        (tmp_path / where).mkdir()
+        (tmp_path / where / "pf_older_node.py").write_text(
+            f"def node_task(node_id, argv, timeout, {params}):\n    return {{}}\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "new"))
+    import pf_older_node
+
+    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    try:
+        ref = ray.remote(num_cpus=0, max_retries=0)(pf_older_node.node_task).options(
+            runtime_env={"env_vars": {"PYTHONPATH": str(tmp_path / "old")}}).remote(
+            "n", [], 1.0, no_gpu_offered=True)
+        with pytest.raises(Exception) as caught:
+            ray.get(ref, timeout=60)
+    finally:
+        ray.shutdown()
+        sys.modules.pop("pf_older_node", None)
+    assert _older_node(caught.value), repr(caught.value)
 
 
 def test_broken_worker_environment_is_no_go_naming_node_and_check(cluster, tmp_path):

@@ -109,3 +109,37 @@ def test_launch_fixes_are_commands(run_preflight, script):
     assert run.returncode in (0, 1), run.output[-2000:]
     assert _without_command(run.report["checks"]) == []
     assert _lint(run.report["checks"]) == []
+
+
+def _as_bash_runs(text: str) -> str:
+    """What bash would run of `text`: its parse of it as a function body, printed back by
+    `declare -f` (one command a line, comments dropped), without running anything."""
+    proc = subprocess.run(["bash", "--norc", "--noprofile"], input=f"f() {{\n{text}\n}}\n"
+                          "declare -f f\n", capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 0 and not proc.stderr, (text, proc.stderr)
+    return proc.stdout
+
+
+# Fixes whose every piece is a command: the lines `split` keeps are what bash runs, no more
+# (a `; ` inside a comment made the rest a line of its own) and no less (a `;` inside
+# `$(...)` or escaped, `\;` of find, cut a command in two).
+BASH_CASES = [
+    "kill 42  # check each pid first; rm -rf /tmp/x",
+    "export A=1  # the first; export B=2",
+    "kill $(pgrep -f 'x y'; echo 1)  # yours only",
+    r"find /tmp/x -name '*.lock' -exec rm {} \; ; echo done",
+    "echo 'a # b; c'; echo \"d \\\" ; e\"  # f; g",
+    "echo a#b; echo c",
+    "export A=1; export B='x; y'",
+    "nvidia-smi -L; dmesg | grep -iE 'NVRM|Xid'  # fell off the bus; reset the node",
+    "export MASTER_PORT=29501   # a free port\nunset NNODES  # one node; echo no",
+]
+
+
+@pytest.mark.parametrize("fix", BASH_CASES)
+def test_every_line_split_keeps_is_what_bash_would_run(fix):
+    commands, why = split(fix)
+    assert commands
+    assert _as_bash_runs(commands) == _as_bash_runs(fix), (commands, why)
+    for line in commands.splitlines():  # and each line alone is one whole command line
+        assert _bash_n(line) == "", line

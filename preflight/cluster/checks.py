@@ -17,7 +17,7 @@ from collections.abc import Set
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from preflight import runbooks
+from preflight import fixes, runbooks
 from preflight.model import Finding, Kind, Problem, Severity, Verdict
 from preflight.node_facts import PACKAGES, VERSION_FACTS
 
@@ -88,7 +88,8 @@ def gpu_role(node: NodeReport, no_gpu_profiles: Set[str]) -> str:
     a CPU node: it runs no training), not a GPU worker short of its GPUs. It found no GPU, ran
     a profile that asks for none (`cpu`, auto-detected or chosen), and offers none: Ray
     advertises no GPU resource there (under `cluster --ray`), or, where Ray does not say
-    (`merge`), NVML found no NVIDIA driver at all. Else "gpu"; "" without a report."""
+    (`merge`), NVML found no NVIDIA driver at all, or no NVIDIA GPU is on its PCI bus. Else
+    "gpu"; "" without a report."""
     if node.report is None:
         return ""
     facts = node.facts
@@ -98,7 +99,12 @@ def gpu_role(node: NodeReport, no_gpu_profiles: Set[str]) -> str:
         return "gpu" if node.ray_gpus > 0 else "cpu"
     unknown = facts.get("unknown")
     error = unknown.get("nvidia_driver") if isinstance(unknown, dict) else None
-    return "cpu" if error is None or any(s in str(error) for s in NO_DRIVER) else "gpu"
+    if error is None or any(s in str(error) for s in NO_DRIVER):
+        return "cpu"
+    # the driver is there but reads no GPU (Driver Not Loaded): a GPU node whose driver
+    # broke, unless its PCI bus has no NVIDIA GPU (a CPU box with the driver installed;
+    # a report without the fact: as before)
+    return "cpu" if facts.get("nvidia_pci_gpus") == 0 else "gpu"
 
 
 def _cpu_nodes(nodes: list[NodeReport]) -> list[str]:
@@ -681,6 +687,10 @@ def conclude(check: str, verdict: Verdict) -> Finding:
     deciding = verdict.deciding
     found.fix = "\n".join(dict.fromkeys(p.fix for p in deciding if p.fix)) or verdict.fix
     found.why = "; ".join(dict.fromkeys(p.why for p in deciding if p.why)) or verdict.why
+    # as a node check's (plugin._split_fix): commands one a line, prose to `why`; the
+    # comment saying where a line applies (`# on NODE`) stays on it
+    found.fix, moved = fixes.split(found.fix, keep_comments=True)
+    found.why = "; ".join(part for part in (found.why, moved) if part)
     if not deciding:
         found.summary = verdict.ok
         return found

@@ -208,9 +208,11 @@ def nodes_of(alive: list[dict[str, Any]], names: dict[str, str]) -> list[Node]:
 
 
 def run(ray: Any, affinity: Any, nodes: list[Node], left_out: dict[str, str],
-        params: Params) -> Finding:
+        params: Params, runtime_env: dict[str, Any] | None = None) -> Finding:
     """The cross-node sweep on `nodes` (their node runs answered); `left_out`: nodes
-    that did not, with the reason. The finding of cluster-allreduce."""
+    that did not, with the reason; `runtime_env`: the node runs' (node_env), so that
+    torchrun and its ranks see the NCCL / gloo settings they did. The finding of
+    cluster-allreduce."""
     runs: dict[str, checks.CollectiveRun] = {}
     endpoint = ""
     short = {n.name: f"Ray gives it {n.gpus:g} GPU(s), the sweep needs {params.nproc_per_node}"
@@ -219,7 +221,7 @@ def run(ray: Any, affinity: Any, nodes: list[Node], left_out: dict[str, str],
     nodes = [n for n in nodes if n.name not in short]
     head = next((n for n in nodes if n.head), nodes[0] if nodes else None)
     if head is not None and len(nodes) >= 2:
-        endpoint, runs = _sweep(ray, affinity, nodes, head, params)
+        endpoint, runs = _sweep(ray, affinity, nodes, head, params, runtime_env)
     facts = checks.CollectiveFacts(
         runs=tuple(runs[n.name] for n in nodes if n.name in runs),
         left_out=tuple(sorted(left_out.items())), endpoint=endpoint,
@@ -228,7 +230,8 @@ def run(ray: Any, affinity: Any, nodes: list[Node], left_out: dict[str, str],
     return checks.conclude(CHECK, checks.collective(facts))
 
 
-def _sweep(ray: Any, affinity: Any, nodes: list[Node], head: Node, params: Params
+def _sweep(ray: Any, affinity: Any, nodes: list[Node], head: Node, params: Params,
+           runtime_env: dict[str, Any] | None = None
            ) -> tuple[str, dict[str, checks.CollectiveRun]]:
     pin = {n.node_id: affinity(node_id=n.node_id, soft=False) for n in nodes}
     port_ref = ray.remote(num_cpus=0, max_retries=0)(free_port).options(
@@ -246,6 +249,7 @@ def _sweep(ray: Any, affinity: Any, nodes: list[Node], head: Node, params: Param
     remote = ray.remote(num_cpus=0, max_retries=0)(node_task)
     pending = {remote.options(
         scheduling_strategy=pin[n.node_id], name=f"preflight-allreduce:{n.name}",
+        runtime_env=runtime_env,
         num_gpus=params.nproc_per_node if params.require_cuda else 0).remote(
             job | {"is_host": n is head}): n for n in nodes}
     return endpoint, _await(ray, pending, params)

@@ -18,12 +18,13 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from preflight.cluster import merge
 from preflight.cluster.checks import NodeReport
+from preflight.cluster.node_env import NodeEnv
 from preflight.errors import InputError
 from preflight.model import Finding
 from preflight.redact import redact_text
@@ -98,18 +99,25 @@ def finds_gpus(argv: list[str]) -> bool:
 
 
 def node_task(node_id: str, argv: list[str], timeout: float,
-              cpu_argv: list[str] | None = None) -> dict[str, Any]:
-    """Runs on the node: preflight in a bounded subprocess; returns its report text.
-    `cpu_argv`: the options to run with instead when this node finds no GPU (Ray offers
-    none here and a GPU profile was asked for: node_args_for)."""
+              cpu_argv: list[str] | None = None, *, no_gpu_offered: bool = False
+              ) -> dict[str, Any]:
+    """Runs on the node: preflight in a bounded subprocess; returns its report text and
+    the options it ran. `no_gpu_offered`: Ray offers no GPU here; when the node then finds
+    none and its preflight would run a GPU profile (resolved as it resolves it: options,
+    this worker's PREFLIGHT_PROFILE, the ini, `-m`: swap.cpu_argv), it runs `cpu` in its
+    place. `cpu_argv`: what an older driver computed instead (the options to run when it
+    finds no GPU)."""
     import socket
     import tempfile
 
-    swapped = cpu_argv is not None and not finds_gpus(argv)
-    if swapped and cpu_argv is not None:
-        argv = cpu_argv
-
     env = dict(os.environ)
+    instead_of = ""
+    if cpu_argv is not None and not finds_gpus(argv):  # an older driver's swap
+        argv, instead_of = cpu_argv, "?"
+    elif no_gpu_offered:
+        swapped_argv, asked = swap_for(argv, env)
+        if asked and not finds_gpus(argv):
+            argv, instead_of = swapped_argv, asked
     env["PREFLIGHT_NODE_ID"] = node_id
     session = ray_session()
     if session:  # this cluster's own processes are not leftovers of an earlier run
@@ -132,7 +140,33 @@ def node_task(node_id: str, argv: list[str], timeout: float,
     return {"hostname": socket.gethostname(), "returncode": code,
             "timed_out": timed_out, "elapsed_s": round(elapsed, 3), "bound_s": timeout,
             "report": text, "error": errors[0][:300] if errors else "",
-            "profile_swapped": swapped}
+            "profile_swapped": bool(instead_of), "profile_instead_of": instead_of,
+            "argv": list(argv)}
+
+
+def swap_for(argv: list[str], environ: dict[str, str]) -> tuple[list[str], str]:
+    """swap.cpu_argv with this node's profiles (its own and the --profile-dir passed on);
+    (argv, "") when they cannot be read (every node's preflight says so itself)."""
+    from preflight.cluster import swap
+    from preflight.profiles import load_profiles
+
+    dirs = [Path(d) for d in _values(argv, "--profile-dir")]
+    try:
+        profiles = load_profiles(dirs)
+    except Exception:  # ProfileError
+        return list(argv), ""
+    return swap.cpu_argv(argv, environ, profiles)
+
+
+def _values(argv: list[str], option: str) -> list[str]:
+    """Every value of a repeatable `--option V` / `--option=V`."""
+    out = []
+    for arg, following in zip(argv, [*argv[1:], ""], strict=False):
+        if arg == option:
+            out.append(following)
+        elif arg.startswith(option + "="):
+            out.append(arg.partition("=")[2])
+    return out
 
 
 def run_tag() -> str:
@@ -251,8 +285,10 @@ def run(address: str, node_args: list[str], node_timeout: float, report_dir: Pat
     merge.check_writable(report_dir)
     _reachable(address)
     shown = redact_text(address)  # ray://user:PASSWORD@head: never printed nor written
+    from preflight.cluster.node_env import for_nodes
+
     plan = Plan(node_args, node_timeout, profile_dirs, allow, workloads, floor_gbps,
-                gpu_nodes)
+                gpu_nodes, for_nodes(node_args))
     with RayNoticesToStderr():
         return _session(ray, NodeAffinitySchedulingStrategy, address, shown, connect_timeout,
                         plan, started, report_dir)
@@ -426,6 +462,7 @@ class Plan:
     workloads: bool = False
     floor_gbps: float = 0.0
     gpu_nodes: int | None = None
+    env: NodeEnv = field(default_factory=NodeEnv)
 
 
 def _fan_out(ray: Any, affinity: Any, plan: Plan, started: float, address: str,
@@ -445,7 +482,8 @@ def _fan_out(ray: Any, affinity: Any, plan: Plan, started: float, address: str,
         extra.append(_collective(ray, affinity, alive, nodes, plan))
     return merge.finish(nodes, started, f"ray ({address}, {len(alive)} alive node(s))",
                         report_dir, plan.profile_dirs, plan.allow, tuple(extra),
-                        plan.gpu_nodes)
+                        plan.gpu_nodes, {"passed": sorted(plan.env.env_vars),
+                                         "left_out": plan.env.left_out})
 
 
 def _collective(ray: Any, affinity: Any, alive: list[dict[str, Any]],
@@ -464,53 +502,32 @@ def _collective(ray: Any, affinity: Any, alive: list[dict[str, Any]],
                                             plan.floor_gbps)
     runs = collective.nodes_of([a for a in alive if a["NodeID"] in answered],
                                {n.node_id: n.name for n in nodes})
-    return collective.run(ray, affinity, runs, left_out, params)
+    return collective.run(ray, affinity, runs, left_out, params, plan.env.runtime_env())
 
 
-def asked_gpu_profile(node_args: list[str], dirs: list[Path]) -> str:
-    """The GPU profile `--profile NAME` asks every node for; "" when none is named, it
-    asks for no GPU, or it is not known here (the nodes then say so themselves)."""
-    asked = ""
-    for arg, following in zip(node_args, [*node_args[1:], ""], strict=False):
-        if arg == "--profile":
-            asked = following
-        elif arg.startswith("--profile="):
-            asked = arg.partition("=")[2]
-    if not asked:
-        return ""
+def node_args_for(info: dict[str, Any], plan: Plan) -> tuple[list[str], str]:
+    """What the node's preflight runs when it finds no GPU, as the driver can tell (the
+    options and the variables passed on, not the node's own environment), and the GPU
+    profile it replaces (([], "") when none: it runs plan.node_args): a node Ray
+    advertises no GPU on that finds none (a CPU-only head) runs no GPU task of a Ray job,
+    so `--profile h100` there is `--profile cpu`; with the GPU profile it failed its own
+    GPU checks and the cluster was NO-GO. One that finds GPUs (a head started with
+    `--num-gpus 0`) keeps the profile asked for: its GPUs are checked as before. The node
+    decides (node_task); this is for a node that did not answer (its rerun line)."""
+    if float((info.get("Resources") or {}).get("GPU", 0)) > 0:
+        return [], ""
+    from preflight.cluster import swap
     from preflight.profiles import load_profiles
 
     try:
-        profile = load_profiles(dirs).get(asked)
+        profiles = load_profiles(plan.profile_dirs)
     except Exception:  # ProfileError: a bad profile dir, which every node rejects too
-        return ""
-    return asked if profile is not None and profile.is_gpu else ""
-
-
-def node_args_for(info: dict[str, Any], plan: Plan, asked: str | None = None
-                  ) -> tuple[list[str], str]:
-    """The options for this node's preflight when it finds no GPU, and the GPU profile
-    they replace ("" when none: it runs plan.node_args): a node Ray advertises no GPU on
-    that finds none (a CPU-only head) runs no GPU task of a Ray job, so `--profile h100`
-    there is `--profile cpu`; with the GPU profile it failed its own GPU checks and the
-    cluster was NO-GO. One that finds GPUs (a head started with `--num-gpus 0`) keeps the
-    profile asked for: its GPUs are checked as before. `asked`: asked_gpu_profile's
-    answer, read once for all nodes."""
-    if asked is None:
-        asked = asked_gpu_profile(plan.node_args, plan.profile_dirs)
-    if not asked or float((info.get("Resources") or {}).get("GPU", 0)) > 0:
         return [], ""
-    args, skip = [], False
-    for arg in plan.node_args:
-        if skip:
-            args.append("cpu")
-            skip = False
-        elif arg == "--profile":
-            args.append(arg)
-            skip = True
-        else:
-            args.append("--profile=cpu" if arg.startswith("--profile=") else arg)
-    return args, asked
+    args, asked = swap.cpu_argv(plan.node_args, plan.env.env_vars, profiles)
+    return (args, asked) if asked else ([], "")
+
+
+OLDER_NODE = "unexpected keyword argument 'no_gpu_offered'"
 
 
 def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
@@ -520,17 +537,18 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
     remote = ray.remote(num_cpus=0, max_retries=0)(node_task)
     subprocess_timeout = max(1.0, node_timeout - TASK_MARGIN_S)
     pending: dict[Any, dict[str, Any]] = {}
-    asked = asked_gpu_profile(plan.node_args, plan.profile_dirs)
-    given = {info["NodeID"]: node_args_for(info, plan, asked) for info in alive}
     for info in alive:
-        # the 4th argument only where it is used: a node with an older preflight runs its
-        # own node_task (Ray imports it there), which takes 3
-        cpu_argv = given[info["NodeID"]][0]
+        # only where it is used: a node with an older preflight runs its own node_task
+        # (Ray imports it there), which does not take it (_older_node)
+        no_gpu = float((info.get("Resources") or {}).get("GPU", 0)) <= 0
         ref = remote.options(
             scheduling_strategy=affinity(node_id=info["NodeID"], soft=False),
             name=f"preflight:{info['NodeManagerHostname']}",
+            # the job's NCCL / gloo settings of this shell (node_env): a task runs in its
+            # raylet's environment, never the driver's
+            runtime_env=plan.env.runtime_env(),
         ).remote(info["NodeID"], plan.node_args, subprocess_timeout,
-                 *([cpu_argv] if cpu_argv else []))
+                 **({"no_gpu_offered": True} if no_gpu else {}))
         pending[ref] = info
     results: dict[str, NodeReport] = {}
     lost: list[dict[str, Any]] = []  # nodes whose task died: its dir may be left there
@@ -543,7 +561,7 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
             for ref in ready:
                 info = pending.pop(ref)
                 results[info["NodeID"]], died = _collect(ray, ref, info, plan.node_args,
-                                                         *given[info["NodeID"]])
+                                                         plan.env.env_vars)
                 if died:
                     lost.append(info)
     except BaseException:  # interrupted: every node's preflight ends before we do
@@ -562,9 +580,9 @@ def _node_runs(ray: Any, affinity: Any, alive: list[dict[str, Any]], plan: Plan,
     for info in pending.values():
         results[info["NodeID"]] = _unknown(
             info, f"no answer within {node_timeout:g}s",
-            f"ray status   # is it alive, its task started?\n"
-            f"{_rerun(plan.node_args)}   # on it alone: what does not finish "
-            f"within {node_timeout:g}s")
+            "ray status   # is it alive, its task started?\n"
+            + _pending_rerun(node_args_for(info, plan), plan.node_args, node_timeout,
+                             plan.env.env_vars))
     nodes = [results[n["NodeID"]] for n in alive]
     merge.name_nodes(nodes)
     return nodes
@@ -635,36 +653,65 @@ def _unknown(info: dict[str, Any], reason: str, fix: str) -> NodeReport:
                       extra={"fix": fix})
 
 
-def _rerun(node_args: list[str]) -> str:
-    """The node's preflight as `cluster` ran it, to paste on that node (secrets masked)."""
+def _rerun(node_args: list[str], env: dict[str, str] | None = None) -> str:
+    """The node's preflight as `cluster` ran it, to paste on that node (secrets masked),
+    with the variables it was given (node_env: never a secret)."""
     import shlex
 
     from preflight.redact import redact_argv
 
-    return shlex.join(["preflight", "-v", *redact_argv(node_args)])
+    given = [f"{k}={v}" for k, v in sorted((env or {}).items())]
+    return shlex.join([*given, "preflight", "-v", *redact_argv(node_args)])
+
+
+def _pending_rerun(given: tuple[list[str], str], node_args: list[str], bound: float,
+                   env: dict[str, str] | None = None) -> str:
+    """The rerun line of a node that did not answer: it may have run `cpu` in place of
+    the GPU profile (it decides when it finds no GPU: node_task), so both."""
+    cpu_args, asked = given
+    line = f"{_rerun(node_args, env)}   # on it alone: what does not finish within {bound:g}s"
+    if not asked:
+        return line
+    return (f"{_rerun(cpu_args, env)}   # on it alone: what does not finish within {bound:g}s "
+            f"(it ran profile cpu in place of {asked} if it found no GPU)\n"
+            f"{line.partition('   # ')[0]}   # if it found GPUs")
+
+
+def _older_node(exc: Exception) -> bool:
+    """The node's preflight predates `no_gpu_offered`: its own node_task (Ray imports it
+    from the node's installation) rejects the argument."""
+    return isinstance(exc, TypeError) and OLDER_NODE in str(exc)
 
 
 def _collect(ray: Any, ref: Any, info: dict[str, Any], node_args: list[str],
-             cpu_argv: list[str] | None = None, instead_of: str = ""
-             ) -> tuple[NodeReport, bool]:
+             env: dict[str, str] | None = None) -> tuple[NodeReport, bool]:
     """The node as its task answered, and whether the task died (its dir left behind)."""
     try:
         answer = ray.get(ref)
     except Exception as exc:  # the node or its worker died: RayError subclasses
+        if _older_node(exc):
+            from preflight import __version__
+
+            return _unknown(info, "its preflight is older than this one (it cannot run "
+                            "`cpu` in place of a GPU profile where Ray offers no GPU)",
+                            f"pip install -U 'pytest-preflight=={__version__}'   # on it: "
+                            "the version this command runs"), False
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return _unknown(info, f"the task failed: {type(exc).__name__}: {first[:200]}",
                         "ray status   # is it alive? then run preflight cluster --ray again"
                         ), True
-    swapped = bool(answer.get("profile_swapped")) and cpu_argv
-    node = _answered_node(answer, info, cpu_argv if swapped and cpu_argv else node_args)
-    if swapped:  # said in its row and on the terminal (merge._cpu_role_lines)
-        node.extra["profile_instead_of"] = instead_of
+    # what it ran (an older node's answer does not say: the options it was given)
+    ran = answer.get("argv")
+    node = _answered_node(answer, info, ran if isinstance(ran, list) else node_args, env)
+    if answer.get("profile_swapped") and answer.get("profile_instead_of"):
+        # said in its row and on the terminal (merge._cpu_role_lines)
+        node.extra["profile_instead_of"] = str(answer["profile_instead_of"])
     return node, False
 
 
-def _answered_node(answer: dict[str, Any], info: dict[str, Any], node_args: list[str]
-                   ) -> NodeReport:
-    rerun = _rerun(node_args)
+def _answered_node(answer: dict[str, Any], info: dict[str, Any], node_args: list[str],
+                   env: dict[str, str] | None = None) -> NodeReport:
+    rerun = _rerun(node_args, env)
     if answer["report"] is None:
         # a node whose preflight predates `bound_s` runs its own node_task (Ray imports it
         # from the node's installation): its answer has no bound_s

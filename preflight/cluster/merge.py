@@ -22,7 +22,7 @@ from preflight.cluster import checks
 from preflight.cluster.checks import NodeReport
 from preflight.errors import InputError
 from preflight.model import Finding, Severity
-from preflight.redact import printable
+from preflight.redact import md_cell, printable
 from preflight.report import JSON_NAME
 
 SCHEMA_VERSION = 1
@@ -201,7 +201,7 @@ def _profile_gpus(nodes: list[NodeReport], dirs: list[Path]) -> tuple[int, str]:
 
 
 def build(nodes: list[NodeReport], findings: list[Finding], started: float,
-          how: str) -> dict[str, Any]:
+          how: str, node_env: dict[str, Any] | None = None) -> dict[str, Any]:
     rows = [{"name": n.name, "hostname": n.facts.get("hostname") or n.name.split("@")[0],
              "node_id": n.node_id or None, "ip": n.ip or None, "verdict": n.verdict,
              "blockers": n.blockers, "source": n.source, "role": n.role or None,
@@ -224,6 +224,8 @@ def build(nodes: list[NodeReport], findings: list[Finding], started: float,
         "node_problems": node_problems({n.name: n.report for n in nodes
                                         if n.report is not None}),
         "reports": {n.name: n.report for n in nodes if n.report is not None},
+        # cluster --ray: the variables given to every node's preflight (names only)
+        **({"node_env": node_env} if node_env is not None else {}),
     }
 
 
@@ -280,7 +282,8 @@ def markdown(cluster: dict[str, Any]) -> str:
              f"- nodes: {cluster['node_count']} ("
              + ", ".join(f"{v} {k}" for k, v in sorted(cluster["node_verdicts"].items())) + ")",
              f"- gathered by: {cluster['gathered_by']}",
-             f"- started: {cluster['started']}, took {cluster['duration_s']} s", ""]
+             f"- started: {cluster['started']}, took {cluster['duration_s']} s"]
+    lines += [f"-{line[1:]}" for line in _node_env_lines(cluster.get("node_env"))] + [""]
     # An UNKNOWN blocks GO but is not a blocker: each kind under its own heading.
     for title, severity in CROSS_NODE_SECTIONS:
         picked = [c for c in cluster["checks"] if c["severity"] == severity]
@@ -295,8 +298,10 @@ def markdown(cluster: dict[str, Any]) -> str:
         # role cpu: no GPU found nor offered (see cluster-gpus), and the profile it ran
         role = (r.get("role") or "") + (f" (profile cpu, not {r['profile_instead_of']})"
                                         if r.get("profile_instead_of") else "")
-        lines.append(f"| {r['name']} | {r['ip'] or ''} | {role} | {r['verdict']} | "
-                     f"{blockers} |")
+        # each cell as one escaped line: a node's own text (hostname, reason) with a `|`
+        # added a column
+        lines.append("| " + " | ".join(md_cell(c) for c in (
+            r["name"], r["ip"] or "", role, r["verdict"], blockers)) + " |")
     silent: dict[tuple[str, str], list[str]] = {}  # nodes without a report, and the fix
     for r in cluster["nodes"]:
         if r.get("fix"):
@@ -341,11 +346,13 @@ def _allreduce_table(found: list[dict[str, Any]]) -> list[str]:
 
 def _version_table(evidence: dict[str, Any]) -> list[str]:
     facts = list(evidence["differ"])
-    lines = ["| node | " + " | ".join(facts) + " |", "|---" * (len(facts) + 1) + "|",
-             "| *most nodes* | " + " | ".join(evidence["differ"][f]["majority"]
+    lines = ["| node | " + " | ".join(md_cell(f) for f in facts) + " |",
+             "|---" * (len(facts) + 1) + "|",
+             "| *most nodes* | " + " | ".join(md_cell(evidence["differ"][f]["majority"])
                                               for f in facts) + " |"]
     for name, row in evidence["odd_ones_out"].items():
-        lines.append(f"| {name} | " + " | ".join(row[f] for f in facts) + " |")
+        lines.append(f"| {md_cell(name)} | " + " | ".join(md_cell(row[f]) for f in facts)
+                     + " |")
     return lines + [""]
 
 
@@ -394,6 +401,16 @@ def _cpu_role_lines(rows: list[dict[str, Any]]) -> list[str]:
             + _named(names, 5) for asked, names in groups.items()]
 
 
+def _node_env_lines(env: dict[str, Any] | None) -> list[str]:
+    """cluster --ray: which of this shell's variables the nodes ran with (names only)."""
+    if not env:
+        return []
+    lines = ["  to every node (Ray runtime_env): " + ", ".join(env["passed"])] \
+        if env["passed"] else []
+    return lines + [f"  not passed to the nodes: {name} ({why})"
+                    for name, why in env["left_out"].items()]
+
+
 def terminal_lines(cluster: dict[str, Any]) -> list[str]:
     counts = cluster["node_verdicts"]
     lines = [f"preflight cluster verdict: {cluster['verdict']}  ({cluster['node_count']} node(s): "
@@ -406,6 +423,7 @@ def terminal_lines(cluster: dict[str, Any]) -> list[str]:
             why = ", ".join(r["blockers"]) or r.get("reason", "")
             bad.setdefault((r["verdict"], why), []).append(r["name"])
     lines += _cpu_role_lines(cluster["nodes"])
+    lines += _node_env_lines(cluster.get("node_env"))
     fixes = {r["name"]: r.get("fix", "") for r in cluster["nodes"]}
     for (verdict, why), names in list(bad.items())[:MAX_TERMINAL_NODES]:
         who = names[0] if len(names) == 1 else _named(names, 5)
@@ -441,12 +459,13 @@ def terminal_lines(cluster: dict[str, Any]) -> list[str]:
 
 def finish(nodes: list[NodeReport], started: float, how: str, report_dir: Path,
            profile_dirs: list[Path], allow: set[str], extra: tuple[Finding, ...] = (),
-           gpu_nodes: int | None = None) -> int:
+           gpu_nodes: int | None = None, node_env: dict[str, Any] | None = None) -> int:
     """Judge, write, print; the exit code is the cluster verdict. `extra`: findings made
-    while the nodes ran (cluster-reach under `cluster --ray`); `gpu_nodes`: --gpu-nodes."""
+    while the nodes ran (cluster-reach under `cluster --ray`); `gpu_nodes`: --gpu-nodes;
+    `node_env`: the variables `cluster --ray` gave the nodes (`passed`, `left_out`)."""
     name_nodes(nodes)
     findings = cross_checks(nodes, profile_dirs, allow, gpu_nodes) + list(extra)
-    cluster = build(nodes, findings, started, how)
+    cluster = build(nodes, findings, started, how, node_env)
     try:
         written = write(cluster, report_dir,
                         {n.name: n.text for n in nodes if n.text and n.report is not None})

@@ -237,7 +237,7 @@ def _foreign_fix(shown: list[dict[str, object]], me: str) -> str:
         fixes.append(f"{others}pid(s) {' '.join(hidden)} run outside this container: stop "
                      "them from the host if they are yours, or pick other GPUs with "
                      "CUDA_VISIBLE_DEVICES")
-    return "; ".join(fixes)
+    return "\n".join(fixes)
 
 
 def free(s: Slot, p: ProcessFacts) -> Verdict:
@@ -359,8 +359,7 @@ def health(s: Slot) -> Verdict:
                       clock_events=nvml.jsonable(found.clock_events),
                       persistence_mode=found.persistence_mode,
                       nvlink_active=found.nvlink_active, nvlink_links=len(found.nvlink),
-                      pcie=nvml.jsonable(found.pcie), not_reported=sorted(found.unavailable)),
-        fix_joiner="; ")
+                      pcie=nvml.jsonable(found.pcie), not_reported=sorted(found.unavailable)))
 
 
 # -- cuda-stack ----------------------------------------------------------------------------
@@ -545,7 +544,7 @@ def cuda_stack(want: GpuWant, snap: Snapshot, f: CudaFacts | None) -> Verdict:
     if not build.installed or kit is None:
         return Verdict(skip=f"torch is not importable by {build.python}: {build.error}")
     driver = driver_cuda(snap.cuda_driver_version)
-    v = Verdict(fix="none needed", fix_joiner="; ", evidence=dict(
+    v = Verdict(fix="none needed", evidence=dict(
         python=build.python, torch=build.version, torch_cuda=build.cuda,
         arch_list=list(build.arch_list), driver_version=snap.driver_version,
         driver_cuda=None if driver is None else f"{driver[0]}.{driver[1]}",
@@ -584,7 +583,7 @@ def nccl_env(want: GpuWant, f: NcclFacts) -> Verdict:
     if not want.is_gpu:
         return Verdict(skip=f"profile {want.profile} has no GPU: NCCL is not used (gloo)")
     found = f.settings
-    v = Verdict(fix="none needed", fix_joiner="; ", evidence=dict(
+    v = Verdict(fix="none needed", evidence=dict(
         nccl={k: f"{s.value} ({s.source})" for k, s in sorted(found.items())},
         profile_nvlink=want.nvlink, profile_infiniband=want.infiniband))
     if want.nvlink:

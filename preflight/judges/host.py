@@ -119,7 +119,7 @@ def host_limits(f: LimitFacts) -> Verdict:
     sized = (f" ({ranks} ranks x {workers} dataloader workers from {workers_from} x "
              f"{want.shm_gb_per_worker:g} GiB)") if per_workers >= want.min_shm_gb else ""
     memlock = None if want.min_memlock_mb < 0 else want.min_memlock_mb * MiB
-    v = Verdict(fix="none needed", fix_joiner="; ", evidence=dict(
+    v = Verdict(fix="none needed", evidence=dict(
         shm=None if shm is None else {"total_gib": shm.total_gb, "free_gib": shm.free_gb},
         shm_needed_gb=needed_gb, ranks=ranks, dataloader_workers=workers,
         sizing=f"ranks from {f.ranks_from}, workers from {workers_from}",

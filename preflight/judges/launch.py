@@ -560,7 +560,7 @@ def _port_fix(layer: Layer, free: str, fix: str) -> str:
     change is named, not written (an export would not win over it)."""
     var = layer.env.get("MASTER_PORT")
     if layer.port_source.startswith("MASTER_PORT") and var is not None and not var.where:
-        return f"export MASTER_PORT={free}   # a free port, before the launch script; {fix}"
+        return f"export MASTER_PORT={free}   # a free port, before the launch script\n{fix}"
     return fix
 
 

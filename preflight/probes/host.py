@@ -119,3 +119,27 @@ def shm(path: str = "/dev/shm") -> Space | None:
 
 def same_filesystem(a: Space, b: Space) -> bool:
     return a.mount_point == b.mount_point
+
+
+# The PCI vendor id of NVIDIA and the classes of a GPU: VGA (0x0300) and 3D controller
+# (0x0302, the data-center parts); linux include/linux/pci_ids.h.
+NVIDIA_VENDOR = "0x10de"
+GPU_CLASSES = ("0x0300", "0x0302")
+
+
+def nvidia_pci_gpus(root: str | os.PathLike[str] = "/sys/bus/pci/devices") -> int | None:
+    """NVIDIA GPUs on this machine's PCI bus, whatever the driver makes of them (sysfs
+    `vendor` and `class` of each device); None when the bus cannot be read (no sysfs)."""
+    try:
+        devices = sorted(Path(root).iterdir())
+    except OSError:
+        return None
+    found = 0
+    for device in devices:
+        try:
+            vendor = (device / "vendor").read_text().strip()
+            klass = (device / "class").read_text().strip()
+        except OSError:  # a device that went away, an unreadable entry: not counted
+            continue
+        found += vendor == NVIDIA_VENDOR and klass.startswith(GPU_CLASSES)
+    return found

@@ -175,7 +175,7 @@ PCIE_QUERY = ("--query-gpu=pcie.link.gen.current,pcie.link.gen.max,pcie.link.wid
     (snap("a800x4-degraded"), 3, A800, "blocker",
      "GPU 3: clocks slowed: hw_thermal_slowdown; persistence mode off",
      "nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER -i 3  # check cooling and power supply; "
-     "the node needs service; sudo systemctl enable --now nvidia-persistenced"),
+     "the node needs service\nsudo systemctl enable --now nvidia-persistenced"),
     (snap("a800x4-degraded"), 0, replace(A800, persistence_mode=False), "ok", "", ""),
     (snap("a800x4-degraded"), 1, A800, "blocker", "GPU 1: persistence mode off; PCIe link x8 "
      "of x16", f"nvidia-smi -i 1 {PCIE_QUERY}  # a narrow link"),
@@ -241,7 +241,7 @@ CUDA_HOME_FIX = ("export CUDA_HOME=/usr/local/cuda-12.1  # CUDA 12.1: lib64/libc
      "CUDA_HOME=/nope does not exist", CUDA_HOME_FIX),
     (A800, HEALTHY, cuda(replace(TORCH, arch_list=("sm_90",)), nvcc=replace(NVCC, release="13.0")),
      "blocker", "torch has no kernels for sm_80 (arch list: sm_90); nvcc 13.0 at",
-     "  # an official wheel: they cover sm_80 and sm_90; " + CUDA_HOME_FIX),
+     "  # an official wheel: they cover sm_80 and sm_90\n" + CUDA_HOME_FIX),
     (A800, replace(HEALTHY, error="NVML query failed"), cuda(), "blocker",
      "driver CUDA version unknown: NVML query failed", "nvidia-smi   # its header names the "
      "driver's CUDA Version"),
@@ -279,7 +279,7 @@ def env(**values: str) -> dict[str, Setting]:
     (H100, env(NCCL_DEBUG="WARN", NCCL_IB_DISABLE="1", NCCL_TOPO_FILE="/t.xml"), False,
      "blocker", "NCCL_IB_DISABLE=1 from environment: InfiniBand is not used, traffic goes over "
      "TCP sockets; NCCL_TOPO_FILE=/t.xml (environment) does not exist",
-     "unset NCCL_IB_DISABLE; unset NCCL_TOPO_FILE  # or point it at the node's topology XML"),
+     "unset NCCL_IB_DISABLE\nunset NCCL_TOPO_FILE  # or point it at the node's topology XML"),
     (H100, env(NCCL_DEBUG="WARN", NCCL_TOPO_FILE="/t.xml"), True, "ok", "", ""),
 ], ids=["cpu", "no-debug", "clean", "p2p-env", "p2p-conf", "harmless", "ib-and-topo", "topo"])
 def test_nccl_env(want, settings, topo, kind, text, fix):

@@ -53,7 +53,7 @@ MEMLOCK_FIX = ("printf '* soft memlock unlimited\\n* hard memlock unlimited\\n' 
     (limits(replace(PLAIN, min_shm_gb=128, min_nofile=1024, rdma=True),
             lim=Limits(256, 4096, 4 * MiB, None)), "blocker",
      "/dev/shm is 64 GiB, needs 128 GiB; ulimit -n is 256, needs 1024; ulimit -l is 4096 KiB",
-     f"/etc/fstab; ulimit -n 1024  # in the launching shell; {MEMLOCK_FIX}"),
+     f"/etc/fstab\nulimit -n 1024  # in the launching shell\n{MEMLOCK_FIX}"),
 ], ids=["fine", "shm-floor", "shm-per-worker", "no-shm", "nofile-soft", "nofile-hard",
         "memlock", "memlock-unlimited", "memlock-enough", "no-rdma", "all-three"])
 def test_host_limits(facts, kind, text, fix):
