@@ -95,6 +95,25 @@ def unseen(spec: LaunchSpec, found: str) -> Verdict:
                            "itself, give its line: --launch-cmd '<the launcher's line>'")])
 
 
+UNSEEN_FIX = "preflight --launch-cmd '<the launch line the unread part runs>'"
+
+
+def also_unseen(v: Verdict, spec: LaunchSpec) -> Verdict:
+    """A check that judged the launchers it read, where the script also runs what
+    preflight could not read (LaunchSpec.unseen): a launcher started there is not judged,
+    so its PASS becomes UNKNOWN naming file:line, its own verdict on what it read kept in
+    the message (`v.ok`); a NO-GO on what it read still decides."""
+    if spec.unseen:
+        v.evidence["unseen"] = list(spec.unseen)
+        v.problems.append(Problem.unknown(
+            f"{v.ok or 'judged'} in what preflight read, but the script also runs what it "
+            "could not read: " + "; ".join(spec.unseen[:3]),
+            fix=UNSEEN_FIX,
+            why="a launcher that a file it sources or runs (unreadable, or its path only "
+                "the run decides) starts is not judged"))
+    return v
+
+
 def _none_found(v: Verdict, spec: LaunchSpec, found: str, skip: str) -> None:
     """`v` skips with `skip`, or is UNKNOWN (`unseen`) where the script runs what
     preflight could not read."""
@@ -502,7 +521,7 @@ def grpo_batch_divisible(spec: LaunchSpec | None) -> Verdict:
         v.problems.append(Problem.unknown(
             "cannot do the GRPO batch arithmetic: " + "; ".join(unknown)))
     v.ok = "; ".join(a["formula"] + f", divisible by {a['num_generations']}" for a in runs)
-    return v
+    return also_unseen(v, spec)
 
 
 # -- launch-ports ----------------------------------------------------------------------
@@ -660,7 +679,7 @@ def launch_ports(f: PortsFacts) -> Verdict:
     v.ok = ("ports free: " + ", ".join(map(str, sorted(seen))) if seen else
             "no launcher binds a port on this node (" + "; ".join(idle) + ")" if idle else
             "every launcher picks a free port itself")
-    return v
+    return also_unseen(v, spec)
 
 
 # -- launch-gpus -----------------------------------------------------------------------
@@ -744,7 +763,7 @@ def launch_gpus(f: GpusFacts) -> Verdict:
     v.ok = ", ".join(f"{r['launcher']}: {r['not_started']}" if
                      "not_started" in r else f"{r['launcher']}: {r.get('nproc_per_node')} "
                      f"process(es), {r.get('visible', '?')} GPU(s) visible" for r in rows)
-    return v
+    return also_unseen(v, spec)
 
 
 # -- launcher-args ---------------------------------------------------------------------
@@ -1142,7 +1161,7 @@ def launcher_args(f: ArgsFacts) -> Verdict:
             "on them): " + "; ".join(unknown[:3])))
     v.ok = "every launcher accepts its command line (" + ", ".join(
         dict.fromkeys(r["launcher"] for r in rows)) + ")"
-    return v
+    return also_unseen(v, spec)
 
 
 # -- launch-syntax ---------------------------------------------------------------------
