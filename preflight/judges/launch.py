@@ -95,22 +95,40 @@ def unseen(spec: LaunchSpec, found: str) -> Verdict:
                            "itself, give its line: --launch-cmd '<the launcher's line>'")])
 
 
-UNSEEN_FIX = "preflight --launch-cmd '<the launch line the unread part runs>'"
+def unseen_fix(spec: LaunchSpec) -> str:
+    """`sed -n 'Np' SCRIPT`: the first line of the launch script where it runs what
+    preflight could not read, to see what it is; "" when that is in another file or the
+    launch is a --launch-cmd."""
+    for place in spec.unseen:
+        name, _, rest = place.partition(":")
+        line = rest.split(":", 1)[0]
+        if spec.source != "--launch-cmd" and name == posixpath.basename(spec.source) and \
+                line.isdigit():
+            return f"sed -n '{line}p' {shlex.quote(spec.source)}   # runs what preflight " \
+                   "did not read: check its launch with --launch-cmd"
+    return ""
 
 
 def also_unseen(v: Verdict, spec: LaunchSpec) -> Verdict:
     """A check that judged the launchers it read, where the script also runs what
     preflight could not read (LaunchSpec.unseen): a launcher started there is not judged,
     so its PASS becomes UNKNOWN naming file:line, its own verdict on what it read kept in
-    the message (`v.ok`); a NO-GO on what it read still decides."""
-    if spec.unseen:
-        v.evidence["unseen"] = list(spec.unseen)
-        v.problems.append(Problem.unknown(
-            f"{v.ok or 'judged'} in what preflight read, but the script also runs what it "
-            "could not read: " + "; ".join(spec.unseen[:3]),
-            fix=UNSEEN_FIX,
-            why="a launcher that a file it sources or runs (unreadable, or its path only "
-                "the run decides) starts is not judged"))
+    the message (`v.ok`); a NO-GO on what it read still decides (the evidence names the
+    unread part)."""
+    if not spec.unseen:
+        return v
+    v.evidence["unseen"] = list(spec.unseen)
+    if v.of(Kind.BLOCKER):
+        return v
+    fix = unseen_fix(spec)
+    if not v.problems:  # the check's own fix is about what it read, which passed
+        v.fix = fix
+    v.problems.append(Problem.unknown(
+        f"{v.ok or 'judged'} in what preflight read, but the script also runs what it "
+        "could not read: " + "; ".join(spec.unseen[:3]), fix=fix,
+        why="a launcher that a file it sources or runs (unreadable, or its path only the "
+            "run decides) starts is not judged; to check that launch itself, give its "
+            "line: --launch-cmd '<the launcher's line>'"))
     return v
 
 

@@ -122,11 +122,16 @@ def _also_unseen(v: Verdict, cfg: LaunchConfig) -> Verdict:
     verdict is UNKNOWN unless a blocker decides (judges.launch.also_unseen)."""
     if cfg.unseen:
         v.evidence["unseen"] = list(cfg.unseen)
+        if v.of(Kind.BLOCKER):
+            return v
+        if not v.problems:  # its own fix is about what it read, which passed
+            v.fix = ""
         v.problems.append(Problem.unknown(
             f"{v.ok} in what preflight read, but the launch script also runs what it could "
             "not read: " + "; ".join(cfg.unseen[:3]),
-            fix="preflight --launch-cmd '<the launch line the unread part runs>'",
-            why="a launcher started there (its --nnodes, its MASTER_ADDR) is not judged"))
+            why="a launcher started there (its --nnodes, its MASTER_ADDR) is not judged; to "
+                "check that launch itself, give its line: --launch-cmd '<the launcher's "
+                "line>'"))
     return v
 
 
