@@ -1,0 +1,113 @@
+"""What kind of program a file the script runs is, from its first bytes or its text
+(bounded reads, pure tests): a shell script without `.sh` (`./train` with a bash
+shebang, or none: bash runs it itself) is read like `bash ./train`; a Python program
+that starts a launcher itself (`python launch.py` whose text runs `torchrun`) is where
+a launcher may start that preflight did not read.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import stat
+
+SAMPLE_BYTES = 128  # enough for a `#!` line; bash reads 80 (execute_cmd.c READ_SAMPLE_BUF)
+MAX_PY_BYTES = 1 << 20  # a launch helper is a few KiB; past this only the head is searched
+SHELL_INTERPRETERS = ("bash", "sh", "dash")
+PYTHON = re.compile(r"python(?:\d+(?:\.\d+)?)?$")
+
+
+def interpreter(sample: bytes) -> str | None:
+    """The program the kernel runs a file with (`#!/usr/bin/env bash`: "bash"), "" for a
+    text file without `#!` (bash runs it as a script itself: execute_cmd.c shell_execve,
+    ENOEXEC, unless check_binary_file finds a NUL in its first line), None for a binary."""
+    first = sample.split(b"\n", 1)[0]
+    if not sample.startswith(b"#!"):
+        return None if b"\0" in first else ""
+    words = first[2:].decode("utf-8", "replace").split()
+    if words and posixpath.basename(words[0]) == "env":
+        words = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+    return posixpath.basename(words[0]) if words else None
+
+
+def read_head(path: str, size: int) -> bytes | None:
+    """The first `size` bytes of a regular file (never a FIFO or device: no hang); None
+    when it is not one or cannot be read."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as fh:
+            return fh.read(size)
+    except OSError:
+        return None
+
+
+def is_shell_text(text: str) -> bool:
+    """A script the script itself wrote (`cat > train <<EOF`), by its first line."""
+    found = interpreter(text[:SAMPLE_BYTES].encode("utf-8", "replace"))
+    return found is not None and (found == "" or found in SHELL_INTERPRETERS)
+
+
+# A process start (subprocess, os.system/exec/spawn/popen) and a launcher named as the
+# command it starts: `["torchrun", ...`, `"deepspeed --num_gpus 8 ..."`, `"-m",
+# "torch.distributed.run"`; or torch's / accelerate's in-process launchers. A launcher
+# named only in a comment or a usage text (`Usage: torchrun --nproc_per_node 8 x.py` in
+# a docstring) is not a start: that would make every trainer's `python x.py` unknown.
+_START = re.compile(r"\bsubprocess\b|\bPopen\b|\bos\.(?:system|popen|exec\w*|spawn\w*)\s*\(")
+_LAUNCHER = r"(?:torchrun|deepspeed|accelerate|llamafactory-cli|swift|megatron)"
+_COMMAND = re.compile(
+    rf"""\[\s*[rfbuRFBU]*["']\s*(?:[\w.~/${{}}-]*/)?{_LAUNCHER}["']"""
+    rf"""|[rfbuRFBU]*["']\s*(?:[\w.~/${{}}-]*/)?{_LAUNCHER}[ \t]+[-\w{{$"']"""
+    r"""|["']-m["']\s*,\s*["']torch\.distributed\.(?:run|launch)["']"""
+    r"""|-m\s+torch\.distributed\.(?:run|launch)\b""")
+_IN_PROCESS = re.compile(
+    r"^\s*(?:from\s+torch\.distributed(?:\.run|\.launcher(?:\.api)?)\s+import\b"
+    r"|import\s+torch\.distributed\.run\b|from\s+torch\.distributed\s+import\s+run\b"
+    r"|from\s+accelerate(?:\.launchers)?\s+import\s+[^#\n]*\bnotebook_launcher\b)", re.M)
+
+
+def _code(text: str) -> str:
+    """The text with whole-line comments blanked (line numbers kept)."""
+    return "\n".join("" if line.lstrip().startswith("#") else line
+                     for line in text.split("\n"))
+
+
+def starts_launcher(text: str) -> tuple[int, str] | None:
+    """(line, what) where a Python program's text starts a distributed launcher itself;
+    None when it shows none."""
+    code = _code(text)
+    found = _IN_PROCESS.search(code)
+    if found is None and _START.search(code):
+        found = _COMMAND.search(code)
+    if found is None:
+        return None
+    line = code.count("\n", 0, found.start()) + 1
+    return line, " ".join(found.group(0).split())[:60]
+
+
+def python_script(name: str, args: list[str], sample: bytes | None) -> int | None:
+    """The index in `args` of the file a Python command runs (`python -u launch.py`: 1),
+    or -1 for a file run by its own `#!python` line (`./launch.py`, `sample` its first
+    bytes); None where it runs no file (`-m`, `-c`, `-`, no argument)."""
+    base = posixpath.basename(name)
+    if not PYTHON.match(base):
+        found = interpreter(sample) if "/" in name and sample is not None else None
+        return -1 if found and PYTHON.match(found) else None
+    k = 0
+    while k < len(args) and args[k].startswith("-") and args[k] != "-":
+        arg, k = args[k], k + 1
+        if arg == "--":
+            break
+        if arg.startswith("--"):
+            k += arg == "--check-hash-based-pycs"
+            continue
+        # a cluster of one-letter options (`-uB`); -c / -m end the options, -W / -X take
+        # the rest of the word or the next one as their value (python(1))
+        for i, letter in enumerate(arg[1:], 1):
+            if letter in "cm":
+                return None
+            if letter in "WX":
+                k += i == len(arg) - 1
+                break
+    return k if k < len(args) and args[k] != "-" else None
