@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from preflight.launch.shell import UNKNOWN_OPEN, Word
+from preflight.launch.shell import UNKNOWN_OPEN, Read, Word
 from preflight.launch.spec import (
     LMF_PER_GPU,
     LMF_PROGRAMS,
@@ -1189,6 +1189,9 @@ def launcher_args(f: ArgsFacts) -> Verdict:
 class SyntaxFacts:
     spec: LaunchSpec | None
     syntax: BashSyntax | None  # `bash -n` of the script or command (probes.bash_syntax)
+    # `bash -n` of each file on disk the script sources or runs as a script, and where
+    # (LaunchSpec.reads, one per file)
+    reads: Sequence[tuple[Read, BashSyntax]] = ()
 
 
 def _syntax_fix(s: BashSyntax) -> str:
@@ -1234,4 +1237,43 @@ def launch_syntax(f: SyntaxFacts) -> Verdict:
             "bash reads and runs a script one command at a time; at a line it cannot parse "
             "(an unfilled <PLACEHOLDER>, an unclosed quote, an `if` without `fi`) it exits "
             "with status 2, right after the job is scheduled"))
+    for read, syntax in f.reads:
+        _read_syntax(v, f.spec, read, syntax)
+    if f.reads:
+        v.evidence["read_files"] = [
+            {"file": r.path, "by": f"{short(r.file)}:{r.line}", "how": r.how,
+             "maybe": r.maybe, "ok": x.ok, "line": x.line, "message": x.message,
+             "error": x.error} for r, x in f.reads]
     return v
+
+
+def _read_syntax(v: Verdict, spec: LaunchSpec, read: Read, s: BashSyntax) -> None:
+    """A file the script sources or runs (`source env.sh`, `bash inner.sh`) that bash
+    cannot parse: bash stops reading that file at the line (status 2; a `source` returns
+    2, a child bash exits 2) and never runs what follows in it."""
+    by = f"{'sourced' if read.how == 'source' else 'run'} at {short(read.file)}:{read.line}"
+    where = f"{short(s.target)}:{s.line}"
+    maybe = f", if the line that {'sources' if read.how == 'source' else 'runs'} it runs " \
+            "(it is on a branch that may not)" if read.maybe else ""
+    if s.ok is None:
+        v.problems.append(Problem.unknown(
+            f"bash -n could not judge {short(s.target)} ({by}): {s.error}",
+            why="whether bash parses that file to its end is not known"))
+    elif s.ok is False and s.parse_changing:
+        v.problems.append(Problem.unknown(
+            f"bash -n reports a syntax error at {where} ({by}: {s.said}), but the file "
+            "sets shopt/alias, which bash -n does not apply", fix=_syntax_fix(s),
+            why="an extglob pattern or alias parses under bash once that line has run"))
+    elif s.ok is False and (ex := spec.exit) is not None and ex.file == read.path and \
+            s.line is not None and ex.line < s.line:
+        v.problems.append(Problem.warning(
+            f"{where} ({by}) has a syntax error bash never reaches: the script exits at "
+            f"line {ex.line} first", fix=_syntax_fix(s)))
+    elif s.ok is False:
+        text = (f"bash stops reading {short(s.target)} ({by}) at line {s.line} with a "
+                f"syntax error (status 2) and never runs what follows in it: {s.said}")
+        why = ("bash parses a sourced or run file one command at a time too; at a line it "
+               "cannot parse it stops that file with status 2 (the script goes on after "
+               "a `source`, or stops there under `set -e`)")
+        v.problems.append(Problem.unknown(text + maybe, _syntax_fix(s), why) if maybe
+                          else Problem(text, _syntax_fix(s), why))

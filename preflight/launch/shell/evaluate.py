@@ -23,6 +23,7 @@ from preflight.launch.shell.model import (
     WRAPPERS,
     Command,
     Exit,
+    Read,
     ScriptFileError,
     Trace,
     Unknown,
@@ -182,6 +183,7 @@ class Evaluator(Expander):
         # yet waited for: what the script writes from then on races with what they read
         self._racing: list[Files] = []
         self._bg_reading = 0  # how many files were being read where the `&` is
+        self.reads: list[Read] = []  # the files on disk it sources or runs, read (Trace.reads)
         # each Python file the script runs -> where its text starts a launcher, or None
         self._py_read: dict[str, tuple[int, str] | None] = {}
 
@@ -240,7 +242,7 @@ class Evaluator(Expander):
     def trace(self) -> Trace:
         return Trace(tuple(self.commands), dict(self.state.vars), tuple(self.unknowns),
                      self.exit, tuple(self.files), self.written, self.unread,
-                     tuple(self.unseen))
+                     tuple(self.unseen), tuple(dict.fromkeys(self.reads)))
 
     # -- text and nodes
 
@@ -2011,6 +2013,8 @@ class Evaluator(Expander):
             self._unseen(file, line, f"source not read: {exc}")
             self._opaque(st, where)
             return None
+        if written is None:
+            self.reads.append(Read(path, file, line, "source", ctx.conditional))
         saved = st.positional
         if len(args) > 1:
             st.positional = tuple(args[1:])
@@ -2253,6 +2257,8 @@ class Evaluator(Expander):
             self._unknown(file, line, path, str(exc))
             self._unseen(file, line, f"not read: {exc}")
             return
+        if written is None:
+            self.reads.append(Read(path, file, line, "bash", ctx.conditional))
         child = State(dict(env), {}, st.cwd, False, positional, st.opaque)
         try:
             self._shells.add(path)
