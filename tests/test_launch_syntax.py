@@ -213,3 +213,16 @@ def test_extglob_set_by_the_script_for_a_sourced_file_is_not_nogo(run_preflight,
     run = _preflight(run_preflight, tmp_path / "w" / "run.sh", "launch-syntax")
     result = run.one("launch-syntax")
     assert result["severity"] == "unknown" and "shopt/alias" in result["summary"], result
+
+
+def test_files_past_the_bound_are_not_known(tmp_path, monkeypatch):
+    from preflight.probes import bash_syntax
+
+    monkeypatch.setattr(bash_syntax, "MAX_FILES", 1)
+    good, bad = tmp_path / "good.sh", tmp_path / "bad.sh"
+    good.write_text("echo ok\n")
+    bad.write_text("X=<foo>\n")
+    first, second = bash_syntax.check_files([(str(good), ""), (str(bad), "")])
+    assert first.ok is True and second.ok is None and "at most 1 files" in second.error
+    (alone,) = bash_syntax.check_files([(str(bad), "")])
+    assert alone.ok is False and alone.line == 1
