@@ -93,10 +93,10 @@ print("trained at", rev)
 
 
 @pytest.mark.parametrize("text, where", [
-    (LAUNCH_PY, 'launch.py: a Python program that starts a launcher itself (["torchrun" at '
-                "line 4), not read"),
-    (MODULE_PY, "launch.py: a Python program that starts a launcher itself (\"-m\", "
-                "\"torch.distributed.run\" at line 2), not read"),
+    (LAUNCH_PY, "launch.py: a Python program that starts a launcher itself (line 4: "
+                "torchrun), not read"),
+    (MODULE_PY, "launch.py: a Python program that starts a launcher itself (line 2: -m "
+                "torch.distributed.run), not read"),
 ], ids=["subprocess torchrun", "python -m torch.distributed.run"])
 def test_a_python_program_that_starts_a_launcher_is_unseen(tmp_path, text, where):
     """The real interpreter runs launch.py (the `python` on PATH is the oracle's shim):
@@ -144,3 +144,35 @@ def test_interpreter(sample, want):
 ])
 def test_python_script(name, args, want):
     assert programs.python_script(name, args, None) == want
+
+
+SUBPROCESS = "import subprocess\n"
+
+
+@pytest.mark.parametrize("text, want", [
+    (SUBPROCESS + 'subprocess.run(f"{VENV}/bin/torchrun --nproc_per_node 8 t.py", '
+                  "shell=True)\n", (2, "{VENV}/bin/torchrun --nproc_per_node 8 t.py")),
+    (SUBPROCESS + "cmd = (\n    'deepspeed --num_gpus 8 t.py'\n)\nsubprocess.run(cmd)\n",
+     (3, "deepspeed --num_gpus 8 t.py")),
+    ("import os\nos.system('accelerate launch t.py')\n", (2, "accelerate launch t.py")),
+    ("from torch.distributed.run import main\nmain(['t.py'])\n",
+     (1, "from torch.distributed.run import")),
+    ("from accelerate import Accelerator, notebook_launcher\n",
+     (1, "from accelerate import Accelerator, notebook_launcher")),
+    # not a start: a message quoting a command, a usage text, a comment, a package list,
+    # a launcher without any process start, a file Python cannot tokenize past its start
+    (SUBPROCESS + "raise RuntimeError(\"deploy it with 'swift deploy --model m'\")\n", None),
+    ('"""Usage: torchrun --nproc_per_node 8 train.py"""\n' + SUBPROCESS, None),
+    (SUBPROCESS + "# subprocess.run(['torchrun', 't.py'])\n", None),
+    (SUBPROCESS + "subprocess.run(['pip', 'install', 'accelerate', 'deepspeed'])\n", None),
+    (SUBPROCESS + "if kwargs.get('deepspeed', None):\n    args['deepspeed'] = 'ds.json'\n",
+     None),
+    (SUBPROCESS + "subprocess.run(('torchrun', 't.py'))\n", (2, "torchrun")),
+    ("CMD = ['torchrun', 't.py']\nprint(CMD)\n", None),
+    (SUBPROCESS + 'x = """never closed\nsubprocess.run(["torchrun", "t.py"])\n', None),
+], ids=["f-string path", "string in parentheses", "os.system", "torch.distributed.run",
+        "notebook_launcher", "a message", "usage text", "comment", "package list", "a key",
+        "a tuple",
+        "no process start", "cut in a string"])
+def test_starts_launcher(text, want):
+    assert programs.starts_launcher(text) == want

@@ -2158,8 +2158,8 @@ class Evaluator(Expander):
             self._py_read[path] = programs.starts_launcher(text) if text else None
         hit = self._py_read[path]
         return "" if hit is None else (
-            f"{shown}: a Python program that starts a launcher itself ({hit[1]} at line "
-            f"{hit[0]}), not read")
+            f"{shown}: a Python program that starts a launcher itself (line {hit[0]}: "
+            f"{hit[1]}), not read")
 
     def _shell_string(self, name: str, args: list[Word]
                       ) -> tuple[Word, str, tuple[Word, ...]] | None:
