@@ -390,15 +390,21 @@ def _with_syntax(state: SessionState, spec: LaunchSpec) -> LaunchSpec:
     state.node.launch_syntax_reads = tuple(zip(reads, judged, strict=True))
     for target, syntax in ((script, found), *((r.path, s) for r, s in
                                                state.node.launch_syntax_reads)):
-        exits_first = spec.exit is not None and syntax.line is not None and \
-            target is not None and spec.exit.file == target and spec.exit.line < syntax.line
+        top = target is script
+        # the script's own exit: named as bash was given it (basename), a read file's by
+        # its path
+        same = spec.exit is not None and target is not None and (
+            os.path.basename(spec.exit.file) == os.path.basename(target) if top
+            else spec.exit.file == target)
+        exits_first = same and spec.exit is not None and syntax.line is not None and \
+            spec.exit.line < syntax.line
         if syntax.ok is not False or syntax.parse_changing or exits_first:
             continue
         where = f"{os.path.basename(syntax.target)}:{syntax.line}"
         return dataclasses.replace(
             spec, syntax_error=f"{where}: {syntax.said}",
             unread=f"bash stops at {where} with a syntax error ({syntax.said}); what "
-                   "follows never runs")
+                   f"follows{'' if top else ' in that file'} never runs")
     return spec
 
 

@@ -226,3 +226,18 @@ def test_files_past_the_bound_are_not_known(tmp_path, monkeypatch):
     assert first.ok is True and second.ok is None and "at most 1 files" in second.error
     (alone,) = bash_syntax.check_files([(str(bad), "")])
     assert alone.ok is False and alone.line == 1
+
+
+def test_an_error_after_the_scripts_exit_leaves_the_other_checks_judged(run_preflight,
+                                                                         tmp_path):
+    """`exit 0` before the bad line (the script given relative, as typed): bash never
+    parses it, so launch-syntax only warns and nested-launcher still judges the script."""
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "run.sh").write_text(LAUNCHER + "exit 0\nX=<foo>\n")
+    rc, calls = _bash(tmp_path, LAUNCHER + "exit 0\nX=<foo>\n")
+    assert rc == 0 and [c.program for c in calls] == ["torchrun"]
+    run = run_preflight("--profile", "cpu", "--check", "launch-syntax", "--check",
+                        "nested-launcher", "--launch-script", "run.sh", env=base_env(),
+                        cwd=tmp_path / "w")
+    assert run.one("launch-syntax")["severity"] == "warning", run.output
+    assert run.one("nested-launcher")["outcome"] == "passed", run.output
