@@ -466,3 +466,15 @@ def test_a_check_that_found_launchers_keeps_pass_where_everything_was_read(tmp_p
     gpus = judge.launch_gpus(judge.GpusFacts(broken, 8, None))
     assert gpus.deciding[0].kind is Kind.BLOCKER and "16 processes" in gpus.message, gpus
     assert gpus.evidence["unseen"] == list(broken.unseen)
+
+
+def test_a_warning_on_what_was_read_stays_in_the_unknown_message(tmp_path):
+    """The UNKNOWN decides the message, so a WARN on what was read is said in it."""
+    (tmp_path / "run.sh").write_text('export MASTER_PORT=1234\ntorchrun --nproc_per_node 2 '
+                                     't.py\nsource "$(cat n)"\n')
+    spec = launch.load(str(tmp_path / "run.sh"), None, {"PATH": "/usr/bin:/bin"},
+                       cwd=str(tmp_path))
+    ports_v = judge.launch_ports(judge.PortsFacts(spec, {}, {}, "29999"))
+    assert [p.kind for p in ports_v.problems] == [Kind.WARNING, Kind.UNKNOWN], ports_v
+    assert ports_v.message.startswith("WARN MASTER_PORT=1234 is exported for torchrun at "
+                                      "run.sh:2") and "run.sh:3: source" in ports_v.message

@@ -123,8 +123,11 @@ def also_unseen(v: Verdict, spec: LaunchSpec) -> Verdict:
     fix = unseen_fix(spec)
     if not v.problems:  # the check's own fix is about what it read, which passed
         v.fix = fix
+    # its own verdict on what it read: the warnings when there are any (the UNKNOWN now
+    # decides the message), else what passed
+    said = "; ".join(f"WARN {p.text}" for p in v.of(Kind.WARNING)) or v.ok or "judged"
     v.problems.append(Problem.unknown(
-        f"{v.ok or 'judged'} in what preflight read, but the script also runs what it "
+        f"{said} in what preflight read, but the script also runs what it "
         "could not read: " + "; ".join(spec.unseen[:3]), fix=fix,
         why="a launcher that a file it sources or runs (unreadable, or its path only the "
             "run decides) starts is not judged; to check that launch itself, give its "
