@@ -1213,35 +1213,13 @@ def launch_syntax(f: SyntaxFacts) -> Verdict:
         return Verdict(skip=NO_SCRIPT)
     v = Verdict(evidence=dict(launch=f.spec.source, bash_n=s.target, ok=s.ok, line=s.line,
                               message=s.message, error=s.error))
-    where = f"{short(s.target)}:{s.line}"
-    if s.ok is None:
-        v.problems.append(Problem.unknown(
-            f"bash -n could not judge {short(s.target)}: {s.error}",
-            why="whether bash parses the script to its end is not known"))
-    elif s.ok is False and s.parse_changing:
-        # bash -n executes nothing, so `shopt -s extglob` / `alias` are not in force
-        # while it parses: `ls !(x)` after `shopt -s extglob` runs under bash, fails -n
-        v.problems.append(Problem.unknown(
-            f"bash -n reports a syntax error at {where} ({s.said}), but "
-            "the script sets shopt/alias, which bash -n does not apply",
-            fix=_syntax_fix(s),
-            why="an extglob pattern or alias parses under bash once that line has run"))
-    elif s.ok is False and (ex := f.spec.exit) is not None and s.target != "--launch-cmd" \
-            and posixpath.basename(ex.file) == posixpath.basename(s.target) \
-            and s.line is not None and ex.line < s.line:
-        v.problems.append(Problem.warning(
-            f"{where} has a syntax error bash never reaches: the script exits at line "
-            f"{ex.line} first", fix=_syntax_fix(s),
-            why="bash parses one command at a time; it stops at the exit before that line"))
-    elif s.ok is False:
-        v.problems.append(Problem(
-            f"bash stops at {where} with a syntax error (status 2) and never starts what "
-            f"follows: {s.said}", _syntax_fix(s),
-            "bash reads and runs a script one command at a time; at a line it cannot parse "
-            "(an unfilled <PLACEHOLDER>, an unclosed quote, an `if` without `fi`) it exits "
-            "with status 2, right after the job is scheduled"))
+    ex = f.spec.exit
+    _one_syntax(v, s, ex.line if ex is not None and s.target != "--launch-cmd" and
+                posixpath.basename(ex.file) == posixpath.basename(s.target) else None)
     for read, syntax in f.reads:
-        _read_syntax(v, f.spec, read, syntax)
+        how = "sourced" if read.how == "source" else "run"
+        _one_syntax(v, syntax, ex.line if ex is not None and ex.file == read.path else None,
+                    f"{how} at {short(read.file)}:{read.line}", read.maybe)
     if f.reads:
         v.evidence["read_files"] = [
             {"file": r.path, "by": f"{short(r.file)}:{r.line}", "how": r.how,
@@ -1250,33 +1228,47 @@ def launch_syntax(f: SyntaxFacts) -> Verdict:
     return v
 
 
-def _read_syntax(v: Verdict, spec: LaunchSpec, read: Read, s: BashSyntax) -> None:
-    """A file the script sources or runs (`source env.sh`, `bash inner.sh`) that bash
-    cannot parse: bash stops reading that file at the line (status 2; a `source` returns
-    2, a child bash exits 2) and never runs what follows in it."""
-    by = f"{'sourced' if read.how == 'source' else 'run'} at {short(read.file)}:{read.line}"
-    where = f"{short(s.target)}:{s.line}"
-    maybe = f", if the line that {'sources' if read.how == 'source' else 'runs'} it runs " \
-            "(it is on a branch that may not)" if read.maybe else ""
+def _one_syntax(v: Verdict, s: BashSyntax, exit_line: int | None, by: str = "",
+                maybe: bool = False) -> None:
+    """`bash -n`'s word on the launch script, or (`by`: "sourced at run.sh:2") on a file
+    it sources or runs, which bash stops reading at its bad line the same way (status 2:
+    a `source` returns 2, a child bash exits 2) and never runs what follows in it.
+    `exit_line`: the script exits there in that file first; `maybe`: the line that
+    sources or runs the file is on a branch that may not run."""
+    where, of = f"{short(s.target)}:{s.line}", f" ({by})" if by else ""
     if s.ok is None:
         v.problems.append(Problem.unknown(
-            f"bash -n could not judge {short(s.target)} ({by}): {s.error}",
-            why="whether bash parses that file to its end is not known"))
+            f"bash -n could not judge {short(s.target)}{of}: {s.error}",
+            why=f"whether bash parses {'that file' if by else 'the script'} to its end is "
+                "not known"))
     elif s.ok is False and s.parse_changing:
+        # bash -n executes nothing, so `shopt -s extglob` / `alias` are not in force
+        # while it parses: `ls !(x)` after `shopt -s extglob` runs under bash, fails -n
         v.problems.append(Problem.unknown(
-            f"bash -n reports a syntax error at {where} ({by}: {s.said}), but the file "
-            "sets shopt/alias, which bash -n does not apply", fix=_syntax_fix(s),
+            f"bash -n reports a syntax error at {where}{of} ({s.said}), but "
+            "the script sets shopt/alias, which bash -n does not apply",
+            fix=_syntax_fix(s),
             why="an extglob pattern or alias parses under bash once that line has run"))
-    elif s.ok is False and (ex := spec.exit) is not None and ex.file == read.path and \
-            s.line is not None and ex.line < s.line:
+    elif s.ok is False and exit_line is not None and s.line is not None and \
+            exit_line < s.line:
         v.problems.append(Problem.warning(
-            f"{where} ({by}) has a syntax error bash never reaches: the script exits at "
-            f"line {ex.line} first", fix=_syntax_fix(s)))
+            f"{where}{of} has a syntax error bash never reaches: the script exits at line "
+            f"{exit_line} first", fix=_syntax_fix(s),
+            why="bash parses one command at a time; it stops at the exit before that line"))
+    elif s.ok is False and not by:
+        v.problems.append(Problem(
+            f"bash stops at {where} with a syntax error (status 2) and never starts what "
+            f"follows: {s.said}", _syntax_fix(s),
+            "bash reads and runs a script one command at a time; at a line it cannot parse "
+            "(an unfilled <PLACEHOLDER>, an unclosed quote, an `if` without `fi`) it exits "
+            "with status 2, right after the job is scheduled"))
     elif s.ok is False:
-        text = (f"bash stops reading {short(s.target)} ({by}) at line {s.line} with a "
-                f"syntax error (status 2) and never runs what follows in it: {s.said}")
+        text = (f"bash stops reading {short(s.target)}{of} at line {s.line} with a syntax "
+                f"error (status 2) and never runs what follows in it: {s.said}")
         why = ("bash parses a sourced or run file one command at a time too; at a line it "
                "cannot parse it stops that file with status 2 (the script goes on after "
                "a `source`, or stops there under `set -e`)")
-        v.problems.append(Problem.unknown(text + maybe, _syntax_fix(s), why) if maybe
-                          else Problem(text, _syntax_fix(s), why))
+        v.problems.append(Problem.unknown(
+            f"{text}, if the line that {'sources' if by.startswith('sourced') else 'runs'} "
+            "it runs (it is on a branch that may not)", _syntax_fix(s), why) if maybe
+            else Problem(text, _syntax_fix(s), why))
