@@ -401,7 +401,9 @@ def _ports(spec: launch.LaunchSpec) -> judge.PortsFacts:
 
 
 def _verdicts(spec: launch.LaunchSpec, env: dict[str, str]) -> dict[str, Any]:
-    return {"launch-ports": judge.launch_ports(_ports(spec)),
+    inputs = judge.InputsFacts(spec, {p: os.path.exists(p) for p in judge.input_paths(spec)})
+    return {"launch-inputs": judge.launch_inputs(inputs),  # (no output paths here)
+            "launch-ports": judge.launch_ports(_ports(spec)),
             "launch-gpus": judge.launch_gpus(judge.GpusFacts(spec, 8, None)),
             "launcher-args": judge.launcher_args(judge.ArgsFacts(spec)),
             "master-addr": _master(spec, env)}
@@ -419,16 +421,18 @@ def test_a_check_that_found_launchers_is_unknown_where_an_unread_file_starts_mor
     sock, taken = _taken_port()
     with sock:
         hidden = (f"torchrun --nnodes 2 --nproc_per_node 16 --master_port {taken} t.py\n"
-                  "torchrun --nnodes=2:1 t.py\n")
+                  "torchrun --nnodes=2:1 t.py\ntorchrun --nproc_per_node 2 missing.py\n")
 
         def make(path: Path) -> None:
             path.write_text(hidden)
             (path.parent / "name.txt").write_text("env\n")
+            (path.parent / "t.py").write_text("print('train')\n")
 
         script = ('torchrun --nproc_per_node 2 --master_port 0 t.py\n'
                   'X="$(cat name.txt)"\nsource "./$X.sh"\n')
         calls, spec, env = _bash_and_preflight(tmp_path, script, make, "env.sh")
-        assert [c.argv[-1] for c in calls if c.program == "torchrun"] == ["t.py"] * 3, calls
+        assert [c.argv[-1] for c in calls if c.program == "torchrun"] == \
+            ["t.py"] * 3 + ["missing.py"], calls
         assert spec.unseen and spec.unseen[0].startswith("run.sh:3: source"), spec.unseen
         for line in hidden.splitlines():  # what the unread file runs, judged as read
             alone = launch.load(None, line, env, cwd=str(tmp_path / "w"))
@@ -452,13 +456,17 @@ def test_a_check_that_found_launchers_keeps_pass_where_everything_was_read(tmp_p
     def sound(path: Path) -> None:
         path.write_text("export FOO=1\n")
 
+    def sound_and_trainer(path: Path) -> None:
+        sound(path)
+        (path.parent / "t.py").write_text("print('train')\n")
+
     _, read, env = _bash_and_preflight(
         tmp_path / "a", "source ./env.sh\ntorchrun --nproc_per_node 2 --master_port 0 t.py\n",
-        sound, "env.sh")
+        sound_and_trainer, "env.sh")
     assert read.unseen == ()
     verdicts = _verdicts(read, env)
     assert verdicts["master-addr"].skip.startswith("one node")
-    for check in ("launch-ports", "launch-gpus", "launcher-args"):
+    for check in ("launch-inputs", "launch-ports", "launch-gpus", "launcher-args"):
         assert verdicts[check].ok and not verdicts[check].problems, (check, verdicts[check])
     _, broken, env = _bash_and_preflight(
         tmp_path / "b", 'torchrun --nproc_per_node 16 t.py\nX="$(cat name.txt)"\n'

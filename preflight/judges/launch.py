@@ -421,7 +421,8 @@ def launch_inputs(f: InputsFacts) -> Verdict:
     elif not spec.inputs and not spec.outputs and not missing:
         _none_found(v, spec, "no model/dataset/checkpoint/output path",
                     "the launch command gives no model/dataset/checkpoint/output paths")
-    return v
+        return v
+    return also_unseen(v, spec)  # a launcher the unread part starts has paths too
 
 
 # -- grpo-batch ------------------------------------------------------------------------
