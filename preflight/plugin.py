@@ -28,6 +28,7 @@ from preflight.pytest_entry import _is_checks_path
 from preflight.redact import Scrubber, redact_text, secret_values
 
 if TYPE_CHECKING:
+    from preflight.launch.shell import Read
     from preflight.launch.spec import LaunchSpec
     from preflight.probes.dotenv import EnvFile
 
@@ -375,16 +376,51 @@ def _with_syntax(state: SessionState, spec: LaunchSpec) -> LaunchSpec:
     found = bash_syntax.check(script, None if script else command, text,
                               scrub=state.scrubber.text)  # holds spec.secrets by now
     state.node.launch_syntax = found
-    exits_first = spec.exit is not None and found.line is not None and script is not None \
-        and os.path.basename(spec.exit.file) == os.path.basename(script) \
-        and spec.exit.line < found.line
-    if found.ok is not False or found.parse_changing or exits_first:
-        return spec
-    where = f"{os.path.basename(found.target)}:{found.line}"
-    return dataclasses.replace(
-        spec, syntax_error=f"{where}: {found.said}",
-        unread=f"bash stops at {where} with a syntax error ({found.said}); what follows "
-               "never runs")
+    reads = _read_files(spec, script)
+    texts = []
+    for read in reads:
+        try:
+            texts.append((read.path, shell.read_script(read.path)[0]))
+        except shell.ScriptFileError:
+            texts.append((read.path, ""))  # bash -n says why it cannot read it
+    judged = bash_syntax.check_files(texts, scrub=state.scrubber.text)
+    if found.parse_changing or any(x.parse_changing for x in judged):
+        # a `shopt -s extglob` / alias in one file changes how bash parses the others
+        judged = [dataclasses.replace(x, parse_changing=True) for x in judged]
+    state.node.launch_syntax_reads = tuple(zip(reads, judged, strict=True))
+    for target, syntax in ((script, found), *((r.path, s) for r, s in
+                                               state.node.launch_syntax_reads)):
+        top = target is script
+        # the script's own exit: named as bash was given it (basename), a read file's by
+        # its path
+        same = spec.exit is not None and target is not None and (
+            os.path.basename(spec.exit.file) == os.path.basename(target) if top
+            else spec.exit.file == target)
+        exits_first = same and spec.exit is not None and syntax.line is not None and \
+            spec.exit.line < syntax.line
+        if syntax.ok is not False or syntax.parse_changing or exits_first:
+            continue
+        where = f"{os.path.basename(syntax.target)}:{syntax.line}"
+        return dataclasses.replace(
+            spec, syntax_error=f"{where}: {syntax.said}",
+            unread=f"bash stops at {where} with a syntax error ({syntax.said}); what "
+                   f"follows{'' if top else ' in that file'} never runs")
+    return spec
+
+
+def _read_files(spec: LaunchSpec, script: str | None) -> list[Read]:
+    """The files on disk the launch sources or runs as scripts (LaunchSpec.reads), each
+    once: `maybe` only where every read of it is on a branch that may not run."""
+    import dataclasses
+
+    first: dict[str, Read] = {}
+    for read in spec.reads:
+        if script is not None and os.path.abspath(read.path) == os.path.abspath(script):
+            continue
+        had = first.get(read.path)
+        first[read.path] = read if had is None else \
+            dataclasses.replace(had, maybe=had.maybe and read.maybe)
+    return list(first.values())
 
 
 @pytest.hookimpl(trylast=True)

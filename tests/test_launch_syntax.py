@@ -53,9 +53,10 @@ def _bash(tmp_path: Path, script: str) -> tuple[int, list]:
 
 
 def _preflight(run_preflight, script: Path, *checks: str, **env):
+    """preflight run where bash ran the script (the job's working directory)."""
     args = ["--profile", "cpu", *[a for c in checks for a in ("--check", c)],
             "--launch-script", str(script)]
-    return run_preflight(*args, env=base_env(**env))
+    return run_preflight(*args, env=base_env(**env), cwd=script.parent)
 
 
 @pytest.mark.parametrize("name", list(BROKEN))
@@ -144,3 +145,99 @@ def test_probe_reads_bash_and_judge_kinds(tmp_path):
                                                                      error="timed out")))
     assert [p.kind for p in unknown.problems] == [Kind.UNKNOWN]
     assert judge.launch_syntax(judge.SyntaxFacts(None, None)).skip
+
+
+# -- a file the script sources or runs -------------------------------------------------
+
+INNER_BROKEN = "echo inner\nVOCAB=<PATH_OF_VOCAB_FILE>\n" + LAUNCHER
+
+
+@pytest.mark.parametrize("how, script", [
+    ("sourced", "echo start\nsource ./env.sh\necho after\n"),
+    ("run", "echo start\nbash ./env.sh\necho after\n"),
+], ids=["source", "bash X"])
+def test_a_syntax_error_in_a_file_the_script_reads_is_nogo(run_preflight, tmp_path, how,
+                                                           script):
+    """bash stops reading env.sh at its line 2 (status 2) and never starts the torchrun
+    after it; the script itself parses. Before: launch-syntax passed (only run.sh was given
+    to bash -n) and nested-launcher judged the torchrun on env.sh:3 bash never reaches."""
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "env.sh").write_text(INNER_BROKEN)
+    rc, calls = _bash(tmp_path, script)
+    assert rc == 0 and calls == []  # the oracle: the script goes on, torchrun never starts
+    path = tmp_path / "w" / "run.sh"
+    run = _preflight(run_preflight, path, "launch-syntax", "nested-launcher")
+    assert run.returncode == 1, run.output
+    result = run.one("launch-syntax")
+    assert result["severity"] == "blocker", result
+    assert f"bash stops reading env.sh ({how} at run.sh:2) at line 2 with a syntax error" \
+        in result["summary"], result["summary"]
+    inner = tmp_path / "w" / "env.sh"
+    assert f"sed -n '2p' {inner}\nbash -n {inner}" in result["fix"]
+    (read,) = result["evidence"]["read_files"]
+    assert read["file"] == str(inner) and read["ok"] is False and read["line"] == 2
+    nested = run.one("nested-launcher")  # not judged past where bash stops
+    assert nested["severity"] == "unknown" and "env.sh:2" in nested["summary"], nested
+
+    inner.write_text("echo inner\nVOCAB=/data/vocab.txt\n" + LAUNCHER)
+    rc, calls = _bash(tmp_path, script)
+    assert [c.program for c in calls] == ["torchrun"]
+    fixed = _preflight(run_preflight, path, "launch-syntax", "nested-launcher")
+    assert fixed.returncode == 0, fixed.output
+    assert fixed.one("launch-syntax")["outcome"] == "passed"
+    assert fixed.one("launch-syntax")["evidence"]["read_files"][0]["ok"] is True
+
+
+def test_a_broken_file_sourced_on_a_branch_that_may_not_run_is_unknown(run_preflight,
+                                                                         tmp_path):
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "env.sh").write_text(f"HF_TOKEN={TOKEN} X=<PLACEHOLDER>\n")
+    script = 'if [ -n "$(cat flag)" ]; then\n  source ./env.sh\nfi\n' + LAUNCHER
+    (tmp_path / "w" / "run.sh").write_text(script)
+    run = _preflight(run_preflight, tmp_path / "w" / "run.sh", "launch-syntax")
+    result = run.one("launch-syntax")
+    assert result["severity"] == "unknown", result
+    assert "env.sh (sourced at run.sh:2) at line 1" in result["summary"]
+    assert "branch that may not" in result["summary"]
+    texts = [run.output, *(p.read_text() for p in run.report_dir.rglob("*") if p.is_file())]
+    assert not any(TOKEN in t for t in texts)  # bash's message echoes the line: masked
+
+
+def test_extglob_set_by_the_script_for_a_sourced_file_is_not_nogo(run_preflight, tmp_path):
+    """bash -n of the sourced file alone knows nothing of the script's `shopt -s extglob`."""
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "env.sh").write_text("ls -d !(nothing) >/dev/null\n")
+    script = "shopt -s extglob\nsource ./env.sh\n" + LAUNCHER
+    rc, calls = _bash(tmp_path, script)
+    assert rc == 0 and [c.program for c in calls] == ["torchrun"]
+    run = _preflight(run_preflight, tmp_path / "w" / "run.sh", "launch-syntax")
+    result = run.one("launch-syntax")
+    assert result["severity"] == "unknown" and "shopt/alias" in result["summary"], result
+
+
+def test_files_past_the_bound_are_not_known(tmp_path, monkeypatch):
+    from preflight.probes import bash_syntax
+
+    monkeypatch.setattr(bash_syntax, "MAX_FILES", 1)
+    good, bad = tmp_path / "good.sh", tmp_path / "bad.sh"
+    good.write_text("echo ok\n")
+    bad.write_text("X=<foo>\n")
+    first, second = bash_syntax.check_files([(str(good), ""), (str(bad), "")])
+    assert first.ok is True and second.ok is None and "at most 1 files" in second.error
+    (alone,) = bash_syntax.check_files([(str(bad), "")])
+    assert alone.ok is False and alone.line == 1
+
+
+def test_an_error_after_the_scripts_exit_leaves_the_other_checks_judged(run_preflight,
+                                                                         tmp_path):
+    """`exit 0` before the bad line (the script given relative, as typed): bash never
+    parses it, so launch-syntax only warns and nested-launcher still judges the script."""
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "run.sh").write_text(LAUNCHER + "exit 0\nX=<foo>\n")
+    rc, calls = _bash(tmp_path, LAUNCHER + "exit 0\nX=<foo>\n")
+    assert rc == 0 and [c.program for c in calls] == ["torchrun"]
+    run = run_preflight("--profile", "cpu", "--check", "launch-syntax", "--check",
+                        "nested-launcher", "--launch-script", "run.sh", env=base_env(),
+                        cwd=tmp_path / "w")
+    assert run.one("launch-syntax")["severity"] == "warning", run.output
+    assert run.one("nested-launcher")["outcome"] == "passed", run.output

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,10 +25,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bash_oracle import Case, base_env, compare, make_shims, run_bash  # noqa: E402
 
 from preflight.judges import launch as judge  # noqa: E402
+from preflight.judges import multinode as multinode_judge  # noqa: E402
 from preflight.judges import stack as stack_judge  # noqa: E402
 from preflight.launch import spec as launch  # noqa: E402
 from preflight.launch.shell import evaluate  # noqa: E402
 from preflight.model import Kind  # noqa: E402
+from preflight.probes import multinode, ports  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
@@ -190,14 +194,17 @@ def test_a_missing_script_stays_known_absent(tmp_path):
 
 def test_checks_that_found_their_facts_keep_them(tmp_path):
     """A launcher seen keeps its verdict (a nested one is still NO-GO; launch-gpus still
-    counts it), the unread file named in nested-launcher's evidence."""
+    counts it and says so), the unread file named in the evidence; what launch-gpus read
+    passes, but the unread file may start another launcher: UNKNOWN, not PASS."""
     script = NESTED + 'X="$(cat name.txt)"\nsource "./$X.sh"\n'
     calls, spec, _ = _bash_and_preflight(tmp_path, script, _named, "env.sh")
     assert [c.program for c in calls] == ["torchrun", "torchrun"]
     nested = judge.nested_launcher(judge.NestedFacts(spec, {}))
     assert nested.deciding[0].kind is Kind.BLOCKER
     gpus = judge.launch_gpus(judge.GpusFacts(spec, 8, None))
-    assert gpus.ok and not gpus.problems, gpus
+    assert [p.kind for p in gpus.problems] == [Kind.UNKNOWN], gpus  # was: PASS
+    assert gpus.message.startswith(f"{gpus.ok} in what preflight read") and \
+        "run.sh:3" in gpus.message and gpus.evidence["unseen"] == list(spec.unseen), gpus
 
 
 def test_a_launchers_child_script_that_is_not_known_is_unknown(tmp_path):
@@ -364,3 +371,118 @@ def test_ordinary_environment_setup_is_read_not_unseen(tmp_path, guard):
     for verdict in (judge.launch_ports(judge.PortsFacts(spec, {}, {}, "29501")),
                     judge.launch_gpus(judge.GpusFacts(spec, 8, None))):
         assert verdict.skip and not verdict.problems, verdict
+
+
+# -- a check that found launchers, where an unread file starts more ------------------
+
+
+def _taken_port() -> tuple[socket.socket, int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    return sock, sock.getsockname()[1]
+
+
+def _master(spec: launch.LaunchSpec, env: dict[str, str]) -> Any:
+    cfg = multinode.launch_config(env, spec, 8, "")
+    return multinode_judge.master_addr(multinode_judge.MasterFacts(
+        cfg, {"eth0": ["10.0.0.5"]}, ["eth0"], multinode.Resolved("node1", ("10.0.0.5",)),
+        None, None, None, None))
+
+
+def _ports(spec: launch.LaunchSpec) -> judge.PortsFacts:
+    """What the adapter gives launch-ports: each port the layers bind, tried here."""
+    binds = {}
+    for layer in judge.distributed(spec):
+        if layer.port is not None:
+            bound = ports.try_bind(layer.port)
+            binds[layer.port] = judge.Bind(bound.error if not bound.ok else "")
+    return judge.PortsFacts(spec, {}, binds, "29999")
+
+
+def _verdicts(spec: launch.LaunchSpec, env: dict[str, str]) -> dict[str, Any]:
+    inputs = judge.InputsFacts(spec, {p: os.path.exists(p) for p in judge.input_paths(spec)})
+    return {"launch-inputs": judge.launch_inputs(inputs),  # (no output paths here)
+            "launch-ports": judge.launch_ports(_ports(spec)),
+            "launch-gpus": judge.launch_gpus(judge.GpusFacts(spec, 8, None)),
+            "launcher-args": judge.launcher_args(judge.ArgsFacts(spec)),
+            "master-addr": _master(spec, env)}
+
+
+def test_a_check_that_found_launchers_is_unknown_where_an_unread_file_starts_more(tmp_path):
+    """run.sh starts one sound torchrun, then sources a file whose name only the run
+    decides. Real bash (recording shims) runs what that file holds too: a torchrun on a
+    port that is taken here, 16 processes per node on an 8-GPU node, two nodes with no
+    MASTER_ADDR, and one whose `--nnodes=2:1` torchrun rejects. Judged alone (its lines
+    given as --launch-cmd) each check is NO-GO there, so the unread part decides: before,
+    launch-ports, launch-gpus and launcher-args said PASS (on the sound launcher) and
+    master-addr skipped ("one node"); now each is UNKNOWN naming run.sh:3, its verdict on
+    what it read kept in the message."""
+    sock, taken = _taken_port()
+    with sock:
+        hidden = (f"torchrun --nnodes 2 --nproc_per_node 16 --master_port {taken} t.py\n"
+                  "torchrun --nnodes=2:1 t.py\ntorchrun --nproc_per_node 2 missing.py\n")
+
+        def make(path: Path) -> None:
+            path.write_text(hidden)
+            (path.parent / "name.txt").write_text("env\n")
+            (path.parent / "t.py").write_text("print('train')\n")
+
+        script = ('torchrun --nproc_per_node 2 --master_port 0 t.py\n'
+                  'X="$(cat name.txt)"\nsource "./$X.sh"\n')
+        calls, spec, env = _bash_and_preflight(tmp_path, script, make, "env.sh")
+        assert [c.argv[-1] for c in calls if c.program == "torchrun"] == \
+            ["t.py"] * 3 + ["missing.py"], calls
+        assert spec.unseen and spec.unseen[0].startswith("run.sh:3: source"), spec.unseen
+        for line in hidden.splitlines():  # what the unread file runs, judged as read
+            alone = launch.load(None, line, env, cwd=str(tmp_path / "w"))
+            assert any(v.deciding and v.deciding[0].kind is Kind.BLOCKER
+                       for v in _verdicts(alone, env).values()), line
+        for check, verdict in _verdicts(spec, env).items():
+            assert not verdict.skip, (check, verdict.skip)  # master-addr: was "one node"
+            assert [p.kind for p in verdict.deciding] == [Kind.UNKNOWN], (check, verdict)
+            assert "in what preflight read, but" in verdict.message and \
+                "run.sh:3: source" in verdict.message, (check, verdict.message)
+            assert verdict.evidence["unseen"] == list(spec.unseen), check
+            if check != "master-addr":  # the fix shows the line; never the check's own
+                assert verdict.deciding[0].fix.startswith(
+                    f"sed -n '3p' {tmp_path / 'w' / 'run.sh'}"), verdict.deciding[0].fix
+
+
+def test_a_check_that_found_launchers_keeps_pass_where_everything_was_read(tmp_path):
+    """The same sound launcher with the file read (its name known) or with nothing unread:
+    PASS stays (no cry-wolf where preflight read it all), and a NO-GO on what was read
+    still decides over an unread file."""
+    def sound(path: Path) -> None:
+        path.write_text("export FOO=1\n")
+
+    def sound_and_trainer(path: Path) -> None:
+        sound(path)
+        (path.parent / "t.py").write_text("print('train')\n")
+
+    _, read, env = _bash_and_preflight(
+        tmp_path / "a", "source ./env.sh\ntorchrun --nproc_per_node 2 --master_port 0 t.py\n",
+        sound_and_trainer, "env.sh")
+    assert read.unseen == ()
+    verdicts = _verdicts(read, env)
+    assert verdicts["master-addr"].skip.startswith("one node")
+    for check in ("launch-inputs", "launch-ports", "launch-gpus", "launcher-args"):
+        assert verdicts[check].ok and not verdicts[check].problems, (check, verdicts[check])
+    _, broken, env = _bash_and_preflight(
+        tmp_path / "b", 'torchrun --nproc_per_node 16 t.py\nX="$(cat name.txt)"\n'
+                        'source "./$X.sh"\n', _named, "env.sh")
+    gpus = judge.launch_gpus(judge.GpusFacts(broken, 8, None))
+    assert gpus.deciding[0].kind is Kind.BLOCKER and "16 processes" in gpus.message, gpus
+    assert gpus.evidence["unseen"] == list(broken.unseen)
+
+
+def test_a_warning_on_what_was_read_stays_in_the_unknown_message(tmp_path):
+    """The UNKNOWN decides the message, so a WARN on what was read is said in it."""
+    (tmp_path / "run.sh").write_text('export MASTER_PORT=1234\ntorchrun --nproc_per_node 2 '
+                                     't.py\nsource "$(cat n)"\n')
+    spec = launch.load(str(tmp_path / "run.sh"), None, {"PATH": "/usr/bin:/bin"},
+                       cwd=str(tmp_path))
+    ports_v = judge.launch_ports(judge.PortsFacts(spec, {}, {}, "29999"))
+    assert [p.kind for p in ports_v.problems] == [Kind.WARNING, Kind.UNKNOWN], ports_v
+    assert ports_v.message.startswith("WARN MASTER_PORT=1234 is exported for torchrun at "
+                                      "run.sh:2") and "run.sh:3: source" in ports_v.message

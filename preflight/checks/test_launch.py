@@ -139,4 +139,5 @@ def test_launcher_accepts_its_args(node: Node, profile: Profile, finding: Record
 @pytest.mark.pitfall("launch-syntax")
 def test_launch_script_parses(node: Node, profile: Profile, finding: Recorder) -> None:
     # `bash -n` ran once when the launch was loaded (plugin._with_syntax)
-    finding.conclude(judge.launch_syntax(judge.SyntaxFacts(_spec(node), node.launch_syntax)))
+    finding.conclude(judge.launch_syntax(judge.SyntaxFacts(_spec(node), node.launch_syntax,
+                                                           node.launch_syntax_reads)))

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from preflight.launch.shell import UNKNOWN_OPEN, Word
+from preflight.launch.shell import UNKNOWN_OPEN, Read, Word
 from preflight.launch.spec import (
     LMF_PER_GPU,
     LMF_PROGRAMS,
@@ -93,6 +93,46 @@ def unseen(spec: LaunchSpec, found: str) -> Verdict:
                        why="a file it sources or runs that preflight cannot read, or whose "
                            "path only the run decides, may start one; to check the launch "
                            "itself, give its line: --launch-cmd '<the launcher's line>'")])
+
+
+def unseen_fix(spec: LaunchSpec) -> str:
+    """`sed -n 'Np' SCRIPT`: the first line of the launch script where it runs what
+    preflight could not read, to see what it is; "" when that is in another file or the
+    launch is a --launch-cmd."""
+    for place in spec.unseen:
+        name, _, rest = place.partition(":")
+        line = rest.split(":", 1)[0]
+        if spec.source != "--launch-cmd" and name == posixpath.basename(spec.source) and \
+                line.isdigit():
+            return f"sed -n '{line}p' {shlex.quote(spec.source)}   # runs what preflight " \
+                   "did not read: check its launch with --launch-cmd"
+    return ""
+
+
+def also_unseen(v: Verdict, spec: LaunchSpec) -> Verdict:
+    """A check that judged the launchers it read, where the script also runs what
+    preflight could not read (LaunchSpec.unseen): a launcher started there is not judged,
+    so its PASS becomes UNKNOWN naming file:line, its own verdict on what it read kept in
+    the message (`v.ok`); a NO-GO on what it read still decides (the evidence names the
+    unread part)."""
+    if not spec.unseen:
+        return v
+    v.evidence["unseen"] = list(spec.unseen)
+    if v.of(Kind.BLOCKER):
+        return v
+    fix = unseen_fix(spec)
+    if not v.problems:  # the check's own fix is about what it read, which passed
+        v.fix = fix
+    # its own verdict on what it read: the warnings when there are any (the UNKNOWN now
+    # decides the message), else what passed
+    said = "; ".join(f"WARN {p.text}" for p in v.of(Kind.WARNING)) or v.ok or "judged"
+    v.problems.append(Problem.unknown(
+        f"{said} in what preflight read, but the script also runs what it "
+        "could not read: " + "; ".join(spec.unseen[:3]), fix=fix,
+        why="a launcher that a file it sources or runs (unreadable, or its path only the "
+            "run decides) starts is not judged; to check that launch itself, give its "
+            "line: --launch-cmd '<the launcher's line>'"))
+    return v
 
 
 def _none_found(v: Verdict, spec: LaunchSpec, found: str, skip: str) -> None:
@@ -381,7 +421,8 @@ def launch_inputs(f: InputsFacts) -> Verdict:
     elif not spec.inputs and not spec.outputs and not missing:
         _none_found(v, spec, "no model/dataset/checkpoint/output path",
                     "the launch command gives no model/dataset/checkpoint/output paths")
-    return v
+        return v
+    return also_unseen(v, spec)  # a launcher the unread part starts has paths too
 
 
 # -- grpo-batch ------------------------------------------------------------------------
@@ -502,7 +543,7 @@ def grpo_batch_divisible(spec: LaunchSpec | None) -> Verdict:
         v.problems.append(Problem.unknown(
             "cannot do the GRPO batch arithmetic: " + "; ".join(unknown)))
     v.ok = "; ".join(a["formula"] + f", divisible by {a['num_generations']}" for a in runs)
-    return v
+    return also_unseen(v, spec)
 
 
 # -- launch-ports ----------------------------------------------------------------------
@@ -660,7 +701,7 @@ def launch_ports(f: PortsFacts) -> Verdict:
     v.ok = ("ports free: " + ", ".join(map(str, sorted(seen))) if seen else
             "no launcher binds a port on this node (" + "; ".join(idle) + ")" if idle else
             "every launcher picks a free port itself")
-    return v
+    return also_unseen(v, spec)
 
 
 # -- launch-gpus -----------------------------------------------------------------------
@@ -744,7 +785,7 @@ def launch_gpus(f: GpusFacts) -> Verdict:
     v.ok = ", ".join(f"{r['launcher']}: {r['not_started']}" if
                      "not_started" in r else f"{r['launcher']}: {r.get('nproc_per_node')} "
                      f"process(es), {r.get('visible', '?')} GPU(s) visible" for r in rows)
-    return v
+    return also_unseen(v, spec)
 
 
 # -- launcher-args ---------------------------------------------------------------------
@@ -1142,7 +1183,7 @@ def launcher_args(f: ArgsFacts) -> Verdict:
             "on them): " + "; ".join(unknown[:3])))
     v.ok = "every launcher accepts its command line (" + ", ".join(
         dict.fromkeys(r["launcher"] for r in rows)) + ")"
-    return v
+    return also_unseen(v, spec)
 
 
 # -- launch-syntax ---------------------------------------------------------------------
@@ -1152,6 +1193,9 @@ def launcher_args(f: ArgsFacts) -> Verdict:
 class SyntaxFacts:
     spec: LaunchSpec | None
     syntax: BashSyntax | None  # `bash -n` of the script or command (probes.bash_syntax)
+    # `bash -n` of each file on disk the script sources or runs as a script, and where
+    # (LaunchSpec.reads, one per file)
+    reads: Sequence[tuple[Read, BashSyntax]] = ()
 
 
 def _syntax_fix(s: BashSyntax) -> str:
@@ -1170,31 +1214,62 @@ def launch_syntax(f: SyntaxFacts) -> Verdict:
         return Verdict(skip=NO_SCRIPT)
     v = Verdict(evidence=dict(launch=f.spec.source, bash_n=s.target, ok=s.ok, line=s.line,
                               message=s.message, error=s.error))
-    where = f"{short(s.target)}:{s.line}"
+    ex = f.spec.exit
+    _one_syntax(v, s, ex.line if ex is not None and s.target != "--launch-cmd" and
+                posixpath.basename(ex.file) == posixpath.basename(s.target) else None)
+    for read, syntax in f.reads:
+        how = "sourced" if read.how == "source" else "run"
+        _one_syntax(v, syntax, ex.line if ex is not None and ex.file == read.path else None,
+                    f"{how} at {short(read.file)}:{read.line}", read.maybe)
+    if f.reads:
+        v.evidence["read_files"] = [
+            {"file": r.path, "by": f"{short(r.file)}:{r.line}", "how": r.how,
+             "maybe": r.maybe, "ok": x.ok, "line": x.line, "message": x.message,
+             "error": x.error} for r, x in f.reads]
+    return v
+
+
+def _one_syntax(v: Verdict, s: BashSyntax, exit_line: int | None, by: str = "",
+                maybe: bool = False) -> None:
+    """`bash -n`'s word on the launch script, or (`by`: "sourced at run.sh:2") on a file
+    it sources or runs, which bash stops reading at its bad line the same way (status 2:
+    a `source` returns 2, a child bash exits 2) and never runs what follows in it.
+    `exit_line`: the script exits there in that file first; `maybe`: the line that
+    sources or runs the file is on a branch that may not run."""
+    where, of = f"{short(s.target)}:{s.line}", f" ({by})" if by else ""
     if s.ok is None:
         v.problems.append(Problem.unknown(
-            f"bash -n could not judge {short(s.target)}: {s.error}",
-            why="whether bash parses the script to its end is not known"))
+            f"bash -n could not judge {short(s.target)}{of}: {s.error}",
+            why=f"whether bash parses {'that file' if by else 'the script'} to its end is "
+                "not known"))
     elif s.ok is False and s.parse_changing:
         # bash -n executes nothing, so `shopt -s extglob` / `alias` are not in force
         # while it parses: `ls !(x)` after `shopt -s extglob` runs under bash, fails -n
         v.problems.append(Problem.unknown(
-            f"bash -n reports a syntax error at {where} ({s.said}), but "
+            f"bash -n reports a syntax error at {where}{of} ({s.said}), but "
             "the script sets shopt/alias, which bash -n does not apply",
             fix=_syntax_fix(s),
             why="an extglob pattern or alias parses under bash once that line has run"))
-    elif s.ok is False and (ex := f.spec.exit) is not None and s.target != "--launch-cmd" \
-            and posixpath.basename(ex.file) == posixpath.basename(s.target) \
-            and s.line is not None and ex.line < s.line:
+    elif s.ok is False and exit_line is not None and s.line is not None and \
+            exit_line < s.line:
         v.problems.append(Problem.warning(
-            f"{where} has a syntax error bash never reaches: the script exits at line "
-            f"{ex.line} first", fix=_syntax_fix(s),
+            f"{where}{of} has a syntax error bash never reaches: the script exits at line "
+            f"{exit_line} first", fix=_syntax_fix(s),
             why="bash parses one command at a time; it stops at the exit before that line"))
-    elif s.ok is False:
+    elif s.ok is False and not by:
         v.problems.append(Problem(
             f"bash stops at {where} with a syntax error (status 2) and never starts what "
             f"follows: {s.said}", _syntax_fix(s),
             "bash reads and runs a script one command at a time; at a line it cannot parse "
             "(an unfilled <PLACEHOLDER>, an unclosed quote, an `if` without `fi`) it exits "
             "with status 2, right after the job is scheduled"))
-    return v
+    elif s.ok is False:
+        text = (f"bash stops reading {short(s.target)}{of} at line {s.line} with a syntax "
+                f"error (status 2) and never runs what follows in it: {s.said}")
+        why = ("bash parses a sourced or run file one command at a time too; at a line it "
+               "cannot parse it stops that file with status 2 (the script goes on after "
+               "a `source`, or stops there under `set -e`)")
+        v.problems.append(Problem.unknown(
+            f"{text}, if the line that {'sources' if by.startswith('sourced') else 'runs'} "
+            "it runs (it is on a branch that may not)", _syntax_fix(s), why) if maybe
+            else Problem(text, _syntax_fix(s), why))

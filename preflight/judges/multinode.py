@@ -31,7 +31,8 @@ class MasterFacts:
 def master_addr(f: MasterFacts) -> Verdict:
     cfg = f.cfg
     if not cfg.multi_node:
-        return Verdict(skip="one node: NNODES unset or 1 and no multi-node launcher")
+        one = "one node: NNODES unset or 1 and no multi-node launcher"
+        return Verdict(skip=one) if not cfg.unseen else _also_unseen(Verdict(ok=one), cfg)
     own = {a for addrs in f.addresses.values() for a in addrs}
     outward = [a for n in f.candidates for a in f.addresses.get(n, []) if ":" not in a]
     rank0 = cfg.node_rank in ("0", None)
@@ -112,6 +113,25 @@ def master_addr(f: MasterFacts) -> Verdict:
     v.fix = f"export MASTER_ADDR={head}"
     v.ok = (f"MASTER_ADDR={cfg.master_addr} reachable through {route or '?'} for a "
             f"{cfg.nnodes}-node job")
+    return _also_unseen(v, cfg)
+
+
+def _also_unseen(v: Verdict, cfg: LaunchConfig) -> Verdict:
+    """Where the launch script runs what preflight did not read, a launcher there may be
+    multi-node (or use another MASTER_ADDR): what was read stays in the message, the
+    verdict is UNKNOWN unless a blocker decides (judges.launch.also_unseen)."""
+    if cfg.unseen:
+        v.evidence["unseen"] = list(cfg.unseen)
+        if v.of(Kind.BLOCKER):
+            return v
+        if not v.problems:  # its own fix is about what it read, which passed
+            v.fix = ""
+        v.problems.append(Problem.unknown(
+            f"{v.ok} in what preflight read, but the launch script also runs what it could "
+            "not read: " + "; ".join(cfg.unseen[:3]),
+            why="a launcher started there (its --nnodes, its MASTER_ADDR) is not judged; to "
+                "check that launch itself, give its line: --launch-cmd '<the launcher's "
+                "line>'"))
     return v
 
 

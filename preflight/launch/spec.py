@@ -240,6 +240,9 @@ class LaunchSpec:
     # "run.sh:2: bash's message" where `bash -n` finds a syntax error bash stops at
     # (probes.bash_syntax, set by the plugin); `unread` then names it too
     syntax_error: str = ""
+    # the files on disk the script sources or runs as scripts, read (shell.Trace.reads):
+    # `bash -n` judges each (launch-syntax)
+    reads: tuple[shell.Read, ...] = ()
 
     @property
     def layers(self) -> tuple[Layer, ...]:
@@ -357,6 +360,8 @@ class _Evaluator(shell.Evaluator):
                           if u not in self.unknowns]
         for u in trace.unseen:
             self._unseen(u.file, line + u.line - 1 if u.file == file else u.line, u.reason)
+        self.reads += [replace(r, line=line + r.line - 1) if r.file == file else r
+                       for r in trace.reads]
         if trace.unread:
             # the budget ran out inside it: what it starts from there is not known
             why = f"a command substitution not read to its end ({trace.unread}): what it " \
@@ -448,6 +453,7 @@ def build(source: str, trace: shell.Trace, environ: Mapping[str, str]) -> Launch
         unread=trace.unread,
         unseen=tuple(dict.fromkeys(f"{posixpath.basename(u.file)}:{u.line}: {u.reason}"
                                    for u in trace.unseen)),
+        reads=trace.reads,
     )
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from preflight.run import OWNER_VAR, Runner
 
 if TYPE_CHECKING:
-    from preflight.launch.shell.model import Command
+    from preflight.launch.shell.model import Command, Read
     from preflight.launch.spec import LaunchSpec
     from preflight.probes import nvml, ports, procs
     from preflight.probes.bash_syntax import BashSyntax
@@ -42,6 +42,8 @@ class Node:
         self.python = sys.executable
         self.launch: LaunchSpec | None = None  # from --launch-script / --launch-cmd
         self.launch_syntax: BashSyntax | None = None  # `bash -n` of that script / command
+        # `bash -n` of each file on disk it sources or runs as a script (LaunchSpec.reads)
+        self.launch_syntax_reads: tuple[tuple[Read, BashSyntax], ...] = ()
 
     def job_env(self, name: str) -> str | None:
         """`name` as the launch's first job gets it (what the script exports, or unsets),

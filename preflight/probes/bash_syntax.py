@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from preflight.redact import redact_text
@@ -70,3 +71,24 @@ def check(script: str | None, command: str | None, text: str, cwd: str | None = 
         return BashSyntax(target, None, message=message, parse_changing=changing,
                           error=f"bash -n exited {done.returncode}: {message or 'no message'}")
     return BashSyntax(target, False, int(found.group(1)), message, parse_changing=changing)
+
+
+MAX_FILES = 16  # files the launch script sources or runs, each judged by `bash -n`
+FILES_BUDGET_S = 20.0  # all of them together; past it the rest are not known
+
+
+def check_files(files: Sequence[tuple[str, str]],
+                scrub: Callable[[str], str] = redact_text, runner: Runner | None = None
+                ) -> list[BashSyntax]:
+    """`bash -n` of each (path, text) the launch script sources or runs, bounded in count
+    and in time together: one not judged within the bounds is not known (ok None)."""
+    out: list[BashSyntax] = []
+    start = time.monotonic()
+    for i, (path, text) in enumerate(files):
+        if i >= MAX_FILES or time.monotonic() - start > FILES_BUDGET_S:
+            out.append(BashSyntax(path, None, error=f"not judged: preflight runs bash -n on "
+                                                    f"at most {MAX_FILES} files the script "
+                                                    f"reads, within {FILES_BUDGET_S:.0f}s"))
+            continue
+        out.append(check(path, None, text, scrub=scrub, runner=runner))
+    return out

@@ -33,6 +33,9 @@ class LaunchConfig:
     # The multi-node layer stops on its own arguments before any rendezvous (launcher-args
     # names the error): "torchrun at run.sh:4"; "" when it does not.
     stops: str = ""
+    # where the launch script runs what preflight did not read (LaunchSpec.unseen): a
+    # launcher there, multi-node or not, is not in `nnodes` / `master_addr`
+    unseen: tuple[str, ...] = ()
 
     @property
     def multi_node(self) -> bool:
@@ -82,7 +85,8 @@ def launch_config(environ: Mapping[str, str], spec: Any = None, gpus: int | None
         elif environ.get("MASTER_ADDR"):
             addr, addr_from = environ["MASTER_ADDR"], "MASTER_ADDR"
     rank = (spec.variable("NODE_RANK") if spec else None) or environ.get("NODE_RANK")
-    return LaunchConfig(nnodes, nnodes_from, addr.strip(), addr_from, rank, maybe, stops)
+    return LaunchConfig(nnodes, nnodes_from, addr.strip(), addr_from, rank, maybe, stops,
+                        tuple(spec.unseen) if spec is not None else ())
 
 
 @dataclass(frozen=True)

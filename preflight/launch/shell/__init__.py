@@ -23,6 +23,7 @@ from preflight.launch.shell.model import (
     WRAPPERS,
     Command,
     Exit,
+    Read,
     ScriptFileError,
     Trace,
     Unknown,
@@ -35,7 +36,7 @@ from preflight.launch.shell.writers import Files, Writer
 
 __all__ = [
     "NOT_CONSUMING", "UNKNOWN_CLOSE", "UNKNOWN_OPEN", "WRAPPERS", "Command", "Evaluator",
-    "Exit", "Files", "ScriptFileError", "Trace", "Unknown", "Var", "Word", "Writer",
+    "Exit", "Files", "Read", "ScriptFileError", "Trace", "Unknown", "Var", "Word", "Writer",
     "Written", "decode",
     "evaluate_command", "evaluate_script", "parse_chunks", "read_script",
 ]

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any, NoReturn
 
 from preflight.inputs import read_regular
-from preflight.launch.shell import arith, conda, writers
+from preflight.launch.shell import arith, conda, programs, writers
 from preflight.launch.shell.model import (
     DECLARE,
     NAME,
@@ -23,6 +23,7 @@ from preflight.launch.shell.model import (
     WRAPPERS,
     Command,
     Exit,
+    Read,
     ScriptFileError,
     Trace,
     Unknown,
@@ -182,6 +183,9 @@ class Evaluator(Expander):
         # yet waited for: what the script writes from then on races with what they read
         self._racing: list[Files] = []
         self._bg_reading = 0  # how many files were being read where the `&` is
+        self.reads: list[Read] = []  # the files on disk it sources or runs, read (Trace.reads)
+        # each Python file the script runs -> where its text starts a launcher, or None
+        self._py_read: dict[str, tuple[int, str] | None] = {}
 
     # -- entry points
 
@@ -238,7 +242,7 @@ class Evaluator(Expander):
     def trace(self) -> Trace:
         return Trace(tuple(self.commands), dict(self.state.vars), tuple(self.unknowns),
                      self.exit, tuple(self.files), self.written, self.unread,
-                     tuple(self.unseen))
+                     tuple(self.unseen), tuple(dict.fromkeys(self.reads)))
 
     # -- text and nodes
 
@@ -1022,6 +1026,8 @@ class Evaluator(Expander):
                 self._child_script(script, positional, env, st, ctx, file, line, made)
             finally:
                 self.zero = saved
+        elif name and (started := self._python_launch(name, args, st)):
+            self._unseen(file, line, started)
         return None
 
     def _file(self, path: str) -> Written | None:
@@ -2007,6 +2013,8 @@ class Evaluator(Expander):
             self._unseen(file, line, f"source not read: {exc}")
             self._opaque(st, where)
             return None
+        if written is None:
+            self.reads.append(Read(path, file, line, "source", ctx.conditional))
         saved = st.positional
         if len(args) > 1:
             st.positional = tuple(args[1:])
@@ -2111,7 +2119,47 @@ class Evaluator(Expander):
             path = self._resolve(name, st)
             return path, name, tuple(args), "" if path else \
                 f"{name}: the working directory is not known"
+        if "/" in name:  # `./train`: a shell script by its `#!` line (or none), no `.sh`
+            path = self._resolve(name, st)
+            if path is not None and self._shell_file(path):
+                return path, name, tuple(args), ""
         return None, "", (), ""
+
+    def _shell_file(self, path: str) -> bool:
+        """Whether bash runs the file at `path` as a shell script (programs.interpreter):
+        as the script wrote it, else as it is on disk."""
+        written = self._file(path)
+        if written is not None and written.text is not None:
+            return programs.is_shell_text(written.text)
+        sample = programs.read_head(path, programs.SAMPLE_BYTES)
+        found = programs.interpreter(sample) if sample is not None else None
+        return found is not None and (found == "" or found in programs.SHELL_INTERPRETERS)
+
+    def _python_launch(self, name: str, args: list[Word], st: State) -> str:
+        """Why a Python program the script runs may start a launcher preflight does not
+        read (its text starts one: programs.starts_launcher); "" when it shows none, or
+        its file is not known or not readable."""
+        path = self._resolve(name, st) if "/" in name else None
+        sample = programs.read_head(path, programs.SAMPLE_BYTES) if path else None
+        k = programs.python_script(name, [a.text for a in args], sample)
+        if k is None or k >= 0 and not args[k].known:
+            return ""
+        shown = name if k < 0 else args[k].text
+        path = path if k < 0 else self._resolve(args[k].text, st)
+        if path is None:
+            return ""
+        if path not in self._py_read:
+            written = self._file(path)
+            if written is not None and written.text is not None:
+                text: str | None = written.text
+            else:
+                data = programs.read_head(path, programs.MAX_PY_BYTES)
+                text = data.decode("utf-8", "replace") if data is not None else None
+            self._py_read[path] = programs.starts_launcher(text) if text else None
+        hit = self._py_read[path]
+        return "" if hit is None else (
+            f"{shown}: a Python program that starts a launcher itself (line {hit[0]}: "
+            f"{hit[1]}), not read")
 
     def _shell_string(self, name: str, args: list[Word]
                       ) -> tuple[Word, str, tuple[Word, ...]] | None:
@@ -2209,6 +2257,8 @@ class Evaluator(Expander):
             self._unknown(file, line, path, str(exc))
             self._unseen(file, line, f"not read: {exc}")
             return
+        if written is None:
+            self.reads.append(Read(path, file, line, "bash", ctx.conditional))
         child = State(dict(env), {}, st.cwd, False, positional, st.opaque)
         try:
             self._shells.add(path)

@@ -119,6 +119,19 @@ class Unknown:
 
 
 @dataclass(frozen=True)
+class Read:
+    """A file on disk the script sources or runs as a script, read by preflight: `path`
+    (absolute), where (`file`, `line`) and how (`source`, `bash`); `maybe`: the source or
+    run is on a branch that may not run."""
+
+    path: str
+    file: str
+    line: int
+    how: str
+    maybe: bool = False
+
+
+@dataclass(frozen=True)
 class Exit:
     """A decided `exit` that ends the script: where, why, and what the guard tested."""
 
@@ -147,3 +160,6 @@ class Trace:
     # budget. A launch check that found no launcher cannot say there is none while this
     # is not empty.
     unseen: tuple[Unknown, ...] = ()
+    # the files on disk it sources or runs as scripts and read (not the script itself,
+    # not what the script wrote): `bash -n` judges each too (probes.bash_syntax)
+    reads: tuple[Read, ...] = ()
