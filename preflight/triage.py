@@ -1184,6 +1184,38 @@ def fix_of(rid: str) -> str | None:
     return code.group(1).rstrip("\n") if code else None
 
 
+# bash's own report of a script it cannot parse names the file (as it was given to bash,
+# relative to where the job ran) and the line: "run.sh: line 7: syntax error near
+# unexpected token `newline'" (bash 5.2 error.c parser_error: "%s: line %d: "). `bash -c`'s
+# "bash: -c: line 1:" names no file.
+BASH_AT = SOURCE + r"(?P<file>[^:\s][^:]*?): line (?P<line>\d+): "
+BASH_PARSE_ERROR = re.compile(BASH_AT + r"(?:syntax error|unexpected EOF)")
+# The runbook's example file and line in its launch-syntax fix block.
+EXAMPLE_SCRIPT, EXAMPLE_LINE = re.compile(r"(?<![\w./-])run\.sh(?![\w.-])"), re.compile(r"'7p'")
+
+
+def log_fix(rid: str, text: str, fix: str | None) -> tuple[str | None, bool]:
+    """The runbook's fix with the log's own values where the log names them (launch-syntax:
+    the file and line of bash's parse error, shell-quoted), and whether it was adapted."""
+    if fix is not None and rid == "job-stopped" and (bound := timeout_report(text)):
+        # the stop was the script's own timeout(1): only the runbook's timeout line
+        fix = "\n".join(x for x in fix.splitlines() if "timeout(1)" in x) or None
+        m = re.match(BASH_AT, text) if fix and bound.get("script") else None
+    else:
+        m = BASH_PARSE_ERROR.match(text) if rid == "launch-syntax" and fix else None
+    if fix is None or m is None or not EXAMPLE_SCRIPT.search(fix):
+        return fix, False
+    script = shlex.quote(m.group("file"))
+    adapted = EXAMPLE_SCRIPT.sub(lambda _: script, fix)
+    return EXAMPLE_LINE.sub(f"'{int(m.group('line'))}p'", adapted), True
+
+
+def _own_script(command: str, text: str, adapted: bool) -> str:
+    """The check's command with the script bash named in place of its placeholder."""
+    m = BASH_PARSE_ERROR.match(text) if adapted else None
+    return command.replace("YOUR_LAUNCH_SCRIPT.sh", shlex.quote(m.group("file"))) if m else command
+
+
 def check_command(check: str) -> str:
     """The command that runs `check` now. The launch checks (preflight/checks/test_launch.py)
     skip without the script to read, so their command names it. The cross-node checks are
@@ -1377,9 +1409,10 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
         out_causes: list[dict[str, Any]] = []
         waits: list[dict[str, Any]] = []   # the fallback causes: ranks that waited
         seen: set[tuple[str, int, int]] = set()
+        agents: set[tuple[int, int]] = set()   # (file, pid) of the stops listed
         for cause in causes:
             key = (cause.id, cause.hit.file, cause.hit.line)
-            if key in seen:
+            if key in seen or _same_stop(cause, agents):
                 continue
             seen.add(key)
             out_causes.append(_cause_json(cause, scans, context, markers, full=not out_causes))
@@ -1444,6 +1477,21 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
         return result
 
 
+def _same_stop(cause: Cause, agents: set[tuple[int, int]]) -> bool:
+    """Whether `cause` is a stop line of a launcher whose stop is already listed: torchrun's
+    agent prints "Received 15 death signal" and, after its workers are closed, the
+    SignalException of the same signal (api.py:753 and :86), one stop."""
+    if cause.block is None or not cause.block.stop:
+        return False
+    pid = _stop_pid(cause.hit.text)
+    if pid is None:
+        return False
+    if (cause.hit.file, pid) in agents:
+        return True
+    agents.add((cause.hit.file, pid))
+    return False
+
+
 LOG_DIR = re.compile(r"launcher/api\.py:\d+\]\s+log_dir\s+:\s+(\S+)\s*$")
 
 SIGNAL_NOTES = {
@@ -1466,6 +1514,77 @@ BASH_SIGNAL = re.compile(r"line \d+: +(\d+) (Killed|Segmentation fault|Bus error
                          r"(?: \(core dumped\))? +(\S.*)$")
 BASH_SIGNALS = {"Killed": ("SIGKILL", 9), "Segmentation fault": ("SIGSEGV", 11),
                 "Bus error": ("SIGBUS", 7), "Aborted": ("SIGABRT", 6), "Hangup": ("SIGHUP", 1)}
+
+
+# coreutils timeout(1) (9.1 src/timeout.c): `timeout [OPTION] DURATION COMMAND [ARG]...`,
+# short options "+k:s:v" and --signal, --kill-after, --foreground, --preserve-status,
+# --verbose (getopt_long: a long option may be abbreviated). At the bound it sends its
+# signal (default TERM) to the command and, unless --foreground, to its own process group
+# (cleanup(): send_sig (0, sig)): with KILL, or the KILL of --kill-after, timeout ends itself
+# too, and bash reports timeout Killed ("run.sh: line 2: 24991 Killed  timeout -s KILL 1
+# sleep 10", real bash 5.2 and coreutils 9.1). With TERM it exits 124 and prints nothing;
+# --verbose prints "timeout: sending signal TERM to command 'sleep'" (in a UTF-8 locale
+# with curly quotes) first.
+TIMEOUT_LONG = ("signal", "kill-after", "foreground", "preserve-status", "verbose")
+TIMEOUT_VERBOSE = re.compile(r"(?:^|: )timeout: sending signal ([A-Z0-9]+) to command (.+)$")
+
+
+def timeout_args(command: str) -> dict[str, Any] | None:
+    """timeout(1)'s bound in a command line: {"duration", "signal" (SIGTERM by default),
+    "kill_after", "foreground", "command"}; None when it is not a timeout command."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if not words or os.path.basename(words[0]) != "timeout":
+        return None
+    opts: dict[str, Any] = {"signal": "TERM", "kill_after": None, "foreground": False}
+    rest, i = words[1:], 0
+    while i < len(rest) and rest[i].startswith("-") and len(rest[i]) > 1:
+        word, i = rest[i], i + 1
+        if word == "--":
+            break
+        if word.startswith("--"):
+            name, eq, value = word[2:].partition("=")
+            full = next((o for o in TIMEOUT_LONG if o.startswith(name)), "")
+            if full in ("signal", "kill-after") and not eq:
+                value, i = (rest[i] if i < len(rest) else ""), i + 1
+            opts[full.replace("-", "_")] = value if full in ("signal", "kill-after") else True
+            continue
+        for j, ch in enumerate(word[1:], 1):
+            if ch in "sk":
+                value = word[j + 1:]
+                if not value:
+                    value, i = (rest[i] if i < len(rest) else ""), i + 1
+                opts["signal" if ch == "s" else "kill_after"] = value
+                break
+    if i >= len(rest):
+        return None
+    sig = str(opts["signal"]).upper().removeprefix("SIG")
+    return {"duration": rest[i], "signal": _signal_name(sig) if sig.isdigit() else "SIG" + sig,
+            "kill_after": opts["kill_after"], "foreground": bool(opts["foreground"]),
+            "command": " ".join(rest[i + 1:])}
+
+
+def timeout_report(text: str) -> dict[str, Any] | None:
+    """What a stop line says of timeout(1) ending the run at its bound: bash's report of a
+    timeout command Killed whose options send KILL (its own process group with it), with
+    the script and line bash names; or timeout's --verbose line."""
+    if (m := BASH_SIGNAL.search(text)) is not None and m.group(2) == "Killed":
+        bound = timeout_args(m.group(3).strip())
+        if bound is None or bound["foreground"] or not (
+                bound["signal"] == "SIGKILL" or bound["kill_after"] is not None):
+            return None
+        at = re.match(BASH_AT, text)
+        return {**bound, "pid": int(m.group(1)), "report": m.group(3).strip(),
+                "script": at.group("file") if at else None,
+                "line": int(at.group("line")) if at else None}
+    if (v := TIMEOUT_VERBOSE.search(text)) is not None:
+        return {"duration": None, "signal": _signal_name(v.group(1)) if v.group(1).isdigit()
+                else "SIG" + v.group(1), "kill_after": None, "foreground": None,
+                "command": v.group(2).strip("'\u2018\u2019\"`"), "pid": None, "report": None,
+                "script": None, "line": None}
+    return None
 
 
 def died_by_signal(scans: list[FileScan]) -> dict[str, Any] | None:
@@ -1577,6 +1696,9 @@ BARE_TERMINATED = re.compile(r"^(?:\[\w+\d+\]:)?Terminated$")
 SLURM_REASONS = {"TIME LIMIT": "time_limit", "PREEMPTION": "preemption",
                  "NODE FAILURE": "node_failure", "JOB REQUEUE": "requeue"}
 STOP_WHY = {
+    "timeout": "the run's own time bound: the launch wraps the command in timeout(1), which "
+               "stops it when the duration passes (exit status 124 after its TERM, 137 after "
+               "KILL); not a crash, and not the scheduler",
     "time_limit": "Slurm ended the job at its time limit (--time): it ran longer than it was "
                   "given",
     "preemption": "Slurm preempted the job: a job of a higher priority (partition tier, QOS) "
@@ -1623,9 +1745,16 @@ class _Stop:
     slurm: str | None = None                   # the job or step slurmstepd names
     node: str | None = None
     oom: int = 0
+    timeout: dict[str, Any] | None = None      # timeout(1)'s bound that ended the run
     lines: list[dict[str, Any]] = field(default_factory=list)
 
     def read(self, text: str) -> None:
+        if (bound := timeout_report(text)) is not None:
+            # a --verbose line, then bash's report: the report knows more
+            if self.timeout is None or self.timeout.get("report") is None:
+                self.timeout = {**(self.timeout or {}),
+                                **{k: v for k, v in bound.items() if v is not None}}
+            self.reason = self.reason or "timeout"
         if (m := SLURM_CANCEL.search(text)) is not None:
             self.slurm = self.slurm or f"{m.group(1)} {m.group(2)}"
             self.node = self.node or m.group(3)
@@ -1644,7 +1773,11 @@ class _Stop:
 
     @property
     def signal(self) -> str | None:
-        return self.agent[1] if self.agent else self.command[1] if self.command else None
+        if self.agent:
+            return self.agent[1]
+        if self.command:
+            return self.command[1]
+        return self.timeout["signal"] if self.timeout else None
 
 
 def stopped_summary(scans: list[FileScan], stops: list[Cause], texts: list[str],
@@ -1665,6 +1798,9 @@ def stopped_summary(scans: list[FileScan], stops: list[Cause], texts: list[str],
                         if seen.command else None),
             "scheduler": "slurm" if seen.slurm else None, "slurm": seen.slurm,
             "node": seen.node, "oom_kills": seen.oom, "job_id": job, "job_id_from": source,
+            "timeout": ({k: seen.timeout.get(k) for k in ("duration", "signal", "kill_after",
+                                                          "command", "script", "line")}
+                        if seen.timeout else None),
             "what": _stop_what(seen, death), "why": _stop_why(seen),
             "commands": _stop_commands(seen, job), "lines": seen.lines}
 
@@ -1682,6 +1818,17 @@ def _slurm_job(seen: _Stop, texts: list[str]) -> tuple[str | None, str | None]:
 def _stop_what(seen: _Stop, death: dict[str, Any] | None) -> str:
     """One sentence: what was stopped, by what."""
     parts = []
+    if seen.timeout is not None:
+        t = seen.timeout
+        span = str(t.get("duration") or "")
+        bound = (f"after {span}{' s' if span[-1:].isdigit() else ''}, its bound" if span
+                 else "at its bound")
+        if t.get("kill_after"):
+            bound += f" (SIGKILL {t['kill_after']} later if it lived)"
+        where = (f" (bash's report at {t['script']} line {t['line']})" if t.get("script")
+                 else " (timeout's own --verbose line)")
+        parts.append(f"timeout(1) around `{t.get('command') or '?'}` sent {t['signal']} "
+                     f"{bound}{where}")
     if seen.reason == "oom_kill":
         parts.append(f"Slurm's memory cgroup counted {seen.oom} OOM kill(s) in {seen.slurm}")
         if death and death.get("rank") is not None:
@@ -1695,7 +1842,7 @@ def _stop_what(seen: _Stop, death: dict[str, Any] | None) -> str:
     if seen.agent:
         parts.append(f"torchrun's agent (pid {seen.agent[0]}) got {seen.agent[1]} from outside "
                      "the job and stopped its workers")
-    elif seen.command:
+    elif seen.command and seen.timeout is None:
         pid, sig, command = seen.command
         who = (f"`{command}` (pid {pid}, bash's report)" if command
                else "a foreground command of a bash script (bash's bare `Terminated`)")
@@ -1714,6 +1861,10 @@ def _stop_commands(seen: _Stop, job: str | None) -> list[str]:
     """Copy-paste commands that tell which sender it was (never a placeholder)."""
     # srun forwards a Ctrl-C (SIGINT) to its tasks and `scancel --signal` sends any signal:
     # on Slurm, your recent jobs' states say which ended how.
+    if seen.timeout is not None and not seen.slurm:
+        # the sender is known: the script's own timeout(1); where its bound is set
+        script = seen.timeout.get("script")
+        return [f"grep -nw timeout {shlex.quote(script)}"] if script else []
     cmds = [SACCT.format(job) if job else
             'sacct -u "$USER" -S now-2days -o JobID,JobName,State,Elapsed,Timelimit']
     if seen.reason == "oom_kill":
@@ -1731,7 +1882,8 @@ def render_stopped(stopped: dict[str, Any]) -> list[str]:
         out.append(f"  (the Slurm job id {stopped['job_id']} is this shell's $SLURM_JOB_ID, "
                    "not read from the logs)")
     if stopped["commands"]:
-        out.append("  find out which:")
+        out.append("  where its bound is set:" if stopped.get("timeout") and not stopped["slurm"]
+                   else "  find out which:")
         out += [f"    {c}" for c in stopped["commands"]]
     return out
 
@@ -1757,6 +1909,7 @@ def _cause_json(cause: Cause, scans: list[FileScan], context: int, markers: Mark
         stamp = next((t for t in (timestamp_of(x) for x in reversed(wide[:wat + 1])) if t), None)
     rid = cause.id
     known = cause.block is not None
+    fix, adapted = log_fix(rid, cause.hit.text, fix_of(rid) if known else None)
     return {
         "id": rid,
         "confidence": cause.confidence,
@@ -1766,10 +1919,12 @@ def _cause_json(cause: Cause, scans: list[FileScan], context: int, markers: Mark
         "context": lines,
         "context_start": cause.hit.line - at,
         "timestamp": stamp,
-        "fix": fix_of(rid) if known else None,
+        "fix": fix,
+        "fix_from": ("log" if adapted else "runbook") if fix else None,
         "runbook": str(runbooks.path_for(rid)) if known else None,
         "check": cause.block.check if cause.block else None,
-        "check_command": (check_command(cause.block.check)
+        "check_command": (_own_script(check_command(cause.block.check), cause.hit.text,
+                                      adapted)
                           if cause.block and cause.block.check else None),
         "evidence": _evidence(cause, scans, markers),
     }
@@ -1916,8 +2071,13 @@ def _render_root(c: dict[str, Any], collective: dict[str, Any] | None = None,
     if c["fix"]:
         # The runbook's block was written from one incident (its paths, ports, PID
         # placeholders): never presented as this machine's command.
-        out.append(f"  fix (the runbook's example; {c['check_command']} gives this machine's "
-                   "values):" if c["check"] else "  fix (the runbook's example: adapt its values):")
+        if c.get("fix_from") == "log":
+            out.append(f"  fix (with this log's values, from bash's message at {c['file']}:"
+                       f"{c['line']}):")
+        else:
+            out.append(f"  fix (the runbook's example; {c['check_command']} gives this "
+                       "machine's values):" if c["check"]
+                       else "  fix (the runbook's example: adapt its values):")
         out += [f"    {line}" for line in c["fix"].splitlines()]
     if c["runbook"]:
         out.append(f"  runbook: {_near_path(c['runbook'])}")

@@ -11,6 +11,12 @@ whatever of its tree is left (produce_nested's bound, TIMEOUT_S). Ports are free
 by binding; gloo stays on loopback. Paths and the host name are replaced by neutral ones
 (produce_nested.redact); each log gets a two-line header.
 
+The `timeout` shapes bound the launch from inside its own script (`timeout -s KILL 20
+torchrun ...`, `timeout 20 ...`, `timeout -v 20 ...`, `timeout -k 3 8 python ...` around a
+trainer whose SIGTERM handler outlasts the grace, `timeout 8 python ...`): nothing is sent
+from outside, the bound passes while the ranks train, and the tree left (the ranks that
+`-s KILL` leaves running) is killed after.
+
 The Slurm shapes (a real slurmstepd's `*** JOB N ON host CANCELLED AT ... ***`) are made by
 tests/logs/produce_slurm.sh on a one-node Slurm.
 """
@@ -69,6 +75,17 @@ import os, time
 print(f"train: step 0 loss 2.31 (pid {os.getpid()})", flush=True)
 time.sleep(600)
 """
+# A trainer that handles SIGTERM by saving a checkpoint, which takes longer than the
+# grace timeout(1)'s --kill-after gives it.
+SLOW_SAVE = """\
+import os, signal, time
+def save(signum, frame):
+    print(f"train: got signal {signum}, saving a checkpoint", flush=True)
+    time.sleep(600)
+signal.signal(signal.SIGTERM, save)
+print(f"train: step 0 loss 2.31 (pid {os.getpid()})", flush=True)
+time.sleep(600)
+"""
 TRAIN_SH = """\
 echo "train.sh: starting"
 "$PYTHON" one.py
@@ -86,6 +103,26 @@ exit $rc
 """
 
 
+# A launch script that bounds the launch with coreutils timeout(1) ({opts}: its options and
+# duration); $1: the master port. The bound passes while the ranks train (they print their
+# step ~5 s after the start on a loaded 2-core box). Under -s KILL timeout kills itself and
+# torchrun (its process group) but not the ranks (sessions of their own): they are left
+# running, and the producer kills them with the rest of the tree.
+BOUNDED_SH = """\
+echo "run.sh: training under a time bound"
+timeout {opts} "$PYTHON" -m torch.distributed.run --nproc-per-node 2 --master-addr 127.0.0.1 \\
+  --master-port "$1" train.py
+echo "run.sh: exit status $?"
+"""
+# ... and around a single-process trainer: with TERM, python dies silently, timeout exits
+# 124 and prints nothing, bash reports nothing: the log cannot tell.
+BOUNDED_ONE_SH = """\
+echo "run.sh: training under a time bound"
+timeout {opts} "$PYTHON" one.py
+echo "run.sh: exit status $?"
+"""
+
+
 @dataclass
 class Shape:
     made_by: str
@@ -93,6 +130,7 @@ class Shape:
     sig: signal.Signals | None  # None: not stopped from outside, the launch ends itself
     ready: str                 # regex: the output that says the ranks are running
     target: str = "launcher"   # or "child": the pid the output names ("(pid N)")
+    script: str = ""           # written to run.sh in the work dir
 
 
 def _torchrun(*args: str) -> list[str]:
@@ -136,6 +174,28 @@ SHAPES: dict[str, Shape] = {
         "torchrun's pid, as the time limit does)",
         _torchrun("train.py", "error"), signal.SIGTERM,
         r"(?s)(?=.*rank 0: step 0)(?=.*KeyError: 'labels')"),
+    "job-stopped-timeout-kill": Shape(
+        "bash run.sh PORT (run.sh: `timeout -s KILL 20 python -m torch.distributed.run "
+        "--nproc-per-node 2 ... train.py`, the ranks training on; the bound passes)",
+        ["bash", "run.sh", "{P}"], None, "", script=BOUNDED_SH.format(opts="-s KILL 20")),
+    "job-stopped-timeout-term": Shape(
+        "bash run.sh PORT (run.sh: `timeout 20 python -m torch.distributed.run "
+        "--nproc-per-node 2 ... train.py`; TERM at the bound)",
+        ["bash", "run.sh", "{P}"], None, "", script=BOUNDED_SH.format(opts="20")),
+    "job-stopped-timeout-verbose": Shape(
+        "bash run.sh PORT (run.sh: `timeout -v 20 python -m torch.distributed.run "
+        "--nproc-per-node 2 ... train.py`; TERM at the bound, timeout says so)",
+        ["bash", "run.sh", "{P}"], None, "", script=BOUNDED_SH.format(opts="-v 20")),
+    "job-stopped-timeout-kill-after": Shape(
+        "bash run.sh (run.sh: `timeout -k 3 8 python slow_save.py`, a trainer whose SIGTERM "
+        "handler saves a checkpoint for longer than the 3 s grace: TERM at the bound, KILL 3 s "
+        "later)",
+        ["bash", "run.sh"], None, "", script=BOUNDED_ONE_SH.format(opts="-k 3 8")
+        .replace("one.py", "slow_save.py")),
+    "timeout-term-silent": Shape(
+        "bash run.sh (run.sh: `timeout 8 python one.py`, a single-process trainer; TERM at "
+        "the bound: nothing says so)",
+        ["bash", "run.sh"], None, "", script=BOUNDED_ONE_SH.format(opts="8")),
     "worker-closed-bash": Shape(
         "torchrun --nproc-per-node 2 --tee 3 --no-python bash worker.sh (worker.sh runs "
         "python train.py; rank 1's fails with a KeyError, torchrun closes rank 0 with "
@@ -202,8 +262,11 @@ def produce(name: str, out_dir: Path) -> Path:
         work = Path(tmp)
         (work / "train.py").write_text(TRAIN)
         (work / "one.py").write_text(ONE)
+        (work / "slow_save.py").write_text(SLOW_SAVE)
         (work / "train.sh").write_text(TRAIN_SH)
         (work / "worker.sh").write_text(WORKER_SH)
+        if shape.script:
+            (work / "run.sh").write_text(shape.script)
         return write_fixture(out_dir, name, "produce_stopped.py", shape.made_by,
                              run_stopped(shape, work).decode("utf-8", errors="replace"), work)
 
