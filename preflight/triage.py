@@ -935,8 +935,10 @@ def _glog_seconds(text: str) -> float | None:
 
 def _closed_by(senders: dict[int, float | None], pid: int, at: float | None) -> bool:
     """Whether a launcher other than `pid` closed its workers just before `at`; without
-    stamps to compare, any earlier closing line counts."""
-    return any(t is None or at is None or -1.0 <= at - t <= CLOSE_WINDOW_S
+    stamps to compare, any earlier closing line counts. A stop stamped before the closing
+    was not caused by it (the closing is logged before the signal is sent, api.py:1028):
+    written after it, it is another log's, joined after that one."""
+    return any(t is None or at is None or 0.0 <= at - t <= CLOSE_WINDOW_S
                for s, t in senders.items() if s != pid)
 
 
@@ -959,7 +961,22 @@ def _closed_agents(scans: list[FileScan]) -> set[int]:
                 decided.add(pid)
                 if _closed_by(senders, pid, _glog_seconds(hit.text)):
                     closed.add(pid)
+            if (ended := _ended_agent(hit.text)) is not None:
+                senders.pop(ended, None)
     return closed
+
+
+def _ended_agent(text: str) -> int | None:
+    """The launcher whose run a line ends: its SignalException, or its `failed (exitcode: N)`
+    before the failure table. A launcher waits for the workers it closed to exit before
+    either (torch 2.13 multiprocessing/api.py close(), then api.py:1002 or :86), so a
+    nested launcher it closed printed its stop before: a stop after it is another
+    launcher's (two nodes' logs joined one after the other, `cat node0.log node1.log`)."""
+    if (m := re.search(r"SignalException: Process (\d+) got signal", text)) is not None:
+        return int(m.group(1))
+    if FAILED_ATTEMPT.search(text) and (m := GLOG_HEAD.search(text)) is not None:
+        return int(m.group(2))
+    return None
 
 
 def _stop_pid(text: str) -> int | None:
@@ -1740,6 +1757,7 @@ class _Stop:
     """What the stop lines of a run say, gathered line by line."""
 
     agent: tuple[int, str] | None = None      # torchrun's agent: pid, signal
+    agents: list[int] = field(default_factory=list)  # every agent stopped (several nodes)
     command: tuple[int, str, str] | None = None  # bash's report: pid, signal, command
     reason: str | None = None
     slurm: str | None = None                   # the job or step slurmstepd names
@@ -1764,8 +1782,11 @@ class _Stop:
             self.oom += int(m.group(1))
             self.slurm = self.slurm or f"STEP {m.group(2)}"
             self.reason = "oom_kill"
-        elif (m := AGENT_STOP.search(text)) is not None and self.agent is None:
-            self.agent = (int(m.group(1) or m.group(2)), _signal_name(m.group(3)))
+        elif (m := AGENT_STOP.search(text)) is not None:
+            pid = int(m.group(1) or m.group(2))
+            self.agent = self.agent or (pid, _signal_name(m.group(3)))
+            if pid not in self.agents:
+                self.agents.append(pid)
         elif BARE_TERMINATED.match(text) and self.command is None:
             self.command = (0, "SIGTERM", "")
         elif (m := BASH_SIGNAL.search(text)) is not None and self.command is None:
@@ -1839,7 +1860,11 @@ def _stop_what(seen: _Stop, death: dict[str, Any] | None) -> str:
                "node_failure": " due to a node failure", "requeue": " to requeue it"}
         on = f" on {seen.node}" if seen.node else ""
         parts.append(f"Slurm cancelled {seen.slurm}{on}{why.get(seen.reason or '', '')}")
-    if seen.agent:
+    if seen.agent and len(seen.agents) > 1:
+        pids = ", ".join(map(str, seen.agents))
+        parts.append(f"torchrun's agents (pids {pids}: one per node or launch) got "
+                     f"{seen.agent[1]} from outside the job and stopped their workers")
+    elif seen.agent:
         parts.append(f"torchrun's agent (pid {seen.agent[0]}) got {seen.agent[1]} from outside "
                      "the job and stopped its workers")
     elif seen.command and seen.timeout is None:

@@ -134,6 +134,27 @@ def test_the_agents_signal_exception_is_the_same_stop_not_a_later_error(name):
     assert "later errors" not in triage.render(result)
 
 
+def test_two_nodes_logs_joined_without_labels_name_each_nodes_stop():
+    """Real torchrun, two nodes (--nnodes 2) on one box, node 0's log then node 1's
+    (tests/logs/produce_stopped.py). Both agents got SIGTERM at once: node 1's stop stands
+    after node 0's closing lines, 6 ms later, and read as a launcher node 0 had closed (a
+    nested one): it was dropped. node 0's run had ended (its SignalException) before it:
+    not a closing of node 0's. Only node 1 stopped: node 0's ranks failed on the closed
+    connections, its agent closed the other rank 2 s later; node 1's stop is the cause
+    (a closing stamped after a stop did not cause it)."""
+    both = triage.triage([str(REAL / "job-stopped-both-nodes-concat.log")])
+    assert [(c["id"], c["line"]) for c in both["causes"]] == [("job-stopped", 9),
+                                                              ("job-stopped", 47)]
+    assert [x["line"] for x in both["stopped"]["lines"]] == [9, 40, 47, 78]
+    assert "torchrun's agents (pids 1061, 1063: one per node or launch) got SIGTERM" in \
+        both["stopped"]["what"]
+    assert both["stopped"]["launcher_pid"] == 1061
+    second = triage.triage([str(REAL / "job-stopped-second-node-concat.log")])
+    assert (second["causes"][0]["id"], second["causes"][0]["line"]) == ("job-stopped", 74)
+    assert second["stopped"]["launcher_pid"] == 32756
+    assert {c["id"] for c in second["causes"][1:]} == {"collective-timeout"}
+
+
 def test_the_slurm_job_id_of_the_environment_is_used_and_said(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     result = triage.triage([str(REAL / "job-stopped-torchrun-sigterm.log")])

@@ -11,6 +11,9 @@ whatever of its tree is left (produce_nested's bound, TIMEOUT_S). Ports are free
 by binding; gloo stays on loopback. Paths and the host name are replaced by neutral ones
 (produce_nested.redact); each log gets a two-line header.
 
+The two-node shapes run two torchruns (--nnodes 2) on this box and keep each node's output
+apart: the log is node 0's, then node 1's, as `cat node0.log node1.log` joins them.
+
 The `timeout` shapes bound the launch from inside its own script (`timeout -s KILL 20
 torchrun ...`, `timeout 20 ...`, `timeout -v 20 ...`, `timeout -k 3 8 python ...` around a
 trainer whose SIGTERM handler outlasts the grace, `timeout 8 python ...`): nothing is sent
@@ -67,6 +70,12 @@ if mode == "error" and r == 1:
     threading.Thread(target=time.sleep, args=(600,), name="prefetcher").start()
     batch = {"input_ids": [1, 2, 3]}
     batch["labels"]
+if mode == "loop":  # a step's all_reduce every 0.2 s: a peer that leaves fails the others
+    import torch
+    t = torch.ones(1)
+    while True:
+        dist.all_reduce(t)
+        time.sleep(0.2)
 time.sleep(600)
 """
 # A single-process trainer in a bash launch script, in the foreground.
@@ -139,6 +148,20 @@ def _torchrun(*args: str) -> list[str]:
 
 
 TWO_STEPS = r"(?s)(?=.*rank 0: step 0)(?=.*rank 1: step 0)"
+# Two nodes (one box, two torchruns: --nnodes 2, 2 ranks each, all_reduce every 0.2 s):
+# node 1's torchrun gets SIGTERM from outside (its node's scheduler, a preemption); its ranks
+# stop, node 0's ranks fail on the closed connections and node 0's agent closes its other
+# rank. Each node's output is kept apart and the log is node 0's then node 1's (`cat
+# node0.log node1.log`, no labels): node 1's stop stands after node 0's closing lines.
+# BOTH_NODES: the same, `kill -TERM` to node 0's torchrun and at once to node 1's (a
+# scheduler ending the job on every node): node 1's stop stands after node 0's closing
+# lines, milliseconds after them.
+SECOND_NODE = ("two torchruns --nnodes 2 --node-rank 0|1 --nproc-per-node 2 train.py loop "
+               "(gloo, all_reduce every 0.2 s); `kill -TERM` to node 1's torchrun; node 0's "
+               "log then node 1's (cat node0.log node1.log)")
+BOTH_NODES = ("two torchruns --nnodes 2 --node-rank 0|1 --nproc-per-node 2 train.py loop "
+              "(gloo, all_reduce every 0.2 s); `kill -TERM` to node 0's torchrun, then at "
+              "once to node 1's; node 0's log then node 1's (cat node0.log node1.log)")
 SHAPES: dict[str, Shape] = {
     "job-stopped-torchrun-sigterm": Shape(
         "torchrun --nproc-per-node 2 train.py (gloo; both ranks train on; `kill -TERM` to "
@@ -196,6 +219,8 @@ SHAPES: dict[str, Shape] = {
         "bash run.sh (run.sh: `timeout 8 python one.py`, a single-process trainer; TERM at "
         "the bound: nothing says so)",
         ["bash", "run.sh"], None, "", script=BOUNDED_ONE_SH.format(opts="8")),
+    "job-stopped-second-node-concat": Shape(SECOND_NODE, [], None, ""),
+    "job-stopped-both-nodes-concat": Shape(BOTH_NODES, [], None, ""),
     "worker-closed-bash": Shape(
         "torchrun --nproc-per-node 2 --tee 3 --no-python bash worker.sh (worker.sh runs "
         "python train.py; rank 1's fails with a KeyError, torchrun closes rank 0 with "
@@ -206,12 +231,7 @@ SHAPES: dict[str, Shape] = {
 
 def run_stopped(shape: Shape, work: Path) -> bytes:
     """The launch, stopped by `shape.sig` once it is ready; bounded, its tree killed after."""
-    env = {k: v for k, v in os.environ.items()
-           if k != "OMP_NUM_THREADS" and not k.startswith(("PET_", "TORCHELASTIC_"))}
-    env.pop("MASTER_PORT", None)
-    env.pop("MASTER_ADDR", None)
-    (work / TMP_NAME).mkdir(exist_ok=True)
-    env.update({"TMPDIR": str(work / TMP_NAME), "GLOO_SOCKET_IFNAME": "lo", "PYTHON": PY})
+    env = _launch_env(work)
     fill = {"P": str(free_port()), "W": str(work)}
     argv = [a.format(**fill) for a in shape.argv]
     sink: list[bytes] = []
@@ -248,6 +268,62 @@ def run_stopped(shape: Shape, work: Path) -> bytes:
     return b"".join(sink)
 
 
+def run_nodes_stopped(work: Path, stop: tuple[int, ...]) -> bytes:
+    env = _launch_env(work)
+    port = str(free_port())
+    lock = threading.Lock()
+    sinks: list[list[bytes]] = [[], []]
+    procs, trees, pumps = [], [], []
+    try:
+        for node in (0, 1):
+            argv = [*TORCHRUN, "--nnodes", "2", "--node-rank", str(node), "--nproc-per-node",
+                    "2", "--master-addr", "127.0.0.1", "--master-port", port, "train.py", "loop"]
+            proc = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            procs.append(proc)
+            trees.append(ProcessTree(proc.pid))
+            assert proc.stdout is not None
+            pump = threading.Thread(target=_pump, args=(proc.stdout, "", sinks[node], lock),
+                                    daemon=True)
+            pump.start()
+            pumps.append(pump)
+        deadline = time.monotonic() + TIMEOUT_S
+        sent = False
+        while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+            for tree in trees:
+                tree.refresh()
+            with lock:
+                text = b"".join(sinks[0] + sinks[1]).decode("utf-8", errors="replace")
+            if not sent and all(f"rank {r}: step 0" in text for r in range(4)):
+                time.sleep(1.0)
+                for node in stop:
+                    os.kill(procs[node].pid, signal.SIGTERM)
+                sent = True
+            time.sleep(0.1)
+        if not sent:
+            raise SystemExit(f"produce_stopped: nodes {stop} to stop: never ready")
+    finally:
+        for proc, tree in zip(procs, trees, strict=True):
+            tree.refresh()
+            kill_group(proc)
+            tree.kill()
+            proc.wait()
+        for pump in pumps:
+            pump.join(timeout=10)
+    return b"".join(sinks[0]) + b"".join(sinks[1])
+
+
+def _launch_env(work: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k != "OMP_NUM_THREADS" and not k.startswith(("PET_", "TORCHELASTIC_"))}
+    env.pop("MASTER_PORT", None)
+    env.pop("MASTER_ADDR", None)
+    (work / TMP_NAME).mkdir(exist_ok=True)
+    env.update({"TMPDIR": str(work / TMP_NAME), "GLOO_SOCKET_IFNAME": "lo", "PYTHON": PY})
+    return env
+
+
 def _target(shape: Shape, proc: subprocess.Popen[bytes], text: str) -> int:
     if shape.target == "launcher":
         return proc.pid
@@ -267,8 +343,10 @@ def produce(name: str, out_dir: Path) -> Path:
         (work / "worker.sh").write_text(WORKER_SH)
         if shape.script:
             (work / "run.sh").write_text(shape.script)
+        stop = {SECOND_NODE: (1,), BOTH_NODES: (0, 1)}.get(shape.made_by)
+        raw = run_nodes_stopped(work, stop) if stop else run_stopped(shape, work)
         return write_fixture(out_dir, name, "produce_stopped.py", shape.made_by,
-                             run_stopped(shape, work).decode("utf-8", errors="replace"), work)
+                             raw.decode("utf-8", errors="replace"), work)
 
 
 def main(argv: list[str]) -> int:
