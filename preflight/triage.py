@@ -64,7 +64,7 @@ from pathlib import Path
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
-from preflight import redact, runbooks
+from preflight import redact, runbooks, scriptkills
 from preflight.probes.exceptions import EXCEPTION_LINE, ROOT_CAUSE, root_cause
 from preflight.run import interrupt_on_signals, restore_signals
 
@@ -285,9 +285,10 @@ ARGPARSE_ERROR = (r"^(?:\[\w+\d+\]:\s*)?[\w.-]+: error: (?:argument |unrecognize
 # default, its "+" repeated per level of indirection; a PS4 like '+ ${BASH_SOURCE}:${LINENO}:
 # ' adds "run.sh:12: "). Never a cause: the pids it names let bash's report of a background
 # job the script killed be told from a command that died (see script_killed).
-XTRACE_KILL = re.compile(SOURCE + r"\++\s+(?:\S+:\s+)*(?:command\s+|builtin\s+)?(?:/\S*/)?kill"
-                         r"((?:\s+\S+)+)\s*$")
-TRACE = "```triage\n\\+\\s+(?:\\S+:\\s+)*(?:command\\s+|builtin\\s+)?(?:/\\S*/)?kill\\s\n```"
+XTRACE_KILL = re.compile(SOURCE + r"\++\s+(?:\S+:\s+)*(?:command\s+|builtin\s+)?(?:/\S*/)?"
+                         r"(p?kill|killall)((?:\s+\S+)+)\s*$")
+TRACE = ("```triage\n\\+\\s+(?:\\S+:\\s+)*(?:command\\s+|builtin\\s+)?(?:/\\S*/)?"
+         "(?:p?kill|killall)\\s\n```")
 
 
 def builtin_blocks() -> list[Block]:
@@ -853,7 +854,8 @@ def _logged(before: list[str]) -> str | None:
     return OUTERMOST if OUTERMOST_FRAME.match(frame.strip()) else LOGGED
 
 
-def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
+def judge(scans: list[FileScan], markers: Marks,
+          script: scriptkills.Script | None = None) -> tuple[list[Cause], bool]:
     """The causes, earliest real one first, and whether anything fatal was seen at all."""
     causes: list[Cause] = []
     fatal = False
@@ -862,16 +864,17 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
     for scan in scans:
         done = _finished(scan)
         kills: Kills = {}
+        named: list[scriptkills.Kill] = []
         for hit in scan.hits:
             roles = {b.role for b in hit.blocks}
             if "trace" in roles:
-                _note_kill(hit, kills)
+                _note_kill(hit, kills, named)
                 if roles == {"trace"}:
                     continue
             if roles == {"benign"}:
                 _count_benign(scan, hit, window)
                 continue
-            if (killed := script_killed(hit, kills)) is not None:
+            if (killed := script_killed(hit, kills, named, script)) is not None:
                 scan.script_killed.append(killed)
                 continue
             cause, hit_fatal = _judge_hit(scan, hit, markers, window)
@@ -1045,15 +1048,28 @@ def kill_args(args: str) -> tuple[str, list[int]] | None:
     return sig.upper().removeprefix("SIG"), pids
 
 
-def _note_kill(hit: Hit, kills: Kills) -> None:
+def _note_kill(hit: Hit, kills: Kills, named: list[scriptkills.Kill]) -> None:
+    """A traced kill: the pids it names (`kill -9 6172`), or what it matches by name
+    (`pkill -9 -f 'sleep 1'`, `killall -9 sleep`, `kill -9 %sleep`; `%1` names no command
+    in a trace)."""
     m = XTRACE_KILL.match(hit.text)
-    parsed = kill_args(m.group(1)) if m else None
+    if m is None:
+        return
+    parsed = kill_args(m.group(2)) if m.group(1) == "kill" else None
     if parsed is not None:
         for pid in parsed[1]:
             kills[pid] = (hit.line, parsed[0], hit.text)
+    try:
+        words = [m.group(1), *shlex.split(m.group(2))]
+    except ValueError:
+        return
+    found = scriptkills.parse_kill(words, lambda _: None)
+    if found is not None:
+        named.append(scriptkills.Kill(hit.line, found[0], hit.text, found[1]))
 
 
-def script_killed(hit: Hit, kills: Kills) -> dict[str, Any] | None:
+def script_killed(hit: Hit, kills: Kills, named: list[scriptkills.Kill] | None = None,
+                  script: scriptkills.Script | None = None) -> dict[str, Any] | None:
     """bash's report of a job a signal ended ("run.sh: line 6:  6172 Killed  sleep 100")
     when the script's xtrace showed its own `kill` sending that signal to that pid before
     it: a background helper the script stopped (`helper & HPID=$!; ...; kill -9 $HPID`),
@@ -1066,11 +1082,32 @@ def script_killed(hit: Hit, kills: Kills) -> dict[str, Any] | None:
         return None
     pid = int(m.group(1))
     name, _ = BASH_SIGNALS[m.group(2)]
+    command = m.group(3).strip()
+    found = {"line": hit.line, "pid": pid, "signal": name, "command": command}
     sent = kills.get(pid)
-    if sent is None or sent[1] != name.removeprefix("SIG"):
+    if sent is not None and sent[1] == name.removeprefix("SIG"):
+        return {**found, "kill": {"line": sent[0], "match": _display(sent[2].encode()),
+                                  "from": "trace"}}
+    by_name = next((k for k in named or [] if k.signal == name.removeprefix("SIG")
+                    and k.targets(command)), None)
+    if by_name is not None:
+        return {**found, "kill": {"line": by_name.line, "match": _display(by_name.text.encode()),
+                                  "from": "trace"}}
+    at = re.match(BASH_AT, hit.text)
+    if script is None or at is None or not _same_script(at.group("file"), script.path):
         return None
-    return {"line": hit.line, "pid": pid, "signal": name, "command": m.group(3).strip(),
-            "kill": {"line": sent[0], "match": _display(sent[2].encode())}}
+    in_script = script.matches(command, name.removeprefix("SIG"))
+    if in_script is None:
+        return None
+    return {**found, "kill": {"file": script.path, "line": in_script.line,
+                              "match": _display(in_script.text.encode()), "from": "script"}}
+
+
+def _same_script(reported: str, given: str) -> bool:
+    """Whether bash's report names the script given (as run: `bash run.sh`, `./run.sh`,
+    its full path; Slurm's copy of a batch script, slurm_script, is the script given)."""
+    name = os.path.basename(reported)
+    return name == os.path.basename(given) or name == "slurm_script"
 
 
 def _node(line: str) -> str:
@@ -1414,15 +1451,18 @@ def _readable(path: str) -> None:
 
 # -- the whole run --------------------------------------------------------------------------
 
-def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None) -> dict[str, Any]:
-    """The triage result as the `--json` object (unscrubbed; `main` scrubs it)."""
+def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None,
+           script: str | None = None) -> dict[str, Any]:
+    """The triage result as the `--json` object (unscrubbed; `main` scrubs it). `script`:
+    the launch script the logs' bash ran (its kill lines tell its own helpers' ends)."""
+    kills = read_launch_script(script) if script is not None else None
     with tempfile.TemporaryDirectory(prefix="preflight-triage-") as spool:
         inputs = collect(paths, spool)
         scanner = Scanner((blocks if blocks is not None else runbook_blocks()) + builtin_blocks())
         markers: Marks = {}
         scans = [scan_file(scanner, i, shown, real, markers)
                  for i, (shown, real) in enumerate(inputs)]
-        causes, fatal = judge(scans, markers)
+        causes, fatal = judge(scans, markers, kills)
         out_causes: list[dict[str, Any]] = []
         waits: list[dict[str, Any]] = []   # the fallback causes: ranks that waited
         seen: set[tuple[str, int, int]] = set()
@@ -1455,6 +1495,8 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
         }
         stopped = [{"file": scan.path, **k, "kill": {"file": scan.path, **k["kill"]}}
                    for scan in scans for k in scan.script_killed]
+        if script is not None:
+            result["launch_script"] = script
         if stopped:
             result["killed_by_script"] = stopped
         recovered = _recovered(scans)
@@ -1507,6 +1549,18 @@ def _same_stop(cause: Cause, agents: set[tuple[int, int]]) -> bool:
         return True
     agents.add((cause.hit.file, pid))
     return False
+
+
+def read_launch_script(path: str) -> scriptkills.Script:
+    """The launch script's kills (--launch-script), read as the launch checks read it."""
+    from preflight.launch.shell.model import ScriptFileError
+    from preflight.launch.shell.source import read_script
+
+    try:
+        text, _ = read_script(path)
+    except ScriptFileError as exc:
+        raise TriageInputError(str(exc)) from None
+    return scriptkills.read(path, text)
 
 
 LOG_DIR = re.compile(r"launcher/api\.py:\d+\]\s+log_dir\s+:\s+(\S+)\s*$")
@@ -2012,9 +2066,11 @@ def render(result: dict[str, Any]) -> str:
         out.append(f"  recovered: torchrun restarted its workers after the failure at "
                    f"{r['file']}:{r['line']} and the log shows no failure after it")
     for k in result.get("killed_by_script") or []:
+        how = ("sent it" if k["kill"].get("from") != "script" else
+               "sent it (read from the script: the log has no trace of it running)")
         out.append(f"  not a failure: `{k['command']}` (pid {k['pid']}) died by {k['signal']} "
                    f"(bash's report at {k['file']}:{k['line']}): the script's own "
-                   f"`{k['kill']['match']}` at {k['kill']['file']}:{k['kill']['line']} sent it")
+                   f"`{k['kill']['match']}` at {k['kill']['file']}:{k['kill']['line']} {how}")
     for i, c in enumerate(result["causes"]):
         if i == 0:
             out += _render_root(c, result.get("collective"), result.get("stopped"))
@@ -2046,9 +2102,14 @@ def _render_no_cause(result: dict[str, Any]) -> list[str]:
                    f"{death['signal']} (bash's report at {death['file']}:{death['line']}) "
                    "and printed no error" + (f": {death['note']}" if death["note"] else ""))
         if not result.get("killed_by_script"):
+            given = result.get("launch_script")
             out.append("  (bash prints the same line for a background job the script "
                        "itself ended with kill -9; with `set -x` in the script, triage "
-                       "reads its own `kill` and says so)")
+                       "reads its own `kill` and says so" + (
+                           f"; {given} has no kill of a background job `{death['command']}` "
+                           "with that signal)" if given else
+                           ", as it does from the script's text: preflight triage LOG "
+                           "--launch-script SCRIPT)"))
     elif death:
         out.append(f"FATAL: rank {death['rank']} died by {death['signal']} (exitcode "
                    f"{death['exitcode']}; torchrun's Root Cause at {death['file']}:"
@@ -2120,16 +2181,23 @@ def _near_path(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-USAGE = ("usage: preflight triage PATH... [--json] [--context N]   "
+USAGE = ("usage: preflight triage PATH... [--json] [--context N] [--launch-script FILE]   "
          "(PATH: a log file, a directory, or - for stdin)")
 
 
 def main(argv: list[str]) -> int:
     as_json, context, paths = False, 8, []
+    script: str | None = None
     args = iter(argv)
     for arg in args:
         if arg == "--json":
             as_json = True
+        elif arg == "--launch-script" or arg.startswith("--launch-script="):
+            script = arg.partition("=")[2] if "=" in arg else next(args, "")
+            if not script:
+                print(f"ERROR: triage: --launch-script takes the launch script's path; {USAGE}",
+                      file=sys.stderr)
+                return 4
         elif arg in ("-h", "--help"):
             print(USAGE)
             return 0
@@ -2157,7 +2225,7 @@ def main(argv: list[str]) -> int:
     # log: a gzipped 20 MB log is 180 MB there) is removed; their default action left it.
     saved = interrupt_on_signals()
     try:
-        result = triage(paths, context)
+        result = triage(paths, context, script=script)
     except TriageInputError as exc:
         print(f"ERROR: {scrub(_shown(str(exc)))}", file=sys.stderr)
         return 4
