@@ -1904,6 +1904,11 @@ def _stop_what(seen: _Stop, death: dict[str, Any] | None) -> str:
                  else " (timeout's own --verbose line)")
         parts.append(f"timeout(1) around `{t.get('command') or '?'}` sent {t['signal']} "
                      f"{bound}{where}")
+        if t["signal"] == "SIGKILL":
+            # a launcher SIGKILLed closes nothing: torchrun's ranks (sessions of their own)
+            # were left running in the real runs (tests/logs/produce_stopped.py)
+            parts.append("a launcher killed by SIGKILL stops none of its workers: they may "
+                         "still be running (preflight --check leftover-processes)")
     if seen.reason == "oom_kill":
         parts.append(f"Slurm's memory cgroup counted {seen.oom} OOM kill(s) in {seen.slurm}")
         if death and death.get("rank") is not None:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import produce_live
 
 from preflight import triage
 
@@ -72,6 +73,24 @@ def test_timeout_s_kill_reads_as_the_scripts_own_bound(name, line, at, duration,
     assert f"sent {sent} after {duration} s, its bound" in out
     assert f"(bash's report at run.sh line {at})" in out
     assert "FATAL:" not in out and "where its bound is set:" in out
+
+
+def test_a_live_timeout_s_kill_reads_as_the_committed_log(tmp_path, monkeypatch):
+    """Real bash, coreutils timeout and torchrun (tests/logs/produce_stopped.py, bounded,
+    its tree killed: the ranks a SIGKILLed torchrun leaves running among it): bash's
+    report names timeout's pid, and the reading is the committed log's."""
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    name = "job-stopped-timeout-kill"
+    log = produce_live(REAL.parent / "produce_stopped.py", tmp_path, name)
+    report = re.search(r"^run\.sh: line 3: +(\d+) Killed +timeout -s KILL 20 ", log.read_text(),
+                       re.M)
+    assert report is not None, log.read_text()
+    for result in (triage.triage([str(log)]), triage.triage([str(REAL / f"{name}.log")])):
+        assert result["causes"][0]["id"] == "job-stopped" and result["fatal"] is True
+        assert (result["stopped"]["reason"], result["stopped"]["timeout"]["duration"]) == \
+            ("timeout", "20")
+    live = triage.triage([str(log)])
+    assert live["stopped"]["command"]["pid"] == int(report.group(1))
 
 
 def triage_scrubbed(result: dict) -> dict:
