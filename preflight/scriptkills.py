@@ -195,25 +195,43 @@ class Script:
     jobs: list[tuple[int, str]]       # (line, command normalised) of each `CMD &`, in order
     kills: list[Kill]
 
-    def matches(self, command: str, sig: str) -> Kill | None:
+    def matches(self, command: str, sig: str, at: int | None = None) -> Kill | None:
         """The kill line that ends a background job whose reported command is `command`
-        with `sig`; None when the command is not one of the script's background jobs."""
+        with `sig`; None when the command is not one of the script's background jobs.
+        `at`: the script line bash names in its report, where it noticed the death: a kill
+        further down ran after it (or never)."""
         if not any(job == normal(command) for _, job in self.jobs):
             return None
-        return next((k for k in self.kills if k.signal == sig and k.targets(command)), None)
+        return next((k for k in self.kills if k.signal == sig and k.targets(command)
+                     and (at is None or k.line <= at)), None)
+
+
+# A function's definition: `name() {`, `function name {` (bash(1) Shell Function Definitions)
+FUNCTION = re.compile(r"^(?:function\s+)?([A-Za-z_][\w-]*)\s*\(\s*\)\s*\{?"
+                      r"|^function\s+([A-Za-z_][\w-]*)")
 
 
 def read(path: str, text: str) -> Script:
-    lines = text.splitlines()
+    """The script's background jobs and the kills that can end them. Left out, since they
+    run after a death rather than cause it: kills in a `trap` (its quoted command, or the
+    function it names: a cleanup on EXIT/ERR), and kills after `||` (run when the command
+    before failed: `wait $P || pkill -9 -f train.py`)."""
     jobs: list[tuple[int, str]] = []
     variables: dict[str, str] = {}
-    kills: list[Kill] = []
-    for number, raw in enumerate(lines, 1):
+    kills: list[tuple[Kill, str]] = []    # with the function it is in ("": top level)
+    handlers: set[str] = set()
+    function = ""
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        if (m := FUNCTION.match(line)) is not None:
+            function = m.group(1) or m.group(2)
+        after = ""
         for segment, end in split_line(line):
+            segment = re.sub(r"^(?:function\s+)?[A-Za-z_][\w-]*\s*\(\s*\)\s*", "", segment)
             segment = re.sub(r"^(?:(?:then|do|else|\{|\(|!)\s*)+", "", segment)
+            previous, after = after, end
             if end == "&":
                 jobs.append((number, normal(segment)))
                 continue
@@ -224,12 +242,16 @@ def read(path: str, text: str) -> Script:
                 words = _strip_prefix(shlex.split(segment))
             except ValueError:
                 continue
-            if not words or os.path.basename(words[0]) not in KILLERS:
+            if words[:1] == ["trap"] and len(words) > 1:
+                handlers.add(words[1])
+            if not words or os.path.basename(words[0]) not in KILLERS or previous == "||":
                 continue
             parsed = parse_kill(words, lambda o: _job(o, jobs, variables))
             if parsed is not None:
-                kills.append(Kill(number, parsed[0], line, parsed[1]))
-    return Script(path, jobs, kills)
+                kills.append((Kill(number, parsed[0], line, parsed[1]), function))
+        if line.endswith("}") and not FUNCTION.match(line) or line == "}":
+            function = ""
+    return Script(path, jobs, [k for k, fn in kills if not fn or fn not in handlers])
 
 
 def _job(operand: str, jobs: list[tuple[int, str]], variables: dict[str, str]) -> str | None:

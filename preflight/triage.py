@@ -1096,7 +1096,7 @@ def script_killed(hit: Hit, kills: Kills, named: list[scriptkills.Kill] | None =
     at = re.match(BASH_AT, hit.text)
     if script is None or at is None or not _same_script(at.group("file"), script.path):
         return None
-    in_script = script.matches(command, name.removeprefix("SIG"))
+    in_script = script.matches(command, name.removeprefix("SIG"), int(at.group("line")))
     if in_script is None:
         return None
     return {**found, "kill": {"file": script.path, "line": in_script.line,

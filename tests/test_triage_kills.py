@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -107,6 +108,42 @@ def test_a_command_that_died_is_still_fatal_with_the_script(tmp_path):
     assert result["fatal"] is True, text
     assert result["died_by_signal"]["command"] == "bash -c 'kill -KILL $$'"
     assert [k["command"] for k in result["killed_by_script"]] == [f"./{tok} 100"]
+
+
+@pytest.mark.parametrize("cleanup", ["trap", "or"])
+def test_a_cleanup_kill_that_runs_after_the_death_does_not_excuse_it(cleanup, tmp_path):
+    """The job dies by a SIGKILL from outside (the test sends it, as the OOM killer would);
+    the script's own kills run only after that: a cleanup function its `trap ... EXIT`
+    names, or `wait $P || pkill -9 -f ...`. They do not make the death the script's doing:
+    fatal."""
+    tok = token(tmp_path)
+    head = (f"cleanup() {{\n  pkill -9 -f '{tok}' || true\n}}\ntrap cleanup EXIT\n"
+            if cleanup == "trap" else "")
+    tail = "wait $P\n" if cleanup == "trap" else f"wait $P || pkill -9 -f '{tok}'\n"
+    script = tmp_path / "run.sh"
+    script.write_text(f"{head}./{tok} 100 &\nP=$!\necho \"training pid $P\"\n{tail}"
+                      "echo \"exit status $?\"\n")
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["bash", "run.sh"], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + 20
+            while not re.search(r"training pid \d+", log.read_text()) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+            pid = int(re.search(r"training pid (\d+)", log.read_text()).group(1))
+            subprocess.run(["kill", "-KILL", str(pid)], check=True, timeout=10)
+            proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert re.search(rf"^run\.sh: line \d+: +{pid} Killed +\./{tok} 100$", text, re.M), text
+    result = triage.triage([str(log)], script=str(script))
+    assert result["fatal"] is True and "killed_by_script" not in result, text
+    assert result["died_by_signal"]["pid"] == pid
 
 
 def test_another_scripts_report_is_not_matched(tmp_path):
