@@ -291,9 +291,15 @@ TRACE = ("```triage\n\\+\\s+(?:\\S+:\\s+)*(?:command\\s+|builtin\\s+)?(?:/\\S*/)
          "(?:p?kill|killall)\\s\n```")
 
 
+# ... and of a `timeout` the script runs: "+ timeout 20 python -m torch.distributed.run ...".
+XTRACE_TIMEOUT = re.compile(SOURCE + r"\++\s+(?:\S+:\s+)*(?:command\s+)?((?:/\S*/)?timeout\s.*)$")
+TRACE_TIMEOUT = "```triage\n\\+\\s+(?:\\S+:\\s+)*(?:command\\s+)?(?:/\\S*/)?timeout\\s\n```"
+
+
 def builtin_blocks() -> list[Block]:
     blocks = parse_blocks("consequence", CONSEQUENCES, role="consequence")
     blocks += parse_blocks("script-kill", TRACE, role="trace")
+    blocks += parse_blocks("script-timeout", TRACE_TIMEOUT, role="trace")
     for bid, text in BENIGN.items():
         blocks += parse_blocks(bid, text, role="benign")
     blocks += parse_blocks("unknown", GENERIC, role="generic")
@@ -418,6 +424,8 @@ class FileScan:
     lines: int = 0
     # bash's reports of jobs the script's own `kill` (in its xtrace) ended: not failures
     script_killed: list[dict[str, Any]] = field(default_factory=list)
+    # the `timeout` commands the script's xtrace shows: (line, timeout_args)
+    traced_timeouts: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
 
 def clean(raw: bytes) -> str:
@@ -869,6 +877,8 @@ def judge(scans: list[FileScan], markers: Marks,
             roles = {b.role for b in hit.blocks}
             if "trace" in roles:
                 _note_kill(hit, kills, named)
+                if (t := XTRACE_TIMEOUT.match(hit.text)) and (bound := timeout_args(t.group(1))):
+                    scan.traced_timeouts.append((hit.line, bound))
                 if roles == {"trace"}:
                     continue
             if roles == {"benign"}:
@@ -1649,12 +1659,12 @@ def timeout_report(text: str) -> dict[str, Any] | None:
         at = re.match(BASH_AT, text)
         return {**bound, "pid": int(m.group(1)), "report": m.group(3).strip(),
                 "script": at.group("file") if at else None,
-                "line": int(at.group("line")) if at else None}
+                "line": int(at.group("line")) if at else None, "from": "report"}
     if (v := TIMEOUT_VERBOSE.search(text)) is not None:
         return {"duration": None, "signal": _signal_name(v.group(1)) if v.group(1).isdigit()
                 else "SIG" + v.group(1), "kill_after": None, "foreground": None,
                 "command": v.group(2).strip("'\u2018\u2019\"`"), "pid": None, "report": None,
-                "script": None, "line": None}
+                "script": None, "line": None, "from": "verbose"}
     return None
 
 
@@ -1818,6 +1828,7 @@ class _Stop:
     node: str | None = None
     oom: int = 0
     timeout: dict[str, Any] | None = None      # timeout(1)'s bound that ended the run
+    traced: dict[str, Any] | None = None       # ... the one the xtrace shows, likely it
     lines: list[dict[str, Any]] = field(default_factory=list)
 
     def read(self, text: str) -> None:
@@ -1865,6 +1876,8 @@ def stopped_summary(scans: list[FileScan], stops: list[Cause], texts: list[str],
         if len(seen.lines) < 10:
             seen.lines.append({"file": scans[cause.hit.file].path, "line": cause.hit.line,
                                "match": _display(cause.hit.text.encode())})
+    if seen.timeout is None and stops:
+        seen.traced = _traced_timeout(scans, stops[0], seen.signal)
     job, source = _slurm_job(seen, texts)
     return {"reason": seen.reason or ("signal" if seen.signal else None),
             "signal": seen.signal,
@@ -1874,10 +1887,23 @@ def stopped_summary(scans: list[FileScan], stops: list[Cause], texts: list[str],
             "scheduler": "slurm" if seen.slurm else None, "slurm": seen.slurm,
             "node": seen.node, "oom_kills": seen.oom, "job_id": job, "job_id_from": source,
             "timeout": ({k: seen.timeout.get(k) for k in ("duration", "signal", "kill_after",
-                                                          "command", "script", "line")}
-                        if seen.timeout else None),
+                                                          "command", "script", "line", "from")}
+                        if seen.timeout else seen.traced),
             "what": _stop_what(seen, death), "why": _stop_why(seen),
             "commands": _stop_commands(seen, job), "lines": seen.lines}
+
+
+def _traced_timeout(scans: list[FileScan], stop: Cause, sig: str | None) -> dict[str, Any] | None:
+    """The last `timeout` the script's xtrace shows before the stop, in its file, when its
+    bound sends the very signal the launcher got: likely the sender, not certainly (the
+    trace has no time: a scheduler's SIGTERM before the bound reads the same)."""
+    before = [b for line, b in scans[stop.hit.file].traced_timeouts if line < stop.hit.line]
+    if not before or sig is None or before[-1]["signal"] != sig:
+        return None
+    line = max(n for n, _ in scans[stop.hit.file].traced_timeouts if n < stop.hit.line)
+    return {**{k: before[-1][k] for k in ("duration", "signal", "kill_after", "command")},
+            "script": None, "line": None, "from": "trace",
+            "trace": {"file": scans[stop.hit.file].path, "line": line}}
 
 
 def _slurm_job(seen: _Stop, texts: list[str]) -> tuple[str | None, str | None]:
@@ -1931,6 +1957,11 @@ def _stop_what(seen: _Stop, death: dict[str, Any] | None) -> str:
         who = (f"`{command}` (pid {pid}, bash's report)" if command
                else "a foreground command of a bash script (bash's bare `Terminated`)")
         parts.append(f"{who} got {sig} from outside and ended")
+    if seen.traced is not None:
+        t = seen.traced
+        parts.append(f"the script's trace shows `timeout {t['duration']} {t['command']}` at "
+                     f"{t['trace']['file']}:{t['trace']['line']}, whose bound sends "
+                     f"{t['signal']}: likely it (the log cannot rule out another sender)")
     return "; ".join(parts)
 
 
@@ -1966,7 +1997,7 @@ def render_stopped(stopped: dict[str, Any]) -> list[str]:
         out.append(f"  (the Slurm job id {stopped['job_id']} is this shell's $SLURM_JOB_ID, "
                    "not read from the logs)")
     if stopped["commands"]:
-        out.append("  where its bound is set:" if stopped.get("timeout") and not stopped["slurm"]
+        out.append("  where its bound is set:" if stopped["reason"] == "timeout"
                    else "  find out which:")
         out += [f"    {c}" for c in stopped["commands"]]
     return out

@@ -58,7 +58,7 @@ def test_timeout_s_kill_reads_as_the_scripts_own_bound(name, line, at, duration,
     assert stopped["timeout"] == {"duration": duration,
                                   "signal": "SIGTERM" if kill_after else "SIGKILL",
                                   "kill_after": kill_after, "command": command,
-                                  "script": "run.sh", "line": at}
+                                  "script": "run.sh", "line": at, "from": "report"}
     assert stopped["commands"] == ["grep -nw timeout run.sh"]
     # the fix is the runbook's timeout line for this log's script, and finds the bound there
     assert cause["fix_from"] == "log"
@@ -108,9 +108,29 @@ def test_timeouts_verbose_line_names_the_bound_it_hit(monkeypatch):
     stopped = result["stopped"]
     assert (stopped["reason"], stopped["signal"], stopped["launcher_pid"]) == \
         ("timeout", "SIGTERM", 21414)
-    assert stopped["timeout"]["command"] == "/opt/venv/bin/python"
+    assert (stopped["timeout"]["command"], stopped["timeout"]["from"]) == \
+        ("/opt/venv/bin/python", "verbose")
     assert stopped["timeout"]["duration"] is None and stopped["commands"] == []
     assert "timeout(1)" in cause["fix"] and cause["fix_from"] == "runbook"
+
+
+def test_a_traced_timeout_whose_signal_the_launcher_got_is_named_as_likely(monkeypatch):
+    """`set -x` shows "+ timeout 20 python -m torch.distributed.run ...", then torchrun
+    reports SIGTERM, the signal that bound sends: named as the likely sender, with the
+    trace line; the reason stays `signal` (the trace has no time: a scheduler's SIGTERM
+    before the bound reads the same)."""
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    log = REAL / "job-stopped-timeout-xtrace.log"
+    result = triage.triage([str(log)])
+    stopped = result["stopped"]
+    assert (result["causes"][0]["id"], stopped["reason"], stopped["signal"]) == \
+        ("job-stopped", "signal", "SIGTERM")
+    bound = stopped["timeout"]
+    assert (bound["duration"], bound["signal"], bound["from"]) == ("20", "SIGTERM", "trace")
+    line = log.read_text().splitlines()[bound["trace"]["line"] - 1]
+    assert line.startswith("+ timeout 20 ") and bound["command"] in line
+    assert "whose bound sends SIGTERM: likely it" in stopped["what"]
+    assert "find out which:" in triage.render(result)
 
 
 def test_what_the_log_cannot_tell_stays_unsaid(monkeypatch):

@@ -205,6 +205,11 @@ SHAPES: dict[str, Shape] = {
         "bash run.sh PORT (run.sh: `timeout 20 python -m torch.distributed.run "
         "--nproc-per-node 2 ... train.py`; TERM at the bound)",
         ["bash", "run.sh", "{P}"], None, "", script=BOUNDED_SH.format(opts="20")),
+    "job-stopped-timeout-xtrace": Shape(
+        "bash run.sh PORT (run.sh under `set -x`: `timeout 20 python -m "
+        "torch.distributed.run --nproc-per-node 2 ... train.py`; TERM at the bound, the "
+        "trace shows the timeout line)",
+        ["bash", "run.sh", "{P}"], None, "", script="set -x\n" + BOUNDED_SH.format(opts="20")),
     "job-stopped-timeout-verbose": Shape(
         "bash run.sh PORT (run.sh: `timeout -v 20 python -m torch.distributed.run "
         "--nproc-per-node 2 ... train.py`; TERM at the bound, timeout says so)",
