@@ -64,7 +64,7 @@ from pathlib import Path
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
-from preflight import redact, runbooks
+from preflight import redact, runbooks, scriptkills
 from preflight.probes.exceptions import EXCEPTION_LINE, ROOT_CAUSE, root_cause
 from preflight.run import interrupt_on_signals, restore_signals
 
@@ -285,14 +285,21 @@ ARGPARSE_ERROR = (r"^(?:\[\w+\d+\]:\s*)?[\w.-]+: error: (?:argument |unrecognize
 # default, its "+" repeated per level of indirection; a PS4 like '+ ${BASH_SOURCE}:${LINENO}:
 # ' adds "run.sh:12: "). Never a cause: the pids it names let bash's report of a background
 # job the script killed be told from a command that died (see script_killed).
-XTRACE_KILL = re.compile(SOURCE + r"\++\s+(?:\S+:\s+)*(?:command\s+|builtin\s+)?(?:/\S*/)?kill"
-                         r"((?:\s+\S+)+)\s*$")
-TRACE = "```triage\n\\+\\s+(?:\\S+:\\s+)*(?:command\\s+|builtin\\s+)?(?:/\\S*/)?kill\\s\n```"
+XTRACE_KILL = re.compile(SOURCE + r"\++\s+(?:\S+:\s+)*(?:command\s+|builtin\s+)?(?:/\S*/)?"
+                         r"(p?kill|killall)((?:\s+\S+)+)\s*$")
+TRACE = ("```triage\n\\+\\s+(?:\\S+:\\s+)*(?:command\\s+|builtin\\s+)?(?:/\\S*/)?"
+         "(?:p?kill|killall)\\s\n```")
+
+
+# ... and of a `timeout` the script runs: "+ timeout 20 python -m torch.distributed.run ...".
+XTRACE_TIMEOUT = re.compile(SOURCE + r"\++\s+(?:\S+:\s+)*(?:command\s+)?((?:/\S*/)?timeout\s.*)$")
+TRACE_TIMEOUT = "```triage\n\\+\\s+(?:\\S+:\\s+)*(?:command\\s+)?(?:/\\S*/)?timeout\\s\n```"
 
 
 def builtin_blocks() -> list[Block]:
     blocks = parse_blocks("consequence", CONSEQUENCES, role="consequence")
     blocks += parse_blocks("script-kill", TRACE, role="trace")
+    blocks += parse_blocks("script-timeout", TRACE_TIMEOUT, role="trace")
     for bid, text in BENIGN.items():
         blocks += parse_blocks(bid, text, role="benign")
     blocks += parse_blocks("unknown", GENERIC, role="generic")
@@ -417,6 +424,8 @@ class FileScan:
     lines: int = 0
     # bash's reports of jobs the script's own `kill` (in its xtrace) ended: not failures
     script_killed: list[dict[str, Any]] = field(default_factory=list)
+    # the `timeout` commands the script's xtrace shows: (line, timeout_args)
+    traced_timeouts: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
 
 def clean(raw: bytes) -> str:
@@ -853,7 +862,8 @@ def _logged(before: list[str]) -> str | None:
     return OUTERMOST if OUTERMOST_FRAME.match(frame.strip()) else LOGGED
 
 
-def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
+def judge(scans: list[FileScan], markers: Marks,
+          script: scriptkills.Script | None = None) -> tuple[list[Cause], bool]:
     """The causes, earliest real one first, and whether anything fatal was seen at all."""
     causes: list[Cause] = []
     fatal = False
@@ -862,16 +872,19 @@ def judge(scans: list[FileScan], markers: Marks) -> tuple[list[Cause], bool]:
     for scan in scans:
         done = _finished(scan)
         kills: Kills = {}
+        named: list[scriptkills.Kill] = []
         for hit in scan.hits:
             roles = {b.role for b in hit.blocks}
             if "trace" in roles:
-                _note_kill(hit, kills)
+                _note_kill(hit, kills, named)
+                if (t := XTRACE_TIMEOUT.match(hit.text)) and (bound := timeout_args(t.group(1))):
+                    scan.traced_timeouts.append((hit.line, bound))
                 if roles == {"trace"}:
                     continue
             if roles == {"benign"}:
                 _count_benign(scan, hit, window)
                 continue
-            if (killed := script_killed(hit, kills)) is not None:
+            if (killed := script_killed(hit, kills, named, script)) is not None:
                 scan.script_killed.append(killed)
                 continue
             cause, hit_fatal = _judge_hit(scan, hit, markers, window)
@@ -935,8 +948,10 @@ def _glog_seconds(text: str) -> float | None:
 
 def _closed_by(senders: dict[int, float | None], pid: int, at: float | None) -> bool:
     """Whether a launcher other than `pid` closed its workers just before `at`; without
-    stamps to compare, any earlier closing line counts."""
-    return any(t is None or at is None or -1.0 <= at - t <= CLOSE_WINDOW_S
+    stamps to compare, any earlier closing line counts. A stop stamped before the closing
+    was not caused by it (the closing is logged before the signal is sent, api.py:1028):
+    written after it, it is another log's, joined after that one."""
+    return any(t is None or at is None or 0.0 <= at - t <= CLOSE_WINDOW_S
                for s, t in senders.items() if s != pid)
 
 
@@ -959,7 +974,22 @@ def _closed_agents(scans: list[FileScan]) -> set[int]:
                 decided.add(pid)
                 if _closed_by(senders, pid, _glog_seconds(hit.text)):
                     closed.add(pid)
+            if (ended := _ended_agent(hit.text)) is not None:
+                senders.pop(ended, None)
     return closed
+
+
+def _ended_agent(text: str) -> int | None:
+    """The launcher whose run a line ends: its SignalException, or its `failed (exitcode: N)`
+    before the failure table. A launcher waits for the workers it closed to exit before
+    either (torch 2.13 multiprocessing/api.py close(), then api.py:1002 or :86), so a
+    nested launcher it closed printed its stop before: a stop after it is another
+    launcher's (two nodes' logs joined one after the other, `cat node0.log node1.log`)."""
+    if (m := re.search(r"SignalException: Process (\d+) got signal", text)) is not None:
+        return int(m.group(1))
+    if FAILED_ATTEMPT.search(text) and (m := GLOG_HEAD.search(text)) is not None:
+        return int(m.group(2))
+    return None
 
 
 def _stop_pid(text: str) -> int | None:
@@ -1028,15 +1058,28 @@ def kill_args(args: str) -> tuple[str, list[int]] | None:
     return sig.upper().removeprefix("SIG"), pids
 
 
-def _note_kill(hit: Hit, kills: Kills) -> None:
+def _note_kill(hit: Hit, kills: Kills, named: list[scriptkills.Kill]) -> None:
+    """A traced kill: the pids it names (`kill -9 6172`), or what it matches by name
+    (`pkill -9 -f 'sleep 1'`, `killall -9 sleep`, `kill -9 %sleep`; `%1` names no command
+    in a trace)."""
     m = XTRACE_KILL.match(hit.text)
-    parsed = kill_args(m.group(1)) if m else None
+    if m is None:
+        return
+    parsed = kill_args(m.group(2)) if m.group(1) == "kill" else None
     if parsed is not None:
         for pid in parsed[1]:
             kills[pid] = (hit.line, parsed[0], hit.text)
+    try:
+        words = [m.group(1), *shlex.split(m.group(2))]
+    except ValueError:
+        return
+    found = scriptkills.parse_kill(words, lambda _: None)
+    if found is not None:
+        named.append(scriptkills.Kill(hit.line, found[0], hit.text, found[1]))
 
 
-def script_killed(hit: Hit, kills: Kills) -> dict[str, Any] | None:
+def script_killed(hit: Hit, kills: Kills, named: list[scriptkills.Kill] | None = None,
+                  script: scriptkills.Script | None = None) -> dict[str, Any] | None:
     """bash's report of a job a signal ended ("run.sh: line 6:  6172 Killed  sleep 100")
     when the script's xtrace showed its own `kill` sending that signal to that pid before
     it: a background helper the script stopped (`helper & HPID=$!; ...; kill -9 $HPID`),
@@ -1049,11 +1092,32 @@ def script_killed(hit: Hit, kills: Kills) -> dict[str, Any] | None:
         return None
     pid = int(m.group(1))
     name, _ = BASH_SIGNALS[m.group(2)]
+    command = m.group(3).strip()
+    found = {"line": hit.line, "pid": pid, "signal": name, "command": command}
     sent = kills.get(pid)
-    if sent is None or sent[1] != name.removeprefix("SIG"):
+    if sent is not None and sent[1] == name.removeprefix("SIG"):
+        return {**found, "kill": {"line": sent[0], "match": _display(sent[2].encode()),
+                                  "from": "trace"}}
+    by_name = next((k for k in named or [] if k.signal == name.removeprefix("SIG")
+                    and k.targets(command)), None)
+    if by_name is not None:
+        return {**found, "kill": {"line": by_name.line, "match": _display(by_name.text.encode()),
+                                  "from": "trace"}}
+    at = re.match(BASH_AT, hit.text)
+    if script is None or at is None or not _same_script(at.group("file"), script.path):
         return None
-    return {"line": hit.line, "pid": pid, "signal": name, "command": m.group(3).strip(),
-            "kill": {"line": sent[0], "match": _display(sent[2].encode())}}
+    in_script = script.matches(command, name.removeprefix("SIG"), int(at.group("line")))
+    if in_script is None:
+        return None
+    return {**found, "kill": {"file": script.path, "line": in_script.line,
+                              "match": _display(in_script.text.encode()), "from": "script"}}
+
+
+def _same_script(reported: str, given: str) -> bool:
+    """Whether bash's report names the script given (as run: `bash run.sh`, `./run.sh`,
+    its full path; Slurm's copy of a batch script, slurm_script, is the script given)."""
+    name = os.path.basename(reported)
+    return name == os.path.basename(given) or name == "slurm_script"
 
 
 def _node(line: str) -> str:
@@ -1182,6 +1246,38 @@ def fix_of(rid: str) -> str | None:
         return None
     code = re.search(r"^```(?:bash|sh)\s*\n(.*?)^```", section.group(1), re.M | re.S)
     return code.group(1).rstrip("\n") if code else None
+
+
+# bash's own report of a script it cannot parse names the file (as it was given to bash,
+# relative to where the job ran) and the line: "run.sh: line 7: syntax error near
+# unexpected token `newline'" (bash 5.2 error.c parser_error: "%s: line %d: "). `bash -c`'s
+# "bash: -c: line 1:" names no file.
+BASH_AT = SOURCE + r"(?P<file>[^:\s][^:]*?): line (?P<line>\d+): "
+BASH_PARSE_ERROR = re.compile(BASH_AT + r"(?:syntax error|unexpected EOF)")
+# The runbook's example file and line in its launch-syntax fix block.
+EXAMPLE_SCRIPT, EXAMPLE_LINE = re.compile(r"(?<![\w./-])run\.sh(?![\w.-])"), re.compile(r"'7p'")
+
+
+def log_fix(rid: str, text: str, fix: str | None) -> tuple[str | None, bool]:
+    """The runbook's fix with the log's own values where the log names them (launch-syntax:
+    the file and line of bash's parse error, shell-quoted), and whether it was adapted."""
+    if fix is not None and rid == "job-stopped" and (bound := timeout_report(text)):
+        # the stop was the script's own timeout(1): only the runbook's timeout line
+        fix = "\n".join(x for x in fix.splitlines() if "timeout(1)" in x) or None
+        m = re.match(BASH_AT, text) if fix and bound.get("script") else None
+    else:
+        m = BASH_PARSE_ERROR.match(text) if rid == "launch-syntax" and fix else None
+    if fix is None or m is None or not EXAMPLE_SCRIPT.search(fix):
+        return fix, False
+    script = shlex.quote(m.group("file"))
+    adapted = EXAMPLE_SCRIPT.sub(lambda _: script, fix)
+    return EXAMPLE_LINE.sub(f"'{int(m.group('line'))}p'", adapted), True
+
+
+def _own_script(command: str, text: str, adapted: bool) -> str:
+    """The check's command with the script bash named in place of its placeholder."""
+    m = BASH_PARSE_ERROR.match(text) if adapted else None
+    return command.replace("YOUR_LAUNCH_SCRIPT.sh", shlex.quote(m.group("file"))) if m else command
 
 
 def check_command(check: str) -> str:
@@ -1365,21 +1461,25 @@ def _readable(path: str) -> None:
 
 # -- the whole run --------------------------------------------------------------------------
 
-def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None) -> dict[str, Any]:
-    """The triage result as the `--json` object (unscrubbed; `main` scrubs it)."""
+def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None,
+           script: str | None = None) -> dict[str, Any]:
+    """The triage result as the `--json` object (unscrubbed; `main` scrubs it). `script`:
+    the launch script the logs' bash ran (its kill lines tell its own helpers' ends)."""
+    kills = read_launch_script(script) if script is not None else None
     with tempfile.TemporaryDirectory(prefix="preflight-triage-") as spool:
         inputs = collect(paths, spool)
         scanner = Scanner((blocks if blocks is not None else runbook_blocks()) + builtin_blocks())
         markers: Marks = {}
         scans = [scan_file(scanner, i, shown, real, markers)
                  for i, (shown, real) in enumerate(inputs)]
-        causes, fatal = judge(scans, markers)
+        causes, fatal = judge(scans, markers, kills)
         out_causes: list[dict[str, Any]] = []
         waits: list[dict[str, Any]] = []   # the fallback causes: ranks that waited
         seen: set[tuple[str, int, int]] = set()
+        agents: set[tuple[int, int]] = set()   # (file, pid) of the stops listed
         for cause in causes:
             key = (cause.id, cause.hit.file, cause.hit.line)
-            if key in seen:
+            if key in seen or _same_stop(cause, agents):
                 continue
             seen.add(key)
             out_causes.append(_cause_json(cause, scans, context, markers, full=not out_causes))
@@ -1405,6 +1505,8 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
         }
         stopped = [{"file": scan.path, **k, "kill": {"file": scan.path, **k["kill"]}}
                    for scan in scans for k in scan.script_killed]
+        if script is not None:
+            result["launch_script"] = script
         if stopped:
             result["killed_by_script"] = stopped
         recovered = _recovered(scans)
@@ -1444,6 +1546,33 @@ def triage(paths: list[str], context: int = 8, blocks: list[Block] | None = None
         return result
 
 
+def _same_stop(cause: Cause, agents: set[tuple[int, int]]) -> bool:
+    """Whether `cause` is a stop line of a launcher whose stop is already listed: torchrun's
+    agent prints "Received 15 death signal" and, after its workers are closed, the
+    SignalException of the same signal (api.py:753 and :86), one stop."""
+    if cause.block is None or not cause.block.stop:
+        return False
+    pid = _stop_pid(cause.hit.text)
+    if pid is None:
+        return False
+    if (cause.hit.file, pid) in agents:
+        return True
+    agents.add((cause.hit.file, pid))
+    return False
+
+
+def read_launch_script(path: str) -> scriptkills.Script:
+    """The launch script's kills (--launch-script), read as the launch checks read it."""
+    from preflight.launch.shell.model import ScriptFileError
+    from preflight.launch.shell.source import read_script
+
+    try:
+        text, _ = read_script(path)
+    except ScriptFileError as exc:
+        raise TriageInputError(str(exc)) from None
+    return scriptkills.read(path, text)
+
+
 LOG_DIR = re.compile(r"launcher/api\.py:\d+\]\s+log_dir\s+:\s+(\S+)\s*$")
 
 SIGNAL_NOTES = {
@@ -1466,6 +1595,77 @@ BASH_SIGNAL = re.compile(r"line \d+: +(\d+) (Killed|Segmentation fault|Bus error
                          r"(?: \(core dumped\))? +(\S.*)$")
 BASH_SIGNALS = {"Killed": ("SIGKILL", 9), "Segmentation fault": ("SIGSEGV", 11),
                 "Bus error": ("SIGBUS", 7), "Aborted": ("SIGABRT", 6), "Hangup": ("SIGHUP", 1)}
+
+
+# coreutils timeout(1) (9.1 src/timeout.c): `timeout [OPTION] DURATION COMMAND [ARG]...`,
+# short options "+k:s:v" and --signal, --kill-after, --foreground, --preserve-status,
+# --verbose (getopt_long: a long option may be abbreviated). At the bound it sends its
+# signal (default TERM) to the command and, unless --foreground, to its own process group
+# (cleanup(): send_sig (0, sig)): with KILL, or the KILL of --kill-after, timeout ends itself
+# too, and bash reports timeout Killed ("run.sh: line 2: 24991 Killed  timeout -s KILL 1
+# sleep 10", real bash 5.2 and coreutils 9.1). With TERM it exits 124 and prints nothing;
+# --verbose prints "timeout: sending signal TERM to command 'sleep'" (in a UTF-8 locale
+# with curly quotes) first.
+TIMEOUT_LONG = ("signal", "kill-after", "foreground", "preserve-status", "verbose")
+TIMEOUT_VERBOSE = re.compile(r"(?:^|: )timeout: sending signal ([A-Z0-9]+) to command (.+)$")
+
+
+def timeout_args(command: str) -> dict[str, Any] | None:
+    """timeout(1)'s bound in a command line: {"duration", "signal" (SIGTERM by default),
+    "kill_after", "foreground", "command"}; None when it is not a timeout command."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if not words or os.path.basename(words[0]) != "timeout":
+        return None
+    opts: dict[str, Any] = {"signal": "TERM", "kill_after": None, "foreground": False}
+    rest, i = words[1:], 0
+    while i < len(rest) and rest[i].startswith("-") and len(rest[i]) > 1:
+        word, i = rest[i], i + 1
+        if word == "--":
+            break
+        if word.startswith("--"):
+            name, eq, value = word[2:].partition("=")
+            full = next((o for o in TIMEOUT_LONG if o.startswith(name)), "")
+            if full in ("signal", "kill-after") and not eq:
+                value, i = (rest[i] if i < len(rest) else ""), i + 1
+            opts[full.replace("-", "_")] = value if full in ("signal", "kill-after") else True
+            continue
+        for j, ch in enumerate(word[1:], 1):
+            if ch in "sk":
+                value = word[j + 1:]
+                if not value:
+                    value, i = (rest[i] if i < len(rest) else ""), i + 1
+                opts["signal" if ch == "s" else "kill_after"] = value
+                break
+    if i >= len(rest):
+        return None
+    sig = str(opts["signal"]).upper().removeprefix("SIG")
+    return {"duration": rest[i], "signal": _signal_name(sig) if sig.isdigit() else "SIG" + sig,
+            "kill_after": opts["kill_after"], "foreground": bool(opts["foreground"]),
+            "command": " ".join(rest[i + 1:])}
+
+
+def timeout_report(text: str) -> dict[str, Any] | None:
+    """What a stop line says of timeout(1) ending the run at its bound: bash's report of a
+    timeout command Killed whose options send KILL (its own process group with it), with
+    the script and line bash names; or timeout's --verbose line."""
+    if (m := BASH_SIGNAL.search(text)) is not None and m.group(2) == "Killed":
+        bound = timeout_args(m.group(3).strip())
+        if bound is None or bound["foreground"] or not (
+                bound["signal"] == "SIGKILL" or bound["kill_after"] is not None):
+            return None
+        at = re.match(BASH_AT, text)
+        return {**bound, "pid": int(m.group(1)), "report": m.group(3).strip(),
+                "script": at.group("file") if at else None,
+                "line": int(at.group("line")) if at else None, "from": "report"}
+    if (v := TIMEOUT_VERBOSE.search(text)) is not None:
+        return {"duration": None, "signal": _signal_name(v.group(1)) if v.group(1).isdigit()
+                else "SIG" + v.group(1), "kill_after": None, "foreground": None,
+                "command": v.group(2).strip("'\u2018\u2019\"`"), "pid": None, "report": None,
+                "script": None, "line": None, "from": "verbose"}
+    return None
 
 
 def died_by_signal(scans: list[FileScan]) -> dict[str, Any] | None:
@@ -1577,6 +1777,9 @@ BARE_TERMINATED = re.compile(r"^(?:\[\w+\d+\]:)?Terminated$")
 SLURM_REASONS = {"TIME LIMIT": "time_limit", "PREEMPTION": "preemption",
                  "NODE FAILURE": "node_failure", "JOB REQUEUE": "requeue"}
 STOP_WHY = {
+    "timeout": "the run's own time bound: the launch wraps the command in timeout(1), which "
+               "stops it when the duration passes (exit status 124 after its TERM, 137 after "
+               "KILL); not a crash, and not the scheduler",
     "time_limit": "Slurm ended the job at its time limit (--time): it ran longer than it was "
                   "given",
     "preemption": "Slurm preempted the job: a job of a higher priority (partition tier, QOS) "
@@ -1618,14 +1821,23 @@ class _Stop:
     """What the stop lines of a run say, gathered line by line."""
 
     agent: tuple[int, str] | None = None      # torchrun's agent: pid, signal
+    agents: list[int] = field(default_factory=list)  # every agent stopped (several nodes)
     command: tuple[int, str, str] | None = None  # bash's report: pid, signal, command
     reason: str | None = None
     slurm: str | None = None                   # the job or step slurmstepd names
     node: str | None = None
     oom: int = 0
+    timeout: dict[str, Any] | None = None      # timeout(1)'s bound that ended the run
+    traced: dict[str, Any] | None = None       # ... the one the xtrace shows, likely it
     lines: list[dict[str, Any]] = field(default_factory=list)
 
     def read(self, text: str) -> None:
+        if (bound := timeout_report(text)) is not None:
+            # a --verbose line, then bash's report: the report knows more
+            if self.timeout is None or self.timeout.get("report") is None:
+                self.timeout = {**(self.timeout or {}),
+                                **{k: v for k, v in bound.items() if v is not None}}
+            self.reason = self.reason or "timeout"
         if (m := SLURM_CANCEL.search(text)) is not None:
             self.slurm = self.slurm or f"{m.group(1)} {m.group(2)}"
             self.node = self.node or m.group(3)
@@ -1635,8 +1847,11 @@ class _Stop:
             self.oom += int(m.group(1))
             self.slurm = self.slurm or f"STEP {m.group(2)}"
             self.reason = "oom_kill"
-        elif (m := AGENT_STOP.search(text)) is not None and self.agent is None:
-            self.agent = (int(m.group(1) or m.group(2)), _signal_name(m.group(3)))
+        elif (m := AGENT_STOP.search(text)) is not None:
+            pid = int(m.group(1) or m.group(2))
+            self.agent = self.agent or (pid, _signal_name(m.group(3)))
+            if pid not in self.agents:
+                self.agents.append(pid)
         elif BARE_TERMINATED.match(text) and self.command is None:
             self.command = (0, "SIGTERM", "")
         elif (m := BASH_SIGNAL.search(text)) is not None and self.command is None:
@@ -1644,7 +1859,11 @@ class _Stop:
 
     @property
     def signal(self) -> str | None:
-        return self.agent[1] if self.agent else self.command[1] if self.command else None
+        if self.agent:
+            return self.agent[1]
+        if self.command:
+            return self.command[1]
+        return self.timeout["signal"] if self.timeout else None
 
 
 def stopped_summary(scans: list[FileScan], stops: list[Cause], texts: list[str],
@@ -1657,6 +1876,8 @@ def stopped_summary(scans: list[FileScan], stops: list[Cause], texts: list[str],
         if len(seen.lines) < 10:
             seen.lines.append({"file": scans[cause.hit.file].path, "line": cause.hit.line,
                                "match": _display(cause.hit.text.encode())})
+    if seen.timeout is None and stops:
+        seen.traced = _traced_timeout(scans, stops[0], seen.signal)
     job, source = _slurm_job(seen, texts)
     return {"reason": seen.reason or ("signal" if seen.signal else None),
             "signal": seen.signal,
@@ -1665,8 +1886,24 @@ def stopped_summary(scans: list[FileScan], stops: list[Cause], texts: list[str],
                         if seen.command else None),
             "scheduler": "slurm" if seen.slurm else None, "slurm": seen.slurm,
             "node": seen.node, "oom_kills": seen.oom, "job_id": job, "job_id_from": source,
+            "timeout": ({k: seen.timeout.get(k) for k in ("duration", "signal", "kill_after",
+                                                          "command", "script", "line", "from")}
+                        if seen.timeout else seen.traced),
             "what": _stop_what(seen, death), "why": _stop_why(seen),
             "commands": _stop_commands(seen, job), "lines": seen.lines}
+
+
+def _traced_timeout(scans: list[FileScan], stop: Cause, sig: str | None) -> dict[str, Any] | None:
+    """The last `timeout` the script's xtrace shows before the stop, in its file, when its
+    bound sends the very signal the launcher got: likely the sender, not certainly (the
+    trace has no time: a scheduler's SIGTERM before the bound reads the same)."""
+    before = [b for line, b in scans[stop.hit.file].traced_timeouts if line < stop.hit.line]
+    if not before or sig is None or before[-1]["signal"] != sig:
+        return None
+    line = max(n for n, _ in scans[stop.hit.file].traced_timeouts if n < stop.hit.line)
+    return {**{k: before[-1][k] for k in ("duration", "signal", "kill_after", "command")},
+            "script": None, "line": None, "from": "trace",
+            "trace": {"file": scans[stop.hit.file].path, "line": line}}
 
 
 def _slurm_job(seen: _Stop, texts: list[str]) -> tuple[str | None, str | None]:
@@ -1682,6 +1919,22 @@ def _slurm_job(seen: _Stop, texts: list[str]) -> tuple[str | None, str | None]:
 def _stop_what(seen: _Stop, death: dict[str, Any] | None) -> str:
     """One sentence: what was stopped, by what."""
     parts = []
+    if seen.timeout is not None:
+        t = seen.timeout
+        span = str(t.get("duration") or "")
+        bound = (f"after {span}{' s' if span[-1:].isdigit() else ''}, its bound" if span
+                 else "at its bound")
+        if t.get("kill_after"):
+            bound += f" (SIGKILL {t['kill_after']} later if it lived)"
+        where = (f" (bash's report at {t['script']} line {t['line']})" if t.get("script")
+                 else " (timeout's own --verbose line)")
+        parts.append(f"timeout(1) around `{t.get('command') or '?'}` sent {t['signal']} "
+                     f"{bound}{where}")
+        if t["signal"] == "SIGKILL":
+            # a launcher SIGKILLed closes nothing: torchrun's ranks (sessions of their own)
+            # were left running in the real runs (tests/logs/produce_stopped.py)
+            parts.append("a launcher killed by SIGKILL stops none of its workers: they may "
+                         "still be running (preflight --check leftover-processes)")
     if seen.reason == "oom_kill":
         parts.append(f"Slurm's memory cgroup counted {seen.oom} OOM kill(s) in {seen.slurm}")
         if death and death.get("rank") is not None:
@@ -1692,14 +1945,23 @@ def _stop_what(seen: _Stop, death: dict[str, Any] | None) -> str:
                "node_failure": " due to a node failure", "requeue": " to requeue it"}
         on = f" on {seen.node}" if seen.node else ""
         parts.append(f"Slurm cancelled {seen.slurm}{on}{why.get(seen.reason or '', '')}")
-    if seen.agent:
+    if seen.agent and len(seen.agents) > 1:
+        pids = ", ".join(map(str, seen.agents))
+        parts.append(f"torchrun's agents (pids {pids}: one per node or launch) got "
+                     f"{seen.agent[1]} from outside the job and stopped their workers")
+    elif seen.agent:
         parts.append(f"torchrun's agent (pid {seen.agent[0]}) got {seen.agent[1]} from outside "
                      "the job and stopped its workers")
-    elif seen.command:
+    elif seen.command and seen.timeout is None:
         pid, sig, command = seen.command
         who = (f"`{command}` (pid {pid}, bash's report)" if command
                else "a foreground command of a bash script (bash's bare `Terminated`)")
         parts.append(f"{who} got {sig} from outside and ended")
+    if seen.traced is not None:
+        t = seen.traced
+        parts.append(f"the script's trace shows `timeout {t['duration']} {t['command']}` at "
+                     f"{t['trace']['file']}:{t['trace']['line']}, whose bound sends "
+                     f"{t['signal']}: likely it (the log cannot rule out another sender)")
     return "; ".join(parts)
 
 
@@ -1714,6 +1976,10 @@ def _stop_commands(seen: _Stop, job: str | None) -> list[str]:
     """Copy-paste commands that tell which sender it was (never a placeholder)."""
     # srun forwards a Ctrl-C (SIGINT) to its tasks and `scancel --signal` sends any signal:
     # on Slurm, your recent jobs' states say which ended how.
+    if seen.timeout is not None and not seen.slurm:
+        # the sender is known: the script's own timeout(1); where its bound is set
+        script = seen.timeout.get("script")
+        return [f"grep -nw timeout {shlex.quote(script)}"] if script else []
     cmds = [SACCT.format(job) if job else
             'sacct -u "$USER" -S now-2days -o JobID,JobName,State,Elapsed,Timelimit']
     if seen.reason == "oom_kill":
@@ -1731,7 +1997,8 @@ def render_stopped(stopped: dict[str, Any]) -> list[str]:
         out.append(f"  (the Slurm job id {stopped['job_id']} is this shell's $SLURM_JOB_ID, "
                    "not read from the logs)")
     if stopped["commands"]:
-        out.append("  find out which:")
+        out.append("  where its bound is set:" if stopped["reason"] == "timeout"
+                   else "  find out which:")
         out += [f"    {c}" for c in stopped["commands"]]
     return out
 
@@ -1757,6 +2024,7 @@ def _cause_json(cause: Cause, scans: list[FileScan], context: int, markers: Mark
         stamp = next((t for t in (timestamp_of(x) for x in reversed(wide[:wat + 1])) if t), None)
     rid = cause.id
     known = cause.block is not None
+    fix, adapted = log_fix(rid, cause.hit.text, fix_of(rid) if known else None)
     return {
         "id": rid,
         "confidence": cause.confidence,
@@ -1766,10 +2034,12 @@ def _cause_json(cause: Cause, scans: list[FileScan], context: int, markers: Mark
         "context": lines,
         "context_start": cause.hit.line - at,
         "timestamp": stamp,
-        "fix": fix_of(rid) if known else None,
+        "fix": fix,
+        "fix_from": ("log" if adapted else "runbook") if fix else None,
         "runbook": str(runbooks.path_for(rid)) if known else None,
         "check": cause.block.check if cause.block else None,
-        "check_command": (check_command(cause.block.check)
+        "check_command": (_own_script(check_command(cause.block.check), cause.hit.text,
+                                      adapted)
                           if cause.block and cause.block.check else None),
         "evidence": _evidence(cause, scans, markers),
     }
@@ -1832,9 +2102,11 @@ def render(result: dict[str, Any]) -> str:
         out.append(f"  recovered: torchrun restarted its workers after the failure at "
                    f"{r['file']}:{r['line']} and the log shows no failure after it")
     for k in result.get("killed_by_script") or []:
+        how = ("sent it" if k["kill"].get("from") != "script" else
+               "sent it (read from the script: the log has no trace of it running)")
         out.append(f"  not a failure: `{k['command']}` (pid {k['pid']}) died by {k['signal']} "
                    f"(bash's report at {k['file']}:{k['line']}): the script's own "
-                   f"`{k['kill']['match']}` at {k['kill']['file']}:{k['kill']['line']} sent it")
+                   f"`{k['kill']['match']}` at {k['kill']['file']}:{k['kill']['line']} {how}")
     for i, c in enumerate(result["causes"]):
         if i == 0:
             out += _render_root(c, result.get("collective"), result.get("stopped"))
@@ -1866,9 +2138,14 @@ def _render_no_cause(result: dict[str, Any]) -> list[str]:
                    f"{death['signal']} (bash's report at {death['file']}:{death['line']}) "
                    "and printed no error" + (f": {death['note']}" if death["note"] else ""))
         if not result.get("killed_by_script"):
+            given = result.get("launch_script")
             out.append("  (bash prints the same line for a background job the script "
                        "itself ended with kill -9; with `set -x` in the script, triage "
-                       "reads its own `kill` and says so)")
+                       "reads its own `kill` and says so" + (
+                           f"; {given} has no kill of a background job `{death['command']}` "
+                           "with that signal)" if given else
+                           ", as it does from the script's text: preflight triage LOG "
+                           "--launch-script SCRIPT)"))
     elif death:
         out.append(f"FATAL: rank {death['rank']} died by {death['signal']} (exitcode "
                    f"{death['exitcode']}; torchrun's Root Cause at {death['file']}:"
@@ -1916,8 +2193,13 @@ def _render_root(c: dict[str, Any], collective: dict[str, Any] | None = None,
     if c["fix"]:
         # The runbook's block was written from one incident (its paths, ports, PID
         # placeholders): never presented as this machine's command.
-        out.append(f"  fix (the runbook's example; {c['check_command']} gives this machine's "
-                   "values):" if c["check"] else "  fix (the runbook's example: adapt its values):")
+        if c.get("fix_from") == "log":
+            out.append(f"  fix (with this log's values, from bash's message at {c['file']}:"
+                       f"{c['line']}):")
+        else:
+            out.append(f"  fix (the runbook's example; {c['check_command']} gives this "
+                       "machine's values):" if c["check"]
+                       else "  fix (the runbook's example: adapt its values):")
         out += [f"    {line}" for line in c["fix"].splitlines()]
     if c["runbook"]:
         out.append(f"  runbook: {_near_path(c['runbook'])}")
@@ -1935,16 +2217,23 @@ def _near_path(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-USAGE = ("usage: preflight triage PATH... [--json] [--context N]   "
+USAGE = ("usage: preflight triage PATH... [--json] [--context N] [--launch-script FILE]   "
          "(PATH: a log file, a directory, or - for stdin)")
 
 
 def main(argv: list[str]) -> int:
     as_json, context, paths = False, 8, []
+    script: str | None = None
     args = iter(argv)
     for arg in args:
         if arg == "--json":
             as_json = True
+        elif arg == "--launch-script" or arg.startswith("--launch-script="):
+            script = arg.partition("=")[2] if "=" in arg else next(args, "")
+            if not script:
+                print(f"ERROR: triage: --launch-script takes the launch script's path; {USAGE}",
+                      file=sys.stderr)
+                return 4
         elif arg in ("-h", "--help"):
             print(USAGE)
             return 0
@@ -1972,7 +2261,7 @@ def main(argv: list[str]) -> int:
     # log: a gzipped 20 MB log is 180 MB there) is removed; their default action left it.
     saved = interrupt_on_signals()
     try:
-        result = triage(paths, context)
+        result = triage(paths, context, script=script)
     except TriageInputError as exc:
         print(f"ERROR: {scrub(_shown(str(exc)))}", file=sys.stderr)
         return 4

@@ -43,6 +43,12 @@ STOPPED = [
     ("job-stopped-slurm-scancel.log", 10, None, "cancelled", None, "9"),
     ("job-stopped-slurm-preemption.log", 10, None, "preemption", None, "10"),
     ("job-stopped-slurm-oom.log", 51, None, "oom_kill", None, "12"),
+    # the launch script's own `timeout 20 torchrun ...` (TERM): torchrun's report, no word
+    # of timeout; `timeout -s KILL 20 ...`, `timeout -k 3 8 ...`: bash's report of timeout
+    # Killed (tests/test_triage_bounds.py)
+    ("job-stopped-timeout-term.log", 10, "SIGTERM", "signal", 20745, None),
+    ("job-stopped-timeout-kill.log", 10, "SIGKILL", "timeout", None, None),
+    ("job-stopped-timeout-kill-after.log", 6, "SIGKILL", "timeout", None, None),
 ]
 
 
@@ -113,6 +119,40 @@ def test_the_text_says_who_was_stopped_by_what_and_how_to_find_out(monkeypatch):
     assert "stopped: Slurm cancelled JOB 7 on node-a due to its time limit" in slurm
     assert "    sacct -j 7 -o JobID,JobName,State,ExitCode,Elapsed,Timelimit,MaxRSS,ReqMem" in slurm
     assert "job ids: 7" in slurm
+
+
+@pytest.mark.parametrize("name", ["job-stopped-torchrun-sigterm.log",
+                                  "job-stopped-torchrun-tee.log", "job-stopped-timeout-term.log"])
+def test_the_agents_signal_exception_is_the_same_stop_not_a_later_error(name):
+    """torchrun's agent prints "Received 15 death signal" and, once its workers are closed,
+    the SignalException of the same signal: one stop. It was listed again under later
+    errors; it stays among the stop's `lines`."""
+    result = triage.triage([str(REAL / name)])
+    pid = result["stopped"]["launcher_pid"]
+    assert not [c for c in result["causes"][1:] if f"Process {pid} got signal" in c["match"]]
+    assert any(f"Process {pid} got signal" in x["match"] for x in result["stopped"]["lines"])
+    assert "later errors" not in triage.render(result)
+
+
+def test_two_nodes_logs_joined_without_labels_name_each_nodes_stop():
+    """Real torchrun, two nodes (--nnodes 2) on one box, node 0's log then node 1's
+    (tests/logs/produce_stopped.py). Both agents got SIGTERM at once: node 1's stop stands
+    after node 0's closing lines, 6 ms later, and read as a launcher node 0 had closed (a
+    nested one): it was dropped. node 0's run had ended (its SignalException) before it:
+    not a closing of node 0's. Only node 1 stopped: node 0's ranks failed on the closed
+    connections, its agent closed the other rank 2 s later; node 1's stop is the cause
+    (a closing stamped after a stop did not cause it)."""
+    both = triage.triage([str(REAL / "job-stopped-both-nodes-concat.log")])
+    assert [(c["id"], c["line"]) for c in both["causes"]] == [("job-stopped", 9),
+                                                              ("job-stopped", 47)]
+    assert [x["line"] for x in both["stopped"]["lines"]] == [9, 40, 47, 78]
+    assert "torchrun's agents (pids 1061, 1063: one per node or launch) got SIGTERM" in \
+        both["stopped"]["what"]
+    assert both["stopped"]["launcher_pid"] == 1061
+    second = triage.triage([str(REAL / "job-stopped-second-node-concat.log")])
+    assert (second["causes"][0]["id"], second["causes"][0]["line"]) == ("job-stopped", 74)
+    assert second["stopped"]["launcher_pid"] == 32756
+    assert {c["id"] for c in second["causes"][1:]} == {"collective-timeout"}
 
 
 def test_the_slurm_job_id_of_the_environment_is_used_and_said(monkeypatch):

@@ -11,6 +11,15 @@ whatever of its tree is left (produce_nested's bound, TIMEOUT_S). Ports are free
 by binding; gloo stays on loopback. Paths and the host name are replaced by neutral ones
 (produce_nested.redact); each log gets a two-line header.
 
+The two-node shapes run two torchruns (--nnodes 2) on this box and keep each node's output
+apart: the log is node 0's, then node 1's, as `cat node0.log node1.log` joins them.
+
+The `timeout` shapes bound the launch from inside its own script (`timeout -s KILL 20
+torchrun ...`, `timeout 20 ...`, `timeout -v 20 ...`, `timeout -k 3 8 python ...` around a
+trainer whose SIGTERM handler outlasts the grace, `timeout 8 python ...`): nothing is sent
+from outside, the bound passes while the ranks train, and the tree left (the ranks that
+`-s KILL` leaves running) is killed after.
+
 The Slurm shapes (a real slurmstepd's `*** JOB N ON host CANCELLED AT ... ***`) are made by
 tests/logs/produce_slurm.sh on a one-node Slurm.
 """
@@ -61,11 +70,28 @@ if mode == "error" and r == 1:
     threading.Thread(target=time.sleep, args=(600,), name="prefetcher").start()
     batch = {"input_ids": [1, 2, 3]}
     batch["labels"]
+if mode == "loop":  # a step's all_reduce every 0.2 s: a peer that leaves fails the others
+    import torch
+    t = torch.ones(1)
+    while True:
+        dist.all_reduce(t)
+        time.sleep(0.2)
 time.sleep(600)
 """
 # A single-process trainer in a bash launch script, in the foreground.
 ONE = """\
 import os, time
+print(f"train: step 0 loss 2.31 (pid {os.getpid()})", flush=True)
+time.sleep(600)
+"""
+# A trainer that handles SIGTERM by saving a checkpoint, which takes longer than the
+# grace timeout(1)'s --kill-after gives it.
+SLOW_SAVE = """\
+import os, signal, time
+def save(signum, frame):
+    print(f"train: got signal {signum}, saving a checkpoint", flush=True)
+    time.sleep(600)
+signal.signal(signal.SIGTERM, save)
 print(f"train: step 0 loss 2.31 (pid {os.getpid()})", flush=True)
 time.sleep(600)
 """
@@ -86,6 +112,26 @@ exit $rc
 """
 
 
+# A launch script that bounds the launch with coreutils timeout(1) ({opts}: its options and
+# duration); $1: the master port. The bound passes while the ranks train (they print their
+# step ~5 s after the start on a loaded 2-core box). Under -s KILL timeout kills itself and
+# torchrun (its process group) but not the ranks (sessions of their own): they are left
+# running, and the producer kills them with the rest of the tree.
+BOUNDED_SH = """\
+echo "run.sh: training under a time bound"
+timeout {opts} "$PYTHON" -m torch.distributed.run --nproc-per-node 2 --master-addr 127.0.0.1 \\
+  --master-port "$1" train.py
+echo "run.sh: exit status $?"
+"""
+# ... and around a single-process trainer: with TERM, python dies silently, timeout exits
+# 124 and prints nothing, bash reports nothing: the log cannot tell.
+BOUNDED_ONE_SH = """\
+echo "run.sh: training under a time bound"
+timeout {opts} "$PYTHON" one.py
+echo "run.sh: exit status $?"
+"""
+
+
 @dataclass
 class Shape:
     made_by: str
@@ -93,6 +139,7 @@ class Shape:
     sig: signal.Signals | None  # None: not stopped from outside, the launch ends itself
     ready: str                 # regex: the output that says the ranks are running
     target: str = "launcher"   # or "child": the pid the output names ("(pid N)")
+    script: str = ""           # written to run.sh in the work dir
 
 
 def _torchrun(*args: str) -> list[str]:
@@ -101,6 +148,20 @@ def _torchrun(*args: str) -> list[str]:
 
 
 TWO_STEPS = r"(?s)(?=.*rank 0: step 0)(?=.*rank 1: step 0)"
+# Two nodes (one box, two torchruns: --nnodes 2, 2 ranks each, all_reduce every 0.2 s):
+# node 1's torchrun gets SIGTERM from outside (its node's scheduler, a preemption); its ranks
+# stop, node 0's ranks fail on the closed connections and node 0's agent closes its other
+# rank. Each node's output is kept apart and the log is node 0's then node 1's (`cat
+# node0.log node1.log`, no labels): node 1's stop stands after node 0's closing lines.
+# BOTH_NODES: the same, `kill -TERM` to node 0's torchrun and at once to node 1's (a
+# scheduler ending the job on every node): node 1's stop stands after node 0's closing
+# lines, milliseconds after them.
+SECOND_NODE = ("two torchruns --nnodes 2 --node-rank 0|1 --nproc-per-node 2 train.py loop "
+               "(gloo, all_reduce every 0.2 s); `kill -TERM` to node 1's torchrun; node 0's "
+               "log then node 1's (cat node0.log node1.log)")
+BOTH_NODES = ("two torchruns --nnodes 2 --node-rank 0|1 --nproc-per-node 2 train.py loop "
+              "(gloo, all_reduce every 0.2 s); `kill -TERM` to node 0's torchrun, then at "
+              "once to node 1's; node 0's log then node 1's (cat node0.log node1.log)")
 SHAPES: dict[str, Shape] = {
     "job-stopped-torchrun-sigterm": Shape(
         "torchrun --nproc-per-node 2 train.py (gloo; both ranks train on; `kill -TERM` to "
@@ -136,6 +197,35 @@ SHAPES: dict[str, Shape] = {
         "torchrun's pid, as the time limit does)",
         _torchrun("train.py", "error"), signal.SIGTERM,
         r"(?s)(?=.*rank 0: step 0)(?=.*KeyError: 'labels')"),
+    "job-stopped-timeout-kill": Shape(
+        "bash run.sh PORT (run.sh: `timeout -s KILL 20 python -m torch.distributed.run "
+        "--nproc-per-node 2 ... train.py`, the ranks training on; the bound passes)",
+        ["bash", "run.sh", "{P}"], None, "", script=BOUNDED_SH.format(opts="-s KILL 20")),
+    "job-stopped-timeout-term": Shape(
+        "bash run.sh PORT (run.sh: `timeout 20 python -m torch.distributed.run "
+        "--nproc-per-node 2 ... train.py`; TERM at the bound)",
+        ["bash", "run.sh", "{P}"], None, "", script=BOUNDED_SH.format(opts="20")),
+    "job-stopped-timeout-xtrace": Shape(
+        "bash run.sh PORT (run.sh under `set -x`: `timeout 20 python -m "
+        "torch.distributed.run --nproc-per-node 2 ... train.py`; TERM at the bound, the "
+        "trace shows the timeout line)",
+        ["bash", "run.sh", "{P}"], None, "", script="set -x\n" + BOUNDED_SH.format(opts="20")),
+    "job-stopped-timeout-verbose": Shape(
+        "bash run.sh PORT (run.sh: `timeout -v 20 python -m torch.distributed.run "
+        "--nproc-per-node 2 ... train.py`; TERM at the bound, timeout says so)",
+        ["bash", "run.sh", "{P}"], None, "", script=BOUNDED_SH.format(opts="-v 20")),
+    "job-stopped-timeout-kill-after": Shape(
+        "bash run.sh (run.sh: `timeout -k 3 8 python slow_save.py`, a trainer whose SIGTERM "
+        "handler saves a checkpoint for longer than the 3 s grace: TERM at the bound, KILL 3 s "
+        "later)",
+        ["bash", "run.sh"], None, "", script=BOUNDED_ONE_SH.format(opts="-k 3 8")
+        .replace("one.py", "slow_save.py")),
+    "timeout-term-silent": Shape(
+        "bash run.sh (run.sh: `timeout 8 python one.py`, a single-process trainer; TERM at "
+        "the bound: nothing says so)",
+        ["bash", "run.sh"], None, "", script=BOUNDED_ONE_SH.format(opts="8")),
+    "job-stopped-second-node-concat": Shape(SECOND_NODE, [], None, ""),
+    "job-stopped-both-nodes-concat": Shape(BOTH_NODES, [], None, ""),
     "worker-closed-bash": Shape(
         "torchrun --nproc-per-node 2 --tee 3 --no-python bash worker.sh (worker.sh runs "
         "python train.py; rank 1's fails with a KeyError, torchrun closes rank 0 with "
@@ -146,12 +236,7 @@ SHAPES: dict[str, Shape] = {
 
 def run_stopped(shape: Shape, work: Path) -> bytes:
     """The launch, stopped by `shape.sig` once it is ready; bounded, its tree killed after."""
-    env = {k: v for k, v in os.environ.items()
-           if k != "OMP_NUM_THREADS" and not k.startswith(("PET_", "TORCHELASTIC_"))}
-    env.pop("MASTER_PORT", None)
-    env.pop("MASTER_ADDR", None)
-    (work / TMP_NAME).mkdir(exist_ok=True)
-    env.update({"TMPDIR": str(work / TMP_NAME), "GLOO_SOCKET_IFNAME": "lo", "PYTHON": PY})
+    env = _launch_env(work)
     fill = {"P": str(free_port()), "W": str(work)}
     argv = [a.format(**fill) for a in shape.argv]
     sink: list[bytes] = []
@@ -188,6 +273,62 @@ def run_stopped(shape: Shape, work: Path) -> bytes:
     return b"".join(sink)
 
 
+def run_nodes_stopped(work: Path, stop: tuple[int, ...]) -> bytes:
+    env = _launch_env(work)
+    port = str(free_port())
+    lock = threading.Lock()
+    sinks: list[list[bytes]] = [[], []]
+    procs, trees, pumps = [], [], []
+    try:
+        for node in (0, 1):
+            argv = [*TORCHRUN, "--nnodes", "2", "--node-rank", str(node), "--nproc-per-node",
+                    "2", "--master-addr", "127.0.0.1", "--master-port", port, "train.py", "loop"]
+            proc = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            procs.append(proc)
+            trees.append(ProcessTree(proc.pid))
+            assert proc.stdout is not None
+            pump = threading.Thread(target=_pump, args=(proc.stdout, "", sinks[node], lock),
+                                    daemon=True)
+            pump.start()
+            pumps.append(pump)
+        deadline = time.monotonic() + TIMEOUT_S
+        sent = False
+        while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+            for tree in trees:
+                tree.refresh()
+            with lock:
+                text = b"".join(sinks[0] + sinks[1]).decode("utf-8", errors="replace")
+            if not sent and all(f"rank {r}: step 0" in text for r in range(4)):
+                time.sleep(1.0)
+                for node in stop:
+                    os.kill(procs[node].pid, signal.SIGTERM)
+                sent = True
+            time.sleep(0.1)
+        if not sent:
+            raise SystemExit(f"produce_stopped: nodes {stop} to stop: never ready")
+    finally:
+        for proc, tree in zip(procs, trees, strict=True):
+            tree.refresh()
+            kill_group(proc)
+            tree.kill()
+            proc.wait()
+        for pump in pumps:
+            pump.join(timeout=10)
+    return b"".join(sinks[0]) + b"".join(sinks[1])
+
+
+def _launch_env(work: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k != "OMP_NUM_THREADS" and not k.startswith(("PET_", "TORCHELASTIC_"))}
+    env.pop("MASTER_PORT", None)
+    env.pop("MASTER_ADDR", None)
+    (work / TMP_NAME).mkdir(exist_ok=True)
+    env.update({"TMPDIR": str(work / TMP_NAME), "GLOO_SOCKET_IFNAME": "lo", "PYTHON": PY})
+    return env
+
+
 def _target(shape: Shape, proc: subprocess.Popen[bytes], text: str) -> int:
     if shape.target == "launcher":
         return proc.pid
@@ -202,10 +343,15 @@ def produce(name: str, out_dir: Path) -> Path:
         work = Path(tmp)
         (work / "train.py").write_text(TRAIN)
         (work / "one.py").write_text(ONE)
+        (work / "slow_save.py").write_text(SLOW_SAVE)
         (work / "train.sh").write_text(TRAIN_SH)
         (work / "worker.sh").write_text(WORKER_SH)
+        if shape.script:
+            (work / "run.sh").write_text(shape.script)
+        stop = {SECOND_NODE: (1,), BOTH_NODES: (0, 1)}.get(shape.made_by)
+        raw = run_nodes_stopped(work, stop) if stop else run_stopped(shape, work)
         return write_fixture(out_dir, name, "produce_stopped.py", shape.made_by,
-                             run_stopped(shape, work).decode("utf-8", errors="replace"), work)
+                             raw.decode("utf-8", errors="replace"), work)
 
 
 def main(argv: list[str]) -> int:
