@@ -570,6 +570,25 @@ def test_nccl_ifname_bogus_then_real(run_preflight):
     assert excluded.returncode == 1  # `=` is an exact match: "l" is no interface
 
 
+def test_nccl_ifname_from_nccl_conf_is_judged(run_preflight, tmp_path):
+    """NCCL reads NCCL_SOCKET_IFNAME from NCCL_CONF_FILE / ~/.nccl.conf / /etc/nccl.conf
+    when the environment lacks it (src/misc/param.cc initEnvFunc, setenv without
+    overwrite): a file naming an interface this node lacks stops NCCL ("no socket interface
+    found") as the variable does. Its fix, the environment's value, wins over the file."""
+    conf = tmp_path / "nccl.conf"
+    conf.write_text("NCCL_DEBUG=WARN\nNCCL_SOCKET_IFNAME=bogus0\n")
+    env = {k: v for k, v in base_env(NCCL_CONF_FILE=str(conf)).items()
+           if k != "NCCL_SOCKET_IFNAME"}
+    bad = run_preflight("--profile", "cpu", "--check", "nccl-ifname", env=env)
+    result = bad.one("nccl-ifname")
+    assert bad.returncode == 1 and result["severity"] == "blocker", result
+    assert f"NCCL_SOCKET_IFNAME='bogus0' (from {conf})" in result["summary"]
+    assert result["evidence"]["NCCL_SOCKET_IFNAME_from"] == str(conf)
+    fixed = run_preflight("--profile", "cpu", "--check", "nccl-ifname",
+                          env={**env, "NCCL_SOCKET_IFNAME": "lo"})
+    assert fixed.returncode == 0, fixed.output
+
+
 NETNS = """set -e
 ip link add ens9 type veth peer name ens10
 ip link set ens9 addrgenmode none  # no IPv6 link-local address either

@@ -99,7 +99,12 @@ def test_cuda_stack(node: Node, profile: Profile, finding: Recorder) -> None:
 
 @pytest.mark.pitfall("nccl-env")
 def test_nccl_env(node: Node, profile: Profile, finding: Recorder) -> None:
-    found = nccl.settings(node.environ) if profile.is_gpu else {}
+    # As the launch's job gets them: a script's `export NCCL_P2P_DISABLE=1` cripples the
+    # job, its `unset` repairs this shell's; NCCL_CONF_FILE / HOME pick NCCL's files.
+    environ, lines = node.job_environ_prefixed("NCCL_", "HOME")
+    found = nccl.settings(environ, lines=lines) if profile.is_gpu else {}
     topo = found.get("NCCL_TOPO_FILE")
-    facts = judge.NcclFacts(found, None if topo is None else Path(topo.value).is_file())
+    command = node.job_command()
+    facts = judge.NcclFacts(found, None if topo is None else Path(topo.value).is_file(),
+                            (command.file, command.line) if command is not None else None)
     finding.conclude(judge.nccl_env(judge.GpuWant.of(profile), facts))

@@ -18,7 +18,7 @@ import pytest
 from preflight import numbers
 from preflight.judges import node as judge
 from preflight.plugin import Recorder
-from preflight.probes import Node, cuda, dotenv, http, netif, paths, ports, procs, wandb
+from preflight.probes import Node, cuda, dotenv, http, nccl, netif, paths, ports, procs, wandb
 from preflight.profiles import Profile
 
 pytestmark = pytest.mark.static
@@ -258,8 +258,14 @@ def test_conda_env(node: Node, profile: Profile, finding: Recorder,
 
 @pytest.mark.pitfall("nccl-ifname")
 def test_nccl_socket_ifname(node: Node, profile: Profile, finding: Recorder) -> None:
+    # NCCL reads NCCL_SOCKET_IFNAME from its config files too (nccl.settings): an
+    # /etc/nccl.conf line naming another node's interface stops it as the variable does.
+    environ, lines = node.job_environ_prefixed("NCCL_", "HOME")
+    setting = nccl.settings(environ, lines=lines).get("NCCL_SOCKET_IFNAME")
+    command = node.job_command()
     finding.conclude(judge.nccl_ifname(judge.NcclIfnameFacts(
-        node.job_env("NCCL_SOCKET_IFNAME"), netif.interfaces())))
+        setting.value if setting else None, netif.interfaces(), setting,
+        (command.file, command.line) if command is not None else None)))
 
 
 # -- wandb-offline -------------------------------------------------------------------

@@ -9,6 +9,7 @@ processes, torch's build, NCCL's settings). A GPU check runs per GPU the profile
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -566,17 +567,40 @@ def cuda_stack(want: GpuWant, snap: Snapshot, f: CudaFacts | None) -> Verdict:
 
 @dataclass(frozen=True)
 class NcclFacts:
-    settings: Mapping[str, Setting]  # NCCL_* as the job gets them (env, then NCCL's files)
+    settings: Mapping[str, Setting]  # NCCL_* as the job gets them (launch, env, NCCL's files)
     topo_file_exists: bool | None  # NCCL_TOPO_FILE is a file; None when it is unset
+    launch_at: tuple[str, int] | None = None  # the launch command's (file, line)
 
 
-def _crippling(found: Mapping[str, Setting], key: str, why: str) -> list[Problem]:
+def undo_setting(setting: Setting, launch_at: tuple[str, int] | None, value: str | None) -> str:
+    """The shell line that takes `setting` away from the job: `value` None unsets it, else
+    sets it to `value`. A launch script's line is edited in place on the launch line
+    (`NCCL_P2P_DISABLE=1 torchrun ...`), else followed by the repair (also inside a
+    multi-line function); a config file line is deleted (the environment is read first)."""
+    key = setting.key
+    if setting.line:
+        file = shlex.quote(setting.source)
+        at = f"  # {setting.source}:{setting.line} sets {key}={setting.value}"
+        if launch_at == (setting.source, setting.line) and value is not None:
+            return f"sed -i '{setting.line}s/{key}=[^[:space:];]*/{key}={value}/' {file}{at}"
+        repair = f"unset {key}" if value is None else f"export {key}={value}"
+        return f"sed -i '{setting.line}a {repair}' {file}{at}"
+    if setting.source == "environment":
+        return f"unset {key}"
+    return f"sed -i '/^{key}=/d' {shlex.quote(setting.source)}"
+
+
+def _crippling(found: Mapping[str, Setting], key: str, why: str,
+               launch_at: tuple[str, int] | None) -> list[Problem]:
     setting = found.get(key)
     if not setting or as_int(setting.value) == 0:
         return []
-    return [Problem(f"{key}={setting.value} from {setting.source}: {why}",
-                    f"unset {key}" if setting.source == "environment"
-                    else f"sed -i '/^{key}=/d' {setting.source}")]
+    return [Problem(f"{key}={setting.value} from {_source(setting)}: {why}",
+                    undo_setting(setting, launch_at, "0"))]
+
+
+def _source(setting: Setting) -> str:
+    return f"{setting.source}:{setting.line}" if setting.line else setting.source
 
 
 def nccl_env(want: GpuWant, f: NcclFacts) -> Verdict:
@@ -585,19 +609,22 @@ def nccl_env(want: GpuWant, f: NcclFacts) -> Verdict:
         return Verdict(skip=f"profile {want.profile} has no GPU: NCCL is not used (gloo)")
     found = f.settings
     v = Verdict(fix="none needed", fix_joiner="; ", evidence=dict(
-        nccl={k: f"{s.value} ({s.source})" for k, s in sorted(found.items())},
+        nccl={k: f"{s.value} ({_source(s)})" for k, s in sorted(found.items())},
         profile_nvlink=want.nvlink, profile_infiniband=want.infiniband))
     if want.nvlink:
         v.problems += _crippling(found, "NCCL_P2P_DISABLE",
-                                 "NVLink is not used, traffic goes through host memory")
+                                 "NVLink is not used, traffic goes through host memory",
+                                 f.launch_at)
     if want.infiniband:
         v.problems += _crippling(found, "NCCL_IB_DISABLE",
-                                 "InfiniBand is not used, traffic goes over TCP sockets")
+                                 "InfiniBand is not used, traffic goes over TCP sockets",
+                                 f.launch_at)
     topo = found.get("NCCL_TOPO_FILE")
     if topo and not f.topo_file_exists:
-        v.problems.append(Problem(f"NCCL_TOPO_FILE={topo.value} ({topo.source}) does not exist",
-                                  "unset NCCL_TOPO_FILE  # or point it at the node's topology "
-                                  "XML"))
+        v.problems.append(Problem(
+            f"NCCL_TOPO_FILE={topo.value} ({_source(topo)}) does not exist",
+            undo_setting(topo, f.launch_at, None) + ("" if topo.line else "  # or point it at the "
+                                              "node's topology XML")))
     if not v.problems and "NCCL_DEBUG" not in found:
         v.problems.append(Problem.warning(
             "NCCL_DEBUG is unset: the first NCCL failure will say nothing useful",

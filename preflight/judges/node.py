@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from preflight.judges.gpu import toolkit_fix
+from preflight.judges.gpu import toolkit_fix, undo_setting
 from preflight.matching import gpu_match
 from preflight.model import Problem, Verdict
 from preflight.probes.cuda import Kit, LibLayout, choose
 from preflight.probes.http import Answer, safe_url
+from preflight.probes.nccl import Setting as NcclSetting
 from preflight.probes.netif import Interface, select
 from preflight.probes.wandb import Setting
 from preflight.profiles import Profile
@@ -468,6 +469,8 @@ VIRTUAL = ("docker", "veth", "virbr", "br-", "ifb", "cni", "flannel")
 class NcclIfnameFacts:
     spec: str | None  # NCCL_SOCKET_IFNAME (None: unset)
     interfaces: Sequence[Interface]
+    setting: NcclSetting | None = None  # where it comes from (environment, launch, NCCL's files)
+    launch_at: tuple[str, int] | None = None  # the launch command's (file, line)
 
 
 def _addressed(i: Interface) -> bool:
@@ -480,18 +483,28 @@ def nccl_ifname(f: NcclIfnameFacts) -> Verdict:
     up = {i.name for i in f.interfaces if i.up}
     candidates = [i.name for i in f.interfaces if i.up and not i.loopback and _addressed(i)
                   and not i.name.startswith(VIRTUAL)]
+    source = f.setting.source if f.setting is not None else "environment"
     v = Verdict(evidence=dict(NCCL_SOCKET_IFNAME=f.spec,
                               interfaces={i.name: "up" if i.up else "down"
                                           for i in f.interfaces},
                               candidates=candidates))
+    if f.spec is not None and source != "environment":
+        v.evidence["NCCL_SOCKET_IFNAME_from"] = source + (
+            f":{f.setting.line}" if f.setting is not None and f.setting.line else "")
     if any(i.addresses is not None for i in f.interfaces):
         v.evidence["addresses"] = {i.name: list(i.addresses or ()) for i in f.interfaces}
-    v.fix = f"export NCCL_SOCKET_IFNAME={candidates[0] if candidates else '^lo,docker0'}"
+    value = candidates[0] if candidates else "^lo,docker0"
+    # The environment wins over NCCL's files (setenv without overwrite); a launch script's
+    # own export wins over this shell's, so that line is the one to repair.
+    v.fix = undo_setting(f.setting, f.launch_at, value) if f.setting is not None and \
+        f.setting.line else f"export NCCL_SOCKET_IFNAME={value}"
+    named = f"NCCL_SOCKET_IFNAME={f.spec!r}" + (
+        f" (from {v.evidence['NCCL_SOCKET_IFNAME_from']})" if source != "environment" else "")
     # NCCL reads the variable only when `strlen(env) > 1` (NVIDIA/nccl src/misc/socket.cc
     # ncclFindInterfaces) and picks an interface itself otherwise, as when it is unset.
     ignored = f.spec is not None and len(f.spec) <= 1
     if f.spec is None or ignored:
-        state = (f"NCCL_SOCKET_IFNAME={f.spec!r} is ignored by NCCL (one character or less)"
+        state = (f"{named} is ignored by NCCL (one character or less)"
                  if ignored else "NCCL_SOCKET_IFNAME unset")
         if len(candidates) > 1:
             v.problems.append(Problem.warning(
@@ -505,12 +518,12 @@ def nccl_ifname(f: NcclIfnameFacts) -> Verdict:
     selected_up = [i for i in f.interfaces if i.name in selected and i.name in up]
     if not selected_up:
         v.problems.append(Problem(
-            f"NCCL_SOCKET_IFNAME={f.spec!r} selects no interface that is up on this node",
+            f"{named} selects no interface that is up on this node",
             v.fix))
     elif not any(_addressed(i) for i in selected_up):
         names = ", ".join(i.name for i in selected_up)
         v.problems.append(Problem(
-            f"NCCL_SOCKET_IFNAME={f.spec!r} selects {names}, which has no IPv4/IPv6 address: "
+            f"{named} selects {names}, which has no IPv4/IPv6 address: "
             "NCCL takes only an interface with one, and stops with `Bootstrap : no socket "
             "interface found`", v.fix))  # NVIDIA/nccl src/bootstrap.cc:126
     return v
