@@ -404,6 +404,53 @@ def test_dotenv_exported_by_the_launch_script_itself(run_preflight, tmp_path):
         assert secret not in run.output
 
 
+def test_dotenv_fix_for_a_file_bash_reads_otherwise_exports_dotenvs_values(run_preflight,
+                                                                            tmp_path):
+    """python-dotenv reads `GREETING=hello touch pwned` as "hello touch pwned"; bash's
+    `source` runs `touch pwned` instead. The fix is dotenv's own reading, eval'd: run in
+    real bash it exports the values the check compares (and runs nothing of the file)."""
+    work = tmp_path / "job"
+    work.mkdir()
+    (work / ".env").write_text("GREETING=hello touch pwned\nSPACED = x\nHOME_DIR=${HOME}/d\n")
+    args = ("--profile", "cpu", "--check", "dotenv-exported")
+    env = base_env(GREETING=None, SPACED=None, HOME_DIR=None)
+    broken = run_preflight(*args, cwd=work, env=env).one("dotenv-exported")
+    assert broken["evidence"]["not_exported"] == ["GREETING", "SPACED", "HOME_DIR"]
+    fix = broken["fix"].replace("\n", "; ")
+    assert fix.startswith('eval "$(') and "source" not in fix, fix
+    done = subprocess.run(["bash", "-c", f'{fix}; env -0'], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert not (work / "pwned").exists()
+    exported = dict(e.split("=", 1) for e in done.stdout.split("\0") if "=" in e)
+    fixed = run_preflight(*args, cwd=work, env={**env, **{
+        k: exported[k] for k in ("GREETING", "SPACED", "HOME_DIR")}})
+    assert fixed.returncode == 0, fixed.output
+    assert exported["GREETING"] == "hello touch pwned"
+
+
+ALIKE = ["A=1\n", "export A=x.y/z:1,2@h%+=^-\n", "A='x y'\n", 'A="x y" # c\n', "A=\n",
+         "# c\n\nA=1 # c\n  \nB=2\n", "A='l1\nl2'\n", "A=x#y\n", "export A\nA=2\n"]
+OTHERWISE = ["A=hello world\n", "A = x\n", "A\n", "A=${HOME}/x\n", 'A="a\\nb"\n', "A=x\r\n",
+             "A=~/x\n", "A='a\\\\b'\n", "A=$HOME\n", 'A="$HOME"\n']
+
+
+@pytest.mark.parametrize("text", ALIKE + OTHERWISE)
+def test_bash_alike_means_bash_source_gives_dotenvs_values(tmp_path, text):
+    """EnvFile.bash_alike is True exactly where real bash's `set -a; source FILE` exports
+    the values python-dotenv reads (the oracle: bash, in an empty environment)."""
+    from preflight.probes import dotenv
+
+    env_file = tmp_path / "x.env"
+    env_file.write_text(text)
+    read = dotenv.read(env_file)
+    done = subprocess.run(["bash", "-c", f"set -a; source {env_file}; set +a; env -0"],
+                          cwd=tmp_path, env={"HOME": "/h", "PATH": os.environ["PATH"]},
+                          capture_output=True, text=True, timeout=30)
+    bash = dict(e.split("=", 1) for e in done.stdout.split("\0") if "=" in e)
+    same = not done.stderr and all(bash.get(k) == v for k, v in read.values.items())
+    assert read.bash_alike == same == (text in ALIKE), (text, bash, done.stderr)
+
+
 def test_dotenv_default_is_dot_env_in_cwd(run_preflight, tmp_path):
     work = tmp_path / "job"
     work.mkdir()

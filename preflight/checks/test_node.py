@@ -8,7 +8,9 @@ profile.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shlex
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -221,7 +223,20 @@ def dotenv_facts(node: Node, profile: Profile,
         wandb_key_exported=any("WANDB_KEY" in e for _, e in environs), missing=missing,
         different=different, required_missing=required_missing,
         wandb_key_trap=any(dotenv.wandb_key_trap(env_file, e) for _, e in environs),
-        environment=", ".join(dict.fromkeys(w for w, _ in environs)))
+        environment=", ".join(dict.fromkeys(w for w, _ in environs)),
+        bash_alike=env_file.bash_alike if env_file else True,
+        loader=_dotenv_loader(node, env_file.path) if env_file else "")
+
+
+def _dotenv_loader(node: Node, path: str) -> str:
+    """python-dotenv's own reading of `path` as `export K='v'` lines: its CLI (needs
+    click), else the same through dotenv_values (dotenv/cli.py list_values)."""
+    py, file = shlex.quote(node.python), shlex.quote(path)
+    if importlib.util.find_spec("click") is not None:
+        return f"{py} -m dotenv -f {file} list --format=export"
+    return (f"{py} -c 'import shlex, sys; from dotenv import dotenv_values; "
+            '[print(f"export {k}={shlex.quote(v)}") for k, v in '
+            "dotenv_values(sys.argv[1]).items() if v is not None]' " + file)
 
 
 @pytest.mark.pitfall("dotenv-exported")

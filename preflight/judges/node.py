@@ -340,13 +340,26 @@ class DotenvFacts:
     required_missing: Sequence[str]
     wandb_key_trap: bool  # WANDB_KEY set, WANDB_API_KEY (what wandb reads) not
     environment: str = "this shell"  # whose environment: this shell's, or the launch's jobs
+    bash_alike: bool = True  # bash's `source` reads every line of the file as dotenv does
+    loader: str = ""  # a command that prints the file's keys as `export K='v'` lines
+
+
+def dotenv_fix(f: DotenvFacts) -> str:
+    """The shell line that exports the file's keys with the values the check compares:
+    `source` where bash reads the file as python-dotenv does, else dotenv's own reading
+    (sourcing `KEY=a b` would run `b`, `KEY = v` would run `KEY`)."""
+    path = shlex.quote(f.path or ".env")
+    if f.bash_alike or not f.loader:
+        return f"set -a; source {path}; set +a"
+    return (f'eval "$({f.loader})"  # {f.path} is not bash: `source` would read it otherwise '
+            "and run words of it as commands")
 
 
 def dotenv_exported(f: DotenvFacts) -> Verdict:
     if f.path is None and not f.required and not f.wandb_key_exported:
         return Verdict(skip="no .env file (./.env or --env-file) and the profile requires no "
                             "keys")
-    fix = f"set -a; source {f.path or '.env'}; set +a"
+    fix = dotenv_fix(f)
     if f.wandb_key_trap:
         fix += '; export WANDB_API_KEY="$WANDB_KEY"  # wandb reads WANDB_API_KEY'
     texts = []
