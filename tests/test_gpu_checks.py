@@ -165,6 +165,32 @@ def test_gpu_free_names_a_real_foreign_process_redacted(run_preflight, tmp_path,
     assert all(c["outcome"] == "passed" for c in results(fixed, "gpu-free").values())
 
 
+def test_gpu_free_pids_of_a_snapshot_recorded_on_another_host_are_not_looked_up_here(
+        run_preflight, tmp_path, stranger):
+    """A snapshot `preflight info --json` wrote on gpu-node-7 lists gpu-node-7's pids: the
+    same number here is an unrelated process (the stranger), never named, never a kill."""
+    import socket
+
+    here = snapshot(tmp_path, {"host": {"hostname": socket.gethostname()}, "gpus": {"1": {
+        "processes": [{"pid": stranger.pid, "used_memory_bytes": 31 * 2**30}],
+        "memory_used_bytes": 31 * 2**30, "memory_free_bytes": 49 * 2**30}}})
+    local = results(replay(run_preflight, here, "gpu-free"), "gpu-free")["a800-gpu1"]
+    assert local["fix"].startswith(f"kill {stranger.pid}")  # recorded here: our pid
+    data = json.loads(here.read_text())
+    data["host"]["hostname"] = "gpu-node-7"
+    there = tmp_path / "node7.json"
+    there.write_text(json.dumps(data))
+    run = replay(run_preflight, there, "gpu-free", "leftover-processes")
+    busy = results(run, "gpu-free")["a800-gpu1"]
+    assert busy["severity"] == "blocker", busy  # the GPU is taken on gpu-node-7
+    shown = busy["evidence"]["foreign_processes"][0]
+    assert shown["user"] is None and "on gpu-node-7" in shown["cmdline"], shown
+    assert "kill" not in busy["fix"] + busy["why"], busy
+    assert "on gpu-node-7: pid(s) " in busy["why"], busy["why"]
+    assert "time.sleep" not in json.dumps(run.report)
+    assert stranger.poll() is None
+
+
 def test_gpu_free_process_outside_this_pid_namespace(run_preflight):
     run = replay(run_preflight, NVML_DIR / "a800x4-foreign-process.json", "gpu-free")
     busy = results(run, "gpu-free")["a800-gpu1"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shlex
+import socket
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -110,10 +111,12 @@ def _job_ports(profile: Profile, node: Node) -> frozenset[int]:
 
 def _gpu_pids(node: Node) -> set[int]:
     try:
-        gpus = node.gpus.gpus
+        snap = node.gpus
     except Exception:  # a GPU read that fails is judged by the GPU checks, not here
         return set()
-    return {p.pid for g in gpus for p in g.processes or ()}
+    if not snap.pids_are_here(socket.gethostname()):  # another host's pids (a replay)
+        return set()
+    return {p.pid for g in snap.gpus for p in g.processes or ()}
 
 
 def leftover_facts(node: Node, profile: Profile) -> judge.LeftoverFacts:

@@ -197,6 +197,9 @@ class ProcessFacts:
     ours: frozenset[int]  # pids of the suite's own family (never leftovers)
     holders: Mapping[int, Holder]  # pid -> who; absent: not in this PID namespace
     me: str  # the user running preflight
+    # The host a replayed snapshot was recorded on, when it is not this one: its pids are
+    # that host's (never looked up here, never a kill fix here). None: the pids are here.
+    elsewhere: str | None = None
 
 
 def listed_pids(snapshot: Snapshot) -> list[int]:
@@ -215,13 +218,14 @@ def _shown(gpu: Gpu, p: ProcessFacts) -> list[dict[str, object]]:
             "pid": entry.pid,
             "used_memory_gib": None if used is None else round(used / GiB, 1),
             "user": holder.user if holder else None,
-            "cmdline": holder.cmdline if holder
+            "cmdline": holder.cmdline if holder else
+            f"a process on {p.elsewhere}, where the NVML snapshot was recorded" if p.elsewhere
             else "not in this PID namespace (a process on the host or in another container)",
         })
     return shown
 
 
-def _foreign_fix(shown: list[dict[str, object]], me: str) -> str:
+def _foreign_fix(shown: list[dict[str, object]], me: str, elsewhere: str | None = None) -> str:
     local = [str(s["pid"]) for s in shown if s["user"] == me]
     busy = [s for s in shown if s["user"] not in (me, None)]
     hidden = [str(s["pid"]) for s in shown if s["user"] is None]
@@ -234,7 +238,10 @@ def _foreign_fix(shown: list[dict[str, object]], me: str) -> str:
     if local:
         fixes.append(f"kill {' '.join(local)}  # check each pid first (ps -o user,etime,args "
                      f"-p {local[0]}); preflight kills nothing")
-    if hidden:
+    if hidden and elsewhere:
+        fixes.append(f"{others}on {elsewhere}: pid(s) {' '.join(hidden)} there hold the GPU "
+                     "(this machine's pids are other processes)")
+    elif hidden:
         fixes.append(f"{others}pid(s) {' '.join(hidden)} run outside this container: stop "
                      "them from the host if they are yours, or pick other GPUs with "
                      "CUDA_VISIBLE_DEVICES")
@@ -263,7 +270,8 @@ def free(s: Slot, p: ProcessFacts) -> Verdict:
                        if e["user"] not in (p.me, None))
         v.problems.append(Problem(
             f"GPU {found.index} runs {len(shown)} compute process(es) that are not ours: "
-            f"pid {', '.join(str(e['pid']) for e in shown)}{busy}", _foreign_fix(shown, p.me)))
+            f"pid {', '.join(str(e['pid']) for e in shown)}{busy}",
+            _foreign_fix(shown, p.me, p.elsewhere)))
     elif free_bytes < floor * GiB:
         v.problems.append(Problem(f"GPU {found.index} has {free_bytes / GiB:.1f} GiB free, "
                                   f"profile wants {floor:g}", v.fix))
