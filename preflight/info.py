@@ -1,9 +1,9 @@
 """`preflight info [--json] [--nvml-replay FILE]`: the node inventory the checks see.
 
 `--json` writes the NVML snapshot that `--nvml-replay` reads (schema in
-fixtures/nvml/README.md), plus a `host` section that replay ignores but for `hostname` (whose pids), so a snapshot
-taken on a real node replays anywhere. Nothing secret is read: GPU processes are
-listed by pid and memory only, never by command line.
+fixtures/nvml/README.md), plus a `host` section that replay ignores but for `hostname`
+(whose pids the GPUs list), so a snapshot taken on a real node replays anywhere. Nothing
+secret is read: GPU processes are listed by pid and memory only, never by command line.
 """
 
 from __future__ import annotations
