@@ -597,6 +597,25 @@ def test_conda_env_wrong_then_right(run_preflight):
     assert none.one("conda-env")["outcome"] == "skipped"
 
 
+def test_conda_env_expected_as_a_path_matches_the_env_activated_by_name(run_preflight,
+                                                                        tmp_path):
+    """`conda activate slime` sets CONDA_DEFAULT_ENV=slime and CONDA_PREFIX=<root>/envs/slime
+    (conda/activate.py _default_env: the basename under an `envs` dir): an expected env
+    given as that path (also through a symlink) is the same env, not another one."""
+    prefix = tmp_path / "miniconda3" / "envs" / "slime"
+    (prefix / "bin").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "miniconda3")
+    args = ("--profile", "cpu", "--check", "conda-env", "--expect-env")
+    env = base_env(CONDA_DEFAULT_ENV="slime", CONDA_PREFIX=str(prefix))
+    for expected in (prefix, tmp_path / "link" / "envs" / "slime"):
+        same = run_preflight(*args, str(expected), env=env)
+        assert same.returncode == 0, (expected, same.output[-1500:])
+    other = tmp_path / "miniconda3" / "envs" / "other"
+    other.mkdir()
+    wrong = run_preflight(*args, str(other), env=env)
+    assert wrong.returncode == 1 and wrong.one("conda-env")["severity"] == "blocker"
+
+
 # -- nccl-ifname -------------------------------------------------------------------------
 
 

@@ -269,9 +269,11 @@ def test_hf_endpoint(node: Node, profile: Profile, finding: Recorder) -> None:
 @pytest.mark.pitfall("conda-env")
 def test_conda_env(node: Node, profile: Profile, finding: Recorder,
                    settings: dict[str, Any]) -> None:
+    expected = settings["expect_env"] or profile.env.conda_env
+    prefix = node.job_env("CONDA_PREFIX")
     finding.conclude(judge.conda_env(judge.CondaFacts(
-        settings["expect_env"] or profile.env.conda_env,
-        node.job_env("CONDA_DEFAULT_ENV"), node.job_env("CONDA_PREFIX"))))
+        expected, node.job_env("CONDA_DEFAULT_ENV"), prefix,
+        "/" in expected and bool(prefix) and paths.same_dir(expected, str(prefix)))))
 
 
 @pytest.mark.pitfall("nccl-ifname")

@@ -455,6 +455,10 @@ class CondaFacts:
     expected: str  # --expect-env, else the profile's env.conda_env ("" none)
     actual: str | None  # CONDA_DEFAULT_ENV
     prefix: str | None  # CONDA_PREFIX
+    # expected is a path (it has a `/`) naming the directory CONDA_PREFIX names (symlinks
+    # resolved): the env activated by name (`conda activate slime` sets CONDA_DEFAULT_ENV
+    # to `slime`, conda/activate.py _default_env) is the expected one
+    expected_is_prefix: bool = False
 
 
 def conda_env(f: CondaFacts) -> Verdict:
@@ -465,7 +469,7 @@ def conda_env(f: CondaFacts) -> Verdict:
            "shell that submits the job")
     v = Verdict(fix=fix, evidence=dict(expected=f.expected, CONDA_DEFAULT_ENV=f.actual,
                                        CONDA_PREFIX=f.prefix))
-    if f.actual != f.expected:
+    if f.actual != f.expected and not f.expected_is_prefix:
         actual = "unset" if f.actual is None else repr(f.actual)
         v.problems.append(Problem(f"CONDA_DEFAULT_ENV is {actual}, expected {f.expected!r}",
                                   fix))
