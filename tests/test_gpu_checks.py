@@ -551,6 +551,12 @@ def test_nccl_p2p_disable_the_launch_script_exports_is_judged_and_repaired(run_p
     clean = replay(run_preflight, HEALTHY, "nccl-env", extra=args,
                    env={**env, "NCCL_P2P_DISABLE": "1"}).one("nccl-env")
     assert clean["severity"] == "ok", clean
+    # a --launch-cmd is no file to edit: the fix says what to give the command instead
+    cmd = replay(run_preflight, HEALTHY, "nccl-env", env=env, extra=(
+        "--launch-cmd", f"NCCL_P2P_DISABLE=1 torchrun --nproc_per_node 4 {train}")
+    ).one("nccl-env")
+    assert cmd["severity"] == "blocker" and "sed" not in cmd["fix"], cmd
+    assert "give it NCCL_P2P_DISABLE=0" in cmd["why"], cmd
 
 
 def test_nccl_conf_is_read_as_nccl_reads_it(run_preflight, tmp_path):

@@ -580,12 +580,21 @@ class NcclFacts:
     launch_at: tuple[str, int] | None = None  # the launch command's (file, line)
 
 
+LAUNCH_CMD = "<--launch-cmd>"  # the file name the launch reader gives a --launch-cmd
+
+
 def undo_setting(setting: Setting, launch_at: tuple[str, int] | None, value: str | None) -> str:
     """The shell line that takes `setting` away from the job: `value` None unsets it, else
     sets it to `value`. A launch script's line is edited in place on the launch line
     (`NCCL_P2P_DISABLE=1 torchrun ...`), else followed by the repair (also inside a
     multi-line function); a config file line is deleted (the environment is read first)."""
     key = setting.key
+    if setting.line and setting.source == LAUNCH_CMD:
+        # a command line given to preflight: no file to edit, nothing in the shell wins
+        # over its own `KEY=1 torchrun ...`
+        return (f"env | grep '^NCCL_'  # the launch command (--launch-cmd) sets "
+                f"{key}={setting.value}: " + (f"give it {key}={value}" if value is not None
+                                              else f"drop {key}=... from it"))
     if setting.line:
         file = shlex.quote(setting.source)
         at = f"  # {setting.source}:{setting.line} sets {key}={setting.value}"
