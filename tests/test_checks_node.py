@@ -696,6 +696,44 @@ def test_nccl_ifname_an_interface_without_an_address_is_no_go(tmp_path):
     assert run("ens10")["outcome"] == "passed"
 
 
+GLOO_ONE = """import datetime, os, sys, torch.distributed as d
+try:
+    d.init_process_group("gloo", init_method="tcp://127.0.0.1:" + sys.argv[1], rank=0,
+                         world_size=1, timeout=datetime.timedelta(seconds=20))
+    d.destroy_process_group()
+    print("gloo ok")
+except Exception as exc:
+    print("gloo failed:", str(exc).splitlines()[0])
+"""
+
+
+def test_gloo_ifname_an_interface_without_an_address_agrees_with_torch(tmp_path):
+    """gloo takes an interface only through an IPv4/IPv6 address of it
+    (gloo/transport/tcp/device.cc lookupAddrForIface): torch's own gloo group, built in the
+    same network namespace, is the oracle. ens9 is up without an address: both fail."""
+    pytest.importorskip("torch")
+    probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"no network namespace here: {probe.stderr.decode().strip()}")
+    import json
+
+    (tmp_path / "gloo_one.py").write_text(GLOO_ONE)
+    for spec, works in (("ens9", False), ("ens10", True), ("ens9,ens10", False)):
+        report = tmp_path / f"report-{spec}"
+        check = [sys.executable, "-m", "preflight", "--profile", "cpu", "--check",
+                 "gloo-ifname", "--report-dir", str(report)]
+        both = f"{' '.join(check)} >/dev/null 2>&1 || true; {sys.executable} gloo_one.py 29633"
+        done = subprocess.run(["unshare", "--net", "bash", "-c", NETNS + both], cwd=tmp_path,
+                              env=base_env(GLOO_SOCKET_IFNAME=spec), capture_output=True,
+                              text=True, timeout=180)
+        assert done.stdout.startswith("gloo ok" if works else "gloo failed"), done.stdout
+        result = json.loads((report / "preflight-report.json").read_text())["checks"][0]
+        assert (result["outcome"] == "passed") == works, (spec, result)
+        if not works:
+            assert "ens9, which has no IPv4/IPv6 address" in result["summary"], result
+            assert result["fix"] == "export GLOO_SOCKET_IFNAME=ens10", result["fix"]
+
+
 # -- profile-match -----------------------------------------------------------------------
 
 
