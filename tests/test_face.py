@@ -463,3 +463,18 @@ def test_markdown_escapes_render_as_the_text_itself():
     for text in HOSTILE:
         shown = html.unescape(re.sub(r"<[^>]+>", "", md.render(md_text(text)))).strip()
         assert shown == text
+
+
+def test_a_junitxml_path_that_cannot_be_written_is_bad_input(tmp_path):
+    """pytest writes --junitxml only at the session's end: a path under a file, or in a
+    directory nobody may create files in, was a traceback (exit 1, read as NO-GO) after
+    every check ran. Tried first: one line, exit 4, no report."""
+    (tmp_path / "afile").write_text("")
+    for bad in ("afile/j.xml", "/proc/j.xml"):
+        proc, report = preflight(tmp_path, "--check", "port-free", "--junitxml", bad)
+        assert proc.returncode == 4, proc.stdout[-1500:] + proc.stderr[-1500:]
+        assert proc.stderr.startswith(f"ERROR: --junitxml {bad}: cannot be written")
+        assert "Traceback" not in proc.stdout + proc.stderr and report is None
+    good = tmp_path / "new" / "dir" / "j.xml"
+    proc, report = preflight(tmp_path, "--check", "port-free", "--junitxml", str(good))
+    assert proc.returncode == 0 and good.is_file() and report is not None
