@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from preflight.model import STAGES, Finding, Severity
+from preflight.redact import printable
 
 SCHEMA_VERSION = 1
 JSON_NAME = "preflight-report.json"
@@ -114,8 +115,9 @@ _MD_LEADING = re.compile(r"^([#>+=-]|\d+[.)])", re.MULTILINE)
 
 
 def md_text(text: str) -> str:
-    """`text` as Markdown that renders as exactly `text`."""
-    escaped = _MD_SPECIAL.sub(r"\\\1", text)
+    """`text` as Markdown that renders as exactly `text` (control characters as `?`:
+    redact.printable)."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", printable(text))
     # `1. x` is a list item however its digits are escaped: the `.` / `)` is escaped
     return _MD_LEADING.sub(lambda m: m.group(1)[:-1] + "\\" + m.group(1)[-1], escaped)
 

@@ -106,6 +106,8 @@ def test_shm_too_small_for_ranks_times_workers(tmp_path):
 SMALL_SHM = """set -e
 mount -t tmpfs -o size=64m tmpfs /dev/shm
 head -c $((FILL_MB * 1048576)) /dev/zero > /dev/shm/left_by_an_earlier_run
+# a name another user may give a file there: terminal escapes (colour, window title)
+head -c 1048576 /dev/zero > "/dev/shm/$(printf 'x\033[31mred\033]0;pwned\007')"
 exec "$@"
 """
 
@@ -139,7 +141,7 @@ def test_a_full_dev_shm_is_no_go_as_a_dataloader_fails_there(tmp_path):
         report = tmp_path / f"report-{fill_mb}"
         checks = [sys.executable, "-m", "preflight", "--profile-dir", str(profiles),
                   "--profile", "site", "--check", "host-limits", "--report-dir", str(report)]
-        both = f"{' '.join(checks)} >/dev/null 2>&1; {sys.executable} dl.py"
+        both = f"{' '.join(checks)} >out-{fill_mb}.txt 2>&1; {sys.executable} dl.py"
         done = subprocess.run(["unshare", "-m", "--propagation", "private", "bash", "-c",
                                SMALL_SHM, "shm", "bash", "-c", both], cwd=tmp_path,
                               env={**base_env(), "FILL_MB": str(fill_mb)}, capture_output=True,
@@ -149,12 +151,16 @@ def test_a_full_dev_shm_is_no_go_as_a_dataloader_fails_there(tmp_path):
         data = json.loads((report / "preflight-report.json").read_text())
         return done.stdout, next(c for c in data["checks"] if c["id"] == "host-limits")
 
-    loader, full = run(62)
+    loader, full = run(61)
     assert loader.startswith("failed:"), loader  # torch itself cannot use this /dev/shm
     assert full["severity"] == "blocker", full
     assert full["summary"].startswith("/dev/shm has 2 MiB free of 64 MiB, needs 0.03 GiB")
-    assert "left_by_an_earlier_run (62 MiB, " in full["summary"]
+    assert "left_by_an_earlier_run (61 MiB, " in full["summary"]
     assert full["fix"].startswith("ls -lhS /dev/shm | head -20")
+    # the other user's file name is shown, never played to the terminal or the Markdown
+    shown = (tmp_path / "out-61.txt").read_text() + (
+        tmp_path / "report-61" / "preflight-report.md").read_text()
+    assert "x?[31mred?]0;pwned?" in shown and "\x1b" not in shown and "\x07" not in shown
     loader, empty = run(0)
     assert loader.startswith("loaded"), loader
     assert empty["severity"] == "ok", empty
