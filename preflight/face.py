@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from preflight import __version__, console
+from preflight.redact import printable
 
 if TYPE_CHECKING:
     from preflight.plugin import SessionState
@@ -57,7 +58,9 @@ class Face:
     def _write(self, config: pytest.Config, line: console.Line) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(line[0], **line[1])
+            # a line may quote what another user wrote (a /dev/shm file's name, a process's
+            # title): its control characters must not drive this terminal
+            reporter.write_line(printable(line[0]), **line[1])
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         from preflight.plugin import levels_key

@@ -1,9 +1,9 @@
 """`preflight info [--json] [--nvml-replay FILE]`: the node inventory the checks see.
 
 `--json` writes the NVML snapshot that `--nvml-replay` reads (schema in
-fixtures/nvml/README.md), plus a `host` section that replay ignores, so a snapshot
-taken on a real node replays anywhere. Nothing secret is read: GPU processes are
-listed by pid and memory only, never by command line.
+fixtures/nvml/README.md), plus a `host` section that replay ignores but for `hostname`
+(whose pids the GPUs list), so a snapshot taken on a real node replays anywhere. Nothing
+secret is read: GPU processes are listed by pid and memory only, never by command line.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _host_section() -> dict[str, Any]:
 
 
 def collect(replay: str | None = None) -> tuple[nvml.Snapshot, dict[str, Any]]:
-    """The NVML snapshot and the `host` section that replay ignores."""
+    """The NVML snapshot and the `host` section (replay reads only its hostname)."""
     snapshot = nvml.load_snapshot(replay) if replay else nvml.read_snapshot()
     return snapshot, _host_section()
 

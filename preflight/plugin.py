@@ -357,6 +357,44 @@ def _load_inputs(state: SessionState) -> None:
         raise InputError(f"{report_dir}: report dir is not writable: {exc.strerror}") from None
 
 
+class JunitPathError(InputError):
+    """--junitxml names a file that cannot be written."""
+
+
+def _drop_junit(config: pytest.Config) -> None:
+    """Unregister pytest's junitxml writer: its end-of-session write to a path that cannot
+    be written would be a traceback after the one-line error."""
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is not None:  # as junitxml's own pytest_unconfigure lets it go
+        del config.stash[xml_key]
+        config.pluginmanager.unregister(xml)
+    config.option.xmlpath = None
+
+
+def _check_junit_path(xmlpath: str | None) -> None:
+    """pytest's junitxml writes its file only at the session's end (_pytest/junitxml.py
+    pytest_sessionfinish: os.makedirs of its directory, then open): a path it cannot
+    write was a traceback after every check ran. Tried first, as the report dir is."""
+    if not xmlpath:
+        return
+    path = Path(os.path.normpath(os.path.abspath(os.path.expanduser(os.path.expandvars(
+        xmlpath)))))  # as junitxml resolves it (LogXML.__init__)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "Is a directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".preflight-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise JunitPathError(f"--junitxml {xmlpath}: cannot be written: {exc.strerror}") \
+            from None
+
+
 def _with_syntax(state: SessionState, spec: LaunchSpec) -> LaunchSpec:
     """`bash -n` of the launch (probes.bash_syntax): where real bash stops at a syntax
     error, what the reader found after it is not what the job runs, so the launch checks
@@ -434,7 +472,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     _install_signal_handlers(state)
     try:
         _load_inputs(state)
+        _check_junit_path(config.getoption("xmlpath", None))
     except InputError as exc:
+        if isinstance(exc, JunitPathError):
+            _drop_junit(config)
         state.input_error = True
         raise pytest.UsageError(state.scrubber.text(_as_given(config, str(exc)))) from None
 

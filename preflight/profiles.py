@@ -151,6 +151,13 @@ RANGES: dict[str, tuple[float, float]] = {
 }
 
 
+# Lists of strings where an empty or blank entry is a mistake, not a value: an empty
+# processes.patterns entry is a substring of every program (every process of the user,
+# pid 1 too, became a "leftover" to kill); an empty disk.paths entry is the working directory.
+NONEMPTY_STRINGS = {"processes.patterns": "it would match every process",
+                    "disk.paths": "it names no directory"}
+
+
 class ProfileError(InputError):
     """A profile file cannot be used. The message is one line naming the file."""
 
@@ -188,6 +195,8 @@ def _check_type(where: str, value: Any, expected: type | tuple[type, type],
         if not isinstance(value, list) or not all(_is(v, element) for v in value):
             raise ProfileError(f"{where}: expected a list of {element.__name__}, got "
                                f"{_short(value)}")
+        if key in NONEMPTY_STRINGS and any(not v.strip() or "\0" in v for v in value):
+            raise ProfileError(f"{where}: an empty or blank entry ({NONEMPTY_STRINGS[key]})")
         return [_number(where, v, element, key) for v in value]
     if not _is(value, expected):
         raise ProfileError(f"{where}: expected {expected.__name__}, got {_short(value)}")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from preflight.model import STAGES, Finding, Severity
+from preflight.redact import printable
 
 SCHEMA_VERSION = 1
 JSON_NAME = "preflight-report.json"
@@ -103,6 +105,23 @@ def _by(findings: list[Finding], *severities: Severity) -> list[Finding]:
     return [f for f in findings if f.severity in severities]
 
 
+# Characters that change what a Markdown renderer shows in running text: emphasis, code
+# spans, links, raw HTML (`<img ...>`), entities (`&lt;`), strikethrough. A summary quotes
+# measured values (a URL, a command line, a variable's value): escaped (CommonMark allows a
+# backslash before any ASCII punctuation), a value reads as it was measured, never as markup.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&~|])")
+# ... and at the start of a line: a heading, a quote, a list item, a setext underline.
+_MD_LEADING = re.compile(r"^([#>+=-]|\d+[.)])", re.MULTILINE)
+
+
+def md_text(text: str) -> str:
+    """`text` as Markdown that renders as exactly `text` (control characters as `?`:
+    redact.printable)."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", printable(text))
+    # `1. x` is a list item however its digits are escaped: the `.` / `)` is escaped
+    return _MD_LEADING.sub(lambda m: m.group(1)[:-1] + "\\" + m.group(1)[-1], escaped)
+
+
 def markdown(report: dict[str, Any]) -> str:
     findings = [Finding.from_json(c) for c in report["checks"]]
     lines = [
@@ -128,14 +147,15 @@ def markdown(report: dict[str, Any]) -> str:
             continue
         lines += ["", f"## {title}", ""]
         for f in group:
-            lines += [f"### `{f.check}` ({f.severity.label}) — {f.nodeid}", "", f.summary, ""]
+            lines += [f"### `{f.check}` ({f.severity.label}) — {md_text(f.nodeid)}", "",
+                      md_text(f.summary), ""]
             if f.evidence:
                 lines += ["Evidence:", "", "```json",
                           json.dumps(f.evidence, indent=2, sort_keys=True), "```", ""]
             if f.fix:
                 lines += ["Fix:", "", "```bash", f.fix, "```", ""]
             if f.why:
-                lines += [f"Why: {f.why}", ""]
+                lines += [f"Why: {md_text(f.why)}", ""]
             if f.runbook:
                 lines += [f"Runbook: `{f.runbook}`", ""]
     if report["stages"]:
@@ -149,10 +169,12 @@ def markdown(report: dict[str, Any]) -> str:
     passed = [f for f in rest if f.outcome == "passed"]
     skipped = [f for f in rest if f.outcome == "skipped"]
     if passed:
-        lines += ["", "## Passed", ""] + [f"- `{f.check}` {f.nodeid}: {f.summary}" for f in passed]
+        lines += ["", "## Passed", ""] + [f"- `{f.check}` {md_text(f.nodeid)}: "
+                                           f"{md_text(f.summary)}" for f in passed]
     if skipped:
         lines += ["", "## Skipped", ""]
-        lines += [f"- `{f.check}` {f.nodeid}: {f.summary}" for f in skipped]
+        lines += [f"- `{f.check}` {md_text(f.nodeid)}: {md_text(f.summary)}"
+                  for f in skipped]
     return "\n".join(lines) + "\n"
 
 

@@ -404,6 +404,53 @@ def test_dotenv_exported_by_the_launch_script_itself(run_preflight, tmp_path):
         assert secret not in run.output
 
 
+def test_dotenv_fix_for_a_file_bash_reads_otherwise_exports_dotenvs_values(run_preflight,
+                                                                            tmp_path):
+    """python-dotenv reads `GREETING=hello touch pwned` as "hello touch pwned"; bash's
+    `source` runs `touch pwned` instead. The fix is dotenv's own reading, eval'd: run in
+    real bash it exports the values the check compares (and runs nothing of the file)."""
+    work = tmp_path / "job"
+    work.mkdir()
+    (work / ".env").write_text("GREETING=hello touch pwned\nSPACED = x\nHOME_DIR=${HOME}/d\n")
+    args = ("--profile", "cpu", "--check", "dotenv-exported")
+    env = base_env(GREETING=None, SPACED=None, HOME_DIR=None)
+    broken = run_preflight(*args, cwd=work, env=env).one("dotenv-exported")
+    assert broken["evidence"]["not_exported"] == ["GREETING", "SPACED", "HOME_DIR"]
+    fix = broken["fix"].replace("\n", "; ")
+    assert fix.startswith('eval "$(') and "source" not in fix, fix
+    done = subprocess.run(["bash", "-c", f'{fix}; env -0'], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert not (work / "pwned").exists()
+    exported = dict(e.split("=", 1) for e in done.stdout.split("\0") if "=" in e)
+    fixed = run_preflight(*args, cwd=work, env={**env, **{
+        k: exported[k] for k in ("GREETING", "SPACED", "HOME_DIR")}})
+    assert fixed.returncode == 0, fixed.output
+    assert exported["GREETING"] == "hello touch pwned"
+
+
+ALIKE = ["A=1\n", "export A=x.y/z:1,2@h%+=^-\n", "A='x y'\n", 'A="x y" # c\n', "A=\n",
+         "# c\n\nA=1 # c\n  \nB=2\n", "A='l1\nl2'\n", "A=x#y\n", "export A\nA=2\n"]
+OTHERWISE = ["A=hello world\n", "A = x\n", "A\n", "A=${HOME}/x\n", 'A="a\\nb"\n', "A=x\r\n",
+             "A=~/x\n", "A='a\\\\b'\n", "A=$HOME\n", 'A="$HOME"\n']
+
+
+@pytest.mark.parametrize("text", ALIKE + OTHERWISE)
+def test_bash_alike_means_bash_source_gives_dotenvs_values(tmp_path, text):
+    """EnvFile.bash_alike is True exactly where real bash's `set -a; source FILE` exports
+    the values python-dotenv reads (the oracle: bash, in an empty environment)."""
+    from preflight.probes import dotenv
+
+    env_file = tmp_path / "x.env"
+    env_file.write_text(text)
+    read = dotenv.read(env_file)
+    done = subprocess.run(["bash", "-c", f"set -a; source {env_file}; set +a; env -0"],
+                          cwd=tmp_path, env={"HOME": "/h", "PATH": os.environ["PATH"]},
+                          capture_output=True, text=True, timeout=30)
+    bash = dict(e.split("=", 1) for e in done.stdout.split("\0") if "=" in e)
+    same = not done.stderr and all(bash.get(k) == v for k, v in read.values.items())
+    assert read.bash_alike == same == (text in ALIKE), (text, bash, done.stderr)
+
+
 def test_dotenv_default_is_dot_env_in_cwd(run_preflight, tmp_path):
     work = tmp_path / "job"
     work.mkdir()
@@ -550,6 +597,25 @@ def test_conda_env_wrong_then_right(run_preflight):
     assert none.one("conda-env")["outcome"] == "skipped"
 
 
+def test_conda_env_expected_as_a_path_matches_the_env_activated_by_name(run_preflight,
+                                                                        tmp_path):
+    """`conda activate slime` sets CONDA_DEFAULT_ENV=slime and CONDA_PREFIX=<root>/envs/slime
+    (conda/activate.py _default_env: the basename under an `envs` dir): an expected env
+    given as that path (also through a symlink) is the same env, not another one."""
+    prefix = tmp_path / "miniconda3" / "envs" / "slime"
+    (prefix / "bin").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "miniconda3")
+    args = ("--profile", "cpu", "--check", "conda-env", "--expect-env")
+    env = base_env(CONDA_DEFAULT_ENV="slime", CONDA_PREFIX=str(prefix))
+    for expected in (prefix, tmp_path / "link" / "envs" / "slime"):
+        same = run_preflight(*args, str(expected), env=env)
+        assert same.returncode == 0, (expected, same.output[-1500:])
+    other = tmp_path / "miniconda3" / "envs" / "other"
+    other.mkdir()
+    wrong = run_preflight(*args, str(other), env=env)
+    assert wrong.returncode == 1 and wrong.one("conda-env")["severity"] == "blocker"
+
+
 # -- nccl-ifname -------------------------------------------------------------------------
 
 
@@ -568,6 +634,25 @@ def test_nccl_ifname_bogus_then_real(run_preflight):
     excluded = run_preflight("--profile", "cpu", "--check", "nccl-ifname",
                              env=base_env(NCCL_SOCKET_IFNAME="=l"))
     assert excluded.returncode == 1  # `=` is an exact match: "l" is no interface
+
+
+def test_nccl_ifname_from_nccl_conf_is_judged(run_preflight, tmp_path):
+    """NCCL reads NCCL_SOCKET_IFNAME from NCCL_CONF_FILE / ~/.nccl.conf / /etc/nccl.conf
+    when the environment lacks it (src/misc/param.cc initEnvFunc, setenv without
+    overwrite): a file naming an interface this node lacks stops NCCL ("no socket interface
+    found") as the variable does. Its fix, the environment's value, wins over the file."""
+    conf = tmp_path / "nccl.conf"
+    conf.write_text("NCCL_DEBUG=WARN\nNCCL_SOCKET_IFNAME=bogus0\n")
+    env = {k: v for k, v in base_env(NCCL_CONF_FILE=str(conf)).items()
+           if k != "NCCL_SOCKET_IFNAME"}
+    bad = run_preflight("--profile", "cpu", "--check", "nccl-ifname", env=env)
+    result = bad.one("nccl-ifname")
+    assert bad.returncode == 1 and result["severity"] == "blocker", result
+    assert f"NCCL_SOCKET_IFNAME='bogus0' (from {conf})" in result["summary"]
+    assert result["evidence"]["NCCL_SOCKET_IFNAME_from"] == str(conf)
+    fixed = run_preflight("--profile", "cpu", "--check", "nccl-ifname",
+                          env={**env, "NCCL_SOCKET_IFNAME": "lo"})
+    assert fixed.returncode == 0, fixed.output
 
 
 NETNS = """set -e
@@ -609,6 +694,44 @@ def test_nccl_ifname_an_interface_without_an_address_is_no_go(tmp_path):
     assert bad["evidence"]["addresses"]["ens9"] == []
     assert bad["fix"] == "export NCCL_SOCKET_IFNAME=ens10", bad["fix"]
     assert run("ens10")["outcome"] == "passed"
+
+
+GLOO_ONE = """import datetime, os, sys, torch.distributed as d
+try:
+    d.init_process_group("gloo", init_method="tcp://127.0.0.1:" + sys.argv[1], rank=0,
+                         world_size=1, timeout=datetime.timedelta(seconds=20))
+    d.destroy_process_group()
+    print("gloo ok")
+except Exception as exc:
+    print("gloo failed:", str(exc).splitlines()[0])
+"""
+
+
+def test_gloo_ifname_an_interface_without_an_address_agrees_with_torch(tmp_path):
+    """gloo takes an interface only through an IPv4/IPv6 address of it
+    (gloo/transport/tcp/device.cc lookupAddrForIface): torch's own gloo group, built in the
+    same network namespace, is the oracle. ens9 is up without an address: both fail."""
+    pytest.importorskip("torch")
+    probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"no network namespace here: {probe.stderr.decode().strip()}")
+    import json
+
+    (tmp_path / "gloo_one.py").write_text(GLOO_ONE)
+    for spec, works in (("ens9", False), ("ens10", True), ("ens9,ens10", False)):
+        report = tmp_path / f"report-{spec}"
+        check = [sys.executable, "-m", "preflight", "--profile", "cpu", "--check",
+                 "gloo-ifname", "--report-dir", str(report)]
+        both = f"{' '.join(check)} >/dev/null 2>&1 || true; {sys.executable} gloo_one.py 29633"
+        done = subprocess.run(["unshare", "--net", "bash", "-c", NETNS + both], cwd=tmp_path,
+                              env=base_env(GLOO_SOCKET_IFNAME=spec), capture_output=True,
+                              text=True, timeout=180)
+        assert done.stdout.startswith("gloo ok" if works else "gloo failed"), done.stdout
+        result = json.loads((report / "preflight-report.json").read_text())["checks"][0]
+        assert (result["outcome"] == "passed") == works, (spec, result)
+        if not works:
+            assert "ens9, which has no IPv4/IPv6 address" in result["summary"], result
+            assert result["fix"] == "export GLOO_SOCKET_IFNAME=ens10", result["fix"]
 
 
 # -- profile-match -----------------------------------------------------------------------

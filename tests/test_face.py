@@ -427,3 +427,54 @@ def test_progress_lines_pass_pytests_capture(pytester):
                                            "--report-dir", str(pytester.path / "r"))
     result.stdout.fnmatch_lines(["*port-free: phase 1 of 2, 0.5/10 s*"])
     assert "captured-by-pytest" not in result.stdout.str()
+
+
+HOSTILE = ["HF_ENDPOINT='<img src=x onerror=alert(1)>**x**|' is not", "# heading", "1. x",
+           "12) y", "a_b *c* [l](u) &lt; ~~s~~ `c`", "> quote", "- item", "+ item", "=== x",
+           "a\\b", "x <!-- c --> y", "![i](u)", "http://u:p@h/<t>", "***", "| a | b |"]
+
+
+def test_markdown_report_shows_a_measured_value_as_measured(tmp_path):
+    """A summary quotes what was measured (HF_ENDPOINT here): in the Markdown report it
+    is text, not markup (a raw `<img onerror=...>` rendered as HTML, `**x**` as bold,
+    `&lt;` as `<`)."""
+    value = "<img src=x onerror=alert(1)>**x**&lt;"
+    proc, report = preflight(tmp_path, "--check", "hf-endpoint",
+                             env=base_env(HF_ENDPOINT=value))
+    assert report is not None and proc.returncode == 1, proc.stdout[-1500:]
+    md = (tmp_path / "report" / "preflight-report.md").read_text()
+    assert not re.search(r"(?<!\\)<img", md) and "**x**" not in md and "\\<img src=x" in md
+    # every escape is a backslash before an ASCII punctuation (CommonMark): removing
+    # them gives the text back
+    from preflight.report import md_text
+
+    for text in HOSTILE:
+        assert re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", md_text(text)) == text
+
+
+def test_markdown_escapes_render_as_the_text_itself():
+    """The oracle: a CommonMark renderer shows md_text(t) as exactly t."""
+    markdown_it = pytest.importorskip("markdown_it")
+    import html
+
+    from preflight.report import md_text
+
+    md = markdown_it.MarkdownIt("commonmark").enable("table").enable("strikethrough")
+    for text in HOSTILE:
+        shown = html.unescape(re.sub(r"<[^>]+>", "", md.render(md_text(text)))).strip()
+        assert shown == text
+
+
+def test_a_junitxml_path_that_cannot_be_written_is_bad_input(tmp_path):
+    """pytest writes --junitxml only at the session's end: a path under a file, or in a
+    directory nobody may create files in, was a traceback (exit 1, read as NO-GO) after
+    every check ran. Tried first: one line, exit 4, no report."""
+    (tmp_path / "afile").write_text("")
+    for bad in ("afile/j.xml", "/proc/j.xml"):
+        proc, report = preflight(tmp_path, "--check", "port-free", "--junitxml", bad)
+        assert proc.returncode == 4, proc.stdout[-1500:] + proc.stderr[-1500:]
+        assert proc.stderr.startswith(f"ERROR: --junitxml {bad}: cannot be written")
+        assert "Traceback" not in proc.stdout + proc.stderr and report is None
+    good = tmp_path / "new" / "dir" / "j.xml"
+    proc, report = preflight(tmp_path, "--check", "port-free", "--junitxml", str(good))
+    assert proc.returncode == 0 and good.is_file() and report is not None

@@ -165,6 +165,32 @@ def test_gpu_free_names_a_real_foreign_process_redacted(run_preflight, tmp_path,
     assert all(c["outcome"] == "passed" for c in results(fixed, "gpu-free").values())
 
 
+def test_gpu_free_pids_of_a_snapshot_recorded_on_another_host_are_not_looked_up_here(
+        run_preflight, tmp_path, stranger):
+    """A snapshot `preflight info --json` wrote on gpu-node-7 lists gpu-node-7's pids: the
+    same number here is an unrelated process (the stranger), never named, never a kill."""
+    import socket
+
+    here = snapshot(tmp_path, {"host": {"hostname": socket.gethostname()}, "gpus": {"1": {
+        "processes": [{"pid": stranger.pid, "used_memory_bytes": 31 * 2**30}],
+        "memory_used_bytes": 31 * 2**30, "memory_free_bytes": 49 * 2**30}}})
+    local = results(replay(run_preflight, here, "gpu-free"), "gpu-free")["a800-gpu1"]
+    assert local["fix"].startswith(f"kill {stranger.pid}")  # recorded here: our pid
+    data = json.loads(here.read_text())
+    data["host"]["hostname"] = "gpu-node-7"
+    there = tmp_path / "node7.json"
+    there.write_text(json.dumps(data))
+    run = replay(run_preflight, there, "gpu-free", "leftover-processes")
+    busy = results(run, "gpu-free")["a800-gpu1"]
+    assert busy["severity"] == "blocker", busy  # the GPU is taken on gpu-node-7
+    shown = busy["evidence"]["foreign_processes"][0]
+    assert shown["user"] is None and "on gpu-node-7" in shown["cmdline"], shown
+    assert "kill" not in busy["fix"] + busy["why"], busy
+    assert "on gpu-node-7: pid(s) " in busy["why"], busy["why"]
+    assert "time.sleep" not in json.dumps(run.report)
+    assert stranger.poll() is None
+
+
 def test_gpu_free_process_outside_this_pid_namespace(run_preflight):
     run = replay(run_preflight, NVML_DIR / "a800x4-foreign-process.json", "gpu-free")
     busy = results(run, "gpu-free")["a800-gpu1"]
@@ -491,6 +517,66 @@ def test_nccl_p2p_disable_hidden_in_nccl_conf_fails(run_preflight, tmp_path):
     conf.write_text("NCCL_P2P_DISABLE=0\n")
     assert replay(run_preflight, HEALTHY, "nccl-env", env=env).one("nccl-env")["severity"] \
         == "ok"
+
+
+def test_nccl_p2p_disable_the_launch_script_exports_is_judged_and_repaired(run_preflight,
+                                                                         tmp_path):
+    """The job gets what the launch script exports, not this shell's NCCL settings: a
+    script's `export NCCL_P2P_DISABLE=1` cripples NVLink (GO before), a script that unsets
+    the shell's is clean (NO-GO before). The fix edits the script's line, and running it
+    (real bash, real sed) repairs the script."""
+    train = tmp_path / "train.py"
+    train.write_text("print('x')\n")
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/bash\nexport NCCL_P2P_DISABLE=1\n"
+                      f"torchrun --nproc_per_node 4 {train}\n")
+    env = gpu_env(HOME="/nonexistent", NCCL_DEBUG="WARN")
+    args = ("--launch-script", str(script))
+    result = replay(run_preflight, HEALTHY, "nccl-env", env=env, extra=args).one("nccl-env")
+    assert result["severity"] == "blocker", result
+    assert f"NCCL_P2P_DISABLE=1 from {script}:2" in result["summary"]
+    assert result["fix"] == f"sed -i '2a export NCCL_P2P_DISABLE=0' {script}"
+    subprocess.run(["bash", "-c", result["fix"]], check=True, timeout=30)
+    fixed = replay(run_preflight, HEALTHY, "nccl-env", env=env, extra=args).one("nccl-env")
+    assert fixed["severity"] == "ok", fixed
+    # on the launch line itself (`NCCL_P2P_DISABLE=1 torchrun ...`) the value is edited
+    script.write_text(f"#!/bin/bash\nNCCL_P2P_DISABLE=1 torchrun --nproc_per_node 4 {train}\n")
+    inline = replay(run_preflight, HEALTHY, "nccl-env", env=env, extra=args).one("nccl-env")
+    assert inline["severity"] == "blocker", inline
+    subprocess.run(["bash", "-c", inline["fix"]], check=True, timeout=30)
+    assert script.read_text().splitlines()[1].startswith("NCCL_P2P_DISABLE=0 torchrun")
+    # the shell's NCCL_P2P_DISABLE=1 does not reach a job whose script unsets it
+    script.write_text(f"#!/bin/bash\nunset NCCL_P2P_DISABLE\ntorchrun --nproc_per_node 4 "
+                      f"{train}\n")
+    clean = replay(run_preflight, HEALTHY, "nccl-env", extra=args,
+                   env={**env, "NCCL_P2P_DISABLE": "1"}).one("nccl-env")
+    assert clean["severity"] == "ok", clean
+    # a --launch-cmd is no file to edit: the fix says what to give the command instead
+    cmd = replay(run_preflight, HEALTHY, "nccl-env", env=env, extra=(
+        "--launch-cmd", f"NCCL_P2P_DISABLE=1 torchrun --nproc_per_node 4 {train}")
+    ).one("nccl-env")
+    assert cmd["severity"] == "blocker" and "sed" not in cmd["fix"], cmd
+    assert "give it NCCL_P2P_DISABLE=0" in cmd["why"], cmd
+
+
+def test_nccl_conf_is_read_as_nccl_reads_it(run_preflight, tmp_path):
+    """NCCL takes a config line's value verbatim (src/misc/param.cc setEnvFile) and parses
+    it with strtoll base 0: `NCCL_P2P_DISABLE="1"` is 0 there (P2P stays on), `0x1` is 1,
+    `export NCCL_P2P_DISABLE=1` sets a variable named `export NCCL_P2P_DISABLE`."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.strtoll.restype = ctypes.c_longlong
+    libc.strtoll.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
+    conf = tmp_path / "nccl.conf"
+    env = gpu_env(HOME="/nonexistent", NCCL_DEBUG="WARN", NCCL_CONF_FILE=str(conf))
+    for line in ('NCCL_P2P_DISABLE="1"', "NCCL_P2P_DISABLE='1'", "export NCCL_P2P_DISABLE=1",
+                 "NCCL_P2P_DISABLE=0x1", "NCCL_P2P_DISABLE=1 # off", "NCCL_P2P_DISABLE=010"):
+        conf.write_text(line + "\n")
+        value = line.split("=", 1)[1] if line.startswith("NCCL_P2P_DISABLE=") else ""
+        disabled = libc.strtoll(value.encode(), None, 0) != 0  # NCCL's own parse
+        result = replay(run_preflight, HEALTHY, "nccl-env", env=env).one("nccl-env")
+        assert (result["severity"] == "blocker") == disabled, (line, result)
 
 
 def test_nccl_ib_disable_and_missing_topo_file_on_h100(run_preflight, tmp_path):

@@ -103,6 +103,69 @@ def test_shm_too_small_for_ranks_times_workers(tmp_path):
     assert result["severity"] == "ok" and proc.returncode == 0
 
 
+SMALL_SHM = """set -e
+mount -t tmpfs -o size=64m tmpfs /dev/shm
+head -c $((FILL_MB * 1048576)) /dev/zero > /dev/shm/left_by_an_earlier_run
+# a name another user may give a file there: terminal escapes (colour, window title)
+head -c 1048576 /dev/zero > "/dev/shm/$(printf 'x\033[31mred\033]0;pwned\007')"
+exec "$@"
+"""
+
+DATALOADER = """import torch
+from torch.utils.data import DataLoader, Dataset
+class D(Dataset):
+    def __len__(self): return 4
+    def __getitem__(self, i): return torch.zeros(2**20)  # 4 MiB a sample
+try:
+    for _ in DataLoader(D(), batch_size=2, num_workers=2): pass
+    print("loaded")
+except RuntimeError as exc:
+    print("failed:", exc)
+"""
+
+
+def test_a_full_dev_shm_is_no_go_as_a_dataloader_fails_there(tmp_path):
+    """A /dev/shm large enough but filled by an earlier run: torch's DataLoader workers
+    fail there (the oracle, run in the same place), so host-limits is NO-GO; with the
+    space free both pass. A private mount namespace gets its own 64 MiB tmpfs at /dev/shm
+    (the machine's is not touched)."""
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "mount", "-t",
+                            "tmpfs", "-o", "size=1m", "tmpfs", "/dev/shm"],
+                           capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"no private mount namespace here: {probe.stderr.decode().strip()}")
+    profiles = site_profile(tmp_path, "[host]\nmin_shm_gb = 0.03\n")  # 30 MiB of 64
+    (tmp_path / "dl.py").write_text(DATALOADER)
+
+    def run(fill_mb: int) -> tuple[str, dict]:
+        report = tmp_path / f"report-{fill_mb}"
+        checks = [sys.executable, "-m", "preflight", "--profile-dir", str(profiles),
+                  "--profile", "site", "--check", "host-limits", "--report-dir", str(report)]
+        both = f"{' '.join(checks)} >out-{fill_mb}.txt 2>&1; {sys.executable} dl.py"
+        done = subprocess.run(["unshare", "-m", "--propagation", "private", "bash", "-c",
+                               SMALL_SHM, "shm", "bash", "-c", both], cwd=tmp_path,
+                              env={**base_env(), "FILL_MB": str(fill_mb)}, capture_output=True,
+                              text=True, timeout=180)
+        import json
+
+        data = json.loads((report / "preflight-report.json").read_text())
+        return done.stdout, next(c for c in data["checks"] if c["id"] == "host-limits")
+
+    loader, full = run(61)
+    assert loader.startswith("failed:"), loader  # torch itself cannot use this /dev/shm
+    assert full["severity"] == "blocker", full
+    assert full["summary"].startswith("/dev/shm has 2 MiB free of 64 MiB, needs 0.03 GiB")
+    assert "left_by_an_earlier_run (61 MiB, " in full["summary"]
+    assert full["fix"].startswith("ls -lhS /dev/shm | head -20")
+    # the other user's file name is shown, never played to the terminal or the Markdown
+    shown = (tmp_path / "out-61.txt").read_text() + (
+        tmp_path / "report-61" / "preflight-report.md").read_text()
+    assert "x?[31mred?]0;pwned?" in shown and "\x1b" not in shown and "\x07" not in shown
+    loader, empty = run(0)
+    assert loader.startswith("loaded"), loader
+    assert empty["severity"] == "ok", empty
+
+
 @pytest.mark.parametrize("option", ["--dataloader_num_workers 4", "--dataloader-num-workers=4"])
 def test_shm_sized_from_the_launch_dataloader_workers(tmp_path, option):
     """ms-swift / HF Trainer's --dataloader_num_workers in the launch, not the profile's 0."""

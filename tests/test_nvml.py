@@ -171,6 +171,27 @@ def test_nccl_settings_come_from_env_then_config_files(tmp_path):
     assert [nccl.as_int(v) for v in ("1", "0", "true", " 2x", "")] == [1, 0, 0, 2, 0]
 
 
+def test_nccl_integers_parse_as_strtoll_base_0():
+    """param.cc ncclLoadParam: strtoll(str, nullptr, 0), the C library's own."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.strtoll.restype = ctypes.c_longlong
+    libc.strtoll.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
+    for value in ("1", "0", "true", " 2x", "", '"1"', "'1'", "0x10", "0X1f", "010", "09",
+                  "-3", "+4", "-0x2", "\t7", "1\r", "1 # c", "0x"):
+        assert nccl.as_int(value) == libc.strtoll(value.encode(), None, 0), value
+
+
+def test_nccl_conf_lines_are_taken_verbatim(tmp_path):
+    conf = tmp_path / "nccl.conf"
+    conf.write_bytes(b'#NCCL_IB_DISABLE=1\nNCCL_P2P_DISABLE="1"\nexport NCCL_DEBUG=INFO\n'
+                     b"NCCL_ALGO = Ring\nNOEQUALS\nNCCL_PROTO=LL # x\nNCCL_PROTO=Simple\n")
+    assert nccl.read_conf(str(conf)) == {"NCCL_P2P_DISABLE": '"1"',
+                                         "export NCCL_DEBUG": "INFO",
+                                         "NCCL_ALGO ": " Ring", "NCCL_PROTO": "LL # x"}
+
+
 # -- preflight info ------------------------------------------------------------------------
 
 

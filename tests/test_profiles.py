@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from preflight.model import Severity
@@ -70,3 +73,21 @@ def test_profile_sections_are_typed_and_frozen(tmp_path):
         assert list(SCHEMA[name]) == [f.name for f in dataclasses.fields(cls)]
     assert SCHEMA["ports"]["probe"] == ((list, int), ())
     assert SCHEMA["env"]["hf_timeout_s"] == (float, 3.0)
+
+
+@pytest.mark.parametrize("body", ['[processes]\npatterns = ["train.py", ""]\n',
+                                  '[processes]\npatterns = ["  "]\n',
+                                  '[disk]\npaths = [""]\n'])
+def test_an_empty_pattern_or_path_is_bad_input_not_every_process(tmp_path, body):
+    """An empty processes.patterns entry is a substring of every program: the run named
+    every process of the user, pid 1 too, as a leftover and its fix was `kill 1 ...`."""
+    (tmp_path / "site.toml").write_text(f'extends = "cpu"\n{body}')
+    with pytest.raises(ProfileError, match="an empty or blank entry"):
+        load_profiles([tmp_path])
+    proc = subprocess.run([sys.executable, "-m", "preflight", "--profile-dir", str(tmp_path),
+                           "--profile", "site", "--check", "leftover-processes",
+                           "--report-dir", str(tmp_path / "report")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 4, proc.stdout[-2000:]
+    assert proc.stderr.startswith("ERROR: ") and "Traceback" not in proc.stderr
+    assert "kill" not in proc.stdout

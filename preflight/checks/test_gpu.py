@@ -10,6 +10,7 @@ Adapters: gather the facts, call the judge (`preflight/judges/gpu.py`), conclude
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -56,13 +57,16 @@ def test_gpus_visible_to_job(node: Node, profile: Profile, finding: Recorder) ->
 
 
 def process_facts(node: Node) -> judge.ProcessFacts:
+    me = procs.user_name(os.getuid())
+    if not node.gpus.pids_are_here(socket.gethostname()):
+        return judge.ProcessFacts(frozenset(), {}, me, node.gpus.recorded_on)
     listed = judge.listed_pids(node.gpus)
     ours = frozenset(pid for pid in listed if pid in node.own_family)
     holders = {}
     for pid in listed:
         if pid not in ours and (proc := node.process_by_pid.get(pid)) is not None:
             holders[pid] = judge.Holder(proc.user, proc.redacted() or proc.name)
-    return judge.ProcessFacts(ours, holders, procs.user_name(os.getuid()))
+    return judge.ProcessFacts(ours, holders, me)
 
 
 @pytest.mark.pitfall("gpu-free")
@@ -99,7 +103,12 @@ def test_cuda_stack(node: Node, profile: Profile, finding: Recorder) -> None:
 
 @pytest.mark.pitfall("nccl-env")
 def test_nccl_env(node: Node, profile: Profile, finding: Recorder) -> None:
-    found = nccl.settings(node.environ) if profile.is_gpu else {}
+    # As the launch's job gets them: a script's `export NCCL_P2P_DISABLE=1` cripples the
+    # job, its `unset` repairs this shell's; NCCL_CONF_FILE / HOME pick NCCL's files.
+    environ, lines = node.job_environ_prefixed("NCCL_", "HOME")
+    found = nccl.settings(environ, lines=lines) if profile.is_gpu else {}
     topo = found.get("NCCL_TOPO_FILE")
-    facts = judge.NcclFacts(found, None if topo is None else Path(topo.value).is_file())
+    command = node.job_command()
+    facts = judge.NcclFacts(found, None if topo is None else Path(topo.value).is_file(),
+                            (command.file, command.line) if command is not None else None)
     finding.conclude(judge.nccl_env(judge.GpuWant.of(profile), facts))

@@ -31,9 +31,10 @@ def test_host_limits(node: Node, profile: Profile, finding: Recorder) -> None:
                                      snap.error or "")
     ranks, ranks_from = processes_per_node(GpuWant.of(profile), launched)
     workers, workers_from = _launch_workers(spec)
+    shm = host.shm()
     finding.conclude(judge.host_limits(judge.LimitFacts(
-        judge.HostWant.of(profile), host.shm(), host.limits(), ranks, ranks_from, os.geteuid(),
-        workers, workers_from)))
+        judge.HostWant.of(profile), shm, host.limits(), ranks, ranks_from, os.geteuid(),
+        workers, workers_from, host.largest_files() if shm is not None else ())))
 
 
 def _launch_workers(spec: LaunchSpec | None) -> tuple[int | None, str]:

@@ -68,6 +68,7 @@ def test_gloo_socket_ifname(node: Node, profile: Profile, finding: Recorder) -> 
     cfg = launch_config(node) if spec is not None else None
     facts = judge.GlooFacts(
         spec=spec, interfaces={i.name: i.up for i in found}, candidates=_candidates(),
+        addresses={i.name: i.addresses for i in found},
         multi_node=cfg is not None and cfg.multi_node,
         maybe_multi="" if cfg is None else f"{cfg.nnodes_from or 'nnodes'} not known"
         if cfg.nnodes is None else f"{cfg.nnodes_from} starts only maybe: {cfg.maybe}"

@@ -8,7 +8,10 @@ profile.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shlex
+import socket
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ import pytest
 from preflight import numbers
 from preflight.judges import node as judge
 from preflight.plugin import Recorder
-from preflight.probes import Node, cuda, dotenv, http, netif, paths, ports, procs, wandb
+from preflight.probes import Node, cuda, dotenv, http, nccl, netif, paths, ports, procs, wandb
 from preflight.profiles import Profile
 
 pytestmark = pytest.mark.static
@@ -108,10 +111,12 @@ def _job_ports(profile: Profile, node: Node) -> frozenset[int]:
 
 def _gpu_pids(node: Node) -> set[int]:
     try:
-        gpus = node.gpus.gpus
+        snap = node.gpus
     except Exception:  # a GPU read that fails is judged by the GPU checks, not here
         return set()
-    return {p.pid for g in gpus for p in g.processes or ()}
+    if not snap.pids_are_here(socket.gethostname()):  # another host's pids (a replay)
+        return set()
+    return {p.pid for g in snap.gpus for p in g.processes or ()}
 
 
 def leftover_facts(node: Node, profile: Profile) -> judge.LeftoverFacts:
@@ -221,7 +226,20 @@ def dotenv_facts(node: Node, profile: Profile,
         wandb_key_exported=any("WANDB_KEY" in e for _, e in environs), missing=missing,
         different=different, required_missing=required_missing,
         wandb_key_trap=any(dotenv.wandb_key_trap(env_file, e) for _, e in environs),
-        environment=", ".join(dict.fromkeys(w for w, _ in environs)))
+        environment=", ".join(dict.fromkeys(w for w, _ in environs)),
+        bash_alike=env_file.bash_alike if env_file else True,
+        loader=_dotenv_loader(node, env_file.path) if env_file else "")
+
+
+def _dotenv_loader(node: Node, path: str) -> str:
+    """python-dotenv's own reading of `path` as `export K='v'` lines: its CLI (needs
+    click), else the same through dotenv_values (dotenv/cli.py list_values)."""
+    py, file = shlex.quote(node.python), shlex.quote(path)
+    if importlib.util.find_spec("click") is not None:
+        return f"{py} -m dotenv -f {file} list --format=export"
+    return (f"{py} -c 'import shlex, sys; from dotenv import dotenv_values; "
+            '[print(f"export {k}={shlex.quote(v)}") for k, v in '
+            "dotenv_values(sys.argv[1]).items() if v is not None]' " + file)
 
 
 @pytest.mark.pitfall("dotenv-exported")
@@ -251,15 +269,23 @@ def test_hf_endpoint(node: Node, profile: Profile, finding: Recorder) -> None:
 @pytest.mark.pitfall("conda-env")
 def test_conda_env(node: Node, profile: Profile, finding: Recorder,
                    settings: dict[str, Any]) -> None:
+    expected = settings["expect_env"] or profile.env.conda_env
+    prefix = node.job_env("CONDA_PREFIX")
     finding.conclude(judge.conda_env(judge.CondaFacts(
-        settings["expect_env"] or profile.env.conda_env,
-        node.job_env("CONDA_DEFAULT_ENV"), node.job_env("CONDA_PREFIX"))))
+        expected, node.job_env("CONDA_DEFAULT_ENV"), prefix,
+        "/" in expected and bool(prefix) and paths.same_dir(expected, str(prefix)))))
 
 
 @pytest.mark.pitfall("nccl-ifname")
 def test_nccl_socket_ifname(node: Node, profile: Profile, finding: Recorder) -> None:
+    # NCCL reads NCCL_SOCKET_IFNAME from its config files too (nccl.settings): an
+    # /etc/nccl.conf line naming another node's interface stops it as the variable does.
+    environ, lines = node.job_environ_prefixed("NCCL_", "HOME")
+    setting = nccl.settings(environ, lines=lines).get("NCCL_SOCKET_IFNAME")
+    command = node.job_command()
     finding.conclude(judge.nccl_ifname(judge.NcclIfnameFacts(
-        node.job_env("NCCL_SOCKET_IFNAME"), netif.interfaces())))
+        setting.value if setting else None, netif.interfaces(), setting,
+        (command.file, command.line) if command is not None else None)))
 
 
 # -- wandb-offline -------------------------------------------------------------------

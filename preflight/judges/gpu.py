@@ -9,6 +9,7 @@ processes, torch's build, NCCL's settings). A GPU check runs per GPU the profile
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -196,6 +197,9 @@ class ProcessFacts:
     ours: frozenset[int]  # pids of the suite's own family (never leftovers)
     holders: Mapping[int, Holder]  # pid -> who; absent: not in this PID namespace
     me: str  # the user running preflight
+    # The host a replayed snapshot was recorded on, when it is not this one: its pids are
+    # that host's (never looked up here, never a kill fix here). None: the pids are here.
+    elsewhere: str | None = None
 
 
 def listed_pids(snapshot: Snapshot) -> list[int]:
@@ -214,13 +218,14 @@ def _shown(gpu: Gpu, p: ProcessFacts) -> list[dict[str, object]]:
             "pid": entry.pid,
             "used_memory_gib": None if used is None else round(used / GiB, 1),
             "user": holder.user if holder else None,
-            "cmdline": holder.cmdline if holder
+            "cmdline": holder.cmdline if holder else
+            f"a process on {p.elsewhere}, where the NVML snapshot was recorded" if p.elsewhere
             else "not in this PID namespace (a process on the host or in another container)",
         })
     return shown
 
 
-def _foreign_fix(shown: list[dict[str, object]], me: str) -> str:
+def _foreign_fix(shown: list[dict[str, object]], me: str, elsewhere: str | None = None) -> str:
     local = [str(s["pid"]) for s in shown if s["user"] == me]
     busy = [s for s in shown if s["user"] not in (me, None)]
     hidden = [str(s["pid"]) for s in shown if s["user"] is None]
@@ -233,7 +238,10 @@ def _foreign_fix(shown: list[dict[str, object]], me: str) -> str:
     if local:
         fixes.append(f"kill {' '.join(local)}  # check each pid first (ps -o user,etime,args "
                      f"-p {local[0]}); preflight kills nothing")
-    if hidden:
+    if hidden and elsewhere:
+        fixes.append(f"{others}on {elsewhere}: pid(s) {' '.join(hidden)} there hold the GPU "
+                     "(this machine's pids are other processes)")
+    elif hidden:
         fixes.append(f"{others}pid(s) {' '.join(hidden)} run outside this container: stop "
                      "them from the host if they are yours, or pick other GPUs with "
                      "CUDA_VISIBLE_DEVICES")
@@ -262,7 +270,8 @@ def free(s: Slot, p: ProcessFacts) -> Verdict:
                        if e["user"] not in (p.me, None))
         v.problems.append(Problem(
             f"GPU {found.index} runs {len(shown)} compute process(es) that are not ours: "
-            f"pid {', '.join(str(e['pid']) for e in shown)}{busy}", _foreign_fix(shown, p.me)))
+            f"pid {', '.join(str(e['pid']) for e in shown)}{busy}",
+            _foreign_fix(shown, p.me, p.elsewhere)))
     elif free_bytes < floor * GiB:
         v.problems.append(Problem(f"GPU {found.index} has {free_bytes / GiB:.1f} GiB free, "
                                   f"profile wants {floor:g}", v.fix))
@@ -565,17 +574,49 @@ def cuda_stack(want: GpuWant, snap: Snapshot, f: CudaFacts | None) -> Verdict:
 
 @dataclass(frozen=True)
 class NcclFacts:
-    settings: Mapping[str, Setting]  # NCCL_* as the job gets them (env, then NCCL's files)
+    settings: Mapping[str, Setting]  # NCCL_* as the job gets them (launch, env, NCCL's files)
     topo_file_exists: bool | None  # NCCL_TOPO_FILE is a file; None when it is unset
+    launch_at: tuple[str, int] | None = None  # the launch command's (file, line)
 
 
-def _crippling(found: Mapping[str, Setting], key: str, why: str) -> list[Problem]:
+LAUNCH_CMD = "<--launch-cmd>"  # the file name the launch reader gives a --launch-cmd
+
+
+def undo_setting(setting: Setting, launch_at: tuple[str, int] | None, value: str | None) -> str:
+    """The shell line that takes `setting` away from the job: `value` None unsets it, else
+    sets it to `value`. A launch script's line is edited in place on the launch line
+    (`NCCL_P2P_DISABLE=1 torchrun ...`), else followed by the repair (also inside a
+    multi-line function); a config file line is deleted (the environment is read first)."""
+    key = setting.key
+    if setting.line and setting.source == LAUNCH_CMD:
+        # a command line given to preflight: no file to edit, nothing in the shell wins
+        # over its own `KEY=1 torchrun ...`
+        return (f"env | grep '^NCCL_'  # the launch command (--launch-cmd) sets "
+                f"{key}={setting.value}: " + (f"give it {key}={value}" if value is not None
+                                              else f"drop {key}=... from it"))
+    if setting.line:
+        file = shlex.quote(setting.source)
+        at = f"  # {setting.source}:{setting.line} sets {key}={setting.value}"
+        if launch_at == (setting.source, setting.line) and value is not None:
+            return f"sed -i '{setting.line}s/{key}=[^[:space:];]*/{key}={value}/' {file}{at}"
+        repair = f"unset {key}" if value is None else f"export {key}={value}"
+        return f"sed -i '{setting.line}a {repair}' {file}{at}"
+    if setting.source == "environment":
+        return f"unset {key}"
+    return f"sed -i '/^{key}=/d' {shlex.quote(setting.source)}"
+
+
+def _crippling(found: Mapping[str, Setting], key: str, why: str,
+               launch_at: tuple[str, int] | None) -> list[Problem]:
     setting = found.get(key)
     if not setting or as_int(setting.value) == 0:
         return []
-    return [Problem(f"{key}={setting.value} from {setting.source}: {why}",
-                    f"unset {key}" if setting.source == "environment"
-                    else f"sed -i '/^{key}=/d' {setting.source}")]
+    return [Problem(f"{key}={setting.value} from {_source(setting)}: {why}",
+                    undo_setting(setting, launch_at, "0"))]
+
+
+def _source(setting: Setting) -> str:
+    return f"{setting.source}:{setting.line}" if setting.line else setting.source
 
 
 def nccl_env(want: GpuWant, f: NcclFacts) -> Verdict:
@@ -584,19 +625,22 @@ def nccl_env(want: GpuWant, f: NcclFacts) -> Verdict:
         return Verdict(skip=f"profile {want.profile} has no GPU: NCCL is not used (gloo)")
     found = f.settings
     v = Verdict(fix="none needed", evidence=dict(
-        nccl={k: f"{s.value} ({s.source})" for k, s in sorted(found.items())},
+        nccl={k: f"{s.value} ({_source(s)})" for k, s in sorted(found.items())},
         profile_nvlink=want.nvlink, profile_infiniband=want.infiniband))
     if want.nvlink:
         v.problems += _crippling(found, "NCCL_P2P_DISABLE",
-                                 "NVLink is not used, traffic goes through host memory")
+                                 "NVLink is not used, traffic goes through host memory",
+                                 f.launch_at)
     if want.infiniband:
         v.problems += _crippling(found, "NCCL_IB_DISABLE",
-                                 "InfiniBand is not used, traffic goes over TCP sockets")
+                                 "InfiniBand is not used, traffic goes over TCP sockets",
+                                 f.launch_at)
     topo = found.get("NCCL_TOPO_FILE")
     if topo and not f.topo_file_exists:
-        v.problems.append(Problem(f"NCCL_TOPO_FILE={topo.value} ({topo.source}) does not exist",
-                                  "unset NCCL_TOPO_FILE  # or point it at the node's topology "
-                                  "XML"))
+        v.problems.append(Problem(
+            f"NCCL_TOPO_FILE={topo.value} ({_source(topo)}) does not exist",
+            undo_setting(topo, f.launch_at, None) + ("" if topo.line else "  # or point it at the "
+                                              "node's topology XML")))
     if not v.problems and "NCCL_DEBUG" not in found:
         v.problems.append(Problem.warning(
             "NCCL_DEBUG is unset: the first NCCL failure will say nothing useful",

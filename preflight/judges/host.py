@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from preflight.model import Problem, Verdict
-from preflight.probes.host import Limits, Space, same_filesystem
+from preflight.probes.host import Limits, ShmFile, Space, same_filesystem
 from preflight.profiles import Profile
 
 GiB = 2**30
@@ -51,6 +51,26 @@ class LimitFacts:
     # profile's. workers_from: where the launch says it, or why its value is not used.
     workers: int | None = None
     workers_from: str = ""
+    shm_largest: Sequence[ShmFile] = ()  # the largest files in /dev/shm, with their owners
+
+
+def _size(n: int) -> str:
+    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
+
+
+def _shm_full(f: LimitFacts, needed_gb: float, sized: str) -> list[Problem]:
+    """/dev/shm is large enough but already holds what the job needs: DataLoader workers
+    then fail (`unable to write to file </torch_...>`, a Bus error) and so does NCCL's
+    shared-memory transport, whatever the mount's size."""
+    shm = f.shm
+    if not needed_gb or shm is None or shm.free_bytes >= needed_gb * GiB:
+        return []
+    files = ", ".join(f"{x.name} ({_size(x.size_bytes)}, {x.user})" for x in f.shm_largest)
+    return [Problem(f"/dev/shm has {_size(shm.free_bytes)} free of {_size(shm.total_bytes)}, "
+                    f"needs {needed_gb:g} GiB{sized}" + (f": largest {files}" if files else ""),
+                    "ls -lhS /dev/shm | head -20; df -h /dev/shm  # what fills it and whose: "
+                    "delete your own files no running process uses (segments of an earlier "
+                    "run); another user's are theirs to remove")]
 
 
 def _shm_problems(f: LimitFacts, needed_gb: float, sized: str) -> list[Problem]:
@@ -120,13 +140,16 @@ def host_limits(f: LimitFacts) -> Verdict:
              f"{want.shm_gb_per_worker:g} GiB)") if per_workers >= want.min_shm_gb else ""
     memlock = None if want.min_memlock_mb < 0 else want.min_memlock_mb * MiB
     v = Verdict(fix="none needed", evidence=dict(
-        shm=None if shm is None else {"total_gib": shm.total_gb, "free_gib": shm.free_gb},
+        shm=None if shm is None else {"total_gib": shm.total_gb, "free_gib": shm.free_gb,
+                                      "largest": [{"name": x.name, "bytes": x.size_bytes,
+                                                   "user": x.user} for x in f.shm_largest]},
         shm_needed_gb=needed_gb, ranks=ranks, dataloader_workers=workers,
         sizing=f"ranks from {f.ranks_from}, workers from {workers_from}",
         nofile={"soft": lim.nofile_soft, "hard": lim.nofile_hard}, min_nofile=want.min_nofile,
         memlock_mib=None if lim.memlock_soft is None else lim.memlock_soft // MiB,
         rdma=want.rdma, memlock_needed_mib="unlimited" if memlock is None else memlock // MiB))
-    v.problems += (_shm_problems(f, needed_gb, sized) + _nofile_problems(want, lim, f.euid)
+    v.problems += (_shm_problems(f, needed_gb, sized) or _shm_full(f, needed_gb, sized))
+    v.problems += (_nofile_problems(want, lim, f.euid)
                    + _memlock_problems(want, lim, memlock, f.euid))
     return v
 

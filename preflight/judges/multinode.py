@@ -8,7 +8,7 @@ at the first collective; none of it shows on a one-node run.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from preflight.launch.shell.model import UNKNOWN_OPEN
 from preflight.model import Kind, Problem, Verdict
@@ -144,6 +144,8 @@ class GlooFacts:
     # multi-node is only a possibility (nnodes not known, or the multi-node layer may not
     # start): why; "" when multi_node is decided
     maybe_multi: str = ""
+    # name -> its IPv4/IPv6 addresses (netif.Interface.addresses); absent or None: not read
+    addresses: Mapping[str, tuple[str, ...] | None] = field(default_factory=dict)
 
 
 def gloo_ifname(f: GlooFacts) -> Verdict:
@@ -169,8 +171,14 @@ def gloo_ifname(f: GlooFacts) -> Verdict:
         meant = [n for n in meant if not n.startswith("lo")] or meant
     bad = [n for n in names if n not in state]
     down = [n for n in names if n in state and not state[n]]
+    # gloo takes an interface only through an AF_INET / AF_INET6 address of it: without one
+    # it stops (gloo/transport/tcp/device.cc lookupAddrForIface: "Unable to find address
+    # for: IFACE"); the fix never names such an interface
+    bare = [n for n in names if state.get(n) and f.addresses.get(n) == ()]
+    meant = [n for n in meant if f.addresses.get(n) != ()]
+    usable = [c for c in f.candidates if f.addresses.get(c) != ()]
     v.fix = (f"export GLOO_SOCKET_IFNAME={','.join(meant)}" if nccl_syntax and meant else
-             f"export GLOO_SOCKET_IFNAME={','.join(list(f.candidates)[:1]) or 'eth0'}")
+             f"export GLOO_SOCKET_IFNAME={','.join(usable[:1]) or 'eth0'}")
     v.ok = f"GLOO_SOCKET_IFNAME={spec} names interfaces that are up"
     if spec.startswith(("^", "=")):
         v.problems.append(Problem(f"GLOO_SOCKET_IFNAME={spec} uses NCCL_SOCKET_IFNAME syntax; "
@@ -182,6 +190,10 @@ def gloo_ifname(f: GlooFacts) -> Verdict:
             + (" (gloo takes exact names, not prefixes)" if nccl_syntax and meant else "")))
     if down:
         v.problems.append(Problem(f"{', '.join(down)} is down"))
+    if bare:
+        v.problems.append(Problem(
+            f"GLOO_SOCKET_IFNAME names {', '.join(bare)}, which has no IPv4/IPv6 address: gloo "
+            f"stops with `Unable to find address for: {bare[0]}`"))
     if f.multi_node and names and all(n.startswith("lo") for n in names):
         text = (f"GLOO_SOCKET_IFNAME={spec} is loopback in a multi-node job: the other nodes "
                 "cannot reach it")

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from preflight.judges.gpu import toolkit_fix
+from preflight.judges.gpu import toolkit_fix, undo_setting
 from preflight.matching import gpu_match
 from preflight.model import Problem, Verdict
 from preflight.probes.cuda import Kit, LibLayout, choose
 from preflight.probes.http import Answer, safe_url
+from preflight.probes.nccl import Setting as NcclSetting
 from preflight.probes.netif import Interface, select
 from preflight.probes.wandb import Setting
 from preflight.profiles import Profile
@@ -339,13 +340,26 @@ class DotenvFacts:
     required_missing: Sequence[str]
     wandb_key_trap: bool  # WANDB_KEY set, WANDB_API_KEY (what wandb reads) not
     environment: str = "this shell"  # whose environment: this shell's, or the launch's jobs
+    bash_alike: bool = True  # bash's `source` reads every line of the file as dotenv does
+    loader: str = ""  # a command that prints the file's keys as `export K='v'` lines
+
+
+def dotenv_fix(f: DotenvFacts) -> str:
+    """The shell line that exports the file's keys with the values the check compares:
+    `source` where bash reads the file as python-dotenv does, else dotenv's own reading
+    (sourcing `KEY=a b` would run `b`, `KEY = v` would run `KEY`)."""
+    path = shlex.quote(f.path or ".env")
+    if f.bash_alike or not f.loader:
+        return f"set -a; source {path}; set +a"
+    return (f'eval "$({f.loader})"  # {f.path} is not bash: `source` would read it otherwise '
+            "and run words of it as commands")
 
 
 def dotenv_exported(f: DotenvFacts) -> Verdict:
     if f.path is None and not f.required and not f.wandb_key_exported:
         return Verdict(skip="no .env file (./.env or --env-file) and the profile requires no "
                             "keys")
-    fix = f"set -a; source {f.path or '.env'}; set +a"
+    fix = dotenv_fix(f)
     if f.wandb_key_trap:
         fix += '; export WANDB_API_KEY="$WANDB_KEY"  # wandb reads WANDB_API_KEY'
     texts = []
@@ -441,6 +455,10 @@ class CondaFacts:
     expected: str  # --expect-env, else the profile's env.conda_env ("" none)
     actual: str | None  # CONDA_DEFAULT_ENV
     prefix: str | None  # CONDA_PREFIX
+    # expected is a path (it has a `/`) naming the directory CONDA_PREFIX names (symlinks
+    # resolved): the env activated by name (`conda activate slime` sets CONDA_DEFAULT_ENV
+    # to `slime`, conda/activate.py _default_env) is the expected one
+    expected_is_prefix: bool = False
 
 
 def conda_env(f: CondaFacts) -> Verdict:
@@ -451,7 +469,7 @@ def conda_env(f: CondaFacts) -> Verdict:
            "shell that submits the job")
     v = Verdict(fix=fix, evidence=dict(expected=f.expected, CONDA_DEFAULT_ENV=f.actual,
                                        CONDA_PREFIX=f.prefix))
-    if f.actual != f.expected:
+    if f.actual != f.expected and not f.expected_is_prefix:
         actual = "unset" if f.actual is None else repr(f.actual)
         v.problems.append(Problem(f"CONDA_DEFAULT_ENV is {actual}, expected {f.expected!r}",
                                   fix))
@@ -468,6 +486,8 @@ VIRTUAL = ("docker", "veth", "virbr", "br-", "ifb", "cni", "flannel")
 class NcclIfnameFacts:
     spec: str | None  # NCCL_SOCKET_IFNAME (None: unset)
     interfaces: Sequence[Interface]
+    setting: NcclSetting | None = None  # where it comes from (environment, launch, NCCL's files)
+    launch_at: tuple[str, int] | None = None  # the launch command's (file, line)
 
 
 def _addressed(i: Interface) -> bool:
@@ -480,18 +500,28 @@ def nccl_ifname(f: NcclIfnameFacts) -> Verdict:
     up = {i.name for i in f.interfaces if i.up}
     candidates = [i.name for i in f.interfaces if i.up and not i.loopback and _addressed(i)
                   and not i.name.startswith(VIRTUAL)]
+    source = f.setting.source if f.setting is not None else "environment"
     v = Verdict(evidence=dict(NCCL_SOCKET_IFNAME=f.spec,
                               interfaces={i.name: "up" if i.up else "down"
                                           for i in f.interfaces},
                               candidates=candidates))
+    if f.spec is not None and source != "environment":
+        v.evidence["NCCL_SOCKET_IFNAME_from"] = source + (
+            f":{f.setting.line}" if f.setting is not None and f.setting.line else "")
     if any(i.addresses is not None for i in f.interfaces):
         v.evidence["addresses"] = {i.name: list(i.addresses or ()) for i in f.interfaces}
-    v.fix = f"export NCCL_SOCKET_IFNAME={candidates[0] if candidates else '^lo,docker0'}"
+    value = candidates[0] if candidates else "^lo,docker0"
+    # The environment wins over NCCL's files (setenv without overwrite); a launch script's
+    # own export wins over this shell's, so that line is the one to repair.
+    v.fix = undo_setting(f.setting, f.launch_at, value) if f.setting is not None and \
+        f.setting.line else f"export NCCL_SOCKET_IFNAME={value}"
+    named = f"NCCL_SOCKET_IFNAME={f.spec!r}" + (
+        f" (from {v.evidence['NCCL_SOCKET_IFNAME_from']})" if source != "environment" else "")
     # NCCL reads the variable only when `strlen(env) > 1` (NVIDIA/nccl src/misc/socket.cc
     # ncclFindInterfaces) and picks an interface itself otherwise, as when it is unset.
     ignored = f.spec is not None and len(f.spec) <= 1
     if f.spec is None or ignored:
-        state = (f"NCCL_SOCKET_IFNAME={f.spec!r} is ignored by NCCL (one character or less)"
+        state = (f"{named} is ignored by NCCL (one character or less)"
                  if ignored else "NCCL_SOCKET_IFNAME unset")
         if len(candidates) > 1:
             v.problems.append(Problem.warning(
@@ -505,12 +535,12 @@ def nccl_ifname(f: NcclIfnameFacts) -> Verdict:
     selected_up = [i for i in f.interfaces if i.name in selected and i.name in up]
     if not selected_up:
         v.problems.append(Problem(
-            f"NCCL_SOCKET_IFNAME={f.spec!r} selects no interface that is up on this node",
+            f"{named} selects no interface that is up on this node",
             v.fix))
     elif not any(_addressed(i) for i in selected_up):
         names = ", ".join(i.name for i in selected_up)
         v.problems.append(Problem(
-            f"NCCL_SOCKET_IFNAME={f.spec!r} selects {names}, which has no IPv4/IPv6 address: "
+            f"{named} selects {names}, which has no IPv4/IPv6 address: "
             "NCCL takes only an interface with one, and stops with `Bootstrap : no socket "
             "interface found`", v.fix))  # NVIDIA/nccl src/bootstrap.cc:126
     return v

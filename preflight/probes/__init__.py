@@ -45,15 +45,38 @@ class Node:
         # `bash -n` of each file on disk it sources or runs as a script (LaunchSpec.reads)
         self.launch_syntax_reads: tuple[tuple[Read, BashSyntax], ...] = ()
 
+    def job_command(self) -> Command | None:
+        """The command of the launch's first distributed job, else of its first job."""
+        jobs = self.launch.jobs if self.launch else ()
+        job = next((j for j in jobs if j.distributed), jobs[0] if jobs else None)
+        return job.command if job is not None else None
+
     def job_env(self, name: str) -> str | None:
         """`name` as the launch's first job gets it (what the script exports, or unsets),
         else this shell's value. A value the script sets that cannot be known keeps this
         shell's: never a guessed one."""
-        jobs = self.launch.jobs if self.launch else ()
-        job = next((j for j in jobs if j.distributed), jobs[0] if jobs else None)
-        if job is None:
+        command = self.job_command()
+        if command is None:
             return self.environ.get(name)
-        return self._value_for(job.command, name)
+        return self._value_for(command, name)
+
+    def job_environ_prefixed(self, prefix: str, *names: str
+                             ) -> tuple[dict[str, str], dict[str, tuple[str, int]]]:
+        """`job_environ` of every `prefix*` variable (this shell's and the launch's) and
+        `names`; with where the launch script sets each of them it sets to a known value
+        (file, line), for a fix that edits that line."""
+        command = self.job_command()
+        launch = command.env if command is not None else {}
+        found = {k for k in (*self.environ, *launch) if k.startswith(prefix)}
+        environ = self.job_environ(*sorted(found), *names)
+        lines: dict[str, tuple[str, int]] = {}
+        for key in found:
+            var = launch.get(key)
+            file, _, line = var.where.rpartition(":") if var is not None else ("", "", "")
+            if var is not None and var.exported and var.value is not None and \
+                    line.isdigit() and environ.get(key) == var.value:
+                lines[key] = (file, int(line))
+        return environ, lines
 
     def _value_for(self, command: Command, name: str) -> str | None:
         var = command.env.get(name)

@@ -30,10 +30,24 @@ class EnvFileError(InputError):
     """The file cannot be used; the message is one line and holds no value."""
 
 
+# A line bash's `set -a; source FILE` reads to the value python-dotenv reads: a blank line,
+# a comment, `export NAME` alone, or `[export] NAME=VALUE [# comment]` where VALUE is
+# single-quoted without a backslash (dotenv decodes `\\` and `\'` there), double-quoted
+# without a dollar, backquote, backslash or `!` (expansions and escapes differ), or a bare
+# word of characters neither treats specially (no `~`: bash expands it in an assignment).
+# Anything else (`KEY = v`, `KEY=a b`, a bare `KEY`, `${X}`, a CR before the newline,
+# which is part of bash's value) bash reads otherwise, running a word of it as a command.
+_BASH_ALIKE = re.compile(
+    r"(?:[ \t]*\n)*[ \t]*(?:(?:export[ \t]+)?[A-Za-z_][A-Za-z0-9_]*=(?:'[^'\\]*'|\"[^\"$`\\!]*\""
+    r"|[A-Za-z0-9_./:,@%+=^-]*)|export[ \t]+[A-Za-z_][A-Za-z0-9_]*)?[ \t]*(?:#[^\n]*)?\n?")
+
+
 @dataclass(frozen=True)
 class EnvFile:
     path: str
     values: Mapping[str, str] = field(repr=False)  # never printed
+    # every line reads in bash (`set -a; source FILE`) to python-dotenv's value
+    bash_alike: bool = True
 
     @property
     def keys(self) -> list[str]:
@@ -52,7 +66,9 @@ def read(path: str | Path) -> EnvFile:
     except UnicodeDecodeError as exc:
         raise EnvFileError(f"{path}: .env file is not UTF-8 (byte {exc.start})") from None
     raw: list[tuple[str, str | None]] = []
+    bash_alike = True
     for binding in parse_stream(io.StringIO(text)):
+        bash_alike = bash_alike and _BASH_ALIKE.fullmatch(binding.original.string) is not None
         if binding.error:
             line = binding.original.line
             raise EnvFileError(f"{path}:{line}: cannot parse this line as KEY=VALUE")
@@ -65,7 +81,8 @@ def read(path: str | Path) -> EnvFile:
         if binding.value is not None:  # a bare `KEY` line sets nothing: python-dotenv skips
             raw.append((binding.key, binding.value))  # it (main.py set_as_environment_variables)
     values = _interpolate(raw)
-    return EnvFile(str(path), {k: v if v is not None else "" for k, v in values.items()})
+    return EnvFile(str(path), {k: v if v is not None else "" for k, v in values.items()},
+                   bash_alike)
 
 
 def _interpolate(raw: list[tuple[str, str | None]]) -> dict[str, str | None]:

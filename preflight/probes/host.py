@@ -117,6 +117,36 @@ def shm(path: str = "/dev/shm") -> Space | None:
     return space(path)
 
 
+@dataclass(frozen=True)
+class ShmFile:
+    """A file in /dev/shm: what fills it (DataLoader / NCCL / Ray segments left behind)."""
+
+    name: str
+    size_bytes: int  # allocated (st_blocks), what it takes of the tmpfs
+    user: str
+
+
+def largest_files(path: str = "/dev/shm", limit: int = 5, scan: int = 10000) -> list[ShmFile]:
+    """The `limit` largest files directly in `path` and their owners (at most `scan`
+    entries are looked at: never a long walk)."""
+    from preflight.probes.procs import user_name
+
+    found: list[ShmFile] = []
+    try:
+        with os.scandir(path) as entries:
+            for n, entry in enumerate(entries):
+                if n >= scan:
+                    break
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                found.append(ShmFile(entry.name, st.st_blocks * 512, user_name(st.st_uid)))
+    except OSError:
+        return []
+    return sorted(found, key=lambda f: f.size_bytes, reverse=True)[:limit]
+
+
 def same_filesystem(a: Space, b: Space) -> bool:
     return a.mount_point == b.mount_point
 

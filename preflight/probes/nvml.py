@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -160,6 +160,9 @@ class Snapshot:
     driver_version: str | None = None  # nvmlSystemGetDriverVersion
     cuda_driver_version: int | None = None  # nvmlSystemGetCudaDriverVersion: 12020 = 12.2
     gpus: tuple[Gpu, ...] = ()
+    # The host a replayed snapshot was recorded on (its `host.hostname`, which `preflight
+    # info --json` writes); None: read here, or not recorded. Not part of the schema.
+    recorded_on: str | None = field(default=None, compare=False)
 
     def gpu(self, index: int) -> Gpu | None:
         """The GPU of NVML index `index`, None when NVML does not list it."""
@@ -168,7 +171,13 @@ class Snapshot:
     def to_json(self) -> dict[str, Any]:
         """The --nvml-replay schema (what `preflight info --json` writes)."""
         data: dict[str, Any] = jsonable(self)
+        data.pop("recorded_on", None)
         return data
+
+    def pids_are_here(self, hostname: str) -> bool:
+        """Whether the pids NVML lists are this machine's (`hostname`): a snapshot recorded
+        on another host names that host's processes, which a pid here may reuse."""
+        return self.recorded_on is None or self.recorded_on == hostname
 
 
 def jsonable(obj: Any) -> Any:
@@ -379,4 +388,7 @@ def load_snapshot(path: str | Path) -> Snapshot:
         snap = read_snapshot(FakeNvml(data))
         if snap.error:
             raise SnapshotError(f"{path}: cannot replay: {snap.error}")
-    return replace(snap, source=f"replay:{path}")
+    host = data.get("host")
+    recorded = host.get("hostname") if isinstance(host, dict) else None
+    return replace(snap, source=f"replay:{path}",
+                   recorded_on=recorded if isinstance(recorded, str) and recorded else None)
