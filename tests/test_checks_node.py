@@ -29,10 +29,43 @@ def _exe(path: Path, body: str = "#!/bin/sh\necho ray 2.40.0\n") -> Path:
 # -- ray-path ----------------------------------------------------------------------
 
 
+def test_ray_only_installed_is_no_blocker_without_a_launch_that_runs_it(run_preflight,
+                                                                       tmp_path):
+    """ray only installed in the launch env (vLLM depends on it), a profile that runs no
+    Ray, PATH without the env's bin/ (`/venv/bin/python -m preflight`, venv not
+    activated): nothing says the job runs ray. Without a launch script: a WARN that says
+    what preflight could not know; with one that never starts ray: no blocker; with one
+    that does: the blocker. (It was a NO-GO in every case: a gate crying wolf.)"""
+    env_prefix = tmp_path / "envs" / "serve"
+    _exe(env_prefix / "bin" / "ray")
+    env = base_env(CONDA_PREFIX=str(env_prefix), PATH="/usr/bin:/bin")
+    unknown = run_preflight("--profile", "cpu", "--check", "ray-path", env=env)
+    assert unknown.returncode == 0, unknown.output
+    result = unknown.one("ray-path")
+    assert (result["outcome"], result["severity"]) == ("passed", "warning"), result
+    assert "ray: command not found" in result["summary"]
+    assert "preflight cannot know" in result["summary"], result["summary"]
+    assert f'export PATH="{env_prefix}/bin:$PATH"' in result["fix"]
+    script = tmp_path / "run.sh"
+    script.write_text("torchrun --nproc_per_node 2 train.py\n")
+    no_ray = run_preflight("--profile", "cpu", "--check", "ray-path",
+                           "--launch-script", str(script), env=env)
+    assert no_ray.returncode == 0, no_ray.output
+    assert no_ray.one("ray-path")["severity"] == "warning"
+    script.write_text("ray start --head\ntorchrun --nproc_per_node 2 train.py\n")
+    runs_ray = run_preflight("--profile", "cpu", "--check", "ray-path",
+                             "--launch-script", str(script), env=env)
+    assert runs_ray.returncode == 1, runs_ray.output
+    assert runs_ray.one("ray-path")["severity"] == "blocker"
+
+
 def test_ray_path_missing_from_path_then_fixed(run_preflight, tmp_path):
+    # The profile runs Ray (a800: slime): ray not on the job's PATH is a blocker. (This
+    # test ran the cpu profile, where ray only installed in the env was enough for a
+    # blocker: nothing said the job runs ray; see the test above.)
     env_prefix = tmp_path / "envs" / "slime"
     _exe(env_prefix / "bin" / "ray")
-    broken = run_preflight("--profile", "cpu", "--check", "ray-path",
+    broken = run_preflight("--profile", "a800", "--check", "ray-path",
                            env=base_env(CONDA_PREFIX=str(env_prefix), PATH="/usr/bin:/bin"))
     assert broken.returncode == 1, broken.output
     result = broken.one("ray-path")
@@ -43,7 +76,7 @@ def test_ray_path_missing_from_path_then_fixed(run_preflight, tmp_path):
     assert f'export PATH="{env_prefix}/bin:$PATH"' in result["fix"]
     assert result["runbook"].endswith("runbooks/ray-path.md")
 
-    fixed = run_preflight("--profile", "cpu", "--check", "ray-path",
+    fixed = run_preflight("--profile", "a800", "--check", "ray-path",
                           env=base_env(CONDA_PREFIX=str(env_prefix),
                                        PATH=f"{env_prefix}/bin:/usr/bin:/bin"))
     assert fixed.returncode == 0, fixed.output
@@ -79,7 +112,8 @@ def test_ray_from_another_env_is_no_go(run_preflight, tmp_path):
     env_prefix, other = tmp_path / "envs" / "slime", tmp_path / "envs" / "base"
     _exe(env_prefix / "bin" / "ray")
     _exe(other / "bin" / "ray")
-    run = run_preflight("--profile", "cpu", "--check", "ray-path",
+    # a800 runs Ray (on cpu, with no launch script, nothing says the job runs ray: a WARN)
+    run = run_preflight("--profile", "a800", "--check", "ray-path",
                         env=base_env(CONDA_PREFIX=str(env_prefix),
                                      PATH=f"{other}/bin:{env_prefix}/bin:/usr/bin:/bin"))
     assert run.returncode == 1

@@ -120,6 +120,15 @@ def ray_path(f: RayFacts) -> Verdict:
         # ms-swift torchrun job on a node whose profile also serves slime). Said, not NO-GO.
         v.problems = [Problem.warning(p.text + " (the launch script does not run ray)", p.fix,
                                       p.why) for p in v.problems]
+    elif not f.profile_runs_ray and not f.launch_runs_ray:
+        # Ray is only installed in the launch env (vLLM depends on it): nothing says the job
+        # runs it, and without a launch script whose every program is known nothing can.
+        # `/venv/bin/python -m preflight` without the venv's bin/ on PATH is no NO-GO.
+        v.problems = [Problem.warning(
+            p.text + f" (ray is only installed in the launch env; profile {f.profile} does not "
+            "run Ray and no launch script says whether the job does: preflight cannot know)",
+            p.fix + ("" if "#" in p.fix else "  #") + " if the job runs ray (pass "
+            "--launch-script to tell)", p.why) for p in v.problems]
     return v
 
 

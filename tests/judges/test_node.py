@@ -129,6 +129,24 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
     ("ray-other-env", judge.ray_path,
      replace(RAY, resolved="/opt/other/bin/ray", resolved_in_env=False),
      Want(Kind.BLOCKER, ("ray resolves to /opt/other/bin/ray, not to the launch env",))),
+    # Only installed (vLLM pulls ray in), the profile runs no Ray, no launch script: nothing
+    # says the job runs ray -- a WARN saying what preflight could not know, not a NO-GO.
+    ("ray-installed-only-no-launch", judge.ray_path,
+     replace(RAY, profile="cpu", profile_runs_ray=False, resolved=None, env_bin_on_path=False),
+     Want(Kind.WARNING, ("ray: command not found (PATH lacks /envs/slime/bin",
+                         "profile cpu does not run Ray", "preflight cannot know"),
+          ('export PATH="/envs/slime/bin:$PATH"; which ray python3  # if the job runs ray',),
+          evidence=(("in_play", ["/envs/slime/bin/ray is installed"]),))),
+    # ... an analysed launch that never starts ray: not a blocker either.
+    ("ray-installed-only-launch-without-ray", judge.ray_path,
+     replace(RAY, profile_runs_ray=False, resolved=None, env_bin_on_path=False,
+             launch_given=True),
+     Want(Kind.WARNING, ("(the launch script does not run ray)",))),
+    # ... a launch script that runs ray: the blocker stays.
+    ("ray-installed-launch-runs-ray", judge.ray_path,
+     replace(RAY, profile_runs_ray=False, resolved=None, env_bin_on_path=False,
+             launch_given=True, launch_runs_ray=True),
+     Want(Kind.BLOCKER, ("ray: command not found (PATH lacks /envs/slime/bin)",))),
     ("ray-launch-only", judge.ray_path,
      replace(RAY, profile_runs_ray=False, installed=False, launch_runs_ray=True,
              resolved=None, env_bin_on_path=False),
