@@ -395,6 +395,16 @@ def _service_started(pid: int, proc_root: str = "/proc") -> bool:
     return any(leaf.endswith(".service") and not leaf.startswith("user@") for leaf in leaves)
 
 
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh"})
+
+
+def _launches_as_init(argv: tuple[str, ...]) -> bool:
+    """A pid 1 that is itself a launch (a container's `bash run.sh`, `python train.py`,
+    `torchrun ...` entrypoint) starts its children: they are not reparented orphans."""
+    base = os.path.basename(argv[0].split(" ", 1)[0])
+    return base in _SHELLS or bool(_PYTHON.match(base)) or identify(argv) is not None
+
+
 def launcher_gone(table: Table, info: ProcInfo) -> str:
     """Why `info`'s launcher is known to be gone ("": its parent is alive and may be the
     program that started it). A namespace's pid 1 and a service's main process have no
@@ -402,6 +412,9 @@ def launcher_gone(table: Table, info: ProcInfo) -> str:
     if info.pid == 1 or info.ppid == 0 or _service_started(info.pid):
         return ""
     if info.ppid == 1:
+        init = table.argv.get(1, ())
+        if init and _launches_as_init(init):
+            return ""  # a container whose pid 1 is the launch (`bash run.sh`): alive
         return "its launcher is gone (reparented to pid 1)"
     parent = table.get_info(info.ppid)
     if parent is None:
