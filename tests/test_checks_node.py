@@ -29,10 +29,43 @@ def _exe(path: Path, body: str = "#!/bin/sh\necho ray 2.40.0\n") -> Path:
 # -- ray-path ----------------------------------------------------------------------
 
 
+def test_ray_only_installed_is_no_blocker_without_a_launch_that_runs_it(run_preflight,
+                                                                       tmp_path):
+    """ray only installed in the launch env (vLLM depends on it), a profile that runs no
+    Ray, PATH without the env's bin/ (`/venv/bin/python -m preflight`, venv not
+    activated): nothing says the job runs ray. Without a launch script: a WARN that says
+    what preflight could not know; with one that never starts ray: no blocker; with one
+    that does: the blocker. (It was a NO-GO in every case: a gate crying wolf.)"""
+    env_prefix = tmp_path / "envs" / "serve"
+    _exe(env_prefix / "bin" / "ray")
+    env = base_env(CONDA_PREFIX=str(env_prefix), PATH="/usr/bin:/bin")
+    unknown = run_preflight("--profile", "cpu", "--check", "ray-path", env=env)
+    assert unknown.returncode == 0, unknown.output
+    result = unknown.one("ray-path")
+    assert (result["outcome"], result["severity"]) == ("passed", "warning"), result
+    assert "ray: command not found" in result["summary"]
+    assert "preflight cannot know" in result["summary"], result["summary"]
+    assert f'export PATH="{env_prefix}/bin:$PATH"' in result["fix"]
+    script = tmp_path / "run.sh"
+    script.write_text("torchrun --nproc_per_node 2 train.py\n")
+    no_ray = run_preflight("--profile", "cpu", "--check", "ray-path",
+                           "--launch-script", str(script), env=env)
+    assert no_ray.returncode == 0, no_ray.output
+    assert no_ray.one("ray-path")["severity"] == "warning"
+    script.write_text("ray start --head\ntorchrun --nproc_per_node 2 train.py\n")
+    runs_ray = run_preflight("--profile", "cpu", "--check", "ray-path",
+                             "--launch-script", str(script), env=env)
+    assert runs_ray.returncode == 1, runs_ray.output
+    assert runs_ray.one("ray-path")["severity"] == "blocker"
+
+
 def test_ray_path_missing_from_path_then_fixed(run_preflight, tmp_path):
+    # The profile runs Ray (a800: slime): ray not on the job's PATH is a blocker. (This
+    # test ran the cpu profile, where ray only installed in the env was enough for a
+    # blocker: nothing said the job runs ray; see the test above.)
     env_prefix = tmp_path / "envs" / "slime"
     _exe(env_prefix / "bin" / "ray")
-    broken = run_preflight("--profile", "cpu", "--check", "ray-path",
+    broken = run_preflight("--profile", "a800", "--check", "ray-path",
                            env=base_env(CONDA_PREFIX=str(env_prefix), PATH="/usr/bin:/bin"))
     assert broken.returncode == 1, broken.output
     result = broken.one("ray-path")
@@ -43,7 +76,7 @@ def test_ray_path_missing_from_path_then_fixed(run_preflight, tmp_path):
     assert f'export PATH="{env_prefix}/bin:$PATH"' in result["fix"]
     assert result["runbook"].endswith("runbooks/ray-path.md")
 
-    fixed = run_preflight("--profile", "cpu", "--check", "ray-path",
+    fixed = run_preflight("--profile", "a800", "--check", "ray-path",
                           env=base_env(CONDA_PREFIX=str(env_prefix),
                                        PATH=f"{env_prefix}/bin:/usr/bin:/bin"))
     assert fixed.returncode == 0, fixed.output
@@ -79,7 +112,8 @@ def test_ray_from_another_env_is_no_go(run_preflight, tmp_path):
     env_prefix, other = tmp_path / "envs" / "slime", tmp_path / "envs" / "base"
     _exe(env_prefix / "bin" / "ray")
     _exe(other / "bin" / "ray")
-    run = run_preflight("--profile", "cpu", "--check", "ray-path",
+    # a800 runs Ray (on cpu, with no launch script, nothing says the job runs ray: a WARN)
+    run = run_preflight("--profile", "a800", "--check", "ray-path",
                         env=base_env(CONDA_PREFIX=str(env_prefix),
                                      PATH=f"{other}/bin:{env_prefix}/bin:/usr/bin:/bin"))
     assert run.returncode == 1
@@ -185,23 +219,69 @@ def test_cudart_skips_without_any_cuda(run_preflight, tmp_path):
 # -- leftover-processes ------------------------------------------------------------
 
 
+def orphan(argv: list[str], **kwargs) -> tuple[psutil.Process, object]:
+    """Start `argv` as an orphan, as a worker whose torchrun agent died is: its launcher (a
+    bash) exits at once, so it is reparented to init (or a subreaper). Returns the process
+    and the pipe of its stdout (the launcher's first line is its pid)."""
+    launcher = subprocess.Popen(["bash", "-c", '"$@" & echo $!', "_", *argv],
+                                stdout=subprocess.PIPE, text=True, **kwargs)
+    proc = psutil.Process(int(launcher.stdout.readline()))
+    launcher.wait()
+    deadline = time.monotonic() + 10
+    while (proc.ppid() == launcher.pid or proc.cmdline()[:1] == ["bash"]) \
+            and time.monotonic() < deadline:  # until exec'd and reparented
+        time.sleep(0.02)
+    return proc, launcher.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_orphan(proc: psutil.Process) -> None:
+    """Kill an orphan this test started (psutil checks it is still that process)."""
+    try:
+        proc.kill()
+    except psutil.NoSuchProcess:
+        pass
+
+
+SGLANG_ARGV = [sys.executable, "-m", "sglang.launch_server", "--model-path", "/models/x",
+               "--api-key", "sk-canary-123456"]
+
+
 @pytest.fixture
-def fake_sglang(tmp_path):
-    """A real process started as `python -m sglang.launch_server`, listening on a port."""
+def sglang_env(tmp_path):
+    """PYTHONPATH with a fake `sglang.launch_server` that listens on a port (printed) and
+    sleeps: run as `python -m sglang.launch_server`, as SGLang's server is."""
     pkg = tmp_path / "site" / "sglang"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "launch_server.py").write_text(textwrap.dedent("""
-        import socket, sys, time
-        s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+        import os, socket, sys, time
+        s = socket.socket(); s.bind(("127.0.0.1", int(os.environ.get("FAKE_PORT", "0"))))
+        s.listen(1)
         print(s.getsockname()[1], flush=True)
         time.sleep(120)
     """))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sglang.launch_server", "--model-path", "/models/x",
-         "--api-key", "sk-canary-123456"],
-        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
-        stdout=subprocess.PIPE, text=True)
+    return {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+
+
+@pytest.fixture
+def fake_sglang(sglang_env):
+    """An SGLang server left over: its launcher is gone (reparented to init)."""
+    proc, out = orphan(SGLANG_ARGV, env=sglang_env)
+    port = int(out.readline())
+    yield proc, port
+    stop_orphan(proc)
+
+
+@pytest.fixture
+def live_sglang(sglang_env):
+    """An SGLang server of a live job: its launcher (this test) is alive."""
+    proc = subprocess.Popen(SGLANG_ARGV, env=sglang_env, stdout=subprocess.PIPE, text=True)
     port = int(proc.stdout.readline())
     yield proc, port
     proc.kill()
@@ -217,33 +297,118 @@ def test_leftover_sglang_process_then_gone(run_preflight, fake_sglang):
     assert found["matched"] == "sglang.launch_server"
     assert found["listening"] == [port]
     assert found["age_s"] >= 0 and found["user"]
+    assert found["ppid"] == proc.ppid() and found["left_over_because"][0].startswith(
+        "its launcher is gone (reparented to"), found
     assert "--api-key ***" in found["cmdline"] and "sk-canary" not in broken.output
     assert str(proc.pid) in result["fix"].split("#")[0].split() and "pkill" not in result["fix"]
-    assert psutil.pid_exists(proc.pid), "the suite must never kill a process"
+    assert proc.is_running(), "the suite must never kill a process"
 
-    proc.kill()
-    proc.wait()
+    stop_orphan(proc)
+    psutil.wait_procs([proc], timeout=5)
     fixed = run_preflight("--profile", "cpu", "--check", "leftover-processes")
     others = fixed.one("leftover-processes")["evidence"]["processes"]
     assert proc.pid not in [p["pid"] for p in others]
     assert fixed.returncode == (1 if others else 0), fixed.output  # others: not ours
 
 
+def _mine(result: dict, field: str) -> list[int]:
+    return [p["pid"] for p in (result["evidence"] or {}).get(field, [])]
+
+
+def test_live_job_of_yours_is_named_not_killed(run_preflight, live_sglang):
+    """A server of yours whose launcher is alive and that holds no job port nor GPU is
+    another job of yours running on purpose: a WARN naming it, a fix that only looks.
+    (It was a NO-GO with `kill PID`: a wrong fact about a live job.)"""
+    proc, port = live_sglang
+    run = run_preflight("--profile", "cpu", "--check", "leftover-processes",
+                        env=base_env(MASTER_PORT=str(_free_port())))
+    result = run.one("leftover-processes")
+    assert proc.pid in _mine(result, "other_jobs"), result
+    assert proc.pid not in _mine(result, "processes"), result
+    [job] = [p for p in result["evidence"]["other_jobs"] if p["pid"] == proc.pid]
+    assert job["ppid"] == os.getpid() and job["listening"] == [port] and job["launcher"]
+    assert "sk-canary" not in run.output
+    fix = result["fix"]
+    assert "ps -o pid,ppid,etime,args -p" in fix and str(proc.pid) in fix, fix
+    # the kill fix (if other sessions' leftovers on this shared box are listed) never
+    # names it
+    kills = [line for line in fix.splitlines() if line.startswith("kill ")]
+    assert not any(str(proc.pid) in line.split("#")[0].split(";")[0].split() for line in kills)
+    if not _mine(result, "processes"):  # no leftover of anyone's session here: a WARN
+        assert (result["outcome"], result["severity"]) == ("passed", "warning"), run.output
+        assert run.returncode == 0, run.output
+    assert proc.poll() is None
+
+
+def test_live_job_holding_master_port_is_a_blocker(run_preflight, sglang_env):
+    """The same live server holding the job's MASTER_PORT: the new job cannot bind it."""
+    port = _free_port()
+    proc = subprocess.Popen(SGLANG_ARGV, env={**sglang_env, "FAKE_PORT": str(port)},
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert int(proc.stdout.readline()) == port
+        run = run_preflight("--profile", "cpu", "--check", "leftover-processes",
+                            env=base_env(MASTER_PORT=str(port)))
+    finally:
+        proc.kill()
+        proc.wait()
+    result = run.one("leftover-processes")
+    assert run.returncode == 1, run.output
+    [found] = [p for p in result["evidence"]["processes"] if p["pid"] == proc.pid]
+    assert found["left_over_because"] == [f"holds port {port}"], found
+    assert f"kill {proc.pid}" in result["fix"] or f" {proc.pid} " in result["fix"], result
+
+
+def test_worker_whose_launcher_died_is_a_leftover(run_preflight, tmp_path):
+    """A torchrun agent and its worker, both alive: another job, a WARN. The agent killed
+    with SIGKILL (its worker keeps running, reparented): the worker is left over."""
+    (tmp_path / "train.py").write_text("print('up', flush=True)\nimport time\n"
+                                       "time.sleep(120)\n")
+    agent = tmp_path / "torchrun"
+    agent.write_text(textwrap.dedent(f"""
+        import subprocess, sys, time
+        w = subprocess.Popen([sys.executable, {str(tmp_path / "train.py")!r}])
+        print(w.pid, flush=True)
+        time.sleep(120)
+    """))
+    launcher = subprocess.Popen([sys.executable, str(agent)], stdout=subprocess.PIPE, text=True)
+    worker = psutil.Process(int(launcher.stdout.readline()))
+    try:
+        assert launcher.stdout.readline() == "up\n"
+        alive = run_preflight("--profile", "a800", "--check", "leftover-processes")
+        launcher.kill()
+        launcher.wait()
+        deadline = time.monotonic() + 10
+        while worker.ppid() == launcher.pid and time.monotonic() < deadline:
+            time.sleep(0.02)
+        died = run_preflight("--profile", "a800", "--check", "leftover-processes")
+        assert worker.is_running()
+    finally:
+        launcher.kill()
+        launcher.wait()
+        stop_orphan(worker)
+    live = alive.one("leftover-processes")
+    assert {launcher.pid, worker.pid} <= set(_mine(live, "other_jobs")), live
+    assert not {launcher.pid, worker.pid} & set(_mine(live, "processes")), live
+    left = died.one("leftover-processes")
+    assert died.returncode == 1 and worker.pid in _mine(left, "processes"), left
+    assert str(worker.pid) in left["fix"].split("#")[0], left["fix"]
+
+
 def test_profile_pattern_finds_train_py(run_preflight, tmp_path):
     script = tmp_path / "train.py"
     script.write_text("import time\ntime.sleep(120)\n")
-    proc = subprocess.Popen([sys.executable, str(script)])
+    proc, _ = orphan([sys.executable, str(script)])  # left over: its launcher is gone
     try:
         a800 = run_preflight("--profile", "a800", "--check", "leftover-processes")
         cpu = run_preflight("--profile", "cpu", "--check", "leftover-processes")
     finally:
-        proc.kill()
-        proc.wait()
-    assert proc.pid in [p["pid"] for p in a800.one("leftover-processes")["evidence"]["processes"]]
+        stop_orphan(proc)
+    assert proc.pid in _mine(a800.one("leftover-processes"), "processes")
     # train.py is a pattern of the a800 profile only (other users' or sessions' processes
     # on a shared box may still match the cpu profile's own patterns: not this one)
-    assert proc.pid not in [p["pid"] for p in
-                            (cpu.one("leftover-processes")["evidence"] or {}).get("processes", [])]
+    cpu_result = cpu.one("leftover-processes")
+    assert proc.pid not in _mine(cpu_result, "processes") + _mine(cpu_result, "other_jobs")
 
 
 def test_leftover_fix_stops_exactly_the_leftovers(run_preflight, tmp_path):
@@ -256,17 +421,15 @@ def test_leftover_fix_stops_exactly_the_leftovers(run_preflight, tmp_path):
     worker.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
                       "print('ready', flush=True)\ntime.sleep(60)\n")
     (tmp_path / "gpu_monitor.py").write_text("import time\ntime.sleep(60)\n")
-    raylet = subprocess.Popen(["bash", "-c", "exec -a raylet sleep 60"])
-    stubborn = subprocess.Popen([sys.executable, str(worker)], stdout=subprocess.PIPE, text=True)
+    # The earlier run's Ray: its launcher is gone (`ray start` exited; a worker whose raylet
+    # died), so both are reparented to init.
+    raylet, _ = orphan(["bash", "-c", "exec -a raylet sleep 60"])
+    stubborn, out = orphan([sys.executable, str(worker)])
     live_ray = subprocess.Popen(["bash", "-c", "exec -a raylet sleep 60"],
                                 env={**os.environ, "PREFLIGHT_OWNER": str(os.getpid())})
     monitor = subprocess.Popen([sys.executable, str(tmp_path / "gpu_monitor.py")])
-    everyone = [raylet, stubborn, live_ray, monitor]
-    reapers = [threading.Thread(target=p.wait, daemon=True) for p in everyone]
     try:
-        assert stubborn.stdout.readline() == "ready\n"
-        for reaper in reapers:
-            reaper.start()
+        assert out.readline() == "ready\n"
         run = run_preflight("--profile", "cpu", "--check", "leftover-processes")
         result = run.one("leftover-processes")
         listed = [p["pid"] for p in result["evidence"]["processes"]]
@@ -277,19 +440,23 @@ def test_leftover_fix_stops_exactly_the_leftovers(run_preflight, tmp_path):
         # Run the fix as shown, narrowed to our two pids: other sessions' processes on this
         # shared box may be listed too, and a test never kills what it did not start.
         ours = [raylet.pid, stubborn.pid]
+        kill = fix  # the blocker's fix alone (a live job's inspect-only fix is not shown)
         for sep in (" ", ","):
-            assert sep.join(map(str, listed)) in fix, fix
-            fix = fix.replace(sep.join(map(str, listed)), sep.join(map(str, ours)))
+            assert sep.join(map(str, listed)) in kill, fix
+            kill = kill.replace(sep.join(map(str, listed)), sep.join(map(str, ours)))
         started = time.monotonic()
-        subprocess.run(["bash", "-c", fix], timeout=30)
+        subprocess.run(["bash", "-c", kill], timeout=30)
         took = time.monotonic() - started
-        for reaper in reapers[:2]:
-            reaper.join(5)
-        assert raylet.returncode == -15 and stubborn.returncode == -9, (raylet, stubborn)
-        assert 4.5 < took < 9, took  # SIGKILL only after the bounded wait
+        # Both gone (or zombies until init reaps them); the stubborn one only after the
+        # bounded wait: SIGKILL comes after it, never first.
+        for proc in (raylet, stubborn):
+            assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE, proc
+        assert 4.5 < took < 9, took
         assert live_ray.poll() is None and monitor.poll() is None
     finally:
-        for proc in everyone:
+        for orphaned in (raylet, stubborn):
+            stop_orphan(orphaned)
+        for proc in (live_ray, monitor):
             proc.kill()
             proc.wait()
 

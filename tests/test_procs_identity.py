@@ -71,3 +71,22 @@ def test_scan_reads_details_only_for_matches(tmp_path):
         for proc in (leftover, mention):
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("init,gone", [
+    (("/sbin/init",), True),
+    (("/usr/lib/systemd/systemd", "--system"), True),
+    (("tini", "--", "bash", "run.sh"), True),
+    (("bash", "run.sh"), False),  # a container whose entrypoint is the launch script
+    (("/usr/bin/python3", "train.py"), False),
+    (("torchrun", "--nproc_per_node", "8", "train.py"), False),
+])
+def test_reparented_to_pid_1_is_gone_unless_pid_1_is_the_launch(init, gone, monkeypatch):
+    """pid 1 adopts orphans, unless pid 1 is itself the launch (a container's `bash
+    run.sh`): then its children are its own, alive."""
+    monkeypatch.setattr(procs, "_service_started", lambda pid: False)  # pid 4242: no real one
+    table = procs.Table.__new__(procs.Table)
+    table.argv, table._details = {1: init}, {}
+    child = procs.ProcInfo(4242, 1, "python3", "me", ("python3", "-m", "vllm.entrypoints"), 0.0)
+    reason = procs.launcher_gone(table, child)
+    assert bool(reason) is gone, reason

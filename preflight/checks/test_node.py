@@ -132,7 +132,8 @@ def leftover_facts(node: Node, profile: Profile) -> judge.LeftoverFacts:
     return judge.LeftoverFacts(
         found=[judge.Proc(f.proc.pid, f.proc.user, f.proc.age_s(), f.hit,
                           f.proc.redacted() or f.proc.name, f.mine,
-                          ports_by_pid.get(f.proc.pid, []), f.proc.pid in gpu_pids)
+                          ports_by_pid.get(f.proc.pid, []), f.proc.pid in gpu_pids,
+                          ppid=f.proc.ppid, launcher_gone=f.gone, launcher=f.launcher)
                for f in found],
         patterns=profile.processes.patterns, job_ports=job_ports)
 

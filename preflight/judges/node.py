@@ -120,6 +120,15 @@ def ray_path(f: RayFacts) -> Verdict:
         # ms-swift torchrun job on a node whose profile also serves slime). Said, not NO-GO.
         v.problems = [Problem.warning(p.text + " (the launch script does not run ray)", p.fix,
                                       p.why) for p in v.problems]
+    elif not f.profile_runs_ray and not f.launch_runs_ray:
+        # Ray is only installed in the launch env (vLLM depends on it): nothing says the job
+        # runs it, and without a launch script whose every program is known nothing can.
+        # `/venv/bin/python -m preflight` without the venv's bin/ on PATH is no NO-GO.
+        v.problems = [Problem.warning(
+            p.text + f" (ray is only installed in the launch env; profile {f.profile} does not "
+            "run Ray and no launch script says whether the job does: preflight cannot know)",
+            p.fix + ("" if "#" in p.fix else "  #") + " if the job runs ray (pass "
+            "--launch-script to tell)", p.why) for p in v.problems]
     return v
 
 
@@ -194,6 +203,9 @@ class Proc:
     mine: bool
     listening: Sequence[int]  # its listening ports
     holds_gpu: bool
+    ppid: int = 0
+    launcher_gone: str = ""  # why its launcher is known to be gone ("": alive, or not known)
+    launcher: str = ""  # its parent's command line, redacted (when alive)
 
 
 @dataclass(frozen=True)
@@ -220,8 +232,44 @@ def kill_exactly(pids: Sequence[int]) -> str:
             f"do sleep 0.2; done'; ps -o pid= -p {joined} | xargs -r kill -9")
 
 
+def _left_over_why(found: Sequence[Proc], job_ports: frozenset[int]) -> dict[int, list[str]]:
+    """Of our processes, those with evidence they are left over, and the evidence: the
+    launcher gone (reparented to init / a subreaper, or its preflight gone), what the new
+    job needs held (a job port, GPU memory), or a launcher that is itself left over (a
+    worker of an orphaned torchrun agent or raylet)."""
+    why: dict[int, list[str]] = {}
+    for p in found:
+        reasons = [p.launcher_gone] if p.launcher_gone else []
+        reasons += [f"holds port {n}" for n in sorted(set(p.listening) & job_ports)]
+        reasons += ["holds GPU memory"] if p.holds_gpu else []
+        if reasons:
+            why[p.pid] = reasons
+    grew = True
+    while grew:  # a launcher's leftover-ness passes down its tree
+        grew = False
+        for p in found:
+            if p.pid not in why and p.ppid in why:
+                why[p.pid] = [f"its launcher {p.ppid} is left over"]
+                grew = True
+    return why
+
+
+def _proc_evidence(p: Proc, why: Sequence[str]) -> dict[str, object]:
+    return {"pid": p.pid, "user": p.user, "age_s": p.age_s, "matched": p.matched,
+            "cmdline": p.cmdline, "listening": sorted(set(p.listening)), "ppid": p.ppid,
+            "launcher": p.launcher, "left_over_because": list(why)}
+
+
+def inspect_only(pids: Sequence[int]) -> str:
+    """A fix that only looks: a live job of the user is theirs to judge, never ours to kill."""
+    return f"ps -o pid,ppid,etime,args -p {','.join(map(str, pids))}"
+
+
 def leftover_processes(f: LeftoverFacts) -> Verdict:
-    mine = [p for p in f.found if p.mine]
+    ours = [p for p in f.found if p.mine]
+    why = _left_over_why(ours, f.job_ports)
+    mine = [p for p in ours if p.pid in why]  # left over: the blocker, the kill fix
+    live = [p for p in ours if p.pid not in why]  # another job of yours, running on purpose?
     busy: list[tuple[Proc, list[str]]] = []
     for p in f.found:
         # Another user's running job is theirs, not a leftover: it matters only when it
@@ -231,28 +279,37 @@ def leftover_processes(f: LeftoverFacts) -> Verdict:
         if not p.mine and holds:
             busy.append((p, holds))
     v = Verdict(evidence=dict(
-        processes=[{"pid": p.pid, "user": p.user, "age_s": p.age_s, "matched": p.matched,
-                    "cmdline": p.cmdline, "listening": sorted(set(p.listening))}
-                   for p in mine],
+        processes=[_proc_evidence(p, why[p.pid]) for p in mine],
+        other_jobs=[_proc_evidence(p, ()) for p in live],
         patterns_extra=list(f.patterns),
         busy_other_users=[{"pid": p.pid, "user": p.user, "matched": p.matched, "holds": holds,
                            "cmdline": p.cmdline} for p, holds in busy]))
     busy_text = "; ".join(f"busy: user {p.user}, pid {p.pid} ({', '.join(holds)})"
                           for p, holds in busy)
-    if not mine:
-        if busy:
-            v.problems.append(Problem.warning(
-                f"no leftover of yours; {busy_text}",
-                "use another port / GPU, or ask the owner: another user's processes are not "
-                "yours to stop"))
+    if mine:
+        names = ", ".join(f"{p.matched}[{p.pid}] ({'; '.join(why[p.pid])})" for p in mine[:5])
+        v.problems.append(Problem(
+            f"{len(mine)} process(es) left from an earlier run: {names}"
+            + (f"; also {busy_text}" if busy else "")
+            + (f"; not left over (launcher alive): {', '.join(str(p.pid) for p in live)}"
+               if live else ""),
+            f"{kill_exactly([p.pid for p in mine])}  # check each pid first; "
+            "preflight kills nothing"))
+    if live:
+        names = ", ".join(f"{p.matched}[{p.pid}] (age {p.age_s:.0f} s: {p.cmdline[:80]})"
+                          for p in live[:5])
+        v.problems.append(Problem.warning(
+            f"{len(live)} process(es) of yours still running, launcher alive, holding no job "
+            f"port or GPU (another job of yours?): {names}",
+            f"{inspect_only([p.pid for p in live])}  # another job of yours: stop it only if "
+            "it is not running on purpose; preflight kills nothing"))
+    if busy and not mine:
+        v.problems.append(Problem.warning(
+            f"no leftover of yours; {busy_text}",
+            "use another port / GPU, or ask the owner: another user's processes are not "
+            "yours to stop"))
+    if not v.problems:
         v.ok = "no ray / sglang / vllm / torchrun / swift process from an earlier run"
-        return v
-    fix = kill_exactly([p.pid for p in mine])
-    names = ", ".join(f"{p.matched}[{p.pid}]" for p in mine[:5])
-    v.problems.append(Problem(
-        f"{len(mine)} process(es) left from an earlier run: {names}"
-        + (f"; also {busy_text}" if busy else ""),
-        f"{fix}  # check each pid first; preflight kills nothing"))
     return v
 
 

@@ -358,14 +358,71 @@ def match(proc: ProcInfo, patterns: Iterable[tuple[str, bool]] = ()) -> str | No
 def live_preflight_owner(pid: int) -> int | None:
     """The pid of a running preflight that started `pid` (its PREFLIGHT_OWNER), if any.
     Only readable for our own processes; other users' are told apart by their tree."""
+    value = preflight_owner(pid)
+    return value if value is not None and psutil.pid_exists(value) else None
+
+
+def preflight_owner(pid: int) -> int | None:
+    """The pid in `pid`'s PREFLIGHT_OWNER, alive or not (None: not started by a preflight,
+    or not readable: another user's)."""
     from preflight.run import OWNER_VAR
 
     try:
         owner = psutil.Process(pid).environ().get(OWNER_VAR, "")
     except (psutil.Error, OSError):
         return None
-    value = int(owner) if owner.isascii() and owner.isdigit() else None
-    return value if value is not None and psutil.pid_exists(value) else None
+    return int(owner) if owner.isascii() and owner.isdigit() else None
+
+
+# Parents that adopt orphans rather than start them: an orphan is reparented to the nearest
+# living ancestor marked PR_SET_CHILD_SUBREAPER, else to its pid namespace's init
+# (prctl(2), PR_SET_CHILD_SUBREAPER). Container inits (tini, dumb-init, docker-init,
+# catatonit) and `systemd --user` are subreapers.
+ADOPTERS = frozenset({"systemd", "init", "tini", "dumb-init", "docker-init", "catatonit",
+                      "s6-svscan", "runit"})
+
+
+def _service_started(pid: int, proc_root: str = "/proc") -> bool:
+    """Started on purpose by a service manager: its cgroup is a systemd `.service` of its
+    own (an orphan of a login keeps its `session-N.scope`; `user@UID.service` is the user
+    manager's own unit, not a service it runs)."""
+    try:
+        with open(f"{proc_root}/{pid}/cgroup", encoding="utf-8", errors="replace") as fh:
+            paths = [line.rsplit(":", 1)[-1].strip() for line in fh]
+    except OSError:
+        return False
+    leaves = [p.rstrip("/").rsplit("/", 1)[-1] for p in paths]
+    return any(leaf.endswith(".service") and not leaf.startswith("user@") for leaf in leaves)
+
+
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh"})
+
+
+def _launches_as_init(argv: tuple[str, ...]) -> bool:
+    """A pid 1 that is itself a launch (a container's `bash run.sh`, `python train.py`,
+    `torchrun ...` entrypoint) starts its children: they are not reparented orphans."""
+    base = os.path.basename(argv[0].split(" ", 1)[0])
+    return base in _SHELLS or bool(_PYTHON.match(base)) or identify(argv) is not None
+
+
+def launcher_gone(table: Table, info: ProcInfo) -> str:
+    """Why `info`'s launcher is known to be gone ("": its parent is alive and may be the
+    program that started it). A namespace's pid 1 and a service's main process have no
+    launcher to lose."""
+    if info.pid == 1 or info.ppid == 0 or _service_started(info.pid):
+        return ""
+    if info.ppid == 1:
+        init = table.argv.get(1, ())
+        if init and _launches_as_init(init):
+            return ""  # a container whose pid 1 is the launch (`bash run.sh`): alive
+        return "its launcher is gone (reparented to pid 1)"
+    parent = table.get_info(info.ppid)
+    if parent is None:
+        return f"its launcher {info.ppid} is gone"
+    base = os.path.basename(parent.cmdline[0]) if parent.cmdline else parent.name
+    if parent.name in ADOPTERS or base in ADOPTERS:
+        return f"its launcher is gone (reparented to {parent.name or base} {parent.pid})"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -373,12 +430,15 @@ class Found:
     proc: ProcInfo
     hit: str
     mine: bool  # owned by the user running preflight
+    gone: str = ""  # evidence it is left over: why its launcher is gone ("" none)
+    launcher: str = ""  # its parent's command line, redacted ("" when gone or not read)
 
 
 def scan(table: Table, extra_patterns: Iterable[str], own_pid: int,
          own_uid: int | None = None,
          owner_of: Callable[[int], int | None] = live_preflight_owner,
-         exempt: Container[int] = ()) -> list[Found]:
+         exempt: Container[int] = (),
+         started_by: Callable[[int], int | None] = preflight_owner) -> list[Found]:
     """Programs of interest that no running preflight (ours or anyone's) owns: ours are
     leftovers; other users' are reported only where they hold something the job needs.
     `exempt`: pids that are never leftovers (the Ray cluster `preflight cluster` runs on)."""
@@ -404,8 +464,21 @@ def scan(table: Table, extra_patterns: Iterable[str], own_pid: int,
         mine = info.user == own_user
         if mine and owner_of(pid) is not None:
             continue
-        found.append(Found(info, hit, mine))
+        found.append(_found(table, info, hit, mine, started_by) if mine
+                     else Found(info, hit, mine))
     return found
+
+
+def _found(table: Table, info: ProcInfo, hit: str, mine: bool,
+           started_by: Callable[[int], int | None]) -> Found:
+    """One of ours, with what says whether it is left over: its launcher gone, or the
+    preflight that started it gone (its PREFLIGHT_OWNER names a dead pid)."""
+    gone = launcher_gone(table, info)
+    owner = started_by(info.pid)
+    if not gone and owner is not None and not psutil.pid_exists(owner):
+        gone = f"the preflight that started it ({owner}) is gone"
+    parent = None if gone or info.ppid <= 1 else table.get_info(info.ppid)
+    return Found(info, hit, mine, gone, parent.redacted(120) or parent.name if parent else "")
 
 
 def leftovers(

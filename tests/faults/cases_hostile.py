@@ -15,6 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 from harness import REPO, Case, Setup
 
 STATIC = ["-m", "static"]
@@ -32,6 +33,33 @@ def _secret() -> str:
 def _spawn(argv: list[str], **kwargs) -> subprocess.Popen:
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True, **kwargs)
+
+
+def _spawn_orphan(argv: list[str]) -> psutil.Process:
+    """`argv` left over, as an earlier run leaves it: its launcher (a bash) exits at once, so
+    it is reparented to init (or a subreaper) -- a live child of the harness would be another
+    job of the user, not a leftover."""
+    launcher = subprocess.Popen(["bash", "-c", '"$@" >/dev/null 2>&1 & echo $!', "_", *argv],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    proc = psutil.Process(int(launcher.stdout.readline()))
+    launcher.wait()
+    launcher.stdout.close()
+    deadline = time.monotonic() + 10
+    while proc.cmdline()[:1] == ["bash"] and time.monotonic() < deadline:  # until exec'd
+        time.sleep(0.02)
+    return proc
+
+
+def _orphan_stopper(*procs: psutil.Process):
+    def stop() -> None:
+        for proc in procs:
+            try:
+                proc.kill()  # psutil: only if it is still the process started
+            except psutil.NoSuchProcess:
+                pass
+
+    return stop
 
 
 def _stopper(*procs: subprocess.Popen):
@@ -75,16 +103,15 @@ def _leftover_cmdline(name: str, make_args) -> Case:
     def build(work: Path, canary: str) -> Setup:
         secret = _secret()
         script = _sleeper_script(work, "torchrun")
-        proc = _spawn([PY, str(script), *make_args(secret)])
-        time.sleep(0.3)
+        proc = _spawn_orphan([PY, str(script), *make_args(secret)])
 
         def verify(report: dict, output: str) -> str:
             pids = [p["pid"] for p in _evidence(report, "leftover-processes").get(
                 "processes", [])]
             return "" if proc.pid in pids else "the planted torchrun was not found"
 
-        return Setup(args=[*STATIC, "--check", "leftover-processes"], cleanup=_stopper(proc),
-                     extra_canaries=[secret], verify=verify)
+        return Setup(args=[*STATIC, "--check", "leftover-processes"],
+                     cleanup=_orphan_stopper(proc), extra_canaries=[secret], verify=verify)
 
     return Case(f"leak-leftover-{name}", "bad-input", build, "no-go")
 
@@ -715,8 +742,7 @@ def _imports_not_runs(work: Path) -> list[subprocess.Popen]:
 
 
 def _process_title(work: Path, canary: str) -> Setup:
-    proc = _spawn(["bash", "-c", "exec -a 'ray::IDLE' sleep 60"])
-    time.sleep(0.3)
+    proc = _spawn_orphan(["bash", "-c", "exec -a 'ray::IDLE' sleep 60"])
 
     def verify(report: dict, output: str) -> str:
         hits = {p["pid"]: p["matched"] for p in _evidence(report, "leftover-processes").get(

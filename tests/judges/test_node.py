@@ -71,8 +71,13 @@ LINK_OK = judge.Link("-L/usr/local/cuda/lib64/stubs -lcudart", 0, "", "")
 LINK_BAD = judge.Link("x", 1, "/usr/bin/ld: cannot find -lcudart", "")
 CUDA = judge.CudartFacts("/usr/local/cuda", "CUDA_HOME", True, [GOOD], LINK_OK)
 LEFT = judge.Proc(101, "me", 3.0, "sglang.launch_server", "python -m sglang.launch_server",
-                  True, [30000], False)
+                  True, [30000], False, ppid=1,
+                  launcher_gone="its launcher is gone (reparented to pid 1)")
 RAYLET = replace(LEFT, pid=102, matched="raylet", cmdline="raylet")
+# Another job of the user, running on purpose: its torchrun agent is alive, it holds no job
+# port and no GPU: nothing says it is left over.
+LIVE = replace(LEFT, pid=301, matched="torchrun", cmdline="torchrun train.py", listening=[],
+               ppid=300, launcher_gone="", launcher="bash run.sh")
 THEIRS = replace(LEFT, pid=201, user="bob", mine=False, listening=[29500])
 LEFTOVER = judge.LeftoverFacts([], ["train.py"], frozenset({29500}))
 FREE = judge.Bind(True, "", (), None)
@@ -124,6 +129,24 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
     ("ray-other-env", judge.ray_path,
      replace(RAY, resolved="/opt/other/bin/ray", resolved_in_env=False),
      Want(Kind.BLOCKER, ("ray resolves to /opt/other/bin/ray, not to the launch env",))),
+    # Only installed (vLLM pulls ray in), the profile runs no Ray, no launch script: nothing
+    # says the job runs ray -- a WARN saying what preflight could not know, not a NO-GO.
+    ("ray-installed-only-no-launch", judge.ray_path,
+     replace(RAY, profile="cpu", profile_runs_ray=False, resolved=None, env_bin_on_path=False),
+     Want(Kind.WARNING, ("ray: command not found (PATH lacks /envs/slime/bin",
+                         "profile cpu does not run Ray", "preflight cannot know"),
+          ('export PATH="/envs/slime/bin:$PATH"; which ray python3  # if the job runs ray',),
+          evidence=(("in_play", ["/envs/slime/bin/ray is installed"]),))),
+    # ... an analysed launch that never starts ray: not a blocker either.
+    ("ray-installed-only-launch-without-ray", judge.ray_path,
+     replace(RAY, profile_runs_ray=False, resolved=None, env_bin_on_path=False,
+             launch_given=True),
+     Want(Kind.WARNING, ("(the launch script does not run ray)",))),
+    # ... a launch script that runs ray: the blocker stays.
+    ("ray-installed-launch-runs-ray", judge.ray_path,
+     replace(RAY, profile_runs_ray=False, resolved=None, env_bin_on_path=False,
+             launch_given=True, launch_runs_ray=True),
+     Want(Kind.BLOCKER, ("ray: command not found (PATH lacks /envs/slime/bin)",))),
     ("ray-launch-only", judge.ray_path,
      replace(RAY, profile_runs_ray=False, installed=False, launch_runs_ray=True,
              resolved=None, env_bin_on_path=False),
@@ -156,6 +179,27 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
      Want(Kind.BLOCKER, ("2 process(es)",),
           ("kill 101 102; timeout 5 bash -c 'while ps -p 101,102 >/dev/null; do sleep 0.2; "
            "done'; ps -o pid= -p 101,102 | xargs -r kill -9  # check",))),
+    # A live job of yours (launcher alive, holding nothing the job needs) is not a leftover:
+    # a WARN naming it, a fix that only looks, never a kill.
+    ("left-live-job", judge.leftover_processes, replace(LEFTOVER, found=[LIVE]),
+     Want(Kind.WARNING, ("1 process(es) of yours still running, launcher alive",
+                         "torchrun[301] (age 3 s: torchrun train.py)"),
+          ("ps -o pid,ppid,etime,args -p 301  # another job of yours",),
+          evidence=(("processes", []),))),
+    # ... until it holds the job's MASTER_PORT or GPU memory: then the new job cannot run.
+    ("left-live-holds-port", judge.leftover_processes,
+     replace(LEFTOVER, found=[replace(LIVE, listening=[29500])]),
+     Want(Kind.BLOCKER, ("torchrun[301] (holds port 29500)",), ("kill 301;",))),
+    ("left-live-holds-gpu", judge.leftover_processes,
+     replace(LEFTOVER, found=[replace(LIVE, holds_gpu=True)]),
+     Want(Kind.BLOCKER, ("torchrun[301] (holds GPU memory)",), ("kill 301;",))),
+    # A worker whose launcher is itself left over (an orphaned agent) goes with it; a live
+    # job beside them is named in the blocker, kept out of the kill.
+    ("left-tree-and-live", judge.leftover_processes,
+     replace(LEFTOVER, found=[LEFT, replace(LIVE, pid=103, ppid=101), LIVE]),
+     Want(Kind.BLOCKER, ("2 process(es) left", "torchrun[103] (its launcher 101 is left over)",
+                         "not left over (launcher alive): 301"),
+          ("kill 101 103;",))),
     ("left-theirs-busy", judge.leftover_processes, replace(LEFTOVER, found=[THEIRS]),
      Want(Kind.WARNING, ("no leftover of yours; busy: user bob, pid 201 (port 29500)",),
           ("ask the owner",))),
