@@ -271,7 +271,8 @@ def sglang_env(tmp_path):
 
 @pytest.fixture
 def fake_sglang(sglang_env):
-    """An SGLang server left over: its launcher is gone (reparented to init)."""
+    """An SGLang server started in the background: its launcher (a bash) is gone, as under
+    `nohup python -m sglang.launch_server ... &` after the shell exits."""
     proc, out = orphan(SGLANG_ARGV, env=sglang_env)
     port = int(out.readline())
     yield proc, port
@@ -288,27 +289,54 @@ def live_sglang(sglang_env):
     proc.wait()
 
 
-def test_leftover_sglang_process_then_gone(run_preflight, fake_sglang):
+def test_background_server_is_named_blocks_only_on_the_jobs_port_then_gone(run_preflight,
+                                                                          fake_sglang):
+    """A server whose shell is gone is what `nohup ... &` leaves as much as what a crash
+    leaves: it is not called left over (a WARN naming it) until it holds what the new job
+    needs (the job's MASTER_PORT): then a blocker whose fix looks before it stops anything.
+    (It was `left from an earlier run` with `kill PID` either way.)"""
     proc, port = fake_sglang
-    broken = run_preflight("--profile", "cpu", "--check", "leftover-processes")
+    idle = run_preflight("--profile", "cpu", "--check", "leftover-processes",
+                         env=base_env(MASTER_PORT=str(_free_port())))
+    named = idle.one("leftover-processes")
+    [job] = [p for p in named["evidence"]["other_jobs"] if p["pid"] == proc.pid]
+    assert job["launcher"].startswith("none alive (its launcher is gone (reparented to"), job
+    assert proc.pid not in _mine(named, "processes")
+
+    broken = run_preflight("--profile", "cpu", "--check", "leftover-processes",
+                           env=base_env(MASTER_PORT=str(port)))
     assert broken.returncode == 1, broken.output
     result = broken.one("leftover-processes")
-    [found] = [p for p in result["evidence"]["processes"] if p["pid"] == proc.pid]
+    [found] = [p for p in result["evidence"]["in_the_way"] if p["pid"] == proc.pid]
     assert found["matched"] == "sglang.launch_server"
-    assert found["listening"] == [port]
-    assert found["age_s"] >= 0 and found["user"]
-    assert found["ppid"] == proc.ppid() and found["left_over_because"][0].startswith(
-        "its launcher is gone (reparented to"), found
+    assert found["listening"] == [port] and found["holds"] == [f"holds port {port}"]
+    assert found["age_s"] >= 0 and found["user"] and found["ppid"] == proc.ppid()
     assert "--api-key ***" in found["cmdline"] and "sk-canary" not in broken.output
-    assert str(proc.pid) in result["fix"].split("#")[0].split() and "pkill" not in result["fix"]
+    assert proc.pid in _looked_at(result["fix"]) and proc.pid not in _killed(result["fix"])
+    assert "pkill" not in result["fix"]
     assert proc.is_running(), "the suite must never kill a process"
 
     stop_orphan(proc)
     psutil.wait_procs([proc], timeout=5)
-    fixed = run_preflight("--profile", "cpu", "--check", "leftover-processes")
-    others = fixed.one("leftover-processes")["evidence"]["processes"]
-    assert proc.pid not in [p["pid"] for p in others]
-    assert fixed.returncode == (1 if others else 0), fixed.output  # others: not ours
+    fixed = run_preflight("--profile", "cpu", "--check", "leftover-processes",
+                          env=base_env(MASTER_PORT=str(port)))
+    after = fixed.one("leftover-processes")["evidence"]
+    assert proc.pid not in [p["pid"] for p in after["processes"] + after["in_the_way"]]
+    assert fixed.returncode == (1 if after["processes"] + after["in_the_way"] else 0), \
+        fixed.output  # others: another session's on this shared box
+
+
+def _looked_at(fix: str) -> set[int]:
+    """The pids a fix's `ps -o ... -p PIDS` lines look at."""
+    return {int(pid) for line in fix.splitlines()
+            if line.startswith("ps -o pid,ppid,etime,args -p ")
+            for pid in line.split("#")[0].split()[-1].split(",")}
+
+
+def _killed(fix: str) -> set[int]:
+    """The pids a fix's commands (not its comments) send `kill` to."""
+    return {int(word) for line in fix.splitlines() if line.startswith("kill ")
+            for word in line.split("#")[0].split(";")[0].split()[1:] if word.isdigit()}
 
 
 def _mine(result: dict, field: str) -> list[int]:
@@ -329,11 +357,11 @@ def test_live_job_of_yours_is_named_not_killed(run_preflight, live_sglang):
     assert job["ppid"] == os.getpid() and job["listening"] == [port] and job["launcher"]
     assert "sk-canary" not in run.output
     fix = result["fix"]
-    assert "ps -o pid,ppid,etime,args -p" in fix and str(proc.pid) in fix, fix
     # the kill fix (if other sessions' leftovers on this shared box are listed) never
-    # names it
-    kills = [line for line in fix.splitlines() if line.startswith("kill ")]
-    assert not any(str(proc.pid) in line.split("#")[0].split(";")[0].split() for line in kills)
+    # names it; the WARN's fix that looks is shown where nothing else blocks
+    assert proc.pid not in _killed(fix), fix
+    if not _mine(result, "processes") + _mine(result, "in_the_way"):
+        assert proc.pid in _looked_at(fix), fix
     if not _mine(result, "processes"):  # no leftover of anyone's session here: a WARN
         assert (result["outcome"], result["severity"]) == ("passed", "warning"), run.output
         assert run.returncode == 0, run.output
@@ -354,57 +382,68 @@ def test_live_job_holding_master_port_is_a_blocker(run_preflight, sglang_env):
         proc.wait()
     result = run.one("leftover-processes")
     assert run.returncode == 1, run.output
-    [found] = [p for p in result["evidence"]["processes"] if p["pid"] == proc.pid]
-    assert found["left_over_because"] == [f"holds port {port}"], found
-    assert f"kill {proc.pid}" in result["fix"] or f" {proc.pid} " in result["fix"], result
+    [found] = [p for p in result["evidence"]["in_the_way"] if p["pid"] == proc.pid]
+    assert found["holds"] == [f"holds port {port}"] and found["launcher"], found
+    assert proc.pid not in _mine(result, "processes")  # running: not "left over"
+    # Its fix looks, stops nothing (other sessions' processes on this shared box may add
+    # lines, their own kill among them: never naming it).
+    assert proc.pid in _looked_at(result["fix"]), result["fix"]
+    assert proc.pid not in _killed(result["fix"]), result["fix"]
 
 
 def test_worker_whose_launcher_died_is_a_leftover(run_preflight, tmp_path):
-    """A torchrun agent and its worker, both alive: another job, a WARN. The agent killed
-    with SIGKILL (its worker keeps running, reparented): the worker is left over."""
-    (tmp_path / "train.py").write_text("print('up', flush=True)\nimport time\n"
-                                       "time.sleep(120)\n")
-    agent = tmp_path / "torchrun"
-    agent.write_text(textwrap.dedent(f"""
-        import subprocess, sys, time
-        w = subprocess.Popen([sys.executable, {str(tmp_path / "train.py")!r}])
-        print(w.pid, flush=True)
-        time.sleep(120)
-    """))
-    launcher = subprocess.Popen([sys.executable, str(agent)], stdout=subprocess.PIPE, text=True)
-    worker = psutil.Process(int(launcher.stdout.readline()))
+    """A real torchrun agent and its worker, both alive: another job, a WARN. The agent
+    killed with SIGKILL (its worker keeps running, reparented; it has the agent's
+    TORCHELASTIC_RUN_ID): the worker is left over."""
+    pidfile = tmp_path / "worker.pid"
+    (tmp_path / "train.py").write_text(
+        f"import os, time\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(120)\n")
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1",
+         "--master-port", str(_free_port()), "--log-dir", str(tmp_path / "elastic"),
+         str(tmp_path / "train.py")], cwd=tmp_path, env={**os.environ, "TMPDIR": str(tmp_path)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
     try:
-        assert launcher.stdout.readline() == "up\n"
-        alive = run_preflight("--profile", "a800", "--check", "leftover-processes")
+        deadline = time.monotonic() + 60
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        worker = psutil.Process(int(pidfile.read_text()))
+        job = base_env(MASTER_PORT=str(_free_port()))
+        alive = run_preflight("--profile", "a800", "--check", "leftover-processes", env=job)
         launcher.kill()
         launcher.wait()
         deadline = time.monotonic() + 10
         while worker.ppid() == launcher.pid and time.monotonic() < deadline:
             time.sleep(0.02)
-        died = run_preflight("--profile", "a800", "--check", "leftover-processes")
+        died = run_preflight("--profile", "a800", "--check", "leftover-processes", env=job)
         assert worker.is_running()
     finally:
         launcher.kill()
         launcher.wait()
-        stop_orphan(worker)
+        if worker is not None:
+            stop_orphan(worker)
     live = alive.one("leftover-processes")
-    assert {launcher.pid, worker.pid} <= set(_mine(live, "other_jobs")), live
+    ours = _mine(live, "other_jobs") + _mine(live, "in_the_way")
+    assert {launcher.pid, worker.pid} <= set(ours), live
     assert not {launcher.pid, worker.pid} & set(_mine(live, "processes")), live
     left = died.one("leftover-processes")
     assert died.returncode == 1 and worker.pid in _mine(left, "processes"), left
-    assert str(worker.pid) in left["fix"].split("#")[0], left["fix"]
+    assert worker.pid in _killed(left["fix"]), left["fix"]
 
 
 def test_profile_pattern_finds_train_py(run_preflight, tmp_path):
     script = tmp_path / "train.py"
     script.write_text("import time\ntime.sleep(120)\n")
-    proc, _ = orphan([sys.executable, str(script)])  # left over: its launcher is gone
+    proc, _ = orphan([sys.executable, str(script)])  # its launcher gone (or nohup'd)
     try:
         a800 = run_preflight("--profile", "a800", "--check", "leftover-processes")
         cpu = run_preflight("--profile", "cpu", "--check", "leftover-processes")
     finally:
         stop_orphan(proc)
-    assert proc.pid in _mine(a800.one("leftover-processes"), "processes")
+    a800_result = a800.one("leftover-processes")
+    assert proc.pid in _mine(a800_result, "other_jobs") + _mine(a800_result, "in_the_way")
     # train.py is a pattern of the a800 profile only (other users' or sessions' processes
     # on a shared box may still match the cpu profile's own patterns: not this one)
     cpu_result = cpu.one("leftover-processes")
@@ -421,10 +460,12 @@ def test_leftover_fix_stops_exactly_the_leftovers(run_preflight, tmp_path):
     worker.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
                       "print('ready', flush=True)\ntime.sleep(60)\n")
     (tmp_path / "gpu_monitor.py").write_text("import time\ntime.sleep(60)\n")
-    # The earlier run's Ray: its launcher is gone (`ray start` exited; a worker whose raylet
-    # died), so both are reparented to init.
-    raylet, _ = orphan(["bash", "-c", "exec -a raylet sleep 60"])
+    # The earlier run's Ray: workers whose raylet died, reparented to init. A raylet of
+    # its own is reparented too (`ray start` exits and leaves its daemons to init), which
+    # says nothing: a live cluster looks the same. It is named, never in the kill.
+    idle, _ = orphan(["bash", "-c", "exec -a 'ray::IDLE' sleep 60"])
     stubborn, out = orphan([sys.executable, str(worker)])
+    raylet, _ = orphan(["bash", "-c", "exec -a raylet sleep 60"])
     live_ray = subprocess.Popen(["bash", "-c", "exec -a raylet sleep 60"],
                                 env={**os.environ, "PREFLIGHT_OWNER": str(os.getpid())})
     monitor = subprocess.Popen([sys.executable, str(tmp_path / "gpu_monitor.py")])
@@ -433,13 +474,14 @@ def test_leftover_fix_stops_exactly_the_leftovers(run_preflight, tmp_path):
         run = run_preflight("--profile", "cpu", "--check", "leftover-processes")
         result = run.one("leftover-processes")
         listed = [p["pid"] for p in result["evidence"]["processes"]]
-        assert {raylet.pid, stubborn.pid} <= set(listed), result
-        assert not {live_ray.pid, monitor.pid} & set(listed), result
+        assert {idle.pid, stubborn.pid} <= set(listed), result
+        assert not {live_ray.pid, monitor.pid, raylet.pid} & set(listed), result
+        assert raylet.pid in _mine(result, "other_jobs"), result
         fix = result["fix"]
         assert "ray stop" not in fix and "pkill" not in fix
         # Run the fix as shown, narrowed to our two pids: other sessions' processes on this
         # shared box may be listed too, and a test never kills what it did not start.
-        ours = [raylet.pid, stubborn.pid]
+        ours = [idle.pid, stubborn.pid]
         kill = fix  # the blocker's fix alone (a live job's inspect-only fix is not shown)
         for sep in (" ", ","):
             assert sep.join(map(str, listed)) in kill, fix
@@ -449,12 +491,12 @@ def test_leftover_fix_stops_exactly_the_leftovers(run_preflight, tmp_path):
         took = time.monotonic() - started
         # Both gone (or zombies until init reaps them); the stubborn one only after the
         # bounded wait: SIGKILL comes after it, never first.
-        for proc in (raylet, stubborn):
+        for proc in (idle, stubborn):
             assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE, proc
         assert 4.5 < took < 9, took
-        assert live_ray.poll() is None and monitor.poll() is None
+        assert live_ray.poll() is None and monitor.poll() is None and raylet.is_running()
     finally:
-        for orphaned in (raylet, stubborn):
+        for orphaned in (idle, stubborn, raylet):
             stop_orphan(orphaned)
         for proc in (live_ray, monitor):
             proc.kill()

@@ -90,3 +90,54 @@ def test_reparented_to_pid_1_is_gone_unless_pid_1_is_the_launch(init, gone, monk
     child = procs.ProcInfo(4242, 1, "python3", "me", ("python3", "-m", "vllm.entrypoints"), 0.0)
     reason = procs.launcher_gone(table, child)
     assert bool(reason) is gone, reason
+
+
+def _orphan(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`argv` reparented: the bash that starts it exits at once (returns that bash; the
+    orphan's pid is its first line)."""
+    return subprocess.Popen(["bash", "-c", '"$@" & echo $!', "_", *argv], env=env,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_reparented_is_left_over_only_for_a_launchers_child(tmp_path):
+    """Reparented to init: a program a user starts in the background (`nohup torchrun`,
+    `ray start`'s raylet) is not thereby left over; a program that only runs as a
+    launcher's child is (a Ray worker titled `ray::IDLE`, a torchrun worker: it has
+    TORCHELASTIC_RUN_ID). Real orphans, their launching bash gone."""
+    import os
+
+    import psutil
+
+    script = tmp_path / "torchrun"
+    script.write_text("import time\ntime.sleep(60)\n")
+    worker = tmp_path / "work.py"
+    worker.write_text("import time\ntime.sleep(60)\n")
+    started = [
+        _orphan([sys.executable, str(script)]),
+        _orphan(["bash", "-c", "exec -a raylet sleep 60"]),
+        _orphan(["bash", "-c", "exec -a 'ray::IDLE' sleep 60"]),
+        _orphan([sys.executable, str(worker)],
+                env={**os.environ, "TORCHELASTIC_RUN_ID": "r1"}),
+    ]
+    orphans = []
+    try:
+        for launcher in started:
+            orphans.append(psutil.Process(int(launcher.stdout.readline())))
+            launcher.wait()
+        deadline = time.monotonic() + 10
+        while any(p.ppid() in {s.pid for s in started} or p.cmdline()[:2] == ["bash", "-c"]
+                  for p in orphans) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        found = {f.proc.pid: f for f in procs.scan(procs.Table(), ["work.py"], 1,
+                                                   owner_of=lambda pid: None)}
+        top, raylet, ray_worker, torch_worker = (found[p.pid] for p in orphans)
+        for f in (top, raylet):
+            assert f.gone == "" and f.launcher.startswith("none alive (its launcher is gone"), f
+        for f in (ray_worker, torch_worker):
+            assert f.gone.startswith("its launcher is gone (reparented to"), f
+    finally:
+        for p in orphans:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass

@@ -21,7 +21,7 @@ import pytest
 from preflight import numbers
 from preflight.judges import node as judge
 from preflight.plugin import Recorder
-from preflight.probes import Node, cuda, dotenv, http, nccl, netif, paths, ports, procs, wandb
+from preflight.probes import Node, cuda, dotenv, gpus, http, nccl, netif, paths, ports, procs, wandb
 from preflight.profiles import Profile
 
 pytestmark = pytest.mark.static
@@ -116,7 +116,12 @@ def _gpu_pids(node: Node) -> set[int]:
         return set()
     if not snap.pids_are_here(socket.gethostname()):  # another host's pids (a replay)
         return set()
-    return {p.pid for g in snap.gpus for p in g.processes or ()}
+    # A process on a GPU the job will not use is not in its way: the job's GPUs are those
+    # CUDA_VISIBLE_DEVICES names (all when unset, or when it cannot be resolved here).
+    visible = gpus.resolve(node.environ.get("CUDA_VISIBLE_DEVICES"), snap.gpus)
+    job = set(visible.indices) if visible.indices and not (visible.problems or visible.mig) \
+        else {g.index for g in snap.gpus}
+    return {p.pid for g in snap.gpus if g.index in job for p in g.processes or ()}
 
 
 def leftover_facts(node: Node, profile: Profile) -> judge.LeftoverFacts:

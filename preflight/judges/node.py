@@ -202,7 +202,7 @@ class Proc:
     cmdline: str  # redacted
     mine: bool
     listening: Sequence[int]  # its listening ports
-    holds_gpu: bool
+    holds_gpu: bool  # memory on a GPU the job will use (CUDA_VISIBLE_DEVICES; all if unset)
     ppid: int = 0
     launcher_gone: str = ""  # why its launcher is known to be gone ("": alive, or not known)
     launcher: str = ""  # its parent's command line, redacted (when alive)
@@ -232,18 +232,12 @@ def kill_exactly(pids: Sequence[int]) -> str:
             f"do sleep 0.2; done'; ps -o pid= -p {joined} | xargs -r kill -9")
 
 
-def _left_over_why(found: Sequence[Proc], job_ports: frozenset[int]) -> dict[int, list[str]]:
+def _left_over_why(found: Sequence[Proc]) -> dict[int, list[str]]:
     """Of our processes, those with evidence they are left over, and the evidence: the
-    launcher gone (reparented to init / a subreaper, or its preflight gone), what the new
-    job needs held (a job port, GPU memory), or a launcher that is itself left over (a
-    worker of an orphaned torchrun agent or raylet)."""
-    why: dict[int, list[str]] = {}
-    for p in found:
-        reasons = [p.launcher_gone] if p.launcher_gone else []
-        reasons += [f"holds port {n}" for n in sorted(set(p.listening) & job_ports)]
-        reasons += ["holds GPU memory"] if p.holds_gpu else []
-        if reasons:
-            why[p.pid] = reasons
+    launcher of a program that only runs as a launcher's child gone (the probe says which:
+    procs.CHILD_KINDS, torchrun's workers), the preflight that started it gone, or a
+    launcher that is itself left over (a worker of an orphaned torchrun agent or raylet)."""
+    why = {p.pid: [p.launcher_gone] for p in found if p.launcher_gone}
     grew = True
     while grew:  # a launcher's leftover-ness passes down its tree
         grew = False
@@ -254,10 +248,16 @@ def _left_over_why(found: Sequence[Proc], job_ports: frozenset[int]) -> dict[int
     return why
 
 
-def _proc_evidence(p: Proc, why: Sequence[str]) -> dict[str, object]:
+def _holds(p: Proc, job_ports: frozenset[int]) -> list[str]:
+    """What of the new job's this process holds: a job port, memory on a job GPU."""
+    return [f"holds port {n}" for n in sorted(set(p.listening) & job_ports)] + \
+        (["holds GPU memory on a GPU of the job"] if p.holds_gpu else [])
+
+
+def _proc_evidence(p: Proc, why: Sequence[str], holds: Sequence[str] = ()) -> dict[str, object]:
     return {"pid": p.pid, "user": p.user, "age_s": p.age_s, "matched": p.matched,
             "cmdline": p.cmdline, "listening": sorted(set(p.listening)), "ppid": p.ppid,
-            "launcher": p.launcher, "left_over_because": list(why)}
+            "launcher": p.launcher, "left_over_because": [*why, *holds], "holds": list(holds)}
 
 
 def inspect_only(pids: Sequence[int]) -> str:
@@ -265,42 +265,65 @@ def inspect_only(pids: Sequence[int]) -> str:
     return f"ps -o pid,ppid,etime,args -p {','.join(map(str, pids))}"
 
 
-def leftover_processes(f: LeftoverFacts) -> Verdict:
-    ours = [p for p in f.found if p.mine]
-    why = _left_over_why(ours, f.job_ports)
-    mine = [p for p in ours if p.pid in why]  # left over: the blocker, the kill fix
-    live = [p for p in ours if p.pid not in why]  # another job of yours, running on purpose?
-    busy: list[tuple[Proc, list[str]]] = []
+def _busy_others(f: LeftoverFacts) -> list[tuple[Proc, list[str]]]:
+    """Another user's running job is theirs, not a leftover: it matters only when it holds
+    what this job needs (a job port, a GPU), and it is never ours to kill."""
+    busy = []
     for p in f.found:
-        # Another user's running job is theirs, not a leftover: it matters only when it
-        # holds what this job needs (a job port, a GPU), and it is never ours to kill.
         holds = [f"port {n}" for n in sorted(set(p.listening) & f.job_ports)]
         holds += ["a GPU"] if p.holds_gpu else []
         if not p.mine and holds:
             busy.append((p, holds))
+    return busy
+
+
+def _named(procs: Sequence[Proc], why: dict[int, list[str]]) -> str:
+    return ", ".join(f"{p.matched}[{p.pid}] ({'; '.join(why[p.pid])})" for p in procs[:5])
+
+
+def leftover_processes(f: LeftoverFacts) -> Verdict:
+    ours = [p for p in f.found if p.mine]
+    why = _left_over_why(ours)
+    holds = {p.pid: _holds(p, f.job_ports) for p in ours}
+    mine = [p for p in ours if p.pid in why]  # left over: the blocker, the kill fix
+    # Running, not known to be left over (a live launcher; or a program a user starts,
+    # whose shell may be gone on purpose), but holding what the new job needs.
+    in_way = [p for p in ours if p.pid not in why and holds[p.pid]]
+    live = [p for p in ours if p.pid not in why and not holds[p.pid]]  # another job of yours
+    busy = _busy_others(f)
     v = Verdict(evidence=dict(
-        processes=[_proc_evidence(p, why[p.pid]) for p in mine],
+        processes=[_proc_evidence(p, why[p.pid], holds[p.pid]) for p in mine],
+        in_the_way=[_proc_evidence(p, (), holds[p.pid]) for p in in_way],
         other_jobs=[_proc_evidence(p, ()) for p in live],
         patterns_extra=list(f.patterns),
-        busy_other_users=[{"pid": p.pid, "user": p.user, "matched": p.matched, "holds": holds,
-                           "cmdline": p.cmdline} for p, holds in busy]))
-    busy_text = "; ".join(f"busy: user {p.user}, pid {p.pid} ({', '.join(holds)})"
-                          for p, holds in busy)
+        busy_other_users=[{"pid": p.pid, "user": p.user, "matched": p.matched, "holds": h,
+                           "cmdline": p.cmdline} for p, h in busy]))
+    busy_text = "; ".join(f"busy: user {p.user}, pid {p.pid} ({', '.join(h)})" for p, h in busy)
     if mine:
-        names = ", ".join(f"{p.matched}[{p.pid}] ({'; '.join(why[p.pid])})" for p in mine[:5])
         v.problems.append(Problem(
-            f"{len(mine)} process(es) left from an earlier run: {names}"
+            f"{len(mine)} process(es) left from an earlier run: "
+            f"{_named(mine, {p.pid: why[p.pid] + holds[p.pid] for p in mine})}"
             + (f"; also {busy_text}" if busy else "")
-            + (f"; not left over (launcher alive): {', '.join(str(p.pid) for p in live)}"
-               if live else ""),
+            + (f"; not left over (running): {', '.join(str(p.pid) for p in in_way + live)}"
+               if in_way or live else ""),
             f"{kill_exactly([p.pid for p in mine])}  # check each pid first; "
             "preflight kills nothing"))
+    if in_way:
+        pids = [p.pid for p in in_way]
+        v.problems.append(Problem(
+            f"{len(in_way)} process(es) of yours still running hold what this job needs "
+            "(not known to be left over): " + ", ".join(
+                f"{p.matched}[{p.pid}] ({'; '.join(holds[p.pid])}; launcher: "
+                f"{p.launcher or 'not read'})" for p in in_way[:5]),
+            f"{inspect_only(pids)}  # yours and running: if it is left from an earlier "
+            f"run, stop it (kill {' '.join(map(str, pids))}); else give this job another "
+            "port / other GPUs. preflight kills nothing"))
     if live:
-        names = ", ".join(f"{p.matched}[{p.pid}] (age {p.age_s:.0f} s: {p.cmdline[:80]})"
-                          for p in live[:5])
+        names = ", ".join(f"{p.matched}[{p.pid}] (age {p.age_s:.0f} s, launcher "
+                          f"{p.launcher or 'not read'}: {p.cmdline[:80]})" for p in live[:5])
         v.problems.append(Problem.warning(
-            f"{len(live)} process(es) of yours still running, launcher alive, holding no job "
-            f"port or GPU (another job of yours?): {names}",
+            f"{len(live)} process(es) of yours still running, holding no job port or GPU of "
+            f"the job (another job of yours?): {names}",
             f"{inspect_only([p.pid for p in live])}  # another job of yours: stop it only if "
             "it is not running on purpose; preflight kills nothing"))
     if busy and not mine:

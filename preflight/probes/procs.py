@@ -362,6 +362,27 @@ def live_preflight_owner(pid: int) -> int | None:
     return value if value is not None and psutil.pid_exists(value) else None
 
 
+def torchrun_worker(pid: int) -> bool:
+    """A worker torchrun's agent started: it has the agent's TORCHELASTIC_RUN_ID, which the
+    agent puts in every worker's environment (torch/distributed/elastic/agent/server/
+    local_elastic_agent.py, _start_workers). Only readable for our own processes."""
+    try:
+        return "TORCHELASTIC_RUN_ID" in psutil.Process(pid).environ()
+    except (psutil.Error, OSError):
+        return False
+
+
+# Programs that only ever run as a launcher's child: Ray's workers (`ray::` titles, its
+# worker scripts; the raylet starts them), SGLang's and vLLM's worker processes
+# (`sglang::scheduler`, `VLLM::EngineCore`: their server starts them). Reparented, the
+# launcher that started them is gone. A program a user starts (torchrun, `vllm serve`,
+# sglang.launch_server, swift, `ray start`'s head daemons, a profile pattern) outlives its
+# shell on purpose under nohup or setsid, and `ray start` leaves its daemons to init: for
+# those, being reparented says nothing.
+CHILD_KINDS = frozenset({*TITLES, "default_worker.py", "setup_worker.py",
+                         "io.ray.runtime.runner.worker.DefaultWorker"})
+
+
 def preflight_owner(pid: int) -> int | None:
     """The pid in `pid`'s PREFLIGHT_OWNER, alive or not (None: not started by a preflight,
     or not readable: another user's)."""
@@ -431,14 +452,15 @@ class Found:
     hit: str
     mine: bool  # owned by the user running preflight
     gone: str = ""  # evidence it is left over: why its launcher is gone ("" none)
-    launcher: str = ""  # its parent's command line, redacted ("" when gone or not read)
+    launcher: str = ""  # its parent's command line, redacted; why none is alive ("": not read)
 
 
 def scan(table: Table, extra_patterns: Iterable[str], own_pid: int,
          own_uid: int | None = None,
          owner_of: Callable[[int], int | None] = live_preflight_owner,
          exempt: Container[int] = (),
-         started_by: Callable[[int], int | None] = preflight_owner) -> list[Found]:
+         started_by: Callable[[int], int | None] = preflight_owner,
+         is_worker: Callable[[int], bool] = torchrun_worker) -> list[Found]:
     """Programs of interest that no running preflight (ours or anyone's) owns: ours are
     leftovers; other users' are reported only where they hold something the job needs.
     `exempt`: pids that are never leftovers (the Ray cluster `preflight cluster` runs on)."""
@@ -464,21 +486,27 @@ def scan(table: Table, extra_patterns: Iterable[str], own_pid: int,
         mine = info.user == own_user
         if mine and owner_of(pid) is not None:
             continue
-        found.append(_found(table, info, hit, mine, started_by) if mine
+        found.append(_found(table, info, hit, started_by, is_worker) if mine
                      else Found(info, hit, mine))
     return found
 
 
-def _found(table: Table, info: ProcInfo, hit: str, mine: bool,
-           started_by: Callable[[int], int | None]) -> Found:
-    """One of ours, with what says whether it is left over: its launcher gone, or the
-    preflight that started it gone (its PREFLIGHT_OWNER names a dead pid)."""
+def _found(table: Table, info: ProcInfo, hit: str, started_by: Callable[[int], int | None],
+           is_worker: Callable[[int], bool]) -> Found:
+    """One of ours, with what says whether it is left over: the launcher of a program that
+    only runs as a launcher's child gone (CHILD_KINDS, a torchrun worker), or the preflight
+    that started it gone (its PREFLIGHT_OWNER names a dead pid)."""
     gone = launcher_gone(table, info)
+    background = ""
+    if gone and hit not in CHILD_KINDS and not is_worker(info.pid):
+        background, gone = f"none alive ({gone}: nohup, setsid and `ray start` leave " \
+            "what they start so)", ""
     owner = started_by(info.pid)
     if not gone and owner is not None and not psutil.pid_exists(owner):
         gone = f"the preflight that started it ({owner}) is gone"
-    parent = None if gone or info.ppid <= 1 else table.get_info(info.ppid)
-    return Found(info, hit, mine, gone, parent.redacted(120) or parent.name if parent else "")
+    parent = None if gone or background or info.ppid <= 1 else table.get_info(info.ppid)
+    launcher = parent.redacted(120) or parent.name if parent else background
+    return Found(info, hit, True, gone, launcher)
 
 
 def leftovers(

@@ -36,9 +36,9 @@ def _spawn(argv: list[str], **kwargs) -> subprocess.Popen:
 
 
 def _spawn_orphan(argv: list[str]) -> psutil.Process:
-    """`argv` left over, as an earlier run leaves it: its launcher (a bash) exits at once, so
-    it is reparented to init (or a subreaper) -- a live child of the harness would be another
-    job of the user, not a leftover."""
+    """`argv` reparented, as an earlier run leaves it (or `nohup ... &`): its launcher (a
+    bash) exits at once, so it is reparented to init (or a subreaper) -- a live child of the
+    harness would be another job of the user."""
     launcher = subprocess.Popen(["bash", "-c", '"$@" >/dev/null 2>&1 & echo $!', "_", *argv],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
                                 start_new_session=True)
@@ -98,7 +98,8 @@ def _check(report: dict, check: str) -> dict:
 
 
 def _leftover_cmdline(name: str, make_args) -> Case:
-    """Our own leftover `torchrun` whose command line carries a secret in some shape."""
+    """Our own `torchrun` whose shell is gone (left over, or nohup'd: named either way)
+    whose command line carries a secret in some shape."""
 
     def build(work: Path, canary: str) -> Setup:
         secret = _secret()
@@ -106,14 +107,15 @@ def _leftover_cmdline(name: str, make_args) -> Case:
         proc = _spawn_orphan([PY, str(script), *make_args(secret)])
 
         def verify(report: dict, output: str) -> str:
-            pids = [p["pid"] for p in _evidence(report, "leftover-processes").get(
-                "processes", [])]
+            evidence = _evidence(report, "leftover-processes")
+            pids = [p["pid"] for field in ("processes", "in_the_way", "other_jobs")
+                    for p in evidence.get(field, [])]
             return "" if proc.pid in pids else "the planted torchrun was not found"
 
         return Setup(args=[*STATIC, "--check", "leftover-processes"],
                      cleanup=_orphan_stopper(proc), extra_canaries=[secret], verify=verify)
 
-    return Case(f"leak-leftover-{name}", "bad-input", build, "no-go")
+    return Case(f"leak-leftover-{name}", "bad-input", build, "verdict")
 
 
 LEAKS = [

@@ -182,23 +182,31 @@ CASES: list[tuple[str, Callable[[Any], Verdict], Any, Want]] = [
     # A live job of yours (launcher alive, holding nothing the job needs) is not a leftover:
     # a WARN naming it, a fix that only looks, never a kill.
     ("left-live-job", judge.leftover_processes, replace(LEFTOVER, found=[LIVE]),
-     Want(Kind.WARNING, ("1 process(es) of yours still running, launcher alive",
-                         "torchrun[301] (age 3 s: torchrun train.py)"),
+     Want(Kind.WARNING, ("1 process(es) of yours still running, holding no job port or GPU",
+                         "torchrun[301] (age 3 s, launcher bash run.sh: torchrun train.py)"),
           ("ps -o pid,ppid,etime,args -p 301  # another job of yours",),
           evidence=(("processes", []),))),
-    # ... until it holds the job's MASTER_PORT or GPU memory: then the new job cannot run.
+    # ... until it holds the job's MASTER_PORT or GPU memory on a job GPU: then the new job
+    # cannot run. Still not "left from an earlier run" (nothing says so), and the fix looks
+    # first: stopping it is the user's call.
     ("left-live-holds-port", judge.leftover_processes,
      replace(LEFTOVER, found=[replace(LIVE, listening=[29500])]),
-     Want(Kind.BLOCKER, ("torchrun[301] (holds port 29500)",), ("kill 301;",))),
+     Want(Kind.BLOCKER, ("1 process(es) of yours still running hold what this job needs (not "
+                         "known to be left over): torchrun[301] (holds port 29500; launcher: "
+                         "bash run.sh)",),
+          ("ps -o pid,ppid,etime,args -p 301  # yours and running: if it is left from an "
+           "earlier run, stop it (kill 301)",),
+          evidence=(("processes", []),))),
     ("left-live-holds-gpu", judge.leftover_processes,
      replace(LEFTOVER, found=[replace(LIVE, holds_gpu=True)]),
-     Want(Kind.BLOCKER, ("torchrun[301] (holds GPU memory)",), ("kill 301;",))),
+     Want(Kind.BLOCKER, ("torchrun[301] (holds GPU memory on a GPU of the job; launcher",),
+          ("ps -o pid,ppid,etime,args -p 301",))),
     # A worker whose launcher is itself left over (an orphaned agent) goes with it; a live
     # job beside them is named in the blocker, kept out of the kill.
     ("left-tree-and-live", judge.leftover_processes,
      replace(LEFTOVER, found=[LEFT, replace(LIVE, pid=103, ppid=101), LIVE]),
      Want(Kind.BLOCKER, ("2 process(es) left", "torchrun[103] (its launcher 101 is left over)",
-                         "not left over (launcher alive): 301"),
+                         "not left over (running): 301"),
           ("kill 101 103;",))),
     ("left-theirs-busy", judge.leftover_processes, replace(LEFTOVER, found=[THEIRS]),
      Want(Kind.WARNING, ("no leftover of yours; busy: user bob, pid 201 (port 29500)",),
