@@ -676,3 +676,35 @@ def test_one_h200_is_go_with_the_short_site_profile(run_preflight, tmp_path):
     assert run.report["profile"] == "h200x1", run.output[-1500:]
     assert run.returncode == 0, run.output[-2000:]
     assert {c["outcome"] for c in run.report["checks"]} == {"passed"}
+
+
+def test_leftover_a_live_job_of_yours_on_another_gpu_is_not_in_the_way(run_preflight,
+                                                                        tmp_path):
+    """A live torchrun of yours (its launcher, this test, alive) holding memory on GPU 3:
+    with CUDA_VISIBLE_DEVICES=0,1 the new job never touches GPU 3 (a WARN naming it);
+    with all GPUs visible it is in the job's way (a blocker whose fix looks first). It
+    was 'left from an earlier run' with `kill PID` either way."""
+    import socket
+
+    agent = tmp_path / "torchrun"
+    agent.write_text("import time\ntime.sleep(120)\n")
+    live = subprocess.Popen([sys.executable, str(agent), "--nproc_per_node", "2", "x.py"])
+    try:
+        path = snapshot(tmp_path, {"host": {"hostname": socket.gethostname()}, "gpus": {"3": {
+            "processes": [{"pid": live.pid, "used_memory_bytes": 31 * 2**30}],
+            "memory_used_bytes": 31 * 2**30, "memory_free_bytes": 49 * 2**30}}})
+        port = gpu_env(HOME="/nonexistent", MASTER_PORT="29999")
+        apart = replay(run_preflight, path, "leftover-processes",
+                       env={**port, "CUDA_VISIBLE_DEVICES": "0,1"})
+        shared = replay(run_preflight, path, "leftover-processes", env=port)
+    finally:
+        live.kill()
+        live.wait()
+    [side] = results(apart, "leftover-processes").values()
+    assert live.pid in [p["pid"] for p in side["evidence"]["other_jobs"]], side
+    assert live.pid not in [p["pid"] for p in side["evidence"]["in_the_way"]], side
+    [way] = results(shared, "leftover-processes").values()
+    [held] = [p for p in way["evidence"]["in_the_way"] if p["pid"] == live.pid]
+    assert held["holds"] == ["holds GPU memory on a GPU of the job"], held
+    assert way["severity"] == "blocker" and shared.returncode == 1, way
+    assert live.pid not in [p["pid"] for p in way["evidence"]["processes"]]  # not "left over"
