@@ -214,16 +214,7 @@ def _pump(stream: IO[bytes], label: str, sink: list[bytes], lock: threading.Lock
 
 def run_nodes(nodes: list[Node], cwd: Path, concat: bool) -> bytes:
     """Every node's launcher at once, bounded; the whole tree killed afterwards."""
-    env_base = {k: v for k, v in os.environ.items()
-                if k != "OMP_NUM_THREADS" and not k.startswith(("PET_", "TORCHELASTIC_"))}
-    env_base.pop("MASTER_PORT", None)
-    env_base.pop("MASTER_ADDR", None)
-    # torchrun's agent makes its per-attempt log dirs in $TMPDIR (torchelastic_*, never
-    # removed; torch/distributed/elastic/multiprocessing/api.py:260-262): inside `cwd`, the
-    # producer's own work dir, removed with it; redact() shows them as /tmp, where a user's
-    # run puts them. Set here, not as --log-dir: the command lines are the users'.
-    (cwd / TMP_NAME).mkdir(exist_ok=True)
-    env_base["TMPDIR"] = str(cwd / TMP_NAME)
+    env_base = launch_env(cwd)
     lock = threading.Lock()
     sinks: list[list[bytes]] = [[] for _ in nodes]
     procs, trees, pumps = [], [], []
@@ -246,14 +237,36 @@ def run_nodes(nodes: list[Node], cwd: Path, concat: bool) -> bytes:
                 tree.refresh()
             time.sleep(0.1)
     finally:
-        for proc, tree in zip(procs, trees, strict=True):
-            tree.refresh()
-            kill_group(proc)
-            tree.kill()
-            proc.wait()
-        for pump in pumps:
-            pump.join(timeout=10)
+        stop_launches(procs, trees, pumps)
     return b"".join(b"".join(sink) for sink in sinks)
+
+
+def launch_env(cwd: Path) -> dict[str, str]:
+    """This environment without the launch settings a caller's own torchrun set, with
+    $TMPDIR in `cwd`: torchrun's agent makes its per-attempt log dirs there (torchelastic_*,
+    never removed; torch/distributed/elastic/multiprocessing/api.py:260-262), inside the
+    producer's own work dir, removed with it; redact() shows them as /tmp, where a user's
+    run puts them. Set here, not as --log-dir: the command lines are the users'."""
+    env = {k: v for k, v in os.environ.items()
+           if k != "OMP_NUM_THREADS" and not k.startswith(("PET_", "TORCHELASTIC_"))}
+    env.pop("MASTER_PORT", None)
+    env.pop("MASTER_ADDR", None)
+    (cwd / TMP_NAME).mkdir(exist_ok=True)
+    env["TMPDIR"] = str(cwd / TMP_NAME)
+    return env
+
+
+def stop_launches(procs: list[subprocess.Popen[bytes]], trees: list[ProcessTree],
+                  pumps: list[threading.Thread]) -> None:
+    """Every launcher's whole tree killed (its group, then what left the group), reaped, and
+    its output drained."""
+    for proc, tree in zip(procs, trees, strict=True):
+        tree.refresh()
+        kill_group(proc)
+        tree.kill()
+        proc.wait()
+    for pump in pumps:
+        pump.join(timeout=10)
 
 
 def redact(text: str, work: Path) -> str:

@@ -42,12 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from produce_nested import (  # noqa: E402
     PY,
     TIMEOUT_S,
-    TMP_NAME,
     TORCHRUN,
     _pump,
     cli,
     free_port,
-    kill_group,
+    launch_env,
+    stop_launches,
     write_fixture,
 )
 
@@ -265,11 +265,7 @@ def run_stopped(shape: Shape, work: Path) -> bytes:
         if not sent:
             raise SystemExit(f"produce_stopped: {shape.made_by}: never ready")
     finally:
-        tree.refresh()
-        kill_group(proc)
-        tree.kill()
-        proc.wait()
-        pump.join(timeout=10)
+        stop_launches([proc], [tree], [pump])
     return b"".join(sink)
 
 
@@ -309,24 +305,12 @@ def run_nodes_stopped(work: Path, stop: tuple[int, ...]) -> bytes:
         if not sent:
             raise SystemExit(f"produce_stopped: nodes {stop} to stop: never ready")
     finally:
-        for proc, tree in zip(procs, trees, strict=True):
-            tree.refresh()
-            kill_group(proc)
-            tree.kill()
-            proc.wait()
-        for pump in pumps:
-            pump.join(timeout=10)
+        stop_launches(procs, trees, pumps)
     return b"".join(sinks[0]) + b"".join(sinks[1])
 
 
 def _launch_env(work: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k != "OMP_NUM_THREADS" and not k.startswith(("PET_", "TORCHELASTIC_"))}
-    env.pop("MASTER_PORT", None)
-    env.pop("MASTER_ADDR", None)
-    (work / TMP_NAME).mkdir(exist_ok=True)
-    env.update({"TMPDIR": str(work / TMP_NAME), "GLOO_SOCKET_IFNAME": "lo", "PYTHON": PY})
-    return env
+    return {**launch_env(work), "GLOO_SOCKET_IFNAME": "lo", "PYTHON": PY}
 
 
 def _target(shape: Shape, proc: subprocess.Popen[bytes], text: str) -> int:
