@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,3 +97,27 @@ def produce_live(producer: Path, out_dir: Path, name: str) -> Path:
         raise
     assert proc.returncode == 0, err.decode()[-2000:]
     return out_dir / f"{name}.log"
+
+
+def bash_signalled(cwd: Path, find: Callable[[str, int], int | None], sig: str) -> int:
+    """Real bash runs `cwd/run.sh` (output to `cwd/run.log`); once `find(log text, bash's
+    pid)` names a process (polled, 20 s), another shell sends it `kill -SIG`; bash is
+    waited for (20 s) and killed if still there. Returns the pid signalled."""
+    log = cwd / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["bash", "run.sh"], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=cwd)
+        try:
+            pid = None
+            deadline = time.monotonic() + 20
+            while pid is None and time.monotonic() < deadline:
+                pid = find(log.read_text(), proc.pid)
+                time.sleep(0.05)
+            assert pid is not None, log.read_text()
+            subprocess.run(["kill", f"-{sig}", str(pid)], check=True, timeout=10)
+            proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return pid

@@ -17,11 +17,11 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import psutil
 import pytest
-from support import produce_live
+from support import bash_signalled, produce_live
 
 from preflight import triage
 
@@ -194,26 +194,30 @@ def test_a_timeout_someone_else_killed_is_no_bound(tmp_path):
     reports timeout Killed, but its own bound sends TERM: not the bound, still a death by
     SIGKILL whose sender the log does not name."""
     (tmp_path / "run.sh").write_text("timeout 100 sleep 100\necho after\n")
+    sleeps: list[psutil.Process] = []  # psutil: killed only while still that process
+
+    def children(parent: int, name: str) -> list[int]:
+        return [int(pid) for pid in subprocess.run(
+            ["pgrep", "-P", str(parent), "-x", name], text=True, capture_output=True,
+            timeout=10).stdout.split()]
+
+    def timeout_child(text: str, bash: int) -> int | None:
+        """timeout, once its sleep runs (noted: the killed timeout leaves it reparented)."""
+        for pid in children(bash, "timeout"):
+            sleeps.extend(psutil.Process(s) for s in children(pid, "sleep"))
+            if sleeps:
+                return pid
+        return None
+
+    try:
+        bash_signalled(tmp_path, timeout_child, "KILL")
+    finally:  # the sleep the killed timeout left: this test's own, by pid
+        for sleep in sleeps:
+            try:
+                sleep.kill()
+            except psutil.NoSuchProcess:
+                pass
     log = tmp_path / "run.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(["bash", "run.sh"], stdout=out, stderr=subprocess.STDOUT,
-                                cwd=tmp_path)
-        try:
-            pid = None
-            deadline = time.monotonic() + 20
-            while pid is None and time.monotonic() < deadline:
-                kids = subprocess.run(["pgrep", "-P", str(proc.pid), "-x", "timeout"],
-                                      text=True, capture_output=True, timeout=10).stdout.split()
-                pid = int(kids[0]) if kids else None
-                time.sleep(0.05)
-            assert pid is not None
-            subprocess.run(["kill", "-KILL", str(pid)], check=True, timeout=10)
-            proc.wait(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            subprocess.run(["pkill", "-KILL", "-P", str(pid or 0), "-x", "sleep"], timeout=10)
     text = log.read_text()
     assert re.search(r"line 1: +\d+ Killed +timeout 100 sleep 100", text), text
     result = triage.triage([str(log)])

@@ -16,11 +16,11 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+from support import bash_signalled
 
 from preflight import triage
 
@@ -123,22 +123,9 @@ def test_a_cleanup_kill_that_runs_after_the_death_does_not_excuse_it(cleanup, tm
     script = tmp_path / "run.sh"
     script.write_text(f"{head}./{tok} 100 &\nP=$!\necho \"training pid $P\"\n{tail}"
                       "echo \"exit status $?\"\n")
+    pid = bash_signalled(tmp_path, lambda text, _: int(m.group(1)) if (
+        m := re.search(r"training pid (\d+)", text)) else None, "KILL")
     log = tmp_path / "run.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(["bash", "run.sh"], stdout=out, stderr=subprocess.STDOUT,
-                                cwd=tmp_path)
-        try:
-            deadline = time.monotonic() + 20
-            while not re.search(r"training pid \d+", log.read_text()) \
-                    and time.monotonic() < deadline:
-                time.sleep(0.05)
-            pid = int(re.search(r"training pid (\d+)", log.read_text()).group(1))
-            subprocess.run(["kill", "-KILL", str(pid)], check=True, timeout=10)
-            proc.wait(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
     text = log.read_text()
     assert re.search(rf"^run\.sh: line \d+: +{pid} Killed +\./{tok} 100$", text, re.M), text
     result = triage.triage([str(log)], script=str(script))

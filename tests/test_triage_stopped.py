@@ -16,11 +16,10 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from support import produce_live
+from support import bash_signalled, produce_live
 
 from preflight import triage
 
@@ -296,21 +295,9 @@ def test_real_bash_reports_its_foreground_command_stopped(tmp_path, sig, report)
     """Real bash 5.2: a foreground command another shell signals. SIGTERM: a bare
     `Terminated`; SIGHUP: `run.sh: line 1: PID Hangup CMD`."""
     (tmp_path / "run.sh").write_text("bash -c 'echo \"pid $$\"; exec sleep 30'\necho after\n")
+    bash_signalled(tmp_path, lambda text, _: int(m.group(1)) if (
+        m := re.search(r"pid (\d+)", text)) else None, sig)
     log = tmp_path / "run.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(["bash", "run.sh"], stdout=out, stderr=subprocess.STDOUT,
-                                cwd=tmp_path)
-        try:
-            deadline = time.monotonic() + 20
-            while not re.search(r"pid \d+", log.read_text()) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            child = int(re.search(r"pid (\d+)", log.read_text()).group(1))
-            subprocess.run(["kill", f"-{sig}", str(child)], check=True, timeout=10)
-            proc.wait(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
     lines = log.read_text().splitlines()
     assert report in lines[1] and lines[2] == "after", lines
     result = triage.triage([str(log)])
