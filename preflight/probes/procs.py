@@ -362,16 +362,6 @@ def live_preflight_owner(pid: int) -> int | None:
     return value if value is not None and psutil.pid_exists(value) else None
 
 
-def torchrun_worker(pid: int) -> bool:
-    """A worker torchrun's agent started: it has the agent's TORCHELASTIC_RUN_ID, which the
-    agent puts in every worker's environment (torch/distributed/elastic/agent/server/
-    local_elastic_agent.py, _start_workers). Only readable for our own processes."""
-    try:
-        return "TORCHELASTIC_RUN_ID" in psutil.Process(pid).environ()
-    except (psutil.Error, OSError):
-        return False
-
-
 # Programs that only ever run as a launcher's child: Ray's workers (`ray::` titles, its
 # worker scripts; the raylet starts them), SGLang's and vLLM's worker processes
 # (`sglang::scheduler`, `VLLM::EngineCore`: their server starts them). Reparented, the
@@ -383,16 +373,31 @@ CHILD_KINDS = frozenset({*TITLES, "default_worker.py", "setup_worker.py",
                          "io.ray.runtime.runner.worker.DefaultWorker"})
 
 
+def environ(pid: int) -> Mapping[str, str]:
+    """`pid`'s environment ({} when it cannot be read: another user's, or gone)."""
+    try:
+        return psutil.Process(pid).environ()
+    except (psutil.Error, OSError):
+        return {}
+
+
+def owner_in(env: Mapping[str, str]) -> int | None:
+    """The pid in PREFLIGHT_OWNER of this environment, alive or not."""
+    from preflight.run import OWNER_VAR
+
+    owner = env.get(OWNER_VAR, "")
+    return int(owner) if owner.isascii() and owner.isdigit() else None
+
+
 def preflight_owner(pid: int) -> int | None:
     """The pid in `pid`'s PREFLIGHT_OWNER, alive or not (None: not started by a preflight,
     or not readable: another user's)."""
-    from preflight.run import OWNER_VAR
+    return owner_in(environ(pid))
 
-    try:
-        owner = psutil.Process(pid).environ().get(OWNER_VAR, "")
-    except (psutil.Error, OSError):
-        return None
-    return int(owner) if owner.isascii() and owner.isdigit() else None
+
+# torchrun's agent puts it in every worker's environment (torch/distributed/elastic/agent/
+# server/local_elastic_agent.py, _start_workers): a process that has it is a worker.
+WORKER_VAR = "TORCHELASTIC_RUN_ID"
 
 
 # Parents that adopt orphans rather than start them: an orphan is reparented to the nearest
@@ -459,8 +464,7 @@ def scan(table: Table, extra_patterns: Iterable[str], own_pid: int,
          own_uid: int | None = None,
          owner_of: Callable[[int], int | None] = live_preflight_owner,
          exempt: Container[int] = (),
-         started_by: Callable[[int], int | None] = preflight_owner,
-         is_worker: Callable[[int], bool] = torchrun_worker) -> list[Found]:
+         environ_of: Callable[[int], Mapping[str, str]] = environ) -> list[Found]:
     """Programs of interest that no running preflight (ours or anyone's) owns: ours are
     leftovers; other users' are reported only where they hold something the job needs.
     `exempt`: pids that are never leftovers (the Ray cluster `preflight cluster` runs on)."""
@@ -486,22 +490,22 @@ def scan(table: Table, extra_patterns: Iterable[str], own_pid: int,
         mine = info.user == own_user
         if mine and owner_of(pid) is not None:
             continue
-        found.append(_found(table, info, hit, started_by, is_worker) if mine
+        found.append(_found(table, info, hit, environ_of(pid)) if mine
                      else Found(info, hit, mine))
     return found
 
 
-def _found(table: Table, info: ProcInfo, hit: str, started_by: Callable[[int], int | None],
-           is_worker: Callable[[int], bool]) -> Found:
-    """One of ours, with what says whether it is left over: the launcher of a program that
-    only runs as a launcher's child gone (CHILD_KINDS, a torchrun worker), or the preflight
-    that started it gone (its PREFLIGHT_OWNER names a dead pid)."""
+def _found(table: Table, info: ProcInfo, hit: str, env: Mapping[str, str]) -> Found:
+    """One of ours (`env`: its environment), with what says whether it is left over: the
+    launcher of a program that only runs as a launcher's child gone (CHILD_KINDS, a
+    torchrun worker), or the preflight that started it gone (its PREFLIGHT_OWNER names a
+    dead pid)."""
     gone = launcher_gone(table, info)
     background = ""
-    if gone and hit not in CHILD_KINDS and not is_worker(info.pid):
+    if gone and hit not in CHILD_KINDS and WORKER_VAR not in env:
         background, gone = f"none alive ({gone}: nohup, setsid and `ray start` leave " \
             "what they start so)", ""
-    owner = started_by(info.pid)
+    owner = owner_in(env)
     if not gone and owner is not None and not psutil.pid_exists(owner):
         gone = f"the preflight that started it ({owner}) is gone"
     parent = None if gone or background or info.ppid <= 1 else table.get_info(info.ppid)
